@@ -1,0 +1,45 @@
+# Two commands for a new user: `make run` and `make test`. Everything else is a
+# step they depend on.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+VAR    ?= var
+PROTOS := $(wildcard protos/lre/v1/*.proto)
+GEN    := $(patsubst protos/%.proto,%_pb2.py,$(PROTOS))
+
+.PHONY: run test lint gen system-deps bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+# The one command that produces the generated protobuf code (never edited).
+gen: $(GEN)
+$(GEN) &: $(PROTOS) $(BIN)/.installed
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=. --pyi_out=. \
+	  --grpc_python_out=. --mypy_grpc_out=. $(PROTOS)
+
+system-deps:
+	@bash deploy/dev/system-deps.sh
+
+run: system-deps gen
+	$(BIN)/lre-signer dev-setup --var $(VAR)
+	LRE_CONFIG=$(VAR)/lre.toml $(BIN)/lre-server migrate
+	$(BIN)/python -m lre.devstack --var $(VAR)
+
+test: system-deps gen
+	$(BIN)/pytest -q -ra
+
+lint: gen
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: gen
+	$(BIN)/python bench/signer.py
+
+clean:
+	rm -rf $(VAR) lre/v1/*_pb2*.py lre/v1/*_pb2*.pyi

@@ -1,0 +1,81 @@
+"""Settings from a TOML file and the environment.
+
+Each process describes its settings as a frozen dataclass whose field defaults
+are the documented defaults. Values come, lowest priority first, from those
+defaults, the ``[section]`` of the TOML file named by ``LRE_CONFIG``, and
+environment variables ``{PREFIX}{FIELD}`` (e.g. ``LRE_SIGNER_GRPC_PORT``).
+Secrets are read from files (``*_file`` fields) so they stay out of process
+listings and configuration dumps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names it, never its value."""
+
+
+def _convert(name: str, raw: Any, kind: Any) -> Any:
+    if typing.get_origin(kind) in (types.UnionType, typing.Union):
+        kinds = [k for k in typing.get_args(kind) if k is not type(None)]
+        if raw in ("", None):
+            return None
+        kind = kinds[0]
+    if isinstance(raw, str):
+        if kind is bool:
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ConfigError(f"{name}: expected a boolean")
+        if kind is Path:
+            return Path(raw)
+        try:
+            return kind(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{name}: expected {kind.__name__}") from exc
+    if kind is Path:
+        return Path(raw)
+    if kind is float and isinstance(raw, int):
+        return float(raw)
+    if not isinstance(raw, kind):
+        raise ConfigError(f"{name}: expected {kind.__name__}")
+    return raw
+
+
+def load(cls: type[T], section: str, env: typing.Mapping[str, str] | None = None) -> T:
+    """Build ``cls`` from defaults, the TOML file's ``[section]`` and the environment."""
+    env = os.environ if env is None else env
+    prefix = f"LRE_{section.upper()}_"
+    values: dict[str, Any] = {}
+    config_file = env.get("LRE_CONFIG")
+    if config_file:
+        with open(config_file, "rb") as fh:
+            values.update(tomllib.load(fh).get(section, {}))
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = set(values) - fields
+    if unknown:
+        raise ConfigError(f"[{section}] unknown settings: {', '.join(sorted(unknown))}")
+    for field in fields:
+        if prefix + field.upper() in env:
+            values[field] = env[prefix + field.upper()]
+    converted = {k: _convert(prefix + k.upper(), v, hints[k]) for k, v in values.items()}
+    return cls(**converted)
+
+
+def read_secret(path: Path | None, env_name: str) -> str | None:
+    """A secret from a file (preferred) or an environment variable."""
+    if path is not None:
+        return path.read_text(encoding="utf-8").strip()
+    return os.environ.get(env_name)

@@ -1,0 +1,176 @@
+"""Serving a gRPC process: health per service, reflection, one log line per
+RPC, Prometheus metrics over HTTP, and a graceful stop on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from concurrent import futures
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from lre import logs
+
+log = logging.getLogger("lre.rpc")
+
+REQUEST_ID_KEY = "x-request-id"
+
+
+@dataclass(frozen=True)
+class ServiceBinding:
+    """A servicer and how to register it."""
+
+    full_name: str
+    add_to_server: Callable[[Any, grpc.Server], None]
+    servicer: object
+
+
+@contextlib.contextmanager
+def _rpc_scope(method: str, rid: str, context: grpc.ServicerContext) -> Iterator[None]:
+    """Logs the RPC and turns an unexpected exception into INTERNAL.
+
+    gRPC would answer UNKNOWN with the exception's text; a caller gets neither
+    the text nor a stack trace, only the request id to quote to the operator.
+    """
+    token = logs.request_id.set(rid)
+    start = time.perf_counter()
+    try:
+        yield
+    except Exception:
+        if context.code() is None:  # not an abort(): a bug or an unhandled failure
+            log.exception("unhandled error", extra={"method": method})
+            context.abort(grpc.StatusCode.INTERNAL, f"internal error (request id {rid})")
+        raise
+    finally:
+        log.info(
+            "rpc",
+            extra={
+                "method": method,
+                "code": (context.code() or grpc.StatusCode.OK).name,
+                "duration_ms": round((time.perf_counter() - start) * 1000, 3),
+            },
+        )
+        logs.request_id.reset(token)
+
+
+def _unary_response(behaviour: Callable[..., Any], method: str, rid: str) -> Callable[..., Any]:
+    def call(request: Any, context: grpc.ServicerContext) -> Any:
+        with _rpc_scope(method, rid, context):
+            return behaviour(request, context)
+
+    return call
+
+
+def _streaming_response(behaviour: Callable[..., Any], method: str, rid: str) -> Callable[..., Any]:
+    def call(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        with _rpc_scope(method, rid, context):
+            yield from behaviour(request, context)
+
+    return call
+
+
+class _RpcLogInterceptor(grpc.ServerInterceptor):
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = continuation(details)
+        method: str = details.method  # type: ignore[attr-defined]
+        if handler is None or method.startswith("/grpc.health.v1.Health/"):
+            return handler
+        metadata = dict(details.invocation_metadata or ())  # type: ignore[attr-defined]
+        rid = str(metadata.get(REQUEST_ID_KEY) or uuid.uuid4())
+        codec = {
+            "request_deserializer": handler.request_deserializer,
+            "response_serializer": handler.response_serializer,
+        }
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                _unary_response(handler.unary_unary, method, rid), **codec
+            )
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(
+                _unary_response(handler.stream_unary, method, rid), **codec
+            )
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                _streaming_response(handler.unary_stream, method, rid), **codec
+            )
+        return grpc.stream_stream_rpc_method_handler(
+            _streaming_response(handler.stream_stream, method, rid), **codec
+        )
+
+
+class GrpcProcess:
+    """A gRPC server with health and reflection for the given services."""
+
+    def __init__(
+        self,
+        services: Iterable[ServiceBinding],
+        address: str,
+        max_workers: int = 16,
+        log_rpcs: bool = True,
+    ) -> None:
+        self.services = list(services)
+        interceptors = [_RpcLogInterceptor()] if log_rpcs else []
+        self.server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
+            interceptors=interceptors,
+            options=[("grpc.so_reuseport", 1)],
+        )
+        self.health = health.HealthServicer(experimental_non_blocking=True)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        for binding in self.services:
+            binding.add_to_server(binding.servicer, self.server)
+        names = [b.full_name for b in self.services]
+        reflection.enable_server_reflection(
+            [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+            self.server,
+        )
+        self.port = self.server.add_insecure_port(address)
+        if self.port == 0:
+            raise OSError(f"cannot bind gRPC to {address}")
+
+    def set_serving(self, serving: bool, service: str | None = None) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        targets = [service] if service is not None else ["", *(b.full_name for b in self.services)]
+        for name in targets:
+            self.health.set(name, status)
+
+    def start(self) -> None:
+        self.server.start()
+
+    def stop(self, grace: float) -> None:
+        # NOT_SERVING first so that load balancers drain us while calls finish.
+        self.health.enter_graceful_shutdown()
+        self.server.stop(grace).wait()
+
+
+def wait_for_signal() -> int:
+    """Blocks until SIGTERM or SIGINT; returns the signal number."""
+    received: list[int] = []
+    done = threading.Event()
+
+    def handler(signum: int, _frame: object) -> None:
+        received.append(signum)
+        done.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, handler)
+    while not done.wait(3600):
+        pass
+    return received[0]

@@ -1,0 +1,37 @@
+"""Canonical gRPC errors with google.rpc details (AIP-193)."""
+
+from __future__ import annotations
+
+from typing import NoReturn
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+
+def abort(
+    context: grpc.ServicerContext,
+    code: grpc.StatusCode,
+    message: str,
+    field_violations: dict[str, str] | None = None,
+) -> NoReturn:
+    """Aborts the RPC with ``code``; field violations travel as google.rpc.BadRequest."""
+    details = []
+    if field_violations:
+        bad_request = error_details_pb2.BadRequest(
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(field=f, description=d)
+                for f, d in field_violations.items()
+            ]
+        )
+        detail = any_pb2.Any()
+        detail.Pack(bad_request)
+        details.append(detail)
+    status = status_pb2.Status(code=getattr(code_pb2, code.name), message=message, details=details)
+    context.abort_with_status(rpc_status.to_status(status))
+    raise AssertionError("abort_with_status returned")  # pragma: no cover
+
+
+def invalid_argument(context: grpc.ServicerContext, field: str, description: str) -> NoReturn:
+    abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"{field}: {description}", {field: description})

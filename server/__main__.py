@@ -1,0 +1,56 @@
+"""`lre-server`: serve the gRPC services, or migrate the database."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from prometheus_client import start_http_server
+
+from lre import logs
+from lre.serving import wait_for_signal
+from server import config
+from server.api import app
+from server.storage import db
+
+log = logging.getLogger("lre.server")
+
+
+def serve(settings: config.ServerSettings) -> int:
+    engine = db.make_engine(settings.database_url)
+    process, database_health = app.build(settings, engine)
+    host, _, port = settings.metrics_address.rpartition(":")
+    metrics_server, _ = start_http_server(int(port), addr=host)
+    process.start()
+    database_health.start()
+    log.info(
+        "server serving",
+        extra={"grpc_port": process.port, "metrics_port": metrics_server.server_address[1]},
+    )
+    wait_for_signal()
+    log.info("server stopping")
+    process.stop(grace=10)
+    database_health.stop()
+    metrics_server.shutdown()
+    engine.dispose()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lre-server", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="serve identity, custody and notification over gRPC")
+    commands.add_parser("migrate", help="bring the database schema to the latest revision")
+    args = parser.parse_args(argv)
+    settings = config.load()
+    logs.configure(settings.log_level)
+    if args.command == "migrate":
+        db.migrate(db.make_engine(settings.database_url))
+        print("database schema up to date")
+        return 0
+    return serve(settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""The server process: its gRPC services, health that follows the database,
+and Prometheus metrics."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from lre.serving import GrpcProcess, ServiceBinding
+from lre.v1 import (
+    custody_pb2,
+    custody_pb2_grpc,
+    identity_pb2,
+    identity_pb2_grpc,
+    notification_pb2,
+    notification_pb2_grpc,
+)
+from server.config import ServerSettings
+from server.storage import db
+
+log = logging.getLogger("lre.server")
+
+
+def _name(module: object, service: str) -> str:
+    return module.DESCRIPTOR.services_by_name[service].full_name  # type: ignore[attr-defined,no-any-return]
+
+
+def service_bindings() -> list[ServiceBinding]:
+    # The generated base servicers answer UNIMPLEMENTED for every RPC until
+    # the issue that implements it replaces them.
+    return [
+        ServiceBinding(
+            _name(identity_pb2, "IdentityService"),
+            identity_pb2_grpc.add_IdentityServiceServicer_to_server,
+            identity_pb2_grpc.IdentityServiceServicer(),
+        ),
+        ServiceBinding(
+            _name(custody_pb2, "CustodyService"),
+            custody_pb2_grpc.add_CustodyServiceServicer_to_server,
+            custody_pb2_grpc.CustodyServiceServicer(),
+        ),
+        ServiceBinding(
+            _name(notification_pb2, "NotificationService"),
+            notification_pb2_grpc.add_NotificationServiceServicer_to_server,
+            notification_pb2_grpc.NotificationServiceServicer(),
+        ),
+    ]
+
+
+class DatabaseHealth:
+    """Polls the database; every service depends on it."""
+
+    def __init__(self, engine: Engine, process: GrpcProcess, interval_s: float) -> None:
+        self._engine = engine
+        self._process = process
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="db-health", daemon=True)
+
+    def check(self) -> bool:
+        try:
+            db.ping(self._engine)
+        except SQLAlchemyError as exc:
+            log.warning("database unreachable", extra={"error_type": type(exc).__name__})
+            return False
+        return True
+
+    def _run(self) -> None:
+        last: bool | None = None
+        while not self._stop.is_set():
+            healthy = self.check()
+            if healthy != last:
+                self._process.set_serving(healthy)
+                last = healthy
+            self._stop.wait(self._interval_s)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def build(settings: ServerSettings, engine: Engine) -> tuple[GrpcProcess, DatabaseHealth]:
+    process = GrpcProcess(service_bindings(), settings.grpc_address, max_workers=settings.grpc_threads)
+    process.set_serving(False)
+    return process, DatabaseHealth(engine, process, settings.health_check_interval_s)

@@ -1,0 +1,168 @@
+"""Tables. Alembic migrations in ``migrations/`` must produce exactly this
+schema on PostgreSQL and SQLite (tests/integration/storage checks it)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import uuid
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    Uuid,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from server.domain.letters import EvidenceEvent, LetterState, OutboxState, PartyKind
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UtcDateTime(TypeDecorator[dt.datetime]):
+    """Timezone-aware UTC datetimes on every database (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: pass an aware UTC datetime")
+        return value.astimezone(dt.UTC)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def db_enum(kind: type[enum.Enum], name: str) -> Enum:
+    """Native enum on PostgreSQL, CHECK constraint elsewhere; stores the values."""
+    return Enum(
+        kind,
+        name=name,
+        values_callable=lambda members: [m.value for m in members],
+        create_constraint=True,
+        validate_strings=True,
+    )
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: dict[Any, Any] = {dt.datetime: UtcDateTime(), uuid.UUID: Uuid()}
+
+
+class Party(Base):
+    __tablename__ = "parties"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    kind: Mapped[PartyKind] = mapped_column(db_enum(PartyKind, "party_kind"))
+    professional: Mapped[bool] = mapped_column(Boolean)
+    given_name: Mapped[str | None] = mapped_column(String(200))
+    family_name: Mapped[str | None] = mapped_column(String(200))
+    company_name: Mapped[str | None] = mapped_column(String(300))
+    email: Mapped[str] = mapped_column(String(320), index=True)
+    postal_address: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    create_time: Mapped[dt.datetime]
+
+
+class Letter(Base):
+    __tablename__ = "letters"
+    __table_args__ = (
+        UniqueConstraint("sender_id", "request_id"),
+        # The deadline sweep reads only letters still waiting, by deadline.
+        Index("ix_letters_state_deadline", "state", "acceptance_deadline"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    reference: Mapped[str] = mapped_column(String(32), unique=True)
+    sender_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("parties.id"), index=True)
+    recipient_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("parties.id"), index=True)
+    request_id: Mapped[str] = mapped_column(String(128))
+    state: Mapped[LetterState] = mapped_column(db_enum(LetterState, "letter_state"))
+    deposit_time: Mapped[dt.datetime]
+    notification_time: Mapped[dt.datetime | None]
+    acceptance_deadline: Mapped[dt.datetime | None]
+    decision_time: Mapped[dt.datetime | None]
+    legal_hold: Mapped[bool] = mapped_column(Boolean, default=False)
+    # AES-256-GCM content key, wrapped by the signer's token key; never in clear.
+    wrapped_key: Mapped[bytes | None] = mapped_column(LargeBinary)
+    content_purge_time: Mapped[dt.datetime | None]
+
+
+class LetterPart(Base):
+    __tablename__ = "letter_parts"
+    __table_args__ = (UniqueConstraint("letter_id", "part_index"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    letter_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("letters.id", ondelete="CASCADE"))
+    part_index: Mapped[int] = mapped_column(Integer)
+    filename: Mapped[str] = mapped_column(String(255))
+    media_type: Mapped[str] = mapped_column(String(127))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
+class ContentChunk(Base):
+    """Encrypted content, in chunks so that nothing holds a whole letter."""
+
+    __tablename__ = "content_chunks"
+    __table_args__ = (UniqueConstraint("letter_id", "part_index", "sequence"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    letter_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("letters.id", ondelete="CASCADE"))
+    part_index: Mapped[int] = mapped_column(Integer)
+    sequence: Mapped[int] = mapped_column(Integer)
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Evidence(Base):
+    __tablename__ = "evidence"
+    # One evidence per event and letter: a second sweeper's insert fails.
+    __table_args__ = (UniqueConstraint("letter_id", "event"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    letter_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("letters.id"))
+    event: Mapped[EvidenceEvent] = mapped_column(db_enum(EvidenceEvent, "evidence_event"))
+    event_time: Mapped[dt.datetime]
+    document: Mapped[bytes] = mapped_column(LargeBinary)
+    seal: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class OutboxMessage(Base):
+    """Written in the transaction of the state change that causes it."""
+
+    __tablename__ = "outbox_messages"
+    __table_args__ = (Index("ix_outbox_messages_state_next_attempt", "state", "next_attempt_time"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    letter_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("letters.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[OutboxState] = mapped_column(db_enum(OutboxState, "outbox_state"))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_time: Mapped[dt.datetime]
+    create_time: Mapped[dt.datetime]
+    last_error: Mapped[str | None] = mapped_column(Text)

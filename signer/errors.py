@@ -1,0 +1,31 @@
+"""The signer's one error hierarchy. Messages never carry a PIN or key material."""
+
+from __future__ import annotations
+
+
+class SignerError(Exception):
+    """Base of every error the signer raises on purpose."""
+
+
+class TokenUnavailable(SignerError):
+    """The token cannot be used now (module missing, token absent, wrong PIN)."""
+
+
+class KeyNotFound(SignerError):
+    """No key or certificate with that label on the token."""
+
+
+class ClockNotTrusted(SignerError):
+    """The TSA will not issue time it cannot vouch for."""
+
+
+class BadTimestampRequest(SignerError):
+    """A TimeStampReq the TSA refuses; ``fail_info`` is the RFC 3161 PKIFailureInfo bit."""
+
+    def __init__(self, fail_info: str, message: str) -> None:
+        super().__init__(message)
+        self.fail_info = fail_info
+
+
+class UnwrapFailed(SignerError):
+    """A wrapped key did not authenticate under this context."""

@@ -1,0 +1,30 @@
+"""Prometheus metrics of the signer (``lre_`` prefix)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+HSM_SECONDS = Histogram(
+    "lre_hsm_operation_seconds",
+    "Duration of PKCS#11 operations, lock wait included.",
+    ["operation"],
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0),
+)
+HSM_ERRORS = Counter("lre_hsm_errors_total", "PKCS#11 operations that failed.", ["operation"])
+TIMESTAMPS = Counter(
+    "lre_timestamps_total", "RFC 3161 requests answered, by PKIStatus.", ["status"]
+)
+SEALS = Counter("lre_seals_issued_total", "CAdES seals issued.")
+CLOCK_OFFSET = Gauge(
+    "lre_tsa_clock_offset_seconds", "Offset of the local clock from the reference clock.", multiprocess_mode="max"
+)
+CLOCK_TRUSTED = Gauge(
+    "lre_tsa_clock_trusted", "1 while the TSA clock is known to be in sync.", multiprocess_mode="min"
+)
+TOKEN_UP = Gauge("lre_signer_token_up", "1 while the token can sign.", multiprocess_mode="min")
+CERT_EXPIRY = Gauge(
+    "lre_certificate_expiry_timestamp_seconds",
+    "notAfter of each signing certificate, as a Unix time.",
+    ["purpose"],
+    multiprocess_mode="min",
+)

@@ -1,0 +1,99 @@
+"""Fixtures over the real components: SoftHSM, the signer process, PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+
+from signer.config import SignerSettings
+from signer.devsetup import DevPaths, dev_setup, settings_for
+from tests.support import BIN, SERVING, free_port, health_status, running, wait_for
+
+POSTGRES_URL = os.environ.get(
+    "LRE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+@pytest.fixture(scope="session")
+def dev_var(tmp_path_factory: pytest.TempPathFactory) -> DevPaths:
+    """One SoftHSM token, its keys and a local PKI for the whole test session."""
+    return dev_setup(tmp_path_factory.mktemp("var"))
+
+
+@pytest.fixture(scope="session")
+def signer_settings(dev_var: DevPaths) -> SignerSettings:
+    return settings_for(dev_var)
+
+
+@dataclass
+class SignerProcess:
+    grpc_address: str
+    http_url: str
+    paths: DevPaths
+    log: Path
+
+    @property
+    def root_ca(self) -> Path:
+        return self.paths.pki / "root-ca.pem"
+
+    @property
+    def tsa_cert(self) -> Path:
+        return self.paths.pki / "timestamping.pem"
+
+
+def signer_env(paths: DevPaths, grpc_port: int, http_port: int, **extra: str) -> dict[str, str]:
+    return {
+        "LRE_CONFIG": str(paths.config),
+        "SOFTHSM2_CONF": str(paths.softhsm_conf.resolve()),
+        "LRE_SIGNER_GRPC_ADDRESS": f"127.0.0.1:{grpc_port}",
+        "LRE_SIGNER_HTTP_ADDRESS": f"127.0.0.1:{http_port}",
+        "LRE_SIGNER_HEALTH_CHECK_INTERVAL_S": "0.2",
+        **extra,
+    }
+
+
+@pytest.fixture(scope="session")
+def signer_process(dev_var: DevPaths, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SignerProcess]:
+    """The real `lre-signer serve` on free ports."""
+    grpc_port, http_port = free_port(), free_port()
+    log = tmp_path_factory.mktemp("logs") / "signer.log"
+    with running([str(BIN / "lre-signer"), "serve"], signer_env(dev_var, grpc_port, http_port), log):
+        address = f"127.0.0.1:{grpc_port}"
+        assert wait_for(lambda: health_status(address) == SERVING), log.read_text()
+        yield SignerProcess(address, f"http://127.0.0.1:{http_port}", dev_var, log)
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> str:
+    """PostgreSQL is required in CI; elsewhere its tests skip, saying why."""
+    try:
+        with create_engine(POSTGRES_URL).connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except OperationalError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is required under CI and unreachable at {POSTGRES_URL}: {exc}")
+        pytest.skip(f"no PostgreSQL at {POSTGRES_URL} (set LRE_TEST_POSTGRES_URL); not run")
+    return POSTGRES_URL
+
+
+@pytest.fixture
+def postgres_database(postgres_admin_url: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database for one test, dropped afterwards."""
+    name = f"lre_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(postgres_admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(postgres_admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
