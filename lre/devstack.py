@@ -68,7 +68,7 @@ def main() -> int:
         print(
             f"""
 LRE is running (Ctrl-C stops both processes)
-  server gRPC     {server_settings.grpc_address}   (IdentityService, CustodyService, NotificationService)
+  server gRPC     {server_settings.grpc_address}   (Identity, Custody, Notification)
   server metrics  http://{server_settings.metrics_address}/metrics
   signer gRPC     {signer_settings.grpc_address}   (SigningService)
   signer HTTP     http://{signer_settings.http_address}/tsa  (RFC 3161)  and /metrics

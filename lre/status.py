@@ -34,4 +34,6 @@ def abort(
 
 
 def invalid_argument(context: grpc.ServicerContext, field: str, description: str) -> NoReturn:
-    abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"{field}: {description}", {field: description})
+    abort(
+        context, grpc.StatusCode.INVALID_ARGUMENT, f"{field}: {description}", {field: description}
+    )

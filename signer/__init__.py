@@ -3,5 +3,3 @@
 It serves RFC 3161 timestamps, CAdES seals and content-key wrapping over gRPC,
 and the RFC 3161 HTTP transport for standard TSA clients.
 """
-
-from signer import _asn1  # noqa: E402,F401  -- fixes asn1crypto before any ASN.1 is built

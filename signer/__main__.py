@@ -34,7 +34,13 @@ SERVICE_NAME = signing_pb2.DESCRIPTOR.services_by_name["SigningService"].full_na
 def serve_worker(settings: config.SignerSettings) -> int:
     signer = Signer(settings)
     process = GrpcProcess(
-        [ServiceBinding(SERVICE_NAME, signing_pb2_grpc.add_SigningServiceServicer_to_server, SigningServicer(signer))],
+        [
+            ServiceBinding(
+                SERVICE_NAME,
+                signing_pb2_grpc.add_SigningServiceServicer_to_server,
+                SigningServicer(signer),
+            )
+        ],
         settings.grpc_address,
         max_workers=settings.grpc_threads,
         log_rpcs=settings.log_rpcs,
@@ -46,7 +52,10 @@ def serve_worker(settings: config.SignerSettings) -> int:
     signer.start_monitor(lambda healthy: process.set_serving(healthy))
     process.start()
     http.start()
-    log.info("signer serving", extra={"grpc_port": process.port, "http_port": http.port, "pid": os.getpid()})
+    log.info(
+        "signer serving",
+        extra={"grpc_port": process.port, "http_port": http.port, "pid": os.getpid()},
+    )
     wait_for_signal()
     log.info("signer stopping")
     process.stop(grace=5)
@@ -76,7 +85,9 @@ def serve_pool(settings: config.SignerSettings, processes: int) -> int:
     while not stopping:
         for i, worker in enumerate(workers):
             if worker.poll() is not None and not stopping:
-                log.error("signer worker exited; restarting", extra={"exit_code": worker.returncode})
+                log.error(
+                    "signer worker exited; restarting", extra={"exit_code": worker.returncode}
+                )
                 workers[i] = subprocess.Popen(command, env=env)
         time.sleep(0.5)
     for worker in workers:
@@ -106,7 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     csr.add_argument("--label", required=True)
     csr.add_argument("--subject", required=True, help="RFC 4514, e.g. 'CN=Seal,O=Provider,C=FR'")
     csr.add_argument("--out", type=Path, required=True)
-    imp = commands.add_parser("import-certificate", help="store the CA-issued certificate beside its key")
+    imp = commands.add_parser(
+        "import-certificate", help="store the CA-issued certificate beside its key"
+    )
     imp.add_argument("--label", required=True)
     imp.add_argument("--cert", type=Path, required=True, help="PEM or DER")
     show = commands.add_parser("show-key", help="print a key's protection attributes")
@@ -122,7 +135,9 @@ def main(argv: list[str] | None = None) -> int:
             return serve_worker(settings)
         if args.command == "dev-setup":
             paths = dev_setup(args.var)
-            print(f"development token, keys and PKI ready under {paths.root}/ (config {paths.config})")
+            print(
+                f"development token, keys and PKI ready under {paths.root}/ (config {paths.config})"
+            )
             return 0
         token = _token(settings)
         try:
@@ -133,9 +148,9 @@ def main(argv: list[str] | None = None) -> int:
                     token.generate_ec_key(args.label)
             elif args.command == "csr":
                 args.out.write_bytes(
-                    x509.load_der_x509_csr(pki.build_csr(token, args.label, args.subject)).public_bytes(
-                        serialization.Encoding.PEM
-                    )
+                    x509.load_der_x509_csr(
+                        pki.build_csr(token, args.label, args.subject)
+                    ).public_bytes(serialization.Encoding.PEM)
                 )
             elif args.command == "import-certificate":
                 data = args.cert.read_bytes()
@@ -144,7 +159,9 @@ def main(argv: list[str] | None = None) -> int:
                     if data.lstrip().startswith(b"-----")
                     else x509.load_der_x509_certificate(data)
                 )
-                pki.import_certificate(token, args.label, cert.public_bytes(serialization.Encoding.DER))
+                pki.import_certificate(
+                    token, args.label, cert.public_bytes(serialization.Encoding.DER)
+                )
             elif args.command == "show-key":
                 cls = ObjectClass.PRIVATE_KEY
                 if not token.has_object(cls, args.label):

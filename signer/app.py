@@ -8,14 +8,15 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from asn1crypto import pem, x509
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from signer import clock, metrics, pki
 from signer.config import SignerSettings
 from signer.errors import SignerError, TokenUnavailable
 from signer.seal import EvidenceSealer
 from signer.token import Token
-from signer.tsa import SignedDataBuilder, TimestampAuthority
+from signer.tsa import CmsSigner, TimestampAuthority
 
 log = logging.getLogger("lre.signer")
 
@@ -30,8 +31,7 @@ class _Keys:
 
 
 def load_ca_chain(settings: SignerSettings) -> list[x509.Certificate]:
-    data = settings.ca_chain_file.read_bytes()
-    return [x509.Certificate.load(der) for _, _, der in pem.unarmor(data, multiple=True)]
+    return x509.load_pem_x509_certificates(settings.ca_chain_file.read_bytes())
 
 
 class Signer:
@@ -81,18 +81,22 @@ class Signer:
         self.token.connect()
         seal_cert = self.token.certificate(s.seal_key_label)
         tsa_cert = self.token.certificate(s.tsa_key_label)
-        chain = [bytes(c.dump()) for c in self.ca_chain]
+        chain = [c.public_bytes(serialization.Encoding.DER) for c in self.ca_chain]
         tsa = TimestampAuthority(
-            SignedDataBuilder(self.token, s.tsa_key_label, tsa_cert),
+            CmsSigner(self.token, s.tsa_key_label, tsa_cert),
             self.clock,
             s.tsa_policy_oid,
             s.tsa_accuracy_ms,
             s.qualified,
         )
-        sealer = EvidenceSealer(SignedDataBuilder(self.token, s.seal_key_label, seal_cert), tsa, self.ca_chain)
-        self._keys = _Keys(tsa, sealer, {pki.SEAL: [seal_cert, *chain], pki.TIMESTAMPING: [tsa_cert, *chain]})
+        sealer = EvidenceSealer(
+            CmsSigner(self.token, s.seal_key_label, seal_cert), tsa, self.ca_chain
+        )
+        self._keys = _Keys(
+            tsa, sealer, {pki.SEAL: [seal_cert, *chain], pki.TIMESTAMPING: [tsa_cert, *chain]}
+        )
         for purpose, der in ((pki.SEAL, seal_cert), (pki.TIMESTAMPING, tsa_cert)):
-            not_after = x509.Certificate.load(der)["tbs_certificate"]["validity"]["not_after"].native
+            not_after = x509.load_der_x509_certificate(der).not_valid_after_utc
             metrics.CERT_EXPIRY.labels(purpose).set(not_after.timestamp())
 
     def check_health(self) -> bool:
@@ -107,6 +111,11 @@ class Signer:
             self._keys = None
             if self._healthy is not False:
                 log.warning("token not usable", extra={"reason": str(exc)})
+            healthy = False
+        except Exception:
+            # A bug here must not silence health: report it and stay unhealthy.
+            self._keys = None
+            log.exception("health check failed unexpectedly")
             healthy = False
         if healthy and self._healthy is not True:
             log.info("token usable")

@@ -87,7 +87,9 @@ class NtpReference:
         if self._offset is None:
             return ClockStatus(False, None, "no measurement against the reference clock yet")
         if time.monotonic() - self._measured_at > 3 * self._interval_s:
-            return ClockStatus(False, self._offset, "last measurement against the reference is stale")
+            return ClockStatus(
+                False, self._offset, "last measurement against the reference is stale"
+            )
         if abs(self._offset) > self._max_offset_s:
             return ClockStatus(False, self._offset, "clock offset exceeds the configured maximum")
         return ClockStatus(True, self._offset, "in sync with the reference clock")

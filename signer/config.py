@@ -12,7 +12,7 @@ from lre import config
 @dataclass(frozen=True)
 class SignerSettings:
     pkcs11_module: Path = Path("/usr/lib/softhsm/libsofthsm2.so")
-    token_label: str = "lre"
+    token_label: str = "lre"  # noqa: S105 -- a label, not a secret
     # The user PIN is read from this file, else from LRE_SIGNER_PIN. Never logged.
     pin_file: Path | None = None
     seal_key_label: str = "lre-seal"

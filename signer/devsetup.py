@@ -20,7 +20,7 @@ from signer import pki
 from signer.config import SignerSettings
 from signer.token import Token
 
-TOKEN_LABEL = "lre"
+TOKEN_LABEL = "lre"  # noqa: S105 -- a label, not a secret
 SOFTHSM_MODULE_CANDIDATES = (
     Path("/usr/lib/softhsm/libsofthsm2.so"),
     Path("/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so"),
@@ -78,18 +78,32 @@ def _init_token(paths: DevPaths) -> None:
     tokens.mkdir(parents=True, exist_ok=True)
     if not paths.softhsm_conf.exists():
         paths.softhsm_conf.write_text(
-            f"directories.tokendir = {tokens.resolve()}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            f"directories.tokendir = {tokens.resolve()}\n"
+            "objectstore.backend = file\n"
+            "log.level = ERROR\n",
             encoding="utf-8",
         )
     os.environ["SOFTHSM2_CONF"] = str(paths.softhsm_conf.resolve())
-    shown = subprocess.run(["softhsm2-util", "--show-slots"], capture_output=True, text=True, check=True)
+    shown = subprocess.run(
+        ["softhsm2-util", "--show-slots"], capture_output=True, text=True, check=True
+    )
     if f"Label:            {TOKEN_LABEL}" in shown.stdout:
         return
     pin, so_pin = _secret(paths.pin_file), _secret(paths.so_pin_file)
     # PINs on the command line are visible to local users for an instant; this
     # is a development token on the developer's own machine.
     subprocess.run(
-        ["softhsm2-util", "--init-token", "--free", "--label", TOKEN_LABEL, "--pin", pin, "--so-pin", so_pin],
+        [
+            "softhsm2-util",
+            "--init-token",
+            "--free",
+            "--label",
+            TOKEN_LABEL,
+            "--pin",
+            pin,
+            "--so-pin",
+            so_pin,
+        ],
         capture_output=True,
         check=True,
     )
@@ -122,7 +136,11 @@ def dev_setup(root: Path) -> DevPaths:
         (paths.pki / "ca-chain.pem").write_bytes(root_file.read_bytes())
         for label, purpose, subject in (
             (settings.seal_key_label, pki.SEAL, "CN=LRE Development Seal,O=LRE development,C=FR"),
-            (settings.tsa_key_label, pki.TIMESTAMPING, "CN=LRE Development TSA,O=LRE development,C=FR"),
+            (
+                settings.tsa_key_label,
+                pki.TIMESTAMPING,
+                "CN=LRE Development TSA,O=LRE development,C=FR",
+            ),
         ):
             if not token.has_object(ObjectClass.PRIVATE_KEY, label):
                 token.generate_ec_key(label)

@@ -58,7 +58,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(HTTPStatus.NOT_FOUND, "text/plain", b"not found\n")
             return
         if self.headers.get("Content-Type", "").split(";")[0].strip().lower() != QUERY_TYPE:
-            self._send(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "text/plain", f"expected {QUERY_TYPE}\n".encode())
+            self._send(
+                HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "text/plain", f"expected {QUERY_TYPE}\n".encode()
+            )
             return
         try:
             length = int(self.headers.get("Content-Length", ""))

@@ -16,10 +16,14 @@ TIMESTAMPS = Counter(
 )
 SEALS = Counter("lre_seals_issued_total", "CAdES seals issued.")
 CLOCK_OFFSET = Gauge(
-    "lre_tsa_clock_offset_seconds", "Offset of the local clock from the reference clock.", multiprocess_mode="max"
+    "lre_tsa_clock_offset_seconds",
+    "Offset of the local clock from the reference clock.",
+    multiprocess_mode="max",
 )
 CLOCK_TRUSTED = Gauge(
-    "lre_tsa_clock_trusted", "1 while the TSA clock is known to be in sync.", multiprocess_mode="min"
+    "lre_tsa_clock_trusted",
+    "1 while the TSA clock is known to be in sync.",
+    multiprocess_mode="min",
 )
 TOKEN_UP = Gauge("lre_signer_token_up", "1 while the token can sign.", multiprocess_mode="min")
 CERT_EXPIRY = Gauge(

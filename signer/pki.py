@@ -8,14 +8,13 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from asn1crypto import csr as asn1_csr
-from asn1crypto import keys as asn1_keys
-from asn1crypto import x509 as asn1_x509
 from cryptography import x509
+from cryptography.hazmat import asn1
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from signer import structures as s
 from signer.token import Token
 
 SEAL = "seal"
@@ -27,24 +26,19 @@ def build_csr(token: Token, key_label: str, subject: str) -> bytes:
 
     ``subject`` is an RFC 4514 string such as ``CN=LRE Seal,O=Provider,C=FR``.
     """
-    name = asn1_x509.Name.load(x509.Name.from_rfc4514_string(subject).public_bytes())
-    info = asn1_csr.CertificationRequestInfo(
-        {
-            "version": "v1",
-            "subject": name,
-            "subject_pk_info": asn1_keys.PublicKeyInfo.load(token.public_key_info(key_label)),
-            "attributes": [],
-        }
+    info = s.CertificationRequestInfo(
+        version=0,
+        subject=s.tlv(x509.Name.from_rfc4514_string(subject).public_bytes()),
+        subject_pk_info=s.tlv(token.public_key_info(key_label)),
+        attributes=asn1.SetOf([]),
     )
-    signature = token.sign_digest(key_label, hashlib.sha256(info.dump()).digest())
-    request = asn1_csr.CertificationRequest(
-        {
-            "certification_request_info": info,
-            "signature_algorithm": {"algorithm": "sha256_ecdsa"},
-            "signature": signature,
-        }
+    signature = token.sign_digest(key_label, hashlib.sha256(asn1.encode_der(info)).digest())
+    request = s.CertificationRequest(
+        certification_request_info=info,
+        signature_algorithm=s.algorithm(s.ECDSA_WITH_SHA256),
+        signature=asn1.BitString(signature, 0),
     )
-    return bytes(request.dump())
+    return asn1.encode_der(request)
 
 
 def import_certificate(token: Token, key_label: str, certificate_der: bytes) -> None:
@@ -87,7 +81,9 @@ class LocalCA:
             .not_valid_after(now + dt.timedelta(days=3650))
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
             .add_extension(_key_usage(cert_sign=True), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .add_extension(
+                x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
+            )
             .sign(key, hashes.SHA256())
         )
         return cls(key, cert)
@@ -126,9 +122,12 @@ class LocalCA:
             .not_valid_after(now + dt.timedelta(days=days))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(_key_usage(cert_sign=False), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(request.public_key()), critical=False)
             .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()), critical=False
+                x509.SubjectKeyIdentifier.from_public_key(request.public_key()), critical=False
+            )
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
+                critical=False,
             )
         )
         if purpose == TIMESTAMPING:

@@ -10,37 +10,34 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 
-from asn1crypto import cms, x509
+from cryptography import x509
+from cryptography.hazmat import asn1
 
 from signer import metrics
-from signer.tsa import SignedDataBuilder, TimestampAuthority
+from signer import structures as s
+from signer.tsa import CmsSigner, TimestampAuthority
 
 
 class EvidenceSealer:
-    def __init__(
-        self, signer: SignedDataBuilder, tsa: TimestampAuthority, ca_chain: list[x509.Certificate]
-    ) -> None:
+    def __init__(self, signer: CmsSigner, tsa: TimestampAuthority, ca_chain: list[x509.Certificate]) -> None:
         self._signer = signer
         self._tsa = tsa
         # Issuing CAs travel with the seal; the root is what a verifier must already trust.
-        self._certificates = [
-            signer.certificate_der,
-            *(bytes(c.dump()) for c in ca_chain if c.self_signed == "no"),
-        ]
+        self._certificates = [signer.certificate, *(c for c in ca_chain if c.issuer != c.subject)]
 
     def seal(self, content: bytes) -> tuple[bytes, dt.datetime]:
         signing_time = dt.datetime.now(dt.UTC).replace(microsecond=0)
 
-        def signature_timestamp(signature: bytes) -> list[cms.CMSAttribute]:
+        def signature_timestamp(signature: bytes) -> list[s.Attribute]:
             token = self._tsa.timestamp_digest(hashlib.sha256(signature).digest())
-            return [cms.CMSAttribute({"type": "signature_time_stamp_token", "values": [token]})]
+            return [s.attribute(s.ID_SIGNATURE_TIME_STAMP_TOKEN, asn1.encode_der(token))]
 
         signed = self._signer.sign(
-            "data",
+            s.ID_DATA,
             content,
-            extra_signed=[cms.CMSAttribute({"type": "signing_time", "values": [cms.Time({"utc_time": signing_time})]})],
-            include_certificates=self._certificates,
+            extra_signed=[s.attribute(s.ID_SIGNING_TIME, asn1.encode_der(asn1.UTCTime(signing_time)))],
+            certificates=self._certificates,
             unsigned=signature_timestamp,
         )
         metrics.SEALS.inc()
-        return bytes(signed.dump()), signing_time
+        return asn1.encode_der(signed), signing_time

@@ -60,9 +60,13 @@ class SigningServicer(signing_pb2_grpc.SigningServiceServicer):
     ) -> signing_pb2.CertificateChain:
         purpose = _PURPOSES.get(request.purpose)
         if purpose is None:
-            invalid_argument(context, "purpose", "must be KEY_PURPOSE_SEAL or KEY_PURPOSE_TIMESTAMPING")
+            invalid_argument(
+                context, "purpose", "must be KEY_PURPOSE_SEAL or KEY_PURPOSE_TIMESTAMPING"
+            )
         try:
-            return signing_pb2.CertificateChain(certificates=self._signer.certificate_chain(purpose))
+            return signing_pb2.CertificateChain(
+                certificates=self._signer.certificate_chain(purpose)
+            )
         except TokenUnavailable:
             abort(context, grpc.StatusCode.UNAVAILABLE, "the signing token is not available")
 
@@ -73,7 +77,9 @@ class SigningServicer(signing_pb2_grpc.SigningServiceServicer):
             invalid_argument(context, "key", "must be an AES key of 16, 24 or 32 bytes")
         _check_context(request.context, context)
         try:
-            return signing_pb2.WrapKeyResponse(wrapped_key=self._signer.wrap_key(request.key, request.context))
+            return signing_pb2.WrapKeyResponse(
+                wrapped_key=self._signer.wrap_key(request.key, request.context)
+            )
         except TokenUnavailable:
             abort(context, grpc.StatusCode.UNAVAILABLE, "the signing token is not available")
 
@@ -82,7 +88,9 @@ class SigningServicer(signing_pb2_grpc.SigningServiceServicer):
     ) -> signing_pb2.UnwrapKeyResponse:
         _check_context(request.context, context)
         try:
-            return signing_pb2.UnwrapKeyResponse(key=self._signer.unwrap_key(request.wrapped_key, request.context))
+            return signing_pb2.UnwrapKeyResponse(
+                key=self._signer.unwrap_key(request.wrapped_key, request.context)
+            )
         except UnwrapFailed as exc:
             invalid_argument(context, "wrapped_key", str(exc))
         except TokenUnavailable:

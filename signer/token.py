@@ -8,6 +8,7 @@ per process; the signer scales with processes, not threads.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -18,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pkcs11
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11.mechanisms import GCMParams
-from pkcs11.util.ec import encode_ec_public_key, encode_ecdsa_signature, encode_named_curve_parameters
+from pkcs11.util.ec import encode_ec_public_key, encode_named_curve_parameters
 
 from signer import metrics
 from signer.errors import KeyNotFound, TokenUnavailable, UnwrapFailed
@@ -83,10 +85,8 @@ class Token:
     def _close_locked(self) -> None:
         self._keys.clear()
         if self._session is not None:
-            try:
+            with contextlib.suppress(pkcs11.PKCS11Error):
                 self._session.close()
-            except pkcs11.PKCS11Error:
-                pass
             self._session = None
 
     @property
@@ -107,7 +107,9 @@ class Token:
             except pkcs11.PKCS11Error as exc:
                 metrics.HSM_ERRORS.labels(operation).inc()
                 self._close_locked()
-                raise TokenUnavailable(f"token error during {operation}: {type(exc).__name__}") from None
+                raise TokenUnavailable(
+                    f"token error during {operation}: {type(exc).__name__}"
+                ) from None
             finally:
                 metrics.HSM_SECONDS.labels(operation).observe(time.perf_counter() - start)
 
@@ -127,13 +129,17 @@ class Token:
         with self._call("sign") as session:
             key = self._object(session, ObjectClass.PRIVATE_KEY, key_label)
             raw = key.sign(digest, mechanism=Mechanism.ECDSA)
-        return bytes(encode_ecdsa_signature(raw))
+        # PKCS#11 returns r || s; CMS wants the DER Ecdsa-Sig-Value.
+        half = len(raw) // 2
+        return encode_dss_signature(int.from_bytes(raw[:half]), int.from_bytes(raw[half:]))
 
     def wrap(self, key_label: str, plaintext: bytes, context: bytes) -> bytes:
         iv = os.urandom(_GCM_IV_BYTES)
         with self._call("wrap") as session:
             key = self._object(session, ObjectClass.SECRET_KEY, key_label)
-            sealed = key.encrypt(plaintext, mechanism=Mechanism.AES_GCM, mechanism_param=GCMParams(iv, context))
+            sealed = key.encrypt(
+                plaintext, mechanism=Mechanism.AES_GCM, mechanism_param=GCMParams(iv, context)
+            )
         return _WRAP_FORMAT + iv + bytes(sealed)
 
     def unwrap(self, key_label: str, wrapped: bytes, context: bytes) -> bytes:
@@ -144,7 +150,9 @@ class Token:
             key = self._object(session, ObjectClass.SECRET_KEY, key_label)
             try:
                 return bytes(
-                    key.decrypt(sealed, mechanism=Mechanism.AES_GCM, mechanism_param=GCMParams(iv, context))
+                    key.decrypt(
+                        sealed, mechanism=Mechanism.AES_GCM, mechanism_param=GCMParams(iv, context)
+                    )
                 )
             except (pkcs11.exceptions.EncryptedDataInvalid, pkcs11.exceptions.GeneralError):
                 # SoftHSM reports a failed GCM tag as a general error.
@@ -162,7 +170,11 @@ class Token:
 
     def generate_ec_key(self, label: str, curve: str = "secp256r1") -> None:
         with self._call("generate") as session:
-            if list(session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.LABEL: label})):
+            if list(
+                session.get_objects(
+                    {Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.LABEL: label}
+                )
+            ):
                 raise ValueError(f"a private key labelled {label!r} exists already")
             params = session.create_domain_parameters(
                 KeyType.EC, {Attribute.EC_PARAMS: encode_named_curve_parameters(curve)}, local=True
@@ -182,7 +194,11 @@ class Token:
 
     def generate_wrap_key(self, label: str) -> None:
         with self._call("generate") as session:
-            if list(session.get_objects({Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.LABEL: label})):
+            if list(
+                session.get_objects(
+                    {Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.LABEL: label}
+                )
+            ):
                 raise ValueError(f"a secret key labelled {label!r} exists already")
             session.generate_key(
                 KeyType.AES,
@@ -205,7 +221,9 @@ class Token:
 
     def import_certificate(self, label: str, der: bytes, subject: bytes) -> None:
         with self._call("import") as session:
-            for old in session.get_objects({Attribute.CLASS: ObjectClass.CERTIFICATE, Attribute.LABEL: label}):
+            for old in session.get_objects(
+                {Attribute.CLASS: ObjectClass.CERTIFICATE, Attribute.LABEL: label}
+            ):
                 old.destroy()
             self._keys.pop((ObjectClass.CERTIFICATE, label), None)
             session.create_object(

@@ -13,125 +13,94 @@ import logging
 import secrets
 from collections.abc import Callable
 
-from asn1crypto import algos, cms, core, tsp, x509
+from cryptography import x509
+from cryptography.hazmat import asn1
 
 from signer import metrics
+from signer import structures as s
 from signer.clock import ClockCheck
-from signer.errors import BadTimestampRequest, ClockNotTrusted, SignerError, TokenUnavailable
+from signer.errors import BadTimestampRequest, ClockNotTrusted, SignerError
 from signer.token import Token
 
 log = logging.getLogger("lre.signer.tsa")
 
-DIGEST_LENGTHS = {"sha256": 32, "sha384": 48, "sha512": 64}
-QC_STATEMENTS_OID = "1.3.6.1.5.5.7.1.3"
-ESI4_QTST_STATEMENT_1 = "0.4.0.19422.1.1"
+DIGEST_LENGTHS = {s.SHA256: 32, s.SHA384: 48, s.SHA512: 64}
+# PKIFailureInfo named bits (RFC 3161 2.4.2).
+FAIL_INFO_BITS = {
+    "bad_alg": 0,
+    "bad_request": 2,
+    "bad_data_format": 5,
+    "time_not_available": 14,
+    "unaccepted_policy": 15,
+    "unaccepted_extensions": 16,
+    "system_failure": 25,
+}
+GRANTED, REJECTION = 0, 2
 
 
-class _QcStatement(core.Sequence):
-    _fields = [
-        ("statement_id", core.ObjectIdentifier),
-        ("statement_info", core.Any, {"optional": True}),
-    ]
-
-
-class _QcStatements(core.SequenceOf):
-    _child_spec = _QcStatement
-
-
-class TimeStampResp(core.Sequence):
-    """RFC 3161 TimeStampResp. asn1crypto's makes the token mandatory; RFC 3161
-    has it OPTIONAL, and it is absent from every rejection."""
-
-    _fields = [
-        ("status", tsp.PKIStatusInfo),
-        ("time_stamp_token", cms.ContentInfo, {"optional": True}),
-    ]
-
-
-class SignedDataBuilder:
+class CmsSigner:
     """Signs CMS SignedData with one token key; shared by the TSA and the sealer."""
 
     def __init__(self, token: Token, key_label: str, certificate_der: bytes) -> None:
         self.token = token
         self.key_label = key_label
-        self.certificate_der = certificate_der
-        certificate = x509.Certificate.load(certificate_der)
-        self.subject_der = bytes(certificate.subject.dump())
-        # Static parts are kept as DER and loaded afresh for each message:
-        # asn1crypto values put into several parents slow down with each reuse.
-        self._sid_der = bytes(
-            cms.SignerIdentifier(
-                {
-                    "issuer_and_serial_number": {
-                        "issuer": certificate.issuer,
-                        "serial_number": certificate.serial_number,
-                    }
-                }
-            ).dump()
+        self.certificate = x509.load_der_x509_certificate(certificate_der)
+        self._sid = s.IssuerAndSerialNumber(
+            issuer=s.tlv(self.certificate.issuer.public_bytes()),
+            serial_number=self.certificate.serial_number,
         )
-        # ESSCertIDv2 with SHA-256, whose hashAlgorithm is omitted as DEFAULT.
-        self._signing_certificate_v2_der = bytes(
-            cms.CMSAttribute(
-                {
-                    "type": "signing_certificate_v2",
-                    "values": [{"certs": [{"cert_hash": hashlib.sha256(certificate_der).digest()}]}],
-                }
-            ).dump()
+        self._signing_certificate_v2 = s.attribute(
+            s.ID_SIGNING_CERTIFICATE_V2,
+            asn1.encode_der(
+                s.SigningCertificateV2(certs=[s.ESSCertIDv2(cert_hash=hashlib.sha256(certificate_der).digest())])
+            ),
         )
 
     def sign(
         self,
-        content_type: str,
+        content_type: x509.ObjectIdentifier,
         content: bytes,
-        extra_signed: list[cms.CMSAttribute],
-        include_certificates: list[bytes],
-        unsigned: Callable[[bytes], list[cms.CMSAttribute]] | None = None,
-    ) -> cms.ContentInfo:
+        extra_signed: list[s.Attribute],
+        certificates: list[x509.Certificate],
+        unsigned: Callable[[bytes], list[s.Attribute]] | None = None,
+    ) -> s.ContentInfo:
         """SignedData encapsulating ``content``; ``unsigned`` builds the unsigned
         attributes from the signature value (CAdES signature timestamps)."""
-        signed_attrs = cms.CMSAttributes(
+        signed_attrs = asn1.SetOf(
             [
-                cms.CMSAttribute({"type": "content_type", "values": [content_type]}),
-                cms.CMSAttribute({"type": "message_digest", "values": [hashlib.sha256(content).digest()]}),
+                s.attribute(s.ID_CONTENT_TYPE, asn1.encode_der(content_type)),
+                s.attribute(s.ID_MESSAGE_DIGEST, asn1.encode_der(hashlib.sha256(content).digest())),
                 *extra_signed,
-                cms.CMSAttribute.load(self._signing_certificate_v2_der),
+                self._signing_certificate_v2,
             ]
         )
-        signature = self.token.sign_digest(self.key_label, hashlib.sha256(signed_attrs.dump()).digest())
-        signer_info = cms.SignerInfo(
-            {
-                "version": "v1",
-                "sid": cms.SignerIdentifier.load(self._sid_der),
-                "digest_algorithm": {"algorithm": "sha256"},
-                "signed_attrs": signed_attrs,
-                "signature_algorithm": {"algorithm": "sha256_ecdsa"},
-                "signature": signature,
-            }
+        # RFC 5652 5.4: the signature covers the DER of the SET OF attributes.
+        signature = self.token.sign_digest(self.key_label, hashlib.sha256(asn1.encode_der(signed_attrs)).digest())
+        signer_info = s.SignerInfo(
+            version=1,
+            sid=self._sid,
+            digest_algorithm=s.algorithm(s.SHA256),
+            signed_attrs=signed_attrs,
+            signature_algorithm=s.algorithm(s.ECDSA_WITH_SHA256),
+            signature=signature,
+            unsigned_attrs=asn1.SetOf(unsigned(signature)) if unsigned is not None else None,
         )
-        if unsigned is not None:
-            signer_info["unsigned_attrs"] = cms.CMSAttributes(unsigned(signature))
-        signed_data = cms.SignedData(
-            {
-                "version": "v3",
-                "digest_algorithms": [{"algorithm": "sha256"}],
-                "encap_content_info": {
-                    "content_type": content_type,
-                    # asn1crypto wants the TSTInfo as a value; load() keeps its exact bytes.
-                    "content": tsp.TSTInfo.load(content) if content_type == "tst_info" else content,
-                },
-                "certificates": [x509.Certificate.load(der) for der in include_certificates] or None,
-                "signer_infos": [signer_info],
-            }
+        return s.ContentInfo(
+            content_type=s.ID_SIGNED_DATA,
+            content=s.SignedData(
+                version=3,
+                digest_algorithms=asn1.SetOf([s.algorithm(s.SHA256)]),
+                encap_content_info=s.EncapsulatedContentInfo(content_type=content_type, content=content),
+                certificates=asn1.SetOf(certificates) if certificates else None,
+                signer_infos=asn1.SetOf([signer_info]),
+            ),
         )
-        if not include_certificates:
-            del signed_data["certificates"]
-        return cms.ContentInfo({"content_type": "signed_data", "content": signed_data})
 
 
 class TimestampAuthority:
     def __init__(
         self,
-        signer: SignedDataBuilder,
+        signer: CmsSigner,
         clock: ClockCheck,
         policy_oid: str,
         accuracy_ms: int,
@@ -139,94 +108,82 @@ class TimestampAuthority:
     ) -> None:
         self._signer = signer
         self._clock = clock
-        self._policy = policy_oid
+        self._policy = x509.ObjectIdentifier(policy_oid)
         seconds, millis = divmod(accuracy_ms, 1000)
-        self._accuracy_der = bytes(
-            tsp.Accuracy({k: v for k, v in (("seconds", seconds), ("millis", millis)) if v}).dump()
+        self._accuracy = s.Accuracy(seconds=seconds or None, millis=millis or None, micros=None)
+        self._tsa_name = s.tlv(
+            s.unwrap(s.DirectoryNameHolder(directory_name=s.tlv(signer.certificate.subject.public_bytes())))
         )
-        self._tsa_name_der = bytes(
-            x509.GeneralName({"directory_name": x509.Name.load(signer.subject_der)}).dump()
-        )
-        self._extensions_der = (
-            tsp.Extensions(
-                [
-                    {
-                        "extn_id": QC_STATEMENTS_OID,
-                        "critical": False,
-                        "extn_value": _QcStatements([{"statement_id": ESI4_QTST_STATEMENT_1}]).dump(),
-                    }
-                ]
-            ).dump()
+        self._extensions = (
+            [
+                s.Extension(
+                    extn_id=s.ID_QC_STATEMENTS,
+                    critical=False,
+                    extn_value=s.unwrap(
+                        s.QcStatementsHolder(statements=[s.QcStatement(statement_id=s.ESI4_QTST_STATEMENT_1)])
+                    ),
+                )
+            ]
             if qualified
             else None
         )
 
     @staticmethod
-    def parse(request_der: bytes) -> tsp.TimeStampReq:
+    def parse(request_der: bytes) -> s.TimeStampReq:
         """Decodes and checks a TimeStampReq, or raises BadTimestampRequest."""
         try:
-            request = tsp.TimeStampReq.load(request_der, strict=True)
-            request.native  # noqa: B018 -- asn1crypto parses lazily; force it here
-        except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+            request = asn1.decode_der(s.TimeStampReq, request_der)
+        except ValueError as exc:
             raise BadTimestampRequest("bad_data_format", "not a DER TimeStampReq") from exc
-        if request["version"].native != "v1":
+        if request.version != 1:
             raise BadTimestampRequest("bad_request", "version must be 1")
-        imprint = request["message_imprint"]
-        algorithm = imprint["hash_algorithm"]["algorithm"].native
+        algorithm = request.message_imprint.hash_algorithm.algorithm
         if algorithm not in DIGEST_LENGTHS:
-            raise BadTimestampRequest("bad_alg", f"hash algorithm {algorithm} not accepted")
-        if imprint["hash_algorithm"]["parameters"].native is not None:
-            raise BadTimestampRequest("bad_alg", "hash algorithm parameters must be absent or NULL")
-        if len(imprint["hashed_message"].native) != DIGEST_LENGTHS[algorithm]:
-            raise BadTimestampRequest("bad_data_format", f"digest length does not match {algorithm}")
-        if request["extensions"].native:
+            raise BadTimestampRequest("bad_alg", f"hash algorithm {algorithm.dotted_string} not accepted")
+        if len(request.message_imprint.hashed_message) != DIGEST_LENGTHS[algorithm]:
+            raise BadTimestampRequest("bad_data_format", "digest length does not match its algorithm")
+        if request.extensions:
             raise BadTimestampRequest("unaccepted_extensions", "no request extension is supported")
         return request
 
-    def issue(self, request: tsp.TimeStampReq) -> cms.ContentInfo:
+    def issue(self, request: s.TimeStampReq) -> s.ContentInfo:
         """A timestamp token for a parsed request."""
-        requested_policy = request["req_policy"].native
-        if requested_policy is not None and requested_policy != self._policy:
+        if request.req_policy is not None and request.req_policy != self._policy:
             raise BadTimestampRequest("unaccepted_policy", "requested policy is not served")
         clock = self._clock.status()
         if not clock.trusted:
             raise ClockNotTrusted(clock.reason)
-        info = tsp.TSTInfo(
-            {
-                "version": "v1",
-                "policy": self._policy,
-                "message_imprint": request["message_imprint"],
-                # 159 random bits: positive and unique without shared state between processes.
-                "serial_number": secrets.randbits(159) | 1,
-                "gen_time": dt.datetime.now(dt.UTC),
-                "accuracy": tsp.Accuracy.load(self._accuracy_der),
-                "tsa": x509.GeneralName.load(self._tsa_name_der),
-            }
+        info = s.TSTInfo(
+            version=1,
+            policy=self._policy,
+            message_imprint=request.message_imprint,
+            # 159 random bits: positive and unique without shared state between processes.
+            serial_number=secrets.randbits(159) | 1,
+            gen_time=asn1.GeneralizedTime(dt.datetime.now(dt.UTC)),
+            accuracy=self._accuracy,
+            ordering=False,
+            nonce=request.nonce,
+            tsa=self._tsa_name,
+            extensions=self._extensions,
         )
-        if request["nonce"].native is not None:
-            info["nonce"] = request["nonce"].native
-        if self._extensions_der is not None:
-            info["extensions"] = tsp.Extensions.load(self._extensions_der)
         token = self._signer.sign(
-            "tst_info",
-            info.dump(),
+            s.ID_CT_TST_INFO,
+            asn1.encode_der(info),
             extra_signed=[],
-            include_certificates=[self._signer.certificate_der] if request["cert_req"].native else [],
+            certificates=[self._signer.certificate] if request.cert_req else [],
         )
         metrics.TIMESTAMPS.labels("granted").inc()
         return token
 
-    def timestamp_digest(self, digest: bytes, algorithm: str = "sha256") -> cms.ContentInfo:
-        """A token over a digest computed here (signature timestamps of seals)."""
-        request = tsp.TimeStampReq(
-            {
-                "version": "v1",
-                "message_imprint": {
-                    "hash_algorithm": algos.DigestAlgorithm({"algorithm": algorithm}),
-                    "hashed_message": digest,
-                },
-                "cert_req": True,
-            }
+    def timestamp_digest(self, digest: bytes) -> s.ContentInfo:
+        """A token over a SHA-256 digest computed here (signature timestamps of seals)."""
+        request = s.TimeStampReq(
+            version=1,
+            message_imprint=s.MessageImprint(hash_algorithm=s.algorithm(s.SHA256), hashed_message=digest),
+            req_policy=None,
+            nonce=None,
+            cert_req=True,
+            extensions=None,
         )
         return self.issue(request)
 
@@ -235,29 +192,29 @@ class TimestampAuthority:
         try:
             token = self.issue(self.parse(request_der))
         except BadTimestampRequest as exc:
-            return _rejection(exc.fail_info, str(exc))
+            return rejection(exc.fail_info, str(exc))
         except ClockNotTrusted as exc:
-            return _rejection("time_not_available", str(exc))
-        except (TokenUnavailable, SignerError) as exc:
+            return rejection("time_not_available", str(exc))
+        except SignerError as exc:
             log.warning("timestamp refused", extra={"error_type": type(exc).__name__})
-            return _rejection("system_failure", "the TSA cannot sign now")
+            return rejection("system_failure", "the TSA cannot sign now")
         return granted(token)
 
 
-def granted(token: cms.ContentInfo) -> bytes:
-    return bytes(TimeStampResp({"status": {"status": "granted"}, "time_stamp_token": token}).dump())
+def granted(token: s.ContentInfo) -> bytes:
+    status = s.PKIStatusInfo(status=GRANTED, status_string=None, fail_info=None)
+    return asn1.encode_der(s.TimeStampResp(status=status, time_stamp_token=token))
 
 
-def _rejection(fail_info: str, text: str) -> bytes:
+def rejection(fail_info: str, text: str) -> bytes:
     metrics.TIMESTAMPS.labels("rejection").inc()
-    return bytes(
-        TimeStampResp(
-            {
-                "status": {
-                    "status": "rejection",
-                    "status_string": [text],
-                    "fail_info": tsp.PKIFailureInfo({fail_info}),
-                }
-            }
-        ).dump()
+    bit = FAIL_INFO_BITS[fail_info]
+    # A named-bit BIT STRING in DER ends at its last set bit.
+    data = bytearray(bit // 8 + 1)
+    data[bit // 8] = 0x80 >> (bit % 8)
+    status = s.PKIStatusInfo(
+        status=REJECTION,
+        status_string=[text],
+        fail_info=asn1.BitString(bytes(data), 7 - bit % 8),
     )
+    return asn1.encode_der(s.TimeStampResp(status=status, time_stamp_token=None))

@@ -15,6 +15,7 @@ from sqlalchemy.exc import OperationalError
 
 from signer.config import SignerSettings
 from signer.devsetup import DevPaths, dev_setup, settings_for
+from tests import asn1crypto_support  # noqa: F401  -- fixes asn1crypto before any use
 from tests.support import BIN, SERVING, free_port, health_status, running, wait_for
 
 POSTGRES_URL = os.environ.get(
@@ -61,11 +62,15 @@ def signer_env(paths: DevPaths, grpc_port: int, http_port: int, **extra: str) ->
 
 
 @pytest.fixture(scope="session")
-def signer_process(dev_var: DevPaths, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SignerProcess]:
+def signer_process(
+    dev_var: DevPaths, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SignerProcess]:
     """The real `lre-signer serve` on free ports."""
     grpc_port, http_port = free_port(), free_port()
     log = tmp_path_factory.mktemp("logs") / "signer.log"
-    with running([str(BIN / "lre-signer"), "serve"], signer_env(dev_var, grpc_port, http_port), log):
+    with running(
+        [str(BIN / "lre-signer"), "serve"], signer_env(dev_var, grpc_port, http_port), log
+    ):
         address = f"127.0.0.1:{grpc_port}"
         assert wait_for(lambda: health_status(address) == SERVING), log.read_text()
         yield SignerProcess(address, f"http://127.0.0.1:{http_port}", dev_var, log)

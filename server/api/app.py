@@ -86,6 +86,8 @@ class DatabaseHealth:
 
 
 def build(settings: ServerSettings, engine: Engine) -> tuple[GrpcProcess, DatabaseHealth]:
-    process = GrpcProcess(service_bindings(), settings.grpc_address, max_workers=settings.grpc_threads)
+    process = GrpcProcess(
+        service_bindings(), settings.grpc_address, max_workers=settings.grpc_threads
+    )
     process.set_serving(False)
     return process, DatabaseHealth(engine, process, settings.health_check_interval_s)

@@ -19,7 +19,12 @@ class LetterState(enum.Enum):
     @property
     def final(self) -> bool:
         """Accept, refuse and non-claim are final and exclude each other."""
-        return self in (LetterState.ACCEPTED, LetterState.REFUSED, LetterState.EXPIRED, LetterState.REJECTED)
+        return self in (
+            LetterState.ACCEPTED,
+            LetterState.REFUSED,
+            LetterState.EXPIRED,
+            LetterState.REJECTED,
+        )
 
 
 class EvidenceEvent(enum.Enum):

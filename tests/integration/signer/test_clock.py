@@ -16,7 +16,7 @@ from asn1crypto import algos, tsp
 
 from lre.v1 import signing_pb2, signing_pb2_grpc
 from signer.devsetup import DevPaths
-from signer.tsa import TimeStampResp
+from tests.asn1crypto_support import TimeStampResp
 from tests.conftest import signer_env
 from tests.support import BIN, SERVING, free_port, health_status, running, wait_for
 
@@ -49,7 +49,21 @@ class NtpServer:
                 continue
             now = time.time() + self.offset
             origin = request[40:48]
-            reply = struct.pack("!BBbb11I", 0x24, 1, 0, -20, 0, 0, 0x4C4F434C, *self._ntp(now), 0, 0, *self._ntp(now), *self._ntp(now))
+            reply = struct.pack(
+                "!BBbb11I",
+                0x24,
+                1,
+                0,
+                -20,
+                0,
+                0,
+                0x4C4F434C,
+                *self._ntp(now),
+                0,
+                0,
+                *self._ntp(now),
+                *self._ntp(now),
+            )
             reply = reply[:24] + origin + reply[32:]
             self.socket.sendto(reply, peer)
 
@@ -71,7 +85,10 @@ def _query() -> bytes:
         tsp.TimeStampReq(
             {
                 "version": "v1",
-                "message_imprint": {"hash_algorithm": algos.DigestAlgorithm({"algorithm": "sha256"}), "hashed_message": b"\x05" * 32},
+                "message_imprint": {
+                    "hash_algorithm": algos.DigestAlgorithm({"algorithm": "sha256"}),
+                    "hashed_message": b"\x05" * 32,
+                },
                 "cert_req": False,
             }
         ).dump()
@@ -79,17 +96,23 @@ def _query() -> bytes:
 
 
 def _http_status(url: str) -> tuple[str, set[str] | None]:
-    request = urllib.request.Request(url, data=_query(), headers={"Content-Type": "application/timestamp-query"})
+    request = urllib.request.Request(
+        url, data=_query(), headers={"Content-Type": "application/timestamp-query"}
+    )
     with urllib.request.urlopen(request, timeout=10) as reply:
         status = TimeStampResp.load(reply.read())["status"]
     return status["status"].native, status["fail_info"].native
 
 
-def test_time_is_refused_while_the_clock_is_off_and_issued_once_in_sync(ntp: NtpServer, dev_var: DevPaths, tmp_path: Path) -> None:
+def test_time_is_refused_while_the_clock_is_off_and_issued_once_in_sync(
+    ntp: NtpServer, dev_var: DevPaths, tmp_path: Path
+) -> None:
     ntp.offset = 30.0
     grpc_port, http_port = free_port(), free_port()
     env = signer_env(
-        dev_var, grpc_port, http_port,
+        dev_var,
+        grpc_port,
+        http_port,
         LRE_SIGNER_CLOCK_REFERENCE=f"ntp://127.0.0.1:{ntp.port}",
         LRE_SIGNER_CLOCK_MAX_OFFSET_MS="500",
         LRE_SIGNER_CLOCK_CHECK_INTERVAL_S="0.3",
@@ -112,4 +135,6 @@ def test_time_is_refused_while_the_clock_is_off_and_issued_once_in_sync(ntp: Ntp
         assert wait_for(lambda: _http_status(url)[0] == "granted", timeout=10)
 
         ntp.close()  # the reference goes away: trust lapses after three intervals
-        assert wait_for(lambda: _http_status(url) == ("rejection", {"time_not_available"}), timeout=10)
+        assert wait_for(
+            lambda: _http_status(url) == ("rejection", {"time_not_available"}), timeout=10
+        )

@@ -17,7 +17,15 @@ def _start(dev_var: DevPaths, tmp_path: Path, **env: str):
     grpc_port, http_port = free_port(), free_port()
     address = f"127.0.0.1:{grpc_port}"
     log = tmp_path / "signer.log"
-    return address, log, running([str(BIN / "lre-signer"), "serve"], signer_env(dev_var, grpc_port, http_port, **env), log)
+    return (
+        address,
+        log,
+        running(
+            [str(BIN / "lre-signer"), "serve"],
+            signer_env(dev_var, grpc_port, http_port, **env),
+            log,
+        ),
+    )
 
 
 def test_wrong_pin_is_not_serving_until_the_pin_is_fixed(dev_var: DevPaths, tmp_path: Path) -> None:

@@ -32,33 +32,53 @@ def _query(i: int) -> bytes:
     )
 
 
-def test_two_processes_serve_concurrent_timestamps_and_one_metrics_view(dev_var: DevPaths, tmp_path: Path) -> None:
+def test_two_processes_serve_concurrent_timestamps_and_one_metrics_view(
+    dev_var: DevPaths, tmp_path: Path
+) -> None:
     grpc_port, http_port = free_port(), free_port()
-    env = signer_env(dev_var, grpc_port, http_port, LRE_SIGNER_PROCESSES="2", LRE_SIGNER_LOG_RPCS="false")
+    env = signer_env(
+        dev_var, grpc_port, http_port, LRE_SIGNER_PROCESSES="2", LRE_SIGNER_LOG_RPCS="false"
+    )
     address = f"127.0.0.1:{grpc_port}"
     with running([str(BIN / "lre-signer"), "serve"], env, tmp_path / "signer.log") as pool:
-        assert wait_for(lambda: health_status(address) == SERVING), (tmp_path / "signer.log").read_text()
+        assert wait_for(lambda: health_status(address) == SERVING), (
+            tmp_path / "signer.log"
+        ).read_text()
         count = 400
 
         def stamp(i: int) -> tuple[str, int]:
             # A channel per call spreads connections over both processes.
-            with grpc.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)]) as channel:
+            with grpc.insecure_channel(
+                address, options=[("grpc.use_local_subchannel_pool", 1)]
+            ) as channel:
                 reply = signing_pb2_grpc.SigningServiceStub(channel).Timestamp(
                     signing_pb2.TimestampRequest(time_stamp_req=_query(i)), timeout=20
                 )
             token = tsp.TimeStampResp.load(reply.time_stamp_resp)["time_stamp_token"]
             info = token["content"]["encap_content_info"]["content"].parsed
-            return info["message_imprint"]["hashed_message"].native.hex(), info["serial_number"].native
+            return info["message_imprint"]["hashed_message"].native.hex(), info[
+                "serial_number"
+            ].native
 
         with ThreadPoolExecutor(16) as executor:
             results = list(executor.map(stamp, range(count)))
-        assert [r[0] for r in results] == [hashlib.sha256(str(i).encode()).hexdigest() for i in range(count)]
+        assert [r[0] for r in results] == [
+            hashlib.sha256(str(i).encode()).hexdigest() for i in range(count)
+        ]
         assert len({r[1] for r in results}) == count
         assert pool.poll() is None
 
         with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=10) as reply:
             families = {f.name: f for f in text_string_to_metric_families(reply.read().decode())}
-        granted = sum(s.value for s in families["lre_timestamps"].samples if s.labels.get("status") == "granted" and s.name.endswith("_total"))
+        granted = sum(
+            s.value
+            for s in families["lre_timestamps"].samples
+            if s.labels.get("status") == "granted" and s.name.endswith("_total")
+        )
         assert granted >= count  # plus the health probes' none: probes sign but issue no timestamp
-        pids = {line for line in (tmp_path / "signer.log").read_text().splitlines() if '"signer serving"' in line}
+        pids = {
+            line
+            for line in (tmp_path / "signer.log").read_text().splitlines()
+            if '"signer serving"' in line
+        }
         assert len(pids) == 2

@@ -31,24 +31,40 @@ def openssl(*args: str | Path) -> subprocess.CompletedProcess[str]:
 def test_sealed_evidence_verifies_with_openssl_cms_and_its_timestamp_with_openssl_ts(
     stub: signing_pb2_grpc.SigningServiceStub, signer_process: SignerProcess, tmp_path: Path
 ) -> None:
-    document = b'{"event":"http://uri.etsi.org/19522/Event/SubmissionAcceptance","letter":"letters/1"}'
+    document = (
+        b'{"event":"http://uri.etsi.org/19522/Event/SubmissionAcceptance","letter":"letters/1"}'
+    )
     reply = stub.SealEvidence(signing_pb2.SealEvidenceRequest(content=document), timeout=10)
     sealed = tmp_path / "evidence.p7m"
     sealed.write_bytes(reply.signed_data)
 
-    verify = openssl("cms", "-verify", "-inform", "DER", "-in", sealed, "-CAfile", signer_process.root_ca)
+    verify = openssl(
+        "cms", "-verify", "-inform", "DER", "-in", sealed, "-CAfile", signer_process.root_ca
+    )
     assert verify.returncode == 0, verify.stderr
     assert "Verification successful" in verify.stderr
     assert verify.stdout.encode() == document
 
     signer_info = cms.ContentInfo.load(reply.signed_data)["content"]["signer_infos"][0]
     signed = {a["type"].native: a["values"][0] for a in signer_info["signed_attrs"]}
-    assert set(signed) == {"content_type", "message_digest", "signing_time", "signing_certificate_v2"}
-    assert signed["signing_time"].native == reply.signing_time.ToDatetime().replace(tzinfo=signed["signing_time"].native.tzinfo)
-    seal_cert = x509.Certificate.load(
-        stub.GetCertificateChain(signing_pb2.GetCertificateChainRequest(purpose=signing_pb2.KEY_PURPOSE_SEAL)).certificates[0]
+    assert set(signed) == {
+        "content_type",
+        "message_digest",
+        "signing_time",
+        "signing_certificate_v2",
+    }
+    assert signed["signing_time"].native == reply.signing_time.ToDatetime().replace(
+        tzinfo=signed["signing_time"].native.tzinfo
     )
-    assert signed["signing_certificate_v2"]["certs"][0]["cert_hash"].native == hashlib.sha256(seal_cert.dump()).digest()
+    seal_cert = x509.Certificate.load(
+        stub.GetCertificateChain(
+            signing_pb2.GetCertificateChainRequest(purpose=signing_pb2.KEY_PURPOSE_SEAL)
+        ).certificates[0]
+    )
+    assert (
+        signed["signing_certificate_v2"]["certs"][0]["cert_hash"].native
+        == hashlib.sha256(seal_cert.dump()).digest()
+    )
 
     # B-T: the signature timestamp covers the signature value.
     unsigned = signer_info["unsigned_attrs"][0]
@@ -56,8 +72,17 @@ def test_sealed_evidence_verifies_with_openssl_cms_and_its_timestamp_with_openss
     (tmp_path / "signature.bin").write_bytes(signer_info["signature"].native)
     (tmp_path / "token.tst").write_bytes(unsigned["values"][0].dump())
     ts_verify = openssl(
-        "ts", "-verify", "-data", tmp_path / "signature.bin", "-in", tmp_path / "token.tst", "-token_in",
-        "-CAfile", signer_process.root_ca, "-untrusted", signer_process.tsa_cert,
+        "ts",
+        "-verify",
+        "-data",
+        tmp_path / "signature.bin",
+        "-in",
+        tmp_path / "token.tst",
+        "-token_in",
+        "-CAfile",
+        signer_process.root_ca,
+        "-untrusted",
+        signer_process.tsa_cert,
     )
     assert "Verification: OK" in ts_verify.stdout, ts_verify.stderr
 
@@ -65,10 +90,21 @@ def test_sealed_evidence_verifies_with_openssl_cms_and_its_timestamp_with_openss
 def test_a_changed_evidence_fails_openssl_verification(
     stub: signing_pb2_grpc.SigningServiceStub, signer_process: SignerProcess, tmp_path: Path
 ) -> None:
-    reply = stub.SealEvidence(signing_pb2.SealEvidenceRequest(content=b"original evidence"), timeout=10)
+    reply = stub.SealEvidence(
+        signing_pb2.SealEvidenceRequest(content=b"original evidence"), timeout=10
+    )
     tampered = reply.signed_data.replace(b"original evidence", b"modified evidence")
     (tmp_path / "e.p7m").write_bytes(tampered)
-    verify = openssl("cms", "-verify", "-inform", "DER", "-in", tmp_path / "e.p7m", "-CAfile", signer_process.root_ca)
+    verify = openssl(
+        "cms",
+        "-verify",
+        "-inform",
+        "DER",
+        "-in",
+        tmp_path / "e.p7m",
+        "-CAfile",
+        signer_process.root_ca,
+    )
     assert verify.returncode != 0
 
 
@@ -78,10 +114,14 @@ def test_empty_evidence_is_invalid_argument(stub: signing_pb2_grpc.SigningServic
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
-def test_certificate_chains_end_at_the_root(stub: signing_pb2_grpc.SigningServiceStub, signer_process: SignerProcess) -> None:
+def test_certificate_chains_end_at_the_root(
+    stub: signing_pb2_grpc.SigningServiceStub, signer_process: SignerProcess
+) -> None:
     root_pem = signer_process.root_ca.read_bytes()
     for purpose in (signing_pb2.KEY_PURPOSE_SEAL, signing_pb2.KEY_PURPOSE_TIMESTAMPING):
-        chain = stub.GetCertificateChain(signing_pb2.GetCertificateChainRequest(purpose=purpose)).certificates
+        chain = stub.GetCertificateChain(
+            signing_pb2.GetCertificateChainRequest(purpose=purpose)
+        ).certificates
         assert len(chain) == 2
         root = x509.Certificate.load(chain[-1])
         assert root.self_signed == "maybe" or root.self_signed == "yes"
@@ -99,20 +139,32 @@ def test_certificate_chains_end_at_the_root(stub: signing_pb2_grpc.SigningServic
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
-def test_wrapped_keys_unwrap_only_under_their_context(stub: signing_pb2_grpc.SigningServiceStub) -> None:
+def test_wrapped_keys_unwrap_only_under_their_context(
+    stub: signing_pb2_grpc.SigningServiceStub,
+) -> None:
     key = bytes(range(32))
-    wrapped = stub.WrapKey(signing_pb2.WrapKeyRequest(key=key, context=b"letters/42"), timeout=10).wrapped_key
+    wrapped = stub.WrapKey(
+        signing_pb2.WrapKeyRequest(key=key, context=b"letters/42"), timeout=10
+    ).wrapped_key
     assert key not in wrapped
-    assert stub.UnwrapKey(signing_pb2.UnwrapKeyRequest(wrapped_key=wrapped, context=b"letters/42")).key == key
+    assert (
+        stub.UnwrapKey(signing_pb2.UnwrapKeyRequest(wrapped_key=wrapped, context=b"letters/42")).key
+        == key
+    )
     for bad_wrapped, context in (
         (wrapped, b"letters/43"),
         (wrapped[:-1] + bytes([wrapped[-1] ^ 1]), b"letters/42"),
         (b"\x01short", b"letters/42"),
     ):
         with pytest.raises(grpc.RpcError) as raised:
-            stub.UnwrapKey(signing_pb2.UnwrapKeyRequest(wrapped_key=bad_wrapped, context=context), timeout=10)
+            stub.UnwrapKey(
+                signing_pb2.UnwrapKeyRequest(wrapped_key=bad_wrapped, context=context), timeout=10
+            )
         assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    for bad in (signing_pb2.WrapKeyRequest(key=b"short", context=b"x"), signing_pb2.WrapKeyRequest(key=key)):
+    for bad in (
+        signing_pb2.WrapKeyRequest(key=b"short", context=b"x"),
+        signing_pb2.WrapKeyRequest(key=key),
+    ):
         with pytest.raises(grpc.RpcError) as raised:
             stub.WrapKey(bad, timeout=10)
         assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -12,12 +12,14 @@ import pytest
 from asn1crypto import algos, tsp
 
 from lre.v1 import signing_pb2, signing_pb2_grpc
-from signer.tsa import TimeStampResp
+from tests.asn1crypto_support import TimeStampResp
 from tests.conftest import SignerProcess
 from tests.support import SERVING, health_status
 
 
-def post_query(signer: SignerProcess, body: bytes, content_type: str = "application/timestamp-query") -> tuple[int, str, bytes]:
+def post_query(
+    signer: SignerProcess, body: bytes, content_type: str = "application/timestamp-query"
+) -> tuple[int, str, bytes]:
     request = urllib.request.Request(
         signer.http_url + "/tsa", data=body, headers={"Content-Type": content_type}, method="POST"
     )
@@ -48,13 +50,24 @@ def test_openssl_query_gets_a_token_that_openssl_verifies(
     signer_process: SignerProcess, document: Path, tmp_path: Path, query_args: list[str]
 ) -> None:
     query, reply = tmp_path / "q.tsq", tmp_path / "r.tsr"
-    assert openssl("ts", "-query", "-data", document, "-sha256", *query_args, "-out", query).returncode == 0
+    assert (
+        openssl("ts", "-query", "-data", document, "-sha256", *query_args, "-out", query).returncode
+        == 0
+    )
     status, content_type, body = post_query(signer_process, query.read_bytes())
     assert (status, content_type) == (200, "application/timestamp-reply")
     reply.write_bytes(body)
     verify = openssl(
-        "ts", "-verify", "-data", document, "-in", reply, "-CAfile", signer_process.root_ca,
-        "-untrusted", signer_process.tsa_cert,
+        "ts",
+        "-verify",
+        "-data",
+        document,
+        "-in",
+        reply,
+        "-CAfile",
+        signer_process.root_ca,
+        "-untrusted",
+        signer_process.tsa_cert,
     )
     assert "Verification: OK" in verify.stdout, verify.stderr
     text = openssl("ts", "-reply", "-in", reply, "-text").stdout
@@ -68,21 +81,34 @@ def test_openssl_query_gets_a_token_that_openssl_verifies(
     tst_info = token["encap_content_info"]["content"].parsed
     assert tst_info["nonce"].native == nonce_sent
     # ESSCertIDv2 names the TSA certificate by its SHA-256.
-    signing_cert = token["signer_infos"][0]["signed_attrs"][2]["values"][0]["certs"][0]
+    signed_attrs = {a["type"].native: a["values"][0] for a in token["signer_infos"][0]["signed_attrs"]}
+    signing_cert = signed_attrs["signing_certificate_v2"]["certs"][0]
     tsa_der = subprocess.run(
-        ["openssl", "x509", "-in", str(signer_process.tsa_cert), "-outform", "DER"], capture_output=True, check=True
+        ["openssl", "x509", "-in", str(signer_process.tsa_cert), "-outform", "DER"],
+        capture_output=True,
+        check=True,
     ).stdout
     assert signing_cert["cert_hash"].native == hashlib.sha256(tsa_der).digest()
 
 
-def test_a_tampered_document_does_not_verify(signer_process: SignerProcess, document: Path, tmp_path: Path) -> None:
+def test_a_tampered_document_does_not_verify(
+    signer_process: SignerProcess, document: Path, tmp_path: Path
+) -> None:
     query, reply = tmp_path / "q.tsq", tmp_path / "r.tsr"
     openssl("ts", "-query", "-data", document, "-sha256", "-cert", "-out", query)
     reply.write_bytes(post_query(signer_process, query.read_bytes())[2])
     document.write_bytes(document.read_bytes() + b"!")
     verify = openssl(
-        "ts", "-verify", "-data", document, "-in", reply, "-CAfile", signer_process.root_ca,
-        "-untrusted", signer_process.tsa_cert,
+        "ts",
+        "-verify",
+        "-data",
+        document,
+        "-in",
+        reply,
+        "-CAfile",
+        signer_process.root_ca,
+        "-untrusted",
+        signer_process.tsa_cert,
     )
     assert "Verification: OK" not in verify.stdout
 
@@ -92,9 +118,13 @@ def test_serials_are_unique_and_positive(signer_process: SignerProcess) -> None:
     for i in range(50):
         request = _request(hashlib.sha256(str(i).encode()).digest())
         body = post_query(signer_process, request)[2]
-        serial = tsp.TimeStampResp.load(body)["time_stamp_token"]["content"]["encap_content_info"]["content"].parsed[
-            "serial_number"
-        ].native
+        serial = (
+            tsp.TimeStampResp.load(body)["time_stamp_token"]["content"]["encap_content_info"][
+                "content"
+            ]
+            .parsed["serial_number"]
+            .native
+        )
         assert serial > 0
         serials.add(serial)
     assert len(serials) == 50
@@ -144,7 +174,9 @@ def test_bad_requests_get_a_rejection_over_http(signer_process: SignerProcess, n
 
 
 @pytest.mark.parametrize("name", BAD_REQUESTS)
-def test_bad_requests_are_invalid_argument_over_grpc(signer_process: SignerProcess, name: str) -> None:
+def test_bad_requests_are_invalid_argument_over_grpc(
+    signer_process: SignerProcess, name: str
+) -> None:
     body, fail_info = BAD_REQUESTS[name]
     with grpc.insecure_channel(signer_process.grpc_address) as channel:
         stub = signing_pb2_grpc.SigningServiceStub(channel)
@@ -153,10 +185,37 @@ def test_bad_requests_are_invalid_argument_over_grpc(signer_process: SignerProce
         assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert fail_info in raised.value.details()
         # and it keeps serving
-        good = stub.Timestamp(signing_pb2.TimestampRequest(time_stamp_req=_request(b"\x02" * 32)), timeout=10)
+        good = stub.Timestamp(
+            signing_pb2.TimestampRequest(time_stamp_req=_request(b"\x02" * 32)), timeout=10
+        )
         assert tsp.TimeStampResp.load(good.time_stamp_resp)["status"]["status"].native == "granted"
 
 
-def test_http_refuses_other_content_types_and_oversized_bodies(signer_process: SignerProcess) -> None:
+def test_http_refuses_other_content_types_and_oversized_bodies(
+    signer_process: SignerProcess,
+) -> None:
     assert post_query(signer_process, _request(b"\x01" * 32), "application/octet-stream")[0] == 415
     assert post_query(signer_process, b"\x00" * (64 * 1024))[0] == 413
+
+
+def test_qualified_mode_adds_the_etsi_qc_statement(dev_var, tmp_path: Path, document: Path) -> None:
+    from tests.conftest import SignerProcess, signer_env
+    from tests.support import BIN, free_port, running, wait_for
+
+    grpc_port, http_port = free_port(), free_port()
+    env = signer_env(dev_var, grpc_port, http_port, LRE_SIGNER_QUALIFIED="true")
+    with running([str(BIN / "lre-signer"), "serve"], env, tmp_path / "signer.log"):
+        signer = SignerProcess(f"127.0.0.1:{grpc_port}", f"http://127.0.0.1:{http_port}", dev_var, tmp_path)
+        assert wait_for(lambda: health_status(signer.grpc_address) == SERVING)
+        query, reply = tmp_path / "q.tsq", tmp_path / "r.tsr"
+        openssl("ts", "-query", "-data", document, "-sha512", "-cert", "-out", query)
+        reply.write_bytes(post_query(signer, query.read_bytes())[2])
+    verify = openssl(
+        "ts", "-verify", "-data", document, "-in", reply, "-CAfile", signer.root_ca, "-untrusted", signer.tsa_cert
+    )
+    assert "Verification: OK" in verify.stdout, verify.stderr
+    info = tsp.TimeStampResp.load(reply.read_bytes())["time_stamp_token"]["content"]["encap_content_info"]["content"].parsed
+    (extension,) = info["extensions"]
+    assert extension["extn_id"].dotted == "1.3.6.1.5.5.7.1.3"
+    assert extension["critical"].native is False
+    assert extension["extn_value"].native == bytes.fromhex("300b30090607040081975e0101")  # esi4-qtstStatement-1

@@ -37,7 +37,9 @@ def test_sqlite_migrates_to_the_models(tmp_path: Path) -> None:
     engine = db.make_engine(f"sqlite:///{tmp_path / 'lre.db'}")
     _assert_matches_models(engine)
     with engine.connect() as connection:
-        ddl = dict(connection.execute(text("SELECT name, sql FROM sqlite_master WHERE type='table'")).all())
+        ddl = dict(
+            connection.execute(text("SELECT name, sql FROM sqlite_master WHERE type='table'")).all()
+        )
     for (table, column), labels in _model_enums().items():
         check = re.search(rf"CHECK \({column} IN \(([^)]*)\)\)", ddl[table])
         assert check, f"{table}.{column} has no CHECK constraint"
@@ -52,16 +54,24 @@ def test_postgres_migrates_to_the_models(postgres_database: str) -> None:
         with engine.connect() as connection:
             for (table, column), labels in _model_enums().items():
                 udt = connection.execute(
-                    text("SELECT udt_name FROM information_schema.columns WHERE table_name=:t AND column_name=:c"),
+                    text(
+                        "SELECT udt_name FROM information_schema.columns "
+                        "WHERE table_name=:t AND column_name=:c"
+                    ),
                     {"t": table, "c": column},
                 ).scalar_one()
-                in_db = connection.execute(
-                    text(
-                        "SELECT e.enumlabel FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid "
-                        "WHERE t.typname = :n ORDER BY e.enumsortorder"
-                    ),
-                    {"n": udt},
-                ).scalars().all()
+                in_db = (
+                    connection.execute(
+                        text(
+                            "SELECT e.enumlabel FROM pg_enum e "
+                            "JOIN pg_type t ON t.oid = e.enumtypid "
+                            "WHERE t.typname = :n ORDER BY e.enumsortorder"
+                        ),
+                        {"n": udt},
+                    )
+                    .scalars()
+                    .all()
+                )
                 assert in_db == labels, f"{table}.{column}"
     finally:
         engine.dispose()
@@ -77,7 +87,12 @@ def test_postgres_downgrade_removes_everything(postgres_database: str) -> None:
         command.downgrade(db.alembic_config(engine), "base")
         assert set(inspect(engine).get_table_names()) == {"alembic_version"}
         with engine.connect() as connection:
-            assert connection.execute(text("SELECT count(*) FROM pg_type WHERE typtype = 'e'")).scalar_one() == 0
+            assert (
+                connection.execute(
+                    text("SELECT count(*) FROM pg_type WHERE typtype = 'e'")
+                ).scalar_one()
+                == 0
+            )
         db.migrate(engine)  # and up again
     finally:
         engine.dispose()
@@ -90,7 +105,8 @@ def test_migrate_twice_is_a_no_op(tmp_path: Path) -> None:
         connection.execute(
             text(
                 "INSERT INTO parties (id, kind, professional, email, create_time) "
-                "VALUES ('00000000000000000000000000000001', 'legal_person', 1, 'a@example.org', '2026-01-01')"
+                "VALUES ('00000000000000000000000000000001', 'legal_person', 1, "
+                "'a@example.org', '2026-01-01')"
             )
         )
     db.migrate(engine)

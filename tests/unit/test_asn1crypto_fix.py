@@ -1,10 +1,10 @@
-"""signer._asn1: definite lengths ending in 0x80 are not taken for indefinite ones."""
+"""tests.asn1crypto_support: definite lengths ending in 0x80 are not taken for indefinite ones."""
 
 from __future__ import annotations
 
 from asn1crypto import core
 
-from signer import _asn1
+from tests import asn1crypto_support
 
 
 class Level(core.Sequence):
@@ -33,6 +33,6 @@ def test_true_indefinite_lengths_are_still_reencoded_as_der() -> None:
 
 
 def test_the_fix_is_applied_once() -> None:
-    _asn1.apply()
+    asn1crypto_support.apply()
     assert core.Sequence.dump.__wrapped__.__name__ == "dump"  # type: ignore[attr-defined]
     assert not hasattr(core.Sequence.dump.__wrapped__, "__wrapped__")  # type: ignore[attr-defined]

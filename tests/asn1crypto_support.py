@@ -1,4 +1,7 @@
-"""A fix for asn1crypto's detection of indefinite lengths, applied on import.
+"""A fix for asn1crypto's detection of indefinite lengths, applied by conftest.
+
+The tests parse what the signer produces with asn1crypto, a library the
+signer does not use, so that encoder and checker are independent.
 
 asn1crypto 1.5.1 (the latest release) takes any header whose last byte is
 0x80 for a BER indefinite length, so a definite length of 128 (``81 80``) or
@@ -19,7 +22,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from asn1crypto import core
+from asn1crypto import cms, core, tsp
 
 _PATCHED = "_lre_definite_length_fix"
 
@@ -44,3 +47,13 @@ def apply() -> None:
 
 
 apply()
+
+
+class TimeStampResp(core.Sequence):
+    """RFC 3161 TimeStampResp. asn1crypto's makes the token mandatory; RFC 3161
+    has it OPTIONAL, and it is absent from every rejection."""
+
+    _fields = [  # noqa: RUF012 -- asn1crypto schema
+        ("status", tsp.PKIStatusInfo),
+        ("time_stamp_token", cms.ContentInfo, {"optional": True}),
+    ]
