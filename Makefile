@@ -39,7 +39,7 @@ lint: gen
 	$(BIN)/mypy
 
 bench: gen
-	$(BIN)/python bench/signer.py
+	$(BIN)/python bench/signer_throughput.py
 
 clean:
 	rm -rf $(VAR) lre/v1/*_pb2*.py lre/v1/*_pb2*.pyi

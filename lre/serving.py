@@ -46,7 +46,8 @@ def _rpc_scope(method: str, rid: str, context: grpc.ServicerContext) -> Iterator
     try:
         yield
     except Exception:
-        if context.code() is None:  # not an abort(): a bug or an unhandled failure
+        # code() exists at run time but not in the stubs.
+        if context.code() is None:  # type: ignore[attr-defined]  # not an abort(): a bug
             log.exception("unhandled error", extra={"method": method})
             context.abort(grpc.StatusCode.INTERNAL, f"internal error (request id {rid})")
         raise
@@ -55,7 +56,7 @@ def _rpc_scope(method: str, rid: str, context: grpc.ServicerContext) -> Iterator
             "rpc",
             extra={
                 "method": method,
-                "code": (context.code() or grpc.StatusCode.OK).name,
+                "code": (context.code() or grpc.StatusCode.OK).name,  # type: ignore[attr-defined]
                 "duration_ms": round((time.perf_counter() - start) * 1000, 3),
             },
         )
@@ -81,14 +82,14 @@ def _streaming_response(behaviour: Callable[..., Any], method: str, rid: str) ->
 class _RpcLogInterceptor(grpc.ServerInterceptor):
     def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
         details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = continuation(details)
-        method: str = details.method  # type: ignore[attr-defined]
+        method: str = details.method
         if handler is None or method.startswith("/grpc.health.v1.Health/"):
             return handler
-        metadata = dict(details.invocation_metadata or ())  # type: ignore[attr-defined]
+        metadata = dict(details.invocation_metadata or ())
         rid = str(metadata.get(REQUEST_ID_KEY) or uuid.uuid4())
         codec = {
             "request_deserializer": handler.request_deserializer,
@@ -106,6 +107,7 @@ class _RpcLogInterceptor(grpc.ServerInterceptor):
             return grpc.unary_stream_rpc_method_handler(
                 _streaming_response(handler.unary_stream, method, rid), **codec
             )
+        assert handler.stream_stream is not None
         return grpc.stream_stream_rpc_method_handler(
             _streaming_response(handler.stream_stream, method, rid), **codec
         )
@@ -122,7 +124,7 @@ class GrpcProcess:
         log_rpcs: bool = True,
     ) -> None:
         self.services = list(services)
-        interceptors = [_RpcLogInterceptor()] if log_rpcs else []
+        interceptors: list[grpc.ServerInterceptor] = [_RpcLogInterceptor()] if log_rpcs else []
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
             interceptors=interceptors,

@@ -19,7 +19,9 @@ from signer.tsa import CmsSigner, TimestampAuthority
 
 
 class EvidenceSealer:
-    def __init__(self, signer: CmsSigner, tsa: TimestampAuthority, ca_chain: list[x509.Certificate]) -> None:
+    def __init__(
+        self, signer: CmsSigner, tsa: TimestampAuthority, ca_chain: list[x509.Certificate]
+    ) -> None:
         self._signer = signer
         self._tsa = tsa
         # Issuing CAs travel with the seal; the root is what a verifier must already trust.
@@ -35,7 +37,9 @@ class EvidenceSealer:
         signed = self._signer.sign(
             s.ID_DATA,
             content,
-            extra_signed=[s.attribute(s.ID_SIGNING_TIME, asn1.encode_der(asn1.UTCTime(signing_time)))],
+            extra_signed=[
+                s.attribute(s.ID_SIGNING_TIME, asn1.encode_der(asn1.UTCTime(signing_time)))
+            ],
             certificates=self._certificates,
             unsigned=signature_timestamp,
         )

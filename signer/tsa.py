@@ -52,7 +52,9 @@ class CmsSigner:
         self._signing_certificate_v2 = s.attribute(
             s.ID_SIGNING_CERTIFICATE_V2,
             asn1.encode_der(
-                s.SigningCertificateV2(certs=[s.ESSCertIDv2(cert_hash=hashlib.sha256(certificate_der).digest())])
+                s.SigningCertificateV2(
+                    certs=[s.ESSCertIDv2(cert_hash=hashlib.sha256(certificate_der).digest())]
+                )
             ),
         )
 
@@ -75,7 +77,9 @@ class CmsSigner:
             ]
         )
         # RFC 5652 5.4: the signature covers the DER of the SET OF attributes.
-        signature = self.token.sign_digest(self.key_label, hashlib.sha256(asn1.encode_der(signed_attrs)).digest())
+        signature = self.token.sign_digest(
+            self.key_label, hashlib.sha256(asn1.encode_der(signed_attrs)).digest()
+        )
         signer_info = s.SignerInfo(
             version=1,
             sid=self._sid,
@@ -90,7 +94,9 @@ class CmsSigner:
             content=s.SignedData(
                 version=3,
                 digest_algorithms=asn1.SetOf([s.algorithm(s.SHA256)]),
-                encap_content_info=s.EncapsulatedContentInfo(content_type=content_type, content=content),
+                encap_content_info=s.EncapsulatedContentInfo(
+                    content_type=content_type, content=content
+                ),
                 certificates=asn1.SetOf(certificates) if certificates else None,
                 signer_infos=asn1.SetOf([signer_info]),
             ),
@@ -112,7 +118,11 @@ class TimestampAuthority:
         seconds, millis = divmod(accuracy_ms, 1000)
         self._accuracy = s.Accuracy(seconds=seconds or None, millis=millis or None, micros=None)
         self._tsa_name = s.tlv(
-            s.unwrap(s.DirectoryNameHolder(directory_name=s.tlv(signer.certificate.subject.public_bytes())))
+            s.unwrap(
+                s.DirectoryNameHolder(
+                    directory_name=s.tlv(signer.certificate.subject.public_bytes())
+                )
+            )
         )
         self._extensions = (
             [
@@ -120,7 +130,9 @@ class TimestampAuthority:
                     extn_id=s.ID_QC_STATEMENTS,
                     critical=False,
                     extn_value=s.unwrap(
-                        s.QcStatementsHolder(statements=[s.QcStatement(statement_id=s.ESI4_QTST_STATEMENT_1)])
+                        s.QcStatementsHolder(
+                            statements=[s.QcStatement(statement_id=s.ESI4_QTST_STATEMENT_1)]
+                        )
                     ),
                 )
             ]
@@ -139,9 +151,13 @@ class TimestampAuthority:
             raise BadTimestampRequest("bad_request", "version must be 1")
         algorithm = request.message_imprint.hash_algorithm.algorithm
         if algorithm not in DIGEST_LENGTHS:
-            raise BadTimestampRequest("bad_alg", f"hash algorithm {algorithm.dotted_string} not accepted")
+            raise BadTimestampRequest(
+                "bad_alg", f"hash algorithm {algorithm.dotted_string} not accepted"
+            )
         if len(request.message_imprint.hashed_message) != DIGEST_LENGTHS[algorithm]:
-            raise BadTimestampRequest("bad_data_format", "digest length does not match its algorithm")
+            raise BadTimestampRequest(
+                "bad_data_format", "digest length does not match its algorithm"
+            )
         if request.extensions:
             raise BadTimestampRequest("unaccepted_extensions", "no request extension is supported")
         return request
@@ -179,7 +195,9 @@ class TimestampAuthority:
         """A token over a SHA-256 digest computed here (signature timestamps of seals)."""
         request = s.TimeStampReq(
             version=1,
-            message_imprint=s.MessageImprint(hash_algorithm=s.algorithm(s.SHA256), hashed_message=digest),
+            message_imprint=s.MessageImprint(
+                hash_algorithm=s.algorithm(s.SHA256), hashed_message=digest
+            ),
             req_policy=None,
             nonce=None,
             cert_req=True,

@@ -53,7 +53,7 @@ class TimeStampResp(core.Sequence):
     """RFC 3161 TimeStampResp. asn1crypto's makes the token mandatory; RFC 3161
     has it OPTIONAL, and it is absent from every rejection."""
 
-    _fields = [  # noqa: RUF012 -- asn1crypto schema
+    _fields = [
         ("status", tsp.PKIStatusInfo),
         ("time_stamp_token", cms.ContentInfo, {"optional": True}),
     ]

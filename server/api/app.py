@@ -35,17 +35,17 @@ def service_bindings() -> list[ServiceBinding]:
         ServiceBinding(
             _name(identity_pb2, "IdentityService"),
             identity_pb2_grpc.add_IdentityServiceServicer_to_server,
-            identity_pb2_grpc.IdentityServiceServicer(),
+            identity_pb2_grpc.IdentityServiceServicer(),  # type: ignore[abstract]
         ),
         ServiceBinding(
             _name(custody_pb2, "CustodyService"),
             custody_pb2_grpc.add_CustodyServiceServicer_to_server,
-            custody_pb2_grpc.CustodyServiceServicer(),
+            custody_pb2_grpc.CustodyServiceServicer(),  # type: ignore[abstract]
         ),
         ServiceBinding(
             _name(notification_pb2, "NotificationService"),
             notification_pb2_grpc.add_NotificationServiceServicer_to_server,
-            notification_pb2_grpc.NotificationServiceServicer(),
+            notification_pb2_grpc.NotificationServiceServicer(),  # type: ignore[abstract]
         ),
     ]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -21,7 +22,7 @@ def lre_signer(dev_var: DevPaths, *args: str) -> subprocess.CompletedProcess[str
         "SOFTHSM2_CONF": str(dev_var.softhsm_conf.resolve()),
     }
     return subprocess.run(
-        [str(Path(os.sys.executable).parent / "lre-signer"), *args],
+        [str(Path(sys.executable).parent / "lre-signer"), *args],
         env=env,
         capture_output=True,
         text=True,

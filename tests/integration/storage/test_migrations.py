@@ -37,7 +37,7 @@ def test_sqlite_migrates_to_the_models(tmp_path: Path) -> None:
     engine = db.make_engine(f"sqlite:///{tmp_path / 'lre.db'}")
     _assert_matches_models(engine)
     with engine.connect() as connection:
-        ddl = dict(
+        ddl: dict[str, str] = dict(
             connection.execute(text("SELECT name, sql FROM sqlite_master WHERE type='table'")).all()
         )
     for (table, column), labels in _model_enums().items():

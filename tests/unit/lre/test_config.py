@@ -15,10 +15,22 @@ def test_defaults_file_and_environment(tmp_path: Path) -> None:
     config = tmp_path / "lre.toml"
     config.write_text('[signer]\ngrpc_address = "0.0.0.0:7000"\nprocesses = 3\nqualified = true\n')
     from_file = load(SignerSettings, "signer", {"LRE_CONFIG": str(config)})
-    assert (from_file.grpc_address, from_file.processes, from_file.qualified) == ("0.0.0.0:7000", 3, True)
-    env = {"LRE_CONFIG": str(config), "LRE_SIGNER_PROCESSES": "2", "LRE_SIGNER_PIN_FILE": "/run/pin"}
+    assert (from_file.grpc_address, from_file.processes, from_file.qualified) == (
+        "0.0.0.0:7000",
+        3,
+        True,
+    )
+    env = {
+        "LRE_CONFIG": str(config),
+        "LRE_SIGNER_PROCESSES": "2",
+        "LRE_SIGNER_PIN_FILE": "/run/pin",
+    }
     from_env = load(SignerSettings, "signer", env)
-    assert (from_env.grpc_address, from_env.processes, from_env.pin_file) == ("0.0.0.0:7000", 2, Path("/run/pin"))
+    assert (from_env.grpc_address, from_env.processes, from_env.pin_file) == (
+        "0.0.0.0:7000",
+        2,
+        Path("/run/pin"),
+    )
 
 
 def test_errors_name_the_setting_never_its_value(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@
 
 each for 1 and 2 signer processes. Load comes from separate client processes
 (grpc.aio, raw bytes so that clients spend little CPU), on 127.0.0.1 only,
-for a bounded time. Usage: python bench/signer.py [--seconds 5]
+for a bounded time. Usage: python bench/signer_throughput.py [--seconds 5]
 """
 
 from __future__ import annotations
@@ -30,10 +30,10 @@ from grpc_health.v1 import health_pb2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lre.v1 import signing_pb2  # noqa: E402
-from signer.devsetup import dev_setup, settings_for  # noqa: E402
-from signer.token import Token  # noqa: E402
-from tests.support import BIN, SERVING, free_port, health_status, wait_for  # noqa: E402
+from lre.v1 import signing_pb2
+from signer.devsetup import dev_setup, settings_for
+from signer.token import Token
+from tests.support import BIN, SERVING, free_port, health_status, wait_for
 
 HEALTH = "/grpc.health.v1.Health/Check"
 TIMESTAMP = "/lre.v1.SigningService/Timestamp"
@@ -54,7 +54,9 @@ def timestamp_request() -> bytes:
     return signing_pb2.TimestampRequest(time_stamp_req=query.dump()).SerializeToString()
 
 
-async def _client(address: str, method: str, body: bytes, seconds: float, concurrency: int) -> list[float]:
+async def _client(
+    address: str, method: str, body: bytes, seconds: float, concurrency: int
+) -> list[float]:
     latencies: list[float] = []
     identity = lambda b: b  # noqa: E731 -- raw bytes in and out
     # One channel per client task group; several connections spread over SO_REUSEPORT workers.
@@ -62,7 +64,10 @@ async def _client(address: str, method: str, body: bytes, seconds: float, concur
         grpc.aio.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)])
         for _ in range(4)
     ]
-    calls = [ch.unary_unary(method, request_serializer=identity, response_deserializer=identity) for ch in channels]
+    calls = [
+        ch.unary_unary(method, request_serializer=identity, response_deserializer=identity)
+        for ch in channels
+    ]
     deadline = time.perf_counter() + seconds
 
     async def worker(call) -> None:  # type: ignore[no-untyped-def]
@@ -81,12 +86,16 @@ def _client_process(args: tuple[str, str, bytes, float, int]) -> list[float]:
     return asyncio.run(_client(*args))
 
 
-def load(address: str, method: str, body: bytes, seconds: float, clients: int = 2, concurrency: int = 16) -> dict[str, float]:
+def load(
+    address: str, method: str, body: bytes, seconds: float, clients: int = 2, concurrency: int = 16
+) -> dict[str, float]:
     with multiprocessing.get_context("spawn").Pool(clients) as pool:
         # A short warm-up, then the measured run.
         pool.map(_client_process, [(address, method, body, 0.5, concurrency)] * clients)
         start = time.perf_counter()
-        results = pool.map(_client_process, [(address, method, body, seconds, concurrency)] * clients)
+        results = pool.map(
+            _client_process, [(address, method, body, seconds, concurrency)] * clients
+        )
         elapsed = time.perf_counter() - start
     latencies = sorted(x for r in results for x in r)
     return {
@@ -128,7 +137,10 @@ def run_signer(var: Path, processes: int) -> tuple[subprocess.Popen[bytes], str]
         "LRE_SIGNER_PROCESSES": str(processes),
     }
     process = subprocess.Popen(
-        [str(BIN / "lre-signer"), "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [str(BIN / "lre-signer"), "serve"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     address = f"127.0.0.1:{grpc_port}"
     if not wait_for(lambda: health_status(address) == SERVING, timeout=30):
@@ -139,13 +151,18 @@ def run_signer(var: Path, processes: int) -> tuple[subprocess.Popen[bytes], str]
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args()
     var = Path(tempfile.mkdtemp(prefix="lre-bench-"))
     dev_setup(var)
-    print(f"machine: {os.cpu_count()} cores; {args.seconds:.0f} s per measurement; load from 2 client processes x 16 in flight")
+    print(
+        f"machine: {os.cpu_count()} cores; {args.seconds:.0f} s per measurement;"
+        " load from 2 client processes x 16 calls in flight"
+    )
     print(f"raw PKCS#11 ECDSA P-256 sign, 1 thread: {raw_sign_rate(var, args.seconds):8.0f} /s")
     health = health_pb2.HealthCheckRequest().SerializeToString()
     stamp = timestamp_request()
@@ -160,10 +177,14 @@ def main() -> int:
             signer.wait(timeout=30)
         rows.append((processes, echo, ts))
     print()
-    print("signer processes | trivial RPC /s | timestamps /s | ratio | ts p50 ms | ts p99 ms | trivial p50 ms")
+    print(
+        "signer processes | trivial RPC /s | timestamps /s | ratio"
+        " | ts p50 ms | ts p99 ms | trivial p50 ms"
+    )
     for processes, echo, ts in rows:
         print(
-            f"{processes:16d} | {echo['rate']:14.0f} | {ts['rate']:13.0f} | {ts['rate'] / echo['rate']:5.2f} |"
+            f"{processes:16d} | {echo['rate']:14.0f} | {ts['rate']:13.0f}"
+            f" | {ts['rate'] / echo['rate']:5.2f} |"
             f" {ts['p50_ms']:9.2f} | {ts['p99_ms']:9.2f} | {echo['p50_ms']:14.2f}"
         )
     return 0
