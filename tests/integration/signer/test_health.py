@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -60,3 +61,26 @@ def test_unknown_token_is_not_serving(dev_var: DevPaths, tmp_path: Path, label_e
     with process:
         assert wait_for(lambda: health_status(address, SERVICE) == NOT_SERVING), log.read_text()
     assert "no token labelled" in log.read_text()
+
+
+def _private_copy(dev_var: DevPaths, tmp_path: Path) -> DevPaths:
+    """A copy of the development token and config that this test may break."""
+    root = tmp_path / "var"
+    shutil.copytree(dev_var.root, root)
+    for text_file in (root / "lre.toml", root / "softhsm" / "softhsm2.conf"):
+        text_file.write_text(
+            text_file.read_text().replace(str(dev_var.root.resolve()), str(root.resolve()))
+        )
+    return DevPaths(root)
+
+
+def test_token_removed_is_not_serving_until_it_is_back(dev_var: DevPaths, tmp_path: Path) -> None:
+    private = _private_copy(dev_var, tmp_path)
+    address, log, process = _start(private, tmp_path)
+    with process:
+        assert wait_for(lambda: health_status(address, SERVICE) == SERVING), log.read_text()
+        (token_dir,) = (private.root / "softhsm" / "tokens").iterdir()
+        token_dir.rename(tmp_path / "removed-token")
+        assert wait_for(lambda: health_status(address, SERVICE) == NOT_SERVING), log.read_text()
+        (tmp_path / "removed-token").rename(token_dir)
+        assert wait_for(lambda: health_status(address, SERVICE) == SERVING), log.read_text()
