@@ -67,3 +67,28 @@ def running(
                 except subprocess.TimeoutExpired:
                     process.kill()
                     process.wait()
+
+
+def openssl(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["openssl", *map(str, args)], capture_output=True, text=True)
+
+
+def ts_verify(
+    data: Path, reply: Path, root_ca: Path, tsa_cert: Path, token_in: bool = False
+) -> bool:
+    """`openssl ts -verify` of a reply (or a bare token) over ``data``."""
+    extra = ["-token_in"] if token_in else []
+    result = openssl(
+        "ts",
+        "-verify",
+        "-data",
+        data,
+        "-in",
+        reply,
+        *extra,
+        "-CAfile",
+        root_ca,
+        "-untrusted",
+        tsa_cert,
+    )
+    return "Verification: OK" in result.stdout

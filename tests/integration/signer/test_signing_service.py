@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,16 +15,13 @@ from lre.v1 import signing_pb2, signing_pb2_grpc
 from signer.config import SignerSettings
 from signer.token import Token
 from tests.conftest import SignerProcess
+from tests.support import openssl, ts_verify
 
 
 @pytest.fixture
 def stub(signer_process: SignerProcess) -> Iterator[signing_pb2_grpc.SigningServiceStub]:
     with grpc.insecure_channel(signer_process.grpc_address) as channel:
         yield signing_pb2_grpc.SigningServiceStub(channel)
-
-
-def openssl(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["openssl", *map(str, args)], capture_output=True, text=True)
 
 
 def test_sealed_evidence_verifies_with_openssl_cms_and_its_timestamp_with_openssl_ts(
@@ -71,20 +67,13 @@ def test_sealed_evidence_verifies_with_openssl_cms_and_its_timestamp_with_openss
     assert unsigned["type"].native == "signature_time_stamp_token"
     (tmp_path / "signature.bin").write_bytes(signer_info["signature"].native)
     (tmp_path / "token.tst").write_bytes(unsigned["values"][0].dump())
-    ts_verify = openssl(
-        "ts",
-        "-verify",
-        "-data",
+    assert ts_verify(
         tmp_path / "signature.bin",
-        "-in",
         tmp_path / "token.tst",
-        "-token_in",
-        "-CAfile",
         signer_process.root_ca,
-        "-untrusted",
         signer_process.tsa_cert,
+        token_in=True,
     )
-    assert "Verification: OK" in ts_verify.stdout, ts_verify.stderr
 
 
 def test_a_changed_evidence_fails_openssl_verification(

@@ -14,7 +14,7 @@ from asn1crypto import algos, tsp
 from lre.v1 import signing_pb2, signing_pb2_grpc
 from tests.asn1crypto_support import TimeStampResp
 from tests.conftest import SignerProcess
-from tests.support import SERVING, health_status
+from tests.support import SERVING, health_status, openssl, ts_verify
 
 
 def post_query(
@@ -28,10 +28,6 @@ def post_query(
             return reply.status, reply.headers["Content-Type"], reply.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.headers["Content-Type"], exc.read()
-
-
-def openssl(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["openssl", *map(str, args)], capture_output=True, text=True)
 
 
 @pytest.fixture
@@ -57,19 +53,7 @@ def test_openssl_query_gets_a_token_that_openssl_verifies(
     status, content_type, body = post_query(signer_process, query.read_bytes())
     assert (status, content_type) == (200, "application/timestamp-reply")
     reply.write_bytes(body)
-    verify = openssl(
-        "ts",
-        "-verify",
-        "-data",
-        document,
-        "-in",
-        reply,
-        "-CAfile",
-        signer_process.root_ca,
-        "-untrusted",
-        signer_process.tsa_cert,
-    )
-    assert "Verification: OK" in verify.stdout, verify.stderr
+    assert ts_verify(document, reply, signer_process.root_ca, signer_process.tsa_cert)
     text = openssl("ts", "-reply", "-in", reply, "-text").stdout
     assert "Policy OID: 0.4.0.2023.1.1" in text
     assert "Accuracy: 0x01 seconds" in text
@@ -100,19 +84,7 @@ def test_a_tampered_document_does_not_verify(
     openssl("ts", "-query", "-data", document, "-sha256", "-cert", "-out", query)
     reply.write_bytes(post_query(signer_process, query.read_bytes())[2])
     document.write_bytes(document.read_bytes() + b"!")
-    verify = openssl(
-        "ts",
-        "-verify",
-        "-data",
-        document,
-        "-in",
-        reply,
-        "-CAfile",
-        signer_process.root_ca,
-        "-untrusted",
-        signer_process.tsa_cert,
-    )
-    assert "Verification: OK" not in verify.stdout
+    assert not ts_verify(document, reply, signer_process.root_ca, signer_process.tsa_cert)
 
 
 def test_serials_are_unique_and_positive(signer_process: SignerProcess) -> None:
@@ -214,19 +186,7 @@ def test_qualified_mode_adds_the_etsi_qc_statement(dev_var, tmp_path: Path, docu
         query, reply = tmp_path / "q.tsq", tmp_path / "r.tsr"
         openssl("ts", "-query", "-data", document, "-sha512", "-cert", "-out", query)
         reply.write_bytes(post_query(signer, query.read_bytes())[2])
-    verify = openssl(
-        "ts",
-        "-verify",
-        "-data",
-        document,
-        "-in",
-        reply,
-        "-CAfile",
-        signer.root_ca,
-        "-untrusted",
-        signer.tsa_cert,
-    )
-    assert "Verification: OK" in verify.stdout, verify.stderr
+    assert ts_verify(document, reply, signer.root_ca, signer.tsa_cert)
     info = tsp.TimeStampResp.load(reply.read_bytes())["time_stamp_token"]["content"][
         "encap_content_info"
     ]["content"].parsed
