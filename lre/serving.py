@@ -1,5 +1,5 @@
-"""Serving a gRPC process: health per service, reflection, one log line per
-RPC, Prometheus metrics over HTTP, and a graceful stop on SIGTERM/SIGINT."""
+"""Serving a gRPC process: health per service, reflection, metrics and one
+log line per RPC, and a graceful stop on SIGTERM/SIGINT."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from lre import logs
+from lre import grpc_metrics, logs
+from lre.grpc_metrics import MethodMetrics
 
 log = logging.getLogger("lre.rpc")
 
@@ -35,13 +36,16 @@ class ServiceBinding:
 
 
 @contextlib.contextmanager
-def _rpc_scope(method: str, rid: str, context: grpc.ServicerContext) -> Iterator[None]:
-    """Logs the RPC and turns an unexpected exception into INTERNAL.
+def _rpc_scope(
+    method: str, rid: str, context: grpc.ServicerContext, metrics: MethodMetrics, log_rpc: bool
+) -> Iterator[None]:
+    """Counts and logs the RPC and turns an unexpected exception into INTERNAL.
 
     gRPC would answer UNKNOWN with the exception's text; a caller gets neither
     the text nor a stack trace, only the request id to quote to the operator.
     """
     token = logs.request_id.set(rid)
+    metrics.started.inc()
     start = time.perf_counter()
     try:
         yield
@@ -52,34 +56,35 @@ def _rpc_scope(method: str, rid: str, context: grpc.ServicerContext) -> Iterator
             context.abort(grpc.StatusCode.INTERNAL, f"internal error (request id {rid})")
         raise
     finally:
-        log.info(
-            "rpc",
-            extra={
-                "method": method,
-                "code": (context.code() or grpc.StatusCode.OK).name,  # type: ignore[attr-defined]
-                "duration_ms": round((time.perf_counter() - start) * 1000, 3),
-            },
-        )
+        elapsed = time.perf_counter() - start
+        code = context.code() or grpc.StatusCode.OK  # type: ignore[attr-defined]
+        metrics.handled[code].inc()
+        metrics.handling.observe(elapsed)
+        if log_rpc:
+            log.info(
+                "rpc",
+                extra={
+                    "method": method,
+                    "code": code.name,
+                    "duration_ms": round(elapsed * 1000, 3),
+                },
+            )
         logs.request_id.reset(token)
 
 
-def _unary_response(behaviour: Callable[..., Any], method: str, rid: str) -> Callable[..., Any]:
-    def call(request: Any, context: grpc.ServicerContext) -> Any:
-        with _rpc_scope(method, rid, context):
-            return behaviour(request, context)
-
-    return call
+def _counted(messages: Iterator[Any], counter: Any) -> Iterator[Any]:
+    for message in messages:
+        counter.inc()
+        yield message
 
 
-def _streaming_response(behaviour: Callable[..., Any], method: str, rid: str) -> Callable[..., Any]:
-    def call(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-        with _rpc_scope(method, rid, context):
-            yield from behaviour(request, context)
+class _RpcInterceptor(grpc.ServerInterceptor):
+    """Metrics for every RPC; a log line for every RPC but health checks."""
 
-    return call
+    def __init__(self, methods: dict[str, MethodMetrics], log_rpcs: bool) -> None:
+        self._methods = methods
+        self._log_rpcs = log_rpcs
 
-
-class _RpcLogInterceptor(grpc.ServerInterceptor):
     def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
@@ -87,29 +92,60 @@ class _RpcLogInterceptor(grpc.ServerInterceptor):
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = continuation(details)
         method: str = details.method
-        if handler is None or method.startswith("/grpc.health.v1.Health/"):
+        metrics = self._methods.get(method)
+        if handler is None or metrics is None:
             return handler
+        log_rpc = self._log_rpcs and not method.startswith("/grpc.health.v1.Health/")
         metadata = dict(details.invocation_metadata or ())
         rid = str(metadata.get(REQUEST_ID_KEY) or uuid.uuid4())
+
+        def unary_response(
+            behaviour: Callable[..., Any], streaming_request: bool
+        ) -> Callable[..., Any]:
+            def call(request: Any, context: grpc.ServicerContext) -> Any:
+                with _rpc_scope(method, rid, context, metrics, log_rpc):
+                    if streaming_request:
+                        request = _counted(request, metrics.received)
+                    else:
+                        metrics.received.inc()
+                    response = behaviour(request, context)
+                    metrics.sent.inc()
+                    return response
+
+            return call
+
+        def streaming_response(
+            behaviour: Callable[..., Any], streaming_request: bool
+        ) -> Callable[..., Any]:
+            def call(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+                with _rpc_scope(method, rid, context, metrics, log_rpc):
+                    if streaming_request:
+                        request = _counted(request, metrics.received)
+                    else:
+                        metrics.received.inc()
+                    yield from _counted(behaviour(request, context), metrics.sent)
+
+            return call
+
         codec = {
             "request_deserializer": handler.request_deserializer,
             "response_serializer": handler.response_serializer,
         }
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                _unary_response(handler.unary_unary, method, rid), **codec
+                unary_response(handler.unary_unary, False), **codec
             )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
-                _unary_response(handler.stream_unary, method, rid), **codec
+                unary_response(handler.stream_unary, True), **codec
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                _streaming_response(handler.unary_stream, method, rid), **codec
+                streaming_response(handler.unary_stream, False), **codec
             )
         assert handler.stream_stream is not None
         return grpc.stream_stream_rpc_method_handler(
-            _streaming_response(handler.stream_stream, method, rid), **codec
+            streaming_response(handler.stream_stream, True), **codec
         )
 
 
@@ -124,7 +160,9 @@ class GrpcProcess:
         log_rpcs: bool = True,
     ) -> None:
         self.services = list(services)
-        interceptors: list[grpc.ServerInterceptor] = [_RpcLogInterceptor()] if log_rpcs else []
+        health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+        methods = grpc_metrics.for_services([*(b.full_name for b in self.services), health_name])
+        interceptors: list[grpc.ServerInterceptor] = [_RpcInterceptor(methods, log_rpcs)]
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
             interceptors=interceptors,

@@ -115,6 +115,9 @@ class TimestampAuthority:
         self._signer = signer
         self._clock = clock
         self._policy = x509.ObjectIdentifier(policy_oid)
+        if not 0 < accuracy_ms <= 1000:
+            # ETSI EN 319 421 7.7.2: time within 1 s of UTC.
+            raise ValueError("tsa_accuracy_ms must be between 1 and 1000")
         seconds, millis = divmod(accuracy_ms, 1000)
         self._accuracy = s.Accuracy(seconds=seconds or None, millis=millis or None, micros=None)
         self._tsa_name = s.tlv(

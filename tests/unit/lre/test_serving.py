@@ -10,10 +10,11 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+from prometheus_client import REGISTRY
 
 from lre.serving import REQUEST_ID_KEY, GrpcProcess, ServiceBinding
 from lre.status import invalid_argument
-from lre.v1 import signing_pb2, signing_pb2_grpc
+from lre.v1 import custody_pb2, custody_pb2_grpc, signing_pb2, signing_pb2_grpc
 from tests.support import NOT_SERVING, SERVING, health_status
 
 
@@ -88,3 +89,101 @@ def test_health_turns_not_serving_when_stopping(process: GrpcProcess) -> None:
     assert health_status(address, "lre.v1.SigningService") == SERVING
     process.health.enter_graceful_shutdown()
     assert health_status(address, "lre.v1.SigningService") == NOT_SERVING
+
+
+def _sample(name: str, method: str, **labels: str) -> float | None:
+    return REGISTRY.get_sample_value(
+        name,
+        {
+            "grpc_service": "lre.v1.SigningService",
+            "grpc_method": method,
+            "grpc_type": "unary",
+            **labels,
+        },
+    )
+
+
+def test_grpc_metrics_exist_at_zero_and_count_each_outcome(process: GrpcProcess) -> None:
+    # Created for every method and code before any call.
+    assert (
+        _sample("grpc_server_handled_total", "GetCertificateChain", grpc_code="UNAVAILABLE")
+        is not None
+    )
+    before = {
+        code: _sample("grpc_server_handled_total", method, grpc_code=code) or 0.0
+        for method, code in (("WrapKey", "INVALID_ARGUMENT"), ("SealEvidence", "INTERNAL"))
+    }
+    started = _sample("grpc_server_started_total", "WrapKey") or 0.0
+    received = _sample("grpc_server_msg_received_total", "WrapKey") or 0.0
+    sent = _sample("grpc_server_msg_sent_total", "WrapKey") or 0.0
+    with grpc.insecure_channel(f"127.0.0.1:{process.port}") as channel:
+        stub = signing_pb2_grpc.SigningServiceStub(channel)
+        for _ in range(3):
+            with pytest.raises(grpc.RpcError):
+                stub.WrapKey(signing_pb2.WrapKeyRequest(), timeout=5)
+        with pytest.raises(grpc.RpcError):
+            stub.SealEvidence(signing_pb2.SealEvidenceRequest(content=b"x"), timeout=5)
+    assert (
+        _sample("grpc_server_handled_total", "WrapKey", grpc_code="INVALID_ARGUMENT")
+        == before["INVALID_ARGUMENT"] + 3
+    )
+    assert (
+        _sample("grpc_server_handled_total", "SealEvidence", grpc_code="INTERNAL")
+        == before["INTERNAL"] + 1
+    )
+    assert _sample("grpc_server_started_total", "WrapKey") == started + 3
+    assert _sample("grpc_server_msg_received_total", "WrapKey") == received + 3
+    assert _sample("grpc_server_msg_sent_total", "WrapKey") == sent  # no reply was sent
+    assert (_sample("grpc_server_handling_seconds_count", "WrapKey") or 0) >= 3
+
+
+class _Streams(custody_pb2_grpc.CustodyServiceServicer):
+    def DepositLetter(self, request_iterator, context):  # type: ignore[no-untyped-def]
+        return custody_pb2.Letter(name=f"letters/{sum(1 for _ in request_iterator)}")
+
+    def DownloadLetterContent(self, request, context):  # type: ignore[no-untyped-def]
+        for i in range(3):
+            yield custody_pb2.ContentChunk(part_index=0, data=bytes([i]))
+
+
+def test_streaming_rpcs_count_each_message() -> None:
+    binding = ServiceBinding(
+        "lre.v1.CustodyService",
+        custody_pb2_grpc.add_CustodyServiceServicer_to_server,
+        _Streams(),  # type: ignore[abstract]
+    )
+    served = GrpcProcess([binding], "127.0.0.1:0", max_workers=2)
+    served.start()
+
+    def sample(name: str, method: str, kind: str) -> float:
+        labels = {"grpc_service": "lre.v1.CustodyService", "grpc_method": method, "grpc_type": kind}
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    received = sample("grpc_server_msg_received_total", "DepositLetter", "client_stream")
+    sent = sample("grpc_server_msg_sent_total", "DownloadLetterContent", "server_stream")
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{served.port}") as channel:
+            stub = custody_pb2_grpc.CustodyServiceStub(channel)
+            chunks = (
+                custody_pb2.DepositLetterRequest(chunk=custody_pb2.ContentChunk(data=b"x"))
+                for _ in range(5)
+            )
+            assert stub.DepositLetter(chunks, timeout=5).name == "letters/5"
+            assert (
+                len(
+                    list(
+                        stub.DownloadLetterContent(
+                            custody_pb2.DownloadLetterContentRequest(), timeout=5
+                        )
+                    )
+                )
+                == 3
+            )
+    finally:
+        served.stop(grace=1)
+    assert (
+        sample("grpc_server_msg_received_total", "DepositLetter", "client_stream") == received + 5
+    )
+    assert (
+        sample("grpc_server_msg_sent_total", "DownloadLetterContent", "server_stream") == sent + 3
+    )

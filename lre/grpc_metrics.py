@@ -1,0 +1,68 @@
+"""gRPC server metrics under the names every gRPC dashboard knows
+(go-grpc-prometheus): started, handled by code, handling time, messages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import grpc
+from google.protobuf import descriptor_pool
+from prometheus_client import Counter, Histogram
+
+_LABELS = ["grpc_type", "grpc_service", "grpc_method"]
+
+STARTED = Counter("grpc_server_started", "RPCs started on the server.", _LABELS)
+HANDLED = Counter(
+    "grpc_server_handled", "RPCs completed on the server, by status code.", [*_LABELS, "grpc_code"]
+)
+HANDLING = Histogram(
+    "grpc_server_handling_seconds",
+    "Time from the start of an RPC to its status.",
+    _LABELS,
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+RECEIVED = Counter("grpc_server_msg_received", "Messages received from clients.", _LABELS)
+SENT = Counter("grpc_server_msg_sent", "Messages sent to clients.", _LABELS)
+
+
+def rpc_type(client_streaming: bool, server_streaming: bool) -> str:
+    if client_streaming:
+        return "bidi_stream" if server_streaming else "client_stream"
+    return "server_stream" if server_streaming else "unary"
+
+
+@dataclass
+class MethodMetrics:
+    """The label children of one method, looked up once."""
+
+    started: Counter
+    received: Counter
+    sent: Counter
+    handling: Histogram
+    handled: dict[grpc.StatusCode, Counter] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, kind: str, service: str, method: str) -> MethodMetrics:
+        labels = (kind, service, method)
+        return cls(
+            STARTED.labels(*labels),
+            RECEIVED.labels(*labels),
+            SENT.labels(*labels),
+            HANDLING.labels(*labels),
+            {code: HANDLED.labels(*labels, code.name) for code in grpc.StatusCode},
+        )
+
+
+def for_services(full_names: list[str]) -> dict[str, MethodMetrics]:
+    """Every method of these services, at zero, keyed by '/service/method'.
+
+    Series that exist before the first call let rate() and alerts work from
+    the start instead of after the first error.
+    """
+    pool = descriptor_pool.Default()
+    methods = {}
+    for name in full_names:
+        for method in pool.FindServiceByName(name).methods:
+            kind = rpc_type(method.client_streaming, method.server_streaming)
+            methods[f"/{name}/{method.name}"] = MethodMetrics.of(kind, name, method.name)
+    return methods
