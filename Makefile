@@ -30,7 +30,8 @@ run: system-deps gen
 	LRE_CONFIG=$(VAR)/lre.toml $(BIN)/lre-server migrate
 	$(BIN)/python -m lre.devstack --var $(VAR)
 
-test: system-deps gen
+test: gen
+	LRE_WITH_PROMTOOL=1 bash deploy/dev/system-deps.sh
 	$(BIN)/pytest -q -ra
 
 lint: gen

@@ -25,6 +25,18 @@ RECEIVED = Counter("grpc_server_msg_received", "Messages received from clients."
 SENT = Counter("grpc_server_msg_sent", "Messages sent to clients.", _LABELS)
 
 
+# grpc_code values as gRPC's own string form (codes.Code.String() in Go),
+# which existing dashboards and alerts match on: "OK", "InvalidArgument", ...
+CODE_NAMES = {
+    code: "Canceled"
+    if code is grpc.StatusCode.CANCELLED
+    else "OK"
+    if code is grpc.StatusCode.OK
+    else "".join(part.capitalize() for part in code.name.split("_"))
+    for code in grpc.StatusCode
+}
+
+
 def rpc_type(client_streaming: bool, server_streaming: bool) -> str:
     if client_streaming:
         return "bidi_stream" if server_streaming else "client_stream"
@@ -49,7 +61,7 @@ class MethodMetrics:
             RECEIVED.labels(*labels),
             SENT.labels(*labels),
             HANDLING.labels(*labels),
-            {code: HANDLED.labels(*labels, code.name) for code in grpc.StatusCode},
+            {code: HANDLED.labels(*labels, CODE_NAMES[code]) for code in grpc.StatusCode},
         )
 
 

@@ -1,16 +1,24 @@
 #!/usr/bin/env bash
-# System packages the service and its tests need. Installs them when run as
-# root; otherwise prints the command to run and fails.
+# System packages the service and its tests need. As root, installs what is
+# missing; otherwise prints the command and fails if a required one is missing.
+# LRE_WITH_PROMTOOL=1 also wants promtool (tests of the alert rules), which is
+# optional: without it those tests skip, and say so.
 set -euo pipefail
-need=()
-command -v softhsm2-util >/dev/null || need+=(softhsm2)
-command -v openssl >/dev/null || need+=(openssl)
-[ -n "${LRE_WITH_PROMTOOL:-}" ] && { command -v promtool >/dev/null || need+=(prometheus); }
-[ ${#need[@]} -eq 0 ] && exit 0
+required=()
+optional=()
+command -v softhsm2-util >/dev/null || required+=(softhsm2)
+command -v openssl >/dev/null || required+=(openssl)
+if [ -n "${LRE_WITH_PROMTOOL:-}" ]; then
+  command -v promtool >/dev/null || optional+=(prometheus)
+fi
+missing=("${required[@]}" "${optional[@]}")
+[ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -eq 0 ]; then
   apt-get update -q
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}"
-else
-  echo "Missing system packages. Run: sudo apt-get install -y ${need[*]}" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+elif [ ${#required[@]} -gt 0 ]; then
+  echo "Missing system packages. Run: sudo apt-get install -y ${missing[*]}" >&2
   exit 1
+else
+  echo "Optional: sudo apt-get install -y ${optional[*]} (promtool; its tests skip without it)" >&2
 fi

@@ -106,12 +106,15 @@ def _sample(name: str, method: str, **labels: str) -> float | None:
 def test_grpc_metrics_exist_at_zero_and_count_each_outcome(process: GrpcProcess) -> None:
     # Created for every method and code before any call.
     assert (
-        _sample("grpc_server_handled_total", "GetCertificateChain", grpc_code="UNAVAILABLE")
+        _sample("grpc_server_handled_total", "GetCertificateChain", grpc_code="Unavailable")
         is not None
     )
     before = {
-        code: _sample("grpc_server_handled_total", method, grpc_code=code) or 0.0
-        for method, code in (("WrapKey", "INVALID_ARGUMENT"), ("SealEvidence", "INTERNAL"))
+        code: _sample("grpc_server_handled_total", method, grpc_code=label) or 0.0
+        for method, code, label in (
+            ("WrapKey", "INVALID_ARGUMENT", "InvalidArgument"),
+            ("SealEvidence", "INTERNAL", "Internal"),
+        )
     }
     started = _sample("grpc_server_started_total", "WrapKey") or 0.0
     received = _sample("grpc_server_msg_received_total", "WrapKey") or 0.0
@@ -124,11 +127,11 @@ def test_grpc_metrics_exist_at_zero_and_count_each_outcome(process: GrpcProcess)
         with pytest.raises(grpc.RpcError):
             stub.SealEvidence(signing_pb2.SealEvidenceRequest(content=b"x"), timeout=5)
     assert (
-        _sample("grpc_server_handled_total", "WrapKey", grpc_code="INVALID_ARGUMENT")
+        _sample("grpc_server_handled_total", "WrapKey", grpc_code="InvalidArgument")
         == before["INVALID_ARGUMENT"] + 3
     )
     assert (
-        _sample("grpc_server_handled_total", "SealEvidence", grpc_code="INTERNAL")
+        _sample("grpc_server_handled_total", "SealEvidence", grpc_code="Internal")
         == before["INTERNAL"] + 1
     )
     assert _sample("grpc_server_started_total", "WrapKey") == started + 3
