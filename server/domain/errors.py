@@ -1,0 +1,28 @@
+"""The domain's one error hierarchy. The API maps each class to a gRPC code."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """A rule of the service refuses the operation; the message says which."""
+
+
+class InvalidTransition(DomainError):
+    """The letter is not in a state that allows this (FAILED_PRECONDITION)."""
+
+
+class AcceptanceWindowClosed(InvalidTransition):
+    """The 15 days are over: only the non-claim remains."""
+
+
+class DepositRefused(DomainError):
+    """A deposit the law or the configuration forbids; ``reason`` is a stable code."""
+
+    def __init__(self, reason: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.field = field
+
+
+class AuthenticationRequired(DomainError):
+    """The caller's session does not meet the level the operation needs."""

@@ -1,0 +1,66 @@
+"""What it takes to deposit and to receive (eIDAS 24(1), 44(1); CPCE R53-1, L100)."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+import pytest
+
+from server.domain.errors import AuthenticationRequired, DepositRefused
+from server.domain.identity import (
+    AssuranceLevel,
+    FactorCategory,
+    Recipient,
+    Session,
+    require_consent,
+    require_recipient,
+    require_sender,
+)
+
+NOW = dt.datetime(2026, 5, 4, 10, 0, tzinfo=dt.UTC)
+STRONG = Session(
+    party_id="p1",
+    level=AssuranceLevel.SUBSTANTIAL,
+    factors=frozenset({FactorCategory.KNOWLEDGE, FactorCategory.POSSESSION}),
+    one_time_element=True,
+    authenticated_at=NOW - dt.timedelta(minutes=1),
+    expires_at=NOW + dt.timedelta(hours=1),
+)
+
+WEAK = {
+    "no session": None,
+    "expired": dataclasses.replace(STRONG, expires_at=NOW),
+    "proofed low": dataclasses.replace(STRONG, level=AssuranceLevel.LOW),
+    "one factor": dataclasses.replace(STRONG, factors=frozenset({FactorCategory.KNOWLEDGE})),
+    "no one-time code": dataclasses.replace(STRONG, one_time_element=False),
+}
+
+
+@pytest.mark.parametrize("case", list(WEAK))
+@pytest.mark.parametrize("require", [require_sender, require_recipient])
+def test_weak_sessions_are_refused(case: str, require) -> None:
+    with pytest.raises(AuthenticationRequired):
+        require(WEAK[case], NOW)
+
+
+@pytest.mark.parametrize("level", [AssuranceLevel.SUBSTANTIAL, AssuranceLevel.HIGH])
+def test_strong_sessions_at_substantial_or_high_pass(level: AssuranceLevel) -> None:
+    session = dataclasses.replace(STRONG, level=level)
+    assert require_sender(session, NOW) is session
+    assert require_recipient(session, NOW) is session
+
+
+def test_a_recipient_decides_only_on_a_fresh_authentication() -> None:
+    stale = dataclasses.replace(STRONG, authenticated_at=NOW - dt.timedelta(minutes=16))
+    assert require_sender(stale, NOW) is stale
+    with pytest.raises(AuthenticationRequired, match="again"):
+        require_recipient(stale, NOW)
+
+
+def test_consent_is_required_of_consumers_only() -> None:
+    require_consent(Recipient("r1", professional=True), consent_given=False)
+    require_consent(Recipient("r2", professional=False), consent_given=True)
+    with pytest.raises(DepositRefused) as refused:
+        require_consent(Recipient("r3", professional=False), consent_given=False)
+    assert (refused.value.reason, refused.value.field) == ("consent_missing", "recipient")
