@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from lre import config
 
@@ -19,6 +20,21 @@ class ServerSettings:
     grpc_threads: int = 16
     health_check_interval_s: float = 2.0
     log_level: str = "INFO"
+    # 32 random bytes, hex: encrypts TOTP secrets, keys the hashes of document
+    # numbers. Required; `lre-signer dev-setup` writes one for `make run`.
+    secrets_key_file: Path | None = None
+    session_ttl_s: int = 1800
+    # Consecutive authentication failures before a lockout, and its length.
+    lockout_threshold: int = 5
+    lockout_s: int = 900
+
+    def secrets_key(self) -> bytes:
+        if self.secrets_key_file is None:
+            raise config.ConfigError("LRE_SERVER_SECRETS_KEY_FILE: required")
+        key = bytes.fromhex(self.secrets_key_file.read_text(encoding="utf-8").strip())
+        if len(key) != 32:
+            raise config.ConfigError("LRE_SERVER_SECRETS_KEY_FILE: expected 32 bytes in hex")
+        return key
 
 
 def load() -> ServerSettings:

@@ -54,6 +54,10 @@ class DevPaths:
         return self.root / "lre.toml"
 
     @property
+    def server_key(self) -> Path:
+        return self.root / "secrets" / "server.key"
+
+    @property
     def database(self) -> Path:
         return self.root / "lre.db"
 
@@ -65,10 +69,10 @@ def softhsm_module() -> Path:
     raise FileNotFoundError("libsofthsm2.so not found: install the softhsm2 package")
 
 
-def _secret(path: Path) -> str:
+def _secret(path: Path, size: int = 8) -> str:
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        path.write_text(secrets.token_hex(8) + "\n", encoding="utf-8")
+        path.write_text(secrets.token_hex(size) + "\n", encoding="utf-8")
         path.chmod(0o600)
     return path.read_text(encoding="utf-8").strip()
 
@@ -153,6 +157,7 @@ def dev_setup(root: Path) -> DevPaths:
             token.generate_wrap_key(settings.wrap_key_label)
     finally:
         token.close()
+    _secret(paths.server_key, 32)
     if not paths.config.exists():
         paths.config.write_text(_config_text(paths, settings), encoding="utf-8")
     return paths
@@ -172,4 +177,5 @@ ca_chain_file = "{settings.ca_chain_file}"
 
 [server]
 database_url = "sqlite:///{paths.database.resolve()}"
+secrets_key_file = "{paths.server_key.resolve()}"
 """

@@ -3,6 +3,7 @@ and Prometheus metrics."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 
@@ -18,7 +19,9 @@ from lre.v1 import (
     notification_pb2,
     notification_pb2_grpc,
 )
+from server.api.identity import IdentityServicer
 from server.config import ServerSettings
+from server.services.identity import IdentityPolicy, IdentityService
 from server.storage import db
 
 log = logging.getLogger("lre.server")
@@ -28,14 +31,14 @@ def _name(module: object, service: str) -> str:
     return module.DESCRIPTOR.services_by_name[service].full_name  # type: ignore[attr-defined,no-any-return]
 
 
-def service_bindings() -> list[ServiceBinding]:
+def service_bindings(identity: IdentityService) -> list[ServiceBinding]:
     # The generated base servicers answer UNIMPLEMENTED for every RPC until
     # the issue that implements it replaces them.
     return [
         ServiceBinding(
             _name(identity_pb2, "IdentityService"),
             identity_pb2_grpc.add_IdentityServiceServicer_to_server,
-            identity_pb2_grpc.IdentityServiceServicer(),  # type: ignore[abstract]
+            IdentityServicer(identity),  # type: ignore[abstract]  # proofing by certificate and eID: UNIMPLEMENTED
         ),
         ServiceBinding(
             _name(custody_pb2, "CustodyService"),
@@ -86,8 +89,17 @@ class DatabaseHealth:
 
 
 def build(settings: ServerSettings, engine: Engine) -> tuple[GrpcProcess, DatabaseHealth]:
+    identity = IdentityService(
+        db.sessions(engine),
+        IdentityPolicy(
+            secrets_key=settings.secrets_key(),
+            session_ttl=dt.timedelta(seconds=settings.session_ttl_s),
+            lockout_threshold=settings.lockout_threshold,
+            lockout=dt.timedelta(seconds=settings.lockout_s),
+        ),
+    )
     process = GrpcProcess(
-        service_bindings(), settings.grpc_address, max_workers=settings.grpc_threads
+        service_bindings(identity), settings.grpc_address, max_workers=settings.grpc_threads
     )
     process.set_serving(False)
     return process, DatabaseHealth(engine, process, settings.health_check_interval_s)

@@ -26,3 +26,27 @@ class DepositRefused(DomainError):
 
 class AuthenticationRequired(DomainError):
     """The caller's session does not meet the level the operation needs."""
+
+
+class InvalidArgument(DomainError):
+    """A request field is malformed (INVALID_ARGUMENT); ``field`` names it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class NotFound(DomainError):
+    """No such resource, or none the caller may see (NOT_FOUND)."""
+
+
+class FailedPrecondition(DomainError):
+    """The resource is not in a state that allows this (FAILED_PRECONDITION)."""
+
+
+class AuthenticationFailed(DomainError):
+    """Credentials did not match. Deliberately says nothing more (UNAUTHENTICATED)."""
+
+
+class TooManyAttempts(DomainError):
+    """Locked after repeated failures (RESOURCE_EXHAUSTED)."""

@@ -25,6 +25,12 @@ class AssuranceLevel(enum.IntEnum):
     HIGH = 3
 
 
+class ProofingMethod(enum.Enum):
+    CERTIFICATE = "certificate"
+    EID_ASSERTION = "eid_assertion"
+    DOCUMENT_CHECK = "document_check"
+
+
 class FactorCategory(enum.Enum):
     KNOWLEDGE = "knowledge"
     POSSESSION = "possession"

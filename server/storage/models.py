@@ -28,6 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from server.domain.identity import AssuranceLevel, ProofingMethod
 from server.domain.letters import EvidenceEvent, LetterState, OutboxState, PartyKind
 
 NAMING = {
@@ -61,11 +62,14 @@ class UtcDateTime(TypeDecorator[dt.datetime]):
 
 
 def db_enum(kind: type[enum.Enum], name: str) -> Enum:
-    """Native enum on PostgreSQL, CHECK constraint elsewhere; stores the values."""
+    """Native enum on PostgreSQL, CHECK constraint elsewhere; stores the values
+    (the lower-case names for integer enums)."""
     return Enum(
         kind,
         name=name,
-        values_callable=lambda members: [m.value for m in members],
+        values_callable=lambda members: [
+            m.name.lower() if isinstance(m.value, int) else m.value for m in members
+        ],
         create_constraint=True,
         validate_strings=True,
     )
@@ -88,6 +92,8 @@ class Party(Base):
     email: Mapped[str] = mapped_column(String(320), index=True)
     postal_address: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     create_time: Mapped[dt.datetime]
+    # Idempotency key of the creating request: a retry returns this party.
+    request_id: Mapped[str | None] = mapped_column(String(128), unique=True)
 
 
 class Letter(Base):
@@ -168,3 +174,65 @@ class OutboxMessage(Base):
     next_attempt_time: Mapped[dt.datetime]
     create_time: Mapped[dt.datetime]
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class IdentityRecord(Base):
+    """How, when and at which level a party's identity was proofed."""
+
+    __tablename__ = "identity_records"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    party_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("parties.id"), index=True)
+    method: Mapped[ProofingMethod] = mapped_column(db_enum(ProofingMethod, "proofing_method"))
+    level: Mapped[AssuranceLevel] = mapped_column(db_enum(AssuranceLevel, "assurance_level"))
+    proof_time: Mapped[dt.datetime]
+    expire_time: Mapped[dt.datetime | None]
+    evidence_summary: Mapped[str] = mapped_column(String(500))
+    # Method-specific facts; secrets (document numbers) only as keyed hashes.
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class Credential(Base):
+    """Means of authentication issued after proofing."""
+
+    __tablename__ = "credentials"
+
+    party_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("parties.id"), primary_key=True)
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    # Encrypted (AES-256-GCM) under the server's secrets key: TOTP needs the secret itself.
+    totp_secret: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # The last TOTP time step accepted: a code is never accepted twice.
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[dt.datetime | None]
+
+
+class AuthSession(Base):
+    __tablename__ = "sessions"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    party_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("parties.id"), index=True)
+    # SHA-256 of the bearer token; the token itself is shown once.
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    level: Mapped[AssuranceLevel] = mapped_column(db_enum(AssuranceLevel, "assurance_level"))
+    factors: Mapped[list[str]] = mapped_column(JSON)
+    one_time_element: Mapped[bool] = mapped_column(Boolean)
+    authenticated_at: Mapped[dt.datetime]
+    expire_time: Mapped[dt.datetime]
+    revoke_time: Mapped[dt.datetime | None]
+
+
+class Consent(Base):
+    """A non-professional recipient's consent to electronic registered letters
+    from one sender (CPCE L100)."""
+
+    __tablename__ = "consents"
+    __table_args__ = (Index("ix_consents_recipient_sender", "recipient_id", "sender_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    recipient_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("parties.id"))
+    sender_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("parties.id"))
+    method: Mapped[str] = mapped_column(String(64))
+    grant_time: Mapped[dt.datetime]
+    withdraw_time: Mapped[dt.datetime | None]
+    request_id: Mapped[str | None] = mapped_column(String(128), unique=True)

@@ -1,0 +1,44 @@
+"""Domain errors to gRPC status codes, in one place."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import grpc
+
+from lre.status import abort
+from server.domain.errors import (
+    AuthenticationFailed,
+    AuthenticationRequired,
+    DepositRefused,
+    DomainError,
+    FailedPrecondition,
+    InvalidArgument,
+    InvalidTransition,
+    NotFound,
+    TooManyAttempts,
+)
+
+CODES: list[tuple[type[DomainError], grpc.StatusCode]] = [
+    (InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
+    (NotFound, grpc.StatusCode.NOT_FOUND),
+    (AuthenticationFailed, grpc.StatusCode.UNAUTHENTICATED),
+    (AuthenticationRequired, grpc.StatusCode.UNAUTHENTICATED),
+    (TooManyAttempts, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (InvalidTransition, grpc.StatusCode.FAILED_PRECONDITION),
+    (FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
+    (DepositRefused, grpc.StatusCode.FAILED_PRECONDITION),
+]
+
+
+@contextlib.contextmanager
+def domain_errors(context: grpc.ServicerContext) -> Iterator[None]:
+    """Aborts the RPC with the code of a domain error, its message and field."""
+    try:
+        yield
+    except DomainError as exc:
+        code = next(code for kind, code in CODES if isinstance(exc, kind))
+        field = getattr(exc, "field", None)
+        message = f"{field}: {exc}" if field else str(exc)
+        abort(context, code, message, {field: str(exc)} if field else None)

@@ -1,0 +1,500 @@
+"""Identity use cases: parties, proofing, authentication, consent.
+
+Each method is one transaction (one SQLAlchemy session, committed or rolled
+back whole). The rules come from server.domain.identity; this module only
+stores and fetches.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import hmac
+import os
+import re
+import secrets
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import pyotp
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from prometheus_client import Counter
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session as DbSession
+from sqlalchemy.orm import sessionmaker
+
+from server.domain import identity
+from server.domain.errors import (
+    AuthenticationFailed,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    TooManyAttempts,
+)
+from server.domain.identity import AssuranceLevel, FactorCategory, ProofingMethod
+from server.domain.letters import PartyKind
+from server.storage import models
+
+LOCKOUTS = Counter(
+    "lre_identity_lockouts", "Parties locked out after repeated authentication failures."
+)
+AUTH_FAILURES = Counter("lre_identity_authentication_failures", "Failed session creations.")
+
+EMAIL = re.compile(
+    r"^[^@\s]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]{1,63})+$"
+)
+MIN_PASSWORD = 12
+MAX_PASSWORD = 256
+MAX_PAGE_SIZE = 100
+DEFAULT_PAGE_SIZE = 20
+TOTP_ISSUER = "LRE"
+# scrypt parameters (RFC 7914): 16 MiB, ~50 ms here.
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+
+Clock = Callable[[], dt.datetime]
+Row = TypeVar("Row", models.Party, models.Consent)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True)
+class IdentityPolicy:
+    secrets_key: bytes
+    session_ttl: dt.timedelta = dt.timedelta(minutes=30)
+    lockout_threshold: int = 5
+    lockout: dt.timedelta = dt.timedelta(minutes=15)
+
+
+@dataclass(frozen=True)
+class NewParty:
+    kind: PartyKind
+    professional: bool
+    email: str
+    given_name: str = ""
+    family_name: str = ""
+    company_name: str = ""
+    postal_address: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class IssuedSession:
+    token: str
+    record: models.AuthSession
+
+
+def parse_id(name: str, field: str, collection: str) -> uuid.UUID:
+    """``{collection}/{uuid}`` to the uuid, or INVALID_ARGUMENT naming ``field``."""
+    prefix = f"{collection}/"
+    try:
+        if not name.startswith(prefix):
+            raise ValueError(name)
+        return uuid.UUID(name[len(prefix) :])
+    except ValueError:
+        raise InvalidArgument(field, f"must be {collection}/{{id}}") from None
+
+
+def _page(page_size: int, page_token: str) -> tuple[int, int]:
+    if page_size < 0:
+        raise InvalidArgument("page_size", "must not be negative")
+    size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+    if not page_token:
+        return size, 0
+    try:
+        offset = int(base64.urlsafe_b64decode(page_token.encode()).decode())
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidArgument("page_token", "is not a token this service issued") from None
+    if offset < 0:
+        raise InvalidArgument("page_token", "is not a token this service issued")
+    return size, offset
+
+
+def _next_token(offset: int, size: int, returned: int) -> str:
+    return (
+        base64.urlsafe_b64encode(str(offset + size).encode()).decode() if returned == size else ""
+    )
+
+
+class IdentityService:
+    def __init__(
+        self, sessions: sessionmaker[DbSession], policy: IdentityPolicy, clock: Clock = utcnow
+    ) -> None:
+        self._sessions = sessions
+        self._policy = policy
+        self._clock = clock
+
+    # -- parties ----------------------------------------------------------
+
+    def create_party(self, request_id: str, new: NewParty) -> models.Party:
+        if not request_id or len(request_id) > 128:
+            raise InvalidArgument("request_id", "required, at most 128 characters")
+        if new.kind is None:
+            raise InvalidArgument("party.kind", "must be NATURAL_PERSON or LEGAL_PERSON")
+        if not EMAIL.match(new.email) or len(new.email) > 254:
+            raise InvalidArgument("party.email", "is not an e-mail address")
+        if new.kind is PartyKind.NATURAL_PERSON and not (new.given_name and new.family_name):
+            raise InvalidArgument(
+                "party.family_name", "a natural person needs given and family names"
+            )
+        if new.kind is PartyKind.LEGAL_PERSON and not new.company_name:
+            raise InvalidArgument("party.company_name", "a legal person needs a company name")
+        return self._idempotent(
+            models.Party, request_id, lambda db: self._insert_party(db, request_id, new)
+        )
+
+    def _insert_party(self, db: DbSession, request_id: str, new: NewParty) -> models.Party:
+        party = models.Party(
+            id=uuid.uuid4(),
+            kind=new.kind,
+            professional=new.professional,
+            given_name=new.given_name or None,
+            family_name=new.family_name or None,
+            company_name=new.company_name or None,
+            email=new.email,
+            postal_address=new.postal_address,
+            create_time=self._clock(),
+            request_id=request_id,
+        )
+        db.add(party)
+        return party
+
+    def _idempotent(
+        self, model: type[Row], request_id: str, create: Callable[[DbSession], Row]
+    ) -> Row:
+        """The row created by ``request_id``: the existing one on a retry, the new
+        one otherwise; when two identical requests race, the loser's unique
+        violation returns the winner's row."""
+        query = select(model).where(model.request_id == request_id)
+        try:
+            with self._sessions.begin() as db:
+                existing = db.scalar(query)
+                return existing if existing is not None else create(db)
+        except IntegrityError:
+            with self._sessions() as db:
+                existing = db.scalar(query)
+                if existing is None:
+                    raise
+                return existing
+
+    def get_party(self, party_id: uuid.UUID) -> models.Party:
+        with self._sessions() as db:
+            party = db.get(models.Party, party_id)
+            if party is None:
+                raise NotFound("no such party")
+            return party
+
+    def level(self, party_id: uuid.UUID) -> AssuranceLevel | None:
+        with self._sessions() as db:
+            return self._level(db, party_id)
+
+    def _level(self, db: DbSession, party_id: uuid.UUID) -> AssuranceLevel | None:
+        now = self._clock()
+        levels = [
+            r.level
+            for r in db.scalars(
+                select(models.IdentityRecord).where(models.IdentityRecord.party_id == party_id)
+            )
+            if r.expire_time is None or r.expire_time > now
+        ]
+        return max(levels) if levels else None
+
+    # -- proofing ---------------------------------------------------------
+
+    def record_document_check(
+        self,
+        party_id: uuid.UUID,
+        document_type: str,
+        document_number: str,
+        document_expires: dt.datetime | None,
+        operator_id: str,
+    ) -> models.IdentityRecord:
+        """An identity document checked by an operator: level substantial,
+        valid until the document expires. The number is kept only as a keyed hash."""
+        now = self._clock()
+        if not document_type or len(document_type) > 64:
+            raise InvalidArgument("document_type", "required, at most 64 characters")
+        if not document_number.strip() or len(document_number) > 64:
+            raise InvalidArgument("document_number", "required, at most 64 characters")
+        if not operator_id or len(operator_id) > 128:
+            raise InvalidArgument("operator_id", "required")
+        if document_expires is None or document_expires <= now:
+            raise InvalidArgument("document_expire_time", "the document must be valid today")
+        number_hash = hmac.new(
+            self._policy.secrets_key,
+            f"{document_type}:{document_number.strip().upper()}".encode(),
+            hashlib.sha256,
+        ).hexdigest()
+        with self._sessions.begin() as db:
+            if db.get(models.Party, party_id) is None:
+                raise NotFound("no such party")
+            record = models.IdentityRecord(
+                id=uuid.uuid4(),
+                party_id=party_id,
+                method=ProofingMethod.DOCUMENT_CHECK,
+                level=AssuranceLevel.SUBSTANTIAL,
+                proof_time=now,
+                expire_time=document_expires,
+                evidence_summary=f"{document_type} checked by operator {operator_id}",
+                details={
+                    "document_type": document_type,
+                    "document_number_hmac": number_hash,
+                    "operator": operator_id,
+                },
+            )
+            db.add(record)
+        return record
+
+    def list_identity_records(
+        self, party_id: uuid.UUID, page_size: int, page_token: str
+    ) -> tuple[list[models.IdentityRecord], str]:
+        size, offset = _page(page_size, page_token)
+        with self._sessions() as db:
+            if db.get(models.Party, party_id) is None:
+                raise NotFound("no such party")
+            records = list(
+                db.scalars(
+                    select(models.IdentityRecord)
+                    .where(models.IdentityRecord.party_id == party_id)
+                    .order_by(models.IdentityRecord.proof_time, models.IdentityRecord.id)
+                    .offset(offset)
+                    .limit(size)
+                )
+            )
+        return records, _next_token(offset, size, len(records))
+
+    # -- means of authentication ---------------------------------------------
+
+    def _credential(
+        self, db: DbSession, party_id: uuid.UUID, lock: bool = False
+    ) -> models.Credential:
+        if db.get(models.Party, party_id) is None:
+            raise NotFound("no such party")
+        if self._level(db, party_id) is None:
+            # R53-1: means of authentication come after a first identification.
+            raise FailedPrecondition("the party's identity has not been proofed")
+        query = select(models.Credential).where(models.Credential.party_id == party_id)
+        credential = db.scalar(query.with_for_update() if lock else query)
+        if credential is None:
+            credential = models.Credential(party_id=party_id, failed_attempts=0)
+            db.add(credential)
+        return credential
+
+    def set_password(self, party_id: uuid.UUID, password: str) -> None:
+        if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+            raise InvalidArgument(
+                "password", f"must have {MIN_PASSWORD} to {MAX_PASSWORD} characters"
+            )
+        salt = os.urandom(16)
+        digest = hashlib.scrypt(password.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P)
+        with self._sessions.begin() as db:
+            credential = self._credential(db, party_id)
+            credential.password_hash = (
+                f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${salt.hex()}${digest.hex()}"
+            )
+
+    def enroll_totp(self, party_id: uuid.UUID) -> str:
+        """A new TOTP secret (RFC 6238, 30 s, 6 digits); its otpauth URI is shown once."""
+        secret = pyotp.random_base32()
+        nonce = os.urandom(12)
+        sealed = nonce + AESGCM(self._policy.secrets_key).encrypt(
+            nonce, secret.encode(), party_id.bytes
+        )
+        with self._sessions.begin() as db:
+            credential = self._credential(db, party_id)
+            credential.totp_secret = sealed
+            credential.totp_last_step = None
+        return pyotp.TOTP(secret).provisioning_uri(
+            name=f"parties/{party_id}", issuer_name=TOTP_ISSUER
+        )
+
+    def _totp(self, credential: models.Credential) -> pyotp.TOTP | None:
+        if credential.totp_secret is None:
+            return None
+        nonce, sealed = credential.totp_secret[:12], credential.totp_secret[12:]
+        secret = AESGCM(self._policy.secrets_key).decrypt(nonce, sealed, credential.party_id.bytes)
+        return pyotp.TOTP(secret.decode())
+
+    def create_session(self, party_id: uuid.UUID, password: str, totp_code: str) -> IssuedSession:
+        """Password (knowledge) and TOTP (possession, one-time): a session bound
+        to the party's current level. Failures count towards a lockout."""
+        now = self._clock()
+        failure: Exception | None = None
+        with self._sessions.begin() as db:
+            try:
+                credential = self._credential(db, party_id, lock=True)
+            except (NotFound, FailedPrecondition):
+                AUTH_FAILURES.inc()
+                raise AuthenticationFailed("authentication failed") from None
+            if credential.locked_until is not None and credential.locked_until > now:
+                raise TooManyAttempts("too many failed attempts; try again later")
+            step = self._check(credential, password, totp_code, now)
+            if step is None:
+                AUTH_FAILURES.inc()
+                credential.failed_attempts += 1
+                if credential.failed_attempts >= self._policy.lockout_threshold:
+                    credential.failed_attempts = 0
+                    credential.locked_until = now + self._policy.lockout
+                    LOCKOUTS.inc()
+                    failure = TooManyAttempts("too many failed attempts; try again later")
+                else:
+                    failure = AuthenticationFailed("authentication failed")
+            else:
+                credential.failed_attempts = 0
+                credential.locked_until = None
+                credential.totp_last_step = step
+                level = self._level(db, party_id)
+                assert level is not None  # _credential checked it
+                token = secrets.token_urlsafe(32)
+                record = models.AuthSession(
+                    id=uuid.uuid4(),
+                    party_id=party_id,
+                    token_hash=hashlib.sha256(token.encode()).digest(),
+                    level=level,
+                    factors=[FactorCategory.KNOWLEDGE.value, FactorCategory.POSSESSION.value],
+                    one_time_element=True,
+                    authenticated_at=now,
+                    expire_time=now + self._policy.session_ttl,
+                )
+                db.add(record)
+        # The failure is raised after the commit, so that it counts.
+        if failure is not None:
+            raise failure
+        return IssuedSession(token, record)
+
+    def _check(
+        self, credential: models.Credential, password: str, code: str, now: dt.datetime
+    ) -> int | None:
+        """The TOTP time step that matched, when both factors match."""
+        password_ok = False
+        if credential.password_hash is not None:
+            _, n, r, p, salt, expected = credential.password_hash.split("$")
+            digest = hashlib.scrypt(
+                password.encode(), salt=bytes.fromhex(salt), n=int(n), r=int(r), p=int(p)
+            )
+            password_ok = hmac.compare_digest(digest.hex(), expected)
+        totp = self._totp(credential)
+        matched = None
+        if totp is not None and code.isdigit() and len(code) == 6:
+            current = totp.timecode(now)
+            for step in (current - 1, current, current + 1):  # one step of clock drift
+                if hmac.compare_digest(totp.generate_otp(step), code):
+                    matched = step
+        if (
+            matched is not None
+            and credential.totp_last_step is not None
+            and matched <= credential.totp_last_step
+        ):
+            matched = None  # a code is good once
+        return matched if password_ok else None
+
+    def authenticate(self, token: str) -> identity.Session:
+        """The session behind a bearer token, as the domain sees it."""
+        now = self._clock()
+        with self._sessions() as db:
+            record = db.scalar(
+                select(models.AuthSession).where(
+                    models.AuthSession.token_hash == hashlib.sha256(token.encode()).digest()
+                )
+            )
+            if record is None or record.revoke_time is not None or record.expire_time <= now:
+                raise AuthenticationFailed("invalid or expired session")
+            return identity.Session(
+                party_id=str(record.party_id),
+                level=record.level,
+                factors=frozenset(FactorCategory(f) for f in record.factors),
+                one_time_element=record.one_time_element,
+                authenticated_at=record.authenticated_at,
+                expires_at=record.expire_time,
+            )
+
+    def revoke_session(self, token: str) -> None:
+        with self._sessions.begin() as db:
+            record = db.scalar(
+                select(models.AuthSession).where(
+                    models.AuthSession.token_hash == hashlib.sha256(token.encode()).digest()
+                )
+            )
+            if record is None:
+                raise AuthenticationFailed("invalid or expired session")
+            if record.revoke_time is None:
+                record.revoke_time = self._clock()
+
+    # -- consent ------------------------------------------------------------
+
+    def grant_consent(
+        self, request_id: str, recipient_id: uuid.UUID, sender_id: uuid.UUID, method: str
+    ) -> models.Consent:
+        if not request_id or len(request_id) > 128:
+            raise InvalidArgument("request_id", "required, at most 128 characters")
+        if not method or len(method) > 64:
+            raise InvalidArgument(
+                "method", "required: how the consent was given, at most 64 characters"
+            )
+        if recipient_id == sender_id:
+            raise InvalidArgument("sender", "must differ from the recipient")
+
+        def create(db: DbSession) -> models.Consent:
+            for party, field in ((recipient_id, "recipient"), (sender_id, "sender")):
+                if db.get(models.Party, party) is None:
+                    raise NotFound(f"no such party ({field})")
+            active = self._active_consent(db, recipient_id, sender_id)
+            if active is not None:
+                return active
+            consent = models.Consent(
+                id=uuid.uuid4(),
+                recipient_id=recipient_id,
+                sender_id=sender_id,
+                method=method,
+                grant_time=self._clock(),
+                request_id=request_id,
+            )
+            db.add(consent)
+            return consent
+
+        return self._idempotent(models.Consent, request_id, create)
+
+    @staticmethod
+    def _active_consent(
+        db: DbSession, recipient_id: uuid.UUID, sender_id: uuid.UUID
+    ) -> models.Consent | None:
+        return db.scalar(
+            select(models.Consent).where(
+                models.Consent.recipient_id == recipient_id,
+                models.Consent.sender_id == sender_id,
+                models.Consent.withdraw_time.is_(None),
+            )
+        )
+
+    def withdraw_consent(self, consent_id: uuid.UUID) -> models.Consent:
+        with self._sessions.begin() as db:
+            consent = db.get(models.Consent, consent_id)
+            if consent is None:
+                raise NotFound("no such consent")
+            if consent.withdraw_time is None:
+                consent.withdraw_time = self._clock()
+        return consent
+
+    def list_consents(
+        self, recipient_id: uuid.UUID, page_size: int, page_token: str
+    ) -> tuple[list[models.Consent], str]:
+        size, offset = _page(page_size, page_token)
+        with self._sessions() as db:
+            consents = list(
+                db.scalars(
+                    select(models.Consent)
+                    .where(models.Consent.recipient_id == recipient_id)
+                    .order_by(models.Consent.grant_time, models.Consent.id)
+                    .offset(offset)
+                    .limit(size)
+                )
+            )
+        return consents, _next_token(offset, size, len(consents))
+
+    def has_consent(self, recipient_id: uuid.UUID, sender_id: uuid.UUID) -> bool:
+        with self._sessions() as db:
+            return self._active_consent(db, recipient_id, sender_id) is not None

@@ -1,0 +1,232 @@
+"""IdentityService through the real server process, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import secrets
+import subprocess
+import urllib.parse
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pyotp
+import pytest
+from google.protobuf import timestamp_pb2
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from lre.v1 import identity_pb2, identity_pb2_grpc
+from tests.support import BIN, SERVING, free_port, health_status, running, wait_for
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def stub(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[identity_pb2_grpc.IdentityServiceStub]:
+    key_file = tmp_path / "server.key"
+    key_file.write_text(secrets.token_hex(32))
+    database = (
+        f"sqlite:///{tmp_path / 'lre.db'}"
+        if request.param == "sqlite"
+        else request.getfixturevalue("postgres_database")
+    )
+    port = free_port()
+    env = {
+        "LRE_SERVER_SECRETS_KEY_FILE": str(key_file),
+        "LRE_SERVER_DATABASE_URL": database,
+        "LRE_SERVER_GRPC_ADDRESS": f"127.0.0.1:{port}",
+        "LRE_SERVER_METRICS_ADDRESS": f"127.0.0.1:{free_port()}",
+        "LRE_SERVER_LOCKOUT_THRESHOLD": "3",
+    }
+    subprocess.run(
+        [str(BIN / "lre-server"), "migrate"],
+        env={**os.environ, **env},
+        check=True,
+        capture_output=True,
+    )
+    log = tmp_path / "server.log"
+    with running([str(BIN / "lre-server"), "serve"], env, log):
+        address = f"127.0.0.1:{port}"
+        assert wait_for(lambda: health_status(address, "lre.v1.IdentityService") == SERVING), (
+            log.read_text()
+        )
+        with grpc.insecure_channel(address) as channel:
+            yield identity_pb2_grpc.IdentityServiceStub(channel)
+    logged = log.read_text()
+    assert PASSWORD not in logged and "19AB12345" not in logged
+
+
+def _expires(days: int) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(dt.datetime.now(dt.UTC) + dt.timedelta(days=days))
+    return stamp
+
+
+def _party(
+    stub: identity_pb2_grpc.IdentityServiceStub, request_id: str, professional: bool = False
+) -> identity_pb2.Party:
+    return stub.CreateParty(
+        identity_pb2.CreatePartyRequest(
+            request_id=request_id,
+            party=identity_pb2.Party(
+                kind=identity_pb2.PARTY_KIND_NATURAL_PERSON,
+                professional=professional,
+                given_name="Camille",
+                family_name="Dupont",
+                email="camille@example.org",
+            ),
+        ),
+        timeout=10,
+    )
+
+
+def test_a_party_is_proofed_authenticates_and_consents(
+    stub: identity_pb2_grpc.IdentityServiceStub,
+) -> None:
+    party = _party(stub, "p-1")
+    assert _party(stub, "p-1").name == party.name  # a retried create returns the first party
+    assert party.assurance_level == identity_pb2.ASSURANCE_LEVEL_UNSPECIFIED
+    record = stub.RecordDocumentCheck(
+        identity_pb2.RecordDocumentCheckRequest(
+            party=party.name,
+            document_type="passport",
+            document_number="19AB12345",
+            document_expire_time=_expires(400),
+            operator_id="op-7",
+        ),
+        timeout=10,
+    )
+    assert record.level == identity_pb2.ASSURANCE_LEVEL_SUBSTANTIAL
+    assert (
+        stub.GetParty(identity_pb2.GetPartyRequest(name=party.name)).assurance_level == record.level
+    )
+    listed = stub.ListIdentityRecords(identity_pb2.ListIdentityRecordsRequest(party=party.name))
+    assert [r.name for r in listed.identity_records] == [record.name]
+
+    stub.SetPassword(
+        identity_pb2.SetPasswordRequest(party=party.name, password=PASSWORD), timeout=10
+    )
+    uri = stub.EnrollTotp(
+        identity_pb2.EnrollTotpRequest(party=party.name), timeout=10
+    ).provisioning_uri
+    totp = pyotp.TOTP(urllib.parse.parse_qs(urllib.parse.urlparse(uri).query)["secret"][0])
+    session = stub.CreateSession(
+        identity_pb2.CreateSessionRequest(
+            party=party.name, password=PASSWORD, totp_code=totp.now()
+        ),
+        timeout=10,
+    )
+    assert session.token and session.level == identity_pb2.ASSURANCE_LEVEL_SUBSTANTIAL
+    stub.RevokeSession(identity_pb2.RevokeSessionRequest(token=session.token), timeout=10)
+
+    sender = _party(stub, "p-2", professional=True)
+    consent = stub.GrantConsent(
+        identity_pb2.GrantConsentRequest(
+            request_id="c-1", recipient=party.name, sender=sender.name, method="signed-form"
+        )
+    )
+    assert consent.name.startswith(f"{party.name}/consents/")
+    withdrawn = stub.WithdrawConsent(identity_pb2.WithdrawConsentRequest(name=consent.name))
+    assert withdrawn.HasField("withdraw_time")
+    assert (
+        len(stub.ListConsents(identity_pb2.ListConsentsRequest(recipient=party.name)).consents) == 1
+    )
+
+
+def _error(call) -> grpc.RpcError:  # type: ignore[no-untyped-def]
+    with pytest.raises(grpc.RpcError) as raised:
+        call()
+    return raised.value
+
+
+def test_bad_input_gets_the_right_code_and_field(
+    stub: identity_pb2_grpc.IdentityServiceStub,
+) -> None:
+    bad_email = _error(
+        lambda: stub.CreateParty(
+            identity_pb2.CreatePartyRequest(
+                request_id="x",
+                party=identity_pb2.Party(
+                    kind=identity_pb2.PARTY_KIND_LEGAL_PERSON, company_name="A", email="nope"
+                ),
+            )
+        )
+    )
+    assert bad_email.code() == grpc.StatusCode.INVALID_ARGUMENT
+    status = rpc_status.from_call(bad_email)
+    assert status is not None
+    violations = error_details_pb2.BadRequest()
+    status.details[0].Unpack(violations)
+    assert violations.field_violations[0].field == "party.email"
+    assert (
+        _error(lambda: stub.GetParty(identity_pb2.GetPartyRequest(name="letters/1"))).code()
+        == grpc.StatusCode.INVALID_ARGUMENT
+    )
+    assert (
+        _error(
+            lambda: stub.GetParty(identity_pb2.GetPartyRequest(name=f"parties/{uuid.uuid4()}"))
+        ).code()
+        == grpc.StatusCode.NOT_FOUND
+    )
+    unproofed = _party(stub, "p-3")
+    assert (
+        _error(
+            lambda: stub.SetPassword(
+                identity_pb2.SetPasswordRequest(party=unproofed.name, password=PASSWORD)
+            )
+        ).code()
+        == grpc.StatusCode.FAILED_PRECONDITION
+    )
+    assert (
+        _error(
+            lambda: stub.ProofWithEidAssertion(
+                identity_pb2.ProofWithEidAssertionRequest(party=unproofed.name)
+            )
+        ).code()
+        == grpc.StatusCode.UNIMPLEMENTED
+    )
+
+
+def test_brute_force_ends_in_resource_exhausted(
+    stub: identity_pb2_grpc.IdentityServiceStub,
+) -> None:
+    party = _party(stub, "p-4")
+    stub.RecordDocumentCheck(
+        identity_pb2.RecordDocumentCheckRequest(
+            party=party.name,
+            document_type="id-card",
+            document_number="X1",
+            document_expire_time=_expires(100),
+            operator_id="op",
+        )
+    )
+    stub.SetPassword(identity_pb2.SetPasswordRequest(party=party.name, password=PASSWORD))
+    stub.EnrollTotp(identity_pb2.EnrollTotpRequest(party=party.name))
+    codes = []
+    for _ in range(4):
+        codes.append(
+            _error(
+                lambda: stub.CreateSession(
+                    identity_pb2.CreateSessionRequest(
+                        party=party.name, password="wrong password!!", totp_code="000000"
+                    )
+                )
+            ).code()
+        )
+    assert codes == [grpc.StatusCode.UNAUTHENTICATED] * 2 + [grpc.StatusCode.RESOURCE_EXHAUSTED] * 2
+    unknown = _error(
+        lambda: stub.CreateSession(
+            identity_pb2.CreateSessionRequest(
+                party=f"parties/{uuid.uuid4()}", password=PASSWORD, totp_code="000000"
+            )
+        )
+    )
+    assert (unknown.code(), unknown.details()) == (
+        grpc.StatusCode.UNAUTHENTICATED,
+        "authentication failed",
+    )
