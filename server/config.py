@@ -27,6 +27,17 @@ class ServerSettings:
     # Consecutive authentication failures before a lockout, and its length.
     lockout_threshold: int = 5
     lockout_s: int = 900
+    # How long a proofing by certificate or eID counts (a document check lasts
+    # as long as the document; a certificate never outlives its notAfter).
+    proof_validity_days: int = 365
+    # PEM bundle of the CAs whose certificates proof identities at level high.
+    identity_trust_anchors_file: Path | None = None
+    # The eID broker (OpenID Connect): issuer, our client id, its keys (a JWKS
+    # file kept in sync by the operator), and how its `acr` values map to levels.
+    eid_issuer: str = ""
+    eid_audience: str = ""
+    eid_jwks_file: Path | None = None
+    eid_acr_levels: str = "eidas1=low,eidas2=substantial,eidas3=high"
 
     def secrets_key(self) -> bytes:
         if self.secrets_key_file is None:

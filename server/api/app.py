@@ -7,9 +7,12 @@ import datetime as dt
 import logging
 import threading
 
+import jwt
+from cryptography import x509
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from lre.config import ConfigError
 from lre.serving import GrpcProcess, ServiceBinding
 from lre.v1 import (
     custody_pb2,
@@ -21,7 +24,8 @@ from lre.v1 import (
 )
 from server.api.identity import IdentityServicer
 from server.config import ServerSettings
-from server.services.identity import IdentityPolicy, IdentityService
+from server.domain.identity import AssuranceLevel
+from server.services.identity import EidBroker, IdentityPolicy, IdentityService
 from server.storage import db
 
 log = logging.getLogger("lre.server")
@@ -38,7 +42,7 @@ def service_bindings(identity: IdentityService) -> list[ServiceBinding]:
         ServiceBinding(
             _name(identity_pb2, "IdentityService"),
             identity_pb2_grpc.add_IdentityServiceServicer_to_server,
-            IdentityServicer(identity),  # type: ignore[abstract]  # proofing by certificate and eID: UNIMPLEMENTED
+            IdentityServicer(identity),  # type: ignore[abstract]  # SendEmailCode: UNIMPLEMENTED
         ),
         ServiceBinding(
             _name(custody_pb2, "CustodyService"),
@@ -88,16 +92,46 @@ class DatabaseHealth:
         self._thread.join(timeout=5)
 
 
-def build(settings: ServerSettings, engine: Engine) -> tuple[GrpcProcess, DatabaseHealth]:
-    identity = IdentityService(
-        db.sessions(engine),
-        IdentityPolicy(
-            secrets_key=settings.secrets_key(),
-            session_ttl=dt.timedelta(seconds=settings.session_ttl_s),
-            lockout_threshold=settings.lockout_threshold,
-            lockout=dt.timedelta(seconds=settings.lockout_s),
-        ),
+def identity_policy(settings: ServerSettings) -> IdentityPolicy:
+    anchors: tuple[x509.Certificate, ...] = ()
+    if settings.identity_trust_anchors_file is not None:
+        anchors = tuple(
+            x509.load_pem_x509_certificates(settings.identity_trust_anchors_file.read_bytes())
+        )
+    eid = None
+    if settings.eid_jwks_file is not None:
+        if not (settings.eid_issuer and settings.eid_audience):
+            raise ConfigError(
+                "LRE_SERVER_EID_ISSUER and LRE_SERVER_EID_AUDIENCE go with the JWKS file"
+            )
+        levels = {}
+        for pair in settings.eid_acr_levels.split(","):
+            acr, _, level = pair.partition("=")
+            try:
+                levels[acr.strip()] = AssuranceLevel[level.strip().upper()]
+            except KeyError:
+                raise ConfigError(
+                    "LRE_SERVER_EID_ACR_LEVELS: acr=low|substantial|high, comma-separated"
+                ) from None
+        eid = EidBroker(
+            issuer=settings.eid_issuer,
+            audience=settings.eid_audience,
+            keys=jwt.PyJWKSet.from_json(settings.eid_jwks_file.read_text(encoding="utf-8")),
+            acr_levels=levels,
+        )
+    return IdentityPolicy(
+        secrets_key=settings.secrets_key(),
+        session_ttl=dt.timedelta(seconds=settings.session_ttl_s),
+        lockout_threshold=settings.lockout_threshold,
+        lockout=dt.timedelta(seconds=settings.lockout_s),
+        proof_validity=dt.timedelta(days=settings.proof_validity_days),
+        trust_anchors=anchors,
+        eid=eid,
     )
+
+
+def build(settings: ServerSettings, engine: Engine) -> tuple[GrpcProcess, DatabaseHealth]:
+    identity = IdentityService(db.sessions(engine), identity_policy(settings))
     process = GrpcProcess(
         service_bindings(identity), settings.grpc_address, max_workers=settings.grpc_threads
     )

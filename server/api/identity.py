@@ -1,7 +1,7 @@
 """IdentityService over gRPC: protobuf in, IdentityService calls, protobuf out.
 
-Certificate and eID proofing and e-mailed codes are not implemented yet and
-answer UNIMPLEMENTED (the generated base class).
+E-mailed one-time codes are not implemented yet and answer UNIMPLEMENTED
+(the generated base class): they need the notification outbox.
 """
 
 from __future__ import annotations
@@ -145,6 +145,43 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
                 if request.HasField("document_expire_time")
                 else None,
                 request.operator_id,
+            )
+            return _record(record)
+
+    def BeginCertificateProofing(
+        self, request: identity_pb2.BeginCertificateProofingRequest, context: grpc.ServicerContext
+    ) -> identity_pb2.ProofingChallenge:
+        with domain_errors(context):
+            challenge = self._service.begin_certificate_proofing(
+                parse_id(request.party, "party", "parties")
+            )
+            return identity_pb2.ProofingChallenge(
+                challenge_id=str(challenge.id),
+                challenge=challenge.challenge,
+                expire_time=_time(challenge.expire_time),
+            )
+
+    def CompleteCertificateProofing(
+        self,
+        request: identity_pb2.CompleteCertificateProofingRequest,
+        context: grpc.ServicerContext,
+    ) -> identity_pb2.IdentityRecord:
+        with domain_errors(context):
+            record = self._service.complete_certificate_proofing(
+                parse_id(request.party, "party", "parties"),
+                parse_id(f"challenges/{request.challenge_id}", "challenge_id", "challenges"),
+                list(request.certificate_chain),
+                request.signature,
+                list(request.revocation_data),
+            )
+            return _record(record)
+
+    def ProofWithEidAssertion(
+        self, request: identity_pb2.ProofWithEidAssertionRequest, context: grpc.ServicerContext
+    ) -> identity_pb2.IdentityRecord:
+        with domain_errors(context):
+            record = self._service.proof_with_eid_assertion(
+                parse_id(request.party, "party", "parties"), request.id_token, request.nonce
             )
             return _record(record)
 

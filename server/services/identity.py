@@ -11,6 +11,7 @@ import base64
 import datetime as dt
 import hashlib
 import hmac
+import logging
 import os
 import re
 import secrets
@@ -19,8 +20,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import jwt
 import pyotp
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.x509 import verification
 from prometheus_client import Counter
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -39,6 +46,8 @@ from server.domain.identity import AssuranceLevel, FactorCategory, ProofingMetho
 from server.domain.letters import PartyKind
 from server.storage import models
 
+log = logging.getLogger("lre.identity")
+
 LOCKOUTS = Counter(
     "lre_identity_lockouts", "Parties locked out after repeated authentication failures."
 )
@@ -52,6 +61,8 @@ MAX_PASSWORD = 256
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
 TOTP_ISSUER = "LRE"
+CHALLENGE_TTL = dt.timedelta(minutes=5)
+EID_ALGORITHMS = ["ES256", "ES384", "RS256", "PS256"]
 # scrypt parameters (RFC 7914): 16 MiB, ~50 ms here.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 
@@ -64,11 +75,24 @@ def utcnow() -> dt.datetime:
 
 
 @dataclass(frozen=True)
+class EidBroker:
+    """An OpenID Connect provider whose ID tokens proof identities."""
+
+    issuer: str
+    audience: str
+    keys: jwt.PyJWKSet
+    acr_levels: dict[str, AssuranceLevel]
+
+
+@dataclass(frozen=True)
 class IdentityPolicy:
     secrets_key: bytes
     session_ttl: dt.timedelta = dt.timedelta(minutes=30)
     lockout_threshold: int = 5
     lockout: dt.timedelta = dt.timedelta(minutes=15)
+    proof_validity: dt.timedelta = dt.timedelta(days=365)
+    trust_anchors: tuple[x509.Certificate, ...] = ()
+    eid: EidBroker | None = None
 
 
 @dataclass(frozen=True)
@@ -266,6 +290,192 @@ class IdentityService:
                 )
             )
         return records, _next_token(offset, size, len(records))
+
+    def begin_certificate_proofing(self, party_id: uuid.UUID) -> models.ProofingChallenge:
+        if not self._policy.trust_anchors:
+            raise FailedPrecondition("proofing by certificate is not configured")
+        now = self._clock()
+        with self._sessions.begin() as db:
+            if db.get(models.Party, party_id) is None:
+                raise NotFound("no such party")
+            challenge = models.ProofingChallenge(
+                id=uuid.uuid4(),
+                party_id=party_id,
+                challenge=os.urandom(32),
+                expire_time=now + CHALLENGE_TTL,
+            )
+            db.add(challenge)
+        return challenge
+
+    def complete_certificate_proofing(
+        self,
+        party_id: uuid.UUID,
+        challenge_id: uuid.UUID,
+        chain_der: list[bytes],
+        signature: bytes,
+        revocation_der: list[bytes],
+    ) -> models.IdentityRecord:
+        """Level high: the party signed our challenge with the key of a
+        certificate that chains to a configured anchor, is valid now, allows
+        signatures, and is not revoked by the CRLs given."""
+        if not self._policy.trust_anchors:
+            raise FailedPrecondition("proofing by certificate is not configured")
+        if not chain_der:
+            raise InvalidArgument("certificate_chain", "the party's certificate is required")
+        try:
+            leaf, *intermediates = [x509.load_der_x509_certificate(der) for der in chain_der]
+        except ValueError:
+            raise InvalidArgument("certificate_chain", "must be DER X.509 certificates") from None
+        try:
+            crls = [x509.load_der_x509_crl(der) for der in revocation_der]
+        except ValueError:
+            raise InvalidArgument("revocation_data", "must be DER CRLs") from None
+        now = self._clock()
+        refused: str | None = None
+        with self._sessions.begin() as db:
+            challenge = db.get(models.ProofingChallenge, challenge_id)
+            if challenge is None or challenge.party_id != party_id:
+                raise AuthenticationFailed("certificate proof refused")
+            if challenge.use_time is not None or challenge.expire_time <= now:
+                refused = "challenge used or expired"
+            else:
+                refused = self._certificate_refusal(
+                    leaf, intermediates, crls, challenge.challenge, signature, now
+                )
+            challenge.use_time = now  # one attempt per challenge, whatever its result
+            if refused is None:
+                record = models.IdentityRecord(
+                    id=uuid.uuid4(),
+                    party_id=party_id,
+                    method=ProofingMethod.CERTIFICATE,
+                    level=AssuranceLevel.HIGH,
+                    proof_time=now,
+                    expire_time=min(leaf.not_valid_after_utc, now + self._policy.proof_validity),
+                    evidence_summary=f"certificate {leaf.subject.rfc4514_string()} "
+                    f"issued by {leaf.issuer.rfc4514_string()}",
+                    details={
+                        "subject": leaf.subject.rfc4514_string(),
+                        "issuer": leaf.issuer.rfc4514_string(),
+                        "serial": format(leaf.serial_number, "x"),
+                        "sha256": leaf.fingerprint(hashes.SHA256()).hex(),
+                    },
+                )
+                db.add(record)
+        if refused is not None:
+            log.info("certificate proof refused", extra={"reason": refused})
+            raise AuthenticationFailed("certificate proof refused")
+        return record
+
+    def _certificate_refusal(
+        self,
+        leaf: x509.Certificate,
+        intermediates: list[x509.Certificate],
+        crls: list[x509.CertificateRevocationList],
+        challenge: bytes,
+        signature: bytes,
+        now: dt.datetime,
+    ) -> str | None:
+        """Why the certificate proof fails, or None when it holds."""
+        verifier = (
+            verification.PolicyBuilder()
+            .store(verification.Store(list(self._policy.trust_anchors)))
+            .time(now)
+            .extension_policies(
+                ca_policy=verification.ExtensionPolicy.webpki_defaults_ca(),
+                ee_policy=verification.ExtensionPolicy.permit_all(),
+            )
+            .build_client_verifier()
+        )
+        try:
+            chain = verifier.verify(leaf, intermediates).chain
+        except verification.VerificationError as exc:
+            return f"chain: {exc}"
+        try:
+            usage = leaf.extensions.get_extension_for_class(x509.KeyUsage).value
+        except x509.ExtensionNotFound:
+            return "no key usage"
+        if not (usage.digital_signature or usage.content_commitment):
+            return "key usage allows no signature"
+        issuer = chain[1] if len(chain) > 1 else chain[0]
+        for crl in crls:
+            if crl.issuer != leaf.issuer or not crl.is_signature_valid(issuer.public_key()):  # type: ignore[arg-type]
+                continue
+            if crl.next_update_utc is not None and crl.next_update_utc < now:
+                return "revocation data out of date"
+            if crl.get_revoked_certificate_by_serial_number(leaf.serial_number) is not None:
+                return "certificate revoked"
+        key = leaf.public_key()
+        try:
+            if isinstance(key, ec.EllipticCurvePublicKey):
+                key.verify(signature, challenge, ec.ECDSA(hashes.SHA256()))
+            elif isinstance(key, rsa.RSAPublicKey):
+                key.verify(signature, challenge, padding.PKCS1v15(), hashes.SHA256())
+            else:
+                return "unsupported key type"
+        except InvalidSignature:
+            return "challenge signature does not verify"
+        return None
+
+    def proof_with_eid_assertion(
+        self, party_id: uuid.UUID, id_token: str, nonce: str
+    ) -> models.IdentityRecord:
+        """An ID token from the eID broker: signature against its keys, issuer,
+        audience, expiry and our nonce checked, `acr` mapped to a level, and
+        the nonce spent so that the assertion cannot be replayed."""
+        broker = self._policy.eid
+        if broker is None:
+            raise FailedPrecondition("proofing by eID is not configured")
+        if not nonce or len(nonce) > 255:
+            raise InvalidArgument("nonce", "required, at most 255 characters")
+        now = self._clock()
+        try:
+            key = broker.keys[jwt.get_unverified_header(id_token)["kid"]]
+            claims = jwt.decode(
+                id_token,
+                key.key,
+                algorithms=EID_ALGORITHMS,
+                audience=broker.audience,
+                issuer=broker.issuer,
+                options={
+                    "require": ["exp", "iat", "iss", "aud", "sub", "nonce"],
+                    "verify_iat": False,
+                },
+                leeway=dt.timedelta(seconds=30),
+            )
+            if now.timestamp() >= float(claims["exp"]) + 30:
+                raise jwt.ExpiredSignatureError("expired at the service's time")
+        except (jwt.PyJWTError, KeyError) as exc:
+            log.info("eID assertion refused", extra={"reason": type(exc).__name__})
+            raise AuthenticationFailed("eID assertion refused") from None
+        level = broker.acr_levels.get(str(claims.get("acr", "")))
+        if not hmac.compare_digest(str(claims["nonce"]), nonce) or level is None:
+            log.info("eID assertion refused", extra={"reason": "nonce or acr"})
+            raise AuthenticationFailed("eID assertion refused")
+        try:
+            with self._sessions.begin() as db:
+                if db.get(models.Party, party_id) is None:
+                    raise NotFound("no such party")
+                db.add(models.UsedNonce(issuer=broker.issuer, nonce=nonce, use_time=now))
+                db.flush()
+                record = models.IdentityRecord(
+                    id=uuid.uuid4(),
+                    party_id=party_id,
+                    method=ProofingMethod.EID_ASSERTION,
+                    level=level,
+                    proof_time=now,
+                    expire_time=now + self._policy.proof_validity,
+                    evidence_summary=f"eID {broker.issuer} acr {claims.get('acr')}",
+                    details={
+                        "issuer": broker.issuer,
+                        "sub": str(claims["sub"]),
+                        "acr": str(claims.get("acr")),
+                    },
+                )
+                db.add(record)
+        except IntegrityError:
+            log.info("eID assertion refused", extra={"reason": "nonce replayed"})
+            raise AuthenticationFailed("eID assertion refused") from None
+        return record
 
     # -- means of authentication ---------------------------------------------
 

@@ -236,3 +236,25 @@ class Consent(Base):
     grant_time: Mapped[dt.datetime]
     withdraw_time: Mapped[dt.datetime | None]
     request_id: Mapped[str | None] = mapped_column(String(128), unique=True)
+
+
+class ProofingChallenge(Base):
+    """A random challenge the party signs with its certificate's key."""
+
+    __tablename__ = "proofing_challenges"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    party_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("parties.id"), index=True)
+    challenge: Mapped[bytes] = mapped_column(LargeBinary(32))
+    expire_time: Mapped[dt.datetime]
+    use_time: Mapped[dt.datetime | None]
+
+
+class UsedNonce(Base):
+    """eID assertion nonces already accepted: an assertion proves once."""
+
+    __tablename__ = "used_nonces"
+
+    issuer: Mapped[str] = mapped_column(String(255), primary_key=True)
+    nonce: Mapped[str] = mapped_column(String(255), primary_key=True)
+    use_time: Mapped[dt.datetime]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import secrets
 import subprocess
@@ -14,27 +15,46 @@ from pathlib import Path
 import grpc
 import pyotp
 import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from google.protobuf import timestamp_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from lre.v1 import identity_pb2, identity_pb2_grpc
+from server.domain import identity
+from server.domain.errors import AuthenticationRequired
+from server.services.identity import IdentityPolicy, IdentityService
+from server.storage import db
+from tests.integration.services.test_identity_proofing import AUDIENCE, BROKER, CA, ISSUER
 from tests.support import BIN, SERVING, free_port, health_status, running, wait_for
 
 PASSWORD = "correct horse battery staple"
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'lre.db'}"
+    return str(request.getfixturevalue("postgres_database"))
+
+
+@pytest.fixture
+def key_file(tmp_path: Path) -> Path:
+    path = tmp_path / "server.key"
+    path.write_text(secrets.token_hex(32))
+    return path
+
+
+@pytest.fixture
 def stub(
-    request: pytest.FixtureRequest, tmp_path: Path
+    database: str, key_file: Path, tmp_path: Path
 ) -> Iterator[identity_pb2_grpc.IdentityServiceStub]:
-    key_file = tmp_path / "server.key"
-    key_file.write_text(secrets.token_hex(32))
-    database = (
-        f"sqlite:///{tmp_path / 'lre.db'}"
-        if request.param == "sqlite"
-        else request.getfixturevalue("postgres_database")
-    )
+    """The server as an operator configures it: trust anchors and an eID broker from files."""
+    anchors = tmp_path / "anchors.pem"
+    anchors.write_bytes(CA.cert.public_bytes(serialization.Encoding.PEM))
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [BROKER.jwk()]}))
     port = free_port()
     env = {
         "LRE_SERVER_SECRETS_KEY_FILE": str(key_file),
@@ -42,6 +62,10 @@ def stub(
         "LRE_SERVER_GRPC_ADDRESS": f"127.0.0.1:{port}",
         "LRE_SERVER_METRICS_ADDRESS": f"127.0.0.1:{free_port()}",
         "LRE_SERVER_LOCKOUT_THRESHOLD": "3",
+        "LRE_SERVER_IDENTITY_TRUST_ANCHORS_FILE": str(anchors),
+        "LRE_SERVER_EID_JWKS_FILE": str(jwks),
+        "LRE_SERVER_EID_ISSUER": ISSUER,
+        "LRE_SERVER_EID_AUDIENCE": AUDIENCE,
     }
     subprocess.run(
         [str(BIN / "lre-server"), "migrate"],
@@ -188,7 +212,7 @@ def test_bad_input_gets_the_right_code_and_field(
                 identity_pb2.ProofWithEidAssertionRequest(party=unproofed.name)
             )
         ).code()
-        == grpc.StatusCode.UNIMPLEMENTED
+        == grpc.StatusCode.INVALID_ARGUMENT  # no nonce
     )
 
 
@@ -230,3 +254,85 @@ def test_brute_force_ends_in_resource_exhausted(
         grpc.StatusCode.UNAUTHENTICATED,
         "authentication failed",
     )
+
+
+def _enroll_and_login(
+    stub: identity_pb2_grpc.IdentityServiceStub, party: str
+) -> identity_pb2.Session:
+    stub.SetPassword(identity_pb2.SetPasswordRequest(party=party, password=PASSWORD), timeout=10)
+    uri = stub.EnrollTotp(identity_pb2.EnrollTotpRequest(party=party), timeout=10).provisioning_uri
+    totp = pyotp.TOTP(urllib.parse.parse_qs(urllib.parse.urlparse(uri).query)["secret"][0])
+    return stub.CreateSession(
+        identity_pb2.CreateSessionRequest(party=party, password=PASSWORD, totp_code=totp.now()),
+        timeout=10,
+    )
+
+
+def test_each_proofing_method_yields_a_session_at_its_level(
+    stub: identity_pb2_grpc.IdentityServiceStub, database: str, key_file: Path
+) -> None:
+    by_certificate = _party(stub, "m-1")
+    key, cert = CA.issue("Camille Dupont")
+    challenge = stub.BeginCertificateProofing(
+        identity_pb2.BeginCertificateProofingRequest(party=by_certificate.name)
+    )
+    record = stub.CompleteCertificateProofing(
+        identity_pb2.CompleteCertificateProofingRequest(
+            party=by_certificate.name,
+            challenge_id=challenge.challenge_id,
+            certificate_chain=[cert.public_bytes(serialization.Encoding.DER)],
+            signature=key.sign(challenge.challenge, ec.ECDSA(hashes.SHA256())),
+        )
+    )
+    assert record.level == identity_pb2.ASSURANCE_LEVEL_HIGH
+
+    by_eid, by_eid_low = _party(stub, "m-2"), _party(stub, "m-3")
+    for party, acr, level in (
+        (by_eid, "eidas2", identity_pb2.ASSURANCE_LEVEL_SUBSTANTIAL),
+        (by_eid_low, "eidas1", identity_pb2.ASSURANCE_LEVEL_LOW),
+    ):
+        nonce = f"n-{uuid.uuid4()}"
+        proofed = stub.ProofWithEidAssertion(
+            identity_pb2.ProofWithEidAssertionRequest(
+                party=party.name, id_token=BROKER.id_token(nonce, acr=acr), nonce=nonce
+            )
+        )
+        assert proofed.level == level
+    refused = _error(
+        lambda: stub.ProofWithEidAssertion(
+            identity_pb2.ProofWithEidAssertionRequest(
+                party=by_eid.name, id_token="not.a.token", nonce="n"
+            )
+        )
+    )
+    assert (refused.code(), refused.details()) == (
+        grpc.StatusCode.UNAUTHENTICATED,
+        "eID assertion refused",
+    )
+
+    by_document = _party(stub, "m-4")
+    stub.RecordDocumentCheck(
+        identity_pb2.RecordDocumentCheckRequest(
+            party=by_document.name,
+            document_type="id-card",
+            document_number="X9",
+            document_expire_time=_expires(60),
+            operator_id="op",
+        )
+    )
+
+    # The rule custody will apply, on the sessions each method produced.
+    engine = db.make_engine(database)
+    checker = IdentityService(
+        db.sessions(engine), IdentityPolicy(secrets_key=bytes.fromhex(key_file.read_text()))
+    )
+    now = dt.datetime.now(dt.UTC)
+    try:
+        for party in (by_certificate, by_eid, by_document):
+            session = checker.authenticate(_enroll_and_login(stub, party.name).token)
+            assert identity.require_sender(session, now) == session
+        low = checker.authenticate(_enroll_and_login(stub, by_eid_low.name).token)
+        with pytest.raises(AuthenticationRequired, match="below level substantial"):
+            identity.require_sender(low, now)
+    finally:
+        engine.dispose()

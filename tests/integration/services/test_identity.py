@@ -7,8 +7,6 @@ import json
 import threading
 import urllib.parse
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import pyotp
 import pytest
@@ -25,42 +23,11 @@ from server.domain.errors import (
 )
 from server.domain.identity import AssuranceLevel
 from server.domain.letters import PartyKind
-from server.services.identity import IdentityPolicy, IdentityService, NewParty
-from server.storage import db, models
+from server.services.identity import IdentityService, NewParty
+from server.storage import models
+from tests.integration.services.conftest import Clock
 
-KEY = bytes(range(32))
 PASSWORD = "correct horse battery staple"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = dt.datetime(2026, 5, 4, 10, 0, tzinfo=dt.UTC)
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += dt.timedelta(**delta)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'lre.db'}"
-    return str(request.getfixturevalue("postgres_database"))
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def service(database_url: str, clock: Clock) -> Iterator[IdentityService]:
-    engine = db.make_engine(database_url)
-    db.migrate(engine)
-    yield IdentityService(db.sessions(engine), IdentityPolicy(secrets_key=KEY), clock)
-    engine.dispose()
 
 
 def person(

@@ -1,4 +1,5 @@
-"""Identity: proofing records, credentials, sessions, consents; idempotent parties.
+"""Identity: proofing records and challenges, credentials, sessions, consents,
+eID nonces; idempotent parties.
 
 Revision ID: 0002
 Revises: 0001
@@ -17,6 +18,13 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    op.create_table(
+        "used_nonces",
+        sa.Column("issuer", sa.String(length=255), nullable=False),
+        sa.Column("nonce", sa.String(length=255), nullable=False),
+        sa.Column("use_time", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("issuer", "nonce", name=op.f("pk_used_nonces")),
+    )
     op.create_table(
         "consents",
         sa.Column("id", sa.Uuid(), nullable=False),
@@ -88,6 +96,23 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "proofing_challenges",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("party_id", sa.Uuid(), nullable=False),
+        sa.Column("challenge", sa.LargeBinary(length=32), nullable=False),
+        sa.Column("expire_time", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("use_time", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["party_id"], ["parties.id"], name=op.f("fk_proofing_challenges_party_id_parties")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_proofing_challenges")),
+    )
+    with op.batch_alter_table("proofing_challenges", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_proofing_challenges_party_id"), ["party_id"], unique=False
+        )
+
+    op.create_table(
         "sessions",
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("party_id", sa.Uuid(), nullable=False),
@@ -125,6 +150,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_sessions_party_id"))
 
     op.drop_table("sessions")
+    with op.batch_alter_table("proofing_challenges", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_proofing_challenges_party_id"))
+
+    op.drop_table("proofing_challenges")
     with op.batch_alter_table("identity_records", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_identity_records_party_id"))
 
@@ -134,5 +163,6 @@ def downgrade() -> None:
         batch_op.drop_index("ix_consents_recipient_sender")
 
     op.drop_table("consents")
+    op.drop_table("used_nonces")
     for enum_name in ("assurance_level", "proofing_method"):
         sa.Enum(name=enum_name).drop(op.get_bind(), checkfirst=True)

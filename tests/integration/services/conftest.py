@@ -1,0 +1,50 @@
+"""Service fixtures: each test runs on SQLite and on PostgreSQL, with a clock it controls."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from server.services.identity import IdentityPolicy, IdentityService
+from server.storage import db
+
+KEY = bytes(range(32))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += dt.timedelta(**delta)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'lre.db'}"
+    return str(request.getfixturevalue("postgres_database"))
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def policy() -> IdentityPolicy:
+    return IdentityPolicy(secrets_key=KEY)
+
+
+@pytest.fixture
+def service(database_url: str, clock: Clock, policy: IdentityPolicy) -> Iterator[IdentityService]:
+    engine = db.make_engine(database_url)
+    db.migrate(engine)
+    yield IdentityService(db.sessions(engine), policy, clock)
+    engine.dispose()
