@@ -105,8 +105,8 @@ def test_make_run_serves_every_service_and_stops_cleanly(
                 lambda: custody_pb2_grpc.CustodyServiceStub(channel).GetLetter(
                     custody_pb2.GetLetterRequest(name="letters/1"), timeout=5
                 ),
-                lambda: identity_pb2_grpc.IdentityServiceStub(channel).ProofWithEidAssertion(
-                    identity_pb2.ProofWithEidAssertionRequest(party="parties/1"), timeout=5
+                lambda: identity_pb2_grpc.IdentityServiceStub(channel).SendEmailCode(
+                    identity_pb2.SendEmailCodeRequest(party="parties/1"), timeout=5
                 ),
             ):
                 with pytest.raises(grpc.RpcError) as raised:
