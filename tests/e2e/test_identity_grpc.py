@@ -8,6 +8,7 @@ import os
 import secrets
 import subprocess
 import urllib.parse
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from google.protobuf import timestamp_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+from prometheus_client.parser import text_string_to_metric_families
 
 from lre.v1 import identity_pb2, identity_pb2_grpc
 from server.domain import identity
@@ -47,8 +49,13 @@ def key_file(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def metrics_port() -> int:
+    return free_port()
+
+
+@pytest.fixture
 def stub(
-    database: str, key_file: Path, tmp_path: Path
+    database: str, key_file: Path, tmp_path: Path, metrics_port: int
 ) -> Iterator[identity_pb2_grpc.IdentityServiceStub]:
     """The server as an operator configures it: trust anchors and an eID broker from files."""
     anchors = tmp_path / "anchors.pem"
@@ -60,7 +67,7 @@ def stub(
         "LRE_SERVER_SECRETS_KEY_FILE": str(key_file),
         "LRE_SERVER_DATABASE_URL": database,
         "LRE_SERVER_GRPC_ADDRESS": f"127.0.0.1:{port}",
-        "LRE_SERVER_METRICS_ADDRESS": f"127.0.0.1:{free_port()}",
+        "LRE_SERVER_METRICS_ADDRESS": f"127.0.0.1:{metrics_port}",
         "LRE_SERVER_LOCKOUT_THRESHOLD": "3",
         "LRE_SERVER_IDENTITY_TRUST_ANCHORS_FILE": str(anchors),
         "LRE_SERVER_EID_JWKS_FILE": str(jwks),
@@ -217,7 +224,7 @@ def test_bad_input_gets_the_right_code_and_field(
 
 
 def test_brute_force_ends_in_resource_exhausted(
-    stub: identity_pb2_grpc.IdentityServiceStub,
+    stub: identity_pb2_grpc.IdentityServiceStub, metrics_port: int
 ) -> None:
     party = _party(stub, "p-4")
     stub.RecordDocumentCheck(
@@ -243,6 +250,16 @@ def test_brute_force_ends_in_resource_exhausted(
             ).code()
         )
     assert codes == [grpc.StatusCode.UNAUTHENTICATED] * 2 + [grpc.StatusCode.RESOURCE_EXHAUSTED] * 2
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as reply:
+        families = {f.name: f for f in text_string_to_metric_families(reply.read().decode())}
+    assert families["lre_identity_lockouts"].samples[0].value == 1
+    assert families["lre_identity_authentication_failures"].samples[0].value == 3
+    handled = {
+        s.labels["grpc_code"]: s.value
+        for s in families["grpc_server_handled"].samples
+        if s.labels.get("grpc_method") == "CreateSession" and s.name.endswith("_total")
+    }
+    assert (handled["Unauthenticated"], handled["ResourceExhausted"]) == (2, 2)
     unknown = _error(
         lambda: stub.CreateSession(
             identity_pb2.CreateSessionRequest(
