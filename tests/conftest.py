@@ -89,6 +89,14 @@ def postgres_admin_url() -> str:
     return POSTGRES_URL
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Runs the test twice: on a new SQLite file and on a new PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'lre.db'}"
+    return str(request.getfixturevalue("postgres_database"))
+
+
 @pytest.fixture
 def postgres_database(postgres_admin_url: str) -> Iterator[str]:
     """A new, empty PostgreSQL database for one test, dropped afterwards."""

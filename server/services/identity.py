@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.x509 import verification
 from prometheus_client import Counter
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
@@ -68,6 +68,7 @@ SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 
 Clock = Callable[[], dt.datetime]
 Row = TypeVar("Row", models.Party, models.Consent)
+Paged = TypeVar("Paged", models.IdentityRecord, models.Consent)
 
 
 def utcnow() -> dt.datetime:
@@ -121,6 +122,15 @@ def parse_id(name: str, field: str, collection: str) -> uuid.UUID:
         return uuid.UUID(name[len(prefix) :])
     except ValueError:
         raise InvalidArgument(field, f"must be {collection}/{{id}}") from None
+
+
+def _paged(
+    db: DbSession, query: Select[Paged], page_size: int, page_token: str
+) -> tuple[list[Paged], str]:
+    """One page of an ordered query and the token of the next ("" at the end)."""
+    size, offset = _page(page_size, page_token)
+    rows = list(db.scalars(query.offset(offset).limit(size)))
+    return rows, _next_token(offset, size, len(rows))
 
 
 def _page(page_size: int, page_token: str) -> tuple[int, int]:
@@ -276,20 +286,15 @@ class IdentityService:
     def list_identity_records(
         self, party_id: uuid.UUID, page_size: int, page_token: str
     ) -> tuple[list[models.IdentityRecord], str]:
-        size, offset = _page(page_size, page_token)
         with self._sessions() as db:
             if db.get(models.Party, party_id) is None:
                 raise NotFound("no such party")
-            records = list(
-                db.scalars(
-                    select(models.IdentityRecord)
-                    .where(models.IdentityRecord.party_id == party_id)
-                    .order_by(models.IdentityRecord.proof_time, models.IdentityRecord.id)
-                    .offset(offset)
-                    .limit(size)
-                )
+            query = (
+                select(models.IdentityRecord)
+                .where(models.IdentityRecord.party_id == party_id)
+                .order_by(models.IdentityRecord.proof_time, models.IdentityRecord.id)
             )
-        return records, _next_token(offset, size, len(records))
+            return _paged(db, query, page_size, page_token)
 
     def begin_certificate_proofing(self, party_id: uuid.UUID) -> models.ProofingChallenge:
         if not self._policy.trust_anchors:
@@ -692,18 +697,13 @@ class IdentityService:
     def list_consents(
         self, recipient_id: uuid.UUID, page_size: int, page_token: str
     ) -> tuple[list[models.Consent], str]:
-        size, offset = _page(page_size, page_token)
         with self._sessions() as db:
-            consents = list(
-                db.scalars(
-                    select(models.Consent)
-                    .where(models.Consent.recipient_id == recipient_id)
-                    .order_by(models.Consent.grant_time, models.Consent.id)
-                    .offset(offset)
-                    .limit(size)
-                )
+            query = (
+                select(models.Consent)
+                .where(models.Consent.recipient_id == recipient_id)
+                .order_by(models.Consent.grant_time, models.Consent.id)
             )
-        return consents, _next_token(offset, size, len(consents))
+            return _paged(db, query, page_size, page_token)
 
     def has_consent(self, recipient_id: uuid.UUID, sender_id: uuid.UUID) -> bool:
         with self._sessions() as db:

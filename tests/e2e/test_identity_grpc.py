@@ -34,13 +34,6 @@ from tests.support import BIN, SERVING, free_port, health_status, running, wait_
 PASSWORD = "correct horse battery staple"
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'lre.db'}"
-    return str(request.getfixturevalue("postgres_database"))
-
-
 @pytest.fixture
 def key_file(tmp_path: Path) -> Path:
     path = tmp_path / "server.key"
@@ -55,7 +48,7 @@ def metrics_port() -> int:
 
 @pytest.fixture
 def stub(
-    database: str, key_file: Path, tmp_path: Path, metrics_port: int
+    database_url: str, key_file: Path, tmp_path: Path, metrics_port: int
 ) -> Iterator[identity_pb2_grpc.IdentityServiceStub]:
     """The server as an operator configures it: trust anchors and an eID broker from files."""
     anchors = tmp_path / "anchors.pem"
@@ -65,7 +58,7 @@ def stub(
     port = free_port()
     env = {
         "LRE_SERVER_SECRETS_KEY_FILE": str(key_file),
-        "LRE_SERVER_DATABASE_URL": database,
+        "LRE_SERVER_DATABASE_URL": database_url,
         "LRE_SERVER_GRPC_ADDRESS": f"127.0.0.1:{port}",
         "LRE_SERVER_METRICS_ADDRESS": f"127.0.0.1:{metrics_port}",
         "LRE_SERVER_LOCKOUT_THRESHOLD": "3",
@@ -286,7 +279,7 @@ def _enroll_and_login(
 
 
 def test_each_proofing_method_yields_a_session_at_its_level(
-    stub: identity_pb2_grpc.IdentityServiceStub, database: str, key_file: Path
+    stub: identity_pb2_grpc.IdentityServiceStub, database_url: str, key_file: Path
 ) -> None:
     by_certificate = _party(stub, "m-1")
     key, cert = CA.issue("Camille Dupont")
@@ -339,7 +332,7 @@ def test_each_proofing_method_yields_a_session_at_its_level(
     )
 
     # The rule custody will apply, on the sessions each method produced.
-    engine = db.make_engine(database)
+    engine = db.make_engine(database_url)
     checker = IdentityService(
         db.sessions(engine), IdentityPolicy(secrets_key=bytes.fromhex(key_file.read_text()))
     )
