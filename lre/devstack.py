@@ -44,8 +44,10 @@ def main() -> int:
         "LRE_CONFIG": str(root / "lre.toml"),
         "SOFTHSM2_CONF": str(root / "softhsm" / "softhsm2.conf"),
     }
-    server_settings = load(ServerSettings, "server", env)
     signer_settings = load(SignerSettings, "signer", env)
+    # The server talks to this signer, wherever it was told to listen.
+    env.setdefault("LRE_SERVER_SIGNER_ADDRESS", signer_settings.grpc_address)
+    server_settings = load(ServerSettings, "server", env)
     bin_dir = Path(sys.executable).parent
     processes: dict[str, subprocess.Popen[bytes]] = {}
     stopping = False

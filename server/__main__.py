@@ -12,6 +12,7 @@ from lre import logs
 from lre.serving import wait_for_signal
 from server import config
 from server.api import app
+from server.signing import SignerClient
 from server.storage import db
 
 log = logging.getLogger("lre.server")
@@ -19,11 +20,12 @@ log = logging.getLogger("lre.server")
 
 def serve(settings: config.ServerSettings) -> int:
     engine = db.make_engine(settings.database_url)
-    process, database_health = app.build(settings, engine)
+    signer = SignerClient(settings.signer_address)
+    process, dependency_health = app.build(settings, engine, signer)
     host, _, port = settings.metrics_address.rpartition(":")
     metrics_server, _ = start_http_server(int(port), addr=host)
     process.start()
-    database_health.start()
+    dependency_health.start()
     log.info(
         "server serving",
         extra={"grpc_port": process.port, "metrics_port": metrics_server.server_address[1]},
@@ -31,7 +33,8 @@ def serve(settings: config.ServerSettings) -> int:
     wait_for_signal()
     log.info("server stopping")
     process.stop(grace=10)
-    database_health.stop()
+    dependency_health.stop()
+    signer.close()
     metrics_server.shutdown()
     engine.dispose()
     return 0

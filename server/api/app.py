@@ -26,9 +26,22 @@ from server.api.identity import IdentityServicer
 from server.config import ServerSettings
 from server.domain.identity import AssuranceLevel
 from server.services.identity import EidBroker, IdentityPolicy, IdentityService
+from server.signing import SignerClient
 from server.storage import db
 
 log = logging.getLogger("lre.server")
+
+IDENTITY = identity_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name
+CUSTODY = custody_pb2.DESCRIPTOR.services_by_name["CustodyService"].full_name
+NOTIFICATION = notification_pb2.DESCRIPTOR.services_by_name["NotificationService"].full_name
+# What each service needs in order to serve; "" is the process as a whole,
+# set last so that it turns SERVING after every service has been evaluated.
+NEEDS: dict[str, tuple[str, ...]] = {
+    IDENTITY: ("database",),
+    CUSTODY: ("database", "signer"),
+    NOTIFICATION: ("database",),
+    "": ("database",),
+}
 
 
 def _name(module: object, service: str) -> str:
@@ -57,17 +70,21 @@ def service_bindings(identity: IdentityService) -> list[ServiceBinding]:
     ]
 
 
-class DatabaseHealth:
-    """Polls the database; every service depends on it."""
+class DependencyHealth:
+    """Polls the database and the signer; each service is SERVING while what
+    it needs answers, so that a load balancer sends work only where it can be done."""
 
-    def __init__(self, engine: Engine, process: GrpcProcess, interval_s: float) -> None:
+    def __init__(
+        self, engine: Engine, signer: SignerClient, process: GrpcProcess, interval_s: float
+    ) -> None:
         self._engine = engine
+        self._signer = signer
         self._process = process
         self._interval_s = interval_s
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="db-health", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="dependency-health", daemon=True)
 
-    def check(self) -> bool:
+    def _database_up(self) -> bool:
         try:
             db.ping(self._engine)
         except SQLAlchemyError as exc:
@@ -75,13 +92,18 @@ class DatabaseHealth:
             return False
         return True
 
+    def check(self) -> dict[str, bool]:
+        up = {"database": self._database_up(), "signer": self._signer.serving()}
+        return {service: all(up[d] for d in needs) for service, needs in NEEDS.items()}
+
     def _run(self) -> None:
-        last: bool | None = None
+        last: dict[str, bool] = {}
         while not self._stop.is_set():
-            healthy = self.check()
-            if healthy != last:
-                self._process.set_serving(healthy)
-                last = healthy
+            for service, serving in self.check().items():
+                if last.get(service) != serving:
+                    self._process.set_serving(serving, service)
+                    log.info("health", extra={"service": service or "(server)", "serving": serving})
+                    last[service] = serving
             self._stop.wait(self._interval_s)
 
     def start(self) -> None:
@@ -130,10 +152,12 @@ def identity_policy(settings: ServerSettings) -> IdentityPolicy:
     )
 
 
-def build(settings: ServerSettings, engine: Engine) -> tuple[GrpcProcess, DatabaseHealth]:
+def build(
+    settings: ServerSettings, engine: Engine, signer: SignerClient
+) -> tuple[GrpcProcess, DependencyHealth]:
     identity = IdentityService(db.sessions(engine), identity_policy(settings))
     process = GrpcProcess(
         service_bindings(identity), settings.grpc_address, max_workers=settings.grpc_threads
     )
     process.set_serving(False)
-    return process, DatabaseHealth(engine, process, settings.health_check_interval_s)
+    return process, DependencyHealth(engine, signer, process, settings.health_check_interval_s)

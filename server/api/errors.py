@@ -11,6 +11,7 @@ from lre.status import abort
 from server.domain.errors import (
     AuthenticationFailed,
     AuthenticationRequired,
+    DependencyUnavailable,
     DepositRefused,
     DomainError,
     FailedPrecondition,
@@ -29,6 +30,7 @@ CODES: list[tuple[type[DomainError], grpc.StatusCode]] = [
     (InvalidTransition, grpc.StatusCode.FAILED_PRECONDITION),
     (FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
     (DepositRefused, grpc.StatusCode.FAILED_PRECONDITION),
+    (DependencyUnavailable, grpc.StatusCode.UNAVAILABLE),
 ]
 
 

@@ -50,3 +50,7 @@ class AuthenticationFailed(DomainError):
 
 class TooManyAttempts(DomainError):
     """Locked after repeated failures (RESOURCE_EXHAUSTED)."""
+
+
+class DependencyUnavailable(DomainError):
+    """A service this one needs (the signer, the database) does not answer (UNAVAILABLE)."""
