@@ -15,8 +15,10 @@ def abort(
     code: grpc.StatusCode,
     message: str,
     field_violations: dict[str, str] | None = None,
+    error_info: tuple[str, dict[str, str]] | None = None,
 ) -> NoReturn:
-    """Aborts the RPC with ``code``; field violations travel as google.rpc.BadRequest."""
+    """Aborts the RPC with ``code``; field violations travel as google.rpc.BadRequest,
+    a machine-readable reason and its metadata as google.rpc.ErrorInfo."""
     details = []
     if field_violations:
         bad_request = error_details_pb2.BadRequest(
@@ -27,6 +29,12 @@ def abort(
         )
         detail = any_pb2.Any()
         detail.Pack(bad_request)
+        details.append(detail)
+    if error_info is not None:
+        detail = any_pb2.Any()
+        detail.Pack(
+            error_details_pb2.ErrorInfo(reason=error_info[0], domain="lre", metadata=error_info[1])
+        )
         details.append(detail)
     status = status_pb2.Status(code=getattr(code_pb2, code.name), message=message, details=details)
     context.abort_with_status(rpc_status.to_status(status))

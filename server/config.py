@@ -38,6 +38,12 @@ class ServerSettings:
     eid_audience: str = ""
     eid_jwks_file: Path | None = None
     eid_acr_levels: str = "eidas1=low,eidas2=substantial,eidas3=high"
+    # The provider, as evidence names it (the issuer of every proof).
+    provider_name: str = "LRE development provider"
+    max_letter_bytes: int = 256 * 1024 * 1024
+    # The tariff of one accepted deposit, in the currency's smallest unit.
+    tariff_minor: int = 399
+    currency: str = "EUR"
 
     def secrets_key(self) -> bytes:
         if self.secrets_key_file is None:

@@ -22,10 +22,12 @@ from lre.v1 import (
     notification_pb2,
     notification_pb2_grpc,
 )
+from server.api.custody import CustodyServicer
 from server.api.identity import IdentityServicer
 from server.config import ServerSettings
 from server.domain.identity import AssuranceLevel
-from server.services.identity import EidBroker, IdentityPolicy, IdentityService
+from server.services.custody import CustodyPolicy, CustodyService
+from server.services.identity import EidBroker, IdentityPolicy, IdentityService, utcnow
 from server.signing import SignerClient
 from server.storage import db
 
@@ -44,26 +46,21 @@ NEEDS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _name(module: object, service: str) -> str:
-    return module.DESCRIPTOR.services_by_name[service].full_name  # type: ignore[attr-defined,no-any-return]
-
-
-def service_bindings(identity: IdentityService) -> list[ServiceBinding]:
-    # The generated base servicers answer UNIMPLEMENTED for every RPC until
-    # the issue that implements it replaces them.
+def service_bindings(identity: IdentityService, custody: CustodyService) -> list[ServiceBinding]:
+    # Generated base servicers answer UNIMPLEMENTED for the RPCs not built yet.
     return [
         ServiceBinding(
-            _name(identity_pb2, "IdentityService"),
+            IDENTITY,
             identity_pb2_grpc.add_IdentityServiceServicer_to_server,
             IdentityServicer(identity),  # type: ignore[abstract]  # SendEmailCode: UNIMPLEMENTED
         ),
         ServiceBinding(
-            _name(custody_pb2, "CustodyService"),
+            CUSTODY,
             custody_pb2_grpc.add_CustodyServiceServicer_to_server,
-            custody_pb2_grpc.CustodyServiceServicer(),  # type: ignore[abstract]
+            CustodyServicer(custody, identity),  # type: ignore[abstract]  # decisions, download: UNIMPLEMENTED
         ),
         ServiceBinding(
-            _name(notification_pb2, "NotificationService"),
+            NOTIFICATION,
             notification_pb2_grpc.add_NotificationServiceServicer_to_server,
             notification_pb2_grpc.NotificationServiceServicer(),  # type: ignore[abstract]
         ),
@@ -156,8 +153,22 @@ def build(
     settings: ServerSettings, engine: Engine, signer: SignerClient
 ) -> tuple[GrpcProcess, DependencyHealth]:
     identity = IdentityService(db.sessions(engine), identity_policy(settings))
+    custody = CustodyService(
+        db.sessions(engine),
+        identity,
+        signer,
+        CustodyPolicy(
+            provider_name=settings.provider_name,
+            max_letter_bytes=settings.max_letter_bytes,
+            tariff_minor=settings.tariff_minor,
+            currency=settings.currency,
+        ),
+        utcnow,
+    )
     process = GrpcProcess(
-        service_bindings(identity), settings.grpc_address, max_workers=settings.grpc_threads
+        service_bindings(identity, custody),
+        settings.grpc_address,
+        max_workers=settings.grpc_threads,
     )
     process.set_serving(False)
     return process, DependencyHealth(engine, signer, process, settings.health_check_interval_s)

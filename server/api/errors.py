@@ -43,4 +43,7 @@ def domain_errors(context: grpc.ServicerContext) -> Iterator[None]:
         code = next(code for kind, code in CODES if isinstance(exc, kind))
         field = getattr(exc, "field", None)
         message = f"{field}: {exc}" if field else str(exc)
-        abort(context, code, message, {field: str(exc)} if field else None)
+        info = None
+        if isinstance(exc, DepositRefused):
+            info = (exc.reason, {"letter": exc.letter} if exc.letter else {})
+        abort(context, code, message, {field: str(exc)} if field else None, info)

@@ -18,10 +18,14 @@ class AcceptanceWindowClosed(InvalidTransition):
 class DepositRefused(DomainError):
     """A deposit the law or the configuration forbids; ``reason`` is a stable code."""
 
-    def __init__(self, reason: str, message: str, field: str | None = None) -> None:
+    def __init__(
+        self, reason: str, message: str, field: str | None = None, letter: str | None = None
+    ) -> None:
         super().__init__(message)
         self.reason = reason
         self.field = field
+        # The refused letter, whose SubmissionRejection evidence the sender can read.
+        self.letter = letter
 
 
 class AuthenticationRequired(DomainError):

@@ -43,6 +43,8 @@ class EvidenceDocument:
     submission_time: dt.datetime
     parts: tuple[PartDigest, ...]
     reason: str | None = None
+    # A stable code beside the text of a refusal (e.g. "consent_missing").
+    reason_code: str | None = None
 
     def to_json(self) -> bytes:
         document = {
@@ -68,6 +70,8 @@ class EvidenceDocument:
         }
         if self.reason is not None:
             document["reason"] = self.reason
+        if self.reason_code is not None:
+            document["reasonCode"] = self.reason_code
         return json.dumps(
             document, sort_keys=True, separators=(",", ":"), ensure_ascii=False
         ).encode()

@@ -258,3 +258,16 @@ class UsedNonce(Base):
     issuer: Mapped[str] = mapped_column(String(255), primary_key=True)
     nonce: Mapped[str] = mapped_column(String(255), primary_key=True)
     use_time: Mapped[dt.datetime]
+
+
+class Charge(Base):
+    """What the sender owes for an accepted deposit (the sender pays)."""
+
+    __tablename__ = "charges"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    sender_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("parties.id"), index=True)
+    letter_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("letters.id"), unique=True)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    create_time: Mapped[dt.datetime]

@@ -1,0 +1,132 @@
+"""CustodyService over gRPC. Deposit and reading are implemented; the
+recipient's decisions, download, legal hold and charges answer UNIMPLEMENTED
+for now (the generated base class)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import grpc
+
+from lre.v1 import common_pb2, custody_pb2, custody_pb2_grpc
+from server.api.auth import session_of
+from server.api.errors import domain_errors
+from server.api.identity import _time
+from server.domain.errors import InvalidArgument
+from server.domain.letters import EvidenceEvent, LetterState
+from server.services.custody import CustodyService, DeclaredPart
+from server.services.identity import IdentityService, parse_id
+from server.storage import models
+
+STATES = {state: getattr(common_pb2, f"LETTER_STATE_{state.name}") for state in LetterState}
+EVENTS = {event: getattr(common_pb2, f"EVIDENCE_EVENT_{event.name}") for event in EvidenceEvent}
+
+
+def _letter(
+    letter: models.Letter, parts: list[models.LetterPart], viewer: uuid.UUID
+) -> custody_pb2.Letter:
+    sender_visible = viewer == letter.sender_id or letter.state is LetterState.ACCEPTED
+    return custody_pb2.Letter(
+        name=f"letters/{letter.id}",
+        reference=letter.reference,
+        state=STATES[letter.state],
+        # Before acceptance the recipient is not told who the sender is (R53-2).
+        sender=f"parties/{letter.sender_id}" if sender_visible else "",
+        recipient=f"parties/{letter.recipient_id}",
+        parts=[
+            custody_pb2.ContentPart(
+                filename=p.filename,
+                media_type=p.media_type,
+                size_bytes=p.size_bytes,
+                digest=common_pb2.Digest(
+                    algorithm=common_pb2.HASH_ALGORITHM_SHA256, value=p.sha256
+                ),
+            )
+            for p in parts
+        ],
+        deposit_time=_time(letter.deposit_time),
+        notification_time=_time(letter.notification_time),
+        acceptance_deadline=_time(letter.acceptance_deadline),
+        decision_time=_time(letter.decision_time),
+        legal_hold=letter.legal_hold,
+    )
+
+
+def _evidence(row: models.Evidence) -> custody_pb2.Evidence:
+    return custody_pb2.Evidence(
+        name=f"letters/{row.letter_id}/evidence/{row.id}",
+        event=EVENTS[row.event],
+        event_time=_time(row.event_time),
+        document=row.document,
+        seal=row.seal,
+    )
+
+
+class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
+    def __init__(self, custody: CustodyService, identities: IdentityService) -> None:
+        self._custody = custody
+        self._identities = identities
+
+    def DepositLetter(
+        self,
+        request_iterator: Iterator[custody_pb2.DepositLetterRequest],
+        context: grpc.ServicerContext,
+    ) -> custody_pb2.Letter:
+        with domain_errors(context):
+            session = session_of(context, self._identities)
+            first = next(request_iterator, None)
+            if first is None or first.WhichOneof("payload") != "envelope":
+                raise InvalidArgument("envelope", "the first message carries the envelope")
+            envelope = first.envelope
+
+            def chunks() -> Iterator[tuple[int, bytes]]:
+                for message in request_iterator:
+                    if message.WhichOneof("payload") != "chunk":
+                        raise InvalidArgument("chunk", "only the first message carries an envelope")
+                    yield message.chunk.part_index, message.chunk.data
+
+            letter = self._custody.deposit(
+                session,
+                envelope.request_id,
+                parse_id(envelope.recipient, "envelope.recipient", "parties"),
+                [DeclaredPart(p.filename, p.media_type, p.size_bytes) for p in envelope.parts],
+                chunks(),
+            )
+            letter, parts = self._custody.letter_for(session, letter.id)
+            return _letter(letter, parts, uuid.UUID(session.party_id))
+
+    def GetLetter(
+        self, request: custody_pb2.GetLetterRequest, context: grpc.ServicerContext
+    ) -> custody_pb2.Letter:
+        with domain_errors(context):
+            session = session_of(context, self._identities)
+            letter, parts = self._custody.letter_for(
+                session, parse_id(request.name, "name", "letters")
+            )
+            return _letter(letter, parts, uuid.UUID(session.party_id))
+
+    def ListEvidence(
+        self, request: custody_pb2.ListEvidenceRequest, context: grpc.ServicerContext
+    ) -> custody_pb2.ListEvidenceResponse:
+        with domain_errors(context):
+            session = session_of(context, self._identities)
+            rows = self._custody.evidence_for(
+                session, parse_id(request.parent, "parent", "letters")
+            )
+            return custody_pb2.ListEvidenceResponse(evidence=[_evidence(r) for r in rows])
+
+    def GetEvidence(
+        self, request: custody_pb2.GetEvidenceRequest, context: grpc.ServicerContext
+    ) -> custody_pb2.Evidence:
+        with domain_errors(context):
+            session = session_of(context, self._identities)
+            parts = request.name.split("/")
+            if len(parts) != 4 or parts[0] != "letters" or parts[2] != "evidence":
+                raise InvalidArgument("name", "must be letters/{id}/evidence/{id}")
+            letter_id = parse_id(f"letters/{parts[1]}", "name", "letters")
+            evidence_id = parse_id(f"evidence/{parts[3]}", "name", "evidence")
+            for row in self._custody.evidence_for(session, letter_id):
+                if row.id == evidence_id:
+                    return _evidence(row)
+            raise InvalidArgument("name", "no such evidence in this letter")

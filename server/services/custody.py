@@ -1,0 +1,397 @@
+"""Custody use cases: deposit, and what senders and recipients may read.
+
+A deposit is one transaction: the letter, its encrypted content, the sealed
+proof of deposit, the notification to send and the charge commit together or
+not at all. A refused deposit commits only its SubmissionRejection evidence.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import secrets
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from prometheus_client import Counter
+from sqlalchemy import select
+from sqlalchemy.orm import Session as DbSession
+from sqlalchemy.orm import sessionmaker
+
+from server.domain import identity
+from server.domain.errors import (
+    AuthenticationRequired,
+    DepositRefused,
+    InvalidArgument,
+    NotFound,
+)
+from server.domain.evidence import EvidenceDocument, PartDigest, PartyDetails
+from server.domain.letters import EvidenceEvent, LetterState, OutboxState, PartyKind
+from server.services.identity import IdentityService
+from server.signing import SignerClient
+from server.storage import models
+
+DEPOSITS = Counter("lre_letters_deposited", "Deposits, by outcome.", ["outcome"])
+for _outcome in ("accepted", "rejected"):
+    DEPOSITS.labels(_outcome)
+
+MAX_PARTS = 100
+MAX_CHUNK_BYTES = 1024 * 1024
+# Flush encrypted chunks to the database every this many bytes, so that
+# memory stays flat whatever the letter's size.
+FLUSH_BYTES = 4 * 1024 * 1024
+REFERENCE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+
+
+@dataclass(frozen=True)
+class DeclaredPart:
+    filename: str
+    media_type: str
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class CustodyPolicy:
+    provider_name: str
+    max_letter_bytes: int
+    tariff_minor: int
+    currency: str
+
+
+def _party_details(party: models.Party) -> PartyDetails:
+    name = (
+        party.company_name
+        if party.kind is PartyKind.LEGAL_PERSON
+        else f"{party.given_name} {party.family_name}"
+    )
+    return PartyDetails(name or "", party.email)
+
+
+def _chunk_aad(letter_id: uuid.UUID, part: int, sequence: int) -> bytes:
+    # Binds each chunk to its place: chunks cannot be swapped between letters or reordered.
+    return f"{letter_id}:{part}:{sequence}".encode()
+
+
+class CustodyService:
+    def __init__(
+        self,
+        sessions: sessionmaker[DbSession],
+        identities: IdentityService,
+        signer: SignerClient,
+        policy: CustodyPolicy,
+        clock: Callable[[], dt.datetime],
+    ) -> None:
+        self._sessions = sessions
+        self._identities = identities
+        self._signer = signer
+        self._policy = policy
+        self._clock = clock
+
+    # -- deposit ------------------------------------------------------------
+
+    def deposit(
+        self,
+        session: identity.Session,
+        request_id: str,
+        recipient_id: uuid.UUID,
+        parts: list[DeclaredPart],
+        chunks: Iterable[tuple[int, bytes]],
+    ) -> models.Letter:
+        now = self._clock()
+        if not request_id or len(request_id) > 128:
+            raise InvalidArgument("envelope.request_id", "required, at most 128 characters")
+        if not 0 < len(parts) <= MAX_PARTS:
+            raise InvalidArgument("envelope.parts", f"declare 1 to {MAX_PARTS} parts")
+        for i, part in enumerate(parts):
+            if (
+                not part.filename
+                or len(part.filename) > 255
+                or "/" in part.filename
+                or "\\" in part.filename
+            ):
+                raise InvalidArgument(
+                    f"envelope.parts[{i}].filename", "a file name without a path, at most 255"
+                )
+            if not part.media_type or len(part.media_type) > 127:
+                raise InvalidArgument(
+                    f"envelope.parts[{i}].media_type", "required, at most 127 characters"
+                )
+            if part.size_bytes < 0:
+                raise InvalidArgument(f"envelope.parts[{i}].size_bytes", "must not be negative")
+        sender_id = uuid.UUID(session.party_id)
+        existing = self._by_request(sender_id, request_id)
+        if existing is not None:
+            return self._replay(existing)
+        sender = self._identities.get_party(sender_id)
+        recipient = self._identities.get_party(recipient_id)
+        try:
+            identity.require_sender(session, now)
+            identity.require_consent(
+                identity.Recipient(str(recipient.id), recipient.professional),
+                self._identities.has_consent(recipient.id, sender.id),
+            )
+            total = sum(p.size_bytes for p in parts)
+            if total == 0 or any(p.size_bytes == 0 for p in parts):
+                raise DepositRefused(
+                    "content_empty", "every part must have content", "envelope.parts"
+                )
+            if total > self._policy.max_letter_bytes:
+                raise DepositRefused(
+                    "content_too_large",
+                    f"the letter exceeds {self._policy.max_letter_bytes} bytes",
+                    "envelope.parts",
+                )
+        except (AuthenticationRequired, DepositRefused) as exc:
+            reason = exc.reason if isinstance(exc, DepositRefused) else "sender_not_identified"
+            field = exc.field if isinstance(exc, DepositRefused) else "authorization"
+            rejected = self._reject(sender, recipient, request_id, reason, str(exc), now)
+            DEPOSITS.labels("rejected").inc()
+            raise DepositRefused(reason, str(exc), field, f"letters/{rejected}") from None
+        letter = self._accept(sender, recipient, request_id, parts, chunks, now)
+        DEPOSITS.labels("accepted").inc()
+        return letter
+
+    def _by_request(self, sender_id: uuid.UUID, request_id: str) -> models.Letter | None:
+        with self._sessions() as db:
+            return db.scalar(
+                select(models.Letter).where(
+                    models.Letter.sender_id == sender_id, models.Letter.request_id == request_id
+                )
+            )
+
+    def _replay(self, letter: models.Letter) -> models.Letter:
+        """A retried deposit gets the first result: the letter, or the same refusal."""
+        if letter.state is not LetterState.REJECTED:
+            return letter
+        with self._sessions() as db:
+            evidence = db.scalar(
+                select(models.Evidence).where(models.Evidence.letter_id == letter.id)
+            )
+        document = json.loads(evidence.document) if evidence else {}
+        raise DepositRefused(
+            document.get("reasonCode", "rejected"), document.get("reason", "deposit refused")
+        )
+
+    def _evidence(
+        self,
+        db: DbSession,
+        letter: models.Letter,
+        event: EvidenceEvent,
+        sender: models.Party,
+        recipient: models.Party,
+        digests: tuple[PartDigest, ...],
+        now: dt.datetime,
+        reason: tuple[str, str] | None = None,
+    ) -> models.Evidence:
+        """Builds, seals and stores an evidence; ``reason`` is (code, text)."""
+        evidence_id = uuid.uuid4()
+        document = EvidenceDocument(
+            evidence_id=str(evidence_id),
+            event=event,
+            event_time=now,
+            issuer=self._policy.provider_name,
+            sender=_party_details(sender),
+            recipient=_party_details(recipient),
+            letter_id=f"letters/{letter.id}",
+            submission_time=letter.deposit_time,
+            parts=digests,
+            reason=reason[1] if reason else None,
+            reason_code=reason[0] if reason else None,
+        ).to_json()
+        row = models.Evidence(
+            id=evidence_id,
+            letter_id=letter.id,
+            event=event,
+            event_time=now,
+            document=document,
+            seal=self._signer.seal(document),
+        )
+        db.add(row)
+        return row
+
+    def _new_letter(
+        self, sender: models.Party, recipient: models.Party, request_id: str, now: dt.datetime
+    ) -> models.Letter:
+        return models.Letter(
+            id=uuid.uuid4(),
+            reference="".join(secrets.choice(REFERENCE_ALPHABET) for _ in range(12)),
+            sender_id=sender.id,
+            recipient_id=recipient.id,
+            request_id=request_id,
+            state=LetterState.DEPOSITED,
+            deposit_time=now,
+            legal_hold=False,
+        )
+
+    def _reject(
+        self,
+        sender: models.Party,
+        recipient: models.Party,
+        request_id: str,
+        code: str,
+        reason: str,
+        now: dt.datetime,
+    ) -> uuid.UUID:
+        with self._sessions.begin() as db:
+            letter = self._new_letter(sender, recipient, request_id, now)
+            letter.state = LetterState.REJECTED
+            db.add(letter)
+            db.flush()
+            self._evidence(
+                db,
+                letter,
+                EvidenceEvent.SUBMISSION_REJECTION,
+                sender,
+                recipient,
+                (),
+                now,
+                (code, reason),
+            )
+        return letter.id
+
+    def _accept(
+        self,
+        sender: models.Party,
+        recipient: models.Party,
+        request_id: str,
+        parts: list[DeclaredPart],
+        chunks: Iterable[tuple[int, bytes]],
+        now: dt.datetime,
+    ) -> models.Letter:
+        with self._sessions.begin() as db:
+            letter = self._new_letter(sender, recipient, request_id, now)
+            key = os.urandom(32)
+            letter.wrapped_key = self._signer.wrap_key(key, f"letters/{letter.id}".encode())
+            db.add(letter)
+            db.flush()
+            digests = self._store_content(db, letter.id, key, parts, chunks)
+            self._evidence(
+                db, letter, EvidenceEvent.SUBMISSION_ACCEPTANCE, sender, recipient, digests, now
+            )
+            db.add(
+                models.OutboxMessage(
+                    id=uuid.uuid4(),
+                    letter_id=letter.id,
+                    kind="letter_waiting",
+                    payload={"letter": f"letters/{letter.id}"},
+                    state=OutboxState.PENDING,
+                    attempts=0,
+                    next_attempt_time=now,
+                    create_time=now,
+                )
+            )
+            db.add(
+                models.Charge(
+                    id=uuid.uuid4(),
+                    sender_id=sender.id,
+                    letter_id=letter.id,
+                    amount_minor=self._policy.tariff_minor,
+                    currency=self._policy.currency,
+                    create_time=now,
+                )
+            )
+        return letter
+
+    def _store_content(
+        self,
+        db: DbSession,
+        letter_id: uuid.UUID,
+        key: bytes,
+        parts: list[DeclaredPart],
+        chunks: Iterable[tuple[int, bytes]],
+    ) -> tuple[PartDigest, ...]:
+        cipher = AESGCM(key)
+        hashes = [hashlib.sha256() for _ in parts]
+        sizes = [0] * len(parts)
+        current, sequence, unflushed = 0, 0, 0
+        for part_index, data in chunks:
+            if not 0 <= part_index < len(parts) or part_index < current:
+                raise InvalidArgument("chunk.part_index", "parts must follow in the declared order")
+            if not data or len(data) > MAX_CHUNK_BYTES:
+                raise InvalidArgument("chunk.data", f"chunks carry 1 to {MAX_CHUNK_BYTES} bytes")
+            if part_index != current:
+                current, sequence = part_index, 0
+            sizes[part_index] += len(data)
+            if sizes[part_index] > parts[part_index].size_bytes:
+                raise InvalidArgument("chunk.data", f"part {part_index} is longer than declared")
+            hashes[part_index].update(data)
+            nonce = os.urandom(12)
+            db.add(
+                models.ContentChunk(
+                    letter_id=letter_id,
+                    part_index=part_index,
+                    sequence=sequence,
+                    ciphertext=nonce
+                    + cipher.encrypt(nonce, data, _chunk_aad(letter_id, part_index, sequence)),
+                )
+            )
+            sequence += 1
+            unflushed += len(data)
+            if unflushed >= FLUSH_BYTES:
+                db.flush()
+                # Flushed chunks are in the transaction; drop them from the session.
+                for obj in [
+                    o for o in db.identity_map.values() if isinstance(o, models.ContentChunk)
+                ]:
+                    db.expunge(obj)
+                unflushed = 0
+        for i, part in enumerate(parts):
+            if sizes[i] != part.size_bytes:
+                raise InvalidArgument(
+                    f"envelope.parts[{i}].size_bytes", "does not match the content sent"
+                )
+        digests = []
+        for i, part in enumerate(parts):
+            digest = hashes[i].hexdigest()
+            db.add(
+                models.LetterPart(
+                    letter_id=letter_id,
+                    part_index=i,
+                    filename=part.filename,
+                    media_type=part.media_type,
+                    size_bytes=part.size_bytes,
+                    sha256=bytes.fromhex(digest),
+                )
+            )
+            digests.append(PartDigest(part.filename, part.media_type, part.size_bytes, digest))
+        return tuple(digests)
+
+    # -- reading ---------------------------------------------------------------
+
+    def letter_for(
+        self, session: identity.Session, letter_id: uuid.UUID
+    ) -> tuple[models.Letter, list[models.LetterPart]]:
+        """The letter if the caller sent it or receives it; anyone else gets NOT_FOUND."""
+        party = uuid.UUID(session.party_id)
+        with self._sessions() as db:
+            letter = db.get(models.Letter, letter_id)
+            if letter is None or party not in (letter.sender_id, letter.recipient_id):
+                raise NotFound("no such letter")
+            parts = list(
+                db.scalars(
+                    select(models.LetterPart)
+                    .where(models.LetterPart.letter_id == letter_id)
+                    .order_by(models.LetterPart.part_index)
+                )
+            )
+        return letter, parts
+
+    def evidence_for(
+        self, session: identity.Session, letter_id: uuid.UUID
+    ) -> list[models.Evidence]:
+        """The sender reads every evidence of its letters (R53-2, one year at least)."""
+        letter, _ = self.letter_for(session, letter_id)
+        if uuid.UUID(session.party_id) != letter.sender_id:
+            raise NotFound("no such letter")
+        with self._sessions() as db:
+            return list(
+                db.scalars(
+                    select(models.Evidence)
+                    .where(models.Evidence.letter_id == letter_id)
+                    .order_by(models.Evidence.event_time, models.Evidence.id)
+                )
+            )

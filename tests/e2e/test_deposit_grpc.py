@@ -1,0 +1,343 @@
+"""Deposit through the real server and signer, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import subprocess
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pyotp
+import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+from sqlalchemy import create_engine, func, select, text
+
+from lre.v1 import common_pb2, custody_pb2, custody_pb2_grpc, identity_pb2, identity_pb2_grpc
+from server.storage import models
+from tests.conftest import SignerProcess
+from tests.support import BIN, SERVING, free_port, health_status, openssl, running, wait_for
+
+PASSWORD = "correct horse battery staple"
+CONTENT = b"%PDF-1.7 lettre de resiliation " * 5000  # ~150 KB, several chunks
+ANNEX = b"annexe: etat des lieux\n" * 100
+
+
+@pytest.fixture
+def server(
+    database_url: str, signer_process: SignerProcess, tmp_path: Path
+) -> Iterator[grpc.Channel]:
+    key = tmp_path / "server.key"
+    key.write_text(secrets.token_hex(32))
+    port = free_port()
+    env = {
+        "LRE_SERVER_SECRETS_KEY_FILE": str(key),
+        "LRE_SERVER_DATABASE_URL": database_url,
+        "LRE_SERVER_GRPC_ADDRESS": f"127.0.0.1:{port}",
+        "LRE_SERVER_METRICS_ADDRESS": f"127.0.0.1:{free_port()}",
+        "LRE_SERVER_SIGNER_ADDRESS": signer_process.grpc_address,
+    }
+    subprocess.run(
+        [str(BIN / "lre-server"), "migrate"],
+        env={**os.environ, **env},
+        check=True,
+        capture_output=True,
+    )
+    log = tmp_path / "server.log"
+    with running([str(BIN / "lre-server"), "serve"], env, log):
+        address = f"127.0.0.1:{port}"
+        assert wait_for(lambda: health_status(address, "lre.v1.CustodyService") == SERVING), (
+            log.read_text()
+        )
+        with grpc.insecure_channel(address) as channel:
+            yield channel
+    assert b"resiliation" not in log.read_bytes()
+
+
+def _login(
+    identity: identity_pb2_grpc.IdentityServiceStub, request_id: str, **fields: Any
+) -> tuple[str, str]:
+    party = identity.CreateParty(
+        identity_pb2.CreatePartyRequest(request_id=request_id, party=identity_pb2.Party(**fields))
+    )
+    expires = identity_pb2.RecordDocumentCheckRequest().document_expire_time
+    expires.GetCurrentTime()
+    expires.seconds += 86400 * 365
+    identity.RecordDocumentCheck(
+        identity_pb2.RecordDocumentCheckRequest(
+            party=party.name,
+            document_type="id-card",
+            document_number=request_id,
+            document_expire_time=expires,
+            operator_id="op",
+        )
+    )
+    identity.SetPassword(identity_pb2.SetPasswordRequest(party=party.name, password=PASSWORD))
+    uri = identity.EnrollTotp(identity_pb2.EnrollTotpRequest(party=party.name)).provisioning_uri
+    totp = pyotp.TOTP(urllib.parse.parse_qs(urllib.parse.urlparse(uri).query)["secret"][0])
+    session = identity.CreateSession(
+        identity_pb2.CreateSessionRequest(party=party.name, password=PASSWORD, totp_code=totp.now())
+    )
+    return party.name, session.token
+
+
+def _deposit(
+    custody: custody_pb2_grpc.CustodyServiceStub,
+    token: str,
+    recipient: str,
+    request_id: str,
+    parts=None,
+):
+    parts = parts or [
+        ("resiliation.pdf", "application/pdf", CONTENT),
+        ("annexe.txt", "text/plain", ANNEX),
+    ]
+
+    def messages() -> Iterator[custody_pb2.DepositLetterRequest]:
+        yield custody_pb2.DepositLetterRequest(
+            envelope=custody_pb2.LetterEnvelope(
+                request_id=request_id,
+                recipient=recipient,
+                parts=[
+                    custody_pb2.ContentPart(filename=f, media_type=m, size_bytes=len(d))
+                    for f, m, d in parts
+                ],
+            )
+        )
+        for index, (_, _, data) in enumerate(parts):
+            for offset in range(0, len(data), 32 * 1024):
+                yield custody_pb2.DepositLetterRequest(
+                    chunk=custody_pb2.ContentChunk(
+                        part_index=index, data=data[offset : offset + 32 * 1024]
+                    )
+                )
+
+    return custody.DepositLetter(
+        messages(), metadata=(("authorization", f"Bearer {token}"),), timeout=30
+    )
+
+
+def _verify_seal(
+    evidence: custody_pb2.Evidence, signer: SignerProcess, tmp_path: Path
+) -> dict[str, Any]:
+    sealed = tmp_path / f"{evidence.name.rsplit('/', 1)[-1]}.p7m"
+    sealed.write_bytes(evidence.seal)
+    verify = openssl("cms", "-verify", "-inform", "DER", "-in", sealed, "-CAfile", signer.root_ca)
+    assert verify.returncode == 0, verify.stderr
+    assert verify.stdout.encode() == evidence.document
+    return dict(json.loads(evidence.document))
+
+
+def test_deposit_refused_without_consent_then_accepted_with_it(
+    server: grpc.Channel, database_url: str, signer_process: SignerProcess, tmp_path: Path
+) -> None:
+    identity = identity_pb2_grpc.IdentityServiceStub(server)
+    custody = custody_pb2_grpc.CustodyServiceStub(server)
+    sender, sender_token = _login(
+        identity,
+        "s-1",
+        kind=identity_pb2.PARTY_KIND_LEGAL_PERSON,
+        professional=True,
+        company_name="Bailleur SARL",
+        email="gestion@bailleur.example",
+    )
+    recipient, recipient_token = _login(
+        identity,
+        "r-1",
+        kind=identity_pb2.PARTY_KIND_NATURAL_PERSON,
+        given_name="Camille",
+        family_name="Dupont",
+        email="camille@example.org",
+    )
+    as_sender = (("authorization", f"Bearer {sender_token}"),)
+
+    # A consumer who has not consented: refused, with a sealed SubmissionRejection.
+    with pytest.raises(grpc.RpcError) as refused:
+        _deposit(custody, sender_token, recipient, "d-1")
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    status = rpc_status.from_call(refused.value)
+    assert status is not None
+    info = error_details_pb2.ErrorInfo()
+    assert any(d.Unpack(info) for d in status.details)
+    assert info.reason == "consent_missing"
+    rejected = custody.ListEvidence(
+        custody_pb2.ListEvidenceRequest(parent=info.metadata["letter"]), metadata=as_sender
+    )
+    (rejection,) = rejected.evidence
+    document = _verify_seal(rejection, signer_process, tmp_path)
+    assert document["event"] == "http://uri.etsi.org/19522/Event/SubmissionRejection"
+    assert document["reasonCode"] == "consent_missing"
+    # A retry gets the same refusal, not a second letter.
+    with pytest.raises(grpc.RpcError) as again:
+        _deposit(custody, sender_token, recipient, "d-1")
+    assert again.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+    identity.GrantConsent(
+        identity_pb2.GrantConsentRequest(
+            request_id="c-1", recipient=recipient, sender=sender, method="signed-form"
+        )
+    )
+    letter = _deposit(custody, sender_token, recipient, "d-2")
+    assert letter.state == common_pb2.LETTER_STATE_DEPOSITED
+    assert [p.digest.value for p in letter.parts] == [
+        hashlib.sha256(CONTENT).digest(),
+        hashlib.sha256(ANNEX).digest(),
+    ]
+    assert _deposit(custody, sender_token, recipient, "d-2").name == letter.name  # idempotent
+
+    (proof,) = custody.ListEvidence(
+        custody_pb2.ListEvidenceRequest(parent=letter.name), metadata=as_sender
+    ).evidence
+    document = _verify_seal(proof, signer_process, tmp_path)
+    # R53-2: sender and recipient names and addresses, the letter id, the deposit time, the seal.
+    assert document["event"] == "http://uri.etsi.org/19522/Event/SubmissionAcceptance"
+    assert document["sender"] == {"name": "Bailleur SARL", "email": "gestion@bailleur.example"}
+    assert document["recipient"] == {"name": "Camille Dupont", "email": "camille@example.org"}
+    assert document["letterId"] == letter.name
+    assert [d["digestValue"] for d in document["contentDigests"]] == [
+        hashlib.sha256(CONTENT).hexdigest(),
+        hashlib.sha256(ANNEX).hexdigest(),
+    ]
+    assert (
+        custody.GetEvidence(
+            custody_pb2.GetEvidenceRequest(name=proof.name), metadata=as_sender
+        ).seal
+        == proof.seal
+    )
+
+    # The recipient sees that a letter waits, not who sent it; a stranger sees nothing.
+    as_recipient = (("authorization", f"Bearer {recipient_token}"),)
+    seen = custody.GetLetter(custody_pb2.GetLetterRequest(name=letter.name), metadata=as_recipient)
+    assert seen.sender == "" and seen.reference == letter.reference
+    _, stranger_token = _login(
+        identity,
+        "x-1",
+        kind=identity_pb2.PARTY_KIND_NATURAL_PERSON,
+        given_name="X",
+        family_name="Y",
+        email="x@example.org",
+    )
+    for metadata, code in (
+        ((("authorization", f"Bearer {stranger_token}"),), grpc.StatusCode.NOT_FOUND),
+        ((), grpc.StatusCode.UNAUTHENTICATED),
+        ((("authorization", "Bearer forged"),), grpc.StatusCode.UNAUTHENTICATED),
+    ):
+        with pytest.raises(grpc.RpcError) as denied:
+            custody.GetLetter(custody_pb2.GetLetterRequest(name=letter.name), metadata=metadata)
+        assert denied.value.code() == code
+    with pytest.raises(grpc.RpcError) as hidden:
+        custody.ListEvidence(
+            custody_pb2.ListEvidenceRequest(parent=letter.name), metadata=as_recipient
+        )
+    assert hidden.value.code() == grpc.StatusCode.NOT_FOUND
+
+    # At rest: content encrypted, key wrapped, a charge and a notification to send.
+    engine = create_engine(database_url)
+    with engine.connect() as connection:
+        chunks = [
+            bytes(c)
+            for c in connection.execute(text("SELECT ciphertext FROM content_chunks")).scalars()
+        ]
+        assert chunks and not any(b"resiliation" in c or b"annexe" in c for c in chunks)
+        assert (
+            connection.execute(
+                select(func.count()).select_from(models.Charge.__table__)
+            ).scalar_one()
+            == 1
+        )
+        assert (
+            connection.execute(text("SELECT kind FROM outbox_messages")).scalar_one()
+            == "letter_waiting"
+        )
+    engine.dispose()
+
+
+def test_bad_streams_store_nothing(server: grpc.Channel, database_url: str) -> None:
+    identity = identity_pb2_grpc.IdentityServiceStub(server)
+    custody = custody_pb2_grpc.CustodyServiceStub(server)
+    _, token = _login(
+        identity,
+        "s-2",
+        kind=identity_pb2.PARTY_KIND_LEGAL_PERSON,
+        professional=True,
+        company_name="A",
+        email="a@example.org",
+    )
+    recipient, _ = _login(
+        identity,
+        "r-2",
+        kind=identity_pb2.PARTY_KIND_LEGAL_PERSON,
+        professional=True,
+        company_name="B",
+        email="b@example.org",
+    )
+    metadata = (("authorization", f"Bearer {token}"),)
+
+    def letters() -> int:
+        engine = create_engine(database_url)
+        with engine.connect() as connection:
+            count = connection.execute(text("SELECT count(*) FROM letters")).scalar_one()
+        engine.dispose()
+        return int(count)
+
+    cases = {
+        "chunk before envelope": [
+            custody_pb2.DepositLetterRequest(chunk=custody_pb2.ContentChunk(data=b"x"))
+        ],
+        "longer than declared": [
+            custody_pb2.DepositLetterRequest(
+                envelope=custody_pb2.LetterEnvelope(
+                    request_id="b-1",
+                    recipient=recipient,
+                    parts=[
+                        custody_pb2.ContentPart(
+                            filename="a.txt", media_type="text/plain", size_bytes=3
+                        )
+                    ],
+                )
+            ),
+            custody_pb2.DepositLetterRequest(
+                chunk=custody_pb2.ContentChunk(part_index=0, data=b"abcd")
+            ),
+        ],
+        "shorter than declared": [
+            custody_pb2.DepositLetterRequest(
+                envelope=custody_pb2.LetterEnvelope(
+                    request_id="b-2",
+                    recipient=recipient,
+                    parts=[
+                        custody_pb2.ContentPart(
+                            filename="a.txt", media_type="text/plain", size_bytes=30
+                        )
+                    ],
+                )
+            ),
+            custody_pb2.DepositLetterRequest(
+                chunk=custody_pb2.ContentChunk(part_index=0, data=b"abcd")
+            ),
+        ],
+        "path in filename": [
+            custody_pb2.DepositLetterRequest(
+                envelope=custody_pb2.LetterEnvelope(
+                    request_id="b-3",
+                    recipient=recipient,
+                    parts=[
+                        custody_pb2.ContentPart(
+                            filename="../etc/passwd", media_type="text/plain", size_bytes=1
+                        )
+                    ],
+                )
+            )
+        ],
+    }
+    for name, messages in cases.items():
+        with pytest.raises(grpc.RpcError) as raised:
+            custody.DepositLetter(iter(messages), metadata=metadata, timeout=10)
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT, name
+    assert letters() == 0
