@@ -11,8 +11,8 @@ import grpc
 
 from lre.v1 import common_pb2, custody_pb2, custody_pb2_grpc
 from server.api.auth import session_of
+from server.api.convert import timestamp
 from server.api.errors import domain_errors
-from server.api.identity import _time
 from server.domain.errors import InvalidArgument
 from server.domain.letters import EvidenceEvent, LetterState
 from server.services.custody import CustodyService, DeclaredPart
@@ -45,10 +45,10 @@ def _letter(
             )
             for p in parts
         ],
-        deposit_time=_time(letter.deposit_time),
-        notification_time=_time(letter.notification_time),
-        acceptance_deadline=_time(letter.acceptance_deadline),
-        decision_time=_time(letter.decision_time),
+        deposit_time=timestamp(letter.deposit_time),
+        notification_time=timestamp(letter.notification_time),
+        acceptance_deadline=timestamp(letter.acceptance_deadline),
+        decision_time=timestamp(letter.decision_time),
         legal_hold=letter.legal_hold,
     )
 
@@ -57,7 +57,7 @@ def _evidence(row: models.Evidence) -> custody_pb2.Evidence:
     return custody_pb2.Evidence(
         name=f"letters/{row.letter_id}/evidence/{row.id}",
         event=EVENTS[row.event],
-        event_time=_time(row.event_time),
+        event_time=timestamp(row.event_time),
         document=row.document,
         seal=row.seal,
     )

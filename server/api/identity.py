@@ -9,9 +9,9 @@ from __future__ import annotations
 import datetime as dt
 
 import grpc
-from google.protobuf import timestamp_pb2
 
 from lre.v1 import identity_pb2, identity_pb2_grpc
+from server.api.convert import timestamp
 from server.api.errors import domain_errors
 from server.domain.errors import InvalidArgument
 from server.domain.identity import AssuranceLevel, ProofingMethod
@@ -35,14 +35,6 @@ _METHODS = {
 }
 
 
-def _time(value: dt.datetime | None) -> timestamp_pb2.Timestamp | None:
-    if value is None:
-        return None
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
-
-
 def _party(party: models.Party, level: AssuranceLevel | None) -> identity_pb2.Party:
     address = party.postal_address or {}
     return identity_pb2.Party(
@@ -57,7 +49,7 @@ def _party(party: models.Party, level: AssuranceLevel | None) -> identity_pb2.Pa
         email=party.email,
         postal_address=address or None,
         assurance_level=_LEVELS[level] if level else identity_pb2.ASSURANCE_LEVEL_UNSPECIFIED,
-        create_time=_time(party.create_time),
+        create_time=timestamp(party.create_time),
     )
 
 
@@ -66,8 +58,8 @@ def _record(record: models.IdentityRecord) -> identity_pb2.IdentityRecord:
         name=f"parties/{record.party_id}/identityRecords/{record.id}",
         method=_METHODS[record.method],
         level=_LEVELS[record.level],
-        proof_time=_time(record.proof_time),
-        expire_time=_time(record.expire_time),
+        proof_time=timestamp(record.proof_time),
+        expire_time=timestamp(record.expire_time),
         evidence_summary=record.evidence_summary,
     )
 
@@ -77,9 +69,9 @@ def _consent(consent: models.Consent) -> identity_pb2.Consent:
         name=f"parties/{consent.recipient_id}/consents/{consent.id}",
         recipient=f"parties/{consent.recipient_id}",
         sender=f"parties/{consent.sender_id}",
-        grant_time=_time(consent.grant_time),
+        grant_time=timestamp(consent.grant_time),
         method=consent.method,
-        withdraw_time=_time(consent.withdraw_time),
+        withdraw_time=timestamp(consent.withdraw_time),
     )
 
 
@@ -158,7 +150,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             return identity_pb2.ProofingChallenge(
                 challenge_id=str(challenge.id),
                 challenge=challenge.challenge,
-                expire_time=_time(challenge.expire_time),
+                expire_time=timestamp(challenge.expire_time),
             )
 
     def CompleteCertificateProofing(
@@ -227,7 +219,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
                 token=issued.token,
                 party=f"parties/{issued.record.party_id}",
                 level=_LEVELS[issued.record.level],
-                expire_time=_time(issued.record.expire_time),
+                expire_time=timestamp(issued.record.expire_time),
             )
 
     def RevokeSession(
