@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import threading
 
 from prometheus_client import start_http_server
 
@@ -21,11 +22,25 @@ log = logging.getLogger("lre.server")
 def serve(settings: config.ServerSettings) -> int:
     engine = db.make_engine(settings.database_url)
     signer = SignerClient(settings.signer_address)
-    process, dependency_health = app.build(settings, engine, signer)
+    server = app.build(settings, engine, signer)
+    process, dependency_health = server.process, server.health
     host, _, port = settings.metrics_address.rpartition(":")
     metrics_server, _ = start_http_server(int(port), addr=host)
     process.start()
     dependency_health.start()
+    stop_workers = threading.Event()
+    workers = []
+    if settings.run_workers:
+        workers.append(
+            threading.Thread(
+                target=server.dispatcher.run,
+                args=(stop_workers, settings.outbox_interval_s),
+                name="outbox",
+                daemon=True,
+            )
+        )
+    for worker in workers:
+        worker.start()
     log.info(
         "server serving",
         extra={"grpc_port": process.port, "metrics_port": metrics_server.server_address[1]},
@@ -33,6 +48,9 @@ def serve(settings: config.ServerSettings) -> int:
     wait_for_signal()
     log.info("server stopping")
     process.stop(grace=10)
+    stop_workers.set()
+    for worker in workers:
+        worker.join(timeout=30)
     dependency_health.stop()
     signer.close()
     metrics_server.shutdown()

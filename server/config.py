@@ -44,6 +44,17 @@ class ServerSettings:
     # The tariff of one accepted deposit, in the currency's smallest unit.
     tariff_minor: int = 399
     currency: str = "EUR"
+    # Where notifications go: "maildir:/path" (make run) or "smtp://[user@]host[:port][?starttls=true]".
+    mail_transport: str = "maildir:var/mail"
+    smtp_password_file: Path | None = None
+    mail_from: str = "LRE <notifications@lre.invalid>"
+    # Where recipients accept, refuse and check a notification; named in every e-mail.
+    recipient_portal_url: str = "https://lre.invalid/recipient"
+    # The outbox dispatcher runs in this process unless disabled (then as its own deployment).
+    run_workers: bool = True
+    outbox_interval_s: float = 1.0
+    outbox_max_attempts: int = 12
+    outbox_first_retry_s: float = 30.0
 
     def secrets_key(self) -> bytes:
         if self.secrets_key_file is None:

@@ -178,4 +178,5 @@ ca_chain_file = "{settings.ca_chain_file}"
 [server]
 database_url = "sqlite:///{paths.database.resolve()}"
 secrets_key_file = "{paths.server_key.resolve()}"
+mail_transport = "maildir:{(paths.root / "mail").resolve()}"
 """

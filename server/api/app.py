@@ -6,13 +6,14 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+from dataclasses import dataclass
 
 import jwt
 from cryptography import x509
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from lre.config import ConfigError
+from lre.config import ConfigError, read_secret
 from lre.serving import GrpcProcess, ServiceBinding
 from lre.v1 import (
     custody_pb2,
@@ -24,12 +25,16 @@ from lre.v1 import (
 )
 from server.api.custody import CustodyServicer
 from server.api.identity import IdentityServicer
+from server.api.notification import NotificationServicer
 from server.config import ServerSettings
 from server.domain.identity import AssuranceLevel
+from server.mail import transport_from_url
 from server.services.custody import CustodyPolicy, CustodyService
 from server.services.identity import EidBroker, IdentityPolicy, IdentityService, utcnow
+from server.services.notification import NotificationPolicy, NotificationService
 from server.signing import SignerClient
 from server.storage import db
+from server.workers.outbox import OutboxDispatcher, RetryPolicy
 
 log = logging.getLogger("lre.server")
 
@@ -46,7 +51,9 @@ NEEDS: dict[str, tuple[str, ...]] = {
 }
 
 
-def service_bindings(identity: IdentityService, custody: CustodyService) -> list[ServiceBinding]:
+def service_bindings(
+    identity: IdentityService, custody: CustodyService, notifications: NotificationService
+) -> list[ServiceBinding]:
     # Generated base servicers answer UNIMPLEMENTED for the RPCs not built yet.
     return [
         ServiceBinding(
@@ -62,7 +69,7 @@ def service_bindings(identity: IdentityService, custody: CustodyService) -> list
         ServiceBinding(
             NOTIFICATION,
             notification_pb2_grpc.add_NotificationServiceServicer_to_server,
-            notification_pb2_grpc.NotificationServiceServicer(),  # type: ignore[abstract]
+            NotificationServicer(notifications),  # type: ignore[abstract]  # webhooks, stream: UNIMPLEMENTED
         ),
     ]
 
@@ -149,9 +156,14 @@ def identity_policy(settings: ServerSettings) -> IdentityPolicy:
     )
 
 
-def build(
-    settings: ServerSettings, engine: Engine, signer: SignerClient
-) -> tuple[GrpcProcess, DependencyHealth]:
+@dataclass(frozen=True)
+class Server:
+    process: GrpcProcess
+    health: DependencyHealth
+    dispatcher: OutboxDispatcher
+
+
+def build(settings: ServerSettings, engine: Engine, signer: SignerClient) -> Server:
     identity = IdentityService(db.sessions(engine), identity_policy(settings))
     custody = CustodyService(
         db.sessions(engine),
@@ -165,10 +177,28 @@ def build(
         ),
         utcnow,
     )
+    notifications = NotificationService(
+        db.sessions(engine),
+        NotificationPolicy(
+            settings.secrets_key(), settings.mail_from, settings.recipient_portal_url
+        ),
+    )
+    smtp_password = read_secret(settings.smtp_password_file, "LRE_SERVER_SMTP_PASSWORD")
+    dispatcher = OutboxDispatcher(
+        db.sessions(engine),
+        transport_from_url(settings.mail_transport, smtp_password),
+        notifications,
+        custody,
+        RetryPolicy(
+            settings.outbox_max_attempts, dt.timedelta(seconds=settings.outbox_first_retry_s)
+        ),
+        utcnow,
+    )
     process = GrpcProcess(
-        service_bindings(identity, custody),
+        service_bindings(identity, custody, notifications),
         settings.grpc_address,
         max_workers=settings.grpc_threads,
     )
     process.set_serving(False)
-    return process, DependencyHealth(engine, signer, process, settings.health_check_interval_s)
+    health = DependencyHealth(engine, signer, process, settings.health_check_interval_s)
+    return Server(process, health, dispatcher)

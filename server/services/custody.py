@@ -30,7 +30,14 @@ from server.domain.errors import (
     NotFound,
 )
 from server.domain.evidence import EvidenceDocument, PartDigest, PartyDetails
-from server.domain.letters import EvidenceEvent, LetterState, OutboxState, PartyKind
+from server.domain.letters import (
+    EvidenceEvent,
+    Letter,
+    LetterState,
+    OutboxState,
+    Outcome,
+    PartyKind,
+)
 from server.services.identity import IdentityService
 from server.signing import SignerClient
 from server.storage import models
@@ -359,6 +366,56 @@ class CustodyService:
             )
             digests.append(PartDigest(part.filename, part.media_type, part.size_bytes, digest))
         return tuple(digests)
+
+    # -- lifecycle, inside a caller's transaction ----------------------------------
+
+    def _locked(self, db: DbSession, letter_id: uuid.UUID) -> tuple[models.Letter, Letter]:
+        row = db.get(models.Letter, letter_id, with_for_update=True)
+        if row is None:
+            raise NotFound("no such letter")
+        return row, Letter(
+            state=row.state,
+            deposit_time=row.deposit_time,
+            notification_time=row.notification_time,
+            decision_time=row.decision_time,
+        )
+
+    def _record(
+        self, db: DbSession, row: models.Letter, letter: Letter, outcome: Outcome
+    ) -> models.Evidence:
+        """Applies a state change and seals its evidence, in the caller's transaction."""
+        row.state = letter.state
+        row.notification_time = letter.notification_time
+        row.decision_time = letter.decision_time
+        window = letter.window
+        row.acceptance_deadline = window.closes_at if window else None
+        sender = db.get(models.Party, row.sender_id)
+        recipient = db.get(models.Party, row.recipient_id)
+        assert sender is not None and recipient is not None
+        parts = db.scalars(
+            select(models.LetterPart)
+            .where(models.LetterPart.letter_id == row.id)
+            .order_by(models.LetterPart.part_index)
+        )
+        digests = tuple(
+            PartDigest(p.filename, p.media_type, p.size_bytes, p.sha256.hex()) for p in parts
+        )
+        return self._evidence(
+            db, row, outcome.event, sender, recipient, digests, outcome.event_time
+        )
+
+    def record_notification(
+        self, db: DbSession, letter_id: uuid.UUID, at: dt.datetime
+    ) -> models.Evidence:
+        """The recipient was told: NotificationForAcceptance; the window opens."""
+        row, letter = self._locked(db, letter_id)
+        return self._record(db, row, letter, letter.notify(at))
+
+    def record_notification_failure(
+        self, db: DbSession, letter_id: uuid.UUID, at: dt.datetime
+    ) -> models.Evidence:
+        row, letter = self._locked(db, letter_id)
+        return self._record(db, row, letter, letter.fail_notification(at))
 
     # -- reading ---------------------------------------------------------------
 

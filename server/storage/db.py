@@ -23,6 +23,15 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.close()
+            # We say when transactions begin (below), not the driver.
+            connection.isolation_level = None
+
+        @event.listens_for(engine, "begin")
+        def _begin_immediate(connection: Any) -> None:
+            # SQLite has no row locks (no SELECT ... FOR UPDATE SKIP LOCKED):
+            # taking the write lock when a transaction begins serialises writers,
+            # so two workers never act on the same row from stale reads.
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_pre_ping=True, **kwargs)

@@ -173,6 +173,7 @@ class OutboxMessage(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_time: Mapped[dt.datetime]
     create_time: Mapped[dt.datetime]
+    sent_time: Mapped[dt.datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
 
 

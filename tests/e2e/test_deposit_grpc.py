@@ -42,6 +42,9 @@ def server(
         "LRE_SERVER_GRPC_ADDRESS": f"127.0.0.1:{port}",
         "LRE_SERVER_METRICS_ADDRESS": f"127.0.0.1:{free_port()}",
         "LRE_SERVER_SIGNER_ADDRESS": signer_process.grpc_address,
+        # Deposit alone: the dispatcher is tested on its own.
+        "LRE_SERVER_RUN_WORKERS": "false",
+        "LRE_SERVER_MAIL_TRANSPORT": f"maildir:{tmp_path / 'mail'}",
     }
     subprocess.run(
         [str(BIN / "lre-server"), "migrate"],

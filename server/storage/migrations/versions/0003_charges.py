@@ -1,4 +1,4 @@
-"""Charges: what each sender owes for its accepted deposits.
+"""Charges for accepted deposits; when each outbox message was sent.
 
 Revision ID: 0003
 Revises: 0002
@@ -37,8 +37,14 @@ def upgrade() -> None:
     with op.batch_alter_table("charges", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_charges_sender_id"), ["sender_id"], unique=False)
 
+    with op.batch_alter_table("outbox_messages", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("sent_time", sa.DateTime(timezone=True), nullable=True))
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("outbox_messages", schema=None) as batch_op:
+        batch_op.drop_column("sent_time")
+
     with op.batch_alter_table("charges", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_charges_sender_id"))
 

@@ -1,0 +1,89 @@
+"""Sending e-mail: SMTP for production, a local Maildir for `make run`.
+
+Transports say whether a failure is worth retrying (TemporaryFailure) or
+final (PermanentFailure: the address or the message was refused).
+"""
+
+from __future__ import annotations
+
+import mailbox
+import smtplib
+import ssl
+from dataclasses import dataclass
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import parse_qs, urlsplit
+
+
+class TemporaryFailure(Exception):
+    """Try again later (connection refused, timeout, 4xx)."""
+
+
+class PermanentFailure(Exception):
+    """Retrying will not help (5xx: unknown mailbox, message refused)."""
+
+
+class MailTransport(Protocol):
+    def send(self, message: EmailMessage) -> None: ...
+
+
+@dataclass(frozen=True)
+class MaildirTransport:
+    path: Path
+
+    def send(self, message: EmailMessage) -> None:
+        # mailbox creates tmp/, new/ and cur/ only when it creates the folder itself.
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            mailbox.Maildir(self.path, create=True).add(message)
+        except OSError as exc:
+            raise TemporaryFailure(f"{type(exc).__name__} writing to the Maildir") from None
+
+
+@dataclass(frozen=True)
+class SmtpTransport:
+    host: str
+    port: int
+    starttls: bool
+    username: str | None = None
+    password: str | None = None
+    timeout_s: float = 30.0
+
+    def send(self, message: EmailMessage) -> None:
+        try:
+            with smtplib.SMTP(self.host, self.port, timeout=self.timeout_s) as smtp:
+                if self.starttls:
+                    smtp.starttls(context=ssl.create_default_context())
+                if self.username:
+                    smtp.login(self.username, self.password or "")
+                smtp.send_message(message)
+        except smtplib.SMTPRecipientsRefused as exc:
+            codes = [code for code, _ in exc.recipients.values()]
+            if all(code >= 500 for code in codes):
+                raise PermanentFailure(f"recipient refused ({codes[0]})") from None
+            raise TemporaryFailure(f"recipient deferred ({codes[0]})") from None
+        except smtplib.SMTPResponseException as exc:
+            if exc.smtp_code >= 500:
+                raise PermanentFailure(f"message refused ({exc.smtp_code})") from None
+            raise TemporaryFailure(f"server deferred ({exc.smtp_code})") from None
+        except (TimeoutError, OSError, smtplib.SMTPException) as exc:
+            where = f"{self.host}:{self.port}"
+            raise TemporaryFailure(f"{type(exc).__name__} talking to {where}") from None
+
+
+def transport_from_url(url: str, password: str | None = None) -> MailTransport:
+    """`maildir:/path` or `smtp://[user@]host[:port][?starttls=true]`."""
+    parts = urlsplit(url)
+    if parts.scheme == "maildir":
+        return MaildirTransport(Path(parts.path or parts.netloc))
+    if parts.scheme == "smtp" and parts.hostname:
+        options = parse_qs(parts.query)
+        return SmtpTransport(
+            host=parts.hostname,
+            port=parts.port or 25,
+            starttls=options.get("starttls", ["false"])[0].lower() in ("1", "true", "yes"),
+            username=parts.username,
+            password=password,
+        )
+    raise ValueError("mail_transport must be maildir:/path or smtp://host[:port]")

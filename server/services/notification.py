@@ -1,0 +1,109 @@
+"""What the recipient is told, and how they can check it came from us.
+
+The notification names no sender: not in the subject, the body, the headers
+or the links (CPCE R53-2). Its verification code is an HMAC of the letter
+under the server's secrets key, so nothing more is stored and a phishing
+copy cannot invent a valid one.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import hmac
+import uuid
+from dataclasses import dataclass
+from email.message import EmailMessage
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from sqlalchemy import select
+from sqlalchemy.orm import Session as DbSession
+from sqlalchemy.orm import sessionmaker
+
+from server.domain.window import AcceptanceWindow
+from server.storage import models
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+MONTHS_FR = (
+    "janvier", "février", "mars", "avril", "mai", "juin",
+    "juillet", "août", "septembre", "octobre", "novembre", "décembre",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class NotificationPolicy:
+    secrets_key: bytes
+    mail_from: str
+    portal_url: str
+
+
+@dataclass(frozen=True)
+class Verification:
+    genuine: bool
+    acceptance_deadline: dt.datetime | None
+
+
+class NotificationService:
+    def __init__(self, sessions: sessionmaker[DbSession], policy: NotificationPolicy) -> None:
+        self._sessions = sessions
+        self._policy = policy
+        self._templates = Environment(
+            loader=FileSystemLoader(TEMPLATES),
+            autoescape=select_autoescape(["html.j2"]),
+            undefined=StrictUndefined,
+            keep_trailing_newline=True,
+        )
+
+    def verification_code(self, letter_id: uuid.UUID) -> str:
+        digest = hmac.new(
+            self._policy.secrets_key, b"notification:" + letter_id.bytes, hashlib.sha256
+        ).digest()
+        code = base64.b32encode(digest).decode()[:10]
+        return f"{code[:5]}-{code[5:]}"
+
+    def letter_waiting(
+        self,
+        message: models.OutboxMessage,
+        letter: models.Letter,
+        recipient: models.Party,
+        now: dt.datetime,
+    ) -> EmailMessage:
+        """The recipient's notification; ``now`` is when the window opens."""
+        last_day = AcceptanceWindow(now).last_day
+        context = {
+            "reference": letter.reference,
+            "code": self.verification_code(letter.id),
+            "deadline_fr": f"{last_day.day} {MONTHS_FR[last_day.month - 1]} {last_day.year}",
+            "deadline_en": last_day.strftime("%d %B %Y"),
+            "portal_url": self._policy.portal_url,
+        }
+        email = EmailMessage()
+        email["From"] = self._policy.mail_from
+        email["To"] = recipient.email
+        email["Subject"] = (
+            "Lettre recommandée électronique en attente / Registered electronic letter waiting"
+            f" - {letter.reference}"
+        )
+        # Stable per outbox message: a resend after a crash is recognisably the same message.
+        domain = self._policy.mail_from.rsplit("@", 1)[-1].strip(">") or "lre.invalid"
+        email["Message-ID"] = f"<{message.id}@{domain}>"
+        email["Content-Language"] = "fr, en"
+        email.set_content(self._templates.get_template("letter_waiting.txt.j2").render(context))
+        email.add_alternative(
+            self._templates.get_template("letter_waiting.html.j2").render(context), subtype="html"
+        )
+        return email
+
+    def verify(self, reference: str, code: str) -> Verification:
+        """Whether a notification with this reference and code came from us.
+        Unknown references and wrong codes look the same to the caller."""
+        with self._sessions() as db:
+            letter = db.scalar(
+                select(models.Letter).where(models.Letter.reference == reference.strip().upper())
+            )
+        if letter is None or letter.notification_time is None:
+            return Verification(False, None)
+        genuine = hmac.compare_digest(self.verification_code(letter.id), code.strip().upper())
+        return Verification(genuine, letter.acceptance_deadline if genuine else None)

@@ -1,0 +1,260 @@
+"""The outbox dispatcher against a real SMTP server (aiosmtpd on 127.0.0.1),
+the real signer, and SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import threading
+import uuid
+from collections.abc import Iterator
+from email.message import Message
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import Envelope
+
+from server.domain import identity
+from server.domain.identity import AssuranceLevel, FactorCategory
+from server.domain.letters import EvidenceEvent, LetterState, OutboxState, PartyKind
+from server.domain.window import AcceptanceWindow
+from server.mail import SmtpTransport
+from server.services.custody import CustodyPolicy, CustodyService, DeclaredPart
+from server.services.identity import IdentityPolicy, IdentityService, NewParty
+from server.services.notification import NotificationPolicy, NotificationService
+from server.signing import SignerClient
+from server.storage import db, models
+from server.workers.outbox import OutboxDispatcher, RetryPolicy
+from tests.conftest import SignerProcess
+from tests.integration.services.conftest import KEY, Clock
+from tests.support import free_port
+
+SENDER_COMPANY = "Bailleur Zephyrin SARL"
+SENDER_EMAIL = "gestion@zephyrin-bailleur.example"
+
+
+class Inbox:
+    """An SMTP server that keeps what it receives; ``refuse`` answers 550 to RCPT."""
+
+    def __init__(self, port: int, refuse: bool = False) -> None:
+        self.messages: list[Message] = []
+        self.raw: list[bytes] = []
+        self.refuse = refuse
+        self.controller = Controller(self, hostname="127.0.0.1", port=port)
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Envelope, address: str, options: Any
+    ) -> str:
+        if self.refuse:
+            return "550 5.1.1 no such mailbox"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Envelope) -> str:
+        raw = envelope.original_content or b""
+        self.raw.append(raw)
+        self.messages.append(email.message_from_bytes(raw))
+        return "250 Message accepted"
+
+    def __enter__(self) -> Inbox:
+        self.controller.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.controller.stop()
+
+
+class World:
+    def __init__(
+        self, database_url: str, signer: SignerProcess, clock: Clock, smtp_port: int
+    ) -> None:
+        self.engine = db.make_engine(database_url)
+        db.migrate(self.engine)
+        sessions = db.sessions(self.engine)
+        self.clock = clock
+        self.signer = SignerClient(signer.grpc_address)
+        self.identity = IdentityService(sessions, IdentityPolicy(secrets_key=KEY), clock)
+        self.custody = CustodyService(
+            sessions,
+            self.identity,
+            self.signer,
+            CustodyPolicy("Test provider", 10**7, 399, "EUR"),
+            clock,
+        )
+        self.notifications = NotificationService(
+            sessions,
+            NotificationPolicy(KEY, "LRE <notifications@lre.test>", "https://portal.lre.test"),
+        )
+        self.dispatcher = self.make_dispatcher(smtp_port)
+        sender = self.identity.create_party(
+            "s", NewParty(PartyKind.LEGAL_PERSON, True, SENDER_EMAIL, company_name=SENDER_COMPANY)
+        )
+        self.recipient = self.identity.create_party(
+            "r",
+            NewParty(
+                PartyKind.LEGAL_PERSON,
+                True,
+                "courrier@destinataire.example",
+                company_name="Dest SA",
+            ),
+        )
+        self.session = identity.Session(
+            party_id=str(sender.id),
+            level=AssuranceLevel.HIGH,
+            factors=frozenset({FactorCategory.KNOWLEDGE, FactorCategory.POSSESSION}),
+            one_time_element=True,
+            authenticated_at=clock.now,
+            expires_at=clock.now + dt.timedelta(days=30),
+        )
+
+    def make_dispatcher(self, smtp_port: int) -> OutboxDispatcher:
+        return OutboxDispatcher(
+            db.sessions(self.engine),
+            SmtpTransport("127.0.0.1", smtp_port, starttls=False, timeout_s=5),
+            self.notifications,
+            self.custody,
+            RetryPolicy(max_attempts=5, first_delay=dt.timedelta(seconds=30)),
+            self.clock,
+        )
+
+    def deposit(self) -> models.Letter:
+        return self.custody.deposit(
+            self.session,
+            str(uuid.uuid4()),
+            self.recipient.id,
+            [DeclaredPart("a.pdf", "application/pdf", 5)],
+            iter([(0, b"%PDF!")]),
+        )
+
+    def letter(self, letter_id: uuid.UUID) -> models.Letter:
+        with db.sessions(self.engine)() as session:
+            found = session.get(models.Letter, letter_id)
+            assert found is not None
+            return found
+
+    def events(self, letter_id: uuid.UUID) -> list[EvidenceEvent]:
+        with db.sessions(self.engine)() as session:
+            return [
+                e.event
+                for e in session.query(models.Evidence)
+                .filter_by(letter_id=letter_id)
+                .order_by(models.Evidence.event_time)
+            ]
+
+    def close(self) -> None:
+        self.signer.close()
+        self.engine.dispose()
+
+
+@pytest.fixture
+def smtp_port() -> int:
+    return free_port()
+
+
+@pytest.fixture
+def world(database_url: str, signer_process: SignerProcess, smtp_port: int) -> Iterator[World]:
+    built = World(database_url, signer_process, Clock(), smtp_port)
+    yield built
+    built.close()
+
+
+def _text(message: Message) -> str:
+    texts = []
+    for part in message.walk():
+        payload = part.get_payload(decode=True)
+        if part.get_content_maintype() == "text" and isinstance(payload, bytes):
+            texts.append(payload.decode())
+    return "\n".join(texts)
+
+
+def test_the_recipient_is_told_everything_but_the_sender(world: World, smtp_port: int) -> None:
+    letter = world.deposit()
+    world.clock.advance(seconds=2)
+    with Inbox(smtp_port) as inbox:
+        assert world.dispatcher.dispatch_one()
+        assert not world.dispatcher.dispatch_one()
+    (message,) = inbox.messages
+    body = _text(message)
+    window = AcceptanceWindow(world.clock.now)
+    code = world.notifications.verification_code(letter.id)
+    assert message["To"] == "courrier@destinataire.example"
+    assert letter.reference in message["Subject"] and letter.reference in body
+    assert code in body
+    assert window.last_day.strftime("%d %B %Y") in body  # English deadline
+    assert "heure de Paris" in body and "Paris time" in body  # French and English
+    assert "https://portal.lre.test" in body
+    assert message.get_content_type() == "multipart/alternative"
+    # Nothing that identifies the sender, anywhere in the message as sent.
+    raw = inbox.raw[0].decode("utf-8", "replace").lower() + body.lower()
+    for secret in (SENDER_COMPANY, SENDER_EMAIL, "zephyrin"):
+        assert secret.lower() not in raw
+    # The letter is notified, its window open, its evidence sealed.
+    notified = world.letter(letter.id)
+    assert notified.state is LetterState.NOTIFIED
+    assert notified.acceptance_deadline == window.closes_at
+    assert world.events(letter.id) == [
+        EvidenceEvent.SUBMISSION_ACCEPTANCE,
+        EvidenceEvent.NOTIFICATION_FOR_ACCEPTANCE,
+    ]
+    # The recipient can check the e-mail is genuine; a forged code or reference is not.
+    assert world.notifications.verify(letter.reference, code).genuine
+    assert (
+        world.notifications.verify(letter.reference, code).acceptance_deadline == window.closes_at
+    )
+    assert not world.notifications.verify(letter.reference, "AAAAA-AAAAA").genuine
+    assert not world.notifications.verify("NOSUCHREF", code).genuine
+
+
+def test_smtp_down_then_back_every_notification_arrives_once(world: World, smtp_port: int) -> None:
+    letters = [world.deposit() for _ in range(100)]
+    for _ in letters:  # the server is down: every message is deferred, none lost
+        assert world.dispatcher.dispatch_one()
+    assert not world.dispatcher.dispatch_one()  # nothing due before the retry delay
+    with db.sessions(world.engine)() as session:
+        pending = session.query(models.OutboxMessage).filter_by(state=OutboxState.PENDING).all()
+        assert len(pending) == 100 and {m.attempts for m in pending} == {1}
+        message_ids = {m.id for m in pending}
+    world.clock.advance(seconds=31)
+    with Inbox(smtp_port) as inbox:
+        while world.dispatcher.dispatch_one():
+            pass
+    assert len(inbox.messages) == 100
+    assert {m["Message-ID"] for m in inbox.messages} == {f"<{i}@lre.test>" for i in message_ids}
+    assert all(world.letter(letter.id).state is LetterState.NOTIFIED for letter in letters)
+
+
+def test_a_refused_address_ends_in_a_failure_evidence(world: World, smtp_port: int) -> None:
+    letter = world.deposit()
+    world.clock.advance(seconds=2)
+    with Inbox(smtp_port, refuse=True):
+        assert world.dispatcher.dispatch_one()
+    assert world.letter(letter.id).state is LetterState.NOTIFICATION_FAILED
+    assert world.events(letter.id) == [
+        EvidenceEvent.SUBMISSION_ACCEPTANCE,
+        EvidenceEvent.NOTIFICATION_FOR_ACCEPTANCE_FAILURE,
+    ]
+
+
+def test_two_dispatchers_send_each_message_once(world: World, smtp_port: int) -> None:
+    letters = [world.deposit() for _ in range(40)]
+    second = world.make_dispatcher(smtp_port)
+    with Inbox(smtp_port) as inbox:
+
+        def drain(dispatcher: OutboxDispatcher) -> None:
+            while dispatcher.dispatch_one():
+                pass
+
+        threads = [threading.Thread(target=drain, args=(d,)) for d in (world.dispatcher, second)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert sorted(m["Message-ID"] for m in inbox.messages) == sorted(
+        set(m["Message-ID"] for m in inbox.messages)
+    )
+    assert len(inbox.messages) == 40
+    assert all(
+        world.events(letter.id).count(EvidenceEvent.NOTIFICATION_FOR_ACCEPTANCE) == 1
+        for letter in letters
+    )
