@@ -15,6 +15,7 @@ from server import config
 from server.api import app
 from server.signing import SignerClient
 from server.storage import db
+from server.workers import repeat
 
 log = logging.getLogger("lre.server")
 
@@ -31,14 +32,15 @@ def serve(settings: config.ServerSettings) -> int:
     stop_workers = threading.Event()
     workers = []
     if settings.run_workers:
-        workers.append(
-            threading.Thread(
-                target=server.dispatcher.run,
-                args=(stop_workers, settings.outbox_interval_s),
-                name="outbox",
-                daemon=True,
+        for name, interval, step in (
+            ("outbox", settings.outbox_interval_s, server.dispatcher.step),
+            ("deadlines", settings.expiry_interval_s, lambda: server.custody.expire_due() > 0),
+        ):
+            workers.append(
+                threading.Thread(
+                    target=repeat, args=(stop_workers, interval, step, name), name=name, daemon=True
+                )
             )
-        )
     for worker in workers:
         worker.start()
     log.info(

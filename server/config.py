@@ -55,6 +55,8 @@ class ServerSettings:
     outbox_interval_s: float = 1.0
     outbox_max_attempts: int = 12
     outbox_first_retry_s: float = 30.0
+    # How often windows that closed unanswered get their proof of non-claim.
+    expiry_interval_s: float = 60.0
 
     def secrets_key(self) -> bytes:
         if self.secrets_key_file is None:

@@ -64,7 +64,7 @@ def service_bindings(
         ServiceBinding(
             CUSTODY,
             custody_pb2_grpc.add_CustodyServiceServicer_to_server,
-            CustodyServicer(custody, identity),  # type: ignore[abstract]  # decisions, download: UNIMPLEMENTED
+            CustodyServicer(custody, identity),  # type: ignore[abstract]  # listing, legal hold, charges: UNIMPLEMENTED
         ),
         ServiceBinding(
             NOTIFICATION,
@@ -161,6 +161,7 @@ class Server:
     process: GrpcProcess
     health: DependencyHealth
     dispatcher: OutboxDispatcher
+    custody: CustodyService
 
 
 def build(settings: ServerSettings, engine: Engine, signer: SignerClient) -> Server:
@@ -201,4 +202,4 @@ def build(settings: ServerSettings, engine: Engine, signer: SignerClient) -> Ser
     )
     process.set_serving(False)
     health = DependencyHealth(engine, signer, process, settings.health_check_interval_s)
-    return Server(process, health, dispatcher)
+    return Server(process, health, dispatcher, custody)

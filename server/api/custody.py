@@ -1,6 +1,5 @@
-"""CustodyService over gRPC. Deposit and reading are implemented; the
-recipient's decisions, download, legal hold and charges answer UNIMPLEMENTED
-for now (the generated base class)."""
+"""CustodyService over gRPC. Listing letters, legal hold and charges answer
+UNIMPLEMENTED for now (the generated base class)."""
 
 from __future__ import annotations
 
@@ -19,6 +18,7 @@ from server.services.custody import CustodyService, DeclaredPart
 from server.services.identity import IdentityService, parse_id
 from server.storage import models
 
+WIRE_CHUNK = 64 * 1024
 STATES = {state: getattr(common_pb2, f"LETTER_STATE_{state.name}") for state in LetterState}
 EVENTS = {event: getattr(common_pb2, f"EVIDENCE_EVENT_{event.name}") for event in EvidenceEvent}
 
@@ -95,6 +95,38 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
             )
             letter, parts = self._custody.letter_for(session, letter.id)
             return _letter(letter, parts, uuid.UUID(session.party_id))
+
+    def AcceptLetter(
+        self, request: custody_pb2.AcceptLetterRequest, context: grpc.ServicerContext
+    ) -> custody_pb2.Letter:
+        with domain_errors(context):
+            session = session_of(context, self._identities)
+            letter = self._custody.accept(session, parse_id(request.name, "name", "letters"))
+            letter, parts = self._custody.letter_for(session, letter.id)
+            return _letter(letter, parts, uuid.UUID(session.party_id))
+
+    def RefuseLetter(
+        self, request: custody_pb2.RefuseLetterRequest, context: grpc.ServicerContext
+    ) -> custody_pb2.Letter:
+        with domain_errors(context):
+            session = session_of(context, self._identities)
+            letter = self._custody.refuse(
+                session, parse_id(request.name, "name", "letters"), request.reason
+            )
+            letter, parts = self._custody.letter_for(session, letter.id)
+            return _letter(letter, parts, uuid.UUID(session.party_id))
+
+    def DownloadLetterContent(
+        self, request: custody_pb2.DownloadLetterContentRequest, context: grpc.ServicerContext
+    ) -> Iterator[custody_pb2.ContentChunk]:
+        with domain_errors(context):
+            session = session_of(context, self._identities)
+            chunks = self._custody.download(session, parse_id(request.name, "name", "letters"))
+            for part, data in chunks:
+                for offset in range(0, len(data), WIRE_CHUNK):
+                    yield custody_pb2.ContentChunk(
+                        part_index=part, data=data[offset : offset + WIRE_CHUNK]
+                    )
 
     def GetLetter(
         self, request: custody_pb2.GetLetterRequest, context: grpc.ServicerContext

@@ -13,7 +13,7 @@ import json
 import os
 import secrets
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -26,6 +26,7 @@ from server.domain import identity
 from server.domain.errors import (
     AuthenticationRequired,
     DepositRefused,
+    FailedPrecondition,
     InvalidArgument,
     NotFound,
 )
@@ -42,6 +43,7 @@ from server.services.identity import IdentityService
 from server.signing import SignerClient
 from server.storage import models
 
+EXPIRED = Counter("lre_letters_expired", "Letters whose acceptance window closed unanswered.")
 DEPOSITS = Counter("lre_letters_deposited", "Deposits, by outcome.", ["outcome"])
 for _outcome in ("accepted", "rejected"):
     DEPOSITS.labels(_outcome)
@@ -381,7 +383,12 @@ class CustodyService:
         )
 
     def _record(
-        self, db: DbSession, row: models.Letter, letter: Letter, outcome: Outcome
+        self,
+        db: DbSession,
+        row: models.Letter,
+        letter: Letter,
+        outcome: Outcome,
+        reason: tuple[str, str] | None = None,
     ) -> models.Evidence:
         """Applies a state change and seals its evidence, in the caller's transaction."""
         row.state = letter.state
@@ -401,7 +408,7 @@ class CustodyService:
             PartDigest(p.filename, p.media_type, p.size_bytes, p.sha256.hex()) for p in parts
         )
         return self._evidence(
-            db, row, outcome.event, sender, recipient, digests, outcome.event_time
+            db, row, outcome.event, sender, recipient, digests, outcome.event_time, reason
         )
 
     def record_notification(
@@ -416,6 +423,109 @@ class CustodyService:
     ) -> models.Evidence:
         row, letter = self._locked(db, letter_id)
         return self._record(db, row, letter, letter.fail_notification(at))
+
+    # -- the recipient's side ---------------------------------------------------------
+
+    def _decide(
+        self,
+        session: identity.Session,
+        letter_id: uuid.UUID,
+        target: LetterState,
+        reason: str | None,
+    ) -> models.Letter:
+        now = self._clock()
+        identity.require_recipient(session, now)
+        with self._sessions.begin() as db:
+            row, letter = self._locked(db, letter_id)
+            if row.recipient_id != uuid.UUID(session.party_id):
+                raise NotFound("no such letter")
+            if row.state is target:
+                return row  # a retried decision gets the first result
+            outcome = letter.accept(now) if target is LetterState.ACCEPTED else letter.refuse(now)
+            reason_pair = ("refused_by_recipient", reason) if reason else None
+            self._record(db, row, letter, outcome, reason_pair)
+        return row
+
+    def accept(self, session: identity.Session, letter_id: uuid.UUID) -> models.Letter:
+        """ConsignmentAcceptance; the sender becomes visible and the content available."""
+        return self._decide(session, letter_id, LetterState.ACCEPTED, None)
+
+    def refuse(self, session: identity.Session, letter_id: uuid.UUID, reason: str) -> models.Letter:
+        if len(reason) > 500:
+            raise InvalidArgument("reason", "at most 500 characters")
+        return self._decide(session, letter_id, LetterState.REFUSED, reason or None)
+
+    def download(
+        self, session: identity.Session, letter_id: uuid.UUID
+    ) -> Iterator[tuple[int, bytes]]:
+        """The decrypted content, chunk by chunk; ContentHandover is sealed once
+        the last chunk has been handed over."""
+        now = self._clock()
+        identity.require_recipient(session, now)
+        with self._sessions() as db:
+            row = db.get(models.Letter, letter_id)
+            if row is None or row.recipient_id != uuid.UUID(session.party_id):
+                raise NotFound("no such letter")
+            if row.state is not LetterState.ACCEPTED or row.wrapped_key is None:
+                raise FailedPrecondition("the content is available only after acceptance")
+            key = self._signer.unwrap_key(row.wrapped_key, f"letters/{row.id}".encode())
+        return self._stream(letter_id, key)
+
+    def _stream(self, letter_id: uuid.UUID, key: bytes) -> Iterator[tuple[int, bytes]]:
+        cipher = AESGCM(key)
+        with self._sessions() as db:
+            chunks = db.execute(
+                select(
+                    models.ContentChunk.part_index,
+                    models.ContentChunk.sequence,
+                    models.ContentChunk.ciphertext,
+                )
+                .where(models.ContentChunk.letter_id == letter_id)
+                .order_by(models.ContentChunk.part_index, models.ContentChunk.sequence)
+                .execution_options(yield_per=64)
+            )
+            for part, sequence, sealed in chunks:
+                nonce, ciphertext = sealed[:12], sealed[12:]
+                yield part, cipher.decrypt(nonce, ciphertext, _chunk_aad(letter_id, part, sequence))
+        now = self._clock()
+        with self._sessions.begin() as db:
+            row, letter = self._locked(db, letter_id)
+            handed_over = db.scalar(
+                select(models.Evidence.id).where(
+                    models.Evidence.letter_id == letter_id,
+                    models.Evidence.event == EvidenceEvent.CONTENT_HANDOVER,
+                )
+            )
+            if handed_over is None:
+                self._record(db, row, letter, letter.hand_over_content(now))
+
+    def expire_due(self, batch: int = 500) -> int:
+        """AcceptanceRejectionExpiry for letters whose window has closed, at most
+        ``batch`` of them. Concurrent sweepers skip each other's rows."""
+        now = self._clock()
+        with self._sessions.begin() as db:
+            due = list(
+                db.scalars(
+                    select(models.Letter)
+                    .where(
+                        models.Letter.state == LetterState.NOTIFIED,
+                        models.Letter.acceptance_deadline <= now,
+                    )
+                    .order_by(models.Letter.acceptance_deadline)
+                    .limit(batch)
+                    .with_for_update(skip_locked=True)
+                )
+            )
+            for row in due:
+                letter = Letter(
+                    state=row.state,
+                    deposit_time=row.deposit_time,
+                    notification_time=row.notification_time,
+                    decision_time=row.decision_time,
+                )
+                self._record(db, row, letter, letter.expire(now))
+        EXPIRED.inc(len(due))
+        return len(due)
 
     # -- reading ---------------------------------------------------------------
 

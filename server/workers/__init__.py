@@ -1,0 +1,22 @@
+"""Background workers: they run as threads of the server by default, or as a
+deployment of their own (several replicas are safe: each claims its rows)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+log = logging.getLogger("lre.workers")
+
+
+def repeat(stop: threading.Event, interval_s: float, step: Callable[[], bool], name: str) -> None:
+    """Calls ``step`` while it reports work done, then waits ``interval_s``;
+    until ``stop`` is set. A failing step is logged and retried next round."""
+    while not stop.is_set():
+        try:
+            while not stop.is_set() and step():
+                pass
+        except Exception:
+            log.exception("worker step failed", extra={"worker": name})
+        stop.wait(interval_s)

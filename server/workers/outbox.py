@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -150,14 +149,9 @@ class OutboxDispatcher:
         BACKLOG.set(count)
         OLDEST.set((self._clock() - oldest).total_seconds() if oldest else 0)
 
-    def run(self, stop: threading.Event, interval_s: float) -> None:
-        """Dispatches until ``stop`` is set; sleeps ``interval_s`` when idle."""
-        while not stop.is_set():
-            try:
-                while not stop.is_set() and self.dispatch_one():
-                    pass
-                self.measure_backlog()
-            except Exception:
-                # A broken message or a lost database must not stop the worker.
-                log.exception("outbox dispatch failed")
-            stop.wait(interval_s)
+    def step(self) -> bool:
+        """Sends what is due; refreshes the backlog gauges when nothing is."""
+        if self.dispatch_one():
+            return True
+        self.measure_backlog()
+        return False

@@ -25,7 +25,7 @@ from lre.v1 import (
     notification_pb2_grpc,
 )
 from tests.conftest import SignerProcess
-from tests.e2e.test_deposit_grpc import _deposit, _login
+from tests.e2e.test_deposit_grpc import ANNEX, CONTENT, _deposit, _login, _verify_seal
 from tests.support import BIN, SERVING, free_port, health_status, running, wait_for
 
 
@@ -123,3 +123,104 @@ def test_a_deposit_is_notified_on_its_own_and_the_code_verifies(
         common_pb2.EVIDENCE_EVENT_SUBMISSION_ACCEPTANCE,
         common_pb2.EVIDENCE_EVENT_NOTIFICATION_FOR_ACCEPTANCE,
     ]
+
+
+def test_the_whole_life_of_accepted_and_refused_letters(
+    server: tuple[grpc.Channel, Path], signer_process: SignerProcess, tmp_path: Path
+) -> None:
+    channel, _ = server
+    identity = identity_pb2_grpc.IdentityServiceStub(channel)
+    custody = custody_pb2_grpc.CustodyServiceStub(channel)
+    _, sender_token = _login(
+        identity,
+        "s2",
+        kind=identity_pb2.PARTY_KIND_LEGAL_PERSON,
+        professional=True,
+        company_name="Bailleur SARL",
+        email="gestion@bailleur.example",
+    )
+    recipient, recipient_token = _login(
+        identity,
+        "r2",
+        kind=identity_pb2.PARTY_KIND_LEGAL_PERSON,
+        professional=True,
+        company_name="Dest SA",
+        email="courrier@dest.example",
+    )
+    as_sender = (("authorization", f"Bearer {sender_token}"),)
+    as_recipient = (("authorization", f"Bearer {recipient_token}"),)
+    accepted, refused = (
+        _deposit(custody, sender_token, recipient, "l-1"),
+        _deposit(custody, sender_token, recipient, "l-2"),
+    )
+    for letter in (accepted, refused):
+        assert wait_for(
+            lambda letter=letter: (
+                custody.GetLetter(
+                    custody_pb2.GetLetterRequest(name=letter.name), metadata=as_sender
+                ).state
+                == common_pb2.LETTER_STATE_NOTIFIED
+            ),
+            timeout=30,
+        )
+
+    def download(name: str) -> list[bytes]:
+        parts: dict[int, bytes] = {}
+        request = custody_pb2.DownloadLetterContentRequest(name=name)
+        for chunk in custody.DownloadLetterContent(request, metadata=as_recipient, timeout=30):
+            parts[chunk.part_index] = parts.get(chunk.part_index, b"") + chunk.data
+        return [parts[i] for i in sorted(parts)]
+
+    with pytest.raises(grpc.RpcError) as early:
+        download(accepted.name)
+    assert early.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    with pytest.raises(grpc.RpcError) as not_theirs:
+        custody.AcceptLetter(
+            custody_pb2.AcceptLetterRequest(name=accepted.name), metadata=as_sender
+        )
+    assert not_theirs.value.code() == grpc.StatusCode.NOT_FOUND
+
+    seen = custody.AcceptLetter(
+        custody_pb2.AcceptLetterRequest(name=accepted.name), metadata=as_recipient
+    )
+    assert seen.state == common_pb2.LETTER_STATE_ACCEPTED and seen.sender  # revealed on acceptance
+    assert (
+        custody.AcceptLetter(
+            custody_pb2.AcceptLetterRequest(name=accepted.name), metadata=as_recipient
+        ).state
+        == seen.state
+    )
+    assert download(accepted.name) == [CONTENT, ANNEX]
+    assert download(accepted.name) == [CONTENT, ANNEX]  # again, and one ContentHandover only
+    with pytest.raises(grpc.RpcError) as final:
+        custody.RefuseLetter(
+            custody_pb2.RefuseLetterRequest(name=accepted.name), metadata=as_recipient
+        )
+    assert final.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+    gone = custody.RefuseLetter(
+        custody_pb2.RefuseLetterRequest(name=refused.name, reason="not mine"), metadata=as_recipient
+    )
+    assert gone.state == common_pb2.LETTER_STATE_REFUSED and not gone.sender
+    with pytest.raises(grpc.RpcError) as locked:
+        download(refused.name)
+    assert locked.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+    for letter, events in (
+        (
+            accepted,
+            [
+                "SubmissionAcceptance",
+                "NotificationForAcceptance",
+                "ConsignmentAcceptance",
+                "ContentHandover",
+            ],
+        ),
+        (refused, ["SubmissionAcceptance", "NotificationForAcceptance", "ConsignmentRejection"]),
+    ):
+        evidence = custody.ListEvidence(
+            custody_pb2.ListEvidenceRequest(parent=letter.name), metadata=as_sender
+        ).evidence
+        documents = [_verify_seal(e, signer_process, tmp_path) for e in evidence]
+        assert [d["event"].rsplit("/", 1)[-1] for d in documents] == events
+    assert documents[-1]["reason"] == "not mine"

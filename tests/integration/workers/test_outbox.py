@@ -16,6 +16,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope
 
 from server.domain import identity
+from server.domain.errors import InvalidTransition
 from server.domain.identity import AssuranceLevel, FactorCategory
 from server.domain.letters import EvidenceEvent, LetterState, OutboxState, PartyKind
 from server.domain.window import AcceptanceWindow
@@ -258,3 +259,80 @@ def test_two_dispatchers_send_each_message_once(world: World, smtp_port: int) ->
         world.events(letter.id).count(EvidenceEvent.NOTIFICATION_FOR_ACCEPTANCE) == 1
         for letter in letters
     )
+
+
+def _recipient_session(world: World) -> identity.Session:
+    return identity.Session(
+        party_id=str(world.recipient.id),
+        level=AssuranceLevel.SUBSTANTIAL,
+        factors=frozenset({FactorCategory.KNOWLEDGE, FactorCategory.POSSESSION}),
+        one_time_element=True,
+        authenticated_at=world.clock.now,
+        expires_at=world.clock.now + dt.timedelta(minutes=30),
+    )
+
+
+def _notified(world: World, count: int, smtp_port: int) -> list[models.Letter]:
+    letters = [world.deposit() for _ in range(count)]
+    world.clock.advance(seconds=2)
+    with Inbox(smtp_port):
+        while world.dispatcher.dispatch_one():
+            pass
+    return letters
+
+
+def test_non_claim_is_proven_when_the_window_closes_and_not_before(
+    world: World, smtp_port: int
+) -> None:
+    (letter,) = _notified(world, 1, smtp_port)
+    closes_at = world.letter(letter.id).acceptance_deadline
+    assert closes_at is not None
+    world.clock.now = closes_at - dt.timedelta(microseconds=1)
+    assert world.custody.expire_due() == 0
+    world.clock.now = closes_at + dt.timedelta(hours=3)
+    assert world.custody.expire_due() == 1
+    assert world.custody.expire_due() == 0
+    expired = world.letter(letter.id)
+    assert expired.state is LetterState.EXPIRED and expired.decision_time == closes_at
+    with db.sessions(world.engine)() as session:
+        proof = (
+            session.query(models.Evidence)
+            .filter_by(letter_id=letter.id, event=EvidenceEvent.ACCEPTANCE_REJECTION_EXPIRY)
+            .one()
+        )
+    assert proof.event_time == closes_at  # dated at the end of the window, not at the sweep
+    with pytest.raises(InvalidTransition):
+        world.custody.accept(_recipient_session(world), letter.id)
+
+
+def test_a_decision_just_before_the_deadline_beats_the_sweeper(
+    world: World, smtp_port: int
+) -> None:
+    (letter,) = _notified(world, 1, smtp_port)
+    closes_at = world.letter(letter.id).acceptance_deadline
+    assert closes_at is not None
+    world.clock.now = closes_at - dt.timedelta(seconds=1)
+    world.custody.accept(_recipient_session(world), letter.id)
+    world.clock.now = closes_at + dt.timedelta(days=1)
+    assert world.custody.expire_due() == 0
+    assert world.letter(letter.id).state is LetterState.ACCEPTED
+
+
+def test_concurrent_sweepers_give_each_letter_one_outcome(world: World, smtp_port: int) -> None:
+    letters = _notified(world, 30, smtp_port)
+    world.clock.advance(days=17)
+    swept: list[int] = []
+
+    def sweep() -> None:
+        while (count := world.custody.expire_due(batch=4)) > 0:
+            swept.append(count)
+
+    threads = [threading.Thread(target=sweep) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(swept) == 30
+    for letter in letters:
+        assert world.events(letter.id).count(EvidenceEvent.ACCEPTANCE_REJECTION_EXPIRY) == 1
+        assert world.letter(letter.id).state is LetterState.EXPIRED
