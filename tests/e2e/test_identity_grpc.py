@@ -23,11 +23,9 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from prometheus_client.parser import text_string_to_metric_families
 
-from lre.v1 import identity_pb2, identity_pb2_grpc
-from server.domain import identity
-from server.domain.errors import AuthenticationRequired
-from server.services.identity import IdentityPolicy, IdentityService
-from server.storage import db
+from lre.v1 import common_pb2, custody_pb2_grpc, identity_pb2, identity_pb2_grpc
+from tests.conftest import SignerProcess
+from tests.e2e.test_deposit_grpc import _deposit
 from tests.integration.services.test_identity_proofing import AUDIENCE, BROKER, CA, ISSUER
 from tests.support import BIN, SERVING, free_port, health_status, running, wait_for
 
@@ -47,9 +45,13 @@ def metrics_port() -> int:
 
 
 @pytest.fixture
-def stub(
-    database_url: str, key_file: Path, tmp_path: Path, metrics_port: int
-) -> Iterator[identity_pb2_grpc.IdentityServiceStub]:
+def channel(
+    database_url: str,
+    key_file: Path,
+    tmp_path: Path,
+    metrics_port: int,
+    signer_process: SignerProcess,
+) -> Iterator[grpc.Channel]:
     """The server as an operator configures it: trust anchors and an eID broker from files."""
     anchors = tmp_path / "anchors.pem"
     anchors.write_bytes(CA.cert.public_bytes(serialization.Encoding.PEM))
@@ -62,6 +64,8 @@ def stub(
         "LRE_SERVER_GRPC_ADDRESS": f"127.0.0.1:{port}",
         "LRE_SERVER_METRICS_ADDRESS": f"127.0.0.1:{metrics_port}",
         "LRE_SERVER_LOCKOUT_THRESHOLD": "3",
+        "LRE_SERVER_SIGNER_ADDRESS": signer_process.grpc_address,
+        "LRE_SERVER_RUN_WORKERS": "false",
         "LRE_SERVER_IDENTITY_TRUST_ANCHORS_FILE": str(anchors),
         "LRE_SERVER_EID_JWKS_FILE": str(jwks),
         "LRE_SERVER_EID_ISSUER": ISSUER,
@@ -79,10 +83,15 @@ def stub(
         assert wait_for(lambda: health_status(address, "lre.v1.IdentityService") == SERVING), (
             log.read_text()
         )
-        with grpc.insecure_channel(address) as channel:
-            yield identity_pb2_grpc.IdentityServiceStub(channel)
+        with grpc.insecure_channel(address) as opened:
+            yield opened
     logged = log.read_text()
     assert PASSWORD not in logged and "19AB12345" not in logged
+
+
+@pytest.fixture
+def stub(channel: grpc.Channel) -> identity_pb2_grpc.IdentityServiceStub:
+    return identity_pb2_grpc.IdentityServiceStub(channel)
 
 
 def _expires(days: int) -> timestamp_pb2.Timestamp:
@@ -278,8 +287,8 @@ def _enroll_and_login(
     )
 
 
-def test_each_proofing_method_yields_a_session_at_its_level(
-    stub: identity_pb2_grpc.IdentityServiceStub, database_url: str, key_file: Path
+def test_each_proofing_method_yields_a_session_custody_accepts_but_low(
+    stub: identity_pb2_grpc.IdentityServiceStub, channel: grpc.Channel
 ) -> None:
     by_certificate = _party(stub, "m-1")
     key, cert = CA.issue("Camille Dupont")
@@ -331,18 +340,15 @@ def test_each_proofing_method_yields_a_session_at_its_level(
         )
     )
 
-    # The rule custody will apply, on the sessions each method produced.
-    engine = db.make_engine(database_url)
-    checker = IdentityService(
-        db.sessions(engine), IdentityPolicy(secrets_key=bytes.fromhex(key_file.read_text()))
-    )
-    now = dt.datetime.now(dt.UTC)
-    try:
-        for party in (by_certificate, by_eid, by_document):
-            session = checker.authenticate(_enroll_and_login(stub, party.name).token)
-            assert identity.require_sender(session, now) == session
-        low = checker.authenticate(_enroll_and_login(stub, by_eid_low.name).token)
-        with pytest.raises(AuthenticationRequired, match="below level substantial"):
-            identity.require_sender(low, now)
-    finally:
-        engine.dispose()
+    # Custody accepts a deposit from each of these sessions, and refuses the one at low.
+    recipient = _party(stub, "m-5", professional=True)
+    custody = custody_pb2_grpc.CustodyServiceStub(channel)
+    for party in (by_certificate, by_eid, by_document):
+        token = _enroll_and_login(stub, party.name).token
+        letter = _deposit(custody, token, recipient.name, f"dep-{party.name}")
+        assert letter.state == common_pb2.LETTER_STATE_DEPOSITED
+    low_token = _enroll_and_login(stub, by_eid_low.name).token
+    with pytest.raises(grpc.RpcError) as low_refused:
+        _deposit(custody, low_token, recipient.name, "dep-low")
+    assert low_refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "below level substantial" in (low_refused.value.details() or "")
