@@ -64,7 +64,7 @@ def service_bindings(
         ServiceBinding(
             CUSTODY,
             custody_pb2_grpc.add_CustodyServiceServicer_to_server,
-            CustodyServicer(custody, identity),  # type: ignore[abstract]  # listing, legal hold, charges: UNIMPLEMENTED
+            CustodyServicer(custody, identity),  # type: ignore[abstract]  # SetLegalHold: UNIMPLEMENTED
         ),
         ServiceBinding(
             NOTIFICATION,

@@ -1,8 +1,9 @@
-"""CustodyService over gRPC. Listing letters, legal hold and charges answer
-UNIMPLEMENTED for now (the generated base class)."""
+"""CustodyService over gRPC. Legal hold answers UNIMPLEMENTED for now (the
+generated base class): it waits for the retention worker and operator roles."""
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import Iterator
 
@@ -12,7 +13,7 @@ from lre.v1 import common_pb2, custody_pb2, custody_pb2_grpc
 from server.api.auth import session_of
 from server.api.convert import timestamp
 from server.api.errors import domain_errors
-from server.domain.errors import InvalidArgument
+from server.domain.errors import InvalidArgument, NotFound
 from server.domain.letters import EvidenceEvent, LetterState
 from server.services.custody import CustodyService, DeclaredPart
 from server.services.identity import IdentityService, parse_id
@@ -127,6 +128,62 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
                     yield custody_pb2.ContentChunk(
                         part_index=part, data=data[offset : offset + WIRE_CHUNK]
                     )
+
+    def ListLetters(
+        self, request: custody_pb2.ListLettersRequest, context: grpc.ServicerContext
+    ) -> custody_pb2.ListLettersResponse:
+        with domain_errors(context):
+            session = session_of(context, self._identities)
+            if request.role not in (
+                custody_pb2.LETTER_ROLE_SENDER,
+                custody_pb2.LETTER_ROLE_RECIPIENT,
+            ):
+                raise InvalidArgument("role", "must be LETTER_ROLE_SENDER or LETTER_ROLE_RECIPIENT")
+            state = None
+            if request.state != common_pb2.LETTER_STATE_UNSPECIFIED:
+                state = next((s for s, v in STATES.items() if v == request.state), None)
+                if state is None:
+                    raise InvalidArgument("state", "unknown letter state")
+            letters, token = self._custody.letters_for(
+                session,
+                request.role == custody_pb2.LETTER_ROLE_SENDER,
+                state,
+                request.page_size,
+                request.page_token,
+            )
+            viewer = uuid.UUID(session.party_id)
+            return custody_pb2.ListLettersResponse(
+                letters=[_letter(letter, [], viewer) for letter in letters], next_page_token=token
+            )
+
+    def ListCharges(
+        self, request: custody_pb2.ListChargesRequest, context: grpc.ServicerContext
+    ) -> custody_pb2.ListChargesResponse:
+        with domain_errors(context):
+            session = session_of(context, self._identities)
+            if request.sender and request.sender != f"parties/{session.party_id}":
+                raise NotFound("no such sender")
+            charges, token = self._custody.charges_for(
+                session,
+                request.start_time.ToDatetime(dt.UTC) if request.HasField("start_time") else None,
+                request.end_time.ToDatetime(dt.UTC) if request.HasField("end_time") else None,
+                request.page_size,
+                request.page_token,
+            )
+            return custody_pb2.ListChargesResponse(
+                charges=[
+                    custody_pb2.Charge(
+                        name=f"charges/{c.id}",
+                        sender=f"parties/{c.sender_id}",
+                        letter=f"letters/{c.letter_id}",
+                        amount_minor=c.amount_minor,
+                        currency=c.currency,
+                        create_time=timestamp(c.create_time),
+                    )
+                    for c in charges
+                ],
+                next_page_token=token,
+            )
 
     def GetLetter(
         self, request: custody_pb2.GetLetterRequest, context: grpc.ServicerContext

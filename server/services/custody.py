@@ -39,7 +39,7 @@ from server.domain.letters import (
     Outcome,
     PartyKind,
 )
-from server.services.identity import IdentityService
+from server.services.identity import IdentityService, paged
 from server.signing import SignerClient
 from server.storage import models
 
@@ -546,6 +546,44 @@ class CustodyService:
                 )
             )
         return letter, parts
+
+    def letters_for(
+        self,
+        session: identity.Session,
+        as_sender: bool,
+        state: LetterState | None,
+        page_size: int,
+        page_token: str,
+    ) -> tuple[list[models.Letter], str]:
+        """The caller's letters, as sender or as recipient, newest first."""
+        party = uuid.UUID(session.party_id)
+        column = models.Letter.sender_id if as_sender else models.Letter.recipient_id
+        query = select(models.Letter).where(column == party)
+        if not as_sender:
+            query = query.where(models.Letter.state != LetterState.REJECTED)
+        if state is not None:
+            query = query.where(models.Letter.state == state)
+        query = query.order_by(models.Letter.deposit_time.desc(), models.Letter.id)
+        with self._sessions() as db:
+            return paged(db, query, page_size, page_token)
+
+    def charges_for(
+        self,
+        session: identity.Session,
+        start: dt.datetime | None,
+        end: dt.datetime | None,
+        page_size: int,
+        page_token: str,
+    ) -> tuple[list[models.Charge], str]:
+        """What the caller owes, oldest first, for invoicing."""
+        query = select(models.Charge).where(models.Charge.sender_id == uuid.UUID(session.party_id))
+        if start is not None:
+            query = query.where(models.Charge.create_time >= start)
+        if end is not None:
+            query = query.where(models.Charge.create_time < end)
+        query = query.order_by(models.Charge.create_time, models.Charge.id)
+        with self._sessions() as db:
+            return paged(db, query, page_size, page_token)
 
     def evidence_for(
         self, session: identity.Session, letter_id: uuid.UUID

@@ -68,7 +68,7 @@ SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 
 Clock = Callable[[], dt.datetime]
 Row = TypeVar("Row", models.Party, models.Consent)
-Paged = TypeVar("Paged", models.IdentityRecord, models.Consent)
+Paged = TypeVar("Paged", models.IdentityRecord, models.Consent, models.Letter, models.Charge)
 
 
 def utcnow() -> dt.datetime:
@@ -124,7 +124,7 @@ def parse_id(name: str, field: str, collection: str) -> uuid.UUID:
         raise InvalidArgument(field, f"must be {collection}/{{id}}") from None
 
 
-def _paged(
+def paged(
     db: DbSession, query: Select[Paged], page_size: int, page_token: str
 ) -> tuple[list[Paged], str]:
     """One page of an ordered query and the token of the next ("" at the end)."""
@@ -294,7 +294,7 @@ class IdentityService:
                 .where(models.IdentityRecord.party_id == party_id)
                 .order_by(models.IdentityRecord.proof_time, models.IdentityRecord.id)
             )
-            return _paged(db, query, page_size, page_token)
+            return paged(db, query, page_size, page_token)
 
     def begin_certificate_proofing(self, party_id: uuid.UUID) -> models.ProofingChallenge:
         if not self._policy.trust_anchors:
@@ -703,7 +703,7 @@ class IdentityService:
                 .where(models.Consent.recipient_id == recipient_id)
                 .order_by(models.Consent.grant_time, models.Consent.id)
             )
-            return _paged(db, query, page_size, page_token)
+            return paged(db, query, page_size, page_token)
 
     def has_consent(self, recipient_id: uuid.UUID, sender_id: uuid.UUID) -> bool:
         with self._sessions() as db:

@@ -240,6 +240,27 @@ def test_deposit_refused_without_consent_then_accepted_with_it(
         )
     assert hidden.value.code() == grpc.StatusCode.NOT_FOUND
 
+    # Each side lists its letters; the sender lists what it owes.
+    def names(role: int, metadata: tuple[tuple[str, str], ...], state: int = 0) -> list[str]:
+        request = custody_pb2.ListLettersRequest(role=role, state=state, page_size=10)  # type: ignore[arg-type]
+        return [item.name for item in custody.ListLetters(request, metadata=metadata).letters]
+
+    assert names(custody_pb2.LETTER_ROLE_SENDER, as_sender) == [
+        letter.name,
+        info.metadata["letter"],
+    ]
+    assert names(custody_pb2.LETTER_ROLE_SENDER, as_sender, common_pb2.LETTER_STATE_REJECTED) == [
+        info.metadata["letter"]
+    ]
+    assert names(custody_pb2.LETTER_ROLE_RECIPIENT, as_recipient) == [letter.name]
+    assert names(custody_pb2.LETTER_ROLE_RECIPIENT, as_sender) == []
+    with pytest.raises(grpc.RpcError) as no_role:
+        custody.ListLetters(custody_pb2.ListLettersRequest(), metadata=as_sender)
+    assert no_role.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    (charge,) = custody.ListCharges(custody_pb2.ListChargesRequest(), metadata=as_sender).charges
+    assert (charge.letter, charge.amount_minor, charge.currency) == (letter.name, 399, "EUR")
+    assert not custody.ListCharges(custody_pb2.ListChargesRequest(), metadata=as_recipient).charges
+
     # At rest: content encrypted, key wrapped, a charge and a notification to send.
     engine = create_engine(database_url)
     with engine.connect() as connection:

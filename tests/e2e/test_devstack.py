@@ -102,8 +102,8 @@ def test_make_run_serves_every_service_and_stops_cleanly(
 
         with grpc.insecure_channel(server) as channel:
             for call in (
-                lambda: custody_pb2_grpc.CustodyServiceStub(channel).ListLetters(
-                    custody_pb2.ListLettersRequest(), timeout=5
+                lambda: custody_pb2_grpc.CustodyServiceStub(channel).SetLegalHold(
+                    custody_pb2.SetLegalHoldRequest(name="letters/1"), timeout=5
                 ),
                 lambda: identity_pb2_grpc.IdentityServiceStub(channel).SendEmailCode(
                     identity_pb2.SendEmailCodeRequest(party="parties/1"), timeout=5
