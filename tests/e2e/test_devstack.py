@@ -133,3 +133,46 @@ def test_make_run_serves_every_service_and_stops_cleanly(
     assert (var / "pki" / "seal.pem").read_bytes() == pki_before
     time.sleep(0.2)
     assert not _processes_using(var)
+
+
+def test_the_walkthrough_client_against_make_run(tmp_path: Path, ports: dict[str, str]) -> None:
+    var = tmp_path / "var"
+    _setup(var)
+    log = tmp_path / "devstack.log"
+    devstack = _run_devstack(var, ports, log)
+    document = tmp_path / "resiliation-bail.pdf"
+    document.write_bytes(b"%PDF-1.7 " + bytes(range(256)) * 400)
+    try:
+        assert wait_for(lambda: b"LRE is running" in log.read_bytes(), timeout=60), log.read_text()
+        result = subprocess.run(
+            [
+                str(BIN / "lre-client"),
+                "walkthrough",
+                str(document),
+                "--server",
+                ports["LRE_SERVER_GRPC_ADDRESS"],
+                "--signer",
+                ports["LRE_SIGNER_GRPC_ADDRESS"],
+                "--maildir",
+                str(var / "mail"),
+                "--out",
+                str(tmp_path / "out"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        devstack.send_signal(signal.SIGINT)
+        devstack.wait(timeout=30)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "genuine: True" in result.stdout and "content identical: True" in result.stdout
+    assert (tmp_path / "out" / document.name).read_bytes() == document.read_bytes()
+    commands = [
+        line.strip() for line in result.stdout.splitlines() if line.strip().startswith("openssl ")
+    ]
+    assert len(commands) == 8  # four evidences: deposit, notification, acceptance, handover
+    for command in commands:
+        verified = subprocess.run(command.split(), capture_output=True, text=True)
+        assert verified.returncode == 0, (command, verified.stdout, verified.stderr)
+        assert "Verification successful" in verified.stderr or "Verification: OK" in verified.stdout
