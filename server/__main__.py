@@ -35,6 +35,11 @@ def serve(settings: config.ServerSettings) -> int:
         for name, interval, step in (
             ("outbox", settings.outbox_interval_s, server.dispatcher.step),
             ("deadlines", settings.expiry_interval_s, lambda: server.custody.expire_due() > 0),
+            (
+                "retention",
+                settings.retention_interval_s,
+                lambda: server.custody.purge_content() > 0,
+            ),
         ):
             workers.append(
                 threading.Thread(

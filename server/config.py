@@ -57,6 +57,10 @@ class ServerSettings:
     outbox_first_retry_s: float = 30.0
     # How often windows that closed unanswered get their proof of non-claim.
     expiry_interval_s: float = 60.0
+    # Letter content is deleted this many days after deposit once the letter is
+    # final (at least 30), unless on legal hold; evidence is kept.
+    content_retention_days: int = 365
+    retention_interval_s: float = 3600.0
 
     def secrets_key(self) -> bytes:
         if self.secrets_key_file is None:

@@ -175,6 +175,7 @@ def build(settings: ServerSettings, engine: Engine, signer: SignerClient) -> Ser
             max_letter_bytes=settings.max_letter_bytes,
             tariff_minor=settings.tariff_minor,
             currency=settings.currency,
+            content_retention=dt.timedelta(days=settings.content_retention_days),
         ),
         utcnow,
     )

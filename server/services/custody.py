@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from prometheus_client import Counter
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
@@ -43,6 +43,9 @@ from server.services.identity import IdentityService, paged
 from server.signing import SignerClient
 from server.storage import models
 
+PURGED = Counter(
+    "lre_letter_contents_purged", "Letter contents deleted at the end of their retention."
+)
 EXPIRED = Counter("lre_letters_expired", "Letters whose acceptance window closed unanswered.")
 DEPOSITS = Counter("lre_letters_deposited", "Deposits, by outcome.", ["outcome"])
 for _outcome in ("accepted", "rejected"):
@@ -63,12 +66,29 @@ class DeclaredPart:
     size_bytes: int
 
 
+# The content outlives the 15-day window and the day after it, whatever the setting.
+MIN_CONTENT_RETENTION = dt.timedelta(days=30)
+FINAL_STATES = (
+    LetterState.ACCEPTED,
+    LetterState.REFUSED,
+    LetterState.EXPIRED,
+    LetterState.NOTIFICATION_FAILED,
+)
+
+
 @dataclass(frozen=True)
 class CustodyPolicy:
     provider_name: str
     max_letter_bytes: int
     tariff_minor: int
     currency: str
+    # Letter content is deleted this long after deposit, once the letter is
+    # final and unless it is on legal hold. Evidence is kept.
+    content_retention: dt.timedelta = dt.timedelta(days=365)
+
+    def __post_init__(self) -> None:
+        if self.content_retention < MIN_CONTENT_RETENTION:
+            raise ValueError("content retention must be at least 30 days")
 
 
 def _party_details(party: models.Party) -> PartyDetails:
@@ -466,8 +486,10 @@ class CustodyService:
             row = db.get(models.Letter, letter_id)
             if row is None or row.recipient_id != uuid.UUID(session.party_id):
                 raise NotFound("no such letter")
-            if row.state is not LetterState.ACCEPTED or row.wrapped_key is None:
+            if row.state is not LetterState.ACCEPTED:
                 raise FailedPrecondition("the content is available only after acceptance")
+            if row.wrapped_key is None:
+                raise FailedPrecondition("the content is no longer kept (retention period over)")
             key = self._signer.unwrap_key(row.wrapped_key, f"letters/{row.id}".encode())
         return self._stream(letter_id, key)
 
@@ -525,6 +547,33 @@ class CustodyService:
                 )
                 self._record(db, row, letter, letter.expire(now))
         EXPIRED.inc(len(due))
+        return len(due)
+
+    def purge_content(self, batch: int = 100) -> int:
+        """Deletes the content of letters past their retention: the chunks and the
+        wrapped key (without which no copy of the chunks can be read)."""
+        now = self._clock()
+        with self._sessions.begin() as db:
+            due = list(
+                db.scalars(
+                    select(models.Letter)
+                    .where(
+                        models.Letter.state.in_(FINAL_STATES),
+                        models.Letter.deposit_time <= now - self._policy.content_retention,
+                        models.Letter.legal_hold.is_(False),
+                        models.Letter.content_purge_time.is_(None),
+                    )
+                    .limit(batch)
+                    .with_for_update(skip_locked=True)
+                )
+            )
+            for row in due:
+                db.execute(
+                    delete(models.ContentChunk).where(models.ContentChunk.letter_id == row.id)
+                )
+                row.wrapped_key = None
+                row.content_purge_time = now
+        PURGED.inc(len(due))
         return len(due)
 
     # -- reading ---------------------------------------------------------------

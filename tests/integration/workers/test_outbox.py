@@ -3,6 +3,7 @@ the real signer, and SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import email
 import threading
@@ -16,7 +17,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope
 
 from server.domain import identity
-from server.domain.errors import InvalidTransition
+from server.domain.errors import FailedPrecondition, InvalidTransition
 from server.domain.identity import AssuranceLevel, FactorCategory
 from server.domain.letters import EvidenceEvent, LetterState, OutboxState, PartyKind
 from server.domain.window import AcceptanceWindow
@@ -336,3 +337,40 @@ def test_concurrent_sweepers_give_each_letter_one_outcome(world: World, smtp_por
     for letter in letters:
         assert world.events(letter.id).count(EvidenceEvent.ACCEPTANCE_REJECTION_EXPIRY) == 1
         assert world.letter(letter.id).state is LetterState.EXPIRED
+
+
+def test_content_is_deleted_after_its_retention_but_evidence_stays(
+    world: World, smtp_port: int
+) -> None:
+    kept, held, pending = _notified(world, 3, smtp_port)
+    for letter in (kept, held):
+        world.custody.accept(_recipient_session(world), letter.id)
+    with db.sessions(world.engine).begin() as session:
+        held_row = session.get(models.Letter, held.id)
+        assert held_row is not None
+        held_row.legal_hold = True  # SetLegalHold needs the operator role of issue 8
+    world.clock.advance(days=364)
+    assert world.custody.purge_content() == 0
+    world.clock.advance(days=2)
+    assert world.custody.purge_content() == 1
+    with db.sessions(world.engine)() as session:
+        chunks = {
+            letter.id: session.query(models.ContentChunk).filter_by(letter_id=letter.id).count()
+            for letter in (kept, held, pending)
+        }
+        purged = session.get(models.Letter, kept.id)
+        assert (
+            purged is not None
+            and purged.wrapped_key is None
+            and purged.content_purge_time == world.clock.now
+        )
+    assert chunks == {kept.id: 0, held.id: 1, pending.id: 1}  # held: legal hold; pending: not final
+    assert world.events(kept.id)  # the evidence stays
+    fresh = dataclasses.replace(_recipient_session(world), authenticated_at=world.clock.now)
+    with pytest.raises(FailedPrecondition, match="no longer kept"):
+        world.custody.download(fresh, kept.id)
+
+
+def test_a_retention_shorter_than_the_legal_window_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least 30 days"):
+        CustodyPolicy("p", 1, 1, "EUR", content_retention=dt.timedelta(days=10))
