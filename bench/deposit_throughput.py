@@ -21,12 +21,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
 import uuid
 from pathlib import Path
 
 import grpc
-import pyotp
 from grpc_health.v1 import health_pb2
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -34,6 +32,7 @@ from sqlalchemy.engine import make_url
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.signer_throughput import load
+from lre.client import register_party
 from lre.v1 import custody_pb2, identity_pb2, identity_pb2_grpc
 from signer.devsetup import dev_setup
 from tests.support import BIN, SERVING, free_port, health_status, wait_for
@@ -114,43 +113,6 @@ def deposits(
     }
 
 
-def _login(stub: identity_pb2_grpc.IdentityServiceStub, label: str) -> tuple[str, str]:
-    party = stub.CreateParty(
-        identity_pb2.CreatePartyRequest(
-            request_id=label,
-            party=identity_pb2.Party(
-                kind=identity_pb2.PARTY_KIND_LEGAL_PERSON,
-                professional=True,
-                company_name=label,
-                email=f"{label}@example.org",
-            ),
-        )
-    )
-    expires = identity_pb2.RecordDocumentCheckRequest().document_expire_time
-    expires.GetCurrentTime()
-    expires.seconds += 86400 * 365
-    stub.RecordDocumentCheck(
-        identity_pb2.RecordDocumentCheckRequest(
-            party=party.name,
-            document_type="id",
-            document_number=label,
-            document_expire_time=expires,
-            operator_id="bench",
-        )
-    )
-    stub.SetPassword(
-        identity_pb2.SetPasswordRequest(party=party.name, password="benchmark password")
-    )
-    uri = stub.EnrollTotp(identity_pb2.EnrollTotpRequest(party=party.name)).provisioning_uri
-    totp = pyotp.TOTP(urllib.parse.parse_qs(urllib.parse.urlparse(uri).query)["secret"][0])
-    session = stub.CreateSession(
-        identity_pb2.CreateSessionRequest(
-            party=party.name, password="benchmark password", totp_code=totp.now()
-        )
-    )
-    return party.name, session.token
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -207,8 +169,13 @@ def main() -> int:
         time.sleep(1)
         with grpc.insecure_channel(address) as channel:
             stub = identity_pb2_grpc.IdentityServiceStub(channel)
-            _, token = _login(stub, "sender")
-            recipient, _ = _login(stub, "recipient")
+            fields = {"kind": identity_pb2.PARTY_KIND_LEGAL_PERSON, "professional": True}
+            _, token = register_party(
+                stub, "sender", company_name="Sender", email="s@example.org", **fields
+            )
+            recipient, _ = register_party(
+                stub, "recipient", company_name="Recipient", email="r@example.org", **fields
+            )
         trivial = load(
             address,
             "/grpc.health.v1.Health/Check",

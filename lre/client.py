@@ -62,38 +62,9 @@ class Walkthrough:
         print(text, flush=True)
 
     def party(self, label: str, **fields: Any) -> tuple[str, str]:
-        """Creates, proofs (operator document check) and logs in a party; returns (name, token)."""
-        party = self.identity.CreateParty(
-            identity_pb2.CreatePartyRequest(
-                request_id=f"{self.run_id}-{label}", party=identity_pb2.Party(**fields)
-            )
-        )
-        expires = timestamp_pb2.Timestamp()
-        expires.FromDatetime(dt.datetime.now(dt.UTC) + dt.timedelta(days=365))
-        self.identity.RecordDocumentCheck(
-            identity_pb2.RecordDocumentCheckRequest(
-                party=party.name,
-                document_type="id-card",
-                document_number=f"DEMO-{self.run_id}-{label}",
-                document_expire_time=expires,
-                operator_id="walkthrough",
-            )
-        )
-        password = f"walkthrough {uuid.uuid4()}"
-        self.identity.SetPassword(
-            identity_pb2.SetPasswordRequest(party=party.name, password=password)
-        )
-        uri = self.identity.EnrollTotp(
-            identity_pb2.EnrollTotpRequest(party=party.name)
-        ).provisioning_uri
-        totp = pyotp.TOTP(urllib.parse.parse_qs(urllib.parse.urlparse(uri).query)["secret"][0])
-        session = self.identity.CreateSession(
-            identity_pb2.CreateSessionRequest(
-                party=party.name, password=password, totp_code=totp.now()
-            )
-        )
-        self.say(f"  {label}: {party.name}, proofed at substantial, two-factor session issued")
-        return party.name, session.token
+        name, token = register_party(self.identity, f"{self.run_id}-{label}", **fields)
+        self.say(f"  {label}: {name}, proofed at substantial, two-factor session issued")
+        return name, token
 
     def deposit(self, token: str, recipient: str, document: Path) -> custody_pb2.Letter:
         data = document.read_bytes()
@@ -236,6 +207,36 @@ class Walkthrough:
         for command in commands:
             self.say(f"  {command}")
         return commands
+
+
+def register_party(
+    identity: identity_pb2_grpc.IdentityServiceStub, request_id: str, **fields: Any
+) -> tuple[str, str]:
+    """Creates a party, has an operator check its identity document (level
+    substantial), gives it a password and a TOTP device, and opens a
+    two-factor session. Returns the party's name and the session token."""
+    party = identity.CreateParty(
+        identity_pb2.CreatePartyRequest(request_id=request_id, party=identity_pb2.Party(**fields))
+    )
+    expires = timestamp_pb2.Timestamp()
+    expires.FromDatetime(dt.datetime.now(dt.UTC) + dt.timedelta(days=365))
+    identity.RecordDocumentCheck(
+        identity_pb2.RecordDocumentCheckRequest(
+            party=party.name,
+            document_type="id-card",
+            document_number=f"DEMO-{request_id}",
+            document_expire_time=expires,
+            operator_id="walkthrough",
+        )
+    )
+    password = f"walkthrough {uuid.uuid4()}"
+    identity.SetPassword(identity_pb2.SetPasswordRequest(party=party.name, password=password))
+    uri = identity.EnrollTotp(identity_pb2.EnrollTotpRequest(party=party.name)).provisioning_uri
+    totp = pyotp.TOTP(urllib.parse.parse_qs(urllib.parse.urlparse(uri).query)["secret"][0])
+    session = identity.CreateSession(
+        identity_pb2.CreateSessionRequest(party=party.name, password=password, totp_code=totp.now())
+    )
+    return party.name, session.token
 
 
 def _bearer(token: str) -> tuple[tuple[str, str]]:

@@ -7,18 +7,17 @@ import json
 import os
 import secrets
 import subprocess
-import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import grpc
-import pyotp
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from sqlalchemy import create_engine, func, select, text
 
+from lre.client import register_party
 from lre.v1 import common_pb2, custody_pb2, custody_pb2_grpc, identity_pb2, identity_pb2_grpc
 from server.storage import models
 from tests.conftest import SignerProcess
@@ -63,31 +62,7 @@ def server(
     assert b"resiliation" not in log.read_bytes()
 
 
-def _login(
-    identity: identity_pb2_grpc.IdentityServiceStub, request_id: str, **fields: Any
-) -> tuple[str, str]:
-    party = identity.CreateParty(
-        identity_pb2.CreatePartyRequest(request_id=request_id, party=identity_pb2.Party(**fields))
-    )
-    expires = identity_pb2.RecordDocumentCheckRequest().document_expire_time
-    expires.GetCurrentTime()
-    expires.seconds += 86400 * 365
-    identity.RecordDocumentCheck(
-        identity_pb2.RecordDocumentCheckRequest(
-            party=party.name,
-            document_type="id-card",
-            document_number=request_id,
-            document_expire_time=expires,
-            operator_id="op",
-        )
-    )
-    identity.SetPassword(identity_pb2.SetPasswordRequest(party=party.name, password=PASSWORD))
-    uri = identity.EnrollTotp(identity_pb2.EnrollTotpRequest(party=party.name)).provisioning_uri
-    totp = pyotp.TOTP(urllib.parse.parse_qs(urllib.parse.urlparse(uri).query)["secret"][0])
-    session = identity.CreateSession(
-        identity_pb2.CreateSessionRequest(party=party.name, password=PASSWORD, totp_code=totp.now())
-    )
-    return party.name, session.token
+_login = register_party
 
 
 def _deposit(
