@@ -65,6 +65,20 @@ def server(
 _login = register_party
 
 
+def _company(
+    identity: identity_pb2_grpc.IdentityServiceStub, label: str, name: str, email: str
+) -> tuple[str, str]:
+    """A professional (no consent needed), proofed and logged in: (party name, token)."""
+    return register_party(
+        identity,
+        label,
+        kind=identity_pb2.PARTY_KIND_LEGAL_PERSON,
+        professional=True,
+        company_name=name,
+        email=email,
+    )
+
+
 def _deposit(
     custody: custody_pb2_grpc.CustodyServiceStub,
     token: str,
@@ -117,14 +131,7 @@ def test_deposit_refused_without_consent_then_accepted_with_it(
 ) -> None:
     identity = identity_pb2_grpc.IdentityServiceStub(server)
     custody = custody_pb2_grpc.CustodyServiceStub(server)
-    sender, sender_token = _login(
-        identity,
-        "s-1",
-        kind=identity_pb2.PARTY_KIND_LEGAL_PERSON,
-        professional=True,
-        company_name="Bailleur SARL",
-        email="gestion@bailleur.example",
-    )
+    sender, sender_token = _company(identity, "s-1", "Bailleur SARL", "gestion@bailleur.example")
     recipient, recipient_token = _login(
         identity,
         "r-1",
@@ -260,22 +267,8 @@ def test_deposit_refused_without_consent_then_accepted_with_it(
 def test_bad_streams_store_nothing(server: grpc.Channel, database_url: str) -> None:
     identity = identity_pb2_grpc.IdentityServiceStub(server)
     custody = custody_pb2_grpc.CustodyServiceStub(server)
-    _, token = _login(
-        identity,
-        "s-2",
-        kind=identity_pb2.PARTY_KIND_LEGAL_PERSON,
-        professional=True,
-        company_name="A",
-        email="a@example.org",
-    )
-    recipient, _ = _login(
-        identity,
-        "r-2",
-        kind=identity_pb2.PARTY_KIND_LEGAL_PERSON,
-        professional=True,
-        company_name="B",
-        email="b@example.org",
-    )
+    _, token = _company(identity, "s-2", "A", "a@example.org")
+    recipient, _ = _company(identity, "r-2", "B", "b@example.org")
     metadata = (("authorization", f"Bearer {token}"),)
 
     def letters() -> int:

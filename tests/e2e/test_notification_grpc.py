@@ -19,13 +19,12 @@ from lre.v1 import (
     common_pb2,
     custody_pb2,
     custody_pb2_grpc,
-    identity_pb2,
     identity_pb2_grpc,
     notification_pb2,
     notification_pb2_grpc,
 )
 from tests.conftest import SignerProcess
-from tests.e2e.test_deposit_grpc import ANNEX, CONTENT, _deposit, _login, _verify_seal
+from tests.e2e.test_deposit_grpc import ANNEX, CONTENT, _company, _deposit, _verify_seal
 from tests.support import BIN, SERVING, free_port, health_status, running, wait_for
 
 
@@ -63,22 +62,8 @@ def test_a_deposit_is_notified_on_its_own_and_the_code_verifies(
     channel, maildir = server
     identity = identity_pb2_grpc.IdentityServiceStub(channel)
     custody = custody_pb2_grpc.CustodyServiceStub(channel)
-    _, token = _login(
-        identity,
-        "s",
-        kind=identity_pb2.PARTY_KIND_LEGAL_PERSON,
-        professional=True,
-        company_name="Bailleur SARL",
-        email="gestion@bailleur.example",
-    )
-    recipient, _ = _login(
-        identity,
-        "r",
-        kind=identity_pb2.PARTY_KIND_LEGAL_PERSON,
-        professional=True,
-        company_name="Dest SA",
-        email="courrier@dest.example",
-    )
+    _, token = _company(identity, "s", "Bailleur SARL", "gestion@bailleur.example")
+    recipient, _ = _company(identity, "r", "Dest SA", "courrier@dest.example")
     letter = _deposit(custody, token, recipient, "d-1")
     metadata = (("authorization", f"Bearer {token}"),)
 
@@ -131,22 +116,8 @@ def test_the_whole_life_of_accepted_and_refused_letters(
     channel, _ = server
     identity = identity_pb2_grpc.IdentityServiceStub(channel)
     custody = custody_pb2_grpc.CustodyServiceStub(channel)
-    _, sender_token = _login(
-        identity,
-        "s2",
-        kind=identity_pb2.PARTY_KIND_LEGAL_PERSON,
-        professional=True,
-        company_name="Bailleur SARL",
-        email="gestion@bailleur.example",
-    )
-    recipient, recipient_token = _login(
-        identity,
-        "r2",
-        kind=identity_pb2.PARTY_KIND_LEGAL_PERSON,
-        professional=True,
-        company_name="Dest SA",
-        email="courrier@dest.example",
-    )
+    _, sender_token = _company(identity, "s2", "Bailleur SARL", "gestion@bailleur.example")
+    recipient, recipient_token = _company(identity, "r2", "Dest SA", "courrier@dest.example")
     as_sender = (("authorization", f"Bearer {sender_token}"),)
     as_recipient = (("authorization", f"Bearer {recipient_token}"),)
     accepted, refused = (
