@@ -198,9 +198,12 @@ class GrpcProcess:
     def start(self) -> None:
         self.server.start()
 
-    def stop(self, grace: float) -> None:
-        # NOT_SERVING first so that load balancers drain us while calls finish.
+    def stop(self, grace: float, drain: float = 0.0) -> None:
+        """NOT_SERVING for ``drain`` seconds while still taking calls, so that
+        load balancers that check health move away; then no new calls, and
+        ``grace`` seconds for those in flight to finish."""
         self.health.enter_graceful_shutdown()
+        time.sleep(drain)
         self.server.stop(grace).wait()
 
 

@@ -7,9 +7,8 @@ import logging
 import sys
 import threading
 
-from prometheus_client import start_http_server
-
 from lre import logs
+from lre.pool import MetricsEndpoint, serve_pool
 from lre.serving import wait_for_signal
 from server import config
 from server.api import app
@@ -25,14 +24,20 @@ def serve(settings: config.ServerSettings) -> int:
     signer = SignerClient(settings.signer_address)
     server = app.build(settings, engine, signer)
     process, dependency_health = server.process, server.health
-    host, _, port = settings.metrics_address.rpartition(":")
-    metrics_server, _ = start_http_server(int(port), addr=host)
+    metrics = MetricsEndpoint(settings.metrics_address)
+    metrics.start()
     process.start()
     dependency_health.start()
     stop_workers = threading.Event()
     workers = []
+
+    def census() -> bool:
+        server.custody.count_by_state()
+        return False  # once per interval
+
     if settings.run_workers:
         for name, interval, step in (
+            ("census", settings.census_interval_s, census),
             ("outbox", settings.outbox_interval_s, server.dispatcher.step),
             ("deadlines", settings.expiry_interval_s, lambda: server.custody.expire_due() > 0),
             (
@@ -50,17 +55,17 @@ def serve(settings: config.ServerSettings) -> int:
         worker.start()
     log.info(
         "server serving",
-        extra={"grpc_port": process.port, "metrics_port": metrics_server.server_address[1]},
+        extra={"grpc_port": process.port, "metrics_port": metrics.port},
     )
     wait_for_signal()
     log.info("server stopping")
-    process.stop(grace=10)
+    process.stop(grace=settings.shutdown_grace_s, drain=settings.shutdown_drain_s)
     stop_workers.set()
     for worker in workers:
         worker.join(timeout=30)
     dependency_health.stop()
     signer.close()
-    metrics_server.shutdown()
+    metrics.stop()
     engine.dispose()
     return 0
 
@@ -77,6 +82,14 @@ def main(argv: list[str] | None = None) -> int:
         db.migrate(db.make_engine(settings.database_url))
         print("database schema up to date")
         return 0
+    if settings.processes > 1:
+        if settings.grpc_address.endswith(":0") or settings.metrics_address.endswith(":0"):
+            raise SystemExit("several server processes need fixed ports")
+        return serve_pool(
+            [sys.executable, "-m", "server", "serve"],
+            {"LRE_SERVER_PROCESSES": "1"},
+            settings.processes,
+        )
     return serve(settings)
 
 

@@ -18,7 +18,14 @@ class ServerSettings:
     metrics_address: str = "127.0.0.1:9101"
     signer_address: str = "127.0.0.1:50052"
     grpc_threads: int = 16
+    # Processes sharing the gRPC and metrics ports (SO_REUSEPORT): one Python
+    # process is bound to one core by its interpreter lock.
+    processes: int = 1
     health_check_interval_s: float = 2.0
+    # On SIGTERM: NOT_SERVING but still answering for this long (load balancers
+    # notice), then no new calls and shutdown_grace_s for calls in flight.
+    shutdown_drain_s: float = 2.0
+    shutdown_grace_s: float = 30.0
     log_level: str = "INFO"
     # 32 random bytes, hex: encrypts TOTP secrets, keys the hashes of document
     # numbers. Required; `lre-signer dev-setup` writes one for `make run`.
@@ -57,6 +64,8 @@ class ServerSettings:
     outbox_first_retry_s: float = 30.0
     # How often windows that closed unanswered get their proof of non-claim.
     expiry_interval_s: float = 60.0
+    # How often letters are counted by state for the lre_letters gauge.
+    census_interval_s: float = 30.0
     # Letter content is deleted this many days after deposit once the letter is
     # final (at least 30), unless on legal hold; evidence is kept.
     content_retention_days: int = 365

@@ -5,18 +5,14 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from pkcs11 import ObjectClass
 
-from lre import logs
+from lre import logs, pool
 from lre.serving import GrpcProcess, ServiceBinding, wait_for_signal
 from lre.v1 import signing_pb2, signing_pb2_grpc
 from signer import config, pki
@@ -65,37 +61,11 @@ def serve_worker(settings: config.SignerSettings) -> int:
 
 
 def serve_pool(settings: config.SignerSettings, processes: int) -> int:
-    """Runs ``processes`` workers on the same ports (SO_REUSEPORT); restarts a dead one."""
     if settings.grpc_address.endswith(":0") or settings.http_address.endswith(":0"):
         raise SystemExit("several signer processes need fixed ports")
-    metrics_dir = tempfile.mkdtemp(prefix="lre-signer-metrics-")
-    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": metrics_dir, "LRE_SIGNER_PROCESSES": "1"}
-    command = [sys.executable, "-m", "signer", "serve"]
-    workers = [subprocess.Popen(command, env=env) for _ in range(processes)]
-    stopping = False
-
-    def stop(_signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-        for worker in workers:
-            worker.send_signal(signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    while not stopping:
-        for i, worker in enumerate(workers):
-            if worker.poll() is not None and not stopping:
-                log.error(
-                    "signer worker exited; restarting", extra={"exit_code": worker.returncode}
-                )
-                workers[i] = subprocess.Popen(command, env=env)
-        time.sleep(0.5)
-    for worker in workers:
-        try:
-            worker.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-    return 0
+    return pool.serve_pool(
+        [sys.executable, "-m", "signer", "serve"], {"LRE_SIGNER_PROCESSES": "1"}, processes
+    )
 
 
 def _token(settings: config.SignerSettings) -> Token:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
-from prometheus_client import REGISTRY as DEFAULT_REGISTRY
+from prometheus_client import CONTENT_TYPE_LATEST
 
+from lre.pool import metrics_page
 from signer.app import Signer
 from signer.errors import TokenUnavailable
 
@@ -19,15 +18,6 @@ log = logging.getLogger("lre.signer.http")
 MAX_QUERY_BYTES = 16 * 1024
 QUERY_TYPE = "application/timestamp-query"
 REPLY_TYPE = "application/timestamp-reply"
-
-
-def metrics_registry() -> CollectorRegistry:
-    """The whole pool's metrics when several processes share the port."""
-    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return registry
-    return DEFAULT_REGISTRY
 
 
 class _Server(ThreadingHTTPServer):
@@ -49,7 +39,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         if self.path == "/metrics":
-            self._send(HTTPStatus.OK, CONTENT_TYPE_LATEST, generate_latest(metrics_registry()))
+            self._send(HTTPStatus.OK, CONTENT_TYPE_LATEST, metrics_page())
         else:
             self._send(HTTPStatus.NOT_FOUND, "text/plain", b"not found\n")
 

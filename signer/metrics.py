@@ -11,6 +11,10 @@ HSM_SECONDS = Histogram(
     buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0),
 )
 HSM_ERRORS = Counter("lre_hsm_errors_total", "PKCS#11 operations that failed.", ["operation"])
+# The token's operations (signer.token); their error series exist from the start.
+OPERATIONS = ("sign", "wrap", "unwrap", "read", "generate", "import")
+for _operation in OPERATIONS:
+    HSM_ERRORS.labels(_operation)
 TIMESTAMPS = Counter(
     "lre_timestamps_total", "RFC 3161 requests answered, by PKIStatus.", ["status"]
 )

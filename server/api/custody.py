@@ -87,14 +87,13 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
                         raise InvalidArgument("chunk", "only the first message carries an envelope")
                     yield message.chunk.part_index, message.chunk.data
 
-            letter = self._custody.deposit(
+            letter, parts = self._custody.deposit(
                 session,
                 envelope.request_id,
                 parse_id(envelope.recipient, "envelope.recipient", "parties"),
                 [DeclaredPart(p.filename, p.media_type, p.size_bytes) for p in envelope.parts],
                 chunks(),
             )
-            letter, parts = self._custody.letter_for(session, letter.id)
             return _letter(letter, parts, uuid.UUID(session.party_id))
 
     def AcceptLetter(

@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import Iterator
 
 import grpc
+from sqlalchemy.exc import DBAPIError
 
 from lre.status import abort
 from server.domain.errors import (
@@ -47,3 +48,9 @@ def domain_errors(context: grpc.ServicerContext) -> Iterator[None]:
         if isinstance(exc, DepositRefused):
             info = (exc.reason, {"letter": exc.letter} if exc.letter else {})
         abort(context, code, message, {field: str(exc)} if field else None, info)
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        # The database dropped the connection (restart, failover); the pool
+        # reconnects on the next request, so the caller may retry.
+        abort(context, grpc.StatusCode.UNAVAILABLE, "the database is unavailable; retry")

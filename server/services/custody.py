@@ -17,8 +17,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from prometheus_client import Counter
-from sqlalchemy import delete, select
+from prometheus_client import Counter, Gauge, Histogram
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
@@ -47,6 +48,23 @@ PURGED = Counter(
     "lre_letter_contents_purged", "Letter contents deleted at the end of their retention."
 )
 EXPIRED = Counter("lre_letters_expired", "Letters whose acceptance window closed unanswered.")
+NON_CLAIM_DELAY = Histogram(
+    "lre_non_claim_proof_delay_seconds",
+    "From the end of an acceptance window to the sealing of its proof of non-claim.",
+    buckets=(60, 300, 900, 3600, 4 * 3600, 12 * 3600, 86400, 2 * 86400),
+)
+PROOFS_LATE = Counter(
+    "lre_non_claim_proofs_late",
+    "Proofs of non-claim sealed after the end of the day following the window (R53-3).",
+)
+PENDING_NON_CLAIM = Gauge(
+    "lre_non_claim_oldest_pending_seconds",
+    "How long the oldest closed window has waited for its proof of non-claim (0: none).",
+    multiprocess_mode="livemax",
+)
+LETTERS = Gauge(
+    "lre_letters", "Letters in each state, as last counted.", ["state"], multiprocess_mode="livemax"
+)
 DEPOSITS = Counter("lre_letters_deposited", "Deposits, by outcome.", ["outcome"])
 for _outcome in ("accepted", "rejected"):
     DEPOSITS.labels(_outcome)
@@ -100,6 +118,16 @@ def _party_details(party: models.Party) -> PartyDetails:
     return PartyDetails(name or "", party.email)
 
 
+def _parts(db: DbSession, letter_id: uuid.UUID) -> list[models.LetterPart]:
+    return list(
+        db.scalars(
+            select(models.LetterPart)
+            .where(models.LetterPart.letter_id == letter_id)
+            .order_by(models.LetterPart.part_index)
+        )
+    )
+
+
 def _chunk_aad(letter_id: uuid.UUID, part: int, sequence: int) -> bytes:
     # Binds each chunk to its place: chunks cannot be swapped between letters or reordered.
     return f"{letter_id}:{part}:{sequence}".encode()
@@ -129,7 +157,8 @@ class CustodyService:
         recipient_id: uuid.UUID,
         parts: list[DeclaredPart],
         chunks: Iterable[tuple[int, bytes]],
-    ) -> models.Letter:
+    ) -> tuple[models.Letter, list[models.LetterPart]]:
+        """The deposited letter and its parts; refusals raise DepositRefused."""
         now = self._clock()
         if not request_id or len(request_id) > 128:
             raise InvalidArgument("envelope.request_id", "required, at most 128 characters")
@@ -152,57 +181,128 @@ class CustodyService:
             if part.size_bytes < 0:
                 raise InvalidArgument(f"envelope.parts[{i}].size_bytes", "must not be negative")
         sender_id = uuid.UUID(session.party_id)
-        existing = self._by_request(sender_id, request_id)
-        if existing is not None:
-            return self._replay(existing)
-        sender = self._identities.get_party(sender_id)
-        recipient = self._identities.get_party(recipient_id)
         try:
-            identity.require_sender(session, now)
-            identity.require_consent(
-                identity.Recipient(str(recipient.id), recipient.professional),
-                self._identities.has_consent(recipient.id, sender.id),
+            return self._deposit_once(
+                session, sender_id, request_id, recipient_id, parts, chunks, now
             )
-            total = sum(p.size_bytes for p in parts)
-            if total == 0 or any(p.size_bytes == 0 for p in parts):
-                raise DepositRefused(
-                    "content_empty", "every part must have content", "envelope.parts"
+        except IntegrityError:
+            # The same request_id raced in from another call and won: its result is ours.
+            with self._sessions() as db:
+                existing = self._by_request(db, sender_id, request_id)
+                if existing is None:
+                    raise
+                return self._replay(db, existing)
+
+    def _deposit_once(
+        self,
+        session: identity.Session,
+        sender_id: uuid.UUID,
+        request_id: str,
+        recipient_id: uuid.UUID,
+        parts: list[DeclaredPart],
+        chunks: Iterable[tuple[int, bytes]],
+        now: dt.datetime,
+    ) -> tuple[models.Letter, list[models.LetterPart]]:
+        """The whole deposit in one transaction: lookups, checks and writes."""
+        refusal: DepositRefused | None = None
+        with self._sessions.begin() as db:
+            existing = self._by_request(db, sender_id, request_id)
+            if existing is not None:
+                return self._replay(db, existing)
+            found = {
+                p.id: p
+                for p in db.scalars(
+                    select(models.Party).where(models.Party.id.in_((sender_id, recipient_id)))
                 )
-            if total > self._policy.max_letter_bytes:
-                raise DepositRefused(
-                    "content_too_large",
-                    f"the letter exceeds {self._policy.max_letter_bytes} bytes",
-                    "envelope.parts",
+            }
+            if recipient_id not in found or sender_id not in found:
+                raise NotFound("no such party")
+            sender, recipient = found[sender_id], found[recipient_id]
+            try:
+                identity.require_sender(session, now)
+                identity.require_consent(
+                    identity.Recipient(str(recipient.id), recipient.professional),
+                    # Only a consumer's consent matters; a professional's is not looked up.
+                    not recipient.professional
+                    and self._identities.has_consent_in(db, recipient.id, sender.id),
                 )
-        except (AuthenticationRequired, DepositRefused) as exc:
-            reason = exc.reason if isinstance(exc, DepositRefused) else "sender_not_identified"
-            field = exc.field if isinstance(exc, DepositRefused) else "authorization"
-            rejected = self._reject(sender, recipient, request_id, reason, str(exc), now)
+                self._check_size(parts)
+            except (AuthenticationRequired, DepositRefused) as exc:
+                reason = exc.reason if isinstance(exc, DepositRefused) else "sender_not_identified"
+                field = exc.field if isinstance(exc, DepositRefused) else "authorization"
+                rejected = self._reject(db, sender, recipient, request_id, reason, str(exc), now)
+                refusal = DepositRefused(reason, str(exc), field, f"letters/{rejected}")
+            else:
+                letter, written = self._accept(
+                    db, sender, recipient, request_id, parts, chunks, now
+                )
+        if refusal is not None:
             DEPOSITS.labels("rejected").inc()
-            raise DepositRefused(reason, str(exc), field, f"letters/{rejected}") from None
-        letter = self._accept(sender, recipient, request_id, parts, chunks, now)
+            raise refusal
         DEPOSITS.labels("accepted").inc()
-        return letter
+        return letter, written
 
-    def _by_request(self, sender_id: uuid.UUID, request_id: str) -> models.Letter | None:
-        with self._sessions() as db:
-            return db.scalar(
-                select(models.Letter).where(
-                    models.Letter.sender_id == sender_id, models.Letter.request_id == request_id
-                )
+    def _check_size(self, parts: list[DeclaredPart]) -> None:
+        total = sum(p.size_bytes for p in parts)
+        if total == 0 or any(p.size_bytes == 0 for p in parts):
+            raise DepositRefused("content_empty", "every part must have content", "envelope.parts")
+        if total > self._policy.max_letter_bytes:
+            raise DepositRefused(
+                "content_too_large",
+                f"the letter exceeds {self._policy.max_letter_bytes} bytes",
+                "envelope.parts",
             )
 
-    def _replay(self, letter: models.Letter) -> models.Letter:
+    @staticmethod
+    def _by_request(db: DbSession, sender_id: uuid.UUID, request_id: str) -> models.Letter | None:
+        return db.scalar(
+            select(models.Letter).where(
+                models.Letter.sender_id == sender_id, models.Letter.request_id == request_id
+            )
+        )
+
+    @staticmethod
+    def _replay(
+        db: DbSession, letter: models.Letter
+    ) -> tuple[models.Letter, list[models.LetterPart]]:
         """A retried deposit gets the first result: the letter, or the same refusal."""
         if letter.state is not LetterState.REJECTED:
-            return letter
-        with self._sessions() as db:
-            evidence = db.scalar(
-                select(models.Evidence).where(models.Evidence.letter_id == letter.id)
-            )
+            return letter, _parts(db, letter.id)
+        evidence = db.scalar(select(models.Evidence).where(models.Evidence.letter_id == letter.id))
         document = json.loads(evidence.document) if evidence else {}
         raise DepositRefused(
-            document.get("reasonCode", "rejected"), document.get("reason", "deposit refused")
+            document.get("reasonCode", "rejected"),
+            document.get("reason", "deposit refused"),
+            letter=f"letters/{letter.id}",
+        )
+
+    def _document(
+        self,
+        letter: models.Letter,
+        event: EvidenceEvent,
+        sender: models.Party,
+        recipient: models.Party,
+        digests: tuple[PartDigest, ...],
+        at: dt.datetime,
+        reason: tuple[str, str] | None = None,
+    ) -> models.Evidence:
+        """An evidence, not yet sealed; ``reason`` is (code, text)."""
+        evidence_id = uuid.uuid4()
+        document = EvidenceDocument(
+            evidence_id=str(evidence_id),
+            event=event,
+            event_time=at,
+            issuer=self._policy.provider_name,
+            sender=_party_details(sender),
+            recipient=_party_details(recipient),
+            letter_id=f"letters/{letter.id}",
+            submission_time=letter.deposit_time,
+            parts=digests,
+            reason=reason[1] if reason else None,
+            reason_code=reason[0] if reason else None,
+        ).to_json()
+        return models.Evidence(
+            id=evidence_id, letter_id=letter.id, event=event, event_time=at, document=document
         )
 
     def _evidence(
@@ -213,32 +313,12 @@ class CustodyService:
         sender: models.Party,
         recipient: models.Party,
         digests: tuple[PartDigest, ...],
-        now: dt.datetime,
+        at: dt.datetime,
         reason: tuple[str, str] | None = None,
     ) -> models.Evidence:
-        """Builds, seals and stores an evidence; ``reason`` is (code, text)."""
-        evidence_id = uuid.uuid4()
-        document = EvidenceDocument(
-            evidence_id=str(evidence_id),
-            event=event,
-            event_time=now,
-            issuer=self._policy.provider_name,
-            sender=_party_details(sender),
-            recipient=_party_details(recipient),
-            letter_id=f"letters/{letter.id}",
-            submission_time=letter.deposit_time,
-            parts=digests,
-            reason=reason[1] if reason else None,
-            reason_code=reason[0] if reason else None,
-        ).to_json()
-        row = models.Evidence(
-            id=evidence_id,
-            letter_id=letter.id,
-            event=event,
-            event_time=now,
-            document=document,
-            seal=self._signer.seal(document),
-        )
+        """Builds, seals and stores an evidence."""
+        row = self._document(letter, event, sender, recipient, digests, at, reason)
+        row.seal = self._signer.seal(row.document)
         db.add(row)
         return row
 
@@ -258,6 +338,7 @@ class CustodyService:
 
     def _reject(
         self,
+        db: DbSession,
         sender: models.Party,
         recipient: models.Party,
         request_id: str,
@@ -265,65 +346,65 @@ class CustodyService:
         reason: str,
         now: dt.datetime,
     ) -> uuid.UUID:
-        with self._sessions.begin() as db:
-            letter = self._new_letter(sender, recipient, request_id, now)
-            letter.state = LetterState.REJECTED
-            db.add(letter)
-            db.flush()
-            self._evidence(
-                db,
-                letter,
-                EvidenceEvent.SUBMISSION_REJECTION,
-                sender,
-                recipient,
-                (),
-                now,
-                (code, reason),
-            )
+        letter = self._new_letter(sender, recipient, request_id, now)
+        letter.state = LetterState.REJECTED
+        db.add(letter)
+        db.flush()
+        self._evidence(
+            db,
+            letter,
+            EvidenceEvent.SUBMISSION_REJECTION,
+            sender,
+            recipient,
+            (),
+            now,
+            (code, reason),
+        )
         return letter.id
 
     def _accept(
         self,
+        db: DbSession,
         sender: models.Party,
         recipient: models.Party,
         request_id: str,
         parts: list[DeclaredPart],
         chunks: Iterable[tuple[int, bytes]],
         now: dt.datetime,
-    ) -> models.Letter:
-        with self._sessions.begin() as db:
-            letter = self._new_letter(sender, recipient, request_id, now)
-            key = os.urandom(32)
-            letter.wrapped_key = self._signer.wrap_key(key, f"letters/{letter.id}".encode())
-            db.add(letter)
-            db.flush()
-            digests = self._store_content(db, letter.id, key, parts, chunks)
-            self._evidence(
-                db, letter, EvidenceEvent.SUBMISSION_ACCEPTANCE, sender, recipient, digests, now
+    ) -> tuple[models.Letter, list[models.LetterPart]]:
+        letter = self._new_letter(sender, recipient, request_id, now)
+        key = os.urandom(32)
+        letter.wrapped_key = self._signer.wrap_key(key, f"letters/{letter.id}".encode())
+        db.add(letter)
+        db.flush()
+        digests, written = self._store_content(db, letter.id, key, parts, chunks)
+        self._evidence(
+            db, letter, EvidenceEvent.SUBMISSION_ACCEPTANCE, sender, recipient, digests, now
+        )
+        db.add(
+            models.OutboxMessage(
+                id=uuid.uuid4(),
+                letter_id=letter.id,
+                kind="letter_waiting",
+                payload={"letter": f"letters/{letter.id}"},
+                state=OutboxState.PENDING,
+                attempts=0,
+                next_attempt_time=now,
+                create_time=now,
             )
-            db.add(
-                models.OutboxMessage(
-                    id=uuid.uuid4(),
-                    letter_id=letter.id,
-                    kind="letter_waiting",
-                    payload={"letter": f"letters/{letter.id}"},
-                    state=OutboxState.PENDING,
-                    attempts=0,
-                    next_attempt_time=now,
-                    create_time=now,
-                )
+        )
+        db.add(
+            models.Charge(
+                id=uuid.uuid4(),
+                sender_id=sender.id,
+                letter_id=letter.id,
+                amount_minor=self._policy.tariff_minor,
+                currency=self._policy.currency,
+                create_time=now,
             )
-            db.add(
-                models.Charge(
-                    id=uuid.uuid4(),
-                    sender_id=sender.id,
-                    letter_id=letter.id,
-                    amount_minor=self._policy.tariff_minor,
-                    currency=self._policy.currency,
-                    create_time=now,
-                )
-            )
-        return letter
+        )
+
+        return letter, written
 
     def _store_content(
         self,
@@ -332,7 +413,7 @@ class CustodyService:
         key: bytes,
         parts: list[DeclaredPart],
         chunks: Iterable[tuple[int, bytes]],
-    ) -> tuple[PartDigest, ...]:
+    ) -> tuple[tuple[PartDigest, ...], list[models.LetterPart]]:
         cipher = AESGCM(key)
         hashes = [hashlib.sha256() for _ in parts]
         sizes = [0] * len(parts)
@@ -373,21 +454,21 @@ class CustodyService:
                 raise InvalidArgument(
                     f"envelope.parts[{i}].size_bytes", "does not match the content sent"
                 )
-        digests = []
+        digests, written = [], []
         for i, part in enumerate(parts):
             digest = hashes[i].hexdigest()
-            db.add(
-                models.LetterPart(
-                    letter_id=letter_id,
-                    part_index=i,
-                    filename=part.filename,
-                    media_type=part.media_type,
-                    size_bytes=part.size_bytes,
-                    sha256=bytes.fromhex(digest),
-                )
+            row = models.LetterPart(
+                letter_id=letter_id,
+                part_index=i,
+                filename=part.filename,
+                media_type=part.media_type,
+                size_bytes=part.size_bytes,
+                sha256=bytes.fromhex(digest),
             )
+            db.add(row)
+            written.append(row)
             digests.append(PartDigest(part.filename, part.media_type, part.size_bytes, digest))
-        return tuple(digests)
+        return tuple(digests), written
 
     # -- lifecycle, inside a caller's transaction ----------------------------------
 
@@ -411,25 +492,57 @@ class CustodyService:
         reason: tuple[str, str] | None = None,
     ) -> models.Evidence:
         """Applies a state change and seals its evidence, in the caller's transaction."""
-        row.state = letter.state
-        row.notification_time = letter.notification_time
-        row.decision_time = letter.decision_time
-        window = letter.window
-        row.acceptance_deadline = window.closes_at if window else None
-        sender = db.get(models.Party, row.sender_id)
-        recipient = db.get(models.Party, row.recipient_id)
-        assert sender is not None and recipient is not None
-        parts = db.scalars(
+        (evidence,) = self._record_many(db, [(row, letter, outcome)], reason)
+        return evidence
+
+    def _record_many(
+        self,
+        db: DbSession,
+        changes: list[tuple[models.Letter, Letter, Outcome]],
+        reason: tuple[str, str] | None = None,
+    ) -> list[models.Evidence]:
+        """State changes and their evidence, sealed concurrently, in the caller's
+        transaction; the parties and parts of all the letters are read at once."""
+        if not changes:
+            return []
+        ids = [row.id for row, _, _ in changes]
+        party_ids = {p for row, _, _ in changes for p in (row.sender_id, row.recipient_id)}
+        parties = {
+            p.id: p for p in db.scalars(select(models.Party).where(models.Party.id.in_(party_ids)))
+        }
+        digests: dict[uuid.UUID, list[PartDigest]] = {i: [] for i in ids}
+        for part in db.scalars(
             select(models.LetterPart)
-            .where(models.LetterPart.letter_id == row.id)
-            .order_by(models.LetterPart.part_index)
-        )
-        digests = tuple(
-            PartDigest(p.filename, p.media_type, p.size_bytes, p.sha256.hex()) for p in parts
-        )
-        return self._evidence(
-            db, row, outcome.event, sender, recipient, digests, outcome.event_time, reason
-        )
+            .where(models.LetterPart.letter_id.in_(ids))
+            .order_by(models.LetterPart.letter_id, models.LetterPart.part_index)
+        ):
+            digests[part.letter_id].append(
+                PartDigest(part.filename, part.media_type, part.size_bytes, part.sha256.hex())
+            )
+        evidence = []
+        for row, letter, outcome in changes:
+            row.state = letter.state
+            row.notification_time = letter.notification_time
+            row.decision_time = letter.decision_time
+            window = letter.window
+            row.acceptance_deadline = window.closes_at if window else None
+            evidence.append(
+                self._document(
+                    row,
+                    outcome.event,
+                    parties[row.sender_id],
+                    parties[row.recipient_id],
+                    tuple(digests[row.id]),
+                    outcome.event_time,
+                    reason,
+                )
+            )
+        for item, seal in zip(
+            evidence, self._signer.seal_many([e.document for e in evidence]), strict=True
+        ):
+            item.seal = seal
+            db.add(item)
+        return evidence
 
     def record_notification(
         self, db: DbSession, letter_id: uuid.UUID, at: dt.datetime
@@ -504,7 +617,7 @@ class CustodyService:
                 )
                 .where(models.ContentChunk.letter_id == letter_id)
                 .order_by(models.ContentChunk.part_index, models.ContentChunk.sequence)
-                .execution_options(yield_per=64)
+                .execution_options(yield_per=8)  # at most 8 MB of chunks in memory
             )
             for part, sequence, sealed in chunks:
                 nonce, ciphertext = sealed[:12], sealed[12:]
@@ -538,6 +651,7 @@ class CustodyService:
                     .with_for_update(skip_locked=True)
                 )
             )
+            changes = []
             for row in due:
                 letter = Letter(
                     state=row.state,
@@ -545,9 +659,35 @@ class CustodyService:
                     notification_time=row.notification_time,
                     decision_time=row.decision_time,
                 )
-                self._record(db, row, letter, letter.expire(now))
+                changes.append((row, letter, letter.expire(now)))
+            self._record_many(db, changes)
+            oldest = db.scalar(
+                select(func.min(models.Letter.acceptance_deadline)).where(
+                    models.Letter.state == LetterState.NOTIFIED,
+                    models.Letter.acceptance_deadline <= now,
+                )
+            )
+        for _, letter, _ in changes:
+            window = letter.window
+            assert window is not None
+            NON_CLAIM_DELAY.observe((now - window.closes_at).total_seconds())
+            if now >= window.non_claim_proof_due:
+                PROOFS_LATE.inc()
+        PENDING_NON_CLAIM.set((now - oldest).total_seconds() if oldest else 0)
         EXPIRED.inc(len(due))
         return len(due)
+
+    def count_by_state(self) -> dict[LetterState, int]:
+        """Letters per state, for the ``lre_letters`` gauge."""
+        with self._sessions() as db:
+            counts = dict.fromkeys(LetterState, 0)
+            for state, count in db.execute(
+                select(models.Letter.state, func.count()).group_by(models.Letter.state)
+            ).tuples():
+                counts[state] = count
+        for state, count in counts.items():
+            LETTERS.labels(state.value).set(count)
+        return counts
 
     def purge_content(self, batch: int = 100) -> int:
         """Deletes the content of letters past their retention: the chunks and the
@@ -587,14 +727,7 @@ class CustodyService:
             letter = db.get(models.Letter, letter_id)
             if letter is None or party not in (letter.sender_id, letter.recipient_id):
                 raise NotFound("no such letter")
-            parts = list(
-                db.scalars(
-                    select(models.LetterPart)
-                    .where(models.LetterPart.letter_id == letter_id)
-                    .order_by(models.LetterPart.part_index)
-                )
-            )
-        return letter, parts
+            return letter, _parts(db, letter_id)
 
     def letters_for(
         self,

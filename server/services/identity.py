@@ -707,4 +707,8 @@ class IdentityService:
 
     def has_consent(self, recipient_id: uuid.UUID, sender_id: uuid.UUID) -> bool:
         with self._sessions() as db:
-            return self._active_consent(db, recipient_id, sender_id) is not None
+            return self.has_consent_in(db, recipient_id, sender_id)
+
+    def has_consent_in(self, db: DbSession, recipient_id: uuid.UUID, sender_id: uuid.UUID) -> bool:
+        """Inside the caller's transaction, as a deposit needs it."""
+        return self._active_consent(db, recipient_id, sender_id) is not None

@@ -34,7 +34,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    # No pool_pre_ping: it costs a round trip on every checkout. A connection
+    # PostgreSQL dropped fails its one request (UNAVAILABLE) and SQLAlchemy
+    # invalidates the pool, so the next request reconnects.
+    return create_engine(url, pool_size=16, max_overflow=16, **kwargs)
 
 
 def sessions(engine: Engine) -> sessionmaker[Session]:

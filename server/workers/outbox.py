@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
@@ -30,11 +30,24 @@ SENT = Counter("lre_notifications_sent", "Outbox messages delivered to the mail 
 FAILURES = Counter(
     "lre_notification_failures", "Outbox deliveries that failed.", ["kind", "permanent"]
 )
-BACKLOG = Gauge("lre_outbox_backlog", "Outbox messages waiting to be sent.")
-OLDEST = Gauge("lre_outbox_oldest_age_seconds", "Age of the oldest message waiting in the outbox.")
-TO_NOTIFICATION = Counter(
-    "lre_deposit_to_notification_seconds_total",
-    "Sum of the times from deposit to notification sent.",
+# Every kind of message the outbox carries; their series exist from the start.
+KINDS = ("letter_waiting",)
+for _kind in KINDS:
+    SENT.labels(_kind)
+    for _permanent in ("true", "false"):
+        FAILURES.labels(_kind, _permanent)
+BACKLOG = Gauge(
+    "lre_outbox_backlog", "Outbox messages waiting to be sent.", multiprocess_mode="livemax"
+)
+OLDEST = Gauge(
+    "lre_outbox_oldest_age_seconds",
+    "Age of the oldest message waiting in the outbox.",
+    multiprocess_mode="livemax",
+)
+TO_NOTIFICATION = Histogram(
+    "lre_deposit_to_notification_seconds",
+    "From deposit to the recipient's notification handed to the mail server.",
+    buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 86400),
 )
 
 
@@ -127,7 +140,7 @@ class OutboxDispatcher:
         message.last_error = None
         self._custody.record_notification(db, letter.id, now)
         SENT.labels(message.kind).inc()
-        TO_NOTIFICATION.inc((now - letter.deposit_time).total_seconds())
+        TO_NOTIFICATION.observe((now - letter.deposit_time).total_seconds())
         log.info(
             "notification sent",
             extra={"outbox_id": str(message.id), "letter": f"letters/{letter.id}"},

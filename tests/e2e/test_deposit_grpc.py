@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import secrets
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +18,8 @@ from lre.client import register_party
 from lre.v1 import common_pb2, custody_pb2, custody_pb2_grpc, identity_pb2, identity_pb2_grpc
 from server.storage import models
 from tests.conftest import SignerProcess
-from tests.support import BIN, SERVING, free_port, health_status, openssl, running, wait_for
+from tests.e2e.conftest import server_process
+from tests.support import openssl
 
 PASSWORD = "correct horse battery staple"
 CONTENT = b"%PDF-1.7 lettre de resiliation " * 5000  # ~150 KB, several chunks
@@ -32,34 +30,13 @@ ANNEX = b"annexe: etat des lieux\n" * 100
 def server(
     database_url: str, signer_process: SignerProcess, tmp_path: Path
 ) -> Iterator[grpc.Channel]:
-    key = tmp_path / "server.key"
-    key.write_text(secrets.token_hex(32))
-    port = free_port()
-    env = {
-        "LRE_SERVER_SECRETS_KEY_FILE": str(key),
-        "LRE_SERVER_DATABASE_URL": database_url,
-        "LRE_SERVER_GRPC_ADDRESS": f"127.0.0.1:{port}",
-        "LRE_SERVER_METRICS_ADDRESS": f"127.0.0.1:{free_port()}",
-        "LRE_SERVER_SIGNER_ADDRESS": signer_process.grpc_address,
-        # Deposit alone: the dispatcher is tested on its own.
-        "LRE_SERVER_RUN_WORKERS": "false",
-        "LRE_SERVER_MAIL_TRANSPORT": f"maildir:{tmp_path / 'mail'}",
-    }
-    subprocess.run(
-        [str(BIN / "lre-server"), "migrate"],
-        env={**os.environ, **env},
-        check=True,
-        capture_output=True,
-    )
-    log = tmp_path / "server.log"
-    with running([str(BIN / "lre-server"), "serve"], env, log):
-        address = f"127.0.0.1:{port}"
-        assert wait_for(lambda: health_status(address, "lre.v1.CustodyService") == SERVING), (
-            log.read_text()
-        )
-        with grpc.insecure_channel(address) as channel:
-            yield channel
-    assert b"resiliation" not in log.read_bytes()
+    # Deposit alone: the dispatcher is tested on its own.
+    with (
+        server_process(signer_process, tmp_path, database_url, run_workers="false") as process,
+        grpc.insecure_channel(process.address) as channel,
+    ):
+        yield channel
+    assert b"resiliation" not in process.log.read_bytes()
 
 
 _login = register_party

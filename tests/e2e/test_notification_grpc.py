@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import email
 import mailbox
-import os
 import re
-import secrets
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,36 +21,19 @@ from lre.v1 import (
     notification_pb2_grpc,
 )
 from tests.conftest import SignerProcess
+from tests.e2e.conftest import server_process
 from tests.e2e.test_deposit_grpc import ANNEX, CONTENT, _company, _deposit, _verify_seal
-from tests.support import BIN, SERVING, free_port, health_status, running, wait_for
+from tests.support import wait_for
 
 
 @pytest.fixture
 def server(signer_process: SignerProcess, tmp_path: Path) -> Iterator[tuple[grpc.Channel, Path]]:
-    key = tmp_path / "server.key"
-    key.write_text(secrets.token_hex(32))
-    maildir = tmp_path / "mail"
-    port = free_port()
-    env = {
-        "LRE_SERVER_SECRETS_KEY_FILE": str(key),
-        "LRE_SERVER_DATABASE_URL": f"sqlite:///{tmp_path / 'lre.db'}",
-        "LRE_SERVER_GRPC_ADDRESS": f"127.0.0.1:{port}",
-        "LRE_SERVER_METRICS_ADDRESS": f"127.0.0.1:{free_port()}",
-        "LRE_SERVER_SIGNER_ADDRESS": signer_process.grpc_address,
-        "LRE_SERVER_MAIL_TRANSPORT": f"maildir:{maildir}",
-        "LRE_SERVER_OUTBOX_INTERVAL_S": "0.2",
-    }
-    subprocess.run(
-        [str(BIN / "lre-server"), "migrate"],
-        env={**os.environ, **env},
-        check=True,
-        capture_output=True,
-    )
-    with running([str(BIN / "lre-server"), "serve"], env, tmp_path / "server.log"):
-        address = f"127.0.0.1:{port}"
-        assert wait_for(lambda: health_status(address, "lre.v1.CustodyService") == SERVING)
-        with grpc.insecure_channel(address) as channel:
-            yield channel, maildir
+    database = f"sqlite:///{tmp_path / 'lre.db'}"
+    with (
+        server_process(signer_process, tmp_path, database, outbox_interval_s="0.2") as process,
+        grpc.insecure_channel(process.address) as channel,
+    ):
+        yield channel, process.maildir
 
 
 def test_a_deposit_is_notified_on_its_own_and_the_code_verifies(

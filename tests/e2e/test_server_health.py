@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import subprocess
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from lre.v1 import common_pb2, custody_pb2, custody_pb2_grpc, identity_pb2_grpc
 from signer.devsetup import DevPaths
-from tests.conftest import signer_env
+from tests.conftest import SignerProcess, signer_env
+from tests.e2e.conftest import server_process
+from tests.e2e.test_deposit_grpc import _company
 from tests.support import BIN, NOT_SERVING, SERVING, free_port, health_status, running, wait_for
 
 IDENTITY, CUSTODY = "lre.v1.IdentityService", "lre.v1.CustodyService"
@@ -81,3 +89,51 @@ def test_every_service_follows_the_database(
         connection.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
         assert wait_for(lambda: health_status(address, IDENTITY) == SERVING)
     admin.dispose()
+
+
+def test_sigterm_turns_not_serving_and_lets_a_deposit_in_flight_finish(
+    signer_process: SignerProcess, tmp_path: Path
+) -> None:
+    database = f"sqlite:///{tmp_path / 'lre.db'}"
+    with (
+        server_process(
+            signer_process, tmp_path, database, shutdown_drain_s="1.5", run_workers="false"
+        ) as server,
+        grpc.insecure_channel(server.address) as channel,
+    ):
+        identity = identity_pb2_grpc.IdentityServiceStub(channel)
+        custody = custody_pb2_grpc.CustodyServiceStub(channel)
+        _, token = _company(identity, "gs", "Expediteur SAS", "envoi@expediteur.example")
+        recipient, _ = _company(identity, "gr", "Dest SA", "courrier@dest.example")
+        halfway = threading.Event()
+        chunk = b"x" * 1024
+
+        def slow_messages() -> Iterator[custody_pb2.DepositLetterRequest]:
+            yield custody_pb2.DepositLetterRequest(
+                envelope=custody_pb2.LetterEnvelope(
+                    request_id="in-flight",
+                    recipient=recipient,
+                    parts=[
+                        custody_pb2.ContentPart(
+                            filename="a.pdf", media_type="application/pdf", size_bytes=30 * 1024
+                        )
+                    ],
+                )
+            )
+            for i in range(30):
+                if i == 10:
+                    halfway.set()
+                time.sleep(0.1)
+                yield custody_pb2.DepositLetterRequest(
+                    chunk=custody_pb2.ContentChunk(part_index=0, data=chunk)
+                )
+
+        deposit = custody.DepositLetter.future(
+            slow_messages(), metadata=(("authorization", f"Bearer {token}"),), timeout=30
+        )
+        assert halfway.wait(10)
+        server.process.send_signal(signal.SIGTERM)
+        assert wait_for(lambda: health_status(server.address, CUSTODY) == NOT_SERVING, timeout=1)
+        letter = deposit.result()  # finished after the signal, during the grace period
+        assert letter.state == common_pb2.LETTER_STATE_DEPOSITED
+        assert server.process.wait(timeout=30) == 0

@@ -120,14 +120,15 @@ class World:
             self.clock,
         )
 
-    def deposit(self) -> models.Letter:
-        return self.custody.deposit(
+    def deposit(self, request_id: str | None = None) -> models.Letter:
+        letter, _ = self.custody.deposit(
             self.session,
-            str(uuid.uuid4()),
+            request_id or str(uuid.uuid4()),
             self.recipient.id,
             [DeclaredPart("a.pdf", "application/pdf", 5)],
             iter([(0, b"%PDF!")]),
         )
+        return letter
 
     def letter(self, letter_id: uuid.UUID) -> models.Letter:
         with db.sessions(self.engine)() as session:
@@ -374,3 +375,23 @@ def test_content_is_deleted_after_its_retention_but_evidence_stays(
 def test_a_retention_shorter_than_the_legal_window_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 30 days"):
         CustodyPolicy("p", 1, 1, "EUR", content_retention=dt.timedelta(days=10))
+
+
+def test_the_same_request_id_sent_four_times_at_once_gives_one_letter(world: World) -> None:
+    barrier = threading.Barrier(4)
+    letters: list[uuid.UUID] = []
+
+    def deposit() -> None:
+        barrier.wait()
+        letters.append(world.deposit("the-same-request").id)
+
+    threads = [threading.Thread(target=deposit) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(letters) == 4 and len(set(letters)) == 1
+    with db.sessions(world.engine)() as session:
+        assert session.query(models.Letter).filter_by(request_id="the-same-request").count() == 1
+        assert session.query(models.Charge).filter_by(letter_id=letters[0]).count() == 1
+        assert session.query(models.OutboxMessage).filter_by(letter_id=letters[0]).count() == 1

@@ -1,0 +1,109 @@
+"""The real stack for a benchmark: a fresh token and PKI, a PostgreSQL
+database of its own (dropped afterwards), signer and server processes, and
+two registered professional parties."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from lre.client import register_party
+from lre.v1 import identity_pb2, identity_pb2_grpc
+from signer.devsetup import dev_setup
+from tests.support import BIN, SERVING, free_port, health_status, wait_for
+
+POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+@dataclass(frozen=True)
+class Stack:
+    address: str
+    database_url: str
+    server: subprocess.Popen[bytes]
+    sender: str
+    sender_token: str
+    recipient: str
+    recipient_token: str
+
+
+@contextlib.contextmanager
+def running_stack(
+    server_processes: int = 1,
+    signer_processes: int = 2,
+    postgres: str = POSTGRES,
+    run_workers: bool = False,
+    settings: dict[str, str] | None = None,
+) -> Iterator[Stack]:
+    """``settings`` are extra LRE_* environment variables for both processes."""
+    var = Path(tempfile.mkdtemp(prefix="lre-bench-"))
+    paths = dev_setup(var)
+    name = f"lre_bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(postgres, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    database = make_url(postgres).set(database=name).render_as_string(hide_password=False)
+    key = var / "server.key"
+    key.write_text(secrets.token_hex(32))
+    signer_port, server_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "LRE_CONFIG": str(paths.config),
+        "SOFTHSM2_CONF": str(paths.softhsm_conf.resolve()),
+        "LRE_SIGNER_GRPC_ADDRESS": f"127.0.0.1:{signer_port}",
+        "LRE_SIGNER_HTTP_ADDRESS": f"127.0.0.1:{free_port()}",
+        "LRE_SIGNER_PROCESSES": str(signer_processes),
+        "LRE_SERVER_PROCESSES": str(server_processes),
+        "LRE_SIGNER_LOG_RPCS": "false",
+        "LRE_SERVER_DATABASE_URL": database,
+        "LRE_SERVER_SECRETS_KEY_FILE": str(key),
+        "LRE_SERVER_GRPC_ADDRESS": f"127.0.0.1:{server_port}",
+        "LRE_SERVER_METRICS_ADDRESS": f"127.0.0.1:{free_port()}",
+        "LRE_SERVER_SIGNER_ADDRESS": f"127.0.0.1:{signer_port}",
+        "LRE_SERVER_RUN_WORKERS": str(run_workers).lower(),
+        "LRE_SERVER_MAIL_TRANSPORT": f"maildir:{var / 'mail'}",
+        "LRE_SERVER_LOG_LEVEL": "WARNING",
+        **(settings or {}),
+    }
+    subprocess.run([str(BIN / "lre-server"), "migrate"], env=env, check=True, capture_output=True)
+    quiet = subprocess.DEVNULL
+    signer = subprocess.Popen(
+        [str(BIN / "lre-signer"), "serve"], env=env, stdout=quiet, stderr=quiet
+    )
+    server = subprocess.Popen(
+        [str(BIN / "lre-server"), "serve"], env=env, stdout=quiet, stderr=quiet
+    )
+    address = f"127.0.0.1:{server_port}"
+    try:
+        assert wait_for(
+            lambda: health_status(address, "lre.v1.CustodyService") == SERVING, timeout=60
+        )
+        time.sleep(1)
+        with grpc.insecure_channel(address) as channel:
+            stub = identity_pb2_grpc.IdentityServiceStub(channel)
+            fields = {"kind": identity_pb2.PARTY_KIND_LEGAL_PERSON, "professional": True}
+            sender, sender_token = register_party(
+                stub, "sender", company_name="Sender", email="s@example.org", **fields
+            )
+            recipient, recipient_token = register_party(
+                stub, "recipient", company_name="Recipient", email="r@example.org", **fields
+            )
+        yield Stack(address, database, server, sender, sender_token, recipient, recipient_token)
+    finally:
+        for process in (server, signer):
+            process.terminate()
+            process.wait(timeout=30)
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

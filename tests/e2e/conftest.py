@@ -1,0 +1,59 @@
+"""The real server process, started against the session's signer."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.conftest import SignerProcess
+from tests.support import BIN, SERVING, free_port, health_status, running, wait_for
+
+
+@dataclass(frozen=True)
+class ServerProcess:
+    address: str
+    metrics_url: str
+    maildir: Path
+    log: Path
+    process: subprocess.Popen[bytes]
+
+
+@contextlib.contextmanager
+def server_process(
+    signer: SignerProcess, tmp_path: Path, database_url: str, **settings: str
+) -> Iterator[ServerProcess]:
+    """Migrates the database and runs `lre-server serve`; ``settings`` are
+    LRE_SERVER_* values by lower-case name (``run_workers="false"``)."""
+    key = tmp_path / "server.key"
+    key.write_text(secrets.token_hex(32))
+    port, metrics_port = free_port(), free_port()
+    maildir = tmp_path / "mail"
+    env = {
+        "LRE_SERVER_SECRETS_KEY_FILE": str(key),
+        "LRE_SERVER_DATABASE_URL": database_url,
+        "LRE_SERVER_GRPC_ADDRESS": f"127.0.0.1:{port}",
+        "LRE_SERVER_METRICS_ADDRESS": f"127.0.0.1:{metrics_port}",
+        "LRE_SERVER_SIGNER_ADDRESS": signer.grpc_address,
+        "LRE_SERVER_MAIL_TRANSPORT": f"maildir:{maildir}",
+        **{f"LRE_SERVER_{name.upper()}": value for name, value in settings.items()},
+    }
+    subprocess.run(
+        [str(BIN / "lre-server"), "migrate"],
+        env={**os.environ, **env},
+        check=True,
+        capture_output=True,
+    )
+    log = tmp_path / "server.log"
+    with running([str(BIN / "lre-server"), "serve"], env, log) as process:
+        address = f"127.0.0.1:{port}"
+        assert wait_for(lambda: health_status(address, "lre.v1.CustodyService") == SERVING), (
+            log.read_text()
+        )
+        yield ServerProcess(
+            address, f"http://127.0.0.1:{metrics_port}/metrics", maildir, log, process
+        )
