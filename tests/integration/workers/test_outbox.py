@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope
+from prometheus_client import REGISTRY
 
 from server.domain import identity
 from server.domain.errors import FailedPrecondition, InvalidTransition
@@ -291,9 +292,18 @@ def test_non_claim_is_proven_when_the_window_closes_and_not_before(
     assert closes_at is not None
     world.clock.now = closes_at - dt.timedelta(microseconds=1)
     assert world.custody.expire_due() == 0
+    delays_before = _sample("lre_non_claim_proof_delay_seconds_count")
+    within_3h_before = _sample("lre_non_claim_proof_delay_seconds_bucket", le="14400.0")
+    late_before = _sample("lre_non_claim_proofs_late_total")
     world.clock.now = closes_at + dt.timedelta(hours=3)
     assert world.custody.expire_due() == 1
     assert world.custody.expire_due() == 0
+    assert _sample("lre_non_claim_proof_delay_seconds_count") == delays_before + 1
+    assert _sample("lre_non_claim_proof_delay_seconds_bucket", le="14400.0") == (
+        within_3h_before + 1
+    )
+    assert _sample("lre_non_claim_proofs_late_total") == late_before  # on time
+    assert _sample("lre_non_claim_oldest_pending_seconds") == 0
     expired = world.letter(letter.id)
     assert expired.state is LetterState.EXPIRED and expired.decision_time == closes_at
     with db.sessions(world.engine)() as session:
@@ -305,6 +315,29 @@ def test_non_claim_is_proven_when_the_window_closes_and_not_before(
     assert proof.event_time == closes_at  # dated at the end of the window, not at the sweep
     with pytest.raises(InvalidTransition):
         world.custody.accept(_recipient_session(world), letter.id)
+
+
+def _sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_a_proof_sealed_after_the_day_following_the_window_counts_as_late(
+    world: World, smtp_port: int
+) -> None:
+    first, _ = _notified(world, 2, smtp_port)
+    closes_at = world.letter(first.id).acceptance_deadline
+    assert closes_at is not None
+    window = AcceptanceWindow(world.letter(first.id).notification_time)  # type: ignore[arg-type]
+    late_before = _sample("lre_non_claim_proofs_late_total")
+    # The sweeper was down: it comes back after the legal limit, one letter at a time.
+    world.clock.now = window.non_claim_proof_due + dt.timedelta(minutes=5)
+    assert world.custody.expire_due(batch=1) == 1
+    assert _sample("lre_non_claim_proofs_late_total") == late_before + 1
+    # The other letter has waited since the window closed, and the gauge says so.
+    waited = (world.clock.now - closes_at).total_seconds()
+    assert _sample("lre_non_claim_oldest_pending_seconds") == waited
+    assert world.custody.expire_due() == 1
+    assert _sample("lre_non_claim_oldest_pending_seconds") == 0
 
 
 def test_a_decision_just_before_the_deadline_beats_the_sweeper(
