@@ -57,6 +57,9 @@ class ServerSettings:
     mail_from: str = "LRE <notifications@lre.invalid>"
     # Where recipients accept, refuse and check a notification; named in every e-mail.
     recipient_portal_url: str = "https://lre.invalid/recipient"
+    # Days after the notification on which an unanswered letter is recalled to
+    # its recipient, comma-separated (1 to 14; empty: no reminders).
+    reminder_days: str = "7,13"
     # The outbox dispatcher runs in this process unless disabled (then as its own deployment).
     run_workers: bool = True
     outbox_interval_s: float = 1.0
@@ -78,6 +81,15 @@ class ServerSettings:
         if len(key) != 32:
             raise config.ConfigError("LRE_SERVER_SECRETS_KEY_FILE: expected 32 bytes in hex")
         return key
+
+    def reminders(self) -> tuple[int, ...]:
+        try:
+            days = tuple(int(d) for d in self.reminder_days.split(",") if d.strip())
+        except ValueError:
+            raise config.ConfigError("LRE_SERVER_REMINDER_DAYS: comma-separated days") from None
+        if any(not 0 < d < 15 for d in days):
+            raise config.ConfigError("LRE_SERVER_REMINDER_DAYS: days 1 to 14 of the window")
+        return days
 
 
 def load() -> ServerSettings:

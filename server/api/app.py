@@ -176,13 +176,17 @@ def build(settings: ServerSettings, engine: Engine, signer: SignerClient) -> Ser
             tariff_minor=settings.tariff_minor,
             currency=settings.currency,
             content_retention=dt.timedelta(days=settings.content_retention_days),
+            reminder_days=settings.reminders(),
         ),
         utcnow,
     )
     notifications = NotificationService(
         db.sessions(engine),
         NotificationPolicy(
-            settings.secrets_key(), settings.mail_from, settings.recipient_portal_url
+            settings.secrets_key(),
+            settings.mail_from,
+            settings.recipient_portal_url,
+            settings.provider_name,
         ),
     )
     smtp_password = read_secret(settings.smtp_password_file, "LRE_SERVER_SMTP_PASSWORD")

@@ -103,10 +103,14 @@ class CustodyPolicy:
     # Letter content is deleted this long after deposit, once the letter is
     # final and unless it is on legal hold. Evidence is kept.
     content_retention: dt.timedelta = dt.timedelta(days=365)
+    # Days after the notification on which a recipient who has not answered is reminded.
+    reminder_days: tuple[int, ...] = (7, 13)
 
     def __post_init__(self) -> None:
         if self.content_retention < MIN_CONTENT_RETENTION:
             raise ValueError("content retention must be at least 30 days")
+        if any(not 0 < day < 15 for day in self.reminder_days):
+            raise ValueError("reminders fall within the 15-day window (days 1 to 14)")
 
 
 def _party_details(party: models.Party) -> PartyDetails:
@@ -116,6 +120,33 @@ def _party_details(party: models.Party) -> PartyDetails:
         else f"{party.given_name} {party.family_name}"
     )
     return PartyDetails(name or "", party.email)
+
+
+# The evidence the sender receives by e-mail as well (domain.md 6).
+SENDER_PROOFS = frozenset(
+    {
+        EvidenceEvent.SUBMISSION_ACCEPTANCE,
+        EvidenceEvent.CONSIGNMENT_ACCEPTANCE,
+        EvidenceEvent.CONSIGNMENT_REJECTION,
+        EvidenceEvent.ACCEPTANCE_REJECTION_EXPIRY,
+        EvidenceEvent.NOTIFICATION_FOR_ACCEPTANCE_FAILURE,
+    }
+)
+
+
+def outbox_message(
+    letter_id: uuid.UUID, kind: str, payload: dict[str, str], due: dt.datetime, now: dt.datetime
+) -> models.OutboxMessage:
+    return models.OutboxMessage(
+        id=uuid.uuid4(),
+        letter_id=letter_id,
+        kind=kind,
+        payload=payload,
+        state=OutboxState.PENDING,
+        attempts=0,
+        next_attempt_time=due,
+        create_time=now,
+    )
 
 
 def _parts(db: DbSession, letter_id: uuid.UUID) -> list[models.LetterPart]:
@@ -320,7 +351,15 @@ class CustodyService:
         row = self._document(letter, event, sender, recipient, digests, at, reason)
         row.seal = self._signer.seal(row.document)
         db.add(row)
+        self._tell_sender(db, row)
         return row
+
+    def _tell_sender(self, db: DbSession, evidence: models.Evidence) -> None:
+        """The sender's copy of a proof goes out with it, in the same transaction."""
+        if evidence.event in SENDER_PROOFS:
+            now = self._clock()
+            payload = {"evidence": str(evidence.id), "event": evidence.event.value}
+            db.add(outbox_message(evidence.letter_id, "proof", payload, now, now))
 
     def _new_letter(
         self, sender: models.Party, recipient: models.Party, request_id: str, now: dt.datetime
@@ -382,15 +421,8 @@ class CustodyService:
             db, letter, EvidenceEvent.SUBMISSION_ACCEPTANCE, sender, recipient, digests, now
         )
         db.add(
-            models.OutboxMessage(
-                id=uuid.uuid4(),
-                letter_id=letter.id,
-                kind="letter_waiting",
-                payload={"letter": f"letters/{letter.id}"},
-                state=OutboxState.PENDING,
-                attempts=0,
-                next_attempt_time=now,
-                create_time=now,
+            outbox_message(
+                letter.id, "letter_waiting", {"letter": f"letters/{letter.id}"}, now, now
             )
         )
         db.add(
@@ -542,6 +574,7 @@ class CustodyService:
         ):
             item.seal = seal
             db.add(item)
+            self._tell_sender(db, item)
         return evidence
 
     def record_notification(
@@ -549,7 +582,11 @@ class CustodyService:
     ) -> models.Evidence:
         """The recipient was told: NotificationForAcceptance; the window opens."""
         row, letter = self._locked(db, letter_id)
-        return self._record(db, row, letter, letter.notify(at))
+        evidence = self._record(db, row, letter, letter.notify(at))
+        for day in self._policy.reminder_days:
+            due = at + dt.timedelta(days=day)
+            db.add(outbox_message(letter_id, "reminder", {"day": str(day)}, due, at))
+        return evidence
 
     def record_notification_failure(
         self, db: DbSession, letter_id: uuid.UUID, at: dt.datetime

@@ -12,6 +12,7 @@ import base64
 import datetime as dt
 import hashlib
 import hmac
+import json
 import uuid
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -22,6 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
+from server.domain.letters import EvidenceEvent
 from server.domain.window import AcceptanceWindow
 from server.storage import models
 
@@ -37,6 +39,25 @@ class NotificationPolicy:
     secrets_key: bytes
     mail_from: str
     portal_url: str
+    provider_name: str = "LRE provider"
+
+
+PROOF_TITLES = {
+    EvidenceEvent.SUBMISSION_ACCEPTANCE: ("Preuve de dépôt", "Proof of deposit"),
+    EvidenceEvent.CONSIGNMENT_ACCEPTANCE: ("Preuve d'acceptation", "Proof of acceptance"),
+    EvidenceEvent.CONSIGNMENT_REJECTION: ("Preuve de refus", "Proof of refusal"),
+    EvidenceEvent.ACCEPTANCE_REJECTION_EXPIRY: ("Preuve de non-réclamation", "Proof of non-claim"),
+    EvidenceEvent.NOTIFICATION_FOR_ACCEPTANCE_FAILURE: (
+        "Échec de la notification",
+        "Notification failure",
+    ),
+}
+
+
+def evidence_recipient(document: bytes) -> str:
+    """The recipient as the evidence names it (the sender may know it)."""
+    recipient = json.loads(document).get("recipient", {})
+    return str(recipient.get("name") or recipient.get("email") or "")
 
 
 @dataclass(frozen=True)
@@ -71,30 +92,99 @@ class NotificationService:
         now: dt.datetime,
     ) -> EmailMessage:
         """The recipient's notification; ``now`` is when the window opens."""
-        last_day = AcceptanceWindow(now).last_day
+        return self._to_recipient(message, letter, recipient, AcceptanceWindow(now), False)
+
+    def reminder(
+        self,
+        message: models.OutboxMessage,
+        letter: models.Letter,
+        recipient: models.Party,
+        now: dt.datetime,
+    ) -> EmailMessage:
+        """The same notice again, during the window; it names no sender either."""
+        assert letter.notification_time is not None
+        window = AcceptanceWindow(letter.notification_time)
+        return self._to_recipient(message, letter, recipient, window, True)
+
+    def _to_recipient(
+        self,
+        message: models.OutboxMessage,
+        letter: models.Letter,
+        recipient: models.Party,
+        window: AcceptanceWindow,
+        reminder: bool,
+    ) -> EmailMessage:
+        last_day = window.last_day
         context = {
             "reference": letter.reference,
             "code": self.verification_code(letter.id),
             "deadline_fr": f"{last_day.day} {MONTHS_FR[last_day.month - 1]} {last_day.year}",
             "deadline_en": last_day.strftime("%d %B %Y"),
             "portal_url": self._policy.portal_url,
+            "reminder": reminder,
         }
-        email = EmailMessage()
-        email["From"] = self._policy.mail_from
-        email["To"] = recipient.email
-        email["Subject"] = (
+        subject = (
             "Lettre recommandée électronique en attente / Registered electronic letter waiting"
             f" - {letter.reference}"
         )
-        # Stable per outbox message: a resend after a crash is recognisably the same message.
-        domain = self._policy.mail_from.rsplit("@", 1)[-1].strip(">") or "lre.invalid"
-        email["Message-ID"] = f"<{message.id}@{domain}>"
-        email["Content-Language"] = "fr, en"
+        email = self._email(
+            message, recipient.email, ("Rappel / Reminder: " if reminder else "") + subject
+        )
         email.set_content(self._templates.get_template("letter_waiting.txt.j2").render(context))
         email.add_alternative(
             self._templates.get_template("letter_waiting.html.j2").render(context), subtype="html"
         )
         return email
+
+    def proof(
+        self,
+        message: models.OutboxMessage,
+        letter: models.Letter,
+        sender: models.Party,
+        evidence: models.Evidence,
+    ) -> EmailMessage:
+        """The sender's copy of a proof, with the document and its seal attached."""
+        what_fr, what_en = PROOF_TITLES[evidence.event]
+        recipient = evidence_recipient(evidence.document)
+        context = {
+            "what_fr": what_fr,
+            "what_en": what_en,
+            "reference": letter.reference,
+            "recipient": recipient,
+            "when": evidence.event_time.strftime("%Y-%m-%d %H:%M:%S"),
+            "provider": self._policy.provider_name,
+            "evidence_file": f"{evidence.event.value}-{letter.reference}.json",
+            "seal_file": f"{evidence.event.value}-{letter.reference}.p7m",
+        }
+        email = self._email(message, sender.email, f"{what_fr} / {what_en} - {letter.reference}")
+        email.set_content(self._templates.get_template("proof.txt.j2").render(context))
+        email.add_attachment(
+            evidence.document,
+            maintype="application",
+            subtype="json",
+            filename=context["evidence_file"],
+        )
+        email.add_attachment(
+            evidence.seal,
+            maintype="application",
+            subtype="pkcs7-mime",
+            filename=context["seal_file"],
+        )
+        return email
+
+    def _email(self, message: models.OutboxMessage, to: str, subject: str) -> EmailMessage:
+        email = EmailMessage()
+        email["From"] = self._policy.mail_from
+        email["To"] = to
+        email["Subject"] = subject
+        # Stable per outbox message: a resend after a crash is recognisably the same message.
+        email["Message-ID"] = self.message_id(message.id)
+        email["Content-Language"] = "fr, en"
+        return email
+
+    def message_id(self, outbox_id: uuid.UUID) -> str:
+        domain = self._policy.mail_from.rsplit("@", 1)[-1].strip(">") or "lre.invalid"
+        return f"<{outbox_id}@{domain}>"
 
     def verify(self, reference: str, code: str) -> Verification:
         """Whether a notification with this reference and code came from us.

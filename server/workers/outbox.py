@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from email.message import EmailMessage
 
 from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
-from server.domain.letters import OutboxState
+from server.domain.letters import LetterState, OutboxState
 from server.mail import MailTransport, PermanentFailure, TemporaryFailure
 from server.services.custody import CustodyService
 from server.services.notification import NotificationService
@@ -31,7 +33,7 @@ FAILURES = Counter(
     "lre_notification_failures", "Outbox deliveries that failed.", ["kind", "permanent"]
 )
 # Every kind of message the outbox carries; their series exist from the start.
-KINDS = ("letter_waiting",)
+KINDS = ("letter_waiting", "reminder", "proof")
 for _kind in KINDS:
     SENT.labels(_kind)
     for _permanent in ("true", "false"):
@@ -98,16 +100,37 @@ class OutboxDispatcher:
             self._deliver(db, message, now)
         return True
 
+    def _compose(
+        self, db: DbSession, message: models.OutboxMessage, now: dt.datetime
+    ) -> EmailMessage | None:
+        """The e-mail for an outbox row; None when it is no longer needed."""
+        letter = db.get(models.Letter, message.letter_id) if message.letter_id else None
+        if letter is None or message.kind not in KINDS:
+            raise LookupError(f"cannot compose {message.kind}")
+        if message.kind == "proof":
+            evidence = db.get(models.Evidence, uuid.UUID(message.payload["evidence"]))
+            sender = db.get(models.Party, letter.sender_id)
+            assert evidence is not None and sender is not None
+            return self._notifications.proof(message, letter, sender, evidence)
+        recipient = db.get(models.Party, letter.recipient_id)
+        assert recipient is not None
+        if message.kind == "reminder":
+            if letter.state is not LetterState.NOTIFIED:
+                return None  # answered or expired: nothing to remind
+            return self._notifications.reminder(message, letter, recipient, now)
+        return self._notifications.letter_waiting(message, letter, recipient, now)
+
     def _deliver(self, db: DbSession, message: models.OutboxMessage, now: dt.datetime) -> None:
-        if message.kind != "letter_waiting" or message.letter_id is None:
-            # Kinds this version does not know stay failed, visibly, rather than lost.
+        try:
+            email = self._compose(db, message, now)
+        except LookupError as exc:
+            # Rows this version cannot compose stay failed, visibly, rather than lost.
             message.state = OutboxState.FAILED
-            message.last_error = f"unknown kind {message.kind}"
+            message.last_error = str(exc)
             return
-        letter = db.get(models.Letter, message.letter_id)
-        recipient = db.get(models.Party, letter.recipient_id) if letter else None
-        assert letter is not None and recipient is not None
-        email = self._notifications.letter_waiting(message, letter, recipient, now)
+        if email is None:
+            db.delete(message)
+            return
         message.attempts += 1
         try:
             try:
@@ -138,18 +161,23 @@ class OutboxDispatcher:
         message.state = OutboxState.SENT
         message.sent_time = now
         message.last_error = None
-        self._custody.record_notification(db, letter.id, now)
         SENT.labels(message.kind).inc()
-        TO_NOTIFICATION.observe((now - letter.deposit_time).total_seconds())
+        if message.kind == "letter_waiting" and message.letter_id is not None:
+            evidence = self._custody.record_notification(db, message.letter_id, now)
+            letter = db.get(models.Letter, evidence.letter_id)
+            assert letter is not None
+            TO_NOTIFICATION.observe((now - letter.deposit_time).total_seconds())
         log.info(
             "notification sent",
-            extra={"outbox_id": str(message.id), "letter": f"letters/{letter.id}"},
+            extra={"outbox_id": str(message.id), "kind": message.kind},
         )
 
     def _fail(self, db: DbSession, message: models.OutboxMessage, now: dt.datetime) -> None:
         message.state = OutboxState.FAILED
-        assert message.letter_id is not None
-        self._custody.record_notification_failure(db, message.letter_id, now)
+        if message.kind == "letter_waiting":
+            # Only the recipient's notice has legal weight: its failure is an evidence.
+            assert message.letter_id is not None
+            self._custody.record_notification_failure(db, message.letter_id, now)
         log.warning("notification failed", extra={"outbox_id": str(message.id)})
 
     def measure_backlog(self) -> None:

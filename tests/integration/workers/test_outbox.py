@@ -6,10 +6,12 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import email
+import email.header
 import threading
 import uuid
 from collections.abc import Iterator
 from email.message import Message
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,8 +33,10 @@ from server.storage import db, models
 from server.workers.outbox import OutboxDispatcher, RetryPolicy
 from tests.conftest import SignerProcess
 from tests.integration.services.conftest import KEY, Clock
-from tests.support import free_port
+from tests.support import free_port, openssl
 
+# Issue 6: with the mail server down for the first part, 1,000 letters deposited.
+LETTERS_WHILE_SMTP_DOWN = 1000
 SENDER_COMPANY = "Bailleur Zephyrin SARL"
 SENDER_EMAIL = "gestion@zephyrin-bailleur.example"
 
@@ -177,8 +181,11 @@ def test_the_recipient_is_told_everything_but_the_sender(world: World, smtp_port
     world.clock.advance(seconds=2)
     with Inbox(smtp_port) as inbox:
         assert world.dispatcher.dispatch_one()
+        assert world.dispatcher.dispatch_one()  # the sender's proof of deposit
         assert not world.dispatcher.dispatch_one()
-    (message,) = inbox.messages
+    ((index, message),) = [
+        (i, m) for i, m in enumerate(inbox.messages) if m["To"] == "courrier@destinataire.example"
+    ]
     body = _text(message)
     window = AcceptanceWindow(world.clock.now)
     code = world.notifications.verification_code(letter.id)
@@ -190,7 +197,7 @@ def test_the_recipient_is_told_everything_but_the_sender(world: World, smtp_port
     assert "https://portal.lre.test" in body
     assert message.get_content_type() == "multipart/alternative"
     # Nothing that identifies the sender, anywhere in the message as sent.
-    raw = inbox.raw[0].decode("utf-8", "replace").lower() + body.lower()
+    raw = inbox.raw[index].decode("utf-8", "replace").lower() + body.lower()
     for secret in (SENDER_COMPANY, SENDER_EMAIL, "zephyrin"):
         assert secret.lower() not in raw
     # The letter is notified, its window open, its evidence sealed.
@@ -211,20 +218,23 @@ def test_the_recipient_is_told_everything_but_the_sender(world: World, smtp_port
 
 
 def test_smtp_down_then_back_every_notification_arrives_once(world: World, smtp_port: int) -> None:
-    letters = [world.deposit() for _ in range(100)]
-    for _ in letters:  # the server is down: every message is deferred, none lost
+    letters = [world.deposit() for _ in range(LETTERS_WHILE_SMTP_DOWN)]
+    # The server is down: every message (notice and proof of deposit) is deferred, none lost.
+    for _ in range(2 * len(letters)):
         assert world.dispatcher.dispatch_one()
     assert not world.dispatcher.dispatch_one()  # nothing due before the retry delay
     with db.sessions(world.engine)() as session:
         pending = session.query(models.OutboxMessage).filter_by(state=OutboxState.PENDING).all()
-        assert len(pending) == 100 and {m.attempts for m in pending} == {1}
+        assert len(pending) == 2 * len(letters) and {m.attempts for m in pending} == {1}
         message_ids = {m.id for m in pending}
     world.clock.advance(seconds=31)
     with Inbox(smtp_port) as inbox:
         while world.dispatcher.dispatch_one():
             pass
-    assert len(inbox.messages) == 100
-    assert {m["Message-ID"] for m in inbox.messages} == {f"<{i}@lre.test>" for i in message_ids}
+    assert len(inbox.messages) == 2 * len(letters)
+    assert sorted(m["Message-ID"] for m in inbox.messages) == sorted(
+        f"<{i}@lre.test>" for i in message_ids
+    )
     assert all(world.letter(letter.id).state is LetterState.NOTIFIED for letter in letters)
 
 
@@ -232,7 +242,8 @@ def test_a_refused_address_ends_in_a_failure_evidence(world: World, smtp_port: i
     letter = world.deposit()
     world.clock.advance(seconds=2)
     with Inbox(smtp_port, refuse=True):
-        assert world.dispatcher.dispatch_one()
+        while world.dispatcher.dispatch_one():
+            pass
     assert world.letter(letter.id).state is LetterState.NOTIFICATION_FAILED
     assert world.events(letter.id) == [
         EvidenceEvent.SUBMISSION_ACCEPTANCE,
@@ -257,7 +268,7 @@ def test_two_dispatchers_send_each_message_once(world: World, smtp_port: int) ->
     assert sorted(m["Message-ID"] for m in inbox.messages) == sorted(
         set(m["Message-ID"] for m in inbox.messages)
     )
-    assert len(inbox.messages) == 40
+    assert len(inbox.messages) == 80  # a notice and a proof of deposit per letter
     assert all(
         world.events(letter.id).count(EvidenceEvent.NOTIFICATION_FOR_ACCEPTANCE) == 1
         for letter in letters
@@ -427,4 +438,67 @@ def test_the_same_request_id_sent_four_times_at_once_gives_one_letter(world: Wor
     with db.sessions(world.engine)() as session:
         assert session.query(models.Letter).filter_by(request_id="the-same-request").count() == 1
         assert session.query(models.Charge).filter_by(letter_id=letters[0]).count() == 1
-        assert session.query(models.OutboxMessage).filter_by(letter_id=letters[0]).count() == 1
+        # One notice for the recipient, one proof of deposit for the sender.
+        assert session.query(models.OutboxMessage).filter_by(letter_id=letters[0]).count() == 2
+
+
+def _subject(message: Message) -> str:
+    return str(email.header.make_header(email.header.decode_header(message["Subject"])))
+
+
+def _drain(world: World) -> None:
+    while world.dispatcher.dispatch_one():
+        pass
+
+
+def test_the_sender_gets_each_proof_and_the_recipient_reminders_until_an_answer(
+    world: World, smtp_port: int, signer_process: SignerProcess, tmp_path: Path
+) -> None:
+    answered, ignored = _notified(world, 2, smtp_port)
+    world.clock.advance(days=3)
+    world.custody.accept(_recipient_session(world), answered.id)
+    with Inbox(smtp_port) as inbox:
+        for days in (5, 6):  # days 8 and 14 of the window: both reminders are due
+            world.clock.advance(days=days)
+            _drain(world)
+        world.clock.advance(days=3)  # the window has closed
+        assert world.custody.expire_due() == 1
+        _drain(world)
+    to_recipient = [m for m in inbox.messages if m["To"] == "courrier@destinataire.example"]
+    assert len(to_recipient) == 2  # days 7 and 13, for the letter still waiting only
+    for message in to_recipient:
+        assert (
+            message["Subject"].startswith("Rappel / Reminder")
+            and ignored.reference in message["Subject"]
+        )
+        assert "vous attend toujours" in _text(message) and "still waiting" in _text(message)
+        assert SENDER_COMPANY.lower() not in message.as_string().lower()
+    with db.sessions(world.engine)() as session:
+        assert (
+            not session.query(models.OutboxMessage)
+            .filter_by(letter_id=answered.id, kind="reminder")
+            .count()
+        )
+
+    to_sender = {_subject(m): m for m in inbox.messages if m["To"] == SENDER_EMAIL}
+    assert sorted(to_sender) == sorted(
+        [
+            f"Preuve d'acceptation / Proof of acceptance - {answered.reference}",
+            f"Preuve de non-réclamation / Proof of non-claim - {ignored.reference}",
+        ]
+    )
+    non_claim = to_sender[f"Preuve de non-réclamation / Proof of non-claim - {ignored.reference}"]
+    attachments: dict[str, bytes] = {}
+    for part in non_claim.walk():
+        payload = part.get_payload(decode=True)
+        if part.get_filename() and isinstance(payload, bytes):
+            attachments[str(part.get_filename())] = payload
+    document = attachments[f"AcceptanceRejectionExpiry-{ignored.reference}.json"]
+    sealed = tmp_path / "proof.p7m"
+    sealed.write_bytes(attachments[f"AcceptanceRejectionExpiry-{ignored.reference}.p7m"])
+    verify = openssl(
+        "cms", "-verify", "-inform", "DER", "-in", sealed, "-CAfile", signer_process.root_ca
+    )
+    assert verify.returncode == 0, verify.stderr
+    assert verify.stdout.encode() == document
+    assert b"AcceptanceRejectionExpiry" in document
