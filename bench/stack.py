@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 from sqlalchemy import create_engine, text
@@ -92,7 +93,10 @@ def running_stack(
         time.sleep(1)
         with grpc.insecure_channel(address) as channel:
             stub = identity_pb2_grpc.IdentityServiceStub(channel)
-            fields = {"kind": identity_pb2.PARTY_KIND_LEGAL_PERSON, "professional": True}
+            fields: dict[str, Any] = {
+                "kind": identity_pb2.PARTY_KIND_LEGAL_PERSON,
+                "professional": True,
+            }
             sender, sender_token = register_party(
                 stub, "sender", company_name="Sender", email="s@example.org", **fields
             )

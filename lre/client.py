@@ -210,17 +210,21 @@ class Walkthrough:
 
 
 def register_party(
-    identity: identity_pb2_grpc.IdentityServiceStub, request_id: str, **fields: Any
+    identity: identity_pb2_grpc.IdentityServiceStub,
+    request_id: str,
+    operator: identity_pb2_grpc.IdentityServiceStub | None = None,
+    **fields: Any,
 ) -> tuple[str, str]:
     """Creates a party, has an operator check its identity document (level
-    substantial), gives it a password and a TOTP device, and opens a
-    two-factor session. Returns the party's name and the session token."""
+    substantial; ``operator`` is the operator's connection under mutual TLS),
+    gives it a password and a TOTP device, and opens a two-factor session.
+    Returns the party's name and the session token."""
     party = identity.CreateParty(
         identity_pb2.CreatePartyRequest(request_id=request_id, party=identity_pb2.Party(**fields))
     )
     expires = timestamp_pb2.Timestamp()
     expires.FromDatetime(dt.datetime.now(dt.UTC) + dt.timedelta(days=365))
-    identity.RecordDocumentCheck(
+    (operator or identity).RecordDocumentCheck(
         identity_pb2.RecordDocumentCheckRequest(
             party=party.name,
             document_type="id-card",

@@ -78,12 +78,23 @@ def _counted(messages: Iterator[Any], counter: Any) -> Iterator[Any]:
         yield message
 
 
-class _RpcInterceptor(grpc.ServerInterceptor):
-    """Metrics for every RPC; a log line for every RPC but health checks."""
+# Decides whether a call may proceed: returns normally, or aborts the context
+# (PERMISSION_DENIED, UNAUTHENTICATED). Given the full method name.
+Guard = Callable[[str, grpc.ServicerContext], None]
 
-    def __init__(self, methods: dict[str, MethodMetrics], log_rpcs: bool) -> None:
+
+def _allow_all(_method: str, _context: grpc.ServicerContext) -> None:
+    pass
+
+
+class _RpcInterceptor(grpc.ServerInterceptor):
+    """Metrics for every RPC; a log line for every RPC but health checks; the
+    guard (authorization) before every handler."""
+
+    def __init__(self, methods: dict[str, MethodMetrics], log_rpcs: bool, guard: Guard) -> None:
         self._methods = methods
         self._log_rpcs = log_rpcs
+        self._guard = guard
 
     def intercept_service(
         self,
@@ -96,6 +107,7 @@ class _RpcInterceptor(grpc.ServerInterceptor):
         if handler is None or metrics is None:
             return handler
         log_rpc = self._log_rpcs and not method.startswith("/grpc.health.v1.Health/")
+        guard = self._guard
         metadata = dict(details.invocation_metadata or ())
         rid = str(metadata.get(REQUEST_ID_KEY) or uuid.uuid4())
 
@@ -104,6 +116,7 @@ class _RpcInterceptor(grpc.ServerInterceptor):
         ) -> Callable[..., Any]:
             def call(request: Any, context: grpc.ServicerContext) -> Any:
                 with _rpc_scope(method, rid, context, metrics, log_rpc):
+                    guard(method, context)
                     if streaming_request:
                         request = _counted(request, metrics.received)
                     else:
@@ -119,6 +132,7 @@ class _RpcInterceptor(grpc.ServerInterceptor):
         ) -> Callable[..., Any]:
             def call(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
                 with _rpc_scope(method, rid, context, metrics, log_rpc):
+                    guard(method, context)
                     if streaming_request:
                         request = _counted(request, metrics.received)
                     else:
@@ -158,11 +172,15 @@ class GrpcProcess:
         address: str,
         max_workers: int = 16,
         log_rpcs: bool = True,
+        guard: Guard = _allow_all,
+        credentials: grpc.ServerCredentials | None = None,
     ) -> None:
+        """``credentials``: TLS (mutual when they demand client certificates);
+        None listens in plaintext."""
         self.services = list(services)
         health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
         methods = grpc_metrics.for_services([*(b.full_name for b in self.services), health_name])
-        interceptors: list[grpc.ServerInterceptor] = [_RpcInterceptor(methods, log_rpcs)]
+        interceptors: list[grpc.ServerInterceptor] = [_RpcInterceptor(methods, log_rpcs, guard)]
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
             interceptors=interceptors,
@@ -181,7 +199,10 @@ class GrpcProcess:
             ],
             self.server,
         )
-        self.port = self.server.add_insecure_port(address)
+        if credentials is None:
+            self.port = self.server.add_insecure_port(address)
+        else:
+            self.port = self.server.add_secure_port(address, credentials)
         if self.port == 0:
             raise OSError(f"cannot bind gRPC to {address}")
 

@@ -8,6 +8,7 @@ import sys
 import threading
 
 from lre import logs
+from lre.config import ConfigError
 from lre.pool import MetricsEndpoint, serve_pool
 from lre.serving import wait_for_signal
 from server import config
@@ -76,8 +77,16 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("serve", help="serve identity, custody and notification over gRPC")
     commands.add_parser("migrate", help="bring the database schema to the latest revision")
     args = parser.parse_args(argv)
-    settings = config.load()
-    logs.configure(settings.log_level)
+    try:
+        settings = config.load()
+        logs.configure(settings.log_level)
+        # Refuse a bad configuration before opening anything: plaintext where
+        # TLS is required, unreadable certificates or keys.
+        settings.server_credentials()
+        settings.secrets_key()
+    except (ConfigError, OSError, ValueError) as exc:
+        print(f"lre-server: configuration error: {exc}", file=sys.stderr)
+        return 2
     if args.command == "migrate":
         db.migrate(db.make_engine(settings.database_url))
         print("database schema up to date")

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
+
 from lre import config
 
 
@@ -18,6 +20,18 @@ class ServerSettings:
     metrics_address: str = "127.0.0.1:9101"
     signer_address: str = "127.0.0.1:50052"
     grpc_threads: int = 16
+    # TLS on the gRPC port. With a client CA, callers must present a certificate
+    # it issued (mutual TLS), and the DNS name in it gives their role.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_client_ca_file: Path | None = None
+    caller_roles: str = (
+        "sender-gateway.lre.internal=sender_gateway,"
+        "recipient-portal.lre.internal=recipient_portal,"
+        "operator.lre.internal=operator,auditor.lre.internal=auditor"
+    )
+    # Production: refuse to start without mutual TLS.
+    require_tls: bool = False
     # Processes sharing the gRPC and metrics ports (SO_REUSEPORT): one Python
     # process is bound to one core by its interpreter lock.
     processes: int = 1
@@ -81,6 +95,27 @@ class ServerSettings:
         if len(key) != 32:
             raise config.ConfigError("LRE_SERVER_SECRETS_KEY_FILE: expected 32 bytes in hex")
         return key
+
+    def server_credentials(self) -> grpc.ServerCredentials | None:
+        """Mutual TLS when configured; None (plaintext) only where allowed."""
+        if self.tls_cert_file is None or self.tls_key_file is None:
+            if self.require_tls:
+                raise config.ConfigError(
+                    "LRE_SERVER_REQUIRE_TLS: set LRE_SERVER_TLS_CERT_FILE, "
+                    "LRE_SERVER_TLS_KEY_FILE and LRE_SERVER_TLS_CLIENT_CA_FILE"
+                )
+            return None
+        if self.require_tls and self.tls_client_ca_file is None:
+            raise config.ConfigError(
+                "LRE_SERVER_REQUIRE_TLS: callers are identified by client certificates; "
+                "set LRE_SERVER_TLS_CLIENT_CA_FILE"
+            )
+        client_ca = self.tls_client_ca_file.read_bytes() if self.tls_client_ca_file else None
+        return grpc.ssl_server_credentials(
+            [(self.tls_key_file.read_bytes(), self.tls_cert_file.read_bytes())],
+            root_certificates=client_ca,
+            require_client_auth=client_ca is not None,
+        )
 
     def reminders(self) -> tuple[int, ...]:
         try:

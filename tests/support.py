@@ -15,6 +15,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from lre.devtls import TlsFiles
+
 BIN = Path(sys.executable).parent
 
 
@@ -24,10 +26,29 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def health_status(address: str, service: str = "", timeout: float = 2) -> int | None:
-    with grpc.insecure_channel(address) as channel:
+def channel(address: str, tls: TlsFiles | None = None, caller: str | None = None) -> grpc.Channel:
+    """Plaintext, or TLS trusting ``tls.ca`` with ``caller``'s client certificate
+    (a name of lre.devtls, e.g. "operator") when given."""
+    if tls is None:
+        return grpc.insecure_channel(address)
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=tls.ca.read_bytes(),
+        private_key=tls.client_key(caller).read_bytes() if caller else None,
+        certificate_chain=tls.client_cert(caller).read_bytes() if caller else None,
+    )
+    return grpc.secure_channel(address, credentials)
+
+
+def health_status(
+    address: str,
+    service: str = "",
+    timeout: float = 2,
+    tls: TlsFiles | None = None,
+    caller: str | None = None,
+) -> int | None:
+    with channel(address, tls, caller) as channel_:
         try:
-            reply = health_pb2_grpc.HealthStub(channel).Check(
+            reply = health_pb2_grpc.HealthStub(channel_).Check(
                 health_pb2.HealthCheckRequest(service=service), timeout=timeout
             )
         except grpc.RpcError:

@@ -26,6 +26,7 @@ from lre.v1 import (
 from server.api.custody import CustodyServicer
 from server.api.identity import IdentityServicer
 from server.api.notification import NotificationServicer
+from server.api.policy import Authorization, parse_caller_roles
 from server.config import ServerSettings
 from server.domain.identity import AssuranceLevel
 from server.mail import transport_from_url
@@ -64,7 +65,7 @@ def service_bindings(
         ServiceBinding(
             CUSTODY,
             custody_pb2_grpc.add_CustodyServiceServicer_to_server,
-            CustodyServicer(custody, identity),  # type: ignore[abstract]  # SetLegalHold: UNIMPLEMENTED
+            CustodyServicer(custody, identity),
         ),
         ServiceBinding(
             NOTIFICATION,
@@ -200,10 +201,17 @@ def build(settings: ServerSettings, engine: Engine, signer: SignerClient) -> Ser
         ),
         utcnow,
     )
+    credentials = settings.server_credentials()
+    try:
+        caller_roles = parse_caller_roles(settings.caller_roles)
+    except ValueError as exc:
+        raise ConfigError(f"LRE_SERVER_CALLER_ROLES: {exc}") from None
     process = GrpcProcess(
         service_bindings(identity, custody, notifications),
         settings.grpc_address,
         max_workers=settings.grpc_threads,
+        guard=Authorization(caller_roles, tls=credentials is not None),
+        credentials=credentials,
     )
     process.set_serving(False)
     health = DependencyHealth(engine, signer, process, settings.health_check_interval_s)

@@ -1,5 +1,5 @@
-"""CustodyService over gRPC. Legal hold answers UNIMPLEMENTED for now (the
-generated base class): it waits for the retention worker and operator roles."""
+"""CustodyService over gRPC. Who may call each RPC is decided by
+server.api.policy; here, which letters a user's session may see."""
 
 from __future__ import annotations
 
@@ -127,6 +127,16 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
                     yield custody_pb2.ContentChunk(
                         part_index=part, data=data[offset : offset + WIRE_CHUNK]
                     )
+
+    def SetLegalHold(
+        self, request: custody_pb2.SetLegalHoldRequest, context: grpc.ServicerContext
+    ) -> custody_pb2.Letter:
+        # Operators only (the policy): no user session, every field visible.
+        with domain_errors(context):
+            letter, parts = self._custody.set_legal_hold(
+                parse_id(request.name, "name", "letters"), request.legal_hold
+            )
+            return _letter(letter, parts, letter.sender_id)
 
     def ListLetters(
         self, request: custody_pb2.ListLettersRequest, context: grpc.ServicerContext

@@ -56,6 +56,8 @@ class OutboxState(enum.Enum):
     PENDING = "pending"
     SENT = "sent"
     FAILED = "failed"
+    # Accepted by our mail server, then returned by the recipient's.
+    BOUNCED = "bounced"
 
 
 # What each state may become. ACCEPTED, REFUSED and EXPIRED exclude each other

@@ -753,6 +753,20 @@ class CustodyService:
         PURGED.inc(len(due))
         return len(due)
 
+    def set_legal_hold(
+        self, letter_id: uuid.UUID, hold: bool
+    ) -> tuple[models.Letter, list[models.LetterPart]]:
+        """An operator's decision (a court order, a dispute): content on hold is
+        kept past its retention until the hold is lifted."""
+        with self._sessions.begin() as db:
+            row = db.get(models.Letter, letter_id, with_for_update=True)
+            if row is None:
+                raise NotFound("no such letter")
+            if row.content_purge_time is not None and hold:
+                raise FailedPrecondition("the content was already deleted at the end of retention")
+            row.legal_hold = hold
+            return row, _parts(db, letter_id)
+
     # -- reading ---------------------------------------------------------------
 
     def letter_for(

@@ -177,6 +177,48 @@ class OutboxMessage(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
 
 
+class LogEntry(Base):
+    """The append-only log of every state change and evidence (RFC 9162 leaves).
+
+    An entry is written unsequenced in the transaction of the change it
+    records; the sequencer then gives entries their index (``seq``) one batch
+    at a time, in commit order, so a reader following ``seq`` never skips one."""
+
+    __tablename__ = "log_entries"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    # Leaf index, from 0, contiguous; None until sequenced.
+    seq: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    letter_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("letters.id"), index=True)
+    evidence_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("evidence.id"), unique=True)
+    state: Mapped[LetterState] = mapped_column(db_enum(LetterState, "letter_state"))
+    event: Mapped[EvidenceEvent | None] = mapped_column(db_enum(EvidenceEvent, "evidence_event"))
+    event_time: Mapped[dt.datetime]
+    # The canonical bytes the leaf hash covers.
+    leaf: Mapped[bytes] = mapped_column(LargeBinary)
+    create_time: Mapped[dt.datetime]
+
+
+class Webhook(Base):
+    """A provider system's callback URL for the events of a party's letters."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("parties.id"), index=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    # The HMAC-SHA256 key, AES-GCM encrypted under the server's secrets key.
+    secret_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    request_id: Mapped[str] = mapped_column(String(128), unique=True)
+    create_time: Mapped[dt.datetime]
+    delete_time: Mapped[dt.datetime | None]
+    # The last log entry delivered (or given up on); the next delivery follows it.
+    cursor: Mapped[int] = mapped_column(BigInteger)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_time: Mapped[dt.datetime]
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
 class IdentityRecord(Base):
     """How, when and at which level a party's identity was proofed."""
 

@@ -10,8 +10,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from lre.devtls import TlsFiles
 from tests.conftest import SignerProcess
 from tests.support import BIN, SERVING, free_port, health_status, running, wait_for
+
+CUSTODY = "lre.v1.CustodyService"
 
 
 @dataclass(frozen=True)
@@ -25,10 +28,23 @@ class ServerProcess:
 
 @contextlib.contextmanager
 def server_process(
-    signer: SignerProcess, tmp_path: Path, database_url: str, **settings: str
+    signer: SignerProcess,
+    tmp_path: Path,
+    database_url: str,
+    tls: TlsFiles | None = None,
+    **settings: str,
 ) -> Iterator[ServerProcess]:
     """Migrates the database and runs `lre-server serve`; ``settings`` are
-    LRE_SERVER_* values by lower-case name (``run_workers="false"``)."""
+    LRE_SERVER_* values by lower-case name (``run_workers="false"``). With
+    ``tls``, the server requires mutual TLS with certificates of that CA."""
+    if tls is not None:
+        settings = {
+            "tls_cert_file": str(tls.service_cert),
+            "tls_key_file": str(tls.service_key),
+            "tls_client_ca_file": str(tls.ca),
+            "require_tls": "true",
+            **settings,
+        }
     key = tmp_path / "server.key"
     key.write_text(secrets.token_hex(32))
     port, metrics_port = free_port(), free_port()
@@ -51,9 +67,9 @@ def server_process(
     log = tmp_path / "server.log"
     with running([str(BIN / "lre-server"), "serve"], env, log) as process:
         address = f"127.0.0.1:{port}"
-        assert wait_for(lambda: health_status(address, "lre.v1.CustodyService") == SERVING), (
-            log.read_text()
-        )
+        assert wait_for(
+            lambda: health_status(address, CUSTODY, tls=tls, caller="operator") == SERVING
+        ), log.read_text()
         yield ServerProcess(
             address, f"http://127.0.0.1:{metrics_port}/metrics", maildir, log, process
         )

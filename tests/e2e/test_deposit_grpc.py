@@ -43,12 +43,17 @@ _login = register_party
 
 
 def _company(
-    identity: identity_pb2_grpc.IdentityServiceStub, label: str, name: str, email: str
+    identity: identity_pb2_grpc.IdentityServiceStub,
+    label: str,
+    name: str,
+    email: str,
+    operator: identity_pb2_grpc.IdentityServiceStub | None = None,
 ) -> tuple[str, str]:
     """A professional (no consent needed), proofed and logged in: (party name, token)."""
     return register_party(
         identity,
         label,
+        operator,
         kind=identity_pb2.PARTY_KIND_LEGAL_PERSON,
         professional=True,
         company_name=name,
@@ -235,8 +240,8 @@ def test_deposit_refused_without_consent_then_accepted_with_it(
             == 1
         )
         assert (
-            connection.execute(text("SELECT kind FROM outbox_messages")).scalar_one()
-            == "letter_waiting"
+            sorted(connection.execute(text("SELECT kind FROM outbox_messages")).scalars())
+            == ["letter_waiting", "proof"]  # the notice, and the sender's proof of deposit
         )
     engine.dispose()
 

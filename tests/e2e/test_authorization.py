@@ -1,0 +1,189 @@
+"""Mutual TLS and the one authorization policy, against the real server:
+plaintext, certificate-less and foreign-CA clients are refused; every RPC
+under every caller role gets what the policy says; the operator's powers work."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from google.protobuf import symbol_database
+
+from lre.devtls import CALLERS, TlsFiles, create_dev_tls
+from lre.v1 import (
+    custody_pb2,
+    custody_pb2_grpc,
+    identity_pb2,
+    identity_pb2_grpc,
+    notification_pb2,
+)
+from server.api.policy import POLICY, Role
+from tests.conftest import SignerProcess
+from tests.e2e.conftest import ServerProcess, server_process
+from tests.e2e.test_deposit_grpc import _company, _deposit
+from tests.support import BIN, SERVING, channel, health_status
+
+ROLES = {dns.split(".")[0]: Role(role) for dns, role in CALLERS.items()}
+SERVICES = [
+    d.services_by_name[name]
+    for d, name in (
+        (custody_pb2.DESCRIPTOR, "CustodyService"),
+        (identity_pb2.DESCRIPTOR, "IdentityService"),
+        (notification_pb2.DESCRIPTOR, "NotificationService"),
+    )
+]
+# RPCs the server does not implement yet: allowed callers get UNIMPLEMENTED.
+NOT_BUILT = {
+    "/lre.v1.IdentityService/SendEmailCode",
+    "/lre.v1.NotificationService/ListNotifications",
+    "/lre.v1.NotificationService/RecordBounce",
+    "/lre.v1.NotificationService/CreateWebhook",
+    "/lre.v1.NotificationService/ListWebhooks",
+    "/lre.v1.NotificationService/DeleteWebhook",
+    "/lre.v1.NotificationService/StreamLetterEvents",
+}
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    return create_dev_tls(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture
+def server(signer_process: SignerProcess, tmp_path: Path, tls: TlsFiles) -> Iterator[ServerProcess]:
+    database = f"sqlite:///{tmp_path / 'lre.db'}"
+    with server_process(signer_process, tmp_path, database, tls=tls, run_workers="false") as s:
+        yield s
+
+
+def _methods() -> list[tuple[str, object, bool, bool]]:
+    """Every RPC of the server: (full name, request class, client-streaming, server-streaming)."""
+    found: list[tuple[str, object, bool, bool]] = []
+    for service in SERVICES:
+        for method in service.methods:
+            request = symbol_database.Default().GetSymbol(method.input_type.full_name)
+            found.append(
+                (
+                    f"/{service.full_name}/{method.name}",
+                    request,
+                    method.client_streaming,
+                    method.server_streaming,
+                )
+            )
+    return found
+
+
+def _call(
+    ch: grpc.Channel, method: str, request: object, streams: tuple[bool, bool]
+) -> grpc.StatusCode:
+    identity = lambda b: b  # noqa: E731
+    payload = request().SerializeToString()  # type: ignore[operator]
+    try:
+        if streams == (True, False):
+            ch.stream_unary(method, identity, identity)(iter([payload]), timeout=10)
+        elif streams == (False, True):
+            list(ch.unary_stream(method, identity, identity)(payload, timeout=10))
+        else:
+            ch.unary_unary(method, identity, identity)(payload, timeout=10)
+    except grpc.RpcError as exc:
+        return exc.code()
+    return grpc.StatusCode.OK
+
+
+def test_the_policy_names_every_rpc_of_the_server() -> None:
+    assert set(POLICY) == {m for m, *_ in _methods()}
+
+
+def test_every_rpc_under_every_role_gets_what_the_policy_says(
+    server: ServerProcess, tls: TlsFiles
+) -> None:
+    for caller, role in ROLES.items():
+        with channel(server.address, tls, caller) as ch:
+            for method, request, client_streaming, server_streaming in _methods():
+                code = _call(ch, method, request, (client_streaming, server_streaming))
+                if role not in POLICY[method]:
+                    assert code == grpc.StatusCode.PERMISSION_DENIED, (caller, method, code)
+                elif method in NOT_BUILT:
+                    assert code == grpc.StatusCode.UNIMPLEMENTED, (caller, method, code)
+                else:
+                    # Allowed: the request itself is judged (empty, so mostly
+                    # INVALID_ARGUMENT, or UNAUTHENTICATED without a session).
+                    assert code not in (
+                        grpc.StatusCode.PERMISSION_DENIED,
+                        grpc.StatusCode.UNKNOWN,
+                        grpc.StatusCode.INTERNAL,
+                        grpc.StatusCode.UNIMPLEMENTED,
+                    ), (caller, method, code)
+    # End users: a portal's call that needs a session gets UNAUTHENTICATED without one.
+    with channel(server.address, tls, "recipient-portal") as ch:
+        stub = custody_pb2_grpc.CustodyServiceStub(ch)
+        with pytest.raises(grpc.RpcError) as anonymous:
+            stub.ListLetters(custody_pb2.ListLettersRequest(role=custody_pb2.LETTER_ROLE_RECIPIENT))
+        assert anonymous.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_plaintext_certificate_less_and_foreign_clients_are_refused(
+    server: ServerProcess, tls: TlsFiles, tmp_path: Path
+) -> None:
+    assert health_status(server.address, tls=tls, caller="auditor") == SERVING
+    assert health_status(server.address) is None  # plaintext
+    assert health_status(server.address, tls=tls) is None  # TLS without a client certificate
+    foreign = create_dev_tls(tmp_path / "foreign")
+    # A client certificate from another CA, trusting the right server CA.
+    mixed = TlsFiles(tmp_path / "mixed")
+    mixed.root.mkdir()
+    mixed.ca.write_bytes(tls.ca.read_bytes())
+    for suffix in ("pem", "key"):
+        (mixed.root / f"operator.{suffix}").write_bytes(
+            (foreign.root / f"operator.{suffix}").read_bytes()
+        )
+    assert health_status(server.address, tls=mixed, caller="operator") is None
+
+
+def test_an_operator_puts_a_letter_on_legal_hold(server: ServerProcess, tls: TlsFiles) -> None:
+    with (
+        channel(server.address, tls, "sender-gateway") as gateway,
+        channel(server.address, tls, "operator") as operator,
+    ):
+        identity = identity_pb2_grpc.IdentityServiceStub(gateway)
+        custody = custody_pb2_grpc.CustodyServiceStub(gateway)
+        # Identity documents are checked by the provider's operators.
+        checks = identity_pb2_grpc.IdentityServiceStub(operator)
+        _, sender = _company(identity, "hs", "Expediteur SAS", "envoi@expediteur.example", checks)
+        recipient, _ = _company(identity, "hr", "Dest SA", "courrier@dest.example", checks)
+        letter = _deposit(custody, sender, recipient, "held")
+        assert not letter.legal_hold
+        held = custody_pb2_grpc.CustodyServiceStub(operator).SetLegalHold(
+            custody_pb2.SetLegalHoldRequest(name=letter.name, legal_hold=True)
+        )
+        assert held.legal_hold and held.name == letter.name
+        seen = custody.GetLetter(
+            custody_pb2.GetLetterRequest(name=letter.name),
+            metadata=(("authorization", f"Bearer {sender}"),),
+        )
+        assert seen.legal_hold
+        # The sender's gateway may not lift it.
+        with pytest.raises(grpc.RpcError) as denied:
+            custody.SetLegalHold(custody_pb2.SetLegalHoldRequest(name=letter.name))
+        assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_production_mode_refuses_to_start_in_plaintext(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "LRE_SERVER_REQUIRE_TLS": "true",
+        "LRE_SERVER_DATABASE_URL": f"sqlite:///{tmp_path / 'lre.db'}",
+        "LRE_SERVER_SECRETS_KEY_FILE": str(tmp_path / "server.key"),
+    }
+    (tmp_path / "server.key").write_text("00" * 32)
+    env.pop("LRE_CONFIG", None)
+    started = subprocess.run(
+        [str(BIN / "lre-server"), "serve"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert started.returncode == 2
+    assert started.stderr.startswith("lre-server: configuration error: LRE_SERVER_REQUIRE_TLS")
+    assert "Traceback" not in started.stderr
