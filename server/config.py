@@ -81,6 +81,8 @@ class ServerSettings:
     outbox_first_retry_s: float = 30.0
     # How often windows that closed unanswered get their proof of non-claim.
     expiry_interval_s: float = 60.0
+    # How often new log entries get their index (event streams wait for it).
+    sequencer_interval_s: float = 0.2
     # How often letters are counted by state for the lre_letters gauge.
     census_interval_s: float = 30.0
     # Letter content is deleted this many days after deposit once the letter is

@@ -6,6 +6,9 @@ final (PermanentFailure: the address or the message was refused).
 
 from __future__ import annotations
 
+import email
+import email.message
+import email.policy
 import mailbox
 import smtplib
 import ssl
@@ -87,3 +90,61 @@ def transport_from_url(url: str, password: str | None = None) -> MailTransport:
             password=password,
         )
     raise ValueError("mail_transport must be maildir:/path or smtp://host[:port]")
+
+
+@dataclass(frozen=True)
+class Bounce:
+    message_id: str
+    permanent: bool
+    diagnostic: str
+
+
+def parse_delivery_status(raw: bytes) -> Bounce:
+    """Reads a delivery status notification (RFC 3464): the Message-ID of the
+    message that failed, whether the failure is permanent (Action: failed, or
+    a 5.x.x status), and the remote server's diagnostic. ValueError if ``raw``
+    is not one."""
+    report = email.message_from_bytes(raw, policy=email.policy.default)
+    if report.get_content_type() != "multipart/report":
+        raise ValueError("not a delivery status notification (multipart/report)")
+    status_part = next(
+        (p for p in report.walk() if p.get_content_type() == "message/delivery-status"), None
+    )
+    if status_part is None:
+        raise ValueError("no message/delivery-status part")
+    # Per-message fields first, then one block per recipient.
+    blocks = status_part.get_payload()
+    recipients = (
+        [b for b in blocks[1:] if isinstance(b, email.message.Message)]
+        if isinstance(blocks, list)
+        else []
+    )
+    if not recipients:
+        raise ValueError("no per-recipient delivery status")
+    first = recipients[0]
+    action = str(first.get("Action", "")).strip().lower()
+    status = str(first.get("Status", "")).strip()
+    permanent = action == "failed" or status.startswith("5.")
+    diagnostic = str(first.get("Diagnostic-Code", "") or status or action).strip()
+    original = next(
+        (
+            p
+            for p in report.walk()
+            if p.get_content_type() in ("message/rfc822", "text/rfc822-headers")
+        ),
+        None,
+    )
+    message_id = ""
+    if original is not None:
+        if original.get_content_type() == "message/rfc822":
+            inner = original.get_payload()
+            headers = inner[0] if isinstance(inner, list) and inner else None
+        else:
+            headers = email.message_from_string(
+                str(original.get_content()), policy=email.policy.default
+            )
+        if isinstance(headers, email.message.Message):
+            message_id = str(headers.get("Message-ID", "")).strip()
+    if not message_id:
+        raise ValueError("the returned message names no Message-ID")
+    return Bounce(message_id, permanent, diagnostic[:500])

@@ -31,6 +31,7 @@ from server.config import ServerSettings
 from server.domain.identity import AssuranceLevel
 from server.mail import transport_from_url
 from server.services.custody import CustodyPolicy, CustodyService
+from server.services.events import EventLog
 from server.services.identity import EidBroker, IdentityPolicy, IdentityService, utcnow
 from server.services.notification import NotificationPolicy, NotificationService
 from server.signing import SignerClient
@@ -53,7 +54,10 @@ NEEDS: dict[str, tuple[str, ...]] = {
 
 
 def service_bindings(
-    identity: IdentityService, custody: CustodyService, notifications: NotificationService
+    identity: IdentityService,
+    custody: CustodyService,
+    notifications: NotificationService,
+    events: EventLog,
 ) -> list[ServiceBinding]:
     # Generated base servicers answer UNIMPLEMENTED for the RPCs not built yet.
     return [
@@ -70,7 +74,7 @@ def service_bindings(
         ServiceBinding(
             NOTIFICATION,
             notification_pb2_grpc.add_NotificationServiceServicer_to_server,
-            NotificationServicer(notifications),  # type: ignore[abstract]  # webhooks, stream: UNIMPLEMENTED
+            NotificationServicer(notifications, custody, identity, events),  # type: ignore[abstract]  # webhooks: UNIMPLEMENTED
         ),
     ]
 
@@ -163,6 +167,7 @@ class Server:
     health: DependencyHealth
     dispatcher: OutboxDispatcher
     custody: CustodyService
+    events: EventLog
 
 
 def build(settings: ServerSettings, engine: Engine, signer: SignerClient) -> Server:
@@ -201,13 +206,14 @@ def build(settings: ServerSettings, engine: Engine, signer: SignerClient) -> Ser
         ),
         utcnow,
     )
+    events = EventLog(db.sessions(engine), utcnow)
     credentials = settings.server_credentials()
     try:
         caller_roles = parse_caller_roles(settings.caller_roles)
     except ValueError as exc:
         raise ConfigError(f"LRE_SERVER_CALLER_ROLES: {exc}") from None
     process = GrpcProcess(
-        service_bindings(identity, custody, notifications),
+        service_bindings(identity, custody, notifications, events),
         settings.grpc_address,
         max_workers=settings.grpc_threads,
         guard=Authorization(caller_roles, tls=credentials is not None),
@@ -215,4 +221,4 @@ def build(settings: ServerSettings, engine: Engine, signer: SignerClient) -> Ser
     )
     process.set_serving(False)
     health = DependencyHealth(engine, signer, process, settings.health_check_interval_s)
-    return Server(process, health, dispatcher, custody)
+    return Server(process, health, dispatcher, custody, events)

@@ -1,20 +1,173 @@
-"""NotificationService over gRPC. VerifyNotification is implemented; bounces,
-webhooks, the event stream and listing answer UNIMPLEMENTED for now."""
+"""NotificationService over gRPC. Webhooks answer UNIMPLEMENTED for now (the
+generated base class)."""
 
 from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
 
 import grpc
 
 from lre.v1 import notification_pb2, notification_pb2_grpc
+from server.api.auth import session_of
 from server.api.convert import timestamp
+from server.api.custody import EVENTS, STATES
 from server.api.errors import domain_errors
-from server.domain.errors import InvalidArgument
+from server.domain.errors import InvalidArgument, TooManyAttempts
+from server.domain.letters import EvidenceEvent, OutboxState
+from server.mail import Bounce, parse_delivery_status
+from server.services.custody import CustodyService
+from server.services.events import EventLog
+from server.services.identity import IdentityService, parse_id
 from server.services.notification import NotificationService
+from server.storage import models
+
+KINDS = {
+    "letter_waiting": notification_pb2.NOTIFICATION_KIND_LETTER_WAITING,
+    "reminder": notification_pb2.NOTIFICATION_KIND_REMINDER,
+}
+PROOF_KINDS = {
+    EvidenceEvent.SUBMISSION_ACCEPTANCE.value: notification_pb2.NOTIFICATION_KIND_PROOF_OF_DEPOSIT,
+    EvidenceEvent.CONSIGNMENT_ACCEPTANCE.value: (
+        notification_pb2.NOTIFICATION_KIND_PROOF_OF_ACCEPTANCE
+    ),
+    EvidenceEvent.CONSIGNMENT_REJECTION.value: notification_pb2.NOTIFICATION_KIND_PROOF_OF_REFUSAL,
+    EvidenceEvent.ACCEPTANCE_REJECTION_EXPIRY.value: (
+        notification_pb2.NOTIFICATION_KIND_PROOF_OF_NON_CLAIM
+    ),
+    EvidenceEvent.NOTIFICATION_FOR_ACCEPTANCE_FAILURE.value: (
+        notification_pb2.NOTIFICATION_KIND_DELIVERY_FAILURE
+    ),
+}
+MAX_DSN_BYTES = 256 * 1024
+UNSPECIFIED = notification_pb2.NOTIFICATION_KIND_UNSPECIFIED
+
+
+def _delivery_state(message: models.OutboxMessage) -> notification_pb2.DeliveryState:
+    if message.state is OutboxState.PENDING:
+        if message.attempts:
+            return notification_pb2.DELIVERY_STATE_RETRYING
+        return notification_pb2.DELIVERY_STATE_PENDING
+    return {
+        OutboxState.SENT: notification_pb2.DELIVERY_STATE_SENT,
+        OutboxState.FAILED: notification_pb2.DELIVERY_STATE_FAILED,
+        OutboxState.BOUNCED: notification_pb2.DELIVERY_STATE_BOUNCED,
+    }[message.state]
+
+
+def _notification(m: models.OutboxMessage, message_id: str) -> notification_pb2.Notification:
+    return notification_pb2.Notification(
+        name=f"letters/{m.letter_id}/notifications/{m.id}",
+        kind=PROOF_KINDS.get(m.payload.get("event", ""), UNSPECIFIED)
+        if m.kind == "proof"
+        else KINDS.get(m.kind, UNSPECIFIED),
+        delivery_state=_delivery_state(m),
+        message_id=message_id,
+        attempts=m.attempts,
+        create_time=timestamp(m.create_time),
+        sent_time=timestamp(m.sent_time),
+        last_error=m.last_error or "",
+    )
+
+
+# A stream ends after this long (the caller resumes from its cursor), and a
+# process serves this many at once: each holds one of the gRPC threads.
+STREAM_SECONDS = 300.0
+STREAM_POLL_SECONDS = 0.25
+MAX_STREAMS = 4
+
+
+def _cursor(text: str) -> int:
+    if not text:
+        return -1
+    if not text.isdigit() or len(text) > 19:
+        raise InvalidArgument("cursor", "a cursor this stream returned, or empty")
+    return int(text)
 
 
 class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
-    def __init__(self, notifications: NotificationService) -> None:
+    def __init__(
+        self,
+        notifications: NotificationService,
+        custody: CustodyService,
+        identities: IdentityService,
+        events: EventLog,
+    ) -> None:
         self._notifications = notifications
+        self._custody = custody
+        self._identities = identities
+        self._events = events
+        self._streams = threading.BoundedSemaphore(MAX_STREAMS)
+
+    def StreamLetterEvents(
+        self, request: notification_pb2.StreamLetterEventsRequest, context: grpc.ServicerContext
+    ) -> Iterator[notification_pb2.LetterEvent]:
+        with domain_errors(context):
+            session = session_of(context, self._identities)
+            cursor = _cursor(request.cursor)
+            if not self._streams.acquire(blocking=False):
+                raise TooManyAttempts("too many event streams open; retry later")
+            try:
+                party = uuid.UUID(session.party_id)
+                ends = time.monotonic() + STREAM_SECONDS
+                while context.is_active() and time.monotonic() < ends:
+                    batch = self._events.after(party, cursor)
+                    for entry, _letter in batch:
+                        assert entry.seq is not None
+                        cursor = entry.seq
+                        yield notification_pb2.LetterEvent(
+                            cursor=str(entry.seq),
+                            letter=f"letters/{entry.letter_id}",
+                            state=STATES[entry.state],
+                            event=EVENTS[entry.event] if entry.event else None,
+                            event_time=timestamp(entry.event_time),
+                        )
+                    if not batch:
+                        time.sleep(STREAM_POLL_SECONDS)
+            finally:
+                self._streams.release()
+
+    def ListNotifications(
+        self, request: notification_pb2.ListNotificationsRequest, context: grpc.ServicerContext
+    ) -> notification_pb2.ListNotificationsResponse:
+        with domain_errors(context):
+            session = session_of(context, self._identities)
+            messages, token = self._custody.notifications_for(
+                session,
+                parse_id(request.parent, "parent", "letters"),
+                request.page_size,
+                request.page_token,
+            )
+            return notification_pb2.ListNotificationsResponse(
+                notifications=[
+                    _notification(m, self._notifications.message_id(m.id)) for m in messages
+                ],
+                next_page_token=token,
+            )
+
+    def RecordBounce(
+        self, request: notification_pb2.RecordBounceRequest, context: grpc.ServicerContext
+    ) -> notification_pb2.Notification:
+        # Operators only (the policy): the provider's mail system reports returns.
+        with domain_errors(context):
+            if request.delivery_status_notification:
+                if len(request.delivery_status_notification) > MAX_DSN_BYTES:
+                    raise InvalidArgument("delivery_status_notification", "at most 256 KiB")
+                try:
+                    bounce = parse_delivery_status(request.delivery_status_notification)
+                except ValueError as exc:
+                    raise InvalidArgument("delivery_status_notification", str(exc)) from None
+            else:
+                bounce = Bounce(request.message_id, request.permanent, request.diagnostic)
+            if len(bounce.diagnostic) > 1000:
+                raise InvalidArgument("diagnostic", "at most 1000 characters")
+            outbox_id = self._notifications.outbox_id(bounce.message_id)
+            if outbox_id is None:
+                raise InvalidArgument("message_id", "not a Message-ID this service issued")
+            message = self._custody.record_bounce(outbox_id, bounce.permanent, bounce.diagnostic)
+            return _notification(message, bounce.message_id)
 
     def VerifyNotification(
         self, request: notification_pb2.VerifyNotificationRequest, context: grpc.ServicerContext

@@ -65,8 +65,15 @@ class OutboxState(enum.Enum):
 # could not be delivered ends the letter's delivery attempt.
 TRANSITIONS: dict[LetterState, frozenset[LetterState]] = {
     LetterState.DEPOSITED: frozenset({LetterState.NOTIFIED, LetterState.NOTIFICATION_FAILED}),
+    # A notice our mail server accepted may still bounce: it never reached the
+    # recipient, so the delivery attempt fails unless they have answered already.
     LetterState.NOTIFIED: frozenset(
-        {LetterState.ACCEPTED, LetterState.REFUSED, LetterState.EXPIRED}
+        {
+            LetterState.ACCEPTED,
+            LetterState.REFUSED,
+            LetterState.EXPIRED,
+            LetterState.NOTIFICATION_FAILED,
+        }
     ),
     LetterState.NOTIFICATION_FAILED: frozenset(),
     LetterState.ACCEPTED: frozenset(),

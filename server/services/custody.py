@@ -40,6 +40,7 @@ from server.domain.letters import (
     Outcome,
     PartyKind,
 )
+from server.domain.log import LogRecord, sha256_hex
 from server.services.identity import IdentityService, paged
 from server.signing import SignerClient
 from server.storage import models
@@ -351,15 +352,44 @@ class CustodyService:
         row = self._document(letter, event, sender, recipient, digests, at, reason)
         row.seal = self._signer.seal(row.document)
         db.add(row)
-        self._tell_sender(db, row)
+        self._after_evidence(db, letter, row)
         return row
 
-    def _tell_sender(self, db: DbSession, evidence: models.Evidence) -> None:
-        """The sender's copy of a proof goes out with it, in the same transaction."""
+    def _after_evidence(
+        self, db: DbSession, letter: models.Letter, evidence: models.Evidence
+    ) -> None:
+        """In the evidence's transaction: its entry in the log, and the sender's
+        copy when it is a proof the sender receives."""
+        record = LogRecord(
+            letter_id=str(letter.id),
+            state=letter.state,
+            event_time=evidence.event_time,
+            event=evidence.event,
+            evidence_id=f"letters/{letter.id}/evidence/{evidence.id}",
+            document_sha256=sha256_hex(evidence.document),
+            seal_sha256=sha256_hex(evidence.seal),
+        )
+        self._append(db, record, evidence.id)
         if evidence.event in SENDER_PROOFS:
             now = self._clock()
             payload = {"evidence": str(evidence.id), "event": evidence.event.value}
             db.add(outbox_message(evidence.letter_id, "proof", payload, now, now))
+
+    def _append(
+        self, db: DbSession, record: LogRecord, evidence_id: uuid.UUID | None = None
+    ) -> None:
+        db.add(
+            models.LogEntry(
+                id=uuid.uuid4(),
+                letter_id=uuid.UUID(record.letter_id),
+                evidence_id=evidence_id,
+                state=record.state,
+                event=record.event,
+                event_time=record.event_time,
+                leaf=record.leaf(),
+                create_time=self._clock(),
+            )
+        )
 
     def _new_letter(
         self, sender: models.Party, recipient: models.Party, request_id: str, now: dt.datetime
@@ -557,7 +587,8 @@ class CustodyService:
             row.notification_time = letter.notification_time
             row.decision_time = letter.decision_time
             window = letter.window
-            row.acceptance_deadline = window.closes_at if window else None
+            open_window = window and letter.state is not LetterState.NOTIFICATION_FAILED
+            row.acceptance_deadline = window.closes_at if open_window and window else None
             evidence.append(
                 self._document(
                     row,
@@ -574,7 +605,9 @@ class CustodyService:
         ):
             item.seal = seal
             db.add(item)
-            self._tell_sender(db, item)
+        db.flush()  # evidence before the log entries that name them
+        for (row, _, _), item in zip(changes, evidence, strict=True):
+            self._after_evidence(db, row, item)
         return evidence
 
     def record_notification(
@@ -585,7 +618,8 @@ class CustodyService:
         evidence = self._record(db, row, letter, letter.notify(at))
         for day in self._policy.reminder_days:
             due = at + dt.timedelta(days=day)
-            db.add(outbox_message(letter_id, "reminder", {"day": str(day)}, due, at))
+            # Created on its day: before it, it is not waiting (the backlog age).
+            db.add(outbox_message(letter_id, "reminder", {"day": str(day)}, due, due))
         return evidence
 
     def record_notification_failure(
@@ -593,6 +627,38 @@ class CustodyService:
     ) -> models.Evidence:
         row, letter = self._locked(db, letter_id)
         return self._record(db, row, letter, letter.fail_notification(at))
+
+    def record_bounce(
+        self, outbox_id: uuid.UUID, permanent: bool, diagnostic: str
+    ) -> models.OutboxMessage:
+        """A message our mail server accepted came back. A permanent bounce of
+        the recipient's notice, before they answered, is a notification failure."""
+        now = self._clock()
+        with self._sessions.begin() as db:
+            message = db.get(models.OutboxMessage, outbox_id, with_for_update=True)
+            if message is None:
+                raise NotFound("no notification with this Message-ID")
+            message.last_error = f"bounced: {diagnostic}"[:1000]
+            if permanent and message.state is not OutboxState.BOUNCED:
+                message.state = OutboxState.BOUNCED
+                if message.kind == "letter_waiting" and message.letter_id is not None:
+                    row, letter = self._locked(db, message.letter_id)
+                    if letter.state in (LetterState.DEPOSITED, LetterState.NOTIFIED):
+                        self._record(db, row, letter, letter.fail_notification(now))
+        return message
+
+    def notifications_for(
+        self, session: identity.Session, letter_id: uuid.UUID, page_size: int, page_token: str
+    ) -> tuple[list[models.OutboxMessage], str]:
+        """A letter's messages: all of them for its sender, the recipient's own
+        (notice and reminders) for its recipient."""
+        letter, _ = self.letter_for(session, letter_id)
+        query = select(models.OutboxMessage).where(models.OutboxMessage.letter_id == letter_id)
+        if uuid.UUID(session.party_id) != letter.sender_id:
+            query = query.where(models.OutboxMessage.kind.in_(("letter_waiting", "reminder")))
+        query = query.order_by(models.OutboxMessage.create_time, models.OutboxMessage.id)
+        with self._sessions() as db:
+            return paged(db, query, page_size, page_token)
 
     # -- the recipient's side ---------------------------------------------------------
 
@@ -765,6 +831,10 @@ class CustodyService:
             if row.content_purge_time is not None and hold:
                 raise FailedPrecondition("the content was already deleted at the end of retention")
             row.legal_hold = hold
+            self._append(
+                db,
+                LogRecord(str(row.id), row.state, self._clock(), legal_hold=hold),
+            )
             return row, _parts(db, letter_id)
 
     # -- reading ---------------------------------------------------------------

@@ -68,7 +68,15 @@ SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 
 Clock = Callable[[], dt.datetime]
 Row = TypeVar("Row", models.Party, models.Consent)
-Paged = TypeVar("Paged", models.IdentityRecord, models.Consent, models.Letter, models.Charge)
+Paged = TypeVar(
+    "Paged",
+    models.IdentityRecord,
+    models.Consent,
+    models.Letter,
+    models.Charge,
+    models.OutboxMessage,
+    models.Webhook,
+)
 
 
 def utcnow() -> dt.datetime:

@@ -182,6 +182,16 @@ class NotificationService:
         email["Content-Language"] = "fr, en"
         return email
 
+    def outbox_id(self, message_id: str) -> uuid.UUID | None:
+        """The outbox row behind a Message-ID we issued; None for any other."""
+        local, _, domain = message_id.strip().removeprefix("<").removesuffix(">").partition("@")
+        if self.message_id(uuid.UUID(int=0)).split("@", 1)[1] != f"{domain}>":
+            return None
+        try:
+            return uuid.UUID(local)
+        except ValueError:
+            return None
+
     def message_id(self, outbox_id: uuid.UUID) -> str:
         domain = self._policy.mail_from.rsplit("@", 1)[-1].strip(">") or "lre.invalid"
         return f"<{outbox_id}@{domain}>"

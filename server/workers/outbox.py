@@ -181,10 +181,12 @@ class OutboxDispatcher:
         log.warning("notification failed", extra={"outbox_id": str(message.id)})
 
     def measure_backlog(self) -> None:
+        """Messages due and not sent (a reminder waiting for its day is not late)."""
         with self._sessions() as db:
             count, oldest = db.execute(
                 select(func.count(), func.min(models.OutboxMessage.create_time)).where(
-                    models.OutboxMessage.state == OutboxState.PENDING
+                    models.OutboxMessage.state == OutboxState.PENDING,
+                    models.OutboxMessage.create_time <= self._clock(),
                 )
             ).one()
         BACKLOG.set(count)

@@ -16,7 +16,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
-from lre.v1 import custody_pb2, custody_pb2_grpc, identity_pb2, identity_pb2_grpc
+from lre.v1 import identity_pb2, identity_pb2_grpc
 from tests.support import BIN, SERVING, free_port, health_status, wait_for
 
 LRE_SERVICES = {
@@ -102,9 +102,6 @@ def test_make_run_serves_every_service_and_stops_cleanly(
 
         with grpc.insecure_channel(server) as channel:
             for call in (
-                lambda: custody_pb2_grpc.CustodyServiceStub(channel).SetLegalHold(
-                    custody_pb2.SetLegalHoldRequest(name="letters/1"), timeout=5
-                ),
                 lambda: identity_pb2_grpc.IdentityServiceStub(channel).SendEmailCode(
                     identity_pb2.SendEmailCodeRequest(party="parties/1"), timeout=5
                 ),

@@ -58,7 +58,11 @@ def test_a_deposit_is_notified_on_its_own_and_the_code_verifies(
     notified = custody.GetLetter(custody_pb2.GetLetterRequest(name=letter.name), metadata=metadata)
     assert notified.HasField("acceptance_deadline")
 
-    (message,) = [email.message_from_bytes(m.as_bytes()) for m in mailbox.Maildir(maildir)]
+    (message,) = [
+        email.message_from_bytes(m.as_bytes())
+        for m in mailbox.Maildir(maildir)
+        if m["To"] == "courrier@dest.example"  # the sender gets a proof of deposit too
+    ]
     assert message["To"] == "courrier@dest.example"
     payload = next(p for p in message.walk() if p.get_content_type() == "text/plain").get_payload(
         decode=True
@@ -175,3 +179,210 @@ def test_the_whole_life_of_accepted_and_refused_letters(
         documents = [_verify_seal(e, signer_process, tmp_path) for e in evidence]
         assert [d["event"].rsplit("/", 1)[-1] for d in documents] == events
     assert documents[-1]["reason"] == "not mine"
+
+
+def _returned(message_id: str, action: str = "failed", status: str = "5.1.1") -> bytes:
+    """A delivery status notification (RFC 3464) as a mail server writes one."""
+    return f"""From: MAILER-DAEMON@mx.dest.example
+To: notifications@lre.invalid
+Subject: Undelivered Mail Returned to Sender
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="RETURN"
+
+--RETURN
+Content-Type: text/plain
+
+This is the mail system at host mx.dest.example. Your message could not be delivered.
+
+--RETURN
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.dest.example
+
+Final-Recipient: rfc822; courrier@dest.example
+Action: {action}
+Status: {status}
+Diagnostic-Code: smtp; 550 5.1.1 <courrier@dest.example>: mailbox unknown
+
+--RETURN
+Content-Type: text/rfc822-headers
+
+Message-ID: {message_id}
+Subject: Lettre recommandee electronique en attente
+
+--RETURN--
+""".replace("\n", "\r\n").encode()
+
+
+def test_a_returned_notice_ends_in_a_notification_failure_the_sender_is_told_of(
+    server: tuple[grpc.Channel, Path], signer_process: SignerProcess, tmp_path: Path
+) -> None:
+    channel, maildir = server
+    identity = identity_pb2_grpc.IdentityServiceStub(channel)
+    custody = custody_pb2_grpc.CustodyServiceStub(channel)
+    notifications = notification_pb2_grpc.NotificationServiceStub(channel)
+    _, sender_token = _company(identity, "bs", "Bailleur SARL", "gestion@bailleur.example")
+    recipient, recipient_token = _company(identity, "br", "Dest SA", "courrier@dest.example")
+    as_sender = (("authorization", f"Bearer {sender_token}"),)
+    as_recipient = (("authorization", f"Bearer {recipient_token}"),)
+    letter = _deposit(custody, sender_token, recipient, "bounce-1")
+
+    def state() -> int:
+        request = custody_pb2.GetLetterRequest(name=letter.name)
+        return custody.GetLetter(request, metadata=as_sender).state
+
+    assert wait_for(lambda: state() == common_pb2.LETTER_STATE_NOTIFIED, timeout=30)
+    (notice,) = [m for m in mailbox.Maildir(maildir) if m["To"] == "courrier@dest.example"]
+    # A delay is noted, nothing more.
+    delayed = notifications.RecordBounce(
+        notification_pb2.RecordBounceRequest(
+            delivery_status_notification=_returned(notice["Message-ID"], "delayed", "4.4.1")
+        )
+    )
+    assert delayed.delivery_state == notification_pb2.DELIVERY_STATE_SENT
+    assert state() == common_pb2.LETTER_STATE_NOTIFIED
+    returned = notifications.RecordBounce(
+        notification_pb2.RecordBounceRequest(
+            delivery_status_notification=_returned(notice["Message-ID"])
+        )
+    )
+    assert returned.delivery_state == notification_pb2.DELIVERY_STATE_BOUNCED
+    assert returned.kind == notification_pb2.NOTIFICATION_KIND_LETTER_WAITING
+    assert "mailbox unknown" in returned.last_error
+    assert state() == common_pb2.LETTER_STATE_NOTIFICATION_FAILED
+    evidence = custody.ListEvidence(
+        custody_pb2.ListEvidenceRequest(parent=letter.name), metadata=as_sender
+    ).evidence
+    assert evidence[-1].event == common_pb2.EVIDENCE_EVENT_NOTIFICATION_FOR_ACCEPTANCE_FAILURE
+    _verify_seal(evidence[-1], signer_process, tmp_path)
+    # Again: the same answer, no second evidence.
+    notifications.RecordBounce(
+        notification_pb2.RecordBounceRequest(
+            delivery_status_notification=_returned(notice["Message-ID"])
+        )
+    )
+    assert len(
+        custody.ListEvidence(
+            custody_pb2.ListEvidenceRequest(parent=letter.name), metadata=as_sender
+        ).evidence
+    ) == len(evidence)
+
+    def kinds(metadata: tuple[tuple[str, str], ...]) -> dict[int, int]:
+        def listed() -> dict[int, int]:
+            reply = notifications.ListNotifications(
+                notification_pb2.ListNotificationsRequest(parent=letter.name), metadata=metadata
+            )
+            return {n.kind: n.delivery_state for n in reply.notifications}
+
+        return listed()
+
+    # The sender is told: proof of deposit and of the failure, both delivered.
+    assert wait_for(
+        lambda: (
+            kinds(as_sender).get(notification_pb2.NOTIFICATION_KIND_DELIVERY_FAILURE)
+            == notification_pb2.DELIVERY_STATE_SENT
+        ),
+        timeout=30,
+    )
+    assert kinds(as_sender) == {
+        notification_pb2.NOTIFICATION_KIND_LETTER_WAITING: notification_pb2.DELIVERY_STATE_BOUNCED,
+        notification_pb2.NOTIFICATION_KIND_PROOF_OF_DEPOSIT: notification_pb2.DELIVERY_STATE_SENT,
+        notification_pb2.NOTIFICATION_KIND_DELIVERY_FAILURE: notification_pb2.DELIVERY_STATE_SENT,
+        # Reminders wait for their day; they will be dropped, the letter being final.
+        notification_pb2.NOTIFICATION_KIND_REMINDER: notification_pb2.DELIVERY_STATE_PENDING,
+    }
+    # The recipient sees only the messages addressed to them.
+    assert set(kinds(as_recipient)) == {
+        notification_pb2.NOTIFICATION_KIND_LETTER_WAITING,
+        notification_pb2.NOTIFICATION_KIND_REMINDER,
+    }
+    for bad, field in (
+        (b"not a report", "delivery_status_notification"),
+        (_returned("<someone-else@example.org>"), "message_id"),
+    ):
+        with pytest.raises(grpc.RpcError) as refused:
+            notifications.RecordBounce(
+                notification_pb2.RecordBounceRequest(delivery_status_notification=bad)
+            )
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert field in (refused.value.details() or "")
+
+
+def _follow(
+    stub: notification_pb2_grpc.NotificationServiceStub, token: str, cursor: str, count: int
+) -> list[notification_pb2.LetterEvent]:
+    """Reads ``count`` events from ``cursor``, then hangs up (a disconnect)."""
+    call = stub.StreamLetterEvents(
+        notification_pb2.StreamLetterEventsRequest(cursor=cursor),
+        metadata=(("authorization", f"Bearer {token}"),),
+        timeout=30,
+    )
+    events = []
+    for event in call:
+        events.append(event)
+        if len(events) == count:
+            call.cancel()
+            break
+    return events
+
+
+def test_the_event_stream_resumes_from_its_cursor_with_no_gap_and_no_repeat(
+    server: tuple[grpc.Channel, Path],
+) -> None:
+    channel, _ = server
+    identity = identity_pb2_grpc.IdentityServiceStub(channel)
+    custody = custody_pb2_grpc.CustodyServiceStub(channel)
+    stream = notification_pb2_grpc.NotificationServiceStub(channel)
+    _, sender = _company(identity, "es", "Bailleur SARL", "gestion@bailleur.example")
+    recipient, recipient_token = _company(identity, "er", "Dest SA", "courrier@dest.example")
+    _, other_sender = _company(identity, "eo", "Autre SAS", "autre@autre.example")
+    as_recipient = (("authorization", f"Bearer {recipient_token}"),)
+    first_letter = _deposit(custody, sender, recipient, "e-1")
+    second_letter = _deposit(custody, sender, recipient, "e-2")
+    _deposit(custody, other_sender, recipient, "e-3")  # not this sender's: never streamed
+    for letter in (first_letter, second_letter):
+        assert wait_for(
+            lambda letter=letter: (
+                custody.GetLetter(
+                    custody_pb2.GetLetterRequest(name=letter.name), metadata=as_recipient
+                ).state
+                == common_pb2.LETTER_STATE_NOTIFIED
+            ),
+            timeout=30,
+        )
+    before = _follow(stream, sender, "", 3)
+    custody.AcceptLetter(
+        custody_pb2.AcceptLetterRequest(name=first_letter.name), metadata=as_recipient
+    )
+    custody.RefuseLetter(
+        custody_pb2.RefuseLetterRequest(name=second_letter.name), metadata=as_recipient
+    )
+    list(
+        custody.DownloadLetterContent(
+            custody_pb2.DownloadLetterContentRequest(name=first_letter.name),
+            metadata=as_recipient,
+        )
+    )
+    after = _follow(stream, sender, before[-1].cursor, 4)  # resumed after a disconnect
+    whole = _follow(stream, sender, "", 7)
+    assert [(e.cursor, e.letter, e.event) for e in before + after] == [
+        (e.cursor, e.letter, e.event) for e in whole
+    ]
+    cursors = [int(e.cursor) for e in whole]
+    assert cursors == sorted(set(cursors))
+    seen = sorted((e.letter, e.event) for e in whole)
+    events = common_pb2
+    assert seen == sorted(
+        [
+            (first_letter.name, events.EVIDENCE_EVENT_SUBMISSION_ACCEPTANCE),
+            (first_letter.name, events.EVIDENCE_EVENT_NOTIFICATION_FOR_ACCEPTANCE),
+            (first_letter.name, events.EVIDENCE_EVENT_CONSIGNMENT_ACCEPTANCE),
+            (first_letter.name, events.EVIDENCE_EVENT_CONTENT_HANDOVER),
+            (second_letter.name, events.EVIDENCE_EVENT_SUBMISSION_ACCEPTANCE),
+            (second_letter.name, events.EVIDENCE_EVENT_NOTIFICATION_FOR_ACCEPTANCE),
+            (second_letter.name, events.EVIDENCE_EVENT_CONSIGNMENT_REJECTION),
+        ]
+    )
+    with pytest.raises(grpc.RpcError) as bad:
+        _follow(stream, sender, "not-a-cursor", 1)
+    assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
