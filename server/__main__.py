@@ -40,6 +40,7 @@ def serve(settings: config.ServerSettings) -> int:
         for name, interval, step in (
             ("census", settings.census_interval_s, census),
             ("sequencer", settings.sequencer_interval_s, lambda: server.events.sequence() > 0),
+            ("webhooks", settings.sequencer_interval_s, server.webhooks.deliver_one),
             ("outbox", settings.outbox_interval_s, server.dispatcher.step),
             ("deadlines", settings.expiry_interval_s, lambda: server.custody.expire_due() > 0),
             (

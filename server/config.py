@@ -83,6 +83,10 @@ class ServerSettings:
     expiry_interval_s: float = 60.0
     # How often new log entries get their index (event streams wait for it).
     sequencer_interval_s: float = 0.2
+    # Webhooks: first retry after a failed POST (doubling up to an hour), and
+    # how long an event is retried before it is given up.
+    webhook_first_retry_s: float = 10.0
+    webhook_give_up_hours: float = 48.0
     # How often letters are counted by state for the lre_letters gauge.
     census_interval_s: float = 30.0
     # Letter content is deleted this many days after deposit once the letter is

@@ -34,6 +34,7 @@ from server.services.custody import CustodyPolicy, CustodyService
 from server.services.events import EventLog
 from server.services.identity import EidBroker, IdentityPolicy, IdentityService, utcnow
 from server.services.notification import NotificationPolicy, NotificationService
+from server.services.webhooks import WebhookPolicy, WebhookService
 from server.signing import SignerClient
 from server.storage import db
 from server.workers.outbox import OutboxDispatcher, RetryPolicy
@@ -58,6 +59,7 @@ def service_bindings(
     custody: CustodyService,
     notifications: NotificationService,
     events: EventLog,
+    webhooks: WebhookService,
 ) -> list[ServiceBinding]:
     # Generated base servicers answer UNIMPLEMENTED for the RPCs not built yet.
     return [
@@ -74,7 +76,7 @@ def service_bindings(
         ServiceBinding(
             NOTIFICATION,
             notification_pb2_grpc.add_NotificationServiceServicer_to_server,
-            NotificationServicer(notifications, custody, identity, events),  # type: ignore[abstract]  # webhooks: UNIMPLEMENTED
+            NotificationServicer(notifications, custody, identity, events, webhooks),
         ),
     ]
 
@@ -168,6 +170,7 @@ class Server:
     dispatcher: OutboxDispatcher
     custody: CustodyService
     events: EventLog
+    webhooks: WebhookService
 
 
 def build(settings: ServerSettings, engine: Engine, signer: SignerClient) -> Server:
@@ -207,13 +210,23 @@ def build(settings: ServerSettings, engine: Engine, signer: SignerClient) -> Ser
         utcnow,
     )
     events = EventLog(db.sessions(engine), utcnow)
+    webhooks = WebhookService(
+        db.sessions(engine),
+        events,
+        WebhookPolicy(
+            settings.secrets_key(),
+            first_retry=dt.timedelta(seconds=settings.webhook_first_retry_s),
+            give_up_after=dt.timedelta(hours=settings.webhook_give_up_hours),
+        ),
+        utcnow,
+    )
     credentials = settings.server_credentials()
     try:
         caller_roles = parse_caller_roles(settings.caller_roles)
     except ValueError as exc:
         raise ConfigError(f"LRE_SERVER_CALLER_ROLES: {exc}") from None
     process = GrpcProcess(
-        service_bindings(identity, custody, notifications, events),
+        service_bindings(identity, custody, notifications, events, webhooks),
         settings.grpc_address,
         max_workers=settings.grpc_threads,
         guard=Authorization(caller_roles, tls=credentials is not None),
@@ -221,4 +234,4 @@ def build(settings: ServerSettings, engine: Engine, signer: SignerClient) -> Ser
     )
     process.set_serving(False)
     health = DependencyHealth(engine, signer, process, settings.health_check_interval_s)
-    return Server(process, health, dispatcher, custody, events)
+    return Server(process, health, dispatcher, custody, events, webhooks)

@@ -1,5 +1,4 @@
-"""NotificationService over gRPC. Webhooks answer UNIMPLEMENTED for now (the
-generated base class)."""
+"""NotificationService over gRPC."""
 
 from __future__ import annotations
 
@@ -22,6 +21,7 @@ from server.services.custody import CustodyService
 from server.services.events import EventLog
 from server.services.identity import IdentityService, parse_id
 from server.services.notification import NotificationService
+from server.services.webhooks import WebhookService
 from server.storage import models
 
 KINDS = {
@@ -87,6 +87,15 @@ def _cursor(text: str) -> int:
     return int(text)
 
 
+def _webhook(webhook: models.Webhook, secret: str) -> notification_pb2.Webhook:
+    return notification_pb2.Webhook(
+        name=f"webhooks/{webhook.id}",
+        url=webhook.url,
+        secret=secret,
+        create_time=timestamp(webhook.create_time),
+    )
+
+
 class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
     def __init__(
         self,
@@ -94,12 +103,47 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
         custody: CustodyService,
         identities: IdentityService,
         events: EventLog,
+        webhooks: WebhookService,
     ) -> None:
+        self._webhooks = webhooks
         self._notifications = notifications
         self._custody = custody
         self._identities = identities
         self._events = events
         self._streams = threading.BoundedSemaphore(MAX_STREAMS)
+
+    def CreateWebhook(
+        self, request: notification_pb2.CreateWebhookRequest, context: grpc.ServicerContext
+    ) -> notification_pb2.Webhook:
+        with domain_errors(context):
+            session = session_of(context, self._identities)
+            webhook, secret = self._webhooks.create(
+                uuid.UUID(session.party_id), request.request_id, request.url
+            )
+            # The key is shown here only (and to a retry of this request).
+            return _webhook(webhook, secret)
+
+    def ListWebhooks(
+        self, request: notification_pb2.ListWebhooksRequest, context: grpc.ServicerContext
+    ) -> notification_pb2.ListWebhooksResponse:
+        with domain_errors(context):
+            session = session_of(context, self._identities)
+            webhooks, token = self._webhooks.list(
+                uuid.UUID(session.party_id), request.page_size, request.page_token
+            )
+            return notification_pb2.ListWebhooksResponse(
+                webhooks=[_webhook(w, "") for w in webhooks], next_page_token=token
+            )
+
+    def DeleteWebhook(
+        self, request: notification_pb2.DeleteWebhookRequest, context: grpc.ServicerContext
+    ) -> notification_pb2.DeleteWebhookResponse:
+        with domain_errors(context):
+            session = session_of(context, self._identities)
+            self._webhooks.delete(
+                uuid.UUID(session.party_id), parse_id(request.name, "name", "webhooks")
+            )
+            return notification_pb2.DeleteWebhookResponse()
 
     def StreamLetterEvents(
         self, request: notification_pb2.StreamLetterEventsRequest, context: grpc.ServicerContext

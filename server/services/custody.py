@@ -786,7 +786,7 @@ class CustodyService:
             counts = dict.fromkeys(LetterState, 0)
             for state, count in db.execute(
                 select(models.Letter.state, func.count()).group_by(models.Letter.state)
-            ).tuples():
+            ):
                 counts[state] = count
         for state, count in counts.items():
             LETTERS.labels(state.value).set(count)

@@ -7,6 +7,7 @@ entry below it: following the log from a cursor never skips nor repeats."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import uuid
 from collections.abc import Callable
@@ -49,21 +50,22 @@ class EventLog:
         SEQUENCED.inc(len(entries))
         return len(entries)
 
-    def size(self) -> int:
-        with self._sessions() as db:
-            last = db.scalar(select(func.max(models.LogEntry.seq)))
+    def size(self, db: DbSession | None = None) -> int:
+        """Entries sequenced so far; in the caller's transaction when given one."""
+        with contextlib.nullcontext(db) if db else self._sessions() as session:
+            last = session.scalar(select(func.max(models.LogEntry.seq)))
         return 0 if last is None else last + 1
 
     def after(
-        self, party_id: uuid.UUID, cursor: int, limit: int = 100
+        self, party_id: uuid.UUID, cursor: int, limit: int = 100, db: DbSession | None = None
     ) -> list[tuple[models.LogEntry, models.Letter]]:
         """Sequenced entries after ``cursor`` about letters the party sent."""
-        with self._sessions() as db:
-            rows = db.execute(
+        with contextlib.nullcontext(db) if db else self._sessions() as session:
+            rows = session.execute(
                 select(models.LogEntry, models.Letter)
                 .join(models.Letter, models.Letter.id == models.LogEntry.letter_id)
                 .where(models.LogEntry.seq > cursor, models.Letter.sender_id == party_id)
                 .order_by(models.LogEntry.seq)
                 .limit(limit)
-            ).tuples()
+            )
             return list(rows)

@@ -26,7 +26,6 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.x509 import verification
 from prometheus_client import Counter
 from sqlalchemy import Select, select
@@ -44,6 +43,7 @@ from server.domain.errors import (
 )
 from server.domain.identity import AssuranceLevel, FactorCategory, ProofingMethod
 from server.domain.letters import PartyKind
+from server.services import at_rest
 from server.storage import models
 
 log = logging.getLogger("lre.identity")
@@ -523,10 +523,7 @@ class IdentityService:
     def enroll_totp(self, party_id: uuid.UUID) -> str:
         """A new TOTP secret (RFC 6238, 30 s, 6 digits); its otpauth URI is shown once."""
         secret = pyotp.random_base32()
-        nonce = os.urandom(12)
-        sealed = nonce + AESGCM(self._policy.secrets_key).encrypt(
-            nonce, secret.encode(), party_id.bytes
-        )
+        sealed = at_rest.seal(self._policy.secrets_key, secret.encode(), party_id.bytes)
         with self._sessions.begin() as db:
             credential = self._credential(db, party_id)
             credential.totp_secret = sealed
@@ -538,8 +535,9 @@ class IdentityService:
     def _totp(self, credential: models.Credential) -> pyotp.TOTP | None:
         if credential.totp_secret is None:
             return None
-        nonce, sealed = credential.totp_secret[:12], credential.totp_secret[12:]
-        secret = AESGCM(self._policy.secrets_key).decrypt(nonce, sealed, credential.party_id.bytes)
+        secret = at_rest.unseal(
+            self._policy.secrets_key, credential.totp_secret, credential.party_id.bytes
+        )
         return pyotp.TOTP(secret.decode())
 
     def create_session(self, party_id: uuid.UUID, password: str, totp_code: str) -> IssuedSession:

@@ -39,9 +39,6 @@ SERVICES = [
 # RPCs the server does not implement yet: allowed callers get UNIMPLEMENTED.
 NOT_BUILT = {
     "/lre.v1.IdentityService/SendEmailCode",
-    "/lre.v1.NotificationService/CreateWebhook",
-    "/lre.v1.NotificationService/ListWebhooks",
-    "/lre.v1.NotificationService/DeleteWebhook",
 }
 
 

@@ -4,6 +4,9 @@ Maildir, and the code in the e-mail verifies through the API."""
 from __future__ import annotations
 
 import email
+import hashlib
+import hmac
+import json
 import mailbox
 import re
 from collections.abc import Iterator
@@ -23,6 +26,7 @@ from lre.v1 import (
 from tests.conftest import SignerProcess
 from tests.e2e.conftest import server_process
 from tests.e2e.test_deposit_grpc import ANNEX, CONTENT, _company, _deposit, _verify_seal
+from tests.integration.workers.test_webhooks import Receiver
 from tests.support import wait_for
 
 
@@ -386,3 +390,43 @@ def test_the_event_stream_resumes_from_its_cursor_with_no_gap_and_no_repeat(
     with pytest.raises(grpc.RpcError) as bad:
         _follow(stream, sender, "not-a-cursor", 1)
     assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_a_webhook_created_through_the_api_receives_the_senders_events(
+    server: tuple[grpc.Channel, Path],
+) -> None:
+    channel, _ = server
+    identity = identity_pb2_grpc.IdentityServiceStub(channel)
+    custody = custody_pb2_grpc.CustodyServiceStub(channel)
+    notifications = notification_pb2_grpc.NotificationServiceStub(channel)
+    _, sender = _company(identity, "ws", "Bailleur SARL", "gestion@bailleur.example")
+    recipient, _ = _company(identity, "wr", "Dest SA", "courrier@dest.example")
+    as_sender = (("authorization", f"Bearer {sender}"),)
+    with Receiver(failures=0) as receiver:
+        webhook = notifications.CreateWebhook(
+            notification_pb2.CreateWebhookRequest(request_id="wh", url=receiver.url),
+            metadata=as_sender,
+        )
+        assert len(bytes.fromhex(webhook.secret)) == 32
+        listed = notifications.ListWebhooks(
+            notification_pb2.ListWebhooksRequest(), metadata=as_sender
+        ).webhooks
+        assert [w.name for w in listed] == [webhook.name] and not listed[0].secret
+        letter = _deposit(custody, sender, recipient, "wh-letter")
+        # Deposit, then notification: two events, in that order.
+        assert wait_for(lambda: len(receiver.received) >= 2, timeout=30)
+        notifications.DeleteWebhook(
+            notification_pb2.DeleteWebhookRequest(name=webhook.name), metadata=as_sender
+        )
+    bodies = [json.loads(body) for _, body, _ in receiver.received]
+    assert [(b["letter"], b["event"]) for b in bodies[:2]] == [
+        (letter.name, "SubmissionAcceptance"),
+        (letter.name, "NotificationForAcceptance"),
+    ]
+    headers, body, _ = receiver.received[0]
+    expected = hmac.new(
+        bytes.fromhex(webhook.secret),
+        headers["X-LRE-Timestamp"].encode() + b"." + body,
+        hashlib.sha256,
+    ).hexdigest()
+    assert headers["X-LRE-Signature"] == f"sha256={expected}"

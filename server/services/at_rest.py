@@ -1,0 +1,17 @@
+"""Small secrets kept in the database (TOTP seeds, webhook keys), encrypted
+with AES-256-GCM under the server's secrets key and bound to their row."""
+
+from __future__ import annotations
+
+import os
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+
+def seal(key: bytes, secret: bytes, row: bytes) -> bytes:
+    nonce = os.urandom(12)
+    return nonce + AESGCM(key).encrypt(nonce, secret, row)
+
+
+def unseal(key: bytes, sealed: bytes, row: bytes) -> bytes:
+    return AESGCM(key).decrypt(sealed[:12], sealed[12:], row)

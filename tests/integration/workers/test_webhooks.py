@@ -1,0 +1,151 @@
+"""Webhooks against a real HTTP receiver on 127.0.0.1: the sender's events in
+log order, each signed (HMAC-SHA256, checked here independently), retried
+with backoff, and given up after 48 hours."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from email.message import Message
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from prometheus_client import REGISTRY
+
+from server.domain.errors import InvalidArgument
+from server.services.events import EventLog
+from server.services.webhooks import WebhookPolicy, WebhookService
+from server.storage import db
+from tests.integration.services.conftest import KEY
+from tests.integration.workers.conftest import World
+
+
+class Receiver:
+    """Answers 500 to the first ``failures`` POSTs, then 200; keeps them all."""
+
+    def __init__(self, failures: int) -> None:
+        self.received: list[tuple[Message, bytes, int]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                status = 500 if len(receiver.received) < failures else 200
+                receiver.received.append((self.headers, body, status))
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/lre-events"
+
+    def __enter__(self) -> Receiver:
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def hooks(world: World) -> Iterator[tuple[EventLog, WebhookService]]:
+    events = EventLog(db.sessions(world.engine), world.clock)
+    policy = WebhookPolicy(KEY, first_retry=dt.timedelta(seconds=10))
+    yield events, WebhookService(db.sessions(world.engine), events, policy, world.clock)
+
+
+def _drain(webhooks: WebhookService) -> None:
+    for _ in range(100):
+        if not webhooks.deliver_one():
+            return
+    raise AssertionError("deliveries did not settle")
+
+
+def test_events_arrive_in_order_signed_and_retried(
+    world: World, hooks: tuple[EventLog, WebhookService]
+) -> None:
+    events, webhooks = hooks
+    sender = uuid.UUID(world.session.party_id)
+    with Receiver(failures=2) as receiver:
+        webhook, secret = webhooks.create(sender, "wh-1", receiver.url)
+        again, same_secret = webhooks.create(sender, "wh-1", receiver.url)
+        assert (again.id, same_secret) == (webhook.id, secret)  # a retried create
+        letters = []
+        for _ in range(3):
+            letters.append(world.deposit())
+            world.clock.advance(seconds=1)
+        assert events.sequence() == 3
+        _drain(webhooks)
+        assert [status for *_, status in receiver.received] == [500]
+        world.clock.advance(seconds=10)
+        _drain(webhooks)  # fails again: the next try is 20 s later
+        world.clock.advance(seconds=19)
+        _drain(webhooks)
+        assert len(receiver.received) == 2
+        world.clock.advance(seconds=1)
+        _drain(webhooks)
+    delivered = [(headers, body) for headers, body, status in receiver.received if status == 200]
+    bodies = [json.loads(body) for _, body in delivered]
+    assert [b["letter"] for b in bodies] == [f"letters/{letter.id}" for letter in letters]
+    assert {b["event"] for b in bodies} == {"SubmissionAcceptance"}
+    assert [int(b["cursor"]) for b in bodies] == sorted({int(b["cursor"]) for b in bodies})
+    for headers, body in [(h, b) for h, b, _ in receiver.received]:
+        expected = hmac.new(
+            bytes.fromhex(secret),
+            headers["X-LRE-Timestamp"].encode() + b"." + body,
+            hashlib.sha256,
+        ).hexdigest()
+        assert headers["X-LRE-Signature"] == f"sha256={expected}"
+    # Listing never shows the key again; a deleted webhook receives nothing more.
+    listed, _ = webhooks.list(sender, 10, "")
+    assert [w.id for w in listed] == [webhook.id]
+    webhooks.delete(sender, webhook.id)
+    assert webhooks.list(sender, 10, "")[0] == []
+
+
+def test_an_event_undelivered_for_48_hours_is_given_up(
+    world: World, hooks: tuple[EventLog, WebhookService]
+) -> None:
+    events, webhooks = hooks
+    sender = uuid.UUID(world.session.party_id)
+    abandoned = REGISTRY.get_sample_value("lre_webhook_deliveries_total", {"outcome": "abandoned"})
+    with Receiver(failures=10**6) as receiver:
+        webhooks.create(sender, "wh-down", receiver.url)
+        world.deposit()
+        world.deposit()
+        events.sequence()
+        hours = 0.0
+        while hours < 49:
+            _drain(webhooks)
+            world.clock.advance(hours=1)
+            hours += 1
+        tried = [json.loads(b)["cursor"] for _, b, _ in receiver.received]
+    # The first event: hourly retries (the backoff's ceiling) for 48 hours, then given
+    # up; the second, as old, is tried once and given up at once.
+    assert 45 <= tried.count(tried[0]) <= 55
+    assert tried.count(tried[-1]) == 1 and len(set(tried)) == 2
+    assert (
+        REGISTRY.get_sample_value("lre_webhook_deliveries_total", {"outcome": "abandoned"})
+        == (abandoned or 0) + 2
+    )
+
+
+def test_only_https_or_loopback_urls_are_taken(
+    world: World, hooks: tuple[EventLog, WebhookService]
+) -> None:
+    _, webhooks = hooks
+    sender = uuid.UUID(world.session.party_id)
+    for url in ("http://example.org/hook", "file:///etc/passwd", "ftp://127.0.0.1/x", ""):
+        with pytest.raises(InvalidArgument):
+            webhooks.create(sender, f"bad-{url}", url)
+    webhook, _ = webhooks.create(sender, "good", "https://crm.example.org/lre")
+    assert webhook.url == "https://crm.example.org/lre"
