@@ -31,6 +31,7 @@ def server_process(
     signer: SignerProcess,
     tmp_path: Path,
     database_url: str,
+    *,
     tls: TlsFiles | None = None,
     **settings: str,
 ) -> Iterator[ServerProcess]:
@@ -46,7 +47,8 @@ def server_process(
             **settings,
         }
     key = tmp_path / "server.key"
-    key.write_text(secrets.token_hex(32))
+    if not key.exists():  # a restarted server keeps its key
+        key.write_text(secrets.token_hex(32))
     port, metrics_port = free_port(), free_port()
     maildir = tmp_path / "mail"
     env = {

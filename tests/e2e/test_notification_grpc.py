@@ -9,11 +9,14 @@ import hmac
 import json
 import mailbox
 import re
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
+from aiosmtpd.smtp import Envelope
 
 from lre.v1 import (
     common_pb2,
@@ -26,8 +29,9 @@ from lre.v1 import (
 from tests.conftest import SignerProcess
 from tests.e2e.conftest import server_process
 from tests.e2e.test_deposit_grpc import ANNEX, CONTENT, _company, _deposit, _verify_seal
+from tests.integration.workers.conftest import Inbox
 from tests.integration.workers.test_webhooks import Receiver
-from tests.support import wait_for
+from tests.support import free_port, wait_for
 
 
 @pytest.fixture
@@ -430,3 +434,70 @@ def test_a_webhook_created_through_the_api_receives_the_senders_events(
         hashlib.sha256,
     ).hexdigest()
     assert headers["X-LRE-Signature"] == f"sha256={expected}"
+
+
+class KillingInbox(Inbox):
+    """Kills ``victim`` as soon as it has handed over a whole message, before
+    the SMTP reply reaches it: sent, but not recorded as sent."""
+
+    victim: subprocess.Popen[bytes] | None = None
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Envelope) -> str:
+        reply = await super().handle_DATA(server, session, envelope)
+        if self.victim is not None:
+            self.victim.kill()
+            self.victim.wait()
+            self.victim = None
+        return reply
+
+
+def test_a_dispatcher_killed_between_send_and_record_resends_the_same_message(
+    signer_process: SignerProcess, tmp_path: Path
+) -> None:
+    database = f"sqlite:///{tmp_path / 'lre.db'}"
+    port = free_port()
+    transport = f"smtp://127.0.0.1:{port}"
+    inbox = KillingInbox(port)
+    with inbox:
+        with server_process(
+            signer_process, tmp_path, database, mail_transport=transport, outbox_interval_s="0.2"
+        ) as first:
+            with grpc.insecure_channel(first.address) as channel:
+                identity = identity_pb2_grpc.IdentityServiceStub(channel)
+                custody = custody_pb2_grpc.CustodyServiceStub(channel)
+                _, sender = _company(identity, "ks", "Bailleur SARL", "gestion@bailleur.example")
+                recipient, _ = _company(identity, "kr", "Dest SA", "courrier@dest.example")
+                inbox.victim = first.process
+                letter = _deposit(custody, sender, recipient, "k-1")
+            assert wait_for(lambda: first.process.poll() is not None, timeout=30)
+        assert len(inbox.messages) == 1
+        killed = inbox.messages[0]["Message-ID"]
+        with (
+            server_process(
+                signer_process,
+                tmp_path,
+                database,
+                mail_transport=transport,
+                outbox_interval_s="0.2",
+            ) as second,
+            grpc.insecure_channel(second.address) as channel,
+        ):
+            custody = custody_pb2_grpc.CustodyServiceStub(channel)
+            as_sender = (("authorization", f"Bearer {sender}"),)
+
+            def notified_and_proven() -> bool:
+                state = custody.GetLetter(
+                    custody_pb2.GetLetterRequest(name=letter.name), metadata=as_sender
+                ).state
+                return state == common_pb2.LETTER_STATE_NOTIFIED and len(inbox.messages) >= 3
+
+            assert wait_for(notified_and_proven, timeout=30)
+            evidence = custody.ListEvidence(
+                custody_pb2.ListEvidenceRequest(parent=letter.name), metadata=as_sender
+            ).evidence
+    ids = [m["Message-ID"] for m in inbox.messages]
+    # The interrupted message came twice under one Message-ID; the other once.
+    assert ids.count(killed) == 2 and len(ids) == 3 and len(set(ids)) == 2
+    assert [e.event for e in evidence].count(
+        common_pb2.EVIDENCE_EVENT_NOTIFICATION_FOR_ACCEPTANCE
+    ) == 1
