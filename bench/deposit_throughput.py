@@ -106,6 +106,7 @@ def deposits(
         elapsed = time.perf_counter() - start
     latencies = sorted(x for r in results for x in r)
     return {
+        "count": len(latencies),
         "rate": len(latencies) / elapsed,
         "p50_ms": statistics.median(latencies) * 1000,
         "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000,

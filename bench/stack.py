@@ -31,6 +31,7 @@ POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 @dataclass(frozen=True)
 class Stack:
     address: str
+    signer_address: str
     database_url: str
     server: subprocess.Popen[bytes]
     sender: str
@@ -103,7 +104,16 @@ def running_stack(
             recipient, recipient_token = register_party(
                 stub, "recipient", company_name="Recipient", email="r@example.org", **fields
             )
-        yield Stack(address, database, server, sender, sender_token, recipient, recipient_token)
+        yield Stack(
+            address,
+            f"127.0.0.1:{signer_port}",
+            database,
+            server,
+            sender,
+            sender_token,
+            recipient,
+            recipient_token,
+        )
     finally:
         for process in (server, signer):
             process.terminate()

@@ -1,0 +1,166 @@
+"""Notification dispatch benchmark (issue 6): how fast the outbox empties
+into a local SMTP server (aiosmtpd on 127.0.0.1), PostgreSQL, real signer.
+
+Setup (not timed): N letters deposited through the server, workers off, so
+the outbox holds N recipient notices and N proofs of deposit for the sender.
+Then P worker processes of T dispatcher threads each drain it (the
+dispatchers are replica-safe: rows are claimed with SKIP LOCKED): each notice is composed,
+sent, and recorded with its sealed NotificationForAcceptance evidence; each
+proof is composed with the evidence attached and sent. Baseline, same run:
+the same number of messages sent by the same SMTP transport, no database.
+Usage:
+  python bench/dispatch_throughput.py [--letters 1000] [--processes 2] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import secrets
+import sys
+import threading
+import time
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.controller import Controller
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.deposit_throughput import deposits
+from bench.stack import POSTGRES, running_stack
+from server.mail import SmtpTransport
+from server.services.custody import CustodyPolicy, CustodyService
+from server.services.identity import IdentityPolicy, IdentityService, utcnow
+from server.services.notification import NotificationPolicy, NotificationService
+from server.signing import SignerClient
+from server.storage import db, models
+from server.workers.outbox import OutboxDispatcher, RetryPolicy
+from tests.support import free_port
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.count = 0
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        with self.lock:
+            self.count += 1
+        return "250 OK"
+
+
+def _threads(count: int, work: Any) -> float:
+    threads = [threading.Thread(target=work) for _ in range(count)]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - start
+
+
+def _drain_process(job: tuple[str, str, bytes, int, int]) -> None:
+    """One worker process: ``threads`` dispatchers until the outbox is empty."""
+    database_url, signer_address, key, port, threads = job
+    engine = db.make_engine(database_url)
+    sessions = db.sessions(engine)
+    signer = SignerClient(signer_address)
+    custody = CustodyService(
+        sessions,
+        IdentityService(sessions, IdentityPolicy(secrets_key=key)),
+        signer,
+        CustodyPolicy("Bench provider", 10**9, 399, "EUR"),
+        utcnow,
+    )
+    notifications = NotificationService(
+        sessions, NotificationPolicy(key, "LRE <n@lre.invalid>", "https://p.invalid")
+    )
+    transport = SmtpTransport("127.0.0.1", port, starttls=False, timeout_s=10)
+
+    def drain() -> None:
+        dispatcher = OutboxDispatcher(
+            sessions, transport, notifications, custody, RetryPolicy(), utcnow
+        )
+        while dispatcher.dispatch_one():
+            pass
+
+    _threads(threads, drain)
+    signer.close()
+    engine.dispose()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--letters", type=int, default=1000)
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--postgres", default=POSTGRES)
+    args = parser.parse_args()
+    port = free_port()
+    sink = Sink()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    transport = SmtpTransport("127.0.0.1", port, starttls=False, timeout_s=10)
+    try:
+        with running_stack(server_processes=1, postgres=args.postgres) as stack:
+            # Setup: deposits at a rate the server sustains, until there are enough.
+            made = 0
+            while made < args.letters:
+                made += int(
+                    deposits(stack.address, stack.sender_token, stack.recipient, 2.0)["count"]
+                )
+            engine = db.make_engine(stack.database_url)
+            with db.sessions(engine)() as session:
+                messages = session.query(models.OutboxMessage).count()
+            engine.dispose()
+            # Baseline: as many messages, straight to the SMTP server.
+            sample = EmailMessage()
+            sample["From"], sample["To"], sample["Subject"] = "a@lre.invalid", "b@x.invalid", "x"
+            sample.set_content("registered letter waiting " * 40)
+            remaining = [messages]
+            lock = threading.Lock()
+
+            def send_raw() -> None:
+                while True:
+                    with lock:
+                        if remaining[0] <= 0:
+                            return
+                        remaining[0] -= 1
+                    transport.send(sample)
+
+            baseline = messages / _threads(args.threads, send_raw)
+            received_before = sink.count
+
+            job = (
+                stack.database_url,
+                stack.signer_address,
+                secrets.token_bytes(32),
+                port,
+                args.threads,
+            )
+            context = multiprocessing.get_context("spawn")
+            with context.Pool(args.processes) as pool:
+                start = time.perf_counter()
+                pool.map(_drain_process, [job] * args.processes)
+                elapsed = time.perf_counter() - start
+            sent = sink.count - received_before
+    finally:
+        controller.stop()
+    assert sent == messages, (sent, messages)
+    print(
+        f"dispatch: {made} letters deposited, {messages} messages in the outbox "
+        f"(notices + proofs of deposit), {args.processes} worker processes x "
+        f"{args.threads} dispatcher threads, PostgreSQL"
+    )
+    print(f"baseline, SMTP only (no database, no seal):  {baseline:7.0f} messages/s")
+    print(f"outbox dispatch (compose, send, record):     {sent / elapsed:7.0f} messages/s")
+    print(f"ratio dispatch/baseline: {sent / elapsed / baseline:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
