@@ -13,6 +13,7 @@ from lre.pool import MetricsEndpoint, serve_pool
 from lre.serving import wait_for_signal
 from server import config
 from server.api import app
+from server.services.audit import verify_log
 from server.signing import SignerClient
 from server.storage import db
 from server.workers import repeat
@@ -32,6 +33,10 @@ def serve(settings: config.ServerSettings) -> int:
     stop_workers = threading.Event()
     workers = []
 
+    def seal_tree_head() -> bool:
+        server.events.seal_head()
+        return False  # once per interval
+
     def census() -> bool:
         server.custody.count_by_state()
         return False  # once per interval
@@ -41,6 +46,7 @@ def serve(settings: config.ServerSettings) -> int:
             ("census", settings.census_interval_s, census),
             ("sequencer", settings.sequencer_interval_s, lambda: server.events.sequence() > 0),
             ("webhooks", settings.sequencer_interval_s, server.webhooks.deliver_one),
+            ("tree-heads", settings.tree_head_interval_s, seal_tree_head),
             ("outbox", settings.outbox_interval_s, server.dispatcher.step),
             ("deadlines", settings.expiry_interval_s, lambda: server.custody.expire_due() > 0),
             (
@@ -78,17 +84,36 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="serve identity, custody and notification over gRPC")
     commands.add_parser("migrate", help="bring the database schema to the latest revision")
+    commands.add_parser(
+        "verify-log",
+        help="replay the log from the database; report entries deleted, changed or out of order",
+    )
     args = parser.parse_args(argv)
     try:
         settings = config.load()
         logs.configure(settings.log_level)
-        # Refuse a bad configuration before opening anything: plaintext where
-        # TLS is required, unreadable certificates or keys.
-        settings.server_credentials()
-        settings.secrets_key()
+        if args.command == "serve":
+            # Refuse a bad configuration before opening anything: plaintext
+            # where TLS is required, unreadable certificates or keys.
+            settings.server_credentials()
+            settings.secrets_key()
     except (ConfigError, OSError, ValueError) as exc:
         print(f"lre-server: configuration error: {exc}", file=sys.stderr)
         return 2
+    if args.command == "verify-log":
+        report = verify_log(
+            db.sessions(db.make_engine(settings.database_url)), settings.seal_trust_anchors_file
+        )
+        for line in report.problems:
+            print(f"PROBLEM {line}")
+        for line in report.notes:
+            print(f"note: {line}")
+        verdict = "verified" if report.ok else f"NOT verified ({len(report.problems)} problems)"
+        print(
+            f"log {verdict}: {report.entries} entries, {report.evidence} evidence, "
+            f"{report.heads} sealed tree heads"
+        )
+        return 0 if report.ok else 1
     if args.command == "migrate":
         db.migrate(db.make_engine(settings.database_url))
         print("database schema up to date")

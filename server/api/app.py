@@ -71,7 +71,7 @@ def service_bindings(
         ServiceBinding(
             CUSTODY,
             custody_pb2_grpc.add_CustodyServiceServicer_to_server,
-            CustodyServicer(custody, identity),
+            CustodyServicer(custody, identity, events),
         ),
         ServiceBinding(
             NOTIFICATION,
@@ -209,7 +209,7 @@ def build(settings: ServerSettings, engine: Engine, signer: SignerClient) -> Ser
         ),
         utcnow,
     )
-    events = EventLog(db.sessions(engine), utcnow)
+    events = EventLog(db.sessions(engine), utcnow, signer, settings.provider_name)
     webhooks = WebhookService(
         db.sessions(engine),
         events,

@@ -13,9 +13,10 @@ from lre.v1 import common_pb2, custody_pb2, custody_pb2_grpc
 from server.api.auth import session_of
 from server.api.convert import timestamp
 from server.api.errors import domain_errors
-from server.domain.errors import InvalidArgument, NotFound
+from server.domain.errors import FailedPrecondition, InvalidArgument, NotFound
 from server.domain.letters import EvidenceEvent, LetterState
 from server.services.custody import CustodyService, DeclaredPart
+from server.services.events import EventLog
 from server.services.identity import IdentityService, parse_id
 from server.storage import models
 
@@ -64,10 +65,31 @@ def _evidence(row: models.Evidence) -> custody_pb2.Evidence:
     )
 
 
+def _evidence_name(name: str, field: str) -> tuple[uuid.UUID, uuid.UUID]:
+    parts = name.split("/")
+    if len(parts) != 4 or parts[0] != "letters" or parts[2] != "evidence":
+        raise InvalidArgument(field, "must be letters/{id}/evidence/{id}")
+    return (
+        parse_id(f"letters/{parts[1]}", field, "letters"),
+        parse_id(f"evidence/{parts[3]}", field, "evidence"),
+    )
+
+
+def _tree_head(head: models.TreeHead) -> custody_pb2.TreeHead:
+    return custody_pb2.TreeHead(
+        tree_size=head.tree_size,
+        root_hash=head.root_hash,
+        timestamp=timestamp(head.timestamp),
+        document=head.document,
+        seal=head.seal,
+    )
+
+
 class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
-    def __init__(self, custody: CustodyService, identities: IdentityService) -> None:
+    def __init__(self, custody: CustodyService, identities: IdentityService, log: EventLog) -> None:
         self._custody = custody
         self._identities = identities
+        self._log = log
 
     def DepositLetter(
         self,
@@ -214,16 +236,56 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
             )
             return custody_pb2.ListEvidenceResponse(evidence=[_evidence(r) for r in rows])
 
+    def GetTreeHead(
+        self, request: custody_pb2.GetTreeHeadRequest, context: grpc.ServicerContext
+    ) -> custody_pb2.TreeHead:
+        with domain_errors(context):
+            if request.tree_size < 0:
+                raise InvalidArgument("tree_size", "0 (the latest) or a sealed size")
+            return _tree_head(self._log.head(request.tree_size or None))
+
+    def SealTreeHead(
+        self, request: custody_pb2.SealTreeHeadRequest, context: grpc.ServicerContext
+    ) -> custody_pb2.TreeHead:
+        with domain_errors(context):
+            head = self._log.seal_head()
+            if head is None:
+                raise FailedPrecondition("the log is empty")
+            return _tree_head(head)
+
+    def GetInclusionProof(
+        self, request: custody_pb2.GetInclusionProofRequest, context: grpc.ServicerContext
+    ) -> custody_pb2.InclusionProof:
+        with domain_errors(context):
+            session = session_of(context, self._identities)
+            letter_id, evidence_id = _evidence_name(request.evidence, "evidence")
+            if not any(e.id == evidence_id for e in self._custody.evidence_for(session, letter_id)):
+                raise NotFound("no such evidence")
+            if request.tree_size < 0:
+                raise InvalidArgument("tree_size", "0 (the latest) or a sealed size")
+            entry, head, proof = self._log.inclusion(evidence_id, request.tree_size or None)
+            assert entry.seq is not None
+            return custody_pb2.InclusionProof(
+                leaf_index=entry.seq, leaf=entry.leaf, hashes=proof, tree_head=_tree_head(head)
+            )
+
+    def GetConsistencyProof(
+        self, request: custody_pb2.GetConsistencyProofRequest, context: grpc.ServicerContext
+    ) -> custody_pb2.ConsistencyProof:
+        with domain_errors(context):
+            first, second, proof = self._log.consistency(
+                request.first_tree_size, request.second_tree_size
+            )
+            return custody_pb2.ConsistencyProof(
+                hashes=proof, first=_tree_head(first), second=_tree_head(second)
+            )
+
     def GetEvidence(
         self, request: custody_pb2.GetEvidenceRequest, context: grpc.ServicerContext
     ) -> custody_pb2.Evidence:
         with domain_errors(context):
             session = session_of(context, self._identities)
-            parts = request.name.split("/")
-            if len(parts) != 4 or parts[0] != "letters" or parts[2] != "evidence":
-                raise InvalidArgument("name", "must be letters/{id}/evidence/{id}")
-            letter_id = parse_id(f"letters/{parts[1]}", "name", "letters")
-            evidence_id = parse_id(f"evidence/{parts[3]}", "name", "evidence")
+            letter_id, evidence_id = _evidence_name(request.name, "name")
             for row in self._custody.evidence_for(session, letter_id):
                 if row.id == evidence_id:
                     return _evidence(row)

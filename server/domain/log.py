@@ -113,3 +113,19 @@ def _subproof(m: int, hashes: Sequence[bytes], complete: bool) -> list[bytes]:
     if m <= k:
         return [*_subproof(m, hashes[:k], complete), root(hashes[k:])]
     return [*_subproof(m - k, hashes[k:], False), root(hashes[:k])]
+
+
+def tree_head_document(size: int, root_hash: bytes, at: dt.datetime, issuer: str) -> bytes:
+    """What the signer seals for a tree head (canonical JSON)."""
+    return json.dumps(
+        {
+            "format": "lre-tree-head/1",
+            "issuer": issuer,
+            "treeSize": size,
+            "rootHash": root_hash.hex(),
+            "hashAlgorithm": "SHA-256 (RFC 9162)",
+            "time": _utc(at),
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    ).encode()

@@ -199,6 +199,19 @@ class LogEntry(Base):
     create_time: Mapped[dt.datetime]
 
 
+class TreeHead(Base):
+    """A signed statement of the log's size and Merkle root at a moment: the
+    document, and its CAdES seal by the signer."""
+
+    __tablename__ = "tree_heads"
+
+    tree_size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    root_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    timestamp: Mapped[dt.datetime]
+    document: Mapped[bytes] = mapped_column(LargeBinary)
+    seal: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class Webhook(Base):
     """A provider system's callback URL for the events of a party's letters."""
 

@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import mailbox
+import os
 import re
 import subprocess
 from collections.abc import Iterator
@@ -26,12 +27,13 @@ from lre.v1 import (
     notification_pb2,
     notification_pb2_grpc,
 )
+from tests import rfc9162
 from tests.conftest import SignerProcess
 from tests.e2e.conftest import server_process
 from tests.e2e.test_deposit_grpc import ANNEX, CONTENT, _company, _deposit, _verify_seal
 from tests.integration.workers.conftest import Inbox
 from tests.integration.workers.test_webhooks import Receiver
-from tests.support import free_port, wait_for
+from tests.support import BIN, free_port, openssl, wait_for
 
 
 @pytest.fixture
@@ -501,3 +503,76 @@ def test_a_dispatcher_killed_between_send_and_record_resends_the_same_message(
     assert [e.event for e in evidence].count(
         common_pb2.EVIDENCE_EVENT_NOTIFICATION_FOR_ACCEPTANCE
     ) == 1
+
+
+def test_inclusion_proofs_from_the_api_verify_and_verify_log_passes(
+    server: tuple[grpc.Channel, Path], signer_process: SignerProcess, tmp_path: Path
+) -> None:
+    channel, _ = server
+    identity = identity_pb2_grpc.IdentityServiceStub(channel)
+    custody = custody_pb2_grpc.CustodyServiceStub(channel)
+    _, sender = _company(identity, "ls", "Bailleur SARL", "gestion@bailleur.example")
+    recipient, recipient_token = _company(identity, "lr", "Dest SA", "courrier@dest.example")
+    as_sender = (("authorization", f"Bearer {sender}"),)
+    letter = _deposit(custody, sender, recipient, "log-1")
+    assert wait_for(
+        lambda: (
+            custody.GetLetter(
+                custody_pb2.GetLetterRequest(name=letter.name), metadata=as_sender
+            ).state
+            == common_pb2.LETTER_STATE_NOTIFIED
+        ),
+        timeout=30,
+    )
+    custody.AcceptLetter(
+        custody_pb2.AcceptLetterRequest(name=letter.name),
+        metadata=(("authorization", f"Bearer {recipient_token}"),),
+    )
+    evidence = custody.ListEvidence(
+        custody_pb2.ListEvidenceRequest(parent=letter.name), metadata=as_sender
+    ).evidence
+
+    def sealed_with_all() -> bool:
+        try:
+            head = custody.SealTreeHead(custody_pb2.SealTreeHeadRequest())
+            custody.GetInclusionProof(
+                custody_pb2.GetInclusionProofRequest(evidence=evidence[-1].name),
+                metadata=as_sender,
+            )
+        except grpc.RpcError:
+            return False
+        return head.tree_size >= len(evidence)
+
+    assert wait_for(sealed_with_all, timeout=30)  # the sequencer runs every 0.2 s
+    for item in evidence:
+        proof = custody.GetInclusionProof(
+            custody_pb2.GetInclusionProofRequest(evidence=item.name), metadata=as_sender
+        )
+        head = proof.tree_head
+        assert rfc9162.verify_inclusion(
+            proof.leaf, proof.leaf_index, head.tree_size, list(proof.hashes), head.root_hash
+        )
+        leaf = json.loads(proof.leaf)
+        assert leaf["evidence"] == item.name
+        assert leaf["documentSha256"] == hashlib.sha256(item.document).hexdigest()
+        assert leaf["sealSha256"] == hashlib.sha256(item.seal).hexdigest()
+    sealed = tmp_path / "head.p7m"
+    sealed.write_bytes(head.seal)
+    verified = openssl(
+        "cms", "-verify", "-inform", "DER", "-in", sealed, "-CAfile", signer_process.root_ca
+    )
+    assert verified.returncode == 0 and verified.stdout.encode() == head.document
+    assert json.loads(head.document)["rootHash"] == head.root_hash.hex()
+    checked = subprocess.run(
+        [str(BIN / "lre-server"), "verify-log"],
+        env={
+            **os.environ,
+            "LRE_SERVER_DATABASE_URL": f"sqlite:///{tmp_path / 'lre.db'}",
+            "LRE_SERVER_SEAL_TRUST_ANCHORS_FILE": str(signer_process.root_ca),
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "log verified" in checked.stdout and "PROBLEM" not in checked.stdout
