@@ -78,6 +78,9 @@ def _counted(messages: Iterator[Any], counter: Any) -> Iterator[Any]:
         yield message
 
 
+MAX_MESSAGE_BYTES = 2 * 1024 * 1024
+MAX_METADATA_BYTES = 16 * 1024
+
 # Decides whether a call may proceed: returns normally, or aborts the context
 # (PERMISSION_DENIED, UNAUTHENTICATED). Given the full method name.
 Guard = Callable[[str, grpc.ServicerContext], None]
@@ -184,7 +187,12 @@ class GrpcProcess:
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
             interceptors=interceptors,
-            options=[("grpc.so_reuseport", 1)],
+            options=[
+                ("grpc.so_reuseport", 1),
+                # A message carries at most a 1 MiB content chunk and its envelope.
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_metadata_size", MAX_METADATA_BYTES),
+            ],
         )
         self.health = health.HealthServicer(experimental_non_blocking=True)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)

@@ -30,6 +30,10 @@ class ServerSettings:
         "recipient-portal.lre.internal=recipient_portal,"
         "operator.lre.internal=operator,auditor.lre.internal=auditor"
     )
+    # Calls per second each caller (client certificate, or address without
+    # TLS) may make to one server process, and the burst allowed above it.
+    rate_limit_per_s: float = 500.0
+    rate_limit_burst: float = 1000.0
     # Production: refuse to start without mutual TLS.
     require_tls: bool = False
     # Processes sharing the gRPC and metrics ports (SO_REUSEPORT): one Python

@@ -26,7 +26,7 @@ from lre.v1 import (
 from server.api.custody import CustodyServicer
 from server.api.identity import IdentityServicer
 from server.api.notification import NotificationServicer
-from server.api.policy import Authorization, parse_caller_roles
+from server.api.policy import Authorization, RateLimiter, parse_caller_roles
 from server.config import ServerSettings
 from server.domain.identity import AssuranceLevel
 from server.mail import transport_from_url
@@ -229,7 +229,11 @@ def build(settings: ServerSettings, engine: Engine, signer: SignerClient) -> Ser
         service_bindings(identity, custody, notifications, events, webhooks),
         settings.grpc_address,
         max_workers=settings.grpc_threads,
-        guard=Authorization(caller_roles, tls=credentials is not None),
+        guard=Authorization(
+            caller_roles,
+            tls=credentials is not None,
+            limiter=RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
+        ),
         credentials=credentials,
     )
     process.set_serving(False)

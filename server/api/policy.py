@@ -11,6 +11,8 @@ no caller identity to check, so every caller holds every role.
 from __future__ import annotations
 
 import enum
+import threading
+import time
 
 import grpc
 
@@ -85,21 +87,55 @@ def parse_caller_roles(text: str) -> dict[str, Role]:
     return roles
 
 
-class Authorization:
-    """The guard of every RPC: the caller's role, then the policy."""
+class RateLimiter:
+    """A token bucket per caller: ``rate`` calls a second, bursts of ``burst``.
+    Per process: with N processes a caller may reach N times the rate."""
 
-    def __init__(self, caller_roles: dict[str, Role], tls: bool) -> None:
+    def __init__(self, rate: float, burst: float) -> None:
+        self._rate, self._burst = rate, burst
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def allow(self, caller: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            tokens, last = self._buckets.get(caller, (self._burst, now))
+            tokens = min(self._burst, tokens + (now - last) * self._rate)
+            allowed = tokens >= 1
+            self._buckets[caller] = (tokens - 1 if allowed else tokens, now)
+            if len(self._buckets) > 100_000:  # forget idle callers rather than grow
+                self._buckets.clear()
+            return allowed
+
+
+class Authorization:
+    """The guard of every RPC: the caller's role, the policy, the caller's rate."""
+
+    def __init__(
+        self, caller_roles: dict[str, Role], tls: bool, limiter: RateLimiter | None = None
+    ) -> None:
         self._caller_roles = caller_roles
         self._tls = tls
+        self._limiter = limiter
+
+    def _names(self, context: grpc.ServicerContext) -> list[str]:
+        return [
+            bytes(n).decode().lower()
+            for n in context.auth_context().get("x509_subject_alternative_name", [])
+        ]
 
     def roles(self, context: grpc.ServicerContext) -> frozenset[Role]:
         if not self._tls:
             return PLAINTEXT_ROLES
-        names = [
-            bytes(n).decode().lower()
-            for n in context.auth_context().get("x509_subject_alternative_name", [])
-        ]
-        return frozenset(self._caller_roles[n] for n in names if n in self._caller_roles)
+        return frozenset(
+            self._caller_roles[n] for n in self._names(context) if n in self._caller_roles
+        )
+
+    def caller(self, context: grpc.ServicerContext) -> str:
+        """Who is rate-limited: the certificate's name, or the peer's address."""
+        if self._tls:
+            return ",".join(sorted(self._names(context)))
+        return context.peer().rsplit(":", 1)[0]
 
     def __call__(self, method: str, context: grpc.ServicerContext) -> None:
         if method.startswith(OPEN_PREFIXES):
@@ -116,3 +152,9 @@ class Authorization:
             caller = "/".join(sorted(r.value for r in roles))
             rpc = method.rsplit("/", 1)[-1]
             abort(context, grpc.StatusCode.PERMISSION_DENIED, f"{caller} may not call {rpc}")
+        if self._limiter is not None and not self._limiter.allow(self.caller(context)):
+            abort(
+                context,
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                "too many calls from this caller; slow down and retry",
+            )

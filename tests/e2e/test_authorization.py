@@ -181,3 +181,39 @@ def test_production_mode_refuses_to_start_in_plaintext(tmp_path: Path) -> None:
     assert started.returncode == 2
     assert started.stderr.startswith("lre-server: configuration error: LRE_SERVER_REQUIRE_TLS")
     assert "Traceback" not in started.stderr
+
+
+def test_each_caller_has_its_own_rate_and_messages_have_a_size_limit(
+    signer_process: SignerProcess, tmp_path: Path, tls: TlsFiles
+) -> None:
+    database = f"sqlite:///{tmp_path / 'lre.db'}"
+    with (
+        server_process(
+            signer_process,
+            tmp_path,
+            database,
+            tls=tls,
+            run_workers="false",
+            rate_limit_per_s="0.5",
+            rate_limit_burst="5",
+        ) as server,
+        channel(server.address, tls, "operator") as operator,
+        channel(server.address, tls, "auditor") as auditor,
+    ):
+        head = custody_pb2.GetTreeHeadRequest()
+        codes = []
+        for _ in range(10):
+            with pytest.raises(grpc.RpcError) as answer:
+                custody_pb2_grpc.CustodyServiceStub(operator).GetTreeHead(head)
+            codes.append(answer.value.code())
+        # The burst: the request itself is judged (no head yet); then slowed down.
+        assert codes[:5] == [grpc.StatusCode.NOT_FOUND] * 5
+        assert set(codes[6:]) == {grpc.StatusCode.RESOURCE_EXHAUSTED}
+        with pytest.raises(grpc.RpcError) as other:
+            custody_pb2_grpc.CustodyServiceStub(auditor).GetTreeHead(head)
+        assert other.value.code() == grpc.StatusCode.NOT_FOUND  # another caller, its own rate
+        with pytest.raises(grpc.RpcError) as huge:
+            custody_pb2_grpc.CustodyServiceStub(auditor).SetLegalHold(
+                custody_pb2.SetLegalHoldRequest(name="x" * (3 * 1024 * 1024))
+            )
+        assert huge.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED

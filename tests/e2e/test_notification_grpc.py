@@ -23,6 +23,7 @@ from lre.v1 import (
     common_pb2,
     custody_pb2,
     custody_pb2_grpc,
+    identity_pb2,
     identity_pb2_grpc,
     notification_pb2,
     notification_pb2_grpc,
@@ -576,3 +577,59 @@ def test_inclusion_proofs_from_the_api_verify_and_verify_log_passes(
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "log verified" in checked.stdout and "PROBLEM" not in checked.stdout
+
+
+def test_no_secret_or_content_reaches_the_logs_of_a_whole_lifecycle(
+    server: tuple[grpc.Channel, Path], signer_process: SignerProcess, tmp_path: Path
+) -> None:
+    channel, _ = server
+    identity = identity_pb2_grpc.IdentityServiceStub(channel)
+    custody = custody_pb2_grpc.CustodyServiceStub(channel)
+    notifications = notification_pb2_grpc.NotificationServiceStub(channel)
+    _, sender = _company(identity, "ss", "Bailleur SARL", "gestion@bailleur.example")
+    recipient, recipient_token = _company(identity, "sr", "Dest SA", "courrier@dest.example")
+    as_recipient = (("authorization", f"Bearer {recipient_token}"),)
+    webhook = notifications.CreateWebhook(
+        notification_pb2.CreateWebhookRequest(request_id="s-wh", url="https://crm.example.org/x"),
+        metadata=(("authorization", f"Bearer {sender}"),),
+    )
+    letter = _deposit(custody, sender, recipient, "s-1")
+    assert wait_for(
+        lambda: (
+            custody.GetLetter(
+                custody_pb2.GetLetterRequest(name=letter.name), metadata=as_recipient
+            ).state
+            == common_pb2.LETTER_STATE_NOTIFIED
+        ),
+        timeout=30,
+    )
+    custody.AcceptLetter(custody_pb2.AcceptLetterRequest(name=letter.name), metadata=as_recipient)
+    content = b"".join(
+        c.data
+        for c in custody.DownloadLetterContent(
+            custody_pb2.DownloadLetterContentRequest(name=letter.name), metadata=as_recipient
+        )
+    )
+    assert content == CONTENT + ANNEX
+    # A failed login, whose password must not be echoed either.
+    with pytest.raises(grpc.RpcError):
+        identity.CreateSession(
+            identity_pb2.CreateSessionRequest(
+                party=recipient, password="hunter2-not-the-password", totp_code="000000"
+            )
+        )
+    logs = (tmp_path / "server.log").read_text() + signer_process.log.read_text()
+    assert '"method": "/lre.v1.CustodyService/DownloadLetterContent"' in logs  # logs were written
+    secrets_ = {
+        "sender session token": sender,
+        "recipient session token": recipient_token,
+        "webhook key": webhook.secret,
+        "server secrets key": (tmp_path / "server.key").read_text().strip(),
+        "token PIN": signer_process.paths.pin_file.read_text().strip(),
+        "a wrong password": "hunter2-not-the-password",
+        "letter content": "lettre de resiliation",
+        "annex content": "etat des lieux",
+    }
+    leaked = [name for name, value in secrets_.items() if value and value in logs]
+    assert not leaked, leaked
+    assert not re.search(r"walkthrough [0-9a-f-]{36}", logs)  # register_party's passwords
