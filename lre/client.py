@@ -90,14 +90,17 @@ class Walkthrough:
 
         return self.custody.DepositLetter(messages(), metadata=_bearer(token), timeout=60)
 
-    def notification(self, reference: str, timeout_s: float = 60) -> email.message.Message:
+    def notification(
+        self, reference: str, recipient_email: str, timeout_s: float = 60
+    ) -> email.message.Message:
+        """The recipient's notice (the sender's proof of deposit names the reference too)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if (self.maildir / "new").exists():
                 box = mailbox.Maildir(self.maildir, create=False)
                 for key in list(box.iterkeys()):
                     message = email.message_from_bytes(box.get_bytes(key))
-                    if reference in str(message["Subject"]):
+                    if reference in str(message["Subject"]) and message["To"] == recipient_email:
                         return message
             time.sleep(0.5)
         raise SystemExit(
@@ -172,7 +175,7 @@ class Walkthrough:
         letter = self.deposit(sender_token, recipient, document)
         self.say(f"  {letter.name}, reference {letter.reference}, proof of deposit sealed")
         self.say(f"3. Waiting for the recipient's notification in {self.maildir}")
-        message = self.notification(letter.reference)
+        message = self.notification(letter.reference, f"recipient-{self.run_id}@example.org")
         text = next(
             p.get_payload(decode=True)
             for p in message.walk()
