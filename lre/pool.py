@@ -7,6 +7,7 @@ import logging
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -90,9 +91,11 @@ class _MetricsHandler(BaseHTTPRequestHandler):
 class MetricsEndpoint:
     """/metrics over HTTP, on a port the pool's processes share."""
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, context: ssl.SSLContext | None = None) -> None:
         host, _, port = address.rpartition(":")
         self._server = _MetricsServer((host, int(port)), _MetricsHandler)
+        if context is not None:
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="metrics", daemon=True

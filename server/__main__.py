@@ -11,6 +11,7 @@ from lre import logs
 from lre.config import ConfigError
 from lre.pool import MetricsEndpoint, serve_pool
 from lre.serving import wait_for_signal
+from lre.tls import https_context
 from server import config
 from server.api import app
 from server.services.audit import verify_log
@@ -23,10 +24,12 @@ log = logging.getLogger("lre.server")
 
 def serve(settings: config.ServerSettings) -> int:
     engine = db.make_engine(settings.database_url)
-    signer = SignerClient(settings.signer_address)
+    signer = SignerClient(settings.signer_address, credentials=settings.signer_credentials())
     server = app.build(settings, engine, signer)
     process, dependency_health = server.process, server.health
-    metrics = MetricsEndpoint(settings.metrics_address)
+    metrics = MetricsEndpoint(
+        settings.metrics_address, https_context(settings.tls_cert_file, settings.tls_key_file)
+    )
     metrics.start()
     process.start()
     dependency_health.start()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import grpc
 
-from lre import config
+from lre import config, tls
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,10 @@ class ServerSettings:
     # TLS) may make to one server process, and the burst allowed above it.
     rate_limit_per_s: float = 500.0
     rate_limit_burst: float = 1000.0
+    # Mutual TLS to the signer: its CA, and this server's client certificate.
+    signer_tls_ca_file: Path | None = None
+    signer_tls_cert_file: Path | None = None
+    signer_tls_key_file: Path | None = None
     # Production: refuse to start without mutual TLS.
     require_tls: bool = False
     # Processes sharing the gRPC and metrics ports (SO_REUSEPORT): one Python
@@ -111,24 +115,24 @@ class ServerSettings:
         return key
 
     def server_credentials(self) -> grpc.ServerCredentials | None:
-        """Mutual TLS when configured; None (plaintext) only where allowed."""
-        if self.tls_cert_file is None or self.tls_key_file is None:
-            if self.require_tls:
-                raise config.ConfigError(
-                    "LRE_SERVER_REQUIRE_TLS: set LRE_SERVER_TLS_CERT_FILE, "
-                    "LRE_SERVER_TLS_KEY_FILE and LRE_SERVER_TLS_CLIENT_CA_FILE"
-                )
-            return None
-        if self.require_tls and self.tls_client_ca_file is None:
+        if self.require_tls and self.signer_tls_ca_file is None:
             raise config.ConfigError(
-                "LRE_SERVER_REQUIRE_TLS: callers are identified by client certificates; "
-                "set LRE_SERVER_TLS_CLIENT_CA_FILE"
+                "LRE_SERVER_REQUIRE_TLS: set LRE_SERVER_SIGNER_TLS_CA_FILE "
+                "(mutual TLS to the signer)"
             )
-        client_ca = self.tls_client_ca_file.read_bytes() if self.tls_client_ca_file else None
-        return grpc.ssl_server_credentials(
-            [(self.tls_key_file.read_bytes(), self.tls_cert_file.read_bytes())],
-            root_certificates=client_ca,
-            require_client_auth=client_ca is not None,
+        return tls.server_credentials(
+            self.tls_cert_file,
+            self.tls_key_file,
+            self.tls_client_ca_file,
+            self.require_tls,
+            "LRE_SERVER_",
+        )
+
+    def signer_credentials(self) -> grpc.ChannelCredentials | None:
+        if self.signer_tls_ca_file is None:
+            return None
+        return tls.channel_credentials(
+            self.signer_tls_ca_file, self.signer_tls_cert_file, self.signer_tls_key_file
         )
 
     def reminders(self) -> tuple[int, ...]:

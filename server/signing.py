@@ -40,18 +40,25 @@ _IN_FLIGHT = 32
 
 
 class SignerClient:
-    def __init__(self, address: str, timeout_s: float = 10.0, connections: int = 4) -> None:
+    def __init__(
+        self,
+        address: str,
+        timeout_s: float = 10.0,
+        connections: int = 4,
+        credentials: grpc.ChannelCredentials | None = None,
+    ) -> None:
+        """``credentials``: mutual TLS to the signer; None is plaintext."""
+        options = [
+            ("grpc.service_config", _RETRY),
+            ("grpc.enable_retries", 1),
+            ("grpc.use_local_subchannel_pool", 1),
+        ]
         # Several connections: the signer runs as several processes sharing a
         # port, and the kernel spreads them by connection, not by call.
         self._channels = [
-            grpc.insecure_channel(
-                address,
-                options=[
-                    ("grpc.service_config", _RETRY),
-                    ("grpc.enable_retries", 1),
-                    ("grpc.use_local_subchannel_pool", 1),
-                ],
-            )
+            grpc.secure_channel(address, credentials, options=options)
+            if credentials
+            else grpc.insecure_channel(address, options=options)
             for _ in range(connections)
         ]
         self._stubs = itertools.cycle(

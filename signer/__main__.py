@@ -14,6 +14,7 @@ from pkcs11 import ObjectClass
 
 from lre import logs, pool
 from lre.serving import GrpcProcess, ServiceBinding, wait_for_signal
+from lre.tls import https_context
 from lre.v1 import signing_pb2, signing_pb2_grpc
 from signer import config, pki
 from signer.app import Signer
@@ -40,11 +41,14 @@ def serve_worker(settings: config.SignerSettings) -> int:
         settings.grpc_address,
         max_workers=settings.grpc_threads,
         log_rpcs=settings.log_rpcs,
+        credentials=settings.server_credentials(),
     )
     # Connect before taking traffic: with SO_REUSEPORT a worker receives
     # connections as soon as it listens.
     process.set_serving(signer.check_health())
-    http = HttpEndpoint(signer, settings.http_address)
+    http = HttpEndpoint(
+        signer, settings.http_address, https_context(settings.tls_cert_file, settings.tls_key_file)
+    )
     signer.start_monitor(lambda healthy: process.set_serving(healthy))
     process.start()
     http.start()

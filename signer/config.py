@@ -6,7 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from lre import config
+import grpc
+
+from lre import config, tls
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,22 @@ class SignerSettings:
     health_check_interval_s: float = 2.0
     log_level: str = "INFO"
     log_rpcs: bool = True
+    # TLS on both ports; with a client CA, the gRPC port takes only callers
+    # (the server) with a certificate it issued. /tsa and /metrics use HTTPS.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_client_ca_file: Path | None = None
+    # Production: refuse to start without mutual TLS.
+    require_tls: bool = False
+
+    def server_credentials(self) -> grpc.ServerCredentials | None:
+        return tls.server_credentials(
+            self.tls_cert_file,
+            self.tls_key_file,
+            self.tls_client_ca_file,
+            self.require_tls,
+            "LRE_SIGNER_",
+        )
 
     def pin(self) -> str | None:
         return config.read_secret(self.pin_file, "LRE_SIGNER_PIN")

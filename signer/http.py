@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -74,9 +75,11 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class HttpEndpoint:
-    def __init__(self, signer: Signer, address: str) -> None:
+    def __init__(self, signer: Signer, address: str, context: ssl.SSLContext | None = None) -> None:
         host, _, port = address.rpartition(":")
         self._server = _Server((host, int(port)), _Handler)
+        if context is not None:
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         self._server.signer = signer
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, name="http", daemon=True)

@@ -43,7 +43,6 @@ def server_process(
             "tls_cert_file": str(tls.service_cert),
             "tls_key_file": str(tls.service_key),
             "tls_client_ca_file": str(tls.ca),
-            "require_tls": "true",
             **settings,
         }
     key = tmp_path / "server.key"

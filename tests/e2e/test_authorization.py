@@ -5,7 +5,10 @@ under every caller role gets what the policy says; the operator's powers work.""
 from __future__ import annotations
 
 import os
+import ssl
 import subprocess
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +18,7 @@ from google.protobuf import symbol_database
 
 from lre.devtls import CALLERS, TlsFiles, create_dev_tls
 from lre.v1 import (
+    common_pb2,
     custody_pb2,
     custody_pb2_grpc,
     identity_pb2,
@@ -22,10 +26,11 @@ from lre.v1 import (
     notification_pb2,
 )
 from server.api.policy import POLICY, Role
-from tests.conftest import SignerProcess
+from signer.devsetup import DevPaths
+from tests.conftest import SignerProcess, signer_env
 from tests.e2e.conftest import ServerProcess, server_process
 from tests.e2e.test_deposit_grpc import _company, _deposit
-from tests.support import BIN, SERVING, channel, health_status
+from tests.support import BIN, SERVING, channel, free_port, health_status, running, wait_for
 
 ROLES = {dns.split(".")[0]: Role(role) for dns, role in CALLERS.items()}
 SERVICES = [
@@ -217,3 +222,56 @@ def test_each_caller_has_its_own_rate_and_messages_have_a_size_limit(
                 custody_pb2.SetLegalHoldRequest(name="x" * (3 * 1024 * 1024))
             )
         assert huge.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_production_mode_runs_mutual_tls_end_to_end(
+    dev_var: DevPaths, tmp_path: Path, tls: TlsFiles
+) -> None:
+    """Signer and server both refuse plaintext; the server reaches the signer
+    with its client certificate; /tsa and /metrics answer over HTTPS only."""
+    grpc_port, http_port = free_port(), free_port()
+    signer_tls = {
+        "LRE_SIGNER_TLS_CERT_FILE": str(tls.service_cert),
+        "LRE_SIGNER_TLS_KEY_FILE": str(tls.service_key),
+        "LRE_SIGNER_TLS_CLIENT_CA_FILE": str(tls.ca),
+        "LRE_SIGNER_REQUIRE_TLS": "true",
+    }
+    env = signer_env(dev_var, grpc_port, http_port, **signer_tls)
+    with running([str(BIN / "lre-signer"), "serve"], env, tmp_path / "signer.log"):
+        signer_address = f"127.0.0.1:{grpc_port}"
+        assert wait_for(
+            lambda: health_status(signer_address, tls=tls, caller="operator") == SERVING
+        ), (tmp_path / "signer.log").read_text()
+        assert health_status(signer_address) is None  # plaintext refused
+        signer = SignerProcess(signer_address, f"https://127.0.0.1:{http_port}", dev_var, tmp_path)
+        with (
+            server_process(
+                signer,
+                tmp_path,
+                f"sqlite:///{tmp_path / 'lre.db'}",
+                tls=tls,
+                require_tls="true",
+                run_workers="false",
+                signer_tls_ca_file=str(tls.ca),
+                signer_tls_cert_file=str(tls.client_cert("operator")),
+                signer_tls_key_file=str(tls.client_key("operator")),
+            ) as server,
+            channel(server.address, tls, "sender-gateway") as gateway,
+            channel(server.address, tls, "operator") as operator,
+        ):
+            identity = identity_pb2_grpc.IdentityServiceStub(gateway)
+            checks = identity_pb2_grpc.IdentityServiceStub(operator)
+            _, sender = _company(identity, "ps", "Expediteur SAS", "e@expediteur.example", checks)
+            recipient, _ = _company(identity, "pr", "Dest SA", "c@dest.example", checks)
+            # Sealed and its key wrapped by the signer, over mutual TLS.
+            letter = _deposit(custody_pb2_grpc.CustodyServiceStub(gateway), sender, recipient, "p")
+            assert letter.state == common_pb2.LETTER_STATE_DEPOSITED
+            trusted = ssl.create_default_context(cafile=str(tls.ca))
+            for url in (
+                server.metrics_url.replace("http://", "https://"),
+                f"{signer.http_url}/metrics",
+            ):
+                with urllib.request.urlopen(url, context=trusted, timeout=10) as reply:
+                    assert b"grpc_server_handled_total" in reply.read()
+                with pytest.raises((urllib.error.URLError, ConnectionError)):
+                    urllib.request.urlopen(url.replace("https://", "http://"), timeout=5)
