@@ -11,6 +11,7 @@ that verify them.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import email
 import mailbox
@@ -20,6 +21,7 @@ import time
 import urllib.parse
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,8 @@ from cryptography.hazmat import asn1
 from cryptography.hazmat.primitives import serialization
 from google.protobuf import timestamp_pb2
 
+from lre.devtls import TlsFiles
+from lre.tls import channel_credentials
 from lre.v1 import (
     common_pb2,
     custody_pb2,
@@ -46,14 +50,54 @@ from signer import structures
 CHUNK = 64 * 1024
 
 
+@dataclass(frozen=True)
+class Connections:
+    """The server as each caller reaches it (one channel for all without TLS)."""
+
+    sender_gateway: grpc.Channel
+    recipient_portal: grpc.Channel
+    operator: grpc.Channel
+    signer: grpc.Channel
+
+
+@contextlib.contextmanager
+def connect(server: str, signer: str, tls_dir: Path | None) -> Iterator[Connections]:
+    """Mutual TLS with the development certificates of ``tls_dir`` when given."""
+    if tls_dir is None:
+        with grpc.insecure_channel(server) as plain, grpc.insecure_channel(signer) as to_signer:
+            yield Connections(plain, plain, plain, to_signer)
+        return
+    files = TlsFiles(tls_dir)
+
+    def secure(address: str, caller: str) -> grpc.Channel:
+        return grpc.secure_channel(
+            address,
+            channel_credentials(files.ca, files.client_cert(caller), files.client_key(caller)),
+        )
+
+    with (
+        secure(server, "sender-gateway") as sender,
+        secure(server, "recipient-portal") as recipient,
+        secure(server, "operator") as operator,
+        secure(signer, "operator") as to_signer,
+    ):
+        yield Connections(sender, recipient, operator, to_signer)
+
+
 class Walkthrough:
-    def __init__(
-        self, server: grpc.Channel, signer: grpc.Channel, maildir: Path, out: Path
-    ) -> None:
-        self.identity = identity_pb2_grpc.IdentityServiceStub(server)
-        self.custody = custody_pb2_grpc.CustodyServiceStub(server)
-        self.notifications = notification_pb2_grpc.NotificationServiceStub(server)
-        self.signing = signing_pb2_grpc.SigningServiceStub(signer)
+    def __init__(self, connections: Connections, maildir: Path, out: Path) -> None:
+        # Each side acts through its own portal, as a provider's systems would.
+        self.sender_identity = identity_pb2_grpc.IdentityServiceStub(connections.sender_gateway)
+        self.recipient_identity = identity_pb2_grpc.IdentityServiceStub(
+            connections.recipient_portal
+        )
+        self.operator_identity = identity_pb2_grpc.IdentityServiceStub(connections.operator)
+        self.sender_custody = custody_pb2_grpc.CustodyServiceStub(connections.sender_gateway)
+        self.custody = custody_pb2_grpc.CustodyServiceStub(connections.recipient_portal)
+        self.notifications = notification_pb2_grpc.NotificationServiceStub(
+            connections.recipient_portal
+        )
+        self.signing = signing_pb2_grpc.SigningServiceStub(connections.signer)
         self.maildir = maildir
         self.out = out
         self.run_id = uuid.uuid4().hex[:8]
@@ -61,8 +105,12 @@ class Walkthrough:
     def say(self, text: str) -> None:
         print(text, flush=True)
 
-    def party(self, label: str, **fields: Any) -> tuple[str, str]:
-        name, token = register_party(self.identity, f"{self.run_id}-{label}", **fields)
+    def party(
+        self, label: str, portal: identity_pb2_grpc.IdentityServiceStub, **fields: Any
+    ) -> tuple[str, str]:
+        name, token = register_party(
+            portal, f"{self.run_id}-{label}", self.operator_identity, **fields
+        )
         self.say(f"  {label}: {name}, proofed at substantial, two-factor session issued")
         return name, token
 
@@ -88,7 +136,7 @@ class Walkthrough:
                     chunk=custody_pb2.ContentChunk(part_index=0, data=data[offset : offset + CHUNK])
                 )
 
-        return self.custody.DepositLetter(messages(), metadata=_bearer(token), timeout=60)
+        return self.sender_custody.DepositLetter(messages(), metadata=_bearer(token), timeout=60)
 
     def notification(
         self, reference: str, recipient_email: str, timeout_s: float = 60
@@ -122,7 +170,7 @@ class Walkthrough:
             x509.load_der_x509_certificate(chain[0]).public_bytes(serialization.Encoding.PEM)
         )
         commands = []
-        evidence = self.custody.ListEvidence(
+        evidence = self.sender_custody.ListEvidence(
             custody_pb2.ListEvidenceRequest(parent=letter), metadata=_bearer(token)
         )
         for number, item in enumerate(evidence.evidence, start=1):
@@ -148,6 +196,7 @@ class Walkthrough:
         self.say("1. Registering and proofing the parties")
         sender, sender_token = self.party(
             "sender",
+            self.sender_identity,
             kind=identity_pb2.PARTY_KIND_LEGAL_PERSON,
             professional=True,
             company_name="Demo Sender SARL",
@@ -155,12 +204,13 @@ class Walkthrough:
         )
         recipient, recipient_token = self.party(
             "recipient",
+            self.recipient_identity,
             kind=identity_pb2.PARTY_KIND_NATURAL_PERSON,
             given_name="Camille",
             family_name="Demo",
             email=f"recipient-{self.run_id}@example.org",
         )
-        self.identity.GrantConsent(
+        self.recipient_identity.GrantConsent(
             identity_pb2.GrantConsentRequest(
                 request_id=f"{self.run_id}-consent",
                 recipient=recipient,
@@ -273,10 +323,17 @@ def main(argv: list[str] | None = None) -> int:
     walk.add_argument("--signer", default="127.0.0.1:50052")
     walk.add_argument("--maildir", type=Path, default=Path("var/mail"))
     walk.add_argument("--out", type=Path, default=Path("var/walkthrough"))
+    walk.add_argument(
+        "--tls-dir",
+        type=Path,
+        default=Path("var/tls"),
+        help="mutual TLS with the certificates `make run` made here (plaintext if absent)",
+    )
     args = parser.parse_args(argv)
-    with grpc.insecure_channel(args.server) as server, grpc.insecure_channel(args.signer) as signer:
+    tls_dir = args.tls_dir if (args.tls_dir / "ca.pem").exists() else None
+    with connect(args.server, args.signer, tls_dir) as connections:
         try:
-            Walkthrough(server, signer, args.maildir, args.out).run(args.document)
+            Walkthrough(connections, args.maildir, args.out).run(args.document)
         except grpc.RpcError as exc:
             print(f"lre-client: {exc.code().name}: {exc.details()}", file=sys.stderr)
             return 1

@@ -15,13 +15,42 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from lre.config import load
+from lre.devtls import SERVER_CLIENT, TlsFiles
+from lre.tls import channel_credentials
 from server.config import ServerSettings
 from signer.config import SignerSettings
 
 
-def wait_serving(address: str, timeout_s: float, process: subprocess.Popen[bytes]) -> bool:
+def _tls_settings(files: TlsFiles) -> dict[str, str]:
+    """Mutual TLS on every port with the development CA of ``make run``."""
+    service = {
+        "TLS_CERT_FILE": str(files.service_cert),
+        "TLS_KEY_FILE": str(files.service_key),
+        "TLS_CLIENT_CA_FILE": str(files.ca),
+    }
+    server = files.client_cert(SERVER_CLIENT.split(".")[0])
+    return {
+        **{f"LRE_SIGNER_{k}": v for k, v in service.items()},
+        **{f"LRE_SERVER_{k}": v for k, v in service.items()},
+        "LRE_SERVER_SIGNER_TLS_CA_FILE": str(files.ca),
+        "LRE_SERVER_SIGNER_TLS_CERT_FILE": str(server),
+        "LRE_SERVER_SIGNER_TLS_KEY_FILE": str(server.with_suffix(".key")),
+    }
+
+
+def wait_serving(
+    address: str, timeout_s: float, process: subprocess.Popen[bytes], tls: TlsFiles | None
+) -> bool:
     deadline = time.monotonic() + timeout_s
-    with grpc.insecure_channel(address) as channel:
+    channel = (
+        grpc.secure_channel(
+            address,
+            channel_credentials(tls.ca, tls.client_cert("operator"), tls.client_key("operator")),
+        )
+        if tls
+        else grpc.insecure_channel(address)
+    )
+    with channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline and process.poll() is None:
             try:
@@ -44,6 +73,9 @@ def main() -> int:
         "LRE_CONFIG": str(root / "lre.toml"),
         "SOFTHSM2_CONF": str(root / "softhsm" / "softhsm2.conf"),
     }
+    tls = TlsFiles(root / "tls")
+    if tls.ca.exists():
+        env = {**_tls_settings(tls), **env}  # what the caller set wins
     signer_settings = load(SignerSettings, "signer", env)
     # The server talks to this signer, wherever it was told to listen.
     env.setdefault("LRE_SERVER_SIGNER_ADDRESS", signer_settings.grpc_address)
@@ -60,20 +92,26 @@ def main() -> int:
     signal.signal(signal.SIGTERM, stop)
     try:
         processes["signer"] = subprocess.Popen([str(bin_dir / "lre-signer"), "serve"], env=env)
-        if not wait_serving(signer_settings.grpc_address, 60, processes["signer"]):
+        tls_used = tls if signer_settings.tls_cert_file else None
+        if not wait_serving(signer_settings.grpc_address, 60, processes["signer"], tls_used):
             print("lre: the signer did not become healthy; see its log above", file=sys.stderr)
             return 1
         processes["server"] = subprocess.Popen([str(bin_dir / "lre-server"), "serve"], env=env)
-        if not wait_serving(server_settings.grpc_address, 60, processes["server"]):
+        if not wait_serving(server_settings.grpc_address, 60, processes["server"], tls_used):
             print("lre: the server did not become healthy; see its log above", file=sys.stderr)
             return 1
+        web = "https" if tls_used else "http"
+        transport = (
+            f"mutual TLS: CA {tls.ca}, client certificates beside it" if tls_used else "plaintext"
+        )
         print(
             f"""
 LRE is running (Ctrl-C stops both processes)
   server gRPC     {server_settings.grpc_address}   (Identity, Custody, Notification)
-  server metrics  http://{server_settings.metrics_address}/metrics
+  server metrics  {web}://{server_settings.metrics_address}/metrics
   signer gRPC     {signer_settings.grpc_address}   (SigningService)
-  signer HTTP     http://{signer_settings.http_address}/tsa  (RFC 3161)  and /metrics
+  signer HTTP     {web}://{signer_settings.http_address}/tsa  (RFC 3161)  and /metrics
+  transport       {transport}
   database        {server_settings.database_url}
   state           {root}/
 """,

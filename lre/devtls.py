@@ -24,6 +24,9 @@ CALLERS = {
 }
 
 
+SERVER_CLIENT = "server.lre.internal"
+
+
 @dataclass(frozen=True)
 class TlsFiles:
     root: Path
@@ -125,7 +128,8 @@ def create_dev_tls(root: Path) -> TlsFiles:
     )
     files.service_cert.write_bytes(service.public_bytes(serialization.Encoding.PEM))
     _write_key(files.service_key, service_key)
-    for dns in CALLERS:
+    # The server's own certificate for its mutual TLS to the signer (no role).
+    for dns in [*CALLERS, SERVER_CLIENT]:
         name = dns.split(".")[0]
         client, client_key = _issue(
             ca_name, ca_key, dns, [x509.DNSName(dns)], ExtendedKeyUsageOID.CLIENT_AUTH

@@ -16,6 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from pkcs11 import ObjectClass
 
+from lre.devtls import create_dev_tls
 from signer import pki
 from signer.config import SignerSettings
 from signer.token import Token
@@ -158,6 +159,7 @@ def dev_setup(root: Path) -> DevPaths:
     finally:
         token.close()
     _secret(paths.server_key, 32)
+    create_dev_tls(paths.root / "tls")
     if not paths.config.exists():
         paths.config.write_text(_config_text(paths, settings), encoding="utf-8")
     return paths

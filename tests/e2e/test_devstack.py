@@ -16,8 +16,9 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
+from lre.devtls import TlsFiles
 from lre.v1 import identity_pb2, identity_pb2_grpc
-from tests.support import BIN, SERVING, free_port, health_status, wait_for
+from tests.support import BIN, SERVING, channel, free_port, health_status, wait_for
 
 LRE_SERVICES = {
     "lre.v1.IdentityService",
@@ -78,6 +79,7 @@ def test_make_run_serves_every_service_and_stops_cleanly(
     var = tmp_path / "var"
     _setup(var)
     _setup(var)  # a second `make run` reuses what the first created
+    tls = TlsFiles(var / "tls")
     log = tmp_path / "devstack.log"
     devstack = _run_devstack(var, ports, log)
     try:
@@ -89,20 +91,23 @@ def test_make_run_serves_every_service_and_stops_cleanly(
             "lre.v1.CustodyService",
             "lre.v1.NotificationService",
         ):
-            assert health_status(server, service) == SERVING, service
+            assert health_status(server, service, tls=tls, caller="auditor") == SERVING
         for service in ("", "lre.v1.SigningService"):
-            assert health_status(signer, service) == SERVING, service
+            assert health_status(signer, service, tls=tls, caller="server") == SERVING
+        # make run speaks mutual TLS only, with the CA it made under var/tls.
+        assert health_status(server) is None and health_status(signer) is None
+        assert health_status(server, tls=tls) is None  # no client certificate
 
         listed = set()
         for address in (server, signer):
-            with grpc.insecure_channel(address) as channel:
-                listed |= set(ProtoReflectionDescriptorDatabase(channel).get_services())
+            with channel(address, tls, "operator") as conn:
+                listed |= set(ProtoReflectionDescriptorDatabase(conn).get_services())
         assert listed >= LRE_SERVICES
         assert "grpc.health.v1.Health" in listed
 
-        with grpc.insecure_channel(server) as channel:
+        with channel(server, tls, "recipient-portal") as portal:
             for call in (
-                lambda: identity_pb2_grpc.IdentityServiceStub(channel).SendEmailCode(
+                lambda: identity_pb2_grpc.IdentityServiceStub(portal).SendEmailCode(
                     identity_pb2.SendEmailCodeRequest(party="parties/1"), timeout=5
                 ),
             ):
@@ -154,6 +159,8 @@ def test_the_walkthrough_client_against_make_run(tmp_path: Path, ports: dict[str
                 str(var / "mail"),
                 "--out",
                 str(tmp_path / "out"),
+                "--tls-dir",
+                str(var / "tls"),
             ],
             capture_output=True,
             text=True,
