@@ -19,7 +19,7 @@ from lre.v1 import common_pb2, custody_pb2, custody_pb2_grpc, identity_pb2, iden
 from server.storage import models
 from tests.conftest import SignerProcess
 from tests.e2e.conftest import server_process
-from tests.support import openssl
+from tests.support import openssl, wait_for
 
 PASSWORD = "correct horse battery staple"
 CONTENT = b"%PDF-1.7 lettre de resiliation " * 5000  # ~150 KB, several chunks
@@ -95,6 +95,23 @@ def _deposit(
     return custody.DepositLetter(
         messages(), metadata=(("authorization", f"Bearer {token}"),), timeout=30
     )
+
+
+def _wait_notified(
+    custody: custody_pb2_grpc.CustodyServiceStub,
+    letters: list[custody_pb2.Letter],
+    metadata: tuple[tuple[str, str], ...],
+) -> None:
+    """Until the server's own dispatcher has notified every one of ``letters``."""
+    for letter in letters:
+        request = custody_pb2.GetLetterRequest(name=letter.name)
+        assert wait_for(
+            lambda request=request: (
+                custody.GetLetter(request, metadata=metadata).state
+                == common_pb2.LETTER_STATE_NOTIFIED
+            ),
+            timeout=30,
+        ), letter.name
 
 
 def _verify_seal(

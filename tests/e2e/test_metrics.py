@@ -15,11 +15,11 @@ import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from lre.v1 import common_pb2, custody_pb2, custody_pb2_grpc, identity_pb2_grpc
+from lre.v1 import custody_pb2, custody_pb2_grpc, identity_pb2_grpc
 from server.api.custody import WIRE_CHUNK
 from tests.conftest import SignerProcess
 from tests.e2e.conftest import ServerProcess, server_process
-from tests.e2e.test_deposit_grpc import ANNEX, CONTENT, _company, _deposit
+from tests.e2e.test_deposit_grpc import ANNEX, CONTENT, _company, _deposit, _wait_notified
 from tests.support import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,16 +76,7 @@ def test_a_lifecycle_moves_the_counters_by_what_happened(
     assert empty.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     accepted = _deposit(custody[1], sender, recipient, "m-1")
     refused = _deposit(custody[2], sender, recipient, "m-2")
-    for letter in (accepted, refused):
-        assert wait_for(
-            lambda letter=letter: (
-                custody[0]
-                .GetLetter(custody_pb2.GetLetterRequest(name=letter.name), metadata=as_recipient)
-                .state
-                == common_pb2.LETTER_STATE_NOTIFIED
-            ),
-            timeout=30,
-        )
+    _wait_notified(custody[0], [accepted, refused], as_recipient)
     custody[1].AcceptLetter(
         custody_pb2.AcceptLetterRequest(name=accepted.name), metadata=as_recipient
     )

@@ -31,7 +31,14 @@ from lre.v1 import (
 from tests import rfc9162
 from tests.conftest import SignerProcess
 from tests.e2e.conftest import server_process
-from tests.e2e.test_deposit_grpc import ANNEX, CONTENT, _company, _deposit, _verify_seal
+from tests.e2e.test_deposit_grpc import (
+    ANNEX,
+    CONTENT,
+    _company,
+    _deposit,
+    _verify_seal,
+    _wait_notified,
+)
 from tests.integration.workers.conftest import Inbox
 from tests.integration.workers.test_webhooks import Receiver
 from tests.support import BIN, free_port, openssl, wait_for
@@ -119,16 +126,7 @@ def test_the_whole_life_of_accepted_and_refused_letters(
         _deposit(custody, sender_token, recipient, "l-1"),
         _deposit(custody, sender_token, recipient, "l-2"),
     )
-    for letter in (accepted, refused):
-        assert wait_for(
-            lambda letter=letter: (
-                custody.GetLetter(
-                    custody_pb2.GetLetterRequest(name=letter.name), metadata=as_sender
-                ).state
-                == common_pb2.LETTER_STATE_NOTIFIED
-            ),
-            timeout=30,
-        )
+    _wait_notified(custody, [accepted, refused], as_sender)
 
     def download(name: str) -> list[bytes]:
         parts: dict[int, bytes] = {}
@@ -351,16 +349,7 @@ def test_the_event_stream_resumes_from_its_cursor_with_no_gap_and_no_repeat(
     first_letter = _deposit(custody, sender, recipient, "e-1")
     second_letter = _deposit(custody, sender, recipient, "e-2")
     _deposit(custody, other_sender, recipient, "e-3")  # not this sender's: never streamed
-    for letter in (first_letter, second_letter):
-        assert wait_for(
-            lambda letter=letter: (
-                custody.GetLetter(
-                    custody_pb2.GetLetterRequest(name=letter.name), metadata=as_recipient
-                ).state
-                == common_pb2.LETTER_STATE_NOTIFIED
-            ),
-            timeout=30,
-        )
+    _wait_notified(custody, [first_letter, second_letter], as_recipient)
     before = _follow(stream, sender, "", 3)
     custody.AcceptLetter(
         custody_pb2.AcceptLetterRequest(name=first_letter.name), metadata=as_recipient
@@ -516,15 +505,7 @@ def test_inclusion_proofs_from_the_api_verify_and_verify_log_passes(
     recipient, recipient_token = _company(identity, "lr", "Dest SA", "courrier@dest.example")
     as_sender = (("authorization", f"Bearer {sender}"),)
     letter = _deposit(custody, sender, recipient, "log-1")
-    assert wait_for(
-        lambda: (
-            custody.GetLetter(
-                custody_pb2.GetLetterRequest(name=letter.name), metadata=as_sender
-            ).state
-            == common_pb2.LETTER_STATE_NOTIFIED
-        ),
-        timeout=30,
-    )
+    _wait_notified(custody, [letter], as_sender)
     custody.AcceptLetter(
         custody_pb2.AcceptLetterRequest(name=letter.name),
         metadata=(("authorization", f"Bearer {recipient_token}"),),
@@ -594,15 +575,7 @@ def test_no_secret_or_content_reaches_the_logs_of_a_whole_lifecycle(
         metadata=(("authorization", f"Bearer {sender}"),),
     )
     letter = _deposit(custody, sender, recipient, "s-1")
-    assert wait_for(
-        lambda: (
-            custody.GetLetter(
-                custody_pb2.GetLetterRequest(name=letter.name), metadata=as_recipient
-            ).state
-            == common_pb2.LETTER_STATE_NOTIFIED
-        ),
-        timeout=30,
-    )
+    _wait_notified(custody, [letter], as_recipient)
     custody.AcceptLetter(custody_pb2.AcceptLetterRequest(name=letter.name), metadata=as_recipient)
     content = b"".join(
         c.data
