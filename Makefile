@@ -31,7 +31,7 @@ run: system-deps gen
 	$(BIN)/python -m lre.devstack --var $(VAR)
 
 test: gen
-	LRE_WITH_PROMTOOL=1 bash deploy/dev/system-deps.sh
+	LRE_WITH_TEST_TOOLS=1 bash deploy/dev/system-deps.sh
 	$(BIN)/pytest -q -ra
 
 lint: gen

@@ -262,16 +262,24 @@ class Walkthrough:
         return commands
 
 
-def register_party(
+@dataclass(frozen=True)
+class Enrolled:
+    """A party with its login factors (a walkthrough's or a test's, never a user's)."""
+
+    name: str
+    password: str
+    totp: pyotp.TOTP
+
+
+def enroll_party(
     identity: identity_pb2_grpc.IdentityServiceStub,
     request_id: str,
     operator: identity_pb2_grpc.IdentityServiceStub | None = None,
     **fields: Any,
-) -> tuple[str, str]:
+) -> Enrolled:
     """Creates a party, has an operator check its identity document (level
     substantial; ``operator`` is the operator's connection under mutual TLS),
-    gives it a password and a TOTP device, and opens a two-factor session.
-    Returns the party's name and the session token."""
+    and gives it a password and a TOTP device."""
     party = identity.CreateParty(
         identity_pb2.CreatePartyRequest(request_id=request_id, party=identity_pb2.Party(**fields))
     )
@@ -290,10 +298,31 @@ def register_party(
     identity.SetPassword(identity_pb2.SetPasswordRequest(party=party.name, password=password))
     uri = identity.EnrollTotp(identity_pb2.EnrollTotpRequest(party=party.name)).provisioning_uri
     totp = pyotp.TOTP(urllib.parse.parse_qs(urllib.parse.urlparse(uri).query)["secret"][0])
+    return Enrolled(party.name, password, totp)
+
+
+def log_in(
+    identity: identity_pb2_grpc.IdentityServiceStub,
+    party: Enrolled,
+    at: dt.datetime | None = None,
+) -> str:
+    """A two-factor session token; ``at`` is the server's time when it is not ours."""
+    code = party.totp.at(at) if at else party.totp.now()
     session = identity.CreateSession(
-        identity_pb2.CreateSessionRequest(party=party.name, password=password, totp_code=totp.now())
+        identity_pb2.CreateSessionRequest(party=party.name, password=party.password, totp_code=code)
     )
-    return party.name, session.token
+    return session.token
+
+
+def register_party(
+    identity: identity_pb2_grpc.IdentityServiceStub,
+    request_id: str,
+    operator: identity_pb2_grpc.IdentityServiceStub | None = None,
+    **fields: Any,
+) -> tuple[str, str]:
+    """Enrolls a party and opens a two-factor session: (party name, token)."""
+    party = enroll_party(identity, request_id, operator, **fields)
+    return party.name, log_in(identity, party)
 
 
 def _bearer(token: str) -> tuple[tuple[str, str]]:

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # System packages the service and its tests need. As root, installs what is
 # missing; otherwise prints the command and fails if a required one is missing.
-# LRE_WITH_PROMTOOL=1 also wants promtool (tests of the alert rules), which is
-# optional: without it those tests skip, and say so.
+# LRE_WITH_TEST_TOOLS=1 also wants what only tests use: promtool (the alert
+# rules) and libfaketime (a server whose wall clock jumps 17 days). Optional
+# outside CI: without them those tests skip, and say so.
 set -euo pipefail
 required=()
 optional=()
 command -v softhsm2-util >/dev/null || required+=(softhsm2)
 command -v openssl >/dev/null || required+=(openssl)
-if [ -n "${LRE_WITH_PROMTOOL:-}" ]; then
+if [ -n "${LRE_WITH_TEST_TOOLS:-}" ]; then
   command -v promtool >/dev/null || optional+=(prometheus)
+  compgen -G "/usr/lib/*/faketime/libfaketime.so.1" >/dev/null || optional+=(faketime)
 fi
 missing=("${required[@]}" "${optional[@]}")
 [ ${#missing[@]} -eq 0 ] && exit 0
@@ -20,5 +22,5 @@ elif [ ${#required[@]} -gt 0 ]; then
   echo "Missing system packages. Run: sudo apt-get install -y ${missing[*]}" >&2
   exit 1
 else
-  echo "Optional: sudo apt-get install -y ${optional[*]} (promtool; its tests skip without it)" >&2
+  echo "Optional: sudo apt-get install -y ${optional[*]} (test tools; their tests skip without them)" >&2
 fi

@@ -158,6 +158,9 @@ class NotificationService:
         }
         email = self._email(message, sender.email, f"{what_fr} / {what_en} - {letter.reference}")
         email.set_content(self._templates.get_template("proof.txt.j2").render(context))
+        email.add_alternative(
+            self._templates.get_template("proof.html.j2").render(context), subtype="html"
+        )
         email.add_attachment(
             evidence.document,
             maintype="application",

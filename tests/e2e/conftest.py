@@ -33,11 +33,13 @@ def server_process(
     database_url: str,
     *,
     tls: TlsFiles | None = None,
+    environment: dict[str, str] | None = None,
     **settings: str,
 ) -> Iterator[ServerProcess]:
     """Migrates the database and runs `lre-server serve`; ``settings`` are
     LRE_SERVER_* values by lower-case name (``run_workers="false"``). With
-    ``tls``, the server requires mutual TLS with certificates of that CA."""
+    ``tls``, the server requires mutual TLS with certificates of that CA;
+    ``environment`` is added to the serving process's only."""
     if tls is not None:
         settings = {
             "tls_cert_file": str(tls.service_cert),
@@ -66,7 +68,9 @@ def server_process(
         capture_output=True,
     )
     log = tmp_path / "server.log"
-    with running([str(BIN / "lre-server"), "serve"], env, log) as process:
+    with running(
+        [str(BIN / "lre-server"), "serve"], {**env, **(environment or {})}, log
+    ) as process:
         address = f"127.0.0.1:{port}"
         assert wait_for(
             lambda: health_status(address, CUSTODY, tls=tls, caller="operator") == SERVING

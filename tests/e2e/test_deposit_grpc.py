@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import email.header
+import glob
 import hashlib
 import json
+import mailbox
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +19,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from sqlalchemy import create_engine, func, select, text
 
-from lre.client import register_party
+from lre.client import enroll_party, log_in, register_party
 from lre.v1 import common_pb2, custody_pb2, custody_pb2_grpc, identity_pb2, identity_pb2_grpc
 from server.storage import models
 from tests.conftest import SignerProcess
@@ -332,3 +337,103 @@ def test_bad_streams_store_nothing(server: grpc.Channel, database_url: str) -> N
             custody.DepositLetter(iter(messages), metadata=metadata, timeout=10)
         assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT, name
     assert letters() == 0
+
+
+def _libfaketime() -> str:
+    found = sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1"))
+    if not found:
+        if os.environ.get("CI"):
+            pytest.fail("libfaketime is required under CI (Debian package faketime)")
+        pytest.skip("libfaketime not installed (Debian package faketime): expiry e2e not run")
+    return found[0]
+
+
+def test_a_letter_nobody_answers_expires_on_its_own(
+    signer_process: SignerProcess, tmp_path: Path
+) -> None:
+    """The real server and its own workers; only its wall clock moves (libfaketime),
+    17 days on, as it would while the recipient stays silent."""
+    clock = tmp_path / "faketime"
+    clock.write_text("+0\n")
+    faked = {
+        "LD_PRELOAD": _libfaketime(),
+        "FAKETIME_TIMESTAMP_FILE": str(clock),
+        "FAKETIME_CACHE_DURATION": "1",
+        "DONT_FAKE_MONOTONIC": "1",  # timers and timeouts keep real time
+    }
+    with (
+        server_process(
+            signer_process,
+            tmp_path,
+            f"sqlite:///{tmp_path / 'lre.db'}",
+            environment=faked,
+            outbox_interval_s="0.2",
+            expiry_interval_s="0.5",
+            session_ttl_s=str(40 * 86400),
+        ) as server,
+        grpc.insecure_channel(server.address) as channel,
+    ):
+        identity = identity_pb2_grpc.IdentityServiceStub(channel)
+        custody = custody_pb2_grpc.CustodyServiceStub(channel)
+        _, sender = _company(identity, "xs", "Bailleur SARL", "gestion@bailleur.example")
+        enrolled = enroll_party(
+            identity,
+            "xr",
+            kind=identity_pb2.PARTY_KIND_LEGAL_PERSON,
+            professional=True,
+            company_name="Dest SA",
+            email="courrier@dest.example",
+        )
+        recipient = enrolled.name
+        as_sender = (("authorization", f"Bearer {sender}"),)
+        letter = _deposit(custody, sender, recipient, "x-1")
+        _wait_notified(custody, [letter], as_sender)
+        request = custody_pb2.GetLetterRequest(name=letter.name)
+        deadline = custody.GetLetter(request, metadata=as_sender).acceptance_deadline
+        clock.write_text("+17d\n")  # the window closes unanswered
+        assert wait_for(
+            lambda: (
+                custody.GetLetter(request, metadata=as_sender).state
+                == common_pb2.LETTER_STATE_EXPIRED
+            ),
+            timeout=30,
+        ), server.log.read_text()[-2000:]
+        expired = custody.GetLetter(request, metadata=as_sender)
+        assert expired.decision_time == deadline  # dated at the window's end
+        evidence = custody.ListEvidence(
+            custody_pb2.ListEvidenceRequest(parent=letter.name), metadata=as_sender
+        ).evidence
+        assert [e.event for e in evidence] == [
+            common_pb2.EVIDENCE_EVENT_SUBMISSION_ACCEPTANCE,
+            common_pb2.EVIDENCE_EVENT_NOTIFICATION_FOR_ACCEPTANCE,
+            common_pb2.EVIDENCE_EVENT_ACCEPTANCE_REJECTION_EXPIRY,
+        ]
+        document = _verify_seal(evidence[-1], signer_process, tmp_path)
+        assert document["event"].endswith("AcceptanceRejectionExpiry")
+        # The recipient logs in, 17 days on (the server's time), and is too late.
+        later = dt.datetime.now(dt.UTC) + dt.timedelta(days=17)
+        as_recipient = (("authorization", f"Bearer {log_in(identity, enrolled, later)}"),)
+        for late in (
+            lambda: custody.AcceptLetter(
+                custody_pb2.AcceptLetterRequest(name=letter.name), metadata=as_recipient
+            ),
+            lambda: list(
+                custody.DownloadLetterContent(
+                    custody_pb2.DownloadLetterContentRequest(name=letter.name),
+                    metadata=as_recipient,
+                )
+            ),
+        ):
+            with pytest.raises(grpc.RpcError) as refused:
+                late()
+            assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+        def sender_told() -> bool:
+            return any(
+                "non-claim"
+                in str(email.header.make_header(email.header.decode_header(m["Subject"])))
+                for m in mailbox.Maildir(server.maildir)
+                if m["To"] == "gestion@bailleur.example"
+            )
+
+        assert wait_for(sender_told, timeout=30)

@@ -352,6 +352,8 @@ def test_the_sender_gets_each_proof_and_the_recipient_reminders_until_an_answer(
         ]
     )
     non_claim = to_sender[f"Preuve de non-réclamation / Proof of non-claim - {ignored.reference}"]
+    kinds = [p.get_content_type() for p in non_claim.walk()]
+    assert "text/plain" in kinds and "text/html" in kinds  # both, French and English
     attachments: dict[str, bytes] = {}
     for part in non_claim.walk():
         payload = part.get_payload(decode=True)
