@@ -9,7 +9,7 @@ sent, and recorded with its sealed NotificationForAcceptance evidence; each
 proof is composed with the evidence attached and sent. Baseline, same run:
 the same number of messages sent by the same SMTP transport, no database.
 Usage:
-  python bench/dispatch_throughput.py [--letters 1000] [--processes 2] [--threads 2]
+  python bench/dispatch_throughput.py [--letters 1000] [--processes 2] [--threads 3]
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def _drain_process(job: tuple[str, str, bytes, int, int]) -> None:
         dispatcher = OutboxDispatcher(
             sessions, transport, notifications, custody, RetryPolicy(), utcnow
         )
-        while dispatcher.dispatch_one():
+        while dispatcher.dispatch() > 0:
             pass
 
     _threads(threads, drain)
@@ -97,7 +97,7 @@ def main() -> int:
     )
     parser.add_argument("--letters", type=int, default=1000)
     parser.add_argument("--processes", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=3)
     parser.add_argument("--postgres", default=POSTGRES)
     args = parser.parse_args()
     port = free_port()

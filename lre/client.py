@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import datetime as dt
 import email
+import email.header
 import mailbox
 import re
 import sys
@@ -148,7 +149,10 @@ class Walkthrough:
                 box = mailbox.Maildir(self.maildir, create=False)
                 for key in list(box.iterkeys()):
                     message = email.message_from_bytes(box.get_bytes(key))
-                    if reference in str(message["Subject"]) and message["To"] == recipient_email:
+                    subject = email.header.make_header(
+                        email.header.decode_header(message["Subject"])
+                    )
+                    if reference in str(subject) and message["To"] == recipient_email:
                         return message
             time.sleep(0.5)
         raise SystemExit(

@@ -6,14 +6,16 @@ final (PermanentFailure: the address or the message was refused).
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.message
 import email.policy
 import mailbox
 import smtplib
 import ssl
-from dataclasses import dataclass
-from email.message import EmailMessage
+import threading
+from dataclasses import dataclass, field
+from email.message import Message
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import parse_qs, urlsplit
@@ -28,14 +30,14 @@ class PermanentFailure(Exception):
 
 
 class MailTransport(Protocol):
-    def send(self, message: EmailMessage) -> None: ...
+    def send(self, message: Message) -> None: ...
 
 
 @dataclass(frozen=True)
 class MaildirTransport:
     path: Path
 
-    def send(self, message: EmailMessage) -> None:
+    def send(self, message: Message) -> None:
         # mailbox creates tmp/, new/ and cur/ only when it creates the folder itself.
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -44,35 +46,75 @@ class MaildirTransport:
             raise TemporaryFailure(f"{type(exc).__name__} writing to the Maildir") from None
 
 
-@dataclass(frozen=True)
+@dataclass
 class SmtpTransport:
+    """SMTP with STARTTLS and authentication. Each thread keeps its connection
+    open between messages (a dispatcher sends in bursts); a connection the
+    server closed meanwhile is reopened once."""
+
     host: str
     port: int
     starttls: bool
     username: str | None = None
     password: str | None = None
     timeout_s: float = 30.0
+    _local: threading.local = field(default_factory=threading.local, repr=False)
 
-    def send(self, message: EmailMessage) -> None:
+    def _connect(self) -> smtplib.SMTP:
+        smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout_s)
+        if self.starttls:
+            smtp.starttls(context=ssl.create_default_context())
+        if self.username:
+            smtp.login(self.username, self.password or "")
+        return smtp
+
+    def _drop(self) -> None:
+        smtp = getattr(self._local, "smtp", None)
+        self._local.smtp = None
+        if smtp is not None:
+            with contextlib.suppress(OSError):
+                smtp.close()
+
+    def _send_once(self, message: Message) -> None:
+        smtp = getattr(self._local, "smtp", None)
+        if smtp is None:
+            smtp = self._local.smtp = self._connect()
+        smtp.send_message(message)
+
+    def send(self, message: Message) -> None:
         try:
-            with smtplib.SMTP(self.host, self.port, timeout=self.timeout_s) as smtp:
-                if self.starttls:
-                    smtp.starttls(context=ssl.create_default_context())
-                if self.username:
-                    smtp.login(self.username, self.password or "")
-                smtp.send_message(message)
+            reused = getattr(self._local, "smtp", None) is not None
+            try:
+                self._send_once(message)
+            except (smtplib.SMTPServerDisconnected, OSError):
+                if not reused:
+                    raise
+                self._drop()  # closed while idle: one fresh connection
+                self._send_once(message)
         except smtplib.SMTPRecipientsRefused as exc:
+            self._reset()
             codes = [code for code, _ in exc.recipients.values()]
             if all(code >= 500 for code in codes):
                 raise PermanentFailure(f"recipient refused ({codes[0]})") from None
             raise TemporaryFailure(f"recipient deferred ({codes[0]})") from None
         except smtplib.SMTPResponseException as exc:
+            self._reset()
             if exc.smtp_code >= 500:
                 raise PermanentFailure(f"message refused ({exc.smtp_code})") from None
             raise TemporaryFailure(f"server deferred ({exc.smtp_code})") from None
         except (TimeoutError, OSError, smtplib.SMTPException) as exc:
+            self._drop()
             where = f"{self.host}:{self.port}"
             raise TemporaryFailure(f"{type(exc).__name__} talking to {where}") from None
+
+    def _reset(self) -> None:
+        """After a refused message the connection stays usable once reset."""
+        smtp = getattr(self._local, "smtp", None)
+        try:
+            if smtp is not None:
+                smtp.rset()
+        except (OSError, smtplib.SMTPException):
+            self._drop()
 
 
 def transport_from_url(url: str, password: str | None = None) -> MailTransport:

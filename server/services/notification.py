@@ -15,8 +15,14 @@ import hmac
 import json
 import uuid
 from dataclasses import dataclass
-from email.message import EmailMessage
+from email import charset
+from email.header import Header
+from email.message import Message
+from email.mime.application import MIMEApplication
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
 from pathlib import Path
+from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from sqlalchemy import select
@@ -27,6 +33,9 @@ from server.domain.letters import EvidenceEvent
 from server.domain.window import AcceptanceWindow
 from server.storage import models
 
+# Quoted-printable headers: ASCII-safe, and the reference stays readable in the Subject.
+UTF8 = charset.Charset("utf-8")
+UTF8.header_encoding = charset.QP
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 MONTHS_FR = (
     "janvier", "février", "mars", "avril", "mai", "juin",
@@ -90,7 +99,7 @@ class NotificationService:
         letter: models.Letter,
         recipient: models.Party,
         now: dt.datetime,
-    ) -> EmailMessage:
+    ) -> Message:
         """The recipient's notification; ``now`` is when the window opens."""
         return self._to_recipient(message, letter, recipient, AcceptanceWindow(now), False)
 
@@ -100,7 +109,7 @@ class NotificationService:
         letter: models.Letter,
         recipient: models.Party,
         now: dt.datetime,
-    ) -> EmailMessage:
+    ) -> Message:
         """The same notice again, during the window; it names no sender either."""
         assert letter.notification_time is not None
         window = AcceptanceWindow(letter.notification_time)
@@ -113,7 +122,7 @@ class NotificationService:
         recipient: models.Party,
         window: AcceptanceWindow,
         reminder: bool,
-    ) -> EmailMessage:
+    ) -> Message:
         last_day = window.last_day
         context = {
             "reference": letter.reference,
@@ -127,14 +136,13 @@ class NotificationService:
             "Lettre recommandée électronique en attente / Registered electronic letter waiting"
             f" - {letter.reference}"
         )
-        email = self._email(
-            message, recipient.email, ("Rappel / Reminder: " if reminder else "") + subject
+        return self._email(
+            message,
+            recipient.email,
+            ("Rappel / Reminder: " if reminder else "") + subject,
+            "letter_waiting",
+            context,
         )
-        email.set_content(self._templates.get_template("letter_waiting.txt.j2").render(context))
-        email.add_alternative(
-            self._templates.get_template("letter_waiting.html.j2").render(context), subtype="html"
-        )
-        return email
 
     def proof(
         self,
@@ -142,7 +150,7 @@ class NotificationService:
         letter: models.Letter,
         sender: models.Party,
         evidence: models.Evidence,
-    ) -> EmailMessage:
+    ) -> Message:
         """The sender's copy of a proof, with the document and its seal attached."""
         what_fr, what_en = PROOF_TITLES[evidence.event]
         recipient = evidence_recipient(evidence.document)
@@ -156,30 +164,45 @@ class NotificationService:
             "evidence_file": f"{evidence.event.value}-{letter.reference}.json",
             "seal_file": f"{evidence.event.value}-{letter.reference}.p7m",
         }
-        email = self._email(message, sender.email, f"{what_fr} / {what_en} - {letter.reference}")
-        email.set_content(self._templates.get_template("proof.txt.j2").render(context))
-        email.add_alternative(
-            self._templates.get_template("proof.html.j2").render(context), subtype="html"
+        return self._email(
+            message,
+            sender.email,
+            f"{what_fr} / {what_en} - {letter.reference}",
+            "proof",
+            context,
+            [
+                (context["evidence_file"], "json", evidence.document),
+                (context["seal_file"], "pkcs7-mime", evidence.seal),
+            ],
         )
-        email.add_attachment(
-            evidence.document,
-            maintype="application",
-            subtype="json",
-            filename=context["evidence_file"],
-        )
-        email.add_attachment(
-            evidence.seal,
-            maintype="application",
-            subtype="pkcs7-mime",
-            filename=context["seal_file"],
-        )
-        return email
 
-    def _email(self, message: models.OutboxMessage, to: str, subject: str) -> EmailMessage:
-        email = EmailMessage()
+    def _email(
+        self,
+        message: models.OutboxMessage,
+        to: str,
+        subject: str,
+        template: str,
+        context: dict[str, Any],
+        attachments: list[tuple[str, str, bytes]] | None = None,
+    ) -> Message:
+        """Text and HTML from ``template``, then the attachments. Built with the
+        compat32 MIME classes: the modern header objects cost several times more
+        CPU, and a dispatcher builds a message per notification."""
+        body = MIMEMultipart("alternative")
+        for subtype in ("txt", "html"):
+            rendered = self._templates.get_template(f"{template}.{subtype}.j2").render(context)
+            body.attach(MIMEText(rendered, "plain" if subtype == "txt" else "html", "utf-8"))
+        email: Message = body
+        if attachments:
+            email = MIMEMultipart("mixed")
+            email.attach(body)
+            for filename, subtype, data in attachments:
+                part = MIMEApplication(data, subtype)
+                part.add_header("Content-Disposition", "attachment", filename=filename)
+                email.attach(part)
         email["From"] = self._policy.mail_from
         email["To"] = to
-        email["Subject"] = subject
+        email["Subject"] = Header(subject, UTF8)  # type: ignore[assignment]  # compat32 folds it
         # Stable per outbox message: a resend after a crash is recognisably the same message.
         email["Message-ID"] = self.message_id(message.id)
         email["Content-Language"] = "fr, en"
