@@ -1,4 +1,5 @@
-"""The log of letter events: sequencing, and reading it from a cursor.
+"""The log of letter events: sequencing, reading it from a cursor, and its
+RFC 9162 Merkle tree (sealed tree heads, inclusion and consistency proofs).
 
 Entries are written unsequenced by the transactions that change letters. The
 sequencer numbers committed entries one batch at a time under a lock, so the
