@@ -32,6 +32,8 @@ from lre.v1 import custody_pb2
 
 LETTER = os.urandom(10 * 1024)
 DEPOSIT = "/lre.v1.CustodyService/DepositLetter"
+# Sent but not counted: new connections, the clients' and the server's first calls.
+WARMUP_S = 1.0
 
 
 def _messages(recipient: str) -> list[bytes]:
@@ -53,8 +55,20 @@ def _messages(recipient: str) -> list[bytes]:
 
 
 async def _depositor(
-    address: str, token: str, recipient: str, seconds: float, concurrency: int, rate: float
-) -> list[float]:
+    address: str,
+    token: str,
+    recipient: str,
+    start_at: float,
+    seconds: float,
+    concurrency: int,
+    rate: float,
+    first_slot: int,
+    slot_stride: int,
+) -> tuple[list[float], float]:
+    """Closed loop when ``rate`` is 0; else each worker sends on its own
+    slots of a schedule spaced 1/rate apart over all workers of all clients,
+    and a latency counts from the slot (a late start is latency too). The
+    first WARMUP_S seconds are sent but not counted."""
     identity = lambda b: b  # noqa: E731
     latencies: list[float] = []
     # One channel per worker: connections, hence server processes, share the load.
@@ -62,49 +76,64 @@ async def _depositor(
         grpc.aio.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)])
         for _ in range(concurrency)
     ]
-    deadline = time.perf_counter() + seconds
-    interval = concurrency / rate if rate else 0.0
+    for channel in channels:
+        await channel.channel_ready()
+    await asyncio.sleep(max(0.0, start_at - time.time()))
+    origin = time.perf_counter()
+    measured_from = origin + WARMUP_S
+    deadline = measured_from + seconds
 
-    async def worker(channel: grpc.aio.Channel) -> None:
+    async def worker(index: int, channel: grpc.aio.Channel) -> None:
         call = channel.stream_unary(
             DEPOSIT, request_serializer=identity, response_deserializer=identity
         )
-        next_start = time.perf_counter()
+        slot = first_slot + index * slot_stride
         while time.perf_counter() < deadline:
-            if interval:
-                await asyncio.sleep(max(0.0, next_start - time.perf_counter()))
-                next_start += interval
-            start = time.perf_counter()
+            scheduled = time.perf_counter()
+            if rate:
+                scheduled = origin + slot / rate
+                slot += concurrency * slot_stride
+                if scheduled >= deadline:
+                    break
+                await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
             await call(
                 iter(_messages(recipient)),
                 metadata=(("authorization", f"Bearer {token}"),),
                 timeout=30,
             )
-            latencies.append(time.perf_counter() - start)
+            if scheduled >= measured_from:
+                latencies.append(time.perf_counter() - scheduled)
 
-    await asyncio.gather(*(worker(channel) for channel in channels))
+    await asyncio.gather(*(worker(i, channel) for i, channel in enumerate(channels)))
+    elapsed = time.perf_counter() - measured_from
     for channel in channels:
         await channel.close()
-    return latencies
+    return latencies, elapsed
 
 
-def _run_depositor(args: tuple[str, str, str, float, int, float]) -> list[float]:
+def _run_depositor(
+    args: tuple[str, str, str, float, float, int, float, int, int],
+) -> tuple[list[float], float]:
     return asyncio.run(_depositor(*args))
 
 
 def deposits(
     address: str, token: str, recipient: str, seconds: float, rate: float = 0.0
 ) -> dict[str, float]:
+    """Two client processes of 8 workers each; ``rate``: letters/s offered
+    in all, evenly spaced (0: as fast as they are answered)."""
     clients, concurrency = 2, 8
-    per_client_rate = rate / clients if rate else 0.0
+    start_at = time.time() + 3.0  # every client connected and waiting
     with multiprocessing.get_context("spawn").Pool(clients) as pool:
-        start = time.perf_counter()
         results = pool.map(
             _run_depositor,
-            [(address, token, recipient, seconds, concurrency, per_client_rate)] * clients,
+            [
+                (address, token, recipient, start_at, seconds, concurrency, rate, c, clients)
+                for c in range(clients)
+            ],
         )
-        elapsed = time.perf_counter() - start
-    latencies = sorted(x for r in results for x in r)
+    latencies = sorted(x for r, _ in results for x in r)
+    elapsed = max(e for _, e in results)
     return {
         "count": len(latencies),
         "rate": len(latencies) / elapsed,

@@ -7,6 +7,11 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
+import os
+import threading
+import uuid
+from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -15,6 +20,7 @@ from lre.v1 import signing_pb2, signing_pb2_grpc
 from server.domain.errors import DependencyUnavailable
 
 SERVICE = "lre.v1.SigningService"
+_log = logging.getLogger(__name__)
 # Retry what failed before reaching the signer (a restart, a draining replica).
 _RETRY = json.dumps(
     {
@@ -123,6 +129,15 @@ class SignerClient:
         assert isinstance(reply, signing_pb2.WrapKeyResponse)
         return reply.wrapped_key
 
+    def wrap_keys(self, keys: list[tuple[bytes, bytes]]) -> list[bytes]:
+        """Wraps (key, context) pairs in one call, in order."""
+        request = signing_pb2.WrapKeysRequest(
+            keys=[signing_pb2.WrapKeyRequest(key=k, context=c) for k, c in keys]
+        )
+        reply = self._call(self._stub.WrapKeys, request)
+        assert isinstance(reply, signing_pb2.WrapKeysResponse)
+        return list(reply.wrapped_keys)
+
     def unwrap_key(self, wrapped: bytes, context: bytes) -> bytes:
         reply = self._call(
             self._stub.UnwrapKey, signing_pb2.UnwrapKeyRequest(wrapped_key=wrapped, context=context)
@@ -140,3 +155,65 @@ class SignerClient:
     def close(self) -> None:
         for channel in self._channels:
             channel.close()
+
+
+def letter_key_context(letter_id: uuid.UUID) -> bytes:
+    """What a letter's content key is bound to when wrapped: the letter."""
+    return f"letters/{letter_id}".encode()
+
+
+@dataclass(frozen=True)
+class ContentKey:
+    letter_id: uuid.UUID
+    key: bytes
+    wrapped: bytes
+
+
+class ContentKeys:
+    """Fresh AES-256 content keys, wrapped by the signer ahead of use, a batch
+    per call: one signer call per ``batch`` deposits instead of one each.
+
+    A key is bound to the letter it will protect, so the letter's id is chosen
+    with its key. The deposit that finds the stock half gone wraps the next
+    batch, outside the lock, while the others go on taking keys. Keys not yet
+    used live only in this process's memory; if it stops they are gone, and
+    nothing refers to them."""
+
+    def __init__(self, signer: SignerClient, batch: int = 32) -> None:
+        self._signer = signer
+        self._batch = batch
+        self._ready: list[ContentKey] = []
+        self._refilling = False
+        self._lock = threading.Lock()
+
+    def take(self) -> ContentKey:
+        with self._lock:
+            key = self._ready.pop() if self._ready else None
+            refill = key is None or (len(self._ready) < self._batch // 2 and not self._refilling)
+            self._refilling = self._refilling or refill
+        if not refill:
+            assert key is not None
+            return key
+        try:
+            fresh = self._wrap_batch()
+        except DependencyUnavailable:
+            if key is None:
+                raise
+            _log.warning("could not wrap content keys ahead; will retry")
+            return key
+        finally:
+            with self._lock:
+                self._refilling = False
+        if key is None:
+            key = fresh.pop()
+        with self._lock:
+            self._ready.extend(fresh[: max(0, 2 * self._batch - len(self._ready))])
+        return key
+
+    def _wrap_batch(self) -> list[ContentKey]:
+        ids = [uuid.uuid4() for _ in range(self._batch)]
+        keys = [os.urandom(32) for _ in ids]
+        wrapped = self._signer.wrap_keys(
+            [(k, letter_key_context(i)) for i, k in zip(ids, keys, strict=True)]
+        )
+        return [ContentKey(*item) for item in zip(ids, keys, wrapped, strict=True)]

@@ -14,6 +14,7 @@ from signer.tsa import granted
 
 MAX_SEAL_CONTENT = 1 << 20
 MAX_CONTEXT = 1024
+MAX_KEYS_PER_CALL = 256
 _PURPOSES = {
     signing_pb2.KEY_PURPOSE_SEAL: pki.SEAL,
     signing_pb2.KEY_PURPOSE_TIMESTAMPING: pki.TIMESTAMPING,
@@ -83,6 +84,24 @@ class SigningServicer(signing_pb2_grpc.SigningServiceServicer):
         except TokenUnavailable:
             abort(context, grpc.StatusCode.UNAVAILABLE, "the signing token is not available")
 
+    def WrapKeys(
+        self, request: signing_pb2.WrapKeysRequest, context: grpc.ServicerContext
+    ) -> signing_pb2.WrapKeysResponse:
+        if not 0 < len(request.keys) <= MAX_KEYS_PER_CALL:
+            invalid_argument(context, "keys", f"give 1 to {MAX_KEYS_PER_CALL} keys")
+        for i, item in enumerate(request.keys):
+            if len(item.key) not in (16, 24, 32):
+                invalid_argument(
+                    context, f"keys[{i}].key", "must be an AES key of 16, 24 or 32 bytes"
+                )
+            _check_context(item.context, context, f"keys[{i}].context")
+        try:
+            return signing_pb2.WrapKeysResponse(
+                wrapped_keys=[self._signer.wrap_key(k.key, k.context) for k in request.keys]
+            )
+        except TokenUnavailable:
+            abort(context, grpc.StatusCode.UNAVAILABLE, "the signing token is not available")
+
     def UnwrapKey(
         self, request: signing_pb2.UnwrapKeyRequest, context: grpc.ServicerContext
     ) -> signing_pb2.UnwrapKeyResponse:
@@ -97,8 +116,8 @@ class SigningServicer(signing_pb2_grpc.SigningServiceServicer):
             abort(context, grpc.StatusCode.UNAVAILABLE, "the signing token is not available")
 
 
-def _check_context(value: bytes, context: grpc.ServicerContext) -> None:
+def _check_context(value: bytes, context: grpc.ServicerContext, field: str = "context") -> None:
     if not value:
-        invalid_argument(context, "context", "must name what the key protects (e.g. the letter)")
+        invalid_argument(context, field, "must name what the key protects (e.g. the letter)")
     if len(value) > MAX_CONTEXT:
-        invalid_argument(context, "context", f"must be at most {MAX_CONTEXT} bytes")
+        invalid_argument(context, field, f"must be at most {MAX_CONTEXT} bytes")

@@ -45,6 +45,7 @@ from server.domain.identity import AssuranceLevel, FactorCategory, ProofingMetho
 from server.domain.letters import PartyKind
 from server.services import at_rest
 from server.storage import models
+from server.storage.db import engine_of, reader
 
 log = logging.getLogger("lre.identity")
 
@@ -167,6 +168,7 @@ class IdentityService:
         self, sessions: sessionmaker[DbSession], policy: IdentityPolicy, clock: Clock = utcnow
     ) -> None:
         self._sessions = sessions
+        self._engine = engine_of(sessions)
         self._policy = policy
         self._clock = clock
 
@@ -616,12 +618,19 @@ class IdentityService:
     def authenticate(self, token: str) -> identity.Session:
         """The session behind a bearer token, as the domain sees it."""
         now = self._clock()
-        with self._sessions() as db:
-            record = db.scalar(
-                select(models.AuthSession).where(
-                    models.AuthSession.token_hash == hashlib.sha256(token.encode()).digest()
-                )
-            )
+        s = models.AuthSession
+        with reader(self._engine) as connection:
+            record = connection.execute(
+                select(
+                    s.party_id,
+                    s.level,
+                    s.factors,
+                    s.one_time_element,
+                    s.authenticated_at,
+                    s.expire_time,
+                    s.revoke_time,
+                ).where(s.token_hash == hashlib.sha256(token.encode()).digest())
+            ).first()
             if record is None or record.revoke_time is not None or record.expire_time <= now:
                 raise AuthenticationFailed("invalid or expired session")
             return identity.Session(

@@ -7,7 +7,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -42,6 +42,23 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 def sessions(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def engine_of(sessionmaker_: sessionmaker[Session]) -> Engine:
+    bind = sessionmaker_.kw["bind"]
+    assert isinstance(bind, Engine)
+    return bind
+
+
+def reader(engine: Engine) -> Connection:
+    """A connection for a single read that needs no transaction (a session
+    lookup on every call): on PostgreSQL in autocommit, which spares the
+    BEGIN and ROLLBACK round trips. SQLite keeps its own transactions (its
+    driver's autocommit would undo the BEGIN IMMEDIATE discipline above)."""
+    connection = engine.connect()
+    if engine.dialect.name == "postgresql":
+        connection.execution_options(isolation_level="AUTOCOMMIT")
+    return connection
 
 
 def alembic_config(engine: Engine) -> Config:

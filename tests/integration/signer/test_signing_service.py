@@ -159,6 +159,56 @@ def test_wrapped_keys_unwrap_only_under_their_context(
         assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
+def test_keys_wrapped_in_one_call_each_unwrap_under_their_own_context_only(
+    stub: signing_pb2_grpc.SigningServiceStub,
+) -> None:
+    keys = [bytes([i]) * 32 for i in range(5)]
+    contexts = [f"letters/{i}".encode() for i in range(5)]
+    wrapped = stub.WrapKeys(
+        signing_pb2.WrapKeysRequest(
+            keys=[
+                signing_pb2.WrapKeyRequest(key=k, context=c)
+                for k, c in zip(keys, contexts, strict=True)
+            ]
+        ),
+        timeout=10,
+    ).wrapped_keys
+    assert len(wrapped) == 5 and len(set(wrapped)) == 5
+    for i, blob in enumerate(wrapped):
+        assert keys[i] not in blob
+        unwrapped = stub.UnwrapKey(
+            signing_pb2.UnwrapKeyRequest(wrapped_key=blob, context=contexts[i]), timeout=10
+        )
+        assert unwrapped.key == keys[i]
+        with pytest.raises(grpc.RpcError) as raised:
+            stub.UnwrapKey(
+                signing_pb2.UnwrapKeyRequest(wrapped_key=blob, context=contexts[(i + 1) % 5]),
+                timeout=10,
+            )
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+@pytest.mark.parametrize(
+    ("keys", "field"),
+    [
+        ([], "keys"),
+        ([(bytes(32), b"x")] * 257, "keys"),
+        ([(bytes(32), b"x"), (b"short", b"y")], "keys[1].key"),
+        ([(bytes(32), b"x"), (bytes(32), b"")], "keys[1].context"),
+    ],
+)
+def test_a_bad_batch_of_keys_is_invalid_argument_naming_the_field(
+    stub: signing_pb2_grpc.SigningServiceStub, keys: list[tuple[bytes, bytes]], field: str
+) -> None:
+    request = signing_pb2.WrapKeysRequest(
+        keys=[signing_pb2.WrapKeyRequest(key=k, context=c) for k, c in keys]
+    )
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.WrapKeys(request, timeout=10)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field in (raised.value.details() or "")
+
+
 def test_private_and_wrapping_keys_are_not_extractable(signer_settings: SignerSettings) -> None:
     token = Token(signer_settings.pkcs11_module, signer_settings.token_label, signer_settings.pin)
     token.connect()
