@@ -61,12 +61,11 @@ def service_bindings(
     events: EventLog,
     webhooks: WebhookService,
 ) -> list[ServiceBinding]:
-    # Generated base servicers answer UNIMPLEMENTED for the RPCs not built yet.
     return [
         ServiceBinding(
             IDENTITY,
             identity_pb2_grpc.add_IdentityServiceServicer_to_server,
-            IdentityServicer(identity),  # type: ignore[abstract]  # SendEmailCode: UNIMPLEMENTED
+            IdentityServicer(identity),
         ),
         ServiceBinding(
             CUSTODY,

@@ -1,12 +1,9 @@
-"""IdentityService over gRPC: protobuf in, IdentityService calls, protobuf out.
-
-E-mailed one-time codes are not implemented yet and answer UNIMPLEMENTED
-(the generated base class): they need the notification outbox.
-"""
+"""IdentityService over gRPC: protobuf in, IdentityService calls, protobuf out."""
 
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 
 import grpc
 
@@ -208,18 +205,40 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         self, request: identity_pb2.CreateSessionRequest, context: grpc.ServicerContext
     ) -> identity_pb2.Session:
         with domain_errors(context):
-            if request.WhichOneof("one_time_code") != "totp_code":
+            party = parse_id(request.party, "party", "parties")
+            which = request.WhichOneof("one_time_code")
+            if which is None:
                 raise InvalidArgument(
-                    "totp_code", "a TOTP code is required (e-mailed codes are not available yet)"
+                    "one_time_code", "a TOTP code or an e-mailed code is required"
                 )
+            email_code = None
+            if which == "email_code":
+                try:
+                    code_id = uuid.UUID(request.email_code.code_id)
+                except ValueError:
+                    raise InvalidArgument(
+                        "email_code.code_id", "the code_id SendEmailCode returned"
+                    ) from None
+                email_code = (code_id, request.email_code.code)
             issued = self._service.create_session(
-                parse_id(request.party, "party", "parties"), request.password, request.totp_code
+                party, request.password, request.totp_code, email_code
             )
             return identity_pb2.Session(
                 token=issued.token,
                 party=f"parties/{issued.record.party_id}",
                 level=_LEVELS[issued.record.level],
                 expire_time=timestamp(issued.record.expire_time),
+            )
+
+    def SendEmailCode(
+        self, request: identity_pb2.SendEmailCodeRequest, context: grpc.ServicerContext
+    ) -> identity_pb2.SendEmailCodeResponse:
+        with domain_errors(context):
+            code_id, expire_time = self._service.send_email_code(
+                parse_id(request.party, "party", "parties")
+            )
+            return identity_pb2.SendEmailCodeResponse(
+                code_id=str(code_id), expire_time=timestamp(expire_time)
             )
 
     def RevokeSession(

@@ -165,24 +165,6 @@ SENDER_PROOFS = frozenset(
 )
 
 
-def outbox_message(
-    letter_id: uuid.UUID, kind: str, payload: dict[str, str], due: dt.datetime, now: dt.datetime
-) -> dict[str, Any]:
-    """An outbox row, for _insert."""
-    return {
-        "id": uuid.uuid4(),
-        "letter_id": letter_id,
-        "kind": kind,
-        "payload": payload,
-        "state": OutboxState.PENDING,
-        "attempts": 0,
-        "next_attempt_time": due,
-        "create_time": now,
-        "sent_time": None,
-        "last_error": None,
-    }
-
-
 def _parts(db: DbSession, letter_id: uuid.UUID) -> list[models.LetterPart]:
     return list(
         db.scalars(
@@ -443,7 +425,7 @@ class CustodyService:
             (
                 models.OutboxMessage,
                 [
-                    outbox_message(
+                    models.outbox_row(
                         e.letter_id,
                         "proof",
                         {"evidence": str(e.id), "event": e.event.value},
@@ -506,7 +488,7 @@ class CustodyService:
             digests,
             now,
         )
-        notice = outbox_message(
+        notice = models.outbox_row(
             letter.id, "letter_waiting", {"letter": f"letters/{letter.id}"}, now, now
         )
         charge = {
@@ -697,7 +679,7 @@ class CustodyService:
                 (
                     models.OutboxMessage,
                     [
-                        outbox_message(letter_id, "reminder", {"day": str(d)}, due, due)
+                        models.outbox_row(letter_id, "reminder", {"day": str(d)}, due, due)
                         for d, due in reminders
                     ],
                 )

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509 import verification
 from prometheus_client import Counter
-from sqlalchemy import Select, select
+from sqlalchemy import Select, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
@@ -63,6 +63,9 @@ MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
 TOTP_ISSUER = "LRE"
 CHALLENGE_TTL = dt.timedelta(minutes=5)
+EMAIL_CODE_TTL = dt.timedelta(minutes=10)
+# A party gets at most one code a minute: its mailbox is not ours to flood.
+EMAIL_CODE_INTERVAL = dt.timedelta(minutes=1)
 EID_ALGORITHMS = ["ES256", "ES384", "RS256", "PS256"]
 # scrypt parameters (RFC 7914): 16 MiB, ~50 ms here.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
@@ -542,9 +545,50 @@ class IdentityService:
         )
         return pyotp.TOTP(secret.decode())
 
-    def create_session(self, party_id: uuid.UUID, password: str, totp_code: str) -> IssuedSession:
-        """Password (knowledge) and TOTP (possession, one-time): a session bound
-        to the party's current level. Failures count towards a lockout."""
+    def send_email_code(self, party_id: uuid.UUID) -> tuple[uuid.UUID, dt.datetime]:
+        """A one-time code to the party's e-mail address, through the outbox (in
+        this transaction); it replaces any code outstanding. Returns its id and
+        expiry. The code is kept only as an HMAC, and encrypted in the outbox
+        until sent."""
+        now = self._clock()
+        with self._sessions.begin() as db:
+            credential = self._credential(db, party_id, lock=True)
+            if credential.password_hash is None:
+                raise FailedPrecondition("set a password first: the code goes with it")
+            if credential.locked_until is not None and credential.locked_until > now:
+                raise TooManyAttempts("too many failed attempts; try again later")
+            sent = credential.email_code_sent_time
+            if sent is not None and now < sent + EMAIL_CODE_INTERVAL:
+                raise TooManyAttempts("a code was sent less than a minute ago")
+            code_id, code = uuid.uuid4(), f"{secrets.randbelow(10**6):06d}"
+            expire_time = now + EMAIL_CODE_TTL
+            credential.email_code_id = code_id
+            credential.email_code_hmac = self._email_code_hmac(code_id, code)
+            credential.email_code_sent_time = now
+            credential.email_code_expire_time = expire_time
+            sealed = at_rest.seal(self._policy.secrets_key, code.encode(), code_id.bytes)
+            payload = {
+                "party": str(party_id),
+                "code_id": str(code_id),
+                "code": sealed.hex(),
+                "expire_time": expire_time.isoformat(),
+            }
+            db.execute(
+                insert(models.OutboxMessage.__table__),  # type: ignore[arg-type]
+                [models.outbox_row(None, "email_code", payload, now, now)],
+            )
+        return code_id, expire_time
+
+    def create_session(
+        self,
+        party_id: uuid.UUID,
+        password: str,
+        totp_code: str = "",
+        email_code: tuple[uuid.UUID, str] | None = None,
+    ) -> IssuedSession:
+        """Password (knowledge) and a one-time code, from the TOTP device or
+        e-mailed (possession, one-time): a session bound to the party's current
+        level. Failures count towards a lockout; a code is good once."""
         now = self._clock()
         failure: Exception | None = None
         with self._sessions.begin() as db:
@@ -555,8 +599,13 @@ class IdentityService:
                 raise AuthenticationFailed("authentication failed") from None
             if credential.locked_until is not None and credential.locked_until > now:
                 raise TooManyAttempts("too many failed attempts; try again later")
-            step = self._check(credential, password, totp_code, now)
-            if step is None:
+            step = None if email_code else self._totp_step(credential, totp_code, now)
+            one_time_ok = (
+                self._email_code_ok(credential, *email_code, now)
+                if email_code
+                else step is not None
+            )
+            if not (self._password_ok(credential, password) and one_time_ok):
                 AUTH_FAILURES.inc()
                 credential.failed_attempts += 1
                 if credential.failed_attempts >= self._policy.lockout_threshold:
@@ -569,7 +618,11 @@ class IdentityService:
             else:
                 credential.failed_attempts = 0
                 credential.locked_until = None
-                credential.totp_last_step = step
+                if email_code:
+                    credential.email_code_id = credential.email_code_hmac = None
+                    credential.email_code_expire_time = None
+                else:
+                    credential.totp_last_step = step
                 level = self._level(db, party_id)
                 assert level is not None  # _credential checked it
                 token = secrets.token_urlsafe(32)
@@ -589,17 +642,18 @@ class IdentityService:
             raise failure
         return IssuedSession(token, record)
 
-    def _check(
-        self, credential: models.Credential, password: str, code: str, now: dt.datetime
-    ) -> int | None:
-        """The TOTP time step that matched, when both factors match."""
-        password_ok = False
-        if credential.password_hash is not None:
-            _, n, r, p, salt, expected = credential.password_hash.split("$")
-            digest = hashlib.scrypt(
-                password.encode(), salt=bytes.fromhex(salt), n=int(n), r=int(r), p=int(p)
-            )
-            password_ok = hmac.compare_digest(digest.hex(), expected)
+    @staticmethod
+    def _password_ok(credential: models.Credential, password: str) -> bool:
+        if credential.password_hash is None:
+            return False
+        _, n, r, p, salt, expected = credential.password_hash.split("$")
+        digest = hashlib.scrypt(
+            password.encode(), salt=bytes.fromhex(salt), n=int(n), r=int(r), p=int(p)
+        )
+        return hmac.compare_digest(digest.hex(), expected)
+
+    def _totp_step(self, credential: models.Credential, code: str, now: dt.datetime) -> int | None:
+        """The TOTP time step that ``code`` matches, if not used before."""
         totp = self._totp(credential)
         matched = None
         if totp is not None and code.isdigit() and len(code) == 6:
@@ -613,7 +667,23 @@ class IdentityService:
             and matched <= credential.totp_last_step
         ):
             matched = None  # a code is good once
-        return matched if password_ok else None
+        return matched
+
+    def _email_code_hmac(self, code_id: uuid.UUID, code: str) -> bytes:
+        return hmac.digest(self._policy.secrets_key, code_id.bytes + code.encode(), "sha256")
+
+    def _email_code_ok(
+        self, credential: models.Credential, code_id: uuid.UUID, code: str, now: dt.datetime
+    ) -> bool:
+        return (
+            credential.email_code_id == code_id
+            and credential.email_code_hmac is not None
+            and credential.email_code_expire_time is not None
+            and now < credential.email_code_expire_time
+            and hmac.compare_digest(
+                credential.email_code_hmac, self._email_code_hmac(code_id, code)
+            )
+        )
 
     def authenticate(self, token: str) -> identity.Session:
         """The session behind a bearer token, as the domain sees it."""

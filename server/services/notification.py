@@ -31,6 +31,7 @@ from sqlalchemy.orm import sessionmaker
 
 from server.domain.letters import EvidenceEvent
 from server.domain.window import AcceptanceWindow
+from server.services import at_rest
 from server.storage import models
 
 # Quoted-printable headers: ASCII-safe, and the reference stays readable in the Subject.
@@ -174,6 +175,32 @@ class NotificationService:
                 (context["evidence_file"], "json", evidence.document),
                 (context["seal_file"], "pkcs7-mime", evidence.seal),
             ],
+        )
+
+    def email_code(
+        self, message: models.OutboxMessage, party: models.Party, now: dt.datetime
+    ) -> Message | None:
+        """A one-time code for logging in; None once it has expired (a late
+        code is of no use, and not sent)."""
+        payload = message.payload
+        expire_time = dt.datetime.fromisoformat(payload["expire_time"])
+        if now >= expire_time:
+            return None
+        code_id = uuid.UUID(payload["code_id"])
+        code = at_rest.unseal(
+            self._policy.secrets_key, bytes.fromhex(payload["code"]), code_id.bytes
+        )
+        context = {
+            "code": code.decode(),
+            "provider": self._policy.provider_name,
+            "minutes": round((expire_time - message.create_time).total_seconds() / 60),
+        }
+        return self._email(
+            message,
+            party.email,
+            f"Code de connexion / Sign-in code - {self._policy.provider_name}",
+            "email_code",
+            context,
         )
 
     def _email(

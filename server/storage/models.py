@@ -177,6 +177,28 @@ class OutboxMessage(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
 
 
+def outbox_row(
+    letter_id: uuid.UUID | None,
+    kind: str,
+    payload: dict[str, str],
+    due: dt.datetime,
+    now: dt.datetime,
+) -> dict[str, Any]:
+    """An outbox row to insert with Core (the deposit path writes without the ORM)."""
+    return {
+        "id": uuid.uuid4(),
+        "letter_id": letter_id,
+        "kind": kind,
+        "payload": payload,
+        "state": OutboxState.PENDING,
+        "attempts": 0,
+        "next_attempt_time": due,
+        "create_time": now,
+        "sent_time": None,
+        "last_error": None,
+    }
+
+
 class LogEntry(Base):
     """The append-only log of every state change and evidence (RFC 9162 leaves).
 
@@ -261,6 +283,12 @@ class Credential(Base):
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
     failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[dt.datetime | None]
+    # The one e-mailed code outstanding, as an HMAC under the secrets key; a
+    # new code replaces it, a session consumes it.
+    email_code_id: Mapped[uuid.UUID | None]
+    email_code_hmac: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    email_code_sent_time: Mapped[dt.datetime | None]
+    email_code_expire_time: Mapped[dt.datetime | None]
 
 
 class AuthSession(Base):

@@ -33,7 +33,7 @@ FAILURES = Counter(
     "lre_notification_failures", "Outbox deliveries that failed.", ["kind", "permanent"]
 )
 # Every kind of message the outbox carries; their series exist from the start.
-KINDS = ("letter_waiting", "reminder", "proof")
+KINDS = ("letter_waiting", "reminder", "proof", "email_code")
 for _kind in KINDS:
     SENT.labels(_kind)
     for _permanent in ("true", "false"):
@@ -114,6 +114,11 @@ class OutboxDispatcher:
         self, db: DbSession, message: models.OutboxMessage, now: dt.datetime
     ) -> Message | None:
         """The e-mail for an outbox row; None when it is no longer needed."""
+        if message.kind == "email_code":
+            party = db.get(models.Party, uuid.UUID(message.payload["party"]))
+            if party is None:
+                raise LookupError("the party of this code is gone")
+            return self._notifications.email_code(message, party, now)
         letter = db.get(models.Letter, message.letter_id) if message.letter_id else None
         if letter is None or message.kind not in KINDS:
             raise LookupError(f"cannot compose {message.kind}")
@@ -171,6 +176,9 @@ class OutboxDispatcher:
         message.state = OutboxState.SENT
         message.sent_time = now
         message.last_error = None
+        if message.kind == "email_code":
+            # Sent: the encrypted code has no more reason to be kept.
+            message.payload = {k: v for k, v in message.payload.items() if k != "code"}
         SENT.labels(message.kind).inc()
         if message.kind == "letter_waiting" and message.letter_id is not None:
             evidence = self._custody.record_notification(db, message.letter_id, now)

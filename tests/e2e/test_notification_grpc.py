@@ -11,6 +11,7 @@ import mailbox
 import os
 import re
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import grpc
 import pytest
 from aiosmtpd.smtp import Envelope
+from google.protobuf import timestamp_pb2
 
 from lre.v1 import (
     common_pb2,
@@ -606,3 +608,82 @@ def test_no_secret_or_content_reaches_the_logs_of_a_whole_lifecycle(
     leaked = [name for name, value in secrets_.items() if value and value in logs]
     assert not leaked, leaked
     assert not re.search(r"walkthrough [0-9a-f-]{36}", logs)  # register_party's passwords
+
+
+def test_an_emailed_code_reaches_the_mailbox_and_opens_one_session(
+    server: tuple[grpc.Channel, Path], tmp_path: Path
+) -> None:
+    channel, maildir = server
+    identity = identity_pb2_grpc.IdentityServiceStub(channel)
+    party = identity.CreateParty(
+        identity_pb2.CreatePartyRequest(
+            request_id="camille",
+            party=identity_pb2.Party(
+                kind=identity_pb2.PARTY_KIND_NATURAL_PERSON,
+                given_name="Camille",
+                family_name="Dupont",
+                email="camille@example.org",
+            ),
+        ),
+        timeout=10,
+    )
+    expire = timestamp_pb2.Timestamp()
+    expire.FromSeconds(int(time.time()) + 400 * 86400)
+    identity.RecordDocumentCheck(
+        identity_pb2.RecordDocumentCheckRequest(
+            party=party.name,
+            document_type="passport",
+            document_number="19AB12345",
+            document_expire_time=expire,
+            operator_id="op-7",
+        ),
+        timeout=10,
+    )
+    password = "correct horse battery staple"
+    identity.SetPassword(identity_pb2.SetPasswordRequest(party=party.name, password=password))
+    sent = identity.SendEmailCode(identity_pb2.SendEmailCodeRequest(party=party.name), timeout=10)
+    assert sent.code_id and sent.expire_time.seconds > time.time()
+    with pytest.raises(grpc.RpcError) as raised:  # at most one a minute
+        identity.SendEmailCode(identity_pb2.SendEmailCodeRequest(party=party.name), timeout=10)
+    assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+    def delivered() -> list[email.message.Message]:
+        return [
+            email.message_from_bytes(m.as_bytes())
+            for m in mailbox.Maildir(maildir)
+            if m["To"] == "camille@example.org"
+        ]
+
+    assert wait_for(lambda: len(delivered()) == 1, timeout=30)
+    (message,) = delivered()
+    text = next(p for p in message.walk() if p.get_content_type() == "text/plain")
+    payload = text.get_payload(decode=True)
+    assert isinstance(payload, bytes)
+    (code,) = set(re.findall(r"\b(\d{6})\b", payload.decode()))
+
+    def log_in() -> identity_pb2.Session:
+        return identity.CreateSession(
+            identity_pb2.CreateSessionRequest(
+                party=party.name,
+                password=password,
+                email_code=identity_pb2.EmailCode(code_id=sent.code_id, code=code),
+            ),
+            timeout=10,
+        )
+
+    session = log_in()
+    assert session.token and session.level == identity_pb2.ASSURANCE_LEVEL_SUBSTANTIAL
+    with pytest.raises(grpc.RpcError) as raised:  # good once
+        log_in()
+    assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    with pytest.raises(grpc.RpcError) as raised:
+        identity.CreateSession(
+            identity_pb2.CreateSessionRequest(
+                party=party.name,
+                password=password,
+                email_code=identity_pb2.EmailCode(code_id="not-an-id", code=code),
+            ),
+            timeout=10,
+        )
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert code not in (tmp_path / "server.log").read_text()

@@ -1,0 +1,115 @@
+"""One-time codes by e-mail: sent through the outbox to a real SMTP server
+(aiosmtpd), then used with the password for a session; SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+
+import pytest
+from sqlalchemy import select
+
+from server.domain.errors import AuthenticationFailed, FailedPrecondition, TooManyAttempts
+from server.domain.letters import PartyKind
+from server.services.identity import NewParty
+from server.storage import db, models
+from tests.integration.workers.conftest import Inbox, World
+from tests.integration.workers.test_outbox import _text
+
+PASSWORD = "correct horse battery staple"
+ADDRESS = "camille@example.org"
+
+
+def _party(world: World, password: bool = True) -> uuid.UUID:
+    party = world.identity.create_party(
+        str(uuid.uuid4()),
+        NewParty(PartyKind.NATURAL_PERSON, False, ADDRESS, "Camille", "Dupont"),
+    ).id
+    world.identity.record_document_check(
+        party, "passport", "19AB12345", world.clock.now + dt.timedelta(days=900), "op-7"
+    )
+    if password:
+        world.identity.set_password(party, PASSWORD)
+    return party
+
+
+def _deliver(world: World, inbox: Inbox) -> str:
+    """Runs the dispatcher; the code in the one message it sends."""
+    before = len(inbox.messages)
+    while world.dispatcher.dispatch():
+        pass
+    assert len(inbox.messages) == before + 1
+    message = inbox.messages[-1]
+    assert message["To"] == ADDRESS
+    codes = set(re.findall(r"\b(\d{6})\b", _text(message)))
+    assert len(codes) == 1, codes
+    return str(codes.pop())
+
+
+def test_an_emailed_code_with_the_password_opens_a_strong_session_once(
+    world: World, smtp_port: int
+) -> None:
+    party = _party(world)
+    code_id, expire_time = world.identity.send_email_code(party)
+    assert expire_time == world.clock.now + dt.timedelta(minutes=10)
+    with Inbox(smtp_port) as inbox:
+        code = _deliver(world, inbox)
+
+    # Stored as an HMAC; once sent, the outbox keeps no copy, not even encrypted.
+    with db.sessions(world.engine)() as session:
+        credential = session.get(models.Credential, party)
+        assert credential is not None and credential.email_code_hmac is not None
+        assert code.encode() not in credential.email_code_hmac
+        (message,) = session.scalars(
+            select(models.OutboxMessage).where(models.OutboxMessage.kind == "email_code")
+        )
+        assert "code" not in message.payload and code not in str(message.payload)
+
+    issued = world.identity.create_session(party, PASSWORD, email_code=(code_id, code))
+    session_ = world.identity.authenticate(issued.token)
+    assert session_.strong and session_.one_time_element
+    with pytest.raises(AuthenticationFailed):
+        world.identity.create_session(party, PASSWORD, email_code=(code_id, code))
+
+
+def test_wrong_replaced_and_expired_codes_are_refused(world: World, smtp_port: int) -> None:
+    party = _party(world)
+    with Inbox(smtp_port) as inbox:
+        first_id, _ = world.identity.send_email_code(party)
+        first = _deliver(world, inbox)
+        with pytest.raises(AuthenticationFailed):  # the code without the password
+            world.identity.create_session(party, "not the password", email_code=(first_id, first))
+        world.clock.advance(seconds=61)
+        second_id, _ = world.identity.send_email_code(party)
+        second = _deliver(world, inbox)
+    wrong = f"{(int(second) + 1) % 10**6:06d}"
+    for attempt in ((first_id, first), (second_id, wrong), (first_id, second)):
+        with pytest.raises(AuthenticationFailed):
+            world.identity.create_session(party, PASSWORD, email_code=attempt)
+    world.clock.advance(minutes=10)
+    with pytest.raises(TooManyAttempts):  # the fifth failure in a row locks the party out
+        world.identity.create_session(party, PASSWORD, email_code=(second_id, second))
+
+
+def test_an_expired_code_is_not_sent(world: World, smtp_port: int) -> None:
+    party = _party(world)
+    world.identity.send_email_code(party)
+    world.clock.advance(minutes=10)
+    with Inbox(smtp_port) as inbox:
+        while world.dispatcher.dispatch():
+            pass
+        assert inbox.messages == []
+    with db.sessions(world.engine)() as session:
+        assert session.scalars(select(models.OutboxMessage)).all() == []
+
+
+def test_codes_need_a_password_and_come_at_most_once_a_minute(world: World) -> None:
+    with pytest.raises(FailedPrecondition):
+        world.identity.send_email_code(_party(world, password=False))
+    party = _party(world)
+    world.identity.send_email_code(party)
+    with pytest.raises(TooManyAttempts):
+        world.identity.send_email_code(party)
+    world.clock.advance(seconds=60)
+    world.identity.send_email_code(party)
