@@ -149,6 +149,8 @@ def test_a_lifecycle_moves_the_counters_by_what_happened(
 def test_every_metric_the_alerts_and_the_dashboard_use_exists(
     server: ServerProcess, signer_process: SignerProcess
 ) -> None:
+    # The census gauge exists once the worker has counted, just after start.
+    assert wait_for(lambda: "lre_letters" in scrape(server.metrics_url)[1], timeout=10)
     _, names = scrape(server.metrics_url)
     _, signer_names = scrape(signer_process.http_url.rstrip("/") + "/metrics")
     rules = (ROOT / "deploy/prometheus/lre-rules.yml").read_text()
