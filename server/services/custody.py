@@ -279,13 +279,15 @@ class CustodyService:
                 field = exc.field if isinstance(exc, DepositRefused) else "authorization"
                 letter.state = LetterState.REJECTED
                 evidence = self._sealed(
-                    letter,
-                    EvidenceEvent.SUBMISSION_REJECTION,
-                    sender.details,
-                    recipient.details,
-                    (),
-                    now,
-                    (reason, str(exc)),
+                    self._document(
+                        letter,
+                        EvidenceEvent.SUBMISSION_REJECTION,
+                        sender.details,
+                        recipient.details,
+                        (),
+                        now,
+                        (reason, str(exc)),
+                    )
                 )
                 _write(
                     db,
@@ -366,17 +368,7 @@ class CustodyService:
             id=evidence_id, letter_id=letter.id, event=event, event_time=at, document=document
         )
 
-    def _sealed(
-        self,
-        letter: models.Letter,
-        event: EvidenceEvent,
-        sender: PartyDetails,
-        recipient: PartyDetails,
-        digests: tuple[PartDigest, ...],
-        at: dt.datetime,
-        reason: tuple[str, str] | None = None,
-    ) -> models.Evidence:
-        evidence = self._document(letter, event, sender, recipient, digests, at, reason)
+    def _sealed(self, evidence: models.Evidence) -> models.Evidence:
         evidence.seal = self._signer.seal(evidence.document)
         return evidence
 
@@ -481,12 +473,14 @@ class CustodyService:
         letter.id, letter.wrapped_key = content_key.letter_id, content_key.wrapped
         digests, written = self._store_content(db, letter, content_key.key, parts, chunks)
         evidence = self._sealed(
-            letter,
-            EvidenceEvent.SUBMISSION_ACCEPTANCE,
-            sender.details,
-            recipient.details,
-            digests,
-            now,
+            self._document(
+                letter,
+                EvidenceEvent.SUBMISSION_ACCEPTANCE,
+                sender.details,
+                recipient.details,
+                digests,
+                now,
+            )
         )
         notice = models.outbox_row(
             letter.id, "letter_waiting", {"letter": f"letters/{letter.id}"}, now, now

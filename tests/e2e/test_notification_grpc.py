@@ -19,7 +19,6 @@ from typing import Any
 import grpc
 import pytest
 from aiosmtpd.smtp import Envelope
-from google.protobuf import timestamp_pb2
 
 from lre.v1 import (
     common_pb2,
@@ -41,6 +40,7 @@ from tests.e2e.test_deposit_grpc import (
     _verify_seal,
     _wait_notified,
 )
+from tests.e2e.test_identity_grpc import _expires, _party
 from tests.integration.workers.conftest import Inbox
 from tests.integration.workers.test_webhooks import Receiver
 from tests.support import BIN, free_port, openssl, wait_for
@@ -615,26 +615,13 @@ def test_an_emailed_code_reaches_the_mailbox_and_opens_one_session(
 ) -> None:
     channel, maildir = server
     identity = identity_pb2_grpc.IdentityServiceStub(channel)
-    party = identity.CreateParty(
-        identity_pb2.CreatePartyRequest(
-            request_id="camille",
-            party=identity_pb2.Party(
-                kind=identity_pb2.PARTY_KIND_NATURAL_PERSON,
-                given_name="Camille",
-                family_name="Dupont",
-                email="camille@example.org",
-            ),
-        ),
-        timeout=10,
-    )
-    expire = timestamp_pb2.Timestamp()
-    expire.FromSeconds(int(time.time()) + 400 * 86400)
+    party = _party(identity, "camille")
     identity.RecordDocumentCheck(
         identity_pb2.RecordDocumentCheckRequest(
             party=party.name,
             document_type="passport",
             document_number="19AB12345",
-            document_expire_time=expire,
+            document_expire_time=_expires(400),
             operator_id="op-7",
         ),
         timeout=10,
