@@ -28,7 +28,7 @@ system-deps:
 run: system-deps gen
 	$(BIN)/lre-signer dev-setup --var $(VAR)
 	LRE_CONFIG=$(VAR)/lre.toml $(BIN)/lre-server migrate
-	$(BIN)/python -m lre.devstack --var $(VAR)
+	$(BIN)/python -m lre.dev.stack --var $(VAR)
 
 test: gen
 	LRE_WITH_TEST_TOOLS=1 bash deploy/dev/system-deps.sh

@@ -30,13 +30,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.deposit_throughput import deposits
 from bench.stack import POSTGRES, running_stack
-from server.mail import SmtpTransport
-from server.services.custody import CustodyPolicy, CustodyService
-from server.services.identity import IdentityPolicy, IdentityService, utcnow
-from server.services.notification import NotificationPolicy, NotificationService
-from server.signing import SignerClient
-from server.storage import db, models
-from server.workers.outbox import OutboxDispatcher, RetryPolicy
+from lre.server.clock import utcnow
+from lre.server.mail import SmtpTransport
+from lre.server.services.custody import CustodyPolicy, CustodyService
+from lre.server.services.identity import IdentityPolicy, IdentityService
+from lre.server.services.notification import NotificationPolicy, NotificationService
+from lre.server.signing import SignerClient
+from lre.server.storage import db, models
+from lre.server.workers.outbox import OutboxDispatcher, RetryPolicy
 from tests.support import free_port
 
 

@@ -30,9 +30,9 @@ from grpc_health.v1 import health_pb2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from lre.signer.devsetup import dev_setup, settings_for
+from lre.signer.token import Token
 from lre.v1 import signing_pb2
-from signer.devsetup import dev_setup, settings_for
-from signer.token import Token
 from tests.support import BIN, SERVING, free_port, health_status, wait_for
 
 HEALTH = "/grpc.health.v1.Health/Check"
@@ -121,7 +121,7 @@ def raw_sign_rate(var: Path, seconds: float) -> float:
 
 
 def var_paths(var: Path):  # type: ignore[no-untyped-def]
-    from signer.devsetup import DevPaths
+    from lre.signer.devsetup import DevPaths
 
     return DevPaths(var)
 

@@ -20,9 +20,9 @@ import grpc
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from lre.client import register_party
+from lre.client.walkthrough import register_party
+from lre.signer.devsetup import dev_setup
 from lre.v1 import identity_pb2, identity_pb2_grpc
-from signer.devsetup import dev_setup
 from tests.support import BIN, SERVING, free_port, health_status, wait_for
 
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"

@@ -13,8 +13,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from signer.config import SignerSettings
-from signer.devsetup import DevPaths, dev_setup, settings_for
+from lre.signer.config import SignerSettings
+from lre.signer.devsetup import DevPaths, dev_setup, settings_for
 from tests import asn1crypto_support  # noqa: F401  -- fixes asn1crypto before any use
 from tests.support import BIN, SERVING, free_port, health_status, running, wait_for
 

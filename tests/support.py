@@ -15,7 +15,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from lre.devtls import TlsFiles
+from lre.dev.tls import TlsFiles
 
 BIN = Path(sys.executable).parent
 
@@ -28,7 +28,7 @@ def free_port() -> int:
 
 def channel(address: str, tls: TlsFiles | None = None, caller: str | None = None) -> grpc.Channel:
     """Plaintext, or TLS trusting ``tls.ca`` with ``caller``'s client certificate
-    (a name of lre.devtls, e.g. "operator") when given."""
+    (a name of lre.dev.tls, e.g. "operator") when given."""
     if tls is None:
         return grpc.insecure_channel(address)
     credentials = grpc.ssl_channel_credentials(

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from lre.devtls import TlsFiles
+from lre.dev.tls import TlsFiles
 from tests.conftest import SignerProcess
 from tests.support import BIN, SERVING, free_port, health_status, running, wait_for
 

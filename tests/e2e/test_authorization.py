@@ -16,7 +16,9 @@ import grpc
 import pytest
 from google.protobuf import symbol_database
 
-from lre.devtls import CALLERS, TlsFiles, create_dev_tls
+from lre.dev.tls import CALLERS, TlsFiles, create_dev_tls
+from lre.server.api.policy import POLICY, Role
+from lre.signer.devsetup import DevPaths
 from lre.v1 import (
     common_pb2,
     custody_pb2,
@@ -25,8 +27,6 @@ from lre.v1 import (
     identity_pb2_grpc,
     notification_pb2,
 )
-from server.api.policy import POLICY, Role
-from signer.devsetup import DevPaths
 from tests.conftest import SignerProcess, signer_env
 from tests.e2e.conftest import ServerProcess, server_process
 from tests.e2e.test_deposit_grpc import _company, _deposit

@@ -16,7 +16,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
-from lre.devtls import TlsFiles
+from lre.dev.tls import TlsFiles
 from lre.v1 import identity_pb2, identity_pb2_grpc
 from tests.support import BIN, SERVING, channel, free_port, health_status, wait_for
 
@@ -66,7 +66,7 @@ def ports() -> dict[str, str]:
 def _run_devstack(var: Path, ports: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if k not in ("LRE_CONFIG", "SOFTHSM2_CONF")}
     return subprocess.Popen(
-        [sys.executable, "-m", "lre.devstack", "--var", str(var)],
+        [sys.executable, "-m", "lre.dev.stack", "--var", str(var)],
         env={**env, **ports},
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,

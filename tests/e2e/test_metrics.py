@@ -15,8 +15,8 @@ import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from lre.server.api.custody import WIRE_CHUNK
 from lre.v1 import custody_pb2, custody_pb2_grpc, identity_pb2_grpc
-from server.api.custody import WIRE_CHUNK
 from tests.conftest import SignerProcess
 from tests.e2e.conftest import ServerProcess, server_process
 from tests.e2e.test_deposit_grpc import ANNEX, CONTENT, _company, _deposit, _wait_notified

@@ -16,8 +16,8 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from lre.signer.devsetup import DevPaths
 from lre.v1 import common_pb2, custody_pb2, custody_pb2_grpc, identity_pb2_grpc
-from signer.devsetup import DevPaths
 from tests.conftest import SignerProcess, signer_env
 from tests.e2e.conftest import server_process
 from tests.e2e.test_deposit_grpc import _company

@@ -14,12 +14,12 @@ from google.protobuf.message import Message
 from hypothesis import HealthCheck, given, settings
 from sqlalchemy import Engine, func, select
 
-from lre.serving import GrpcProcess, ServiceBinding
+from lre.runtime.serving import GrpcProcess, ServiceBinding
+from lre.server.api.identity import IdentityServicer
+from lre.server.domain.letters import PartyKind
+from lre.server.services.identity import IdentityPolicy, IdentityService
+from lre.server.storage import db, models
 from lre.v1 import identity_pb2, identity_pb2_grpc
-from server.api.identity import IdentityServicer
-from server.domain.letters import PartyKind
-from server.services.identity import IdentityPolicy, IdentityService
-from server.storage import db, models
 from tests.protofuzz import KNOWN_PARTY, call_raw, message
 
 ALLOWED = {

@@ -19,13 +19,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine
 
+from lre.server.api import app
+from lre.server.config import ServerSettings
+from lre.server.domain.identity import AssuranceLevel
+from lre.server.domain.letters import PartyKind
+from lre.server.signing import SignerClient
+from lre.server.storage import db, models
 from lre.v1 import custody_pb2, notification_pb2
-from server.api import app
-from server.config import ServerSettings
-from server.domain.identity import AssuranceLevel
-from server.domain.letters import PartyKind
-from server.signing import SignerClient
-from server.storage import db, models
 from tests.conftest import SignerProcess
 from tests.integration.api.test_identity_fuzz import ALLOWED, _rows
 from tests.protofuzz import KNOWN_PARTY, message

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from server.services.identity import IdentityPolicy, IdentityService
-from server.storage import db
+from lre.server.services.identity import IdentityPolicy, IdentityService
+from lre.server.storage import db
 
 KEY = bytes(range(32))
 

@@ -13,18 +13,18 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import func, select, text
 
-from server.domain import identity
-from server.domain.errors import (
+from lre.server.domain import identity
+from lre.server.domain.errors import (
     AuthenticationFailed,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
     TooManyAttempts,
 )
-from server.domain.identity import AssuranceLevel
-from server.domain.letters import PartyKind
-from server.services.identity import IdentityService, NewParty
-from server.storage import models
+from lre.server.domain.identity import AssuranceLevel
+from lre.server.domain.letters import PartyKind
+from lre.server.services.identity import IdentityService, NewParty
+from lre.server.storage import models
 from tests.integration.services.conftest import Clock
 
 PASSWORD = "correct horse battery staple"

@@ -14,10 +14,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from server.domain.errors import AuthenticationFailed, FailedPrecondition, InvalidArgument
-from server.domain.identity import AssuranceLevel, ProofingMethod
-from server.domain.letters import PartyKind
-from server.services.identity import EidBroker, IdentityPolicy, IdentityService, NewParty
+from lre.server.domain.errors import AuthenticationFailed, FailedPrecondition, InvalidArgument
+from lre.server.domain.identity import AssuranceLevel, ProofingMethod
+from lre.server.domain.letters import PartyKind
+from lre.server.services.identity import EidBroker, IdentityPolicy, IdentityService, NewParty
 from tests.integration.services.conftest import KEY, Clock
 
 ISSUER = "https://eid.example.test"
@@ -322,7 +322,7 @@ def test_a_replayed_assertion_is_refused(service: IdentityService) -> None:
 
 
 def test_unconfigured_methods_say_so(database_url: str, clock: Clock) -> None:
-    from server.storage import db
+    from lre.server.storage import db
 
     engine = db.make_engine(database_url)
     db.migrate(engine)

@@ -11,8 +11,8 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from signer import pki
-from signer.devsetup import DevPaths
+from lre.signer import pki
+from lre.signer.devsetup import DevPaths
 
 
 def lre_signer(dev_var: DevPaths, *args: str) -> subprocess.CompletedProcess[str]:

@@ -14,8 +14,8 @@ import grpc
 import pytest
 from asn1crypto import algos, tsp
 
+from lre.signer.devsetup import DevPaths
 from lre.v1 import signing_pb2, signing_pb2_grpc
-from signer.devsetup import DevPaths
 from tests.asn1crypto_support import TimeStampResp
 from tests.conftest import signer_env
 from tests.support import BIN, SERVING, free_port, health_status, running, wait_for

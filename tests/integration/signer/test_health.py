@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from signer.devsetup import DevPaths
+from lre.signer.devsetup import DevPaths
 from tests.conftest import signer_env
 from tests.support import BIN, NOT_SERVING, SERVING, free_port, health_status, running, wait_for
 
@@ -49,7 +49,7 @@ def test_missing_module_is_not_serving_until_it_appears(dev_var: DevPaths, tmp_p
     address, log, process = _start(dev_var, tmp_path, LRE_SIGNER_PKCS11_MODULE=str(module))
     with process:
         assert wait_for(lambda: health_status(address, SERVICE) == NOT_SERVING), log.read_text()
-        real = Path(__import__("signer.devsetup", fromlist=["softhsm_module"]).softhsm_module())
+        real = Path(__import__("lre.signer.devsetup", fromlist=["softhsm_module"]).softhsm_module())
         module.symlink_to(real)
         assert wait_for(lambda: health_status(address, SERVICE) == SERVING), log.read_text()
     assert "PKCS#11 module not found" in log.read_text()

@@ -11,8 +11,8 @@ import grpc
 from asn1crypto import algos, tsp
 from prometheus_client.parser import text_string_to_metric_families
 
+from lre.signer.devsetup import DevPaths
 from lre.v1 import signing_pb2, signing_pb2_grpc
-from signer.devsetup import DevPaths
 from tests.conftest import signer_env
 from tests.support import BIN, SERVING, free_port, health_status, running, wait_for
 

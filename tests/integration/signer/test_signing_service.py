@@ -11,9 +11,9 @@ import pytest
 from asn1crypto import cms, x509
 from pkcs11 import ObjectClass
 
+from lre.signer.config import SignerSettings
+from lre.signer.token import Token
 from lre.v1 import signing_pb2, signing_pb2_grpc
-from signer.config import SignerSettings
-from signer.token import Token
 from tests.conftest import SignerProcess
 from tests.support import openssl, ts_verify
 

@@ -10,8 +10,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, Enum, inspect, text
 
-from server.storage import db
-from server.storage.models import Base
+from lre.server.storage import db
+from lre.server.storage.models import Base
 
 
 def _model_enums() -> dict[tuple[str, str], list[str]]:

@@ -15,16 +15,16 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope
 
-from server.domain import identity
-from server.domain.identity import AssuranceLevel, FactorCategory
-from server.domain.letters import EvidenceEvent, PartyKind
-from server.mail import SmtpTransport
-from server.services.custody import CustodyPolicy, CustodyService, DeclaredPart
-from server.services.identity import IdentityPolicy, IdentityService, NewParty
-from server.services.notification import NotificationPolicy, NotificationService
-from server.signing import SignerClient
-from server.storage import db, models
-from server.workers.outbox import OutboxDispatcher, RetryPolicy
+from lre.server.domain import identity
+from lre.server.domain.identity import AssuranceLevel, FactorCategory
+from lre.server.domain.letters import EvidenceEvent, PartyKind
+from lre.server.mail import SmtpTransport
+from lre.server.services.custody import CustodyPolicy, CustodyService, DeclaredPart
+from lre.server.services.identity import IdentityPolicy, IdentityService, NewParty
+from lre.server.services.notification import NotificationPolicy, NotificationService
+from lre.server.signing import SignerClient
+from lre.server.storage import db, models
+from lre.server.workers.outbox import OutboxDispatcher, RetryPolicy
 from tests.conftest import SignerProcess
 from tests.integration.services.conftest import KEY, Clock
 from tests.support import free_port

@@ -10,10 +10,10 @@ import uuid
 import pytest
 from sqlalchemy import select
 
-from server.domain.errors import AuthenticationFailed, FailedPrecondition, TooManyAttempts
-from server.domain.letters import PartyKind
-from server.services.identity import NewParty
-from server.storage import db, models
+from lre.server.domain.errors import AuthenticationFailed, FailedPrecondition, TooManyAttempts
+from lre.server.domain.letters import PartyKind
+from lre.server.services.identity import NewParty
+from lre.server.storage import db, models
 from tests.integration.workers.conftest import Inbox, World
 from tests.integration.workers.test_outbox import _text
 

@@ -12,9 +12,9 @@ from collections.abc import Callable
 import pytest
 from sqlalchemy import text
 
-from server.services.audit import verify_log
-from server.services.events import EventLog
-from server.storage import db, models
+from lre.server.services.audit import verify_log
+from lre.server.services.events import EventLog
+from lre.server.storage import db, models
 from tests import rfc9162
 from tests.conftest import SignerProcess
 from tests.integration.workers.conftest import World

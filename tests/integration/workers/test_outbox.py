@@ -15,14 +15,14 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
-from server.domain import identity
-from server.domain.errors import FailedPrecondition, InvalidTransition
-from server.domain.identity import AssuranceLevel, FactorCategory
-from server.domain.letters import EvidenceEvent, LetterState, OutboxState
-from server.domain.window import AcceptanceWindow
-from server.services.custody import CustodyPolicy
-from server.storage import db, models
-from server.workers.outbox import OutboxDispatcher
+from lre.server.domain import identity
+from lre.server.domain.errors import FailedPrecondition, InvalidTransition
+from lre.server.domain.identity import AssuranceLevel, FactorCategory
+from lre.server.domain.letters import EvidenceEvent, LetterState, OutboxState
+from lre.server.domain.window import AcceptanceWindow
+from lre.server.services.custody import CustodyPolicy
+from lre.server.storage import db, models
+from lre.server.workers.outbox import OutboxDispatcher
 from tests.conftest import SignerProcess
 from tests.integration.workers.conftest import SENDER_COMPANY, SENDER_EMAIL, Inbox, World
 from tests.support import openssl

@@ -17,10 +17,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from prometheus_client import REGISTRY
 
-from server.domain.errors import InvalidArgument
-from server.services.events import EventLog
-from server.services.webhooks import WebhookPolicy, WebhookService
-from server.storage import db
+from lre.server.domain.errors import InvalidArgument
+from lre.server.services.events import EventLog
+from lre.server.services.webhooks import WebhookPolicy, WebhookService
+from lre.server.storage import db
 from tests.integration.services.conftest import KEY
 from tests.integration.workers.conftest import World
 

@@ -1,4 +1,4 @@
-"""lre.config: defaults, TOML file, environment, in that order of priority."""
+"""lre.runtime.config: defaults, TOML file, environment, in that order of priority."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from lre.config import ConfigError, load
-from signer.config import SignerSettings
+from lre.runtime.config import ConfigError, load
+from lre.signer.config import SignerSettings
 
 
 def test_defaults_file_and_environment(tmp_path: Path) -> None:

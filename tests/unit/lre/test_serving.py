@@ -1,4 +1,4 @@
-"""lre.serving: a bug in a handler reaches the caller as INTERNAL with a
+"""lre.runtime.serving: a bug in a handler reaches the caller as INTERNAL with a
 request id, never as UNKNOWN with the exception's text."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from prometheus_client import REGISTRY
 
-from lre.serving import REQUEST_ID_KEY, GrpcProcess, ServiceBinding
-from lre.status import invalid_argument
+from lre.runtime.serving import REQUEST_ID_KEY, GrpcProcess, ServiceBinding
+from lre.runtime.status import invalid_argument
 from lre.v1 import custody_pb2, custody_pb2_grpc, signing_pb2, signing_pb2_grpc
 from tests.support import NOT_SERVING, SERVING, health_status
 

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from server.domain.evidence import EvidenceDocument, PartDigest, PartyDetails
-from server.domain.letters import EvidenceEvent
+from lre.server.domain.evidence import EvidenceDocument, PartDigest, PartyDetails
+from lre.server.domain.letters import EvidenceEvent
 
 PARIS_SUMMER = dt.timezone(dt.timedelta(hours=2))
 

@@ -7,8 +7,8 @@ import datetime as dt
 
 import pytest
 
-from server.domain.errors import AuthenticationRequired, DepositRefused
-from server.domain.identity import (
+from lre.server.domain.errors import AuthenticationRequired, DepositRefused
+from lre.server.domain.identity import (
     AssuranceLevel,
     FactorCategory,
     Recipient,

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from server.domain.errors import AcceptanceWindowClosed, InvalidTransition
-from server.domain.letters import TRANSITIONS, EvidenceEvent, Letter, LetterState, Outcome
+from lre.server.domain.errors import AcceptanceWindowClosed, InvalidTransition
+from lre.server.domain.letters import TRANSITIONS, EvidenceEvent, Letter, LetterState, Outcome
 
 DEPOSIT = dt.datetime(2026, 3, 3, 9, 0, tzinfo=dt.UTC)
 NOTIFIED = dt.datetime(2026, 3, 3, 9, 5, tzinfo=dt.UTC)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 
-from server.domain import log
+from lre.server.domain import log
 from tests import rfc9162
 
 

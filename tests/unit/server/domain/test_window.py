@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from server.domain.window import PARIS, AcceptanceWindow
+from lre.server.domain.window import PARIS, AcceptanceWindow
 
 
 def paris(

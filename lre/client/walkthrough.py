@@ -1,0 +1,377 @@
+"""`lre-client walkthrough`: a registered letter's whole life against a running
+service (`make run`), through the public gRPC API only.
+
+It registers and proofs a sender and a recipient, deposits a file, reads the
+recipient's notification from the local Maildir, checks it with
+VerifyNotification, accepts as the recipient, downloads the content, and
+writes every evidence with its seal to a folder with the openssl commands
+that verify them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import email
+import email.header
+import mailbox
+import re
+import sys
+import time
+import urllib.parse
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pyotp
+from cryptography import x509
+from cryptography.hazmat import asn1
+from cryptography.hazmat.primitives import serialization
+from google.protobuf import timestamp_pb2
+
+from lre.dev.tls import TlsFiles
+from lre.runtime.tls import channel_credentials
+from lre.signer import structures
+from lre.v1 import (
+    common_pb2,
+    custody_pb2,
+    custody_pb2_grpc,
+    identity_pb2,
+    identity_pb2_grpc,
+    notification_pb2,
+    notification_pb2_grpc,
+    signing_pb2,
+    signing_pb2_grpc,
+)
+
+CHUNK = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Connections:
+    """The server as each caller reaches it (one channel for all without TLS)."""
+
+    sender_gateway: grpc.Channel
+    recipient_portal: grpc.Channel
+    operator: grpc.Channel
+    signer: grpc.Channel
+
+
+@contextlib.contextmanager
+def connect(server: str, signer: str, tls_dir: Path | None) -> Iterator[Connections]:
+    """Mutual TLS with the development certificates of ``tls_dir`` when given."""
+    if tls_dir is None:
+        with grpc.insecure_channel(server) as plain, grpc.insecure_channel(signer) as to_signer:
+            yield Connections(plain, plain, plain, to_signer)
+        return
+    files = TlsFiles(tls_dir)
+
+    def secure(address: str, caller: str) -> grpc.Channel:
+        return grpc.secure_channel(
+            address,
+            channel_credentials(files.ca, files.client_cert(caller), files.client_key(caller)),
+        )
+
+    with (
+        secure(server, "sender-gateway") as sender,
+        secure(server, "recipient-portal") as recipient,
+        secure(server, "operator") as operator,
+        secure(signer, "operator") as to_signer,
+    ):
+        yield Connections(sender, recipient, operator, to_signer)
+
+
+class Walkthrough:
+    def __init__(self, connections: Connections, maildir: Path, out: Path) -> None:
+        # Each side acts through its own portal, as a provider's systems would.
+        self.sender_identity = identity_pb2_grpc.IdentityServiceStub(connections.sender_gateway)
+        self.recipient_identity = identity_pb2_grpc.IdentityServiceStub(
+            connections.recipient_portal
+        )
+        self.operator_identity = identity_pb2_grpc.IdentityServiceStub(connections.operator)
+        self.sender_custody = custody_pb2_grpc.CustodyServiceStub(connections.sender_gateway)
+        self.custody = custody_pb2_grpc.CustodyServiceStub(connections.recipient_portal)
+        self.notifications = notification_pb2_grpc.NotificationServiceStub(
+            connections.recipient_portal
+        )
+        self.signing = signing_pb2_grpc.SigningServiceStub(connections.signer)
+        self.maildir = maildir
+        self.out = out
+        self.run_id = uuid.uuid4().hex[:8]
+
+    def say(self, text: str) -> None:
+        print(text, flush=True)
+
+    def party(
+        self, label: str, portal: identity_pb2_grpc.IdentityServiceStub, **fields: Any
+    ) -> tuple[str, str]:
+        name, token = register_party(
+            portal, f"{self.run_id}-{label}", self.operator_identity, **fields
+        )
+        self.say(f"  {label}: {name}, proofed at substantial, two-factor session issued")
+        return name, token
+
+    def deposit(self, token: str, recipient: str, document: Path) -> custody_pb2.Letter:
+        data = document.read_bytes()
+
+        def messages() -> Iterator[custody_pb2.DepositLetterRequest]:
+            yield custody_pb2.DepositLetterRequest(
+                envelope=custody_pb2.LetterEnvelope(
+                    request_id=f"{self.run_id}-letter",
+                    recipient=recipient,
+                    parts=[
+                        custody_pb2.ContentPart(
+                            filename=document.name,
+                            media_type="application/octet-stream",
+                            size_bytes=len(data),
+                        )
+                    ],
+                )
+            )
+            for offset in range(0, len(data), CHUNK):
+                yield custody_pb2.DepositLetterRequest(
+                    chunk=custody_pb2.ContentChunk(part_index=0, data=data[offset : offset + CHUNK])
+                )
+
+        return self.sender_custody.DepositLetter(messages(), metadata=_bearer(token), timeout=60)
+
+    def notification(
+        self, reference: str, recipient_email: str, timeout_s: float = 60
+    ) -> email.message.Message:
+        """The recipient's notice (the sender's proof of deposit names the reference too)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if (self.maildir / "new").exists():
+                box = mailbox.Maildir(self.maildir, create=False)
+                for key in list(box.iterkeys()):
+                    message = email.message_from_bytes(box.get_bytes(key))
+                    subject = email.header.make_header(
+                        email.header.decode_header(message["Subject"])
+                    )
+                    if reference in str(subject) and message["To"] == recipient_email:
+                        return message
+            time.sleep(0.5)
+        raise SystemExit(
+            f"no notification for {reference} in {self.maildir} after {timeout_s:.0f} s"
+        )
+
+    def write_evidence(self, letter: str, token: str) -> list[str]:
+        folder = self.out / "evidence"
+        folder.mkdir(parents=True, exist_ok=True)
+        chain = self.signing.GetCertificateChain(
+            signing_pb2.GetCertificateChainRequest(purpose=signing_pb2.KEY_PURPOSE_TIMESTAMPING)
+        ).certificates
+        root = folder / "root-ca.pem"
+        root.write_bytes(
+            x509.load_der_x509_certificate(chain[-1]).public_bytes(serialization.Encoding.PEM)
+        )
+        tsa = folder / "tsa.pem"
+        tsa.write_bytes(
+            x509.load_der_x509_certificate(chain[0]).public_bytes(serialization.Encoding.PEM)
+        )
+        commands = []
+        evidence = self.sender_custody.ListEvidence(
+            custody_pb2.ListEvidenceRequest(parent=letter), metadata=_bearer(token)
+        )
+        for number, item in enumerate(evidence.evidence, start=1):
+            event = (
+                common_pb2.EvidenceEvent.Name(item.event).removeprefix("EVIDENCE_EVENT_").lower()
+            )
+            stem = folder / f"{number}-{event}"
+            stem.with_suffix(".json").write_bytes(item.document)
+            stem.with_suffix(".p7m").write_bytes(item.seal)
+            signature, token_der = _signature_and_timestamp(item.seal)
+            stem.with_suffix(".sig").write_bytes(signature)
+            stem.with_suffix(".tst").write_bytes(token_der)
+            commands.append(
+                f"openssl cms -verify -inform DER -in {stem}.p7m -CAfile {root} -out /dev/null"
+            )
+            commands.append(
+                f"openssl ts -verify -data {stem}.sig -in {stem}.tst -token_in"
+                f" -CAfile {root} -untrusted {tsa}"
+            )
+        return commands
+
+    def run(self, document: Path) -> list[str]:
+        self.say("1. Registering and proofing the parties")
+        sender, sender_token = self.party(
+            "sender",
+            self.sender_identity,
+            kind=identity_pb2.PARTY_KIND_LEGAL_PERSON,
+            professional=True,
+            company_name="Demo Sender SARL",
+            email=f"sender-{self.run_id}@example.org",
+        )
+        recipient, recipient_token = self.party(
+            "recipient",
+            self.recipient_identity,
+            kind=identity_pb2.PARTY_KIND_NATURAL_PERSON,
+            given_name="Camille",
+            family_name="Demo",
+            email=f"recipient-{self.run_id}@example.org",
+        )
+        self.recipient_identity.GrantConsent(
+            identity_pb2.GrantConsentRequest(
+                request_id=f"{self.run_id}-consent",
+                recipient=recipient,
+                sender=sender,
+                method="walkthrough",
+            )
+        )
+        self.say(
+            "  the recipient, a consumer, consents to electronic registered letters from the sender"
+        )
+        self.say(f"2. Depositing {document}")
+        letter = self.deposit(sender_token, recipient, document)
+        self.say(f"  {letter.name}, reference {letter.reference}, proof of deposit sealed")
+        self.say(f"3. Waiting for the recipient's notification in {self.maildir}")
+        message = self.notification(letter.reference, f"recipient-{self.run_id}@example.org")
+        text = next(
+            p.get_payload(decode=True)
+            for p in message.walk()
+            if p.get_content_type() == "text/plain"
+        )
+        code = re.search(rb"Verification code: (\S+)", text)  # type: ignore[arg-type]
+        assert code is not None
+        verified = self.notifications.VerifyNotification(
+            notification_pb2.VerifyNotificationRequest(
+                letter_reference=letter.reference, verification_code=code.group(1).decode()
+            )
+        )
+        self.say(f"  e-mail to {message['To']}, genuine: {verified.genuine}")
+        self.say("4. Accepting as the recipient and downloading")
+        accepted = self.custody.AcceptLetter(
+            custody_pb2.AcceptLetterRequest(name=letter.name), metadata=_bearer(recipient_token)
+        )
+        content = b"".join(
+            chunk.data
+            for chunk in self.custody.DownloadLetterContent(
+                custody_pb2.DownloadLetterContentRequest(name=letter.name),
+                metadata=_bearer(recipient_token),
+            )
+        )
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / document.name).write_bytes(content)
+        same = content == document.read_bytes()
+        self.say(f"  sender revealed: {accepted.sender}; content identical: {same}")
+        self.say(f"5. Writing every evidence and its seal to {self.out / 'evidence'}")
+        commands = self.write_evidence(letter.name, sender_token)
+        self.say("Verify them with:")
+        for command in commands:
+            self.say(f"  {command}")
+        return commands
+
+
+@dataclass(frozen=True)
+class Enrolled:
+    """A party with its login factors (a walkthrough's or a test's, never a user's)."""
+
+    name: str
+    password: str
+    totp: pyotp.TOTP
+
+
+def enroll_party(
+    identity: identity_pb2_grpc.IdentityServiceStub,
+    request_id: str,
+    operator: identity_pb2_grpc.IdentityServiceStub | None = None,
+    **fields: Any,
+) -> Enrolled:
+    """Creates a party, has an operator check its identity document (level
+    substantial; ``operator`` is the operator's connection under mutual TLS),
+    and gives it a password and a TOTP device."""
+    party = identity.CreateParty(
+        identity_pb2.CreatePartyRequest(request_id=request_id, party=identity_pb2.Party(**fields))
+    )
+    expires = timestamp_pb2.Timestamp()
+    expires.FromDatetime(dt.datetime.now(dt.UTC) + dt.timedelta(days=365))
+    (operator or identity).RecordDocumentCheck(
+        identity_pb2.RecordDocumentCheckRequest(
+            party=party.name,
+            document_type="id-card",
+            document_number=f"DEMO-{request_id}",
+            document_expire_time=expires,
+            operator_id="walkthrough",
+        )
+    )
+    password = f"walkthrough {uuid.uuid4()}"
+    identity.SetPassword(identity_pb2.SetPasswordRequest(party=party.name, password=password))
+    uri = identity.EnrollTotp(identity_pb2.EnrollTotpRequest(party=party.name)).provisioning_uri
+    totp = pyotp.TOTP(urllib.parse.parse_qs(urllib.parse.urlparse(uri).query)["secret"][0])
+    return Enrolled(party.name, password, totp)
+
+
+def log_in(
+    identity: identity_pb2_grpc.IdentityServiceStub,
+    party: Enrolled,
+    at: dt.datetime | None = None,
+) -> str:
+    """A two-factor session token; ``at`` is the server's time when it is not ours."""
+    code = party.totp.at(at) if at else party.totp.now()
+    session = identity.CreateSession(
+        identity_pb2.CreateSessionRequest(party=party.name, password=party.password, totp_code=code)
+    )
+    return session.token
+
+
+def register_party(
+    identity: identity_pb2_grpc.IdentityServiceStub,
+    request_id: str,
+    operator: identity_pb2_grpc.IdentityServiceStub | None = None,
+    **fields: Any,
+) -> tuple[str, str]:
+    """Enrolls a party and opens a two-factor session: (party name, token)."""
+    party = enroll_party(identity, request_id, operator, **fields)
+    return party.name, log_in(identity, party)
+
+
+def _bearer(token: str) -> tuple[tuple[str, str]]:
+    return (("authorization", f"Bearer {token}"),)
+
+
+def _signature_and_timestamp(seal: bytes) -> tuple[bytes, bytes]:
+    """The signature value and its RFC 3161 token (the CAdES B-T attribute)."""
+    content = asn1.decode_der(structures.ContentInfo, seal).content
+    (signer_info,) = content.signer_infos.as_list()
+    assert signer_info.unsigned_attrs is not None
+    for attribute in signer_info.unsigned_attrs.as_list():
+        if attribute.attr_type == structures.ID_SIGNATURE_TIME_STAMP_TOKEN:
+            (token,) = attribute.attr_values.as_list()
+            return signer_info.signature, asn1.encode_der(token)
+    raise ValueError("the seal carries no signature timestamp")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="lre-client", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    walk = commands.add_parser("walkthrough", help="a letter's whole life against `make run`")
+    walk.add_argument("document", type=Path)
+    walk.add_argument("--server", default="127.0.0.1:50051")
+    walk.add_argument("--signer", default="127.0.0.1:50052")
+    walk.add_argument("--maildir", type=Path, default=Path("var/mail"))
+    walk.add_argument("--out", type=Path, default=Path("var/walkthrough"))
+    walk.add_argument(
+        "--tls-dir",
+        type=Path,
+        default=Path("var/tls"),
+        help="mutual TLS with the certificates `make run` made here (plaintext if absent)",
+    )
+    args = parser.parse_args(argv)
+    tls_dir = args.tls_dir if (args.tls_dir / "ca.pem").exists() else None
+    with connect(args.server, args.signer, tls_dir) as connections:
+        try:
+            Walkthrough(connections, args.maildir, args.out).run(args.document)
+        except grpc.RpcError as exc:
+            print(f"lre-client: {exc.code().name}: {exc.details()}", file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,293 @@
+"""CustodyService over gRPC. Who may call each RPC is decided by
+server.api.policy; here, which letters a user's session may see."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterator
+
+import grpc
+
+from lre.server.api.auth import session_of
+from lre.server.api.convert import timestamp
+from lre.server.api.errors import domain_errors
+from lre.server.api.names import parse_id
+from lre.server.domain.errors import FailedPrecondition, InvalidArgument, NotFound
+from lre.server.domain.letters import EvidenceEvent, LetterState
+from lre.server.services.custody import CustodyService, DeclaredPart
+from lre.server.services.events import EventLog
+from lre.server.services.identity import IdentityService
+from lre.server.storage import models
+from lre.v1 import common_pb2, custody_pb2, custody_pb2_grpc
+
+WIRE_CHUNK = 64 * 1024
+STATES = {state: getattr(common_pb2, f"LETTER_STATE_{state.name}") for state in LetterState}
+EVENTS = {event: getattr(common_pb2, f"EVIDENCE_EVENT_{event.name}") for event in EvidenceEvent}
+
+
+def _letter(
+    letter: models.Letter, parts: list[models.LetterPart], viewer: uuid.UUID
+) -> custody_pb2.Letter:
+    sender_visible = viewer == letter.sender_id or letter.state is LetterState.ACCEPTED
+    return custody_pb2.Letter(
+        name=f"letters/{letter.id}",
+        reference=letter.reference,
+        state=STATES[letter.state],
+        # Before acceptance the recipient is not told who the sender is (R53-2).
+        sender=f"parties/{letter.sender_id}" if sender_visible else "",
+        recipient=f"parties/{letter.recipient_id}",
+        parts=[
+            custody_pb2.ContentPart(
+                filename=p.filename,
+                media_type=p.media_type,
+                size_bytes=p.size_bytes,
+                digest=common_pb2.Digest(
+                    algorithm=common_pb2.HASH_ALGORITHM_SHA256, value=p.sha256
+                ),
+            )
+            for p in parts
+        ],
+        deposit_time=timestamp(letter.deposit_time),
+        notification_time=timestamp(letter.notification_time),
+        acceptance_deadline=timestamp(letter.acceptance_deadline),
+        decision_time=timestamp(letter.decision_time),
+        legal_hold=letter.legal_hold,
+    )
+
+
+def _evidence(row: models.Evidence) -> custody_pb2.Evidence:
+    return custody_pb2.Evidence(
+        name=f"letters/{row.letter_id}/evidence/{row.id}",
+        event=EVENTS[row.event],
+        event_time=timestamp(row.event_time),
+        document=row.document,
+        seal=row.seal,
+    )
+
+
+def _evidence_name(name: str, field: str) -> tuple[uuid.UUID, uuid.UUID]:
+    parts = name.split("/")
+    if len(parts) != 4 or parts[0] != "letters" or parts[2] != "evidence":
+        raise InvalidArgument(field, "must be letters/{id}/evidence/{id}")
+    return (
+        parse_id(f"letters/{parts[1]}", field, "letters"),
+        parse_id(f"evidence/{parts[3]}", field, "evidence"),
+    )
+
+
+def _tree_head(head: models.TreeHead) -> custody_pb2.TreeHead:
+    return custody_pb2.TreeHead(
+        tree_size=head.tree_size,
+        root_hash=head.root_hash,
+        timestamp=timestamp(head.timestamp),
+        document=head.document,
+        seal=head.seal,
+    )
+
+
+class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
+    def __init__(self, custody: CustodyService, identities: IdentityService, log: EventLog) -> None:
+        self._custody = custody
+        self._identities = identities
+        self._log = log
+
+    def DepositLetter(
+        self,
+        request_iterator: Iterator[custody_pb2.DepositLetterRequest],
+        context: grpc.ServicerContext,
+    ) -> custody_pb2.Letter:
+        with domain_errors(context):
+            session = session_of(context, self._identities)
+            first = next(request_iterator, None)
+            if first is None or first.WhichOneof("payload") != "envelope":
+                raise InvalidArgument("envelope", "the first message carries the envelope")
+            envelope = first.envelope
+
+            def chunks() -> Iterator[tuple[int, bytes]]:
+                for message in request_iterator:
+                    if message.WhichOneof("payload") != "chunk":
+                        raise InvalidArgument("chunk", "only the first message carries an envelope")
+                    yield message.chunk.part_index, message.chunk.data
+
+            letter, parts = self._custody.deposit(
+                session,
+                envelope.request_id,
+                parse_id(envelope.recipient, "envelope.recipient", "parties"),
+                [DeclaredPart(p.filename, p.media_type, p.size_bytes) for p in envelope.parts],
+                chunks(),
+            )
+            return _letter(letter, parts, uuid.UUID(session.party_id))
+
+    def AcceptLetter(
+        self, request: custody_pb2.AcceptLetterRequest, context: grpc.ServicerContext
+    ) -> custody_pb2.Letter:
+        with domain_errors(context):
+            session = session_of(context, self._identities)
+            letter = self._custody.accept(session, parse_id(request.name, "name", "letters"))
+            letter, parts = self._custody.letter_for(session, letter.id)
+            return _letter(letter, parts, uuid.UUID(session.party_id))
+
+    def RefuseLetter(
+        self, request: custody_pb2.RefuseLetterRequest, context: grpc.ServicerContext
+    ) -> custody_pb2.Letter:
+        with domain_errors(context):
+            session = session_of(context, self._identities)
+            letter = self._custody.refuse(
+                session, parse_id(request.name, "name", "letters"), request.reason
+            )
+            letter, parts = self._custody.letter_for(session, letter.id)
+            return _letter(letter, parts, uuid.UUID(session.party_id))
+
+    def DownloadLetterContent(
+        self, request: custody_pb2.DownloadLetterContentRequest, context: grpc.ServicerContext
+    ) -> Iterator[custody_pb2.ContentChunk]:
+        with domain_errors(context):
+            session = session_of(context, self._identities)
+            chunks = self._custody.download(session, parse_id(request.name, "name", "letters"))
+            for part, data in chunks:
+                for offset in range(0, len(data), WIRE_CHUNK):
+                    yield custody_pb2.ContentChunk(
+                        part_index=part, data=data[offset : offset + WIRE_CHUNK]
+                    )
+
+    def SetLegalHold(
+        self, request: custody_pb2.SetLegalHoldRequest, context: grpc.ServicerContext
+    ) -> custody_pb2.Letter:
+        # Operators only (the policy): no user session, every field visible.
+        with domain_errors(context):
+            letter, parts = self._custody.set_legal_hold(
+                parse_id(request.name, "name", "letters"), request.legal_hold
+            )
+            return _letter(letter, parts, letter.sender_id)
+
+    def ListLetters(
+        self, request: custody_pb2.ListLettersRequest, context: grpc.ServicerContext
+    ) -> custody_pb2.ListLettersResponse:
+        with domain_errors(context):
+            session = session_of(context, self._identities)
+            if request.role not in (
+                custody_pb2.LETTER_ROLE_SENDER,
+                custody_pb2.LETTER_ROLE_RECIPIENT,
+            ):
+                raise InvalidArgument("role", "must be LETTER_ROLE_SENDER or LETTER_ROLE_RECIPIENT")
+            state = None
+            if request.state != common_pb2.LETTER_STATE_UNSPECIFIED:
+                state = next((s for s, v in STATES.items() if v == request.state), None)
+                if state is None:
+                    raise InvalidArgument("state", "unknown letter state")
+            letters, token = self._custody.letters_for(
+                session,
+                request.role == custody_pb2.LETTER_ROLE_SENDER,
+                state,
+                request.page_size,
+                request.page_token,
+            )
+            viewer = uuid.UUID(session.party_id)
+            return custody_pb2.ListLettersResponse(
+                letters=[_letter(letter, [], viewer) for letter in letters], next_page_token=token
+            )
+
+    def ListCharges(
+        self, request: custody_pb2.ListChargesRequest, context: grpc.ServicerContext
+    ) -> custody_pb2.ListChargesResponse:
+        with domain_errors(context):
+            session = session_of(context, self._identities)
+            if request.sender and request.sender != f"parties/{session.party_id}":
+                raise NotFound("no such sender")
+            charges, token = self._custody.charges_for(
+                session,
+                request.start_time.ToDatetime(dt.UTC) if request.HasField("start_time") else None,
+                request.end_time.ToDatetime(dt.UTC) if request.HasField("end_time") else None,
+                request.page_size,
+                request.page_token,
+            )
+            return custody_pb2.ListChargesResponse(
+                charges=[
+                    custody_pb2.Charge(
+                        name=f"charges/{c.id}",
+                        sender=f"parties/{c.sender_id}",
+                        letter=f"letters/{c.letter_id}",
+                        amount_minor=c.amount_minor,
+                        currency=c.currency,
+                        create_time=timestamp(c.create_time),
+                    )
+                    for c in charges
+                ],
+                next_page_token=token,
+            )
+
+    def GetLetter(
+        self, request: custody_pb2.GetLetterRequest, context: grpc.ServicerContext
+    ) -> custody_pb2.Letter:
+        with domain_errors(context):
+            session = session_of(context, self._identities)
+            letter, parts = self._custody.letter_for(
+                session, parse_id(request.name, "name", "letters")
+            )
+            return _letter(letter, parts, uuid.UUID(session.party_id))
+
+    def ListEvidence(
+        self, request: custody_pb2.ListEvidenceRequest, context: grpc.ServicerContext
+    ) -> custody_pb2.ListEvidenceResponse:
+        with domain_errors(context):
+            session = session_of(context, self._identities)
+            rows = self._custody.evidence_for(
+                session, parse_id(request.parent, "parent", "letters")
+            )
+            return custody_pb2.ListEvidenceResponse(evidence=[_evidence(r) for r in rows])
+
+    def GetTreeHead(
+        self, request: custody_pb2.GetTreeHeadRequest, context: grpc.ServicerContext
+    ) -> custody_pb2.TreeHead:
+        with domain_errors(context):
+            if request.tree_size < 0:
+                raise InvalidArgument("tree_size", "0 (the latest) or a sealed size")
+            return _tree_head(self._log.head(request.tree_size or None))
+
+    def SealTreeHead(
+        self, request: custody_pb2.SealTreeHeadRequest, context: grpc.ServicerContext
+    ) -> custody_pb2.TreeHead:
+        with domain_errors(context):
+            head = self._log.seal_head()
+            if head is None:
+                raise FailedPrecondition("the log is empty")
+            return _tree_head(head)
+
+    def GetInclusionProof(
+        self, request: custody_pb2.GetInclusionProofRequest, context: grpc.ServicerContext
+    ) -> custody_pb2.InclusionProof:
+        with domain_errors(context):
+            session = session_of(context, self._identities)
+            letter_id, evidence_id = _evidence_name(request.evidence, "evidence")
+            if not any(e.id == evidence_id for e in self._custody.evidence_for(session, letter_id)):
+                raise NotFound("no such evidence")
+            if request.tree_size < 0:
+                raise InvalidArgument("tree_size", "0 (the latest) or a sealed size")
+            entry, head, proof = self._log.inclusion(evidence_id, request.tree_size or None)
+            assert entry.seq is not None
+            return custody_pb2.InclusionProof(
+                leaf_index=entry.seq, leaf=entry.leaf, hashes=proof, tree_head=_tree_head(head)
+            )
+
+    def GetConsistencyProof(
+        self, request: custody_pb2.GetConsistencyProofRequest, context: grpc.ServicerContext
+    ) -> custody_pb2.ConsistencyProof:
+        with domain_errors(context):
+            first, second, proof = self._log.consistency(
+                request.first_tree_size, request.second_tree_size
+            )
+            return custody_pb2.ConsistencyProof(
+                hashes=proof, first=_tree_head(first), second=_tree_head(second)
+            )
+
+    def GetEvidence(
+        self, request: custody_pb2.GetEvidenceRequest, context: grpc.ServicerContext
+    ) -> custody_pb2.Evidence:
+        with domain_errors(context):
+            session = session_of(context, self._identities)
+            letter_id, evidence_id = _evidence_name(request.name, "name")
+            for row in self._custody.evidence_for(session, letter_id):
+                if row.id == evidence_id:
+                    return _evidence(row)
+            raise InvalidArgument("name", "no such evidence in this letter")

@@ -1,0 +1,286 @@
+"""IdentityService over gRPC: protobuf in, IdentityService calls, protobuf out."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import grpc
+
+from lre.server.api.convert import timestamp
+from lre.server.api.errors import domain_errors
+from lre.server.api.names import parse_id
+from lre.server.domain.errors import InvalidArgument
+from lre.server.domain.identity import AssuranceLevel, ProofingMethod
+from lre.server.domain.letters import PartyKind
+from lre.server.services.identity import IdentityService, NewParty
+from lre.server.storage import models
+from lre.v1 import identity_pb2, identity_pb2_grpc
+
+_KINDS = {
+    identity_pb2.PARTY_KIND_NATURAL_PERSON: PartyKind.NATURAL_PERSON,
+    identity_pb2.PARTY_KIND_LEGAL_PERSON: PartyKind.LEGAL_PERSON,
+}
+_LEVELS = {
+    AssuranceLevel.LOW: identity_pb2.ASSURANCE_LEVEL_LOW,
+    AssuranceLevel.SUBSTANTIAL: identity_pb2.ASSURANCE_LEVEL_SUBSTANTIAL,
+    AssuranceLevel.HIGH: identity_pb2.ASSURANCE_LEVEL_HIGH,
+}
+_METHODS = {
+    ProofingMethod.CERTIFICATE: identity_pb2.PROOFING_METHOD_CERTIFICATE,
+    ProofingMethod.EID_ASSERTION: identity_pb2.PROOFING_METHOD_EID_ASSERTION,
+    ProofingMethod.DOCUMENT_CHECK: identity_pb2.PROOFING_METHOD_DOCUMENT_CHECK,
+}
+
+
+def _party(party: models.Party, level: AssuranceLevel | None) -> identity_pb2.Party:
+    address = party.postal_address or {}
+    return identity_pb2.Party(
+        name=f"parties/{party.id}",
+        kind=identity_pb2.PARTY_KIND_NATURAL_PERSON
+        if party.kind is PartyKind.NATURAL_PERSON
+        else identity_pb2.PARTY_KIND_LEGAL_PERSON,
+        professional=party.professional,
+        given_name=party.given_name or "",
+        family_name=party.family_name or "",
+        company_name=party.company_name or "",
+        email=party.email,
+        postal_address=address or None,
+        assurance_level=_LEVELS[level] if level else identity_pb2.ASSURANCE_LEVEL_UNSPECIFIED,
+        create_time=timestamp(party.create_time),
+    )
+
+
+def _record(record: models.IdentityRecord) -> identity_pb2.IdentityRecord:
+    return identity_pb2.IdentityRecord(
+        name=f"parties/{record.party_id}/identityRecords/{record.id}",
+        method=_METHODS[record.method],
+        level=_LEVELS[record.level],
+        proof_time=timestamp(record.proof_time),
+        expire_time=timestamp(record.expire_time),
+        evidence_summary=record.evidence_summary,
+    )
+
+
+def _consent(consent: models.Consent) -> identity_pb2.Consent:
+    return identity_pb2.Consent(
+        name=f"parties/{consent.recipient_id}/consents/{consent.id}",
+        recipient=f"parties/{consent.recipient_id}",
+        sender=f"parties/{consent.sender_id}",
+        grant_time=timestamp(consent.grant_time),
+        method=consent.method,
+        withdraw_time=timestamp(consent.withdraw_time),
+    )
+
+
+def _consent_id(name: str) -> tuple[str, str]:
+    parts = name.split("/")
+    if len(parts) != 4 or parts[0] != "parties" or parts[2] != "consents":
+        raise InvalidArgument("name", "must be parties/{id}/consents/{id}")
+    return parts[1], parts[3]
+
+
+class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
+    def __init__(self, service: IdentityService) -> None:
+        self._service = service
+
+    def CreateParty(
+        self, request: identity_pb2.CreatePartyRequest, context: grpc.ServicerContext
+    ) -> identity_pb2.Party:
+        with domain_errors(context):
+            party = request.party
+            kind = _KINDS.get(party.kind)
+            if kind is None:
+                raise InvalidArgument(
+                    "party.kind", "must be PARTY_KIND_NATURAL_PERSON or PARTY_KIND_LEGAL_PERSON"
+                )
+            address = party.postal_address
+            created = self._service.create_party(
+                request.request_id,
+                NewParty(
+                    kind=kind,
+                    professional=party.professional,
+                    email=party.email,
+                    given_name=party.given_name,
+                    family_name=party.family_name,
+                    company_name=party.company_name,
+                    postal_address={
+                        "lines": list(address.lines),
+                        "postal_code": address.postal_code,
+                        "locality": address.locality,
+                        "country_code": address.country_code,
+                    }
+                    if party.HasField("postal_address")
+                    else None,
+                ),
+            )
+            return _party(created, self._service.level(created.id))
+
+    def GetParty(
+        self, request: identity_pb2.GetPartyRequest, context: grpc.ServicerContext
+    ) -> identity_pb2.Party:
+        with domain_errors(context):
+            party_id = parse_id(request.name, "name", "parties")
+            return _party(self._service.get_party(party_id), self._service.level(party_id))
+
+    def RecordDocumentCheck(
+        self, request: identity_pb2.RecordDocumentCheckRequest, context: grpc.ServicerContext
+    ) -> identity_pb2.IdentityRecord:
+        with domain_errors(context):
+            record = self._service.record_document_check(
+                parse_id(request.party, "party", "parties"),
+                request.document_type,
+                request.document_number,
+                request.document_expire_time.ToDatetime(dt.UTC)
+                if request.HasField("document_expire_time")
+                else None,
+                request.operator_id,
+            )
+            return _record(record)
+
+    def BeginCertificateProofing(
+        self, request: identity_pb2.BeginCertificateProofingRequest, context: grpc.ServicerContext
+    ) -> identity_pb2.ProofingChallenge:
+        with domain_errors(context):
+            challenge = self._service.begin_certificate_proofing(
+                parse_id(request.party, "party", "parties")
+            )
+            return identity_pb2.ProofingChallenge(
+                challenge_id=str(challenge.id),
+                challenge=challenge.challenge,
+                expire_time=timestamp(challenge.expire_time),
+            )
+
+    def CompleteCertificateProofing(
+        self,
+        request: identity_pb2.CompleteCertificateProofingRequest,
+        context: grpc.ServicerContext,
+    ) -> identity_pb2.IdentityRecord:
+        with domain_errors(context):
+            record = self._service.complete_certificate_proofing(
+                parse_id(request.party, "party", "parties"),
+                parse_id(f"challenges/{request.challenge_id}", "challenge_id", "challenges"),
+                list(request.certificate_chain),
+                request.signature,
+                list(request.revocation_data),
+            )
+            return _record(record)
+
+    def ProofWithEidAssertion(
+        self, request: identity_pb2.ProofWithEidAssertionRequest, context: grpc.ServicerContext
+    ) -> identity_pb2.IdentityRecord:
+        with domain_errors(context):
+            record = self._service.proof_with_eid_assertion(
+                parse_id(request.party, "party", "parties"), request.id_token, request.nonce
+            )
+            return _record(record)
+
+    def ListIdentityRecords(
+        self, request: identity_pb2.ListIdentityRecordsRequest, context: grpc.ServicerContext
+    ) -> identity_pb2.ListIdentityRecordsResponse:
+        with domain_errors(context):
+            records, token = self._service.list_identity_records(
+                parse_id(request.party, "party", "parties"), request.page_size, request.page_token
+            )
+            return identity_pb2.ListIdentityRecordsResponse(
+                identity_records=[_record(r) for r in records], next_page_token=token
+            )
+
+    def SetPassword(
+        self, request: identity_pb2.SetPasswordRequest, context: grpc.ServicerContext
+    ) -> identity_pb2.SetPasswordResponse:
+        with domain_errors(context):
+            self._service.set_password(
+                parse_id(request.party, "party", "parties"), request.password
+            )
+            return identity_pb2.SetPasswordResponse()
+
+    def EnrollTotp(
+        self, request: identity_pb2.EnrollTotpRequest, context: grpc.ServicerContext
+    ) -> identity_pb2.EnrollTotpResponse:
+        with domain_errors(context):
+            uri = self._service.enroll_totp(parse_id(request.party, "party", "parties"))
+            return identity_pb2.EnrollTotpResponse(provisioning_uri=uri)
+
+    def CreateSession(
+        self, request: identity_pb2.CreateSessionRequest, context: grpc.ServicerContext
+    ) -> identity_pb2.Session:
+        with domain_errors(context):
+            party = parse_id(request.party, "party", "parties")
+            which = request.WhichOneof("one_time_code")
+            if which is None:
+                raise InvalidArgument(
+                    "one_time_code", "a TOTP code or an e-mailed code is required"
+                )
+            email_code = None
+            if which == "email_code":
+                try:
+                    code_id = uuid.UUID(request.email_code.code_id)
+                except ValueError:
+                    raise InvalidArgument(
+                        "email_code.code_id", "the code_id SendEmailCode returned"
+                    ) from None
+                email_code = (code_id, request.email_code.code)
+            issued = self._service.create_session(
+                party, request.password, request.totp_code, email_code
+            )
+            return identity_pb2.Session(
+                token=issued.token,
+                party=f"parties/{issued.record.party_id}",
+                level=_LEVELS[issued.record.level],
+                expire_time=timestamp(issued.record.expire_time),
+            )
+
+    def SendEmailCode(
+        self, request: identity_pb2.SendEmailCodeRequest, context: grpc.ServicerContext
+    ) -> identity_pb2.SendEmailCodeResponse:
+        with domain_errors(context):
+            code_id, expire_time = self._service.send_email_code(
+                parse_id(request.party, "party", "parties")
+            )
+            return identity_pb2.SendEmailCodeResponse(
+                code_id=str(code_id), expire_time=timestamp(expire_time)
+            )
+
+    def RevokeSession(
+        self, request: identity_pb2.RevokeSessionRequest, context: grpc.ServicerContext
+    ) -> identity_pb2.RevokeSessionResponse:
+        with domain_errors(context):
+            self._service.revoke_session(request.token)
+            return identity_pb2.RevokeSessionResponse()
+
+    def GrantConsent(
+        self, request: identity_pb2.GrantConsentRequest, context: grpc.ServicerContext
+    ) -> identity_pb2.Consent:
+        with domain_errors(context):
+            consent = self._service.grant_consent(
+                request.request_id,
+                parse_id(request.recipient, "recipient", "parties"),
+                parse_id(request.sender, "sender", "parties"),
+                request.method,
+            )
+            return _consent(consent)
+
+    def WithdrawConsent(
+        self, request: identity_pb2.WithdrawConsentRequest, context: grpc.ServicerContext
+    ) -> identity_pb2.Consent:
+        with domain_errors(context):
+            _, consent_id = _consent_id(request.name)
+            return _consent(
+                self._service.withdraw_consent(
+                    parse_id(f"consents/{consent_id}", "name", "consents")
+                )
+            )
+
+    def ListConsents(
+        self, request: identity_pb2.ListConsentsRequest, context: grpc.ServicerContext
+    ) -> identity_pb2.ListConsentsResponse:
+        with domain_errors(context):
+            consents, token = self._service.list_consents(
+                parse_id(request.recipient, "recipient", "parties"),
+                request.page_size,
+                request.page_token,
+            )
+            return identity_pb2.ListConsentsResponse(
+                consents=[_consent(c) for c in consents], next_page_token=token
+            )

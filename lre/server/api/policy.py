@@ -1,0 +1,160 @@
+"""Who may call what: the one authorization policy every RPC goes through.
+
+Internal callers are identified by the DNS name in their TLS client
+certificate, mapped to a role by the `caller_roles` setting. End users act
+through a portal and carry their session token on top (checked by each
+servicer: a user sees only their letters). Without TLS (`make run` and tests
+on one machine; refused when `require_tls` is set, as in production) there is
+no caller identity to check, so every caller holds every role.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+import time
+
+import grpc
+
+from lre.runtime.status import abort
+
+
+class Role(enum.Enum):
+    SENDER_GATEWAY = "sender_gateway"
+    RECIPIENT_PORTAL = "recipient_portal"
+    OPERATOR = "operator"
+    AUDITOR = "auditor"
+
+
+SENDER, RECIPIENT = Role.SENDER_GATEWAY, Role.RECIPIENT_PORTAL
+OPERATOR, AUDITOR = Role.OPERATOR, Role.AUDITOR
+PORTALS = frozenset({SENDER, RECIPIENT})
+PLAINTEXT_ROLES = frozenset(Role)
+
+_C, _I, _N = "/lre.v1.CustodyService/", "/lre.v1.IdentityService/", "/lre.v1.NotificationService/"
+# Every RPC of the server, and the roles that may call it. A method missing
+# here is refused: a new RPC is closed until someone decides who may call it.
+POLICY: dict[str, frozenset[Role]] = {
+    _C + "DepositLetter": frozenset({SENDER}),
+    _C + "GetLetter": PORTALS,
+    _C + "ListLetters": PORTALS,
+    _C + "AcceptLetter": frozenset({RECIPIENT}),
+    _C + "RefuseLetter": frozenset({RECIPIENT}),
+    _C + "DownloadLetterContent": frozenset({RECIPIENT}),
+    _C + "ListEvidence": PORTALS,
+    _C + "GetEvidence": PORTALS,
+    _C + "SetLegalHold": frozenset({OPERATOR}),
+    _C + "ListCharges": frozenset({SENDER}),
+    _C + "GetTreeHead": PORTALS | {OPERATOR, AUDITOR},
+    _C + "SealTreeHead": frozenset({OPERATOR}),
+    _C + "GetInclusionProof": PORTALS,
+    _C + "GetConsistencyProof": PORTALS | {OPERATOR, AUDITOR},
+    _I + "CreateParty": PORTALS,
+    _I + "GetParty": PORTALS | {OPERATOR},
+    _I + "BeginCertificateProofing": PORTALS,
+    _I + "CompleteCertificateProofing": PORTALS,
+    _I + "ProofWithEidAssertion": PORTALS,
+    _I + "RecordDocumentCheck": frozenset({OPERATOR}),
+    _I + "ListIdentityRecords": PORTALS | {OPERATOR, AUDITOR},
+    _I + "SetPassword": PORTALS,
+    _I + "EnrollTotp": PORTALS,
+    _I + "SendEmailCode": PORTALS,
+    _I + "CreateSession": PORTALS,
+    _I + "RevokeSession": PORTALS,
+    _I + "GrantConsent": PORTALS,
+    _I + "WithdrawConsent": PORTALS,
+    _I + "ListConsents": PORTALS | {AUDITOR},
+    _N + "VerifyNotification": PORTALS,
+    _N + "ListNotifications": PORTALS | {OPERATOR},
+    _N + "RecordBounce": frozenset({OPERATOR}),
+    _N + "CreateWebhook": frozenset({SENDER}),
+    _N + "ListWebhooks": frozenset({SENDER}),
+    _N + "DeleteWebhook": frozenset({SENDER}),
+    _N + "StreamLetterEvents": frozenset({SENDER}),
+}
+# Health and reflection answer anyone who reached the port (load balancers, grpcurl).
+OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
+def parse_caller_roles(text: str) -> dict[str, Role]:
+    """``dns-name=role,dns-name=role`` as in the setting."""
+    roles = {}
+    for pair in text.split(","):
+        if not pair.strip():
+            continue
+        name, _, role = pair.partition("=")
+        roles[name.strip().lower()] = Role(role.strip())
+    return roles
+
+
+class RateLimiter:
+    """A token bucket per caller: ``rate`` calls a second, bursts of ``burst``.
+    Per process: with N processes a caller may reach N times the rate."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self._rate, self._burst = rate, burst
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def allow(self, caller: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            tokens, last = self._buckets.get(caller, (self._burst, now))
+            tokens = min(self._burst, tokens + (now - last) * self._rate)
+            allowed = tokens >= 1
+            self._buckets[caller] = (tokens - 1 if allowed else tokens, now)
+            if len(self._buckets) > 100_000:  # forget idle callers rather than grow
+                self._buckets.clear()
+            return allowed
+
+
+class Authorization:
+    """The guard of every RPC: the caller's role, the policy, the caller's rate."""
+
+    def __init__(
+        self, caller_roles: dict[str, Role], tls: bool, limiter: RateLimiter | None = None
+    ) -> None:
+        self._caller_roles = caller_roles
+        self._tls = tls
+        self._limiter = limiter
+
+    def _names(self, context: grpc.ServicerContext) -> list[str]:
+        return [
+            bytes(n).decode().lower()
+            for n in context.auth_context().get("x509_subject_alternative_name", [])
+        ]
+
+    def roles(self, context: grpc.ServicerContext) -> frozenset[Role]:
+        if not self._tls:
+            return PLAINTEXT_ROLES
+        return frozenset(
+            self._caller_roles[n] for n in self._names(context) if n in self._caller_roles
+        )
+
+    def caller(self, context: grpc.ServicerContext) -> str:
+        """Who is rate-limited: the certificate's name, or the peer's address."""
+        if self._tls:
+            return ",".join(sorted(self._names(context)))
+        return context.peer().rsplit(":", 1)[0]
+
+    def __call__(self, method: str, context: grpc.ServicerContext) -> None:
+        if method.startswith(OPEN_PREFIXES):
+            return
+        allowed = POLICY.get(method, frozenset())
+        roles = self.roles(context)
+        if not roles:
+            abort(
+                context,
+                grpc.StatusCode.PERMISSION_DENIED,
+                "the client certificate names no known caller",
+            )
+        if not roles & allowed:
+            caller = "/".join(sorted(r.value for r in roles))
+            rpc = method.rsplit("/", 1)[-1]
+            abort(context, grpc.StatusCode.PERMISSION_DENIED, f"{caller} may not call {rpc}")
+        if self._limiter is not None and not self._limiter.allow(self.caller(context)):
+            abort(
+                context,
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                "too many calls from this caller; slow down and retry",
+            )

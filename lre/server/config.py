@@ -1,0 +1,149 @@
+"""Server settings: defaults here, overridable by ``[server]`` in the
+``LRE_CONFIG`` TOML file and by ``LRE_SERVER_*`` environment variables."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from lre.runtime import config, tls
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    # SQLite for the zero-setup default; postgresql+psycopg://... in production.
+    database_url: str = "sqlite:///var/lre.db"
+    grpc_address: str = "127.0.0.1:50051"
+    # Prometheus /metrics.
+    metrics_address: str = "127.0.0.1:9101"
+    signer_address: str = "127.0.0.1:50052"
+    grpc_threads: int = 16
+    # TLS on the gRPC port. With a client CA, callers must present a certificate
+    # it issued (mutual TLS), and the DNS name in it gives their role.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_client_ca_file: Path | None = None
+    caller_roles: str = (
+        "sender-gateway.lre.internal=sender_gateway,"
+        "recipient-portal.lre.internal=recipient_portal,"
+        "operator.lre.internal=operator,auditor.lre.internal=auditor"
+    )
+    # Calls per second each caller (client certificate, or address without
+    # TLS) may make to one server process, and the burst allowed above it.
+    rate_limit_per_s: float = 500.0
+    rate_limit_burst: float = 1000.0
+    # Mutual TLS to the signer: its CA, and this server's client certificate.
+    signer_tls_ca_file: Path | None = None
+    signer_tls_cert_file: Path | None = None
+    signer_tls_key_file: Path | None = None
+    # Production: refuse to start without mutual TLS.
+    require_tls: bool = False
+    # Processes sharing the gRPC and metrics ports (SO_REUSEPORT): one Python
+    # process is bound to one core by its interpreter lock.
+    processes: int = 1
+    health_check_interval_s: float = 2.0
+    # On SIGTERM: NOT_SERVING but still answering for this long (load balancers
+    # notice), then no new calls and shutdown_grace_s for calls in flight.
+    shutdown_drain_s: float = 2.0
+    shutdown_grace_s: float = 30.0
+    log_level: str = "INFO"
+    # 32 random bytes, hex: encrypts TOTP secrets, keys the hashes of document
+    # numbers. Required; `lre-signer dev-setup` writes one for `make run`.
+    secrets_key_file: Path | None = None
+    session_ttl_s: int = 1800
+    # Consecutive authentication failures before a lockout, and its length.
+    lockout_threshold: int = 5
+    lockout_s: int = 900
+    # How long a proofing by certificate or eID counts (a document check lasts
+    # as long as the document; a certificate never outlives its notAfter).
+    proof_validity_days: int = 365
+    # PEM bundle of the CAs whose certificates proof identities at level high.
+    identity_trust_anchors_file: Path | None = None
+    # The eID broker (OpenID Connect): issuer, our client id, its keys (a JWKS
+    # file kept in sync by the operator), and how its `acr` values map to levels.
+    eid_issuer: str = ""
+    eid_audience: str = ""
+    eid_jwks_file: Path | None = None
+    eid_acr_levels: str = "eidas1=low,eidas2=substantial,eidas3=high"
+    # The provider, as evidence names it (the issuer of every proof).
+    provider_name: str = "LRE development provider"
+    max_letter_bytes: int = 256 * 1024 * 1024
+    # The tariff of one accepted deposit, in the currency's smallest unit.
+    tariff_minor: int = 399
+    currency: str = "EUR"
+    # Where notifications go: "maildir:/path" (make run) or "smtp://[user@]host[:port][?starttls=true]".
+    mail_transport: str = "maildir:var/mail"
+    smtp_password_file: Path | None = None
+    mail_from: str = "LRE <notifications@lre.invalid>"
+    # Where recipients accept, refuse and check a notification; named in every e-mail.
+    recipient_portal_url: str = "https://lre.invalid/recipient"
+    # Days after the notification on which an unanswered letter is recalled to
+    # its recipient, comma-separated (1 to 14; empty: no reminders).
+    reminder_days: str = "7,13"
+    # The outbox dispatcher runs in this process unless disabled (then as its own deployment).
+    run_workers: bool = True
+    outbox_interval_s: float = 1.0
+    outbox_max_attempts: int = 12
+    outbox_first_retry_s: float = 30.0
+    # How often windows that closed unanswered get their proof of non-claim.
+    expiry_interval_s: float = 60.0
+    # How often new log entries get their index (event streams wait for it).
+    sequencer_interval_s: float = 0.2
+    # Webhooks: first retry after a failed POST (doubling up to an hour), and
+    # how long an event is retried before it is given up.
+    webhook_first_retry_s: float = 10.0
+    webhook_give_up_hours: float = 48.0
+    # PEM CA bundle under which `verify-log` checks the seals of tree heads.
+    seal_trust_anchors_file: Path | None = None
+    # How often the log's tree head is sealed by the signer (also on demand).
+    tree_head_interval_s: float = 60.0
+    # How often letters are counted by state for the lre_letters gauge.
+    census_interval_s: float = 30.0
+    # Letter content is deleted this many days after deposit once the letter is
+    # final (at least 30), unless on legal hold; evidence is kept.
+    content_retention_days: int = 365
+    retention_interval_s: float = 3600.0
+
+    def secrets_key(self) -> bytes:
+        if self.secrets_key_file is None:
+            raise config.ConfigError("LRE_SERVER_SECRETS_KEY_FILE: required")
+        key = bytes.fromhex(self.secrets_key_file.read_text(encoding="utf-8").strip())
+        if len(key) != 32:
+            raise config.ConfigError("LRE_SERVER_SECRETS_KEY_FILE: expected 32 bytes in hex")
+        return key
+
+    def server_credentials(self) -> grpc.ServerCredentials | None:
+        if self.require_tls and self.signer_tls_ca_file is None:
+            raise config.ConfigError(
+                "LRE_SERVER_REQUIRE_TLS: set LRE_SERVER_SIGNER_TLS_CA_FILE "
+                "(mutual TLS to the signer)"
+            )
+        return tls.server_credentials(
+            self.tls_cert_file,
+            self.tls_key_file,
+            self.tls_client_ca_file,
+            self.require_tls,
+            "LRE_SERVER_",
+        )
+
+    def signer_credentials(self) -> grpc.ChannelCredentials | None:
+        if self.signer_tls_ca_file is None:
+            return None
+        return tls.channel_credentials(
+            self.signer_tls_ca_file, self.signer_tls_cert_file, self.signer_tls_key_file
+        )
+
+    def reminders(self) -> tuple[int, ...]:
+        try:
+            days = tuple(int(d) for d in self.reminder_days.split(",") if d.strip())
+        except ValueError:
+            raise config.ConfigError("LRE_SERVER_REMINDER_DAYS: comma-separated days") from None
+        if any(not 0 < d < 15 for d in days):
+            raise config.ConfigError("LRE_SERVER_REMINDER_DAYS: days 1 to 14 of the window")
+        return days
+
+
+def load() -> ServerSettings:
+    return config.load(ServerSettings, "server")

@@ -1,0 +1,98 @@
+"""Who may do what with a letter (eIDAS art. 24(1) and 44(1); CPCE R53-1).
+
+Custody asks these questions and nothing else: how a caller was identified
+and authenticated is IdentityService's business, what it takes to deposit or
+to receive is decided here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from dataclasses import dataclass
+
+from lre.server.domain.errors import AuthenticationRequired, DepositRefused
+
+# A recipient deciding on a letter must have authenticated recently.
+RECIPIENT_SESSION_MAX_AGE = dt.timedelta(minutes=15)
+
+
+class AssuranceLevel(enum.IntEnum):
+    """Regulation (EU) 2015/1502."""
+
+    LOW = 1
+    SUBSTANTIAL = 2
+    HIGH = 3
+
+
+class ProofingMethod(enum.Enum):
+    CERTIFICATE = "certificate"
+    EID_ASSERTION = "eid_assertion"
+    DOCUMENT_CHECK = "document_check"
+
+
+class FactorCategory(enum.Enum):
+    KNOWLEDGE = "knowledge"
+    POSSESSION = "possession"
+    INHERENCE = "inherence"
+
+
+@dataclass(frozen=True)
+class Session:
+    party_id: str
+    # The level the party was proofed at (identity record still valid).
+    level: AssuranceLevel
+    factors: frozenset[FactorCategory]
+    # A one-time element (TOTP, e-mailed code) was part of this authentication.
+    one_time_element: bool
+    authenticated_at: dt.datetime
+    expires_at: dt.datetime
+
+    @property
+    def strong(self) -> bool:
+        """Two factors of different categories and a dynamic element (R53-1)."""
+        return len(self.factors) >= 2 and self.one_time_element
+
+
+def _require_strong(session: Session | None, now: dt.datetime, role: str) -> Session:
+    if session is None or now >= session.expires_at:
+        raise AuthenticationRequired(f"{role} session missing or expired")
+    if session.level < AssuranceLevel.SUBSTANTIAL:
+        raise AuthenticationRequired(f"{role} identity proofed below level substantial")
+    if not session.strong:
+        raise AuthenticationRequired(f"{role} session lacks two factors and a one-time code")
+    return session
+
+
+def require_sender(session: Session | None, now: dt.datetime) -> Session:
+    """Deposit: a sender identified face to face or equivalently (eIDAS 24(1)),
+    i.e. proofed at substantial or high, with a strong session."""
+    return _require_strong(session, now, "sender")
+
+
+def require_recipient(session: Session | None, now: dt.datetime) -> Session:
+    """Accept, refuse, download: a recipient proofed at substantial or higher
+    with a strong session authenticated in the last minutes."""
+    checked = _require_strong(session, now, "recipient")
+    if now - checked.authenticated_at > RECIPIENT_SESSION_MAX_AGE:
+        raise AuthenticationRequired("recipient must authenticate again to decide")
+    return checked
+
+
+@dataclass(frozen=True)
+class Recipient:
+    party_id: str
+    professional: bool
+
+
+def require_consent(recipient: Recipient, consent_given: bool) -> None:
+    """CPCE L100: a non-professional recipient must have consented to receive
+    registered letters electronically from this sender; a letter sent without
+    it is void, so the deposit is refused."""
+    if not recipient.professional and not consent_given:
+        raise DepositRefused(
+            "consent_missing",
+            "the recipient is not a professional and has not consented to "
+            "electronic registered letters",
+            field="recipient",
+        )

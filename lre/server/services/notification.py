@@ -1,0 +1,262 @@
+"""What the recipient is told, and how they can check it came from us.
+
+The notification names no sender: not in the subject, the body, the headers
+or the links (CPCE R53-2). Its verification code is an HMAC of the letter
+under the server's secrets key, so nothing more is stored and a phishing
+copy cannot invent a valid one.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import hmac
+import json
+import uuid
+from dataclasses import dataclass
+from email import charset
+from email.header import Header
+from email.message import Message
+from email.mime.application import MIMEApplication
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from sqlalchemy import select
+from sqlalchemy.orm import Session as DbSession
+from sqlalchemy.orm import sessionmaker
+
+from lre.server.domain.letters import EvidenceEvent
+from lre.server.domain.window import AcceptanceWindow
+from lre.server.services import at_rest
+from lre.server.storage import models
+
+# Quoted-printable headers: ASCII-safe, and the reference stays readable in the Subject.
+UTF8 = charset.Charset("utf-8")
+UTF8.header_encoding = charset.QP
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+MONTHS_FR = (
+    "janvier", "février", "mars", "avril", "mai", "juin",
+    "juillet", "août", "septembre", "octobre", "novembre", "décembre",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class NotificationPolicy:
+    secrets_key: bytes
+    mail_from: str
+    portal_url: str
+    provider_name: str = "LRE provider"
+
+
+PROOF_TITLES = {
+    EvidenceEvent.SUBMISSION_ACCEPTANCE: ("Preuve de dépôt", "Proof of deposit"),
+    EvidenceEvent.CONSIGNMENT_ACCEPTANCE: ("Preuve d'acceptation", "Proof of acceptance"),
+    EvidenceEvent.CONSIGNMENT_REJECTION: ("Preuve de refus", "Proof of refusal"),
+    EvidenceEvent.ACCEPTANCE_REJECTION_EXPIRY: ("Preuve de non-réclamation", "Proof of non-claim"),
+    EvidenceEvent.NOTIFICATION_FOR_ACCEPTANCE_FAILURE: (
+        "Échec de la notification",
+        "Notification failure",
+    ),
+}
+
+
+def evidence_recipient(document: bytes) -> str:
+    """The recipient as the evidence names it (the sender may know it)."""
+    recipient = json.loads(document).get("recipient", {})
+    return str(recipient.get("name") or recipient.get("email") or "")
+
+
+@dataclass(frozen=True)
+class Verification:
+    genuine: bool
+    acceptance_deadline: dt.datetime | None
+
+
+class NotificationService:
+    def __init__(self, sessions: sessionmaker[DbSession], policy: NotificationPolicy) -> None:
+        self._sessions = sessions
+        self._policy = policy
+        self._templates = Environment(
+            loader=FileSystemLoader(TEMPLATES),
+            autoescape=select_autoescape(["html.j2"]),
+            undefined=StrictUndefined,
+            keep_trailing_newline=True,
+        )
+
+    def verification_code(self, letter_id: uuid.UUID) -> str:
+        digest = hmac.new(
+            self._policy.secrets_key, b"notification:" + letter_id.bytes, hashlib.sha256
+        ).digest()
+        code = base64.b32encode(digest).decode()[:10]
+        return f"{code[:5]}-{code[5:]}"
+
+    def letter_waiting(
+        self,
+        message: models.OutboxMessage,
+        letter: models.Letter,
+        recipient: models.Party,
+        now: dt.datetime,
+    ) -> Message:
+        """The recipient's notification; ``now`` is when the window opens."""
+        return self._to_recipient(message, letter, recipient, AcceptanceWindow(now), False)
+
+    def reminder(
+        self,
+        message: models.OutboxMessage,
+        letter: models.Letter,
+        recipient: models.Party,
+        now: dt.datetime,
+    ) -> Message:
+        """The same notice again, during the window; it names no sender either."""
+        assert letter.notification_time is not None
+        window = AcceptanceWindow(letter.notification_time)
+        return self._to_recipient(message, letter, recipient, window, True)
+
+    def _to_recipient(
+        self,
+        message: models.OutboxMessage,
+        letter: models.Letter,
+        recipient: models.Party,
+        window: AcceptanceWindow,
+        reminder: bool,
+    ) -> Message:
+        last_day = window.last_day
+        context = {
+            "reference": letter.reference,
+            "code": self.verification_code(letter.id),
+            "deadline_fr": f"{last_day.day} {MONTHS_FR[last_day.month - 1]} {last_day.year}",
+            "deadline_en": last_day.strftime("%d %B %Y"),
+            "portal_url": self._policy.portal_url,
+            "reminder": reminder,
+        }
+        subject = (
+            "Lettre recommandée électronique en attente / Registered electronic letter waiting"
+            f" - {letter.reference}"
+        )
+        return self._email(
+            message,
+            recipient.email,
+            ("Rappel / Reminder: " if reminder else "") + subject,
+            "letter_waiting",
+            context,
+        )
+
+    def proof(
+        self,
+        message: models.OutboxMessage,
+        letter: models.Letter,
+        sender: models.Party,
+        evidence: models.Evidence,
+    ) -> Message:
+        """The sender's copy of a proof, with the document and its seal attached."""
+        what_fr, what_en = PROOF_TITLES[evidence.event]
+        recipient = evidence_recipient(evidence.document)
+        context = {
+            "what_fr": what_fr,
+            "what_en": what_en,
+            "reference": letter.reference,
+            "recipient": recipient,
+            "when": evidence.event_time.strftime("%Y-%m-%d %H:%M:%S"),
+            "provider": self._policy.provider_name,
+            "evidence_file": f"{evidence.event.value}-{letter.reference}.json",
+            "seal_file": f"{evidence.event.value}-{letter.reference}.p7m",
+        }
+        return self._email(
+            message,
+            sender.email,
+            f"{what_fr} / {what_en} - {letter.reference}",
+            "proof",
+            context,
+            [
+                (context["evidence_file"], "json", evidence.document),
+                (context["seal_file"], "pkcs7-mime", evidence.seal),
+            ],
+        )
+
+    def email_code(
+        self, message: models.OutboxMessage, party: models.Party, now: dt.datetime
+    ) -> Message | None:
+        """A one-time code for logging in; None once it has expired (a late
+        code is of no use, and not sent)."""
+        payload = message.payload
+        expire_time = dt.datetime.fromisoformat(payload["expire_time"])
+        if now >= expire_time:
+            return None
+        code_id = uuid.UUID(payload["code_id"])
+        code = at_rest.unseal(
+            self._policy.secrets_key, bytes.fromhex(payload["code"]), code_id.bytes
+        )
+        context = {
+            "code": code.decode(),
+            "provider": self._policy.provider_name,
+            "minutes": round((expire_time - message.create_time).total_seconds() / 60),
+        }
+        return self._email(
+            message,
+            party.email,
+            f"Code de connexion / Sign-in code - {self._policy.provider_name}",
+            "email_code",
+            context,
+        )
+
+    def _email(
+        self,
+        message: models.OutboxMessage,
+        to: str,
+        subject: str,
+        template: str,
+        context: dict[str, Any],
+        attachments: list[tuple[str, str, bytes]] | None = None,
+    ) -> Message:
+        """Text and HTML from ``template``, then the attachments. Built with the
+        compat32 MIME classes: the modern header objects cost several times more
+        CPU, and a dispatcher builds a message per notification."""
+        body = MIMEMultipart("alternative")
+        for subtype in ("txt", "html"):
+            rendered = self._templates.get_template(f"{template}.{subtype}.j2").render(context)
+            body.attach(MIMEText(rendered, "plain" if subtype == "txt" else "html", "utf-8"))
+        email: Message = body
+        if attachments:
+            email = MIMEMultipart("mixed")
+            email.attach(body)
+            for filename, subtype, data in attachments:
+                part = MIMEApplication(data, subtype)
+                part.add_header("Content-Disposition", "attachment", filename=filename)
+                email.attach(part)
+        email["From"] = self._policy.mail_from
+        email["To"] = to
+        email["Subject"] = Header(subject, UTF8)  # type: ignore[assignment]  # compat32 folds it
+        # Stable per outbox message: a resend after a crash is recognisably the same message.
+        email["Message-ID"] = self.message_id(message.id)
+        email["Content-Language"] = "fr, en"
+        return email
+
+    def outbox_id(self, message_id: str) -> uuid.UUID | None:
+        """The outbox row behind a Message-ID we issued; None for any other."""
+        local, _, domain = message_id.strip().removeprefix("<").removesuffix(">").partition("@")
+        if self.message_id(uuid.UUID(int=0)).split("@", 1)[1] != f"{domain}>":
+            return None
+        try:
+            return uuid.UUID(local)
+        except ValueError:
+            return None
+
+    def message_id(self, outbox_id: uuid.UUID) -> str:
+        domain = self._policy.mail_from.rsplit("@", 1)[-1].strip(">") or "lre.invalid"
+        return f"<{outbox_id}@{domain}>"
+
+    def verify(self, reference: str, code: str) -> Verification:
+        """Whether a notification with this reference and code came from us.
+        Unknown references and wrong codes look the same to the caller."""
+        with self._sessions() as db:
+            letter = db.scalar(
+                select(models.Letter).where(models.Letter.reference == reference.strip().upper())
+            )
+        if letter is None or letter.notification_time is None:
+            return Verification(False, None)
+        genuine = hmac.compare_digest(self.verification_code(letter.id), code.strip().upper())
+        return Verification(genuine, letter.acceptance_deadline if genuine else None)

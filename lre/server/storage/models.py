@@ -1,0 +1,357 @@
+"""Tables. Alembic migrations in ``migrations/`` must produce exactly this
+schema on PostgreSQL and SQLite (tests/integration/storage checks it)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import uuid
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    Uuid,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from lre.server.domain.identity import AssuranceLevel, ProofingMethod
+from lre.server.domain.letters import EvidenceEvent, LetterState, OutboxState, PartyKind
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UtcDateTime(TypeDecorator[dt.datetime]):
+    """Timezone-aware UTC datetimes on every database (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: pass an aware UTC datetime")
+        return value.astimezone(dt.UTC)
+
+    def process_result_value(
+        self, value: dt.datetime | None, dialect: Dialect
+    ) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def db_enum(kind: type[enum.Enum], name: str) -> Enum:
+    """Native enum on PostgreSQL, CHECK constraint elsewhere; stores the values
+    (the lower-case names for integer enums)."""
+    return Enum(
+        kind,
+        name=name,
+        values_callable=lambda members: [
+            m.name.lower() if isinstance(m.value, int) else m.value for m in members
+        ],
+        create_constraint=True,
+        validate_strings=True,
+    )
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dt.datetime: UtcDateTime(), uuid.UUID: Uuid()}
+
+
+class Party(Base):
+    __tablename__ = "parties"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    kind: Mapped[PartyKind] = mapped_column(db_enum(PartyKind, "party_kind"))
+    professional: Mapped[bool] = mapped_column(Boolean)
+    given_name: Mapped[str | None] = mapped_column(String(200))
+    family_name: Mapped[str | None] = mapped_column(String(200))
+    company_name: Mapped[str | None] = mapped_column(String(300))
+    email: Mapped[str] = mapped_column(String(320), index=True)
+    postal_address: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    create_time: Mapped[dt.datetime]
+    # Idempotency key of the creating request: a retry returns this party.
+    request_id: Mapped[str | None] = mapped_column(String(128), unique=True)
+
+
+class Letter(Base):
+    __tablename__ = "letters"
+    __table_args__ = (
+        UniqueConstraint("sender_id", "request_id"),
+        # The deadline sweep reads only letters still waiting, by deadline.
+        Index("ix_letters_state_deadline", "state", "acceptance_deadline"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    reference: Mapped[str] = mapped_column(String(32), unique=True)
+    sender_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("parties.id"), index=True)
+    recipient_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("parties.id"), index=True)
+    request_id: Mapped[str] = mapped_column(String(128))
+    state: Mapped[LetterState] = mapped_column(db_enum(LetterState, "letter_state"))
+    deposit_time: Mapped[dt.datetime]
+    notification_time: Mapped[dt.datetime | None]
+    acceptance_deadline: Mapped[dt.datetime | None]
+    decision_time: Mapped[dt.datetime | None]
+    legal_hold: Mapped[bool] = mapped_column(Boolean, default=False)
+    # AES-256-GCM content key, wrapped by the signer's token key; never in clear.
+    wrapped_key: Mapped[bytes | None] = mapped_column(LargeBinary)
+    content_purge_time: Mapped[dt.datetime | None]
+
+
+class LetterPart(Base):
+    __tablename__ = "letter_parts"
+    __table_args__ = (UniqueConstraint("letter_id", "part_index"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    letter_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("letters.id", ondelete="CASCADE"))
+    part_index: Mapped[int] = mapped_column(Integer)
+    filename: Mapped[str] = mapped_column(String(255))
+    media_type: Mapped[str] = mapped_column(String(127))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
+class ContentChunk(Base):
+    """Encrypted content, in chunks so that nothing holds a whole letter."""
+
+    __tablename__ = "content_chunks"
+    __table_args__ = (UniqueConstraint("letter_id", "part_index", "sequence"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    letter_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("letters.id", ondelete="CASCADE"))
+    part_index: Mapped[int] = mapped_column(Integer)
+    sequence: Mapped[int] = mapped_column(Integer)
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Evidence(Base):
+    __tablename__ = "evidence"
+    # One evidence per event and letter: a second sweeper's insert fails.
+    __table_args__ = (UniqueConstraint("letter_id", "event"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    letter_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("letters.id"))
+    event: Mapped[EvidenceEvent] = mapped_column(db_enum(EvidenceEvent, "evidence_event"))
+    event_time: Mapped[dt.datetime]
+    document: Mapped[bytes] = mapped_column(LargeBinary)
+    seal: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class OutboxMessage(Base):
+    """Written in the transaction of the state change that causes it."""
+
+    __tablename__ = "outbox_messages"
+    __table_args__ = (Index("ix_outbox_messages_state_next_attempt", "state", "next_attempt_time"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    letter_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("letters.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[OutboxState] = mapped_column(db_enum(OutboxState, "outbox_state"))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_time: Mapped[dt.datetime]
+    create_time: Mapped[dt.datetime]
+    sent_time: Mapped[dt.datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+def outbox_row(
+    letter_id: uuid.UUID | None,
+    kind: str,
+    payload: dict[str, str],
+    due: dt.datetime,
+    now: dt.datetime,
+) -> dict[str, Any]:
+    """An outbox row to insert with Core (the deposit path writes without the ORM)."""
+    return {
+        "id": uuid.uuid4(),
+        "letter_id": letter_id,
+        "kind": kind,
+        "payload": payload,
+        "state": OutboxState.PENDING,
+        "attempts": 0,
+        "next_attempt_time": due,
+        "create_time": now,
+        "sent_time": None,
+        "last_error": None,
+    }
+
+
+class LogEntry(Base):
+    """The append-only log of every state change and evidence (RFC 9162 leaves).
+
+    An entry is written unsequenced in the transaction of the change it
+    records; the sequencer then gives entries their index (``seq``) one batch
+    at a time, in commit order, so a reader following ``seq`` never skips one."""
+
+    __tablename__ = "log_entries"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    # Leaf index, from 0, contiguous; None until sequenced.
+    seq: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    letter_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("letters.id"), index=True)
+    evidence_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("evidence.id"), unique=True)
+    state: Mapped[LetterState] = mapped_column(db_enum(LetterState, "letter_state"))
+    event: Mapped[EvidenceEvent | None] = mapped_column(db_enum(EvidenceEvent, "evidence_event"))
+    event_time: Mapped[dt.datetime]
+    # The canonical bytes the leaf hash covers.
+    leaf: Mapped[bytes] = mapped_column(LargeBinary)
+    create_time: Mapped[dt.datetime]
+
+
+class TreeHead(Base):
+    """A signed statement of the log's size and Merkle root at a moment: the
+    document, and its CAdES seal by the signer."""
+
+    __tablename__ = "tree_heads"
+
+    tree_size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    root_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    timestamp: Mapped[dt.datetime]
+    document: Mapped[bytes] = mapped_column(LargeBinary)
+    seal: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Webhook(Base):
+    """A provider system's callback URL for the events of a party's letters."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("parties.id"), index=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    # The HMAC-SHA256 key, AES-GCM encrypted under the server's secrets key.
+    secret_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    request_id: Mapped[str] = mapped_column(String(128), unique=True)
+    create_time: Mapped[dt.datetime]
+    delete_time: Mapped[dt.datetime | None]
+    # The last log entry delivered (or given up on); the next delivery follows it.
+    cursor: Mapped[int] = mapped_column(BigInteger)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_time: Mapped[dt.datetime]
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class IdentityRecord(Base):
+    """How, when and at which level a party's identity was proofed."""
+
+    __tablename__ = "identity_records"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    party_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("parties.id"), index=True)
+    method: Mapped[ProofingMethod] = mapped_column(db_enum(ProofingMethod, "proofing_method"))
+    level: Mapped[AssuranceLevel] = mapped_column(db_enum(AssuranceLevel, "assurance_level"))
+    proof_time: Mapped[dt.datetime]
+    expire_time: Mapped[dt.datetime | None]
+    evidence_summary: Mapped[str] = mapped_column(String(500))
+    # Method-specific facts; secrets (document numbers) only as keyed hashes.
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class Credential(Base):
+    """Means of authentication issued after proofing."""
+
+    __tablename__ = "credentials"
+
+    party_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("parties.id"), primary_key=True)
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    # Encrypted (AES-256-GCM) under the server's secrets key: TOTP needs the secret itself.
+    totp_secret: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # The last TOTP time step accepted: a code is never accepted twice.
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[dt.datetime | None]
+    # The one e-mailed code outstanding, as an HMAC under the secrets key; a
+    # new code replaces it, a session consumes it.
+    email_code_id: Mapped[uuid.UUID | None]
+    email_code_hmac: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    email_code_sent_time: Mapped[dt.datetime | None]
+    email_code_expire_time: Mapped[dt.datetime | None]
+
+
+class AuthSession(Base):
+    __tablename__ = "sessions"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    party_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("parties.id"), index=True)
+    # SHA-256 of the bearer token; the token itself is shown once.
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    level: Mapped[AssuranceLevel] = mapped_column(db_enum(AssuranceLevel, "assurance_level"))
+    factors: Mapped[list[str]] = mapped_column(JSON)
+    one_time_element: Mapped[bool] = mapped_column(Boolean)
+    authenticated_at: Mapped[dt.datetime]
+    expire_time: Mapped[dt.datetime]
+    revoke_time: Mapped[dt.datetime | None]
+
+
+class Consent(Base):
+    """A non-professional recipient's consent to electronic registered letters
+    from one sender (CPCE L100)."""
+
+    __tablename__ = "consents"
+    __table_args__ = (Index("ix_consents_recipient_sender", "recipient_id", "sender_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    recipient_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("parties.id"))
+    sender_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("parties.id"))
+    method: Mapped[str] = mapped_column(String(64))
+    grant_time: Mapped[dt.datetime]
+    withdraw_time: Mapped[dt.datetime | None]
+    request_id: Mapped[str | None] = mapped_column(String(128), unique=True)
+
+
+class ProofingChallenge(Base):
+    """A random challenge the party signs with its certificate's key."""
+
+    __tablename__ = "proofing_challenges"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    party_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("parties.id"), index=True)
+    challenge: Mapped[bytes] = mapped_column(LargeBinary(32))
+    expire_time: Mapped[dt.datetime]
+    use_time: Mapped[dt.datetime | None]
+
+
+class UsedNonce(Base):
+    """eID assertion nonces already accepted: an assertion proves once."""
+
+    __tablename__ = "used_nonces"
+
+    issuer: Mapped[str] = mapped_column(String(255), primary_key=True)
+    nonce: Mapped[str] = mapped_column(String(255), primary_key=True)
+    use_time: Mapped[dt.datetime]
+
+
+class Charge(Base):
+    """What the sender owes for an accepted deposit (the sender pays)."""
+
+    __tablename__ = "charges"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    sender_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("parties.id"), index=True)
+    letter_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("letters.id"), unique=True)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    create_time: Mapped[dt.datetime]

@@ -1,0 +1,144 @@
+"""One signer process: the token, its certificates, the TSA and the sealer,
+and the health monitor that reconnects to the token without a restart."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from lre.signer import clock, metrics, pki
+from lre.signer.config import SignerSettings
+from lre.signer.errors import SignerError, TokenUnavailable
+from lre.signer.seal import EvidenceSealer
+from lre.signer.token import Token
+from lre.signer.tsa import CmsSigner, TimestampAuthority
+
+log = logging.getLogger("lre.signer")
+
+
+@dataclass(frozen=True)
+class _Keys:
+    """What exists once the token is connected and its certificates are read."""
+
+    tsa: TimestampAuthority
+    sealer: EvidenceSealer
+    chains: dict[str, list[bytes]]
+
+
+def load_ca_chain(settings: SignerSettings) -> list[x509.Certificate]:
+    return x509.load_pem_x509_certificates(settings.ca_chain_file.read_bytes())
+
+
+class Signer:
+    def __init__(self, settings: SignerSettings) -> None:
+        self.settings = settings
+        self.token = Token(settings.pkcs11_module, settings.token_label, settings.pin)
+        self.clock = clock.from_settings(
+            settings.clock_reference, settings.clock_max_offset_ms, settings.clock_check_interval_s
+        )
+        self.ca_chain = load_ca_chain(settings)
+        self._keys: _Keys | None = None
+        self._healthy: bool | None = None
+        self._stop = threading.Event()
+        self._monitor: threading.Thread | None = None
+
+    # -- what the services use -----------------------------------------------
+
+    def _ready(self) -> _Keys:
+        keys = self._keys
+        if keys is None or not self.token.connected:
+            raise TokenUnavailable("the token is not available")
+        return keys
+
+    @property
+    def tsa(self) -> TimestampAuthority:
+        return self._ready().tsa
+
+    @property
+    def sealer(self) -> EvidenceSealer:
+        return self._ready().sealer
+
+    def certificate_chain(self, purpose: str) -> list[bytes]:
+        return self._ready().chains[purpose]
+
+    def wrap_key(self, key: bytes, context: bytes) -> bytes:
+        self._ready()
+        return self.token.wrap(self.settings.wrap_key_label, key, context)
+
+    def unwrap_key(self, wrapped: bytes, context: bytes) -> bytes:
+        self._ready()
+        return self.token.unwrap(self.settings.wrap_key_label, wrapped, context)
+
+    # -- health ------------------------------------------------------------------
+
+    def _connect(self) -> None:
+        s = self.settings
+        self.token.connect()
+        seal_cert = self.token.certificate(s.seal_key_label)
+        tsa_cert = self.token.certificate(s.tsa_key_label)
+        chain = [c.public_bytes(serialization.Encoding.DER) for c in self.ca_chain]
+        tsa = TimestampAuthority(
+            CmsSigner(self.token, s.tsa_key_label, tsa_cert),
+            self.clock,
+            s.tsa_policy_oid,
+            s.tsa_accuracy_ms,
+            s.qualified,
+        )
+        sealer = EvidenceSealer(
+            CmsSigner(self.token, s.seal_key_label, seal_cert), tsa, self.ca_chain
+        )
+        self._keys = _Keys(
+            tsa, sealer, {pki.SEAL: [seal_cert, *chain], pki.TIMESTAMPING: [tsa_cert, *chain]}
+        )
+        for purpose, der in ((pki.SEAL, seal_cert), (pki.TIMESTAMPING, tsa_cert)):
+            not_after = x509.load_der_x509_certificate(der).not_valid_after_utc
+            metrics.CERT_EXPIRY.labels(purpose).set(not_after.timestamp())
+
+    def check_health(self) -> bool:
+        """Connects if needed and makes a real signature with each key."""
+        try:
+            if self._keys is None or not self.token.connected:
+                self._connect()
+            self.token.probe(self.settings.seal_key_label)
+            self.token.probe(self.settings.tsa_key_label)
+            healthy = True
+        except SignerError as exc:
+            self._keys = None
+            if self._healthy is not False:
+                log.warning("token not usable", extra={"reason": str(exc)})
+            healthy = False
+        except Exception:
+            # A bug here must not silence health: report it and stay unhealthy.
+            self._keys = None
+            log.exception("health check failed unexpectedly")
+            healthy = False
+        if healthy and self._healthy is not True:
+            log.info("token usable")
+        self._healthy = healthy
+        metrics.TOKEN_UP.set(1 if healthy else 0)
+        return healthy
+
+    def start_monitor(self, on_change: Callable[[bool], None]) -> None:
+        def run() -> None:
+            last: bool | None = None
+            while not self._stop.is_set():
+                healthy = self.check_health()
+                if healthy != last:
+                    on_change(healthy)
+                    last = healthy
+                self._stop.wait(self.settings.health_check_interval_s)
+
+        self._monitor = threading.Thread(target=run, name="token-health", daemon=True)
+        self._monitor.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._monitor is not None:
+            self._monitor.join(timeout=5)
+        self.clock.close()
+        self.token.close()
