@@ -20,6 +20,7 @@ from lre.signer.app import Signer
 from lre.signer.devsetup import dev_setup
 from lre.signer.errors import SignerError
 from lre.signer.http import HttpEndpoint
+from lre.signer.policy import CallerPolicy
 from lre.signer.service import SigningServicer
 from lre.signer.token import Token
 from lre.v1 import signing_pb2, signing_pb2_grpc
@@ -29,6 +30,7 @@ SERVICE_NAME = signing_pb2.DESCRIPTOR.services_by_name["SigningService"].full_na
 
 
 def serve_worker(settings: config.SignerSettings) -> int:
+    credentials = settings.server_credentials()  # before anything: refuses a bad TLS setup
     signer = Signer(settings)
     process = GrpcProcess(
         [
@@ -41,7 +43,10 @@ def serve_worker(settings: config.SignerSettings) -> int:
         settings.grpc_address,
         max_workers=settings.grpc_threads,
         log_rpcs=settings.log_rpcs,
-        credentials=settings.server_credentials(),
+        guard=CallerPolicy(
+            settings.signer_callers, settings.timestamp_callers, tls=credentials is not None
+        ),
+        credentials=credentials,
     )
     # Connect before taking traffic: with SO_REUSEPORT a worker receives
     # connections as soon as it listens.
