@@ -15,7 +15,7 @@ from pkcs11 import ObjectClass
 from lre.runtime import jsonlines, pool
 from lre.runtime.serving import GrpcProcess, ServiceBinding, wait_for_signal
 from lre.runtime.tls import https_context
-from lre.signer import config, pki
+from lre.signer import checktoken, config, pki
 from lre.signer.app import Signer
 from lre.signer.devsetup import dev_setup
 from lre.signer.errors import SignerError
@@ -101,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     imp.add_argument("--label", required=True)
     imp.add_argument("--cert", type=Path, required=True, help="PEM or DER")
+    commands.add_parser(
+        "check-token",
+        help="check the module, token, PIN, mechanisms, keys and certificates; exit 1 on a failure",
+    )
     show = commands.add_parser("show-key", help="print a key's protection attributes")
     show.add_argument("--label", required=True)
     args = parser.parse_args(argv)
@@ -112,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
             if settings.processes > 1:
                 return serve_pool(settings, settings.processes)
             return serve_worker(settings)
+        if args.command == "check-token":
+            return checktoken.run(settings)
         if args.command == "dev-setup":
             paths = dev_setup(args.var)
             print(
