@@ -25,6 +25,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+from cryptography.x509.oid import ExtendedKeyUsageOID
 from pkcs11 import Mechanism, MechanismFlag, ObjectClass
 
 from lre.signer.app import load_ca_chain
@@ -130,8 +131,9 @@ def _keys(
         yield Check(False, "CA chain", f"{settings.ca_chain_file}: {exc}")
     for label in (settings.seal_key_label, settings.tsa_key_label):
         yield _attempt(token, f"key {label}", partial(_signing_key, token, label))
+        tsa = label == settings.tsa_key_label
         yield _attempt(
-            token, f"certificate {label}", partial(_certificate, token, label, chain, now())
+            token, f"certificate {label}", partial(_certificate, token, label, chain, now(), tsa)
         )
     label = settings.wrap_key_label
     yield _attempt(token, f"key {label}", partial(_wrap_key, token, label))
@@ -161,8 +163,13 @@ def _signing_key(token: Token, label: str) -> str:
     return "private key, sensitive, not extractable; signs (ECDSA)"
 
 
-def _certificate(token: Token, label: str, chain: list[x509.Certificate], now: dt.datetime) -> str:
+def _certificate(
+    token: Token, label: str, chain: list[x509.Certificate], now: dt.datetime, tsa: bool
+) -> str:
     cert = x509.load_der_x509_certificate(token.certificate(label))
+    if tsa and not _timestamping_only(cert):
+        # RFC 3161 2.3; openssl ts -verify refuses the tokens otherwise.
+        raise ValueError("a TSA certificate needs one critical extended key usage: timeStamping")
     public = cert.public_key()
     if not isinstance(public, ec.EllipticCurvePublicKey):
         raise ValueError(f"not an EC certificate: {cert.subject.rfc4514_string()}")
@@ -181,6 +188,14 @@ def _certificate(token: Token, label: str, chain: list[x509.Certificate], now: d
         f"{cert.subject.rfc4514_string()}, matches the key, "
         f"valid until {cert.not_valid_after_utc:%Y-%m-%d}"
     )
+
+
+def _timestamping_only(cert: x509.Certificate) -> bool:
+    try:
+        usage = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
+    except x509.ExtensionNotFound:
+        return False
+    return usage.critical and list(usage.value) == [ExtendedKeyUsageOID.TIME_STAMPING]
 
 
 def _wrap_key(token: Token, label: str) -> str:

@@ -125,3 +125,14 @@ def test_a_missing_module_or_token_label_stops_early(dev_var: DevPaths, token_co
     code, lines, _ = check_token(dev_var, token_copy, token_label="production")
     assert code == 1
     assert lines["token"] == "FAIL no token labelled 'production' (tokens seen: 'lre')"
+
+
+def test_a_tsa_key_whose_certificate_is_not_for_timestamping_fails(
+    dev_var: DevPaths, token_copy: Path
+) -> None:
+    code, lines, output = check_token(dev_var, token_copy, tsa_key_label="lre-seal")
+    assert code == 1, output
+    assert lines["certificate lre-seal"] == (
+        "FAIL a TSA certificate needs one critical extended key usage: timeStamping"
+    )
+    assert lines["key lre-seal"].startswith("OK "), output
