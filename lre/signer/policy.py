@@ -13,11 +13,14 @@ production) there is no caller identity, so every caller may call anything.
 from __future__ import annotations
 
 import enum
+import logging
 
 import grpc
 
 from lre.runtime.callers import certificate_names, parse_names
 from lre.runtime.status import abort
+
+log = logging.getLogger("lre.signer.policy")
 
 
 class Access(enum.Enum):
@@ -63,4 +66,6 @@ class CallerPolicy:
         if not self.access(context) & POLICY.get(method, frozenset()):
             caller = ",".join(sorted(certificate_names(context))) or "a caller without a name"
             rpc = method.rsplit("/", 1)[-1]
+            # Someone with a certificate of the CA reached for the keys: worth an alert.
+            log.warning("caller refused", extra={"caller": caller, "method": rpc})
             abort(context, grpc.StatusCode.PERMISSION_DENIED, f"{caller} may not call {rpc}")

@@ -5,6 +5,7 @@ line there fails), and the forgeries of issue 14 are refused."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -62,12 +63,15 @@ def _tls_env(tls: TlsFiles) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def signer(
-    dev_var: DevPaths, tls: TlsFiles, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
+def signer_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("policy") / "signer.log"
+
+
+@pytest.fixture(scope="module")
+def signer(dev_var: DevPaths, tls: TlsFiles, signer_log: Path) -> Iterator[str]:
     """The real signer with `make run`'s mutual TLS and the default callers."""
     grpc_port, http_port = free_port(), free_port()
-    log = tmp_path_factory.mktemp("policy") / "signer.log"
+    log = signer_log
     env = {
         "LRE_CONFIG": str(dev_var.config),
         "SOFTHSM2_CONF": str(dev_var.softhsm_conf.resolve()),
@@ -121,7 +125,7 @@ def test_every_rpc_under_every_certificate_gets_what_is_written_here(
 
 
 def test_a_portal_cannot_forge_evidence_nor_the_auditor_open_a_letter(
-    signer: str, tls: TlsFiles
+    signer: str, tls: TlsFiles, signer_log: Path
 ) -> None:
     forged = b"<ConsignmentAcceptance><letter>letters/1</letter></ConsignmentAcceptance>"
     context = b"letters/1/content"
@@ -144,6 +148,14 @@ def test_a_portal_cannot_forge_evidence_nor_the_auditor_open_a_letter(
                     signing_pb2.UnwrapKeyRequest(wrapped_key=wrapped.wrapped_key, context=context)
                 )
             assert opened.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    # Each refusal is logged for the operators, with who and what.
+    refused = [
+        json.loads(line) for line in signer_log.read_text().splitlines() if "refused" in line
+    ]
+    assert {
+        "caller": "auditor.lre.internal",
+        "method": "UnwrapKey",
+    }.items() <= refused[-1].items()
 
 
 def test_a_server_name_from_another_ca_is_refused_at_the_handshake(
