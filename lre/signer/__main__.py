@@ -15,11 +15,12 @@ from pkcs11 import ObjectClass
 from lre.runtime import jsonlines, pool
 from lre.runtime.serving import GrpcProcess, ServiceBinding, wait_for_signal
 from lre.runtime.tls import https_context
-from lre.signer import config, pki
+from lre.signer import checktoken, config, pki
 from lre.signer.app import Signer
 from lre.signer.devsetup import dev_setup
 from lre.signer.errors import SignerError
 from lre.signer.http import HttpEndpoint
+from lre.signer.policy import CallerPolicy
 from lre.signer.service import SigningServicer
 from lre.signer.token import Token
 from lre.v1 import signing_pb2, signing_pb2_grpc
@@ -29,6 +30,7 @@ SERVICE_NAME = signing_pb2.DESCRIPTOR.services_by_name["SigningService"].full_na
 
 
 def serve_worker(settings: config.SignerSettings) -> int:
+    credentials = settings.server_credentials()  # before anything: refuses a bad TLS setup
     signer = Signer(settings)
     process = GrpcProcess(
         [
@@ -41,7 +43,10 @@ def serve_worker(settings: config.SignerSettings) -> int:
         settings.grpc_address,
         max_workers=settings.grpc_threads,
         log_rpcs=settings.log_rpcs,
-        credentials=settings.server_credentials(),
+        guard=CallerPolicy(
+            settings.signer_callers, settings.timestamp_callers, tls=credentials is not None
+        ),
+        credentials=credentials,
     )
     # Connect before taking traffic: with SO_REUSEPORT a worker receives
     # connections as soon as it listens.
@@ -96,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     imp.add_argument("--label", required=True)
     imp.add_argument("--cert", type=Path, required=True, help="PEM or DER")
+    commands.add_parser(
+        "check-token",
+        help="check the module, token, PIN, mechanisms, keys and certificates; exit 1 on a failure",
+    )
     show = commands.add_parser("show-key", help="print a key's protection attributes")
     show.add_argument("--label", required=True)
     args = parser.parse_args(argv)
@@ -107,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
             if settings.processes > 1:
                 return serve_pool(settings, settings.processes)
             return serve_worker(settings)
+        if args.command == "check-token":
+            return checktoken.run(settings)
         if args.command == "dev-setup":
             paths = dev_setup(args.var)
             print(

@@ -48,6 +48,11 @@ class SignerSettings:
     tls_client_ca_file: Path | None = None
     # Production: refuse to start without mutual TLS.
     require_tls: bool = False
+    # Who may call the gRPC port (lre/signer/policy.py), by the DNS name in
+    # their client certificate, comma-separated. The seal and wrap keys: the
+    # server only. Timestamps and certificate chains: these callers too.
+    signer_callers: str = "server.lre.internal"
+    timestamp_callers: str = "operator.lre.internal,auditor.lre.internal"
 
     def server_credentials(self) -> grpc.ServerCredentials | None:
         return tls.server_credentials(

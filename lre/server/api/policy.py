@@ -16,6 +16,7 @@ import time
 
 import grpc
 
+from lre.runtime.callers import certificate_names
 from lre.runtime.status import abort
 
 
@@ -119,10 +120,7 @@ class Authorization:
         self._limiter = limiter
 
     def _names(self, context: grpc.ServicerContext) -> list[str]:
-        return [
-            bytes(n).decode().lower()
-            for n in context.auth_context().get("x509_subject_alternative_name", [])
-        ]
+        return certificate_names(context)
 
     def roles(self, context: grpc.ServicerContext) -> frozenset[Role]:
         if not self._tls:
