@@ -141,11 +141,22 @@ def test_the_config_names_only_settings_the_code_has() -> None:
         assert not unknown, f"[{section}] no such settings {sorted(unknown)}"
 
 
+WORKLOADS = ("Deployment", "Job", "CronJob")
+
+
+def _pod_spec(document: dict[str, Any]) -> dict[str, Any]:
+    spec = document["spec"]
+    if document["kind"] == "CronJob":
+        spec = spec["jobTemplate"]["spec"]
+    pod: dict[str, Any] = spec["template"]["spec"]
+    return pod
+
+
 def test_commands_and_environment_exist() -> None:
-    for _, document in DOCUMENTS:
-        if document["kind"] not in ("Deployment", "Job"):
-            continue
-        for container in document["spec"]["template"]["spec"]["containers"]:
+    pods = [_pod_spec(d) for _, d in DOCUMENTS if d["kind"] in WORKLOADS]
+    assert len(pods) == 5
+    for pod in pods:
+        for container in pod["containers"]:
             if not container["image"].startswith("registry.example.org/lre:"):
                 continue
             problem = contract.unknown_command(container["command"])
