@@ -57,6 +57,16 @@ def test_lre_images_are_containerfile_targets(compose: dict[str, Any]) -> None:
             assert f"--target {target} -t {image}" in header
 
 
+def test_the_build_section_builds_that_image(compose: dict[str, Any]) -> None:
+    builds = [s for s in compose["services"].values() if "build" in s]
+    assert len(builds) == 1
+    (service,) = builds
+    context = (COMPOSE_DIR / service["build"]["context"]).resolve()
+    assert context == contract.ROOT
+    assert (context / service["build"]["dockerfile"]).resolve() == CONTAINERFILE
+    assert service["image"] == f"localhost/lre:{service['build']['target']}"
+
+
 def test_commands_exist(compose: dict[str, Any]) -> None:
     for name, service in compose["services"].items():
         if service["image"].startswith("localhost/lre:"):
