@@ -7,7 +7,7 @@ VAR    ?= var
 PROTOS := $(wildcard protos/lre/v1/*.proto)
 GEN    := $(patsubst protos/%.proto,%_pb2.py,$(PROTOS))
 
-.PHONY: run test lint gen system-deps bench clean
+.PHONY: run test lint gen system-deps bench clean docs deploy-rules
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -38,6 +38,20 @@ lint: gen
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+# The documentation site (docs/ and the README), built strictly: a broken
+# link or a page missing from the navigation fails the build.
+docs: $(BIN)/.installed
+	$(BIN)/mkdocs build --strict --site-dir build/site
+
+# The PrometheusRule for Kubernetes is the alert rules file, wrapped.
+deploy-rules:
+	{ printf '%s\n' '# Generated from deploy/prometheus/lre-rules.yml by `make deploy-rules`;' \
+	    '# tests/deploy checks that the two agree. Edit the source, not this file.' \
+	    'apiVersion: monitoring.coreos.com/v1' 'kind: PrometheusRule' 'metadata:' \
+	    '  name: lre' '  namespace: lre' 'spec:'; \
+	  sed -n '/^groups:/,$$p' deploy/prometheus/lre-rules.yml | sed 's/^./  &/'; \
+	} > deploy/kubernetes/prometheusrule.yaml
 
 bench: gen
 	$(BIN)/python bench/signer_throughput.py

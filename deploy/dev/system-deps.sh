@@ -2,8 +2,9 @@
 # System packages the service and its tests need. As root, installs what is
 # missing; otherwise prints the command and fails if a required one is missing.
 # LRE_WITH_TEST_TOOLS=1 also wants what only tests use: promtool (the alert
-# rules) and libfaketime (a server whose wall clock jumps 17 days). Optional
-# outside CI: without them those tests skip, and say so.
+# rules), libfaketime (a server whose wall clock jumps 17 days) and
+# systemd-analyze (the units in deploy/systemd). Optional outside CI: without
+# them those tests skip, and say so.
 set -euo pipefail
 required=()
 optional=()
@@ -12,6 +13,7 @@ command -v openssl >/dev/null || required+=(openssl)
 if [ -n "${LRE_WITH_TEST_TOOLS:-}" ]; then
   command -v promtool >/dev/null || optional+=(prometheus)
   compgen -G "/usr/lib/*/faketime/libfaketime.so.1" >/dev/null || optional+=(faketime)
+  command -v systemd-analyze >/dev/null || optional+=(systemd)
 fi
 missing=("${required[@]}" "${optional[@]}")
 [ ${#missing[@]} -eq 0 ] && exit 0

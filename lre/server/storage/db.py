@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -68,11 +71,41 @@ def alembic_config(engine: Engine) -> Config:
     return config
 
 
+# pg_advisory_lock key of `lre-server migrate` (beside the sequencer's 0x4C52_4501).
+MIGRATION_LOCK = 0x4C52_4502
+
+
 def migrate(engine: Engine, revision: str = "head") -> None:
-    """Brings the schema to ``revision``; a database already there is left alone."""
-    if engine.url.get_backend_name() == "sqlite" and engine.url.database:
-        Path(engine.url.database).parent.mkdir(parents=True, exist_ok=True)
-    command.upgrade(alembic_config(engine), revision)
+    """Brings the schema to ``revision``; a database already there is left alone.
+
+    Migrations are serialised, so that a Job and an init container (or two
+    hosts) started together do not race: the second waits for the first, then
+    finds the schema at ``revision`` and does nothing."""
+    with _migration_lock(engine):
+        command.upgrade(alembic_config(engine), revision)
+
+
+@contextlib.contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    if engine.dialect.name == "postgresql":
+        # A session-level lock on a connection of its own, held while Alembic
+        # migrates on others; PostgreSQL releases it if this process dies.
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
+            try:
+                yield
+            finally:
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
+        return
+    if engine.dialect.name == "sqlite" and engine.url.database:
+        # SQLite serves one host: a file lock beside the database is enough.
+        database = Path(engine.url.database)
+        database.parent.mkdir(parents=True, exist_ok=True)
+        with open(f"{database}.migrate-lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+        return
+    yield  # an in-memory database has no second migrator
 
 
 def ping(engine: Engine) -> None:
