@@ -59,16 +59,19 @@ async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes
     reading), 408 for a client too slow to send it. Both close the
     connection: its remaining bytes are not worth reading."""
     if request.content_length is not None and request.content_length > limit:
-        raise web.HTTPRequestEntityTooLarge(
-            max_size=limit, actual_size=request.content_length, headers={"Connection": "close"}
+        raise _closing(
+            web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
         )
     try:
         async with asyncio.timeout(timeout_s):
             return await request.read()
     except TimeoutError:
-        raise web.HTTPRequestTimeout(
-            text="request body too slow\n", headers={"Connection": "close"}
-        ) from None
+        raise _closing(web.HTTPRequestTimeout(text="request body too slow\n")) from None
+
+
+def _closing(error: web.HTTPException) -> web.HTTPException:
+    error.force_close()
+    return error
 
 
 def metrics_route() -> web.RouteDef:
