@@ -46,7 +46,7 @@ class _ClientErrors(logging.Filter):
             record.levelno, record.levelname = logging.INFO, "INFO"
             record.msg, record.args, record.exc_info = "bad HTTP request", None, None
             record.status = exc.code
-            record.reason = exc.message
+            record.reason = str(exc.message).splitlines()[0] if exc.message else ""
         return True
 
 
