@@ -118,27 +118,36 @@ class HttpServer:
         self.port: int = self._socket.getsockname()[1]
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
-        self._stopping: asyncio.Event | None = None
+        self._failed: BaseException | None = None
+        self._stopping = asyncio.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> None:
         self._thread.start()
-        self._ready.wait(timeout=10)
+        if not self._ready.wait(timeout=10):
+            raise RuntimeError(f"{self._thread.name}: the HTTP server did not start")
+        if self._failed is not None:
+            raise RuntimeError(f"{self._thread.name}: the HTTP server did not start") from (
+                self._failed
+            )
 
     def stop(self) -> None:
-        if self._stopping is not None:
+        if self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._stopping.set)
-        self._thread.join(timeout=10)
+            self._thread.join(timeout=self._timeout_s + 5)
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
         try:
             self._loop.run_until_complete(self._serve())
+        except Exception as exc:
+            log.exception("HTTP server failed", extra={"server": self._thread.name})
+            self._failed = exc  # start() raises it when it has not returned yet
+            self._ready.set()
         finally:
             self._loop.close()
 
     async def _serve(self) -> None:
-        self._stopping = asyncio.Event()
         runner = web.AppRunner(
             self._app,
             handle_signals=False,
@@ -150,6 +159,8 @@ class HttpServer:
             # Unread bodies (404, 415...) are read and discarded for at most
             # this long before the next request; else the connection closes.
             lingering_time=self._timeout_s,
+            # On stop: requests in flight get this long to finish.
+            shutdown_timeout=self._timeout_s,
         )
         await runner.setup()
         assert runner.server is not None  # set by setup()
