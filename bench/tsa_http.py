@@ -11,6 +11,8 @@
   - gRPC SigningService/Timestamp over mutual TLS (2 client processes x 16
     calls in flight, as bench/signer_throughput.py): rate.
 
+Every /tsa reply counted by wrk must be a granted timestamp: the signer's
+``lre_timestamps_total{status="granted"}`` is compared with wrk's count.
 Load: wrk (Debian package ``wrk``, C, Lua script for the POST body), on
 127.0.0.1 only, for a bounded time each. nginx is not installed by the
 project: ``apt-get download nginx && dpkg -x nginx_*.deb /tmp/nginx-pkg/root``
@@ -81,13 +83,19 @@ def wrk(url: str, script: Path, connections: int, threads: int, seconds: float) 
         return float(match[1]) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[match[2]]
 
     rate = re.search(r"^Requests/sec:\s+([\d.]+)", out, re.M)
+    total = re.search(r"^\s+(\d+) requests in", out, re.M)
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     errors = re.search(r"Socket errors: (.*)$", out, re.M)
     if rate is None:
         raise SystemExit(f"wrk output without a rate:\n{out}")
     if bad or errors:
         print(f"  ! {url} c={connections}: {bad[0] if bad else ''} {errors[0] if errors else ''}")
-    return {"rate": float(rate[1]), "p50_ms": latency("50"), "p99_ms": latency("99")}
+    return {
+        "rate": float(rate[1]),
+        "p50_ms": latency("50"),
+        "p99_ms": latency("99"),
+        "requests": float(total[1]) if total else 0.0,
+    }
 
 
 def nginx_ceiling(
@@ -148,6 +156,16 @@ def _answers(url: str) -> bool:
             return bool(reply.status == 200)
     except OSError:
         return False
+
+
+def granted(http_port: int, tls: TlsFiles) -> float:
+    """lre_timestamps_total{status="granted"} over the signer's processes."""
+    context = ssl.create_default_context(cafile=str(tls.ca))
+    url = f"https://127.0.0.1:{http_port}/metrics"
+    with urllib.request.urlopen(url, timeout=10, context=context) as reply:
+        page = reply.read().decode()
+    match = re.search(r'^lre_timestamps_total\{status="granted"\} ([\d.e+]+)$', page, re.M)
+    return float(match[1]) if match else 0.0
 
 
 def run_signer(
@@ -298,8 +316,14 @@ def main() -> int:
         )
         try:
             url = f"https://127.0.0.1:{http_port}/tsa"
+            before = granted(http_port, tls)
             one = wrk(url, script, 1, 1, args.seconds)
             many = wrk(url, script, 16, 2, args.seconds)
+            # Every reply a granted timestamp (a rejection is a 200 too).
+            issued = granted(http_port, tls) - before
+            sent = one["requests"] + many["requests"]
+            if issued < sent:
+                print(f"  ! {label}: {sent:.0f} replies to wrk, {issued:.0f} timestamps granted")
             grpc_ts = grpc_rate(f"127.0.0.1:{grpc_port}", tls, args.seconds)
         finally:
             signer.terminate()
