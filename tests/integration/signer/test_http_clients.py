@@ -209,6 +209,19 @@ def test_chunked_with_content_length_is_refused(signer: HttpsSigner) -> None:
     assert conn.reply().status == 400
     assert conn.closed_by_peer_within(2) is not None
     conn.close()
+    # The client's mistake: one structured line, not an error with a traceback.
+    assert wait_for(lambda: _bad_request_logged(signer), timeout=5)
+
+
+def _bad_request_logged(signer: HttpsSigner) -> bool:
+    entries = [json.loads(line) for line in signer.log_lines()]
+    return any(
+        e["message"] == "bad HTTP request"
+        and e["level"] == "info"
+        and e["status"] == 400
+        and "traceback" not in e
+        for e in entries
+    )
 
 
 def test_a_chunked_query_alone_is_answered(signer: HttpsSigner) -> None:
