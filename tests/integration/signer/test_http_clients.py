@@ -111,10 +111,10 @@ def test_idle_connections_without_a_tls_hello_block_no_one_and_are_cut(
 ) -> None:
     idle = [socket.create_connection(("127.0.0.1", signer.port)) for _ in range(8)]
     try:
-        start = time.monotonic()
+        # Served while the idle connections are still open (each step of
+        # these calls times out before the idle ones would be cut).
         assert _granted(signer.stamp(_request(b"\x02" * 32), timeout=TIMEOUT_S)[2])
         assert signer.get("/metrics", timeout=TIMEOUT_S)[0] == 200
-        assert time.monotonic() - start < TIMEOUT_S
         for sock in idle:
             cut = Connection(sock).closed_by_peer_within(TIMEOUT_S + 3)
             assert cut is not None, "an idle connection outlived the handshake timeout"
@@ -157,7 +157,9 @@ def test_a_slow_body_gets_408_and_the_connection_closes(signer: HttpsSigner) -> 
     reply = conn.reply()
     assert reply.status == 408
     assert TIMEOUT_S - 0.5 < time.monotonic() - start < TIMEOUT_S + 3
-    assert conn.closed_by_peer_within(2) is not None
+    # after at most the timeout of reading and dropping what still comes
+    # (lingering close, so that the client reads the 408 rather than a reset)
+    assert conn.closed_by_peer_within(TIMEOUT_S + 2) is not None
     conn.close()
 
 
