@@ -56,8 +56,9 @@ log.addFilter(_ClientErrors())
 async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes:
     """The whole body within ``timeout_s``; 413 above ``limit`` (on
     Content-Length before reading, else aiohttp's ``client_max_size`` while
-    reading), 408 for a client too slow to send it. Both close the
-    connection: its remaining bytes are not worth reading."""
+    reading), 408 for a client too slow to send it. Both end the connection
+    (after aiohttp's lingering read, so that the client gets the answer
+    rather than a reset): what else it sends is not worth reading."""
     if request.content_length is not None and request.content_length > limit:
         raise _closing(
             web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
