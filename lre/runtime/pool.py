@@ -7,15 +7,12 @@ import logging
 import os
 import shutil
 import signal
-import ssl
 import subprocess
 import tempfile
 import threading
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 from prometheus_client import REGISTRY as DEFAULT_REGISTRY
+from prometheus_client import CollectorRegistry, generate_latest, multiprocess
 
 log = logging.getLogger("lre.runtime.pool")
 
@@ -65,45 +62,3 @@ def serve_pool(command: list[str], single_process_env: dict[str, str], processes
             worker.kill()
     shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
-
-
-class _MetricsServer(ThreadingHTTPServer):
-    allow_reuse_port = True
-    daemon_threads = True
-
-
-class _MetricsHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self) -> None:
-        found = self.path.split("?")[0] == "/metrics"
-        body = metrics_page() if found else b"not found\n"
-        self.send_response(HTTPStatus.OK if found else HTTPStatus.NOT_FOUND)
-        self.send_header("Content-Type", CONTENT_TYPE_LATEST if found else "text/plain")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass  # scrapes are not worth a log line each
-
-
-class MetricsEndpoint:
-    """/metrics over HTTP, on a port the pool's processes share."""
-
-    def __init__(self, address: str, context: ssl.SSLContext | None = None) -> None:
-        host, _, port = address.rpartition(":")
-        self._server = _MetricsServer((host, int(port)), _MetricsHandler)
-        if context is not None:
-            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="metrics", daemon=True
-        )
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()

@@ -9,7 +9,8 @@ import threading
 
 from lre.runtime import jsonlines
 from lre.runtime.config import ConfigError
-from lre.runtime.pool import MetricsEndpoint, serve_pool
+from lre.runtime.http import HttpServer, metrics_route
+from lre.runtime.pool import serve_pool
 from lre.runtime.serving import wait_for_signal
 from lre.runtime.tls import https_context
 from lre.server import config
@@ -27,8 +28,12 @@ def serve(settings: config.ServerSettings) -> int:
     signer = SignerClient(settings.signer_address, credentials=settings.signer_credentials())
     server = app.build(settings, engine, signer)
     process, dependency_health = server.process, server.health
-    metrics = MetricsEndpoint(
-        settings.metrics_address, https_context(settings.tls_cert_file, settings.tls_key_file)
+    metrics = HttpServer(
+        [metrics_route()],
+        settings.metrics_address,
+        https_context(settings.tls_cert_file, settings.tls_key_file),
+        settings.metrics_timeout_s,
+        name="metrics",
     )
     metrics.start()
     process.start()

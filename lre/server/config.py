@@ -18,6 +18,9 @@ class ServerSettings:
     grpc_address: str = "127.0.0.1:50051"
     # Prometheus /metrics.
     metrics_address: str = "127.0.0.1:9101"
+    # The most a scraper may take for a TLS handshake or a request, or stay
+    # idle between requests; then it is cut.
+    metrics_timeout_s: float = 10.0
     signer_address: str = "127.0.0.1:50052"
     grpc_threads: int = 16
     # TLS on the gRPC port. With a client CA, callers must present a certificate

@@ -19,7 +19,7 @@ from lre.signer import checktoken, config, pki
 from lre.signer.app import Signer
 from lre.signer.devsetup import dev_setup
 from lre.signer.errors import SignerError
-from lre.signer.http import HttpEndpoint
+from lre.signer.http import http_server
 from lre.signer.policy import CallerPolicy
 from lre.signer.service import SigningServicer
 from lre.signer.token import Token
@@ -51,8 +51,11 @@ def serve_worker(settings: config.SignerSettings) -> int:
     # Connect before taking traffic: with SO_REUSEPORT a worker receives
     # connections as soon as it listens.
     process.set_serving(signer.check_health())
-    http = HttpEndpoint(
-        signer, settings.http_address, https_context(settings.tls_cert_file, settings.tls_key_file)
+    http = http_server(
+        signer,
+        settings.http_address,
+        https_context(settings.tls_cert_file, settings.tls_key_file),
+        settings.http_timeout_s,
     )
     signer.start_monitor(lambda healthy: process.set_serving(healthy))
     process.start()

@@ -25,6 +25,9 @@ class SignerSettings:
     grpc_address: str = "127.0.0.1:50052"
     # RFC 3161 over HTTP at /tsa, Prometheus at /metrics.
     http_address: str = "127.0.0.1:8318"
+    # On the HTTP port: the most a client may take for a TLS handshake, a
+    # request head, a body, or stay idle between requests; then it is cut.
+    http_timeout_s: float = 10.0
     # Worker processes sharing the ports (SO_REUSEPORT). PKCS#11 calls are
     # serialised inside each process; parallelism comes from processes.
     processes: int = 1
