@@ -29,3 +29,7 @@ class BadTimestampRequest(SignerError):
 
 class UnwrapFailed(SignerError):
     """A wrapped key did not authenticate under this context."""
+
+
+class BadPdf(SignerError):
+    """Bytes given to sign as a PDF that are not one we can sign."""

@@ -8,11 +8,20 @@ from google.protobuf import timestamp_pb2
 from lre.runtime.status import abort, invalid_argument
 from lre.signer import pki
 from lre.signer.app import Signer
-from lre.signer.errors import BadTimestampRequest, ClockNotTrusted, TokenUnavailable, UnwrapFailed
+from lre.signer.errors import (
+    BadPdf,
+    BadTimestampRequest,
+    ClockNotTrusted,
+    TokenUnavailable,
+    UnwrapFailed,
+)
 from lre.signer.tsa import granted
 from lre.v1 import signing_pb2, signing_pb2_grpc
 
 MAX_SEAL_CONTENT = 1 << 20
+# gRPC's default message limit is 4 MiB; the signed PDF grows by the signature
+# and its validation data (~20 KB), and must still fit the response.
+MAX_PDF_BYTES = 4 * (1 << 20) - (64 << 10)
 MAX_CONTEXT = 1024
 MAX_KEYS_PER_CALL = 256
 _PURPOSES = {
@@ -55,6 +64,22 @@ class SigningServicer(signing_pb2_grpc.SigningServiceServicer):
         when = timestamp_pb2.Timestamp()
         when.FromDatetime(signing_time)
         return signing_pb2.SealEvidenceResponse(signed_data=signed, signing_time=when)
+
+    def SignPdf(
+        self, request: signing_pb2.SignPdfRequest, context: grpc.ServicerContext
+    ) -> signing_pb2.SignPdfResponse:
+        if not request.pdf:
+            invalid_argument(context, "pdf", "must not be empty")
+        if len(request.pdf) > MAX_PDF_BYTES:
+            invalid_argument(context, "pdf", f"must be at most {MAX_PDF_BYTES} bytes")
+        try:
+            return signing_pb2.SignPdfResponse(signed_pdf=self._signer.pades.sign(request.pdf))
+        except BadPdf as exc:
+            invalid_argument(context, "pdf", str(exc))
+        except ClockNotTrusted as exc:
+            abort(context, grpc.StatusCode.UNAVAILABLE, f"time not available: {exc}")
+        except TokenUnavailable:
+            abort(context, grpc.StatusCode.UNAVAILABLE, "the signing token is not available")
 
     def GetCertificateChain(
         self, request: signing_pb2.GetCertificateChainRequest, context: grpc.ServicerContext
