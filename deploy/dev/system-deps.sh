@@ -11,6 +11,7 @@ command -v softhsm2-util >/dev/null || required+=(softhsm2)
 command -v openssl >/dev/null || required+=(openssl)
 # PDF proofs: WeasyPrint lays out text with pango; the proofs embed DejaVu.
 compgen -G "/usr/lib/*/libpango-1.0.so.0" >/dev/null || required+=(libpango-1.0-0 libpangoft2-1.0-0)
+compgen -G "/usr/lib/*/libharfbuzz-subset.so.0" >/dev/null || required+=(libharfbuzz-subset0)
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || required+=(fonts-dejavu-core)
 if [ -n "${LRE_WITH_TEST_TOOLS:-}" ]; then
   command -v promtool >/dev/null || optional+=(prometheus)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import grpc
 from google.protobuf import timestamp_pb2
 
+from lre.runtime.serving import MAX_MESSAGE_BYTES
 from lre.runtime.status import abort, invalid_argument
 from lre.signer import pki
 from lre.signer.app import Signer
@@ -19,9 +20,9 @@ from lre.signer.tsa import granted
 from lre.v1 import signing_pb2, signing_pb2_grpc
 
 MAX_SEAL_CONTENT = 1 << 20
-# gRPC's default message limit is 4 MiB; the signed PDF grows by the signature
-# and its validation data (~20 KB), and must still fit the response.
-MAX_PDF_BYTES = 4 * (1 << 20) - (64 << 10)
+# The signed PDF grows by the signature and its validation data (~20 KB) and
+# must still fit a message; a proof is ~50 KB.
+MAX_PDF_BYTES = MAX_MESSAGE_BYTES - (64 << 10)
 MAX_CONTEXT = 1024
 MAX_KEYS_PER_CALL = 256
 _PURPOSES = {

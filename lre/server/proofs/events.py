@@ -1,6 +1,6 @@
 """What each proof is called and what its event means in law, in French and English.
 
-Articles as in docs: CPCE R53-2 (the proof of deposit and its items 1-5),
+Articles: CPCE L100 (a consumer's consent), R53-2 (the proof of deposit and its items 1-5),
 R53-3 I (the notification, the 15 days from the day after it, the sender kept
 hidden until acceptance), R53-3 (the proofs of reception, refusal and
 non-claim). The ETSI EN 319 522 event names the evidence carries are the keys.
@@ -123,11 +123,12 @@ TEXTS: dict[EvidenceEvent, EventText] = {
         Bilingual(
             "Le prestataire a refusé de prendre en charge la lettre, pour la raison indiquée "
             "(par exemple l'absence de consentement d'un destinataire non professionnel à "
-            "recevoir des lettres recommandées électroniques). La lettre n'a pas été déposée "
+            "recevoir des lettres recommandées électroniques, exigé par l'article L100 du "
+            "CPCE). La lettre n'a pas été déposée "
             "et le destinataire n'a pas été informé.",
             "The provider refused to take charge of the letter, for the reason given (for "
             "instance a non-professional recipient who has not consented to receive "
-            "registered electronic letters). The letter was not deposited and the recipient "
+            "registered electronic letters, as CPCE article L100 requires). The letter was not deposited and the recipient "
             "was not informed.",
         ),
     ),
