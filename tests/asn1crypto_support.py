@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from asn1crypto import cms, core, tsp
 
-from lre.runtime.asn1crypto_fix import apply
+from lre.runtime.asn1crypto_fix import apply as apply
 
 apply()
 

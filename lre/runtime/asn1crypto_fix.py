@@ -22,7 +22,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from asn1crypto import cms, core, tsp
+from asn1crypto import core
 
 _PATCHED = "_lre_definite_length_fix"
 
@@ -43,7 +43,7 @@ def apply() -> None:
     for cls in (core.Asn1Value, core.Choice, core.Primitive, core.Sequence, core.SequenceOf):
         dump = cls.__dict__["dump"]
         if not getattr(dump, _PATCHED, False):
-            cls.dump = _definite_length_fix(dump)  # type: ignore[method-assign]
+            cls.dump = _definite_length_fix(dump)
 
 
 apply()

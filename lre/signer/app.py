@@ -98,11 +98,12 @@ class Signer:
         sealer = EvidenceSealer(
             CmsSigner(self.token, s.seal_key_label, seal_cert), tsa, self.ca_chain
         )
-        pades = PadesSigner(
-            self.token, s.seal_key_label, seal_cert, self.ca_chain, tsa, s.crl_file
-        )
+        pades = PadesSigner(self.token, s.seal_key_label, seal_cert, self.ca_chain, tsa, s.crl_file)
         self._keys = _Keys(
-            tsa, sealer, pades, {pki.SEAL: [seal_cert, *chain], pki.TIMESTAMPING: [tsa_cert, *chain]}
+            tsa,
+            sealer,
+            pades,
+            {pki.SEAL: [seal_cert, *chain], pki.TIMESTAMPING: [tsa_cert, *chain]},
         )
         for purpose, der in ((pki.SEAL, seal_cert), (pki.TIMESTAMPING, tsa_cert)):
             not_after = x509.load_der_x509_certificate(der).not_valid_after_utc

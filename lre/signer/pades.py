@@ -53,7 +53,7 @@ class TokenSigner(signers.Signer):
     ) -> None:
         super().__init__(
             signing_cert=certificate,
-            cert_registry=SimpleCertificateStore.from_certs([certificate, *chain]),
+            cert_registry=SimpleCertificateStore.from_certs([certificate, *chain]),  # type: ignore[no-untyped-call]
             signature_mechanism=algos.SignedDigestAlgorithm({"algorithm": "sha256_ecdsa"}),
             # The root is what a verifier must already trust.
             embed_roots=False,
@@ -75,7 +75,7 @@ class InProcessTimeStamper(timestamps.TimeStamper):
     """Signature timestamps from this process's TSA: no HTTP, same token."""
 
     def __init__(self, tsa: TimestampAuthority) -> None:
-        super().__init__(include_nonce=True)
+        super().__init__(include_nonce=True)  # type: ignore[no-untyped-call]
         self._tsa = tsa
 
     async def async_request_tsa_response(self, req: tsp.TimeStampReq) -> tsp.TimeStampResp:

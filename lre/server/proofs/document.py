@@ -172,11 +172,14 @@ def _common_name(name: x509.Name) -> str:
     return str(common_name) if common_name else str(name.human_friendly)
 
 
-class _QcStatement(core.Sequence):
-    _fields = [("statement_id", core.ObjectIdentifier), ("statement_info", core.Any, {"optional": True})]
+class _QcStatement(core.Sequence):  # type: ignore[misc]
+    _fields = [  # noqa: RUF012 -- asn1crypto's declaration style
+        ("statement_id", core.ObjectIdentifier),
+        ("statement_info", core.Any, {"optional": True}),
+    ]
 
 
-class _QcStatements(core.SequenceOf):
+class _QcStatements(core.SequenceOf):  # type: ignore[misc]
     _child_spec = _QcStatement
 
 

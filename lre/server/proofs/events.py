@@ -128,8 +128,8 @@ TEXTS: dict[EvidenceEvent, EventText] = {
             "et le destinataire n'a pas été informé.",
             "The provider refused to take charge of the letter, for the reason given (for "
             "instance a non-professional recipient who has not consented to receive "
-            "registered electronic letters, as CPCE article L100 requires). The letter was not deposited and the recipient "
-            "was not informed.",
+            "registered electronic letters, as CPCE article L100 requires). The letter was "
+            "not deposited and the recipient was not informed.",
         ),
     ),
 }

@@ -21,8 +21,19 @@ from lre.server.proofs.events import TEXTS
 
 PDF_VARIANT = "pdf/a-3u"
 _MONTHS_FR = (
-    "janvier février mars avril mai juin juillet août septembre octobre novembre décembre"
-).split()
+    "janvier",
+    "février",
+    "mars",
+    "avril",
+    "mai",
+    "juin",
+    "juillet",
+    "août",
+    "septembre",
+    "octobre",
+    "novembre",
+    "décembre",
+)
 
 _env = jinja2.Environment(
     loader=jinja2.PackageLoader("lre.server.proofs", "templates"),
