@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import threading
 from pathlib import Path
 
@@ -22,16 +23,19 @@ from cryptography.hazmat.primitives import serialization
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.misc import PdfError
 from pyhanko.sign import fields, signers, timestamps
+from pyhanko.sign.general import SigningError
 from pyhanko_certvalidator import ValidationContext
+from pyhanko_certvalidator.errors import ValidationError
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from lre.runtime import asn1crypto_fix
 from lre.signer import metrics
-from lre.signer.errors import BadPdf
+from lre.signer.errors import BadPdf, ValidationDataUnavailable
 from lre.signer.token import Token
 from lre.signer.tsa import TimestampAuthority, granted
 
 asn1crypto_fix.apply()
+log = logging.getLogger("lre.signer.pades")
 
 FIELD_NAME = "ProviderSeal"
 # Room for the CMS in /Contents: signature, chain and timestamp token with its
@@ -39,6 +43,17 @@ FIELD_NAME = "ProviderSeal"
 _SIGNATURE_BYTES = 12_000
 # DER ECDSA-Sig-Value over P-256 is at most 72 bytes.
 _DUMMY_SIGNATURE = bytes(72)
+
+
+class _OfflineByDesign(logging.Filter):
+    """pyHanko warns at every signature that it may not fetch revocation data:
+    here that is the point (CRLs come from ``crl_file``), not news."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "fetching is not allowed" not in record.getMessage()
+
+
+logging.getLogger("pyhanko.sign.signers.pdf_signer").addFilter(_OfflineByDesign())
 
 
 class TokenSigner(signers.Signer):
@@ -137,10 +152,15 @@ class PadesSigner:
             raise BadPdf(f"not a readable PDF: {type(exc).__name__}") from None
         if writer.prev.encrypted:
             raise BadPdf("encrypted PDFs are not signed")
+        try:
+            crls = self._crls.current()
+        except (OSError, ValueError) as exc:
+            log.warning("CRLs not readable", extra={"error_type": type(exc).__name__})
+            raise ValidationDataUnavailable("the CAs' CRLs cannot be read") from None
         validation = ValidationContext(
             trust_roots=self._roots,
             other_certs=self._cas,
-            crls=self._crls.current(),
+            crls=crls,
             allow_fetching=False,
             revocation_mode="require",
         )
@@ -152,8 +172,15 @@ class PadesSigner:
             validation_context=validation,
         )
         out = io.BytesIO()
-        signers.PdfSigner(meta, self._signer, timestamper=self._timestamper).sign_pdf(
-            writer, output=out, bytes_reserved=_SIGNATURE_BYTES
-        )
+        try:
+            signers.PdfSigner(meta, self._signer, timestamper=self._timestamper).sign_pdf(
+                writer, output=out, bytes_reserved=_SIGNATURE_BYTES
+            )
+        except SigningError as exc:
+            # pyHanko validates both chains before it embeds their validation data.
+            if isinstance(exc.__cause__, ValidationError):
+                log.warning("seal or TSA chain not valid now", extra={"reason": str(exc.__cause__)})
+                raise ValidationDataUnavailable(str(exc.__cause__)) from None
+            raise BadPdf(f"cannot be signed: {exc}") from None
         metrics.PDF_SIGNATURES.inc()
         return out.getvalue()

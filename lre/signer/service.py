@@ -15,6 +15,7 @@ from lre.signer.errors import (
     ClockNotTrusted,
     TokenUnavailable,
     UnwrapFailed,
+    ValidationDataUnavailable,
 )
 from lre.signer.tsa import granted
 from lre.v1 import signing_pb2, signing_pb2_grpc
@@ -77,6 +78,12 @@ class SigningServicer(signing_pb2_grpc.SigningServiceServicer):
             return signing_pb2.SignPdfResponse(signed_pdf=self._signer.pades.sign(request.pdf))
         except BadPdf as exc:
             invalid_argument(context, "pdf", str(exc))
+        except ValidationDataUnavailable:
+            abort(
+                context,
+                grpc.StatusCode.UNAVAILABLE,
+                "the validation data of the seal certificate is not available (CRLs)",
+            )
         except ClockNotTrusted as exc:
             abort(context, grpc.StatusCode.UNAVAILABLE, f"time not available: {exc}")
         except TokenUnavailable:
