@@ -96,11 +96,10 @@ TEXTS: dict[EvidenceEvent, EventText] = {
         Bilingual("Preuve de non-réclamation", "Proof of non-claim"),
         Bilingual(
             "Le destinataire n'a ni accepté ni refusé la lettre dans le délai de quinze jours "
-            "courant à compter du lendemain de sa notification (articles R53-3 I et R53-3 du "
-            "CPCE). Cette preuve porte les mentions de la preuve de dépôt et la date et l'heure "
+            "courant à compter du lendemain de sa notification (article R53-3 du CPCE). Cette preuve porte les mentions de la preuve de dépôt et la date et l'heure "
             "de la constatation. La lettre n'est plus accessible au destinataire.",
             "The recipient neither accepted nor refused the letter within the fifteen days "
-            "counted from the day after its notification (CPCE articles R53-3 I and R53-3). "
+            "counted from the day after its notification (CPCE article R53-3). "
             "This proof carries the items of the proof of deposit and the date and time it "
             "was established. The letter is no longer available to the recipient.",
         ),
