@@ -135,7 +135,7 @@ def main() -> int:
         signed = client.sign_pdf(sample)
         print(f"proof size: {len(sample)} bytes rendered, {len(signed)} bytes signed (B-LT)")
         print()
-        print("what                                   |     /s | p50 ms | p99 ms")
+        print(f"{'what':42s} |     /s | p50 ms | p99 ms")
         rows = [
             ("render only (1 thread, this process)", render_only(client, args.seconds)),
             (
@@ -151,7 +151,7 @@ def main() -> int:
             for w in args.workers
         ]
         for name, r in rows:
-            print(f"{name:38s} | {r['rate']:6.1f} | {r['p50_ms']:6.1f} | {r['p99_ms']:6.1f}")
+            print(f"{name:42s} | {r['rate']:6.1f} | {r['p50_ms']:6.1f} | {r['p99_ms']:6.1f}")
     finally:
         client.close()
         signer.terminate()

@@ -24,6 +24,7 @@ from pyhanko.sign.validation.status import SignatureCoverageLevel
 from lre.server.domain.evidence import EvidenceDocument, PartDigest, PartyDetails
 from lre.server.domain.letters import EvidenceEvent
 from lre.server.proofs import ProofInputError, attachment_names, proof_pdf, render_proof
+from lre.server.proofs.document import read
 from lre.server.proofs.events import TEXTS
 from lre.server.signing import SignerClient
 from lre.signer.service import MAX_PDF_BYTES
@@ -264,8 +265,6 @@ def test_the_attachment_names_follow_the_evidence_id(
     proofs: dict[EvidenceEvent, Proof],
 ) -> None:
     proof = proofs[EvidenceEvent.CONTENT_HANDOVER]
-    from lre.server.proofs.document import read
-
     names = attachment_names(read(proof.evidence, proof.seal))
     assert names == (f"evidence-{_evidence_id(proof)}.json", f"evidence-{_evidence_id(proof)}.p7m")
 
