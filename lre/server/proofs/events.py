@@ -96,7 +96,8 @@ TEXTS: dict[EvidenceEvent, EventText] = {
         Bilingual("Preuve de non-réclamation", "Proof of non-claim"),
         Bilingual(
             "Le destinataire n'a ni accepté ni refusé la lettre dans le délai de quinze jours "
-            "courant à compter du lendemain de sa notification (article R53-3 du CPCE). Cette preuve porte les mentions de la preuve de dépôt et la date et l'heure "
+            "courant à compter du lendemain de sa notification (article R53-3 du CPCE). "
+            "Cette preuve porte les mentions de la preuve de dépôt et la date et l'heure "
             "de la constatation. La lettre n'est plus accessible au destinataire.",
             "The recipient neither accepted nor refused the letter within the fifteen days "
             "counted from the day after its notification (CPCE article R53-3). "
