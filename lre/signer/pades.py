@@ -140,9 +140,10 @@ class PadesSigner:
         self._crls = CrlFile(crl_file)
 
     def sign(self, pdf: bytes) -> bytes:
-        """The PDF with one more revision: the signature, then its validation data.
+        """The PDF with two more revisions: the signature, then its validation data.
 
-        Raises BadPdf for bytes that are not a PDF pyHanko can append to.
+        Raises BadPdf for bytes that are not a PDF pyHanko can append to, and
+        ValidationDataUnavailable when the chains cannot be shown valid now.
         """
         if not pdf.startswith(b"%PDF-"):
             raise BadPdf("not a PDF: it must start with %PDF-")
@@ -182,5 +183,8 @@ class PadesSigner:
                 log.warning("seal or TSA chain not valid now", extra={"reason": str(exc.__cause__)})
                 raise ValidationDataUnavailable(str(exc.__cause__)) from None
             raise BadPdf(f"cannot be signed: {exc}") from None
+        except (PdfError, KeyError, IndexError) as exc:
+            # A structure pyHanko reads only while signing (pages, forms).
+            raise BadPdf(f"not a readable PDF: {type(exc).__name__}") from None
         metrics.PDF_SIGNATURES.inc()
         return out.getvalue()
