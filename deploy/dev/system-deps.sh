@@ -17,6 +17,7 @@ if [ -n "${LRE_WITH_TEST_TOOLS:-}" ]; then
   command -v promtool >/dev/null || optional+=(prometheus)
   compgen -G "/usr/lib/*/faketime/libfaketime.so.1" >/dev/null || optional+=(faketime)
   command -v pdfsig >/dev/null || optional+=(poppler-utils)
+  command -v certutil >/dev/null || optional+=(libnss3-tools)
 fi
 missing=("${required[@]}" "${optional[@]}")
 [ ${#missing[@]} -eq 0 ] && exit 0
