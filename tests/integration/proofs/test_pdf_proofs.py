@@ -4,6 +4,7 @@ validator and openssl on the attachments."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import re
@@ -13,10 +14,11 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import grpc
 import pytest
-from asn1crypto import pem
+from asn1crypto import cms, pem
 from asn1crypto import x509 as asn1_x509
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.diff_analysis import ModificationLevel
@@ -29,6 +31,8 @@ from lre.server.proofs import ProofInputError, attachment_names, proof_pdf, rend
 from lre.server.proofs.document import read
 from lre.server.proofs.events import TEXTS
 from lre.server.signing import SignerClient
+from lre.signer.app import Signer
+from lre.signer.config import SignerSettings
 from lre.signer.service import MAX_PDF_BYTES
 from lre.v1 import signing_pb2, signing_pb2_grpc
 from tests.conftest import SignerProcess
@@ -323,3 +327,54 @@ def test_sign_pdf_refuses_what_is_not_a_pdf_it_can_sign(
             stub.SignPdf(signing_pb2.SignPdfRequest(pdf=pdf), timeout=30)
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert message in (raised.value.details() or "")
+
+
+def _timestamp_time(seal: bytes) -> dt.datetime:
+    """genTime of the seal's signature timestamp, read here with asn1crypto alone."""
+    signer_info = cms.ContentInfo.load(seal)["content"]["signer_infos"][0]
+    (token,) = (
+        a["values"][0]
+        for a in signer_info["unsigned_attrs"]
+        if a["type"].native == "signature_time_stamp_token"
+    )
+    info = token["content"]["encap_content_info"]["content"].parsed
+    when: dt.datetime = info["gen_time"].native
+    return when.astimezone(dt.UTC)
+
+
+def test_the_time_shown_is_the_qualified_timestamp_of_the_seal(
+    proofs: dict[EvidenceEvent, Proof],
+) -> None:
+    proof = proofs[EvidenceEvent.CONSIGNMENT_ACCEPTANCE]
+    flat = " ".join(_run("pdftotext", proof.pdf, "-").stdout.split())
+    when = _timestamp_time(proof.seal)
+    paris = when.astimezone(ZoneInfo("Europe/Paris"))
+    assert f"{when:%Y-%m-%d %H:%M:%S}.{when.microsecond // 1000:03d} UTC" in flat
+    offset = paris.strftime("%z")
+    assert (
+        f"{paris:%H:%M:%S},{paris.microsecond // 1000:03d} (UTC{offset[:3]}:{offset[3:]})" in flat
+    )
+    # The development TSA is not qualified, and the proof does not pretend otherwise.
+    assert "Horodatage électronique (non qualifié)" in flat
+
+
+def test_a_qualified_timestamp_is_called_qualified(
+    signer_settings: SignerSettings, tmp_path: Path
+) -> None:
+    """The development TSA is not qualified; one configured so (qcStatements
+    esi4-qtstStatement-1 in its tokens) is named qualified on the proof."""
+    crl_file = tmp_path / "crls.pem"
+    crl_file.write_bytes(signer_settings.crl_file.read_bytes())
+    signer = Signer(dataclasses.replace(signer_settings, qualified=True, crl_file=crl_file))
+    try:
+        assert signer.check_health()
+        evidence = _evidence(EvidenceEvent.SUBMISSION_ACCEPTANCE)
+        seal, _ = signer.sealer.seal(evidence)
+        pdf = tmp_path / "proof.pdf"
+        pdf.write_bytes(signer.pades.sign(render_proof(evidence, seal)))
+    finally:
+        signer.close()
+    text = " ".join(_run("pdftotext", pdf, "-").stdout.split())
+    assert "Horodatage électronique qualifié" in text
+    assert "Qualified electronic timestamp" in text
+    assert "non qualifié" not in text
