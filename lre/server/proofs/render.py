@@ -72,7 +72,7 @@ def render_proof(evidence: bytes, seal: bytes) -> bytes:
     )
     created = doc.seal.timestamp_time
     return bytes(
-        HTML(string=html).write_pdf(
+        HTML(string=html, url_fetcher=_fetch_nothing).write_pdf(
             stylesheets=[_STYLESHEET],
             pdf_variant=PDF_VARIANT,
             attachments=[
@@ -97,6 +97,11 @@ def render_proof(evidence: bytes, seal: bytes) -> bytes:
             pdf_identifier=doc.evidence_id.encode(),
         )
     )
+
+
+def _fetch_nothing(url: str, *args: object, **kwargs: object) -> dict[str, object]:
+    """The page needs no resource: nothing named in an evidence is ever fetched."""
+    raise ValueError(f"proofs load no external resource ({url[:40]!r})")
 
 
 def _paris_fr(when: dt.datetime) -> str:

@@ -359,7 +359,7 @@ def test_the_time_shown_is_the_qualified_timestamp_of_the_seal(
 
 
 def test_a_qualified_timestamp_is_called_qualified(
-    signer_settings: SignerSettings, tmp_path: Path
+    signer_settings: SignerSettings, tmp_path: Path, verifiers: None
 ) -> None:
     """The development TSA is not qualified; one configured so (qcStatements
     esi4-qtstStatement-1 in its tokens) is named qualified on the proof."""
@@ -378,3 +378,24 @@ def test_a_qualified_timestamp_is_called_qualified(
     assert "Horodatage électronique qualifié" in text
     assert "Qualified electronic timestamp" in text
     assert "non qualifié" not in text
+
+
+def test_markup_in_a_name_is_printed_as_text(
+    client: SignerClient, tmp_path: Path, verifiers: None
+) -> None:
+    name = '<img src="http://127.0.0.1:9/x.png"> <b>Dupont</b> & <i>Fils</i>'
+    evidence = EvidenceDocument(
+        evidence_id=str(uuid.uuid4()),
+        event=EvidenceEvent.SUBMISSION_ACCEPTANCE,
+        event_time=dt.datetime.now(dt.UTC),
+        issuer="LRE Test Provider SAS",
+        sender=PartyDetails(name, "courrier@dupont.example"),
+        recipient=PartyDetails("Élodie Martin-Lefèvre", "elodie@example.org"),
+        letter_id=f"letters/{uuid.uuid4()}",
+        submission_time=SUBMITTED,
+        parts=(),
+    ).to_json()
+    pdf = tmp_path / "proof.pdf"
+    pdf.write_bytes(render_proof(evidence, client.seal(evidence)))
+    text = " ".join(_run("pdftotext", pdf, "-").stdout.split())
+    assert '<img src="http://127.0.0.1:9/x.png"> <b>Dupont</b> & <i>Fils</i>' in text
