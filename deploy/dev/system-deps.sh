@@ -10,10 +10,16 @@ required=()
 optional=()
 command -v softhsm2-util >/dev/null || required+=(softhsm2)
 command -v openssl >/dev/null || required+=(openssl)
+# PDF proofs: WeasyPrint lays out text with pango; the proofs embed DejaVu.
+compgen -G "/usr/lib/*/libpango-1.0.so.0" >/dev/null || required+=(libpango-1.0-0 libpangoft2-1.0-0)
+compgen -G "/usr/lib/*/libharfbuzz-subset.so.0" >/dev/null || required+=(libharfbuzz-subset0)
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || required+=(fonts-dejavu-core)
 if [ -n "${LRE_WITH_TEST_TOOLS:-}" ]; then
   command -v promtool >/dev/null || optional+=(prometheus)
   compgen -G "/usr/lib/*/faketime/libfaketime.so.1" >/dev/null || optional+=(faketime)
   command -v systemd-analyze >/dev/null || optional+=(systemd)
+  command -v pdfsig >/dev/null || optional+=(poppler-utils)
+  command -v certutil >/dev/null || optional+=(libnss3-tools)
 fi
 missing=("${required[@]}" "${optional[@]}")
 [ ${#missing[@]} -eq 0 ] && exit 0

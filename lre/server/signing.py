@@ -1,4 +1,4 @@
-"""The server's client of the signer: seals, content-key wrapping, certificates.
+"""The server's client of the signer: seals, PDF signatures, content-key wrapping, certificates.
 
 The server never sees a private key: everything that needs one is a call here.
 """
@@ -123,6 +123,12 @@ class SignerClient:
                     raise DependencyUnavailable("the signer is unavailable") from None
                 raise
         return seals
+
+    def sign_pdf(self, pdf: bytes) -> bytes:
+        """The PDF signed PAdES B-LT with the seal key (see lre.server.proofs)."""
+        reply = self._call(self._stub.SignPdf, signing_pb2.SignPdfRequest(pdf=pdf))
+        assert isinstance(reply, signing_pb2.SignPdfResponse)
+        return reply.signed_pdf
 
     def wrap_key(self, key: bytes, context: bytes) -> bytes:
         reply = self._call(self._stub.WrapKey, signing_pb2.WrapKeyRequest(key=key, context=context))

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from lre.signer import clock, metrics, pki
 from lre.signer.config import SignerSettings
 from lre.signer.errors import SignerError, TokenUnavailable
+from lre.signer.pades import PadesSigner
 from lre.signer.seal import EvidenceSealer
 from lre.signer.token import Token
 from lre.signer.tsa import CmsSigner, TimestampAuthority
@@ -27,6 +28,7 @@ class _Keys:
 
     tsa: TimestampAuthority
     sealer: EvidenceSealer
+    pades: PadesSigner
     chains: dict[str, list[bytes]]
 
 
@@ -63,6 +65,10 @@ class Signer:
     def sealer(self) -> EvidenceSealer:
         return self._ready().sealer
 
+    @property
+    def pades(self) -> PadesSigner:
+        return self._ready().pades
+
     def certificate_chain(self, purpose: str) -> list[bytes]:
         return self._ready().chains[purpose]
 
@@ -92,8 +98,12 @@ class Signer:
         sealer = EvidenceSealer(
             CmsSigner(self.token, s.seal_key_label, seal_cert), tsa, self.ca_chain
         )
+        pades = PadesSigner(self.token, s.seal_key_label, seal_cert, self.ca_chain, tsa, s.crl_file)
         self._keys = _Keys(
-            tsa, sealer, {pki.SEAL: [seal_cert, *chain], pki.TIMESTAMPING: [tsa_cert, *chain]}
+            tsa,
+            sealer,
+            pades,
+            {pki.SEAL: [seal_cert, *chain], pki.TIMESTAMPING: [tsa_cert, *chain]},
         )
         for purpose, der in ((pki.SEAL, seal_cert), (pki.TIMESTAMPING, tsa_cert)):
             not_after = x509.load_der_x509_certificate(der).not_valid_after_utc

@@ -22,6 +22,9 @@ class SignerSettings:
     wrap_key_label: str = "lre-wrap"
     # PEM bundle of the CA certificates above the seal and TSA certificates.
     ca_chain_file: Path = Path("var/pki/ca-chain.pem")
+    # PEM CRLs of those CAs, embedded in PAdES signatures (level B-LT). Read
+    # again whenever the file changes: the CA's publication replaces it.
+    crl_file: Path = Path("var/pki/crls.pem")
     grpc_address: str = "127.0.0.1:50052"
     # RFC 3161 over HTTP at /tsa, Prometheus at /metrics.
     http_address: str = "127.0.0.1:8318"

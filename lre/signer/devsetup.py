@@ -6,6 +6,7 @@ reuses them. Never for production: the CA key sits in a file.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import secrets
 import subprocess
@@ -120,6 +121,7 @@ def settings_for(paths: DevPaths) -> SignerSettings:
         token_label=TOKEN_LABEL,
         pin_file=paths.pin_file.resolve(),
         ca_chain_file=(paths.pki / "ca-chain.pem").resolve(),
+        crl_file=(paths.pki / "crls.pem").resolve(),
     )
 
 
@@ -139,6 +141,7 @@ def dev_setup(root: Path) -> DevPaths:
             ca = pki.LocalCA.create()
             ca.save(key_file, root_file)
         (paths.pki / "ca-chain.pem").write_bytes(root_file.read_bytes())
+        _publish_crl(ca, settings.crl_file)
         for label, purpose, subject in (
             (settings.seal_key_label, pki.SEAL, "CN=LRE Development Seal,O=LRE development,C=FR"),
             (
@@ -165,6 +168,17 @@ def dev_setup(root: Path) -> DevPaths:
     return paths
 
 
+def _publish_crl(ca: pki.LocalCA, crl_file: Path) -> None:
+    """A new CRL once the published one is past half its life (30 days)."""
+    if crl_file.exists():
+        next_update = x509.load_pem_x509_crl(crl_file.read_bytes()).next_update_utc
+        if next_update is not None and next_update - dt.datetime.now(dt.UTC) > dt.timedelta(
+            days=15
+        ):
+            return
+    crl_file.write_bytes(ca.issue_crl().public_bytes(serialization.Encoding.PEM))
+
+
 def _pem(der: bytes) -> bytes:
     return x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM)
 
@@ -176,6 +190,7 @@ pkcs11_module = "{settings.pkcs11_module}"
 token_label = "{settings.token_label}"
 pin_file = "{settings.pin_file}"
 ca_chain_file = "{settings.ca_chain_file}"
+crl_file = "{settings.crl_file}"
 
 [server]
 database_url = "sqlite:///{paths.database.resolve()}"

@@ -29,3 +29,12 @@ class BadTimestampRequest(SignerError):
 
 class UnwrapFailed(SignerError):
     """A wrapped key did not authenticate under this context."""
+
+
+class BadPdf(SignerError):
+    """Bytes given to sign as a PDF that are not one we can sign."""
+
+
+class ValidationDataUnavailable(SignerError):
+    """The seal or TSA chain cannot be validated now (CRLs missing, stale or saying revoked):
+    a B-LT signature would carry no proof that they were valid when signing."""

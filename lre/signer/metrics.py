@@ -19,6 +19,7 @@ TIMESTAMPS = Counter(
     "lre_timestamps_total", "RFC 3161 requests answered, by PKIStatus.", ["status"]
 )
 SEALS = Counter("lre_seals_issued_total", "CAdES seals issued.")
+PDF_SIGNATURES = Counter("lre_pdf_signatures_total", "PAdES signatures made on PDFs.")
 CLOCK_OFFSET = Gauge(
     "lre_tsa_clock_offset_seconds",
     "Offset of the local clock from the reference clock.",

@@ -106,6 +106,26 @@ class LocalCA:
         key_file.chmod(0o600)
         cert_file.write_bytes(self.certificate.public_bytes(serialization.Encoding.PEM))
 
+    def issue_crl(self, days: int = 30) -> x509.CertificateRevocationList:
+        """An empty CRL of this CA: the revocation data that PAdES B-LT embeds.
+
+        Nothing is ever revoked in development; what matters is a current,
+        signed statement that the seal and TSA certificates are not.
+        """
+        now = dt.datetime.now(dt.UTC)
+        return (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(self.certificate.subject)
+            .last_update(now - dt.timedelta(minutes=5))
+            .next_update(now + dt.timedelta(days=days))
+            .add_extension(x509.CRLNumber(int(now.timestamp())), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
+                critical=False,
+            )
+            .sign(self.key, hashes.SHA256())
+        )
+
     def issue(self, csr_der: bytes, purpose: str, days: int = 825) -> bytes:
         """A DER certificate for the CSR's key, with the extensions of ``purpose``."""
         request = x509.load_der_x509_csr(csr_der)

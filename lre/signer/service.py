@@ -5,14 +5,25 @@ from __future__ import annotations
 import grpc
 from google.protobuf import timestamp_pb2
 
+from lre.runtime.serving import MAX_MESSAGE_BYTES
 from lre.runtime.status import abort, invalid_argument
 from lre.signer import pki
 from lre.signer.app import Signer
-from lre.signer.errors import BadTimestampRequest, ClockNotTrusted, TokenUnavailable, UnwrapFailed
+from lre.signer.errors import (
+    BadPdf,
+    BadTimestampRequest,
+    ClockNotTrusted,
+    TokenUnavailable,
+    UnwrapFailed,
+    ValidationDataUnavailable,
+)
 from lre.signer.tsa import granted
 from lre.v1 import signing_pb2, signing_pb2_grpc
 
 MAX_SEAL_CONTENT = 1 << 20
+# The signed PDF grows by the signature and its validation data (~20 KB) and
+# must still fit a message; a proof is ~50 KB.
+MAX_PDF_BYTES = MAX_MESSAGE_BYTES - (64 << 10)
 MAX_CONTEXT = 1024
 MAX_KEYS_PER_CALL = 256
 _PURPOSES = {
@@ -55,6 +66,28 @@ class SigningServicer(signing_pb2_grpc.SigningServiceServicer):
         when = timestamp_pb2.Timestamp()
         when.FromDatetime(signing_time)
         return signing_pb2.SealEvidenceResponse(signed_data=signed, signing_time=when)
+
+    def SignPdf(
+        self, request: signing_pb2.SignPdfRequest, context: grpc.ServicerContext
+    ) -> signing_pb2.SignPdfResponse:
+        if not request.pdf:
+            invalid_argument(context, "pdf", "must not be empty")
+        if len(request.pdf) > MAX_PDF_BYTES:
+            invalid_argument(context, "pdf", f"must be at most {MAX_PDF_BYTES} bytes")
+        try:
+            return signing_pb2.SignPdfResponse(signed_pdf=self._signer.pades.sign(request.pdf))
+        except BadPdf as exc:
+            invalid_argument(context, "pdf", str(exc))
+        except ValidationDataUnavailable:
+            abort(
+                context,
+                grpc.StatusCode.UNAVAILABLE,
+                "the validation data of the seal certificate is not available (CRLs)",
+            )
+        except ClockNotTrusted as exc:
+            abort(context, grpc.StatusCode.UNAVAILABLE, f"time not available: {exc}")
+        except TokenUnavailable:
+            abort(context, grpc.StatusCode.UNAVAILABLE, "the signing token is not available")
 
     def GetCertificateChain(
         self, request: signing_pb2.GetCertificateChainRequest, context: grpc.ServicerContext

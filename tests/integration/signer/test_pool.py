@@ -44,6 +44,10 @@ def test_two_processes_serve_concurrent_timestamps_and_one_metrics_view(
         assert wait_for(lambda: health_status(address) == SERVING), (
             tmp_path / "signer.log"
         ).read_text()
+        # Both workers, not only the first: each starts on its own (pyHanko's import is slow).
+        assert wait_for(
+            lambda: (tmp_path / "signer.log").read_text().count('"signer serving"') == 2
+        ), (tmp_path / "signer.log").read_text()
         count = 400
 
         def stamp(i: int) -> tuple[str, int]:
