@@ -29,3 +29,7 @@ class BadTimestampRequest(SignerError):
 
 class UnwrapFailed(SignerError):
     """A wrapped key did not authenticate under this context."""
+
+
+class WrapKeyUnknown(SignerError):
+    """A wrapped key names a wrap key the settings do not list (a configuration problem)."""
