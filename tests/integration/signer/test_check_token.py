@@ -136,3 +136,26 @@ def test_a_tsa_key_whose_certificate_is_not_for_timestamping_fails(
         "FAIL a TSA certificate needs one critical extended key usage: timeStamping"
     )
     assert lines["key lre-seal"].startswith("OK "), output
+
+
+def test_the_key_wrap_fallback_is_checked_when_configured(
+    dev_var: DevPaths, token_copy: Path
+) -> None:
+    code, lines, output = check_token(dev_var, token_copy, wrap_mechanism="aes-kw")
+    assert code == 0, output
+    assert list(lines) == [
+        "mechanism AES_KEY_WRAP" if what == "mechanism AES_GCM" else what for what in CHECKS
+    ]
+    assert lines["mechanism AES_KEY_WRAP"] == "OK WRAP and UNWRAP for wrapping content keys"
+    assert lines["key lre-wrap"].endswith("wraps and unwraps a test key (aes-kw)"), output
+
+
+def test_an_older_wrap_key_missing_from_the_token_is_named(
+    dev_var: DevPaths, token_copy: Path
+) -> None:
+    code, lines, output = check_token(dev_var, token_copy, wrap_key_labels_previous="lre-wrap-2025")
+    assert code == 1, output
+    assert lines["key lre-wrap-2025"] == (
+        "FAIL 0 objects of class SECRET_KEY labelled 'lre-wrap-2025'"
+    )
+    assert lines["key lre-wrap"].startswith("OK "), output
