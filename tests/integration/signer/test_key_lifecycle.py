@@ -29,7 +29,9 @@ def seal(stub: signing_pb2_grpc.SigningServiceStub, content: bytes, out: Path) -
     return out
 
 
-def chain(stub: signing_pb2_grpc.SigningServiceStub, purpose: int) -> list[bytes]:
+def chain(
+    stub: signing_pb2_grpc.SigningServiceStub, purpose: signing_pb2.KeyPurpose
+) -> list[bytes]:
     request = signing_pb2.GetCertificateChainRequest(purpose=purpose)
     return list(stub.GetCertificateChain(request, timeout=10).certificates)
 
