@@ -47,6 +47,11 @@ WRAP_MECHANISMS = {
         MechanismFlag.WRAP | MechanismFlag.UNWRAP,
         _WRAPPING,
     ),
+    WrapMechanism.AES_KW_ECB: (
+        Mechanism.AES_ECB,
+        MechanismFlag.ENCRYPT | MechanismFlag.DECRYPT,
+        _WRAPPING,
+    ),
 }
 
 

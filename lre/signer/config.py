@@ -24,7 +24,9 @@ class SignerSettings:
     wrap_key_label: str = "lre-wrap"
     wrap_key_labels_previous: str = ""
     # "aes-gcm", or "aes-kw" (RFC 3394 key wrap) for tokens without AES-GCM or
-    # that refuse a caller's IV. Blobs of either kind unwrap under both.
+    # that refuse a caller's IV, or "aes-kw-ecb" (the same bytes, computed from
+    # the token's AES-ECB) where no key wrap is offered. Blobs of any kind
+    # unwrap under all (docs/hsm.md).
     wrap_mechanism: str = "aes-gcm"
     # PEM bundle of the CA certificates above the seal and TSA certificates.
     ca_chain_file: Path = Path("var/pki/ca-chain.pem")

@@ -23,7 +23,7 @@ from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11.mechanisms import GCMParams
 from pkcs11.util.ec import encode_ec_public_key, encode_named_curve_parameters
 
-from lre.signer import metrics
+from lre.signer import metrics, rfc3394
 from lre.signer.errors import KeyNotFound, TokenUnavailable, UnwrapFailed
 
 log = logging.getLogger("lre.signer.token")
@@ -212,6 +212,27 @@ class Token:
                 return bytes(held[Attribute.VALUE])
             finally:
                 held.destroy()
+
+    def kw_wrap_ecb(self, key_label: str, secret: bytes) -> bytes:
+        """The same RFC 3394 wrap, chained here from single AES blocks the token
+        computes (CKM_AES_ECB), for tokens or remoting layers without key wrap."""
+        with self._call("wrap") as session:
+            key = self._object(session, ObjectClass.SECRET_KEY, key_label)
+            return rfc3394.wrap(
+                lambda b: bytes(key.encrypt(b, mechanism=Mechanism.AES_ECB)), secret
+            )
+
+    def kw_unwrap_ecb(self, key_label: str, wrapped: bytes) -> bytes:
+        with self._call("unwrap") as session:
+            key = self._object(session, ObjectClass.SECRET_KEY, key_label)
+            try:
+                return rfc3394.unwrap(
+                    lambda b: bytes(key.decrypt(b, mechanism=Mechanism.AES_ECB)), wrapped
+                )
+            except rfc3394.IntegrityError:
+                raise UnwrapFailed(
+                    "wrapped key does not authenticate under this wrap key"
+                ) from None
 
     def certificate(self, label: str) -> bytes:
         with self._call("read") as session:

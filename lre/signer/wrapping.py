@@ -10,8 +10,11 @@ moved them to the current key. Formats, told apart by their first byte:
   older one: GCM authentication says which one made it.
 - ``0x02 || key_id(8) || iv(12) || ct || tag``: AES-GCM; the associated data
   is the 9-byte header then the context.
-- ``0x03 || key_id(8) || kw``: RFC 3394 key wrap (CKM_AES_KEY_WRAP), for tokens
-  without AES-GCM or that refuse a caller's IV. Key wrap has no associated
+- ``0x03 || key_id(8) || kw``: RFC 3394 key wrap, for tokens without AES-GCM
+  or that refuse a caller's IV: ``aes-kw`` asks the token for
+  CKM_AES_KEY_WRAP, ``aes-kw-ecb`` chains the same computation from the
+  token's CKM_AES_ECB (lre/signer/rfc3394.py), for tokens or remoting layers
+  that offer no key wrap; the bytes are the same. Key wrap has no associated
   data, so the wrapped secret is ``SHA-256(header || context) || key`` and
   unwrapping checks the hash. Key wrap is a deterministic authenticated
   cipher over the whole secret: a blob that was not made by the wrap key fails
@@ -49,7 +52,8 @@ _HASH_BYTES = 32
 
 class WrapMechanism(enum.Enum):
     AES_GCM = "aes-gcm"
-    AES_KW = "aes-kw"
+    AES_KW = "aes-kw"  # CKM_AES_KEY_WRAP
+    AES_KW_ECB = "aes-kw-ecb"  # the same bytes, chained from CKM_AES_ECB blocks
 
     @property
     def format(self) -> int:
@@ -103,6 +107,8 @@ class KeyWrapper:
                 header + iv + self._token.gcm_encrypt(self.keys.current, iv, header + context, key)
             )
         bound = hashlib.sha256(header + context).digest()
+        if self.keys.mechanism is WrapMechanism.AES_KW_ECB:
+            return header + self._token.kw_wrap_ecb(self.keys.current, bound + key)
         return header + self._token.kw_wrap(self.keys.current, bound + key)
 
     def unwrap(self, wrapped: bytes, context: bytes) -> bytes:
@@ -117,7 +123,11 @@ class KeyWrapper:
             )
         if kind == bytes([KW]) and len(wrapped) >= _HEADER + 8 + _HASH_BYTES + 16:
             header = wrapped[:_HEADER]
-            secret = self._token.kw_unwrap(self.keys.label_of(header[1:]), wrapped[_HEADER:])
+            label = self.keys.label_of(header[1:])
+            if self.keys.mechanism is WrapMechanism.AES_KW_ECB:
+                secret = self._token.kw_unwrap_ecb(label, wrapped[_HEADER:])
+            else:
+                secret = self._token.kw_unwrap(label, wrapped[_HEADER:])
             bound = hashlib.sha256(header + context).digest()
             if not hmac.compare_digest(secret[:_HASH_BYTES], bound):
                 raise UnwrapFailed("wrapped key does not authenticate under this context")

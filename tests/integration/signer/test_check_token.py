@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from lre.signer.devsetup import DevPaths
 from tests.support import BIN
 
@@ -138,16 +140,23 @@ def test_a_tsa_key_whose_certificate_is_not_for_timestamping_fails(
     assert lines["key lre-seal"].startswith("OK "), output
 
 
+@pytest.mark.parametrize(
+    ("wrap_mechanism", "mechanism", "flags"),
+    [
+        ("aes-kw", "AES_KEY_WRAP", "WRAP and UNWRAP"),
+        ("aes-kw-ecb", "AES_ECB", "ENCRYPT and DECRYPT"),
+    ],
+)
 def test_the_key_wrap_fallback_is_checked_when_configured(
-    dev_var: DevPaths, token_copy: Path
+    dev_var: DevPaths, token_copy: Path, wrap_mechanism: str, mechanism: str, flags: str
 ) -> None:
-    code, lines, output = check_token(dev_var, token_copy, wrap_mechanism="aes-kw")
+    code, lines, output = check_token(dev_var, token_copy, wrap_mechanism=wrap_mechanism)
     assert code == 0, output
     assert list(lines) == [
-        "mechanism AES_KEY_WRAP" if what == "mechanism AES_GCM" else what for what in CHECKS
+        f"mechanism {mechanism}" if what == "mechanism AES_GCM" else what for what in CHECKS
     ]
-    assert lines["mechanism AES_KEY_WRAP"] == "OK WRAP and UNWRAP for wrapping content keys"
-    assert lines["key lre-wrap"].endswith("wraps and unwraps a test key (aes-kw)"), output
+    assert lines[f"mechanism {mechanism}"] == f"OK {flags} for wrapping content keys"
+    assert lines["key lre-wrap"].endswith(f"wraps and unwraps a test key ({wrap_mechanism})")
 
 
 def test_an_older_wrap_key_missing_from_the_token_is_named(

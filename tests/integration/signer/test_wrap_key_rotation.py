@@ -26,6 +26,7 @@ KEYS = {
     b"letters/1": b"\x01" * 32,
     b"letters/2": b"\x02" * 16,
     b"letters/3": b"\x03" * 24,
+    b"letters/5": b"\x05" * 32,
 }
 
 
@@ -127,6 +128,23 @@ def test_rotation_from_legacy_and_both_mechanisms_to_a_new_wrap_key(
             )
             assert error.code() == expected, (at, error)
 
+    # The same key wrap chained from the token's AES-ECB: the same bytes, so
+    # each way reads the other's blobs (letters/5 is unwrapped by C_UnwrapKey below).
+    with signer(dev_var, token_copy, tmp_path / "2b.log", wrap_mechanism="aes-kw-ecb") as stub:
+        blobs[b"letters/5"] = stub.WrapKey(
+            signing_pb2.WrapKeyRequest(key=KEYS[b"letters/5"], context=b"letters/5"), timeout=10
+        ).wrapped_key
+        assert blobs[b"letters/5"][:9] == b"\x03" + old
+        for context, blob in blobs.items():
+            assert unwrap(stub, blob, context) == KEYS[context]
+        altered = bytearray(blobs[b"letters/5"])
+        altered[20] ^= 0x01
+        for blob, context in ((bytes(altered), b"letters/5"), (blobs[b"letters/5"], b"letters/6")):
+            error = refused(
+                stub.UnwrapKey, signing_pb2.UnwrapKeyRequest(wrapped_key=blob, context=context)
+            )
+            assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, (context, error)
+
     made = lre_signer(
         dev_var, token_copy, "create-key", "--label", "lre-wrap-2", "--kind", "aes-256"
     )
@@ -150,7 +168,7 @@ def test_rotation_from_legacy_and_both_mechanisms_to_a_new_wrap_key(
             ]
         )
         moved = stub.RewrapKeys(request, timeout=10).keys
-        assert [m.rewrapped for m in moved] == [True, True, True, True, False]
+        assert [m.rewrapped for m in moved] == [True] * len(blobs) + [False]
         assert all(m.wrapped_key[:9] == b"\x02" + new for m in moved)
         assert moved[-1].wrapped_key == fresh
         rewrapped = {c: m.wrapped_key for c, m in zip(order, moved, strict=True)}
@@ -193,4 +211,4 @@ def test_a_bad_wrap_mechanism_setting_stops_the_signer_naming_it(
         [str(BIN / "lre-signer"), "serve"], env=env, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 1
-    assert "wrap_mechanism: expected one of aes-gcm, aes-kw" in done.stderr
+    assert "wrap_mechanism: expected one of aes-gcm, aes-kw, aes-kw-ecb" in done.stderr
