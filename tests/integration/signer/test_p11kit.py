@@ -10,7 +10,12 @@ p11-kit 0.25, PR #415) nor CKM_AES_KEY_WRAP or CKM_AES_KEY_WRAP_PAD (no
 parameters, but not in 0.24's list) is among them. Of SoftHSM's secret-key
 mechanisms it forwards AES_ECB, AES_KEY_GEN, the SHA HMACs and
 GENERIC_SECRET_KEY_GEN (the last test). The tests pin that: when one fails
-because wrapping works, the sidecar path is complete.
+because wrapping works, p11-kit has caught up.
+
+AES_ECB is enough for `wrap_mechanism = "aes-kw-ecb"`: the signer chains RFC
+3394 key wrap from single AES blocks the token computes, so with it the
+sidecar path is complete (check-token passes, and the blobs are those that
+CKM_AES_KEY_WRAP makes on the token directly).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from lre.signer.devsetup import DevPaths, softhsm_module
 from lre.v1 import signing_pb2, signing_pb2_grpc
 from tests.conftest import signer_env
 from tests.integration.signer.test_check_token import check_token
+from tests.integration.signer.test_wrap_key_rotation import signer, unwrap
 from tests.support import (
     BIN,
     SERVING,
@@ -163,3 +169,36 @@ def test_what_p11kit_forwards_of_the_secret_key_mechanisms(p11kit: dict[str, str
     aes = {m for m in offered if m.startswith(("AES", "GENERIC"))}
     assert aes == {"AES_ECB", "AES_KEY_GEN", "GENERIC_SECRET_KEY_GEN"}, offered
     assert {"ECDSA", "EC_KEY_PAIR_GEN"} <= offered
+
+
+def test_with_aes_kw_ecb_the_sidecar_path_is_complete(
+    dev_var: DevPaths,
+    token_copy: Path,
+    p11kit: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    monkeypatch.setenv("P11_KIT_SERVER_ADDRESS", p11kit["P11_KIT_SERVER_ADDRESS"])
+    code, lines, output = check_token(
+        dev_var,
+        Path(p11kit["SOFTHSM2_CONF"]),
+        pkcs11_module=p11kit["LRE_SIGNER_PKCS11_MODULE"],
+        wrap_mechanism="aes-kw-ecb",
+    )
+    assert code == 0, output
+    assert lines["mechanism AES_ECB"] == "OK ENCRYPT and DECRYPT for wrapping content keys"
+
+    through = {"wrap_mechanism": "aes-kw-ecb", "pkcs11_module": p11kit["LRE_SIGNER_PKCS11_MODULE"]}
+    remote = {k: v for k, v in p11kit.items() if k != "LRE_SIGNER_PKCS11_MODULE"}
+    with signer(dev_var, token_copy, tmp_path / "p11kit-signer.log", env=remote, **through) as stub:
+        key = bytes(range(32))
+        wrapped = stub.WrapKey(
+            signing_pb2.WrapKeyRequest(key=key, context=b"letters/1"), timeout=10
+        ).wrapped_key
+        assert unwrap(stub, wrapped, b"letters/1") == key
+        with pytest.raises(grpc.RpcError) as wrong:
+            unwrap(stub, wrapped, b"letters/2")
+        assert wrong.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    # The token's own CKM_AES_KEY_WRAP, without p11-kit, reads the blob.
+    with signer(dev_var, token_copy, tmp_path / "direct.log", wrap_mechanism="aes-kw") as stub:
+        assert unwrap(stub, wrapped, b"letters/1") == key

@@ -39,13 +39,19 @@ def lre_signer(paths: DevPaths, softhsm_conf: Path, *args: str) -> subprocess.Co
 
 @contextmanager
 def signer(
-    paths: DevPaths, softhsm_conf: Path, log: Path, **settings: str
+    paths: DevPaths,
+    softhsm_conf: Path,
+    log: Path,
+    env: dict[str, str] | None = None,
+    **settings: str,
 ) -> Iterator[signing_pb2_grpc.SigningServiceStub]:
+    """The real signer on ``softhsm_conf``'s token, with these settings (and environment)."""
     grpc_port, http_port = free_port(), free_port()
     env = {
         **signer_env(paths, grpc_port, http_port),
         "SOFTHSM2_CONF": str(softhsm_conf),
         **{f"LRE_SIGNER_{k.upper()}": v for k, v in settings.items()},
+        **(env or {}),
     }
     with running([str(BIN / "lre-signer"), "serve"], env, log):
         address = f"127.0.0.1:{grpc_port}"
