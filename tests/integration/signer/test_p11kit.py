@@ -190,7 +190,7 @@ def test_with_aes_kw_ecb_the_sidecar_path_is_complete(
 
     through = {"wrap_mechanism": "aes-kw-ecb", "pkcs11_module": p11kit["LRE_SIGNER_PKCS11_MODULE"]}
     remote = {k: v for k, v in p11kit.items() if k != "LRE_SIGNER_PKCS11_MODULE"}
-    with signer(dev_var, token_copy, tmp_path / "p11kit-signer.log", env=remote, **through) as stub:
+    with signer(dev_var, token_copy, tmp_path / "p11kit-signer.log", remote, **through) as stub:
         key = bytes(range(32))
         wrapped = stub.WrapKey(
             signing_pb2.WrapKeyRequest(key=key, context=b"letters/1"), timeout=10

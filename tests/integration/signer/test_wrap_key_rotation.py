@@ -43,6 +43,7 @@ def signer(
     softhsm_conf: Path,
     log: Path,
     env: dict[str, str] | None = None,
+    /,
     **settings: str,
 ) -> Iterator[signing_pb2_grpc.SigningServiceStub]:
     """The real signer on ``softhsm_conf``'s token, with these settings (and environment)."""
