@@ -18,6 +18,7 @@ from lre.signer.pades import PadesSigner
 from lre.signer.seal import EvidenceSealer
 from lre.signer.token import Token
 from lre.signer.tsa import CmsSigner, TimestampAuthority
+from lre.signer.wrapping import KeyWrapper, WrapKeys
 
 log = logging.getLogger("lre.signer")
 
@@ -36,10 +37,17 @@ def load_ca_chain(settings: SignerSettings) -> list[x509.Certificate]:
     return x509.load_pem_x509_certificates(settings.ca_chain_file.read_bytes())
 
 
+def wrap_keys(settings: SignerSettings) -> WrapKeys:
+    return WrapKeys.from_settings(
+        settings.wrap_key_label, settings.wrap_key_labels_previous, settings.wrap_mechanism
+    )
+
+
 class Signer:
     def __init__(self, settings: SignerSettings) -> None:
         self.settings = settings
         self.token = Token(settings.pkcs11_module, settings.token_label, settings.pin)
+        self.wrapper = KeyWrapper(self.token, wrap_keys(settings))
         self.clock = clock.from_settings(
             settings.clock_reference, settings.clock_max_offset_ms, settings.clock_check_interval_s
         )
@@ -74,11 +82,15 @@ class Signer:
 
     def wrap_key(self, key: bytes, context: bytes) -> bytes:
         self._ready()
-        return self.token.wrap(self.settings.wrap_key_label, key, context)
+        return self.wrapper.wrap(key, context)
 
     def unwrap_key(self, wrapped: bytes, context: bytes) -> bytes:
         self._ready()
-        return self.token.unwrap(self.settings.wrap_key_label, wrapped, context)
+        return self.wrapper.unwrap(wrapped, context)
+
+    def rewrap_key(self, wrapped: bytes, context: bytes) -> tuple[bytes, bool]:
+        self._ready()
+        return self.wrapper.rewrap(wrapped, context)
 
     # -- health ------------------------------------------------------------------
 

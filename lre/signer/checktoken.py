@@ -28,18 +28,42 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from pkcs11 import Mechanism, MechanismFlag, ObjectClass
 
-from lre.signer.app import load_ca_chain
+from lre.signer.app import load_ca_chain, wrap_keys
 from lre.signer.config import SignerSettings
 from lre.signer.errors import SignerError, UnwrapFailed
 from lre.signer.token import Token
+from lre.signer.wrapping import KeyWrapper, WrapKeys, WrapMechanism
 
 # What the signer asks of the token (lre/signer/token.py), and what for.
-MECHANISMS: tuple[tuple[Mechanism, MechanismFlag, str], ...] = (
-    (Mechanism.ECDSA, MechanismFlag.SIGN, "seal and timestamp signatures"),
-    (Mechanism.AES_GCM, MechanismFlag.ENCRYPT | MechanismFlag.DECRYPT, "wrapping content keys"),
-    (Mechanism.EC_KEY_PAIR_GEN, MechanismFlag.GENERATE_KEY_PAIR, "create-key --kind ec-p256"),
-    (Mechanism.AES_KEY_GEN, MechanismFlag.GENERATE, "create-key --kind aes-256"),
-)
+_WRAPPING = "wrapping content keys"
+WRAP_MECHANISMS = {
+    WrapMechanism.AES_GCM: (
+        Mechanism.AES_GCM,
+        MechanismFlag.ENCRYPT | MechanismFlag.DECRYPT,
+        _WRAPPING,
+    ),
+    WrapMechanism.AES_KW: (
+        Mechanism.AES_KEY_WRAP,
+        MechanismFlag.WRAP | MechanismFlag.UNWRAP,
+        _WRAPPING,
+    ),
+    WrapMechanism.AES_KW_ECB: (
+        Mechanism.AES_ECB,
+        MechanismFlag.ENCRYPT | MechanismFlag.DECRYPT,
+        _WRAPPING,
+    ),
+}
+
+
+def mechanisms(wrap: WrapMechanism) -> tuple[tuple[Mechanism, MechanismFlag, str], ...]:
+    return (
+        (Mechanism.ECDSA, MechanismFlag.SIGN, "seal and timestamp signatures"),
+        WRAP_MECHANISMS[wrap],
+        (Mechanism.EC_KEY_PAIR_GEN, MechanismFlag.GENERATE_KEY_PAIR, "create-key --kind ec-p256"),
+        (Mechanism.AES_KEY_GEN, MechanismFlag.GENERATE, "create-key --kind aes-256"),
+    )
+
+
 _TEST_CONTEXT = b"lre-signer check-token"
 
 
@@ -90,8 +114,13 @@ def check_token(settings: SignerSettings, now: Callable[[], dt.datetime]) -> Ite
         f"{token.model.strip()}, serial {token.serial.decode(errors='replace').strip()})",
     )
 
+    try:
+        keys = wrap_keys(settings)
+    except ValueError as exc:
+        yield Check(False, "settings", str(exc))
+        return
     offered = set(token.slot.get_mechanisms())
-    for mechanism, flags, use in MECHANISMS:
+    for mechanism, flags, use in mechanisms(keys.mechanism):
         what = f"mechanism {mechanism.name}"
         if mechanism not in offered:
             yield Check(False, what, f"not offered by the token (needed for {use})")
@@ -115,13 +144,13 @@ def check_token(settings: SignerSettings, now: Callable[[], dt.datetime]) -> Ite
         return
     yield Check(True, "login", "the user PIN opens a session")
     try:
-        yield from _keys(settings, signer_token, now)
+        yield from _keys(settings, keys, signer_token, now)
     finally:
         signer_token.close()
 
 
 def _keys(
-    settings: SignerSettings, token: Token, now: Callable[[], dt.datetime]
+    settings: SignerSettings, keys: WrapKeys, token: Token, now: Callable[[], dt.datetime]
 ) -> Iterator[Check]:
     try:
         chain = load_ca_chain(settings)
@@ -135,8 +164,9 @@ def _keys(
         yield _attempt(
             token, f"certificate {label}", partial(_certificate, token, label, chain, now(), tsa)
         )
-    label = settings.wrap_key_label
-    yield _attempt(token, f"key {label}", partial(_wrap_key, token, label))
+    yield _attempt(token, f"key {keys.current}", partial(_wrap_key, token, keys))
+    for label in keys.previous:
+        yield _attempt(token, f"key {label}", partial(_previous_wrap_key, token, label))
 
 
 def _attempt(token: Token, what: str, check: Callable[[], str]) -> Check:
@@ -198,17 +228,26 @@ def _timestamping_only(cert: x509.Certificate) -> bool:
     return usage.critical and list(usage.value) == [ExtendedKeyUsageOID.TIME_STAMPING]
 
 
-def _wrap_key(token: Token, label: str) -> str:
-    _protection(token, ObjectClass.SECRET_KEY, label)
+def _wrap_key(token: Token, keys: WrapKeys) -> str:
+    _protection(token, ObjectClass.SECRET_KEY, keys.current)
+    wrapper = KeyWrapper(token, WrapKeys(keys.current, (), keys.mechanism))
     key = os.urandom(32)
-    wrapped = token.wrap(label, key, _TEST_CONTEXT)
-    if token.unwrap(label, wrapped, _TEST_CONTEXT) != key:
+    wrapped = wrapper.wrap(key, _TEST_CONTEXT)
+    if wrapper.unwrap(wrapped, _TEST_CONTEXT) != key:
         raise ValueError("a wrapped test key came back different")
     try:
-        token.unwrap(label, wrapped, _TEST_CONTEXT + b" elsewhere")
+        wrapper.unwrap(wrapped, _TEST_CONTEXT + b" elsewhere")
     except UnwrapFailed:
-        return "secret key, sensitive, not extractable; wraps and unwraps a test key (AES-GCM)"
+        return (
+            "secret key, sensitive, not extractable; wraps and unwraps a test key "
+            f"({keys.mechanism.value})"
+        )
     raise ValueError("a wrapped key unwrapped under another context")
+
+
+def _previous_wrap_key(token: Token, label: str) -> str:
+    _protection(token, ObjectClass.SECRET_KEY, label)
+    return "older wrap key, sensitive, not extractable; unwraps only"
 
 
 def run(settings: SignerSettings) -> int:

@@ -19,7 +19,15 @@ class SignerSettings:
     pin_file: Path | None = None
     seal_key_label: str = "lre-seal"
     tsa_key_label: str = "lre-tsa"
+    # The wrap key that wraps content keys; older wrap keys, comma-separated,
+    # still unwrap what was made under them (see docs/hsm.md, rotation).
     wrap_key_label: str = "lre-wrap"
+    wrap_key_labels_previous: str = ""
+    # "aes-gcm", or "aes-kw" (RFC 3394 key wrap) for tokens without AES-GCM or
+    # that refuse a caller's IV, or "aes-kw-ecb" (the same bytes, computed from
+    # the token's AES-ECB) where no key wrap is offered. Blobs of any kind
+    # unwrap under all (docs/hsm.md).
+    wrap_mechanism: str = "aes-gcm"
     # PEM bundle of the CA certificates above the seal and TSA certificates.
     ca_chain_file: Path = Path("var/pki/ca-chain.pem")
     # PEM CRLs of those CAs, embedded in PAdES signatures (level B-LT). Read

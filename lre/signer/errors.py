@@ -38,3 +38,7 @@ class BadPdf(SignerError):
 class ValidationDataUnavailable(SignerError):
     """The seal or TSA chain cannot be validated now (CRLs missing, stale or saying revoked):
     a B-LT signature would carry no proof that they were valid when signing."""
+
+
+class WrapKeyUnknown(SignerError):
+    """A wrapped key names a wrap key the settings do not list (a configuration problem)."""

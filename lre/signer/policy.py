@@ -40,6 +40,7 @@ POLICY: dict[str, frozenset[Access]] = {
     _S + "WrapKeys": frozenset({SERVER}),
     _S + "UnwrapKey": frozenset({SERVER}),
     _S + "SignPdf": frozenset({SERVER}),  # PAdES with the seal key
+    _S + "RewrapKeys": frozenset({SERVER}),
 }
 # Health and reflection answer anyone who passed the TLS handshake (probes, grpcurl).
 OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")

@@ -16,6 +16,7 @@ from lre.signer.errors import (
     TokenUnavailable,
     UnwrapFailed,
     ValidationDataUnavailable,
+    WrapKeyUnknown,
 )
 from lre.signer.tsa import granted
 from lre.v1 import signing_pb2, signing_pb2_grpc
@@ -145,8 +146,30 @@ class SigningServicer(signing_pb2_grpc.SigningServiceServicer):
             )
         except UnwrapFailed as exc:
             invalid_argument(context, "wrapped_key", str(exc))
+        except WrapKeyUnknown as exc:
+            abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         except TokenUnavailable:
             abort(context, grpc.StatusCode.UNAVAILABLE, "the signing token is not available")
+
+    def RewrapKeys(
+        self, request: signing_pb2.RewrapKeysRequest, context: grpc.ServicerContext
+    ) -> signing_pb2.RewrapKeysResponse:
+        if not 0 < len(request.keys) <= MAX_KEYS_PER_CALL:
+            invalid_argument(context, "keys", f"give 1 to {MAX_KEYS_PER_CALL} keys")
+        for i, item in enumerate(request.keys):
+            _check_context(item.context, context, f"keys[{i}].context")
+        done = []
+        for i, item in enumerate(request.keys):
+            try:
+                wrapped, changed = self._signer.rewrap_key(item.wrapped_key, item.context)
+            except UnwrapFailed as exc:
+                invalid_argument(context, f"keys[{i}].wrapped_key", str(exc))
+            except WrapKeyUnknown as exc:
+                abort(context, grpc.StatusCode.FAILED_PRECONDITION, f"keys[{i}]: {exc}")
+            except TokenUnavailable:
+                abort(context, grpc.StatusCode.UNAVAILABLE, "the signing token is not available")
+            done.append(signing_pb2.RewrappedKey(wrapped_key=wrapped, rewrapped=changed))
+        return signing_pb2.RewrapKeysResponse(keys=done)
 
 
 def _check_context(value: bytes, context: grpc.ServicerContext, field: str = "context") -> None:

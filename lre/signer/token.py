@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,13 +23,28 @@ from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11.mechanisms import GCMParams
 from pkcs11.util.ec import encode_ec_public_key, encode_named_curve_parameters
 
-from lre.signer import metrics
+from lre.signer import metrics, rfc3394
 from lre.signer.errors import KeyNotFound, TokenUnavailable, UnwrapFailed
 
 log = logging.getLogger("lre.signer.token")
 
-_WRAP_FORMAT = b"\x01"  # version byte of the wrapped-key format: 0x01 || iv || ct || tag
-_GCM_IV_BYTES = 12
+# A key wrapped with CKM_AES_KEY_WRAP comes back as a session object the
+# signer reads, then destroys: extractable, not sensitive, never on the token.
+_SESSION_SECRET = {
+    Attribute.TOKEN: False,
+    Attribute.PRIVATE: True,
+    Attribute.SENSITIVE: False,
+    Attribute.EXTRACTABLE: True,
+}
+
+
+def _session_secret(value: bytes) -> dict[Attribute, Any]:
+    return {
+        Attribute.CLASS: ObjectClass.SECRET_KEY,
+        Attribute.KEY_TYPE: KeyType.GENERIC_SECRET,
+        Attribute.VALUE: value,
+        **_SESSION_SECRET,
+    }
 
 
 class Token:
@@ -133,30 +147,92 @@ class Token:
         half = len(raw) // 2
         return encode_dss_signature(int.from_bytes(raw[:half]), int.from_bytes(raw[half:]))
 
-    def wrap(self, key_label: str, plaintext: bytes, context: bytes) -> bytes:
-        iv = os.urandom(_GCM_IV_BYTES)
+    # The wrapped-key format around these is lre/signer/wrapping.py's.
+
+    def gcm_encrypt(self, key_label: str, iv: bytes, aad: bytes, plaintext: bytes) -> bytes:
+        """AES-GCM under a secret key on the token, with the caller's IV: ct || tag."""
         with self._call("wrap") as session:
             key = self._object(session, ObjectClass.SECRET_KEY, key_label)
-            sealed = key.encrypt(
-                plaintext, mechanism=Mechanism.AES_GCM, mechanism_param=GCMParams(iv, context)
+            return bytes(
+                key.encrypt(
+                    plaintext, mechanism=Mechanism.AES_GCM, mechanism_param=GCMParams(iv, aad)
+                )
             )
-        return _WRAP_FORMAT + iv + bytes(sealed)
 
-    def unwrap(self, key_label: str, wrapped: bytes, context: bytes) -> bytes:
-        if len(wrapped) < 1 + _GCM_IV_BYTES + 16 or wrapped[:1] != _WRAP_FORMAT:
-            raise UnwrapFailed("not a wrapped key of a known format")
-        iv, sealed = wrapped[1 : 1 + _GCM_IV_BYTES], wrapped[1 + _GCM_IV_BYTES :]
+    def gcm_decrypt(self, key_label: str, iv: bytes, aad: bytes, sealed: bytes) -> bytes:
         with self._call("unwrap") as session:
             key = self._object(session, ObjectClass.SECRET_KEY, key_label)
             try:
                 return bytes(
                     key.decrypt(
-                        sealed, mechanism=Mechanism.AES_GCM, mechanism_param=GCMParams(iv, context)
+                        sealed, mechanism=Mechanism.AES_GCM, mechanism_param=GCMParams(iv, aad)
                     )
                 )
             except (pkcs11.exceptions.EncryptedDataInvalid, pkcs11.exceptions.GeneralError):
                 # SoftHSM reports a failed GCM tag as a general error.
                 raise UnwrapFailed("wrapped key does not authenticate under this context") from None
+
+    def kw_wrap(self, key_label: str, secret: bytes) -> bytes:
+        """RFC 3394 key wrap (CKM_AES_KEY_WRAP) of ``secret`` (a multiple of 8 bytes).
+
+        Tokens offer AES key wrap only through C_WrapKey, which wraps a key
+        object: the secret becomes a session object for the duration of the call.
+        """
+        with self._call("wrap") as session:
+            key = self._object(session, ObjectClass.SECRET_KEY, key_label)
+            held = session.create_object(_session_secret(secret))
+            try:
+                return bytes(key.wrap_key(held, mechanism=Mechanism.AES_KEY_WRAP))
+            finally:
+                held.destroy()
+
+    def kw_unwrap(self, key_label: str, wrapped: bytes) -> bytes:
+        with self._call("unwrap") as session:
+            key = self._object(session, ObjectClass.SECRET_KEY, key_label)
+            try:
+                held = key.unwrap_key(
+                    ObjectClass.SECRET_KEY,
+                    KeyType.GENERIC_SECRET,
+                    wrapped,
+                    mechanism=Mechanism.AES_KEY_WRAP,
+                    store=False,
+                    template=_SESSION_SECRET,
+                )
+            except (
+                pkcs11.exceptions.WrappedKeyInvalid,
+                pkcs11.exceptions.WrappedKeyLenRange,
+                pkcs11.exceptions.EncryptedDataInvalid,
+                pkcs11.exceptions.GeneralError,
+            ):
+                # SoftHSM reports a failed integrity check as a general error.
+                raise UnwrapFailed(
+                    "wrapped key does not authenticate under this wrap key"
+                ) from None
+            try:
+                return bytes(held[Attribute.VALUE])
+            finally:
+                held.destroy()
+
+    def kw_wrap_ecb(self, key_label: str, secret: bytes) -> bytes:
+        """The same RFC 3394 wrap, chained here from single AES blocks the token
+        computes (CKM_AES_ECB), for tokens or remoting layers without key wrap."""
+        with self._call("wrap") as session:
+            key = self._object(session, ObjectClass.SECRET_KEY, key_label)
+            return rfc3394.wrap(
+                lambda b: bytes(key.encrypt(b, mechanism=Mechanism.AES_ECB)), secret
+            )
+
+    def kw_unwrap_ecb(self, key_label: str, wrapped: bytes) -> bytes:
+        with self._call("unwrap") as session:
+            key = self._object(session, ObjectClass.SECRET_KEY, key_label)
+            try:
+                return rfc3394.unwrap(
+                    lambda b: bytes(key.decrypt(b, mechanism=Mechanism.AES_ECB)), wrapped
+                )
+            except rfc3394.IntegrityError:
+                raise UnwrapFailed(
+                    "wrapped key does not authenticate under this wrap key"
+                ) from None
 
     def certificate(self, label: str) -> bytes:
         with self._call("read") as session:

@@ -24,7 +24,9 @@ from tests.support import BIN, SERVING, channel, free_port, health_status, runni
 SERVICE = signing_pb2.DESCRIPTOR.services_by_name["SigningService"]
 _S = f"/{SERVICE.full_name}/"
 # What uses the seal or the wrap key, and what is public in substance.
-KEYS = {_S + m for m in ("SealEvidence", "WrapKey", "WrapKeys", "UnwrapKey", "SignPdf")}
+KEYS = {
+    _S + m for m in ("SealEvidence", "WrapKey", "WrapKeys", "UnwrapKey", "RewrapKeys", "SignPdf")
+}
 PUBLIC = {_S + m for m in ("Timestamp", "GetCertificateChain")}
 # Every certificate `make run` issues (lre/dev/tls.py), by file name, and
 # what it may call under the default settings.

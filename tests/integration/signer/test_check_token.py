@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from lre.signer.devsetup import DevPaths
 from tests.support import BIN
 
@@ -136,3 +138,33 @@ def test_a_tsa_key_whose_certificate_is_not_for_timestamping_fails(
         "FAIL a TSA certificate needs one critical extended key usage: timeStamping"
     )
     assert lines["key lre-seal"].startswith("OK "), output
+
+
+@pytest.mark.parametrize(
+    ("wrap_mechanism", "mechanism", "flags"),
+    [
+        ("aes-kw", "AES_KEY_WRAP", "WRAP and UNWRAP"),
+        ("aes-kw-ecb", "AES_ECB", "ENCRYPT and DECRYPT"),
+    ],
+)
+def test_the_key_wrap_fallback_is_checked_when_configured(
+    dev_var: DevPaths, token_copy: Path, wrap_mechanism: str, mechanism: str, flags: str
+) -> None:
+    code, lines, output = check_token(dev_var, token_copy, wrap_mechanism=wrap_mechanism)
+    assert code == 0, output
+    assert list(lines) == [
+        f"mechanism {mechanism}" if what == "mechanism AES_GCM" else what for what in CHECKS
+    ]
+    assert lines[f"mechanism {mechanism}"] == f"OK {flags} for wrapping content keys"
+    assert lines["key lre-wrap"].endswith(f"wraps and unwraps a test key ({wrap_mechanism})")
+
+
+def test_an_older_wrap_key_missing_from_the_token_is_named(
+    dev_var: DevPaths, token_copy: Path
+) -> None:
+    code, lines, output = check_token(dev_var, token_copy, wrap_key_labels_previous="lre-wrap-2025")
+    assert code == 1, output
+    assert lines["key lre-wrap-2025"] == (
+        "FAIL 0 objects of class SECRET_KEY labelled 'lre-wrap-2025'"
+    )
+    assert lines["key lre-wrap"].startswith("OK "), output
