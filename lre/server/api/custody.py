@@ -15,10 +15,15 @@ from lre.server.api.errors import domain_errors
 from lre.server.api.names import parse_id
 from lre.server.domain.errors import FailedPrecondition, InvalidArgument, NotFound
 from lre.server.domain.letters import EvidenceEvent, LetterState
-from lre.server.services.custody import CustodyService, DeclaredPart
+from lre.server.domain.records import EvidenceRecord, LetterRecord, PartRecord, TreeHeadRecord
+from lre.server.services.custody import (
+    CustodyQueries,
+    DecisionService,
+    DeclaredPart,
+    DepositService,
+)
 from lre.server.services.events import EventLog
 from lre.server.services.identity import IdentityService
-from lre.server.storage import models
 from lre.v1 import common_pb2, custody_pb2, custody_pb2_grpc
 
 WIRE_CHUNK = 64 * 1024
@@ -26,9 +31,7 @@ STATES = {state: getattr(common_pb2, f"LETTER_STATE_{state.name}") for state in 
 EVENTS = {event: getattr(common_pb2, f"EVIDENCE_EVENT_{event.name}") for event in EvidenceEvent}
 
 
-def _letter(
-    letter: models.Letter, parts: list[models.LetterPart], viewer: uuid.UUID
-) -> custody_pb2.Letter:
+def _letter(letter: LetterRecord, parts: list[PartRecord], viewer: uuid.UUID) -> custody_pb2.Letter:
     sender_visible = viewer == letter.sender_id or letter.state is LetterState.ACCEPTED
     return custody_pb2.Letter(
         name=f"letters/{letter.id}",
@@ -56,7 +59,7 @@ def _letter(
     )
 
 
-def _evidence(row: models.Evidence) -> custody_pb2.Evidence:
+def _evidence(row: EvidenceRecord) -> custody_pb2.Evidence:
     return custody_pb2.Evidence(
         name=f"letters/{row.letter_id}/evidence/{row.id}",
         event=EVENTS[row.event],
@@ -76,7 +79,7 @@ def _evidence_name(name: str, field: str) -> tuple[uuid.UUID, uuid.UUID]:
     )
 
 
-def _tree_head(head: models.TreeHead) -> custody_pb2.TreeHead:
+def _tree_head(head: TreeHeadRecord) -> custody_pb2.TreeHead:
     return custody_pb2.TreeHead(
         tree_size=head.tree_size,
         root_hash=head.root_hash,
@@ -87,10 +90,19 @@ def _tree_head(head: models.TreeHead) -> custody_pb2.TreeHead:
 
 
 class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
-    def __init__(self, custody: CustodyService, identities: IdentityService, log: EventLog) -> None:
-        self._custody = custody
+    def __init__(
+        self,
+        deposits: DepositService,
+        decisions: DecisionService,
+        queries: CustodyQueries,
+        identities: IdentityService,
+        events: EventLog,
+    ) -> None:
+        self._deposits = deposits
+        self._decisions = decisions
+        self._queries = queries
         self._identities = identities
-        self._log = log
+        self._events = events
 
     def DepositLetter(
         self,
@@ -110,7 +122,7 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
                         raise InvalidArgument("chunk", "only the first message carries an envelope")
                     yield message.chunk.part_index, message.chunk.data
 
-            letter, parts = self._custody.deposit(
+            letter, parts = self._deposits.deposit(
                 session,
                 envelope.request_id,
                 parse_id(envelope.recipient, "envelope.recipient", "parties"),
@@ -124,8 +136,8 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
     ) -> custody_pb2.Letter:
         with domain_errors(context):
             session = session_of(context, self._identities)
-            letter = self._custody.accept(session, parse_id(request.name, "name", "letters"))
-            letter, parts = self._custody.letter_for(session, letter.id)
+            letter = self._decisions.accept(session, parse_id(request.name, "name", "letters"))
+            letter, parts = self._queries.letter_for(session, letter.id)
             return _letter(letter, parts, uuid.UUID(session.party_id))
 
     def RefuseLetter(
@@ -133,10 +145,10 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
     ) -> custody_pb2.Letter:
         with domain_errors(context):
             session = session_of(context, self._identities)
-            letter = self._custody.refuse(
+            letter = self._decisions.refuse(
                 session, parse_id(request.name, "name", "letters"), request.reason
             )
-            letter, parts = self._custody.letter_for(session, letter.id)
+            letter, parts = self._queries.letter_for(session, letter.id)
             return _letter(letter, parts, uuid.UUID(session.party_id))
 
     def DownloadLetterContent(
@@ -144,7 +156,7 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
     ) -> Iterator[custody_pb2.ContentChunk]:
         with domain_errors(context):
             session = session_of(context, self._identities)
-            chunks = self._custody.download(session, parse_id(request.name, "name", "letters"))
+            chunks = self._decisions.download(session, parse_id(request.name, "name", "letters"))
             for part, data in chunks:
                 for offset in range(0, len(data), WIRE_CHUNK):
                     yield custody_pb2.ContentChunk(
@@ -156,7 +168,7 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
     ) -> custody_pb2.Letter:
         # Operators only (the policy): no user session, every field visible.
         with domain_errors(context):
-            letter, parts = self._custody.set_legal_hold(
+            letter, parts = self._decisions.set_legal_hold(
                 parse_id(request.name, "name", "letters"), request.legal_hold
             )
             return _letter(letter, parts, letter.sender_id)
@@ -176,7 +188,7 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
                 state = next((s for s, v in STATES.items() if v == request.state), None)
                 if state is None:
                     raise InvalidArgument("state", "unknown letter state")
-            letters, token = self._custody.letters_for(
+            letters, token = self._queries.letters_for(
                 session,
                 request.role == custody_pb2.LETTER_ROLE_SENDER,
                 state,
@@ -195,7 +207,7 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
             session = session_of(context, self._identities)
             if request.sender and request.sender != f"parties/{session.party_id}":
                 raise NotFound("no such sender")
-            charges, token = self._custody.charges_for(
+            charges, token = self._queries.charges_for(
                 session,
                 request.start_time.ToDatetime(dt.UTC) if request.HasField("start_time") else None,
                 request.end_time.ToDatetime(dt.UTC) if request.HasField("end_time") else None,
@@ -222,7 +234,7 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
     ) -> custody_pb2.Letter:
         with domain_errors(context):
             session = session_of(context, self._identities)
-            letter, parts = self._custody.letter_for(
+            letter, parts = self._queries.letter_for(
                 session, parse_id(request.name, "name", "letters")
             )
             return _letter(letter, parts, uuid.UUID(session.party_id))
@@ -232,7 +244,7 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
     ) -> custody_pb2.ListEvidenceResponse:
         with domain_errors(context):
             session = session_of(context, self._identities)
-            rows = self._custody.evidence_for(
+            rows = self._queries.evidence_for(
                 session, parse_id(request.parent, "parent", "letters")
             )
             return custody_pb2.ListEvidenceResponse(evidence=[_evidence(r) for r in rows])
@@ -243,13 +255,13 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
         with domain_errors(context):
             if request.tree_size < 0:
                 raise InvalidArgument("tree_size", "0 (the latest) or a sealed size")
-            return _tree_head(self._log.head(request.tree_size or None))
+            return _tree_head(self._events.head(request.tree_size or None))
 
     def SealTreeHead(
         self, request: custody_pb2.SealTreeHeadRequest, context: grpc.ServicerContext
     ) -> custody_pb2.TreeHead:
         with domain_errors(context):
-            head = self._log.seal_head()
+            head = self._events.seal_head()
             if head is None:
                 raise FailedPrecondition("the log is empty")
             return _tree_head(head)
@@ -260,11 +272,11 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
         with domain_errors(context):
             session = session_of(context, self._identities)
             letter_id, evidence_id = _evidence_name(request.evidence, "evidence")
-            if not any(e.id == evidence_id for e in self._custody.evidence_for(session, letter_id)):
+            if not any(e.id == evidence_id for e in self._queries.evidence_for(session, letter_id)):
                 raise NotFound("no such evidence")
             if request.tree_size < 0:
                 raise InvalidArgument("tree_size", "0 (the latest) or a sealed size")
-            entry, head, proof = self._log.inclusion(evidence_id, request.tree_size or None)
+            entry, head, proof = self._events.inclusion(evidence_id, request.tree_size or None)
             assert entry.seq is not None
             return custody_pb2.InclusionProof(
                 leaf_index=entry.seq, leaf=entry.leaf, hashes=proof, tree_head=_tree_head(head)
@@ -274,7 +286,7 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
         self, request: custody_pb2.GetConsistencyProofRequest, context: grpc.ServicerContext
     ) -> custody_pb2.ConsistencyProof:
         with domain_errors(context):
-            first, second, proof = self._log.consistency(
+            first, second, proof = self._events.consistency(
                 request.first_tree_size, request.second_tree_size
             )
             return custody_pb2.ConsistencyProof(
@@ -287,7 +299,7 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
         with domain_errors(context):
             session = session_of(context, self._identities)
             letter_id, evidence_id = _evidence_name(request.name, "name")
-            for row in self._custody.evidence_for(session, letter_id):
+            for row in self._queries.evidence_for(session, letter_id):
                 if row.id == evidence_id:
                     return _evidence(row)
             raise InvalidArgument("name", "no such evidence in this letter")

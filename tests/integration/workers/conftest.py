@@ -15,16 +15,27 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope
 
+from lre.server.adapters.mail import SmtpTransport
+from lre.server.adapters.signer import ContentKeys, SignerClient
 from lre.server.domain import identity
 from lre.server.domain.identity import AssuranceLevel, FactorCategory
 from lre.server.domain.letters import EvidenceEvent, PartyKind
-from lre.server.mail import SmtpTransport
-from lre.server.services.custody import CustodyPolicy, CustodyService, DeclaredPart
+from lre.server.domain.records import LetterRecord
+from lre.server.services.custody import (
+    CustodyPolicy,
+    CustodyQueries,
+    DecisionService,
+    DeclaredPart,
+    DepositService,
+    EvidenceRecorder,
+)
 from lre.server.services.identity import IdentityPolicy, IdentityService, NewParty
 from lre.server.services.notification import NotificationPolicy, NotificationService
-from lre.server.signing import SignerClient
 from lre.server.storage import db, models
+from lre.server.storage.store import Stores
+from lre.server.workers.expiry import ExpirySweep
 from lre.server.workers.outbox import OutboxDispatcher, RetryPolicy
+from lre.server.workers.retention import RetentionPurge
 from tests.conftest import SignerProcess
 from tests.integration.services.conftest import KEY, Clock
 from tests.support import free_port
@@ -74,15 +85,20 @@ class World:
         self.clock = clock
         self.signer = SignerClient(signer.grpc_address)
         self.identity = IdentityService(sessions, IdentityPolicy(secrets_key=KEY), clock)
-        self.custody = CustodyService(
-            sessions,
-            self.identity,
-            self.signer,
-            CustodyPolicy("Test provider", 10**7, 399, "EUR"),
-            clock,
+        self.stores = Stores(sessions)
+        policy = CustodyPolicy("Test provider", 10**7, 399, "EUR")
+        self.evidence = EvidenceRecorder(self.signer, policy.provider_name, clock)
+        self.deposits = DepositService(
+            self.stores, self.identity, ContentKeys(self.signer), self.evidence, policy, clock
         )
+        self.decisions = DecisionService(
+            self.stores, self.signer, self.evidence, policy.reminder_days, clock
+        )
+        self.queries = CustodyQueries(self.stores)
+        self.expiry = ExpirySweep(self.stores, self.evidence, clock)
+        self.retention = RetentionPurge(self.stores, policy.content_retention, clock)
         self.notifications = NotificationService(
-            sessions,
+            self.stores,
             NotificationPolicy(KEY, "LRE <notifications@lre.test>", "https://portal.lre.test"),
         )
         self.dispatcher = self.make_dispatcher(smtp_port)
@@ -109,16 +125,16 @@ class World:
 
     def make_dispatcher(self, smtp_port: int) -> OutboxDispatcher:
         return OutboxDispatcher(
-            db.sessions(self.engine),
+            self.stores,
             SmtpTransport("127.0.0.1", smtp_port, starttls=False, timeout_s=5),
             self.notifications,
-            self.custody,
+            self.decisions,
             RetryPolicy(max_attempts=5, first_delay=dt.timedelta(seconds=30)),
             self.clock,
         )
 
-    def deposit(self, request_id: str | None = None) -> models.Letter:
-        letter, _ = self.custody.deposit(
+    def deposit(self, request_id: str | None = None) -> LetterRecord:
+        letter, _ = self.deposits.deposit(
             self.session,
             request_id or str(uuid.uuid4()),
             self.recipient.id,
@@ -127,11 +143,11 @@ class World:
         )
         return letter
 
-    def letter(self, letter_id: uuid.UUID) -> models.Letter:
-        with db.sessions(self.engine)() as session:
-            found = session.get(models.Letter, letter_id)
-            assert found is not None
-            return found
+    def letter(self, letter_id: uuid.UUID) -> LetterRecord:
+        with self.stores.read() as store:
+            found = store.letters.get(letter_id)
+        assert found is not None
+        return found
 
     def events(self, letter_id: uuid.UUID) -> list[EvidenceEvent]:
         with db.sessions(self.engine)() as session:

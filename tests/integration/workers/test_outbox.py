@@ -19,6 +19,7 @@ from lre.server.domain import identity
 from lre.server.domain.errors import FailedPrecondition, InvalidTransition
 from lre.server.domain.identity import AssuranceLevel, FactorCategory
 from lre.server.domain.letters import EvidenceEvent, LetterState, OutboxState
+from lre.server.domain.records import LetterRecord
 from lre.server.domain.window import AcceptanceWindow
 from lre.server.services.custody import CustodyPolicy
 from lre.server.storage import db, models
@@ -150,7 +151,7 @@ def _recipient_session(world: World) -> identity.Session:
     )
 
 
-def _notified(world: World, count: int, smtp_port: int) -> list[models.Letter]:
+def _notified(world: World, count: int, smtp_port: int) -> list[LetterRecord]:
     letters = [world.deposit() for _ in range(count)]
     world.clock.advance(seconds=2)
     with Inbox(smtp_port):
@@ -166,13 +167,13 @@ def test_non_claim_is_proven_when_the_window_closes_and_not_before(
     closes_at = world.letter(letter.id).acceptance_deadline
     assert closes_at is not None
     world.clock.now = closes_at - dt.timedelta(microseconds=1)
-    assert world.custody.expire_due() == 0
+    assert world.expiry.expire_due() == 0
     delays_before = _sample("lre_non_claim_proof_delay_seconds_count")
     within_3h_before = _sample("lre_non_claim_proof_delay_seconds_bucket", le="14400.0")
     late_before = _sample("lre_non_claim_proofs_late_total")
     world.clock.now = closes_at + dt.timedelta(hours=3)
-    assert world.custody.expire_due() == 1
-    assert world.custody.expire_due() == 0
+    assert world.expiry.expire_due() == 1
+    assert world.expiry.expire_due() == 0
     assert _sample("lre_non_claim_proof_delay_seconds_count") == delays_before + 1
     assert _sample("lre_non_claim_proof_delay_seconds_bucket", le="14400.0") == (
         within_3h_before + 1
@@ -189,7 +190,7 @@ def test_non_claim_is_proven_when_the_window_closes_and_not_before(
         )
     assert proof.event_time == closes_at  # dated at the end of the window, not at the sweep
     with pytest.raises(InvalidTransition):
-        world.custody.accept(_recipient_session(world), letter.id)
+        world.decisions.accept(_recipient_session(world), letter.id)
 
 
 def _sample(name: str, **labels: str) -> float:
@@ -206,12 +207,12 @@ def test_a_proof_sealed_after_the_day_following_the_window_counts_as_late(
     late_before = _sample("lre_non_claim_proofs_late_total")
     # The sweeper was down: it comes back after the legal limit, one letter at a time.
     world.clock.now = window.non_claim_proof_due + dt.timedelta(minutes=5)
-    assert world.custody.expire_due(batch=1) == 1
+    assert world.expiry.expire_due(batch=1) == 1
     assert _sample("lre_non_claim_proofs_late_total") == late_before + 1
     # The other letter has waited since the window closed, and the gauge says so.
     waited = (world.clock.now - closes_at).total_seconds()
     assert _sample("lre_non_claim_oldest_pending_seconds") == waited
-    assert world.custody.expire_due() == 1
+    assert world.expiry.expire_due() == 1
     assert _sample("lre_non_claim_oldest_pending_seconds") == 0
 
 
@@ -222,9 +223,9 @@ def test_a_decision_just_before_the_deadline_beats_the_sweeper(
     closes_at = world.letter(letter.id).acceptance_deadline
     assert closes_at is not None
     world.clock.now = closes_at - dt.timedelta(seconds=1)
-    world.custody.accept(_recipient_session(world), letter.id)
+    world.decisions.accept(_recipient_session(world), letter.id)
     world.clock.now = closes_at + dt.timedelta(days=1)
-    assert world.custody.expire_due() == 0
+    assert world.expiry.expire_due() == 0
     assert world.letter(letter.id).state is LetterState.ACCEPTED
 
 
@@ -234,7 +235,7 @@ def test_concurrent_sweepers_give_each_letter_one_outcome(world: World, smtp_por
     swept: list[int] = []
 
     def sweep() -> None:
-        while (count := world.custody.expire_due(batch=4)) > 0:
+        while (count := world.expiry.expire_due(batch=4)) > 0:
             swept.append(count)
 
     threads = [threading.Thread(target=sweep) for _ in range(3)]
@@ -253,15 +254,15 @@ def test_content_is_deleted_after_its_retention_but_evidence_stays(
 ) -> None:
     kept, held, pending = _notified(world, 3, smtp_port)
     for letter in (kept, held):
-        world.custody.accept(_recipient_session(world), letter.id)
+        world.decisions.accept(_recipient_session(world), letter.id)
     with db.sessions(world.engine).begin() as session:
         held_row = session.get(models.Letter, held.id)
         assert held_row is not None
         held_row.legal_hold = True  # SetLegalHold needs the operator role of issue 8
     world.clock.advance(days=364)
-    assert world.custody.purge_content() == 0
+    assert world.retention.purge_content() == 0
     world.clock.advance(days=2)
-    assert world.custody.purge_content() == 1
+    assert world.retention.purge_content() == 1
     with db.sessions(world.engine)() as session:
         chunks = {
             letter.id: session.query(models.ContentChunk).filter_by(letter_id=letter.id).count()
@@ -277,7 +278,7 @@ def test_content_is_deleted_after_its_retention_but_evidence_stays(
     assert world.events(kept.id)  # the evidence stays
     fresh = dataclasses.replace(_recipient_session(world), authenticated_at=world.clock.now)
     with pytest.raises(FailedPrecondition, match="no longer kept"):
-        world.custody.download(fresh, kept.id)
+        world.decisions.download(fresh, kept.id)
 
 
 def test_a_retention_shorter_than_the_legal_window_is_refused() -> None:
@@ -320,13 +321,13 @@ def test_the_sender_gets_each_proof_and_the_recipient_reminders_until_an_answer(
 ) -> None:
     answered, ignored = _notified(world, 2, smtp_port)
     world.clock.advance(days=3)
-    world.custody.accept(_recipient_session(world), answered.id)
+    world.decisions.accept(_recipient_session(world), answered.id)
     with Inbox(smtp_port) as inbox:
         for days in (5, 6):  # days 8 and 14 of the window: both reminders are due
             world.clock.advance(days=days)
             _drain(world)
         world.clock.advance(days=3)  # the window has closed
-        assert world.custody.expire_due() == 1
+        assert world.expiry.expire_due() == 1
         _drain(world)
     to_recipient = [m for m in inbox.messages if m["To"] == "courrier@destinataire.example"]
     assert len(to_recipient) == 2  # days 7 and 13, for the letter still waiting only

@@ -20,7 +20,6 @@ from prometheus_client import REGISTRY
 from lre.server.domain.errors import InvalidArgument
 from lre.server.services.events import EventLog
 from lre.server.services.webhooks import WebhookPolicy, WebhookService
-from lre.server.storage import db
 from tests.integration.services.conftest import KEY
 from tests.integration.workers.conftest import World
 
@@ -58,9 +57,9 @@ class Receiver:
 
 @pytest.fixture
 def hooks(world: World) -> Iterator[tuple[EventLog, WebhookService]]:
-    events = EventLog(db.sessions(world.engine), world.clock)
+    events = EventLog(world.stores, world.clock)
     policy = WebhookPolicy(KEY, first_retry=dt.timedelta(seconds=10))
-    yield events, WebhookService(db.sessions(world.engine), events, policy, world.clock)
+    yield events, WebhookService(world.stores, policy, world.clock)
 
 
 def _drain(webhooks: WebhookService) -> None:
