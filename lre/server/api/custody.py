@@ -31,26 +31,33 @@ STATES = {state: getattr(common_pb2, f"LETTER_STATE_{state.name}") for state in 
 EVENTS = {event: getattr(common_pb2, f"EVIDENCE_EVENT_{event.name}") for event in EvidenceEvent}
 
 
-def _letter(letter: LetterRecord, parts: list[PartRecord], viewer: uuid.UUID) -> custody_pb2.Letter:
-    sender_visible = viewer == letter.sender_id or letter.state is LetterState.ACCEPTED
+def _part(part: PartRecord, disclosed: bool) -> custody_pb2.ContentPart:
+    if not disclosed:
+        # Nothing the sender chose before acceptance: a neutral label, the size only.
+        return custody_pb2.ContentPart(
+            filename=f"part {part.index + 1}", size_bytes=part.size_bytes
+        )
+    return custody_pb2.ContentPart(
+        filename=part.filename,
+        media_type=part.media_type,
+        size_bytes=part.size_bytes,
+        digest=common_pb2.Digest(algorithm=common_pb2.HASH_ALGORITHM_SHA256, value=part.sha256),
+    )
+
+
+def letter_message(
+    letter: LetterRecord, parts: list[PartRecord], viewer: uuid.UUID
+) -> custody_pb2.Letter:
+    """The letter as ``viewer`` may see it. Before acceptance the recipient is
+    told neither who the sender is nor anything the sender chose (R53-3 I)."""
+    disclosed = viewer == letter.sender_id or letter.lifecycle().sender_visible_to_recipient
     return custody_pb2.Letter(
         name=f"letters/{letter.id}",
         reference=letter.reference,
         state=STATES[letter.state],
-        # Before acceptance the recipient is not told who the sender is (R53-2).
-        sender=f"parties/{letter.sender_id}" if sender_visible else "",
+        sender=f"parties/{letter.sender_id}" if disclosed else "",
         recipient=f"parties/{letter.recipient_id}",
-        parts=[
-            custody_pb2.ContentPart(
-                filename=p.filename,
-                media_type=p.media_type,
-                size_bytes=p.size_bytes,
-                digest=common_pb2.Digest(
-                    algorithm=common_pb2.HASH_ALGORITHM_SHA256, value=p.sha256
-                ),
-            )
-            for p in parts
-        ],
+        parts=[_part(p, disclosed) for p in parts],
         deposit_time=timestamp(letter.deposit_time),
         notification_time=timestamp(letter.notification_time),
         acceptance_deadline=timestamp(letter.acceptance_deadline),
@@ -129,7 +136,7 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
                 [DeclaredPart(p.filename, p.media_type, p.size_bytes) for p in envelope.parts],
                 chunks(),
             )
-            return _letter(letter, parts, uuid.UUID(session.party_id))
+            return letter_message(letter, parts, uuid.UUID(session.party_id))
 
     def AcceptLetter(
         self, request: custody_pb2.AcceptLetterRequest, context: grpc.ServicerContext
@@ -138,7 +145,7 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
             session = session_of(context, self._identities)
             letter = self._decisions.accept(session, parse_id(request.name, "name", "letters"))
             letter, parts = self._queries.letter_for(session, letter.id)
-            return _letter(letter, parts, uuid.UUID(session.party_id))
+            return letter_message(letter, parts, uuid.UUID(session.party_id))
 
     def RefuseLetter(
         self, request: custody_pb2.RefuseLetterRequest, context: grpc.ServicerContext
@@ -149,7 +156,7 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
                 session, parse_id(request.name, "name", "letters"), request.reason
             )
             letter, parts = self._queries.letter_for(session, letter.id)
-            return _letter(letter, parts, uuid.UUID(session.party_id))
+            return letter_message(letter, parts, uuid.UUID(session.party_id))
 
     def DownloadLetterContent(
         self, request: custody_pb2.DownloadLetterContentRequest, context: grpc.ServicerContext
@@ -171,7 +178,7 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
             letter, parts = self._decisions.set_legal_hold(
                 parse_id(request.name, "name", "letters"), request.legal_hold
             )
-            return _letter(letter, parts, letter.sender_id)
+            return letter_message(letter, parts, letter.sender_id)
 
     def ListLetters(
         self, request: custody_pb2.ListLettersRequest, context: grpc.ServicerContext
@@ -197,7 +204,8 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
             )
             viewer = uuid.UUID(session.party_id)
             return custody_pb2.ListLettersResponse(
-                letters=[_letter(letter, [], viewer) for letter in letters], next_page_token=token
+                letters=[letter_message(letter, [], viewer) for letter in letters],
+                next_page_token=token,
             )
 
     def ListCharges(
@@ -237,7 +245,7 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
             letter, parts = self._queries.letter_for(
                 session, parse_id(request.name, "name", "letters")
             )
-            return _letter(letter, parts, uuid.UUID(session.party_id))
+            return letter_message(letter, parts, uuid.UUID(session.party_id))
 
     def ListEvidence(
         self, request: custody_pb2.ListEvidenceRequest, context: grpc.ServicerContext

@@ -132,7 +132,7 @@ class Letter:
 
     @property
     def sender_visible_to_recipient(self) -> bool:
-        # The recipient is not told who the sender is until acceptance (R53-2).
+        # The recipient is not told who the sender is until acceptance (R53-3 I).
         return self.state is LetterState.ACCEPTED
 
     def _move(self, to: LetterState, event: EvidenceEvent, at: dt.datetime) -> Outcome:

@@ -1,7 +1,7 @@
 """What the recipient is told, and how they can check it came from us.
 
 The notification names no sender: not in the subject, the body, the headers
-or the links (CPCE R53-2). Its verification code is an HMAC of the letter
+or the links (CPCE R53-3 I). Its verification code is an HMAC of the letter
 under the server's secrets key, so nothing more is stored and a phishing
 copy cannot invent a valid one.
 """

@@ -64,7 +64,7 @@ class CustodyQueries:
             )
 
     def evidence_for(self, session: identity.Session, letter_id: uuid.UUID) -> list[EvidenceRecord]:
-        """The sender reads every evidence of its letters (R53-2, one year at least)."""
+        """The sender reads every evidence of its letters (R53-2, R53-3: one year at least)."""
         letter, _ = self.letter_for(session, letter_id)
         if uuid.UUID(session.party_id) != letter.sender_id:
             raise NotFound("no such letter")

@@ -1,19 +1,21 @@
-"""A world for the workers: the services over a database and the real
-signer, a dispatcher to an SMTP server on 127.0.0.1 (aiosmtpd)."""
+"""A world for the custody, notification and worker tests: the services over
+a database and the real signer, a dispatcher to an SMTP server on 127.0.0.1
+(aiosmtpd), a webhook receiver, and the helpers their tests share."""
 
 from __future__ import annotations
 
 import datetime as dt
 import email
 import email.header
+import threading
 import uuid
-from collections.abc import Iterator
 from email.message import Message
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope
+from prometheus_client import REGISTRY
 
 from lre.server.adapters.mail import SmtpTransport
 from lre.server.adapters.signer import ContentKeys, SignerClient
@@ -38,7 +40,6 @@ from lre.server.workers.outbox import OutboxDispatcher, RetryPolicy
 from lre.server.workers.retention import RetentionPurge
 from tests.conftest import SignerProcess
 from tests.integration.services.conftest import KEY, Clock
-from tests.support import free_port
 
 SENDER_COMPANY = "Bailleur Zephyrin SARL"
 SENDER_EMAIL = "gestion@zephyrin-bailleur.example"
@@ -73,6 +74,37 @@ class Inbox:
 
     def __exit__(self, *_: object) -> None:
         self.controller.stop()
+
+
+class Receiver:
+    """Answers 500 to the first ``failures`` POSTs, then 200; keeps them all."""
+
+    def __init__(self, failures: int) -> None:
+        self.received: list[tuple[Message, bytes, int]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                status = 500 if len(receiver.received) < failures else 200
+                receiver.received.append((self.headers, body, status))
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/lre-events"
+
+    def __enter__(self) -> Receiver:
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 class World:
@@ -158,18 +190,48 @@ class World:
                 .order_by(models.Evidence.event_time)
             ]
 
+    def recipient_session(self) -> identity.Session:
+        return identity.Session(
+            party_id=str(self.recipient.id),
+            level=AssuranceLevel.SUBSTANTIAL,
+            factors=frozenset({FactorCategory.KNOWLEDGE, FactorCategory.POSSESSION}),
+            one_time_element=True,
+            authenticated_at=self.clock.now,
+            expires_at=self.clock.now + dt.timedelta(minutes=30),
+        )
+
+    def drain(self) -> None:
+        """Dispatches until nothing is due."""
+        while self.dispatcher.dispatch_one():
+            pass
+
+    def notified(self, count: int, smtp_port: int) -> list[LetterRecord]:
+        """``count`` letters deposited and their recipient notified."""
+        letters = [self.deposit() for _ in range(count)]
+        self.clock.advance(seconds=2)
+        with Inbox(smtp_port):
+            self.drain()
+        return letters
+
     def close(self) -> None:
         self.signer.close()
         self.engine.dispose()
 
 
-@pytest.fixture
-def smtp_port() -> int:
-    return free_port()
+def text_of(message: Message) -> str:
+    """The text parts of an e-mail (plain and HTML), decoded."""
+    texts = []
+    for part in message.walk():
+        payload = part.get_payload(decode=True)
+        if part.get_content_maintype() == "text" and isinstance(payload, bytes):
+            texts.append(payload.decode())
+    return "\n".join(texts)
 
 
-@pytest.fixture
-def world(database_url: str, signer_process: SignerProcess, smtp_port: int) -> Iterator[World]:
-    built = World(database_url, signer_process, Clock(), smtp_port)
-    yield built
-    built.close()
+def subject_of(message: Message) -> str:
+    return str(email.header.make_header(email.header.decode_header(message["Subject"])))
+
+
+def metric(name: str, **labels: str) -> float:
+    """A sample of this process's Prometheus registry (0 when absent)."""
+    return REGISTRY.get_sample_value(name, labels) or 0.0

@@ -18,7 +18,7 @@ from lre.server.services.events import EventLog
 from lre.server.storage import db, models
 from tests import rfc9162
 from tests.conftest import SignerProcess
-from tests.integration.workers.conftest import World
+from tests.integration.world import World
 
 
 def _log(world: World, signer_process: SignerProcess) -> EventLog:
