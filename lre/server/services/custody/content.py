@@ -26,20 +26,14 @@ def chunk_aad(letter_id: uuid.UUID, part: int, sequence: int) -> bytes:
     return f"{letter_id}:{part}:{sequence}".encode()
 
 
-def encrypt_content(
-    content: ContentRepository,
-    letter_id: uuid.UUID,
-    key: bytes,
-    sizes: list[int],
-    chunks: Iterable[tuple[int, bytes]],
-) -> list[bytes]:
-    """Encrypts and writes the chunks of parts declared with ``sizes``, in the
-    caller's transaction; returns each part's SHA-256."""
-    cipher = AESGCM(key)
-    hashes = [hashlib.sha256() for _ in sizes]
+def _checked(
+    sizes: list[int], chunks: Iterable[tuple[int, bytes]], hashes: list[Any]
+) -> Iterator[tuple[int, int, bytes]]:
+    """(part, sequence within the part, data) of chunks that follow the parts
+    declared with ``sizes`` in order, each part hashed into ``hashes``; raises
+    at the first chunk out of order or too long, and at the end if a part is short."""
     received = [0] * len(sizes)
-    current, sequence, unwritten = 0, 0, 0
-    pending: list[dict[str, Any]] = []
+    current, sequence = 0, 0
     for part_index, data in chunks:
         if not 0 <= part_index < len(sizes) or part_index < current:
             raise InvalidArgument("chunk.part_index", "parts must follow in the declared order")
@@ -51,6 +45,29 @@ def encrypt_content(
         if received[part_index] > sizes[part_index]:
             raise InvalidArgument("chunk.data", f"part {part_index} is longer than declared")
         hashes[part_index].update(data)
+        yield part_index, sequence, data
+        sequence += 1
+    for i, size in enumerate(sizes):
+        if received[i] != size:
+            raise InvalidArgument(
+                f"envelope.parts[{i}].size_bytes", "does not match the content sent"
+            )
+
+
+def encrypt_content(
+    content: ContentRepository,
+    letter_id: uuid.UUID,
+    key: bytes,
+    sizes: list[int],
+    chunks: Iterable[tuple[int, bytes]],
+) -> list[bytes]:
+    """Encrypts and writes the chunks of parts declared with ``sizes``, in the
+    caller's transaction; returns each part's SHA-256."""
+    cipher = AESGCM(key)
+    hashes = [hashlib.sha256() for _ in sizes]
+    pending: list[dict[str, Any]] = []
+    unwritten = 0
+    for part_index, sequence, data in _checked(sizes, chunks, hashes):
         nonce = os.urandom(NONCE_BYTES)
         aad = chunk_aad(letter_id, part_index, sequence)
         pending.append(
@@ -61,18 +78,20 @@ def encrypt_content(
                 "ciphertext": nonce + cipher.encrypt(nonce, data, aad),
             }
         )
-        sequence += 1
         unwritten += len(data)
         if unwritten >= FLUSH_BYTES:
             # Written chunks are in the transaction, not in memory.
             content.add(pending)
             pending, unwritten = [], 0
     content.add(pending)
-    for i, size in enumerate(sizes):
-        if received[i] != size:
-            raise InvalidArgument(
-                f"envelope.parts[{i}].size_bytes", "does not match the content sent"
-            )
+    return [h.digest() for h in hashes]
+
+
+def content_digests(sizes: list[int], chunks: Iterable[tuple[int, bytes]]) -> list[bytes]:
+    """Each part's SHA-256, with the same checks as ``encrypt_content``, nothing stored."""
+    hashes = [hashlib.sha256() for _ in sizes]
+    for _ in _checked(sizes, chunks, hashes):
+        pass
     return [h.digest() for h in hashes]
 
 

@@ -22,11 +22,12 @@ from lre.server.domain.errors import (
     DepositRefused,
     InvalidArgument,
     NotFound,
+    RequestConflict,
 )
 from lre.server.domain.evidence import PartDigest, PartyDetails
 from lre.server.domain.letters import EvidenceEvent, LetterState, OutboxKind
 from lre.server.domain.records import ChargeRecord, LetterRecord, PartRecord
-from lre.server.services.custody.content import encrypt_content
+from lre.server.services.custody.content import content_digests, encrypt_content
 from lre.server.services.custody.evidence import EvidenceRecorder
 from lre.server.services.custody.policy import CustodyPolicy
 from lre.server.services.identity import IdentityService
@@ -112,7 +113,7 @@ class DepositService:
                 existing = store.letters.by_request(sender_id, request_id)
                 if existing is None:
                     raise
-                return self._replay(store, existing)
+                return self._replay(store, existing, recipient_id, parts, chunks)
 
     def _deposit_once(
         self,
@@ -269,14 +270,40 @@ class DepositService:
         return written
 
     @staticmethod
-    def _replay(store: Store, letter: LetterRecord) -> tuple[LetterRecord, list[PartRecord]]:
-        """A retried deposit gets the first result: the letter, or the same refusal."""
-        if letter.state is not LetterState.REJECTED:
-            return letter, store.letters.parts(letter.id)
-        evidence = store.evidence.of_letter(letter.id)
-        document = json.loads(evidence[0].document) if evidence else {}
-        raise DepositRefused(
-            document.get("reasonCode", "rejected"),
-            document.get("reason", "deposit refused"),
-            letter=f"letters/{letter.id}",
-        )
+    def _replay(
+        store: Store,
+        letter: LetterRecord,
+        recipient_id: uuid.UUID,
+        parts: list[DeclaredPart],
+        chunks: Iterable[tuple[int, bytes]],
+    ) -> tuple[LetterRecord, list[PartRecord]]:
+        """A retried deposit gets the first result: the letter, or the same
+        refusal. The same request_id with other content is refused, naming
+        what differs: a caller's bug must not pass for a retry."""
+        if letter.recipient_id != recipient_id:
+            raise RequestConflict(
+                "envelope.recipient", "this request_id was used for a letter to another recipient"
+            )
+        if letter.state is LetterState.REJECTED:
+            # A refused deposit kept no parts to compare.
+            evidence = store.evidence.of_letter(letter.id)
+            document = json.loads(evidence[0].document) if evidence else {}
+            raise DepositRefused(
+                document.get("reasonCode", "rejected"),
+                document.get("reason", "deposit refused"),
+                letter=f"letters/{letter.id}",
+            )
+        stored = store.letters.parts(letter.id)
+        if [(p.filename, p.media_type, p.size_bytes) for p in stored] != [
+            (p.filename, p.media_type, p.size_bytes) for p in parts
+        ]:
+            raise RequestConflict(
+                "envelope.parts", "this request_id was used for a letter with other parts"
+            )
+        digests = content_digests([p.size_bytes for p in parts], chunks)
+        for i, (part, digest) in enumerate(zip(stored, digests, strict=True)):
+            if part.sha256 != digest:
+                raise RequestConflict(
+                    f"envelope.parts[{i}]", "this request_id was used for other content"
+                )
+        return letter, stored
