@@ -174,9 +174,7 @@ class OutboxDispatcher:
         )
         SENT.labels(message.kind).inc()
         if message.kind is OutboxKind.LETTER_WAITING and message.letter_id is not None:
-            self._decisions.record_notification(store, message.letter_id, now)
-            letter = store.letters.get(message.letter_id)
-            assert letter is not None
+            letter = self._decisions.record_notification(store, message.letter_id, now)
             TO_NOTIFICATION.observe((now - letter.deposit_time).total_seconds())
         logger.info(
             "notification sent",

@@ -104,19 +104,20 @@ class DecisionService:
 
     def record_notification(
         self, store: Store, letter_id: uuid.UUID, at: dt.datetime
-    ) -> EvidenceRecord:
+    ) -> LetterRecord:
         """The recipient was told (R53-3 I): NotificationForAcceptance; the
-        window opens, and the reminders are scheduled, in the caller's transaction."""
+        window opens, and the reminders are scheduled, in the caller's
+        transaction. Returns the letter as it was before."""
         letter = store.letters.lock(letter_id)
         lifecycle = letter.lifecycle()
-        evidence = self._evidence.record(store, letter, lifecycle, lifecycle.notify(at))
+        self._evidence.record(store, letter, lifecycle, lifecycle.notify(at))
         # A reminder is created on its day: before it, it is not waiting (the backlog age).
         reminders = [(day, at + dt.timedelta(days=day)) for day in self._reminder_days]
         store.outbox.add(
             new_message(letter_id, OutboxKind.REMINDER, {"day": str(d)}, due, due)
             for d, due in reminders
         )
-        return evidence
+        return letter
 
     def record_notification_failure(
         self, store: Store, letter_id: uuid.UUID, at: dt.datetime
