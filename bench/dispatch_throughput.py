@@ -30,13 +30,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.deposit_throughput import deposits
 from bench.stack import POSTGRES, running_stack
+from lre.server.adapters.mail import SmtpTransport
+from lre.server.adapters.signer import SignerClient
 from lre.server.clock import utcnow
-from lre.server.mail import SmtpTransport
-from lre.server.services.custody import CustodyPolicy, CustodyService
-from lre.server.services.identity import IdentityPolicy, IdentityService
+from lre.server.services.custody import DecisionService, EvidenceRecorder
 from lre.server.services.notification import NotificationPolicy, NotificationService
-from lre.server.signing import SignerClient
 from lre.server.storage import db, models
+from lre.server.storage.store import Stores
 from lre.server.workers.outbox import OutboxDispatcher, RetryPolicy
 from tests.support import free_port
 
@@ -68,21 +68,18 @@ def _drain_process(job: tuple[str, str, bytes, int, int]) -> None:
     engine = db.make_engine(database_url)
     sessions = db.sessions(engine)
     signer = SignerClient(signer_address)
-    custody = CustodyService(
-        sessions,
-        IdentityService(sessions, IdentityPolicy(secrets_key=key)),
-        signer,
-        CustodyPolicy("Bench provider", 10**9, 399, "EUR"),
-        utcnow,
+    stores = Stores(sessions)
+    decisions = DecisionService(
+        stores, signer, EvidenceRecorder(signer, "Bench provider", utcnow), (7, 13), utcnow
     )
     notifications = NotificationService(
-        sessions, NotificationPolicy(key, "LRE <n@lre.invalid>", "https://p.invalid")
+        stores, NotificationPolicy(key, "LRE <n@lre.invalid>", "https://p.invalid")
     )
     transport = SmtpTransport("127.0.0.1", port, starttls=False, timeout_s=10)
 
     def drain() -> None:
         dispatcher = OutboxDispatcher(
-            sessions, transport, notifications, custody, RetryPolicy(), utcnow
+            stores, transport, notifications, decisions, RetryPolicy(), utcnow
         )
         while dispatcher.dispatch() > 0:
             pass

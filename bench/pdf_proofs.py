@@ -28,10 +28,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.signer_throughput import run_signer
+from lre.server.adapters.signer import SignerClient
 from lre.server.domain.evidence import EvidenceDocument, PartDigest, PartyDetails
 from lre.server.domain.letters import EvidenceEvent
 from lre.server.proofs import proof_pdf, render_proof
-from lre.server.signing import SignerClient
 from lre.signer.devsetup import dev_setup
 
 

@@ -3,88 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
-import threading
 
 from lre.runtime import jsonlines
 from lre.runtime.config import ConfigError
-from lre.runtime.http import HttpServer, metrics_route
 from lre.runtime.pool import serve_pool
-from lre.runtime.serving import wait_for_signal
-from lre.runtime.tls import https_context
-from lre.server import config
-from lre.server.api import app
+from lre.server import bootstrap, config
 from lre.server.services.audit import verify_log
-from lre.server.signing import SignerClient
 from lre.server.storage import db
-from lre.server.workers import repeat
-
-log = logging.getLogger("lre.server")
-
-
-def serve(settings: config.ServerSettings) -> int:
-    engine = db.make_engine(settings.database_url)
-    signer = SignerClient(settings.signer_address, credentials=settings.signer_credentials())
-    server = app.build(settings, engine, signer)
-    process, dependency_health = server.process, server.health
-    metrics = HttpServer(
-        [metrics_route()],
-        settings.metrics_address,
-        https_context(settings.tls_cert_file, settings.tls_key_file),
-        settings.metrics_timeout_s,
-        name="metrics",
-    )
-    metrics.start()
-    process.start()
-    dependency_health.start()
-    stop_workers = threading.Event()
-    workers = []
-
-    def seal_tree_head() -> bool:
-        server.events.seal_head()
-        return False  # once per interval
-
-    def census() -> bool:
-        server.custody.count_by_state()
-        return False  # once per interval
-
-    if settings.run_workers:
-        for name, interval, step in (
-            ("census", settings.census_interval_s, census),
-            ("sequencer", settings.sequencer_interval_s, lambda: server.events.sequence() > 0),
-            ("webhooks", settings.sequencer_interval_s, server.webhooks.deliver_one),
-            ("tree-heads", settings.tree_head_interval_s, seal_tree_head),
-            ("outbox", settings.outbox_interval_s, server.dispatcher.step),
-            ("deadlines", settings.expiry_interval_s, lambda: server.custody.expire_due() > 0),
-            (
-                "retention",
-                settings.retention_interval_s,
-                lambda: server.custody.purge_content() > 0,
-            ),
-        ):
-            workers.append(
-                threading.Thread(
-                    target=repeat, args=(stop_workers, interval, step, name), name=name, daemon=True
-                )
-            )
-    for worker in workers:
-        worker.start()
-    log.info(
-        "server serving",
-        extra={"grpc_port": process.port, "metrics_port": metrics.port},
-    )
-    wait_for_signal()
-    log.info("server stopping")
-    process.stop(grace=settings.shutdown_grace_s, drain=settings.shutdown_drain_s)
-    stop_workers.set()
-    for worker in workers:
-        worker.join(timeout=30)
-    dependency_health.stop()
-    signer.close()
-    metrics.stop()
-    engine.dispose()
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
             {"LRE_SERVER_PROCESSES": "1"},
             settings.processes,
         )
-    return serve(settings)
+    bootstrap.serve(settings)
+    return 0
 
 
 if __name__ == "__main__":

@@ -41,8 +41,7 @@ from tests.e2e.test_deposit_grpc import (
     _wait_notified,
 )
 from tests.e2e.test_identity_grpc import _expires, _party
-from tests.integration.workers.conftest import Inbox
-from tests.integration.workers.test_webhooks import Receiver
+from tests.integration.world import Inbox, Receiver
 from tests.support import BIN, free_port, openssl, wait_for
 
 

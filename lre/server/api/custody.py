@@ -15,10 +15,15 @@ from lre.server.api.errors import domain_errors
 from lre.server.api.names import parse_id
 from lre.server.domain.errors import FailedPrecondition, InvalidArgument, NotFound
 from lre.server.domain.letters import EvidenceEvent, LetterState
-from lre.server.services.custody import CustodyService, DeclaredPart
+from lre.server.domain.records import EvidenceRecord, LetterRecord, PartRecord, TreeHeadRecord
+from lre.server.services.custody import (
+    CustodyQueries,
+    DecisionService,
+    DeclaredPart,
+    DepositService,
+)
 from lre.server.services.events import EventLog
 from lre.server.services.identity import IdentityService
-from lre.server.storage import models
 from lre.v1 import common_pb2, custody_pb2, custody_pb2_grpc
 
 WIRE_CHUNK = 64 * 1024
@@ -26,28 +31,33 @@ STATES = {state: getattr(common_pb2, f"LETTER_STATE_{state.name}") for state in 
 EVENTS = {event: getattr(common_pb2, f"EVIDENCE_EVENT_{event.name}") for event in EvidenceEvent}
 
 
-def _letter(
-    letter: models.Letter, parts: list[models.LetterPart], viewer: uuid.UUID
+def _part(part: PartRecord, disclosed: bool) -> custody_pb2.ContentPart:
+    if not disclosed:
+        # Nothing the sender chose before acceptance: a neutral label, the size only.
+        return custody_pb2.ContentPart(
+            filename=f"part {part.index + 1}", size_bytes=part.size_bytes
+        )
+    return custody_pb2.ContentPart(
+        filename=part.filename,
+        media_type=part.media_type,
+        size_bytes=part.size_bytes,
+        digest=common_pb2.Digest(algorithm=common_pb2.HASH_ALGORITHM_SHA256, value=part.sha256),
+    )
+
+
+def letter_message(
+    letter: LetterRecord, parts: list[PartRecord], viewer: uuid.UUID
 ) -> custody_pb2.Letter:
-    sender_visible = viewer == letter.sender_id or letter.state is LetterState.ACCEPTED
+    """The letter as ``viewer`` may see it. Before acceptance the recipient is
+    told neither who the sender is nor anything the sender chose (R53-3 I)."""
+    disclosed = viewer == letter.sender_id or letter.lifecycle().sender_visible_to_recipient
     return custody_pb2.Letter(
         name=f"letters/{letter.id}",
         reference=letter.reference,
         state=STATES[letter.state],
-        # Before acceptance the recipient is not told who the sender is (R53-2).
-        sender=f"parties/{letter.sender_id}" if sender_visible else "",
+        sender=f"parties/{letter.sender_id}" if disclosed else "",
         recipient=f"parties/{letter.recipient_id}",
-        parts=[
-            custody_pb2.ContentPart(
-                filename=p.filename,
-                media_type=p.media_type,
-                size_bytes=p.size_bytes,
-                digest=common_pb2.Digest(
-                    algorithm=common_pb2.HASH_ALGORITHM_SHA256, value=p.sha256
-                ),
-            )
-            for p in parts
-        ],
+        parts=[_part(p, disclosed) for p in parts],
         deposit_time=timestamp(letter.deposit_time),
         notification_time=timestamp(letter.notification_time),
         acceptance_deadline=timestamp(letter.acceptance_deadline),
@@ -56,7 +66,7 @@ def _letter(
     )
 
 
-def _evidence(row: models.Evidence) -> custody_pb2.Evidence:
+def _evidence(row: EvidenceRecord) -> custody_pb2.Evidence:
     return custody_pb2.Evidence(
         name=f"letters/{row.letter_id}/evidence/{row.id}",
         event=EVENTS[row.event],
@@ -76,7 +86,7 @@ def _evidence_name(name: str, field: str) -> tuple[uuid.UUID, uuid.UUID]:
     )
 
 
-def _tree_head(head: models.TreeHead) -> custody_pb2.TreeHead:
+def _tree_head(head: TreeHeadRecord) -> custody_pb2.TreeHead:
     return custody_pb2.TreeHead(
         tree_size=head.tree_size,
         root_hash=head.root_hash,
@@ -87,10 +97,19 @@ def _tree_head(head: models.TreeHead) -> custody_pb2.TreeHead:
 
 
 class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
-    def __init__(self, custody: CustodyService, identities: IdentityService, log: EventLog) -> None:
-        self._custody = custody
+    def __init__(
+        self,
+        deposits: DepositService,
+        decisions: DecisionService,
+        queries: CustodyQueries,
+        identities: IdentityService,
+        events: EventLog,
+    ) -> None:
+        self._deposits = deposits
+        self._decisions = decisions
+        self._queries = queries
         self._identities = identities
-        self._log = log
+        self._events = events
 
     def DepositLetter(
         self,
@@ -110,41 +129,41 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
                         raise InvalidArgument("chunk", "only the first message carries an envelope")
                     yield message.chunk.part_index, message.chunk.data
 
-            letter, parts = self._custody.deposit(
+            letter, parts = self._deposits.deposit(
                 session,
                 envelope.request_id,
                 parse_id(envelope.recipient, "envelope.recipient", "parties"),
                 [DeclaredPart(p.filename, p.media_type, p.size_bytes) for p in envelope.parts],
                 chunks(),
             )
-            return _letter(letter, parts, uuid.UUID(session.party_id))
+            return letter_message(letter, parts, uuid.UUID(session.party_id))
 
     def AcceptLetter(
         self, request: custody_pb2.AcceptLetterRequest, context: grpc.ServicerContext
     ) -> custody_pb2.Letter:
         with domain_errors(context):
             session = session_of(context, self._identities)
-            letter = self._custody.accept(session, parse_id(request.name, "name", "letters"))
-            letter, parts = self._custody.letter_for(session, letter.id)
-            return _letter(letter, parts, uuid.UUID(session.party_id))
+            letter = self._decisions.accept(session, parse_id(request.name, "name", "letters"))
+            letter, parts = self._queries.letter_for(session, letter.id)
+            return letter_message(letter, parts, uuid.UUID(session.party_id))
 
     def RefuseLetter(
         self, request: custody_pb2.RefuseLetterRequest, context: grpc.ServicerContext
     ) -> custody_pb2.Letter:
         with domain_errors(context):
             session = session_of(context, self._identities)
-            letter = self._custody.refuse(
+            letter = self._decisions.refuse(
                 session, parse_id(request.name, "name", "letters"), request.reason
             )
-            letter, parts = self._custody.letter_for(session, letter.id)
-            return _letter(letter, parts, uuid.UUID(session.party_id))
+            letter, parts = self._queries.letter_for(session, letter.id)
+            return letter_message(letter, parts, uuid.UUID(session.party_id))
 
     def DownloadLetterContent(
         self, request: custody_pb2.DownloadLetterContentRequest, context: grpc.ServicerContext
     ) -> Iterator[custody_pb2.ContentChunk]:
         with domain_errors(context):
             session = session_of(context, self._identities)
-            chunks = self._custody.download(session, parse_id(request.name, "name", "letters"))
+            chunks = self._decisions.download(session, parse_id(request.name, "name", "letters"))
             for part, data in chunks:
                 for offset in range(0, len(data), WIRE_CHUNK):
                     yield custody_pb2.ContentChunk(
@@ -156,10 +175,10 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
     ) -> custody_pb2.Letter:
         # Operators only (the policy): no user session, every field visible.
         with domain_errors(context):
-            letter, parts = self._custody.set_legal_hold(
+            letter, parts = self._decisions.set_legal_hold(
                 parse_id(request.name, "name", "letters"), request.legal_hold
             )
-            return _letter(letter, parts, letter.sender_id)
+            return letter_message(letter, parts, letter.sender_id)
 
     def ListLetters(
         self, request: custody_pb2.ListLettersRequest, context: grpc.ServicerContext
@@ -176,7 +195,7 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
                 state = next((s for s, v in STATES.items() if v == request.state), None)
                 if state is None:
                     raise InvalidArgument("state", "unknown letter state")
-            letters, token = self._custody.letters_for(
+            letters, token = self._queries.letters_for(
                 session,
                 request.role == custody_pb2.LETTER_ROLE_SENDER,
                 state,
@@ -185,7 +204,8 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
             )
             viewer = uuid.UUID(session.party_id)
             return custody_pb2.ListLettersResponse(
-                letters=[_letter(letter, [], viewer) for letter in letters], next_page_token=token
+                letters=[letter_message(letter, [], viewer) for letter in letters],
+                next_page_token=token,
             )
 
     def ListCharges(
@@ -195,7 +215,7 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
             session = session_of(context, self._identities)
             if request.sender and request.sender != f"parties/{session.party_id}":
                 raise NotFound("no such sender")
-            charges, token = self._custody.charges_for(
+            charges, token = self._queries.charges_for(
                 session,
                 request.start_time.ToDatetime(dt.UTC) if request.HasField("start_time") else None,
                 request.end_time.ToDatetime(dt.UTC) if request.HasField("end_time") else None,
@@ -222,17 +242,17 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
     ) -> custody_pb2.Letter:
         with domain_errors(context):
             session = session_of(context, self._identities)
-            letter, parts = self._custody.letter_for(
+            letter, parts = self._queries.letter_for(
                 session, parse_id(request.name, "name", "letters")
             )
-            return _letter(letter, parts, uuid.UUID(session.party_id))
+            return letter_message(letter, parts, uuid.UUID(session.party_id))
 
     def ListEvidence(
         self, request: custody_pb2.ListEvidenceRequest, context: grpc.ServicerContext
     ) -> custody_pb2.ListEvidenceResponse:
         with domain_errors(context):
             session = session_of(context, self._identities)
-            rows = self._custody.evidence_for(
+            rows = self._queries.evidence_for(
                 session, parse_id(request.parent, "parent", "letters")
             )
             return custody_pb2.ListEvidenceResponse(evidence=[_evidence(r) for r in rows])
@@ -243,13 +263,13 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
         with domain_errors(context):
             if request.tree_size < 0:
                 raise InvalidArgument("tree_size", "0 (the latest) or a sealed size")
-            return _tree_head(self._log.head(request.tree_size or None))
+            return _tree_head(self._events.head(request.tree_size or None))
 
     def SealTreeHead(
         self, request: custody_pb2.SealTreeHeadRequest, context: grpc.ServicerContext
     ) -> custody_pb2.TreeHead:
         with domain_errors(context):
-            head = self._log.seal_head()
+            head = self._events.seal_head()
             if head is None:
                 raise FailedPrecondition("the log is empty")
             return _tree_head(head)
@@ -260,11 +280,11 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
         with domain_errors(context):
             session = session_of(context, self._identities)
             letter_id, evidence_id = _evidence_name(request.evidence, "evidence")
-            if not any(e.id == evidence_id for e in self._custody.evidence_for(session, letter_id)):
+            if not any(e.id == evidence_id for e in self._queries.evidence_for(session, letter_id)):
                 raise NotFound("no such evidence")
             if request.tree_size < 0:
                 raise InvalidArgument("tree_size", "0 (the latest) or a sealed size")
-            entry, head, proof = self._log.inclusion(evidence_id, request.tree_size or None)
+            entry, head, proof = self._events.inclusion(evidence_id, request.tree_size or None)
             assert entry.seq is not None
             return custody_pb2.InclusionProof(
                 leaf_index=entry.seq, leaf=entry.leaf, hashes=proof, tree_head=_tree_head(head)
@@ -274,7 +294,7 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
         self, request: custody_pb2.GetConsistencyProofRequest, context: grpc.ServicerContext
     ) -> custody_pb2.ConsistencyProof:
         with domain_errors(context):
-            first, second, proof = self._log.consistency(
+            first, second, proof = self._events.consistency(
                 request.first_tree_size, request.second_tree_size
             )
             return custody_pb2.ConsistencyProof(
@@ -287,7 +307,7 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
         with domain_errors(context):
             session = session_of(context, self._identities)
             letter_id, evidence_id = _evidence_name(request.name, "name")
-            for row in self._custody.evidence_for(session, letter_id):
+            for row in self._queries.evidence_for(session, letter_id):
                 if row.id == evidence_id:
                     return _evidence(row)
             raise InvalidArgument("name", "no such evidence in this letter")

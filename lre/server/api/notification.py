@@ -9,25 +9,25 @@ from collections.abc import Iterator
 
 import grpc
 
+from lre.server.adapters.mail import Bounce, parse_delivery_status
 from lre.server.api.auth import session_of
 from lre.server.api.convert import timestamp
 from lre.server.api.custody import EVENTS, STATES
 from lre.server.api.errors import domain_errors
 from lre.server.api.names import parse_id
 from lre.server.domain.errors import InvalidArgument, TooManyAttempts
-from lre.server.domain.letters import EvidenceEvent, OutboxState
-from lre.server.mail import Bounce, parse_delivery_status
-from lre.server.services.custody import CustodyService
+from lre.server.domain.letters import EvidenceEvent, OutboxKind, OutboxState
+from lre.server.domain.records import MessageRecord, WebhookRecord
+from lre.server.services.custody import CustodyQueries, DecisionService
 from lre.server.services.events import EventLog
 from lre.server.services.identity import IdentityService
 from lre.server.services.notification import NotificationService
 from lre.server.services.webhooks import WebhookService
-from lre.server.storage import models
 from lre.v1 import notification_pb2, notification_pb2_grpc
 
 KINDS = {
-    "letter_waiting": notification_pb2.NOTIFICATION_KIND_LETTER_WAITING,
-    "reminder": notification_pb2.NOTIFICATION_KIND_REMINDER,
+    OutboxKind.LETTER_WAITING: notification_pb2.NOTIFICATION_KIND_LETTER_WAITING,
+    OutboxKind.REMINDER: notification_pb2.NOTIFICATION_KIND_REMINDER,
 }
 PROOF_KINDS = {
     EvidenceEvent.SUBMISSION_ACCEPTANCE.value: notification_pb2.NOTIFICATION_KIND_PROOF_OF_DEPOSIT,
@@ -46,7 +46,7 @@ MAX_DSN_BYTES = 256 * 1024
 UNSPECIFIED = notification_pb2.NOTIFICATION_KIND_UNSPECIFIED
 
 
-def _delivery_state(message: models.OutboxMessage) -> notification_pb2.DeliveryState:
+def _delivery_state(message: MessageRecord) -> notification_pb2.DeliveryState:
     if message.state is OutboxState.PENDING:
         if message.attempts:
             return notification_pb2.DELIVERY_STATE_RETRYING
@@ -58,11 +58,11 @@ def _delivery_state(message: models.OutboxMessage) -> notification_pb2.DeliveryS
     }[message.state]
 
 
-def _notification(m: models.OutboxMessage, message_id: str) -> notification_pb2.Notification:
+def _notification(m: MessageRecord, message_id: str) -> notification_pb2.Notification:
     return notification_pb2.Notification(
         name=f"letters/{m.letter_id}/notifications/{m.id}",
         kind=PROOF_KINDS.get(m.payload.get("event", ""), UNSPECIFIED)
-        if m.kind == "proof"
+        if m.kind is OutboxKind.PROOF
         else KINDS.get(m.kind, UNSPECIFIED),
         delivery_state=_delivery_state(m),
         message_id=message_id,
@@ -88,7 +88,7 @@ def _cursor(text: str) -> int:
     return int(text)
 
 
-def _webhook(webhook: models.Webhook, secret: str) -> notification_pb2.Webhook:
+def _webhook(webhook: WebhookRecord, secret: str) -> notification_pb2.Webhook:
     return notification_pb2.Webhook(
         name=f"webhooks/{webhook.id}",
         url=webhook.url,
@@ -101,14 +101,16 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
     def __init__(
         self,
         notifications: NotificationService,
-        custody: CustodyService,
+        decisions: DecisionService,
+        queries: CustodyQueries,
         identities: IdentityService,
         events: EventLog,
         webhooks: WebhookService,
     ) -> None:
         self._webhooks = webhooks
         self._notifications = notifications
-        self._custody = custody
+        self._decisions = decisions
+        self._queries = queries
         self._identities = identities
         self._events = events
         self._streams = threading.BoundedSemaphore(MAX_STREAMS)
@@ -179,7 +181,7 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
     ) -> notification_pb2.ListNotificationsResponse:
         with domain_errors(context):
             session = session_of(context, self._identities)
-            messages, token = self._custody.notifications_for(
+            messages, token = self._queries.notifications_for(
                 session,
                 parse_id(request.parent, "parent", "letters"),
                 request.page_size,
@@ -211,7 +213,7 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
             outbox_id = self._notifications.outbox_id(bounce.message_id)
             if outbox_id is None:
                 raise InvalidArgument("message_id", "not a Message-ID this service issued")
-            message = self._custody.record_bounce(outbox_id, bounce.permanent, bounce.diagnostic)
+            message = self._decisions.record_bounce(outbox_id, bounce.permanent, bounce.diagnostic)
             return _notification(message, bounce.message_id)
 
     def VerifyNotification(

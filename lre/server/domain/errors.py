@@ -48,6 +48,15 @@ class FailedPrecondition(DomainError):
     """The resource is not in a state that allows this (FAILED_PRECONDITION)."""
 
 
+class RequestConflict(FailedPrecondition):
+    """A request_id used before for a request with other content; ``field``
+    names what differs. The same request again gets the first result."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 class AuthenticationFailed(DomainError):
     """Credentials did not match. Deliberately says nothing more (UNAUTHENTICATED)."""
 

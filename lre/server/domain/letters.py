@@ -23,13 +23,12 @@ class LetterState(enum.Enum):
 
     @property
     def final(self) -> bool:
-        """Accept, refuse and non-claim are final and exclude each other."""
-        return self in (
-            LetterState.ACCEPTED,
-            LetterState.REFUSED,
-            LetterState.EXPIRED,
-            LetterState.REJECTED,
-        )
+        """Nothing more happens to the letter: accept, refuse and non-claim are
+        final and exclude each other (CPCE R53-3); a refused deposit never
+        entered custody; a failed notification ends the delivery attempt (no
+        window opens, so there is nothing left to decide). Content retention
+        counts from these states."""
+        return not TRANSITIONS[self]
 
 
 class EvidenceEvent(enum.Enum):
@@ -58,6 +57,23 @@ class OutboxState(enum.Enum):
     FAILED = "failed"
     # Accepted by our mail server, then returned by the recipient's.
     BOUNCED = "bounced"
+
+
+class OutboxKind(enum.StrEnum):
+    """What an outbox message is; stored as these strings."""
+
+    # The recipient's notice that a letter waits (R53-3 I), then its reminders.
+    LETTER_WAITING = "letter_waiting"
+    REMINDER = "reminder"
+    # The sender's copy of a proof (an evidence and its seal).
+    PROOF = "proof"
+    # A one-time sign-in code.
+    EMAIL_CODE = "email_code"
+
+    @property
+    def to_recipient(self) -> bool:
+        """Messages about a letter that go to its recipient (and that the recipient may list)."""
+        return self in (OutboxKind.LETTER_WAITING, OutboxKind.REMINDER)
 
 
 # What each state may become. ACCEPTED, REFUSED and EXPIRED exclude each other
@@ -116,7 +132,7 @@ class Letter:
 
     @property
     def sender_visible_to_recipient(self) -> bool:
-        # The recipient is not told who the sender is until acceptance (R53-2).
+        # The recipient is not told who the sender is until acceptance (R53-3 I).
         return self.state is LetterState.ACCEPTED
 
     def _move(self, to: LetterState, event: EvidenceEvent, at: dt.datetime) -> Outcome:

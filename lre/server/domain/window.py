@@ -1,4 +1,4 @@
-"""The acceptance window (CPCE R53-2): 15 days counted from the day after the
+"""The acceptance window (CPCE R53-3 I): 15 days counted from the day after the
 notification, in Europe/Paris calendar days, ending at the end of the 15th.
 
 A notification on 3 March (any hour, Paris time) opens days 4 to 18 March;

@@ -7,9 +7,9 @@ key by the signer process (``SignerClient.sign_pdf``). Nothing here holds a key.
 
 from __future__ import annotations
 
+from lre.server.adapters.signer import SignerClient
 from lre.server.proofs.document import ProofInputError
 from lre.server.proofs.render import attachment_names, render_proof
-from lre.server.signing import SignerClient
 
 __all__ = ["ProofInputError", "attachment_names", "proof_pdf", "render_proof"]
 

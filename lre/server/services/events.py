@@ -8,164 +8,116 @@ entry below it: following the log from a cursor never skips nor repeats."""
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import uuid
 from collections.abc import Callable
 
 from prometheus_client import Counter
-from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session as DbSession
-from sqlalchemy.orm import sessionmaker
 
+from lre.server.adapters.signer import SignerClient
 from lre.server.domain import log
 from lre.server.domain.errors import FailedPrecondition, InvalidArgument, NotFound
-from lre.server.signing import SignerClient
-from lre.server.storage import models
+from lre.server.domain.records import LetterRecord, LogEntryRecord, TreeHeadRecord
+from lre.server.storage.log import LogRepository
+from lre.server.storage.store import Stores
 
 SEQUENCED = Counter("lre_log_entries_sequenced", "Log entries given their index.")
 HEADS = Counter("lre_tree_heads_sealed", "Tree heads of the log sealed by the signer.")
-# pg_advisory_xact_lock key of the sequencer: one at a time across replicas.
-SEQUENCER_LOCK = 0x4C52_4501
+
+
+def _hashes(entries: LogRepository, size: int) -> list[bytes]:
+    """Leaf hashes of the first ``size`` entries, by index."""
+    return [log.leaf_hash(leaf) for leaf in entries.leaves(size)]
 
 
 class EventLog:
     def __init__(
         self,
-        sessions: sessionmaker[DbSession],
+        stores: Stores,
         clock: Callable[[], dt.datetime],
         signer: SignerClient | None = None,
         issuer: str = "",
     ) -> None:
-        self._sessions = sessions
+        self._stores = stores
         self._clock = clock
         self._signer = signer
         self._issuer = issuer
 
     # -- Merkle tree (RFC 9162) --------------------------------------------------
 
-    @staticmethod
-    def _hashes(db: DbSession, size: int) -> list[bytes]:
-        """Leaf hashes of the first ``size`` entries, by index."""
-        leaves = db.scalars(
-            select(models.LogEntry.leaf)
-            .where(models.LogEntry.seq < size)
-            .order_by(models.LogEntry.seq)
-            .execution_options(yield_per=10_000)
-        )
-        return [log.leaf_hash(leaf) for leaf in leaves]
-
-    def seal_head(self) -> models.TreeHead | None:
+    def seal_head(self) -> TreeHeadRecord | None:
         """Seals the tree as sequenced now (a no-op if that size is sealed)."""
         assert self._signer is not None
-        with self._sessions() as db:
-            size = self.size(db)
+        with self._stores.read() as store:
+            size = store.log.size()
             if size == 0:
                 return None
-            existing = db.get(models.TreeHead, size)
+            existing = store.log.head(size)
             if existing is not None:
                 return existing
-            root_hash = log.root(self._hashes(db, size))
+            root_hash = log.root(_hashes(store.log, size))
         now = self._clock()
         document = log.tree_head_document(size, root_hash, now, self._issuer)
-        head = models.TreeHead(
-            tree_size=size,
-            root_hash=root_hash,
-            timestamp=now,
-            document=document,
-            seal=self._signer.seal(document),
-        )
+        head = TreeHeadRecord(size, root_hash, now, document, self._signer.seal(document))
         try:
-            with self._sessions.begin() as db:
-                db.add(head)
+            with self._stores.begin() as store:
+                store.log.add_head(head)
         except IntegrityError:  # another replica sealed the same size
-            with self._sessions() as db:
-                found = db.get(models.TreeHead, size)
+            with self._stores.read() as store:
+                found = store.log.head(size)
                 assert found is not None
                 return found
         HEADS.inc()
         return head
 
-    def head(self, size: int | None = None) -> models.TreeHead:
+    def head(self, size: int | None = None) -> TreeHeadRecord:
         """The sealed head of that size, or the latest."""
-        with self._sessions() as db:
-            if size:
-                head = db.get(models.TreeHead, size)
-            else:
-                head = db.scalar(
-                    select(models.TreeHead).order_by(models.TreeHead.tree_size.desc()).limit(1)
-                )
+        with self._stores.read() as store:
+            head = store.log.head(size)
         if head is None:
             raise NotFound("no sealed tree head of that size")
         return head
 
     def inclusion(
         self, evidence_id: uuid.UUID, size: int | None = None
-    ) -> tuple[models.LogEntry, models.TreeHead, list[bytes]]:
+    ) -> tuple[LogEntryRecord, TreeHeadRecord, list[bytes]]:
         """The evidence's entry, a sealed head that contains it, and the audit path."""
-        with self._sessions() as db:
-            entry = db.scalar(
-                select(models.LogEntry).where(models.LogEntry.evidence_id == evidence_id)
-            )
+        with self._stores.read() as store:
+            entry = store.log.entry_of_evidence(evidence_id)
             if entry is None or entry.seq is None:
                 raise FailedPrecondition("the evidence is not in the log yet; retry shortly")
-            query = select(models.TreeHead).where(models.TreeHead.tree_size > entry.seq)
-            if size:
-                query = query.where(models.TreeHead.tree_size == size)
-            head = db.scalar(query.order_by(models.TreeHead.tree_size.desc()).limit(1))
+            head = store.log.head_containing(entry.seq, size)
             if head is None:
                 raise FailedPrecondition("no sealed tree head contains the evidence yet")
-            proof = log.inclusion_proof(entry.seq, self._hashes(db, head.tree_size))
+            proof = log.inclusion_proof(entry.seq, _hashes(store.log, head.tree_size))
         return entry, head, proof
 
     def consistency(
         self, first: int, second: int
-    ) -> tuple[models.TreeHead, models.TreeHead, list[bytes]]:
+    ) -> tuple[TreeHeadRecord, TreeHeadRecord, list[bytes]]:
         if not 0 < first <= second:
             raise InvalidArgument("first_tree_size", "between 1 and second_tree_size")
         old, new = self.head(first), self.head(second)
-        with self._sessions() as db:
-            proof = log.consistency_proof(first, self._hashes(db, second))
+        with self._stores.read() as store:
+            proof = log.consistency_proof(first, _hashes(store.log, second))
         return old, new, proof
 
     def sequence(self, batch: int = 1000) -> int:
         """Numbers the oldest unsequenced entries; how many it numbered."""
-        with self._sessions.begin() as db:
-            if db.get_bind().dialect.name == "postgresql":
-                db.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SEQUENCER_LOCK})
-            # SQLite: every transaction holds the write lock from its start.
-            last = db.scalar(select(func.max(models.LogEntry.seq)))
-            entries = list(
-                db.scalars(
-                    select(models.LogEntry)
-                    .where(models.LogEntry.seq.is_(None))
-                    .order_by(models.LogEntry.create_time, models.LogEntry.id)
-                    .limit(batch)
-                )
-            )
-            start = -1 if last is None else last
-            for offset, entry in enumerate(entries, start=1):
-                entry.seq = start + offset
-        SEQUENCED.inc(len(entries))
-        return len(entries)
+        with self._stores.begin() as store:
+            count = store.log.sequence(batch)
+        SEQUENCED.inc(count)
+        return count
 
-    def size(self, db: DbSession | None = None) -> int:
-        """Entries sequenced so far; in the caller's transaction when given one."""
-        with contextlib.nullcontext(db) if db else self._sessions() as session:
-            last = session.scalar(select(func.max(models.LogEntry.seq)))
-        return 0 if last is None else last + 1
+    def size(self) -> int:
+        """Entries sequenced so far."""
+        with self._stores.read() as store:
+            return store.log.size()
 
     def after(
-        self, party_id: uuid.UUID, cursor: int, limit: int = 100, db: DbSession | None = None
-    ) -> list[tuple[models.LogEntry, models.Letter]]:
+        self, party_id: uuid.UUID, cursor: int, limit: int = 100
+    ) -> list[tuple[LogEntryRecord, LetterRecord]]:
         """Sequenced entries after ``cursor`` about letters the party sent."""
-        with contextlib.nullcontext(db) if db else self._sessions() as session:
-            rows = session.execute(
-                select(models.LogEntry, models.Letter)
-                .join(models.Letter, models.Letter.id == models.LogEntry.letter_id)
-                .where(models.LogEntry.seq > cursor, models.Letter.sender_id == party_id)
-                .order_by(models.LogEntry.seq)
-                .limit(limit)
-            )
-            return list(rows)
+        with self._stores.read() as store:
+            return store.log.after(party_id, cursor, limit)

@@ -32,6 +32,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
+from lre.server.adapters import at_rest
 from lre.server.clock import utcnow
 from lre.server.domain import identity
 from lre.server.domain.errors import (
@@ -43,7 +44,6 @@ from lre.server.domain.errors import (
 )
 from lre.server.domain.identity import AssuranceLevel, FactorCategory, ProofingMethod
 from lre.server.domain.letters import PartyKind
-from lre.server.services import at_rest
 from lre.server.storage import models
 from lre.server.storage.db import engine_of, reader
 from lre.server.storage.paging import paged
@@ -473,10 +473,10 @@ class IdentityService:
     def enroll_totp(self, party_id: uuid.UUID) -> str:
         """A new TOTP secret (RFC 6238, 30 s, 6 digits); its otpauth URI is shown once."""
         secret = pyotp.random_base32()
-        sealed = at_rest.seal(self._policy.secrets_key, secret.encode(), party_id.bytes)
+        encrypted = at_rest.encrypt(self._policy.secrets_key, secret.encode(), party_id.bytes)
         with self._sessions.begin() as db:
             credential = self._credential(db, party_id)
-            credential.totp_secret = sealed
+            credential.totp_secret = encrypted
             credential.totp_last_step = None
         return pyotp.TOTP(secret).provisioning_uri(
             name=f"parties/{party_id}", issuer_name=TOTP_ISSUER
@@ -485,7 +485,7 @@ class IdentityService:
     def _totp(self, credential: models.Credential) -> pyotp.TOTP | None:
         if credential.totp_secret is None:
             return None
-        secret = at_rest.unseal(
+        secret = at_rest.decrypt(
             self._policy.secrets_key, credential.totp_secret, credential.party_id.bytes
         )
         return pyotp.TOTP(secret.decode())
@@ -511,11 +511,11 @@ class IdentityService:
             credential.email_code_hmac = self._email_code_hmac(code_id, code)
             credential.email_code_sent_time = now
             credential.email_code_expire_time = expire_time
-            sealed = at_rest.seal(self._policy.secrets_key, code.encode(), code_id.bytes)
+            encrypted = at_rest.encrypt(self._policy.secrets_key, code.encode(), code_id.bytes)
             payload = {
                 "party": str(party_id),
                 "code_id": str(code_id),
-                "code": sealed.hex(),
+                "code": encrypted.hex(),
                 "expire_time": expire_time.isoformat(),
             }
             db.execute(

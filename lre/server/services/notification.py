@@ -1,7 +1,7 @@
 """What the recipient is told, and how they can check it came from us.
 
 The notification names no sender: not in the subject, the body, the headers
-or the links (CPCE R53-2). Its verification code is an HMAC of the letter
+or the links (CPCE R53-3 I). Its verification code is an HMAC of the letter
 under the server's secrets key, so nothing more is stored and a phishing
 copy cannot invent a valid one.
 """
@@ -25,14 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-from sqlalchemy import select
-from sqlalchemy.orm import Session as DbSession
-from sqlalchemy.orm import sessionmaker
 
-from lre.server.domain.letters import EvidenceEvent
+from lre.server.adapters import at_rest
+from lre.server.domain.evidence import PartyDetails
+from lre.server.domain.letters import EvidenceEvent, OutboxKind
+from lre.server.domain.records import EvidenceRecord, LetterRecord, MessageRecord
 from lre.server.domain.window import AcceptanceWindow
-from lre.server.services import at_rest
-from lre.server.storage import models
+from lre.server.storage.store import Stores
 
 # Quoted-printable headers: ASCII-safe, and the reference stays readable in the Subject.
 UTF8 = charset.Charset("utf-8")
@@ -77,8 +76,8 @@ class Verification:
 
 
 class NotificationService:
-    def __init__(self, sessions: sessionmaker[DbSession], policy: NotificationPolicy) -> None:
-        self._sessions = sessions
+    def __init__(self, stores: Stores, policy: NotificationPolicy) -> None:
+        self._stores = stores
         self._policy = policy
         self._templates = Environment(
             loader=FileSystemLoader(TEMPLATES),
@@ -96,9 +95,9 @@ class NotificationService:
 
     def letter_waiting(
         self,
-        message: models.OutboxMessage,
-        letter: models.Letter,
-        recipient: models.Party,
+        message: MessageRecord,
+        letter: LetterRecord,
+        recipient: PartyDetails,
         now: dt.datetime,
     ) -> Message:
         """The recipient's notification; ``now`` is when the window opens."""
@@ -106,9 +105,9 @@ class NotificationService:
 
     def reminder(
         self,
-        message: models.OutboxMessage,
-        letter: models.Letter,
-        recipient: models.Party,
+        message: MessageRecord,
+        letter: LetterRecord,
+        recipient: PartyDetails,
         now: dt.datetime,
     ) -> Message:
         """The same notice again, during the window; it names no sender either."""
@@ -118,9 +117,9 @@ class NotificationService:
 
     def _to_recipient(
         self,
-        message: models.OutboxMessage,
-        letter: models.Letter,
-        recipient: models.Party,
+        message: MessageRecord,
+        letter: LetterRecord,
+        recipient: PartyDetails,
         window: AcceptanceWindow,
         reminder: bool,
     ) -> Message:
@@ -141,16 +140,16 @@ class NotificationService:
             message,
             recipient.email,
             ("Rappel / Reminder: " if reminder else "") + subject,
-            "letter_waiting",
+            OutboxKind.LETTER_WAITING,
             context,
         )
 
     def proof(
         self,
-        message: models.OutboxMessage,
-        letter: models.Letter,
-        sender: models.Party,
-        evidence: models.Evidence,
+        message: MessageRecord,
+        letter: LetterRecord,
+        sender: PartyDetails,
+        evidence: EvidenceRecord,
     ) -> Message:
         """The sender's copy of a proof, with the document and its seal attached."""
         what_fr, what_en = PROOF_TITLES[evidence.event]
@@ -169,7 +168,7 @@ class NotificationService:
             message,
             sender.email,
             f"{what_fr} / {what_en} - {letter.reference}",
-            "proof",
+            OutboxKind.PROOF,
             context,
             [
                 (context["evidence_file"], "json", evidence.document),
@@ -178,7 +177,7 @@ class NotificationService:
         )
 
     def email_code(
-        self, message: models.OutboxMessage, party: models.Party, now: dt.datetime
+        self, message: MessageRecord, party: PartyDetails, now: dt.datetime
     ) -> Message | None:
         """A one-time code for logging in; None once it has expired (a late
         code is of no use, and not sent)."""
@@ -187,7 +186,7 @@ class NotificationService:
         if now >= expire_time:
             return None
         code_id = uuid.UUID(payload["code_id"])
-        code = at_rest.unseal(
+        code = at_rest.decrypt(
             self._policy.secrets_key, bytes.fromhex(payload["code"]), code_id.bytes
         )
         context = {
@@ -199,25 +198,27 @@ class NotificationService:
             message,
             party.email,
             f"Code de connexion / Sign-in code - {self._policy.provider_name}",
-            "email_code",
+            OutboxKind.EMAIL_CODE,
             context,
         )
 
     def _email(
         self,
-        message: models.OutboxMessage,
+        message: MessageRecord,
         to: str,
         subject: str,
-        template: str,
+        template: OutboxKind,
         context: dict[str, Any],
         attachments: list[tuple[str, str, bytes]] | None = None,
     ) -> Message:
-        """Text and HTML from ``template``, then the attachments. Built with the
+        """Text and HTML from the kind's templates, then the attachments. Built with the
         compat32 MIME classes: the modern header objects cost several times more
         CPU, and a dispatcher builds a message per notification."""
         body = MIMEMultipart("alternative")
         for subtype in ("txt", "html"):
-            rendered = self._templates.get_template(f"{template}.{subtype}.j2").render(context)
+            rendered = self._templates.get_template(f"{template.value}.{subtype}.j2").render(
+                context
+            )
             body.attach(MIMEText(rendered, "plain" if subtype == "txt" else "html", "utf-8"))
         email: Message = body
         if attachments:
@@ -252,10 +253,8 @@ class NotificationService:
     def verify(self, reference: str, code: str) -> Verification:
         """Whether a notification with this reference and code came from us.
         Unknown references and wrong codes look the same to the caller."""
-        with self._sessions() as db:
-            letter = db.scalar(
-                select(models.Letter).where(models.Letter.reference == reference.strip().upper())
-            )
+        with self._stores.read() as store:
+            letter = store.letters.by_reference(reference.strip().upper())
         if letter is None or letter.notification_time is None:
             return Verification(False, None)
         genuine = hmac.compare_digest(self.verification_code(letter.id), code.strip().upper())

@@ -20,21 +20,18 @@ import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from prometheus_client import Counter
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session as DbSession
-from sqlalchemy.orm import sessionmaker
 
+from lre.server.adapters import at_rest
 from lre.server.domain.errors import InvalidArgument, NotFound
-from lre.server.services import at_rest
-from lre.server.services.events import EventLog
-from lre.server.storage import models
-from lre.server.storage.paging import paged
+from lre.server.domain.records import LogEntryRecord, WebhookRecord
+from lre.server.storage.store import Stores
 
-log = logging.getLogger("lre.webhooks")
+logger = logging.getLogger("lre.webhooks")
 
 DELIVERIES = Counter("lre_webhook_deliveries", "Webhook POSTs, by outcome.", ["outcome"])
 for _outcome in ("delivered", "failed", "abandoned"):
@@ -79,104 +76,89 @@ class WebhookPolicy:
 
 class WebhookService:
     def __init__(
-        self,
-        sessions: sessionmaker[DbSession],
-        events: EventLog,
-        policy: WebhookPolicy,
-        clock: Callable[[], dt.datetime],
+        self, stores: Stores, policy: WebhookPolicy, clock: Callable[[], dt.datetime]
     ) -> None:
-        self._sessions = sessions
-        self._events = events
+        self._stores = stores
         self._policy = policy
         self._clock = clock
 
     # -- management ------------------------------------------------------------
 
-    def create(self, owner_id: uuid.UUID, request_id: str, url: str) -> tuple[models.Webhook, str]:
+    def create(self, owner_id: uuid.UUID, request_id: str, url: str) -> tuple[WebhookRecord, str]:
         """The webhook and its key (hex). A retry with the same request_id gets
         the same webhook and key; it starts with the events after its creation."""
         if not request_id or len(request_id) > 128:
             raise InvalidArgument("request_id", "required, at most 128 characters")
         _check_url(url)
         now = self._clock()
-        query = select(models.Webhook).where(models.Webhook.request_id == request_id)
         try:
-            with self._sessions.begin() as db:
-                webhook = db.scalar(query)
+            with self._stores.begin() as store:
+                webhook = store.webhooks.by_request(request_id)
                 if webhook is None:
                     webhook_id = uuid.uuid4()
-                    webhook = models.Webhook(
+                    webhook = WebhookRecord(
                         id=webhook_id,
                         owner_id=owner_id,
                         url=url,
-                        secret_ciphertext=at_rest.seal(
-                            self._policy.secrets_key, secrets.token_bytes(32), webhook_id.bytes
-                        ),
                         request_id=request_id,
                         create_time=now,
-                        cursor=self._events.size(db) - 1,
+                        delete_time=None,
+                        secret_ciphertext=at_rest.encrypt(
+                            self._policy.secrets_key, secrets.token_bytes(32), webhook_id.bytes
+                        ),
+                        cursor=store.log.size() - 1,
                         attempts=0,
                         next_attempt_time=now,
+                        last_error=None,
                     )
-                    db.add(webhook)
+                    store.webhooks.add(webhook)
         except IntegrityError:
-            with self._sessions() as db:
-                webhook = db.scalar(query)
+            with self._stores.read() as store:
+                webhook = store.webhooks.by_request(request_id)
         if webhook is None or webhook.owner_id != owner_id:
             raise InvalidArgument("request_id", "already used for another webhook")
         return webhook, self._secret(webhook).hex()
 
-    def _secret(self, webhook: models.Webhook) -> bytes:
-        return at_rest.unseal(self._policy.secrets_key, webhook.secret_ciphertext, webhook.id.bytes)
+    def _secret(self, webhook: WebhookRecord) -> bytes:
+        return at_rest.decrypt(
+            self._policy.secrets_key, webhook.secret_ciphertext, webhook.id.bytes
+        )
 
     def list(
         self, owner_id: uuid.UUID, page_size: int, page_token: str
-    ) -> tuple[list[models.Webhook], str]:
-        query = (
-            select(models.Webhook)
-            .where(models.Webhook.owner_id == owner_id, models.Webhook.delete_time.is_(None))
-            .order_by(models.Webhook.create_time, models.Webhook.id)
-        )
-        with self._sessions() as db:
-            return paged(db, query, page_size, page_token)
+    ) -> tuple[list[WebhookRecord], str]:
+        with self._stores.read() as store:
+            return store.webhooks.page_for(owner_id, page_size, page_token)
 
     def delete(self, owner_id: uuid.UUID, webhook_id: uuid.UUID) -> None:
-        with self._sessions.begin() as db:
-            webhook = db.get(models.Webhook, webhook_id, with_for_update=True)
+        with self._stores.begin() as store:
+            webhook = store.webhooks.lock(webhook_id)
             if webhook is None or webhook.owner_id != owner_id:
                 raise NotFound("no such webhook")
             if webhook.delete_time is None:
-                webhook.delete_time = self._clock()
+                store.webhooks.update(webhook_id, delete_time=self._clock())
 
     # -- delivery --------------------------------------------------------------
 
     def deliver_one(self) -> bool:
         """Delivers the next event of one due webhook; False when none was due."""
         now = self._clock()
-        with self._sessions.begin() as db:
-            webhook = db.scalar(
-                select(models.Webhook)
-                .where(
-                    models.Webhook.delete_time.is_(None),
-                    models.Webhook.next_attempt_time <= now,
-                )
-                .order_by(models.Webhook.next_attempt_time)
-                .limit(1)
-                .with_for_update(skip_locked=True)
-            )
+        with self._stores.begin() as store:
+            webhook = store.webhooks.claim_due(now)
             if webhook is None:
                 return False
-            pending = self._events.after(webhook.owner_id, webhook.cursor, limit=1, db=db)
+            pending = store.log.after(webhook.owner_id, webhook.cursor, limit=1)
             if not pending:
-                webhook.next_attempt_time = now + self._policy.idle
+                store.webhooks.update(webhook.id, next_attempt_time=now + self._policy.idle)
                 return True
             entry, _ = pending[0]
-            self._post(db, webhook, entry, now)
+            store.webhooks.update(webhook.id, **self._post(webhook, entry, now))
         return True
 
     def _post(
-        self, db: DbSession, webhook: models.Webhook, entry: models.LogEntry, now: dt.datetime
-    ) -> None:
+        self, webhook: WebhookRecord, entry: LogEntryRecord, now: dt.datetime
+    ) -> dict[str, Any]:
+        """POSTs the event; what changes in the webhook's delivery state."""
         assert entry.seq is not None
         body = json.dumps(
             {
@@ -206,30 +188,29 @@ class WebhookService:
                 reply.read(1024)
         except (urllib.error.URLError, OSError, ValueError) as exc:
             error = str(getattr(exc, "code", "") or type(exc).__name__)
-            webhook.attempts += 1
-            webhook.last_error = f"POST failed: {error}"
+            attempts = webhook.attempts + 1
             if now - entry.create_time >= self._policy.give_up_after:
                 DELIVERIES.labels("abandoned").inc()
-                log.warning(
+                logger.warning(
                     "webhook event abandoned",
                     extra={"webhook": str(webhook.id), "cursor": entry.seq},
                 )
-                self._advance(webhook, entry.seq, now)
-                return
+                return {**_advanced(entry.seq, now), "last_error": f"POST failed: {error}"}
             DELIVERIES.labels("failed").inc()
             delay = min(
                 # The exponent is capped: two days of retries would overflow timedelta.
-                self._policy.first_retry * (2 ** min(webhook.attempts - 1, 16)),
+                self._policy.first_retry * (2 ** min(attempts - 1, 16)),
                 self._policy.max_retry,
             )
-            webhook.next_attempt_time = now + delay
-            return
+            return {
+                "attempts": attempts,
+                "last_error": f"POST failed: {error}",
+                "next_attempt_time": now + delay,
+            }
         DELIVERIES.labels("delivered").inc()
-        webhook.last_error = None
-        self._advance(webhook, entry.seq, now)
+        return {**_advanced(entry.seq, now), "last_error": None}
 
-    @staticmethod
-    def _advance(webhook: models.Webhook, seq: int, now: dt.datetime) -> None:
-        webhook.cursor = seq
-        webhook.attempts = 0
-        webhook.next_attempt_time = now
+
+def _advanced(seq: int, now: dt.datetime) -> dict[str, Any]:
+    """The delivery state once the event at ``seq`` is done with."""
+    return {"cursor": seq, "attempts": 0, "next_attempt_time": now}

@@ -29,12 +29,12 @@ def paged(
     db: DbSession, query: Select[Paged], page_size: int, page_token: str
 ) -> tuple[list[Paged], str]:
     """One page of an ordered query and the token of the next ("" at the end)."""
-    size, offset = _page(page_size, page_token)
+    size, offset = page(page_size, page_token)
     rows = list(db.scalars(query.offset(offset).limit(size)))
-    return rows, _next_token(offset, size, len(rows))
+    return rows, next_token(offset, size, len(rows))
 
 
-def _page(page_size: int, page_token: str) -> tuple[int, int]:
+def page(page_size: int, page_token: str) -> tuple[int, int]:
     if page_size < 0:
         raise InvalidArgument("page_size", "must not be negative")
     size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
@@ -49,7 +49,7 @@ def _page(page_size: int, page_token: str) -> tuple[int, int]:
     return size, offset
 
 
-def _next_token(offset: int, size: int, returned: int) -> str:
+def next_token(offset: int, size: int, returned: int) -> str:
     return (
         base64.urlsafe_b64encode(str(offset + size).encode()).decode() if returned == size else ""
     )

@@ -6,8 +6,18 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from typing import Protocol
 
-log = logging.getLogger("lre.workers")
+logger = logging.getLogger("lre.workers")
+
+
+class Worker(Protocol):
+    # The thread's name, and the ``worker`` of its log lines.
+    name: str
+
+    def step(self) -> bool:
+        """Does one batch of work; True when there may be more right away."""
+        ...
 
 
 def repeat(stop: threading.Event, interval_s: float, step: Callable[[], bool], name: str) -> None:
@@ -18,5 +28,5 @@ def repeat(stop: threading.Event, interval_s: float, step: Callable[[], bool], n
             while not stop.is_set() and step():
                 pass
         except Exception:
-            log.exception("worker step failed", extra={"worker": name})
+            logger.exception("worker step failed", extra={"worker": name})
         stop.wait(interval_s)

@@ -16,25 +16,22 @@ from dataclasses import dataclass
 from email.message import Message
 
 from prometheus_client import Counter, Gauge, Histogram
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session as DbSession
-from sqlalchemy.orm import sessionmaker
 
-from lre.server.domain.letters import LetterState, OutboxState
-from lre.server.mail import MailTransport, PermanentFailure, TemporaryFailure
-from lre.server.services.custody import CustodyService
+from lre.server.adapters.mail import MailTransport, PermanentFailure, TemporaryFailure
+from lre.server.domain.letters import LetterState, OutboxKind, OutboxState
+from lre.server.domain.records import MessageRecord
+from lre.server.services.custody.decisions import DecisionService
 from lre.server.services.notification import NotificationService
-from lre.server.storage import models
+from lre.server.storage.store import Store, Stores
 
-log = logging.getLogger("lre.outbox")
+logger = logging.getLogger("lre.outbox")
 
 SENT = Counter("lre_notifications_sent", "Outbox messages delivered to the mail server.", ["kind"])
 FAILURES = Counter(
     "lre_notification_failures", "Outbox deliveries that failed.", ["kind", "permanent"]
 )
-# Every kind of message the outbox carries; their series exist from the start.
-KINDS = ("letter_waiting", "reminder", "proof", "email_code")
-for _kind in KINDS:
+# Every kind of message the outbox carries: their series exist from the start.
+for _kind in OutboxKind:
     SENT.labels(_kind)
     for _permanent in ("true", "false"):
         FAILURES.labels(_kind, _permanent)
@@ -65,19 +62,21 @@ class RetryPolicy:
 
 
 class OutboxDispatcher:
+    name = "outbox"
+
     def __init__(
         self,
-        sessions: sessionmaker[DbSession],
+        stores: Stores,
         transport: MailTransport,
         notifications: NotificationService,
-        custody: CustodyService,
+        decisions: DecisionService,
         retry: RetryPolicy,
         clock: Callable[[], dt.datetime],
     ) -> None:
-        self._sessions = sessions
+        self._stores = stores
         self._transport = transport
         self._notifications = notifications
-        self._custody = custody
+        self._decisions = decisions
         self._retry = retry
         self._clock = clock
 
@@ -90,63 +89,48 @@ class OutboxDispatcher:
         how many it claimed. A crash before the commit resends them all, each
         under its own Message-ID again: never a loss, at worst a duplicate."""
         now = self._clock()
-        with self._sessions.begin() as db:
-            # One flush at the end, not one before every read of the batch: the
-            # reads are of rows this batch does not insert.
-            db.autoflush = False
-            messages = list(
-                db.scalars(
-                    select(models.OutboxMessage)
-                    .where(
-                        models.OutboxMessage.state == OutboxState.PENDING,
-                        models.OutboxMessage.next_attempt_time <= now,
-                    )
-                    .order_by(models.OutboxMessage.next_attempt_time)
-                    .limit(batch)
-                    .with_for_update(skip_locked=True)
-                )
-            )
+        with self._stores.begin() as store:
+            messages = store.outbox.claim_due(now, batch)
             for message in messages:
-                self._deliver(db, message, now)
+                self._deliver(store, message, now)
         return len(messages)
 
-    def _compose(
-        self, db: DbSession, message: models.OutboxMessage, now: dt.datetime
-    ) -> Message | None:
+    def _compose(self, store: Store, message: MessageRecord, now: dt.datetime) -> Message | None:
         """The e-mail for an outbox row; None when it is no longer needed."""
-        if message.kind == "email_code":
-            party = db.get(models.Party, uuid.UUID(message.payload["party"]))
+        if message.kind is OutboxKind.EMAIL_CODE:
+            party_id = uuid.UUID(message.payload["party"])
+            party = store.letters.parties([party_id]).get(party_id)
             if party is None:
                 raise LookupError("the party of this code is gone")
-            return self._notifications.email_code(message, party, now)
-        letter = db.get(models.Letter, message.letter_id) if message.letter_id else None
-        if letter is None or message.kind not in KINDS:
-            raise LookupError(f"cannot compose {message.kind}")
-        if message.kind == "proof":
-            evidence = db.get(models.Evidence, uuid.UUID(message.payload["evidence"]))
-            sender = db.get(models.Party, letter.sender_id)
-            assert evidence is not None and sender is not None
-            return self._notifications.proof(message, letter, sender, evidence)
-        recipient = db.get(models.Party, letter.recipient_id)
-        assert recipient is not None
-        if message.kind == "reminder":
+            return self._notifications.email_code(message, party[0], now)
+        letter = store.letters.get(message.letter_id) if message.letter_id else None
+        if letter is None:
+            raise LookupError(f"cannot compose {message.kind.value}")
+        parties = store.letters.parties((letter.sender_id, letter.recipient_id))
+        if message.kind is OutboxKind.PROOF:
+            evidence = store.evidence.get(uuid.UUID(message.payload["evidence"]))
+            assert evidence is not None
+            return self._notifications.proof(
+                message, letter, parties[letter.sender_id][0], evidence
+            )
+        recipient = parties[letter.recipient_id][0]
+        if message.kind is OutboxKind.REMINDER:
             if letter.state is not LetterState.NOTIFIED:
                 return None  # answered or expired: nothing to remind
             return self._notifications.reminder(message, letter, recipient, now)
         return self._notifications.letter_waiting(message, letter, recipient, now)
 
-    def _deliver(self, db: DbSession, message: models.OutboxMessage, now: dt.datetime) -> None:
+    def _deliver(self, store: Store, message: MessageRecord, now: dt.datetime) -> None:
         try:
-            email = self._compose(db, message, now)
+            email = self._compose(store, message, now)
         except LookupError as exc:
             # Rows this version cannot compose stay failed, visibly, rather than lost.
-            message.state = OutboxState.FAILED
-            message.last_error = str(exc)
+            store.outbox.update(message.id, state=OutboxState.FAILED, last_error=str(exc))
             return
         if email is None:
-            db.delete(message)
+            store.outbox.remove(message.id)
             return
-        message.attempts += 1
+        attempts = message.attempts + 1
         try:
             try:
                 self._transport.send(email)
@@ -154,67 +138,73 @@ class OutboxDispatcher:
                 raise
             except Exception as exc:
                 # An unforeseen transport error: retried with backoff, not in a tight loop.
-                log.exception("mail transport error")
+                logger.exception("mail transport error")
                 raise TemporaryFailure(type(exc).__name__) from None
         except TemporaryFailure as exc:
             FAILURES.labels(message.kind, "false").inc()
-            message.last_error = str(exc)
-            if message.attempts < self._retry.max_attempts:
-                message.next_attempt_time = now + self._retry.delay(message.attempts)
-                log.warning(
+            if attempts < self._retry.max_attempts:
+                store.outbox.update(
+                    message.id,
+                    attempts=attempts,
+                    last_error=str(exc),
+                    next_attempt_time=now + self._retry.delay(attempts),
+                )
+                logger.warning(
                     "notification deferred",
-                    extra={"outbox_id": str(message.id), "attempts": message.attempts},
+                    extra={"outbox_id": str(message.id), "attempts": attempts},
                 )
                 return
-            self._fail(db, message, now)
+            self._fail(store, message, attempts, str(exc), now)
             return
         except PermanentFailure as exc:
             FAILURES.labels(message.kind, "true").inc()
-            message.last_error = str(exc)
-            self._fail(db, message, now)
+            self._fail(store, message, attempts, str(exc), now)
             return
-        message.state = OutboxState.SENT
-        message.sent_time = now
-        message.last_error = None
-        if message.kind == "email_code":
+        payload = message.payload
+        if message.kind is OutboxKind.EMAIL_CODE:
             # Sent: the encrypted code has no more reason to be kept.
-            message.payload = {k: v for k, v in message.payload.items() if k != "code"}
+            payload = {k: v for k, v in payload.items() if k != "code"}
+        store.outbox.update(
+            message.id,
+            state=OutboxState.SENT,
+            attempts=attempts,
+            sent_time=now,
+            last_error=None,
+            payload=payload,
+        )
         SENT.labels(message.kind).inc()
-        if message.kind == "letter_waiting" and message.letter_id is not None:
-            evidence = self._custody.record_notification(db, message.letter_id, now)
-            letter = db.get(models.Letter, evidence.letter_id)
-            assert letter is not None
+        if message.kind is OutboxKind.LETTER_WAITING and message.letter_id is not None:
+            letter = self._decisions.record_notification(store, message.letter_id, now)
             TO_NOTIFICATION.observe((now - letter.deposit_time).total_seconds())
-        log.info(
+        logger.info(
             "notification sent",
-            extra={"outbox_id": str(message.id), "kind": message.kind},
+            extra={"outbox_id": str(message.id), "kind": message.kind.value},
         )
 
-    def _fail(self, db: DbSession, message: models.OutboxMessage, now: dt.datetime) -> None:
-        message.state = OutboxState.FAILED
-        if message.kind == "letter_waiting":
+    def _fail(
+        self, store: Store, message: MessageRecord, attempts: int, error: str, now: dt.datetime
+    ) -> None:
+        store.outbox.update(
+            message.id, state=OutboxState.FAILED, attempts=attempts, last_error=error
+        )
+        if message.kind is OutboxKind.LETTER_WAITING:
             # Only the recipient's notice has legal weight: its failure is an evidence.
             assert message.letter_id is not None
-            self._custody.record_notification_failure(db, message.letter_id, now)
-        log.warning("notification failed", extra={"outbox_id": str(message.id)})
+            self._decisions.record_notification_failure(store, message.letter_id, now)
+        logger.warning("notification failed", extra={"outbox_id": str(message.id)})
 
     def measure_backlog(self) -> None:
         """Messages due and not sent (a reminder waiting for its day is not late)."""
-        with self._sessions() as db:
-            count, oldest = db.execute(
-                select(func.count(), func.min(models.OutboxMessage.create_time)).where(
-                    models.OutboxMessage.state == OutboxState.PENDING,
-                    models.OutboxMessage.create_time <= self._clock(),
-                )
-            ).one()
+        now = self._clock()
+        with self._stores.read() as store:
+            count, oldest = store.outbox.backlog(now)
         BACKLOG.set(count)
-        OLDEST.set((self._clock() - oldest).total_seconds() if oldest else 0)
+        OLDEST.set((now - oldest).total_seconds() if oldest else 0)
 
     def step(self) -> bool:
         """Sends what is due; refreshes the backlog gauges when nothing is."""
         # SQLite holds its one write lock while a batch is sent: one at a time there.
-        sqlite = self._sessions.kw["bind"].dialect.name == "sqlite"
-        if (self.dispatch(1) if sqlite else self.dispatch()) > 0:
+        if (self.dispatch(1) if self._stores.sqlite else self.dispatch()) > 0:
             return True
         self.measure_backlog()
         return False

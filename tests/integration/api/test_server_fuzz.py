@@ -19,11 +19,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine
 
-from lre.server.api import app
+from lre.server import bootstrap
+from lre.server.adapters.signer import SignerClient
 from lre.server.config import ServerSettings
 from lre.server.domain.identity import AssuranceLevel
 from lre.server.domain.letters import PartyKind
-from lre.server.signing import SignerClient
 from lre.server.storage import db, models
 from lre.v1 import custody_pb2, notification_pb2
 from tests.conftest import SignerProcess
@@ -72,7 +72,7 @@ def served(
             )
         )
     signer = SignerClient(signer_process.grpc_address)
-    server = app.build(
+    server = bootstrap.build(
         ServerSettings(grpc_address="127.0.0.1:0", secrets_key_file=key), engine, signer
     )
     server.process.set_serving(True)

@@ -25,12 +25,12 @@ from pyhanko.sign.diff_analysis import ModificationLevel
 from pyhanko.sign.validation import DocumentSecurityStore, validate_pdf_signature
 from pyhanko.sign.validation.status import SignatureCoverageLevel
 
+from lre.server.adapters.signer import SignerClient
 from lre.server.domain.evidence import EvidenceDocument, PartDigest, PartyDetails
 from lre.server.domain.letters import EvidenceEvent
 from lre.server.proofs import ProofInputError, attachment_names, proof_pdf, render_proof
 from lre.server.proofs.document import read
 from lre.server.proofs.events import TEXTS
-from lre.server.signing import SignerClient
 from lre.signer.app import Signer
 from lre.signer.config import SignerSettings
 from lre.signer.service import MAX_PDF_BYTES

@@ -7,8 +7,8 @@ from pathlib import Path
 import grpc
 import pytest
 
+from lre.server.adapters.signer import SignerClient
 from lre.server.domain.errors import DependencyUnavailable
-from lre.server.signing import SignerClient
 from lre.v1 import signing_pb2
 from tests.conftest import SignerProcess
 from tests.support import free_port, openssl

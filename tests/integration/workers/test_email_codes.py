@@ -14,8 +14,7 @@ from lre.server.domain.errors import AuthenticationFailed, FailedPrecondition, T
 from lre.server.domain.letters import PartyKind
 from lre.server.services.identity import NewParty
 from lre.server.storage import db, models
-from tests.integration.workers.conftest import Inbox, World
-from tests.integration.workers.test_outbox import _text
+from tests.integration.world import Inbox, World, text_of
 
 PASSWORD = "correct horse battery staple"
 ADDRESS = "camille@example.org"
@@ -42,7 +41,7 @@ def _deliver(world: World, inbox: Inbox) -> str:
     assert len(inbox.messages) == before + 1
     message = inbox.messages[-1]
     assert message["To"] == ADDRESS
-    codes = set(re.findall(r"\b(\d{6})\b", _text(message)))
+    codes = set(re.findall(r"\b(\d{6})\b", text_of(message)))
     assert len(codes) == 1, codes
     return str(codes.pop())
 

@@ -3,41 +3,26 @@ the real signer, and SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import dataclasses
-import datetime as dt
-import email
-import email.header
 import threading
-import uuid
-from email.message import Message
 from pathlib import Path
 
-import pytest
-from prometheus_client import REGISTRY
-
-from lre.server.domain import identity
-from lre.server.domain.errors import FailedPrecondition, InvalidTransition
-from lre.server.domain.identity import AssuranceLevel, FactorCategory
 from lre.server.domain.letters import EvidenceEvent, LetterState, OutboxState
 from lre.server.domain.window import AcceptanceWindow
-from lre.server.services.custody import CustodyPolicy
 from lre.server.storage import db, models
 from lre.server.workers.outbox import OutboxDispatcher
 from tests.conftest import SignerProcess
-from tests.integration.workers.conftest import SENDER_COMPANY, SENDER_EMAIL, Inbox, World
+from tests.integration.world import (
+    SENDER_COMPANY,
+    SENDER_EMAIL,
+    Inbox,
+    World,
+    subject_of,
+    text_of,
+)
 from tests.support import openssl
 
 # Issue 6: with the mail server down for the first part, 1,000 letters deposited.
 LETTERS_WHILE_SMTP_DOWN = 1000
-
-
-def _text(message: Message) -> str:
-    texts = []
-    for part in message.walk():
-        payload = part.get_payload(decode=True)
-        if part.get_content_maintype() == "text" and isinstance(payload, bytes):
-            texts.append(payload.decode())
-    return "\n".join(texts)
 
 
 def test_the_recipient_is_told_everything_but_the_sender(world: World, smtp_port: int) -> None:
@@ -50,15 +35,17 @@ def test_the_recipient_is_told_everything_but_the_sender(world: World, smtp_port
     ((index, message),) = [
         (i, m) for i, m in enumerate(inbox.messages) if m["To"] == "courrier@destinataire.example"
     ]
-    body = _text(message)
+    body = text_of(message)
     window = AcceptanceWindow(world.clock.now)
     code = world.notifications.verification_code(letter.id)
     assert message["To"] == "courrier@destinataire.example"
-    assert letter.reference in _subject(message) and letter.reference in body
+    assert letter.reference in subject_of(message) and letter.reference in body
     assert code in body
     assert window.last_day.strftime("%d %B %Y") in body  # English deadline
     assert "heure de Paris" in body and "Paris time" in body  # French and English
     assert "https://portal.lre.test" in body
+    # The sender kept hidden until acceptance is R53-3 I, in both languages and both parts.
+    assert body.count("R53-3") == 4 and "R53-2" not in body
     assert message.get_content_type() == "multipart/alternative"
     # Nothing that identifies the sender, anywhere in the message as sent.
     raw = inbox.raw[index].decode("utf-8", "replace").lower() + body.lower()
@@ -139,202 +126,25 @@ def test_two_dispatchers_send_each_message_once(world: World, smtp_port: int) ->
     )
 
 
-def _recipient_session(world: World) -> identity.Session:
-    return identity.Session(
-        party_id=str(world.recipient.id),
-        level=AssuranceLevel.SUBSTANTIAL,
-        factors=frozenset({FactorCategory.KNOWLEDGE, FactorCategory.POSSESSION}),
-        one_time_element=True,
-        authenticated_at=world.clock.now,
-        expires_at=world.clock.now + dt.timedelta(minutes=30),
-    )
-
-
-def _notified(world: World, count: int, smtp_port: int) -> list[models.Letter]:
-    letters = [world.deposit() for _ in range(count)]
-    world.clock.advance(seconds=2)
-    with Inbox(smtp_port):
-        while world.dispatcher.dispatch_one():
-            pass
-    return letters
-
-
-def test_non_claim_is_proven_when_the_window_closes_and_not_before(
-    world: World, smtp_port: int
-) -> None:
-    (letter,) = _notified(world, 1, smtp_port)
-    closes_at = world.letter(letter.id).acceptance_deadline
-    assert closes_at is not None
-    world.clock.now = closes_at - dt.timedelta(microseconds=1)
-    assert world.custody.expire_due() == 0
-    delays_before = _sample("lre_non_claim_proof_delay_seconds_count")
-    within_3h_before = _sample("lre_non_claim_proof_delay_seconds_bucket", le="14400.0")
-    late_before = _sample("lre_non_claim_proofs_late_total")
-    world.clock.now = closes_at + dt.timedelta(hours=3)
-    assert world.custody.expire_due() == 1
-    assert world.custody.expire_due() == 0
-    assert _sample("lre_non_claim_proof_delay_seconds_count") == delays_before + 1
-    assert _sample("lre_non_claim_proof_delay_seconds_bucket", le="14400.0") == (
-        within_3h_before + 1
-    )
-    assert _sample("lre_non_claim_proofs_late_total") == late_before  # on time
-    assert _sample("lre_non_claim_oldest_pending_seconds") == 0
-    expired = world.letter(letter.id)
-    assert expired.state is LetterState.EXPIRED and expired.decision_time == closes_at
-    with db.sessions(world.engine)() as session:
-        proof = (
-            session.query(models.Evidence)
-            .filter_by(letter_id=letter.id, event=EvidenceEvent.ACCEPTANCE_REJECTION_EXPIRY)
-            .one()
-        )
-    assert proof.event_time == closes_at  # dated at the end of the window, not at the sweep
-    with pytest.raises(InvalidTransition):
-        world.custody.accept(_recipient_session(world), letter.id)
-
-
-def _sample(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
-
-
-def test_a_proof_sealed_after_the_day_following_the_window_counts_as_late(
-    world: World, smtp_port: int
-) -> None:
-    first, _ = _notified(world, 2, smtp_port)
-    closes_at = world.letter(first.id).acceptance_deadline
-    assert closes_at is not None
-    window = AcceptanceWindow(world.letter(first.id).notification_time)  # type: ignore[arg-type]
-    late_before = _sample("lre_non_claim_proofs_late_total")
-    # The sweeper was down: it comes back after the legal limit, one letter at a time.
-    world.clock.now = window.non_claim_proof_due + dt.timedelta(minutes=5)
-    assert world.custody.expire_due(batch=1) == 1
-    assert _sample("lre_non_claim_proofs_late_total") == late_before + 1
-    # The other letter has waited since the window closed, and the gauge says so.
-    waited = (world.clock.now - closes_at).total_seconds()
-    assert _sample("lre_non_claim_oldest_pending_seconds") == waited
-    assert world.custody.expire_due() == 1
-    assert _sample("lre_non_claim_oldest_pending_seconds") == 0
-
-
-def test_a_decision_just_before_the_deadline_beats_the_sweeper(
-    world: World, smtp_port: int
-) -> None:
-    (letter,) = _notified(world, 1, smtp_port)
-    closes_at = world.letter(letter.id).acceptance_deadline
-    assert closes_at is not None
-    world.clock.now = closes_at - dt.timedelta(seconds=1)
-    world.custody.accept(_recipient_session(world), letter.id)
-    world.clock.now = closes_at + dt.timedelta(days=1)
-    assert world.custody.expire_due() == 0
-    assert world.letter(letter.id).state is LetterState.ACCEPTED
-
-
-def test_concurrent_sweepers_give_each_letter_one_outcome(world: World, smtp_port: int) -> None:
-    letters = _notified(world, 30, smtp_port)
-    world.clock.advance(days=17)
-    swept: list[int] = []
-
-    def sweep() -> None:
-        while (count := world.custody.expire_due(batch=4)) > 0:
-            swept.append(count)
-
-    threads = [threading.Thread(target=sweep) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert sum(swept) == 30
-    for letter in letters:
-        assert world.events(letter.id).count(EvidenceEvent.ACCEPTANCE_REJECTION_EXPIRY) == 1
-        assert world.letter(letter.id).state is LetterState.EXPIRED
-
-
-def test_content_is_deleted_after_its_retention_but_evidence_stays(
-    world: World, smtp_port: int
-) -> None:
-    kept, held, pending = _notified(world, 3, smtp_port)
-    for letter in (kept, held):
-        world.custody.accept(_recipient_session(world), letter.id)
-    with db.sessions(world.engine).begin() as session:
-        held_row = session.get(models.Letter, held.id)
-        assert held_row is not None
-        held_row.legal_hold = True  # SetLegalHold needs the operator role of issue 8
-    world.clock.advance(days=364)
-    assert world.custody.purge_content() == 0
-    world.clock.advance(days=2)
-    assert world.custody.purge_content() == 1
-    with db.sessions(world.engine)() as session:
-        chunks = {
-            letter.id: session.query(models.ContentChunk).filter_by(letter_id=letter.id).count()
-            for letter in (kept, held, pending)
-        }
-        purged = session.get(models.Letter, kept.id)
-        assert (
-            purged is not None
-            and purged.wrapped_key is None
-            and purged.content_purge_time == world.clock.now
-        )
-    assert chunks == {kept.id: 0, held.id: 1, pending.id: 1}  # held: legal hold; pending: not final
-    assert world.events(kept.id)  # the evidence stays
-    fresh = dataclasses.replace(_recipient_session(world), authenticated_at=world.clock.now)
-    with pytest.raises(FailedPrecondition, match="no longer kept"):
-        world.custody.download(fresh, kept.id)
-
-
-def test_a_retention_shorter_than_the_legal_window_is_refused() -> None:
-    with pytest.raises(ValueError, match="at least 30 days"):
-        CustodyPolicy("p", 1, 1, "EUR", content_retention=dt.timedelta(days=10))
-
-
-def test_the_same_request_id_sent_four_times_at_once_gives_one_letter(world: World) -> None:
-    barrier = threading.Barrier(4)
-    letters: list[uuid.UUID] = []
-
-    def deposit() -> None:
-        barrier.wait()
-        letters.append(world.deposit("the-same-request").id)
-
-    threads = [threading.Thread(target=deposit) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert len(letters) == 4 and len(set(letters)) == 1
-    with db.sessions(world.engine)() as session:
-        assert session.query(models.Letter).filter_by(request_id="the-same-request").count() == 1
-        assert session.query(models.Charge).filter_by(letter_id=letters[0]).count() == 1
-        # One notice for the recipient, one proof of deposit for the sender.
-        assert session.query(models.OutboxMessage).filter_by(letter_id=letters[0]).count() == 2
-
-
-def _subject(message: Message) -> str:
-    return str(email.header.make_header(email.header.decode_header(message["Subject"])))
-
-
-def _drain(world: World) -> None:
-    while world.dispatcher.dispatch_one():
-        pass
-
-
 def test_the_sender_gets_each_proof_and_the_recipient_reminders_until_an_answer(
     world: World, smtp_port: int, signer_process: SignerProcess, tmp_path: Path
 ) -> None:
-    answered, ignored = _notified(world, 2, smtp_port)
+    answered, ignored = world.notified(2, smtp_port)
     world.clock.advance(days=3)
-    world.custody.accept(_recipient_session(world), answered.id)
+    world.decisions.accept(world.recipient_session(), answered.id)
     with Inbox(smtp_port) as inbox:
         for days in (5, 6):  # days 8 and 14 of the window: both reminders are due
             world.clock.advance(days=days)
-            _drain(world)
+            world.drain()
         world.clock.advance(days=3)  # the window has closed
-        assert world.custody.expire_due() == 1
-        _drain(world)
+        assert world.expiry.expire_due() == 1
+        world.drain()
     to_recipient = [m for m in inbox.messages if m["To"] == "courrier@destinataire.example"]
     assert len(to_recipient) == 2  # days 7 and 13, for the letter still waiting only
     for message in to_recipient:
-        assert _subject(message).startswith("Rappel / Reminder") and ignored.reference in _subject(
-            message
-        )
-        assert "vous attend toujours" in _text(message) and "still waiting" in _text(message)
+        subject = subject_of(message)
+        assert subject.startswith("Rappel / Reminder") and ignored.reference in subject
+        assert "vous attend toujours" in text_of(message) and "still waiting" in text_of(message)
         assert SENDER_COMPANY.lower() not in message.as_string().lower()
     with db.sessions(world.engine)() as session:
         assert (
@@ -343,7 +153,7 @@ def test_the_sender_gets_each_proof_and_the_recipient_reminders_until_an_answer(
             .count()
         )
 
-    to_sender = {_subject(m): m for m in inbox.messages if m["To"] == SENDER_EMAIL}
+    to_sender = {subject_of(m): m for m in inbox.messages if m["To"] == SENDER_EMAIL}
     assert sorted(to_sender) == sorted(
         [
             f"Preuve d'acceptation / Proof of acceptance - {answered.reference}",

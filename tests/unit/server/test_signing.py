@@ -8,8 +8,8 @@ from typing import cast
 
 import pytest
 
+from lre.server.adapters.signer import ContentKeys, SignerClient, letter_key_context
 from lre.server.domain.errors import DependencyUnavailable
-from lre.server.signing import ContentKeys, SignerClient, letter_key_context
 
 
 class FakeSigner:

@@ -74,14 +74,19 @@ def test_every_state_against_every_action(state: LetterState, action: str) -> No
         assert letter.state is state
 
 
-def test_final_states_are_final() -> None:
-    for state in (
+def test_final_states_are_exactly_those_nothing_follows() -> None:
+    final = {s for s in LetterState if s.final}
+    assert final == {
         LetterState.ACCEPTED,
         LetterState.REFUSED,
         LetterState.EXPIRED,
         LetterState.REJECTED,
-    ):
-        assert state.final and not TRANSITIONS[state]
+        # A failed notification ends the letter too: its content must reach
+        # the end of its retention like any other's.
+        LetterState.NOTIFICATION_FAILED,
+    }
+    assert all(not TRANSITIONS[s] for s in final)
+    assert all(TRANSITIONS[s] for s in set(LetterState) - final)
 
 
 def test_decisions_after_the_window_are_refused_and_expiry_before_it_too() -> None:

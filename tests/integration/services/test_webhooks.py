@@ -8,11 +8,8 @@ import datetime as dt
 import hashlib
 import hmac
 import json
-import threading
 import uuid
 from collections.abc import Iterator
-from email.message import Message
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from prometheus_client import REGISTRY
@@ -20,47 +17,15 @@ from prometheus_client import REGISTRY
 from lre.server.domain.errors import InvalidArgument
 from lre.server.services.events import EventLog
 from lre.server.services.webhooks import WebhookPolicy, WebhookService
-from lre.server.storage import db
 from tests.integration.services.conftest import KEY
-from tests.integration.workers.conftest import World
-
-
-class Receiver:
-    """Answers 500 to the first ``failures`` POSTs, then 200; keeps them all."""
-
-    def __init__(self, failures: int) -> None:
-        self.received: list[tuple[Message, bytes, int]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                status = 500 if len(receiver.received) < failures else 200
-                receiver.received.append((self.headers, body, status))
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/lre-events"
-
-    def __enter__(self) -> Receiver:
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+from tests.integration.world import Receiver, World
 
 
 @pytest.fixture
 def hooks(world: World) -> Iterator[tuple[EventLog, WebhookService]]:
-    events = EventLog(db.sessions(world.engine), world.clock)
+    events = EventLog(world.stores, world.clock)
     policy = WebhookPolicy(KEY, first_retry=dt.timedelta(seconds=10))
-    yield events, WebhookService(db.sessions(world.engine), events, policy, world.clock)
+    yield events, WebhookService(world.stores, policy, world.clock)
 
 
 def _drain(webhooks: WebhookService) -> None:

@@ -12,19 +12,20 @@ from collections.abc import Callable
 import pytest
 from sqlalchemy import text
 
+from lre.server.domain.records import LetterRecord
 from lre.server.services.audit import verify_log
 from lre.server.services.events import EventLog
 from lre.server.storage import db, models
 from tests import rfc9162
 from tests.conftest import SignerProcess
-from tests.integration.workers.conftest import World
+from tests.integration.world import World
 
 
 def _log(world: World, signer_process: SignerProcess) -> EventLog:
-    return EventLog(db.sessions(world.engine), world.clock, world.signer, "Test provider")
+    return EventLog(world.stores, world.clock, world.signer, "Test provider")
 
 
-def _letters(world: World, count: int) -> list[models.Letter]:
+def _letters(world: World, count: int) -> list[LetterRecord]:
     letters = []
     for _ in range(count):
         letters.append(world.deposit())
@@ -37,7 +38,7 @@ def test_inclusion_and_consistency_proofs_verify_independently(
 ) -> None:
     log = _log(world, signer_process)
     first_letters = _letters(world, 3)
-    world.custody.set_legal_hold(first_letters[0].id, True)  # an entry with no evidence
+    world.decisions.set_legal_hold(first_letters[0].id, True)  # an entry with no evidence
     log.sequence()
     first = log.seal_head()
     more = _letters(world, 4)

@@ -20,7 +20,7 @@ from lre.server.domain.errors import DependencyUnavailable
 from lre.v1 import signing_pb2, signing_pb2_grpc
 
 SERVICE = "lre.v1.SigningService"
-_log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 # Retry what failed before reaching the signer (a restart, a draining replica).
 _RETRY = json.dumps(
     {
@@ -205,7 +205,7 @@ class ContentKeys:
         except DependencyUnavailable:
             if key is None:
                 raise
-            _log.warning("could not wrap content keys ahead; will retry")
+            logger.warning("could not wrap content keys ahead; will retry")
             return key
         finally:
             with self._lock:

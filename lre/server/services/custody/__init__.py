@@ -1,0 +1,20 @@
+"""Custody use cases, by concern: ``deposit`` (one transaction, replays),
+``content`` (AES-GCM chunks in and out), ``evidence`` (documents, seals, and
+the log and outbox rows written with them), ``decisions`` (what changes a
+letter after its deposit) and ``queries`` (what callers may read). The
+workers that sweep letters live in lre.server.workers."""
+
+from lre.server.services.custody.decisions import DecisionService
+from lre.server.services.custody.deposit import DeclaredPart, DepositService
+from lre.server.services.custody.evidence import EvidenceRecorder
+from lre.server.services.custody.policy import CustodyPolicy
+from lre.server.services.custody.queries import CustodyQueries
+
+__all__ = [
+    "CustodyPolicy",
+    "CustodyQueries",
+    "DecisionService",
+    "DeclaredPart",
+    "DepositService",
+    "EvidenceRecorder",
+]

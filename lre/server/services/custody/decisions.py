@@ -1,0 +1,169 @@
+"""What changes a letter after its deposit: the recipient's answer, the
+handover of the content, the notice sent or failed or bounced, an operator's
+legal hold. Each change is one transaction with its sealed evidence."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import uuid
+from collections.abc import Callable, Iterator
+
+from lre.server.adapters.signer import SignerClient, letter_key_context
+from lre.server.domain import identity
+from lre.server.domain.errors import FailedPrecondition, InvalidArgument, NotFound
+from lre.server.domain.letters import EvidenceEvent, LetterState, OutboxKind, OutboxState
+from lre.server.domain.log import LogRecord
+from lre.server.domain.records import EvidenceRecord, LetterRecord, MessageRecord, PartRecord
+from lre.server.services.custody.content import decrypt_content
+from lre.server.services.custody.evidence import EvidenceRecorder
+from lre.server.storage.outbox import new_message
+from lre.server.storage.store import Store, Stores
+
+
+class DecisionService:
+    def __init__(
+        self,
+        stores: Stores,
+        signer: SignerClient,
+        evidence: EvidenceRecorder,
+        reminder_days: tuple[int, ...],
+        clock: Callable[[], dt.datetime],
+    ) -> None:
+        self._stores = stores
+        self._signer = signer
+        self._evidence = evidence
+        self._reminder_days = reminder_days
+        self._clock = clock
+
+    # -- the recipient's side ------------------------------------------------
+
+    def _decide(
+        self,
+        session: identity.Session,
+        letter_id: uuid.UUID,
+        target: LetterState,
+        reason: str | None,
+    ) -> LetterRecord:
+        now = self._clock()
+        identity.require_recipient(session, now)
+        with self._stores.begin() as store:
+            letter = store.letters.lock(letter_id)
+            if letter.recipient_id != uuid.UUID(session.party_id):
+                raise NotFound("no such letter")
+            if letter.state is target:
+                return letter  # a retried decision gets the first result
+            lifecycle = letter.lifecycle()
+            outcome = (
+                lifecycle.accept(now) if target is LetterState.ACCEPTED else lifecycle.refuse(now)
+            )
+            reason_pair = ("refused_by_recipient", reason) if reason else None
+            self._evidence.record(store, letter, lifecycle, outcome, reason_pair)
+            changed = store.letters.get(letter_id)
+        assert changed is not None
+        return changed
+
+    def accept(self, session: identity.Session, letter_id: uuid.UUID) -> LetterRecord:
+        """ConsignmentAcceptance; the sender becomes visible and the content available."""
+        return self._decide(session, letter_id, LetterState.ACCEPTED, None)
+
+    def refuse(self, session: identity.Session, letter_id: uuid.UUID, reason: str) -> LetterRecord:
+        if len(reason) > 500:
+            raise InvalidArgument("reason", "at most 500 characters")
+        return self._decide(session, letter_id, LetterState.REFUSED, reason or None)
+
+    def download(
+        self, session: identity.Session, letter_id: uuid.UUID
+    ) -> Iterator[tuple[int, bytes]]:
+        """The decrypted content, chunk by chunk; ContentHandover is sealed once
+        the last chunk has been handed over."""
+        now = self._clock()
+        identity.require_recipient(session, now)
+        with self._stores.read() as store:
+            letter = store.letters.get(letter_id)
+        if letter is None or letter.recipient_id != uuid.UUID(session.party_id):
+            raise NotFound("no such letter")
+        if letter.state is not LetterState.ACCEPTED:
+            raise FailedPrecondition("the content is available only after acceptance")
+        if letter.wrapped_key is None:
+            raise FailedPrecondition("the content is no longer kept (retention period over)")
+        key = self._signer.unwrap_key(letter.wrapped_key, letter_key_context(letter.id))
+        return self._stream(letter_id, key)
+
+    def _stream(self, letter_id: uuid.UUID, key: bytes) -> Iterator[tuple[int, bytes]]:
+        with self._stores.read() as store:
+            yield from decrypt_content(store.content, letter_id, key)
+        now = self._clock()
+        with self._stores.begin() as store:
+            letter = store.letters.lock(letter_id)
+            if not store.evidence.has(letter_id, EvidenceEvent.CONTENT_HANDOVER):
+                lifecycle = letter.lifecycle()
+                self._evidence.record(store, letter, lifecycle, lifecycle.hand_over_content(now))
+
+    # -- the notice ------------------------------------------------------------
+
+    def record_notification(
+        self, store: Store, letter_id: uuid.UUID, at: dt.datetime
+    ) -> LetterRecord:
+        """The recipient was told (R53-3 I): NotificationForAcceptance; the
+        window opens, and the reminders are scheduled, in the caller's
+        transaction. Returns the letter as it was before."""
+        letter = store.letters.lock(letter_id)
+        lifecycle = letter.lifecycle()
+        self._evidence.record(store, letter, lifecycle, lifecycle.notify(at))
+        # A reminder is created on its day: before it, it is not waiting (the backlog age).
+        reminders = [(day, at + dt.timedelta(days=day)) for day in self._reminder_days]
+        store.outbox.add(
+            new_message(letter_id, OutboxKind.REMINDER, {"day": str(d)}, due, due)
+            for d, due in reminders
+        )
+        return letter
+
+    def record_notification_failure(
+        self, store: Store, letter_id: uuid.UUID, at: dt.datetime
+    ) -> EvidenceRecord:
+        letter = store.letters.lock(letter_id)
+        lifecycle = letter.lifecycle()
+        return self._evidence.record(store, letter, lifecycle, lifecycle.fail_notification(at))
+
+    def record_bounce(
+        self, outbox_id: uuid.UUID, permanent: bool, diagnostic: str
+    ) -> MessageRecord:
+        """A message our mail server accepted came back. A permanent bounce of
+        the recipient's notice, before they answered, is a notification failure."""
+        now = self._clock()
+        with self._stores.begin() as store:
+            message = store.outbox.lock(outbox_id)
+            if message is None:
+                raise NotFound("no notification with this Message-ID")
+            last_error = f"bounced: {diagnostic}"[:1000]
+            state = message.state
+            if permanent and message.state is not OutboxState.BOUNCED:
+                state = OutboxState.BOUNCED
+                if message.kind is OutboxKind.LETTER_WAITING and message.letter_id is not None:
+                    letter = store.letters.lock(message.letter_id)
+                    if letter.state in (LetterState.DEPOSITED, LetterState.NOTIFIED):
+                        lifecycle = letter.lifecycle()
+                        self._evidence.record(
+                            store, letter, lifecycle, lifecycle.fail_notification(now)
+                        )
+            store.outbox.update(outbox_id, state=state, last_error=last_error)
+        return dataclasses.replace(message, state=state, last_error=last_error)
+
+    # -- the operator's -------------------------------------------------------
+
+    def set_legal_hold(
+        self, letter_id: uuid.UUID, hold: bool
+    ) -> tuple[LetterRecord, list[PartRecord]]:
+        """An operator's decision (a court order, a dispute): content on hold is
+        kept past its retention until the hold is lifted."""
+        with self._stores.begin() as store:
+            letter = store.letters.lock(letter_id)
+            if letter.content_purge_time is not None and hold:
+                raise FailedPrecondition("the content was already deleted at the end of retention")
+            store.letters.set_legal_hold(letter_id, hold)
+            now = self._clock()
+            store.log.append(
+                [(LogRecord(str(letter.id), letter.state, now, legal_hold=hold), None)], now
+            )
+            return dataclasses.replace(letter, legal_hold=hold), store.letters.parts(letter_id)

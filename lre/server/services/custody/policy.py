@@ -1,0 +1,28 @@
+"""The provider's custody settings."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+# The content outlives the 15-day window and the day after it, whatever the setting.
+MIN_CONTENT_RETENTION = dt.timedelta(days=30)
+
+
+@dataclass(frozen=True)
+class CustodyPolicy:
+    provider_name: str
+    max_letter_bytes: int
+    tariff_minor: int
+    currency: str
+    # Letter content is deleted this long after deposit, once the letter is
+    # final and unless it is on legal hold. Evidence is kept.
+    content_retention: dt.timedelta = dt.timedelta(days=365)
+    # Days after the notification on which a recipient who has not answered is reminded.
+    reminder_days: tuple[int, ...] = (7, 13)
+
+    def __post_init__(self) -> None:
+        if self.content_retention < MIN_CONTENT_RETENTION:
+            raise ValueError("content retention must be at least 30 days")
+        if any(not 0 < day < 15 for day in self.reminder_days):
+            raise ValueError("reminders fall within the 15-day window (days 1 to 14)")

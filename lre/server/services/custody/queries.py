@@ -1,0 +1,84 @@
+"""What senders and recipients may read of their letters. A caller who is
+neither the sender nor the recipient of a letter gets NOT_FOUND, as if it did
+not exist."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from lre.server.domain import identity
+from lre.server.domain.errors import NotFound
+from lre.server.domain.letters import LetterState, OutboxKind
+from lre.server.domain.records import (
+    ChargeRecord,
+    EvidenceRecord,
+    LetterRecord,
+    MessageRecord,
+    PartRecord,
+)
+from lre.server.storage.store import Stores
+
+
+class CustodyQueries:
+    def __init__(self, stores: Stores) -> None:
+        self._stores = stores
+
+    def letter_for(
+        self, session: identity.Session, letter_id: uuid.UUID
+    ) -> tuple[LetterRecord, list[PartRecord]]:
+        """The letter if the caller sent it or receives it."""
+        party = uuid.UUID(session.party_id)
+        with self._stores.read() as store:
+            letter = store.letters.get(letter_id)
+            if letter is None or party not in (letter.sender_id, letter.recipient_id):
+                raise NotFound("no such letter")
+            return letter, store.letters.parts(letter_id)
+
+    def letters_for(
+        self,
+        session: identity.Session,
+        as_sender: bool,
+        state: LetterState | None,
+        page_size: int,
+        page_token: str,
+    ) -> tuple[list[LetterRecord], str]:
+        """The caller's letters, as sender or as recipient, newest first."""
+        with self._stores.read() as store:
+            return store.letters.page_for(
+                uuid.UUID(session.party_id), as_sender, state, page_size, page_token
+            )
+
+    def charges_for(
+        self,
+        session: identity.Session,
+        start: dt.datetime | None,
+        end: dt.datetime | None,
+        page_size: int,
+        page_token: str,
+    ) -> tuple[list[ChargeRecord], str]:
+        """What the caller owes, oldest first, for invoicing."""
+        with self._stores.read() as store:
+            return store.charges.page_for(
+                uuid.UUID(session.party_id), start, end, page_size, page_token
+            )
+
+    def evidence_for(self, session: identity.Session, letter_id: uuid.UUID) -> list[EvidenceRecord]:
+        """The sender reads every evidence of its letters (R53-2, R53-3: one year at least)."""
+        letter, _ = self.letter_for(session, letter_id)
+        if uuid.UUID(session.party_id) != letter.sender_id:
+            raise NotFound("no such letter")
+        with self._stores.read() as store:
+            return store.evidence.of_letter(letter_id)
+
+    def notifications_for(
+        self, session: identity.Session, letter_id: uuid.UUID, page_size: int, page_token: str
+    ) -> tuple[list[MessageRecord], str]:
+        """A letter's messages: all of them for its sender, the recipient's own
+        (notice and reminders) for its recipient."""
+        letter, _ = self.letter_for(session, letter_id)
+        kinds = None
+        if uuid.UUID(session.party_id) != letter.sender_id:
+            kinds = [k for k in OutboxKind if k.to_recipient]
+        with self._stores.read() as store:
+            return store.outbox.page_for_letter(letter_id, kinds, page_size, page_token)

@@ -1,0 +1,76 @@
+"""Sealed evidence, and the sender's charges."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterable
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session as DbSession
+
+from lre.server.domain.letters import EvidenceEvent
+from lre.server.domain.records import ChargeRecord, EvidenceRecord
+from lre.server.storage import models
+from lre.server.storage.records import from_row, paged_records, table, to_row
+
+EVIDENCE = table(models.Evidence)
+CHARGES = table(models.Charge)
+
+
+class EvidenceRepository:
+    def __init__(self, db: DbSession) -> None:
+        self._db = db
+
+    def add(self, evidence: Iterable[EvidenceRecord]) -> None:
+        rows = [to_row(e) for e in evidence]
+        if rows:
+            self._db.execute(insert(EVIDENCE), rows)
+
+    def get(self, evidence_id: uuid.UUID) -> EvidenceRecord | None:
+        row = self._db.execute(select(EVIDENCE).where(EVIDENCE.c.id == evidence_id)).one_or_none()
+        return None if row is None else from_row(EvidenceRecord, row)
+
+    def of_letter(self, letter_id: uuid.UUID) -> list[EvidenceRecord]:
+        """In the order the events happened."""
+        rows = self._db.execute(
+            select(EVIDENCE)
+            .where(EVIDENCE.c.letter_id == letter_id)
+            .order_by(EVIDENCE.c.event_time, EVIDENCE.c.id)
+        )
+        return [from_row(EvidenceRecord, row) for row in rows]
+
+    def has(self, letter_id: uuid.UUID, event: EvidenceEvent) -> bool:
+        found = self._db.scalar(
+            select(EVIDENCE.c.id).where(
+                EVIDENCE.c.letter_id == letter_id, EVIDENCE.c.event == event
+            )
+        )
+        return found is not None
+
+
+class ChargeRepository:
+    def __init__(self, db: DbSession) -> None:
+        self._db = db
+
+    def add(self, charge: ChargeRecord) -> None:
+        self._db.execute(insert(CHARGES), [to_row(charge)])
+
+    def page_for(
+        self,
+        sender_id: uuid.UUID,
+        start: dt.datetime | None,
+        end: dt.datetime | None,
+        page_size: int,
+        page_token: str,
+    ) -> tuple[list[ChargeRecord], str]:
+        """Oldest first, for invoicing."""
+        query = select(CHARGES).where(CHARGES.c.sender_id == sender_id)
+        if start is not None:
+            query = query.where(CHARGES.c.create_time >= start)
+        if end is not None:
+            query = query.where(CHARGES.c.create_time < end)
+        query = query.order_by(CHARGES.c.create_time, CHARGES.c.id)
+        return paged_records(
+            self._db, query, page_size, page_token, lambda row: from_row(ChargeRecord, row)
+        )

@@ -1,0 +1,261 @@
+"""Letters, their parts and their encrypted content chunks."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy.orm import Session as DbSession
+
+from lre.server.domain.errors import NotFound
+from lre.server.domain.evidence import PartDigest, PartyDetails
+from lre.server.domain.letters import Letter, LetterState, PartyKind
+from lre.server.domain.records import LetterRecord, PartRecord
+from lre.server.storage import models
+from lre.server.storage.records import from_row, paged_records, table, to_row
+
+LETTERS = table(models.Letter)
+PARTS = table(models.LetterPart)
+CHUNKS = table(models.ContentChunk)
+PARTIES = table(models.Party)
+
+
+def _part(row: Any) -> PartRecord:
+    return PartRecord(
+        row.letter_id, row.part_index, row.filename, row.media_type, row.size_bytes, row.sha256
+    )
+
+
+class LetterRepository:
+    """Writes are Core statements in the caller's transaction: the deposit path
+    spent more CPU in the ORM's unit of work than in everything else
+    (docs/performance.md)."""
+
+    def __init__(self, db: DbSession) -> None:
+        self._db = db
+
+    def add(self, letter: LetterRecord, parts: Iterable[PartRecord] = ()) -> None:
+        self._db.execute(insert(LETTERS), [to_row(letter)])
+        self.add_parts(parts)
+
+    def add_parts(self, parts: Iterable[PartRecord]) -> None:
+        rows = [
+            {
+                "letter_id": p.letter_id,
+                "part_index": p.index,
+                "filename": p.filename,
+                "media_type": p.media_type,
+                "size_bytes": p.size_bytes,
+                "sha256": p.sha256,
+            }
+            for p in parts
+        ]
+        if rows:
+            self._db.execute(insert(PARTS), rows)
+
+    def get(self, letter_id: uuid.UUID) -> LetterRecord | None:
+        row = self._db.execute(select(LETTERS).where(LETTERS.c.id == letter_id)).one_or_none()
+        return None if row is None else from_row(LetterRecord, row)
+
+    def lock(self, letter_id: uuid.UUID) -> LetterRecord:
+        """The letter, locked until the caller's transaction ends."""
+        row = self._db.execute(
+            select(LETTERS).where(LETTERS.c.id == letter_id).with_for_update()
+        ).one_or_none()
+        if row is None:
+            raise NotFound("no such letter")
+        return from_row(LetterRecord, row)
+
+    def by_request(self, sender_id: uuid.UUID, request_id: str) -> LetterRecord | None:
+        row = self._db.execute(
+            select(LETTERS).where(
+                LETTERS.c.sender_id == sender_id, LETTERS.c.request_id == request_id
+            )
+        ).one_or_none()
+        return None if row is None else from_row(LetterRecord, row)
+
+    def by_reference(self, reference: str) -> LetterRecord | None:
+        row = self._db.execute(
+            select(LETTERS).where(LETTERS.c.reference == reference)
+        ).one_or_none()
+        return None if row is None else from_row(LetterRecord, row)
+
+    def save_lifecycles(self, changes: Iterable[tuple[uuid.UUID, Letter]]) -> None:
+        """Writes what the state machine changed: state, times and the deadline
+        of the acceptance window (none once the notification failed)."""
+        rows = []
+        for letter_id, letter in changes:
+            window = letter.window
+            open_window = window is not None and letter.state is not LetterState.NOTIFICATION_FAILED
+            rows.append(
+                {
+                    "key": letter_id,
+                    "state": letter.state,
+                    "notification_time": letter.notification_time,
+                    "decision_time": letter.decision_time,
+                    "acceptance_deadline": window.closes_at if open_window and window else None,
+                }
+            )
+        if rows:
+            self._db.execute(
+                update(LETTERS)
+                .where(LETTERS.c.id == bindparam("key"))
+                .values(
+                    state=bindparam("state"),
+                    notification_time=bindparam("notification_time"),
+                    decision_time=bindparam("decision_time"),
+                    acceptance_deadline=bindparam("acceptance_deadline"),
+                ),
+                rows,
+            )
+
+    def set_legal_hold(self, letter_id: uuid.UUID, hold: bool) -> None:
+        self._db.execute(update(LETTERS).where(LETTERS.c.id == letter_id).values(legal_hold=hold))
+
+    def parts(self, letter_id: uuid.UUID) -> list[PartRecord]:
+        rows = self._db.execute(
+            select(PARTS).where(PARTS.c.letter_id == letter_id).order_by(PARTS.c.part_index)
+        )
+        return [_part(row) for row in rows]
+
+    def digests(self, letter_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[PartDigest]]:
+        """The parts of several letters at once, as the evidence names them."""
+        digests: dict[uuid.UUID, list[PartDigest]] = {i: [] for i in letter_ids}
+        for row in self._db.execute(
+            select(PARTS)
+            .where(PARTS.c.letter_id.in_(letter_ids))
+            .order_by(PARTS.c.letter_id, PARTS.c.part_index)
+        ):
+            digests[row.letter_id].append(
+                PartDigest(row.filename, row.media_type, row.size_bytes, row.sha256.hex())
+            )
+        return digests
+
+    def parties(self, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, tuple[PartyDetails, bool]]:
+        """What evidence and e-mails name of each party (R53-2: name or company
+        name, e-mail address), and whether it is a professional; one query."""
+        p = PARTIES.c
+        rows = self._db.execute(
+            select(
+                p.id, p.kind, p.professional, p.given_name, p.family_name, p.company_name, p.email
+            ).where(p.id.in_(set(ids)))
+        )
+        found = {}
+        for row in rows:
+            name = (
+                row.company_name
+                if row.kind is PartyKind.LEGAL_PERSON
+                else f"{row.given_name} {row.family_name}"
+            )
+            found[row.id] = (PartyDetails(name or "", row.email), row.professional)
+        return found
+
+    # -- the workers' sweeps ---------------------------------------------------
+
+    def lock_expired_windows(self, now: dt.datetime, batch: int) -> list[LetterRecord]:
+        """Notified letters whose window has closed, oldest deadline first;
+        rows another sweeper holds are skipped."""
+        rows = self._db.execute(
+            select(LETTERS)
+            .where(LETTERS.c.state == LetterState.NOTIFIED, LETTERS.c.acceptance_deadline <= now)
+            .order_by(LETTERS.c.acceptance_deadline)
+            .limit(batch)
+            .with_for_update(skip_locked=True)
+        )
+        return [from_row(LetterRecord, row) for row in rows]
+
+    def oldest_expired_window(self, now: dt.datetime) -> dt.datetime | None:
+        oldest: dt.datetime | None = self._db.scalar(
+            select(func.min(LETTERS.c.acceptance_deadline)).where(
+                LETTERS.c.state == LetterState.NOTIFIED, LETTERS.c.acceptance_deadline <= now
+            )
+        )
+        return oldest
+
+    def count_by_state(self) -> dict[LetterState, int]:
+        counts = dict.fromkeys(LetterState, 0)
+        for state, count in self._db.execute(
+            select(LETTERS.c.state, func.count()).group_by(LETTERS.c.state)
+        ):
+            counts[state] = count
+        return counts
+
+    def lock_past_retention(self, deposited_before: dt.datetime, batch: int) -> list[uuid.UUID]:
+        """Final letters deposited before the date whose content is still kept
+        and not on legal hold."""
+        return list(
+            self._db.scalars(
+                select(LETTERS.c.id)
+                .where(
+                    LETTERS.c.state.in_([s for s in LetterState if s.final]),
+                    LETTERS.c.deposit_time <= deposited_before,
+                    LETTERS.c.legal_hold.is_(False),
+                    # A refused deposit never had content to delete.
+                    LETTERS.c.wrapped_key.is_not(None),
+                    LETTERS.c.content_purge_time.is_(None),
+                )
+                .limit(batch)
+                .with_for_update(skip_locked=True)
+            )
+        )
+
+    def purge_content(self, letter_ids: list[uuid.UUID], now: dt.datetime) -> None:
+        """Deletes the chunks and the wrapped key, without which no copy of the
+        chunks can be read."""
+        if not letter_ids:
+            return
+        self._db.execute(delete(CHUNKS).where(CHUNKS.c.letter_id.in_(letter_ids)))
+        self._db.execute(
+            update(LETTERS)
+            .where(LETTERS.c.id.in_(letter_ids))
+            .values(wrapped_key=None, content_purge_time=now)
+        )
+
+    # -- reading ---------------------------------------------------------------
+
+    def page_for(
+        self,
+        party_id: uuid.UUID,
+        as_sender: bool,
+        state: LetterState | None,
+        page_size: int,
+        page_token: str,
+    ) -> tuple[list[LetterRecord], str]:
+        """A party's letters, as sender or recipient, newest first; a recipient
+        never sees refused deposits."""
+        column = LETTERS.c.sender_id if as_sender else LETTERS.c.recipient_id
+        query = select(LETTERS).where(column == party_id)
+        if not as_sender:
+            query = query.where(LETTERS.c.state != LetterState.REJECTED)
+        if state is not None:
+            query = query.where(LETTERS.c.state == state)
+        query = query.order_by(LETTERS.c.deposit_time.desc(), LETTERS.c.id)
+        return paged_records(
+            self._db, query, page_size, page_token, lambda row: from_row(LetterRecord, row)
+        )
+
+
+class ContentRepository:
+    """Encrypted chunks, written in batches and read back in order."""
+
+    def __init__(self, db: DbSession) -> None:
+        self._db = db
+
+    def add(self, chunks: list[dict[str, Any]]) -> None:
+        """Rows of letter_id, part_index, sequence and ciphertext."""
+        if chunks:
+            self._db.execute(insert(CHUNKS), chunks)
+
+    def read(self, letter_id: uuid.UUID) -> Iterator[tuple[int, int, bytes]]:
+        """(part, sequence, ciphertext), in order, at most 8 chunks in memory."""
+        rows = self._db.execute(
+            select(CHUNKS.c.part_index, CHUNKS.c.sequence, CHUNKS.c.ciphertext)
+            .where(CHUNKS.c.letter_id == letter_id)
+            .order_by(CHUNKS.c.part_index, CHUNKS.c.sequence)
+            .execution_options(yield_per=8)
+        )
+        for row in rows:
+            yield row.part_index, row.sequence, row.ciphertext

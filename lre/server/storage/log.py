@@ -1,0 +1,135 @@
+"""The tamper-evident log: its entries (RFC 9162 leaves) and sealed tree heads."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterable, Iterator
+
+from sqlalchemy import bindparam, insert, select, text, update
+from sqlalchemy import func as sql
+from sqlalchemy.orm import Session as DbSession
+
+from lre.server.domain.log import LogRecord
+from lre.server.domain.records import LetterRecord, LogEntryRecord, TreeHeadRecord
+from lre.server.storage import models
+from lre.server.storage.records import from_row, table, to_row
+
+ENTRIES = table(models.LogEntry)
+HEADS = table(models.TreeHead)
+LETTERS = table(models.Letter)
+# pg_advisory_xact_lock key of the sequencer: one at a time across replicas.
+SEQUENCER_LOCK = 0x4C52_4501
+
+
+class LogRepository:
+    def __init__(self, db: DbSession) -> None:
+        self._db = db
+
+    def append(
+        self, records: Iterable[tuple[LogRecord, uuid.UUID | None]], now: dt.datetime
+    ) -> None:
+        """Unsequenced entries, each with the id of the evidence it logs (if any)."""
+        rows = [
+            {
+                "id": uuid.uuid4(),
+                "seq": None,
+                "letter_id": uuid.UUID(record.letter_id),
+                "evidence_id": evidence_id,
+                "state": record.state,
+                "event": record.event,
+                "event_time": record.event_time,
+                "leaf": record.leaf(),
+                "create_time": now,
+            }
+            for record, evidence_id in records
+        ]
+        if rows:
+            self._db.execute(insert(ENTRIES), rows)
+
+    def size(self) -> int:
+        """Entries sequenced so far."""
+        last = self._db.scalar(select(sql.max(ENTRIES.c.seq)))
+        return 0 if last is None else last + 1
+
+    def sequence(self, batch: int) -> int:
+        """Numbers the oldest unsequenced entries, contiguously after the last;
+        how many it numbered. One sequencer at a time: an advisory lock on
+        PostgreSQL; on SQLite every transaction holds the write lock from its start."""
+        if self._db.get_bind().dialect.name == "postgresql":
+            self._db.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SEQUENCER_LOCK})
+        start = self.size()
+        ids = list(
+            self._db.scalars(
+                select(ENTRIES.c.id)
+                .where(ENTRIES.c.seq.is_(None))
+                .order_by(ENTRIES.c.create_time, ENTRIES.c.id)
+                .limit(batch)
+            )
+        )
+        if ids:
+            self._db.execute(
+                update(ENTRIES).where(ENTRIES.c.id == bindparam("key")).values(seq=bindparam("n")),
+                [{"key": entry_id, "n": start + offset} for offset, entry_id in enumerate(ids)],
+            )
+        return len(ids)
+
+    def leaves(self, size: int) -> Iterator[bytes]:
+        """The leaves of the first ``size`` entries, by index."""
+        return iter(
+            self._db.scalars(
+                select(ENTRIES.c.leaf)
+                .where(ENTRIES.c.seq < size)
+                .order_by(ENTRIES.c.seq)
+                .execution_options(yield_per=10_000)
+            )
+        )
+
+    def entry_of_evidence(self, evidence_id: uuid.UUID) -> LogEntryRecord | None:
+        row = self._db.execute(
+            select(ENTRIES).where(ENTRIES.c.evidence_id == evidence_id)
+        ).one_or_none()
+        return None if row is None else from_row(LogEntryRecord, row)
+
+    def after(
+        self, sender_id: uuid.UUID, cursor: int, limit: int
+    ) -> list[tuple[LogEntryRecord, LetterRecord]]:
+        """Sequenced entries after ``cursor`` about letters the party sent."""
+        rows = self._db.execute(
+            select(ENTRIES, LETTERS)
+            .join(LETTERS, LETTERS.c.id == ENTRIES.c.letter_id)
+            .where(ENTRIES.c.seq > cursor, LETTERS.c.sender_id == sender_id)
+            .order_by(ENTRIES.c.seq)
+            .limit(limit)
+        )
+        # Both tables have id, state and create_time: each side is read by its columns.
+        found = []
+        for row in rows:
+            values = tuple(row)
+            entry = dict(zip([c.name for c in ENTRIES.columns], values, strict=False))
+            letter = dict(
+                zip([c.name for c in LETTERS.columns], values[len(ENTRIES.columns) :], strict=True)
+            )
+            found.append((from_row(LogEntryRecord, entry), from_row(LetterRecord, letter)))
+        return found
+
+    # -- tree heads ----------------------------------------------------------
+
+    def add_head(self, head: TreeHeadRecord) -> None:
+        self._db.execute(insert(HEADS), [to_row(head)])
+
+    def head(self, size: int | None = None) -> TreeHeadRecord | None:
+        """The head of that size, or the latest."""
+        query = select(HEADS)
+        if size:
+            query = query.where(HEADS.c.tree_size == size)
+        row = self._db.execute(query.order_by(HEADS.c.tree_size.desc()).limit(1)).one_or_none()
+        return None if row is None else from_row(TreeHeadRecord, row)
+
+    def head_containing(self, seq: int, size: int | None) -> TreeHeadRecord | None:
+        """The latest head (or the one of ``size``) whose tree contains entry ``seq``."""
+        query = select(HEADS).where(HEADS.c.tree_size > seq)
+        if size:
+            query = query.where(HEADS.c.tree_size == size)
+        row = self._db.execute(query.order_by(HEADS.c.tree_size.desc()).limit(1)).one_or_none()
+        return None if row is None else from_row(TreeHeadRecord, row)

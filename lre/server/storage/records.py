@@ -1,0 +1,55 @@
+"""Rows to records and records to rows: the one mapping between the tables
+and the frozen records of lre.server.domain.records. The records' fields are
+named as the columns, so the mapping is by name."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar, cast
+
+from sqlalchemy import Row, Select, Table
+from sqlalchemy.orm import Session as DbSession
+
+from lre.server.storage.models import Base
+from lre.server.storage.paging import next_token, page
+
+Record = TypeVar("Record")
+
+
+def from_row(kind: type[Record], row: Row[Any] | Mapping[str, Any]) -> Record:
+    """A record from a Core row of the table whose columns it names."""
+    mapping = row._mapping if isinstance(row, Row) else row
+    return kind(**{name: mapping[name] for name in _names(kind)})
+
+
+def to_row(record: object) -> dict[str, Any]:
+    return {name: getattr(record, name) for name in _names(type(record))}
+
+
+_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _names(kind: type) -> tuple[str, ...]:
+    names = _NAMES.get(kind)
+    if names is None:
+        names = _NAMES[kind] = tuple(f.name for f in dataclasses.fields(kind))
+    return names
+
+
+def paged_records(
+    db: DbSession,
+    query: Select[Any],
+    page_size: int,
+    page_token: str,
+    make: Callable[[Row[Any]], Record],
+) -> tuple[list[Record], str]:
+    """One page of an ordered Core query, as records, and the next page's token."""
+    size, offset = page(page_size, page_token)
+    rows = [make(row) for row in db.execute(query.offset(offset).limit(size))]
+    return rows, next_token(offset, size, len(rows))
+
+
+def table(model: type[Base]) -> Table:
+    """The Core table of an ORM model, for the repositories' statements."""
+    return cast(Table, model.__table__)

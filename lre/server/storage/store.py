@@ -1,0 +1,51 @@
+"""One transaction and the repositories over it: what a use case works in."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy.orm import Session as DbSession
+from sqlalchemy.orm import sessionmaker
+
+from lre.server.storage.evidence import ChargeRepository, EvidenceRepository
+from lre.server.storage.letters import ContentRepository, LetterRepository
+from lre.server.storage.log import LogRepository
+from lre.server.storage.outbox import OutboxRepository
+from lre.server.storage.webhooks import WebhookRepository
+
+
+class Store:
+    def __init__(self, db: DbSession) -> None:
+        # The session itself, for the identity service's reads inside this
+        # transaction (a deposit's consent check).
+        self.db = db
+        self.letters = LetterRepository(db)
+        self.content = ContentRepository(db)
+        self.evidence = EvidenceRepository(db)
+        self.charges = ChargeRepository(db)
+        self.outbox = OutboxRepository(db)
+        self.log = LogRepository(db)
+        self.webhooks = WebhookRepository(db)
+
+
+class Stores:
+    """Opens stores: ``begin()`` for a transaction that commits when the block
+    ends without an exception, ``read()`` for reads."""
+
+    def __init__(self, sessions: sessionmaker[DbSession]) -> None:
+        self._sessions = sessions
+
+    @property
+    def sqlite(self) -> bool:
+        return bool(self._sessions.kw["bind"].dialect.name == "sqlite")
+
+    @contextmanager
+    def begin(self) -> Iterator[Store]:
+        with self._sessions.begin() as db:
+            yield Store(db)
+
+    @contextmanager
+    def read(self) -> Iterator[Store]:
+        with self._sessions() as db:
+            yield Store(db)

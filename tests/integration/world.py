@@ -1,0 +1,237 @@
+"""A world for the custody, notification and worker tests: the services over
+a database and the real signer, a dispatcher to an SMTP server on 127.0.0.1
+(aiosmtpd), a webhook receiver, and the helpers their tests share."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import email.header
+import threading
+import uuid
+from email.message import Message
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import Envelope
+from prometheus_client import REGISTRY
+
+from lre.server.adapters.mail import SmtpTransport
+from lre.server.adapters.signer import ContentKeys, SignerClient
+from lre.server.domain import identity
+from lre.server.domain.identity import AssuranceLevel, FactorCategory
+from lre.server.domain.letters import EvidenceEvent, PartyKind
+from lre.server.domain.records import LetterRecord
+from lre.server.services.custody import (
+    CustodyPolicy,
+    CustodyQueries,
+    DecisionService,
+    DeclaredPart,
+    DepositService,
+    EvidenceRecorder,
+)
+from lre.server.services.identity import IdentityPolicy, IdentityService, NewParty
+from lre.server.services.notification import NotificationPolicy, NotificationService
+from lre.server.storage import db, models
+from lre.server.storage.store import Stores
+from lre.server.workers.expiry import ExpirySweep
+from lre.server.workers.outbox import OutboxDispatcher, RetryPolicy
+from lre.server.workers.retention import RetentionPurge
+from tests.conftest import SignerProcess
+from tests.integration.services.conftest import KEY, Clock
+
+SENDER_COMPANY = "Bailleur Zephyrin SARL"
+SENDER_EMAIL = "gestion@zephyrin-bailleur.example"
+
+
+class Inbox:
+    """An SMTP server that keeps what it receives; ``refuse`` answers 550 to RCPT."""
+
+    def __init__(self, port: int, refuse: bool = False) -> None:
+        self.messages: list[Message] = []
+        self.raw: list[bytes] = []
+        self.refuse = refuse
+        self.controller = Controller(self, hostname="127.0.0.1", port=port)
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Envelope, address: str, options: Any
+    ) -> str:
+        if self.refuse:
+            return "550 5.1.1 no such mailbox"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Envelope) -> str:
+        raw = envelope.original_content or b""
+        self.raw.append(raw)
+        self.messages.append(email.message_from_bytes(raw))
+        return "250 Message accepted"
+
+    def __enter__(self) -> Inbox:
+        self.controller.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.controller.stop()
+
+
+class Receiver:
+    """Answers 500 to the first ``failures`` POSTs, then 200; keeps them all."""
+
+    def __init__(self, failures: int) -> None:
+        self.received: list[tuple[Message, bytes, int]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                status = 500 if len(receiver.received) < failures else 200
+                receiver.received.append((self.headers, body, status))
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/lre-events"
+
+    def __enter__(self) -> Receiver:
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class World:
+    def __init__(
+        self, database_url: str, signer: SignerProcess, clock: Clock, smtp_port: int
+    ) -> None:
+        self.engine = db.make_engine(database_url)
+        db.migrate(self.engine)
+        sessions = db.sessions(self.engine)
+        self.clock = clock
+        self.signer = SignerClient(signer.grpc_address)
+        self.identity = IdentityService(sessions, IdentityPolicy(secrets_key=KEY), clock)
+        self.stores = Stores(sessions)
+        policy = CustodyPolicy("Test provider", 10**7, 399, "EUR")
+        self.evidence = EvidenceRecorder(self.signer, policy.provider_name, clock)
+        self.deposits = DepositService(
+            self.stores, self.identity, ContentKeys(self.signer), self.evidence, policy, clock
+        )
+        self.decisions = DecisionService(
+            self.stores, self.signer, self.evidence, policy.reminder_days, clock
+        )
+        self.queries = CustodyQueries(self.stores)
+        self.expiry = ExpirySweep(self.stores, self.evidence, clock)
+        self.retention = RetentionPurge(self.stores, policy.content_retention, clock)
+        self.notifications = NotificationService(
+            self.stores,
+            NotificationPolicy(KEY, "LRE <notifications@lre.test>", "https://portal.lre.test"),
+        )
+        self.dispatcher = self.make_dispatcher(smtp_port)
+        sender = self.identity.create_party(
+            "s", NewParty(PartyKind.LEGAL_PERSON, True, SENDER_EMAIL, company_name=SENDER_COMPANY)
+        )
+        self.recipient = self.identity.create_party(
+            "r",
+            NewParty(
+                PartyKind.LEGAL_PERSON,
+                True,
+                "courrier@destinataire.example",
+                company_name="Dest SA",
+            ),
+        )
+        self.session = identity.Session(
+            party_id=str(sender.id),
+            level=AssuranceLevel.HIGH,
+            factors=frozenset({FactorCategory.KNOWLEDGE, FactorCategory.POSSESSION}),
+            one_time_element=True,
+            authenticated_at=clock.now,
+            expires_at=clock.now + dt.timedelta(days=30),
+        )
+
+    def make_dispatcher(self, smtp_port: int) -> OutboxDispatcher:
+        return OutboxDispatcher(
+            self.stores,
+            SmtpTransport("127.0.0.1", smtp_port, starttls=False, timeout_s=5),
+            self.notifications,
+            self.decisions,
+            RetryPolicy(max_attempts=5, first_delay=dt.timedelta(seconds=30)),
+            self.clock,
+        )
+
+    def deposit(self, request_id: str | None = None) -> LetterRecord:
+        letter, _ = self.deposits.deposit(
+            self.session,
+            request_id or str(uuid.uuid4()),
+            self.recipient.id,
+            [DeclaredPart("a.pdf", "application/pdf", 5)],
+            iter([(0, b"%PDF!")]),
+        )
+        return letter
+
+    def letter(self, letter_id: uuid.UUID) -> LetterRecord:
+        with self.stores.read() as store:
+            found = store.letters.get(letter_id)
+        assert found is not None
+        return found
+
+    def events(self, letter_id: uuid.UUID) -> list[EvidenceEvent]:
+        with db.sessions(self.engine)() as session:
+            return [
+                e.event
+                for e in session.query(models.Evidence)
+                .filter_by(letter_id=letter_id)
+                .order_by(models.Evidence.event_time)
+            ]
+
+    def recipient_session(self) -> identity.Session:
+        return identity.Session(
+            party_id=str(self.recipient.id),
+            level=AssuranceLevel.SUBSTANTIAL,
+            factors=frozenset({FactorCategory.KNOWLEDGE, FactorCategory.POSSESSION}),
+            one_time_element=True,
+            authenticated_at=self.clock.now,
+            expires_at=self.clock.now + dt.timedelta(minutes=30),
+        )
+
+    def drain(self) -> None:
+        """Dispatches until nothing is due."""
+        while self.dispatcher.dispatch_one():
+            pass
+
+    def notified(self, count: int, smtp_port: int) -> list[LetterRecord]:
+        """``count`` letters deposited and their recipient notified."""
+        letters = [self.deposit() for _ in range(count)]
+        self.clock.advance(seconds=2)
+        with Inbox(smtp_port):
+            self.drain()
+        return letters
+
+    def close(self) -> None:
+        self.signer.close()
+        self.engine.dispose()
+
+
+def text_of(message: Message) -> str:
+    """The text parts of an e-mail (plain and HTML), decoded."""
+    texts = []
+    for part in message.walk():
+        payload = part.get_payload(decode=True)
+        if part.get_content_maintype() == "text" and isinstance(payload, bytes):
+            texts.append(payload.decode())
+    return "\n".join(texts)
+
+
+def subject_of(message: Message) -> str:
+    return str(email.header.make_header(email.header.decode_header(message["Subject"])))
+
+
+def metric(name: str, **labels: str) -> float:
+    """A sample of this process's Prometheus registry (0 when absent)."""
+    return REGISTRY.get_sample_value(name, labels) or 0.0
