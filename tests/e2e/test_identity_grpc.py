@@ -26,8 +26,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from lre.v1 import common_pb2, custody_pb2_grpc, identity_pb2, identity_pb2_grpc
 from tests.conftest import SignerProcess
 from tests.e2e.test_deposit_grpc import _deposit
-from tests.integration.services.test_identity_proofing import AUDIENCE, BROKER, CA, ISSUER
 from tests.support import BIN, SERVING, free_port, health_status, running, wait_for
+from tests.support.proofing import AUDIENCE, BROKER, CA, ISSUER
 
 PASSWORD = "correct horse battery staple"
 

@@ -11,10 +11,15 @@ from lre.server.api.convert import timestamp
 from lre.server.api.errors import domain_errors
 from lre.server.api.names import parse_id
 from lre.server.domain.errors import InvalidArgument
-from lre.server.domain.identity import AssuranceLevel, ProofingMethod
+from lre.server.domain.identity import (
+    AssuranceLevel,
+    Consent,
+    IdentityRecord,
+    Party,
+    ProofingMethod,
+)
 from lre.server.domain.letters import PartyKind
 from lre.server.services.identity import IdentityService, NewParty
-from lre.server.storage import models
 from lre.v1 import identity_pb2, identity_pb2_grpc
 
 _KINDS = {
@@ -33,7 +38,7 @@ _METHODS = {
 }
 
 
-def _party(party: models.Party, level: AssuranceLevel | None) -> identity_pb2.Party:
+def _party(party: Party, level: AssuranceLevel | None) -> identity_pb2.Party:
     address = party.postal_address or {}
     return identity_pb2.Party(
         name=f"parties/{party.id}",
@@ -51,7 +56,7 @@ def _party(party: models.Party, level: AssuranceLevel | None) -> identity_pb2.Pa
     )
 
 
-def _record(record: models.IdentityRecord) -> identity_pb2.IdentityRecord:
+def _record(record: IdentityRecord) -> identity_pb2.IdentityRecord:
     return identity_pb2.IdentityRecord(
         name=f"parties/{record.party_id}/identityRecords/{record.id}",
         method=_METHODS[record.method],
@@ -62,7 +67,7 @@ def _record(record: models.IdentityRecord) -> identity_pb2.IdentityRecord:
     )
 
 
-def _consent(consent: models.Consent) -> identity_pb2.Consent:
+def _consent(consent: Consent) -> identity_pb2.Consent:
     return identity_pb2.Consent(
         name=f"parties/{consent.recipient_id}/consents/{consent.id}",
         recipient=f"parties/{consent.recipient_id}",
@@ -95,7 +100,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
                     "party.kind", "must be PARTY_KIND_NATURAL_PERSON or PARTY_KIND_LEGAL_PERSON"
                 )
             address = party.postal_address
-            created = self._service.create_party(
+            created = self._service.parties.create(
                 request.request_id,
                 NewParty(
                     kind=kind,
@@ -114,20 +119,22 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
                     else None,
                 ),
             )
-            return _party(created, self._service.level(created.id))
+            return _party(created, self._service.parties.level(created.id))
 
     def GetParty(
         self, request: identity_pb2.GetPartyRequest, context: grpc.ServicerContext
     ) -> identity_pb2.Party:
         with domain_errors(context):
             party_id = parse_id(request.name, "name", "parties")
-            return _party(self._service.get_party(party_id), self._service.level(party_id))
+            return _party(
+                self._service.parties.get(party_id), self._service.parties.level(party_id)
+            )
 
     def RecordDocumentCheck(
         self, request: identity_pb2.RecordDocumentCheckRequest, context: grpc.ServicerContext
     ) -> identity_pb2.IdentityRecord:
         with domain_errors(context):
-            record = self._service.record_document_check(
+            record = self._service.proofing.record_document_check(
                 parse_id(request.party, "party", "parties"),
                 request.document_type,
                 request.document_number,
@@ -142,7 +149,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         self, request: identity_pb2.BeginCertificateProofingRequest, context: grpc.ServicerContext
     ) -> identity_pb2.ProofingChallenge:
         with domain_errors(context):
-            challenge = self._service.begin_certificate_proofing(
+            challenge = self._service.proofing.begin_certificate(
                 parse_id(request.party, "party", "parties")
             )
             return identity_pb2.ProofingChallenge(
@@ -157,7 +164,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         context: grpc.ServicerContext,
     ) -> identity_pb2.IdentityRecord:
         with domain_errors(context):
-            record = self._service.complete_certificate_proofing(
+            record = self._service.proofing.complete_certificate(
                 parse_id(request.party, "party", "parties"),
                 parse_id(f"challenges/{request.challenge_id}", "challenge_id", "challenges"),
                 list(request.certificate_chain),
@@ -170,7 +177,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         self, request: identity_pb2.ProofWithEidAssertionRequest, context: grpc.ServicerContext
     ) -> identity_pb2.IdentityRecord:
         with domain_errors(context):
-            record = self._service.proof_with_eid_assertion(
+            record = self._service.proofing.with_eid_assertion(
                 parse_id(request.party, "party", "parties"), request.id_token, request.nonce
             )
             return _record(record)
@@ -179,7 +186,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         self, request: identity_pb2.ListIdentityRecordsRequest, context: grpc.ServicerContext
     ) -> identity_pb2.ListIdentityRecordsResponse:
         with domain_errors(context):
-            records, token = self._service.list_identity_records(
+            records, token = self._service.proofing.list_records(
                 parse_id(request.party, "party", "parties"), request.page_size, request.page_token
             )
             return identity_pb2.ListIdentityRecordsResponse(
@@ -190,7 +197,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         self, request: identity_pb2.SetPasswordRequest, context: grpc.ServicerContext
     ) -> identity_pb2.SetPasswordResponse:
         with domain_errors(context):
-            self._service.set_password(
+            self._service.credentials.set_password(
                 parse_id(request.party, "party", "parties"), request.password
             )
             return identity_pb2.SetPasswordResponse()
@@ -199,7 +206,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         self, request: identity_pb2.EnrollTotpRequest, context: grpc.ServicerContext
     ) -> identity_pb2.EnrollTotpResponse:
         with domain_errors(context):
-            uri = self._service.enroll_totp(parse_id(request.party, "party", "parties"))
+            uri = self._service.credentials.enroll_totp(parse_id(request.party, "party", "parties"))
             return identity_pb2.EnrollTotpResponse(provisioning_uri=uri)
 
     def CreateSession(
@@ -221,21 +228,21 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
                         "email_code.code_id", "the code_id SendEmailCode returned"
                     ) from None
                 email_code = (code_id, request.email_code.code)
-            issued = self._service.create_session(
+            issued = self._service.sessions.create(
                 party, request.password, request.totp_code, email_code
             )
             return identity_pb2.Session(
                 token=issued.token,
-                party=f"parties/{issued.record.party_id}",
-                level=_LEVELS[issued.record.level],
-                expire_time=timestamp(issued.record.expire_time),
+                party=f"parties/{issued.session.party_id}",
+                level=_LEVELS[issued.session.level],
+                expire_time=timestamp(issued.session.expires_at),
             )
 
     def SendEmailCode(
         self, request: identity_pb2.SendEmailCodeRequest, context: grpc.ServicerContext
     ) -> identity_pb2.SendEmailCodeResponse:
         with domain_errors(context):
-            code_id, expire_time = self._service.send_email_code(
+            code_id, expire_time = self._service.credentials.send_email_code(
                 parse_id(request.party, "party", "parties")
             )
             return identity_pb2.SendEmailCodeResponse(
@@ -246,14 +253,14 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         self, request: identity_pb2.RevokeSessionRequest, context: grpc.ServicerContext
     ) -> identity_pb2.RevokeSessionResponse:
         with domain_errors(context):
-            self._service.revoke_session(request.token)
+            self._service.sessions.revoke(request.token)
             return identity_pb2.RevokeSessionResponse()
 
     def GrantConsent(
         self, request: identity_pb2.GrantConsentRequest, context: grpc.ServicerContext
     ) -> identity_pb2.Consent:
         with domain_errors(context):
-            consent = self._service.grant_consent(
+            consent = self._service.consents.grant(
                 request.request_id,
                 parse_id(request.recipient, "recipient", "parties"),
                 parse_id(request.sender, "sender", "parties"),
@@ -267,7 +274,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         with domain_errors(context):
             _, consent_id = _consent_id(request.name)
             return _consent(
-                self._service.withdraw_consent(
+                self._service.consents.withdraw(
                     parse_id(f"consents/{consent_id}", "name", "consents")
                 )
             )
@@ -276,7 +283,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         self, request: identity_pb2.ListConsentsRequest, context: grpc.ServicerContext
     ) -> identity_pb2.ListConsentsResponse:
         with domain_errors(context):
-            consents, token = self._service.list_consents(
+            consents, token = self._service.consents.list(
                 parse_id(request.recipient, "recipient", "parties"),
                 request.page_size,
                 request.page_token,

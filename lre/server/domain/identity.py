@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from lre.server.domain.errors import AuthenticationRequired, DepositRefused
+from lre.server.domain.letters import PartyKind
 
 # A recipient deciding on a letter must have authenticated recently.
 RECIPIENT_SESSION_MAX_AGE = dt.timedelta(minutes=15)
@@ -35,6 +38,56 @@ class FactorCategory(enum.Enum):
     KNOWLEDGE = "knowledge"
     POSSESSION = "possession"
     INHERENCE = "inherence"
+
+
+@dataclass(frozen=True)
+class Party:
+    """A sender or recipient as the service knows it."""
+
+    id: uuid.UUID
+    kind: PartyKind
+    professional: bool
+    email: str
+    given_name: str | None
+    family_name: str | None
+    company_name: str | None
+    postal_address: dict[str, Any] | None
+    create_time: dt.datetime
+
+
+@dataclass(frozen=True)
+class IdentityRecord:
+    """One proofing of a party: how, at which level, until when, on what evidence."""
+
+    id: uuid.UUID
+    party_id: uuid.UUID
+    method: ProofingMethod
+    level: AssuranceLevel
+    proof_time: dt.datetime
+    expire_time: dt.datetime | None
+    evidence_summary: str
+    details: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ProofingChallenge:
+    id: uuid.UUID
+    party_id: uuid.UUID
+    challenge: bytes
+    expire_time: dt.datetime
+    use_time: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class Consent:
+    """A recipient's consent to receive registered letters electronically from a sender (L100)."""
+
+    id: uuid.UUID
+    recipient_id: uuid.UUID
+    sender_id: uuid.UUID
+    method: str
+    grant_time: dt.datetime
+    withdraw_time: dt.datetime | None
 
 
 @dataclass(frozen=True)

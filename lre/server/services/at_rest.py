@@ -8,10 +8,10 @@ import os
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 
-def seal(key: bytes, secret: bytes, row: bytes) -> bytes:
+def encrypt(key: bytes, secret: bytes, row: bytes) -> bytes:
     nonce = os.urandom(12)
     return nonce + AESGCM(key).encrypt(nonce, secret, row)
 
 
-def unseal(key: bytes, sealed: bytes, row: bytes) -> bytes:
-    return AESGCM(key).decrypt(sealed[:12], sealed[12:], row)
+def decrypt(key: bytes, ciphertext: bytes, row: bytes) -> bytes:
+    return AESGCM(key).decrypt(ciphertext[:12], ciphertext[12:], row)

@@ -187,7 +187,7 @@ class NotificationService:
         if now >= expire_time:
             return None
         code_id = uuid.UUID(payload["code_id"])
-        code = at_rest.unseal(
+        code = at_rest.decrypt(
             self._policy.secrets_key, bytes.fromhex(payload["code"]), code_id.bytes
         )
         context = {

@@ -109,7 +109,7 @@ class WebhookService:
                         id=webhook_id,
                         owner_id=owner_id,
                         url=url,
-                        secret_ciphertext=at_rest.seal(
+                        secret_ciphertext=at_rest.encrypt(
                             self._policy.secrets_key, secrets.token_bytes(32), webhook_id.bytes
                         ),
                         request_id=request_id,
@@ -127,7 +127,9 @@ class WebhookService:
         return webhook, self._secret(webhook).hex()
 
     def _secret(self, webhook: models.Webhook) -> bytes:
-        return at_rest.unseal(self._policy.secrets_key, webhook.secret_ciphertext, webhook.id.bytes)
+        return at_rest.decrypt(
+            self._policy.secrets_key, webhook.secret_ciphertext, webhook.id.bytes
+        )
 
     def list(
         self, owner_id: uuid.UUID, page_size: int, page_token: str

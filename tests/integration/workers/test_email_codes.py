@@ -22,15 +22,15 @@ ADDRESS = "camille@example.org"
 
 
 def _party(world: World, password: bool = True) -> uuid.UUID:
-    party = world.identity.create_party(
+    party = world.identity.parties.create(
         str(uuid.uuid4()),
         NewParty(PartyKind.NATURAL_PERSON, False, ADDRESS, "Camille", "Dupont"),
     ).id
-    world.identity.record_document_check(
+    world.identity.proofing.record_document_check(
         party, "passport", "19AB12345", world.clock.now + dt.timedelta(days=900), "op-7"
     )
     if password:
-        world.identity.set_password(party, PASSWORD)
+        world.identity.credentials.set_password(party, PASSWORD)
     return party
 
 
@@ -51,7 +51,7 @@ def test_an_emailed_code_with_the_password_opens_a_strong_session_once(
     world: World, smtp_port: int
 ) -> None:
     party = _party(world)
-    code_id, expire_time = world.identity.send_email_code(party)
+    code_id, expire_time = world.identity.credentials.send_email_code(party)
     assert expire_time == world.clock.now + dt.timedelta(minutes=10)
     with Inbox(smtp_port) as inbox:
         code = _deliver(world, inbox)
@@ -66,35 +66,35 @@ def test_an_emailed_code_with_the_password_opens_a_strong_session_once(
         )
         assert "code" not in message.payload and code not in str(message.payload)
 
-    issued = world.identity.create_session(party, PASSWORD, email_code=(code_id, code))
+    issued = world.identity.sessions.create(party, PASSWORD, email_code=(code_id, code))
     session_ = world.identity.authenticate(issued.token)
     assert session_.strong and session_.one_time_element
     with pytest.raises(AuthenticationFailed):
-        world.identity.create_session(party, PASSWORD, email_code=(code_id, code))
+        world.identity.sessions.create(party, PASSWORD, email_code=(code_id, code))
 
 
 def test_wrong_replaced_and_expired_codes_are_refused(world: World, smtp_port: int) -> None:
     party = _party(world)
     with Inbox(smtp_port) as inbox:
-        first_id, _ = world.identity.send_email_code(party)
+        first_id, _ = world.identity.credentials.send_email_code(party)
         first = _deliver(world, inbox)
         with pytest.raises(AuthenticationFailed):  # the code without the password
-            world.identity.create_session(party, "not the password", email_code=(first_id, first))
+            world.identity.sessions.create(party, "not the password", email_code=(first_id, first))
         world.clock.advance(seconds=61)
-        second_id, _ = world.identity.send_email_code(party)
+        second_id, _ = world.identity.credentials.send_email_code(party)
         second = _deliver(world, inbox)
     wrong = f"{(int(second) + 1) % 10**6:06d}"
     for attempt in ((first_id, first), (second_id, wrong), (first_id, second)):
         with pytest.raises(AuthenticationFailed):
-            world.identity.create_session(party, PASSWORD, email_code=attempt)
+            world.identity.sessions.create(party, PASSWORD, email_code=attempt)
     world.clock.advance(minutes=10)
     with pytest.raises(TooManyAttempts):  # the fifth failure in a row locks the party out
-        world.identity.create_session(party, PASSWORD, email_code=(second_id, second))
+        world.identity.sessions.create(party, PASSWORD, email_code=(second_id, second))
 
 
 def test_an_expired_code_is_not_sent(world: World, smtp_port: int) -> None:
     party = _party(world)
-    world.identity.send_email_code(party)
+    world.identity.credentials.send_email_code(party)
     world.clock.advance(minutes=10)
     with Inbox(smtp_port) as inbox:
         while world.dispatcher.dispatch():
@@ -106,10 +106,10 @@ def test_an_expired_code_is_not_sent(world: World, smtp_port: int) -> None:
 
 def test_codes_need_a_password_and_come_at_most_once_a_minute(world: World) -> None:
     with pytest.raises(FailedPrecondition):
-        world.identity.send_email_code(_party(world, password=False))
+        world.identity.credentials.send_email_code(_party(world, password=False))
     party = _party(world)
-    world.identity.send_email_code(party)
+    world.identity.credentials.send_email_code(party)
     with pytest.raises(TooManyAttempts):
-        world.identity.send_email_code(party)
+        world.identity.credentials.send_email_code(party)
     world.clock.advance(seconds=60)
-    world.identity.send_email_code(party)
+    world.identity.credentials.send_email_code(party)

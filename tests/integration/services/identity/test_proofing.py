@@ -12,120 +12,22 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from sqlalchemy import text
+from sqlalchemy.orm import Session as DbSession
+from sqlalchemy.orm import sessionmaker
 
-from lre.server.domain.errors import AuthenticationFailed, FailedPrecondition, InvalidArgument
+from lre.server.domain.errors import (
+    AuthenticationFailed,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+)
 from lre.server.domain.identity import AssuranceLevel, ProofingMethod
 from lre.server.domain.letters import PartyKind
 from lre.server.services.identity import EidBroker, IdentityPolicy, IdentityService, NewParty
 from tests.integration.services.conftest import KEY, Clock
-
-ISSUER = "https://eid.example.test"
-AUDIENCE = "lre-provider"
-
-
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-class LocalCA:
-    def __init__(self, common_name: str) -> None:
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        now = dt.datetime.now(dt.UTC)
-        self.cert = (
-            x509.CertificateBuilder()
-            .subject_name(_name(common_name))
-            .issuer_name(_name(common_name))
-            .public_key(self.key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=3650))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(False, False, False, False, False, True, True, False, False),
-                critical=True,
-            )
-            .add_extension(
-                x509.SubjectKeyIdentifier.from_public_key(self.key.public_key()), critical=False
-            )
-            .sign(self.key, hashes.SHA256())
-        )
-
-    def issue(
-        self, subject: str, days: int = 365, signing: bool = True
-    ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-        key = ec.generate_private_key(ec.SECP256R1())
-        now = dt.datetime.now(dt.UTC)
-        usage = x509.KeyUsage(
-            signing, signing, not signing, False, False, False, False, False, False
-        )
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(_name(subject))
-            .issuer_name(self.cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=days))
-            .add_extension(usage, critical=True)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
-                critical=False,
-            )
-            .sign(self.key, hashes.SHA256())
-        )
-        return key, cert
-
-    def crl(self, revoked: list[x509.Certificate], next_update_days: int = 7) -> bytes:
-        now = dt.datetime.now(dt.UTC)
-        builder = (
-            x509.CertificateRevocationListBuilder()
-            .issuer_name(self.cert.subject)
-            .last_update(now - dt.timedelta(days=2))
-            .next_update(now + dt.timedelta(days=next_update_days))
-        )
-        for cert in revoked:
-            builder = builder.add_revoked_certificate(
-                x509.RevokedCertificateBuilder()
-                .serial_number(cert.serial_number)
-                .revocation_date(now)
-                .build()
-            )
-        return builder.sign(self.key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
-
-
-class Broker:
-    """A local eID broker: an EC key pair published as a JWKS."""
-
-    def __init__(self, kid: str = "broker-1") -> None:
-        self.kid = kid
-        self.key = ec.generate_private_key(ec.SECP256R1())
-
-    def jwk(self) -> dict[str, str]:
-        public = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(self.key.public_key()))
-        return {**public, "kid": self.kid, "use": "sig", "alg": "ES256"}
-
-    def jwks(self) -> jwt.PyJWKSet:
-        return jwt.PyJWKSet([self.jwk()])
-
-    def id_token(self, nonce: str, **claims: object) -> str:
-        now = int(dt.datetime.now(dt.UTC).timestamp())
-        body = {
-            "iss": ISSUER,
-            "aud": AUDIENCE,
-            "sub": "fc-1234",
-            "iat": now,
-            "exp": now + 300,
-            "nonce": nonce,
-            "acr": "eidas2",
-        }
-        body.update(claims)
-        return jwt.encode(body, self.key, algorithm="ES256", headers={"kid": self.kid})
-
-
-CA = LocalCA("Qualified CA (test)")
-OTHER_CA = LocalCA("Unknown CA (test)")
-BROKER = Broker()
+from tests.support.parties import person
+from tests.support.proofing import AUDIENCE, BROKER, CA, ISSUER, OTHER_CA, Broker
 
 
 @pytest.fixture
@@ -147,7 +49,7 @@ def policy() -> IdentityPolicy:
 
 
 def _party(service: IdentityService) -> uuid.UUID:
-    return service.create_party(
+    return service.parties.create(
         str(uuid.uuid4()),
         NewParty(
             PartyKind.LEGAL_PERSON, True, "contact@bailleur.example", company_name="Bailleur SARL"
@@ -166,9 +68,9 @@ def _prove(
     cert: x509.Certificate,
     crls=(),
 ):
-    challenge = service.begin_certificate_proofing(party)
+    challenge = service.proofing.begin_certificate(party)
     signature = key.sign(challenge.challenge, ec.ECDSA(hashes.SHA256()))
-    return service.complete_certificate_proofing(
+    return service.proofing.complete_certificate(
         party, challenge.id, [_der(cert)], signature, list(crls)
     )
 
@@ -181,7 +83,7 @@ def test_a_signed_challenge_with_a_trusted_certificate_proofs_at_high(
     record = _prove(service, party, key, cert, [CA.crl([])])
     assert (record.method, record.level) == (ProofingMethod.CERTIFICATE, AssuranceLevel.HIGH)
     assert record.expire_time is not None and record.expire_time <= cert.not_valid_after_utc
-    assert service.level(party) is AssuranceLevel.HIGH
+    assert service.parties.level(party) is AssuranceLevel.HIGH
 
 
 @pytest.mark.parametrize(
@@ -195,12 +97,12 @@ def test_certificate_refusals(service: IdentityService, case: str) -> None:
     crls = {"revoked": [CA.crl([cert])], "stale CRL": [CA.crl([], next_update_days=-1)]}.get(
         case, []
     )
-    challenge = service.begin_certificate_proofing(party)
+    challenge = service.proofing.begin_certificate(party)
     signed = challenge.challenge + (b"!" if case == "tampered signature" else b"")
     signature = key.sign(signed, ec.ECDSA(hashes.SHA256()))
     with pytest.raises(AuthenticationFailed, match=r"^certificate proof refused$"):
-        service.complete_certificate_proofing(party, challenge.id, [_der(cert)], signature, crls)
-    assert service.level(party) is None
+        service.proofing.complete_certificate(party, challenge.id, [_der(cert)], signature, crls)
+    assert service.parties.level(party) is None
 
 
 def test_an_expired_certificate_is_refused(service: IdentityService, clock: Clock) -> None:
@@ -214,31 +116,31 @@ def test_an_expired_certificate_is_refused(service: IdentityService, clock: Cloc
 def test_a_challenge_serves_once_and_only_its_party(service: IdentityService, clock: Clock) -> None:
     party, other = _party(service), _party(service)
     key, cert = CA.issue("Bailleur SARL")
-    challenge = service.begin_certificate_proofing(party)
+    challenge = service.proofing.begin_certificate(party)
     signature = key.sign(challenge.challenge, ec.ECDSA(hashes.SHA256()))
     with pytest.raises(AuthenticationFailed):
-        service.complete_certificate_proofing(other, challenge.id, [_der(cert)], signature, [])
-    service.complete_certificate_proofing(party, challenge.id, [_der(cert)], signature, [])
+        service.proofing.complete_certificate(other, challenge.id, [_der(cert)], signature, [])
+    service.proofing.complete_certificate(party, challenge.id, [_der(cert)], signature, [])
     with pytest.raises(AuthenticationFailed):
-        service.complete_certificate_proofing(party, challenge.id, [_der(cert)], signature, [])
-    late = service.begin_certificate_proofing(party)
+        service.proofing.complete_certificate(party, challenge.id, [_der(cert)], signature, [])
+    late = service.proofing.begin_certificate(party)
     clock.advance(minutes=6)
     with pytest.raises(AuthenticationFailed):
-        service.complete_certificate_proofing(
+        service.proofing.complete_certificate(
             party, late.id, [_der(cert)], key.sign(late.challenge, ec.ECDSA(hashes.SHA256())), []
         )
 
 
 def test_malformed_certificate_input_is_invalid_argument(service: IdentityService) -> None:
     party = _party(service)
-    challenge = service.begin_certificate_proofing(party)
+    challenge = service.proofing.begin_certificate(party)
     for chain, crls, field in (
         ([], [], "certificate_chain"),
         ([b"junk"], [], "certificate_chain"),
         ([_der(CA.cert)], [b"junk"], "revocation_data"),
     ):
         with pytest.raises(InvalidArgument) as raised:
-            service.complete_certificate_proofing(party, challenge.id, chain, b"sig", crls)
+            service.proofing.complete_certificate(party, challenge.id, chain, b"sig", crls)
         assert raised.value.field == field
 
 
@@ -254,7 +156,7 @@ def test_an_id_token_proofs_at_the_level_of_its_acr(
     service: IdentityService, acr: str, level: AssuranceLevel
 ) -> None:
     party = _party(service)
-    record = service.proof_with_eid_assertion(
+    record = service.proofing.with_eid_assertion(
         party, BROKER.id_token("n-" + acr, acr=acr), "n-" + acr
     )
     assert (record.method, record.level) == (ProofingMethod.EID_ASSERTION, level)
@@ -309,16 +211,16 @@ def test_eid_refusals(service: IdentityService, case: str) -> None:
         ),
     }[case]()
     with pytest.raises(AuthenticationFailed, match=r"^eID assertion refused$"):
-        service.proof_with_eid_assertion(party, token, nonce)
-    assert service.level(party) is None
+        service.proofing.with_eid_assertion(party, token, nonce)
+    assert service.parties.level(party) is None
 
 
 def test_a_replayed_assertion_is_refused(service: IdentityService) -> None:
     party = _party(service)
     token = BROKER.id_token("n-replay")
-    service.proof_with_eid_assertion(party, token, "n-replay")
+    service.proofing.with_eid_assertion(party, token, "n-replay")
     with pytest.raises(AuthenticationFailed):
-        service.proof_with_eid_assertion(_party(service), token, "n-replay")
+        service.proofing.with_eid_assertion(_party(service), token, "n-replay")
 
 
 def test_unconfigured_methods_say_so(database_url: str, clock: Clock) -> None:
@@ -329,7 +231,35 @@ def test_unconfigured_methods_say_so(database_url: str, clock: Clock) -> None:
     bare = IdentityService(db.sessions(engine), IdentityPolicy(secrets_key=KEY), clock)
     party = _party(bare)
     with pytest.raises(FailedPrecondition):
-        bare.begin_certificate_proofing(party)
+        bare.proofing.begin_certificate(party)
     with pytest.raises(FailedPrecondition):
-        bare.proof_with_eid_assertion(party, "x.y.z", "n")
+        bare.proofing.with_eid_assertion(party, "x.y.z", "n")
     engine.dispose()
+
+
+def test_document_check_proofs_at_substantial_and_keeps_no_number(
+    service: IdentityService, clock: Clock, database: sessionmaker[DbSession]
+) -> None:
+    party = person(service)
+    assert service.parties.level(party) is None
+    record = service.proofing.record_document_check(
+        party, "passport", "19AB12345", clock.now + dt.timedelta(days=30), "op-7"
+    )
+    assert record.level is AssuranceLevel.SUBSTANTIAL
+    assert service.parties.level(party) is AssuranceLevel.SUBSTANTIAL
+    with database() as session:
+        stored = json.dumps(
+            session.execute(text("SELECT details FROM identity_records")).scalar_one()
+        )
+    assert "19AB12345" not in stored and "document_number_hmac" in stored
+    clock.advance(days=31)
+    assert service.parties.level(party) is None  # the document expired
+    with pytest.raises(InvalidArgument) as raised:
+        service.proofing.record_document_check(
+            party, "passport", "19AB12345", clock.now - dt.timedelta(days=1), "op-7"
+        )
+    assert raised.value.field == "document_expire_time"
+    with pytest.raises(NotFound):
+        service.proofing.record_document_check(
+            uuid.uuid4(), "passport", "1", clock.now + dt.timedelta(days=9), "op"
+        )
