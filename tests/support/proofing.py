@@ -20,6 +20,28 @@ def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
+def person_subject(given_name: str, family_name: str) -> x509.Name:
+    """A natural person's certificate subject (ETSI EN 319 412-2)."""
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, f"{given_name} {family_name}"),
+            x509.NameAttribute(NameOID.GIVEN_NAME, given_name),
+            x509.NameAttribute(NameOID.SURNAME, family_name),
+        ]
+    )
+
+
+def organisation_subject(name: str, identifier: str = "NTRFR-552100554") -> x509.Name:
+    """A legal person's certificate subject (ETSI EN 319 412-3)."""
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, name),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, name),
+            x509.NameAttribute(NameOID.ORGANIZATION_IDENTIFIER, identifier),
+        ]
+    )
+
+
 class LocalCA:
     def __init__(self, common_name: str) -> None:
         self.key = ec.generate_private_key(ec.SECP256R1())
@@ -44,7 +66,7 @@ class LocalCA:
         )
 
     def issue(
-        self, subject: str, days: int = 365, signing: bool = True
+        self, subject: x509.Name, days: int = 365, signing: bool = True
     ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
         key = ec.generate_private_key(ec.SECP256R1())
         now = dt.datetime.now(dt.UTC)
@@ -53,7 +75,7 @@ class LocalCA:
         )
         cert = (
             x509.CertificateBuilder()
-            .subject_name(_name(subject))
+            .subject_name(subject)
             .issuer_name(self.cert.subject)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
@@ -110,6 +132,9 @@ class Broker:
             "exp": now + 300,
             "nonce": nonce,
             "acr": "eidas2",
+            "given_name": "Camille",
+            "family_name": "Dupont",
+            "birthdate": "1990-04-12",
         }
         body.update(claims)
         return jwt.encode(body, self.key, algorithm="ES256", headers={"kid": self.kid})

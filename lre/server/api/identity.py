@@ -7,16 +7,20 @@ import uuid
 
 import grpc
 
+from lre.server.api.auth import optional_session
 from lre.server.api.convert import timestamp
 from lre.server.api.errors import domain_errors
 from lre.server.api.names import parse_id
-from lre.server.domain.errors import InvalidArgument
+from lre.server.api.policy import OPERATOR, current_caller
+from lre.server.domain.errors import AuthenticationRequired, InvalidArgument
 from lre.server.domain.identity import (
     AssuranceLevel,
     Consent,
     IdentityRecord,
     Party,
     ProofingMethod,
+    require_own,
+    require_recipient_or_operator,
 )
 from lre.server.domain.letters import PartyKind
 from lre.server.services.identity import IdentityService, NewParty
@@ -89,6 +93,15 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     def __init__(self, service: IdentityService) -> None:
         self._service = service
 
+    def _own(self, context: grpc.ServicerContext, party_id: uuid.UUID) -> None:
+        """Only the party's own session acts on its credentials."""
+        require_own(optional_session(context, self._service), str(party_id))
+
+    def _readable(self, context: grpc.ServicerContext, party_id: uuid.UUID) -> None:
+        """A party's data: to the party itself, or to operators and auditors."""
+        if not current_caller().staff:
+            self._own(context, party_id)
+
     def CreateParty(
         self, request: identity_pb2.CreatePartyRequest, context: grpc.ServicerContext
     ) -> identity_pb2.Party:
@@ -101,6 +114,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
                 )
             address = party.postal_address
             created = self._service.parties.create(
+                current_caller().name,
                 request.request_id,
                 NewParty(
                     kind=kind,
@@ -126,6 +140,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     ) -> identity_pb2.Party:
         with domain_errors(context):
             party_id = parse_id(request.name, "name", "parties")
+            self._readable(context, party_id)
             return _party(
                 self._service.parties.get(party_id), self._service.parties.level(party_id)
             )
@@ -142,6 +157,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
                 if request.HasField("document_expire_time")
                 else None,
                 request.operator_id,
+                current_caller().name,
             )
             return _record(record)
 
@@ -186,8 +202,10 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         self, request: identity_pb2.ListIdentityRecordsRequest, context: grpc.ServicerContext
     ) -> identity_pb2.ListIdentityRecordsResponse:
         with domain_errors(context):
+            party_id = parse_id(request.party, "party", "parties")
+            self._readable(context, party_id)
             records, token = self._service.proofing.list_records(
-                parse_id(request.party, "party", "parties"), request.page_size, request.page_token
+                party_id, request.page_size, request.page_token
             )
             return identity_pb2.ListIdentityRecordsResponse(
                 identity_records=[_record(r) for r in records], next_page_token=token
@@ -197,16 +215,29 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         self, request: identity_pb2.SetPasswordRequest, context: grpc.ServicerContext
     ) -> identity_pb2.SetPasswordResponse:
         with domain_errors(context):
-            self._service.credentials.set_password(
-                parse_id(request.party, "party", "parties"), request.password
-            )
+            party_id = parse_id(request.party, "party", "parties")
+            self._own(context, party_id)
+            self._service.credentials.set_password(party_id, request.password)
             return identity_pb2.SetPasswordResponse()
+
+    def EnrollCredentials(
+        self, request: identity_pb2.EnrollCredentialsRequest, context: grpc.ServicerContext
+    ) -> identity_pb2.EnrollTotpResponse:
+        with domain_errors(context):
+            uri = self._service.credentials.enroll(
+                parse_id(request.party, "party", "parties"),
+                request.enrolment_code,
+                request.password,
+            )
+            return identity_pb2.EnrollTotpResponse(provisioning_uri=uri)
 
     def EnrollTotp(
         self, request: identity_pb2.EnrollTotpRequest, context: grpc.ServicerContext
     ) -> identity_pb2.EnrollTotpResponse:
         with domain_errors(context):
-            uri = self._service.credentials.enroll_totp(parse_id(request.party, "party", "parties"))
+            party_id = parse_id(request.party, "party", "parties")
+            self._own(context, party_id)
+            uri = self._service.credentials.enroll_totp(party_id)
             return identity_pb2.EnrollTotpResponse(provisioning_uri=uri)
 
     def CreateSession(
@@ -242,8 +273,14 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         self, request: identity_pb2.SendEmailCodeRequest, context: grpc.ServicerContext
     ) -> identity_pb2.SendEmailCodeResponse:
         with domain_errors(context):
+            party_id = parse_id(request.party, "party", "parties")
+            session = optional_session(context, self._service)
+            if session is not None:
+                require_own(session, str(party_id))
+            elif not request.password:
+                raise AuthenticationRequired("the party's password or its own session is required")
             code_id, expire_time = self._service.credentials.send_email_code(
-                parse_id(request.party, "party", "parties")
+                party_id, None if session is not None else request.password
             )
             return identity_pb2.SendEmailCodeResponse(
                 code_id=str(code_id), expire_time=timestamp(expire_time)
@@ -256,13 +293,25 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             self._service.sessions.revoke(request.token)
             return identity_pb2.RevokeSessionResponse()
 
+    def _recipient_or_operator(self, context: grpc.ServicerContext, recipient_id: uuid.UUID) -> str:
+        """Consent is the recipient's: its own session, or an operator recording
+        it. Returns the scope of the request's idempotency key."""
+        caller = current_caller()
+        operator = OPERATOR in caller.roles
+        session = None if operator else optional_session(context, self._service)
+        require_recipient_or_operator(session, str(recipient_id), operator)
+        return f"parties/{session.party_id}" if session else caller.name
+
     def GrantConsent(
         self, request: identity_pb2.GrantConsentRequest, context: grpc.ServicerContext
     ) -> identity_pb2.Consent:
         with domain_errors(context):
+            recipient_id = parse_id(request.recipient, "recipient", "parties")
+            scope = self._recipient_or_operator(context, recipient_id)
             consent = self._service.consents.grant(
+                scope,
                 request.request_id,
-                parse_id(request.recipient, "recipient", "parties"),
+                recipient_id,
                 parse_id(request.sender, "sender", "parties"),
                 request.method,
             )
@@ -272,10 +321,12 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         self, request: identity_pb2.WithdrawConsentRequest, context: grpc.ServicerContext
     ) -> identity_pb2.Consent:
         with domain_errors(context):
-            _, consent_id = _consent_id(request.name)
+            party, consent_id = _consent_id(request.name)
+            recipient_id = parse_id(f"parties/{party}", "name", "parties")
+            self._recipient_or_operator(context, recipient_id)
             return _consent(
                 self._service.consents.withdraw(
-                    parse_id(f"consents/{consent_id}", "name", "consents")
+                    recipient_id, parse_id(f"consents/{consent_id}", "name", "consents")
                 )
             )
 
@@ -283,8 +334,10 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         self, request: identity_pb2.ListConsentsRequest, context: grpc.ServicerContext
     ) -> identity_pb2.ListConsentsResponse:
         with domain_errors(context):
+            recipient_id = parse_id(request.recipient, "recipient", "parties")
+            self._readable(context, recipient_id)
             consents, token = self._service.consents.list(
-                parse_id(request.recipient, "recipient", "parties"),
+                recipient_id,
                 request.page_size,
                 request.page_token,
             )

@@ -13,7 +13,12 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from lre.server.domain.errors import AuthenticationRequired, DepositRefused
+from lre.server.domain.errors import (
+    AuthenticationRequired,
+    DepositRefused,
+    InvalidArgument,
+    PermissionDenied,
+)
 from lre.server.domain.letters import PartyKind
 
 # A recipient deciding on a letter must have authenticated recently.
@@ -117,6 +122,17 @@ def _require_strong(session: Session | None, now: dt.datetime, role: str) -> Ses
     return session
 
 
+def require_own(session: Session | None, party_id: str) -> Session:
+    """A person's credentials, and what the service keeps about them, are
+    theirs: only their own session acts on them (never another party's
+    gateway). Staff roles, where they may, are checked by the caller."""
+    if session is None:
+        raise AuthenticationRequired("the party's own session is required")
+    if session.party_id != party_id:
+        raise PermissionDenied("a party's session acts only on that party")
+    return session
+
+
 def require_sender(session: Session | None, now: dt.datetime) -> Session:
     """Deposit: a sender identified face to face or equivalently (eIDAS 24(1)),
     i.e. proofed at substantial or high, with a strong session."""
@@ -130,6 +146,31 @@ def require_recipient(session: Session | None, now: dt.datetime) -> Session:
     if now - checked.authenticated_at > RECIPIENT_SESSION_MAX_AGE:
         raise AuthenticationRequired("recipient must authenticate again to decide")
     return checked
+
+
+def require_recipient_or_operator(
+    session: Session | None, recipient_id: str, operator: bool
+) -> None:
+    """Consent (L100) comes from the recipient, never from the sender's side:
+    given with the recipient's own session, or recorded by an operator from
+    evidence the recipient gave (a signed form)."""
+    if not operator:
+        require_own(session, recipient_id)
+
+
+def check_professional_declaration(natural_person: bool, professional: bool) -> None:
+    """Who may call a recipient professional, which spares the sender its consent
+    (L100). A legal person receives in its professional capacity by nature. A
+    natural person's status is not the creating gateway's to declare (a sender
+    would declare every consumer professional): a natural person is treated as
+    a consumer and gives consent, which is always lawful, where a false
+    exemption makes the letter void."""
+    if natural_person and professional:
+        raise InvalidArgument(
+            "party.professional",
+            "a natural person is not declared professional by a gateway; "
+            "the recipient gives consent instead",
+        )
 
 
 @dataclass(frozen=True)

@@ -180,8 +180,9 @@ class NotificationService:
     def email_code(
         self, message: models.OutboxMessage, party: models.Party, now: dt.datetime
     ) -> Message | None:
-        """A one-time code for logging in; None once it has expired (a late
-        code is of no use, and not sent)."""
+        """A one-time code for signing in, or for enrolling the means of
+        authentication after proofing; None once it has expired (a late code
+        is of no use, and not sent)."""
         payload = message.payload
         expire_time = dt.datetime.fromisoformat(payload["expire_time"])
         if now >= expire_time:
@@ -194,13 +195,14 @@ class NotificationService:
             "code": code.decode(),
             "provider": self._policy.provider_name,
             "minutes": round((expire_time - message.create_time).total_seconds() / 60),
+            "party": f"parties/{party.id}",
         }
+        if payload.get("purpose") == "enrolment":
+            subject, template = "Code d'enrôlement / Enrolment code", "enrolment_code"
+        else:
+            subject, template = "Code de connexion / Sign-in code", "email_code"
         return self._email(
-            message,
-            party.email,
-            f"Code de connexion / Sign-in code - {self._policy.provider_name}",
-            "email_code",
-            context,
+            message, party.email, f"{subject} - {self._policy.provider_name}", template, context
         )
 
     def _email(

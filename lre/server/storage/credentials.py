@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.orm import Session as DbSession
 
 from lre.server.domain.identity import FactorCategory, Session
@@ -29,6 +29,8 @@ class Credential:
     email_code_hmac: bytes | None = None
     email_code_sent_time: dt.datetime | None = None
     email_code_expire_time: dt.datetime | None = None
+    enrolment_code_hmac: bytes | None = None
+    enrolment_code_expire_time: dt.datetime | None = None
 
     def locked(self, now: dt.datetime) -> bool:
         return self.locked_until is not None and self.locked_until > now
@@ -109,6 +111,12 @@ class SessionRepository:
             one_time_element=row.one_time_element,
             authenticated_at=row.authenticated_at,
             expires_at=row.expire_time,
+        )
+
+    def revoke_all(self, party_id: uuid.UUID, now: dt.datetime) -> None:
+        s = models.AuthSession
+        self._db.execute(
+            update(s).where(s.party_id == party_id, s.revoke_time.is_(None)).values(revoke_time=now)
         )
 
     def revoke(self, token_hash: bytes, now: dt.datetime) -> bool:

@@ -49,11 +49,13 @@ class PartyRepository:
     def exists(self, party_id: uuid.UUID) -> bool:
         return self._db.get(models.Party, party_id) is not None
 
-    def by_request_id(self, request_id: str) -> Party | None:
-        row = self._db.scalar(select(models.Party).where(models.Party.request_id == request_id))
-        return None if row is None else _party(row)
+    def by_request(self, scope: str, request_id: str) -> tuple[Party, str | None] | None:
+        """The party a caller's request created, and that request's fingerprint."""
+        p = models.Party
+        row = self._db.scalar(select(p).where(p.request_scope == scope, p.request_id == request_id))
+        return None if row is None else (_party(row), row.request_hash)
 
-    def add(self, party: Party, request_id: str) -> None:
+    def add(self, party: Party, scope: str, request_id: str, request_hash: str) -> None:
         self._db.add(
             models.Party(
                 id=party.id,
@@ -65,7 +67,9 @@ class PartyRepository:
                 email=party.email,
                 postal_address=party.postal_address,
                 create_time=party.create_time,
+                request_scope=scope,
                 request_id=request_id,
+                request_hash=request_hash,
             )
         )
         self._db.flush()
@@ -75,9 +79,11 @@ class ConsentRepository:
     def __init__(self, db: DbSession) -> None:
         self._db = db
 
-    def by_request_id(self, request_id: str) -> Consent | None:
-        row = self._db.scalar(select(models.Consent).where(models.Consent.request_id == request_id))
-        return None if row is None else _consent(row)
+    def by_request(self, scope: str, request_id: str) -> tuple[Consent, str | None] | None:
+        """The consent a caller's request recorded, and that request's fingerprint."""
+        c = models.Consent
+        row = self._db.scalar(select(c).where(c.request_scope == scope, c.request_id == request_id))
+        return None if row is None else (_consent(row), row.request_hash)
 
     def active(self, recipient_id: uuid.UUID, sender_id: uuid.UUID) -> Consent | None:
         row = self._db.scalar(
@@ -89,7 +95,7 @@ class ConsentRepository:
         )
         return None if row is None else _consent(row)
 
-    def add(self, consent: Consent, request_id: str) -> None:
+    def add(self, consent: Consent, scope: str, request_id: str, request_hash: str) -> None:
         self._db.add(
             models.Consent(
                 id=consent.id,
@@ -98,7 +104,9 @@ class ConsentRepository:
                 method=consent.method,
                 grant_time=consent.grant_time,
                 withdraw_time=consent.withdraw_time,
+                request_scope=scope,
                 request_id=request_id,
+                request_hash=request_hash,
             )
         )
         self._db.flush()

@@ -87,9 +87,12 @@ class World:
         )
         self.dispatcher = self.make_dispatcher(smtp_port)
         sender = self.identity.parties.create(
-            "s", NewParty(PartyKind.LEGAL_PERSON, True, SENDER_EMAIL, company_name=SENDER_COMPANY)
+            "gateway",
+            "s",
+            NewParty(PartyKind.LEGAL_PERSON, True, SENDER_EMAIL, company_name=SENDER_COMPANY),
         )
         self.recipient = self.identity.parties.create(
+            "gateway",
             "r",
             NewParty(
                 PartyKind.LEGAL_PERSON,

@@ -21,16 +21,26 @@ PASSWORD = "correct horse battery staple"
 ADDRESS = "camille@example.org"
 
 
-def _party(world: World, password: bool = True) -> uuid.UUID:
+def _party(world: World, smtp_port: int, password: bool = True) -> uuid.UUID:
+    """A proofed party; with ``password``, enrolled (password and TOTP) with
+    the enrolment code the proofing e-mailed it."""
     party = world.identity.parties.create(
+        "gateway",
         str(uuid.uuid4()),
         NewParty(PartyKind.NATURAL_PERSON, False, ADDRESS, "Camille", "Dupont"),
     ).id
     world.identity.proofing.record_document_check(
         party, "passport", "19AB12345", world.clock.now + dt.timedelta(days=900), "op-7"
     )
+    with Inbox(smtp_port) as inbox:
+        while world.dispatcher.dispatch():
+            pass
+    (message,) = inbox.messages
+    assert message["To"] == ADDRESS
+    found = re.search(rf"Account: parties/{party}\s+Enrolment code: ([A-Z0-9-]+)", _text(message))
+    assert found, _text(message)
     if password:
-        world.identity.credentials.set_password(party, PASSWORD)
+        world.identity.credentials.enroll(party, found.group(1), PASSWORD)
     return party
 
 
@@ -50,8 +60,8 @@ def _deliver(world: World, inbox: Inbox) -> str:
 def test_an_emailed_code_with_the_password_opens_a_strong_session_once(
     world: World, smtp_port: int
 ) -> None:
-    party = _party(world)
-    code_id, expire_time = world.identity.credentials.send_email_code(party)
+    party = _party(world, smtp_port)
+    code_id, expire_time = world.identity.credentials.send_email_code(party, PASSWORD)
     assert expire_time == world.clock.now + dt.timedelta(minutes=10)
     with Inbox(smtp_port) as inbox:
         code = _deliver(world, inbox)
@@ -61,8 +71,12 @@ def test_an_emailed_code_with_the_password_opens_a_strong_session_once(
         credential = session.get(models.Credential, party)
         assert credential is not None and credential.email_code_hmac is not None
         assert code.encode() not in credential.email_code_hmac
-        (message,) = session.scalars(
-            select(models.OutboxMessage).where(models.OutboxMessage.kind == "email_code")
+        (message,) = (
+            m
+            for m in session.scalars(
+                select(models.OutboxMessage).where(models.OutboxMessage.kind == "email_code")
+            )
+            if m.payload.get("purpose") != "enrolment"
         )
         assert "code" not in message.payload and code not in str(message.payload)
 
@@ -74,14 +88,14 @@ def test_an_emailed_code_with_the_password_opens_a_strong_session_once(
 
 
 def test_wrong_replaced_and_expired_codes_are_refused(world: World, smtp_port: int) -> None:
-    party = _party(world)
+    party = _party(world, smtp_port)
     with Inbox(smtp_port) as inbox:
-        first_id, _ = world.identity.credentials.send_email_code(party)
+        first_id, _ = world.identity.credentials.send_email_code(party, PASSWORD)
         first = _deliver(world, inbox)
         with pytest.raises(AuthenticationFailed):  # the code without the password
             world.identity.sessions.create(party, "not the password", email_code=(first_id, first))
         world.clock.advance(seconds=61)
-        second_id, _ = world.identity.credentials.send_email_code(party)
+        second_id, _ = world.identity.credentials.send_email_code(party, PASSWORD)
         second = _deliver(world, inbox)
     wrong = f"{(int(second) + 1) % 10**6:06d}"
     for attempt in ((first_id, first), (second_id, wrong), (first_id, second)):
@@ -93,23 +107,26 @@ def test_wrong_replaced_and_expired_codes_are_refused(world: World, smtp_port: i
 
 
 def test_an_expired_code_is_not_sent(world: World, smtp_port: int) -> None:
-    party = _party(world)
-    world.identity.credentials.send_email_code(party)
+    party = _party(world, smtp_port)
+    world.identity.credentials.send_email_code(party, PASSWORD)
     world.clock.advance(minutes=10)
     with Inbox(smtp_port) as inbox:
         while world.dispatcher.dispatch():
             pass
         assert inbox.messages == []
-    with db.sessions(world.engine)() as session:
-        assert session.scalars(select(models.OutboxMessage)).all() == []
+    with db.sessions(world.engine)() as session:  # only the enrolment code, sent before
+        (enrolment,) = session.scalars(select(models.OutboxMessage)).all()
+        assert enrolment.payload["purpose"] == "enrolment" and "code" not in enrolment.payload
 
 
-def test_codes_need_a_password_and_come_at_most_once_a_minute(world: World) -> None:
+def test_codes_need_a_password_and_come_at_most_once_a_minute(world: World, smtp_port: int) -> None:
     with pytest.raises(FailedPrecondition):
-        world.identity.credentials.send_email_code(_party(world, password=False))
-    party = _party(world)
-    world.identity.credentials.send_email_code(party)
+        world.identity.credentials.send_email_code(
+            _party(world, smtp_port, password=False), PASSWORD
+        )
+    party = _party(world, smtp_port)
+    world.identity.credentials.send_email_code(party, PASSWORD)
     with pytest.raises(TooManyAttempts):
-        world.identity.credentials.send_email_code(party)
+        world.identity.credentials.send_email_code(party, PASSWORD)
     world.clock.advance(seconds=60)
-    world.identity.credentials.send_email_code(party)
+    world.identity.credentials.send_email_code(party, PASSWORD)

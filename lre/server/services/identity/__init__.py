@@ -40,8 +40,10 @@ class IdentityService:
         self, sessions: sessionmaker[DbSession], policy: IdentityPolicy, clock: Clock = utcnow
     ) -> None:
         self.parties = PartyService(sessions, clock)
-        self.proofing = ProofingService(sessions, policy, clock)
         self.credentials = CredentialService(sessions, policy, clock)
+        self.proofing = ProofingService(
+            sessions, policy, self.credentials.send_enrolment_code, clock
+        )
         self.sessions = SessionService(sessions, policy, self.credentials, clock)
         self.consents = ConsentService(sessions, clock)
 

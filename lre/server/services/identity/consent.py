@@ -11,7 +11,7 @@ from sqlalchemy.orm import sessionmaker
 from lre.server.clock import utcnow
 from lre.server.domain.errors import InvalidArgument, NotFound
 from lre.server.domain.identity import Consent
-from lre.server.services.identity.parties import check_request_id, idempotent
+from lre.server.services.identity.parties import check_request_id, fingerprint, idempotent
 from lre.server.services.identity.settings import Clock
 from lre.server.storage.parties import ConsentRepository, PartyRepository
 
@@ -27,8 +27,14 @@ class ConsentService:
         self._clock = clock
 
     def grant(
-        self, request_id: str, recipient_id: uuid.UUID, sender_id: uuid.UUID, method: str
+        self,
+        scope: str,
+        request_id: str,
+        recipient_id: uuid.UUID,
+        sender_id: uuid.UUID,
+        method: str,
     ) -> Consent:
+        """``scope`` is the caller the idempotency key belongs to."""
         check_request_id(request_id)
         if not method or len(method) > 64:
             raise InvalidArgument(
@@ -53,19 +59,27 @@ class ConsentService:
                 grant_time=self._clock(),
                 withdraw_time=None,
             )
-            consents.add(consent, request_id)
+            consents.add(consent, scope, request_id, request_hash)
             return consent
 
+        request_hash = fingerprint(str(recipient_id), str(sender_id), method)
         return idempotent(
-            self._sessions, lambda db: ConsentRepository(db).by_request_id(request_id), create
+            self._sessions,
+            request_hash,
+            lambda db: ConsentRepository(db).by_request(scope, request_id),
+            create,
         )
 
-    def withdraw(self, consent_id: uuid.UUID) -> Consent:
+    def withdraw(self, recipient_id: uuid.UUID, consent_id: uuid.UUID) -> Consent:
+        """The recipient's consent, withdrawn; another party's is not found."""
         with self._sessions.begin() as db:
-            consent = ConsentRepository(db).withdraw(consent_id, self._clock())
-        if consent is None:
-            raise NotFound("no such consent")
-        return consent
+            consents = ConsentRepository(db)
+            consent = consents.get(consent_id)
+            if consent is None or consent.recipient_id != recipient_id:
+                raise NotFound("no such consent")
+            withdrawn = consents.withdraw(consent_id, self._clock())
+            assert withdrawn is not None
+        return withdrawn
 
     def list(
         self, recipient_id: uuid.UUID, page_size: int, page_token: str

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import re
 import uuid
 from collections.abc import Callable
@@ -13,8 +16,8 @@ from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
 from lre.server.clock import utcnow
-from lre.server.domain.errors import InvalidArgument, NotFound
-from lre.server.domain.identity import AssuranceLevel, Party
+from lre.server.domain.errors import AlreadyExists, InvalidArgument, NotFound
+from lre.server.domain.identity import AssuranceLevel, Party, check_professional_declaration
 from lre.server.domain.letters import PartyKind
 from lre.server.services.identity.settings import Clock
 from lre.server.storage.parties import PartyRepository
@@ -26,24 +29,40 @@ EMAIL = re.compile(
 T = TypeVar("T")
 
 
+def fingerprint(*content: object) -> str:
+    """What a request asked for, to tell a retry from another request under the same key."""
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def idempotent(
     sessions: sessionmaker[DbSession],
-    find: Callable[[DbSession], T | None],
+    request_hash: str,
+    find: Callable[[DbSession], tuple[T, str | None] | None],
     create: Callable[[DbSession], T],
 ) -> T:
-    """What a request created: the existing result on a retry, a new one
-    otherwise; when two identical requests race, the loser's unique violation
-    returns the winner's result."""
+    """What a caller's request created: the existing result on a retry, a new
+    one otherwise; the same key with other content is refused. When two
+    identical requests race, the loser's unique violation returns the winner's
+    result."""
+
+    def existing(found: tuple[T, str | None] | None) -> T | None:
+        if found is None:
+            return None
+        result, earlier = found
+        if earlier is not None and earlier != request_hash:
+            raise AlreadyExists("request_id", "was already used for a different request")
+        return result
+
     try:
         with sessions.begin() as db:
-            existing = find(db)
-            return existing if existing is not None else create(db)
+            before = existing(find(db))
+            return before if before is not None else create(db)
     except IntegrityError:
         with sessions() as db:
-            existing = find(db)
-            if existing is None:
+            winner = existing(find(db))
+            if winner is None:
                 raise
-            return existing
+            return winner
 
 
 def check_request_id(request_id: str) -> None:
@@ -67,7 +86,8 @@ class PartyService:
         self._sessions = sessions
         self._clock = clock
 
-    def create(self, request_id: str, new: NewParty) -> Party:
+    def create(self, scope: str, request_id: str, new: NewParty) -> Party:
+        """``scope`` is the caller the idempotency key belongs to."""
         check_request_id(request_id)
         if new.kind is None:
             raise InvalidArgument("party.kind", "must be NATURAL_PERSON or LEGAL_PERSON")
@@ -79,6 +99,7 @@ class PartyService:
             )
         if new.kind is PartyKind.LEGAL_PERSON and not new.company_name:
             raise InvalidArgument("party.company_name", "a legal person needs a company name")
+        check_professional_declaration(new.kind is PartyKind.NATURAL_PERSON, new.professional)
 
         def create(db: DbSession) -> Party:
             party = Party(
@@ -92,11 +113,15 @@ class PartyService:
                 postal_address=new.postal_address,
                 create_time=self._clock(),
             )
-            PartyRepository(db).add(party, request_id)
+            PartyRepository(db).add(party, scope, request_id, request_hash)
             return party
 
+        request_hash = fingerprint(dataclasses.asdict(new))
         return idempotent(
-            self._sessions, lambda db: PartyRepository(db).by_request_id(request_id), create
+            self._sessions,
+            request_hash,
+            lambda db: PartyRepository(db).by_request(scope, request_id),
+            create,
         )
 
     def get(self, party_id: uuid.UUID) -> Party:

@@ -4,12 +4,14 @@ assertion (the level its `acr` maps to)."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import hmac
 import logging
 import os
 import uuid
+from collections.abc import Callable
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -30,14 +32,33 @@ from lre.server.domain.identity import (
     ProofingChallenge,
     ProofingMethod,
 )
+from lre.server.domain.letters import PartyKind
+from lre.server.domain.proofing import Claimed, IdentityMismatch, Verified, bind
 from lre.server.services.identity.settings import Clock, IdentityPolicy
-from lre.server.services.identity.verification import Refused, certificate_refusal, eid_claims
+from lre.server.services.identity.verification import (
+    Refused,
+    certificate_identity,
+    certificate_refusal,
+    eid_claims,
+    eid_identity,
+)
 from lre.server.storage.parties import PartyRepository
 from lre.server.storage.proofing import ProofingRepository
 
 logger = logging.getLogger("lre.identity")
 
 CHALLENGE_TTL = dt.timedelta(minutes=5)
+EVIDENCE_CLAIMS = (
+    "iss",
+    "sub",
+    "aud",
+    "acr",
+    "iat",
+    "auth_time",
+    "given_name",
+    "family_name",
+    "birthdate",
+)
 
 
 def _require_party(db: DbSession, party_id: uuid.UUID) -> None:
@@ -45,12 +66,36 @@ def _require_party(db: DbSession, party_id: uuid.UUID) -> None:
         raise NotFound("no such party")
 
 
+def _bound(db: DbSession, party_id: uuid.UUID, verified: Verified) -> dict[str, str]:
+    """The party's attributes the verified identity matched (IdentityMismatch if it does not)."""
+    party = PartyRepository(db).get(party_id)
+    if party is None:
+        raise NotFound("no such party")
+    claimed = Claimed(
+        natural_person=party.kind is PartyKind.NATURAL_PERSON,
+        given_name=party.given_name,
+        family_name=party.family_name,
+        company_name=party.company_name,
+    )
+    return bind(claimed, verified)
+
+
+# Told of each new identity record, in its transaction (the credentials
+# service e-mails the party an enrolment code).
+Proofed = Callable[[DbSession, uuid.UUID, dt.datetime], None]
+
+
 class ProofingService:
     def __init__(
-        self, sessions: sessionmaker[DbSession], policy: IdentityPolicy, clock: Clock = utcnow
+        self,
+        sessions: sessionmaker[DbSession],
+        policy: IdentityPolicy,
+        proofed: Proofed,
+        clock: Clock = utcnow,
     ) -> None:
         self._sessions = sessions
         self._policy = policy
+        self._proofed = proofed
         self._clock = clock
 
     def record_document_check(
@@ -60,9 +105,11 @@ class ProofingService:
         document_number: str,
         document_expires: dt.datetime | None,
         operator_id: str,
+        operator_certificate: str = "",
     ) -> IdentityRecord:
         """An identity document checked by an operator: level substantial,
-        valid until the document expires. The number is kept only as a keyed hash."""
+        valid until the document expires. The number is kept only as a keyed
+        hash; the operator is named as typed and as its client certificate says."""
         now = self._clock()
         if not document_type or len(document_type) > 64:
             raise InvalidArgument("document_type", "required, at most 64 characters")
@@ -89,11 +136,13 @@ class ProofingService:
                 "document_type": document_type,
                 "document_number_hmac": number_hash,
                 "operator": operator_id,
+                "operator_certificate": operator_certificate,
             },
         )
         with self._sessions.begin() as db:
             _require_party(db, party_id)
             ProofingRepository(db).add_record(record)
+            self._proofed(db, party_id, now)
         return record
 
     def list_records(
@@ -159,6 +208,13 @@ class ProofingService:
                     signature,
                     now,
                 )
+            mismatch: IdentityMismatch | None = None
+            matched: dict[str, str] = {}
+            if refused is None:
+                try:
+                    matched = _bound(db, party_id, certificate_identity(leaf))
+                except IdentityMismatch as exc:
+                    refused, mismatch = f"identity: {exc}", exc
             if refused is None:
                 record = IdentityRecord(
                     id=uuid.uuid4(),
@@ -174,12 +230,21 @@ class ProofingService:
                         "issuer": leaf.issuer.rfc4514_string(),
                         "serial": format(leaf.serial_number, "x"),
                         "sha256": leaf.fingerprint(hashes.SHA256()).hex(),
+                        "matched": matched,
+                        # The evidence as presented: the chain and the revocation data.
+                        "certificate_chain": [base64.b64encode(der).decode() for der in chain_der],
+                        "revocation_data": [
+                            base64.b64encode(der).decode() for der in revocation_der
+                        ],
                     },
                 )
                 proofs.add_record(record)
+                self._proofed(db, party_id, now)
         # The challenge stays used (committed above) whatever the result.
         if record is None:
             logger.info("certificate proof refused", extra={"reason": refused})
+            if mismatch is not None:  # a genuine certificate, of someone else: say so
+                raise mismatch
             raise AuthenticationFailed("certificate proof refused")
         return record
 
@@ -202,6 +267,8 @@ class ProofingService:
         if not hmac.compare_digest(str(claims["nonce"]), nonce) or level is None:
             logger.info("eID assertion refused", extra={"reason": "nonce or acr"})
             raise AuthenticationFailed("eID assertion refused")
+        with self._sessions() as db:
+            matched = _bound(db, party_id, eid_identity(claims))
         record = IdentityRecord(
             id=uuid.uuid4(),
             party_id=party_id,
@@ -214,6 +281,9 @@ class ProofingService:
                 "issuer": broker.issuer,
                 "sub": str(claims["sub"]),
                 "acr": str(claims.get("acr")),
+                "matched": matched,
+                # The evidence: the claims the broker signed.
+                "claims": {k: claims[k] for k in EVIDENCE_CLAIMS if k in claims},
             },
         )
         try:
@@ -222,6 +292,7 @@ class ProofingService:
                 proofs = ProofingRepository(db)
                 proofs.spend_nonce(broker.issuer, nonce, now)
                 proofs.add_record(record)
+                self._proofed(db, party_id, now)
         except IntegrityError:
             logger.info("eID assertion refused", extra={"reason": "nonce replayed"})
             raise AuthenticationFailed("eID assertion refused") from None

@@ -3,6 +3,7 @@ our challenge, an eID broker's ID token. Pure functions: no database."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from typing import Any
 
@@ -12,7 +13,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509 import verification
+from cryptography.x509.oid import NameOID
 
+from lre.server.domain.proofing import Verified
 from lre.server.services.identity.settings import EidBroker
 
 EID_ALGORITHMS = ["ES256", "ES384", "RS256", "PS256"]
@@ -97,3 +100,35 @@ def eid_claims(broker: EidBroker, id_token: str, now: dt.datetime) -> dict[str, 
     except (jwt.PyJWTError, KeyError) as exc:
         raise Refused(type(exc).__name__) from None
     return claims
+
+
+def _attribute(name: x509.Name, oid: x509.ObjectIdentifier) -> str | None:
+    values = [str(a.value) for a in name.get_attributes_for_oid(oid)]
+    return " ".join(values) if values else None
+
+
+def certificate_identity(leaf: x509.Certificate) -> Verified:
+    """Who a certificate names: given name and surname for a natural person
+    (ETSI EN 319 412-2), organisation name and identifier for a legal person
+    (EN 319 412-3). The common name is a label, not an identity: not used."""
+    subject = leaf.subject
+    return Verified(
+        given_name=_attribute(subject, NameOID.GIVEN_NAME),
+        family_name=_attribute(subject, NameOID.SURNAME),
+        organisation_name=_attribute(subject, NameOID.ORGANIZATION_NAME),
+        organisation_identifier=_attribute(subject, NameOID.ORGANIZATION_IDENTIFIER),
+    )
+
+
+def eid_identity(claims: dict[str, Any]) -> Verified:
+    """Who an ID token names (OpenID Connect standard claims): an eID proofs a
+    natural person."""
+    birth_date = None
+    # Absent or partial ("0000-05-04"): not compared, not recorded.
+    with contextlib.suppress(KeyError, ValueError):
+        birth_date = dt.date.fromisoformat(str(claims["birthdate"]))
+    return Verified(
+        given_name=str(claims.get("given_name") or "") or None,
+        family_name=str(claims.get("family_name") or "") or None,
+        birth_date=birth_date,
+    )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 
+import pyotp
 import pytest
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
@@ -11,6 +13,9 @@ from sqlalchemy.orm import sessionmaker
 from lre.server.services.identity import IdentityPolicy, IdentityService
 from lre.server.storage import db
 from tests.integration.services.conftest import KEY, Clock
+from tests.support.parties import enrolled
+
+Enrol = Callable[[], tuple[uuid.UUID, pyotp.TOTP]]
 
 
 @pytest.fixture
@@ -31,3 +36,9 @@ def service(
     database: sessionmaker[DbSession], clock: Clock, policy: IdentityPolicy
 ) -> IdentityService:
     return IdentityService(database, policy, clock)
+
+
+@pytest.fixture
+def enrol(service: IdentityService, clock: Clock, database: sessionmaker[DbSession]) -> Enrol:
+    """Makes a party proofed and enrolled (password and TOTP) as the party would."""
+    return lambda: enrolled(service, clock.now, db.engine_of(database), KEY)

@@ -24,10 +24,20 @@ from lre.server.domain.errors import (
 )
 from lre.server.domain.identity import AssuranceLevel, ProofingMethod
 from lre.server.domain.letters import PartyKind
+from lre.server.domain.proofing import IdentityMismatch
 from lre.server.services.identity import EidBroker, IdentityPolicy, IdentityService, NewParty
 from tests.integration.services.conftest import KEY, Clock
 from tests.support.parties import person
-from tests.support.proofing import AUDIENCE, BROKER, CA, ISSUER, OTHER_CA, Broker
+from tests.support.proofing import (
+    AUDIENCE,
+    BROKER,
+    CA,
+    ISSUER,
+    OTHER_CA,
+    Broker,
+    organisation_subject,
+    person_subject,
+)
 
 
 @pytest.fixture
@@ -50,11 +60,15 @@ def policy() -> IdentityPolicy:
 
 def _party(service: IdentityService) -> uuid.UUID:
     return service.parties.create(
+        "gateway",
         str(uuid.uuid4()),
         NewParty(
             PartyKind.LEGAL_PERSON, True, "contact@bailleur.example", company_name="Bailleur SARL"
         ),
     ).id
+
+
+BAILLEUR = organisation_subject("Bailleur SARL")
 
 
 def _der(cert: x509.Certificate) -> bytes:
@@ -79,7 +93,7 @@ def test_a_signed_challenge_with_a_trusted_certificate_proofs_at_high(
     service: IdentityService,
 ) -> None:
     party = _party(service)
-    key, cert = CA.issue("Bailleur SARL")
+    key, cert = CA.issue(BAILLEUR)
     record = _prove(service, party, key, cert, [CA.crl([])])
     assert (record.method, record.level) == (ProofingMethod.CERTIFICATE, AssuranceLevel.HIGH)
     assert record.expire_time is not None and record.expire_time <= cert.not_valid_after_utc
@@ -92,7 +106,7 @@ def test_a_signed_challenge_with_a_trusted_certificate_proofs_at_high(
 def test_certificate_refusals(service: IdentityService, case: str) -> None:
     party = _party(service)
     key, cert = (OTHER_CA if case == "wrong anchor" else CA).issue(
-        "Bailleur SARL", signing=case != "no signing usage"
+        BAILLEUR, signing=case != "no signing usage"
     )
     crls = {"revoked": [CA.crl([cert])], "stale CRL": [CA.crl([], next_update_days=-1)]}.get(
         case, []
@@ -107,7 +121,7 @@ def test_certificate_refusals(service: IdentityService, case: str) -> None:
 
 def test_an_expired_certificate_is_refused(service: IdentityService, clock: Clock) -> None:
     party = _party(service)
-    key, cert = CA.issue("Bailleur SARL", days=2)
+    key, cert = CA.issue(BAILLEUR, days=2)
     clock.advance(days=3)
     with pytest.raises(AuthenticationFailed):
         _prove(service, party, key, cert)
@@ -115,7 +129,7 @@ def test_an_expired_certificate_is_refused(service: IdentityService, clock: Cloc
 
 def test_a_challenge_serves_once_and_only_its_party(service: IdentityService, clock: Clock) -> None:
     party, other = _party(service), _party(service)
-    key, cert = CA.issue("Bailleur SARL")
+    key, cert = CA.issue(BAILLEUR)
     challenge = service.proofing.begin_certificate(party)
     signature = key.sign(challenge.challenge, ec.ECDSA(hashes.SHA256()))
     with pytest.raises(AuthenticationFailed):
@@ -155,7 +169,7 @@ def test_malformed_certificate_input_is_invalid_argument(service: IdentityServic
 def test_an_id_token_proofs_at_the_level_of_its_acr(
     service: IdentityService, acr: str, level: AssuranceLevel
 ) -> None:
-    party = _party(service)
+    party = person(service)
     record = service.proofing.with_eid_assertion(
         party, BROKER.id_token("n-" + acr, acr=acr), "n-" + acr
     )
@@ -185,7 +199,7 @@ def _tampered(token: str) -> str:
     ],
 )
 def test_eid_refusals(service: IdentityService, case: str) -> None:
-    party = _party(service)
+    party = person(service)
     nonce = f"n-{uuid.uuid4()}"
     now = int(dt.datetime.now(dt.UTC).timestamp())
     token = {
@@ -216,11 +230,11 @@ def test_eid_refusals(service: IdentityService, case: str) -> None:
 
 
 def test_a_replayed_assertion_is_refused(service: IdentityService) -> None:
-    party = _party(service)
+    party = person(service)
     token = BROKER.id_token("n-replay")
     service.proofing.with_eid_assertion(party, token, "n-replay")
     with pytest.raises(AuthenticationFailed):
-        service.proofing.with_eid_assertion(_party(service), token, "n-replay")
+        service.proofing.with_eid_assertion(person(service), token, "n-replay")
 
 
 def test_unconfigured_methods_say_so(database_url: str, clock: Clock) -> None:
@@ -263,3 +277,37 @@ def test_document_check_proofs_at_substantial_and_keeps_no_number(
         service.proofing.record_document_check(
             uuid.uuid4(), "passport", "1", clock.now + dt.timedelta(days=9), "op"
         )
+
+
+def test_a_certificate_for_someone_else_proofs_nobody(service: IdentityService) -> None:
+    """Mallory's valid certificate does not proof Camille; the challenge is spent."""
+    camille = person(service)
+    key, cert = CA.issue(person_subject("Mallory", "Martin"))
+    challenge = service.proofing.begin_certificate(camille)
+    signature = key.sign(challenge.challenge, ec.ECDSA(hashes.SHA256()))
+    with pytest.raises(IdentityMismatch, match="family_name"):
+        service.proofing.complete_certificate(camille, challenge.id, [_der(cert)], signature, [])
+    assert service.parties.level(camille) is None
+    with pytest.raises(AuthenticationFailed):  # one attempt per challenge
+        service.proofing.complete_certificate(camille, challenge.id, [_der(cert)], signature, [])
+    key, cert = CA.issue(person_subject("CAMILLE", "Dupont"))
+    record = _prove(service, camille, key, cert)
+    assert record.details["matched"] == {"family_name": "Dupont", "given_name": "CAMILLE"}
+    assert record.details["certificate_chain"]  # the evidence, kept
+    company = _party(service)
+    key, cert = CA.issue(organisation_subject("Autre SARL"))
+    with pytest.raises(IdentityMismatch, match="organisation_name"):
+        _prove(service, company, key, cert)
+
+
+def test_an_eid_for_someone_else_proofs_nobody(service: IdentityService) -> None:
+    camille = person(service)
+    token = BROKER.id_token("n-mallory", given_name="Mallory", family_name="Martin")
+    with pytest.raises(IdentityMismatch):
+        service.proofing.with_eid_assertion(camille, token, "n-mallory")
+    assert service.parties.level(camille) is None
+    record = service.proofing.with_eid_assertion(camille, BROKER.id_token("n-ok"), "n-ok")
+    assert record.details["matched"]["birth_date"] == "1990-04-12"
+    assert record.details["claims"]["sub"] == "fc-1234"
+    with pytest.raises(IdentityMismatch):  # an eID proofs a person, not a company
+        service.proofing.with_eid_assertion(_party(service), BROKER.id_token("n-co"), "n-co")

@@ -14,13 +14,14 @@ from lre.server.domain.errors import (
 from lre.server.domain.identity import AssuranceLevel
 from lre.server.services.identity import IdentityService
 from tests.integration.services.conftest import Clock
-from tests.support.parties import PASSWORD, enrolled
+from tests.integration.services.identity.conftest import Enrol
+from tests.support.parties import PASSWORD
 
 
 def test_password_and_totp_give_a_session_custody_accepts(
-    service: IdentityService, clock: Clock, database: sessionmaker[DbSession]
+    service: IdentityService, enrol: Enrol, clock: Clock, database: sessionmaker[DbSession]
 ) -> None:
-    party, totp = enrolled(service, clock.now)
+    party, totp = enrol()
     issued = service.sessions.create(party, PASSWORD, totp.at(clock.now))
     session = service.authenticate(issued.token)
     assert session.party_id == str(party) and session.level is AssuranceLevel.SUBSTANTIAL
@@ -34,9 +35,9 @@ def test_password_and_totp_give_a_session_custody_accepts(
 
 
 def test_revoked_and_expired_sessions_authenticate_nobody(
-    service: IdentityService, clock: Clock
+    service: IdentityService, enrol: Enrol, clock: Clock
 ) -> None:
-    party, totp = enrolled(service, clock.now)
+    party, totp = enrol()
     revoked = service.sessions.create(party, PASSWORD, totp.at(clock.now))
     service.sessions.revoke(revoked.token)
     with pytest.raises(AuthenticationFailed):

@@ -7,14 +7,22 @@ import datetime as dt
 
 import pytest
 
-from lre.server.domain.errors import AuthenticationRequired, DepositRefused
+from lre.server.domain.errors import (
+    AuthenticationRequired,
+    DepositRefused,
+    InvalidArgument,
+    PermissionDenied,
+)
 from lre.server.domain.identity import (
     AssuranceLevel,
     FactorCategory,
     Recipient,
     Session,
+    check_professional_declaration,
     require_consent,
+    require_own,
     require_recipient,
+    require_recipient_or_operator,
     require_sender,
 )
 
@@ -64,3 +72,28 @@ def test_consent_is_required_of_consumers_only() -> None:
     with pytest.raises(DepositRefused) as refused:
         require_consent(Recipient("r3", professional=False), consent_given=False)
     assert (refused.value.reason, refused.value.field) == ("consent_missing", "recipient")
+
+
+def test_only_the_party_own_session_acts_on_the_party() -> None:
+    assert require_own(STRONG, "p1") is STRONG
+    with pytest.raises(AuthenticationRequired):
+        require_own(None, "p1")
+    with pytest.raises(PermissionDenied):
+        require_own(STRONG, "p2")
+
+
+def test_consent_comes_from_the_recipient_or_an_operator() -> None:
+    require_recipient_or_operator(STRONG, "p1", operator=False)
+    require_recipient_or_operator(None, "p2", operator=True)
+    with pytest.raises(PermissionDenied):  # the sender's session, for the recipient
+        require_recipient_or_operator(STRONG, "p2", operator=False)
+    with pytest.raises(AuthenticationRequired):
+        require_recipient_or_operator(None, "p2", operator=False)
+
+
+def test_no_gateway_declares_a_natural_person_professional() -> None:
+    check_professional_declaration(natural_person=False, professional=True)
+    check_professional_declaration(natural_person=True, professional=False)
+    with pytest.raises(InvalidArgument) as raised:
+        check_professional_declaration(natural_person=True, professional=True)
+    assert raised.value.field == "party.professional"
