@@ -225,7 +225,8 @@ class Walkthrough:
                 recipient=recipient,
                 sender=sender,
                 method="walkthrough",
-            )
+            ),
+            metadata=_bearer(recipient_token),  # consent is the recipient's own
         )
         self.say(
             "  the recipient, a consumer, consents to electronic registered letters from the sender"
