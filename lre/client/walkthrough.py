@@ -352,6 +352,7 @@ def enroll_party(
             document_number=f"DEMO-{request_id}",
             document_expire_time=expires,
             operator_id="walkthrough",
+            person_present=True,  # level high, as a sender needs
         )
     )
     password = f"walkthrough {uuid.uuid4()}"

@@ -349,17 +349,20 @@ def test_each_proofing_method_yields_a_session_custody_accepts_but_low(
     )
 
     by_document = _party(stub, "m-4")
-    stub.RecordDocumentCheck(
+    in_person = stub.RecordDocumentCheck(
         identity_pb2.RecordDocumentCheckRequest(
             party=by_document.name,
             document_type="id-card",
             document_number="X9",
             document_expire_time=_expires(60),
             operator_id="op",
+            person_present=True,
         )
     )
+    assert in_person.level == identity_pb2.ASSURANCE_LEVEL_HIGH  # physical presence
 
-    # Custody accepts a deposit from each of these sessions, and refuses the one at low.
+    # Custody accepts a deposit from a sender proofed at high (certificate, in
+    # person), and refuses one at substantial (eIDAS 24(1a)) or low.
     recipient = stub.CreateParty(
         identity_pb2.CreatePartyRequest(
             request_id="m-5",
@@ -372,12 +375,13 @@ def test_each_proofing_method_yields_a_session_custody_accepts_but_low(
         )
     )
     custody = custody_pb2_grpc.CustodyServiceStub(channel)
-    for party in (by_certificate, by_eid, by_document):
+    for party in (by_certificate, by_document):
         token = _enroll_and_login(stub, codes, party.name).token
         letter = _deposit(custody, token, recipient.name, f"dep-{party.name}")
         assert letter.state == common_pb2.LETTER_STATE_DEPOSITED
-    low_token = _enroll_and_login(stub, codes, by_eid_low.name).token
-    with pytest.raises(grpc.RpcError) as low_refused:
-        _deposit(custody, low_token, recipient.name, "dep-low")
-    assert low_refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert "below level substantial" in (low_refused.value.details() or "")
+    for party, why in ((by_eid, "below level high"), (by_eid_low, "below level substantial")):
+        token = _enroll_and_login(stub, codes, party.name).token
+        with pytest.raises(grpc.RpcError) as refused_sender:
+            _deposit(custody, token, recipient.name, f"dep-{party.name}")
+        assert refused_sender.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert why in (refused_sender.value.details() or "")

@@ -158,6 +158,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
                 else None,
                 request.operator_id,
                 current_caller().name,
+                request.person_present,
             )
             return _record(record)
 

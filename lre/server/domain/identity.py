@@ -33,6 +33,11 @@ class AssuranceLevel(enum.IntEnum):
     HIGH = 3
 
 
+# eIDAS art. 24(1a) as amended: a sender is identified by physical presence,
+# an eID at level high, a qualified certificate or an equivalent method.
+SENDER_MIN_LEVEL = AssuranceLevel.HIGH
+
+
 class ProofingMethod(enum.Enum):
     CERTIFICATE = "certificate"
     EID_ASSERTION = "eid_assertion"
@@ -133,10 +138,17 @@ def require_own(session: Session | None, party_id: str) -> Session:
     return session
 
 
-def require_sender(session: Session | None, now: dt.datetime) -> Session:
-    """Deposit: a sender identified face to face or equivalently (eIDAS 24(1)),
-    i.e. proofed at substantial or high, with a strong session."""
-    return _require_strong(session, now, "sender")
+def require_sender(
+    session: Session | None, now: dt.datetime, min_level: AssuranceLevel = SENDER_MIN_LEVEL
+) -> Session:
+    """Deposit: a sender identified face to face or equivalently (eIDAS 24(1a)),
+    i.e. proofed at ``min_level`` (high unless configured), with a strong session."""
+    checked = _require_strong(session, now, "sender")
+    if checked.level < min_level:
+        raise AuthenticationRequired(
+            f"sender identity proofed below level {min_level.name.lower()}"
+        )
+    return checked
 
 
 def require_recipient(session: Session | None, now: dt.datetime) -> Session:

@@ -106,10 +106,13 @@ class ProofingService:
         document_expires: dt.datetime | None,
         operator_id: str,
         operator_certificate: str = "",
+        person_present: bool = False,
     ) -> IdentityRecord:
-        """An identity document checked by an operator: level substantial,
-        valid until the document expires. The number is kept only as a keyed
-        hash; the operator is named as typed and as its client certificate says."""
+        """An identity document checked by an operator: level high when the
+        person stood before the operator (physical presence, eIDAS 24(1a)),
+        substantial when remote; valid until the document expires. The number
+        is kept only as a keyed hash; the operator is named as typed and as
+        its client certificate says."""
         now = self._clock()
         if not document_type or len(document_type) > 64:
             raise InvalidArgument("document_type", "required, at most 64 characters")
@@ -128,15 +131,17 @@ class ProofingService:
             id=uuid.uuid4(),
             party_id=party_id,
             method=ProofingMethod.DOCUMENT_CHECK,
-            level=AssuranceLevel.SUBSTANTIAL,
+            level=AssuranceLevel.HIGH if person_present else AssuranceLevel.SUBSTANTIAL,
             proof_time=now,
             expire_time=document_expires,
-            evidence_summary=f"{document_type} checked by operator {operator_id}",
+            evidence_summary=f"{document_type} checked by operator {operator_id}"
+            + (", person present" if person_present else ", remotely"),
             details={
                 "document_type": document_type,
                 "document_number_hmac": number_hash,
                 "operator": operator_id,
                 "operator_certificate": operator_certificate,
+                "person_present": person_present,
             },
         )
         with self._sessions.begin() as db:

@@ -311,3 +311,21 @@ def test_an_eid_for_someone_else_proofs_nobody(service: IdentityService) -> None
     assert record.details["claims"]["sub"] == "fc-1234"
     with pytest.raises(IdentityMismatch):  # an eID proofs a person, not a company
         service.proofing.with_eid_assertion(_party(service), BROKER.id_token("n-co"), "n-co")
+
+
+def test_a_document_checked_in_person_proofs_at_high(
+    service: IdentityService, clock: Clock
+) -> None:
+    party = person(service)
+    record = service.proofing.record_document_check(
+        party,
+        "passport",
+        "19AB12345",
+        clock.now + dt.timedelta(days=30),
+        "op-7",
+        operator_certificate="operator.lre.test",
+        person_present=True,
+    )
+    assert record.level is AssuranceLevel.HIGH
+    assert record.details["person_present"] is True
+    assert record.details["operator_certificate"] == "operator.lre.test"

@@ -8,9 +8,7 @@ from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
 from lre.server.domain import identity
-from lre.server.domain.errors import (
-    AuthenticationFailed,
-)
+from lre.server.domain.errors import AuthenticationFailed, AuthenticationRequired
 from lre.server.domain.identity import AssuranceLevel
 from lre.server.services.identity import IdentityService
 from tests.integration.services.conftest import Clock
@@ -25,7 +23,8 @@ def test_password_and_totp_give_a_session_custody_accepts(
     issued = service.sessions.create(party, PASSWORD, totp.at(clock.now))
     session = service.authenticate(issued.token)
     assert session.party_id == str(party) and session.level is AssuranceLevel.SUBSTANTIAL
-    assert identity.require_sender(session, clock.now) is session
+    with pytest.raises(AuthenticationRequired):  # a remote document check: not a sender
+        identity.require_sender(session, clock.now)
     assert identity.require_recipient(session, clock.now) is session
     with database() as db_session:
         stored = db_session.execute(text("SELECT token_hash FROM sessions")).scalar_one()

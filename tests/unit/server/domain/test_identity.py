@@ -55,12 +55,21 @@ def test_weak_sessions_are_refused(case: str, require) -> None:
 @pytest.mark.parametrize("level", [AssuranceLevel.SUBSTANTIAL, AssuranceLevel.HIGH])
 def test_strong_sessions_at_substantial_or_high_pass(level: AssuranceLevel) -> None:
     session = dataclasses.replace(STRONG, level=level)
-    assert require_sender(session, NOW) is session
+    assert require_sender(session, NOW, min_level=AssuranceLevel.SUBSTANTIAL) is session
     assert require_recipient(session, NOW) is session
 
 
+def test_a_sender_needs_level_high_unless_configured_lower() -> None:
+    high = dataclasses.replace(STRONG, level=AssuranceLevel.HIGH)
+    assert require_sender(high, NOW) is high
+    with pytest.raises(AuthenticationRequired, match="below level high"):
+        require_sender(STRONG, NOW)  # substantial
+
+
 def test_a_recipient_decides_only_on_a_fresh_authentication() -> None:
-    stale = dataclasses.replace(STRONG, authenticated_at=NOW - dt.timedelta(minutes=16))
+    stale = dataclasses.replace(
+        STRONG, level=AssuranceLevel.HIGH, authenticated_at=NOW - dt.timedelta(minutes=16)
+    )
     assert require_sender(stale, NOW) is stale
     with pytest.raises(AuthenticationRequired, match="again"):
         require_recipient(stale, NOW)
