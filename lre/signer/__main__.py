@@ -68,7 +68,7 @@ def serve_pool(settings: config.SignerSettings, processes: int) -> int:
     if settings.grpc_address.endswith(":0") or settings.http_address.endswith(":0"):
         raise SystemExit("several signer processes need fixed ports")
     return pool.serve_pool(
-        [sys.executable, "-m", "signer", "serve"], {"LRE_SIGNER_PROCESSES": "1"}, processes
+        [sys.executable, "-m", "lre.signer", "serve"], {"LRE_SIGNER_PROCESSES": "1"}, processes
     )
 
 
