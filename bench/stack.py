@@ -20,10 +20,12 @@ import grpc
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from lre.client.walkthrough import register_party
+from lre.client.walkthrough import EnrolmentCodes, maildir_enrolment_codes, register_party
+from lre.server.storage import db
 from lre.signer.devsetup import dev_setup
 from lre.v1 import identity_pb2, identity_pb2_grpc
 from tests.support import BIN, SERVING, free_port, health_status, wait_for
+from tests.support.parties import outbox_enrolment_code
 
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
@@ -92,6 +94,11 @@ def running_stack(
             lambda: health_status(address, "lre.v1.CustodyService") == SERVING, timeout=60
         )
         time.sleep(1)
+        codes: EnrolmentCodes = maildir_enrolment_codes(var / "mail")
+        if not run_workers:  # the outbox does not run: the codes as queued
+            engine = db.make_engine(database)
+            secrets_key = bytes.fromhex(key.read_text())
+            codes = lambda party: outbox_enrolment_code(engine, secrets_key, party)  # noqa: E731
         with grpc.insecure_channel(address) as channel:
             stub = identity_pb2_grpc.IdentityServiceStub(channel)
             fields: dict[str, Any] = {
@@ -99,10 +106,15 @@ def running_stack(
                 "professional": True,
             }
             sender, sender_token = register_party(
-                stub, "sender", company_name="Sender", email="s@example.org", **fields
+                stub, "sender", codes=codes, company_name="Sender", email="s@example.org", **fields
             )
             recipient, recipient_token = register_party(
-                stub, "recipient", company_name="Recipient", email="r@example.org", **fields
+                stub,
+                "recipient",
+                codes=codes,
+                company_name="Recipient",
+                email="r@example.org",
+                **fields,
             )
         yield Stack(
             address,

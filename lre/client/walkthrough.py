@@ -1,7 +1,8 @@
 """`lre-client walkthrough`: a registered letter's whole life against a running
 service (`make run`), through the public gRPC API only.
 
-It registers and proofs a sender and a recipient, deposits a file, reads the
+It registers and proofs a sender and a recipient (each enrols its means of
+authentication with the code e-mailed to it), deposits a file, reads the
 recipient's notification from the local Maildir, checks it with
 VerifyNotification, accepts as the recipient, downloads the content, and
 writes every evidence with its seal to a folder with the openssl commands
@@ -21,7 +22,7 @@ import sys
 import time
 import urllib.parse
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,7 +111,11 @@ class Walkthrough:
         self, label: str, portal: identity_pb2_grpc.IdentityServiceStub, **fields: Any
     ) -> tuple[str, str]:
         name, token = register_party(
-            portal, f"{self.run_id}-{label}", self.operator_identity, **fields
+            portal,
+            f"{self.run_id}-{label}",
+            self.operator_identity,
+            codes=maildir_enrolment_codes(self.maildir),
+            **fields,
         )
         self.say(f"  {label}: {name}, proofed at substantial, two-factor session issued")
         return name, token
@@ -220,7 +225,8 @@ class Walkthrough:
                 recipient=recipient,
                 sender=sender,
                 method="walkthrough",
-            )
+            ),
+            metadata=_bearer(recipient_token),  # consent is the recipient's own
         )
         self.say(
             "  the recipient, a consumer, consents to electronic registered letters from the sender"
@@ -266,6 +272,53 @@ class Walkthrough:
         return commands
 
 
+# Reads the enrolment code e-mailed to a party ("parties/{id}") after proofing.
+EnrolmentCodes = Callable[[str], str]
+
+
+def _text(message: email.message.Message) -> str:
+    for part in message.walk():
+        if part.get_content_type() == "text/plain":
+            payload = part.get_payload(decode=True)
+            if isinstance(payload, bytes):
+                return payload.decode(part.get_content_charset() or "utf-8", "replace")
+    return ""
+
+
+def enrolment_code_in(message: email.message.Message, party: str) -> str | None:
+    """The enrolment code in ``message`` if it is the one sent to ``party``."""
+    pattern = rf"Account: {re.escape(party)}\s+Enrolment code: ([A-Z0-9-]+)"
+    found = re.search(pattern, _text(message))
+    return found.group(1) if found else None
+
+
+def maildir_enrolment_codes(maildir: Path, timeout_s: float = 60) -> EnrolmentCodes:
+    """Enrolment codes as the party reads them, in ``maildir`` (where `make
+    run` delivers mail): the newest e-mail naming its account, deleted once
+    read (the code is good once)."""
+
+    def code(party: str) -> str:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if (maildir / "new").exists():
+                box = mailbox.Maildir(maildir, create=False)
+                found = []
+                for key in list(box.iterkeys()):
+                    message = box.get_message(key)
+                    found_code = enrolment_code_in(message, party)
+                    if found_code:
+                        found.append((message.get_date(), found_code, key))
+                if found:
+                    _, newest, _ = max(found)
+                    for *_, key in found:
+                        box.remove(key)
+                    return newest
+            time.sleep(0.2)
+        raise SystemExit(f"no enrolment code for {party} in {maildir} after {timeout_s:.0f} s")
+
+    return code
+
+
 @dataclass(frozen=True)
 class Enrolled:
     """A party with its login factors (a walkthrough's or a test's, never a user's)."""
@@ -279,11 +332,14 @@ def enroll_party(
     identity: identity_pb2_grpc.IdentityServiceStub,
     request_id: str,
     operator: identity_pb2_grpc.IdentityServiceStub | None = None,
+    *,
+    codes: EnrolmentCodes,
     **fields: Any,
 ) -> Enrolled:
     """Creates a party, has an operator check its identity document (level
     substantial; ``operator`` is the operator's connection under mutual TLS),
-    and gives it a password and a TOTP device."""
+    then, as the party would with the enrolment code e-mailed to it (read by
+    ``codes``), chooses a password and registers a TOTP device."""
     party = identity.CreateParty(
         identity_pb2.CreatePartyRequest(request_id=request_id, party=identity_pb2.Party(**fields))
     )
@@ -296,11 +352,15 @@ def enroll_party(
             document_number=f"DEMO-{request_id}",
             document_expire_time=expires,
             operator_id="walkthrough",
+            person_present=True,  # level high, as a sender needs
         )
     )
     password = f"walkthrough {uuid.uuid4()}"
-    identity.SetPassword(identity_pb2.SetPasswordRequest(party=party.name, password=password))
-    uri = identity.EnrollTotp(identity_pb2.EnrollTotpRequest(party=party.name)).provisioning_uri
+    uri = identity.EnrollCredentials(
+        identity_pb2.EnrollCredentialsRequest(
+            party=party.name, enrolment_code=codes(party.name), password=password
+        )
+    ).provisioning_uri
     totp = pyotp.TOTP(urllib.parse.parse_qs(urllib.parse.urlparse(uri).query)["secret"][0])
     return Enrolled(party.name, password, totp)
 
@@ -322,10 +382,12 @@ def register_party(
     identity: identity_pb2_grpc.IdentityServiceStub,
     request_id: str,
     operator: identity_pb2_grpc.IdentityServiceStub | None = None,
+    *,
+    codes: EnrolmentCodes,
     **fields: Any,
 ) -> tuple[str, str]:
     """Enrolls a party and opens a two-factor session: (party name, token)."""
-    party = enroll_party(identity, request_id, operator, **fields)
+    party = enroll_party(identity, request_id, operator, codes=codes, **fields)
     return party.name, log_in(identity, party)
 
 

@@ -10,9 +10,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from lre.client.walkthrough import EnrolmentCodes, maildir_enrolment_codes
 from lre.dev.tls import TlsFiles
+from lre.server.storage import db
 from tests.conftest import SignerProcess
 from tests.support import BIN, SERVING, free_port, health_status, running, wait_for
+from tests.support.parties import outbox_enrolment_code
 
 CUSTODY = "lre.v1.CustodyService"
 
@@ -24,6 +27,8 @@ class ServerProcess:
     maildir: Path
     log: Path
     process: subprocess.Popen[bytes]
+    # Where a party finds the enrolment code its proofing e-mailed it.
+    enrolment_codes: EnrolmentCodes
 
 
 @contextlib.contextmanager
@@ -75,6 +80,14 @@ def server_process(
         assert wait_for(
             lambda: health_status(address, CUSTODY, tls=tls, caller="operator") == SERVING
         ), log.read_text()
-        yield ServerProcess(
-            address, f"http://127.0.0.1:{metrics_port}/metrics", maildir, log, process
-        )
+        engine = db.make_engine(database_url)
+        secrets_key = bytes.fromhex(key.read_text())
+        codes: EnrolmentCodes = maildir_enrolment_codes(maildir, timeout_s=30)
+        if settings.get("run_workers") == "false":  # no outbox: the mail as queued
+            codes = lambda party: outbox_enrolment_code(engine, secrets_key, party)  # noqa: E731
+        try:
+            yield ServerProcess(
+                address, f"http://127.0.0.1:{metrics_port}/metrics", maildir, log, process, codes
+            )
+        finally:
+            engine.dispose()

@@ -146,8 +146,17 @@ def test_an_operator_puts_a_letter_on_legal_hold(server: ServerProcess, tls: Tls
         custody = custody_pb2_grpc.CustodyServiceStub(gateway)
         # Identity documents are checked by the provider's operators.
         checks = identity_pb2_grpc.IdentityServiceStub(operator)
-        _, sender = _company(identity, "hs", "Expediteur SAS", "envoi@expediteur.example", checks)
-        recipient, _ = _company(identity, "hr", "Dest SA", "courrier@dest.example", checks)
+        _, sender = _company(
+            identity,
+            server.enrolment_codes,
+            "hs",
+            "Expediteur SAS",
+            "envoi@expediteur.example",
+            checks,
+        )
+        recipient, _ = _company(
+            identity, server.enrolment_codes, "hr", "Dest SA", "courrier@dest.example", checks
+        )
         letter = _deposit(custody, sender, recipient, "held")
         assert not letter.legal_hold
         held = custody_pb2_grpc.CustodyServiceStub(operator).SetLegalHold(
@@ -255,8 +264,17 @@ def test_production_mode_runs_mutual_tls_end_to_end(
         ):
             identity = identity_pb2_grpc.IdentityServiceStub(gateway)
             checks = identity_pb2_grpc.IdentityServiceStub(operator)
-            _, sender = _company(identity, "ps", "Expediteur SAS", "e@expediteur.example", checks)
-            recipient, _ = _company(identity, "pr", "Dest SA", "c@dest.example", checks)
+            _, sender = _company(
+                identity,
+                server.enrolment_codes,
+                "ps",
+                "Expediteur SAS",
+                "e@expediteur.example",
+                checks,
+            )
+            recipient, _ = _company(
+                identity, server.enrolment_codes, "pr", "Dest SA", "c@dest.example", checks
+            )
             # Sealed and its key wrapped by the signer, over mutual TLS.
             letter = _deposit(custody_pb2_grpc.CustodyServiceStub(gateway), sender, recipient, "p")
             assert letter.state == common_pb2.LETTER_STATE_DEPOSITED

@@ -19,11 +19,11 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from sqlalchemy import create_engine, func, select, text
 
-from lre.client.walkthrough import enroll_party, log_in, register_party
+from lre.client.walkthrough import EnrolmentCodes, enroll_party, log_in, register_party
 from lre.server.storage import models
 from lre.v1 import common_pb2, custody_pb2, custody_pb2_grpc, identity_pb2, identity_pb2_grpc
 from tests.conftest import SignerProcess
-from tests.e2e.conftest import server_process
+from tests.e2e.conftest import ServerProcess, server_process
 from tests.support import openssl, wait_for
 
 PASSWORD = "correct horse battery staple"
@@ -32,16 +32,24 @@ ANNEX = b"annexe: etat des lieux\n" * 100
 
 
 @pytest.fixture
-def server(
+def served(
     database_url: str, signer_process: SignerProcess, tmp_path: Path
-) -> Iterator[grpc.Channel]:
+) -> Iterator[ServerProcess]:
     # Deposit alone: the dispatcher is tested on its own.
-    with (
-        server_process(signer_process, tmp_path, database_url, run_workers="false") as process,
-        grpc.insecure_channel(process.address) as channel,
-    ):
-        yield channel
+    with server_process(signer_process, tmp_path, database_url, run_workers="false") as process:
+        yield process
     assert b"resiliation" not in process.log.read_bytes()
+
+
+@pytest.fixture
+def server(served: ServerProcess) -> Iterator[grpc.Channel]:
+    with grpc.insecure_channel(served.address) as channel:
+        yield channel
+
+
+@pytest.fixture
+def codes(served: ServerProcess) -> EnrolmentCodes:
+    return served.enrolment_codes
 
 
 _login = register_party
@@ -49,6 +57,7 @@ _login = register_party
 
 def _company(
     identity: identity_pb2_grpc.IdentityServiceStub,
+    codes: EnrolmentCodes,
     label: str,
     name: str,
     email: str,
@@ -59,6 +68,7 @@ def _company(
         identity,
         label,
         operator,
+        codes=codes,
         kind=identity_pb2.PARTY_KIND_LEGAL_PERSON,
         professional=True,
         company_name=name,
@@ -131,14 +141,21 @@ def _verify_seal(
 
 
 def test_deposit_refused_without_consent_then_accepted_with_it(
-    server: grpc.Channel, database_url: str, signer_process: SignerProcess, tmp_path: Path
+    server: grpc.Channel,
+    codes: EnrolmentCodes,
+    database_url: str,
+    signer_process: SignerProcess,
+    tmp_path: Path,
 ) -> None:
     identity = identity_pb2_grpc.IdentityServiceStub(server)
     custody = custody_pb2_grpc.CustodyServiceStub(server)
-    sender, sender_token = _company(identity, "s-1", "Bailleur SARL", "gestion@bailleur.example")
+    sender, sender_token = _company(
+        identity, codes, "s-1", "Bailleur SARL", "gestion@bailleur.example"
+    )
     recipient, recipient_token = _login(
         identity,
         "r-1",
+        codes=codes,
         kind=identity_pb2.PARTY_KIND_NATURAL_PERSON,
         given_name="Camille",
         family_name="Dupont",
@@ -207,6 +224,7 @@ def test_deposit_refused_without_consent_then_accepted_with_it(
     _, stranger_token = _login(
         identity,
         "x-1",
+        codes=codes,
         kind=identity_pb2.PARTY_KIND_NATURAL_PERSON,
         given_name="X",
         family_name="Y",
@@ -262,17 +280,23 @@ def test_deposit_refused_without_consent_then_accepted_with_it(
             == 1
         )
         assert (
-            sorted(connection.execute(text("SELECT kind FROM outbox_messages")).scalars())
+            sorted(
+                connection.execute(
+                    text("SELECT kind FROM outbox_messages WHERE letter_id IS NOT NULL")
+                ).scalars()
+            )
             == ["letter_waiting", "proof"]  # the notice, and the sender's proof of deposit
         )
     engine.dispose()
 
 
-def test_bad_streams_store_nothing(server: grpc.Channel, database_url: str) -> None:
+def test_bad_streams_store_nothing(
+    server: grpc.Channel, codes: EnrolmentCodes, database_url: str
+) -> None:
     identity = identity_pb2_grpc.IdentityServiceStub(server)
     custody = custody_pb2_grpc.CustodyServiceStub(server)
-    _, token = _company(identity, "s-2", "A", "a@example.org")
-    recipient, _ = _company(identity, "r-2", "B", "b@example.org")
+    _, token = _company(identity, codes, "s-2", "A", "a@example.org")
+    recipient, _ = _company(identity, codes, "r-2", "B", "b@example.org")
     metadata = (("authorization", f"Bearer {token}"),)
 
     def letters() -> int:
@@ -375,10 +399,12 @@ def test_a_letter_nobody_answers_expires_on_its_own(
     ):
         identity = identity_pb2_grpc.IdentityServiceStub(channel)
         custody = custody_pb2_grpc.CustodyServiceStub(channel)
-        _, sender = _company(identity, "xs", "Bailleur SARL", "gestion@bailleur.example")
+        codes = server.enrolment_codes
+        _, sender = _company(identity, codes, "xs", "Bailleur SARL", "gestion@bailleur.example")
         enrolled = enroll_party(
             identity,
             "xr",
+            codes=codes,
             kind=identity_pb2.PARTY_KIND_LEGAL_PERSON,
             professional=True,
             company_name="Dest SA",

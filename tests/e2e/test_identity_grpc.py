@@ -23,11 +23,14 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from prometheus_client.parser import text_string_to_metric_families
 
+from lre.client.walkthrough import EnrolmentCodes
+from lre.server.storage import db
 from lre.v1 import common_pb2, custody_pb2_grpc, identity_pb2, identity_pb2_grpc
 from tests.conftest import SignerProcess
 from tests.e2e.test_deposit_grpc import _deposit
-from tests.integration.services.test_identity_proofing import AUDIENCE, BROKER, CA, ISSUER
 from tests.support import BIN, SERVING, free_port, health_status, running, wait_for
+from tests.support.parties import outbox_enrolment_code
+from tests.support.proofing import AUDIENCE, BROKER, CA, ISSUER, person_subject
 
 PASSWORD = "correct horse battery staple"
 
@@ -94,6 +97,27 @@ def stub(channel: grpc.Channel) -> identity_pb2_grpc.IdentityServiceStub:
     return identity_pb2_grpc.IdentityServiceStub(channel)
 
 
+@pytest.fixture
+def codes(database_url: str, key_file: Path) -> Iterator[EnrolmentCodes]:
+    """The enrolment codes proofing e-mails (the outbox does not run here)."""
+    engine = db.make_engine(database_url)
+    key = bytes.fromhex(key_file.read_text())
+    yield lambda party: outbox_enrolment_code(engine, key, party)
+    engine.dispose()
+
+
+def _enroll(
+    stub: identity_pb2_grpc.IdentityServiceStub, codes: EnrolmentCodes, party: str
+) -> pyotp.TOTP:
+    uri = stub.EnrollCredentials(
+        identity_pb2.EnrollCredentialsRequest(
+            party=party, enrolment_code=codes(party), password=PASSWORD
+        ),
+        timeout=10,
+    ).provisioning_uri
+    return pyotp.TOTP(urllib.parse.parse_qs(urllib.parse.urlparse(uri).query)["secret"][0])
+
+
 def _expires(days: int) -> timestamp_pb2.Timestamp:
     stamp = timestamp_pb2.Timestamp()
     stamp.FromDatetime(dt.datetime.now(dt.UTC) + dt.timedelta(days=days))
@@ -119,7 +143,7 @@ def _party(
 
 
 def test_a_party_is_proofed_authenticates_and_consents(
-    stub: identity_pb2_grpc.IdentityServiceStub,
+    stub: identity_pb2_grpc.IdentityServiceStub, codes: EnrolmentCodes
 ) -> None:
     party = _party(stub, "p-1")
     assert _party(stub, "p-1").name == party.name  # a retried create returns the first party
@@ -141,13 +165,7 @@ def test_a_party_is_proofed_authenticates_and_consents(
     listed = stub.ListIdentityRecords(identity_pb2.ListIdentityRecordsRequest(party=party.name))
     assert [r.name for r in listed.identity_records] == [record.name]
 
-    stub.SetPassword(
-        identity_pb2.SetPasswordRequest(party=party.name, password=PASSWORD), timeout=10
-    )
-    uri = stub.EnrollTotp(
-        identity_pb2.EnrollTotpRequest(party=party.name), timeout=10
-    ).provisioning_uri
-    totp = pyotp.TOTP(urllib.parse.parse_qs(urllib.parse.urlparse(uri).query)["secret"][0])
+    totp = _enroll(stub, codes, party.name)
     session = stub.CreateSession(
         identity_pb2.CreateSessionRequest(
             party=party.name, password=PASSWORD, totp_code=totp.now()
@@ -157,7 +175,7 @@ def test_a_party_is_proofed_authenticates_and_consents(
     assert session.token and session.level == identity_pb2.ASSURANCE_LEVEL_SUBSTANTIAL
     stub.RevokeSession(identity_pb2.RevokeSessionRequest(token=session.token), timeout=10)
 
-    sender = _party(stub, "p-2", professional=True)
+    sender = _party(stub, "p-2")
     consent = stub.GrantConsent(
         identity_pb2.GrantConsentRequest(
             request_id="c-1", recipient=party.name, sender=sender.name, method="signed-form"
@@ -209,11 +227,13 @@ def test_bad_input_gets_the_right_code_and_field(
     unproofed = _party(stub, "p-3")
     assert (
         _error(
-            lambda: stub.SetPassword(
-                identity_pb2.SetPasswordRequest(party=unproofed.name, password=PASSWORD)
+            lambda: stub.EnrollCredentials(
+                identity_pb2.EnrollCredentialsRequest(
+                    party=unproofed.name, enrolment_code="ABCD-EFGH-JKLM", password=PASSWORD
+                )
             )
         ).code()
-        == grpc.StatusCode.FAILED_PRECONDITION
+        == grpc.StatusCode.UNAUTHENTICATED
     )
     assert (
         _error(
@@ -226,7 +246,7 @@ def test_bad_input_gets_the_right_code_and_field(
 
 
 def test_brute_force_ends_in_resource_exhausted(
-    stub: identity_pb2_grpc.IdentityServiceStub, metrics_port: int
+    stub: identity_pb2_grpc.IdentityServiceStub, codes: EnrolmentCodes, metrics_port: int
 ) -> None:
     party = _party(stub, "p-4")
     stub.RecordDocumentCheck(
@@ -238,11 +258,10 @@ def test_brute_force_ends_in_resource_exhausted(
             operator_id="op",
         )
     )
-    stub.SetPassword(identity_pb2.SetPasswordRequest(party=party.name, password=PASSWORD))
-    stub.EnrollTotp(identity_pb2.EnrollTotpRequest(party=party.name))
-    codes = []
+    _enroll(stub, codes, party.name)
+    answers = []
     for _ in range(4):
-        codes.append(
+        answers.append(
             _error(
                 lambda: stub.CreateSession(
                     identity_pb2.CreateSessionRequest(
@@ -251,7 +270,9 @@ def test_brute_force_ends_in_resource_exhausted(
                 )
             ).code()
         )
-    assert codes == [grpc.StatusCode.UNAUTHENTICATED] * 2 + [grpc.StatusCode.RESOURCE_EXHAUSTED] * 2
+    assert (
+        answers == [grpc.StatusCode.UNAUTHENTICATED] * 2 + [grpc.StatusCode.RESOURCE_EXHAUSTED] * 2
+    )
     with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as reply:
         families = {f.name: f for f in text_string_to_metric_families(reply.read().decode())}
     assert families["lre_identity_lockouts"].samples[0].value == 1
@@ -276,11 +297,9 @@ def test_brute_force_ends_in_resource_exhausted(
 
 
 def _enroll_and_login(
-    stub: identity_pb2_grpc.IdentityServiceStub, party: str
+    stub: identity_pb2_grpc.IdentityServiceStub, codes: EnrolmentCodes, party: str
 ) -> identity_pb2.Session:
-    stub.SetPassword(identity_pb2.SetPasswordRequest(party=party, password=PASSWORD), timeout=10)
-    uri = stub.EnrollTotp(identity_pb2.EnrollTotpRequest(party=party), timeout=10).provisioning_uri
-    totp = pyotp.TOTP(urllib.parse.parse_qs(urllib.parse.urlparse(uri).query)["secret"][0])
+    totp = _enroll(stub, codes, party)
     return stub.CreateSession(
         identity_pb2.CreateSessionRequest(party=party, password=PASSWORD, totp_code=totp.now()),
         timeout=10,
@@ -288,10 +307,10 @@ def _enroll_and_login(
 
 
 def test_each_proofing_method_yields_a_session_custody_accepts_but_low(
-    stub: identity_pb2_grpc.IdentityServiceStub, channel: grpc.Channel
+    stub: identity_pb2_grpc.IdentityServiceStub, codes: EnrolmentCodes, channel: grpc.Channel
 ) -> None:
     by_certificate = _party(stub, "m-1")
-    key, cert = CA.issue("Camille Dupont")
+    key, cert = CA.issue(person_subject("Camille", "Dupont"))
     challenge = stub.BeginCertificateProofing(
         identity_pb2.BeginCertificateProofingRequest(party=by_certificate.name)
     )
@@ -330,25 +349,39 @@ def test_each_proofing_method_yields_a_session_custody_accepts_but_low(
     )
 
     by_document = _party(stub, "m-4")
-    stub.RecordDocumentCheck(
+    in_person = stub.RecordDocumentCheck(
         identity_pb2.RecordDocumentCheckRequest(
             party=by_document.name,
             document_type="id-card",
             document_number="X9",
             document_expire_time=_expires(60),
             operator_id="op",
+            person_present=True,
         )
     )
+    assert in_person.level == identity_pb2.ASSURANCE_LEVEL_HIGH  # physical presence
 
-    # Custody accepts a deposit from each of these sessions, and refuses the one at low.
-    recipient = _party(stub, "m-5", professional=True)
+    # Custody accepts a deposit from a sender proofed at high (certificate, in
+    # person), and refuses one at substantial (eIDAS 24(1a)) or low.
+    recipient = stub.CreateParty(
+        identity_pb2.CreatePartyRequest(
+            request_id="m-5",
+            party=identity_pb2.Party(
+                kind=identity_pb2.PARTY_KIND_LEGAL_PERSON,
+                professional=True,
+                company_name="Dest SA",
+                email="courrier@dest.example",
+            ),
+        )
+    )
     custody = custody_pb2_grpc.CustodyServiceStub(channel)
-    for party in (by_certificate, by_eid, by_document):
-        token = _enroll_and_login(stub, party.name).token
+    for party in (by_certificate, by_document):
+        token = _enroll_and_login(stub, codes, party.name).token
         letter = _deposit(custody, token, recipient.name, f"dep-{party.name}")
         assert letter.state == common_pb2.LETTER_STATE_DEPOSITED
-    low_token = _enroll_and_login(stub, by_eid_low.name).token
-    with pytest.raises(grpc.RpcError) as low_refused:
-        _deposit(custody, low_token, recipient.name, "dep-low")
-    assert low_refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert "below level substantial" in (low_refused.value.details() or "")
+    for party, why in ((by_eid, "below level high"), (by_eid_low, "below level substantial")):
+        token = _enroll_and_login(stub, codes, party.name).token
+        with pytest.raises(grpc.RpcError) as refused_sender:
+            _deposit(custody, token, recipient.name, f"dep-{party.name}")
+        assert refused_sender.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert why in (refused_sender.value.details() or "")

@@ -67,8 +67,12 @@ def test_a_lifecycle_moves_the_counters_by_what_happened(
     channels = [grpc.insecure_channel(server.address) for _ in range(3)]
     identity = identity_pb2_grpc.IdentityServiceStub(channels[0])
     custody = [custody_pb2_grpc.CustodyServiceStub(c) for c in channels]
-    _, sender = _company(identity, "ms", "Expediteur SAS", "envoi@expediteur.example")
-    recipient, recipient_token = _company(identity, "mr", "Dest SA", "courrier@dest.example")
+    _, sender = _company(
+        identity, server.enrolment_codes, "ms", "Expediteur SAS", "envoi@expediteur.example"
+    )
+    recipient, recipient_token = _company(
+        identity, server.enrolment_codes, "mr", "Dest SA", "courrier@dest.example"
+    )
     as_recipient = (("authorization", f"Bearer {recipient_token}"),)
 
     with pytest.raises(grpc.RpcError) as empty:

@@ -20,6 +20,7 @@ import grpc
 import pytest
 from aiosmtpd.smtp import Envelope
 
+from lre.client.walkthrough import EnrolmentCodes, enrolment_code_in, maildir_enrolment_codes
 from lre.v1 import (
     common_pb2,
     custody_pb2,
@@ -59,10 +60,11 @@ def test_a_deposit_is_notified_on_its_own_and_the_code_verifies(
     server: tuple[grpc.Channel, Path],
 ) -> None:
     channel, maildir = server
+    codes = maildir_enrolment_codes(maildir)
     identity = identity_pb2_grpc.IdentityServiceStub(channel)
     custody = custody_pb2_grpc.CustodyServiceStub(channel)
-    _, token = _company(identity, "s", "Bailleur SARL", "gestion@bailleur.example")
-    recipient, _ = _company(identity, "r", "Dest SA", "courrier@dest.example")
+    _, token = _company(identity, codes, "s", "Bailleur SARL", "gestion@bailleur.example")
+    recipient, _ = _company(identity, codes, "r", "Dest SA", "courrier@dest.example")
     letter = _deposit(custody, token, recipient, "d-1")
     metadata = (("authorization", f"Bearer {token}"),)
 
@@ -116,11 +118,12 @@ def test_a_deposit_is_notified_on_its_own_and_the_code_verifies(
 def test_the_whole_life_of_accepted_and_refused_letters(
     server: tuple[grpc.Channel, Path], signer_process: SignerProcess, tmp_path: Path
 ) -> None:
-    channel, _ = server
+    channel, maildir = server
+    codes = maildir_enrolment_codes(maildir)
     identity = identity_pb2_grpc.IdentityServiceStub(channel)
     custody = custody_pb2_grpc.CustodyServiceStub(channel)
-    _, sender_token = _company(identity, "s2", "Bailleur SARL", "gestion@bailleur.example")
-    recipient, recipient_token = _company(identity, "r2", "Dest SA", "courrier@dest.example")
+    _, sender_token = _company(identity, codes, "s2", "Bailleur SARL", "gestion@bailleur.example")
+    recipient, recipient_token = _company(identity, codes, "r2", "Dest SA", "courrier@dest.example")
     as_sender = (("authorization", f"Bearer {sender_token}"),)
     as_recipient = (("authorization", f"Bearer {recipient_token}"),)
     accepted, refused = (
@@ -228,11 +231,12 @@ def test_a_returned_notice_ends_in_a_notification_failure_the_sender_is_told_of(
     server: tuple[grpc.Channel, Path], signer_process: SignerProcess, tmp_path: Path
 ) -> None:
     channel, maildir = server
+    codes = maildir_enrolment_codes(maildir)
     identity = identity_pb2_grpc.IdentityServiceStub(channel)
     custody = custody_pb2_grpc.CustodyServiceStub(channel)
     notifications = notification_pb2_grpc.NotificationServiceStub(channel)
-    _, sender_token = _company(identity, "bs", "Bailleur SARL", "gestion@bailleur.example")
-    recipient, recipient_token = _company(identity, "br", "Dest SA", "courrier@dest.example")
+    _, sender_token = _company(identity, codes, "bs", "Bailleur SARL", "gestion@bailleur.example")
+    recipient, recipient_token = _company(identity, codes, "br", "Dest SA", "courrier@dest.example")
     as_sender = (("authorization", f"Bearer {sender_token}"),)
     as_recipient = (("authorization", f"Bearer {recipient_token}"),)
     letter = _deposit(custody, sender_token, recipient, "bounce-1")
@@ -339,13 +343,14 @@ def _follow(
 def test_the_event_stream_resumes_from_its_cursor_with_no_gap_and_no_repeat(
     server: tuple[grpc.Channel, Path],
 ) -> None:
-    channel, _ = server
+    channel, maildir = server
+    codes = maildir_enrolment_codes(maildir)
     identity = identity_pb2_grpc.IdentityServiceStub(channel)
     custody = custody_pb2_grpc.CustodyServiceStub(channel)
     stream = notification_pb2_grpc.NotificationServiceStub(channel)
-    _, sender = _company(identity, "es", "Bailleur SARL", "gestion@bailleur.example")
-    recipient, recipient_token = _company(identity, "er", "Dest SA", "courrier@dest.example")
-    _, other_sender = _company(identity, "eo", "Autre SAS", "autre@autre.example")
+    _, sender = _company(identity, codes, "es", "Bailleur SARL", "gestion@bailleur.example")
+    recipient, recipient_token = _company(identity, codes, "er", "Dest SA", "courrier@dest.example")
+    _, other_sender = _company(identity, codes, "eo", "Autre SAS", "autre@autre.example")
     as_recipient = (("authorization", f"Bearer {recipient_token}"),)
     first_letter = _deposit(custody, sender, recipient, "e-1")
     second_letter = _deposit(custody, sender, recipient, "e-2")
@@ -392,12 +397,13 @@ def test_the_event_stream_resumes_from_its_cursor_with_no_gap_and_no_repeat(
 def test_a_webhook_created_through_the_api_receives_the_senders_events(
     server: tuple[grpc.Channel, Path],
 ) -> None:
-    channel, _ = server
+    channel, maildir = server
+    codes = maildir_enrolment_codes(maildir)
     identity = identity_pb2_grpc.IdentityServiceStub(channel)
     custody = custody_pb2_grpc.CustodyServiceStub(channel)
     notifications = notification_pb2_grpc.NotificationServiceStub(channel)
-    _, sender = _company(identity, "ws", "Bailleur SARL", "gestion@bailleur.example")
-    recipient, _ = _company(identity, "wr", "Dest SA", "courrier@dest.example")
+    _, sender = _company(identity, codes, "ws", "Bailleur SARL", "gestion@bailleur.example")
+    recipient, _ = _company(identity, codes, "wr", "Dest SA", "courrier@dest.example")
     as_sender = (("authorization", f"Bearer {sender}"),)
     with Receiver(failures=0) as receiver:
         webhook = notifications.CreateWebhook(
@@ -444,6 +450,19 @@ class KillingInbox(Inbox):
         return reply
 
 
+def _inbox_codes(inbox: Inbox) -> EnrolmentCodes:
+    """Enrolment codes from the e-mails an SMTP inbox received."""
+
+    def code(party: str) -> str:
+        def found() -> list[str]:
+            return [c for m in inbox.messages if (c := enrolment_code_in(m, party))]
+
+        assert wait_for(lambda: bool(found()), timeout=30)
+        return found()[-1]
+
+    return code
+
+
 def test_a_dispatcher_killed_between_send_and_record_resends_the_same_message(
     signer_process: SignerProcess, tmp_path: Path
 ) -> None:
@@ -458,8 +477,12 @@ def test_a_dispatcher_killed_between_send_and_record_resends_the_same_message(
             with grpc.insecure_channel(first.address) as channel:
                 identity = identity_pb2_grpc.IdentityServiceStub(channel)
                 custody = custody_pb2_grpc.CustodyServiceStub(channel)
-                _, sender = _company(identity, "ks", "Bailleur SARL", "gestion@bailleur.example")
-                recipient, _ = _company(identity, "kr", "Dest SA", "courrier@dest.example")
+                codes = _inbox_codes(inbox)
+                _, sender = _company(
+                    identity, codes, "ks", "Bailleur SARL", "gestion@bailleur.example"
+                )
+                recipient, _ = _company(identity, codes, "kr", "Dest SA", "courrier@dest.example")
+                inbox.messages.clear()  # the enrolment codes, read
                 inbox.victim = first.process
                 letter = _deposit(custody, sender, recipient, "k-1")
             assert wait_for(lambda: first.process.poll() is not None, timeout=30)
@@ -499,11 +522,12 @@ def test_a_dispatcher_killed_between_send_and_record_resends_the_same_message(
 def test_inclusion_proofs_from_the_api_verify_and_verify_log_passes(
     server: tuple[grpc.Channel, Path], signer_process: SignerProcess, tmp_path: Path
 ) -> None:
-    channel, _ = server
+    channel, maildir = server
+    codes = maildir_enrolment_codes(maildir)
     identity = identity_pb2_grpc.IdentityServiceStub(channel)
     custody = custody_pb2_grpc.CustodyServiceStub(channel)
-    _, sender = _company(identity, "ls", "Bailleur SARL", "gestion@bailleur.example")
-    recipient, recipient_token = _company(identity, "lr", "Dest SA", "courrier@dest.example")
+    _, sender = _company(identity, codes, "ls", "Bailleur SARL", "gestion@bailleur.example")
+    recipient, recipient_token = _company(identity, codes, "lr", "Dest SA", "courrier@dest.example")
     as_sender = (("authorization", f"Bearer {sender}"),)
     letter = _deposit(custody, sender, recipient, "log-1")
     _wait_notified(custody, [letter], as_sender)
@@ -564,12 +588,13 @@ def test_inclusion_proofs_from_the_api_verify_and_verify_log_passes(
 def test_no_secret_or_content_reaches_the_logs_of_a_whole_lifecycle(
     server: tuple[grpc.Channel, Path], signer_process: SignerProcess, tmp_path: Path
 ) -> None:
-    channel, _ = server
+    channel, maildir = server
+    codes = maildir_enrolment_codes(maildir)
     identity = identity_pb2_grpc.IdentityServiceStub(channel)
     custody = custody_pb2_grpc.CustodyServiceStub(channel)
     notifications = notification_pb2_grpc.NotificationServiceStub(channel)
-    _, sender = _company(identity, "ss", "Bailleur SARL", "gestion@bailleur.example")
-    recipient, recipient_token = _company(identity, "sr", "Dest SA", "courrier@dest.example")
+    _, sender = _company(identity, codes, "ss", "Bailleur SARL", "gestion@bailleur.example")
+    recipient, recipient_token = _company(identity, codes, "sr", "Dest SA", "courrier@dest.example")
     as_recipient = (("authorization", f"Bearer {recipient_token}"),)
     webhook = notifications.CreateWebhook(
         notification_pb2.CreateWebhookRequest(request_id="s-wh", url="https://crm.example.org/x"),
@@ -613,6 +638,7 @@ def test_an_emailed_code_reaches_the_mailbox_and_opens_one_session(
     server: tuple[grpc.Channel, Path], tmp_path: Path
 ) -> None:
     channel, maildir = server
+    codes = maildir_enrolment_codes(maildir)
     identity = identity_pb2_grpc.IdentityServiceStub(channel)
     party = _party(identity, "camille")
     identity.RecordDocumentCheck(
@@ -626,11 +652,19 @@ def test_an_emailed_code_reaches_the_mailbox_and_opens_one_session(
         timeout=10,
     )
     password = "correct horse battery staple"
-    identity.SetPassword(identity_pb2.SetPasswordRequest(party=party.name, password=password))
-    sent = identity.SendEmailCode(identity_pb2.SendEmailCodeRequest(party=party.name), timeout=10)
+    identity.EnrollCredentials(
+        identity_pb2.EnrollCredentialsRequest(
+            party=party.name, enrolment_code=codes(party.name), password=password
+        )
+    )
+    request = identity_pb2.SendEmailCodeRequest(party=party.name, password=password)
+    with pytest.raises(grpc.RpcError) as raised:  # only for the party: its password
+        identity.SendEmailCode(identity_pb2.SendEmailCodeRequest(party=party.name), timeout=10)
+    assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    sent = identity.SendEmailCode(request, timeout=10)
     assert sent.code_id and sent.expire_time.seconds > time.time()
     with pytest.raises(grpc.RpcError) as raised:  # at most one a minute
-        identity.SendEmailCode(identity_pb2.SendEmailCodeRequest(party=party.name), timeout=10)
+        identity.SendEmailCode(request, timeout=10)
     assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
     def delivered() -> list[email.message.Message]:

@@ -103,8 +103,12 @@ def test_sigterm_turns_not_serving_and_lets_a_deposit_in_flight_finish(
     ):
         identity = identity_pb2_grpc.IdentityServiceStub(channel)
         custody = custody_pb2_grpc.CustodyServiceStub(channel)
-        _, token = _company(identity, "gs", "Expediteur SAS", "envoi@expediteur.example")
-        recipient, _ = _company(identity, "gr", "Dest SA", "courrier@dest.example")
+        _, token = _company(
+            identity, server.enrolment_codes, "gs", "Expediteur SAS", "envoi@expediteur.example"
+        )
+        recipient, _ = _company(
+            identity, server.enrolment_codes, "gr", "Dest SA", "courrier@dest.example"
+        )
         halfway = threading.Event()
         chunk = b"x" * 1024
 

@@ -134,10 +134,13 @@ class World:
             NotificationPolicy(KEY, "LRE <notifications@lre.test>", "https://portal.lre.test"),
         )
         self.dispatcher = self.make_dispatcher(smtp_port)
-        sender = self.identity.create_party(
-            "s", NewParty(PartyKind.LEGAL_PERSON, True, SENDER_EMAIL, company_name=SENDER_COMPANY)
+        sender = self.identity.parties.create(
+            "gateway",
+            "s",
+            NewParty(PartyKind.LEGAL_PERSON, True, SENDER_EMAIL, company_name=SENDER_COMPANY),
         )
-        self.recipient = self.identity.create_party(
+        self.recipient = self.identity.parties.create(
+            "gateway",
             "r",
             NewParty(
                 PartyKind.LEGAL_PERSON,

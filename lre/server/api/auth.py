@@ -9,9 +9,22 @@ from lre.server.domain.errors import AuthenticationFailed
 from lre.server.services.identity import IdentityService
 
 
-def session_of(context: grpc.ServicerContext, identities: IdentityService) -> identity.Session:
+def optional_session(
+    context: grpc.ServicerContext, identities: IdentityService
+) -> identity.Session | None:
+    """The caller's session; None when the call carries no token, UNAUTHENTICATED
+    when it carries one that is not a live session."""
     metadata = dict(context.invocation_metadata() or ())
     header = str(metadata.get("authorization", ""))
+    if not header:
+        return None
     if not header.startswith("Bearer ") or len(header) > 512:
         raise AuthenticationFailed("a session token is required (authorization: Bearer ...)")
     return identities.authenticate(header.removeprefix("Bearer "))
+
+
+def session_of(context: grpc.ServicerContext, identities: IdentityService) -> identity.Session:
+    session = optional_session(context, identities)
+    if session is None:
+        raise AuthenticationFailed("a session token is required (authorization: Bearer ...)")
+    return session

@@ -10,6 +10,7 @@ from sqlalchemy.exc import DBAPIError
 
 from lre.runtime.status import abort
 from lre.server.domain.errors import (
+    AlreadyExists,
     AuthenticationFailed,
     AuthenticationRequired,
     DependencyUnavailable,
@@ -19,14 +20,17 @@ from lre.server.domain.errors import (
     InvalidArgument,
     InvalidTransition,
     NotFound,
+    PermissionDenied,
     TooManyAttempts,
 )
 
 CODES: list[tuple[type[DomainError], grpc.StatusCode]] = [
     (InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
     (NotFound, grpc.StatusCode.NOT_FOUND),
+    (AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
     (AuthenticationFailed, grpc.StatusCode.UNAUTHENTICATED),
     (AuthenticationRequired, grpc.StatusCode.UNAUTHENTICATED),
+    (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
     (TooManyAttempts, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (InvalidTransition, grpc.StatusCode.FAILED_PRECONDITION),
     (FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),

@@ -7,14 +7,23 @@ import uuid
 
 import grpc
 
+from lre.server.api.auth import optional_session
 from lre.server.api.convert import timestamp
 from lre.server.api.errors import domain_errors
 from lre.server.api.names import parse_id
-from lre.server.domain.errors import InvalidArgument
-from lre.server.domain.identity import AssuranceLevel, ProofingMethod
+from lre.server.api.policy import OPERATOR, current_caller
+from lre.server.domain.errors import AuthenticationRequired, InvalidArgument
+from lre.server.domain.identity import (
+    AssuranceLevel,
+    Consent,
+    IdentityRecord,
+    Party,
+    ProofingMethod,
+    require_own,
+    require_recipient_or_operator,
+)
 from lre.server.domain.letters import PartyKind
 from lre.server.services.identity import IdentityService, NewParty
-from lre.server.storage import models
 from lre.v1 import identity_pb2, identity_pb2_grpc
 
 _KINDS = {
@@ -33,7 +42,7 @@ _METHODS = {
 }
 
 
-def _party(party: models.Party, level: AssuranceLevel | None) -> identity_pb2.Party:
+def _party(party: Party, level: AssuranceLevel | None) -> identity_pb2.Party:
     address = party.postal_address or {}
     return identity_pb2.Party(
         name=f"parties/{party.id}",
@@ -51,7 +60,7 @@ def _party(party: models.Party, level: AssuranceLevel | None) -> identity_pb2.Pa
     )
 
 
-def _record(record: models.IdentityRecord) -> identity_pb2.IdentityRecord:
+def _record(record: IdentityRecord) -> identity_pb2.IdentityRecord:
     return identity_pb2.IdentityRecord(
         name=f"parties/{record.party_id}/identityRecords/{record.id}",
         method=_METHODS[record.method],
@@ -62,7 +71,7 @@ def _record(record: models.IdentityRecord) -> identity_pb2.IdentityRecord:
     )
 
 
-def _consent(consent: models.Consent) -> identity_pb2.Consent:
+def _consent(consent: Consent) -> identity_pb2.Consent:
     return identity_pb2.Consent(
         name=f"parties/{consent.recipient_id}/consents/{consent.id}",
         recipient=f"parties/{consent.recipient_id}",
@@ -84,6 +93,15 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     def __init__(self, service: IdentityService) -> None:
         self._service = service
 
+    def _own(self, context: grpc.ServicerContext, party_id: uuid.UUID) -> None:
+        """Only the party's own session acts on its credentials."""
+        require_own(optional_session(context, self._service), str(party_id))
+
+    def _readable(self, context: grpc.ServicerContext, party_id: uuid.UUID) -> None:
+        """A party's data: to the party itself, or to operators and auditors."""
+        if not current_caller().staff:
+            self._own(context, party_id)
+
     def CreateParty(
         self, request: identity_pb2.CreatePartyRequest, context: grpc.ServicerContext
     ) -> identity_pb2.Party:
@@ -95,7 +113,8 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
                     "party.kind", "must be PARTY_KIND_NATURAL_PERSON or PARTY_KIND_LEGAL_PERSON"
                 )
             address = party.postal_address
-            created = self._service.create_party(
+            created = self._service.parties.create(
+                current_caller().name,
                 request.request_id,
                 NewParty(
                     kind=kind,
@@ -114,20 +133,23 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
                     else None,
                 ),
             )
-            return _party(created, self._service.level(created.id))
+            return _party(created, self._service.parties.level(created.id))
 
     def GetParty(
         self, request: identity_pb2.GetPartyRequest, context: grpc.ServicerContext
     ) -> identity_pb2.Party:
         with domain_errors(context):
             party_id = parse_id(request.name, "name", "parties")
-            return _party(self._service.get_party(party_id), self._service.level(party_id))
+            self._readable(context, party_id)
+            return _party(
+                self._service.parties.get(party_id), self._service.parties.level(party_id)
+            )
 
     def RecordDocumentCheck(
         self, request: identity_pb2.RecordDocumentCheckRequest, context: grpc.ServicerContext
     ) -> identity_pb2.IdentityRecord:
         with domain_errors(context):
-            record = self._service.record_document_check(
+            record = self._service.proofing.record_document_check(
                 parse_id(request.party, "party", "parties"),
                 request.document_type,
                 request.document_number,
@@ -135,6 +157,8 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
                 if request.HasField("document_expire_time")
                 else None,
                 request.operator_id,
+                current_caller().name,
+                request.person_present,
             )
             return _record(record)
 
@@ -142,7 +166,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         self, request: identity_pb2.BeginCertificateProofingRequest, context: grpc.ServicerContext
     ) -> identity_pb2.ProofingChallenge:
         with domain_errors(context):
-            challenge = self._service.begin_certificate_proofing(
+            challenge = self._service.proofing.begin_certificate(
                 parse_id(request.party, "party", "parties")
             )
             return identity_pb2.ProofingChallenge(
@@ -157,7 +181,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         context: grpc.ServicerContext,
     ) -> identity_pb2.IdentityRecord:
         with domain_errors(context):
-            record = self._service.complete_certificate_proofing(
+            record = self._service.proofing.complete_certificate(
                 parse_id(request.party, "party", "parties"),
                 parse_id(f"challenges/{request.challenge_id}", "challenge_id", "challenges"),
                 list(request.certificate_chain),
@@ -170,7 +194,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         self, request: identity_pb2.ProofWithEidAssertionRequest, context: grpc.ServicerContext
     ) -> identity_pb2.IdentityRecord:
         with domain_errors(context):
-            record = self._service.proof_with_eid_assertion(
+            record = self._service.proofing.with_eid_assertion(
                 parse_id(request.party, "party", "parties"), request.id_token, request.nonce
             )
             return _record(record)
@@ -179,8 +203,10 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         self, request: identity_pb2.ListIdentityRecordsRequest, context: grpc.ServicerContext
     ) -> identity_pb2.ListIdentityRecordsResponse:
         with domain_errors(context):
-            records, token = self._service.list_identity_records(
-                parse_id(request.party, "party", "parties"), request.page_size, request.page_token
+            party_id = parse_id(request.party, "party", "parties")
+            self._readable(context, party_id)
+            records, token = self._service.proofing.list_records(
+                party_id, request.page_size, request.page_token
             )
             return identity_pb2.ListIdentityRecordsResponse(
                 identity_records=[_record(r) for r in records], next_page_token=token
@@ -190,16 +216,29 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         self, request: identity_pb2.SetPasswordRequest, context: grpc.ServicerContext
     ) -> identity_pb2.SetPasswordResponse:
         with domain_errors(context):
-            self._service.set_password(
-                parse_id(request.party, "party", "parties"), request.password
-            )
+            party_id = parse_id(request.party, "party", "parties")
+            self._own(context, party_id)
+            self._service.credentials.set_password(party_id, request.password)
             return identity_pb2.SetPasswordResponse()
+
+    def EnrollCredentials(
+        self, request: identity_pb2.EnrollCredentialsRequest, context: grpc.ServicerContext
+    ) -> identity_pb2.EnrollTotpResponse:
+        with domain_errors(context):
+            uri = self._service.credentials.enroll(
+                parse_id(request.party, "party", "parties"),
+                request.enrolment_code,
+                request.password,
+            )
+            return identity_pb2.EnrollTotpResponse(provisioning_uri=uri)
 
     def EnrollTotp(
         self, request: identity_pb2.EnrollTotpRequest, context: grpc.ServicerContext
     ) -> identity_pb2.EnrollTotpResponse:
         with domain_errors(context):
-            uri = self._service.enroll_totp(parse_id(request.party, "party", "parties"))
+            party_id = parse_id(request.party, "party", "parties")
+            self._own(context, party_id)
+            uri = self._service.credentials.enroll_totp(party_id)
             return identity_pb2.EnrollTotpResponse(provisioning_uri=uri)
 
     def CreateSession(
@@ -221,22 +260,28 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
                         "email_code.code_id", "the code_id SendEmailCode returned"
                     ) from None
                 email_code = (code_id, request.email_code.code)
-            issued = self._service.create_session(
+            issued = self._service.sessions.create(
                 party, request.password, request.totp_code, email_code
             )
             return identity_pb2.Session(
                 token=issued.token,
-                party=f"parties/{issued.record.party_id}",
-                level=_LEVELS[issued.record.level],
-                expire_time=timestamp(issued.record.expire_time),
+                party=f"parties/{issued.session.party_id}",
+                level=_LEVELS[issued.session.level],
+                expire_time=timestamp(issued.session.expires_at),
             )
 
     def SendEmailCode(
         self, request: identity_pb2.SendEmailCodeRequest, context: grpc.ServicerContext
     ) -> identity_pb2.SendEmailCodeResponse:
         with domain_errors(context):
-            code_id, expire_time = self._service.send_email_code(
-                parse_id(request.party, "party", "parties")
+            party_id = parse_id(request.party, "party", "parties")
+            session = optional_session(context, self._service)
+            if session is not None:
+                require_own(session, str(party_id))
+            elif not request.password:
+                raise AuthenticationRequired("the party's password or its own session is required")
+            code_id, expire_time = self._service.credentials.send_email_code(
+                party_id, None if session is not None else request.password
             )
             return identity_pb2.SendEmailCodeResponse(
                 code_id=str(code_id), expire_time=timestamp(expire_time)
@@ -246,16 +291,28 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         self, request: identity_pb2.RevokeSessionRequest, context: grpc.ServicerContext
     ) -> identity_pb2.RevokeSessionResponse:
         with domain_errors(context):
-            self._service.revoke_session(request.token)
+            self._service.sessions.revoke(request.token)
             return identity_pb2.RevokeSessionResponse()
+
+    def _recipient_or_operator(self, context: grpc.ServicerContext, recipient_id: uuid.UUID) -> str:
+        """Consent is the recipient's: its own session, or an operator recording
+        it. Returns the scope of the request's idempotency key."""
+        caller = current_caller()
+        operator = OPERATOR in caller.roles
+        session = None if operator else optional_session(context, self._service)
+        require_recipient_or_operator(session, str(recipient_id), operator)
+        return f"parties/{session.party_id}" if session else caller.name
 
     def GrantConsent(
         self, request: identity_pb2.GrantConsentRequest, context: grpc.ServicerContext
     ) -> identity_pb2.Consent:
         with domain_errors(context):
-            consent = self._service.grant_consent(
+            recipient_id = parse_id(request.recipient, "recipient", "parties")
+            scope = self._recipient_or_operator(context, recipient_id)
+            consent = self._service.consents.grant(
+                scope,
                 request.request_id,
-                parse_id(request.recipient, "recipient", "parties"),
+                recipient_id,
                 parse_id(request.sender, "sender", "parties"),
                 request.method,
             )
@@ -265,10 +322,12 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         self, request: identity_pb2.WithdrawConsentRequest, context: grpc.ServicerContext
     ) -> identity_pb2.Consent:
         with domain_errors(context):
-            _, consent_id = _consent_id(request.name)
+            party, consent_id = _consent_id(request.name)
+            recipient_id = parse_id(f"parties/{party}", "name", "parties")
+            self._recipient_or_operator(context, recipient_id)
             return _consent(
-                self._service.withdraw_consent(
-                    parse_id(f"consents/{consent_id}", "name", "consents")
+                self._service.consents.withdraw(
+                    recipient_id, parse_id(f"consents/{consent_id}", "name", "consents")
                 )
             )
 
@@ -276,8 +335,10 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         self, request: identity_pb2.ListConsentsRequest, context: grpc.ServicerContext
     ) -> identity_pb2.ListConsentsResponse:
         with domain_errors(context):
-            consents, token = self._service.list_consents(
-                parse_id(request.recipient, "recipient", "parties"),
+            recipient_id = parse_id(request.recipient, "recipient", "parties")
+            self._readable(context, recipient_id)
+            consents, token = self._service.consents.list(
+                recipient_id,
                 request.page_size,
                 request.page_token,
             )

@@ -10,9 +10,11 @@ no caller identity to check, so every caller holds every role.
 
 from __future__ import annotations
 
+import contextvars
 import enum
 import threading
 import time
+from dataclasses import dataclass
 
 import grpc
 
@@ -51,19 +53,20 @@ POLICY: dict[str, frozenset[Role]] = {
     _C + "GetInclusionProof": PORTALS,
     _C + "GetConsistencyProof": PORTALS | {OPERATOR, AUDITOR},
     _I + "CreateParty": PORTALS,
-    _I + "GetParty": PORTALS | {OPERATOR},
+    _I + "GetParty": PORTALS | {OPERATOR, AUDITOR},
     _I + "BeginCertificateProofing": PORTALS,
     _I + "CompleteCertificateProofing": PORTALS,
     _I + "ProofWithEidAssertion": PORTALS,
     _I + "RecordDocumentCheck": frozenset({OPERATOR}),
     _I + "ListIdentityRecords": PORTALS | {OPERATOR, AUDITOR},
+    _I + "EnrollCredentials": PORTALS,
     _I + "SetPassword": PORTALS,
     _I + "EnrollTotp": PORTALS,
     _I + "SendEmailCode": PORTALS,
     _I + "CreateSession": PORTALS,
     _I + "RevokeSession": PORTALS,
-    _I + "GrantConsent": PORTALS,
-    _I + "WithdrawConsent": PORTALS,
+    _I + "GrantConsent": PORTALS | {OPERATOR},
+    _I + "WithdrawConsent": PORTALS | {OPERATOR},
     _I + "ListConsents": PORTALS | {AUDITOR},
     _N + "VerifyNotification": PORTALS,
     _N + "ListNotifications": PORTALS | {OPERATOR},
@@ -73,6 +76,32 @@ POLICY: dict[str, frozenset[Role]] = {
     _N + "DeleteWebhook": frozenset({SENDER}),
     _N + "StreamLetterEvents": frozenset({SENDER}),
 }
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who called: the names in the client certificate (sorted, joined; "" in
+    plaintext) and the roles they map to. Idempotency keys are scoped to it."""
+
+    name: str
+    roles: frozenset[Role]
+
+    @property
+    def staff(self) -> bool:
+        """Operators and auditors read any party; portals only with its session."""
+        return bool(self.roles & {OPERATOR, AUDITOR})
+
+
+# The caller the guard admitted for the RPC this thread is serving (set before
+# every handler runs; nobody by default, e.g. a servicer run without the guard).
+_CALLER: contextvars.ContextVar[Caller | None] = contextvars.ContextVar("caller", default=None)
+NOBODY = Caller("", frozenset())
+
+
+def current_caller() -> Caller:
+    return _CALLER.get() or NOBODY
+
+
 # Health and reflection answer anyone who reached the port (load balancers, grpcurl).
 OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
@@ -150,9 +179,11 @@ class Authorization:
             caller = "/".join(sorted(r.value for r in roles))
             rpc = method.rsplit("/", 1)[-1]
             abort(context, grpc.StatusCode.PERMISSION_DENIED, f"{caller} may not call {rpc}")
-        if self._limiter is not None and not self._limiter.allow(self.caller(context)):
+        name = self.caller(context)
+        if self._limiter is not None and not self._limiter.allow(name):
             abort(
                 context,
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 "too many calls from this caller; slow down and retry",
             )
+        _CALLER.set(Caller(name if self._tls else "", roles))

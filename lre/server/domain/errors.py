@@ -61,6 +61,18 @@ class AuthenticationFailed(DomainError):
     """Credentials did not match. Deliberately says nothing more (UNAUTHENTICATED)."""
 
 
+class AlreadyExists(DomainError):
+    """The request conflicts with one made before (ALREADY_EXISTS); ``field`` names it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class PermissionDenied(DomainError):
+    """The caller is known but may not act on this resource (PERMISSION_DENIED)."""
+
+
 class TooManyAttempts(DomainError):
     """Locked after repeated failures (RESOURCE_EXHAUSTED)."""
 

@@ -9,9 +9,17 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import uuid
 from dataclasses import dataclass
+from typing import Any
 
-from lre.server.domain.errors import AuthenticationRequired, DepositRefused
+from lre.server.domain.errors import (
+    AuthenticationRequired,
+    DepositRefused,
+    InvalidArgument,
+    PermissionDenied,
+)
+from lre.server.domain.letters import PartyKind
 
 # A recipient deciding on a letter must have authenticated recently.
 RECIPIENT_SESSION_MAX_AGE = dt.timedelta(minutes=15)
@@ -25,6 +33,11 @@ class AssuranceLevel(enum.IntEnum):
     HIGH = 3
 
 
+# eIDAS art. 24(1a) as amended: a sender is identified by physical presence,
+# an eID at level high, a qualified certificate or an equivalent method.
+SENDER_MIN_LEVEL = AssuranceLevel.HIGH
+
+
 class ProofingMethod(enum.Enum):
     CERTIFICATE = "certificate"
     EID_ASSERTION = "eid_assertion"
@@ -35,6 +48,56 @@ class FactorCategory(enum.Enum):
     KNOWLEDGE = "knowledge"
     POSSESSION = "possession"
     INHERENCE = "inherence"
+
+
+@dataclass(frozen=True)
+class Party:
+    """A sender or recipient as the service knows it."""
+
+    id: uuid.UUID
+    kind: PartyKind
+    professional: bool
+    email: str
+    given_name: str | None
+    family_name: str | None
+    company_name: str | None
+    postal_address: dict[str, Any] | None
+    create_time: dt.datetime
+
+
+@dataclass(frozen=True)
+class IdentityRecord:
+    """One proofing of a party: how, at which level, until when, on what evidence."""
+
+    id: uuid.UUID
+    party_id: uuid.UUID
+    method: ProofingMethod
+    level: AssuranceLevel
+    proof_time: dt.datetime
+    expire_time: dt.datetime | None
+    evidence_summary: str
+    details: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ProofingChallenge:
+    id: uuid.UUID
+    party_id: uuid.UUID
+    challenge: bytes
+    expire_time: dt.datetime
+    use_time: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class Consent:
+    """A recipient's consent to receive registered letters electronically from a sender (L100)."""
+
+    id: uuid.UUID
+    recipient_id: uuid.UUID
+    sender_id: uuid.UUID
+    method: str
+    grant_time: dt.datetime
+    withdraw_time: dt.datetime | None
 
 
 @dataclass(frozen=True)
@@ -64,10 +127,28 @@ def _require_strong(session: Session | None, now: dt.datetime, role: str) -> Ses
     return session
 
 
-def require_sender(session: Session | None, now: dt.datetime) -> Session:
-    """Deposit: a sender identified face to face or equivalently (eIDAS 24(1)),
-    i.e. proofed at substantial or high, with a strong session."""
-    return _require_strong(session, now, "sender")
+def require_own(session: Session | None, party_id: str) -> Session:
+    """A person's credentials, and what the service keeps about them, are
+    theirs: only their own session acts on them (never another party's
+    gateway). Staff roles, where they may, are checked by the caller."""
+    if session is None:
+        raise AuthenticationRequired("the party's own session is required")
+    if session.party_id != party_id:
+        raise PermissionDenied("a party's session acts only on that party")
+    return session
+
+
+def require_sender(
+    session: Session | None, now: dt.datetime, min_level: AssuranceLevel = SENDER_MIN_LEVEL
+) -> Session:
+    """Deposit: a sender identified face to face or equivalently (eIDAS 24(1a)),
+    i.e. proofed at ``min_level`` (high unless configured), with a strong session."""
+    checked = _require_strong(session, now, "sender")
+    if checked.level < min_level:
+        raise AuthenticationRequired(
+            f"sender identity proofed below level {min_level.name.lower()}"
+        )
+    return checked
 
 
 def require_recipient(session: Session | None, now: dt.datetime) -> Session:
@@ -77,6 +158,31 @@ def require_recipient(session: Session | None, now: dt.datetime) -> Session:
     if now - checked.authenticated_at > RECIPIENT_SESSION_MAX_AGE:
         raise AuthenticationRequired("recipient must authenticate again to decide")
     return checked
+
+
+def require_recipient_or_operator(
+    session: Session | None, recipient_id: str, operator: bool
+) -> None:
+    """Consent (L100) comes from the recipient, never from the sender's side:
+    given with the recipient's own session, or recorded by an operator from
+    evidence the recipient gave (a signed form)."""
+    if not operator:
+        require_own(session, recipient_id)
+
+
+def check_professional_declaration(natural_person: bool, professional: bool) -> None:
+    """Who may call a recipient professional, which spares the sender its consent
+    (L100). A legal person receives in its professional capacity by nature. A
+    natural person's status is not the creating gateway's to declare (a sender
+    would declare every consumer professional): a natural person is treated as
+    a consumer and gives consent, which is always lawful, where a false
+    exemption makes the letter void."""
+    if natural_person and professional:
+        raise InvalidArgument(
+            "party.professional",
+            "a natural person is not declared professional by a gateway; "
+            "the recipient gives consent instead",
+        )
 
 
 @dataclass(frozen=True)

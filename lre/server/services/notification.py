@@ -179,8 +179,9 @@ class NotificationService:
     def email_code(
         self, message: MessageRecord, party: PartyDetails, now: dt.datetime
     ) -> Message | None:
-        """A one-time code for logging in; None once it has expired (a late
-        code is of no use, and not sent)."""
+        """A one-time code for signing in, or for enrolling the means of
+        authentication after proofing; None once it has expired (a late code
+        is of no use, and not sent)."""
         payload = message.payload
         expire_time = dt.datetime.fromisoformat(payload["expire_time"])
         if now >= expire_time:
@@ -193,13 +194,14 @@ class NotificationService:
             "code": code.decode(),
             "provider": self._policy.provider_name,
             "minutes": round((expire_time - message.create_time).total_seconds() / 60),
+            "party": f"parties/{payload['party']}",
         }
+        if payload.get("purpose") == "enrolment":
+            subject, template = "Code d'enrôlement / Enrolment code", "enrolment_code"
+        else:
+            subject, template = "Code de connexion / Sign-in code", "email_code"
         return self._email(
-            message,
-            party.email,
-            f"Code de connexion / Sign-in code - {self._policy.provider_name}",
-            OutboxKind.EMAIL_CODE,
-            context,
+            message, party.email, f"{subject} - {self._policy.provider_name}", template, context
         )
 
     def _email(
@@ -207,18 +209,17 @@ class NotificationService:
         message: MessageRecord,
         to: str,
         subject: str,
-        template: OutboxKind,
+        template: str,
         context: dict[str, Any],
         attachments: list[tuple[str, str, bytes]] | None = None,
     ) -> Message:
-        """Text and HTML from the kind's templates, then the attachments. Built with the
+        """Text and HTML from the templates named ``template`` (an outbox kind's, or
+        a variant such as the enrolment code's), then the attachments. Built with the
         compat32 MIME classes: the modern header objects cost several times more
         CPU, and a dispatcher builds a message per notification."""
         body = MIMEMultipart("alternative")
         for subtype in ("txt", "html"):
-            rendered = self._templates.get_template(f"{template.value}.{subtype}.j2").render(
-                context
-            )
+            rendered = self._templates.get_template(f"{template}.{subtype}.j2").render(context)
             body.attach(MIMEText(rendered, "plain" if subtype == "txt" else "html", "utf-8"))
         email: Message = body
         if attachments:

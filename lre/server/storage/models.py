@@ -82,6 +82,7 @@ class Base(DeclarativeBase):
 
 class Party(Base):
     __tablename__ = "parties"
+    __table_args__ = (UniqueConstraint("request_scope", "request_id"),)
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     kind: Mapped[PartyKind] = mapped_column(db_enum(PartyKind, "party_kind"))
@@ -92,8 +93,11 @@ class Party(Base):
     email: Mapped[str] = mapped_column(String(320), index=True)
     postal_address: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     create_time: Mapped[dt.datetime]
-    # Idempotency key of the creating request: a retry returns this party.
-    request_id: Mapped[str | None] = mapped_column(String(128), unique=True)
+    # Idempotency key of the creating request, scoped to its caller: a retry
+    # returns this party; the same key with other content is refused.
+    request_id: Mapped[str | None] = mapped_column(String(128))
+    request_scope: Mapped[str] = mapped_column(String(300), server_default="")
+    request_hash: Mapped[str | None] = mapped_column(String(64))
 
 
 class Letter(Base):
@@ -175,28 +179,6 @@ class OutboxMessage(Base):
     create_time: Mapped[dt.datetime]
     sent_time: Mapped[dt.datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
-
-
-def outbox_row(
-    letter_id: uuid.UUID | None,
-    kind: str,
-    payload: dict[str, str],
-    due: dt.datetime,
-    now: dt.datetime,
-) -> dict[str, Any]:
-    """An outbox row to insert with Core (the deposit path writes without the ORM)."""
-    return {
-        "id": uuid.uuid4(),
-        "letter_id": letter_id,
-        "kind": kind,
-        "payload": payload,
-        "state": OutboxState.PENDING,
-        "attempts": 0,
-        "next_attempt_time": due,
-        "create_time": now,
-        "sent_time": None,
-        "last_error": None,
-    }
 
 
 class LogEntry(Base):
@@ -289,6 +271,9 @@ class Credential(Base):
     email_code_hmac: Mapped[bytes | None] = mapped_column(LargeBinary(32))
     email_code_sent_time: Mapped[dt.datetime | None]
     email_code_expire_time: Mapped[dt.datetime | None]
+    # The outstanding enrolment code (sent after proofing), as an HMAC.
+    enrolment_code_hmac: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    enrolment_code_expire_time: Mapped[dt.datetime | None]
 
 
 class AuthSession(Base):
@@ -311,7 +296,10 @@ class Consent(Base):
     from one sender (CPCE L100)."""
 
     __tablename__ = "consents"
-    __table_args__ = (Index("ix_consents_recipient_sender", "recipient_id", "sender_id"),)
+    __table_args__ = (
+        Index("ix_consents_recipient_sender", "recipient_id", "sender_id"),
+        UniqueConstraint("request_scope", "request_id"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     recipient_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("parties.id"))
@@ -319,7 +307,9 @@ class Consent(Base):
     method: Mapped[str] = mapped_column(String(64))
     grant_time: Mapped[dt.datetime]
     withdraw_time: Mapped[dt.datetime | None]
-    request_id: Mapped[str | None] = mapped_column(String(128), unique=True)
+    request_id: Mapped[str | None] = mapped_column(String(128))
+    request_scope: Mapped[str] = mapped_column(String(300), server_default="")
+    request_hash: Mapped[str | None] = mapped_column(String(64))
 
 
 class ProofingChallenge(Base):

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 
 import pytest
-
-from lre.server.services.identity import IdentityPolicy, IdentityService
-from lre.server.storage import db
 
 KEY = bytes(range(32))
 
@@ -27,16 +23,3 @@ class Clock:
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
-
-
-@pytest.fixture
-def policy() -> IdentityPolicy:
-    return IdentityPolicy(secrets_key=KEY)
-
-
-@pytest.fixture
-def service(database_url: str, clock: Clock, policy: IdentityPolicy) -> Iterator[IdentityService]:
-    engine = db.make_engine(database_url)
-    db.migrate(engine)
-    yield IdentityService(db.sessions(engine), policy, clock)
-    engine.dispose()

@@ -20,16 +20,26 @@ PASSWORD = "correct horse battery staple"
 ADDRESS = "camille@example.org"
 
 
-def _party(world: World, password: bool = True) -> uuid.UUID:
-    party = world.identity.create_party(
+def _party(world: World, smtp_port: int, password: bool = True) -> uuid.UUID:
+    """A proofed party; with ``password``, enrolled (password and TOTP) with
+    the enrolment code the proofing e-mailed it."""
+    party = world.identity.parties.create(
+        "gateway",
         str(uuid.uuid4()),
         NewParty(PartyKind.NATURAL_PERSON, False, ADDRESS, "Camille", "Dupont"),
     ).id
-    world.identity.record_document_check(
+    world.identity.proofing.record_document_check(
         party, "passport", "19AB12345", world.clock.now + dt.timedelta(days=900), "op-7"
     )
+    with Inbox(smtp_port) as inbox:
+        while world.dispatcher.dispatch():
+            pass
+    (message,) = inbox.messages
+    assert message["To"] == ADDRESS
+    found = re.search(rf"Account: parties/{party}\s+Enrolment code: ([A-Z0-9-]+)", text_of(message))
+    assert found, text_of(message)
     if password:
-        world.identity.set_password(party, PASSWORD)
+        world.identity.credentials.enroll(party, found.group(1), PASSWORD)
     return party
 
 
@@ -49,8 +59,8 @@ def _deliver(world: World, inbox: Inbox) -> str:
 def test_an_emailed_code_with_the_password_opens_a_strong_session_once(
     world: World, smtp_port: int
 ) -> None:
-    party = _party(world)
-    code_id, expire_time = world.identity.send_email_code(party)
+    party = _party(world, smtp_port)
+    code_id, expire_time = world.identity.credentials.send_email_code(party, PASSWORD)
     assert expire_time == world.clock.now + dt.timedelta(minutes=10)
     with Inbox(smtp_port) as inbox:
         code = _deliver(world, inbox)
@@ -60,55 +70,62 @@ def test_an_emailed_code_with_the_password_opens_a_strong_session_once(
         credential = session.get(models.Credential, party)
         assert credential is not None and credential.email_code_hmac is not None
         assert code.encode() not in credential.email_code_hmac
-        (message,) = session.scalars(
-            select(models.OutboxMessage).where(models.OutboxMessage.kind == "email_code")
+        (message,) = (
+            m
+            for m in session.scalars(
+                select(models.OutboxMessage).where(models.OutboxMessage.kind == "email_code")
+            )
+            if m.payload.get("purpose") != "enrolment"
         )
         assert "code" not in message.payload and code not in str(message.payload)
 
-    issued = world.identity.create_session(party, PASSWORD, email_code=(code_id, code))
+    issued = world.identity.sessions.create(party, PASSWORD, email_code=(code_id, code))
     session_ = world.identity.authenticate(issued.token)
     assert session_.strong and session_.one_time_element
     with pytest.raises(AuthenticationFailed):
-        world.identity.create_session(party, PASSWORD, email_code=(code_id, code))
+        world.identity.sessions.create(party, PASSWORD, email_code=(code_id, code))
 
 
 def test_wrong_replaced_and_expired_codes_are_refused(world: World, smtp_port: int) -> None:
-    party = _party(world)
+    party = _party(world, smtp_port)
     with Inbox(smtp_port) as inbox:
-        first_id, _ = world.identity.send_email_code(party)
+        first_id, _ = world.identity.credentials.send_email_code(party, PASSWORD)
         first = _deliver(world, inbox)
         with pytest.raises(AuthenticationFailed):  # the code without the password
-            world.identity.create_session(party, "not the password", email_code=(first_id, first))
+            world.identity.sessions.create(party, "not the password", email_code=(first_id, first))
         world.clock.advance(seconds=61)
-        second_id, _ = world.identity.send_email_code(party)
+        second_id, _ = world.identity.credentials.send_email_code(party, PASSWORD)
         second = _deliver(world, inbox)
     wrong = f"{(int(second) + 1) % 10**6:06d}"
     for attempt in ((first_id, first), (second_id, wrong), (first_id, second)):
         with pytest.raises(AuthenticationFailed):
-            world.identity.create_session(party, PASSWORD, email_code=attempt)
+            world.identity.sessions.create(party, PASSWORD, email_code=attempt)
     world.clock.advance(minutes=10)
     with pytest.raises(TooManyAttempts):  # the fifth failure in a row locks the party out
-        world.identity.create_session(party, PASSWORD, email_code=(second_id, second))
+        world.identity.sessions.create(party, PASSWORD, email_code=(second_id, second))
 
 
 def test_an_expired_code_is_not_sent(world: World, smtp_port: int) -> None:
-    party = _party(world)
-    world.identity.send_email_code(party)
+    party = _party(world, smtp_port)
+    world.identity.credentials.send_email_code(party, PASSWORD)
     world.clock.advance(minutes=10)
     with Inbox(smtp_port) as inbox:
         while world.dispatcher.dispatch():
             pass
         assert inbox.messages == []
-    with db.sessions(world.engine)() as session:
-        assert session.scalars(select(models.OutboxMessage)).all() == []
+    with db.sessions(world.engine)() as session:  # only the enrolment code, sent before
+        (enrolment,) = session.scalars(select(models.OutboxMessage)).all()
+        assert enrolment.payload["purpose"] == "enrolment" and "code" not in enrolment.payload
 
 
-def test_codes_need_a_password_and_come_at_most_once_a_minute(world: World) -> None:
+def test_codes_need_a_password_and_come_at_most_once_a_minute(world: World, smtp_port: int) -> None:
     with pytest.raises(FailedPrecondition):
-        world.identity.send_email_code(_party(world, password=False))
-    party = _party(world)
-    world.identity.send_email_code(party)
+        world.identity.credentials.send_email_code(
+            _party(world, smtp_port, password=False), PASSWORD
+        )
+    party = _party(world, smtp_port)
+    world.identity.credentials.send_email_code(party, PASSWORD)
     with pytest.raises(TooManyAttempts):
-        world.identity.send_email_code(party)
+        world.identity.credentials.send_email_code(party, PASSWORD)
     world.clock.advance(seconds=60)
-    world.identity.send_email_code(party)
+    world.identity.credentials.send_email_code(party, PASSWORD)

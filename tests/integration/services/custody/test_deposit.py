@@ -63,7 +63,8 @@ def test_a_request_id_used_again_with_other_content_is_refused_naming_what_diffe
 ) -> None:
     first = _send(world, "r-1")
     assert _send(world, "r-1") == first  # an identical retry: the first result
-    other = world.identity.create_party(
+    other = world.identity.parties.create(
+        "gateway",
         "r-other",
         NewParty(PartyKind.LEGAL_PERSON, True, "autre@example.org", company_name="Autre SA"),
     )
@@ -95,8 +96,10 @@ def test_a_refused_deposit_retried_gets_the_same_refusal_unless_the_recipient_di
     with pytest.raises(DepositRefused) as again:
         _send(world, "r-2", session=weak)
     assert (again.value.reason, again.value.letter) == (first.value.reason, first.value.letter)
-    other = world.identity.create_party(
-        "r-other", NewParty(PartyKind.LEGAL_PERSON, True, "x@example.org", company_name="X")
+    other = world.identity.parties.create(
+        "gateway",
+        "r-other",
+        NewParty(PartyKind.LEGAL_PERSON, True, "x@example.org", company_name="X"),
     )
     with pytest.raises(RequestConflict) as conflict:
         _send(world, "r-2", recipient=other.id, session=weak)

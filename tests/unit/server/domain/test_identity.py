@@ -7,14 +7,22 @@ import datetime as dt
 
 import pytest
 
-from lre.server.domain.errors import AuthenticationRequired, DepositRefused
+from lre.server.domain.errors import (
+    AuthenticationRequired,
+    DepositRefused,
+    InvalidArgument,
+    PermissionDenied,
+)
 from lre.server.domain.identity import (
     AssuranceLevel,
     FactorCategory,
     Recipient,
     Session,
+    check_professional_declaration,
     require_consent,
+    require_own,
     require_recipient,
+    require_recipient_or_operator,
     require_sender,
 )
 
@@ -47,12 +55,21 @@ def test_weak_sessions_are_refused(case: str, require) -> None:
 @pytest.mark.parametrize("level", [AssuranceLevel.SUBSTANTIAL, AssuranceLevel.HIGH])
 def test_strong_sessions_at_substantial_or_high_pass(level: AssuranceLevel) -> None:
     session = dataclasses.replace(STRONG, level=level)
-    assert require_sender(session, NOW) is session
+    assert require_sender(session, NOW, min_level=AssuranceLevel.SUBSTANTIAL) is session
     assert require_recipient(session, NOW) is session
 
 
+def test_a_sender_needs_level_high_unless_configured_lower() -> None:
+    high = dataclasses.replace(STRONG, level=AssuranceLevel.HIGH)
+    assert require_sender(high, NOW) is high
+    with pytest.raises(AuthenticationRequired, match="below level high"):
+        require_sender(STRONG, NOW)  # substantial
+
+
 def test_a_recipient_decides_only_on_a_fresh_authentication() -> None:
-    stale = dataclasses.replace(STRONG, authenticated_at=NOW - dt.timedelta(minutes=16))
+    stale = dataclasses.replace(
+        STRONG, level=AssuranceLevel.HIGH, authenticated_at=NOW - dt.timedelta(minutes=16)
+    )
     assert require_sender(stale, NOW) is stale
     with pytest.raises(AuthenticationRequired, match="again"):
         require_recipient(stale, NOW)
@@ -64,3 +81,28 @@ def test_consent_is_required_of_consumers_only() -> None:
     with pytest.raises(DepositRefused) as refused:
         require_consent(Recipient("r3", professional=False), consent_given=False)
     assert (refused.value.reason, refused.value.field) == ("consent_missing", "recipient")
+
+
+def test_only_the_party_own_session_acts_on_the_party() -> None:
+    assert require_own(STRONG, "p1") is STRONG
+    with pytest.raises(AuthenticationRequired):
+        require_own(None, "p1")
+    with pytest.raises(PermissionDenied):
+        require_own(STRONG, "p2")
+
+
+def test_consent_comes_from_the_recipient_or_an_operator() -> None:
+    require_recipient_or_operator(STRONG, "p1", operator=False)
+    require_recipient_or_operator(None, "p2", operator=True)
+    with pytest.raises(PermissionDenied):  # the sender's session, for the recipient
+        require_recipient_or_operator(STRONG, "p2", operator=False)
+    with pytest.raises(AuthenticationRequired):
+        require_recipient_or_operator(None, "p2", operator=False)
+
+
+def test_no_gateway_declares_a_natural_person_professional() -> None:
+    check_professional_declaration(natural_person=False, professional=True)
+    check_professional_declaration(natural_person=True, professional=False)
+    with pytest.raises(InvalidArgument) as raised:
+        check_professional_declaration(natural_person=True, professional=True)
+    assert raised.value.field == "party.professional"

@@ -12,120 +12,32 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from sqlalchemy import text
+from sqlalchemy.orm import Session as DbSession
+from sqlalchemy.orm import sessionmaker
 
-from lre.server.domain.errors import AuthenticationFailed, FailedPrecondition, InvalidArgument
+from lre.server.domain.errors import (
+    AuthenticationFailed,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+)
 from lre.server.domain.identity import AssuranceLevel, ProofingMethod
 from lre.server.domain.letters import PartyKind
+from lre.server.domain.proofing import IdentityMismatch
 from lre.server.services.identity import EidBroker, IdentityPolicy, IdentityService, NewParty
 from tests.integration.services.conftest import KEY, Clock
-
-ISSUER = "https://eid.example.test"
-AUDIENCE = "lre-provider"
-
-
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-class LocalCA:
-    def __init__(self, common_name: str) -> None:
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        now = dt.datetime.now(dt.UTC)
-        self.cert = (
-            x509.CertificateBuilder()
-            .subject_name(_name(common_name))
-            .issuer_name(_name(common_name))
-            .public_key(self.key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=3650))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(False, False, False, False, False, True, True, False, False),
-                critical=True,
-            )
-            .add_extension(
-                x509.SubjectKeyIdentifier.from_public_key(self.key.public_key()), critical=False
-            )
-            .sign(self.key, hashes.SHA256())
-        )
-
-    def issue(
-        self, subject: str, days: int = 365, signing: bool = True
-    ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-        key = ec.generate_private_key(ec.SECP256R1())
-        now = dt.datetime.now(dt.UTC)
-        usage = x509.KeyUsage(
-            signing, signing, not signing, False, False, False, False, False, False
-        )
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(_name(subject))
-            .issuer_name(self.cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=days))
-            .add_extension(usage, critical=True)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
-                critical=False,
-            )
-            .sign(self.key, hashes.SHA256())
-        )
-        return key, cert
-
-    def crl(self, revoked: list[x509.Certificate], next_update_days: int = 7) -> bytes:
-        now = dt.datetime.now(dt.UTC)
-        builder = (
-            x509.CertificateRevocationListBuilder()
-            .issuer_name(self.cert.subject)
-            .last_update(now - dt.timedelta(days=2))
-            .next_update(now + dt.timedelta(days=next_update_days))
-        )
-        for cert in revoked:
-            builder = builder.add_revoked_certificate(
-                x509.RevokedCertificateBuilder()
-                .serial_number(cert.serial_number)
-                .revocation_date(now)
-                .build()
-            )
-        return builder.sign(self.key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
-
-
-class Broker:
-    """A local eID broker: an EC key pair published as a JWKS."""
-
-    def __init__(self, kid: str = "broker-1") -> None:
-        self.kid = kid
-        self.key = ec.generate_private_key(ec.SECP256R1())
-
-    def jwk(self) -> dict[str, str]:
-        public = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(self.key.public_key()))
-        return {**public, "kid": self.kid, "use": "sig", "alg": "ES256"}
-
-    def jwks(self) -> jwt.PyJWKSet:
-        return jwt.PyJWKSet([self.jwk()])
-
-    def id_token(self, nonce: str, **claims: object) -> str:
-        now = int(dt.datetime.now(dt.UTC).timestamp())
-        body = {
-            "iss": ISSUER,
-            "aud": AUDIENCE,
-            "sub": "fc-1234",
-            "iat": now,
-            "exp": now + 300,
-            "nonce": nonce,
-            "acr": "eidas2",
-        }
-        body.update(claims)
-        return jwt.encode(body, self.key, algorithm="ES256", headers={"kid": self.kid})
-
-
-CA = LocalCA("Qualified CA (test)")
-OTHER_CA = LocalCA("Unknown CA (test)")
-BROKER = Broker()
+from tests.support.parties import person
+from tests.support.proofing import (
+    AUDIENCE,
+    BROKER,
+    CA,
+    ISSUER,
+    OTHER_CA,
+    Broker,
+    organisation_subject,
+    person_subject,
+)
 
 
 @pytest.fixture
@@ -147,12 +59,16 @@ def policy() -> IdentityPolicy:
 
 
 def _party(service: IdentityService) -> uuid.UUID:
-    return service.create_party(
+    return service.parties.create(
+        "gateway",
         str(uuid.uuid4()),
         NewParty(
             PartyKind.LEGAL_PERSON, True, "contact@bailleur.example", company_name="Bailleur SARL"
         ),
     ).id
+
+
+BAILLEUR = organisation_subject("Bailleur SARL")
 
 
 def _der(cert: x509.Certificate) -> bytes:
@@ -166,9 +82,9 @@ def _prove(
     cert: x509.Certificate,
     crls=(),
 ):
-    challenge = service.begin_certificate_proofing(party)
+    challenge = service.proofing.begin_certificate(party)
     signature = key.sign(challenge.challenge, ec.ECDSA(hashes.SHA256()))
-    return service.complete_certificate_proofing(
+    return service.proofing.complete_certificate(
         party, challenge.id, [_der(cert)], signature, list(crls)
     )
 
@@ -177,11 +93,11 @@ def test_a_signed_challenge_with_a_trusted_certificate_proofs_at_high(
     service: IdentityService,
 ) -> None:
     party = _party(service)
-    key, cert = CA.issue("Bailleur SARL")
+    key, cert = CA.issue(BAILLEUR)
     record = _prove(service, party, key, cert, [CA.crl([])])
     assert (record.method, record.level) == (ProofingMethod.CERTIFICATE, AssuranceLevel.HIGH)
     assert record.expire_time is not None and record.expire_time <= cert.not_valid_after_utc
-    assert service.level(party) is AssuranceLevel.HIGH
+    assert service.parties.level(party) is AssuranceLevel.HIGH
 
 
 @pytest.mark.parametrize(
@@ -190,22 +106,22 @@ def test_a_signed_challenge_with_a_trusted_certificate_proofs_at_high(
 def test_certificate_refusals(service: IdentityService, case: str) -> None:
     party = _party(service)
     key, cert = (OTHER_CA if case == "wrong anchor" else CA).issue(
-        "Bailleur SARL", signing=case != "no signing usage"
+        BAILLEUR, signing=case != "no signing usage"
     )
     crls = {"revoked": [CA.crl([cert])], "stale CRL": [CA.crl([], next_update_days=-1)]}.get(
         case, []
     )
-    challenge = service.begin_certificate_proofing(party)
+    challenge = service.proofing.begin_certificate(party)
     signed = challenge.challenge + (b"!" if case == "tampered signature" else b"")
     signature = key.sign(signed, ec.ECDSA(hashes.SHA256()))
     with pytest.raises(AuthenticationFailed, match=r"^certificate proof refused$"):
-        service.complete_certificate_proofing(party, challenge.id, [_der(cert)], signature, crls)
-    assert service.level(party) is None
+        service.proofing.complete_certificate(party, challenge.id, [_der(cert)], signature, crls)
+    assert service.parties.level(party) is None
 
 
 def test_an_expired_certificate_is_refused(service: IdentityService, clock: Clock) -> None:
     party = _party(service)
-    key, cert = CA.issue("Bailleur SARL", days=2)
+    key, cert = CA.issue(BAILLEUR, days=2)
     clock.advance(days=3)
     with pytest.raises(AuthenticationFailed):
         _prove(service, party, key, cert)
@@ -213,32 +129,32 @@ def test_an_expired_certificate_is_refused(service: IdentityService, clock: Cloc
 
 def test_a_challenge_serves_once_and_only_its_party(service: IdentityService, clock: Clock) -> None:
     party, other = _party(service), _party(service)
-    key, cert = CA.issue("Bailleur SARL")
-    challenge = service.begin_certificate_proofing(party)
+    key, cert = CA.issue(BAILLEUR)
+    challenge = service.proofing.begin_certificate(party)
     signature = key.sign(challenge.challenge, ec.ECDSA(hashes.SHA256()))
     with pytest.raises(AuthenticationFailed):
-        service.complete_certificate_proofing(other, challenge.id, [_der(cert)], signature, [])
-    service.complete_certificate_proofing(party, challenge.id, [_der(cert)], signature, [])
+        service.proofing.complete_certificate(other, challenge.id, [_der(cert)], signature, [])
+    service.proofing.complete_certificate(party, challenge.id, [_der(cert)], signature, [])
     with pytest.raises(AuthenticationFailed):
-        service.complete_certificate_proofing(party, challenge.id, [_der(cert)], signature, [])
-    late = service.begin_certificate_proofing(party)
+        service.proofing.complete_certificate(party, challenge.id, [_der(cert)], signature, [])
+    late = service.proofing.begin_certificate(party)
     clock.advance(minutes=6)
     with pytest.raises(AuthenticationFailed):
-        service.complete_certificate_proofing(
+        service.proofing.complete_certificate(
             party, late.id, [_der(cert)], key.sign(late.challenge, ec.ECDSA(hashes.SHA256())), []
         )
 
 
 def test_malformed_certificate_input_is_invalid_argument(service: IdentityService) -> None:
     party = _party(service)
-    challenge = service.begin_certificate_proofing(party)
+    challenge = service.proofing.begin_certificate(party)
     for chain, crls, field in (
         ([], [], "certificate_chain"),
         ([b"junk"], [], "certificate_chain"),
         ([_der(CA.cert)], [b"junk"], "revocation_data"),
     ):
         with pytest.raises(InvalidArgument) as raised:
-            service.complete_certificate_proofing(party, challenge.id, chain, b"sig", crls)
+            service.proofing.complete_certificate(party, challenge.id, chain, b"sig", crls)
         assert raised.value.field == field
 
 
@@ -253,8 +169,8 @@ def test_malformed_certificate_input_is_invalid_argument(service: IdentityServic
 def test_an_id_token_proofs_at_the_level_of_its_acr(
     service: IdentityService, acr: str, level: AssuranceLevel
 ) -> None:
-    party = _party(service)
-    record = service.proof_with_eid_assertion(
+    party = person(service)
+    record = service.proofing.with_eid_assertion(
         party, BROKER.id_token("n-" + acr, acr=acr), "n-" + acr
     )
     assert (record.method, record.level) == (ProofingMethod.EID_ASSERTION, level)
@@ -283,7 +199,7 @@ def _tampered(token: str) -> str:
     ],
 )
 def test_eid_refusals(service: IdentityService, case: str) -> None:
-    party = _party(service)
+    party = person(service)
     nonce = f"n-{uuid.uuid4()}"
     now = int(dt.datetime.now(dt.UTC).timestamp())
     token = {
@@ -309,16 +225,16 @@ def test_eid_refusals(service: IdentityService, case: str) -> None:
         ),
     }[case]()
     with pytest.raises(AuthenticationFailed, match=r"^eID assertion refused$"):
-        service.proof_with_eid_assertion(party, token, nonce)
-    assert service.level(party) is None
+        service.proofing.with_eid_assertion(party, token, nonce)
+    assert service.parties.level(party) is None
 
 
 def test_a_replayed_assertion_is_refused(service: IdentityService) -> None:
-    party = _party(service)
+    party = person(service)
     token = BROKER.id_token("n-replay")
-    service.proof_with_eid_assertion(party, token, "n-replay")
+    service.proofing.with_eid_assertion(party, token, "n-replay")
     with pytest.raises(AuthenticationFailed):
-        service.proof_with_eid_assertion(_party(service), token, "n-replay")
+        service.proofing.with_eid_assertion(person(service), token, "n-replay")
 
 
 def test_unconfigured_methods_say_so(database_url: str, clock: Clock) -> None:
@@ -329,7 +245,87 @@ def test_unconfigured_methods_say_so(database_url: str, clock: Clock) -> None:
     bare = IdentityService(db.sessions(engine), IdentityPolicy(secrets_key=KEY), clock)
     party = _party(bare)
     with pytest.raises(FailedPrecondition):
-        bare.begin_certificate_proofing(party)
+        bare.proofing.begin_certificate(party)
     with pytest.raises(FailedPrecondition):
-        bare.proof_with_eid_assertion(party, "x.y.z", "n")
+        bare.proofing.with_eid_assertion(party, "x.y.z", "n")
     engine.dispose()
+
+
+def test_document_check_proofs_at_substantial_and_keeps_no_number(
+    service: IdentityService, clock: Clock, database: sessionmaker[DbSession]
+) -> None:
+    party = person(service)
+    assert service.parties.level(party) is None
+    record = service.proofing.record_document_check(
+        party, "passport", "19AB12345", clock.now + dt.timedelta(days=30), "op-7"
+    )
+    assert record.level is AssuranceLevel.SUBSTANTIAL
+    assert service.parties.level(party) is AssuranceLevel.SUBSTANTIAL
+    with database() as session:
+        stored = json.dumps(
+            session.execute(text("SELECT details FROM identity_records")).scalar_one()
+        )
+    assert "19AB12345" not in stored and "document_number_hmac" in stored
+    clock.advance(days=31)
+    assert service.parties.level(party) is None  # the document expired
+    with pytest.raises(InvalidArgument) as raised:
+        service.proofing.record_document_check(
+            party, "passport", "19AB12345", clock.now - dt.timedelta(days=1), "op-7"
+        )
+    assert raised.value.field == "document_expire_time"
+    with pytest.raises(NotFound):
+        service.proofing.record_document_check(
+            uuid.uuid4(), "passport", "1", clock.now + dt.timedelta(days=9), "op"
+        )
+
+
+def test_a_certificate_for_someone_else_proofs_nobody(service: IdentityService) -> None:
+    """Mallory's valid certificate does not proof Camille; the challenge is spent."""
+    camille = person(service)
+    key, cert = CA.issue(person_subject("Mallory", "Martin"))
+    challenge = service.proofing.begin_certificate(camille)
+    signature = key.sign(challenge.challenge, ec.ECDSA(hashes.SHA256()))
+    with pytest.raises(IdentityMismatch, match="family_name"):
+        service.proofing.complete_certificate(camille, challenge.id, [_der(cert)], signature, [])
+    assert service.parties.level(camille) is None
+    with pytest.raises(AuthenticationFailed):  # one attempt per challenge
+        service.proofing.complete_certificate(camille, challenge.id, [_der(cert)], signature, [])
+    key, cert = CA.issue(person_subject("CAMILLE", "Dupont"))
+    record = _prove(service, camille, key, cert)
+    assert record.details["matched"] == {"family_name": "Dupont", "given_name": "CAMILLE"}
+    assert record.details["certificate_chain"]  # the evidence, kept
+    company = _party(service)
+    key, cert = CA.issue(organisation_subject("Autre SARL"))
+    with pytest.raises(IdentityMismatch, match="organisation_name"):
+        _prove(service, company, key, cert)
+
+
+def test_an_eid_for_someone_else_proofs_nobody(service: IdentityService) -> None:
+    camille = person(service)
+    token = BROKER.id_token("n-mallory", given_name="Mallory", family_name="Martin")
+    with pytest.raises(IdentityMismatch):
+        service.proofing.with_eid_assertion(camille, token, "n-mallory")
+    assert service.parties.level(camille) is None
+    record = service.proofing.with_eid_assertion(camille, BROKER.id_token("n-ok"), "n-ok")
+    assert record.details["matched"]["birth_date"] == "1990-04-12"
+    assert record.details["claims"]["sub"] == "fc-1234"
+    with pytest.raises(IdentityMismatch):  # an eID proofs a person, not a company
+        service.proofing.with_eid_assertion(_party(service), BROKER.id_token("n-co"), "n-co")
+
+
+def test_a_document_checked_in_person_proofs_at_high(
+    service: IdentityService, clock: Clock
+) -> None:
+    party = person(service)
+    record = service.proofing.record_document_check(
+        party,
+        "passport",
+        "19AB12345",
+        clock.now + dt.timedelta(days=30),
+        "op-7",
+        operator_certificate="operator.lre.test",
+        person_present=True,
+    )
+    assert record.level is AssuranceLevel.HIGH
+    assert record.details["person_present"] is True
+    assert record.details["operator_certificate"] == "operator.lre.test"

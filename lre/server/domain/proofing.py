@@ -1,0 +1,77 @@
+"""Proofing binds a person: what a certificate or an eID verified must name
+the party the proofs will name (eIDAS art. 24(1); domain brief §8).
+
+Names are compared as people write them on different forms: case, accents,
+whitespace, hyphens and apostrophes do not count ("Jean-Luc D'Orsay" matches
+"JEAN LUC DORSAY"); letters do.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import unicodedata
+from dataclasses import dataclass
+
+from lre.server.domain.errors import FailedPrecondition
+
+_SEPARATORS = re.compile(r"[\s\-\u2010-\u2015]+")
+_APOSTROPHES = re.compile(r"['\u2019\u02bc`]")
+
+
+class IdentityMismatch(FailedPrecondition):
+    """The verified identity is not the party's (FAILED_PRECONDITION); the
+    message says which attribute differs, never the values."""
+
+
+def normalised(name: str) -> str:
+    """A name as compared: no accents, case-folded, hyphens as spaces, one space."""
+    decomposed = unicodedata.normalize("NFKD", name)
+    letters = "".join(c for c in decomposed if not unicodedata.combining(c))
+    letters = _APOSTROPHES.sub("", letters.casefold())
+    return _SEPARATORS.sub(" ", letters).strip()
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """Who the party says it is (the names the proofs will carry)."""
+
+    natural_person: bool
+    given_name: str | None
+    family_name: str | None
+    company_name: str | None
+
+
+@dataclass(frozen=True)
+class Verified:
+    """What a certificate subject or eID assertion states about its holder."""
+
+    given_name: str | None = None
+    family_name: str | None = None
+    birth_date: dt.date | None = None
+    organisation_name: str | None = None
+    organisation_identifier: str | None = None
+
+
+def bind(claimed: Claimed, verified: Verified) -> dict[str, str]:
+    """The attributes matched, for the identity record; IdentityMismatch when
+    the verified identity names someone else or too little to tell."""
+    if claimed.natural_person:
+        pairs = {
+            "family_name": (claimed.family_name, verified.family_name),
+            "given_name": (claimed.given_name, verified.given_name),
+        }
+    else:
+        pairs = {"organisation_name": (claimed.company_name, verified.organisation_name)}
+    matched = {}
+    for attribute, (theirs, proven) in pairs.items():
+        if not proven or not normalised(proven):
+            raise IdentityMismatch(f"the verified identity states no {attribute}")
+        if not theirs or normalised(theirs) != normalised(proven):
+            raise IdentityMismatch(f"the verified {attribute} is not the party's")
+        matched[attribute] = proven
+    if verified.birth_date is not None:
+        matched["birth_date"] = verified.birth_date.isoformat()
+    if verified.organisation_identifier:
+        matched["organisation_identifier"] = verified.organisation_identifier
+    return matched

@@ -1,0 +1,137 @@
+"""Parties: creating one (idempotently), reading one, its current level."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session as DbSession
+from sqlalchemy.orm import sessionmaker
+
+from lre.server.clock import utcnow
+from lre.server.domain.errors import AlreadyExists, InvalidArgument, NotFound
+from lre.server.domain.identity import AssuranceLevel, Party, check_professional_declaration
+from lre.server.domain.letters import PartyKind
+from lre.server.services.identity.settings import Clock
+from lre.server.storage.parties import PartyRepository
+from lre.server.storage.proofing import ProofingRepository
+
+EMAIL = re.compile(
+    r"^[^@\s]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]{1,63})+$"
+)
+T = TypeVar("T")
+
+
+def fingerprint(*content: object) -> str:
+    """What a request asked for, to tell a retry from another request under the same key."""
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def idempotent(
+    sessions: sessionmaker[DbSession],
+    request_hash: str,
+    find: Callable[[DbSession], tuple[T, str | None] | None],
+    create: Callable[[DbSession], T],
+) -> T:
+    """What a caller's request created: the existing result on a retry, a new
+    one otherwise; the same key with other content is refused. When two
+    identical requests race, the loser's unique violation returns the winner's
+    result."""
+
+    def existing(found: tuple[T, str | None] | None) -> T | None:
+        if found is None:
+            return None
+        result, earlier = found
+        if earlier is not None and earlier != request_hash:
+            raise AlreadyExists("request_id", "was already used for a different request")
+        return result
+
+    try:
+        with sessions.begin() as db:
+            before = existing(find(db))
+            return before if before is not None else create(db)
+    except IntegrityError:
+        with sessions() as db:
+            winner = existing(find(db))
+            if winner is None:
+                raise
+            return winner
+
+
+def check_request_id(request_id: str) -> None:
+    if not request_id or len(request_id) > 128:
+        raise InvalidArgument("request_id", "required, at most 128 characters")
+
+
+@dataclass(frozen=True)
+class NewParty:
+    kind: PartyKind
+    professional: bool
+    email: str
+    given_name: str = ""
+    family_name: str = ""
+    company_name: str = ""
+    postal_address: dict[str, Any] | None = None
+
+
+class PartyService:
+    def __init__(self, sessions: sessionmaker[DbSession], clock: Clock = utcnow) -> None:
+        self._sessions = sessions
+        self._clock = clock
+
+    def create(self, scope: str, request_id: str, new: NewParty) -> Party:
+        """``scope`` is the caller the idempotency key belongs to."""
+        check_request_id(request_id)
+        if new.kind is None:
+            raise InvalidArgument("party.kind", "must be NATURAL_PERSON or LEGAL_PERSON")
+        if not EMAIL.match(new.email) or len(new.email) > 254:
+            raise InvalidArgument("party.email", "is not an e-mail address")
+        if new.kind is PartyKind.NATURAL_PERSON and not (new.given_name and new.family_name):
+            raise InvalidArgument(
+                "party.family_name", "a natural person needs given and family names"
+            )
+        if new.kind is PartyKind.LEGAL_PERSON and not new.company_name:
+            raise InvalidArgument("party.company_name", "a legal person needs a company name")
+        check_professional_declaration(new.kind is PartyKind.NATURAL_PERSON, new.professional)
+
+        def create(db: DbSession) -> Party:
+            party = Party(
+                id=uuid.uuid4(),
+                kind=new.kind,
+                professional=new.professional,
+                email=new.email,
+                given_name=new.given_name or None,
+                family_name=new.family_name or None,
+                company_name=new.company_name or None,
+                postal_address=new.postal_address,
+                create_time=self._clock(),
+            )
+            PartyRepository(db).add(party, scope, request_id, request_hash)
+            return party
+
+        request_hash = fingerprint(dataclasses.asdict(new))
+        return idempotent(
+            self._sessions,
+            request_hash,
+            lambda db: PartyRepository(db).by_request(scope, request_id),
+            create,
+        )
+
+    def get(self, party_id: uuid.UUID) -> Party:
+        with self._sessions() as db:
+            party = PartyRepository(db).get(party_id)
+        if party is None:
+            raise NotFound("no such party")
+        return party
+
+    def level(self, party_id: uuid.UUID) -> AssuranceLevel | None:
+        """The highest level among the party's identity records still valid."""
+        with self._sessions() as db:
+            return ProofingRepository(db).level(party_id, self._clock())

@@ -1,0 +1,304 @@
+"""Proofing a party's identity: a document checked by an operator
+(substantial), a certificate that signs our challenge (high), an eID
+assertion (the level its `acr` maps to)."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import hmac
+import logging
+import os
+import uuid
+from collections.abc import Callable
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session as DbSession
+from sqlalchemy.orm import sessionmaker
+
+from lre.server.clock import utcnow
+from lre.server.domain.errors import (
+    AuthenticationFailed,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+)
+from lre.server.domain.identity import (
+    AssuranceLevel,
+    IdentityRecord,
+    ProofingChallenge,
+    ProofingMethod,
+)
+from lre.server.domain.letters import PartyKind
+from lre.server.domain.proofing import Claimed, IdentityMismatch, Verified, bind
+from lre.server.services.identity.settings import Clock, IdentityPolicy
+from lre.server.services.identity.verification import (
+    Refused,
+    certificate_identity,
+    certificate_refusal,
+    eid_claims,
+    eid_identity,
+)
+from lre.server.storage.parties import PartyRepository
+from lre.server.storage.proofing import ProofingRepository
+
+logger = logging.getLogger("lre.identity")
+
+CHALLENGE_TTL = dt.timedelta(minutes=5)
+EVIDENCE_CLAIMS = (
+    "iss",
+    "sub",
+    "aud",
+    "acr",
+    "iat",
+    "auth_time",
+    "given_name",
+    "family_name",
+    "birthdate",
+)
+
+
+def _require_party(db: DbSession, party_id: uuid.UUID) -> None:
+    if not PartyRepository(db).exists(party_id):
+        raise NotFound("no such party")
+
+
+def _bound(db: DbSession, party_id: uuid.UUID, verified: Verified) -> dict[str, str]:
+    """The party's attributes the verified identity matched (IdentityMismatch if it does not)."""
+    party = PartyRepository(db).get(party_id)
+    if party is None:
+        raise NotFound("no such party")
+    claimed = Claimed(
+        natural_person=party.kind is PartyKind.NATURAL_PERSON,
+        given_name=party.given_name,
+        family_name=party.family_name,
+        company_name=party.company_name,
+    )
+    return bind(claimed, verified)
+
+
+# Told of each new identity record, in its transaction (the credentials
+# service e-mails the party an enrolment code).
+Proofed = Callable[[DbSession, uuid.UUID, dt.datetime], None]
+
+
+class ProofingService:
+    def __init__(
+        self,
+        sessions: sessionmaker[DbSession],
+        policy: IdentityPolicy,
+        proofed: Proofed,
+        clock: Clock = utcnow,
+    ) -> None:
+        self._sessions = sessions
+        self._policy = policy
+        self._proofed = proofed
+        self._clock = clock
+
+    def record_document_check(
+        self,
+        party_id: uuid.UUID,
+        document_type: str,
+        document_number: str,
+        document_expires: dt.datetime | None,
+        operator_id: str,
+        operator_certificate: str = "",
+        person_present: bool = False,
+    ) -> IdentityRecord:
+        """An identity document checked by an operator: level high when the
+        person stood before the operator (physical presence, eIDAS 24(1a)),
+        substantial when remote; valid until the document expires. The number
+        is kept only as a keyed hash; the operator is named as typed and as
+        its client certificate says."""
+        now = self._clock()
+        if not document_type or len(document_type) > 64:
+            raise InvalidArgument("document_type", "required, at most 64 characters")
+        if not document_number.strip() or len(document_number) > 64:
+            raise InvalidArgument("document_number", "required, at most 64 characters")
+        if not operator_id or len(operator_id) > 128:
+            raise InvalidArgument("operator_id", "required")
+        if document_expires is None or document_expires <= now:
+            raise InvalidArgument("document_expire_time", "the document must be valid today")
+        number_hash = hmac.new(
+            self._policy.secrets_key,
+            f"{document_type}:{document_number.strip().upper()}".encode(),
+            hashlib.sha256,
+        ).hexdigest()
+        record = IdentityRecord(
+            id=uuid.uuid4(),
+            party_id=party_id,
+            method=ProofingMethod.DOCUMENT_CHECK,
+            level=AssuranceLevel.HIGH if person_present else AssuranceLevel.SUBSTANTIAL,
+            proof_time=now,
+            expire_time=document_expires,
+            evidence_summary=f"{document_type} checked by operator {operator_id}"
+            + (", person present" if person_present else ", remotely"),
+            details={
+                "document_type": document_type,
+                "document_number_hmac": number_hash,
+                "operator": operator_id,
+                "operator_certificate": operator_certificate,
+                "person_present": person_present,
+            },
+        )
+        with self._sessions.begin() as db:
+            _require_party(db, party_id)
+            ProofingRepository(db).add_record(record)
+            self._proofed(db, party_id, now)
+        return record
+
+    def list_records(
+        self, party_id: uuid.UUID, page_size: int, page_token: str
+    ) -> tuple[list[IdentityRecord], str]:
+        with self._sessions() as db:
+            _require_party(db, party_id)
+            return ProofingRepository(db).page(party_id, page_size, page_token)
+
+    def begin_certificate(self, party_id: uuid.UUID) -> ProofingChallenge:
+        if not self._policy.trust_anchors:
+            raise FailedPrecondition("proofing by certificate is not configured")
+        challenge = ProofingChallenge(
+            id=uuid.uuid4(),
+            party_id=party_id,
+            challenge=os.urandom(32),
+            expire_time=self._clock() + CHALLENGE_TTL,
+            use_time=None,
+        )
+        with self._sessions.begin() as db:
+            _require_party(db, party_id)
+            ProofingRepository(db).add_challenge(challenge)
+        return challenge
+
+    def complete_certificate(
+        self,
+        party_id: uuid.UUID,
+        challenge_id: uuid.UUID,
+        chain_der: list[bytes],
+        signature: bytes,
+        revocation_der: list[bytes],
+    ) -> IdentityRecord:
+        """Level high: the party signed our challenge with the key of a
+        certificate that chains to a configured anchor (see certificate_refusal)."""
+        if not self._policy.trust_anchors:
+            raise FailedPrecondition("proofing by certificate is not configured")
+        if not chain_der:
+            raise InvalidArgument("certificate_chain", "the party's certificate is required")
+        try:
+            leaf, *intermediates = [x509.load_der_x509_certificate(der) for der in chain_der]
+        except ValueError:
+            raise InvalidArgument("certificate_chain", "must be DER X.509 certificates") from None
+        try:
+            crls = [x509.load_der_x509_crl(der) for der in revocation_der]
+        except ValueError:
+            raise InvalidArgument("revocation_data", "must be DER CRLs") from None
+        now = self._clock()
+        record: IdentityRecord | None = None
+        with self._sessions.begin() as db:
+            proofs = ProofingRepository(db)
+            challenge = proofs.use_challenge(challenge_id, now)
+            if challenge is None or challenge.party_id != party_id:
+                raise AuthenticationFailed("certificate proof refused")
+            if challenge.use_time is not None or challenge.expire_time <= now:
+                refused: str | None = "challenge used or expired"
+            else:
+                refused = certificate_refusal(
+                    self._policy.trust_anchors,
+                    leaf,
+                    intermediates,
+                    crls,
+                    challenge.challenge,
+                    signature,
+                    now,
+                )
+            mismatch: IdentityMismatch | None = None
+            matched: dict[str, str] = {}
+            if refused is None:
+                try:
+                    matched = _bound(db, party_id, certificate_identity(leaf))
+                except IdentityMismatch as exc:
+                    refused, mismatch = f"identity: {exc}", exc
+            if refused is None:
+                record = IdentityRecord(
+                    id=uuid.uuid4(),
+                    party_id=party_id,
+                    method=ProofingMethod.CERTIFICATE,
+                    level=AssuranceLevel.HIGH,
+                    proof_time=now,
+                    expire_time=min(leaf.not_valid_after_utc, now + self._policy.proof_validity),
+                    evidence_summary=f"certificate {leaf.subject.rfc4514_string()} "
+                    f"issued by {leaf.issuer.rfc4514_string()}",
+                    details={
+                        "subject": leaf.subject.rfc4514_string(),
+                        "issuer": leaf.issuer.rfc4514_string(),
+                        "serial": format(leaf.serial_number, "x"),
+                        "sha256": leaf.fingerprint(hashes.SHA256()).hex(),
+                        "matched": matched,
+                        # The evidence as presented: the chain and the revocation data.
+                        "certificate_chain": [base64.b64encode(der).decode() for der in chain_der],
+                        "revocation_data": [
+                            base64.b64encode(der).decode() for der in revocation_der
+                        ],
+                    },
+                )
+                proofs.add_record(record)
+                self._proofed(db, party_id, now)
+        # The challenge stays used (committed above) whatever the result.
+        if record is None:
+            logger.info("certificate proof refused", extra={"reason": refused})
+            if mismatch is not None:  # a genuine certificate, of someone else: say so
+                raise mismatch
+            raise AuthenticationFailed("certificate proof refused")
+        return record
+
+    def with_eid_assertion(self, party_id: uuid.UUID, id_token: str, nonce: str) -> IdentityRecord:
+        """An ID token from the eID broker (see eid_claims), our nonce in it,
+        `acr` mapped to a level, and the nonce spent so that the assertion
+        cannot be replayed."""
+        broker = self._policy.eid
+        if broker is None:
+            raise FailedPrecondition("proofing by eID is not configured")
+        if not nonce or len(nonce) > 255:
+            raise InvalidArgument("nonce", "required, at most 255 characters")
+        now = self._clock()
+        try:
+            claims = eid_claims(broker, id_token, now)
+        except Refused as exc:
+            logger.info("eID assertion refused", extra={"reason": str(exc)})
+            raise AuthenticationFailed("eID assertion refused") from None
+        level = broker.acr_levels.get(str(claims.get("acr", "")))
+        if not hmac.compare_digest(str(claims["nonce"]), nonce) or level is None:
+            logger.info("eID assertion refused", extra={"reason": "nonce or acr"})
+            raise AuthenticationFailed("eID assertion refused")
+        with self._sessions() as db:
+            matched = _bound(db, party_id, eid_identity(claims))
+        record = IdentityRecord(
+            id=uuid.uuid4(),
+            party_id=party_id,
+            method=ProofingMethod.EID_ASSERTION,
+            level=level,
+            proof_time=now,
+            expire_time=now + self._policy.proof_validity,
+            evidence_summary=f"eID {broker.issuer} acr {claims.get('acr')}",
+            details={
+                "issuer": broker.issuer,
+                "sub": str(claims["sub"]),
+                "acr": str(claims.get("acr")),
+                "matched": matched,
+                # The evidence: the claims the broker signed.
+                "claims": {k: claims[k] for k in EVIDENCE_CLAIMS if k in claims},
+            },
+        )
+        try:
+            with self._sessions.begin() as db:
+                _require_party(db, party_id)
+                proofs = ProofingRepository(db)
+                proofs.spend_nonce(broker.issuer, nonce, now)
+                proofs.add_record(record)
+                self._proofed(db, party_id, now)
+        except IntegrityError:
+            logger.info("eID assertion refused", extra={"reason": "nonce replayed"})
+            raise AuthenticationFailed("eID assertion refused") from None
+        return record

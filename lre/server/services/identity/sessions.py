@@ -1,0 +1,91 @@
+"""Sessions: opened with two factors, looked up by bearer token, revoked."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session as DbSession
+from sqlalchemy.orm import sessionmaker
+
+from lre.server.clock import utcnow
+from lre.server.domain.errors import AuthenticationFailed
+from lre.server.domain.identity import FactorCategory, Session
+from lre.server.services.identity.credentials import CredentialService
+from lre.server.services.identity.settings import Clock, IdentityPolicy
+from lre.server.storage.credentials import SessionRepository
+from lre.server.storage.db import engine_of, reader
+
+INVALID = "invalid or expired session"
+
+
+@dataclass(frozen=True)
+class IssuedSession:
+    token: str  # given once, to the caller; only its hash is kept
+    session: Session
+
+
+def token_hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+class SessionService:
+    def __init__(
+        self,
+        sessions: sessionmaker[DbSession],
+        policy: IdentityPolicy,
+        credentials: CredentialService,
+        clock: Clock = utcnow,
+    ) -> None:
+        self._sessions = sessions
+        self._engine = engine_of(sessions)
+        self._policy = policy
+        self._credentials = credentials
+        self._clock = clock
+
+    def create(
+        self,
+        party_id: uuid.UUID,
+        password: str,
+        totp_code: str = "",
+        email_code: tuple[uuid.UUID, str] | None = None,
+    ) -> IssuedSession:
+        """Password (knowledge) and a one-time code, from the TOTP device or
+        e-mailed (possession, one-time): a session bound to the party's current
+        level. Failures count towards a lockout; a code is good once."""
+        now = self._clock()
+        with self._sessions.begin() as db:
+            level, failure = self._credentials.verify(
+                db, party_id, password, totp_code, email_code, now
+            )
+            if level is not None:
+                token = secrets.token_urlsafe(32)
+                session = Session(
+                    party_id=str(party_id),
+                    level=level,
+                    factors=frozenset({FactorCategory.KNOWLEDGE, FactorCategory.POSSESSION}),
+                    one_time_element=True,
+                    authenticated_at=now,
+                    expires_at=now + self._policy.session_ttl,
+                )
+                SessionRepository(db).add(token_hash(token), session)
+        # The failure is raised after the commit, so that it counts.
+        if failure is not None:
+            raise failure
+        return IssuedSession(token, session)
+
+    def authenticate(self, token: str) -> Session:
+        """The session behind a bearer token, as the domain sees it (read
+        outside a transaction: every call of a portal does this)."""
+        with reader(self._engine) as connection:
+            session = SessionRepository(connection).live(token_hash(token), self._clock())
+        if session is None:
+            raise AuthenticationFailed(INVALID)
+        return session
+
+    def revoke(self, token: str) -> None:
+        with self._sessions.begin() as db:
+            if not SessionRepository(db).revoke(token_hash(token), self._clock()):
+                raise AuthenticationFailed(INVALID)

@@ -1,0 +1,35 @@
+"""What the identity services are configured with."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import jwt
+from cryptography import x509
+
+from lre.server.domain.identity import AssuranceLevel
+
+Clock = Callable[[], dt.datetime]
+
+
+@dataclass(frozen=True)
+class EidBroker:
+    """An OpenID Connect provider whose ID tokens proof identities."""
+
+    issuer: str
+    audience: str
+    keys: jwt.PyJWKSet
+    acr_levels: dict[str, AssuranceLevel]
+
+
+@dataclass(frozen=True)
+class IdentityPolicy:
+    secrets_key: bytes
+    session_ttl: dt.timedelta = dt.timedelta(minutes=30)
+    lockout_threshold: int = 5
+    lockout: dt.timedelta = dt.timedelta(minutes=15)
+    proof_validity: dt.timedelta = dt.timedelta(days=365)
+    trust_anchors: tuple[x509.Certificate, ...] = ()
+    eid: EidBroker | None = None

@@ -1,0 +1,77 @@
+"""Proofing binds a person: random name pairs, only matching identities pass."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from lre.server.domain.proofing import Claimed, IdentityMismatch, Verified, bind, normalised
+
+# Names as people write them: letters (accented too), spaces, hyphens, apostrophes.
+NAMES = st.text(
+    alphabet=st.sampled_from("abcdeéèfgiklmnoöprstuüzABCDÉMNZ -'"), min_size=1, max_size=20
+).filter(lambda n: normalised(n) != "")
+
+
+def person(given: str, family: str) -> Claimed:
+    return Claimed(natural_person=True, given_name=given, family_name=family, company_name=None)
+
+
+@given(NAMES, NAMES, NAMES, NAMES)
+def test_only_a_matching_person_passes(
+    given_a: str, family_a: str, given_b: str, family_b: str
+) -> None:
+    same = normalised(given_a) == normalised(given_b) and normalised(family_a) == normalised(
+        family_b
+    )
+    verified = Verified(given_name=given_b, family_name=family_b)
+    if same:
+        assert bind(person(given_a, family_a), verified)["family_name"] == family_b
+    else:
+        with pytest.raises(IdentityMismatch):
+            bind(person(given_a, family_a), verified)
+
+
+@given(NAMES, NAMES)
+def test_only_a_matching_organisation_passes(company_a: str, company_b: str) -> None:
+    claimed = Claimed(False, None, None, company_a)
+    verified = Verified(organisation_name=company_b, organisation_identifier="NTRFR-123456789")
+    if normalised(company_a) == normalised(company_b):
+        assert bind(claimed, verified)["organisation_identifier"] == "NTRFR-123456789"
+    else:
+        with pytest.raises(IdentityMismatch):
+            bind(claimed, verified)
+
+
+@given(NAMES)
+def test_how_a_name_is_written_does_not_count(name: str) -> None:
+    variants = (name.upper(), f"  {name}  ", name.replace(" ", "-"), name.replace("-", " "))
+    for variant in variants:
+        assert bind(person(name, name), Verified(given_name=variant, family_name=variant))
+
+
+def test_accents_hyphens_and_apostrophes_are_spelling_not_identity() -> None:
+    matched = bind(
+        person("Jean-Luc", "D'Orsay"),
+        Verified(given_name="JEAN LUC", family_name="DORSAY", birth_date=dt.date(1980, 2, 29)),
+    )
+    assert matched == {
+        "family_name": "DORSAY",
+        "given_name": "JEAN LUC",
+        "birth_date": "1980-02-29",
+    }
+    assert normalised("Éloïse  Müller") == normalised("eloise muller")
+
+
+def test_mallory_does_not_proof_camille_and_silence_is_no_match() -> None:
+    with pytest.raises(IdentityMismatch, match="family_name"):
+        bind(person("Camille", "Dupont"), Verified(given_name="Camille", family_name="Martin"))
+    with pytest.raises(IdentityMismatch, match="given_name"):
+        bind(person("Camille", "Dupont"), Verified(given_name="Mallory", family_name="Dupont"))
+    with pytest.raises(IdentityMismatch, match="states no family_name"):
+        bind(person("Camille", "Dupont"), Verified(given_name="Camille"))
+    with pytest.raises(IdentityMismatch, match="states no organisation_name"):
+        bind(Claimed(False, None, None, "Dest SA"), Verified(given_name="Camille"))
