@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import grpc
@@ -131,8 +130,7 @@ def test_make_run_serves_every_service_and_stops_cleanly(
         devstack.send_signal(signal.SIGINT)
         assert devstack.wait(timeout=30) == 0
     assert (var / "pki" / "seal.pem").read_bytes() == pki_before
-    time.sleep(0.2)
-    assert not _processes_using(var)
+    assert wait_for(lambda: not _processes_using(var), timeout=10), _processes_using(var)
 
 
 def test_the_walkthrough_client_against_make_run(tmp_path: Path, ports: dict[str, str]) -> None:

@@ -95,6 +95,15 @@ def _query() -> bytes:
     )
 
 
+def _offset(metrics_url: str) -> float | None:
+    """lre_tsa_clock_offset_seconds as the signer last measured it."""
+    with urllib.request.urlopen(metrics_url, timeout=10) as reply:
+        for line in reply.read().decode().splitlines():
+            if line.startswith("lre_tsa_clock_offset_seconds "):
+                return float(line.split()[1])
+    return None
+
+
 def _http_status(url: str) -> tuple[str, set[str] | None]:
     request = urllib.request.Request(
         url, data=_query(), headers={"Content-Type": "application/timestamp-query"}
@@ -120,7 +129,10 @@ def test_time_is_refused_while_the_clock_is_off_and_issued_once_in_sync(
     address, url = f"127.0.0.1:{grpc_port}", f"http://127.0.0.1:{http_port}/tsa"
     with running([str(BIN / "lre-signer"), "serve"], env, tmp_path / "signer.log"):
         assert wait_for(lambda: health_status(address) == SERVING)
-        time.sleep(1)
+        # Refused because the offset was measured too large, not because it was
+        # not measured yet: wait for the measurement before asking.
+        metrics = f"http://127.0.0.1:{http_port}/metrics"
+        assert wait_for(lambda: (_offset(metrics) or 0) > 29, timeout=10), _offset(metrics)
         assert _http_status(url) == ("rejection", {"time_not_available"})
         with grpc.insecure_channel(address) as channel:
             stub = signing_pb2_grpc.SigningServiceStub(channel)
