@@ -14,7 +14,8 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from lre.runtime.config import ConfigError, read_secret
-from lre.runtime.serving import GrpcProcess, ServiceBinding
+from lre.runtime.serving import GrpcProcess, ServiceBinding, StreamLimits
+from lre.server.api import validation
 from lre.server.api.custody import CustodyServicer
 from lre.server.api.identity import IdentityServicer
 from lre.server.api.notification import NotificationServicer
@@ -235,6 +236,10 @@ def build(settings: ServerSettings, engine: Engine, signer: SignerClient) -> Ser
             limiter=RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
         ),
         credentials=credentials,
+        validate=validation.check,
+        limits=StreamLimits(
+            settings.stream_idle_s, settings.stream_total_s, settings.streams_per_caller
+        ),
     )
     process.set_serving(False)
     health = DependencyHealth(engine, signer, process, settings.health_check_interval_s)

@@ -12,7 +12,6 @@ import hashlib
 import hmac
 import logging
 import os
-import re
 import secrets
 import uuid
 from collections.abc import Callable
@@ -34,6 +33,7 @@ from sqlalchemy.orm import sessionmaker
 
 from lre.server.clock import utcnow
 from lre.server.domain import identity
+from lre.server.domain.addresses import email_address
 from lre.server.domain.errors import (
     AuthenticationFailed,
     FailedPrecondition,
@@ -55,9 +55,6 @@ LOCKOUTS = Counter(
 )
 AUTH_FAILURES = Counter("lre_identity_authentication_failures", "Failed session creations.")
 
-EMAIL = re.compile(
-    r"^[^@\s]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]{1,63})+$"
-)
 MIN_PASSWORD = 12
 MAX_PASSWORD = 256
 TOTP_ISSUER = "LRE"
@@ -127,8 +124,7 @@ class IdentityService:
             raise InvalidArgument("request_id", "required, at most 128 characters")
         if new.kind is None:
             raise InvalidArgument("party.kind", "must be NATURAL_PERSON or LEGAL_PERSON")
-        if not EMAIL.match(new.email) or len(new.email) > 254:
-            raise InvalidArgument("party.email", "is not an e-mail address")
+        email_address(new.email, "party.email")
         if new.kind is PartyKind.NATURAL_PERSON and not (new.given_name and new.family_name):
             raise InvalidArgument(
                 "party.family_name", "a natural person needs given and family names"
