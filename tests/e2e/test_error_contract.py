@@ -28,6 +28,7 @@ from lre.v1 import (
     identity_pb2,
     identity_pb2_grpc,
     notification_pb2,
+    signing_pb2,
 )
 from tests.conftest import SignerProcess
 from tests.e2e.conftest import ServerProcess, server_process
@@ -344,3 +345,33 @@ def test_twenty_stalled_deposits_hold_neither_threads_nor_the_database(
         assert _deposit(custody, token, recipient, "t-after").name
         assert time.monotonic() - asked < 5
     assert _handled(server, "/DepositLetter", "Internal") == 0
+
+
+def test_the_signer_port_keeps_the_same_contract(signer_process: SignerProcess) -> None:
+    service = signing_pb2.DESCRIPTOR.services_by_name["SigningService"]
+    metrics = f"{signer_process.http_url}/metrics"
+
+    def invalid(method: str) -> float:
+        with urllib.request.urlopen(metrics, timeout=5) as reply:
+            for family in text_string_to_metric_families(reply.read().decode()):
+                for sample in family.samples:
+                    if (
+                        sample.name == "grpc_server_handled_total"
+                        and sample.labels["grpc_method"] == method
+                        and sample.labels["grpc_code"] == "InvalidArgument"
+                    ):
+                        return sample.value
+        return 0.0
+
+    before = {m.name: invalid(m.name) for m in service.methods}
+    same = lambda b: b  # noqa: E731
+    with grpc.insecure_channel(signer_process.grpc_address) as channel:
+        for method in service.methods:
+            call = channel.unary_unary(f"/{service.full_name}/{method.name}", same, same)
+            with pytest.raises(grpc.RpcError) as raised:
+                call(MALFORMED, timeout=10)
+            assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT, method.name
+    for method in service.methods:
+        assert invalid(method.name) == before[method.name] + 1, method.name
+    logs = signer_process.log.read_text()
+    assert "Traceback" not in logs and "Exception deserializing" not in logs
