@@ -129,7 +129,8 @@ def _rpc_scope(
         raise
     finally:
         elapsed = time.perf_counter() - start
-        code = context.code() or gone or _client_gone_code(context, call) or grpc.StatusCode.OK  # type: ignore[attr-defined]
+        code = context.code()  # type: ignore[attr-defined]
+        code = code or gone or _client_gone_code(context, call) or grpc.StatusCode.OK
         metrics.handled[code].inc()
         metrics.handling.observe(elapsed)
         if log_rpc:
@@ -230,10 +231,6 @@ def caller_of(context: grpc.ServicerContext) -> str:
 # What every decoded request message goes through: field path to what is
 # wrong with it (empty when nothing is). See lre.runtime.fields.
 Validator = Callable[[Any], dict[str, str]]
-
-
-def _no_check(_message: Any) -> dict[str, str]:
-    return {}
 
 
 class _Requests:
