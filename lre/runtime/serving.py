@@ -383,7 +383,6 @@ class _RpcInterceptor(grpc.ServerInterceptor):
                     call.caller = caller_of(context)
                     refused = admission.enter(call.caller)
                     if refused is not None:
-                        call.caller = None
                         call.reason = "stream limit"
                         abort(
                             context, grpc.StatusCode.RESOURCE_EXHAUSTED, f"{refused}; retry later"
