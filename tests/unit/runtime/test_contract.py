@@ -43,6 +43,16 @@ class _Custody(custody_pb2_grpc.CustodyServiceServicer):
     def GetLetter(self, request, context):  # type: ignore[no-untyped-def]
         return custody_pb2.Letter(name=request.name)
 
+    def DownloadLetterContent(self, request, context):  # type: ignore[no-untyped-def]
+        with self.lock:
+            self.open += 1
+        try:
+            for _ in range(400):  # 25 MiB: more than any flow-control window holds
+                yield custody_pb2.ContentChunk(data=b"x" * 65536)
+        finally:
+            with self.lock:
+                self.open -= 1
+
 
 def _deny_set_legal_hold(method: str, context: grpc.ServicerContext) -> None:
     if method.endswith("/SetLegalHold"):
@@ -322,3 +332,21 @@ def _wait(predicate, timeout: float = 5) -> bool:  # type: ignore[no-untyped-def
             return True
         time.sleep(0.02)
     return False
+
+
+def test_a_client_that_stops_reading_a_response_stream_is_ended(
+    served: tuple[GrpcProcess, _Custody],
+) -> None:
+    process, servicer = served
+    before = _handled("DownloadLetterContent", "Canceled", "server_stream")
+    with grpc.insecure_channel(f"127.0.0.1:{process.port}") as channel:
+        replies = custody_pb2_grpc.CustodyServiceStub(channel).DownloadLetterContent(
+            custody_pb2.DownloadLetterContentRequest(name="letters/x"), timeout=20
+        )
+        next(replies)  # then reads no more
+        assert _wait(lambda: servicer.open == 1)
+        assert _wait(lambda: servicer.open == 0, timeout=IDLE_S + 3)
+        assert _handled("DownloadLetterContent", "Canceled", "server_stream") == before + 1
+        with pytest.raises(grpc.RpcError) as raised:
+            list(replies)
+    assert raised.value.code() == grpc.StatusCode.CANCELLED
