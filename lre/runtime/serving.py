@@ -1,11 +1,17 @@
 """Serving a gRPC process: health per service, reflection, metrics and one
-log line per RPC, and a graceful stop on SIGTERM/SIGINT."""
+log line per RPC, and a graceful stop on SIGTERM/SIGINT.
+
+Every RPC goes through one scope that holds the error contract of both
+processes: the guard (authorization) first, then the request decoded and
+validated (INVALID_ARGUMENT, with the field), a bug answered INTERNAL with a
+request id, a client that went away recorded as CANCELLED or
+DEADLINE_EXCEEDED, and no call waiting on its client beyond the limits of
+lre.runtime.limits."""
 
 from __future__ import annotations
 
 import contextlib
 import gc
-import itertools
 import logging
 import signal
 import threading
@@ -22,6 +28,7 @@ from grpc_reflection.v1alpha import reflection
 
 from lre.runtime import fields, grpc_metrics, jsonlines
 from lre.runtime.grpc_metrics import MethodMetrics
+from lre.runtime.limits import Admission, StreamLimits, Watchdog, caller_of
 from lre.runtime.status import abort
 
 log = logging.getLogger("lre.rpc")
@@ -48,28 +55,6 @@ Guard = Callable[[str, grpc.ServicerContext], None]
 
 def _allow_all(_method: str, _context: grpc.ServicerContext) -> None:
     pass
-
-
-@dataclass(frozen=True)
-class StreamLimits:
-    """How long and how many: what keeps one client from holding the process.
-
-    A sync gRPC server runs each call on one of ``max_workers`` threads for as
-    long as the call lasts, so a client that opens streams and then sends
-    nothing would hold threads (and whatever the servicer holds meanwhile: a
-    database transaction, SQLite's write lock) until every call waits.
-    """
-
-    # The longest wait for a client's next request message, or for it to take
-    # our next response; then the call is cancelled.
-    idle_s: float = 30.0
-    # The longest a client may take to send a whole request stream.
-    total_s: float = 900.0
-    # Streaming calls open at once from one caller (RESOURCE_EXHAUSTED beyond).
-    per_caller: int = 8
-    # Threads never given to streaming calls, whoever opens them: unary calls
-    # and health checks always find one.
-    reserved_threads: int = 4
 
 
 DEADLINE_SLACK_S = 0.5
@@ -150,89 +135,6 @@ def _rpc_scope(
         jsonlines.request_id.reset(token)
 
 
-class _Watchdog:
-    """One thread that cancels the calls waiting on their client past a deadline."""
-
-    def __init__(self, tick_s: float) -> None:
-        self._tick_s = tick_s
-        self._waits: dict[int, tuple[float, Callable[[], None]]] = {}
-        self._ids = itertools.count()
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="rpc-watchdog", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    @contextlib.contextmanager
-    def waiting(self, until: float, expire: Callable[[], None]) -> Iterator[None]:
-        """``expire`` runs (on the watchdog's thread) if the block is still
-        running at ``until`` (time.monotonic())."""
-        key = next(self._ids)
-        with self._lock:
-            self._waits[key] = (until, expire)
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._waits.pop(key, None)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._tick_s):
-            now = time.monotonic()
-            with self._lock:
-                due = [key for key, (until, _) in self._waits.items() if until <= now]
-                expired = [self._waits.pop(key)[1] for key in due]
-            for expire in expired:
-                try:
-                    expire()
-                except Exception:  # the watchdog must outlive any one call
-                    log.exception("cancelling an idle call failed")
-
-
-class _Admission:
-    """Counts the streaming calls in flight, per caller and in all."""
-
-    def __init__(self, per_caller: int, total: int) -> None:
-        self._per_caller = per_caller
-        self._total = total
-        self._open: dict[str, int] = {}
-        self._all = 0
-        self._lock = threading.Lock()
-
-    def enter(self, caller: str) -> str | None:
-        """None when admitted; otherwise why not."""
-        with self._lock:
-            if self._open.get(caller, 0) >= self._per_caller:
-                return f"at most {self._per_caller} streams at once per caller"
-            if self._all >= self._total:
-                return "too many streams in progress"
-            self._open[caller] = self._open.get(caller, 0) + 1
-            self._all += 1
-            return None
-
-    def leave(self, caller: str) -> None:
-        with self._lock:
-            self._all -= 1
-            left = self._open[caller] - 1
-            if left:
-                self._open[caller] = left
-            else:
-                del self._open[caller]
-
-
-def caller_of(context: grpc.ServicerContext) -> str:
-    """Who a call comes from: the DNS names of its TLS client certificate, or
-    without one the peer's address (port left out)."""
-    names = context.auth_context().get("x509_subject_alternative_name")
-    if names:
-        return ",".join(sorted(bytes(n).decode().lower() for n in names))
-    return context.peer().rsplit(":", 1)[0]
-
-
 # What every decoded request message goes through: field path to what is
 # wrong with it (empty when nothing is). See lre.runtime.fields.
 Validator = Callable[[Any], dict[str, str]]
@@ -252,7 +154,7 @@ class _Requests:
         validate: Validator,
         metrics: MethodMetrics,
         call: _Call,
-        watchdog: _Watchdog,
+        watchdog: Watchdog,
         limits: StreamLimits,
     ) -> None:
         self._raw = raw
@@ -341,8 +243,8 @@ class _RpcInterceptor(grpc.ServerInterceptor):
         guard: Guard,
         validate: Validator,
         limits: StreamLimits,
-        admission: _Admission,
-        watchdog: _Watchdog,
+        admission: Admission,
+        watchdog: Watchdog,
     ) -> None:
         self._methods = methods
         self._log_rpcs = log_rpcs
@@ -457,7 +359,7 @@ class GrpcProcess:
         methods = grpc_metrics.for_services([*(b.full_name for b in self.services), health_name])
         self.limits = limits or StreamLimits()
         streams = max(1, max_workers - self.limits.reserved_threads)
-        self._watchdog = _Watchdog(tick_s=min(0.25, self.limits.idle_s / 10))
+        self._watchdog = Watchdog(tick_s=min(0.25, self.limits.idle_s / 10))
         interceptors: list[grpc.ServerInterceptor] = [
             _RpcInterceptor(
                 methods,
@@ -465,7 +367,7 @@ class GrpcProcess:
                 guard,
                 validate or fields.validator(),
                 self.limits,
-                _Admission(min(self.limits.per_caller, streams), streams),
+                Admission(min(self.limits.per_caller, streams), streams),
                 self._watchdog,
             )
         ]

@@ -14,7 +14,8 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from lre.runtime.config import ConfigError, read_secret
-from lre.runtime.serving import GrpcProcess, ServiceBinding, StreamLimits
+from lre.runtime.limits import StreamLimits
+from lre.runtime.serving import GrpcProcess, ServiceBinding
 from lre.server.api import validation
 from lre.server.api.custody import CustodyServicer
 from lre.server.api.identity import IdentityServicer

@@ -15,7 +15,8 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from prometheus_client import REGISTRY
 
-from lre.runtime.serving import GrpcProcess, ServiceBinding, StreamLimits
+from lre.runtime.limits import StreamLimits
+from lre.runtime.serving import GrpcProcess, ServiceBinding
 from lre.runtime.status import abort
 from lre.v1 import custody_pb2, custody_pb2_grpc
 from tests.support import SERVING, health_status
