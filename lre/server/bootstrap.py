@@ -15,10 +15,12 @@ from sqlalchemy import Engine
 
 from lre.runtime.config import ConfigError, read_secret
 from lre.runtime.http import HttpServer, metrics_route
+from lre.runtime.limits import StreamLimits
 from lre.runtime.serving import GrpcProcess, ServiceBinding, wait_for_signal
 from lre.runtime.tls import https_context
 from lre.server.adapters.mail import transport_from_url
 from lre.server.adapters.signer import ContentKeys, SignerClient
+from lre.server.api import validation
 from lre.server.api.custody import CustodyServicer
 from lre.server.api.identity import IdentityServicer
 from lre.server.api.notification import NotificationServicer
@@ -283,6 +285,10 @@ def build(settings: ServerSettings, engine: Engine, signer: SignerClient) -> Ser
             limiter=RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
         ),
         credentials=credentials,
+        validate=validation.check,
+        limits=StreamLimits(
+            settings.stream_idle_s, settings.stream_total_s, settings.streams_per_caller
+        ),
     )
     process.set_serving(False)
     health = DependencyHealth(engine, signer, process, settings.health_check_interval_s, NEEDS)

@@ -23,6 +23,13 @@ class ServerSettings:
     metrics_timeout_s: float = 10.0
     signer_address: str = "127.0.0.1:50052"
     grpc_threads: int = 16
+    # No client holds the server: a stream waiting on its client longer than
+    # stream_idle_s, or still arriving after stream_total_s, is cancelled; at
+    # most streams_per_caller streaming calls at once per caller (and never
+    # more than grpc_threads - 4 in all).
+    stream_idle_s: float = 30.0
+    stream_total_s: float = 900.0
+    streams_per_caller: int = 8
     # TLS on the gRPC port. With a client CA, callers must present a certificate
     # it issued (mutual TLS), and the DNS name in it gives their role.
     tls_cert_file: Path | None = None

@@ -73,10 +73,16 @@ def _methods() -> list[tuple[str, object, bool, bool]]:
 
 
 def _call(
-    ch: grpc.Channel, method: str, request: object, streams: tuple[bool, bool]
+    ch: grpc.Channel,
+    method: str,
+    request: object,
+    streams: tuple[bool, bool],
+    payload: bytes | None = None,
 ) -> grpc.StatusCode:
+    """``payload``: bytes to send instead of an empty ``request``."""
     identity = lambda b: b  # noqa: E731
-    payload = request().SerializeToString()  # type: ignore[operator]
+    if payload is None:
+        payload = request().SerializeToString()  # type: ignore[operator]
     try:
         if streams == (True, False):
             ch.stream_unary(method, identity, identity)(iter([payload]), timeout=10)
@@ -117,6 +123,25 @@ def test_every_rpc_under_every_role_gets_what_the_policy_says(
         with pytest.raises(grpc.RpcError) as anonymous:
             stub.ListLetters(custody_pb2.ListLettersRequest(role=custody_pb2.LETTER_ROLE_RECIPIENT))
         assert anonymous.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_undecodable_bytes_are_refused_as_the_role_demands_first(
+    server: ServerProcess, tls: TlsFiles
+) -> None:
+    """The role is checked before the request is decoded: a caller without it
+    learns PERMISSION_DENIED, one with it INVALID_ARGUMENT."""
+    malformed = b"\x0a\xff\xff\xff"
+    for caller, role in ROLES.items():
+        with channel(server.address, tls, caller) as ch:
+            for method, request, client_streaming, server_streaming in _methods():
+                code = _call(ch, method, request, (client_streaming, server_streaming), malformed)
+                if role not in POLICY[method]:
+                    assert code == grpc.StatusCode.PERMISSION_DENIED, (caller, method, code)
+                elif method.endswith("/DepositLetter"):
+                    # The session comes first there, before any message is read.
+                    assert code == grpc.StatusCode.UNAUTHENTICATED, (caller, method, code)
+                else:
+                    assert code == grpc.StatusCode.INVALID_ARGUMENT, (caller, method, code)
 
 
 def test_plaintext_certificate_less_and_foreign_clients_are_refused(
@@ -220,9 +245,11 @@ def test_each_caller_has_its_own_rate_and_messages_have_a_size_limit(
         with pytest.raises(grpc.RpcError) as other:
             custody_pb2_grpc.CustodyServiceStub(auditor).GetTreeHead(head)
         assert other.value.code() == grpc.StatusCode.NOT_FOUND  # another caller, its own rate
+        # Over the size limit from a caller with the role (one without it is
+        # refused before its message is read).
         with pytest.raises(grpc.RpcError) as huge:
-            custody_pb2_grpc.CustodyServiceStub(auditor).SetLegalHold(
-                custody_pb2.SetLegalHoldRequest(name="x" * (3 * 1024 * 1024))
+            identity_pb2_grpc.IdentityServiceStub(auditor).ListIdentityRecords(
+                identity_pb2.ListIdentityRecordsRequest(party="x" * (3 * 1024 * 1024))
             )
         assert huge.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 

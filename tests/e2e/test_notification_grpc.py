@@ -617,6 +617,34 @@ def test_no_secret_or_content_reaches_the_logs_of_a_whole_lifecycle(
                 party=recipient, password="hunter2-not-the-password", totp_code="000000"
             )
         )
+    # The error paths: refused personal data, a deposit refused mid-stream, a cancelled one.
+    refused = {  # what each refused request carries that is personal
+        "a name with a NUL": ("Zoeprivate", {"given_name": "Zoeprivate\x00"}),
+        "an overlong name": ("Longprivate", {"family_name": "Longprivate" * 20}),
+        "two addresses as one": ("victimprivate", {"email": "root,victimprivate@example.org"}),
+    }
+    for _, values in refused.values():
+        fields = {"given_name": "Camille", "family_name": "Martin", **values}
+        with pytest.raises(grpc.RpcError) as raised:
+            identity.CreateParty(
+                identity_pb2.CreatePartyRequest(
+                    request_id="e-1",
+                    party=identity_pb2.Party(
+                        kind=identity_pb2.PARTY_KIND_NATURAL_PERSON,
+                        email=fields.get("email", "camille@example.org"),
+                        given_name=fields["given_name"],
+                        family_name=fields["family_name"],
+                    ),
+                )
+            )
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.RpcError) as raised:
+        _deposit(custody, sender, recipient, "s-2", [("Privatefile\x00.pdf", "text/plain", b"x")])
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    cancelled = custody.DepositLetter.future(
+        iter([]), metadata=(("authorization", f"Bearer {sender}"),)
+    )
+    cancelled.cancel()
     logs = (tmp_path / "server.log").read_text() + signer_process.log.read_text()
     assert '"method": "/lre.v1.CustodyService/DownloadLetterContent"' in logs  # logs were written
     secrets_ = {
@@ -628,7 +656,10 @@ def test_no_secret_or_content_reaches_the_logs_of_a_whole_lifecycle(
         "a wrong password": "hunter2-not-the-password",
         "letter content": "lettre de resiliation",
         "annex content": "etat des lieux",
+        **{name: sentinel for name, (sentinel, _) in refused.items()},
+        "a refused file name": "Privatefile",
     }
+    assert "Traceback" not in logs
     leaked = [name for name, value in secrets_.items() if value and value in logs]
     assert not leaked, leaked
     assert not re.search(r"walkthrough [0-9a-f-]{36}", logs)  # register_party's passwords

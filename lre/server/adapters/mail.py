@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import parse_qs, urlsplit
 
+from lre.server.domain.addresses import email_problem
+
 
 class TemporaryFailure(Exception):
     """Try again later (connection refused, timeout, 4xx)."""
@@ -79,7 +81,12 @@ class SmtpTransport:
         smtp = getattr(self._local, "smtp", None)
         if smtp is None:
             smtp = self._local.smtp = self._connect()
-        smtp.send_message(message)
+        # One envelope recipient, the To address itself: smtplib would make
+        # "root,victim@example.org" two.
+        to = str(message["To"])
+        if email_problem(to) is not None:
+            raise PermanentFailure("the recipient is not one e-mail address")
+        smtp.send_message(message, to_addrs=[to])
 
     def send(self, message: Message) -> None:
         try:

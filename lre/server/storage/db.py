@@ -17,8 +17,10 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
+    """``hide_parameters``: a statement's values (names, e-mail and postal
+    addresses) stay out of exception messages, hence out of logged tracebacks."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
+        engine = create_engine(url, connect_args={"timeout": 30}, hide_parameters=True, **kwargs)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(connection: Any, _record: Any) -> None:
@@ -40,7 +42,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     # No pool_pre_ping: it costs a round trip on every checkout. A connection
     # PostgreSQL dropped fails its one request (UNAVAILABLE) and SQLAlchemy
     # invalidates the pool, so the next request reconnects.
-    return create_engine(url, pool_size=16, max_overflow=16, **kwargs)
+    return create_engine(url, pool_size=16, max_overflow=16, hide_parameters=True, **kwargs)
 
 
 def sessions(engine: Engine) -> sessionmaker[Session]:

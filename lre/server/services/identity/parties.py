@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
 from lre.server.clock import utcnow
+from lre.server.domain.addresses import email_address
 from lre.server.domain.errors import AlreadyExists, InvalidArgument, NotFound
 from lre.server.domain.identity import AssuranceLevel, Party, check_professional_declaration
 from lre.server.domain.letters import PartyKind
@@ -23,9 +23,6 @@ from lre.server.services.identity.settings import Clock
 from lre.server.storage.parties import PartyRepository
 from lre.server.storage.proofing import ProofingRepository
 
-EMAIL = re.compile(
-    r"^[^@\s]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]{1,63})+$"
-)
 T = TypeVar("T")
 
 
@@ -91,8 +88,7 @@ class PartyService:
         check_request_id(request_id)
         if new.kind is None:
             raise InvalidArgument("party.kind", "must be NATURAL_PERSON or LEGAL_PERSON")
-        if not EMAIL.match(new.email) or len(new.email) > 254:
-            raise InvalidArgument("party.email", "is not an e-mail address")
+        email_address(new.email, "party.email")
         if new.kind is PartyKind.NATURAL_PERSON and not (new.given_name and new.family_name):
             raise InvalidArgument(
                 "party.family_name", "a natural person needs given and family names"

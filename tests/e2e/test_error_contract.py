@@ -1,0 +1,391 @@
+"""The one error contract, against the real server process on SQLite and
+PostgreSQL: undecodable and invalid requests, clients that cancel or run out
+of time, and clients that stall their deposits, each with its status code,
+the field named, the metric counted, nothing personal in the logs, and the
+other callers served meanwhile."""
+
+from __future__ import annotations
+
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from lre.v1 import (
+    common_pb2,
+    custody_pb2,
+    custody_pb2_grpc,
+    identity_pb2,
+    identity_pb2_grpc,
+    notification_pb2,
+    signing_pb2,
+)
+from tests.conftest import SignerProcess
+from tests.e2e.conftest import ServerProcess, server_process
+from tests.e2e.test_deposit_grpc import _company, _deposit
+from tests.support import SERVING, health_status, wait_for
+
+IDLE_S = 3.0
+PER_CALLER = 4
+MALFORMED = b"\x0a\xff\xff\xff"  # field 1, length-delimited, a length past the end
+SERVICES = [
+    d.services_by_name[name]
+    for d, name in (
+        (custody_pb2.DESCRIPTOR, "CustodyService"),
+        (identity_pb2.DESCRIPTOR, "IdentityService"),
+        (notification_pb2.DESCRIPTOR, "NotificationService"),
+    )
+]
+# Personal data sent in the refused requests below: none may reach a log line.
+PERSONAL = ("Zoeprivate", "Dupontprivate", "victim@example.org", "Rue-Secrete", "Y" * 201)
+
+
+@pytest.fixture
+def server(
+    database_url: str, signer_process: SignerProcess, tmp_path: Path
+) -> Iterator[ServerProcess]:
+    with server_process(
+        signer_process,
+        tmp_path,
+        database_url,
+        run_workers="false",
+        stream_idle_s=str(IDLE_S),
+        stream_total_s="60",
+        streams_per_caller=str(PER_CALLER),
+    ) as process:
+        yield process
+    logs = process.log.read_text()
+    assert "Traceback" not in logs and '"level": "error"' not in logs
+    assert not [p for p in PERSONAL if p in logs]
+
+
+def _count(server: ServerProcess, name: str, method: str, code: str | None = None) -> float:
+    """A grpc_server_* counter of the method whose full name ends with ``method``."""
+    with urllib.request.urlopen(server.metrics_url, timeout=5) as reply:
+        families = text_string_to_metric_families(reply.read().decode())
+        for family in families:
+            for sample in family.samples:
+                labels = sample.labels
+                if (
+                    sample.name == f"grpc_server_{name}_total"
+                    and f"/{labels['grpc_service']}/{labels['grpc_method']}".endswith(method)
+                    and labels.get("grpc_code") == code
+                ):
+                    return sample.value
+    return 0.0
+
+
+def _handled(server: ServerProcess, method: str, code: str) -> float:
+    return _count(server, "handled", method, code)
+
+
+def _violations(error: grpc.RpcError) -> dict[str, str]:
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    assert status is not None
+    found = {}
+    for detail in status.details:
+        bad = error_details_pb2.BadRequest()
+        if detail.Unpack(bad):
+            found.update({v.field: v.description for v in bad.field_violations})
+    return found
+
+
+def _raw(
+    channel: grpc.Channel,
+    method: str,
+    streams: tuple[bool, bool],
+    messages: list[bytes],
+    token: str,
+) -> None:
+    """Sends ``messages`` as they are (no encoding) to ``method``."""
+    same = lambda b: b  # noqa: E731
+    bearer = (("authorization", f"Bearer {token}"),)
+    if streams == (True, False):
+        channel.stream_unary(method, same, same)(iter(messages), timeout=10, metadata=bearer)
+    elif streams == (False, True):
+        list(channel.unary_stream(method, same, same)(messages[0], timeout=10, metadata=bearer))
+    else:
+        channel.unary_unary(method, same, same)(messages[0], timeout=10, metadata=bearer)
+
+
+def test_undecodable_requests_to_every_rpc_are_invalid_argument_and_counted(
+    server: ServerProcess,
+) -> None:
+    methods = [
+        (f"/{s.full_name}/{m.name}", (m.client_streaming, m.server_streaming))
+        for s in SERVICES
+        for m in s.methods
+    ]
+    before = {name: _handled(server, name, "InvalidArgument") for name, _ in methods}
+    envelope = custody_pb2.DepositLetterRequest(
+        envelope=custody_pb2.LetterEnvelope(request_id="x")
+    ).SerializeToString()
+    with grpc.insecure_channel(server.address) as channel:
+        identity = identity_pb2_grpc.IdentityServiceStub(channel)
+        _, token = _company(
+            identity, server.enrolment_codes, "m", "Bailleur SARL", "gestion@bailleur.example"
+        )
+        for name, streams in methods:
+            with pytest.raises(grpc.RpcError) as raised:
+                _raw(channel, name, streams, [MALFORMED], token)
+            assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT, name
+            assert raised.value.details() == "the request message is malformed", name
+        # Inside a deposit stream, after a good envelope.
+        with pytest.raises(grpc.RpcError) as raised:
+            _raw(
+                channel,
+                "/lre.v1.CustodyService/DepositLetter",
+                (True, False),
+                [envelope, MALFORMED],
+                token,
+            )
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    for name, _ in methods:
+        assert _handled(server, name, "InvalidArgument") >= before[name] + 1, name
+    for name, _ in methods:
+        assert _handled(server, name, "Internal") == 0, name
+
+
+def test_strings_are_checked_at_the_edge_on_every_database(server: ServerProcess) -> None:
+    with grpc.insecure_channel(server.address) as channel:
+        identity = identity_pb2_grpc.IdentityServiceStub(channel)
+
+        def create(request_id: str = "p-1", **fields: Any) -> identity_pb2.Party:
+            party: dict[str, Any] = {
+                "kind": identity_pb2.PARTY_KIND_NATURAL_PERSON,
+                "given_name": "Zoe",
+                "family_name": "Dupont",
+                "email": "zoe@example.org",
+                **fields,
+            }
+            return identity.CreateParty(
+                identity_pb2.CreatePartyRequest(
+                    request_id=request_id, party=identity_pb2.Party(**party)
+                ),
+                timeout=10,
+            )
+
+        address = common_pb2.PostalAddress(lines=["1 Rue-Secrete"], locality="Paris")
+        refused = {
+            "party.given_name": {"given_name": "Zoeprivate\x00"},
+            "party.family_name": {"family_name": "Dupontprivate\r\nX-Injected: 1"},
+            "party.company_name": {"company_name": "\x00"},
+            "party.email": {"email": "root,victim@example.org"},
+            "party.postal_address.lines[1]": {
+                "postal_address": common_pb2.PostalAddress(lines=["ok", "Rue-Secrete\x00"])
+            },
+        }
+        before = _handled(server, "/CreateParty", "InvalidArgument")
+        for field, values in refused.items():
+            with pytest.raises(grpc.RpcError) as raised:
+                create(**values)  # type: ignore[arg-type]
+            assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT, field
+            assert field in _violations(raised.value), (field, _violations(raised.value))
+        with pytest.raises(grpc.RpcError) as raised:
+            create(given_name="Y" * 201)
+        assert _violations(raised.value) == {"party.given_name": "at most 200 characters"}
+        with pytest.raises(grpc.RpcError) as raised:
+            create(request_id="r\x00")
+        assert _violations(raised.value) == {"request_id": "must not contain control characters"}
+        assert _handled(server, "/CreateParty", "InvalidArgument") == before + len(refused) + 2
+        assert _handled(server, "/CreateParty", "Internal") == 0
+        # The longest name the column holds is stored, on PostgreSQL too.
+        stored = create(given_name="Z" * 200, postal_address=address)
+        assert stored.given_name == "Z" * 200
+        # A deposit's envelope: the field path goes through the oneof and the list.
+        custody = custody_pb2_grpc.CustodyServiceStub(channel)
+        _, token = _company(
+            identity, server.enrolment_codes, "s", "Bailleur SARL", "gestion@bailleur.example"
+        )
+        recipient, _ = _company(
+            identity, server.enrolment_codes, "r", "Dest SA", "courrier@dest.example"
+        )
+        with pytest.raises(grpc.RpcError) as raised:
+            _deposit(custody, token, recipient, "d-1", [("a\x00.pdf", "application/pdf", b"x")])
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert _violations(raised.value) == {
+            "envelope.parts[0].filename": "must not contain control characters"
+        }
+
+
+def _stalled(
+    first: custody_pb2.DepositLetterRequest, release: threading.Event
+) -> Iterator[custody_pb2.DepositLetterRequest]:
+    """A deposit that sends its envelope and then nothing until released."""
+    yield first
+    release.wait(60)
+
+
+def _envelope(recipient: str, request_id: str) -> custody_pb2.DepositLetterRequest:
+    return custody_pb2.DepositLetterRequest(
+        envelope=custody_pb2.LetterEnvelope(
+            request_id=request_id,
+            recipient=recipient,
+            parts=[
+                custody_pb2.ContentPart(
+                    filename="a.pdf", media_type="application/pdf", size_bytes=10
+                )
+            ],
+        )
+    )
+
+
+def test_clients_that_cancel_or_run_out_of_time_are_not_server_errors(
+    server: ServerProcess,
+) -> None:
+    deposit = "CustodyService/DepositLetter"
+    before = {c: _handled(server, deposit, c) for c in ("Canceled", "DeadlineExceeded", "Internal")}
+    release = threading.Event()
+    with grpc.insecure_channel(server.address) as channel:
+        identity = identity_pb2_grpc.IdentityServiceStub(channel)
+        custody = custody_pb2_grpc.CustodyServiceStub(channel)
+        _, token = _company(
+            identity, server.enrolment_codes, "cs", "Bailleur SARL", "gestion@bailleur.example"
+        )
+        recipient, _ = _company(
+            identity, server.enrolment_codes, "cr", "Dest SA", "courrier@dest.example"
+        )
+        bearer = (("authorization", f"Bearer {token}"),)
+        started = _count(server, "started", deposit)
+        future = custody.DepositLetter.future(
+            _stalled(_envelope(recipient, "c-1"), release), metadata=bearer
+        )
+        assert wait_for(lambda: _count(server, "started", deposit) == started + 1)
+        time.sleep(0.5)  # the envelope is in, the server waits for content
+        future.cancel()
+        with pytest.raises(grpc.RpcError) as raised:
+            custody.DepositLetter(
+                _stalled(_envelope(recipient, "c-2"), release), metadata=bearer, timeout=1
+            )
+        assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        release.set()
+        assert wait_for(lambda: _handled(server, deposit, "Canceled") == before["Canceled"] + 1)
+        assert wait_for(
+            lambda: _handled(server, deposit, "DeadlineExceeded") == before["DeadlineExceeded"] + 1
+        )
+        # Nothing was held: the same deposits go through now.
+        assert _deposit(custody, token, recipient, "c-3").name
+    assert _handled(server, deposit, "Internal") == before["Internal"]
+    lines = [line for line in server.log.read_text().splitlines() if "DepositLetter" in line]
+    assert any('"code": "CANCELLED"' in line and '"level": "info"' in line for line in lines)
+    assert any('"code": "DEADLINE_EXCEEDED"' in line for line in lines)
+
+
+def _idle_in_transaction(database_url: str) -> int:
+    url = make_url(database_url)
+    engine = create_engine(url.set(database="postgres"))
+    try:
+        with engine.connect() as connection:
+            return int(
+                connection.scalar(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity "
+                        "WHERE datname = :db AND state = 'idle in transaction'"
+                    ),
+                    {"db": url.database},
+                )
+            )
+    finally:
+        engine.dispose()
+
+
+def test_twenty_stalled_deposits_hold_neither_threads_nor_the_database(
+    server: ServerProcess, database_url: str
+) -> None:
+    release = threading.Event()
+    with grpc.insecure_channel(server.address) as channel:
+        identity = identity_pb2_grpc.IdentityServiceStub(channel)
+        custody = custody_pb2_grpc.CustodyServiceStub(channel)
+        sender, token = _company(
+            identity, server.enrolment_codes, "ts", "Bailleur SARL", "gestion@bailleur.example"
+        )
+        recipient, _ = _company(
+            identity, server.enrolment_codes, "tr", "Dest SA", "courrier@dest.example"
+        )
+        bearer = (("authorization", f"Bearer {token}"),)
+        before = _handled(server, "/DepositLetter", "ResourceExhausted")
+        start = time.monotonic()
+        futures = [
+            custody.DepositLetter.future(
+                _stalled(_envelope(recipient, f"t-{i}"), release), metadata=bearer, timeout=60
+            )
+            for i in range(20)
+        ]
+        assert wait_for(lambda: sum(f.done() for f in futures) == 20 - PER_CALLER, timeout=10)
+        refused = [f for f in futures if f.done()]
+        assert {f.code() for f in refused} == {grpc.StatusCode.RESOURCE_EXHAUSTED}
+        assert _handled(server, "/DepositLetter", "ResourceExhausted") == before + 20 - PER_CALLER
+        # Meanwhile: health checks answered at once, while the streams stall.
+        slowest_health = 0.0
+        while time.monotonic() - start < IDLE_S - 0.5:
+            asked = time.monotonic()
+            assert health_status(server.address, "lre.v1.CustodyService", timeout=1) == SERVING
+            slowest_health = max(slowest_health, time.monotonic() - asked)
+        assert slowest_health < 0.5, slowest_health
+        held = _idle_in_transaction(database_url) if database_url.startswith("postgresql") else None
+        # A unary call that reads the database.
+        asked = time.monotonic()
+        party = identity.GetParty(identity_pb2.GetPartyRequest(name=sender), timeout=30)
+        unary_s = time.monotonic() - asked
+        assert party.name == sender
+        if held is not None:
+            # PostgreSQL: each stalled deposit sits in its transaction, and the
+            # others are served as usual.
+            assert held == PER_CALLER, held
+            assert unary_s < 0.5, unary_s
+        else:
+            # SQLite: the first stalled deposit holds the write lock until the
+            # idle limit ends it; the others queue for it (the deposit's own
+            # transaction is the custody service's to shorten).
+            assert unary_s < PER_CALLER * IDLE_S + 2, unary_s
+        # The idle limit ends every stalled stream and frees what it held.
+        assert wait_for(lambda: all(f.done() for f in futures), timeout=PER_CALLER * IDLE_S + 10)
+        stalled = [f for f in futures if f not in refused]
+        assert {f.code() for f in stalled} == {grpc.StatusCode.CANCELLED}
+        if held is not None:
+            assert wait_for(lambda: _idle_in_transaction(database_url) == 0, timeout=5)
+        release.set()
+        asked = time.monotonic()
+        assert _deposit(custody, token, recipient, "t-after").name
+        assert time.monotonic() - asked < 5
+    assert _handled(server, "/DepositLetter", "Internal") == 0
+
+
+def test_the_signer_port_keeps_the_same_contract(signer_process: SignerProcess) -> None:
+    service = signing_pb2.DESCRIPTOR.services_by_name["SigningService"]
+    metrics = f"{signer_process.http_url}/metrics"
+
+    def invalid(method: str) -> float:
+        with urllib.request.urlopen(metrics, timeout=5) as reply:
+            for family in text_string_to_metric_families(reply.read().decode()):
+                for sample in family.samples:
+                    if (
+                        sample.name == "grpc_server_handled_total"
+                        and sample.labels["grpc_method"] == method
+                        and sample.labels["grpc_code"] == "InvalidArgument"
+                    ):
+                        return sample.value
+        return 0.0
+
+    before = {m.name: invalid(m.name) for m in service.methods}
+    same = lambda b: b  # noqa: E731
+    with grpc.insecure_channel(signer_process.grpc_address) as channel:
+        for method in service.methods:
+            call = channel.unary_unary(f"/{service.full_name}/{method.name}", same, same)
+            with pytest.raises(grpc.RpcError) as raised:
+                call(MALFORMED, timeout=10)
+            assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT, method.name
+    for method in service.methods:
+        assert invalid(method.name) == before[method.name] + 1, method.name
+    logs = signer_process.log.read_text()
+    assert "Traceback" not in logs and "Exception deserializing" not in logs
