@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 import threading
+from pathlib import Path
 
 from lre.runtime import jsonlines
 from lre.runtime.config import ConfigError
@@ -14,7 +15,7 @@ from lre.runtime.serving import wait_for_signal
 from lre.runtime.tls import https_context
 from lre.server import config
 from lre.server.api import app
-from lre.server.services.audit import verify_log
+from lre.server.audit.cli import verify_log_command
 from lre.server.signing import SignerClient
 from lre.server.storage import db
 from lre.server.workers import repeat
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser(
         "verify-log",
         help="replay the log from the database; report entries deleted, changed or out of order",
-    )
+    ).add_argument("--against", type=Path, help="tree heads published outside the database")
     args = parser.parse_args(argv)
     try:
         settings = config.load()
@@ -104,19 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lre-server: configuration error: {exc}", file=sys.stderr)
         return 2
     if args.command == "verify-log":
-        report = verify_log(
-            db.sessions(db.make_engine(settings.database_url)), settings.seal_trust_anchors_file
-        )
-        for line in report.problems:
-            print(f"PROBLEM {line}")
-        for line in report.notes:
-            print(f"note: {line}")
-        verdict = "verified" if report.ok else f"NOT verified ({len(report.problems)} problems)"
-        print(
-            f"log {verdict}: {report.entries} entries, {report.evidence} evidence, "
-            f"{report.heads} sealed tree heads"
-        )
-        return 0 if report.ok else 1
+        return verify_log_command(settings, args.against)
     if args.command == "migrate":
         db.migrate(db.make_engine(settings.database_url))
         print("database schema up to date")

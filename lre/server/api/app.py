@@ -209,7 +209,9 @@ def build(settings: ServerSettings, engine: Engine, signer: SignerClient) -> Ser
         ),
         utcnow,
     )
-    events = EventLog(db.sessions(engine), utcnow, signer, settings.provider_name)
+    events = EventLog(
+        db.sessions(engine), utcnow, signer, settings.provider_name, settings.tree_head_export
+    )
     webhooks = WebhookService(
         db.sessions(engine),
         events,

@@ -8,6 +8,7 @@ inserting a row of the evidence table no longer matches the log."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import json
@@ -115,17 +116,100 @@ def _subproof(m: int, hashes: Sequence[bytes], complete: bool) -> list[bytes]:
     return [*_subproof(m - k, hashes[k:], False), root(hashes[:k])]
 
 
-def tree_head_document(size: int, root_hash: bytes, at: dt.datetime, issuer: str) -> bytes:
-    """What the signer seals for a tree head (canonical JSON)."""
-    return json.dumps(
-        {
-            "format": "lre-tree-head/1",
-            "issuer": issuer,
-            "treeSize": size,
-            "rootHash": root_hash.hex(),
-            "hashAlgorithm": "SHA-256 (RFC 9162)",
-            "time": _utc(at),
-        },
-        sort_keys=True,
-        separators=(",", ":"),
-    ).encode()
+class MerkleRange:
+    """The RFC 9162 root of a growing tree in O(log n) memory: the roots of
+    the perfect subtrees the leaves so far decompose into (a compact range),
+    largest first. Streaming a log through it gives the root at every size."""
+
+    def __init__(self) -> None:
+        self.size = 0
+        self._peaks: list[bytes] = []
+
+    def append(self, leaf_hash_: bytes) -> None:
+        self._peaks.append(leaf_hash_)
+        # Merge equal-sized subtrees: one merge per trailing 1 bit of the old size.
+        size = self.size
+        while size & 1:
+            right = self._peaks.pop()
+            self._peaks.append(node_hash(self._peaks.pop(), right))
+            size >>= 1
+        self.size += 1
+
+    def root(self) -> bytes:
+        if not self._peaks:
+            return hashlib.sha256(b"").digest()
+        # The smaller subtrees on the right are hashed first (RFC 9162's split).
+        result = self._peaks[-1]
+        for peak in reversed(self._peaks[:-1]):
+            result = node_hash(peak, result)
+        return result
+
+
+def tree_head_document(
+    size: int,
+    root_hash: bytes,
+    at: dt.datetime,
+    issuer: str,
+    number: int,
+    previous: tuple[int, bytes] | None,
+) -> bytes:
+    """What the signer seals for a tree head (canonical JSON). Heads are
+    numbered from 1 and each names the size and root of the one before, so a
+    deleted head leaves a gap its successor points into."""
+    document: dict[str, object] = {
+        "format": "lre-tree-head/2",
+        "issuer": issuer,
+        "number": number,
+        "treeSize": size,
+        "rootHash": root_hash.hex(),
+        "hashAlgorithm": "SHA-256 (RFC 9162)",
+        "time": _utc(at),
+    }
+    if previous is not None:
+        document["previousTreeSize"], document["previousRootHash"] = previous[0], previous[1].hex()
+    return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True)
+class PublishedHead:
+    """A sealed tree head as written outside the database (one JSON line of
+    the `tree_head_export` file): what a rolled-back database must still match."""
+
+    number: int
+    tree_size: int
+    root_hash: bytes
+    document: bytes
+    seal: bytes
+
+    def line(self) -> bytes:
+        return (
+            json.dumps(
+                {
+                    "number": self.number,
+                    "treeSize": self.tree_size,
+                    "rootHash": self.root_hash.hex(),
+                    "document": base64.b64encode(self.document).decode(),
+                    "seal": base64.b64encode(self.seal).decode(),
+                },
+                sort_keys=True,
+                separators=(",", ":"),
+            ).encode()
+            + b"\n"
+        )
+
+    @classmethod
+    def parse(cls, line: bytes) -> PublishedHead:
+        """Raises ValueError (or one of its subclasses) on anything malformed."""
+        record = json.loads(line)
+        if not isinstance(record, dict):
+            raise ValueError("not a JSON object")
+        number, size = record["number"], record["treeSize"]
+        if not (isinstance(number, int) and isinstance(size, int)):
+            raise ValueError("number and treeSize must be integers")
+        return cls(
+            number,
+            size,
+            bytes.fromhex(record["rootHash"]),
+            base64.b64decode(record["document"], validate=True),
+            base64.b64decode(record["seal"], validate=True),
+        )

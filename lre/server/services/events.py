@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import os
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 from prometheus_client import Counter
 from sqlalchemy import func, select, text
@@ -28,6 +30,8 @@ SEQUENCED = Counter("lre_log_entries_sequenced", "Log entries given their index.
 HEADS = Counter("lre_tree_heads_sealed", "Tree heads of the log sealed by the signer.")
 # pg_advisory_xact_lock key of the sequencer: one at a time across replicas.
 SEQUENCER_LOCK = 0x4C52_4501
+# In the `tree_head_export` directory: one PublishedHead per line, oldest first.
+HEADS_FILE = "tree-heads.jsonl"
 
 
 class EventLog:
@@ -37,11 +41,13 @@ class EventLog:
         clock: Callable[[], dt.datetime],
         signer: SignerClient | None = None,
         issuer: str = "",
+        export: Path | None = None,
     ) -> None:
         self._sessions = sessions
         self._clock = clock
         self._signer = signer
         self._issuer = issuer
+        self._export = export
 
     # -- Merkle tree (RFC 9162) --------------------------------------------------
 
@@ -67,10 +73,16 @@ class EventLog:
             if existing is not None:
                 return existing
             root_hash = log.root(self._hashes(db, size))
+            last = db.scalar(
+                select(models.TreeHead).order_by(models.TreeHead.number.desc()).limit(1)
+            )
+        number = last.number + 1 if last else 1
+        previous = (last.tree_size, last.root_hash) if last else None
         now = self._clock()
-        document = log.tree_head_document(size, root_hash, now, self._issuer)
+        document = log.tree_head_document(size, root_hash, now, self._issuer, number, previous)
         head = models.TreeHead(
             tree_size=size,
+            number=number,
             root_hash=root_hash,
             timestamp=now,
             document=document,
@@ -85,7 +97,24 @@ class EventLog:
                 assert found is not None
                 return found
         HEADS.inc()
+        if self._export is not None:
+            self._publish(head)
         return head
+
+    def _publish(self, head: models.TreeHead) -> None:
+        """Appends the head outside the database, after its commit: one write
+        of one line (O_APPEND keeps replicas' lines whole), then fsync."""
+        line = log.PublishedHead(
+            head.number, head.tree_size, head.root_hash, head.document, head.seal
+        ).line()
+        assert self._export is not None
+        self._export.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self._export / HEADS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def head(self, size: int | None = None) -> models.TreeHead:
         """The sealed head of that size, or the latest."""

@@ -228,6 +228,8 @@ class TreeHead(Base):
     __tablename__ = "tree_heads"
 
     tree_size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    # 1, 2, 3...: a deleted head leaves a gap (each document names its predecessor).
+    number: Mapped[int] = mapped_column(BigInteger, unique=True)
     root_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
     timestamp: Mapped[dt.datetime]
     document: Mapped[bytes] = mapped_column(LargeBinary)

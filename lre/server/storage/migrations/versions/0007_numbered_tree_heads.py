@@ -1,0 +1,36 @@
+"""Tree heads numbered from 1, so that a deleted head leaves a gap.
+
+Revision ID: 0007
+Revises: 0006
+Create Date: 2026-12-01
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0007"
+down_revision: str | None = "0006"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("tree_heads") as batch_op:
+        batch_op.add_column(sa.Column("number", sa.BigInteger(), nullable=True))
+    # Heads sealed before numbering get their rank by size; their documents
+    # carry no number, which verify-log accepts for the lre-tree-head/1 format.
+    op.execute(
+        "UPDATE tree_heads SET number = "
+        "(SELECT COUNT(*) FROM tree_heads AS t WHERE t.tree_size <= tree_heads.tree_size)"
+    )
+    with op.batch_alter_table("tree_heads") as batch_op:
+        batch_op.alter_column("number", existing_type=sa.BigInteger(), nullable=False)
+        batch_op.create_unique_constraint(op.f("uq_tree_heads_number"), ["number"])
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("tree_heads") as batch_op:
+        batch_op.drop_constraint(op.f("uq_tree_heads_number"), type_="unique")
+        batch_op.drop_column("number")
