@@ -183,7 +183,8 @@ def _pass_log(
         connection,
         select(E.c.seq, E.c.leaf).where(E.c.seq.is_not(None)).order_by(E.c.seq),
     )
-    for seq, leaf in leaves:
+    for row in leaves:
+        seq, leaf = row.seq, row.leaf
         while head is not None and head.tree_size <= tree.size:
             state.check(head, tree)
             head = next(heads, None)
