@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from prometheus_client import Counter
-from sqlalchemy import func, select, text
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
@@ -52,17 +52,50 @@ class EventLog:
     # -- Merkle tree (RFC 9162) --------------------------------------------------
 
     @staticmethod
-    def _hashes(db: DbSession, size: int) -> list[bytes]:
-        """Leaf hashes of the first ``size`` entries, by index."""
+    def _node(db: DbSession) -> log.Node:
+        """Stored subtree hashes; computed from the leaves where none is stored
+        yet (heads sealed before the nodes were kept: until the next head)."""
+
+        def node(level: int, position: int) -> bytes:
+            found = db.get(models.TreeNode, (level, position))
+            if found is not None:
+                return found.hash
+            leaves = db.scalars(
+                select(models.LogEntry.leaf)
+                .where(models.LogEntry.seq >= position << level)
+                .where(models.LogEntry.seq < (position + 1) << level)
+                .order_by(models.LogEntry.seq)
+                .execution_options(yield_per=10_000)
+            )
+            return log.root([log.leaf_hash(leaf) for leaf in leaves])
+
+        return node
+
+    @staticmethod
+    def _extend(db: DbSession, size: int) -> tuple[bytes, list[dict[str, object]]]:
+        """The root at ``size``, and the subtree nodes to store to get there:
+        reads the O(log n) stored peaks and the leaves no node covers yet."""
+        covered = db.scalar(
+            select(func.max(models.TreeNode.position)).where(models.TreeNode.level == 0)
+        )
+        start = 0 if covered is None or covered >= size else covered + 1
+        node = EventLog._node(db)
+        tree = log.MerkleRange(start, [node(*peak) for peak in log.peaks(start)])
+        new: list[dict[str, object]] = []
         leaves = db.scalars(
             select(models.LogEntry.leaf)
-            .where(models.LogEntry.seq < size)
+            .where(models.LogEntry.seq >= start, models.LogEntry.seq < size)
             .order_by(models.LogEntry.seq)
             .execution_options(yield_per=10_000)
         )
-        return [log.leaf_hash(leaf) for leaf in leaves]
+        for leaf in leaves:
+            new.extend(
+                {"level": level, "position": position, "hash": hash_}
+                for level, position, hash_ in tree.append(log.leaf_hash(leaf))
+            )
+        return tree.root(), new
 
-    def seal_head(self) -> models.TreeHead | None:
+    def seal_head(self, retry: bool = True) -> models.TreeHead | None:
         """Seals the tree as sequenced now (a no-op if that size is sealed)."""
         assert self._signer is not None
         with self._sessions() as db:
@@ -72,7 +105,7 @@ class EventLog:
             existing = db.get(models.TreeHead, size)
             if existing is not None:
                 return existing
-            root_hash = log.root(self._hashes(db, size))
+            root_hash, nodes = self._extend(db, size)
             last = db.scalar(
                 select(models.TreeHead).order_by(models.TreeHead.number.desc()).limit(1)
             )
@@ -90,12 +123,17 @@ class EventLog:
         )
         try:
             with self._sessions.begin() as db:
+                if nodes:
+                    db.execute(insert(models.TreeNode), nodes)
                 db.add(head)
-        except IntegrityError:  # another replica sealed the same size
+        except IntegrityError:  # another replica sealed a head (or its nodes) meanwhile
             with self._sessions() as db:
                 found = db.get(models.TreeHead, size)
-                assert found is not None
+            if found is not None:
                 return found
+            if retry:
+                return self.seal_head(retry=False)
+            raise
         HEADS.inc()
         if self._export is not None:
             self._publish(head)
@@ -145,7 +183,7 @@ class EventLog:
             head = db.scalar(query.order_by(models.TreeHead.tree_size.desc()).limit(1))
             if head is None:
                 raise FailedPrecondition("no sealed tree head contains the evidence yet")
-            proof = log.inclusion_proof(entry.seq, self._hashes(db, head.tree_size))
+            proof = log.inclusion_path(entry.seq, head.tree_size, self._node(db))
         return entry, head, proof
 
     def consistency(
@@ -155,7 +193,7 @@ class EventLog:
             raise InvalidArgument("first_tree_size", "between 1 and second_tree_size")
         old, new = self.head(first), self.head(second)
         with self._sessions() as db:
-            proof = log.consistency_proof(first, self._hashes(db, second))
+            proof = log.consistency_path(first, second, self._node(db))
         return old, new, proof
 
     def sequence(self, batch: int = 1000) -> int:

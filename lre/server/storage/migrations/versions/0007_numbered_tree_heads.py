@@ -1,4 +1,6 @@
-"""Tree heads numbered from 1, so that a deleted head leaves a gap.
+"""Tree heads numbered from 1, so that a deleted head leaves a gap; the
+Merkle tree's perfect subtrees stored, so that heads and proofs read O(log n)
+rows (filled from the leaves at the next sealed head).
 
 Revision ID: 0007
 Revises: 0006
@@ -28,9 +30,17 @@ def upgrade() -> None:
     with op.batch_alter_table("tree_heads") as batch_op:
         batch_op.alter_column("number", existing_type=sa.BigInteger(), nullable=False)
         batch_op.create_unique_constraint(op.f("uq_tree_heads_number"), ["number"])
+    op.create_table(
+        "tree_nodes",
+        sa.Column("level", sa.SmallInteger(), autoincrement=False, nullable=False),
+        sa.Column("position", sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.Column("hash", sa.LargeBinary(length=32), nullable=False),
+        sa.PrimaryKeyConstraint("level", "position", name=op.f("pk_tree_nodes")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("tree_nodes")
     with op.batch_alter_table("tree_heads") as batch_op:
         batch_op.drop_constraint(op.f("uq_tree_heads_number"), type_="unique")
         batch_op.drop_column("number")
