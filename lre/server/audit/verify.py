@@ -205,6 +205,12 @@ def _pass_log(
         head = next(heads, None)
     state.published_up_to(tree, final=True)
     state.finish(tree)
+    tail = tree.size - state.last_size
+    if tail > 0:
+        report.notes.append(
+            f"{tail} entries after the last sealed head: only the database vouches for them "
+            "until the next head (tree_head_interval_s)"
+        )
 
 
 class _HeadChain:
@@ -219,6 +225,10 @@ class _HeadChain:
         self._by_number = {h.number: h for h in published}
         self._seen_numbers: set[int] = set()
         self._previous: tuple[int, int, bytes] | None = None  # number, size, root
+
+    @property
+    def last_size(self) -> int:
+        return self._previous[1] if self._previous else 0
 
     def check(self, head: Row[Any], tree: log.MerkleRange) -> None:
         report = self._report
