@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, create_engine, select
+from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import aliased
 
 from lre.server.audit.seals import SealChecker
@@ -92,8 +93,13 @@ def verify_log(database_url: str, anchors: Path | None, against: Path | None = N
     engine = _read_only_engine(database_url)
     try:
         with _snapshot(engine) as connection:
-            _pass_log(connection, report, seals, published)
-            _pass_letters(connection, report, seals)
+            for name, check in (("log", _pass_log), ("letters", _pass_letters)):
+                try:
+                    check(connection, report, seals, published)
+                except (ValueError, TypeError, LookupError, StatementError) as exc:
+                    # A value the database hands back that its column type cannot
+                    # read (SQLite stores anything): named, and the pass stops.
+                    report.add(f"the {name} pass stopped at an unreadable row ({_short(exc)})")
     finally:
         engine.dispose()
     return report
@@ -154,7 +160,7 @@ def _published(path: Path, report: Report) -> list[log.PublishedHead]:
                 try:
                     heads.append(log.PublishedHead.parse(line))
                 except (ValueError, KeyError, TypeError):
-                    report.add(f"published head file, line {number}: malformed")
+                    report.add(f"published head file, line {number}: malformed or rewritten")
     except OSError as exc:
         report.add(f"published heads {path}: cannot be read ({exc.strerror})")
     report.published = len(heads)
@@ -319,7 +325,12 @@ class _HeadChain:
 SENDER, RECIPIENT = aliased(models.Party), aliased(models.Party)
 
 
-def _pass_letters(connection: Connection, report: Report, seals: SealChecker | None) -> None:
+def _pass_letters(
+    connection: Connection,
+    report: Report,
+    seals: SealChecker | None,
+    _: list[log.PublishedHead],
+) -> None:
     letters = _stream(
         connection,
         select(
@@ -626,6 +637,11 @@ class _Replay:
         ]
         if wrong:
             self.add(where, "the row does not match its log: " + "; ".join(wrong))
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text[:120]}"
 
 
 def _show(value: Any) -> str:

@@ -255,10 +255,19 @@ class PublishedHead:
         number, size = record["number"], record["treeSize"]
         if not (isinstance(number, int) and isinstance(size, int)):
             raise ValueError("number and treeSize must be integers")
-        return cls(
+        head = cls(
             number,
             size,
             bytes.fromhex(record["rootHash"]),
             base64.b64decode(record["document"], validate=True),
             base64.b64decode(record["seal"], validate=True),
         )
+        # What counts is the sealed document: the line's own fields must say the same.
+        document = json.loads(head.document)
+        if not isinstance(document, dict) or (
+            document.get("number"),
+            document.get("treeSize"),
+            document.get("rootHash"),
+        ) != (number, size, record["rootHash"]):
+            raise ValueError("the line does not say what its sealed document says")
+        return head

@@ -398,3 +398,25 @@ def test_the_command_exits_0_then_1(
     out = capsys.readouterr().out
     assert "PROBLEM entry 0: its leaf is not a JSON object" in out and "Traceback" not in out
     assert (copy.exported / HEADS_FILE).exists()
+
+
+@pytest.mark.parametrize("built", ["sqlite"], indirect=True)  # PostgreSQL's types refuse it
+def test_a_value_its_column_cannot_hold_is_a_finding(copy: Built) -> None:
+    engine = db.make_engine(copy.url)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE letters SET deposit_time = 'yesterday' WHERE rowid = 3"))
+    engine.dispose()
+    report = verify_log(copy.url, copy.anchors, copy.exported)
+    (finding,) = report.findings
+    assert finding.startswith("the letters pass stopped at an unreadable row (ValueError")
+
+
+def test_a_rewritten_published_head_is_named(copy: Built, tmp_path: Path) -> None:
+    published = tmp_path / HEADS_FILE
+    lines = (copy.exported / HEADS_FILE).read_bytes().splitlines(keepends=True)
+    record = json.loads(lines[1])
+    record["rootHash"] = "00" * 32
+    lines[1] = json.dumps(record).encode() + b"\n"
+    published.write_bytes(b"".join(lines))
+    report = verify_log(copy.url, copy.anchors, published)
+    assert report.findings == ["published head file, line 2: malformed or rewritten"]
