@@ -15,7 +15,7 @@ from lre.runtime.serving import wait_for_signal
 from lre.runtime.tls import https_context
 from lre.server import config
 from lre.server.api import app
-from lre.server.audit.cli import verify_log_command
+from lre.server.audit.cli import export_command, verify_export_command, verify_log_command
 from lre.server.signing import SignerClient
 from lre.server.storage import db
 from lre.server.workers import repeat
@@ -92,6 +92,13 @@ def main(argv: list[str] | None = None) -> int:
         "verify-log",
         help="replay the log from the database; report entries deleted, changed or out of order",
     ).add_argument("--against", type=Path, help="tree heads published outside the database")
+    exporting = commands.add_parser("export", help="write a verifiable archive of a period")
+    exporting.add_argument("--from", dest="start", required=True, help="ISO 8601, inclusive")
+    exporting.add_argument("--to", dest="end", required=True, help="ISO 8601, exclusive")
+    exporting.add_argument("out", type=Path)
+    checking = commands.add_parser("verify-export", help="check an archive, with no database")
+    checking.add_argument("out", type=Path)
+    checking.add_argument("--anchors", type=Path, help="trust anchors (else the configured)")
     args = parser.parse_args(argv)
     try:
         settings = config.load()
@@ -106,6 +113,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "verify-log":
         return verify_log_command(settings, args.against)
+    if args.command == "export":
+        return export_command(settings, args.start, args.end, args.out)
+    if args.command == "verify-export":
+        return verify_export_command(settings, args.out, args.anchors)
     if args.command == "migrate":
         db.migrate(db.make_engine(settings.database_url))
         print("database schema up to date")

@@ -157,6 +157,53 @@ def consistency_proof(old_size: int, hashes: Sequence[bytes]) -> list[bytes]:
     return consistency_path(old_size, len(hashes), _list_node(hashes))
 
 
+def verify_inclusion(
+    leaf_hash_: bytes, index: int, size: int, path: Sequence[bytes], root_hash: bytes
+) -> bool:
+    """RFC 9162 2.1.3.2: the audit path leads from the leaf to the root."""
+    if not 0 <= index < size:
+        return False
+    fn, sn, r = index, size - 1, leaf_hash_
+    for p in path:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            r = node_hash(p, r)
+            while fn and not fn & 1:
+                fn, sn = fn >> 1, sn >> 1
+        else:
+            r = node_hash(r, p)
+        fn, sn = fn >> 1, sn >> 1
+    return sn == 0 and r == root_hash
+
+
+def verify_consistency(
+    first: int, second: int, first_root: bytes, second_root: bytes, path: Sequence[bytes]
+) -> bool:
+    """RFC 9162 2.1.4.2: the tree of ``second`` leaves extends that of ``first``."""
+    if first == second:
+        return not path and first_root == second_root
+    if not 0 < first < second or not path:
+        return False
+    if first & (first - 1) == 0:  # a power of two: the old root starts the path
+        path = [first_root, *path]
+    fn, sn = first - 1, second - 1
+    while fn & 1:
+        fn, sn = fn >> 1, sn >> 1
+    fr = sr = path[0]
+    for c in path[1:]:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            fr, sr = node_hash(c, fr), node_hash(c, sr)
+            while fn and not fn & 1:
+                fn, sn = fn >> 1, sn >> 1
+        else:
+            sr = node_hash(sr, c)
+        fn, sn = fn >> 1, sn >> 1
+    return sn == 0 and fr == first_root and sr == second_root
+
+
 class MerkleRange:
     """The RFC 9162 root of a growing tree in O(log n) memory: the roots of
     the perfect subtrees the leaves so far decompose into (a compact range),

@@ -52,7 +52,7 @@ class EventLog:
     # -- Merkle tree (RFC 9162) --------------------------------------------------
 
     @staticmethod
-    def _node(db: DbSession) -> log.Node:
+    def nodes(db: DbSession) -> log.Node:
         """Stored subtree hashes; computed from the leaves where none is stored
         yet (heads sealed before the nodes were kept: until the next head)."""
 
@@ -79,7 +79,7 @@ class EventLog:
             select(func.max(models.TreeNode.position)).where(models.TreeNode.level == 0)
         )
         start = 0 if covered is None or covered >= size else covered + 1
-        node = EventLog._node(db)
+        node = EventLog.nodes(db)
         tree = log.MerkleRange(start, [node(*peak) for peak in log.peaks(start)])
         new: list[dict[str, object]] = []
         leaves = db.scalars(
@@ -183,7 +183,7 @@ class EventLog:
             head = db.scalar(query.order_by(models.TreeHead.tree_size.desc()).limit(1))
             if head is None:
                 raise FailedPrecondition("no sealed tree head contains the evidence yet")
-            proof = log.inclusion_path(entry.seq, head.tree_size, self._node(db))
+            proof = log.inclusion_path(entry.seq, head.tree_size, self.nodes(db))
         return entry, head, proof
 
     def consistency(
@@ -193,7 +193,7 @@ class EventLog:
             raise InvalidArgument("first_tree_size", "between 1 and second_tree_size")
         old, new = self.head(first), self.head(second)
         with self._sessions() as db:
-            proof = log.consistency_path(first, second, self._node(db))
+            proof = log.consistency_path(first, second, self.nodes(db))
         return old, new, proof
 
     def sequence(self, batch: int = 1000) -> int:

@@ -87,3 +87,22 @@ def test_a_proof_over_a_million_leaves_reads_o_log_n_nodes() -> None:
     reads.clear()
     log.range_hash(0, n, node)
     assert len(reads) == n.bit_count()
+
+
+def test_the_domain_verifies_proofs_as_the_independent_verifier_does() -> None:
+    for n in range(1, 34):
+        _, hashes = _tree(n)
+        root = log.root(hashes)
+        for i in range(n):
+            path = log.inclusion_proof(i, hashes)
+            assert log.verify_inclusion(hashes[i], i, n, path, root)
+            assert not log.verify_inclusion(hashes[i], i, n, path, log.leaf_hash(b"x"))
+            if path:
+                assert not log.verify_inclusion(hashes[i], i, n, path[:-1], root)
+        for m in range(1, n + 1):
+            path = log.consistency_proof(m, hashes)
+            old = log.root(hashes[:m])
+            assert log.verify_consistency(m, n, old, root, path)
+            assert rfc9162.verify_consistency(m, n, old, root, path)
+            if m < n:
+                assert not log.verify_consistency(m, n, log.leaf_hash(b"x"), root, path)
