@@ -314,6 +314,12 @@ def entry_and_evidence_back_dated(c: Connection, b: Built) -> str:
     return "the row no longer says what its leaf says (changed)"
 
 
+def entry_index_moved_far_ahead(c: Connection, b: Built) -> str:
+    last = _one(c, "SELECT MAX(seq) FROM log_entries")
+    c.execute(text(f"UPDATE log_entries SET seq = {10**12} WHERE seq = {last}"))
+    return f"entry {last} to {10**12 - 1} is missing (deleted)"
+
+
 def two_entries_swapped(c: Connection, b: Built) -> str:
     c.execute(text("UPDATE log_entries SET seq = 100000 WHERE seq = 1"))
     c.execute(text("UPDATE log_entries SET seq = 1 WHERE seq = 4"))
@@ -357,6 +363,7 @@ TAMPERINGS: dict[str, Callable[[Connection, Built], str]] = {
         log_entry_deleted,
         entry_and_evidence_back_dated,
         two_entries_swapped,
+        entry_index_moved_far_ahead,
         head_seal_changed,
         evidence_inserted_behind_the_log,
     )
