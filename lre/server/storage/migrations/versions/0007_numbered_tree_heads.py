@@ -24,8 +24,9 @@ def upgrade() -> None:
     # Heads sealed before numbering get their rank by size; their documents
     # carry no number, which verify-log accepts for the lre-tree-head/1 format.
     op.execute(
-        "UPDATE tree_heads SET number = "
-        "(SELECT COUNT(*) FROM tree_heads AS t WHERE t.tree_size <= tree_heads.tree_size)"
+        "UPDATE tree_heads SET number = ranked.n FROM "
+        "(SELECT tree_size, ROW_NUMBER() OVER (ORDER BY tree_size) AS n FROM tree_heads) AS ranked "
+        "WHERE ranked.tree_size = tree_heads.tree_size"
     )
     with op.batch_alter_table("tree_heads") as batch_op:
         batch_op.alter_column("number", existing_type=sa.BigInteger(), nullable=False)
