@@ -553,7 +553,7 @@ class _Replay:
             )
 
     def _evidence(self, where: str, record: log.LogRecord, entry: Row[Any]) -> None:
-        name = f"evidence {entry.evidence_id} ({where})"
+        name = f"evidence {entry.evidence_id or record.evidence_id} ({where})"
         if entry.v_id is None:
             self.add(name, "is missing (deleted)")
             return
@@ -612,7 +612,8 @@ class _Replay:
         if wrong:
             self.add(name, f"its document does not match the letter ({', '.join(wrong)})")
 
-    def _evidence_uuid(self, record: log.LogRecord) -> str:
+    @staticmethod
+    def _evidence_uuid(record: log.LogRecord) -> str:
         return (record.evidence_id or "").rsplit("/", 1)[-1]
 
     def _compare_row(self) -> None:
