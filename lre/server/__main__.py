@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from lre.runtime import jsonlines
 from lre.runtime.config import ConfigError
 from lre.runtime.pool import serve_pool
 from lre.server import bootstrap, config
-from lre.server.services.audit import verify_log
+from lre.server.audit.cli import export_command, verify_export_command, verify_log_command
 from lre.server.storage import db
 
 
@@ -21,7 +22,14 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser(
         "verify-log",
         help="replay the log from the database; report entries deleted, changed or out of order",
-    )
+    ).add_argument("--against", type=Path, help="tree heads published outside the database")
+    exporting = commands.add_parser("export", help="write a verifiable archive of a period")
+    exporting.add_argument("--from", dest="start", required=True, help="ISO 8601, inclusive")
+    exporting.add_argument("--to", dest="end", required=True, help="ISO 8601, exclusive")
+    exporting.add_argument("out", type=Path)
+    checking = commands.add_parser("verify-export", help="check an archive, with no database")
+    checking.add_argument("out", type=Path)
+    checking.add_argument("--anchors", type=Path, help="trust anchors (else the configured)")
     args = parser.parse_args(argv)
     try:
         settings = config.load()
@@ -35,19 +43,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lre-server: configuration error: {exc}", file=sys.stderr)
         return 2
     if args.command == "verify-log":
-        report = verify_log(
-            db.sessions(db.make_engine(settings.database_url)), settings.seal_trust_anchors_file
-        )
-        for line in report.problems:
-            print(f"PROBLEM {line}")
-        for line in report.notes:
-            print(f"note: {line}")
-        verdict = "verified" if report.ok else f"NOT verified ({len(report.problems)} problems)"
-        print(
-            f"log {verdict}: {report.entries} entries, {report.evidence} evidence, "
-            f"{report.heads} sealed tree heads"
-        )
-        return 0 if report.ok else 1
+        return verify_log_command(settings, args.against)
+    if args.command == "export":
+        return export_command(settings, args.start, args.end, args.out)
+    if args.command == "verify-export":
+        return verify_export_command(settings, args.out, args.anchors)
     if args.command == "migrate":
         db.migrate(db.make_engine(settings.database_url))
         print("database schema up to date")

@@ -161,7 +161,7 @@ def build_services(settings: ServerSettings, engine: Engine, signer: SignerClien
                 settings.provider_name,
             ),
         ),
-        events=EventLog(stores, utcnow, signer, settings.provider_name),
+        events=EventLog(stores, utcnow, signer, settings.provider_name, settings.tree_head_export),
         webhooks=WebhookService(
             stores,
             WebhookPolicy(

@@ -105,10 +105,14 @@ class ServerSettings:
     # how long an event is retried before it is given up.
     webhook_first_retry_s: float = 10.0
     webhook_give_up_hours: float = 48.0
-    # PEM CA bundle under which `verify-log` checks the seals of tree heads.
+    # PEM CA bundle under which `verify-log` checks the seals of evidence and tree heads.
     seal_trust_anchors_file: Path | None = None
-    # How often the log's tree head is sealed by the signer (also on demand).
+    # How often the log's tree head is sealed by the signer (also on demand):
+    # entries after the last head are protected only once the next is sealed.
     tree_head_interval_s: float = 60.0
+    # A directory where each sealed head is also appended (tree-heads.jsonl),
+    # outside the database: `verify-log --against` catches a rolled-back database.
+    tree_head_export: Path | None = None
     # How often letters are counted by state for the lre_letters gauge.
     census_interval_s: float = 30.0
     # Letter content is deleted this many days after deposit once the letter is

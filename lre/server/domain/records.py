@@ -111,6 +111,7 @@ class LogEntryRecord:
 @dataclass(frozen=True)
 class TreeHeadRecord:
     tree_size: int
+    number: int  # 1, 2, ...: each head names its predecessor in its document
     root_hash: bytes
     timestamp: dt.datetime
     document: bytes

@@ -9,8 +9,10 @@ entry below it: following the log from a cursor never skips nor repeats."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 from prometheus_client import Counter
 from sqlalchemy.exc import IntegrityError
@@ -19,16 +21,12 @@ from lre.server.adapters.signer import SignerClient
 from lre.server.domain import log
 from lre.server.domain.errors import FailedPrecondition, InvalidArgument, NotFound
 from lre.server.domain.records import LetterRecord, LogEntryRecord, TreeHeadRecord
-from lre.server.storage.log import LogRepository
 from lre.server.storage.store import Stores
 
 SEQUENCED = Counter("lre_log_entries_sequenced", "Log entries given their index.")
 HEADS = Counter("lre_tree_heads_sealed", "Tree heads of the log sealed by the signer.")
-
-
-def _hashes(entries: LogRepository, size: int) -> list[bytes]:
-    """Leaf hashes of the first ``size`` entries, by index."""
-    return [log.leaf_hash(leaf) for leaf in entries.leaves(size)]
+# In the `tree_head_export` directory: one PublishedHead per line, oldest first.
+HEADS_FILE = "tree-heads.jsonl"
 
 
 class EventLog:
@@ -38,16 +36,21 @@ class EventLog:
         clock: Callable[[], dt.datetime],
         signer: SignerClient | None = None,
         issuer: str = "",
+        export: Path | None = None,
     ) -> None:
         self._stores = stores
         self._clock = clock
         self._signer = signer
         self._issuer = issuer
+        self._export = export
 
     # -- Merkle tree (RFC 9162) --------------------------------------------------
 
-    def seal_head(self) -> TreeHeadRecord | None:
-        """Seals the tree as sequenced now (a no-op if that size is sealed)."""
+    def seal_head(self, retry: bool = True) -> TreeHeadRecord | None:
+        """Seals the tree as sequenced now (a no-op if that size is sealed): the
+        head is numbered after the last one and names it, so a deleted head
+        shows; its subtree hashes are stored with it, so the next head and every
+        proof read O(log n) nodes."""
         assert self._signer is not None
         with self._stores.read() as store:
             size = store.log.size()
@@ -56,20 +59,44 @@ class EventLog:
             existing = store.log.head(size)
             if existing is not None:
                 return existing
-            root_hash = log.root(_hashes(store.log, size))
+            root_hash, nodes = store.log.extend(size)
+            last = store.log.last_head()
+        number = last.number + 1 if last else 1
+        previous = (last.tree_size, last.root_hash) if last else None
         now = self._clock()
-        document = log.tree_head_document(size, root_hash, now, self._issuer)
-        head = TreeHeadRecord(size, root_hash, now, document, self._signer.seal(document))
+        document = log.tree_head_document(size, root_hash, now, self._issuer, number, previous)
+        head = TreeHeadRecord(size, number, root_hash, now, document, self._signer.seal(document))
         try:
             with self._stores.begin() as store:
+                store.log.add_nodes(nodes)
                 store.log.add_head(head)
-        except IntegrityError:  # another replica sealed the same size
+        except IntegrityError:  # another replica sealed a head (or its nodes) meanwhile
             with self._stores.read() as store:
                 found = store.log.head(size)
-                assert found is not None
+            if found is not None:
                 return found
+            if retry:
+                return self.seal_head(retry=False)
+            raise
         HEADS.inc()
+        if self._export is not None:
+            self._publish(head)
         return head
+
+    def _publish(self, head: TreeHeadRecord) -> None:
+        """Appends the head outside the database, after its commit: one write
+        of one line (O_APPEND keeps replicas' lines whole), then fsync."""
+        line = log.PublishedHead(
+            head.number, head.tree_size, head.root_hash, head.document, head.seal
+        ).line()
+        assert self._export is not None
+        self._export.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self._export / HEADS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def head(self, size: int | None = None) -> TreeHeadRecord:
         """The sealed head of that size, or the latest."""
@@ -90,7 +117,7 @@ class EventLog:
             head = store.log.head_containing(entry.seq, size)
             if head is None:
                 raise FailedPrecondition("no sealed tree head contains the evidence yet")
-            proof = log.inclusion_proof(entry.seq, _hashes(store.log, head.tree_size))
+            proof = log.inclusion_path(entry.seq, head.tree_size, store.log.node())
         return entry, head, proof
 
     def consistency(
@@ -100,7 +127,7 @@ class EventLog:
             raise InvalidArgument("first_tree_size", "between 1 and second_tree_size")
         old, new = self.head(first), self.head(second)
         with self._stores.read() as store:
-            proof = log.consistency_proof(first, _hashes(store.log, second))
+            proof = log.consistency_path(first, second, store.log.node())
         return old, new, proof
 
     def sequence(self, batch: int = 1000) -> int:

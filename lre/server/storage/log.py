@@ -10,6 +10,7 @@ from sqlalchemy import bindparam, insert, select, text, update
 from sqlalchemy import func as sql
 from sqlalchemy.orm import Session as DbSession
 
+from lre.server.domain import log
 from lre.server.domain.log import LogRecord
 from lre.server.domain.records import LetterRecord, LogEntryRecord, TreeHeadRecord
 from lre.server.storage import models
@@ -17,6 +18,7 @@ from lre.server.storage.records import from_row, table, to_row
 
 ENTRIES = table(models.LogEntry)
 HEADS = table(models.TreeHead)
+NODES = table(models.TreeNode)
 LETTERS = table(models.Letter)
 # pg_advisory_xact_lock key of the sequencer: one at a time across replicas.
 SEQUENCER_LOCK = 0x4C52_4501
@@ -113,7 +115,60 @@ class LogRepository:
             found.append((from_row(LogEntryRecord, entry), from_row(LetterRecord, letter)))
         return found
 
+    # -- the Merkle tree's stored subtree hashes ---------------------------------
+
+    def node(self) -> log.Node:
+        """Stored subtree hashes; computed from the leaves where none is stored
+        yet (heads sealed before the nodes were kept: until the next head)."""
+
+        def node(level: int, position: int) -> bytes:
+            found = self._db.scalar(
+                select(NODES.c.hash).where(NODES.c.level == level, NODES.c.position == position)
+            )
+            if found is not None:
+                return bytes(found)
+            leaves = self._db.scalars(
+                select(ENTRIES.c.leaf)
+                .where(ENTRIES.c.seq >= position << level)
+                .where(ENTRIES.c.seq < (position + 1) << level)
+                .order_by(ENTRIES.c.seq)
+                .execution_options(yield_per=10_000)
+            )
+            return log.root([log.leaf_hash(leaf) for leaf in leaves])
+
+        return node
+
+    def extend(self, size: int) -> tuple[bytes, list[dict[str, object]]]:
+        """The root at ``size``, and the subtree nodes to store to get there:
+        reads the O(log n) stored peaks and the leaves no node covers yet."""
+        covered = self._db.scalar(select(sql.max(NODES.c.position)).where(NODES.c.level == 0))
+        start = 0 if covered is None or covered >= size else covered + 1
+        node = self.node()
+        tree = log.MerkleRange(start, [node(*peak) for peak in log.peaks(start)])
+        new: list[dict[str, object]] = []
+        leaves = self._db.scalars(
+            select(ENTRIES.c.leaf)
+            .where(ENTRIES.c.seq >= start, ENTRIES.c.seq < size)
+            .order_by(ENTRIES.c.seq)
+            .execution_options(yield_per=10_000)
+        )
+        for leaf in leaves:
+            new.extend(
+                {"level": level, "position": position, "hash": hash_}
+                for level, position, hash_ in tree.append(log.leaf_hash(leaf))
+            )
+        return tree.root(), new
+
+    def add_nodes(self, nodes: list[dict[str, object]]) -> None:
+        if nodes:
+            self._db.execute(insert(NODES), nodes)
+
     # -- tree heads ----------------------------------------------------------
+
+    def last_head(self) -> TreeHeadRecord | None:
+        """The head sealed last (the highest number)."""
+        row = self._db.execute(select(HEADS).order_by(HEADS.c.number.desc()).limit(1)).one_or_none()
+        return None if row is None else from_row(TreeHeadRecord, row)
 
     def add_head(self, head: TreeHeadRecord) -> None:
         self._db.execute(insert(HEADS), [to_row(head)])

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    SmallInteger,
     String,
     Text,
     TypeDecorator,
@@ -210,10 +211,24 @@ class TreeHead(Base):
     __tablename__ = "tree_heads"
 
     tree_size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    # 1, 2, 3...: a deleted head leaves a gap (each document names its predecessor).
+    number: Mapped[int] = mapped_column(BigInteger, unique=True)
     root_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
     timestamp: Mapped[dt.datetime]
     document: Mapped[bytes] = mapped_column(LargeBinary)
     seal: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class TreeNode(Base):
+    """The hash of each perfect subtree of the log's Merkle tree (2**level
+    leaves from position * 2**level), written when a head is sealed: a root or
+    a proof over n leaves then reads O(log n) rows, not n leaves."""
+
+    __tablename__ = "tree_nodes"
+
+    level: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    position: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    hash: Mapped[bytes] = mapped_column(LargeBinary(32))
 
 
 class Webhook(Base):

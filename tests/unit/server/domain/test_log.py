@@ -53,3 +53,56 @@ def test_every_consistency_proof_verifies_and_a_changed_history_does_not() -> No
             if m < n:
                 rewritten = [log.leaf_hash(b"rewritten"), *hashes[1:m]]
                 assert not rfc9162.verify_consistency(m, n, log.root(rewritten), new, path)
+
+
+def test_a_compact_range_streams_every_root_and_the_nodes_proofs_read() -> None:
+    _, hashes = _tree(40)
+    tree, nodes = log.MerkleRange(), {}
+    for n, leaf_hash in enumerate(hashes, start=1):
+        for level, position, value in tree.append(leaf_hash):
+            nodes[level, position] = value
+        assert tree.root() == _mth(hashes[:n])
+        resumed = log.MerkleRange(n, [nodes[peak] for peak in log.peaks(n)])
+        assert resumed.root() == tree.root()
+    for (level, position), value in nodes.items():
+        assert value == _mth(hashes[position << level : (position + 1) << level])
+
+
+def test_a_proof_over_a_million_leaves_reads_o_log_n_nodes() -> None:
+    reads = []
+
+    def node(level: int, position: int) -> bytes:
+        reads.append((level, position))
+        return hashlib.sha256(f"{level}/{position}".encode()).digest()
+
+    n = 1_000_003
+    for index in (0, 524_287, 999_999, n - 1):
+        reads.clear()
+        assert len(log.inclusion_path(index, n, node)) <= 21
+        assert len(reads) <= 2 * n.bit_length()
+    for old in (1, 524_288, 777_777, n - 1):
+        reads.clear()
+        log.consistency_path(old, n, node)
+        assert len(reads) <= 2 * n.bit_length()
+    reads.clear()
+    log.range_hash(0, n, node)
+    assert len(reads) == n.bit_count()
+
+
+def test_the_domain_verifies_proofs_as_the_independent_verifier_does() -> None:
+    for n in range(1, 34):
+        _, hashes = _tree(n)
+        root = log.root(hashes)
+        for i in range(n):
+            path = log.inclusion_proof(i, hashes)
+            assert log.verify_inclusion(hashes[i], i, n, path, root)
+            assert not log.verify_inclusion(hashes[i], i, n, path, log.leaf_hash(b"x"))
+            if path:
+                assert not log.verify_inclusion(hashes[i], i, n, path[:-1], root)
+        for m in range(1, n + 1):
+            path = log.consistency_proof(m, hashes)
+            old = log.root(hashes[:m])
+            assert log.verify_consistency(m, n, old, root, path)
+            assert rfc9162.verify_consistency(m, n, old, root, path)
+            if m < n:
+                assert not log.verify_consistency(m, n, log.leaf_hash(b"x"), root, path)

@@ -1,0 +1,63 @@
+"""`lre-server verify-log`, `export` and `verify-export`: every finding
+printed, exit 1 if any."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from pathlib import Path
+
+from lre.server.audit import archive
+from lre.server.audit.verify import verify_log
+from lre.server.config import ServerSettings
+from lre.server.storage import db
+
+
+def verify_log_command(settings: ServerSettings, against: Path | None) -> int:
+    report = verify_log(settings.database_url, settings.seal_trust_anchors_file, against)
+    for line in report.findings:
+        print(f"PROBLEM {line}")
+    if report.defects > len(report.findings):
+        print(f"PROBLEM ... and {report.defects - len(report.findings)} more")
+    for line in report.notes:
+        print(f"note: {line}")
+    verdict = "verified" if report.ok else f"NOT verified ({report.defects} problems)"
+    against_text = f", {report.published} published heads" if against is not None else ""
+    print(
+        f"log {verdict}: {report.entries} entries ({report.unsequenced} not yet sequenced), "
+        f"{report.letters} letters, {report.evidence} evidence, "
+        f"{report.heads} sealed tree heads{against_text}"
+    )
+    return 0 if report.ok else 1
+
+
+def export_command(settings: ServerSettings, start: str, end: str, out: Path) -> int:
+    try:
+        period = dt.datetime.fromisoformat(start), dt.datetime.fromisoformat(end)
+    except ValueError:
+        print("lre-server export: --from and --to are ISO 8601 times", file=sys.stderr)
+        return 2
+    if any(t.tzinfo is None for t in period):
+        print("lre-server export: give --from and --to with their UTC offset", file=sys.stderr)
+        return 2
+    engine = db.make_engine(settings.database_url)
+    try:
+        manifest = archive.export(engine, *period, out, settings.seal_trust_anchors_file)
+    except archive.ExportError as exc:
+        print(f"lre-server export: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    print(f"exported {manifest['entries']} entries, {manifest['evidence']} evidence to {out}")
+    return 0
+
+
+def verify_export_command(settings: ServerSettings, out: Path, anchors: Path | None) -> int:
+    report = archive.verify_export(out, anchors or settings.seal_trust_anchors_file)
+    for line in report.findings:
+        print(f"PROBLEM {line}")
+    for line in report.notes:
+        print(f"note: {line}")
+    verdict = "verified" if report.ok else f"NOT verified ({len(report.findings)} problems)"
+    print(f"export {verdict}: {report.entries} entries, {report.evidence} evidence")
+    return 0 if report.ok else 1

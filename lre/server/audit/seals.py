@@ -1,0 +1,185 @@
+"""Checks that a seal covers exactly its document: CAdES B-T as the signer
+makes it (RFC 5652 SignedData encapsulating the document, ETSI EN 319 122-1
+signed attributes, an RFC 3161 signature timestamp).
+
+Per seal, in process: the encapsulated content is the document, the
+message-digest attribute is its SHA-256, signing-certificate-v2 names the
+signing certificate, the signature over the signed attributes verifies, the
+timestamp's imprint is the SHA-256 of that signature and the TSA's signature
+verifies. Each distinct certificate's chain to `seal_trust_anchors_file` is
+checked once, by `openssl verify`, and remembered: a log of a million seals
+has a handful of certificates, and a process per seal (`openssl cms -verify`)
+would cost hours."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import tempfile
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat import asn1
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from lre.signer import structures as s
+
+# openssl verify -purpose: the TSA's certificate must be for timestamping.
+ANY, TIMESTAMPING = "any", "timestampsign"
+
+
+class SealChecker:
+    def __init__(self, anchors: Path) -> None:
+        self._anchors = anchors
+        # (certificate DER, purpose) -> None when it chains to the anchors, else why not.
+        self._chains: dict[tuple[bytes, str], str | None] = {}
+
+    def problem(self, seal: bytes, document: bytes) -> str | None:
+        """Why the seal does not cover the document under the anchors, or None."""
+        try:
+            return self._check(seal, document)
+        except ValueError as exc:  # DER decoding, a missing attribute
+            return f"is malformed ({_short(exc)})"
+
+    def _check(self, seal: bytes, document: bytes) -> str | None:
+        signed, signer_info, certificate = _signed(seal, s.ID_DATA)
+        if signed.encap_content_info.content != document:
+            return "does not cover its document (the sealed content differs)"
+        attributes = _attributes(signer_info)
+        if attributes.get(s.ID_MESSAGE_DIGEST) != _octets(hashlib.sha256(document).digest()):
+            return "does not cover its document (message-digest differs)"
+        why = self._signature(signer_info, certificate)
+        if why:
+            return why
+        cert_der = certificate.public_bytes(serialization.Encoding.DER)
+        essv2 = attributes.get(s.ID_SIGNING_CERTIFICATE_V2)
+        expected = asn1.encode_der(
+            s.SigningCertificateV2(
+                certs=[s.ESSCertIDv2(cert_hash=hashlib.sha256(cert_der).digest())]
+            )
+        )
+        if essv2 != expected:
+            return "signing-certificate-v2 does not name the signing certificate"
+        others = signed.certificates.as_list() if signed.certificates else []
+        why = self._chain(certificate, others, ANY)
+        if why:
+            return why
+        unsigned = (
+            {a.attr_type: a.attr_values.as_list() for a in signer_info.unsigned_attrs.as_list()}
+            if signer_info.unsigned_attrs
+            else {}
+        )
+        tokens = unsigned.get(s.ID_SIGNATURE_TIME_STAMP_TOKEN, [])
+        if len(tokens) != 1:
+            return "has no signature timestamp"
+        return self._timestamp(asn1.encode_der(tokens[0]), signer_info.signature, others)
+
+    def _timestamp(
+        self, token: bytes, signature: bytes, others: list[x509.Certificate]
+    ) -> str | None:
+        signed, signer_info, tsa = _signed(token, s.ID_CT_TST_INFO)
+        content = signed.encap_content_info.content
+        info = asn1.decode_der(s.TSTInfo, content)
+        imprint = info.message_imprint
+        if (
+            imprint.hash_algorithm.algorithm != s.SHA256
+            or imprint.hashed_message != hashlib.sha256(signature).digest()
+        ):
+            return "has a timestamp over something else than its signature"
+        attributes = _attributes(signer_info)
+        if attributes.get(s.ID_MESSAGE_DIGEST) != _octets(hashlib.sha256(content).digest()):
+            return "has a timestamp whose message-digest differs from its TSTInfo"
+        if self._signature(signer_info, tsa):
+            return "has a timestamp whose signature does not verify"
+        return self._chain(tsa, others, TIMESTAMPING)
+
+    @staticmethod
+    def _signature(signer_info: s.SignerInfo, certificate: x509.Certificate) -> str | None:
+        if signer_info.signature_algorithm.algorithm != s.ECDSA_WITH_SHA256:
+            return "has an unsupported signature algorithm"
+        key = certificate.public_key()
+        if not isinstance(key, ec.EllipticCurvePublicKey):
+            return "has a signing certificate without an EC key"
+        try:
+            key.verify(
+                signer_info.signature,
+                asn1.encode_der(signer_info.signed_attrs),
+                ec.ECDSA(hashes.SHA256()),
+            )
+        except InvalidSignature:
+            return "has a signature that does not verify"
+        return None
+
+    def _chain(
+        self, certificate: x509.Certificate, others: list[x509.Certificate], purpose: str
+    ) -> str | None:
+        der = certificate.public_bytes(serialization.Encoding.DER)
+        if (der, purpose) not in self._chains:
+            self._chains[der, purpose] = self._openssl_verify(certificate, others, purpose)
+        return self._chains[der, purpose]
+
+    def _openssl_verify(
+        self, certificate: x509.Certificate, others: list[x509.Certificate], purpose: str
+    ) -> str | None:
+        pem = serialization.Encoding.PEM
+        with (
+            tempfile.NamedTemporaryFile(suffix=".pem") as leaf,
+            tempfile.NamedTemporaryFile(suffix=".pem") as untrusted,
+        ):
+            leaf.write(certificate.public_bytes(pem))
+            leaf.flush()
+            untrusted.write(b"".join(c.public_bytes(pem) for c in others))
+            untrusted.flush()
+            result = subprocess.run(
+                ["openssl", "verify", "-CAfile", str(self._anchors), "-untrusted",
+                 untrusted.name, "-purpose", purpose, leaf.name],
+                capture_output=True,
+                timeout=30,
+            )  # fmt: skip
+        if result.returncode != 0:
+            return "is signed by a certificate that does not chain to seal_trust_anchors_file"
+        return None
+
+
+def _signed(
+    der: bytes, content_type: x509.ObjectIdentifier
+) -> tuple[s.SignedData, s.SignerInfo, x509.Certificate]:
+    info = asn1.decode_der(s.ContentInfo, der)
+    if info.content_type != s.ID_SIGNED_DATA:
+        raise ValueError("not CMS SignedData")
+    signed = info.content
+    if signed.encap_content_info.content_type != content_type:
+        raise ValueError("unexpected content type")
+    signer_infos = signed.signer_infos.as_list()
+    if len(signer_infos) != 1:
+        raise ValueError("not exactly one signer")
+    (signer_info,) = signer_infos
+    sid = signer_info.sid
+    for certificate in signed.certificates.as_list() if signed.certificates else []:
+        if (
+            certificate.serial_number == sid.serial_number
+            and certificate.issuer.public_bytes() == asn1.encode_der(sid.issuer)
+        ):
+            return signed, signer_info, certificate
+    raise ValueError("the signing certificate is not included")
+
+
+def _attributes(signer_info: s.SignerInfo) -> dict[x509.ObjectIdentifier, bytes]:
+    """Single-valued signed attributes, as the DER of their value."""
+    found = {}
+    for attribute in signer_info.signed_attrs.as_list():
+        values = attribute.attr_values.as_list()
+        if len(values) != 1 or attribute.attr_type in found:
+            raise ValueError("an attribute is repeated or has several values")
+        found[attribute.attr_type] = asn1.encode_der(values[0])
+    return found
+
+
+def _octets(value: bytes) -> bytes:
+    return asn1.encode_der(value)
+
+
+def _short(exc: Exception) -> str:
+    return str(exc).splitlines()[0][:80] if str(exc) else type(exc).__name__

@@ -1,0 +1,426 @@
+# ruff: noqa: S608  # the tampering SQL is built from values this test read
+"""`verify-log` against an insider: a database that ran a few dozen letters
+through the real services and signer (deposits, notifications, acceptances
+with content handover, refusals, non-claims, a failed notification, a legal
+hold, three sealed and published tree heads and an unsealed tail), copied
+once per tampering; each tampering must be named, the clean copy verified."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection, create_engine, text
+from sqlalchemy.engine import make_url
+
+from lre.server.__main__ import main
+from lre.server.audit.verify import verify_log
+from lre.server.domain import identity
+from lre.server.domain import log as domain_log
+from lre.server.domain.identity import AssuranceLevel, FactorCategory
+from lre.server.domain.letters import EvidenceEvent
+from lre.server.services.events import HEADS_FILE, EventLog
+from lre.server.storage import db
+from tests.conftest import SignerProcess
+from tests.integration.services.conftest import Clock
+from tests.integration.world import World
+from tests.support import free_port
+
+
+@dataclass
+class Built:
+    """A database the services wrote, and the heads they published."""
+
+    url: str
+    exported: Path
+    anchors: Path
+    # Letter ids by what happened to them.
+    refused: list[uuid.UUID]
+    accepted: list[uuid.UUID]
+    newest: uuid.UUID
+
+
+def _recipient(world: World) -> identity.Session:
+    return identity.Session(
+        party_id=str(world.recipient.id),
+        level=AssuranceLevel.SUBSTANTIAL,
+        factors=frozenset({FactorCategory.KNOWLEDGE, FactorCategory.POSSESSION}),
+        one_time_element=True,
+        authenticated_at=world.clock.now,
+        expires_at=world.clock.now + dt.timedelta(minutes=30),
+    )
+
+
+def _build(url: str, signer: SignerProcess, exported: Path) -> Built:
+    world = World(url, signer, Clock(), free_port())
+    events = EventLog(world.stores, world.clock, world.signer, "Test provider", exported)
+    try:
+        letters = []
+        for _ in range(27):
+            letters.append(world.deposit().id)
+            world.clock.advance(seconds=1)
+        for letter_id in letters[:25]:
+            with world.stores.begin() as store:
+                world.decisions.record_notification(store, letter_id, world.clock.now)
+            world.clock.advance(seconds=1)
+        accepted, refused = letters[:6], letters[6:12]
+        for letter_id in accepted:
+            world.decisions.accept(_recipient(world), letter_id)
+        # The sequencer orders by commit time: a frozen clock would tie the handover with
+        # the acceptance, which no real download (after the acceptance committed) can.
+        world.clock.advance(seconds=1)
+        for letter_id in accepted[:3]:
+            for _ in world.decisions.download(_recipient(world), letter_id):
+                pass
+        for letter_id in refused:
+            world.decisions.refuse(_recipient(world), letter_id, "pas pour moi")
+        world.decisions.set_legal_hold(letters[12], True)
+        events.sequence()
+        assert events.seal_head() is not None
+        world.clock.advance(days=17)
+        assert world.expiry.expire_due() == 13  # letters 12 to 24
+        with world.stores.begin() as store:
+            world.decisions.record_notification_failure(store, letters[25], world.clock.now)
+        events.sequence()
+        assert events.seal_head() is not None
+        newest = world.deposit().id
+        events.sequence()
+        assert events.seal_head() is not None
+        # The tail: sequenced, not yet under a sealed head.
+        with world.stores.begin() as store:
+            world.decisions.record_notification(store, letters[26], world.clock.now)
+        events.sequence()
+    finally:
+        world.close()
+    return Built(url, exported, signer.root_ca, refused, accepted, newest)
+
+
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def built(
+    request: pytest.FixtureRequest,
+    signer_process: SignerProcess,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Built]:
+    directory = tmp_path_factory.mktemp("tampering")
+    if request.param == "sqlite":
+        yield _build(f"sqlite:///{directory / 'built.db'}", signer_process, directory / "heads")
+        return
+    admin_url = request.getfixturevalue("postgres_admin_url")
+    name = f"lre_built_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield _build(url, signer_process, directory / "heads")
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def copy(built: Built, tmp_path: Path) -> Iterator[Built]:
+    """A copy of the built database to tamper with."""
+    if built.url.startswith("sqlite"):
+        source = sqlite3.connect(built.url.split("///", 1)[1])
+        target = sqlite3.connect(tmp_path / "copy.db")
+        source.backup(target)
+        source.close()
+        target.close()
+        yield Built(**{**built.__dict__, "url": f"sqlite:///{tmp_path / 'copy.db'}"})
+        return
+    name = f"lre_copy_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(built.url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(
+            text(f'CREATE DATABASE "{name}" TEMPLATE "{make_url(built.url).database}"')
+        )
+    admin.dispose()
+    url = make_url(built.url).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield Built(**{**built.__dict__, "url": url})
+    finally:
+        admin = create_engine(built.url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+# -- what an insider does: (SQL run on the copy) -> what verify-log must say -------------
+
+
+def _one(c: Connection, sql: str, **params: object) -> Any:
+    return c.execute(text(sql), params).scalar_one()
+
+
+def _id(c: Connection, value: uuid.UUID) -> str:
+    # SQLite stores UUIDs as 32 hex digits; PostgreSQL as uuid.
+    return str(value) if c.dialect.name == "postgresql" else value.hex
+
+
+def _days(c: Connection, column: str, days: int) -> str:
+    if c.dialect.name == "postgresql":
+        return f"{column} + interval '{days} days'"
+    return f"strftime('%Y-%m-%d %H:%M:%f', {column}, '{days:+d} days')"
+
+
+def _evidence(c: Connection, letter: uuid.UUID, event: EvidenceEvent) -> uuid.UUID:
+    found = _one(
+        c,
+        "SELECT id FROM evidence WHERE letter_id = :l AND event = :e",
+        l=_id(c, letter),
+        e=event.value,
+    )
+    return found if isinstance(found, uuid.UUID) else uuid.UUID(str(found))
+
+
+def refused_letter_now_accepted(c: Connection, b: Built) -> str:
+    c.execute(text(f"UPDATE letters SET state = 'accepted' WHERE id = '{_id(c, b.refused[0])}'"))
+    return f"letter {b.refused[0]}: the row does not match its log: state is accepted"
+
+
+def refused_letter_reopened_with_a_new_deadline(c: Connection, b: Built) -> str:
+    letter = _id(c, b.refused[1])
+    c.execute(
+        text(
+            "UPDATE letters SET state = 'notified', decision_time = NULL, "
+            f"acceptance_deadline = {_days(c, 'acceptance_deadline', 30)} WHERE id = '{letter}'"
+        )
+    )
+    return f"letter {b.refused[1]}: the row does not match its log: state is notified"
+
+
+def letter_back_dated(c: Connection, b: Built) -> str:
+    letter = _id(c, b.accepted[0])
+    c.execute(
+        text(
+            f"UPDATE letters SET deposit_time = {_days(c, 'deposit_time', -2)} "
+            f"WHERE id = '{letter}'"
+        )
+    )
+    return f"letter {b.accepted[0]}: the row does not match its log: deposit_time is"
+
+
+def evidence_moved_to_another_letter(c: Connection, b: Built) -> str:
+    moved = _evidence(c, b.accepted[0], EvidenceEvent.CONSIGNMENT_ACCEPTANCE)
+    c.execute(
+        text(
+            f"UPDATE evidence SET letter_id = '{_id(c, b.refused[2])}' WHERE id = '{_id(c, moved)}'"
+        )
+    )
+    return f"belongs to letter {b.refused[2]}, its entry to {b.accepted[0]} (moved)"
+
+
+def sealed_tree_head_deleted(c: Connection, b: Built) -> str:
+    c.execute(text("DELETE FROM tree_heads WHERE number = 2"))
+    return "tree head 2 is missing (deleted)"
+
+
+def newest_letter_erased_with_all_its_rows(c: Connection, b: Built) -> str:
+    """A rolled-back database: the newest letter never happened, the entries
+    after it renumbered, the heads that covered it gone. Only the published
+    heads show it."""
+    letter = _id(c, b.newest)
+    seq = _one(c, f"SELECT seq FROM log_entries WHERE letter_id = '{letter}'")
+    for table in ("log_entries", "evidence", "outbox_messages", "charges", "content_chunks"):
+        c.execute(text(f"DELETE FROM {table} WHERE letter_id = '{letter}'"))
+    c.execute(text(f"DELETE FROM letter_parts WHERE letter_id = '{letter}'"))
+    c.execute(text(f"DELETE FROM letters WHERE id = '{letter}'"))
+    c.execute(text(f"UPDATE log_entries SET seq = seq - 1 WHERE seq > {seq}"))
+    c.execute(text(f"DELETE FROM tree_heads WHERE tree_size > {seq}"))
+    assert verify_log(b.url, b.anchors).ok  # the database alone looks whole
+    return "published tree head 3 (size"
+
+
+def newest_evidence_rewritten_consistently_in_the_log(c: Connection, b: Built) -> str:
+    """The tail's evidence, document and leaf changed together: no head covers
+    it yet, but its seal does not cover the new document."""
+    row = c.execute(
+        text("SELECT seq, evidence_id, leaf FROM log_entries ORDER BY seq DESC LIMIT 1")
+    ).one()
+    evidence = _id(
+        c, row.evidence_id if isinstance(row.evidence_id, uuid.UUID) else uuid.UUID(row.evidence_id)
+    )
+    document = json.loads(_one(c, f"SELECT document FROM evidence WHERE id = '{evidence}'"))
+    document["recipient"]["email"] = "someone-else@example.com"
+    new_document = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+    leaf = json.loads(row.leaf)
+    leaf["documentSha256"] = domain_log.sha256_hex(new_document)
+    new_leaf = json.dumps(leaf, sort_keys=True, separators=(",", ":")).encode()
+    c.execute(
+        text(f"UPDATE evidence SET document = :d WHERE id = '{evidence}'"), {"d": new_document}
+    )
+    c.execute(
+        text("UPDATE log_entries SET leaf = :l WHERE seq = :s"), {"l": new_leaf, "s": row.seq}
+    )
+    return f"(entry {row.seq}): its seal does not cover its document"
+
+
+def leaf_replaced_by_an_empty_list(c: Connection, b: Built) -> str:
+    c.execute(text("UPDATE log_entries SET leaf = :l WHERE seq = 5"), {"l": b"[]"})
+    return "entry 5: its leaf is not a JSON object"
+
+
+def evidence_document_changed(c: Connection, b: Built) -> str:
+    evidence = _evidence(c, b.accepted[1], EvidenceEvent.SUBMISSION_ACCEPTANCE)
+    c.execute(
+        text(f"UPDATE evidence SET document = :d WHERE id = '{_id(c, evidence)}'"), {"d": b"{}"}
+    )
+    return f"evidence {evidence} (entry"
+
+
+def seal_byte_changed(c: Connection, b: Built) -> str:
+    evidence = _evidence(c, b.refused[3], EvidenceEvent.CONSIGNMENT_REJECTION)
+    seal = bytearray(_one(c, f"SELECT seal FROM evidence WHERE id = '{_id(c, evidence)}'"))
+    seal[-40] ^= 1
+    c.execute(
+        text(f"UPDATE evidence SET seal = :s WHERE id = '{_id(c, evidence)}'"), {"s": bytes(seal)}
+    )
+    return f"evidence {evidence} (entry"
+
+
+def log_entry_deleted(c: Connection, b: Built) -> str:
+    c.execute(text("DELETE FROM log_entries WHERE seq = 3"))
+    return "entry 3 is missing (deleted)"
+
+
+def entry_and_evidence_back_dated(c: Connection, b: Built) -> str:
+    evidence = _evidence(c, b.accepted[2], EvidenceEvent.CONSIGNMENT_ACCEPTANCE)
+    c.execute(
+        text(
+            f"UPDATE evidence SET event_time = {_days(c, 'event_time', -2)} "
+            f"WHERE id = '{_id(c, evidence)}'"
+        )
+    )
+    c.execute(
+        text(
+            f"UPDATE log_entries SET event_time = {_days(c, 'event_time', -2)} "
+            f"WHERE evidence_id = '{_id(c, evidence)}'"
+        )
+    )
+    return "the row no longer says what its leaf says (changed)"
+
+
+def entry_index_moved_far_ahead(c: Connection, b: Built) -> str:
+    last = _one(c, "SELECT MAX(seq) FROM log_entries")
+    c.execute(text(f"UPDATE log_entries SET seq = {10**12} WHERE seq = {last}"))
+    return f"entry {last} to {10**12 - 1} is missing (deleted)"
+
+
+def two_entries_swapped(c: Connection, b: Built) -> str:
+    c.execute(text("UPDATE log_entries SET seq = 100000 WHERE seq = 1"))
+    c.execute(text("UPDATE log_entries SET seq = 1 WHERE seq = 4"))
+    c.execute(text("UPDATE log_entries SET seq = 4 WHERE seq = 100000"))
+    return "tree head 1 (size"
+
+
+def head_seal_changed(c: Connection, b: Built) -> str:
+    seal = bytearray(_one(c, "SELECT seal FROM tree_heads WHERE number = 1"))
+    seal[-40] ^= 1
+    c.execute(text("UPDATE tree_heads SET seal = :s WHERE number = 1"), {"s": bytes(seal)})
+    return "tree head 1 (size"
+
+
+def evidence_inserted_behind_the_log(c: Connection, b: Built) -> str:
+    new = uuid.uuid4()
+    handover = _evidence(c, b.accepted[0], EvidenceEvent.CONTENT_HANDOVER)
+    c.execute(
+        text(
+            "INSERT INTO evidence (id, letter_id, event, event_time, document, seal) "
+            f"SELECT '{_id(c, new)}', '{_id(c, b.accepted[4])}', event, event_time, document, seal "
+            f"FROM evidence WHERE id = '{_id(c, handover)}'"
+        )
+    )
+    return f"evidence {new} is not in the log (inserted outside the service)"
+
+
+TAMPERINGS: dict[str, Callable[[Connection, Built], str]] = {
+    change.__name__: change
+    for change in (
+        refused_letter_now_accepted,
+        refused_letter_reopened_with_a_new_deadline,
+        letter_back_dated,
+        evidence_moved_to_another_letter,
+        sealed_tree_head_deleted,
+        newest_letter_erased_with_all_its_rows,
+        newest_evidence_rewritten_consistently_in_the_log,
+        leaf_replaced_by_an_empty_list,
+        evidence_document_changed,
+        seal_byte_changed,
+        log_entry_deleted,
+        entry_and_evidence_back_dated,
+        two_entries_swapped,
+        entry_index_moved_far_ahead,
+        head_seal_changed,
+        evidence_inserted_behind_the_log,
+    )
+}
+
+
+def test_the_clean_database_verifies(copy: Built) -> None:
+    report = verify_log(copy.url, copy.anchors, copy.exported)
+    assert report.ok, report.findings
+    assert (report.letters, report.heads, report.published) == (28, 3, 3)
+    assert report.evidence == report.entries - 1  # the legal hold has no evidence
+
+
+@pytest.mark.parametrize("tampering", sorted(TAMPERINGS))
+def test_verify_log_names_each_tampering(copy: Built, tampering: str) -> None:
+    engine = db.make_engine(copy.url)
+    try:
+        with engine.begin() as connection:
+            expected = TAMPERINGS[tampering](connection, copy)
+    finally:
+        engine.dispose()
+    report = verify_log(copy.url, copy.anchors, copy.exported)
+    assert not report.ok
+    assert any(expected in finding for finding in report.findings), report.findings
+
+
+def test_the_command_exits_0_then_1(
+    copy: Built, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("LRE_SERVER_DATABASE_URL", copy.url)
+    monkeypatch.setenv("LRE_SERVER_SEAL_TRUST_ANCHORS_FILE", str(copy.anchors))
+    assert main(["verify-log", "--against", str(copy.exported)]) == 0
+    assert "log verified" in capsys.readouterr().out
+    engine = db.make_engine(copy.url)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE log_entries SET leaf = :l WHERE seq = 0"), {"l": b"[]"})
+    engine.dispose()
+    assert main(["verify-log", "--against", str(copy.exported)]) == 1
+    out = capsys.readouterr().out
+    assert "PROBLEM entry 0: its leaf is not a JSON object" in out and "Traceback" not in out
+    assert (copy.exported / HEADS_FILE).exists()
+
+
+@pytest.mark.parametrize("built", ["sqlite"], indirect=True)  # PostgreSQL's types refuse it
+def test_a_value_its_column_cannot_hold_is_a_finding(copy: Built) -> None:
+    engine = db.make_engine(copy.url)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE letters SET deposit_time = 'yesterday' WHERE rowid = 3"))
+    engine.dispose()
+    report = verify_log(copy.url, copy.anchors, copy.exported)
+    (finding,) = report.findings
+    assert finding.startswith("the letters pass stopped at an unreadable row (ValueError")
+
+
+def test_a_rewritten_published_head_is_named(copy: Built, tmp_path: Path) -> None:
+    published = tmp_path / HEADS_FILE
+    lines = (copy.exported / HEADS_FILE).read_bytes().splitlines(keepends=True)
+    record = json.loads(lines[1])
+    record["rootHash"] = "00" * 32
+    lines[1] = json.dumps(record).encode() + b"\n"
+    published.write_bytes(b"".join(lines))
+    report = verify_log(copy.url, copy.anchors, published)
+    assert report.findings == ["published head file, line 2: malformed or rewritten"]
