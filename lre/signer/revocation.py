@@ -12,6 +12,7 @@ from pathlib import Path
 
 from asn1crypto import crl, pem
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from lre.signer.errors import ValidationDataUnavailable
 
@@ -35,6 +36,13 @@ class CrlFile:
                 ]
                 self._mtime = mtime
             return self._crls
+
+
+def _signed_by(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:
+    key = issuer.public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
+        return False
+    return crl.is_signature_valid(key)
 
 
 def proof_of_validity(
@@ -66,7 +74,7 @@ def proof_of_validity(
             theirs = [
                 (der, c)
                 for der, c in zip(ders, crls, strict=True)
-                if c.issuer == issuer.subject and c.is_signature_valid(issuer.public_key())
+                if c.issuer == issuer.subject and _signed_by(c, issuer)
             ]
             current = [
                 (der, c)

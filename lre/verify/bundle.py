@@ -127,7 +127,9 @@ def _check_manifest(report: Report, bundle: _Bundle) -> None:
         for name in sorted(present & set(listed)):
             data = bundle.members[name]
             entry = listed[name]
-            if entry.get("sha256") != hashlib.sha256(data).hexdigest() or entry.get("size") != len(data):
+            if entry.get("sha256") != hashlib.sha256(data).hexdigest() or entry.get("size") != len(
+                data
+            ):
                 problems.append(f"{name} does not match its SHA-256")
         if problems:
             raise SealProblem("; ".join(problems))
@@ -158,7 +160,9 @@ def _bundle_certificates(report: Report, bundle: _Bundle) -> dict[str, list[asn1
 
 def _bundle_crls(report: Report, bundle: _Bundle) -> list[asn1_crl.CertificateList]:
     try:
-        crls = [asn1_crl.CertificateList.load(d) for d in _load_pem(bundle[layout.CRLS], "X509 CRL")]
+        crls = [
+            asn1_crl.CertificateList.load(d) for d in _load_pem(bundle[layout.CRLS], "X509 CRL")
+        ]
         for c in crls:
             c.native  # noqa: B018 -- parse now, fail here
         return crls
@@ -266,11 +270,15 @@ def _check_pdf(
     except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
         report.add(name, False, f"malformed ({type(exc).__name__})")
     else:
-        detail = f"B-LT, intact, timestamped {signature.time:%Y-%m-%dT%H:%M:%SZ}, by {signature.signer}"
+        detail = (
+            f"B-LT, intact, timestamped {signature.time:%Y-%m-%dT%H:%M:%SZ}, by {signature.signer}"
+        )
         if signature.anchored:
             report.add(name, True, detail)
         else:
-            report.unanchored(name, f"{detail}; its chain ends at the bundle's own root: give --trust")
+            report.unanchored(
+                name, f"{detail}; its chain ends at the bundle's own root: give --trust"
+            )
     with _check(report, "proof PDF: attachments") as ok:
         attached = list(pdf.attachments(bundle[layout.PROOF_PDF]).values())
         if bundle[layout.EVIDENCE] not in attached:
@@ -295,7 +303,8 @@ def _check_log(report: Report, bundle: _Bundle, evidence_id: str | None) -> None
             raise SealProblem("the leaf's documentSha256 is not evidence.json's")
         if record.get("sealSha256") != hashlib.sha256(bundle[layout.EVIDENCE_SEAL]).hexdigest():
             raise SealProblem("the leaf's sealSha256 is not evidence.p7m's")
-        ok(f"names this evidence, its SHA-256 and its seal's; leaf hash {merkle.leaf_hash(leaf).hex()[:16]}…")
+        digest = merkle.leaf_hash(leaf).hex()
+        ok(f"names this evidence, its SHA-256 and its seal's; leaf hash {digest[:16]}…")
     with _check(report, "inclusion proof") as ok:
         try:
             proof = json.loads(bundle[layout.INCLUSION_PROOF])
@@ -314,4 +323,3 @@ def _check_log(report: Report, bundle: _Bundle, evidence_id: str | None) -> None
         if computed.hex() != head["rootHash"]:
             raise SealProblem("the audit path does not lead to the tree head's root")
         ok(f"leaf {index} of {size} leads to the head's root {computed.hex()[:16]}…")
-

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
 from dataclasses import dataclass
 
 from asn1crypto import crl as asn1_crl
@@ -32,7 +33,8 @@ class Path:
 
     @property
     def root(self) -> str:
-        return self.certificates[0].subject.human_friendly
+        name: str = self.certificates[0].subject.human_friendly
+        return name
 
 
 def anchor(
@@ -60,12 +62,16 @@ def anchor(
     validator = CertificateValidator(leaf, validation_context=context)
     eku = {"time_stamping"} if usage == "time_stamping" else None
     try:
-        path = asyncio.run(validator.async_validate_usage(set(), extended_key_usage=eku))
+        path = asyncio.run(
+            validator.async_validate_usage(set(), extended_key_usage=eku)  # type: ignore[no-untyped-call]
+        )
     except PathBuildingError:
         where = "the trust anchors given" if anchors else "a root in the bundle"
         raise SealProblem(f"no path from the certificate to {where}") from None
     except (PathValidationError, ValidationError) as exc:
-        raise SealProblem(f"the certificate path is not valid at {at:%Y-%m-%dT%H:%M:%SZ}: {exc}") from None
+        raise SealProblem(
+            f"the certificate path is not valid at {at:%Y-%m-%dT%H:%M:%SZ}: {exc}"
+        ) from None
     return Path(list(path), anchored=bool(anchors))
 
 
@@ -74,7 +80,7 @@ def check_revocation(path: Path, crls: list[asn1_crl.CertificateList], at: dt.da
     SealProblem when one is revoked then or no CRL covers it."""
     said = []
     certificates = path.certificates
-    for issuer, certificate in zip(certificates, certificates[1:], strict=False):
+    for issuer, certificate in itertools.pairwise(certificates):
         theirs = [c for c in crls if c.issuer == issuer.subject and _signed_by(c, issuer)]
         if not theirs:
             raise SealProblem(f"no CRL of {issuer.subject.human_friendly} in the bundle")
@@ -98,7 +104,9 @@ def check_revocation(path: Path, crls: list[asn1_crl.CertificateList], at: dt.da
                         f"{certificate.subject.human_friendly} was revoked on "
                         f"{when:%Y-%m-%dT%H:%M:%SZ}, before the seal's time"
                     )
-                said.append(f"{_cn(certificate)} revoked only after the seal's time ({when:%Y-%m-%d})")
+                said.append(
+                    f"{_cn(certificate)} revoked only after the seal's time ({when:%Y-%m-%d})"
+                )
         said.append(f"{_cn(certificate)} not revoked")
     return "; ".join(said)
 

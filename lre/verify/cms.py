@@ -53,9 +53,10 @@ def load(seal_der: bytes) -> Seal:
             raise SealProblem("not a CMS SignedData")
         signed_data = info["content"]
         (signer_info,) = list(signed_data["signer_infos"])
-        certificates = [c.chosen for c in signed_data["certificates"] or [] if c.name == "certificate"]
+        certificates = [
+            c.chosen for c in signed_data["certificates"] or [] if c.name == "certificate"
+        ]
         crls = [c.chosen.dump() for c in signed_data["crls"] or [] if c.name == "crl"]
-        signed_data.native  # noqa: B018 -- parses every field now, not later
     except SealProblem:
         raise
     except (ValueError, TypeError, KeyError) as exc:
@@ -102,7 +103,9 @@ def check_timestamp(seal: Seal, candidates: list[asn1_x509.Certificate]) -> Time
         imprint = tst_info["message_imprint"]
         algorithm = imprint["hash_algorithm"]["algorithm"].native
         gen_time: dt.datetime = tst_info["gen_time"].native
-        token_certs = [c.chosen for c in token_data["certificates"] or [] if c.name == "certificate"]
+        token_certs = [
+            c.chosen for c in token_data["certificates"] or [] if c.name == "certificate"
+        ]
     except SealProblem:
         raise
     except (ValueError, TypeError, KeyError) as exc:
@@ -142,13 +145,9 @@ def _check_signer_info(
         raise SealProblem("the signer's certificate is in neither the seal nor the bundle")
     ess = _signed_attribute(signer_info, "signing_certificate_v2")
     if ess is None:
-        ess = _signed_attribute(signer_info, "signing_certificate")
-        if ess is None:
-            raise SealProblem("no signing-certificate attribute binds the signer's certificate")
+        raise SealProblem("no signing-certificate-v2 attribute binds the signer's certificate")
     cert_id = ess["certs"][0]
-    algorithm = (
-        cert_id["hash_algorithm"]["algorithm"].native if "hash_algorithm" in cert_id else "sha1"
-    )
+    algorithm = cert_id["hash_algorithm"]["algorithm"].native
     if cert_id["cert_hash"].native != _hash(algorithm, signer.dump()):
         raise SealProblem("the signing-certificate attribute names another certificate")
     attrs = signer_info["signed_attrs"]
@@ -175,8 +174,6 @@ def _verify(certificate: asn1_x509.Certificate, signature: bytes, data: bytes, d
 
 
 def _hash(name: str, data: bytes) -> bytes:
-    if name == "sha1":
-        return hashlib.sha1(data).digest()  # ESSCertID (v1) only, to name a certificate
     if name not in _HASHES:
         raise SealProblem(f"digest algorithm {name} is not accepted")
     return hashlib.new(name, data).digest()

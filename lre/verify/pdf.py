@@ -26,7 +26,6 @@ logging.getLogger("pyhanko").setLevel(logging.CRITICAL)
 logging.getLogger("pyhanko_certvalidator").setLevel(logging.CRITICAL)
 
 
-
 @dataclass(frozen=True)
 class PdfSignature:
     signer: str
@@ -110,7 +109,7 @@ def _walk(node: DictionaryObject, found: dict[str, bytes], depth: int) -> None:
 
 
 def _deref(value: Any) -> Any:
-    return value.get_object() if isinstance(value, IndirectObject) else value
+    return value.get_object() if isinstance(value, IndirectObject) else value  # type: ignore[no-untyped-call]
 
 
 def _reader(pdf: bytes) -> PdfFileReader:
@@ -131,5 +130,7 @@ def _timestamp_time(signer_info: object) -> dt.datetime:
                 when: dt.datetime = info["gen_time"].native
                 return when
     except (ValueError, KeyError, TypeError) as exc:
-        raise SealProblem(f"the signature timestamp is not readable ({type(exc).__name__})") from None
+        raise SealProblem(
+            f"the signature timestamp is not readable ({type(exc).__name__})"
+        ) from None
     raise SealProblem("no signature timestamp (not B-T)")

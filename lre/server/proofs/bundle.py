@@ -30,10 +30,10 @@ Check everything at once (installed with the lre package; no network):
     lre-verify {{this file}} --trust provider-root-ca.pem
 
 Or by hand, with the provider's root CA certificate you obtained yourself:
-    openssl cms -verify -inform DER -in evidence.p7m -CAfile provider-root-ca.pem -crl_check -out checked.json
-    cmp checked.json evidence.json
-    openssl cms -verify -inform DER -in tree-head.p7m -CAfile provider-root-ca.pem -crl_check -out head.json
-    cmp head.json tree-head.json
+    openssl cms -verify -inform DER -in evidence.p7m -crl_check \
+        -CAfile provider-root-ca.pem -out checked.json && cmp checked.json evidence.json
+    openssl cms -verify -inform DER -in tree-head.p7m -crl_check \
+        -CAfile provider-root-ca.pem -out head.json && cmp head.json tree-head.json
     pdfsig proof.pdf
 The inclusion proof (RFC 9162, 2.1.3.2) leads from SHA-256(0x00 || log-leaf.json)
 to the rootHash of tree-head.json; log-leaf.json names the SHA-256 of

@@ -183,10 +183,8 @@ def test_the_good_bundle_is_valid_from_the_command_line(good: Good, tmp_path: Pa
     assert len(report["checks"]) == len(lines) - 1
 
 
-def test_the_same_pieces_make_the_same_bytes(good: Good) -> None:
-    assert _rezip(good.members) != good.bundle or True  # manifest re-serialised differently
-    members = {k: v for k, v in good.members.items()}
-    assert zip_members(members) == good.bundle
+def test_the_same_members_make_the_same_bytes(good: Good) -> None:
+    assert zip_members(dict(good.members)) == good.bundle
 
 
 def test_without_trust_nothing_fails_but_it_is_not_anchored(good: Good, tmp_path: Path) -> None:
@@ -232,9 +230,7 @@ def _other_ca_chain(good: Good) -> bytes:
         .not_valid_after(now + dt.timedelta(days=30))
         .sign(other.key, hashes.SHA256())
     )
-    return b"".join(
-        c.public_bytes(serialization.Encoding.PEM) for c in (forged, other.certificate)
-    )
+    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (forged, other.certificate))
 
 
 def _revoking_crl(good: Good) -> bytes:
@@ -280,6 +276,10 @@ def _altered_root(_: Good, data: bytes) -> bytes:
     return json.dumps(head, sort_keys=True, separators=(",", ":")).encode()
 
 
+def _drop(members: dict[str, bytes], name: str) -> None:
+    del members[name]
+
+
 CHANGES: dict[str, tuple[Change, str]] = {
     "evidence byte": (
         _set(layout.EVIDENCE, lambda g, d: _flip(d, b"Dupont")),
@@ -289,7 +289,10 @@ CHANGES: dict[str, tuple[Change, str]] = {
         _set(layout.EVIDENCE_SEAL, lambda g, d: _flip(d, _signature_of(d), 20)),
         "evidence seal: signature",
     ),
-    "PDF byte": (_set(layout.PROOF_PDF, lambda g, d: _flip(d, b"%", 11)), "proof PDF: PAdES signature"),
+    "PDF byte": (
+        _set(layout.PROOF_PDF, lambda g, d: _flip(d, b"%", 11)),
+        "proof PDF: PAdES signature",
+    ),
     "chain of another CA": (
         _set(layout.SEAL_CHAIN, lambda g, d: _other_ca_chain(g)),
         "evidence seal: certificate chains",
@@ -297,18 +300,24 @@ CHANGES: dict[str, tuple[Change, str]] = {
     "CRL removed": (_set(layout.CRLS, lambda g, d: b""), "evidence seal: revocation"),
     "CRL revoking": (_set(layout.CRLS, lambda g, d: _revoking_crl(g)), "evidence seal: revocation"),
     "inclusion proof altered": (_set(layout.INCLUSION_PROOF, _altered_path), "inclusion proof"),
-    "head root altered": (_set(layout.TREE_HEAD, _altered_root), "tree head seal: covers the document"),
+    "head root altered": (
+        _set(layout.TREE_HEAD, _altered_root),
+        "tree head seal: covers the document",
+    ),
     "head seal altered": (
         _set(layout.TREE_HEAD_SEAL, lambda g, d: _flip(d, _signature_of(d), 20)),
         "tree head seal: signature",
     ),
-    "PDF missing": (lambda g, m: m.pop(layout.PROOF_PDF) and None, "bundle"),
+    "PDF missing": (lambda g, m: _drop(m, layout.PROOF_PDF), "bundle"),
     "leaf of another evidence": (
         _set(layout.LOG_LEAF, lambda g, d: d.replace(b'"evidence":"', b'"evidence":"0')),
         "log leaf",
     ),
     "proof not JSON": (_set(layout.INCLUSION_PROOF, lambda g, d: b"{"), "inclusion proof"),
-    "seal not CMS": (_set(layout.EVIDENCE_SEAL, lambda g, d: b"\x30\x03\x02\x01"), "evidence seal: covers the document"),
+    "seal not CMS": (
+        _set(layout.EVIDENCE_SEAL, lambda g, d: b"\x30\x03\x02\x01"),
+        "evidence seal: covers the document",
+    ),
 }
 
 
@@ -347,7 +356,9 @@ def test_a_changed_manifest_or_a_member_behind_it_is_named(good: Good) -> None:
     [b"not a zip", b"", b"PK\x03\x04" + bytes(40)],
     ids=["text", "empty", "truncated-zip"],
 )
-def test_not_a_zip_is_a_named_finding_not_a_traceback(data: bytes, tmp_path: Path, good: Good) -> None:
+def test_not_a_zip_is_a_named_finding_not_a_traceback(
+    data: bytes, tmp_path: Path, good: Good
+) -> None:
     path = tmp_path / "bundle.zip"
     path.write_bytes(data)
     result = _cli(path, "--trust", good.root_pem)
