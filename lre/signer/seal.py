@@ -4,7 +4,7 @@ B-B: CMS SignedData with content-type, message-digest, signing-time and
 signing-certificate-v2 signed. B-T: a signature timestamp from our TSA over
 the signature value, as the unsigned attribute id-aa-signatureTimeStampToken.
 B-LT: the validation data of both chains in the SignedData itself, the place
-EN 319 122-1 (6.3, table 1) gives baseline signatures for it: every
+EN 319 122-1 (clause 6) gives baseline signatures for it: every
 certificate of the seal and TSA chains, root included, in ``certificates``,
 and the CAs' current CRLs in ``crls`` (RFC 5652 RevocationInfoChoices).
 Neither field is signed, so adding them leaves the B-T signature as it is,

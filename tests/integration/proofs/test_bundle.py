@@ -276,6 +276,14 @@ def _altered_root(_: Good, data: bytes) -> bytes:
     return json.dumps(head, sort_keys=True, separators=(",", ":")).encode()
 
 
+def _b_t_only(_: Good, seal: bytes) -> bytes:
+    """The same seal without its CRLs: still a valid CAdES B-T signature."""
+    info = cms.ContentInfo.load(seal)
+    info["content"]["crls"] = None
+    stripped: bytes = info.dump(force=True)
+    return stripped
+
+
 def _drop(members: dict[str, bytes], name: str) -> None:
     del members[name]
 
@@ -296,6 +304,10 @@ CHANGES: dict[str, tuple[Change, str]] = {
     "chain of another CA": (
         _set(layout.SEAL_CHAIN, lambda g, d: _other_ca_chain(g)),
         "evidence seal: certificate chains",
+    ),
+    "evidence seal without CRLs (B-T)": (
+        _set(layout.EVIDENCE_SEAL, _b_t_only),
+        "evidence seal: validation data (B-LT)",
     ),
     "CRL removed": (_set(layout.CRLS, lambda g, d: b""), "evidence seal: revocation"),
     "CRL revoking": (_set(layout.CRLS, lambda g, d: _revoking_crl(g)), "evidence seal: revocation"),
