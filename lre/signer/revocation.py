@@ -7,6 +7,7 @@ CAdES evidence seals (in the SignedData ``crls`` field)."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import threading
 from pathlib import Path
 
@@ -38,11 +39,19 @@ class CrlFile:
             return self._crls
 
 
-def _signed_by(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:
+# Every seal checks the same few CRLs: parse and verify each once (a CRL
+# signature check costs more than the rest of the check together).
+@functools.lru_cache(maxsize=64)
+def _parsed(der: bytes) -> x509.CertificateRevocationList:
+    return x509.load_der_x509_crl(der)
+
+
+@functools.lru_cache(maxsize=256)
+def _signed_by(crl_der: bytes, issuer: x509.Certificate) -> bool:
     key = issuer.public_key()
     if not isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
         return False
-    return crl.is_signature_valid(key)
+    return _parsed(crl_der).is_signature_valid(key)
 
 
 def proof_of_validity(
@@ -56,7 +65,7 @@ def proof_of_validity(
     """
     try:
         ders = [c.dump() for c in crl_file.current()]
-        crls = [x509.load_der_x509_crl(d) for d in ders]
+        crls = [_parsed(d) for d in ders]
     except (OSError, ValueError) as exc:
         raise ValidationDataUnavailable(
             f"the CAs' CRLs cannot be read ({type(exc).__name__})"
@@ -74,7 +83,7 @@ def proof_of_validity(
             theirs = [
                 (der, c)
                 for der, c in zip(ders, crls, strict=True)
-                if c.issuer == issuer.subject and _signed_by(c, issuer)
+                if c.issuer == issuer.subject and _signed_by(der, issuer)
             ]
             current = [
                 (der, c)
