@@ -7,7 +7,6 @@ CAdES evidence seals (in the SignedData ``crls`` field)."""
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import threading
 from pathlib import Path
 
@@ -39,38 +38,59 @@ class CrlFile:
             return self._crls
 
 
-# Every seal checks the same few CRLs: parse and verify each once (a CRL
-# signature check costs more than the rest of the check together).
-@functools.lru_cache(maxsize=64)
-def _parsed(der: bytes) -> x509.CertificateRevocationList:
-    return x509.load_der_x509_crl(der)
-
-
-@functools.lru_cache(maxsize=256)
-def _signed_by(crl_der: bytes, issuer: x509.Certificate) -> bool:
+def _signed_by(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:
     key = issuer.public_key()
     if not isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
         return False
-    return _parsed(crl_der).is_signature_valid(key)
+    return crl.is_signature_valid(key)
+
+
+class ProofOfValidity:
+    """``proof_of_validity`` for the same chains at every signature, computed
+    again only when the CRL file changes or a CRL it used expires."""
+
+    def __init__(self, crl_file: CrlFile, chains: list[list[x509.Certificate]]) -> None:
+        self._crl_file = crl_file
+        self._chains = chains
+        self._lock = threading.Lock()
+        self._cached: tuple[object, dt.datetime, list[bytes]] | None = None
+
+    def crls(self, now: dt.datetime) -> list[bytes]:
+        try:
+            current = self._crl_file.current()
+        except (OSError, ValueError) as exc:
+            raise ValidationDataUnavailable(
+                f"the CAs' CRLs cannot be read ({type(exc).__name__})"
+            ) from None
+        with self._lock:
+            cached = self._cached
+            if cached is not None and cached[0] is current and now < cached[1]:
+                return cached[2]
+        ders, until = proof_of_validity(current, self._chains, now)
+        with self._lock:
+            self._cached = (current, until, ders)
+        return ders
 
 
 def proof_of_validity(
-    crl_file: CrlFile, chains: list[list[x509.Certificate]], now: dt.datetime
-) -> list[bytes]:
-    """The CRLs (DER) that show every certificate of ``chains`` unrevoked ``now``.
+    current: list[crl.CertificateList], chains: list[list[x509.Certificate]], now: dt.datetime
+) -> tuple[list[bytes], dt.datetime]:
+    """The CRLs (DER) that show every certificate of ``chains`` unrevoked
+    ``now``, and until when they all stay current.
 
     Each chain is a leaf then its CAs; a self-signed root needs no CRL (it is
     the trust anchor). Raises ValidationDataUnavailable when a CA's CRL is
     missing, unreadable, not signed by it, stale, or revokes the certificate.
     """
     try:
-        ders = [c.dump() for c in crl_file.current()]
-        crls = [_parsed(d) for d in ders]
-    except (OSError, ValueError) as exc:
+        ders = [c.dump() for c in current]
+        crls = [x509.load_der_x509_crl(d) for d in ders]
+    except ValueError as exc:
         raise ValidationDataUnavailable(
             f"the CAs' CRLs cannot be read ({type(exc).__name__})"
         ) from None
     used: dict[bytes, None] = {}
+    until = dt.datetime.max.replace(tzinfo=dt.UTC)
     for chain in chains:
         for certificate in chain:
             if certificate.issuer == certificate.subject:
@@ -83,16 +103,16 @@ def proof_of_validity(
             theirs = [
                 (der, c)
                 for der, c in zip(ders, crls, strict=True)
-                if c.issuer == issuer.subject and _signed_by(der, issuer)
+                if c.issuer == issuer.subject and _signed_by(c, issuer)
             ]
-            current = [
+            fresh = [
                 (der, c)
                 for der, c in theirs
                 if c.last_update_utc <= now
                 and c.next_update_utc is not None
                 and now < c.next_update_utc
             ]
-            if not current:
+            if not fresh:
                 raise ValidationDataUnavailable(
                     f"no current CRL of {issuer.subject.rfc4514_string()}"
                 )
@@ -103,5 +123,6 @@ def proof_of_validity(
                 raise ValidationDataUnavailable(
                     f"{certificate.subject.rfc4514_string()} is revoked"
                 )
-            used.update((der, None) for der, _ in current)
-    return list(used)
+            used.update((der, None) for der, _ in fresh)
+            until = min([until, *(c.next_update_utc for _, c in fresh if c.next_update_utc)])
+    return list(used), until

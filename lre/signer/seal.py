@@ -23,7 +23,7 @@ from cryptography.hazmat import asn1
 
 from lre.signer import metrics
 from lre.signer import structures as s
-from lre.signer.revocation import CrlFile, proof_of_validity
+from lre.signer.revocation import CrlFile, ProofOfValidity
 from lre.signer.tsa import CmsSigner, TimestampAuthority
 
 
@@ -37,9 +37,10 @@ class EvidenceSealer:
     ) -> None:
         self._signer = signer
         self._tsa = tsa
-        self._crls = crls
         tsa_certificate = tsa.certificate
-        self._chains = [[signer.certificate, *ca_chain], [tsa_certificate, *ca_chain]]
+        self._validity = ProofOfValidity(
+            crls, [[signer.certificate, *ca_chain], [tsa_certificate, *ca_chain]]
+        )
         # The root travels too (B-LT: the whole chain); a verifier still
         # anchors it in its own trust list, never in what the seal carries.
         self._certificates = [signer.certificate, tsa_certificate, *ca_chain]
@@ -49,7 +50,7 @@ class EvidenceSealer:
         the CRLs cannot show both chains valid now: a seal without that proof
         would not verify once its certificates expire."""
         signing_time = dt.datetime.now(dt.UTC).replace(microsecond=0)
-        crls = proof_of_validity(self._crls, self._chains, dt.datetime.now(dt.UTC))
+        crls = self._validity.crls(dt.datetime.now(dt.UTC))
 
         def signature_timestamp(signature: bytes) -> list[s.Attribute]:
             token = self._tsa.timestamp_digest(hashlib.sha256(signature).digest())
