@@ -194,7 +194,7 @@ def _check_seal(
     certs: dict[str, list[asn1_x509.Certificate]],
     crls: list[asn1_crl.CertificateList],
     trusted: list[asn1_x509.Certificate],
-) -> bool:
+) -> None:
     """Six checks of one CAdES seal: document, signature, timestamp, B-LT data,
     chains to the anchors, revocation. Both chains come from the bundle."""
     seal_chain, tsa_chain = certs[layout.SEAL_CHAIN], certs[layout.TSA_CHAIN]
@@ -206,7 +206,7 @@ def _check_seal(
         cms.check_content(seal, bundle[document_name])
         ok(f"encapsulates exactly {document_name}")
     if seal is None:
-        return False
+        return
     with _check(report, f"{label}: signature") as ok:
         signer = cms.check_signature(seal, bundle_certs)
         ok(f"by {signer.subject.human_friendly}")
@@ -222,7 +222,7 @@ def _check_seal(
             raise SealProblem("the seal carries no CRL (CAdES B-T, not B-LT)")
         ok(f"{len(seal.certificates)} certificates and {len(seal.crls)} CRL(s) in the SignedData")
     if signer is None or stamp is None:
-        return False
+        return
     paths: list[chains.Path] = []
     name = f"{label}: certificate chains"
     try:
@@ -248,11 +248,10 @@ def _check_seal(
             )
     if not paths:
         report.add(f"{label}: revocation", False, "no chain to check")
-        return False
+        return
     with _check(report, f"{label}: revocation") as ok:
         for path in paths:
             ok(chains.check_revocation(path, crls, stamp.time))
-    return True
 
 
 def _check_pdf(

@@ -22,7 +22,7 @@ from asn1crypto import x509 as asn1_x509
 from pyhanko_certvalidator import CertificateValidator, ValidationContext
 from pyhanko_certvalidator.errors import PathBuildingError, PathValidationError, ValidationError
 
-from lre.verify.cms import SealProblem, _verify
+from lre.verify.cms import SealProblem, verify_signature
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ def check_revocation(path: Path, crls: list[asn1_crl.CertificateList], at: dt.da
 def _signed_by(crl: asn1_crl.CertificateList, issuer: asn1_x509.Certificate) -> bool:
     algorithm = crl["signature_algorithm"].hash_algo
     try:
-        _verify(issuer, crl["signature"].native, crl["tbs_cert_list"].dump(), algorithm)
+        verify_signature(issuer, crl["signature"].native, crl["tbs_cert_list"].dump(), algorithm)
     except SealProblem:
         return False
     return True

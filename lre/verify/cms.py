@@ -154,11 +154,13 @@ def _check_signer_info(
     # RFC 5652 5.4: the signature is over the attributes encoded as a SET OF.
     signed = b"\x31" + attrs.dump()[1:]
     digest_name = signer_info["digest_algorithm"]["algorithm"].native
-    _verify(signer, signer_info["signature"].native, signed, digest_name)
+    verify_signature(signer, signer_info["signature"].native, signed, digest_name)
     return signer
 
 
-def _verify(certificate: asn1_x509.Certificate, signature: bytes, data: bytes, digest: str) -> None:
+def verify_signature(
+    certificate: asn1_x509.Certificate, signature: bytes, data: bytes, digest: str
+) -> None:
     if digest not in _HASHES:
         raise SealProblem(f"digest algorithm {digest} is not accepted")
     key = x509.load_der_x509_certificate(certificate.dump()).public_key()
