@@ -280,7 +280,7 @@ def _b_t_only(_: Good, seal: bytes) -> bytes:
     """The same seal without its CRLs: still a valid CAdES B-T signature."""
     info = cms.ContentInfo.load(seal)
     info["content"]["crls"] = None
-    stripped: bytes = info.dump(force=True)
+    stripped: bytes = info.dump()
     return stripped
 
 
