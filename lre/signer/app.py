@@ -15,6 +15,7 @@ from lre.signer import clock, metrics, pki
 from lre.signer.config import SignerSettings
 from lre.signer.errors import SignerError, TokenUnavailable
 from lre.signer.pades import PadesSigner
+from lre.signer.revocation import CrlFile
 from lre.signer.seal import EvidenceSealer
 from lre.signer.token import Token
 from lre.signer.tsa import CmsSigner, TimestampAuthority
@@ -108,7 +109,10 @@ class Signer:
             s.qualified,
         )
         sealer = EvidenceSealer(
-            CmsSigner(self.token, s.seal_key_label, seal_cert), tsa, self.ca_chain
+            CmsSigner(self.token, s.seal_key_label, seal_cert),
+            tsa,
+            self.ca_chain,
+            CrlFile(s.crl_file),
         )
         pades = PadesSigner(self.token, s.seal_key_label, seal_cert, self.ca_chain, tsa, s.crl_file)
         self._keys = _Keys(

@@ -13,10 +13,9 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import threading
 from pathlib import Path
 
-from asn1crypto import algos, crl, pem, tsp
+from asn1crypto import algos, tsp
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -31,6 +30,7 @@ from pyhanko_certvalidator.registry import SimpleCertificateStore
 from lre.runtime import asn1crypto_fix
 from lre.signer import metrics
 from lre.signer.errors import BadPdf, ValidationDataUnavailable
+from lre.signer.revocation import CrlFile
 from lre.signer.token import Token
 from lre.signer.tsa import TimestampAuthority, granted
 
@@ -97,27 +97,6 @@ class InProcessTimeStamper(timestamps.TimeStamper):
         # ClockNotTrusted and token failures propagate as themselves.
         token = self._tsa.issue(self._tsa.parse(req.dump()))
         return tsp.TimeStampResp.load(granted(token))
-
-
-class CrlFile:
-    """The CAs' CRLs, read again whenever the file changes."""
-
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        self._lock = threading.Lock()
-        self._mtime: float | None = None
-        self._crls: list[crl.CertificateList] = []
-
-    def current(self) -> list[crl.CertificateList]:
-        with self._lock:
-            mtime = self._path.stat().st_mtime
-            if mtime != self._mtime:
-                self._crls = [
-                    crl.CertificateList.load(der)
-                    for _type, _headers, der in pem.unarmor(self._path.read_bytes(), multiple=True)
-                ]
-                self._mtime = mtime
-            return self._crls
 
 
 class PadesSigner:

@@ -1,8 +1,16 @@
-"""Evidence seals: CAdES baseline B-T (ETSI EN 319 122-1).
+"""Evidence seals: CAdES baseline B-LT (ETSI EN 319 122-1).
 
 B-B: CMS SignedData with content-type, message-digest, signing-time and
 signing-certificate-v2 signed. B-T: a signature timestamp from our TSA over
 the signature value, as the unsigned attribute id-aa-signatureTimeStampToken.
+B-LT: the validation data of both chains in the SignedData itself, the place
+EN 319 122-1 (clause 6) gives baseline signatures for it: every
+certificate of the seal and TSA chains, root included, in ``certificates``,
+and the CAs' current CRLs in ``crls`` (RFC 5652 RevocationInfoChoices).
+Neither field is signed, so adding them leaves the B-T signature as it is,
+and every CMS verifier reads them (OpenSSL uses the CRLs with -crl_check).
+The ETSI attributes certificate-values / revocation-values are for the
+extended CAdES levels (EN 319 122-2), which baseline verifiers need not read.
 """
 
 from __future__ import annotations
@@ -15,20 +23,34 @@ from cryptography.hazmat import asn1
 
 from lre.signer import metrics
 from lre.signer import structures as s
+from lre.signer.revocation import CrlFile, ProofOfValidity
 from lre.signer.tsa import CmsSigner, TimestampAuthority
 
 
 class EvidenceSealer:
     def __init__(
-        self, signer: CmsSigner, tsa: TimestampAuthority, ca_chain: list[x509.Certificate]
+        self,
+        signer: CmsSigner,
+        tsa: TimestampAuthority,
+        ca_chain: list[x509.Certificate],
+        crls: CrlFile,
     ) -> None:
         self._signer = signer
         self._tsa = tsa
-        # Issuing CAs travel with the seal; the root is what a verifier must already trust.
-        self._certificates = [signer.certificate, *(c for c in ca_chain if c.issuer != c.subject)]
+        tsa_certificate = tsa.certificate
+        self._validity = ProofOfValidity(
+            crls, [[signer.certificate, *ca_chain], [tsa_certificate, *ca_chain]]
+        )
+        # The root travels too (B-LT: the whole chain); a verifier still
+        # anchors it in its own trust list, never in what the seal carries.
+        self._certificates = [signer.certificate, tsa_certificate, *ca_chain]
 
     def seal(self, content: bytes) -> tuple[bytes, dt.datetime]:
+        """The seal and its signing time. Raises ValidationDataUnavailable when
+        the CRLs cannot show both chains valid now: a seal without that proof
+        would not verify once its certificates expire."""
         signing_time = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        crls = self._validity.crls(dt.datetime.now(dt.UTC))
 
         def signature_timestamp(signature: bytes) -> list[s.Attribute]:
             token = self._tsa.timestamp_digest(hashlib.sha256(signature).digest())
@@ -42,6 +64,7 @@ class EvidenceSealer:
             ],
             certificates=self._certificates,
             unsigned=signature_timestamp,
+            crls=crls,
         )
         metrics.SEALS.inc()
         return asn1.encode_der(signed), signing_time

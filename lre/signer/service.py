@@ -60,6 +60,12 @@ class SigningServicer(signing_pb2_grpc.SigningServiceServicer):
             invalid_argument(context, "content", f"must be at most {MAX_SEAL_CONTENT} bytes")
         try:
             signed, signing_time = self._signer.sealer.seal(request.content)
+        except ValidationDataUnavailable:
+            abort(
+                context,
+                grpc.StatusCode.UNAVAILABLE,
+                "the validation data of the seal certificate is not available (CRLs)",
+            )
         except ClockNotTrusted as exc:
             abort(context, grpc.StatusCode.UNAVAILABLE, f"time not available: {exc}")
         except TokenUnavailable:

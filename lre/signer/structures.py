@@ -158,6 +158,8 @@ class SignedData:
     digest_algorithms: asn1.SetOf[AlgorithmIdentifier]
     encap_content_info: EncapsulatedContentInfo
     certificates: Annotated[asn1.SetOf[x509.Certificate] | None, asn1.Implicit(0)]
+    # RevocationInfoChoices: CertificateList DERs (CAdES B-LT validation data).
+    crls: Annotated[asn1.SetOf[asn1.TLV] | None, asn1.Implicit(1)]
     signer_infos: asn1.SetOf[SignerInfo]
 
 

@@ -65,9 +65,11 @@ class CmsSigner:
         extra_signed: list[s.Attribute],
         certificates: list[x509.Certificate],
         unsigned: Callable[[bytes], list[s.Attribute]] | None = None,
+        crls: list[bytes] | None = None,
     ) -> s.ContentInfo:
         """SignedData encapsulating ``content``; ``unsigned`` builds the unsigned
-        attributes from the signature value (CAdES signature timestamps)."""
+        attributes from the signature value (CAdES signature timestamps);
+        ``crls`` (DER CertificateLists) go in the unsigned ``crls`` field."""
         signed_attrs = asn1.SetOf(
             [
                 s.attribute(s.ID_CONTENT_TYPE, asn1.encode_der(content_type)),
@@ -98,6 +100,7 @@ class CmsSigner:
                     content_type=content_type, content=content
                 ),
                 certificates=asn1.SetOf(certificates) if certificates else None,
+                crls=asn1.SetOf([s.tlv(c) for c in crls]) if crls else None,
                 signer_infos=asn1.SetOf([signer_info]),
             ),
         )
@@ -142,6 +145,10 @@ class TimestampAuthority:
             if qualified
             else None
         )
+
+    @property
+    def certificate(self) -> x509.Certificate:
+        return self._signer.certificate
 
     @staticmethod
     def parse(request_der: bytes) -> s.TimeStampReq:

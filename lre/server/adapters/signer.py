@@ -93,7 +93,7 @@ class SignerClient:
             raise
 
     def seal(self, content: bytes) -> bytes:
-        """CAdES B-T SignedData (DER) encapsulating ``content``."""
+        """CAdES B-LT SignedData (DER) encapsulating ``content``."""
         reply = self._call(
             self._stub.SealEvidence, signing_pb2.SealEvidenceRequest(content=content)
         )

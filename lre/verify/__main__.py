@@ -1,0 +1,5 @@
+import sys
+
+from lre.verify.cli import main
+
+sys.exit(main())

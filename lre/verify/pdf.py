@@ -1,0 +1,136 @@
+"""The PDF proof: its PAdES signature, by pyHanko's validator, and the
+evidence and seal it embeds."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from asn1crypto import tsp
+from asn1crypto import x509 as asn1_x509
+from pyhanko.pdf_utils.generic import ArrayObject, DictionaryObject, IndirectObject
+from pyhanko.pdf_utils.misc import PdfError
+from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign.diff_analysis import ModificationLevel
+from pyhanko.sign.validation import DocumentSecurityStore, validate_pdf_signature
+from pyhanko.sign.validation.errors import NoDSSFoundError
+from pyhanko.sign.validation.status import SignatureCoverageLevel
+
+from lre.verify.cms import SealProblem
+
+# pyHanko logs what it finds wrong; the verifier says it itself.
+logging.getLogger("pyhanko").setLevel(logging.CRITICAL)
+logging.getLogger("pyhanko_certvalidator").setLevel(logging.CRITICAL)
+
+
+@dataclass(frozen=True)
+class PdfSignature:
+    signer: str
+    time: dt.datetime
+    anchored: bool
+
+
+def check_signature(
+    pdf: bytes, anchors: list[asn1_x509.Certificate], bundle_roots: list[asn1_x509.Certificate]
+) -> PdfSignature:
+    """One PAdES B-LT signature, intact, timestamped, with a DSS, covering the
+    whole signed revision with only validation data after it, and its chain
+    valid at its timestamp's time from the DSS alone (CRLs required), up to
+    ``anchors``, or with none given up to ``bundle_roots`` (not anchored)."""
+    reader = _reader(pdf)
+    signatures = reader.embedded_signatures
+    if len(signatures) != 1:
+        raise SealProblem(f"{len(signatures)} signatures in the PDF, one expected")
+    (signature,) = signatures
+    try:
+        dss = DocumentSecurityStore.read_dss(reader)
+    except NoDSSFoundError:
+        raise SealProblem("no DSS: the PDF carries no validation data (not B-LT)") from None
+    if not list(dss.crls):
+        raise SealProblem("the DSS holds no CRL (not B-LT)")
+    when = _timestamp_time(signature.signer_info)
+    roots = anchors or bundle_roots
+    context = dss.as_validation_context(
+        {
+            "trust_roots": roots,
+            "allow_fetching": False,
+            "revocation_mode": "require",
+            "moment": when,
+        }
+    )
+    status = validate_pdf_signature(signature, context, ts_validation_context=context)
+    if not status.intact:
+        raise SealProblem("the signed bytes were changed (digest mismatch)")
+    if not status.valid:
+        raise SealProblem("the signature value does not verify")
+    ts = status.timestamp_validity
+    if ts is None or not (ts.intact and ts.valid):
+        raise SealProblem("no valid signature timestamp (not B-T)")
+    if status.coverage != SignatureCoverageLevel.ENTIRE_REVISION:
+        raise SealProblem("the signature does not cover its whole revision")
+    level = status.modification_level
+    if level is None or level > ModificationLevel.LTA_UPDATES:
+        raise SealProblem("the PDF was changed after it was signed (beyond validation data)")
+    if not (status.trusted and ts.trusted):
+        raise SealProblem(
+            "the signer's or the TSA's chain is not valid at the signature's time "
+            + ("under the trust anchors given" if anchors else "up to a root in the PDF")
+            + " with the DSS's CRLs"
+        )
+    return PdfSignature(status.signing_cert.subject.human_friendly, when, bool(anchors))
+
+
+def attachments(pdf: bytes) -> dict[str, bytes]:
+    """The embedded files of the document (name tree /EmbeddedFiles)."""
+    reader = _reader(pdf)
+    try:
+        names = _deref(reader.root.get("/Names"))
+        tree = _deref(names.get("/EmbeddedFiles")) if isinstance(names, DictionaryObject) else None
+        found: dict[str, bytes] = {}
+        if isinstance(tree, DictionaryObject):
+            _walk(tree, found, depth=0)
+        return found
+    except (PdfError, KeyError, TypeError, ValueError) as exc:
+        raise SealProblem(f"the PDF's attachments cannot be read ({type(exc).__name__})") from None
+
+
+def _walk(node: DictionaryObject, found: dict[str, bytes], depth: int) -> None:
+    if depth > 16:
+        raise SealProblem("the PDF's attachment tree is too deep")
+    for kid in _deref(node.get("/Kids", ArrayObject())):
+        _walk(_deref(kid), found, depth + 1)
+    pairs = list(_deref(node.get("/Names", ArrayObject())))
+    for name, spec in zip(pairs[::2], pairs[1::2], strict=True):
+        stream = _deref(_deref(spec)["/EF"])["/F"]
+        found[str(_deref(name))] = _deref(stream).data
+
+
+def _deref(value: Any) -> Any:
+    return value.get_object() if isinstance(value, IndirectObject) else value  # type: ignore[no-untyped-call]
+
+
+def _reader(pdf: bytes) -> PdfFileReader:
+    if not pdf.startswith(b"%PDF-"):
+        raise SealProblem("not a PDF")
+    try:
+        return PdfFileReader(io.BytesIO(pdf), strict=False)
+    except (PdfError, ValueError, KeyError, IndexError, TypeError) as exc:
+        raise SealProblem(f"not a readable PDF ({type(exc).__name__})") from None
+
+
+def _timestamp_time(signer_info: object) -> dt.datetime:
+    try:
+        for attr in signer_info["unsigned_attrs"] or []:  # type: ignore[index]
+            if attr["type"].native == "signature_time_stamp_token":
+                token = attr["values"][0]["content"]["encap_content_info"]["content"]
+                info = tsp.TSTInfo.load(bytes(token.contents))
+                when: dt.datetime = info["gen_time"].native
+                return when
+    except (ValueError, KeyError, TypeError) as exc:
+        raise SealProblem(
+            f"the signature timestamp is not readable ({type(exc).__name__})"
+        ) from None
+    raise SealProblem("no signature timestamp (not B-T)")
