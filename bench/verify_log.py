@@ -46,6 +46,7 @@ from lre.server.domain.window import AcceptanceWindow
 from lre.server.storage import db, models
 from lre.signer.clock import ClockStatus
 from lre.signer.pki import SEAL, TIMESTAMPING, LocalCA
+from lre.signer.revocation import CrlFile
 from lre.signer.seal import EvidenceSealer
 from lre.signer.tsa import CmsSigner, TimestampAuthority
 
@@ -92,7 +93,9 @@ def _sealer(anchors: Path) -> EvidenceSealer:
         der = ca.issue(csr.public_bytes(serialization.Encoding.DER), purpose)
         signers[label] = CmsSigner(keys, label, der)  # type: ignore[arg-type]
     tsa = TimestampAuthority(signers["tsa"], TrustedClock(), "0.4.0.2023.1.1", 1000, False)
-    return EvidenceSealer(signers["seal"], tsa, [ca.certificate])
+    crls = anchors.with_name("bench-crls.pem")
+    crls.write_bytes(ca.issue_crl().public_bytes(serialization.Encoding.PEM))
+    return EvidenceSealer(signers["seal"], tsa, [ca.certificate], CrlFile(crls))
 
 
 def build(url: str, entries: int, head_every: int, anchors: Path) -> None:

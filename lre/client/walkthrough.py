@@ -35,8 +35,8 @@ from cryptography.hazmat.primitives import serialization
 from google.protobuf import timestamp_pb2
 
 from lre.dev.tls import TlsFiles
+from lre.runtime import structures
 from lre.runtime.tls import channel_credentials
-from lre.signer import structures
 from lre.v1 import (
     common_pb2,
     custody_pb2,

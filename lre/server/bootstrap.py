@@ -40,7 +40,7 @@ from lre.server.services.events import EventLog
 from lre.server.services.identity import EidBroker, IdentityPolicy, IdentityService
 from lre.server.services.notification import NotificationPolicy, NotificationService
 from lre.server.services.webhooks import WebhookPolicy, WebhookService
-from lre.server.storage import db
+from lre.server.storage import db, models
 from lre.server.storage.store import Stores
 from lre.server.workers import Worker, repeat
 from lre.server.workers.census import Census
@@ -285,7 +285,7 @@ def build(settings: ServerSettings, engine: Engine, signer: SignerClient) -> Ser
             limiter=RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
         ),
         credentials=credentials,
-        validate=validation.check,
+        validate=validation.checker(models.column_length),
         limits=StreamLimits(
             settings.stream_idle_s, settings.stream_total_s, settings.streams_per_caller
         ),

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from lre.signer import structures as s
+from lre.runtime import structures as s
 from lre.signer.token import Token
 
 SEAL = "seal"

@@ -21,8 +21,8 @@ import hashlib
 from cryptography import x509
 from cryptography.hazmat import asn1
 
+from lre.runtime import structures as s
 from lre.signer import metrics
-from lre.signer import structures as s
 from lre.signer.revocation import CrlFile, ProofOfValidity
 from lre.signer.tsa import CmsSigner, TimestampAuthority
 

@@ -16,8 +16,8 @@ from collections.abc import Callable
 from cryptography import x509
 from cryptography.hazmat import asn1
 
+from lre.runtime import structures as s
 from lre.signer import metrics
-from lre.signer import structures as s
 from lre.signer.clock import ClockCheck
 from lre.signer.errors import BadTimestampRequest, ClockNotTrusted, SignerError
 from lre.signer.token import Token

@@ -29,6 +29,7 @@ FORBIDDEN = {
     "server": ("lre.signer", "lre.client", "lre.dev"),
     "signer": ("lre.server", "lre.client"),
     "runtime": ("lre.server", "lre.signer", "lre.client", "lre.dev"),
+    "verify": ("lre.server", "lre.signer", "lre.client", "lre.dev"),
 }  # fmt: skip
 # Exceptions, each with its reason.
 ALLOWED = {

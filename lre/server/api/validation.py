@@ -2,37 +2,38 @@
 
 The gRPC process runs these rules on each request message before a servicer
 sees it (lre.runtime.fields): no control characters anywhere, at most as many
-characters as the column a field is stored in (read from the models, so the
-two cannot drift apart), and e-mail addresses through the domain's one parser.
+characters as the column a field is stored in (its length is read from the
+storage models by the composition root, so the two cannot drift apart), and
+e-mail addresses through the domain's one parser.
 A field with no rule here gets the default cap of lre.runtime.fields.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
-
-from sqlalchemy import String
-from sqlalchemy.orm import InstrumentedAttribute
 
 from lre.runtime.fields import Rule, Rules, validator
 from lre.server.domain.addresses import email_problem
-from lre.server.storage import models
 
-# Request field -> the column it lands in.
-COLUMNS: dict[str, InstrumentedAttribute[Any]] = {
-    "lre.v1.Party.given_name": models.Party.given_name,
-    "lre.v1.Party.family_name": models.Party.family_name,
-    "lre.v1.Party.company_name": models.Party.company_name,
-    "lre.v1.Party.email": models.Party.email,
-    "lre.v1.CreatePartyRequest.request_id": models.Party.request_id,
-    "lre.v1.LetterEnvelope.request_id": models.Letter.request_id,
-    "lre.v1.ContentPart.filename": models.LetterPart.filename,
-    "lre.v1.ContentPart.media_type": models.LetterPart.media_type,
-    "lre.v1.GrantConsentRequest.request_id": models.Consent.request_id,
-    "lre.v1.GrantConsentRequest.method": models.Consent.method,
-    "lre.v1.ProofWithEidAssertionRequest.nonce": models.UsedNonce.nonce,
-    "lre.v1.CreateWebhookRequest.request_id": models.Webhook.request_id,
-    "lre.v1.CreateWebhookRequest.url": models.Webhook.url,
+# The length of a column, by table and column name (given by the composition root).
+ColumnLength = Callable[[str, str], int]
+
+# Request field -> the (table, column) it lands in.
+COLUMNS: dict[str, tuple[str, str]] = {
+    "lre.v1.Party.given_name": ("parties", "given_name"),
+    "lre.v1.Party.family_name": ("parties", "family_name"),
+    "lre.v1.Party.company_name": ("parties", "company_name"),
+    "lre.v1.Party.email": ("parties", "email"),
+    "lre.v1.CreatePartyRequest.request_id": ("parties", "request_id"),
+    "lre.v1.LetterEnvelope.request_id": ("letters", "request_id"),
+    "lre.v1.ContentPart.filename": ("letter_parts", "filename"),
+    "lre.v1.ContentPart.media_type": ("letter_parts", "media_type"),
+    "lre.v1.GrantConsentRequest.request_id": ("consents", "request_id"),
+    "lre.v1.GrantConsentRequest.method": ("consents", "method"),
+    "lre.v1.ProofWithEidAssertionRequest.nonce": ("used_nonces", "nonce"),
+    "lre.v1.CreateWebhookRequest.request_id": ("webhooks", "request_id"),
+    "lre.v1.CreateWebhookRequest.url": ("webhooks", "url"),
 }
 
 # Fields stored inside JSON or evidence documents, or not stored at all, whose
@@ -53,18 +54,14 @@ OTHERS: dict[str, Rule] = {
 EMAILS = {"lre.v1.Party.email"}
 
 
-def _length(column: InstrumentedAttribute[Any]) -> int:
-    kind = column.property.columns[0].type
-    assert isinstance(kind, String) and kind.length is not None, column
-    return kind.length
-
-
-def rules() -> Rules:
+def rules(length_of: ColumnLength) -> Rules:
     found = {
-        name: Rule(max_length=_length(column), parse=email_problem if name in EMAILS else None)
+        name: Rule(max_length=length_of(*column), parse=email_problem if name in EMAILS else None)
         for name, column in COLUMNS.items()
     }
     return {**found, **OTHERS}
 
 
-check = validator(rules())
+def checker(length_of: ColumnLength) -> Callable[[Any], dict[str, str]]:
+    """The check the gRPC process runs on every request message."""
+    return validator(rules(length_of))

@@ -24,7 +24,7 @@ from cryptography.hazmat import asn1
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from lre.signer import structures as s
+from lre.runtime import structures as s
 
 # openssl verify -purpose: the TSA's certificate must be for timestamping.
 ANY, TIMESTAMPING = "any", "timestampsign"

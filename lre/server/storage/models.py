@@ -360,3 +360,11 @@ class Charge(Base):
     amount_minor: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     create_time: Mapped[dt.datetime]
+
+
+def column_length(table: str, column: str) -> int:
+    """The most characters a String column holds (the API's edge checks use it)."""
+    kind = Base.metadata.tables[table].columns[column].type
+    if not isinstance(kind, String) or kind.length is None:
+        raise LookupError(f"{table}.{column} is not a bounded string column")
+    return kind.length

@@ -26,12 +26,12 @@ from asn1crypto import cms
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
+from lre.server.adapters.signer import SignerClient
 from lre.server.domain import log
 from lre.server.domain.evidence import EvidenceDocument, PartDigest, PartyDetails
 from lre.server.domain.letters import EvidenceEvent, LetterState
 from lre.server.proofs import proof_pdf
 from lre.server.proofs.bundle import build_bundle, zip_members
-from lre.server.signing import SignerClient
 from lre.signer import pki
 from lre.v1 import signing_pb2
 from lre.verify import layout, verify_bundle
@@ -95,7 +95,7 @@ def good(
     leaves[LEAF_INDEX] = _record(letter, evidence, seal, evidence_id).leaf()
     hashes_ = [log.leaf_hash(leaf) for leaf in leaves]
     head = log.tree_head_document(
-        TREE_SIZE, log.root(hashes_), dt.datetime.now(dt.UTC), "LRE Test Provider SAS"
+        TREE_SIZE, log.root(hashes_), dt.datetime.now(dt.UTC), "LRE Test Provider SAS", 1, None
     )
     bundle = build_bundle(
         evidence=evidence,

@@ -6,21 +6,23 @@ from __future__ import annotations
 from google.protobuf import descriptor_pool
 
 from lre.server.api import validation
+from lre.server.storage.models import column_length
 from lre.v1 import common_pb2, custody_pb2, identity_pb2, notification_pb2
 
 _ = (common_pb2, custody_pb2, identity_pb2, notification_pb2)  # in the default pool
+check = validation.checker(column_length)
 
 
 def test_every_rule_names_a_string_field_of_the_api() -> None:
     pool = descriptor_pool.Default()
-    for name in validation.rules():
+    for name in validation.rules(column_length):
         message, _, field = name.rpartition(".")
         descriptor = pool.FindMessageTypeByName(message).fields_by_name[field]
         assert descriptor.type == descriptor.TYPE_STRING, name
 
 
 def test_lengths_come_from_the_columns() -> None:
-    rules = validation.rules()
+    rules = validation.rules(column_length)
     assert rules["lre.v1.Party.given_name"].max_length == 200
     assert rules["lre.v1.Party.company_name"].max_length == 300
     assert rules["lre.v1.ContentPart.filename"].max_length == 255
@@ -37,7 +39,7 @@ def test_requests_are_checked_through_nested_messages() -> None:
             postal_address=common_pb2.PostalAddress(lines=["1 rue de la Paix", "b\x00"]),
         ),
     )
-    found = validation.check(request)
+    found = check(request)
     assert set(found) == {
         "party.family_name",
         "party.email",
@@ -45,4 +47,4 @@ def test_requests_are_checked_through_nested_messages() -> None:
     }
     assert found["party.family_name"] == "at most 200 characters"
     refusal = custody_pb2.RefuseLetterRequest(name="letters/x", reason="Je refuse.\nMerci.")
-    assert validation.check(refusal) == {}  # free text keeps its line breaks
+    assert check(refusal) == {}  # free text keeps its line breaks
