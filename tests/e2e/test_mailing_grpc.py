@@ -385,7 +385,7 @@ def test_a_mailings_letters_live_their_own_lives_and_share_the_content_to_the_la
         custody.SetLegalHold(custody_pb2.SetLegalHoldRequest(name=accepted, legal_hold=False))
         assert wait_for(lambda: _mailing_chunks(database) == 0, timeout=30)
         with pytest.raises(grpc.RpcError) as gone:
-            _content(custody, accepted, log_in(identity, owners[0], later))
+            _content(custody, accepted, fresh)
         assert gone.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         # The evidence stays.
         assert (
