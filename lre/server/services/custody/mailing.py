@@ -14,6 +14,8 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
+from sqlalchemy.exc import IntegrityError
+
 from lre.server.adapters.signer import SignerClient, mailing_key_context
 from lre.server.domain import identity
 from lre.server.domain.errors import DepositRefused, InvalidArgument, NotFound, RequestConflict
@@ -123,7 +125,19 @@ class MailingService:
             existing = store.mailings.by_request(sender_id, request_id)
         if existing is not None:
             return self._replay(existing, recipients, parts, chunks)
-        view = self._deposit_once(sender_id, request_id, reference, recipients, parts, chunks, now)
+        try:
+            view = self._deposit_once(
+                sender_id, request_id, reference, recipients, parts, chunks, now
+            )
+        except IntegrityError:
+            # The same request raced in from another call and won: the mailing's
+            # row is written before any content is read, so the content is
+            # still there to compare with the winner's.
+            with self._stores.read() as store:
+                existing = store.mailings.by_request(sender_id, request_id)
+            if existing is None:
+                raise
+            return self._replay(existing, recipients, parts, chunks)
         DEPOSITS.labels("accepted").inc(sum(1 for r in view.recipients if r.letter_id))
         DEPOSITS.labels("rejected").inc(sum(1 for r in view.recipients if not r.letter_id))
         return view
@@ -401,7 +415,7 @@ class MailingService:
         header = ["index", "recipient", "letter_reference", "letter", "state", "refusal"]
         for event in STEPS:
             header += [f"{event.value}_time", f"{event.value}_evidence"]
-        yield _csv_line([*header, "SubmissionRejection_time", "SubmissionRejection_evidence"])
+        yield report_line([*header, "SubmissionRejection_time", "SubmissionRejection_evidence"])
         for r in recipients:
             letter = letters.get(r.letter_id) if r.letter_id else None
             row = [
@@ -427,10 +441,10 @@ class MailingService:
                 if r.evidence_id
                 else "",
             ]
-            yield _csv_line(row)
+            yield report_line(row)
 
 
-def _csv_line(fields: list[str]) -> str:
+def report_line(fields: list[str]) -> str:
     """RFC 4180; a cell starting with a formula character is prefixed with a
     quote, so that a spreadsheet opening the report runs nothing."""
     cells = []
