@@ -7,6 +7,7 @@ the others. One transaction: the mailing commits whole or not at all."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import secrets
@@ -22,12 +23,12 @@ from lre.server.domain.errors import DepositRefused, InvalidArgument, NotFound, 
 from lre.server.domain.evidence import EvidenceDocument, PartDigest, PartyDetails
 from lre.server.domain.letters import EvidenceEvent, LetterState, OutboxKind
 from lre.server.domain.mailings import (
-    CONSENT_MISSING,
-    INVALID_ADDRESS,
     MAX_RECIPIENTS,
-    PARTY_UNKNOWN,
+    REASONS,
     MailingRecipientRecord,
     MailingRecord,
+    party_id,
+    refusal,
 )
 from lre.server.domain.records import ChargeRecord, EvidenceRecord, LetterRecord, PartRecord
 from lre.server.services.custody.content import content_digests, encrypt_content
@@ -42,12 +43,6 @@ from lre.server.services.custody.policy import CustodyPolicy
 from lre.server.storage.outbox import new_message
 from lre.server.storage.store import Stores
 
-REASONS = {
-    CONSENT_MISSING: "the recipient is not a professional and has not consented to "
-    "electronic registered letters",
-    PARTY_UNKNOWN: "no such party",
-    INVALID_ADDRESS: "not a party's name, or the party has no usable e-mail address",
-}
 # The report's columns: per recipient, then per step its time and evidence.
 STEPS = (
     EvidenceEvent.SUBMISSION_ACCEPTANCE,
@@ -67,21 +62,6 @@ class MailingView:
     mailing: MailingRecord
     recipients: list[MailingRecipientRecord]
     states: dict[LetterState, int]
-
-
-def _usable_email(email: str) -> bool:
-    local, at, domain = email.rpartition("@")
-    return bool(at and local and "." in domain and not any(c.isspace() for c in email))
-
-
-def _party_id(name: str) -> uuid.UUID | None:
-    prefix, _, rest = name.partition("/")
-    if prefix != "parties":
-        return None
-    try:
-        return uuid.UUID(rest)
-    except ValueError:
-        return None
 
 
 class MailingService:
@@ -165,7 +145,7 @@ class MailingService:
     ) -> MailingView:
         mailing_id = uuid.uuid4()
         with self._stores.begin() as store:
-            ids = [_party_id(name) for name, _ in recipients]
+            ids = [party_id(name) for name, _ in recipients]
             found = store.letters.parties([sender_id, *(i for i in ids if i)])
             if sender_id not in found:
                 raise NotFound("no such party")
@@ -173,14 +153,13 @@ class MailingService:
             consenting = store.mailings.consenting(
                 sender_id, (i for i in ids if i in found and not found[i][1])
             )
-            refusals: dict[int, str] = {}
-            for position, party in enumerate(ids):
-                if party is None or (party in found and not _usable_email(found[party][0].email)):
-                    refusals[position] = INVALID_ADDRESS
-                elif party not in found:
-                    refusals[position] = PARTY_UNKNOWN
-                elif not found[party][1] and party not in consenting:
-                    refusals[position] = CONSENT_MISSING
+            refusals = {
+                position: code
+                for position, party in enumerate(ids)
+                if (
+                    code := refusal(party, found.get(party) if party else None, party in consenting)
+                )
+            }
             passing = [p for p in range(len(recipients)) if p not in refusals]
             key = os.urandom(32)
             wrapped = (
@@ -207,8 +186,8 @@ class MailingService:
                 PartDigest(p.filename, p.media_type, p.size_bytes, d.hex())
                 for p, d in zip(parts, digests, strict=True)
             )
-            mailing = MailingRecord(
-                **{**mailing.__dict__, "parts": [p.__dict__ for p in part_digests]}
+            mailing = dataclasses.replace(
+                mailing, parts=[dataclasses.asdict(p) for p in part_digests]
             )
             store.mailings.set_parts(mailing_id, mailing.parts)
 
