@@ -35,6 +35,7 @@ from lre.server.services.custody import (
     DecisionService,
     DepositService,
     EvidenceRecorder,
+    MailingService,
 )
 from lre.server.services.events import EventLog
 from lre.server.services.identity import EidBroker, IdentityPolicy, IdentityService
@@ -127,6 +128,7 @@ class Services:
     identity: IdentityService
     deposits: DepositService
     decisions: DecisionService
+    mailings: MailingService
     queries: CustodyQueries
     evidence: EvidenceRecorder
     notifications: NotificationService
@@ -150,6 +152,7 @@ def build_services(settings: ServerSettings, engine: Engine, signer: SignerClien
         identity=identity,
         deposits=DepositService(stores, identity, ContentKeys(signer), evidence, policy, utcnow),
         decisions=DecisionService(stores, signer, evidence, policy.reminder_days, utcnow),
+        mailings=MailingService(stores, signer, evidence, policy, utcnow),
         queries=CustodyQueries(stores),
         evidence=evidence,
         notifications=NotificationService(
@@ -217,6 +220,7 @@ def service_bindings(services: Services) -> list[ServiceBinding]:
             CustodyServicer(
                 services.deposits,
                 services.decisions,
+                services.mailings,
                 services.queries,
                 services.identity,
                 services.events,

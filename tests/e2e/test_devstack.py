@@ -142,25 +142,28 @@ def test_the_walkthrough_client_against_make_run(tmp_path: Path, ports: dict[str
     document.write_bytes(b"%PDF-1.7 " + bytes(range(256)) * 400)
     try:
         assert wait_for(lambda: b"LRE is running" in log.read_bytes(), timeout=60), log.read_text()
-        result = subprocess.run(
-            [
-                str(BIN / "lre-client"),
-                "walkthrough",
-                str(document),
-                "--server",
-                ports["LRE_SERVER_GRPC_ADDRESS"],
-                "--signer",
-                ports["LRE_SIGNER_GRPC_ADDRESS"],
-                "--maildir",
-                str(var / "mail"),
-                "--out",
-                str(tmp_path / "out"),
-                "--tls-dir",
-                str(var / "tls"),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
+        result, mailing = (
+            subprocess.run(
+                [
+                    str(BIN / "lre-client"),
+                    command,
+                    str(document),
+                    "--server",
+                    ports["LRE_SERVER_GRPC_ADDRESS"],
+                    "--signer",
+                    ports["LRE_SIGNER_GRPC_ADDRESS"],
+                    "--maildir",
+                    str(var / "mail"),
+                    "--out",
+                    str(tmp_path / out),
+                    "--tls-dir",
+                    str(var / "tls"),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            for command, out in (("walkthrough", "out"), ("mailing", "mailing"))
         )
     finally:
         devstack.send_signal(signal.SIGINT)
@@ -176,3 +179,10 @@ def test_the_walkthrough_client_against_make_run(tmp_path: Path, ports: dict[str
         verified = subprocess.run(command.split(), capture_output=True, text=True)
         assert verified.returncode == 0, (command, verified.stdout, verified.stderr)
         assert "Verification successful" in verified.stderr or "Verification: OK" in verified.stdout
+    # The mailing command: two letters, two refusals (no consent, no such party), one accepted.
+    assert mailing.returncode == 0, mailing.stdout + mailing.stderr
+    assert "2 letters, 2 refused" in mailing.stdout, mailing.stdout
+    assert "content identical: True" in mailing.stdout
+    assert "accepted 1" in mailing.stdout
+    report = (tmp_path / "mailing" / "mailing-report.csv").read_text().splitlines()
+    assert len(report) == 5 and report[1].split(",")[4] == "accepted"

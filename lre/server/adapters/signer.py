@@ -168,6 +168,11 @@ def letter_key_context(letter_id: uuid.UUID) -> bytes:
     return f"letters/{letter_id}".encode()
 
 
+def mailing_key_context(mailing_id: uuid.UUID) -> bytes:
+    """A mailing's content key is bound to the mailing, whose letters share it."""
+    return f"mailings/{mailing_id}".encode()
+
+
 @dataclass(frozen=True)
 class ContentKey:
     letter_id: uuid.UUID

@@ -15,12 +15,15 @@ from lre.server.api.errors import domain_errors
 from lre.server.api.names import parse_id
 from lre.server.domain.errors import FailedPrecondition, InvalidArgument, NotFound
 from lre.server.domain.letters import EvidenceEvent, LetterState
+from lre.server.domain.mailings import MailingRecipientRecord
 from lre.server.domain.records import EvidenceRecord, LetterRecord, PartRecord, TreeHeadRecord
 from lre.server.services.custody import (
     CustodyQueries,
     DecisionService,
     DeclaredPart,
     DepositService,
+    MailingService,
+    MailingView,
 )
 from lre.server.services.events import EventLog
 from lre.server.services.identity import IdentityService
@@ -86,6 +89,69 @@ def _evidence_name(name: str, field: str) -> tuple[uuid.UUID, uuid.UUID]:
     )
 
 
+def _mailing_recipient(r: MailingRecipientRecord) -> custody_pb2.MailingRecipientResult:
+    result = custody_pb2.MailingRecipientResult(
+        index=r.position, recipient=r.recipient, letter_reference=r.letter_reference
+    )
+    if r.letter_id is not None:
+        result.letter = f"letters/{r.letter_id}"
+    else:
+        result.refusal.CopyFrom(
+            custody_pb2.MailingRefusal(
+                reason_code=r.reason_code or "",
+                reason=r.reason or "",
+                evidence=custody_pb2.Evidence(
+                    name=f"mailings/{r.mailing_id}/recipients/{r.position}/evidence/{r.evidence_id}",
+                    event=common_pb2.EVIDENCE_EVENT_SUBMISSION_REJECTION,
+                    event_time=timestamp(r.evidence_time),
+                    document=r.evidence_document or b"",
+                    seal=r.evidence_seal or b"",
+                ),
+            )
+        )
+    return result
+
+
+def mailing_message(view: MailingView, with_recipients: bool) -> custody_pb2.Mailing:
+    mailing, states = view.mailing, view.states
+    refusals: dict[str, int] = {}
+    for r in view.recipients:
+        if r.reason_code:
+            refusals[r.reason_code] = refusals.get(r.reason_code, 0) + 1
+    letters = sum(n for state, n in states.items() if state is not LetterState.REJECTED)
+    recipients = len(view.recipients) if view.recipients else letters
+    return custody_pb2.Mailing(
+        name=f"mailings/{mailing.id}",
+        reference=mailing.reference,
+        sender=f"parties/{mailing.sender_id}",
+        parts=[
+            custody_pb2.ContentPart(
+                filename=p["filename"],
+                media_type=p["media_type"],
+                size_bytes=p["size_bytes"],
+                digest=common_pb2.Digest(
+                    algorithm=common_pb2.HASH_ALGORITHM_SHA256, value=bytes.fromhex(p["sha256"])
+                ),
+            )
+            for p in mailing.parts
+        ],
+        deposit_time=timestamp(mailing.deposit_time),
+        recipient_count=recipients,
+        letter_count=letters,
+        refused_count=len(view.recipients) - letters if view.recipients else 0,
+        refusals=refusals,
+        progress=custody_pb2.MailingProgress(
+            awaiting_notification=states[LetterState.DEPOSITED],
+            notified=states[LetterState.NOTIFIED],
+            notification_failed=states[LetterState.NOTIFICATION_FAILED],
+            accepted=states[LetterState.ACCEPTED],
+            refused=states[LetterState.REFUSED],
+            expired=states[LetterState.EXPIRED],
+        ),
+        recipients=[_mailing_recipient(r) for r in view.recipients] if with_recipients else [],
+    )
+
+
 def _tree_head(head: TreeHeadRecord) -> custody_pb2.TreeHead:
     return custody_pb2.TreeHead(
         tree_size=head.tree_size,
@@ -101,12 +167,14 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
         self,
         deposits: DepositService,
         decisions: DecisionService,
+        mailings: MailingService,
         queries: CustodyQueries,
         identities: IdentityService,
         events: EventLog,
     ) -> None:
         self._deposits = deposits
         self._decisions = decisions
+        self._mailings = mailings
         self._queries = queries
         self._identities = identities
         self._events = events
@@ -137,6 +205,70 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
                 chunks(),
             )
             return letter_message(letter, parts, uuid.UUID(session.party_id))
+
+    def DepositMailing(
+        self,
+        request_iterator: Iterator[custody_pb2.DepositMailingRequest],
+        context: grpc.ServicerContext,
+    ) -> custody_pb2.Mailing:
+        with domain_errors(context):
+            session = session_of(context, self._identities)
+            first = next(request_iterator, None)
+            if first is None or first.WhichOneof("payload") != "envelope":
+                raise InvalidArgument("envelope", "the first message carries the envelope")
+            envelope = first.envelope
+
+            def chunks() -> Iterator[tuple[int, bytes]]:
+                for message in request_iterator:
+                    if message.WhichOneof("payload") != "chunk":
+                        raise InvalidArgument("chunk", "only the first message carries an envelope")
+                    yield message.chunk.part_index, message.chunk.data
+
+            view = self._mailings.deposit(
+                session,
+                envelope.request_id,
+                envelope.reference,
+                [(r.recipient, r.letter_reference) for r in envelope.recipients],
+                [DeclaredPart(p.filename, p.media_type, p.size_bytes) for p in envelope.parts],
+                chunks(),
+            )
+            return mailing_message(view, with_recipients=True)
+
+    def GetMailing(
+        self, request: custody_pb2.GetMailingRequest, context: grpc.ServicerContext
+    ) -> custody_pb2.Mailing:
+        with domain_errors(context):
+            session = session_of(context, self._identities)
+            view = self._mailings.get(session, parse_id(request.name, "name", "mailings"))
+            return mailing_message(view, with_recipients=True)
+
+    def ListMailings(
+        self, request: custody_pb2.ListMailingsRequest, context: grpc.ServicerContext
+    ) -> custody_pb2.ListMailingsResponse:
+        with domain_errors(context):
+            session = session_of(context, self._identities)
+            views, token = self._mailings.page_for(session, request.page_size, request.page_token)
+            return custody_pb2.ListMailingsResponse(
+                mailings=[mailing_message(v, with_recipients=False) for v in views],
+                next_page_token=token,
+            )
+
+    def GetMailingReport(
+        self, request: custody_pb2.GetMailingReportRequest, context: grpc.ServicerContext
+    ) -> Iterator[custody_pb2.MailingReportChunk]:
+        with domain_errors(context):
+            session = session_of(context, self._identities)
+            lines = self._mailings.report(session, parse_id(request.name, "name", "mailings"))
+            pending: list[bytes] = []
+            size = 0
+            for line in lines:
+                pending.append(line.encode())
+                size += len(pending[-1])
+                if size >= WIRE_CHUNK:
+                    yield custody_pb2.MailingReportChunk(data=b"".join(pending))
+                    pending, size = [], 0
+            if pending:
+                yield custody_pb2.MailingReportChunk(data=b"".join(pending))
 
     def AcceptLetter(
         self, request: custody_pb2.AcceptLetterRequest, context: grpc.ServicerContext
@@ -195,13 +327,24 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
                 state = next((s for s, v in STATES.items() if v == request.state), None)
                 if state is None:
                     raise InvalidArgument("state", "unknown letter state")
-            letters, token = self._queries.letters_for(
-                session,
-                request.role == custody_pb2.LETTER_ROLE_SENDER,
-                state,
-                request.page_size,
-                request.page_token,
-            )
+            if request.mailing:
+                if request.role != custody_pb2.LETTER_ROLE_SENDER:
+                    raise InvalidArgument("mailing", "a mailing's letters are listed by its sender")
+                letters, token = self._mailings.letters(
+                    session,
+                    parse_id(request.mailing, "mailing", "mailings"),
+                    state,
+                    request.page_size,
+                    request.page_token,
+                )
+            else:
+                letters, token = self._queries.letters_for(
+                    session,
+                    request.role == custody_pb2.LETTER_ROLE_SENDER,
+                    state,
+                    request.page_size,
+                    request.page_token,
+                )
             viewer = uuid.UUID(session.party_id)
             return custody_pb2.ListLettersResponse(
                 letters=[letter_message(letter, [], viewer) for letter in letters],

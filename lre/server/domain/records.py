@@ -36,6 +36,8 @@ class LetterRecord:
     # (and for a refused deposit, which never had content).
     wrapped_key: bytes | None = field(default=None, repr=False)
     content_purge_time: dt.datetime | None = None
+    # The mailing whose content this letter shares; None for a single letter.
+    mailing_id: uuid.UUID | None = None
 
     def lifecycle(self) -> Letter:
         """The letter's state machine, to ask the law what may happen next."""

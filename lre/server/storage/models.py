@@ -123,6 +123,65 @@ class Letter(Base):
     # AES-256-GCM content key, wrapped by the signer's token key; never in clear.
     wrapped_key: Mapped[bytes | None] = mapped_column(LargeBinary)
     content_purge_time: Mapped[dt.datetime | None]
+    # A letter of a mailing reads the mailing's content (``wrapped_key`` is
+    # then the mailing's key, bound to the mailing); None for a single letter.
+    mailing_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("mailings.id"), index=True)
+
+
+class Mailing(Base):
+    """One document to many recipients: the content stored once, each
+    recipient's letter (or refusal) in mailing_recipients."""
+
+    __tablename__ = "mailings"
+    __table_args__ = (UniqueConstraint("sender_id", "request_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    sender_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("parties.id"), index=True)
+    request_id: Mapped[str] = mapped_column(String(128))
+    # The sender's own reference (a general assembly, a rent review).
+    reference: Mapped[str] = mapped_column(String(200))
+    deposit_time: Mapped[dt.datetime]
+    # The declared parts with their digests: what a retry is compared with.
+    parts: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    # The content key wrapped bound to the mailing; None once no letter needs the content.
+    wrapped_key: Mapped[bytes | None] = mapped_column(LargeBinary)
+    content_purge_time: Mapped[dt.datetime | None]
+
+
+class MailingRecipient(Base):
+    """A recipient of a mailing, in the order given: its letter, or why it was
+    refused with the sealed SubmissionRejection (a refused recipient may be no
+    known party, so the evidence is kept here rather than under a letter)."""
+
+    __tablename__ = "mailing_recipients"
+    __table_args__ = (UniqueConstraint("mailing_id", "position"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    mailing_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("mailings.id"))
+    position: Mapped[int] = mapped_column(Integer)
+    # As the sender gave it ("parties/{id}").
+    recipient: Mapped[str] = mapped_column(String(200))
+    letter_reference: Mapped[str] = mapped_column(String(200))
+    letter_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("letters.id"), unique=True)
+    reason_code: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str | None] = mapped_column(String(500))
+    evidence_id: Mapped[uuid.UUID | None]
+    evidence_time: Mapped[dt.datetime | None]
+    evidence_document: Mapped[bytes | None] = mapped_column(LargeBinary)
+    evidence_seal: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+class MailingChunk(Base):
+    """A mailing's encrypted content, once for all its letters."""
+
+    __tablename__ = "mailing_chunks"
+    __table_args__ = (UniqueConstraint("mailing_id", "part_index", "sequence"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    mailing_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("mailings.id", ondelete="CASCADE"))
+    part_index: Mapped[int] = mapped_column(Integer)
+    sequence: Mapped[int] = mapped_column(Integer)
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class LetterPart(Base):

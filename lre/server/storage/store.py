@@ -11,6 +11,7 @@ from sqlalchemy.orm import sessionmaker
 from lre.server.storage.evidence import ChargeRepository, EvidenceRepository
 from lre.server.storage.letters import ContentRepository, LetterRepository
 from lre.server.storage.log import LogRepository
+from lre.server.storage.mailings import MailingRepository
 from lre.server.storage.outbox import OutboxRepository
 from lre.server.storage.webhooks import WebhookRepository
 
@@ -27,6 +28,7 @@ class Store:
         self.outbox = OutboxRepository(db)
         self.log = LogRepository(db)
         self.webhooks = WebhookRepository(db)
+        self.mailings = MailingRepository(db)
 
 
 class Stores:

@@ -1,5 +1,6 @@
 """The retention purge: the content of final letters is deleted once its
-retention has passed, unless on legal hold; the evidence stays."""
+retention has passed, unless on legal hold; the evidence stays. A mailing's
+content, shared by its letters, goes once none of them still needs it."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ class RetentionPurge:
         with self._stores.begin() as store:
             due = store.letters.lock_past_retention(now - self._retention, batch or self._batch)
             store.letters.purge_content(due, now)
+            store.mailings.purge_unneeded_content(now)
         PURGED.inc(len(due))
         return len(due)
 

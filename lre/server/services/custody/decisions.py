@@ -9,7 +9,7 @@ import datetime as dt
 import uuid
 from collections.abc import Callable, Iterator
 
-from lre.server.adapters.signer import SignerClient, letter_key_context
+from lre.server.adapters.signer import SignerClient, letter_key_context, mailing_key_context
 from lre.server.domain import identity
 from lre.server.domain.errors import FailedPrecondition, InvalidArgument, NotFound
 from lre.server.domain.letters import EvidenceEvent, LetterState, OutboxKind, OutboxState
@@ -87,12 +87,23 @@ class DecisionService:
             raise FailedPrecondition("the content is available only after acceptance")
         if letter.wrapped_key is None:
             raise FailedPrecondition("the content is no longer kept (retention period over)")
-        key = self._signer.unwrap_key(letter.wrapped_key, letter_key_context(letter.id))
-        return self._stream(letter_id, key)
+        if letter.mailing_id is None:
+            key = self._signer.unwrap_key(letter.wrapped_key, letter_key_context(letter.id))
+        else:
+            # A letter of a mailing reads the mailing's content, under the mailing's key.
+            key = self._signer.unwrap_key(
+                letter.wrapped_key, mailing_key_context(letter.mailing_id)
+            )
+        return self._stream(letter_id, letter.mailing_id, key)
 
-    def _stream(self, letter_id: uuid.UUID, key: bytes) -> Iterator[tuple[int, bytes]]:
+    def _stream(
+        self, letter_id: uuid.UUID, mailing_id: uuid.UUID | None, key: bytes
+    ) -> Iterator[tuple[int, bytes]]:
         with self._stores.read() as store:
-            yield from decrypt_content(store.content, letter_id, key)
+            if mailing_id is None:
+                yield from decrypt_content(store.content, letter_id, key)
+            else:
+                yield from decrypt_content(store.mailings.content, mailing_id, key)
         now = self._clock()
         with self._stores.begin() as store:
             letter = store.letters.lock(letter_id)

@@ -1,0 +1,436 @@
+"""Mailings: one document to many recipients in one deposit. The content is
+encrypted once under one key bound to the mailing; each recipient who passes
+gets a letter of its own, written exactly as a single deposit writes one (its
+proof of deposit with the content digests, its notice, its charge, its log
+entry); a recipient refused gets a sealed SubmissionRejection and never fails
+the others. One transaction: the mailing commits whole or not at all."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+import secrets
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from sqlalchemy.exc import IntegrityError
+
+from lre.server.adapters.signer import SignerClient, mailing_key_context
+from lre.server.domain import identity
+from lre.server.domain.errors import DepositRefused, InvalidArgument, NotFound, RequestConflict
+from lre.server.domain.evidence import EvidenceDocument, PartDigest, PartyDetails
+from lre.server.domain.letters import EvidenceEvent, LetterState, OutboxKind
+from lre.server.domain.mailings import (
+    MAX_RECIPIENTS,
+    REASONS,
+    MailingRecipientRecord,
+    MailingRecord,
+    party_id,
+    refusal,
+)
+from lre.server.domain.records import ChargeRecord, EvidenceRecord, LetterRecord, PartRecord
+from lre.server.services.custody.content import content_digests, encrypt_content
+from lre.server.services.custody.deposit import (
+    DEPOSITS,
+    REFERENCE_ALPHABET,
+    DeclaredPart,
+    _check_envelope,
+)
+from lre.server.services.custody.evidence import EvidenceRecorder
+from lre.server.services.custody.policy import CustodyPolicy
+from lre.server.storage.outbox import new_message
+from lre.server.storage.store import Stores
+
+# The report's columns: per recipient, then per step its time and evidence.
+STEPS = (
+    EvidenceEvent.SUBMISSION_ACCEPTANCE,
+    EvidenceEvent.NOTIFICATION_FOR_ACCEPTANCE,
+    EvidenceEvent.NOTIFICATION_FOR_ACCEPTANCE_FAILURE,
+    EvidenceEvent.CONSIGNMENT_ACCEPTANCE,
+    EvidenceEvent.CONTENT_HANDOVER,
+    EvidenceEvent.CONSIGNMENT_REJECTION,
+    EvidenceEvent.ACCEPTANCE_REJECTION_EXPIRY,
+)
+
+
+@dataclass(frozen=True)
+class MailingView:
+    """A mailing as its sender reads it: the recipients, and where its letters are."""
+
+    mailing: MailingRecord
+    recipients: list[MailingRecipientRecord]
+    states: dict[LetterState, int]
+
+
+class MailingService:
+    def __init__(
+        self,
+        stores: Stores,
+        signer: SignerClient,
+        evidence: EvidenceRecorder,
+        policy: CustodyPolicy,
+        clock: Callable[[], dt.datetime],
+    ) -> None:
+        self._stores = stores
+        self._signer = signer
+        self._evidence = evidence
+        self._policy = policy
+        self._clock = clock
+
+    def deposit(
+        self,
+        session: identity.Session,
+        request_id: str,
+        reference: str,
+        recipients: list[tuple[str, str]],
+        parts: list[DeclaredPart],
+        chunks: Iterable[tuple[int, bytes]],
+    ) -> MailingView:
+        """``recipients``: (party name, the sender's letter reference), in order."""
+        now = self._clock()
+        _check_envelope(request_id, parts)
+        if len(reference) > 200:
+            raise InvalidArgument("envelope.reference", "at most 200 characters")
+        if not 0 < len(recipients) <= MAX_RECIPIENTS:
+            raise InvalidArgument("envelope.recipients", f"1 to {MAX_RECIPIENTS} recipients")
+        for i, (name, letter_reference) in enumerate(recipients):
+            if len(name) > 200 or len(letter_reference) > 200:
+                raise InvalidArgument(f"envelope.recipients[{i}]", "at most 200 characters each")
+        identity.require_sender(session, now)
+        self._check_size(parts)
+        sender_id = uuid.UUID(session.party_id)
+        with self._stores.read() as store:
+            existing = store.mailings.by_request(sender_id, request_id)
+        if existing is not None:
+            return self._replay(existing, recipients, parts, chunks)
+        try:
+            view = self._deposit_once(
+                sender_id, request_id, reference, recipients, parts, chunks, now
+            )
+        except IntegrityError:
+            # The same request raced in from another call and won: the mailing's
+            # row is written before any content is read, so the content is
+            # still there to compare with the winner's.
+            with self._stores.read() as store:
+                existing = store.mailings.by_request(sender_id, request_id)
+            if existing is None:
+                raise
+            return self._replay(existing, recipients, parts, chunks)
+        DEPOSITS.labels("accepted").inc(sum(1 for r in view.recipients if r.letter_id))
+        DEPOSITS.labels("rejected").inc(sum(1 for r in view.recipients if not r.letter_id))
+        return view
+
+    def _check_size(self, parts: list[DeclaredPart]) -> None:
+        """The same limits as a single letter's: the content is each letter's."""
+        if any(p.size_bytes == 0 for p in parts):
+            raise DepositRefused("content_empty", "every part must have content", "envelope.parts")
+        if sum(p.size_bytes for p in parts) > self._policy.max_letter_bytes:
+            raise DepositRefused(
+                "content_too_large",
+                f"the letter exceeds {self._policy.max_letter_bytes} bytes",
+                "envelope.parts",
+            )
+
+    def _deposit_once(
+        self,
+        sender_id: uuid.UUID,
+        request_id: str,
+        reference: str,
+        recipients: list[tuple[str, str]],
+        parts: list[DeclaredPart],
+        chunks: Iterable[tuple[int, bytes]],
+        now: dt.datetime,
+    ) -> MailingView:
+        mailing_id = uuid.uuid4()
+        with self._stores.begin() as store:
+            ids = [party_id(name) for name, _ in recipients]
+            found = store.letters.parties([sender_id, *(i for i in ids if i)])
+            if sender_id not in found:
+                raise NotFound("no such party")
+            sender = found[sender_id][0]
+            consenting = store.mailings.consenting(
+                sender_id, (i for i in ids if i in found and not found[i][1])
+            )
+            refusals = {
+                position: code
+                for position, party in enumerate(ids)
+                if (
+                    code := refusal(party, found.get(party) if party else None, party in consenting)
+                )
+            }
+            passing = [p for p in range(len(recipients)) if p not in refusals]
+            key = os.urandom(32)
+            wrapped = (
+                self._signer.wrap_key(key, mailing_key_context(mailing_id)) if passing else None
+            )
+            mailing = MailingRecord(
+                mailing_id,
+                sender_id,
+                request_id,
+                reference,
+                now,
+                [],
+                wrapped,
+                None if passing else now,
+            )
+            store.mailings.add(mailing)
+            sizes = [p.size_bytes for p in parts]
+            digests = (
+                encrypt_content(store.mailings.content, mailing_id, key, sizes, chunks)
+                if passing
+                else content_digests(sizes, chunks)
+            )
+            part_digests = tuple(
+                PartDigest(p.filename, p.media_type, p.size_bytes, d.hex())
+                for p, d in zip(parts, digests, strict=True)
+            )
+            mailing = dataclasses.replace(
+                mailing, parts=[dataclasses.asdict(p) for p in part_digests]
+            )
+            store.mailings.set_parts(mailing_id, mailing.parts)
+
+            letters = {
+                position: LetterRecord(
+                    id=uuid.uuid4(),
+                    reference="".join(secrets.choice(REFERENCE_ALPHABET) for _ in range(12)),
+                    sender_id=sender_id,
+                    recipient_id=party,
+                    request_id=f"mailings/{mailing_id}/{position}",
+                    state=LetterState.DEPOSITED,
+                    deposit_time=now,
+                    wrapped_key=wrapped,
+                    mailing_id=mailing_id,
+                )
+                for position in passing
+                if (party := ids[position]) is not None
+            }
+            documents = [
+                self._evidence.document(
+                    letter,
+                    EvidenceEvent.SUBMISSION_ACCEPTANCE,
+                    sender,
+                    found[letter.recipient_id][0],
+                    part_digests,
+                    now,
+                )
+                for letter in letters.values()
+            ]
+            rejections = [
+                self._rejection(mailing_id, position, sender, recipients, ids, found, now, code)
+                for position, code in refusals.items()
+            ]
+            sealed = self._evidence.seal_many([*documents, *rejections])
+            accepted, refused = sealed[: len(documents)], sealed[len(documents) :]
+            rejection_of = dict(zip(refusals, refused, strict=True))
+            rows = [
+                MailingRecipientRecord(
+                    mailing_id,
+                    position,
+                    name,
+                    letter_reference,
+                    letter_id=letters[position].id if position in letters else None,
+                    reason_code=refusals.get(position),
+                    reason=REASONS[refusals[position]] if position in refusals else None,
+                    evidence_id=rejection_of[position].id if position in refusals else None,
+                    evidence_time=now if position in refusals else None,
+                    evidence_document=(
+                        rejection_of[position].document if position in refusals else None
+                    ),
+                    evidence_seal=rejection_of[position].seal if position in refusals else None,
+                )
+                for position, (name, letter_reference) in enumerate(recipients)
+            ]
+            store.mailings.add_letters(list(letters.values()), rows)
+            store.letters.add_parts(
+                PartRecord(letter.id, i, p.filename, p.media_type, p.size_bytes, d)
+                for letter in letters.values()
+                for i, (p, d) in enumerate(zip(parts, digests, strict=True))
+            )
+            self._evidence.write(
+                store,
+                ((LetterState.DEPOSITED, e) for e in accepted),
+                (
+                    new_message(
+                        letter.id,
+                        OutboxKind.LETTER_WAITING,
+                        {"letter": f"letters/{letter.id}"},
+                        now,
+                        now,
+                    )
+                    for letter in letters.values()
+                ),
+            )
+            store.mailings.add_charges(
+                [
+                    ChargeRecord(
+                        uuid.uuid4(),
+                        sender_id,
+                        letter.id,
+                        self._policy.tariff_minor,
+                        self._policy.currency,
+                        now,
+                    )
+                    for letter in letters.values()
+                ]
+            )
+            states = dict.fromkeys(LetterState, 0) | {LetterState.DEPOSITED: len(letters)}
+            return MailingView(mailing, rows, states)
+
+    def _rejection(
+        self,
+        mailing_id: uuid.UUID,
+        position: int,
+        sender: PartyDetails,
+        recipients: list[tuple[str, str]],
+        ids: list[uuid.UUID | None],
+        found: dict[uuid.UUID, tuple[PartyDetails, bool]],
+        now: dt.datetime,
+        code: str,
+    ) -> EvidenceRecord:
+        """A recipient's SubmissionRejection. It names the recipient as found,
+        or as the sender gave it when no party has that name."""
+        party = ids[position]
+        recipient = found[party][0] if party in found else PartyDetails(recipients[position][0], "")
+        evidence_id = uuid.uuid4()
+        document = EvidenceDocument(
+            evidence_id=str(evidence_id),
+            event=EvidenceEvent.SUBMISSION_REJECTION,
+            event_time=now,
+            issuer=self._policy.provider_name,
+            sender=sender,
+            recipient=recipient,
+            letter_id=f"mailings/{mailing_id}/recipients/{position}",
+            submission_time=now,
+            parts=(),
+            reason=REASONS[code],
+            reason_code=code,
+        ).to_json()
+        # Not a letter's evidence: kept with the recipient's row, not in the evidence table.
+        return EvidenceRecord(
+            evidence_id, mailing_id, EvidenceEvent.SUBMISSION_REJECTION, now, document
+        )
+
+    def _replay(
+        self,
+        mailing: MailingRecord,
+        recipients: list[tuple[str, str]],
+        parts: list[DeclaredPart],
+        chunks: Iterable[tuple[int, bytes]],
+    ) -> MailingView:
+        """A retried mailing gets the first result; the same request_id with
+        other recipients or content is refused, naming what differs."""
+        view = self._view(mailing)
+        if [(r.recipient, r.letter_reference) for r in view.recipients] != recipients:
+            raise RequestConflict(
+                "envelope.recipients", "this request_id was used for other recipients"
+            )
+        stored = mailing.parts
+        if [(p["filename"], p["media_type"], p["size_bytes"]) for p in stored] != [
+            (p.filename, p.media_type, p.size_bytes) for p in parts
+        ]:
+            raise RequestConflict(
+                "envelope.parts", "this request_id was used for a mailing with other parts"
+            )
+        digests = content_digests([p.size_bytes for p in parts], chunks)
+        for i, (part, digest) in enumerate(zip(stored, digests, strict=True)):
+            if part["sha256"] != digest.hex():
+                raise RequestConflict(
+                    f"envelope.parts[{i}]", "this request_id was used for other content"
+                )
+        return view
+
+    # -- reading (the sender's only) -------------------------------------------
+
+    def _view(self, mailing: MailingRecord) -> MailingView:
+        with self._stores.read() as store:
+            return MailingView(
+                mailing,
+                store.mailings.recipients(mailing.id),
+                store.mailings.letter_states(mailing.id),
+            )
+
+    def _own(self, session: identity.Session, mailing_id: uuid.UUID) -> MailingRecord:
+        with self._stores.read() as store:
+            mailing = store.mailings.get(mailing_id)
+        if mailing is None or mailing.sender_id != uuid.UUID(session.party_id):
+            raise NotFound("no such mailing")
+        return mailing
+
+    def get(self, session: identity.Session, mailing_id: uuid.UUID) -> MailingView:
+        return self._view(self._own(session, mailing_id))
+
+    def page_for(
+        self, session: identity.Session, page_size: int, page_token: str
+    ) -> tuple[list[MailingView], str]:
+        """The caller's mailings, newest first, with their progress but not their recipients."""
+        with self._stores.read() as store:
+            mailings, token = store.mailings.page_for(
+                uuid.UUID(session.party_id), page_size, page_token
+            )
+            return [MailingView(m, [], store.mailings.letter_states(m.id)) for m in mailings], token
+
+    def letters(
+        self,
+        session: identity.Session,
+        mailing_id: uuid.UUID,
+        state: LetterState | None,
+        page_size: int,
+        page_token: str,
+    ) -> tuple[list[LetterRecord], str]:
+        self._own(session, mailing_id)
+        with self._stores.read() as store:
+            return store.mailings.letters_page(mailing_id, state, page_size, page_token)
+
+    def report(self, session: identity.Session, mailing_id: uuid.UUID) -> Iterator[str]:
+        """CSV lines: per recipient its letter, state, refusal, and per step
+        the time and the name of its evidence (GetEvidence fetches it sealed)."""
+        mailing = self._own(session, mailing_id)
+        with self._stores.read() as store:
+            recipients = store.mailings.recipients(mailing_id)
+            letters = store.mailings.letters(mailing_id)
+            steps = store.mailings.evidence_steps(mailing_id)
+        header = ["index", "recipient", "letter_reference", "letter", "state", "refusal"]
+        for event in STEPS:
+            header += [f"{event.value}_time", f"{event.value}_evidence"]
+        yield report_line([*header, "SubmissionRejection_time", "SubmissionRejection_evidence"])
+        for r in recipients:
+            letter = letters.get(r.letter_id) if r.letter_id else None
+            row = [
+                str(r.position),
+                r.recipient,
+                r.letter_reference,
+                f"letters/{letter.id}" if letter else "",
+                letter.state.value if letter else "refused_at_deposit",
+                r.reason_code or "",
+            ]
+            found = {
+                event: (at, eid) for event, at, eid in (steps.get(letter.id, []) if letter else [])
+            }
+            for event in STEPS:
+                at, eid = found.get(event, (None, None))
+                row += [
+                    at.isoformat() if at else "",
+                    f"letters/{r.letter_id}/evidence/{eid}" if eid else "",
+                ]
+            row += [
+                r.evidence_time.isoformat() if r.evidence_time else "",
+                f"mailings/{mailing.id}/recipients/{r.position}/evidence/{r.evidence_id}"
+                if r.evidence_id
+                else "",
+            ]
+            yield report_line(row)
+
+
+def report_line(fields: list[str]) -> str:
+    """RFC 4180; a cell starting with a formula character is prefixed with a
+    quote, so that a spreadsheet opening the report runs nothing."""
+    cells = []
+    for cell in fields:
+        if cell[:1] in ("=", "+", "-", "@"):
+            cell = "'" + cell
+        cells.append(
+            '"' + cell.replace('"', '""') + '"' if any(c in cell for c in ',"\r\n') else cell
+        )
+    return ",".join(cells) + "\r\n"

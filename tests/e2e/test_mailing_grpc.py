@@ -1,0 +1,419 @@
+"""Mailings through the real server and signer: one document to many
+recipients, each a letter of its own; refusals sealed; the content stored once
+and purged only when no letter of the mailing needs it."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import io
+import uuid
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from sqlalchemy import create_engine, func, select
+
+from lre.client.walkthrough import EnrolmentCodes, enroll_party, log_in, mailing_requests
+from lre.server.storage import models
+from lre.v1 import common_pb2, custody_pb2, custody_pb2_grpc, identity_pb2, identity_pb2_grpc
+from tests.conftest import SignerProcess
+from tests.e2e.conftest import server_process
+from tests.e2e.test_deposit_grpc import _company, _libfaketime, _verify_seal, _wait_notified
+from tests.support import wait_for
+
+CONVOCATION = b"%PDF-1.7 convocation assemblee generale " * 4000  # ~160 KB, several chunks
+PARTS = [("convocation.pdf", "application/pdf", CONVOCATION)]
+REFUSED = common_pb2.EVIDENCE_EVENT_SUBMISSION_REJECTION
+
+
+def _bearer(token: str) -> tuple[tuple[str, str]]:
+    return (("authorization", f"Bearer {token}"),)
+
+
+def _consumer(
+    identity: identity_pb2_grpc.IdentityServiceStub,
+    codes: EnrolmentCodes,
+    label: str,
+    sender: str | None,
+) -> Any:
+    """A proofed consumer; consenting to ``sender``'s letters when given (with
+    their own session: consent is the recipient's)."""
+    party = enroll_party(
+        identity,
+        f"{label}-{uuid.uuid4().hex[:6]}",
+        codes=codes,
+        kind=identity_pb2.PARTY_KIND_NATURAL_PERSON,
+        given_name="Copropriétaire",
+        family_name=label,
+        email=f"{label}@coproprietaires.example",
+    )
+    if sender:
+        identity.GrantConsent(
+            identity_pb2.GrantConsentRequest(
+                request_id=f"consent-{label}-{uuid.uuid4().hex[:6]}",
+                recipient=party.name,
+                sender=sender,
+                method="signed form",
+            ),
+            metadata=_bearer(log_in(identity, party)),
+        )
+    return party
+
+
+def _mailing(
+    custody: custody_pb2_grpc.CustodyServiceStub,
+    token: str,
+    request_id: str,
+    recipients: list[tuple[str, str]],
+    parts: list[tuple[str, str, bytes]] = PARTS,
+) -> custody_pb2.Mailing:
+    return custody.DepositMailing(
+        mailing_requests(request_id, "AG 2027 résidence Les Tilleuls", recipients, parts),
+        metadata=_bearer(token),
+        timeout=60,
+    )
+
+
+def test_a_mailing_gives_each_recipient_a_letter_or_a_sealed_refusal(
+    database_url: str, signer_process: SignerProcess, tmp_path: Path
+) -> None:
+    with (
+        server_process(signer_process, tmp_path, database_url, run_workers="false") as process,
+        grpc.insecure_channel(process.address) as channel,
+    ):
+        identity = identity_pb2_grpc.IdentityServiceStub(channel)
+        custody = custody_pb2_grpc.CustodyServiceStub(channel)
+        sender, token = _company(
+            identity,
+            process.enrolment_codes,
+            "ms",
+            "Syndic Tilleuls SARL",
+            "syndic@tilleuls.example",
+        )
+        _, other_token = _company(
+            identity, process.enrolment_codes, "mo", "Autre Syndic", "autre@syndic.example"
+        )
+        consenting = _consumer(identity, process.enrolment_codes, "alice", sender)
+        silent = _consumer(identity, process.enrolment_codes, "bruno", None)  # never consented
+        professional, _ = _company(
+            identity, process.enrolment_codes, "mp", "SCI Lot 7", "gestion@sci7.example"
+        )
+        unknown = f"parties/{uuid.uuid4()}"
+        recipients = [
+            (consenting.name, "lot 1"),
+            (silent.name, "lot 2"),
+            (professional, "lot 7"),
+            (unknown, "lot 9"),
+            ("alice@coproprietaires.example", "lot 11"),
+        ]
+        mailing = _mailing(custody, token, "ag-2027", recipients)
+
+        assert (mailing.recipient_count, mailing.letter_count, mailing.refused_count) == (5, 2, 3)
+        assert dict(mailing.refusals) == {
+            "consent_missing": 1,
+            "party_unknown": 1,
+            "invalid_address": 1,
+        }
+        assert mailing.progress.awaiting_notification == 2
+        by_reference = {r.letter_reference: r for r in mailing.recipients}
+        assert [r.index for r in mailing.recipients] == [0, 1, 2, 3, 4]
+        assert by_reference["lot 1"].WhichOneof("result") == "letter"
+        assert by_reference["lot 7"].WhichOneof("result") == "letter"
+        for lot, code in (
+            ("lot 2", "consent_missing"),
+            ("lot 9", "party_unknown"),
+            ("lot 11", "invalid_address"),
+        ):
+            refusal = by_reference[lot].refusal
+            assert refusal.reason_code == code
+            assert refusal.evidence.event == REFUSED
+            document = _verify_seal(refusal.evidence, signer_process, tmp_path)
+            assert document["event"].endswith("SubmissionRejection")
+            assert document["reasonCode"] == code
+            assert document["sender"]["name"] == "Syndic Tilleuls SARL"
+        assert [p.digest.value for p in mailing.parts] == [hashlib.sha256(CONVOCATION).digest()]
+
+        # Each letter: its own proof of deposit with the content's digest, its own charge.
+        letters = [by_reference["lot 1"].letter, by_reference["lot 7"].letter]
+        for name in letters:
+            letter = custody.GetLetter(
+                custody_pb2.GetLetterRequest(name=name), metadata=_bearer(token)
+            )
+            assert letter.state == common_pb2.LETTER_STATE_DEPOSITED
+            (evidence,) = custody.ListEvidence(
+                custody_pb2.ListEvidenceRequest(parent=name), metadata=_bearer(token)
+            ).evidence
+            document = _verify_seal(evidence, signer_process, tmp_path)
+            assert document["event"].endswith("SubmissionAcceptance")
+            assert document["letterId"] == name
+            assert [d["digestValue"] for d in document["contentDigests"]] == [
+                hashlib.sha256(CONVOCATION).hexdigest()
+            ]
+        charges = custody.ListCharges(custody_pb2.ListChargesRequest(), metadata=_bearer(token))
+        assert sorted(c.letter for c in charges.charges) == sorted(letters)
+
+        # The content once, not once per letter.
+        engine = create_engine(database_url)
+        with engine.connect() as db:
+            assert db.scalar(select(func.count()).select_from(models.ContentChunk)) == 0
+            stored = db.scalar(select(func.sum(func.length(models.MailingChunk.ciphertext))))
+            assert len(CONVOCATION) < stored < len(CONVOCATION) * 1.01
+            plain = db.scalar(
+                select(func.count())
+                .select_from(models.MailingChunk)
+                .where(models.MailingChunk.ciphertext.contains(b"convocation"))
+            )
+            assert plain == 0
+        engine.dispose()
+
+        # A retry gets the first mailing; the same key with other content is refused.
+        again = _mailing(custody, token, "ag-2027", recipients)
+        assert again == mailing
+        with pytest.raises(grpc.RpcError) as conflict:
+            _mailing(
+                custody,
+                token,
+                "ag-2027",
+                recipients,
+                [("convocation.pdf", "application/pdf", CONVOCATION[:-1] + b"!")],
+            )
+        assert conflict.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        with pytest.raises(grpc.RpcError) as conflict:
+            _mailing(custody, token, "ag-2027", recipients[:2])
+        assert conflict.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        # The key is the caller's: another sender's same request_id is a mailing of its own.
+        theirs = _mailing(custody, other_token, "ag-2027", [(professional, "x")])
+        assert theirs.name != mailing.name
+
+        # Reading: the mailing, the sender's list, its letters, its report; others see nothing.
+        got = custody.GetMailing(
+            custody_pb2.GetMailingRequest(name=mailing.name), metadata=_bearer(token)
+        )
+        assert got == mailing
+        listed = custody.ListMailings(custody_pb2.ListMailingsRequest(), metadata=_bearer(token))
+        assert [m.name for m in listed.mailings] == [mailing.name]
+        assert not listed.mailings[0].recipients
+        in_mailing = custody.ListLetters(
+            custody_pb2.ListLettersRequest(
+                role=custody_pb2.LETTER_ROLE_SENDER, mailing=mailing.name
+            ),
+            metadata=_bearer(token),
+        )
+        assert sorted(letter.name for letter in in_mailing.letters) == sorted(letters)
+        for call in (
+            lambda: custody.GetMailing(
+                custody_pb2.GetMailingRequest(name=mailing.name), metadata=_bearer(other_token)
+            ),
+            lambda: custody.ListLetters(
+                custody_pb2.ListLettersRequest(
+                    role=custody_pb2.LETTER_ROLE_SENDER, mailing=mailing.name
+                ),
+                metadata=_bearer(other_token),
+            ),
+        ):
+            with pytest.raises(grpc.RpcError) as hidden:
+                call()
+            assert hidden.value.code() == grpc.StatusCode.NOT_FOUND
+        report = b"".join(
+            c.data
+            for c in custody.GetMailingReport(
+                custody_pb2.GetMailingReportRequest(name=mailing.name), metadata=_bearer(token)
+            )
+        )
+        rows = list(csv.DictReader(io.StringIO(report.decode())))
+        assert [r["letter_reference"] for r in rows] == [
+            "lot 1",
+            "lot 2",
+            "lot 7",
+            "lot 9",
+            "lot 11",
+        ]
+        assert rows[0]["state"] == "deposited"
+        assert rows[0]["SubmissionAcceptance_evidence"].startswith(f"{letters[0]}/evidence/")
+        assert rows[1]["state"] == "refused_at_deposit"
+        assert rows[1]["refusal"] == "consent_missing"
+        assert (
+            rows[1]["SubmissionRejection_evidence"] == by_reference["lot 2"].refusal.evidence.name
+        )
+
+        # Bad input is the caller's mistake, named.
+        for bad, field in (
+            ([], "envelope.recipients"),
+            ([(professional, "x")] * 5001, "envelope.recipients"),
+        ):
+            with pytest.raises(grpc.RpcError) as refused:
+                _mailing(custody, token, f"bad-{len(bad)}", bad)
+            assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT, field
+    assert b"convocation" not in process.log.read_bytes()
+
+
+def _content(custody: custody_pb2_grpc.CustodyServiceStub, name: str, token: str) -> bytes:
+    return b"".join(
+        c.data
+        for c in custody.DownloadLetterContent(
+            custody_pb2.DownloadLetterContentRequest(name=name), metadata=_bearer(token)
+        )
+    )
+
+
+def _mailing_chunks(database: Path) -> int:
+    engine = create_engine(f"sqlite:///{database}")
+    with engine.connect() as db:
+        count = db.scalar(select(func.count()).select_from(models.MailingChunk))
+    engine.dispose()
+    return int(count or 0)
+
+
+def test_a_mailings_letters_live_their_own_lives_and_share_the_content_to_the_last(
+    signer_process: SignerProcess, tmp_path: Path
+) -> None:
+    """The real server with its own workers; only its wall clock moves
+    (libfaketime): one recipient accepts, one refuses, one lets the window
+    expire; the content, kept for a letter on legal hold, goes when the hold is lifted."""
+    clock = tmp_path / "faketime"
+    clock.write_text("+0\n")
+    faked = {
+        "LD_PRELOAD": _libfaketime(),
+        "FAKETIME_TIMESTAMP_FILE": str(clock),
+        "FAKETIME_CACHE_DURATION": "1",
+        "DONT_FAKE_MONOTONIC": "1",
+    }
+    database = tmp_path / "lre.db"
+    with (
+        server_process(
+            signer_process,
+            tmp_path,
+            f"sqlite:///{database}",
+            environment=faked,
+            outbox_interval_s="0.2",
+            expiry_interval_s="0.5",
+            retention_interval_s="0.5",
+            content_retention_days="30",
+            session_ttl_s=str(400 * 86400),
+        ) as server,
+        grpc.insecure_channel(server.address) as channel,
+    ):
+        identity = identity_pb2_grpc.IdentityServiceStub(channel)
+        custody = custody_pb2_grpc.CustodyServiceStub(channel)
+        sender, token = _company(
+            identity, server.enrolment_codes, "ls", "Syndic Lilas", "syndic@lilas.example"
+        )
+        owners = [
+            _consumer(identity, server.enrolment_codes, name, sender)
+            for name in ("accepte", "refuse", "muet")
+        ]
+        mailing = _mailing(
+            custody, token, "ag-lilas", [(o.name, f"lot {i}") for i, o in enumerate(owners)]
+        )
+        letters = [r.letter for r in mailing.recipients]
+        assert all(letters)
+        _wait_notified(custody, [custody_pb2.Letter(name=n) for n in letters], _bearer(token))
+        accepted, refused, silent = letters
+        tokens = [log_in(identity, o) for o in owners]
+        as_owner = [_bearer(t) for t in tokens]
+
+        # The recipient sees nothing of the sender's before accepting.
+        before = custody.GetLetter(
+            custody_pb2.GetLetterRequest(name=accepted), metadata=as_owner[0]
+        )
+        assert before.sender == "" and before.parts[0].filename == "part 1"
+        custody.AcceptLetter(custody_pb2.AcceptLetterRequest(name=accepted), metadata=as_owner[0])
+        assert _content(custody, accepted, tokens[0]) == CONVOCATION
+        custody.RefuseLetter(
+            custody_pb2.RefuseLetterRequest(name=refused, reason="pas concerné"),
+            metadata=as_owner[1],
+        )
+        with pytest.raises(grpc.RpcError) as not_accepted:
+            _content(custody, refused, tokens[1])
+        assert not_accepted.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+        clock.write_text("+17d\n")  # the third window closes unanswered
+        request = custody_pb2.GetLetterRequest(name=silent)
+        assert wait_for(
+            lambda: (
+                custody.GetLetter(request, metadata=_bearer(token)).state
+                == common_pb2.LETTER_STATE_EXPIRED
+            ),
+            timeout=30,
+        ), server.log.read_text()[-2000:]
+        progress = custody.GetMailing(
+            custody_pb2.GetMailingRequest(name=mailing.name), metadata=_bearer(token)
+        ).progress
+        assert (progress.accepted, progress.refused, progress.expired, progress.notified) == (
+            1,
+            1,
+            1,
+            0,
+        )
+
+        # Each letter's evidence, verified with openssl.
+        expected = {
+            accepted: [
+                "SubmissionAcceptance",
+                "NotificationForAcceptance",
+                "ConsignmentAcceptance",
+                "ContentHandover",
+            ],
+            refused: ["SubmissionAcceptance", "NotificationForAcceptance", "ConsignmentRejection"],
+            silent: [
+                "SubmissionAcceptance",
+                "NotificationForAcceptance",
+                "AcceptanceRejectionExpiry",
+            ],
+        }
+        for name, events in expected.items():
+            evidence = custody.ListEvidence(
+                custody_pb2.ListEvidenceRequest(parent=name), metadata=_bearer(token)
+            ).evidence
+            documents = [_verify_seal(e, signer_process, tmp_path) for e in evidence]
+            assert [d["event"].rsplit("/", 1)[-1] for d in documents] == events
+            assert all(d["letterId"] == name for d in documents)
+        report = b"".join(
+            c.data
+            for c in custody.GetMailingReport(
+                custody_pb2.GetMailingReportRequest(name=mailing.name), metadata=_bearer(token)
+            )
+        ).decode()
+        rows = list(csv.DictReader(io.StringIO(report)))
+        assert [r["state"] for r in rows] == ["accepted", "refused", "expired"]
+        assert rows[0]["ContentHandover_evidence"] and rows[2]["AcceptanceRejectionExpiry_evidence"]
+
+        # A legal hold on the accepted letter keeps the shared content past retention.
+        custody.SetLegalHold(custody_pb2.SetLegalHoldRequest(name=accepted, legal_hold=True))
+        clock.write_text("+60d\n")
+        later = dt.datetime.now(dt.UTC) + dt.timedelta(days=60)
+
+        def purged(name: str) -> bool:
+            engine = create_engine(f"sqlite:///{database}")
+            with engine.connect() as db:
+                when = db.scalar(
+                    select(models.Letter.content_purge_time).where(
+                        models.Letter.id == uuid.UUID(name.split("/")[1])
+                    )
+                )
+            engine.dispose()
+            return when is not None
+
+        assert wait_for(lambda: purged(refused) and purged(silent), timeout=30)
+        assert not purged(accepted)
+        assert _mailing_chunks(database) > 0
+        fresh = log_in(identity, owners[0], later)
+        assert _content(custody, accepted, fresh) == CONVOCATION
+
+        custody.SetLegalHold(custody_pb2.SetLegalHoldRequest(name=accepted, legal_hold=False))
+        assert wait_for(lambda: _mailing_chunks(database) == 0, timeout=30)
+        with pytest.raises(grpc.RpcError) as gone:
+            _content(custody, accepted, fresh)
+        assert gone.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        # The evidence stays.
+        assert (
+            len(
+                custody.ListEvidence(
+                    custody_pb2.ListEvidenceRequest(parent=accepted), metadata=_bearer(token)
+                ).evidence
+            )
+            == 4
+        )
