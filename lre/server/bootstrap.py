@@ -5,6 +5,7 @@ wires them into the services, the workers and the gRPC servicers."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from lre.server.clock import utcnow
 from lre.server.config import ServerSettings
 from lre.server.domain.identity import AssuranceLevel
 from lre.server.health import DependencyHealth
+from lre.server.proofs import proof_pdf
 from lre.server.services.custody import (
     CustodyPolicy,
     CustodyQueries,
@@ -143,12 +145,13 @@ def build_services(settings: ServerSettings, engine: Engine, signer: SignerClien
         content_retention=dt.timedelta(days=settings.content_retention_days),
         reminder_days=settings.reminders(),
     )
-    evidence = EvidenceRecorder(signer, policy.provider_name, utcnow)
+    proofs = functools.partial(proof_pdf, signer=signer)
+    evidence = EvidenceRecorder(signer, policy.provider_name, settings.evidence_policy(), utcnow)
     return Services(
         identity=identity,
         deposits=DepositService(stores, identity, ContentKeys(signer), evidence, policy, utcnow),
         decisions=DecisionService(stores, signer, evidence, policy.reminder_days, utcnow),
-        queries=CustodyQueries(stores),
+        queries=CustodyQueries(stores, proofs),
         evidence=evidence,
         notifications=NotificationService(
             stores,
@@ -158,6 +161,7 @@ def build_services(settings: ServerSettings, engine: Engine, signer: SignerClien
                 settings.recipient_portal_url,
                 settings.provider_name,
             ),
+            proofs,
         ),
         events=EventLog(stores, utcnow, signer, settings.provider_name),
         webhooks=WebhookService(

@@ -28,7 +28,11 @@ class EvidenceSealer:
         self._certificates = [signer.certificate, *(c for c in ca_chain if c.issuer != c.subject)]
 
     def seal(self, content: bytes) -> tuple[bytes, dt.datetime]:
-        signing_time = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        # UTCTime (RFC 5652 11.3 until 2049) holds whole seconds: rounded up, not
+        # cut, so that the claimed signing time never precedes the sealed event.
+        # The signature timestamp's genTime keeps the microseconds.
+        now = dt.datetime.now(dt.UTC)
+        signing_time = now.replace(microsecond=0) + dt.timedelta(seconds=bool(now.microsecond))
 
         def signature_timestamp(signature: bytes) -> list[s.Attribute]:
             token = self._tsa.timestamp_digest(hashlib.sha256(signature).digest())

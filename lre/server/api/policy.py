@@ -44,6 +44,7 @@ POLICY: dict[str, frozenset[Role]] = {
     _C + "DownloadLetterContent": frozenset({RECIPIENT}),
     _C + "ListEvidence": PORTALS,
     _C + "GetEvidence": PORTALS,
+    _C + "GetEvidenceProof": PORTALS,
     _C + "SetLegalHold": frozenset({OPERATOR}),
     _C + "ListCharges": frozenset({SENDER}),
     _C + "GetTreeHead": PORTALS | {OPERATOR, AUDITOR},

@@ -162,6 +162,7 @@ class DepositService:
                         (),
                         now,
                         (reason, str(exc)),
+                        sender_session=session,
                     )
                 )
                 store.letters.add(letter)
@@ -179,7 +180,7 @@ class DepositService:
                     LetterState.DEPOSITED,
                 )
                 written = self._accept(
-                    store, letter, content_key.key, sender, recipient, parts, chunks, now
+                    store, session, letter, content_key.key, sender, recipient, parts, chunks, now
                 )
         if refusal is not None:
             DEPOSITS.labels("rejected").inc()
@@ -222,6 +223,7 @@ class DepositService:
     def _accept(
         self,
         store: Store,
+        session: identity.Session,
         letter: LetterRecord,
         key: bytes,
         sender: PartyDetails,
@@ -249,7 +251,10 @@ class DepositService:
                     PartDigest(p.filename, p.media_type, p.size_bytes, p.sha256.hex())
                     for p in written
                 ),
-                now,
+                # Accepted once the content is stored: an upload takes its time,
+                # and the seal's timestamp must agree with this (check_times).
+                self._clock(),
+                sender_session=session,
             )
         )
         store.letters.add_parts(written)
