@@ -123,7 +123,7 @@ class World:
         self.signer = SignerClient(signer.grpc_address)
         self.identity = IdentityService(sessions, IdentityPolicy(secrets_key=KEY), clock)
         self.stores = Stores(sessions)
-        policy = CustodyPolicy("Test provider", 10**7, 399, "EUR")
+        self.policy = policy = CustodyPolicy("Test provider", 10**7, 399, "EUR")
         # The clock here jumps days ahead of the real TSA's: the time check is
         # widened for it (tests/integration/custody/test_evidence_v2.py keeps it strict).
         self.evidence = EvidenceRecorder(

@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
 import json
 from dataclasses import dataclass
+
+from cryptography import x509
 
 from lre.server.domain.errors import DependencyUnavailable
 from lre.server.domain.identity import AssuranceLevel, Session
@@ -97,6 +100,16 @@ class IssuerDetails:
     certificate_sha256: bytes
     certificate_issuer: str  # RFC 4514
     certificate_serial: int
+
+    @classmethod
+    def of(cls, name: str, certificate_der: bytes) -> IssuerDetails:
+        certificate = x509.load_der_x509_certificate(certificate_der)
+        return cls(
+            name=name,
+            certificate_sha256=hashlib.sha256(certificate_der).digest(),
+            certificate_issuer=certificate.issuer.rfc4514_string(),
+            certificate_serial=certificate.serial_number,
+        )
 
 
 @dataclass(frozen=True)

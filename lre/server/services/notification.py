@@ -249,7 +249,9 @@ class NotificationService:
             email = MIMEMultipart("mixed")
             email.attach(body)
             for filename, subtype, parameters, data in attachments:
-                part = MIMEApplication(data, subtype, **parameters)
+                part = MIMEApplication(data, subtype)
+                for name, value in parameters.items():
+                    part.set_param(name, value)
                 part.add_header("Content-Disposition", "attachment", filename=filename)
                 email.attach(part)
         email["From"] = self._policy.mail_from

@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import hashlib
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
-
-from cryptography import x509
 
 from lre.server.adapters.signer import SignerClient
 from lre.server.domain import identity
@@ -79,13 +76,7 @@ class EvidenceRecorder:
         """The provider and its seal certificate, asked of the signer once."""
         if self._issuer is None:
             chain = self._signer.certificate_chain(signing_pb2.KEY_PURPOSE_SEAL)
-            certificate = x509.load_der_x509_certificate(chain[0])
-            self._issuer = IssuerDetails(
-                name=self._provider_name,
-                certificate_sha256=hashlib.sha256(chain[0]).digest(),
-                certificate_issuer=certificate.issuer.rfc4514_string(),
-                certificate_serial=certificate.serial_number,
-            )
+            self._issuer = IssuerDetails.of(self._provider_name, chain[0])
         return self._issuer
 
     def document(
