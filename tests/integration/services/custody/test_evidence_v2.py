@@ -23,7 +23,8 @@ from lre.server.domain.errors import NotFound
 from lre.server.domain.evidence import EvidenceTimeMismatch
 from lre.server.domain.letters import EvidenceEvent, LetterState
 from lre.server.domain.records import EvidenceRecord
-from lre.server.proofs.document import read_seal
+from lre.server.proofs import ProofInputError
+from lre.server.proofs.document import read, read_seal
 from lre.server.services.custody import DeclaredPart, DepositService, EvidenceRecorder
 from lre.server.storage import db, models
 from lre.v1 import signing_pb2
@@ -170,11 +171,12 @@ def _check_pdf(part: Message, path: Path, nss_db: str) -> None:
 def test_proof_emails_carry_the_signed_pdf_and_a_signed_data_seal(
     world: World, smtp_port: int, nss_db: str, tmp_path: Path
 ) -> None:
-    (letter,) = world.notified(1, smtp_port)
-    recipient = world.recipient_session()
-    world.decisions.accept(recipient, letter.id)
-    assert b"".join(c for _, c in world.decisions.download(recipient, letter.id)) == b"%PDF!"
+    letter = world.deposit()
     with Inbox(smtp_port) as inbox:
+        world.drain()  # the notice and the proof of deposit
+        recipient = world.recipient_session()
+        world.decisions.accept(recipient, letter.id)
+        assert b"".join(c for _, c in world.decisions.download(recipient, letter.id)) == b"%PDF!"
         world.drain()
     by_subject = {subject_of(m): m for m in inbox.messages}
     deposit = by_subject[f"Preuve de dépôt / Proof of deposit - {letter.reference}"]
@@ -220,19 +222,23 @@ def test_a_recipient_reads_the_evidence_about_them_only_after_accepting(
     world.decisions.refuse(recipient, refused.id, "")
     assert world.queries.evidence_for(recipient, refused.id) == []  # the sender stays unknown
 
+    world.clock.advance(seconds=1)
     world.decisions.accept(recipient, accepted.id)
-    read = world.queries.evidence_for(recipient, accepted.id)
-    assert [e.event for e in read] == [
+    read = {e.event: e for e in world.queries.evidence_for(recipient, accepted.id)}
+    assert set(read) == {
         EvidenceEvent.NOTIFICATION_FOR_ACCEPTANCE,
         EvidenceEvent.CONSIGNMENT_ACCEPTANCE,
-    ]
-    acceptance = json.loads(read[1].document)
+    }
+    acceptance = json.loads(read[EvidenceEvent.CONSIGNMENT_ACCEPTANCE].document)
     assert acceptance["recipient"]["authentication"]["level"] == (
         "http://eidas.europa.eu/LoA/substantial"
     )
     list(world.decisions.download(recipient, accepted.id))
-    handover = world.queries.evidence_for(recipient, accepted.id)[-1]
-    assert handover.event is EvidenceEvent.CONTENT_HANDOVER
+    (handover,) = (
+        e
+        for e in world.queries.evidence_for(recipient, accepted.id)
+        if e.event is EvidenceEvent.CONTENT_HANDOVER
+    )
     pdf = world.queries.evidence_proof(recipient, accepted.id, handover.id)
     assert pdf.startswith(b"%PDF-")
     # Still not the sender's own proof of deposit.
@@ -241,3 +247,47 @@ def test_a_recipient_reads_the_evidence_about_them_only_after_accepting(
     # The refusal is coded, with or without a text.
     refusal = _sender_evidence(world, refused.id)[EvidenceEvent.CONSIGNMENT_REJECTION]
     assert json.loads(refusal.document)["reasonCode"] == "refused_by_recipient"
+
+
+def test_evidence_sealed_as_v1_still_makes_a_proof(world: World) -> None:
+    """Evidence sealed before v2: the issuer a bare name, digests in hex."""
+    v1 = json.dumps(
+        {
+            "format": "lre-evidence/1",
+            "evidenceId": str(uuid.uuid4()),
+            "event": "http://uri.etsi.org/19522/Event/SubmissionAcceptance",
+            "eventTime": "2026-11-28T16:05:07.250000Z",
+            "issuer": "LRE Test Provider SAS",
+            "sender": {"name": "Bailleur SARL", "email": "gestion@bailleur.example"},
+            "recipient": {"name": "Dest SA", "email": RECIPIENT_EMAIL},
+            "letterId": f"letters/{uuid.uuid4()}",
+            "submissionTime": "2026-11-28T16:05:07.250000Z",
+            "contentDigests": [
+                {
+                    "filename": "a.pdf",
+                    "mediaType": "application/pdf",
+                    "size": 5,
+                    "digestMethod": "http://www.w3.org/2001/04/xmlenc#sha256",
+                    "digestValue": "ab" * 32,
+                }
+            ],
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    ).encode()
+    seal = world.signer.seal(v1)
+    document = read(v1, seal)
+    assert document.issuer == "LRE Test Provider SAS"
+    assert document.parts[0].digest == "ab" * 32
+    assert document.sender.party_id is None and document.policy_id is None
+    assert world.proofs(v1, seal).startswith(b"%PDF-")
+
+
+def test_a_v2_evidence_naming_another_seal_certificate_makes_no_proof(world: World) -> None:
+    letter = world.deposit()
+    evidence = _sender_evidence(world, letter.id)[EvidenceEvent.SUBMISSION_ACCEPTANCE]
+    document = json.loads(evidence.document)
+    document["issuer"]["certificate"]["digestValue"] = base64.b64encode(bytes(32)).decode()
+    forged = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+    with pytest.raises(ProofInputError, match="seal certificate"):
+        read(forged, world.signer.seal(forged))
