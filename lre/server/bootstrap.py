@@ -146,7 +146,13 @@ def build_services(settings: ServerSettings, engine: Engine, signer: SignerClien
         reminder_days=settings.reminders(),
     )
     proofs = functools.partial(proof_pdf, signer=signer)
-    evidence = EvidenceRecorder(signer, policy.provider_name, settings.evidence_policy(), utcnow)
+    evidence = EvidenceRecorder(
+        signer,
+        policy.provider_name,
+        settings.evidence_policy(),
+        utcnow,
+        clock_skew=dt.timedelta(seconds=settings.evidence_clock_skew_s),
+    )
     return Services(
         identity=identity,
         deposits=DepositService(stores, identity, ContentKeys(signer), evidence, policy, utcnow),

@@ -77,6 +77,10 @@ class ServerSettings:
     # EvidenceIssuerPolicyID): the provider's own OID in production. The
     # default is under 2.999, the arc for examples, and identifies nothing.
     evidence_policy_oid: str = "2.999.319522.1"
+    # How far the server's clock may be from the TSA's, beyond the TSA's
+    # accuracy, before an evidence is refused (docs/evidence.md, "Time"). Zero:
+    # both are synchronised to UTC; tests that move only the server's clock widen it.
+    evidence_clock_skew_s: float = 0.0
     max_letter_bytes: int = 256 * 1024 * 1024
     # The tariff of one accepted deposit, in the currency's smallest unit.
     tariff_minor: int = 399
