@@ -50,7 +50,7 @@ def main() -> int:
             Stores(sessions),
             IdentityService(sessions, IdentityPolicy(secrets_key=bytes(32))),
             ContentKeys(signer),
-            EvidenceRecorder(signer, "Bench provider", utcnow),
+            EvidenceRecorder(signer, "Bench provider", "2.999.319522.1", utcnow),
             CustodyPolicy("Bench provider", 10**9, 399, "EUR"),
             utcnow,
         )

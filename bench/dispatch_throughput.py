@@ -15,6 +15,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import functools
 import multiprocessing
 import secrets
 import sys
@@ -33,6 +34,7 @@ from bench.stack import POSTGRES, running_stack
 from lre.server.adapters.mail import SmtpTransport
 from lre.server.adapters.signer import SignerClient
 from lre.server.clock import utcnow
+from lre.server.proofs import proof_pdf
 from lre.server.services.custody import DecisionService, EvidenceRecorder
 from lre.server.services.notification import NotificationPolicy, NotificationService
 from lre.server.storage import db, models
@@ -70,10 +72,16 @@ def _drain_process(job: tuple[str, str, bytes, int, int]) -> None:
     signer = SignerClient(signer_address)
     stores = Stores(sessions)
     decisions = DecisionService(
-        stores, signer, EvidenceRecorder(signer, "Bench provider", utcnow), (7, 13), utcnow
+        stores,
+        signer,
+        EvidenceRecorder(signer, "Bench provider", "2.999.319522.1", utcnow),
+        (7, 13),
+        utcnow,
     )
     notifications = NotificationService(
-        stores, NotificationPolicy(key, "LRE <n@lre.invalid>", "https://p.invalid")
+        stores,
+        NotificationPolicy(key, "LRE <n@lre.invalid>", "https://p.invalid"),
+        functools.partial(proof_pdf, signer=signer),
     )
     transport = SmtpTransport("127.0.0.1", port, starttls=False, timeout_s=10)
 

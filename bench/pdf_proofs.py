@@ -29,21 +29,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.signer_throughput import run_signer
 from lre.server.adapters.signer import SignerClient
-from lre.server.domain.evidence import EvidenceDocument, PartDigest, PartyDetails
+from lre.server.domain.evidence import EvidenceDocument, IssuerDetails, PartDigest, PartyDetails
 from lre.server.domain.letters import EvidenceEvent
 from lre.server.proofs import proof_pdf, render_proof
 from lre.signer.devsetup import dev_setup
+from lre.v1 import signing_pb2
 
 
-def evidence() -> bytes:
+def evidence(client: SignerClient) -> bytes:
     now = dt.datetime.now(dt.UTC)
+    certificate = client.certificate_chain(signing_pb2.KEY_PURPOSE_SEAL)[0]
     return EvidenceDocument(
         evidence_id=str(uuid.uuid4()),
         event=EvidenceEvent.SUBMISSION_ACCEPTANCE,
         event_time=now,
-        issuer="LRE Benchmark Provider",
-        sender=PartyDetails("Société Dupont & Fils", "courrier@dupont.example"),
-        recipient=PartyDetails("Élodie Martin-Lefèvre", "elodie@example.org"),
+        policy_oid="2.999.319522.1",
+        issuer=IssuerDetails.of("LRE Benchmark Provider", certificate),
+        sender=PartyDetails("Société Dupont & Fils", "courrier@dupont.example", str(uuid.uuid4())),
+        recipient=PartyDetails("Élodie Martin-Lefèvre", "elodie@example.org", str(uuid.uuid4())),
         letter_id=f"letters/{uuid.uuid4()}",
         submission_time=now,
         parts=(PartDigest("mise-en-demeure.pdf", "application/pdf", 183422, "ab" * 32),),
@@ -60,7 +63,7 @@ def _summary(latencies: list[float], seconds: float) -> dict[str, float]:
 
 
 def render_only(client: SignerClient, seconds: float) -> dict[str, float]:
-    document = evidence()
+    document = evidence(client)
     seal = client.seal(document)
     render_proof(document, seal)  # warm-up: fonts, templates
     latencies = []
@@ -73,7 +76,7 @@ def render_only(client: SignerClient, seconds: float) -> dict[str, float]:
 
 
 def sign_only(client: SignerClient, seconds: float, concurrency: int) -> dict[str, float]:
-    document = evidence()
+    document = evidence(client)
     pdf = render_proof(document, client.seal(document))
     client.sign_pdf(pdf)  # warm-up
     deadline = time.perf_counter() + seconds
@@ -96,13 +99,13 @@ def _proof_worker(args: tuple[str, float]) -> list[float]:
     address, seconds = args
     client = SignerClient(address, timeout_s=30)
     try:
-        document = evidence()
+        document = evidence(client)
         proof_pdf(document, client.seal(document), client)  # warm-up
         latencies = []
         deadline = time.perf_counter() + seconds
         while time.perf_counter() < deadline:
             t = time.perf_counter()
-            document = evidence()
+            document = evidence(client)
             proof_pdf(document, client.seal(document), client)
             latencies.append(time.perf_counter() - t)
         return latencies
@@ -131,7 +134,7 @@ def main() -> int:
     client = SignerClient(address, timeout_s=30)
     try:
         print(f"machine: {os.cpu_count()} cores; {args.seconds:.0f} s per measurement")
-        sample = render_proof(document := evidence(), client.seal(document))
+        sample = render_proof(document := evidence(client), client.seal(document))
         signed = client.sign_pdf(sample)
         print(f"proof size: {len(sample)} bytes rendered, {len(signed)} bytes signed (B-LT)")
         print()

@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.stack import POSTGRES
 from lre.server.domain import log
-from lre.server.domain.evidence import EvidenceDocument, PartDigest, PartyDetails
+from lre.server.domain.evidence import EvidenceDocument, IssuerDetails, PartDigest, PartyDetails
 from lre.server.domain.letters import EvidenceEvent, LetterState, PartyKind
 from lre.server.domain.window import AcceptanceWindow
 from lre.server.storage import db, models
@@ -56,8 +56,8 @@ LIFE = (
     (EvidenceEvent.CONSIGNMENT_ACCEPTANCE, LetterState.ACCEPTED),
     (EvidenceEvent.CONTENT_HANDOVER, LetterState.ACCEPTED),
 )
-SENDER = PartyDetails("Bailleur Zephyrin SARL", "gestion@zephyrin.example")
-RECIPIENT = PartyDetails("Dest SA", "courrier@dest.example")
+SENDER = PartyDetails("Bailleur Zephyrin SARL", "gestion@zephyrin.example", str(uuid.uuid4()))
+RECIPIENT = PartyDetails("Dest SA", "courrier@dest.example", str(uuid.uuid4()))
 
 
 class FileKeys:
@@ -78,7 +78,7 @@ class TrustedClock:
         pass
 
 
-def _sealer(anchors: Path) -> EvidenceSealer:
+def _sealer(anchors: Path) -> tuple[EvidenceSealer, bytes]:
     ca = LocalCA.create("LRE bench root CA")
     anchors.write_bytes(ca.certificate.public_bytes(serialization.Encoding.PEM))
     keys = FileKeys()
@@ -95,13 +95,15 @@ def _sealer(anchors: Path) -> EvidenceSealer:
     tsa = TimestampAuthority(signers["tsa"], TrustedClock(), "0.4.0.2023.1.1", 1000, False)
     crls = anchors.with_name("bench-crls.pem")
     crls.write_bytes(ca.issue_crl().public_bytes(serialization.Encoding.PEM))
-    return EvidenceSealer(signers["seal"], tsa, [ca.certificate], CrlFile(crls))
+    sealer = EvidenceSealer(signers["seal"], tsa, [ca.certificate], CrlFile(crls))
+    return sealer, signers["seal"].certificate.public_bytes(serialization.Encoding.DER)
 
 
 def build(url: str, entries: int, head_every: int, anchors: Path) -> None:
     engine = db.make_engine(url)
     db.migrate(engine)
-    sealer = _sealer(anchors)
+    sealer, seal_certificate = _sealer(anchors)
+    issuer = IssuerDetails.of("Bench provider", seal_certificate)
     start = dt.datetime(2026, 1, 5, 9, tzinfo=dt.UTC)
     sender, recipient = uuid.uuid4(), uuid.uuid4()
     with engine.begin() as connection:
@@ -160,7 +162,7 @@ def build(url: str, entries: int, head_every: int, anchors: Path) -> None:
         ):
             evidence_id = uuid.uuid4()
             document = EvidenceDocument(
-                str(evidence_id), event, at, "Bench provider", SENDER, RECIPIENT,
+                str(evidence_id), event, at, "2.999.319522.1", issuer, SENDER, RECIPIENT,
                 f"letters/{letter_id}", deposit, (part,),
             ).to_json()  # fmt: skip
             seal, _ = sealer.seal(document)

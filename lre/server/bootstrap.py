@@ -5,6 +5,7 @@ wires them into the services, the workers and the gRPC servicers."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from lre.server.clock import utcnow
 from lre.server.config import ServerSettings
 from lre.server.domain.identity import AssuranceLevel
 from lre.server.health import DependencyHealth
+from lre.server.proofs import proof_pdf
 from lre.server.services.custody import (
     CustodyPolicy,
     CustodyQueries,
@@ -147,13 +149,20 @@ def build_services(settings: ServerSettings, engine: Engine, signer: SignerClien
         content_retention=dt.timedelta(days=settings.content_retention_days),
         reminder_days=settings.reminders(),
     )
-    evidence = EvidenceRecorder(signer, policy.provider_name, utcnow)
+    proofs = functools.partial(proof_pdf, signer=signer)
+    evidence = EvidenceRecorder(
+        signer,
+        policy.provider_name,
+        settings.evidence_policy(),
+        utcnow,
+        clock_skew=dt.timedelta(seconds=settings.evidence_clock_skew_s),
+    )
     return Services(
         identity=identity,
         deposits=DepositService(stores, identity, ContentKeys(signer), evidence, policy, utcnow),
         decisions=DecisionService(stores, signer, evidence, policy.reminder_days, utcnow),
         mailings=MailingService(stores, signer, evidence, policy, utcnow),
-        queries=CustodyQueries(stores),
+        queries=CustodyQueries(stores, proofs),
         evidence=evidence,
         notifications=NotificationService(
             stores,
@@ -163,6 +172,7 @@ def build_services(settings: ServerSettings, engine: Engine, signer: SignerClien
                 settings.recipient_portal_url,
                 settings.provider_name,
             ),
+            proofs,
         ),
         events=EventLog(stores, utcnow, signer, settings.provider_name, settings.tree_head_export),
         webhooks=WebhookService(

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,6 +80,14 @@ class ServerSettings:
     eid_acr_levels: str = "eidas1=low,eidas2=substantial,eidas3=high"
     # The provider, as evidence names it (the issuer of every proof).
     provider_name: str = "LRE development provider"
+    # The evidence issuer policy every evidence names (EN 319 522-2
+    # EvidenceIssuerPolicyID): the provider's own OID in production. The
+    # default is under 2.999, the arc for examples, and identifies nothing.
+    evidence_policy_oid: str = "2.999.319522.1"
+    # How far the server's clock may be from the TSA's, beyond the TSA's
+    # accuracy, before an evidence is refused (docs/evidence.md, "Time"). Zero:
+    # both are synchronised to UTC; tests that move only the server's clock widen it.
+    evidence_clock_skew_s: float = 0.0
     max_letter_bytes: int = 256 * 1024 * 1024
     # The tariff of one accepted deposit, in the currency's smallest unit.
     tariff_minor: int = 399
@@ -148,6 +157,12 @@ class ServerSettings:
         return tls.channel_credentials(
             self.signer_tls_ca_file, self.signer_tls_cert_file, self.signer_tls_key_file
         )
+
+    def evidence_policy(self) -> str:
+        oid = self.evidence_policy_oid.strip()
+        if not re.fullmatch(r"[0-2](\.(0|[1-9][0-9]*))+", oid):
+            raise config.ConfigError("LRE_SERVER_EVIDENCE_POLICY_OID: a dotted OID, as 1.2.3")
+        return oid
 
     def reminders(self) -> tuple[int, ...]:
         try:

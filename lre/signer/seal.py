@@ -49,8 +49,12 @@ class EvidenceSealer:
         """The seal and its signing time. Raises ValidationDataUnavailable when
         the CRLs cannot show both chains valid now: a seal without that proof
         would not verify once its certificates expire."""
-        signing_time = dt.datetime.now(dt.UTC).replace(microsecond=0)
-        crls = self._validity.crls(dt.datetime.now(dt.UTC))
+        # UTCTime (RFC 5652 11.3 until 2049) holds whole seconds: rounded up, not
+        # cut, so that the claimed signing time never precedes the sealed event.
+        # The signature timestamp's genTime keeps the microseconds.
+        now = dt.datetime.now(dt.UTC)
+        signing_time = now.replace(microsecond=0) + dt.timedelta(seconds=bool(now.microsecond))
+        crls = self._validity.crls(now)
 
         def signature_timestamp(signature: bytes) -> list[s.Attribute]:
             token = self._tsa.timestamp_digest(hashlib.sha256(signature).digest())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import email.header
 import glob
@@ -203,13 +204,28 @@ def test_deposit_refused_without_consent_then_accepted_with_it(
     document = _verify_seal(proof, signer_process, tmp_path)
     # R53-2: sender and recipient names and addresses, the letter id, the deposit time, the seal.
     assert document["event"] == "http://uri.etsi.org/19522/Event/SubmissionAcceptance"
-    assert document["sender"] == {"name": "Bailleur SARL", "email": "gestion@bailleur.example"}
-    assert document["recipient"] == {"name": "Camille Dupont", "email": "camille@example.org"}
+    assert document["format"] == "lre-evidence/2"
+    assert document["sender"]["id"] == sender
+    assert (document["sender"]["name"], document["sender"]["email"]) == (
+        "Bailleur SARL",
+        "gestion@bailleur.example",
+    )
+    assert document["sender"]["authentication"]["level"].startswith("http://eidas.europa.eu/LoA/")
+    assert document["recipient"] == {
+        "id": recipient,
+        "name": "Camille Dupont",
+        "email": "camille@example.org",
+    }
     assert document["letterId"] == letter.name
     assert [d["digestValue"] for d in document["contentDigests"]] == [
-        hashlib.sha256(CONTENT).hexdigest(),
-        hashlib.sha256(ANNEX).hexdigest(),
+        base64.b64encode(hashlib.sha256(CONTENT).digest()).decode(),
+        base64.b64encode(hashlib.sha256(ANNEX).digest()).decode(),
     ]
+    # The same evidence as a signed PDF, for people.
+    pdf = custody.GetEvidenceProof(
+        custody_pb2.GetEvidenceProofRequest(name=proof.name), metadata=as_sender
+    )
+    assert pdf.name == proof.name and pdf.pdf.startswith(b"%PDF-")
     assert (
         custody.GetEvidence(
             custody_pb2.GetEvidenceRequest(name=proof.name), metadata=as_sender
@@ -238,9 +254,16 @@ def test_deposit_refused_without_consent_then_accepted_with_it(
         with pytest.raises(grpc.RpcError) as denied:
             custody.GetLetter(custody_pb2.GetLetterRequest(name=letter.name), metadata=metadata)
         assert denied.value.code() == code
+    # Before accepting, the recipient reads no evidence: each names the sender.
+    assert not custody.ListEvidence(
+        custody_pb2.ListEvidenceRequest(parent=letter.name), metadata=as_recipient
+    ).evidence
     with pytest.raises(grpc.RpcError) as hidden:
-        custody.ListEvidence(
-            custody_pb2.ListEvidenceRequest(parent=letter.name), metadata=as_recipient
+        custody.GetEvidence(custody_pb2.GetEvidenceRequest(name=proof.name), metadata=as_recipient)
+    assert hidden.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.RpcError) as hidden:
+        custody.GetEvidenceProof(
+            custody_pb2.GetEvidenceProofRequest(name=proof.name), metadata=as_recipient
         )
     assert hidden.value.code() == grpc.StatusCode.NOT_FOUND
 
@@ -394,6 +417,8 @@ def test_a_letter_nobody_answers_expires_on_its_own(
             outbox_interval_s="0.2",
             expiry_interval_s="0.5",
             session_ttl_s=str(40 * 86400),
+            # Only the server's clock moves: the signer's TSA keeps real time.
+            evidence_clock_skew_s=str(40 * 86400),
         ) as server,
         grpc.insecure_channel(server.address) as channel,
     ):

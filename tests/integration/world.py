@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import email
 import email.header
+import functools
 import threading
 import uuid
 from email.message import Message
@@ -23,6 +24,7 @@ from lre.server.domain import identity
 from lre.server.domain.identity import AssuranceLevel, FactorCategory
 from lre.server.domain.letters import EvidenceEvent, PartyKind
 from lre.server.domain.records import LetterRecord
+from lre.server.proofs import proof_pdf
 from lre.server.services.custody import (
     CustodyPolicy,
     CustodyQueries,
@@ -40,6 +42,9 @@ from lre.server.workers.outbox import OutboxDispatcher, RetryPolicy
 from lre.server.workers.retention import RetentionPurge
 from tests.conftest import SignerProcess
 from tests.integration.services.conftest import KEY, Clock
+
+EVIDENCE_POLICY = "2.999.319522.1"
+SKEW = dt.timedelta(days=3650)
 
 SENDER_COMPANY = "Bailleur Zephyrin SARL"
 SENDER_EMAIL = "gestion@zephyrin-bailleur.example"
@@ -118,20 +123,26 @@ class World:
         self.signer = SignerClient(signer.grpc_address)
         self.identity = IdentityService(sessions, IdentityPolicy(secrets_key=KEY), clock)
         self.stores = Stores(sessions)
-        policy = CustodyPolicy("Test provider", 10**7, 399, "EUR")
-        self.evidence = EvidenceRecorder(self.signer, policy.provider_name, clock)
+        self.policy = policy = CustodyPolicy("Test provider", 10**7, 399, "EUR")
+        # The clock here jumps days ahead of the real TSA's: the time check is
+        # widened for it (tests/integration/custody/test_evidence_v2.py keeps it strict).
+        self.evidence = EvidenceRecorder(
+            self.signer, policy.provider_name, EVIDENCE_POLICY, clock, clock_skew=SKEW
+        )
         self.deposits = DepositService(
             self.stores, self.identity, ContentKeys(self.signer), self.evidence, policy, clock
         )
         self.decisions = DecisionService(
             self.stores, self.signer, self.evidence, policy.reminder_days, clock
         )
-        self.queries = CustodyQueries(self.stores)
+        self.proofs = functools.partial(proof_pdf, signer=self.signer)
+        self.queries = CustodyQueries(self.stores, self.proofs)
         self.expiry = ExpirySweep(self.stores, self.evidence, clock)
         self.retention = RetentionPurge(self.stores, policy.content_retention, clock)
         self.notifications = NotificationService(
             self.stores,
             NotificationPolicy(KEY, "LRE <notifications@lre.test>", "https://portal.lre.test"),
+            self.proofs,
         )
         self.dispatcher = self.make_dispatcher(smtp_port)
         sender = self.identity.parties.create(

@@ -450,7 +450,13 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
         with domain_errors(context):
             session = session_of(context, self._identities)
             letter_id, evidence_id = _evidence_name(request.name, "name")
-            for row in self._queries.evidence_for(session, letter_id):
-                if row.id == evidence_id:
-                    return _evidence(row)
-            raise InvalidArgument("name", "no such evidence in this letter")
+            return _evidence(self._queries.evidence(session, letter_id, evidence_id))
+
+    def GetEvidenceProof(
+        self, request: custody_pb2.GetEvidenceProofRequest, context: grpc.ServicerContext
+    ) -> custody_pb2.EvidenceProof:
+        with domain_errors(context):
+            session = session_of(context, self._identities)
+            letter_id, evidence_id = _evidence_name(request.name, "name")
+            pdf = self._queries.evidence_proof(session, letter_id, evidence_id)
+            return custody_pb2.EvidenceProof(name=request.name, pdf=pdf)

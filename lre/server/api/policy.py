@@ -46,6 +46,7 @@ POLICY: dict[str, frozenset[Role]] = {
     _C + "DownloadLetterContent": frozenset({RECIPIENT}),
     _C + "ListEvidence": PORTALS,
     _C + "GetEvidence": PORTALS,
+    _C + "GetEvidenceProof": PORTALS,
     _C + "SetLegalHold": frozenset({OPERATOR}),
     _C + "ListCharges": frozenset({SENDER}),
     _C + "DepositMailing": frozenset({SENDER}),

@@ -7,6 +7,8 @@ certificate) and the qualified time (the signature timestamp's genTime).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
 import hashlib
 import json
@@ -22,7 +24,8 @@ from lre.server.domain.letters import ETSI_EVENT_URI, EvidenceEvent
 asn1crypto_fix.apply()
 
 PARIS = ZoneInfo("Europe/Paris")
-FORMATS = ("lre-evidence/1",)
+# v1: issuer as a bare name, digests in hex; v2 (EN 319 522-2 details): docs/evidence.md.
+FORMATS = ("lre-evidence/1", "lre-evidence/2")
 # ETSI EN 319 422 qcStatements: a token from a qualified TSA says so.
 _ESI4_QTST_STATEMENT_1 = "0.4.0.19422.1.1"
 _QC_STATEMENTS = "1.3.6.1.5.5.7.1.3"
@@ -33,9 +36,19 @@ class ProofInputError(ValueError):
 
 
 @dataclass(frozen=True)
+class Authentication:
+    method: tuple[str, ...]
+    level: str  # the eIDAS level-of-assurance URI
+    time: dt.datetime
+
+
+@dataclass(frozen=True)
 class Party:
     name: str
     email: str
+    # v2 only: the party's id and how it authenticated for this event, when it did.
+    party_id: str | None = None
+    authentication: Authentication | None = None
 
 
 @dataclass(frozen=True)
@@ -44,7 +57,7 @@ class ContentPart:
     media_type: str
     size: int
     digest_method: str
-    digest: str
+    digest: str  # hex, whatever the evidence's encoding (what sha256sum prints)
 
 
 @dataclass(frozen=True)
@@ -55,6 +68,8 @@ class SealInfo:
     timestamp_time: dt.datetime
     tsa: str
     timestamp_qualified: bool
+    # The TSA's stated accuracy of timestamp_time (RFC 3161 accuracy); zero when absent.
+    timestamp_accuracy: dt.timedelta
 
 
 @dataclass(frozen=True)
@@ -72,23 +87,31 @@ class ProofDocument:
     reason_code: str | None
     seal: SealInfo
     evidence_sha256: str
+    policy_id: str | None = None  # v2: the evidence issuer policy
 
 
 def read(evidence: bytes, seal: bytes) -> ProofDocument:
-    """Raises ProofInputError unless ``seal`` is a CMS seal over exactly ``evidence``."""
-    info = _read_seal(evidence, seal)
+    """Raises ProofInputError unless ``seal`` is a CMS seal over exactly ``evidence``
+    (and, in v2, made with the certificate the evidence names)."""
+    info, certificate_sha256 = _read_seal(evidence, seal)
     try:
         doc = json.loads(evidence)
-        if doc.get("format") not in FORMATS:
-            raise ProofInputError(f"evidence format {doc.get('format')!r} is not {FORMATS}")
+        version = doc.get("format")
+        if version not in FORMATS:
+            raise ProofInputError(f"evidence format {version!r} is not {FORMATS}")
         uri = doc["event"]
         if not uri.startswith(ETSI_EVENT_URI):
             raise ProofInputError(f"event {uri!r} is not an ETSI EN 319 522 event")
+        v2 = version == "lre-evidence/2"
+        if v2:
+            named = doc["issuer"]["certificate"]
+            if base64.b64decode(named["digestValue"], validate=True) != certificate_sha256:
+                raise ProofInputError("the seal certificate is not the one the evidence names")
         return ProofDocument(
             evidence_id=doc["evidenceId"],
             event=EvidenceEvent(uri.removeprefix(ETSI_EVENT_URI)),
             event_time=_time(doc["eventTime"]),
-            issuer=doc["issuer"],
+            issuer=str(doc["issuer"]["name"] if v2 else doc["issuer"]),
             sender=_party(doc["sender"]),
             recipient=_party(doc["recipient"]),
             letter_id=doc["letterId"],
@@ -99,7 +122,11 @@ def read(evidence: bytes, seal: bytes) -> ProofDocument:
                     media_type=p["mediaType"],
                     size=int(p["size"]),
                     digest_method=p["digestMethod"],
-                    digest=p["digestValue"],
+                    digest=(
+                        base64.b64decode(p["digestValue"], validate=True).hex()
+                        if v2
+                        else p["digestValue"]
+                    ),
                 )
                 for p in doc["contentDigests"]
             ),
@@ -107,8 +134,9 @@ def read(evidence: bytes, seal: bytes) -> ProofDocument:
             reason_code=doc.get("reasonCode"),
             seal=info,
             evidence_sha256=hashlib.sha256(evidence).hexdigest(),
+            policy_id=doc.get("policyId"),
         )
-    except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as exc:
+    except (KeyError, TypeError, AttributeError, json.JSONDecodeError, binascii.Error) as exc:
         raise ProofInputError(f"not an evidence document: {type(exc).__name__} {exc}") from None
     except ValueError as exc:
         if isinstance(exc, ProofInputError):
@@ -116,8 +144,23 @@ def read(evidence: bytes, seal: bytes) -> ProofDocument:
         raise ProofInputError(f"not an evidence document: {exc}") from None
 
 
+def read_seal(evidence: bytes, seal: bytes) -> SealInfo:
+    """What the seal says of itself; raises ProofInputError unless it is over ``evidence``."""
+    return _read_seal(evidence, seal)[0]
+
+
 def _party(value: dict[str, Any]) -> Party:
-    return Party(name=str(value["name"]), email=str(value["email"]))
+    authn = value.get("authentication")
+    return Party(
+        name=str(value["name"]),
+        email=str(value["email"]),
+        party_id=value.get("id"),
+        authentication=(
+            Authentication(tuple(authn["method"]), str(authn["level"]), _time(authn["time"]))
+            if authn
+            else None
+        ),
+    )
 
 
 def _time(value: str) -> dt.datetime:
@@ -127,7 +170,7 @@ def _time(value: str) -> dt.datetime:
     return when.astimezone(dt.UTC)
 
 
-def _read_seal(evidence: bytes, seal: bytes) -> SealInfo:
+def _read_seal(evidence: bytes, seal: bytes) -> tuple[SealInfo, bytes]:
     try:
         content_info = cms.ContentInfo.load(seal)
         signed = content_info["content"]
@@ -152,17 +195,32 @@ def _read_seal(evidence: bytes, seal: bytes) -> SealInfo:
         tst = tsp.TSTInfo.load(token_signed["encap_content_info"]["content"].parsed.dump())
         tsa_name = _common_name(tst["tsa"].chosen) if tst["tsa"].native is not None else ""
         qualified = _ESI4_QTST_STATEMENT_1 in _qc_statement_ids(tst)
+        accuracy = _accuracy(tst["accuracy"])
     except (ValueError, TypeError, KeyError, StopIteration) as exc:
         raise ProofInputError(f"not a CAdES seal with a signature timestamp: {exc}") from None
     if sealed != evidence:
         raise ProofInputError("the seal does not encapsulate this evidence")
-    return SealInfo(
+    certificate_sha256 = hashlib.sha256(certificate.dump()).digest()
+    info = SealInfo(
         subject=_common_name(certificate.subject),
         serial_hex=format(certificate.serial_number, "x"),
-        certificate_sha256=hashlib.sha256(certificate.dump()).hexdigest(),
+        certificate_sha256=certificate_sha256.hex(),
         timestamp_time=tst["gen_time"].native.astimezone(dt.UTC),
         tsa=tsa_name,
         timestamp_qualified=qualified,
+        timestamp_accuracy=accuracy,
+    )
+    return info, certificate_sha256
+
+
+def _accuracy(value: tsp.Accuracy) -> dt.timedelta:
+    if value.native is None:
+        return dt.timedelta(0)
+    native = value.native
+    return dt.timedelta(
+        seconds=native.get("seconds") or 0,
+        milliseconds=native.get("millis") or 0,
+        microseconds=native.get("micros") or 0,
     )
 
 

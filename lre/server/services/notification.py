@@ -31,6 +31,8 @@ from lre.server.domain.evidence import PartyDetails
 from lre.server.domain.letters import EvidenceEvent, OutboxKind
 from lre.server.domain.records import EvidenceRecord, LetterRecord, MessageRecord
 from lre.server.domain.window import AcceptanceWindow
+from lre.server.proofs import ProofRenderer
+from lre.server.proofs.document import read_seal
 from lre.server.storage.store import Stores
 
 # Quoted-printable headers: ASCII-safe, and the reference stays readable in the Subject.
@@ -60,7 +62,10 @@ PROOF_TITLES = {
         "Échec de la notification",
         "Notification failure",
     ),
+    EvidenceEvent.CONTENT_HANDOVER: ("Preuve de remise du contenu", "Proof of content handover"),
 }
+# Who receives an outbox PROOF row: its payload's "to", the sender when absent.
+PROOF_TO_RECIPIENT = "recipient"
 
 
 def evidence_recipient(document: bytes) -> str:
@@ -76,9 +81,12 @@ class Verification:
 
 
 class NotificationService:
-    def __init__(self, stores: Stores, policy: NotificationPolicy) -> None:
+    def __init__(
+        self, stores: Stores, policy: NotificationPolicy, proof_pdf: ProofRenderer
+    ) -> None:
         self._stores = stores
         self._policy = policy
+        self._proof_pdf = proof_pdf
         self._templates = Environment(
             loader=FileSystemLoader(TEMPLATES),
             autoescape=select_autoescape(["html.j2"]),
@@ -149,30 +157,46 @@ class NotificationService:
         message: MessageRecord,
         letter: LetterRecord,
         sender: PartyDetails,
+        recipient: PartyDetails,
         evidence: EvidenceRecord,
     ) -> Message:
-        """The sender's copy of a proof, with the document and its seal attached."""
+        """A party's copy of a proof: the signed PDF, and the evidence and its
+        seal as sealed. The sender's unless the row says it is the recipient's
+        (their own acceptance and handover, once the sender is known to them).
+        Raises DependencyUnavailable while the signer cannot sign the PDF."""
         what_fr, what_en = PROOF_TITLES[evidence.event]
-        recipient = evidence_recipient(evidence.document)
+        to_recipient = message.payload.get("to") == PROOF_TO_RECIPIENT
+        stamped = read_seal(evidence.document, evidence.seal)
+        stem = f"{evidence.event.value}-{letter.reference}"
         context = {
             "what_fr": what_fr,
             "what_en": what_en,
             "reference": letter.reference,
-            "recipient": recipient,
-            "when": evidence.event_time.strftime("%Y-%m-%d %H:%M:%S"),
+            # The other party, as the evidence names it.
+            "party": sender.name if to_recipient else evidence_recipient(evidence.document),
+            # The qualified time of the seal: the one the PDF prints, the legal one.
+            "when": stamped.timestamp_time.strftime("%Y-%m-%d %H:%M:%S"),
             "provider": self._policy.provider_name,
-            "evidence_file": f"{evidence.event.value}-{letter.reference}.json",
-            "seal_file": f"{evidence.event.value}-{letter.reference}.p7m",
+            "pdf_file": f"{stem}.pdf",
+            "evidence_file": f"{stem}.json",
+            "seal_file": f"{stem}.p7m",
         }
         return self._email(
             message,
-            sender.email,
+            recipient.email if to_recipient else sender.email,
             f"{what_fr} / {what_en} - {letter.reference}",
             OutboxKind.PROOF,
             context,
             [
-                (context["evidence_file"], "json", evidence.document),
-                (context["seal_file"], "pkcs7-mime", evidence.seal),
+                (
+                    context["pdf_file"],
+                    "pdf",
+                    {},
+                    self._proof_pdf(evidence.document, evidence.seal),
+                ),
+                (context["evidence_file"], "json", {}, evidence.document),
+                # RFC 8551 3.2: a SignedData is pkcs7-mime with smime-type signed-data.
+                (context["seal_file"], "pkcs7-mime", {"smime-type": "signed-data"}, evidence.seal),
             ],
         )
 
@@ -211,7 +235,7 @@ class NotificationService:
         subject: str,
         template: str,
         context: dict[str, Any],
-        attachments: list[tuple[str, str, bytes]] | None = None,
+        attachments: list[tuple[str, str, dict[str, str], bytes]] | None = None,
     ) -> Message:
         """Text and HTML from the templates named ``template`` (an outbox kind's, or
         a variant such as the enrolment code's), then the attachments. Built with the
@@ -225,8 +249,10 @@ class NotificationService:
         if attachments:
             email = MIMEMultipart("mixed")
             email.attach(body)
-            for filename, subtype, data in attachments:
+            for filename, subtype, parameters, data in attachments:
                 part = MIMEApplication(data, subtype)
+                for name, value in parameters.items():
+                    part.set_param(name, value)
                 part.add_header("Content-Disposition", "attachment", filename=filename)
                 email.attach(part)
         email["From"] = self._policy.mail_from

@@ -150,7 +150,7 @@ class LetterRepository:
                 if row.kind is PartyKind.LEGAL_PERSON
                 else f"{row.given_name} {row.family_name}"
             )
-            found[row.id] = (PartyDetails(name or "", row.email), row.professional)
+            found[row.id] = (PartyDetails(name or "", row.email, str(row.id)), row.professional)
         return found
 
     # -- the workers' sweeps ---------------------------------------------------

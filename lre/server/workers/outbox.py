@@ -18,6 +18,7 @@ from email.message import Message
 from prometheus_client import Counter, Gauge, Histogram
 
 from lre.server.adapters.mail import MailTransport, PermanentFailure, TemporaryFailure
+from lre.server.domain.errors import DependencyUnavailable
 from lre.server.domain.letters import LetterState, OutboxKind, OutboxState
 from lre.server.domain.records import MessageRecord
 from lre.server.services.custody.decisions import DecisionService
@@ -111,7 +112,11 @@ class OutboxDispatcher:
             evidence = store.evidence.get(uuid.UUID(message.payload["evidence"]))
             assert evidence is not None
             return self._notifications.proof(
-                message, letter, parties[letter.sender_id][0], evidence
+                message,
+                letter,
+                parties[letter.sender_id][0],
+                parties[letter.recipient_id][0],
+                evidence,
             )
         recipient = parties[letter.recipient_id][0]
         if message.kind is OutboxKind.REMINDER:
@@ -126,6 +131,12 @@ class OutboxDispatcher:
         except LookupError as exc:
             # Rows this version cannot compose stay failed, visibly, rather than lost.
             store.outbox.update(message.id, state=OutboxState.FAILED, last_error=str(exc))
+            return
+        except DependencyUnavailable as exc:
+            # A proof's PDF waits for the signer; the other messages of the batch go on.
+            store.outbox.update(
+                message.id, last_error=str(exc), next_attempt_time=now + self._retry.first_delay
+            )
             return
         if email is None:
             store.outbox.remove(message.id)

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 
 from lre.server.adapters.signer import SignerClient
 from lre.server.domain import log
-from lre.server.domain.evidence import EvidenceDocument, PartDigest, PartyDetails
+from lre.server.domain.evidence import EvidenceDocument, IssuerDetails, PartDigest, PartyDetails
 from lre.server.domain.letters import EvidenceEvent, LetterState
 from lre.server.proofs import proof_pdf
 from lre.server.proofs.bundle import build_bundle, zip_members
@@ -80,9 +80,12 @@ def good(
         evidence_id=evidence_id,
         event=EvidenceEvent.SUBMISSION_ACCEPTANCE,
         event_time=dt.datetime.now(dt.UTC),
-        issuer="LRE Test Provider SAS",
-        sender=PartyDetails("Société Dupont & Fils", "courrier@dupont.example"),
-        recipient=PartyDetails("Élodie Martin-Lefèvre", "elodie@example.org"),
+        policy_oid="2.999.319522.1",
+        issuer=IssuerDetails.of(
+            "LRE Test Provider SAS", client.certificate_chain(signing_pb2.KEY_PURPOSE_SEAL)[0]
+        ),
+        sender=PartyDetails("Société Dupont & Fils", "courrier@dupont.example", str(uuid.uuid4())),
+        recipient=PartyDetails("Élodie Martin-Lefèvre", "elodie@example.org", str(uuid.uuid4())),
         letter_id=f"letters/{letter}",
         submission_time=dt.datetime.now(dt.UTC),
         parts=(PartDigest("mise-en-demeure.pdf", "application/pdf", 183422, "ab" * 32),),

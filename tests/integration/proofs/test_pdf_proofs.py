@@ -26,11 +26,17 @@ from pyhanko.sign.validation import DocumentSecurityStore, validate_pdf_signatur
 from pyhanko.sign.validation.status import SignatureCoverageLevel
 
 from lre.server.adapters.signer import SignerClient
-from lre.server.domain.evidence import EvidenceDocument, PartDigest, PartyDetails
+from lre.server.domain.evidence import (
+    EvidenceDocument,
+    IssuerDetails,
+    PartDigest,
+    PartyDetails,
+)
 from lre.server.domain.letters import EvidenceEvent
 from lre.server.proofs import ProofInputError, attachment_names, proof_pdf, render_proof
 from lre.server.proofs.document import read
 from lre.server.proofs.events import TEXTS
+from lre.signer import pki
 from lre.signer.app import Signer
 from lre.signer.config import SignerSettings
 from lre.signer.service import MAX_PDF_BYTES
@@ -38,6 +44,7 @@ from lre.v1 import signing_pb2, signing_pb2_grpc
 from tests.conftest import SignerProcess
 from tests.support import openssl
 
+PARTY_ID = "7d1c0000-0000-4000-8000-000000000001"
 SUBMITTED = dt.datetime(2026, 11, 28, 16, 5, 7, 250000, tzinfo=dt.UTC)
 REASONS = {
     EvidenceEvent.SUBMISSION_REJECTION: ("no consent from a consumer", "consent_missing"),
@@ -76,15 +83,20 @@ def client(signer_process: SignerProcess) -> Iterator[SignerClient]:
     client.close()
 
 
-def _evidence(event: EvidenceEvent) -> bytes:
+def _seal_certificate(client: SignerClient) -> bytes:
+    return client.certificate_chain(signing_pb2.KEY_PURPOSE_SEAL)[0]
+
+
+def _evidence(event: EvidenceEvent, certificate: bytes) -> bytes:
     reason, code = REASONS.get(event, (None, None))
     return EvidenceDocument(
         evidence_id=str(uuid.uuid4()),
         event=event,
         event_time=dt.datetime.now(dt.UTC),
-        issuer="LRE Test Provider SAS",
-        sender=PartyDetails("Société Dupont & Fils", "courrier@dupont.example"),
-        recipient=PartyDetails("Élodie Martin-Lefèvre", "elodie@example.org"),
+        policy_oid="2.999.319522.1",
+        issuer=IssuerDetails.of("LRE Test Provider SAS", certificate),
+        sender=PartyDetails("Société Dupont & Fils", "courrier@dupont.example", PARTY_ID),
+        recipient=PartyDetails("Élodie Martin-Lefèvre", "elodie@example.org", PARTY_ID),
         letter_id=f"letters/{uuid.uuid4()}",
         submission_time=SUBMITTED,
         parts=(
@@ -104,7 +116,7 @@ def proofs(
     folder = tmp_path_factory.mktemp("proofs")
     made = {}
     for event in EvidenceEvent:
-        evidence = _evidence(event)
+        evidence = _evidence(event, _seal_certificate(client))
         seal = client.seal(evidence)
         pdf = folder / f"{event.value}.pdf"
         pdf.write_bytes(proof_pdf(evidence, seal, client))
@@ -289,8 +301,9 @@ def test_a_changed_byte_in_the_signed_range_is_rejected_by_pdfsig_and_pyhanko(
 
 
 def test_a_seal_over_another_evidence_makes_no_proof(client: SignerClient) -> None:
-    evidence = _evidence(EvidenceEvent.SUBMISSION_ACCEPTANCE)
-    other_seal = client.seal(_evidence(EvidenceEvent.SUBMISSION_ACCEPTANCE))
+    certificate = _seal_certificate(client)
+    evidence = _evidence(EvidenceEvent.SUBMISSION_ACCEPTANCE, certificate)
+    other_seal = client.seal(_evidence(EvidenceEvent.SUBMISSION_ACCEPTANCE, certificate))
     with pytest.raises(ProofInputError, match="does not encapsulate"):
         render_proof(evidence, other_seal)
     with pytest.raises(ProofInputError):
@@ -368,7 +381,9 @@ def test_a_qualified_timestamp_is_called_qualified(
     signer = Signer(dataclasses.replace(signer_settings, qualified=True, crl_file=crl_file))
     try:
         assert signer.check_health()
-        evidence = _evidence(EvidenceEvent.SUBMISSION_ACCEPTANCE)
+        evidence = _evidence(
+            EvidenceEvent.SUBMISSION_ACCEPTANCE, signer.certificate_chain(pki.SEAL)[0]
+        )
         seal, _ = signer.sealer.seal(evidence)
         pdf = tmp_path / "proof.pdf"
         pdf.write_bytes(signer.pades.sign(render_proof(evidence, seal)))
@@ -388,9 +403,10 @@ def test_markup_in_a_name_is_printed_as_text(
         evidence_id=str(uuid.uuid4()),
         event=EvidenceEvent.SUBMISSION_ACCEPTANCE,
         event_time=dt.datetime.now(dt.UTC),
-        issuer="LRE Test Provider SAS",
-        sender=PartyDetails(name, "courrier@dupont.example"),
-        recipient=PartyDetails("Élodie Martin-Lefèvre", "elodie@example.org"),
+        policy_oid="2.999.319522.1",
+        issuer=IssuerDetails.of("LRE Test Provider SAS", _seal_certificate(client)),
+        sender=PartyDetails(name, "courrier@dupont.example", PARTY_ID),
+        recipient=PartyDetails("Élodie Martin-Lefèvre", "elodie@example.org", PARTY_ID),
         letter_id=f"letters/{uuid.uuid4()}",
         submission_time=SUBMITTED,
         parts=(),

@@ -8,9 +8,11 @@ from pathlib import Path
 
 from lre.server.domain.letters import EvidenceEvent, LetterState, OutboxState
 from lre.server.domain.window import AcceptanceWindow
+from lre.server.services.notification import NotificationPolicy, NotificationService
 from lre.server.storage import db, models
 from lre.server.workers.outbox import OutboxDispatcher
 from tests.conftest import SignerProcess
+from tests.integration.services.conftest import KEY
 from tests.integration.world import (
     SENDER_COMPANY,
     SENDER_EMAIL,
@@ -69,6 +71,16 @@ def test_the_recipient_is_told_everything_but_the_sender(world: World, smtp_port
 
 
 def test_smtp_down_then_back_every_notification_arrives_once(world: World, smtp_port: int) -> None:
+    # Delivery at issue 6's scale: the proofs of deposit go without their PDF
+    # here (2,000 renderings and signatures, at ~0.3 s each, would take this
+    # machine ten minutes); proof PDFs in e-mails are checked by pdfsig in
+    # tests/integration/services/custody/test_evidence_v2.py.
+    world.notifications = NotificationService(
+        world.stores,
+        NotificationPolicy(KEY, "LRE <notifications@lre.test>", "https://portal.lre.test"),
+        lambda evidence, seal: b"%PDF- not rendered in this test",
+    )
+    world.dispatcher = world.make_dispatcher(smtp_port)
     letters = [world.deposit() for _ in range(LETTERS_WHILE_SMTP_DOWN)]
     # The server is down: every message (notice and proof of deposit) is deferred, none lost.
     for _ in range(2 * len(letters)):
@@ -140,6 +152,11 @@ def test_the_sender_gets_each_proof_and_the_recipient_reminders_until_an_answer(
         assert world.expiry.expire_due() == 1
         world.drain()
     to_recipient = [m for m in inbox.messages if m["To"] == "courrier@destinataire.example"]
+    # The recipient's copy of their acceptance, then the reminders.
+    assert [subject_of(m) for m in to_recipient[:1]] == [
+        f"Preuve d'acceptation / Proof of acceptance - {answered.reference}"
+    ]
+    to_recipient = to_recipient[1:]
     assert len(to_recipient) == 2  # days 7 and 13, for the letter still waiting only
     for message in to_recipient:
         subject = subject_of(message)

@@ -57,8 +57,8 @@ class DecisionService:
             outcome = (
                 lifecycle.accept(now) if target is LetterState.ACCEPTED else lifecycle.refuse(now)
             )
-            reason_pair = ("refused_by_recipient", reason) if reason else None
-            self._evidence.record(store, letter, lifecycle, outcome, reason_pair)
+            coded = ("refused_by_recipient", reason) if target is LetterState.REFUSED else None
+            self._evidence.record(store, letter, lifecycle, outcome, coded, session)
             changed = store.letters.get(letter_id)
         assert changed is not None
         return changed
@@ -94,10 +94,14 @@ class DecisionService:
             key = self._signer.unwrap_key(
                 letter.wrapped_key, mailing_key_context(letter.mailing_id)
             )
-        return self._stream(letter_id, letter.mailing_id, key)
+        return self._stream(session, letter_id, letter.mailing_id, key)
 
     def _stream(
-        self, letter_id: uuid.UUID, mailing_id: uuid.UUID | None, key: bytes
+        self,
+        session: identity.Session,
+        letter_id: uuid.UUID,
+        mailing_id: uuid.UUID | None,
+        key: bytes,
     ) -> Iterator[tuple[int, bytes]]:
         with self._stores.read() as store:
             if mailing_id is None:
@@ -109,7 +113,9 @@ class DecisionService:
             letter = store.letters.lock(letter_id)
             if not store.evidence.has(letter_id, EvidenceEvent.CONTENT_HANDOVER):
                 lifecycle = letter.lifecycle()
-                self._evidence.record(store, letter, lifecycle, lifecycle.hand_over_content(now))
+                self._evidence.record(
+                    store, letter, lifecycle, lifecycle.hand_over_content(now), None, session
+                )
 
     # -- the notice ------------------------------------------------------------
 
@@ -135,7 +141,13 @@ class DecisionService:
     ) -> EvidenceRecord:
         letter = store.letters.lock(letter_id)
         lifecycle = letter.lifecycle()
-        return self._evidence.record(store, letter, lifecycle, lifecycle.fail_notification(at))
+        return self._evidence.record(
+            store,
+            letter,
+            lifecycle,
+            lifecycle.fail_notification(at),
+            ("notification_undeliverable", None),
+        )
 
     def record_bounce(
         self, outbox_id: uuid.UUID, permanent: bool, diagnostic: str
@@ -156,7 +168,11 @@ class DecisionService:
                     if letter.state in (LetterState.DEPOSITED, LetterState.NOTIFIED):
                         lifecycle = letter.lifecycle()
                         self._evidence.record(
-                            store, letter, lifecycle, lifecycle.fail_notification(now)
+                            store,
+                            letter,
+                            lifecycle,
+                            lifecycle.fail_notification(now),
+                            ("notification_bounced", None),
                         )
             store.outbox.update(outbox_id, state=state, last_error=last_error)
         return dataclasses.replace(message, state=state, last_error=last_error)

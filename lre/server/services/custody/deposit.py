@@ -162,6 +162,7 @@ class DepositService:
                         (),
                         now,
                         (reason, str(exc)),
+                        sender_session=session,
                     )
                 )
                 store.letters.add(letter)
@@ -179,7 +180,7 @@ class DepositService:
                     LetterState.DEPOSITED,
                 )
                 written = self._accept(
-                    store, letter, content_key.key, sender, recipient, parts, chunks, now
+                    store, session, letter, content_key.key, sender, recipient, parts, chunks, now
                 )
         if refusal is not None:
             DEPOSITS.labels("rejected").inc()
@@ -222,6 +223,7 @@ class DepositService:
     def _accept(
         self,
         store: Store,
+        session: identity.Session,
         letter: LetterRecord,
         key: bytes,
         sender: PartyDetails,
@@ -239,6 +241,10 @@ class DepositService:
             PartRecord(letter.id, i, p.filename, p.media_type, p.size_bytes, digest)
             for i, (p, digest) in enumerate(zip(parts, digests, strict=True))
         ]
+        # Accepted once the content is stored (an upload takes its time, and the
+        # seal's timestamp must agree with this, see check_times); the notice is
+        # due from then, so that the notification is never dated before it.
+        accepted = self._clock()
         evidence = self._evidence.seal(
             self._evidence.document(
                 letter,
@@ -249,12 +255,17 @@ class DepositService:
                     PartDigest(p.filename, p.media_type, p.size_bytes, p.sha256.hex())
                     for p in written
                 ),
-                now,
+                accepted,
+                sender_session=session,
             )
         )
         store.letters.add_parts(written)
         notice = new_message(
-            letter.id, OutboxKind.LETTER_WAITING, {"letter": f"letters/{letter.id}"}, now, now
+            letter.id,
+            OutboxKind.LETTER_WAITING,
+            {"letter": f"letters/{letter.id}"},
+            accepted,
+            accepted,
         )
         self._evidence.write(store, [(letter.state, evidence)], [notice])
         store.charges.add(

@@ -292,13 +292,16 @@ class MailingService:
         """A recipient's SubmissionRejection. It names the recipient as found,
         or as the sender gave it when no party has that name."""
         party = ids[position]
-        recipient = found[party][0] if party in found else PartyDetails(recipients[position][0], "")
+        recipient = (
+            found[party][0] if party in found else PartyDetails(recipients[position][0], "", "")
+        )
         evidence_id = uuid.uuid4()
         document = EvidenceDocument(
             evidence_id=str(evidence_id),
             event=EvidenceEvent.SUBMISSION_REJECTION,
             event_time=now,
-            issuer=self._policy.provider_name,
+            policy_oid=self._evidence.policy_oid,
+            issuer=self._evidence.issuer(),
             sender=sender,
             recipient=recipient,
             letter_id=f"mailings/{mailing_id}/recipients/{position}",

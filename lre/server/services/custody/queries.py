@@ -9,6 +9,7 @@ import uuid
 
 from lre.server.domain import identity
 from lre.server.domain.errors import NotFound
+from lre.server.domain.evidence import readable_by_recipient
 from lre.server.domain.letters import LetterState, OutboxKind
 from lre.server.domain.records import (
     ChargeRecord,
@@ -17,12 +18,14 @@ from lre.server.domain.records import (
     MessageRecord,
     PartRecord,
 )
+from lre.server.proofs import ProofRenderer
 from lre.server.storage.store import Stores
 
 
 class CustodyQueries:
-    def __init__(self, stores: Stores) -> None:
+    def __init__(self, stores: Stores, proof_pdf: ProofRenderer) -> None:
         self._stores = stores
+        self._proof_pdf = proof_pdf
 
     def letter_for(
         self, session: identity.Session, letter_id: uuid.UUID
@@ -64,12 +67,32 @@ class CustodyQueries:
             )
 
     def evidence_for(self, session: identity.Session, letter_id: uuid.UUID) -> list[EvidenceRecord]:
-        """The sender reads every evidence of its letters (R53-2, R53-3: one year at least)."""
+        """The sender reads every evidence of its letters (R53-2, R53-3: one year
+        at least); the recipient those about them once they accepted, none before."""
         letter, _ = self.letter_for(session, letter_id)
-        if uuid.UUID(session.party_id) != letter.sender_id:
-            raise NotFound("no such letter")
         with self._stores.read() as store:
-            return store.evidence.of_letter(letter_id)
+            evidence = store.evidence.of_letter(letter_id)
+        if uuid.UUID(session.party_id) == letter.sender_id:
+            return evidence
+        sender_visible = letter.lifecycle().sender_visible_to_recipient
+        return [e for e in evidence if readable_by_recipient(e.event, sender_visible)]
+
+    def evidence(
+        self, session: identity.Session, letter_id: uuid.UUID, evidence_id: uuid.UUID
+    ) -> EvidenceRecord:
+        """One evidence the caller may read (``evidence_for``)."""
+        for row in self.evidence_for(session, letter_id):
+            if row.id == evidence_id:
+                return row
+        raise NotFound("no such evidence")
+
+    def evidence_proof(
+        self, session: identity.Session, letter_id: uuid.UUID, evidence_id: uuid.UUID
+    ) -> bytes:
+        """The signed PDF proof of an evidence the caller may read, made on
+        request (tenths of a second, and a signer call)."""
+        row = self.evidence(session, letter_id, evidence_id)
+        return self._proof_pdf(row.document, row.seal)
 
     def notifications_for(
         self, session: identity.Session, letter_id: uuid.UUID, page_size: int, page_token: str

@@ -16,7 +16,7 @@ from lre.server.domain.mailings import (
 )
 
 PARTY = uuid.uuid4()
-GOOD = PartyDetails("Camille Martin", "camille@example.org")
+GOOD = PartyDetails("Camille Martin", "camille@example.org", str(PARTY))
 
 
 def test_a_party_name_gives_its_id_and_anything_else_none() -> None:
@@ -36,8 +36,8 @@ def test_a_party_name_gives_its_id_and_anything_else_none() -> None:
     [
         (None, None, False, INVALID_ADDRESS),
         (PARTY, None, False, PARTY_UNKNOWN),
-        (PARTY, (PartyDetails("X", "no-at-sign"), True), True, INVALID_ADDRESS),
-        (PARTY, (PartyDetails("X", "a b@example.org"), True), True, INVALID_ADDRESS),
+        (PARTY, (PartyDetails("X", "no-at-sign", str(PARTY)), True), True, INVALID_ADDRESS),
+        (PARTY, (PartyDetails("X", "a b@example.org", str(PARTY)), True), True, INVALID_ADDRESS),
         (PARTY, (GOOD, False), False, CONSENT_MISSING),
         (PARTY, (GOOD, False), True, None),
         (PARTY, (GOOD, True), False, None),  # a professional needs no consent
