@@ -27,6 +27,7 @@ it raise."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import heapq
 import itertools
@@ -588,6 +589,7 @@ class _Replay:
         }
         if self.letter is not None:
             expected["submissionTime"] = _utc(self.letter.deposit_time)
+        v2 = document.get("format") == "lre-evidence/2"
         if row is not None:
             expected["sender"] = {
                 "name": _party_name(row.s_kind, row.s_given, row.s_family, row.s_company),
@@ -597,6 +599,13 @@ class _Replay:
                 "name": _party_name(row.r_kind, row.r_given, row.r_family, row.r_company),
                 "email": row.r_email,
             }
+            if v2:  # the parties' names, and how they authenticated (not in any row)
+                expected["sender"]["id"] = f"parties/{row.sender_id}"
+                expected["recipient"]["id"] = f"parties/{row.recipient_id}"
+                for side in ("sender", "recipient"):
+                    found = document.get(side)
+                    if isinstance(found, dict) and "authentication" in found:
+                        document = {**document, side: _without(found, "authentication")}
         if record.event is not EvidenceEvent.SUBMISSION_REJECTION:
             expected["contentDigests"] = [
                 {
@@ -604,7 +613,7 @@ class _Replay:
                     "mediaType": p.media_type,
                     "size": p.size_bytes,
                     "digestMethod": "http://www.w3.org/2001/04/xmlenc#sha256",
-                    "digestValue": p.sha256.hex() if isinstance(p.sha256, bytes) else None,
+                    "digestValue": _digest_value(p.sha256, v2),
                 }
                 for p in self.parts
             ]
@@ -692,3 +701,15 @@ def _record(leaf: dict[str, Any]) -> log.LogRecord:
         seal_sha256=strings[2],
         legal_hold=hold,
     )
+
+
+def _without(mapping: dict[str, Any], key: str) -> dict[str, Any]:
+    return {k: v for k, v in mapping.items() if k != key}
+
+
+def _digest_value(sha256: object, v2: bool) -> str | None:
+    """A part's SHA-256 as the evidence writes it: hex in lre-evidence/1,
+    base64 (the XML-Enc convention) in lre-evidence/2."""
+    if not isinstance(sha256, bytes):
+        return None
+    return base64.b64encode(sha256).decode() if v2 else sha256.hex()
