@@ -312,8 +312,9 @@ def _check_log(report: Report, bundle: _Bundle, evidence_id: str | None) -> None
             raise SealProblem("inclusion-proof.json or tree-head.json is not JSON") from None
         if proof.get("format") != layout.INCLUSION_FORMAT:
             raise SealProblem(f"inclusion-proof.json is not {layout.INCLUSION_FORMAT}")
-        if head.get("format") != "lre-tree-head/1":
-            raise SealProblem("tree-head.json is not an lre-tree-head/1 document")
+        # /2 adds the head's number and its predecessor; size and root are the same.
+        if head.get("format") not in ("lre-tree-head/1", "lre-tree-head/2"):
+            raise SealProblem("tree-head.json is not an lre-tree-head document")
         size, index = head["treeSize"], proof["leafIndex"]
         if not isinstance(size, int) or not isinstance(index, int) or proof.get("treeSize") != size:
             raise SealProblem("the proof is not for the tree head's size")

@@ -20,7 +20,7 @@ TSA_CHAIN = "tsa-chain.pem"  # TSA certificate, then its CAs up to the root
 CRLS = "crls.pem"  # the CAs' CRLs
 LOG_LEAF = "log-leaf.json"  # the evidence's leaf in the log (lre-log/1)
 INCLUSION_PROOF = "inclusion-proof.json"  # RFC 9162 audit path into the head
-TREE_HEAD = "tree-head.json"  # the sealed tree head document (lre-tree-head/1)
+TREE_HEAD = "tree-head.json"  # the sealed tree head document (lre-tree-head/1 or /2)
 TREE_HEAD_SEAL = "tree-head.p7m"  # its CAdES seal, DER
 README = "README.txt"  # how to check it by hand
 
