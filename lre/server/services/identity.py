@@ -85,7 +85,7 @@ class EidBroker:
 
 @dataclass(frozen=True)
 class IdentityPolicy:
-    secrets_key: bytes
+    secrets_key: at_rest.SecretsKeys
     session_ttl: dt.timedelta = dt.timedelta(minutes=30)
     lockout_threshold: int = 5
     lockout: dt.timedelta = dt.timedelta(minutes=15)
@@ -217,7 +217,7 @@ class IdentityService:
         if document_expires is None or document_expires <= now:
             raise InvalidArgument("document_expire_time", "the document must be valid today")
         number_hash = hmac.new(
-            self._policy.secrets_key,
+            self._policy.secrets_key.current,
             f"{document_type}:{document_number.strip().upper()}".encode(),
             hashlib.sha256,
         ).hexdigest()
@@ -615,7 +615,9 @@ class IdentityService:
         return matched
 
     def _email_code_hmac(self, code_id: uuid.UUID, code: str) -> bytes:
-        return hmac.digest(self._policy.secrets_key, code_id.bytes + code.encode(), "sha256")
+        return hmac.digest(
+            self._policy.secrets_key.current, code_id.bytes + code.encode(), "sha256"
+        )
 
     def _email_code_ok(
         self, credential: models.Credential, code_id: uuid.UUID, code: str, now: dt.datetime

@@ -7,10 +7,11 @@ from collections.abc import Iterator
 
 import pytest
 
+from lre.server.adapters.at_rest import SecretsKeys
 from lre.server.services.identity import IdentityPolicy, IdentityService
 from lre.server.storage import db
 
-KEY = bytes(range(32))
+KEY = SecretsKeys(bytes(range(32)))
 
 
 class Clock:
