@@ -19,10 +19,14 @@ SIGNING = "lre.v1.SigningService"
 
 
 def wrap_calls(metrics_url: str) -> float:
+    """WrapKey and UnwrapKey calls the signer answered OK."""
     with urllib.request.urlopen(metrics_url, timeout=10) as reply:
         text = reply.read().decode()
-    match = re.search(r'grpc_server_handled_total\{[^}]*grpc_method="WrapKey"[^}]*\} (\S+)', text)
-    return float(match[1]) if match else 0.0
+    found = re.findall(
+        r'grpc_server_handled_total\{[^}]*grpc_method="(?:Un)?[wW]rapKey"[^}]*\} (\S+)',
+        "\n".join(line for line in text.splitlines() if 'grpc_code="OK"' in line),
+    )
+    return sum(float(v) for v in found)
 
 
 def test_round_robin_over_two_signers_and_failover(dev_var: DevPaths, tmp_path: Path) -> None:
@@ -41,10 +45,18 @@ def test_round_robin_over_two_signers_and_failover(dev_var: DevPaths, tmp_path: 
         target = "ipv4:" + ",".join(f"127.0.0.1:{g}" for g, _ in ports)
         client = SignerClient(target, connections=1)
         key, context = b"k" * 32, letter_key_context(uuid.uuid4())
+        metrics = [f"http://127.0.0.1:{h}/metrics" for _, h in ports]
+
+        def both_connected() -> bool:
+            client.wrap_key(key, context)
+            return min(wrap_calls(m) for m in metrics) >= 1
+
+        assert wait_for(both_connected, timeout=20)  # calls start on the first one ready
+        before = [wrap_calls(m) for m in metrics]
         for _ in range(40):
             assert client.unwrap_key(client.wrap_key(key, context), context) == key
-        calls = [wrap_calls(f"http://127.0.0.1:{h}/metrics") for _, h in ports]
-        assert all(c >= 10 for c in calls), calls  # both took a share
+        shares = [wrap_calls(m) - b for m, b in zip(metrics, before, strict=True)]
+        assert min(shares) >= 30, shares  # round-robin: both take about half of 80
 
         # SIGKILL one while calls are flowing from several threads.
         errors: list[BaseException] = []
@@ -69,9 +81,9 @@ def test_round_robin_over_two_signers_and_failover(dev_var: DevPaths, tmp_path: 
         for thread in threads:
             thread.join(timeout=30)
         assert errors == []
-        before = wrap_calls(f"http://127.0.0.1:{ports[1][1]}/metrics")
+        before_last = wrap_calls(metrics[1])
         for _ in range(20):
             client.wrap_key(key, context)
-        assert wrap_calls(f"http://127.0.0.1:{ports[1][1]}/metrics") >= before + 20
+        assert wrap_calls(metrics[1]) >= before_last + 20
         assert client.serving()
         client.close()
