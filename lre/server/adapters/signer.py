@@ -22,15 +22,15 @@ from lre.v1 import signing_pb2, signing_pb2_grpc
 SERVICE = "lre.v1.SigningService"
 logger = logging.getLogger(__name__)
 # The target may name several signers ("ipv4:a:p,b:p", "dns:///name:port"):
-# calls go round-robin to those whose SigningService is SERVING (client-side
-# health checking takes a signer that lost its token out of the rotation before
-# a call fails there). Every signer call is free of side effects on the signer,
-# so what failed with UNAVAILABLE (a signer killed, restarting or draining) is
-# retried, and round-robin sends the retry elsewhere.
+# calls go round-robin over the connected ones. Every signer call is free of
+# side effects on the signer, so what failed with UNAVAILABLE (a signer
+# killed, restarting, draining, or without its token) is retried, and
+# round-robin sends the retry to the next signer. No client-side health
+# checking: its Watch stream would hold one of the signer's RPC threads per
+# connection for good (a synchronous gRPC server), and the retry covers it.
 _SERVICE_CONFIG = json.dumps(
     {
         "loadBalancingConfig": [{"round_robin": {}}],
-        "healthCheckConfig": {"serviceName": SERVICE},
         "methodConfig": [
             {
                 "name": [{"service": SERVICE}],
