@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         bootstrap.work(settings)
         return 0
     if settings.processes > 1:
-        if settings.grpc_address.endswith(":0") or settings.metrics_address.endswith(":0"):
+        addresses = (settings.grpc_address, settings.metrics_address, settings.health_address)
+        if any(a.endswith(":0") for a in addresses):
             raise SystemExit("several server processes need fixed ports")
         return serve_pool(
             [sys.executable, "-m", "lre.server", "serve"],

@@ -77,7 +77,10 @@ def serve_worker(settings: config.SignerSettings) -> int:
 
 
 def serve_pool(settings: config.SignerSettings, processes: int) -> int:
-    if settings.grpc_address.endswith(":0") or settings.http_address.endswith(":0"):
+    if any(
+        a.endswith(":0")
+        for a in (settings.grpc_address, settings.http_address, settings.health_address)
+    ):
         raise SystemExit("several signer processes need fixed ports")
     return pool.serve_pool(
         [sys.executable, "-m", "lre.signer", "serve"], {"LRE_SIGNER_PROCESSES": "1"}, processes
