@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+import grpc
+
 from lre.runtime import jsonlines
 from lre.runtime.config import ConfigError
 from lre.runtime.pool import serve_pool
@@ -100,6 +102,14 @@ def _rekey(settings: config.ServerSettings, secrets_only: bool, batch: int) -> i
             done = rekey.rewrap_content_keys(sessions, signer, batch, report)
         except DependencyUnavailable:
             print("lre-server: the signer is unavailable; run rekey again", file=sys.stderr)
+            return 1
+        except grpc.RpcError as exc:
+            # A blob the signer cannot open (under a wrap key it no longer
+            # lists, or damaged): what is committed stays, the rest waits.
+            print(
+                f"lre-server: the signer refused a batch: {exc.code().name}: {exc.details()}",
+                file=sys.stderr,
+            )
             return 1
         finally:
             signer.close()
