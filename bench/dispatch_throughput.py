@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.deposit_throughput import deposits
 from bench.stack import POSTGRES, running_stack
+from lre.server.adapters.at_rest import SecretsKeys
 from lre.server.adapters.mail import SmtpTransport
 from lre.server.adapters.signer import SignerClient
 from lre.server.clock import utcnow
@@ -80,7 +81,7 @@ def _drain_process(job: tuple[str, str, bytes, int, int]) -> None:
     )
     notifications = NotificationService(
         stores,
-        NotificationPolicy(key, "LRE <n@lre.invalid>", "https://p.invalid"),
+        NotificationPolicy(SecretsKeys(key), "LRE <n@lre.invalid>", "https://p.invalid"),
         functools.partial(proof_pdf, signer=signer),
     )
     transport = SmtpTransport("127.0.0.1", port, starttls=False, timeout_s=10)

@@ -21,6 +21,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from lre.client.walkthrough import EnrolmentCodes, maildir_enrolment_codes, register_party
+from lre.server.adapters.at_rest import SecretsKeys
 from lre.server.storage import db
 from lre.signer.devsetup import dev_setup
 from lre.v1 import identity_pb2, identity_pb2_grpc
@@ -100,7 +101,7 @@ def running_stack(
         codes: EnrolmentCodes = maildir_enrolment_codes(var / "mail")
         if not run_workers:  # the outbox does not run: the codes as queued
             engine = db.make_engine(database)
-            secrets_key = bytes.fromhex(key.read_text())
+            secrets_key = SecretsKeys(bytes.fromhex(key.read_text()))
             codes = lambda party: outbox_enrolment_code(engine, secrets_key, party)  # noqa: E731
         with grpc.insecure_channel(address) as channel:
             stub = identity_pb2_grpc.IdentityServiceStub(channel)

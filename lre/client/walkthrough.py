@@ -39,6 +39,7 @@ from cryptography.hazmat import asn1
 from cryptography.hazmat.primitives import serialization
 from google.protobuf import timestamp_pb2
 
+from lre.client import health
 from lre.dev.tls import TlsFiles
 from lre.runtime import structures
 from lre.runtime.tls import channel_credentials
@@ -563,7 +564,13 @@ def main(argv: list[str] | None = None) -> int:
             default=Path("var/tls"),
             help="mutual TLS with the certificates `make run` made here (plaintext if absent)",
         )
+    probe = commands.add_parser(
+        "health", help="exit 0 if the service is SERVING (an exec probe over mutual TLS)"
+    )
+    health.add_arguments(probe)
     args = parser.parse_args(argv)
+    if args.command == "health":
+        return health.run(args)
     tls_dir = args.tls_dir if (args.tls_dir / "ca.pem").exists() else None
     with connect(args.server, args.signer, tls_dir) as connections:
         try:

@@ -5,7 +5,10 @@ are the documented defaults. Values come, lowest priority first, from those
 defaults, the ``[section]`` of the TOML file named by ``LRE_CONFIG``, and
 environment variables ``{PREFIX}{FIELD}`` (e.g. ``LRE_SIGNER_GRPC_PORT``).
 Secrets are read from files (``*_file`` fields) so they stay out of process
-listings and configuration dumps.
+listings and configuration dumps. When ``$CREDENTIALS_DIRECTORY`` is set
+(systemd's ``LoadCredential=``), a relative path given to a ``*_file`` or
+``*_files*`` setting names a file there (``pin_file = "token.pin"``); the
+defaults stay relative to the working directory.
 """
 
 from __future__ import annotations
@@ -71,7 +74,22 @@ def load(cls: type[T], section: str, env: typing.Mapping[str, str] | None = None
         if prefix + field.upper() in env:
             values[field] = env[prefix + field.upper()]
     converted = {k: _convert(prefix + k.upper(), v, hints[k]) for k, v in values.items()}
+    credentials = env.get("CREDENTIALS_DIRECTORY")
+    if credentials:
+        for name, value in converted.items():
+            if "_file" in name:
+                converted[name] = _in_credentials(Path(credentials), value)
     return cls(**converted)
+
+
+def _in_credentials(directory: Path, value: Any) -> Any:
+    """A relative path (or comma-separated paths) under ``directory``."""
+    if isinstance(value, Path):
+        return value if value.is_absolute() else directory / value
+    if isinstance(value, str):
+        paths = [p.strip() for p in value.split(",") if p.strip()]
+        return ",".join(str(_in_credentials(directory, Path(p))) for p in paths)
+    return value
 
 
 def read_secret(path: Path | None, env_name: str) -> str | None:

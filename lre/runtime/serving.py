@@ -350,10 +350,14 @@ class GrpcProcess:
         credentials: grpc.ServerCredentials | None = None,
         validate: Validator | None = None,
         limits: StreamLimits | None = None,
+        health_address: str | None = None,
     ) -> None:
         """``credentials``: TLS (mutual when they demand client certificates);
         None listens in plaintext. ``validate``: the check of every request
-        message (lre.runtime.fields; by default its rules for any string)."""
+        message (lre.runtime.fields; by default its rules for any string).
+        ``health_address``: a second, plaintext listener serving grpc.health.v1
+        and nothing else, for probes that cannot present a client certificate
+        (the kubelet's)."""
         self.services = list(services)
         health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
         methods = grpc_metrics.for_services([*(b.full_name for b in self.services), health_name])
@@ -400,6 +404,19 @@ class GrpcProcess:
             self.port = self.server.add_secure_port(address, credentials)
         if self.port == 0:
             raise OSError(f"cannot bind gRPC to {address}")
+        # The same health servicer, so both listeners tell the same state; no
+        # interceptor, guard or reflection: an unknown method is UNIMPLEMENTED.
+        self.health_server: grpc.Server | None = None
+        self.health_port: int | None = None
+        if health_address:
+            self.health_server = grpc.server(
+                futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="health"),
+                options=[("grpc.so_reuseport", 1), ("grpc.max_receive_message_length", 4096)],
+            )
+            health_pb2_grpc.add_HealthServicer_to_server(self.health, self.health_server)
+            self.health_port = self.health_server.add_insecure_port(health_address)
+            if self.health_port == 0:
+                raise OSError(f"cannot bind gRPC health to {health_address}")
 
     def set_serving(self, serving: bool, service: str | None = None) -> None:
         status = (
@@ -418,6 +435,8 @@ class GrpcProcess:
         gc.freeze()
         self._watchdog.start()
         self.server.start()
+        if self.health_server is not None:
+            self.health_server.start()
 
     def stop(self, grace: float, drain: float = 0.0) -> None:
         """NOT_SERVING for ``drain`` seconds while still taking calls, so that
@@ -427,6 +446,8 @@ class GrpcProcess:
         time.sleep(drain)
         self.server.stop(grace).wait()
         self._watchdog.stop()
+        if self.health_server is not None:
+            self.health_server.stop(0).wait()
 
 
 def wait_for_signal() -> int:

@@ -1,4 +1,4 @@
-"""`lre-server`: serve the gRPC services, or migrate the database."""
+"""`lre-server`: serve the gRPC services, run the workers, migrate the database, re-encrypt keys."""
 
 from __future__ import annotations
 
@@ -6,11 +6,15 @@ import argparse
 import sys
 from pathlib import Path
 
+import grpc
+
 from lre.runtime import jsonlines
 from lre.runtime.config import ConfigError
 from lre.runtime.pool import serve_pool
 from lre.server import bootstrap, config
 from lre.server.audit.cli import export_command, verify_export_command, verify_log_command
+from lre.server.domain.errors import DependencyUnavailable
+from lre.server.services import rekey
 from lre.server.storage import db
 
 
@@ -18,6 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lre-server", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="serve identity, custody and notification over gRPC")
+    commands.add_parser(
+        "work", help="run only the workers (outbox, sequencer, expiry...): no gRPC port"
+    )
     commands.add_parser("migrate", help="bring the database schema to the latest revision")
     commands.add_parser(
         "verify-log",
@@ -30,11 +37,22 @@ def main(argv: list[str] | None = None) -> int:
     checking = commands.add_parser("verify-export", help="check an archive, with no database")
     checking.add_argument("out", type=Path)
     checking.add_argument("--anchors", type=Path, help="trust anchors (else the configured)")
+    rekeying = commands.add_parser(
+        "rekey",
+        help="after a key rotation: re-wrap content keys under the signer's current wrap key "
+        "(resumable: run it again after an interruption)",
+    )
+    rekeying.add_argument(
+        "--secrets",
+        action="store_true",
+        help="re-encrypt the secrets at rest under the current secrets key instead",
+    )
+    rekeying.add_argument("--batch", type=int, default=256, help="keys per signer call and commit")
     args = parser.parse_args(argv)
     try:
         settings = config.load()
         jsonlines.configure(settings.log_level)
-        if args.command == "serve":
+        if args.command in ("serve", "work", "rekey"):
             # Refuse a bad configuration before opening anything: plaintext
             # where TLS is required, unreadable certificates or keys.
             settings.server_credentials()
@@ -52,8 +70,14 @@ def main(argv: list[str] | None = None) -> int:
         db.migrate(db.make_engine(settings.database_url))
         print("database schema up to date")
         return 0
+    if args.command == "rekey":
+        return _rekey(settings, secrets_only=args.secrets, batch=args.batch)
+    if args.command == "work":
+        bootstrap.work(settings)
+        return 0
     if settings.processes > 1:
-        if settings.grpc_address.endswith(":0") or settings.metrics_address.endswith(":0"):
+        addresses = (settings.grpc_address, settings.metrics_address, settings.health_address)
+        if any(a.endswith(":0") for a in addresses):
             raise SystemExit("several server processes need fixed ports")
         return serve_pool(
             [sys.executable, "-m", "lre.server", "serve"],
@@ -61,6 +85,35 @@ def main(argv: list[str] | None = None) -> int:
             settings.processes,
         )
     bootstrap.serve(settings)
+    return 0
+
+
+def _rekey(settings: config.ServerSettings, secrets_only: bool, batch: int) -> int:
+    sessions = db.sessions(db.make_engine(settings.database_url))
+
+    def report(what: str, progress: rekey.Progress) -> None:
+        print(f"{what}: {progress.examined} examined, {progress.changed} re-encrypted", flush=True)
+
+    if secrets_only:
+        done = rekey.reencrypt_secrets(sessions, settings.secrets_key(), batch, report)
+    else:
+        signer = bootstrap.signer_client(settings)
+        try:
+            done = rekey.rewrap_content_keys(sessions, signer, batch, report)
+        except DependencyUnavailable:
+            print("lre-server: the signer is unavailable; run rekey again", file=sys.stderr)
+            return 1
+        except grpc.RpcError as exc:
+            # A blob the signer cannot open (under a wrap key it no longer
+            # lists, or damaged): what is committed stays, the rest waits.
+            print(
+                f"lre-server: the signer refused a batch: {exc.code().name}: {exc.details()}",
+                file=sys.stderr,
+            )
+            return 1
+        finally:
+            signer.close()
+    print(f"rekey done: {done.examined} examined, {done.changed} re-encrypted")
     return 0
 
 

@@ -67,13 +67,15 @@ logger = logging.getLogger("lre.server")
 IDENTITY = identity_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name
 CUSTODY = custody_pb2.DESCRIPTOR.services_by_name["CustodyService"].full_name
 NOTIFICATION = notification_pb2.DESCRIPTOR.services_by_name["NotificationService"].full_name
-# What each service needs in order to serve; "" is the process as a whole,
-# set last so that it turns SERVING after every service has been evaluated.
+# What each service needs in order to serve; "" is the process as a whole
+# (liveness: it needs nothing, so that an orchestrator never restarts a server
+# for an outage of PostgreSQL or the signer), set last so that it turns
+# SERVING after every service has been evaluated.
 NEEDS: dict[str, tuple[str, ...]] = {
     IDENTITY: ("database",),
     CUSTODY: ("database", "signer"),
     NOTIFICATION: ("database",),
-    "": ("database",),
+    "": (),
 }
 
 
@@ -255,29 +257,36 @@ def service_bindings(services: Services) -> list[ServiceBinding]:
 
 
 @dataclass
-class Server:
-    process: GrpcProcess
-    health: DependencyHealth
-    services: Services
+class WorkerThreads:
+    """The workers, each on its own thread repeating its step."""
+
     workers: list[tuple[Worker, float]]
-    _stop_workers: threading.Event = field(default_factory=threading.Event)
+    _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
-    def start_workers(self) -> None:
+    def start(self) -> None:
         for worker, interval in self.workers:
             thread = threading.Thread(
                 target=repeat,
-                args=(self._stop_workers, interval, worker.step, worker.name),
+                args=(self._stop, interval, worker.step, worker.name),
                 name=worker.name,
                 daemon=True,
             )
             self._threads.append(thread)
             thread.start()
 
-    def stop_workers(self) -> None:
-        self._stop_workers.set()
+    def stop(self) -> None:
+        self._stop.set()
         for thread in self._threads:
             thread.join(timeout=30)
+
+
+@dataclass
+class Server:
+    process: GrpcProcess
+    health: DependencyHealth
+    services: Services
+    workers: WorkerThreads
 
 
 def build(settings: ServerSettings, engine: Engine, signer: SignerClient) -> Server:
@@ -303,36 +312,67 @@ def build(settings: ServerSettings, engine: Engine, signer: SignerClient) -> Ser
         limits=StreamLimits(
             settings.stream_idle_s, settings.stream_total_s, settings.streams_per_caller
         ),
+        health_address=settings.health_address or None,
     )
     process.set_serving(False)
     health = DependencyHealth(engine, signer, process, settings.health_check_interval_s, NEEDS)
-    return Server(process, health, services, workers)
+    return Server(process, health, services, WorkerThreads(workers))
 
 
-def serve(settings: ServerSettings) -> None:
-    """Runs the server with its concrete adapters until SIGTERM or SIGINT."""
-    engine = db.make_engine(settings.database_url)
-    signer = SignerClient(settings.signer_address, credentials=settings.signer_credentials())
-    server = build(settings, engine, signer)
-    metrics = HttpServer(
+def _metrics(settings: ServerSettings) -> HttpServer:
+    return HttpServer(
         [metrics_route()],
         settings.metrics_address,
         https_context(settings.tls_cert_file, settings.tls_key_file),
         settings.metrics_timeout_s,
         name="metrics",
     )
+
+
+def signer_client(settings: ServerSettings) -> SignerClient:
+    return SignerClient(settings.signer_address, credentials=settings.signer_credentials())
+
+
+def serve(settings: ServerSettings) -> None:
+    """Runs the server with its concrete adapters until SIGTERM or SIGINT."""
+    engine = db.make_engine(settings.database_url)
+    signer = signer_client(settings)
+    server = build(settings, engine, signer)
+    metrics = _metrics(settings)
     metrics.start()
     server.process.start()
     server.health.start()
-    server.start_workers()
+    server.workers.start()
     logger.info(
         "server serving", extra={"grpc_port": server.process.port, "metrics_port": metrics.port}
     )
     wait_for_signal()
     logger.info("server stopping")
     server.process.stop(grace=settings.shutdown_grace_s, drain=settings.shutdown_drain_s)
-    server.stop_workers()
+    server.workers.stop()
     server.health.stop()
+    signer.close()
+    metrics.stop()
+    engine.dispose()
+
+
+def work(settings: ServerSettings) -> None:
+    """Runs only the workers (the API instances then set ``run_workers =
+    false``) until SIGTERM or SIGINT; alive while /metrics answers. Several
+    may run: the outbox is claimed row by row (SKIP LOCKED) and the sequencer
+    under an advisory lock."""
+    engine = db.make_engine(settings.database_url)
+    signer = signer_client(settings)
+    workers = WorkerThreads(
+        build_workers(settings, engine, build_services(settings, engine, signer))
+    )
+    metrics = _metrics(settings)
+    metrics.start()
+    workers.start()
+    logger.info("workers running", extra={"metrics_port": metrics.port})
+    wait_for_signal()
+    logger.info("workers stopping")
+    workers.stop()
     signer.close()
     metrics.stop()
     engine.dispose()

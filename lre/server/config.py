@@ -10,6 +10,7 @@ from pathlib import Path
 import grpc
 
 from lre.runtime import config, tls
+from lre.server.adapters.at_rest import SecretsKeys
 
 
 @dataclass(frozen=True)
@@ -17,11 +18,17 @@ class ServerSettings:
     # SQLite for the zero-setup default; postgresql+psycopg://... in production.
     database_url: str = "sqlite:///var/lre.db"
     grpc_address: str = "127.0.0.1:50051"
+    # Optional plaintext listener serving grpc.health.v1 only ("" none): for
+    # probes that cannot present a client certificate (the kubelet's gRPC probes).
+    health_address: str = ""
     # Prometheus /metrics.
     metrics_address: str = "127.0.0.1:9101"
     # The most a scraper may take for a TLS handshake or a request, or stay
     # idle between requests; then it is cut.
     metrics_timeout_s: float = 10.0
+    # A gRPC target: "host:port", or several signers, "ipv4:10.0.0.1:50052,10.0.0.2:50052"
+    # or "dns:///lre-signer.lre.svc:50052" (every address the name resolves to);
+    # calls are spread round-robin over those that answer.
     signer_address: str = "127.0.0.1:50052"
     grpc_threads: int = 16
     # No client holds the server: a stream waiting on its client longer than
@@ -60,9 +67,13 @@ class ServerSettings:
     shutdown_drain_s: float = 2.0
     shutdown_grace_s: float = 30.0
     log_level: str = "INFO"
-    # 32 random bytes, hex: encrypts TOTP secrets, keys the hashes of document
-    # numbers. Required; `lre-signer dev-setup` writes one for `make run`.
+    # 32 random bytes, hex: encrypts TOTP secrets, webhook secrets and e-mailed
+    # codes, keys the hashes of document numbers. Required; `lre-signer
+    # dev-setup` writes one for `make run`. After a rotation, the keys before
+    # it (files, comma-separated) still decrypt what they encrypted, until
+    # `lre-server rekey --secrets` has re-encrypted it (docs/operations.md).
     secrets_key_file: Path | None = None
+    secrets_key_files_previous: str = ""
     session_ttl_s: int = 1800
     # Consecutive authentication failures before a lockout, and its length.
     lockout_threshold: int = 5
@@ -129,13 +140,18 @@ class ServerSettings:
     content_retention_days: int = 365
     retention_interval_s: float = 3600.0
 
-    def secrets_key(self) -> bytes:
+    def secrets_key(self) -> SecretsKeys:
         if self.secrets_key_file is None:
             raise config.ConfigError("LRE_SERVER_SECRETS_KEY_FILE: required")
-        key = bytes.fromhex(self.secrets_key_file.read_text(encoding="utf-8").strip())
-        if len(key) != 32:
-            raise config.ConfigError("LRE_SERVER_SECRETS_KEY_FILE: expected 32 bytes in hex")
-        return key
+        previous = [Path(p.strip()) for p in self.secrets_key_files_previous.split(",")]
+        return SecretsKeys(
+            _secrets_key(self.secrets_key_file, "LRE_SERVER_SECRETS_KEY_FILE"),
+            tuple(
+                _secrets_key(path, "LRE_SERVER_SECRETS_KEY_FILES_PREVIOUS")
+                for path in previous
+                if str(path) not in ("", ".")
+            ),
+        )
 
     def server_credentials(self) -> grpc.ServerCredentials | None:
         if self.require_tls and self.signer_tls_ca_file is None:
@@ -172,6 +188,16 @@ class ServerSettings:
         if any(not 0 < d < 15 for d in days):
             raise config.ConfigError("LRE_SERVER_REMINDER_DAYS: days 1 to 14 of the window")
         return days
+
+
+def _secrets_key(path: Path, name: str) -> bytes:
+    try:
+        key = bytes.fromhex(path.read_text(encoding="utf-8").strip())
+    except ValueError:
+        key = b""
+    if len(key) != 32:
+        raise config.ConfigError(f"{name}: expected 32 bytes in hex")
+    return key
 
 
 def load() -> ServerSettings:

@@ -47,17 +47,21 @@ def serve_worker(settings: config.SignerSettings) -> int:
             settings.signer_callers, settings.timestamp_callers, tls=credentials is not None
         ),
         credentials=credentials,
+        health_address=settings.health_address or None,
     )
     # Connect before taking traffic: with SO_REUSEPORT a worker receives
-    # connections as soon as it listens.
-    process.set_serving(signer.check_health())
+    # connections as soon as it listens. The process as a whole ("",
+    # liveness) serves whatever the token does: restarting the signer does
+    # not bring an HSM back, the monitor reconnects by itself.
+    process.set_serving(True, "")
+    process.set_serving(signer.check_health(), SERVICE_NAME)
     http = http_server(
         signer,
         settings.http_address,
         https_context(settings.tls_cert_file, settings.tls_key_file),
         settings.http_timeout_s,
     )
-    signer.start_monitor(lambda healthy: process.set_serving(healthy))
+    signer.start_monitor(lambda healthy: process.set_serving(healthy, SERVICE_NAME))
     process.start()
     http.start()
     log.info(
@@ -73,7 +77,10 @@ def serve_worker(settings: config.SignerSettings) -> int:
 
 
 def serve_pool(settings: config.SignerSettings, processes: int) -> int:
-    if settings.grpc_address.endswith(":0") or settings.http_address.endswith(":0"):
+    if any(
+        a.endswith(":0")
+        for a in (settings.grpc_address, settings.http_address, settings.health_address)
+    ):
         raise SystemExit("several signer processes need fixed ports")
     return pool.serve_pool(
         [sys.executable, "-m", "lre.signer", "serve"], {"LRE_SIGNER_PROCESSES": "1"}, processes

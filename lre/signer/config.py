@@ -34,6 +34,8 @@ class SignerSettings:
     # again whenever the file changes: the CA's publication replaces it.
     crl_file: Path = Path("var/pki/crls.pem")
     grpc_address: str = "127.0.0.1:50052"
+    # Optional plaintext listener serving grpc.health.v1 only ("" none).
+    health_address: str = ""
     # RFC 3161 over HTTP at /tsa, Prometheus at /metrics.
     http_address: str = "127.0.0.1:8318"
     # On the HTTP port: the most a client may take for a TLS handshake, a

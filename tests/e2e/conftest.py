@@ -12,6 +12,7 @@ from pathlib import Path
 
 from lre.client.walkthrough import EnrolmentCodes, maildir_enrolment_codes
 from lre.dev.tls import TlsFiles
+from lre.server.adapters.at_rest import SecretsKeys
 from lre.server.storage import db
 from tests.conftest import SignerProcess
 from tests.support import BIN, SERVING, free_port, health_status, running, wait_for
@@ -81,7 +82,7 @@ def server_process(
             lambda: health_status(address, CUSTODY, tls=tls, caller="operator") == SERVING
         ), log.read_text()
         engine = db.make_engine(database_url)
-        secrets_key = bytes.fromhex(key.read_text())
+        secrets_key = SecretsKeys(bytes.fromhex(key.read_text()))
         codes: EnrolmentCodes = maildir_enrolment_codes(maildir, timeout_s=30)
         if settings.get("run_workers") == "false":  # no outbox: the mail as queued
             codes = lambda party: outbox_enrolment_code(engine, secrets_key, party)  # noqa: E731

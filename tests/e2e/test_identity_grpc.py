@@ -24,6 +24,7 @@ from grpc_status import rpc_status
 from prometheus_client.parser import text_string_to_metric_families
 
 from lre.client.walkthrough import EnrolmentCodes
+from lre.server.adapters.at_rest import SecretsKeys
 from lre.server.storage import db
 from lre.v1 import common_pb2, custody_pb2_grpc, identity_pb2, identity_pb2_grpc
 from tests.conftest import SignerProcess
@@ -101,7 +102,7 @@ def stub(channel: grpc.Channel) -> identity_pb2_grpc.IdentityServiceStub:
 def codes(database_url: str, key_file: Path) -> Iterator[EnrolmentCodes]:
     """The enrolment codes proofing e-mails (the outbox does not run here)."""
     engine = db.make_engine(database_url)
-    key = bytes.fromhex(key_file.read_text())
+    key = SecretsKeys(bytes.fromhex(key_file.read_text()))
     yield lambda party: outbox_enrolment_code(engine, key, party)
     engine.dispose()
 

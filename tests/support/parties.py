@@ -11,6 +11,7 @@ import pyotp
 from sqlalchemy import Engine, select
 
 from lre.server.adapters import at_rest
+from lre.server.adapters.at_rest import SecretsKeys
 from lre.server.domain.letters import PartyKind
 from lre.server.services.identity import IdentityService, NewParty
 from lre.server.storage import models
@@ -48,7 +49,7 @@ def totp_of(provisioning_uri: str) -> pyotp.TOTP:
     return pyotp.TOTP(query["secret"][0])
 
 
-def outbox_enrolment_code(engine: Engine, key: bytes, party: str) -> str:
+def outbox_enrolment_code(engine: Engine, key: SecretsKeys, party: str) -> str:
     """The last enrolment code the outbox holds for ``party`` ("parties/{id}"
     or the id), decrypted with the server's key: the e-mail as it will be
     sent, for servers whose outbox does not run (tests of one layer)."""
@@ -67,7 +68,7 @@ def outbox_enrolment_code(engine: Engine, key: bytes, party: str) -> str:
 
 
 def enrolled(
-    service: IdentityService, now: dt.datetime, engine: Engine, key: bytes
+    service: IdentityService, now: dt.datetime, engine: Engine, key: SecretsKeys
 ) -> tuple[uuid.UUID, pyotp.TOTP]:
     """A proofed party that enrolled a password and a TOTP device with the
     enrolment code the proofing e-mailed it."""

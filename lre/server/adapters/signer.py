@@ -21,24 +21,35 @@ from lre.v1 import signing_pb2, signing_pb2_grpc
 
 SERVICE = "lre.v1.SigningService"
 logger = logging.getLogger(__name__)
-# Retry what failed before reaching the signer (a restart, a draining replica).
-_RETRY = json.dumps(
+# The target may name several signers ("ipv4:a:p,b:p", "dns:///name:port"):
+# calls go round-robin over the connected ones. Every signer call is free of
+# side effects on the signer, so what failed with UNAVAILABLE (a signer
+# killed, restarting, draining, or without its token) is retried, and
+# round-robin sends the retry to the next signer. No client-side health
+# checking: its Watch stream would hold one of the signer's RPC threads per
+# connection for good (a synchronous gRPC server), and the retry covers it.
+_SERVICE_CONFIG = json.dumps(
     {
+        "loadBalancingConfig": [{"round_robin": {}}],
         "methodConfig": [
             {
                 "name": [{"service": SERVICE}],
                 "retryPolicy": {
-                    "maxAttempts": 3,
+                    "maxAttempts": 4,
                     "initialBackoff": "0.1s",
                     "maxBackoff": "1s",
                     "backoffMultiplier": 2,
                     "retryableStatusCodes": ["UNAVAILABLE"],
                 },
             }
-        ]
+        ],
     }
 )
 
+
+# A wrapped key starts with its format and the id of the wrap key that made it
+# (lre/signer/wrapping.py): what `lre-server rekey` compares to skip current ones.
+WRAPPED_HEADER_BYTES = 9
 
 # Seals a batch keeps in flight at once: enough to keep a pool of signer
 # processes busy, few enough not to starve other callers.
@@ -53,9 +64,11 @@ class SignerClient:
         connections: int = 4,
         credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
-        """``credentials``: mutual TLS to the signer; None is plaintext."""
+        """``address``: a gRPC target, one signer or several (see
+        ServerSettings.signer_address). ``credentials``: mutual TLS to the
+        signer; None is plaintext."""
         options = [
-            ("grpc.service_config", _RETRY),
+            ("grpc.service_config", _SERVICE_CONFIG),
             ("grpc.enable_retries", 1),
             ("grpc.use_local_subchannel_pool", 1),
         ]
@@ -143,6 +156,16 @@ class SignerClient:
         reply = self._call(self._stub.WrapKeys, request)
         assert isinstance(reply, signing_pb2.WrapKeysResponse)
         return list(reply.wrapped_keys)
+
+    def rewrap_keys(self, keys: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bool]]:
+        """(wrapped, context) pairs under the signer's current wrap key, in
+        order, each with whether it changed; the keys never leave the signer."""
+        request = signing_pb2.RewrapKeysRequest(
+            keys=[signing_pb2.UnwrapKeyRequest(wrapped_key=w, context=c) for w, c in keys]
+        )
+        reply = self._call(self._stub.RewrapKeys, request)
+        assert isinstance(reply, signing_pb2.RewrapKeysResponse)
+        return [(k.wrapped_key, k.rewrapped) for k in reply.keys]
 
     def unwrap_key(self, wrapped: bytes, context: bytes) -> bytes:
         reply = self._call(

@@ -65,7 +65,7 @@ def _check_url(url: str) -> None:
 
 @dataclass(frozen=True)
 class WebhookPolicy:
-    secrets_key: bytes
+    secrets_key: at_rest.SecretsKeys
     first_retry: dt.timedelta = dt.timedelta(seconds=10)
     max_retry: dt.timedelta = dt.timedelta(hours=1)
     give_up_after: dt.timedelta = dt.timedelta(hours=48)

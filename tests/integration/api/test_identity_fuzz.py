@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from sqlalchemy import Engine, func, select
 
 from lre.runtime.serving import GrpcProcess, ServiceBinding
+from lre.server.adapters.at_rest import SecretsKeys
 from lre.server.api.identity import IdentityServicer
 from lre.server.domain.letters import PartyKind
 from lre.server.services.identity import IdentityPolicy, IdentityService
@@ -51,7 +52,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Engi
                 create_time=dt.datetime.now(dt.UTC),
             )
         )
-    service = IdentityService(db.sessions(engine), IdentityPolicy(secrets_key=bytes(32)))
+    service = IdentityService(
+        db.sessions(engine), IdentityPolicy(secrets_key=SecretsKeys(bytes(32)))
+    )
     binding = ServiceBinding(
         SERVICE.full_name,
         identity_pb2_grpc.add_IdentityServiceServicer_to_server,

@@ -6,7 +6,9 @@ import datetime as dt
 
 import pytest
 
-KEY = bytes(range(32))
+from lre.server.adapters.at_rest import SecretsKeys
+
+KEY = SecretsKeys(bytes(range(32)))
 
 
 class Clock:

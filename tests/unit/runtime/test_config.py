@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from lre.runtime.config import ConfigError, load
+from lre.server.config import ServerSettings
 from lre.signer.config import SignerSettings
 
 
@@ -49,3 +50,42 @@ def test_pin_comes_from_the_file_first(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setenv("LRE_SIGNER_PIN", "from-env")
     assert SignerSettings(pin_file=pin_file).pin() == "from-file"
     assert SignerSettings().pin() == "from-env"
+
+
+def test_relative_secret_paths_are_in_the_credentials_directory(tmp_path: Path) -> None:
+    config = tmp_path / "lre.toml"
+    config.write_text(
+        '[server]\nsecrets_key_file = "secrets.key"\ntls_key_file = "/etc/lre/tls.key"\n'
+        'secrets_key_files_previous = "old-1.key, /keys/old-2.key"\n'
+    )
+    env = {"LRE_CONFIG": str(config), "CREDENTIALS_DIRECTORY": "/run/credentials/lre.service"}
+    settings = load(ServerSettings, "server", env)
+    assert settings.secrets_key_file == Path("/run/credentials/lre.service/secrets.key")
+    assert settings.tls_key_file == Path("/etc/lre/tls.key")  # absolute: as given
+    assert settings.secrets_key_files_previous == (
+        "/run/credentials/lre.service/old-1.key,/keys/old-2.key"
+    )
+    # Defaults are not moved; without the variable, nothing is.
+    signer = load(
+        SignerSettings, "signer", {"CREDENTIALS_DIRECTORY": "/run/c", "LRE_SIGNER_PIN_FILE": "pin"}
+    )
+    assert signer.ca_chain_file == Path("var/pki/ca-chain.pem")
+    assert signer.pin_file == Path("/run/c/pin")
+    assert load(ServerSettings, "server", {"LRE_CONFIG": str(config)}).secrets_key_file == Path(
+        "secrets.key"
+    )
+
+
+def test_secrets_keys_current_and_previous(tmp_path: Path) -> None:
+    current, old = tmp_path / "current.key", tmp_path / "old.key"
+    current.write_text("11" * 32 + "\n")
+    old.write_text("22" * 32)
+    keys = ServerSettings(
+        secrets_key_file=current, secrets_key_files_previous=f"{old}"
+    ).secrets_key()
+    assert keys.current == b"\x11" * 32 and keys.previous == (b"\x22" * 32,)
+    assert ServerSettings(secrets_key_file=current).secrets_key().previous == ()
+    old.write_text("not hex, and secret")
+    with pytest.raises(ConfigError) as bad:
+        ServerSettings(secrets_key_file=current, secrets_key_files_previous=str(old)).secrets_key()
+    assert str(bad.value) == "LRE_SERVER_SECRETS_KEY_FILES_PREVIOUS: expected 32 bytes in hex"

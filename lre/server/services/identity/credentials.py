@@ -329,7 +329,9 @@ class CredentialService:
 
     def _enrolment_code_hmac(self, party_id: uuid.UUID, code: str) -> bytes:
         return hmac.digest(
-            self._policy.secrets_key, b"enrolment" + party_id.bytes + code.encode(), "sha256"
+            self._policy.secrets_key.current,
+            b"enrolment" + party_id.bytes + code.encode(),
+            "sha256",
         )
 
     def _totp_step(self, credential: Credential, code: str, now: dt.datetime) -> int | None:
@@ -355,7 +357,9 @@ class CredentialService:
         return matched
 
     def _email_code_hmac(self, code_id: uuid.UUID, code: str) -> bytes:
-        return hmac.digest(self._policy.secrets_key, code_id.bytes + code.encode(), "sha256")
+        return hmac.digest(
+            self._policy.secrets_key.current, code_id.bytes + code.encode(), "sha256"
+        )
 
     def _email_code_ok(
         self, credential: Credential, code_id: uuid.UUID, code: str, now: dt.datetime

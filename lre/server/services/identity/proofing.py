@@ -123,7 +123,7 @@ class ProofingService:
         if document_expires is None or document_expires <= now:
             raise InvalidArgument("document_expire_time", "the document must be valid today")
         number_hash = hmac.new(
-            self._policy.secrets_key,
+            self._policy.secrets_key.current,
             f"{document_type}:{document_number.strip().upper()}".encode(),
             hashlib.sha256,
         ).hexdigest()

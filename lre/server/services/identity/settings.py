@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import jwt
 from cryptography import x509
 
+from lre.server.adapters.at_rest import SecretsKeys
 from lre.server.domain.identity import AssuranceLevel
 
 Clock = Callable[[], dt.datetime]
@@ -26,7 +27,9 @@ class EidBroker:
 
 @dataclass(frozen=True)
 class IdentityPolicy:
-    secrets_key: bytes
+    # Encrypts TOTP seeds and codes at rest; its current key keys the HMACs of
+    # codes and document numbers (a code issued before a rotation is asked again).
+    secrets_key: SecretsKeys
     session_ttl: dt.timedelta = dt.timedelta(minutes=30)
     lockout_threshold: int = 5
     lockout: dt.timedelta = dt.timedelta(minutes=15)
