@@ -144,6 +144,7 @@ def build_services(settings: ServerSettings, engine: Engine, signer: SignerClien
         currency=settings.currency,
         content_retention=dt.timedelta(days=settings.content_retention_days),
         reminder_days=settings.reminders(),
+        sender_min_level=settings.sender_level(),
     )
     evidence = EvidenceRecorder(signer, policy.provider_name, utcnow)
     return Services(

@@ -10,6 +10,7 @@ import datetime as dt
 import json
 from dataclasses import dataclass
 
+from lre.server.domain.identity import Session
 from lre.server.domain.letters import EvidenceEvent
 
 FORMAT = "lre-evidence/1"
@@ -32,6 +33,25 @@ class PartDigest:
 
 
 @dataclass(frozen=True)
+class RecipientAuthentication:
+    """How the recipient who accepted, refused or took the content was
+    identified and authenticated (EN 319 522-2 RecipientAuthenticationDetails):
+    the factors of the session, the level its identity was proofed at, when
+    the recipient authenticated."""
+
+    method: str
+    level: str
+    authenticated_at: dt.datetime
+
+    @classmethod
+    def of(cls, session: Session) -> RecipientAuthentication:
+        factors = sorted(f.value for f in session.factors)
+        if session.one_time_element:
+            factors.append("one_time_code")
+        return cls("+".join(factors), session.level.name.lower(), session.authenticated_at)
+
+
+@dataclass(frozen=True)
 class EvidenceDocument:
     evidence_id: str
     event: EvidenceEvent
@@ -45,6 +65,8 @@ class EvidenceDocument:
     reason: str | None = None
     # A stable code beside the text of a refusal (e.g. "consent_missing").
     reason_code: str | None = None
+    # Acceptance, refusal and handover: the recipient's session.
+    recipient_authentication: RecipientAuthentication | None = None
 
     def to_json(self) -> bytes:
         document = {
@@ -72,6 +94,13 @@ class EvidenceDocument:
             document["reason"] = self.reason
         if self.reason_code is not None:
             document["reasonCode"] = self.reason_code
+        if self.recipient_authentication is not None:
+            auth = self.recipient_authentication
+            document["recipientAuthentication"] = {
+                "method": auth.method,
+                "level": auth.level,
+                "authenticatedAt": _utc(auth.authenticated_at),
+            }
         return json.dumps(
             document, sort_keys=True, separators=(",", ":"), ensure_ascii=False
         ).encode()

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from lre.server.adapters.signer import SignerClient, letter_key_context
 from lre.server.domain import identity
 from lre.server.domain.errors import FailedPrecondition, InvalidArgument, NotFound
+from lre.server.domain.evidence import RecipientAuthentication
 from lre.server.domain.letters import EvidenceEvent, LetterState, OutboxKind, OutboxState
 from lre.server.domain.log import LogRecord
 from lre.server.domain.records import EvidenceRecord, LetterRecord, MessageRecord, PartRecord
@@ -58,7 +59,9 @@ class DecisionService:
                 lifecycle.accept(now) if target is LetterState.ACCEPTED else lifecycle.refuse(now)
             )
             reason_pair = ("refused_by_recipient", reason) if reason else None
-            self._evidence.record(store, letter, lifecycle, outcome, reason_pair)
+            self._evidence.record(
+                store, letter, lifecycle, outcome, reason_pair, RecipientAuthentication.of(session)
+            )
             changed = store.letters.get(letter_id)
         assert changed is not None
         return changed
@@ -88,9 +91,11 @@ class DecisionService:
         if letter.wrapped_key is None:
             raise FailedPrecondition("the content is no longer kept (retention period over)")
         key = self._signer.unwrap_key(letter.wrapped_key, letter_key_context(letter.id))
-        return self._stream(letter_id, key)
+        return self._stream(letter_id, key, RecipientAuthentication.of(session))
 
-    def _stream(self, letter_id: uuid.UUID, key: bytes) -> Iterator[tuple[int, bytes]]:
+    def _stream(
+        self, letter_id: uuid.UUID, key: bytes, authentication: RecipientAuthentication
+    ) -> Iterator[tuple[int, bytes]]:
         with self._stores.read() as store:
             yield from decrypt_content(store.content, letter_id, key)
         now = self._clock()
@@ -98,7 +103,13 @@ class DecisionService:
             letter = store.letters.lock(letter_id)
             if not store.evidence.has(letter_id, EvidenceEvent.CONTENT_HANDOVER):
                 lifecycle = letter.lifecycle()
-                self._evidence.record(store, letter, lifecycle, lifecycle.hand_over_content(now))
+                self._evidence.record(
+                    store,
+                    letter,
+                    lifecycle,
+                    lifecycle.hand_over_content(now),
+                    authentication=authentication,
+                )
 
     # -- the notice ------------------------------------------------------------
 

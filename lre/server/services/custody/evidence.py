@@ -11,7 +11,12 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from lre.server.adapters.signer import SignerClient
-from lre.server.domain.evidence import EvidenceDocument, PartDigest, PartyDetails
+from lre.server.domain.evidence import (
+    EvidenceDocument,
+    PartDigest,
+    PartyDetails,
+    RecipientAuthentication,
+)
 from lre.server.domain.letters import EvidenceEvent, Letter, LetterState, OutboxKind, Outcome
 from lre.server.domain.log import LogRecord, sha256_hex
 from lre.server.domain.records import EvidenceRecord, LetterRecord
@@ -49,6 +54,7 @@ class EvidenceRecorder:
         digests: tuple[PartDigest, ...],
         at: dt.datetime,
         reason: tuple[str, str] | None = None,
+        authentication: RecipientAuthentication | None = None,
     ) -> EvidenceRecord:
         """An evidence, not yet sealed; ``reason`` is (code, text)."""
         evidence_id = uuid.uuid4()
@@ -64,6 +70,7 @@ class EvidenceRecorder:
             parts=digests,
             reason=reason[1] if reason else None,
             reason_code=reason[0] if reason else None,
+            recipient_authentication=authentication,
         ).to_json()
         return EvidenceRecord(evidence_id, letter.id, event, at, document)
 
@@ -125,13 +132,21 @@ class EvidenceRecorder:
         lifecycle: Letter,
         outcome: Outcome,
         reason: tuple[str, str] | None = None,
+        authentication: RecipientAuthentication | None = None,
     ) -> EvidenceRecord:
-        """Applies a state change and seals its evidence, in the caller's transaction."""
-        (evidence,) = self.record_many(store, [(letter, lifecycle, outcome)], reason)
+        """Applies a state change and seals its evidence, in the caller's
+        transaction; ``authentication`` when the recipient's session made it."""
+        (evidence,) = self.record_many(
+            store, [(letter, lifecycle, outcome)], reason, authentication
+        )
         return evidence
 
     def record_many(
-        self, store: Store, changes: list[Change], reason: tuple[str, str] | None = None
+        self,
+        store: Store,
+        changes: list[Change],
+        reason: tuple[str, str] | None = None,
+        authentication: RecipientAuthentication | None = None,
     ) -> list[EvidenceRecord]:
         """State changes and their evidence, sealed concurrently, in the caller's
         transaction; the parties and parts of all the letters are read at once."""
@@ -153,6 +168,7 @@ class EvidenceRecorder:
                     tuple(digests[letter.id]),
                     outcome.event_time,
                     reason,
+                    authentication,
                 )
                 for letter, _, outcome in changes
             ]
