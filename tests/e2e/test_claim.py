@@ -74,10 +74,11 @@ def _notice(maildir: Path, to: str, timeout_s: float = 30) -> tuple[str, str]:
     raise AssertionError(f"no notice to {to} in {maildir}")
 
 
-def _sender_and_letter(server: ServerProcess, channel: grpc.Channel) -> None:
+def _sender_and_letter(server: ServerProcess, channel: grpc.Channel) -> tuple[str, str]:
     """The sender's side: a gateway that registers the addressee (names and
     e-mail as the sender knows them), an operator recording the addressee's
-    paper consent, a deposit. Nothing of it is handed to the recipient's side."""
+    paper consent, a deposit. Nothing of it is handed to the recipient's
+    side; the sender's session and letter come back for reading the proofs."""
     identity = identity_pb2_grpc.IdentityServiceStub(channel)
     sender = enroll_party(
         identity,
@@ -107,12 +108,11 @@ def _sender_and_letter(server: ServerProcess, channel: grpc.Channel) -> None:
             method="signed paper form",
         )
     )
-    _deposit(
-        custody_pb2_grpc.CustodyServiceStub(channel),
-        log_in(identity, sender),
-        addressee.name,
-        "letter-1",
+    token = log_in(identity, sender)
+    letter = _deposit(
+        custody_pb2_grpc.CustodyServiceStub(channel), token, addressee.name, "letter-1"
     )
+    return token, letter.name
 
 
 def _eid(party: str, identity: identity_pb2_grpc.IdentityServiceStub, **claims: object) -> None:
@@ -128,7 +128,7 @@ def test_a_first_time_recipient_claims_proofs_and_accepts_from_the_notice(
     server: ServerProcess,
 ) -> None:
     with grpc.insecure_channel(server.address) as channel:
-        _sender_and_letter(server, channel)
+        sender_token, sent = _sender_and_letter(server, channel)
 
         # -- the recipient: its mailbox, the portal, its eID ------------------
         notifications = notification_pb2_grpc.NotificationServiceStub(channel)
@@ -196,10 +196,12 @@ def test_a_first_time_recipient_claims_proofs_and_accepts_from_the_notice(
         )
         assert content
 
-        # The proofs of acceptance and handover say how the recipient was
-        # identified and authenticated; the name is the one the eID verified.
+        # The proofs of acceptance and handover (the sender's to read) say how
+        # the recipient was identified and authenticated; the name is the one
+        # the eID verified.
+        assert sent == claim.letter
         evidence = custody.ListEvidence(
-            custody_pb2.ListEvidenceRequest(parent=claim.letter), metadata=_bearer(token)
+            custody_pb2.ListEvidenceRequest(parent=sent), metadata=_bearer(sender_token)
         ).evidence
         documents = [json.loads(e.document) for e in evidence]
         decided = [d for d in documents if "recipientAuthentication" in d]
