@@ -7,7 +7,13 @@ import json
 
 import pytest
 
-from lre.server.domain.evidence import EvidenceDocument, PartDigest, PartyDetails
+from lre.server.domain.evidence import (
+    EvidenceDocument,
+    PartDigest,
+    PartyDetails,
+    RecipientAuthentication,
+)
+from lre.server.domain.identity import AssuranceLevel, FactorCategory, Session
 from lre.server.domain.letters import EvidenceEvent
 
 PARIS_SUMMER = dt.timezone(dt.timedelta(hours=2))
@@ -60,3 +66,24 @@ def test_bytes_are_canonical() -> None:
 def test_naive_times_are_refused() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         document(event_time=dt.datetime(2026, 5, 4, 12, 0)).to_json()
+
+
+def test_a_recipients_decision_says_how_it_was_authenticated() -> None:
+    assert "recipientAuthentication" not in json.loads(document().to_json())
+    session = Session(
+        party_id="p",
+        level=AssuranceLevel.HIGH,
+        factors=frozenset({FactorCategory.POSSESSION, FactorCategory.KNOWLEDGE}),
+        one_time_element=True,
+        authenticated_at=dt.datetime(2026, 5, 4, 11, 58, tzinfo=PARIS_SUMMER),
+        expires_at=dt.datetime(2026, 5, 4, 12, 28, tzinfo=PARIS_SUMMER),
+    )
+    decided = document(
+        event=EvidenceEvent.CONSIGNMENT_ACCEPTANCE,
+        recipient_authentication=RecipientAuthentication.of(session),
+    )
+    assert json.loads(decided.to_json())["recipientAuthentication"] == {
+        "method": "knowledge+possession+one_time_code",
+        "level": "high",
+        "authenticatedAt": "2026-05-04T09:58:00.000000Z",
+    }
