@@ -20,6 +20,10 @@ from tests import rfc9162
 from tests.conftest import SignerProcess
 from tests.integration.world import World
 
+# The world's sender and recipient are companies created as professionals:
+# their declarations are the log's first two entries.
+DECLARED = 2
+
 
 def _log(world: World, signer_process: SignerProcess) -> EventLog:
     return EventLog(world.stores, world.clock, world.signer, "Test provider")
@@ -45,25 +49,31 @@ def test_inclusion_and_consistency_proofs_verify_independently(
     log.sequence()
     second = log.seal_head()
     assert first is not None and second is not None
-    assert (first.tree_size, second.tree_size) == (4, 8)
+    assert (first.tree_size, second.tree_size) == (DECLARED + 4, DECLARED + 8)
     with db.sessions(world.engine)() as session:
         evidence = session.query(models.Evidence).all()
     assert len(evidence) == 7
     for item in evidence:
         entry, head, path = log.inclusion(item.id)
-        assert head.tree_size == 8 and entry.seq is not None
-        assert rfc9162.verify_inclusion(entry.leaf, entry.seq, 8, path, head.root_hash)
+        size = DECLARED + 8
+        assert head.tree_size == size and entry.seq is not None
+        assert rfc9162.verify_inclusion(entry.leaf, entry.seq, size, path, head.root_hash)
         assert json.loads(entry.leaf)["evidence"].endswith(str(item.id))
     for letter in first_letters:
         (item,) = [e for e in evidence if e.letter_id == letter.id]
-        entry, head, path = log.inclusion(item.id, size=4)
-        assert rfc9162.verify_inclusion(entry.leaf, entry.seq or 0, 4, path, head.root_hash)
-    old, new, path = log.consistency(4, 8)
-    assert rfc9162.verify_consistency(4, 8, old.root_hash, new.root_hash, path)
+        first_size = DECLARED + 4
+        entry, head, path = log.inclusion(item.id, size=first_size)
+        assert rfc9162.verify_inclusion(
+            entry.leaf, entry.seq or 0, first_size, path, head.root_hash
+        )
+    old, new, path = log.consistency(DECLARED + 4, DECLARED + 8)
+    assert rfc9162.verify_consistency(
+        DECLARED + 4, DECLARED + 8, old.root_hash, new.root_hash, path
+    )
     assert more
     report = verify_log(db.sessions(world.engine), signer_process.root_ca)
     assert report.ok, report.problems
-    assert (report.entries, report.evidence, report.heads) == (8, 7, 2)
+    assert (report.entries, report.evidence, report.heads) == (DECLARED + 8, 7, 2)
 
 
 def _evidence_id(world: World, seq: int) -> str:
@@ -86,11 +96,12 @@ def _blob(world: World) -> str:
 
 # Each returns the SQL an insider would run, and what verify_log must then say.
 def change_an_evidence_document(world: World) -> tuple[list[str], str]:
-    evidence = _evidence_id(world, 2)
+    seq = DECLARED + 2
+    evidence = _evidence_id(world, seq)
     return [
         f"UPDATE evidence SET document = CAST('{{}}' AS {_blob(world)}) "
         f"WHERE id = '{_hex(evidence, world)}'"
-    ], f"evidence {uuid.UUID(evidence)} (entry 2) was changed"
+    ], f"evidence {uuid.UUID(evidence)} (entry {seq}) was changed"
 
 
 def delete_a_log_entry(world: World) -> tuple[list[str], str]:
@@ -102,7 +113,7 @@ def reorder_two_entries(world: World) -> tuple[list[str], str]:
         "UPDATE log_entries SET seq = 1000 WHERE seq = 1",
         "UPDATE log_entries SET seq = 1 WHERE seq = 4",
         "UPDATE log_entries SET seq = 4 WHERE seq = 1000",
-    ], "tree head 7: the log no longer hashes to its root"
+    ], f"tree head {DECLARED + 7}: the log no longer hashes to its root"
 
 
 def back_date_an_entry(world: World) -> tuple[list[str], str]:
@@ -110,9 +121,21 @@ def back_date_an_entry(world: World) -> tuple[list[str], str]:
         shifted = "event_time - interval '2 days'"
     else:
         shifted = "datetime(event_time, '-2 days')"
-    return [f"UPDATE log_entries SET event_time = {shifted} WHERE seq = 5"], (
-        "entry 5: the row no longer says what its leaf says"
+    return [f"UPDATE log_entries SET event_time = {shifted} WHERE seq = {DECLARED + 5}"], (
+        f"entry {DECLARED + 5}: the row no longer says what its leaf says"
     )
+
+
+def rewrite_a_professional_declaration(world: World) -> tuple[list[str], str]:
+    """A party's entry (no letter): its leaf rewritten to another kind."""
+    with world.engine.connect() as connection:
+        seq = connection.execute(
+            text("SELECT min(seq) FROM log_entries WHERE letter_id IS NULL")
+        ).scalar_one()
+    leaf = '{"kind":"consent_granted"}'
+    return [
+        f"UPDATE log_entries SET leaf = CAST('{leaf}' AS {_blob(world)}) WHERE seq = {seq}"
+    ], f"tree head {DECLARED + 7}: the log no longer hashes to its root"
 
 
 def insert_an_evidence_behind_the_log(world: World) -> tuple[list[str], str]:
@@ -121,7 +144,7 @@ def insert_an_evidence_behind_the_log(world: World) -> tuple[list[str], str]:
     return [
         "INSERT INTO evidence (id, letter_id, event, event_time, document, seal) "
         f"SELECT '{ident}', letter_id, 'ContentHandover', event_time, document, seal "
-        "FROM evidence WHERE id = (SELECT evidence_id FROM log_entries WHERE seq = 0)"
+        f"FROM evidence WHERE id = (SELECT evidence_id FROM log_entries WHERE seq = {DECLARED + 1})"
     ], f"evidence {new} is not in the log (inserted outside the service)"
 
 
@@ -133,6 +156,7 @@ TAMPERINGS: dict[str, Callable[[World], tuple[list[str], str]]] = {
         reorder_two_entries,
         back_date_an_entry,
         insert_an_evidence_behind_the_log,
+        rewrite_a_professional_declaration,
     )
 }
 
