@@ -150,6 +150,7 @@ def build_services(settings: ServerSettings, engine: Engine, signer: SignerClien
         currency=settings.currency,
         content_retention=dt.timedelta(days=settings.content_retention_days),
         reminder_days=settings.reminders(),
+        sender_min_level=settings.sender_level(),
     )
     proofs = functools.partial(proof_pdf, signer=signer)
     evidence = EvidenceRecorder(

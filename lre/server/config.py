@@ -11,6 +11,7 @@ import grpc
 
 from lre.runtime import config, tls
 from lre.server.adapters.at_rest import SecretsKeys
+from lre.server.domain.identity import AssuranceLevel
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,11 @@ class ServerSettings:
     eid_audience: str = ""
     eid_jwks_file: Path | None = None
     eid_acr_levels: str = "eidas1=low,eidas2=substantial,eidas3=high"
+    # The least assurance a sender's identity is proofed at to deposit: high
+    # (eIDAS 2 art. 24(1a): physical presence, eID high, a qualified
+    # certificate). "substantial" only where the supervisor accepts an
+    # equivalent method; recipients need substantial whatever this says.
+    sender_min_level: str = "high"
     # The provider, as evidence names it (the issuer of every proof).
     provider_name: str = "LRE development provider"
     # The evidence issuer policy every evidence names (EN 319 522-2
@@ -188,6 +194,15 @@ class ServerSettings:
         if any(not 0 < d < 15 for d in days):
             raise config.ConfigError("LRE_SERVER_REMINDER_DAYS: days 1 to 14 of the window")
         return days
+
+    def sender_level(self) -> AssuranceLevel:
+        try:
+            level = AssuranceLevel[self.sender_min_level.strip().upper()]
+        except KeyError:
+            raise config.ConfigError("LRE_SERVER_SENDER_MIN_LEVEL: substantial or high") from None
+        if level < AssuranceLevel.SUBSTANTIAL:
+            raise config.ConfigError("LRE_SERVER_SENDER_MIN_LEVEL: substantial or high")
+        return level
 
 
 def _secrets_key(path: Path, name: str) -> bytes:

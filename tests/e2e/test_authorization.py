@@ -162,6 +162,29 @@ def test_plaintext_certificate_less_and_foreign_clients_are_refused(
     assert health_status(server.address, tls=mixed, caller="operator") is None
 
 
+def test_only_the_recipients_portal_claims_a_letter_and_only_with_its_notice(
+    server: ServerProcess, tls: TlsFiles
+) -> None:
+    """ClaimLetter leads from a notice to the addressee's party: the sender's
+    gateway (which knows the reference from its proof of deposit), operators
+    and auditors may not call it at all; the portal needs the code too."""
+    method = "/lre.v1.NotificationService/ClaimLetter"
+    wrong = notification_pb2.ClaimLetterRequest(
+        letter_reference="ABCDEFGHJKLM", verification_code="AAAAA-AAAAA"
+    )
+    expected = {
+        "sender-gateway": grpc.StatusCode.PERMISSION_DENIED,
+        "operator": grpc.StatusCode.PERMISSION_DENIED,
+        "auditor": grpc.StatusCode.PERMISSION_DENIED,
+        "recipient-portal": grpc.StatusCode.NOT_FOUND,
+    }
+    assert set(expected) == set(ROLES)
+    for caller, code in expected.items():
+        with channel(server.address, tls, caller) as ch:
+            called = _call(ch, method, None, (False, False), payload=wrong.SerializeToString())
+            assert called == code, (caller, called)
+
+
 def test_an_operator_puts_a_letter_on_legal_hold(server: ServerProcess, tls: TlsFiles) -> None:
     with (
         channel(server.address, tls, "sender-gateway") as gateway,

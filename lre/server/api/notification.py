@@ -228,3 +228,15 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
             return notification_pb2.VerifyNotificationResponse(
                 genuine=result.genuine, acceptance_deadline=timestamp(result.acceptance_deadline)
             )
+
+    def ClaimLetter(
+        self, request: notification_pb2.ClaimLetterRequest, context: grpc.ServicerContext
+    ) -> notification_pb2.LetterClaim:
+        with domain_errors(context):
+            claim = self._notifications.claim(request.letter_reference, request.verification_code)
+            return notification_pb2.LetterClaim(
+                letter=f"letters/{claim.letter_id}",
+                recipient=f"parties/{claim.recipient_id}",
+                acceptance_deadline=timestamp(claim.acceptance_deadline),
+                enrolled=claim.enrolled,
+            )

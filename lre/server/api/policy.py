@@ -74,6 +74,8 @@ POLICY: dict[str, frozenset[Role]] = {
     _I + "WithdrawConsent": PORTALS | {OPERATOR},
     _I + "ListConsents": PORTALS | {AUDITOR},
     _N + "VerifyNotification": PORTALS,
+    # The recipient's way in from its notice: the recipients' portal only.
+    _N + "ClaimLetter": frozenset({RECIPIENT}),
     _N + "ListNotifications": PORTALS | {OPERATOR},
     _N + "RecordBounce": frozenset({OPERATOR}),
     _N + "CreateWebhook": frozenset({SENDER}),

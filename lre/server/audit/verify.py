@@ -377,6 +377,7 @@ def _pass_letters(
             V.c.seal.label("v_seal"),
         )
         .outerjoin(V, V.c.id == E.c.evidence_id)
+        .where(E.c.letter_id.is_not(None))
         # Unsequenced entries (committed, not yet numbered) last, in commit order.
         .order_by(E.c.letter_id, E.c.seq.is_(None), E.c.seq, E.c.create_time),
     )
@@ -385,6 +386,7 @@ def _pass_letters(
         (letters, lambda r: r.id), (entries, lambda r: r.letter_id), (parts, lambda r: r.letter_id)
     ):
         _Replay(report, seals, letter_id, rows[0] if rows else None, letter_parts).run(logged)
+    _party_entries(connection, report)
     # Evidence rows no entry points to: written behind the log.
     orphans = _stream(
         connection,
@@ -713,3 +715,27 @@ def _digest_value(sha256: object, v2: bool) -> str | None:
     if not isinstance(sha256, bytes):
         return None
     return base64.b64encode(sha256).decode() if v2 else sha256.hex()
+
+
+def _party_entries(connection: Connection, report: Report) -> None:
+    """Entries about a party, not a letter (consents, professional
+    declarations): the leaf names its kind and the row's time. Their hashes are
+    in the tree like any entry's (pass 1)."""
+    entries = _stream(
+        connection,
+        select(E.c.seq, E.c.event_time, E.c.leaf, E.c.evidence_id, E.c.state)
+        .where(E.c.letter_id.is_(None))
+        .order_by(E.c.seq),
+    )
+    for entry in entries:
+        where = f"entry {entry.seq}"
+        leaf = _json_object(entry.leaf)
+        if leaf is None or not isinstance(leaf.get("kind"), str):
+            report.add(f"{where}: names no letter and is not a party entry (changed)")
+            continue
+        if (
+            leaf.get("eventTime") != _utc(entry.event_time)
+            or entry.evidence_id is not None
+            or entry.state is not None
+        ):
+            report.add(f"{where}: the row no longer says what its leaf says (changed)")

@@ -4,13 +4,20 @@ SHA-256(0x01 || left || right), split at the largest power of two below n).
 
 Each leaf records one state change of one letter and, when there is one, the
 digests of the evidence that proves it, so that changing, deleting or
-inserting a row of the evidence table no longer matches the log."""
+inserting a row of the evidence table no longer matches the log. Leaves of
+other kinds (a ``kind`` in them; a leaf without one is a letter's) record
+what a recipient said about receiving letters: a consent (CPCE L100), its
+withdrawal, a professional declaration; with keyed hashes of the e-mail
+addresses rather than the addresses (the log is kept, and shown to
+auditors, long after a party's data may be erased)."""
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
+import enum
 import hashlib
+import hmac
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -51,6 +58,42 @@ class LogRecord:
             record["sealSha256"] = self.seal_sha256
         if self.legal_hold is not None:
             record["legalHold"] = self.legal_hold
+        return json.dumps(record, sort_keys=True, separators=(",", ":")).encode()
+
+
+class LogKind(enum.Enum):
+    CONSENT_GRANTED = "consent_granted"
+    CONSENT_WITHDRAWN = "consent_withdrawn"
+    PROFESSIONAL_DECLARED = "professional_declared"
+
+
+def email_hmac(key: bytes, address: str) -> str:
+    """An e-mail address as the log keeps it: whoever holds the provider's
+    key (an auditor it is shown to) can tell whether a given address is the
+    one, nobody can read it back."""
+    normalised = address.strip().lower().encode()
+    return hmac.new(key, b"log-email:" + normalised, hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True)
+class PartyLogRecord:
+    """A leaf about a party rather than a letter. ``subject`` is the resource
+    ("parties/{id}" or "parties/{id}/consents/{id}"); ``facts`` are the
+    minimised details (keyed hashes, method, declared identifier)."""
+
+    kind: LogKind
+    subject: str
+    event_time: dt.datetime
+    facts: tuple[tuple[str, str], ...] = ()
+
+    def leaf(self) -> bytes:
+        record = {
+            **dict(self.facts),
+            "format": FORMAT,
+            "kind": self.kind.value,
+            "subject": self.subject,
+            "eventTime": _utc(self.event_time),
+        }
         return json.dumps(record, sort_keys=True, separators=(",", ":")).encode()
 
 

@@ -75,3 +75,17 @@ def bind(claimed: Claimed, verified: Verified) -> dict[str, str]:
     if verified.organisation_identifier:
         matched["organisation_identifier"] = verified.organisation_identifier
     return matched
+
+
+def evidence_name(claimed: Claimed, matched: dict[str, str] | None) -> str:
+    """The name a proof carries (R53-2 items 1 and 2): as the proofing verified
+    it where there is one (the certificate or eID, not what a gateway typed),
+    else as registered."""
+    if matched:
+        if claimed.natural_person and matched.get("family_name"):
+            return f"{matched.get('given_name', '')} {matched['family_name']}".strip()
+        if not claimed.natural_person and matched.get("organisation_name"):
+            return matched["organisation_name"]
+    if claimed.natural_person:
+        return f"{claimed.given_name or ''} {claimed.family_name or ''}".strip()
+    return claimed.company_name or ""

@@ -27,13 +27,15 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from lre.server.adapters import at_rest
+from lre.server.domain.errors import InvalidArgument, NotFound
 from lre.server.domain.evidence import PartyDetails
 from lre.server.domain.letters import EvidenceEvent, OutboxKind
 from lre.server.domain.records import EvidenceRecord, LetterRecord, MessageRecord
 from lre.server.domain.window import AcceptanceWindow
 from lre.server.proofs import ProofRenderer
 from lre.server.proofs.document import read_seal
-from lre.server.storage.store import Stores
+from lre.server.storage.credentials import CredentialRepository
+from lre.server.storage.store import Store, Stores
 
 # Quoted-printable headers: ASCII-safe, and the reference stays readable in the Subject.
 UTF8 = charset.Charset("utf-8")
@@ -78,6 +80,15 @@ def evidence_recipient(document: bytes) -> str:
 class Verification:
     genuine: bool
     acceptance_deadline: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class LetterClaim:
+    letter_id: uuid.UUID
+    recipient_id: uuid.UUID
+    acceptance_deadline: dt.datetime | None
+    # The addressee already has credentials: it signs in rather than enrols.
+    enrolled: bool
 
 
 class NotificationService:
@@ -281,17 +292,44 @@ class NotificationService:
         domain = self._policy.mail_from.rsplit("@", 1)[-1].strip(">") or "lre.invalid"
         return f"<{outbox_id}@{domain}>"
 
-    def verify(self, reference: str, code: str) -> Verification:
-        """Whether a notification with this reference and code came from us.
-        Unknown references and wrong codes look the same to the caller."""
-        with self._stores.read() as store:
-            letter = store.letters.by_reference(reference.strip().upper())
+    def _notified(self, store: Store, reference: str, code: str) -> LetterRecord | None:
+        """The letter whose notice carries this reference and code, if any."""
+        letter = store.letters.by_reference(reference.strip().upper())
         if letter is None or letter.notification_time is None:
-            return Verification(False, None)
+            return None
         # Codes e-mailed before a rotation of the secrets key still verify.
         given = code.strip().upper()
         genuine = any(
             hmac.compare_digest(self.verification_code(letter.id, key), given)
             for key in self._policy.secrets_key.all()
         )
-        return Verification(genuine, letter.acceptance_deadline if genuine else None)
+        return letter if genuine else None
+
+    def verify(self, reference: str, code: str) -> Verification:
+        """Whether a notification with this reference and code came from us.
+        Unknown references and wrong codes look the same to the caller."""
+        with self._stores.read() as store:
+            letter = self._notified(store, reference, code)
+        if letter is None:
+            return Verification(False, None)
+        return Verification(True, letter.acceptance_deadline)
+
+    def claim(self, reference: str, code: str) -> LetterClaim:
+        """A recipient's way in from its notice alone. Whoever holds the code
+        read the addressee's mailbox; what it gets is the letter and the
+        addressee's party (pre-registered by the sender's gateway), nothing of
+        the sender. Acting on the letter still takes that party's session, and
+        a session takes a proofing that matches the addressee's names (its
+        enrolment code mailed to the same address): the claim binds to the
+        existing party only through the person proofing as it."""
+        for value, field in ((reference, "letter_reference"), (code, "verification_code")):
+            if not value.strip() or len(value) > 64:
+                raise InvalidArgument(field, "required, at most 64 characters")
+        with self._stores.read() as store:
+            letter = self._notified(store, reference, code)
+            if letter is None:
+                raise NotFound("no notification with this reference and code")
+            enrolled = CredentialRepository(store.db).get(letter.recipient_id).password_hash
+        return LetterClaim(
+            letter.id, letter.recipient_id, letter.acceptance_deadline, enrolled is not None
+        )

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session as DbSession
 from lre.server.domain.errors import NotFound
 from lre.server.domain.evidence import PartDigest, PartyDetails
 from lre.server.domain.letters import Letter, LetterState, PartyKind
+from lre.server.domain.proofing import Claimed, evidence_name
 from lre.server.domain.records import LetterRecord, PartRecord
 from lre.server.storage import models
 from lre.server.storage.records import from_row, paged_records, table, to_row
@@ -21,6 +22,7 @@ LETTERS = table(models.Letter)
 PARTS = table(models.LetterPart)
 CHUNKS = table(models.ContentChunk)
 PARTIES = table(models.Party)
+RECORDS = table(models.IdentityRecord)
 
 
 def _part(row: Any) -> PartRecord:
@@ -136,21 +138,37 @@ class LetterRepository:
 
     def parties(self, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, tuple[PartyDetails, bool]]:
         """What evidence and e-mails name of each party (R53-2: name or company
-        name, e-mail address), and whether it is a professional; one query."""
-        p = PARTIES.c
+        name, e-mail address), and whether it is a professional. The name is
+        the one the party's latest proofing matched, where it was proofed
+        (evidence_name)."""
+        p, r = PARTIES.c, RECORDS.c
+        wanted = set(ids)
+        matched: dict[uuid.UUID, dict[str, str]] = {}
+        # Newest first: the first record seen for a party is its latest proofing.
+        for record in self._db.execute(
+            select(r.party_id, r.details)
+            .where(r.party_id.in_(wanted))
+            .order_by(r.proof_time.desc())
+        ):
+            if record.party_id not in matched and isinstance(record.details, dict):
+                names = record.details.get("matched")
+                if names:
+                    matched[record.party_id] = names
         rows = self._db.execute(
             select(
                 p.id, p.kind, p.professional, p.given_name, p.family_name, p.company_name, p.email
-            ).where(p.id.in_(set(ids)))
+            ).where(p.id.in_(wanted))
         )
         found = {}
         for row in rows:
-            name = (
-                row.company_name
-                if row.kind is PartyKind.LEGAL_PERSON
-                else f"{row.given_name} {row.family_name}"
+            claimed = Claimed(
+                row.kind is not PartyKind.LEGAL_PERSON,
+                row.given_name,
+                row.family_name,
+                row.company_name,
             )
-            found[row.id] = (PartyDetails(name or "", row.email, str(row.id)), row.professional)
+            name = evidence_name(claimed, matched.get(row.id))
+            found[row.id] = (PartyDetails(name, row.email, str(row.id)), row.professional)
         return found
 
     # -- the workers' sweeps ---------------------------------------------------

@@ -11,7 +11,7 @@ from sqlalchemy import func as sql
 from sqlalchemy.orm import Session as DbSession
 
 from lre.server.domain import log
-from lre.server.domain.log import LogRecord
+from lre.server.domain.log import LogRecord, PartyLogRecord
 from lre.server.domain.records import LetterRecord, LogEntryRecord, TreeHeadRecord
 from lre.server.storage import models
 from lre.server.storage.records import from_row, table, to_row
@@ -48,6 +48,25 @@ class LogRepository:
         ]
         if rows:
             self._db.execute(insert(ENTRIES), rows)
+
+    def append_party(self, record: PartyLogRecord, now: dt.datetime) -> None:
+        """An unsequenced entry about a party: no letter, state or evidence."""
+        self._db.execute(
+            insert(ENTRIES),
+            [
+                {
+                    "id": uuid.uuid4(),
+                    "seq": None,
+                    "letter_id": None,
+                    "evidence_id": None,
+                    "state": None,
+                    "event": None,
+                    "event_time": record.event_time,
+                    "leaf": record.leaf(),
+                    "create_time": now,
+                }
+            ],
+        )
 
     def size(self) -> int:
         """Entries sequenced so far."""

@@ -253,9 +253,10 @@ class LogEntry(Base):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     # Leaf index, from 0, contiguous; None until sequenced.
     seq: Mapped[int | None] = mapped_column(BigInteger, unique=True)
-    letter_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("letters.id"), index=True)
+    # None in the entries about a party (a consent, a professional declaration).
+    letter_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("letters.id"), index=True)
     evidence_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("evidence.id"), unique=True)
-    state: Mapped[LetterState] = mapped_column(db_enum(LetterState, "letter_state"))
+    state: Mapped[LetterState | None] = mapped_column(db_enum(LetterState, "letter_state"))
     event: Mapped[EvidenceEvent | None] = mapped_column(db_enum(EvidenceEvent, "evidence_event"))
     event_time: Mapped[dt.datetime]
     # The canonical bytes the leaf hash covers.

@@ -115,14 +115,16 @@ class ConsentRepository:
         row = self._db.get(models.Consent, consent_id)
         return None if row is None else _consent(row)
 
-    def withdraw(self, consent_id: uuid.UUID, now: dt.datetime) -> Consent | None:
-        """The consent, withdrawn at ``now`` unless it already was."""
+    def withdraw(self, consent_id: uuid.UUID, now: dt.datetime) -> tuple[Consent, bool] | None:
+        """The consent, withdrawn at ``now`` unless it already was, and whether
+        this call withdrew it (the row is locked: one call does)."""
         row = self._db.get(models.Consent, consent_id, with_for_update=True)
         if row is None:
             return None
-        if row.withdraw_time is None:
+        withdrawing = row.withdraw_time is None
+        if withdrawing:
             row.withdraw_time = now
-        return _consent(row)
+        return _consent(row), withdrawing
 
     def page(
         self, recipient_id: uuid.UUID, page_size: int, page_token: str

@@ -16,6 +16,9 @@ from tests import rfc9162
 from tests.conftest import SignerProcess
 from tests.integration.world import World
 
+# The world's two parties are professionals: each declaration is a log entry first.
+DECLARED = 2
+
 
 def _log(world: World, signer_process: SignerProcess) -> EventLog:
     return EventLog(world.stores, world.clock, world.signer, "Test provider")
@@ -41,26 +44,34 @@ def test_inclusion_and_consistency_proofs_verify_independently(
     log.sequence()
     second = log.seal_head()
     assert first is not None and second is not None
-    assert (first.tree_size, second.tree_size) == (4, 8)
+    assert (first.tree_size, second.tree_size) == (DECLARED + 4, DECLARED + 8)
     with db.sessions(world.engine)() as session:
         evidence = session.query(models.Evidence).all()
     assert len(evidence) == 7
     for item in evidence:
         entry, head, path = log.inclusion(item.id)
-        assert head.tree_size == 8 and entry.seq is not None
-        assert rfc9162.verify_inclusion(entry.leaf, entry.seq, 8, path, head.root_hash)
+        assert head.tree_size == DECLARED + 8 and entry.seq is not None
+        assert rfc9162.verify_inclusion(entry.leaf, entry.seq, DECLARED + 8, path, head.root_hash)
         assert json.loads(entry.leaf)["evidence"].endswith(str(item.id))
     for letter in first_letters:
         (item,) = [e for e in evidence if e.letter_id == letter.id]
-        entry, head, path = log.inclusion(item.id, size=4)
-        assert rfc9162.verify_inclusion(entry.leaf, entry.seq or 0, 4, path, head.root_hash)
-    old, new, path = log.consistency(4, 8)
-    assert rfc9162.verify_consistency(4, 8, old.root_hash, new.root_hash, path)
+        first_size = DECLARED + 4
+        entry, head, path = log.inclusion(item.id, size=first_size)
+        assert rfc9162.verify_inclusion(
+            entry.leaf, entry.seq or 0, first_size, path, head.root_hash
+        )
+    old, new, path = log.consistency(DECLARED + 4, DECLARED + 8)
+    assert rfc9162.verify_consistency(
+        DECLARED + 4, DECLARED + 8, old.root_hash, new.root_hash, path
+    )
     # Heads sealed before subtree hashes were stored: the proofs come from the leaves.
     with world.engine.begin() as connection:
-        assert connection.execute(text("DELETE FROM tree_nodes")).rowcount == 15
-    assert log.consistency(4, 8)[2] == path
+        # Every complete subtree of the 10 leaves: 2n - popcount(n) nodes.
+        size = DECLARED + 8
+        stored = 2 * size - bin(size).count("1")
+        assert connection.execute(text("DELETE FROM tree_nodes")).rowcount == stored
+    assert log.consistency(DECLARED + 4, DECLARED + 8)[2] == path
     assert more
     report = verify_log(world.engine.url.render_as_string(False), signer_process.root_ca)
     assert report.ok, report.findings
-    assert (report.entries, report.evidence, report.heads) == (8, 7, 2)
+    assert (report.entries, report.evidence, report.heads) == (DECLARED + 8, 7, 2)

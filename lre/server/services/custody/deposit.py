@@ -133,7 +133,7 @@ class DepositService:
                 raise NotFound("no such party")
             (sender, _), (recipient, professional) = found[sender_id], found[recipient_id]
             try:
-                identity.require_sender(session, now)
+                identity.require_sender(session, now, self._policy.sender_min_level)
                 identity.require_consent(
                     identity.Recipient(str(recipient_id), professional),
                     # Only a consumer's consent matters; a professional's is not looked up.

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from lre.server.domain.identity import SENDER_MIN_LEVEL, AssuranceLevel
+
 # The content outlives the 15-day window and the day after it, whatever the setting.
 MIN_CONTENT_RETENTION = dt.timedelta(days=30)
 
@@ -20,9 +22,13 @@ class CustodyPolicy:
     content_retention: dt.timedelta = dt.timedelta(days=365)
     # Days after the notification on which a recipient who has not answered is reminded.
     reminder_days: tuple[int, ...] = (7, 13)
+    # eIDAS 2 art. 24(1a): senders are identified at level high.
+    sender_min_level: AssuranceLevel = SENDER_MIN_LEVEL
 
     def __post_init__(self) -> None:
         if self.content_retention < MIN_CONTENT_RETENTION:
             raise ValueError("content retention must be at least 30 days")
         if any(not 0 < day < 15 for day in self.reminder_days):
             raise ValueError("reminders fall within the 15-day window (days 1 to 14)")
+        if self.sender_min_level < AssuranceLevel.SUBSTANTIAL:
+            raise ValueError("senders are proofed at level substantial at least")

@@ -39,13 +39,13 @@ class IdentityService:
     def __init__(
         self, sessions: sessionmaker[DbSession], policy: IdentityPolicy, clock: Clock = utcnow
     ) -> None:
-        self.parties = PartyService(sessions, clock)
+        self.parties = PartyService(sessions, policy.secrets_key.current, clock)
         self.credentials = CredentialService(sessions, policy, clock)
         self.proofing = ProofingService(
             sessions, policy, self.credentials.send_enrolment_code, clock
         )
         self.sessions = SessionService(sessions, policy, self.credentials, clock)
-        self.consents = ConsentService(sessions, clock)
+        self.consents = ConsentService(sessions, policy.secrets_key.current, clock)
 
     def authenticate(self, token: str) -> identity.Session:
         return self.sessions.authenticate(token)

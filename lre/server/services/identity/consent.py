@@ -1,8 +1,11 @@
 """A recipient's consent to receive registered letters electronically from a
-sender (CPCE L100): granted, withdrawn, listed, and checked at deposit."""
+sender (CPCE L100): granted, withdrawn, listed, and checked at deposit. A
+grant and a withdrawal are entries of the tamper-evident log, in the same
+transaction: the provider cannot later deny or back-date either."""
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 
 from sqlalchemy.orm import Session as DbSession
@@ -11,8 +14,10 @@ from sqlalchemy.orm import sessionmaker
 from lre.server.clock import utcnow
 from lre.server.domain.errors import InvalidArgument, NotFound
 from lre.server.domain.identity import Consent
+from lre.server.domain.log import LogKind, PartyLogRecord, email_hmac
 from lre.server.services.identity.parties import check_request_id, fingerprint, idempotent
 from lre.server.services.identity.settings import Clock
+from lre.server.storage.log import LogRepository
 from lre.server.storage.parties import ConsentRepository, PartyRepository
 
 
@@ -22,9 +27,31 @@ def has_consent_in(db: DbSession, recipient_id: uuid.UUID, sender_id: uuid.UUID)
 
 
 class ConsentService:
-    def __init__(self, sessions: sessionmaker[DbSession], clock: Clock = utcnow) -> None:
+    def __init__(
+        self, sessions: sessionmaker[DbSession], secrets_key: bytes, clock: Clock = utcnow
+    ) -> None:
         self._sessions = sessions
+        self._key = secrets_key
         self._clock = clock
+
+    def _log(self, db: DbSession, kind: LogKind, consent: Consent, at: dt.datetime) -> None:
+        """Who (the two addresses, as keyed hashes), how, when."""
+        parties = PartyRepository(db)
+        recipient, sender = parties.get(consent.recipient_id), parties.get(consent.sender_id)
+        assert recipient is not None and sender is not None
+        LogRepository(db).append_party(
+            PartyLogRecord(
+                kind,
+                f"parties/{consent.recipient_id}/consents/{consent.id}",
+                at,
+                (
+                    ("recipientEmailHmac", email_hmac(self._key, recipient.email)),
+                    ("senderEmailHmac", email_hmac(self._key, sender.email)),
+                    ("method", consent.method),
+                ),
+            ),
+            at,
+        )
 
     def grant(
         self,
@@ -60,6 +87,7 @@ class ConsentService:
                 withdraw_time=None,
             )
             consents.add(consent, scope, request_id, request_hash)
+            self._log(db, LogKind.CONSENT_GRANTED, consent, consent.grant_time)
             return consent
 
         request_hash = fingerprint(str(recipient_id), str(sender_id), method)
@@ -77,8 +105,12 @@ class ConsentService:
             consent = consents.get(consent_id)
             if consent is None or consent.recipient_id != recipient_id:
                 raise NotFound("no such consent")
-            withdrawn = consents.withdraw(consent_id, self._clock())
-            assert withdrawn is not None
+            now = self._clock()
+            changed = consents.withdraw(consent_id, now)
+            assert changed is not None
+            withdrawn, withdrawing = changed
+            if withdrawing:  # withdrawn once, logged once
+                self._log(db, LogKind.CONSENT_WITHDRAWN, withdrawn, now)
         return withdrawn
 
     def list(

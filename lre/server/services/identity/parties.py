@@ -19,7 +19,9 @@ from lre.server.domain.addresses import email_address
 from lre.server.domain.errors import AlreadyExists, InvalidArgument, NotFound
 from lre.server.domain.identity import AssuranceLevel, Party, check_professional_declaration
 from lre.server.domain.letters import PartyKind
+from lre.server.domain.log import LogKind, PartyLogRecord, email_hmac
 from lre.server.services.identity.settings import Clock
+from lre.server.storage.log import LogRepository
 from lre.server.storage.parties import PartyRepository
 from lre.server.storage.proofing import ProofingRepository
 
@@ -79,8 +81,11 @@ class NewParty:
 
 
 class PartyService:
-    def __init__(self, sessions: sessionmaker[DbSession], clock: Clock = utcnow) -> None:
+    def __init__(
+        self, sessions: sessionmaker[DbSession], secrets_key: bytes, clock: Clock = utcnow
+    ) -> None:
         self._sessions = sessions
+        self._key = secrets_key
         self._clock = clock
 
     def create(self, scope: str, request_id: str, new: NewParty) -> Party:
@@ -110,6 +115,21 @@ class PartyService:
                 create_time=self._clock(),
             )
             PartyRepository(db).add(party, scope, request_id, request_hash)
+            if party.professional:
+                # It spares senders the consent (L100): the log keeps who was
+                # declared so, when, and as what kind of party.
+                LogRepository(db).append_party(
+                    PartyLogRecord(
+                        LogKind.PROFESSIONAL_DECLARED,
+                        f"parties/{party.id}",
+                        party.create_time,
+                        (
+                            ("emailHmac", email_hmac(self._key, party.email)),
+                            ("partyKind", party.kind.value),
+                        ),
+                    ),
+                    party.create_time,
+                )
             return party
 
         request_hash = fingerprint(dataclasses.asdict(new))

@@ -8,12 +8,13 @@ import uuid
 
 import pytest
 
+from lre.server.adapters.signer import ContentKeys
 from lre.server.domain import identity
 from lre.server.domain.errors import DepositRefused, RequestConflict
 from lre.server.domain.identity import AssuranceLevel
 from lre.server.domain.letters import PartyKind
 from lre.server.domain.records import LetterRecord
-from lre.server.services.custody import DeclaredPart
+from lre.server.services.custody import CustodyPolicy, DeclaredPart, DepositService
 from lre.server.services.identity import NewParty
 from lre.server.storage import db, models
 from tests.integration.world import World
@@ -104,3 +105,32 @@ def test_a_refused_deposit_retried_gets_the_same_refusal_unless_the_recipient_di
     with pytest.raises(RequestConflict) as conflict:
         _send(world, "r-2", recipient=other.id, session=weak)
     assert conflict.value.field == "envelope.recipient"
+
+
+def test_the_senders_level_is_the_providers_setting_high_by_default(world: World) -> None:
+    """eIDAS 2 art. 24(1a): high unless the provider sets sender_min_level lower."""
+    substantial = dataclasses.replace(world.session, level=AssuranceLevel.SUBSTANTIAL)
+    with pytest.raises(DepositRefused) as refused:
+        _send(world, "substantial-default", session=substantial)
+    assert refused.value.reason == "sender_not_identified"
+    assert "below level high" in str(refused.value)
+    lowered = DepositService(
+        world.stores,
+        world.identity,
+        ContentKeys(world.signer),
+        world.evidence,
+        CustodyPolicy(
+            "Test provider", 10**7, 399, "EUR", sender_min_level=AssuranceLevel.SUBSTANTIAL
+        ),
+        world.clock,
+    )
+    letter, _ = lowered.deposit(
+        substantial,
+        "substantial-lowered",
+        world.recipient.id,
+        [DeclaredPart("a.pdf", "application/pdf", 5)],
+        iter([(0, b"%PDF!")]),
+    )
+    assert letter.state.value == "deposited"
+    with pytest.raises(ValueError):
+        CustodyPolicy("P", 1, 1, "EUR", sender_min_level=AssuranceLevel.LOW)

@@ -8,7 +8,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lre.server.domain.proofing import Claimed, IdentityMismatch, Verified, bind, normalised
+from lre.server.domain.proofing import (
+    Claimed,
+    IdentityMismatch,
+    Verified,
+    bind,
+    evidence_name,
+    normalised,
+)
 
 # Names as people write them: letters (accented too), spaces, hyphens, apostrophes.
 NAMES = st.text(
@@ -75,3 +82,13 @@ def test_mallory_does_not_proof_camille_and_silence_is_no_match() -> None:
         bind(person("Camille", "Dupont"), Verified(given_name="Camille"))
     with pytest.raises(IdentityMismatch, match="states no organisation_name"):
         bind(Claimed(False, None, None, "Dest SA"), Verified(given_name="Camille"))
+
+
+def test_proofs_name_the_person_as_proofed_where_a_proofing_matched() -> None:
+    typed = Claimed(True, "camille", "dupont", None)
+    assert evidence_name(typed, None) == "camille dupont"  # not proofed (yet): as registered
+    matched = {"given_name": "CAMILLE", "family_name": "DUPONT", "birth_date": "1990-04-12"}
+    assert evidence_name(typed, matched) == "CAMILLE DUPONT"
+    company = Claimed(False, None, None, "Dest sa")
+    assert evidence_name(company, {"organisation_name": "DEST SA"}) == "DEST SA"
+    assert evidence_name(company, {}) == "Dest sa"  # a document check matches no names

@@ -1,0 +1,220 @@
+"""A first-time recipient, from its notice e-mail alone (issue 14 item 5).
+
+Real processes (signer, server, outbox delivering to a Maildir). The
+recipient's side of this test uses only what the recipient holds: its own
+mailbox and its own eID; every id it passes comes from the notice or from an
+answer of the public API."""
+
+from __future__ import annotations
+
+import email
+import json
+import mailbox
+import re
+import time
+import urllib.parse
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pyotp
+import pytest
+
+from lre.client.walkthrough import _text, enroll_party, log_in
+from lre.v1 import (
+    custody_pb2,
+    custody_pb2_grpc,
+    identity_pb2,
+    identity_pb2_grpc,
+    notification_pb2,
+    notification_pb2_grpc,
+)
+from tests.conftest import SignerProcess
+from tests.e2e.conftest import ServerProcess, server_process
+from tests.e2e.test_deposit_grpc import _deposit
+from tests.support.proofing import AUDIENCE, BROKER, ISSUER
+
+RECIPIENT_EMAIL = "camille.dupont@example.org"
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+def server(signer_process: SignerProcess, tmp_path: Path) -> Iterator[ServerProcess]:
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [BROKER.jwk()]}))
+    database = f"sqlite:///{tmp_path / 'lre.db'}"
+    with server_process(
+        signer_process,
+        tmp_path,
+        database,
+        eid_jwks_file=str(jwks),
+        eid_issuer=ISSUER,
+        eid_audience=AUDIENCE,
+        outbox_interval_s="0.2",
+    ) as s:
+        yield s
+
+
+def _bearer(token: str) -> tuple[tuple[str, str]]:
+    return (("authorization", f"Bearer {token}"),)
+
+
+def _notice(maildir: Path, to: str, timeout_s: float = 30) -> tuple[str, str]:
+    """Reference and verification code, as the addressee reads them in its mailbox."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if (maildir / "new").exists():
+            for message in mailbox.Maildir(maildir, create=False):
+                text = _text(email.message_from_bytes(message.as_bytes()))
+                found = re.search(r"Reference: (\S+)\s+Verification code: (\S+)", text)
+                if message["To"] == to and found:
+                    return found.group(1), found.group(2)
+        time.sleep(0.2)
+    raise AssertionError(f"no notice to {to} in {maildir}")
+
+
+def _sender_and_letter(server: ServerProcess, channel: grpc.Channel) -> tuple[str, str]:
+    """The sender's side: a gateway that registers the addressee (names and
+    e-mail as the sender knows them), an operator recording the addressee's
+    paper consent, a deposit. Nothing of it is handed to the recipient's
+    side; the sender's session and letter come back for reading the proofs."""
+    identity = identity_pb2_grpc.IdentityServiceStub(channel)
+    sender = enroll_party(
+        identity,
+        "sender",
+        codes=server.enrolment_codes,
+        kind=identity_pb2.PARTY_KIND_LEGAL_PERSON,
+        professional=True,
+        company_name="Bailleur SARL",
+        email="gestion@bailleur.example",
+    )
+    addressee = identity.CreateParty(
+        identity_pb2.CreatePartyRequest(
+            request_id="addressee",
+            party=identity_pb2.Party(
+                kind=identity_pb2.PARTY_KIND_NATURAL_PERSON,
+                given_name="Camille",
+                family_name="Dupont",
+                email=RECIPIENT_EMAIL,
+            ),
+        )
+    )
+    identity.GrantConsent(  # an operator, from the consent form the addressee signed
+        identity_pb2.GrantConsentRequest(
+            request_id="paper-consent",
+            recipient=addressee.name,
+            sender=sender.name,
+            method="signed paper form",
+        )
+    )
+    token = log_in(identity, sender)
+    letter = _deposit(
+        custody_pb2_grpc.CustodyServiceStub(channel), token, addressee.name, "letter-1"
+    )
+    return token, letter.name
+
+
+def _eid(party: str, identity: identity_pb2_grpc.IdentityServiceStub, **claims: object) -> None:
+    nonce = f"n-{uuid.uuid4()}"
+    identity.ProofWithEidAssertion(
+        identity_pb2.ProofWithEidAssertionRequest(
+            party=party, id_token=BROKER.id_token(nonce, **claims), nonce=nonce
+        )
+    )
+
+
+def test_a_first_time_recipient_claims_proofs_and_accepts_from_the_notice(
+    server: ServerProcess,
+) -> None:
+    with grpc.insecure_channel(server.address) as channel:
+        sender_token, sent = _sender_and_letter(server, channel)
+
+        # -- the recipient: its mailbox, the portal, its eID ------------------
+        notifications = notification_pb2_grpc.NotificationServiceStub(channel)
+        identity = identity_pb2_grpc.IdentityServiceStub(channel)
+        custody = custody_pb2_grpc.CustodyServiceStub(channel)
+        reference, code = _notice(server.maildir, RECIPIENT_EMAIL)
+
+        with pytest.raises(grpc.RpcError) as wrong:
+            notifications.ClaimLetter(
+                notification_pb2.ClaimLetterRequest(
+                    letter_reference=reference, verification_code="AAAAA-AAAAA"
+                )
+            )
+        assert wrong.value.code() == grpc.StatusCode.NOT_FOUND
+
+        claim = notifications.ClaimLetter(
+            notification_pb2.ClaimLetterRequest(letter_reference=reference, verification_code=code)
+        )
+        assert claim.letter.startswith("letters/") and claim.recipient.startswith("parties/")
+        assert not claim.enrolled
+        # The claim names no sender: it has no field for one.
+        assert {f.name for f in notification_pb2.LetterClaim.DESCRIPTOR.fields} == {
+            "letter",
+            "recipient",
+            "acceptance_deadline",
+            "enrolled",
+        }
+
+        # Someone else's eID (the mailbox is not the person): refused, with the reason.
+        with pytest.raises(grpc.RpcError) as mismatch:
+            _eid(claim.recipient, identity, given_name="Mallory", family_name="Martin")
+        assert mismatch.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "family_name is not the party's" in (mismatch.value.details() or "")
+
+        # The addressee's own eID (written as the registry writes it), level substantial.
+        _eid(claim.recipient, identity, given_name="CAMILLE", family_name="DUPONT")
+        uri = identity.EnrollCredentials(
+            identity_pb2.EnrollCredentialsRequest(
+                party=claim.recipient,
+                enrolment_code=server.enrolment_codes(claim.recipient),  # from its mailbox
+                password=PASSWORD,
+            )
+        ).provisioning_uri
+        totp = pyotp.TOTP(urllib.parse.parse_qs(urllib.parse.urlparse(uri).query)["secret"][0])
+        token = identity.CreateSession(
+            identity_pb2.CreateSessionRequest(
+                party=claim.recipient, password=PASSWORD, totp_code=totp.now()
+            )
+        ).token
+
+        before = custody.GetLetter(
+            custody_pb2.GetLetterRequest(name=claim.letter), metadata=_bearer(token)
+        )
+        assert before.sender == ""  # R53-3 I: not before acceptance
+        accepted = custody.AcceptLetter(
+            custody_pb2.AcceptLetterRequest(name=claim.letter), metadata=_bearer(token)
+        )
+        assert accepted.sender  # now disclosed
+        content = b"".join(
+            c.data
+            for c in custody.DownloadLetterContent(
+                custody_pb2.DownloadLetterContentRequest(name=claim.letter),
+                metadata=_bearer(token),
+            )
+        )
+        assert content
+
+        # The proofs of acceptance and handover (the sender's to read) say how
+        # the recipient was identified and authenticated; the name is the one
+        # the eID verified.
+        assert sent == claim.letter
+        evidence = custody.ListEvidence(
+            custody_pb2.ListEvidenceRequest(parent=sent), metadata=_bearer(sender_token)
+        ).evidence
+        documents = [json.loads(e.document) for e in evidence]
+        decided = [d for d in documents if "recipientAuthentication" in d]
+        assert len(decided) == 2  # ConsignmentAcceptance and ContentHandover
+        for document in decided:
+            auth = document["recipientAuthentication"]
+            assert auth["level"] == "substantial"
+            assert auth["method"] == "knowledge+possession+one_time_code"
+            assert auth["authenticatedAt"].endswith("Z")
+            assert document["recipient"] == {"name": "CAMILLE DUPONT", "email": RECIPIENT_EMAIL}
+
+        # Claiming again: the addressee now signs in.
+        again = notifications.ClaimLetter(
+            notification_pb2.ClaimLetterRequest(letter_reference=reference, verification_code=code)
+        )
+        assert again.enrolled and again.recipient == claim.recipient

@@ -1,0 +1,19 @@
+"""The server's settings that are more than a value: parsed and checked."""
+
+from __future__ import annotations
+
+import pytest
+
+from lre.runtime.config import ConfigError, load
+from lre.server.config import ServerSettings
+from lre.server.domain.identity import AssuranceLevel
+
+
+def test_senders_are_proofed_high_unless_set_to_substantial() -> None:
+    assert load(ServerSettings, "server", {}).sender_level() is AssuranceLevel.HIGH
+    lowered = load(ServerSettings, "server", {"LRE_SERVER_SENDER_MIN_LEVEL": "Substantial"})
+    assert lowered.sender_level() is AssuranceLevel.SUBSTANTIAL
+    for wrong in ("low", "highest", ""):
+        settings = load(ServerSettings, "server", {"LRE_SERVER_SENDER_MIN_LEVEL": wrong})
+        with pytest.raises(ConfigError, match="LRE_SERVER_SENDER_MIN_LEVEL"):
+            settings.sender_level()
