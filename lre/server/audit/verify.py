@@ -730,7 +730,10 @@ def _party_entries(connection: Connection, report: Report) -> None:
     for entry in entries:
         where = f"entry {entry.seq}"
         leaf = _json_object(entry.leaf)
-        if leaf is None or not isinstance(leaf.get("kind"), str):
+        if leaf is None:
+            report.add(f"{where}: its leaf is not a JSON object (malformed or changed)")
+            continue
+        if not isinstance(leaf.get("kind"), str):
             report.add(f"{where}: names no letter and is not a party entry (changed)")
             continue
         if (
