@@ -4,6 +4,7 @@ and purged only when no letter of the mailing needs it."""
 
 from __future__ import annotations
 
+import base64
 import csv
 import datetime as dt
 import hashlib
@@ -152,7 +153,7 @@ def test_a_mailing_gives_each_recipient_a_letter_or_a_sealed_refusal(
             assert document["event"].endswith("SubmissionAcceptance")
             assert document["letterId"] == name
             assert [d["digestValue"] for d in document["contentDigests"]] == [
-                hashlib.sha256(CONVOCATION).hexdigest()
+                base64.b64encode(hashlib.sha256(CONVOCATION).digest()).decode()
             ]
         charges = custody.ListCharges(custody_pb2.ListChargesRequest(), metadata=_bearer(token))
         assert sorted(c.letter for c in charges.charges) == sorted(letters)
@@ -295,6 +296,8 @@ def test_a_mailings_letters_live_their_own_lives_and_share_the_content_to_the_la
             retention_interval_s="0.5",
             content_retention_days="30",
             session_ttl_s=str(400 * 86400),
+            # Only the server's clock moves (60 days): the signer's timestamps lag it.
+            evidence_clock_skew_s=str(90 * 86400),
         ) as server,
         grpc.insecure_channel(server.address) as channel,
     ):

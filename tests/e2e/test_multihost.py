@@ -240,7 +240,12 @@ def test_two_apis_one_worker_two_signers_survive_sigkill(
             return {(kind, state): count for kind, state, count in rows}
 
         # Everything due is sent; the reminders (days 7 and 13) wait their day.
-        due_now = {OutboxKind.LETTER_WAITING.value: LETTERS, OutboxKind.PROOF.value: LETTERS}
+        # (And the two parties' enrolment codes, sent before the first deposit.)
+        due_now = {
+            OutboxKind.LETTER_WAITING.value: LETTERS,
+            OutboxKind.PROOF.value: LETTERS,
+            OutboxKind.EMAIL_CODE.value: 2,
+        }
         expected = {
             **{(kind, OutboxState.SENT): n for kind, n in due_now.items()},
             (OutboxKind.REMINDER.value, OutboxState.PENDING): 2 * LETTERS,

@@ -5,6 +5,7 @@ retried deposit (the same sender and request_id) gets the first result."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import secrets
@@ -179,7 +180,7 @@ class DepositService:
                     now,
                     LetterState.DEPOSITED,
                 )
-                written = self._accept(
+                letter, written = self._accept(
                     store, session, letter, content_key.key, sender, recipient, parts, chunks, now
                 )
         if refusal is not None:
@@ -231,7 +232,7 @@ class DepositService:
         parts: list[DeclaredPart],
         chunks: Iterable[tuple[int, bytes]],
         now: dt.datetime,
-    ) -> list[PartRecord]:
+    ) -> tuple[LetterRecord, list[PartRecord]]:
         # The letter first: its chunks refer to it.
         store.letters.add(letter)
         digests = encrypt_content(
@@ -245,6 +246,10 @@ class DepositService:
         # seal's timestamp must agree with this, see check_times); the notice is
         # due from then, so that the notification is never dated before it.
         accepted = self._clock()
+        # That is the deposit's time too (R53-2: the date of the deposit), so
+        # that the letter, its evidence and the log name one instant.
+        letter = dataclasses.replace(letter, deposit_time=accepted)
+        store.letters.set_deposit_time(letter.id, accepted)
         evidence = self._evidence.seal(
             self._evidence.document(
                 letter,
@@ -278,7 +283,7 @@ class DepositService:
                 now,
             )
         )
-        return written
+        return letter, written
 
     @staticmethod
     def _replay(
