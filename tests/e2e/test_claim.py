@@ -22,6 +22,8 @@ import pyotp
 import pytest
 
 from lre.client.walkthrough import _text, enroll_party, log_in
+from lre.server.domain.evidence import LOA_URIS
+from lre.server.domain.identity import AssuranceLevel
 from lre.v1 import (
     custody_pb2,
     custody_pb2_grpc,
@@ -204,14 +206,19 @@ def test_a_first_time_recipient_claims_proofs_and_accepts_from_the_notice(
             custody_pb2.ListEvidenceRequest(parent=sent), metadata=_bearer(sender_token)
         ).evidence
         documents = [json.loads(e.document) for e in evidence]
-        decided = [d for d in documents if "recipientAuthentication" in d]
+        decided = [d for d in documents if "authentication" in d["recipient"]]
         assert len(decided) == 2  # ConsignmentAcceptance and ContentHandover
         for document in decided:
-            auth = document["recipientAuthentication"]
-            assert auth["level"] == "substantial"
-            assert auth["method"] == "knowledge+possession+one_time_code"
-            assert auth["authenticatedAt"].endswith("Z")
-            assert document["recipient"] == {"name": "CAMILLE DUPONT", "email": RECIPIENT_EMAIL}
+            recipient = dict(document["recipient"])
+            auth = recipient.pop("authentication")
+            assert auth["level"] == LOA_URIS[AssuranceLevel.SUBSTANTIAL]
+            assert auth["method"] == ["knowledge", "possession", "otp"]
+            assert auth["time"].endswith("Z")
+            assert recipient == {
+                "id": claim.recipient,
+                "name": "CAMILLE DUPONT",
+                "email": RECIPIENT_EMAIL,
+            }
 
         # Claiming again: the addressee now signs in.
         again = notifications.ClaimLetter(
