@@ -20,6 +20,9 @@ if [ -n "${LRE_WITH_TEST_TOOLS:-}" ]; then
   command -v systemd-analyze >/dev/null || optional+=(systemd)
   command -v pdfsig >/dev/null || optional+=(poppler-utils)
   command -v certutil >/dev/null || optional+=(libnss3-tools)
+  # The signer through p11-kit's remoting (the HSM sidecar path).
+  command -v p11-kit >/dev/null || optional+=(p11-kit)
+  compgen -G "/usr/lib/*/pkcs11/p11-kit-client.so" >/dev/null || optional+=(p11-kit-modules)
 fi
 missing=("${required[@]}" "${optional[@]}")
 [ ${#missing[@]} -eq 0 ] && exit 0

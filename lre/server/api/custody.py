@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import grpc
 
@@ -186,23 +187,13 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
     ) -> custody_pb2.Letter:
         with domain_errors(context):
             session = session_of(context, self._identities)
-            first = next(request_iterator, None)
-            if first is None or first.WhichOneof("payload") != "envelope":
-                raise InvalidArgument("envelope", "the first message carries the envelope")
-            envelope = first.envelope
-
-            def chunks() -> Iterator[tuple[int, bytes]]:
-                for message in request_iterator:
-                    if message.WhichOneof("payload") != "chunk":
-                        raise InvalidArgument("chunk", "only the first message carries an envelope")
-                    yield message.chunk.part_index, message.chunk.data
-
+            envelope, chunks = _envelope_then_chunks(request_iterator)
             letter, parts = self._deposits.deposit(
                 session,
                 envelope.request_id,
                 parse_id(envelope.recipient, "envelope.recipient", "parties"),
                 [DeclaredPart(p.filename, p.media_type, p.size_bytes) for p in envelope.parts],
-                chunks(),
+                chunks,
             )
             return letter_message(letter, parts, uuid.UUID(session.party_id))
 
@@ -213,24 +204,14 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
     ) -> custody_pb2.Mailing:
         with domain_errors(context):
             session = session_of(context, self._identities)
-            first = next(request_iterator, None)
-            if first is None or first.WhichOneof("payload") != "envelope":
-                raise InvalidArgument("envelope", "the first message carries the envelope")
-            envelope = first.envelope
-
-            def chunks() -> Iterator[tuple[int, bytes]]:
-                for message in request_iterator:
-                    if message.WhichOneof("payload") != "chunk":
-                        raise InvalidArgument("chunk", "only the first message carries an envelope")
-                    yield message.chunk.part_index, message.chunk.data
-
+            envelope, chunks = _envelope_then_chunks(request_iterator)
             view = self._mailings.deposit(
                 session,
                 envelope.request_id,
                 envelope.reference,
                 [(r.recipient, r.letter_reference) for r in envelope.recipients],
                 [DeclaredPart(p.filename, p.media_type, p.size_bytes) for p in envelope.parts],
-                chunks(),
+                chunks,
             )
             return mailing_message(view, with_recipients=True)
 
@@ -460,3 +441,19 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
             letter_id, evidence_id = _evidence_name(request.name, "name")
             pdf = self._queries.evidence_proof(session, letter_id, evidence_id)
             return custody_pb2.EvidenceProof(name=request.name, pdf=pdf)
+
+
+def _envelope_then_chunks(messages: Iterator[Any]) -> tuple[Any, Iterator[tuple[int, bytes]]]:
+    """A deposit stream (DepositLetter, DepositMailing): its envelope first,
+    then (part_index, data) of each chunk, read lazily as the client sends."""
+    first = next(messages, None)
+    if first is None or first.WhichOneof("payload") != "envelope":
+        raise InvalidArgument("envelope", "the first message carries the envelope")
+
+    def chunks() -> Iterator[tuple[int, bytes]]:
+        for message in messages:
+            if message.WhichOneof("payload") != "chunk":
+                raise InvalidArgument("chunk", "only the first message carries an envelope")
+            yield message.chunk.part_index, message.chunk.data
+
+    return first.envelope, chunks()
