@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from lre.server.adapters import at_rest
 from lre.server.adapters.signer import WRAPPED_HEADER_BYTES, SignerClient, letter_key_context
@@ -97,80 +97,65 @@ def reencrypt_secrets(
     """TOTP seeds, webhook secrets and pending e-mailed codes under the current
     secrets key."""
     progress = Progress()
-    _totp_seeds(sessions, keys, batch, progress, report)
-    _webhook_secrets(sessions, keys, batch, progress, report)
+    credentials = models.Credential
+    _reencrypt_column(
+        sessions,
+        keys,
+        batch,
+        progress,
+        report,
+        "TOTP secrets",
+        credentials.party_id,
+        credentials.totp_secret,
+    )
+    webhooks = models.Webhook
+    _reencrypt_column(
+        sessions,
+        keys,
+        batch,
+        progress,
+        report,
+        "webhook secrets",
+        webhooks.id,
+        webhooks.secret_ciphertext,
+    )
     _email_codes(sessions, keys, batch, progress, report)
     return progress
 
 
-def _totp_seeds(
+def _reencrypt_column(
     sessions: sessionmaker[Session],
     keys: at_rest.SecretsKeys,
     batch: int,
     progress: Progress,
     report: Report | None,
+    label: str,
+    key: InstrumentedAttribute[uuid.UUID],
+    blob: InstrumentedAttribute[bytes | None] | InstrumentedAttribute[bytes],
 ) -> None:
-    table = models.Credential
+    """One encrypted column, in batches by its row's id (bound into the
+    ciphertext as associated data, so the same id re-encrypts it)."""
     after: uuid.UUID | None = None
     while True:
-        query = (
-            select(table.party_id, table.totp_secret)
-            .where(table.totp_secret.is_not(None))
-            .order_by(table.party_id)
-            .limit(batch)
-        )
+        query = select(key, blob).where(blob.is_not(None)).order_by(key).limit(batch)
         if after is not None:
-            query = query.where(table.party_id > after)
+            query = query.where(key > after)
         with sessions.begin() as db:
             rows = db.execute(query).all()
             if not rows:
                 return
-            after = rows[-1].party_id
+            after = rows[-1][0]
             progress.examined += len(rows)
-            for party_id, blob in rows:
-                assert blob is not None  # selected so
-                new = at_rest.reencrypt(keys, blob, party_id.bytes)
+            for row_id, old in rows:
+                assert old is not None  # selected so
+                new = at_rest.reencrypt(keys, old, row_id.bytes)
                 if new is not None:
                     db.execute(
-                        update(table)
-                        .where(table.party_id == party_id, table.totp_secret == blob)
-                        .values(totp_secret=new)
+                        update(key.class_).where(key == row_id, blob == old).values({blob: new})
                     )
                     progress.changed += 1
         if report is not None:
-            report("TOTP secrets", progress)
-
-
-def _webhook_secrets(
-    sessions: sessionmaker[Session],
-    keys: at_rest.SecretsKeys,
-    batch: int,
-    progress: Progress,
-    report: Report | None,
-) -> None:
-    table = models.Webhook
-    after: uuid.UUID | None = None
-    while True:
-        query = select(table.id, table.secret_ciphertext).order_by(table.id).limit(batch)
-        if after is not None:
-            query = query.where(table.id > after)
-        with sessions.begin() as db:
-            rows = db.execute(query).all()
-            if not rows:
-                return
-            after = rows[-1].id
-            progress.examined += len(rows)
-            for webhook_id, blob in rows:
-                new = at_rest.reencrypt(keys, blob, webhook_id.bytes)
-                if new is not None:
-                    db.execute(
-                        update(table)
-                        .where(table.id == webhook_id, table.secret_ciphertext == blob)
-                        .values(secret_ciphertext=new)
-                    )
-                    progress.changed += 1
-        if report is not None:
-            report("webhook secrets", progress)
+            report(label, progress)
 
 
 def _email_codes(
