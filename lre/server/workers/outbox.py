@@ -39,6 +39,7 @@ so both days are the same.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import time
@@ -179,8 +180,16 @@ class OutboxDispatcher:
             sent = self._send(message)
         except DBAPIError:
             # The database went away while composing or settling, before any
-            # hand-off: the claim's lease brings the message back.
+            # hand-off: the message goes back at once (not an attempt), or if
+            # the database is still away, when the claim's lease runs out.
             logger.exception("outbox database error", extra={"outbox_id": str(message.id)})
+            with contextlib.suppress(DBAPIError):
+                self._settle(
+                    message,
+                    state=OutboxState.PENDING,
+                    attempts=message.attempts - 1,
+                    next_attempt_time=self._clock(),
+                )
             return
         except Exception:
             # A message this version cannot handle must not hold the others.
