@@ -100,6 +100,10 @@ TO_NOTIFICATION = Histogram(
 # How long a notice waits after its hand-off before the sealer looks at it:
 # the dispatcher seals it right away unless the signer is down.
 NOTICE_GRACE = dt.timedelta(seconds=10)
+# After the signer failed a dispatcher, how long it leaves it alone: notices
+# go unsealed to the NoticeSealer and proofs (their PDF is signed) wait, rather
+# than each costing the signer client's retries (seconds) while it is down.
+SIGNER_PAUSE = dt.timedelta(seconds=10)
 # A record the database refused (connection cut) is tried again this often
 # before the dispatcher keeps it in memory for its next step.
 RECORD_RETRIES = (0.2, 1.0, 3.0)
@@ -157,6 +161,11 @@ class OutboxDispatcher:
         self._lease = lease
         # Hand-offs the database refused to record: recorded first at the next step.
         self._unrecorded: list[_Sent] = []
+        # Until when the signer is left alone (SIGNER_PAUSE).
+        self._signer_down_until: dt.datetime | None = None
+
+    def _signer_down(self, now: dt.datetime) -> bool:
+        return self._signer_down_until is not None and now < self._signer_down_until
 
     # -- the steps -------------------------------------------------------------
 
@@ -276,6 +285,15 @@ class OutboxDispatcher:
                     next_attempt_time=midnight,
                 )
                 return None
+        if message.kind is OutboxKind.PROOF and self._signer_down(now):
+            assert self._signer_down_until is not None
+            self._settle(
+                message,
+                state=OutboxState.PENDING,
+                attempts=message.attempts - 1,
+                next_attempt_time=self._signer_down_until,
+            )
+            return None
         try:
             with self._stores.read() as store:
                 email = self._compose(store, message, now)
@@ -285,6 +303,7 @@ class OutboxDispatcher:
             return None
         except DependencyUnavailable as exc:
             # A proof's PDF waits for the signer; the other messages go on. Not an attempt.
+            self._signer_down_until = now + SIGNER_PAUSE
             self._settle(
                 message,
                 state=OutboxState.PENDING,
@@ -411,10 +430,14 @@ class OutboxDispatcher:
     def _seal_notice(
         self, letter_id: uuid.UUID, handed_at: dt.datetime, outbox_id: uuid.UUID
     ) -> None:
+        if self._signer_down(self._clock()):
+            return  # the NoticeSealer's, after NOTICE_GRACE
         try:
             with self._stores.begin() as store:
                 letter = self._decisions.record_notification(store, letter_id, handed_at)
         except Exception as exc:
+            if isinstance(exc, DependencyUnavailable):
+                self._signer_down_until = self._clock() + SIGNER_PAUSE
             # Sent and recorded as sent: the NoticeSealer seals it when it can,
             # never a resend. Usually the signer is down (DependencyUnavailable).
             logger.warning(
@@ -448,7 +471,7 @@ class NoticeSealer:
         stores: Stores,
         decisions: DecisionService,
         clock: Callable[[], dt.datetime],
-        max_delay: dt.timedelta = dt.timedelta(minutes=10),
+        max_delay: dt.timedelta = dt.timedelta(minutes=1),
         batch: int = 16,
     ) -> None:
         self._stores = stores
@@ -486,15 +509,18 @@ class NoticeSealer:
                 else:
                     self._decisions.record_notification_failure(store, message.letter_id, now)
             return True
-        except (DependencyUnavailable, EvidenceTimeMismatch) as exc:
+        except DependencyUnavailable as exc:  # EvidenceTimeMismatch included
             if message is None:
                 raise
             if isinstance(exc, EvidenceTimeMismatch):
                 # Past NOTICE_SEAL_BOUND, or a clock is wrong: an operator decides.
                 logger.error("notice cannot be sealed", extra={"outbox_id": str(message.id)})
+            else:
+                logger.warning("notice sealing deferred", extra={"outbox_id": str(message.id)})
             with self._stores.begin() as store:
                 store.outbox.update(message.id, next_attempt_time=now + self._backoff(message, now))
-            return True
+            # The signer is down: the other notices wait for the next step.
+            return isinstance(exc, EvidenceTimeMismatch)
 
     def _backoff(self, message: MessageRecord, now: dt.datetime) -> dt.timedelta:
         """The notice's age (so the delays double), between 1 s and ``max_delay``."""
