@@ -159,6 +159,20 @@ class OutboxRepository:
     def remove(self, message_id: uuid.UUID) -> None:
         self._db.execute(delete(OUTBOX).where(OUTBOX.c.id == message_id))
 
+    def oldest_unrecorded_notice(self) -> dt.datetime | None:
+        """The hand-off of the oldest notice sent whose letter still waits for
+        its NotificationForAcceptance (the signer was down); None if none."""
+        oldest: dt.datetime | None = self._db.execute(
+            select(func.min(OUTBOX.c.sent_time))
+            .join(LETTERS, LETTERS.c.id == OUTBOX.c.letter_id)
+            .where(
+                OUTBOX.c.kind == OutboxKind.LETTER_WAITING.value,
+                OUTBOX.c.state == OutboxState.SENT,
+                LETTERS.c.state == LetterState.DEPOSITED,
+            )
+        ).scalar_one()
+        return oldest
+
     def backlog(self, now: dt.datetime) -> tuple[int, dt.datetime | None]:
         """How many messages are due and unsent (being sent included), and the
         creation of the oldest (a reminder waiting for its day is not late)."""

@@ -78,6 +78,12 @@ NOTICES_LATE = Counter(
     "Recipients' notices whose NotificationForAcceptance was sealed after their"
     " hand-off by the notice sealer (the signer was down when they left).",
 )
+UNSEALED = Gauge(
+    "lre_notices_unsealed_oldest_age_seconds",
+    "Age of the oldest recipient's notice handed off whose NotificationForAcceptance"
+    " is not sealed yet (the signer was down); 0 when none.",
+    multiprocess_mode="livemax",
+)
 # Every kind of message the outbox carries: their series exist from the start.
 for _kind in OutboxKind:
     SENT.labels(_kind)
@@ -482,8 +488,14 @@ class NoticeSealer:
 
     def step(self) -> bool:
         """Seals what is due, one notice per transaction; True when it went
-        through a whole batch (there may be more)."""
-        return all(self._seal_next() for _ in range(self._batch))
+        through a whole batch (there may be more). Then measures what is left."""
+        if all(self._seal_next() for _ in range(self._batch)):
+            return True
+        now = self._clock()
+        with self._stores.read() as store:
+            oldest = store.outbox.oldest_unrecorded_notice()
+        UNSEALED.set((now - oldest).total_seconds() if oldest else 0)
+        return False
 
     def _seal_next(self) -> bool:
         """The next notice due; False when none is."""
