@@ -24,10 +24,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
-from sqlalchemy import Engine, create_engine, select, text
+from sqlalchemy import Engine, Row, create_engine, select, text
 from sqlalchemy.engine import make_url
 
 from lre.server.domain.letters import EvidenceEvent, LetterState, OutboxKind, OutboxState
@@ -95,23 +96,24 @@ class Rig:
     def log(self, n: int) -> str:
         return (self.tmp_path / f"work-{n}.log").read_text()[-3000:]
 
-    def rows(self) -> list[models.OutboxMessage]:
+    def rows(self) -> list[Row[Any]]:
+        """The outbox, but for the reminders (they wait their day)."""
         with self.engine.connect() as connection:
             return list(
                 connection.execute(
-                    select(models.OutboxMessage).where(
+                    select(models.OutboxMessage.__table__).where(
                         models.OutboxMessage.kind != OutboxKind.REMINDER.value
                     )
                 )
-            )  # type: ignore[arg-type]
+            )
 
     def all_sent(self) -> bool:
         rows = self.rows()
         return bool(rows) and all(r.state is OutboxState.SENT for r in rows)
 
-    def letters(self) -> list[models.Letter]:
+    def letters(self) -> list[Row[Any]]:
         with self.engine.connect() as connection:
-            return list(connection.execute(select(models.Letter)))  # type: ignore[arg-type]
+            return list(connection.execute(select(models.Letter.__table__)))
 
     def received(self) -> collections.Counter[str]:
         return collections.Counter(str(m["Message-ID"]) for m in list(self.inbox.messages))
@@ -140,7 +142,7 @@ def _sample(url: str, name: str) -> float:
     )
 
 
-def _message_id(row: models.OutboxMessage) -> str:
+def _message_id(row: Row[Any]) -> str:
     return f"<{row.id}@lre.test>"
 
 

@@ -17,8 +17,10 @@ from lre.server.workers.outbox import quiet_until
 FIVE_MINUTES = dt.timedelta(minutes=5)
 
 
-def paris(*args: int) -> dt.datetime:
-    return dt.datetime(*args, tzinfo=PARIS).astimezone(dt.UTC)
+def paris(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0
+) -> dt.datetime:
+    return dt.datetime(year, month, day, hour, minute, second, tzinfo=PARIS).astimezone(dt.UTC)
 
 
 @pytest.mark.parametrize(
