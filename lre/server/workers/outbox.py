@@ -26,9 +26,12 @@ so the receiving side can tell it is the same message. Such a message reads
 ``resends`` > 0 (and ``attempts`` counts every hand-off tried), and each is
 counted in ``lre_notifications_resent_total``. A record that fails while the
 process lives (the database cut) is retried from memory, not resent. The lease
-must outlast a hand-off (several SMTP timeouts): a dispatcher that overran it
-finds its claim taken and records nothing (settle returns False), and the
-message may then have gone twice; that too reads ``resends``.
+must outlast a hand-off (several SMTP timeouts): a message of a batch is
+handed off only while at least half its lease is left (else it goes back to
+the queue unsent), and a hand-off that overran the rest finds its claim taken
+and records nothing (settle returns False): the message may then have gone
+twice, and that too reads ``resends``. A graceful stop (SIGTERM) finishes the
+batch in hand: no resend.
 
 **Printed deadline and recorded window agree.** The notice prints the last
 day of the window counted from the day it is composed; it is recorded from
@@ -279,6 +282,18 @@ class OutboxDispatcher:
 
     def _send(self, message: MessageRecord) -> _Sent | None:
         now = self._clock()
+        assert message.claimed_until is not None
+        if now > message.claimed_until - self._lease / 2:
+            # The batch took long (a slow relay): too little of the lease is
+            # left for this hand-off to end before another worker may take the
+            # message as stranded. Back to the queue, unsent; not an attempt.
+            self._settle(
+                message,
+                state=OutboxState.PENDING,
+                attempts=message.attempts - 1,
+                next_attempt_time=now,
+            )
+            return None
         if message.kind is OutboxKind.LETTER_WAITING:
             midnight = quiet_until(now, self._lease)
             if midnight is not None:

@@ -328,3 +328,20 @@ def test_a_notice_just_outside_the_quiet_period_is_sent_the_same_day(
     assert notified.notification_time.astimezone(PARIS).date() == dt.date(2027, 10, 30)
     assert "14 November 2027" in text_of(notice)
     assert AcceptanceWindow(notified.notification_time).last_day == dt.date(2027, 11, 14)
+
+
+def test_a_message_whose_claim_is_half_spent_goes_back_unsent(world: World, smtp_port: int) -> None:
+    world.deposit()
+    world.clock.advance(seconds=2)
+    slow = dispatcher(world, smtp_port, lease=dt.timedelta(seconds=60))
+    first, second = slow.claim(8)
+    with Inbox(smtp_port) as inbox:
+        slow.deliver(first)
+        world.clock.advance(seconds=31)  # the relay was slow: half the lease is gone
+        slow.deliver(second)
+    assert [m["Message-ID"] for m in inbox.messages] == [world.notifications.message_id(first.id)]
+    (back,) = [r for r in rows(world) if r.id == second.id]
+    assert (back.state, back.attempts, back.resends) == (OutboxState.PENDING, 0, 0)
+    with Inbox(smtp_port) as inbox:
+        world.drain()
+    assert [m["Message-ID"] for m in inbox.messages] == [world.notifications.message_id(second.id)]
