@@ -4,6 +4,7 @@ Maildir, and the code in the e-mail verifies through the API."""
 from __future__ import annotations
 
 import email
+import functools
 import hashlib
 import hmac
 import json
@@ -470,13 +471,14 @@ def test_a_dispatcher_killed_between_send_and_record_resends_the_same_message(
     database = f"sqlite:///{tmp_path / 'lre.db'}"
     port = free_port()
     transport = f"smtp://127.0.0.1:{port}"
-    # A message the killed server held is sent again once its claim's lease runs out.
-    quick = {"outbox_interval_s": "0.2", "outbox_lease_s": "4", "smtp_timeout_s": "1"}
+    # A message the killed server held is sent again once its claim's lease
+    # (outbox_lease_s) runs out.
+    quick = functools.partial(
+        server_process, outbox_interval_s="0.2", outbox_lease_s="4", smtp_timeout_s="1"
+    )
     inbox = KillingInbox(port)
     with inbox:
-        with server_process(
-            signer_process, tmp_path, database, mail_transport=transport, **quick
-        ) as first:
+        with quick(signer_process, tmp_path, database, mail_transport=transport) as first:
             with grpc.insecure_channel(first.address) as channel:
                 identity = identity_pb2_grpc.IdentityServiceStub(channel)
                 custody = custody_pb2_grpc.CustodyServiceStub(channel)
@@ -492,9 +494,7 @@ def test_a_dispatcher_killed_between_send_and_record_resends_the_same_message(
         assert len(inbox.messages) == 1
         killed = inbox.messages[0]["Message-ID"]
         with (
-            server_process(
-                signer_process, tmp_path, database, mail_transport=transport, **quick
-            ) as second,
+            quick(signer_process, tmp_path, database, mail_transport=transport) as second,
             grpc.insecure_channel(second.address) as channel,
         ):
             custody = custody_pb2_grpc.CustodyServiceStub(channel)

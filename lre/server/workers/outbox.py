@@ -272,7 +272,9 @@ class OutboxDispatcher:
                 return None  # answered or expired: nothing to remind
             return self._notifications.reminder(message, letter, recipient, now)
         if letter.state is not LetterState.DEPOSITED:
-            return None  # its notice went already (a resend overtaken) or failed
+            # Nothing sends a notice twice but a resend, and that finds the
+            # letter still deposited: left failed, visibly, not sent.
+            raise LookupError("the letter no longer waits for its notice")
         return self._notifications.letter_waiting(message, letter, recipient, now)
 
     def _settle(self, message: MessageRecord, **values: object) -> None:
