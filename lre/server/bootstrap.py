@@ -48,7 +48,7 @@ from lre.server.storage.store import Stores
 from lre.server.workers import Worker, repeat
 from lre.server.workers.census import Census
 from lre.server.workers.expiry import ExpirySweep
-from lre.server.workers.outbox import OutboxDispatcher, RetryPolicy
+from lre.server.workers.outbox import NoticeSealer, OutboxDispatcher, RetryPolicy
 from lre.server.workers.retention import RetentionPurge
 from lre.server.workers.sequencer import Sequencer
 from lre.server.workers.tree_heads import TreeHeadSealer
@@ -198,13 +198,14 @@ def build_workers(
     smtp_password = read_secret(settings.smtp_password_file, "LRE_SERVER_SMTP_PASSWORD")
     dispatcher = OutboxDispatcher(
         stores,
-        transport_from_url(settings.mail_transport, smtp_password),
+        transport_from_url(settings.mail_transport, smtp_password, settings.smtp_timeout_s),
         services.notifications,
         services.decisions,
         RetryPolicy(
             settings.outbox_max_attempts, dt.timedelta(seconds=settings.outbox_first_retry_s)
         ),
         utcnow,
+        settings.outbox_lease(),
     )
     return [
         (Census(stores), settings.census_interval_s),
@@ -212,6 +213,7 @@ def build_workers(
         (WebhookDelivery(services.webhooks), settings.sequencer_interval_s),
         (TreeHeadSealer(services.events), settings.tree_head_interval_s),
         (dispatcher, settings.outbox_interval_s),
+        (NoticeSealer(stores, services.decisions, utcnow), settings.outbox_interval_s),
         (ExpirySweep(stores, services.evidence, utcnow), settings.expiry_interval_s),
         (
             RetentionPurge(stores, dt.timedelta(days=settings.content_retention_days), utcnow),

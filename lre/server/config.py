@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,6 +124,12 @@ class ServerSettings:
     outbox_interval_s: float = 1.0
     outbox_max_attempts: int = 12
     outbox_first_retry_s: float = 30.0
+    # Each SMTP command's timeout, and the lease of a claimed message: a
+    # dispatcher that dies holding one leaves it for this long before another
+    # sends it again. It must outlast a hand-off (several SMTP commands); no
+    # recipient's notice is composed this close to midnight, Paris time.
+    smtp_timeout_s: float = 30.0
+    outbox_lease_s: float = 300.0
     # How often windows that closed unanswered get their proof of non-claim.
     expiry_interval_s: float = 60.0
     # How often new log entries get their index (event streams wait for it).
@@ -185,6 +192,14 @@ class ServerSettings:
         if not re.fullmatch(r"[0-2](\.(0|[1-9][0-9]*))+", oid):
             raise config.ConfigError("LRE_SERVER_EVIDENCE_POLICY_OID: a dotted OID, as 1.2.3")
         return oid
+
+    def outbox_lease(self) -> dt.timedelta:
+        if not 4 * self.smtp_timeout_s <= self.outbox_lease_s <= 3600:
+            raise config.ConfigError(
+                "LRE_SERVER_OUTBOX_LEASE_S: at least 4 times LRE_SERVER_SMTP_TIMEOUT_S"
+                " (a hand-off is several SMTP commands), at most 3600"
+            )
+        return dt.timedelta(seconds=self.outbox_lease_s)
 
     def reminders(self) -> tuple[int, ...]:
         try:

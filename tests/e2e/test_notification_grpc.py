@@ -4,6 +4,7 @@ Maildir, and the code in the e-mail verifies through the API."""
 from __future__ import annotations
 
 import email
+import functools
 import hashlib
 import hmac
 import json
@@ -12,6 +13,7 @@ import os
 import re
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -469,11 +471,14 @@ def test_a_dispatcher_killed_between_send_and_record_resends_the_same_message(
     database = f"sqlite:///{tmp_path / 'lre.db'}"
     port = free_port()
     transport = f"smtp://127.0.0.1:{port}"
+    # A message the killed server held is sent again once its claim's lease
+    # (outbox_lease_s) runs out.
+    quick = functools.partial(
+        server_process, outbox_interval_s="0.2", outbox_lease_s="4", smtp_timeout_s="1"
+    )
     inbox = KillingInbox(port)
     with inbox:
-        with server_process(
-            signer_process, tmp_path, database, mail_transport=transport, outbox_interval_s="0.2"
-        ) as first:
+        with quick(signer_process, tmp_path, database, mail_transport=transport) as first:
             with grpc.insecure_channel(first.address) as channel:
                 identity = identity_pb2_grpc.IdentityServiceStub(channel)
                 custody = custody_pb2_grpc.CustodyServiceStub(channel)
@@ -489,13 +494,7 @@ def test_a_dispatcher_killed_between_send_and_record_resends_the_same_message(
         assert len(inbox.messages) == 1
         killed = inbox.messages[0]["Message-ID"]
         with (
-            server_process(
-                signer_process,
-                tmp_path,
-                database,
-                mail_transport=transport,
-                outbox_interval_s="0.2",
-            ) as second,
+            quick(signer_process, tmp_path, database, mail_transport=transport) as second,
             grpc.insecure_channel(second.address) as channel,
         ):
             custody = custody_pb2_grpc.CustodyServiceStub(channel)
@@ -511,9 +510,18 @@ def test_a_dispatcher_killed_between_send_and_record_resends_the_same_message(
             evidence = custody.ListEvidence(
                 custody_pb2.ListEvidenceRequest(parent=letter.name), metadata=as_sender
             ).evidence
+            # The resend shows, on the message and in the second server's counter.
+            listed = notification_pb2_grpc.NotificationServiceStub(channel).ListNotifications(
+                notification_pb2.ListNotificationsRequest(parent=letter.name), metadata=as_sender
+            )
+            resent = {n.message_id: (n.attempts, n.resends) for n in listed.notifications}
+            metrics = urllib.request.urlopen(second.metrics_url, timeout=5).read().decode()
     ids = [m["Message-ID"] for m in inbox.messages]
     # The interrupted message came twice under one Message-ID; the other once.
     assert ids.count(killed) == 2 and len(ids) == 3 and len(set(ids)) == 2
+    assert resent[killed] == (2, 1)  # the sender lists every message of its letter
+    resends = re.findall(r"^lre_notifications_resent_total\{[^}]*\} (\S+)$", metrics, re.M)
+    assert sum(float(v) for v in resends) == 2  # both messages the first server held
     assert [e.event for e in evidence].count(
         common_pb2.EVIDENCE_EVENT_NOTIFICATION_FOR_ACCEPTANCE
     ) == 1

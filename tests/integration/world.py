@@ -10,6 +10,7 @@ import email.header
 import functools
 import threading
 import uuid
+from collections.abc import Callable
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -51,12 +52,22 @@ SENDER_EMAIL = "gestion@zephyrin-bailleur.example"
 
 
 class Inbox:
-    """An SMTP server that keeps what it receives; ``refuse`` answers 550 to RCPT."""
+    """An SMTP server that keeps what it receives; ``refuse`` answers 550 to
+    RCPT, ``defer`` 451 to RCPT for those addresses; ``on_data`` runs before a
+    message is accepted (while the dispatcher waits for the reply)."""
 
-    def __init__(self, port: int, refuse: bool = False) -> None:
+    def __init__(
+        self,
+        port: int,
+        refuse: bool = False,
+        defer: frozenset[str] = frozenset(),
+        on_data: Callable[[Message], None] | None = None,
+    ) -> None:
         self.messages: list[Message] = []
         self.raw: list[bytes] = []
         self.refuse = refuse
+        self.defer = defer
+        self.on_data = on_data
         self.controller = Controller(self, hostname="127.0.0.1", port=port)
 
     async def handle_RCPT(
@@ -64,13 +75,18 @@ class Inbox:
     ) -> str:
         if self.refuse:
             return "550 5.1.1 no such mailbox"
+        if address in self.defer:
+            return "451 4.3.0 try again later"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Envelope) -> str:
         raw = envelope.original_content or b""
+        message = email.message_from_bytes(raw)
+        if self.on_data is not None:
+            self.on_data(message)
         self.raw.append(raw)
-        self.messages.append(email.message_from_bytes(raw))
+        self.messages.append(message)
         return "250 Message accepted"
 
     def __enter__(self) -> Inbox:

@@ -124,7 +124,9 @@ class SmtpTransport:
             self._drop()
 
 
-def transport_from_url(url: str, password: str | None = None) -> MailTransport:
+def transport_from_url(
+    url: str, password: str | None = None, timeout_s: float = 30.0
+) -> MailTransport:
     """`maildir:/path` or `smtp://[user@]host[:port][?starttls=true]`."""
     parts = urlsplit(url)
     if parts.scheme == "maildir":
@@ -137,6 +139,7 @@ def transport_from_url(url: str, password: str | None = None) -> MailTransport:
             starttls=options.get("starttls", ["false"])[0].lower() in ("1", "true", "yes"),
             username=parts.username,
             password=password,
+            timeout_s=timeout_s,
         )
     raise ValueError("mail_transport must be maildir:/path or smtp://host[:port]")
 

@@ -55,6 +55,7 @@ def _delivery_state(message: MessageRecord) -> notification_pb2.DeliveryState:
         OutboxState.SENT: notification_pb2.DELIVERY_STATE_SENT,
         OutboxState.FAILED: notification_pb2.DELIVERY_STATE_FAILED,
         OutboxState.BOUNCED: notification_pb2.DELIVERY_STATE_BOUNCED,
+        OutboxState.SENDING: notification_pb2.DELIVERY_STATE_SENDING,
     }[message.state]
 
 
@@ -70,6 +71,7 @@ def _notification(m: MessageRecord, message_id: str) -> notification_pb2.Notific
         create_time=timestamp(m.create_time),
         sent_time=timestamp(m.sent_time),
         last_error=m.last_error or "",
+        resends=m.resends,
     )
 
 

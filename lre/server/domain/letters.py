@@ -57,6 +57,8 @@ class OutboxState(enum.Enum):
     FAILED = "failed"
     # Accepted by our mail server, then returned by the recipient's.
     BOUNCED = "bounced"
+    # Claimed by a dispatcher, being handed to the mail server until ``claimed_until``.
+    SENDING = "sending"
 
 
 class OutboxKind(enum.StrEnum):

@@ -94,6 +94,10 @@ class MessageRecord:
     create_time: dt.datetime
     sent_time: dt.datetime | None
     last_error: str | None
+    # The lease of the dispatcher sending it (state SENDING), and how many
+    # times it was sent again because a dispatcher died holding it.
+    claimed_until: dt.datetime | None = None
+    resends: int = 0
 
 
 @dataclass(frozen=True)

@@ -171,8 +171,12 @@ def _email_codes(
     with sessions.begin() as db:
         rows = db.execute(
             select(table.id, table.payload)
-            .where(table.kind == "email_code", table.state == OutboxState.PENDING)
-            # One the dispatcher is sending is skipped: it drops the code once sent.
+            # Those being sent too: a worker that died sending one leaves it
+            # SENDING, and the next sends it again, with the current keys.
+            .where(
+                table.kind == "email_code",
+                table.state.in_([OutboxState.PENDING, OutboxState.SENDING]),
+            )
             .with_for_update(skip_locked=True)
         ).all()
         for outbox_id, payload in rows:

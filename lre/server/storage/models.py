@@ -239,6 +239,9 @@ class OutboxMessage(Base):
     create_time: Mapped[dt.datetime]
     sent_time: Mapped[dt.datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
+    # A claim's lease: past it, a message still SENDING was claimed by a dispatcher that died.
+    claimed_until: Mapped[dt.datetime | None]
+    resends: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class LogEntry(Base):

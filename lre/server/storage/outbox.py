@@ -1,22 +1,31 @@
 """The outbox: messages written in the transaction of the change that causes
-them, claimed and sent by the dispatcher."""
+them, claimed and sent by the dispatcher.
+
+A message is PENDING until a dispatcher claims it (SENDING, with a lease in
+``claimed_until``), then SENT or FAILED, or PENDING again for a later attempt.
+Every change of a claimed message names the attempt it settles, so a
+dispatcher that outlived its lease changes nothing another one has claimed
+since. A SENT recipient's notice keeps ``next_attempt_time`` as the time its
+NotificationForAcceptance is due to be sealed (again, if the signer was down)."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Row, delete, func, insert, select, update
+from sqlalchemy import Row, and_, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session as DbSession
 
-from lre.server.domain.letters import OutboxKind, OutboxState
+from lre.server.domain.letters import LetterState, OutboxKind, OutboxState
 from lre.server.domain.records import MessageRecord
 from lre.server.storage import models
 from lre.server.storage.records import from_row, paged_records, table
 
 OUTBOX = table(models.OutboxMessage)
+LETTERS = table(models.Letter)
 
 
 def new_message(
@@ -38,6 +47,8 @@ def new_message(
         "create_time": now,
         "sent_time": None,
         "last_error": None,
+        "claimed_until": None,
+        "resends": 0,
     }
 
 
@@ -63,30 +74,112 @@ class OutboxRepository:
         ).one_or_none()
         return None if row is None else _message(row)
 
-    def claim_due(self, now: dt.datetime, batch: int) -> list[MessageRecord]:
-        """Pending messages due now, locked; rows another dispatcher holds are skipped."""
+    def claim(
+        self, now: dt.datetime, batch: int, lease: dt.timedelta
+    ) -> list[tuple[MessageRecord, bool]]:
+        """Claims up to ``batch`` messages due now: pending ones, and those left
+        SENDING by a dispatcher whose lease ran out (it died mid-send: the
+        message goes again, ``resends`` counts it). Each becomes SENDING until
+        ``now + lease``, its attempt counted. Rows another dispatcher holds are
+        skipped (SKIP LOCKED; on SQLite the transaction holds the write lock).
+        Returns each claimed message as it now is, and whether it is a resend."""
         rows = self._db.execute(
             select(OUTBOX)
-            .where(OUTBOX.c.state == OutboxState.PENDING, OUTBOX.c.next_attempt_time <= now)
+            .where(
+                or_(
+                    and_(
+                        OUTBOX.c.state == OutboxState.PENDING,
+                        OUTBOX.c.next_attempt_time <= now,
+                    ),
+                    and_(OUTBOX.c.state == OutboxState.SENDING, OUTBOX.c.claimed_until <= now),
+                )
+            )
             .order_by(OUTBOX.c.next_attempt_time)
             .limit(batch)
             .with_for_update(skip_locked=True)
         )
-        return [_message(row) for row in rows]
+        claimed = []
+        for message in [_message(row) for row in rows]:
+            resend = message.state is OutboxState.SENDING
+            values: dict[str, Any] = {
+                "state": OutboxState.SENDING,
+                "attempts": message.attempts + 1,
+                "claimed_until": now + lease,
+                "resends": message.resends + int(resend),
+            }
+            if self._settle(message.id, message.state, message.attempts, values):
+                claimed.append((dataclasses.replace(message, **values), resend))
+        return claimed
+
+    def _settle(
+        self, message_id: uuid.UUID, state: OutboxState, attempts: int, values: dict[str, Any]
+    ) -> bool:
+        result = self._db.execute(
+            update(OUTBOX)
+            .where(
+                OUTBOX.c.id == message_id,
+                OUTBOX.c.state == state,
+                OUTBOX.c.attempts == attempts,
+            )
+            .values(**values)
+        )
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+    def settle(self, claimed: MessageRecord, **values: Any) -> bool:
+        """Ends a claim (the message as ``claim`` returned it): SENT, FAILED or
+        PENDING again. False when the claim was lost (its lease ran out and
+        another dispatcher claimed the message since): nothing changed."""
+        return self._settle(
+            claimed.id, OutboxState.SENDING, claimed.attempts, {"claimed_until": None, **values}
+        )
 
     def update(self, message_id: uuid.UUID, **values: Any) -> None:
-        """Changes a claimed message: its state, attempts, times, error, payload."""
+        """Changes a message: its state, attempts, times, error, payload."""
         self._db.execute(update(OUTBOX).where(OUTBOX.c.id == message_id).values(**values))
+
+    def unrecorded_notices(self, now: dt.datetime, batch: int) -> list[MessageRecord]:
+        """Recipients' notices sent (or given up) whose letter still waits for
+        the evidence of it, due now: the signer was down when they left. Locked;
+        rows another worker holds are skipped."""
+        rows = self._db.execute(
+            select(OUTBOX)
+            .join(LETTERS, LETTERS.c.id == OUTBOX.c.letter_id)
+            .where(
+                OUTBOX.c.kind == OutboxKind.LETTER_WAITING.value,
+                OUTBOX.c.state.in_([OutboxState.SENT, OutboxState.FAILED]),
+                OUTBOX.c.next_attempt_time <= now,
+                LETTERS.c.state == LetterState.DEPOSITED,
+            )
+            .order_by(OUTBOX.c.next_attempt_time)
+            .limit(batch)
+            .with_for_update(of=OUTBOX, skip_locked=True)
+        )
+        return [_message(row) for row in rows]
 
     def remove(self, message_id: uuid.UUID) -> None:
         self._db.execute(delete(OUTBOX).where(OUTBOX.c.id == message_id))
 
+    def oldest_unrecorded_notice(self) -> dt.datetime | None:
+        """The hand-off of the oldest notice sent whose letter still waits for
+        its NotificationForAcceptance (the signer was down); None if none."""
+        oldest: dt.datetime | None = self._db.execute(
+            select(func.min(OUTBOX.c.sent_time))
+            .join(LETTERS, LETTERS.c.id == OUTBOX.c.letter_id)
+            .where(
+                OUTBOX.c.kind == OutboxKind.LETTER_WAITING.value,
+                OUTBOX.c.state == OutboxState.SENT,
+                LETTERS.c.state == LetterState.DEPOSITED,
+            )
+        ).scalar_one()
+        return oldest
+
     def backlog(self, now: dt.datetime) -> tuple[int, dt.datetime | None]:
-        """How many messages are due and unsent, and the creation of the oldest
-        (a reminder waiting for its day is not late)."""
+        """How many messages are due and unsent (being sent included), and the
+        creation of the oldest (a reminder waiting for its day is not late)."""
         count, oldest = self._db.execute(
             select(func.count(), func.min(OUTBOX.c.create_time)).where(
-                OUTBOX.c.state == OutboxState.PENDING, OUTBOX.c.create_time <= now
+                OUTBOX.c.state.in_([OutboxState.PENDING, OutboxState.SENDING]),
+                OUTBOX.c.create_time <= now,
             )
         ).one()
         return count, oldest

@@ -25,9 +25,10 @@ from lre.server.audit.verify import verify_log
 from lre.server.domain import identity
 from lre.server.domain import log as domain_log
 from lre.server.domain.identity import AssuranceLevel, FactorCategory
-from lre.server.domain.letters import EvidenceEvent
+from lre.server.domain.letters import EvidenceEvent, OutboxKind, OutboxState
 from lre.server.services.events import HEADS_FILE, EventLog
 from lre.server.storage import db
+from lre.server.workers.outbox import NoticeSealer
 from tests.conftest import SignerProcess
 from tests.integration.services.conftest import Clock
 from tests.integration.world import World
@@ -66,7 +67,24 @@ def _build(url: str, signer: SignerProcess, exported: Path) -> Built:
         for _ in range(27):
             letters.append(world.deposit().id)
             world.clock.advance(seconds=1)
-        for letter_id in letters[:25]:
+        # The first notice left while the signer was down: sealed later by the
+        # notice sealer, dated at its hand-off, a second after its deposit.
+        with world.stores.read() as store:
+            (notice,) = store.outbox.page_for_letter(
+                letters[0], [OutboxKind.LETTER_WAITING], 1, ""
+            )[0]
+        with world.stores.begin() as store:
+            store.outbox.update(
+                notice.id,
+                state=OutboxState.SENT,
+                attempts=1,
+                sent_time=notice.create_time + dt.timedelta(seconds=1),
+                next_attempt_time=world.clock.now,
+            )
+        assert not NoticeSealer(world.stores, world.decisions, world.clock).step()
+        handed_at = notice.create_time + dt.timedelta(seconds=1)
+        assert world.letter(letters[0]).notification_time == handed_at < world.clock.now
+        for letter_id in letters[1:25]:
             with world.stores.begin() as store:
                 world.decisions.record_notification(store, letter_id, world.clock.now)
             world.clock.advance(seconds=1)

@@ -17,3 +17,12 @@ def test_senders_are_proofed_high_unless_set_to_substantial() -> None:
         settings = load(ServerSettings, "server", {"LRE_SERVER_SENDER_MIN_LEVEL": wrong})
         with pytest.raises(ConfigError, match="LRE_SERVER_SENDER_MIN_LEVEL"):
             settings.sender_level()
+
+
+def test_the_outbox_lease_outlasts_a_hand_off() -> None:
+    assert load(ServerSettings, "server", {}).outbox_lease().total_seconds() == 300
+    short = {"LRE_SERVER_OUTBOX_LEASE_S": "60", "LRE_SERVER_SMTP_TIMEOUT_S": "30"}
+    with pytest.raises(ConfigError, match="LRE_SERVER_OUTBOX_LEASE_S"):
+        load(ServerSettings, "server", short).outbox_lease()
+    quick = {"LRE_SERVER_OUTBOX_LEASE_S": "8", "LRE_SERVER_SMTP_TIMEOUT_S": "2"}
+    assert load(ServerSettings, "server", quick).outbox_lease().total_seconds() == 8

@@ -121,11 +121,16 @@ class DecisionService:
 
     def record_notification(
         self, store: Store, letter_id: uuid.UUID, at: dt.datetime
-    ) -> LetterRecord:
-        """The recipient was told (R53-3 I): NotificationForAcceptance; the
-        window opens, and the reminders are scheduled, in the caller's
-        transaction. Returns the letter as it was before."""
+    ) -> LetterRecord | None:
+        """The recipient was told (R53-3 I) at ``at``, when the hand-off of the
+        notice returned: NotificationForAcceptance, dated then even when sealed
+        later (the signer was down); the window opens and the reminders are
+        scheduled, in the caller's transaction. Returns the letter as it was
+        before; None when its notice is already recorded, or its notification
+        failed meanwhile (a bounce): nothing is written then."""
         letter = store.letters.lock(letter_id)
+        if letter.state is not LetterState.DEPOSITED:
+            return None
         lifecycle = letter.lifecycle()
         self._evidence.record(store, letter, lifecycle, lifecycle.notify(at))
         # A reminder is created on its day: before it, it is not waiting (the backlog age).
@@ -138,8 +143,13 @@ class DecisionService:
 
     def record_notification_failure(
         self, store: Store, letter_id: uuid.UUID, at: dt.datetime
-    ) -> EvidenceRecord:
+    ) -> EvidenceRecord | None:
+        """The notice could not be delivered: NotificationForAcceptanceFailure,
+        in the caller's transaction; None when the letter no longer waits for
+        its notice (already recorded)."""
         letter = store.letters.lock(letter_id)
+        if letter.state is not LetterState.DEPOSITED:
+            return None
         lifecycle = letter.lifecycle()
         return self._evidence.record(
             store,

@@ -42,9 +42,19 @@ SENDER_PROOFS = frozenset(
 # The recipient's copy of their own acts, once the sender is known to them
 # (R53-3 I: a recipient who refuses never learns who sent the letter).
 RECIPIENT_PROOFS = frozenset({EvidenceEvent.CONSIGNMENT_ACCEPTANCE, EvidenceEvent.CONTENT_HANDOVER})
-# Events dated by the law rather than when they are recorded: a non-claim is
-# dated at the end of the window (its seal follows whenever the sweep runs).
-_DATED_IN_THE_PAST = frozenset({EvidenceEvent.ACCEPTANCE_REJECTION_EXPIRY})
+# How long after its event the notice of a letter may still be sealed: it is
+# dated when the hand-off to the mail server returned (R53-3 I: the window
+# counts from that day), and sealed then, or later if the signer was down
+# (docs/evidence.md, "Time"). Past this, a clock is wrong or the outage too long
+# to date an act by the record alone: the seal is refused and an operator decides.
+NOTICE_SEAL_BOUND = dt.timedelta(hours=24)
+# Events dated by the law rather than when they are recorded, and how late their
+# seal may follow (None: no bound). A non-claim is dated at the end of the window
+# (its seal follows whenever the sweep runs); a notice at its hand-off.
+_DATED_IN_THE_PAST: dict[EvidenceEvent, dt.timedelta | None] = {
+    EvidenceEvent.ACCEPTANCE_REJECTION_EXPIRY: None,
+    EvidenceEvent.NOTIFICATION_FOR_ACCEPTANCE: NOTICE_SEAL_BOUND,
+}
 # A state change: the letter as stored, its state machine moved on, and the outcome.
 Change = tuple[LetterRecord, Letter, Outcome]
 # A coded reason (EN 319 522-2 ReasonIdentifier) and its text, if any.
@@ -133,7 +143,7 @@ class EvidenceRecorder:
                 e.event_time,
                 stamped.timestamp_time,
                 stamped.timestamp_accuracy,
-                None if e.event in _DATED_IN_THE_PAST else self._max_seal_delay,
+                _DATED_IN_THE_PAST.get(e.event, self._max_seal_delay),
                 self._clock_skew,
             )
         return [dataclasses.replace(e, seal=s) for e, s in zip(evidence, seals, strict=True)]
