@@ -39,6 +39,11 @@ class ServerSettings:
     stream_idle_s: float = 30.0
     stream_total_s: float = 900.0
     streams_per_caller: int = 8
+    # Where a deposit's content waits, encrypted, for its transaction once it
+    # is larger than 1 MiB (None: the system's temporary directory). Files
+    # there have no name; size it for grpc_threads - 4 letters of
+    # max_letter_bytes at once.
+    spool_dir: Path | None = None
     # TLS on the gRPC port. With a client CA, callers must present a certificate
     # it issued (mutual TLS), and the DNS name in it gives their role.
     tls_cert_file: Path | None = None

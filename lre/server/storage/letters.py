@@ -114,9 +114,6 @@ class LetterRepository:
                 rows,
             )
 
-    def set_deposit_time(self, letter_id: uuid.UUID, at: dt.datetime) -> None:
-        self._db.execute(update(LETTERS).where(LETTERS.c.id == letter_id).values(deposit_time=at))
-
     def set_legal_hold(self, letter_id: uuid.UUID, hold: bool) -> None:
         self._db.execute(update(LETTERS).where(LETTERS.c.id == letter_id).values(legal_hold=hold))
 
