@@ -136,6 +136,13 @@ class LetterRepository:
             )
         return digests
 
+    def professionals(self, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, bool]:
+        """Of the parties that exist, whether each is a professional."""
+        rows = self._db.execute(
+            select(PARTIES.c.id, PARTIES.c.professional).where(PARTIES.c.id.in_(set(ids)))
+        )
+        return {row.id: row.professional for row in rows}
+
     def parties(self, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, tuple[PartyDetails, bool]]:
         """What evidence and e-mails name of each party (R53-2: name or company
         name, e-mail address), and whether it is a professional. The name is

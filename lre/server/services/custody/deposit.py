@@ -124,8 +124,14 @@ class DepositService:
         _check_envelope(request_id, parts)
         sender_id = uuid.UUID(session.party_id)
         sizes = [p.size_bytes for p in parts]
-        with self._stores.read() as store:
-            _, _, refused = self._refusal(store, session, sender_id, recipient_id, parts, now)
+        # The checks before the content is read: what is refused is refused at once.
+        with self._stores.peek() as store:
+            professionals = store.letters.professionals((sender_id, recipient_id))
+            if sender_id not in professionals or recipient_id not in professionals:
+                raise NotFound("no such party")
+            refused = self._refusal(
+                store, session, sender_id, recipient_id, professionals[recipient_id], parts, now
+            )
         content: tuple[ContentKey, Spool] | None = None
         try:
             if refused is None:
@@ -165,15 +171,11 @@ class DepositService:
         session: identity.Session,
         sender_id: uuid.UUID,
         recipient_id: uuid.UUID,
+        professional: bool,
         parts: list[DeclaredPart],
         now: dt.datetime,
-    ) -> tuple[PartyDetails, PartyDetails, Refusal | None]:
-        """The two parties (NotFound for an unknown one), and why this deposit
-        is refused, if it is."""
-        found = store.letters.parties((sender_id, recipient_id))
-        if recipient_id not in found or sender_id not in found:
-            raise NotFound("no such party")
-        (sender, _), (recipient, professional) = found[sender_id], found[recipient_id]
+    ) -> Refusal | None:
+        """Why this deposit is refused, if it is."""
         try:
             identity.require_sender(session, now, self._policy.sender_min_level)
             identity.require_consent(
@@ -184,8 +186,8 @@ class DepositService:
             )
             self._check_size(parts)
         except (AuthenticationRequired, DepositRefused) as exc:
-            return sender, recipient, exc
-        return sender, recipient, None
+            return exc
+        return None
 
     def _record(
         self,
@@ -202,10 +204,13 @@ class DepositService:
         letter or its refusal. Nothing in it waits on the client. ``refused``:
         the first checks' refusal (then there is no ``content``), which stands."""
         with self._stores.begin() as store:
-            sender, recipient, again = self._refusal(
-                store, session, sender_id, recipient_id, parts, now
+            found = store.letters.parties((sender_id, recipient_id))
+            if sender_id not in found or recipient_id not in found:
+                raise NotFound("no such party")
+            (sender, _), (recipient, professional) = found[sender_id], found[recipient_id]
+            refused = refused or self._refusal(
+                store, session, sender_id, recipient_id, professional, parts, now
             )
-            refused = refused or again
             # The content is in and the checks hold: this is the deposit's time
             # (R53-2: the date of the deposit), which the letter, its evidence
             # and the log name and the seal's timestamp must agree with (see

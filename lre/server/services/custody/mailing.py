@@ -118,7 +118,8 @@ class MailingService:
             return self._replay(existing, recipients, parts, lambda: content_digests(sizes, chunks))
         mailing_id = uuid.uuid4()
         ids = [party_id(name) for name, _ in recipients]
-        with self._stores.read() as store:
+        # The checks before the content is read (made again when it is in).
+        with self._stores.peek() as store:
             _, refused = self._refusals(store, sender_id, ids)
         spool: Spool | None = None
         try:
