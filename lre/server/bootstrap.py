@@ -153,7 +153,7 @@ def build_services(settings: ServerSettings, engine: Engine, signer: SignerClien
         sender_min_level=settings.sender_level(),
     )
     proofs = functools.partial(proof_pdf, signer=signer)
-    spool_dir = str(settings.spool_dir) if settings.spool_dir else None
+    spool_dir = settings.spool()
     evidence = EvidenceRecorder(
         signer,
         policy.provider_name,

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,6 +200,15 @@ class ServerSettings:
         if any(not 0 < d < 15 for d in days):
             raise config.ConfigError("LRE_SERVER_REMINDER_DAYS: days 1 to 14 of the window")
         return days
+
+    def spool(self) -> str | None:
+        """The spool directory, checked at start rather than at the first
+        large deposit (a missing one would fail that deposit)."""
+        if self.spool_dir is None:
+            return None
+        if not os.access(self.spool_dir, os.W_OK | os.X_OK) or not self.spool_dir.is_dir():
+            raise config.ConfigError("LRE_SERVER_SPOOL_DIR: not a writable directory")
+        return str(self.spool_dir)
 
     def sender_level(self) -> AssuranceLevel:
         try:

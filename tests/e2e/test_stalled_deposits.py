@@ -267,3 +267,82 @@ def test_stalled_deposits_and_mailings_hold_nothing_and_leave_nothing(
     for code in ("CANCELLED", "DEADLINE_EXCEEDED"):
         found = [line for line in lines if f'"code": "{code}"' in line]
         assert len(found) == 2 and all('"level": "info"' in line for line in found), found
+
+
+def _dripping(first: Any, chunk: Any, stop: threading.Event) -> Iterator[Any]:
+    """The envelope, then ``chunk`` every 0.3 s: never idle, never done."""
+    yield first
+    while not stop.wait(0.3):
+        yield chunk
+
+
+def test_a_stream_that_never_ends_is_cut_at_the_total_limit_and_leaves_nothing(
+    database_url: str, signer_process: SignerProcess, tmp_path: Path
+) -> None:
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    with server_process(
+        signer_process,
+        tmp_path,
+        database_url,
+        run_workers="false",
+        spool_dir=str(spool),
+        stream_idle_s="2",
+        stream_total_s="4",
+    ) as server:
+        stop = threading.Event()
+        try:
+            with grpc.insecure_channel(server.address) as channel:
+                identity = identity_pb2_grpc.IdentityServiceStub(channel)
+                custody = custody_pb2_grpc.CustodyServiceStub(channel)
+                _, token = _company(
+                    identity, server.enrolment_codes, "dr", "Goutte SARL", "goutte@example.org"
+                )
+                recipient, _ = _company(
+                    identity, server.enrolment_codes, "dd", "Dest SA", "courrier@dest.example"
+                )
+                bearer = (("authorization", f"Bearer {token}"),)
+                letter_first, _ = _letter_stream(recipient, "drip-1", 0)
+                mailing_first, _ = _mailing_stream([recipient], "drip-2", 0)
+                # Small: the declared size is far from reached when the limit falls.
+                drop = custody_pb2.ContentChunk(part_index=0, data=b"x" * 1024)
+                started = time.monotonic()
+                futures = [
+                    custody.DepositLetter.future(
+                        _dripping(letter_first, custody_pb2.DepositLetterRequest(chunk=drop), stop),
+                        metadata=bearer,
+                    ),
+                    custody.DepositMailing.future(
+                        _dripping(
+                            mailing_first, custody_pb2.DepositMailingRequest(chunk=drop), stop
+                        ),
+                        metadata=bearer,
+                    ),
+                ]
+                assert wait_for(lambda: all(f.done() for f in futures), timeout=15)
+                took = time.monotonic() - started
+                # Cut at the total limit (4 s), not at the idle one (2 s).
+                assert 3.5 < took < 8, took
+                assert [f.code() for f in futures] == [grpc.StatusCode.CANCELLED] * 2
+        finally:
+            stop.set()
+        assert wait_for(lambda: not _spool_files(server, spool), timeout=5)
+        assert list(spool.iterdir()) == []
+        for method in ("/DepositLetter", "/DepositMailing"):
+            assert wait_for(lambda method=method: _handled(server, method, "Canceled") == 1)
+            assert _handled(server, method, "Internal") == 0
+    for query in (
+        "SELECT count(*) FROM letters",
+        "SELECT count(*) FROM mailings",
+        "SELECT count(*) FROM content_chunks",
+        "SELECT count(*) FROM mailing_chunks",
+    ):
+        assert _rows(database_url, query) == 0, query
+    lines = [
+        line
+        for line in server.log.read_text().splitlines()
+        if "the stream took too long" in line and '"code": "CANCELLED"' in line
+    ]
+    assert len(lines) == 2 and all('"level": "info"' in line for line in lines), lines
+    logs = server.log.read_text()
+    assert "Traceback" not in logs and '"level": "error"' not in logs

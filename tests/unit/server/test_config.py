@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from lre.runtime.config import ConfigError, load
@@ -17,3 +19,14 @@ def test_senders_are_proofed_high_unless_set_to_substantial() -> None:
         settings = load(ServerSettings, "server", {"LRE_SERVER_SENDER_MIN_LEVEL": wrong})
         with pytest.raises(ConfigError, match="LRE_SERVER_SENDER_MIN_LEVEL"):
             settings.sender_level()
+
+
+def test_the_spool_directory_is_checked_when_the_server_starts(tmp_path: Path) -> None:
+    assert load(ServerSettings, "server", {}).spool() is None
+    settings = load(ServerSettings, "server", {"LRE_SERVER_SPOOL_DIR": str(tmp_path)})
+    assert settings.spool() == str(tmp_path)
+    (tmp_path / "file").write_text("")
+    for wrong in (tmp_path / "missing", tmp_path / "file"):
+        settings = load(ServerSettings, "server", {"LRE_SERVER_SPOOL_DIR": str(wrong)})
+        with pytest.raises(ConfigError, match="LRE_SERVER_SPOOL_DIR"):
+            settings.spool()
