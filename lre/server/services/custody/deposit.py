@@ -208,6 +208,8 @@ class DepositService:
             if sender_id not in found or recipient_id not in found:
                 raise NotFound("no such party")
             (sender, _), (recipient, professional) = found[sender_id], found[recipient_id]
+            # The sender's session is judged as it was when the call began
+            # (``now``): an upload may outlast it.
             refused = refused or self._refusal(
                 store, session, sender_id, recipient_id, professional, parts, now
             )

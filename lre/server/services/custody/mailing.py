@@ -112,15 +112,15 @@ class MailingService:
         self._check_size(parts)
         sender_id = uuid.UUID(session.party_id)
         sizes = [p.size_bytes for p in parts]
-        with self._stores.read() as store:
+        ids = [party_id(name) for name, _ in recipients]
+        # A retry, or the checks before the content is read (made again when it is in).
+        with self._stores.peek() as store:
             existing = store.mailings.by_request(sender_id, request_id)
+            if existing is None:
+                _, refused = self._refusals(store, sender_id, ids)
         if existing is not None:
             return self._replay(existing, recipients, parts, lambda: content_digests(sizes, chunks))
         mailing_id = uuid.uuid4()
-        ids = [party_id(name) for name, _ in recipients]
-        # The checks before the content is read (made again when it is in).
-        with self._stores.peek() as store:
-            _, refused = self._refusals(store, sender_id, ids)
         spool: Spool | None = None
         try:
             wrapped = None
