@@ -153,7 +153,7 @@ def test_stalled_deposits_and_mailings_hold_nothing_and_leave_nothing(
             received = {m: _count(server, "msg_received", m) for m in (letter_rpc, mailing_rpc)}
             # Two that the client will cancel (content in the spool, on disk),
             # two whose deadline will pass (envelope and a chunk, or the envelope only).
-            cancelled = [
+            cancelled: list[Any] = [
                 custody.DepositLetter.future(
                     _stalled(*_letter_stream(recipient, "stall-1", 5), release), metadata=bearer
                 ),
@@ -163,7 +163,7 @@ def test_stalled_deposits_and_mailings_hold_nothing_and_leave_nothing(
                 ),
             ]
             started = time.monotonic()
-            timed_out = [
+            timed_out: list[Any] = [
                 custody.DepositLetter.future(
                     _stalled(*_letter_stream(recipient, "stall-3", 1), release),
                     metadata=bearer,
@@ -307,7 +307,7 @@ def test_a_stream_that_never_ends_is_cut_at_the_total_limit_and_leaves_nothing(
                 # Small: the declared size is far from reached when the limit falls.
                 drop = custody_pb2.ContentChunk(part_index=0, data=b"x" * 1024)
                 started = time.monotonic()
-                futures = [
+                futures: list[Any] = [
                     custody.DepositLetter.future(
                         _dripping(letter_first, custody_pb2.DepositLetterRequest(chunk=drop), stop),
                         metadata=bearer,

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, func, select, text
@@ -34,13 +35,13 @@ def _content(size: int) -> bytes:
     return (MARK + os.urandom(49)) * (size // 64) + b"x" * (size % 64)
 
 
-def _chunks(data: bytes, during: list[object]) -> Iterator[tuple[int, bytes]]:
+def _chunks(data: bytes, during: list[Callable[[], object]]) -> Iterator[tuple[int, bytes]]:
     """``data`` in 256 KB chunks; after each, the next of ``during`` (callables)
     runs: what happens while the server waits on its client."""
     for offset in range(0, len(data), 256 * 1024):
         yield 0, data[offset : offset + 256 * 1024]
         if during:
-            during.pop(0)()  # type: ignore[operator]
+            during.pop(0)()
 
 
 def _idle_in_transaction(database_url: str) -> int:
@@ -105,7 +106,7 @@ def test_while_the_content_arrives_nothing_is_held_and_the_deposit_is_dated_once
         str(tmp_path),
     )
     data = _content(LARGE)
-    seen: dict[str, object] = {}
+    seen: dict[str, Any] = {}
 
     def meanwhile() -> None:
         # On SQLite a transaction open on the stalled deposit would hold the
@@ -122,7 +123,7 @@ def test_while_the_content_arrives_nothing_is_held_and_the_deposit_is_dated_once
         world.clock.advance(minutes=10)
         seen["in"] = world.clock.now
 
-    during: list[object] = [
+    during: list[Callable[[], object]] = [
         lambda: None,
         lambda: None,
         lambda: None,
@@ -167,7 +168,7 @@ def test_a_mailing_reads_its_content_with_nothing_held_and_is_dated_once_it_is_i
         world.stores, world.signer, world.evidence, world.policy, world.clock, str(tmp_path)
     )
     data = _content(LARGE)
-    seen: dict[str, object] = {}
+    seen: dict[str, Any] = {}
 
     def meanwhile() -> None:
         seen["other"] = world.deposit("meanwhile").id
@@ -179,7 +180,7 @@ def test_a_mailing_reads_its_content_with_nothing_held_and_is_dated_once_it_is_i
         world.clock.advance(minutes=10)
         seen["in"] = world.clock.now
 
-    during: list[object] = [lambda: None] * 4 + [meanwhile, later]
+    during: list[Callable[[], object]] = [*[lambda: None] * 4, meanwhile, later]
     view = mailings.deposit(
         world.session,
         "slow-mailing",
@@ -223,7 +224,9 @@ def test_a_consent_withdrawn_while_the_content_arrives_refuses_the_deposit(
     consent = world.identity.consents.grant("portal", "c-1", consumer.id, sender_id, "signed form")
     before = _counts(world)
     data = _content(300 * 1024)
-    during: list[object] = [lambda: world.identity.consents.withdraw(consumer.id, consent.id)]
+    during: list[Callable[[], object]] = [
+        lambda: world.identity.consents.withdraw(consumer.id, consent.id)
+    ]
     with pytest.raises(DepositRefused) as refused:
         world.deposits.deposit(
             world.session,
@@ -292,7 +295,7 @@ def test_a_deposit_that_fails_anywhere_writes_nothing_and_leaves_no_spool(
     )
     world.deposit("first")  # the tables are not empty: what counts is that nothing is added
     before = _counts(world)
-    during: list[object] = [lambda: None] * 5
+    during: list[Callable[[], object]] = [lambda: None for _ in range(5)]
     if failure == "client gone":
         during.append(_gone)
         expected: type[Exception] = ClientGone
