@@ -153,6 +153,7 @@ def build_services(settings: ServerSettings, engine: Engine, signer: SignerClien
         sender_min_level=settings.sender_level(),
     )
     proofs = functools.partial(proof_pdf, signer=signer)
+    spool_dir = settings.spool()
     evidence = EvidenceRecorder(
         signer,
         policy.provider_name,
@@ -162,9 +163,11 @@ def build_services(settings: ServerSettings, engine: Engine, signer: SignerClien
     )
     return Services(
         identity=identity,
-        deposits=DepositService(stores, identity, ContentKeys(signer), evidence, policy, utcnow),
+        deposits=DepositService(
+            stores, identity, ContentKeys(signer), evidence, policy, utcnow, spool_dir
+        ),
         decisions=DecisionService(stores, signer, evidence, policy.reminder_days, utcnow),
-        mailings=MailingService(stores, signer, evidence, policy, utcnow),
+        mailings=MailingService(stores, signer, evidence, policy, utcnow, spool_dir),
         queries=CustodyQueries(stores, proofs),
         evidence=evidence,
         notifications=NotificationService(

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,11 @@ class ServerSettings:
     stream_idle_s: float = 30.0
     stream_total_s: float = 900.0
     streams_per_caller: int = 8
+    # Where a deposit's content waits, encrypted, for its transaction once it
+    # is larger than 1 MiB (None: the system's temporary directory). Files
+    # there have no name; size it for grpc_threads - 4 letters of
+    # max_letter_bytes at once.
+    spool_dir: Path | None = None
     # TLS on the gRPC port. With a client CA, callers must present a certificate
     # it issued (mutual TLS), and the DNS name in it gives their role.
     tls_cert_file: Path | None = None
@@ -209,6 +215,15 @@ class ServerSettings:
         if any(not 0 < d < 15 for d in days):
             raise config.ConfigError("LRE_SERVER_REMINDER_DAYS: days 1 to 14 of the window")
         return days
+
+    def spool(self) -> str | None:
+        """The spool directory, checked at start rather than at the first
+        large deposit (a missing one would fail that deposit)."""
+        if self.spool_dir is None:
+            return None
+        if not os.access(self.spool_dir, os.W_OK | os.X_OK) or not self.spool_dir.is_dir():
+            raise config.ConfigError("LRE_SERVER_SPOOL_DIR: not a writable directory")
+        return str(self.spool_dir)
 
     def sender_level(self) -> AssuranceLevel:
         try:

@@ -333,27 +333,18 @@ def test_twenty_stalled_deposits_hold_neither_threads_nor_the_database(
             slowest_health = max(slowest_health, time.monotonic() - asked)
         assert slowest_health < 0.5, slowest_health
         held = _idle_in_transaction(database_url) if database_url.startswith("postgresql") else None
-        # A unary call that reads the database.
+        # A unary call that reads the database: a stalled deposit holds no
+        # transaction (PostgreSQL) and no write lock (SQLite), only its thread
+        # (another deposit meanwhile: tests/e2e/test_stalled_deposits.py).
         asked = time.monotonic()
         party = identity.GetParty(identity_pb2.GetPartyRequest(name=sender), timeout=30)
-        unary_s = time.monotonic() - asked
         assert party.name == sender
-        if held is not None:
-            # PostgreSQL: each stalled deposit sits in its transaction, and the
-            # others are served as usual.
-            assert held == PER_CALLER, held
-            assert unary_s < 0.5, unary_s
-        else:
-            # SQLite: the first stalled deposit holds the write lock until the
-            # idle limit ends it; the others queue for it (the deposit's own
-            # transaction is the custody service's to shorten).
-            assert unary_s < PER_CALLER * IDLE_S + 2, unary_s
+        assert time.monotonic() - asked < 0.5
+        assert held in (None, 0), held
         # The idle limit ends every stalled stream and frees what it held.
-        assert wait_for(lambda: all(f.done() for f in futures), timeout=PER_CALLER * IDLE_S + 10)
+        assert wait_for(lambda: all(f.done() for f in futures), timeout=IDLE_S + 10)
         stalled = [f for f in futures if f not in refused]
         assert {f.code() for f in stalled} == {grpc.StatusCode.CANCELLED}
-        if held is not None:
-            assert wait_for(lambda: _idle_in_transaction(database_url) == 0, timeout=5)
         release.set()
         asked = time.monotonic()
         assert _deposit(custody, token, recipient, "t-after").name

@@ -114,9 +114,6 @@ class LetterRepository:
                 rows,
             )
 
-    def set_deposit_time(self, letter_id: uuid.UUID, at: dt.datetime) -> None:
-        self._db.execute(update(LETTERS).where(LETTERS.c.id == letter_id).values(deposit_time=at))
-
     def set_legal_hold(self, letter_id: uuid.UUID, hold: bool) -> None:
         self._db.execute(update(LETTERS).where(LETTERS.c.id == letter_id).values(legal_hold=hold))
 
@@ -138,6 +135,13 @@ class LetterRepository:
                 PartDigest(row.filename, row.media_type, row.size_bytes, row.sha256.hex())
             )
         return digests
+
+    def professionals(self, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, bool]:
+        """Of the parties that exist, whether each is a professional."""
+        rows = self._db.execute(
+            select(PARTIES.c.id, PARTIES.c.professional).where(PARTIES.c.id.in_(set(ids)))
+        )
+        return {row.id: row.professional for row in rows}
 
     def parties(self, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, tuple[PartyDetails, bool]]:
         """What evidence and e-mails name of each party (R53-2: name or company

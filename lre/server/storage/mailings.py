@@ -64,10 +64,6 @@ class MailingRepository:
         """The mailing first: its chunks refer to it."""
         self._db.execute(insert(MAILINGS), [to_row(mailing)])
 
-    def set_parts(self, mailing_id: uuid.UUID, parts: list[dict[str, Any]]) -> None:
-        """The parts with their digests, known once the content has streamed in."""
-        self._db.execute(update(MAILINGS).where(MAILINGS.c.id == mailing_id).values(parts=parts))
-
     def add_letters(
         self, letters: list[LetterRecord], recipients: Iterable[MailingRecipientRecord]
     ) -> None:

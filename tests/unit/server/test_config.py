@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from lre.runtime.config import ConfigError, load
@@ -26,3 +28,14 @@ def test_the_outbox_lease_outlasts_a_hand_off() -> None:
         load(ServerSettings, "server", short).outbox_lease()
     quick = {"LRE_SERVER_OUTBOX_LEASE_S": "8", "LRE_SERVER_SMTP_TIMEOUT_S": "2"}
     assert load(ServerSettings, "server", quick).outbox_lease().total_seconds() == 8
+
+
+def test_the_spool_directory_is_checked_when_the_server_starts(tmp_path: Path) -> None:
+    assert load(ServerSettings, "server", {}).spool() is None
+    settings = load(ServerSettings, "server", {"LRE_SERVER_SPOOL_DIR": str(tmp_path)})
+    assert settings.spool() == str(tmp_path)
+    (tmp_path / "file").write_text("")
+    for wrong in (tmp_path / "missing", tmp_path / "file"):
+        settings = load(ServerSettings, "server", {"LRE_SERVER_SPOOL_DIR": str(wrong)})
+        with pytest.raises(ConfigError, match="LRE_SERVER_SPOOL_DIR"):
+            settings.spool()

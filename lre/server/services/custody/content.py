@@ -1,10 +1,16 @@
 """Letter content: encrypted with AES-256-GCM under the letter's own key,
-in chunks, streamed in and out without holding a whole letter in memory."""
+in chunks, streamed in and out without holding a whole letter in memory.
+
+A deposit reads its client's stream into a spool (encrypted as it arrives,
+with no transaction open), then copies the spool in with the letter, in one
+short transaction: a client that stalls holds no database lock."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import struct
+import tempfile
 import uuid
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -19,6 +25,11 @@ MAX_CHUNK_BYTES = 1024 * 1024
 # memory stays flat whatever the letter's size.
 FLUSH_BYTES = 4 * 1024 * 1024
 NONCE_BYTES = 12
+# A deposit's spool stays in memory up to this (a usual letter never touches
+# the disk), then goes to a file.
+SPOOL_MEMORY_BYTES = 1024 * 1024
+# A spooled chunk's header: part, sequence, ciphertext length.
+_RECORD = struct.Struct(">III")
 
 
 def chunk_aad(letter_id: uuid.UUID, part: int, sequence: int) -> bytes:
@@ -54,41 +65,86 @@ def _checked(
             )
 
 
-def encrypt_content(
-    content: ContentRepository,
-    letter_id: uuid.UUID,
+class Spool:
+    """A deposit's content, encrypted as it arrives and kept here until the
+    deposit's transaction copies it in, so that no transaction waits on the
+    client. Ciphertext only (each chunk bound to its owner, part and place as
+    in the database): in memory up to SPOOL_MEMORY_BYTES, beyond in an
+    anonymous file in ``directory`` (unlinked from the start, so nothing
+    outlives the deposit, a crash included). ``close()`` frees it."""
+
+    def __init__(self, directory: str | None) -> None:
+        # Closed by close(): the spool outlives this call, not the deposit.
+        self._file = tempfile.SpooledTemporaryFile(SPOOL_MEMORY_BYTES, dir=directory)  # noqa: SIM115
+        self.digests: list[bytes] = []
+
+    def write(self, part_index: int, sequence: int, ciphertext: bytes) -> None:
+        self._file.write(_RECORD.pack(part_index, sequence, len(ciphertext)))
+        self._file.write(ciphertext)
+
+    def batches(self, owner_id: uuid.UUID) -> Iterator[list[dict[str, Any]]]:
+        """Rows of about FLUSH_BYTES each, in order, read back from the spool."""
+        self._file.seek(0)
+        batch: list[dict[str, Any]] = []
+        size = 0
+        while header := self._file.read(_RECORD.size):
+            part_index, sequence, length = _RECORD.unpack(header)
+            ciphertext = self._file.read(length)
+            batch.append(
+                {
+                    "letter_id": owner_id,
+                    "part_index": part_index,
+                    "sequence": sequence,
+                    "ciphertext": ciphertext,
+                }
+            )
+            size += length
+            if size >= FLUSH_BYTES:
+                yield batch
+                batch, size = [], 0
+        if batch:
+            yield batch
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def spool_content(
+    owner_id: uuid.UUID,
     key: bytes,
     sizes: list[int],
     chunks: Iterable[tuple[int, bytes]],
-) -> list[bytes]:
-    """Encrypts and writes the chunks of parts declared with ``sizes``, in the
-    caller's transaction; returns each part's SHA-256."""
+    directory: str | None,
+) -> Spool:
+    """Reads the chunks of parts declared with ``sizes`` from the client,
+    encrypted under ``key`` for ``owner_id`` (the letter, or the mailing),
+    into a spool that knows each part's SHA-256. Holds no transaction: this is
+    where a deposit waits on its client. Raises (the spool freed) as the
+    checks of the chunks do, or when the client goes away."""
     cipher = AESGCM(key)
     hashes = [hashlib.sha256() for _ in sizes]
-    pending: list[dict[str, Any]] = []
-    unwritten = 0
-    for part_index, sequence, data in _checked(sizes, chunks, hashes):
-        nonce = os.urandom(NONCE_BYTES)
-        aad = chunk_aad(letter_id, part_index, sequence)
-        pending.append(
-            {
-                "letter_id": letter_id,
-                "part_index": part_index,
-                "sequence": sequence,
-                "ciphertext": nonce + cipher.encrypt(nonce, data, aad),
-            }
-        )
-        unwritten += len(data)
-        if unwritten >= FLUSH_BYTES:
-            # Written chunks are in the transaction, not in memory.
-            content.add(pending)
-            pending, unwritten = [], 0
-    content.add(pending)
-    return [h.digest() for h in hashes]
+    spool = Spool(directory)
+    try:
+        for part_index, sequence, data in _checked(sizes, chunks, hashes):
+            nonce = os.urandom(NONCE_BYTES)
+            aad = chunk_aad(owner_id, part_index, sequence)
+            spool.write(part_index, sequence, nonce + cipher.encrypt(nonce, data, aad))
+    except BaseException:
+        spool.close()
+        raise
+    spool.digests = [h.digest() for h in hashes]
+    return spool
+
+
+def store_content(content: ContentRepository, owner_id: uuid.UUID, spool: Spool) -> None:
+    """Copies the spooled ciphertext in, in the caller's transaction, a batch
+    of about FLUSH_BYTES at a time (memory stays flat whatever the size)."""
+    for batch in spool.batches(owner_id):
+        content.add(batch)
 
 
 def content_digests(sizes: list[int], chunks: Iterable[tuple[int, bytes]]) -> list[bytes]:
-    """Each part's SHA-256, with the same checks as ``encrypt_content``, nothing stored."""
+    """Each part's SHA-256, with the same checks as ``spool_content``, nothing stored."""
     hashes = [hashlib.sha256() for _ in sizes]
     for _ in _checked(sizes, chunks, hashes):
         pass

@@ -1,22 +1,24 @@
-"""Deposit: one transaction. The letter, its encrypted content, the sealed
-proof of deposit, the notice to send and the charge commit together or not
-at all; a refused deposit commits only its SubmissionRejection evidence. A
-retried deposit (the same sender and request_id) gets the first result."""
+"""Deposit: the letter, its encrypted content, the sealed proof of deposit,
+the notice to send and the charge commit together, in one short transaction,
+or not at all; a refused deposit commits only its SubmissionRejection
+evidence. The content is read from the client before, into a spool, with no
+transaction open (a client that stalls holds no lock). A retried deposit (the
+same sender and request_id) gets the first result."""
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 import secrets
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import Counter
 from sqlalchemy.exc import IntegrityError
 
-from lre.server.adapters.signer import ContentKeys
+from lre.server.adapters.signer import ContentKey, ContentKeys
 from lre.server.domain import identity
 from lre.server.domain.errors import (
     AuthenticationRequired,
@@ -28,7 +30,12 @@ from lre.server.domain.errors import (
 from lre.server.domain.evidence import PartDigest, PartyDetails
 from lre.server.domain.letters import EvidenceEvent, LetterState, OutboxKind
 from lre.server.domain.records import ChargeRecord, LetterRecord, PartRecord
-from lre.server.services.custody.content import content_digests, encrypt_content
+from lre.server.services.custody.content import (
+    Spool,
+    content_digests,
+    spool_content,
+    store_content,
+)
 from lre.server.services.custody.evidence import EvidenceRecorder
 from lre.server.services.custody.policy import CustodyPolicy
 from lre.server.services.identity import IdentityService
@@ -41,6 +48,8 @@ for _outcome in ("accepted", "rejected"):
 
 MAX_PARTS = 100
 REFERENCE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+# Why a deposit is refused: the sender not identified enough, or the deposit itself.
+Refusal = AuthenticationRequired | DepositRefused
 
 
 @dataclass(frozen=True)
@@ -82,13 +91,18 @@ class DepositService:
         evidence: EvidenceRecorder,
         policy: CustodyPolicy,
         clock: Callable[[], dt.datetime],
+        spool_dir: str | None = None,
     ) -> None:
+        """``spool_dir``: where a deposit's content waits, encrypted, for its
+        transaction once larger than content.SPOOL_MEMORY_BYTES (None: the
+        system's temporary directory)."""
         self._stores = stores
         self._identities = identities
         self._content_keys = content_keys
         self._evidence = evidence
         self._policy = policy
         self._clock = clock
+        self._spool_dir = spool_dir
 
     def deposit(
         self,
@@ -98,96 +112,174 @@ class DepositService:
         parts: list[DeclaredPart],
         chunks: Iterable[tuple[int, bytes]],
     ) -> tuple[LetterRecord, list[PartRecord]]:
-        """The deposited letter and its parts; refusals raise DepositRefused."""
+        """The deposited letter and its parts; refusals raise DepositRefused.
+
+        Three steps, so that no transaction waits on the client: the checks in
+        a short read; the client's content read into a spool (encrypted as it
+        arrives, no transaction open); then one short transaction that checks
+        again what may have changed meanwhile (a consent withdrawn) and writes
+        the letter, its content, its sealed proof of deposit, its notice and
+        its charge, or only the SubmissionRejection."""
         now = self._clock()
         _check_envelope(request_id, parts)
         sender_id = uuid.UUID(session.party_id)
-        try:
-            return self._deposit_once(
-                session, sender_id, request_id, recipient_id, parts, chunks, now
+        sizes = [p.size_bytes for p in parts]
+        # The checks before the content is read: what is refused is refused at once.
+        with self._stores.peek() as store:
+            professionals = store.letters.professionals((sender_id, recipient_id))
+            if sender_id not in professionals or recipient_id not in professionals:
+                raise NotFound("no such party")
+            refused = self._refusal(
+                store, session, sender_id, recipient_id, professionals[recipient_id], parts, now
             )
-        except IntegrityError:
-            # The request_id was used before (a retry), or raced in from another
-            # call and won: (sender, request_id) is unique, so the first letter is
-            # the answer. Looking it up only on conflict saves every deposit a query.
-            with self._stores.read() as store:
-                existing = store.letters.by_request(sender_id, request_id)
-                if existing is None:
-                    raise
-                return self._replay(store, existing, recipient_id, parts, chunks)
+        content: tuple[ContentKey, Spool] | None = None
+        try:
+            if refused is None:
+                content_key = self._content_keys.take()
+                spool = spool_content(
+                    content_key.letter_id, content_key.key, sizes, chunks, self._spool_dir
+                )
+                content = (content_key, spool)
+            try:
+                return self._record(
+                    session, sender_id, request_id, recipient_id, parts, now, refused, content
+                )
+            except IntegrityError:
+                # The request_id was used before (a retry), or raced in from
+                # another call and won: (sender, request_id) is unique, so the
+                # first letter is the answer. Looking it up only on conflict
+                # saves every deposit a query.
+                with self._stores.read() as store:
+                    existing = store.letters.by_request(sender_id, request_id)
+                    if existing is None:
+                        raise
+                    first = _First.of(store, existing)
+                spooled = content[1].digests if content else None
 
-    def _deposit_once(
+                def digests() -> list[bytes]:
+                    # Read with no transaction open: the content may still be arriving.
+                    return spooled if spooled is not None else content_digests(sizes, chunks)
+
+                return first.replay(recipient_id, parts, digests)
+        finally:
+            if content is not None:
+                content[1].close()
+
+    def _refusal(
+        self,
+        store: Store,
+        session: identity.Session,
+        sender_id: uuid.UUID,
+        recipient_id: uuid.UUID,
+        professional: bool,
+        parts: list[DeclaredPart],
+        now: dt.datetime,
+    ) -> Refusal | None:
+        """Why this deposit is refused, if it is."""
+        try:
+            identity.require_sender(session, now, self._policy.sender_min_level)
+            identity.require_consent(
+                identity.Recipient(str(recipient_id), professional),
+                # Only a consumer's consent matters; a professional's is not looked up.
+                not professional
+                and self._identities.has_consent_in(store.db, recipient_id, sender_id),
+            )
+            self._check_size(parts)
+        except (AuthenticationRequired, DepositRefused) as exc:
+            return exc
+        return None
+
+    def _record(
         self,
         session: identity.Session,
         sender_id: uuid.UUID,
         request_id: str,
         recipient_id: uuid.UUID,
         parts: list[DeclaredPart],
-        chunks: Iterable[tuple[int, bytes]],
         now: dt.datetime,
+        refused: Refusal | None,
+        content: tuple[ContentKey, Spool] | None,
     ) -> tuple[LetterRecord, list[PartRecord]]:
-        """The whole deposit in one transaction: lookups, checks and writes."""
-        refusal: DepositRefused | None = None
+        """The deposit's one write transaction: the checks again, then the
+        letter or its refusal. Nothing in it waits on the client. ``refused``:
+        the first checks' refusal (then there is no ``content``), which stands."""
         with self._stores.begin() as store:
             found = store.letters.parties((sender_id, recipient_id))
-            if recipient_id not in found or sender_id not in found:
+            if sender_id not in found or recipient_id not in found:
                 raise NotFound("no such party")
             (sender, _), (recipient, professional) = found[sender_id], found[recipient_id]
-            try:
-                identity.require_sender(session, now, self._policy.sender_min_level)
-                identity.require_consent(
-                    identity.Recipient(str(recipient_id), professional),
-                    # Only a consumer's consent matters; a professional's is not looked up.
-                    not professional
-                    and self._identities.has_consent_in(store.db, recipient_id, sender_id),
-                )
-                self._check_size(parts)
-            except (AuthenticationRequired, DepositRefused) as exc:
-                reason = exc.reason if isinstance(exc, DepositRefused) else "sender_not_identified"
-                field = exc.field if isinstance(exc, DepositRefused) else "authorization"
-                letter = self._new_letter(
-                    uuid.uuid4(),
-                    None,
-                    sender_id,
-                    recipient_id,
-                    request_id,
-                    now,
-                    LetterState.REJECTED,
-                )
-                evidence = self._evidence.seal(
-                    self._evidence.document(
-                        letter,
-                        EvidenceEvent.SUBMISSION_REJECTION,
-                        sender,
-                        recipient,
-                        (),
-                        now,
-                        (reason, str(exc)),
-                        sender_session=session,
-                    )
-                )
-                store.letters.add(letter)
-                self._evidence.write(store, [(letter.state, evidence)])
-                refusal = DepositRefused(reason, str(exc), field, f"letters/{letter.id}")
-            else:
-                content_key = self._content_keys.take()
+            # The sender's session is judged as it was when the call began
+            # (``now``): an upload may outlast it.
+            refused = refused or self._refusal(
+                store, session, sender_id, recipient_id, professional, parts, now
+            )
+            # The content is in and the checks hold: this is the deposit's time
+            # (R53-2: the date of the deposit), which the letter, its evidence
+            # and the log name and the seal's timestamp must agree with (see
+            # check_times). The notice is due from then, so that the
+            # notification is never dated before it.
+            accepted = self._clock()
+            if refused is None:
+                assert content is not None
+                content_key, spool = content
                 letter = self._new_letter(
                     content_key.letter_id,
                     content_key.wrapped,
                     sender_id,
                     recipient_id,
                     request_id,
-                    now,
+                    accepted,
                     LetterState.DEPOSITED,
                 )
-                letter, written = self._accept(
-                    store, session, letter, content_key.key, sender, recipient, parts, chunks, now
+                written = self._accept(store, session, letter, sender, recipient, parts, spool)
+            else:
+                letter = self._new_letter(
+                    uuid.uuid4(),
+                    None,
+                    sender_id,
+                    recipient_id,
+                    request_id,
+                    accepted,
+                    LetterState.REJECTED,
                 )
-        if refusal is not None:
-            DEPOSITS.labels("rejected").inc()
-            raise refusal
-        DEPOSITS.labels("accepted").inc()
-        return letter, written
+                self._reject(store, session, letter, sender, recipient, refused)
+        if refused is None:
+            DEPOSITS.labels("accepted").inc()
+            return letter, written
+        DEPOSITS.labels("rejected").inc()
+        if isinstance(refused, DepositRefused):
+            raise DepositRefused(
+                refused.reason, str(refused), refused.field, f"letters/{letter.id}"
+            )
+        raise DepositRefused(
+            "sender_not_identified", str(refused), "authorization", f"letters/{letter.id}"
+        )
+
+    def _reject(
+        self,
+        store: Store,
+        session: identity.Session,
+        letter: LetterRecord,
+        sender: PartyDetails,
+        recipient: PartyDetails,
+        refused: Refusal,
+    ) -> None:
+        """A refused deposit: the letter's row and its sealed SubmissionRejection, nothing else."""
+        reason = refused.reason if isinstance(refused, DepositRefused) else "sender_not_identified"
+        evidence = self._evidence.seal(
+            self._evidence.document(
+                letter,
+                EvidenceEvent.SUBMISSION_REJECTION,
+                sender,
+                recipient,
+                (),
+                letter.deposit_time,
+                (reason, str(refused)),
+                sender_session=session,
+            )
+        )
+        store.letters.add(letter)
+        self._evidence.write(store, [(letter.state, evidence)])
 
     def _check_size(self, parts: list[DeclaredPart]) -> None:
         total = sum(p.size_bytes for p in parts)
@@ -226,30 +318,22 @@ class DepositService:
         store: Store,
         session: identity.Session,
         letter: LetterRecord,
-        key: bytes,
         sender: PartyDetails,
         recipient: PartyDetails,
         parts: list[DeclaredPart],
-        chunks: Iterable[tuple[int, bytes]],
-        now: dt.datetime,
-    ) -> tuple[LetterRecord, list[PartRecord]]:
+        spool: Spool,
+    ) -> list[PartRecord]:
+        """An accepted deposit, in its transaction: the letter, its content
+        copied in from the spool, its parts, its sealed SubmissionAcceptance,
+        the notice to the recipient and the charge."""
+        accepted = letter.deposit_time
         # The letter first: its chunks refer to it.
         store.letters.add(letter)
-        digests = encrypt_content(
-            store.content, letter.id, key, [p.size_bytes for p in parts], chunks
-        )
+        store_content(store.content, letter.id, spool)
         written = [
             PartRecord(letter.id, i, p.filename, p.media_type, p.size_bytes, digest)
-            for i, (p, digest) in enumerate(zip(parts, digests, strict=True))
+            for i, (p, digest) in enumerate(zip(parts, spool.digests, strict=True))
         ]
-        # Accepted once the content is stored (an upload takes its time, and the
-        # seal's timestamp must agree with this, see check_times); the notice is
-        # due from then, so that the notification is never dated before it.
-        accepted = self._clock()
-        # That is the deposit's time too (R53-2: the date of the deposit), so
-        # that the letter, its evidence and the log name one instant.
-        letter = dataclasses.replace(letter, deposit_time=accepted)
-        store.letters.set_deposit_time(letter.id, accepted)
         evidence = self._evidence.seal(
             self._evidence.document(
                 letter,
@@ -280,44 +364,57 @@ class DepositService:
                 letter.id,
                 self._policy.tariff_minor,
                 self._policy.currency,
-                now,
+                accepted,
             )
         )
-        return letter, written
+        return written
+
+
+@dataclass(frozen=True)
+class _First:
+    """The first deposit of a request_id, as a retry is compared with it."""
+
+    letter: LetterRecord
+    parts: list[PartRecord]
+    # A refused deposit's SubmissionRejection document (it kept no parts).
+    rejection: dict[str, Any]
 
     @staticmethod
-    def _replay(
-        store: Store,
-        letter: LetterRecord,
+    def of(store: Store, letter: LetterRecord) -> _First:
+        if letter.state is LetterState.REJECTED:
+            evidence = store.evidence.of_letter(letter.id)
+            return _First(letter, [], json.loads(evidence[0].document) if evidence else {})
+        return _First(letter, store.letters.parts(letter.id), {})
+
+    def replay(
+        self,
         recipient_id: uuid.UUID,
         parts: list[DeclaredPart],
-        chunks: Iterable[tuple[int, bytes]],
+        digests: Callable[[], list[bytes]],
     ) -> tuple[LetterRecord, list[PartRecord]]:
         """A retried deposit gets the first result: the letter, or the same
         refusal. The same request_id with other content is refused, naming
-        what differs: a caller's bug must not pass for a retry."""
+        what differs: a caller's bug must not pass for a retry. ``digests``:
+        the retry's content, read only when it is to be compared."""
+        letter = self.letter
         if letter.recipient_id != recipient_id:
             raise RequestConflict(
                 "envelope.recipient", "this request_id was used for a letter to another recipient"
             )
         if letter.state is LetterState.REJECTED:
-            # A refused deposit kept no parts to compare.
-            evidence = store.evidence.of_letter(letter.id)
-            document = json.loads(evidence[0].document) if evidence else {}
             raise DepositRefused(
-                document.get("reasonCode", "rejected"),
-                document.get("reason", "deposit refused"),
+                self.rejection.get("reasonCode", "rejected"),
+                self.rejection.get("reason", "deposit refused"),
                 letter=f"letters/{letter.id}",
             )
-        stored = store.letters.parts(letter.id)
+        stored = self.parts
         if [(p.filename, p.media_type, p.size_bytes) for p in stored] != [
             (p.filename, p.media_type, p.size_bytes) for p in parts
         ]:
             raise RequestConflict(
                 "envelope.parts", "this request_id was used for a letter with other parts"
             )
-        digests = content_digests([p.size_bytes for p in parts], chunks)
-        for i, (part, digest) in enumerate(zip(stored, digests, strict=True)):
+        for i, (part, digest) in enumerate(zip(stored, digests(), strict=True)):
             if part.sha256 != digest:
                 raise RequestConflict(
                     f"envelope.parts[{i}]", "this request_id was used for other content"

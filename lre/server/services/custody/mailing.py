@@ -3,7 +3,9 @@ encrypted once under one key bound to the mailing; each recipient who passes
 gets a letter of its own, written exactly as a single deposit writes one (its
 proof of deposit with the content digests, its notice, its charge, its log
 entry); a recipient refused gets a sealed SubmissionRejection and never fails
-the others. One transaction: the mailing commits whole or not at all."""
+the others. The content is read from the client into a spool first, with no
+transaction open; then one short transaction: the mailing commits whole or
+not at all."""
 
 from __future__ import annotations
 
@@ -31,7 +33,12 @@ from lre.server.domain.mailings import (
     refusal,
 )
 from lre.server.domain.records import ChargeRecord, EvidenceRecord, LetterRecord, PartRecord
-from lre.server.services.custody.content import content_digests, encrypt_content
+from lre.server.services.custody.content import (
+    Spool,
+    content_digests,
+    spool_content,
+    store_content,
+)
 from lre.server.services.custody.deposit import (
     DEPOSITS,
     REFERENCE_ALPHABET,
@@ -41,7 +48,7 @@ from lre.server.services.custody.deposit import (
 from lre.server.services.custody.evidence import EvidenceRecorder
 from lre.server.services.custody.policy import CustodyPolicy
 from lre.server.storage.outbox import new_message
-from lre.server.storage.store import Stores
+from lre.server.storage.store import Store, Stores
 
 # The report's columns: per recipient, then per step its time and evidence.
 STEPS = (
@@ -72,12 +79,15 @@ class MailingService:
         evidence: EvidenceRecorder,
         policy: CustodyPolicy,
         clock: Callable[[], dt.datetime],
+        spool_dir: str | None = None,
     ) -> None:
+        """``spool_dir``: as a single deposit's (DepositService)."""
         self._stores = stores
         self._signer = signer
         self._evidence = evidence
         self._policy = policy
         self._clock = clock
+        self._spool_dir = spool_dir
 
     def deposit(
         self,
@@ -101,26 +111,72 @@ class MailingService:
         identity.require_sender(session, now)
         self._check_size(parts)
         sender_id = uuid.UUID(session.party_id)
-        with self._stores.read() as store:
+        sizes = [p.size_bytes for p in parts]
+        ids = [party_id(name) for name, _ in recipients]
+        # A retry, or the checks before the content is read (made again when it is in).
+        with self._stores.peek() as store:
             existing = store.mailings.by_request(sender_id, request_id)
-        if existing is not None:
-            return self._replay(existing, recipients, parts, chunks)
-        try:
-            view = self._deposit_once(
-                sender_id, request_id, reference, recipients, parts, chunks, now
-            )
-        except IntegrityError:
-            # The same request raced in from another call and won: the mailing's
-            # row is written before any content is read, so the content is
-            # still there to compare with the winner's.
-            with self._stores.read() as store:
-                existing = store.mailings.by_request(sender_id, request_id)
             if existing is None:
-                raise
-            return self._replay(existing, recipients, parts, chunks)
+                _, refused = self._refusals(store, sender_id, ids)
+        if existing is not None:
+            return self._replay(existing, recipients, parts, lambda: content_digests(sizes, chunks))
+        mailing_id = uuid.uuid4()
+        spool: Spool | None = None
+        try:
+            wrapped = None
+            if len(refused) < len(recipients):
+                key = os.urandom(32)
+                wrapped = self._signer.wrap_key(key, mailing_key_context(mailing_id))
+                spool = spool_content(mailing_id, key, sizes, chunks, self._spool_dir)
+                digests = spool.digests
+            else:
+                # Nobody to deliver to: the content is only hashed, for the refusals' proofs.
+                digests = content_digests(sizes, chunks)
+            try:
+                view = self._record(
+                    mailing_id,
+                    sender_id,
+                    request_id,
+                    reference,
+                    recipients,
+                    ids,
+                    parts,
+                    refused,
+                    (wrapped, spool) if wrapped is not None and spool is not None else None,
+                    digests,
+                )
+            except IntegrityError:
+                # The same request raced in from another call and won: the
+                # content, already read, is compared with the winner's.
+                with self._stores.read() as store:
+                    existing = store.mailings.by_request(sender_id, request_id)
+                if existing is None:
+                    raise
+                return self._replay(existing, recipients, parts, lambda: digests)
+        finally:
+            if spool is not None:
+                spool.close()
         DEPOSITS.labels("accepted").inc(sum(1 for r in view.recipients if r.letter_id))
         DEPOSITS.labels("rejected").inc(sum(1 for r in view.recipients if not r.letter_id))
         return view
+
+    @staticmethod
+    def _refusals(
+        store: Store, sender_id: uuid.UUID, ids: list[uuid.UUID | None]
+    ) -> tuple[dict[uuid.UUID, tuple[PartyDetails, bool]], dict[int, str]]:
+        """The parties found (NotFound without the sender), and the refused
+        recipients' positions with their reason codes."""
+        found = store.letters.parties([sender_id, *(i for i in ids if i)])
+        if sender_id not in found:
+            raise NotFound("no such party")
+        consenting = store.mailings.consenting(
+            sender_id, (i for i in ids if i in found and not found[i][1])
+        )
+        return found, {
+            position: code
+            for position, party in enumerate(ids)
+            if (code := refusal(party, found.get(party) if party else None, party in consenting))
+        }
 
     def _check_size(self, parts: list[DeclaredPart]) -> None:
         """The same limits as a single letter's: the content is each letter's."""
@@ -133,63 +189,52 @@ class MailingService:
                 "envelope.parts",
             )
 
-    def _deposit_once(
+    def _record(
         self,
+        mailing_id: uuid.UUID,
         sender_id: uuid.UUID,
         request_id: str,
         reference: str,
         recipients: list[tuple[str, str]],
+        ids: list[uuid.UUID | None],
         parts: list[DeclaredPart],
-        chunks: Iterable[tuple[int, bytes]],
-        now: dt.datetime,
+        refused: dict[int, str],
+        content: tuple[bytes, Spool] | None,
+        digests: list[bytes],
     ) -> MailingView:
-        mailing_id = uuid.uuid4()
+        """The mailing's one write transaction, nothing in it waiting on the
+        client: the recipients checked again (a consent withdrawn meanwhile;
+        one refused before the content was read stays refused), then the
+        mailing, its content (``content``: the wrapped key and the spool, when
+        someone was to receive it), its letters and its refusals."""
         with self._stores.begin() as store:
-            ids = [party_id(name) for name, _ in recipients]
-            found = store.letters.parties([sender_id, *(i for i in ids if i)])
-            if sender_id not in found:
-                raise NotFound("no such party")
+            found, again = self._refusals(store, sender_id, ids)
+            refusals = again | refused
+            # The content is in and the checks hold: the letters' deposit time,
+            # which their evidence names and the seals' timestamps must agree
+            # with (check_times).
+            now = self._clock()
             sender = found[sender_id][0]
-            consenting = store.mailings.consenting(
-                sender_id, (i for i in ids if i in found and not found[i][1])
-            )
-            refusals = {
-                position: code
-                for position, party in enumerate(ids)
-                if (
-                    code := refusal(party, found.get(party) if party else None, party in consenting)
-                )
-            }
             passing = [p for p in range(len(recipients)) if p not in refusals]
-            key = os.urandom(32)
-            wrapped = (
-                self._signer.wrap_key(key, mailing_key_context(mailing_id)) if passing else None
+            part_digests = tuple(
+                PartDigest(p.filename, p.media_type, p.size_bytes, d.hex())
+                for p, d in zip(parts, digests, strict=True)
             )
+            wrapped = content[0] if content is not None and passing else None
             mailing = MailingRecord(
                 mailing_id,
                 sender_id,
                 request_id,
                 reference,
                 now,
-                [],
+                [dataclasses.asdict(p) for p in part_digests],
                 wrapped,
-                None if passing else now,
+                None if wrapped else now,
             )
+            # The mailing first: its chunks refer to it.
             store.mailings.add(mailing)
-            sizes = [p.size_bytes for p in parts]
-            digests = (
-                encrypt_content(store.mailings.content, mailing_id, key, sizes, chunks)
-                if passing
-                else content_digests(sizes, chunks)
-            )
-            part_digests = tuple(
-                PartDigest(p.filename, p.media_type, p.size_bytes, d.hex())
-                for p, d in zip(parts, digests, strict=True)
-            )
-            mailing = dataclasses.replace(
-                mailing, parts=[dataclasses.asdict(p) for p in part_digests]
-            )
-            store.mailings.set_parts(mailing_id, mailing.parts)
+            if content is not None and wrapped is not None:
+                store_content(store.mailings.content, mailing_id, content[1])
 
             letters = {
                 position: LetterRecord(
@@ -222,8 +267,8 @@ class MailingService:
                 for position, code in refusals.items()
             ]
             sealed = self._evidence.seal_many([*documents, *rejections])
-            accepted, refused = sealed[: len(documents)], sealed[len(documents) :]
-            rejection_of = dict(zip(refusals, refused, strict=True))
+            acceptances = sealed[: len(documents)]
+            rejection_of = dict(zip(refusals, sealed[len(documents) :], strict=True))
             rows = [
                 MailingRecipientRecord(
                     mailing_id,
@@ -250,7 +295,7 @@ class MailingService:
             )
             self._evidence.write(
                 store,
-                ((LetterState.DEPOSITED, e) for e in accepted),
+                ((LetterState.DEPOSITED, e) for e in acceptances),
                 (
                     new_message(
                         letter.id,
@@ -320,10 +365,12 @@ class MailingService:
         mailing: MailingRecord,
         recipients: list[tuple[str, str]],
         parts: list[DeclaredPart],
-        chunks: Iterable[tuple[int, bytes]],
+        digests: Callable[[], list[bytes]],
     ) -> MailingView:
         """A retried mailing gets the first result; the same request_id with
-        other recipients or content is refused, naming what differs."""
+        other recipients or content is refused, naming what differs.
+        ``digests``: the retry's content, read (with no transaction open) only
+        when it is to be compared."""
         view = self._view(mailing)
         if [(r.recipient, r.letter_reference) for r in view.recipients] != recipients:
             raise RequestConflict(
@@ -336,8 +383,7 @@ class MailingService:
             raise RequestConflict(
                 "envelope.parts", "this request_id was used for a mailing with other parts"
             )
-        digests = content_digests([p.size_bytes for p in parts], chunks)
-        for i, (part, digest) in enumerate(zip(stored, digests, strict=True)):
+        for i, (part, digest) in enumerate(zip(stored, digests(), strict=True)):
             if part["sha256"] != digest.hex():
                 raise RequestConflict(
                     f"envelope.parts[{i}]", "this request_id was used for other content"
