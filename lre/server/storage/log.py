@@ -11,7 +11,7 @@ from sqlalchemy import func as sql
 from sqlalchemy.orm import Session as DbSession
 
 from lre.server.domain import log
-from lre.server.domain.log import LogRecord, JournalRecord
+from lre.server.domain.log import JournalRecord, LogRecord
 from lre.server.domain.records import LetterRecord, LogEntryRecord, TreeHeadRecord
 from lre.server.storage import models
 from lre.server.storage.records import from_row, table, to_row
