@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import importlib.metadata
 import logging
+import os
+import socket
 import threading
 from dataclasses import dataclass, field
 
@@ -41,6 +44,7 @@ from lre.server.services.custody import (
 )
 from lre.server.services.events import EventLog
 from lre.server.services.identity import EidBroker, IdentityPolicy, IdentityService
+from lre.server.services.journal import SecurityJournal, SignerWatch
 from lre.server.services.notification import NotificationPolicy, NotificationService
 from lre.server.services.webhooks import WebhookPolicy, WebhookService
 from lre.server.storage import db, models
@@ -51,6 +55,7 @@ from lre.server.workers.expiry import ExpirySweep
 from lre.server.workers.outbox import OutboxDispatcher, RetryPolicy
 from lre.server.workers.retention import RetentionPurge
 from lre.server.workers.sequencer import Sequencer
+from lre.server.workers.signer_watch import SignerWatcher
 from lre.server.workers.tree_heads import TreeHeadSealer
 from lre.server.workers.webhooks import WebhookDelivery
 from lre.v1 import (
@@ -138,6 +143,8 @@ class Services:
     notifications: NotificationService
     events: EventLog
     webhooks: WebhookService
+    journal: SecurityJournal
+    signer_watch: SignerWatch
 
 
 def build_services(settings: ServerSettings, engine: Engine, signer: SignerClient) -> Services:
@@ -153,6 +160,7 @@ def build_services(settings: ServerSettings, engine: Engine, signer: SignerClien
         sender_min_level=settings.sender_level(),
     )
     proofs = functools.partial(proof_pdf, signer=signer)
+    journal = SecurityJournal(stores, utcnow)
     evidence = EvidenceRecorder(
         signer,
         policy.provider_name,
@@ -165,7 +173,7 @@ def build_services(settings: ServerSettings, engine: Engine, signer: SignerClien
         deposits=DepositService(stores, identity, ContentKeys(signer), evidence, policy, utcnow),
         decisions=DecisionService(stores, signer, evidence, policy.reminder_days, utcnow),
         mailings=MailingService(stores, signer, evidence, policy, utcnow),
-        queries=CustodyQueries(stores, proofs),
+        queries=CustodyQueries(stores, proofs, utcnow),
         evidence=evidence,
         notifications=NotificationService(
             stores,
@@ -187,6 +195,8 @@ def build_services(settings: ServerSettings, engine: Engine, signer: SignerClien
             ),
             utcnow,
         ),
+        journal=journal,
+        signer_watch=SignerWatch(journal, signer, socket.gethostname()),
     )
 
 
@@ -211,6 +221,7 @@ def build_workers(
         (Sequencer(services.events), settings.sequencer_interval_s),
         (WebhookDelivery(services.webhooks), settings.sequencer_interval_s),
         (TreeHeadSealer(services.events), settings.tree_head_interval_s),
+        (SignerWatcher(services.signer_watch), settings.health_check_interval_s),
         (dispatcher, settings.outbox_interval_s),
         (ExpirySweep(stores, services.evidence, utcnow), settings.expiry_interval_s),
         (
@@ -255,6 +266,32 @@ def service_bindings(services: Services) -> list[ServiceBinding]:
 
 
 # -- the process ---------------------------------------------------------------
+
+
+def journal_start(
+    settings: ServerSettings, journal: SecurityJournal, command: str, stop: threading.Event
+) -> threading.Thread:
+    """The process's start in the security journal (its version and a digest
+    of its effective settings), retried in the background until the database
+    takes it: a process never waits on the journal to start."""
+    instance = f"{socket.gethostname()}-{os.getpid()}"
+    version = importlib.metadata.version("lre")
+
+    def run() -> None:
+        while not stop.is_set():
+            try:
+                journal.process_started(command, version, settings, instance)
+                return
+            except Exception as exc:  # the database is down: retry
+                logger.warning(
+                    "process start not journaled yet; retrying",
+                    extra={"error_type": type(exc).__name__},
+                )
+            stop.wait(5)
+
+    thread = threading.Thread(target=run, name="journal-start", daemon=True)
+    thread.start()
+    return thread
 
 
 @dataclass
@@ -341,6 +378,8 @@ def serve(settings: ServerSettings) -> None:
     server = build(settings, engine, signer)
     metrics = _metrics(settings)
     metrics.start()
+    stopping = threading.Event()
+    journal_start(settings, server.services.journal, "serve", stopping)
     server.process.start()
     server.health.start()
     server.workers.start()
@@ -348,6 +387,7 @@ def serve(settings: ServerSettings) -> None:
         "server serving", extra={"grpc_port": server.process.port, "metrics_port": metrics.port}
     )
     wait_for_signal()
+    stopping.set()
     logger.info("server stopping")
     server.process.stop(grace=settings.shutdown_grace_s, drain=settings.shutdown_drain_s)
     server.workers.stop()
@@ -364,14 +404,16 @@ def work(settings: ServerSettings) -> None:
     under an advisory lock."""
     engine = db.make_engine(settings.database_url)
     signer = signer_client(settings)
-    workers = WorkerThreads(
-        build_workers(settings, engine, build_services(settings, engine, signer))
-    )
+    services = build_services(settings, engine, signer)
+    workers = WorkerThreads(build_workers(settings, engine, services))
     metrics = _metrics(settings)
     metrics.start()
+    stopping = threading.Event()
+    journal_start(settings, services.journal, "work", stopping)
     workers.start()
     logger.info("workers running", extra={"metrics_port": metrics.port})
     wait_for_signal()
+    stopping.set()
     logger.info("workers stopping")
     workers.stop()
     signer.close()
