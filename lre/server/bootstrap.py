@@ -24,6 +24,7 @@ from lre.runtime.serving import GrpcProcess, ServiceBinding, wait_for_signal
 from lre.runtime.tls import https_context
 from lre.server.adapters.mail import transport_from_url
 from lre.server.adapters.signer import ContentKeys, SignerClient
+from lre.server.adapters.witness import WitnessPublisher, witnesses_from
 from lre.server.api import validation
 from lre.server.api.custody import CustodyServicer
 from lre.server.api.identity import IdentityServicer
@@ -160,6 +161,11 @@ def build_services(settings: ServerSettings, engine: Engine, signer: SignerClien
         sender_min_level=settings.sender_level(),
     )
     proofs = functools.partial(proof_pdf, signer=signer)
+    directory, witnesses = settings.tree_head_targets()
+    try:
+        witness_publisher = WitnessPublisher(witnesses_from(witnesses)) if witnesses else None
+    except ValueError as exc:
+        raise ConfigError(f"LRE_SERVER_TREE_HEAD_EXPORT: {exc}") from None
     journal = SecurityJournal(stores, utcnow)
     evidence = EvidenceRecorder(
         signer,
@@ -185,7 +191,9 @@ def build_services(settings: ServerSettings, engine: Engine, signer: SignerClien
             ),
             proofs,
         ),
-        events=EventLog(stores, utcnow, signer, settings.provider_name, settings.tree_head_export),
+        events=EventLog(
+            stores, utcnow, signer, settings.provider_name, directory, witness_publisher
+        ),
         webhooks=WebhookService(
             stores,
             WebhookPolicy(
