@@ -290,7 +290,10 @@ def newest_evidence_rewritten_consistently_in_the_log(c: Connection, b: Built) -
     """The tail's evidence, document and leaf changed together: no head covers
     it yet, but its seal does not cover the new document."""
     row = c.execute(
-        text("SELECT seq, evidence_id, leaf FROM log_entries ORDER BY seq DESC LIMIT 1")
+        text(
+            "SELECT seq, evidence_id, leaf FROM log_entries WHERE evidence_id IS NOT NULL "
+            "ORDER BY seq DESC LIMIT 1"
+        )
     ).one()
     evidence = _id(
         c, row.evidence_id if isinstance(row.evidence_id, uuid.UUID) else uuid.UUID(row.evidence_id)
@@ -469,6 +472,40 @@ def journal_tail_entry_of_an_unknown_kind(c: Connection, b: Built) -> str:
     return f"entry {b.tail_journal}: an unknown kind 'key_destroyed'"
 
 
+def identity_record_level_raised(c: Connection, b: Built) -> str:
+    """A document check in person (high) turned into a remote one (substantial)."""
+    record = _one(c, "SELECT id FROM identity_records")
+    c.execute(text("UPDATE identity_records SET level = 'substantial'"))
+    return f"identity record parties/{_party(c)}/identityRecords/{_uuid(record)} (entry"
+
+
+def identity_record_deleted(c: Connection, b: Built) -> str:
+    record = _one(c, "SELECT id FROM identity_records")
+    c.execute(text("DELETE FROM identity_records"))
+    return f"identityRecords/{_uuid(record)} (entry"
+
+
+def identity_record_inserted_behind_the_journal(c: Connection, b: Built) -> str:
+    """A second proofing of the recipient that no operator recorded."""
+    c.execute(
+        text(
+            "INSERT INTO identity_records (id, party_id, method, level, proof_time, "
+            "expire_time, evidence_summary, details) SELECT :id, party_id, method, 'high', "
+            "proof_time, expire_time, evidence_summary, details FROM identity_records"
+        ),
+        {"id": _id(c, uuid.uuid4())},
+    )
+    return "1 identity records proofed since the journal began have no journal entry"
+
+
+def _uuid(value: Any) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+
+
+def _party(c: Connection) -> uuid.UUID:
+    return _uuid(_one(c, "SELECT party_id FROM identity_records"))
+
+
 TAMPERINGS: dict[str, Callable[[Connection, Built], str]] = {
     change.__name__: change
     for change in (
@@ -496,6 +533,9 @@ TAMPERINGS: dict[str, Callable[[Connection, Built], str]] = {
         journal_row_re_dated,
         journal_tail_entry_given_a_password,
         journal_tail_entry_of_an_unknown_kind,
+        identity_record_level_raised,
+        identity_record_deleted,
+        identity_record_inserted_behind_the_journal,
     )
 }
 
