@@ -17,6 +17,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+from collections.abc import Mapping
 
 from lre.server.domain.evidence import _utc
 from lre.server.domain.identity import IdentityRecord
@@ -81,7 +82,7 @@ FIELDS: dict[LogKind, tuple[frozenset[str], frozenset[str]]] = {
 FIXED = frozenset({"format", "kind", "subject", "eventTime"})
 
 
-def problems(kind: LogKind, leaf: dict[str, object]) -> list[str]:
+def problems(kind: LogKind, leaf: Mapping[str, object]) -> list[str]:
     """What is wrong with a journal leaf's fields for its kind (empty if nothing)."""
     required, optional = FIELDS[kind]
     found = set(leaf) - FIXED

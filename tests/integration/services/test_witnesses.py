@@ -70,7 +70,7 @@ class Endpoint:
 
 
 def _received(sock: socket.socket, count: int) -> list[dict[str, object]]:
-    messages = []
+    messages: list[dict[str, object]] = []
     sock.settimeout(10)
     while len(messages) < count:
         data = sock.recv(65536).decode()

@@ -42,7 +42,12 @@ def test_an_entry_carries_exactly_its_kind_s_fields_as_strings() -> None:
 
 
 def test_problems_name_missing_extra_and_non_string_fields() -> None:
-    leaf = {"format": FORMAT, "kind": "locked_out", "subject": "parties/1", "eventTime": "x"}
+    leaf: dict[str, object] = {
+        "format": FORMAT,
+        "kind": "locked_out",
+        "subject": "parties/1",
+        "eventTime": "x",
+    }
     assert journal.problems(LogKind.LOCKED_OUT, leaf) == ["lacks lockedUntil, purpose"]
     leaf |= {"purpose": "session", "lockedUntil": 5, "email": "a@b.example"}
     assert journal.problems(LogKind.LOCKED_OUT, leaf) == [
