@@ -390,6 +390,9 @@ def test_operators_and_auditors_read_any_letter_s_evidence_and_each_read_is_jour
             assert read_only.value.code() == grpc.StatusCode.PERMISSION_DENIED
     with sqlite3.connect(tmp_path / "lre.db") as database:
         leaves = [json.loads(row[0]) for row in database.execute("SELECT leaf FROM log_entries")]
+    # The serving process journaled its start (version, digest of its settings).
+    (started,) = [e for e in leaves if e.get("kind") == "process_started"]
+    assert started["command"] == "serve" and len(started["settingsSha256"]) == 64
     reads = [
         (e["actor"], e["role"], e["method"], e.get("evidence"))
         for e in leaves
