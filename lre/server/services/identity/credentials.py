@@ -342,7 +342,10 @@ class CredentialService:
             AUTH_FAILURES.inc()
             reason, failure = "unknown_or_unproofed", AuthenticationFailed(message)
         else:
-            if not CredentialRepository(db).get(party_id).locked(now):
+            # Locked before the check, as every caller then reads it locked:
+            # concurrent attempts queue here, and none compares a secret once
+            # another has locked the party out.
+            if not CredentialRepository(db).get(party_id, lock=True).locked(now):
                 return None
             reason, failure = "locked_out", TooManyAttempts(LOCKED)
         journaled(db, LogKind.AUTHENTICATION_FAILED, party_id, now, purpose=purpose, reason=reason)
