@@ -25,11 +25,11 @@ from sqlalchemy import insert
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lre.server.audit import journal as audit_journal  # noqa: E402
-from lre.server.audit.verify import Report, _read_only_engine  # noqa: E402
-from lre.server.domain import journal, log  # noqa: E402
-from lre.server.domain.log import LogKind  # noqa: E402
-from lre.server.storage import db, models  # noqa: E402
+from lre.server.audit import journal as audit_journal
+from lre.server.audit.verify import Report, _read_only_engine
+from lre.server.domain import journal, log
+from lre.server.domain.log import LogKind
+from lre.server.storage import db, models
 
 KEY = bytes(32)
 
