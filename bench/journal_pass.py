@@ -85,8 +85,8 @@ def main() -> int:
                 )
                 nodes.append({"level": 0, "position": n, "hash": log.leaf_hash(leaf)})
             with engine.begin() as connection:
-                connection.execute(insert(models.LogEntry.__table__), entries)
-                connection.execute(insert(models.TreeNode.__table__), nodes)
+                connection.execute(insert(models.LogEntry), entries)
+                connection.execute(insert(models.TreeNode), nodes)
         engine.dispose()
         print(f"built {args.entries} journal entries in {time.monotonic() - started:.0f} s")
         reader = _read_only_engine(url)
