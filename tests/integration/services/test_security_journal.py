@@ -15,6 +15,7 @@ from lre.runtime.config import load
 from lre.server.adapters.signer import SignerClient
 from lre.server.config import ServerSettings
 from lre.server.domain import journal
+from lre.server.domain.letters import OutboxKind
 from lre.server.domain.log import LogKind
 from lre.server.services.journal import SecurityJournal, SignerWatch, settings_digest
 from lre.server.storage import models
@@ -76,3 +77,31 @@ def test_the_signer_is_journaled_down_then_up_with_its_certificates(world: World
     assert len(certificates) == 2
     watch.look()  # nothing changed: nothing journaled
     assert len(_entries(world, before)) == 4
+
+
+def test_an_operator_s_bounce_and_hold_are_journaled_with_the_operator(world: World) -> None:
+    letter = world.deposit()
+    with world.stores.read() as store:
+        (message,), _ = store.outbox.page_for_letter(letter.id, [OutboxKind.LETTER_WAITING], 10, "")
+    before = len(_entries(world))
+    world.clock.advance(seconds=1)
+    diagnostic = "550 5.1.1 <courrier@destinataire.example>: unknown user"
+    world.decisions.record_bounce(message.id, True, diagnostic, "operator.lre.internal")
+    world.clock.advance(seconds=1)
+    world.decisions.set_legal_hold(letter.id, True, "operator.lre.internal")
+    world.clock.advance(seconds=1)
+    world.decisions.set_legal_hold(letter.id, False, "operator.lre.internal")
+    bounce, held, released = _entries(world, before)
+    assert bounce == {
+        "format": "lre-log/1",
+        "kind": "bounce_recorded",
+        "subject": f"letters/{letter.id}/notifications/{message.id}",
+        "eventTime": bounce["eventTime"],
+        "actor": "operator.lre.internal",
+        "permanent": "true",
+        "messageKind": message.kind.value,
+    }
+    assert [(e["kind"], e["subject"], e["actor"]) for e in (held, released)] == [
+        ("legal_hold_set", f"letters/{letter.id}", "operator.lre.internal"),
+        ("legal_hold_released", f"letters/{letter.id}", "operator.lre.internal"),
+    ]
