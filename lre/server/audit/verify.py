@@ -2,7 +2,7 @@
 ideally, the tree heads published outside it) can prove without trusting the
 service's code.
 
-Two streaming passes over one read-only snapshot, each O(n) time and bounded
+Streaming passes over one read-only snapshot, each O(n) time and bounded
 memory (no pass holds more than one letter, or O(log n) hashes):
 
 1. The log in index order: indices contiguous; every leaf hashed into an RFC
@@ -21,6 +21,9 @@ memory (no pass holds more than one letter, or O(log n) hashes):
    parties and content, and its seal must cover exactly that document. The
    ``letters`` row must end where the replay ends: state, deposit,
    notification, decision, deadline, legal hold.
+3. The journal (``lre.server.audit.journal``): every sealed leaf against the
+   leaf hash stored with its head, every journal leaf against its kind's
+   fields, every journaled proofing against its identity record.
 
 Every defect is a finding with what it is and where; nothing in the data makes
 it raise."""
