@@ -37,6 +37,9 @@ FAILURES = Counter(
     ["witness"],
 )
 PENDING = Gauge("lre_tree_head_witness_pending", "Tree heads waiting for a witness.", ["witness"])
+# Every kind exposed from the start (at 0), so that rates and alerts see it.
+for _kind in ("syslog", "http"):
+    PUBLISHED.labels(_kind), FAILURES.labels(_kind), PENDING.labels(_kind)
 # Beyond this many heads waiting, the oldest is dropped (a later head covers it).
 MAX_PENDING = 10_000
 FIRST_RETRY_S, MAX_RETRY_S = 1.0, 300.0
