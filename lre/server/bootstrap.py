@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import importlib.metadata
 import logging
+import os
+import socket
 import threading
 from dataclasses import dataclass, field
 
@@ -21,6 +24,7 @@ from lre.runtime.serving import GrpcProcess, ServiceBinding, wait_for_signal
 from lre.runtime.tls import https_context
 from lre.server.adapters.mail import transport_from_url
 from lre.server.adapters.signer import ContentKeys, SignerClient
+from lre.server.adapters.witness import WitnessPublisher, witnesses_from
 from lre.server.api import validation
 from lre.server.api.custody import CustodyServicer
 from lre.server.api.identity import IdentityServicer
@@ -41,6 +45,7 @@ from lre.server.services.custody import (
 )
 from lre.server.services.events import EventLog
 from lre.server.services.identity import EidBroker, IdentityPolicy, IdentityService
+from lre.server.services.journal import SecurityJournal, SignerWatch
 from lre.server.services.notification import NotificationPolicy, NotificationService
 from lre.server.services.webhooks import WebhookPolicy, WebhookService
 from lre.server.storage import db, models
@@ -51,6 +56,7 @@ from lre.server.workers.expiry import ExpirySweep
 from lre.server.workers.outbox import NoticeSealer, OutboxDispatcher, RetryPolicy
 from lre.server.workers.retention import RetentionPurge
 from lre.server.workers.sequencer import Sequencer
+from lre.server.workers.signer_watch import SignerWatcher
 from lre.server.workers.tree_heads import TreeHeadSealer
 from lre.server.workers.webhooks import WebhookDelivery
 from lre.v1 import (
@@ -138,6 +144,8 @@ class Services:
     notifications: NotificationService
     events: EventLog
     webhooks: WebhookService
+    journal: SecurityJournal
+    signer_watch: SignerWatch
 
 
 def build_services(settings: ServerSettings, engine: Engine, signer: SignerClient) -> Services:
@@ -154,6 +162,12 @@ def build_services(settings: ServerSettings, engine: Engine, signer: SignerClien
     )
     proofs = functools.partial(proof_pdf, signer=signer)
     spool_dir = settings.spool()
+    directory, witnesses = settings.tree_head_targets()
+    try:
+        witness_publisher = WitnessPublisher(witnesses_from(witnesses)) if witnesses else None
+    except ValueError as exc:
+        raise ConfigError(f"LRE_SERVER_TREE_HEAD_EXPORT: {exc}") from None
+    journal = SecurityJournal(stores, utcnow)
     evidence = EvidenceRecorder(
         signer,
         policy.provider_name,
@@ -168,7 +182,7 @@ def build_services(settings: ServerSettings, engine: Engine, signer: SignerClien
         ),
         decisions=DecisionService(stores, signer, evidence, policy.reminder_days, utcnow),
         mailings=MailingService(stores, signer, evidence, policy, utcnow, spool_dir),
-        queries=CustodyQueries(stores, proofs),
+        queries=CustodyQueries(stores, proofs, utcnow),
         evidence=evidence,
         notifications=NotificationService(
             stores,
@@ -180,7 +194,9 @@ def build_services(settings: ServerSettings, engine: Engine, signer: SignerClien
             ),
             proofs,
         ),
-        events=EventLog(stores, utcnow, signer, settings.provider_name, settings.tree_head_export),
+        events=EventLog(
+            stores, utcnow, signer, settings.provider_name, directory, witness_publisher
+        ),
         webhooks=WebhookService(
             stores,
             WebhookPolicy(
@@ -190,6 +206,8 @@ def build_services(settings: ServerSettings, engine: Engine, signer: SignerClien
             ),
             utcnow,
         ),
+        journal=journal,
+        signer_watch=SignerWatch(journal, signer, socket.gethostname()),
     )
 
 
@@ -215,6 +233,7 @@ def build_workers(
         (Sequencer(services.events), settings.sequencer_interval_s),
         (WebhookDelivery(services.webhooks), settings.sequencer_interval_s),
         (TreeHeadSealer(services.events), settings.tree_head_interval_s),
+        (SignerWatcher(services.signer_watch), settings.health_check_interval_s),
         (dispatcher, settings.outbox_interval_s),
         (NoticeSealer(stores, services.decisions, utcnow), settings.outbox_interval_s),
         (ExpirySweep(stores, services.evidence, utcnow), settings.expiry_interval_s),
@@ -260,6 +279,32 @@ def service_bindings(services: Services) -> list[ServiceBinding]:
 
 
 # -- the process ---------------------------------------------------------------
+
+
+def journal_start(
+    settings: ServerSettings, journal: SecurityJournal, command: str, stop: threading.Event
+) -> threading.Thread:
+    """The process's start in the security journal (its version and a digest
+    of its effective settings), retried in the background until the database
+    takes it: a process never waits on the journal to start."""
+    instance = f"{socket.gethostname()}-{os.getpid()}"
+    version = importlib.metadata.version("lre")
+
+    def run() -> None:
+        while not stop.is_set():
+            try:
+                journal.process_started(command, version, settings, instance)
+                return
+            except Exception as exc:  # the database is down: retry
+                logger.warning(
+                    "process start not journaled yet; retrying",
+                    extra={"error_type": type(exc).__name__},
+                )
+            stop.wait(5)
+
+    thread = threading.Thread(target=run, name="journal-start", daemon=True)
+    thread.start()
+    return thread
 
 
 @dataclass
@@ -346,6 +391,8 @@ def serve(settings: ServerSettings) -> None:
     server = build(settings, engine, signer)
     metrics = _metrics(settings)
     metrics.start()
+    stopping = threading.Event()
+    journal_start(settings, server.services.journal, "serve", stopping)
     server.process.start()
     server.health.start()
     server.workers.start()
@@ -353,6 +400,7 @@ def serve(settings: ServerSettings) -> None:
         "server serving", extra={"grpc_port": server.process.port, "metrics_port": metrics.port}
     )
     wait_for_signal()
+    stopping.set()
     logger.info("server stopping")
     server.process.stop(grace=settings.shutdown_grace_s, drain=settings.shutdown_drain_s)
     server.workers.stop()
@@ -369,14 +417,16 @@ def work(settings: ServerSettings) -> None:
     under an advisory lock."""
     engine = db.make_engine(settings.database_url)
     signer = signer_client(settings)
-    workers = WorkerThreads(
-        build_workers(settings, engine, build_services(settings, engine, signer))
-    )
+    services = build_services(settings, engine, signer)
+    workers = WorkerThreads(build_workers(settings, engine, services))
     metrics = _metrics(settings)
     metrics.start()
+    stopping = threading.Event()
+    journal_start(settings, services.journal, "work", stopping)
     workers.start()
     logger.info("workers running", extra={"metrics_port": metrics.port})
     wait_for_signal()
+    stopping.set()
     logger.info("workers stopping")
     workers.stop()
     signer.close()

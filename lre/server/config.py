@@ -149,9 +149,13 @@ class ServerSettings:
     # How often the log's tree head is sealed by the signer (also on demand):
     # entries after the last head are protected only once the next is sealed.
     tree_head_interval_s: float = 60.0
-    # A directory where each sealed head is also appended (tree-heads.jsonl),
-    # outside the database: `verify-log --against` catches a rolled-back database.
-    tree_head_export: Path | None = None
+    # Where each sealed head is also published, outside the database
+    # (comma-separated): a directory (each head appended to tree-heads.jsonl,
+    # for `verify-log --against`, which catches a rolled-back database),
+    # syslog+udp://host:port or syslog+unix:///dev/log (a summary line), and
+    # http(s):// URLs (a POST of each head line). Syslog and HTTP are retried
+    # in the background and never hold the log up.
+    tree_head_export: str = ""
     # How often letters are counted by state for the lre_letters gauge.
     census_interval_s: float = 30.0
     # Letter content is deleted this many days after deposit once the letter is
@@ -192,6 +196,26 @@ class ServerSettings:
         return tls.channel_credentials(
             self.signer_tls_ca_file, self.signer_tls_cert_file, self.signer_tls_key_file
         )
+
+    def tree_head_targets(self) -> tuple[Path | None, list[str]]:
+        """The export directory (at most one) and the other witnesses."""
+        directory: Path | None = None
+        others = []
+        for target in (t.strip() for t in self.tree_head_export.split(",")):
+            if not target:
+                continue
+            if re.match(r"(syslog\+(udp|unix)|https?)://", target):
+                others.append(target)
+            elif "://" in target:
+                raise config.ConfigError(
+                    "LRE_SERVER_TREE_HEAD_EXPORT: a directory, syslog+udp://, "
+                    "syslog+unix:// or http(s):// targets"
+                )
+            elif directory is not None:
+                raise config.ConfigError("LRE_SERVER_TREE_HEAD_EXPORT: one directory at most")
+            else:
+                directory = Path(target)
+        return directory, others
 
     def evidence_policy(self) -> str:
         oid = self.evidence_policy_oid.strip()

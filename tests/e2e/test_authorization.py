@@ -4,11 +4,14 @@ under every caller role gets what the policy says; the operator's powers work.""
 
 from __future__ import annotations
 
+import json
 import os
+import sqlite3
 import ssl
 import subprocess
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -337,3 +340,71 @@ def test_production_mode_runs_mutual_tls_end_to_end(
                     assert b"grpc_server_handled_total" in reply.read()
                 with pytest.raises((urllib.error.URLError, ConnectionError)):
                     urllib.request.urlopen(url.replace("https://", "http://"), timeout=5)
+
+
+def test_operators_and_auditors_read_any_letter_s_evidence_and_each_read_is_journaled(
+    server: ServerProcess, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """Read-only and journaled for staff; the portals' rules unchanged (a
+    portal without the party's session reads nothing)."""
+    with (
+        channel(server.address, tls, "sender-gateway") as gateway,
+        channel(server.address, tls, "operator") as operator,
+    ):
+        identity = identity_pb2_grpc.IdentityServiceStub(gateway)
+        checks = identity_pb2_grpc.IdentityServiceStub(operator)
+        _, sender = _company(
+            identity, server.enrolment_codes, "as", "Audit SAS", "a@audit.example", checks
+        )
+        recipient, _ = _company(
+            identity, server.enrolment_codes, "ar", "Audite SA", "b@audite.example", checks
+        )
+        letter = _deposit(custody_pb2_grpc.CustodyServiceStub(gateway), sender, recipient, "a")
+        for caller in ("sender-gateway", "recipient-portal"):
+            with channel(server.address, tls, caller) as portal:
+                with pytest.raises(grpc.RpcError) as anonymous:
+                    custody_pb2_grpc.CustodyServiceStub(portal).ListEvidence(
+                        custody_pb2.ListEvidenceRequest(parent=letter.name)
+                    )
+                assert anonymous.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    for caller in ("auditor", "operator"):
+        with channel(server.address, tls, caller) as staff:
+            custody = custody_pb2_grpc.CustodyServiceStub(staff)
+            (evidence,) = custody.ListEvidence(
+                custody_pb2.ListEvidenceRequest(parent=letter.name)
+            ).evidence
+            assert evidence.event == common_pb2.EVIDENCE_EVENT_SUBMISSION_ACCEPTANCE
+            got = custody.GetEvidence(custody_pb2.GetEvidenceRequest(name=evidence.name))
+            assert got.document == evidence.document
+            proof = custody.GetEvidenceProof(
+                custody_pb2.GetEvidenceProofRequest(name=evidence.name)
+            )
+            assert proof.pdf.startswith(b"%PDF")
+            with pytest.raises(grpc.RpcError) as missing:
+                custody.ListEvidence(
+                    custody_pb2.ListEvidenceRequest(parent=f"letters/{uuid.uuid4()}")
+                )
+            assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+            with pytest.raises(grpc.RpcError) as read_only:
+                custody.AcceptLetter(custody_pb2.AcceptLetterRequest(name=letter.name))
+            assert read_only.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with sqlite3.connect(tmp_path / "lre.db") as database:
+        leaves = [json.loads(row[0]) for row in database.execute("SELECT leaf FROM log_entries")]
+    # The serving process journaled its start (version, digest of its settings).
+    (started,) = [e for e in leaves if e.get("kind") == "process_started"]
+    assert started["command"] == "serve" and len(started["settingsSha256"]) == 64
+    reads = [
+        (e["actor"], e["role"], e["method"], e.get("evidence"))
+        for e in leaves
+        if e.get("kind") == "evidence_read" and e["subject"] == letter.name
+    ]
+    assert sorted(reads) == sorted(
+        (
+            f"{caller}.lre.internal",
+            caller,
+            method,
+            evidence.name if method != "ListEvidence" else None,
+        )
+        for caller in ("auditor", "operator")
+        for method in ("ListEvidence", "GetEvidence", "GetEvidenceProof")
+    )

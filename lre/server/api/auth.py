@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import grpc
 
+from lre.server.api.policy import AUDITOR, OPERATOR, current_caller
 from lre.server.domain import identity
 from lre.server.domain.errors import AuthenticationFailed
 from lre.server.services.identity import IdentityService
@@ -28,3 +29,14 @@ def session_of(context: grpc.ServicerContext, identities: IdentityService) -> id
     if session is None:
         raise AuthenticationFailed("a session token is required (authorization: Bearer ...)")
     return session
+
+
+def actor() -> str:
+    """Who an operator's act is journaled as: the names in its client
+    certificate, or "plaintext" where the port has no TLS (make run, tests)."""
+    return current_caller().name or "plaintext"
+
+
+def staff_role() -> str:
+    """The caller's staff roles (operator, auditor), comma-separated; "" for none."""
+    return ",".join(sorted(r.value for r in current_caller().roles & {OPERATOR, AUDITOR}))

@@ -10,11 +10,17 @@ from typing import Any
 
 import grpc
 
-from lre.server.api.auth import session_of
+from lre.server.api.auth import actor, optional_session, session_of, staff_role
 from lre.server.api.convert import timestamp
 from lre.server.api.errors import domain_errors
 from lre.server.api.names import parse_id
-from lre.server.domain.errors import FailedPrecondition, InvalidArgument, NotFound
+from lre.server.domain import identity
+from lre.server.domain.errors import (
+    AuthenticationFailed,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+)
 from lre.server.domain.letters import EvidenceEvent, LetterState
 from lre.server.domain.mailings import MailingRecipientRecord
 from lre.server.domain.records import EvidenceRecord, LetterRecord, PartRecord, TreeHeadRecord
@@ -25,6 +31,7 @@ from lre.server.services.custody import (
     DepositService,
     MailingService,
     MailingView,
+    StaffReader,
 )
 from lre.server.services.events import EventLog
 from lre.server.services.identity import IdentityService
@@ -289,7 +296,7 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
         # Operators only (the policy): no user session, every field visible.
         with domain_errors(context):
             letter, parts = self._decisions.set_legal_hold(
-                parse_id(request.name, "name", "letters"), request.legal_hold
+                parse_id(request.name, "name", "letters"), request.legal_hold, actor()
             )
             return letter_message(letter, parts, letter.sender_id)
 
@@ -375,11 +382,27 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
         self, request: custody_pb2.ListEvidenceRequest, context: grpc.ServicerContext
     ) -> custody_pb2.ListEvidenceResponse:
         with domain_errors(context):
-            session = session_of(context, self._identities)
-            rows = self._queries.evidence_for(
-                session, parse_id(request.parent, "parent", "letters")
-            )
+            reader = self._evidence_reader(context, "ListEvidence")
+            letter_id = parse_id(request.parent, "parent", "letters")
+            if isinstance(reader, StaffReader):
+                rows = self._queries.evidence_for_staff(reader, letter_id)
+            else:
+                rows = self._queries.evidence_for(reader, letter_id)
             return custody_pb2.ListEvidenceResponse(evidence=[_evidence(r) for r in rows])
+
+    def _evidence_reader(
+        self, context: grpc.ServicerContext, method: str
+    ) -> identity.Session | StaffReader:
+        """A party's session (the portal rules: the sender, the recipient after
+        acceptance), or, for a call without one, an operator or auditor, who
+        reads any letter's evidence and is journaled doing so."""
+        session = optional_session(context, self._identities)
+        if session is not None:
+            return session
+        role = staff_role()
+        if not role:
+            raise AuthenticationFailed("a session token is required (authorization: Bearer ...)")
+        return StaffReader(actor(), role, method)
 
     def GetTreeHead(
         self, request: custody_pb2.GetTreeHeadRequest, context: grpc.ServicerContext
@@ -429,17 +452,23 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
         self, request: custody_pb2.GetEvidenceRequest, context: grpc.ServicerContext
     ) -> custody_pb2.Evidence:
         with domain_errors(context):
-            session = session_of(context, self._identities)
+            reader = self._evidence_reader(context, "GetEvidence")
             letter_id, evidence_id = _evidence_name(request.name, "name")
-            return _evidence(self._queries.evidence(session, letter_id, evidence_id))
+            if isinstance(reader, StaffReader):
+                (row,) = self._queries.evidence_for_staff(reader, letter_id, evidence_id)
+                return _evidence(row)
+            return _evidence(self._queries.evidence(reader, letter_id, evidence_id))
 
     def GetEvidenceProof(
         self, request: custody_pb2.GetEvidenceProofRequest, context: grpc.ServicerContext
     ) -> custody_pb2.EvidenceProof:
         with domain_errors(context):
-            session = session_of(context, self._identities)
+            reader = self._evidence_reader(context, "GetEvidenceProof")
             letter_id, evidence_id = _evidence_name(request.name, "name")
-            pdf = self._queries.evidence_proof(session, letter_id, evidence_id)
+            if isinstance(reader, StaffReader):
+                pdf = self._queries.evidence_proof_for_staff(reader, letter_id, evidence_id)
+            else:
+                pdf = self._queries.evidence_proof(reader, letter_id, evidence_id)
             return custody_pb2.EvidenceProof(name=request.name, pdf=pdf)
 
 

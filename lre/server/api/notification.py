@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import grpc
 
 from lre.server.adapters.mail import Bounce, parse_delivery_status
-from lre.server.api.auth import session_of
+from lre.server.api.auth import actor, session_of
 from lre.server.api.convert import timestamp
 from lre.server.api.custody import EVENTS, STATES
 from lre.server.api.errors import domain_errors
@@ -215,7 +215,9 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
             outbox_id = self._notifications.outbox_id(bounce.message_id)
             if outbox_id is None:
                 raise InvalidArgument("message_id", "not a Message-ID this service issued")
-            message = self._decisions.record_bounce(outbox_id, bounce.permanent, bounce.diagnostic)
+            message = self._decisions.record_bounce(
+                outbox_id, bounce.permanent, bounce.diagnostic, actor()
+            )
             return _notification(message, bounce.message_id)
 
     def VerifyNotification(

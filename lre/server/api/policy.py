@@ -44,9 +44,10 @@ POLICY: dict[str, frozenset[Role]] = {
     _C + "AcceptLetter": frozenset({RECIPIENT}),
     _C + "RefuseLetter": frozenset({RECIPIENT}),
     _C + "DownloadLetterContent": frozenset({RECIPIENT}),
-    _C + "ListEvidence": PORTALS,
-    _C + "GetEvidence": PORTALS,
-    _C + "GetEvidenceProof": PORTALS,
+    # Operators and auditors read any letter's evidence, journaled (CustodyQueries).
+    _C + "ListEvidence": PORTALS | {OPERATOR, AUDITOR},
+    _C + "GetEvidence": PORTALS | {OPERATOR, AUDITOR},
+    _C + "GetEvidenceProof": PORTALS | {OPERATOR, AUDITOR},
     _C + "SetLegalHold": frozenset({OPERATOR}),
     _C + "ListCharges": frozenset({SENDER}),
     _C + "DepositMailing": frozenset({SENDER}),

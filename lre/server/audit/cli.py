@@ -25,7 +25,7 @@ def verify_log_command(settings: ServerSettings, against: Path | None) -> int:
     against_text = f", {report.published} published heads" if against is not None else ""
     print(
         f"log {verdict}: {report.entries} entries ({report.unsequenced} not yet sequenced), "
-        f"{report.letters} letters, {report.evidence} evidence, "
+        f"{report.letters} letters, {report.evidence} evidence, {report.journal} journal entries, "
         f"{report.heads} sealed tree heads{against_text}"
     )
     return 0 if report.ok else 1
@@ -48,7 +48,10 @@ def export_command(settings: ServerSettings, start: str, end: str, out: Path) ->
         return 1
     finally:
         engine.dispose()
-    print(f"exported {manifest['entries']} entries, {manifest['evidence']} evidence to {out}")
+    print(
+        f"exported {manifest['entries']} entries, {manifest['evidence']} evidence, "
+        f"{manifest['journal']} journal entries to {out}"
+    )
     return 0
 
 
@@ -59,5 +62,8 @@ def verify_export_command(settings: ServerSettings, out: Path, anchors: Path | N
     for line in report.notes:
         print(f"note: {line}")
     verdict = "verified" if report.ok else f"NOT verified ({len(report.findings)} problems)"
-    print(f"export {verdict}: {report.entries} entries, {report.evidence} evidence")
+    print(
+        f"export {verdict}: {report.entries} entries, {report.evidence} evidence, "
+        f"{report.journal} journal entries"
+    )
     return 0 if report.ok else 1

@@ -2,7 +2,7 @@
 ideally, the tree heads published outside it) can prove without trusting the
 service's code.
 
-Two streaming passes over one read-only snapshot, each O(n) time and bounded
+Streaming passes over one read-only snapshot, each O(n) time and bounded
 memory (no pass holds more than one letter, or O(log n) hashes):
 
 1. The log in index order: indices contiguous; every leaf hashed into an RFC
@@ -21,6 +21,9 @@ memory (no pass holds more than one letter, or O(log n) hashes):
    parties and content, and its seal must cover exactly that document. The
    ``letters`` row must end where the replay ends: state, deposit,
    notification, decision, deadline, legal hold.
+3. The journal (``lre.server.audit.journal``): every sealed leaf against the
+   leaf hash stored with its head, every journal leaf against its kind's
+   fields, every journaled proofing against its identity record.
 
 Every defect is a finding with what it is and where; nothing in the data makes
 it raise."""
@@ -43,6 +46,7 @@ from sqlalchemy import Connection, Engine, Row, create_engine, select
 from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import aliased
 
+from lre.server.audit import journal
 from lre.server.audit.seals import SealChecker
 from lre.server.domain import log
 from lre.server.domain.errors import DomainError
@@ -71,6 +75,7 @@ class Report:
     evidence: int = 0
     heads: int = 0
     published: int = 0
+    journal: int = 0
     defects: int = 0
     findings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -100,7 +105,8 @@ def verify_log(database_url: str, anchors: Path | None, against: Path | None = N
     engine = _read_only_engine(database_url)
     try:
         with _snapshot(engine) as connection:
-            for name, check in (("log", _pass_log), ("letters", _pass_letters)):
+            passes = (("log", _pass_log), ("letters", _pass_letters), ("journal", journal.check))
+            for name, check in passes:
                 try:
                     check(connection, report, seals, published)
                 except (ValueError, TypeError, LookupError, StatementError) as exc:
@@ -386,7 +392,6 @@ def _pass_letters(
         (letters, lambda r: r.id), (entries, lambda r: r.letter_id), (parts, lambda r: r.letter_id)
     ):
         _Replay(report, seals, letter_id, rows[0] if rows else None, letter_parts).run(logged)
-    _party_entries(connection, report)
     # Evidence rows no entry points to: written behind the log.
     orphans = _stream(
         connection,
@@ -715,30 +720,3 @@ def _digest_value(sha256: object, v2: bool) -> str | None:
     if not isinstance(sha256, bytes):
         return None
     return base64.b64encode(sha256).decode() if v2 else sha256.hex()
-
-
-def _party_entries(connection: Connection, report: Report) -> None:
-    """Entries about a party, not a letter (consents, professional
-    declarations): the leaf names its kind and the row's time. Their hashes are
-    in the tree like any entry's (pass 1)."""
-    entries = _stream(
-        connection,
-        select(E.c.seq, E.c.event_time, E.c.leaf, E.c.evidence_id, E.c.state)
-        .where(E.c.letter_id.is_(None))
-        .order_by(E.c.seq),
-    )
-    for entry in entries:
-        where = f"entry {entry.seq}"
-        leaf = _json_object(entry.leaf)
-        if leaf is None:
-            report.add(f"{where}: its leaf is not a JSON object (malformed or changed)")
-            continue
-        if not isinstance(leaf.get("kind"), str):
-            report.add(f"{where}: names no letter and is not a party entry (changed)")
-            continue
-        if (
-            leaf.get("eventTime") != _utc(entry.event_time)
-            or entry.evidence_id is not None
-            or entry.state is not None
-        ):
-            report.add(f"{where}: the row no longer says what its leaf says (changed)")

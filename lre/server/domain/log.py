@@ -5,11 +5,13 @@ SHA-256(0x01 || left || right), split at the largest power of two below n).
 Each leaf records one state change of one letter and, when there is one, the
 digests of the evidence that proves it, so that changing, deleting or
 inserting a row of the evidence table no longer matches the log. Leaves of
-other kinds (a ``kind`` in them; a leaf without one is a letter's) record
-what a recipient said about receiving letters: a consent (CPCE L100), its
-withdrawal, a professional declaration; with keyed hashes of the e-mail
-addresses rather than the addresses (the log is kept, and shown to
-auditors, long after a party's data may be erased)."""
+other kinds (a ``kind`` in them; a leaf without one is a letter's) are the
+journal: what a recipient said about receiving letters (a consent, CPCE
+L100, its withdrawal, a professional declaration) and the security journal
+(proofing, credentials, sessions, operators' acts, the processes and the
+signer's keys; ``lre.server.domain.journal``), with keyed hashes of personal
+data rather than the data (the log is kept, and shown to auditors, long
+after a party's data may be erased)."""
 
 from __future__ import annotations
 
@@ -62,9 +64,32 @@ class LogRecord:
 
 
 class LogKind(enum.Enum):
+    """The journal's entries (a ``kind`` in the leaf): what a recipient said
+    about receiving letters, and the security journal (EN 319 401 7.10;
+    their fields in ``lre.server.domain.journal``)."""
+
     CONSENT_GRANTED = "consent_granted"
     CONSENT_WITHDRAWN = "consent_withdrawn"
     PROFESSIONAL_DECLARED = "professional_declared"
+    IDENTITY_PROOFED = "identity_proofed"
+    PROOFING_REFUSED = "proofing_refused"
+    ENROLMENT_CODE_ISSUED = "enrolment_code_issued"
+    CREDENTIALS_ENROLLED = "credentials_enrolled"
+    PASSWORD_SET = "password_set"  # noqa: S105 (an event's name)
+    TOTP_ENROLLED = "totp_enrolled"
+    EMAIL_CODE_ISSUED = "email_code_issued"
+    SESSION_CREATED = "session_created"
+    SESSION_REVOKED = "session_revoked"
+    AUTHENTICATION_FAILED = "authentication_failed"
+    LOCKED_OUT = "locked_out"
+    LEGAL_HOLD_SET = "legal_hold_set"
+    LEGAL_HOLD_RELEASED = "legal_hold_released"
+    BOUNCE_RECORDED = "bounce_recorded"
+    EVIDENCE_READ = "evidence_read"
+    PROCESS_STARTED = "process_started"
+    SIGNER_CERTIFICATE = "signer_certificate"
+    SIGNER_DOWN = "signer_down"
+    SIGNER_UP = "signer_up"
 
 
 def email_hmac(key: bytes, address: str) -> str:
@@ -76,10 +101,11 @@ def email_hmac(key: bytes, address: str) -> str:
 
 
 @dataclass(frozen=True)
-class PartyLogRecord:
-    """A leaf about a party rather than a letter. ``subject`` is the resource
-    ("parties/{id}" or "parties/{id}/consents/{id}"); ``facts`` are the
-    minimised details (keyed hashes, method, declared identifier)."""
+class JournalRecord:
+    """A leaf of the journal rather than a letter's. ``subject`` is the
+    resource it is about ("parties/{id}", "parties/{id}/consents/{id}",
+    "letters/{id}", "signer/seal"...); ``facts`` are the minimised details
+    (keyed hashes, method, level, who acted), strings only."""
 
     kind: LogKind
     subject: str

@@ -18,6 +18,7 @@ from prometheus_client import Counter
 from sqlalchemy.exc import IntegrityError
 
 from lre.server.adapters.signer import SignerClient
+from lre.server.adapters.witness import WitnessPublisher
 from lre.server.domain import log
 from lre.server.domain.errors import FailedPrecondition, InvalidArgument, NotFound
 from lre.server.domain.records import LetterRecord, LogEntryRecord, TreeHeadRecord
@@ -37,12 +38,14 @@ class EventLog:
         signer: SignerClient | None = None,
         issuer: str = "",
         export: Path | None = None,
+        witnesses: WitnessPublisher | None = None,
     ) -> None:
         self._stores = stores
         self._clock = clock
         self._signer = signer
         self._issuer = issuer
         self._export = export
+        self._witnesses = witnesses
 
     # -- Merkle tree (RFC 9162) --------------------------------------------------
 
@@ -79,17 +82,21 @@ class EventLog:
                 return self.seal_head(retry=False)
             raise
         HEADS.inc()
-        if self._export is not None:
+        if self._export is not None or self._witnesses is not None:
             self._publish(head)
         return head
 
     def _publish(self, head: TreeHeadRecord) -> None:
-        """Appends the head outside the database, after its commit: one write
-        of one line (O_APPEND keeps replicas' lines whole), then fsync."""
+        """Publishes the head outside the database, after its commit: to the
+        other witnesses in the background; to the file, one write of one line
+        (O_APPEND keeps replicas' lines whole), then fsync."""
         line = log.PublishedHead(
             head.number, head.tree_size, head.root_hash, head.document, head.seal
         ).line()
-        assert self._export is not None
+        if self._witnesses is not None:
+            self._witnesses.publish(line)
+        if self._export is None:
+            return
         self._export.mkdir(parents=True, exist_ok=True)
         fd = os.open(self._export / HEADS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:

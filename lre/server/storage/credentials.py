@@ -121,14 +121,14 @@ class SessionRepository:
             update(s).where(s.party_id == party_id, s.revoke_time.is_(None)).values(revoke_time=now)
         )
 
-    def revoke(self, token_hash: bytes, now: dt.datetime) -> bool:
-        """False when there is no such session."""
+    def revoke(self, token_hash: bytes, now: dt.datetime) -> uuid.UUID | None:
+        """The session's party; None when there is no such session."""
         assert isinstance(self._db, DbSession)
         row = self._db.scalar(
             select(models.AuthSession).where(models.AuthSession.token_hash == token_hash)
         )
         if row is None:
-            return False
+            return None
         if row.revoke_time is None:
             row.revoke_time = now
-        return True
+        return row.party_id

@@ -11,7 +11,7 @@ from sqlalchemy import func as sql
 from sqlalchemy.orm import Session as DbSession
 
 from lre.server.domain import log
-from lre.server.domain.log import LogRecord, PartyLogRecord
+from lre.server.domain.log import JournalRecord, LogRecord
 from lre.server.domain.records import LetterRecord, LogEntryRecord, TreeHeadRecord
 from lre.server.storage import models
 from lre.server.storage.records import from_row, table, to_row
@@ -49,8 +49,8 @@ class LogRepository:
         if rows:
             self._db.execute(insert(ENTRIES), rows)
 
-    def append_party(self, record: PartyLogRecord, now: dt.datetime) -> None:
-        """An unsequenced entry about a party: no letter, state or evidence."""
+    def append_journal(self, record: JournalRecord, now: dt.datetime) -> None:
+        """An unsequenced journal entry: no letter, state or evidence."""
         self._db.execute(
             insert(ENTRIES),
             [

@@ -16,8 +16,9 @@ from tests import rfc9162
 from tests.conftest import SignerProcess
 from tests.integration.world import World
 
-# The world's two parties are professionals: each declaration is a log entry first.
-DECLARED = 2
+# The world's two parties are professionals: each declaration is a log entry
+# first; the legal hold below is journaled too (who set it).
+DECLARED = 3
 
 
 def _log(world: World, signer_process: SignerProcess) -> EventLog:

@@ -22,8 +22,9 @@ from tests.integration.world import World
 
 def _period(world: World, signer_process: SignerProcess) -> tuple[dt.datetime, dt.datetime]:
     """Six letters over two sealed heads (one on legal hold); the period is
-    three deposits and the hold, all under the first head (the second is the
-    latest: the archive proves it extends the first)."""
+    three deposits and the hold (its entry and its journal entry), all under
+    the first head (the second is the latest: the archive proves it extends
+    the first)."""
     events = EventLog(world.stores, world.clock, world.signer, "Test provider")
     start = end = world.clock.now
     for number in range(6):
@@ -48,12 +49,13 @@ def test_an_export_verifies_without_the_database_and_names_corruption(
     start, end = _period(world, signer_process)
     out = tmp_path / "archive"
     manifest = archive.export(world.engine, start, end, out, signer_process.root_ca)
-    assert (manifest["entries"], manifest["evidence"]) == (4, 3)  # 3 deposits and the hold
+    # 3 deposits, the hold, and the journal's entry naming who set it.
+    assert (manifest["entries"], manifest["evidence"], manifest["journal"]) == (5, 3, 1)
     assert (manifest["head"], manifest["latestHead"]) == (1, 2)
     world.close()  # nothing below needs the database
     report = archive.verify_export(out, signer_process.root_ca)
     assert report.ok, report.findings
-    assert (report.entries, report.evidence) == (4, 3)
+    assert (report.entries, report.evidence, report.journal) == (5, 3, 1)
 
     (document,) = [p for p in (out / "evidence").glob("*.json")][:1]
     original = document.read_bytes()
@@ -88,6 +90,22 @@ def test_an_export_verifies_without_the_database_and_names_corruption(
     assert archive.verify_export(out, signer_process.root_ca).findings == [
         f"entry {record['index']}: not proven to be in the sealed head (changed)"
     ]
+
+    # A journal entry given a field its kind does not have (an address, here).
+    lines = entries.read_bytes().splitlines()
+    (at,) = [i for i, r in enumerate(lines) if b"kind" in base64.b64decode(json.loads(r)["leaf"])]
+    journaled = json.loads(lines[at])
+    leaf = json.loads(base64.b64decode(journaled["leaf"])) | {"email": "someone@example.org"}
+    journaled["leaf"] = base64.b64encode(json.dumps(leaf).encode()).decode()
+    lines[at] = json.dumps(journaled).encode()
+    entries.write_bytes(b"\n".join(lines) + b"\n")
+    forged["files"]["entries.jsonl"] = hashlib.sha256(entries.read_bytes()).hexdigest()
+    manifest_file.write_text(json.dumps(forged))
+    index = journaled["index"]
+    assert {
+        f"entry {index}: not proven to be in the sealed head (changed)",
+        f"entry {index}: a legal_hold_set entry that carries email, which its kind does not have",
+    } <= set(archive.verify_export(out, signer_process.root_ca).findings)
 
     consistency = out / "consistency.json"
     proven = json.loads(consistency.read_text())
@@ -137,7 +155,7 @@ def test_the_commands(
     period = ["--from", start.isoformat(), "--to", end.isoformat()]
     assert main(["export", *period, str(out)]) == 0
     assert main(["verify-export", str(out)]) == 0
-    assert "export verified: 4 entries, 3 evidence" in capsys.readouterr().out
+    assert "export verified: 5 entries, 3 evidence, 1 journal entries" in capsys.readouterr().out
     assert main(["export", *period, str(out)]) == 1  # never over an archive
     assert main(["export", "--from", "yesterday", "--to", end.isoformat(), str(out)]) == 2
     seal = next((out / "heads").glob("*.p7m"))

@@ -2,8 +2,10 @@
 """`verify-log` against an insider: a database that ran a few dozen letters
 through the real services and signer (deposits, notifications, acceptances
 with content handover, refusals, non-claims, a failed notification, a legal
-hold, three sealed and published tree heads and an unsealed tail), copied
-once per tampering; each tampering must be named, the clean copy verified."""
+hold, three sealed and published tree heads and an unsealed tail) and wrote
+the security journal (a process start, the signer's health and certificates,
+a proofing, failed logins, an auditor's read of evidence), copied once per
+tampering; each tampering must be named, the clean copy verified."""
 
 from __future__ import annotations
 
@@ -22,11 +24,15 @@ from sqlalchemy.engine import make_url
 
 from lre.server.__main__ import main
 from lre.server.audit.verify import verify_log
+from lre.server.config import ServerSettings
 from lre.server.domain import identity
 from lre.server.domain import log as domain_log
+from lre.server.domain.errors import AuthenticationFailed
 from lre.server.domain.identity import AssuranceLevel, FactorCategory
 from lre.server.domain.letters import EvidenceEvent, OutboxKind, OutboxState
+from lre.server.services.custody import StaffReader
 from lre.server.services.events import HEADS_FILE, EventLog
+from lre.server.services.journal import SecurityJournal, SignerWatch
 from lre.server.storage import db
 from lre.server.workers.outbox import NoticeSealer
 from tests.conftest import SignerProcess
@@ -46,6 +52,9 @@ class Built:
     refused: list[uuid.UUID]
     accepted: list[uuid.UUID]
     newest: uuid.UUID
+    # Indices of journal entries under the first head, and of the tail's one.
+    journal: list[int]
+    tail_journal: int
 
 
 def _recipient(world: World) -> identity.Session:
@@ -99,7 +108,8 @@ def _build(url: str, signer: SignerProcess, exported: Path) -> Built:
                 pass
         for letter_id in refused:
             world.decisions.refuse(_recipient(world), letter_id, "pas pour moi")
-        world.decisions.set_legal_hold(letters[12], True)
+        world.decisions.set_legal_hold(letters[12], True, "operator.lre.internal")
+        _journal(world, letters[0])
         events.sequence()
         assert events.seal_head() is not None
         world.clock.advance(days=17)
@@ -114,10 +124,42 @@ def _build(url: str, signer: SignerProcess, exported: Path) -> Built:
         # The tail: sequenced, not yet under a sealed head.
         with world.stores.begin() as store:
             world.decisions.record_notification(store, letters[26], world.clock.now)
+        with pytest.raises(AuthenticationFailed):
+            world.identity.sessions.create(world.recipient.id, "not the password", "123456")
         events.sequence()
+        with world.stores.read() as store:
+            journal = [
+                seq
+                for (seq,) in store.db.execute(
+                    text("SELECT seq FROM log_entries WHERE letter_id IS NULL ORDER BY seq")
+                )
+            ]
     finally:
         world.close()
-    return Built(url, exported, signer.root_ca, refused, accepted, newest)
+    *sealed, tail = journal
+    return Built(url, exported, signer.root_ca, refused, accepted, newest, sealed, tail)
+
+
+def _journal(world: World, letter: uuid.UUID) -> None:
+    """What the security journal records besides letters: every kind the
+    world can make without a portal."""
+    journal = SecurityJournal(world.stores, world.clock)
+    journal.process_started("serve", "0.1.0", ServerSettings(), "host-1")
+    SignerWatch(journal, world.signer, "host-1").look()  # up, seal and TSA certificates
+    world.identity.proofing.record_document_check(
+        world.recipient.id,
+        "passport",
+        "12AB34567",
+        world.clock.now + dt.timedelta(days=900),
+        "op-7",
+        "operator.lre.internal",
+        person_present=True,
+    )
+    for party in (world.recipient.id, uuid.uuid4()):  # a wrong password; no such party
+        with pytest.raises(AuthenticationFailed):
+            world.identity.sessions.create(party, "not the password", "123456")
+    reader = StaffReader("auditor.lre.internal", "auditor", "ListEvidence")
+    assert world.queries.evidence_for_staff(reader, letter)
 
 
 @pytest.fixture(
@@ -254,7 +296,9 @@ def newest_letter_erased_with_all_its_rows(c: Connection, b: Built) -> str:
         c.execute(text(f"DELETE FROM {table} WHERE letter_id = '{letter}'"))
     c.execute(text(f"DELETE FROM letter_parts WHERE letter_id = '{letter}'"))
     c.execute(text(f"DELETE FROM letters WHERE id = '{letter}'"))
-    c.execute(text(f"UPDATE log_entries SET seq = seq - 1 WHERE seq > {seq}"))
+    # Through negative numbers: the unique index is checked row by row.
+    c.execute(text(f"UPDATE log_entries SET seq = -(seq - 1) WHERE seq > {seq}"))
+    c.execute(text("UPDATE log_entries SET seq = -seq WHERE seq < 0"))
     c.execute(text(f"DELETE FROM tree_heads WHERE tree_size > {seq}"))
     assert verify_log(b.url, b.anchors).ok  # the database alone looks whole
     return "published tree head 3 (size"
@@ -264,7 +308,10 @@ def newest_evidence_rewritten_consistently_in_the_log(c: Connection, b: Built) -
     """The tail's evidence, document and leaf changed together: no head covers
     it yet, but its seal does not cover the new document."""
     row = c.execute(
-        text("SELECT seq, evidence_id, leaf FROM log_entries ORDER BY seq DESC LIMIT 1")
+        text(
+            "SELECT seq, evidence_id, leaf FROM log_entries WHERE evidence_id IS NOT NULL "
+            "ORDER BY seq DESC LIMIT 1"
+        )
     ).one()
     evidence = _id(
         c, row.evidence_id if isinstance(row.evidence_id, uuid.UUID) else uuid.UUID(row.evidence_id)
@@ -362,6 +409,121 @@ def evidence_inserted_behind_the_log(c: Connection, b: Built) -> str:
     return f"evidence {new} is not in the log (inserted outside the service)"
 
 
+def _leaf(c: Connection, seq: int) -> dict[str, Any]:
+    found: dict[str, Any] = json.loads(_one(c, f"SELECT leaf FROM log_entries WHERE seq = {seq}"))
+    return found
+
+
+def _set_leaf(c: Connection, seq: int, leaf: dict[str, Any]) -> None:
+    new = json.dumps(leaf, sort_keys=True, separators=(",", ":")).encode()
+    c.execute(text("UPDATE log_entries SET leaf = :l WHERE seq = :s"), {"l": new, "s": seq})
+
+
+def journal_entry_changed(c: Connection, b: Built) -> str:
+    """A failed login turned into a success, consistently in the leaf."""
+    seq = next(s for s in b.journal if _leaf(c, s)["kind"] == "authentication_failed")
+    leaf = _leaf(c, seq)
+    leaf["kind"], leaf["reason"] = "password_set", None
+    _set_leaf(c, seq, {k: v for k, v in leaf.items() if v is not None and k != "purpose"})
+    return f"entry {seq}: not the entry sealed at this index"
+
+
+def journal_entry_deleted(c: Connection, b: Built) -> str:
+    seq = next(s for s in b.journal if _leaf(c, s)["kind"] == "evidence_read")
+    c.execute(text(f"DELETE FROM log_entries WHERE seq = {seq}"))
+    return f"entry {seq} is missing (deleted)"
+
+
+def journal_entry_deleted_and_the_rest_renumbered(c: Connection, b: Built) -> str:
+    seq = next(s for s in b.journal if _leaf(c, s)["kind"] == "identity_proofed")
+    c.execute(text(f"DELETE FROM log_entries WHERE seq = {seq}"))
+    c.execute(text(f"UPDATE log_entries SET seq = -(seq - 1) WHERE seq > {seq}"))
+    c.execute(text("UPDATE log_entries SET seq = -seq WHERE seq < 0"))
+    return f"entry {seq}: not the entry sealed at this index"
+
+
+def journal_entries_reordered(c: Connection, b: Built) -> str:
+    first, second = b.journal[2], b.journal[5]
+    c.execute(text(f"UPDATE log_entries SET seq = -1 WHERE seq = {first}"))
+    c.execute(text(f"UPDATE log_entries SET seq = {first} WHERE seq = {second}"))
+    c.execute(text(f"UPDATE log_entries SET seq = {second} WHERE seq = -1"))
+    return f"entry {first}: not the entry sealed at this index"
+
+
+def journal_entry_inserted(c: Connection, b: Built) -> str:
+    """A lockout that never happened, slipped in among the sealed entries."""
+    seq = b.journal[4]
+    c.execute(text(f"UPDATE log_entries SET seq = -(seq + 1) WHERE seq >= {seq}"))
+    c.execute(text("UPDATE log_entries SET seq = -seq WHERE seq < 0"))
+    leaf = {**_leaf(c, seq + 1), "kind": "locked_out", "lockedUntil": "2030-01-01T00:00:00Z"}
+    c.execute(
+        text(
+            "INSERT INTO log_entries (id, seq, event_time, leaf, create_time) "
+            "SELECT :id, :seq, event_time, :leaf, create_time FROM log_entries WHERE seq = :next"
+        ),
+        {
+            "id": _id(c, uuid.uuid4()),
+            "seq": seq,
+            "next": seq + 1,
+            "leaf": json.dumps(leaf, sort_keys=True, separators=(",", ":")).encode(),
+        },
+    )
+    return f"entry {seq}: not the entry sealed at this index"
+
+
+def journal_row_re_dated(c: Connection, b: Built) -> str:
+    seq = b.journal[3]
+    c.execute(
+        text(f"UPDATE log_entries SET event_time = {_days(c, 'event_time', -1)} WHERE seq = {seq}")
+    )
+    return f"entry {seq}: the row no longer says what its leaf says (changed)"
+
+
+def journal_tail_entry_given_a_password(c: Connection, b: Built) -> str:
+    """After the last head only the journal's own rules vouch: a field its kind lacks is named."""
+    _set_leaf(c, b.tail_journal, {**_leaf(c, b.tail_journal), "password": "hunter2hunter2"})
+    return f"entry {b.tail_journal}: a authentication_failed entry that carries password"
+
+
+def journal_tail_entry_of_an_unknown_kind(c: Connection, b: Built) -> str:
+    _set_leaf(c, b.tail_journal, {**_leaf(c, b.tail_journal), "kind": "key_destroyed"})
+    return f"entry {b.tail_journal}: an unknown kind 'key_destroyed'"
+
+
+def identity_record_level_raised(c: Connection, b: Built) -> str:
+    """A document check in person (high) turned into a remote one (substantial)."""
+    record = _one(c, "SELECT id FROM identity_records")
+    c.execute(text("UPDATE identity_records SET level = 'substantial'"))
+    return f"identity record parties/{_party(c)}/identityRecords/{_uuid(record)} (entry"
+
+
+def identity_record_deleted(c: Connection, b: Built) -> str:
+    record = _one(c, "SELECT id FROM identity_records")
+    c.execute(text("DELETE FROM identity_records"))
+    return f"identityRecords/{_uuid(record)} (entry"
+
+
+def identity_record_inserted_behind_the_journal(c: Connection, b: Built) -> str:
+    """A second proofing of the recipient that no operator recorded."""
+    c.execute(
+        text(
+            "INSERT INTO identity_records (id, party_id, method, level, proof_time, "
+            "expire_time, evidence_summary, details) SELECT :id, party_id, method, 'high', "
+            "proof_time, expire_time, evidence_summary, details FROM identity_records"
+        ),
+        {"id": _id(c, uuid.uuid4())},
+    )
+    return "1 identity records proofed since the journal began have no journal entry"
+
+
+def _uuid(value: Any) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+
+
+def _party(c: Connection) -> uuid.UUID:
+    return _uuid(_one(c, "SELECT party_id FROM identity_records"))
+
+
 TAMPERINGS: dict[str, Callable[[Connection, Built], str]] = {
     change.__name__: change
     for change in (
@@ -381,6 +543,17 @@ TAMPERINGS: dict[str, Callable[[Connection, Built], str]] = {
         entry_index_moved_far_ahead,
         head_seal_changed,
         evidence_inserted_behind_the_log,
+        journal_entry_changed,
+        journal_entry_deleted,
+        journal_entry_deleted_and_the_rest_renumbered,
+        journal_entries_reordered,
+        journal_entry_inserted,
+        journal_row_re_dated,
+        journal_tail_entry_given_a_password,
+        journal_tail_entry_of_an_unknown_kind,
+        identity_record_level_raised,
+        identity_record_deleted,
+        identity_record_inserted_behind_the_journal,
     )
 }
 
@@ -389,8 +562,12 @@ def test_the_clean_database_verifies(copy: Built) -> None:
     report = verify_log(copy.url, copy.anchors, copy.exported)
     assert report.ok, report.findings
     assert (report.letters, report.heads, report.published) == (28, 3, 3)
-    # The legal hold has no evidence, nor have the two professional declarations.
-    assert report.evidence == report.entries - 3
+    # Two professional declarations, the legal hold's operator, a process start,
+    # the signer up with its two certificates, a proofing and its enrolment
+    # code, three failed logins and an auditor's read.
+    assert report.journal == len(copy.journal) + 1 == 13
+    # Neither the journal nor the legal hold's letter entry has evidence.
+    assert report.evidence == report.entries - report.journal - 1
 
 
 @pytest.mark.parametrize("tampering", sorted(TAMPERINGS))

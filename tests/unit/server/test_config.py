@@ -39,3 +39,48 @@ def test_the_spool_directory_is_checked_when_the_server_starts(tmp_path: Path) -
         settings = load(ServerSettings, "server", {"LRE_SERVER_SPOOL_DIR": str(wrong)})
         with pytest.raises(ConfigError, match="LRE_SERVER_SPOOL_DIR"):
             settings.spool()
+
+
+def test_tree_heads_go_to_one_directory_and_any_witnesses() -> None:
+    from pathlib import Path
+
+    from lre.server.services.journal import effective_settings, settings_digest
+
+    assert load(ServerSettings, "server", {}).tree_head_targets() == (None, [])
+    settings = load(
+        ServerSettings,
+        "server",
+        {
+            "LRE_SERVER_TREE_HEAD_EXPORT": "var/heads, syslog+udp://10.0.0.5:514,"
+            "syslog+unix:///dev/log,https://witness.example/heads?t=x"
+        },
+    )
+    assert settings.tree_head_targets() == (
+        Path("var/heads"),
+        [
+            "syslog+udp://10.0.0.5:514",
+            "syslog+unix:///dev/log",
+            "https://witness.example/heads?t=x",
+        ],
+    )
+    for wrong in ("a,b", "ftp://witness.example/heads", "syslog+tcp://h:514"):
+        bad = load(ServerSettings, "server", {"LRE_SERVER_TREE_HEAD_EXPORT": wrong})
+        with pytest.raises(ConfigError, match="LRE_SERVER_TREE_HEAD_EXPORT"):
+            bad.tree_head_targets()
+    # The journal's digest of the settings never sees a database password.
+    secret = load(
+        ServerSettings,
+        "server",
+        {"LRE_SERVER_DATABASE_URL": "postgresql+psycopg://lre:s3cr3t@db.internal/lre"},
+    )
+    assert effective_settings(secret)["database_url"] == (
+        "postgresql+psycopg://lre:***@db.internal/lre"
+    )
+    assert settings_digest(secret) != settings_digest(settings)
+    assert settings_digest(secret) == settings_digest(
+        load(
+            ServerSettings,
+            "server",
+            {"LRE_SERVER_DATABASE_URL": "postgresql+psycopg://lre:other@db.internal/lre"},
+        )
+    )

@@ -10,7 +10,7 @@ from lre.server.services.custody.deposit import DeclaredPart, DepositService
 from lre.server.services.custody.evidence import EvidenceRecorder
 from lre.server.services.custody.mailing import MailingService, MailingView
 from lre.server.services.custody.policy import CustodyPolicy
-from lre.server.services.custody.queries import CustodyQueries
+from lre.server.services.custody.queries import CustodyQueries, StaffReader
 
 __all__ = [
     "CustodyPolicy",
@@ -21,4 +21,5 @@ __all__ = [
     "EvidenceRecorder",
     "MailingService",
     "MailingView",
+    "StaffReader",
 ]

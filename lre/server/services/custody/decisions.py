@@ -10,10 +10,10 @@ import uuid
 from collections.abc import Callable, Iterator
 
 from lre.server.adapters.signer import SignerClient, letter_key_context, mailing_key_context
-from lre.server.domain import identity
+from lre.server.domain import identity, journal
 from lre.server.domain.errors import FailedPrecondition, InvalidArgument, NotFound
 from lre.server.domain.letters import EvidenceEvent, LetterState, OutboxKind, OutboxState
-from lre.server.domain.log import LogRecord
+from lre.server.domain.log import LogKind, LogRecord
 from lre.server.domain.records import EvidenceRecord, LetterRecord, MessageRecord, PartRecord
 from lre.server.services.custody.content import decrypt_content
 from lre.server.services.custody.evidence import EvidenceRecorder
@@ -160,7 +160,7 @@ class DecisionService:
         )
 
     def record_bounce(
-        self, outbox_id: uuid.UUID, permanent: bool, diagnostic: str
+        self, outbox_id: uuid.UUID, permanent: bool, diagnostic: str, actor: str = ""
     ) -> MessageRecord:
         """A message our mail server accepted came back. A permanent bounce of
         the recipient's notice, before they answered, is a notification failure."""
@@ -185,15 +185,17 @@ class DecisionService:
                             ("notification_bounced", None),
                         )
             store.outbox.update(outbox_id, state=state, last_error=last_error)
+            store.log.append_journal(journal.bounce(message, permanent, actor, now), now)
         return dataclasses.replace(message, state=state, last_error=last_error)
 
     # -- the operator's -------------------------------------------------------
 
     def set_legal_hold(
-        self, letter_id: uuid.UUID, hold: bool
+        self, letter_id: uuid.UUID, hold: bool, actor: str = ""
     ) -> tuple[LetterRecord, list[PartRecord]]:
         """An operator's decision (a court order, a dispute): content on hold is
-        kept past its retention until the hold is lifted."""
+        kept past its retention until the hold is lifted. The letter's entry
+        replays the hold; the journal's names the operator (``actor``)."""
         with self._stores.begin() as store:
             letter = store.letters.lock(letter_id)
             if letter.content_purge_time is not None and hold:
@@ -202,5 +204,9 @@ class DecisionService:
             now = self._clock()
             store.log.append(
                 [(LogRecord(str(letter.id), letter.state, now, legal_hold=hold), None)], now
+            )
+            kind = LogKind.LEGAL_HOLD_SET if hold else LogKind.LEGAL_HOLD_RELEASED
+            store.log.append_journal(
+                journal.entry(kind, f"letters/{letter.id}", now, actor=actor), now
             )
             return dataclasses.replace(letter, legal_hold=hold), store.letters.parts(letter_id)

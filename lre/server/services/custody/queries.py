@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 
-from lre.server.domain import identity
+from lre.server.clock import utcnow
+from lre.server.domain import identity, journal
 from lre.server.domain.errors import NotFound
 from lre.server.domain.evidence import readable_by_recipient
 from lre.server.domain.letters import LetterState, OutboxKind
+from lre.server.domain.log import LogKind
 from lre.server.domain.records import (
     ChargeRecord,
     EvidenceRecord,
@@ -22,10 +26,26 @@ from lre.server.proofs import ProofRenderer
 from lre.server.storage.store import Stores
 
 
+@dataclass(frozen=True)
+class StaffReader:
+    """An operator or auditor reading evidence (no party session): who, as
+    their client certificate names them, under which role, through which RPC."""
+
+    actor: str
+    role: str
+    method: str
+
+
 class CustodyQueries:
-    def __init__(self, stores: Stores, proof_pdf: ProofRenderer) -> None:
+    def __init__(
+        self,
+        stores: Stores,
+        proof_pdf: ProofRenderer,
+        clock: Callable[[], dt.datetime] = utcnow,
+    ) -> None:
         self._stores = stores
         self._proof_pdf = proof_pdf
+        self._clock = clock
 
     def letter_for(
         self, session: identity.Session, letter_id: uuid.UUID
@@ -92,6 +112,39 @@ class CustodyQueries:
         """The signed PDF proof of an evidence the caller may read, made on
         request (tenths of a second, and a signer call)."""
         row = self.evidence(session, letter_id, evidence_id)
+        return self._proof_pdf(row.document, row.seal)
+
+    def evidence_for_staff(
+        self, reader: StaffReader, letter_id: uuid.UUID, evidence_id: uuid.UUID | None = None
+    ) -> list[EvidenceRecord]:
+        """Every evidence of any letter (or the one named), read-only, for an
+        operator or auditor; the read is journaled (who, which letter) in the
+        transaction that reads, so that no such read goes unjournaled."""
+        now = self._clock()
+        with self._stores.begin() as store:
+            if store.letters.get(letter_id) is None:
+                raise NotFound("no such letter")
+            evidence = store.evidence.of_letter(letter_id)
+            if evidence_id is not None:
+                evidence = [e for e in evidence if e.id == evidence_id]
+                if not evidence:
+                    raise NotFound("no such evidence")
+            read = journal.entry(
+                LogKind.EVIDENCE_READ,
+                f"letters/{letter_id}",
+                now,
+                actor=reader.actor,
+                role=reader.role,
+                method=reader.method,
+                evidence=f"letters/{letter_id}/evidence/{evidence_id}" if evidence_id else None,
+            )
+            store.log.append_journal(read, now)
+        return evidence
+
+    def evidence_proof_for_staff(
+        self, reader: StaffReader, letter_id: uuid.UUID, evidence_id: uuid.UUID
+    ) -> bytes:
+        (row,) = self.evidence_for_staff(reader, letter_id, evidence_id)
         return self._proof_pdf(row.document, row.seal)
 
     def notifications_for(

@@ -14,7 +14,7 @@ from sqlalchemy.orm import sessionmaker
 from lre.server.clock import utcnow
 from lre.server.domain.errors import InvalidArgument, NotFound
 from lre.server.domain.identity import Consent
-from lre.server.domain.log import LogKind, PartyLogRecord, email_hmac
+from lre.server.domain.log import JournalRecord, LogKind, email_hmac
 from lre.server.services.identity.parties import check_request_id, fingerprint, idempotent
 from lre.server.services.identity.settings import Clock
 from lre.server.storage.log import LogRepository
@@ -39,8 +39,8 @@ class ConsentService:
         parties = PartyRepository(db)
         recipient, sender = parties.get(consent.recipient_id), parties.get(consent.sender_id)
         assert recipient is not None and sender is not None
-        LogRepository(db).append_party(
-            PartyLogRecord(
+        LogRepository(db).append_journal(
+            JournalRecord(
                 kind,
                 f"parties/{consent.recipient_id}/consents/{consent.id}",
                 at,

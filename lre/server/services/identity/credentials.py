@@ -19,6 +19,7 @@ from sqlalchemy.orm import sessionmaker
 
 from lre.server.adapters import at_rest
 from lre.server.clock import utcnow
+from lre.server.domain import journal
 from lre.server.domain.errors import (
     AuthenticationFailed,
     FailedPrecondition,
@@ -28,8 +29,10 @@ from lre.server.domain.errors import (
 )
 from lre.server.domain.identity import AssuranceLevel
 from lre.server.domain.letters import OutboxKind
+from lre.server.domain.log import LogKind
 from lre.server.services.identity.settings import Clock, IdentityPolicy
 from lre.server.storage.credentials import Credential, CredentialRepository, SessionRepository
+from lre.server.storage.log import LogRepository
 from lre.server.storage.parties import PartyRepository
 from lre.server.storage.proofing import ProofingRepository
 
@@ -86,6 +89,18 @@ def _normalised_code(code: str) -> str:
     return code.replace("-", "").replace(" ", "").upper()
 
 
+def journaled(
+    db: DbSession,
+    kind: LogKind,
+    party_id: uuid.UUID,
+    now: dt.datetime,
+    **facts: str | int | dt.datetime | None,
+) -> None:
+    """A security journal entry about the party, in the caller's transaction:
+    it commits with what it records, or not at all."""
+    LogRepository(db).append_journal(journal.entry(kind, f"parties/{party_id}", now, **facts), now)
+
+
 class CredentialService:
     def __init__(
         self, sessions: sessionmaker[DbSession], policy: IdentityPolicy, clock: Clock = utcnow
@@ -123,6 +138,7 @@ class CredentialService:
             "expire_time": expire_time.isoformat(),
         }
         credentials.enqueue_mail(OutboxKind.EMAIL_CODE, payload, now)
+        journaled(db, LogKind.ENROLMENT_CODE_ISSUED, party_id, now, expireTime=expire_time)
 
     def enroll(self, party_id: uuid.UUID, enrolment_code: str, password: str) -> str:
         """The party's first password and TOTP device (or both replaced, after
@@ -134,16 +150,13 @@ class CredentialService:
         now = self._clock()
         failure: Exception | None = None
         with self._sessions.begin() as db:
-            try:
-                proofed_level(db, party_id, now)
-            except (NotFound, FailedPrecondition):
-                raise AuthenticationFailed("enrolment refused") from None
             credentials = CredentialRepository(db)
+            refused = self._refusal(db, party_id, now, "enrolment", "enrolment refused")
             credential = credentials.get(party_id, lock=True)
-            if credential.locked(now):
-                raise TooManyAttempts(LOCKED)
             expected = credential.enrolment_code_hmac
-            if (
+            if refused is not None:
+                failure = refused
+            elif (
                 expected is None
                 or credential.enrolment_code_expire_time is None
                 or now >= credential.enrolment_code_expire_time
@@ -152,7 +165,7 @@ class CredentialService:
                     self._enrolment_code_hmac(party_id, _normalised_code(enrolment_code)),
                 )
             ):
-                failure = self._failed(credentials, credential, now, "enrolment refused")
+                failure = self._failed(db, credential, now, "enrolment", "enrolment refused")
             else:
                 credentials.save(
                     dataclasses.replace(
@@ -172,6 +185,8 @@ class CredentialService:
                     )
                 )
                 SessionRepository(db).revoke_all(party_id, now)
+                # The enrolment code is spent and every session revoked with it.
+                journaled(db, LogKind.CREDENTIALS_ENROLLED, party_id, now, factors="password,totp")
         if failure is not None:
             raise failure
         return pyotp.TOTP(secret).provisioning_uri(
@@ -181,22 +196,25 @@ class CredentialService:
     def set_password(self, party_id: uuid.UUID, password: str) -> None:
         """A new password (the caller checked the party's own session)."""
         password_hash = _hashed(password)
+        now = self._clock()
         with self._sessions.begin() as db:
-            proofed_level(db, party_id, self._clock())
+            proofed_level(db, party_id, now)
             credentials = CredentialRepository(db)
             credentials.save(
                 dataclasses.replace(
                     credentials.get(party_id, lock=True), password_hash=password_hash
                 )
             )
+            journaled(db, LogKind.PASSWORD_SET, party_id, now)
 
     def enroll_totp(self, party_id: uuid.UUID) -> str:
         """A new TOTP secret (RFC 6238, 30 s, 6 digits) replacing the last (the
         caller checked the party's own session); its otpauth URI is shown once."""
         secret = pyotp.random_base32()
         encrypted = at_rest.encrypt(self._policy.secrets_key, secret.encode(), party_id.bytes)
+        now = self._clock()
         with self._sessions.begin() as db:
-            proofed_level(db, party_id, self._clock())
+            proofed_level(db, party_id, now)
             credentials = CredentialRepository(db)
             credentials.save(
                 dataclasses.replace(
@@ -205,6 +223,7 @@ class CredentialService:
                     totp_last_step=None,
                 )
             )
+            journaled(db, LogKind.TOTP_ENROLLED, party_id, now)
         return pyotp.TOTP(secret).provisioning_uri(
             name=f"parties/{party_id}", issuer_name=TOTP_ISSUER
         )
@@ -220,22 +239,20 @@ class CredentialService:
         now = self._clock()
         failure: Exception | None = None
         with self._sessions.begin() as db:
-            try:
-                proofed_level(db, party_id, now)
-            except (NotFound, FailedPrecondition):
-                if password is None:
-                    raise
-                raise AuthenticationFailed("authentication failed") from None
+            if password is None:
+                proofed_level(db, party_id, now)  # the party's own session: no failure to count
             credentials = CredentialRepository(db)
+            failure = self._refusal(db, party_id, now, "email_code", "authentication failed")
             credential = credentials.get(party_id, lock=True)
-            if credential.password_hash is None:
-                raise FailedPrecondition("set a password first: the code goes with it")
-            if credential.locked(now):
-                raise TooManyAttempts(LOCKED)
-            if password is not None and not _password_ok(credential, password):
-                failure = self._failed(credentials, credential, now, "authentication failed")
-            else:
-                code_id, expire_time = self._email_code(credentials, credential, now)
+            if failure is None:
+                if credential.password_hash is None:
+                    raise FailedPrecondition("set a password first: the code goes with it")
+                if password is not None and not _password_ok(credential, password):
+                    failure = self._failed(
+                        db, credential, now, "email_code", "authentication failed"
+                    )
+                else:
+                    code_id, expire_time = self._email_code(db, credential, now)
         if failure is not None:
             raise failure
         return code_id, expire_time
@@ -253,21 +270,18 @@ class CredentialService:
         transaction: (the party's level, None) when they match, the one-time
         code spent; (None, the error to raise after commit) when they do not,
         the failure counted towards a lockout."""
-        try:
-            level = proofed_level(db, party_id, now)
-        except (NotFound, FailedPrecondition):
-            AUTH_FAILURES.inc()
-            raise AuthenticationFailed("authentication failed") from None
+        refused = self._refusal(db, party_id, now, "session", "authentication failed")
+        if refused is not None:
+            return None, refused
+        level = proofed_level(db, party_id, now)
         credentials = CredentialRepository(db)
         credential = credentials.get(party_id, lock=True)
-        if credential.locked(now):
-            raise TooManyAttempts(LOCKED)
         step = None if email_code else self._totp_step(credential, totp_code, now)
         one_time_ok = (
             self._email_code_ok(credential, *email_code, now) if email_code else step is not None
         )
         if not (_password_ok(credential, password) and one_time_ok):
-            return None, self._failed(credentials, credential, now, "authentication failed")
+            return None, self._failed(db, credential, now, "session", "authentication failed")
         spent = (
             {"email_code_id": None, "email_code_hmac": None, "email_code_expire_time": None}
             if email_code
@@ -279,8 +293,9 @@ class CredentialService:
         return level, None
 
     def _email_code(
-        self, credentials: CredentialRepository, credential: Credential, now: dt.datetime
+        self, db: DbSession, credential: Credential, now: dt.datetime
     ) -> tuple[uuid.UUID, dt.datetime]:
+        credentials = CredentialRepository(db)
         sent = credential.email_code_sent_time
         if sent is not None and now < sent + EMAIL_CODE_INTERVAL:
             raise TooManyAttempts("a code was sent less than a minute ago")
@@ -303,26 +318,67 @@ class CredentialService:
             "expire_time": expire_time.isoformat(),
         }
         credentials.enqueue_mail(OutboxKind.EMAIL_CODE, payload, now)
+        journaled(
+            db,
+            LogKind.EMAIL_CODE_ISSUED,
+            credential.party_id,
+            now,
+            codeId=str(code_id),
+            expireTime=expire_time,
+        )
         return code_id, expire_time
+
+    def _refusal(
+        self, db: DbSession, party_id: uuid.UUID, now: dt.datetime, purpose: str, message: str
+    ) -> Exception | None:
+        """Refused before any secret is compared: no such party, not proofed,
+        or locked out. Journaled in the caller's transaction, which must
+        commit (the error is raised after): a failed attempt that changes
+        nothing else is still in the journal."""
+        failure: Exception
+        try:
+            proofed_level(db, party_id, now)
+        except (NotFound, FailedPrecondition):
+            AUTH_FAILURES.inc()
+            reason, failure = "unknown_or_unproofed", AuthenticationFailed(message)
+        else:
+            # Locked before the check, as every caller then reads it locked:
+            # concurrent attempts queue here, and none compares a secret once
+            # another has locked the party out.
+            if not CredentialRepository(db).get(party_id, lock=True).locked(now):
+                return None
+            reason, failure = "locked_out", TooManyAttempts(LOCKED)
+        journaled(db, LogKind.AUTHENTICATION_FAILED, party_id, now, purpose=purpose, reason=reason)
+        return failure
 
     def _failed(
         self,
-        credentials: CredentialRepository,
+        db: DbSession,
         credential: Credential,
         now: dt.datetime,
+        purpose: str,
         message: str,
     ) -> Exception:
-        """Counts a failure (a lockout at the threshold); the error to raise
-        once the transaction has committed, so that the count stays."""
+        """Counts a failure (a lockout at the threshold), journaled; the error
+        to raise once the transaction has committed, so that the count stays."""
         AUTH_FAILURES.inc()
+        credentials = CredentialRepository(db)
         failed = credential.failed_attempts + 1
+        party = credential.party_id
+        journaled(
+            db,
+            LogKind.AUTHENTICATION_FAILED,
+            party,
+            now,
+            purpose=purpose,
+            reason="wrong_credentials",
+            failedAttempts=failed,
+        )
         if failed >= self._policy.lockout_threshold:
             LOCKOUTS.inc()
-            credentials.save(
-                dataclasses.replace(
-                    credential, failed_attempts=0, locked_until=now + self._policy.lockout
-                )
-            )
+            until = now + self._policy.lockout
+            credentials.save(dataclasses.replace(credential, failed_attempts=0, locked_until=until))
+            journaled(db, LogKind.LOCKED_OUT, party, now, purpose=purpose, lockedUntil=until)
             return TooManyAttempts(LOCKED)
         credentials.save(dataclasses.replace(credential, failed_attempts=failed))
         return AuthenticationFailed(message)

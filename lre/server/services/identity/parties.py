@@ -19,7 +19,7 @@ from lre.server.domain.addresses import email_address
 from lre.server.domain.errors import AlreadyExists, InvalidArgument, NotFound
 from lre.server.domain.identity import AssuranceLevel, Party, check_professional_declaration
 from lre.server.domain.letters import PartyKind
-from lre.server.domain.log import LogKind, PartyLogRecord, email_hmac
+from lre.server.domain.log import JournalRecord, LogKind, email_hmac
 from lre.server.services.identity.settings import Clock
 from lre.server.storage.log import LogRepository
 from lre.server.storage.parties import PartyRepository
@@ -118,8 +118,8 @@ class PartyService:
             if party.professional:
                 # It spares senders the consent (L100): the log keeps who was
                 # declared so, when, and as what kind of party.
-                LogRepository(db).append_party(
-                    PartyLogRecord(
+                LogRepository(db).append_journal(
+                    JournalRecord(
                         LogKind.PROFESSIONAL_DECLARED,
                         f"parties/{party.id}",
                         party.create_time,

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
 from lre.server.clock import utcnow
+from lre.server.domain import journal
 from lre.server.domain.errors import (
     AuthenticationFailed,
     FailedPrecondition,
@@ -33,7 +34,9 @@ from lre.server.domain.identity import (
     ProofingMethod,
 )
 from lre.server.domain.letters import PartyKind
+from lre.server.domain.log import LogKind
 from lre.server.domain.proofing import Claimed, IdentityMismatch, Verified, bind
+from lre.server.services.identity.credentials import journaled
 from lre.server.services.identity.settings import Clock, IdentityPolicy
 from lre.server.services.identity.verification import (
     Refused,
@@ -83,6 +86,27 @@ def _bound(db: DbSession, party_id: uuid.UUID, verified: Verified) -> dict[str, 
 # Told of each new identity record, in its transaction (the credentials
 # service e-mails the party an enrolment code).
 Proofed = Callable[[DbSession, uuid.UUID, dt.datetime], None]
+
+
+def _journal_proofed(db: DbSession, record: IdentityRecord, **facts: str | bool | None) -> None:
+    """The proofing decision, with what proves it (keyed hashes, not the
+    document number or the eID subject) and a digest binding the stored record."""
+    journaled(
+        db,
+        LogKind.IDENTITY_PROOFED,
+        record.party_id,
+        record.proof_time,
+        record=f"parties/{record.party_id}/identityRecords/{record.id}",
+        method=record.method.value,
+        level=record.level.name.lower(),
+        expireTime=record.expire_time,
+        recordSha256=journal.identity_record_digest(record),
+        **facts,
+    )
+
+
+class _Unknown(Exception):
+    """No such challenge for the party."""
 
 
 class ProofingService:
@@ -147,8 +171,25 @@ class ProofingService:
         with self._sessions.begin() as db:
             _require_party(db, party_id)
             ProofingRepository(db).add_record(record)
+            _journal_proofed(
+                db,
+                record,
+                operatorId=operator_id,
+                operatorCertificate=operator_certificate or None,
+                personPresent=person_present,
+                documentType=document_type,
+                documentNumberHmac=number_hash,
+            )
             self._proofed(db, party_id, now)
         return record
+
+    def _refused(self, party_id: uuid.UUID, method: ProofingMethod, reason: str) -> None:
+        """A refusal that commits nothing else, journaled on its own."""
+        now = self._clock()
+        with self._sessions.begin() as db:
+            journaled(
+                db, LogKind.PROOFING_REFUSED, party_id, now, method=method.value, reason=reason
+            )
 
     def list_records(
         self, party_id: uuid.UUID, page_size: int, page_token: str
@@ -195,15 +236,54 @@ class ProofingService:
         except ValueError:
             raise InvalidArgument("revocation_data", "must be DER CRLs") from None
         now = self._clock()
+        try:
+            record, refused, mismatch = self._certificate(
+                party_id,
+                challenge_id,
+                leaf,
+                intermediates,
+                crls,
+                signature,
+                chain_der,
+                revocation_der,
+                now,
+            )
+        except _Unknown:
+            self._refused(party_id, ProofingMethod.CERTIFICATE, "challenge")
+            raise AuthenticationFailed("certificate proof refused") from None
+        # The challenge stays used (committed) whatever the result.
+        if record is None:
+            logger.info("certificate proof refused", extra={"reason": refused})
+            if mismatch is not None:  # a genuine certificate, of someone else: say so
+                raise mismatch
+            raise AuthenticationFailed("certificate proof refused")
+        return record
+
+    def _certificate(
+        self,
+        party_id: uuid.UUID,
+        challenge_id: uuid.UUID,
+        leaf: x509.Certificate,
+        intermediates: list[x509.Certificate],
+        crls: list[x509.CertificateRevocationList],
+        signature: bytes,
+        chain_der: list[bytes],
+        revocation_der: list[bytes],
+        now: dt.datetime,
+    ) -> tuple[IdentityRecord | None, str | None, IdentityMismatch | None]:
+        """One transaction: the challenge spent, and the record or the refusal journaled."""
         record: IdentityRecord | None = None
+        refused: str | None
         with self._sessions.begin() as db:
             proofs = ProofingRepository(db)
             challenge = proofs.use_challenge(challenge_id, now)
             if challenge is None or challenge.party_id != party_id:
-                raise AuthenticationFailed("certificate proof refused")
+                # Rolled back (another party's challenge stays usable), journaled on its own.
+                raise _Unknown
             if challenge.use_time is not None or challenge.expire_time <= now:
-                refused: str | None = "challenge used or expired"
+                refused, reason = "challenge used or expired", "challenge"
             else:
+                reason = "certificate"
                 refused = certificate_refusal(
                     self._policy.trust_anchors,
                     leaf,
@@ -219,7 +299,7 @@ class ProofingService:
                 try:
                     matched = _bound(db, party_id, certificate_identity(leaf))
                 except IdentityMismatch as exc:
-                    refused, mismatch = f"identity: {exc}", exc
+                    refused, mismatch, reason = f"identity: {exc}", exc, "identity_mismatch"
             if refused is None:
                 record = IdentityRecord(
                     id=uuid.uuid4(),
@@ -244,14 +324,23 @@ class ProofingService:
                     },
                 )
                 proofs.add_record(record)
+                _journal_proofed(
+                    db,
+                    record,
+                    certificateSha256=record.details["sha256"],
+                    certificateIssuer=record.details["issuer"],
+                )
                 self._proofed(db, party_id, now)
-        # The challenge stays used (committed above) whatever the result.
-        if record is None:
-            logger.info("certificate proof refused", extra={"reason": refused})
-            if mismatch is not None:  # a genuine certificate, of someone else: say so
-                raise mismatch
-            raise AuthenticationFailed("certificate proof refused")
-        return record
+            else:
+                journaled(
+                    db,
+                    LogKind.PROOFING_REFUSED,
+                    party_id,
+                    now,
+                    method=ProofingMethod.CERTIFICATE.value,
+                    reason=reason,
+                )
+        return record, refused, mismatch
 
     def with_eid_assertion(self, party_id: uuid.UUID, id_token: str, nonce: str) -> IdentityRecord:
         """An ID token from the eID broker (see eid_claims), our nonce in it,
@@ -263,17 +352,25 @@ class ProofingService:
         if not nonce or len(nonce) > 255:
             raise InvalidArgument("nonce", "required, at most 255 characters")
         now = self._clock()
+        eid = ProofingMethod.EID_ASSERTION
         try:
             claims = eid_claims(broker, id_token, now)
         except Refused as exc:
             logger.info("eID assertion refused", extra={"reason": str(exc)})
+            self._refused(party_id, eid, "assertion")
             raise AuthenticationFailed("eID assertion refused") from None
         level = broker.acr_levels.get(str(claims.get("acr", "")))
         if not hmac.compare_digest(str(claims["nonce"]), nonce) or level is None:
             logger.info("eID assertion refused", extra={"reason": "nonce or acr"})
+            self._refused(party_id, eid, "nonce_or_acr")
             raise AuthenticationFailed("eID assertion refused")
         with self._sessions() as db:
-            matched = _bound(db, party_id, eid_identity(claims))
+            try:
+                matched = _bound(db, party_id, eid_identity(claims))
+            except IdentityMismatch:
+                db.rollback()
+                self._refused(party_id, eid, "identity_mismatch")
+                raise
         record = IdentityRecord(
             id=uuid.uuid4(),
             party_id=party_id,
@@ -297,8 +394,18 @@ class ProofingService:
                 proofs = ProofingRepository(db)
                 proofs.spend_nonce(broker.issuer, nonce, now)
                 proofs.add_record(record)
+                _journal_proofed(
+                    db,
+                    record,
+                    eidIssuer=broker.issuer,
+                    eidAcr=str(claims.get("acr")),
+                    eidSubjectHmac=journal.keyed(
+                        self._policy.secrets_key.current, "eid-subject", str(claims["sub"])
+                    ),
+                )
                 self._proofed(db, party_id, now)
         except IntegrityError:
             logger.info("eID assertion refused", extra={"reason": "nonce replayed"})
+            self._refused(party_id, eid, "replayed")
             raise AuthenticationFailed("eID assertion refused") from None
         return record

@@ -11,9 +11,11 @@ from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
 from lre.server.clock import utcnow
+from lre.server.domain import journal
 from lre.server.domain.errors import AuthenticationFailed
 from lre.server.domain.identity import FactorCategory, Session
-from lre.server.services.identity.credentials import CredentialService
+from lre.server.domain.log import LogKind
+from lre.server.services.identity.credentials import CredentialService, journaled
 from lre.server.services.identity.settings import Clock, IdentityPolicy
 from lre.server.storage.credentials import SessionRepository
 from lre.server.storage.db import engine_of, reader
@@ -71,6 +73,16 @@ class SessionService:
                     expires_at=now + self._policy.session_ttl,
                 )
                 SessionRepository(db).add(token_hash(token), session)
+                journaled(
+                    db,
+                    LogKind.SESSION_CREATED,
+                    party_id,
+                    now,
+                    sessionHmac=self._journal_name(token),
+                    level=level.name.lower(),
+                    oneTimeElement="email_code" if email_code else "totp",
+                    expireTime=session.expires_at,
+                )
         # The failure is raised after the commit, so that it counts.
         if failure is not None:
             raise failure
@@ -86,6 +98,16 @@ class SessionService:
         return session
 
     def revoke(self, token: str) -> None:
+        now = self._clock()
         with self._sessions.begin() as db:
-            if not SessionRepository(db).revoke(token_hash(token), self._clock()):
+            party_id = SessionRepository(db).revoke(token_hash(token), now)
+            if party_id is None:
                 raise AuthenticationFailed(INVALID)
+            journaled(
+                db, LogKind.SESSION_REVOKED, party_id, now, sessionHmac=self._journal_name(token)
+            )
+
+    def _journal_name(self, token: str) -> str:
+        """How the journal names a session: its creation and revocation match,
+        nobody can tell the token (nor its stored hash) from it."""
+        return journal.keyed(self._policy.secrets_key.current, "session", token_hash(token))

@@ -16,6 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
+from lre.server.domain import journal
 from lre.server.domain.errors import (
     AuthenticationFailed,
     FailedPrecondition,
@@ -27,6 +28,7 @@ from lre.server.domain.letters import PartyKind
 from lre.server.domain.proofing import IdentityMismatch
 from lre.server.services.identity import EidBroker, IdentityPolicy, IdentityService, NewParty
 from tests.integration.services.conftest import KEY, Clock
+from tests.integration.services.identity.test_journal import _journal
 from tests.support.parties import person
 from tests.support.proofing import (
     AUDIENCE,
@@ -329,3 +331,34 @@ def test_a_document_checked_in_person_proofs_at_high(
     assert record.level is AssuranceLevel.HIGH
     assert record.details["person_present"] is True
     assert record.details["operator_certificate"] == "operator.lre.test"
+
+
+def test_proofing_decisions_and_refusals_are_journaled(
+    service: IdentityService, database: sessionmaker[DbSession]
+) -> None:
+    party, other = _party(service), _party(service)
+    key, cert = CA.issue(BAILLEUR)
+    record = _prove(service, party, key, cert, [CA.crl([])])
+    challenge = service.proofing.begin_certificate(party)
+    with pytest.raises(AuthenticationFailed):  # the party's challenge, presented for another
+        service.proofing.complete_certificate(other, challenge.id, [_der(cert)], b"x", [])
+    eid_party = person(service)
+    eid = service.proofing.with_eid_assertion(eid_party, BROKER.id_token("n-j"), "n-j")
+    with pytest.raises(AuthenticationFailed):
+        service.proofing.with_eid_assertion(eid_party, BROKER.id_token("n-j"), "n-j")
+    entries = _journal(database)
+    by_party = {
+        p: [e for e in entries if e["subject"] == f"parties/{p}" and "roof" in e["kind"]]
+        for p in (party, other, eid_party)
+    }
+    (proofed,) = by_party[party]
+    assert proofed["recordSha256"] == journal.identity_record_digest(record)
+    assert proofed["certificateSha256"] == cert.fingerprint(hashes.SHA256()).hex()
+    assert (proofed["method"], proofed["level"]) == ("certificate", "high")
+    (refused,) = by_party[other]
+    assert (refused["kind"], refused["reason"]) == ("proofing_refused", "challenge")
+    proofed, replayed = sorted(by_party[eid_party], key=lambda e: e["kind"])
+    subject = eid.details["sub"]
+    assert proofed["eidSubjectHmac"] == journal.keyed(KEY.current, "eid-subject", subject)
+    assert (replayed["kind"], replayed["reason"]) == ("proofing_refused", "replayed")
+    assert f'"{subject}"' not in json.dumps(entries)

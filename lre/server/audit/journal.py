@@ -1,0 +1,164 @@
+"""`verify-log` on the security journal: the log's entries that name no
+letter (consents, professional declarations, proofing, credentials,
+sessions, operators' acts, the processes and the signer).
+
+Their hashes are in the Merkle tree like every entry's (pass 1), so a
+journal row changed, deleted, reordered or inserted below a sealed head
+breaks that head's root. This module names the entry: each leaf is compared
+with the leaf hash stored when the head covering it was sealed (tree_nodes,
+level 0), so an entry changed, moved or inserted after sealing is named by
+its index; and each journal leaf must be one the service writes: a known
+kind, exactly its kind's fields (no personal data slipped in), the row's time.
+Each proofing decision journaled must still be its ``identity_records`` row
+(the SHA-256 of the record, ``recordSha256``); identity records proofed since
+the journal began that no entry names are counted (inserted behind the
+journal; records older than the first journaled proofing predate the journal).
+
+An entry appended after the last sealed head is vouched for only by the
+database until the next head (tree_head_interval_s): no check can tell an
+insider's journal entry appended there from the service's."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from typing import Any
+
+from sqlalchemy import Connection, func, select
+
+from lre.server.audit.seals import SealChecker
+from lre.server.domain import journal, log
+from lre.server.domain.evidence import _utc
+from lre.server.domain.identity import IdentityRecord
+from lre.server.storage import models
+
+E = models.LogEntry.__table__
+N = models.TreeNode.__table__
+R = models.IdentityRecord.__table__
+BATCH = 5_000
+
+
+def leaf_problems(leaf: dict[str, Any]) -> list[str]:
+    """What makes a journal leaf (one with a ``kind``) not one the service writes."""
+    try:
+        kind = log.LogKind(leaf.get("kind"))
+    except ValueError:
+        return [f"an unknown kind {str(leaf.get('kind'))[:40]!r}"]
+    wrong = journal.problems(kind, leaf)
+    if leaf.get("format") != log.FORMAT or not isinstance(leaf.get("subject"), str):
+        wrong.append("not in the log's format")
+    return [f"a {kind.value} entry that {w}" for w in wrong]
+
+
+def check(connection: Connection, report: Any, _: SealChecker | None, __: Any) -> None:
+    """The journal pass of verify-log (``report``: audit.verify.Report)."""
+    _sealed_leaves(connection, report)
+    _journal_entries(connection, report)
+
+
+def _sealed_leaves(connection: Connection, report: Any) -> None:
+    """Every sequenced leaf still hashes to the leaf hash stored when it was sealed."""
+    rows = connection.execution_options(yield_per=BATCH).execute(
+        select(E.c.seq, E.c.leaf, N.c.hash)
+        .join(N, (N.c.level == 0) & (N.c.position == E.c.seq))
+        .order_by(E.c.seq)
+    )
+    for seq, leaf, sealed in rows:
+        if log.leaf_hash(leaf if isinstance(leaf, bytes) else b"") != sealed:
+            report.add(
+                f"entry {seq}: not the entry sealed at this index "
+                "(changed, moved or inserted after its tree head was sealed)"
+            )
+
+
+def _json_object(data: Any) -> dict[str, Any] | None:
+    try:
+        value = json.loads(data)
+    except (ValueError, TypeError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _journal_entries(connection: Connection, report: Any) -> None:
+    rows = connection.execution_options(yield_per=BATCH).execute(
+        select(E.c.seq, E.c.event_time, E.c.leaf, E.c.evidence_id, E.c.state)
+        .where(E.c.letter_id.is_(None))
+        .order_by(E.c.seq)
+    )
+    proofed = _Proofings(connection, report)
+    for entry in rows:
+        where = f"entry {entry.seq}" if entry.seq is not None else "an unsequenced journal entry"
+        leaf = _json_object(entry.leaf)
+        if leaf is None:
+            report.add(f"{where}: its leaf is not a JSON object (malformed or changed)")
+            continue
+        if not isinstance(leaf.get("kind"), str):
+            report.add(f"{where}: names no letter and is not a journal entry (changed)")
+            continue
+        report.journal += 1
+        for problem in leaf_problems(leaf):
+            report.add(f"{where}: {problem} (changed)")
+        if (
+            leaf.get("eventTime") != _utc(entry.event_time)
+            or entry.evidence_id is not None
+            or entry.state is not None
+        ):
+            report.add(f"{where}: the row no longer says what its leaf says (changed)")
+        if leaf["kind"] == log.LogKind.IDENTITY_PROOFED.value:
+            proofed.check(where, leaf)
+    proofed.finish()
+
+
+class _Proofings:
+    """Journaled proofing decisions against the identity_records rows."""
+
+    def __init__(self, connection: Connection, report: Any) -> None:
+        self._connection = connection
+        self._report = report
+        self._matched = 0
+        self._first: dt.datetime | None = None
+
+    def check(self, where: str, leaf: dict[str, Any]) -> None:
+        name = leaf.get("record")
+        try:
+            record_id = uuid.UUID(str(name).rsplit("/", 1)[-1])
+        except ValueError:
+            self._report.add(f"{where}: names no identity record (changed)")
+            return
+        row = self._connection.execute(select(R).where(R.c.id == record_id)).one_or_none()
+        if row is None:
+            self._report.add(f"identity record {name} ({where}): is missing (deleted)")
+            return
+        record = IdentityRecord(
+            id=row.id,
+            party_id=row.party_id,
+            method=row.method,
+            level=row.level,
+            proof_time=row.proof_time,
+            expire_time=row.expire_time,
+            evidence_summary=row.evidence_summary,
+            details=row.details,
+        )
+        if journal.identity_record_digest(record) != leaf.get(
+            "recordSha256"
+        ) or f"parties/{record.party_id}" != leaf.get("subject"):
+            self._report.add(
+                f"identity record {name} ({where}): is not the record journaled (changed)"
+            )
+            return
+        self._matched += 1
+        if self._first is None or record.proof_time < self._first:
+            self._first = record.proof_time
+
+    def finish(self) -> None:
+        if self._first is None:
+            return
+        count = self._connection.scalar(
+            select(func.count()).select_from(R).where(R.c.proof_time >= self._first)
+        )
+        if count is not None and count > self._matched:
+            self._report.add(
+                f"{count - self._matched} identity records proofed since the journal began "
+                "have no journal entry (inserted outside the service)"
+            )

@@ -1,0 +1,158 @@
+"""The security journal (EN 319 401 7.10, EN 319 521): which events are
+journaled, with which fields, in the tamper-evident log beside the letters'
+entries (same Merkle tree, so the sealed heads protect it).
+
+Minimisation: a field is kept in clear only when it is needed to prove the
+event and is not personal data (a level, a method, a resource id, the
+provider's certificates, an operator's certificate name); a value only
+needed to recognise something later is a keyed hash (HMAC-SHA-256 under the
+provider's secrets key: e-mail addresses, document numbers, eID subjects,
+session tokens); passwords, one-time codes, enrolment codes and PINs are
+never written, not even hashed. Every kind has a closed set of fields
+(``FIELDS``): ``verify-log`` names a journal leaf that carries another."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping
+
+from lre.server.domain.evidence import _utc
+from lre.server.domain.identity import IdentityRecord
+from lre.server.domain.log import JournalRecord, LogKind
+from lre.server.domain.records import MessageRecord
+
+K = LogKind
+# kind -> (required fields, optional fields), besides format, kind, subject, eventTime.
+FIELDS: dict[LogKind, tuple[frozenset[str], frozenset[str]]] = {
+    K.CONSENT_GRANTED: (
+        frozenset({"recipientEmailHmac", "senderEmailHmac", "method"}),
+        frozenset(),
+    ),
+    K.CONSENT_WITHDRAWN: (
+        frozenset({"recipientEmailHmac", "senderEmailHmac", "method"}),
+        frozenset(),
+    ),
+    K.PROFESSIONAL_DECLARED: (frozenset({"emailHmac", "partyKind"}), frozenset()),
+    K.IDENTITY_PROOFED: (
+        frozenset({"record", "method", "level", "recordSha256"}),
+        frozenset(
+            {
+                "expireTime",
+                "operatorId",
+                "operatorCertificate",
+                "personPresent",
+                "documentType",
+                "documentNumberHmac",
+                "certificateSha256",
+                "certificateIssuer",
+                "eidIssuer",
+                "eidAcr",
+                "eidSubjectHmac",
+            }
+        ),
+    ),
+    K.PROOFING_REFUSED: (frozenset({"method", "reason"}), frozenset()),
+    K.ENROLMENT_CODE_ISSUED: (frozenset({"expireTime"}), frozenset()),
+    K.CREDENTIALS_ENROLLED: (frozenset({"factors"}), frozenset()),
+    K.PASSWORD_SET: (frozenset(), frozenset()),
+    K.TOTP_ENROLLED: (frozenset(), frozenset()),
+    K.EMAIL_CODE_ISSUED: (frozenset({"codeId", "expireTime"}), frozenset()),
+    K.SESSION_CREATED: (
+        frozenset({"sessionHmac", "level", "oneTimeElement", "expireTime"}),
+        frozenset(),
+    ),
+    K.SESSION_REVOKED: (frozenset({"sessionHmac"}), frozenset()),
+    K.AUTHENTICATION_FAILED: (frozenset({"purpose", "reason"}), frozenset({"failedAttempts"})),
+    K.LOCKED_OUT: (frozenset({"purpose", "lockedUntil"}), frozenset()),
+    K.LEGAL_HOLD_SET: (frozenset({"actor"}), frozenset()),
+    K.LEGAL_HOLD_RELEASED: (frozenset({"actor"}), frozenset()),
+    K.BOUNCE_RECORDED: (frozenset({"actor", "permanent", "messageKind"}), frozenset()),
+    K.EVIDENCE_READ: (frozenset({"actor", "role", "method"}), frozenset({"evidence"})),
+    K.PROCESS_STARTED: (frozenset({"command", "version", "settingsSha256"}), frozenset()),
+    K.SIGNER_CERTIFICATE: (
+        frozenset({"certificateSha256", "certificateSubject", "certificateIssuer", "serial"}),
+        frozenset({"notAfter"}),
+    ),
+    K.SIGNER_DOWN: (frozenset({"observer"}), frozenset()),
+    K.SIGNER_UP: (frozenset({"observer"}), frozenset()),
+}
+FIXED = frozenset({"format", "kind", "subject", "eventTime"})
+
+
+def problems(kind: LogKind, leaf: Mapping[str, object]) -> list[str]:
+    """What is wrong with a journal leaf's fields for its kind (empty if nothing)."""
+    required, optional = FIELDS[kind]
+    found = set(leaf) - FIXED
+    wrong = []
+    if missing := sorted(required - found):
+        wrong.append(f"lacks {', '.join(missing)}")
+    if extra := sorted(found - required - optional):
+        wrong.append(f"carries {', '.join(extra)}, which its kind does not have")
+    if any(not isinstance(leaf[k], str) for k in found):
+        wrong.append("has a field that is not a string")
+    return wrong
+
+
+def keyed(key: bytes, label: str, value: str | bytes) -> str:
+    """A value the journal must recognise but not show: HMAC-SHA-256 under
+    the provider's key, domain-separated by ``label``."""
+    data = value.encode() if isinstance(value, str) else value
+    return hmac.new(key, f"log-{label}:".encode() + data, hashlib.sha256).hexdigest()
+
+
+def record_digest(content: dict[str, object]) -> str:
+    """SHA-256 of a stored record's canonical JSON: binds the row to its entry."""
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def entry(
+    kind: LogKind, subject: str, at: dt.datetime, **facts: str | bool | int | dt.datetime | None
+) -> JournalRecord:
+    """A journal record; None facts are left out, others written as strings."""
+
+    def text(value: str | bool | int | dt.datetime) -> str:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, dt.datetime):
+            return _utc(value)
+        return str(value)
+
+    kept = tuple(sorted((k, text(v)) for k, v in facts.items() if v is not None))
+    record = JournalRecord(kind, subject, at, kept)
+    assert not problems(kind, dict(kept)), problems(kind, dict(kept))
+    return record
+
+
+def identity_record_digest(record: IdentityRecord) -> str:
+    """The stored identity record, as the journal binds it (recordSha256)."""
+    return record_digest(
+        {
+            "id": str(record.id),
+            "party": str(record.party_id),
+            "method": record.method.value,
+            "level": record.level.name.lower(),
+            "proofTime": _utc(record.proof_time),
+            "expireTime": _utc(record.expire_time) if record.expire_time else None,
+            "details": record.details,
+        }
+    )
+
+
+def bounce(message: MessageRecord, permanent: bool, actor: str, at: dt.datetime) -> JournalRecord:
+    """An operator recorded that a message came back (not the diagnostic: it
+    may quote the address)."""
+    subject = f"letters/{message.letter_id}/notifications/{message.id}"
+    if message.letter_id is None:
+        subject = f"notifications/{message.id}"
+    return entry(
+        LogKind.BOUNCE_RECORDED,
+        subject,
+        at,
+        actor=actor,
+        permanent=permanent,
+        messageKind=message.kind.value,
+    )
