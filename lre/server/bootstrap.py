@@ -39,9 +39,11 @@ from lre.server.services.custody import (
     EvidenceRecorder,
     MailingService,
 )
+from lre.server.services.custody.bundles import EvidenceBundles
 from lre.server.services.events import EventLog
 from lre.server.services.identity import EidBroker, IdentityPolicy, IdentityService
 from lre.server.services.notification import NotificationPolicy, NotificationService
+from lre.server.services.proofs import StoredProofs
 from lre.server.services.webhooks import WebhookPolicy, WebhookService
 from lre.server.storage import db, models
 from lre.server.storage.store import Stores
@@ -134,6 +136,7 @@ class Services:
     decisions: DecisionService
     mailings: MailingService
     queries: CustodyQueries
+    bundles: EvidenceBundles
     evidence: EvidenceRecorder
     notifications: NotificationService
     events: EventLog
@@ -152,7 +155,9 @@ def build_services(settings: ServerSettings, engine: Engine, signer: SignerClien
         reminder_days=settings.reminders(),
         sender_min_level=settings.sender_level(),
     )
-    proofs = functools.partial(proof_pdf, signer=signer)
+    proofs = StoredProofs(stores, functools.partial(proof_pdf, signer=signer), utcnow)
+    queries = CustodyQueries(stores, proofs)
+    events = EventLog(stores, utcnow, signer, settings.provider_name, settings.tree_head_export)
     evidence = EvidenceRecorder(
         signer,
         policy.provider_name,
@@ -165,7 +170,8 @@ def build_services(settings: ServerSettings, engine: Engine, signer: SignerClien
         deposits=DepositService(stores, identity, ContentKeys(signer), evidence, policy, utcnow),
         decisions=DecisionService(stores, signer, evidence, policy.reminder_days, utcnow),
         mailings=MailingService(stores, signer, evidence, policy, utcnow),
-        queries=CustodyQueries(stores, proofs),
+        queries=queries,
+        bundles=EvidenceBundles(queries, proofs, events, signer),
         evidence=evidence,
         notifications=NotificationService(
             stores,
@@ -177,7 +183,7 @@ def build_services(settings: ServerSettings, engine: Engine, signer: SignerClien
             ),
             proofs,
         ),
-        events=EventLog(stores, utcnow, signer, settings.provider_name, settings.tree_head_export),
+        events=events,
         webhooks=WebhookService(
             stores,
             WebhookPolicy(
@@ -237,6 +243,7 @@ def service_bindings(services: Services) -> list[ServiceBinding]:
                 services.queries,
                 services.identity,
                 services.events,
+                services.bundles,
             ),
         ),
         ServiceBinding(

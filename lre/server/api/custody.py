@@ -10,11 +10,17 @@ from typing import Any
 
 import grpc
 
-from lre.server.api.auth import session_of
+from lre.server.api.auth import optional_session, session_of
 from lre.server.api.convert import timestamp
 from lre.server.api.errors import domain_errors
 from lre.server.api.names import parse_id
-from lre.server.domain.errors import FailedPrecondition, InvalidArgument, NotFound
+from lre.server.api.policy import current_caller
+from lre.server.domain.errors import (
+    AuthenticationFailed,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+)
 from lre.server.domain.letters import EvidenceEvent, LetterState
 from lre.server.domain.mailings import MailingRecipientRecord
 from lre.server.domain.records import EvidenceRecord, LetterRecord, PartRecord, TreeHeadRecord
@@ -26,6 +32,7 @@ from lre.server.services.custody import (
     MailingService,
     MailingView,
 )
+from lre.server.services.custody.bundles import EvidenceBundles
 from lre.server.services.events import EventLog
 from lre.server.services.identity import IdentityService
 from lre.v1 import common_pb2, custody_pb2, custody_pb2_grpc
@@ -172,6 +179,7 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
         queries: CustodyQueries,
         identities: IdentityService,
         events: EventLog,
+        bundles: EvidenceBundles,
     ) -> None:
         self._deposits = deposits
         self._decisions = decisions
@@ -179,6 +187,7 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
         self._queries = queries
         self._identities = identities
         self._events = events
+        self._bundles = bundles
 
     def DepositLetter(
         self,
@@ -441,6 +450,23 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
             letter_id, evidence_id = _evidence_name(request.name, "name")
             pdf = self._queries.evidence_proof(session, letter_id, evidence_id)
             return custody_pb2.EvidenceProof(name=request.name, pdf=pdf)
+
+    def GetEvidenceBundle(
+        self, request: custody_pb2.GetEvidenceBundleRequest, context: grpc.ServicerContext
+    ) -> Iterator[custody_pb2.EvidenceBundleChunk]:
+        with domain_errors(context):
+            # A portal acts for the party whose session it carries; operators
+            # and auditors read any evidence without one (read-only).
+            session = optional_session(context, self._identities)
+            if session is None and not current_caller().staff:
+                raise AuthenticationFailed(
+                    "a session token is required (authorization: Bearer ...)"
+                )
+            letter_id, evidence_id = _evidence_name(request.name, "name")
+            # Built whole before the first chunk: an error is a status, never a cut ZIP.
+            bundle = self._bundles.bundle(session, letter_id, evidence_id)
+            for offset in range(0, len(bundle), WIRE_CHUNK):
+                yield custody_pb2.EvidenceBundleChunk(data=bundle[offset : offset + WIRE_CHUNK])
 
 
 def _envelope_then_chunks(messages: Iterator[Any]) -> tuple[Any, Iterator[tuple[int, bytes]]]:

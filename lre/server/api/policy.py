@@ -47,6 +47,7 @@ POLICY: dict[str, frozenset[Role]] = {
     _C + "ListEvidence": PORTALS,
     _C + "GetEvidence": PORTALS,
     _C + "GetEvidenceProof": PORTALS,
+    _C + "GetEvidenceBundle": PORTALS | {OPERATOR, AUDITOR},
     _C + "SetLegalHold": frozenset({OPERATOR}),
     _C + "ListCharges": frozenset({SENDER}),
     _C + "DepositMailing": frozenset({SENDER}),
