@@ -5,8 +5,9 @@ It registers and proofs a sender and a recipient (each enrols its means of
 authentication with the code e-mailed to it), deposits a file, reads the
 recipient's notification from the local Maildir, checks it with
 VerifyNotification, accepts as the recipient, downloads the content, and
-writes every evidence with its seal to a folder with the openssl commands
-that verify them.
+writes every evidence with its seal, its signed PDF proof and its offline
+bundle to a folder, with the commands that verify them (openssl, pdfsig,
+lre-verify).
 
 `lre-client mailing`: one document to several recipients in one deposit,
 some refused (no consent, no such party), the others each with a letter of
@@ -102,6 +103,7 @@ class Walkthrough:
         self.operator_identity = identity_pb2_grpc.IdentityServiceStub(connections.operator)
         self.sender_custody = custody_pb2_grpc.CustodyServiceStub(connections.sender_gateway)
         self.custody = custody_pb2_grpc.CustodyServiceStub(connections.recipient_portal)
+        self.operator_custody = custody_pb2_grpc.CustodyServiceStub(connections.operator)
         self.notifications = notification_pb2_grpc.NotificationServiceStub(
             connections.recipient_portal
         )
@@ -171,6 +173,10 @@ class Walkthrough:
         )
 
     def write_evidence(self, letter: str, token: str) -> list[str]:
+        """Every evidence of ``letter`` as the sender reads it: the JSON and its
+        CAdES seal (with the seal's signature and timestamp token apart, for
+        `openssl ts`), the signed PDF proof and the offline bundle; returns the
+        commands that verify each of them."""
         folder = self.out / "evidence"
         folder.mkdir(parents=True, exist_ok=True)
         chain = self.signing.GetCertificateChain(
@@ -188,6 +194,9 @@ class Walkthrough:
         evidence = self.sender_custody.ListEvidence(
             custody_pb2.ListEvidenceRequest(parent=letter), metadata=_bearer(token)
         )
+        # A bundle proves the evidence is in the log: it needs a sealed tree
+        # head that contains it (sealed every minute; here, at once).
+        self.operator_custody.SealTreeHead(custody_pb2.SealTreeHeadRequest())
         for number, item in enumerate(evidence.evidence, start=1):
             event = (
                 common_pb2.EvidenceEvent.Name(item.event).removeprefix("EVIDENCE_EVENT_").lower()
@@ -198,6 +207,14 @@ class Walkthrough:
             signature, token_der = _signature_and_timestamp(item.seal)
             stem.with_suffix(".sig").write_bytes(signature)
             stem.with_suffix(".tst").write_bytes(token_der)
+            stem.with_suffix(".pdf").write_bytes(
+                self.sender_custody.GetEvidenceProof(
+                    custody_pb2.GetEvidenceProofRequest(name=item.name),
+                    metadata=_bearer(token),
+                    timeout=60,
+                ).pdf
+            )
+            stem.with_suffix(".zip").write_bytes(self.bundle(item.name, token))
             commands.append(
                 f"openssl cms -verify -inform DER -in {stem}.p7m -CAfile {root} -out /dev/null"
             )
@@ -205,7 +222,31 @@ class Walkthrough:
                 f"openssl ts -verify -data {stem}.sig -in {stem}.tst -token_in"
                 f" -CAfile {root} -untrusted {tsa}"
             )
+            commands.append(f"pdfsig {stem}.pdf")
+            commands.append(f"lre-verify {stem}.zip --trust {root}")
         return commands
+
+    def bundle(self, evidence: str, token: str, timeout_s: float = 60) -> bytes:
+        """The evidence's offline bundle, once the log's sequencer has put it
+        under the tree head just sealed (it numbers entries every 0.2 s)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                return b"".join(
+                    chunk.data
+                    for chunk in self.sender_custody.GetEvidenceBundle(
+                        custody_pb2.GetEvidenceBundleRequest(name=evidence),
+                        metadata=_bearer(token),
+                        timeout=60,
+                    )
+                )
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:
+                    raise
+                if time.monotonic() > deadline:
+                    raise
+            time.sleep(0.5)
+            self.operator_custody.SealTreeHead(custody_pb2.SealTreeHeadRequest())
 
     def run(self, document: Path) -> list[str]:
         self.say("1. Registering and proofing the parties")
@@ -270,7 +311,10 @@ class Walkthrough:
         (self.out / document.name).write_bytes(content)
         same = content == document.read_bytes()
         self.say(f"  sender revealed: {accepted.sender}; content identical: {same}")
-        self.say(f"5. Writing every evidence and its seal to {self.out / 'evidence'}")
+        self.say(
+            f"5. Writing every evidence, its seal, its PDF proof and its bundle"
+            f" to {self.out / 'evidence'}"
+        )
         commands = self.write_evidence(letter.name, sender_token)
         self.say("Verify them with:")
         for command in commands:
