@@ -46,7 +46,10 @@ NAMES = {
     EvidenceEvent.NOTIFICATION_FOR_ACCEPTANCE_FAILURE: "notification-failure",
 }
 REASONS = {
-    EvidenceEvent.CONSIGNMENT_REJECTION: ("Je ne connais pas cet expéditeur", "refused_by_recipient"),
+    EvidenceEvent.CONSIGNMENT_REJECTION: (
+        "Je ne connais pas cet expéditeur",
+        "refused_by_recipient",
+    ),
     EvidenceEvent.NOTIFICATION_FOR_ACCEPTANCE_FAILURE: ("550 5.1.1 mailbox unknown", "bounced"),
 }
 # The events a recipient authenticated for.
