@@ -80,11 +80,14 @@ def evidence(client: SignerClient, event: EvidenceEvent) -> bytes:
             PartDigest("mise-en-demeure.pdf", "application/pdf", 183422, "3f" * 32),
             PartDigest("annexe n°1 - état des lieux.pdf", "application/pdf", 40211, "a7" * 32),
         ),
-        sender_authentication=Authentication(
-            ("knowledge", "otp", "possession"), AssuranceLevel.HIGH, submitted
+        # As the server records them: the sender's session in the deposit only.
+        sender_authentication=(
+            Authentication(("knowledge", "possession", "otp"), AssuranceLevel.HIGH, submitted)
+            if event is EvidenceEvent.SUBMISSION_ACCEPTANCE
+            else None
         ),
         recipient_authentication=(
-            Authentication(("knowledge", "otp", "possession"), AssuranceLevel.SUBSTANTIAL, now)
+            Authentication(("knowledge", "possession", "otp"), AssuranceLevel.SUBSTANTIAL, now)
             if event in RECIPIENT_ACTS
             else None
         ),
