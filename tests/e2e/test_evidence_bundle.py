@@ -2,7 +2,8 @@
 sender, the recipient (its own evidence, once it accepted) and an auditor
 fetch bundles that the installed `lre-verify` accepts, and rejects with one
 byte changed; the bundle's PDF is the stored proof (the e-mailed one, and
-GetEvidenceProof's); strangers get what the conventions say."""
+GetEvidenceProof's); strangers get what the conventions say. SQLite and
+PostgreSQL."""
 
 from __future__ import annotations
 
@@ -36,12 +37,14 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
 
 
 @pytest.fixture
-def server(signer_process: SignerProcess, tmp_path: Path, tls: TlsFiles) -> Iterator[ServerProcess]:
+def server(
+    database_url: str, signer_process: SignerProcess, tmp_path: Path, tls: TlsFiles
+) -> Iterator[ServerProcess]:
     # Heads only when the operator seals one: the test sees the bundle wait for it.
     with server_process(
         signer_process,
         tmp_path,
-        f"sqlite:///{tmp_path / 'lre.db'}",
+        database_url,
         tls=tls,
         outbox_interval_s="0.2",
         sequencer_interval_s="0.2",
