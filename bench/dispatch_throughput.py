@@ -38,6 +38,7 @@ from lre.server.clock import utcnow
 from lre.server.proofs import proof_pdf
 from lre.server.services.custody import DecisionService, EvidenceRecorder
 from lre.server.services.notification import NotificationPolicy, NotificationService
+from lre.server.services.proofs import StoredProofs
 from lre.server.storage import db, models
 from lre.server.storage.store import Stores
 from lre.server.workers.outbox import OutboxDispatcher, RetryPolicy
@@ -82,7 +83,7 @@ def _drain_process(job: tuple[str, str, bytes, int, int]) -> None:
     notifications = NotificationService(
         stores,
         NotificationPolicy(SecretsKeys(key), "LRE <n@lre.invalid>", "https://p.invalid"),
-        functools.partial(proof_pdf, signer=signer),
+        StoredProofs(stores, functools.partial(proof_pdf, signer=signer), utcnow),
     )
     transport = SmtpTransport("127.0.0.1", port, starttls=False, timeout_s=10)
 

@@ -1,12 +1,15 @@
 """`lre-client walkthrough`: a registered letter's whole life against a running
 service (`make run`), through the public gRPC API only.
 
-It registers and proofs a sender and a recipient (each enrols its means of
-authentication with the code e-mailed to it), deposits a file, reads the
+It registers and proofs a sender, whose gateway names the recipient (an
+operator records the recipient's consent form), deposits a file, reads the
 recipient's notification from the local Maildir, checks it with
-VerifyNotification, accepts as the recipient, downloads the content, and
-writes every evidence with its seal to a folder with the openssl commands
-that verify them.
+VerifyNotification; the recipient claims the letter from the notice
+(ClaimLetter), has its identity document checked, enrols with the code
+e-mailed to it, accepts and downloads the content; the walkthrough then
+writes every evidence with its seal, its signed PDF proof and its offline
+bundle to a folder, with the commands that verify them (openssl, pdfsig,
+lre-verify).
 
 `lre-client mailing`: one document to several recipients in one deposit,
 some refused (no consent, no such party), the others each with a letter of
@@ -102,6 +105,7 @@ class Walkthrough:
         self.operator_identity = identity_pb2_grpc.IdentityServiceStub(connections.operator)
         self.sender_custody = custody_pb2_grpc.CustodyServiceStub(connections.sender_gateway)
         self.custody = custody_pb2_grpc.CustodyServiceStub(connections.recipient_portal)
+        self.operator_custody = custody_pb2_grpc.CustodyServiceStub(connections.operator)
         self.notifications = notification_pb2_grpc.NotificationServiceStub(
             connections.recipient_portal
         )
@@ -171,6 +175,10 @@ class Walkthrough:
         )
 
     def write_evidence(self, letter: str, token: str) -> list[str]:
+        """Every evidence of ``letter`` as the sender reads it: the JSON and its
+        CAdES seal (with the seal's signature and timestamp token apart, for
+        `openssl ts`), the signed PDF proof and the offline bundle; returns the
+        commands that verify each of them."""
         folder = self.out / "evidence"
         folder.mkdir(parents=True, exist_ok=True)
         chain = self.signing.GetCertificateChain(
@@ -188,6 +196,9 @@ class Walkthrough:
         evidence = self.sender_custody.ListEvidence(
             custody_pb2.ListEvidenceRequest(parent=letter), metadata=_bearer(token)
         )
+        # A bundle proves the evidence is in the log: it needs a sealed tree
+        # head that contains it (sealed every minute; here, at once).
+        self.operator_custody.SealTreeHead(custody_pb2.SealTreeHeadRequest())
         for number, item in enumerate(evidence.evidence, start=1):
             event = (
                 common_pb2.EvidenceEvent.Name(item.event).removeprefix("EVIDENCE_EVENT_").lower()
@@ -198,6 +209,14 @@ class Walkthrough:
             signature, token_der = _signature_and_timestamp(item.seal)
             stem.with_suffix(".sig").write_bytes(signature)
             stem.with_suffix(".tst").write_bytes(token_der)
+            stem.with_suffix(".pdf").write_bytes(
+                self.sender_custody.GetEvidenceProof(
+                    custody_pb2.GetEvidenceProofRequest(name=item.name),
+                    metadata=_bearer(token),
+                    timeout=60,
+                ).pdf
+            )
+            stem.with_suffix(".zip").write_bytes(self.bundle(item.name, token))
             commands.append(
                 f"openssl cms -verify -inform DER -in {stem}.p7m -CAfile {root} -out /dev/null"
             )
@@ -205,10 +224,34 @@ class Walkthrough:
                 f"openssl ts -verify -data {stem}.sig -in {stem}.tst -token_in"
                 f" -CAfile {root} -untrusted {tsa}"
             )
+            commands.append(f"pdfsig {stem}.pdf")
+            commands.append(f"lre-verify {stem}.zip --trust {root}")
         return commands
 
+    def bundle(self, evidence: str, token: str, timeout_s: float = 60) -> bytes:
+        """The evidence's offline bundle, once the log's sequencer has put it
+        under the tree head just sealed (it numbers entries every 0.2 s)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                return b"".join(
+                    chunk.data
+                    for chunk in self.sender_custody.GetEvidenceBundle(
+                        custody_pb2.GetEvidenceBundleRequest(name=evidence),
+                        metadata=_bearer(token),
+                        timeout=60,
+                    )
+                )
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:
+                    raise
+                if time.monotonic() > deadline:
+                    raise
+            time.sleep(0.5)
+            self.operator_custody.SealTreeHead(custody_pb2.SealTreeHeadRequest())
+
     def run(self, document: Path) -> list[str]:
-        self.say("1. Registering and proofing the parties")
+        self.say("1. The sender registers; its gateway names the recipient")
         sender, sender_token = self.party(
             "sender",
             self.sender_identity,
@@ -217,31 +260,35 @@ class Walkthrough:
             company_name="Demo Sender SARL",
             email=f"sender-{self.run_id}@example.org",
         )
-        recipient, recipient_token = self.party(
-            "recipient",
-            self.recipient_identity,
-            kind=identity_pb2.PARTY_KIND_NATURAL_PERSON,
-            given_name="Camille",
-            family_name="Demo",
-            email=f"recipient-{self.run_id}@example.org",
-        )
-        self.recipient_identity.GrantConsent(
+        recipient_email = f"recipient-{self.run_id}@example.org"
+        # The addressee as the sender knows it: names and e-mail, no account yet.
+        recipient = self.sender_identity.CreateParty(
+            identity_pb2.CreatePartyRequest(
+                request_id=f"{self.run_id}-recipient",
+                party=identity_pb2.Party(
+                    kind=identity_pb2.PARTY_KIND_NATURAL_PERSON,
+                    given_name="Camille",
+                    family_name="Demo",
+                    email=recipient_email,
+                ),
+            )
+        ).name
+        self.operator_identity.GrantConsent(
             identity_pb2.GrantConsentRequest(
                 request_id=f"{self.run_id}-consent",
                 recipient=recipient,
                 sender=sender,
-                method="walkthrough",
-            ),
-            metadata=_bearer(recipient_token),  # consent is the recipient's own
+                method="signed paper form",
+            )
         )
         self.say(
-            "  the recipient, a consumer, consents to electronic registered letters from the sender"
+            f"  recipient {recipient}: a consumer; an operator records its signed consent form"
         )
         self.say(f"2. Depositing {document}")
         letter = self.deposit(sender_token, recipient, document)
         self.say(f"  {letter.name}, reference {letter.reference}, proof of deposit sealed")
         self.say(f"3. Waiting for the recipient's notification in {self.maildir}")
-        message = self.notification(letter.reference, f"recipient-{self.run_id}@example.org")
+        message = self.notification(letter.reference, recipient_email)
         text = next(
             p.get_payload(decode=True)
             for p in message.walk()
@@ -255,14 +302,32 @@ class Walkthrough:
             )
         )
         self.say(f"  e-mail to {message['To']}, genuine: {verified.genuine}")
-        self.say("4. Accepting as the recipient and downloading")
+        self.say("4. The recipient claims the letter from its notice, is proofed and enrols")
+        claim = self.notifications.ClaimLetter(
+            notification_pb2.ClaimLetterRequest(
+                letter_reference=letter.reference, verification_code=code.group(1).decode()
+            )
+        )
+        enrolled = proof_and_enroll(
+            self.recipient_identity,
+            claim.recipient,
+            f"{self.run_id}-recipient",
+            self.operator_identity,
+            codes=maildir_enrolment_codes(self.maildir),
+        )
+        recipient_token = log_in(self.recipient_identity, enrolled)
+        self.say(
+            f"  claimed {claim.letter} as {claim.recipient}; identity document checked,"
+            " two-factor session issued"
+        )
+        self.say("5. Accepting as the recipient and downloading")
         accepted = self.custody.AcceptLetter(
-            custody_pb2.AcceptLetterRequest(name=letter.name), metadata=_bearer(recipient_token)
+            custody_pb2.AcceptLetterRequest(name=claim.letter), metadata=_bearer(recipient_token)
         )
         content = b"".join(
             chunk.data
             for chunk in self.custody.DownloadLetterContent(
-                custody_pb2.DownloadLetterContentRequest(name=letter.name),
+                custody_pb2.DownloadLetterContentRequest(name=claim.letter),
                 metadata=_bearer(recipient_token),
             )
         )
@@ -270,7 +335,10 @@ class Walkthrough:
         (self.out / document.name).write_bytes(content)
         same = content == document.read_bytes()
         self.say(f"  sender revealed: {accepted.sender}; content identical: {same}")
-        self.say(f"5. Writing every evidence and its seal to {self.out / 'evidence'}")
+        self.say(
+            f"6. Writing every evidence, its seal, its PDF proof and its bundle"
+            f" to {self.out / 'evidence'}"
+        )
         commands = self.write_evidence(letter.name, sender_token)
         self.say("Verify them with:")
         for command in commands:
@@ -478,11 +546,24 @@ def enroll_party(
     party = identity.CreateParty(
         identity_pb2.CreatePartyRequest(request_id=request_id, party=identity_pb2.Party(**fields))
     )
+    return proof_and_enroll(identity, party.name, request_id, operator, codes=codes)
+
+
+def proof_and_enroll(
+    identity: identity_pb2_grpc.IdentityServiceStub,
+    party: str,
+    request_id: str,
+    operator: identity_pb2_grpc.IdentityServiceStub | None = None,
+    *,
+    codes: EnrolmentCodes,
+) -> Enrolled:
+    """An existing party (``party``, "parties/{id}") proofed by an operator's
+    document check, then enrolled with the code e-mailed to it."""
     expires = timestamp_pb2.Timestamp()
     expires.FromDatetime(dt.datetime.now(dt.UTC) + dt.timedelta(days=365))
     (operator or identity).RecordDocumentCheck(
         identity_pb2.RecordDocumentCheckRequest(
-            party=party.name,
+            party=party,
             document_type="id-card",
             document_number=f"DEMO-{request_id}",
             document_expire_time=expires,
@@ -493,11 +574,11 @@ def enroll_party(
     password = f"walkthrough {uuid.uuid4()}"
     uri = identity.EnrollCredentials(
         identity_pb2.EnrollCredentialsRequest(
-            party=party.name, enrolment_code=codes(party.name), password=password
+            party=party, enrolment_code=codes(party), password=password
         )
     ).provisioning_uri
     totp = pyotp.TOTP(urllib.parse.parse_qs(urllib.parse.urlparse(uri).query)["secret"][0])
-    return Enrolled(party.name, password, totp)
+    return Enrolled(party, password, totp)
 
 
 def log_in(

@@ -43,10 +43,12 @@ from lre.server.services.custody import (
     EvidenceRecorder,
     MailingService,
 )
+from lre.server.services.custody.bundles import EvidenceBundles
 from lre.server.services.events import EventLog
 from lre.server.services.identity import EidBroker, IdentityPolicy, IdentityService
 from lre.server.services.journal import SecurityJournal, SignerWatch
 from lre.server.services.notification import NotificationPolicy, NotificationService
+from lre.server.services.proofs import StoredProofs
 from lre.server.services.webhooks import WebhookPolicy, WebhookService
 from lre.server.storage import db, models
 from lre.server.storage.store import Stores
@@ -140,6 +142,7 @@ class Services:
     decisions: DecisionService
     mailings: MailingService
     queries: CustodyQueries
+    bundles: EvidenceBundles
     evidence: EvidenceRecorder
     notifications: NotificationService
     events: EventLog
@@ -160,7 +163,8 @@ def build_services(settings: ServerSettings, engine: Engine, signer: SignerClien
         reminder_days=settings.reminders(),
         sender_min_level=settings.sender_level(),
     )
-    proofs = functools.partial(proof_pdf, signer=signer)
+    proofs = StoredProofs(stores, functools.partial(proof_pdf, signer=signer), utcnow)
+    queries = CustodyQueries(stores, proofs, utcnow)
     spool_dir = settings.spool()
     directory, witnesses = settings.tree_head_targets()
     try:
@@ -168,6 +172,7 @@ def build_services(settings: ServerSettings, engine: Engine, signer: SignerClien
     except ValueError as exc:
         raise ConfigError(f"LRE_SERVER_TREE_HEAD_EXPORT: {exc}") from None
     journal = SecurityJournal(stores, utcnow)
+    events = EventLog(stores, utcnow, signer, settings.provider_name, directory, witness_publisher)
     evidence = EvidenceRecorder(
         signer,
         policy.provider_name,
@@ -182,7 +187,8 @@ def build_services(settings: ServerSettings, engine: Engine, signer: SignerClien
         ),
         decisions=DecisionService(stores, signer, evidence, policy.reminder_days, utcnow),
         mailings=MailingService(stores, signer, evidence, policy, utcnow, spool_dir),
-        queries=CustodyQueries(stores, proofs, utcnow),
+        queries=queries,
+        bundles=EvidenceBundles(queries, proofs, events, signer),
         evidence=evidence,
         notifications=NotificationService(
             stores,
@@ -194,9 +200,7 @@ def build_services(settings: ServerSettings, engine: Engine, signer: SignerClien
             ),
             proofs,
         ),
-        events=EventLog(
-            stores, utcnow, signer, settings.provider_name, directory, witness_publisher
-        ),
+        events=events,
         webhooks=WebhookService(
             stores,
             WebhookPolicy(
@@ -261,6 +265,7 @@ def service_bindings(services: Services) -> list[ServiceBinding]:
                 services.queries,
                 services.identity,
                 services.events,
+                services.bundles,
             ),
         ),
         ServiceBinding(

@@ -56,7 +56,7 @@ def verify_bundle(data: bytes, anchors: list[bytes] | None = None) -> Report:
     _check_manifest(report, bundle)
     certs = _bundle_certificates(report, bundle)
     crls = _bundle_crls(report, bundle)
-    evidence_id = _check_evidence(report, bundle)
+    evidence_name = _check_evidence(report, bundle)
 
     for label, seal, document in (
         ("evidence seal", layout.EVIDENCE_SEAL, layout.EVIDENCE),
@@ -64,7 +64,7 @@ def verify_bundle(data: bytes, anchors: list[bytes] | None = None) -> Report:
     ):
         _check_seal(report, label, bundle, seal, document, certs, crls, trusted)
     _check_pdf(report, bundle, trusted, certs)
-    _check_log(report, bundle, evidence_id)
+    _check_log(report, bundle, evidence_name)
     return report
 
 
@@ -172,7 +172,9 @@ def _bundle_crls(report: Report, bundle: _Bundle) -> list[asn1_crl.CertificateLi
 
 
 def _check_evidence(report: Report, bundle: _Bundle) -> str | None:
-    evidence_id: str | None = None
+    """The evidence's resource name as the log names it
+    (``letters/{letter}/evidence/{id}``), if evidence.json can be read."""
+    evidence_name: str | None = None
     with _check(report, "evidence") as ok:
         try:
             document = json.loads(bundle[layout.EVIDENCE])
@@ -181,8 +183,9 @@ def _check_evidence(report: Report, bundle: _Bundle) -> str | None:
         if not str(document.get("format", "")).startswith("lre-evidence/"):
             raise SealProblem("evidence.json is not an lre-evidence document")
         evidence_id = str(document["evidenceId"])
+        evidence_name = f"{document['letterId']}/evidence/{evidence_id}"
         ok(f"{document['format']} {evidence_id}, {document.get('event', '?').rsplit('/', 1)[-1]}")
-    return evidence_id
+    return evidence_name
 
 
 def _check_seal(
@@ -287,7 +290,7 @@ def _check_pdf(
         ok("embeds exactly this evidence.json and evidence.p7m")
 
 
-def _check_log(report: Report, bundle: _Bundle, evidence_id: str | None) -> None:
+def _check_log(report: Report, bundle: _Bundle, evidence_name: str | None) -> None:
     with _check(report, "log leaf") as ok:
         leaf = bundle[layout.LOG_LEAF]
         try:
@@ -296,8 +299,10 @@ def _check_log(report: Report, bundle: _Bundle, evidence_id: str | None) -> None
             raise SealProblem("log-leaf.json is not JSON") from None
         if record.get("format") != "lre-log/1":
             raise SealProblem("log-leaf.json is not an lre-log/1 leaf")
-        if record.get("evidence") != evidence_id:
+        if evidence_name is None or record.get("evidence") != evidence_name:
             raise SealProblem("the leaf names another evidence")
+        if not evidence_name.startswith(f"{record.get('letter')}/evidence/"):
+            raise SealProblem("the leaf names another letter")
         if record.get("documentSha256") != hashlib.sha256(bundle[layout.EVIDENCE]).hexdigest():
             raise SealProblem("the leaf's documentSha256 is not evidence.json's")
         if record.get("sealSha256") != hashlib.sha256(bundle[layout.EVIDENCE_SEAL]).hexdigest():

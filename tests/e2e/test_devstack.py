@@ -172,13 +172,31 @@ def test_the_walkthrough_client_against_make_run(tmp_path: Path, ports: dict[str
     assert "genuine: True" in result.stdout and "content identical: True" in result.stdout
     assert (tmp_path / "out" / document.name).read_bytes() == document.read_bytes()
     commands = [
-        line.strip() for line in result.stdout.splitlines() if line.strip().startswith("openssl ")
+        line.strip().split()
+        for line in result.stdout.splitlines()
+        if line.strip().startswith(("openssl ", "pdfsig ", "lre-verify "))
     ]
-    assert len(commands) == 8  # four evidences: deposit, notification, acceptance, handover
+    # Four evidences (deposit, notification, acceptance, handover), four commands each.
+    assert sorted(c[0] for c in commands) == ["lre-verify"] * 4 + ["openssl"] * 8 + ["pdfsig"] * 4
     for command in commands:
-        verified = subprocess.run(command.split(), capture_output=True, text=True)
+        # The printed commands as a user runs them, with the package's scripts on the PATH.
+        program = str(BIN / command[0]) if command[0] == "lre-verify" else command[0]
+        verified = subprocess.run([program, *command[1:]], capture_output=True, text=True)
         assert verified.returncode == 0, (command, verified.stdout, verified.stderr)
-        assert "Verification successful" in verified.stderr or "Verification: OK" in verified.stdout
+        said = {
+            "openssl": ("Verification successful", "Verification: OK"),
+            "pdfsig": ("Signature Validation: Signature is Valid.",),
+            "lre-verify": ("\nVALID\n",),
+        }[command[0]]
+        output = verified.stdout + verified.stderr
+        assert any(s in output for s in said), (command, output)
+        if command[0] == "lre-verify":  # and a bundle with one byte changed is not
+            changed = tmp_path / "changed.zip"
+            data = bytearray(Path(command[1]).read_bytes())
+            data[len(data) // 3] ^= 0x01
+            changed.write_bytes(bytes(data))
+            refused = subprocess.run([program, str(changed), *command[2:]], capture_output=True)
+            assert refused.returncode == 1, (command, refused.stdout)
     # The mailing command: two letters, two refusals (no consent, no such party), one accepted.
     assert mailing.returncode == 0, mailing.stdout + mailing.stderr
     assert "2 letters, 2 refused" in mailing.stdout, mailing.stdout

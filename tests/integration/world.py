@@ -36,6 +36,7 @@ from lre.server.services.custody import (
 )
 from lre.server.services.identity import IdentityPolicy, IdentityService, NewParty
 from lre.server.services.notification import NotificationPolicy, NotificationService
+from lre.server.services.proofs import StoredProofs
 from lre.server.storage import db, models
 from lre.server.storage.store import Stores
 from lre.server.workers.expiry import ExpirySweep
@@ -151,7 +152,9 @@ class World:
         self.decisions = DecisionService(
             self.stores, self.signer, self.evidence, policy.reminder_days, clock
         )
-        self.proofs = functools.partial(proof_pdf, signer=self.signer)
+        self.proofs = StoredProofs(
+            self.stores, functools.partial(proof_pdf, signer=self.signer), clock
+        )
         self.queries = CustodyQueries(self.stores, self.proofs)
         self.expiry = ExpirySweep(self.stores, self.evidence, clock)
         self.retention = RetentionPurge(self.stores, policy.content_retention, clock)

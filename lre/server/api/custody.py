@@ -33,6 +33,7 @@ from lre.server.services.custody import (
     MailingView,
     StaffReader,
 )
+from lre.server.services.custody.bundles import EvidenceBundles
 from lre.server.services.events import EventLog
 from lre.server.services.identity import IdentityService
 from lre.v1 import common_pb2, custody_pb2, custody_pb2_grpc
@@ -179,6 +180,7 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
         queries: CustodyQueries,
         identities: IdentityService,
         events: EventLog,
+        bundles: EvidenceBundles,
     ) -> None:
         self._deposits = deposits
         self._decisions = decisions
@@ -186,6 +188,7 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
         self._queries = queries
         self._identities = identities
         self._events = events
+        self._bundles = bundles
 
     def DepositLetter(
         self,
@@ -470,6 +473,17 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
             else:
                 pdf = self._queries.evidence_proof(reader, letter_id, evidence_id)
             return custody_pb2.EvidenceProof(name=request.name, pdf=pdf)
+
+    def GetEvidenceBundle(
+        self, request: custody_pb2.GetEvidenceBundleRequest, context: grpc.ServicerContext
+    ) -> Iterator[custody_pb2.EvidenceBundleChunk]:
+        with domain_errors(context):
+            reader = self._evidence_reader(context, "GetEvidenceBundle")
+            letter_id, evidence_id = _evidence_name(request.name, "name")
+            # Built whole before the first chunk: an error is a status, never a cut ZIP.
+            bundle = self._bundles.bundle(reader, letter_id, evidence_id)
+            for offset in range(0, len(bundle), WIRE_CHUNK):
+                yield custody_pb2.EvidenceBundleChunk(data=bundle[offset : offset + WIRE_CHUNK])
 
 
 def _envelope_then_chunks(messages: Iterator[Any]) -> tuple[Any, Iterator[tuple[int, bytes]]]:

@@ -48,6 +48,7 @@ POLICY: dict[str, frozenset[Role]] = {
     _C + "ListEvidence": PORTALS | {OPERATOR, AUDITOR},
     _C + "GetEvidence": PORTALS | {OPERATOR, AUDITOR},
     _C + "GetEvidenceProof": PORTALS | {OPERATOR, AUDITOR},
+    _C + "GetEvidenceBundle": PORTALS | {OPERATOR, AUDITOR},
     _C + "SetLegalHold": frozenset({OPERATOR}),
     _C + "ListCharges": frozenset({SENDER}),
     _C + "DepositMailing": frozenset({SENDER}),

@@ -71,6 +71,15 @@ class EvidenceRecord:
 
 
 @dataclass(frozen=True)
+class EvidenceWithProof(EvidenceRecord):
+    """An evidence read with its signed PDF proof as stored (EvidenceRepository.get):
+    ``proof_pdf`` is None while none is stored, so that whoever holds it knows
+    without another read (which, inside a transaction on SQLite, would wait for it)."""
+
+    proof_pdf: bytes | None = None
+
+
+@dataclass(frozen=True)
 class ChargeRecord:
     id: uuid.UUID
     sender_id: uuid.UUID

@@ -16,7 +16,7 @@ from importlib import resources
 import jinja2
 from weasyprint import CSS, HTML, Attachment
 
-from lre.server.proofs.document import PARIS, ProofDocument, read
+from lre.server.proofs.document import PARIS, Authentication, ProofDocument, read
 from lre.server.proofs.events import TEXTS
 
 PDF_VARIANT = "pdf/a-3u"
@@ -68,6 +68,7 @@ def render_proof(evidence: bytes, seal: bytes) -> bytes:
         seal_name=seal_name,
         paris_fr=_paris_fr,
         utc=_utc,
+        authentication=_authentication,
         size=_size,
     )
     created = doc.seal.timestamp_time
@@ -96,6 +97,29 @@ def render_proof(evidence: bytes, seal: bytes) -> bytes:
             # Identical inputs give identical bytes, hence the same PDF identifier.
             pdf_identifier=doc.evidence_id.encode(),
         )
+    )
+
+
+_LEVELS = {
+    "http://eidas.europa.eu/LoA/low": ("faible", "low"),
+    "http://eidas.europa.eu/LoA/substantial": ("substantiel", "substantial"),
+    "http://eidas.europa.eu/LoA/high": ("élevé", "high"),
+}
+_FACTORS = {
+    "knowledge": ("mot de passe", "password"),
+    "possession": ("appareil", "device"),
+    "inherence": ("biométrie", "biometrics"),
+    "otp": ("code à usage unique", "one-time code"),
+}
+
+
+def _authentication(authn: Authentication) -> tuple[str, str]:
+    """How a party authenticated for the event, in French and in English."""
+    level_fr, level_en = _LEVELS.get(authn.level, (authn.level, authn.level))
+    factors = [_FACTORS.get(m, (m, m)) for m in authn.method]
+    return (
+        f"eIDAS {level_fr} ({', '.join(f for f, _ in factors)})",
+        f"eIDAS {level_en} ({', '.join(e for _, e in factors)})",
     )
 
 

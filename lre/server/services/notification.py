@@ -30,10 +30,10 @@ from lre.server.adapters import at_rest
 from lre.server.domain.errors import InvalidArgument, NotFound
 from lre.server.domain.evidence import PartyDetails
 from lre.server.domain.letters import EvidenceEvent, OutboxKind
-from lre.server.domain.records import EvidenceRecord, LetterRecord, MessageRecord
+from lre.server.domain.records import EvidenceWithProof, LetterRecord, MessageRecord
 from lre.server.domain.window import AcceptanceWindow
-from lre.server.proofs import ProofRenderer
 from lre.server.proofs.document import read_seal
+from lre.server.services.proofs import StoredProofs
 from lre.server.storage.credentials import CredentialRepository
 from lre.server.storage.store import Store, Stores
 
@@ -92,12 +92,10 @@ class LetterClaim:
 
 
 class NotificationService:
-    def __init__(
-        self, stores: Stores, policy: NotificationPolicy, proof_pdf: ProofRenderer
-    ) -> None:
+    def __init__(self, stores: Stores, policy: NotificationPolicy, proofs: StoredProofs) -> None:
         self._stores = stores
         self._policy = policy
-        self._proof_pdf = proof_pdf
+        self._proofs = proofs
         self._templates = Environment(
             loader=FileSystemLoader(TEMPLATES),
             autoescape=select_autoescape(["html.j2"]),
@@ -173,12 +171,13 @@ class NotificationService:
         letter: LetterRecord,
         sender: PartyDetails,
         recipient: PartyDetails,
-        evidence: EvidenceRecord,
+        evidence: EvidenceWithProof,
     ) -> Message:
         """A party's copy of a proof: the signed PDF, and the evidence and its
         seal as sealed. The sender's unless the row says it is the recipient's
         (their own acceptance and handover, once the sender is known to them).
-        Raises DependencyUnavailable while the signer cannot sign the PDF."""
+        The PDF is the stored one (made now if this is its first use); raises
+        DependencyUnavailable while the signer cannot sign it."""
         what_fr, what_en = PROOF_TITLES[evidence.event]
         to_recipient = message.payload.get("to") == PROOF_TO_RECIPIENT
         stamped = read_seal(evidence.document, evidence.seal)
@@ -207,7 +206,7 @@ class NotificationService:
                     context["pdf_file"],
                     "pdf",
                     {},
-                    self._proof_pdf(evidence.document, evidence.seal),
+                    self._proofs.pdf(evidence),
                 ),
                 (context["evidence_file"], "json", {}, evidence.document),
                 # RFC 8551 3.2: a SignedData is pkcs7-mime with smime-type signed-data.

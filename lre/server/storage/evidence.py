@@ -10,11 +10,12 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session as DbSession
 
 from lre.server.domain.letters import EvidenceEvent
-from lre.server.domain.records import ChargeRecord, EvidenceRecord
+from lre.server.domain.records import ChargeRecord, EvidenceRecord, EvidenceWithProof
 from lre.server.storage import models
 from lre.server.storage.records import from_row, paged_records, table, to_row
 
 EVIDENCE = table(models.Evidence)
+PROOFS = table(models.EvidenceProof)
 CHARGES = table(models.Charge)
 
 
@@ -27,9 +28,14 @@ class EvidenceRepository:
         if rows:
             self._db.execute(insert(EVIDENCE), rows)
 
-    def get(self, evidence_id: uuid.UUID) -> EvidenceRecord | None:
-        row = self._db.execute(select(EVIDENCE).where(EVIDENCE.c.id == evidence_id)).one_or_none()
-        return None if row is None else from_row(EvidenceRecord, row)
+    def get(self, evidence_id: uuid.UUID) -> EvidenceWithProof | None:
+        """The evidence with its stored PDF proof, if one is stored."""
+        row = self._db.execute(
+            select(EVIDENCE, PROOFS.c.pdf.label("proof_pdf"))
+            .outerjoin(PROOFS, PROOFS.c.evidence_id == EVIDENCE.c.id)
+            .where(EVIDENCE.c.id == evidence_id)
+        ).one_or_none()
+        return None if row is None else from_row(EvidenceWithProof, row)
 
     def of_letter(self, letter_id: uuid.UUID) -> list[EvidenceRecord]:
         """In the order the events happened."""
@@ -47,6 +53,18 @@ class EvidenceRepository:
             )
         )
         return found is not None
+
+    def has_proof(self, evidence_id: uuid.UUID) -> bool:
+        found = self._db.scalar(
+            select(PROOFS.c.evidence_id).where(PROOFS.c.evidence_id == evidence_id)
+        )
+        return found is not None
+
+    def add_proof(self, evidence_id: uuid.UUID, pdf: bytes, now: dt.datetime) -> None:
+        """Stores the proof; IntegrityError if one is stored already (made meanwhile)."""
+        self._db.execute(
+            insert(PROOFS), [{"evidence_id": evidence_id, "pdf": pdf, "create_time": now}]
+        )
 
 
 class ChargeRepository:

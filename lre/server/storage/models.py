@@ -223,6 +223,19 @@ class Evidence(Base):
     seal: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+class EvidenceProof(Base):
+    """The signed PDF proof of an evidence, made once (rendering and signing
+    take tenths of a second) and served as stored ever after: the e-mailed
+    copy, GetEvidenceProof and the bundle are the same bytes. A table of its
+    own so that reading evidence never loads PDFs."""
+
+    __tablename__ = "evidence_proofs"
+
+    evidence_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("evidence.id"), primary_key=True)
+    pdf: Mapped[bytes] = mapped_column(LargeBinary)
+    create_time: Mapped[dt.datetime]
+
+
 class OutboxMessage(Base):
     """Written in the transaction of the state change that causes it."""
 

@@ -65,7 +65,7 @@ def _record(letter: str, evidence: bytes, seal: bytes, evidence_id: str) -> log.
         state=LetterState.DEPOSITED,
         event_time=dt.datetime.now(dt.UTC),
         event=EvidenceEvent.SUBMISSION_ACCEPTANCE,
-        evidence_id=evidence_id,
+        evidence_id=f"letters/{letter}/evidence/{evidence_id}",  # as the server's log names it
         document_sha256=log.sha256_hex(evidence),
         seal_sha256=log.sha256_hex(seal),
     )

@@ -9,6 +9,7 @@ from pathlib import Path
 from lre.server.domain.letters import EvidenceEvent, LetterState, OutboxState
 from lre.server.domain.window import AcceptanceWindow
 from lre.server.services.notification import NotificationPolicy, NotificationService
+from lre.server.services.proofs import StoredProofs
 from lre.server.storage import db, models
 from lre.server.workers.outbox import OutboxDispatcher
 from tests.conftest import SignerProcess
@@ -78,7 +79,7 @@ def test_smtp_down_then_back_every_notification_arrives_once(world: World, smtp_
     world.notifications = NotificationService(
         world.stores,
         NotificationPolicy(KEY, "LRE <notifications@lre.test>", "https://portal.lre.test"),
-        lambda evidence, seal: b"%PDF- not rendered in this test",
+        StoredProofs(world.stores, lambda document, seal: b"%PDF- not rendered", world.clock),
     )
     world.dispatcher = world.make_dispatcher(smtp_port)
     letters = [world.deposit() for _ in range(LETTERS_WHILE_SMTP_DOWN)]

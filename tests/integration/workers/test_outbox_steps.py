@@ -20,6 +20,7 @@ from lre.server.domain.window import PARIS, AcceptanceWindow, paris_midnight
 from lre.server.proofs import proof_pdf
 from lre.server.services.custody import DecisionService, EvidenceRecorder
 from lre.server.services.notification import NotificationPolicy, NotificationService
+from lre.server.services.proofs import StoredProofs
 from lre.server.storage import db, models
 from lre.server.workers.outbox import NoticeSealer, OutboxDispatcher, RetryPolicy
 from tests.integration.services.conftest import KEY
@@ -95,7 +96,7 @@ def signer_down(world: World) -> tuple[DecisionService, NotificationService]:
     notifications = NotificationService(
         world.stores,
         NotificationPolicy(KEY, "LRE <notifications@lre.test>", "https://portal.lre.test"),
-        functools.partial(proof_pdf, signer=dead),
+        StoredProofs(world.stores, functools.partial(proof_pdf, signer=dead), world.clock),
     )
     return decisions, notifications
 

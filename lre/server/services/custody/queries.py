@@ -18,11 +18,12 @@ from lre.server.domain.log import LogKind
 from lre.server.domain.records import (
     ChargeRecord,
     EvidenceRecord,
+    EvidenceWithProof,
     LetterRecord,
     MessageRecord,
     PartRecord,
 )
-from lre.server.proofs import ProofRenderer
+from lre.server.services.proofs import StoredProofs
 from lre.server.storage.store import Stores
 
 
@@ -40,11 +41,11 @@ class CustodyQueries:
     def __init__(
         self,
         stores: Stores,
-        proof_pdf: ProofRenderer,
+        proofs: StoredProofs,
         clock: Callable[[], dt.datetime] = utcnow,
     ) -> None:
         self._stores = stores
-        self._proof_pdf = proof_pdf
+        self._proofs = proofs
         self._clock = clock
 
     def letter_for(
@@ -109,10 +110,23 @@ class CustodyQueries:
     def evidence_proof(
         self, session: identity.Session, letter_id: uuid.UUID, evidence_id: uuid.UUID
     ) -> bytes:
-        """The signed PDF proof of an evidence the caller may read, made on
-        request (tenths of a second, and a signer call)."""
-        row = self.evidence(session, letter_id, evidence_id)
-        return self._proof_pdf(row.document, row.seal)
+        """The signed PDF proof of an evidence the caller may read, as stored
+        (made on the first request if nothing needed it before)."""
+        return self._proofs.pdf(self.evidence_with_proof(session, letter_id, evidence_id))
+
+    def evidence_with_proof(
+        self, session: identity.Session | None, letter_id: uuid.UUID, evidence_id: uuid.UUID
+    ) -> EvidenceWithProof:
+        """One evidence, with its stored PDF proof: one the session's party may
+        read (``evidence_for``); without a session, any letter's (operators and
+        auditors: the API decides who comes without one)."""
+        if session is not None:
+            self.evidence(session, letter_id, evidence_id)
+        with self._stores.read() as store:
+            row = store.evidence.get(evidence_id)
+        if row is None or row.letter_id != letter_id:
+            raise NotFound("no such evidence")
+        return row
 
     def evidence_for_staff(
         self, reader: StaffReader, letter_id: uuid.UUID, evidence_id: uuid.UUID | None = None
@@ -144,8 +158,8 @@ class CustodyQueries:
     def evidence_proof_for_staff(
         self, reader: StaffReader, letter_id: uuid.UUID, evidence_id: uuid.UUID
     ) -> bytes:
-        (row,) = self.evidence_for_staff(reader, letter_id, evidence_id)
-        return self._proof_pdf(row.document, row.seal)
+        self.evidence_for_staff(reader, letter_id, evidence_id)
+        return self._proofs.pdf(self.evidence_with_proof(None, letter_id, evidence_id))
 
     def notifications_for(
         self, session: identity.Session, letter_id: uuid.UUID, page_size: int, page_token: str

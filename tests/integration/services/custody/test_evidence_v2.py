@@ -23,7 +23,7 @@ from lre.server.domain.errors import NotFound
 from lre.server.domain.evidence import EvidenceTimeMismatch
 from lre.server.domain.letters import EvidenceEvent, LetterState
 from lre.server.domain.records import EvidenceRecord
-from lre.server.proofs import ProofInputError
+from lre.server.proofs import ProofInputError, proof_pdf
 from lre.server.proofs.document import read, read_seal
 from lre.server.services.custody import DeclaredPart, DepositService, EvidenceRecorder
 from lre.server.storage import db, models
@@ -280,7 +280,7 @@ def test_evidence_sealed_as_v1_still_makes_a_proof(world: World) -> None:
     assert document.issuer == "LRE Test Provider SAS"
     assert document.parts[0].digest == "ab" * 32
     assert document.sender.party_id is None and document.policy_id is None
-    assert world.proofs(v1, seal).startswith(b"%PDF-")
+    assert proof_pdf(v1, seal, world.signer).startswith(b"%PDF-")
 
 
 def test_a_v2_evidence_naming_another_seal_certificate_makes_no_proof(world: World) -> None:

@@ -1,0 +1,104 @@
+"""Each evidence's signed PDF proof, made once and stored.
+
+Rendering and signing a proof takes tenths of a second and a signer call, so
+it is done the first time the proof is needed (in practice by the outbox,
+composing the proof e-mail right after the event) and the stored bytes are
+served ever after: an e-mail retried, GetEvidenceProof and the evidence
+bundle give the very same PDF.
+
+The caller brings the evidence read with its stored proof
+(``EvidenceRepository.get``), and a new PDF is written by a writer thread,
+never in the caller's: the caller may hold a transaction (the outbox composes
+its e-mails inside one, and on SQLite every transaction holds the database's
+write lock, so another read or write in the same thread would wait for
+itself). Until it is stored, this process serves it from memory.
+Two processes that need the same new proof at the same instant may each make
+one (both valid); the first stored is the one served afterwards.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import queue
+import threading
+import uuid
+from collections.abc import Callable
+
+from prometheus_client import Counter
+from sqlalchemy.exc import IntegrityError
+
+from lre.server.domain.records import EvidenceWithProof
+from lre.server.proofs import ProofRenderer
+from lre.server.storage.store import Stores
+
+logger = logging.getLogger(__name__)
+MADE = Counter("lre_proof_pdfs_made", "PDF proofs rendered and signed (then stored).")
+# Pending writes beyond this are dropped (the PDF is made again on its next use).
+MAX_PENDING = 1000
+
+
+class StoredProofs:
+    def __init__(
+        self, stores: Stores, render: ProofRenderer, clock: Callable[[], dt.datetime]
+    ) -> None:
+        self._stores = stores
+        self._render = render
+        self._clock = clock
+        self._pending: dict[uuid.UUID, bytes] = {}
+        self._queue: queue.Queue[uuid.UUID] = queue.Queue()
+        self._lock = threading.Lock()
+        self._writer: threading.Thread | None = None
+
+    def pdf(self, evidence: EvidenceWithProof) -> bytes:
+        """The evidence's signed PDF proof: as stored, or made now (and stored
+        by the writer thread). Raises DependencyUnavailable while the signer
+        cannot sign, ProofInputError if the seal is not over the evidence."""
+        if evidence.proof_pdf is not None:
+            return evidence.proof_pdf
+        with self._lock:
+            pending = self._pending.get(evidence.id)
+        if pending is not None:
+            return pending
+        pdf = self._render(evidence.document, evidence.seal)
+        MADE.inc()
+        with self._lock:
+            if len(self._pending) < MAX_PENDING:
+                self._pending.setdefault(evidence.id, pdf)
+                self._queue.put(evidence.id)
+                if self._writer is None:
+                    self._writer = threading.Thread(
+                        target=self._write_forever, name="proof-writer", daemon=True
+                    )
+                    self._writer.start()
+            return self._pending.get(evidence.id, pdf)
+
+    def flush(self) -> None:
+        """Until every PDF made so far is stored (tests, orderly shutdown)."""
+        self._queue.join()
+
+    def _write_forever(self) -> None:
+        while True:
+            evidence_id = self._queue.get()
+            try:
+                self._write(evidence_id)
+            except Exception:
+                # Not stored: it is made again on its next use.
+                logger.exception("storing a proof PDF failed")
+            finally:
+                with self._lock:
+                    self._pending.pop(evidence_id, None)
+                self._queue.task_done()
+
+    def _write(self, evidence_id: uuid.UUID) -> None:
+        with self._lock:
+            pdf = self._pending.get(evidence_id)
+        if pdf is None:
+            return
+        try:
+            with self._stores.begin() as store:
+                # Made by another process meanwhile: that one is served from now on.
+                if not store.evidence.has_proof(evidence_id):
+                    store.evidence.add_proof(evidence_id, pdf, self._clock())
+        except IntegrityError:
+            pass  # stored by another process between the check and the insert
