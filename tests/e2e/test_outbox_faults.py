@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import datetime as dt
+import os
 import signal
 import subprocess
 import time
@@ -28,7 +29,7 @@ from typing import Any
 
 import grpc
 import pytest
-from sqlalchemy import Engine, Row, create_engine, select, text
+from sqlalchemy import Engine, Row, create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
 from lre.server.domain.letters import EvidenceEvent, LetterState, OutboxKind, OutboxState
@@ -114,6 +115,12 @@ class Rig:
     def letters(self) -> list[Row[Any]]:
         with self.engine.connect() as connection:
             return list(connection.execute(select(models.Letter.__table__)))
+
+    def sequenced(self) -> bool:
+        with self.engine.connect() as connection:
+            return not connection.execute(
+                select(func.count()).where(models.LogEntry.seq.is_(None))
+            ).scalar_one()
 
     def received(self) -> collections.Counter[str]:
         return collections.Counter(str(m["Message-ID"]) for m in list(self.inbox.messages))
@@ -317,6 +324,22 @@ def test_signer_stopped_each_notice_goes_once_and_is_sealed_later_at_its_hand_of
         assert _sample(url, "lre_notifications_resent_total") == 0
         assert _sample(url, "lre_notices_sealed_late_total") == 10
         assert process.poll() is None
+        # The log, replayed, accepts notices sealed after their hand-off.
+        assert wait_for(r.sequenced, timeout=30)
+        checked = subprocess.run(
+            [str(BIN / "lre-server"), "verify-log"],
+            env={
+                **os.environ,
+                "LRE_SERVER_DATABASE_URL": database_url,
+                "LRE_SERVER_SECRETS_KEY_FILE": str(tmp_path / "server.key"),
+                "LRE_SERVER_SEAL_TRUST_ANCHORS_FILE": str(dev_var.pki / "root-ca.pem"),
+            },
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert checked.returncode == 0, checked.stdout[-3000:] + checked.stderr[-3000:]
+        assert "PROBLEM" not in checked.stdout
     print(f"\nsigner outage: {outage_s} s; whole test {time.monotonic() - started:.1f} s")
 
 
