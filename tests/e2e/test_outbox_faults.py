@@ -225,6 +225,8 @@ def test_worker_killed_mid_dispatch_every_message_arrives_at_most_one_resend_per
         stranded: list[int] = []  # messages left SENDING by each kill
         resent_seen: list[float] = []  # what each worker's counter said
         for n in range(kills):
+            if n > 0:
+                r.deposit(20)  # deposits go on: each kill lands on a worker with work
             with r.worker(n) as (process, url):
                 if n > 0:
                     # It sends again what the killed one held, once its lease ran out.
@@ -246,19 +248,27 @@ def test_worker_killed_mid_dispatch_every_message_arrives_at_most_one_resend_per
                 timeout=LEASE_S + 20,
             ), r.log(kills)
             assert wait_for(r.all_sent, timeout=60), r.log(kills)
+            # A worker killed between recording a notice and sealing it leaves
+            # it to the notice sealer (after NOTICE_GRACE): never a resend.
+            assert wait_for(
+                lambda: {letter.state for letter in r.letters()} == {LetterState.NOTIFIED}, 30
+            ), r.log(kills)
             resent_seen.append(_sample(url, "lre_notifications_resent_total"))
             assert _sample(url, 'lre_notifications_resent_total{kind="reminder"}') == 0
         rows = r.rows()
         received = r.received()
         # Every message arrived; again only when a crash stranded it, once per crash.
         kinds = collections.Counter(row.kind for row in rows)
-        assert kinds[OutboxKind.LETTER_WAITING] == kinds[OutboxKind.PROOF] == 30
+        letters = 30 + 20 * (kills - 1)
+        assert kinds[OutboxKind.LETTER_WAITING] == kinds[OutboxKind.PROOF] == letters
         assert all(received[_message_id(row)] >= 1 for row in rows)
         assert all(received[_message_id(row)] <= 1 + row.resends for row in rows)
         assert all(row.resends <= kills for row in rows)
         assert all(row.attempts >= 1 + row.resends for row in rows)
         # The resends show: on the rows, and in the counters of the workers that made them.
-        assert stranded[0] >= 1, "no kill landed mid-send"
+        # Kills land mid-send (on SQLite one may land while the claim waits for
+        # the write lock: nothing stranded then, which is right too).
+        assert stranded[0] >= 1 and sum(stranded) >= kills, stranded
         assert sum(row.resends for row in rows) == sum(stranded) == sum(resent_seen)
         duplicates = sum(count - 1 for count in received.values())
         assert duplicates <= sum(stranded)
