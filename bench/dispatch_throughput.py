@@ -119,7 +119,7 @@ def main() -> int:
         with running_stack(
             server_processes=1,
             postgres=args.postgres,
-            settings={"LRE_SERVER_STREAMS_PER_CALLER": "32"},
+            settings={"LRE_SERVER_STREAMS_PER_CALLER": "32", "LRE_SERVER_GRPC_THREADS": "32"},
         ) as stack:
             # Setup: deposits at a rate the server sustains, until there are enough.
             made = 0

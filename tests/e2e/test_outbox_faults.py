@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import datetime as dt
+import os
 import signal
 import subprocess
 import time
@@ -28,7 +29,7 @@ from typing import Any
 
 import grpc
 import pytest
-from sqlalchemy import Engine, Row, create_engine, select, text
+from sqlalchemy import Engine, Row, create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
 from lre.server.domain.letters import EvidenceEvent, LetterState, OutboxKind, OutboxState
@@ -114,6 +115,12 @@ class Rig:
     def letters(self) -> list[Row[Any]]:
         with self.engine.connect() as connection:
             return list(connection.execute(select(models.Letter.__table__)))
+
+    def sequenced(self) -> bool:
+        with self.engine.connect() as connection:
+            return not connection.execute(
+                select(func.count()).where(models.LogEntry.seq.is_(None))
+            ).scalar_one()
 
     def received(self) -> collections.Counter[str]:
         return collections.Counter(str(m["Message-ID"]) for m in list(self.inbox.messages))
@@ -218,6 +225,8 @@ def test_worker_killed_mid_dispatch_every_message_arrives_at_most_one_resend_per
         stranded: list[int] = []  # messages left SENDING by each kill
         resent_seen: list[float] = []  # what each worker's counter said
         for n in range(kills):
+            if n > 0:
+                r.deposit(20)  # deposits go on: each kill lands on a worker with work
             with r.worker(n) as (process, url):
                 if n > 0:
                     # It sends again what the killed one held, once its lease ran out.
@@ -239,19 +248,27 @@ def test_worker_killed_mid_dispatch_every_message_arrives_at_most_one_resend_per
                 timeout=LEASE_S + 20,
             ), r.log(kills)
             assert wait_for(r.all_sent, timeout=60), r.log(kills)
+            # A worker killed between recording a notice and sealing it leaves
+            # it to the notice sealer (after NOTICE_GRACE): never a resend.
+            assert wait_for(
+                lambda: {letter.state for letter in r.letters()} == {LetterState.NOTIFIED}, 30
+            ), r.log(kills)
             resent_seen.append(_sample(url, "lre_notifications_resent_total"))
             assert _sample(url, 'lre_notifications_resent_total{kind="reminder"}') == 0
         rows = r.rows()
         received = r.received()
         # Every message arrived; again only when a crash stranded it, once per crash.
         kinds = collections.Counter(row.kind for row in rows)
-        assert kinds[OutboxKind.LETTER_WAITING] == kinds[OutboxKind.PROOF] == 30
+        letters = 30 + 20 * (kills - 1)
+        assert kinds[OutboxKind.LETTER_WAITING] == kinds[OutboxKind.PROOF] == letters
         assert all(received[_message_id(row)] >= 1 for row in rows)
         assert all(received[_message_id(row)] <= 1 + row.resends for row in rows)
         assert all(row.resends <= kills for row in rows)
         assert all(row.attempts >= 1 + row.resends for row in rows)
         # The resends show: on the rows, and in the counters of the workers that made them.
-        assert stranded[0] >= 1, "no kill landed mid-send"
+        # Kills land mid-send (on SQLite one may land while the claim waits for
+        # the write lock: nothing stranded then, which is right too).
+        assert stranded[0] >= 1 and sum(stranded) >= kills, stranded
         assert sum(row.resends for row in rows) == sum(stranded) == sum(resent_seen)
         duplicates = sum(count - 1 for count in received.values())
         assert duplicates <= sum(stranded)
@@ -317,6 +334,22 @@ def test_signer_stopped_each_notice_goes_once_and_is_sealed_later_at_its_hand_of
         assert _sample(url, "lre_notifications_resent_total") == 0
         assert _sample(url, "lre_notices_sealed_late_total") == 10
         assert process.poll() is None
+        # The log, replayed, accepts notices sealed after their hand-off.
+        assert wait_for(r.sequenced, timeout=30)
+        checked = subprocess.run(
+            [str(BIN / "lre-server"), "verify-log"],
+            env={
+                **os.environ,
+                "LRE_SERVER_DATABASE_URL": database_url,
+                "LRE_SERVER_SECRETS_KEY_FILE": str(tmp_path / "server.key"),
+                "LRE_SERVER_SEAL_TRUST_ANCHORS_FILE": str(dev_var.pki / "root-ca.pem"),
+            },
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert checked.returncode == 0, checked.stdout[-3000:] + checked.stderr[-3000:]
+        assert "PROBLEM" not in checked.stdout
     print(f"\nsigner outage: {outage_s} s; whole test {time.monotonic() - started:.1f} s")
 
 
