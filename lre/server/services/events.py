@@ -122,8 +122,13 @@ class EventLog:
             if entry is None or entry.seq is None:
                 raise FailedPrecondition("the evidence is not in the log yet; retry shortly")
             head = store.log.head_containing(entry.seq, size)
+            if head is None and size:
+                raise FailedPrecondition("no sealed tree head of that size contains the evidence")
             if head is None:
-                raise FailedPrecondition("no sealed tree head contains the evidence yet")
+                raise FailedPrecondition(
+                    "no sealed tree head contains the evidence yet; retry after the next one"
+                    " (heads are sealed periodically)"
+                )
             proof = log.inclusion_path(entry.seq, head.tree_size, store.log.node())
         return entry, head, proof
 

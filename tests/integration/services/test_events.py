@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from sqlalchemy import text
 
 from lre.server.audit.verify import verify_log
+from lre.server.domain.errors import FailedPrecondition
 from lre.server.domain.records import LetterRecord
 from lre.server.services.events import EventLog
 from lre.server.storage import db, models
@@ -76,3 +78,27 @@ def test_inclusion_and_consistency_proofs_verify_independently(
     report = verify_log(world.engine.url.render_as_string(False), signer_process.root_ca)
     assert report.ok, report.findings
     assert (report.entries, report.evidence, report.heads) == (DECLARED + 8, 7, 2)
+
+
+def test_an_evidence_not_yet_under_a_sealed_head_says_what_to_wait_for(
+    world: World, signer_process: SignerProcess
+) -> None:
+    log = _log(world, signer_process)
+    (letter,) = _letters(world, 1)
+    with db.sessions(world.engine)() as session:
+        (item,) = session.query(models.Evidence).filter_by(letter_id=letter.id).all()
+    with pytest.raises(FailedPrecondition, match="not in the log yet"):
+        log.inclusion(item.id)
+    log.sequence()
+    with pytest.raises(FailedPrecondition, match="retry after the next one"):
+        log.inclusion(item.id)
+    head = log.seal_head()
+    assert head is not None
+    assert log.inclusion(item.id)[1] == head
+    (later,) = _letters(world, 1)
+    log.sequence()
+    log.seal_head()
+    with db.sessions(world.engine)() as session:
+        (newer,) = session.query(models.Evidence).filter_by(letter_id=later.id).all()
+    with pytest.raises(FailedPrecondition, match="of that size"):
+        log.inclusion(newer.id, size=head.tree_size)
