@@ -281,7 +281,10 @@ def test_clients_that_cancel_or_run_out_of_time_are_not_server_errors(
     assert any('"code": "DEADLINE_EXCEEDED"' in line for line in lines)
 
 
-def _idle_in_transaction(database_url: str) -> int:
+def _idle_in_transaction(database_url: str, older_than_s: float = 1.0) -> int:
+    """Sessions idle in a transaction begun over ``older_than_s`` ago: what a
+    stalled client would hold for as long as it stalls. The server's own
+    transactions (a worker's, waiting a tenth of a second for a seal) are younger."""
     url = make_url(database_url)
     engine = create_engine(url.set(database="postgres"))
     try:
@@ -290,9 +293,10 @@ def _idle_in_transaction(database_url: str) -> int:
                 connection.scalar(
                     text(
                         "SELECT count(*) FROM pg_stat_activity "
-                        "WHERE datname = :db AND state = 'idle in transaction'"
+                        "WHERE datname = :db AND state = 'idle in transaction' "
+                        "AND xact_start < now() - make_interval(secs => :age)"
                     ),
-                    {"db": url.database},
+                    {"db": url.database, "age": older_than_s},
                 )
             )
     finally:

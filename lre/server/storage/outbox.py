@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Row, and_, delete, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Row, and_, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session as DbSession
 
 from lre.server.domain.letters import LetterState, OutboxKind, OutboxState
@@ -26,6 +26,8 @@ from lre.server.storage.records import from_row, paged_records, table
 
 OUTBOX = table(models.OutboxMessage)
 LETTERS = table(models.Letter)
+# Claimed first: what a person waits for, or what starts a legal period.
+URGENT = (OutboxKind.LETTER_WAITING, OutboxKind.EMAIL_CODE)
 
 
 def new_message(
@@ -83,21 +85,29 @@ class OutboxRepository:
         ``now + lease``, its attempt counted. Rows another dispatcher holds are
         skipped (SKIP LOCKED; on SQLite the transaction holds the write lock).
         Returns each claimed message as it now is, and whether it is a resend."""
-        rows = self._db.execute(
-            select(OUTBOX)
-            .where(
-                or_(
-                    and_(
-                        OUTBOX.c.state == OutboxState.PENDING,
-                        OUTBOX.c.next_attempt_time <= now,
-                    ),
-                    and_(OUTBOX.c.state == OutboxState.SENDING, OUTBOX.c.claimed_until <= now),
+        due = or_(
+            and_(OUTBOX.c.state == OutboxState.PENDING, OUTBOX.c.next_attempt_time <= now),
+            and_(OUTBOX.c.state == OutboxState.SENDING, OUTBOX.c.claimed_until <= now),
+        )
+
+        def oldest(kinds: ColumnElement[bool], n: int) -> list[Row[Any]]:
+            return list(
+                self._db.execute(
+                    select(OUTBOX)
+                    .where(due, kinds)
+                    .order_by(OUTBOX.c.next_attempt_time)
+                    .limit(n)
+                    .with_for_update(skip_locked=True)
                 )
             )
-            .order_by(OUTBOX.c.next_attempt_time)
-            .limit(batch)
-            .with_for_update(skip_locked=True)
-        )
+
+        # Recipients' notices (they start the legal window) and e-mailed codes
+        # (someone is waiting at a login) before proofs and reminders: a proof
+        # carries a PDF made in tenths of a second, and a backlog of them must
+        # not hold a notice.
+        rows = oldest(OUTBOX.c.kind.in_(URGENT), batch)
+        if len(rows) < batch:
+            rows += oldest(OUTBOX.c.kind.not_in(URGENT), batch - len(rows))
         claimed = []
         for message in [_message(row) for row in rows]:
             resend = message.state is OutboxState.SENDING

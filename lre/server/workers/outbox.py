@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import logging
 import time
 import uuid
@@ -244,14 +245,19 @@ class OutboxDispatcher:
 
     # -- sending ---------------------------------------------------------------
 
-    def _compose(self, store: Store, message: MessageRecord, now: dt.datetime) -> Message | None:
-        """The e-mail for an outbox row; None when it is no longer needed."""
+    def _compose(
+        self, store: Store, message: MessageRecord, now: dt.datetime
+    ) -> Callable[[], Message | None]:
+        """What the e-mail for an outbox row needs, read in ``store``'s
+        transaction; the e-mail itself (None when no longer needed) is made by
+        the returned call, after it: a proof's PDF is rendered and signed then,
+        with no transaction open (on SQLite, a read holds the write lock)."""
         if message.kind is OutboxKind.EMAIL_CODE:
             party_id = uuid.UUID(message.payload["party"])
             party = store.letters.parties([party_id]).get(party_id)
             if party is None:
                 raise LookupError("the party of this code is gone")
-            return self._notifications.email_code(message, party[0], now)
+            return functools.partial(self._notifications.email_code, message, party[0], now)
         letter = store.letters.get(message.letter_id) if message.letter_id else None
         if letter is None:
             raise LookupError(f"cannot compose {message.kind.value}")
@@ -259,7 +265,8 @@ class OutboxDispatcher:
         if message.kind is OutboxKind.PROOF:
             evidence = store.evidence.get(uuid.UUID(message.payload["evidence"]))
             assert evidence is not None
-            return self._notifications.proof(
+            return functools.partial(
+                self._notifications.proof,
                 message,
                 letter,
                 parties[letter.sender_id][0],
@@ -269,13 +276,15 @@ class OutboxDispatcher:
         recipient = parties[letter.recipient_id][0]
         if message.kind is OutboxKind.REMINDER:
             if letter.state is not LetterState.NOTIFIED:
-                return None  # answered or expired: nothing to remind
-            return self._notifications.reminder(message, letter, recipient, now)
+                return lambda: None  # answered or expired: nothing to remind
+            return functools.partial(self._notifications.reminder, message, letter, recipient, now)
         if letter.state is not LetterState.DEPOSITED:
             # Nothing sends a notice twice but a resend, and that finds the
             # letter still deposited: left failed, visibly, not sent.
             raise LookupError("the letter no longer waits for its notice")
-        return self._notifications.letter_waiting(message, letter, recipient, now)
+        return functools.partial(
+            self._notifications.letter_waiting, message, letter, recipient, now
+        )
 
     def _settle(self, message: MessageRecord, **values: object) -> None:
         with self._stores.begin() as store:
@@ -319,7 +328,8 @@ class OutboxDispatcher:
             return None
         try:
             with self._stores.read() as store:
-                email = self._compose(store, message, now)
+                compose = self._compose(store, message, now)
+            email = compose()
         except LookupError as exc:
             # Rows this version cannot compose stay failed, visibly, rather than lost.
             self._settle(message, state=OutboxState.FAILED, last_error=str(exc))
