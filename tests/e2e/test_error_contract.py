@@ -18,8 +18,6 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from lre.v1 import (
     common_pb2,
@@ -33,7 +31,7 @@ from lre.v1 import (
 from tests.conftest import SignerProcess
 from tests.e2e.conftest import ServerProcess, server_process
 from tests.e2e.test_deposit_grpc import _company, _deposit
-from tests.support import SERVING, health_status, wait_for
+from tests.support import SERVING, health_status, idle_in_transaction, wait_for
 
 IDLE_S = 3.0
 PER_CALLER = 4
@@ -281,28 +279,6 @@ def test_clients_that_cancel_or_run_out_of_time_are_not_server_errors(
     assert any('"code": "DEADLINE_EXCEEDED"' in line for line in lines)
 
 
-def _idle_in_transaction(database_url: str, older_than_s: float = 1.0) -> int:
-    """Sessions idle in a transaction begun over ``older_than_s`` ago: what a
-    stalled client would hold for as long as it stalls. The server's own
-    transactions (a worker's, waiting a tenth of a second for a seal) are younger."""
-    url = make_url(database_url)
-    engine = create_engine(url.set(database="postgres"))
-    try:
-        with engine.connect() as connection:
-            return int(
-                connection.scalar(
-                    text(
-                        "SELECT count(*) FROM pg_stat_activity "
-                        "WHERE datname = :db AND state = 'idle in transaction' "
-                        "AND xact_start < now() - make_interval(secs => :age)"
-                    ),
-                    {"db": url.database, "age": older_than_s},
-                )
-            )
-    finally:
-        engine.dispose()
-
-
 def test_twenty_stalled_deposits_hold_neither_threads_nor_the_database(
     server: ServerProcess, database_url: str
 ) -> None:
@@ -336,7 +312,11 @@ def test_twenty_stalled_deposits_hold_neither_threads_nor_the_database(
             assert health_status(server.address, "lre.v1.CustodyService", timeout=1) == SERVING
             slowest_health = max(slowest_health, time.monotonic() - asked)
         assert slowest_health < 0.5, slowest_health
-        held = _idle_in_transaction(database_url) if database_url.startswith("postgresql") else None
+        held = (
+            idle_in_transaction(database_url, older_than_s=1)
+            if database_url.startswith("postgresql")
+            else None
+        )
         # A unary call that reads the database: a stalled deposit holds no
         # transaction (PostgreSQL) and no write lock (SQLite), only its thread
         # (another deposit meanwhile: tests/e2e/test_stalled_deposits.py).

@@ -24,8 +24,8 @@ from lre.v1 import common_pb2, custody_pb2, custody_pb2_grpc, identity_pb2, iden
 from tests.conftest import SignerProcess
 from tests.e2e.conftest import ServerProcess, server_process
 from tests.e2e.test_deposit_grpc import _company, _deposit
-from tests.e2e.test_error_contract import _count, _handled, _idle_in_transaction
-from tests.support import SERVING, health_status, wait_for
+from tests.e2e.test_error_contract import _count, _handled
+from tests.support import SERVING, health_status, idle_in_transaction, wait_for
 
 CHUNK = 256 * 1024
 # Sent before the stall: more than a spool keeps in memory (1 MiB), so on disk.
@@ -187,7 +187,7 @@ def test_stalled_deposits_and_mailings_hold_nothing_and_leave_nothing(
             for fd in _spool_files(server, spool):
                 assert MARK not in fd.read_bytes()
             if database_url.startswith("postgresql"):
-                assert _idle_in_transaction(database_url) == 0
+                assert idle_in_transaction(database_url, older_than_s=1) == 0
             # Meanwhile: health and a unary call answered at once.
             for _ in range(5):
                 asked = time.monotonic()
@@ -219,7 +219,7 @@ def test_stalled_deposits_and_mailings_hold_nothing_and_leave_nothing(
                 timeout=8,
             )
             if database_url.startswith("postgresql"):
-                assert _idle_in_transaction(database_url) == 0
+                assert idle_in_transaction(database_url, older_than_s=1) == 0
             # Still stalled all along.
             assert not any(f.done() for f in [*cancelled, *timed_out])
             assert time.monotonic() - started < DEADLINE_S

@@ -113,3 +113,29 @@ def ts_verify(
         tsa_cert,
     )
     return "Verification: OK" in result.stdout
+
+
+def idle_in_transaction(database_url: str, older_than_s: float = 0.0) -> int:
+    """PostgreSQL sessions of this database idle in a transaction begun over
+    ``older_than_s`` ago: what a client that stalls would hold for as long as
+    it stalls. With workers running, give a second: their own transactions
+    (waiting a tenth of a second for a seal) are younger."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database_url)
+    engine = create_engine(url.set(database="postgres"))
+    try:
+        with engine.connect() as connection:
+            return int(
+                connection.scalar(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity "
+                        "WHERE datname = :db AND state LIKE 'idle in transaction%' "
+                        "AND xact_start <= now() - make_interval(secs => :age)"
+                    ),
+                    {"db": url.database, "age": older_than_s},
+                )
+            )
+    finally:
+        engine.dispose()

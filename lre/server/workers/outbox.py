@@ -203,22 +203,18 @@ class OutboxDispatcher:
             # the database is still away, when the claim's lease runs out.
             logger.exception("outbox database error", extra={"outbox_id": str(message.id)})
             with contextlib.suppress(DBAPIError):
-                self._settle(
-                    message,
-                    state=OutboxState.PENDING,
-                    attempts=message.attempts - 1,
-                    next_attempt_time=self._clock(),
-                )
+                self._put_back(message, self._clock())
             return
         except Exception:
             # A message this version cannot handle must not hold the others.
             logger.exception("outbox message not sent", extra={"outbox_id": str(message.id)})
-            self._settle(
-                message,
-                state=OutboxState.PENDING,
-                last_error="internal error",
-                next_attempt_time=self._clock() + self._retry.delay(message.attempts),
-            )
+            with contextlib.suppress(DBAPIError):  # else its lease brings it back
+                self._settle(
+                    message,
+                    state=OutboxState.PENDING,
+                    last_error="internal error",
+                    next_attempt_time=self._clock() + self._retry.delay(message.attempts),
+                )
             return
         if sent is not None:
             self._record(sent)
@@ -291,6 +287,19 @@ class OutboxDispatcher:
             if not store.outbox.settle(message, **values):
                 logger.warning("outbox claim lost", extra={"outbox_id": str(message.id)})
 
+    def _put_back(
+        self, message: MessageRecord, until: dt.datetime, last_error: str | None = None
+    ) -> None:
+        """Back to the queue unsent, due ``until``: not an attempt."""
+        values: dict[str, object] = {"last_error": last_error} if last_error else {}
+        self._settle(
+            message,
+            state=OutboxState.PENDING,
+            attempts=message.attempts - 1,
+            next_attempt_time=until,
+            **values,
+        )
+
     def _send(self, message: MessageRecord) -> _Sent | None:
         now = self._clock()
         assert message.claimed_until is not None
@@ -298,33 +307,18 @@ class OutboxDispatcher:
             # The batch took long (a slow relay): too little of the lease is
             # left for this hand-off to end before another worker may take the
             # message as stranded. Back to the queue, unsent; not an attempt.
-            self._settle(
-                message,
-                state=OutboxState.PENDING,
-                attempts=message.attempts - 1,
-                next_attempt_time=now,
-            )
+            self._put_back(message, now)
             return None
         if message.kind is OutboxKind.LETTER_WAITING:
             midnight = quiet_until(now, self._lease)
             if midnight is not None:
                 # Composed now, handed off maybe after midnight: the printed last
                 # day and the recorded window would differ. Not an attempt.
-                self._settle(
-                    message,
-                    state=OutboxState.PENDING,
-                    attempts=message.attempts - 1,
-                    next_attempt_time=midnight,
-                )
+                self._put_back(message, midnight)
                 return None
         if message.kind is OutboxKind.PROOF and self._signer_down(now):
             assert self._signer_down_until is not None
-            self._settle(
-                message,
-                state=OutboxState.PENDING,
-                attempts=message.attempts - 1,
-                next_attempt_time=self._signer_down_until,
-            )
+            self._put_back(message, self._signer_down_until)
             return None
         try:
             with self._stores.read() as store:
@@ -337,13 +331,7 @@ class OutboxDispatcher:
         except DependencyUnavailable as exc:
             # A proof's PDF waits for the signer; the other messages go on. Not an attempt.
             self._signer_down_until = now + SIGNER_PAUSE
-            self._settle(
-                message,
-                state=OutboxState.PENDING,
-                attempts=message.attempts - 1,
-                last_error=str(exc),
-                next_attempt_time=now + self._retry.first_delay,
-            )
+            self._put_back(message, now + self._retry.first_delay, last_error=str(exc))
             return None
         if email is None:
             with self._stores.begin() as store:

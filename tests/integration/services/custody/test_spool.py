@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
 from lre.server.adapters.signer import ContentKeys, letter_key_context
@@ -25,6 +24,7 @@ from lre.server.services.identity import NewParty
 from lre.server.storage import db, models
 from lre.server.storage.evidence import ChargeRepository
 from tests.integration.world import World
+from tests.support import idle_in_transaction
 
 # Larger than what a spool keeps in memory: it goes to a file.
 LARGE = SPOOL_MEMORY_BYTES + 300 * 1024
@@ -42,24 +42,6 @@ def _chunks(data: bytes, during: list[Callable[[], object]]) -> Iterator[tuple[i
         yield 0, data[offset : offset + 256 * 1024]
         if during:
             during.pop(0)()
-
-
-def _idle_in_transaction(database_url: str) -> int:
-    url = make_url(database_url)
-    engine = create_engine(url.set(database="postgres"))
-    try:
-        with engine.connect() as connection:
-            return int(
-                connection.scalar(
-                    text(
-                        "SELECT count(*) FROM pg_stat_activity "
-                        "WHERE datname = :db AND state LIKE 'idle in transaction%'"
-                    ),
-                    {"db": url.database},
-                )
-            )
-    finally:
-        engine.dispose()
 
 
 def _spool_files(directory: Path) -> list[str]:
@@ -113,7 +95,7 @@ def test_while_the_content_arrives_nothing_is_held_and_the_deposit_is_dated_once
         # write lock: this deposit, on the same thread, would wait for it.
         seen["other"] = world.deposit("meanwhile").id
         if database_url.startswith("postgresql"):
-            seen["idle"] = _idle_in_transaction(database_url)
+            seen["idle"] = idle_in_transaction(database_url)
         # The spool is on disk by now, and holds no plaintext.
         files = _spool_files(tmp_path)
         seen["files"] = len(files)
@@ -173,7 +155,7 @@ def test_a_mailing_reads_its_content_with_nothing_held_and_is_dated_once_it_is_i
     def meanwhile() -> None:
         seen["other"] = world.deposit("meanwhile").id
         if database_url.startswith("postgresql"):
-            seen["idle"] = _idle_in_transaction(database_url)
+            seen["idle"] = idle_in_transaction(database_url)
         seen["files"] = len(_spool_files(tmp_path))
 
     def later() -> None:
