@@ -288,7 +288,7 @@ def test_signer_stopped_each_notice_goes_once_and_is_sealed_later_at_its_hand_of
     address = f"127.0.0.1:{grpc_port}"
     env = signer_env(dev_var, grpc_port, http_port)
     signer = SignerProcess(address, f"http://127.0.0.1:{http_port}", dev_var, tmp_path / "s.log")
-    outage_s = 12.0
+    outage_s = 20.0  # the outage
     with contextlib.ExitStack() as stack:
         first = stack.enter_context(
             running([str(BIN / "lre-signer"), "serve"], env, tmp_path / "signer-0.log")
