@@ -32,7 +32,7 @@ run: system-deps gen
 
 test: gen
 	LRE_WITH_TEST_TOOLS=1 bash deploy/dev/system-deps.sh
-	$(BIN)/pytest -q -ra
+	$(BIN)/pytest -q -ra --durations=25
 
 lint: gen
 	$(BIN)/ruff check .

@@ -146,9 +146,10 @@ def test_a_lifecycle_moves_the_counters_by_what_happened(
     def signer_moved(name: str, **labels: str) -> float:
         return value(signer_after, name, **labels) - value(signer_before, name, **labels)
 
-    # The tree-heads worker may seal a head meanwhile (every tree_head_interval_s).
+    # The tree-heads worker may seal a head meanwhile (every tree_head_interval_s),
+    # and its seal and its count may fall on either side of a scrape.
     heads = moved("lre_tree_heads_sealed_total")
-    assert signer_moved("lre_seals_issued_total") - heads == 8
+    assert 8 <= signer_moved("lre_seals_issued_total") <= 8 + heads
     assert signer_moved("lre_timestamps_total", status="granted") >= 8
 
 

@@ -33,10 +33,10 @@ from tests.e2e.test_deposit_grpc import _company
 from tests.integration.world import text_of
 from tests.support import BIN, SERVING, free_port, health_status, running, wait_for
 
-# Enough for both kills to land mid-flow; more is a test of the one worker's
-# PDF rendering (a proof per letter, tenths of a second each), not of faults:
-# LRE_TEST_MULTIHOST_LETTERS=500 for a longer run.
-LETTERS = int(os.environ.get("LRE_TEST_MULTIHOST_LETTERS", "200"))
+# Enough for both kills to land mid-flow (at a third and two thirds); more
+# tests the one worker's PDF rendering (a proof per letter, tenths of a second
+# each), not faults: LRE_TEST_MULTIHOST_LETTERS=500 for a longer run.
+LETTERS = int(os.environ.get("LRE_TEST_MULTIHOST_LETTERS", "120"))
 CUSTODY, SIGNING = "lre.v1.CustodyService", "lre.v1.SigningService"
 CLIENT_THREADS = 4
 # Failures a deposit survives by going to the other API instance, with the
