@@ -266,9 +266,10 @@ def test_worker_killed_mid_dispatch_every_message_arrives_at_most_one_resend_per
         assert all(row.resends <= kills for row in rows)
         assert all(row.attempts >= 1 + row.resends for row in rows)
         # The resends show: on the rows, and in the counters of the workers that made them.
-        # Kills land mid-send (on SQLite one may land while the claim waits for
-        # the write lock: nothing stranded then, which is right too).
-        assert stranded[0] >= 1 and sum(stranded) >= kills, stranded
+        # Kills land mid-batch, mostly: one may land between two batches (after
+        # a notice's seal, before the next claim) or, on SQLite, while the claim
+        # waits for the write lock; nothing is stranded then, which is right too.
+        assert sum(stranded) >= kills, stranded
         assert sum(row.resends for row in rows) == sum(stranded) == sum(resent_seen)
         duplicates = sum(count - 1 for count in received.values())
         assert duplicates <= sum(stranded)
