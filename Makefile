@@ -5,22 +5,34 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 VAR    ?= var
 PROTOS := $(wildcard protos/lre/v1/*.proto)
-GEN    := $(patsubst protos/%.proto,%_pb2.py,$(PROTOS))
+GEN    := $(patsubst protos/%.proto,common/%_pb2.py,$(PROTOS))
 
-.PHONY: run test lint gen system-deps bench clean docs deploy-rules
+.PHONY: run test lint gen lock system-deps bench clean docs deploy-rules
 
-$(BIN)/.installed: pyproject.toml
+PARTS  := common server signer client
+# uv installs the workspace from the one lock file (uv.lock); where it is not
+# on PATH it is installed once into .tools/.
+UV     ?= $(or $(shell command -v uv 2>/dev/null),$(abspath .tools/bin/uv))
+export UV_PYTHON_DOWNLOADS := never
+
+$(abspath .tools/bin/uv):
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet uv
+
+$(BIN)/.installed: pyproject.toml uv.lock $(foreach p,$(PARTS),$(p)/pyproject.toml) | $(UV)
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(UV) sync --frozen --python $(PYTHON)
 	touch $@
+
+# The lock file, after a change of any part's dependencies.
+lock: | $(UV)
+	$(UV) lock --python $(PYTHON)
 
 # The one command that produces the generated protobuf code (never edited).
 gen: $(GEN)
 $(GEN) &: $(PROTOS) $(BIN)/.installed
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=. --pyi_out=. \
-	  --grpc_python_out=. --mypy_grpc_out=. $(PROTOS)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=common --pyi_out=common \
+	  --grpc_python_out=common --mypy_grpc_out=common $(PROTOS)
 
 system-deps:
 	@bash deploy/dev/system-deps.sh
@@ -28,7 +40,7 @@ system-deps:
 run: system-deps gen
 	$(BIN)/lre-signer dev-setup --var $(VAR)
 	LRE_CONFIG=$(VAR)/lre.toml $(BIN)/lre-server migrate
-	$(BIN)/python -m lre.dev.stack --var $(VAR)
+	$(BIN)/python deploy/dev/stack.py --var $(VAR)
 
 test: gen
 	LRE_WITH_TEST_TOOLS=1 bash deploy/dev/system-deps.sh
@@ -57,4 +69,4 @@ bench: gen
 	$(BIN)/python bench/signer_throughput.py
 
 clean:
-	rm -rf $(VAR) lre/v1/*_pb2*.py lre/v1/*_pb2*.pyi
+	rm -rf $(VAR) common/lre/v1/*_pb2*.py common/lre/v1/*_pb2*.pyi

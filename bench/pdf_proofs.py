@@ -33,12 +33,11 @@ from lre.server.domain.evidence import EvidenceDocument, IssuerDetails, PartDige
 from lre.server.domain.letters import EvidenceEvent
 from lre.server.proofs import proof_pdf, render_proof
 from lre.signer.devsetup import dev_setup
-from lre.v1 import signing_pb2
 
 
 def evidence(client: SignerClient) -> bytes:
     now = dt.datetime.now(dt.UTC)
-    certificate = client.certificate_chain(signing_pb2.KEY_PURPOSE_SEAL)[0]
+    certificate = client.certificate_chain("seal")[0]
     return EvidenceDocument(
         evidence_id=str(uuid.uuid4()),
         event=EvidenceEvent.SUBMISSION_ACCEPTANCE,

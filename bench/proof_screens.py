@@ -34,7 +34,6 @@ from lre.server.domain.identity import AssuranceLevel
 from lre.server.domain.letters import EvidenceEvent
 from lre.server.proofs import proof_pdf
 from lre.signer.devsetup import dev_setup
-from lre.v1 import signing_pb2
 
 NAMES = {
     EvidenceEvent.SUBMISSION_ACCEPTANCE: "deposit",
@@ -69,9 +68,7 @@ def evidence(client: SignerClient, event: EvidenceEvent) -> bytes:
         event=event,
         event_time=now,
         policy_oid="2.999.319522.1",
-        issuer=IssuerDetails.of(
-            "LRE Démo Prestataire SAS", client.certificate_chain(signing_pb2.KEY_PURPOSE_SEAL)[0]
-        ),
+        issuer=IssuerDetails.of("LRE Démo Prestataire SAS", client.certificate_chain("seal")[0]),
         sender=PartyDetails("Société Dupont & Fils", "courrier@dupont.example", str(uuid.uuid4())),
         recipient=PartyDetails("Élodie Martin-Lefèvre", "elodie@example.org", str(uuid.uuid4())),
         letter_id=f"letters/{uuid.uuid4()}",

@@ -19,6 +19,8 @@ from lre.dev.tls import TlsFiles
 from lre.v1 import identity_pb2, identity_pb2_grpc
 from tests.support import BIN, SERVING, channel, free_port, health_status, wait_for
 
+STACK = Path(__file__).resolve().parents[2] / "deploy" / "dev" / "stack.py"
+
 LRE_SERVICES = {
     "lre.v1.IdentityService",
     "lre.v1.CustodyService",
@@ -65,7 +67,7 @@ def ports() -> dict[str, str]:
 def _run_devstack(var: Path, ports: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if k not in ("LRE_CONFIG", "SOFTHSM2_CONF")}
     return subprocess.Popen(
-        [sys.executable, "-m", "lre.dev.stack", "--var", str(var)],
+        [sys.executable, str(STACK), "--var", str(var)],
         env={**env, **ports},
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,

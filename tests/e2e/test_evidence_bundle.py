@@ -20,8 +20,8 @@ import pytest
 
 from lre.client.walkthrough import register_party
 from lre.dev.tls import TlsFiles, create_dev_tls
+from lre.runtime import bundle_layout as layout
 from lre.v1 import common_pb2, custody_pb2, custody_pb2_grpc, identity_pb2, identity_pb2_grpc
-from lre.verify import layout
 from tests.conftest import SignerProcess
 from tests.e2e.conftest import ServerProcess, server_process
 from tests.e2e.test_deposit_grpc import _deposit, _wait_notified

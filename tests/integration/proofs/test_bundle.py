@@ -26,6 +26,7 @@ from asn1crypto import cms
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
+from lre.runtime import bundle_layout as layout
 from lre.server.adapters.signer import SignerClient
 from lre.server.domain import log
 from lre.server.domain.evidence import EvidenceDocument, IssuerDetails, PartDigest, PartyDetails
@@ -33,8 +34,7 @@ from lre.server.domain.letters import EvidenceEvent, LetterState
 from lre.server.proofs import proof_pdf
 from lre.server.proofs.bundle import build_bundle, zip_members
 from lre.signer import pki
-from lre.v1 import signing_pb2
-from lre.verify import layout, verify_bundle
+from lre.verify import verify_bundle
 from lre.verify.report import Report
 from tests.conftest import SignerProcess
 from tests.support import BIN
@@ -81,9 +81,7 @@ def good(
         event=EvidenceEvent.SUBMISSION_ACCEPTANCE,
         event_time=dt.datetime.now(dt.UTC),
         policy_oid="2.999.319522.1",
-        issuer=IssuerDetails.of(
-            "LRE Test Provider SAS", client.certificate_chain(signing_pb2.KEY_PURPOSE_SEAL)[0]
-        ),
+        issuer=IssuerDetails.of("LRE Test Provider SAS", client.certificate_chain("seal")[0]),
         sender=PartyDetails("Société Dupont & Fils", "courrier@dupont.example", str(uuid.uuid4())),
         recipient=PartyDetails("Élodie Martin-Lefèvre", "elodie@example.org", str(uuid.uuid4())),
         letter_id=f"letters/{letter}",
@@ -104,8 +102,8 @@ def good(
         evidence=evidence,
         seal=seal,
         proof_pdf=proof_pdf(evidence, seal, client),
-        seal_chain=client.certificate_chain(signing_pb2.KEY_PURPOSE_SEAL),
-        tsa_chain=client.certificate_chain(signing_pb2.KEY_PURPOSE_TIMESTAMPING),
+        seal_chain=client.certificate_chain("seal"),
+        tsa_chain=client.certificate_chain("timestamping"),
         leaf=leaves[LEAF_INDEX],
         leaf_index=LEAF_INDEX,
         audit_path=log.inclusion_proof(LEAF_INDEX, hashes_),

@@ -84,7 +84,7 @@ def client(signer_process: SignerProcess) -> Iterator[SignerClient]:
 
 
 def _seal_certificate(client: SignerClient) -> bytes:
-    return client.certificate_chain(signing_pb2.KEY_PURPOSE_SEAL)[0]
+    return client.certificate_chain("seal")[0]
 
 
 def _evidence(event: EvidenceEvent, certificate: bytes) -> bytes:

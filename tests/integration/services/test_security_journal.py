@@ -19,7 +19,6 @@ from lre.server.domain.letters import OutboxKind
 from lre.server.domain.log import LogKind
 from lre.server.services.journal import SecurityJournal, SignerWatch, settings_digest
 from lre.server.storage import models
-from lre.v1 import signing_pb2
 from tests.integration.world import World
 from tests.support import free_port
 
@@ -66,12 +65,9 @@ def test_the_signer_is_journaled_down_then_up_with_its_certificates(world: World
     watch.look()
     up, *certificates = sorted(_entries(world, before + 1), key=lambda e: e["kind"] != "signer_up")
     assert up["kind"] == "signer_up"
-    for purpose, value in (
-        ("seal", signing_pb2.KEY_PURPOSE_SEAL),
-        ("timestamping", signing_pb2.KEY_PURPOSE_TIMESTAMPING),
-    ):
+    for purpose in ("seal", "timestamping"):
         (seen,) = [c for c in certificates if c["subject"] == f"signer/{purpose}"]
-        leaf_certificate = world.signer.certificate_chain(value)[0]
+        leaf_certificate = world.signer.certificate_chain(purpose)[0]
         assert seen["certificateSha256"] == hashlib.sha256(leaf_certificate).hexdigest()
         assert "CN=" in seen["certificateSubject"] and seen["notAfter"].endswith("Z")
     assert len(certificates) == 2

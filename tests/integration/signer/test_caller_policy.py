@@ -1,6 +1,6 @@
 """The signer's caller policy against the real signer over mutual TLS: every
 RPC of SigningService x every certificate `make run` issues gets exactly what
-is written here (independently of lre/signer/policy.py, so that loosening one
+is written here (independently of signer/lre/signer/policy.py, so that loosening one
 line there fails), and the forgeries of issue 14 are refused."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ KEYS = {
     _S + m for m in ("SealEvidence", "WrapKey", "WrapKeys", "UnwrapKey", "RewrapKeys", "SignPdf")
 }
 PUBLIC = {_S + m for m in ("Timestamp", "GetCertificateChain")}
-# Every certificate `make run` issues (lre/dev/tls.py), by file name, and
+# Every certificate `make run` issues (common/lre/dev/tls.py), by file name, and
 # what it may call under the default settings.
 CERTIFICATES = [d.split(".")[0] for d in [SERVER_CLIENT, *CALLERS]]
 EXPECTED = {

@@ -9,7 +9,6 @@ import pytest
 
 from lre.server.adapters.signer import SignerClient
 from lre.server.domain.errors import DependencyUnavailable
-from lre.v1 import signing_pb2
 from tests.conftest import SignerProcess
 from tests.support import free_port, openssl
 
@@ -30,7 +29,7 @@ def test_seal_wrap_and_chain(signer_process: SignerProcess, tmp_path: Path) -> N
         with pytest.raises(grpc.RpcError) as raised:
             client.unwrap_key(wrapped, b"letters/2")
         assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert len(client.certificate_chain(signing_pb2.KEY_PURPOSE_SEAL)) == 2
+        assert len(client.certificate_chain("seal")) == 2
     finally:
         client.close()
 

@@ -27,7 +27,6 @@ from lre.server.proofs import ProofInputError, proof_pdf
 from lre.server.proofs.document import read, read_seal
 from lre.server.services.custody import DeclaredPart, DepositService, EvidenceRecorder
 from lre.server.storage import db, models
-from lre.v1 import signing_pb2
 from tests.conftest import SignerProcess
 from tests.integration.services.conftest import Clock
 from tests.integration.world import EVIDENCE_POLICY, SENDER_EMAIL, Inbox, World, subject_of
@@ -79,7 +78,7 @@ def test_deposit_evidence_is_v2_sealed_and_verified_by_openssl(
     assert document["policyId"] == EVIDENCE_POLICY
     assert document["letterId"] == f"letters/{letter.id}"
     # The issuer's certificate is the one that made the seal.
-    seal_certificate = world.signer.certificate_chain(signing_pb2.KEY_PURPOSE_SEAL)[0]
+    seal_certificate = world.signer.certificate_chain("seal")[0]
     parsed = x509.load_der_x509_certificate(seal_certificate)
     assert document["issuer"]["certificate"] == {
         "digestMethod": "http://www.w3.org/2001/04/xmlenc#sha256",

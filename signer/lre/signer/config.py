@@ -1,0 +1,87 @@
+"""Signer settings: defaults here, overridable by ``[signer]`` in the ``LRE_CONFIG``
+TOML file and by ``LRE_SIGNER_*`` environment variables."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from lre.runtime import config, tls
+
+
+@dataclass(frozen=True)
+class SignerSettings:
+    pkcs11_module: Path = Path("/usr/lib/softhsm/libsofthsm2.so")
+    token_label: str = "lre"  # noqa: S105 -- a label, not a secret
+    # The user PIN is read from this file, else from LRE_SIGNER_PIN. Never logged.
+    pin_file: Path | None = None
+    seal_key_label: str = "lre-seal"
+    tsa_key_label: str = "lre-tsa"
+    # The wrap key that wraps content keys; older wrap keys, comma-separated,
+    # still unwrap what was made under them (see docs/hsm.md, rotation).
+    wrap_key_label: str = "lre-wrap"
+    wrap_key_labels_previous: str = ""
+    # "aes-gcm", or "aes-kw" (RFC 3394 key wrap) for tokens without AES-GCM or
+    # that refuse a caller's IV, or "aes-kw-ecb" (the same bytes, computed from
+    # the token's AES-ECB) where no key wrap is offered. Blobs of any kind
+    # unwrap under all (docs/hsm.md).
+    wrap_mechanism: str = "aes-gcm"
+    # PEM bundle of the CA certificates above the seal and TSA certificates.
+    ca_chain_file: Path = Path("var/pki/ca-chain.pem")
+    # PEM CRLs of those CAs, embedded in PAdES signatures (level B-LT). Read
+    # again whenever the file changes: the CA's publication replaces it.
+    crl_file: Path = Path("var/pki/crls.pem")
+    grpc_address: str = "127.0.0.1:50052"
+    # Optional plaintext listener serving grpc.health.v1 only ("" none).
+    health_address: str = ""
+    # RFC 3161 over HTTP at /tsa, Prometheus at /metrics.
+    http_address: str = "127.0.0.1:8318"
+    # On the HTTP port: the most a client may take for a TLS handshake, a
+    # request head, a body, or stay idle between requests; then it is cut.
+    http_timeout_s: float = 10.0
+    # Worker processes sharing the ports (SO_REUSEPORT). PKCS#11 calls are
+    # serialised inside each process; parallelism comes from processes.
+    processes: int = 1
+    grpc_threads: int = 8
+    tsa_policy_oid: str = "0.4.0.2023.1.1"
+    tsa_accuracy_ms: int = 1000
+    # Adds the ETSI EN 319 422 qcStatements (esi4-qtstStatement-1) to tokens.
+    qualified: bool = False
+    # "" trusts the local clock (development only; logged as a warning);
+    # "ntp://host[:port]" checks the offset against that reference.
+    clock_reference: str = ""
+    clock_max_offset_ms: int = 500
+    clock_check_interval_s: float = 16.0
+    health_check_interval_s: float = 2.0
+    log_level: str = "INFO"
+    log_rpcs: bool = True
+    # TLS on both ports; with a client CA, the gRPC port takes only callers
+    # (the server) with a certificate it issued. /tsa and /metrics use HTTPS.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_client_ca_file: Path | None = None
+    # Production: refuse to start without mutual TLS.
+    require_tls: bool = False
+    # Who may call the gRPC port (signer/lre/signer/policy.py), by the DNS name in
+    # their client certificate, comma-separated. The seal and wrap keys: the
+    # server only. Timestamps and certificate chains: these callers too.
+    signer_callers: str = "server.lre.internal"
+    timestamp_callers: str = "operator.lre.internal,auditor.lre.internal"
+
+    def server_credentials(self) -> grpc.ServerCredentials | None:
+        return tls.server_credentials(
+            self.tls_cert_file,
+            self.tls_key_file,
+            self.tls_client_ca_file,
+            self.require_tls,
+            "LRE_SIGNER_",
+        )
+
+    def pin(self) -> str | None:
+        return config.read_secret(self.pin_file, "LRE_SIGNER_PIN")
+
+
+def load() -> SignerSettings:
+    return config.load(SignerSettings, "signer")
