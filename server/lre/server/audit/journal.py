@@ -31,7 +31,7 @@ from lre.server.audit.seals import SealChecker
 from lre.server.domain import journal, log
 from lre.server.domain.evidence import _utc
 from lre.server.domain.identity import IdentityRecord
-from lre.server.storage import models
+from lre.server.storage import models, records
 
 E = models.LogEntry.__table__
 N = models.TreeNode.__table__
@@ -130,16 +130,7 @@ class _Proofings:
         if row is None:
             self._report.add(f"identity record {name} ({where}): is missing (deleted)")
             return
-        record = IdentityRecord(
-            id=row.id,
-            party_id=row.party_id,
-            method=row.method,
-            level=row.level,
-            proof_time=row.proof_time,
-            expire_time=row.expire_time,
-            evidence_summary=row.evidence_summary,
-            details=row.details,
-        )
+        record = records.from_row(IdentityRecord, row)
         if journal.identity_record_digest(record) != leaf.get(
             "recordSha256"
         ) or f"parties/{record.party_id}" != leaf.get("subject"):
