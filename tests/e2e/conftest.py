@@ -10,7 +10,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from lre.client.walkthrough import EnrolmentCodes, maildir_enrolment_codes
+from lre.client.maildir import maildir_enrolment_codes
+from lre.client.parties import EnrolmentCodes
 from lre.dev.tls import TlsFiles
 from lre.server.adapters.at_rest import SecretsKeys
 from lre.server.storage import db
