@@ -21,10 +21,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from lre.client import maildir
 from lre.client.channels import Connections, bearer
 from lre.client.evidence import EvidenceWriter
-from lre.client.maildir import maildir_enrolment_codes
+from lre.client.maildir import maildir_enrolment_codes, notice, plain_text
 from lre.client.parties import log_in, proof_and_enroll, register_party
 from lre.v1 import (
     custody_pb2,
@@ -80,7 +79,7 @@ class Walkthrough:
     def notification(
         self, reference: str, recipient_email: str, timeout_s: float = 60
     ) -> email.message.Message:
-        return maildir.notice(self.maildir, reference, recipient_email, timeout_s)
+        return notice(self.maildir, reference, recipient_email, timeout_s)
 
     def accept_and_download(self, letter: str, token: str) -> tuple[custody_pb2.Letter, bytes]:
         """The recipient (``token``) accepts ``letter`` (which then names its
@@ -170,7 +169,7 @@ class Walkthrough:
         self.say(f"  {letter.name}, reference {letter.reference}, proof of deposit sealed")
         self.say(f"3. Waiting for the recipient's notification in {self.maildir}")
         message = self.notification(letter.reference, recipient_email)
-        code = re.search(r"Verification code: (\S+)", maildir.plain_text(message))
+        code = re.search(r"Verification code: (\S+)", plain_text(message))
         assert code is not None
         verified = self.notifications.VerifyNotification(
             notification_pb2.VerifyNotificationRequest(
