@@ -366,7 +366,6 @@ class OutboxDispatcher:
                 "notice sealing deferred",
                 extra={"outbox_id": str(outbox_id), "error": type(exc).__name__},
             )
-            return
 
     def measure_backlog(self) -> None:
         """Messages due and not sent (a reminder waiting for its day is not late)."""
