@@ -57,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in ("serve", "work", "rekey"):
             # Refuse a bad configuration before opening anything: plaintext
             # where TLS is required, unreadable certificates or keys.
+            if problems := settings.production_problems():
+                raise ConfigError("profile production: " + "; ".join(problems))
             settings.server_credentials()
             settings.secrets_key()
     except (ConfigError, OSError, ValueError) as exc:

@@ -125,6 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     jsonlines.configure(settings.log_level)
     try:
         if args.command == "serve":
+            if problems := settings.production_problems():
+                problem = "profile production: " + "; ".join(problems)
+                print(f"lre-signer: configuration error: {problem}", file=sys.stderr)
+                return 2
             if settings.processes > 1:
                 return serve_pool(settings, settings.processes)
             return serve_worker(settings)
