@@ -1,4 +1,5 @@
-"""The documentation site builds strictly, and the runbook answers every alert."""
+"""The documentation site builds strictly, the README stays a newcomer's
+page and the runbook answers every alert."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from tests.deploy import contract
 from tests.support import BIN
 
 OPERATIONS = contract.ROOT / "docs" / "operations.md"
+README = contract.ROOT / "README.md"
 
 
 def test_the_site_builds_strictly(tmp_path: Path) -> None:
@@ -25,7 +27,19 @@ def test_the_site_builds_strictly(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     home = (tmp_path / "site" / "index.html").read_text()
     assert "Two commands" in home, "the README is the home page"
-    assert (tmp_path / "site" / "operations" / "index.html").exists()
+    for page in sorted((contract.ROOT / "docs").glob("*.md")):
+        assert (tmp_path / "site" / page.stem / "index.html").exists(), page.name
+
+
+def test_the_readme_is_read_in_one_sitting() -> None:
+    """What it is, the two commands, the walkthrough, what runs where, links:
+    everything else belongs to a page of docs/."""
+    text = README.read_text()
+    assert len(text.splitlines()) <= 200, "move detail to docs/ and link it"
+    for heading in ("## Two commands", "## What runs, and where", "## Documentation"):
+        assert heading in text
+    for page in sorted((contract.ROOT / "docs").glob("*.md")):
+        assert f"](docs/{page.name})" in text, f"the README links no {page.name}"
 
 
 def test_the_runbook_has_one_entry_per_alert() -> None:
