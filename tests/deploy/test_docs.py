@@ -50,7 +50,15 @@ def test_no_issue_numbers_in_the_product() -> None:
     numbers mean nothing to the next reader."""
     found = []
     files = [
-        contract.ROOT / name for name in ("README.md", "Makefile", "mkdocs.yml", "pyproject.toml")
+        contract.ROOT / name
+        for name in (
+            "README.md",
+            "CHANGELOG.md",
+            "SECURITY.md",
+            "Makefile",
+            "mkdocs.yml",
+            "pyproject.toml",
+        )
     ]
     for part in PRODUCT:
         files += [
