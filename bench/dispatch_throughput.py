@@ -1,4 +1,4 @@
-"""Notification dispatch benchmark (issue 6): how fast the outbox empties
+"""Notification dispatch benchmark: how fast the outbox empties
 into a local SMTP server (aiosmtpd on 127.0.0.1), PostgreSQL, real signer.
 
 Setup (not timed): N letters deposited through the server, workers off, so

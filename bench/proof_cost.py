@@ -1,4 +1,4 @@
-"""What making PDF proofs costs deposits (issue 17): the saturated deposit
+"""What making PDF proofs costs deposits: the saturated deposit
 rate of one server process without its workers (nothing but deposits), then
 with them (the outbox sends each notice and each sender's proof of deposit,
 whose PDF it renders, has the signer sign, and stores; the sequencer and

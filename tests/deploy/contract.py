@@ -17,7 +17,7 @@ from tests.support import BIN
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 
-# Named by the manifests ahead of the code (issue 18, the lead's part). A name
+# Named by the manifests ahead of the code (written before the code has them). A name
 # here that the code now has fails the test, so that this list only shrinks.
 SETTINGS_TO_COME: dict[str, set[str]] = {
     "server": set(),

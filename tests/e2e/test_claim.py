@@ -1,4 +1,4 @@
-"""A first-time recipient, from its notice e-mail alone (issue 14 item 5).
+"""A first-time recipient, from its notice e-mail alone.
 
 Real processes (signer, server, outbox delivering to a Maildir). The
 recipient's side of this test uses only what the recipient holds: its own

@@ -197,8 +197,9 @@ def test_every_identity_rpc_by_role_and_party_relation(
 def test_a_gateway_cannot_take_over_or_read_another_party(
     server: ServerProcess, tls: TlsFiles
 ) -> None:
-    """The takeover tried in issue 14, through the sender's gateway against a
-    recipient: every step refused, and the recipient's factors still work."""
+    """A takeover of a recipient's account through the sender's gateway (its
+    credentials, its consent, its reads): every step refused, and the
+    recipient's factors still work."""
     with (
         channel(server.address, tls, "recipient-portal") as portal_channel,
         channel(server.address, tls, "sender-gateway") as gateway_channel,

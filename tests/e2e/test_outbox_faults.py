@@ -1,4 +1,4 @@
-"""The outbox under faults, with real processes (issue 15): an API server
+"""The outbox under faults, with real processes: an API server
 (`run_workers = false`) takes the deposits, `lre-server work` dispatches to a
 real SMTP server (aiosmtpd, in this process) and is killed with SIGKILL; the
 signer is stopped and started again; PostgreSQL cuts every connection.

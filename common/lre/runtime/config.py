@@ -3,7 +3,7 @@
 Each process describes its settings as a frozen dataclass whose field defaults
 are the documented defaults. Values come, lowest priority first, from those
 defaults, the ``[section]`` of the TOML file named by ``LRE_CONFIG``, and
-environment variables ``{PREFIX}{FIELD}`` (e.g. ``LRE_SIGNER_GRPC_PORT``).
+environment variables ``{PREFIX}{FIELD}`` (e.g. ``LRE_SIGNER_GRPC_ADDRESS``).
 Secrets are read from files (``*_file`` fields) so they stay out of process
 listings and configuration dumps. When ``$CREDENTIALS_DIRECTORY`` is set
 (systemd's ``LoadCredential=``), a relative path given to a ``*_file`` or

@@ -88,7 +88,7 @@ NEEDS: dict[str, tuple[str, ...]] = {
 }
 
 
-# -- identity (kept as one small function: its services are being split) ------
+# -- identity -------------------------------------------------------------------
 
 
 def identity_policy(settings: ServerSettings) -> IdentityPolicy:

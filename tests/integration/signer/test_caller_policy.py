@@ -1,7 +1,8 @@
 """The signer's caller policy against the real signer over mutual TLS: every
 RPC of SigningService x every certificate `make run` issues gets exactly what
 is written here (independently of signer/lre/signer/policy.py, so that loosening one
-line there fails), and the forgeries of issue 14 are refused."""
+line there fails), and forgeries are refused: a portal sealing made-up evidence, an
+auditor unwrapping a letter's key, a certificate for the server's name from another CA."""
 
 from __future__ import annotations
 

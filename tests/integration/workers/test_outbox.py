@@ -24,7 +24,8 @@ from tests.integration.world import (
 )
 from tests.support import openssl
 
-# Issue 6: with the mail server down for the first part, 1,000 letters deposited.
+# Enough letters that a dispatcher drains many batches: with the mail server
+# down for the first part, 1,000 letters deposited.
 LETTERS_WHILE_SMTP_DOWN = 1000
 
 
@@ -72,7 +73,7 @@ def test_the_recipient_is_told_everything_but_the_sender(world: World, smtp_port
 
 
 def test_smtp_down_then_back_every_notification_arrives_once(world: World, smtp_port: int) -> None:
-    # Delivery at issue 6's scale: the proofs of deposit go without their PDF
+    # Delivery at 1,000 letters: the proofs of deposit go without their PDF
     # here (2,000 renderings and signatures, at ~0.3 s each, would take this
     # machine ten minutes); proof PDFs in e-mails are checked by pdfsig in
     # tests/integration/services/custody/test_evidence_v2.py.

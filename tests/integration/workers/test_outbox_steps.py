@@ -1,4 +1,4 @@
-"""The outbox's claim, send and record steps (issue 15), on SQLite and
+"""The outbox's claim, send and record steps, on SQLite and
 PostgreSQL, against a real SMTP server (aiosmtpd) and the real signer; the
 signer "down" is a client of a port nothing listens on."""
 

@@ -25,7 +25,7 @@ def test_content_is_deleted_after_its_retention_but_evidence_stays(
     with db.sessions(world.engine).begin() as session:
         held_row = session.get(models.Letter, held.id)
         assert held_row is not None
-        held_row.legal_hold = True  # SetLegalHold needs the operator role of issue 8
+        held_row.legal_hold = True  # SetLegalHold needs the operator role
     world.clock.advance(days=364)
     assert world.retention.purge_content() == 0
     world.clock.advance(days=2)

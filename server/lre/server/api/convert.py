@@ -1,4 +1,4 @@
-"""Conversions between storage values and protobuf fields, shared by the servicers."""
+"""Conversions of record values to protobuf fields, shared by the servicers."""
 
 from __future__ import annotations
 
