@@ -119,3 +119,10 @@ def test_a_process_with_one_default_left_refuses_to_start(
     assert line.startswith(f"{program}: configuration error: profile production: "), line
     assert f"LRE_{section.upper()}_{setting.upper()}: " in line, line
     assert "Traceback" not in result.stderr
+
+
+def test_the_systemd_example_has_no_development_default(tmp_path: Path) -> None:
+    text = (KIT.parents[2] / "docs" / "operations.md").read_text()
+    (block,) = [b.split("\n", 1)[1] for b in text.split("```toml")[1:] if 'profile = "' in b]
+    server, signer = _settings(tmp_path, block.split("```")[0])
+    assert server.production_problems() == [] and signer.production_problems() == []
