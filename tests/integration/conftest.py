@@ -1,4 +1,4 @@
-"""The world fixture (tests/integration/world.py), for services and workers alike."""
+"""The world fixture (tests/support/world.py), for services and workers alike."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import SignerProcess
-from tests.integration.services.conftest import Clock
-from tests.integration.world import World
-from tests.support import free_port
+from tests.support.processes import free_port
+from tests.support.services import Clock
+from tests.support.signer import SignerProcess
+from tests.support.world import World
 
 
 @pytest.fixture

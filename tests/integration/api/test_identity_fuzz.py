@@ -13,7 +13,7 @@ import grpc
 import pytest
 from google.protobuf.message import Message
 from hypothesis import HealthCheck, given, settings
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 
 from lre.runtime.serving import GrpcProcess, ServiceBinding
 from lre.server.adapters.at_rest import SecretsKeys
@@ -22,17 +22,9 @@ from lre.server.domain.letters import PartyKind
 from lre.server.services.identity import IdentityPolicy, IdentityService
 from lre.server.storage import db, models
 from lre.v1 import identity_pb2, identity_pb2_grpc
-from tests.protofuzz import KNOWN_PARTY, call_raw, message
+from tests.support.databases import rows_per_table, unjournaled
+from tests.support.protofuzz import ALLOWED, KNOWN_PARTY, call_raw, message
 
-ALLOWED = {
-    grpc.StatusCode.OK,
-    grpc.StatusCode.INVALID_ARGUMENT,
-    grpc.StatusCode.NOT_FOUND,
-    grpc.StatusCode.FAILED_PRECONDITION,
-    grpc.StatusCode.UNAUTHENTICATED,
-    grpc.StatusCode.RESOURCE_EXHAUSTED,
-    grpc.StatusCode.UNIMPLEMENTED,
-}
 SERVICE = identity_pb2.DESCRIPTOR.services_by_name["IdentityService"]
 
 
@@ -68,29 +60,6 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Engi
     engine.dispose()
 
 
-def _rows(engine: Engine) -> dict[str, int]:
-    """Rows per table; the security journal apart: a refused login or proof
-    commits its journal entry and nothing else (see ``_unjournaled``)."""
-    entries = models.LogEntry.__table__
-    with db.sessions(engine)() as session:
-        counts = {
-            table.name: session.scalar(select(func.count()).select_from(table)) or 0
-            for table in models.Base.metadata.sorted_tables
-        }
-        counts["journal"] = (
-            session.scalar(
-                select(func.count()).select_from(entries).where(entries.c.letter_id.is_(None))
-            )
-            or 0
-        )
-    counts["log_entries"] -= counts["journal"]
-    return counts
-
-
-def _unjournaled(rows: dict[str, int]) -> dict[str, int]:
-    return {table: count for table, count in rows.items() if table != "journal"}
-
-
 @pytest.mark.parametrize("method", [m.name for m in SERVICE.methods])
 def test_random_requests_get_a_proper_status_and_refusals_change_nothing(
     served: tuple[str, Engine], method: str
@@ -103,10 +72,14 @@ def test_random_requests_get_a_proper_status_and_refusals_change_nothing(
     )
     @given(message(method_desc.input_type))
     def check(request: Message) -> None:
-        before = _rows(engine)
+        before = rows_per_table(engine)
         code = call_raw(address, f"/{SERVICE.full_name}/{method}", request)
         assert code in ALLOWED, (method, code, request)
         if code != grpc.StatusCode.OK:
-            assert _unjournaled(_rows(engine)) == _unjournaled(before), (method, code, request)
+            assert unjournaled(rows_per_table(engine)) == unjournaled(before), (
+                method,
+                code,
+                request,
+            )
 
     check()

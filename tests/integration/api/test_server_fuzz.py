@@ -27,9 +27,9 @@ from lre.server.domain.identity import AssuranceLevel
 from lre.server.domain.letters import PartyKind
 from lre.server.storage import db, models
 from lre.v1 import custody_pb2, notification_pb2
-from tests.conftest import SignerProcess
-from tests.integration.api.test_identity_fuzz import ALLOWED, _rows, _unjournaled
-from tests.protofuzz import KNOWN_PARTY, message
+from tests.support.databases import rows_per_table, unjournaled
+from tests.support.protofuzz import ALLOWED, KNOWN_PARTY, message
+from tests.support.signer import SignerProcess
 
 TOKEN = secrets.token_urlsafe(32)
 SERVICES = [
@@ -123,7 +123,7 @@ def test_random_requests_get_a_proper_status_and_refusals_change_nothing(
     )
     @given(message(method.input_type), st.booleans())
     def check(request: Message, token: bool) -> None:
-        before = _rows(engine)
+        before = rows_per_table(engine)
         code = _call(
             address,
             f"/{service.full_name}/{method.name}",
@@ -134,13 +134,13 @@ def test_random_requests_get_a_proper_status_and_refusals_change_nothing(
         assert code in ALLOWED, (name, code, request)
         if code == grpc.StatusCode.OK:
             return
-        after = _rows(engine)
+        after = rows_per_table(engine)
         if name == "CustodyService.DepositLetter" and code == grpc.StatusCode.FAILED_PRECONDITION:
             # A refused deposit keeps its proof: the rejected letter, its
             # SubmissionRejection and the log entry; nothing else.
             changed = {t: after[t] - before[t] for t in after if after[t] != before[t]}
             assert changed == {"letters": 1, "evidence": 1, "log_entries": 1}, changed
         else:
-            assert _unjournaled(after) == _unjournaled(before), (name, code, request)
+            assert unjournaled(after) == unjournaled(before), (name, code, request)
 
     check()

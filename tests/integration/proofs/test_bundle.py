@@ -36,8 +36,8 @@ from lre.server.proofs.bundle import build_bundle, zip_members
 from lre.signer import pki
 from lre.verify import verify_bundle
 from lre.verify.report import Report
-from tests.conftest import SignerProcess
-from tests.support import BIN
+from tests.support.processes import BIN
+from tests.support.signer import SignerProcess
 
 LEAF_INDEX = 2
 TREE_SIZE = 5

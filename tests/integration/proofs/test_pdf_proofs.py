@@ -41,8 +41,8 @@ from lre.signer.app import Signer
 from lre.signer.config import SignerSettings
 from lre.signer.service import MAX_PDF_BYTES
 from lre.v1 import signing_pb2, signing_pb2_grpc
-from tests.conftest import SignerProcess
-from tests.support import openssl
+from tests.support.pki import openssl
+from tests.support.signer import SignerProcess
 
 PARTY_ID = "7d1c0000-0000-4000-8000-000000000001"
 SUBMITTED = dt.datetime(2026, 11, 28, 16, 5, 7, 250000, tzinfo=dt.UTC)

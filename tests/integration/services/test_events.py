@@ -14,9 +14,9 @@ from lre.server.domain.errors import FailedPrecondition
 from lre.server.domain.records import LetterRecord
 from lre.server.services.events import EventLog
 from lre.server.storage import db, models
-from tests import rfc9162
-from tests.conftest import SignerProcess
-from tests.integration.world import World
+from tests.support import rfc9162
+from tests.support.signer import SignerProcess
+from tests.support.world import World
 
 # The world's two parties are professionals: each declaration is a log entry
 # first; the legal hold below is journaled too (who set it).

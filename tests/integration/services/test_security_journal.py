@@ -19,8 +19,8 @@ from lre.server.domain.letters import OutboxKind
 from lre.server.domain.log import LogKind
 from lre.server.services.journal import SecurityJournal, SignerWatch, settings_digest
 from lre.server.storage import models
-from tests.integration.world import World
-from tests.support import free_port
+from tests.support.processes import free_port
+from tests.support.world import World
 
 
 def _entries(world: World, since: int = 0) -> list[dict[str, Any]]:

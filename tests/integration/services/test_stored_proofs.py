@@ -15,7 +15,7 @@ from lre.server.domain.records import EvidenceRecord, EvidenceWithProof
 from lre.server.proofs import proof_pdf
 from lre.server.services.proofs import StoredProofs
 from lre.server.storage import db, models
-from tests.integration.world import World
+from tests.support.world import World
 
 
 def _deposit_evidence(world: World) -> EvidenceWithProof:

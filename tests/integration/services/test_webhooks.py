@@ -17,8 +17,9 @@ from prometheus_client import REGISTRY
 from lre.server.domain.errors import InvalidArgument
 from lre.server.services.events import EventLog
 from lre.server.services.webhooks import WebhookPolicy, WebhookService
-from tests.integration.services.conftest import KEY
-from tests.integration.world import Receiver, World
+from tests.support.services import KEY
+from tests.support.webhooks import Receiver
+from tests.support.world import World
 
 
 @pytest.fixture

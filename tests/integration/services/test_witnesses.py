@@ -21,9 +21,9 @@ from prometheus_client import REGISTRY
 from lre.server.adapters.witness import SyslogWitness, WitnessPublisher, witnesses_from
 from lre.server.audit.verify import verify_log
 from lre.server.services.events import HEADS_FILE, EventLog
-from tests.conftest import SignerProcess
-from tests.integration.world import World
-from tests.support import free_port, wait_for
+from tests.support.processes import free_port, wait_for
+from tests.support.signer import SignerProcess
+from tests.support.world import World
 
 
 class Endpoint:

@@ -13,7 +13,7 @@ from sqlalchemy import create_engine, inspect, text
 
 from lre.server.storage import db
 from lre.server.storage.models import Base
-from tests.support import BIN
+from tests.support.processes import BIN
 
 
 def _head() -> str:

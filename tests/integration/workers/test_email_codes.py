@@ -14,7 +14,8 @@ from lre.server.domain.errors import AuthenticationFailed, FailedPrecondition, T
 from lre.server.domain.letters import PartyKind
 from lre.server.services.identity import NewParty
 from lre.server.storage import db, models
-from tests.integration.world import Inbox, World, text_of
+from tests.support.mail import Inbox, text_of
+from tests.support.world import World
 
 PASSWORD = "correct horse battery staple"
 ADDRESS = "camille@example.org"

@@ -12,7 +12,8 @@ from lre.server.domain.errors import InvalidTransition
 from lre.server.domain.letters import EvidenceEvent, LetterState
 from lre.server.domain.window import AcceptanceWindow
 from lre.server.storage import db, models
-from tests.integration.world import World, metric
+from tests.support.metrics import metric
+from tests.support.world import World
 
 
 def test_non_claim_is_proven_when_the_window_closes_and_not_before(

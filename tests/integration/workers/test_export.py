@@ -16,8 +16,8 @@ from lre.server.__main__ import main
 from lre.server.audit import archive
 from lre.server.domain import log as domain_log
 from lre.server.services.events import EventLog
-from tests.conftest import SignerProcess
-from tests.integration.world import World
+from tests.support.signer import SignerProcess
+from tests.support.world import World
 
 
 def _period(world: World, signer_process: SignerProcess) -> tuple[dt.datetime, dt.datetime]:

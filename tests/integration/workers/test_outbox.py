@@ -12,17 +12,11 @@ from lre.server.services.notification import NotificationPolicy, NotificationSer
 from lre.server.services.proofs import StoredProofs
 from lre.server.storage import db, models
 from lre.server.workers.outbox import OutboxDispatcher
-from tests.conftest import SignerProcess
-from tests.integration.services.conftest import KEY
-from tests.integration.world import (
-    SENDER_COMPANY,
-    SENDER_EMAIL,
-    Inbox,
-    World,
-    subject_of,
-    text_of,
-)
-from tests.support import openssl
+from tests.support.mail import Inbox, subject_of, text_of
+from tests.support.pki import openssl
+from tests.support.services import KEY
+from tests.support.signer import SignerProcess
+from tests.support.world import SENDER_COMPANY, SENDER_EMAIL, World
 
 # Issue 6: with the mail server down for the first part, 1,000 letters deposited.
 LETTERS_WHILE_SMTP_DOWN = 1000

@@ -23,17 +23,11 @@ from lre.server.services.notification import NotificationPolicy, NotificationSer
 from lre.server.services.proofs import StoredProofs
 from lre.server.storage import db, models
 from lre.server.workers.outbox import NoticeSealer, OutboxDispatcher, RetryPolicy
-from tests.integration.services.conftest import KEY
-from tests.integration.world import (
-    EVIDENCE_POLICY,
-    SENDER_EMAIL,
-    SKEW,
-    Inbox,
-    World,
-    metric,
-    text_of,
-)
-from tests.support import free_port
+from tests.support.mail import Inbox, text_of
+from tests.support.metrics import metric
+from tests.support.processes import free_port
+from tests.support.services import KEY
+from tests.support.world import EVIDENCE_POLICY, SENDER_EMAIL, SKEW, World
 
 RECIPIENT = "courrier@destinataire.example"
 

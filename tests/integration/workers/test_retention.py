@@ -13,7 +13,8 @@ from lre.server.domain.identity import AssuranceLevel
 from lre.server.domain.letters import LetterState
 from lre.server.services.custody import CustodyPolicy, DeclaredPart
 from lre.server.storage import db, models
-from tests.integration.world import Inbox, World
+from tests.support.mail import Inbox
+from tests.support.world import World
 
 
 def test_content_is_deleted_after_its_retention_but_evidence_stays(

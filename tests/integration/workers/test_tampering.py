@@ -35,10 +35,10 @@ from lre.server.services.events import HEADS_FILE, EventLog
 from lre.server.services.journal import SecurityJournal, SignerWatch
 from lre.server.storage import db
 from lre.server.workers.outbox import NoticeSealer
-from tests.conftest import SignerProcess
-from tests.integration.services.conftest import Clock
-from tests.integration.world import World
-from tests.support import free_port
+from tests.support.processes import free_port
+from tests.support.services import Clock
+from tests.support.signer import SignerProcess
+from tests.support.world import World
 
 
 @dataclass

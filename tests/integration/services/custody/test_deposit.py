@@ -17,7 +17,7 @@ from lre.server.domain.records import LetterRecord
 from lre.server.services.custody import CustodyPolicy, DeclaredPart, DepositService
 from lre.server.services.identity import NewParty
 from lre.server.storage import db, models
-from tests.integration.world import World
+from tests.support.world import World
 
 
 def test_the_same_request_id_sent_four_times_at_once_gives_one_letter(world: World) -> None:

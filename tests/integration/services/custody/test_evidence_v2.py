@@ -27,10 +27,11 @@ from lre.server.proofs import ProofInputError, proof_pdf
 from lre.server.proofs.document import read, read_seal
 from lre.server.services.custody import DeclaredPart, DepositService, EvidenceRecorder
 from lre.server.storage import db, models
-from tests.conftest import SignerProcess
-from tests.integration.services.conftest import Clock
-from tests.integration.world import EVIDENCE_POLICY, SENDER_EMAIL, Inbox, World, subject_of
-from tests.support import openssl
+from tests.support.mail import Inbox, subject_of
+from tests.support.pki import openssl
+from tests.support.services import Clock
+from tests.support.signer import SignerProcess
+from tests.support.world import EVIDENCE_POLICY, SENDER_EMAIL, World
 
 RECIPIENT_EMAIL = "courrier@destinataire.example"
 PART = DeclaredPart("a.pdf", "application/pdf", 5)

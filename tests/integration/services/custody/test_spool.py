@@ -23,8 +23,8 @@ from lre.server.services.custody.content import SPOOL_MEMORY_BYTES, decrypt_cont
 from lre.server.services.identity import NewParty
 from lre.server.storage import db, models
 from lre.server.storage.evidence import ChargeRepository
-from tests.integration.world import World
-from tests.support import idle_in_transaction
+from tests.support.databases import idle_in_transaction
+from tests.support.world import World
 
 # Larger than what a spool keeps in memory: it goes to a file.
 LARGE = SPOOL_MEMORY_BYTES + 300 * 1024

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
-import pyotp
 import pytest
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
 from lre.server.services.identity import IdentityPolicy, IdentityService
 from lre.server.storage import db
-from tests.integration.services.conftest import KEY, Clock
-from tests.support.parties import enrolled
-
-Enrol = Callable[[], tuple[uuid.UUID, pyotp.TOTP]]
+from tests.support.parties import Enrol, enrolled
+from tests.support.services import KEY, Clock
 
 
 @pytest.fixture

@@ -19,8 +19,8 @@ from lre.server.domain.letters import PartyKind
 from lre.server.domain.log import email_hmac
 from lre.server.services.identity import IdentityService, NewParty
 from lre.server.storage import models
-from tests.integration.services.conftest import KEY
 from tests.support.parties import person
+from tests.support.services import KEY
 
 
 def test_consent_is_recorded_once_withdrawn_and_listed(service: IdentityService) -> None:

@@ -19,9 +19,8 @@ from lre.server.domain.errors import (
 )
 from lre.server.services.identity import IdentityService
 from lre.server.storage import db, models
-from tests.integration.services.conftest import KEY, Clock
-from tests.integration.services.identity.conftest import Enrol
-from tests.support.parties import PASSWORD, outbox_enrolment_code, person, proofed, totp_of
+from tests.support.parties import PASSWORD, Enrol, outbox_enrolment_code, person, proofed, totp_of
+from tests.support.services import KEY, Clock
 
 
 def test_means_of_authentication_only_after_proofing(service: IdentityService) -> None:

@@ -9,39 +9,17 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from typing import Any
 
 import pytest
-from sqlalchemy import select
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
 from lre.server.domain import journal
 from lre.server.domain.errors import AuthenticationFailed, FailedPrecondition, TooManyAttempts
-from lre.server.domain.log import LogKind
 from lre.server.services.identity import IdentityService
-from lre.server.storage import models
-from tests.integration.services.conftest import KEY, Clock
-from tests.integration.services.identity.conftest import Enrol
-from tests.support.parties import PASSWORD, person
-
-Journal = list[dict[str, Any]]
-
-
-def _journal(database: sessionmaker[DbSession]) -> Journal:
-    with database() as db:
-        leaves = db.scalars(
-            select(models.LogEntry.leaf)
-            .where(models.LogEntry.letter_id.is_(None))
-            .order_by(models.LogEntry.create_time, models.LogEntry.id)
-        )
-        # The clock is frozen between steps: same-instant entries by kind.
-        found = sorted(
-            (json.loads(leaf) for leaf in leaves), key=lambda e: (e["eventTime"], e["kind"])
-        )
-    for leaf in found:  # every entry is one the service may write, with its fields only
-        assert journal.problems(LogKind(leaf["kind"]), leaf) == [], leaf
-    return found
+from tests.support.journal import Journal, security_journal
+from tests.support.parties import PASSWORD, Enrol, person
+from tests.support.services import KEY, Clock
 
 
 def _kinds(entries: Journal, party: uuid.UUID) -> list[str]:
@@ -52,7 +30,7 @@ def test_a_party_s_life_is_journaled_without_its_secrets(
     service: IdentityService, enrol: Enrol, database: sessionmaker[DbSession], clock: Clock
 ) -> None:
     party, totp = enrol()
-    entries = _journal(database)
+    entries = security_journal(database)
     assert _kinds(entries, party) == [
         "credentials_enrolled",
         "enrolment_code_issued",
@@ -73,7 +51,7 @@ def test_a_party_s_life_is_journaled_without_its_secrets(
     service.credentials.enroll_totp(party)
     clock.advance(seconds=1)
     service.sessions.revoke(issued.token)
-    entries = _journal(database)
+    entries = security_journal(database)
     assert _kinds(entries, party)[3:] == [
         "session_created",
         "email_code_issued",
@@ -113,7 +91,7 @@ def test_failures_and_lockouts_are_journaled_even_when_nothing_else_commits(
     clock.advance(seconds=1)
     with pytest.raises(TooManyAttempts):  # locked: refused before any comparison
         service.sessions.create(party, PASSWORD, totp.at(clock.now))
-    entries = _journal(database)
+    entries = security_journal(database)
     (unknown,) = [e for e in entries if e["subject"] == f"parties/{stranger}"]
     assert (unknown["kind"], unknown["purpose"], unknown["reason"]) == (
         "authentication_failed",
@@ -136,9 +114,9 @@ def test_a_change_that_rolls_back_leaves_no_entry(
     service: IdentityService, database: sessionmaker[DbSession]
 ) -> None:
     unproofed = person(service)
-    before = _journal(database)
+    before = security_journal(database)
     with pytest.raises(FailedPrecondition):
         service.credentials.set_password(unproofed, "a long enough password")
     with pytest.raises(FailedPrecondition):
         service.credentials.enroll_totp(unproofed)
-    assert _journal(database) == before
+    assert security_journal(database) == before

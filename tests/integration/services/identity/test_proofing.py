@@ -27,8 +27,7 @@ from lre.server.domain.identity import AssuranceLevel, ProofingMethod
 from lre.server.domain.letters import PartyKind
 from lre.server.domain.proofing import IdentityMismatch
 from lre.server.services.identity import EidBroker, IdentityPolicy, IdentityService, NewParty
-from tests.integration.services.conftest import KEY, Clock
-from tests.integration.services.identity.test_journal import _journal
+from tests.support.journal import security_journal
 from tests.support.parties import person
 from tests.support.proofing import (
     AUDIENCE,
@@ -40,6 +39,7 @@ from tests.support.proofing import (
     organisation_subject,
     person_subject,
 )
+from tests.support.services import KEY, Clock
 
 
 @pytest.fixture
@@ -346,7 +346,7 @@ def test_proofing_decisions_and_refusals_are_journaled(
     eid = service.proofing.with_eid_assertion(eid_party, BROKER.id_token("n-j"), "n-j")
     with pytest.raises(AuthenticationFailed):
         service.proofing.with_eid_assertion(eid_party, BROKER.id_token("n-j"), "n-j")
-    entries = _journal(database)
+    entries = security_journal(database)
     by_party = {
         p: [e for e in entries if e["subject"] == f"parties/{p}" and "roof" in e["kind"]]
         for p in (party, other, eid_party)

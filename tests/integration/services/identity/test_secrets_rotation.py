@@ -16,9 +16,8 @@ from lre.server.adapters.at_rest import SecretsKeys
 from lre.server.services.identity import IdentityPolicy, IdentityService
 from lre.server.services.rekey import reencrypt_secrets
 from lre.server.storage import models
-from tests.integration.services.conftest import KEY, Clock
-from tests.integration.services.identity.conftest import Enrol
-from tests.support.parties import PASSWORD
+from tests.support.parties import PASSWORD, Enrol
+from tests.support.services import KEY, Clock
 
 
 def test_rotation_then_reencryption_of_secrets(

@@ -11,9 +11,8 @@ from lre.server.domain import identity
 from lre.server.domain.errors import AuthenticationFailed, AuthenticationRequired
 from lre.server.domain.identity import AssuranceLevel
 from lre.server.services.identity import IdentityService
-from tests.integration.services.conftest import Clock
-from tests.integration.services.identity.conftest import Enrol
-from tests.support.parties import PASSWORD
+from tests.support.parties import PASSWORD, Enrol
+from tests.support.services import Clock
 
 
 def test_password_and_totp_give_a_session_custody_accepts(

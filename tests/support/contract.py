@@ -12,7 +12,7 @@ from pathlib import Path
 
 from lre.server.config import ServerSettings
 from lre.signer.config import SignerSettings
-from tests.support import BIN
+from tests.support.processes import BIN
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

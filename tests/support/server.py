@@ -14,9 +14,10 @@ from lre.client.walkthrough import EnrolmentCodes, maildir_enrolment_codes
 from lre.dev.tls import TlsFiles
 from lre.server.adapters.at_rest import SecretsKeys
 from lre.server.storage import db
-from tests.conftest import SignerProcess
-from tests.support import BIN, SERVING, free_port, health_status, running, wait_for
 from tests.support.parties import outbox_enrolment_code
+from tests.support.processes import BIN, free_port, running, wait_for
+from tests.support.rpc import SERVING, health_status
+from tests.support.signer import SignerProcess
 
 CUSTODY = "lre.v1.CustodyService"
 

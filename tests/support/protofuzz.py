@@ -12,6 +12,16 @@ from google.protobuf.message import Message
 from hypothesis import strategies as st
 
 KNOWN_PARTY = uuid.UUID("00000000-0000-4000-8000-000000000001")
+# What a fuzzed call of the server may answer: never UNKNOWN or INTERNAL.
+ALLOWED = {
+    grpc.StatusCode.OK,
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.FAILED_PRECONDITION,
+    grpc.StatusCode.UNAUTHENTICATED,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+    grpc.StatusCode.UNIMPLEMENTED,
+}
 
 # Strings that look like our resource names, and plain junk.
 names = st.one_of(

@@ -1,10 +1,10 @@
-"""tests.asn1crypto_support: definite lengths ending in 0x80 are not taken for indefinite ones."""
+"""lre.runtime.asn1crypto_fix: definite lengths ending in 0x80 are not taken for indefinite ones."""
 
 from __future__ import annotations
 
 from asn1crypto import core
 
-from tests import asn1crypto_support
+from lre.runtime import asn1crypto_fix
 
 
 class Level(core.Sequence):
@@ -33,6 +33,6 @@ def test_true_indefinite_lengths_are_still_reencoded_as_der() -> None:
 
 
 def test_the_fix_is_applied_once() -> None:
-    asn1crypto_support.apply()
+    asn1crypto_fix.apply()
     assert core.Sequence.dump.__wrapped__.__name__ == "dump"  # type: ignore[attr-defined]
     assert not hasattr(core.Sequence.dump.__wrapped__, "__wrapped__")  # type: ignore[attr-defined]

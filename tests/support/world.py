@@ -1,23 +1,12 @@
 """A world for the custody, notification and worker tests: the services over
 a database and the real signer, a dispatcher to an SMTP server on 127.0.0.1
-(aiosmtpd), a webhook receiver, and the helpers their tests share."""
+(an ``Inbox`` of tests.support.mail)."""
 
 from __future__ import annotations
 
 import datetime as dt
-import email
-import email.header
 import functools
-import threading
 import uuid
-from collections.abc import Callable
-from email.message import Message
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import Envelope
-from prometheus_client import REGISTRY
 
 from lre.server.adapters.mail import SmtpTransport
 from lre.server.adapters.signer import ContentKeys, SignerClient
@@ -42,91 +31,15 @@ from lre.server.storage.store import Stores
 from lre.server.workers.expiry import ExpirySweep
 from lre.server.workers.outbox import OutboxDispatcher, RetryPolicy
 from lre.server.workers.retention import RetentionPurge
-from tests.conftest import SignerProcess
-from tests.integration.services.conftest import KEY, Clock
+from tests.support.mail import Inbox
+from tests.support.services import KEY, Clock
+from tests.support.signer import SignerProcess
 
 EVIDENCE_POLICY = "2.999.319522.1"
 SKEW = dt.timedelta(days=3650)
 
 SENDER_COMPANY = "Bailleur Zephyrin SARL"
 SENDER_EMAIL = "gestion@zephyrin-bailleur.example"
-
-
-class Inbox:
-    """An SMTP server that keeps what it receives; ``refuse`` answers 550 to
-    RCPT, ``defer`` 451 to RCPT for those addresses; ``on_data`` runs before a
-    message is accepted (while the dispatcher waits for the reply)."""
-
-    def __init__(
-        self,
-        port: int,
-        refuse: bool = False,
-        defer: frozenset[str] = frozenset(),
-        on_data: Callable[[Message], None] | None = None,
-    ) -> None:
-        self.messages: list[Message] = []
-        self.raw: list[bytes] = []
-        self.refuse = refuse
-        self.defer = defer
-        self.on_data = on_data
-        self.controller = Controller(self, hostname="127.0.0.1", port=port)
-
-    async def handle_RCPT(
-        self, server: Any, session: Any, envelope: Envelope, address: str, options: Any
-    ) -> str:
-        if self.refuse:
-            return "550 5.1.1 no such mailbox"
-        if address in self.defer:
-            return "451 4.3.0 try again later"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Envelope) -> str:
-        raw = envelope.original_content or b""
-        message = email.message_from_bytes(raw)
-        if self.on_data is not None:
-            self.on_data(message)
-        self.raw.append(raw)
-        self.messages.append(message)
-        return "250 Message accepted"
-
-    def __enter__(self) -> Inbox:
-        self.controller.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.controller.stop()
-
-
-class Receiver:
-    """Answers 500 to the first ``failures`` POSTs, then 200; keeps them all."""
-
-    def __init__(self, failures: int) -> None:
-        self.received: list[tuple[Message, bytes, int]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                status = 500 if len(receiver.received) < failures else 200
-                receiver.received.append((self.headers, body, status))
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/lre-events"
-
-    def __enter__(self) -> Receiver:
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 class World:
@@ -249,22 +162,3 @@ class World:
     def close(self) -> None:
         self.signer.close()
         self.engine.dispose()
-
-
-def text_of(message: Message) -> str:
-    """The text parts of an e-mail (plain and HTML), decoded."""
-    texts = []
-    for part in message.walk():
-        payload = part.get_payload(decode=True)
-        if part.get_content_maintype() == "text" and isinstance(payload, bytes):
-            texts.append(payload.decode())
-    return "\n".join(texts)
-
-
-def subject_of(message: Message) -> str:
-    return str(email.header.make_header(email.header.decode_header(message["Subject"])))
-
-
-def metric(name: str, **labels: str) -> float:
-    """A sample of this process's Prometheus registry (0 when absent)."""
-    return REGISTRY.get_sample_value(name, labels) or 0.0
