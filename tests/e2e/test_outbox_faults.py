@@ -285,7 +285,7 @@ def test_worker_killed_mid_dispatch_every_message_arrives_at_most_one_resend_per
 
 
 # On PostgreSQL only: what an outage does to the outbox is the same on SQLite,
-# where tests/integration/workers/test_outbox_steps.py covers it in process.
+# where tests/integration/server/workers/test_outbox_steps.py covers it in process.
 @pytest.mark.postgres
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 def test_signer_stopped_each_notice_goes_once_and_is_sealed_later_at_its_hand_off(

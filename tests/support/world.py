@@ -55,7 +55,7 @@ class World:
         self.stores = Stores(sessions)
         self.policy = policy = CustodyPolicy("Test provider", 10**7, 399, "EUR")
         # The clock here jumps days ahead of the real TSA's: the time check is
-        # widened for it (tests/integration/custody/test_evidence_v2.py keeps it strict).
+        # widened for it (test_evidence_v2.py of the custody services keeps it strict).
         self.evidence = EvidenceRecorder(
             self.signer, policy.provider_name, EVIDENCE_POLICY, clock, clock_skew=SKEW
         )

@@ -69,7 +69,7 @@ def test_smtp_down_then_back_every_notification_arrives_once(world: World, smtp_
     # Delivery at issue 6's scale: the proofs of deposit go without their PDF
     # here (2,000 renderings and signatures, at ~0.3 s each, would take this
     # machine ten minutes); proof PDFs in e-mails are checked by pdfsig in
-    # tests/integration/services/custody/test_evidence_v2.py.
+    # tests/integration/server/services/custody/test_evidence_v2.py.
     world.notifications = NotificationService(
         world.stores,
         NotificationPolicy(KEY, "LRE <notifications@lre.test>", "https://portal.lre.test"),
