@@ -22,8 +22,8 @@ from lre.server.storage import models
 from lre.v1 import common_pb2, custody_pb2, custody_pb2_grpc, identity_pb2, identity_pb2_grpc
 from tests.support.clients import register_company, wait_notified
 from tests.support.pki import verify_seal
-from tests.support.processes import libfaketime, wait_for
-from tests.support.server import server_process
+from tests.support.processes import wait_for
+from tests.support.server import libfaketime, server_process
 from tests.support.signer import SignerProcess
 
 CONVOCATION = b"%PDF-1.7 convocation assemblee generale " * 4000  # ~160 KB, several chunks

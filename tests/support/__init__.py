@@ -3,9 +3,10 @@ and conftests import from here, never from one another (conftests only
 define fixtures); tests/unit/test_test_layout.py holds the rule.
 
 - processes: the programs' directory, free ports, a process run for a block,
-  waiting for a condition, libfaketime
+  waiting for a condition
 - rpc: gRPC channels (plaintext or mutual TLS) and the health check
-- signer, server: the real processes, their handles and commands
+- signer, server: the real processes, their handles and commands (and
+  libfaketime, to move the server's wall clock)
 - clients: the server's public API as its callers use it (end to end)
 - parties, proofing: factories of parties through the identity services, a
   local CA and eID broker

@@ -1,10 +1,9 @@
 """Starting real processes from tests: the programs' directory, free ports,
-a process run for a block, waiting for a condition, libfaketime."""
+a process run for a block, waiting for a condition."""
 
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
 import signal
 import socket
@@ -13,8 +12,6 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-
-import pytest
 
 BIN = Path(sys.executable).parent
 
@@ -53,14 +50,3 @@ def running(
                 except subprocess.TimeoutExpired:
                     process.kill()
                     process.wait()
-
-
-def libfaketime() -> str:
-    """The libfaketime library to preload into a process whose wall clock a
-    test moves; fails under CI when it is missing, skips elsewhere."""
-    found = sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1"))
-    if not found:
-        if os.environ.get("CI"):
-            pytest.fail("libfaketime is required under CI (Debian package faketime)")
-        pytest.skip("libfaketime not installed (Debian package faketime): expiry e2e not run")
-    return found[0]

@@ -1,14 +1,18 @@
-"""The real server process, started against the session's signer."""
+"""The real server process, started against the session's signer, and the
+libfaketime that moves its wall clock."""
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import secrets
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 from lre.client.walkthrough import EnrolmentCodes, maildir_enrolment_codes
 from lre.dev.tls import TlsFiles
@@ -93,3 +97,14 @@ def server_process(
             )
         finally:
             engine.dispose()
+
+
+def libfaketime() -> str:
+    """The libfaketime library to preload into a process whose wall clock a
+    test moves; fails under CI when it is missing, skips elsewhere."""
+    found = sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1"))
+    if not found:
+        if os.environ.get("CI"):
+            pytest.fail("libfaketime is required under CI (Debian package faketime)")
+        pytest.skip("libfaketime not installed (Debian package faketime): expiry e2e not run")
+    return found[0]
