@@ -42,7 +42,7 @@ from lre.server.services.proofs import StoredProofs
 from lre.server.storage import db, models
 from lre.server.storage.store import Stores
 from lre.server.workers.outbox import OutboxDispatcher, RetryPolicy
-from tests.support import free_port
+from tests.support.processes import free_port
 
 
 class Sink:

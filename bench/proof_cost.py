@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.deposit_throughput import deposits
 from bench.stack import POSTGRES, running_stack
-from tests.support import free_port
+from tests.support.processes import free_port
 
 
 def _made(metrics_url: str) -> float:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from lre.runtime import config
-from tests.deploy import contract
+from tests.support import contract
 
 PAGE = contract.ROOT / "docs" / "configuration.md"
 HEADINGS = {"server": "## Server settings", "signer": "## Signer settings"}

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import yaml
 
-from tests.deploy import contract
-from tests.support import BIN
+from tests.support import contract
+from tests.support.processes import BIN
 
 OPERATIONS = contract.ROOT / "docs" / "operations.md"
 README = contract.ROOT / "README.md"

@@ -15,7 +15,7 @@ from lre.dev.tls import create_dev_tls
 from lre.runtime import config
 from lre.server.config import ServerSettings
 from lre.signer.config import SignerSettings
-from tests.support import BIN
+from tests.support.processes import BIN
 
 KIT = Path(__file__).resolve().parents[2] / "deploy" / "kubernetes" / "config.yaml"
 # What the Deployments give through the environment rather than the file.
@@ -44,15 +44,21 @@ def _settings(tmp_path: Path, text: str) -> tuple[ServerSettings, SignerSettings
 
 
 def _without(text: str, setting: str, section: str) -> str:
-    """The kit's TOML with ``setting`` of ``[section]`` removed."""
-    lines, current = [], ""
+    """The kit's TOML with ``setting`` of ``[section]`` removed (a multi-line
+    string value with it)."""
+    lines, current, skipping, removed = [], "", False, False
     for line in text.splitlines():
+        if skipping:
+            skipping = not line.rstrip().endswith('"""')
+            continue
         if line.startswith("["):
             current = line.strip("[] ")
         if current == section and line.split("=")[0].strip() == setting:
+            removed = True
+            skipping = line.rstrip().endswith('"""\\')
             continue
         lines.append(line)
-    assert len(lines) == len(text.splitlines()) - 1, f"{setting} not in [{section}]"
+    assert removed, f"{setting} not in [{section}]"
     return "\n".join(lines) + "\n"
 
 

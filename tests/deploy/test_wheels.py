@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import BIN
+from tests.support.processes import BIN
 
 ROOT = Path(__file__).resolve().parents[2]
 UV = BIN / "uv"

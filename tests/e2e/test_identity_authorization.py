@@ -22,10 +22,10 @@ from lre.client.walkthrough import enroll_party, log_in, register_party
 from lre.dev.tls import TlsFiles, create_dev_tls
 from lre.server.api.policy import AUDITOR, OPERATOR, POLICY
 from lre.v1 import identity_pb2, identity_pb2_grpc
-from tests.conftest import SignerProcess
-from tests.e2e.conftest import ServerProcess, server_process
-from tests.e2e.test_authorization import ROLES
-from tests.support import channel
+from tests.support.clients import ROLES
+from tests.support.rpc import channel
+from tests.support.server import ServerProcess, server_process
+from tests.support.signer import SignerProcess
 
 PASSWORD = "correct horse battery staple"
 OK, DENIED = grpc.StatusCode.OK, grpc.StatusCode.PERMISSION_DENIED

@@ -18,10 +18,11 @@ from sqlalchemy.engine import make_url
 
 from lre.signer.devsetup import DevPaths
 from lre.v1 import common_pb2, custody_pb2, custody_pb2_grpc, identity_pb2_grpc
-from tests.conftest import SignerProcess, signer_env
-from tests.e2e.conftest import server_process
-from tests.e2e.test_deposit_grpc import _company
-from tests.support import BIN, NOT_SERVING, SERVING, free_port, health_status, running, wait_for
+from tests.support.clients import register_company
+from tests.support.processes import BIN, free_port, running, wait_for
+from tests.support.rpc import NOT_SERVING, SERVING, health_status
+from tests.support.server import server_process
+from tests.support.signer import SignerProcess, signer_env
 
 IDENTITY, CUSTODY = "lre.v1.IdentityService", "lre.v1.CustodyService"
 
@@ -130,10 +131,10 @@ def test_sigterm_turns_not_serving_and_lets_a_deposit_in_flight_finish(
     ):
         identity = identity_pb2_grpc.IdentityServiceStub(channel)
         custody = custody_pb2_grpc.CustodyServiceStub(channel)
-        _, token = _company(
+        _, token = register_company(
             identity, server.enrolment_codes, "gs", "Expediteur SAS", "envoi@expediteur.example"
         )
-        recipient, _ = _company(
+        recipient, _ = register_company(
             identity, server.enrolment_codes, "gr", "Dest SA", "courrier@dest.example"
         )
         halfway = threading.Event()

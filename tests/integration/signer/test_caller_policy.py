@@ -20,7 +20,8 @@ from lre.dev.tls import CALLERS, SERVER_CLIENT, TlsFiles, create_dev_tls
 from lre.signer.devsetup import DevPaths
 from lre.signer.policy import POLICY
 from lre.v1 import signing_pb2, signing_pb2_grpc
-from tests.support import BIN, SERVING, channel, free_port, health_status, running, wait_for
+from tests.support.processes import BIN, free_port, running, wait_for
+from tests.support.rpc import SERVING, channel, health_status
 
 SERVICE = signing_pb2.DESCRIPTOR.services_by_name["SigningService"]
 _S = f"/{SERVICE.full_name}/"
