@@ -42,9 +42,13 @@ run: system-deps gen
 	LRE_CONFIG=$(VAR)/lre.toml $(BIN)/lre-server migrate
 	$(BIN)/python deploy/dev/stack.py --var $(VAR)
 
+# Parallel workers (pytest-xdist), each with its own signer processes and a
+# PostgreSQL database per test: much of the suite waits on processes, so
+# more workers than cores pays.
+TEST_WORKERS ?= 3
 test: gen
 	LRE_WITH_TEST_TOOLS=1 bash deploy/dev/system-deps.sh
-	$(BIN)/pytest -q -ra --durations=25
+	$(BIN)/pytest -q -ra -n $(TEST_WORKERS) --durations=25
 
 lint: gen
 	$(BIN)/ruff check .

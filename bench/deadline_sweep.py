@@ -1,4 +1,4 @@
-"""Deadline sweep benchmark (issue 5): the server's own deadline worker
+"""Deadline sweep benchmark: the server's own deadline worker
 issues AcceptanceRejectionExpiry (sealed and timestamped by the signer) for
 10,000 letters whose window has closed, first among 20,000 letters (the
 baseline), then among 1,000,000, in the same run on PostgreSQL.

@@ -1,4 +1,4 @@
-"""Deposit benchmark (issue 5): 10 KB letters deposited end to end (stored,
+"""Deposit benchmark: 10 KB letters deposited end to end (stored,
 encrypted, sealed and timestamped by the signer, outbox and charge written)
 on PostgreSQL, beside a trivial RPC (grpc.health Check) on the same server,
 measured in the same run.

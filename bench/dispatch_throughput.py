@@ -1,4 +1,4 @@
-"""Notification dispatch benchmark (issue 6): how fast the outbox empties
+"""Notification dispatch benchmark: how fast the outbox empties
 into a local SMTP server (aiosmtpd on 127.0.0.1), PostgreSQL, real signer.
 
 Setup (not timed): N letters deposited through the server, workers off, so
@@ -42,7 +42,7 @@ from lre.server.services.proofs import StoredProofs
 from lre.server.storage import db, models
 from lre.server.storage.store import Stores
 from lre.server.workers.outbox import OutboxDispatcher, RetryPolicy
-from tests.support import free_port
+from tests.support.processes import free_port
 
 
 class Sink:

@@ -1,4 +1,4 @@
-"""Large-letter benchmark (issue 5): one 256 MB letter deposited and then
+"""Large-letter benchmark: one 256 MB letter deposited and then
 downloaded over gRPC (PostgreSQL, real signer), watching the server's memory.
 
 Prints the deposit and download rates beside a baseline measured in the same

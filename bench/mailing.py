@@ -1,4 +1,4 @@
-"""Mailing benchmark (issue 19): one mailing of 1,000 recipients with a 1 MB
+"""Mailing benchmark: one mailing of 1,000 recipients with a 1 MB
 document over gRPC (PostgreSQL, real signer, the server's own workers sending
 the notices to a Maildir).
 

@@ -1,4 +1,4 @@
-"""What making PDF proofs costs deposits (issue 17): the saturated deposit
+"""What making PDF proofs costs deposits: the saturated deposit
 rate of one server process without its workers (nothing but deposits), then
 with them (the outbox sends each notice and each sender's proof of deposit,
 whose PDF it renders, has the signer sign, and stores; the sequencer and
@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.deposit_throughput import deposits
 from bench.stack import POSTGRES, running_stack
-from tests.support import free_port
+from tests.support.processes import free_port
 
 
 def _made(metrics_url: str) -> float:

@@ -1,5 +1,5 @@
 """Page 1 of a PDF proof of every event, as PNG, for a person to look at
-(issue 17: each proof must read as an official proof, in both languages).
+(each proof must read as an official proof, in both languages).
 
 Not a benchmark: one signer process (its own token and PKI in a temporary
 folder), one realistic evidence per event sealed and made into its signed

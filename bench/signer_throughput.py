@@ -33,7 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from lre.signer.devsetup import dev_setup, settings_for
 from lre.signer.token import Token
 from lre.v1 import signing_pb2
-from tests.support import BIN, SERVING, free_port, health_status, wait_for
+from tests.support.processes import BIN, free_port, wait_for
+from tests.support.rpc import SERVING, health_status
 
 HEALTH = "/grpc.health.v1.Health/Check"
 TIMESTAMP = "/lre.v1.SigningService/Timestamp"

@@ -26,8 +26,9 @@ from lre.server.adapters.at_rest import SecretsKeys
 from lre.server.storage import db
 from lre.signer.devsetup import dev_setup
 from lre.v1 import identity_pb2, identity_pb2_grpc
-from tests.support import BIN, SERVING, free_port, health_status, wait_for
 from tests.support.parties import outbox_enrolment_code
+from tests.support.processes import BIN, free_port, wait_for
+from tests.support.rpc import SERVING, health_status
 
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 

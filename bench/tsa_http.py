@@ -46,7 +46,7 @@ from lre.dev.tls import TlsFiles, create_dev_tls
 from lre.signer.config import SignerSettings
 from lre.signer.devsetup import dev_setup
 from lre.v1 import signing_pb2
-from tests.support import free_port, wait_for
+from tests.support.processes import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 LUA = """

@@ -1,4 +1,4 @@
-"""verify-log over a large log (issue 16): time and peak memory.
+"""verify-log over a large log: time and peak memory.
 
 Builds a PostgreSQL database of ``--entries`` log entries (default 1,000,000)
 by bulk inserts: letters of four entries each (deposit, notification,

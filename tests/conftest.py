@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -15,12 +14,10 @@ from sqlalchemy.exc import OperationalError
 
 from lre.signer.config import SignerSettings
 from lre.signer.devsetup import DevPaths, dev_setup, settings_for
-from tests import asn1crypto_support  # noqa: F401  -- fixes asn1crypto before any use
-from tests.support import BIN, SERVING, free_port, health_status, running, wait_for
-
-POSTGRES_URL = os.environ.get(
-    "LRE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
+from tests.support.databases import POSTGRES_URL
+from tests.support.processes import BIN, free_port, running, wait_for
+from tests.support.rpc import SERVING, health_status
+from tests.support.signer import SignerProcess, signer_env
 
 
 @pytest.fixture(scope="session")
@@ -32,33 +29,6 @@ def dev_var(tmp_path_factory: pytest.TempPathFactory) -> DevPaths:
 @pytest.fixture(scope="session")
 def signer_settings(dev_var: DevPaths) -> SignerSettings:
     return settings_for(dev_var)
-
-
-@dataclass
-class SignerProcess:
-    grpc_address: str
-    http_url: str
-    paths: DevPaths
-    log: Path
-
-    @property
-    def root_ca(self) -> Path:
-        return self.paths.pki / "root-ca.pem"
-
-    @property
-    def tsa_cert(self) -> Path:
-        return self.paths.pki / "timestamping.pem"
-
-
-def signer_env(paths: DevPaths, grpc_port: int, http_port: int, **extra: str) -> dict[str, str]:
-    return {
-        "LRE_CONFIG": str(paths.config),
-        "SOFTHSM2_CONF": str(paths.softhsm_conf.resolve()),
-        "LRE_SIGNER_GRPC_ADDRESS": f"127.0.0.1:{grpc_port}",
-        "LRE_SIGNER_HTTP_ADDRESS": f"127.0.0.1:{http_port}",
-        "LRE_SIGNER_HEALTH_CHECK_INTERVAL_S": "0.2",
-        **extra,
-    }
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy import contract
+from tests.support import contract
 
 COMPOSE_DIR = contract.DEPLOY / "compose"
 CONTAINERFILE = contract.DEPLOY / "container" / "Containerfile"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.deploy import contract
+from tests.support import contract
 
 
 def test_settings_still_to_come_are_not_there_yet() -> None:

@@ -1,4 +1,6 @@
-"""The documentation site builds strictly, and the runbook answers every alert."""
+"""The documentation site builds strictly, the README stays a newcomer's
+page, the runbook answers every alert, and the product speaks without its
+tracker's history."""
 
 from __future__ import annotations
 
@@ -8,10 +10,13 @@ from pathlib import Path
 
 import yaml
 
-from tests.deploy import contract
-from tests.support import BIN
+from tests.support import contract
+from tests.support.processes import BIN
 
 OPERATIONS = contract.ROOT / "docs" / "operations.md"
+README = contract.ROOT / "README.md"
+# Where the product's text is: code, docs, deployment files, tests, benchmarks.
+PRODUCT = ("common", "server", "signer", "client", "tests", "deploy", "bench", "docs", "protos")
 
 
 def test_the_site_builds_strictly(tmp_path: Path) -> None:
@@ -25,7 +30,48 @@ def test_the_site_builds_strictly(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     home = (tmp_path / "site" / "index.html").read_text()
     assert "Two commands" in home, "the README is the home page"
-    assert (tmp_path / "site" / "operations" / "index.html").exists()
+    for page in sorted((contract.ROOT / "docs").glob("*.md")):
+        assert (tmp_path / "site" / page.stem / "index.html").exists(), page.name
+
+
+def test_the_readme_is_read_in_one_sitting() -> None:
+    """What it is, the two commands, the walkthrough, what runs where, links:
+    everything else belongs to a page of docs/."""
+    text = README.read_text()
+    assert len(text.splitlines()) <= 200, "move detail to docs/ and link it"
+    for heading in ("## Two commands", "## What runs, and where", "## Documentation"):
+        assert heading in text
+    for page in sorted((contract.ROOT / "docs").glob("*.md")):
+        assert f"](docs/{page.name})" in text, f"the README links no {page.name}"
+
+
+def test_no_issue_numbers_in_the_product() -> None:
+    """Comments and docs say why, not which ticket asked: the tracker's
+    numbers mean nothing to the next reader."""
+    found = []
+    files = [
+        contract.ROOT / name
+        for name in (
+            "README.md",
+            "CHANGELOG.md",
+            "SECURITY.md",
+            "Makefile",
+            "mkdocs.yml",
+            "pyproject.toml",
+        )
+    ]
+    for part in PRODUCT:
+        files += [
+            path
+            for path in (contract.ROOT / part).rglob("*")
+            if path.suffix in {".py", ".md", ".yml", ".yaml", ".toml", ".proto", ".sh"}
+            and "lre/v1" not in path.as_posix()
+        ]
+    for path in files:
+        for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+            if re.search(r"\bissue ?#?[0-9]+", line, re.IGNORECASE):
+                found.append(f"{path.relative_to(contract.ROOT)}:{number}: {line.strip()}")
+    assert not found, "\n".join(found)
 
 
 def test_the_runbook_has_one_entry_per_alert() -> None:

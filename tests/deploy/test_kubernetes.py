@@ -12,7 +12,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.deploy import contract
+from tests.support import contract
 
 MANIFESTS = contract.DEPLOY / "kubernetes"
 # The oldest Kubernetes the manifests support (native gRPC probes are GA from

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.deploy import contract
+from tests.support import contract
 
 
 def test_yaml_is_lint_clean() -> None:

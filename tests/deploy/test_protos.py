@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy import contract
-from tests.support import BIN
+from tests.support import contract
+from tests.support.processes import BIN
 
 # The protos of the last release. No release is tagged yet: this is the commit
 # the published contract was frozen at; move it to the tag when there is one.

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy import contract
-from tests.support import BIN
+from tests.support import contract
+from tests.support.processes import BIN
 
 UNITS = sorted((contract.DEPLOY / "systemd").glob("lre-*.*"))
 

@@ -19,8 +19,8 @@ import grpc
 import pytest
 from google.protobuf import symbol_database
 
-from lre.dev.tls import CALLERS, TlsFiles, create_dev_tls
-from lre.server.api.policy import POLICY, Role
+from lre.dev.tls import TlsFiles, create_dev_tls
+from lre.server.api.policy import POLICY
 from lre.signer.devsetup import DevPaths
 from lre.v1 import (
     common_pb2,
@@ -30,12 +30,12 @@ from lre.v1 import (
     identity_pb2_grpc,
     notification_pb2,
 )
-from tests.conftest import SignerProcess, signer_env
-from tests.e2e.conftest import ServerProcess, server_process
-from tests.e2e.test_deposit_grpc import _company, _deposit
-from tests.support import BIN, SERVING, channel, free_port, health_status, running, wait_for
+from tests.support.clients import ROLES, deposit_letter, register_company
+from tests.support.processes import BIN, free_port, running, wait_for
+from tests.support.rpc import SERVING, channel, health_status
+from tests.support.server import ServerProcess, server_process
+from tests.support.signer import SignerProcess, signer_env
 
-ROLES = {dns.split(".")[0]: Role(role) for dns, role in CALLERS.items()}
 SERVICES = [
     d.services_by_name[name]
     for d, name in (
@@ -197,7 +197,7 @@ def test_an_operator_puts_a_letter_on_legal_hold(server: ServerProcess, tls: Tls
         custody = custody_pb2_grpc.CustodyServiceStub(gateway)
         # Identity documents are checked by the provider's operators.
         checks = identity_pb2_grpc.IdentityServiceStub(operator)
-        _, sender = _company(
+        _, sender = register_company(
             identity,
             server.enrolment_codes,
             "hs",
@@ -205,10 +205,10 @@ def test_an_operator_puts_a_letter_on_legal_hold(server: ServerProcess, tls: Tls
             "envoi@expediteur.example",
             checks,
         )
-        recipient, _ = _company(
+        recipient, _ = register_company(
             identity, server.enrolment_codes, "hr", "Dest SA", "courrier@dest.example", checks
         )
-        letter = _deposit(custody, sender, recipient, "held")
+        letter = deposit_letter(custody, sender, recipient, "held")
         assert not letter.legal_hold
         held = custody_pb2_grpc.CustodyServiceStub(operator).SetLegalHold(
             custody_pb2.SetLegalHoldRequest(name=letter.name, legal_hold=True)
@@ -317,7 +317,7 @@ def test_production_mode_runs_mutual_tls_end_to_end(
         ):
             identity = identity_pb2_grpc.IdentityServiceStub(gateway)
             checks = identity_pb2_grpc.IdentityServiceStub(operator)
-            _, sender = _company(
+            _, sender = register_company(
                 identity,
                 server.enrolment_codes,
                 "ps",
@@ -325,11 +325,13 @@ def test_production_mode_runs_mutual_tls_end_to_end(
                 "e@expediteur.example",
                 checks,
             )
-            recipient, _ = _company(
+            recipient, _ = register_company(
                 identity, server.enrolment_codes, "pr", "Dest SA", "c@dest.example", checks
             )
             # Sealed and its key wrapped by the signer, over mutual TLS.
-            letter = _deposit(custody_pb2_grpc.CustodyServiceStub(gateway), sender, recipient, "p")
+            letter = deposit_letter(
+                custody_pb2_grpc.CustodyServiceStub(gateway), sender, recipient, "p"
+            )
             assert letter.state == common_pb2.LETTER_STATE_DEPOSITED
             trusted = ssl.create_default_context(cafile=str(tls.ca))
             for url in (
@@ -353,13 +355,15 @@ def test_operators_and_auditors_read_any_letter_s_evidence_and_each_read_is_jour
     ):
         identity = identity_pb2_grpc.IdentityServiceStub(gateway)
         checks = identity_pb2_grpc.IdentityServiceStub(operator)
-        _, sender = _company(
+        _, sender = register_company(
             identity, server.enrolment_codes, "as", "Audit SAS", "a@audit.example", checks
         )
-        recipient, _ = _company(
+        recipient, _ = register_company(
             identity, server.enrolment_codes, "ar", "Audite SA", "b@audite.example", checks
         )
-        letter = _deposit(custody_pb2_grpc.CustodyServiceStub(gateway), sender, recipient, "a")
+        letter = deposit_letter(
+            custody_pb2_grpc.CustodyServiceStub(gateway), sender, recipient, "a"
+        )
         for caller in ("sender-gateway", "recipient-portal"):
             with channel(server.address, tls, caller) as portal:
                 with pytest.raises(grpc.RpcError) as anonymous:

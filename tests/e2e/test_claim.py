@@ -1,4 +1,4 @@
-"""A first-time recipient, from its notice e-mail alone (issue 14 item 5).
+"""A first-time recipient, from its notice e-mail alone.
 
 Real processes (signer, server, outbox delivering to a Maildir). The
 recipient's side of this test uses only what the recipient holds: its own
@@ -33,10 +33,10 @@ from lre.v1 import (
     notification_pb2,
     notification_pb2_grpc,
 )
-from tests.conftest import SignerProcess
-from tests.e2e.conftest import ServerProcess, server_process
-from tests.e2e.test_deposit_grpc import _deposit
+from tests.support.clients import deposit_letter
 from tests.support.proofing import AUDIENCE, BROKER, ISSUER
+from tests.support.server import ServerProcess, server_process
+from tests.support.signer import SignerProcess
 
 RECIPIENT_EMAIL = "camille.dupont@example.org"
 PASSWORD = "correct horse battery staple"
@@ -112,7 +112,7 @@ def _sender_and_letter(server: ServerProcess, channel: grpc.Channel) -> tuple[st
         )
     )
     token = log_in(identity, sender)
-    letter = _deposit(
+    letter = deposit_letter(
         custody_pb2_grpc.CustodyServiceStub(channel), token, addressee.name, "letter-1"
     )
     return token, letter.name

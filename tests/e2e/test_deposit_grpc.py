@@ -5,14 +5,10 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import email.header
-import glob
 import hashlib
-import json
 import mailbox
-import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import grpc
 import pytest
@@ -23,13 +19,13 @@ from sqlalchemy import create_engine, func, select, text
 from lre.client.parties import EnrolmentCodes, enroll_party, log_in, register_party
 from lre.server.storage import models
 from lre.v1 import common_pb2, custody_pb2, custody_pb2_grpc, identity_pb2, identity_pb2_grpc
-from tests.conftest import SignerProcess
-from tests.e2e.conftest import ServerProcess, server_process
-from tests.support import openssl, wait_for
+from tests.support.clients import ANNEX, CONTENT, deposit_letter, register_company, wait_notified
+from tests.support.pki import verify_seal
+from tests.support.processes import wait_for
+from tests.support.server import ServerProcess, libfaketime, server_process
+from tests.support.signer import SignerProcess
 
 PASSWORD = "correct horse battery staple"
-CONTENT = b"%PDF-1.7 lettre de resiliation " * 5000  # ~150 KB, several chunks
-ANNEX = b"annexe: etat des lieux\n" * 100
 
 
 @pytest.fixture
@@ -56,91 +52,6 @@ def codes(served: ServerProcess) -> EnrolmentCodes:
 _login = register_party
 
 
-def _company(
-    identity: identity_pb2_grpc.IdentityServiceStub,
-    codes: EnrolmentCodes,
-    label: str,
-    name: str,
-    email: str,
-    operator: identity_pb2_grpc.IdentityServiceStub | None = None,
-) -> tuple[str, str]:
-    """A professional (no consent needed), proofed and logged in: (party name, token)."""
-    return register_party(
-        identity,
-        label,
-        operator,
-        codes=codes,
-        kind=identity_pb2.PARTY_KIND_LEGAL_PERSON,
-        professional=True,
-        company_name=name,
-        email=email,
-    )
-
-
-def _deposit(
-    custody: custody_pb2_grpc.CustodyServiceStub,
-    token: str,
-    recipient: str,
-    request_id: str,
-    parts=None,
-):
-    parts = parts or [
-        ("resiliation.pdf", "application/pdf", CONTENT),
-        ("annexe.txt", "text/plain", ANNEX),
-    ]
-
-    def messages() -> Iterator[custody_pb2.DepositLetterRequest]:
-        yield custody_pb2.DepositLetterRequest(
-            envelope=custody_pb2.LetterEnvelope(
-                request_id=request_id,
-                recipient=recipient,
-                parts=[
-                    custody_pb2.ContentPart(filename=f, media_type=m, size_bytes=len(d))
-                    for f, m, d in parts
-                ],
-            )
-        )
-        for index, (_, _, data) in enumerate(parts):
-            for offset in range(0, len(data), 32 * 1024):
-                yield custody_pb2.DepositLetterRequest(
-                    chunk=custody_pb2.ContentChunk(
-                        part_index=index, data=data[offset : offset + 32 * 1024]
-                    )
-                )
-
-    return custody.DepositLetter(
-        messages(), metadata=(("authorization", f"Bearer {token}"),), timeout=30
-    )
-
-
-def _wait_notified(
-    custody: custody_pb2_grpc.CustodyServiceStub,
-    letters: list[custody_pb2.Letter],
-    metadata: tuple[tuple[str, str], ...],
-) -> None:
-    """Until the server's own dispatcher has notified every one of ``letters``."""
-    for letter in letters:
-        request = custody_pb2.GetLetterRequest(name=letter.name)
-        assert wait_for(
-            lambda request=request: (
-                custody.GetLetter(request, metadata=metadata).state
-                == common_pb2.LETTER_STATE_NOTIFIED
-            ),
-            timeout=30,
-        ), letter.name
-
-
-def _verify_seal(
-    evidence: custody_pb2.Evidence, signer: SignerProcess, tmp_path: Path
-) -> dict[str, Any]:
-    sealed = tmp_path / f"{evidence.name.rsplit('/', 1)[-1]}.p7m"
-    sealed.write_bytes(evidence.seal)
-    verify = openssl("cms", "-verify", "-inform", "DER", "-in", sealed, "-CAfile", signer.root_ca)
-    assert verify.returncode == 0, verify.stderr
-    assert verify.stdout.encode() == evidence.document
-    return dict(json.loads(evidence.document))
-
-
 def test_deposit_refused_without_consent_then_accepted_with_it(
     server: grpc.Channel,
     codes: EnrolmentCodes,
@@ -150,7 +61,7 @@ def test_deposit_refused_without_consent_then_accepted_with_it(
 ) -> None:
     identity = identity_pb2_grpc.IdentityServiceStub(server)
     custody = custody_pb2_grpc.CustodyServiceStub(server)
-    sender, sender_token = _company(
+    sender, sender_token = register_company(
         identity, codes, "s-1", "Bailleur SARL", "gestion@bailleur.example"
     )
     recipient, recipient_token = _login(
@@ -166,7 +77,7 @@ def test_deposit_refused_without_consent_then_accepted_with_it(
 
     # A consumer who has not consented: refused, with a sealed SubmissionRejection.
     with pytest.raises(grpc.RpcError) as refused:
-        _deposit(custody, sender_token, recipient, "d-1")
+        deposit_letter(custody, sender_token, recipient, "d-1")
     assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     status = rpc_status.from_call(refused.value)
     assert status is not None
@@ -177,12 +88,12 @@ def test_deposit_refused_without_consent_then_accepted_with_it(
         custody_pb2.ListEvidenceRequest(parent=info.metadata["letter"]), metadata=as_sender
     )
     (rejection,) = rejected.evidence
-    document = _verify_seal(rejection, signer_process, tmp_path)
+    document = verify_seal(rejection, signer_process, tmp_path)
     assert document["event"] == "http://uri.etsi.org/19522/Event/SubmissionRejection"
     assert document["reasonCode"] == "consent_missing"
     # A retry gets the same refusal, not a second letter.
     with pytest.raises(grpc.RpcError) as again:
-        _deposit(custody, sender_token, recipient, "d-1")
+        deposit_letter(custody, sender_token, recipient, "d-1")
     assert again.value.code() == grpc.StatusCode.FAILED_PRECONDITION
 
     identity.GrantConsent(
@@ -190,18 +101,18 @@ def test_deposit_refused_without_consent_then_accepted_with_it(
             request_id="c-1", recipient=recipient, sender=sender, method="signed-form"
         )
     )
-    letter = _deposit(custody, sender_token, recipient, "d-2")
+    letter = deposit_letter(custody, sender_token, recipient, "d-2")
     assert letter.state == common_pb2.LETTER_STATE_DEPOSITED
     assert [p.digest.value for p in letter.parts] == [
         hashlib.sha256(CONTENT).digest(),
         hashlib.sha256(ANNEX).digest(),
     ]
-    assert _deposit(custody, sender_token, recipient, "d-2").name == letter.name  # idempotent
+    assert deposit_letter(custody, sender_token, recipient, "d-2").name == letter.name  # idempotent
 
     (proof,) = custody.ListEvidence(
         custody_pb2.ListEvidenceRequest(parent=letter.name), metadata=as_sender
     ).evidence
-    document = _verify_seal(proof, signer_process, tmp_path)
+    document = verify_seal(proof, signer_process, tmp_path)
     # R53-2: sender and recipient names and addresses, the letter id, the deposit time, the seal.
     assert document["event"] == "http://uri.etsi.org/19522/Event/SubmissionAcceptance"
     assert document["format"] == "lre-evidence/2"
@@ -318,8 +229,8 @@ def test_bad_streams_store_nothing(
 ) -> None:
     identity = identity_pb2_grpc.IdentityServiceStub(server)
     custody = custody_pb2_grpc.CustodyServiceStub(server)
-    _, token = _company(identity, codes, "s-2", "A", "a@example.org")
-    recipient, _ = _company(identity, codes, "r-2", "B", "b@example.org")
+    _, token = register_company(identity, codes, "s-2", "A", "a@example.org")
+    recipient, _ = register_company(identity, codes, "r-2", "B", "b@example.org")
     metadata = (("authorization", f"Bearer {token}"),)
 
     def letters() -> int:
@@ -386,15 +297,6 @@ def test_bad_streams_store_nothing(
     assert letters() == 0
 
 
-def _libfaketime() -> str:
-    found = sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1"))
-    if not found:
-        if os.environ.get("CI"):
-            pytest.fail("libfaketime is required under CI (Debian package faketime)")
-        pytest.skip("libfaketime not installed (Debian package faketime): expiry e2e not run")
-    return found[0]
-
-
 def test_a_letter_nobody_answers_expires_on_its_own(
     signer_process: SignerProcess, tmp_path: Path
 ) -> None:
@@ -403,7 +305,7 @@ def test_a_letter_nobody_answers_expires_on_its_own(
     clock = tmp_path / "faketime"
     clock.write_text("+0\n")
     faked = {
-        "LD_PRELOAD": _libfaketime(),
+        "LD_PRELOAD": libfaketime(),
         "FAKETIME_TIMESTAMP_FILE": str(clock),
         "FAKETIME_CACHE_DURATION": "1",
         "DONT_FAKE_MONOTONIC": "1",  # timers and timeouts keep real time
@@ -425,7 +327,9 @@ def test_a_letter_nobody_answers_expires_on_its_own(
         identity = identity_pb2_grpc.IdentityServiceStub(channel)
         custody = custody_pb2_grpc.CustodyServiceStub(channel)
         codes = server.enrolment_codes
-        _, sender = _company(identity, codes, "xs", "Bailleur SARL", "gestion@bailleur.example")
+        _, sender = register_company(
+            identity, codes, "xs", "Bailleur SARL", "gestion@bailleur.example"
+        )
         enrolled = enroll_party(
             identity,
             "xr",
@@ -437,8 +341,8 @@ def test_a_letter_nobody_answers_expires_on_its_own(
         )
         recipient = enrolled.name
         as_sender = (("authorization", f"Bearer {sender}"),)
-        letter = _deposit(custody, sender, recipient, "x-1")
-        _wait_notified(custody, [letter], as_sender)
+        letter = deposit_letter(custody, sender, recipient, "x-1")
+        wait_notified(custody, [letter], as_sender)
         request = custody_pb2.GetLetterRequest(name=letter.name)
         deadline = custody.GetLetter(request, metadata=as_sender).acceptance_deadline
         clock.write_text("+17d\n")  # the window closes unanswered
@@ -459,7 +363,7 @@ def test_a_letter_nobody_answers_expires_on_its_own(
             common_pb2.EVIDENCE_EVENT_NOTIFICATION_FOR_ACCEPTANCE,
             common_pb2.EVIDENCE_EVENT_ACCEPTANCE_REJECTION_EXPIRY,
         ]
-        document = _verify_seal(evidence[-1], signer_process, tmp_path)
+        document = verify_seal(evidence[-1], signer_process, tmp_path)
         assert document["event"].endswith("AcceptanceRejectionExpiry")
         # The recipient logs in, 17 days on (the server's time), and is too late.
         later = dt.datetime.now(dt.UTC) + dt.timedelta(days=17)

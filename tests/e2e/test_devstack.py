@@ -17,7 +17,8 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 
 from lre.dev.tls import TlsFiles
 from lre.v1 import identity_pb2, identity_pb2_grpc
-from tests.support import BIN, SERVING, channel, free_port, health_status, wait_for
+from tests.support.processes import BIN, free_port, wait_for
+from tests.support.rpc import SERVING, channel, health_status
 
 STACK = Path(__file__).resolve().parents[2] / "deploy" / "dev" / "stack.py"
 

@@ -28,10 +28,13 @@ from lre.v1 import (
     notification_pb2,
     signing_pb2,
 )
-from tests.conftest import SignerProcess
-from tests.e2e.conftest import ServerProcess, server_process
-from tests.e2e.test_deposit_grpc import _company, _deposit
-from tests.support import SERVING, health_status, idle_in_transaction, wait_for
+from tests.support.clients import deposit_letter, register_company
+from tests.support.databases import idle_in_transaction
+from tests.support.metrics import grpc_counter, grpc_handled
+from tests.support.processes import wait_for
+from tests.support.rpc import SERVING, health_status
+from tests.support.server import ServerProcess, server_process
+from tests.support.signer import SignerProcess
 
 IDLE_S = 3.0
 PER_CALLER = 4
@@ -65,26 +68,6 @@ def server(
     logs = process.log.read_text()
     assert "Traceback" not in logs and '"level": "error"' not in logs
     assert not [p for p in PERSONAL if p in logs]
-
-
-def _count(server: ServerProcess, name: str, method: str, code: str | None = None) -> float:
-    """A grpc_server_* counter of the method whose full name ends with ``method``."""
-    with urllib.request.urlopen(server.metrics_url, timeout=5) as reply:
-        families = text_string_to_metric_families(reply.read().decode())
-        for family in families:
-            for sample in family.samples:
-                labels = sample.labels
-                if (
-                    sample.name == f"grpc_server_{name}_total"
-                    and f"/{labels['grpc_service']}/{labels['grpc_method']}".endswith(method)
-                    and labels.get("grpc_code") == code
-                ):
-                    return sample.value
-    return 0.0
-
-
-def _handled(server: ServerProcess, method: str, code: str) -> float:
-    return _count(server, "handled", method, code)
 
 
 def _violations(error: grpc.RpcError) -> dict[str, str]:
@@ -124,13 +107,13 @@ def test_undecodable_requests_to_every_rpc_are_invalid_argument_and_counted(
         for s in SERVICES
         for m in s.methods
     ]
-    before = {name: _handled(server, name, "InvalidArgument") for name, _ in methods}
+    before = {name: grpc_handled(server, name, "InvalidArgument") for name, _ in methods}
     envelope = custody_pb2.DepositLetterRequest(
         envelope=custody_pb2.LetterEnvelope(request_id="x")
     ).SerializeToString()
     with grpc.insecure_channel(server.address) as channel:
         identity = identity_pb2_grpc.IdentityServiceStub(channel)
-        _, token = _company(
+        _, token = register_company(
             identity, server.enrolment_codes, "m", "Bailleur SARL", "gestion@bailleur.example"
         )
         for name, streams in methods:
@@ -149,9 +132,9 @@ def test_undecodable_requests_to_every_rpc_are_invalid_argument_and_counted(
             )
         assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     for name, _ in methods:
-        assert _handled(server, name, "InvalidArgument") >= before[name] + 1, name
+        assert grpc_handled(server, name, "InvalidArgument") >= before[name] + 1, name
     for name, _ in methods:
-        assert _handled(server, name, "Internal") == 0, name
+        assert grpc_handled(server, name, "Internal") == 0, name
 
 
 def test_strings_are_checked_at_the_edge_on_every_database(server: ServerProcess) -> None:
@@ -183,7 +166,7 @@ def test_strings_are_checked_at_the_edge_on_every_database(server: ServerProcess
                 "postal_address": common_pb2.PostalAddress(lines=["ok", "Rue-Secrete\x00"])
             },
         }
-        before = _handled(server, "/CreateParty", "InvalidArgument")
+        before = grpc_handled(server, "/CreateParty", "InvalidArgument")
         for field, values in refused.items():
             with pytest.raises(grpc.RpcError) as raised:
                 create(**values)  # type: ignore[arg-type]
@@ -195,21 +178,23 @@ def test_strings_are_checked_at_the_edge_on_every_database(server: ServerProcess
         with pytest.raises(grpc.RpcError) as raised:
             create(request_id="r\x00")
         assert _violations(raised.value) == {"request_id": "must not contain control characters"}
-        assert _handled(server, "/CreateParty", "InvalidArgument") == before + len(refused) + 2
-        assert _handled(server, "/CreateParty", "Internal") == 0
+        assert grpc_handled(server, "/CreateParty", "InvalidArgument") == before + len(refused) + 2
+        assert grpc_handled(server, "/CreateParty", "Internal") == 0
         # The longest name the column holds is stored, on PostgreSQL too.
         stored = create(given_name="Z" * 200, postal_address=address)
         assert stored.given_name == "Z" * 200
         # A deposit's envelope: the field path goes through the oneof and the list.
         custody = custody_pb2_grpc.CustodyServiceStub(channel)
-        _, token = _company(
+        _, token = register_company(
             identity, server.enrolment_codes, "s", "Bailleur SARL", "gestion@bailleur.example"
         )
-        recipient, _ = _company(
+        recipient, _ = register_company(
             identity, server.enrolment_codes, "r", "Dest SA", "courrier@dest.example"
         )
         with pytest.raises(grpc.RpcError) as raised:
-            _deposit(custody, token, recipient, "d-1", [("a\x00.pdf", "application/pdf", b"x")])
+            deposit_letter(
+                custody, token, recipient, "d-1", [("a\x00.pdf", "application/pdf", b"x")]
+            )
         assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert _violations(raised.value) == {
             "envelope.parts[0].filename": "must not contain control characters"
@@ -242,23 +227,25 @@ def test_clients_that_cancel_or_run_out_of_time_are_not_server_errors(
     server: ServerProcess,
 ) -> None:
     deposit = "CustodyService/DepositLetter"
-    before = {c: _handled(server, deposit, c) for c in ("Canceled", "DeadlineExceeded", "Internal")}
+    before = {
+        c: grpc_handled(server, deposit, c) for c in ("Canceled", "DeadlineExceeded", "Internal")
+    }
     release = threading.Event()
     with grpc.insecure_channel(server.address) as channel:
         identity = identity_pb2_grpc.IdentityServiceStub(channel)
         custody = custody_pb2_grpc.CustodyServiceStub(channel)
-        _, token = _company(
+        _, token = register_company(
             identity, server.enrolment_codes, "cs", "Bailleur SARL", "gestion@bailleur.example"
         )
-        recipient, _ = _company(
+        recipient, _ = register_company(
             identity, server.enrolment_codes, "cr", "Dest SA", "courrier@dest.example"
         )
         bearer = (("authorization", f"Bearer {token}"),)
-        started = _count(server, "started", deposit)
+        started = grpc_counter(server, "started", deposit)
         future = custody.DepositLetter.future(
             _stalled(_envelope(recipient, "c-1"), release), metadata=bearer
         )
-        assert wait_for(lambda: _count(server, "started", deposit) == started + 1)
+        assert wait_for(lambda: grpc_counter(server, "started", deposit) == started + 1)
         time.sleep(0.5)  # the envelope is in, the server waits for content
         future.cancel()
         with pytest.raises(grpc.RpcError) as raised:
@@ -267,13 +254,15 @@ def test_clients_that_cancel_or_run_out_of_time_are_not_server_errors(
             )
         assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         release.set()
-        assert wait_for(lambda: _handled(server, deposit, "Canceled") == before["Canceled"] + 1)
+        assert wait_for(lambda: grpc_handled(server, deposit, "Canceled") == before["Canceled"] + 1)
         assert wait_for(
-            lambda: _handled(server, deposit, "DeadlineExceeded") == before["DeadlineExceeded"] + 1
+            lambda: (
+                grpc_handled(server, deposit, "DeadlineExceeded") == before["DeadlineExceeded"] + 1
+            )
         )
         # Nothing was held: the same deposits go through now.
-        assert _deposit(custody, token, recipient, "c-3").name
-    assert _handled(server, deposit, "Internal") == before["Internal"]
+        assert deposit_letter(custody, token, recipient, "c-3").name
+    assert grpc_handled(server, deposit, "Internal") == before["Internal"]
     lines = [line for line in server.log.read_text().splitlines() if "DepositLetter" in line]
     assert any('"code": "CANCELLED"' in line and '"level": "info"' in line for line in lines)
     assert any('"code": "DEADLINE_EXCEEDED"' in line for line in lines)
@@ -286,14 +275,14 @@ def test_twenty_stalled_deposits_hold_neither_threads_nor_the_database(
     with grpc.insecure_channel(server.address) as channel:
         identity = identity_pb2_grpc.IdentityServiceStub(channel)
         custody = custody_pb2_grpc.CustodyServiceStub(channel)
-        sender, token = _company(
+        sender, token = register_company(
             identity, server.enrolment_codes, "ts", "Bailleur SARL", "gestion@bailleur.example"
         )
-        recipient, _ = _company(
+        recipient, _ = register_company(
             identity, server.enrolment_codes, "tr", "Dest SA", "courrier@dest.example"
         )
         bearer = (("authorization", f"Bearer {token}"),)
-        before = _handled(server, "/DepositLetter", "ResourceExhausted")
+        before = grpc_handled(server, "/DepositLetter", "ResourceExhausted")
         start = time.monotonic()
         futures = [
             custody.DepositLetter.future(
@@ -304,7 +293,9 @@ def test_twenty_stalled_deposits_hold_neither_threads_nor_the_database(
         assert wait_for(lambda: sum(f.done() for f in futures) == 20 - PER_CALLER, timeout=10)
         refused = [f for f in futures if f.done()]
         assert {f.code() for f in refused} == {grpc.StatusCode.RESOURCE_EXHAUSTED}
-        assert _handled(server, "/DepositLetter", "ResourceExhausted") == before + 20 - PER_CALLER
+        assert (
+            grpc_handled(server, "/DepositLetter", "ResourceExhausted") == before + 20 - PER_CALLER
+        )
         # Meanwhile: health checks answered at once, while the streams stall.
         slowest_health = 0.0
         while time.monotonic() - start < IDLE_S - 0.5:
@@ -331,9 +322,9 @@ def test_twenty_stalled_deposits_hold_neither_threads_nor_the_database(
         assert {f.code() for f in stalled} == {grpc.StatusCode.CANCELLED}
         release.set()
         asked = time.monotonic()
-        assert _deposit(custody, token, recipient, "t-after").name
+        assert deposit_letter(custody, token, recipient, "t-after").name
         assert time.monotonic() - asked < 5
-    assert _handled(server, "/DepositLetter", "Internal") == 0
+    assert grpc_handled(server, "/DepositLetter", "Internal") == 0
 
 
 def test_the_signer_port_keeps_the_same_contract(signer_process: SignerProcess) -> None:

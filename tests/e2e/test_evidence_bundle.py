@@ -22,10 +22,11 @@ from lre.client.parties import register_party
 from lre.dev.tls import TlsFiles, create_dev_tls
 from lre.runtime import bundle_layout as layout
 from lre.v1 import common_pb2, custody_pb2, custody_pb2_grpc, identity_pb2, identity_pb2_grpc
-from tests.conftest import SignerProcess
-from tests.e2e.conftest import ServerProcess, server_process
-from tests.e2e.test_deposit_grpc import _deposit, _wait_notified
-from tests.support import BIN, channel, wait_for
+from tests.support.clients import deposit_letter, wait_notified
+from tests.support.processes import BIN, wait_for
+from tests.support.rpc import channel
+from tests.support.server import ServerProcess, server_process
+from tests.support.signer import SignerProcess
 
 SUBMISSION = common_pb2.EVIDENCE_EVENT_SUBMISSION_ACCEPTANCE
 ACCEPTANCE = common_pb2.EVIDENCE_EVENT_CONSIGNMENT_ACCEPTANCE
@@ -140,8 +141,8 @@ def test_bundles_for_sender_recipient_and_auditor_verify_offline(
         as_sender, as_recipient = _bearer(sender_token), _bearer(recipient_token)
         sending = custody_pb2_grpc.CustodyServiceStub(gateway)
         receiving = custody_pb2_grpc.CustodyServiceStub(portal)
-        letter = _deposit(sending, sender_token, recipient, "bundle-1")
-        _wait_notified(sending, [letter], as_sender)
+        letter = deposit_letter(sending, sender_token, recipient, "bundle-1")
+        wait_notified(sending, [letter], as_sender)
         receiving.AcceptLetter(
             custody_pb2.AcceptLetterRequest(name=letter.name), metadata=as_recipient
         )

@@ -16,9 +16,10 @@ from grpc_health.v1 import health_pb2
 from lre.dev.tls import TlsFiles, create_dev_tls
 from lre.signer.devsetup import DevPaths
 from lre.v1 import custody_pb2, identity_pb2, notification_pb2, signing_pb2
-from tests.conftest import SignerProcess, signer_env
-from tests.e2e.conftest import server_process
-from tests.support import BIN, NOT_SERVING, SERVING, free_port, health_status, running, wait_for
+from tests.support.processes import BIN, free_port, running, wait_for
+from tests.support.rpc import NOT_SERVING, SERVING, health_status
+from tests.support.server import server_process
+from tests.support.signer import SignerProcess, signer_env
 
 CUSTODY, SIGNING = "lre.v1.CustodyService", "lre.v1.SigningService"
 REFLECTION = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"

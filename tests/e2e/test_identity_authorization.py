@@ -22,10 +22,10 @@ from lre.client.parties import enroll_party, log_in, register_party
 from lre.dev.tls import TlsFiles, create_dev_tls
 from lre.server.api.policy import AUDITOR, OPERATOR, POLICY
 from lre.v1 import identity_pb2, identity_pb2_grpc
-from tests.conftest import SignerProcess
-from tests.e2e.conftest import ServerProcess, server_process
-from tests.e2e.test_authorization import ROLES
-from tests.support import channel
+from tests.support.clients import ROLES
+from tests.support.rpc import channel
+from tests.support.server import ServerProcess, server_process
+from tests.support.signer import SignerProcess
 
 PASSWORD = "correct horse battery staple"
 OK, DENIED = grpc.StatusCode.OK, grpc.StatusCode.PERMISSION_DENIED
@@ -197,8 +197,9 @@ def test_every_identity_rpc_by_role_and_party_relation(
 def test_a_gateway_cannot_take_over_or_read_another_party(
     server: ServerProcess, tls: TlsFiles
 ) -> None:
-    """The takeover tried in issue 14, through the sender's gateway against a
-    recipient: every step refused, and the recipient's factors still work."""
+    """A takeover of a recipient's account through the sender's gateway (its
+    credentials, its consent, its reads): every step refused, and the
+    recipient's factors still work."""
     with (
         channel(server.address, tls, "recipient-portal") as portal_channel,
         channel(server.address, tls, "sender-gateway") as gateway_channel,

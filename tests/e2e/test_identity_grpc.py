@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import secrets
@@ -18,7 +17,6 @@ import pyotp
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from google.protobuf import timestamp_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from prometheus_client.parser import text_string_to_metric_families
@@ -27,11 +25,12 @@ from lre.client.parties import EnrolmentCodes
 from lre.server.adapters.at_rest import SecretsKeys
 from lre.server.storage import db
 from lre.v1 import common_pb2, custody_pb2_grpc, identity_pb2, identity_pb2_grpc
-from tests.conftest import SignerProcess
-from tests.e2e.test_deposit_grpc import _deposit
-from tests.support import BIN, SERVING, free_port, health_status, running, wait_for
+from tests.support.clients import create_party, deposit_letter, expires_in
 from tests.support.parties import outbox_enrolment_code
+from tests.support.processes import BIN, free_port, running, wait_for
 from tests.support.proofing import AUDIENCE, BROKER, CA, ISSUER, person_subject
+from tests.support.rpc import SERVING, health_status
+from tests.support.signer import SignerProcess
 
 PASSWORD = "correct horse battery staple"
 
@@ -119,42 +118,18 @@ def _enroll(
     return pyotp.TOTP(urllib.parse.parse_qs(urllib.parse.urlparse(uri).query)["secret"][0])
 
 
-def _expires(days: int) -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(dt.datetime.now(dt.UTC) + dt.timedelta(days=days))
-    return stamp
-
-
-def _party(
-    stub: identity_pb2_grpc.IdentityServiceStub, request_id: str, professional: bool = False
-) -> identity_pb2.Party:
-    return stub.CreateParty(
-        identity_pb2.CreatePartyRequest(
-            request_id=request_id,
-            party=identity_pb2.Party(
-                kind=identity_pb2.PARTY_KIND_NATURAL_PERSON,
-                professional=professional,
-                given_name="Camille",
-                family_name="Dupont",
-                email="camille@example.org",
-            ),
-        ),
-        timeout=10,
-    )
-
-
 def test_a_party_is_proofed_authenticates_and_consents(
     stub: identity_pb2_grpc.IdentityServiceStub, codes: EnrolmentCodes
 ) -> None:
-    party = _party(stub, "p-1")
-    assert _party(stub, "p-1").name == party.name  # a retried create returns the first party
+    party = create_party(stub, "p-1")
+    assert create_party(stub, "p-1").name == party.name  # a retried create returns the first party
     assert party.assurance_level == identity_pb2.ASSURANCE_LEVEL_UNSPECIFIED
     record = stub.RecordDocumentCheck(
         identity_pb2.RecordDocumentCheckRequest(
             party=party.name,
             document_type="passport",
             document_number="19AB12345",
-            document_expire_time=_expires(400),
+            document_expire_time=expires_in(400),
             operator_id="op-7",
         ),
         timeout=10,
@@ -176,7 +151,7 @@ def test_a_party_is_proofed_authenticates_and_consents(
     assert session.token and session.level == identity_pb2.ASSURANCE_LEVEL_SUBSTANTIAL
     stub.RevokeSession(identity_pb2.RevokeSessionRequest(token=session.token), timeout=10)
 
-    sender = _party(stub, "p-2")
+    sender = create_party(stub, "p-2")
     consent = stub.GrantConsent(
         identity_pb2.GrantConsentRequest(
             request_id="c-1", recipient=party.name, sender=sender.name, method="signed-form"
@@ -225,7 +200,7 @@ def test_bad_input_gets_the_right_code_and_field(
         ).code()
         == grpc.StatusCode.NOT_FOUND
     )
-    unproofed = _party(stub, "p-3")
+    unproofed = create_party(stub, "p-3")
     assert (
         _error(
             lambda: stub.EnrollCredentials(
@@ -249,13 +224,13 @@ def test_bad_input_gets_the_right_code_and_field(
 def test_brute_force_ends_in_resource_exhausted(
     stub: identity_pb2_grpc.IdentityServiceStub, codes: EnrolmentCodes, metrics_port: int
 ) -> None:
-    party = _party(stub, "p-4")
+    party = create_party(stub, "p-4")
     stub.RecordDocumentCheck(
         identity_pb2.RecordDocumentCheckRequest(
             party=party.name,
             document_type="id-card",
             document_number="X1",
-            document_expire_time=_expires(100),
+            document_expire_time=expires_in(100),
             operator_id="op",
         )
     )
@@ -310,7 +285,7 @@ def _enroll_and_login(
 def test_each_proofing_method_yields_a_session_custody_accepts_but_low(
     stub: identity_pb2_grpc.IdentityServiceStub, codes: EnrolmentCodes, channel: grpc.Channel
 ) -> None:
-    by_certificate = _party(stub, "m-1")
+    by_certificate = create_party(stub, "m-1")
     key, cert = CA.issue(person_subject("Camille", "Dupont"))
     challenge = stub.BeginCertificateProofing(
         identity_pb2.BeginCertificateProofingRequest(party=by_certificate.name)
@@ -325,7 +300,7 @@ def test_each_proofing_method_yields_a_session_custody_accepts_but_low(
     )
     assert record.level == identity_pb2.ASSURANCE_LEVEL_HIGH
 
-    by_eid, by_eid_low = _party(stub, "m-2"), _party(stub, "m-3")
+    by_eid, by_eid_low = create_party(stub, "m-2"), create_party(stub, "m-3")
     for party, acr, level in (
         (by_eid, "eidas2", identity_pb2.ASSURANCE_LEVEL_SUBSTANTIAL),
         (by_eid_low, "eidas1", identity_pb2.ASSURANCE_LEVEL_LOW),
@@ -349,13 +324,13 @@ def test_each_proofing_method_yields_a_session_custody_accepts_but_low(
         "eID assertion refused",
     )
 
-    by_document = _party(stub, "m-4")
+    by_document = create_party(stub, "m-4")
     in_person = stub.RecordDocumentCheck(
         identity_pb2.RecordDocumentCheckRequest(
             party=by_document.name,
             document_type="id-card",
             document_number="X9",
-            document_expire_time=_expires(60),
+            document_expire_time=expires_in(60),
             operator_id="op",
             person_present=True,
         )
@@ -378,11 +353,11 @@ def test_each_proofing_method_yields_a_session_custody_accepts_but_low(
     custody = custody_pb2_grpc.CustodyServiceStub(channel)
     for party in (by_certificate, by_document):
         token = _enroll_and_login(stub, codes, party.name).token
-        letter = _deposit(custody, token, recipient.name, f"dep-{party.name}")
+        letter = deposit_letter(custody, token, recipient.name, f"dep-{party.name}")
         assert letter.state == common_pb2.LETTER_STATE_DEPOSITED
     for party, why in ((by_eid, "below level high"), (by_eid_low, "below level substantial")):
         token = _enroll_and_login(stub, codes, party.name).token
         with pytest.raises(grpc.RpcError) as refused_sender:
-            _deposit(custody, token, recipient.name, f"dep-{party.name}")
+            deposit_letter(custody, token, recipient.name, f"dep-{party.name}")
         assert refused_sender.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         assert why in (refused_sender.value.details() or "")

@@ -21,10 +21,11 @@ from lre.client.mailing import mailing_requests
 from lre.client.parties import EnrolmentCodes, enroll_party, log_in
 from lre.server.storage import models
 from lre.v1 import common_pb2, custody_pb2, custody_pb2_grpc, identity_pb2, identity_pb2_grpc
-from tests.conftest import SignerProcess
-from tests.e2e.conftest import server_process
-from tests.e2e.test_deposit_grpc import _company, _libfaketime, _verify_seal, _wait_notified
-from tests.support import wait_for
+from tests.support.clients import register_company, wait_notified
+from tests.support.pki import verify_seal
+from tests.support.processes import wait_for
+from tests.support.server import libfaketime, server_process
+from tests.support.signer import SignerProcess
 
 CONVOCATION = b"%PDF-1.7 convocation assemblee generale " * 4000  # ~160 KB, several chunks
 PARTS = [("convocation.pdf", "application/pdf", CONVOCATION)]
@@ -90,19 +91,19 @@ def test_a_mailing_gives_each_recipient_a_letter_or_a_sealed_refusal(
     ):
         identity = identity_pb2_grpc.IdentityServiceStub(channel)
         custody = custody_pb2_grpc.CustodyServiceStub(channel)
-        sender, token = _company(
+        sender, token = register_company(
             identity,
             process.enrolment_codes,
             "ms",
             "Syndic Tilleuls SARL",
             "syndic@tilleuls.example",
         )
-        _, other_token = _company(
+        _, other_token = register_company(
             identity, process.enrolment_codes, "mo", "Autre Syndic", "autre@syndic.example"
         )
         consenting, _ = _consumer(identity, process.enrolment_codes, "alice", sender)
         silent, _ = _consumer(identity, process.enrolment_codes, "bruno", None)  # no consent
-        professional, _ = _company(
+        professional, _ = register_company(
             identity, process.enrolment_codes, "mp", "SCI Lot 7", "gestion@sci7.example"
         )
         unknown = f"parties/{uuid.uuid4()}"
@@ -134,7 +135,7 @@ def test_a_mailing_gives_each_recipient_a_letter_or_a_sealed_refusal(
             refusal = by_reference[lot].refusal
             assert refusal.reason_code == code
             assert refusal.evidence.event == REFUSED
-            document = _verify_seal(refusal.evidence, signer_process, tmp_path)
+            document = verify_seal(refusal.evidence, signer_process, tmp_path)
             assert document["event"].endswith("SubmissionRejection")
             assert document["reasonCode"] == code
             assert document["sender"]["name"] == "Syndic Tilleuls SARL"
@@ -150,7 +151,7 @@ def test_a_mailing_gives_each_recipient_a_letter_or_a_sealed_refusal(
             (evidence,) = custody.ListEvidence(
                 custody_pb2.ListEvidenceRequest(parent=name), metadata=_bearer(token)
             ).evidence
-            document = _verify_seal(evidence, signer_process, tmp_path)
+            document = verify_seal(evidence, signer_process, tmp_path)
             assert document["event"].endswith("SubmissionAcceptance")
             assert document["letterId"] == name
             assert [d["digestValue"] for d in document["contentDigests"]] == [
@@ -280,7 +281,7 @@ def test_a_mailings_letters_live_their_own_lives_and_share_the_content_to_the_la
     clock = tmp_path / "faketime"
     clock.write_text("+0\n")
     faked = {
-        "LD_PRELOAD": _libfaketime(),
+        "LD_PRELOAD": libfaketime(),
         "FAKETIME_TIMESTAMP_FILE": str(clock),
         "FAKETIME_CACHE_DURATION": "1",
         "DONT_FAKE_MONOTONIC": "1",
@@ -304,7 +305,7 @@ def test_a_mailings_letters_live_their_own_lives_and_share_the_content_to_the_la
     ):
         identity = identity_pb2_grpc.IdentityServiceStub(channel)
         custody = custody_pb2_grpc.CustodyServiceStub(channel)
-        sender, token = _company(
+        sender, token = register_company(
             identity, server.enrolment_codes, "ls", "Syndic Lilas", "syndic@lilas.example"
         )
         consumers = [
@@ -317,7 +318,7 @@ def test_a_mailings_letters_live_their_own_lives_and_share_the_content_to_the_la
         )
         letters = [r.letter for r in mailing.recipients]
         assert all(letters)
-        _wait_notified(custody, [custody_pb2.Letter(name=n) for n in letters], _bearer(token))
+        wait_notified(custody, [custody_pb2.Letter(name=n) for n in letters], _bearer(token))
         accepted, refused, silent = letters
         tokens = [str(token) for _, token in consumers]
         as_owner = [_bearer(t) for t in tokens]
@@ -375,7 +376,7 @@ def test_a_mailings_letters_live_their_own_lives_and_share_the_content_to_the_la
             evidence = custody.ListEvidence(
                 custody_pb2.ListEvidenceRequest(parent=name), metadata=_bearer(token)
             ).evidence
-            documents = [_verify_seal(e, signer_process, tmp_path) for e in evidence]
+            documents = [verify_seal(e, signer_process, tmp_path) for e in evidence]
             assert [d["event"].rsplit("/", 1)[-1] for d in documents] == events
             assert all(d["letterId"] == name for d in documents)
         report = b"".join(

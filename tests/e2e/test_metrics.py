@@ -17,10 +17,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from lre.server.api.custody import WIRE_CHUNK
 from lre.v1 import custody_pb2, custody_pb2_grpc, identity_pb2_grpc
-from tests.conftest import SignerProcess
-from tests.e2e.conftest import ServerProcess, server_process
-from tests.e2e.test_deposit_grpc import ANNEX, CONTENT, _company, _deposit, _wait_notified
-from tests.support import wait_for
+from tests.support.clients import ANNEX, CONTENT, deposit_letter, register_company, wait_notified
+from tests.support.processes import wait_for
+from tests.support.server import ServerProcess, server_process
+from tests.support.signer import SignerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -67,20 +67,20 @@ def test_a_lifecycle_moves_the_counters_by_what_happened(
     channels = [grpc.insecure_channel(server.address) for _ in range(3)]
     identity = identity_pb2_grpc.IdentityServiceStub(channels[0])
     custody = [custody_pb2_grpc.CustodyServiceStub(c) for c in channels]
-    _, sender = _company(
+    _, sender = register_company(
         identity, server.enrolment_codes, "ms", "Expediteur SAS", "envoi@expediteur.example"
     )
-    recipient, recipient_token = _company(
+    recipient, recipient_token = register_company(
         identity, server.enrolment_codes, "mr", "Dest SA", "courrier@dest.example"
     )
     as_recipient = (("authorization", f"Bearer {recipient_token}"),)
 
     with pytest.raises(grpc.RpcError) as empty:
-        _deposit(custody[0], sender, recipient, "m-0", [("vide.txt", "text/plain", b"")])
+        deposit_letter(custody[0], sender, recipient, "m-0", [("vide.txt", "text/plain", b"")])
     assert empty.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    accepted = _deposit(custody[1], sender, recipient, "m-1")
-    refused = _deposit(custody[2], sender, recipient, "m-2")
-    _wait_notified(custody[0], [accepted, refused], as_recipient)
+    accepted = deposit_letter(custody[1], sender, recipient, "m-1")
+    refused = deposit_letter(custody[2], sender, recipient, "m-2")
+    wait_notified(custody[0], [accepted, refused], as_recipient)
     custody[1].AcceptLetter(
         custody_pb2.AcceptLetterRequest(name=accepted.name), metadata=as_recipient
     )

@@ -11,9 +11,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from lre.dev.tls import create_dev_tls
-from tests.conftest import SignerProcess
-from tests.e2e.conftest import server_process
-from tests.wire import Connection
+from tests.support.server import server_process
+from tests.support.signer import SignerProcess
+from tests.support.wire import Connection
 
 TIMEOUT_S = 2.0
 

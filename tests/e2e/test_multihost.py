@@ -28,10 +28,11 @@ from lre.server.domain.letters import OutboxKind, OutboxState
 from lre.server.storage import models
 from lre.signer.devsetup import DevPaths
 from lre.v1 import custody_pb2, custody_pb2_grpc, identity_pb2_grpc
-from tests.conftest import signer_env
-from tests.e2e.test_deposit_grpc import _company
-from tests.integration.world import text_of
-from tests.support import BIN, SERVING, free_port, health_status, running, wait_for
+from tests.support.clients import register_company
+from tests.support.mail import text_of
+from tests.support.processes import BIN, free_port, running, wait_for
+from tests.support.rpc import SERVING, health_status
+from tests.support.signer import signer_env
 
 # Enough for both kills to land mid-flow (at a third and two thirds); more
 # tests the one worker's PDF rendering (a proof per letter, tenths of a second
@@ -183,8 +184,12 @@ def test_two_apis_one_worker_two_signers_survive_sigkill(
         codes = maildir_enrolment_codes(maildir, timeout_s=60)
         with grpc.insecure_channel(apis[1]) as channel:
             identity = identity_pb2_grpc.IdentityServiceStub(channel)
-            _, token = _company(identity, codes, "mh-s", "Expediteur SAS", "envoi@exp.example")
-            recipient, _ = _company(identity, codes, "mh-r", "Dest SA", "courrier@dest.example")
+            _, token = register_company(
+                identity, codes, "mh-s", "Expediteur SAS", "envoi@exp.example"
+            )
+            recipient, _ = register_company(
+                identity, codes, "mh-r", "Dest SA", "courrier@dest.example"
+            )
         client = Client(apis, token, recipient)
         todo = list(range(LETTERS))
         todo_lock = threading.Lock()

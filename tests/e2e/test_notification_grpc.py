@@ -33,20 +33,22 @@ from lre.v1 import (
     notification_pb2,
     notification_pb2_grpc,
 )
-from tests import rfc9162
-from tests.conftest import SignerProcess
-from tests.e2e.conftest import server_process
-from tests.e2e.test_deposit_grpc import (
+from tests.support import rfc9162
+from tests.support.clients import (
     ANNEX,
     CONTENT,
-    _company,
-    _deposit,
-    _verify_seal,
-    _wait_notified,
+    create_party,
+    deposit_letter,
+    expires_in,
+    register_company,
+    wait_notified,
 )
-from tests.e2e.test_identity_grpc import _expires, _party
-from tests.integration.world import Inbox, Receiver
-from tests.support import BIN, free_port, openssl, wait_for
+from tests.support.mail import Inbox
+from tests.support.pki import openssl, verify_seal
+from tests.support.processes import BIN, free_port, wait_for
+from tests.support.server import server_process
+from tests.support.signer import SignerProcess
+from tests.support.webhooks import Receiver
 
 
 @pytest.fixture
@@ -66,9 +68,9 @@ def test_a_deposit_is_notified_on_its_own_and_the_code_verifies(
     codes = maildir_enrolment_codes(maildir)
     identity = identity_pb2_grpc.IdentityServiceStub(channel)
     custody = custody_pb2_grpc.CustodyServiceStub(channel)
-    _, token = _company(identity, codes, "s", "Bailleur SARL", "gestion@bailleur.example")
-    recipient, _ = _company(identity, codes, "r", "Dest SA", "courrier@dest.example")
-    letter = _deposit(custody, token, recipient, "d-1")
+    _, token = register_company(identity, codes, "s", "Bailleur SARL", "gestion@bailleur.example")
+    recipient, _ = register_company(identity, codes, "r", "Dest SA", "courrier@dest.example")
+    letter = deposit_letter(custody, token, recipient, "d-1")
     metadata = (("authorization", f"Bearer {token}"),)
 
     def state() -> int:
@@ -125,15 +127,19 @@ def test_the_whole_life_of_accepted_and_refused_letters(
     codes = maildir_enrolment_codes(maildir)
     identity = identity_pb2_grpc.IdentityServiceStub(channel)
     custody = custody_pb2_grpc.CustodyServiceStub(channel)
-    _, sender_token = _company(identity, codes, "s2", "Bailleur SARL", "gestion@bailleur.example")
-    recipient, recipient_token = _company(identity, codes, "r2", "Dest SA", "courrier@dest.example")
+    _, sender_token = register_company(
+        identity, codes, "s2", "Bailleur SARL", "gestion@bailleur.example"
+    )
+    recipient, recipient_token = register_company(
+        identity, codes, "r2", "Dest SA", "courrier@dest.example"
+    )
     as_sender = (("authorization", f"Bearer {sender_token}"),)
     as_recipient = (("authorization", f"Bearer {recipient_token}"),)
     accepted, refused = (
-        _deposit(custody, sender_token, recipient, "l-1"),
-        _deposit(custody, sender_token, recipient, "l-2"),
+        deposit_letter(custody, sender_token, recipient, "l-1"),
+        deposit_letter(custody, sender_token, recipient, "l-2"),
     )
-    _wait_notified(custody, [accepted, refused], as_sender)
+    wait_notified(custody, [accepted, refused], as_sender)
 
     def download(name: str) -> list[bytes]:
         parts: dict[int, bytes] = {}
@@ -192,7 +198,7 @@ def test_the_whole_life_of_accepted_and_refused_letters(
         evidence = custody.ListEvidence(
             custody_pb2.ListEvidenceRequest(parent=letter.name), metadata=as_sender
         ).evidence
-        documents = [_verify_seal(e, signer_process, tmp_path) for e in evidence]
+        documents = [verify_seal(e, signer_process, tmp_path) for e in evidence]
         assert [d["event"].rsplit("/", 1)[-1] for d in documents] == events
     assert documents[-1]["reason"] == "not mine"
 
@@ -238,11 +244,15 @@ def test_a_returned_notice_ends_in_a_notification_failure_the_sender_is_told_of(
     identity = identity_pb2_grpc.IdentityServiceStub(channel)
     custody = custody_pb2_grpc.CustodyServiceStub(channel)
     notifications = notification_pb2_grpc.NotificationServiceStub(channel)
-    _, sender_token = _company(identity, codes, "bs", "Bailleur SARL", "gestion@bailleur.example")
-    recipient, recipient_token = _company(identity, codes, "br", "Dest SA", "courrier@dest.example")
+    _, sender_token = register_company(
+        identity, codes, "bs", "Bailleur SARL", "gestion@bailleur.example"
+    )
+    recipient, recipient_token = register_company(
+        identity, codes, "br", "Dest SA", "courrier@dest.example"
+    )
     as_sender = (("authorization", f"Bearer {sender_token}"),)
     as_recipient = (("authorization", f"Bearer {recipient_token}"),)
-    letter = _deposit(custody, sender_token, recipient, "bounce-1")
+    letter = deposit_letter(custody, sender_token, recipient, "bounce-1")
 
     def state() -> int:
         request = custody_pb2.GetLetterRequest(name=letter.name)
@@ -271,7 +281,7 @@ def test_a_returned_notice_ends_in_a_notification_failure_the_sender_is_told_of(
         custody_pb2.ListEvidenceRequest(parent=letter.name), metadata=as_sender
     ).evidence
     assert evidence[-1].event == common_pb2.EVIDENCE_EVENT_NOTIFICATION_FOR_ACCEPTANCE_FAILURE
-    _verify_seal(evidence[-1], signer_process, tmp_path)
+    verify_seal(evidence[-1], signer_process, tmp_path)
     # Again: the same answer, no second evidence.
     notifications.RecordBounce(
         notification_pb2.RecordBounceRequest(
@@ -351,14 +361,16 @@ def test_the_event_stream_resumes_from_its_cursor_with_no_gap_and_no_repeat(
     identity = identity_pb2_grpc.IdentityServiceStub(channel)
     custody = custody_pb2_grpc.CustodyServiceStub(channel)
     stream = notification_pb2_grpc.NotificationServiceStub(channel)
-    _, sender = _company(identity, codes, "es", "Bailleur SARL", "gestion@bailleur.example")
-    recipient, recipient_token = _company(identity, codes, "er", "Dest SA", "courrier@dest.example")
-    _, other_sender = _company(identity, codes, "eo", "Autre SAS", "autre@autre.example")
+    _, sender = register_company(identity, codes, "es", "Bailleur SARL", "gestion@bailleur.example")
+    recipient, recipient_token = register_company(
+        identity, codes, "er", "Dest SA", "courrier@dest.example"
+    )
+    _, other_sender = register_company(identity, codes, "eo", "Autre SAS", "autre@autre.example")
     as_recipient = (("authorization", f"Bearer {recipient_token}"),)
-    first_letter = _deposit(custody, sender, recipient, "e-1")
-    second_letter = _deposit(custody, sender, recipient, "e-2")
-    _deposit(custody, other_sender, recipient, "e-3")  # not this sender's: never streamed
-    _wait_notified(custody, [first_letter, second_letter], as_recipient)
+    first_letter = deposit_letter(custody, sender, recipient, "e-1")
+    second_letter = deposit_letter(custody, sender, recipient, "e-2")
+    deposit_letter(custody, other_sender, recipient, "e-3")  # not this sender's: never streamed
+    wait_notified(custody, [first_letter, second_letter], as_recipient)
     before = _follow(stream, sender, "", 3)
     custody.AcceptLetter(
         custody_pb2.AcceptLetterRequest(name=first_letter.name), metadata=as_recipient
@@ -405,8 +417,8 @@ def test_a_webhook_created_through_the_api_receives_the_senders_events(
     identity = identity_pb2_grpc.IdentityServiceStub(channel)
     custody = custody_pb2_grpc.CustodyServiceStub(channel)
     notifications = notification_pb2_grpc.NotificationServiceStub(channel)
-    _, sender = _company(identity, codes, "ws", "Bailleur SARL", "gestion@bailleur.example")
-    recipient, _ = _company(identity, codes, "wr", "Dest SA", "courrier@dest.example")
+    _, sender = register_company(identity, codes, "ws", "Bailleur SARL", "gestion@bailleur.example")
+    recipient, _ = register_company(identity, codes, "wr", "Dest SA", "courrier@dest.example")
     as_sender = (("authorization", f"Bearer {sender}"),)
     with Receiver(failures=0) as receiver:
         webhook = notifications.CreateWebhook(
@@ -418,7 +430,7 @@ def test_a_webhook_created_through_the_api_receives_the_senders_events(
             notification_pb2.ListWebhooksRequest(), metadata=as_sender
         ).webhooks
         assert [w.name for w in listed] == [webhook.name] and not listed[0].secret
-        letter = _deposit(custody, sender, recipient, "wh-letter")
+        letter = deposit_letter(custody, sender, recipient, "wh-letter")
         # Deposit, then notification: two events, in that order.
         assert wait_for(lambda: len(receiver.received) >= 2, timeout=30)
         notifications.DeleteWebhook(
@@ -484,13 +496,15 @@ def test_a_dispatcher_killed_between_send_and_record_resends_the_same_message(
                 identity = identity_pb2_grpc.IdentityServiceStub(channel)
                 custody = custody_pb2_grpc.CustodyServiceStub(channel)
                 codes = _inbox_codes(inbox)
-                _, sender = _company(
+                _, sender = register_company(
                     identity, codes, "ks", "Bailleur SARL", "gestion@bailleur.example"
                 )
-                recipient, _ = _company(identity, codes, "kr", "Dest SA", "courrier@dest.example")
+                recipient, _ = register_company(
+                    identity, codes, "kr", "Dest SA", "courrier@dest.example"
+                )
                 inbox.messages.clear()  # the enrolment codes, read
                 inbox.victim = first.process
-                letter = _deposit(custody, sender, recipient, "k-1")
+                letter = deposit_letter(custody, sender, recipient, "k-1")
             assert wait_for(lambda: first.process.poll() is not None, timeout=30)
         assert len(inbox.messages) == 1
         killed = inbox.messages[0]["Message-ID"]
@@ -535,11 +549,13 @@ def test_inclusion_proofs_from_the_api_verify_and_verify_log_passes(
     codes = maildir_enrolment_codes(maildir)
     identity = identity_pb2_grpc.IdentityServiceStub(channel)
     custody = custody_pb2_grpc.CustodyServiceStub(channel)
-    _, sender = _company(identity, codes, "ls", "Bailleur SARL", "gestion@bailleur.example")
-    recipient, recipient_token = _company(identity, codes, "lr", "Dest SA", "courrier@dest.example")
+    _, sender = register_company(identity, codes, "ls", "Bailleur SARL", "gestion@bailleur.example")
+    recipient, recipient_token = register_company(
+        identity, codes, "lr", "Dest SA", "courrier@dest.example"
+    )
     as_sender = (("authorization", f"Bearer {sender}"),)
-    letter = _deposit(custody, sender, recipient, "log-1")
-    _wait_notified(custody, [letter], as_sender)
+    letter = deposit_letter(custody, sender, recipient, "log-1")
+    wait_notified(custody, [letter], as_sender)
     custody.AcceptLetter(
         custody_pb2.AcceptLetterRequest(name=letter.name),
         metadata=(("authorization", f"Bearer {recipient_token}"),),
@@ -602,15 +618,17 @@ def test_no_secret_or_content_reaches_the_logs_of_a_whole_lifecycle(
     identity = identity_pb2_grpc.IdentityServiceStub(channel)
     custody = custody_pb2_grpc.CustodyServiceStub(channel)
     notifications = notification_pb2_grpc.NotificationServiceStub(channel)
-    _, sender = _company(identity, codes, "ss", "Bailleur SARL", "gestion@bailleur.example")
-    recipient, recipient_token = _company(identity, codes, "sr", "Dest SA", "courrier@dest.example")
+    _, sender = register_company(identity, codes, "ss", "Bailleur SARL", "gestion@bailleur.example")
+    recipient, recipient_token = register_company(
+        identity, codes, "sr", "Dest SA", "courrier@dest.example"
+    )
     as_recipient = (("authorization", f"Bearer {recipient_token}"),)
     webhook = notifications.CreateWebhook(
         notification_pb2.CreateWebhookRequest(request_id="s-wh", url="https://crm.example.org/x"),
         metadata=(("authorization", f"Bearer {sender}"),),
     )
-    letter = _deposit(custody, sender, recipient, "s-1")
-    _wait_notified(custody, [letter], as_recipient)
+    letter = deposit_letter(custody, sender, recipient, "s-1")
+    wait_notified(custody, [letter], as_recipient)
     custody.AcceptLetter(custody_pb2.AcceptLetterRequest(name=letter.name), metadata=as_recipient)
     content = b"".join(
         c.data
@@ -648,7 +666,9 @@ def test_no_secret_or_content_reaches_the_logs_of_a_whole_lifecycle(
             )
         assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     with pytest.raises(grpc.RpcError) as raised:
-        _deposit(custody, sender, recipient, "s-2", [("Privatefile\x00.pdf", "text/plain", b"x")])
+        deposit_letter(
+            custody, sender, recipient, "s-2", [("Privatefile\x00.pdf", "text/plain", b"x")]
+        )
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     cancelled = custody.DepositLetter.future(
         iter([]), metadata=(("authorization", f"Bearer {sender}"),)
@@ -680,13 +700,13 @@ def test_an_emailed_code_reaches_the_mailbox_and_opens_one_session(
     channel, maildir = server
     codes = maildir_enrolment_codes(maildir)
     identity = identity_pb2_grpc.IdentityServiceStub(channel)
-    party = _party(identity, "camille")
+    party = create_party(identity, "camille")
     identity.RecordDocumentCheck(
         identity_pb2.RecordDocumentCheckRequest(
             party=party.name,
             document_type="passport",
             document_number="19AB12345",
-            document_expire_time=_expires(400),
+            document_expire_time=expires_in(400),
             operator_id="op-7",
         ),
         timeout=10,

@@ -1,4 +1,4 @@
-"""The outbox under faults, with real processes (issue 15): an API server
+"""The outbox under faults, with real processes: an API server
 (`run_workers = false`) takes the deposits, `lre-server work` dispatches to a
 real SMTP server (aiosmtpd, in this process) and is killed with SIGKILL; the
 signer is stopped and started again; PostgreSQL cuts every connection.
@@ -36,11 +36,12 @@ from lre.server.domain.letters import EvidenceEvent, LetterState, OutboxKind, Ou
 from lre.server.storage import models
 from lre.signer.devsetup import DevPaths
 from lre.v1 import custody_pb2_grpc, identity_pb2_grpc
-from tests.conftest import SignerProcess, signer_env
-from tests.e2e.conftest import ServerProcess, server_process
-from tests.e2e.test_deposit_grpc import _company, _deposit
-from tests.integration.world import Inbox
-from tests.support import BIN, SERVING, free_port, health_status, running, wait_for
+from tests.support.clients import deposit_letter, register_company
+from tests.support.mail import Inbox
+from tests.support.processes import BIN, free_port, running, wait_for
+from tests.support.rpc import SERVING, health_status
+from tests.support.server import ServerProcess, server_process
+from tests.support.signer import SignerProcess, signer_env
 
 LEASE_S = 4
 # The worker's settings: a short lease (the SMTP timeout well under it), quick retries.
@@ -74,7 +75,7 @@ class Rig:
         with contextlib.closing(_channel(self.api.address)) as channel:
             custody = custody_pb2_grpc.CustodyServiceStub(channel)
             for _ in range(count):
-                _deposit(custody, self.token, self.recipient, str(uuid.uuid4()), PART)
+                deposit_letter(custody, self.token, self.recipient, str(uuid.uuid4()), PART)
 
     @contextlib.contextmanager
     def worker(self, n: int, **extra: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
@@ -173,10 +174,12 @@ def rig(
     ):
         with contextlib.closing(_channel(api.address)) as channel:
             identity = identity_pb2_grpc.IdentityServiceStub(channel)
-            _, token = _company(
+            _, token = register_company(
                 identity, api.enrolment_codes, "of-s", "Expediteur SAS", "envoi@exp.example"
             )
-            recipient, _ = _company(identity, api.enrolment_codes, "of-r", "Dest SA", RECIPIENT)
+            recipient, _ = register_company(
+                identity, api.enrolment_codes, "of-r", "Dest SA", RECIPIENT
+            )
         engine = create_engine(database_url)
         try:
             yield Rig(
@@ -282,7 +285,7 @@ def test_worker_killed_mid_dispatch_every_message_arrives_at_most_one_resend_per
 
 
 # On PostgreSQL only: what an outage does to the outbox is the same on SQLite,
-# where tests/integration/workers/test_outbox_steps.py covers it in process.
+# where tests/integration/server/workers/test_outbox_steps.py covers it in process.
 @pytest.mark.postgres
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 def test_signer_stopped_each_notice_goes_once_and_is_sealed_later_at_its_hand_off(

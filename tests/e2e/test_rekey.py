@@ -26,10 +26,11 @@ from lre.server.storage import models
 from lre.signer.devsetup import DevPaths
 from lre.signer.wrapping import key_id
 from lre.v1 import custody_pb2, custody_pb2_grpc, identity_pb2_grpc
-from tests.conftest import SignerProcess, signer_env
-from tests.e2e.conftest import server_process
-from tests.e2e.test_deposit_grpc import ANNEX, CONTENT, _company, _deposit, _wait_notified
-from tests.support import BIN, SERVING, free_port, health_status, running, wait_for
+from tests.support.clients import ANNEX, CONTENT, deposit_letter, register_company, wait_notified
+from tests.support.processes import BIN, free_port, running, wait_for
+from tests.support.rpc import SERVING, health_status
+from tests.support.server import server_process
+from tests.support.signer import SignerProcess, signer_env
 
 BULK = 3000
 NEW = b"\x02" + key_id("lre-wrap-2")  # AES-GCM under the new wrap key
@@ -131,15 +132,15 @@ def test_rekey_rewraps_thousands_resumably_and_content_stays_readable(
     ):
         identity = identity_pb2_grpc.IdentityServiceStub(channel)
         custody = custody_pb2_grpc.CustodyServiceStub(channel)
-        sender, sender_token = _company(
+        sender, sender_token = register_company(
             identity, server.enrolment_codes, "ks", "Expediteur SAS", "envoi@exp.example"
         )
-        recipient, recipient_token = _company(
+        recipient, recipient_token = register_company(
             identity, server.enrolment_codes, "kr", "Dest SA", "courrier@dest.example"
         )
         as_recipient = (("authorization", f"Bearer {recipient_token}"),)
-        letters = [_deposit(custody, sender_token, recipient, f"k-{n}") for n in range(3)]
-        _wait_notified(custody, letters, as_recipient)
+        letters = [deposit_letter(custody, sender_token, recipient, f"k-{n}") for n in range(3)]
+        wait_notified(custody, letters, as_recipient)
         keys = bulk_letters(postgres_database, old.grpc_address, sender, recipient)
     total = BULK + len(letters)
     assert current_count(postgres_database) == 0

@@ -18,15 +18,18 @@ from sqlalchemy.engine import make_url
 
 from lre.signer.devsetup import DevPaths
 from lre.v1 import common_pb2, custody_pb2, custody_pb2_grpc, identity_pb2_grpc
-from tests.conftest import SignerProcess, signer_env
-from tests.e2e.conftest import server_process
-from tests.e2e.test_deposit_grpc import _company
-from tests.support import BIN, NOT_SERVING, SERVING, free_port, health_status, running, wait_for
+from tests.support.clients import register_company
+from tests.support.processes import BIN, free_port, running, wait_for
+from tests.support.rpc import NOT_SERVING, SERVING, health_status
+from tests.support.server import server_process
+from tests.support.signer import SignerProcess, signer_env
 
 IDENTITY, CUSTODY = "lre.v1.IdentityService", "lre.v1.CustodyService"
 
 
-def _server_env(tmp_path: Path, database_url: str, signer_port: int) -> dict[str, str]:
+def _server_env(
+    tmp_path: Path, database_url: str, signer_port: int, migrate: bool = True
+) -> dict[str, str]:
     key = tmp_path / "server.key"
     key.write_text(secrets.token_hex(32))
     env = {
@@ -37,13 +40,38 @@ def _server_env(tmp_path: Path, database_url: str, signer_port: int) -> dict[str
         "LRE_SERVER_SIGNER_ADDRESS": f"127.0.0.1:{signer_port}",
         "LRE_SERVER_HEALTH_CHECK_INTERVAL_S": "0.2",
     }
-    subprocess.run(
-        [str(BIN / "lre-server"), "migrate"],
-        env={**os.environ, **env},
-        check=True,
-        capture_output=True,
-    )
+    if migrate:
+        subprocess.run(
+            [str(BIN / "lre-server"), "migrate"],
+            env={**os.environ, **env},
+            check=True,
+            capture_output=True,
+        )
     return env
+
+
+def test_an_unmigrated_database_keeps_every_service_not_serving_and_says_why(
+    signer_process: SignerProcess, tmp_path: Path
+) -> None:
+    signer_port = int(signer_process.grpc_address.rsplit(":", 1)[1])
+    env = _server_env(tmp_path, f"sqlite:///{tmp_path / 'lre.db'}", signer_port, migrate=False)
+    address, log = env["LRE_SERVER_GRPC_ADDRESS"], tmp_path / "server.log"
+    with running([str(BIN / "lre-server"), "serve"], env, log):
+        assert wait_for(lambda: health_status(address) == SERVING)  # alive
+        time.sleep(1)  # several health rounds
+        assert health_status(address, IDENTITY) == NOT_SERVING
+        assert health_status(address, CUSTODY) == NOT_SERVING
+        said = [line for line in log.read_text().splitlines() if "schema not ready" in line]
+        assert len(said) == 1 and "run `lre-server migrate`" in said[0], said
+        assert "worker step failed" not in log.read_text()  # the workers wait for it
+        subprocess.run(
+            [str(BIN / "lre-server"), "migrate"],
+            env={**os.environ, **env},
+            check=True,
+            capture_output=True,
+        )
+        assert wait_for(lambda: health_status(address, CUSTODY) == SERVING), log.read_text()
+        assert health_status(address, IDENTITY) == SERVING
 
 
 def test_custody_follows_the_signer(dev_var: DevPaths, tmp_path: Path) -> None:
@@ -103,10 +131,10 @@ def test_sigterm_turns_not_serving_and_lets_a_deposit_in_flight_finish(
     ):
         identity = identity_pb2_grpc.IdentityServiceStub(channel)
         custody = custody_pb2_grpc.CustodyServiceStub(channel)
-        _, token = _company(
+        _, token = register_company(
             identity, server.enrolment_codes, "gs", "Expediteur SAS", "envoi@expediteur.example"
         )
-        recipient, _ = _company(
+        recipient, _ = register_company(
             identity, server.enrolment_codes, "gr", "Dest SA", "courrier@dest.example"
         )
         halfway = threading.Event()

@@ -12,8 +12,9 @@ from pathlib import Path
 
 from lre.server.adapters.signer import SignerClient, letter_key_context
 from lre.signer.devsetup import DevPaths
-from tests.conftest import signer_env
-from tests.support import BIN, SERVING, free_port, health_status, running, wait_for
+from tests.support.processes import BIN, free_port, running, wait_for
+from tests.support.rpc import SERVING, health_status
+from tests.support.signer import signer_env
 
 SIGNING = "lre.v1.SigningService"
 

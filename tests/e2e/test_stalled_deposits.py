@@ -21,11 +21,13 @@ from sqlalchemy import create_engine, text
 
 from lre.client.mailing import mailing_requests
 from lre.v1 import common_pb2, custody_pb2, custody_pb2_grpc, identity_pb2, identity_pb2_grpc
-from tests.conftest import SignerProcess
-from tests.e2e.conftest import ServerProcess, server_process
-from tests.e2e.test_deposit_grpc import _company, _deposit
-from tests.e2e.test_error_contract import _count, _handled
-from tests.support import SERVING, health_status, idle_in_transaction, wait_for
+from tests.support.clients import deposit_letter, register_company
+from tests.support.databases import idle_in_transaction
+from tests.support.metrics import grpc_counter, grpc_handled
+from tests.support.processes import wait_for
+from tests.support.rpc import SERVING, health_status
+from tests.support.server import ServerProcess, server_process
+from tests.support.signer import SignerProcess
 
 CHUNK = 256 * 1024
 # Sent before the stall: more than a spool keeps in memory (1 MiB), so on disk.
@@ -134,23 +136,25 @@ def test_stalled_deposits_and_mailings_hold_nothing_and_leave_nothing(
     spool = tmp_path / "spool"
     letter_rpc, mailing_rpc = "/DepositLetter", "/DepositMailing"
     codes = ("Canceled", "DeadlineExceeded", "Internal", "Unknown")
-    before = {(m, c): _handled(server, m, c) for m in (letter_rpc, mailing_rpc) for c in codes}
+    before = {(m, c): grpc_handled(server, m, c) for m in (letter_rpc, mailing_rpc) for c in codes}
     release = threading.Event()
     try:
         with grpc.insecure_channel(server.address) as channel:
             identity = identity_pb2_grpc.IdentityServiceStub(channel)
             custody = custody_pb2_grpc.CustodyServiceStub(channel)
-            _, staller = _company(
+            _, staller = register_company(
                 identity, server.enrolment_codes, "st", "Lent SARL", "lent@example.org"
             )
-            other, token = _company(
+            other, token = register_company(
                 identity, server.enrolment_codes, "ot", "Autre SARL", "autre@example.org"
             )
-            recipient, _ = _company(
+            recipient, _ = register_company(
                 identity, server.enrolment_codes, "rc", "Dest SA", "courrier@dest.example"
             )
             bearer = (("authorization", f"Bearer {staller}"),)
-            received = {m: _count(server, "msg_received", m) for m in (letter_rpc, mailing_rpc)}
+            received = {
+                m: grpc_counter(server, "msg_received", m) for m in (letter_rpc, mailing_rpc)
+            }
             # Two that the client will cancel (content in the spool, on disk),
             # two whose deadline will pass (envelope and a chunk, or the envelope only).
             cancelled: list[Any] = [
@@ -177,8 +181,9 @@ def test_stalled_deposits_and_mailings_hold_nothing_and_leave_nothing(
             ]
             assert wait_for(
                 lambda: (
-                    _count(server, "msg_received", letter_rpc) == received[letter_rpc] + 8
-                    and _count(server, "msg_received", mailing_rpc) == received[mailing_rpc] + 7
+                    grpc_counter(server, "msg_received", letter_rpc) == received[letter_rpc] + 8
+                    and grpc_counter(server, "msg_received", mailing_rpc)
+                    == received[mailing_rpc] + 7
                 ),
                 timeout=10,
             )
@@ -199,7 +204,7 @@ def test_stalled_deposits_and_mailings_hold_nothing_and_leave_nothing(
             # Another sender deposits a letter and a mailing (on SQLite too:
             # nothing holds the write lock), and the outbox worker notifies.
             asked = time.monotonic()
-            letter = _deposit(custody, token, recipient, "other-1")
+            letter = deposit_letter(custody, token, recipient, "other-1")
             mailing = custody.DepositMailing(
                 mailing_requests(
                     "other-2", "AG", [(recipient, "lot 1")], [("a.pdf", "application/pdf", b"x")]
@@ -233,17 +238,17 @@ def test_stalled_deposits_and_mailings_hold_nothing_and_leave_nothing(
     for method in (letter_rpc, mailing_rpc):
         assert wait_for(
             lambda method=method: (
-                _handled(server, method, "Canceled") == before[(method, "Canceled")] + 1
+                grpc_handled(server, method, "Canceled") == before[(method, "Canceled")] + 1
             )
         ), method
         assert wait_for(
             lambda method=method: (
-                _handled(server, method, "DeadlineExceeded")
+                grpc_handled(server, method, "DeadlineExceeded")
                 == before[(method, "DeadlineExceeded")] + 1
             )
         ), method
         for code in ("Internal", "Unknown"):
-            assert _handled(server, method, code) == before[(method, code)], (method, code)
+            assert grpc_handled(server, method, code) == before[(method, code)], (method, code)
     # Nothing of the stalled deposits anywhere, and no spool file left.
     assert wait_for(lambda: not _spool_files(server, spool), timeout=5)
     assert list(spool.iterdir()) == []
@@ -295,10 +300,10 @@ def test_a_stream_that_never_ends_is_cut_at_the_total_limit_and_leaves_nothing(
             with grpc.insecure_channel(server.address) as channel:
                 identity = identity_pb2_grpc.IdentityServiceStub(channel)
                 custody = custody_pb2_grpc.CustodyServiceStub(channel)
-                _, token = _company(
+                _, token = register_company(
                     identity, server.enrolment_codes, "dr", "Goutte SARL", "goutte@example.org"
                 )
-                recipient, _ = _company(
+                recipient, _ = register_company(
                     identity, server.enrolment_codes, "dd", "Dest SA", "courrier@dest.example"
                 )
                 bearer = (("authorization", f"Bearer {token}"),)
@@ -329,8 +334,8 @@ def test_a_stream_that_never_ends_is_cut_at_the_total_limit_and_leaves_nothing(
         assert wait_for(lambda: not _spool_files(server, spool), timeout=5)
         assert list(spool.iterdir()) == []
         for method in ("/DepositLetter", "/DepositMailing"):
-            assert wait_for(lambda method=method: _handled(server, method, "Canceled") == 1)
-            assert _handled(server, method, "Internal") == 0
+            assert wait_for(lambda method=method: grpc_handled(server, method, "Canceled") == 1)
+            assert grpc_handled(server, method, "Internal") == 0
     for query in (
         "SELECT count(*) FROM letters",
         "SELECT count(*) FROM mailings",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import urllib.parse
 import uuid
+from collections.abc import Callable
 
 import pyotp
 from sqlalchemy import Engine, select
@@ -17,6 +18,9 @@ from lre.server.services.identity import IdentityService, NewParty
 from lre.server.storage import models
 
 PASSWORD = "correct horse battery staple"
+
+# Makes a party proofed and enrolled (the identity tests' ``enrol`` fixture).
+Enrol = Callable[[], tuple[uuid.UUID, pyotp.TOTP]]
 
 
 def person(

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from asn1crypto import pem
 
+from lre.runtime.version import add_version_option
 from lre.verify.bundle import verify_bundle
 from lre.verify.report import Report
 
@@ -36,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         description="Verify an LRE evidence bundle offline: seals, timestamps, chains, "
         "CRLs, the PDF proof, and the evidence's inclusion in a sealed tree head.",
     )
+    add_version_option(parser, "lre-client")
     parser.add_argument("bundle", type=Path, help="the bundle (.zip)")
     parser.add_argument(
         "--trust",

@@ -3,7 +3,7 @@
 Each process describes its settings as a frozen dataclass whose field defaults
 are the documented defaults. Values come, lowest priority first, from those
 defaults, the ``[section]`` of the TOML file named by ``LRE_CONFIG``, and
-environment variables ``{PREFIX}{FIELD}`` (e.g. ``LRE_SIGNER_GRPC_PORT``).
+environment variables ``{PREFIX}{FIELD}`` (e.g. ``LRE_SIGNER_GRPC_ADDRESS``).
 Secrets are read from files (``*_file`` fields) so they stay out of process
 listings and configuration dumps. When ``$CREDENTIALS_DIRECTORY`` is set
 (systemd's ``LoadCredential=``), a relative path given to a ``*_file`` or
@@ -20,6 +20,9 @@ import types
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
+
+from cryptography import x509
+from cryptography.x509.oid import NameOID
 
 T = TypeVar("T")
 
@@ -97,3 +100,53 @@ def read_secret(path: Path | None, env_name: str) -> str | None:
     if path is not None:
         return path.read_text(encoding="utf-8").strip()
     return os.environ.get(env_name)
+
+
+PROFILES = ("development", "production")
+# The organisation name of the development CA (lre.dev.tls): a certificate it
+# issued is never a production identity.
+DEVELOPMENT_CA_ORGANIZATION = "LRE development"
+
+
+def production_problems(
+    settings: Any, prefix: str, must_differ: tuple[str, ...], rules: dict[str, str]
+) -> list[str]:
+    """What keeps ``settings`` from running as production: each setting of
+    ``must_differ`` still at its development default, each setting of
+    ``rules`` failing its rule (the rule's text says what it wants), and any
+    TLS file issued by the development CA. Empty under the development profile.
+    """
+    if settings.profile not in PROFILES:
+        return [f"{prefix}PROFILE: development or production"]
+    if settings.profile != "production":
+        return []
+    defaults = {f.name: f.default for f in dataclasses.fields(settings)}
+    problems = [
+        f"{prefix}{name.upper()}: still the development default"
+        for name in must_differ
+        if getattr(settings, name) == defaults[name]
+    ]
+    problems += [f"{prefix}{name.upper()}: {rule}" for name, rule in rules.items()]
+    for field in dataclasses.fields(settings):
+        value = getattr(settings, field.name)
+        if field.name.endswith("ca_file") and isinstance(value, Path) and _development_ca(value):
+            problems.append(f"{prefix}{field.name.upper()}: names the development CA")
+    return problems
+
+
+def _development_ca(path: Path) -> bool:
+    """Whether the PEM file names the development CA (unreadable files are
+    reported where they are opened, not here)."""
+    try:
+        text = path.read_bytes()
+    except OSError:
+        return False
+    try:
+        certificates = x509.load_pem_x509_certificates(text)
+    except ValueError:
+        return False
+    return any(
+        a.value == DEVELOPMENT_CA_ORGANIZATION
+        for c in certificates
+        for a in c.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+    )

@@ -11,6 +11,7 @@ import grpc
 from lre.runtime import jsonlines
 from lre.runtime.config import ConfigError
 from lre.runtime.pool import serve_pool
+from lre.runtime.version import add_version_option
 from lre.server import bootstrap, config
 from lre.server.audit.cli import export_command, verify_export_command, verify_log_command
 from lre.server.domain.errors import DependencyUnavailable
@@ -20,6 +21,7 @@ from lre.server.storage import db
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lre-server", description=__doc__)
+    add_version_option(parser, "lre-server")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="serve identity, custody and notification over gRPC")
     commands.add_parser(
@@ -55,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in ("serve", "work", "rekey"):
             # Refuse a bad configuration before opening anything: plaintext
             # where TLS is required, unreadable certificates or keys.
+            if problems := settings.production_problems():
+                raise ConfigError("profile production: " + "; ".join(problems))
             settings.server_credentials()
             settings.secrets_key()
     except (ConfigError, OSError, ValueError) as exc:

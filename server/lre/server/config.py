@@ -18,6 +18,12 @@ from lre.server.domain.identity import AssuranceLevel
 
 @dataclass(frozen=True)
 class ServerSettings:
+    # "production" refuses to start while a setting keeps a development
+    # default (provider identity, mail addresses, portal URL, role mapping,
+    # SQLite, plaintext, a Maildir, the development CA...): evidence sealed
+    # under a development identity is permanent. Every shipped production
+    # example sets it; `make run` does not.
+    profile: str = "development"
     # SQLite for the zero-setup default; postgresql+psycopg://... in production.
     database_url: str = "sqlite:///var/lre.db"
     grpc_address: str = "127.0.0.1:50051"
@@ -162,6 +168,32 @@ class ServerSettings:
     # final (at least 30), unless on legal hold; evidence is kept.
     content_retention_days: int = 365
     retention_interval_s: float = 3600.0
+
+    def production_problems(self) -> list[str]:
+        """Each setting that keeps this configuration from running as
+        production, named; empty under the development profile."""
+        rules = {}
+        if self.database_url.startswith("sqlite"):
+            rules["database_url"] = "PostgreSQL in production, not SQLite"
+        if not self.require_tls:
+            rules["require_tls"] = "true in production (mutual TLS on every port)"
+        if self.mail_transport.startswith("maildir:"):
+            rules["mail_transport"] = "an SMTP relay in production, not a Maildir"
+        if self.evidence_policy_oid.startswith("2.999."):
+            rules["evidence_policy_oid"] = "the provider's own OID, not an example under 2.999"
+        if self.seal_trust_anchors_file is None:
+            rules["seal_trust_anchors_file"] = "required in production (verify-log checks under it)"
+        if not self.tree_head_target_configured():
+            rules["tree_head_export"] = "at least one place outside the database in production"
+        return config.production_problems(
+            self,
+            "LRE_SERVER_",
+            ("provider_name", "mail_from", "recipient_portal_url", "caller_roles"),
+            rules,
+        )
+
+    def tree_head_target_configured(self) -> bool:
+        return any(t.strip() for t in self.tree_head_export.split(","))
 
     def secrets_key(self) -> SecretsKeys:
         if self.secrets_key_file is None:

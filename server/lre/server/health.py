@@ -26,6 +26,7 @@ class DependencyHealth:
         process: GrpcProcess,
         interval_s: float,
         needs: dict[str, tuple[str, ...]],
+        schema: db.SchemaGate,
     ) -> None:
         """``needs``: what each service ("" the process) needs, of "database" and "signer"."""
         self._needs = needs
@@ -34,11 +35,14 @@ class DependencyHealth:
         self._process = process
         self._interval_s = interval_s
         self._stop = threading.Event()
+        self._schema = schema
         self._thread = threading.Thread(target=self._run, name="dependency-health", daemon=True)
 
     def _database_up(self) -> bool:
         try:
             db.ping(self._engine)
+            if not self._schema.ready():
+                return False
         except SQLAlchemyError as exc:
             logger.warning("database unreachable", extra={"error_type": type(exc).__name__})
             return False

@@ -15,6 +15,7 @@ from pkcs11 import ObjectClass
 from lre.runtime import jsonlines, pool
 from lre.runtime.serving import GrpcProcess, ServiceBinding, wait_for_signal
 from lre.runtime.tls import https_context
+from lre.runtime.version import add_version_option
 from lre.signer import checktoken, config, pki
 from lre.signer.app import Signer
 from lre.signer.devsetup import dev_setup
@@ -95,6 +96,7 @@ def _token(settings: config.SignerSettings) -> Token:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lre-signer", description=__doc__)
+    add_version_option(parser, "lre-signer")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="serve gRPC and HTTP (RFC 3161, /metrics)")
     dev = commands.add_parser("dev-setup", help="development token, keys, local CA and config")
@@ -123,6 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     jsonlines.configure(settings.log_level)
     try:
         if args.command == "serve":
+            if problems := settings.production_problems():
+                problem = "profile production: " + "; ".join(problems)
+                print(f"lre-signer: configuration error: {problem}", file=sys.stderr)
+                return 2
             if settings.processes > 1:
                 return serve_pool(settings, settings.processes)
             return serve_worker(settings)

@@ -13,6 +13,10 @@ from lre.runtime import config, tls
 
 @dataclass(frozen=True)
 class SignerSettings:
+    # "production" refuses to start while a setting keeps a development
+    # default (the local clock, plaintext, the development PKI files, the
+    # development CA, the callers' names): see the server's profile.
+    profile: str = "development"
     pkcs11_module: Path = Path("/usr/lib/softhsm/libsofthsm2.so")
     token_label: str = "lre"  # noqa: S105 -- a label, not a secret
     # The user PIN is read from this file, else from LRE_SIGNER_PIN. Never logged.
@@ -77,6 +81,18 @@ class SignerSettings:
             self.tls_client_ca_file,
             self.require_tls,
             "LRE_SIGNER_",
+        )
+
+    def production_problems(self) -> list[str]:
+        """Each setting that keeps this configuration from running as
+        production, named; empty under the development profile."""
+        rules = {}
+        if not self.require_tls:
+            rules["require_tls"] = "true in production (mutual TLS on every port)"
+        if not self.clock_reference:
+            rules["clock_reference"] = "an NTP reference in production, not the local clock alone"
+        return config.production_problems(
+            self, "LRE_SIGNER_", ("ca_chain_file", "crl_file", "signer_callers"), rules
         )
 
     def pin(self) -> str | None:

@@ -1,7 +1,8 @@
 """The signer's caller policy against the real signer over mutual TLS: every
 RPC of SigningService x every certificate `make run` issues gets exactly what
 is written here (independently of signer/lre/signer/policy.py, so that loosening one
-line there fails), and the forgeries of issue 14 are refused."""
+line there fails), and forgeries are refused: a portal sealing made-up evidence, an
+auditor unwrapping a letter's key, a certificate for the server's name from another CA."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from lre.dev.tls import CALLERS, SERVER_CLIENT, TlsFiles, create_dev_tls
 from lre.signer.devsetup import DevPaths
 from lre.signer.policy import POLICY
 from lre.v1 import signing_pb2, signing_pb2_grpc
-from tests.support import BIN, SERVING, channel, free_port, health_status, running, wait_for
+from tests.support.processes import BIN, free_port, running, wait_for
+from tests.support.rpc import SERVING, channel, health_status
 
 SERVICE = signing_pb2.DESCRIPTOR.services_by_name["SigningService"]
 _S = f"/{SERVICE.full_name}/"

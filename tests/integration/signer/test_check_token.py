@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from lre.signer.devsetup import DevPaths
-from tests.support import BIN
+from tests.support.signer import check_token
 
 CHECKS = [
     "module",
@@ -28,32 +28,6 @@ CHECKS = [
     "certificate lre-tsa",
     "key lre-wrap",
 ]
-
-
-def check_token(
-    paths: DevPaths, softhsm_conf: Path, **settings: str
-) -> tuple[int, dict[str, str], str]:
-    """Runs the command; returns its exit code, {check: line} and its whole output."""
-    env = {
-        **os.environ,
-        "LRE_CONFIG": str(paths.config),
-        "SOFTHSM2_CONF": str(softhsm_conf),
-        **{f"LRE_SIGNER_{k.upper()}": v for k, v in settings.items()},
-    }
-    done = subprocess.run(
-        [str(BIN / "lre-signer"), "check-token"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    lines = {}
-    for line in done.stdout.splitlines():
-        if line.startswith(("OK ", "FAIL ")):
-            status, _, rest = line.partition(" ")
-            what, _, why = rest.strip().partition(": ")
-            lines[what] = f"{status} {why}"
-    return done.returncode, lines, done.stdout + done.stderr
 
 
 def test_a_good_token_passes_every_check(dev_var: DevPaths, token_copy: Path) -> None:

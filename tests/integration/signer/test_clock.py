@@ -16,9 +16,10 @@ from asn1crypto import algos, tsp
 
 from lre.signer.devsetup import DevPaths
 from lre.v1 import signing_pb2, signing_pb2_grpc
-from tests.asn1crypto_support import TimeStampResp
-from tests.conftest import signer_env
-from tests.support import BIN, SERVING, free_port, health_status, running, wait_for
+from tests.support.asn1 import TimeStampResp
+from tests.support.processes import BIN, free_port, running, wait_for
+from tests.support.rpc import SERVING, health_status
+from tests.support.signer import signer_env
 
 NTP_EPOCH = 2208988800
 

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from lre.signer.devsetup import DevPaths
-from tests.conftest import signer_env
-from tests.support import BIN, NOT_SERVING, SERVING, free_port, health_status, running, wait_for
+from tests.support.processes import BIN, free_port, running, wait_for
+from tests.support.rpc import NOT_SERVING, SERVING, health_status
+from tests.support.signer import signer_env
 
 SERVICE = "lre.v1.SigningService"
 

@@ -20,10 +20,11 @@ from asn1crypto import tsp
 
 from lre.dev.tls import TlsFiles, create_dev_tls
 from lre.signer.devsetup import DevPaths
-from tests.conftest import signer_env
-from tests.integration.signer.test_tsa_openssl import _request
-from tests.support import BIN, free_port, openssl, running, ts_verify, wait_for
-from tests.wire import Connection, connect, request
+from tests.support.asn1 import timestamp_request
+from tests.support.pki import openssl, ts_verify
+from tests.support.processes import BIN, free_port, running, wait_for
+from tests.support.signer import signer_env
+from tests.support.wire import Connection, connect, request
 
 TIMEOUT_S = 2.0
 QUERY = "application/timestamp-query"
@@ -81,7 +82,7 @@ def signer(dev_var: DevPaths, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
         def ready() -> bool:
             try:
-                return signer.stamp(_request(b"\x01" * 32))[0] == 200
+                return signer.stamp(timestamp_request(b"\x01" * 32))[0] == 200
             except OSError:
                 return False
 
@@ -113,7 +114,7 @@ def test_idle_connections_without_a_tls_hello_block_no_one_and_are_cut(
     try:
         # Served while the idle connections are still open (each step of
         # these calls times out before the idle ones would be cut).
-        assert _granted(signer.stamp(_request(b"\x02" * 32), timeout=TIMEOUT_S)[2])
+        assert _granted(signer.stamp(timestamp_request(b"\x02" * 32), timeout=TIMEOUT_S)[2])
         assert signer.get("/metrics", timeout=TIMEOUT_S)[0] == 200
         for sock in idle:
             cut = Connection(sock).closed_by_peer_within(TIMEOUT_S + 3)
@@ -127,11 +128,13 @@ def test_a_slowloris_is_cut_after_the_timeout_while_others_are_served(
     signer: HttpsSigner,
 ) -> None:
     slow = signer.connection()
-    head = request("POST", "/tsa", _request(b"\x03" * 32), content_type=QUERY)
+    head = request("POST", "/tsa", timestamp_request(b"\x03" * 32), content_type=QUERY)
     start = time.monotonic()
     cut_after = None
     with ThreadPoolExecutor(1) as other:
-        served = other.submit(lambda: signer.stamp(_request(b"\x04" * 32), timeout=TIMEOUT_S))
+        served = other.submit(
+            lambda: signer.stamp(timestamp_request(b"\x04" * 32), timeout=TIMEOUT_S)
+        )
         # One byte every 0.2 s: a request head that would take ~20 s.
         for byte in head:
             try:
@@ -151,7 +154,7 @@ def test_a_slowloris_is_cut_after_the_timeout_while_others_are_served(
 
 def test_a_slow_body_gets_408_and_the_connection_closes(signer: HttpsSigner) -> None:
     conn = signer.connection()
-    body = _request(b"\x05" * 32)
+    body = timestamp_request(b"\x05" * 32)
     conn.send(request("POST", "/tsa", body, content_type=QUERY)[: -len(body) + 3])
     start = time.monotonic()
     reply = conn.reply()
@@ -182,7 +185,7 @@ def test_an_unread_body_is_never_parsed_as_the_next_request(
     conn = signer.connection()
     conn.send(
         request(method, path, SMUGGLED, content_type=content_type)
-        + request("POST", "/tsa", _request(b"\x06" * 32), content_type=QUERY)
+        + request("POST", "/tsa", timestamp_request(b"\x06" * 32), content_type=QUERY)
     )
     first = conn.reply()
     assert first.status == status
@@ -195,7 +198,7 @@ def test_an_unread_body_is_never_parsed_as_the_next_request(
 
 
 def test_chunked_with_content_length_is_refused(signer: HttpsSigner) -> None:
-    body = _request(b"\x07" * 32)
+    body = timestamp_request(b"\x07" * 32)
     chunked = f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n"
     conn = signer.connection()
     conn.send(
@@ -227,7 +230,7 @@ def _bad_request_logged(signer: HttpsSigner) -> bool:
 
 
 def test_a_chunked_query_alone_is_answered(signer: HttpsSigner) -> None:
-    body = _request(b"\x08" * 32)
+    body = timestamp_request(b"\x08" * 32)
     conn = signer.connection()
     conn.send(
         request(
@@ -270,13 +273,13 @@ def test_clients_that_vanish_mid_reply_leave_only_json_lines(signer: HttpsSigner
     before = len(signer.log_lines())
     for i in range(30):
         conn = signer.connection()
-        path, body = ("/tsa", _request(bytes([i]) * 32)) if i % 2 else ("/metrics", b"")
+        path, body = ("/tsa", timestamp_request(bytes([i]) * 32)) if i % 2 else ("/metrics", b"")
         method = "POST" if body else "GET"
         conn.send(request(method, path, body, content_type=QUERY) * 3)
         # RST instead of FIN, before the replies are read.
         conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         conn.close()
-    assert _granted(signer.stamp(_request(b"\x09" * 32))[2])
+    assert _granted(signer.stamp(timestamp_request(b"\x09" * 32))[2])
     time.sleep(0.5)
     for line in signer.log_lines()[before:]:
         entry = json.loads(line)  # a plain traceback would not parse

@@ -15,9 +15,8 @@ from cryptography.hazmat.primitives import serialization
 from lre.signer import pki
 from lre.signer.devsetup import DevPaths
 from lre.v1 import signing_pb2, signing_pb2_grpc
-from tests.integration.signer.test_check_token import check_token
-from tests.integration.signer.test_wrap_key_rotation import lre_signer, signer, unwrap
-from tests.support import openssl, ts_verify
+from tests.support.pki import openssl, ts_verify
+from tests.support.signer import check_token, lre_signer, signer, unwrap
 
 SEAL, TSA = signing_pb2.KEY_PURPOSE_SEAL, signing_pb2.KEY_PURPOSE_TIMESTAMPING
 

@@ -33,19 +33,10 @@ import pytest
 
 from lre.signer.devsetup import DevPaths, softhsm_module
 from lre.v1 import signing_pb2, signing_pb2_grpc
-from tests.conftest import signer_env
-from tests.integration.signer.test_check_token import check_token
-from tests.integration.signer.test_wrap_key_rotation import signer, unwrap
-from tests.support import (
-    BIN,
-    SERVING,
-    free_port,
-    health_status,
-    openssl,
-    running,
-    ts_verify,
-    wait_for,
-)
+from tests.support.pki import openssl, ts_verify
+from tests.support.processes import BIN, free_port, running, wait_for
+from tests.support.rpc import SERVING, health_status
+from tests.support.signer import check_token, signer, signer_env, unwrap
 
 CLIENT_MODULES = (
     Path("/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so"),

@@ -13,8 +13,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from lre.signer.devsetup import DevPaths
 from lre.v1 import signing_pb2, signing_pb2_grpc
-from tests.conftest import signer_env
-from tests.support import BIN, SERVING, free_port, health_status, running, wait_for
+from tests.support.processes import BIN, free_port, running, wait_for
+from tests.support.rpc import SERVING, health_status
+from tests.support.signer import signer_env
 
 
 def _query(i: int) -> bytes:

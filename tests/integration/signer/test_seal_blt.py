@@ -21,8 +21,8 @@ from lre.signer.config import SignerSettings
 from lre.signer.devsetup import DevPaths
 from lre.signer.errors import ValidationDataUnavailable
 from lre.v1 import signing_pb2, signing_pb2_grpc
-from tests.conftest import SignerProcess
-from tests.support import openssl
+from tests.support.pki import openssl
+from tests.support.signer import SignerProcess
 
 
 def test_the_seal_carries_both_chains_and_the_crls_and_openssl_checks_them(

@@ -9,9 +9,9 @@ from google.protobuf.message import Message
 from hypothesis import HealthCheck, given, settings
 
 from lre.v1 import signing_pb2
-from tests.conftest import SignerProcess
-from tests.protofuzz import call_raw, message
-from tests.support import SERVING, health_status
+from tests.support.protofuzz import call_raw, message
+from tests.support.rpc import SERVING, health_status
+from tests.support.signer import SignerProcess
 
 SERVICE = signing_pb2.DESCRIPTOR.services_by_name["SigningService"]
 

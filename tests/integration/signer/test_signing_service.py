@@ -14,8 +14,8 @@ from pkcs11 import ObjectClass
 from lre.signer.config import SignerSettings
 from lre.signer.token import Token
 from lre.v1 import signing_pb2, signing_pb2_grpc
-from tests.conftest import SignerProcess
-from tests.support import openssl, ts_verify
+from tests.support.pki import openssl, ts_verify
+from tests.support.signer import SignerProcess
 
 
 @pytest.fixture

@@ -9,12 +9,14 @@ from pathlib import Path
 
 import grpc
 import pytest
-from asn1crypto import algos, tsp
+from asn1crypto import tsp
 
 from lre.v1 import signing_pb2, signing_pb2_grpc
-from tests.asn1crypto_support import TimeStampResp
-from tests.conftest import SignerProcess
-from tests.support import SERVING, health_status, openssl, ts_verify
+from tests.support.asn1 import TimeStampResp, timestamp_request
+from tests.support.pki import openssl, ts_verify
+from tests.support.processes import BIN, free_port, running, wait_for
+from tests.support.rpc import SERVING, health_status
+from tests.support.signer import SignerProcess, signer_env
 
 
 def post_query(
@@ -90,7 +92,7 @@ def test_a_tampered_document_does_not_verify(
 def test_serials_are_unique_and_positive(signer_process: SignerProcess) -> None:
     serials = set()
     for i in range(50):
-        request = _request(hashlib.sha256(str(i).encode()).digest())
+        request = timestamp_request(hashlib.sha256(str(i).encode()).digest())
         body = post_query(signer_process, request)[2]
         serial = (
             tsp.TimeStampResp.load(body)["time_stamp_token"]["content"]["encap_content_info"][
@@ -104,32 +106,16 @@ def test_serials_are_unique_and_positive(signer_process: SignerProcess) -> None:
     assert len(serials) == 50
 
 
-def _request(digest: bytes, algorithm: str = "sha256", **fields: object) -> bytes:
-    return bytes(
-        tsp.TimeStampReq(
-            {
-                "version": "v1",
-                "message_imprint": {
-                    "hash_algorithm": algos.DigestAlgorithm({"algorithm": algorithm}),
-                    "hashed_message": digest,
-                },
-                "cert_req": True,
-                **fields,
-            }
-        ).dump()
-    )
-
-
 BAD_REQUESTS = {
     "garbage": (b"this is not DER at all", "bad_data_format"),
-    "truncated": (_request(b"\x01" * 32)[:-7], "bad_data_format"),
-    "trailing-bytes": (_request(b"\x01" * 32) + b"\x00", "bad_data_format"),
+    "truncated": (timestamp_request(b"\x01" * 32)[:-7], "bad_data_format"),
+    "trailing-bytes": (timestamp_request(b"\x01" * 32) + b"\x00", "bad_data_format"),
     "empty": (b"", "bad_data_format"),
-    "sha1": (_request(b"\x01" * 20, "sha1"), "bad_alg"),
-    "md5": (_request(b"\x01" * 16, "md5"), "bad_alg"),
-    "short-sha256": (_request(b"\x01" * 31), "bad_data_format"),
-    "long-sha384": (_request(b"\x01" * 64, "sha384"), "bad_data_format"),
-    "other-policy": (_request(b"\x01" * 32, req_policy="1.2.3.4"), "unaccepted_policy"),
+    "sha1": (timestamp_request(b"\x01" * 20, "sha1"), "bad_alg"),
+    "md5": (timestamp_request(b"\x01" * 16, "md5"), "bad_alg"),
+    "short-sha256": (timestamp_request(b"\x01" * 31), "bad_data_format"),
+    "long-sha384": (timestamp_request(b"\x01" * 64, "sha384"), "bad_data_format"),
+    "other-policy": (timestamp_request(b"\x01" * 32, req_policy="1.2.3.4"), "unaccepted_policy"),
     "deep-nesting": (b"\x30\x80" * 5000, "bad_data_format"),
     "huge-length": (b"\x30\x84\x7f\xff\xff\xff" + b"\x00" * 100, "bad_data_format"),
 }
@@ -160,7 +146,7 @@ def test_bad_requests_are_invalid_argument_over_grpc(
         assert fail_info in (raised.value.details() or "")
         # and it keeps serving
         good = stub.Timestamp(
-            signing_pb2.TimestampRequest(time_stamp_req=_request(b"\x02" * 32)), timeout=10
+            signing_pb2.TimestampRequest(time_stamp_req=timestamp_request(b"\x02" * 32)), timeout=10
         )
         assert tsp.TimeStampResp.load(good.time_stamp_resp)["status"]["status"].native == "granted"
 
@@ -168,14 +154,14 @@ def test_bad_requests_are_invalid_argument_over_grpc(
 def test_http_refuses_other_content_types_and_oversized_bodies(
     signer_process: SignerProcess,
 ) -> None:
-    assert post_query(signer_process, _request(b"\x01" * 32), "application/octet-stream")[0] == 415
+    assert (
+        post_query(signer_process, timestamp_request(b"\x01" * 32), "application/octet-stream")[0]
+        == 415
+    )
     assert post_query(signer_process, b"\x00" * (64 * 1024))[0] == 413
 
 
 def test_qualified_mode_adds_the_etsi_qc_statement(dev_var, tmp_path: Path, document: Path) -> None:
-    from tests.conftest import SignerProcess, signer_env
-    from tests.support import BIN, free_port, running, wait_for
-
     grpc_port, http_port = free_port(), free_port()
     env = signer_env(dev_var, grpc_port, http_port, LRE_SIGNER_QUALIFIED="true")
     with running([str(BIN / "lre-signer"), "serve"], env, tmp_path / "signer.log"):

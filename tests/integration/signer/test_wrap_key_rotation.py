@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
@@ -17,9 +15,9 @@ import pytest
 from lre.signer.devsetup import DevPaths, settings_for
 from lre.signer.token import Token
 from lre.signer.wrapping import key_id
-from lre.v1 import signing_pb2, signing_pb2_grpc
-from tests.conftest import signer_env
-from tests.support import BIN, SERVING, free_port, health_status, running, wait_for
+from lre.v1 import signing_pb2
+from tests.support.processes import BIN, free_port
+from tests.support.signer import lre_signer, signer, signer_env, unwrap
 
 KEYS = {
     b"letters/0": b"\x00" * 32,
@@ -28,37 +26,6 @@ KEYS = {
     b"letters/3": b"\x03" * 24,
     b"letters/5": b"\x05" * 32,
 }
-
-
-def lre_signer(paths: DevPaths, softhsm_conf: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "LRE_CONFIG": str(paths.config), "SOFTHSM2_CONF": str(softhsm_conf)}
-    return subprocess.run(
-        [str(BIN / "lre-signer"), *args], env=env, capture_output=True, text=True, timeout=60
-    )
-
-
-@contextmanager
-def signer(
-    paths: DevPaths,
-    softhsm_conf: Path,
-    log: Path,
-    env: dict[str, str] | None = None,
-    /,
-    **settings: str,
-) -> Iterator[signing_pb2_grpc.SigningServiceStub]:
-    """The real signer on ``softhsm_conf``'s token, with these settings (and environment)."""
-    grpc_port, http_port = free_port(), free_port()
-    env = {
-        **signer_env(paths, grpc_port, http_port),
-        "SOFTHSM2_CONF": str(softhsm_conf),
-        **{f"LRE_SIGNER_{k.upper()}": v for k, v in settings.items()},
-        **(env or {}),
-    }
-    with running([str(BIN / "lre-signer"), "serve"], env, log):
-        address = f"127.0.0.1:{grpc_port}"
-        assert wait_for(lambda: health_status(address) == SERVING), log.read_text()
-        with grpc.insecure_channel(address) as ch:
-            yield signing_pb2_grpc.SigningServiceStub(ch)
 
 
 def legacy_blob(paths: DevPaths, key: bytes, context: bytes) -> bytes:
@@ -73,11 +40,6 @@ def legacy_blob(paths: DevPaths, key: bytes, context: bytes) -> bytes:
         return b"\x01" + iv + token.gcm_encrypt("lre-wrap", iv, context, key)
     finally:
         token.close()
-
-
-def unwrap(stub: signing_pb2_grpc.SigningServiceStub, blob: bytes, context: bytes) -> bytes:
-    request = signing_pb2.UnwrapKeyRequest(wrapped_key=blob, context=context)
-    return stub.UnwrapKey(request, timeout=10).key
 
 
 def refused(call: object, *args: object) -> grpc.RpcError:

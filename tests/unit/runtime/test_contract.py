@@ -19,7 +19,7 @@ from lre.runtime.limits import StreamLimits
 from lre.runtime.serving import GrpcProcess, ServiceBinding
 from lre.runtime.status import abort
 from lre.v1 import custody_pb2, custody_pb2_grpc
-from tests.support import SERVING, health_status
+from tests.support.rpc import SERVING, health_status
 
 CUSTODY = "lre.v1.CustodyService"
 IDLE_S = 0.6

@@ -15,7 +15,7 @@ from prometheus_client import REGISTRY
 from lre.runtime.serving import REQUEST_ID_KEY, GrpcProcess, ServiceBinding
 from lre.runtime.status import invalid_argument
 from lre.v1 import custody_pb2, custody_pb2_grpc, signing_pb2, signing_pb2_grpc
-from tests.support import NOT_SERVING, SERVING, health_status
+from tests.support.rpc import NOT_SERVING, SERVING, health_status
 
 
 class _Servicer(signing_pb2_grpc.SigningServiceServicer):

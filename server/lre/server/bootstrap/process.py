@@ -9,6 +9,7 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
@@ -81,6 +82,8 @@ class WorkerThreads:
     """The workers, each on its own thread repeating its step."""
 
     workers: list[tuple[Worker, float]]
+    # Whether the schema is there (workers wait for it).
+    ready: Callable[[], bool]
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
@@ -88,7 +91,7 @@ class WorkerThreads:
         for worker, interval in self.workers:
             thread = threading.Thread(
                 target=repeat,
-                args=(self._stop, interval, worker.step, worker.name),
+                args=(self._stop, interval, worker.step, worker.name, self.ready),
                 name=worker.name,
                 daemon=True,
             )
@@ -135,8 +138,11 @@ def build(settings: ServerSettings, engine: Engine, signer: SignerClient) -> Ser
         health_address=settings.health_address or None,
     )
     process.set_serving(False)
-    health = DependencyHealth(engine, signer, process, settings.health_check_interval_s, NEEDS)
-    return Server(process, health, services, WorkerThreads(workers))
+    schema = db.SchemaGate(engine)
+    health = DependencyHealth(
+        engine, signer, process, settings.health_check_interval_s, NEEDS, schema
+    )
+    return Server(process, health, services, WorkerThreads(workers, schema.ready))
 
 
 def _metrics(settings: ServerSettings) -> HttpServer:
@@ -187,7 +193,7 @@ def work(settings: ServerSettings) -> None:
     engine = db.make_engine(settings.database_url)
     signer = signer_client(settings)
     services = build_services(settings, engine, signer)
-    workers = WorkerThreads(build_workers(settings, engine, services))
+    workers = WorkerThreads(build_workers(settings, engine, services), db.SchemaGate(engine).ready)
     metrics = _metrics(settings)
     metrics.start()
     stopping = threading.Event()

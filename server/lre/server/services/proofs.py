@@ -7,11 +7,13 @@ served ever after: an e-mail retried, GetEvidenceProof and the evidence
 bundle give the very same PDF.
 
 The caller brings the evidence read with its stored proof
-(``EvidenceRepository.get``), and a new PDF is written by a writer thread,
-never in the caller's: the caller may hold a transaction (the outbox composes
-its e-mails inside one, and on SQLite every transaction holds the database's
-write lock, so another read or write in the same thread would wait for
-itself). Until it is stored, this process serves it from memory.
+(``EvidenceRepository.get``), and a new PDF is stored by a writer thread
+rather than in the caller's: the caller (an e-mail being composed, a
+GetEvidenceProof or bundle answer) has its PDF without waiting for the write
+of some 60 KB and its commit, and a write that fails costs a new rendering on
+the next use, never the caller's request. No caller holds a transaction while
+it asks (the outbox composes its e-mails after its read has ended). Until it
+is stored, this process serves it from memory.
 Two processes that need the same new proof at the same instant may each make
 one (both valid); the first stored is the one served afterwards.
 """

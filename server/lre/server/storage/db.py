@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+logger = logging.getLogger("lre.server")
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -71,6 +76,57 @@ def alembic_config(engine: Engine) -> Config:
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["engine"] = engine
     return config
+
+
+def schema_problem(engine: Engine) -> str | None:
+    """Why this code cannot use the database's schema yet, or None.
+
+    A schema older than the code (or none: a new install whose migration has
+    not run) is a problem; a newer one, from a rolling upgrade whose
+    migration ran before this replica was replaced, is not: migrations only
+    add what older code ignores."""
+    script = ScriptDirectory.from_config(alembic_config(engine))
+    with engine.connect() as connection:
+        current = MigrationContext.configure(connection).get_current_heads()
+    needed = script.get_current_head()
+    if not current:
+        return f"no schema: run `lre-server migrate` (the code needs revision {needed})"
+    known = {revision.revision for revision in script.walk_revisions()}
+    if any(revision not in known for revision in current):
+        return None  # newer than this code
+    if needed not in current:
+        return (
+            f"schema at revision {', '.join(current)}, the code needs {needed}: "
+            "run `lre-server migrate`"
+        )
+    return None
+
+
+class SchemaGate:
+    """Whether the schema is ready for this code, checked until it is (a
+    schema only moves forward, so once ready it stays so); the reason it is
+    not is logged once per reason, not once per check."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._ready = False
+        self._said: str | None = None
+        self._lock = threading.Lock()
+
+    def ready(self) -> bool:
+        """False while the schema is behind; raises SQLAlchemyError when the
+        database cannot be reached."""
+        if self._ready:
+            return True
+        with self._lock:
+            if not self._ready:
+                problem = schema_problem(self._engine)
+                if problem is None:
+                    self._ready = True
+                elif problem != self._said:
+                    logger.error("database schema not ready", extra={"reason": problem})
+                    self._said = problem
+            return self._ready
 
 
 # pg_advisory_lock key of `lre-server migrate` (beside the sequencer's 0x4C52_4501).

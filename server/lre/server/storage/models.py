@@ -1,5 +1,5 @@
 """Tables. Alembic migrations in ``migrations/`` must produce exactly this
-schema on PostgreSQL and SQLite (tests/integration/storage checks it)."""
+schema on PostgreSQL and SQLite (tests/integration/server/storage checks it)."""
 
 from __future__ import annotations
 

@@ -20,10 +20,25 @@ class Worker(Protocol):
         ...
 
 
-def repeat(stop: threading.Event, interval_s: float, step: Callable[[], bool], name: str) -> None:
+def repeat(
+    stop: threading.Event,
+    interval_s: float,
+    step: Callable[[], bool],
+    name: str,
+    ready: Callable[[], bool] = lambda: True,
+) -> None:
     """Calls ``step`` while it reports work done, then waits ``interval_s``;
-    until ``stop`` is set. A failing step is logged and retried next round."""
+    until ``stop`` is set. A failing step is logged and retried next round.
+    Nothing runs before ``ready()`` (the schema is there): a worker over a
+    database not yet migrated would only fail, every round."""
     while not stop.is_set():
+        try:
+            if not ready():
+                stop.wait(min(interval_s, 1.0))
+                continue
+        except Exception:  # the database unreachable: health says so
+            stop.wait(min(interval_s, 1.0))
+            continue
         try:
             while not stop.is_set() and step():
                 pass

@@ -9,8 +9,8 @@ from email.message import EmailMessage
 import pytest
 
 from lre.server.adapters.mail import PermanentFailure, SmtpTransport
-from tests.integration.world import Inbox
-from tests.support import free_port
+from tests.support.mail import Inbox
+from tests.support.processes import free_port
 
 
 def _message(to: str) -> EmailMessage:

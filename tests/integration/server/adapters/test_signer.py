@@ -9,8 +9,9 @@ import pytest
 
 from lre.server.adapters.signer import SignerClient
 from lre.server.domain.errors import DependencyUnavailable
-from tests.conftest import SignerProcess
-from tests.support import free_port, openssl
+from tests.support.pki import openssl
+from tests.support.processes import free_port
+from tests.support.signer import SignerProcess
 
 
 def test_seal_wrap_and_chain(signer_process: SignerProcess, tmp_path: Path) -> None:

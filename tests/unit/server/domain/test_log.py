@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 
 from lre.server.domain import log
-from tests import rfc9162
+from tests.support import rfc9162
 
 
 def _tree(n: int) -> tuple[list[bytes], list[bytes]]:

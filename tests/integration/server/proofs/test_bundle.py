@@ -1,0 +1,394 @@
+"""The offline evidence bundle and ``lre-verify``, over real seals and a real
+PDF proof from the signer process.
+
+The log part is a small RFC 9162 tree built with the domain's own functions
+(the evidence's leaf among others), its head sealed by the real signer as
+``EventLog.seal_head`` has it sealed: the bundle gets a real inclusion proof
+and a real sealed head without a database. Each test then changes one part
+of the good bundle and expects the check for that part to fail; the manifest
+is recomputed so that it is the part's own check that must catch it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import subprocess
+import uuid
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from io import BytesIO
+from pathlib import Path
+
+import pytest
+from asn1crypto import cms
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+
+from lre.runtime import bundle_layout as layout
+from lre.server.adapters.signer import SignerClient
+from lre.server.domain import log
+from lre.server.domain.evidence import EvidenceDocument, IssuerDetails, PartDigest, PartyDetails
+from lre.server.domain.letters import EvidenceEvent, LetterState
+from lre.server.proofs import proof_pdf
+from lre.server.proofs.bundle import build_bundle, zip_members
+from lre.signer import pki
+from lre.verify import verify_bundle
+from lre.verify.report import Report
+from tests.support.processes import BIN
+from tests.support.signer import SignerProcess
+
+LEAF_INDEX = 2
+TREE_SIZE = 5
+
+
+@dataclass(frozen=True)
+class Good:
+    bundle: bytes
+    members: dict[str, bytes]
+    root_der: bytes
+    root_pem: Path
+    ca: pki.LocalCA
+
+
+@pytest.fixture(scope="module")
+def client(signer_process: SignerProcess) -> Iterator[SignerClient]:
+    client = SignerClient(signer_process.grpc_address, timeout_s=30)
+    yield client
+    client.close()
+
+
+def _record(letter: str, evidence: bytes, seal: bytes, evidence_id: str) -> log.LogRecord:
+    return log.LogRecord(
+        letter_id=letter,
+        state=LetterState.DEPOSITED,
+        event_time=dt.datetime.now(dt.UTC),
+        event=EvidenceEvent.SUBMISSION_ACCEPTANCE,
+        evidence_id=f"letters/{letter}/evidence/{evidence_id}",  # as the server's log names it
+        document_sha256=log.sha256_hex(evidence),
+        seal_sha256=log.sha256_hex(seal),
+    )
+
+
+@pytest.fixture(scope="module")
+def good(
+    client: SignerClient, signer_process: SignerProcess, tmp_path_factory: pytest.TempPathFactory
+) -> Good:
+    letter, evidence_id = str(uuid.uuid4()), str(uuid.uuid4())
+    evidence = EvidenceDocument(
+        evidence_id=evidence_id,
+        event=EvidenceEvent.SUBMISSION_ACCEPTANCE,
+        event_time=dt.datetime.now(dt.UTC),
+        policy_oid="2.999.319522.1",
+        issuer=IssuerDetails.of("LRE Test Provider SAS", client.certificate_chain("seal")[0]),
+        sender=PartyDetails("Société Dupont & Fils", "courrier@dupont.example", str(uuid.uuid4())),
+        recipient=PartyDetails("Élodie Martin-Lefèvre", "elodie@example.org", str(uuid.uuid4())),
+        letter_id=f"letters/{letter}",
+        submission_time=dt.datetime.now(dt.UTC),
+        parts=(PartDigest("mise-en-demeure.pdf", "application/pdf", 183422, "ab" * 32),),
+    ).to_json()
+    seal = client.seal(evidence)
+    leaves = [
+        _record(str(uuid.uuid4()), b"other %d" % i, b"seal %d" % i, str(uuid.uuid4())).leaf()
+        for i in range(TREE_SIZE)
+    ]
+    leaves[LEAF_INDEX] = _record(letter, evidence, seal, evidence_id).leaf()
+    hashes_ = [log.leaf_hash(leaf) for leaf in leaves]
+    head = log.tree_head_document(
+        TREE_SIZE, log.root(hashes_), dt.datetime.now(dt.UTC), "LRE Test Provider SAS", 1, None
+    )
+    bundle = build_bundle(
+        evidence=evidence,
+        seal=seal,
+        proof_pdf=proof_pdf(evidence, seal, client),
+        seal_chain=client.certificate_chain("seal"),
+        tsa_chain=client.certificate_chain("timestamping"),
+        leaf=leaves[LEAF_INDEX],
+        leaf_index=LEAF_INDEX,
+        audit_path=log.inclusion_proof(LEAF_INDEX, hashes_),
+        tree_head=head,
+        tree_head_seal=client.seal(head),
+    )
+    with zipfile.ZipFile(BytesIO(bundle)) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    root = x509.load_pem_x509_certificate(signer_process.root_ca.read_bytes())
+    pki_dir = signer_process.paths.pki
+    return Good(
+        bundle,
+        members,
+        root.public_bytes(serialization.Encoding.DER),
+        signer_process.root_ca,
+        pki.LocalCA.load(pki_dir / "root-ca.key", pki_dir / "root-ca.pem"),
+    )
+
+
+def _rezip(members: dict[str, bytes], manifest: bool = True) -> bytes:
+    """The members zipped again, with a manifest recomputed over them."""
+    members = dict(members)
+    if manifest:
+        listed = json.loads(members[layout.MANIFEST])
+        listed["members"] = {
+            name: {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+            for name, data in members.items()
+            if name != layout.MANIFEST
+        }
+        members[layout.MANIFEST] = json.dumps(listed).encode()
+    return zip_members(members)
+
+
+def _flip(data: bytes, needle: bytes, offset: int = 0) -> bytes:
+    at = data.index(needle) + offset
+    return data[:at] + bytes([data[at] ^ 0x01]) + data[at + 1 :]
+
+
+def _signature_of(seal: bytes) -> bytes:
+    signature: bytes = cms.ContentInfo.load(seal)["content"]["signer_infos"][0]["signature"].native
+    return signature
+
+
+def _cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "lre-verify"), *map(str, args)], capture_output=True, text=True, timeout=60
+    )
+
+
+def _verify(good: Good, bundle: bytes) -> Report:
+    return verify_bundle(bundle, [good.root_der])
+
+
+# -- the good bundle -------------------------------------------------------------
+
+
+def test_the_good_bundle_is_valid_from_the_command_line(good: Good, tmp_path: Path) -> None:
+    path = tmp_path / "bundle.zip"
+    path.write_bytes(good.bundle)
+    result = _cli(path, "--trust", good.root_pem)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[-1] == "VALID"
+    assert all(line.startswith("ok  ") for line in lines[:-1]), result.stdout
+    for name in (
+        "bundle", "manifest", "evidence", "evidence seal: covers the document",
+        "evidence seal: signature", "evidence seal: signature timestamp",
+        "evidence seal: validation data (B-LT)", "evidence seal: certificate chains",
+        "evidence seal: revocation", "tree head seal: signature", "tree head seal: revocation",
+        "proof PDF: PAdES signature", "proof PDF: attachments", "log leaf", "inclusion proof",
+    ):  # fmt: skip
+        assert f"  {name}: " in result.stdout, name
+
+    as_json = _cli(path, "--trust", good.root_pem, "--json")
+    assert as_json.returncode == 0
+    report = json.loads(as_json.stdout)
+    assert report["verdict"] == "VALID" and report["anchored"] and report["failed"] == []
+    assert len(report["checks"]) == len(lines) - 1
+
+
+def test_the_same_members_make_the_same_bytes(good: Good) -> None:
+    assert zip_members(dict(good.members)) == good.bundle
+
+
+def test_without_trust_nothing_fails_but_it_is_not_anchored(good: Good, tmp_path: Path) -> None:
+    path = tmp_path / "bundle.zip"
+    path.write_bytes(good.bundle)
+    result = _cli(path)
+    assert result.returncode == 1
+    assert "FAIL" not in result.stdout
+    assert "not anchored" in result.stdout.splitlines()[-1]
+    assert "give --trust" in result.stdout
+    report = json.loads(_cli(path, "--json").stdout)
+    assert report["verdict"] == "INVALID" and not report["anchored"] and report["failed"] == []
+
+
+def test_another_ca_as_trust_anchor_anchors_nothing(good: Good, tmp_path: Path) -> None:
+    other = tmp_path / "other.pem"
+    other.write_bytes(
+        pki.LocalCA.create("Another CA").certificate.public_bytes(serialization.Encoding.PEM)
+    )
+    path = tmp_path / "bundle.zip"
+    path.write_bytes(good.bundle)
+    result = _cli(path, "--trust", other)
+    assert result.returncode == 1 and result.stdout.splitlines()[-1] == "INVALID"
+    assert "FAIL  evidence seal: certificate chains: no path" in result.stdout
+    assert "FAIL  proof PDF: PAdES signature" in result.stdout
+
+
+# -- one part changed at a time ----------------------------------------------------
+
+
+def _other_ca_chain(good: Good) -> bytes:
+    """A certificate for the seal's own key and name, from another CA, and that CA."""
+    other = pki.LocalCA.create("LRE Development Root CA")  # even the same name
+    seal = x509.load_pem_x509_certificate(good.members[layout.SEAL_CHAIN])
+    now = dt.datetime.now(dt.UTC)
+    forged = (
+        x509.CertificateBuilder()
+        .subject_name(seal.subject)
+        .issuer_name(other.certificate.subject)
+        .public_key(seal.public_key())  # type: ignore[arg-type]
+        .serial_number(seal.serial_number)
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .sign(other.key, hashes.SHA256())
+    )
+    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (forged, other.certificate))
+
+
+def _revoking_crl(good: Good) -> bytes:
+    seal = x509.load_pem_x509_certificate(good.members[layout.SEAL_CHAIN])
+    now = dt.datetime.now(dt.UTC)
+    return (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(good.ca.certificate.subject)
+        .last_update(now)
+        .next_update(now + dt.timedelta(days=1))
+        .add_revoked_certificate(
+            x509.RevokedCertificateBuilder()
+            .serial_number(seal.serial_number)
+            .revocation_date(now - dt.timedelta(hours=1))
+            .build()
+        )
+        .sign(good.ca.key, hashes.SHA256())
+        .public_bytes(serialization.Encoding.PEM)
+    )
+
+
+Change = Callable[[Good, dict[str, bytes]], None]
+
+
+def _set(name: str, value: Callable[[Good, bytes], bytes]) -> Change:
+    def change(good: Good, members: dict[str, bytes]) -> None:
+        members[name] = value(good, members[name])
+
+    return change
+
+
+def _altered_path(_: Good, data: bytes) -> bytes:
+    proof = json.loads(data)
+    first = proof["auditPath"][0]
+    proof["auditPath"][0] = ("0" if first[0] != "0" else "1") + first[1:]
+    return json.dumps(proof).encode()
+
+
+def _altered_root(_: Good, data: bytes) -> bytes:
+    head = json.loads(data)
+    root = head["rootHash"]
+    head["rootHash"] = ("0" if root[0] != "0" else "1") + root[1:]
+    return json.dumps(head, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _b_t_only(_: Good, seal: bytes) -> bytes:
+    """The same seal without its CRLs: still a valid CAdES B-T signature."""
+    info = cms.ContentInfo.load(seal)
+    info["content"]["crls"] = None
+    stripped: bytes = info.dump()
+    return stripped
+
+
+def _drop(members: dict[str, bytes], name: str) -> None:
+    del members[name]
+
+
+CHANGES: dict[str, tuple[Change, str]] = {
+    "evidence byte": (
+        _set(layout.EVIDENCE, lambda g, d: _flip(d, b"Dupont")),
+        "evidence seal: covers the document",
+    ),
+    "evidence seal byte": (
+        _set(layout.EVIDENCE_SEAL, lambda g, d: _flip(d, _signature_of(d), 20)),
+        "evidence seal: signature",
+    ),
+    "PDF byte": (
+        _set(layout.PROOF_PDF, lambda g, d: _flip(d, b"%", 11)),
+        "proof PDF: PAdES signature",
+    ),
+    "chain of another CA": (
+        _set(layout.SEAL_CHAIN, lambda g, d: _other_ca_chain(g)),
+        "evidence seal: certificate chains",
+    ),
+    "evidence seal without CRLs (B-T)": (
+        _set(layout.EVIDENCE_SEAL, _b_t_only),
+        "evidence seal: validation data (B-LT)",
+    ),
+    "CRL removed": (_set(layout.CRLS, lambda g, d: b""), "evidence seal: revocation"),
+    "CRL revoking": (_set(layout.CRLS, lambda g, d: _revoking_crl(g)), "evidence seal: revocation"),
+    "inclusion proof altered": (_set(layout.INCLUSION_PROOF, _altered_path), "inclusion proof"),
+    "head root altered": (
+        _set(layout.TREE_HEAD, _altered_root),
+        "tree head seal: covers the document",
+    ),
+    "head seal altered": (
+        _set(layout.TREE_HEAD_SEAL, lambda g, d: _flip(d, _signature_of(d), 20)),
+        "tree head seal: signature",
+    ),
+    "PDF missing": (lambda g, m: _drop(m, layout.PROOF_PDF), "bundle"),
+    "leaf of another evidence": (
+        _set(layout.LOG_LEAF, lambda g, d: d.replace(b'"evidence":"', b'"evidence":"0')),
+        "log leaf",
+    ),
+    "proof not JSON": (_set(layout.INCLUSION_PROOF, lambda g, d: b"{"), "inclusion proof"),
+    "seal not CMS": (
+        _set(layout.EVIDENCE_SEAL, lambda g, d: b"\x30\x03\x02\x01"),
+        "evidence seal: covers the document",
+    ),
+}
+
+
+@pytest.mark.parametrize("what", list(CHANGES))
+def test_a_changed_part_is_named(good: Good, what: str) -> None:
+    change, expected = CHANGES[what]
+    members = dict(good.members)
+    change(good, members)
+    report = _verify(good, _rezip(members))
+    assert not report.valid and report.verdict == "INVALID"
+    assert expected in report.failed, report.as_text()
+    assert "manifest" not in report.failed, report.as_text()
+
+
+def test_the_head_root_changed_also_breaks_the_inclusion_proof(good: Good) -> None:
+    members = dict(good.members)
+    members[layout.TREE_HEAD] = _altered_root(good, members[layout.TREE_HEAD])
+    assert "inclusion proof" in _verify(good, _rezip(members)).failed
+
+
+def test_a_changed_manifest_or_a_member_behind_it_is_named(good: Good) -> None:
+    manifest = json.loads(good.members[layout.MANIFEST])
+    manifest["members"][layout.PROOF_PDF]["sha256"] = "00" * 32
+    members = {**good.members, layout.MANIFEST: json.dumps(manifest).encode()}
+    report = _verify(good, _rezip(members, manifest=False))
+    assert report.failed == ["manifest"], report.as_text()
+    assert "proof.pdf does not match" in report.as_text()
+
+    members = {**good.members, layout.README: b"changed"}
+    report = _verify(good, _rezip(members, manifest=False))
+    assert report.failed == ["manifest"], report.as_text()
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"not a zip", b"", b"PK\x03\x04" + bytes(40)],
+    ids=["text", "empty", "truncated-zip"],
+)
+def test_not_a_zip_is_a_named_finding_not_a_traceback(
+    data: bytes, tmp_path: Path, good: Good
+) -> None:
+    path = tmp_path / "bundle.zip"
+    path.write_bytes(data)
+    result = _cli(path, "--trust", good.root_pem)
+    assert result.returncode == 1
+    assert result.stderr == ""
+    assert result.stdout.startswith("FAIL  bundle: not a ZIP archive"), result.stdout
+    assert result.stdout.splitlines()[-1] == "INVALID"
+
+
+def test_a_missing_file_or_a_bad_trust_file_is_said(tmp_path: Path, good: Good) -> None:
+    result = _cli(tmp_path / "absent.zip", "--trust", good.root_pem)
+    assert result.returncode == 1 and result.stderr == ""
+    assert "FAIL  bundle: cannot read" in result.stdout
+    bad = tmp_path / "bad.pem"
+    bad.write_bytes(b"not a certificate")
+    path = tmp_path / "bundle.zip"
+    path.write_bytes(good.bundle)
+    result = _cli(path, "--trust", bad)
+    assert result.returncode == 1 and result.stderr == ""
+    assert "FAIL  trust anchors" in result.stdout

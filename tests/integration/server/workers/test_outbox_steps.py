@@ -1,0 +1,342 @@
+"""The outbox's claim, send and record steps, on SQLite and
+PostgreSQL, against a real SMTP server (aiosmtpd) and the real signer; the
+signer "down" is a client of a port nothing listens on."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import functools
+import uuid
+from email.message import Message
+
+import pytest
+from sqlalchemy import select
+
+from lre.server.adapters.mail import SmtpTransport
+from lre.server.adapters.signer import SignerClient
+from lre.server.domain.letters import EvidenceEvent, LetterState, OutboxKind, OutboxState
+from lre.server.domain.window import PARIS, AcceptanceWindow, paris_midnight
+from lre.server.proofs import proof_pdf
+from lre.server.services.custody import DecisionService, EvidenceRecorder
+from lre.server.services.notification import NotificationPolicy, NotificationService
+from lre.server.services.proofs import StoredProofs
+from lre.server.storage import db, models
+from lre.server.workers.outbox import NoticeSealer, OutboxDispatcher, RetryPolicy
+from tests.support.mail import Inbox, text_of
+from tests.support.metrics import metric
+from tests.support.processes import free_port
+from tests.support.services import KEY
+from tests.support.world import EVIDENCE_POLICY, SENDER_EMAIL, SKEW, World
+
+RECIPIENT = "courrier@destinataire.example"
+
+
+def travel(world: World, to: dt.datetime) -> None:
+    """The world's clock set to ``to``, the sender's session opened then."""
+    world.clock.now = to
+    world.session = dataclasses.replace(
+        world.session, authenticated_at=to, expires_at=to + dt.timedelta(days=1)
+    )
+
+
+def rows(world: World, kind: OutboxKind | None = None) -> list[models.OutboxMessage]:
+    with db.sessions(world.engine)() as session:
+        query = select(models.OutboxMessage).order_by(models.OutboxMessage.create_time)
+        if kind is not None:
+            query = query.where(models.OutboxMessage.kind == kind.value)
+        found = list(session.scalars(query))
+        session.expunge_all()
+        return found
+
+
+def evidence_time(world: World, letter_id: uuid.UUID, event: EvidenceEvent) -> dt.datetime:
+    with db.sessions(world.engine)() as session:
+        (found,) = session.scalars(
+            select(models.Evidence).where(
+                models.Evidence.letter_id == letter_id, models.Evidence.event == event
+            )
+        )
+        return found.event_time
+
+
+def dispatcher(
+    world: World,
+    smtp_port: int,
+    decisions: DecisionService | None = None,
+    notifications: NotificationService | None = None,
+    lease: dt.timedelta = dt.timedelta(minutes=5),
+) -> OutboxDispatcher:
+    return OutboxDispatcher(
+        world.stores,
+        SmtpTransport("127.0.0.1", smtp_port, starttls=False, timeout_s=5),
+        notifications or world.notifications,
+        decisions or world.decisions,
+        RetryPolicy(max_attempts=5, first_delay=dt.timedelta(seconds=30)),
+        world.clock,
+        lease,
+    )
+
+
+def signer_down(world: World) -> tuple[DecisionService, NotificationService]:
+    """The world's decisions and notifications with a signer that does not answer."""
+    dead = SignerClient(f"127.0.0.1:{free_port()}", timeout_s=2)
+    evidence = EvidenceRecorder(
+        dead, world.policy.provider_name, EVIDENCE_POLICY, world.clock, clock_skew=SKEW
+    )
+    decisions = DecisionService(
+        world.stores, dead, evidence, world.policy.reminder_days, world.clock
+    )
+    notifications = NotificationService(
+        world.stores,
+        NotificationPolicy(KEY, "LRE <notifications@lre.test>", "https://portal.lre.test"),
+        StoredProofs(world.stores, functools.partial(proof_pdf, signer=dead), world.clock),
+    )
+    return decisions, notifications
+
+
+def test_no_transaction_while_the_mail_server_talks_and_the_instant_is_after_it(
+    world: World, smtp_port: int
+) -> None:
+    letter = world.deposit()
+    world.clock.advance(seconds=2)
+    composed_at = world.clock.now
+    seen: list[str] = []
+
+    def during_the_hand_off(message: Message) -> None:
+        if message["To"] != RECIPIENT:
+            return
+        # The claim is committed: another connection reads it ...
+        (row,) = [r for r in rows(world, OutboxKind.LETTER_WAITING) if r.letter_id == letter.id]
+        seen.append(row.state.value)
+        # ... and may write (on SQLite: the write lock is free): a deposit goes through.
+        world.deposit()
+        # The mail server takes its time: the notification is when it answered.
+        world.clock.advance(seconds=7)
+
+    with Inbox(smtp_port, on_data=during_the_hand_off) as inbox:
+        assert world.dispatcher.dispatch(8) == 2  # the notice and the proof of deposit
+    assert seen == ["sending"]
+    assert len([m for m in inbox.messages if m["To"] == RECIPIENT]) == 1
+    handed_at = composed_at + dt.timedelta(seconds=7)
+    (row,) = [r for r in rows(world, OutboxKind.LETTER_WAITING) if r.letter_id == letter.id]
+    assert (row.state, row.attempts, row.resends, row.claimed_until) == (
+        OutboxState.SENT,
+        1,
+        0,
+        None,
+    )
+    assert row.sent_time == handed_at
+    notified = world.letter(letter.id)
+    assert notified.notification_time == handed_at
+    assert notified.acceptance_deadline == AcceptanceWindow(handed_at).closes_at
+    assert evidence_time(world, letter.id, EvidenceEvent.NOTIFICATION_FOR_ACCEPTANCE) == handed_at
+
+
+def test_signer_down_each_notice_goes_once_and_is_sealed_later_dated_at_the_hand_off(
+    world: World, smtp_port: int
+) -> None:
+    letters = [world.deposit() for _ in range(3)]
+    world.clock.advance(seconds=2)
+    decisions, notifications = signer_down(world)
+    during_outage = dispatcher(world, smtp_port, decisions, notifications)
+    late_before = metric("lre_notices_sealed_late_total")
+    with Inbox(smtp_port) as inbox:
+        for _ in range(15):  # the loop goes round every second during the outage
+            while during_outage.dispatch_one():
+                pass
+            NoticeSealer(world.stores, decisions, world.clock).step()
+            world.clock.advance(seconds=1)
+    # Every notice left once, none sent again each round; the proofs (a PDF
+    # signed by the signer) wait without counting an attempt.
+    notices = [m for m in inbox.messages if m["To"] == RECIPIENT]
+    assert len(notices) == 3 and len(inbox.messages) == 3
+    sent = rows(world, OutboxKind.LETTER_WAITING)
+    assert {(r.state, r.attempts, r.resends) for r in sent} == {(OutboxState.SENT, 1, 0)}
+    proofs = rows(world, OutboxKind.PROOF)
+    assert {(r.state, r.attempts) for r in proofs} == {(OutboxState.PENDING, 0)}
+    assert all(world.letter(letter.id).state is LetterState.DEPOSITED for letter in letters)
+
+    # The signer is back: the notices are sealed, dated when they were handed off.
+    world.clock.advance(minutes=20)
+    sealer = NoticeSealer(world.stores, world.decisions, world.clock)
+    sealer.step()
+    assert not sealer.step()  # nothing left
+    assert metric("lre_notices_sealed_late_total") == late_before + 3
+    for row in sent:
+        assert row.letter_id is not None and row.sent_time is not None
+        notified = world.letter(row.letter_id)
+        assert notified.state is LetterState.NOTIFIED
+        assert notified.notification_time == row.sent_time
+        assert notified.acceptance_deadline == AcceptanceWindow(row.sent_time).closes_at
+        assert (
+            evidence_time(world, row.letter_id, EvidenceEvent.NOTIFICATION_FOR_ACCEPTANCE)
+            == row.sent_time
+        )
+    # The reminders count from the hand-off too; no notice is sent again.
+    with Inbox(smtp_port) as inbox:
+        world.clock.advance(seconds=31)
+        world.drain()
+    assert [m["To"] for m in inbox.messages] == [SENDER_EMAIL] * 3  # the proofs of deposit
+    reminders = rows(world, OutboxKind.REMINDER)
+    assert sorted(r.next_attempt_time for r in reminders) == sorted(
+        r.sent_time + dt.timedelta(days=d)
+        for r in sent
+        if r.sent_time is not None
+        for d in world.policy.reminder_days
+    )
+
+
+def test_a_notice_is_sealed_late_within_the_bound_only(
+    world: World, smtp_port: int, signer_process: object
+) -> None:
+    # Strict times here: the world's clock stays by the real TSA's, no skew.
+    strict = EvidenceRecorder(
+        world.signer, world.policy.provider_name, EVIDENCE_POLICY, world.clock
+    )
+    decisions = DecisionService(
+        world.stores, world.signer, strict, world.policy.reminder_days, world.clock
+    )
+    real_now = world.clock.now
+    # Deposited 25 hours ago (the deposit's own seal is checked with the world's skew).
+    world.clock.now = real_now - dt.timedelta(hours=25, minutes=1)
+    late, too_late = world.deposit(), world.deposit()
+    world.clock.now = real_now
+    # Handed off two minutes ago (beyond the 30 s any other event may wait), and 25 hours ago.
+    notices = {r.letter_id: r.id for r in rows(world, OutboxKind.LETTER_WAITING)}
+    with world.stores.begin() as store:
+        for letter, ago in ((late, dt.timedelta(minutes=2)), (too_late, dt.timedelta(hours=25))):
+            store.outbox.update(
+                notices[letter.id],
+                state=OutboxState.SENT,
+                attempts=1,
+                sent_time=real_now - ago,
+                next_attempt_time=real_now,
+            )
+    sealer = NoticeSealer(world.stores, decisions, world.clock)
+    sealer.step()
+    assert world.letter(late.id).state is LetterState.NOTIFIED
+    assert world.letter(late.id).notification_time == world.clock.now - dt.timedelta(minutes=2)
+    assert world.letter(too_late.id).state is LetterState.DEPOSITED  # refused, kept for an operator
+    (row,) = [r for r in rows(world, OutboxKind.LETTER_WAITING) if r.letter_id == too_late.id]
+    assert row.next_attempt_time > world.clock.now  # backed off, not retried in a loop
+
+
+def test_a_message_left_sending_by_a_dead_dispatcher_is_resent_once_with_its_id(
+    world: World, smtp_port: int
+) -> None:
+    letter = world.deposit()
+    world.clock.advance(seconds=2)
+    resent_before = {k: metric("lre_notifications_resent_total", kind=k) for k in OutboxKind}
+    dead = dispatcher(world, smtp_port, lease=dt.timedelta(seconds=60))
+    claimed = dead.claim(8)  # ... and the process is killed before any hand-off returns
+    assert len(claimed) == 2
+    survivor = dispatcher(world, smtp_port, lease=dt.timedelta(seconds=60))
+    with Inbox(smtp_port) as inbox:
+        assert survivor.dispatch(8) == 0  # the lease holds
+        world.clock.advance(seconds=61)
+        assert survivor.dispatch(8) == 2
+        world.clock.advance(seconds=61)
+        assert survivor.dispatch(8) == 0  # once per crash
+    assert sorted(m["Message-ID"] for m in inbox.messages) == sorted(
+        world.notifications.message_id(m.id) for m in claimed
+    )
+    for row in rows(world):
+        if row.kind in (OutboxKind.LETTER_WAITING, OutboxKind.PROOF):
+            assert (row.state, row.attempts, row.resends) == (OutboxState.SENT, 2, 1)
+    for kind in (OutboxKind.LETTER_WAITING, OutboxKind.PROOF):
+        assert metric("lre_notifications_resent_total", kind=kind) == resent_before[kind] + 1
+    assert (
+        metric("lre_notifications_resent_total", kind=OutboxKind.REMINDER)
+        == (resent_before[OutboxKind.REMINDER])
+    )
+    assert world.letter(letter.id).state is LetterState.NOTIFIED
+    # The dead dispatcher's claim, settled late, changes nothing.
+    with world.stores.begin() as store:
+        assert not store.outbox.settle(claimed[0], state=OutboxState.FAILED)
+
+
+def test_one_failing_message_never_holds_the_others(world: World, smtp_port: int) -> None:
+    letters = [world.deposit() for _ in range(4)]
+    world.clock.advance(seconds=2)
+    # The sender's mailbox answers 451: its proofs of deposit wait, each on its own.
+    with Inbox(smtp_port, defer=frozenset({SENDER_EMAIL})) as inbox:
+        world.drain()
+        first = world.clock.now
+        world.clock.advance(seconds=31)
+        world.drain()
+    assert sorted(m["To"] for m in inbox.messages) == [RECIPIENT] * 4
+    assert all(world.letter(letter.id).state is LetterState.NOTIFIED for letter in letters)
+    proofs = rows(world, OutboxKind.PROOF)
+    assert {(r.state, r.attempts) for r in proofs} == {(OutboxState.PENDING, 2)}
+    # Attempt 2 failed at first + 31 s: the next one a minute later (30 s doubled).
+    assert {r.next_attempt_time for r in proofs} == {first + dt.timedelta(seconds=91)}
+
+
+@pytest.mark.parametrize("before_midnight_s", [90, 299])
+def test_no_notice_is_composed_just_before_paris_midnight(
+    world: World, smtp_port: int, before_midnight_s: int
+) -> None:
+    # 14 to 15 March 2027, winter time (UTC+1); the next test crosses the change of time.
+    midnight = paris_midnight(dt.date(2027, 3, 15))
+    travel(world, midnight - dt.timedelta(seconds=before_midnight_s + 5))
+    letter = world.deposit()
+    world.clock.advance(seconds=5)
+    with Inbox(smtp_port) as inbox:
+        world.drain()  # the proof of deposit goes; the notice waits for midnight
+        assert [m["To"] for m in inbox.messages] == [SENDER_EMAIL]
+        (row,) = rows(world, OutboxKind.LETTER_WAITING)
+        assert (row.state, row.attempts, row.next_attempt_time) == (
+            OutboxState.PENDING,
+            0,
+            midnight,
+        )
+        world.clock.now = midnight - dt.timedelta(seconds=1)
+        world.drain()
+        assert len(inbox.messages) == 1
+        world.clock.now = midnight + dt.timedelta(seconds=1)
+        world.drain()
+    (notice,) = [m for m in inbox.messages if m["To"] == RECIPIENT]
+    notified = world.letter(letter.id)
+    assert notified.notification_time == midnight + dt.timedelta(seconds=1)
+    # Notified on the 15th: the 15 days count from the 16th, the last is 30 March.
+    window = AcceptanceWindow(midnight + dt.timedelta(seconds=1))
+    assert window.notification_day == dt.date(2027, 3, 15) and window.last_day == dt.date(
+        2027, 3, 30
+    )
+    assert notified.acceptance_deadline == window.closes_at
+    assert "30 March 2027" in text_of(notice) and "30 mars 2027" in text_of(notice)
+
+
+def test_a_notice_just_outside_the_quiet_period_is_sent_the_same_day(
+    world: World, smtp_port: int
+) -> None:
+    midnight = paris_midnight(dt.date(2027, 10, 31))  # the night winter time begins
+    travel(world, midnight - dt.timedelta(minutes=6))
+    letter = world.deposit()
+    world.clock.advance(seconds=2)
+    with Inbox(smtp_port) as inbox:
+        world.drain()
+    (notice,) = [m for m in inbox.messages if m["To"] == RECIPIENT]
+    notified = world.letter(letter.id)
+    assert notified.notification_time is not None
+    assert notified.notification_time.astimezone(PARIS).date() == dt.date(2027, 10, 30)
+    assert "14 November 2027" in text_of(notice)
+    assert AcceptanceWindow(notified.notification_time).last_day == dt.date(2027, 11, 14)
+
+
+def test_a_message_whose_claim_is_half_spent_goes_back_unsent(world: World, smtp_port: int) -> None:
+    world.deposit()
+    world.clock.advance(seconds=2)
+    slow = dispatcher(world, smtp_port, lease=dt.timedelta(seconds=60))
+    first, second = slow.claim(8)
+    with Inbox(smtp_port) as inbox:
+        slow.deliver(first)
+        world.clock.advance(seconds=31)  # the relay was slow: half the lease is gone
+        slow.deliver(second)
+    assert [m["Message-ID"] for m in inbox.messages] == [world.notifications.message_id(first.id)]
+    (back,) = [r for r in rows(world) if r.id == second.id]
+    assert (back.state, back.attempts, back.resends) == (OutboxState.PENDING, 0, 0)
+    with Inbox(smtp_port) as inbox:
+        world.drain()
+    assert [m["Message-ID"] for m in inbox.messages] == [world.notifications.message_id(second.id)]

@@ -1,0 +1,41 @@
+"""gRPC from tests: a channel (plaintext or mutual TLS) and the health check."""
+
+from __future__ import annotations
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from lre.dev.tls import TlsFiles
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def channel(address: str, tls: TlsFiles | None = None, caller: str | None = None) -> grpc.Channel:
+    """Plaintext, or TLS trusting ``tls.ca`` with ``caller``'s client certificate
+    (a name of lre.dev.tls, e.g. "operator") when given."""
+    if tls is None:
+        return grpc.insecure_channel(address)
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=tls.ca.read_bytes(),
+        private_key=tls.client_key(caller).read_bytes() if caller else None,
+        certificate_chain=tls.client_cert(caller).read_bytes() if caller else None,
+    )
+    return grpc.secure_channel(address, credentials)
+
+
+def health_status(
+    address: str,
+    service: str = "",
+    timeout: float = 2,
+    tls: TlsFiles | None = None,
+    caller: str | None = None,
+) -> int | None:
+    with channel(address, tls, caller) as channel_:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel_).Check(
+                health_pb2.HealthCheckRequest(service=service), timeout=timeout
+            )
+        except grpc.RpcError:
+            return None
+        return int(reply.status)
