@@ -49,7 +49,7 @@ def main() -> int:
         signer = SignerClient(stack.signer_address)
         deposits = DepositService(
             Stores(sessions),
-            IdentityService(sessions, IdentityPolicy(secrets_key=SecretsKeys(bytes(32)))),
+            IdentityService(Stores(sessions), IdentityPolicy(secrets_key=SecretsKeys(bytes(32)))),
             ContentKeys(signer),
             EvidenceRecorder(signer, "Bench provider", "2.999.319522.1", utcnow),
             CustodyPolicy("Bench provider", 10**9, 399, "EUR"),

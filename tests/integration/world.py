@@ -138,8 +138,8 @@ class World:
         sessions = db.sessions(self.engine)
         self.clock = clock
         self.signer = SignerClient(signer.grpc_address)
-        self.identity = IdentityService(sessions, IdentityPolicy(secrets_key=KEY), clock)
         self.stores = Stores(sessions)
+        self.identity = IdentityService(self.stores, IdentityPolicy(secrets_key=KEY), clock)
         self.policy = policy = CustodyPolicy("Test provider", 10**7, 399, "EUR")
         # The clock here jumps days ahead of the real TSA's: the time check is
         # widened for it (tests/integration/custody/test_evidence_v2.py keeps it strict).

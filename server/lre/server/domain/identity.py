@@ -101,6 +101,28 @@ class Consent:
 
 
 @dataclass(frozen=True)
+class Credential:
+    """A party's means of authentication and their counters (secrets hashed or
+    encrypted); a party without any has the defaults."""
+
+    party_id: uuid.UUID
+    password_hash: str | None = None
+    totp_secret: bytes | None = None  # encrypted at rest
+    totp_last_step: int | None = None
+    failed_attempts: int = 0
+    locked_until: dt.datetime | None = None
+    email_code_id: uuid.UUID | None = None
+    email_code_hmac: bytes | None = None
+    email_code_sent_time: dt.datetime | None = None
+    email_code_expire_time: dt.datetime | None = None
+    enrolment_code_hmac: bytes | None = None
+    enrolment_code_expire_time: dt.datetime | None = None
+
+    def locked(self, now: dt.datetime) -> bool:
+        return self.locked_until is not None and self.locked_until > now
+
+
+@dataclass(frozen=True)
 class Session:
     party_id: str
     # The level the party was proofed at (identity record still valid).

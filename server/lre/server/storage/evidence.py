@@ -61,7 +61,8 @@ class EvidenceRepository:
         return found is not None
 
     def add_proof(self, evidence_id: uuid.UUID, pdf: bytes, now: dt.datetime) -> None:
-        """Stores the proof; IntegrityError if one is stored already (made meanwhile)."""
+        """Stores the proof; WriteConflict (from the unit of work) if one is stored
+        already (made meanwhile)."""
         self._db.execute(
             insert(PROOFS), [{"evidence_id": evidence_id, "pdf": pdf, "create_time": now}]
         )

@@ -21,7 +21,6 @@ MAILINGS = table(models.Mailing)
 RECIPIENTS = table(models.MailingRecipient)
 CHUNKS = table(models.MailingChunk)
 LETTERS = table(models.Letter)
-CONSENTS = table(models.Consent)
 CHARGES = table(models.Charge)
 EVIDENCE = table(models.Evidence)
 
@@ -151,18 +150,6 @@ class MailingRepository:
                 .values(wrapped_key=None, content_purge_time=now)
             )
         return len(due)
-
-    def consenting(self, sender_id: uuid.UUID, recipients: Iterable[uuid.UUID]) -> set[uuid.UUID]:
-        """Which of ``recipients`` have an active consent to this sender's letters; one query."""
-        return set(
-            self._db.scalars(
-                select(CONSENTS.c.recipient_id).where(
-                    CONSENTS.c.sender_id == sender_id,
-                    CONSENTS.c.recipient_id.in_(set(recipients)),
-                    CONSENTS.c.withdraw_time.is_(None),
-                )
-            )
-        )
 
     def add_charges(self, charges: list[ChargeRecord]) -> None:
         if charges:

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import Counter
-from sqlalchemy.exc import IntegrityError
 
 from lre.server.adapters.signer import ContentKey, ContentKeys
 from lre.server.domain import identity
@@ -26,6 +25,7 @@ from lre.server.domain.errors import (
     InvalidArgument,
     NotFound,
     RequestConflict,
+    WriteConflict,
 )
 from lre.server.domain.evidence import PartDigest, PartyDetails
 from lre.server.domain.letters import EvidenceEvent, LetterState, OutboxKind
@@ -144,7 +144,7 @@ class DepositService:
                 return self._record(
                     session, sender_id, request_id, recipient_id, parts, now, refused, content
                 )
-            except IntegrityError:
+            except WriteConflict:
                 # The request_id was used before (a retry), or raced in from
                 # another call and won: (sender, request_id) is unique, so the
                 # first letter is the answer. Looking it up only on conflict
@@ -182,7 +182,7 @@ class DepositService:
                 identity.Recipient(str(recipient_id), professional),
                 # Only a consumer's consent matters; a professional's is not looked up.
                 not professional
-                and self._identities.has_consent_in(store.db, recipient_id, sender_id),
+                and recipient_id in store.consents.consenting(sender_id, [recipient_id]),
             )
             self._check_size(parts)
         except (AuthenticationRequired, DepositRefused) as exc:

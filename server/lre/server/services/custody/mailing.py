@@ -17,11 +17,15 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from sqlalchemy.exc import IntegrityError
-
 from lre.server.adapters.signer import SignerClient, mailing_key_context
 from lre.server.domain import identity
-from lre.server.domain.errors import DepositRefused, InvalidArgument, NotFound, RequestConflict
+from lre.server.domain.errors import (
+    DepositRefused,
+    InvalidArgument,
+    NotFound,
+    RequestConflict,
+    WriteConflict,
+)
 from lre.server.domain.evidence import EvidenceDocument, PartDigest, PartyDetails
 from lre.server.domain.letters import EvidenceEvent, LetterState, OutboxKind
 from lre.server.domain.mailings import (
@@ -145,7 +149,7 @@ class MailingService:
                     (wrapped, spool) if wrapped is not None and spool is not None else None,
                     digests,
                 )
-            except IntegrityError:
+            except WriteConflict:
                 # The same request raced in from another call and won: the
                 # content, already read, is compared with the winner's.
                 with self._stores.read() as store:
@@ -169,7 +173,7 @@ class MailingService:
         found = store.letters.parties([sender_id, *(i for i in ids if i)])
         if sender_id not in found:
             raise NotFound("no such party")
-        consenting = store.mailings.consenting(
+        consenting = store.consents.consenting(
             sender_id, (i for i in ids if i in found and not found[i][1])
         )
         return found, {

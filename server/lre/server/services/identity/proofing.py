@@ -15,9 +15,6 @@ from collections.abc import Callable
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session as DbSession
-from sqlalchemy.orm import sessionmaker
 
 from lre.server.clock import utcnow
 from lre.server.domain import journal
@@ -26,6 +23,7 @@ from lre.server.domain.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    WriteConflict,
 )
 from lre.server.domain.identity import (
     AssuranceLevel,
@@ -45,8 +43,7 @@ from lre.server.services.identity.verification import (
     eid_claims,
     eid_identity,
 )
-from lre.server.storage.parties import PartyRepository
-from lre.server.storage.proofing import ProofingRepository
+from lre.server.storage.store import Store, Stores
 
 logger = logging.getLogger("lre.identity")
 
@@ -64,14 +61,14 @@ EVIDENCE_CLAIMS = (
 )
 
 
-def _require_party(db: DbSession, party_id: uuid.UUID) -> None:
-    if not PartyRepository(db).exists(party_id):
+def _require_party(store: Store, party_id: uuid.UUID) -> None:
+    if not store.parties.exists(party_id):
         raise NotFound("no such party")
 
 
-def _bound(db: DbSession, party_id: uuid.UUID, verified: Verified) -> dict[str, str]:
+def _bound(store: Store, party_id: uuid.UUID, verified: Verified) -> dict[str, str]:
     """The party's attributes the verified identity matched (IdentityMismatch if it does not)."""
-    party = PartyRepository(db).get(party_id)
+    party = store.parties.get(party_id)
     if party is None:
         raise NotFound("no such party")
     claimed = Claimed(
@@ -85,14 +82,14 @@ def _bound(db: DbSession, party_id: uuid.UUID, verified: Verified) -> dict[str, 
 
 # Told of each new identity record, in its transaction (the credentials
 # service e-mails the party an enrolment code).
-Proofed = Callable[[DbSession, uuid.UUID, dt.datetime], None]
+Proofed = Callable[[Store, uuid.UUID, dt.datetime], None]
 
 
-def _journal_proofed(db: DbSession, record: IdentityRecord, **facts: str | bool | None) -> None:
+def _journal_proofed(store: Store, record: IdentityRecord, **facts: str | bool | None) -> None:
     """The proofing decision, with what proves it (keyed hashes, not the
     document number or the eID subject) and a digest binding the stored record."""
     journaled(
-        db,
+        store,
         LogKind.IDENTITY_PROOFED,
         record.party_id,
         record.proof_time,
@@ -112,12 +109,12 @@ class _Unknown(Exception):
 class ProofingService:
     def __init__(
         self,
-        sessions: sessionmaker[DbSession],
+        stores: Stores,
         policy: IdentityPolicy,
         proofed: Proofed,
         clock: Clock = utcnow,
     ) -> None:
-        self._sessions = sessions
+        self._stores = stores
         self._policy = policy
         self._proofed = proofed
         self._clock = clock
@@ -168,11 +165,11 @@ class ProofingService:
                 "person_present": person_present,
             },
         )
-        with self._sessions.begin() as db:
-            _require_party(db, party_id)
-            ProofingRepository(db).add_record(record)
+        with self._stores.begin() as store:
+            _require_party(store, party_id)
+            store.proofing.add_record(record)
             _journal_proofed(
-                db,
+                store,
                 record,
                 operatorId=operator_id,
                 operatorCertificate=operator_certificate or None,
@@ -180,23 +177,23 @@ class ProofingService:
                 documentType=document_type,
                 documentNumberHmac=number_hash,
             )
-            self._proofed(db, party_id, now)
+            self._proofed(store, party_id, now)
         return record
 
     def _refused(self, party_id: uuid.UUID, method: ProofingMethod, reason: str) -> None:
         """A refusal that commits nothing else, journaled on its own."""
         now = self._clock()
-        with self._sessions.begin() as db:
+        with self._stores.begin() as store:
             journaled(
-                db, LogKind.PROOFING_REFUSED, party_id, now, method=method.value, reason=reason
+                store, LogKind.PROOFING_REFUSED, party_id, now, method=method.value, reason=reason
             )
 
     def list_records(
         self, party_id: uuid.UUID, page_size: int, page_token: str
     ) -> tuple[list[IdentityRecord], str]:
-        with self._sessions() as db:
-            _require_party(db, party_id)
-            return ProofingRepository(db).page(party_id, page_size, page_token)
+        with self._stores.read() as store:
+            _require_party(store, party_id)
+            return store.proofing.page(party_id, page_size, page_token)
 
     def begin_certificate(self, party_id: uuid.UUID) -> ProofingChallenge:
         if not self._policy.trust_anchors:
@@ -208,9 +205,9 @@ class ProofingService:
             expire_time=self._clock() + CHALLENGE_TTL,
             use_time=None,
         )
-        with self._sessions.begin() as db:
-            _require_party(db, party_id)
-            ProofingRepository(db).add_challenge(challenge)
+        with self._stores.begin() as store:
+            _require_party(store, party_id)
+            store.proofing.add_challenge(challenge)
         return challenge
 
     def complete_certificate(
@@ -274,8 +271,8 @@ class ProofingService:
         """One transaction: the challenge spent, and the record or the refusal journaled."""
         record: IdentityRecord | None = None
         refused: str | None
-        with self._sessions.begin() as db:
-            proofs = ProofingRepository(db)
+        with self._stores.begin() as store:
+            proofs = store.proofing
             challenge = proofs.use_challenge(challenge_id, now)
             if challenge is None or challenge.party_id != party_id:
                 # Rolled back (another party's challenge stays usable), journaled on its own.
@@ -297,7 +294,7 @@ class ProofingService:
             matched: dict[str, str] = {}
             if refused is None:
                 try:
-                    matched = _bound(db, party_id, certificate_identity(leaf))
+                    matched = _bound(store, party_id, certificate_identity(leaf))
                 except IdentityMismatch as exc:
                     refused, mismatch, reason = f"identity: {exc}", exc, "identity_mismatch"
             if refused is None:
@@ -325,15 +322,15 @@ class ProofingService:
                 )
                 proofs.add_record(record)
                 _journal_proofed(
-                    db,
+                    store,
                     record,
                     certificateSha256=record.details["sha256"],
                     certificateIssuer=record.details["issuer"],
                 )
-                self._proofed(db, party_id, now)
+                self._proofed(store, party_id, now)
             else:
                 journaled(
-                    db,
+                    store,
                     LogKind.PROOFING_REFUSED,
                     party_id,
                     now,
@@ -364,13 +361,13 @@ class ProofingService:
             logger.info("eID assertion refused", extra={"reason": "nonce or acr"})
             self._refused(party_id, eid, "nonce_or_acr")
             raise AuthenticationFailed("eID assertion refused")
-        with self._sessions() as db:
-            try:
-                matched = _bound(db, party_id, eid_identity(claims))
-            except IdentityMismatch:
-                db.rollback()
-                self._refused(party_id, eid, "identity_mismatch")
-                raise
+        try:
+            with self._stores.read() as store:
+                matched = _bound(store, party_id, eid_identity(claims))
+        except IdentityMismatch:
+            # Journaled once the read is over, in a transaction of its own.
+            self._refused(party_id, eid, "identity_mismatch")
+            raise
         record = IdentityRecord(
             id=uuid.uuid4(),
             party_id=party_id,
@@ -389,13 +386,13 @@ class ProofingService:
             },
         )
         try:
-            with self._sessions.begin() as db:
-                _require_party(db, party_id)
-                proofs = ProofingRepository(db)
+            with self._stores.begin() as store:
+                _require_party(store, party_id)
+                proofs = store.proofing
                 proofs.spend_nonce(broker.issuer, nonce, now)
                 proofs.add_record(record)
                 _journal_proofed(
-                    db,
+                    store,
                     record,
                     eidIssuer=broker.issuer,
                     eidAcr=str(claims.get("acr")),
@@ -403,8 +400,8 @@ class ProofingService:
                         self._policy.secrets_key.current, "eid-subject", str(claims["sub"])
                     ),
                 )
-                self._proofed(db, party_id, now)
-        except IntegrityError:
+                self._proofed(store, party_id, now)
+        except WriteConflict:
             logger.info("eID assertion refused", extra={"reason": "nonce replayed"})
             self._refused(party_id, eid, "replayed")
             raise AuthenticationFailed("eID assertion refused") from None
