@@ -147,7 +147,7 @@ class World:
             self.signer, policy.provider_name, EVIDENCE_POLICY, clock, clock_skew=SKEW
         )
         self.deposits = DepositService(
-            self.stores, self.identity, ContentKeys(self.signer), self.evidence, policy, clock
+            self.stores, ContentKeys(self.signer), self.evidence, policy, clock
         )
         self.decisions = DecisionService(
             self.stores, self.signer, self.evidence, policy.reminder_days, clock

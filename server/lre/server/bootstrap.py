@@ -182,9 +182,7 @@ def build_services(settings: ServerSettings, engine: Engine, signer: SignerClien
     )
     return Services(
         identity=identity,
-        deposits=DepositService(
-            stores, identity, ContentKeys(signer), evidence, policy, utcnow, spool_dir
-        ),
+        deposits=DepositService(stores, ContentKeys(signer), evidence, policy, utcnow, spool_dir),
         decisions=DecisionService(stores, signer, evidence, policy.reminder_days, utcnow),
         mailings=MailingService(stores, signer, evidence, policy, utcnow, spool_dir),
         queries=queries,

@@ -213,14 +213,15 @@ class Recipient:
     professional: bool
 
 
+CONSENT_MISSING = "consent_missing"
+CONSENT_MISSING_REASON = (
+    "the recipient is not a professional and has not consented to electronic registered letters"
+)
+
+
 def require_consent(recipient: Recipient, consent_given: bool) -> None:
     """CPCE L100: a non-professional recipient must have consented to receive
     registered letters electronically from this sender; a letter sent without
-    it is void, so the deposit is refused."""
+    it is void, so the deposit (or this recipient of a mailing) is refused."""
     if not recipient.professional and not consent_given:
-        raise DepositRefused(
-            "consent_missing",
-            "the recipient is not a professional and has not consented to "
-            "electronic registered letters",
-            field="recipient",
-        )
+        raise DepositRefused(CONSENT_MISSING, CONSENT_MISSING_REASON, field="recipient")

@@ -72,8 +72,10 @@ class ChargeRepository:
     def __init__(self, db: DbSession) -> None:
         self._db = db
 
-    def add(self, charge: ChargeRecord) -> None:
-        self._db.execute(insert(CHARGES), [to_row(charge)])
+    def add(self, charges: Iterable[ChargeRecord]) -> None:
+        rows = [to_row(c) for c in charges]
+        if rows:
+            self._db.execute(insert(CHARGES), rows)
 
     def page_for(
         self,

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import hashlib
 import hmac
-import os
 import secrets
 import uuid
 
@@ -17,17 +15,17 @@ from prometheus_client import Counter
 
 from lre.server.adapters import at_rest
 from lre.server.clock import utcnow
-from lre.server.domain import journal
 from lre.server.domain.errors import (
     AuthenticationFailed,
     FailedPrecondition,
-    InvalidArgument,
     NotFound,
     TooManyAttempts,
 )
 from lre.server.domain.identity import AssuranceLevel, Credential
 from lre.server.domain.letters import OutboxKind
 from lre.server.domain.log import LogKind
+from lre.server.services.identity import factors
+from lre.server.services.identity.parties import journaled, proofed_level
 from lre.server.services.identity.settings import Clock, IdentityPolicy
 from lre.server.storage.outbox import new_message
 from lre.server.storage.store import Store, Stores
@@ -37,64 +35,13 @@ LOCKOUTS = Counter(
 )
 AUTH_FAILURES = Counter("lre_identity_authentication_failures", "Failed session creations.")
 
-MIN_PASSWORD = 12
-MAX_PASSWORD = 256
 TOTP_ISSUER = "LRE"
 EMAIL_CODE_TTL = dt.timedelta(minutes=10)
 # A party gets at most one code a minute: its mailbox is not ours to flood.
 EMAIL_CODE_INTERVAL = dt.timedelta(minutes=1)
-# scrypt parameters (RFC 7914): 16 MiB, ~50 ms here.
-SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 LOCKED = "too many failed attempts; try again later"
 # Long enough for a letter-box check the next day, short enough to go stale.
 ENROLMENT_CODE_TTL = dt.timedelta(hours=24)
-# 12 characters of an unambiguous alphabet: 60 bits, and failures lock out.
-ENROLMENT_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
-
-
-def proofed_level(store: Store, party_id: uuid.UUID, now: dt.datetime) -> AssuranceLevel:
-    """The party's level; means of authentication come only after a first
-    identification (R53-1)."""
-    if not store.parties.exists(party_id):
-        raise NotFound("no such party")
-    level = store.proofing.level(party_id, now)
-    if level is None:
-        raise FailedPrecondition("the party's identity has not been proofed")
-    return level
-
-
-def _hashed(password: str) -> str:
-    if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
-        raise InvalidArgument("password", f"must have {MIN_PASSWORD} to {MAX_PASSWORD} characters")
-    salt = os.urandom(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P)
-    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${salt.hex()}${digest.hex()}"
-
-
-def _password_ok(credential: Credential, password: str) -> bool:
-    if credential.password_hash is None:
-        return False
-    _, n, r, p, salt, expected = credential.password_hash.split("$")
-    digest = hashlib.scrypt(
-        password.encode(), salt=bytes.fromhex(salt), n=int(n), r=int(r), p=int(p)
-    )
-    return hmac.compare_digest(digest.hex(), expected)
-
-
-def _normalised_code(code: str) -> str:
-    return code.replace("-", "").replace(" ", "").upper()
-
-
-def journaled(
-    store: Store,
-    kind: LogKind,
-    party_id: uuid.UUID,
-    now: dt.datetime,
-    **facts: str | int | dt.datetime | None,
-) -> None:
-    """A security journal entry about the party, in the caller's transaction:
-    it commits with what it records, or not at all."""
-    store.log.append_journal(journal.entry(kind, f"parties/{party_id}", now, **facts), now)
 
 
 class CredentialService:
@@ -108,13 +55,15 @@ class CredentialService:
         e-mail address (through the outbox, never to the caller) with which
         the party sets its first means of authentication, or replaces them.
         It replaces any enrolment code outstanding."""
-        code = "".join(secrets.choice(ENROLMENT_ALPHABET) for _ in range(12))
+        code = factors.new_enrolment_code()
         expire_time = now + ENROLMENT_CODE_TTL
         credentials = store.credentials
         credentials.save(
             dataclasses.replace(
                 credentials.get(party_id, lock=True),
-                enrolment_code_hmac=self._enrolment_code_hmac(party_id, code),
+                enrolment_code_hmac=factors.enrolment_code_hmac(
+                    self._policy.secrets_key, party_id, code
+                ),
                 enrolment_code_expire_time=expire_time,
             )
         )
@@ -139,7 +88,7 @@ class CredentialService:
         a fresh proofing), against the enrolment code e-mailed to it; the code
         is spent, a wrong one counts towards the lockout, and sessions opened
         with the old factors are revoked. Returns the otpauth URI, shown once."""
-        password_hash = _hashed(password)
+        password_hash = factors.hashed(password)
         secret = pyotp.random_base32()
         now = self._clock()
         failure: Exception | None = None
@@ -156,7 +105,9 @@ class CredentialService:
                 or now >= credential.enrolment_code_expire_time
                 or not hmac.compare_digest(
                     expected,
-                    self._enrolment_code_hmac(party_id, _normalised_code(enrolment_code)),
+                    factors.enrolment_code_hmac(
+                        self._policy.secrets_key, party_id, factors.normalised_code(enrolment_code)
+                    ),
                 )
             ):
                 failure = self._failed(store, credential, now, "enrolment", "enrolment refused")
@@ -191,7 +142,7 @@ class CredentialService:
 
     def set_password(self, party_id: uuid.UUID, password: str) -> None:
         """A new password (the caller checked the party's own session)."""
-        password_hash = _hashed(password)
+        password_hash = factors.hashed(password)
         now = self._clock()
         with self._stores.begin() as store:
             proofed_level(store, party_id, now)
@@ -243,7 +194,7 @@ class CredentialService:
             if failure is None:
                 if credential.password_hash is None:
                     raise FailedPrecondition("set a password first: the code goes with it")
-                if password is not None and not _password_ok(credential, password):
+                if password is not None and not factors.password_ok(credential, password):
                     failure = self._failed(
                         store, credential, now, "email_code", "authentication failed"
                     )
@@ -272,11 +223,17 @@ class CredentialService:
         level = proofed_level(store, party_id, now)
         credentials = store.credentials
         credential = credentials.get(party_id, lock=True)
-        step = None if email_code else self._totp_step(credential, totp_code, now)
-        one_time_ok = (
-            self._email_code_ok(credential, *email_code, now) if email_code else step is not None
+        step = (
+            None
+            if email_code
+            else factors.totp_step(self._policy.secrets_key, credential, totp_code, now)
         )
-        if not (_password_ok(credential, password) and one_time_ok):
+        one_time_ok = (
+            factors.email_code_ok(self._policy.secrets_key, credential, *email_code, now)
+            if email_code
+            else step is not None
+        )
+        if not (factors.password_ok(credential, password) and one_time_ok):
             return None, self._failed(store, credential, now, "session", "authentication failed")
         spent = (
             {"email_code_id": None, "email_code_hmac": None, "email_code_expire_time": None}
@@ -301,7 +258,7 @@ class CredentialService:
             dataclasses.replace(
                 credential,
                 email_code_id=code_id,
-                email_code_hmac=self._email_code_hmac(code_id, code),
+                email_code_hmac=factors.email_code_hmac(self._policy.secrets_key, code_id, code),
                 email_code_sent_time=now,
                 email_code_expire_time=expire_time,
             )
@@ -380,50 +337,3 @@ class CredentialService:
             return TooManyAttempts(LOCKED)
         credentials.save(dataclasses.replace(credential, failed_attempts=failed))
         return AuthenticationFailed(message)
-
-    def _enrolment_code_hmac(self, party_id: uuid.UUID, code: str) -> bytes:
-        return hmac.digest(
-            self._policy.secrets_key.current,
-            b"enrolment" + party_id.bytes + code.encode(),
-            "sha256",
-        )
-
-    def _totp_step(self, credential: Credential, code: str, now: dt.datetime) -> int | None:
-        """The TOTP time step that ``code`` matches, if not used before."""
-        if credential.totp_secret is None:
-            return None
-        secret = at_rest.decrypt(
-            self._policy.secrets_key, credential.totp_secret, credential.party_id.bytes
-        )
-        totp = pyotp.TOTP(secret.decode())
-        matched = None
-        if code.isdigit() and len(code) == 6:
-            current = totp.timecode(now)
-            for step in (current - 1, current, current + 1):  # one step of clock drift
-                if hmac.compare_digest(totp.generate_otp(step), code):
-                    matched = step
-        if (
-            matched is not None
-            and credential.totp_last_step is not None
-            and matched <= credential.totp_last_step
-        ):
-            matched = None  # a code is good once
-        return matched
-
-    def _email_code_hmac(self, code_id: uuid.UUID, code: str) -> bytes:
-        return hmac.digest(
-            self._policy.secrets_key.current, code_id.bytes + code.encode(), "sha256"
-        )
-
-    def _email_code_ok(
-        self, credential: Credential, code_id: uuid.UUID, code: str, now: dt.datetime
-    ) -> bool:
-        return (
-            credential.email_code_id == code_id
-            and credential.email_code_hmac is not None
-            and credential.email_code_expire_time is not None
-            and now < credential.email_code_expire_time
-            and hmac.compare_digest(
-                credential.email_code_hmac, self._email_code_hmac(code_id, code)
-            )
-        )

@@ -1,8 +1,10 @@
-"""Parties: creating one (idempotently), reading one, its current level."""
+"""Parties: creating one (idempotently), reading one, its current level,
+and the security journal's entries about one."""
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import hashlib
 import json
 import uuid
@@ -11,8 +13,15 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from lre.server.clock import utcnow
+from lre.server.domain import journal
 from lre.server.domain.addresses import email_address
-from lre.server.domain.errors import AlreadyExists, InvalidArgument, NotFound, WriteConflict
+from lre.server.domain.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    WriteConflict,
+)
 from lre.server.domain.identity import AssuranceLevel, Party, check_professional_declaration
 from lre.server.domain.letters import PartyKind
 from lre.server.domain.log import JournalRecord, LogKind, email_hmac
@@ -61,6 +70,29 @@ def idempotent(
 def check_request_id(request_id: str) -> None:
     if not request_id or len(request_id) > 128:
         raise InvalidArgument("request_id", "required, at most 128 characters")
+
+
+def proofed_level(store: Store, party_id: uuid.UUID, now: dt.datetime) -> AssuranceLevel:
+    """The party's level; means of authentication come only after a first
+    identification (R53-1)."""
+    if not store.parties.exists(party_id):
+        raise NotFound("no such party")
+    level = store.proofing.level(party_id, now)
+    if level is None:
+        raise FailedPrecondition("the party's identity has not been proofed")
+    return level
+
+
+def journaled(
+    store: Store,
+    kind: LogKind,
+    party_id: uuid.UUID,
+    now: dt.datetime,
+    **facts: str | int | dt.datetime | None,
+) -> None:
+    """A security journal entry about the party, in the caller's transaction:
+    it commits with what it records, or not at all."""
+    store.log.append_journal(journal.entry(kind, f"parties/{party_id}", now, **facts), now)
 
 
 @dataclass(frozen=True)

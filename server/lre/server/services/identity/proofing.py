@@ -4,9 +4,7 @@ assertion (the level its `acr` maps to)."""
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import hashlib
 import hmac
 import logging
 import os
@@ -14,7 +12,6 @@ import uuid
 from collections.abc import Callable
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 
 from lre.server.clock import utcnow
 from lre.server.domain import journal
@@ -26,7 +23,6 @@ from lre.server.domain.errors import (
     WriteConflict,
 )
 from lre.server.domain.identity import (
-    AssuranceLevel,
     IdentityRecord,
     ProofingChallenge,
     ProofingMethod,
@@ -34,7 +30,8 @@ from lre.server.domain.identity import (
 from lre.server.domain.letters import PartyKind
 from lre.server.domain.log import LogKind
 from lre.server.domain.proofing import Claimed, IdentityMismatch, Verified, bind
-from lre.server.services.identity.credentials import journaled
+from lre.server.services.identity.parties import journaled
+from lre.server.services.identity.records import certificate_record, document_record, eid_record
 from lre.server.services.identity.settings import Clock, IdentityPolicy
 from lre.server.services.identity.verification import (
     Refused,
@@ -48,17 +45,6 @@ from lre.server.storage.store import Store, Stores
 logger = logging.getLogger("lre.identity")
 
 CHALLENGE_TTL = dt.timedelta(minutes=5)
-EVIDENCE_CLAIMS = (
-    "iss",
-    "sub",
-    "aud",
-    "acr",
-    "iat",
-    "auth_time",
-    "given_name",
-    "family_name",
-    "birthdate",
-)
 
 
 def _require_party(store: Store, party_id: uuid.UUID) -> None:
@@ -143,27 +129,12 @@ class ProofingService:
             raise InvalidArgument("operator_id", "required")
         if document_expires is None or document_expires <= now:
             raise InvalidArgument("document_expire_time", "the document must be valid today")
-        number_hash = hmac.new(
+        record = document_record(
             self._policy.secrets_key.current,
-            f"{document_type}:{document_number.strip().upper()}".encode(),
-            hashlib.sha256,
-        ).hexdigest()
-        record = IdentityRecord(
-            id=uuid.uuid4(),
-            party_id=party_id,
-            method=ProofingMethod.DOCUMENT_CHECK,
-            level=AssuranceLevel.HIGH if person_present else AssuranceLevel.SUBSTANTIAL,
-            proof_time=now,
-            expire_time=document_expires,
-            evidence_summary=f"{document_type} checked by operator {operator_id}"
-            + (", person present" if person_present else ", remotely"),
-            details={
-                "document_type": document_type,
-                "document_number_hmac": number_hash,
-                "operator": operator_id,
-                "operator_certificate": operator_certificate,
-                "person_present": person_present,
-            },
+            party_id,
+            (document_type, document_number, document_expires),
+            (operator_id, operator_certificate, person_present),
+            now,
         )
         with self._stores.begin() as store:
             _require_party(store, party_id)
@@ -175,7 +146,7 @@ class ProofingService:
                 operatorCertificate=operator_certificate or None,
                 personPresent=person_present,
                 documentType=document_type,
-                documentNumberHmac=number_hash,
+                documentNumberHmac=record.details["document_number_hmac"],
             )
             self._proofed(store, party_id, now)
         return record
@@ -298,27 +269,8 @@ class ProofingService:
                 except IdentityMismatch as exc:
                     refused, mismatch, reason = f"identity: {exc}", exc, "identity_mismatch"
             if refused is None:
-                record = IdentityRecord(
-                    id=uuid.uuid4(),
-                    party_id=party_id,
-                    method=ProofingMethod.CERTIFICATE,
-                    level=AssuranceLevel.HIGH,
-                    proof_time=now,
-                    expire_time=min(leaf.not_valid_after_utc, now + self._policy.proof_validity),
-                    evidence_summary=f"certificate {leaf.subject.rfc4514_string()} "
-                    f"issued by {leaf.issuer.rfc4514_string()}",
-                    details={
-                        "subject": leaf.subject.rfc4514_string(),
-                        "issuer": leaf.issuer.rfc4514_string(),
-                        "serial": format(leaf.serial_number, "x"),
-                        "sha256": leaf.fingerprint(hashes.SHA256()).hex(),
-                        "matched": matched,
-                        # The evidence as presented: the chain and the revocation data.
-                        "certificate_chain": [base64.b64encode(der).decode() for der in chain_der],
-                        "revocation_data": [
-                            base64.b64encode(der).decode() for der in revocation_der
-                        ],
-                    },
+                record = certificate_record(
+                    party_id, leaf, chain_der, revocation_der, matched, now, self._policy
                 )
                 proofs.add_record(record)
                 _journal_proofed(
@@ -368,23 +320,7 @@ class ProofingService:
             # Journaled once the read is over, in a transaction of its own.
             self._refused(party_id, eid, "identity_mismatch")
             raise
-        record = IdentityRecord(
-            id=uuid.uuid4(),
-            party_id=party_id,
-            method=ProofingMethod.EID_ASSERTION,
-            level=level,
-            proof_time=now,
-            expire_time=now + self._policy.proof_validity,
-            evidence_summary=f"eID {broker.issuer} acr {claims.get('acr')}",
-            details={
-                "issuer": broker.issuer,
-                "sub": str(claims["sub"]),
-                "acr": str(claims.get("acr")),
-                "matched": matched,
-                # The evidence: the claims the broker signed.
-                "claims": {k: claims[k] for k in EVIDENCE_CLAIMS if k in claims},
-            },
-        )
+        record = eid_record(party_id, broker, claims, level, matched, now, self._policy)
         try:
             with self._stores.begin() as store:
                 _require_party(store, party_id)

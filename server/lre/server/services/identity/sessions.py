@@ -12,7 +12,8 @@ from lre.server.domain import journal
 from lre.server.domain.errors import AuthenticationFailed
 from lre.server.domain.identity import FactorCategory, Session
 from lre.server.domain.log import LogKind
-from lre.server.services.identity.credentials import CredentialService, journaled
+from lre.server.services.identity.credentials import CredentialService
+from lre.server.services.identity.parties import journaled
 from lre.server.services.identity.settings import Clock, IdentityPolicy
 from lre.server.storage.store import Stores
 
