@@ -69,7 +69,7 @@ MAY_IMPORT: dict[str, tuple[str, ...]] = {
 MUST_NOT_IMPORT: dict[str, tuple[str, ...]] = {
     "lre.server.domain": ("sqlalchemy", "grpc", "google", "alembic"),
     "lre.server.api": ("sqlalchemy",),
-    "lre.server.services": ("grpc", "google"),
+    "lre.server.services": ("sqlalchemy", "grpc", "google"),
     "lre.server.storage": ("grpc", "google"),
     "lre.runtime": ("sqlalchemy", "weasyprint", "jinja2", "pkcs11"),
     "lre.signer": ("sqlalchemy", "alembic", "weasyprint", "jinja2"),

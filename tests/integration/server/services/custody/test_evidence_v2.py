@@ -128,7 +128,6 @@ def test_a_server_clock_ahead_of_the_tsa_records_nothing(world: World) -> None:
     strict = EvidenceRecorder(world.signer, "Strict provider", EVIDENCE_POLICY, ahead)
     deposits = DepositService(
         world.stores,
-        world.identity,
         ContentKeys(world.signer),
         strict,
         world.policy,
