@@ -54,6 +54,7 @@ lint: gen
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/pylint common/lre server/lre signer/lre client/lre
 
 # The documentation site (docs/ and the README), built strictly: a broken
 # link or a page missing from the navigation fails the build.

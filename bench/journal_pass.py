@@ -26,7 +26,7 @@ from sqlalchemy import insert
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lre.server.audit import journal as audit_journal
-from lre.server.audit.verify import Report, _read_only_engine
+from lre.server.audit.reading import Report, read_only_engine
 from lre.server.domain import journal, log
 from lre.server.domain.log import LogKind
 from lre.server.storage import db, models
@@ -89,7 +89,7 @@ def main() -> int:
                 connection.execute(insert(models.TreeNode), nodes)
         engine.dispose()
         print(f"built {args.entries} journal entries in {time.monotonic() - started:.0f} s")
-        reader = _read_only_engine(url)
+        reader = read_only_engine(url)
         report = Report()
         started = time.monotonic()
         with reader.connect() as connection:

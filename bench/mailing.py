@@ -25,7 +25,7 @@ from sqlalchemy import create_engine, text
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.stack import POSTGRES, running_stack
-from lre.client.walkthrough import mailing_requests
+from lre.client.mailing import mailing_requests
 from lre.v1 import custody_pb2_grpc, identity_pb2, identity_pb2_grpc
 
 MB = 1024 * 1024

@@ -20,7 +20,8 @@ import grpc
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from lre.client.walkthrough import EnrolmentCodes, maildir_enrolment_codes, register_party
+from lre.client.maildir import maildir_enrolment_codes
+from lre.client.parties import EnrolmentCodes, register_party
 from lre.server.adapters.at_rest import SecretsKeys
 from lre.server.storage import db
 from lre.signer.devsetup import dev_setup

@@ -21,7 +21,8 @@ import grpc
 import pyotp
 import pytest
 
-from lre.client.walkthrough import _text, enroll_party, log_in
+from lre.client.maildir import plain_text
+from lre.client.parties import enroll_party, log_in
 from lre.server.domain.evidence import LOA_URIS
 from lre.server.domain.identity import AssuranceLevel
 from lre.v1 import (
@@ -68,7 +69,7 @@ def _notice(maildir: Path, to: str, timeout_s: float = 30) -> tuple[str, str]:
     while time.monotonic() < deadline:
         if (maildir / "new").exists():
             for message in mailbox.Maildir(maildir, create=False):
-                text = _text(email.message_from_bytes(message.as_bytes()))
+                text = plain_text(email.message_from_bytes(message.as_bytes()))
                 found = re.search(r"Reference: (\S+)\s+Verification code: (\S+)", text)
                 if message["To"] == to and found:
                     return found.group(1), found.group(2)

@@ -16,7 +16,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from sqlalchemy import create_engine, func, select, text
 
-from lre.client.walkthrough import EnrolmentCodes, enroll_party, log_in, register_party
+from lre.client.parties import EnrolmentCodes, enroll_party, log_in, register_party
 from lre.server.storage import models
 from lre.v1 import common_pb2, custody_pb2, custody_pb2_grpc, identity_pb2, identity_pb2_grpc
 from tests.support.clients import ANNEX, CONTENT, deposit_letter, register_company, wait_notified

@@ -18,7 +18,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from lre.client.walkthrough import register_party
+from lre.client.parties import register_party
 from lre.dev.tls import TlsFiles, create_dev_tls
 from lre.runtime import bundle_layout as layout
 from lre.v1 import common_pb2, custody_pb2, custody_pb2_grpc, identity_pb2, identity_pb2_grpc

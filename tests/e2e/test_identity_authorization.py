@@ -18,7 +18,7 @@ import pytest
 from google.protobuf import timestamp_pb2
 from google.protobuf.message import Message
 
-from lre.client.walkthrough import enroll_party, log_in, register_party
+from lre.client.parties import enroll_party, log_in, register_party
 from lre.dev.tls import TlsFiles, create_dev_tls
 from lre.server.api.policy import AUDITOR, OPERATOR, POLICY
 from lre.v1 import identity_pb2, identity_pb2_grpc

@@ -21,7 +21,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from prometheus_client.parser import text_string_to_metric_families
 
-from lre.client.walkthrough import EnrolmentCodes
+from lre.client.parties import EnrolmentCodes
 from lre.server.adapters.at_rest import SecretsKeys
 from lre.server.storage import db
 from lre.v1 import common_pb2, custody_pb2_grpc, identity_pb2, identity_pb2_grpc

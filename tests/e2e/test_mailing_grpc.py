@@ -17,7 +17,8 @@ import grpc
 import pytest
 from sqlalchemy import create_engine, func, select
 
-from lre.client.walkthrough import EnrolmentCodes, enroll_party, log_in, mailing_requests
+from lre.client.mailing import mailing_requests
+from lre.client.parties import EnrolmentCodes, enroll_party, log_in
 from lre.server.storage import models
 from lre.v1 import common_pb2, custody_pb2, custody_pb2_grpc, identity_pb2, identity_pb2_grpc
 from tests.support.clients import register_company, wait_notified

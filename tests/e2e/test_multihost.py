@@ -23,7 +23,7 @@ import grpc
 import pytest
 from sqlalchemy import create_engine, func, select
 
-from lre.client.walkthrough import maildir_enrolment_codes
+from lre.client.maildir import maildir_enrolment_codes
 from lre.server.domain.letters import OutboxKind, OutboxState
 from lre.server.storage import models
 from lre.signer.devsetup import DevPaths

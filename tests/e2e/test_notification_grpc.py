@@ -22,7 +22,8 @@ import grpc
 import pytest
 from aiosmtpd.smtp import Envelope
 
-from lre.client.walkthrough import EnrolmentCodes, enrolment_code_in, maildir_enrolment_codes
+from lre.client.maildir import enrolment_code_in, maildir_enrolment_codes
+from lre.client.parties import EnrolmentCodes
 from lre.v1 import (
     common_pb2,
     custody_pb2,

@@ -19,7 +19,7 @@ import grpc
 import pytest
 from sqlalchemy import create_engine, text
 
-from lre.client.walkthrough import mailing_requests
+from lre.client.mailing import mailing_requests
 from lre.v1 import common_pb2, custody_pb2, custody_pb2_grpc, identity_pb2, identity_pb2_grpc
 from tests.support.clients import deposit_letter, register_company
 from tests.support.databases import idle_in_transaction

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 from google.protobuf import timestamp_pb2
 
-from lre.client.walkthrough import EnrolmentCodes, register_party
+from lre.client.parties import EnrolmentCodes, register_party
 from lre.dev.tls import CALLERS
 from lre.server.api.policy import Role
 from lre.v1 import common_pb2, custody_pb2, custody_pb2_grpc, identity_pb2, identity_pb2_grpc

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from lre.client.walkthrough import EnrolmentCodes, maildir_enrolment_codes
+from lre.client.maildir import maildir_enrolment_codes
+from lre.client.parties import EnrolmentCodes
 from lre.dev.tls import TlsFiles
 from lre.server.adapters.at_rest import SecretsKeys
 from lre.server.storage import db

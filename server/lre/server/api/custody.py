@@ -1,5 +1,5 @@
 """CustodyService over gRPC. Who may call each RPC is decided by
-server.api.policy; here, which letters a user's session may see."""
+lre.server.api.policy; here, which letters a user's session may see."""
 
 from __future__ import annotations
 
@@ -11,9 +11,16 @@ from typing import Any
 import grpc
 
 from lre.server.api.auth import actor, optional_session, session_of, staff_role
-from lre.server.api.convert import timestamp
+from lre.server.api.convert import (
+    STATES,
+    charge_message,
+    evidence_message,
+    letter_message,
+    mailing_message,
+    tree_head_message,
+)
 from lre.server.api.errors import domain_errors
-from lre.server.api.names import parse_id
+from lre.server.api.names import parse_evidence_name, parse_id
 from lre.server.domain import identity
 from lre.server.domain.errors import (
     AuthenticationFailed,
@@ -21,16 +28,12 @@ from lre.server.domain.errors import (
     InvalidArgument,
     NotFound,
 )
-from lre.server.domain.letters import EvidenceEvent, LetterState
-from lre.server.domain.mailings import MailingRecipientRecord
-from lre.server.domain.records import EvidenceRecord, LetterRecord, PartRecord, TreeHeadRecord
 from lre.server.services.custody import (
     CustodyQueries,
     DecisionService,
     DeclaredPart,
     DepositService,
     MailingService,
-    MailingView,
     StaffReader,
 )
 from lre.server.services.custody.bundles import EvidenceBundles
@@ -39,136 +42,6 @@ from lre.server.services.identity import IdentityService
 from lre.v1 import common_pb2, custody_pb2, custody_pb2_grpc
 
 WIRE_CHUNK = 64 * 1024
-STATES = {state: getattr(common_pb2, f"LETTER_STATE_{state.name}") for state in LetterState}
-EVENTS = {event: getattr(common_pb2, f"EVIDENCE_EVENT_{event.name}") for event in EvidenceEvent}
-
-
-def _part(part: PartRecord, disclosed: bool) -> custody_pb2.ContentPart:
-    if not disclosed:
-        # Nothing the sender chose before acceptance: a neutral label, the size only.
-        return custody_pb2.ContentPart(
-            filename=f"part {part.index + 1}", size_bytes=part.size_bytes
-        )
-    return custody_pb2.ContentPart(
-        filename=part.filename,
-        media_type=part.media_type,
-        size_bytes=part.size_bytes,
-        digest=common_pb2.Digest(algorithm=common_pb2.HASH_ALGORITHM_SHA256, value=part.sha256),
-    )
-
-
-def letter_message(
-    letter: LetterRecord, parts: list[PartRecord], viewer: uuid.UUID
-) -> custody_pb2.Letter:
-    """The letter as ``viewer`` may see it. Before acceptance the recipient is
-    told neither who the sender is nor anything the sender chose (R53-3 I)."""
-    disclosed = viewer == letter.sender_id or letter.lifecycle().sender_visible_to_recipient
-    return custody_pb2.Letter(
-        name=f"letters/{letter.id}",
-        reference=letter.reference,
-        state=STATES[letter.state],
-        sender=f"parties/{letter.sender_id}" if disclosed else "",
-        recipient=f"parties/{letter.recipient_id}",
-        parts=[_part(p, disclosed) for p in parts],
-        deposit_time=timestamp(letter.deposit_time),
-        notification_time=timestamp(letter.notification_time),
-        acceptance_deadline=timestamp(letter.acceptance_deadline),
-        decision_time=timestamp(letter.decision_time),
-        legal_hold=letter.legal_hold,
-    )
-
-
-def _evidence(row: EvidenceRecord) -> custody_pb2.Evidence:
-    return custody_pb2.Evidence(
-        name=f"letters/{row.letter_id}/evidence/{row.id}",
-        event=EVENTS[row.event],
-        event_time=timestamp(row.event_time),
-        document=row.document,
-        seal=row.seal,
-    )
-
-
-def _evidence_name(name: str, field: str) -> tuple[uuid.UUID, uuid.UUID]:
-    parts = name.split("/")
-    if len(parts) != 4 or parts[0] != "letters" or parts[2] != "evidence":
-        raise InvalidArgument(field, "must be letters/{id}/evidence/{id}")
-    return (
-        parse_id(f"letters/{parts[1]}", field, "letters"),
-        parse_id(f"evidence/{parts[3]}", field, "evidence"),
-    )
-
-
-def _mailing_recipient(r: MailingRecipientRecord) -> custody_pb2.MailingRecipientResult:
-    result = custody_pb2.MailingRecipientResult(
-        index=r.position, recipient=r.recipient, letter_reference=r.letter_reference
-    )
-    if r.letter_id is not None:
-        result.letter = f"letters/{r.letter_id}"
-    else:
-        result.refusal.CopyFrom(
-            custody_pb2.MailingRefusal(
-                reason_code=r.reason_code or "",
-                reason=r.reason or "",
-                evidence=custody_pb2.Evidence(
-                    name=f"mailings/{r.mailing_id}/recipients/{r.position}/evidence/{r.evidence_id}",
-                    event=common_pb2.EVIDENCE_EVENT_SUBMISSION_REJECTION,
-                    event_time=timestamp(r.evidence_time),
-                    document=r.evidence_document or b"",
-                    seal=r.evidence_seal or b"",
-                ),
-            )
-        )
-    return result
-
-
-def mailing_message(view: MailingView, with_recipients: bool) -> custody_pb2.Mailing:
-    mailing, states = view.mailing, view.states
-    refusals: dict[str, int] = {}
-    for r in view.recipients:
-        if r.reason_code:
-            refusals[r.reason_code] = refusals.get(r.reason_code, 0) + 1
-    letters = sum(n for state, n in states.items() if state is not LetterState.REJECTED)
-    recipients = len(view.recipients) if view.recipients else letters
-    return custody_pb2.Mailing(
-        name=f"mailings/{mailing.id}",
-        reference=mailing.reference,
-        sender=f"parties/{mailing.sender_id}",
-        parts=[
-            custody_pb2.ContentPart(
-                filename=p["filename"],
-                media_type=p["media_type"],
-                size_bytes=p["size_bytes"],
-                digest=common_pb2.Digest(
-                    algorithm=common_pb2.HASH_ALGORITHM_SHA256, value=bytes.fromhex(p["sha256"])
-                ),
-            )
-            for p in mailing.parts
-        ],
-        deposit_time=timestamp(mailing.deposit_time),
-        recipient_count=recipients,
-        letter_count=letters,
-        refused_count=len(view.recipients) - letters if view.recipients else 0,
-        refusals=refusals,
-        progress=custody_pb2.MailingProgress(
-            awaiting_notification=states[LetterState.DEPOSITED],
-            notified=states[LetterState.NOTIFIED],
-            notification_failed=states[LetterState.NOTIFICATION_FAILED],
-            accepted=states[LetterState.ACCEPTED],
-            refused=states[LetterState.REFUSED],
-            expired=states[LetterState.EXPIRED],
-        ),
-        recipients=[_mailing_recipient(r) for r in view.recipients] if with_recipients else [],
-    )
-
-
-def _tree_head(head: TreeHeadRecord) -> custody_pb2.TreeHead:
-    return custody_pb2.TreeHead(
-        tree_size=head.tree_size,
-        root_hash=head.root_hash,
-        timestamp=timestamp(head.timestamp),
-        document=head.document,
-        seal=head.seal,
-    )
 
 
 class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
@@ -357,17 +230,7 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
                 request.page_token,
             )
             return custody_pb2.ListChargesResponse(
-                charges=[
-                    custody_pb2.Charge(
-                        name=f"charges/{c.id}",
-                        sender=f"parties/{c.sender_id}",
-                        letter=f"letters/{c.letter_id}",
-                        amount_minor=c.amount_minor,
-                        currency=c.currency,
-                        create_time=timestamp(c.create_time),
-                    )
-                    for c in charges
-                ],
+                charges=[charge_message(c) for c in charges],
                 next_page_token=token,
             )
 
@@ -391,7 +254,7 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
                 rows = self._queries.evidence_for_staff(reader, letter_id)
             else:
                 rows = self._queries.evidence_for(reader, letter_id)
-            return custody_pb2.ListEvidenceResponse(evidence=[_evidence(r) for r in rows])
+            return custody_pb2.ListEvidenceResponse(evidence=[evidence_message(r) for r in rows])
 
     def _evidence_reader(
         self, context: grpc.ServicerContext, method: str
@@ -413,7 +276,7 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
         with domain_errors(context):
             if request.tree_size < 0:
                 raise InvalidArgument("tree_size", "0 (the latest) or a sealed size")
-            return _tree_head(self._events.head(request.tree_size or None))
+            return tree_head_message(self._events.head(request.tree_size or None))
 
     def SealTreeHead(
         self, request: custody_pb2.SealTreeHeadRequest, context: grpc.ServicerContext
@@ -422,14 +285,14 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
             head = self._events.seal_head()
             if head is None:
                 raise FailedPrecondition("the log is empty")
-            return _tree_head(head)
+            return tree_head_message(head)
 
     def GetInclusionProof(
         self, request: custody_pb2.GetInclusionProofRequest, context: grpc.ServicerContext
     ) -> custody_pb2.InclusionProof:
         with domain_errors(context):
             session = session_of(context, self._identities)
-            letter_id, evidence_id = _evidence_name(request.evidence, "evidence")
+            letter_id, evidence_id = parse_evidence_name(request.evidence, "evidence")
             if not any(e.id == evidence_id for e in self._queries.evidence_for(session, letter_id)):
                 raise NotFound("no such evidence")
             if request.tree_size < 0:
@@ -437,7 +300,10 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
             entry, head, proof = self._events.inclusion(evidence_id, request.tree_size or None)
             assert entry.seq is not None
             return custody_pb2.InclusionProof(
-                leaf_index=entry.seq, leaf=entry.leaf, hashes=proof, tree_head=_tree_head(head)
+                leaf_index=entry.seq,
+                leaf=entry.leaf,
+                hashes=proof,
+                tree_head=tree_head_message(head),
             )
 
     def GetConsistencyProof(
@@ -448,7 +314,7 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
                 request.first_tree_size, request.second_tree_size
             )
             return custody_pb2.ConsistencyProof(
-                hashes=proof, first=_tree_head(first), second=_tree_head(second)
+                hashes=proof, first=tree_head_message(first), second=tree_head_message(second)
             )
 
     def GetEvidence(
@@ -456,18 +322,18 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
     ) -> custody_pb2.Evidence:
         with domain_errors(context):
             reader = self._evidence_reader(context, "GetEvidence")
-            letter_id, evidence_id = _evidence_name(request.name, "name")
+            letter_id, evidence_id = parse_evidence_name(request.name, "name")
             if isinstance(reader, StaffReader):
                 (row,) = self._queries.evidence_for_staff(reader, letter_id, evidence_id)
-                return _evidence(row)
-            return _evidence(self._queries.evidence(reader, letter_id, evidence_id))
+                return evidence_message(row)
+            return evidence_message(self._queries.evidence(reader, letter_id, evidence_id))
 
     def GetEvidenceProof(
         self, request: custody_pb2.GetEvidenceProofRequest, context: grpc.ServicerContext
     ) -> custody_pb2.EvidenceProof:
         with domain_errors(context):
             reader = self._evidence_reader(context, "GetEvidenceProof")
-            letter_id, evidence_id = _evidence_name(request.name, "name")
+            letter_id, evidence_id = parse_evidence_name(request.name, "name")
             if isinstance(reader, StaffReader):
                 pdf = self._queries.evidence_proof_for_staff(reader, letter_id, evidence_id)
             else:
@@ -479,7 +345,7 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
     ) -> Iterator[custody_pb2.EvidenceBundleChunk]:
         with domain_errors(context):
             reader = self._evidence_reader(context, "GetEvidenceBundle")
-            letter_id, evidence_id = _evidence_name(request.name, "name")
+            letter_id, evidence_id = parse_evidence_name(request.name, "name")
             # Built whole before the first chunk: an error is a status, never a cut ZIP.
             bundle = self._bundles.bundle(reader, letter_id, evidence_id)
             for offset in range(0, len(bundle), WIRE_CHUNK):

@@ -16,3 +16,14 @@ def parse_id(name: str, field: str, collection: str) -> uuid.UUID:
         return uuid.UUID(name[len(prefix) :])
     except ValueError:
         raise InvalidArgument(field, f"must be {collection}/{{id}}") from None
+
+
+def parse_evidence_name(name: str, field: str) -> tuple[uuid.UUID, uuid.UUID]:
+    """``letters/{id}/evidence/{id}`` to the two ids, or INVALID_ARGUMENT naming ``field``."""
+    parts = name.split("/")
+    if len(parts) != 4 or parts[0] != "letters" or parts[2] != "evidence":
+        raise InvalidArgument(field, "must be letters/{id}/evidence/{id}")
+    return (
+        parse_id(f"letters/{parts[1]}", field, "letters"),
+        parse_id(f"evidence/{parts[3]}", field, "evidence"),
+    )

@@ -10,8 +10,7 @@ from collections.abc import Iterator
 import grpc
 
 from lre.server.api.auth import actor, session_of
-from lre.server.api.convert import timestamp
-from lre.server.api.custody import EVENTS, STATES
+from lre.server.api.convert import EVENTS, STATES, timestamp
 from lre.server.api.errors import domain_errors
 from lre.server.api.names import parse_id
 from lre.server.domain.errors import InvalidArgument, TooManyAttempts

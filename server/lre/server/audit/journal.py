@@ -21,22 +21,21 @@ insider's journal entry appended there from the service's."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 import uuid
 from typing import Any
 
 from sqlalchemy import Connection, func, select
 
+from lre.server.audit.reading import Report, json_object, stream
 from lre.server.audit.seals import SealChecker
 from lre.server.domain import journal, log
 from lre.server.domain.evidence import _utc
 from lre.server.domain.identity import IdentityRecord
-from lre.server.storage import models
+from lre.server.storage import models, records
 
 E = models.LogEntry.__table__
 N = models.TreeNode.__table__
 R = models.IdentityRecord.__table__
-BATCH = 5_000
 
 
 def leaf_problems(leaf: dict[str, Any]) -> list[str]:
@@ -51,45 +50,40 @@ def leaf_problems(leaf: dict[str, Any]) -> list[str]:
     return [f"a {kind.value} entry that {w}" for w in wrong]
 
 
-def check(connection: Connection, report: Any, _: SealChecker | None, __: Any) -> None:
-    """The journal pass of verify-log (``report``: audit.verify.Report)."""
+def check(connection: Connection, report: Report, _: SealChecker | None, __: Any) -> None:
+    """The journal pass of verify-log."""
     _sealed_leaves(connection, report)
     _journal_entries(connection, report)
 
 
-def _sealed_leaves(connection: Connection, report: Any) -> None:
+def _sealed_leaves(connection: Connection, report: Report) -> None:
     """Every sequenced leaf still hashes to the leaf hash stored when it was sealed."""
-    rows = connection.execution_options(yield_per=BATCH).execute(
+    rows = stream(
+        connection,
         select(E.c.seq, E.c.leaf, N.c.hash)
         .join(N, (N.c.level == 0) & (N.c.position == E.c.seq))
-        .order_by(E.c.seq)
+        .order_by(E.c.seq),
     )
-    for seq, leaf, sealed in rows:
-        if log.leaf_hash(leaf if isinstance(leaf, bytes) else b"") != sealed:
+    for row in rows:
+        leaf = row.leaf
+        if log.leaf_hash(leaf if isinstance(leaf, bytes) else b"") != row.hash:
             report.add(
-                f"entry {seq}: not the entry sealed at this index "
+                f"entry {row.seq}: not the entry sealed at this index "
                 "(changed, moved or inserted after its tree head was sealed)"
             )
 
 
-def _json_object(data: Any) -> dict[str, Any] | None:
-    try:
-        value = json.loads(data)
-    except (ValueError, TypeError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def _journal_entries(connection: Connection, report: Any) -> None:
-    rows = connection.execution_options(yield_per=BATCH).execute(
+def _journal_entries(connection: Connection, report: Report) -> None:
+    rows = stream(
+        connection,
         select(E.c.seq, E.c.event_time, E.c.leaf, E.c.evidence_id, E.c.state)
         .where(E.c.letter_id.is_(None))
-        .order_by(E.c.seq)
+        .order_by(E.c.seq),
     )
     proofed = _Proofings(connection, report)
     for entry in rows:
         where = f"entry {entry.seq}" if entry.seq is not None else "an unsequenced journal entry"
-        leaf = _json_object(entry.leaf)
+        leaf = json_object(entry.leaf)
         if leaf is None:
             report.add(f"{where}: its leaf is not a JSON object (malformed or changed)")
             continue
@@ -113,7 +107,7 @@ def _journal_entries(connection: Connection, report: Any) -> None:
 class _Proofings:
     """Journaled proofing decisions against the identity_records rows."""
 
-    def __init__(self, connection: Connection, report: Any) -> None:
+    def __init__(self, connection: Connection, report: Report) -> None:
         self._connection = connection
         self._report = report
         self._matched = 0
@@ -130,16 +124,7 @@ class _Proofings:
         if row is None:
             self._report.add(f"identity record {name} ({where}): is missing (deleted)")
             return
-        record = IdentityRecord(
-            id=row.id,
-            party_id=row.party_id,
-            method=row.method,
-            level=row.level,
-            proof_time=row.proof_time,
-            expire_time=row.expire_time,
-            evidence_summary=row.evidence_summary,
-            details=row.details,
-        )
+        record = records.from_row(IdentityRecord, row)
         if journal.identity_record_digest(record) != leaf.get(
             "recordSha256"
         ) or f"parties/{record.party_id}" != leaf.get("subject"):

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from lre.server.api.custody import letter_message
+from lre.server.api.convert import letter_message
 from lre.server.domain.letters import LetterState
 from lre.server.domain.records import LetterRecord, PartRecord
 

@@ -1,40 +1,28 @@
-"""The composition root: the one place that names concrete adapters (the
-database engine, the signer's client, the mail transport, the clock) and
-wires them into the services, the workers and the gRPC servicers."""
+"""What the settings make: the services over their concrete adapters, the
+workers, the gRPC servicers."""
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
-import importlib.metadata
-import logging
-import os
 import socket
-import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import jwt
 from cryptography import x509
 from sqlalchemy import Engine
 
 from lre.runtime.config import ConfigError, read_secret
-from lre.runtime.http import HttpServer, metrics_route
-from lre.runtime.limits import StreamLimits
-from lre.runtime.serving import GrpcProcess, ServiceBinding, wait_for_signal
-from lre.runtime.tls import https_context
+from lre.runtime.serving import ServiceBinding
 from lre.server.adapters.mail import transport_from_url
 from lre.server.adapters.signer import ContentKeys, SignerClient
 from lre.server.adapters.witness import WitnessPublisher, witnesses_from
-from lre.server.api import validation
 from lre.server.api.custody import CustodyServicer
 from lre.server.api.identity import IdentityServicer
 from lre.server.api.notification import NotificationServicer
-from lre.server.api.policy import Authorization, RateLimiter, parse_caller_roles
 from lre.server.clock import utcnow
 from lre.server.config import ServerSettings
 from lre.server.domain.identity import AssuranceLevel
-from lre.server.health import DependencyHealth
 from lre.server.proofs import proof_pdf
 from lre.server.services.custody import (
     CustodyPolicy,
@@ -51,9 +39,9 @@ from lre.server.services.journal import SecurityJournal, SignerWatch
 from lre.server.services.notification import NotificationPolicy, NotificationService
 from lre.server.services.proofs import StoredProofs
 from lre.server.services.webhooks import WebhookPolicy, WebhookService
-from lre.server.storage import db, models
+from lre.server.storage import db
 from lre.server.storage.store import Stores
-from lre.server.workers import Worker, repeat
+from lre.server.workers import Worker
 from lre.server.workers.census import Census
 from lre.server.workers.expiry import ExpirySweep
 from lre.server.workers.outbox import NoticeSealer, OutboxDispatcher, RetryPolicy
@@ -71,24 +59,12 @@ from lre.v1 import (
     notification_pb2_grpc,
 )
 
-logger = logging.getLogger("lre.server")
-
 IDENTITY = identity_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name
 CUSTODY = custody_pb2.DESCRIPTOR.services_by_name["CustodyService"].full_name
 NOTIFICATION = notification_pb2.DESCRIPTOR.services_by_name["NotificationService"].full_name
-# What each service needs in order to serve; "" is the process as a whole
-# (liveness: it needs nothing, so that an orchestrator never restarts a server
-# for an outage of PostgreSQL or the signer), set last so that it turns
-# SERVING after every service has been evaluated.
-NEEDS: dict[str, tuple[str, ...]] = {
-    IDENTITY: ("database",),
-    CUSTODY: ("database", "signer"),
-    NOTIFICATION: ("database",),
-    "": (),
-}
 
 
-# -- identity -------------------------------------------------------------------
+# -- identity ------------------------------------------------------------------
 
 
 def identity_policy(settings: ServerSettings) -> IdentityPolicy:
@@ -280,164 +256,3 @@ def service_bindings(services: Services) -> list[ServiceBinding]:
             ),
         ),
     ]
-
-
-# -- the process ---------------------------------------------------------------
-
-
-def journal_start(
-    settings: ServerSettings, journal: SecurityJournal, command: str, stop: threading.Event
-) -> threading.Thread:
-    """The process's start in the security journal (its version and a digest
-    of its effective settings), retried in the background until the database
-    takes it: a process never waits on the journal to start."""
-    instance = f"{socket.gethostname()}-{os.getpid()}"
-    version = importlib.metadata.version("lre-server")
-
-    def run() -> None:
-        while not stop.is_set():
-            try:
-                journal.process_started(command, version, settings, instance)
-                return
-            except Exception as exc:  # the database is down: retry
-                logger.warning(
-                    "process start not journaled yet; retrying",
-                    extra={"error_type": type(exc).__name__},
-                )
-            stop.wait(5)
-
-    thread = threading.Thread(target=run, name="journal-start", daemon=True)
-    thread.start()
-    return thread
-
-
-@dataclass
-class WorkerThreads:
-    """The workers, each on its own thread repeating its step."""
-
-    workers: list[tuple[Worker, float]]
-    # Whether the schema is there (workers wait for it).
-    ready: Callable[[], bool]
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _threads: list[threading.Thread] = field(default_factory=list)
-
-    def start(self) -> None:
-        for worker, interval in self.workers:
-            thread = threading.Thread(
-                target=repeat,
-                args=(self._stop, interval, worker.step, worker.name, self.ready),
-                name=worker.name,
-                daemon=True,
-            )
-            self._threads.append(thread)
-            thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=30)
-
-
-@dataclass
-class Server:
-    process: GrpcProcess
-    health: DependencyHealth
-    services: Services
-    workers: WorkerThreads
-
-
-def build(settings: ServerSettings, engine: Engine, signer: SignerClient) -> Server:
-    """The server over an engine and a signer client (tests pass their own)."""
-    services = build_services(settings, engine, signer)
-    workers = build_workers(settings, engine, services) if settings.run_workers else []
-    credentials = settings.server_credentials()
-    try:
-        caller_roles = parse_caller_roles(settings.caller_roles)
-    except ValueError as exc:
-        raise ConfigError(f"LRE_SERVER_CALLER_ROLES: {exc}") from None
-    process = GrpcProcess(
-        service_bindings(services),
-        settings.grpc_address,
-        max_workers=settings.grpc_threads,
-        guard=Authorization(
-            caller_roles,
-            tls=credentials is not None,
-            limiter=RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
-        ),
-        credentials=credentials,
-        validate=validation.checker(models.column_length),
-        limits=StreamLimits(
-            settings.stream_idle_s, settings.stream_total_s, settings.streams_per_caller
-        ),
-        health_address=settings.health_address or None,
-    )
-    process.set_serving(False)
-    schema = db.SchemaGate(engine)
-    health = DependencyHealth(
-        engine, signer, process, settings.health_check_interval_s, NEEDS, schema
-    )
-    return Server(process, health, services, WorkerThreads(workers, schema.ready))
-
-
-def _metrics(settings: ServerSettings) -> HttpServer:
-    return HttpServer(
-        [metrics_route()],
-        settings.metrics_address,
-        https_context(settings.tls_cert_file, settings.tls_key_file),
-        settings.metrics_timeout_s,
-        name="metrics",
-    )
-
-
-def signer_client(settings: ServerSettings) -> SignerClient:
-    return SignerClient(settings.signer_address, credentials=settings.signer_credentials())
-
-
-def serve(settings: ServerSettings) -> None:
-    """Runs the server with its concrete adapters until SIGTERM or SIGINT."""
-    engine = db.make_engine(settings.database_url)
-    signer = signer_client(settings)
-    server = build(settings, engine, signer)
-    metrics = _metrics(settings)
-    metrics.start()
-    stopping = threading.Event()
-    journal_start(settings, server.services.journal, "serve", stopping)
-    server.process.start()
-    server.health.start()
-    server.workers.start()
-    logger.info(
-        "server serving", extra={"grpc_port": server.process.port, "metrics_port": metrics.port}
-    )
-    wait_for_signal()
-    stopping.set()
-    logger.info("server stopping")
-    server.process.stop(grace=settings.shutdown_grace_s, drain=settings.shutdown_drain_s)
-    server.workers.stop()
-    server.health.stop()
-    signer.close()
-    metrics.stop()
-    engine.dispose()
-
-
-def work(settings: ServerSettings) -> None:
-    """Runs only the workers (the API instances then set ``run_workers =
-    false``) until SIGTERM or SIGINT; alive while /metrics answers. Several
-    may run: the outbox is claimed row by row (SKIP LOCKED) and the sequencer
-    under an advisory lock."""
-    engine = db.make_engine(settings.database_url)
-    signer = signer_client(settings)
-    services = build_services(settings, engine, signer)
-    workers = WorkerThreads(build_workers(settings, engine, services), db.SchemaGate(engine).ready)
-    metrics = _metrics(settings)
-    metrics.start()
-    stopping = threading.Event()
-    journal_start(settings, services.journal, "work", stopping)
-    workers.start()
-    logger.info("workers running", extra={"metrics_port": metrics.port})
-    wait_for_signal()
-    stopping.set()
-    logger.info("workers stopping")
-    workers.stop()
-    signer.close()
-    metrics.stop()
-    engine.dispose()

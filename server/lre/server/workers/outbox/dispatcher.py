@@ -1,69 +1,30 @@
-"""The outbox dispatcher: sends what state changes wrote to the outbox.
-
-Three steps, each its own short transaction, none held while the mail server
-is talked to (on SQLite a transaction holds the one write lock):
-
-1. **Claim.** Due messages become SENDING with their attempt counted and a
-   lease (``claimed_until``), committed; rows another dispatcher holds are
-   skipped (FOR UPDATE SKIP LOCKED), so any number of dispatchers may run.
-2. **Send**, with the Message-ID of the outbox row (the same on every attempt).
-3. **Record**, with the instant the hand-off *returned*: SENT and its
-   ``sent_time``. For a recipient's notice that instant is the notification
-   (R53-3 I): NotificationForAcceptance is sealed dated then, and the 15-day
-   window opens from its Paris day. If the signer is down, the message stays
-   SENT (never sent again) and ``NoticeSealer`` seals the notice later, dated
-   at the hand-off (docs/evidence.md, "Time", bounds how much later).
-
-A temporary failure puts the message back with its own backoff; a permanent
-one, or too many attempts, fails it (and a notice's failure is an evidence).
-Each message is settled on its own: one failing message never holds others.
-
-**Delivery guarantee: at least once, and at most one resend per crash.** A
-dispatcher that dies between the hand-off and the record leaves the message
-SENDING; once its lease runs out another dispatcher (or the same one,
-restarted) claims it again and sends it once more, with the same Message-ID,
-so the receiving side can tell it is the same message. Such a message reads
-``resends`` > 0 (and ``attempts`` counts every hand-off tried), and each is
-counted in ``lre_notifications_resent_total``. A record that fails while the
-process lives (the database cut) is retried from memory, not resent. The lease
-must outlast a hand-off (several SMTP timeouts): a message of a batch is
-handed off only while at least half its lease is left (else it goes back to
-the queue unsent), and a hand-off that overran the rest finds its claim taken
-and records nothing (settle returns False): the message may then have gone
-twice, and that too reads ``resends``. A graceful stop (SIGTERM) finishes the
-batch in hand: no resend.
-
-**Printed deadline and recorded window agree.** The notice prints the last
-day of the window counted from the day it is composed; it is recorded from
-the day its hand-off returned. No notice is composed during the last
-``lease`` before midnight, Paris time: those wait until just after midnight,
-so both days are the same.
-"""
+"""The outbox dispatcher: claims due messages, hands each to the mail server,
+records the hand-off (the package's docstring says how, and what it
+guarantees)."""
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import functools
 import logging
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from email.message import Message
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge
 from sqlalchemy.exc import DBAPIError
 
 from lre.server.adapters.mail import MailTransport, PermanentFailure, TemporaryFailure
 from lre.server.domain.errors import DependencyUnavailable
-from lre.server.domain.evidence import EvidenceTimeMismatch
-from lre.server.domain.letters import LetterState, OutboxKind, OutboxState
+from lre.server.domain.letters import OutboxKind, OutboxState
 from lre.server.domain.records import MessageRecord
 from lre.server.domain.window import PARIS, paris_midnight
 from lre.server.services.custody.decisions import DecisionService
 from lre.server.services.notification import NotificationService
-from lre.server.storage.store import Store, Stores
+from lre.server.storage.store import Stores
+from lre.server.workers.outbox.compose import compose
+from lre.server.workers.outbox.notices import NOTICE_GRACE, seal_notice
 
 logger = logging.getLogger("lre.outbox")
 
@@ -76,17 +37,6 @@ RESENT = Counter(
     "Outbox messages sent again because a dispatcher died (or overran its lease)"
     " between their hand-off and its record.",
     ["kind"],
-)
-NOTICES_LATE = Counter(
-    "lre_notices_sealed_late",
-    "Recipients' notices whose NotificationForAcceptance was sealed after their"
-    " hand-off by the notice sealer (the signer was down when they left).",
-)
-UNSEALED = Gauge(
-    "lre_notices_unsealed_oldest_age_seconds",
-    "Age of the oldest recipient's notice handed off whose NotificationForAcceptance"
-    " is not sealed yet (the signer was down); 0 when none.",
-    multiprocess_mode="livemax",
 )
 # Every kind of message the outbox carries: their series exist from the start.
 for _kind in OutboxKind:
@@ -102,14 +52,6 @@ OLDEST = Gauge(
     "Age of the oldest message waiting in the outbox.",
     multiprocess_mode="livemax",
 )
-TO_NOTIFICATION = Histogram(
-    "lre_deposit_to_notification_seconds",
-    "From deposit to the recipient's notification handed to the mail server.",
-    buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 86400),
-)
-# How long a notice waits after its hand-off before the sealer looks at it:
-# the dispatcher seals it right away unless the signer is down.
-NOTICE_GRACE = dt.timedelta(seconds=10)
 # After the signer failed a dispatcher, how long it leaves it alone: notices
 # go unsealed to the NoticeSealer and proofs (their PDF is signed) wait, rather
 # than each costing the signer client's retries (seconds) while it is down.
@@ -241,47 +183,6 @@ class OutboxDispatcher:
 
     # -- sending ---------------------------------------------------------------
 
-    def _compose(
-        self, store: Store, message: MessageRecord, now: dt.datetime
-    ) -> Callable[[], Message | None]:
-        """What the e-mail for an outbox row needs, read in ``store``'s
-        transaction; the e-mail itself (None when no longer needed) is made by
-        the returned call, after it: a proof's PDF is rendered and signed then,
-        with no transaction open (on SQLite, a read holds the write lock)."""
-        if message.kind is OutboxKind.EMAIL_CODE:
-            party_id = uuid.UUID(message.payload["party"])
-            party = store.letters.parties([party_id]).get(party_id)
-            if party is None:
-                raise LookupError("the party of this code is gone")
-            return functools.partial(self._notifications.email_code, message, party[0], now)
-        letter = store.letters.get(message.letter_id) if message.letter_id else None
-        if letter is None:
-            raise LookupError(f"cannot compose {message.kind.value}")
-        parties = store.letters.parties((letter.sender_id, letter.recipient_id))
-        if message.kind is OutboxKind.PROOF:
-            evidence = store.evidence.get(uuid.UUID(message.payload["evidence"]))
-            assert evidence is not None
-            return functools.partial(
-                self._notifications.proof,
-                message,
-                letter,
-                parties[letter.sender_id][0],
-                parties[letter.recipient_id][0],
-                evidence,
-            )
-        recipient = parties[letter.recipient_id][0]
-        if message.kind is OutboxKind.REMINDER:
-            if letter.state is not LetterState.NOTIFIED:
-                return lambda: None  # answered or expired: nothing to remind
-            return functools.partial(self._notifications.reminder, message, letter, recipient, now)
-        if letter.state is not LetterState.DEPOSITED:
-            # Nothing sends a notice twice but a resend, and that finds the
-            # letter still deposited: left failed, visibly, not sent.
-            raise LookupError("the letter no longer waits for its notice")
-        return functools.partial(
-            self._notifications.letter_waiting, message, letter, recipient, now
-        )
-
     def _settle(self, message: MessageRecord, **values: object) -> None:
         with self._stores.begin() as store:
             if not store.outbox.settle(message, **values):
@@ -322,8 +223,8 @@ class OutboxDispatcher:
             return None
         try:
             with self._stores.read() as store:
-                compose = self._compose(store, message, now)
-            email = compose()
+                make = compose(self._notifications, store, message, now)
+            email = make()
         except LookupError as exc:
             # Rows this version cannot compose stay failed, visibly, rather than lost.
             self._settle(message, state=OutboxState.FAILED, last_error=str(exc))
@@ -455,7 +356,7 @@ class OutboxDispatcher:
             return  # the NoticeSealer's, after NOTICE_GRACE
         try:
             with self._stores.begin() as store:
-                letter = self._decisions.record_notification(store, letter_id, handed_at)
+                seal_notice(self._decisions, store, letter_id, handed_at)
         except Exception as exc:
             if isinstance(exc, DependencyUnavailable):
                 self._signer_down_until = self._clock() + SIGNER_PAUSE
@@ -465,9 +366,6 @@ class OutboxDispatcher:
                 "notice sealing deferred",
                 extra={"outbox_id": str(outbox_id), "error": type(exc).__name__},
             )
-            return
-        if letter is not None:
-            TO_NOTIFICATION.observe((handed_at - letter.deposit_time).total_seconds())
 
     def measure_backlog(self) -> None:
         """Messages due and not sent (a reminder waiting for its day is not late)."""
@@ -476,80 +374,3 @@ class OutboxDispatcher:
             count, oldest = store.outbox.backlog(now)
         BACKLOG.set(count)
         OLDEST.set((now - oldest).total_seconds() if oldest else 0)
-
-
-class NoticeSealer:
-    """Seals the evidence of recipients' notices that left while the signer
-    was down: NotificationForAcceptance dated at the hand-off (the row's
-    ``sent_time``), or NotificationForAcceptanceFailure for a notice given up.
-    Each notice has its own backoff (doubling with its age, up to
-    ``max_delay``); nothing is ever sent again here."""
-
-    name = "notices"
-
-    def __init__(
-        self,
-        stores: Stores,
-        decisions: DecisionService,
-        clock: Callable[[], dt.datetime],
-        max_delay: dt.timedelta = dt.timedelta(minutes=1),
-        batch: int = 16,
-    ) -> None:
-        self._stores = stores
-        self._decisions = decisions
-        self._clock = clock
-        self._max_delay = max_delay
-        self._batch = batch
-
-    def step(self) -> bool:
-        """Seals what is due, one notice per transaction; True when it went
-        through a whole batch (there may be more). Then measures what is left."""
-        if all(self._seal_next() for _ in range(self._batch)):
-            return True
-        now = self._clock()
-        with self._stores.read() as store:
-            oldest = store.outbox.oldest_unrecorded_notice()
-        UNSEALED.set((now - oldest).total_seconds() if oldest else 0)
-        return False
-
-    def _seal_next(self) -> bool:
-        """The next notice due; False when none is."""
-        now = self._clock()
-        message: MessageRecord | None = None
-        try:
-            with self._stores.begin() as store:
-                due = store.outbox.unrecorded_notices(now, 1)
-                if not due:
-                    return False
-                (message,) = due
-                assert message.letter_id is not None
-                if message.state is OutboxState.SENT:
-                    assert message.sent_time is not None
-                    letter = self._decisions.record_notification(
-                        store, message.letter_id, message.sent_time
-                    )
-                    if letter is not None:
-                        NOTICES_LATE.inc()
-                        TO_NOTIFICATION.observe(
-                            (message.sent_time - letter.deposit_time).total_seconds()
-                        )
-                else:
-                    self._decisions.record_notification_failure(store, message.letter_id, now)
-            return True
-        except DependencyUnavailable as exc:  # EvidenceTimeMismatch included
-            if message is None:
-                raise
-            if isinstance(exc, EvidenceTimeMismatch):
-                # Past NOTICE_SEAL_BOUND, or a clock is wrong: an operator decides.
-                logger.error("notice cannot be sealed", extra={"outbox_id": str(message.id)})
-            else:
-                logger.warning("notice sealing deferred", extra={"outbox_id": str(message.id)})
-            with self._stores.begin() as store:
-                store.outbox.update(message.id, next_attempt_time=now + self._backoff(message, now))
-            # The signer is down: the other notices wait for the next step.
-            return isinstance(exc, EvidenceTimeMismatch)
-
-    def _backoff(self, message: MessageRecord, now: dt.datetime) -> dt.timedelta:
-        """The notice's age (so the delays double), between 1 s and ``max_delay``."""
-        since = message.sent_time or now
-        return min(max(now - since, dt.timedelta(seconds=1)), self._max_delay)
