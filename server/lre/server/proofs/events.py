@@ -74,8 +74,8 @@ TEXTS: dict[EvidenceEvent, EventText] = {
         Bilingual("Preuve de remise du contenu", "Proof of handover of the content"),
         Bilingual(
             "Après son acceptation, le contenu de la lettre, dont les empreintes figurent "
-            "ci-dessous, a été remis au destinataire (article R53-3 du CPCE).",
-            "After acceptance, the letter's content, whose digests are listed below, was "
+            "ci-dessus, a été remis au destinataire (article R53-3 du CPCE).",
+            "After acceptance, the letter's content, whose digests are listed above, was "
             "handed over to the recipient (CPCE article R53-3).",
         ),
     ),
@@ -131,5 +131,35 @@ TEXTS: dict[EvidenceEvent, EventText] = {
             "registered electronic letters, as CPCE article L100 requires). The letter was "
             "not deposited and the recipient was not informed.",
         ),
+    ),
+}
+
+
+# The reason codes evidences carry (``reasonCode``), in words. A code not
+# listed here is printed as it is, beside the evidence's own text.
+REASONS: dict[str, Bilingual] = {
+    "consent_missing": Bilingual(
+        "destinataire non professionnel n'ayant pas consenti à recevoir des lettres "
+        "recommandées électroniques (article L100 du CPCE)",
+        "a non-professional recipient who has not consented to receive registered "
+        "electronic letters (CPCE article L100)",
+    ),
+    "party_unknown": Bilingual("destinataire inconnu", "no such recipient"),
+    "invalid_address": Bilingual(
+        "nom de destinataire ou adresse électronique inutilisable",
+        "not a recipient's name, or no usable e-mail address",
+    ),
+    "sender_not_identified": Bilingual(
+        "expéditeur non identifié au niveau requis", "sender not identified at the level required"
+    ),
+    "content_empty": Bilingual("contenu vide", "empty content"),
+    "content_too_large": Bilingual("contenu trop volumineux", "content too large"),
+    "notification_bounced": Bilingual(
+        "le serveur de messagerie du destinataire a définitivement refusé le message de "
+        "notification",
+        "the recipient's mail server permanently refused the notification message",
+    ),
+    "refused_by_recipient": Bilingual(
+        "refus exprimé par le destinataire", "refused by the recipient"
     ),
 }
