@@ -159,6 +159,11 @@ REASONS: dict[str, Bilingual] = {
         "notification",
         "the recipient's mail server permanently refused the notification message",
     ),
+    "notification_undeliverable": Bilingual(
+        "le message de notification n'a pas pu être remis au serveur de messagerie du "
+        "destinataire",
+        "the notification message could not be handed to the recipient's mail server",
+    ),
     "refused_by_recipient": Bilingual(
         "refus exprimé par le destinataire", "refused by the recipient"
     ),
