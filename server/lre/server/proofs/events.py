@@ -160,8 +160,7 @@ REASONS: dict[str, Bilingual] = {
         "the recipient's mail server permanently refused the notification message",
     ),
     "notification_undeliverable": Bilingual(
-        "le message de notification n'a pas pu être remis au serveur de messagerie du "
-        "destinataire",
+        "le message de notification n'a pas pu être remis au serveur de messagerie du destinataire",
         "the notification message could not be handed to the recipient's mail server",
     ),
     "refused_by_recipient": Bilingual(
