@@ -38,10 +38,9 @@ from pyhanko.sign.validation import DocumentSecurityStore
 from lre.server.adapters.signer import PdfValidationData, StaleValidationData
 
 FIELD_NAME = "ProviderSeal"
-# Room for the CMS in /Contents: the signature, the seal certificate and its CA,
-# and the timestamp token with the TSA certificate take ~3.2 KB; a fixed size
-# spares an estimating pass.
-SIGNATURE_BYTES = 8_000
+# Beside the certificates, what the CMS holds: signed attributes, two ECDSA
+# signatures, the TSTInfo, algorithm identifiers (~1 KB in all), with margin.
+_CMS_OVERHEAD = 4_096
 
 
 class DigestSigner(Protocol):
@@ -57,6 +56,10 @@ class _Dss:
     id: bytes
     certificates: tuple[asn1_x509.Certificate, ...]
     crls: tuple[asn1_crl.CertificateList, ...]
+    # Room for the CMS in /Contents (hex digits): it carries at most the
+    # certificates the DSS has (the seal's and its CAs', the TSA's in the
+    # token), so their size bounds it; known ahead, no estimating pass.
+    reserved: int
 
 
 class ProofSigner:
@@ -92,6 +95,7 @@ def _parse(data: PdfValidationData) -> _Dss:
         data.id,
         tuple(asn1_x509.Certificate.load(c) for c in data.certificates),
         tuple(asn1_crl.CertificateList.load(c) for c in data.crls),
+        2 * (sum(len(c) for c in data.certificates) + _CMS_OVERHEAD),
     )
 
 
@@ -109,7 +113,7 @@ def _signed(pdf: bytes, dss: _Dss, signer_name: str, signer: DigestSigner) -> by
                 timestamp=dt.datetime.now(dt.UTC),
                 subfilter=SigSeedSubFilter.PADES,
                 name=signer_name,
-                bytes_reserved=SIGNATURE_BYTES,
+                bytes_reserved=dss.reserved,
             )
         )
     )

@@ -78,6 +78,9 @@ def test_deposit_evidence_is_v2_sealed_and_verified_by_openssl(
     assert document["format"] == "lre-evidence/2"
     assert document["policyId"] == EVIDENCE_POLICY
     assert document["letterId"] == f"letters/{letter.id}"
+    # The reference of the letter's e-mails; no notification yet.
+    assert document["letterReference"] == letter.reference
+    assert "notificationTime" not in document
     # The issuer's certificate is the one that made the seal.
     seal_certificate = world.signer.certificate_chain("seal")[0]
     parsed = x509.load_der_x509_certificate(seal_certificate)
@@ -230,6 +233,10 @@ def test_a_recipient_reads_the_evidence_about_them_only_after_accepting(
         EvidenceEvent.CONSIGNMENT_ACCEPTANCE,
     }
     acceptance = json.loads(read[EvidenceEvent.CONSIGNMENT_ACCEPTANCE].document)
+    notification = json.loads(read[EvidenceEvent.NOTIFICATION_FOR_ACCEPTANCE].document)
+    # An answer says when the window it answers in opened: the notification's time.
+    assert acceptance["notificationTime"] == notification["eventTime"]
+    assert acceptance["letterReference"] == accepted.reference
     assert acceptance["recipient"]["authentication"]["level"] == (
         "http://eidas.europa.eu/LoA/substantial"
     )
