@@ -28,6 +28,7 @@ from typing import Protocol
 
 from asn1crypto import crl as asn1_crl
 from asn1crypto import x509 as asn1_x509
+from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.sign.fields import SigFieldSpec, SigSeedSubFilter
 from pyhanko.sign.signers import constants
@@ -106,7 +107,7 @@ def _signed(pdf: bytes, dss: _Dss, signer_name: str, signer: DigestSigner) -> by
     DocumentSecurityStore.supply_dss_in_writer(writer, None, certs=dss.certificates, crls=dss.crls)
     writer.register_extension(constants.ESIC_EXTENSION_1)
     embedding = PdfCMSEmbedder(SigFieldSpec(FIELD_NAME)).write_cms(FIELD_NAME, writer)
-    next(embedding)
+    _tag(writer, next(embedding))
     embedding.send(
         SigObjSetup(
             SignatureObject(
@@ -120,3 +121,62 @@ def _signed(pdf: bytes, dss: _Dss, signer_name: str, signer: DigestSigner) -> by
     prepared, output = embedding.send(SigIOSetup(md_algorithm="sha256"))
     embedding.send(signer.sign_pdf_digest(prepared.document_digest, dss.id))
     return bytes(output.getvalue())
+
+
+def _tag(writer: IncrementalPdfFileWriter, field: generic.IndirectObject) -> None:
+    """The signature's widget in the structure tree, as PDF/UA-1 wants every
+    annotation of a page (a Form element, with a text for screen readers), and
+    the page's tab order following the structure. A document without a
+    structure tree is left as it is."""
+    if "/StructTreeRoot" not in writer.root:
+        return
+    tree = _resolve(writer.root.raw_get("/StructTreeRoot"))
+    kids = tree.raw_get("/K")
+    document_ref = kids[0] if isinstance(kids, generic.ArrayObject) else kids
+    document = _resolve(document_ref)
+    widget = _resolve(field)
+    page_ref = widget.raw_get("/P")
+    key = int(tree.get("/ParentTreeNextKey", 0))
+    form = writer.add_object(
+        _dictionary(
+            Type=generic.NameObject("/StructElem"),
+            S=generic.NameObject("/Form"),
+            P=document_ref,
+            Alt=generic.TextStringObject(
+                "Cachet électronique du prestataire / the provider's electronic seal"
+            ),
+            K=_dictionary(Type=generic.NameObject("/OBJR"), Obj=field, Pg=page_ref),
+        )
+    )
+    children = document.raw_get("/K") if "/K" in document else None
+    if isinstance(children, generic.ArrayObject):
+        children.append(form)
+    else:
+        document[generic.NameObject("/K")] = generic.ArrayObject(
+            [form] if children is None else [children, form]
+        )
+    writer.update_container(document)
+    tree["/ParentTree"]["/Nums"].extend([_number(key), form])
+    tree[generic.NameObject("/ParentTreeNextKey")] = _number(key + 1)
+    writer.update_container(tree)
+    widget[generic.NameObject("/StructParent")] = _number(key)
+    page = _resolve(page_ref)
+    page[generic.NameObject("/Tabs")] = generic.NameObject("/S")
+    writer.update_container(page)
+
+
+# pyHanko's PDF objects, typed.
+def _resolve(value: generic.PdfObject) -> generic.DictionaryObject:
+    resolved = value.get_object()  # type: ignore[no-untyped-call]
+    assert isinstance(resolved, generic.DictionaryObject)
+    return resolved
+
+
+def _dictionary(**entries: generic.PdfObject) -> generic.DictionaryObject:
+    return generic.DictionaryObject(  # type: ignore[no-untyped-call]
+        {generic.NameObject(f"/{k}"): v for k, v in entries.items()}
+    )
+
+
+def _number(value: int) -> generic.NumberObject:
+    return generic.NumberObject(value)  # type: ignore[no-untyped-call]

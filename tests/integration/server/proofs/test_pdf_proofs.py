@@ -369,6 +369,21 @@ def test_the_signed_file_is_tagged_pdf_a_3a_and_ua_1_with_consistent_metadata(
     intent = _deref(objects, intents[0])
     assert isinstance(intent, dict)
     assert intent["/S"] == "/GTS_PDFA1" and "/DestOutputProfile" in intent
+    # The signature's widget is in the structure tree (PDF/UA: every annotation tagged).
+    acroform = _deref(objects, catalog["/AcroForm"])
+    assert isinstance(acroform, dict)
+    fields = _deref(objects, acroform["/Fields"])
+    assert isinstance(fields, list) and len(fields) == 1
+    widget_ref = fields[0]
+    widget = _deref(objects, widget_ref)
+    tree = _deref(objects, catalog["/StructTreeRoot"])
+    assert isinstance(widget, dict) and isinstance(tree, dict)
+    nums = _deref(objects, tree["/ParentTree"])["/Nums"]  # type: ignore[index]
+    form = _deref(objects, dict(zip(nums[::2], nums[1::2], strict=True))[widget["/StructParent"]])
+    assert isinstance(form, dict) and form["/S"] == "/Form" and form["/Alt"]
+    assert form["/K"]["/Obj"] == widget_ref  # type: ignore[index]
+    page = _deref(objects, widget["/P"])
+    assert isinstance(page, dict) and page["/Tabs"] == "/S"
     # Each attachment once, related to the document.
     related = _deref(objects, catalog["/AF"])
     assert isinstance(related, list)
