@@ -37,11 +37,14 @@ from pyhanko.sign.signers.pdf_byterange import SignatureObject
 from pyhanko.sign.validation import DocumentSecurityStore
 
 from lre.server.adapters.signer import PdfValidationData, StaleValidationData
+from lre.server.domain.errors import DependencyUnavailable
 
 FIELD_NAME = "ProviderSeal"
 # Beside the certificates, what the CMS holds: signed attributes, two ECDSA
 # signatures, the TSTInfo, algorithm identifiers (~1 KB in all), with margin.
 _CMS_OVERHEAD = 4_096
+# Signing attempts while the signer says the validation data changed.
+_ATTEMPTS = 3
 
 
 class DigestSigner(Protocol):
@@ -75,11 +78,18 @@ class ProofSigner:
         """``pdf`` with its signature revision. Raises DependencyUnavailable
         while the signer cannot sign."""
         dss = self._current()
+        for _ in range(_ATTEMPTS - 1):
+            try:
+                return _signed(pdf, dss, signer_name, self._signer)
+            except StaleValidationData:
+                # A CRL was renewed since the DSS was fetched: again with the new one.
+                dss = self._current(refresh=True)
         try:
             return _signed(pdf, dss, signer_name, self._signer)
         except StaleValidationData:
-            # A CRL was renewed since the DSS was fetched: once more with the new one.
-            return _signed(pdf, self._current(refresh=True), signer_name, self._signer)
+            # Signer processes that disagree (one has read the new CRL file, the
+            # next not yet): the caller tries again later, as for a signer down.
+            raise DependencyUnavailable("the signers' validation data is changing") from None
 
     def _current(self, refresh: bool = False) -> _Dss:
         with self._lock:

@@ -28,6 +28,7 @@ from pyhanko.sign.validation import DocumentSecurityStore, validate_pdf_signatur
 from pyhanko.sign.validation.status import SignatureCoverageLevel
 
 from lre.server.adapters.signer import PdfValidationData, SignerClient
+from lre.server.domain.errors import DependencyUnavailable
 from lre.server.domain.evidence import (
     EvidenceDocument,
     IssuerDetails,
@@ -548,12 +549,23 @@ def test_a_proof_signer_fetches_the_validation_data_again_when_the_signer_change
 
     renewed = Renewed()
     evidence = _evidence(EvidenceEvent.SUBMISSION_ACCEPTANCE, _seal_certificate(client))
+    rendered = render_proof(evidence, client.seal(evidence))
     pdf = tmp_path / "proof.pdf"
-    pdf.write_bytes(
-        ProofSigner(renewed).sign(render_proof(evidence, client.seal(evidence)), "LRE seal")
-    )
+    pdf.write_bytes(ProofSigner(renewed).sign(rendered, "LRE seal"))
     assert renewed.fetched == 2
     assert "Total document signed" in _run("pdfsig", pdf).stdout
+
+    # Data the signer never agrees with: after a few tries, the signer is
+    # unavailable for now (the outbox tries again later), never an error.
+    class Disagreeing(Renewed):
+        def pdf_validation_data(self) -> PdfValidationData:
+            self.fetched += 1
+            return dataclasses.replace(client.pdf_validation_data(), id=bytes(32))
+
+    disagreeing = Disagreeing()
+    with pytest.raises(DependencyUnavailable, match="validation data"):
+        ProofSigner(disagreeing).sign(rendered, "LRE seal")
+    assert disagreeing.fetched == 3
 
 
 def test_a_seal_over_another_evidence_makes_no_proof(client: SignerClient) -> None:
