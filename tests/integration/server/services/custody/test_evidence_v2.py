@@ -120,8 +120,11 @@ def test_event_time_signing_time_and_timestamp_agree(world: World) -> None:
         for a in signer_info["signed_attrs"]
         if a["type"].native == "signing_time"
     )
-    # Whole seconds (UTCTime), rounded up: never before the event.
-    assert signing_time >= event_time
+    # Whole seconds (UTCTime), cut: never after the timestamp that proves the
+    # seal existed, and within the second of the event.
+    assert signing_time <= stamped.timestamp_time
+    assert signing_time.microsecond == 0
+    assert event_time - dt.timedelta(seconds=1) < signing_time
     assert signing_time - event_time < dt.timedelta(seconds=2)
 
 
