@@ -1,6 +1,6 @@
 """Each evidence's signed PDF proof, made once and stored.
 
-Rendering and signing a proof takes tenths of a second and a signer call, so
+Rendering and signing a proof takes milliseconds of CPU and a signer call, so
 it is done the first time the proof is needed (in practice by the outbox,
 composing the proof e-mail right after the event) and the stored bytes are
 served ever after: an e-mail retried, GetEvidenceProof and the evidence
