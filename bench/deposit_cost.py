@@ -20,7 +20,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.stack import running_stack
-from lre.server.adapters.at_rest import SecretsKeys
 from lre.server.adapters.signer import ContentKeys, SignerClient
 from lre.server.clock import utcnow
 from lre.server.domain import identity
@@ -31,7 +30,6 @@ from lre.server.services.custody import (
     DepositService,
     EvidenceRecorder,
 )
-from lre.server.services.identity import IdentityPolicy, IdentityService
 from lre.server.storage import db
 from lre.server.storage.store import Stores
 
@@ -49,7 +47,6 @@ def main() -> int:
         signer = SignerClient(stack.signer_address)
         deposits = DepositService(
             Stores(sessions),
-            IdentityService(sessions, IdentityPolicy(secrets_key=SecretsKeys(bytes(32)))),
             ContentKeys(signer),
             EvidenceRecorder(signer, "Bench provider", "2.999.319522.1", utcnow),
             CustodyPolicy("Bench provider", 10**9, 399, "EUR"),

@@ -10,15 +10,14 @@ required=()
 optional=()
 command -v softhsm2-util >/dev/null || required+=(softhsm2)
 command -v openssl >/dev/null || required+=(openssl)
-# PDF proofs: WeasyPrint lays out text with pango; the proofs embed DejaVu.
-compgen -G "/usr/lib/*/libpango-1.0.so.0" >/dev/null || required+=(libpango-1.0-0 libpangoft2-1.0-0)
-compgen -G "/usr/lib/*/libharfbuzz-subset.so.0" >/dev/null || required+=(libharfbuzz-subset0)
+# PDF proofs: Typst (a Python wheel) lays them out with the DejaVu fonts, embedded.
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || required+=(fonts-dejavu-core)
 if [ -n "${LRE_WITH_TEST_TOOLS:-}" ]; then
   command -v promtool >/dev/null || optional+=(prometheus)
   compgen -G "/usr/lib/*/faketime/libfaketime.so.1" >/dev/null || optional+=(faketime)
   command -v systemd-analyze >/dev/null || optional+=(systemd)
   command -v pdfsig >/dev/null || optional+=(poppler-utils)
+  command -v qpdf >/dev/null || optional+=(qpdf)
   command -v certutil >/dev/null || optional+=(libnss3-tools)
   # The signer through p11-kit's remoting (the HSM sidecar path).
   command -v p11-kit >/dev/null || optional+=(p11-kit)

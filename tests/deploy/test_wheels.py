@@ -19,7 +19,7 @@ from tests.support.processes import BIN
 ROOT = Path(__file__).resolve().parents[2]
 UV = BIN / "uv"
 # Distributions the signer's environment must not contain.
-SERVER_ONLY = {"sqlalchemy", "alembic", "psycopg", "weasyprint", "jinja2", "pydyf", "tinycss2"}
+SERVER_ONLY = {"sqlalchemy", "alembic", "psycopg", "typst", "jinja2"}
 
 
 def _run(*args: str | Path, cwd: Path = ROOT) -> str:

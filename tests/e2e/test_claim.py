@@ -33,7 +33,7 @@ from lre.v1 import (
     notification_pb2,
     notification_pb2_grpc,
 )
-from tests.support.clients import deposit_letter
+from tests.support.clients import bearer, deposit_letter
 from tests.support.proofing import AUDIENCE, BROKER, ISSUER
 from tests.support.server import ServerProcess, server_process
 from tests.support.signer import SignerProcess
@@ -57,10 +57,6 @@ def server(signer_process: SignerProcess, tmp_path: Path) -> Iterator[ServerProc
         outbox_interval_s="0.2",
     ) as s:
         yield s
-
-
-def _bearer(token: str) -> tuple[tuple[str, str]]:
-    return (("authorization", f"Bearer {token}"),)
 
 
 def _notice(maildir: Path, to: str, timeout_s: float = 30) -> tuple[str, str]:
@@ -183,18 +179,18 @@ def test_a_first_time_recipient_claims_proofs_and_accepts_from_the_notice(
         ).token
 
         before = custody.GetLetter(
-            custody_pb2.GetLetterRequest(name=claim.letter), metadata=_bearer(token)
+            custody_pb2.GetLetterRequest(name=claim.letter), metadata=bearer(token)
         )
         assert before.sender == ""  # R53-3 I: not before acceptance
         accepted = custody.AcceptLetter(
-            custody_pb2.AcceptLetterRequest(name=claim.letter), metadata=_bearer(token)
+            custody_pb2.AcceptLetterRequest(name=claim.letter), metadata=bearer(token)
         )
         assert accepted.sender  # now disclosed
         content = b"".join(
             c.data
             for c in custody.DownloadLetterContent(
                 custody_pb2.DownloadLetterContentRequest(name=claim.letter),
-                metadata=_bearer(token),
+                metadata=bearer(token),
             )
         )
         assert content
@@ -204,7 +200,7 @@ def test_a_first_time_recipient_claims_proofs_and_accepts_from_the_notice(
         # the eID verified.
         assert sent == claim.letter
         evidence = custody.ListEvidence(
-            custody_pb2.ListEvidenceRequest(parent=sent), metadata=_bearer(sender_token)
+            custody_pb2.ListEvidenceRequest(parent=sent), metadata=bearer(sender_token)
         ).evidence
         documents = [json.loads(e.document) for e in evidence]
         decided = [d for d in documents if "authentication" in d["recipient"]]

@@ -193,6 +193,8 @@ def test_the_walkthrough_client_against_make_run(tmp_path: Path, ports: dict[str
         }[command[0]]
         output = verified.stdout + verified.stderr
         assert any(s in output for s in said), (command, output)
+        if command[0] == "pdfsig":  # signed as a whole: nothing follows the signature
+            assert "  - Total document signed" in output, (command, output)
         if command[0] == "lre-verify":  # and a bundle with one byte changed is not
             changed = tmp_path / "changed.zip"
             data = bytearray(Path(command[1]).read_bytes())

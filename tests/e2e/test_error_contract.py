@@ -15,8 +15,6 @@ from typing import Any
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 from prometheus_client.parser import text_string_to_metric_families
 
 from lre.v1 import (
@@ -32,7 +30,7 @@ from tests.support.clients import deposit_letter, register_company
 from tests.support.databases import idle_in_transaction
 from tests.support.metrics import grpc_counter, grpc_handled
 from tests.support.processes import wait_for
-from tests.support.rpc import SERVING, health_status
+from tests.support.rpc import SERVING, field_violations, health_status
 from tests.support.server import ServerProcess, server_process
 from tests.support.signer import SignerProcess
 
@@ -68,17 +66,6 @@ def server(
     logs = process.log.read_text()
     assert "Traceback" not in logs and '"level": "error"' not in logs
     assert not [p for p in PERSONAL if p in logs]
-
-
-def _violations(error: grpc.RpcError) -> dict[str, str]:
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
-    assert status is not None
-    found = {}
-    for detail in status.details:
-        bad = error_details_pb2.BadRequest()
-        if detail.Unpack(bad):
-            found.update({v.field: v.description for v in bad.field_violations})
-    return found
 
 
 def _raw(
@@ -171,13 +158,15 @@ def test_strings_are_checked_at_the_edge_on_every_database(server: ServerProcess
             with pytest.raises(grpc.RpcError) as raised:
                 create(**values)  # type: ignore[arg-type]
             assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT, field
-            assert field in _violations(raised.value), (field, _violations(raised.value))
+            assert field in field_violations(raised.value), (field, field_violations(raised.value))
         with pytest.raises(grpc.RpcError) as raised:
             create(given_name="Y" * 201)
-        assert _violations(raised.value) == {"party.given_name": "at most 200 characters"}
+        assert field_violations(raised.value) == {"party.given_name": "at most 200 characters"}
         with pytest.raises(grpc.RpcError) as raised:
             create(request_id="r\x00")
-        assert _violations(raised.value) == {"request_id": "must not contain control characters"}
+        assert field_violations(raised.value) == {
+            "request_id": "must not contain control characters"
+        }
         assert grpc_handled(server, "/CreateParty", "InvalidArgument") == before + len(refused) + 2
         assert grpc_handled(server, "/CreateParty", "Internal") == 0
         # The longest name the column holds is stored, on PostgreSQL too.
@@ -196,7 +185,7 @@ def test_strings_are_checked_at_the_edge_on_every_database(server: ServerProcess
                 custody, token, recipient, "d-1", [("a\x00.pdf", "application/pdf", b"x")]
             )
         assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert _violations(raised.value) == {
+        assert field_violations(raised.value) == {
             "envelope.parts[0].filename": "must not contain control characters"
         }
 

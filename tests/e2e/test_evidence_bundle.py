@@ -22,7 +22,7 @@ from lre.client.parties import register_party
 from lre.dev.tls import TlsFiles, create_dev_tls
 from lre.runtime import bundle_layout as layout
 from lre.v1 import common_pb2, custody_pb2, custody_pb2_grpc, identity_pb2, identity_pb2_grpc
-from tests.support.clients import deposit_letter, wait_notified
+from tests.support.clients import bearer, deposit_letter, wait_notified
 from tests.support.processes import BIN, wait_for
 from tests.support.rpc import channel
 from tests.support.server import ServerProcess, server_process
@@ -52,10 +52,6 @@ def server(
         tree_head_interval_s="3600",
     ) as s:
         yield s
-
-
-def _bearer(token: str) -> tuple[tuple[str, str]]:
-    return (("authorization", f"Bearer {token}"),)
 
 
 def _bundle(
@@ -138,7 +134,7 @@ def test_bundles_for_sender_recipient_and_auditor_verify_offline(
             company_name="Tiers SA",
             email="tiers@example.org",
         )
-        as_sender, as_recipient = _bearer(sender_token), _bearer(recipient_token)
+        as_sender, as_recipient = bearer(sender_token), bearer(recipient_token)
         sending = custody_pb2_grpc.CustodyServiceStub(gateway)
         receiving = custody_pb2_grpc.CustodyServiceStub(portal)
         letter = deposit_letter(sending, sender_token, recipient, "bundle-1")
@@ -216,8 +212,8 @@ def test_bundles_for_sender_recipient_and_auditor_verify_offline(
         # exist), the recipient on the sender's own proof of deposit, a portal
         # without a session, a certificate with no role.
         for stub, name, metadata, code in (
-            (receiving, deposit, _bearer(stranger_token), grpc.StatusCode.NOT_FOUND),
-            (sending, acceptance, _bearer(stranger_token), grpc.StatusCode.NOT_FOUND),
+            (receiving, deposit, bearer(stranger_token), grpc.StatusCode.NOT_FOUND),
+            (sending, acceptance, bearer(stranger_token), grpc.StatusCode.NOT_FOUND),
             (receiving, deposit, as_recipient, grpc.StatusCode.NOT_FOUND),
             (sending, deposit, (), grpc.StatusCode.UNAUTHENTICATED),
             (receiving, acceptance, (), grpc.StatusCode.UNAUTHENTICATED),

@@ -21,7 +21,7 @@ from lre.client.mailing import mailing_requests
 from lre.client.parties import EnrolmentCodes, enroll_party, log_in
 from lre.server.storage import models
 from lre.v1 import common_pb2, custody_pb2, custody_pb2_grpc, identity_pb2, identity_pb2_grpc
-from tests.support.clients import register_company, wait_notified
+from tests.support.clients import bearer, register_company, wait_notified
 from tests.support.pki import verify_seal
 from tests.support.processes import wait_for
 from tests.support.server import libfaketime, server_process
@@ -30,10 +30,6 @@ from tests.support.signer import SignerProcess
 CONVOCATION = b"%PDF-1.7 convocation assemblee generale " * 4000  # ~160 KB, several chunks
 PARTS = [("convocation.pdf", "application/pdf", CONVOCATION)]
 REFUSED = common_pb2.EVIDENCE_EVENT_SUBMISSION_REJECTION
-
-
-def _bearer(token: str) -> tuple[tuple[str, str]]:
-    return (("authorization", f"Bearer {token}"),)
 
 
 def _consumer(
@@ -62,7 +58,7 @@ def _consumer(
                 sender=sender,
                 method="signed form",
             ),
-            metadata=_bearer(token := log_in(identity, party)),
+            metadata=bearer(token := log_in(identity, party)),
         )
         return party, token
     return party, None
@@ -77,7 +73,7 @@ def _mailing(
 ) -> custody_pb2.Mailing:
     return custody.DepositMailing(
         mailing_requests(request_id, "AG 2027 résidence Les Tilleuls", recipients, parts),
-        metadata=_bearer(token),
+        metadata=bearer(token),
         timeout=60,
     )
 
@@ -145,11 +141,11 @@ def test_a_mailing_gives_each_recipient_a_letter_or_a_sealed_refusal(
         letters = [by_reference["lot 1"].letter, by_reference["lot 7"].letter]
         for name in letters:
             letter = custody.GetLetter(
-                custody_pb2.GetLetterRequest(name=name), metadata=_bearer(token)
+                custody_pb2.GetLetterRequest(name=name), metadata=bearer(token)
             )
             assert letter.state == common_pb2.LETTER_STATE_DEPOSITED
             (evidence,) = custody.ListEvidence(
-                custody_pb2.ListEvidenceRequest(parent=name), metadata=_bearer(token)
+                custody_pb2.ListEvidenceRequest(parent=name), metadata=bearer(token)
             ).evidence
             document = verify_seal(evidence, signer_process, tmp_path)
             assert document["event"].endswith("SubmissionAcceptance")
@@ -157,7 +153,7 @@ def test_a_mailing_gives_each_recipient_a_letter_or_a_sealed_refusal(
             assert [d["digestValue"] for d in document["contentDigests"]] == [
                 base64.b64encode(hashlib.sha256(CONVOCATION).digest()).decode()
             ]
-        charges = custody.ListCharges(custody_pb2.ListChargesRequest(), metadata=_bearer(token))
+        charges = custody.ListCharges(custody_pb2.ListChargesRequest(), metadata=bearer(token))
         assert sorted(c.letter for c in charges.charges) == sorted(letters)
 
         # The content once, not once per letter.
@@ -195,28 +191,28 @@ def test_a_mailing_gives_each_recipient_a_letter_or_a_sealed_refusal(
 
         # Reading: the mailing, the sender's list, its letters, its report; others see nothing.
         got = custody.GetMailing(
-            custody_pb2.GetMailingRequest(name=mailing.name), metadata=_bearer(token)
+            custody_pb2.GetMailingRequest(name=mailing.name), metadata=bearer(token)
         )
         assert got == mailing
-        listed = custody.ListMailings(custody_pb2.ListMailingsRequest(), metadata=_bearer(token))
+        listed = custody.ListMailings(custody_pb2.ListMailingsRequest(), metadata=bearer(token))
         assert [m.name for m in listed.mailings] == [mailing.name]
         assert not listed.mailings[0].recipients
         in_mailing = custody.ListLetters(
             custody_pb2.ListLettersRequest(
                 role=custody_pb2.LETTER_ROLE_SENDER, mailing=mailing.name
             ),
-            metadata=_bearer(token),
+            metadata=bearer(token),
         )
         assert sorted(letter.name for letter in in_mailing.letters) == sorted(letters)
         for call in (
             lambda: custody.GetMailing(
-                custody_pb2.GetMailingRequest(name=mailing.name), metadata=_bearer(other_token)
+                custody_pb2.GetMailingRequest(name=mailing.name), metadata=bearer(other_token)
             ),
             lambda: custody.ListLetters(
                 custody_pb2.ListLettersRequest(
                     role=custody_pb2.LETTER_ROLE_SENDER, mailing=mailing.name
                 ),
-                metadata=_bearer(other_token),
+                metadata=bearer(other_token),
             ),
         ):
             with pytest.raises(grpc.RpcError) as hidden:
@@ -225,7 +221,7 @@ def test_a_mailing_gives_each_recipient_a_letter_or_a_sealed_refusal(
         report = b"".join(
             c.data
             for c in custody.GetMailingReport(
-                custody_pb2.GetMailingReportRequest(name=mailing.name), metadata=_bearer(token)
+                custody_pb2.GetMailingReportRequest(name=mailing.name), metadata=bearer(token)
             )
         )
         rows = list(csv.DictReader(io.StringIO(report.decode())))
@@ -259,7 +255,7 @@ def _content(custody: custody_pb2_grpc.CustodyServiceStub, name: str, token: str
     return b"".join(
         c.data
         for c in custody.DownloadLetterContent(
-            custody_pb2.DownloadLetterContentRequest(name=name), metadata=_bearer(token)
+            custody_pb2.DownloadLetterContentRequest(name=name), metadata=bearer(token)
         )
     )
 
@@ -318,10 +314,10 @@ def test_a_mailings_letters_live_their_own_lives_and_share_the_content_to_the_la
         )
         letters = [r.letter for r in mailing.recipients]
         assert all(letters)
-        wait_notified(custody, [custody_pb2.Letter(name=n) for n in letters], _bearer(token))
+        wait_notified(custody, [custody_pb2.Letter(name=n) for n in letters], bearer(token))
         accepted, refused, silent = letters
         tokens = [str(token) for _, token in consumers]
-        as_owner = [_bearer(t) for t in tokens]
+        as_owner = [bearer(t) for t in tokens]
 
         # The recipient sees nothing of the sender's before accepting.
         before = custody.GetLetter(
@@ -342,13 +338,13 @@ def test_a_mailings_letters_live_their_own_lives_and_share_the_content_to_the_la
         request = custody_pb2.GetLetterRequest(name=silent)
         assert wait_for(
             lambda: (
-                custody.GetLetter(request, metadata=_bearer(token)).state
+                custody.GetLetter(request, metadata=bearer(token)).state
                 == common_pb2.LETTER_STATE_EXPIRED
             ),
             timeout=30,
         ), server.log.read_text()[-2000:]
         progress = custody.GetMailing(
-            custody_pb2.GetMailingRequest(name=mailing.name), metadata=_bearer(token)
+            custody_pb2.GetMailingRequest(name=mailing.name), metadata=bearer(token)
         ).progress
         assert (progress.accepted, progress.refused, progress.expired, progress.notified) == (
             1,
@@ -374,7 +370,7 @@ def test_a_mailings_letters_live_their_own_lives_and_share_the_content_to_the_la
         }
         for name, events in expected.items():
             evidence = custody.ListEvidence(
-                custody_pb2.ListEvidenceRequest(parent=name), metadata=_bearer(token)
+                custody_pb2.ListEvidenceRequest(parent=name), metadata=bearer(token)
             ).evidence
             documents = [verify_seal(e, signer_process, tmp_path) for e in evidence]
             assert [d["event"].rsplit("/", 1)[-1] for d in documents] == events
@@ -382,7 +378,7 @@ def test_a_mailings_letters_live_their_own_lives_and_share_the_content_to_the_la
         report = b"".join(
             c.data
             for c in custody.GetMailingReport(
-                custody_pb2.GetMailingReportRequest(name=mailing.name), metadata=_bearer(token)
+                custody_pb2.GetMailingReportRequest(name=mailing.name), metadata=bearer(token)
             )
         ).decode()
         rows = list(csv.DictReader(io.StringIO(report)))
@@ -420,7 +416,7 @@ def test_a_mailings_letters_live_their_own_lives_and_share_the_content_to_the_la
         assert (
             len(
                 custody.ListEvidence(
-                    custody_pb2.ListEvidenceRequest(parent=accepted), metadata=_bearer(token)
+                    custody_pb2.ListEvidenceRequest(parent=accepted), metadata=bearer(token)
                 ).evidence
             )
             == 4

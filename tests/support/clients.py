@@ -21,6 +21,11 @@ ANNEX = b"annexe: etat des lieux\n" * 100
 ROLES = {dns.split(".")[0]: Role(role) for dns, role in CALLERS.items()}
 
 
+def bearer(token: str) -> tuple[tuple[str, str]]:
+    """The call metadata of a party logged in with ``token``."""
+    return (("authorization", f"Bearer {token}"),)
+
+
 def register_company(
     identity: identity_pb2_grpc.IdentityServiceStub,
     codes: EnrolmentCodes,
@@ -100,9 +105,7 @@ def deposit_letter(
                     )
                 )
 
-    return custody.DepositLetter(
-        messages(), metadata=(("authorization", f"Bearer {token}"),), timeout=30
-    )
+    return custody.DepositLetter(messages(), metadata=bearer(token), timeout=30)
 
 
 def wait_notified(

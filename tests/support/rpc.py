@@ -1,9 +1,12 @@
-"""gRPC from tests: a channel (plaintext or mutual TLS) and the health check."""
+"""gRPC from tests: a channel (plaintext or mutual TLS), the health check, the
+fields an INVALID_ARGUMENT names."""
 
 from __future__ import annotations
 
 import grpc
+from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_status import rpc_status
 
 from lre.dev.tls import TlsFiles
 
@@ -39,3 +42,15 @@ def health_status(
         except grpc.RpcError:
             return None
         return int(reply.status)
+
+
+def field_violations(error: grpc.RpcError) -> dict[str, str]:
+    """The BadRequest field violations in an error's rich status: {field: description}."""
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    assert status is not None
+    found = {}
+    for detail in status.details:
+        bad = error_details_pb2.BadRequest()
+        if detail.Unpack(bad):
+            found.update({v.field: v.description for v in bad.field_violations})
+    return found

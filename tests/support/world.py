@@ -51,8 +51,8 @@ class World:
         sessions = db.sessions(self.engine)
         self.clock = clock
         self.signer = SignerClient(signer.grpc_address)
-        self.identity = IdentityService(sessions, IdentityPolicy(secrets_key=KEY), clock)
         self.stores = Stores(sessions)
+        self.identity = IdentityService(self.stores, IdentityPolicy(secrets_key=KEY), clock)
         self.policy = policy = CustodyPolicy("Test provider", 10**7, 399, "EUR")
         # The clock here jumps days ahead of the real TSA's: the time check is
         # widened for it (test_evidence_v2.py of the custody services keeps it strict).
@@ -60,7 +60,7 @@ class World:
             self.signer, policy.provider_name, EVIDENCE_POLICY, clock, clock_skew=SKEW
         )
         self.deposits = DepositService(
-            self.stores, self.identity, ContentKeys(self.signer), self.evidence, policy, clock
+            self.stores, ContentKeys(self.signer), self.evidence, policy, clock
         )
         self.decisions = DecisionService(
             self.stores, self.signer, self.evidence, policy.reminder_days, clock

@@ -69,10 +69,10 @@ MAY_IMPORT: dict[str, tuple[str, ...]] = {
 MUST_NOT_IMPORT: dict[str, tuple[str, ...]] = {
     "lre.server.domain": ("sqlalchemy", "grpc", "google", "alembic"),
     "lre.server.api": ("sqlalchemy",),
-    "lre.server.services": ("grpc", "google"),
+    "lre.server.services": ("sqlalchemy", "grpc", "google"),
     "lre.server.storage": ("grpc", "google"),
-    "lre.runtime": ("sqlalchemy", "weasyprint", "jinja2", "pkcs11"),
-    "lre.signer": ("sqlalchemy", "alembic", "weasyprint", "jinja2"),
+    "lre.runtime": ("sqlalchemy", "typst", "jinja2", "pkcs11"),
+    "lre.signer": ("sqlalchemy", "alembic", "typst", "jinja2"),
     "lre.verify": ("sqlalchemy", "grpc", "pkcs11"),
 }
 # Exceptions, each with its reason.

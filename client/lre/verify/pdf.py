@@ -14,6 +14,7 @@ from asn1crypto import x509 as asn1_x509
 from pyhanko.pdf_utils.generic import ArrayObject, DictionaryObject, IndirectObject
 from pyhanko.pdf_utils.misc import PdfError
 from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.pdf_utils.rw_common import PdfHandler
 from pyhanko.sign.diff_analysis import ModificationLevel
 from pyhanko.sign.validation import DocumentSecurityStore, validate_pdf_signature
 from pyhanko.sign.validation.errors import NoDSSFoundError
@@ -37,9 +38,14 @@ def check_signature(
     pdf: bytes, anchors: list[asn1_x509.Certificate], bundle_roots: list[asn1_x509.Certificate]
 ) -> PdfSignature:
     """One PAdES B-LT signature, intact, timestamped, with a DSS, covering the
-    whole signed revision with only validation data after it, and its chain
-    valid at its timestamp's time from the DSS alone (CRLs required), up to
-    ``anchors``, or with none given up to ``bundle_roots`` (not anchored)."""
+    whole file, and its chain valid at its timestamp's time from the DSS alone
+    (CRLs required), up to ``anchors``, or with none given up to
+    ``bundle_roots`` (not anchored).
+
+    Proofs made before the DSS was written in the signed revision have it in
+    one revision after the signature: accepted when that revision is the
+    last and adds validation data only (pyHanko's diff analysis), leaving
+    /Info as it was signed, which that analysis does not look at."""
     reader = _reader(pdf)
     signatures = reader.embedded_signatures
     if len(signatures) != 1:
@@ -69,11 +75,15 @@ def check_signature(
     ts = status.timestamp_validity
     if ts is None or not (ts.intact and ts.valid):
         raise SealProblem("no valid signature timestamp (not B-T)")
-    if status.coverage != SignatureCoverageLevel.ENTIRE_REVISION:
+    if status.coverage == SignatureCoverageLevel.ENTIRE_FILE:
+        pass
+    elif status.coverage != SignatureCoverageLevel.ENTIRE_REVISION:
         raise SealProblem("the signature does not cover its whole revision")
-    level = status.modification_level
-    if level is None or level > ModificationLevel.LTA_UPDATES:
-        raise SealProblem("the PDF was changed after it was signed (beyond validation data)")
+    elif not _validation_data_only_after(reader, signature.signed_revision, status):
+        raise SealProblem(
+            "the PDF was changed after it was signed: bytes appended after the signature"
+            " (pdfsig: Not total document signed)"
+        )
     if not (status.trusted and ts.trusted):
         raise SealProblem(
             "the signer's or the TSA's chain is not valid at the signature's time "
@@ -81,6 +91,34 @@ def check_signature(
             + " with the DSS's CRLs"
         )
     return PdfSignature(status.signing_cert.subject.human_friendly, when, bool(anchors))
+
+
+def _validation_data_only_after(reader: PdfFileReader, signed: int, status: Any) -> bool:
+    """Whether the one revision after the signed one adds validation data and
+    nothing else: the DSS, and in the document information only what pyHanko
+    rewrites at every update (/ModDate, /Producer)."""
+    level = status.modification_level
+    if level is None or level > ModificationLevel.LTA_UPDATES:
+        return False
+    if reader.xrefs.total_revisions - 1 != signed + 1:
+        return False
+    info_signed = _info(reader.get_historical_resolver(signed))
+    info_now = _info(reader)
+    keys = (set(info_signed) | set(info_now)) - {"/ModDate", "/Producer"}
+    return all(info_signed.get(k) == info_now.get(k) for k in keys)
+
+
+def _info(revision: PdfHandler) -> dict[str, str]:
+    """The document information as of ``revision``, resolved in that revision."""
+    try:
+        info = revision.trailer_view.raw_get("/Info")
+    except KeyError:
+        return {}
+    if isinstance(info, IndirectObject):
+        info = revision.get_object(info.reference)
+    if not isinstance(info, DictionaryObject):
+        raise SealProblem("the document information is not a dictionary")
+    return {str(k): str(v) for k, v in info.items()}
 
 
 def attachments(pdf: bytes) -> dict[str, bytes]:

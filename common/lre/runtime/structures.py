@@ -149,7 +149,8 @@ class SignerInfo:
 @asn1.sequence
 class EncapsulatedContentInfo:
     content_type: OID
-    content: Annotated[bytes, asn1.Explicit(0)]
+    # Absent in a detached signature (the PAdES signature of a PDF's byte ranges).
+    content: Annotated[bytes | None, asn1.Explicit(0)]
 
 
 @asn1.sequence

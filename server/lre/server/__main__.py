@@ -17,6 +17,7 @@ from lre.server.audit.cli import export_command, verify_export_command, verify_l
 from lre.server.domain.errors import DependencyUnavailable
 from lre.server.services import rekey
 from lre.server.storage import db
+from lre.server.storage.store import Stores
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,17 +94,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _rekey(settings: config.ServerSettings, secrets_only: bool, batch: int) -> int:
-    sessions = db.sessions(db.make_engine(settings.database_url))
+    stores = Stores(db.sessions(db.make_engine(settings.database_url)))
 
     def report(what: str, progress: rekey.Progress) -> None:
         print(f"{what}: {progress.examined} examined, {progress.changed} re-encrypted", flush=True)
 
     if secrets_only:
-        done = rekey.reencrypt_secrets(sessions, settings.secrets_key(), batch, report)
+        done = rekey.reencrypt_secrets(stores, settings.secrets_key(), batch, report)
     else:
         signer = bootstrap.signer_client(settings)
         try:
-            done = rekey.rewrap_content_keys(sessions, signer, batch, report)
+            done = rekey.rewrap_content_keys(stores, signer, batch, report)
         except DependencyUnavailable:
             print("lre-server: the signer is unavailable; run rekey again", file=sys.stderr)
             return 1

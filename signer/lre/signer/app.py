@@ -15,6 +15,7 @@ from lre.signer import clock, metrics, pki
 from lre.signer.config import SignerSettings
 from lre.signer.errors import SignerError, TokenUnavailable
 from lre.signer.pades import PadesSigner
+from lre.signer.pdf_digest import PdfDigestSigner
 from lre.signer.revocation import CrlFile
 from lre.signer.seal import EvidenceSealer
 from lre.signer.token import Token
@@ -31,6 +32,7 @@ class _Keys:
     tsa: TimestampAuthority
     sealer: EvidenceSealer
     pades: PadesSigner
+    pdf_digest: PdfDigestSigner
     chains: dict[str, list[bytes]]
 
 
@@ -78,6 +80,10 @@ class Signer:
     def pades(self) -> PadesSigner:
         return self._ready().pades
 
+    @property
+    def pdf_digest(self) -> PdfDigestSigner:
+        return self._ready().pdf_digest
+
     def certificate_chain(self, purpose: str) -> list[bytes]:
         return self._ready().chains[purpose]
 
@@ -115,10 +121,17 @@ class Signer:
             CrlFile(s.crl_file),
         )
         pades = PadesSigner(self.token, s.seal_key_label, seal_cert, self.ca_chain, tsa, s.crl_file)
+        pdf_digest = PdfDigestSigner(
+            CmsSigner(self.token, s.seal_key_label, seal_cert),
+            tsa,
+            self.ca_chain,
+            CrlFile(s.crl_file),
+        )
         self._keys = _Keys(
             tsa,
             sealer,
             pades,
+            pdf_digest,
             {pki.SEAL: [seal_cert, *chain], pki.TIMESTAMPING: [tsa_cert, *chain]},
         )
         for purpose, der in ((pki.SEAL, seal_cert), (pki.TIMESTAMPING, tsa_cert)):

@@ -42,3 +42,8 @@ class ValidationDataUnavailable(SignerError):
 
 class WrapKeyUnknown(SignerError):
     """A wrapped key names a wrap key the settings do not list (a configuration problem)."""
+
+
+class StaleValidationData(SignerError):
+    """A PDF to sign carries validation data (certificates, CRLs) that is no
+    longer the current one: its caller fetches the current data and tries again."""

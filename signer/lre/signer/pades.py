@@ -1,4 +1,7 @@
-"""PDF signatures: PAdES baseline B-LT (ETSI EN 319 142-1) with the seal key.
+"""PDF signatures of whole PDFs (``SignPdf``, deprecated): PAdES baseline B-LT
+(ETSI EN 319 142-1) with the seal key. The server now assembles proofs itself
+and has only their digest signed (lre.signer.pdf_digest); this stays for
+servers not yet moved to it.
 
 pyHanko builds the PDF structures; what needs a key goes to the token: the
 signature value through ``TokenSigner``, the signature timestamp through

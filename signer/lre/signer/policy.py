@@ -40,6 +40,8 @@ POLICY: dict[str, frozenset[Access]] = {
     _S + "WrapKeys": frozenset({SERVER}),
     _S + "UnwrapKey": frozenset({SERVER}),
     _S + "SignPdf": frozenset({SERVER}),  # PAdES with the seal key
+    _S + "SignPdfDigest": frozenset({SERVER}),  # the same, over a digest
+    _S + "GetPdfValidationData": frozenset({SERVER, TIMESTAMPS}),  # public certificates, CRLs
     _S + "RewrapKeys": frozenset({SERVER}),
 }
 # Health and reflection answer anyone who passed the TLS handshake (probes, grpcurl).

@@ -49,11 +49,13 @@ class EvidenceSealer:
         """The seal and its signing time. Raises ValidationDataUnavailable when
         the CRLs cannot show both chains valid now: a seal without that proof
         would not verify once its certificates expire."""
-        # UTCTime (RFC 5652 11.3 until 2049) holds whole seconds: rounded up, not
-        # cut, so that the claimed signing time never precedes the sealed event.
-        # The signature timestamp's genTime keeps the microseconds.
+        # UTCTime (RFC 5652 11.3 until 2049) holds whole seconds: cut, not rounded
+        # up, so that the claimed signing time is never later than the signature
+        # timestamp's genTime (taken after it, with its microseconds), the time
+        # that proves when the seal existed. It may precede the sealed event's
+        # recorded time by less than that second.
         now = dt.datetime.now(dt.UTC)
-        signing_time = now.replace(microsecond=0) + dt.timedelta(seconds=bool(now.microsecond))
+        signing_time = now.replace(microsecond=0)
         crls = self._validity.crls(now)
 
         def signature_timestamp(signature: bytes) -> list[s.Attribute]:

@@ -13,11 +13,13 @@ from lre.signer.errors import (
     BadPdf,
     BadTimestampRequest,
     ClockNotTrusted,
+    StaleValidationData,
     TokenUnavailable,
     UnwrapFailed,
     ValidationDataUnavailable,
     WrapKeyUnknown,
 )
+from lre.signer.pdf_digest import DIGEST_BYTES
 from lre.signer.tsa import granted
 from lre.v1 import signing_pb2, signing_pb2_grpc
 
@@ -95,6 +97,52 @@ class SigningServicer(signing_pb2_grpc.SigningServiceServicer):
             abort(context, grpc.StatusCode.UNAVAILABLE, f"time not available: {exc}")
         except TokenUnavailable:
             abort(context, grpc.StatusCode.UNAVAILABLE, "the signing token is not available")
+
+    def GetPdfValidationData(
+        self, request: signing_pb2.GetPdfValidationDataRequest, context: grpc.ServicerContext
+    ) -> signing_pb2.PdfValidationData:
+        try:
+            data = self._signer.pdf_digest.validation_data()
+        except ValidationDataUnavailable:
+            abort(
+                context,
+                grpc.StatusCode.UNAVAILABLE,
+                "the validation data of the seal certificate is not available (CRLs)",
+            )
+        except TokenUnavailable:
+            abort(context, grpc.StatusCode.UNAVAILABLE, "the signing token is not available")
+        return signing_pb2.PdfValidationData(
+            certificates=data.certificates, crls=data.crls, id=data.id
+        )
+
+    def SignPdfDigest(
+        self, request: signing_pb2.SignPdfDigestRequest, context: grpc.ServicerContext
+    ) -> signing_pb2.SignPdfDigestResponse:
+        if len(request.document_digest) != DIGEST_BYTES:
+            invalid_argument(
+                context, "document_digest", f"must be a SHA-256 digest ({DIGEST_BYTES} bytes)"
+            )
+        if not request.validation_data_id:
+            invalid_argument(
+                context, "validation_data_id", "must name the validation data the PDF carries"
+            )
+        try:
+            signed = self._signer.pdf_digest.sign(
+                request.document_digest, request.validation_data_id
+            )
+        except StaleValidationData as exc:
+            abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        except ValidationDataUnavailable:
+            abort(
+                context,
+                grpc.StatusCode.UNAVAILABLE,
+                "the validation data of the seal certificate is not available (CRLs)",
+            )
+        except ClockNotTrusted as exc:
+            abort(context, grpc.StatusCode.UNAVAILABLE, f"time not available: {exc}")
+        except TokenUnavailable:
+            abort(context, grpc.StatusCode.UNAVAILABLE, "the signing token is not available")
+        return signing_pb2.SignPdfDigestResponse(signed_data=signed)
 
     def GetCertificateChain(
         self, request: signing_pb2.GetCertificateChainRequest, context: grpc.ServicerContext

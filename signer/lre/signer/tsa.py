@@ -70,10 +70,41 @@ class CmsSigner:
         """SignedData encapsulating ``content``; ``unsigned`` builds the unsigned
         attributes from the signature value (CAdES signature timestamps);
         ``crls`` (DER CertificateLists) go in the unsigned ``crls`` field."""
+        return self._signed_data(
+            content_type,
+            content,
+            hashlib.sha256(content).digest(),
+            extra_signed,
+            certificates,
+            unsigned,
+            crls,
+        )
+
+    def sign_detached(
+        self,
+        digest: bytes,
+        certificates: list[x509.Certificate],
+        unsigned: Callable[[bytes], list[s.Attribute]] | None = None,
+    ) -> s.ContentInfo:
+        """SignedData over data of SHA-256 ``digest`` that it does not carry
+        (id-data, as PAdES signs a PDF's byte ranges): the data never reaches
+        the signer, only its digest."""
+        return self._signed_data(s.ID_DATA, None, digest, [], certificates, unsigned, None)
+
+    def _signed_data(
+        self,
+        content_type: x509.ObjectIdentifier,
+        content: bytes | None,
+        digest: bytes,
+        extra_signed: list[s.Attribute],
+        certificates: list[x509.Certificate],
+        unsigned: Callable[[bytes], list[s.Attribute]] | None,
+        crls: list[bytes] | None,
+    ) -> s.ContentInfo:
         signed_attrs = asn1.SetOf(
             [
                 s.attribute(s.ID_CONTENT_TYPE, asn1.encode_der(content_type)),
-                s.attribute(s.ID_MESSAGE_DIGEST, asn1.encode_der(hashlib.sha256(content).digest())),
+                s.attribute(s.ID_MESSAGE_DIGEST, asn1.encode_der(digest)),
                 *extra_signed,
                 self._signing_certificate_v2,
             ]

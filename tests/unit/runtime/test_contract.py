@@ -11,15 +11,13 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 from prometheus_client import REGISTRY
 
 from lre.runtime.limits import StreamLimits
 from lre.runtime.serving import GrpcProcess, ServiceBinding
 from lre.runtime.status import abort
 from lre.v1 import custody_pb2, custody_pb2_grpc
-from tests.support.rpc import SERVING, health_status
+from tests.support.rpc import SERVING, field_violations, health_status
 
 CUSTODY = "lre.v1.CustodyService"
 IDLE_S = 0.6
@@ -92,17 +90,6 @@ def _raw(channel: grpc.Channel, method: str) -> grpc.UnaryUnaryMultiCallable[byt
 
 def _raw_stream(channel: grpc.Channel) -> grpc.StreamUnaryMultiCallable[bytes, bytes]:
     return channel.stream_unary(f"/{CUSTODY}/DepositLetter", lambda b: b, lambda b: b)
-
-
-def _violations(error: grpc.RpcError) -> dict[str, str]:
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
-    assert status is not None
-    found = {}
-    for detail in status.details:
-        bad = error_details_pb2.BadRequest()
-        if detail.Unpack(bad):
-            found.update({v.field: v.description for v in bad.field_violations})
-    return found
 
 
 def _envelope(filename: str = "a.pdf") -> custody_pb2.DepositLetterRequest:
@@ -182,7 +169,7 @@ def test_strings_anywhere_in_a_request_are_checked_and_the_field_named(
             iter([_envelope(value)]), timeout=5
         )
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert _violations(raised.value) == {"envelope.parts[0].filename": problem}
+    assert field_violations(raised.value) == {"envelope.parts[0].filename": problem}
     assert value not in (raised.value.details() or "")  # the value is not echoed
     assert servicer.open == 0
 

@@ -48,6 +48,19 @@ _SERVICE_CONFIG = json.dumps(
 )
 
 
+@dataclass(frozen=True)
+class PdfValidationData:
+    """The certificates (DER: seal, TSA, CAs) and CRLs (DER) a proof's DSS carries."""
+
+    certificates: tuple[bytes, ...]
+    crls: tuple[bytes, ...]
+    id: bytes
+
+
+class StaleValidationData(Exception):
+    """The signer's validation data changed since it was fetched (a new CRL)."""
+
+
 # A wrapped key starts with its format and the id of the wrap key that made it
 # (signer/lre/signer/wrapping.py): what `lre-server rekey` compares to skip current ones.
 WRAPPED_HEADER_BYTES = 9
@@ -145,11 +158,29 @@ class SignerClient:
                 raise
         return seals
 
-    def sign_pdf(self, pdf: bytes) -> bytes:
-        """The PDF signed PAdES B-LT with the seal key (see lre.server.proofs)."""
-        reply = self._call(self._stub.SignPdf, signing_pb2.SignPdfRequest(pdf=pdf))
-        assert isinstance(reply, signing_pb2.SignPdfResponse)
-        return reply.signed_pdf
+    def pdf_validation_data(self) -> PdfValidationData:
+        """What a proof's DSS carries (see lre.server.proofs.pades)."""
+        reply = self._call(
+            self._stub.GetPdfValidationData, signing_pb2.GetPdfValidationDataRequest()
+        )
+        assert isinstance(reply, signing_pb2.PdfValidationData)
+        return PdfValidationData(tuple(reply.certificates), tuple(reply.crls), reply.id)
+
+    def sign_pdf_digest(self, document_digest: bytes, validation_data_id: bytes) -> bytes:
+        """The CMS for a PDF signature dictionary's /Contents, over ``document_digest``.
+        Raises StaleValidationData when the signer's validation data is no
+        longer ``validation_data_id``."""
+        request = signing_pb2.SignPdfDigestRequest(
+            document_digest=document_digest, validation_data_id=validation_data_id
+        )
+        try:
+            reply = self._call(self._stub.SignPdfDigest, request)
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                raise StaleValidationData(exc.details() or "") from None
+            raise
+        assert isinstance(reply, signing_pb2.SignPdfDigestResponse)
+        return reply.signed_data
 
     def wrap_key(self, key: bytes, context: bytes) -> bytes:
         reply = self._call(self._stub.WrapKey, signing_pb2.WrapKeyRequest(key=key, context=context))

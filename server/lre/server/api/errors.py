@@ -22,6 +22,7 @@ from lre.server.domain.errors import (
     NotFound,
     PermissionDenied,
     TooManyAttempts,
+    WriteConflict,
 )
 
 CODES: list[tuple[type[DomainError], grpc.StatusCode]] = [
@@ -36,6 +37,7 @@ CODES: list[tuple[type[DomainError], grpc.StatusCode]] = [
     (FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
     (DepositRefused, grpc.StatusCode.FAILED_PRECONDITION),
     (DependencyUnavailable, grpc.StatusCode.UNAVAILABLE),
+    (WriteConflict, grpc.StatusCode.ABORTED),
 ]
 
 

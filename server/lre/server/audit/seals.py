@@ -81,6 +81,8 @@ class SealChecker:
     ) -> str | None:
         signed, signer_info, tsa = _signed(token, s.ID_CT_TST_INFO)
         content = signed.encap_content_info.content
+        if content is None:
+            return "has a timestamp without its TSTInfo"
         info = asn1.decode_der(s.TSTInfo, content)
         imprint = info.message_imprint
         if (

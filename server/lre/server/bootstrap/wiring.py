@@ -105,8 +105,8 @@ def identity_policy(settings: ServerSettings) -> IdentityPolicy:
     )
 
 
-def build_identity(settings: ServerSettings, engine: Engine) -> IdentityService:
-    return IdentityService(db.sessions(engine), identity_policy(settings))
+def build_identity(settings: ServerSettings, stores: Stores) -> IdentityService:
+    return IdentityService(stores, identity_policy(settings))
 
 
 # -- custody and notification ----------------------------------------------------
@@ -130,7 +130,7 @@ class Services:
 
 def build_services(settings: ServerSettings, engine: Engine, signer: SignerClient) -> Services:
     stores = Stores(db.sessions(engine))
-    identity = build_identity(settings, engine)
+    identity = build_identity(settings, stores)
     policy = CustodyPolicy(
         provider_name=settings.provider_name,
         max_letter_bytes=settings.max_letter_bytes,
@@ -159,9 +159,7 @@ def build_services(settings: ServerSettings, engine: Engine, signer: SignerClien
     )
     return Services(
         identity=identity,
-        deposits=DepositService(
-            stores, identity, ContentKeys(signer), evidence, policy, utcnow, spool_dir
-        ),
+        deposits=DepositService(stores, ContentKeys(signer), evidence, policy, utcnow, spool_dir),
         decisions=DecisionService(stores, signer, evidence, policy.reminder_days, utcnow),
         mailings=MailingService(stores, signer, evidence, policy, utcnow, spool_dir),
         queries=queries,

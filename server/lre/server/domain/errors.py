@@ -77,5 +77,12 @@ class TooManyAttempts(DomainError):
     """Locked after repeated failures (RESOURCE_EXHAUSTED)."""
 
 
+class WriteConflict(DomainError):
+    """The database refused a write that conflicts with what it holds: a
+    unique key taken, most often by a concurrent request that won (ABORTED:
+    the caller may retry). A use case that expects the race looks up the
+    winner instead."""
+
+
 class DependencyUnavailable(DomainError):
     """A service this one needs (the signer, the database) does not answer (UNAVAILABLE)."""

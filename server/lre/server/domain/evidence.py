@@ -138,6 +138,11 @@ class EvidenceDocument:
     # and the text beside it when there is one (a recipient's stated reason).
     reason_code: str | None = None
     reason: str | None = None
+    # The reference every e-mail about the letter carries, so that a clerk
+    # matches a proof to its e-mails; and, once the recipient was notified,
+    # when (what the acceptance window is counted from, CPCE R53-3 I).
+    letter_reference: str | None = None
+    notification_time: dt.datetime | None = None
 
     def to_json(self) -> bytes:
         document: dict[str, object] = {
@@ -174,6 +179,10 @@ class EvidenceDocument:
             document["reasonCode"] = self.reason_code
         if self.reason is not None:
             document["reason"] = self.reason
+        if self.letter_reference is not None:
+            document["letterReference"] = self.letter_reference
+        if self.notification_time is not None:
+            document["notificationTime"] = _utc(self.notification_time)
         return json.dumps(
             document, sort_keys=True, separators=(",", ":"), ensure_ascii=False
         ).encode()

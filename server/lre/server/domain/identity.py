@@ -101,6 +101,28 @@ class Consent:
 
 
 @dataclass(frozen=True)
+class Credential:
+    """A party's means of authentication and their counters (secrets hashed or
+    encrypted); a party without any has the defaults."""
+
+    party_id: uuid.UUID
+    password_hash: str | None = None
+    totp_secret: bytes | None = None  # encrypted at rest
+    totp_last_step: int | None = None
+    failed_attempts: int = 0
+    locked_until: dt.datetime | None = None
+    email_code_id: uuid.UUID | None = None
+    email_code_hmac: bytes | None = None
+    email_code_sent_time: dt.datetime | None = None
+    email_code_expire_time: dt.datetime | None = None
+    enrolment_code_hmac: bytes | None = None
+    enrolment_code_expire_time: dt.datetime | None = None
+
+    def locked(self, now: dt.datetime) -> bool:
+        return self.locked_until is not None and self.locked_until > now
+
+
+@dataclass(frozen=True)
 class Session:
     party_id: str
     # The level the party was proofed at (identity record still valid).
@@ -191,14 +213,15 @@ class Recipient:
     professional: bool
 
 
+CONSENT_MISSING = "consent_missing"
+CONSENT_MISSING_REASON = (
+    "the recipient is not a professional and has not consented to electronic registered letters"
+)
+
+
 def require_consent(recipient: Recipient, consent_given: bool) -> None:
     """CPCE L100: a non-professional recipient must have consented to receive
     registered letters electronically from this sender; a letter sent without
-    it is void, so the deposit is refused."""
+    it is void, so the deposit (or this recipient of a mailing) is refused."""
     if not recipient.professional and not consent_given:
-        raise DepositRefused(
-            "consent_missing",
-            "the recipient is not a professional and has not consented to "
-            "electronic registered letters",
-            field="recipient",
-        )
+        raise DepositRefused(CONSENT_MISSING, CONSENT_MISSING_REASON, field="recipient")

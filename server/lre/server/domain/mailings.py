@@ -9,17 +9,23 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from lre.server.domain.errors import DepositRefused
 from lre.server.domain.evidence import PartyDetails
+from lre.server.domain.identity import CONSENT_MISSING as CONSENT_MISSING
+from lre.server.domain.identity import (
+    CONSENT_MISSING_REASON,
+    Recipient,
+    require_consent,
+)
 
 MAX_RECIPIENTS = 5000
 
 # A recipient refused at deposit; the others go on.
-CONSENT_MISSING = "consent_missing"  # a consumer who has not consented (CPCE L100)
 PARTY_UNKNOWN = "party_unknown"  # no such party
 INVALID_ADDRESS = "invalid_address"  # not a party's name, or no usable e-mail address
 REASONS = {
-    CONSENT_MISSING: "the recipient is not a professional and has not consented to "
-    "electronic registered letters",
+    # A consumer who has not consented (CPCE L100).
+    CONSENT_MISSING: CONSENT_MISSING_REASON,
     PARTY_UNKNOWN: "no such party",
     INVALID_ADDRESS: "not a party's name, or the party has no usable e-mail address",
 }
@@ -41,7 +47,8 @@ def refusal(
 ) -> str | None:
     """Why a recipient of a mailing gets no letter, or None. ``found``: the
     party's details and whether it is a professional, None if no such party.
-    The same law as a single deposit: a consumer's consent (CPCE L100)."""
+    The same law as a single deposit: a consumer's consent (CPCE L100), by
+    the same rule."""
     if party is None:
         return INVALID_ADDRESS
     if found is None:
@@ -50,8 +57,10 @@ def refusal(
     local, at, domain = details.email.rpartition("@")
     if not (at and local and "." in domain) or any(c.isspace() for c in details.email):
         return INVALID_ADDRESS
-    if not professional and not consented:
-        return CONSENT_MISSING
+    try:
+        require_consent(Recipient(str(party), professional), consented)
+    except DepositRefused as exc:
+        return exc.reason
     return None
 
 

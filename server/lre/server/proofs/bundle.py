@@ -35,6 +35,8 @@ Or by hand, with the provider's root CA certificate you obtained yourself:
     openssl cms -verify -inform DER -in tree-head.p7m -crl_check \
         -CAfile provider-root-ca.pem -out head.json && cmp head.json tree-head.json
     pdfsig proof.pdf
+(pdfsig must say "Total document signed": "Not total document signed" means
+bytes were added to the proof after it was sealed.)
 The inclusion proof (RFC 9162, 2.1.3.2) leads from SHA-256(0x00 || log-leaf.json)
 to the rootHash of tree-head.json; log-leaf.json names the SHA-256 of
 evidence.json and evidence.p7m. manifest.json lists the SHA-256 of every member.

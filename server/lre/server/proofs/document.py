@@ -63,7 +63,7 @@ class ContentPart:
 @dataclass(frozen=True)
 class SealInfo:
     subject: str
-    serial_hex: str
+    serial: int
     certificate_sha256: str
     timestamp_time: dt.datetime
     tsa: str
@@ -88,6 +88,10 @@ class ProofDocument:
     seal: SealInfo
     evidence_sha256: str
     policy_id: str | None = None  # v2: the evidence issuer policy
+    # The reference the letter's e-mails carry, and when its recipient was
+    # notified (what the acceptance window is counted from), when the evidence says.
+    letter_reference: str | None = None
+    notification_time: dt.datetime | None = None
 
 
 def read(evidence: bytes, seal: bytes) -> ProofDocument:
@@ -135,6 +139,10 @@ def read(evidence: bytes, seal: bytes) -> ProofDocument:
             seal=info,
             evidence_sha256=hashlib.sha256(evidence).hexdigest(),
             policy_id=doc.get("policyId"),
+            letter_reference=doc.get("letterReference"),
+            notification_time=(
+                _time(doc["notificationTime"]) if "notificationTime" in doc else None
+            ),
         )
     except (KeyError, TypeError, AttributeError, json.JSONDecodeError, binascii.Error) as exc:
         raise ProofInputError(f"not an evidence document: {type(exc).__name__} {exc}") from None
@@ -203,7 +211,7 @@ def _read_seal(evidence: bytes, seal: bytes) -> tuple[SealInfo, bytes]:
     certificate_sha256 = hashlib.sha256(certificate.dump()).digest()
     info = SealInfo(
         subject=_common_name(certificate.subject),
-        serial_hex=format(certificate.serial_number, "x"),
+        serial=certificate.serial_number,
         certificate_sha256=certificate_sha256.hex(),
         timestamp_time=tst["gen_time"].native.astimezone(dt.UTC),
         tsa=tsa_name,

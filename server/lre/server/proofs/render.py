@@ -1,49 +1,58 @@
-"""A proof as a PDF/A-3u document: HTML from a Jinja2 template, laid out by WeasyPrint.
+"""A proof as a PDF/A-3a and PDF/UA-1 document, laid out by Typst from a template file.
 
 PDF/A-3, not PDF/A-2: the proof carries the evidence JSON and its CMS seal
 as embedded files, and PDF/A-2 allows only PDF/A files as attachments;
-PDF/A-3 allows any file, each tied to the document with an
-AFRelationship. Level "u" (every character with its Unicode value) on top
-of "b", so that names and digests can be searched and copied exactly.
-Fonts are DejaVu (Debian fonts-dejavu-core), embedded as subsets.
+PDF/A-3 allows any file, each tied to the document by /AF with an
+AFRelationship. Level "a" (tagged, every character with its Unicode value)
+and PDF/UA-1: a structure tree, the language of every passage (French, with
+the English in English), so that a screen reader reads a proof and names
+and digests can be searched and copied exactly. PDF/A-4 is not used: it is
+PDF 2.0, which PDF/UA-1 excludes. Fonts are DejaVu (Debian
+fonts-dejavu-core), embedded as subsets; Typst takes a few milliseconds a
+page (docs/performance.md, where the engines were compared).
+
+``templates/proof.typ`` holds every label and the layout, so a provider
+brands or translates it without touching this code; what it prints comes
+from here, as JSON, already worded and formatted.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import json
+import threading
 from importlib import resources
+from pathlib import Path
+from typing import Any
 
-import jinja2
-from weasyprint import CSS, HTML, Attachment
+import typst
 
-from lre.server.proofs.document import PARIS, Authentication, ProofDocument, read
-from lre.server.proofs.events import TEXTS
+from lre.server.domain.letters import EvidenceEvent
+from lre.server.domain.window import AcceptanceWindow
+from lre.server.proofs.document import PARIS, Authentication, Party, ProofDocument, read
+from lre.server.proofs.events import REASONS, TEXTS
 
-PDF_VARIANT = "pdf/a-3u"
+PDF_STANDARDS: list[typst.PDFStandard] = ["a-3a", "ua-1"]
+FONTS = Path("/usr/share/fonts/truetype/dejavu")
+_TEMPLATE = resources.files("lre.server.proofs").joinpath("templates/proof.typ")
 _MONTHS_FR = (
-    "janvier",
-    "février",
-    "mars",
-    "avril",
-    "mai",
-    "juin",
-    "juillet",
-    "août",
-    "septembre",
-    "octobre",
-    "novembre",
-    "décembre",
+    "janvier", "février", "mars", "avril", "mai", "juin",
+    "juillet", "août", "septembre", "octobre", "novembre", "décembre",
+)  # fmt: skip
+# The window's events: the proof says when the recipient was notified and
+# until when they could answer.
+_AFTER_NOTIFICATION = frozenset(
+    {
+        EvidenceEvent.CONSIGNMENT_ACCEPTANCE,
+        EvidenceEvent.CONSIGNMENT_REJECTION,
+        EvidenceEvent.ACCEPTANCE_REJECTION_EXPIRY,
+        EvidenceEvent.CONTENT_HANDOVER,
+    }
 )
-
-_env = jinja2.Environment(
-    loader=jinja2.PackageLoader("lre.server.proofs", "templates"),
-    autoescape=True,
-    undefined=jinja2.StrictUndefined,
-)
-
-_STYLESHEET = CSS(
-    string=resources.files("lre.server.proofs").joinpath("templates/proof.css").read_text("utf-8")
-)
+# A compiler keeps its fonts and parsed template between proofs; one per
+# thread, as a compilation holds it.
+_compilers = threading.local()
 
 
 def attachment_names(doc: ProofDocument) -> tuple[str, str]:
@@ -55,49 +64,149 @@ def render_proof(evidence: bytes, seal: bytes) -> bytes:
     """The unsigned PDF proof of one evidence, in French and English.
 
     ``evidence`` is the sealed JSON document, ``seal`` its CAdES seal (DER);
-    both are embedded as attachments. The caller then has the signer sign it
-    (``SignerClient.sign_pdf``). Raises ProofInputError when the seal is not
-    over this evidence or either cannot be read.
+    both are embedded as attachments. The caller then has it signed
+    (``lre.server.proofs.pades``). Raises ProofInputError when the seal is
+    not over this evidence or either cannot be read.
     """
-    doc = read(evidence, seal)
+    return render_document(read(evidence, seal), evidence, seal)
+
+
+def render_document(doc: ProofDocument, evidence: bytes, seal: bytes) -> bytes:
+    """``render_proof`` of an evidence already read (``document.read``)."""
+    pdf = _compiler().compile(
+        sys_inputs={"proof": json.dumps(view(doc, evidence, seal), ensure_ascii=False)},
+        pdf_standards=PDF_STANDARDS,
+        # Identical inputs give identical bytes: the dates written are the seal's time.
+        timestamp=doc.seal.timestamp_time.replace(microsecond=0),
+    )
+    assert isinstance(pdf, bytes)  # one PDF, never pages as images
+    return pdf
+
+
+def _compiler() -> typst.Compiler:
+    compiler: typst.Compiler | None = getattr(_compilers, "compiler", None)
+    if compiler is None:
+        if not FONTS.is_dir():
+            raise RuntimeError(f"no fonts in {FONTS} (Debian package fonts-dejavu-core)")
+        with resources.as_file(_TEMPLATE) as template:
+            compiler = typst.Compiler(template, font_paths=[FONTS], ignore_system_fonts=True)
+        _compilers.compiler = compiler
+    return compiler
+
+
+def view(doc: ProofDocument, evidence: bytes, seal: bytes) -> dict[str, Any]:
+    """Everything the template prints, worded and formatted."""
+    text = TEXTS[doc.event]
     json_name, seal_name = attachment_names(doc)
-    html = _env.get_template("proof.html.j2").render(
-        doc=doc,
-        text=TEXTS[doc.event],
-        json_name=json_name,
-        seal_name=seal_name,
-        paris_fr=_paris_fr,
-        utc=_utc,
-        authentication=_authentication,
-        size=_size,
-    )
-    created = doc.seal.timestamp_time
-    return bytes(
-        HTML(string=html, url_fetcher=_fetch_nothing).write_pdf(
-            stylesheets=[_STYLESHEET],
-            pdf_variant=PDF_VARIANT,
-            attachments=[
-                Attachment(
-                    string=evidence,
-                    name=json_name,
-                    description="Evidence (ETSI EN 319 522), canonical JSON / preuve, JSON",
-                    relationship="Source",
-                    created=created,
-                    modified=created,
-                ),
-                Attachment(
-                    string=seal,
-                    name=seal_name,
-                    description="CAdES seal of the evidence (CMS, DER) / cachet CAdES",
-                    relationship="Supplement",
-                    created=created,
-                    modified=created,
-                ),
-            ],
-            # Identical inputs give identical bytes, hence the same PDF identifier.
-            pdf_identifier=doc.evidence_id.encode(),
-        )
-    )
+    when = doc.seal.timestamp_time
+    qualified = doc.seal.timestamp_qualified
+    reference = doc.letter_reference or doc.letter_id
+    return {
+        "title": f"{text.title.fr} / {text.title.en} — {reference}",
+        "description": f"{text.title.en}: {doc.event.value} of {reference}, "
+        f"evidence {doc.evidence_id}",
+        "keywords": [reference, doc.evidence_id],
+        "issuer": doc.issuer,
+        "title_fr": text.title.fr,
+        "title_en": text.title.en,
+        "event": doc.event.value,
+        "reference": doc.letter_reference,
+        "letter_id": doc.letter_id,
+        "evidence_id": doc.evidence_id,
+        "policy": doc.policy_id,
+        "time": {
+            "paris": paris(when),
+            "utc": utc(when),
+            "qualified": qualified,
+            "tsa": doc.seal.tsa,
+            "recorded": utc(doc.event_time),
+        },
+        "parties": [_party(doc.sender), _party(doc.recipient)],
+        "submission": {"paris": paris(doc.submission_time), "utc": utc(doc.submission_time)},
+        "window": _window(doc),
+        "reason": _reason(doc),
+        "parts": [
+            {
+                "filename": p.filename,
+                "media_type": p.media_type,
+                "size": f"{p.size:,}".replace(",", "\u202f"),
+                "hex": _grouped(p.digest),
+                "base64": base64.b64encode(bytes.fromhex(p.digest)).decode(),
+            }
+            for p in doc.parts
+        ],
+        "meaning_fr": text.meaning.fr,
+        "meaning_en": text.meaning.en,
+        "json_name": json_name,
+        "seal_name": seal_name,
+        "seal": {
+            "subject": doc.seal.subject,
+            "serial": str(doc.seal.serial),
+            "serial_hex": format(doc.seal.serial, "x"),
+            "sha256": _grouped(doc.seal.certificate_sha256),
+            "sha256_base64": base64.b64encode(bytes.fromhex(doc.seal.certificate_sha256)).decode(),
+        },
+        "evidence_sha256": _grouped(doc.evidence_sha256),
+        "attachments": [
+            {
+                "name": json_name,
+                # Canonical JSON is UTF-8: Typst turns the string back into the same bytes.
+                "data": evidence.decode(),
+                "relationship": "source",
+                "mime": "application/json",
+                "description": "Evidence (ETSI EN 319 522), canonical JSON / preuve, JSON",
+            },
+            {
+                "name": seal_name,
+                "data": list(seal),
+                "relationship": "supplement",
+                "mime": "application/pkcs7-mime",
+                "description": "CAdES seal of the evidence (CMS, DER) / cachet CAdES",
+            },
+        ],
+    }
+
+
+def _party(party: Party) -> dict[str, Any]:
+    item: dict[str, Any] = {"name": party.name, "email": party.email, "id": party.party_id}
+    if party.authentication is not None:
+        item["authentication"] = _authentication(party.authentication)
+    return item
+
+
+def _window(doc: ProofDocument) -> dict[str, str] | None:
+    """When the recipient was notified and the last day to answer (CPCE R53-3 I)."""
+    if doc.event is EvidenceEvent.NOTIFICATION_FOR_ACCEPTANCE:
+        # The window runs from the recorded hand-off to the mail system, as the
+        # letter's deadline and its notice do.
+        notified = doc.event_time
+    elif doc.event in _AFTER_NOTIFICATION and doc.notification_time is not None:
+        notified = doc.notification_time
+    else:
+        return None
+    window = AcceptanceWindow(notified)
+    last = window.closes_at - dt.timedelta(seconds=1)
+    local = last.astimezone(PARIS)
+    return {
+        "notified_paris": paris(notified),
+        "notified_utc": utc(notified),
+        "last_day_fr": f"{_day_fr(local.date())} à 23 h 59 min 59 s, heure de Paris "
+        f"({_offset(local)})",
+        "last_day_en": f"{local:%d %B %Y}, 23:59:59 Paris time ({_offset(local)})",
+        "last_day_utc": utc(last).removesuffix(".000 UTC") + " UTC",
+    }
+
+
+def _reason(doc: ProofDocument) -> dict[str, str] | None:
+    if doc.reason_code is None and doc.reason is None:
+        return None
+    words = REASONS.get(doc.reason_code or "")
+    return {
+        "fr": words.fr if words else "",
+        "en": words.en if words else "",
+        "code": doc.reason_code or "",
+        "stated": doc.reason or "",
+    }
 
 
 _LEVELS = {
@@ -113,36 +222,41 @@ _FACTORS = {
 }
 
 
-def _authentication(authn: Authentication) -> tuple[str, str]:
+def _authentication(authn: Authentication) -> dict[str, str]:
     """How a party authenticated for the event, in French and in English."""
     level_fr, level_en = _LEVELS.get(authn.level, (authn.level, authn.level))
     factors = [_FACTORS.get(m, (m, m)) for m in authn.method]
-    return (
-        f"eIDAS {level_fr} ({', '.join(f for f, _ in factors)})",
-        f"eIDAS {level_en} ({', '.join(e for _, e in factors)})",
-    )
+    return {
+        "fr": f"eIDAS {level_fr} ({', '.join(f for f, _ in factors)})",
+        "en": f"eIDAS {level_en} ({', '.join(e for _, e in factors)})",
+        "utc": utc(authn.time),
+    }
 
 
-def _fetch_nothing(url: str, *args: object, **kwargs: object) -> dict[str, object]:
-    """The page needs no resource: nothing named in an evidence is ever fetched."""
-    raise ValueError(f"proofs load no external resource ({url[:40]!r})")
+def _day_fr(day: dt.date) -> str:
+    return f"{day.day} {_MONTHS_FR[day.month - 1]} {day.year}"
 
 
-def _paris_fr(when: dt.datetime) -> str:
-    local = when.astimezone(PARIS)
+def _offset(local: dt.datetime) -> str:
     offset = local.strftime("%z")
+    return f"UTC{offset[:3]}:{offset[3:]}"
+
+
+def paris(when: dt.datetime) -> str:
+    """A time as the proof prints it in Paris time, with its offset."""
+    local = when.astimezone(PARIS)
     return (
-        f"{local.day} {_MONTHS_FR[local.month - 1]} {local.year}, "
-        f"{local:%H:%M:%S},{local.microsecond // 1000:03d} "
-        f"(UTC{offset[:3]}:{offset[3:]})"
+        f"{_day_fr(local.date())}, {local:%H:%M:%S},{local.microsecond // 1000:03d} "
+        f"({_offset(local)})"
     )
 
 
-def _utc(when: dt.datetime) -> str:
+def utc(when: dt.datetime) -> str:
     return when.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.") + (
         f"{when.microsecond // 1000:03d} UTC"
     )
 
 
-def _size(octets: int) -> str:
-    return f"{octets:,}".replace(",", "\u202f")
+def _grouped(hex_digits: str) -> str:
+    """Hex in groups of 8, so that a digest breaks between groups, never inside one."""
+    return " ".join(hex_digits[i : i + 8] for i in range(0, len(hex_digits), 8))

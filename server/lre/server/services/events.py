@@ -15,12 +15,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from prometheus_client import Counter
-from sqlalchemy.exc import IntegrityError
 
 from lre.server.adapters.signer import SignerClient
 from lre.server.adapters.witness import WitnessPublisher
 from lre.server.domain import log
-from lre.server.domain.errors import FailedPrecondition, InvalidArgument, NotFound
+from lre.server.domain.errors import FailedPrecondition, InvalidArgument, NotFound, WriteConflict
 from lre.server.domain.records import LetterRecord, LogEntryRecord, TreeHeadRecord
 from lre.server.storage.store import Stores
 
@@ -73,7 +72,7 @@ class EventLog:
             with self._stores.begin() as store:
                 store.log.add_nodes(nodes)
                 store.log.add_head(head)
-        except IntegrityError:  # another replica sealed a head (or its nodes) meanwhile
+        except WriteConflict:  # another replica sealed a head (or its nodes) meanwhile
             with self._stores.read() as store:
                 found = store.log.head(size)
             if found is not None:

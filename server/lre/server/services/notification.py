@@ -35,7 +35,6 @@ from lre.server.domain.records import Bounce, EvidenceWithProof, LetterRecord, M
 from lre.server.domain.window import AcceptanceWindow
 from lre.server.proofs.document import read_seal
 from lre.server.services.proofs import StoredProofs
-from lre.server.storage.credentials import CredentialRepository
 from lre.server.storage.store import Store, Stores
 
 # Quoted-printable headers: ASCII-safe, and the reference stays readable in the Subject.
@@ -329,7 +328,7 @@ class NotificationService:
             letter = self._notified(store, reference, code)
             if letter is None:
                 raise NotFound("no notification with this reference and code")
-            enrolled = CredentialRepository(store.db).get(letter.recipient_id).password_hash
+            enrolled = store.credentials.get(letter.recipient_id).password_hash
         return LetterClaim(
             letter.id, letter.recipient_id, letter.acceptance_deadline, enrolled is not None
         )

@@ -1,6 +1,6 @@
 """Each evidence's signed PDF proof, made once and stored.
 
-Rendering and signing a proof takes tenths of a second and a signer call, so
+Rendering and signing a proof takes milliseconds of CPU and a signer call, so
 it is done the first time the proof is needed (in practice by the outbox,
 composing the proof e-mail right after the event) and the stored bytes are
 served ever after: an e-mail retried, GetEvidenceProof and the evidence
@@ -28,8 +28,8 @@ import uuid
 from collections.abc import Callable
 
 from prometheus_client import Counter
-from sqlalchemy.exc import IntegrityError
 
+from lre.server.domain.errors import WriteConflict
 from lre.server.domain.records import EvidenceWithProof
 from lre.server.proofs import ProofRenderer
 from lre.server.storage.store import Stores
@@ -102,5 +102,5 @@ class StoredProofs:
                 # Made by another process meanwhile: that one is served from now on.
                 if not store.evidence.has_proof(evidence_id):
                     store.evidence.add_proof(evidence_id, pdf, self._clock())
-        except IntegrityError:
+        except WriteConflict:
             pass  # stored by another process between the check and the insert

@@ -19,13 +19,10 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
-
 from lre.server.adapters import at_rest
 from lre.server.adapters.signer import WRAPPED_HEADER_BYTES, SignerClient, letter_key_context
-from lre.server.domain.letters import OutboxState
-from lre.server.storage import models
+from lre.server.storage.keys import Secret
+from lre.server.storage.store import Stores
 
 # The most keys one RewrapKeys call takes (the signer's MAX_KEYS_PER_CALL).
 MAX_KEYS_PER_CALL = 256
@@ -47,7 +44,7 @@ def _current_header(signer: SignerClient) -> bytes:
 
 
 def rewrap_content_keys(
-    sessions: sessionmaker[Session],
+    stores: Stores,
     signer: SignerClient,
     batch: int = MAX_KEYS_PER_CALL,
     report: Report | None = None,
@@ -58,38 +55,29 @@ def rewrap_content_keys(
     progress = Progress()
     after: uuid.UUID | None = None
     while True:
-        query = select(models.Letter.id, models.Letter.wrapped_key).order_by(models.Letter.id)
-        if after is not None:
-            query = query.where(models.Letter.id > after)
-        with sessions() as db:
-            rows = db.execute(query.limit(batch)).all()
+        with stores.read() as store:
+            rows = store.keys.wrapped_keys(after, batch)
         if not rows:
             return progress
-        after = rows[-1].id
+        after = rows[-1][0]
         progress.examined += len(rows)
         stale = [
-            (row.id, row.wrapped_key)
-            for row in rows
-            if row.wrapped_key is not None and not row.wrapped_key.startswith(current)
+            (letter_id, wrapped)
+            for letter_id, wrapped in rows
+            if wrapped is not None and not wrapped.startswith(current)
         ]
         if stale:
             rewrapped = signer.rewrap_keys([(w, letter_key_context(i)) for i, w in stale])
-            with sessions.begin() as db:
+            with stores.begin() as store:
                 for (letter_id, old), (new, changed) in zip(stale, rewrapped, strict=True):
-                    if changed:
-                        result = db.execute(
-                            update(models.Letter)
-                            .where(models.Letter.id == letter_id)
-                            .where(models.Letter.wrapped_key == old)
-                            .values(wrapped_key=new)
-                        )
-                        progress.changed += result.rowcount  # type: ignore[attr-defined]
+                    if changed and store.keys.replace_wrapped_key(letter_id, old, new):
+                        progress.changed += 1
         if report is not None:
             report("content keys", progress)
 
 
 def reencrypt_secrets(
-    sessions: sessionmaker[Session],
+    stores: Stores,
     keys: at_rest.SecretsKeys,
     batch: int = 500,
     report: Report | None = None,
@@ -97,100 +85,56 @@ def reencrypt_secrets(
     """TOTP seeds, webhook secrets and pending e-mailed codes under the current
     secrets key."""
     progress = Progress()
-    credentials = models.Credential
-    _reencrypt_column(
-        sessions,
-        keys,
-        batch,
-        progress,
-        report,
-        "TOTP secrets",
-        credentials.party_id,
-        credentials.totp_secret,
-    )
-    webhooks = models.Webhook
-    _reencrypt_column(
-        sessions,
-        keys,
-        batch,
-        progress,
-        report,
-        "webhook secrets",
-        webhooks.id,
-        webhooks.secret_ciphertext,
-    )
-    _email_codes(sessions, keys, batch, progress, report)
+    for secret in (Secret.TOTP, Secret.WEBHOOK):
+        _reencrypt(stores, keys, batch, progress, report, secret)
+    _email_codes(stores, keys, progress, report)
     return progress
 
 
-def _reencrypt_column(
-    sessions: sessionmaker[Session],
+def _reencrypt(
+    stores: Stores,
     keys: at_rest.SecretsKeys,
     batch: int,
     progress: Progress,
     report: Report | None,
-    label: str,
-    key: InstrumentedAttribute[uuid.UUID],
-    blob: InstrumentedAttribute[bytes | None] | InstrumentedAttribute[bytes],
+    secret: Secret,
 ) -> None:
     """One encrypted column, in batches by its row's id (bound into the
     ciphertext as associated data, so the same id re-encrypts it)."""
     after: uuid.UUID | None = None
     while True:
-        query = select(key, blob).where(blob.is_not(None)).order_by(key).limit(batch)
-        if after is not None:
-            query = query.where(key > after)
-        with sessions.begin() as db:
-            rows = db.execute(query).all()
+        with stores.begin() as store:
+            rows = store.keys.secrets(secret, after, batch)
             if not rows:
                 return
             after = rows[-1][0]
             progress.examined += len(rows)
             for row_id, old in rows:
-                assert old is not None  # selected so
                 new = at_rest.reencrypt(keys, old, row_id.bytes)
                 if new is not None:
-                    db.execute(
-                        update(key.class_).where(key == row_id, blob == old).values({blob: new})
-                    )
+                    store.keys.replace_secret(secret, row_id, old, new)
                     progress.changed += 1
         if report is not None:
-            report(label, progress)
+            report(secret.value, progress)
 
 
 def _email_codes(
-    sessions: sessionmaker[Session],
+    stores: Stores,
     keys: at_rest.SecretsKeys,
-    batch: int,
     progress: Progress,
     report: Report | None,
 ) -> None:
     """E-mailed codes wait encrypted in the outbox until sent (then the
     dispatcher drops them from the payload); they live minutes."""
-    table = models.OutboxMessage
-    with sessions.begin() as db:
-        rows = db.execute(
-            select(table.id, table.payload)
-            # Those being sent too: a worker that died sending one leaves it
-            # SENDING, and the next sends it again, with the current keys.
-            .where(
-                table.kind == "email_code",
-                table.state.in_([OutboxState.PENDING, OutboxState.SENDING]),
-            )
-            .with_for_update(skip_locked=True)
-        ).all()
-        for outbox_id, payload in rows:
+    with stores.begin() as store:
+        for outbox_id, payload in store.keys.email_codes():
             if "code" not in payload:
                 continue
             progress.examined += 1
             row = uuid.UUID(payload["code_id"]).bytes
             new = at_rest.reencrypt(keys, bytes.fromhex(payload["code"]), row)
             if new is not None:
-                db.execute(
-                    update(table)
-                    .where(table.id == outbox_id)
-                    .values(payload={**payload, "code": new.hex()})
-                )
+                store.keys.replace_payload(outbox_id, {**payload, "code": new.hex()})
                 progress.changed += 1
     if report is not None:
         report("e-mailed codes", progress)

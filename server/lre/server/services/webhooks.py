@@ -24,10 +24,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from prometheus_client import Counter
-from sqlalchemy.exc import IntegrityError
 
 from lre.server.adapters import at_rest
-from lre.server.domain.errors import InvalidArgument, NotFound
+from lre.server.domain.errors import InvalidArgument, NotFound, WriteConflict
 from lre.server.domain.records import LogEntryRecord, WebhookRecord
 from lre.server.storage.store import Stores
 
@@ -112,7 +111,7 @@ class WebhookService:
                         last_error=None,
                     )
                     store.webhooks.add(webhook)
-        except IntegrityError:
+        except WriteConflict:
             with self._stores.read() as store:
                 webhook = store.webhooks.by_request(request_id)
         if webhook is None or webhook.owner_id != owner_id:

@@ -2,43 +2,19 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session as DbSession
 
-from lre.server.domain.identity import FactorCategory, Session
-from lre.server.domain.letters import OutboxKind
+from lre.server.domain.identity import Credential, FactorCategory, Session
 from lre.server.storage import models
-from lre.server.storage.outbox import new_message
+from lre.server.storage.records import from_row, table, to_row
 
-
-@dataclass(frozen=True)
-class Credential:
-    """A party's factors and their counters (secrets hashed or encrypted)."""
-
-    party_id: uuid.UUID
-    password_hash: str | None = None
-    totp_secret: bytes | None = None  # encrypted at rest
-    totp_last_step: int | None = None
-    failed_attempts: int = 0
-    locked_until: dt.datetime | None = None
-    email_code_id: uuid.UUID | None = None
-    email_code_hmac: bytes | None = None
-    email_code_sent_time: dt.datetime | None = None
-    email_code_expire_time: dt.datetime | None = None
-    enrolment_code_hmac: bytes | None = None
-    enrolment_code_expire_time: dt.datetime | None = None
-
-    def locked(self, now: dt.datetime) -> bool:
-        return self.locked_until is not None and self.locked_until > now
-
-
-_FIELDS = [f.name for f in dataclasses.fields(Credential)]
+CREDENTIALS = table(models.Credential)
+SESSIONS = table(models.AuthSession)
 
 
 class CredentialRepository:
@@ -48,32 +24,36 @@ class CredentialRepository:
     def get(self, party_id: uuid.UUID, lock: bool = False) -> Credential:
         """The party's credential (empty if it has none yet); ``lock`` holds
         the row until the transaction ends, so that counters do not race."""
-        query = select(models.Credential).where(models.Credential.party_id == party_id)
-        row = self._db.scalar(query.with_for_update() if lock else query)
-        if row is None:
-            return Credential(party_id)
-        return Credential(**{name: getattr(row, name) for name in _FIELDS})
+        query = select(CREDENTIALS).where(CREDENTIALS.c.party_id == party_id)
+        row = self._db.execute(query.with_for_update() if lock else query).one_or_none()
+        return Credential(party_id) if row is None else from_row(Credential, row)
 
     def save(self, credential: Credential) -> None:
-        row = self._db.get(models.Credential, credential.party_id)
-        if row is None:
-            row = models.Credential(party_id=credential.party_id)
-            self._db.add(row)
-        for name in _FIELDS:
-            setattr(row, name, getattr(credential, name))
-
-    def enqueue_mail(self, kind: OutboxKind, payload: dict[str, str], now: dt.datetime) -> None:
-        """A message for the outbox, sent after this transaction commits."""
-        self._db.execute(
-            insert(models.OutboxMessage.__table__),  # type: ignore[arg-type]
-            [new_message(None, kind, payload, now, now)],
+        row = to_row(credential)
+        changed = self._db.execute(
+            update(CREDENTIALS).where(CREDENTIALS.c.party_id == credential.party_id).values(row)
         )
+        if not changed.rowcount:  # type: ignore[attr-defined]
+            self._db.execute(insert(CREDENTIALS), [row])
+
+
+def _session(row: Any) -> Session:
+    """A session as the domain sees it. The one row not mapped by name: the
+    domain names a party by its resource id and the factors as a set."""
+    return Session(
+        party_id=str(row.party_id),
+        level=row.level,
+        factors=frozenset(FactorCategory(f) for f in row.factors),
+        one_time_element=row.one_time_element,
+        authenticated_at=row.authenticated_at,
+        expires_at=row.expire_time,
+    )
 
 
 class SessionRepository:
     """Sessions by the hash of their bearer token (the token itself is never stored)."""
 
-    def __init__(self, db: DbSession | Connection) -> None:
+    def __init__(self, db: DbSession) -> None:
         self._db = db
 
     def add(self, token_hash: bytes, session: Session) -> None:
@@ -88,11 +68,11 @@ class SessionRepository:
             "expire_time": session.expires_at,
             "revoke_time": None,
         }
-        self._db.execute(insert(models.AuthSession.__table__), [values])  # type: ignore[arg-type]
+        self._db.execute(insert(SESSIONS), [values])
 
     def live(self, token_hash: bytes, now: dt.datetime) -> Session | None:
         """The session if it exists, is not revoked and has not expired."""
-        s = models.AuthSession
+        s = SESSIONS.c
         row = self._db.execute(
             select(
                 s.party_id,
@@ -106,29 +86,27 @@ class SessionRepository:
         ).first()
         if row is None or row.revoke_time is not None or row.expire_time <= now:
             return None
-        return Session(
-            party_id=str(row.party_id),
-            level=row.level,
-            factors=frozenset(FactorCategory(f) for f in row.factors),
-            one_time_element=row.one_time_element,
-            authenticated_at=row.authenticated_at,
-            expires_at=row.expire_time,
-        )
+        return _session(row)
 
     def revoke_all(self, party_id: uuid.UUID, now: dt.datetime) -> None:
-        s = models.AuthSession
         self._db.execute(
-            update(s).where(s.party_id == party_id, s.revoke_time.is_(None)).values(revoke_time=now)
+            update(SESSIONS)
+            .where(SESSIONS.c.party_id == party_id, SESSIONS.c.revoke_time.is_(None))
+            .values(revoke_time=now)
         )
 
     def revoke(self, token_hash: bytes, now: dt.datetime) -> uuid.UUID | None:
         """The session's party; None when there is no such session."""
-        assert isinstance(self._db, DbSession)
-        row = self._db.scalar(
-            select(models.AuthSession).where(models.AuthSession.token_hash == token_hash)
-        )
+        row = self._db.execute(
+            select(SESSIONS.c.id, SESSIONS.c.party_id, SESSIONS.c.revoke_time).where(
+                SESSIONS.c.token_hash == token_hash
+            )
+        ).first()
         if row is None:
             return None
         if row.revoke_time is None:
-            row.revoke_time = now
-        return row.party_id
+            self._db.execute(
+                update(SESSIONS).where(SESSIONS.c.id == row.id).values(revoke_time=now)
+            )
+        party_id: uuid.UUID = row.party_id
+        return party_id

@@ -61,7 +61,8 @@ class EvidenceRepository:
         return found is not None
 
     def add_proof(self, evidence_id: uuid.UUID, pdf: bytes, now: dt.datetime) -> None:
-        """Stores the proof; IntegrityError if one is stored already (made meanwhile)."""
+        """Stores the proof; WriteConflict (from the unit of work) if one is stored
+        already (made meanwhile)."""
         self._db.execute(
             insert(PROOFS), [{"evidence_id": evidence_id, "pdf": pdf, "create_time": now}]
         )
@@ -71,8 +72,10 @@ class ChargeRepository:
     def __init__(self, db: DbSession) -> None:
         self._db = db
 
-    def add(self, charge: ChargeRecord) -> None:
-        self._db.execute(insert(CHARGES), [to_row(charge)])
+    def add(self, charges: Iterable[ChargeRecord]) -> None:
+        rows = [to_row(c) for c in charges]
+        if rows:
+            self._db.execute(insert(CHARGES), rows)
 
     def page_for(
         self,

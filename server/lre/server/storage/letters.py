@@ -39,9 +39,10 @@ class LetterRepository:
     def __init__(self, db: DbSession) -> None:
         self._db = db
 
-    def add(self, letter: LetterRecord, parts: Iterable[PartRecord] = ()) -> None:
-        self._db.execute(insert(LETTERS), [to_row(letter)])
-        self.add_parts(parts)
+    def add(self, *letters: LetterRecord) -> None:
+        """Letters, one statement (a mailing's all at once)."""
+        if letters:
+            self._db.execute(insert(LETTERS), [to_row(letter) for letter in letters])
 
     def add_parts(self, parts: Iterable[PartRecord]) -> None:
         rows = [

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session as DbSession
 
 from lre.server.domain.letters import LetterState
 from lre.server.domain.mailings import MailingRecipientRecord, MailingRecord
-from lre.server.domain.records import ChargeRecord, LetterRecord
+from lre.server.domain.records import LetterRecord
 from lre.server.storage import models
 from lre.server.storage.letters import ContentRepository
 from lre.server.storage.records import from_row, paged_records, table, to_row
@@ -21,8 +21,6 @@ MAILINGS = table(models.Mailing)
 RECIPIENTS = table(models.MailingRecipient)
 CHUNKS = table(models.MailingChunk)
 LETTERS = table(models.Letter)
-CONSENTS = table(models.Consent)
-CHARGES = table(models.Charge)
 EVIDENCE = table(models.Evidence)
 
 
@@ -64,12 +62,7 @@ class MailingRepository:
         """The mailing first: its chunks refer to it."""
         self._db.execute(insert(MAILINGS), [to_row(mailing)])
 
-    def add_letters(
-        self, letters: list[LetterRecord], recipients: Iterable[MailingRecipientRecord]
-    ) -> None:
-        """The mailing's letters and its recipients, a statement each."""
-        if letters:
-            self._db.execute(insert(LETTERS), [to_row(letter) for letter in letters])
+    def add_recipients(self, recipients: Iterable[MailingRecipientRecord]) -> None:
         rows = [to_row(r) for r in recipients]
         if rows:
             self._db.execute(insert(RECIPIENTS), rows)
@@ -151,22 +144,6 @@ class MailingRepository:
                 .values(wrapped_key=None, content_purge_time=now)
             )
         return len(due)
-
-    def consenting(self, sender_id: uuid.UUID, recipients: Iterable[uuid.UUID]) -> set[uuid.UUID]:
-        """Which of ``recipients`` have an active consent to this sender's letters; one query."""
-        return set(
-            self._db.scalars(
-                select(CONSENTS.c.recipient_id).where(
-                    CONSENTS.c.sender_id == sender_id,
-                    CONSENTS.c.recipient_id.in_(set(recipients)),
-                    CONSENTS.c.withdraw_time.is_(None),
-                )
-            )
-        )
-
-    def add_charges(self, charges: list[ChargeRecord]) -> None:
-        if charges:
-            self._db.execute(insert(CHARGES), [to_row(c) for c in charges])
 
     def evidence_steps(
         self, mailing_id: uuid.UUID

@@ -103,8 +103,8 @@ class OutboxRepository:
 
         # Recipients' notices (they start the legal window) and e-mailed codes
         # (someone is waiting at a login) before proofs and reminders: a proof
-        # carries a PDF made in tenths of a second, and a backlog of them must
-        # not hold a notice.
+        # carries a PDF (milliseconds of CPU and a signer call), and a backlog
+        # of them must not hold a notice.
         rows = oldest(OUTBOX.c.kind.in_(URGENT), batch)
         if len(rows) < batch:
             rows += oldest(OUTBOX.c.kind.not_in(URGENT), batch - len(rows))

@@ -2,40 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import uuid
+from collections.abc import Iterable
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, exists, insert, select, update
 from sqlalchemy.orm import Session as DbSession
 
 from lre.server.domain.identity import Consent, Party
 from lre.server.storage import models
-from lre.server.storage.paging import paged
+from lre.server.storage.records import from_row, paged_records, table, to_row
 
-
-def _party(row: models.Party) -> Party:
-    return Party(
-        id=row.id,
-        kind=row.kind,
-        professional=row.professional,
-        email=row.email,
-        given_name=row.given_name,
-        family_name=row.family_name,
-        company_name=row.company_name,
-        postal_address=row.postal_address,
-        create_time=row.create_time,
-    )
-
-
-def _consent(row: models.Consent) -> Consent:
-    return Consent(
-        id=row.id,
-        recipient_id=row.recipient_id,
-        sender_id=row.sender_id,
-        method=row.method,
-        grant_time=row.grant_time,
-        withdraw_time=row.withdraw_time,
-    )
+PARTIES = table(models.Party)
+CONSENTS = table(models.Consent)
 
 
 class PartyRepository:
@@ -43,36 +23,39 @@ class PartyRepository:
         self._db = db
 
     def get(self, party_id: uuid.UUID) -> Party | None:
-        row = self._db.get(models.Party, party_id)
-        return None if row is None else _party(row)
+        row = self._db.execute(select(PARTIES).where(PARTIES.c.id == party_id)).one_or_none()
+        return None if row is None else from_row(Party, row)
 
     def exists(self, party_id: uuid.UUID) -> bool:
-        return self._db.get(models.Party, party_id) is not None
+        return bool(self._db.scalar(select(exists().where(PARTIES.c.id == party_id))))
 
     def by_request(self, scope: str, request_id: str) -> tuple[Party, str | None] | None:
         """The party a caller's request created, and that request's fingerprint."""
-        p = models.Party
-        row = self._db.scalar(select(p).where(p.request_scope == scope, p.request_id == request_id))
-        return None if row is None else (_party(row), row.request_hash)
+        row = self._db.execute(
+            select(PARTIES).where(
+                PARTIES.c.request_scope == scope, PARTIES.c.request_id == request_id
+            )
+        ).one_or_none()
+        return None if row is None else (from_row(Party, row), row.request_hash)
 
     def add(self, party: Party, scope: str, request_id: str, request_hash: str) -> None:
-        self._db.add(
-            models.Party(
-                id=party.id,
-                kind=party.kind,
-                professional=party.professional,
-                given_name=party.given_name,
-                family_name=party.family_name,
-                company_name=party.company_name,
-                email=party.email,
-                postal_address=party.postal_address,
-                create_time=party.create_time,
-                request_scope=scope,
-                request_id=request_id,
-                request_hash=request_hash,
-            )
+        self._db.execute(
+            insert(PARTIES),
+            [
+                to_row(party)
+                | {"request_scope": scope, "request_id": request_id, "request_hash": request_hash}
+            ],
         )
-        self._db.flush()
+
+
+def _active(sender_id: uuid.UUID, recipients: Iterable[uuid.UUID]) -> ColumnElement[bool]:
+    """The consent rule's one condition: granted by the recipient to this
+    sender and not withdrawn (CPCE L100)."""
+    return (
+        (CONSENTS.c.sender_id == sender_id)
+        & CONSENTS.c.recipient_id.in_(set(recipients))
+        & CONSENTS.c.withdraw_time.is_(None)
+    )
 
 
 class ConsentRepository:
@@ -81,58 +64,64 @@ class ConsentRepository:
 
     def by_request(self, scope: str, request_id: str) -> tuple[Consent, str | None] | None:
         """The consent a caller's request recorded, and that request's fingerprint."""
-        c = models.Consent
-        row = self._db.scalar(select(c).where(c.request_scope == scope, c.request_id == request_id))
-        return None if row is None else (_consent(row), row.request_hash)
+        row = self._db.execute(
+            select(CONSENTS).where(
+                CONSENTS.c.request_scope == scope, CONSENTS.c.request_id == request_id
+            )
+        ).one_or_none()
+        return None if row is None else (from_row(Consent, row), row.request_hash)
+
+    def consenting(self, sender_id: uuid.UUID, recipients: Iterable[uuid.UUID]) -> set[uuid.UUID]:
+        """Which of ``recipients`` consent to this sender's letters; one query
+        (a deposit asks for one recipient, a mailing for all of its own)."""
+        return set(
+            self._db.scalars(select(CONSENTS.c.recipient_id).where(_active(sender_id, recipients)))
+        )
 
     def active(self, recipient_id: uuid.UUID, sender_id: uuid.UUID) -> Consent | None:
-        row = self._db.scalar(
-            select(models.Consent).where(
-                models.Consent.recipient_id == recipient_id,
-                models.Consent.sender_id == sender_id,
-                models.Consent.withdraw_time.is_(None),
-            )
-        )
-        return None if row is None else _consent(row)
+        """The recipient's consent to this sender in force, if any."""
+        row = self._db.execute(
+            select(CONSENTS).where(_active(sender_id, [recipient_id])).limit(1)
+        ).one_or_none()
+        return None if row is None else from_row(Consent, row)
 
     def add(self, consent: Consent, scope: str, request_id: str, request_hash: str) -> None:
-        self._db.add(
-            models.Consent(
-                id=consent.id,
-                recipient_id=consent.recipient_id,
-                sender_id=consent.sender_id,
-                method=consent.method,
-                grant_time=consent.grant_time,
-                withdraw_time=consent.withdraw_time,
-                request_scope=scope,
-                request_id=request_id,
-                request_hash=request_hash,
-            )
+        self._db.execute(
+            insert(CONSENTS),
+            [
+                to_row(consent)
+                | {"request_scope": scope, "request_id": request_id, "request_hash": request_hash}
+            ],
         )
-        self._db.flush()
 
     def get(self, consent_id: uuid.UUID) -> Consent | None:
-        row = self._db.get(models.Consent, consent_id)
-        return None if row is None else _consent(row)
+        row = self._db.execute(select(CONSENTS).where(CONSENTS.c.id == consent_id)).one_or_none()
+        return None if row is None else from_row(Consent, row)
 
     def withdraw(self, consent_id: uuid.UUID, now: dt.datetime) -> tuple[Consent, bool] | None:
         """The consent, withdrawn at ``now`` unless it already was, and whether
         this call withdrew it (the row is locked: one call does)."""
-        row = self._db.get(models.Consent, consent_id, with_for_update=True)
+        row = self._db.execute(
+            select(CONSENTS).where(CONSENTS.c.id == consent_id).with_for_update()
+        ).one_or_none()
         if row is None:
             return None
-        withdrawing = row.withdraw_time is None
-        if withdrawing:
-            row.withdraw_time = now
-        return _consent(row), withdrawing
+        consent = from_row(Consent, row)
+        if consent.withdraw_time is not None:
+            return consent, False
+        self._db.execute(
+            update(CONSENTS).where(CONSENTS.c.id == consent_id).values(withdraw_time=now)
+        )
+        return dataclasses.replace(consent, withdraw_time=now), True
 
     def page(
         self, recipient_id: uuid.UUID, page_size: int, page_token: str
     ) -> tuple[list[Consent], str]:
         query = (
-            select(models.Consent)
-            .where(models.Consent.recipient_id == recipient_id)
-            .order_by(models.Consent.grant_time, models.Consent.id)
+            select(CONSENTS)
+            .where(CONSENTS.c.recipient_id == recipient_id)
+            .order_by(CONSENTS.c.grant_time, CONSENTS.c.id)
         )
-        rows, token = paged(self._db, query, page_size, page_token)
-        return [_consent(r) for r in rows], token
+        return paged_records(
+            self._db, query, page_size, page_token, lambda row: from_row(Consent, row)
+        )

@@ -5,36 +5,53 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
+from lre.server.domain.errors import WriteConflict
+from lre.server.storage.credentials import CredentialRepository, SessionRepository
 from lre.server.storage.db import engine_of, reader
 from lre.server.storage.evidence import ChargeRepository, EvidenceRepository
+from lre.server.storage.keys import KeyRepository
 from lre.server.storage.letters import ContentRepository, LetterRepository
 from lre.server.storage.log import LogRepository
 from lre.server.storage.mailings import MailingRepository
 from lre.server.storage.outbox import OutboxRepository
+from lre.server.storage.parties import ConsentRepository, PartyRepository
+from lre.server.storage.proofing import ProofingRepository
 from lre.server.storage.webhooks import WebhookRepository
 
 
 class Store:
     def __init__(self, db: DbSession) -> None:
-        # The session itself, for the identity service's reads inside this
-        # transaction (a deposit's consent check).
-        self.db = db
+        # Custody.
         self.letters = LetterRepository(db)
         self.content = ContentRepository(db)
         self.evidence = EvidenceRepository(db)
         self.charges = ChargeRepository(db)
+        self.mailings = MailingRepository(db)
         self.outbox = OutboxRepository(db)
         self.log = LogRepository(db)
         self.webhooks = WebhookRepository(db)
-        self.mailings = MailingRepository(db)
+        # Identity.
+        self.parties = PartyRepository(db)
+        self.consents = ConsentRepository(db)
+        self.proofing = ProofingRepository(db)
+        self.credentials = CredentialRepository(db)
+        self.sessions = SessionRepository(db)
+        # What is encrypted under keys that rotate.
+        self.keys = KeyRepository(db)
 
 
 class Stores:
     """Opens stores: ``begin()`` for a transaction that commits when the block
-    ends without an exception, ``read()`` for reads."""
+    ends without an exception, ``read()`` for reads.
+
+    A write the database refuses as conflicting (IntegrityError: a unique key
+    taken, most often by a concurrent request), raised by a repository's
+    statement or at commit, leaves the block as the domain's WriteConflict,
+    after the transaction has rolled back."""
 
     def __init__(self, sessions: sessionmaker[DbSession]) -> None:
         self._sessions = sessions
@@ -45,8 +62,12 @@ class Stores:
 
     @contextmanager
     def begin(self) -> Iterator[Store]:
-        with self._sessions.begin() as db:
-            yield Store(db)
+        try:
+            with self._sessions.begin() as db:
+                yield Store(db)
+        except IntegrityError as exc:
+            # Not the database's message: it names the conflicting values.
+            raise WriteConflict("the write conflicts with one committed meanwhile") from exc
 
     @contextmanager
     def read(self) -> Iterator[Store]:
@@ -56,7 +77,7 @@ class Stores:
     @contextmanager
     def peek(self) -> Iterator[Store]:
         """For reads that need no snapshot (a check that a write transaction
-        makes again): on PostgreSQL in autocommit, which spares the BEGIN and
-        ROLLBACK round trips (see db.reader)."""
+        makes again, a bearer token looked up on every call): on PostgreSQL in
+        autocommit, which spares the BEGIN and ROLLBACK round trips (see db.reader)."""
         with reader(engine_of(self._sessions)) as connection, DbSession(bind=connection) as db:
             yield Store(db)

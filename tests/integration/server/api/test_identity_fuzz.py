@@ -21,6 +21,7 @@ from lre.server.api.identity import IdentityServicer
 from lre.server.domain.letters import PartyKind
 from lre.server.services.identity import IdentityPolicy, IdentityService
 from lre.server.storage import db, models
+from lre.server.storage.store import Stores
 from lre.v1 import identity_pb2, identity_pb2_grpc
 from tests.support.databases import rows_per_table, unjournaled
 from tests.support.protofuzz import ALLOWED, KNOWN_PARTY, call_raw, message
@@ -46,7 +47,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Engi
             )
         )
     service = IdentityService(
-        db.sessions(engine), IdentityPolicy(secrets_key=SecretsKeys(bytes(32)))
+        Stores(db.sessions(engine)), IdentityPolicy(secrets_key=SecretsKeys(bytes(32)))
     )
     binding = ServiceBinding(
         SERVICE.full_name,

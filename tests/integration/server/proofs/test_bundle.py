@@ -36,6 +36,7 @@ from lre.server.proofs.bundle import build_bundle, zip_members
 from lre.signer import pki
 from lre.verify import verify_bundle
 from lre.verify.report import Report
+from tests.support import doctored
 from tests.support.processes import BIN
 from tests.support.signer import SignerProcess
 
@@ -300,6 +301,15 @@ CHANGES: dict[str, tuple[Change, str]] = {
     ),
     "PDF byte": (
         _set(layout.PROOF_PDF, lambda g, d: _flip(d, b"%", 11)),
+        "proof PDF: PAdES signature",
+    ),
+    # Appended as a forger would: the signed bytes stay as they were.
+    "PDF overlay appended": (
+        _set(layout.PROOF_PDF, lambda g, d: doctored.with_overlay(d)),
+        "proof PDF: PAdES signature",
+    ),
+    "PDF title changed": (
+        _set(layout.PROOF_PDF, lambda g, d: doctored.with_title(d)),
         "proof PDF: PAdES signature",
     ),
     "chain of another CA": (

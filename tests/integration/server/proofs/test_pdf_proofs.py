@@ -1,17 +1,19 @@
-"""PDF proofs end to end: rendered by lre.server.proofs, signed by the real signer
-process (PAdES B-LT through SoftHSM), checked by poppler's pdfsig, pyHanko's
-validator and openssl on the attachments."""
+"""PDF proofs end to end: rendered by lre.server.proofs (Typst), signed in one
+pass with the real signer process (PAdES B-LT through SoftHSM), and checked on
+the signed file by independent tools: poppler (pdfsig, pdftotext, pdfinfo,
+pdffonts, pdfdetach), qpdf, pyHanko's validator, and openssl on the attachments."""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import os
 import re
 import shutil
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -25,7 +27,8 @@ from pyhanko.sign.diff_analysis import ModificationLevel
 from pyhanko.sign.validation import DocumentSecurityStore, validate_pdf_signature
 from pyhanko.sign.validation.status import SignatureCoverageLevel
 
-from lre.server.adapters.signer import SignerClient
+from lre.server.adapters.signer import PdfValidationData, SignerClient
+from lre.server.domain.errors import DependencyUnavailable
 from lre.server.domain.evidence import (
     EvidenceDocument,
     IssuerDetails,
@@ -36,20 +39,26 @@ from lre.server.domain.letters import EvidenceEvent
 from lre.server.proofs import ProofInputError, attachment_names, proof_pdf, render_proof
 from lre.server.proofs.document import read
 from lre.server.proofs.events import TEXTS
+from lre.server.proofs.pades import ProofSigner
 from lre.signer import pki
 from lre.signer.app import Signer
 from lre.signer.config import SignerSettings
 from lre.signer.service import MAX_PDF_BYTES
 from lre.v1 import signing_pb2, signing_pb2_grpc
+from lre.verify import pdf as verify_pdf
+from lre.verify.cms import SealProblem
+from tests.support.doctored import OVERLAY_TEXT, with_overlay, with_title
 from tests.support.pki import openssl
 from tests.support.signer import SignerProcess
 
 PARTY_ID = "7d1c0000-0000-4000-8000-000000000001"
 SUBMITTED = dt.datetime(2026, 11, 28, 16, 5, 7, 250000, tzinfo=dt.UTC)
+NOTIFIED = dt.datetime(2026, 12, 6, 22, 30, 0, 125000, tzinfo=dt.UTC)  # 23:30 in Paris
+REFERENCE = "6G7R2SAPSAWM"
 REASONS = {
     EvidenceEvent.SUBMISSION_REJECTION: ("no consent from a consumer", "consent_missing"),
-    EvidenceEvent.NOTIFICATION_FOR_ACCEPTANCE_FAILURE: ("550 5.1.1 mailbox unknown", "bounced"),
-    EvidenceEvent.CONSIGNMENT_REJECTION: ("refused by the recipient", "refused"),
+    EvidenceEvent.NOTIFICATION_FOR_ACCEPTANCE_FAILURE: (None, "notification_bounced"),
+    EvidenceEvent.CONSIGNMENT_REJECTION: ("wrong address", "refused_by_recipient"),
 }
 
 
@@ -70,7 +79,7 @@ def verifiers() -> None:
         if shutil.which(tool) is None
     ]
     if missing:
-        packages = "poppler-utils, libnss3-tools"
+        packages = "poppler-utils, libnss3-tools, qpdf"
         if os.environ.get("CI"):
             pytest.fail(f"{missing} required under CI (Debian packages {packages})")
         pytest.skip(f"{missing} not installed (Debian packages {packages}): proofs not checked")
@@ -89,10 +98,11 @@ def _seal_certificate(client: SignerClient) -> bytes:
 
 def _evidence(event: EvidenceEvent, certificate: bytes) -> bytes:
     reason, code = REASONS.get(event, (None, None))
+    notification = event is EvidenceEvent.NOTIFICATION_FOR_ACCEPTANCE
     return EvidenceDocument(
         evidence_id=str(uuid.uuid4()),
         event=event,
-        event_time=dt.datetime.now(dt.UTC),
+        event_time=NOTIFIED if notification else dt.datetime.now(dt.UTC),
         policy_oid="2.999.319522.1",
         issuer=IssuerDetails.of("LRE Test Provider SAS", certificate),
         sender=PartyDetails("Société Dupont & Fils", "courrier@dupont.example", PARTY_ID),
@@ -105,7 +115,17 @@ def _evidence(event: EvidenceEvent, certificate: bytes) -> bytes:
         ),
         reason=reason,
         reason_code=code,
+        letter_reference=REFERENCE,
+        notification_time=NOTIFIED if event in AFTER_NOTIFICATION else None,
     ).to_json()
+
+
+AFTER_NOTIFICATION = {
+    EvidenceEvent.CONSIGNMENT_ACCEPTANCE,
+    EvidenceEvent.CONSIGNMENT_REJECTION,
+    EvidenceEvent.ACCEPTANCE_REJECTION_EXPIRY,
+    EvidenceEvent.CONTENT_HANDOVER,
+}
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +171,7 @@ def _run(*args: str | Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.parametrize("event", list(EvidenceEvent), ids=lambda e: e.value)
-def test_pdfsig_finds_the_signature_valid_and_trusted_over_the_signed_revision(
+def test_pdfsig_finds_the_signature_valid_trusted_and_over_the_whole_document(
     proofs: dict[EvidenceEvent, Proof], event: EvidenceEvent, nss_db: str
 ) -> None:
     proof = proofs[event]
@@ -161,29 +181,25 @@ def test_pdfsig_finds_the_signature_valid_and_trusted_over_the_signed_revision(
     assert "Certificate Validation: Certificate is Trusted." in result.stdout, result.stdout
     assert "Signer Certificate Common Name: LRE Development Seal" in result.stdout
     assert "Signature Type: ETSI.CAdES.detached" in result.stdout
-    # The signed ranges cover the whole signed revision: everything from the
-    # start to the end of the signature's revision but the signature itself.
-    # pdfsig reports "Not total document signed" because the B-LT validation
-    # data (the DSS) is an incremental update after that revision, which the
-    # pyHanko test below checks is nothing but validation data.
+    # The validation data is in the signed revision: nothing follows the signature.
+    assert "  - Total document signed" in result.stdout, result.stdout
     ranges = re.search(r"Signed Ranges: \[0 - (\d+)\], \[(\d+) - (\d+)\]", result.stdout)
     assert ranges is not None, result.stdout
     data = proof.pdf.read_bytes()
     hole_start, hole_end, signed_end = (int(g) for g in ranges.groups())
     assert data[hole_start : hole_start + 1] == b"<" and data[hole_end - 1 : hole_end] == b">"
-    assert data[:signed_end].rstrip().endswith(b"%%EOF")
-    assert signed_end < len(data)  # the DSS revision follows
+    assert signed_end == len(data)
 
 
 @pytest.mark.parametrize("event", list(EvidenceEvent), ids=lambda e: e.value)
-def test_pyhanko_finds_it_intact_valid_timestamped_and_b_lt(
+def test_pyhanko_finds_it_intact_valid_timestamped_b_lt_and_covering_the_file(
     proofs: dict[EvidenceEvent, Proof], event: EvidenceEvent, signer_process: SignerProcess
 ) -> None:
     with proofs[event].pdf.open("rb") as stream:
         reader = PdfFileReader(stream)
         (signature,) = reader.embedded_signatures
         dss = DocumentSecurityStore.read_dss(reader)
-        assert len(dss.crls) >= 1 and len(dss.certs) >= 2
+        assert len(dss.crls) >= 1 and len(dss.certs) >= 3
         # Validated from what the PDF carries alone: no fetching, and a
         # revocation check required for every certificate of both chains.
         context = dss.as_validation_context(
@@ -199,10 +215,15 @@ def test_pyhanko_finds_it_intact_valid_timestamped_and_b_lt(
         assert status.timestamp_validity is not None
         assert status.timestamp_validity.intact and status.timestamp_validity.valid
         assert status.timestamp_validity.trusted
-        assert status.coverage == SignatureCoverageLevel.ENTIRE_REVISION
-        # What follows the signature is validation data only.
-        assert status.modification_level == ModificationLevel.LTA_UPDATES
+        assert status.coverage == SignatureCoverageLevel.ENTIRE_FILE
+        assert status.modification_level == ModificationLevel.NONE
         assert status.signing_cert.subject.native["common_name"] == "LRE Development Seal"
+        # The CMS carries the seal certificate once, and not the root (the verifier's own).
+        certificates = [c.chosen for c in signature.signed_data["certificates"]]
+        assert len({c.dump() for c in certificates}) == len(certificates)
+        assert status.signing_cert.dump() in {c.dump() for c in certificates}
+        assert all(c.self_signed == "no" for c in certificates)
+        assert reader.input_version == (1, 7)
 
 
 @pytest.mark.parametrize("event", list(EvidenceEvent), ids=lambda e: e.value)
@@ -237,7 +258,7 @@ def _evidence_id(proof: Proof) -> str:
 
 
 @pytest.mark.parametrize("event", list(EvidenceEvent), ids=lambda e: e.value)
-def test_the_page_says_what_happened_in_both_languages_as_pdf_a_with_fonts_embedded(
+def test_the_page_says_what_happened_in_both_languages(
     proofs: dict[EvidenceEvent, Proof], event: EvidenceEvent
 ) -> None:
     proof = proofs[event]
@@ -247,6 +268,7 @@ def test_the_page_says_what_happened_in_both_languages_as_pdf_a_with_fonts_embed
     for expected in (
         titles.fr,
         titles.en,
+        REFERENCE,
         "Société Dupont & Fils",
         "courrier@dupont.example",
         "Élodie Martin-Lefèvre",
@@ -259,20 +281,150 @@ def test_the_page_says_what_happened_in_both_languages_as_pdf_a_with_fonts_embed
         "2026-11-28 16:05:07.250 UTC",
         "Portée juridique",
         "Legal meaning",
+        # The check that catches a doctored proof, and what its answer means.
+        "Total document signed",
+        "Not total document signed",
     ):
         assert expected in flat, expected
-    # Digests wrap across lines.
-    assert "ab" * 32 in "".join(text.split()) and "cd" * 32 in "".join(text.split())
+    # Digests wrap across lines; hex as sha256sum prints it, base64 as in the evidence.
+    packed = "".join(text.split())
+    assert "ab" * 32 in packed and "cd" * 32 in packed
+    assert "q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s=" in packed
     letter = re.search(rb'"letterId":"([^"]+)"', proof.evidence)
     assert letter is not None and letter.group(1).decode() in flat
     # The article, once in each language.
     assert len(re.findall(r"\barticles? (R53-[23]|L100)\b", flat)) >= 2
+    # Every time printed says its zone.
+    for time in re.findall(r"\d\d:\d\d:\d\d[.,]\d{3}\S*(?: \S+)?", flat):
+        assert "UTC" in time, time
+
+
+def test_the_notification_proof_states_the_last_day_of_the_window(
+    proofs: dict[EvidenceEvent, Proof],
+) -> None:
+    flat = _text(proofs[EvidenceEvent.NOTIFICATION_FOR_ACCEPTANCE])
+    # Notified 6 December 23:30 in Paris: days 7 to 21 December, the 21st included.
+    assert "6 décembre 2026, 23:30:00,125 (UTC+01:00)" in flat
+    assert "21 décembre 2026 à 23 h 59 min 59 s, heure de Paris (UTC+01:00)" in flat
+    assert "21 December 2026, 23:59:59 Paris time" in flat
+    assert "2026-12-21 22:59:59 UTC" in flat
+
+
+@pytest.mark.parametrize("event", sorted(AFTER_NOTIFICATION, key=str), ids=lambda e: e.value)
+def test_the_answers_state_when_the_recipient_was_notified_and_the_last_day(
+    proofs: dict[EvidenceEvent, Proof], event: EvidenceEvent
+) -> None:
+    flat = _text(proofs[event])
+    assert "Notification" in flat
+    assert "6 décembre 2026, 23:30:00,125 (UTC+01:00)" in flat
+    assert "2026-12-06 22:30:00.125 UTC" in flat
+    assert "21 décembre 2026 à 23 h 59 min 59 s" in flat
+
+
+@pytest.mark.parametrize(
+    ("event", "words"),
+    [
+        (EvidenceEvent.SUBMISSION_REJECTION, "n'ayant pas consenti à recevoir"),
+        (EvidenceEvent.NOTIFICATION_FOR_ACCEPTANCE_FAILURE, "définitivement refusé le message"),
+        (EvidenceEvent.CONSIGNMENT_REJECTION, "refus exprimé par le destinataire"),
+    ],
+    ids=lambda v: v.value if isinstance(v, EvidenceEvent) else "",
+)
+def test_reasons_are_in_words_with_their_code(
+    proofs: dict[EvidenceEvent, Proof], event: EvidenceEvent, words: str
+) -> None:
+    flat = _text(proofs[event])
+    stated, code = REASONS[event]
+    assert words in flat and f"(code {code})" in flat
+    if stated:
+        assert f"« {stated} »" in flat
+
+
+@pytest.mark.parametrize("event", list(EvidenceEvent), ids=lambda e: e.value)
+def test_the_signed_file_is_tagged_pdf_a_3a_and_ua_1_with_consistent_metadata(
+    proofs: dict[EvidenceEvent, Proof], event: EvidenceEvent
+) -> None:
+    proof = proofs[event]
     info = _run("pdfinfo", proof.pdf).stdout
     assert re.search(r"Pages:\s+1\n", info), info
-    metadata = _run("pdfinfo", "-meta", proof.pdf).stdout
-    assert re.search(r"pdfaid:part[>=\"]+3", metadata), metadata
+    assert re.search(r"Tagged:\s+yes\n", info), info
+    assert re.search(r"PDF version:\s+1\.7\n", info), info
+    check = _run("qpdf", "--check", proof.pdf)
+    assert check.returncode == 0 and "No syntax or stream encoding errors" in check.stdout, (
+        check.stdout + check.stderr
+    )
     fonts = _run("pdffonts", proof.pdf).stdout.splitlines()[2:]
     assert fonts and all(" yes yes yes " in line for line in fonts), fonts
+    objects = _qpdf_objects(proof.pdf)
+    trailer = _deref(objects, objects["trailer"])
+    assert isinstance(trailer, dict)
+    catalog = _deref(objects, trailer["/Root"])
+    assert isinstance(catalog, dict)
+    # No PDF 2.0 feature declared against the PDF/A-3 (PDF 1.7) claim.
+    assert catalog.get("/Version", "/1.7") == "/1.7"
+    assert str(catalog["/Lang"]).startswith("u:fr")
+    mark_info = _deref(objects, catalog["/MarkInfo"])
+    assert "/StructTreeRoot" in catalog and isinstance(mark_info, dict) and mark_info["/Marked"]
+    intents = _deref(objects, catalog["/OutputIntents"])
+    assert isinstance(intents, list) and len(intents) == 1
+    intent = _deref(objects, intents[0])
+    assert isinstance(intent, dict)
+    assert intent["/S"] == "/GTS_PDFA1" and "/DestOutputProfile" in intent
+    # The signature's widget is in the structure tree (PDF/UA: every annotation tagged).
+    acroform = _deref(objects, catalog["/AcroForm"])
+    assert isinstance(acroform, dict)
+    fields = _deref(objects, acroform["/Fields"])
+    assert isinstance(fields, list) and len(fields) == 1
+    widget_ref = fields[0]
+    widget = _deref(objects, widget_ref)
+    tree = _deref(objects, catalog["/StructTreeRoot"])
+    assert isinstance(widget, dict) and isinstance(tree, dict)
+    nums = _deref(objects, tree["/ParentTree"])["/Nums"]  # type: ignore[index]
+    form = _deref(objects, dict(zip(nums[::2], nums[1::2], strict=True))[widget["/StructParent"]])
+    assert isinstance(form, dict) and form["/S"] == "/Form" and form["/Alt"]
+    assert form["/K"]["/Obj"] == widget_ref  # type: ignore[index]
+    page = _deref(objects, widget["/P"])
+    assert isinstance(page, dict) and page["/Tabs"] == "/S"
+    # Each attachment once, related to the document.
+    related = _deref(objects, catalog["/AF"])
+    assert isinstance(related, list)
+    files = [f for f in (_deref(objects, r) for r in related) if isinstance(f, dict)]
+    names = sorted(str(f["/UF"]).removeprefix("u:") for f in files)
+    assert names == sorted(attachment_names(read(proof.evidence, proof.seal)))
+    assert sorted(f["/AFRelationship"] for f in files) == ["/Source", "/Supplement"]
+    # The XMP says what the file is, and agrees with the document information.
+    xmp = _run("pdfinfo", "-meta", proof.pdf).stdout
+    assert re.search(r"pdfaid:part[>=\"]+3", xmp) and re.search(r"pdfaid:conformance[>=\"]+A", xmp)
+    assert re.search(r"pdfuaid:part[>=\"]+1", xmp)
+    producer = re.search(r"Producer:\s+(.+)\n", info)
+    assert producer is not None
+    assert re.search(r"pdf:Producer[>=\"]+" + re.escape(producer.group(1)), xmp), xmp
+    title = re.search(r"Title:\s+(.+)\n", info)
+    assert title is not None and REFERENCE in title.group(1)
+    assert title.group(1) in xmp
+
+
+def _text(proof: Proof) -> str:
+    return " ".join(_run("pdftotext", proof.pdf, "-").stdout.split())
+
+
+def _qpdf_objects(path: Path) -> dict[str, object]:
+    """Every object of the file as qpdf reads it (JSON v2: "obj:12 0 R" and "trailer")."""
+    result = _run("qpdf", "--json=2", "--json-key=qpdf", path)
+    assert result.returncode == 0, result.stderr
+    objects: dict[str, object] = json.loads(result.stdout)["qpdf"][1]
+    return objects
+
+
+def _deref(objects: dict[str, object], value: object) -> object:
+    """A qpdf JSON value, through its reference ("12 0 R") if it is one."""
+    if isinstance(value, str) and value.endswith(" R"):
+        value = objects[f"obj:{value}"]
+    if isinstance(value, dict) and "value" in value:
+        return value["value"]
+    if isinstance(value, dict) and "stream" in value:
+        return value["stream"]["dict"]
+    return value
 
 
 def test_a_changed_byte_in_the_signed_range_is_rejected_by_pdfsig_and_pyhanko(
@@ -298,6 +450,122 @@ def test_a_changed_byte_in_the_signed_range_is_rejected_by_pdfsig_and_pyhanko(
         )
         status = validate_pdf_signature(signature, context)
         assert not status.intact and not status.bottom_line
+
+
+@pytest.mark.parametrize("doctor", [with_overlay, with_title], ids=["overlay", "title"])
+def test_a_doctored_proof_is_reported_changed_by_pdfsig_pyhanko_and_lre_verify(
+    proofs: dict[EvidenceEvent, Proof],
+    tmp_path: Path,
+    signer_process: SignerProcess,
+    nss_db: str,
+    doctor: Callable[[bytes], bytes],
+) -> None:
+    genuine = proofs[EvidenceEvent.CONSIGNMENT_ACCEPTANCE].pdf.read_bytes()
+    doctored = tmp_path / "doctored.pdf"
+    doctored.write_bytes(doctor(genuine))
+    if doctor is with_overlay:
+        assert OVERLAY_TEXT in _run("pdftotext", doctored, "-").stdout
+    else:
+        assert "Proof of refusal" in _run("pdfinfo", doctored).stdout
+
+    # pdfsig: the signature is still valid over what it signed, and says the
+    # document is not all signed; that line is the one the proof names.
+    result = _run("pdfsig", "-nssdir", nss_db, doctored)
+    assert "Signature is Valid." in result.stdout
+    assert "  - Not total document signed" in result.stdout, result.stdout
+    assert "Total document signed" not in result.stdout.replace("Not total document signed", "")
+
+    with doctored.open("rb") as stream:
+        reader = PdfFileReader(stream)
+        (signature,) = reader.embedded_signatures
+        context = DocumentSecurityStore.read_dss(reader).as_validation_context(
+            {"trust_roots": [_root(signer_process)], "allow_fetching": False}
+        )
+        status = validate_pdf_signature(signature, context)
+        assert status.coverage != SignatureCoverageLevel.ENTIRE_FILE
+
+    with pytest.raises(SealProblem, match="changed after it was signed"):
+        verify_pdf.check_signature(doctored.read_bytes(), [_root(signer_process)], [])
+    genuine_signature = verify_pdf.check_signature(genuine, [_root(signer_process)], [])
+    assert genuine_signature.anchored
+
+
+def test_a_proof_stored_before_one_pass_signing_still_verifies_but_not_once_doctored(
+    client: SignerClient, signer_process: SignerProcess
+) -> None:
+    """Proofs made by SignPdf have their DSS in a revision after the signature."""
+    evidence = _evidence(EvidenceEvent.SUBMISSION_ACCEPTANCE, _seal_certificate(client))
+    rendered = render_proof(evidence, client.seal(evidence))
+    with grpc.insecure_channel(signer_process.grpc_address) as channel:
+        stub = signing_pb2_grpc.SigningServiceStub(channel)
+        legacy = stub.SignPdf(signing_pb2.SignPdfRequest(pdf=rendered), timeout=30).signed_pdf
+    roots = [_root(signer_process)]
+    assert verify_pdf.check_signature(legacy, roots, []).anchored
+    for doctor in (with_title, with_overlay):
+        with pytest.raises(SealProblem, match="changed after it was signed"):
+            verify_pdf.check_signature(doctor(legacy), roots, [])
+
+
+def test_sign_pdf_digest_refuses_a_digest_of_another_length_or_stale_validation_data(
+    client: SignerClient, signer_process: SignerProcess
+) -> None:
+    current = client.pdf_validation_data()
+    assert len(current.certificates) >= 3 and current.crls and len(current.id) == 32
+    with grpc.insecure_channel(signer_process.grpc_address) as channel:
+        stub = signing_pb2_grpc.SigningServiceStub(channel)
+        for digest, data_id, code in (
+            (bytes(20), current.id, grpc.StatusCode.INVALID_ARGUMENT),
+            (bytes(32), b"", grpc.StatusCode.INVALID_ARGUMENT),
+            (bytes(32), bytes(32), grpc.StatusCode.FAILED_PRECONDITION),
+        ):
+            with pytest.raises(grpc.RpcError) as raised:
+                stub.SignPdfDigest(
+                    signing_pb2.SignPdfDigestRequest(
+                        document_digest=digest, validation_data_id=data_id
+                    ),
+                    timeout=30,
+                )
+            assert raised.value.code() == code, raised.value.details()
+
+
+def test_a_proof_signer_fetches_the_validation_data_again_when_the_signer_changed_it(
+    client: SignerClient, tmp_path: Path, verifiers: None
+) -> None:
+    """Validation data fetched before a CRL was renewed: the signer refuses it
+    once, the proof signer fetches the new one and the proof carries it."""
+
+    class Renewed:
+        def __init__(self) -> None:
+            self.fetched = 0
+
+        def pdf_validation_data(self) -> PdfValidationData:
+            self.fetched += 1
+            data = client.pdf_validation_data()
+            # The first answer names data the signer no longer has.
+            return data if self.fetched > 1 else dataclasses.replace(data, id=bytes(32))
+
+        def sign_pdf_digest(self, document_digest: bytes, validation_data_id: bytes) -> bytes:
+            return client.sign_pdf_digest(document_digest, validation_data_id)
+
+    renewed = Renewed()
+    evidence = _evidence(EvidenceEvent.SUBMISSION_ACCEPTANCE, _seal_certificate(client))
+    rendered = render_proof(evidence, client.seal(evidence))
+    pdf = tmp_path / "proof.pdf"
+    pdf.write_bytes(ProofSigner(renewed).sign(rendered, "LRE seal"))
+    assert renewed.fetched == 2
+    assert "Total document signed" in _run("pdfsig", pdf).stdout
+
+    # Data the signer never agrees with: after a few tries, the signer is
+    # unavailable for now (the outbox tries again later), never an error.
+    class Disagreeing(Renewed):
+        def pdf_validation_data(self) -> PdfValidationData:
+            self.fetched += 1
+            return dataclasses.replace(client.pdf_validation_data(), id=bytes(32))
+
+    disagreeing = Disagreeing()
+    with pytest.raises(DependencyUnavailable, match="validation data"):
+        ProofSigner(disagreeing).sign(rendered, "LRE seal")
+    assert disagreeing.fetched == 3
 
 
 def test_a_seal_over_another_evidence_makes_no_proof(client: SignerClient) -> None:
@@ -386,7 +654,8 @@ def test_a_qualified_timestamp_is_called_qualified(
         )
         seal, _ = signer.sealer.seal(evidence)
         pdf = tmp_path / "proof.pdf"
-        pdf.write_bytes(signer.pades.sign(render_proof(evidence, seal)))
+        # What the page says of the timestamp comes from the seal: rendered, not signed.
+        pdf.write_bytes(render_proof(evidence, seal))
     finally:
         signer.close()
     text = " ".join(_run("pdftotext", pdf, "-").stdout.split())

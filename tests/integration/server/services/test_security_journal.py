@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session as DbSession
 
 from lre.runtime.config import load
 from lre.server.adapters.signer import SignerClient
@@ -24,8 +25,8 @@ from tests.support.world import World
 
 
 def _entries(world: World, since: int = 0) -> list[dict[str, Any]]:
-    with world.stores.read() as store:
-        leaves = store.db.scalars(
+    with DbSession(world.engine) as db:
+        leaves = db.scalars(
             select(models.LogEntry.leaf)
             .where(models.LogEntry.letter_id.is_(None))
             .order_by(models.LogEntry.create_time, models.LogEntry.id)

@@ -127,10 +127,10 @@ def _build(url: str, signer: SignerProcess, exported: Path) -> Built:
         with pytest.raises(AuthenticationFailed):
             world.identity.sessions.create(world.recipient.id, "not the password", "123456")
         events.sequence()
-        with world.stores.read() as store:
+        with world.engine.connect() as connection:
             journal = [
                 seq
-                for (seq,) in store.db.execute(
+                for (seq,) in connection.execute(
                     text("SELECT seq FROM log_entries WHERE letter_id IS NULL ORDER BY seq")
                 )
             ]

@@ -9,27 +9,23 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import secrets
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
-
-from prometheus_client import Counter
-from sqlalchemy.exc import IntegrityError
 
 from lre.server.adapters.signer import ContentKey, ContentKeys
 from lre.server.domain import identity
 from lre.server.domain.errors import (
     AuthenticationRequired,
     DepositRefused,
-    InvalidArgument,
     NotFound,
     RequestConflict,
+    WriteConflict,
 )
-from lre.server.domain.evidence import PartDigest, PartyDetails
-from lre.server.domain.letters import EvidenceEvent, LetterState, OutboxKind
-from lre.server.domain.records import ChargeRecord, LetterRecord, PartRecord
+from lre.server.domain.evidence import PartyDetails
+from lre.server.domain.letters import EvidenceEvent, LetterState
+from lre.server.domain.records import LetterRecord, PartRecord
 from lre.server.services.custody.content import (
     Spool,
     content_digests,
@@ -37,56 +33,25 @@ from lre.server.services.custody.content import (
     store_content,
 )
 from lre.server.services.custody.evidence import EvidenceRecorder
+from lre.server.services.custody.intake import (
+    DEPOSITS,
+    DeclaredPart,
+    Intake,
+    check_envelope,
+    check_same_content,
+    new_letter,
+)
 from lre.server.services.custody.policy import CustodyPolicy
-from lre.server.services.identity import IdentityService
-from lre.server.storage.outbox import new_message
 from lre.server.storage.store import Store, Stores
 
-DEPOSITS = Counter("lre_letters_deposited", "Deposits, by outcome.", ["outcome"])
-for _outcome in ("accepted", "rejected"):
-    DEPOSITS.labels(_outcome)
-
-MAX_PARTS = 100
-REFERENCE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 # Why a deposit is refused: the sender not identified enough, or the deposit itself.
 Refusal = AuthenticationRequired | DepositRefused
-
-
-@dataclass(frozen=True)
-class DeclaredPart:
-    filename: str
-    media_type: str
-    size_bytes: int
-
-
-def _check_envelope(request_id: str, parts: list[DeclaredPart]) -> None:
-    if not request_id or len(request_id) > 128:
-        raise InvalidArgument("envelope.request_id", "required, at most 128 characters")
-    if not 0 < len(parts) <= MAX_PARTS:
-        raise InvalidArgument("envelope.parts", f"declare 1 to {MAX_PARTS} parts")
-    for i, part in enumerate(parts):
-        if (
-            not part.filename
-            or len(part.filename) > 255
-            or "/" in part.filename
-            or "\\" in part.filename
-        ):
-            raise InvalidArgument(
-                f"envelope.parts[{i}].filename", "a file name without a path, at most 255"
-            )
-        if not part.media_type or len(part.media_type) > 127:
-            raise InvalidArgument(
-                f"envelope.parts[{i}].media_type", "required, at most 127 characters"
-            )
-        if part.size_bytes < 0:
-            raise InvalidArgument(f"envelope.parts[{i}].size_bytes", "must not be negative")
 
 
 class DepositService:
     def __init__(
         self,
         stores: Stores,
-        identities: IdentityService,
         content_keys: ContentKeys,
         evidence: EvidenceRecorder,
         policy: CustodyPolicy,
@@ -97,10 +62,9 @@ class DepositService:
         transaction once larger than content.SPOOL_MEMORY_BYTES (None: the
         system's temporary directory)."""
         self._stores = stores
-        self._identities = identities
         self._content_keys = content_keys
         self._evidence = evidence
-        self._policy = policy
+        self._intake = Intake(evidence, policy)
         self._clock = clock
         self._spool_dir = spool_dir
 
@@ -121,7 +85,7 @@ class DepositService:
         the letter, its content, its sealed proof of deposit, its notice and
         its charge, or only the SubmissionRejection."""
         now = self._clock()
-        _check_envelope(request_id, parts)
+        check_envelope(request_id, parts)
         sender_id = uuid.UUID(session.party_id)
         sizes = [p.size_bytes for p in parts]
         # The checks before the content is read: what is refused is refused at once.
@@ -144,7 +108,7 @@ class DepositService:
                 return self._record(
                     session, sender_id, request_id, recipient_id, parts, now, refused, content
                 )
-            except IntegrityError:
+            except WriteConflict:
                 # The request_id was used before (a retry), or raced in from
                 # another call and won: (sender, request_id) is unique, so the
                 # first letter is the answer. Looking it up only on conflict
@@ -177,14 +141,14 @@ class DepositService:
     ) -> Refusal | None:
         """Why this deposit is refused, if it is."""
         try:
-            identity.require_sender(session, now, self._policy.sender_min_level)
+            self._intake.check_sender(session, now)
             identity.require_consent(
                 identity.Recipient(str(recipient_id), professional),
                 # Only a consumer's consent matters; a professional's is not looked up.
                 not professional
-                and self._identities.has_consent_in(store.db, recipient_id, sender_id),
+                and recipient_id in store.consents.consenting(sender_id, [recipient_id]),
             )
-            self._check_size(parts)
+            self._intake.check_size(parts)
         except (AuthenticationRequired, DepositRefused) as exc:
             return exc
         return None
@@ -222,7 +186,7 @@ class DepositService:
             if refused is None:
                 assert content is not None
                 content_key, spool = content
-                letter = self._new_letter(
+                letter = new_letter(
                     content_key.letter_id,
                     content_key.wrapped,
                     sender_id,
@@ -231,9 +195,14 @@ class DepositService:
                     accepted,
                     LetterState.DEPOSITED,
                 )
-                written = self._accept(store, session, letter, sender, recipient, parts, spool)
+                # The letter first: its chunks refer to it.
+                store.letters.add(letter)
+                store_content(store.content, letter.id, spool)
+                written, _ = self._intake.accept(
+                    store, session, sender, [(letter, recipient)], parts, spool.digests
+                )
             else:
-                letter = self._new_letter(
+                letter = new_letter(
                     uuid.uuid4(),
                     None,
                     sender_id,
@@ -281,94 +250,6 @@ class DepositService:
         store.letters.add(letter)
         self._evidence.write(store, [(letter.state, evidence)])
 
-    def _check_size(self, parts: list[DeclaredPart]) -> None:
-        total = sum(p.size_bytes for p in parts)
-        if total == 0 or any(p.size_bytes == 0 for p in parts):
-            raise DepositRefused("content_empty", "every part must have content", "envelope.parts")
-        if total > self._policy.max_letter_bytes:
-            raise DepositRefused(
-                "content_too_large",
-                f"the letter exceeds {self._policy.max_letter_bytes} bytes",
-                "envelope.parts",
-            )
-
-    @staticmethod
-    def _new_letter(
-        letter_id: uuid.UUID,
-        wrapped_key: bytes | None,
-        sender_id: uuid.UUID,
-        recipient_id: uuid.UUID,
-        request_id: str,
-        now: dt.datetime,
-        state: LetterState,
-    ) -> LetterRecord:
-        return LetterRecord(
-            id=letter_id,
-            reference="".join(secrets.choice(REFERENCE_ALPHABET) for _ in range(12)),
-            sender_id=sender_id,
-            recipient_id=recipient_id,
-            request_id=request_id,
-            state=state,
-            deposit_time=now,
-            wrapped_key=wrapped_key,
-        )
-
-    def _accept(
-        self,
-        store: Store,
-        session: identity.Session,
-        letter: LetterRecord,
-        sender: PartyDetails,
-        recipient: PartyDetails,
-        parts: list[DeclaredPart],
-        spool: Spool,
-    ) -> list[PartRecord]:
-        """An accepted deposit, in its transaction: the letter, its content
-        copied in from the spool, its parts, its sealed SubmissionAcceptance,
-        the notice to the recipient and the charge."""
-        accepted = letter.deposit_time
-        # The letter first: its chunks refer to it.
-        store.letters.add(letter)
-        store_content(store.content, letter.id, spool)
-        written = [
-            PartRecord(letter.id, i, p.filename, p.media_type, p.size_bytes, digest)
-            for i, (p, digest) in enumerate(zip(parts, spool.digests, strict=True))
-        ]
-        evidence = self._evidence.seal(
-            self._evidence.document(
-                letter,
-                EvidenceEvent.SUBMISSION_ACCEPTANCE,
-                sender,
-                recipient,
-                tuple(
-                    PartDigest(p.filename, p.media_type, p.size_bytes, p.sha256.hex())
-                    for p in written
-                ),
-                accepted,
-                sender_session=session,
-            )
-        )
-        store.letters.add_parts(written)
-        notice = new_message(
-            letter.id,
-            OutboxKind.LETTER_WAITING,
-            {"letter": f"letters/{letter.id}"},
-            accepted,
-            accepted,
-        )
-        self._evidence.write(store, [(letter.state, evidence)], [notice])
-        store.charges.add(
-            ChargeRecord(
-                uuid.uuid4(),
-                letter.sender_id,
-                letter.id,
-                self._policy.tariff_minor,
-                self._policy.currency,
-                accepted,
-            )
-        )
-        return written
-
 
 @dataclass(frozen=True)
 class _First:
@@ -408,15 +289,10 @@ class _First:
                 letter=f"letters/{letter.id}",
             )
         stored = self.parts
-        if [(p.filename, p.media_type, p.size_bytes) for p in stored] != [
-            (p.filename, p.media_type, p.size_bytes) for p in parts
-        ]:
-            raise RequestConflict(
-                "envelope.parts", "this request_id was used for a letter with other parts"
-            )
-        for i, (part, digest) in enumerate(zip(stored, digests(), strict=True)):
-            if part.sha256 != digest:
-                raise RequestConflict(
-                    f"envelope.parts[{i}]", "this request_id was used for other content"
-                )
+        check_same_content(
+            [(p.filename, p.media_type, p.size_bytes, p.sha256) for p in stored],
+            parts,
+            digests,
+            "letter",
+        )
         return letter, stored

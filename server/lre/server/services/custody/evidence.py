@@ -125,6 +125,8 @@ class EvidenceRecorder:
             ),
             reason_code=reason[0] if reason else None,
             reason=reason[1] if reason else None,
+            letter_reference=letter.reference,
+            notification_time=letter.notification_time,
         ).to_json()
         return EvidenceRecord(evidence_id, letter.id, event, at, document)
 

@@ -12,18 +12,15 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import os
-import secrets
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from sqlalchemy.exc import IntegrityError
-
 from lre.server.adapters.signer import SignerClient, mailing_key_context
 from lre.server.domain import identity
-from lre.server.domain.errors import DepositRefused, InvalidArgument, NotFound, RequestConflict
+from lre.server.domain.errors import InvalidArgument, NotFound, RequestConflict, WriteConflict
 from lre.server.domain.evidence import EvidenceDocument, PartDigest, PartyDetails
-from lre.server.domain.letters import EvidenceEvent, LetterState, OutboxKind
+from lre.server.domain.letters import EvidenceEvent, LetterState
 from lre.server.domain.mailings import (
     MAX_RECIPIENTS,
     REASONS,
@@ -32,34 +29,25 @@ from lre.server.domain.mailings import (
     party_id,
     refusal,
 )
-from lre.server.domain.records import ChargeRecord, EvidenceRecord, LetterRecord, PartRecord
+from lre.server.domain.records import EvidenceRecord, LetterRecord
 from lre.server.services.custody.content import (
     Spool,
     content_digests,
     spool_content,
     store_content,
 )
-from lre.server.services.custody.deposit import (
-    DEPOSITS,
-    REFERENCE_ALPHABET,
-    DeclaredPart,
-    _check_envelope,
-)
 from lre.server.services.custody.evidence import EvidenceRecorder
-from lre.server.services.custody.policy import CustodyPolicy
-from lre.server.storage.outbox import new_message
-from lre.server.storage.store import Store, Stores
-
-# The report's columns: per recipient, then per step its time and evidence.
-STEPS = (
-    EvidenceEvent.SUBMISSION_ACCEPTANCE,
-    EvidenceEvent.NOTIFICATION_FOR_ACCEPTANCE,
-    EvidenceEvent.NOTIFICATION_FOR_ACCEPTANCE_FAILURE,
-    EvidenceEvent.CONSIGNMENT_ACCEPTANCE,
-    EvidenceEvent.CONTENT_HANDOVER,
-    EvidenceEvent.CONSIGNMENT_REJECTION,
-    EvidenceEvent.ACCEPTANCE_REJECTION_EXPIRY,
+from lre.server.services.custody.intake import (
+    DEPOSITS,
+    DeclaredPart,
+    Intake,
+    check_envelope,
+    check_same_content,
+    new_letter,
 )
+from lre.server.services.custody.policy import CustodyPolicy
+from lre.server.services.custody.report import report_lines
+from lre.server.storage.store import Store, Stores
 
 
 @dataclass(frozen=True)
@@ -85,7 +73,7 @@ class MailingService:
         self._stores = stores
         self._signer = signer
         self._evidence = evidence
-        self._policy = policy
+        self._intake = Intake(evidence, policy)
         self._clock = clock
         self._spool_dir = spool_dir
 
@@ -100,7 +88,7 @@ class MailingService:
     ) -> MailingView:
         """``recipients``: (party name, the sender's letter reference), in order."""
         now = self._clock()
-        _check_envelope(request_id, parts)
+        check_envelope(request_id, parts)
         if len(reference) > 200:
             raise InvalidArgument("envelope.reference", "at most 200 characters")
         if not 0 < len(recipients) <= MAX_RECIPIENTS:
@@ -108,8 +96,8 @@ class MailingService:
         for i, (name, letter_reference) in enumerate(recipients):
             if len(name) > 200 or len(letter_reference) > 200:
                 raise InvalidArgument(f"envelope.recipients[{i}]", "at most 200 characters each")
-        identity.require_sender(session, now)
-        self._check_size(parts)
+        self._intake.check_sender(session, now)
+        self._intake.check_size(parts)
         sender_id = uuid.UUID(session.party_id)
         sizes = [p.size_bytes for p in parts]
         ids = [party_id(name) for name, _ in recipients]
@@ -134,6 +122,7 @@ class MailingService:
                 digests = content_digests(sizes, chunks)
             try:
                 view = self._record(
+                    session,
                     mailing_id,
                     sender_id,
                     request_id,
@@ -145,7 +134,7 @@ class MailingService:
                     (wrapped, spool) if wrapped is not None and spool is not None else None,
                     digests,
                 )
-            except IntegrityError:
+            except WriteConflict:
                 # The same request raced in from another call and won: the
                 # content, already read, is compared with the winner's.
                 with self._stores.read() as store:
@@ -169,7 +158,7 @@ class MailingService:
         found = store.letters.parties([sender_id, *(i for i in ids if i)])
         if sender_id not in found:
             raise NotFound("no such party")
-        consenting = store.mailings.consenting(
+        consenting = store.consents.consenting(
             sender_id, (i for i in ids if i in found and not found[i][1])
         )
         return found, {
@@ -178,19 +167,9 @@ class MailingService:
             if (code := refusal(party, found.get(party) if party else None, party in consenting))
         }
 
-    def _check_size(self, parts: list[DeclaredPart]) -> None:
-        """The same limits as a single letter's: the content is each letter's."""
-        if any(p.size_bytes == 0 for p in parts):
-            raise DepositRefused("content_empty", "every part must have content", "envelope.parts")
-        if sum(p.size_bytes for p in parts) > self._policy.max_letter_bytes:
-            raise DepositRefused(
-                "content_too_large",
-                f"the letter exceeds {self._policy.max_letter_bytes} bytes",
-                "envelope.parts",
-            )
-
     def _record(
         self,
+        session: identity.Session,
         mailing_id: uuid.UUID,
         sender_id: uuid.UUID,
         request_id: str,
@@ -237,38 +216,34 @@ class MailingService:
                 store_content(store.mailings.content, mailing_id, content[1])
 
             letters = {
-                position: LetterRecord(
-                    id=uuid.uuid4(),
-                    reference="".join(secrets.choice(REFERENCE_ALPHABET) for _ in range(12)),
-                    sender_id=sender_id,
-                    recipient_id=party,
-                    request_id=f"mailings/{mailing_id}/{position}",
-                    state=LetterState.DEPOSITED,
-                    deposit_time=now,
-                    wrapped_key=wrapped,
-                    mailing_id=mailing_id,
+                position: new_letter(
+                    uuid.uuid4(),
+                    wrapped,
+                    sender_id,
+                    party,
+                    f"mailings/{mailing_id}/{position}",
+                    now,
+                    LetterState.DEPOSITED,
+                    mailing_id,
                 )
                 for position in passing
                 if (party := ids[position]) is not None
             }
-            documents = [
-                self._evidence.document(
-                    letter,
-                    EvidenceEvent.SUBMISSION_ACCEPTANCE,
-                    sender,
-                    found[letter.recipient_id][0],
-                    part_digests,
-                    now,
-                )
-                for letter in letters.values()
-            ]
-            rejections = [
-                self._rejection(mailing_id, position, sender, recipients, ids, found, now, code)
-                for position, code in refusals.items()
-            ]
-            sealed = self._evidence.seal_many([*documents, *rejections])
-            acceptances = sealed[: len(documents)]
-            rejection_of = dict(zip(refusals, sealed[len(documents) :], strict=True))
+            # The letters before their parts, evidence and charges, which refer to them.
+            store.letters.add(*letters.values())
+            _, sealed = self._intake.accept(
+                store,
+                session,
+                sender,
+                [(letter, found[letter.recipient_id][0]) for letter in letters.values()],
+                parts,
+                digests,
+                seal_with=[
+                    self._rejection(mailing_id, position, sender, recipients, ids, found, now, code)
+                    for position, code in refusals.items()
+                ],
+            )
+            rejection_of = dict(zip(refusals, sealed, strict=True))
             rows = [
                 MailingRecipientRecord(
                     mailing_id,
@@ -287,39 +262,7 @@ class MailingService:
                 )
                 for position, (name, letter_reference) in enumerate(recipients)
             ]
-            store.mailings.add_letters(list(letters.values()), rows)
-            store.letters.add_parts(
-                PartRecord(letter.id, i, p.filename, p.media_type, p.size_bytes, d)
-                for letter in letters.values()
-                for i, (p, d) in enumerate(zip(parts, digests, strict=True))
-            )
-            self._evidence.write(
-                store,
-                ((LetterState.DEPOSITED, e) for e in acceptances),
-                (
-                    new_message(
-                        letter.id,
-                        OutboxKind.LETTER_WAITING,
-                        {"letter": f"letters/{letter.id}"},
-                        now,
-                        now,
-                    )
-                    for letter in letters.values()
-                ),
-            )
-            store.mailings.add_charges(
-                [
-                    ChargeRecord(
-                        uuid.uuid4(),
-                        sender_id,
-                        letter.id,
-                        self._policy.tariff_minor,
-                        self._policy.currency,
-                        now,
-                    )
-                    for letter in letters.values()
-                ]
-            )
+            store.mailings.add_recipients(rows)
             states = dict.fromkeys(LetterState, 0) | {LetterState.DEPOSITED: len(letters)}
             return MailingView(mailing, rows, states)
 
@@ -376,18 +319,15 @@ class MailingService:
             raise RequestConflict(
                 "envelope.recipients", "this request_id was used for other recipients"
             )
-        stored = mailing.parts
-        if [(p["filename"], p["media_type"], p["size_bytes"]) for p in stored] != [
-            (p.filename, p.media_type, p.size_bytes) for p in parts
-        ]:
-            raise RequestConflict(
-                "envelope.parts", "this request_id was used for a mailing with other parts"
-            )
-        for i, (part, digest) in enumerate(zip(stored, digests(), strict=True)):
-            if part["sha256"] != digest.hex():
-                raise RequestConflict(
-                    f"envelope.parts[{i}]", "this request_id was used for other content"
-                )
+        check_same_content(
+            [
+                (p["filename"], p["media_type"], p["size_bytes"], bytes.fromhex(p["sha256"]))
+                for p in mailing.parts
+            ],
+            parts,
+            digests,
+            "mailing",
+        )
         return view
 
     # -- reading (the sender's only) -------------------------------------------
@@ -440,46 +380,4 @@ class MailingService:
             recipients = store.mailings.recipients(mailing_id)
             letters = store.mailings.letters(mailing_id)
             steps = store.mailings.evidence_steps(mailing_id)
-        header = ["index", "recipient", "letter_reference", "letter", "state", "refusal"]
-        for event in STEPS:
-            header += [f"{event.value}_time", f"{event.value}_evidence"]
-        yield report_line([*header, "SubmissionRejection_time", "SubmissionRejection_evidence"])
-        for r in recipients:
-            letter = letters.get(r.letter_id) if r.letter_id else None
-            row = [
-                str(r.position),
-                r.recipient,
-                r.letter_reference,
-                f"letters/{letter.id}" if letter else "",
-                letter.state.value if letter else "refused_at_deposit",
-                r.reason_code or "",
-            ]
-            found = {
-                event: (at, eid) for event, at, eid in (steps.get(letter.id, []) if letter else [])
-            }
-            for event in STEPS:
-                at, eid = found.get(event, (None, None))
-                row += [
-                    at.isoformat() if at else "",
-                    f"letters/{r.letter_id}/evidence/{eid}" if eid else "",
-                ]
-            row += [
-                r.evidence_time.isoformat() if r.evidence_time else "",
-                f"mailings/{mailing.id}/recipients/{r.position}/evidence/{r.evidence_id}"
-                if r.evidence_id
-                else "",
-            ]
-            yield report_line(row)
-
-
-def report_line(fields: list[str]) -> str:
-    """RFC 4180; a cell starting with a formula character is prefixed with a
-    quote, so that a spreadsheet opening the report runs nothing."""
-    cells = []
-    for cell in fields:
-        if cell[:1] in ("=", "+", "-", "@"):
-            cell = "'" + cell
-        cells.append(
-            '"' + cell.replace('"', '""') + '"' if any(c in cell for c in ',"\r\n') else cell
-        )
-    return ",".join(cells) + "\r\n"
+        yield from report_lines(mailing, recipients, letters, steps)

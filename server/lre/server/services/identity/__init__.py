@@ -8,19 +8,15 @@ lre.server.domain.identity.
 
 from __future__ import annotations
 
-import uuid
-
-from sqlalchemy.orm import Session as DbSession
-from sqlalchemy.orm import sessionmaker
-
 from lre.server.clock import utcnow
 from lre.server.domain import identity
-from lre.server.services.identity.consent import ConsentService, has_consent_in
+from lre.server.services.identity.consent import ConsentService
 from lre.server.services.identity.credentials import CredentialService
 from lre.server.services.identity.parties import NewParty, PartyService
 from lre.server.services.identity.proofing import ProofingService
 from lre.server.services.identity.sessions import IssuedSession, SessionService
 from lre.server.services.identity.settings import Clock, EidBroker, IdentityPolicy
+from lre.server.storage.store import Stores
 
 __all__ = [
     "EidBroker",
@@ -32,25 +28,16 @@ __all__ = [
 
 
 class IdentityService:
-    """The identity services over one database, and the two questions the
-    rest of the server asks them: who holds this session token, and has this
-    recipient consented to this sender."""
+    """The identity services over one database, and the question the rest
+    of the server asks them: who holds this session token. (Whether a
+    recipient consented, a deposit asks its own transaction's store.)"""
 
-    def __init__(
-        self, sessions: sessionmaker[DbSession], policy: IdentityPolicy, clock: Clock = utcnow
-    ) -> None:
-        self.parties = PartyService(sessions, policy.secrets_key.current, clock)
-        self.credentials = CredentialService(sessions, policy, clock)
-        self.proofing = ProofingService(
-            sessions, policy, self.credentials.send_enrolment_code, clock
-        )
-        self.sessions = SessionService(sessions, policy, self.credentials, clock)
-        self.consents = ConsentService(sessions, policy.secrets_key.current, clock)
+    def __init__(self, stores: Stores, policy: IdentityPolicy, clock: Clock = utcnow) -> None:
+        self.parties = PartyService(stores, policy.secrets_key.current, clock)
+        self.credentials = CredentialService(stores, policy, clock)
+        self.proofing = ProofingService(stores, policy, self.credentials.send_enrolment_code, clock)
+        self.sessions = SessionService(stores, policy, self.credentials, clock)
+        self.consents = ConsentService(stores, policy.secrets_key.current, clock)
 
     def authenticate(self, token: str) -> identity.Session:
         return self.sessions.authenticate(token)
-
-    @staticmethod
-    def has_consent_in(db: DbSession, recipient_id: uuid.UUID, sender_id: uuid.UUID) -> bool:
-        """Inside the deposit's transaction."""
-        return has_consent_in(db, recipient_id, sender_id)

@@ -8,38 +8,27 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from sqlalchemy.orm import Session as DbSession
-from sqlalchemy.orm import sessionmaker
-
 from lre.server.clock import utcnow
 from lre.server.domain.errors import InvalidArgument, NotFound
 from lre.server.domain.identity import Consent
 from lre.server.domain.log import JournalRecord, LogKind, email_hmac
 from lre.server.services.identity.parties import check_request_id, fingerprint, idempotent
 from lre.server.services.identity.settings import Clock
-from lre.server.storage.log import LogRepository
-from lre.server.storage.parties import ConsentRepository, PartyRepository
-
-
-def has_consent_in(db: DbSession, recipient_id: uuid.UUID, sender_id: uuid.UUID) -> bool:
-    """Inside the caller's transaction, as a deposit needs it."""
-    return ConsentRepository(db).active(recipient_id, sender_id) is not None
+from lre.server.storage.store import Store, Stores
 
 
 class ConsentService:
-    def __init__(
-        self, sessions: sessionmaker[DbSession], secrets_key: bytes, clock: Clock = utcnow
-    ) -> None:
-        self._sessions = sessions
+    def __init__(self, stores: Stores, secrets_key: bytes, clock: Clock = utcnow) -> None:
+        self._stores = stores
         self._key = secrets_key
         self._clock = clock
 
-    def _log(self, db: DbSession, kind: LogKind, consent: Consent, at: dt.datetime) -> None:
+    def _log(self, store: Store, kind: LogKind, consent: Consent, at: dt.datetime) -> None:
         """Who (the two addresses, as keyed hashes), how, when."""
-        parties = PartyRepository(db)
-        recipient, sender = parties.get(consent.recipient_id), parties.get(consent.sender_id)
+        recipient = store.parties.get(consent.recipient_id)
+        sender = store.parties.get(consent.sender_id)
         assert recipient is not None and sender is not None
-        LogRepository(db).append_journal(
+        store.log.append_journal(
             JournalRecord(
                 kind,
                 f"parties/{consent.recipient_id}/consents/{consent.id}",
@@ -70,12 +59,11 @@ class ConsentService:
         if recipient_id == sender_id:
             raise InvalidArgument("sender", "must differ from the recipient")
 
-        def create(db: DbSession) -> Consent:
-            parties, consents = PartyRepository(db), ConsentRepository(db)
+        def create(store: Store) -> Consent:
             for party, field in ((recipient_id, "recipient"), (sender_id, "sender")):
-                if not parties.exists(party):
+                if not store.parties.exists(party):
                     raise NotFound(f"no such party ({field})")
-            active = consents.active(recipient_id, sender_id)
+            active = store.consents.active(recipient_id, sender_id)
             if active is not None:
                 return active
             consent = Consent(
@@ -86,39 +74,38 @@ class ConsentService:
                 grant_time=self._clock(),
                 withdraw_time=None,
             )
-            consents.add(consent, scope, request_id, request_hash)
-            self._log(db, LogKind.CONSENT_GRANTED, consent, consent.grant_time)
+            store.consents.add(consent, scope, request_id, request_hash)
+            self._log(store, LogKind.CONSENT_GRANTED, consent, consent.grant_time)
             return consent
 
         request_hash = fingerprint(str(recipient_id), str(sender_id), method)
         return idempotent(
-            self._sessions,
+            self._stores,
             request_hash,
-            lambda db: ConsentRepository(db).by_request(scope, request_id),
+            lambda store: store.consents.by_request(scope, request_id),
             create,
         )
 
     def withdraw(self, recipient_id: uuid.UUID, consent_id: uuid.UUID) -> Consent:
         """The recipient's consent, withdrawn; another party's is not found."""
-        with self._sessions.begin() as db:
-            consents = ConsentRepository(db)
-            consent = consents.get(consent_id)
+        with self._stores.begin() as store:
+            consent = store.consents.get(consent_id)
             if consent is None or consent.recipient_id != recipient_id:
                 raise NotFound("no such consent")
             now = self._clock()
-            changed = consents.withdraw(consent_id, now)
+            changed = store.consents.withdraw(consent_id, now)
             assert changed is not None
             withdrawn, withdrawing = changed
             if withdrawing:  # withdrawn once, logged once
-                self._log(db, LogKind.CONSENT_WITHDRAWN, withdrawn, now)
+                self._log(store, LogKind.CONSENT_WITHDRAWN, withdrawn, now)
         return withdrawn
 
     def list(
         self, recipient_id: uuid.UUID, page_size: int, page_token: str
     ) -> tuple[list[Consent], str]:
-        with self._sessions() as db:
-            return ConsentRepository(db).page(recipient_id, page_size, page_token)
+        with self._stores.read() as store:
+            return store.consents.page(recipient_id, page_size, page_token)
 
     def has(self, recipient_id: uuid.UUID, sender_id: uuid.UUID) -> bool:
-        with self._sessions() as db:
-            return has_consent_in(db, recipient_id, sender_id)
+        with self._stores.read() as store:
+            return recipient_id in store.consents.consenting(sender_id, [recipient_id])

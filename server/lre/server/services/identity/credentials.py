@@ -6,121 +6,64 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import hashlib
 import hmac
-import os
 import secrets
 import uuid
 
 import pyotp
 from prometheus_client import Counter
-from sqlalchemy.orm import Session as DbSession
-from sqlalchemy.orm import sessionmaker
 
 from lre.server.adapters import at_rest
 from lre.server.clock import utcnow
-from lre.server.domain import journal
 from lre.server.domain.errors import (
     AuthenticationFailed,
     FailedPrecondition,
-    InvalidArgument,
     NotFound,
     TooManyAttempts,
 )
-from lre.server.domain.identity import AssuranceLevel
+from lre.server.domain.identity import AssuranceLevel, Credential
 from lre.server.domain.letters import OutboxKind
 from lre.server.domain.log import LogKind
+from lre.server.services.identity import factors
+from lre.server.services.identity.parties import journaled, proofed_level
 from lre.server.services.identity.settings import Clock, IdentityPolicy
-from lre.server.storage.credentials import Credential, CredentialRepository, SessionRepository
-from lre.server.storage.log import LogRepository
-from lre.server.storage.parties import PartyRepository
-from lre.server.storage.proofing import ProofingRepository
+from lre.server.storage.outbox import new_message
+from lre.server.storage.store import Store, Stores
 
 LOCKOUTS = Counter(
     "lre_identity_lockouts", "Parties locked out after repeated authentication failures."
 )
 AUTH_FAILURES = Counter("lre_identity_authentication_failures", "Failed session creations.")
 
-MIN_PASSWORD = 12
-MAX_PASSWORD = 256
 TOTP_ISSUER = "LRE"
 EMAIL_CODE_TTL = dt.timedelta(minutes=10)
 # A party gets at most one code a minute: its mailbox is not ours to flood.
 EMAIL_CODE_INTERVAL = dt.timedelta(minutes=1)
-# scrypt parameters (RFC 7914): 16 MiB, ~50 ms here.
-SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 LOCKED = "too many failed attempts; try again later"
 # Long enough for a letter-box check the next day, short enough to go stale.
 ENROLMENT_CODE_TTL = dt.timedelta(hours=24)
-# 12 characters of an unambiguous alphabet: 60 bits, and failures lock out.
-ENROLMENT_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
-
-
-def proofed_level(db: DbSession, party_id: uuid.UUID, now: dt.datetime) -> AssuranceLevel:
-    """The party's level; means of authentication come only after a first
-    identification (R53-1)."""
-    if not PartyRepository(db).exists(party_id):
-        raise NotFound("no such party")
-    level = ProofingRepository(db).level(party_id, now)
-    if level is None:
-        raise FailedPrecondition("the party's identity has not been proofed")
-    return level
-
-
-def _hashed(password: str) -> str:
-    if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
-        raise InvalidArgument("password", f"must have {MIN_PASSWORD} to {MAX_PASSWORD} characters")
-    salt = os.urandom(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P)
-    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${salt.hex()}${digest.hex()}"
-
-
-def _password_ok(credential: Credential, password: str) -> bool:
-    if credential.password_hash is None:
-        return False
-    _, n, r, p, salt, expected = credential.password_hash.split("$")
-    digest = hashlib.scrypt(
-        password.encode(), salt=bytes.fromhex(salt), n=int(n), r=int(r), p=int(p)
-    )
-    return hmac.compare_digest(digest.hex(), expected)
-
-
-def _normalised_code(code: str) -> str:
-    return code.replace("-", "").replace(" ", "").upper()
-
-
-def journaled(
-    db: DbSession,
-    kind: LogKind,
-    party_id: uuid.UUID,
-    now: dt.datetime,
-    **facts: str | int | dt.datetime | None,
-) -> None:
-    """A security journal entry about the party, in the caller's transaction:
-    it commits with what it records, or not at all."""
-    LogRepository(db).append_journal(journal.entry(kind, f"parties/{party_id}", now, **facts), now)
 
 
 class CredentialService:
-    def __init__(
-        self, sessions: sessionmaker[DbSession], policy: IdentityPolicy, clock: Clock = utcnow
-    ) -> None:
-        self._sessions = sessions
+    def __init__(self, stores: Stores, policy: IdentityPolicy, clock: Clock = utcnow) -> None:
+        self._stores = stores
         self._policy = policy
         self._clock = clock
 
-    def send_enrolment_code(self, db: DbSession, party_id: uuid.UUID, now: dt.datetime) -> None:
+    def send_enrolment_code(self, store: Store, party_id: uuid.UUID, now: dt.datetime) -> None:
         """After a proofing, in its transaction: a one-time code to the party's
         e-mail address (through the outbox, never to the caller) with which
         the party sets its first means of authentication, or replaces them.
         It replaces any enrolment code outstanding."""
-        code = "".join(secrets.choice(ENROLMENT_ALPHABET) for _ in range(12))
+        code = factors.new_enrolment_code()
         expire_time = now + ENROLMENT_CODE_TTL
-        credentials = CredentialRepository(db)
+        credentials = store.credentials
         credentials.save(
             dataclasses.replace(
                 credentials.get(party_id, lock=True),
-                enrolment_code_hmac=self._enrolment_code_hmac(party_id, code),
+                enrolment_code_hmac=factors.enrolment_code_hmac(
+                    self._policy.secrets_key, party_id, code
+                ),
                 enrolment_code_expire_time=expire_time,
             )
         )
@@ -137,21 +80,21 @@ class CredentialService:
             "code": encrypted.hex(),
             "expire_time": expire_time.isoformat(),
         }
-        credentials.enqueue_mail(OutboxKind.EMAIL_CODE, payload, now)
-        journaled(db, LogKind.ENROLMENT_CODE_ISSUED, party_id, now, expireTime=expire_time)
+        store.outbox.add([new_message(None, OutboxKind.EMAIL_CODE, payload, now, now)])
+        journaled(store, LogKind.ENROLMENT_CODE_ISSUED, party_id, now, expireTime=expire_time)
 
     def enroll(self, party_id: uuid.UUID, enrolment_code: str, password: str) -> str:
         """The party's first password and TOTP device (or both replaced, after
         a fresh proofing), against the enrolment code e-mailed to it; the code
         is spent, a wrong one counts towards the lockout, and sessions opened
         with the old factors are revoked. Returns the otpauth URI, shown once."""
-        password_hash = _hashed(password)
+        password_hash = factors.hashed(password)
         secret = pyotp.random_base32()
         now = self._clock()
         failure: Exception | None = None
-        with self._sessions.begin() as db:
-            credentials = CredentialRepository(db)
-            refused = self._refusal(db, party_id, now, "enrolment", "enrolment refused")
+        with self._stores.begin() as store:
+            credentials = store.credentials
+            refused = self._refusal(store, party_id, now, "enrolment", "enrolment refused")
             credential = credentials.get(party_id, lock=True)
             expected = credential.enrolment_code_hmac
             if refused is not None:
@@ -162,10 +105,12 @@ class CredentialService:
                 or now >= credential.enrolment_code_expire_time
                 or not hmac.compare_digest(
                     expected,
-                    self._enrolment_code_hmac(party_id, _normalised_code(enrolment_code)),
+                    factors.enrolment_code_hmac(
+                        self._policy.secrets_key, party_id, factors.normalised_code(enrolment_code)
+                    ),
                 )
             ):
-                failure = self._failed(db, credential, now, "enrolment", "enrolment refused")
+                failure = self._failed(store, credential, now, "enrolment", "enrolment refused")
             else:
                 credentials.save(
                     dataclasses.replace(
@@ -184,9 +129,11 @@ class CredentialService:
                         enrolment_code_expire_time=None,
                     )
                 )
-                SessionRepository(db).revoke_all(party_id, now)
+                store.sessions.revoke_all(party_id, now)
                 # The enrolment code is spent and every session revoked with it.
-                journaled(db, LogKind.CREDENTIALS_ENROLLED, party_id, now, factors="password,totp")
+                journaled(
+                    store, LogKind.CREDENTIALS_ENROLLED, party_id, now, factors="password,totp"
+                )
         if failure is not None:
             raise failure
         return pyotp.TOTP(secret).provisioning_uri(
@@ -195,17 +142,17 @@ class CredentialService:
 
     def set_password(self, party_id: uuid.UUID, password: str) -> None:
         """A new password (the caller checked the party's own session)."""
-        password_hash = _hashed(password)
+        password_hash = factors.hashed(password)
         now = self._clock()
-        with self._sessions.begin() as db:
-            proofed_level(db, party_id, now)
-            credentials = CredentialRepository(db)
+        with self._stores.begin() as store:
+            proofed_level(store, party_id, now)
+            credentials = store.credentials
             credentials.save(
                 dataclasses.replace(
                     credentials.get(party_id, lock=True), password_hash=password_hash
                 )
             )
-            journaled(db, LogKind.PASSWORD_SET, party_id, now)
+            journaled(store, LogKind.PASSWORD_SET, party_id, now)
 
     def enroll_totp(self, party_id: uuid.UUID) -> str:
         """A new TOTP secret (RFC 6238, 30 s, 6 digits) replacing the last (the
@@ -213,9 +160,9 @@ class CredentialService:
         secret = pyotp.random_base32()
         encrypted = at_rest.encrypt(self._policy.secrets_key, secret.encode(), party_id.bytes)
         now = self._clock()
-        with self._sessions.begin() as db:
-            proofed_level(db, party_id, now)
-            credentials = CredentialRepository(db)
+        with self._stores.begin() as store:
+            proofed_level(store, party_id, now)
+            credentials = store.credentials
             credentials.save(
                 dataclasses.replace(
                     credentials.get(party_id, lock=True),
@@ -223,7 +170,7 @@ class CredentialService:
                     totp_last_step=None,
                 )
             )
-            journaled(db, LogKind.TOTP_ENROLLED, party_id, now)
+            journaled(store, LogKind.TOTP_ENROLLED, party_id, now)
         return pyotp.TOTP(secret).provisioning_uri(
             name=f"parties/{party_id}", issuer_name=TOTP_ISSUER
         )
@@ -238,28 +185,28 @@ class CredentialService:
         lockout), or None when the caller checked the party's own session."""
         now = self._clock()
         failure: Exception | None = None
-        with self._sessions.begin() as db:
+        with self._stores.begin() as store:
             if password is None:
-                proofed_level(db, party_id, now)  # the party's own session: no failure to count
-            credentials = CredentialRepository(db)
-            failure = self._refusal(db, party_id, now, "email_code", "authentication failed")
+                proofed_level(store, party_id, now)  # the party's own session: no failure to count
+            credentials = store.credentials
+            failure = self._refusal(store, party_id, now, "email_code", "authentication failed")
             credential = credentials.get(party_id, lock=True)
             if failure is None:
                 if credential.password_hash is None:
                     raise FailedPrecondition("set a password first: the code goes with it")
-                if password is not None and not _password_ok(credential, password):
+                if password is not None and not factors.password_ok(credential, password):
                     failure = self._failed(
-                        db, credential, now, "email_code", "authentication failed"
+                        store, credential, now, "email_code", "authentication failed"
                     )
                 else:
-                    code_id, expire_time = self._email_code(db, credential, now)
+                    code_id, expire_time = self._email_code(store, credential, now)
         if failure is not None:
             raise failure
         return code_id, expire_time
 
     def verify(
         self,
-        db: DbSession,
+        store: Store,
         party_id: uuid.UUID,
         password: str,
         totp_code: str,
@@ -270,18 +217,24 @@ class CredentialService:
         transaction: (the party's level, None) when they match, the one-time
         code spent; (None, the error to raise after commit) when they do not,
         the failure counted towards a lockout."""
-        refused = self._refusal(db, party_id, now, "session", "authentication failed")
+        refused = self._refusal(store, party_id, now, "session", "authentication failed")
         if refused is not None:
             return None, refused
-        level = proofed_level(db, party_id, now)
-        credentials = CredentialRepository(db)
+        level = proofed_level(store, party_id, now)
+        credentials = store.credentials
         credential = credentials.get(party_id, lock=True)
-        step = None if email_code else self._totp_step(credential, totp_code, now)
-        one_time_ok = (
-            self._email_code_ok(credential, *email_code, now) if email_code else step is not None
+        step = (
+            None
+            if email_code
+            else factors.totp_step(self._policy.secrets_key, credential, totp_code, now)
         )
-        if not (_password_ok(credential, password) and one_time_ok):
-            return None, self._failed(db, credential, now, "session", "authentication failed")
+        one_time_ok = (
+            factors.email_code_ok(self._policy.secrets_key, credential, *email_code, now)
+            if email_code
+            else step is not None
+        )
+        if not (factors.password_ok(credential, password) and one_time_ok):
+            return None, self._failed(store, credential, now, "session", "authentication failed")
         spent = (
             {"email_code_id": None, "email_code_hmac": None, "email_code_expire_time": None}
             if email_code
@@ -293,9 +246,9 @@ class CredentialService:
         return level, None
 
     def _email_code(
-        self, db: DbSession, credential: Credential, now: dt.datetime
+        self, store: Store, credential: Credential, now: dt.datetime
     ) -> tuple[uuid.UUID, dt.datetime]:
-        credentials = CredentialRepository(db)
+        credentials = store.credentials
         sent = credential.email_code_sent_time
         if sent is not None and now < sent + EMAIL_CODE_INTERVAL:
             raise TooManyAttempts("a code was sent less than a minute ago")
@@ -305,7 +258,7 @@ class CredentialService:
             dataclasses.replace(
                 credential,
                 email_code_id=code_id,
-                email_code_hmac=self._email_code_hmac(code_id, code),
+                email_code_hmac=factors.email_code_hmac(self._policy.secrets_key, code_id, code),
                 email_code_sent_time=now,
                 email_code_expire_time=expire_time,
             )
@@ -317,9 +270,9 @@ class CredentialService:
             "code": encrypted.hex(),
             "expire_time": expire_time.isoformat(),
         }
-        credentials.enqueue_mail(OutboxKind.EMAIL_CODE, payload, now)
+        store.outbox.add([new_message(None, OutboxKind.EMAIL_CODE, payload, now, now)])
         journaled(
-            db,
+            store,
             LogKind.EMAIL_CODE_ISSUED,
             credential.party_id,
             now,
@@ -329,7 +282,7 @@ class CredentialService:
         return code_id, expire_time
 
     def _refusal(
-        self, db: DbSession, party_id: uuid.UUID, now: dt.datetime, purpose: str, message: str
+        self, store: Store, party_id: uuid.UUID, now: dt.datetime, purpose: str, message: str
     ) -> Exception | None:
         """Refused before any secret is compared: no such party, not proofed,
         or locked out. Journaled in the caller's transaction, which must
@@ -337,7 +290,7 @@ class CredentialService:
         nothing else is still in the journal."""
         failure: Exception
         try:
-            proofed_level(db, party_id, now)
+            proofed_level(store, party_id, now)
         except (NotFound, FailedPrecondition):
             AUTH_FAILURES.inc()
             reason, failure = "unknown_or_unproofed", AuthenticationFailed(message)
@@ -345,15 +298,17 @@ class CredentialService:
             # Locked before the check, as every caller then reads it locked:
             # concurrent attempts queue here, and none compares a secret once
             # another has locked the party out.
-            if not CredentialRepository(db).get(party_id, lock=True).locked(now):
+            if not store.credentials.get(party_id, lock=True).locked(now):
                 return None
             reason, failure = "locked_out", TooManyAttempts(LOCKED)
-        journaled(db, LogKind.AUTHENTICATION_FAILED, party_id, now, purpose=purpose, reason=reason)
+        journaled(
+            store, LogKind.AUTHENTICATION_FAILED, party_id, now, purpose=purpose, reason=reason
+        )
         return failure
 
     def _failed(
         self,
-        db: DbSession,
+        store: Store,
         credential: Credential,
         now: dt.datetime,
         purpose: str,
@@ -362,11 +317,11 @@ class CredentialService:
         """Counts a failure (a lockout at the threshold), journaled; the error
         to raise once the transaction has committed, so that the count stays."""
         AUTH_FAILURES.inc()
-        credentials = CredentialRepository(db)
+        credentials = store.credentials
         failed = credential.failed_attempts + 1
         party = credential.party_id
         journaled(
-            db,
+            store,
             LogKind.AUTHENTICATION_FAILED,
             party,
             now,
@@ -378,54 +333,7 @@ class CredentialService:
             LOCKOUTS.inc()
             until = now + self._policy.lockout
             credentials.save(dataclasses.replace(credential, failed_attempts=0, locked_until=until))
-            journaled(db, LogKind.LOCKED_OUT, party, now, purpose=purpose, lockedUntil=until)
+            journaled(store, LogKind.LOCKED_OUT, party, now, purpose=purpose, lockedUntil=until)
             return TooManyAttempts(LOCKED)
         credentials.save(dataclasses.replace(credential, failed_attempts=failed))
         return AuthenticationFailed(message)
-
-    def _enrolment_code_hmac(self, party_id: uuid.UUID, code: str) -> bytes:
-        return hmac.digest(
-            self._policy.secrets_key.current,
-            b"enrolment" + party_id.bytes + code.encode(),
-            "sha256",
-        )
-
-    def _totp_step(self, credential: Credential, code: str, now: dt.datetime) -> int | None:
-        """The TOTP time step that ``code`` matches, if not used before."""
-        if credential.totp_secret is None:
-            return None
-        secret = at_rest.decrypt(
-            self._policy.secrets_key, credential.totp_secret, credential.party_id.bytes
-        )
-        totp = pyotp.TOTP(secret.decode())
-        matched = None
-        if code.isdigit() and len(code) == 6:
-            current = totp.timecode(now)
-            for step in (current - 1, current, current + 1):  # one step of clock drift
-                if hmac.compare_digest(totp.generate_otp(step), code):
-                    matched = step
-        if (
-            matched is not None
-            and credential.totp_last_step is not None
-            and matched <= credential.totp_last_step
-        ):
-            matched = None  # a code is good once
-        return matched
-
-    def _email_code_hmac(self, code_id: uuid.UUID, code: str) -> bytes:
-        return hmac.digest(
-            self._policy.secrets_key.current, code_id.bytes + code.encode(), "sha256"
-        )
-
-    def _email_code_ok(
-        self, credential: Credential, code_id: uuid.UUID, code: str, now: dt.datetime
-    ) -> bool:
-        return (
-            credential.email_code_id == code_id
-            and credential.email_code_hmac is not None
-            and credential.email_code_expire_time is not None
-            and now < credential.email_code_expire_time
-            and hmac.compare_digest(
-                credential.email_code_hmac, self._email_code_hmac(code_id, code)
-            )
-        )

@@ -1,8 +1,10 @@
-"""Parties: creating one (idempotently), reading one, its current level."""
+"""Parties: creating one (idempotently), reading one, its current level,
+and the security journal's entries about one."""
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import hashlib
 import json
 import uuid
@@ -10,20 +12,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session as DbSession
-from sqlalchemy.orm import sessionmaker
-
 from lre.server.clock import utcnow
+from lre.server.domain import journal
 from lre.server.domain.addresses import email_address
-from lre.server.domain.errors import AlreadyExists, InvalidArgument, NotFound
+from lre.server.domain.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    WriteConflict,
+)
 from lre.server.domain.identity import AssuranceLevel, Party, check_professional_declaration
 from lre.server.domain.letters import PartyKind
 from lre.server.domain.log import JournalRecord, LogKind, email_hmac
 from lre.server.services.identity.settings import Clock
-from lre.server.storage.log import LogRepository
-from lre.server.storage.parties import PartyRepository
-from lre.server.storage.proofing import ProofingRepository
+from lre.server.storage.store import Store, Stores
 
 T = TypeVar("T")
 
@@ -34,10 +37,10 @@ def fingerprint(*content: object) -> str:
 
 
 def idempotent(
-    sessions: sessionmaker[DbSession],
+    stores: Stores,
     request_hash: str,
-    find: Callable[[DbSession], tuple[T, str | None] | None],
-    create: Callable[[DbSession], T],
+    find: Callable[[Store], tuple[T, str | None] | None],
+    create: Callable[[Store], T],
 ) -> T:
     """What a caller's request created: the existing result on a retry, a new
     one otherwise; the same key with other content is refused. When two
@@ -53,12 +56,12 @@ def idempotent(
         return result
 
     try:
-        with sessions.begin() as db:
-            before = existing(find(db))
-            return before if before is not None else create(db)
-    except IntegrityError:
-        with sessions() as db:
-            winner = existing(find(db))
+        with stores.begin() as store:
+            before = existing(find(store))
+            return before if before is not None else create(store)
+    except WriteConflict:
+        with stores.read() as store:
+            winner = existing(find(store))
             if winner is None:
                 raise
             return winner
@@ -67,6 +70,29 @@ def idempotent(
 def check_request_id(request_id: str) -> None:
     if not request_id or len(request_id) > 128:
         raise InvalidArgument("request_id", "required, at most 128 characters")
+
+
+def proofed_level(store: Store, party_id: uuid.UUID, now: dt.datetime) -> AssuranceLevel:
+    """The party's level; means of authentication come only after a first
+    identification (R53-1)."""
+    if not store.parties.exists(party_id):
+        raise NotFound("no such party")
+    level = store.proofing.level(party_id, now)
+    if level is None:
+        raise FailedPrecondition("the party's identity has not been proofed")
+    return level
+
+
+def journaled(
+    store: Store,
+    kind: LogKind,
+    party_id: uuid.UUID,
+    now: dt.datetime,
+    **facts: str | int | dt.datetime | None,
+) -> None:
+    """A security journal entry about the party, in the caller's transaction:
+    it commits with what it records, or not at all."""
+    store.log.append_journal(journal.entry(kind, f"parties/{party_id}", now, **facts), now)
 
 
 @dataclass(frozen=True)
@@ -81,10 +107,8 @@ class NewParty:
 
 
 class PartyService:
-    def __init__(
-        self, sessions: sessionmaker[DbSession], secrets_key: bytes, clock: Clock = utcnow
-    ) -> None:
-        self._sessions = sessions
+    def __init__(self, stores: Stores, secrets_key: bytes, clock: Clock = utcnow) -> None:
+        self._stores = stores
         self._key = secrets_key
         self._clock = clock
 
@@ -102,7 +126,7 @@ class PartyService:
             raise InvalidArgument("party.company_name", "a legal person needs a company name")
         check_professional_declaration(new.kind is PartyKind.NATURAL_PERSON, new.professional)
 
-        def create(db: DbSession) -> Party:
+        def create(store: Store) -> Party:
             party = Party(
                 id=uuid.uuid4(),
                 kind=new.kind,
@@ -114,11 +138,11 @@ class PartyService:
                 postal_address=new.postal_address,
                 create_time=self._clock(),
             )
-            PartyRepository(db).add(party, scope, request_id, request_hash)
+            store.parties.add(party, scope, request_id, request_hash)
             if party.professional:
                 # It spares senders the consent (L100): the log keeps who was
                 # declared so, when, and as what kind of party.
-                LogRepository(db).append_journal(
+                store.log.append_journal(
                     JournalRecord(
                         LogKind.PROFESSIONAL_DECLARED,
                         f"parties/{party.id}",
@@ -134,20 +158,20 @@ class PartyService:
 
         request_hash = fingerprint(dataclasses.asdict(new))
         return idempotent(
-            self._sessions,
+            self._stores,
             request_hash,
-            lambda db: PartyRepository(db).by_request(scope, request_id),
+            lambda store: store.parties.by_request(scope, request_id),
             create,
         )
 
     def get(self, party_id: uuid.UUID) -> Party:
-        with self._sessions() as db:
-            party = PartyRepository(db).get(party_id)
+        with self._stores.read() as store:
+            party = store.parties.get(party_id)
         if party is None:
             raise NotFound("no such party")
         return party
 
     def level(self, party_id: uuid.UUID) -> AssuranceLevel | None:
         """The highest level among the party's identity records still valid."""
-        with self._sessions() as db:
-            return ProofingRepository(db).level(party_id, self._clock())
+        with self._stores.read() as store:
+            return store.proofing.level(party_id, self._clock())

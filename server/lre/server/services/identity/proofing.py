@@ -4,9 +4,7 @@ assertion (the level its `acr` maps to)."""
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import hashlib
 import hmac
 import logging
 import os
@@ -14,10 +12,6 @@ import uuid
 from collections.abc import Callable
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session as DbSession
-from sqlalchemy.orm import sessionmaker
 
 from lre.server.clock import utcnow
 from lre.server.domain import journal
@@ -26,9 +20,9 @@ from lre.server.domain.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    WriteConflict,
 )
 from lre.server.domain.identity import (
-    AssuranceLevel,
     IdentityRecord,
     ProofingChallenge,
     ProofingMethod,
@@ -36,7 +30,8 @@ from lre.server.domain.identity import (
 from lre.server.domain.letters import PartyKind
 from lre.server.domain.log import LogKind
 from lre.server.domain.proofing import Claimed, IdentityMismatch, Verified, bind
-from lre.server.services.identity.credentials import journaled
+from lre.server.services.identity.parties import journaled
+from lre.server.services.identity.records import certificate_record, document_record, eid_record
 from lre.server.services.identity.settings import Clock, IdentityPolicy
 from lre.server.services.identity.verification import (
     Refused,
@@ -45,33 +40,21 @@ from lre.server.services.identity.verification import (
     eid_claims,
     eid_identity,
 )
-from lre.server.storage.parties import PartyRepository
-from lre.server.storage.proofing import ProofingRepository
+from lre.server.storage.store import Store, Stores
 
 logger = logging.getLogger("lre.identity")
 
 CHALLENGE_TTL = dt.timedelta(minutes=5)
-EVIDENCE_CLAIMS = (
-    "iss",
-    "sub",
-    "aud",
-    "acr",
-    "iat",
-    "auth_time",
-    "given_name",
-    "family_name",
-    "birthdate",
-)
 
 
-def _require_party(db: DbSession, party_id: uuid.UUID) -> None:
-    if not PartyRepository(db).exists(party_id):
+def _require_party(store: Store, party_id: uuid.UUID) -> None:
+    if not store.parties.exists(party_id):
         raise NotFound("no such party")
 
 
-def _bound(db: DbSession, party_id: uuid.UUID, verified: Verified) -> dict[str, str]:
+def _bound(store: Store, party_id: uuid.UUID, verified: Verified) -> dict[str, str]:
     """The party's attributes the verified identity matched (IdentityMismatch if it does not)."""
-    party = PartyRepository(db).get(party_id)
+    party = store.parties.get(party_id)
     if party is None:
         raise NotFound("no such party")
     claimed = Claimed(
@@ -85,14 +68,14 @@ def _bound(db: DbSession, party_id: uuid.UUID, verified: Verified) -> dict[str, 
 
 # Told of each new identity record, in its transaction (the credentials
 # service e-mails the party an enrolment code).
-Proofed = Callable[[DbSession, uuid.UUID, dt.datetime], None]
+Proofed = Callable[[Store, uuid.UUID, dt.datetime], None]
 
 
-def _journal_proofed(db: DbSession, record: IdentityRecord, **facts: str | bool | None) -> None:
+def _journal_proofed(store: Store, record: IdentityRecord, **facts: str | bool | None) -> None:
     """The proofing decision, with what proves it (keyed hashes, not the
     document number or the eID subject) and a digest binding the stored record."""
     journaled(
-        db,
+        store,
         LogKind.IDENTITY_PROOFED,
         record.party_id,
         record.proof_time,
@@ -112,12 +95,12 @@ class _Unknown(Exception):
 class ProofingService:
     def __init__(
         self,
-        sessions: sessionmaker[DbSession],
+        stores: Stores,
         policy: IdentityPolicy,
         proofed: Proofed,
         clock: Clock = utcnow,
     ) -> None:
-        self._sessions = sessions
+        self._stores = stores
         self._policy = policy
         self._proofed = proofed
         self._clock = clock
@@ -146,57 +129,42 @@ class ProofingService:
             raise InvalidArgument("operator_id", "required")
         if document_expires is None or document_expires <= now:
             raise InvalidArgument("document_expire_time", "the document must be valid today")
-        number_hash = hmac.new(
+        record = document_record(
             self._policy.secrets_key.current,
-            f"{document_type}:{document_number.strip().upper()}".encode(),
-            hashlib.sha256,
-        ).hexdigest()
-        record = IdentityRecord(
-            id=uuid.uuid4(),
-            party_id=party_id,
-            method=ProofingMethod.DOCUMENT_CHECK,
-            level=AssuranceLevel.HIGH if person_present else AssuranceLevel.SUBSTANTIAL,
-            proof_time=now,
-            expire_time=document_expires,
-            evidence_summary=f"{document_type} checked by operator {operator_id}"
-            + (", person present" if person_present else ", remotely"),
-            details={
-                "document_type": document_type,
-                "document_number_hmac": number_hash,
-                "operator": operator_id,
-                "operator_certificate": operator_certificate,
-                "person_present": person_present,
-            },
+            party_id,
+            (document_type, document_number, document_expires),
+            (operator_id, operator_certificate, person_present),
+            now,
         )
-        with self._sessions.begin() as db:
-            _require_party(db, party_id)
-            ProofingRepository(db).add_record(record)
+        with self._stores.begin() as store:
+            _require_party(store, party_id)
+            store.proofing.add_record(record)
             _journal_proofed(
-                db,
+                store,
                 record,
                 operatorId=operator_id,
                 operatorCertificate=operator_certificate or None,
                 personPresent=person_present,
                 documentType=document_type,
-                documentNumberHmac=number_hash,
+                documentNumberHmac=record.details["document_number_hmac"],
             )
-            self._proofed(db, party_id, now)
+            self._proofed(store, party_id, now)
         return record
 
     def _refused(self, party_id: uuid.UUID, method: ProofingMethod, reason: str) -> None:
         """A refusal that commits nothing else, journaled on its own."""
         now = self._clock()
-        with self._sessions.begin() as db:
+        with self._stores.begin() as store:
             journaled(
-                db, LogKind.PROOFING_REFUSED, party_id, now, method=method.value, reason=reason
+                store, LogKind.PROOFING_REFUSED, party_id, now, method=method.value, reason=reason
             )
 
     def list_records(
         self, party_id: uuid.UUID, page_size: int, page_token: str
     ) -> tuple[list[IdentityRecord], str]:
-        with self._sessions() as db:
-            _require_party(db, party_id)
-            return ProofingRepository(db).page(party_id, page_size, page_token)
+        with self._stores.read() as store:
+            _require_party(store, party_id)
+            return store.proofing.page(party_id, page_size, page_token)
 
     def begin_certificate(self, party_id: uuid.UUID) -> ProofingChallenge:
         if not self._policy.trust_anchors:
@@ -208,9 +176,9 @@ class ProofingService:
             expire_time=self._clock() + CHALLENGE_TTL,
             use_time=None,
         )
-        with self._sessions.begin() as db:
-            _require_party(db, party_id)
-            ProofingRepository(db).add_challenge(challenge)
+        with self._stores.begin() as store:
+            _require_party(store, party_id)
+            store.proofing.add_challenge(challenge)
         return challenge
 
     def complete_certificate(
@@ -274,8 +242,8 @@ class ProofingService:
         """One transaction: the challenge spent, and the record or the refusal journaled."""
         record: IdentityRecord | None = None
         refused: str | None
-        with self._sessions.begin() as db:
-            proofs = ProofingRepository(db)
+        with self._stores.begin() as store:
+            proofs = store.proofing
             challenge = proofs.use_challenge(challenge_id, now)
             if challenge is None or challenge.party_id != party_id:
                 # Rolled back (another party's challenge stays usable), journaled on its own.
@@ -297,43 +265,24 @@ class ProofingService:
             matched: dict[str, str] = {}
             if refused is None:
                 try:
-                    matched = _bound(db, party_id, certificate_identity(leaf))
+                    matched = _bound(store, party_id, certificate_identity(leaf))
                 except IdentityMismatch as exc:
                     refused, mismatch, reason = f"identity: {exc}", exc, "identity_mismatch"
             if refused is None:
-                record = IdentityRecord(
-                    id=uuid.uuid4(),
-                    party_id=party_id,
-                    method=ProofingMethod.CERTIFICATE,
-                    level=AssuranceLevel.HIGH,
-                    proof_time=now,
-                    expire_time=min(leaf.not_valid_after_utc, now + self._policy.proof_validity),
-                    evidence_summary=f"certificate {leaf.subject.rfc4514_string()} "
-                    f"issued by {leaf.issuer.rfc4514_string()}",
-                    details={
-                        "subject": leaf.subject.rfc4514_string(),
-                        "issuer": leaf.issuer.rfc4514_string(),
-                        "serial": format(leaf.serial_number, "x"),
-                        "sha256": leaf.fingerprint(hashes.SHA256()).hex(),
-                        "matched": matched,
-                        # The evidence as presented: the chain and the revocation data.
-                        "certificate_chain": [base64.b64encode(der).decode() for der in chain_der],
-                        "revocation_data": [
-                            base64.b64encode(der).decode() for der in revocation_der
-                        ],
-                    },
+                record = certificate_record(
+                    party_id, leaf, chain_der, revocation_der, matched, now, self._policy
                 )
                 proofs.add_record(record)
                 _journal_proofed(
-                    db,
+                    store,
                     record,
                     certificateSha256=record.details["sha256"],
                     certificateIssuer=record.details["issuer"],
                 )
-                self._proofed(db, party_id, now)
+                self._proofed(store, party_id, now)
             else:
                 journaled(
-                    db,
+                    store,
                     LogKind.PROOFING_REFUSED,
                     party_id,
                     now,
@@ -364,38 +313,22 @@ class ProofingService:
             logger.info("eID assertion refused", extra={"reason": "nonce or acr"})
             self._refused(party_id, eid, "nonce_or_acr")
             raise AuthenticationFailed("eID assertion refused")
-        with self._sessions() as db:
-            try:
-                matched = _bound(db, party_id, eid_identity(claims))
-            except IdentityMismatch:
-                db.rollback()
-                self._refused(party_id, eid, "identity_mismatch")
-                raise
-        record = IdentityRecord(
-            id=uuid.uuid4(),
-            party_id=party_id,
-            method=ProofingMethod.EID_ASSERTION,
-            level=level,
-            proof_time=now,
-            expire_time=now + self._policy.proof_validity,
-            evidence_summary=f"eID {broker.issuer} acr {claims.get('acr')}",
-            details={
-                "issuer": broker.issuer,
-                "sub": str(claims["sub"]),
-                "acr": str(claims.get("acr")),
-                "matched": matched,
-                # The evidence: the claims the broker signed.
-                "claims": {k: claims[k] for k in EVIDENCE_CLAIMS if k in claims},
-            },
-        )
         try:
-            with self._sessions.begin() as db:
-                _require_party(db, party_id)
-                proofs = ProofingRepository(db)
+            with self._stores.read() as store:
+                matched = _bound(store, party_id, eid_identity(claims))
+        except IdentityMismatch:
+            # Journaled once the read is over, in a transaction of its own.
+            self._refused(party_id, eid, "identity_mismatch")
+            raise
+        record = eid_record(party_id, broker, claims, level, matched, now, self._policy)
+        try:
+            with self._stores.begin() as store:
+                _require_party(store, party_id)
+                proofs = store.proofing
                 proofs.spend_nonce(broker.issuer, nonce, now)
                 proofs.add_record(record)
                 _journal_proofed(
-                    db,
+                    store,
                     record,
                     eidIssuer=broker.issuer,
                     eidAcr=str(claims.get("acr")),
@@ -403,8 +336,8 @@ class ProofingService:
                         self._policy.secrets_key.current, "eid-subject", str(claims["sub"])
                     ),
                 )
-                self._proofed(db, party_id, now)
-        except IntegrityError:
+                self._proofed(store, party_id, now)
+        except WriteConflict:
             logger.info("eID assertion refused", extra={"reason": "nonce replayed"})
             self._refused(party_id, eid, "replayed")
             raise AuthenticationFailed("eID assertion refused") from None

@@ -7,18 +7,15 @@ import secrets
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy.orm import Session as DbSession
-from sqlalchemy.orm import sessionmaker
-
 from lre.server.clock import utcnow
 from lre.server.domain import journal
 from lre.server.domain.errors import AuthenticationFailed
 from lre.server.domain.identity import FactorCategory, Session
 from lre.server.domain.log import LogKind
-from lre.server.services.identity.credentials import CredentialService, journaled
+from lre.server.services.identity.credentials import CredentialService
+from lre.server.services.identity.parties import journaled
 from lre.server.services.identity.settings import Clock, IdentityPolicy
-from lre.server.storage.credentials import SessionRepository
-from lre.server.storage.db import engine_of, reader
+from lre.server.storage.store import Stores
 
 INVALID = "invalid or expired session"
 
@@ -36,13 +33,12 @@ def token_hash(token: str) -> bytes:
 class SessionService:
     def __init__(
         self,
-        sessions: sessionmaker[DbSession],
+        stores: Stores,
         policy: IdentityPolicy,
         credentials: CredentialService,
         clock: Clock = utcnow,
     ) -> None:
-        self._sessions = sessions
-        self._engine = engine_of(sessions)
+        self._stores = stores
         self._policy = policy
         self._credentials = credentials
         self._clock = clock
@@ -58,9 +54,9 @@ class SessionService:
         e-mailed (possession, one-time): a session bound to the party's current
         level. Failures count towards a lockout; a code is good once."""
         now = self._clock()
-        with self._sessions.begin() as db:
+        with self._stores.begin() as store:
             level, failure = self._credentials.verify(
-                db, party_id, password, totp_code, email_code, now
+                store, party_id, password, totp_code, email_code, now
             )
             if level is not None:
                 token = secrets.token_urlsafe(32)
@@ -72,9 +68,9 @@ class SessionService:
                     authenticated_at=now,
                     expires_at=now + self._policy.session_ttl,
                 )
-                SessionRepository(db).add(token_hash(token), session)
+                store.sessions.add(token_hash(token), session)
                 journaled(
-                    db,
+                    store,
                     LogKind.SESSION_CREATED,
                     party_id,
                     now,
@@ -91,20 +87,20 @@ class SessionService:
     def authenticate(self, token: str) -> Session:
         """The session behind a bearer token, as the domain sees it (read
         outside a transaction: every call of a portal does this)."""
-        with reader(self._engine) as connection:
-            session = SessionRepository(connection).live(token_hash(token), self._clock())
+        with self._stores.peek() as store:
+            session = store.sessions.live(token_hash(token), self._clock())
         if session is None:
             raise AuthenticationFailed(INVALID)
         return session
 
     def revoke(self, token: str) -> None:
         now = self._clock()
-        with self._sessions.begin() as db:
-            party_id = SessionRepository(db).revoke(token_hash(token), now)
+        with self._stores.begin() as store:
+            party_id = store.sessions.revoke(token_hash(token), now)
             if party_id is None:
                 raise AuthenticationFailed(INVALID)
             journaled(
-                db, LogKind.SESSION_REVOKED, party_id, now, sessionHmac=self._journal_name(token)
+                store, LogKind.SESSION_REVOKED, party_id, now, sessionHmac=self._journal_name(token)
             )
 
     def _journal_name(self, token: str) -> str:

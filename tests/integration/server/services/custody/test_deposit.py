@@ -116,7 +116,6 @@ def test_the_senders_level_is_the_providers_setting_high_by_default(world: World
     assert "below level high" in str(refused.value)
     lowered = DepositService(
         world.stores,
-        world.identity,
         ContentKeys(world.signer),
         world.evidence,
         CustodyPolicy(

@@ -78,6 +78,9 @@ def test_deposit_evidence_is_v2_sealed_and_verified_by_openssl(
     assert document["format"] == "lre-evidence/2"
     assert document["policyId"] == EVIDENCE_POLICY
     assert document["letterId"] == f"letters/{letter.id}"
+    # The reference of the letter's e-mails; no notification yet.
+    assert document["letterReference"] == letter.reference
+    assert "notificationTime" not in document
     # The issuer's certificate is the one that made the seal.
     seal_certificate = world.signer.certificate_chain("seal")[0]
     parsed = x509.load_der_x509_certificate(seal_certificate)
@@ -117,8 +120,11 @@ def test_event_time_signing_time_and_timestamp_agree(world: World) -> None:
         for a in signer_info["signed_attrs"]
         if a["type"].native == "signing_time"
     )
-    # Whole seconds (UTCTime), rounded up: never before the event.
-    assert signing_time >= event_time
+    # Whole seconds (UTCTime), cut: never after the timestamp that proves the
+    # seal existed, and within the second of the event.
+    assert signing_time <= stamped.timestamp_time
+    assert signing_time.microsecond == 0
+    assert event_time - dt.timedelta(seconds=1) < signing_time
     assert signing_time - event_time < dt.timedelta(seconds=2)
 
 
@@ -128,7 +134,6 @@ def test_a_server_clock_ahead_of_the_tsa_records_nothing(world: World) -> None:
     strict = EvidenceRecorder(world.signer, "Strict provider", EVIDENCE_POLICY, ahead)
     deposits = DepositService(
         world.stores,
-        world.identity,
         ContentKeys(world.signer),
         strict,
         world.policy,
@@ -230,6 +235,10 @@ def test_a_recipient_reads_the_evidence_about_them_only_after_accepting(
         EvidenceEvent.CONSIGNMENT_ACCEPTANCE,
     }
     acceptance = json.loads(read[EvidenceEvent.CONSIGNMENT_ACCEPTANCE].document)
+    notification = json.loads(read[EvidenceEvent.NOTIFICATION_FOR_ACCEPTANCE].document)
+    # An answer says when the window it answers in opened: the notification's time.
+    assert acceptance["notificationTime"] == notification["eventTime"]
+    assert acceptance["letterReference"] == accepted.reference
     assert acceptance["recipient"]["authentication"]["level"] == (
         "http://eidas.europa.eu/LoA/substantial"
     )

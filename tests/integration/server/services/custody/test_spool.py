@@ -80,7 +80,6 @@ def test_while_the_content_arrives_nothing_is_held_and_the_deposit_is_dated_once
     tmp_path.mkdir()
     deposits = DepositService(
         world.stores,
-        world.identity,
         ContentKeys(world.signer),
         world.evidence,
         world.policy,
@@ -265,7 +264,6 @@ def test_a_deposit_that_fails_anywhere_writes_nothing_and_leaves_no_spool(
     tmp_path.mkdir()
     deposits = DepositService(
         world.stores,
-        world.identity,
         ContentKeys(world.signer),
         world.evidence,
         world.policy,
@@ -288,9 +286,6 @@ def test_a_deposit_that_fails_anywhere_writes_nothing_and_leaves_no_spool(
     else:
         # The last write of the transaction fails: everything before it goes too.
         monkeypatch.setattr(ChargeRepository, "add", _database_lost)
-        monkeypatch.setattr(
-            "lre.server.storage.mailings.MailingRepository.add_charges", _database_lost
-        )
         expected = OperationalError
     data = _content(LARGE)
     with pytest.raises(expected):

@@ -10,6 +10,7 @@ from sqlalchemy.orm import sessionmaker
 
 from lre.server.services.identity import IdentityPolicy, IdentityService
 from lre.server.storage import db
+from lre.server.storage.store import Stores
 from tests.support.parties import Enrol, enrolled
 from tests.support.services import KEY, Clock
 
@@ -31,7 +32,7 @@ def database(database_url: str) -> Iterator[sessionmaker[DbSession]]:
 def service(
     database: sessionmaker[DbSession], clock: Clock, policy: IdentityPolicy
 ) -> IdentityService:
-    return IdentityService(database, policy, clock)
+    return IdentityService(Stores(database), policy, clock)
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ from lre.server.domain.identity import AssuranceLevel, ProofingMethod
 from lre.server.domain.letters import PartyKind
 from lre.server.domain.proofing import IdentityMismatch
 from lre.server.services.identity import EidBroker, IdentityPolicy, IdentityService, NewParty
+from lre.server.storage.store import Stores
 from tests.support.journal import security_journal
 from tests.support.parties import person
 from tests.support.proofing import (
@@ -244,7 +245,7 @@ def test_unconfigured_methods_say_so(database_url: str, clock: Clock) -> None:
 
     engine = db.make_engine(database_url)
     db.migrate(engine)
-    bare = IdentityService(db.sessions(engine), IdentityPolicy(secrets_key=KEY), clock)
+    bare = IdentityService(Stores(db.sessions(engine)), IdentityPolicy(secrets_key=KEY), clock)
     party = _party(bare)
     with pytest.raises(FailedPrecondition):
         bare.proofing.begin_certificate(party)

@@ -16,6 +16,7 @@ from lre.server.adapters.at_rest import SecretsKeys
 from lre.server.services.identity import IdentityPolicy, IdentityService
 from lre.server.services.rekey import reencrypt_secrets
 from lre.server.storage import models
+from lre.server.storage.store import Stores
 from tests.support.parties import PASSWORD, Enrol
 from tests.support.services import KEY, Clock
 
@@ -23,18 +24,18 @@ from tests.support.services import KEY, Clock
 def test_rotation_then_reencryption_of_secrets(
     database: sessionmaker[DbSession], policy: IdentityPolicy, clock: Clock, enrol: Enrol
 ) -> None:
-    service = IdentityService(database, policy, clock)
+    service = IdentityService(Stores(database), policy, clock)
     parties = [enrol() for _ in range(5)]
     code_id, _ = service.credentials.send_email_code(parties[0][0], PASSWORD)
     new = SecretsKeys(os.urandom(32), (KEY.current,))
-    rotated = IdentityService(database, dataclasses.replace(policy, secrets_key=new), clock)
+    rotated = IdentityService(Stores(database), dataclasses.replace(policy, secrets_key=new), clock)
     # Before any re-encryption, the older key still opens the seeds.
     party, totp = parties[1]
     assert rotated.sessions.create(party, PASSWORD, totp.at(clock.now)).token
 
     seen: list[tuple[str, int, int]] = []
     progress = reencrypt_secrets(
-        database,
+        Stores(database),
         new,
         batch=2,
         report=lambda what, p: seen.append((what, p.examined, p.changed)),
@@ -52,11 +53,11 @@ def test_rotation_then_reencryption_of_secrets(
     code = at_rest.decrypt(SecretsKeys(new.current), bytes.fromhex(outbox["code"]), code_id.bytes)
     assert len(code) == 6
     # Again: nothing left to do.
-    again = reencrypt_secrets(database, new)
+    again = reencrypt_secrets(Stores(database), new)
     assert (again.examined, again.changed) == (11, 0)
     # The older key gone: every seed still opens.
     only_new = IdentityService(
-        database, dataclasses.replace(policy, secrets_key=SecretsKeys(new.current)), clock
+        Stores(database), dataclasses.replace(policy, secrets_key=SecretsKeys(new.current)), clock
     )
     clock.advance(seconds=60)
     for party, totp in parties[2:]:

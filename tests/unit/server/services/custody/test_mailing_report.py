@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 
-from lre.server.services.custody.mailing import report_line
+from lre.server.services.custody.report import report_line
 
 
 def test_cells_are_quoted_as_rfc_4180_reads_them() -> None:

@@ -1,104 +1,29 @@
-"""Tables. Alembic migrations in ``migrations/`` must produce exactly this
-schema on PostgreSQL and SQLite (tests/integration/server/storage checks it)."""
+"""The custody tables: letters, their content, evidence and proofs, mailings,
+the outbox, the log and its tree, webhooks, charges."""
 
 from __future__ import annotations
 
 import datetime as dt
-import enum
 import uuid
-from typing import Any, ClassVar
+from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
-    DateTime,
-    Enum,
     ForeignKey,
     Index,
     Integer,
     LargeBinary,
-    MetaData,
     SmallInteger,
     String,
     Text,
-    TypeDecorator,
     UniqueConstraint,
-    Uuid,
 )
-from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 
-from lre.server.domain.identity import AssuranceLevel, ProofingMethod
-from lre.server.domain.letters import EvidenceEvent, LetterState, OutboxState, PartyKind
-
-NAMING = {
-    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-
-
-class UtcDateTime(TypeDecorator[dt.datetime]):
-    """Timezone-aware UTC datetimes on every database (SQLite keeps no zone)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime: pass an aware UTC datetime")
-        return value.astimezone(dt.UTC)
-
-    def process_result_value(
-        self, value: dt.datetime | None, dialect: Dialect
-    ) -> dt.datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
-
-
-def db_enum(kind: type[enum.Enum], name: str) -> Enum:
-    """Native enum on PostgreSQL, CHECK constraint elsewhere; stores the values
-    (the lower-case names for integer enums)."""
-    return Enum(
-        kind,
-        name=name,
-        values_callable=lambda members: [
-            m.name.lower() if isinstance(m.value, int) else m.value for m in members
-        ],
-        create_constraint=True,
-        validate_strings=True,
-    )
-
-
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map: ClassVar[dict[Any, Any]] = {dt.datetime: UtcDateTime(), uuid.UUID: Uuid()}
-
-
-class Party(Base):
-    __tablename__ = "parties"
-    __table_args__ = (UniqueConstraint("request_scope", "request_id"),)
-
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    kind: Mapped[PartyKind] = mapped_column(db_enum(PartyKind, "party_kind"))
-    professional: Mapped[bool] = mapped_column(Boolean)
-    given_name: Mapped[str | None] = mapped_column(String(200))
-    family_name: Mapped[str | None] = mapped_column(String(200))
-    company_name: Mapped[str | None] = mapped_column(String(300))
-    email: Mapped[str] = mapped_column(String(320), index=True)
-    postal_address: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    create_time: Mapped[dt.datetime]
-    # Idempotency key of the creating request, scoped to its caller: a retry
-    # returns this party; the same key with other content is refused.
-    request_id: Mapped[str | None] = mapped_column(String(128))
-    request_scope: Mapped[str] = mapped_column(String(300), server_default="")
-    request_hash: Mapped[str | None] = mapped_column(String(64))
+from lre.server.domain.letters import EvidenceEvent, LetterState, OutboxState
+from lre.server.storage.models.base import Base, db_enum
 
 
 class Letter(Base):
@@ -327,104 +252,6 @@ class Webhook(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
 
 
-class IdentityRecord(Base):
-    """How, when and at which level a party's identity was proofed."""
-
-    __tablename__ = "identity_records"
-
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    party_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("parties.id"), index=True)
-    method: Mapped[ProofingMethod] = mapped_column(db_enum(ProofingMethod, "proofing_method"))
-    level: Mapped[AssuranceLevel] = mapped_column(db_enum(AssuranceLevel, "assurance_level"))
-    proof_time: Mapped[dt.datetime]
-    expire_time: Mapped[dt.datetime | None]
-    evidence_summary: Mapped[str] = mapped_column(String(500))
-    # Method-specific facts; secrets (document numbers) only as keyed hashes.
-    details: Mapped[dict[str, Any]] = mapped_column(JSON)
-
-
-class Credential(Base):
-    """Means of authentication issued after proofing."""
-
-    __tablename__ = "credentials"
-
-    party_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("parties.id"), primary_key=True)
-    password_hash: Mapped[str | None] = mapped_column(String(255))
-    # Encrypted (AES-256-GCM) under the server's secrets key: TOTP needs the secret itself.
-    totp_secret: Mapped[bytes | None] = mapped_column(LargeBinary)
-    # The last TOTP time step accepted: a code is never accepted twice.
-    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
-    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
-    locked_until: Mapped[dt.datetime | None]
-    # The one e-mailed code outstanding, as an HMAC under the secrets key; a
-    # new code replaces it, a session consumes it.
-    email_code_id: Mapped[uuid.UUID | None]
-    email_code_hmac: Mapped[bytes | None] = mapped_column(LargeBinary(32))
-    email_code_sent_time: Mapped[dt.datetime | None]
-    email_code_expire_time: Mapped[dt.datetime | None]
-    # The outstanding enrolment code (sent after proofing), as an HMAC.
-    enrolment_code_hmac: Mapped[bytes | None] = mapped_column(LargeBinary(32))
-    enrolment_code_expire_time: Mapped[dt.datetime | None]
-
-
-class AuthSession(Base):
-    __tablename__ = "sessions"
-
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    party_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("parties.id"), index=True)
-    # SHA-256 of the bearer token; the token itself is shown once.
-    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
-    level: Mapped[AssuranceLevel] = mapped_column(db_enum(AssuranceLevel, "assurance_level"))
-    factors: Mapped[list[str]] = mapped_column(JSON)
-    one_time_element: Mapped[bool] = mapped_column(Boolean)
-    authenticated_at: Mapped[dt.datetime]
-    expire_time: Mapped[dt.datetime]
-    revoke_time: Mapped[dt.datetime | None]
-
-
-class Consent(Base):
-    """A non-professional recipient's consent to electronic registered letters
-    from one sender (CPCE L100)."""
-
-    __tablename__ = "consents"
-    __table_args__ = (
-        Index("ix_consents_recipient_sender", "recipient_id", "sender_id"),
-        UniqueConstraint("request_scope", "request_id"),
-    )
-
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    recipient_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("parties.id"))
-    sender_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("parties.id"))
-    method: Mapped[str] = mapped_column(String(64))
-    grant_time: Mapped[dt.datetime]
-    withdraw_time: Mapped[dt.datetime | None]
-    request_id: Mapped[str | None] = mapped_column(String(128))
-    request_scope: Mapped[str] = mapped_column(String(300), server_default="")
-    request_hash: Mapped[str | None] = mapped_column(String(64))
-
-
-class ProofingChallenge(Base):
-    """A random challenge the party signs with its certificate's key."""
-
-    __tablename__ = "proofing_challenges"
-
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    party_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("parties.id"), index=True)
-    challenge: Mapped[bytes] = mapped_column(LargeBinary(32))
-    expire_time: Mapped[dt.datetime]
-    use_time: Mapped[dt.datetime | None]
-
-
-class UsedNonce(Base):
-    """eID assertion nonces already accepted: an assertion proves once."""
-
-    __tablename__ = "used_nonces"
-
-    issuer: Mapped[str] = mapped_column(String(255), primary_key=True)
-    nonce: Mapped[str] = mapped_column(String(255), primary_key=True)
-    use_time: Mapped[dt.datetime]
-
-
 class Charge(Base):
     """What the sender owes for an accepted deposit (the sender pays)."""
 
@@ -436,11 +263,3 @@ class Charge(Base):
     amount_minor: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     create_time: Mapped[dt.datetime]
-
-
-def column_length(table: str, column: str) -> int:
-    """The most characters a String column holds (the API's edge checks use it)."""
-    kind = Base.metadata.tables[table].columns[column].type
-    if not isinstance(kind, String) or kind.length is None:
-        raise LookupError(f"{table}.{column} is not a bounded string column")
-    return kind.length

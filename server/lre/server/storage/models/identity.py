@@ -1,0 +1,142 @@
+"""The identity tables: parties, their proofing, credentials, sessions and consents."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from lre.server.domain.identity import AssuranceLevel, ProofingMethod
+from lre.server.domain.letters import PartyKind
+from lre.server.storage.models.base import Base, db_enum
+
+
+class Party(Base):
+    __tablename__ = "parties"
+    __table_args__ = (UniqueConstraint("request_scope", "request_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    kind: Mapped[PartyKind] = mapped_column(db_enum(PartyKind, "party_kind"))
+    professional: Mapped[bool] = mapped_column(Boolean)
+    given_name: Mapped[str | None] = mapped_column(String(200))
+    family_name: Mapped[str | None] = mapped_column(String(200))
+    company_name: Mapped[str | None] = mapped_column(String(300))
+    email: Mapped[str] = mapped_column(String(320), index=True)
+    postal_address: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    create_time: Mapped[dt.datetime]
+    # Idempotency key of the creating request, scoped to its caller: a retry
+    # returns this party; the same key with other content is refused.
+    request_id: Mapped[str | None] = mapped_column(String(128))
+    request_scope: Mapped[str] = mapped_column(String(300), server_default="")
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+
+
+class IdentityRecord(Base):
+    """How, when and at which level a party's identity was proofed."""
+
+    __tablename__ = "identity_records"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    party_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("parties.id"), index=True)
+    method: Mapped[ProofingMethod] = mapped_column(db_enum(ProofingMethod, "proofing_method"))
+    level: Mapped[AssuranceLevel] = mapped_column(db_enum(AssuranceLevel, "assurance_level"))
+    proof_time: Mapped[dt.datetime]
+    expire_time: Mapped[dt.datetime | None]
+    evidence_summary: Mapped[str] = mapped_column(String(500))
+    # Method-specific facts; secrets (document numbers) only as keyed hashes.
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class Credential(Base):
+    """Means of authentication issued after proofing."""
+
+    __tablename__ = "credentials"
+
+    party_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("parties.id"), primary_key=True)
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    # Encrypted (AES-256-GCM) under the server's secrets key: TOTP needs the secret itself.
+    totp_secret: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # The last TOTP time step accepted: a code is never accepted twice.
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[dt.datetime | None]
+    # The one e-mailed code outstanding, as an HMAC under the secrets key; a
+    # new code replaces it, a session consumes it.
+    email_code_id: Mapped[uuid.UUID | None]
+    email_code_hmac: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    email_code_sent_time: Mapped[dt.datetime | None]
+    email_code_expire_time: Mapped[dt.datetime | None]
+    # The outstanding enrolment code (sent after proofing), as an HMAC.
+    enrolment_code_hmac: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    enrolment_code_expire_time: Mapped[dt.datetime | None]
+
+
+class AuthSession(Base):
+    __tablename__ = "sessions"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    party_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("parties.id"), index=True)
+    # SHA-256 of the bearer token; the token itself is shown once.
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    level: Mapped[AssuranceLevel] = mapped_column(db_enum(AssuranceLevel, "assurance_level"))
+    factors: Mapped[list[str]] = mapped_column(JSON)
+    one_time_element: Mapped[bool] = mapped_column(Boolean)
+    authenticated_at: Mapped[dt.datetime]
+    expire_time: Mapped[dt.datetime]
+    revoke_time: Mapped[dt.datetime | None]
+
+
+class Consent(Base):
+    """A non-professional recipient's consent to electronic registered letters
+    from one sender (CPCE L100)."""
+
+    __tablename__ = "consents"
+    __table_args__ = (
+        Index("ix_consents_recipient_sender", "recipient_id", "sender_id"),
+        UniqueConstraint("request_scope", "request_id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    recipient_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("parties.id"))
+    sender_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("parties.id"))
+    method: Mapped[str] = mapped_column(String(64))
+    grant_time: Mapped[dt.datetime]
+    withdraw_time: Mapped[dt.datetime | None]
+    request_id: Mapped[str | None] = mapped_column(String(128))
+    request_scope: Mapped[str] = mapped_column(String(300), server_default="")
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+
+
+class ProofingChallenge(Base):
+    """A random challenge the party signs with its certificate's key."""
+
+    __tablename__ = "proofing_challenges"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    party_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("parties.id"), index=True)
+    challenge: Mapped[bytes] = mapped_column(LargeBinary(32))
+    expire_time: Mapped[dt.datetime]
+    use_time: Mapped[dt.datetime | None]
+
+
+class UsedNonce(Base):
+    """eID assertion nonces already accepted: an assertion proves once."""
+
+    __tablename__ = "used_nonces"
+
+    issuer: Mapped[str] = mapped_column(String(255), primary_key=True)
+    nonce: Mapped[str] = mapped_column(String(255), primary_key=True)
+    use_time: Mapped[dt.datetime]
