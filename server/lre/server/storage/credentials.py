@@ -7,18 +7,17 @@ import uuid
 from typing import Any
 
 from sqlalchemy import insert, select, update
-from sqlalchemy.orm import Session as DbSession
 
 from lre.server.domain.identity import Credential, FactorCategory, Session
 from lre.server.storage import models
-from lre.server.storage.records import from_row, table, to_row
+from lre.server.storage.records import Db, from_row, table, to_row
 
 CREDENTIALS = table(models.Credential)
 SESSIONS = table(models.AuthSession)
 
 
 class CredentialRepository:
-    def __init__(self, db: DbSession) -> None:
+    def __init__(self, db: Db) -> None:
         self._db = db
 
     def get(self, party_id: uuid.UUID, lock: bool = False) -> Credential:
@@ -53,7 +52,7 @@ def _session(row: Any) -> Session:
 class SessionRepository:
     """Sessions by the hash of their bearer token (the token itself is never stored)."""
 
-    def __init__(self, db: DbSession) -> None:
+    def __init__(self, db: Db) -> None:
         self._db = db
 
     def add(self, token_hash: bytes, session: Session) -> None:

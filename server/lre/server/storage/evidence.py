@@ -7,12 +7,11 @@ import uuid
 from collections.abc import Iterable
 
 from sqlalchemy import insert, select
-from sqlalchemy.orm import Session as DbSession
 
 from lre.server.domain.letters import EvidenceEvent
 from lre.server.domain.records import ChargeRecord, EvidenceRecord, EvidenceWithProof
 from lre.server.storage import models
-from lre.server.storage.records import from_row, paged_records, table, to_row
+from lre.server.storage.records import Db, from_row, paged_records, table, to_row
 
 EVIDENCE = table(models.Evidence)
 PROOFS = table(models.EvidenceProof)
@@ -20,7 +19,7 @@ CHARGES = table(models.Charge)
 
 
 class EvidenceRepository:
-    def __init__(self, db: DbSession) -> None:
+    def __init__(self, db: Db) -> None:
         self._db = db
 
     def add(self, evidence: Iterable[EvidenceRecord]) -> None:
@@ -69,7 +68,7 @@ class EvidenceRepository:
 
 
 class ChargeRepository:
-    def __init__(self, db: DbSession) -> None:
+    def __init__(self, db: Db) -> None:
         self._db = db
 
     def add(self, charges: Iterable[ChargeRecord]) -> None:

@@ -10,11 +10,10 @@ import uuid
 from typing import Any
 
 from sqlalchemy import Column, select, update
-from sqlalchemy.orm import Session as DbSession
 
 from lre.server.domain.letters import OutboxKind, OutboxState
 from lre.server.storage import models
-from lre.server.storage.records import table
+from lre.server.storage.records import Db, table
 
 LETTERS = table(models.Letter)
 CREDENTIALS = table(models.Credential)
@@ -37,7 +36,7 @@ def _columns(secret: Secret) -> tuple[Column[Any], Column[Any]]:
 
 
 class KeyRepository:
-    def __init__(self, db: DbSession) -> None:
+    def __init__(self, db: Db) -> None:
         self._db = db
 
     def wrapped_keys(

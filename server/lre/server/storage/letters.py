@@ -8,7 +8,6 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from sqlalchemy import bindparam, delete, func, insert, select, update
-from sqlalchemy.orm import Session as DbSession
 
 from lre.server.domain.errors import NotFound
 from lre.server.domain.evidence import PartDigest, PartyDetails
@@ -16,7 +15,7 @@ from lre.server.domain.letters import Letter, LetterState, PartyKind
 from lre.server.domain.proofing import Claimed, evidence_name
 from lre.server.domain.records import LetterRecord, PartRecord
 from lre.server.storage import models
-from lre.server.storage.records import from_row, paged_records, table, to_row
+from lre.server.storage.records import Db, from_row, paged_records, table, to_row
 
 LETTERS = table(models.Letter)
 PARTS = table(models.LetterPart)
@@ -36,7 +35,7 @@ class LetterRepository:
     spent more CPU in the ORM's unit of work than in everything else
     (docs/performance.md)."""
 
-    def __init__(self, db: DbSession) -> None:
+    def __init__(self, db: Db) -> None:
         self._db = db
 
     def add(self, *letters: LetterRecord) -> None:
@@ -267,7 +266,7 @@ class LetterRepository:
 class ContentRepository:
     """Encrypted chunks, written in batches and read back in order."""
 
-    def __init__(self, db: DbSession) -> None:
+    def __init__(self, db: Db) -> None:
         self._db = db
 
     def add(self, chunks: list[dict[str, Any]]) -> None:

@@ -8,13 +8,12 @@ from collections.abc import Iterable, Iterator
 
 from sqlalchemy import bindparam, insert, select, text, update
 from sqlalchemy import func as sql
-from sqlalchemy.orm import Session as DbSession
 
 from lre.server.domain import log
 from lre.server.domain.log import JournalRecord, LogRecord
 from lre.server.domain.records import LetterRecord, LogEntryRecord, TreeHeadRecord
 from lre.server.storage import models
-from lre.server.storage.records import from_row, table, to_row
+from lre.server.storage.records import Db, dialect_name, from_row, table, to_row
 
 ENTRIES = table(models.LogEntry)
 HEADS = table(models.TreeHead)
@@ -25,7 +24,7 @@ SEQUENCER_LOCK = 0x4C52_4501
 
 
 class LogRepository:
-    def __init__(self, db: DbSession) -> None:
+    def __init__(self, db: Db) -> None:
         self._db = db
 
     def append(
@@ -77,7 +76,7 @@ class LogRepository:
         """Numbers the oldest unsequenced entries, contiguously after the last;
         how many it numbered. One sequencer at a time: an advisory lock on
         PostgreSQL; on SQLite every transaction holds the write lock from its start."""
-        if self._db.get_bind().dialect.name == "postgresql":
+        if dialect_name(self._db) == "postgresql":
             self._db.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SEQUENCER_LOCK})
         start = self.size()
         ids = list(

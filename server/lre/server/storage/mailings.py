@@ -8,14 +8,13 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from sqlalchemy import delete, exists, func, insert, select, update
-from sqlalchemy.orm import Session as DbSession
 
 from lre.server.domain.letters import LetterState
 from lre.server.domain.mailings import MailingRecipientRecord, MailingRecord
 from lre.server.domain.records import LetterRecord
 from lre.server.storage import models
 from lre.server.storage.letters import ContentRepository
-from lre.server.storage.records import from_row, paged_records, table, to_row
+from lre.server.storage.records import Db, from_row, paged_records, table, to_row
 
 MAILINGS = table(models.Mailing)
 RECIPIENTS = table(models.MailingRecipient)
@@ -54,7 +53,7 @@ class MailingContentRepository(ContentRepository):
 
 
 class MailingRepository:
-    def __init__(self, db: DbSession) -> None:
+    def __init__(self, db: Db) -> None:
         self._db = db
         self.content = MailingContentRepository(db)
 

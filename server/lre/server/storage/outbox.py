@@ -17,12 +17,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import ColumnElement, Row, and_, delete, func, insert, or_, select, update
-from sqlalchemy.orm import Session as DbSession
 
 from lre.server.domain.letters import LetterState, OutboxKind, OutboxState
 from lre.server.domain.records import MessageRecord
 from lre.server.storage import models
-from lre.server.storage.records import from_row, paged_records, table
+from lre.server.storage.records import Db, from_row, paged_records, table
 
 OUTBOX = table(models.OutboxMessage)
 LETTERS = table(models.Letter)
@@ -61,7 +60,7 @@ def _message(row: Row[Any]) -> MessageRecord:
 
 
 class OutboxRepository:
-    def __init__(self, db: DbSession) -> None:
+    def __init__(self, db: Db) -> None:
         self._db = db
 
     def add(self, messages: Iterable[dict[str, Any]]) -> None:

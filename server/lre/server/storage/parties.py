@@ -8,18 +8,17 @@ import uuid
 from collections.abc import Iterable
 
 from sqlalchemy import ColumnElement, exists, insert, select, update
-from sqlalchemy.orm import Session as DbSession
 
 from lre.server.domain.identity import Consent, Party
 from lre.server.storage import models
-from lre.server.storage.records import from_row, paged_records, table, to_row
+from lre.server.storage.records import Db, from_row, paged_records, table, to_row
 
 PARTIES = table(models.Party)
 CONSENTS = table(models.Consent)
 
 
 class PartyRepository:
-    def __init__(self, db: DbSession) -> None:
+    def __init__(self, db: Db) -> None:
         self._db = db
 
     def get(self, party_id: uuid.UUID) -> Party | None:
@@ -59,7 +58,7 @@ def _active(sender_id: uuid.UUID, recipients: Iterable[uuid.UUID]) -> ColumnElem
 
 
 class ConsentRepository:
-    def __init__(self, db: DbSession) -> None:
+    def __init__(self, db: Db) -> None:
         self._db = db
 
     def by_request(self, scope: str, request_id: str) -> tuple[Consent, str | None] | None:

@@ -6,11 +6,10 @@ import datetime as dt
 import uuid
 
 from sqlalchemy import insert, select, update
-from sqlalchemy.orm import Session as DbSession
 
 from lre.server.domain.identity import AssuranceLevel, IdentityRecord, ProofingChallenge
 from lre.server.storage import models
-from lre.server.storage.records import from_row, paged_records, table, to_row
+from lre.server.storage.records import Db, from_row, paged_records, table, to_row
 
 RECORDS = table(models.IdentityRecord)
 CHALLENGES = table(models.ProofingChallenge)
@@ -18,7 +17,7 @@ NONCES = table(models.UsedNonce)
 
 
 class ProofingRepository:
-    def __init__(self, db: DbSession) -> None:
+    def __init__(self, db: Db) -> None:
         self._db = db
 
     def add_record(self, record: IdentityRecord) -> None:

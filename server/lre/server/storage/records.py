@@ -8,13 +8,21 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Row, Select, Table
+from sqlalchemy import Connection, Row, Select, Table
 from sqlalchemy.orm import Session as DbSession
 
 from lre.server.storage.models import Base
 from lre.server.storage.paging import next_token, page
 
 Record = TypeVar("Record")
+# What a repository runs its statements on: a session's transaction, or a
+# bare connection for a read that needs no snapshot (Stores.peek, which
+# spares a lookup made on every call the ORM session's cost).
+Db = DbSession | Connection
+
+
+def dialect_name(db: Db) -> str:
+    return db.dialect.name if isinstance(db, Connection) else db.get_bind().dialect.name
 
 
 def from_row(kind: type[Record], row: Row[Any] | Mapping[str, Any]) -> Record:
@@ -38,7 +46,7 @@ def _names(kind: type) -> tuple[str, ...]:
 
 
 def paged_records(
-    db: DbSession,
+    db: Db,
     query: Select[Any],
     page_size: int,
     page_token: str,

@@ -20,11 +20,12 @@ from lre.server.storage.mailings import MailingRepository
 from lre.server.storage.outbox import OutboxRepository
 from lre.server.storage.parties import ConsentRepository, PartyRepository
 from lre.server.storage.proofing import ProofingRepository
+from lre.server.storage.records import Db
 from lre.server.storage.webhooks import WebhookRepository
 
 
 class Store:
-    def __init__(self, db: DbSession) -> None:
+    def __init__(self, db: Db) -> None:
         # Custody.
         self.letters = LetterRepository(db)
         self.content = ContentRepository(db)
@@ -79,5 +80,5 @@ class Stores:
         """For reads that need no snapshot (a check that a write transaction
         makes again, a bearer token looked up on every call): on PostgreSQL in
         autocommit, which spares the BEGIN and ROLLBACK round trips (see db.reader)."""
-        with reader(engine_of(self._sessions)) as connection, DbSession(bind=connection) as db:
-            yield Store(db)
+        with reader(engine_of(self._sessions)) as connection:
+            yield Store(connection)

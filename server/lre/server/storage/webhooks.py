@@ -7,17 +7,16 @@ import uuid
 from typing import Any
 
 from sqlalchemy import insert, select, update
-from sqlalchemy.orm import Session as DbSession
 
 from lre.server.domain.records import WebhookRecord
 from lre.server.storage import models
-from lre.server.storage.records import from_row, paged_records, table, to_row
+from lre.server.storage.records import Db, from_row, paged_records, table, to_row
 
 WEBHOOKS = table(models.Webhook)
 
 
 class WebhookRepository:
-    def __init__(self, db: DbSession) -> None:
+    def __init__(self, db: Db) -> None:
         self._db = db
 
     def add(self, webhook: WebhookRecord) -> None:
