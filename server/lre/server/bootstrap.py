@@ -19,7 +19,6 @@ from sqlalchemy import Engine
 
 from lre.runtime.config import ConfigError, read_secret
 from lre.runtime.http import HttpServer, metrics_route
-from lre.runtime.limits import StreamLimits
 from lre.runtime.serving import GrpcProcess, ServiceBinding, wait_for_signal
 from lre.runtime.tls import https_context
 from lre.server.adapters.mail import transport_from_url
@@ -207,6 +206,8 @@ def build_services(settings: ServerSettings, engine: Engine, signer: SignerClien
                 settings.secrets_key(),
                 first_retry=dt.timedelta(seconds=settings.webhook_first_retry_s),
                 give_up_after=dt.timedelta(hours=settings.webhook_give_up_hours),
+                timeout_s=settings.webhook_timeout_s,
+                allowed_networks=settings.webhook_networks(),
             ),
             utcnow,
         ),
@@ -235,7 +236,10 @@ def build_workers(
     return [
         (Census(stores), settings.census_interval_s),
         (Sequencer(services.events), settings.sequencer_interval_s),
-        (WebhookDelivery(services.webhooks), settings.sequencer_interval_s),
+        *(
+            (WebhookDelivery(services.webhooks), settings.sequencer_interval_s)
+            for _ in range(max(1, settings.webhook_lanes))
+        ),
         (TreeHeadSealer(services.events), settings.tree_head_interval_s),
         (SignerWatcher(services.signer_watch), settings.health_check_interval_s),
         (dispatcher, settings.outbox_interval_s),
@@ -354,21 +358,23 @@ def build(settings: ServerSettings, engine: Engine, signer: SignerClient) -> Ser
         caller_roles = parse_caller_roles(settings.caller_roles)
     except ValueError as exc:
         raise ConfigError(f"LRE_SERVER_CALLER_ROLES: {exc}") from None
+    guard = Authorization(
+        caller_roles,
+        tls=credentials is not None,
+        limiter=RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
+    )
     process = GrpcProcess(
         service_bindings(services),
         settings.grpc_address,
         max_workers=settings.grpc_threads,
-        guard=Authorization(
-            caller_roles,
-            tls=credentials is not None,
-            limiter=RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
-        ),
+        guard=guard,
         credentials=credentials,
         validate=validation.checker(models.column_length),
-        limits=StreamLimits(
-            settings.stream_idle_s, settings.stream_total_s, settings.streams_per_caller
-        ),
+        limits=settings.stream_limits(),
         health_address=settings.health_address or None,
+        reflection_enabled=settings.reflection,
+        role_of=guard.role_label,
+        max_concurrent_rpcs=settings.grpc_max_concurrent_rpcs or None,
     )
     process.set_serving(False)
     health = DependencyHealth(engine, signer, process, settings.health_check_interval_s, NEEDS)
