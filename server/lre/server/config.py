@@ -172,6 +172,10 @@ class ServerSettings:
     webhook_allowed_networks: str = ""
     # PEM CA bundle under which `verify-log` checks the seals of evidence and tree heads.
     seal_trust_anchors_file: Path | None = None
+    # PEM of the provider's own seal certificates (current and retired) and
+    # its TSAs' certificates: `verify-log` requires every seal and timestamp
+    # to be by one of them (`lre-signer dev-setup` writes one).
+    provider_certificates_file: Path | None = None
     # How often the log's tree head is sealed by the signer (also on demand):
     # entries after the last head are protected only once the next is sealed.
     tree_head_interval_s: float = 60.0
