@@ -40,6 +40,10 @@ LOCKOUTS = Counter(
     "lre_identity_lockouts", "Parties locked out after repeated authentication failures."
 )
 AUTH_FAILURES = Counter("lre_identity_authentication_failures", "Failed session creations.")
+UNKNOWN_PARTY = Counter(
+    "lre_identity_unknown_party_attempts",
+    "Authentications naming no party: counted, never journaled (the log is permanent).",
+)
 
 MIN_PASSWORD = 12
 MAX_PASSWORD = 256
@@ -334,11 +338,19 @@ class CredentialService:
         """Refused before any secret is compared: no such party, not proofed,
         or locked out. Journaled in the caller's transaction, which must
         commit (the error is raised after): a failed attempt that changes
-        nothing else is still in the journal."""
+        nothing else is still in the journal; one naming no party is only
+        counted (lre_identity_unknown_party_attempts_total)."""
         failure: Exception
         try:
             proofed_level(db, party_id, now)
-        except (NotFound, FailedPrecondition):
+        except NotFound:
+            # Anyone can name a party that does not exist, as fast as the rate
+            # limit allows: a journal entry each would grow the permanent log
+            # (and every export) without bound, for no one's benefit.
+            AUTH_FAILURES.inc()
+            UNKNOWN_PARTY.inc()
+            return AuthenticationFailed(message)
+        except FailedPrecondition:
             AUTH_FAILURES.inc()
             reason, failure = "unknown_or_unproofed", AuthenticationFailed(message)
         else:
