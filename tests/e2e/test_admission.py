@@ -9,6 +9,7 @@ what was admitted is cut at its idle or total limit."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import ssl
 import threading
 import time
@@ -19,6 +20,8 @@ from typing import Any
 
 import grpc
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
@@ -344,3 +347,57 @@ def test_a_certificate_the_signer_grants_nothing_cannot_hold_its_threads(
             grpc_method="ServerReflectionInfo",
         )
         assert refused == 11
+
+
+def _code_of(call: Callable[[], object]) -> grpc.StatusCode:
+    try:
+        call()
+    except grpc.RpcError as exc:
+        return exc.code()
+    return grpc.StatusCode.OK
+
+
+def test_an_operator_denies_a_certificate_without_a_restart(
+    signer_process: SignerProcess, tls: TlsFiles, tmp_path: Path
+) -> None:
+    denied = tmp_path / "denied-callers.txt"
+    with server_process(
+        signer_process,
+        tmp_path,
+        f"sqlite:///{tmp_path / 'lre.db'}",
+        tls=tls,
+        run_workers="false",
+        denied_callers_file=str(denied),
+    ) as server:
+        with (
+            channel(server.address, tls, "auditor") as auditor,
+            channel(server.address, tls, "operator") as operator,
+        ):
+
+            def check(conn: grpc.Channel) -> Callable[[], object]:
+                return lambda: health_pb2_grpc.HealthStub(conn).Check(
+                    health_pb2.HealthCheckRequest(), timeout=5
+                )
+
+            assert _code_of(check(auditor)) == grpc.StatusCode.OK
+            denied.write_text("# revoked 2026-12-06\nAUDITOR.lre.internal\n")
+            assert wait_for(
+                lambda: _code_of(check(auditor)) == grpc.StatusCode.PERMISSION_DENIED, timeout=5
+            )
+            assert _code_of(check(operator)) == grpc.StatusCode.OK
+            # By the certificate's fingerprint, colons and all.
+            der = x509.load_pem_x509_certificate(
+                tls.client_cert("operator").read_bytes()
+            ).public_bytes(serialization.Encoding.DER)
+            fingerprint = ":".join(f"{b:02X}" for b in hashlib.sha256(der).digest())
+            denied.write_text(fingerprint + "\n")
+            assert wait_for(
+                lambda: _code_of(check(operator)) == grpc.StatusCode.PERMISSION_DENIED, timeout=5
+            )
+            assert wait_for(lambda: _code_of(check(auditor)) == grpc.StatusCode.OK, timeout=5)
+            denied.unlink()
+            assert wait_for(lambda: _code_of(check(operator)) == grpc.StatusCode.OK, timeout=5)
+        refused = _metric(
+            server.metrics_url, tls.ca, "lre_rpc_refused_total", budget="denied", role="auditor"
+        )
+        assert refused >= 1

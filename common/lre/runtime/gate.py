@@ -18,6 +18,7 @@ import grpc
 from prometheus_client import Counter
 
 from lre.runtime.calls import Call, Requests, Validator, rpc_scope
+from lre.runtime.denylist import DenyList
 from lre.runtime.grpc_metrics import MethodMetrics, rpc_type
 from lre.runtime.limits import Admission, Kind, StreamLimits, Ticket, Watchdog, caller_of, user_of
 from lre.runtime.status import abort
@@ -80,7 +81,9 @@ class RpcInterceptor(grpc.ServerInterceptor):
         admission: Admission,
         watchdog: Watchdog,
         role_of: RoleOf,
+        deny: DenyList | None = None,
     ) -> None:
+        self._deny = deny
         self._methods = methods
         self._log_rpcs = log_rpcs
         self._guard = guard
@@ -122,6 +125,14 @@ class RpcInterceptor(grpc.ServerInterceptor):
             grpc.StatusCode.RESOURCE_EXHAUSTED,
             f"{what} too many {kind.value} calls in progress; retry later",
         )
+
+    def _denied(self, context: grpc.ServicerContext, call: Call, method: str) -> None:
+        role = self._role_of(context)
+        service, _, name = method.lstrip("/").rpartition("/")
+        REFUSED.labels(role, service, name, "denied").inc()
+        call.reason = "denied certificate"
+        log.warning("rpc refused", extra={"method": method, "role": role, "budget": "denied"})
+        abort(context, grpc.StatusCode.PERMISSION_DENIED, "this client certificate is denied")
 
     @contextlib.contextmanager
     def _stall_watch(
@@ -189,6 +200,8 @@ class RpcInterceptor(grpc.ServerInterceptor):
         def opened(raw: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[Any]:
             call = Call()
             with rpc_scope(method, rid, context, metrics, log_rpc, call):
+                if self._deny is not None and self._deny.denied(context):
+                    self._denied(context, call, method)
                 self._guard(method, context)
                 call.caller = caller_of(context)
                 ticket: Ticket | None = None

@@ -28,6 +28,7 @@ from grpc_reflection.v1alpha import reflection
 
 from lre.runtime import fields, grpc_metrics
 from lre.runtime.calls import Validator
+from lre.runtime.denylist import DenyList
 from lre.runtime.gate import REQUEST_ID_KEY, Guard, RoleOf, RpcInterceptor
 from lre.runtime.limits import Admission, StreamLimits, Watchdog
 
@@ -75,6 +76,7 @@ class GrpcProcess:
         reflection_enabled: bool = False,
         role_of: RoleOf = _no_role,
         max_concurrent_rpcs: int | None = None,
+        deny: DenyList | None = None,
     ) -> None:
         """``credentials``: TLS (mutual when they demand client certificates);
         None listens in plaintext. ``validate``: the check of every request
@@ -86,7 +88,8 @@ class GrpcProcess:
         every method). ``role_of``: the caller's role as the refusal metric
         names it. ``max_concurrent_rpcs``: beyond it gRPC refuses a call
         before any thread takes it (default 8 per thread): the backstop when
-        calls come faster than the threads end them."""
+        calls come faster than the threads end them. ``deny``: client
+        certificates refused before anything else (lre.runtime.denylist)."""
         self.services = list(services)
         names = [b.full_name for b in self.services]
         methods = grpc_metrics.for_services([*names, HEALTH])
@@ -103,6 +106,7 @@ class GrpcProcess:
             Admission(self.limits, streams),
             self._watchdog,
             role_of,
+            deny,
         )
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),

@@ -18,6 +18,7 @@ from cryptography import x509
 from sqlalchemy import Engine
 
 from lre.runtime.config import ConfigError, read_secret
+from lre.runtime.denylist import DenyList
 from lre.runtime.http import HttpServer, metrics_route
 from lre.runtime.serving import GrpcProcess, ServiceBinding, wait_for_signal
 from lre.runtime.tls import https_context
@@ -46,6 +47,7 @@ from lre.server.services.custody.bundles import EvidenceBundles
 from lre.server.services.events import EventLog
 from lre.server.services.identity import EidBroker, IdentityPolicy, IdentityService
 from lre.server.services.journal import SecurityJournal, SignerWatch
+from lre.server.services.notice_codes import NoticeCodes
 from lre.server.services.notification import NotificationPolicy, NotificationService
 from lre.server.services.proofs import StoredProofs
 from lre.server.services.webhooks import WebhookPolicy, WebhookService
@@ -198,6 +200,7 @@ def build_services(settings: ServerSettings, engine: Engine, signer: SignerClien
                 settings.provider_name,
             ),
             proofs,
+            NoticeCodes(settings.notice_code_threshold, dt.timedelta(seconds=settings.lockout_s)),
         ),
         events=events,
         webhooks=WebhookService(
@@ -375,6 +378,7 @@ def build(settings: ServerSettings, engine: Engine, signer: SignerClient) -> Ser
         reflection_enabled=settings.reflection,
         role_of=guard.role_label,
         max_concurrent_rpcs=settings.grpc_max_concurrent_rpcs or None,
+        deny=DenyList(settings.denied_callers_file),
     )
     process.set_serving(False)
     health = DependencyHealth(engine, signer, process, settings.health_check_interval_s, NEEDS)

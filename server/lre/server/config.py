@@ -58,6 +58,10 @@ class ServerSettings:
     # grpc.reflection on the gRPC port: it lists every method to anyone past
     # the TLS handshake, so it is off unless asked for (`make run` turns it on).
     reflection: bool = False
+    # Client certificates refused at once (PERMISSION_DENIED), by SHA-256
+    # fingerprint or DNS name, one a line; read again when it changes, no
+    # restart (lre.runtime.denylist).
+    denied_callers_file: Path | None = None
     # Where a deposit's content waits, encrypted, for its transaction once it
     # is larger than 1 MiB (None: the system's temporary directory). Files
     # there have no name; size it for grpc_threads - 4 letters of
@@ -103,6 +107,9 @@ class ServerSettings:
     # Consecutive authentication failures before a lockout, and its length.
     lockout_threshold: int = 5
     lockout_s: int = 900
+    # Wrong notice verification codes (VerifyNotification, ClaimLetter) from
+    # one source before it is locked out of that recipient's notices.
+    notice_code_threshold: int = 10
     # How long a proofing by certificate or eID counts (a document check lasts
     # as long as the document; a certificate never outlives its notAfter).
     proof_validity_days: int = 365

@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from pkcs11 import ObjectClass
 
 from lre.runtime import jsonlines, pool
+from lre.runtime.denylist import DenyList
 from lre.runtime.serving import GrpcProcess, ServiceBinding, wait_for_signal
 from lre.runtime.tls import https_context
 from lre.signer import checktoken, config, pki
@@ -53,6 +54,7 @@ def serve_worker(settings: config.SignerSettings) -> int:
         reflection_enabled=settings.reflection,
         role_of=policy.role_label,
         max_concurrent_rpcs=settings.grpc_max_concurrent_rpcs or None,
+        deny=DenyList(settings.denied_callers_file),
     )
     # Connect before taking traffic: with SO_REUSEPORT a worker receives
     # connections as soon as it listens. The process as a whole ("",

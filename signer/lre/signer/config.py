@@ -59,6 +59,10 @@ class SignerSettings:
     grpc_max_concurrent_rpcs: int = 0
     # grpc.reflection on the gRPC port: off unless asked for (`make run` does).
     reflection: bool = False
+    # Client certificates refused at once (PERMISSION_DENIED), by SHA-256
+    # fingerprint or DNS name, one a line; read again when it changes, no
+    # restart (lre.runtime.denylist).
+    denied_callers_file: Path | None = None
     tsa_policy_oid: str = "0.4.0.2023.1.1"
     tsa_accuracy_ms: int = 1000
     # Adds the ETSI EN 319 422 qcStatements (esi4-qtstStatement-1) to tokens.

@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.orm import Session as DbSession
 
 from lre.server.domain.identity import FactorCategory, Session
@@ -41,6 +41,20 @@ class Credential:
 _FIELDS = [f.name for f in dataclasses.fields(Credential)]
 
 
+@dataclass(frozen=True)
+class Throttle:
+    """The failures of one source against one party (models.AuthThrottle)."""
+
+    party_id: uuid.UUID
+    source: str
+    failed_attempts: int = 0
+    lockouts: int = 0
+    locked_until: dt.datetime | None = None
+
+    def locked(self, now: dt.datetime) -> bool:
+        return self.locked_until is not None and self.locked_until > now
+
+
 class CredentialRepository:
     def __init__(self, db: DbSession) -> None:
         self._db = db
@@ -61,6 +75,36 @@ class CredentialRepository:
             self._db.add(row)
         for name in _FIELDS:
             setattr(row, name, getattr(credential, name))
+
+    def throttle(self, party_id: uuid.UUID, source: str) -> Throttle:
+        """The source's failures against the party, locked until the transaction ends."""
+        row = self._db.scalar(
+            select(models.AuthThrottle)
+            .where(models.AuthThrottle.party_id == party_id, models.AuthThrottle.source == source)
+            .with_for_update()
+        )
+        if row is None:
+            return Throttle(party_id, source)
+        return Throttle(party_id, source, row.failed_attempts, row.lockouts, row.locked_until)
+
+    def save_throttle(self, throttle: Throttle, now: dt.datetime) -> None:
+        self._db.merge(
+            models.AuthThrottle(
+                party_id=throttle.party_id,
+                source=throttle.source,
+                failed_attempts=throttle.failed_attempts,
+                lockouts=throttle.lockouts,
+                locked_until=throttle.locked_until,
+                update_time=now,
+            )
+        )
+
+    def clear_throttle(self, party_id: uuid.UUID, source: str) -> None:
+        self._db.execute(
+            delete(models.AuthThrottle).where(
+                models.AuthThrottle.party_id == party_id, models.AuthThrottle.source == source
+            )
+        )
 
     def enqueue_mail(self, kind: OutboxKind, payload: dict[str, str], now: dt.datetime) -> None:
         """A message for the outbox, sent after this transaction commits."""

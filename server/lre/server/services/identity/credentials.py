@@ -53,7 +53,10 @@ EMAIL_CODE_TTL = dt.timedelta(minutes=10)
 EMAIL_CODE_INTERVAL = dt.timedelta(minutes=1)
 # scrypt parameters (RFC 7914): 16 MiB, ~50 ms here.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
-LOCKED = "too many failed attempts; try again later"
+LOCKED = "too many failed attempts from this caller; retry later"
+# A source locked out again and again waits twice as long each time, up to
+# 64 times the first lockout.
+MAX_LOCKOUT_DOUBLINGS = 6
 # Long enough for a letter-box check the next day, short enough to go stale.
 ENROLMENT_CODE_TTL = dt.timedelta(hours=24)
 # 12 characters of an unambiguous alphabet: 60 bits, and failures lock out.
@@ -144,7 +147,9 @@ class CredentialService:
         credentials.enqueue_mail(OutboxKind.EMAIL_CODE, payload, now)
         journaled(db, LogKind.ENROLMENT_CODE_ISSUED, party_id, now, expireTime=expire_time)
 
-    def enroll(self, party_id: uuid.UUID, enrolment_code: str, password: str) -> str:
+    def enroll(
+        self, party_id: uuid.UUID, enrolment_code: str, password: str, source: str = ""
+    ) -> str:
         """The party's first password and TOTP device (or both replaced, after
         a fresh proofing), against the enrolment code e-mailed to it; the code
         is spent, a wrong one counts towards the lockout, and sessions opened
@@ -155,7 +160,7 @@ class CredentialService:
         failure: Exception | None = None
         with self._sessions.begin() as db:
             credentials = CredentialRepository(db)
-            refused = self._refusal(db, party_id, now, "enrolment", "enrolment refused")
+            refused = self._refusal(db, party_id, now, "enrolment", "enrolment refused", source)
             credential = credentials.get(party_id, lock=True)
             expected = credential.enrolment_code_hmac
             if refused is not None:
@@ -169,7 +174,9 @@ class CredentialService:
                     self._enrolment_code_hmac(party_id, _normalised_code(enrolment_code)),
                 )
             ):
-                failure = self._failed(db, credential, now, "enrolment", "enrolment refused")
+                failure = self._failed(
+                    db, credential, now, "enrolment", "enrolment refused", source
+                )
             else:
                 credentials.save(
                     dataclasses.replace(
@@ -189,6 +196,7 @@ class CredentialService:
                     )
                 )
                 SessionRepository(db).revoke_all(party_id, now)
+                credentials.clear_throttle(party_id, source)
                 # The enrolment code is spent and every session revoked with it.
                 journaled(db, LogKind.CREDENTIALS_ENROLLED, party_id, now, factors="password,totp")
         if failure is not None:
@@ -233,7 +241,7 @@ class CredentialService:
         )
 
     def send_email_code(
-        self, party_id: uuid.UUID, password: str | None
+        self, party_id: uuid.UUID, password: str | None, source: str = ""
     ) -> tuple[uuid.UUID, dt.datetime]:
         """A one-time code to the party's e-mail address, through the outbox (in
         this transaction); it replaces any code outstanding. Returns its id and
@@ -246,14 +254,16 @@ class CredentialService:
             if password is None:
                 proofed_level(db, party_id, now)  # the party's own session: no failure to count
             credentials = CredentialRepository(db)
-            failure = self._refusal(db, party_id, now, "email_code", "authentication failed")
+            failure = self._refusal(
+                db, party_id, now, "email_code", "authentication failed", source
+            )
             credential = credentials.get(party_id, lock=True)
             if failure is None:
                 if credential.password_hash is None:
                     raise FailedPrecondition("set a password first: the code goes with it")
                 if password is not None and not _password_ok(credential, password):
                     failure = self._failed(
-                        db, credential, now, "email_code", "authentication failed"
+                        db, credential, now, "email_code", "authentication failed", source
                     )
                 else:
                     code_id, expire_time = self._email_code(db, credential, now)
@@ -269,12 +279,13 @@ class CredentialService:
         totp_code: str,
         email_code: tuple[uuid.UUID, str] | None,
         now: dt.datetime,
+        source: str = "",
     ) -> tuple[AssuranceLevel | None, Exception | None]:
         """Checks the password and a one-time code inside the caller's
         transaction: (the party's level, None) when they match, the one-time
         code spent; (None, the error to raise after commit) when they do not,
         the failure counted towards a lockout."""
-        refused = self._refusal(db, party_id, now, "session", "authentication failed")
+        refused = self._refusal(db, party_id, now, "session", "authentication failed", source)
         if refused is not None:
             return None, refused
         level = proofed_level(db, party_id, now)
@@ -285,7 +296,8 @@ class CredentialService:
             self._email_code_ok(credential, *email_code, now) if email_code else step is not None
         )
         if not (_password_ok(credential, password) and one_time_ok):
-            return None, self._failed(db, credential, now, "session", "authentication failed")
+            failed = self._failed(db, credential, now, "session", "authentication failed", source)
+            return None, failed
         spent = (
             {"email_code_id": None, "email_code_hmac": None, "email_code_expire_time": None}
             if email_code
@@ -294,6 +306,7 @@ class CredentialService:
         credentials.save(
             dataclasses.replace(credential, failed_attempts=0, locked_until=None, **spent)
         )
+        credentials.clear_throttle(party_id, source)
         return level, None
 
     def _email_code(
@@ -333,7 +346,13 @@ class CredentialService:
         return code_id, expire_time
 
     def _refusal(
-        self, db: DbSession, party_id: uuid.UUID, now: dt.datetime, purpose: str, message: str
+        self,
+        db: DbSession,
+        party_id: uuid.UUID,
+        now: dt.datetime,
+        purpose: str,
+        message: str,
+        source: str,
     ) -> Exception | None:
         """Refused before any secret is compared: no such party, not proofed,
         or locked out. Journaled in the caller's transaction, which must
@@ -356,10 +375,19 @@ class CredentialService:
         else:
             # Locked before the check, as every caller then reads it locked:
             # concurrent attempts queue here, and none compares a secret once
-            # another has locked the party out.
-            if not CredentialRepository(db).get(party_id, lock=True).locked(now):
+            # another has locked this source out.
+            credentials = CredentialRepository(db)
+            credential = credentials.get(party_id, lock=True)
+            throttle = credentials.throttle(party_id, source)
+            if credential.locked(now):  # an operator's lock, or one from before sources
+                until = credential.locked_until
+            elif throttle.locked(now):
+                until = throttle.locked_until
+            else:
                 return None
-            reason, failure = "locked_out", TooManyAttempts(LOCKED)
+            assert until is not None
+            reason = "locked_out"
+            failure = TooManyAttempts(LOCKED, (until - now).total_seconds())
         journaled(db, LogKind.AUTHENTICATION_FAILED, party_id, now, purpose=purpose, reason=reason)
         return failure
 
@@ -370,13 +398,18 @@ class CredentialService:
         now: dt.datetime,
         purpose: str,
         message: str,
+        source: str,
     ) -> Exception:
-        """Counts a failure (a lockout at the threshold), journaled; the error
-        to raise once the transaction has committed, so that the count stays."""
+        """Counts a failure of ``source`` (a lockout of that source at the
+        threshold, each one twice as long as the last), journaled; the error to
+        raise once the transaction has committed, so that the count stays.
+        Failures are the source's, never the party's: another party's gateway
+        cannot lock the party out of its own portal."""
         AUTH_FAILURES.inc()
         credentials = CredentialRepository(db)
-        failed = credential.failed_attempts + 1
         party = credential.party_id
+        throttle = credentials.throttle(party, source)
+        failed = throttle.failed_attempts + 1
         journaled(
             db,
             LogKind.AUTHENTICATION_FAILED,
@@ -388,11 +421,17 @@ class CredentialService:
         )
         if failed >= self._policy.lockout_threshold:
             LOCKOUTS.inc()
-            until = now + self._policy.lockout
-            credentials.save(dataclasses.replace(credential, failed_attempts=0, locked_until=until))
+            lockout = self._policy.lockout * 2 ** min(throttle.lockouts, MAX_LOCKOUT_DOUBLINGS)
+            until = now + lockout
+            credentials.save_throttle(
+                dataclasses.replace(
+                    throttle, failed_attempts=0, lockouts=throttle.lockouts + 1, locked_until=until
+                ),
+                now,
+            )
             journaled(db, LogKind.LOCKED_OUT, party, now, purpose=purpose, lockedUntil=until)
-            return TooManyAttempts(LOCKED)
-        credentials.save(dataclasses.replace(credential, failed_attempts=failed))
+            return TooManyAttempts(LOCKED, lockout.total_seconds())
+        credentials.save_throttle(dataclasses.replace(throttle, failed_attempts=failed), now)
         return AuthenticationFailed(message)
 
     def _enrolment_code_hmac(self, party_id: uuid.UUID, code: str) -> bytes:
