@@ -73,6 +73,10 @@ def main() -> int:
         "LRE_CONFIG": str(root / "lre.toml"),
         "SOFTHSM2_CONF": str(root / "softhsm" / "softhsm2.conf"),
     }
+    # A developer's grpcurl lists the methods; production leaves reflection
+    # off (the settings' default). LRE_*_REFLECTION=false here turns it off.
+    env.setdefault("LRE_SERVER_REFLECTION", "true")
+    env.setdefault("LRE_SIGNER_REFLECTION", "true")
     tls = TlsFiles(root / "tls")
     if tls.ca.exists():
         env = {**_tls_settings(tls), **env}  # what the caller set wins

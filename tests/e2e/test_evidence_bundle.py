@@ -76,7 +76,14 @@ def _code(call: object) -> grpc.StatusCode:
 
 def _lre_verify(bundle: Path, root: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(BIN / "lre-verify"), str(bundle), "--trust", str(root)],
+        [
+            str(BIN / "lre-verify"),
+            str(bundle),
+            "--trust",
+            str(root),
+            "--provider",
+            str(root.parent / "provider-certificates.pem"),
+        ],
         capture_output=True,
         text=True,
         timeout=120,

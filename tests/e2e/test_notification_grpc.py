@@ -624,7 +624,7 @@ def test_no_secret_or_content_reaches_the_logs_of_a_whole_lifecycle(
     )
     as_recipient = (("authorization", f"Bearer {recipient_token}"),)
     webhook = notifications.CreateWebhook(
-        notification_pb2.CreateWebhookRequest(request_id="s-wh", url="https://crm.example.org/x"),
+        notification_pb2.CreateWebhookRequest(request_id="s-wh", url="https://localhost:1/x"),
         metadata=(("authorization", f"Bearer {sender}"),),
     )
     letter = deposit_letter(custody, sender, recipient, "s-1")

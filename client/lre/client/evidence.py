@@ -51,6 +51,16 @@ class EvidenceWriter:
         tsa.write_bytes(
             x509.load_der_x509_certificate(chain[0]).public_bytes(serialization.Encoding.PEM)
         )
+        # What the provider publishes beside its root: whose seals and
+        # timestamps a bundle must carry (the root certifies others too).
+        seal = self.signing.GetCertificateChain(
+            signing_pb2.GetCertificateChainRequest(purpose=signing_pb2.KEY_PURPOSE_SEAL)
+        ).certificates[0]
+        provider = self.folder / "provider-certificates.pem"
+        provider.write_bytes(
+            x509.load_der_x509_certificate(seal).public_bytes(serialization.Encoding.PEM)
+            + tsa.read_bytes()
+        )
         commands = []
         evidence = self.custody.ListEvidence(
             custody_pb2.ListEvidenceRequest(parent=letter), metadata=bearer(token)
@@ -84,7 +94,7 @@ class EvidenceWriter:
                 f" -CAfile {root} -untrusted {tsa}"
             )
             commands.append(f"pdfsig {stem}.pdf")
-            commands.append(f"lre-verify {stem}.zip --trust {root}")
+            commands.append(f"lre-verify {stem}.zip --trust {root} --provider {provider}")
         return commands
 
     def bundle(self, evidence: str, token: str, timeout_s: float = 60) -> bytes:

@@ -9,83 +9,74 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import zipfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 
 from asn1crypto import crl as asn1_crl
 from asn1crypto import pem
 from asn1crypto import x509 as asn1_x509
 
 from lre.runtime import bundle_layout as layout
-from lre.verify import chains, cms, merkle, pdf
+from lre.verify import chains, cms, pdf
+from lre.verify.checks import Bundle, Missing, check, provider_check
 from lre.verify.cms import SealProblem
+from lre.verify.logpart import check_issuer, check_log, check_readme
+from lre.verify.provider import Provider, load_json
 from lre.verify.report import Report
 
-# Far above a proof (~60 KB) and its chains; a bundle is read into memory.
+# Far above a proof (~60 KB) and its chains; a bundle is read into memory,
+# and what it inflates to is bounded before anything is inflated.
 MAX_MEMBER_BYTES = 32 << 20
+MAX_TOTAL_BYTES = 64 << 20
 MAX_MEMBERS = 64
 
 
-class _Missing(Exception):
-    pass
-
-
-@dataclass
-class _Bundle:
-    members: dict[str, bytes] = field(default_factory=dict)
-
-    def __getitem__(self, name: str) -> bytes:
-        if name not in self.members:
-            raise _Missing(f"{name} is missing from the bundle")
-        return self.members[name]
-
-
-def verify_bundle(data: bytes, anchors: list[bytes] | None = None) -> Report:
+def verify_bundle(
+    data: bytes, anchors: list[bytes] | None = None, provider: Provider | None = None
+) -> Report:
     """The report on ``data`` (the bundle ZIP) under ``anchors`` (DER certificates
-    the verifier trusts; none: every chain is reported not anchored)."""
+    the verifier trusts; none: every chain is reported not anchored) from
+    ``provider`` (its declared seal and TSA certificates; none: whose seal it
+    is stays unchecked, and the verdict is not VALID)."""
     report = Report()
     trusted = [asn1_x509.Certificate.load(a) for a in anchors or []]
     for anchor in trusted:
         anchor.native  # noqa: B018 -- a --trust file that is no certificate fails here
     report.anchored = bool(trusted)
+    try:
+        _verify(report, data, trusted, provider)
+    except Exception as exc:  # whatever a hostile bundle triggers: a finding, not a traceback
+        report.add("bundle", False, f"malformed ({type(exc).__name__})")
+    return report
+
+
+def _verify(
+    report: Report, data: bytes, trusted: list[asn1_x509.Certificate], provider: Provider | None
+) -> None:
     bundle = _open(report, data)
     if bundle is None:
-        return report
+        return
     _check_manifest(report, bundle)
     certs = _bundle_certificates(report, bundle)
     crls = _bundle_crls(report, bundle)
     evidence_name = _check_evidence(report, bundle)
 
+    signers = []
     for label, seal, document in (
         ("evidence seal", layout.EVIDENCE_SEAL, layout.EVIDENCE),
         ("tree head seal", layout.TREE_HEAD_SEAL, layout.TREE_HEAD),
     ):
-        _check_seal(report, label, bundle, seal, document, certs, crls, trusted)
-    _check_pdf(report, bundle, trusted, certs)
-    _check_log(report, bundle, evidence_name)
-    return report
+        signers.append(
+            _check_seal(report, label, bundle, seal, document, certs, crls, trusted, provider)
+        )
+    check_issuer(report, bundle, signers[0])
+    _check_pdf(report, bundle, trusted, certs, provider)
+    check_log(report, bundle, evidence_name)
+    check_readme(report, bundle)
 
 
-@contextmanager
-def _check(report: Report, name: str) -> Iterator[Callable[[str], None]]:
-    """Runs one check: what it raises becomes its failure, in words."""
-    said: list[str] = []
-    try:
-        yield said.append
-    except (SealProblem, _Missing) as exc:
-        report.add(name, False, str(exc))
-    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
-        report.add(name, False, f"malformed ({type(exc).__name__}: {exc})"[:300])
-    else:
-        report.add(name, True, "; ".join(said))
-
-
-def _open(report: Report, data: bytes) -> _Bundle | None:
-    bundle = _Bundle()
-    with _check(report, "bundle") as ok:
+def _open(report: Report, data: bytes) -> Bundle | None:
+    bundle = Bundle()
+    with check(report, "bundle") as ok:
         try:
             archive = zipfile.ZipFile(io.BytesIO(data))
         except (zipfile.BadZipFile, OSError) as exc:
@@ -93,6 +84,8 @@ def _open(report: Report, data: bytes) -> _Bundle | None:
         infos = archive.infolist()
         if len(infos) > MAX_MEMBERS:
             raise SealProblem(f"{len(infos)} members: not an evidence bundle")
+        if sum(i.file_size for i in infos) > MAX_TOTAL_BYTES:
+            raise SealProblem(f"the members inflate to more than {MAX_TOTAL_BYTES} bytes")
         for info in infos:
             if info.is_dir():
                 continue
@@ -113,17 +106,17 @@ def _open(report: Report, data: bytes) -> _Bundle | None:
     return bundle if bundle.members else None
 
 
-def _check_manifest(report: Report, bundle: _Bundle) -> None:
-    with _check(report, "manifest") as ok:
-        try:
-            manifest = json.loads(bundle[layout.MANIFEST])
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise SealProblem("manifest.json is not JSON") from None
-        if manifest.get("format") != layout.FORMAT:
+def _check_manifest(report: Report, bundle: Bundle) -> None:
+    with check(report, "manifest") as ok:
+        manifest = load_json(bundle[layout.MANIFEST], "manifest.json")
+        if not isinstance(manifest, dict) or manifest.get("format") != layout.FORMAT:
             raise SealProblem(f"manifest.json is not {layout.FORMAT}")
         listed: dict[str, dict[str, object]] = manifest["members"]
         present = set(bundle.members) - {layout.MANIFEST}
-        problems = [f"{name} is not listed" for name in sorted(present - set(listed))]
+        # Nothing rides along that no seal covers and the format does not name.
+        foreign = (set(listed) | present) - set(layout.MEMBERS)
+        problems = [f"{name} is not a member of {layout.FORMAT}" for name in sorted(foreign)]
+        problems += [f"{name} is not listed" for name in sorted(present - set(listed))]
         problems += [f"{name} is listed but absent" for name in sorted(set(listed) - present)]
         for name in sorted(present & set(listed)):
             data = bundle.members[name]
@@ -144,7 +137,7 @@ def _load_pem(data: bytes, kind: str) -> list[bytes]:
     return found
 
 
-def _bundle_certificates(report: Report, bundle: _Bundle) -> dict[str, list[asn1_x509.Certificate]]:
+def _bundle_certificates(report: Report, bundle: Bundle) -> dict[str, list[asn1_x509.Certificate]]:
     found: dict[str, list[asn1_x509.Certificate]] = {}
     for name in (layout.SEAL_CHAIN, layout.TSA_CHAIN):
         try:
@@ -153,13 +146,13 @@ def _bundle_certificates(report: Report, bundle: _Bundle) -> dict[str, list[asn1
             ]
             for c in found[name]:
                 c.native  # noqa: B018 -- parse now, fail here
-        except (SealProblem, _Missing, ValueError, TypeError) as exc:
+        except (SealProblem, Missing, ValueError, TypeError) as exc:
             found[name] = []
             report.add(name, False, f"unreadable: {exc}")
     return found
 
 
-def _bundle_crls(report: Report, bundle: _Bundle) -> list[asn1_crl.CertificateList]:
+def _bundle_crls(report: Report, bundle: Bundle) -> list[asn1_crl.CertificateList]:
     try:
         crls = [
             asn1_crl.CertificateList.load(d) for d in _load_pem(bundle[layout.CRLS], "X509 CRL")
@@ -167,21 +160,20 @@ def _bundle_crls(report: Report, bundle: _Bundle) -> list[asn1_crl.CertificateLi
         for c in crls:
             c.native  # noqa: B018 -- parse now, fail here
         return crls
-    except (SealProblem, _Missing, ValueError, TypeError) as exc:
+    except (SealProblem, Missing, ValueError, TypeError) as exc:
         report.add("crls", False, f"unreadable: {exc}")
         return []
 
 
-def _check_evidence(report: Report, bundle: _Bundle) -> str | None:
+def _check_evidence(report: Report, bundle: Bundle) -> str | None:
     """The evidence's resource name as the log names it
     (``letters/{letter}/evidence/{id}``), if evidence.json can be read."""
     evidence_name: str | None = None
-    with _check(report, "evidence") as ok:
-        try:
-            document = json.loads(bundle[layout.EVIDENCE])
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise SealProblem("evidence.json is not JSON") from None
-        if not str(document.get("format", "")).startswith("lre-evidence/"):
+    with check(report, "evidence") as ok:
+        document = load_json(bundle[layout.EVIDENCE], "evidence.json")
+        if not isinstance(document, dict) or not str(document.get("format", "")).startswith(
+            "lre-evidence/"
+        ):
             raise SealProblem("evidence.json is not an lre-evidence document")
         evidence_id = str(document["evidenceId"])
         evidence_name = f"{document['letterId']}/evidence/{evidence_id}"
@@ -192,32 +184,47 @@ def _check_evidence(report: Report, bundle: _Bundle) -> str | None:
 def _check_seal(
     report: Report,
     label: str,
-    bundle: _Bundle,
+    bundle: Bundle,
     seal_name: str,
     document_name: str,
     certs: dict[str, list[asn1_x509.Certificate]],
     crls: list[asn1_crl.CertificateList],
     trusted: list[asn1_x509.Certificate],
-) -> None:
-    """Six checks of one CAdES seal: document, signature, timestamp, B-LT data,
-    chains to the anchors, revocation. Both chains come from the bundle."""
+    provider: Provider | None,
+) -> asn1_x509.Certificate | None:
+    """The checks of one CAdES seal: document, signature, timestamp, that the
+    provider sealed and its TSA stamped, B-LT data, chains to the anchors,
+    revocation. Both chains come from the bundle. Gives the seal's signer."""
     seal_chain, tsa_chain = certs[layout.SEAL_CHAIN], certs[layout.TSA_CHAIN]
     bundle_certs = [*seal_chain, *tsa_chain]
     seal: cms.Seal | None = None
     signer = stamp = None
-    with _check(report, f"{label}: covers the document") as ok:
+    with check(report, f"{label}: covers the document") as ok:
         seal = cms.load(bundle[seal_name])
         cms.check_content(seal, bundle[document_name])
         ok(f"encapsulates exactly {document_name}")
     if seal is None:
-        return
-    with _check(report, f"{label}: signature") as ok:
+        return None
+    with check(report, f"{label}: signature") as ok:
         signer = cms.check_signature(seal, bundle_certs)
         ok(f"by {signer.subject.human_friendly}")
-    with _check(report, f"{label}: signature timestamp") as ok:
+    with check(report, f"{label}: signature timestamp") as ok:
         stamp = cms.check_timestamp(seal, bundle_certs)
         ok(f"{stamp.time:%Y-%m-%dT%H:%M:%SZ} by {stamp.tsa.subject.human_friendly}")
-    with _check(report, f"{label}: validation data (B-LT)") as ok:
+    if signer is not None:
+        sealer = signer
+        provider_check(
+            report,
+            f"{label}: the provider's seal",
+            provider,
+            lambda p: p.check_seal(sealer, "sealed"),
+        )
+    if stamp is not None:
+        tsa = stamp.tsa
+        provider_check(
+            report, f"{label}: the provider's TSA", provider, lambda p: p.check_tsa(tsa, "stamped")
+        )
+    with check(report, f"{label}: validation data (B-LT)") as ok:
         carried = {c.dump() for c in seal.certificates}
         needed = [c for c in (signer, stamp.tsa if stamp else None) if c is not None]
         if any(c.dump() not in carried for c in needed):
@@ -226,7 +233,7 @@ def _check_seal(
             raise SealProblem("the seal carries no CRL (CAdES B-T, not B-LT)")
         ok(f"{len(seal.certificates)} certificates and {len(seal.crls)} CRL(s) in the SignedData")
     if signer is None or stamp is None:
-        return
+        return signer
     paths: list[chains.Path] = []
     name = f"{label}: certificate chains"
     try:
@@ -252,27 +259,40 @@ def _check_seal(
             )
     if not paths:
         report.add(f"{label}: revocation", False, "no chain to check")
-        return
-    with _check(report, f"{label}: revocation") as ok:
+        return signer
+    with check(report, f"{label}: revocation") as ok:
         for path in paths:
             ok(chains.check_revocation(path, crls, stamp.time))
+    return signer
 
 
 def _check_pdf(
     report: Report,
-    bundle: _Bundle,
+    bundle: Bundle,
     trusted: list[asn1_x509.Certificate],
     certs: dict[str, list[asn1_x509.Certificate]],
+    provider: Provider | None,
 ) -> None:
     roots = [c for chain in certs.values() for c in chain if c.self_signed]
     name = "proof PDF: PAdES signature"
     try:
         signature = pdf.check_signature(bundle[layout.PROOF_PDF], trusted, roots)
-    except (SealProblem, _Missing) as exc:
+    except (SealProblem, Missing) as exc:
         report.add(name, False, str(exc))
-    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+    except Exception as exc:  # malformed input, whatever the PDF reader raises
         report.add(name, False, f"malformed ({type(exc).__name__})")
     else:
+        provider_check(
+            report,
+            "proof PDF: the provider's seal",
+            provider,
+            lambda p: "; ".join(
+                (
+                    p.check_seal(signature.certificate, "signed"),
+                    p.check_tsa(signature.tsa, "stamped"),
+                )
+            ),
+        )
         detail = (
             f"B-LT, intact, timestamped {signature.time:%Y-%m-%dT%H:%M:%SZ}, by {signature.signer}"
         )
@@ -282,50 +302,10 @@ def _check_pdf(
             report.unanchored(
                 name, f"{detail}; its chain ends at the bundle's own root: give --trust"
             )
-    with _check(report, "proof PDF: attachments") as ok:
+    with check(report, "proof PDF: attachments") as ok:
         attached = list(pdf.attachments(bundle[layout.PROOF_PDF]).values())
         if bundle[layout.EVIDENCE] not in attached:
             raise SealProblem("the PDF does not embed this evidence.json")
         if bundle[layout.EVIDENCE_SEAL] not in attached:
             raise SealProblem("the PDF does not embed this evidence.p7m")
         ok("embeds exactly this evidence.json and evidence.p7m")
-
-
-def _check_log(report: Report, bundle: _Bundle, evidence_name: str | None) -> None:
-    with _check(report, "log leaf") as ok:
-        leaf = bundle[layout.LOG_LEAF]
-        try:
-            record = json.loads(leaf)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise SealProblem("log-leaf.json is not JSON") from None
-        if record.get("format") != "lre-log/1":
-            raise SealProblem("log-leaf.json is not an lre-log/1 leaf")
-        if evidence_name is None or record.get("evidence") != evidence_name:
-            raise SealProblem("the leaf names another evidence")
-        if not evidence_name.startswith(f"{record.get('letter')}/evidence/"):
-            raise SealProblem("the leaf names another letter")
-        if record.get("documentSha256") != hashlib.sha256(bundle[layout.EVIDENCE]).hexdigest():
-            raise SealProblem("the leaf's documentSha256 is not evidence.json's")
-        if record.get("sealSha256") != hashlib.sha256(bundle[layout.EVIDENCE_SEAL]).hexdigest():
-            raise SealProblem("the leaf's sealSha256 is not evidence.p7m's")
-        digest = merkle.leaf_hash(leaf).hex()
-        ok(f"names this evidence, its SHA-256 and its seal's; leaf hash {digest[:16]}…")
-    with _check(report, "inclusion proof") as ok:
-        try:
-            proof = json.loads(bundle[layout.INCLUSION_PROOF])
-            head = json.loads(bundle[layout.TREE_HEAD])
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise SealProblem("inclusion-proof.json or tree-head.json is not JSON") from None
-        if proof.get("format") != layout.INCLUSION_FORMAT:
-            raise SealProblem(f"inclusion-proof.json is not {layout.INCLUSION_FORMAT}")
-        # /2 adds the head's number and its predecessor; size and root are the same.
-        if head.get("format") not in ("lre-tree-head/1", "lre-tree-head/2"):
-            raise SealProblem("tree-head.json is not an lre-tree-head document")
-        size, index = head["treeSize"], proof["leafIndex"]
-        if not isinstance(size, int) or not isinstance(index, int) or proof.get("treeSize") != size:
-            raise SealProblem("the proof is not for the tree head's size")
-        path = [bytes.fromhex(h) for h in proof["auditPath"]]
-        computed = merkle.root_from_inclusion_proof(index, size, bundle[layout.LOG_LEAF], path)
-        if computed.hex() != head["rootHash"]:
-            raise SealProblem("the audit path does not lead to the tree head's root")
-        ok(f"leaf {index} of {size} leads to the head's root {computed.hex()[:16]}…")

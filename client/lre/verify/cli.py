@@ -1,4 +1,5 @@
-"""``lre-verify BUNDLE [--trust CA.pem] [--json]``: exit 0 when VALID, 1 otherwise."""
+"""``lre-verify BUNDLE --trust CA.pem --provider CERTS.pem [--json]``: exit 0
+when VALID, 1 otherwise."""
 
 from __future__ import annotations
 
@@ -7,10 +8,9 @@ import json
 import sys
 from pathlib import Path
 
-from asn1crypto import pem
-
 from lre.runtime.version import add_version_option
 from lre.verify.bundle import verify_bundle
+from lre.verify.provider import Provider, load_certificates
 from lre.verify.report import Report
 
 
@@ -21,10 +21,7 @@ def _anchors(paths: list[Path]) -> tuple[list[bytes], str | None]:
             data = path.read_bytes()
         except OSError as exc:
             return [], f"cannot read {path}: {exc.strerror}"
-        if pem.detect(data):
-            found = [d for t, _h, d in pem.unarmor(data, multiple=True) if t == "CERTIFICATE"]
-        else:
-            found = [data]
+        found = load_certificates(data)
         if not found:
             return [], f"{path} holds no certificate"
         anchors += found
@@ -48,11 +45,30 @@ def main(argv: list[str] | None = None) -> int:
         help="a root CA certificate you trust (PEM or DER; repeatable). Without it "
         "nothing is anchored and the verdict is INVALID.",
     )
+    parser.add_argument(
+        "--provider",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="CERTS.pem",
+        help="the provider's seal certificates (current and retired) and its timestamp "
+        "authorities' certificates, as it publishes them beside its root (PEM; repeatable). "
+        "Every seal and timestamp must be by one of them: a certificate the same root "
+        "issued to anyone else is not the provider. Without it the verdict is INVALID.",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
 
     report = Report()
     anchors, problem = _anchors(args.trust)
+    provider: Provider | None = None
+    if problem is None and args.provider:
+        declared, problem = _anchors(args.provider)
+        if problem is None:
+            try:
+                provider = Provider.of(declared)
+            except ValueError as exc:
+                problem = f"a --provider file holds something else than certificates: {exc}"
     if problem is not None:
         report.add("trust anchors", False, problem)
     else:
@@ -62,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             report.add("bundle", False, f"cannot read {args.bundle}: {exc.strerror}")
         else:
             try:
-                report = verify_bundle(data, anchors)
+                report = verify_bundle(data, anchors, provider)
             except ValueError as exc:  # a --trust file that is not a certificate
                 report.add("trust anchors", False, f"not a certificate: {exc}")
     if args.json:

@@ -32,6 +32,8 @@ class PdfSignature:
     signer: str
     time: dt.datetime
     anchored: bool
+    certificate: asn1_x509.Certificate  # the signer's
+    tsa: asn1_x509.Certificate  # the signature timestamp's
 
 
 def check_signature(
@@ -90,7 +92,13 @@ def check_signature(
             + ("under the trust anchors given" if anchors else "up to a root in the PDF")
             + " with the DSS's CRLs"
         )
-    return PdfSignature(status.signing_cert.subject.human_friendly, when, bool(anchors))
+    return PdfSignature(
+        status.signing_cert.subject.human_friendly,
+        when,
+        bool(anchors),
+        status.signing_cert,
+        ts.signing_cert,
+    )
 
 
 def _validation_data_only_after(reader: PdfFileReader, signed: int, status: Any) -> bool:

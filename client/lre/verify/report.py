@@ -42,7 +42,10 @@ class Report:
             return "VALID"
         if self.failed:
             return "INVALID"
-        return "INVALID (not anchored: no --trust anchor given; nothing else failed)"
+        return (
+            "INVALID (not anchored: give --trust with the provider's root CA and --provider"
+            " with its certificates; nothing else failed)"
+        )
 
     def as_json(self) -> dict[str, object]:
         return {

@@ -37,3 +37,51 @@ MEMBERS = (
     TREE_HEAD_SEAL,
     README,
 )
+
+README_TEMPLATE = """\
+Evidence bundle ({format}) for evidence {evidence_id}.
+
+Nothing in this file is to be trusted: it is fixed text (lre-verify refuses
+any other), and the certificates to trust come from the provider's published
+trust list, never from the bundle.
+
+Check everything at once (installed with the lre package; no network):
+    lre-verify {{this file}} --trust provider-root-ca.pem \\
+        --provider provider-certificates.pem
+
+Or by hand, with the provider's root CA certificate you obtained yourself
+(then check that the signer is the provider's seal certificate):
+    openssl cms -verify -inform DER -in evidence.p7m -crl_check \\
+        -CAfile provider-root-ca.pem -out checked.json && cmp checked.json evidence.json
+    openssl cms -verify -inform DER -in tree-head.p7m -crl_check \\
+        -CAfile provider-root-ca.pem -out head.json && cmp head.json tree-head.json
+    pdfsig proof.pdf
+(pdfsig must say "Total document signed": "Not total document signed" means
+bytes were added to the proof after it was sealed.)
+The inclusion proof (RFC 9162, 2.1.3.2) leads from SHA-256(0x00 || log-leaf.json)
+to the rootHash of tree-head.json; log-leaf.json names the SHA-256 of
+evidence.json and evidence.p7m. manifest.json lists the SHA-256 of every member.
+"""
+# Bundles made before the text above say this; still accepted as they are.
+PREVIOUS_README = """\
+Evidence bundle ({format}) for evidence {evidence_id}.
+
+Check everything at once (installed with the lre package; no network):
+    lre-verify {{this file}} --trust provider-root-ca.pem
+
+Or by hand, with the provider's root CA certificate you obtained yourself:
+    openssl cms -verify -inform DER -in evidence.p7m -crl_check \
+        -CAfile provider-root-ca.pem -out checked.json && cmp checked.json evidence.json
+    openssl cms -verify -inform DER -in tree-head.p7m -crl_check \
+        -CAfile provider-root-ca.pem -out head.json && cmp head.json tree-head.json
+    pdfsig proof.pdf
+The inclusion proof (RFC 9162, 2.1.3.2) leads from SHA-256(0x00 || log-leaf.json)
+to the rootHash of tree-head.json; log-leaf.json names the SHA-256 of
+evidence.json and evidence.p7m. manifest.json lists the SHA-256 of every member.
+"""
+
+
+def readme(evidence_id: str, template: str = README_TEMPLATE) -> str:
+    """README.txt of the bundle of ``evidence_id``: fixed text, so that it is
+    covered by the sealed evidence id and nothing rides in it."""
+    return template.format(format=FORMAT, evidence_id=evidence_id)

@@ -16,10 +16,18 @@ def abort(
     message: str,
     field_violations: dict[str, str] | None = None,
     error_info: tuple[str, dict[str, str]] | None = None,
+    retry_after: float | None = None,
 ) -> NoReturn:
     """Aborts the RPC with ``code``; field violations travel as google.rpc.BadRequest,
-    a machine-readable reason and its metadata as google.rpc.ErrorInfo."""
+    a machine-readable reason and its metadata as google.rpc.ErrorInfo, when to
+    retry as google.rpc.RetryInfo."""
     details = []
+    if retry_after is not None:
+        retry = error_details_pb2.RetryInfo()
+        retry.retry_delay.FromSeconds(max(1, int(retry_after + 0.999)))
+        detail = any_pb2.Any()
+        detail.Pack(retry)
+        details.append(detail)
     if field_violations:
         bad_request = error_details_pb2.BadRequest(
             field_violations=[

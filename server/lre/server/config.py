@@ -12,6 +12,8 @@ from pathlib import Path
 import grpc
 
 from lre.runtime import config, tls
+from lre.runtime.limits import StreamLimits
+from lre.server.adapters import outbound
 from lre.server.adapters.at_rest import SecretsKeys
 from lre.server.domain.identity import AssuranceLevel
 
@@ -40,13 +42,32 @@ class ServerSettings:
     # calls are spread round-robin over those that answer.
     signer_address: str = "127.0.0.1:50052"
     grpc_threads: int = 16
-    # No client holds the server: a stream waiting on its client longer than
-    # stream_idle_s, or still arriving after stream_total_s, is cancelled; at
-    # most streams_per_caller streaming calls at once per caller (and never
-    # more than grpc_threads - 4 in all).
+    # No client holds the server (lre.runtime.limits, docs/operations.md): a
+    # call waiting on its client longer than stream_idle_s, or a stream still
+    # open after stream_total_s (a health Watch after watch_total_s), is
+    # cancelled; of each class of long call (deposit streams, downloads,
+    # watches, reflection), at most streams_per_caller at once per caller
+    # certificate and streams_per_user per session within it; never more than
+    # watch_streams Watches, reflection_streams reflection streams, or
+    # grpc_threads - reserved_threads long calls in all: the reserved threads
+    # are for unary calls and health checks. Beyond grpc_max_concurrent_rpcs
+    # calls in progress or queued (0: 8 per thread), gRPC refuses at once.
     stream_idle_s: float = 30.0
     stream_total_s: float = 900.0
     streams_per_caller: int = 8
+    streams_per_user: int = 4
+    reserved_threads: int = 4
+    watch_streams: int = 2
+    watch_total_s: float = 300.0
+    reflection_streams: int = 2
+    grpc_max_concurrent_rpcs: int = 0
+    # grpc.reflection on the gRPC port: it lists every method to anyone past
+    # the TLS handshake, so it is off unless asked for (`make run` turns it on).
+    reflection: bool = False
+    # Client certificates refused at once (PERMISSION_DENIED), by SHA-256
+    # fingerprint or DNS name, one a line; read again when it changes, no
+    # restart (lre.runtime.denylist).
+    denied_callers_file: Path | None = None
     # Where a deposit's content waits, encrypted, for its transaction once it
     # is larger than 1 MiB (None: the system's temporary directory). Files
     # there have no name; size it for grpc_threads - 4 letters of
@@ -150,8 +171,21 @@ class ServerSettings:
     # how long an event is retried before it is given up.
     webhook_first_retry_s: float = 10.0
     webhook_give_up_hours: float = 48.0
+    # The whole POST (connection to answer), and how many webhooks are
+    # delivered at once (each lane on its own: a slow receiver holds one).
+    webhook_timeout_s: float = 5.0
+    webhook_lanes: int = 4
+    # A webhook reaches public addresses only (checked at registration and
+    # at each delivery), besides these networks (comma-separated CIDRs): an
+    # operator's allowlist. Without require_tls (development, tests), the
+    # loopback is allowed too.
+    webhook_allowed_networks: str = ""
     # PEM CA bundle under which `verify-log` checks the seals of evidence and tree heads.
     seal_trust_anchors_file: Path | None = None
+    # PEM of the provider's own seal certificates (current and retired) and
+    # its TSAs' certificates: `verify-log` requires every seal and timestamp
+    # to be by one of them (`lre-signer dev-setup` writes one).
+    provider_certificates_file: Path | None = None
     # How often the log's tree head is sealed by the signer (also on demand):
     # entries after the last head are protected only once the next is sealed.
     tree_head_interval_s: float = 60.0
@@ -194,6 +228,27 @@ class ServerSettings:
 
     def tree_head_target_configured(self) -> bool:
         return any(t.strip() for t in self.tree_head_export.split(","))
+
+    def stream_limits(self) -> StreamLimits:
+        return StreamLimits(
+            idle_s=self.stream_idle_s,
+            total_s=self.stream_total_s,
+            per_caller=self.streams_per_caller,
+            per_user=self.streams_per_user,
+            reserved_threads=self.reserved_threads,
+            watches=self.watch_streams,
+            reflections=self.reflection_streams,
+            watch_total_s=self.watch_total_s,
+        )
+
+    def webhook_networks(self) -> tuple[outbound.Network, ...]:
+        try:
+            networks = outbound.parse_networks(self.webhook_allowed_networks)
+        except ValueError:
+            raise config.ConfigError(
+                "LRE_SERVER_WEBHOOK_ALLOWED_NETWORKS: comma-separated networks, as 10.1.0.0/16"
+            ) from None
+        return networks if self.require_tls else (*networks, *outbound.LOOPBACK)
 
     def secrets_key(self) -> SecretsKeys:
         if self.secrets_key_file is None:

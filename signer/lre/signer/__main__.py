@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from pkcs11 import ObjectClass
 
 from lre.runtime import jsonlines, pool
+from lre.runtime.denylist import DenyList
 from lre.runtime.serving import GrpcProcess, ServiceBinding, wait_for_signal
 from lre.runtime.tls import https_context
 from lre.runtime.version import add_version_option
@@ -33,6 +34,9 @@ SERVICE_NAME = signing_pb2.DESCRIPTOR.services_by_name["SigningService"].full_na
 def serve_worker(settings: config.SignerSettings) -> int:
     credentials = settings.server_credentials()  # before anything: refuses a bad TLS setup
     signer = Signer(settings)
+    policy = CallerPolicy(
+        settings.signer_callers, settings.timestamp_callers, tls=credentials is not None
+    )
     process = GrpcProcess(
         [
             ServiceBinding(
@@ -44,11 +48,14 @@ def serve_worker(settings: config.SignerSettings) -> int:
         settings.grpc_address,
         max_workers=settings.grpc_threads,
         log_rpcs=settings.log_rpcs,
-        guard=CallerPolicy(
-            settings.signer_callers, settings.timestamp_callers, tls=credentials is not None
-        ),
+        guard=policy,
         credentials=credentials,
         health_address=settings.health_address or None,
+        limits=settings.stream_limits(),
+        reflection_enabled=settings.reflection,
+        role_of=policy.role_label,
+        max_concurrent_rpcs=settings.grpc_max_concurrent_rpcs or None,
+        deny=DenyList(settings.denied_callers_file),
     )
     # Connect before taking traffic: with SO_REUSEPORT a worker receives
     # connections as soon as it listens. The process as a whole ("",

@@ -9,6 +9,7 @@ from pathlib import Path
 import grpc
 
 from lre.runtime import config, tls
+from lre.runtime.limits import StreamLimits
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,23 @@ class SignerSettings:
     # serialised inside each process; parallelism comes from processes.
     processes: int = 1
     grpc_threads: int = 8
+    # The admission gate's limits, as the server's settings of the same names
+    # describe them: no caller holds the signer's threads.
+    stream_idle_s: float = 30.0
+    stream_total_s: float = 900.0
+    streams_per_caller: int = 4
+    streams_per_user: int = 4
+    reserved_threads: int = 4
+    watch_streams: int = 2
+    watch_total_s: float = 300.0
+    reflection_streams: int = 1
+    grpc_max_concurrent_rpcs: int = 0
+    # grpc.reflection on the gRPC port: off unless asked for (`make run` does).
+    reflection: bool = False
+    # Client certificates refused at once (PERMISSION_DENIED), by SHA-256
+    # fingerprint or DNS name, one a line; read again when it changes, no
+    # restart (lre.runtime.denylist).
+    denied_callers_file: Path | None = None
     tsa_policy_oid: str = "0.4.0.2023.1.1"
     tsa_accuracy_ms: int = 1000
     # Adds the ETSI EN 319 422 qcStatements (esi4-qtstStatement-1) to tokens.
@@ -93,6 +111,18 @@ class SignerSettings:
             rules["clock_reference"] = "an NTP reference in production, not the local clock alone"
         return config.production_problems(
             self, "LRE_SIGNER_", ("ca_chain_file", "crl_file", "signer_callers"), rules
+        )
+
+    def stream_limits(self) -> StreamLimits:
+        return StreamLimits(
+            idle_s=self.stream_idle_s,
+            total_s=self.stream_total_s,
+            per_caller=self.streams_per_caller,
+            per_user=self.streams_per_user,
+            reserved_threads=self.reserved_threads,
+            watches=self.watch_streams,
+            reflections=self.reflection_streams,
+            watch_total_s=self.watch_total_s,
         )
 
     def pin(self) -> str | None:

@@ -52,6 +52,12 @@ class DevPaths:
         return self.root / "pki"
 
     @property
+    def provider_certificates(self) -> Path:
+        """What the provider publishes beside its root for `lre-verify
+        --provider`: its seal and TSA certificates, current and retired."""
+        return self.pki / "provider-certificates.pem"
+
+    @property
     def config(self) -> Path:
         return self.root / "lre.toml"
 
@@ -157,6 +163,7 @@ def dev_setup(root: Path) -> DevPaths:
                 pki.import_certificate(token, label, der)
             cert_pem = _pem(token.certificate(label))
             (paths.pki / f"{purpose}.pem").write_bytes(cert_pem)
+            _declare(paths.provider_certificates, cert_pem)
         if not token.has_object(ObjectClass.SECRET_KEY, settings.wrap_key_label):
             token.generate_wrap_key(settings.wrap_key_label)
     finally:
@@ -166,6 +173,14 @@ def dev_setup(root: Path) -> DevPaths:
     if not paths.config.exists():
         paths.config.write_text(_config_text(paths, settings), encoding="utf-8")
     return paths
+
+
+def _declare(published: Path, cert_pem: bytes) -> None:
+    """Adds a certificate to the provider's published set, keeping the ones
+    it had: a retired certificate still verifies what it sealed."""
+    known = published.read_bytes() if published.exists() else b""
+    if cert_pem not in known:
+        published.write_bytes(known + cert_pem)
 
 
 def _publish_crl(ca: pki.LocalCA, crl_file: Path) -> None:
@@ -197,4 +212,5 @@ database_url = "sqlite:///{paths.database.resolve()}"
 secrets_key_file = "{paths.server_key.resolve()}"
 mail_transport = "maildir:{(paths.root / "mail").resolve()}"
 seal_trust_anchors_file = "{(paths.pki / "root-ca.pem").resolve()}"
+provider_certificates_file = "{paths.provider_certificates.resolve()}"
 """

@@ -64,6 +64,11 @@ class CallerPolicy:
         names = set(certificate_names(context))
         return frozenset(a for a, allowed in self._names.items() if names & allowed)
 
+    def role_label(self, context: grpc.ServicerContext) -> str:
+        """The caller's access as a metric label: "signer_callers",
+        "timestamp_callers", both, or "none"."""
+        return "+".join(sorted(a.value for a in self.access(context))) or "none"
+
     def __call__(self, method: str, context: grpc.ServicerContext) -> None:
         if method.startswith(OPEN_PREFIXES):
             return

@@ -5,8 +5,12 @@ that receives a POST of each published head line.
 
 Publishing never blocks the log: each witness has its own queue and thread,
 which retries with a doubling delay (1 s up to 5 min) until the witness
-takes the head. A failure shows in ``lre_tree_head_witness_failures_total``
-and a warning; heads waiting in ``lre_tree_head_witness_pending``. A process
+takes the head; whatever goes wrong (an error, an answer that is not HTTP, a
+redirect, which is refused) is a failed attempt, never the thread's end. A
+failure shows in ``lre_tree_head_witness_failures_total`` and a warning;
+heads waiting in ``lre_tree_head_witness_pending``, the oldest since
+``lre_tree_head_witness_oldest_pending_timestamp_seconds`` (0: none), which
+an alert watches. A process
 that stops with heads pending loses them for that witness only: the next
 head it publishes covers every earlier one (each names its predecessor and
 the log is append-only), and the file and the database keep them all."""
@@ -21,12 +25,13 @@ import json
 import logging
 import socket
 import threading
-import urllib.error
-import urllib.request
+import time
 from typing import Protocol
 from urllib.parse import urlsplit
 
 from prometheus_client import Counter, Gauge
+
+from lre.server.adapters import outbound
 
 logger = logging.getLogger("lre.witness")
 
@@ -37,9 +42,14 @@ FAILURES = Counter(
     ["witness"],
 )
 PENDING = Gauge("lre_tree_head_witness_pending", "Tree heads waiting for a witness.", ["witness"])
+OLDEST = Gauge(
+    "lre_tree_head_witness_oldest_pending_timestamp_seconds",
+    "When the oldest head still waiting for a witness was handed to it (0: none waits).",
+    ["witness"],
+)
 # Every kind exposed from the start (at 0), so that rates and alerts see it.
 for _kind in ("syslog", "http"):
-    PUBLISHED.labels(_kind), FAILURES.labels(_kind), PENDING.labels(_kind)
+    PUBLISHED.labels(_kind), FAILURES.labels(_kind), PENDING.labels(_kind), OLDEST.labels(_kind)
 # Beyond this many heads waiting, the oldest is dropped (a later head covers it).
 MAX_PENDING = 10_000
 FIRST_RETRY_S, MAX_RETRY_S = 1.0, 300.0
@@ -106,28 +116,25 @@ def _b64(data: bytes) -> bytes:
 
 class HttpWitness:
     """An HTTP(S) endpoint: a POST of the head's line (application/json); any
-    2xx answer is taken, anything else retried."""
+    2xx answer is taken; anything else (a redirect too: a 302 would turn the
+    POST into a GET without the head) is retried. The operator configures
+    the URL, so any address is taken, resolved at each attempt."""
 
     kind = "http"
 
-    def __init__(self, url: str, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, url: str, timeout_s: float = 10.0, resolve: outbound.Resolver | None = None
+    ) -> None:
         if urlsplit(url).scheme not in ("http", "https"):
             raise ValueError("an http:// or https:// URL")
         self._url = url
         self._timeout_s = timeout_s
+        self._resolve = resolve
 
     def send(self, line: bytes) -> None:
-        request = urllib.request.Request(  # noqa: S310 (the scheme is checked above)
-            self._url,
-            data=line,
-            method="POST",
-            headers={"Content-Type": "application/json", "User-Agent": "lre-server"},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=self._timeout_s) as answer:  # noqa: S310
-                answer.read()
-        except urllib.error.HTTPError as exc:  # an OSError: non-2xx
-            raise OSError(f"HTTP {exc.code}") from None
+        where = outbound.destination(self._url, self._resolve)
+        headers = {"Content-Type": "application/json", "User-Agent": "lre-server"}
+        outbound.post(where, line, headers, self._timeout_s)
 
 
 class WitnessPublisher:
@@ -154,7 +161,8 @@ class _Queue:
     def __init__(self, witness: Witness, first_retry_s: float, max_retry_s: float) -> None:
         self._witness = witness
         self._first, self._max = first_retry_s, max_retry_s
-        self._lines: collections.deque[bytes] = collections.deque()
+        # Each head with when it was handed over (time.time()).
+        self._lines: collections.deque[tuple[bytes, float]] = collections.deque()
         self._ready = threading.Condition()
         self._stop = threading.Event()
         self._thread = threading.Thread(
@@ -169,9 +177,15 @@ class _Queue:
                 logger.warning(
                     "a tree head was dropped for a witness", extra={"witness": self._witness.kind}
                 )
-            self._lines.append(line)
-            PENDING.labels(self._witness.kind).set(len(self._lines))
+            self._lines.append((line, time.time()))
+            self._gauges()
             self._ready.notify()
+
+    def _gauges(self) -> None:
+        """Under the condition's lock."""
+        kind = self._witness.kind
+        PENDING.labels(kind).set(len(self._lines))
+        OLDEST.labels(kind).set(self._lines[0][1] if self._lines else 0)
 
     def close(self) -> None:
         self._stop.set()
@@ -188,14 +202,20 @@ class _Queue:
                     self._ready.wait()
                 if self._stop.is_set():
                     return
-                line = self._lines[0]
+                entry = self._lines[0]
             try:
-                self._witness.send(line)
-            except (OSError, ValueError) as exc:
+                self._witness.send(entry[0])
+            except Exception as exc:  # the thread outlives any answer or bug
                 FAILURES.labels(kind).inc()
+                reason = exc.reason if isinstance(exc, outbound.OutboundError) else ""
                 logger.warning(
                     "tree head not taken by a witness; will retry",
-                    extra={"witness": kind, "error_type": type(exc).__name__, "retry_s": delay},
+                    extra={
+                        "witness": kind,
+                        "error_type": type(exc).__name__,
+                        "reason": reason,
+                        "retry_s": delay,
+                    },
                 )
                 self._stop.wait(delay)
                 delay = min(delay * 2, self._max)
@@ -203,9 +223,9 @@ class _Queue:
             delay = self._first
             PUBLISHED.labels(kind).inc()
             with self._ready:
-                if self._lines and self._lines[0] is line:
+                if self._lines and self._lines[0] is entry:
                     self._lines.popleft()
-                PENDING.labels(kind).set(len(self._lines))
+                self._gauges()
 
 
 def witnesses_from(targets: list[str]) -> list[Witness]:

@@ -53,7 +53,8 @@ def domain_errors(context: grpc.ServicerContext) -> Iterator[None]:
         info = None
         if isinstance(exc, DepositRefused):
             info = (exc.reason, {"letter": exc.letter} if exc.letter else {})
-        abort(context, code, message, {field: str(exc)} if field else None, info)
+        retry_after = exc.retry_after if isinstance(exc, TooManyAttempts) else None
+        abort(context, code, message, {field: str(exc)} if field else None, info, retry_after)
     except DBAPIError as exc:
         if not exc.connection_invalidated:
             raise

@@ -167,6 +167,10 @@ class Authorization:
             self._caller_roles[n] for n in self._names(context) if n in self._caller_roles
         )
 
+    def role_label(self, context: grpc.ServicerContext) -> str:
+        """The caller's roles as a metric label: a handful of values at most."""
+        return "+".join(sorted(r.value for r in self.roles(context))) or "none"
+
     def caller(self, context: grpc.ServicerContext) -> str:
         """Who is rate-limited: the certificate's name, or the peer's address."""
         if self._tls:

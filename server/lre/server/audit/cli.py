@@ -14,7 +14,12 @@ from lre.server.storage import db
 
 
 def verify_log_command(settings: ServerSettings, against: Path | None) -> int:
-    report = verify_log(settings.database_url, settings.seal_trust_anchors_file, against)
+    report = verify_log(
+        settings.database_url,
+        settings.seal_trust_anchors_file,
+        against,
+        settings.provider_certificates_file,
+    )
     for line in report.findings:
         print(f"PROBLEM {line}")
     if report.defects > len(report.findings):

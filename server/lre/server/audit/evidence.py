@@ -16,6 +16,7 @@ from lre.server.audit.seals import SealChecker
 from lre.server.domain import log
 from lre.server.domain.evidence import _utc
 from lre.server.domain.letters import EvidenceEvent, PartyKind
+from lre.server.domain.proofing import same_full_name, same_name
 
 
 class EvidenceCheck:
@@ -116,6 +117,21 @@ class EvidenceCheck:
                 }
                 for p in self.parts
             ]
+        if row is not None:
+            # Evidence names the proofed spelling; the row, the registered one:
+            # the domain's one rule says whether they are the same name.
+            for side, kind, given, family, company in (
+                ("sender", row.s_kind, row.s_given, row.s_family, row.s_company),
+                ("recipient", row.r_kind, row.r_given, row.r_family, row.r_company),
+            ):
+                found = document.get(side)
+                written = found.get("name") if isinstance(found, dict) else None
+                if isinstance(written, str) and (
+                    same_name(written, company)
+                    if kind is PartyKind.LEGAL_PERSON
+                    else same_full_name(written, given, family)
+                ):
+                    expected[side] = {**expected[side], "name": written}
         wrong = sorted(k for k, v in expected.items() if document.get(k) != v)
         if wrong:
             self.add(name, f"its document does not match the letter ({', '.join(wrong)})")

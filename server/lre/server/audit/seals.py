@@ -9,7 +9,12 @@ timestamp's imprint is the SHA-256 of that signature and the TSA's signature
 verifies. Each distinct certificate's chain to `seal_trust_anchors_file` is
 checked once, by `openssl verify`, and remembered: a log of a million seals
 has a handful of certificates, and a process per seal (`openssl cms -verify`)
-would cost hours."""
+would cost hours.
+
+With the provider's declared certificates (`provider_certificates_file`: its
+seal certificates, current and retired, and its TSAs'), a seal must also be
+by one of the seal certificates and its timestamp by one of the TSAs: the
+anchors certify every subscriber of their CA, not only the provider."""
 
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat import asn1
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from lre.runtime import structures as s
 
@@ -30,9 +36,27 @@ from lre.runtime import structures as s
 ANY, TIMESTAMPING = "any", "timestampsign"
 
 
+class Provider:
+    """The provider's declared seal and TSA certificates (DER), from a PEM
+    file; a certificate with the timeStamping extended key usage is a TSA's."""
+
+    def __init__(self, path: Path) -> None:
+        self.seals: set[bytes] = set()
+        self.tsas: set[bytes] = set()
+        for certificate in x509.load_pem_x509_certificates(path.read_bytes()):
+            der = certificate.public_bytes(serialization.Encoding.DER)
+            try:
+                usages = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+                tsa = ExtendedKeyUsageOID.TIME_STAMPING in usages
+            except x509.ExtensionNotFound:
+                tsa = False
+            (self.tsas if tsa else self.seals).add(der)
+
+
 class SealChecker:
-    def __init__(self, anchors: Path) -> None:
+    def __init__(self, anchors: Path, provider: Provider | None = None) -> None:
         self._anchors = anchors
+        self._provider = provider
         # (certificate DER, purpose) -> None when it chains to the anchors, else why not.
         self._chains: dict[tuple[bytes, str], str | None] = {}
 
@@ -66,6 +90,8 @@ class SealChecker:
         why = self._chain(certificate, others, ANY)
         if why:
             return why
+        if self._provider is not None and cert_der not in self._provider.seals:
+            return "is sealed by a certificate that is not one of the provider's seal certificates"
         unsigned = (
             {a.attr_type: a.attr_values.as_list() for a in signer_info.unsigned_attrs.as_list()}
             if signer_info.unsigned_attrs
@@ -95,6 +121,12 @@ class SealChecker:
             return "has a timestamp whose message-digest differs from its TSTInfo"
         if self._signature(signer_info, tsa):
             return "has a timestamp whose signature does not verify"
+        provider = self._provider
+        if (
+            provider is not None
+            and tsa.public_bytes(serialization.Encoding.DER) not in provider.tsas
+        ):
+            return "has a timestamp by a TSA the provider did not declare"
         return self._chain(tsa, others, TIMESTAMPING)
 
     @staticmethod

@@ -29,17 +29,28 @@ from sqlalchemy.exc import StatementError
 
 from lre.server.audit import heads, journal, replay
 from lre.server.audit.reading import Report, read_only_engine, snapshot
-from lre.server.audit.seals import SealChecker
+from lre.server.audit.seals import Provider, SealChecker
 from lre.server.domain import log
 
 __all__ = ["Report", "verify_log"]
 
 
-def verify_log(database_url: str, anchors: Path | None, against: Path | None = None) -> Report:
+def verify_log(
+    database_url: str,
+    anchors: Path | None,
+    against: Path | None = None,
+    provider: Path | None = None,
+) -> Report:
     report = Report()
-    seals = SealChecker(anchors) if anchors is not None else None
+    declared = Provider(provider) if provider is not None else None
+    seals = SealChecker(anchors, declared) if anchors is not None else None
     if seals is None:
         report.notes.append("seals not verified: set seal_trust_anchors_file")
+    elif declared is None:
+        report.notes.append(
+            "seals not checked against the provider's own certificates: set "
+            "provider_certificates_file (the root certifies others too)"
+        )
     if against is None:
         report.notes.append(
             "no --against: a deleted latest head or a rolled-back tail would not show"

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 
 from lre.runtime.config import ConfigError
+from lre.runtime.denylist import DenyList
 from lre.runtime.http import HttpServer, metrics_route
-from lre.runtime.limits import StreamLimits
 from lre.runtime.serving import GrpcProcess, wait_for_signal
 from lre.runtime.tls import https_context
 from lre.server.adapters.signer import SignerClient
@@ -121,21 +121,24 @@ def build(settings: ServerSettings, engine: Engine, signer: SignerClient) -> Ser
         caller_roles = parse_caller_roles(settings.caller_roles)
     except ValueError as exc:
         raise ConfigError(f"LRE_SERVER_CALLER_ROLES: {exc}") from None
+    guard = Authorization(
+        caller_roles,
+        tls=credentials is not None,
+        limiter=RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
+    )
     process = GrpcProcess(
         service_bindings(services),
         settings.grpc_address,
         max_workers=settings.grpc_threads,
-        guard=Authorization(
-            caller_roles,
-            tls=credentials is not None,
-            limiter=RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
-        ),
+        guard=guard,
         credentials=credentials,
         validate=validation.checker(models.column_length),
-        limits=StreamLimits(
-            settings.stream_idle_s, settings.stream_total_s, settings.streams_per_caller
-        ),
+        limits=settings.stream_limits(),
         health_address=settings.health_address or None,
+        reflection_enabled=settings.reflection,
+        role_of=guard.role_label,
+        max_concurrent_rpcs=settings.grpc_max_concurrent_rpcs or None,
+        deny=DenyList(settings.denied_callers_file),
     )
     process.set_serving(False)
     schema = db.SchemaGate(engine)

@@ -182,6 +182,8 @@ def build_services(settings: ServerSettings, engine: Engine, signer: SignerClien
                 settings.secrets_key(),
                 first_retry=dt.timedelta(seconds=settings.webhook_first_retry_s),
                 give_up_after=dt.timedelta(hours=settings.webhook_give_up_hours),
+                timeout_s=settings.webhook_timeout_s,
+                allowed_networks=settings.webhook_networks(),
             ),
             utcnow,
         ),
@@ -210,7 +212,10 @@ def build_workers(
     return [
         (Census(stores), settings.census_interval_s),
         (Sequencer(services.events), settings.sequencer_interval_s),
-        (WebhookDelivery(services.webhooks), settings.sequencer_interval_s),
+        *(
+            (WebhookDelivery(services.webhooks), settings.sequencer_interval_s)
+            for _ in range(max(1, settings.webhook_lanes))
+        ),
         (TreeHeadSealer(services.events), settings.tree_head_interval_s),
         (SignerWatcher(services.signer_watch), settings.health_check_interval_s),
         (dispatcher, settings.outbox_interval_s),

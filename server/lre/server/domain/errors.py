@@ -74,7 +74,12 @@ class PermissionDenied(DomainError):
 
 
 class TooManyAttempts(DomainError):
-    """Locked after repeated failures (RESOURCE_EXHAUSTED)."""
+    """Locked after repeated failures (RESOURCE_EXHAUSTED), for ``retry_after``
+    seconds when known (a google.rpc.RetryInfo the client can act on)."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class WriteConflict(DomainError):

@@ -32,6 +32,31 @@ def normalised(name: str) -> str:
     return _SEPARATORS.sub(" ", letters).strip()
 
 
+def same_given_names(a: str | None, b: str | None) -> bool:
+    """Given names compare as written (normalised), in any order: "Jean
+    Pierre" and "Pierre-Jean" are the same person's given names."""
+    return bool(a and b) and sorted(normalised(a or "").split()) == sorted(
+        normalised(b or "").split()
+    )
+
+
+def same_name(a: str | None, b: str | None) -> bool:
+    """A family or company name: the same once normalised."""
+    return bool(a and b) and normalised(a or "") == normalised(b or "")
+
+
+def same_full_name(written: str | None, given: str | None, family: str | None) -> bool:
+    """Whether ``written`` ("given names family name", as evidence names a
+    person) is this person's name by the rules above: the one comparison of
+    binding a proofing and of verify-log, so that a proofed spelling ("DUPONT",
+    "Éloïse") is never taken for another person's, nor for a forgery."""
+    words, family_words = normalised(written or "").split(), normalised(family or "").split()
+    if not family_words or words[len(words) - len(family_words) :] != family_words:
+        return False
+    rest = words[: len(words) - len(family_words)]
+    return sorted(rest) == sorted(normalised(given or "").split())
+
+
 @dataclass(frozen=True)
 class Claimed:
     """Who the party says it is (the names the proofs will carry)."""
@@ -67,7 +92,8 @@ def bind(claimed: Claimed, verified: Verified) -> dict[str, str]:
     for attribute, (theirs, proven) in pairs.items():
         if not proven or not normalised(proven):
             raise IdentityMismatch(f"the verified identity states no {attribute}")
-        if not theirs or normalised(theirs) != normalised(proven):
+        same = same_given_names if attribute == "given_name" else same_name
+        if not same(theirs, proven):
             raise IdentityMismatch(f"the verified {attribute} is not the party's")
         matched[attribute] = proven
     if verified.birth_date is not None:

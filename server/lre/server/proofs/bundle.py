@@ -23,25 +23,6 @@ from lre.runtime import bundle_layout as layout
 # Fixed member times: the same pieces always make the same bytes.
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 
-_README = """\
-Evidence bundle ({format}) for evidence {evidence_id}.
-
-Check everything at once (installed with the lre package; no network):
-    lre-verify {{this file}} --trust provider-root-ca.pem
-
-Or by hand, with the provider's root CA certificate you obtained yourself:
-    openssl cms -verify -inform DER -in evidence.p7m -crl_check \
-        -CAfile provider-root-ca.pem -out checked.json && cmp checked.json evidence.json
-    openssl cms -verify -inform DER -in tree-head.p7m -crl_check \
-        -CAfile provider-root-ca.pem -out head.json && cmp head.json tree-head.json
-    pdfsig proof.pdf
-(pdfsig must say "Total document signed": "Not total document signed" means
-bytes were added to the proof after it was sealed.)
-The inclusion proof (RFC 9162, 2.1.3.2) leads from SHA-256(0x00 || log-leaf.json)
-to the rootHash of tree-head.json; log-leaf.json names the SHA-256 of
-evidence.json and evidence.p7m. manifest.json lists the SHA-256 of every member.
-"""
-
 
 def build_bundle(
     *,
@@ -89,7 +70,7 @@ def build_bundle(
         layout.INCLUSION_PROOF: _json(inclusion),
         layout.TREE_HEAD: tree_head,
         layout.TREE_HEAD_SEAL: tree_head_seal,
-        layout.README: _README.format(format=layout.FORMAT, evidence_id=evidence_id).encode(),
+        layout.README: layout.readme(evidence_id).encode(),
     }
     manifest = {
         "format": layout.FORMAT,

@@ -2,30 +2,37 @@
 letters, in log order, each signed with HMAC-SHA256 under a key shown once.
 
 Delivery: one event per POST, the next only after the previous succeeded, so
-the receiver sees the log's order. A failed POST is retried with exponential
-backoff; an event still undelivered 48 hours after it happened is given up
-(counted, logged) and delivery moves on to the next."""
+the receiver sees the log's order. Like the outbox, in three steps: the
+webhook is claimed (leased) in one transaction, the POST runs outside any
+transaction with a total deadline, and its outcome is recorded in a second
+one; a worker that dies in between leaves the lease to expire. Every failure
+(any error, a non-2xx, a redirect, a destination refused) is recorded and
+retried with exponential backoff; an event still undelivered 48 hours after
+it happened is given up (counted, logged) and delivery moves on to the next.
+Several delivery lanes run at once, each on another webhook, so a slow
+receiver holds one lane for at most its deadline.
+
+A webhook is a request the provider makes into its own network on a
+customer's behalf: its address is checked when it is registered and again
+at each delivery (lre.server.adapters.outbound), and the connection goes to
+the address checked."""
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
 import hmac
-import ipaddress
 import json
 import logging
 import secrets
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from prometheus_client import Counter
 
-from lre.server.adapters import at_rest
+from lre.server.adapters import at_rest, outbound
 from lre.server.domain.errors import InvalidArgument, NotFound, WriteConflict
 from lre.server.domain.records import LogEntryRecord, WebhookRecord
 from lre.server.storage.store import Stores
@@ -46,22 +53,6 @@ def signature(secret: bytes, timestamp: str, body: bytes) -> str:
     )
 
 
-def _check_url(url: str) -> None:
-    parts = urlsplit(url)
-    loopback = False
-    if parts.hostname:
-        try:
-            loopback = ipaddress.ip_address(parts.hostname).is_loopback
-        except ValueError:
-            loopback = parts.hostname == "localhost"
-    if (
-        len(url) > 2048
-        or not parts.hostname
-        or not (parts.scheme == "https" or (parts.scheme == "http" and loopback))
-    ):
-        raise InvalidArgument("url", "an https URL (http only on the loopback), at most 2048")
-
-
 @dataclass(frozen=True)
 class WebhookPolicy:
     secrets_key: at_rest.SecretsKeys
@@ -70,7 +61,17 @@ class WebhookPolicy:
     give_up_after: dt.timedelta = dt.timedelta(hours=48)
     # How long an idle webhook waits before looking for new events again.
     idle: dt.timedelta = dt.timedelta(seconds=1)
+    # The whole POST, connection to answer: a receiver that trickles is cut.
     timeout_s: float = 5.0
+    # Networks a webhook may reach besides public addresses (an operator's
+    # allowlist; the loopback in development), and how names are resolved.
+    allowed_networks: tuple[outbound.Network, ...] = ()
+    resolve: outbound.Resolver = outbound.system_resolver
+
+    @property
+    def lease(self) -> dt.timedelta:
+        """How long a claimed webhook stays claimed: past the POST's deadline."""
+        return dt.timedelta(seconds=self.timeout_s + 60)
 
 
 class WebhookService:
@@ -88,7 +89,7 @@ class WebhookService:
         the same webhook and key; it starts with the events after its creation."""
         if not request_id or len(request_id) > 128:
             raise InvalidArgument("request_id", "required, at most 128 characters")
-        _check_url(url)
+        self._destination(url, "url")
         now = self._clock()
         try:
             with self._stores.begin() as store:
@@ -118,6 +119,18 @@ class WebhookService:
             raise InvalidArgument("request_id", "already used for another webhook")
         return webhook, self._secret(webhook).hex()
 
+    def _destination(self, url: str, field: str) -> outbound.Destination:
+        """Where ``url`` goes, checked; InvalidArgument on ``field`` if refused."""
+        if len(url) > 2048:
+            raise InvalidArgument(field, "at most 2048 characters")
+        policy = self._policy
+        try:
+            return outbound.destination(url, policy.resolve, policy.allowed_networks)
+        except outbound.DestinationRefused as exc:
+            raise InvalidArgument(
+                field, f"{exc.reason} (an https URL of a public address)"
+            ) from None
+
     def _secret(self, webhook: WebhookRecord) -> bytes:
         return at_rest.decrypt(
             self._policy.secrets_key, webhook.secret_ciphertext, webhook.id.bytes
@@ -142,6 +155,7 @@ class WebhookService:
     def deliver_one(self) -> bool:
         """Delivers the next event of one due webhook; False when none was due."""
         now = self._clock()
+        lease = now + self._policy.lease
         with self._stores.begin() as store:
             webhook = store.webhooks.claim_due(now)
             if webhook is None:
@@ -151,7 +165,12 @@ class WebhookService:
                 store.webhooks.update(webhook.id, next_attempt_time=now + self._policy.idle)
                 return True
             entry, _ = pending[0]
-            store.webhooks.update(webhook.id, **self._post(webhook, entry, now))
+            store.webhooks.update(webhook.id, next_attempt_time=lease)
+        # Outside any transaction: the receiver holds no lock, whatever it does.
+        changes = self._post(webhook, entry, now)
+        with self._stores.begin() as store:
+            # Only if still ours: after a lease that expired, another took it.
+            store.webhooks.update_claimed(webhook.id, lease, **changes)
         return True
 
     def _post(
@@ -170,44 +189,53 @@ class WebhookService:
             sort_keys=True,
         ).encode()
         stamp = str(int(now.timestamp()))
-        # The scheme was checked at creation: https, or http on the loopback.
-        request = urllib.request.Request(  # noqa: S310
-            webhook.url,
-            data=body,
-            method="POST",
-            headers={
+        try:
+            policy = self._policy
+            where = outbound.destination(webhook.url, policy.resolve, policy.allowed_networks)
+            headers = {
                 "Content-Type": "application/json",
+                "User-Agent": "lre-server",
                 TIMESTAMP_HEADER: stamp,
                 SIGNATURE_HEADER: signature(self._secret(webhook), stamp, body),
                 "X-LRE-Delivery": str(entry.id),
-            },
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=self._policy.timeout_s) as reply:  # noqa: S310
-                reply.read(1024)
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            error = str(getattr(exc, "code", "") or type(exc).__name__)
-            attempts = webhook.attempts + 1
-            if now - entry.create_time >= self._policy.give_up_after:
-                DELIVERIES.labels("abandoned").inc()
-                logger.warning(
-                    "webhook event abandoned",
-                    extra={"webhook": str(webhook.id), "cursor": entry.seq},
-                )
-                return {**_advanced(entry.seq, now), "last_error": f"POST failed: {error}"}
-            DELIVERIES.labels("failed").inc()
-            delay = min(
-                # The exponent is capped: two days of retries would overflow timedelta.
-                self._policy.first_retry * (2 ** min(attempts - 1, 16)),
-                self._policy.max_retry,
-            )
-            return {
-                "attempts": attempts,
-                "last_error": f"POST failed: {error}",
-                "next_attempt_time": now + delay,
             }
+            outbound.post(where, body, headers, self._policy.timeout_s)
+        except Exception as exc:  # each failure is recorded and retried, whatever it is
+            if isinstance(exc, outbound.OutboundError):
+                error = exc.reason
+            else:
+                error = type(exc).__name__
+                logger.warning(
+                    "webhook delivery failed",
+                    extra={"webhook": str(webhook.id), "error_type": error},
+                )
+            return self._failed(webhook, entry, now, error)
         DELIVERIES.labels("delivered").inc()
         return {**_advanced(entry.seq, now), "last_error": None}
+
+    def _failed(
+        self, webhook: WebhookRecord, entry: LogEntryRecord, now: dt.datetime, error: str
+    ) -> dict[str, Any]:
+        assert entry.seq is not None
+        attempts = webhook.attempts + 1
+        if now - entry.create_time >= self._policy.give_up_after:
+            DELIVERIES.labels("abandoned").inc()
+            logger.warning(
+                "webhook event abandoned",
+                extra={"webhook": str(webhook.id), "cursor": entry.seq},
+            )
+            return {**_advanced(entry.seq, now), "last_error": f"POST failed: {error}"}
+        DELIVERIES.labels("failed").inc()
+        delay = min(
+            # The exponent is capped: two days of retries would overflow timedelta.
+            self._policy.first_retry * (2 ** min(attempts - 1, 16)),
+            self._policy.max_retry,
+        )
+        return {
+            "attempts": attempts,
+            "last_error": f"POST failed: {error}"[:500],
+            "next_attempt_time": now + delay,
+        }
 
 
 def _advanced(seq: int, now: dt.datetime) -> dict[str, Any]:

@@ -48,6 +48,16 @@ class WebhookRepository:
     def update(self, webhook_id: uuid.UUID, **values: Any) -> None:
         self._db.execute(update(WEBHOOKS).where(WEBHOOKS.c.id == webhook_id).values(**values))
 
+    def update_claimed(self, webhook_id: uuid.UUID, lease: dt.datetime, **values: Any) -> bool:
+        """Updates the webhook if its claim is still the one leased until
+        ``lease``; False when another delivery took it meanwhile."""
+        done = self._db.execute(
+            update(WEBHOOKS)
+            .where(WEBHOOKS.c.id == webhook_id, WEBHOOKS.c.next_attempt_time == lease)
+            .values(**values)
+        )
+        return bool(done.rowcount)  # type: ignore[attr-defined]
+
     def page_for(
         self, owner_id: uuid.UUID, page_size: int, page_token: str
     ) -> tuple[list[WebhookRecord], str]:

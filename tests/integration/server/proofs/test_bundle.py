@@ -14,7 +14,6 @@ import datetime as dt
 import hashlib
 import json
 import subprocess
-import uuid
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -28,15 +27,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 
 from lre.runtime import bundle_layout as layout
 from lre.server.adapters.signer import SignerClient
-from lre.server.domain import log
-from lre.server.domain.evidence import EvidenceDocument, IssuerDetails, PartDigest, PartyDetails
-from lre.server.domain.letters import EvidenceEvent, LetterState
-from lre.server.proofs import proof_pdf
-from lre.server.proofs.bundle import build_bundle, zip_members
+from lre.server.proofs.bundle import zip_members
 from lre.signer import pki
 from lre.verify import verify_bundle
+from lre.verify.provider import Provider, load_certificates
 from lre.verify.report import Report
 from tests.support import doctored
+from tests.support.bundles import build_test_bundle
 from tests.support.processes import BIN
 from tests.support.signer import SignerProcess
 
@@ -51,6 +48,9 @@ class Good:
     root_der: bytes
     root_pem: Path
     ca: pki.LocalCA
+    # The provider's declared certificates (its seal's and its TSA's).
+    provider_pem: Path
+    provider: Provider
 
 
 @pytest.fixture(scope="module")
@@ -60,67 +60,27 @@ def client(signer_process: SignerProcess) -> Iterator[SignerClient]:
     client.close()
 
 
-def _record(letter: str, evidence: bytes, seal: bytes, evidence_id: str) -> log.LogRecord:
-    return log.LogRecord(
-        letter_id=letter,
-        state=LetterState.DEPOSITED,
-        event_time=dt.datetime.now(dt.UTC),
-        event=EvidenceEvent.SUBMISSION_ACCEPTANCE,
-        evidence_id=f"letters/{letter}/evidence/{evidence_id}",  # as the server's log names it
-        document_sha256=log.sha256_hex(evidence),
-        seal_sha256=log.sha256_hex(seal),
-    )
-
-
 @pytest.fixture(scope="module")
 def good(
     client: SignerClient, signer_process: SignerProcess, tmp_path_factory: pytest.TempPathFactory
 ) -> Good:
-    letter, evidence_id = str(uuid.uuid4()), str(uuid.uuid4())
-    evidence = EvidenceDocument(
-        evidence_id=evidence_id,
-        event=EvidenceEvent.SUBMISSION_ACCEPTANCE,
-        event_time=dt.datetime.now(dt.UTC),
-        policy_oid="2.999.319522.1",
-        issuer=IssuerDetails.of("LRE Test Provider SAS", client.certificate_chain("seal")[0]),
-        sender=PartyDetails("Société Dupont & Fils", "courrier@dupont.example", str(uuid.uuid4())),
-        recipient=PartyDetails("Élodie Martin-Lefèvre", "elodie@example.org", str(uuid.uuid4())),
-        letter_id=f"letters/{letter}",
-        submission_time=dt.datetime.now(dt.UTC),
-        parts=(PartDigest("mise-en-demeure.pdf", "application/pdf", 183422, "ab" * 32),),
-    ).to_json()
-    seal = client.seal(evidence)
-    leaves = [
-        _record(str(uuid.uuid4()), b"other %d" % i, b"seal %d" % i, str(uuid.uuid4())).leaf()
-        for i in range(TREE_SIZE)
-    ]
-    leaves[LEAF_INDEX] = _record(letter, evidence, seal, evidence_id).leaf()
-    hashes_ = [log.leaf_hash(leaf) for leaf in leaves]
-    head = log.tree_head_document(
-        TREE_SIZE, log.root(hashes_), dt.datetime.now(dt.UTC), "LRE Test Provider SAS", 1, None
-    )
-    bundle = build_bundle(
-        evidence=evidence,
-        seal=seal,
-        proof_pdf=proof_pdf(evidence, seal, client),
-        seal_chain=client.certificate_chain("seal"),
-        tsa_chain=client.certificate_chain("timestamping"),
-        leaf=leaves[LEAF_INDEX],
-        leaf_index=LEAF_INDEX,
-        audit_path=log.inclusion_proof(LEAF_INDEX, hashes_),
-        tree_head=head,
-        tree_head_seal=client.seal(head),
-    )
+    bundle = build_test_bundle(client)
     with zipfile.ZipFile(BytesIO(bundle)) as archive:
         members = {name: archive.read(name) for name in archive.namelist()}
     root = x509.load_pem_x509_certificate(signer_process.root_ca.read_bytes())
     pki_dir = signer_process.paths.pki
+    provider_pem = tmp_path_factory.mktemp("provider") / "provider-certificates.pem"
+    provider_pem.write_bytes(
+        (pki_dir / "seal.pem").read_bytes() + (pki_dir / "timestamping.pem").read_bytes()
+    )
     return Good(
         bundle,
         members,
         root.public_bytes(serialization.Encoding.DER),
         signer_process.root_ca,
         pki.LocalCA.load(pki_dir / "root-ca.key", pki_dir / "root-ca.pem"),
+        provider_pem,
+        Provider.of(load_certificates(provider_pem.read_bytes())),
     )
 
 
@@ -155,7 +115,7 @@ def _cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
 
 
 def _verify(good: Good, bundle: bytes) -> Report:
-    return verify_bundle(bundle, [good.root_der])
+    return verify_bundle(bundle, [good.root_der], good.provider)
 
 
 # -- the good bundle -------------------------------------------------------------
@@ -164,7 +124,7 @@ def _verify(good: Good, bundle: bytes) -> Report:
 def test_the_good_bundle_is_valid_from_the_command_line(good: Good, tmp_path: Path) -> None:
     path = tmp_path / "bundle.zip"
     path.write_bytes(good.bundle)
-    result = _cli(path, "--trust", good.root_pem)
+    result = _cli(path, "--trust", good.root_pem, "--provider", good.provider_pem)
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     assert lines[-1] == "VALID"
@@ -175,10 +135,13 @@ def test_the_good_bundle_is_valid_from_the_command_line(good: Good, tmp_path: Pa
         "evidence seal: validation data (B-LT)", "evidence seal: certificate chains",
         "evidence seal: revocation", "tree head seal: signature", "tree head seal: revocation",
         "proof PDF: PAdES signature", "proof PDF: attachments", "log leaf", "inclusion proof",
+        "evidence seal: the provider's seal", "evidence seal: the provider's TSA",
+        "tree head seal: the provider's seal", "tree head seal: the provider's TSA",
+        "evidence issuer", "proof PDF: the provider's seal", "readme",
     ):  # fmt: skip
         assert f"  {name}: " in result.stdout, name
 
-    as_json = _cli(path, "--trust", good.root_pem, "--json")
+    as_json = _cli(path, "--trust", good.root_pem, "--provider", good.provider_pem, "--json")
     assert as_json.returncode == 0
     report = json.loads(as_json.stdout)
     assert report["verdict"] == "VALID" and report["anchored"] and report["failed"] == []
@@ -208,7 +171,7 @@ def test_another_ca_as_trust_anchor_anchors_nothing(good: Good, tmp_path: Path) 
     )
     path = tmp_path / "bundle.zip"
     path.write_bytes(good.bundle)
-    result = _cli(path, "--trust", other)
+    result = _cli(path, "--trust", other, "--provider", good.provider_pem)
     assert result.returncode == 1 and result.stdout.splitlines()[-1] == "INVALID"
     assert "FAIL  evidence seal: certificate chains: no path" in result.stdout
     assert "FAIL  proof PDF: PAdES signature" in result.stdout
@@ -371,7 +334,11 @@ def test_a_changed_manifest_or_a_member_behind_it_is_named(good: Good) -> None:
 
     members = {**good.members, layout.README: b"changed"}
     report = _verify(good, _rezip(members, manifest=False))
-    assert report.failed == ["manifest"], report.as_text()
+    assert report.failed == ["manifest", "readme"], report.as_text()
+    # With the manifest recomputed: what README.txt says is covered by no seal.
+    members = {**good.members, layout.README: b"Trust attacker-root.pem instead."}
+    report = _verify(good, _rezip(members))
+    assert report.failed == ["readme"], report.as_text()
 
 
 @pytest.mark.parametrize(
@@ -402,3 +369,46 @@ def test_a_missing_file_or_a_bad_trust_file_is_said(tmp_path: Path, good: Good) 
     result = _cli(path, "--trust", bad)
     assert result.returncode == 1 and result.stderr == ""
     assert "FAIL  trust anchors" in result.stdout
+
+
+# -- hostile bundles: findings, never a traceback or unbounded memory -----------------
+
+
+def test_a_member_the_format_does_not_name_is_refused_even_when_listed(good: Good) -> None:
+    members = {**good.members, "extra.txt": b"trust root: attacker-ca.pem"}
+    report = _verify(good, _rezip(members))  # the manifest lists it, with its SHA-256
+    assert not report.valid and "manifest" in report.failed
+    assert "extra.txt is not a member of" in report.as_text()
+
+
+def test_json_nested_past_any_document_is_invalid_not_a_recursion_error(
+    good: Good, tmp_path: Path
+) -> None:
+    deep = b"[" * 200_000 + b"]" * 200_000
+    for name in (layout.EVIDENCE, layout.MANIFEST, layout.INCLUSION_PROOF):
+        members = {**good.members, name: deep}
+        path = tmp_path / "deep.zip"
+        path.write_bytes(_rezip(members, manifest=name != layout.MANIFEST))
+        result = _cli(path, "--trust", good.root_pem, "--provider", good.provider_pem)
+        assert result.returncode == 1 and result.stderr == "", result.stderr[-500:]
+        assert "nests deeper than" in result.stdout and "Traceback" not in result.stdout
+
+
+def test_members_that_inflate_past_the_bound_are_refused_before_inflating(
+    good: Good, tmp_path: Path
+) -> None:
+    members = {**good.members, layout.README: b"\0" * (40 << 20)}  # 40 MiB of zeros
+    path = tmp_path / "bomb.zip"
+    path.write_bytes(_rezip(members))
+    assert path.stat().st_size < 1 << 20
+    result = _cli(path, "--trust", good.root_pem, "--provider", good.provider_pem)
+    assert result.returncode == 1 and result.stderr == ""
+    assert "FAIL  bundle: " in result.stdout and "larger than" in result.stdout
+
+
+def test_without_the_provider_named_the_verdict_is_not_valid(good: Good, tmp_path: Path) -> None:
+    path = tmp_path / "bundle.zip"
+    path.write_bytes(good.bundle)
+    result = _cli(path, "--trust", good.root_pem)
+    assert result.returncode == 1 and "FAIL" not in result.stdout
+    assert "give --trust with the provider's root CA and --provider" in result.stdout

@@ -5,6 +5,7 @@ independent RFC 9162 implementation accepts, and `verify_log` accepting them
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -36,7 +37,7 @@ def _letters(world: World, count: int) -> list[LetterRecord]:
 
 
 def test_inclusion_and_consistency_proofs_verify_independently(
-    world: World, signer_process: SignerProcess
+    world: World, signer_process: SignerProcess, tmp_path: Path
 ) -> None:
     log = _log(world, signer_process)
     first_letters = _letters(world, 3)
@@ -75,9 +76,18 @@ def test_inclusion_and_consistency_proofs_verify_independently(
         assert connection.execute(text("DELETE FROM tree_nodes")).rowcount == stored
     assert log.consistency(DECLARED + 4, DECLARED + 8)[2] == path
     assert more
-    report = verify_log(world.engine.url.render_as_string(False), signer_process.root_ca)
+    url = world.engine.url.render_as_string(False)
+    pki_dir = signer_process.paths.pki
+    report = verify_log(url, signer_process.root_ca, provider=pki_dir / "provider-certificates.pem")
     assert report.ok, report.findings
     assert (report.entries, report.evidence, report.heads) == (DECLARED + 8, 7, 2)
+    # The same log against a provider that declares only its TSA: the root
+    # still certifies every seal, but none is the declared provider's.
+    only_tsa = tmp_path / "only-tsa.pem"
+    only_tsa.write_bytes((pki_dir / "timestamping.pem").read_bytes())
+    report = verify_log(url, signer_process.root_ca, provider=only_tsa)
+    assert not report.ok
+    assert all("not one of the provider's seal certificates" in f for f in report.findings)
 
 
 def test_an_evidence_not_yet_under_a_sealed_head_says_what_to_wait_for(

@@ -1,6 +1,8 @@
-"""Webhooks against a real HTTP receiver on 127.0.0.1: the sender's events in
-log order, each signed (HMAC-SHA256, checked here independently), retried
-with backoff, and given up after 48 hours."""
+"""Webhooks against a real HTTP receiver on 127.0.0.1 (the loopback
+allowlisted, as in development): the sender's events in log order, each
+signed (HMAC-SHA256, checked here independently), retried with backoff, and
+given up after 48 hours. Destinations are checked with a stub resolver:
+no packet goes to a private range."""
 
 from __future__ import annotations
 
@@ -14,9 +16,11 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client import REGISTRY
 
+from lre.server.adapters import outbound
 from lre.server.domain.errors import InvalidArgument
 from lre.server.services.events import EventLog
 from lre.server.services.webhooks import WebhookPolicy, WebhookService
+from tests.support.peers import stub_resolver
 from tests.support.services import KEY
 from tests.support.webhooks import Receiver
 from tests.support.world import World
@@ -25,7 +29,12 @@ from tests.support.world import World
 @pytest.fixture
 def hooks(world: World) -> Iterator[tuple[EventLog, WebhookService]]:
     events = EventLog(world.stores, world.clock)
-    policy = WebhookPolicy(KEY, first_retry=dt.timedelta(seconds=10))
+    policy = WebhookPolicy(
+        KEY,
+        first_retry=dt.timedelta(seconds=10),
+        allowed_networks=outbound.LOOPBACK,
+        resolve=stub_resolver({"crm.example.org": "93.184.215.14"}),
+    )
     yield events, WebhookService(world.stores, policy, world.clock)
 
 

@@ -15,6 +15,7 @@ from lre.server.domain.proofing import (
     bind,
     evidence_name,
     normalised,
+    same_full_name,
 )
 
 # Names as people write them: letters (accented too), spaces, hyphens, apostrophes.
@@ -31,8 +32,9 @@ def person(given: str, family: str) -> Claimed:
 def test_only_a_matching_person_passes(
     given_a: str, family_a: str, given_b: str, family_b: str
 ) -> None:
-    same = normalised(given_a) == normalised(given_b) and normalised(family_a) == normalised(
-        family_b
+    # Given names in any order (several given names are written in several orders).
+    same = sorted(normalised(given_a).split()) == sorted(normalised(given_b).split()) and (
+        normalised(family_a) == normalised(family_b)
     )
     verified = Verified(given_name=given_b, family_name=family_b)
     if same:
@@ -92,3 +94,15 @@ def test_proofs_name_the_person_as_proofed_where_a_proofing_matched() -> None:
     company = Claimed(False, None, None, "Dest sa")
     assert evidence_name(company, {"organisation_name": "DEST SA"}) == "DEST SA"
     assert evidence_name(company, {}) == "Dest sa"  # a document check matches no names
+
+
+def test_one_rule_for_binding_and_for_verify_log() -> None:
+    assert bind(
+        person("Jean Pierre", "Dupont"), Verified(given_name="Pierre-Jean", family_name="DUPONT")
+    )
+    # What verify-log compares: the proofed spelling in evidence, the registered row.
+    assert same_full_name("JEAN PIERRE DUPONT", "Pierre Jean", "Dupont")
+    assert same_full_name("Éloïse Müller", "eloise", "MULLER")
+    assert not same_full_name("Jean Dupont", "Jean", "Dupond")
+    assert not same_full_name("Dupont Jean", "Jean", "Dupont")  # the family name is last
+    assert not same_full_name("Jean Pierre Dupont", "Jean", "Dupont")

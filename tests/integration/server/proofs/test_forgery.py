@@ -1,0 +1,147 @@
+"""The forgery of a whole bundle by another subscriber of the provider's CA:
+a second signer process, its own token and keys, with a seal and a TSA
+certificate issued by the same root (even under the same names), seals a
+ConsignmentAcceptance naming the provider, seals a tree head and signs the
+project's own PDF proof. Under the root alone everything chains; `lre-verify`
+with the provider's declared certificates says INVALID and names why, while
+the genuine bundle stays VALID, also when the provider declares a newer seal
+certificate beside the retired one that sealed it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from lre.server.adapters.signer import SignerClient
+from lre.signer import pki
+from lre.signer.devsetup import DevPaths
+from tests.support.bundles import build_test_bundle
+from tests.support.processes import BIN, free_port, running, wait_for
+from tests.support.rpc import SERVING, health_status
+from tests.support.signer import SignerProcess, signer_env
+
+PROVIDER = "LRE Test Provider SAS"
+
+
+@pytest.fixture(scope="module")
+def mallory(
+    signer_process: SignerProcess, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[SignerClient, DevPaths]]:
+    """Another signer process: its own token, certificates from the same root."""
+    paths = DevPaths(tmp_path_factory.mktemp("mallory"))
+    paths.pki.mkdir(parents=True)
+    for name in ("root-ca.key", "root-ca.pem"):
+        shutil.copy(signer_process.paths.pki / name, paths.pki / name)
+    # In a process of its own: this one has SoftHSM loaded with the
+    # provider's token configuration already.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SOFTHSM2_", "LRE_"))}
+    subprocess.run(
+        [str(BIN / "lre-signer"), "dev-setup", "--var", str(paths.root)],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    grpc_port, http_port = free_port(), free_port()
+    log = paths.root / "signer.log"
+    with running([str(BIN / "lre-signer"), "serve"], signer_env(paths, grpc_port, http_port), log):
+        address = f"127.0.0.1:{grpc_port}"
+        assert wait_for(lambda: health_status(address) == SERVING), log.read_text()
+        client = SignerClient(address, timeout_s=30)
+        try:
+            yield client, paths
+        finally:
+            client.close()
+
+
+@pytest.fixture(scope="module")
+def genuine(signer_process: SignerProcess) -> Iterator[SignerClient]:
+    client = SignerClient(signer_process.grpc_address, timeout_s=30)
+    yield client
+    client.close()
+
+
+def _cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "lre-verify"), *map(str, args)], capture_output=True, text=True, timeout=120
+    )
+
+
+def _newer_seal_certificate(signer_process: SignerProcess) -> bytes:
+    """A seal certificate the provider renewed to (its key elsewhere): the
+    bundle's becomes a retired one."""
+    pki_dir = signer_process.paths.pki
+    ca = pki.LocalCA.load(pki_dir / "root-ca.key", pki_dir / "root-ca.pem")
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "LRE Seal 2027")]))
+        .sign(key, hashes.SHA256())
+        .public_bytes(serialization.Encoding.DER)
+    )
+    der = ca.issue(csr, pki.SEAL)
+    return x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM)
+
+
+def test_a_forgery_by_another_subscriber_of_the_same_root_is_invalid(
+    signer_process: SignerProcess,
+    genuine: SignerClient,
+    mallory: tuple[SignerClient, DevPaths],
+    tmp_path: Path,
+) -> None:
+    forger, forger_paths = mallory
+    pki_dir = signer_process.paths.pki
+    # Same root, same subject names, other keys and certificates.
+    assert (forger_paths.pki / "root-ca.pem").read_bytes() == signer_process.root_ca.read_bytes()
+    assert (forger_paths.pki / "seal.pem").read_bytes() != (pki_dir / "seal.pem").read_bytes()
+    provider = tmp_path / "provider-certificates.pem"
+    provider.write_bytes(
+        (pki_dir / "seal.pem").read_bytes() + (pki_dir / "timestamping.pem").read_bytes()
+    )
+    forged, real = tmp_path / "forged.zip", tmp_path / "genuine.zip"
+    forged.write_bytes(build_test_bundle(forger, PROVIDER))
+    real.write_bytes(build_test_bundle(genuine, PROVIDER))
+
+    # Under the root alone, the forgery chains like the genuine bundle: that
+    # is why the root alone never gives VALID.
+    root_only = _cli(forged, "--trust", signer_process.root_ca)
+    assert root_only.returncode == 1 and "FAIL" not in root_only.stdout, root_only.stdout
+
+    result = _cli(forged, "--trust", signer_process.root_ca, "--provider", provider)
+    assert result.returncode == 1, result.stdout
+    assert result.stdout.splitlines()[-1] == "INVALID" and result.stderr == ""
+    for check in (
+        "evidence seal: the provider's seal",
+        "evidence seal: the provider's TSA",
+        "tree head seal: the provider's seal",
+        "proof PDF: the provider's seal",
+    ):
+        assert f"FAIL  {check}: " in result.stdout, (check, result.stdout)
+    assert "not one of the provider's seal certificates" in result.stdout
+    assert "not a timestamp authority the provider declared" in result.stdout
+    # The chains themselves are fine: the finding is whose they are.
+    failed = [line for line in result.stdout.splitlines() if line.startswith("FAIL")]
+    assert not [line for line in failed if "certificate chains" in line], failed
+
+    ok = _cli(real, "--trust", signer_process.root_ca, "--provider", provider)
+    assert ok.returncode == 0 and ok.stdout.splitlines()[-1] == "VALID", ok.stdout
+
+    # The provider renewed its seal: the declared set holds the new one and
+    # the retired one. The genuine bundle (retired seal) stays VALID; the
+    # forgery is still not the provider's.
+    renewed = tmp_path / "renewed.pem"
+    renewed.write_bytes(_newer_seal_certificate(signer_process) + provider.read_bytes())
+    ok = _cli(real, "--trust", signer_process.root_ca, "--provider", renewed)
+    assert ok.returncode == 0, ok.stdout
+    assert "sealed by the provider's seal certificate" in ok.stdout
+    refused = _cli(forged, "--trust", signer_process.root_ca, "--provider", renewed)
+    assert refused.returncode == 1 and "FAIL  evidence seal: the provider's seal" in refused.stdout

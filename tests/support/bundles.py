@@ -1,0 +1,73 @@
+"""An evidence bundle as the server builds it, over real seals and a real PDF
+proof from a signer process, without a database: the log part is a small
+RFC 9162 tree built with the domain's own functions (the evidence's leaf
+among others), its head sealed by the signer as ``EventLog.seal_head`` has
+it sealed. The forgery tests build one with another signer (another
+subscriber of the same CA) exactly so."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from lre.server.adapters.signer import SignerClient
+from lre.server.domain import log
+from lre.server.domain.evidence import EvidenceDocument, IssuerDetails, PartDigest, PartyDetails
+from lre.server.domain.letters import EvidenceEvent, LetterState
+from lre.server.proofs import proof_pdf
+from lre.server.proofs.bundle import build_bundle
+
+LEAF_INDEX = 2
+TREE_SIZE = 5
+
+
+def record(letter: str, evidence: bytes, seal: bytes, evidence_id: str) -> log.LogRecord:
+    return log.LogRecord(
+        letter_id=letter,
+        state=LetterState.DEPOSITED,
+        event_time=dt.datetime.now(dt.UTC),
+        event=EvidenceEvent.SUBMISSION_ACCEPTANCE,
+        evidence_id=f"letters/{letter}/evidence/{evidence_id}",  # as the server's log names it
+        document_sha256=log.sha256_hex(evidence),
+        seal_sha256=log.sha256_hex(seal),
+    )
+
+
+def build_test_bundle(client: SignerClient, provider_name: str = "LRE Test Provider SAS") -> bytes:
+    """A bundle of one evidence sealed, stamped and signed through ``client``."""
+    letter, evidence_id = str(uuid.uuid4()), str(uuid.uuid4())
+    evidence = EvidenceDocument(
+        evidence_id=evidence_id,
+        event=EvidenceEvent.SUBMISSION_ACCEPTANCE,
+        event_time=dt.datetime.now(dt.UTC),
+        policy_oid="2.999.319522.1",
+        issuer=IssuerDetails.of(provider_name, client.certificate_chain("seal")[0]),
+        sender=PartyDetails("Société Dupont & Fils", "courrier@dupont.example", str(uuid.uuid4())),
+        recipient=PartyDetails("Élodie Martin-Lefèvre", "elodie@example.org", str(uuid.uuid4())),
+        letter_id=f"letters/{letter}",
+        submission_time=dt.datetime.now(dt.UTC),
+        parts=(PartDigest("mise-en-demeure.pdf", "application/pdf", 183422, "ab" * 32),),
+    ).to_json()
+    seal = client.seal(evidence)
+    leaves = [
+        record(str(uuid.uuid4()), b"other %d" % i, b"seal %d" % i, str(uuid.uuid4())).leaf()
+        for i in range(TREE_SIZE)
+    ]
+    leaves[LEAF_INDEX] = record(letter, evidence, seal, evidence_id).leaf()
+    hashes_ = [log.leaf_hash(leaf) for leaf in leaves]
+    head = log.tree_head_document(
+        TREE_SIZE, log.root(hashes_), dt.datetime.now(dt.UTC), provider_name, 1, None
+    )
+    bundle = build_bundle(
+        evidence=evidence,
+        seal=seal,
+        proof_pdf=proof_pdf(evidence, seal, client),
+        seal_chain=client.certificate_chain("seal"),
+        tsa_chain=client.certificate_chain("timestamping"),
+        leaf=leaves[LEAF_INDEX],
+        leaf_index=LEAF_INDEX,
+        audit_path=log.inclusion_proof(LEAF_INDEX, hashes_),
+        tree_head=head,
+        tree_head_seal=client.seal(head),
+    )
+    return bundle
