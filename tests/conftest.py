@@ -42,7 +42,7 @@ def signer_process(
         [str(BIN / "lre-signer"), "serve"], signer_env(dev_var, grpc_port, http_port), log
     ):
         address = f"127.0.0.1:{grpc_port}"
-        assert wait_for(lambda: health_status(address) == SERVING), log.read_text()
+        assert wait_for(lambda: health_status(address) == SERVING, timeout=90), log.read_text()
         yield SignerProcess(address, f"http://127.0.0.1:{http_port}", dev_var, log)
 
 

@@ -85,7 +85,8 @@ def server_process(
     ) as process:
         address = f"127.0.0.1:{port}"
         assert wait_for(
-            lambda: health_status(address, CUSTODY, tls=tls, caller="operator") == SERVING
+            lambda: health_status(address, CUSTODY, tls=tls, caller="operator") == SERVING,
+            timeout=90,
         ), log.read_text()
         engine = db.make_engine(database_url)
         secrets_key = SecretsKeys(bytes.fromhex(key.read_text()))

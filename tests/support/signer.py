@@ -64,7 +64,7 @@ def signer(
     }
     with running([str(BIN / "lre-signer"), "serve"], env, log):
         address = f"127.0.0.1:{grpc_port}"
-        assert wait_for(lambda: health_status(address) == SERVING), log.read_text()
+        assert wait_for(lambda: health_status(address) == SERVING, timeout=90), log.read_text()
         with grpc.insecure_channel(address) as ch:
             yield signing_pb2_grpc.SigningServiceStub(ch)
 

@@ -21,6 +21,7 @@ from email.message import Message
 from email.mime.application import MIMEApplication
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
+from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
@@ -274,6 +275,10 @@ class NotificationService:
         email["Subject"] = Header(subject, UTF8)  # type: ignore[assignment]  # compat32 folds it
         # Stable per outbox message: a resend after a crash is recognisably the same message.
         email["Message-ID"] = self.message_id(message.id)
+        # RFC 5322 3.6.1: when the message was complete and ready to enter the
+        # mail system, which is when the outbox row was written; the same on
+        # every attempt, like the Message-ID.
+        email["Date"] = format_datetime(message.create_time.astimezone(dt.UTC))
         email["Content-Language"] = "fr, en"
         return email
 

@@ -9,6 +9,7 @@ import datetime as dt
 import functools
 import uuid
 from email.message import Message
+from email.utils import parsedate_to_datetime
 
 import pytest
 from sqlalchemy import select
@@ -241,6 +242,13 @@ def test_a_message_left_sending_by_a_dead_dispatcher_is_resent_once_with_its_id(
     assert sorted(m["Message-ID"] for m in inbox.messages) == sorted(
         world.notifications.message_id(m.id) for m in claimed
     )
+    # Its Date (RFC 5322) is when the message was written, not when this
+    # attempt left, two minutes later: the same on every attempt.
+    dates = {world.notifications.message_id(m.id): m.create_time for m in claimed}
+    for sent in inbox.messages:
+        assert parsedate_to_datetime(sent["Date"]) == dates[sent["Message-ID"]].replace(
+            microsecond=0
+        )
     for row in rows(world):
         if row.kind in (OutboxKind.LETTER_WAITING, OutboxKind.PROOF):
             assert (row.state, row.attempts, row.resends) == (OutboxState.SENT, 2, 1)
