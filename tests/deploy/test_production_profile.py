@@ -80,6 +80,7 @@ def test_the_shipped_production_configuration_has_no_development_default(tmp_pat
         ("server", "require_tls"),
         ("server", "mail_transport"),
         ("server", "tree_head_export"),
+        ("server", "provider_certificates_file"),
         ("signer", "clock_reference"),
         ("signer", "signer_callers"),
         ("signer", "require_tls"),

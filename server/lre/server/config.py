@@ -217,6 +217,10 @@ class ServerSettings:
             rules["evidence_policy_oid"] = "the provider's own OID, not an example under 2.999"
         if self.seal_trust_anchors_file is None:
             rules["seal_trust_anchors_file"] = "required in production (verify-log checks under it)"
+        if self.provider_certificates_file is None:
+            rules["provider_certificates_file"] = (
+                "required in production (verify-log checks every seal is the provider's)"
+            )
         if not self.tree_head_target_configured():
             rules["tree_head_export"] = "at least one place outside the database in production"
         return config.production_problems(
