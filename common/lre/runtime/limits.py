@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 import grpc
 
@@ -65,6 +66,40 @@ class StreamLimits:
     # as stalled (and against its caller's budgets of long calls); a tenth of
     # that for a caller with more than half the reserved threads waiting so.
     stalled_after_s: float = 1.0
+
+
+class StreamSettings(Protocol):
+    """A process's settings that bound its streams (named alike in both)."""
+
+    @property
+    def stream_idle_s(self) -> float: ...
+    @property
+    def stream_total_s(self) -> float: ...
+    @property
+    def streams_per_caller(self) -> int: ...
+    @property
+    def streams_per_user(self) -> int: ...
+    @property
+    def reserved_threads(self) -> int: ...
+    @property
+    def watch_streams(self) -> int: ...
+    @property
+    def reflection_streams(self) -> int: ...
+    @property
+    def watch_total_s(self) -> float: ...
+
+
+def stream_limits(settings: StreamSettings) -> StreamLimits:
+    return StreamLimits(
+        idle_s=settings.stream_idle_s,
+        total_s=settings.stream_total_s,
+        per_caller=settings.streams_per_caller,
+        per_user=settings.streams_per_user,
+        reserved_threads=settings.reserved_threads,
+        watches=settings.watch_streams,
+        reflections=settings.reflection_streams,
+        watch_total_s=settings.watch_total_s,
+    )
 
 
 class Watchdog:

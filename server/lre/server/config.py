@@ -12,7 +12,7 @@ from pathlib import Path
 import grpc
 
 from lre.runtime import config, tls
-from lre.runtime.limits import StreamLimits
+from lre.runtime.limits import StreamLimits, stream_limits
 from lre.server.adapters import outbound
 from lre.server.adapters.at_rest import SecretsKeys
 from lre.server.domain.identity import AssuranceLevel
@@ -234,16 +234,7 @@ class ServerSettings:
         return any(t.strip() for t in self.tree_head_export.split(","))
 
     def stream_limits(self) -> StreamLimits:
-        return StreamLimits(
-            idle_s=self.stream_idle_s,
-            total_s=self.stream_total_s,
-            per_caller=self.streams_per_caller,
-            per_user=self.streams_per_user,
-            reserved_threads=self.reserved_threads,
-            watches=self.watch_streams,
-            reflections=self.reflection_streams,
-            watch_total_s=self.watch_total_s,
-        )
+        return stream_limits(self)
 
     def webhook_networks(self) -> tuple[outbound.Network, ...]:
         try:

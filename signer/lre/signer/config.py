@@ -9,7 +9,7 @@ from pathlib import Path
 import grpc
 
 from lre.runtime import config, tls
-from lre.runtime.limits import StreamLimits
+from lre.runtime.limits import StreamLimits, stream_limits
 
 
 @dataclass(frozen=True)
@@ -114,16 +114,7 @@ class SignerSettings:
         )
 
     def stream_limits(self) -> StreamLimits:
-        return StreamLimits(
-            idle_s=self.stream_idle_s,
-            total_s=self.stream_total_s,
-            per_caller=self.streams_per_caller,
-            per_user=self.streams_per_user,
-            reserved_threads=self.reserved_threads,
-            watches=self.watch_streams,
-            reflections=self.reflection_streams,
-            watch_total_s=self.watch_total_s,
-        )
+        return stream_limits(self)
 
     def pin(self) -> str | None:
         return config.read_secret(self.pin_file, "LRE_SIGNER_PIN")
