@@ -113,6 +113,9 @@ class ServerSettings:
     # Consecutive authentication failures before a lockout, and its length.
     lockout_threshold: int = 5
     lockout_s: int = 900
+    # Wrong notice verification codes (VerifyNotification, ClaimLetter) from
+    # one source before it is locked out of that recipient's notices.
+    notice_code_threshold: int = 10
     # How long a proofing by certificate or eID counts (a document check lasts
     # as long as the document; a certificate never outlives its notAfter).
     proof_validity_days: int = 365

@@ -11,7 +11,7 @@ from lre.server.api.auth import optional_session
 from lre.server.api.convert import timestamp
 from lre.server.api.errors import domain_errors
 from lre.server.api.names import parse_id
-from lre.server.api.policy import OPERATOR, current_caller
+from lre.server.api.policy import OPERATOR, current_caller, source_of
 from lre.server.domain.errors import AuthenticationRequired, InvalidArgument
 from lre.server.domain.identity import (
     AssuranceLevel,
@@ -229,6 +229,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
                 parse_id(request.party, "party", "parties"),
                 request.enrolment_code,
                 request.password,
+                source_of(context),
             )
             return identity_pb2.EnrollTotpResponse(provisioning_uri=uri)
 
@@ -261,7 +262,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
                     ) from None
                 email_code = (code_id, request.email_code.code)
             issued = self._service.sessions.create(
-                party, request.password, request.totp_code, email_code
+                party, request.password, request.totp_code, email_code, source_of(context)
             )
             return identity_pb2.Session(
                 token=issued.token,
@@ -281,7 +282,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             elif not request.password:
                 raise AuthenticationRequired("the party's password or its own session is required")
             code_id, expire_time = self._service.credentials.send_email_code(
-                party_id, None if session is not None else request.password
+                party_id, None if session is not None else request.password, source_of(context)
             )
             return identity_pb2.SendEmailCodeResponse(
                 code_id=str(code_id), expire_time=timestamp(expire_time)

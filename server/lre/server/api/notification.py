@@ -13,6 +13,7 @@ from lre.server.api.auth import actor, session_of
 from lre.server.api.convert import EVENTS, STATES, timestamp
 from lre.server.api.errors import domain_errors
 from lre.server.api.names import parse_id
+from lre.server.api.policy import source_of
 from lre.server.domain.errors import InvalidArgument, TooManyAttempts
 from lre.server.domain.letters import EvidenceEvent, OutboxKind, OutboxState
 from lre.server.domain.records import Bounce, MessageRecord, WebhookRecord
@@ -223,7 +224,9 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
                 raise InvalidArgument("letter_reference", "required, at most 64 characters")
             if len(request.verification_code) > 64:
                 raise InvalidArgument("verification_code", "at most 64 characters")
-            result = self._notifications.verify(request.letter_reference, request.verification_code)
+            result = self._notifications.verify(
+                request.letter_reference, request.verification_code, source_of(context)
+            )
             return notification_pb2.VerifyNotificationResponse(
                 genuine=result.genuine, acceptance_deadline=timestamp(result.acceptance_deadline)
             )
@@ -232,7 +235,9 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
         self, request: notification_pb2.ClaimLetterRequest, context: grpc.ServicerContext
     ) -> notification_pb2.LetterClaim:
         with domain_errors(context):
-            claim = self._notifications.claim(request.letter_reference, request.verification_code)
+            claim = self._notifications.claim(
+                request.letter_reference, request.verification_code, source_of(context)
+            )
             return notification_pb2.LetterClaim(
                 letter=f"letters/{claim.letter_id}",
                 recipient=f"parties/{claim.recipient_id}",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextvars
 import enum
+import hashlib
 import threading
 import time
 from dataclasses import dataclass
@@ -109,6 +110,21 @@ NOBODY = Caller("", frozenset())
 
 def current_caller() -> Caller:
     return _CALLER.get() or NOBODY
+
+
+# The end user's address as a portal forwards it: failures are counted per
+# caller and per end user, so one portal user cannot lock another out.
+END_USER_KEY = "x-lre-end-user"
+
+
+def source_of(context: grpc.ServicerContext) -> str:
+    """Who attempts an authentication, as the lockout counts it: a digest of
+    the caller certificate (or the peer's address in plaintext) and the end
+    user's address its portal forwards. Never stored or logged in clear."""
+    caller = current_caller().name or context.peer().rsplit(":", 1)[0]
+    metadata = dict(context.invocation_metadata() or ())
+    end_user = str(metadata.get(END_USER_KEY, ""))[:100]
+    return hashlib.sha256(f"{caller}\n{end_user}".encode()).hexdigest()[:32]
 
 
 # Health and reflection answer anyone who reached the port (load balancers, grpcurl).

@@ -36,6 +36,7 @@ from lre.server.services.custody.bundles import EvidenceBundles
 from lre.server.services.events import EventLog
 from lre.server.services.identity import EidBroker, IdentityPolicy, IdentityService
 from lre.server.services.journal import SecurityJournal, SignerWatch
+from lre.server.services.notice_codes import NoticeCodes
 from lre.server.services.notification import NotificationPolicy, NotificationService
 from lre.server.services.proofs import StoredProofs
 from lre.server.services.webhooks import WebhookPolicy, WebhookService
@@ -174,6 +175,7 @@ def build_services(settings: ServerSettings, engine: Engine, signer: SignerClien
                 settings.provider_name,
             ),
             proofs,
+            NoticeCodes(settings.notice_code_threshold, dt.timedelta(seconds=settings.lockout_s)),
         ),
         events=events,
         webhooks=WebhookService(

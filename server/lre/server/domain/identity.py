@@ -123,6 +123,22 @@ class Credential:
 
 
 @dataclass(frozen=True)
+class Throttle:
+    """The authentication failures of one source (a digest of who tried)
+    against one party: a lockout stops that source only, never the party."""
+
+    party_id: uuid.UUID
+    source: str
+    failed_attempts: int = 0
+    # Lockouts this source earned in a row: each is twice as long as the last.
+    lockouts: int = 0
+    locked_until: dt.datetime | None = None
+
+    def locked(self, now: dt.datetime) -> bool:
+        return self.locked_until is not None and self.locked_until > now
+
+
+@dataclass(frozen=True)
 class Session:
     party_id: str
     # The level the party was proofed at (identity record still valid).

@@ -35,6 +35,7 @@ from lre.server.domain.letters import EvidenceEvent, OutboxKind
 from lre.server.domain.records import Bounce, EvidenceWithProof, LetterRecord, MessageRecord
 from lre.server.domain.window import AcceptanceWindow
 from lre.server.proofs.document import read_seal
+from lre.server.services.notice_codes import NoticeCodes
 from lre.server.services.proofs import StoredProofs
 from lre.server.storage.store import Store, Stores
 
@@ -93,7 +94,14 @@ class LetterClaim:
 
 
 class NotificationService:
-    def __init__(self, stores: Stores, policy: NotificationPolicy, proofs: StoredProofs) -> None:
+    def __init__(
+        self,
+        stores: Stores,
+        policy: NotificationPolicy,
+        proofs: StoredProofs,
+        codes: NoticeCodes | None = None,
+    ) -> None:
+        self._codes = codes or NoticeCodes()
         self._stores = stores
         self._policy = policy
         self._proofs = proofs
@@ -309,16 +317,29 @@ class NotificationService:
         )
         return letter if genuine else None
 
-    def verify(self, reference: str, code: str) -> Verification:
+    def verify(self, reference: str, code: str, source: str = "") -> Verification:
         """Whether a notification with this reference and code came from us.
-        Unknown references and wrong codes look the same to the caller."""
-        with self._stores.read() as store:
-            letter = self._notified(store, reference, code)
+        Unknown references and wrong codes look the same to the caller (until
+        ``source`` has guessed too often: lre.server.services.notice_codes)."""
+        letter = self._attempt(reference, code, source)
         if letter is None:
             return Verification(False, None)
         return Verification(True, letter.acceptance_deadline)
 
-    def claim(self, reference: str, code: str) -> LetterClaim:
+    def _attempt(self, reference: str, code: str, source: str) -> LetterRecord | None:
+        """The notified letter of this reference and code, the attempt counted;
+        TooManyAttempts once the transaction that counts it has committed."""
+        with self._stores.begin() as store:
+            letter = self._notified(store, reference, code)
+            named = letter or store.letters.by_reference(reference.strip().upper())
+            if named is not None and named.notification_time is None:
+                named = None
+            refused = self._codes.attempt(store, named, letter is not None, source)
+        if refused is not None:
+            raise refused
+        return letter
+
+    def claim(self, reference: str, code: str, source: str = "") -> LetterClaim:
         """A recipient's way in from its notice alone. Whoever holds the code
         read the addressee's mailbox; what it gets is the letter and the
         addressee's party (pre-registered by the sender's gateway), nothing of
@@ -329,10 +350,10 @@ class NotificationService:
         for value, field in ((reference, "letter_reference"), (code, "verification_code")):
             if not value.strip() or len(value) > 64:
                 raise InvalidArgument(field, "required, at most 64 characters")
+        letter = self._attempt(reference, code, source)
+        if letter is None:
+            raise NotFound("no notification with this reference and code")
         with self._stores.read() as store:
-            letter = self._notified(store, reference, code)
-            if letter is None:
-                raise NotFound("no notification with this reference and code")
             enrolled = store.credentials.get(letter.recipient_id).password_hash
         return LetterClaim(
             letter.id, letter.recipient_id, letter.acceptance_deadline, enrolled is not None

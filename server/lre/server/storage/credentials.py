@@ -6,14 +6,15 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, select, update
 
-from lre.server.domain.identity import Credential, FactorCategory, Session
+from lre.server.domain.identity import Credential, FactorCategory, Session, Throttle
 from lre.server.storage import models
 from lre.server.storage.records import Db, from_row, table, to_row
 
 CREDENTIALS = table(models.Credential)
 SESSIONS = table(models.AuthSession)
+THROTTLES = table(models.AuthThrottle)
 
 
 class CredentialRepository:
@@ -34,6 +35,31 @@ class CredentialRepository:
         )
         if not changed.rowcount:  # type: ignore[attr-defined]
             self._db.execute(insert(CREDENTIALS), [row])
+
+    def throttle(self, party_id: uuid.UUID, source: str) -> Throttle:
+        """The source's failures against the party, the row locked until the
+        transaction ends (a source that has none yet has the defaults)."""
+        t = THROTTLES.c
+        row = self._db.execute(
+            select(THROTTLES).where(t.party_id == party_id, t.source == source).with_for_update()
+        ).one_or_none()
+        return Throttle(party_id, source) if row is None else from_row(Throttle, row)
+
+    def save_throttle(self, throttle: Throttle, now: dt.datetime) -> None:
+        row = {**to_row(throttle), "update_time": now}
+        t = THROTTLES.c
+        changed = self._db.execute(
+            update(THROTTLES)
+            .where(t.party_id == throttle.party_id, t.source == throttle.source)
+            .values(row)
+        )
+        if not changed.rowcount:  # type: ignore[attr-defined]
+            self._db.execute(insert(THROTTLES), [row])
+
+    def clear_throttle(self, party_id: uuid.UUID, source: str) -> None:
+        """Forgets the source's failures against the party (after a success)."""
+        t = THROTTLES.c
+        self._db.execute(delete(THROTTLES).where(t.party_id == party_id, t.source == source))
 
 
 def _session(row: Any) -> Session:

@@ -34,12 +34,19 @@ LOCKOUTS = Counter(
     "lre_identity_lockouts", "Parties locked out after repeated authentication failures."
 )
 AUTH_FAILURES = Counter("lre_identity_authentication_failures", "Failed session creations.")
+UNKNOWN_PARTY = Counter(
+    "lre_identity_unknown_party_attempts",
+    "Authentications naming no party: counted, never journaled (the log is permanent).",
+)
 
 TOTP_ISSUER = "LRE"
 EMAIL_CODE_TTL = dt.timedelta(minutes=10)
 # A party gets at most one code a minute: its mailbox is not ours to flood.
 EMAIL_CODE_INTERVAL = dt.timedelta(minutes=1)
-LOCKED = "too many failed attempts; try again later"
+LOCKED = "too many failed attempts from this caller; retry later"
+# A source locked out again and again waits twice as long each time, up to
+# 64 times the first lockout.
+MAX_LOCKOUT_DOUBLINGS = 6
 # Long enough for a letter-box check the next day, short enough to go stale.
 ENROLMENT_CODE_TTL = dt.timedelta(hours=24)
 
@@ -83,7 +90,9 @@ class CredentialService:
         store.outbox.add([new_message(None, OutboxKind.EMAIL_CODE, payload, now, now)])
         journaled(store, LogKind.ENROLMENT_CODE_ISSUED, party_id, now, expireTime=expire_time)
 
-    def enroll(self, party_id: uuid.UUID, enrolment_code: str, password: str) -> str:
+    def enroll(
+        self, party_id: uuid.UUID, enrolment_code: str, password: str, source: str = ""
+    ) -> str:
         """The party's first password and TOTP device (or both replaced, after
         a fresh proofing), against the enrolment code e-mailed to it; the code
         is spent, a wrong one counts towards the lockout, and sessions opened
@@ -94,7 +103,7 @@ class CredentialService:
         failure: Exception | None = None
         with self._stores.begin() as store:
             credentials = store.credentials
-            refused = self._refusal(store, party_id, now, "enrolment", "enrolment refused")
+            refused = self._refusal(store, party_id, now, "enrolment", "enrolment refused", source)
             credential = credentials.get(party_id, lock=True)
             expected = credential.enrolment_code_hmac
             if refused is not None:
@@ -110,7 +119,9 @@ class CredentialService:
                     ),
                 )
             ):
-                failure = self._failed(store, credential, now, "enrolment", "enrolment refused")
+                failure = self._failed(
+                    store, credential, now, "enrolment", "enrolment refused", source
+                )
             else:
                 credentials.save(
                     dataclasses.replace(
@@ -130,6 +141,7 @@ class CredentialService:
                     )
                 )
                 store.sessions.revoke_all(party_id, now)
+                credentials.clear_throttle(party_id, source)
                 # The enrolment code is spent and every session revoked with it.
                 journaled(
                     store, LogKind.CREDENTIALS_ENROLLED, party_id, now, factors="password,totp"
@@ -176,7 +188,7 @@ class CredentialService:
         )
 
     def send_email_code(
-        self, party_id: uuid.UUID, password: str | None
+        self, party_id: uuid.UUID, password: str | None, source: str = ""
     ) -> tuple[uuid.UUID, dt.datetime]:
         """A one-time code to the party's e-mail address, through the outbox (in
         this transaction); it replaces any code outstanding. Returns its id and
@@ -189,14 +201,16 @@ class CredentialService:
             if password is None:
                 proofed_level(store, party_id, now)  # the party's own session: no failure to count
             credentials = store.credentials
-            failure = self._refusal(store, party_id, now, "email_code", "authentication failed")
+            failure = self._refusal(
+                store, party_id, now, "email_code", "authentication failed", source
+            )
             credential = credentials.get(party_id, lock=True)
             if failure is None:
                 if credential.password_hash is None:
                     raise FailedPrecondition("set a password first: the code goes with it")
                 if password is not None and not factors.password_ok(credential, password):
                     failure = self._failed(
-                        store, credential, now, "email_code", "authentication failed"
+                        store, credential, now, "email_code", "authentication failed", source
                     )
                 else:
                     code_id, expire_time = self._email_code(store, credential, now)
@@ -212,12 +226,13 @@ class CredentialService:
         totp_code: str,
         email_code: tuple[uuid.UUID, str] | None,
         now: dt.datetime,
+        source: str = "",
     ) -> tuple[AssuranceLevel | None, Exception | None]:
         """Checks the password and a one-time code inside the caller's
         transaction: (the party's level, None) when they match, the one-time
         code spent; (None, the error to raise after commit) when they do not,
         the failure counted towards a lockout."""
-        refused = self._refusal(store, party_id, now, "session", "authentication failed")
+        refused = self._refusal(store, party_id, now, "session", "authentication failed", source)
         if refused is not None:
             return None, refused
         level = proofed_level(store, party_id, now)
@@ -234,7 +249,10 @@ class CredentialService:
             else step is not None
         )
         if not (factors.password_ok(credential, password) and one_time_ok):
-            return None, self._failed(store, credential, now, "session", "authentication failed")
+            failed = self._failed(
+                store, credential, now, "session", "authentication failed", source
+            )
+            return None, failed
         spent = (
             {"email_code_id": None, "email_code_hmac": None, "email_code_expire_time": None}
             if email_code
@@ -243,6 +261,7 @@ class CredentialService:
         credentials.save(
             dataclasses.replace(credential, failed_attempts=0, locked_until=None, **spent)
         )
+        credentials.clear_throttle(party_id, source)
         return level, None
 
     def _email_code(
@@ -282,25 +301,47 @@ class CredentialService:
         return code_id, expire_time
 
     def _refusal(
-        self, store: Store, party_id: uuid.UUID, now: dt.datetime, purpose: str, message: str
+        self,
+        store: Store,
+        party_id: uuid.UUID,
+        now: dt.datetime,
+        purpose: str,
+        message: str,
+        source: str,
     ) -> Exception | None:
         """Refused before any secret is compared: no such party, not proofed,
-        or locked out. Journaled in the caller's transaction, which must
-        commit (the error is raised after): a failed attempt that changes
-        nothing else is still in the journal."""
+        or ``source`` locked out. Journaled in the caller's transaction, which
+        must commit (the error is raised after): a failed attempt that changes
+        nothing else is still in the journal; one naming no party is only
+        counted (lre_identity_unknown_party_attempts_total)."""
         failure: Exception
         try:
             proofed_level(store, party_id, now)
-        except (NotFound, FailedPrecondition):
+        except NotFound:
+            # Anyone can name a party that does not exist, as fast as the rate
+            # limit allows: a journal entry each would grow the permanent log
+            # (and every export) without bound, for no one's benefit.
+            AUTH_FAILURES.inc()
+            UNKNOWN_PARTY.inc()
+            return AuthenticationFailed(message)
+        except FailedPrecondition:
             AUTH_FAILURES.inc()
             reason, failure = "unknown_or_unproofed", AuthenticationFailed(message)
         else:
-            # Locked before the check, as every caller then reads it locked:
+            # Locked before the check, as every caller then reads them locked:
             # concurrent attempts queue here, and none compares a secret once
-            # another has locked the party out.
-            if not store.credentials.get(party_id, lock=True).locked(now):
+            # another has locked this source out.
+            credential = store.credentials.get(party_id, lock=True)
+            throttle = store.credentials.throttle(party_id, source)
+            if credential.locked(now):  # an operator's lock, or one from before sources
+                until = credential.locked_until
+            elif throttle.locked(now):
+                until = throttle.locked_until
+            else:
                 return None
-            reason, failure = "locked_out", TooManyAttempts(LOCKED)
+            assert until is not None
+            reason = "locked_out"
+            failure = TooManyAttempts(LOCKED, (until - now).total_seconds())
         journaled(
             store, LogKind.AUTHENTICATION_FAILED, party_id, now, purpose=purpose, reason=reason
         )
@@ -313,13 +354,18 @@ class CredentialService:
         now: dt.datetime,
         purpose: str,
         message: str,
+        source: str,
     ) -> Exception:
-        """Counts a failure (a lockout at the threshold), journaled; the error
-        to raise once the transaction has committed, so that the count stays."""
+        """Counts a failure of ``source`` (a lockout of that source at the
+        threshold, each one twice as long as the last), journaled; the error to
+        raise once the transaction has committed, so that the count stays.
+        Failures are the source's, never the party's: another party's gateway
+        cannot lock the party out of its own portal."""
         AUTH_FAILURES.inc()
         credentials = store.credentials
-        failed = credential.failed_attempts + 1
         party = credential.party_id
+        throttle = credentials.throttle(party, source)
+        failed = throttle.failed_attempts + 1
         journaled(
             store,
             LogKind.AUTHENTICATION_FAILED,
@@ -331,9 +377,15 @@ class CredentialService:
         )
         if failed >= self._policy.lockout_threshold:
             LOCKOUTS.inc()
-            until = now + self._policy.lockout
-            credentials.save(dataclasses.replace(credential, failed_attempts=0, locked_until=until))
+            lockout = self._policy.lockout * 2 ** min(throttle.lockouts, MAX_LOCKOUT_DOUBLINGS)
+            until = now + lockout
+            credentials.save_throttle(
+                dataclasses.replace(
+                    throttle, failed_attempts=0, lockouts=throttle.lockouts + 1, locked_until=until
+                ),
+                now,
+            )
             journaled(store, LogKind.LOCKED_OUT, party, now, purpose=purpose, lockedUntil=until)
-            return TooManyAttempts(LOCKED)
-        credentials.save(dataclasses.replace(credential, failed_attempts=failed))
+            return TooManyAttempts(LOCKED, lockout.total_seconds())
+        credentials.save_throttle(dataclasses.replace(throttle, failed_attempts=failed), now)
         return AuthenticationFailed(message)

@@ -49,14 +49,16 @@ class SessionService:
         password: str,
         totp_code: str = "",
         email_code: tuple[uuid.UUID, str] | None = None,
+        source: str = "",
     ) -> IssuedSession:
         """Password (knowledge) and a one-time code, from the TOTP device or
         e-mailed (possession, one-time): a session bound to the party's current
-        level. Failures count towards a lockout; a code is good once."""
+        level. Failures count towards a lockout of ``source`` (who tried:
+        lre.server.api.policy.source_of); a code is good once."""
         now = self._clock()
         with self._stores.begin() as store:
             level, failure = self._credentials.verify(
-                store, party_id, password, totp_code, email_code, now
+                store, party_id, password, totp_code, email_code, now, source
             )
             if level is not None:
                 token = secrets.token_urlsafe(32)

@@ -21,6 +21,7 @@ from lre.server.storage.models.custody import (
 )
 from lre.server.storage.models.identity import (
     AuthSession,
+    AuthThrottle,
     Consent,
     Credential,
     IdentityRecord,
@@ -31,6 +32,7 @@ from lre.server.storage.models.identity import (
 
 __all__ = [
     "AuthSession",
+    "AuthThrottle",
     "Base",
     "Charge",
     "Consent",

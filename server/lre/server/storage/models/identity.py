@@ -84,6 +84,22 @@ class Credential(Base):
     enrolment_code_expire_time: Mapped[dt.datetime | None]
 
 
+class AuthThrottle(Base):
+    """Authentication failures of one source against one party: the source is
+    a digest of the caller certificate and the end user's address its portal
+    forwards; a lockout stops that source only."""
+
+    __tablename__ = "auth_throttles"
+
+    party_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("parties.id"), primary_key=True)
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failed_attempts: Mapped[int] = mapped_column(Integer)
+    # How many lockouts this source earned in a row: each is twice as long.
+    lockouts: Mapped[int] = mapped_column(Integer)
+    locked_until: Mapped[dt.datetime | None]
+    update_time: Mapped[dt.datetime]
+
+
 class AuthSession(Base):
     __tablename__ = "sessions"
 

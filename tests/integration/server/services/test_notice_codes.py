@@ -1,0 +1,62 @@
+"""Wrong notice verification codes on SQLite and PostgreSQL: counted per
+recipient and source, journaled against the recipient, and throttled: the
+source that keeps guessing is locked out of that notice (RESOURCE_EXHAUSTED
+with when to retry), even with the right code; another source (the
+recipient's own portal user) is not. A reference that names no letter is
+only counted."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from prometheus_client import REGISTRY
+from sqlalchemy import select
+
+from lre.server.domain.errors import NotFound, TooManyAttempts
+from lre.server.storage import db, models
+from tests.support.world import World
+
+
+def _notice_entries(world: World) -> list[dict[str, str]]:
+    with db.sessions(world.engine)() as session:
+        leaves = session.scalars(
+            select(models.LogEntry.leaf).where(models.LogEntry.letter_id.is_(None))
+        )
+        found = [json.loads(leaf) for leaf in leaves]
+    return [e for e in found if e.get("purpose") == "notice_code"]
+
+
+def _failures(which: str) -> float:
+    return REGISTRY.get_sample_value("lre_notice_code_failures_total", {"reference": which}) or 0
+
+
+def test_a_source_guessing_codes_is_locked_out_of_that_notice_only(
+    world: World, smtp_port: int
+) -> None:
+    (letter,) = world.notified(1, smtp_port)
+    code = world.notifications.verification_code(letter.id)
+    known, unknown = _failures("known"), _failures("unknown")
+    threshold = 10
+    for attempt in range(1, threshold):
+        with pytest.raises(NotFound):
+            world.notifications.claim(letter.reference, f"WRONG-{attempt:04d}", "guesser")
+    assert not world.notifications.verify(letter.reference, "WRONG-9999", "other").genuine
+    with pytest.raises(TooManyAttempts) as raised:
+        world.notifications.claim(letter.reference, "WRONG-0010", "guesser")
+    assert raised.value.retry_after == 15 * 60
+    # Locked out even with the right code; the recipient's own source is not.
+    with pytest.raises(TooManyAttempts):
+        world.notifications.claim(letter.reference, code, "guesser")
+    assert world.notifications.claim(letter.reference, code, "recipient").letter_id == letter.id
+    assert world.notifications.verify(letter.reference, code, "recipient").genuine
+    assert _failures("known") == known + threshold + 1
+    entries = _notice_entries(world)
+    assert all(e["subject"] == f"parties/{letter.recipient_id}" for e in entries)
+    assert [e["kind"] for e in entries].count("authentication_failed") >= threshold + 1
+    assert [e["kind"] for e in entries].count("locked_out") == 1
+    # A reference that names no letter: counted, not journaled.
+    with pytest.raises(NotFound):
+        world.notifications.claim("LRE-NOPE-0000", code, "guesser")
+    assert _failures("unknown") == unknown + 1
+    assert len(_notice_entries(world)) == len(entries)
