@@ -44,11 +44,12 @@ run: system-deps gen
 
 # Parallel workers (pytest-xdist), each with its own signer processes and a
 # PostgreSQL database per test: much of the suite waits on processes, so
-# more workers than cores pays.
+# more workers than cores pays; idle workers take tests queued on busy
+# ones (worksteal), so the long end-to-end tests do not end on one worker.
 TEST_WORKERS ?= 3
 test: gen
 	LRE_WITH_TEST_TOOLS=1 bash deploy/dev/system-deps.sh
-	$(BIN)/pytest -q -ra -n $(TEST_WORKERS) --durations=25
+	$(BIN)/pytest -q -ra -n $(TEST_WORKERS) --dist worksteal --durations=25
 
 lint: gen
 	$(BIN)/ruff check .
