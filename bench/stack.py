@@ -81,9 +81,11 @@ def running_stack(
         "LRE_SERVER_RUN_WORKERS": str(run_workers).lower(),
         "LRE_SERVER_MAIL_TRANSPORT": f"maildir:{var / 'mail'}",
         "LRE_SERVER_LOG_LEVEL": "WARNING",
-        # The load generators are one caller (127.0.0.1) with 16 streams in
-        # flight, unevenly spread over the processes: only the total cap applies.
+        # The load generators are one caller (127.0.0.1) and one sender's
+        # session with 16 streams in flight, unevenly spread over the
+        # processes: only the total cap applies.
         "LRE_SERVER_STREAMS_PER_CALLER": "16",
+        "LRE_SERVER_STREAMS_PER_USER": "16",
         **(settings or {}),
     }
     subprocess.run([str(BIN / "lre-server"), "migrate"], env=env, check=True, capture_output=True)
