@@ -75,7 +75,7 @@ def refusal(
     try:
         require_consent(Recipient(str(party), professional), consented)
     except DepositRefused as exc:
-        return exc.reason
+        return exc.code
     return None
 
 

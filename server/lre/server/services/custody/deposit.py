@@ -217,9 +217,7 @@ class DepositService:
             return letter, written
         DEPOSITS.labels("rejected").inc()
         if isinstance(refused, DepositRefused):
-            raise DepositRefused(
-                refused.reason, str(refused), refused.field, f"letters/{letter.id}"
-            )
+            raise DepositRefused(refused.code, str(refused), refused.field, f"letters/{letter.id}")
         raise DepositRefused(
             "sender_not_identified", str(refused), "authorization", f"letters/{letter.id}"
         )
@@ -234,7 +232,7 @@ class DepositService:
         refused: Refusal,
     ) -> None:
         """A refused deposit: the letter's row and its sealed SubmissionRejection, nothing else."""
-        reason = refused.reason if isinstance(refused, DepositRefused) else "sender_not_identified"
+        reason = refused.code if isinstance(refused, DepositRefused) else "sender_not_identified"
         evidence = self._evidence.seal(
             self._evidence.document(
                 letter,
