@@ -23,7 +23,7 @@ from lre.server.api.notification import NotificationServicer
 from lre.server.clock import utcnow
 from lre.server.config import ServerSettings
 from lre.server.domain.identity import AssuranceLevel
-from lre.server.proofs import proof_pdf
+from lre.server.proofs import proof_pdf, summary_pdf
 from lre.server.services.custody import (
     CustodyPolicy,
     CustodyQueries,
@@ -33,7 +33,7 @@ from lre.server.services.custody import (
     MailingService,
 )
 from lre.server.services.custody.bundles import EvidenceBundles
-from lre.server.services.custody.refusals import MailingRefusals
+from lre.server.services.custody.mailing_proofs import MailingProofs
 from lre.server.services.events import EventLog
 from lre.server.services.identity import EidBroker, IdentityPolicy, IdentityService
 from lre.server.services.journal import SecurityJournal, SignerWatch
@@ -122,7 +122,7 @@ class Services:
     mailings: MailingService
     queries: CustodyQueries
     bundles: EvidenceBundles
-    refusals: MailingRefusals
+    mailing_proofs: MailingProofs
     evidence: EvidenceRecorder
     notifications: NotificationService
     events: EventLog
@@ -168,7 +168,14 @@ def build_services(settings: ServerSettings, engine: Engine, signer: SignerClien
         mailings=MailingService(stores, signer, evidence, policy, utcnow, spool_dir),
         queries=queries,
         bundles=EvidenceBundles(queries, proofs, events, signer),
-        refusals=MailingRefusals(stores, render, utcnow),
+        mailing_proofs=MailingProofs(
+            stores,
+            signer,
+            evidence,
+            render,
+            functools.partial(summary_pdf, signer=signer),
+            utcnow,
+        ),
         evidence=evidence,
         notifications=NotificationService(
             stores,
@@ -252,7 +259,7 @@ def service_bindings(services: Services) -> list[ServiceBinding]:
                 services.identity,
                 services.events,
                 services.bundles,
-                services.refusals,
+                services.mailing_proofs,
             ),
         ),
         ServiceBinding(

@@ -46,8 +46,8 @@ from lre.server.services.custody.intake import (
     check_same_content,
     new_letter,
 )
+from lre.server.services.custody.mailing_proofs import REFUSALS
 from lre.server.services.custody.policy import CustodyPolicy
-from lre.server.services.custody.refusals import REFUSALS
 from lre.server.services.custody.report import report_lines
 from lre.server.storage.store import Store, Stores
 
