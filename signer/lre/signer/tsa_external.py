@@ -20,8 +20,11 @@ import secrets
 import ssl
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 from asn1crypto import algos, cms, core, tsp
 from asn1crypto import x509 as asn1_x509
@@ -34,6 +37,7 @@ from lre.runtime import asn1crypto_fix
 
 asn1crypto_fix.apply()
 
+T = TypeVar("T")
 QUERY_TYPE = "application/timestamp-query"
 REPLY_TYPE = "application/timestamp-reply"
 MAX_REPLY_BYTES = 64 * 1024
@@ -186,7 +190,7 @@ class ExternalTsa:
             return digest
 
         try:
-            status = asyncio.run(validate_tst_signed_data(signed, context, imprint))
+            status = _run_coroutine(lambda: validate_tst_signed_data(signed, context, imprint))
         except ExternalTsaError:
             raise
         except Exception as exc:  # pyHanko's errors for a token it cannot validate
@@ -207,3 +211,15 @@ class ExternalTsa:
         skew = abs((gen_time - dt.datetime.now(dt.UTC)).total_seconds())
         if skew > self.config.max_skew_s:
             raise ExternalTsaError(f"the token's time is {skew:.1f} s from ours")
+
+
+def _run_coroutine(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Runs a coroutine to its end from synchronous code, also when called
+    under a running event loop (pyHanko's PDF signing calls timestamps from
+    one): then on a thread of its own, with its own loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(make())
+    with ThreadPoolExecutor(1, thread_name_prefix="tsa-check") as pool:
+        return pool.submit(lambda: asyncio.run(make())).result()
