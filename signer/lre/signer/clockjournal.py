@@ -18,6 +18,7 @@ import datetime as dt
 import json
 import logging
 import os
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -55,14 +56,16 @@ class ClockJournal:
             ],
         }
         if self._path is None:
-            log.debug("clock check", extra={"check": entry})
+            log.info("clock check", extra={"check": entry})
             return
         line = (json.dumps(entry, separators=(",", ":")) + "\n").encode()
         try:
             fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
             try:
                 os.write(fd, line)
-                os.fsync(fd)
+                if stat.S_ISREG(os.fstat(fd).st_mode):
+                    # A pipe (/dev/stdout to a log collector) has nothing to sync.
+                    os.fsync(fd)
             finally:
                 os.close(fd)
         except OSError as exc:
