@@ -4,6 +4,7 @@ environment), on a private token copy for a block, and its commands."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,6 +33,18 @@ class SignerProcess:
     @property
     def tsa_cert(self) -> Path:
         return self.paths.pki / "timestamping.pem"
+
+
+def copy_token(paths: DevPaths, into: Path) -> Path:
+    """The session token's files copied under ``into``; returns the SOFTHSM2_CONF to use."""
+    tokens = into / "tokens"
+    shutil.copytree(paths.root / "softhsm" / "tokens", tokens)
+    conf = into / "softhsm2.conf"
+    conf.write_text(
+        f"directories.tokendir = {tokens}\nobjectstore.backend = file\nlog.level = ERROR\n",
+        encoding="utf-8",
+    )
+    return conf
 
 
 def signer_env(paths: DevPaths, grpc_port: int, http_port: int, **extra: str) -> dict[str, str]:

@@ -91,7 +91,7 @@ class ExternalTsa:
         ders = [c.public_bytes(serialization.Encoding.DER) for c in chain]
         self._expected = asn1_x509.Certificate.load(ders[0])
         self._cas = [asn1_x509.Certificate.load(d) for d in ders[1:]]
-        self._roots = [c for c in self._cas if c.self_signed] or [self._expected]
+        self._roots = [c for c in self._cas if c.self_issued] or [self._expected]
         if config.username and config.password_file is None:
             raise ValueError(f"external TSA {config.name}: username needs password_file")
         self._context = (

@@ -164,7 +164,7 @@ def build_services(settings: ServerSettings, engine: Engine, signer: SignerClien
         decisions=DecisionService(stores, signer, evidence, policy.reminder_days, utcnow),
         mailings=MailingService(stores, signer, evidence, policy, utcnow, spool_dir),
         queries=queries,
-        bundles=EvidenceBundles(queries, proofs, events, signer),
+        bundles=EvidenceBundles(queries, proofs, events),
         evidence=evidence,
         notifications=NotificationService(
             stores,
