@@ -12,7 +12,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from lre.signer import pki
@@ -60,14 +59,32 @@ class ExternalTsaPki:
         }
 
 
-def _run(env: dict[str, str], *args: str) -> None:
-    subprocess.run(
-        [str(BIN / "lre-signer"), *args],
-        env={k: v for k, v in {**os.environ, **env}.items() if k != "LRE_CONFIG"},
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
+# The key ceremony on the external TSA's token, in one interpreter: a key
+# made on the token, a CSR signed there, the certificate from its own CA
+# stored beside it (what `lre-signer create-key`, `csr`, `import-certificate` do).
+_CEREMONY = """
+import sys
+from pathlib import Path
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from lre.signer import pki
+from lre.signer.config import load
+from lre.signer.token import Token
+
+root, label, subject = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+settings = load()
+token = Token(settings.pkcs11_module, settings.token_label, settings.pin)
+token.connect()
+try:
+    token.generate_ec_key(label)
+    ca = pki.LocalCA.load(root / "root-ca.key", root / "root-ca.pem")
+    der = ca.issue(pki.build_csr(token, label, subject), pki.TIMESTAMPING)
+    pki.import_certificate(token, label, der)
+    pem = x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM)
+    (root / "tsa.pem").write_bytes(pem)
+finally:
+    token.close()
+"""
 
 
 def make_external_tsa(root: Path) -> ExternalTsaPki:
@@ -89,21 +106,17 @@ def make_external_tsa(root: Path) -> ExternalTsaPki:
         capture_output=True,
     )  # fmt: skip
     ca = pki.LocalCA.create(ROOT_NAME)
-    made.root_ca.write_bytes(ca.certificate.public_bytes(serialization.Encoding.PEM))
+    ca.save(root / "root-ca.key", made.root_ca)
     made.crl.write_bytes(ca.issue_crl().public_bytes(serialization.Encoding.PEM))
-    for label, purpose, subject in (
-        ("qtsp-tsa", pki.TIMESTAMPING, "CN=Test QTSP TSA,O=Test QTSP,C=BE"),
-    ):
-        _run(env, "create-key", "--label", label)
-        csr = root / f"{label}.csr"
-        _run(env, "csr", "--label", label, "--subject", subject, "--out", str(csr))
-        request = x509.load_pem_x509_csr(csr.read_bytes())
-        der = ca.issue(request.public_bytes(serialization.Encoding.DER), purpose)
-        pem = x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM)
-        cert = root / f"{label}.pem"
-        cert.write_bytes(pem)
-        _run(env, "import-certificate", "--label", label, "--cert", str(cert))
-    made.tsa_cert.write_bytes((root / "qtsp-tsa.pem").read_bytes())
+    done = subprocess.run(
+        [str(BIN / "python"), "-c", _CEREMONY, str(root), "qtsp-tsa",
+         "CN=Test QTSP TSA,O=Test QTSP,C=BE"],
+        env={k: v for k, v in {**os.environ, **env}.items() if k != "LRE_CONFIG"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
     made.chain.write_bytes(made.tsa_cert.read_bytes() + made.root_ca.read_bytes())
     return made
 
