@@ -80,19 +80,16 @@ def test_a_letters_seals_and_proof_carry_the_external_tsas_timestamps(
                 channel(server.address, tls, "operator") as operator,
             ):
                 staff = identity_pb2_grpc.IdentityServiceStub(operator)
-                party = {
-                    "codes": server.enrolment_codes,
-                    "kind": identity_pb2.PARTY_KIND_LEGAL_PERSON,
-                    "professional": True,
-                }
                 identity = identity_pb2_grpc.IdentityServiceStub(gateway)
+                company = identity_pb2.PARTY_KIND_LEGAL_PERSON
                 _, sender_token = register_party(
-                    identity, "t-s", staff, company_name="Bailleur SARL",
-                    email="gestion@bailleur.example", **party,
+                    identity, "t-s", staff, codes=server.enrolment_codes, kind=company,
+                    professional=True, company_name="Bailleur SARL",
+                    email="gestion@bailleur.example",
                 )  # fmt: skip
                 recipient, _ = register_party(
-                    identity, "t-r", staff, company_name="Dest SA",
-                    email="courrier@dest.example", **party,
+                    identity, "t-r", staff, codes=server.enrolment_codes, kind=company,
+                    professional=True, company_name="Dest SA", email="courrier@dest.example",
                 )  # fmt: skip
                 sending = custody_pb2_grpc.CustodyServiceStub(gateway)
                 letter = deposit_letter(sending, sender_token, recipient, "tsa-1")

@@ -70,7 +70,7 @@ def _chain_subjects(bundle: bytes, member: str) -> list[str]:
     with zipfile.ZipFile(io.BytesIO(bundle)) as archive:
         data = archive.read(member)
     return [
-        c.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value
+        str(c.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value)
         for c in x509.load_pem_x509_certificates(data)
     ]
 
