@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 from lre.runtime.config import ConfigError, read_secret
 from lre.runtime.serving import ServiceBinding
 from lre.server.adapters.mail import transport_from_url
+from lre.server.adapters.revocation import RevocationChecker
 from lre.server.adapters.signer import ContentKeys, SignerClient
 from lre.server.adapters.witness import WitnessPublisher, witnesses_from
 from lre.server.api.custody import CustodyServicer
@@ -103,6 +104,19 @@ def identity_policy(settings: ServerSettings) -> IdentityPolicy:
         proof_validity=dt.timedelta(days=settings.proof_validity_days),
         trust_anchors=anchors,
         eid=eid,
+        revocation=_revocation(settings, anchors),
+    )
+
+
+def _revocation(
+    settings: ServerSettings, anchors: tuple[x509.Certificate, ...]
+) -> RevocationChecker | None:
+    if settings.proofing_revocation == "given":
+        return None
+    if settings.proofing_revocation != "fetch":
+        raise ConfigError("LRE_SERVER_PROOFING_REVOCATION: given or fetch")
+    return RevocationChecker(
+        anchors, settings.proofing_revocation_cache_s, settings.proofing_revocation_timeout_s
     )
 
 
