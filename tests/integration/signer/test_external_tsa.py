@@ -7,10 +7,15 @@ another certificate than the configured one is refused."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
 import logging
+import threading
+import time
+import urllib.request
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -24,6 +29,7 @@ from lre.signer.app import Signer
 from lre.signer.config import SignerSettings
 from lre.signer.devsetup import DevPaths
 from lre.signer.errors import NoTimestampSource
+from lre.signer.tsa_external import ExternalTsa, ExternalTsaConfig, ExternalTsaError
 from lre.verify import pdf as pdf_check
 from tests.support.external_tsa import ExternalTsaPki, make_external_tsa, serving
 from tests.support.pki import openssl
@@ -191,3 +197,82 @@ def test_a_token_signed_by_another_certificate_than_the_configured_one_is_refuse
             signer.sealer.seal(b'{"evidence":4}')
     finally:
         signer.close()
+
+
+class _Front:
+    """A loopback HTTP front to the external TSA that wants HTTP Basic
+    credentials (401 without them) and, when ``stall``, never answers in time."""
+
+    def __init__(self, target: str) -> None:
+        front = self
+        self.stall = False
+        self.seen: list[str] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                front.seen.append(self.headers.get("Authorization", ""))
+                if front.stall:
+                    time.sleep(3)  # the client gave up after its timeout_s
+                    return
+                if (
+                    self.headers.get("Authorization")
+                    != "Basic " + base64.b64encode(b"provider-42:s3cret").decode()
+                ):
+                    self.send_response(401)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                request = urllib.request.Request(
+                    target, data=body, headers={"Content-Type": "application/timestamp-query"}
+                )
+                with urllib.request.urlopen(request, timeout=10) as reply:
+                    answer = reply.read()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/timestamp-reply")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/tsa"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_credentials_are_sent_and_a_refusal_or_a_timeout_falls_back(
+    qtsp: ExternalTsaPki, qtsp_url: str, tmp_path: Path
+) -> None:
+    front = _Front(qtsp_url)
+    try:
+        password = tmp_path / "qtsp.password"
+        password.write_text("s3cret\n", encoding="utf-8")
+        config = ExternalTsaConfig(
+            "qtsp", front.url, qtsp.chain, timeout_s=1.0, username="provider-42",
+            password_file=password,
+        )  # fmt: skip
+        digest = hashlib.sha256(b"signature value").digest()
+        token = cms.ContentInfo.load(ExternalTsa(config).timestamp_digest(digest))
+        assert _stamped_by(token) == "Test QTSP TSA"
+        assert front.seen[-1].startswith("Basic ")
+
+        wrong = tmp_path / "wrong.password"
+        wrong.write_text("guess\n", encoding="utf-8")
+        refused = ExternalTsa(dataclasses.replace(config, password_file=wrong))
+        with pytest.raises(ExternalTsaError, match="answered HTTP 401"):
+            refused.timestamp_digest(digest)
+
+        front.stall = True
+        started = time.monotonic()
+        with pytest.raises(ExternalTsaError, match="unreachable"):
+            ExternalTsa(config).timestamp_digest(digest)
+        assert time.monotonic() - started < 2.5  # timeout_s, not the TSA's pace
+    finally:
+        front.close()
