@@ -25,13 +25,16 @@ from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from lre.server.audit.seals import Provider, SealChecker
 from lre.signer.app import Signer
 from lre.signer.config import SignerSettings
 from lre.signer.devsetup import DevPaths
 from lre.signer.errors import NoTimestampSource
 from lre.signer.tsa_external import ExternalTsa, ExternalTsaConfig, ExternalTsaError
+from lre.verify import cms as verify_cms
 from lre.verify import pdf as pdf_check
 from tests.support.external_tsa import ExternalTsaPki, make_external_tsa, serving
+from tests.support.openssl_tsa import OpensslTsa
 from tests.support.pki import openssl
 
 
@@ -276,3 +279,56 @@ def test_credentials_are_sent_and_a_refusal_or_a_timeout_falls_back(
         assert time.monotonic() - started < 2.5  # timeout_s, not the TSA's pace
     finally:
         front.close()
+
+
+def test_an_rsa_tsa_of_another_implementation_stamps_and_every_verifier_accepts_it(
+    dev_var: DevPaths, signer_settings: SignerSettings, tmp_path: Path
+) -> None:
+    """OpenSSL's TSA (`openssl ts -reply`, RSA) as the external TSA: its
+    tokens are checked and embedded, and `openssl`, `lre-verify`'s checks and
+    `verify-log`'s seal checker all accept the seal."""
+    other = OpensslTsa(tmp_path / "openssl-tsa")
+    with other.serving() as url:
+        tsas = tmp_path / "tsas.toml"
+        tsas.write_text(
+            f'[tsa.openssl]\nurl = "{url}"\ncertificate_file = "{other.chain}"\n',
+            encoding="utf-8",
+        )
+        crls = tmp_path / "crls.pem"
+        crls.write_bytes((dev_var.pki / "crls.pem").read_bytes() + other.crl.read_bytes())
+        signer = _signer(
+            dataclasses.replace(
+                signer_settings,
+                timestamp_sources="openssl",
+                external_tsa_file=tsas,
+                crl_file=crls,
+            )
+        )
+        try:
+            document = b'{"evidence":5}'
+            seal, _ = signer.sealer.seal(document)
+        finally:
+            signer.close()
+    assert _stamped_by(_token(seal)) == "OpenSSL Test TSA"
+
+    roots = tmp_path / "roots.pem"
+    roots.write_bytes((dev_var.pki / "root-ca.pem").read_bytes() + other.root_ca.read_bytes())
+    (tmp_path / "seal.p7m").write_bytes(seal)
+    verify = openssl(
+        "cms", "-verify", "-inform", "DER", "-in", tmp_path / "seal.p7m",
+        "-CAfile", roots, "-crl_check", "-out", tmp_path / "content",
+    )  # fmt: skip
+    assert verify.returncode == 0, verify.stderr
+
+    # lre-verify's CAdES checks: the timestamp over the signature, by an RSA TSA.
+    loaded = verify_cms.load(seal)
+    stamp = verify_cms.check_timestamp(loaded, [])
+    assert stamp.tsa.subject.native["common_name"] == "OpenSSL Test TSA"
+
+    # verify-log's: the provider declares the OpenSSL TSA's certificate.
+    declared = tmp_path / "provider.pem"
+    declared.write_bytes(
+        (dev_var.pki / "seal.pem").read_bytes() + (other.root / "tsa.pem").read_bytes()
+    )
+    checker = SealChecker(roots, Provider(declared))
+    assert checker.problem(seal, document) is None
