@@ -153,6 +153,21 @@ class PublishingCA:
         (self.root / "index.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
         (self.root / "index.txt.attr").write_text("unique_subject = no\n", encoding="utf-8")
 
+    def ocsp_response(self, cert: x509.Certificate, out: Path) -> None:
+        """An OCSP response for ``cert`` made by `openssl ocsp` offline (the
+        request, then the answer from the index), as an operator would fetch one."""
+        leaf = self.root / "leaf.pem"
+        leaf.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        ca, request = self.root / "ca.pem", self.root / "req.der"
+        for args in (
+            ["-issuer", str(ca), "-cert", str(leaf), "-no_nonce", "-reqout", str(request)],
+            ["-index", str(self.root / "index.txt"), "-CA", str(ca), "-rsigner", str(ca),
+             "-rkey", str(self.root / "ca.key"), "-ndays", "1", "-reqin", str(request),
+             "-respout", str(out)],
+        ):  # fmt: skip
+            done = subprocess.run(["openssl", "ocsp", *args], capture_output=True, timeout=30)
+            assert done.returncode == 0, done.stderr
+
     @contextmanager
     def crl_server(self) -> Iterator[str]:
         """The CRL over HTTP, a process of its own; yields its URL."""

@@ -127,9 +127,12 @@ class ServerSettings:
     # pyHanko's validator) and refuses when it cannot show it good. What was
     # fetched is kept up to proofing_revocation_cache_s (never past its own
     # nextUpdate); each fetch waits at most proofing_revocation_timeout_s.
+    # "offline": no fetching; the CRLs (*.crl) and OCSP responses (*.ocsp)
+    # operators keep in proofing_revocation_dir (also read by "fetch").
     proofing_revocation: str = "given"
     proofing_revocation_cache_s: float = 3600.0
     proofing_revocation_timeout_s: float = 5.0
+    proofing_revocation_dir: Path | None = None
     # The eID broker (OpenID Connect): issuer, our client id, its keys (a JWKS
     # file kept in sync by the operator), and how its `acr` values map to levels.
     eid_issuer: str = ""
@@ -233,9 +236,9 @@ class ServerSettings:
             rules["provider_certificates_file"] = (
                 "required in production (verify-log checks every seal is the provider's)"
             )
-        if self.identity_trust_anchors_file is not None and self.proofing_revocation != "fetch":
+        if self.identity_trust_anchors_file is not None and self.proofing_revocation == "given":
             rules["proofing_revocation"] = (
-                "fetch in production: a party's certificate must not be good for lack of its CRL"
+                "fetch or offline in production: a certificate is not good for lack of its CRL"
             )
         if not self.tree_head_target_configured():
             rules["tree_head_export"] = "at least one place outside the database in production"

@@ -11,8 +11,10 @@ fetched for a certificate that does not chain to an anchor (the path is
 built first), so a party cannot make the server fetch its own URLs.
 
 What was fetched is kept (``cache_s``, never past its own nextUpdate) and
-tried first without the network; a status that cannot be shown (responder
-down, no distribution point, stale data) is *unknown*, and unknown refuses:
+tried first without the network. Offline (no fetching at all), the
+revocation data comes from a directory the operators keep current. A status
+that cannot be shown (responder down, no distribution point, stale data) is
+*unknown*, and unknown refuses:
 proofing by certificate gives assurance level high, which fails closed.
 """
 
@@ -24,9 +26,11 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from asn1crypto import crl as asn1_crl
 from asn1crypto import ocsp as asn1_ocsp
+from asn1crypto import pem
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -53,13 +57,27 @@ class RevocationChecker:
     proof (revoked, or unknown), or None when it is shown good."""
 
     def __init__(
-        self, anchors: tuple[x509.Certificate, ...], cache_s: float, timeout_s: float
+        self,
+        anchors: tuple[x509.Certificate, ...],
+        cache_s: float,
+        timeout_s: float,
+        offline_dir: Path | None = None,
+        fetch: bool = True,
     ) -> None:
         self._anchors = [_asn1(c) for c in anchors]
         self._cache_s = cache_s
         self._timeout_s = timeout_s
         self._lock = threading.Lock()
         self._kept: dict[bytes, _Kept] = {}
+        # Offline mode: CRLs and OCSP responses the operators put in a
+        # directory (read again when it changes), and no fetching.
+        self._offline_dir = offline_dir
+        self._fetch = fetch
+        self._offline_seen: tuple[tuple[str, int], ...] = ()
+        self._offline: tuple[list[asn1_crl.CertificateList], list[asn1_ocsp.OCSPResponse]] = (
+            [],
+            [],
+        )
 
     def refusal(
         self,
@@ -80,9 +98,13 @@ class RevocationChecker:
         certificate, others = _asn1(leaf), [_asn1(c) for c in intermediates]
         given = [asn1_crl.CertificateList.load(d) for d in crls_der]
         crls, ocsps = self._cached()
+        offline_crls, offline_ocsps = self._read_offline()
+        crls, ocsps = [*crls, *offline_crls], [*ocsps, *offline_ocsps]
         # First with what the party sent and what is kept, without the network.
         first = await self._check(certificate, others, [*given, *crls], ocsps, now, None)
-        if first is None or first.startswith("certificate revoked"):
+        if first is None or first.startswith("certificate revoked") or not self._fetch:
+            if first is not None:
+                logger.info("proofing certificate refused", extra={"reason": first})
             return first
         async with AIOHttpFetcherBackend(per_request_timeout=self._timeout_s) as fetchers:
             context = _context(self._anchors, others, [*given, *crls], ocsps, now, fetchers)
@@ -103,6 +125,39 @@ class RevocationChecker:
     ) -> str | None:
         context = _context(self._anchors, others, crls, ocsps, now, fetchers)
         return await _validate(certificate, others, context)
+
+    def _read_offline(
+        self,
+    ) -> tuple[list[asn1_crl.CertificateList], list[asn1_ocsp.OCSPResponse]]:
+        """The directory's CRLs (``*.crl``, DER or PEM) and OCSP responses
+        (``*.ocsp``, DER), read again when a file changes; unreadable files are
+        logged and skipped (what they would have shown stays unknown)."""
+        directory = self._offline_dir
+        if directory is None:
+            return [], []
+        files = sorted(p for p in directory.iterdir() if p.suffix in (".crl", ".ocsp"))
+        seen = tuple((p.name, p.stat().st_mtime_ns) for p in files)
+        with self._lock:
+            if seen == self._offline_seen:
+                return self._offline
+        crls, ocsps = [], []
+        for path in files:
+            data = path.read_bytes()
+            try:
+                if path.suffix == ".ocsp":
+                    ocsps.append(asn1_ocsp.OCSPResponse.load(data))
+                elif pem.detect(data):
+                    crls += [
+                        asn1_crl.CertificateList.load(d)
+                        for _, _, d in pem.unarmor(data, multiple=True)
+                    ]
+                else:
+                    crls.append(asn1_crl.CertificateList.load(data))
+            except ValueError:
+                logger.warning("revocation file unreadable", extra={"file": path.name})
+        with self._lock:
+            self._offline_seen, self._offline = seen, (crls, ocsps)
+        return crls, ocsps
 
     def _cached(self) -> tuple[list[asn1_crl.CertificateList], list[asn1_ocsp.OCSPResponse]]:
         clock = time.monotonic()

@@ -111,12 +111,20 @@ def identity_policy(settings: ServerSettings) -> IdentityPolicy:
 def _revocation(
     settings: ServerSettings, anchors: tuple[x509.Certificate, ...]
 ) -> RevocationChecker | None:
-    if settings.proofing_revocation == "given":
+    mode = settings.proofing_revocation
+    if mode == "given":
         return None
-    if settings.proofing_revocation != "fetch":
-        raise ConfigError("LRE_SERVER_PROOFING_REVOCATION: given or fetch")
+    if mode not in ("fetch", "offline"):
+        raise ConfigError("LRE_SERVER_PROOFING_REVOCATION: given, fetch or offline")
+    directory = settings.proofing_revocation_dir
+    if mode == "offline" and directory is None:
+        raise ConfigError("LRE_SERVER_PROOFING_REVOCATION_DIR: required offline")
     return RevocationChecker(
-        anchors, settings.proofing_revocation_cache_s, settings.proofing_revocation_timeout_s
+        anchors,
+        settings.proofing_revocation_cache_s,
+        settings.proofing_revocation_timeout_s,
+        offline_dir=directory,
+        fetch=mode == "fetch",
     )
 
 

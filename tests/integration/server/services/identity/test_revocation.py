@@ -99,3 +99,37 @@ def test_an_unknown_status_is_refused(
         _prove(identity, key, cert)
     reasons = [str(getattr(r, "reason", "")) for r in caplog.records]
     assert any(r.startswith("revocation status unknown") for r in reasons), reasons
+
+
+def test_offline_the_operators_files_decide(
+    database: sessionmaker[DbSession], clock: Clock, ca: PublishingCA, tmp_path: Path
+) -> None:
+    """No fetching: the CRLs and OCSP responses the operators keep in a directory."""
+    kept = tmp_path / "revocation"
+    kept.mkdir()
+    policy = IdentityPolicy(
+        secrets_key=KEY,
+        trust_anchors=(ca.cert,),
+        revocation=RevocationChecker(
+            (ca.cert,), cache_s=600, timeout_s=2, offline_dir=kept, fetch=False
+        ),
+    )
+    service = IdentityService(Stores(database), policy, clock)
+    good_key, good = ca.issue(CAMILLE)
+    bad_key, bad = ca.issue(CAMILLE)
+    ca.revoke(bad)
+    # Nothing in the directory yet: unknown, refused (and nothing fetched: no server runs).
+    with pytest.raises(AuthenticationFailed):
+        _prove(service, good_key, good)
+    (kept / "ca.crl").write_bytes((ca.root / "www" / "ca.crl").read_bytes())
+    assert _prove(service, good_key, good) is AssuranceLevel.HIGH
+    with pytest.raises(AuthenticationFailed):
+        _prove(service, bad_key, bad)
+
+    # An OCSP response alone says the same.
+    (kept / "ca.crl").unlink()
+    ca.ocsp_response(good, kept / "good.ocsp")
+    ca.ocsp_response(bad, kept / "bad.ocsp")
+    assert _prove(service, good_key, good) is AssuranceLevel.HIGH
+    with pytest.raises(AuthenticationFailed):
+        _prove(service, bad_key, bad)
