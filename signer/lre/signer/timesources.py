@@ -4,7 +4,9 @@
 process's own TSA, on the token) and the external RFC 3161 TSAs described
 in ``external_tsa_file``. Each signature is stamped by the first source that
 gives a checked token; every failure and every fallback is logged (with
-the source and the reason, never a credential) and counted. Seals and
+the source and the reason, never a credential) and counted. A source that
+failed is passed over for its ``retry_after_s`` (30 s), unless it is the
+last one, so that a TSA that times out does not hold every seal. Seals and
 proofs carry the certificates and CRLs of every configured source's chain
 (level B-LT), whichever of them stamped.
 
@@ -16,7 +18,7 @@ The external TSAs' file is TOML, one table per TSA::
     timeout_s = 5.0
     username = "provider"                   # HTTP Basic, optional
     password_file = "qtsp-a.password"
-    # bearer_token_file, https_ca_file, policy_oid, max_skew_s: optional
+    # bearer_token_file, https_ca_file, policy_oid, max_skew_s, retry_after_s: optional
 
 Relative paths are read from the file's directory.
 """
@@ -24,6 +26,8 @@ Relative paths are read from the file's directory.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 import tomllib
 from collections.abc import Iterable
 from pathlib import Path
@@ -48,6 +52,7 @@ _FIELDS = {
     "username",
     "policy_oid",
     "max_skew_s",
+    "retry_after_s",
     *_PATHS,
 }
 
@@ -56,6 +61,9 @@ class TimestampSource(Protocol):
     name: str
     # The TSA's certificate, then its CAs up to the root.
     chain: list[x509.Certificate]
+    # After a failure, the source is passed over this long (seconds): a TSA
+    # that times out would otherwise hold every seal for its whole timeout.
+    retry_after_s: float
 
     def timestamp_digest(self, digest: bytes) -> bytes: ...
 
@@ -64,6 +72,7 @@ class BuiltinSource:
     """This process's TSA (signer.tsa), whose key is on the token."""
 
     name = BUILTIN
+    retry_after_s = 0.0
 
     def __init__(self, tsa: TimestampAuthority, ca_chain: list[x509.Certificate]) -> None:
         self._tsa = tsa
@@ -80,8 +89,10 @@ class TimestampSources:
         if not sources:
             raise ValueError("timestamp_sources names no source")
         self._sources = sources
+        self._lock = threading.Lock()
+        self._passed_over_until: dict[str, float] = {}
         for source in sources:
-            for result in ("granted", "failed"):
+            for result in ("granted", "failed", "skipped"):
                 metrics.TSA_SOURCE_REQUESTS.labels(source.name, result)
 
     @property
@@ -111,10 +122,20 @@ class TimestampSources:
         seal key is on the same token: nothing could be signed anyway)."""
         reasons = []
         for i, source in enumerate(self._sources):
+            last = i + 1 == len(self._sources)
+            with self._lock:
+                until = self._passed_over_until.get(source.name, 0.0)
+            if not last and time.monotonic() < until:
+                # Failed a moment ago: the next source, without waiting on this one.
+                metrics.TSA_SOURCE_REQUESTS.labels(source.name, "skipped").inc()
+                reasons.append(f"{source.name}: passed over after a recent failure")
+                continue
             try:
                 token = source.timestamp_digest(digest)
             except (ExternalTsaError, ClockNotTrusted) as exc:
                 metrics.TSA_SOURCE_REQUESTS.labels(source.name, "failed").inc()
+                with self._lock:
+                    self._passed_over_until[source.name] = time.monotonic() + source.retry_after_s
                 reasons.append(f"{source.name}: {exc}")
                 after = self._sources[i + 1].name if i + 1 < len(self._sources) else "none"
                 log.warning(
@@ -154,7 +175,7 @@ def load_external(path: Path) -> dict[str, ExternalTsaConfig]:
         for key in _PATHS:
             if key in values:
                 values[key] = _relative(path.parent, values[key])
-        for key in ("timeout_s", "max_skew_s"):
+        for key in ("timeout_s", "max_skew_s", "retry_after_s"):
             if key in values:
                 values[key] = float(values[key])
         found[name] = ExternalTsaConfig(name=name, **values)

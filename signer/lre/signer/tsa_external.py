@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import logging
 import secrets
 import ssl
 import urllib.error
@@ -36,6 +37,7 @@ from pyhanko_certvalidator import ValidationContext
 from lre.runtime import asn1crypto_fix
 
 asn1crypto_fix.apply()
+log = logging.getLogger("lre.signer.tsa_external")
 
 T = TypeVar("T")
 QUERY_TYPE = "application/timestamp-query"
@@ -74,6 +76,8 @@ class ExternalTsaConfig:
     # Ask the TSA for this policy ("" whatever it serves).
     policy_oid: str = ""
     max_skew_s: float = 5.0
+    # After a failure, passed over this long before it is asked again.
+    retry_after_s: float = 30.0
 
 
 class ExternalTsa:
@@ -85,6 +89,9 @@ class ExternalTsa:
             raise ValueError(f"external TSA {config.name}: no certificate in certificate_file")
         self.name = config.name
         self.config = config
+        self.retry_after_s = config.retry_after_s
+        if config.url.startswith("http://") and (config.username or config.bearer_token_file):
+            log.warning("external TSA credentials sent without TLS", extra={"source": config.name})
         # The TSA's certificate, then its CAs: what seals and proofs carry.
         self.chain: list[x509.Certificate] = chain
         self.certificate = chain[0]

@@ -169,6 +169,12 @@ def test_seals_and_pdfs_carry_the_external_tsas_timestamps_and_fall_back_when_it
     assert any(
         r.getMessage() == "signature timestamped by a fallback source" for r in caplog.records
     )
+    # The next seal does not wait on it again: passed over for retry_after_s.
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="lre.signer.timesources"):
+        seal, _ = signer.sealer.seal(b'{"evidence":2.5}')
+    assert _stamped_by(_token(seal)) == "LRE Development TSA"
+    assert not [r for r in caplog.records if r.getMessage() == "timestamp source failed"]
     signer.close()
 
     # With no fallback configured, nothing is sealed, and the reason says why.
