@@ -158,8 +158,8 @@ class NtpEnsemble:
         self._journal.record(found, status)
         if status.trusted is not was:
             level = logging.INFO if status.trusted else logging.WARNING
-            log.log(level, "TSA clock decision", extra={"trusted": status.trusted,
-                                                        "reason": status.reason})  # fmt: skip
+            decision = {"trusted": status.trusted, "reason": status.reason}
+            log.log(level, "TSA clock decision", extra=decision)
         return status
 
     def decide(self, found: list[Measurement]) -> ClockStatus:
