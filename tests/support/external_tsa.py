@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from lre.signer import pki
 from lre.signer.devsetup import softhsm_module
 from tests.support.processes import BIN, free_port, running, wait_for
+from tests.support.signer import key_ceremony
 
 TOKEN = "qtsp"
 ROOT_NAME = "Test QTSP Root CA"
@@ -59,34 +60,6 @@ class ExternalTsaPki:
         }
 
 
-# The key ceremony on the external TSA's token, in one interpreter: a key
-# made on the token, a CSR signed there, the certificate from its own CA
-# stored beside it (what `lre-signer create-key`, `csr`, `import-certificate` do).
-_CEREMONY = """
-import sys
-from pathlib import Path
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from lre.signer import pki
-from lre.signer.config import load
-from lre.signer.token import Token
-
-root, label, subject = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
-settings = load()
-token = Token(settings.pkcs11_module, settings.token_label, settings.pin)
-token.connect()
-try:
-    token.generate_ec_key(label)
-    ca = pki.LocalCA.load(root / "root-ca.key", root / "root-ca.pem")
-    der = ca.issue(pki.build_csr(token, label, subject), pki.TIMESTAMPING)
-    pki.import_certificate(token, label, der)
-    pem = x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM)
-    (root / "tsa.pem").write_bytes(pem)
-finally:
-    token.close()
-"""
-
-
 def make_external_tsa(root: Path) -> ExternalTsaPki:
     """Its own token, keys made on it, certificates from its own CA."""
     made = ExternalTsaPki(root)
@@ -108,15 +81,13 @@ def make_external_tsa(root: Path) -> ExternalTsaPki:
     ca = pki.LocalCA.create(ROOT_NAME)
     ca.save(root / "root-ca.key", made.root_ca)
     made.crl.write_bytes(ca.issue_crl().public_bytes(serialization.Encoding.PEM))
-    done = subprocess.run(
-        [str(BIN / "python"), "-c", _CEREMONY, str(root), "qtsp-tsa",
-         "CN=Test QTSP TSA,O=Test QTSP,C=BE"],
-        env={k: v for k, v in {**os.environ, **env}.items() if k != "LRE_CONFIG"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    made.tsa_cert.write_bytes(
+        key_ceremony(
+            {k: v for k, v in {**os.environ, **env}.items() if k != "LRE_CONFIG"},
+            (root / "root-ca.key", made.root_ca),
+            ("qtsp-tsa", pki.TIMESTAMPING, "CN=Test QTSP TSA,O=Test QTSP,C=BE"),
+        )[0]
+    )
     made.chain.write_bytes(made.tsa_cert.read_bytes() + made.root_ca.read_bytes())
     return made
 

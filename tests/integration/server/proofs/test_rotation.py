@@ -1,7 +1,7 @@
 """Bundles across a rotation of the seal and TSA keys: evidence sealed,
 stamped and signed (PDF proof) under the old keys, its tree head sealed
-after the ceremony under the new ones (`lre-signer create-key`, `csr`, the
-CA issues, `import-certificate`, the signer restarted on the new labels).
+after the ceremony under the new ones (a key made on the token, its CSR, the
+CA issues, the certificate imported, the signer restarted on the new labels).
 The bundle carries the chains each seal was made with, and `lre-verify`
 finds it valid under the provider's declared certificates, current and
 retired."""
@@ -9,6 +9,7 @@ retired."""
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import zipfile
 from collections.abc import Iterator
@@ -22,10 +23,12 @@ from lre.runtime import bundle_layout as layout
 from lre.server.adapters.signer import SignerClient
 from lre.signer import pki
 from lre.signer.devsetup import DevPaths
+from lre.verify import verify_bundle
+from lre.verify.provider import Provider, load_certificates
 from tests.support.bundles import build_test_bundle
 from tests.support.processes import BIN, free_port, running, wait_for
 from tests.support.rpc import SERVING, health_status
-from tests.support.signer import copy_token, lre_signer, signer_env
+from tests.support.signer import copy_token, key_ceremony, signer_env
 
 
 @contextmanager
@@ -46,26 +49,6 @@ def _signer(paths: DevPaths, conf: Path, log: Path, **labels: str) -> Iterator[S
             client.close()
 
 
-def _ceremony(paths: DevPaths, conf: Path, label: str, purpose: str, subject: str) -> bytes:
-    """A new key on the token, certified by the CA; its certificate (PEM)."""
-    ca = pki.LocalCA.load(paths.pki / "root-ca.key", paths.pki / "root-ca.pem")
-    csr = conf.parent / f"{label}.csr"
-    for args in (
-        ("create-key", "--label", label),
-        ("csr", "--label", label, "--subject", subject, "--out", str(csr)),
-    ):
-        done = lre_signer(paths, conf, *args)
-        assert done.returncode == 0, done.stderr
-    request = x509.load_pem_x509_csr(csr.read_bytes())
-    der = ca.issue(request.public_bytes(serialization.Encoding.DER), purpose)
-    pem = x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM)
-    cert = conf.parent / f"{label}.pem"
-    cert.write_bytes(pem)
-    done = lre_signer(paths, conf, "import-certificate", "--label", label, "--cert", str(cert))
-    assert done.returncode == 0, done.stderr
-    return pem
-
-
 def _chain_subjects(bundle: bytes, member: str) -> list[str]:
     with zipfile.ZipFile(io.BytesIO(bundle)) as archive:
         data = archive.read(member)
@@ -79,11 +62,12 @@ def test_evidence_sealed_before_a_key_rotation_verifies_after_it(
     dev_var: DevPaths, tmp_path: Path
 ) -> None:
     conf = copy_token(dev_var, tmp_path)
-    new_seal = _ceremony(
-        dev_var, conf, "lre-seal-2", pki.SEAL, "CN=LRE Seal 2027,O=LRE development,C=FR"
-    )
-    new_tsa = _ceremony(
-        dev_var, conf, "lre-tsa-2", pki.TIMESTAMPING, "CN=LRE TSA 2027,O=LRE development,C=FR"
+    env = {**os.environ, "LRE_CONFIG": str(dev_var.config), "SOFTHSM2_CONF": str(conf)}
+    new_seal, new_tsa = key_ceremony(
+        env,
+        (dev_var.pki / "root-ca.key", dev_var.pki / "root-ca.pem"),
+        ("lre-seal-2", pki.SEAL, "CN=LRE Seal 2027,O=LRE development,C=FR"),
+        ("lre-tsa-2", pki.TIMESTAMPING, "CN=LRE TSA 2027,O=LRE development,C=FR"),
     )
     with (
         _signer(dev_var, conf, tmp_path / "before.log") as before,
@@ -130,11 +114,16 @@ def test_evidence_sealed_before_a_key_rotation_verifies_after_it(
     assert "LRE Development Seal" in result.stdout and "LRE Seal 2027" in result.stdout
 
     # Without the retired certificates declared, the old evidence is not the provider's.
-    current_only = tmp_path / "current-only.pem"
-    current_only.write_bytes(new_seal + new_tsa)
-    refused = _verify(path, dev_var.pki / "root-ca.pem", current_only)
-    assert refused.returncode != 0
-    assert "not one of the provider's seal certificates" in refused.stdout
+    # (in process: the same checks as the command above)
+    anchor = x509.load_pem_x509_certificate((dev_var.pki / "root-ca.pem").read_bytes())
+    refused = verify_bundle(
+        bundle,
+        [anchor.public_bytes(serialization.Encoding.DER)],
+        Provider.of(load_certificates(new_seal + new_tsa)),
+    )
+    assert "evidence seal: the provider's seal" in refused.failed
+    assert "evidence seal: the provider's TSA" in refused.failed
+    assert "tree head seal: the provider's seal" not in refused.failed
 
 
 def _verify(bundle: Path, root: Path, provider: Path) -> subprocess.CompletedProcess[str]:
