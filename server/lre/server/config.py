@@ -121,6 +121,18 @@ class ServerSettings:
     proof_validity_days: int = 365
     # PEM bundle of the CAs whose certificates proof identities at level high.
     identity_trust_anchors_file: Path | None = None
+    # Revocation of proofing certificates: "given" checks only the CRLs the
+    # party sends; "fetch" has the server find the status itself (the CRL
+    # distribution points and OCSP responders the certificates name, through
+    # pyHanko's validator) and refuses when it cannot show it good. What was
+    # fetched is kept up to proofing_revocation_cache_s (never past its own
+    # nextUpdate); each fetch waits at most proofing_revocation_timeout_s.
+    # "offline": no fetching; the CRLs (*.crl) and OCSP responses (*.ocsp)
+    # operators keep in proofing_revocation_dir (also read by "fetch").
+    proofing_revocation: str = "given"
+    proofing_revocation_cache_s: float = 3600.0
+    proofing_revocation_timeout_s: float = 5.0
+    proofing_revocation_dir: Path | None = None
     # The eID broker (OpenID Connect): issuer, our client id, its keys (a JWKS
     # file kept in sync by the operator), and how its `acr` values map to levels.
     eid_issuer: str = ""
@@ -223,6 +235,10 @@ class ServerSettings:
         if self.provider_certificates_file is None:
             rules["provider_certificates_file"] = (
                 "required in production (verify-log checks every seal is the provider's)"
+            )
+        if self.identity_trust_anchors_file is not None and self.proofing_revocation == "given":
+            rules["proofing_revocation"] = (
+                "fetch or offline in production: a certificate is not good for lack of its CRL"
             )
         if not self.tree_head_target_configured():
             rules["tree_head_export"] = "at least one place outside the database in production"

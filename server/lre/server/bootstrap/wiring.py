@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 from lre.runtime.config import ConfigError, read_secret
 from lre.runtime.serving import ServiceBinding
 from lre.server.adapters.mail import transport_from_url
+from lre.server.adapters.revocation import RevocationChecker
 from lre.server.adapters.signer import ContentKeys, SignerClient
 from lre.server.adapters.witness import WitnessPublisher, witnesses_from
 from lre.server.api.custody import CustodyServicer
@@ -104,6 +105,27 @@ def identity_policy(settings: ServerSettings) -> IdentityPolicy:
         proof_validity=dt.timedelta(days=settings.proof_validity_days),
         trust_anchors=anchors,
         eid=eid,
+        revocation=_revocation(settings, anchors),
+    )
+
+
+def _revocation(
+    settings: ServerSettings, anchors: tuple[x509.Certificate, ...]
+) -> RevocationChecker | None:
+    mode = settings.proofing_revocation
+    if mode == "given":
+        return None
+    if mode not in ("fetch", "offline"):
+        raise ConfigError("LRE_SERVER_PROOFING_REVOCATION: given, fetch or offline")
+    directory = settings.proofing_revocation_dir
+    if mode == "offline" and directory is None:
+        raise ConfigError("LRE_SERVER_PROOFING_REVOCATION_DIR: required offline")
+    return RevocationChecker(
+        anchors,
+        settings.proofing_revocation_cache_s,
+        settings.proofing_revocation_timeout_s,
+        offline_dir=directory,
+        fetch=mode == "fetch",
     )
 
 
@@ -167,7 +189,7 @@ def build_services(settings: ServerSettings, engine: Engine, signer: SignerClien
         decisions=DecisionService(stores, signer, evidence, policy.reminder_days, utcnow),
         mailings=MailingService(stores, signer, evidence, policy, utcnow, spool_dir),
         queries=queries,
-        bundles=EvidenceBundles(queries, proofs, events, signer),
+        bundles=EvidenceBundles(queries, proofs, events),
         mailing_proofs=MailingProofs(
             stores,
             signer,
