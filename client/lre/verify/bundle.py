@@ -288,7 +288,7 @@ def _check_pdf(
     certs: dict[str, list[asn1_x509.Certificate]],
     provider: Provider | None,
 ) -> None:
-    roots = [c for chain in certs.values() for c in chain if c.self_signed]
+    roots = [c for chain in certs.values() for c in chain if c.self_signed == "maybe"]
     name = "proof PDF: PAdES signature"
     try:
         signature = pdf.check_signature(bundle[layout.PROOF_PDF], trusted, roots)

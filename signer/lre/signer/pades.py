@@ -123,7 +123,7 @@ class PadesSigner:
             if _is_ca(c)
         ]
         self._cas = [asn1_x509.Certificate.load(d) for d in ders]
-        self._roots = [c for c in self._cas if c.self_signed]
+        self._roots = [c for c in self._cas if c.self_signed == "maybe"]
         self._signer = TokenSigner(
             token, key_label, asn1_x509.Certificate.load(certificate_der), self._cas
         )
