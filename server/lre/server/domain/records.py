@@ -38,6 +38,11 @@ class LetterRecord:
     content_purge_time: dt.datetime | None = None
     # The mailing whose content this letter shares; None for a single letter.
     mailing_id: uuid.UUID | None = None
+    # The object store's key of the content (opaque, random); None when the
+    # content is in the database (or purged, or the mailing's).
+    content_object: str | None = None
+    # The retain-until date set on that object, once set.
+    content_retain_until: dt.datetime | None = None
 
     def lifecycle(self) -> Letter:
         """The letter's state machine, to ask the law what may happen next."""

@@ -14,6 +14,7 @@ from lre.server.domain.mailings import MailingRecipientRecord, MailingRecord
 from lre.server.domain.records import LetterRecord
 from lre.server.storage import models
 from lre.server.storage.letters import ContentRepository
+from lre.server.storage.objects import ObjectRepository
 from lre.server.storage.records import Db, from_row, paged_records, table, to_row
 
 MAILINGS = table(models.Mailing)
@@ -136,6 +137,7 @@ class MailingRepository:
             )
         )
         if due:
+            ObjectRepository(self._db).loosen(MAILINGS, due, now)
             self._db.execute(delete(CHUNKS).where(CHUNKS.c.mailing_id.in_(due)))
             self._db.execute(
                 update(MAILINGS)

@@ -72,6 +72,7 @@ def new_letter(
     deposit_time: dt.datetime,
     state: LetterState,
     mailing_id: uuid.UUID | None = None,
+    content_object: str | None = None,
 ) -> LetterRecord:
     return LetterRecord(
         id=letter_id,
@@ -83,6 +84,7 @@ def new_letter(
         deposit_time=deposit_time,
         wrapped_key=wrapped_key,
         mailing_id=mailing_id,
+        content_object=content_object,
     )
 
 
