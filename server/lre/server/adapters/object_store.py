@@ -283,6 +283,33 @@ class ObjectStore:
         until = answer.get("Retention", {}).get("RetainUntilDate")
         return until.astimezone(dt.UTC) if until else None
 
+    def held(self, key: str) -> bool:
+        answer = self._call(
+            "get_object_legal_hold",
+            lambda: self._client.get_object_legal_hold(Bucket=self.bucket, Key=key),
+        )
+        return bool(answer.get("LegalHold", {}).get("Status") == "ON")
+
+    def versions(self, key: str) -> list[str]:
+        """The ids of the object's versions and delete markers."""
+        answer = self._call(
+            "list_object_versions",
+            lambda: self._client.list_object_versions(Bucket=self.bucket, Prefix=key),
+        )
+        return [
+            str(v["VersionId"])
+            for v in [*answer.get("Versions", []), *answer.get("DeleteMarkers", [])]
+            if v.get("Key") == key
+        ]
+
+    def unfinished(self, prefix: str = "") -> list[str]:
+        """Keys of the multipart uploads begun and neither completed nor aborted."""
+        answer = self._call(
+            "list_multipart_uploads",
+            lambda: self._client.list_multipart_uploads(Bucket=self.bucket, Prefix=prefix),
+        )
+        return [str(u["Key"]) for u in answer.get("Uploads", [])]
+
     def hold(self, key: str, on: bool) -> None:
         if self.settings.lock_mode is None:
             return
@@ -296,28 +323,16 @@ class ObjectStore:
     def delete(self, key: str) -> None:
         """Every version of the object (on a versioned bucket a plain delete
         only adds a delete marker and the content stays). The store refuses a
-        locked version: DependencyUnavailable then, and the object stays."""
-        answer = self._call(
-            "list_object_versions",
-            lambda: self._client.list_object_versions(Bucket=self.bucket, Prefix=key),
-        )
-        versions = [
-            v
-            for v in [*answer.get("Versions", []), *answer.get("DeleteMarkers", [])]
-            if v.get("Key") == key
-        ]
-        for version in versions:
-            version_id = str(version["VersionId"])
+        locked version: DependencyUnavailable then, and the object stays. An
+        unversioned bucket lists its objects' one version as "null"; a key
+        with no version is left alone (a plain delete would add a marker)."""
+        versions = self.versions(key)
+        for version_id in versions:
             self._call(
                 "delete_object",
                 lambda v=version_id: self._client.delete_object(  # type: ignore[misc]
                     Bucket=self.bucket, Key=key, VersionId=v
                 ),
-            )
-        if not versions:
-            # An unversioned bucket lists nothing: a plain delete.
-            self._call(
-                "delete_object", lambda: self._client.delete_object(Bucket=self.bucket, Key=key)
             )
 
 

@@ -94,8 +94,10 @@ class DatabaseContent:
 class ObjectSink:
     """A deposit's ciphertext uploaded as it arrives (one part in memory)."""
 
-    def __init__(self, upload: MultipartUpload) -> None:
+    def __init__(self, upload: MultipartUpload, forget: Callable[[str], None]) -> None:
+        """``forget``: the loose record dropped once the object is gone."""
         self._upload = upload
+        self._forget = forget
         self.object_key: str | None = upload.key
         self.digests: list[bytes] = []
         self._done = False
@@ -120,13 +122,11 @@ class ObjectSink:
             self._upload.abort()
         except DependencyUnavailable:
             logger.warning("content object left for the cleaner")
+            return
+        self._forget(self._upload.key)
 
     def close(self) -> None:
         return None
-
-    def kept(self) -> None:
-        """The deposit committed: nothing to discard."""
-        self._done = True
 
 
 class ObjectChunks:
@@ -179,7 +179,11 @@ class ObjectContent:
         key = self.new_key()
         with self._stores.begin() as store:
             store.objects.add_loose(key, self._clock() + UPLOAD_GRACE)
-        return ObjectSink(self.objects.upload(key))
+        return ObjectSink(self.objects.upload(key), self._forget)
+
+    def _forget(self, key: str) -> None:
+        with self._stores.begin() as store:
+            store.objects.keep(key)
 
     def source(self, rows: ContentRepository, object_key: str | None) -> ChunkSource:
         # A letter deposited before the store was configured (or not moved yet) is in its rows.
