@@ -105,7 +105,7 @@ class SeaweedServer:
             return False
         return True
 
-    def stop(self, grace_s: float = 3) -> None:
+    def stop(self, grace_s: float = 1) -> None:
         """SIGTERM to the process by its id, SIGKILL after ``grace_s`` (weed
         lingers): an outage, as abrupt as a crash with ``grace_s=0``."""
         process, self.process = self.process, None
