@@ -182,6 +182,10 @@ class World:
             self.drain()
         return letters
 
+    def objects_of_mailing(self, mailing_id: uuid.UUID) -> str | None:
+        with self.stores.read() as store:
+            return store.objects.mailing_object(mailing_id)
+
     def close(self) -> None:
         self.signer.close()
         self.engine.dispose()

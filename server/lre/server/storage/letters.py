@@ -278,6 +278,10 @@ class ContentRepository:
         if chunks:
             self._db.execute(insert(CHUNKS), chunks)
 
+    def delete(self, letter_id: uuid.UUID) -> None:
+        """Every chunk of the content (moved to the object store)."""
+        self._db.execute(delete(CHUNKS).where(CHUNKS.c.letter_id == letter_id))
+
     def read(self, letter_id: uuid.UUID) -> Iterator[tuple[int, int, bytes]]:
         """(part, sequence, ciphertext), in order, at most 8 chunks in memory."""
         rows = self._db.execute(

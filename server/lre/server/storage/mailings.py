@@ -42,6 +42,9 @@ class MailingContentRepository(ContentRepository):
         if rows:
             self._db.execute(insert(CHUNKS), rows)
 
+    def delete(self, letter_id: uuid.UUID) -> None:
+        self._db.execute(delete(CHUNKS).where(CHUNKS.c.mailing_id == letter_id))
+
     def read(self, letter_id: uuid.UUID) -> Iterator[tuple[int, int, bytes]]:
         rows = self._db.execute(
             select(CHUNKS.c.part_index, CHUNKS.c.sequence, CHUNKS.c.ciphertext)

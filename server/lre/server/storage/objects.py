@@ -7,7 +7,7 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import Table, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, Table, delete, func, insert, select, update
 
 from lre.server.storage import models
 from lre.server.storage.records import Db, table
@@ -127,3 +127,44 @@ class ObjectRepository:
             select(MAILINGS.c.content_object).where(MAILINGS.c.id == mailing_id)
         )
         return key
+
+    # -- moving content between the database and the object store ---------------------
+
+    def owners(
+        self, in_objects: bool, mailing: bool, batch: int, after: uuid.UUID | None
+    ) -> list[Owner]:
+        """Letters (or mailings) whose content is still kept, in the object
+        store or in the database's rows, by id after ``after``; not the
+        letters of a mailing, which read the mailing's."""
+        rows = MAILINGS if mailing else LETTERS
+        where: list[ColumnElement[bool]] = [
+            rows.c.wrapped_key.is_not(None),
+            rows.c.content_purge_time.is_(None),
+            rows.c.content_object.is_not(None) if in_objects else rows.c.content_object.is_(None),
+        ]
+        if not mailing:
+            where.append(rows.c.mailing_id.is_(None))
+        if after is not None:
+            where.append(rows.c.id > after)
+        ids = self._db.scalars(select(rows.c.id).where(*where).order_by(rows.c.id).limit(batch))
+        return [Owner(i, mailing) for i in ids]
+
+    def lock_owner(self, owner: Owner) -> tuple[str | None, dt.datetime, dt.datetime | None] | None:
+        """(object key, deposit time, retain-until) of a content still kept, row
+        locked; None when it was purged meanwhile."""
+        rows = MAILINGS if owner.mailing else LETTERS
+        row = self._db.execute(
+            select(rows.c.content_object, rows.c.deposit_time, rows.c.content_retain_until)
+            .where(rows.c.id == owner.id, rows.c.content_purge_time.is_(None))
+            .with_for_update()
+        ).one_or_none()
+        return None if row is None else (row[0], row[1], row[2])
+
+    def name_object(self, owner: Owner, key: str | None) -> None:
+        """The owner's content is now in ``key`` (None: in the database's rows)."""
+        rows = MAILINGS if owner.mailing else LETTERS
+        self._db.execute(
+            update(rows)
+            .where(rows.c.id == owner.id)
+            .values(content_object=key, content_retain_until=None)
+        )

@@ -97,7 +97,7 @@ class ObjectSink:
     def __init__(self, upload: MultipartUpload, forget: Callable[[str], None]) -> None:
         """``forget``: the loose record dropped once the object is gone."""
         self._upload = upload
-        self._forget = forget
+        self.forget = forget
         self.object_key: str | None = upload.key
         self.digests: list[bytes] = []
         self._done = False
@@ -123,7 +123,7 @@ class ObjectSink:
         except DependencyUnavailable:
             logger.warning("content object left for the cleaner")
             return
-        self._forget(self._upload.key)
+        self.forget(self._upload.key)
 
     def close(self) -> None:
         return None
@@ -171,6 +171,9 @@ class ObjectContent:
         self._clock = clock
         self._prefix = prefix
 
+    def now(self) -> dt.datetime:
+        return self._clock()
+
     def new_key(self) -> str:
         # Random: the key says nothing of the letter, its parties or files.
         return self._prefix + secrets.token_hex(16)
@@ -179,9 +182,9 @@ class ObjectContent:
         key = self.new_key()
         with self._stores.begin() as store:
             store.objects.add_loose(key, self._clock() + UPLOAD_GRACE)
-        return ObjectSink(self.objects.upload(key), self._forget)
+        return ObjectSink(self.objects.upload(key), self.forget)
 
-    def _forget(self, key: str) -> None:
+    def forget(self, key: str) -> None:
         with self._stores.begin() as store:
             store.objects.keep(key)
 
