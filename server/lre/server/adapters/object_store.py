@@ -7,6 +7,7 @@ type; the metrics count requests, bytes, errors and latency by operation."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -214,6 +215,15 @@ class ObjectStore:
 
     # -- reading -----------------------------------------------------------------
 
+    def exists(self, key: str) -> bool:
+        try:
+            self.size(key)
+        except DependencyUnavailable as exc:
+            if "no such" in str(exc) or "404" in str(exc):
+                return False
+            raise
+        return True
+
     def size(self, key: str) -> int:
         answer = self._call(
             "head_object", lambda: self._client.head_object(Bucket=self.bucket, Key=key)
@@ -240,19 +250,13 @@ class ObjectStore:
         for start in range(0, size, step):
             yield self.read_range(key, start, min(size, start + step))
 
-    def keys(self, prefix: str) -> Iterator[str]:
-        """Every object's key under ``prefix`` (the bucket's listing, paged)."""
-        token: str | None = None
-        while True:
-            kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
-            if token:
-                kwargs["ContinuationToken"] = token
-            answer = self._call("list_objects", lambda k=kwargs: self._client.list_objects_v2(**k))  # type: ignore[misc]
-            for item in answer.get("Contents", []):
-                yield str(item["Key"])
-            if not answer.get("IsTruncated"):
-                return
-            token = str(answer["NextContinuationToken"])
+    def keys(self, prefix: str) -> list[str]:
+        """Every object's key under ``prefix`` (the bucket's listing, all pages)."""
+        pages = self._client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=prefix
+        )
+        listed = self._call("list_objects", lambda: list(pages))
+        return [str(item["Key"]) for page in listed for item in page.get("Contents", [])]
 
     # -- retention ---------------------------------------------------------------
 
@@ -282,6 +286,11 @@ class ObjectStore:
             raise DependencyUnavailable(_reason(exc)) from None
         until = answer.get("Retention", {}).get("RetainUntilDate")
         return until.astimezone(dt.UTC) if until else None
+
+    @property
+    def locking(self) -> bool:
+        """Whether objects get a retention (the bucket has Object Lock)."""
+        return self.settings.lock_mode is not None
 
     def held(self, key: str) -> bool:
         answer = self._call(
@@ -347,10 +356,12 @@ class MultipartUpload:
         self._buffer = bytearray()
         self._etags: list[str] = []
         self._completed = False
+        self._hash = hashlib.sha256()
         self.size = 0
 
     def write(self, data: bytes) -> None:
         self._buffer += data
+        self._hash.update(data)
         self.size += len(data)
         if len(self._buffer) >= PART_BYTES:
             self._flush()
@@ -371,6 +382,10 @@ class MultipartUpload:
         self._store.complete_upload(self.key, self._upload_id, self._etags)
         self._upload_id = None
         self._completed = True
+
+    def digest(self) -> bytes:
+        """The SHA-256 of the bytes written."""
+        return self._hash.digest()
 
     def abort(self) -> None:
         """Whatever was sent is dropped (an upload, or a completed object).

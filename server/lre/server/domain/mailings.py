@@ -79,6 +79,7 @@ class MailingRecord:
     # As a letter's (LetterRecord): the content's object and its retain-until date.
     content_object: str | None = None
     content_retain_until: dt.datetime | None = None
+    content_digest: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,8 @@ class LetterRecord:
     content_object: str | None = None
     # The retain-until date set on that object, once set.
     content_retain_until: dt.datetime | None = None
+    # The SHA-256 of the object's bytes, as written.
+    content_digest: bytes | None = field(default=None, repr=False)
 
     def lifecycle(self) -> Letter:
         """The letter's state machine, to ask the law what may happen next."""

@@ -30,6 +30,16 @@ class Owner:
         return "mailings" if self.mailing else "letters"
 
 
+@dataclass(frozen=True)
+class Kept:
+    """An object of kept content, as the rows know it."""
+
+    owner: Owner
+    key: str
+    retain_until: dt.datetime | None
+    digest: bytes | None
+
+
 class ObjectRepository:
     def __init__(self, db: Db) -> None:
         self._db = db
@@ -97,19 +107,31 @@ class ObjectRepository:
                 found.append((Owner(row.id, mailing), row.content_object, row.deposit_time))
         return found[:batch]
 
-    def kept(self, batch: int, after: str = "") -> list[tuple[Owner, str, dt.datetime | None]]:
-        """Objects of content still kept, by key after ``after``: (owner, key,
-        retain-until), for the audit of the store."""
-        found: list[tuple[Owner, str, dt.datetime | None]] = []
+    def kept(self, batch: int, after: str = "") -> list[Kept]:
+        """Objects of content still kept, by key after ``after``, for the audit
+        of the store."""
+        found: list[Kept] = []
         for mailing, rows in ((False, LETTERS), (True, MAILINGS)):
             for row in self._db.execute(
-                select(rows.c.id, rows.c.content_object, rows.c.content_retain_until)
+                select(
+                    rows.c.id,
+                    rows.c.content_object,
+                    rows.c.content_retain_until,
+                    rows.c.content_digest,
+                )
                 .where(rows.c.content_object > after, rows.c.content_purge_time.is_(None))
                 .order_by(rows.c.content_object)
                 .limit(batch)
             ):
-                found.append((Owner(row.id, mailing), row.content_object, row.content_retain_until))
-        return sorted(found, key=lambda f: f[1])[:batch]
+                found.append(
+                    Kept(
+                        Owner(row.id, mailing),
+                        row.content_object,
+                        row.content_retain_until,
+                        row.content_digest,
+                    )
+                )
+        return sorted(found, key=lambda f: f.key)[:batch]
 
     def mailing_held(self, mailing_id: uuid.UUID) -> bool:
         """Whether any letter of the mailing is on legal hold."""
@@ -160,11 +182,12 @@ class ObjectRepository:
         ).one_or_none()
         return None if row is None else (row[0], row[1], row[2])
 
-    def name_object(self, owner: Owner, key: str | None) -> None:
-        """The owner's content is now in ``key`` (None: in the database's rows)."""
+    def name_object(self, owner: Owner, key: str | None, digest: bytes | None) -> None:
+        """The owner's content is now in ``key``, of SHA-256 ``digest`` (None:
+        in the database's rows)."""
         rows = MAILINGS if owner.mailing else LETTERS
         self._db.execute(
             update(rows)
             .where(rows.c.id == owner.id)
-            .values(content_object=key, content_retain_until=None)
+            .values(content_object=key, content_retain_until=None, content_digest=digest)
         )

@@ -102,7 +102,7 @@ class ContentMover:
                 deposit_time = None if locked is None or locked[0] is not None else locked[1]
                 if deposit_time is not None:
                     _rows(store, owner).delete(owner.id)
-                    store.objects.name_object(owner, key)
+                    store.objects.name_object(owner, key, written.digest())
                     store.objects.keep(key)
         except BaseException:
             sink.discard()
@@ -145,7 +145,7 @@ class ContentMover:
             _digest(rows.read(owner.id), from_rows)
             if from_rows.digest() != from_object.digest():
                 raise ContentMismatch(f"{owner.table} {owner.id}: the rows differ from the object")
-            store.objects.name_object(owner, None)
+            store.objects.name_object(owner, None, None)
             # Locked until its retention ends: deleted then, not before.
             now = self._clock()
             store.objects.add_loose(key, max(now, until) if until else now)

@@ -17,6 +17,7 @@ locked before would be an orphan nobody could delete)."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import secrets
 import uuid
@@ -107,6 +108,9 @@ class ObjectSink:
 
     def finish(self) -> None:
         self._upload.complete()
+
+    def stored(self) -> tuple[str, bytes] | None:
+        return self._upload.key, self._upload.digest()
 
     def store(self, content: ContentRepository, owner_id: uuid.UUID) -> None:
         """Nothing to copy: the row names the object."""
@@ -221,6 +225,31 @@ class ObjectContent:
     def loose_count(self) -> int:
         with self._stores.read() as store:
             return store.objects.loose_count()
+
+    def audit(self, after: str, batch: int) -> tuple[list[str], str]:
+        """The next ``batch`` kept objects by key after ``after`` checked: each
+        exists, its bytes have the SHA-256 written, and its retention runs
+        until the letter's. The problems (which owner, what), and where the
+        next batch starts ("" when this was the last)."""
+        with self._stores.read() as store:
+            kept = store.objects.kept(batch, after)
+        problems = []
+        for item in kept:
+            name = f"{item.owner.table}/{item.owner.id}"
+            if not self.objects.exists(item.key):
+                problems.append(f"{name}: its content object is missing")
+                continue
+            hashed = hashlib.sha256()
+            for data in self.objects.ranges(item.key):
+                hashed.update(data)
+            if item.digest is not None and hashed.digest() != item.digest:
+                problems.append(f"{name}: its content object differs from what was written")
+            until = item.retain_until
+            if self.objects.locking and until is not None and until > self._clock():
+                held = self.objects.retention(item.key)
+                if held is None or held < until:
+                    problems.append(f"{name}: its content object is not retained until its date")
+        return problems, kept[-1].key if len(kept) == batch else ""
 
     def lock_pending(self, batch: int = 100) -> int:
         """Retention on the objects of committed deposits that have none yet; how many."""

@@ -207,7 +207,7 @@ class DepositService:
                     request_id,
                     accepted,
                     LetterState.DEPOSITED,
-                    content_object=spool.object_key,
+                    content_object=spool.stored(),
                 )
                 # The letter first: its chunks refer to it.
                 store.letters.add(letter)

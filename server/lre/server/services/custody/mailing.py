@@ -214,6 +214,7 @@ class MailingService:
                 for p, d in zip(parts, digests, strict=True)
             )
             wrapped = content[0] if content is not None and passing else None
+            stored = content[1].stored() if content is not None and wrapped else None
             mailing = MailingRecord(
                 mailing_id,
                 sender_id,
@@ -223,7 +224,8 @@ class MailingService:
                 [dataclasses.asdict(p) for p in part_digests],
                 wrapped,
                 None if wrapped else now,
-                content_object=content[1].object_key if content and wrapped else None,
+                content_object=stored[0] if stored else None,
+                content_digest=stored[1] if stored else None,
             )
             # The mailing first: its chunks refer to it.
             store.mailings.add(mailing)

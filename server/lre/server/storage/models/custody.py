@@ -57,6 +57,8 @@ class Letter(Base):
     # The Object Lock retain-until date set on that object; None until it is
     # set (just after the deposit commits, or by the content objects worker).
     content_retain_until: Mapped[dt.datetime | None]
+    # The SHA-256 of the object's bytes as written: the audit reads it back.
+    content_digest: Mapped[bytes | None] = mapped_column(LargeBinary(32))
 
 
 class Mailing(Base):
@@ -77,9 +79,10 @@ class Mailing(Base):
     # The content key wrapped bound to the mailing; None once no letter needs the content.
     wrapped_key: Mapped[bytes | None] = mapped_column(LargeBinary)
     content_purge_time: Mapped[dt.datetime | None]
-    # As a letter's: the object holding the content, and its retain-until date.
+    # As a letter's: the object holding the content, its retain-until date, its digest.
     content_object: Mapped[str | None] = mapped_column(String(64))
     content_retain_until: Mapped[dt.datetime | None]
+    content_digest: Mapped[bytes | None] = mapped_column(LargeBinary(32))
 
 
 class LooseObject(Base):

@@ -19,9 +19,13 @@ from lre.server.domain.letters import LetterState
 from lre.server.services.custody import DeclaredPart, MailingService
 from lre.server.services.custody.content_store import UPLOAD_GRACE, ObjectContent
 from lre.server.storage import db, models
+from lre.server.storage.objects import Owner
 from lre.server.workers.content_objects import ContentObjects
 from tests.support.mail import Inbox
 from tests.support.processes import wait_for
+from tests.support.seaweed import SeaweedServer
+from tests.support.services import Clock
+from tests.support.signer import SignerProcess
 from tests.support.world import World
 
 MARK = b"PLAINTEXT-MARK-"
@@ -188,6 +192,17 @@ def test_a_legal_hold_holds_the_object_and_the_store_refuses_its_deletion(
     world.decisions.set_legal_hold(letter_id, False, "operator")
     assert world.objects.held(key) is False
     assert _downloaded(world, letter_id) == b"%PDF-1.7 held"
+    # The audit holds the store's lock to the letter's date.
+    assert isinstance(world.content, ObjectContent)
+    audit = ContentObjects(world.content)
+    assert audit.audit() == []
+    until = world.letter(letter_id).content_retain_until
+    assert until is not None
+    with world.stores.begin() as store:
+        store.objects.retained(Owner(letter_id), until + dt.timedelta(days=1))
+    assert audit.audit() == [
+        f"letters/{letter_id}: its content object is not retained until its date"
+    ]
 
 
 def test_the_purge_deletes_every_version_once_the_store_lets_it(
@@ -223,3 +238,30 @@ def test_the_purge_deletes_every_version_once_the_store_lets_it(
     worker.step()
     assert _objects(world) == [] and world.objects.versions(key) == []
     assert _count(world, models.LooseObject) == 0
+
+
+def test_the_audit_finds_an_object_missing_altered_or_unlocked(
+    seaweed: SeaweedServer, database_url: str, signer_process: SignerProcess, smtp_port: int
+) -> None:
+    """A bucket without Object Lock, where an intruder can do what a locked
+    bucket refuses (alter, delete): the audit sees it."""
+    objects = seaweed.store(lock=False)
+    world = World(database_url, signer_process, Clock(), smtp_port, objects)
+    try:
+        assert isinstance(world.content, ObjectContent)
+        letters = [world.deposit(f"audit-{n}") for n in range(3)]
+        keys = [world.letter(letter.id).content_object or "" for letter in letters]
+        worker = ContentObjects(world.content, audit_batch=10)
+        assert worker.audit() == []
+        client = seaweed.client()
+        client.put_object(Bucket=objects.bucket, Key=keys[0], Body=b"altered")
+        for version in objects.versions(keys[1]):
+            client.delete_object(Bucket=objects.bucket, Key=keys[1], VersionId=version)
+        assert sorted(worker.audit()) == sorted(
+            [
+                f"letters/{letters[0].id}: its content object differs from what was written",
+                f"letters/{letters[1].id}: its content object is missing",
+            ]
+        )
+    finally:
+        world.close()

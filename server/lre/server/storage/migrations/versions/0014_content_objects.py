@@ -1,5 +1,6 @@
 """Letter content in an object store: the object a letter's or a mailing's
-content is in, the retain-until date set on it, and the objects no row
+content is in, its SHA-256 and the retain-until date set on it (for the
+audit of the store), and the objects no row
 refers to, waiting to be deleted.
 
 Revision ID: 0014
@@ -25,6 +26,7 @@ def upgrade() -> None:
             batch_op.add_column(
                 sa.Column("content_retain_until", sa.DateTime(timezone=True), nullable=True)
             )
+            batch_op.add_column(sa.Column("content_digest", sa.LargeBinary(32), nullable=True))
     op.create_table(
         "loose_objects",
         sa.Column("object_key", sa.String(length=64), nullable=False),
@@ -50,5 +52,6 @@ def downgrade() -> None:
     op.drop_table("loose_objects")
     for name in ("mailings", "letters"):
         with op.batch_alter_table(name, schema=None) as batch_op:
+            batch_op.drop_column("content_digest")
             batch_op.drop_column("content_retain_until")
             batch_op.drop_column("content_object")
