@@ -86,7 +86,8 @@ def test_deposits_go_to_the_object_store_and_fail_cleanly_while_it_is_down(
         deposit_letter(custody, token, recipient, "again")
         with urllib.request.urlopen(server.metrics_url, timeout=5) as reply:
             metrics = reply.read().decode()
-        assert 'lre_object_store_requests_total{operation="upload_part",outcome="ok"}' in metrics
+        assert 'lre_object_store_requests_total{operation="put_object",outcome="ok"}' in metrics
+        assert 'lre_object_store_bytes_total{direction="out"}' in metrics
         assert 'outcome="error"' in metrics and "lre_object_store_request_seconds_bucket" in metrics
         assert "lre_object_store_up 1.0" in metrics
         engine.dispose()

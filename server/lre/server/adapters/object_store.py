@@ -7,10 +7,10 @@ type; the metrics count requests, bytes, errors and latency by operation."""
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,6 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from prometheus_client import Counter, Gauge, Histogram
 
 from lre.runtime import config
+from lre.server.adapters.object_upload import PART_BYTES, MultipartUpload
 from lre.server.domain.errors import DependencyUnavailable
 
 logger = logging.getLogger("lre.server")
@@ -46,8 +47,6 @@ UP = Gauge(
 )
 
 T = TypeVar("T")
-# A multipart upload's parts (S3: at least 5 MiB but the last, at most 10,000).
-PART_BYTES = 8 * 1024 * 1024
 # Error codes that say the credentials, not the store, are wrong.
 _CREDENTIALS = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403"}
 
@@ -136,6 +135,8 @@ class ObjectStore:
                 max_pool_connections=32,
             ),
         )
+        # Parts of large uploads sent while the next one fills (PARTS_IN_FLIGHT each).
+        self._parts = ThreadPoolExecutor(16, thread_name_prefix="object-parts")
 
     def _call(self, operation: str, call: Callable[[], T]) -> T:
         start = time.perf_counter()
@@ -167,7 +168,15 @@ class ObjectStore:
     # -- writing -----------------------------------------------------------------
 
     def upload(self, key: str) -> MultipartUpload:
-        return MultipartUpload(self, key)
+        return MultipartUpload(self, key, self._parts)
+
+    def put(self, key: str, data: bytes) -> None:
+        """A small object in one request."""
+        self._call(
+            "put_object",
+            lambda: self._client.put_object(Bucket=self.bucket, Key=key, Body=data),
+        )
+        BYTES.labels("out").inc(len(data))
 
     def start_upload(self, key: str) -> str:
         answer = self._call(
@@ -343,57 +352,3 @@ class ObjectStore:
                     Bucket=self.bucket, Key=key, VersionId=v
                 ),
             )
-
-
-class MultipartUpload:
-    """An object written as it comes, PART_BYTES at a time: at most one
-    part in memory. ``complete()`` makes it visible; ``abort()`` leaves nothing."""
-
-    def __init__(self, store: ObjectStore, key: str) -> None:
-        self._store = store
-        self.key = key
-        self._upload_id: str | None = None
-        self._buffer = bytearray()
-        self._etags: list[str] = []
-        self._completed = False
-        self._hash = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data: bytes) -> None:
-        self._buffer += data
-        self._hash.update(data)
-        self.size += len(data)
-        if len(self._buffer) >= PART_BYTES:
-            self._flush()
-
-    def _flush(self) -> None:
-        if self._upload_id is None:
-            self._upload_id = self._store.start_upload(self.key)
-        data = bytes(self._buffer)
-        self._buffer.clear()
-        self._etags.append(
-            self._store.upload_part(self.key, self._upload_id, len(self._etags) + 1, data)
-        )
-
-    def complete(self) -> None:
-        if self._buffer or self._upload_id is None:
-            self._flush()
-        assert self._upload_id is not None
-        self._store.complete_upload(self.key, self._upload_id, self._etags)
-        self._upload_id = None
-        self._completed = True
-
-    def digest(self) -> bytes:
-        """The SHA-256 of the bytes written."""
-        return self._hash.digest()
-
-    def abort(self) -> None:
-        """Whatever was sent is dropped (an upload, or a completed object).
-        Raises DependencyUnavailable when the store cannot be reached: the
-        caller's record of the key lets the cleaner do it later."""
-        self._buffer.clear()
-        if self._upload_id is not None:
-            upload_id, self._upload_id = self._upload_id, None
-            self._store.abort_upload(self.key, upload_id)
-        if self._completed:
-            self._store.delete(self.key)

@@ -85,7 +85,8 @@ class ObjectRepository:
             self._db.execute(insert(LOOSE), [{"object_key": k, "due_time": now} for k in keys])
             self._db.execute(update(rows).where(rows.c.id.in_(ids)).values(content_object=None))
 
-    def retained(self, owner: Owner, until: dt.datetime) -> None:
+    def retained(self, owner: Owner, until: dt.datetime | None) -> None:
+        """The retain-until date set on the owner's object (None: not yet)."""
         rows = MAILINGS if owner.mailing else LETTERS
         self._db.execute(
             update(rows).where(rows.c.id == owner.id).values(content_retain_until=until)

@@ -103,6 +103,7 @@ class ContentMover:
                 if deposit_time is not None:
                     _rows(store, owner).delete(owner.id)
                     store.objects.name_object(owner, key, written.digest())
+                    store.objects.retained(owner, self._content.retain_until(deposit_time))
                     store.objects.keep(key)
         except BaseException:
             sink.discard()

@@ -24,7 +24,8 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
-from lre.server.adapters.object_store import MultipartUpload, ObjectStore
+from lre.server.adapters.object_store import ObjectStore
+from lre.server.adapters.object_upload import MultipartUpload
 from lre.server.domain.errors import DependencyUnavailable
 from lre.server.services.custody.content import (
     RECORD,
@@ -55,6 +56,18 @@ class ContentStore(Protocol):
     def source(self, rows: ContentRepository, object_key: str | None) -> ChunkSource:
         """Where stored content is read: the database's ``rows``, or the object."""
 
+    def keep(
+        self,
+        store: Store,
+        rows: ContentRepository,
+        owner: Owner,
+        deposit_time: dt.datetime,
+        sink: ContentSink,
+    ) -> None:
+        """In the deposit's transaction, the owner's row written: the spool
+        copied into ``rows``, or the uploaded object kept (no longer loose:
+        the row names it) with the retention it is about to get."""
+
     def committed(self, owner: Owner, object_key: str | None, deposit_time: dt.datetime) -> None:
         """After the deposit's commit: the object's retention."""
 
@@ -62,21 +75,21 @@ class ContentStore(Protocol):
         """A legal hold put on (before the commit) or lifted (after it)."""
 
 
-def store_content(
-    store: Store, content: ContentRepository, owner_id: uuid.UUID, sink: ContentSink
-) -> None:
-    """In the deposit's transaction: the spool copied in, or the uploaded
-    object kept (no longer loose: the owner's row names it)."""
-    sink.store(content, owner_id)
-    if sink.object_key is not None:
-        store.objects.keep(sink.object_key)
-
-
 class DatabaseContent:
     """Content in the database's rows (content_chunks, mailing_chunks)."""
 
     def sink(self, spool_dir: str | None) -> ContentSink:
         return Spool(spool_dir)
+
+    def keep(
+        self,
+        store: Store,
+        rows: ContentRepository,
+        owner: Owner,
+        deposit_time: dt.datetime,
+        sink: ContentSink,
+    ) -> None:
+        sink.store(rows, owner.id)
 
     def source(self, rows: ContentRepository, object_key: str | None) -> ChunkSource:
         if object_key is not None:
@@ -199,15 +212,36 @@ class ObjectContent:
     def retain_until(self, deposit_time: dt.datetime) -> dt.datetime:
         return deposit_time + self._retention
 
+    def keep(
+        self,
+        store: Store,
+        rows: ContentRepository,
+        owner: Owner,
+        deposit_time: dt.datetime,
+        sink: ContentSink,
+    ) -> None:
+        sink.store(rows, owner.id)
+        if sink.object_key is not None:
+            store.objects.keep(sink.object_key)
+            # Written with the row (no transaction of its own): undone if the
+            # store refuses it just after the commit (committed()).
+            store.objects.retained(owner, self.retain_until(deposit_time))
+
     def committed(self, owner: Owner, object_key: str | None, deposit_time: dt.datetime) -> None:
         """The retention, set now the letter is accepted; when the store
-        cannot be reached, the content objects worker sets it later."""
+        cannot be reached, the row says it is not set, and the content
+        objects worker sets it later. (A process that dies just here leaves
+        it unset and the row saying otherwise: the audit sets it.)"""
         if object_key is None:
             return
+        until = self.retain_until(deposit_time)
         try:
-            self.lock(owner, object_key, deposit_time)
+            if until > self._clock():
+                self.objects.retain(object_key, until)
         except DependencyUnavailable:
             logger.warning("content retention left for the worker")
+            with self._stores.begin() as store:
+                store.objects.retained(owner, None)
 
     def lock(self, owner: Owner, object_key: str, deposit_time: dt.datetime) -> None:
         until = self.retain_until(deposit_time)
@@ -249,6 +283,7 @@ class ObjectContent:
                 held = self.objects.retention(item.key)
                 if held is None or held < until:
                     problems.append(f"{name}: its content object is not retained until its date")
+                    self.objects.retain(item.key, until)  # from now on, it is
         return problems, kept[-1].key if len(kept) == batch else ""
 
     def lock_pending(self, batch: int = 100) -> int:

@@ -27,11 +27,7 @@ from lre.server.domain.evidence import PartyDetails
 from lre.server.domain.letters import EvidenceEvent, LetterState
 from lre.server.domain.records import LetterRecord, PartRecord
 from lre.server.services.custody.content import ContentSink, content_digests, spool_content
-from lre.server.services.custody.content_store import (
-    ContentStore,
-    DatabaseContent,
-    store_content,
-)
+from lre.server.services.custody.content_store import ContentStore, DatabaseContent
 from lre.server.services.custody.evidence import EvidenceRecorder
 from lre.server.services.custody.intake import (
     DEPOSITS,
@@ -211,7 +207,7 @@ class DepositService:
                 )
                 # The letter first: its chunks refer to it.
                 store.letters.add(letter)
-                store_content(store, store.content, letter.id, spool)
+                self._content.keep(store, store.content, Owner(letter.id), accepted, spool)
                 written, _ = self._intake.accept(
                     store, session, sender, [(letter, recipient)], parts, spool.digests
                 )

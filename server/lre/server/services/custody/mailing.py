@@ -31,11 +31,7 @@ from lre.server.domain.mailings import (
 )
 from lre.server.domain.records import EvidenceRecord, LetterRecord
 from lre.server.services.custody.content import ContentSink, content_digests, spool_content
-from lre.server.services.custody.content_store import (
-    ContentStore,
-    DatabaseContent,
-    store_content,
-)
+from lre.server.services.custody.content_store import ContentStore, DatabaseContent
 from lre.server.services.custody.evidence import EvidenceRecorder
 from lre.server.services.custody.intake import (
     DEPOSITS,
@@ -230,7 +226,9 @@ class MailingService:
             # The mailing first: its chunks refer to it.
             store.mailings.add(mailing)
             if content is not None and wrapped is not None:
-                store_content(store, store.mailings.content, mailing_id, content[1])
+                self._content.keep(
+                    store, store.mailings.content, Owner(mailing_id, mailing=True), now, content[1]
+                )
 
             letters = {
                 position: new_letter(

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import func, select
 
-from lre.server.adapters.object_store import PART_BYTES
+from lre.server.adapters.object_upload import PART_BYTES
 from lre.server.domain.errors import InvalidArgument
 from lre.server.domain.letters import LetterState
 from lre.server.services.custody import DeclaredPart, MailingService

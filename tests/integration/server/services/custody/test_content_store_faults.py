@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from lre.server.adapters.object_store import PART_BYTES, ObjectStore
+from lre.server.adapters.object_store import ObjectStore
+from lre.server.adapters.object_upload import PART_BYTES
 from lre.server.adapters.signer import SignerClient
 from lre.server.bootstrap.process import NEEDS
 from lre.server.bootstrap.wiring import CUSTODY, IDENTITY
