@@ -21,7 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from prometheus_client import Counter, Gauge, Histogram
 
 from lre.runtime import config
-from lre.server.adapters.object_upload import PART_BYTES, MultipartUpload
+from lre.server.adapters.object_upload import MultipartUpload
 from lre.server.domain.errors import DependencyUnavailable
 
 logger = logging.getLogger("lre.server")
@@ -47,6 +47,8 @@ UP = Gauge(
 )
 
 T = TypeVar("T")
+# A ranged read's size: what a download holds of an object at once.
+READ_BYTES = 2 * 1024 * 1024
 # Error codes that say the credentials, not the store, are wrong.
 _CREDENTIALS = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403"}
 
@@ -252,7 +254,7 @@ class ObjectStore:
         BYTES.labels("in").inc(len(data))
         return data
 
-    def ranges(self, key: str, step: int = PART_BYTES) -> Iterator[bytes]:
+    def ranges(self, key: str, step: int = READ_BYTES) -> Iterator[bytes]:
         """The object in ranged reads of ``step`` bytes, so that no read holds
         the whole object and a failure costs one range."""
         size = self.size(key)

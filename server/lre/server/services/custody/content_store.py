@@ -158,6 +158,7 @@ class ObjectChunks:
         buffer = bytearray()
         for data in self._objects.ranges(self._key):
             buffer += data
+            del data  # one copy of a range at a time
             offset = 0
             while len(buffer) - offset >= RECORD.size:
                 part, sequence, length = RECORD.unpack_from(buffer, offset)

@@ -69,12 +69,12 @@ class MailingService:
     ) -> None:
         """``spool_dir``, ``content``: as a single deposit's (DepositService)."""
         self._stores = stores
+        self._content = content or DatabaseContent()
         self._signer = signer
         self._evidence = evidence
         self._intake = Intake(evidence, policy)
         self._clock = clock
         self._spool_dir = spool_dir
-        self._content = content or DatabaseContent()
 
     def deposit(
         self,

@@ -228,6 +228,7 @@ def test_the_purge_deletes_every_version_once_the_store_lets_it(
     world.clock.now = until
     assert world.retention.purge_content() == 1
     assert world.letter(letter.id).content_object is None  # the row forgets it
+    assert isinstance(world.content, ObjectContent)
     worker = ContentObjects(world.content)
     worker.step()
     # Still locked in the store's time: refused, kept, tried again later.
