@@ -135,6 +135,10 @@ class ObjectStore:
                 # One quick retry for a dropped connection; the callers retry beyond.
                 retries={"max_attempts": 2, "mode": "standard"},
                 max_pool_connections=32,
+                # No CRC32 of every body on top of SigV4's SHA-256 (and TLS's
+                # integrity): checksums only where the API requires them.
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
             ),
         )
         # Parts of large uploads sent while the next one fills (PARTS_IN_FLIGHT each).

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 # A multipart upload's parts (S3: at least 5 MiB but the last, at most 10,000).
 PART_BYTES = 8 * 1024 * 1024
-PARTS_IN_FLIGHT = 2
+PARTS_IN_FLIGHT = 1
 
 
 class MultipartUpload:
