@@ -249,6 +249,8 @@ class ServerSettings:
             rules["provider_certificates_file"] = (
                 "required in production (verify-log checks every seal is the provider's)"
             )
+        if self.content_store.strip().lower() == "s3" and self.s3_object_lock.lower() == "none":
+            rules["s3_object_lock"] = "COMPLIANCE or GOVERNANCE in production (write-once content)"
         if not self.tree_head_target_configured():
             rules["tree_head_export"] = "at least one place outside the database in production"
         return config.production_problems(
