@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import sys
 from pathlib import Path
 
@@ -14,8 +15,11 @@ from lre.runtime.pool import serve_pool
 from lre.runtime.version import add_version_option
 from lre.server import bootstrap, config
 from lre.server.audit.cli import export_command, verify_export_command, verify_log_command
+from lre.server.bootstrap.wiring import build_content
 from lre.server.domain.errors import DependencyUnavailable
 from lre.server.services import rekey
+from lre.server.services.custody import content_move
+from lre.server.services.custody.content_store import ObjectContent
 from lre.server.storage import db
 from lre.server.storage.store import Stores
 
@@ -51,6 +55,13 @@ def main(argv: list[str] | None = None) -> int:
         help="re-encrypt the secrets at rest under the current secrets key instead",
     )
     rekeying.add_argument("--batch", type=int, default=256, help="keys per signer call and commit")
+    moving = commands.add_parser(
+        "move-content",
+        help="move kept letter content to the object store, or back to the database"
+        " (resumable, each move verified)",
+    )
+    moving.add_argument("--to", choices=("object-store", "database"), required=True)
+    moving.add_argument("--batch", type=int, default=100, help="letters looked up per query")
     args = parser.parse_args(argv)
     try:
         settings = config.load()
@@ -77,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "rekey":
         return _rekey(settings, secrets_only=args.secrets, batch=args.batch)
+    if args.command == "move-content":
+        return _move_content(settings, args.to == "object-store", args.batch)
     if args.command == "work":
         bootstrap.work(settings)
         return 0
@@ -119,6 +132,28 @@ def _rekey(settings: config.ServerSettings, secrets_only: bool, batch: int) -> i
         finally:
             signer.close()
     print(f"rekey done: {done.examined} examined, {done.changed} re-encrypted")
+    return 0
+
+
+def _move_content(settings: config.ServerSettings, to_objects: bool, batch: int) -> int:
+    stores = Stores(db.sessions(db.make_engine(settings.database_url)))
+    content, _ = build_content(settings, stores, dt.timedelta(days=settings.content_retention_days))
+    if not isinstance(content, ObjectContent):
+        print("lre-server: move-content needs content_store = s3 and its settings", file=sys.stderr)
+        return 2
+
+    def report(progress: content_move.Progress) -> None:
+        print(f"content: {progress.examined} examined, {progress.moved} moved", flush=True)
+
+    try:
+        done = content_move.move_content(stores, content, to_objects, batch, report)
+    except DependencyUnavailable as exc:
+        print(f"lre-server: {exc}; run move-content again", file=sys.stderr)
+        return 1
+    except content_move.ContentMismatch as exc:
+        print(f"lre-server: {exc}; nothing of it committed", file=sys.stderr)
+        return 1
+    print(f"move-content done: {done.examined} examined, {done.moved} moved")
     return 0
 
 

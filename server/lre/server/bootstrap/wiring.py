@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 from lre.runtime.config import ConfigError, read_secret
 from lre.runtime.serving import ServiceBinding
 from lre.server.adapters.mail import transport_from_url
+from lre.server.adapters.object_store import ObjectStore
 from lre.server.adapters.revocation import RevocationChecker
 from lre.server.adapters.signer import ContentKeys, SignerClient
 from lre.server.adapters.witness import WitnessPublisher, witnesses_from
@@ -34,6 +35,11 @@ from lre.server.services.custody import (
     MailingService,
 )
 from lre.server.services.custody.bundles import EvidenceBundles
+from lre.server.services.custody.content_store import (
+    ContentStore,
+    DatabaseContent,
+    ObjectContent,
+)
 from lre.server.services.custody.mailing_proofs import MailingProofs
 from lre.server.services.events import EventLog
 from lre.server.services.identity import EidBroker, IdentityPolicy, IdentityService
@@ -46,6 +52,7 @@ from lre.server.storage import db
 from lre.server.storage.store import Stores
 from lre.server.workers import Worker
 from lre.server.workers.census import Census
+from lre.server.workers.content_objects import ContentObjects
 from lre.server.workers.expiry import ExpirySweep
 from lre.server.workers.outbox import NoticeSealer, OutboxDispatcher, RetryPolicy
 from lre.server.workers.retention import RetentionPurge
@@ -151,6 +158,19 @@ class Services:
     webhooks: WebhookService
     journal: SecurityJournal
     signer_watch: SignerWatch
+    # Where content is kept; ``objects`` is the object store when there is one.
+    content: ContentStore
+    objects: ObjectStore | None
+
+
+def build_content(
+    settings: ServerSettings, stores: Stores, retention: dt.timedelta
+) -> tuple[ContentStore, ObjectStore | None]:
+    object_settings = settings.object_store()
+    if object_settings is None:
+        return DatabaseContent(), None
+    objects = ObjectStore(object_settings)
+    return ObjectContent(stores, objects, retention, utcnow), objects
 
 
 def build_services(settings: ServerSettings, engine: Engine, signer: SignerClient) -> Services:
@@ -165,6 +185,7 @@ def build_services(settings: ServerSettings, engine: Engine, signer: SignerClien
         reminder_days=settings.reminders(),
         sender_min_level=settings.sender_level(),
     )
+    content, objects = build_content(settings, stores, policy.content_retention)
     render = functools.partial(proof_pdf, signer=signer)
     proofs = StoredProofs(stores, render, utcnow)
     queries = CustodyQueries(stores, proofs, utcnow)
@@ -185,9 +206,11 @@ def build_services(settings: ServerSettings, engine: Engine, signer: SignerClien
     )
     return Services(
         identity=identity,
-        deposits=DepositService(stores, ContentKeys(signer), evidence, policy, utcnow, spool_dir),
-        decisions=DecisionService(stores, signer, evidence, policy.reminder_days, utcnow),
-        mailings=MailingService(stores, signer, evidence, policy, utcnow, spool_dir),
+        deposits=DepositService(
+            stores, ContentKeys(signer), evidence, policy, utcnow, spool_dir, content
+        ),
+        decisions=DecisionService(stores, signer, evidence, policy.reminder_days, utcnow, content),
+        mailings=MailingService(stores, signer, evidence, policy, utcnow, spool_dir, content),
         queries=queries,
         bundles=EvidenceBundles(queries, proofs, events),
         mailing_proofs=MailingProofs(
@@ -224,6 +247,8 @@ def build_services(settings: ServerSettings, engine: Engine, signer: SignerClien
         ),
         journal=journal,
         signer_watch=SignerWatch(journal, signer, socket.gethostname()),
+        content=content,
+        objects=objects,
     )
 
 
@@ -244,7 +269,14 @@ def build_workers(
         utcnow,
         settings.outbox_lease(),
     )
+    content = services.content
+    housekeeping = (
+        [(ContentObjects(content), settings.content_objects_interval_s)]
+        if isinstance(content, ObjectContent)
+        else []
+    )
     return [
+        *housekeeping,
         (Census(stores), settings.census_interval_s),
         (Sequencer(services.events), settings.sequencer_interval_s),
         *(

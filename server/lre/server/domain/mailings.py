@@ -92,6 +92,10 @@ class MailingRecord:
     # The content key wrapped bound to the mailing; None once the content is purged.
     wrapped_key: bytes | None = field(default=None, repr=False)
     content_purge_time: dt.datetime | None = None
+    # As a letter's (LetterRecord): the content's object and its retain-until date.
+    content_object: str | None = None
+    content_retain_until: dt.datetime | None = None
+    content_digest: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
