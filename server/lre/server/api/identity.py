@@ -18,12 +18,14 @@ from lre.server.domain.identity import (
     Consent,
     IdentityRecord,
     Party,
+    ProfessionalBasis,
     ProofingMethod,
+    professional_status,
     require_own,
     require_recipient_or_operator,
 )
 from lre.server.domain.letters import PartyKind
-from lre.server.services.identity import IdentityService, NewParty
+from lre.server.services.identity import IdentityService, NewParty, ProfessionalDecision
 from lre.v1 import identity_pb2, identity_pb2_grpc
 
 _KINDS = {
@@ -34,6 +36,10 @@ _LEVELS = {
     AssuranceLevel.LOW: identity_pb2.ASSURANCE_LEVEL_LOW,
     AssuranceLevel.SUBSTANTIAL: identity_pb2.ASSURANCE_LEVEL_SUBSTANTIAL,
     AssuranceLevel.HIGH: identity_pb2.ASSURANCE_LEVEL_HIGH,
+}
+_BASES = {
+    ProfessionalBasis.OPERATOR: identity_pb2.PROFESSIONAL_BASIS_OPERATOR,
+    ProfessionalBasis.PARTY: identity_pb2.PROFESSIONAL_BASIS_PARTY,
 }
 _METHODS = {
     ProofingMethod.CERTIFICATE: identity_pb2.PROOFING_METHOD_CERTIFICATE,
@@ -57,6 +63,11 @@ def _party(party: Party, level: AssuranceLevel | None) -> identity_pb2.Party:
         postal_address=address or None,
         assurance_level=_LEVELS[level] if level else identity_pb2.ASSURANCE_LEVEL_UNSPECIFIED,
         create_time=timestamp(party.create_time),
+        registration_id=party.registration_id or "",
+        professional_claimed=party.professional_claimed,
+        professional_basis=_BASES[party.professional_basis]
+        if party.professional_basis
+        else identity_pb2.PROFESSIONAL_BASIS_UNSPECIFIED,
     )
 
 
@@ -131,6 +142,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
                     }
                     if party.HasField("postal_address")
                     else None,
+                    registration_id=party.registration_id,
                 ),
             )
             return _party(created, self._service.parties.level(created.id))
@@ -144,6 +156,27 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             return _party(
                 self._service.parties.get(party_id), self._service.parties.level(party_id)
             )
+
+    def SetProfessionalStatus(
+        self, request: identity_pb2.SetProfessionalStatusRequest, context: grpc.ServicerContext
+    ) -> identity_pb2.Party:
+        with domain_errors(context):
+            party_id = parse_id(request.party, "party", "parties")
+            caller = current_caller()
+            operator = OPERATOR in caller.roles
+            session = None if operator else optional_session(context, self._service)
+            basis = professional_status(session, str(party_id), operator)
+            changed = self._service.parties.set_professional(
+                party_id,
+                ProfessionalDecision(
+                    professional=request.professional,
+                    basis=basis,
+                    evidence=request.basis,
+                    operator_id=request.operator_id if operator else "",
+                    operator_certificate=caller.name if operator else "",
+                ),
+            )
+            return _party(changed, self._service.parties.level(party_id))
 
     def RecordDocumentCheck(
         self, request: identity_pb2.RecordDocumentCheckRequest, context: grpc.ServicerContext

@@ -67,6 +67,8 @@ POLICY: dict[str, frozenset[Role]] = {
     _I + "ProofWithEidAssertion": PORTALS,
     _I + "RecordDocumentCheck": frozenset({OPERATOR}),
     _I + "ListIdentityRecords": PORTALS | {OPERATOR, AUDITOR},
+    # An operator on documents, or the party's own session (checked by the servicer).
+    _I + "SetProfessionalStatus": PORTALS | {OPERATOR},
     _I + "EnrollCredentials": PORTALS,
     _I + "SetPassword": PORTALS,
     _I + "EnrollTotp": PORTALS,

@@ -102,10 +102,18 @@ class EvidenceCheck:
             if v2:  # the parties' names, and how they authenticated (not in any row)
                 expected["sender"]["id"] = f"parties/{row.sender_id}"
                 expected["recipient"]["id"] = f"parties/{row.recipient_id}"
-                for side in ("sender", "recipient"):
+                for side, registered in (
+                    ("sender", row.s_registration),
+                    ("recipient", row.r_registration),
+                ):
+                    if registered is not None:
+                        expected[side]["registrationId"] = registered
                     found = document.get(side)
-                    if isinstance(found, dict) and "authentication" in found:
-                        document = {**document, side: _without(found, "authentication")}
+                    # Who authenticated, and who acted for the party, are in no row.
+                    for stated in ("authentication", "delegate"):
+                        if isinstance(found, dict) and stated in found:
+                            found = _without(found, stated)
+                            document = {**document, side: found}
         if record.event is not EvidenceEvent.SUBMISSION_REJECTION:
             expected["contentDigests"] = [
                 {

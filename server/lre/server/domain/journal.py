@@ -35,7 +35,16 @@ FIELDS: dict[LogKind, tuple[frozenset[str], frozenset[str]]] = {
         frozenset({"recipientEmailHmac", "senderEmailHmac", "method"}),
         frozenset(),
     ),
-    K.PROFESSIONAL_DECLARED: (frozenset({"emailHmac", "partyKind"}), frozenset()),
+    # Who put the status in force ("operator", on the documents "evidence"
+    # names, or the "party" itself); entries older than that rule name none.
+    K.PROFESSIONAL_DECLARED: (
+        frozenset({"emailHmac", "partyKind"}),
+        frozenset({"basis", "evidence", "operatorId", "operatorCertificate"}),
+    ),
+    K.PROFESSIONAL_ENDED: (
+        frozenset({"emailHmac", "partyKind", "basis"}),
+        frozenset({"evidence", "operatorId", "operatorCertificate"}),
+    ),
     K.IDENTITY_PROOFED: (
         frozenset({"record", "method", "level", "recordSha256"}),
         frozenset(

@@ -163,7 +163,14 @@ class LetterRepository:
                     matched[record.party_id] = names
         rows = self._db.execute(
             select(
-                p.id, p.kind, p.professional, p.given_name, p.family_name, p.company_name, p.email
+                p.id,
+                p.kind,
+                p.professional,
+                p.given_name,
+                p.family_name,
+                p.company_name,
+                p.email,
+                p.registration_id,
             ).where(p.id.in_(wanted))
         )
         found = {}
@@ -175,7 +182,10 @@ class LetterRepository:
                 row.company_name,
             )
             name = evidence_name(claimed, matched.get(row.id))
-            found[row.id] = (PartyDetails(name, row.email, str(row.id)), row.professional)
+            found[row.id] = (
+                PartyDetails(name, row.email, str(row.id), row.registration_id),
+                row.professional,
+            )
         return found
 
     # -- the workers' sweeps ---------------------------------------------------

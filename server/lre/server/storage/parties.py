@@ -25,6 +25,20 @@ class PartyRepository:
         row = self._db.execute(select(PARTIES).where(PARTIES.c.id == party_id)).one_or_none()
         return None if row is None else from_row(Party, row)
 
+    def lock(self, party_id: uuid.UUID) -> Party | None:
+        """The party, its row locked until the caller's transaction ends."""
+        row = self._db.execute(
+            select(PARTIES).where(PARTIES.c.id == party_id).with_for_update()
+        ).one_or_none()
+        return None if row is None else from_row(Party, row)
+
+    def set_professional(self, party: Party) -> None:
+        self._db.execute(
+            update(PARTIES)
+            .where(PARTIES.c.id == party.id)
+            .values(professional=party.professional, professional_basis=party.professional_basis)
+        )
+
     def exists(self, party_id: uuid.UUID) -> bool:
         return bool(self._db.scalar(select(exists().where(PARTIES.c.id == party_id))))
 

@@ -16,10 +16,11 @@ from sqlalchemy import (
     LargeBinary,
     String,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from lre.server.domain.identity import AssuranceLevel, ProofingMethod
+from lre.server.domain.identity import AssuranceLevel, ProfessionalBasis, ProofingMethod
 from lre.server.domain.letters import PartyKind
 from lre.server.storage.models.base import Base, db_enum
 
@@ -37,6 +38,14 @@ class Party(Base):
     email: Mapped[str] = mapped_column(String(320), index=True)
     postal_address: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     create_time: Mapped[dt.datetime]
+    # A legal person's identifier in the organizationIdentifier form (NTRFR-...).
+    registration_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    # The creating gateway's word on the status (never in force by itself),
+    # and who put ``professional`` in force: an operator or the party.
+    professional_claimed: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    professional_basis: Mapped[ProfessionalBasis | None] = mapped_column(
+        db_enum(ProfessionalBasis, "professional_basis")
+    )
     # Idempotency key of the creating request, scoped to its caller: a retry
     # returns this party; the same key with other content is refused.
     request_id: Mapped[str | None] = mapped_column(String(128))
