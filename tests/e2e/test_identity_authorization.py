@@ -34,7 +34,12 @@ UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
 OWN_ONLY = {"SetPassword", "EnrollTotp", "SendEmailCode"}
 OWN_OR_STAFF = {"GetParty", "ListIdentityRecords", "ListConsents"}
 # Consent is the recipient's: its own session, or an operator recording it.
-RECIPIENT_OR_OPERATOR = {"GrantConsent": {OK}, "WithdrawConsent": {grpc.StatusCode.NOT_FOUND}}
+# So is a professional status: an operator's decision, or the party's own statement.
+RECIPIENT_OR_OPERATOR = {
+    "GrantConsent": {OK},
+    "WithdrawConsent": {grpc.StatusCode.NOT_FOUND},
+    "SetProfessionalStatus": {OK},
+}
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +89,9 @@ def _requests(target: str, other: str) -> dict[str, Message]:
             operator_id="op",
         ),
         "ListIdentityRecords": i.ListIdentityRecordsRequest(party=target),
+        "SetProfessionalStatus": i.SetProfessionalStatusRequest(
+            party=target, professional=True, basis="Kbis", operator_id="op"
+        ),
         "EnrollCredentials": i.EnrollCredentialsRequest(
             party=target, enrolment_code="WRONG-CODE-0000", password=PASSWORD
         ),
