@@ -302,6 +302,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
                 party=f"parties/{issued.session.party_id}",
                 level=_LEVELS[issued.session.level],
                 expire_time=timestamp(issued.session.expires_at),
+                proofing_current=issued.session.proofing_current,
             )
 
     def SendEmailCode(

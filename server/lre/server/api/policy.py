@@ -44,7 +44,8 @@ POLICY: dict[str, frozenset[Role]] = {
     _C + "ListLetters": PORTALS,
     _C + "AcceptLetter": frozenset({RECIPIENT}),
     _C + "RefuseLetter": frozenset({RECIPIENT}),
-    _C + "DownloadLetterContent": frozenset({RECIPIENT}),
+    # The recipient's after acceptance; the sender's copy of what it deposited.
+    _C + "DownloadLetterContent": PORTALS,
     # Operators and auditors read any letter's evidence, journaled (CustodyQueries).
     _C + "ListEvidence": PORTALS | {OPERATOR, AUDITOR},
     _C + "GetEvidence": PORTALS | {OPERATOR, AUDITOR},

@@ -166,6 +166,11 @@ class Session:
     one_time_element: bool
     authenticated_at: dt.datetime
     expires_at: dt.datetime
+    # The party's identity proofing was still valid when the session opened.
+    # Without it, the provider's factors still prove who reads its own
+    # letters and proofs (R53-2, R53-3: kept for the sender a year at least),
+    # but sending and deciding need a proofing again (docs/security.md).
+    proofing_current: bool = True
 
     @property
     def strong(self) -> bool:
@@ -180,6 +185,10 @@ def _require_strong(session: Session | None, now: dt.datetime, role: str) -> Ses
         raise AuthenticationRequired(f"{role} identity proofed below level substantial")
     if not session.strong:
         raise AuthenticationRequired(f"{role} session lacks two factors and a one-time code")
+    if not session.proofing_current:
+        raise AuthenticationRequired(
+            f"{role} identity proofing has expired: prove it again to send or decide"
+        )
     return session
 
 
@@ -251,8 +260,10 @@ def professional_status(
     if operator:
         return ProfessionalBasis.OPERATOR
     checked = require_own(session, party_id)
-    if not checked.strong:
-        raise AuthenticationRequired("the party's session lacks two factors and a one-time code")
+    if not checked.strong or not checked.proofing_current:
+        raise AuthenticationRequired(
+            "the party's statement needs a strong session and a current proofing"
+        )
     return ProfessionalBasis.PARTY
 
 

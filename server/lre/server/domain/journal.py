@@ -71,7 +71,8 @@ FIELDS: dict[LogKind, tuple[frozenset[str], frozenset[str]]] = {
     K.EMAIL_CODE_ISSUED: (frozenset({"codeId", "expireTime"}), frozenset()),
     K.SESSION_CREATED: (
         frozenset({"sessionHmac", "level", "oneTimeElement", "expireTime"}),
-        frozenset(),
+        # "expired": opened on a proofing that had expired (reading only).
+        frozenset({"proofing"}),
     ),
     K.SESSION_REVOKED: (frozenset({"sessionHmac"}), frozenset()),
     K.AUTHENTICATION_FAILED: (frozenset({"purpose", "reason"}), frozenset({"failedAttempts"})),
@@ -80,6 +81,9 @@ FIELDS: dict[LogKind, tuple[frozenset[str], frozenset[str]]] = {
     K.LEGAL_HOLD_RELEASED: (frozenset({"actor"}), frozenset()),
     K.BOUNCE_RECORDED: (frozenset({"actor", "permanent", "messageKind"}), frozenset()),
     K.EVIDENCE_READ: (frozenset({"actor", "role", "method"}), frozenset({"evidence"})),
+    # The sender's copy of its content handed over (the recipient's is sealed
+    # as ContentHandover evidence instead).
+    K.CONTENT_DOWNLOADED: (frozenset({"role"}), frozenset()),
     K.PROCESS_STARTED: (frozenset({"command", "version", "settingsSha256"}), frozenset()),
     K.SIGNER_CERTIFICATE: (
         frozenset({"certificateSha256", "certificateSubject", "certificateIssuer", "serial"}),

@@ -87,6 +87,7 @@ class LogKind(enum.Enum):
     LEGAL_HOLD_RELEASED = "legal_hold_released"
     BOUNCE_RECORDED = "bounce_recorded"
     EVIDENCE_READ = "evidence_read"
+    CONTENT_DOWNLOADED = "content_downloaded"
     PROCESS_STARTED = "process_started"
     SIGNER_CERTIFICATE = "signer_certificate"
     SIGNER_DOWN = "signer_down"

@@ -78,11 +78,13 @@ def check_request_id(request_id: str) -> None:
 
 
 def proofed_level(store: Store, party_id: uuid.UUID, now: dt.datetime) -> AssuranceLevel:
-    """The party's level; means of authentication come only after a first
-    identification (R53-1)."""
+    """The highest level the party was proofed at, its proofing current or
+    not: means of authentication come only after a first identification
+    (R53-1), and stay the party's when that proofing expires (it keeps
+    reading its proofs; sessions say whether it may send or decide)."""
     if not store.parties.exists(party_id):
         raise NotFound("no such party")
-    level = store.proofing.level(party_id, now)
+    level = store.proofing.highest_ever(party_id)
     if level is None:
         raise FailedPrecondition("the party's identity has not been proofed")
     return level

@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
     false,
+    true,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -122,6 +123,10 @@ class AuthSession(Base):
     authenticated_at: Mapped[dt.datetime]
     expire_time: Mapped[dt.datetime]
     revoke_time: Mapped[dt.datetime | None]
+    # Whether the party's identity proofing was still valid when the session
+    # opened: without it, the session reads the party's own letters and
+    # proofs, and neither sends nor decides (domain.identity).
+    proofing_current: Mapped[bool] = mapped_column(Boolean, server_default=true())
 
 
 class Consent(Base):

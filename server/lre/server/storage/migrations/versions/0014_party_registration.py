@@ -1,5 +1,7 @@
 """A legal person's registration identifier, and who put a party's
 professional status in force: the creating gateway's word becomes a claim.
+Sessions say whether the party's proofing was current when they opened (one
+that expired still reads its own proofs, R53-2 and R53-3).
 
 Parties a gateway declared professional before keep that word as their
 claim and lose the status until an operator (or the party itself) confirms
@@ -49,6 +51,10 @@ def upgrade() -> None:
         sa.column("professional", sa.Boolean()),
         sa.column("professional_claimed", sa.Boolean()),
     )
+    with op.batch_alter_table("sessions") as batch_op:
+        batch_op.add_column(
+            sa.Column("proofing_current", sa.Boolean(), server_default=sa.true(), nullable=False)
+        )
     op.execute(
         parties.update().values(
             professional_claimed=parties.c.professional, professional=sa.false()
@@ -57,6 +63,11 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # Sessions opened on an expired proofing would send and decide under the
+    # schema before: they end here.
+    op.execute("UPDATE sessions SET revoke_time = expire_time WHERE NOT proofing_current")
+    with op.batch_alter_table("sessions") as batch_op:
+        batch_op.drop_column("proofing_current")
     # The claims become declarations again, as the schema before had them.
     op.execute("UPDATE parties SET professional = (professional OR professional_claimed)")
     with op.batch_alter_table("parties") as batch_op:
