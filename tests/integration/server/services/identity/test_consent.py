@@ -15,9 +15,9 @@ from lre.server.domain.errors import (
     InvalidArgument,
     NotFound,
 )
+from lre.server.domain.identity import ProfessionalBasis
 from lre.server.domain.letters import PartyKind
 from lre.server.domain.log import email_hmac
-from lre.server.domain.identity import ProfessionalBasis
 from lre.server.services.identity import IdentityService, NewParty, ProfessionalDecision
 from lre.server.storage import models
 from tests.support.parties import person
