@@ -32,7 +32,7 @@ OK, DENIED = grpc.StatusCode.OK, grpc.StatusCode.PERMISSION_DENIED
 UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
 # Whose data or credentials these act on: the party's own session, or staff for reads.
 OWN_ONLY = {"SetPassword", "EnrollTotp", "SendEmailCode"}
-OWN_OR_STAFF = {"GetParty", "ListIdentityRecords", "ListConsents"}
+OWN_OR_STAFF = {"GetParty", "ListIdentityRecords", "ListConsents", "ListPartyCorrections"}
 # Consent is the recipient's: its own session, or an operator recording it.
 # So is a professional status: an operator's decision, or the party's own statement.
 RECIPIENT_OR_OPERATOR = {
@@ -89,6 +89,14 @@ def _requests(target: str, other: str) -> dict[str, Message]:
             operator_id="op",
         ),
         "ListIdentityRecords": i.ListIdentityRecordsRequest(party=target),
+        "CorrectParty": i.CorrectPartyRequest(
+            party=target,
+            given_name="Camille",
+            family_name="A-corrected",
+            basis="id",
+            operator_id="op",
+        ),
+        "ListPartyCorrections": i.ListPartyCorrectionsRequest(party=target),
         "SetProfessionalStatus": i.SetProfessionalStatusRequest(
             party=target, professional=True, basis="Kbis", operator_id="op"
         ),
@@ -119,6 +127,8 @@ JUDGED = {
     "CompleteCertificateProofing": {grpc.StatusCode.FAILED_PRECONDITION},
     "ProofWithEidAssertion": {grpc.StatusCode.FAILED_PRECONDITION},
     "RecordDocumentCheck": {OK},
+    # Operators only; the first call corrects, the same names again are refused.
+    "CorrectParty": {OK, grpc.StatusCode.INVALID_ARGUMENT},
     "EnrollCredentials": {UNAUTHENTICATED},  # the wrong code
     "CreateSession": {UNAUTHENTICATED},  # the wrong password
     "RevokeSession": {UNAUTHENTICATED},  # no such session

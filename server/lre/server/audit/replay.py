@@ -33,6 +33,7 @@ E = models.LogEntry.__table__
 V = models.Evidence.__table__
 L = models.Letter.__table__
 P = models.LetterPart.__table__
+C = models.PartyCorrection.__table__
 
 SENDER, RECIPIENT = aliased(models.Party), aliased(models.Party)
 
@@ -87,10 +88,18 @@ def check(
         .order_by(E.c.letter_id, E.c.seq.is_(None), E.c.seq, E.c.create_time),
     )
     parts = stream(connection, select(P).order_by(P.c.letter_id, P.c.part_index))
+    # The names parties had before a correction (few: read at once): earlier
+    # evidence names them.
+    history: dict[Any, list[dict[str, Any]]] = {}
+    for party_id, before in connection.execute(select(C.c.party_id, C.c.before)):
+        if isinstance(before, dict):
+            history.setdefault(party_id, []).append(before)
     for letter_id, (rows, logged, letter_parts) in _merged(
         (letters, lambda r: r.id), (entries, lambda r: r.letter_id), (parts, lambda r: r.letter_id)
     ):
-        _Replay(report, seals, letter_id, rows[0] if rows else None, letter_parts).run(logged)
+        _Replay(report, seals, letter_id, rows[0] if rows else None, letter_parts, history).run(
+            logged
+        )
     # Evidence rows no entry points to: written behind the log.
     orphans = stream(
         connection,
@@ -152,11 +161,12 @@ class _Replay:
         letter_id: Any,
         row: Row[Any] | None,
         parts: list[Row[Any]],
+        history: dict[Any, list[dict[str, Any]]] | None = None,
     ) -> None:
         self.report = report
         self.id = letter_id
         self.row = row
-        self.evidence = EvidenceCheck(report, seals, letter_id, row, parts)
+        self.evidence = EvidenceCheck(report, seals, letter_id, row, parts, history)
         self.letter: Letter | None = None
         self.hold = False
         self.last_time: dt.datetime | None = None

@@ -35,6 +35,7 @@ from lre.server.services.custody import (
 from lre.server.services.custody.bundles import EvidenceBundles
 from lre.server.services.events import EventLog
 from lre.server.services.identity import EidBroker, IdentityPolicy, IdentityService
+from lre.server.services.identity.corrections import CorrectionService
 from lre.server.services.journal import SecurityJournal, SignerWatch
 from lre.server.services.notice_codes import NoticeCodes
 from lre.server.services.notification import NotificationPolicy, NotificationService
@@ -127,6 +128,7 @@ class Services:
     webhooks: WebhookService
     journal: SecurityJournal
     signer_watch: SignerWatch
+    corrections: CorrectionService
 
 
 def build_services(settings: ServerSettings, engine: Engine, signer: SignerClient) -> Services:
@@ -191,6 +193,7 @@ def build_services(settings: ServerSettings, engine: Engine, signer: SignerClien
         ),
         journal=journal,
         signer_watch=SignerWatch(journal, signer, socket.gethostname()),
+        corrections=CorrectionService(stores, signer.seal, settings.provider_name, utcnow),
     )
 
 
@@ -235,7 +238,7 @@ def service_bindings(services: Services) -> list[ServiceBinding]:
         ServiceBinding(
             IDENTITY,
             identity_pb2_grpc.add_IdentityServiceServicer_to_server,
-            IdentityServicer(services.identity),
+            IdentityServicer(services.identity, services.corrections),
         ),
         ServiceBinding(
             CUSTODY,

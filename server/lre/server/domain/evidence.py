@@ -94,6 +94,9 @@ class PartyDetails:
     party_id: str
     registration_id: str | None = None
     delegate: Delegate | None = None
+    # The party's latest name correction ("parties/{id}/corrections/{id}")
+    # and when: a proof made after it mentions it.
+    correction: tuple[str, dt.datetime] | None = None
 
 
 @dataclass(frozen=True)
@@ -260,6 +263,11 @@ def _party(party: PartyDetails, authentication: Authentication | None) -> dict[s
         details["registrationId"] = party.registration_id
     if party.delegate is not None:
         details["delegate"] = party.delegate.to_dict()
+    if party.correction is not None:
+        details["nameCorrection"] = {
+            "correction": party.correction[0],
+            "time": _utc(party.correction[1]),
+        }
     if authentication is not None:
         details["authentication"] = authentication.to_dict()
     return details

@@ -45,6 +45,12 @@ FIELDS: dict[LogKind, tuple[frozenset[str], frozenset[str]]] = {
         frozenset({"emailHmac", "partyKind", "basis"}),
         frozenset({"evidence", "operatorId", "operatorCertificate"}),
     ),
+    # A party's names corrected: the sealed correction (with the names, in
+    # party_corrections) bound by its digests.
+    K.PARTY_CORRECTED: (
+        frozenset({"correction", "documentSha256", "sealSha256", "operatorId"}),
+        frozenset({"operatorCertificate"}),
+    ),
     K.IDENTITY_PROOFED: (
         frozenset({"record", "method", "level", "recordSha256"}),
         frozenset(

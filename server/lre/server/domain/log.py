@@ -72,6 +72,7 @@ class LogKind(enum.Enum):
     CONSENT_WITHDRAWN = "consent_withdrawn"
     PROFESSIONAL_DECLARED = "professional_declared"
     PROFESSIONAL_ENDED = "professional_ended"
+    PARTY_CORRECTED = "party_corrected"
     IDENTITY_PROOFED = "identity_proofed"
     PROOFING_REFUSED = "proofing_refused"
     ENROLMENT_CODE_ISSUED = "enrolment_code_issued"

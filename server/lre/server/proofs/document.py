@@ -53,6 +53,8 @@ class Party:
     # for the party (EN 319 522-2 delegate details: "given family", role).
     registration_id: str | None = None
     delegate: tuple[str, str] | None = None
+    # The party's latest name correction before the evidence, and when.
+    correction: tuple[str, dt.datetime] | None = None
 
 
 @dataclass(frozen=True)
@@ -168,6 +170,14 @@ def _party(value: dict[str, Any]) -> Party:
         email=str(value["email"]),
         party_id=value.get("id"),
         registration_id=value.get("registrationId"),
+        correction=(
+            (
+                str(value["nameCorrection"]["correction"]),
+                _time(value["nameCorrection"]["time"]),
+            )
+            if "nameCorrection" in value
+            else None
+        ),
         delegate=(
             (
                 f"{value['delegate']['givenName']} {value['delegate']['familyName']}",

@@ -22,6 +22,7 @@ PARTS = table(models.LetterPart)
 CHUNKS = table(models.ContentChunk)
 PARTIES = table(models.Party)
 RECORDS = table(models.IdentityRecord)
+CORRECTIONS = table(models.PartyCorrection)
 
 
 def _part(row: Any) -> PartRecord:
@@ -148,17 +149,31 @@ class LetterRepository:
         name, e-mail address), and whether it is a professional. The name is
         the one the party's latest proofing matched, where it was proofed
         (evidence_name)."""
-        p, r = PARTIES.c, RECORDS.c
+        p, r, c = PARTIES.c, RECORDS.c, CORRECTIONS.c
         wanted = set(ids)
+        # Each party's latest name correction, if any: proofs name it, and a
+        # proofing before it matched the names it corrected.
+        corrected: dict[uuid.UUID, tuple[str, dt.datetime]] = {}
+        for fix in self._db.execute(
+            select(c.id, c.party_id, c.correct_time)
+            .where(c.party_id.in_(wanted))
+            .order_by(c.correct_time.desc())
+        ):
+            corrected.setdefault(
+                fix.party_id, (f"parties/{fix.party_id}/corrections/{fix.id}", fix.correct_time)
+            )
         matched: dict[uuid.UUID, dict[str, str]] = {}
         # Newest first: the first record seen for a party is its latest proofing.
         for record in self._db.execute(
-            select(r.party_id, r.details)
+            select(r.party_id, r.details, r.proof_time)
             .where(r.party_id.in_(wanted))
             .order_by(r.proof_time.desc())
         ):
             if record.party_id not in matched and isinstance(record.details, dict):
                 names = record.details.get("matched")
+                correction = corrected.get(record.party_id)
+                if correction is not None and record.proof_time < correction[1]:
+                    names = None  # it matched the names since corrected
                 if names:
                     matched[record.party_id] = names
         rows = self._db.execute(
@@ -183,7 +198,13 @@ class LetterRepository:
             )
             name = evidence_name(claimed, matched.get(row.id))
             found[row.id] = (
-                PartyDetails(name, row.email, str(row.id), row.registration_id),
+                PartyDetails(
+                    name,
+                    row.email,
+                    str(row.id),
+                    row.registration_id,
+                    correction=corrected.get(row.id),
+                ),
                 row.professional,
             )
         return found

@@ -26,6 +26,7 @@ from lre.server.storage.models.identity import (
     Credential,
     IdentityRecord,
     Party,
+    PartyCorrection,
     ProofingChallenge,
     UsedNonce,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "MailingRecipient",
     "OutboxMessage",
     "Party",
+    "PartyCorrection",
     "ProofingChallenge",
     "TreeHead",
     "TreeNode",

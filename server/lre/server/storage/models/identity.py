@@ -54,6 +54,24 @@ class Party(Base):
     request_hash: Mapped[str | None] = mapped_column(String(64))
 
 
+class PartyCorrection(Base):
+    """A correction of a party's names: before and after, who, on what basis,
+    and the sealed document that proves it (domain.corrections)."""
+
+    __tablename__ = "party_corrections"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    party_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("parties.id"), index=True)
+    correct_time: Mapped[dt.datetime]
+    before: Mapped[dict[str, Any]] = mapped_column(JSON)
+    after: Mapped[dict[str, Any]] = mapped_column(JSON)
+    basis: Mapped[str] = mapped_column(String(500))
+    operator_id: Mapped[str] = mapped_column(String(100))
+    operator_certificate: Mapped[str] = mapped_column(String(300))
+    document: Mapped[bytes] = mapped_column(LargeBinary)
+    seal: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class IdentityRecord(Base):
     """How, when and at which level a party's identity was proofed."""
 
