@@ -17,6 +17,7 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from lre.client.mailing import mailing_requests
 from lre.client.parties import EnrolmentCodes, register_party
 from lre.v1 import common_pb2, custody_pb2, custody_pb2_grpc, identity_pb2, identity_pb2_grpc
 from tests.support.clients import bearer
@@ -177,6 +178,23 @@ def test_a_company_by_its_siren_its_delegate_in_the_proof_and_no_exemption_on_a_
         )
         assert "NTRFR-552100554" in text and f"NTRFR-{LA_POSTE_SIRET}" in text
         assert "Hélène Martin (gérante)" in text
+
+        # A mailing names the delegate in each letter's proof of deposit too.
+        requests = list(
+            mailing_requests(
+                "m-1",
+                "AG 2027",
+                [(claimed.name, "lot 1")],
+                [("convocation.pdf", "application/pdf", b"%PDF-1.7 AG\n" * 50)],
+            )
+        )
+        requests[0].envelope.sender_delegate.CopyFrom(delegate)
+        mailing = custody.DepositMailing(iter(requests), metadata=bearer(sender_token), timeout=60)
+        (sent,) = mailing.recipients
+        (mailed,) = custody.ListEvidence(
+            custody_pb2.ListEvidenceRequest(parent=sent.letter), metadata=bearer(sender_token)
+        ).evidence
+        assert json.loads(mailed.document)["sender"]["delegate"]["familyName"] == "Martin"
 
         # A delegate without a name is refused before anything is read.
         with pytest.raises(grpc.RpcError) as nameless:
