@@ -19,6 +19,7 @@ import grpc
 import pytest
 from google.protobuf import symbol_database
 
+from lre.client.mailing import mailing_requests
 from lre.dev.tls import TlsFiles, create_dev_tls
 from lre.server.api.policy import POLICY
 from lre.signer.devsetup import DevPaths
@@ -30,7 +31,7 @@ from lre.v1 import (
     identity_pb2_grpc,
     notification_pb2,
 )
-from tests.support.clients import ROLES, deposit_letter, register_company
+from tests.support.clients import ROLES, bearer, deposit_letter, register_company
 from tests.support.processes import BIN, free_port, running, wait_for
 from tests.support.rpc import SERVING, channel, health_status
 from tests.support.server import ServerProcess, server_process
@@ -364,6 +365,17 @@ def test_operators_and_auditors_read_any_letter_s_evidence_and_each_read_is_jour
         letter = deposit_letter(
             custody_pb2_grpc.CustodyServiceStub(gateway), sender, recipient, "a"
         )
+        # A mailing's refusal is evidence too: staff read it by name, journaled.
+        mailing = custody_pb2_grpc.CustodyServiceStub(gateway).DepositMailing(
+            mailing_requests(
+                "audit-refusal",
+                "audit",
+                [(f"parties/{uuid.uuid4()}", "nobody")],
+                [("a.pdf", "application/pdf", b"%PDF-1.7 audit")],
+            ),
+            metadata=bearer(sender),
+        )
+        refusal = mailing.recipients[0].refusal.evidence.name
         for caller in ("sender-gateway", "recipient-portal"):
             with channel(server.address, tls, caller) as portal:
                 with pytest.raises(grpc.RpcError) as anonymous:
@@ -384,6 +396,9 @@ def test_operators_and_auditors_read_any_letter_s_evidence_and_each_read_is_jour
                 custody_pb2.GetEvidenceProofRequest(name=evidence.name)
             )
             assert proof.pdf.startswith(b"%PDF")
+            rejection = custody.GetEvidence(custody_pb2.GetEvidenceRequest(name=refusal))
+            assert rejection.event == common_pb2.EVIDENCE_EVENT_SUBMISSION_REJECTION
+            assert rejection.seal
             with pytest.raises(grpc.RpcError) as missing:
                 custody.ListEvidence(
                     custody_pb2.ListEvidenceRequest(parent=f"letters/{uuid.uuid4()}")
@@ -412,3 +427,11 @@ def test_operators_and_auditors_read_any_letter_s_evidence_and_each_read_is_jour
         for caller in ("auditor", "operator")
         for method in ("ListEvidence", "GetEvidence", "GetEvidenceProof")
     )
+    refusal_reads = [
+        (e["actor"], e["method"], e["evidence"])
+        for e in leaves
+        if e.get("kind") == "evidence_read" and e["subject"] == mailing.name
+    ]
+    assert sorted(refusal_reads) == [
+        (f"{caller}.lre.internal", "GetEvidence", refusal) for caller in ("auditor", "operator")
+    ]

@@ -9,6 +9,7 @@ import csv
 import datetime as dt
 import hashlib
 import io
+import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
@@ -131,10 +132,66 @@ def test_a_mailing_gives_each_recipient_a_letter_or_a_sealed_refusal(
             refusal = by_reference[lot].refusal
             assert refusal.reason_code == code
             assert refusal.evidence.event == REFUSED
-            document = verify_seal(refusal.evidence, signer_process, tmp_path)
+            # Named in the answer, not carried: fetched sealed by that name.
+            assert not refusal.evidence.document and not refusal.evidence.seal
+            name = refusal.evidence.name
+            evidence = custody.GetEvidence(
+                custody_pb2.GetEvidenceRequest(name=name), metadata=bearer(token)
+            )
+            assert evidence.name == name and evidence.event == REFUSED
+            document = verify_seal(evidence, signer_process, tmp_path)
             assert document["event"].endswith("SubmissionRejection")
             assert document["reasonCode"] == code
             assert document["sender"]["name"] == "Syndic Tilleuls SARL"
+            assert document["letterId"] == name.rsplit("/evidence/", 1)[0]
+        # Its signed PDF proof, checked by poppler: valid, signed whole, saying why.
+        lot_2 = by_reference["lot 2"].refusal.evidence.name
+        proof = custody.GetEvidenceProof(
+            custody_pb2.GetEvidenceProofRequest(name=lot_2), metadata=bearer(token)
+        )
+        pdf = tmp_path / "refusal.pdf"
+        pdf.write_bytes(proof.pdf)
+        checked = subprocess.run(["pdfsig", pdf], capture_output=True, text=True)
+        assert "Signature is Valid." in checked.stdout, checked.stdout + checked.stderr
+        assert "Total document signed" in checked.stdout, checked.stdout
+        text = subprocess.run(["pdftotext", pdf, "-"], capture_output=True, text=True).stdout
+        assert "consent_missing" in text, text
+        # Another sender, a malformed name, and the bundle a refusal does not have.
+        for fetch, expected in (
+            (
+                lambda: custody.GetEvidence(
+                    custody_pb2.GetEvidenceRequest(name=lot_2), metadata=bearer(other_token)
+                ),
+                grpc.StatusCode.NOT_FOUND,
+            ),
+            (
+                lambda: custody.GetEvidence(
+                    custody_pb2.GetEvidenceRequest(
+                        name=lot_2.replace("/recipients/1/", "/recipients/2/")
+                    ),
+                    metadata=bearer(token),
+                ),
+                grpc.StatusCode.NOT_FOUND,
+            ),
+            (
+                lambda: custody.GetEvidenceProof(
+                    custody_pb2.GetEvidenceProofRequest(name=lot_2.replace("/1/", "/x/")),
+                    metadata=bearer(token),
+                ),
+                grpc.StatusCode.INVALID_ARGUMENT,
+            ),
+            (
+                lambda: list(
+                    custody.GetEvidenceBundle(
+                        custody_pb2.GetEvidenceBundleRequest(name=lot_2), metadata=bearer(token)
+                    )
+                ),
+                grpc.StatusCode.FAILED_PRECONDITION,
+            ),
+        ):
+            with pytest.raises(grpc.RpcError) as refused:
+                fetch()
+            assert refused.value.code() == expected, refused.value.details()
         assert [p.digest.value for p in mailing.parts] == [hashlib.sha256(CONVOCATION).digest()]
 
         # Each letter: its own proof of deposit with the content's digest, its own charge.
@@ -244,10 +301,16 @@ def test_a_mailing_gives_each_recipient_a_letter_or_a_sealed_refusal(
         for bad, field in (
             ([], "envelope.recipients"),
             ([(professional, "x")] * 5001, "envelope.recipients"),
+            # The same party twice would get two letters, two notices, two charges.
+            (
+                [(professional, "x"), (consenting.name, "y"), (professional, "z")],
+                "envelope.recipients[2].recipient",
+            ),
         ):
             with pytest.raises(grpc.RpcError) as refused:
                 _mailing(custody, token, f"bad-{len(bad)}", bad)
             assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT, field
+            assert field in str(refused.value.details()), refused.value.details()
     assert b"convocation" not in process.log.read_bytes()
 
 

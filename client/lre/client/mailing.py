@@ -69,7 +69,17 @@ class MailingWalkthrough(Walkthrough):
             f" {mailing.refused_count} refused {dict(mailing.refusals)}"
         )
         for r in mailing.recipients:
-            outcome = r.letter or f"refused ({r.refusal.reason_code}, rejection sealed)"
+            outcome = r.letter
+            if not outcome:
+                # The sealed rejection, fetched by the name the answer gives.
+                sealed = self.sender_custody.GetEvidence(
+                    custody_pb2.GetEvidenceRequest(name=r.refusal.evidence.name),
+                    metadata=bearer(sender_token),
+                )
+                outcome = (
+                    f"refused ({r.refusal.reason_code}, rejection sealed:"
+                    f" {len(sealed.seal)}-byte seal, {sealed.name})"
+                )
             self.say(f"  {r.letter_reference}: {outcome}")
         first = mailing.recipients[0].letter
         letter = self.sender_custody.GetLetter(

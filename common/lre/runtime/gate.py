@@ -93,6 +93,9 @@ class RpcInterceptor(grpc.ServerInterceptor):
         self._watchdog = watchdog
         self._role_of = role_of
         self._lock = threading.Lock()
+        self._handlers: dict[
+            str, tuple[grpc.RpcMethodHandler[Any, Any], grpc.RpcMethodHandler[Any, Any]]
+        ] = {}
 
     def _metrics(self, method: str, handler: grpc.RpcMethodHandler[Any, Any]) -> MethodMetrics:
         found = self._methods.get(method)
@@ -178,11 +181,20 @@ class RpcInterceptor(grpc.ServerInterceptor):
         if handler is None:
             return None
         method: str = details.method
+        # gRPC asks for every call; what wraps a method's handler is built once
+        # (the registered handlers never change: only what a process
+        # registers reaches here, so the cache is as small as the API).
+        cached = self._handlers.get(method)
+        if cached is None or cached[0] is not handler:
+            cached = self._handlers[method] = (handler, self._gated(method, handler))
+        return cached[1]
+
+    def _gated(
+        self, method: str, handler: grpc.RpcMethodHandler[Any, Any]
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        """The handler every call of ``method`` runs: the gate around ``handler``."""
         metrics = self._metrics(method, handler)
         log_rpc = self._log_rpcs and not method.startswith(HEALTH_PREFIX)
-        metadata = dict(details.invocation_metadata or ())
-        rid = str(metadata.get(REQUEST_ID_KEY) or uuid.uuid4())
-        user = user_of(metadata)
         behaviour: Callable[..., Any] | None = (
             handler.unary_unary
             or handler.unary_stream
@@ -199,6 +211,9 @@ class RpcInterceptor(grpc.ServerInterceptor):
         @contextlib.contextmanager
         def opened(raw: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[Any]:
             call = Call()
+            metadata = dict(context.invocation_metadata() or ())
+            rid = str(metadata.get(REQUEST_ID_KEY) or uuid.uuid4())
+            user = user_of(metadata)
             with rpc_scope(method, rid, context, metrics, log_rpc, call):
                 if self._deny is not None and self._deny.denied(context):
                     self._denied(context, call, method)

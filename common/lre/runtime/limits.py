@@ -17,6 +17,8 @@ from typing import Protocol
 
 import grpc
 
+from lre.runtime.callers import certificate_names
+
 log = logging.getLogger("lre.rpc")
 
 
@@ -229,9 +231,9 @@ class Admission:
 def caller_of(context: grpc.ServicerContext) -> str:
     """Who a call comes from: the DNS names of its TLS client certificate, or
     without one the peer's address (port left out)."""
-    names = context.auth_context().get("x509_subject_alternative_name")
+    names = certificate_names(context)
     if names:
-        return ",".join(sorted(bytes(n).decode().lower() for n in names))
+        return ",".join(sorted(names))
     return context.peer().rsplit(":", 1)[0]
 
 

@@ -68,9 +68,9 @@ def letter_message(
     )
 
 
-def evidence_message(row: EvidenceRecord) -> custody_pb2.Evidence:
+def evidence_message(row: EvidenceRecord, name: str | None = None) -> custody_pb2.Evidence:
     return custody_pb2.Evidence(
-        name=f"letters/{row.letter_id}/evidence/{row.id}",
+        name=name or f"letters/{row.letter_id}/evidence/{row.id}",
         event=EVENTS[row.event],
         event_time=timestamp(row.event_time),
         document=row.document,
@@ -89,12 +89,11 @@ def _mailing_recipient(r: MailingRecipientRecord) -> custody_pb2.MailingRecipien
             custody_pb2.MailingRefusal(
                 reason_code=r.reason_code or "",
                 reason=r.reason or "",
+                # By name only: GetEvidence gives it sealed, GetEvidenceProof as a PDF.
                 evidence=custody_pb2.Evidence(
                     name=f"mailings/{r.mailing_id}/recipients/{r.position}/evidence/{r.evidence_id}",
                     event=common_pb2.EVIDENCE_EVENT_SUBMISSION_REJECTION,
                     event_time=timestamp(r.evidence_time),
-                    document=r.evidence_document or b"",
-                    seal=r.evidence_seal or b"",
                 ),
             )
         )

@@ -20,7 +20,7 @@ from lre.server.api.convert import (
     tree_head_message,
 )
 from lre.server.api.errors import domain_errors
-from lre.server.api.names import parse_evidence_name, parse_id
+from lre.server.api.names import parse_evidence_name, parse_id, parse_refusal_name
 from lre.server.domain import identity
 from lre.server.domain.errors import (
     AuthenticationFailed,
@@ -38,6 +38,7 @@ from lre.server.services.custody import (
     StaffReader,
 )
 from lre.server.services.custody.bundles import EvidenceBundles
+from lre.server.services.custody.refusals import MailingRefusals
 from lre.server.services.events import EventLog
 from lre.server.services.identity import IdentityService
 from lre.v1 import common_pb2, custody_pb2, custody_pb2_grpc
@@ -55,6 +56,7 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
         identities: IdentityService,
         events: EventLog,
         bundles: EvidenceBundles,
+        refusals: MailingRefusals,
     ) -> None:
         self._deposits = deposits
         self._decisions = decisions
@@ -63,6 +65,7 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
         self._identities = identities
         self._events = events
         self._bundles = bundles
+        self._refusals = refusals
 
     def DepositLetter(
         self,
@@ -325,6 +328,9 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
     ) -> custody_pb2.Evidence:
         with domain_errors(context):
             reader = self._evidence_reader(context, "GetEvidence")
+            if request.name.startswith("mailings/"):
+                refusal = parse_refusal_name(request.name, "name")
+                return evidence_message(self._refusals.evidence(reader, *refusal), request.name)
             letter_id, evidence_id = parse_evidence_name(request.name, "name")
             if isinstance(reader, StaffReader):
                 (row,) = self._queries.evidence_for_staff(reader, letter_id, evidence_id)
@@ -336,6 +342,10 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
     ) -> custody_pb2.EvidenceProof:
         with domain_errors(context):
             reader = self._evidence_reader(context, "GetEvidenceProof")
+            if request.name.startswith("mailings/"):
+                refusal = parse_refusal_name(request.name, "name")
+                pdf = self._refusals.proof(reader, *refusal)
+                return custody_pb2.EvidenceProof(name=request.name, pdf=pdf)
             letter_id, evidence_id = parse_evidence_name(request.name, "name")
             if isinstance(reader, StaffReader):
                 pdf = self._queries.evidence_proof_for_staff(reader, letter_id, evidence_id)
@@ -348,6 +358,11 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
     ) -> Iterator[custody_pb2.EvidenceBundleChunk]:
         with domain_errors(context):
             reader = self._evidence_reader(context, "GetEvidenceBundle")
+            if request.name.startswith("mailings/"):
+                raise FailedPrecondition(
+                    "a mailing's refusal is not in the letters' log, so it has no bundle: "
+                    "GetEvidence gives it sealed, GetEvidenceProof as a signed PDF"
+                )
             letter_id, evidence_id = parse_evidence_name(request.name, "name")
             # Built whole before the first chunk: an error is a status, never a cut ZIP.
             bundle = self._bundles.bundle(reader, letter_id, evidence_id)

@@ -27,3 +27,25 @@ def parse_evidence_name(name: str, field: str) -> tuple[uuid.UUID, uuid.UUID]:
         parse_id(f"letters/{parts[1]}", field, "letters"),
         parse_id(f"evidence/{parts[3]}", field, "evidence"),
     )
+
+
+def parse_refusal_name(name: str, field: str) -> tuple[uuid.UUID, int, uuid.UUID]:
+    """``mailings/{id}/recipients/{position}/evidence/{id}`` (a mailing's
+    refused recipient's sealed rejection) to its three parts, or
+    INVALID_ARGUMENT naming ``field``."""
+    parts = name.split("/")
+    shape = "must be mailings/{id}/recipients/{position}/evidence/{id}"
+    if (
+        len(parts) != 6
+        or parts[0] != "mailings"
+        or parts[2] != "recipients"
+        or parts[4] != "evidence"
+        or not (parts[3].isascii() and parts[3].isdigit())
+        or len(parts[3]) > 6
+    ):
+        raise InvalidArgument(field, shape)
+    return (
+        parse_id(f"mailings/{parts[1]}", field, "mailings"),
+        int(parts[3]),
+        parse_id(f"evidence/{parts[5]}", field, "evidence"),
+    )

@@ -178,14 +178,11 @@ class Authorization:
         self._tls = tls
         self._limiter = limiter
 
-    def _names(self, context: grpc.ServicerContext) -> list[str]:
-        return certificate_names(context)
-
     def roles(self, context: grpc.ServicerContext) -> frozenset[Role]:
         if not self._tls:
             return PLAINTEXT_ROLES
         return frozenset(
-            self._caller_roles[n] for n in self._names(context) if n in self._caller_roles
+            self._caller_roles[n] for n in certificate_names(context) if n in self._caller_roles
         )
 
     def role_label(self, context: grpc.ServicerContext) -> str:
@@ -195,7 +192,7 @@ class Authorization:
     def caller(self, context: grpc.ServicerContext) -> str:
         """Who is rate-limited: the certificate's name, or the peer's address."""
         if self._tls:
-            return ",".join(sorted(self._names(context)))
+            return ",".join(sorted(certificate_names(context)))
         return context.peer().rsplit(":", 1)[0]
 
     def __call__(self, method: str, context: grpc.ServicerContext) -> None:

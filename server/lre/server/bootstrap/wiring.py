@@ -33,6 +33,7 @@ from lre.server.services.custody import (
     MailingService,
 )
 from lre.server.services.custody.bundles import EvidenceBundles
+from lre.server.services.custody.refusals import MailingRefusals
 from lre.server.services.events import EventLog
 from lre.server.services.identity import EidBroker, IdentityPolicy, IdentityService
 from lre.server.services.identity.corrections import CorrectionService
@@ -122,6 +123,7 @@ class Services:
     mailings: MailingService
     queries: CustodyQueries
     bundles: EvidenceBundles
+    refusals: MailingRefusals
     evidence: EvidenceRecorder
     notifications: NotificationService
     events: EventLog
@@ -143,7 +145,8 @@ def build_services(settings: ServerSettings, engine: Engine, signer: SignerClien
         reminder_days=settings.reminders(),
         sender_min_level=settings.sender_level(),
     )
-    proofs = StoredProofs(stores, functools.partial(proof_pdf, signer=signer), utcnow)
+    render = functools.partial(proof_pdf, signer=signer)
+    proofs = StoredProofs(stores, render, utcnow)
     queries = CustodyQueries(stores, proofs, utcnow)
     spool_dir = settings.spool()
     directory, witnesses = settings.tree_head_targets()
@@ -167,6 +170,7 @@ def build_services(settings: ServerSettings, engine: Engine, signer: SignerClien
         mailings=MailingService(stores, signer, evidence, policy, utcnow, spool_dir),
         queries=queries,
         bundles=EvidenceBundles(queries, proofs, events, signer),
+        refusals=MailingRefusals(stores, render, utcnow),
         evidence=evidence,
         notifications=NotificationService(
             stores,
@@ -251,6 +255,7 @@ def service_bindings(services: Services) -> list[ServiceBinding]:
                 services.identity,
                 services.events,
                 services.bundles,
+                services.refusals,
             ),
         ),
         ServiceBinding(

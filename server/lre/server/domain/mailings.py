@@ -42,6 +42,21 @@ def party_id(name: str) -> uuid.UUID | None:
         return None
 
 
+def duplicates(names: list[str]) -> dict[int, int]:
+    """Each recipient named again: its position, and the position it repeats.
+    The same party twice would get two letters of one mailing (two notices,
+    two charges): the sender means one, so the mailing is refused whole."""
+    first: dict[object, int] = {}
+    again: dict[int, int] = {}
+    for position, name in enumerate(names):
+        key: object = party_id(name) or name.strip().lower()
+        if key in first:
+            again[position] = first[key]
+        else:
+            first[key] = position
+    return again
+
+
 def refusal(
     party: uuid.UUID | None, found: tuple[PartyDetails, bool] | None, consented: bool
 ) -> str | None:

@@ -86,6 +86,14 @@ class MailingRepository:
         )
         return [from_row(MailingRecipientRecord, row) for row in rows]
 
+    def recipient(self, mailing_id: uuid.UUID, position: int) -> MailingRecipientRecord | None:
+        row = self._db.execute(
+            select(RECIPIENTS).where(
+                RECIPIENTS.c.mailing_id == mailing_id, RECIPIENTS.c.position == position
+            )
+        ).one_or_none()
+        return None if row is None else from_row(MailingRecipientRecord, row)
+
     def letter_states(self, mailing_id: uuid.UUID) -> dict[LetterState, int]:
         counts = dict.fromkeys(LetterState, 0)
         for state, count in self._db.execute(

@@ -11,6 +11,7 @@ from lre.server.domain.mailings import (
     CONSENT_MISSING,
     INVALID_ADDRESS,
     PARTY_UNKNOWN,
+    duplicates,
     party_id,
     refusal,
 )
@@ -50,3 +51,16 @@ def test_refusal(
     expected: str | None,
 ) -> None:
     assert refusal(party, found, consented) == expected
+
+
+def test_a_recipient_named_twice_is_found_however_it_is_written() -> None:
+    party = uuid.uuid4()
+    names = [
+        f"parties/{party}",
+        "someone@example.org",
+        f"parties/{str(party).upper()}",
+        f"parties/{uuid.uuid4()}",
+        " Someone@Example.org",
+    ]
+    assert duplicates(names) == {2: 0, 4: 1}
+    assert duplicates([f"parties/{uuid.uuid4()}" for _ in range(3)]) == {}

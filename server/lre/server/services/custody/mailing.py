@@ -26,6 +26,7 @@ from lre.server.domain.mailings import (
     REASONS,
     MailingRecipientRecord,
     MailingRecord,
+    duplicates,
     party_id,
     refusal,
 )
@@ -46,6 +47,7 @@ from lre.server.services.custody.intake import (
     new_letter,
 )
 from lre.server.services.custody.policy import CustodyPolicy
+from lre.server.services.custody.refusals import REFUSALS
 from lre.server.services.custody.report import report_lines
 from lre.server.storage.store import Store, Stores
 
@@ -98,6 +100,11 @@ class MailingService:
         for i, (name, letter_reference) in enumerate(recipients):
             if len(name) > 200 or len(letter_reference) > 200:
                 raise InvalidArgument(f"envelope.recipients[{i}]", "at most 200 characters each")
+        for again, first in duplicates([name for name, _ in recipients]).items():
+            raise InvalidArgument(
+                f"envelope.recipients[{again}].recipient",
+                f"the same recipient as envelope.recipients[{first}]; name each recipient once",
+            )
         self._intake.check_sender(session, now)
         self._intake.check_size(parts)
         sender_id = uuid.UUID(session.party_id)
@@ -150,6 +157,9 @@ class MailingService:
                 spool.close()
         DEPOSITS.labels("accepted").inc(sum(1 for r in view.recipients if r.letter_id))
         DEPOSITS.labels("rejected").inc(sum(1 for r in view.recipients if not r.letter_id))
+        for r in view.recipients:
+            if r.reason_code:
+                REFUSALS.labels(r.reason_code).inc()
         return view
 
     @staticmethod
