@@ -13,7 +13,6 @@ import json
 import os
 import sqlite3
 import subprocess
-import time
 import zipfile
 from io import BytesIO
 from pathlib import Path
@@ -31,7 +30,7 @@ from tests.support.clients import (
     deposit_letter,
     wait_notified,
 )
-from tests.support.processes import BIN
+from tests.support.processes import BIN, wait_for
 from tests.support.server import libfaketime, server_process
 from tests.support.signer import SignerProcess
 
@@ -103,11 +102,16 @@ def test_a_sender_whose_proofing_expired_reads_its_year_old_proofs_and_downloads
         )
 
         clock.write_text(f"+{JUMP_DAYS}d\n")
-        time.sleep(1.5)  # FAKETIME_CACHE_DURATION
         later = dt.datetime.now(dt.UTC) + dt.timedelta(days=JUMP_DAYS)
-        assert identity.GetParty(
-            identity_pb2.GetPartyRequest(name=sender.name)
-        ).assurance_level == (identity_pb2.ASSURANCE_LEVEL_UNSPECIFIED)  # the proofing expired
+        # Until the server's threads read the moved clock (FAKETIME_CACHE_DURATION):
+        # then the sender's proofing has expired.
+        assert wait_for(
+            lambda: (
+                identity.GetParty(identity_pb2.GetPartyRequest(name=sender.name)).assurance_level
+                == identity_pb2.ASSURANCE_LEVEL_UNSPECIFIED
+            ),
+            timeout=20,
+        )
 
         opened = _session(identity, sender, later)
         assert not opened.proofing_current
