@@ -210,3 +210,98 @@ def test_a_misspelt_addressee_corrected_then_claims_with_its_eid_and_accepts(
     )
     assert checked_log.returncode == 0, checked_log.stdout + checked_log.stderr
     assert "PROBLEM" not in checked_log.stdout
+
+
+def test_a_sender_corrects_its_own_addressee_until_the_notice_goes(
+    signer_process: SignerProcess, tmp_path: Path
+) -> None:
+    database = f"sqlite:///{tmp_path / 'lre.db'}"
+    wanted = identity_pb2.CorrectPartyRequest(
+        given_name="Camille", family_name="Dupont", basis="typed Dupond; the lease says Dupont"
+    )
+    # No workers: the notice waits in the outbox.
+    with (
+        server_process(signer_process, tmp_path, database, run_workers="false") as quiet,
+        grpc.insecure_channel(quiet.address) as channel,
+    ):
+        identity = identity_pb2_grpc.IdentityServiceStub(channel)
+        custody = custody_pb2_grpc.CustodyServiceStub(channel)
+        sender = enroll_party(
+            identity,
+            "sender",
+            codes=quiet.enrolment_codes,
+            kind=identity_pb2.PARTY_KIND_LEGAL_PERSON,
+            company_name="Bailleur SARL",
+            email="gestion@bailleur.example",
+        )
+        stranger = enroll_party(
+            identity,
+            "stranger",
+            codes=quiet.enrolment_codes,
+            kind=identity_pb2.PARTY_KIND_LEGAL_PERSON,
+            company_name="Autre SAS",
+            email="autre@autre.example",
+        )
+        addressee = identity.CreateParty(
+            identity_pb2.CreatePartyRequest(
+                request_id="addressee",
+                party=identity_pb2.Party(
+                    kind=identity_pb2.PARTY_KIND_NATURAL_PERSON,
+                    given_name="Camille",
+                    family_name="Dupond",
+                    email=EMAIL,
+                ),
+            )
+        )
+        identity.GrantConsent(
+            identity_pb2.GrantConsentRequest(
+                request_id="paper", recipient=addressee.name, sender=sender.name, method="form"
+            )
+        )
+        sender_token = log_in(identity, sender)
+        letter = deposit_letter(custody, sender_token, addressee.name, "letter-1").name
+        wanted.party = addressee.name
+
+        # Another sender has not written to this addressee: not its to correct.
+        with pytest.raises(grpc.RpcError) as foreign:
+            identity.CorrectParty(wanted, metadata=bearer(log_in(identity, stranger)))
+        assert foreign.value.code() == grpc.StatusCode.NOT_FOUND
+        fixed = identity.CorrectParty(wanted, metadata=bearer(sender_token))
+        assert json.loads(fixed.document)["operatorId"] == sender.name
+
+    with (
+        server_process(signer_process, tmp_path, database, outbox_interval_s="0.2") as server,
+        grpc.insecure_channel(server.address) as channel,
+    ):
+        identity = identity_pb2_grpc.IdentityServiceStub(channel)
+        custody = custody_pb2_grpc.CustodyServiceStub(channel)
+        notice_in(server.maildir, EMAIL)
+        # Notified: now only an operator corrects it, on what the person presents.
+        wanted.family_name = "Dupontel"
+        with pytest.raises(grpc.RpcError) as late:
+            identity.CorrectParty(wanted, metadata=bearer(sender_token))
+        assert late.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        evidence = custody.ListEvidence(
+            custody_pb2.ListEvidenceRequest(parent=letter),
+            metadata=bearer(sender_token),  # the session opened before the restart
+        ).evidence
+        (notice,) = [
+            json.loads(e.document)["recipient"]
+            for e in evidence
+            if json.loads(e.document)["event"].endswith("/NotificationForAcceptance")
+        ]
+        assert notice["name"] == "Camille Dupont"
+        assert notice["nameCorrection"]["correction"] == fixed.name
+
+    checked = subprocess.run(
+        [str(BIN / "lre-server"), "verify-log"],
+        env={
+            **os.environ,
+            "LRE_SERVER_DATABASE_URL": database,
+            "LRE_SERVER_SEAL_TRUST_ANCHORS_FILE": str(signer_process.root_ca),
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr

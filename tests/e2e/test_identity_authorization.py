@@ -141,6 +141,11 @@ def expected(rpc: str, caller: str, relation: str) -> set[grpc.StatusCode]:
         return {DENIED}
     if rpc in OWN_OR_STAFF and role in (OPERATOR, AUDITOR):
         return {OK}
+    if rpc == "CorrectParty" and (relation != "none" or role is not OPERATOR):
+        # With a session, its party corrects only an addressee it alone wrote
+        # to (none here); without one, only an operator decides.
+        not_found = {grpc.StatusCode.NOT_FOUND}
+        return {"own": not_found, "other": not_found, "none": {UNAUTHENTICATED}}[relation]
     if rpc in RECIPIENT_OR_OPERATOR:
         judged = RECIPIENT_OR_OPERATOR[rpc]
         if role is OPERATOR:

@@ -129,13 +129,29 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         self, request: identity_pb2.CorrectPartyRequest, context: grpc.ServicerContext
     ) -> identity_pb2.PartyCorrection:
         with domain_errors(context):
+            caller = current_caller()
+            sender = None
+            operator_id = request.operator_id
+            # With a session, the session's party corrects its own addressee;
+            # without one, an operator decides.
+            session = optional_session(context, self._service)
+            if session is not None:
+                if not (session.strong and session.proofing_current):
+                    raise AuthenticationRequired(
+                        "a sender's strong session with a current proofing is required"
+                    )
+                sender = uuid.UUID(session.party_id)
+                operator_id = f"parties/{session.party_id}"
+            elif OPERATOR not in caller.roles:
+                raise AuthenticationRequired("the sender's session is required")
             return correction_message(
                 self._correcting().correct(
                     parse_id(request.party, "party", "parties"),
                     Names(request.given_name, request.family_name, request.company_name),
                     request.basis,
-                    request.operator_id,
-                    current_caller().name,
+                    operator_id,
+                    caller.name,
+                    sender,
                 )
             )
 

@@ -70,7 +70,8 @@ POLICY: dict[str, frozenset[Role]] = {
     _I + "ListIdentityRecords": PORTALS | {OPERATOR, AUDITOR},
     # An operator on documents, or the party's own session (checked by the servicer).
     _I + "SetProfessionalStatus": PORTALS | {OPERATOR},
-    _I + "CorrectParty": frozenset({OPERATOR}),
+    # Operators; a sender (its session) its own addressee before the notice.
+    _I + "CorrectParty": frozenset({OPERATOR, SENDER}),
     _I + "ListPartyCorrections": PORTALS | {OPERATOR, AUDITOR},
     _I + "EnrollCredentials": PORTALS,
     _I + "SetPassword": PORTALS,

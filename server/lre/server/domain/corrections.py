@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from lre.server.domain.errors import InvalidArgument
+from lre.server.domain.errors import FailedPrecondition, InvalidArgument, NotFound
 
 FORMAT = "lre-correction/1"
 NAME_FIELDS = ("given_name", "family_name", "company_name")
@@ -86,6 +86,24 @@ def corrected(natural_person: bool, current: Names, wanted: Names) -> Names:
     if names == current:
         raise InvalidArgument("family_name", "these are the party's names already")
     return names
+
+
+def check_sender_correction(
+    sender: uuid.UUID, senders: set[uuid.UUID], notified: bool, proofed: bool
+) -> None:
+    """A sender corrects its own addressee's names, as it typed them, only
+    while they are nobody else's word: it alone wrote to the party, nothing
+    was notified to it yet (the notice would name no one, but the person may
+    have claimed it), and nobody was proofed as that party. Otherwise the
+    person's identity is at stake and an operator decides on what the person
+    presents."""
+    if sender not in senders or senders != {sender}:
+        raise NotFound("no such addressee of this sender's")
+    if notified or proofed:
+        raise FailedPrecondition(
+            "the addressee was notified or proofed: an operator corrects it on "
+            "what the person presents"
+        )
 
 
 def check_basis(basis: str, operator_id: str) -> None:

@@ -137,6 +137,15 @@ class LetterRepository:
             )
         return digests
 
+    def addressed_to(self, party_id: uuid.UUID) -> tuple[set[uuid.UUID], bool]:
+        """Who sent letters to the party, and whether any of them was notified."""
+        rows = self._db.execute(
+            select(LETTERS.c.sender_id, LETTERS.c.notification_time).where(
+                LETTERS.c.recipient_id == party_id
+            )
+        ).all()
+        return {row.sender_id for row in rows}, any(row.notification_time for row in rows)
+
     def professionals(self, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, bool]:
         """Of the parties that exist, whether each is a professional."""
         rows = self._db.execute(

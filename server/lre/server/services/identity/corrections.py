@@ -38,15 +38,24 @@ class CorrectionService:
         basis: str,
         operator_id: str,
         operator_certificate: str,
+        sender: uuid.UUID | None = None,
     ) -> NameCorrection:
         """The party's names corrected to ``wanted``, on ``basis`` (what the
         operator decided on), sealed and journaled; proofs made after it name
-        the new spelling and this correction."""
+        the new spelling and this correction. ``sender``: a sender correcting
+        its own addressee (``operator_id`` is then its party name), which it
+        may only while nobody else wrote to the party, nothing was notified
+        to it and it was never proofed (domain.corrections.check_senders)."""
         corrections.check_basis(basis, operator_id)
         with self._stores.begin() as store:
             party = store.parties.lock(party_id)
             if party is None:
                 raise NotFound("no such party")
+            if sender is not None:
+                senders, notified = store.letters.addressed_to(party_id)
+                corrections.check_sender_correction(
+                    sender, senders, notified, store.proofing.highest_ever(party_id) is not None
+                )
             current = Names(party.given_name, party.family_name, party.company_name)
             names = corrections.corrected(party.kind is PartyKind.NATURAL_PERSON, current, wanted)
             correction = NameCorrection(
