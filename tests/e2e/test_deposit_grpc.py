@@ -19,7 +19,14 @@ from sqlalchemy import create_engine, func, select, text
 from lre.client.parties import EnrolmentCodes, enroll_party, log_in, register_party
 from lre.server.storage import models
 from lre.v1 import common_pb2, custody_pb2, custody_pb2_grpc, identity_pb2, identity_pb2_grpc
-from tests.support.clients import ANNEX, CONTENT, deposit_letter, register_company, wait_notified
+from tests.support.clients import (
+    ANNEX,
+    CONTENT,
+    confirm_professional,
+    deposit_letter,
+    register_company,
+    wait_notified,
+)
 from tests.support.pki import verify_seal
 from tests.support.processes import wait_for
 from tests.support.server import ServerProcess, libfaketime, server_process
@@ -341,6 +348,7 @@ def test_a_letter_nobody_answers_expires_on_its_own(
             email="courrier@dest.example",
         )
         recipient = enrolled.name
+        confirm_professional(identity, recipient)
         as_sender = (("authorization", f"Bearer {sender}"),)
         letter = deposit_letter(custody, sender, recipient, "x-1")
         wait_notified(custody, [letter], as_sender)

@@ -22,7 +22,7 @@ from lre.client.parties import register_party
 from lre.dev.tls import TlsFiles, create_dev_tls
 from lre.runtime import bundle_layout as layout
 from lre.v1 import common_pb2, custody_pb2, custody_pb2_grpc, identity_pb2, identity_pb2_grpc
-from tests.support.clients import bearer, deposit_letter, wait_notified
+from tests.support.clients import bearer, confirm_professional, deposit_letter, wait_notified
 from tests.support.processes import BIN, wait_for
 from tests.support.rpc import channel
 from tests.support.server import ServerProcess, server_process
@@ -141,6 +141,7 @@ def test_bundles_for_sender_recipient_and_auditor_verify_offline(
             company_name="Tiers SA",
             email="tiers@example.org",
         )
+        confirm_professional(staff, recipient)
         as_sender, as_recipient = bearer(sender_token), bearer(recipient_token)
         sending = custody_pb2_grpc.CustodyServiceStub(gateway)
         receiving = custody_pb2_grpc.CustodyServiceStub(portal)

@@ -32,9 +32,14 @@ OK, DENIED = grpc.StatusCode.OK, grpc.StatusCode.PERMISSION_DENIED
 UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
 # Whose data or credentials these act on: the party's own session, or staff for reads.
 OWN_ONLY = {"SetPassword", "EnrollTotp", "SendEmailCode"}
-OWN_OR_STAFF = {"GetParty", "ListIdentityRecords", "ListConsents"}
+OWN_OR_STAFF = {"GetParty", "ListIdentityRecords", "ListConsents", "ListPartyCorrections"}
 # Consent is the recipient's: its own session, or an operator recording it.
-RECIPIENT_OR_OPERATOR = {"GrantConsent": {OK}, "WithdrawConsent": {grpc.StatusCode.NOT_FOUND}}
+# So is a professional status: an operator's decision, or the party's own statement.
+RECIPIENT_OR_OPERATOR = {
+    "GrantConsent": {OK},
+    "WithdrawConsent": {grpc.StatusCode.NOT_FOUND},
+    "SetProfessionalStatus": {OK},
+}
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +89,17 @@ def _requests(target: str, other: str) -> dict[str, Message]:
             operator_id="op",
         ),
         "ListIdentityRecords": i.ListIdentityRecordsRequest(party=target),
+        "CorrectParty": i.CorrectPartyRequest(
+            party=target,
+            given_name="Camille",
+            family_name="A-corrected",
+            basis="id",
+            operator_id="op",
+        ),
+        "ListPartyCorrections": i.ListPartyCorrectionsRequest(party=target),
+        "SetProfessionalStatus": i.SetProfessionalStatusRequest(
+            party=target, professional=True, basis="Kbis", operator_id="op"
+        ),
         "EnrollCredentials": i.EnrollCredentialsRequest(
             party=target, enrolment_code="WRONG-CODE-0000", password=PASSWORD
         ),
@@ -111,6 +127,8 @@ JUDGED = {
     "CompleteCertificateProofing": {grpc.StatusCode.FAILED_PRECONDITION},
     "ProofWithEidAssertion": {grpc.StatusCode.FAILED_PRECONDITION},
     "RecordDocumentCheck": {OK},
+    # Operators only; the first call corrects, the same names again are refused.
+    "CorrectParty": {OK, grpc.StatusCode.INVALID_ARGUMENT},
     "EnrollCredentials": {UNAUTHENTICATED},  # the wrong code
     "CreateSession": {UNAUTHENTICATED},  # the wrong password
     "RevokeSession": {UNAUTHENTICATED},  # no such session
@@ -123,6 +141,11 @@ def expected(rpc: str, caller: str, relation: str) -> set[grpc.StatusCode]:
         return {DENIED}
     if rpc in OWN_OR_STAFF and role in (OPERATOR, AUDITOR):
         return {OK}
+    if rpc == "CorrectParty" and (relation != "none" or role is not OPERATOR):
+        # With a session, its party corrects only an addressee it alone wrote
+        # to (none here); without one, only an operator decides.
+        not_found = {grpc.StatusCode.NOT_FOUND}
+        return {"own": not_found, "other": not_found, "none": {UNAUTHENTICATED}}[relation]
     if rpc in RECIPIENT_OR_OPERATOR:
         judged = RECIPIENT_OR_OPERATOR[rpc]
         if role is OPERATOR:

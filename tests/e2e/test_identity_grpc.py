@@ -25,7 +25,7 @@ from lre.client.parties import EnrolmentCodes
 from lre.server.adapters.at_rest import SecretsKeys
 from lre.server.storage import db
 from lre.v1 import common_pb2, custody_pb2_grpc, identity_pb2, identity_pb2_grpc
-from tests.support.clients import create_party, deposit_letter, expires_in
+from tests.support.clients import confirm_professional, create_party, deposit_letter, expires_in
 from tests.support.parties import outbox_enrolment_code
 from tests.support.processes import BIN, free_port, running, wait_for
 from tests.support.proofing import AUDIENCE, BROKER, CA, ISSUER, person_subject
@@ -350,6 +350,7 @@ def test_each_proofing_method_yields_a_session_custody_accepts_but_low(
             ),
         )
     )
+    confirm_professional(stub, recipient.name)
     custody = custody_pb2_grpc.CustodyServiceStub(channel)
     for party in (by_certificate, by_document):
         token = _enroll_and_login(stub, codes, party.name).token

@@ -34,8 +34,9 @@ def register_company(
     email: str,
     operator: identity_pb2_grpc.IdentityServiceStub | None = None,
 ) -> tuple[str, str]:
-    """A professional (no consent needed), proofed and logged in: (party name, token)."""
-    return register_party(
+    """A professional (no consent needed: an operator recorded the decision),
+    proofed and logged in: (party name, token)."""
+    party, token = register_party(
         identity,
         label,
         operator,
@@ -45,6 +46,20 @@ def register_company(
         company_name=name,
         email=email,
     )
+    confirm_professional(operator or identity, party)
+    return party, token
+
+
+def confirm_professional(operator: identity_pb2_grpc.IdentityServiceStub, party: str) -> None:
+    """An operator's decision, on documents, that ``party`` receives as a
+    professional (a gateway's word at creation is only a claim)."""
+    decided = operator.SetProfessionalStatus(
+        identity_pb2.SetProfessionalStatusRequest(
+            party=party, professional=True, basis="Kbis extract", operator_id="desk"
+        ),
+        timeout=10,
+    )
+    assert decided.professional
 
 
 def create_party(

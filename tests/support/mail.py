@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import email
 import email.header
+import mailbox
+import re
+import time
 from collections.abc import Callable
 from email.message import Message
+from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope
+
+from lre.client.maildir import plain_text
 
 
 class Inbox:
@@ -71,3 +77,18 @@ def text_of(message: Message) -> str:
 
 def subject_of(message: Message) -> str:
     return str(email.header.make_header(email.header.decode_header(message["Subject"])))
+
+
+def notice_in(maildir: Path, to: str, timeout_s: float = 30) -> tuple[str, str]:
+    """Reference and verification code of the notice to ``to``, as the
+    addressee reads them in its mailbox (a Maildir the outbox delivers to)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if (maildir / "new").exists():
+            for message in mailbox.Maildir(maildir, create=False):
+                text = plain_text(email.message_from_bytes(message.as_bytes()))
+                found = re.search(r"Reference: (\S+)\s+Verification code: (\S+)", text)
+                if message["To"] == to and found:
+                    return found.group(1), found.group(2)
+        time.sleep(0.2)
+    raise AssertionError(f"no notice to {to} in {maildir}")

@@ -12,7 +12,7 @@ from lre.server.adapters.mail import SmtpTransport
 from lre.server.adapters.object_store import ObjectStore
 from lre.server.adapters.signer import ContentKeys, SignerClient
 from lre.server.domain import identity
-from lre.server.domain.identity import AssuranceLevel, FactorCategory
+from lre.server.domain.identity import AssuranceLevel, FactorCategory, ProfessionalBasis
 from lre.server.domain.letters import EvidenceEvent, PartyKind
 from lre.server.domain.records import LetterRecord
 from lre.server.proofs import proof_pdf
@@ -29,7 +29,12 @@ from lre.server.services.custody.content_store import (
     DatabaseContent,
     ObjectContent,
 )
-from lre.server.services.identity import IdentityPolicy, IdentityService, NewParty
+from lre.server.services.identity import (
+    IdentityPolicy,
+    IdentityService,
+    NewParty,
+    ProfessionalDecision,
+)
 from lre.server.services.notification import NotificationPolicy, NotificationService
 from lre.server.services.proofs import StoredProofs
 from lre.server.storage import db, models
@@ -115,6 +120,13 @@ class World:
                 company_name="Dest SA",
             ),
         )
+        # Both companies are professionals on an operator's recorded decision
+        # (a journal entry each), which spares the sender the recipient's consent.
+        for party in (sender, self.recipient):
+            self.identity.parties.set_professional(
+                party.id,
+                ProfessionalDecision(True, ProfessionalBasis.OPERATOR, "Kbis extract", "desk"),
+            )
         self.session = identity.Session(
             party_id=str(sender.id),
             level=AssuranceLevel.HIGH,

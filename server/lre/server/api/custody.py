@@ -28,6 +28,7 @@ from lre.server.domain.errors import (
     InvalidArgument,
     NotFound,
 )
+from lre.server.domain.evidence import Delegate
 from lre.server.services.custody import (
     CustodyQueries,
     DecisionService,
@@ -80,6 +81,7 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
                 parse_id(envelope.recipient, "envelope.recipient", "parties"),
                 [DeclaredPart(p.filename, p.media_type, p.size_bytes) for p in envelope.parts],
                 chunks,
+                _delegate(envelope),
             )
             return letter_message(letter, parts, uuid.UUID(session.party_id))
 
@@ -98,6 +100,7 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
                 [(r.recipient, r.letter_reference) for r in envelope.recipients],
                 [DeclaredPart(p.filename, p.media_type, p.size_bytes) for p in envelope.parts],
                 chunks,
+                _delegate(envelope),
             )
             return mailing_message(view, with_recipients=True)
 
@@ -374,6 +377,16 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
             bundle = self._bundles.bundle(reader, letter_id, evidence_id)
             for offset in range(0, len(bundle), WIRE_CHUNK):
                 yield custody_pb2.EvidenceBundleChunk(data=bundle[offset : offset + WIRE_CHUNK])
+
+
+def _delegate(envelope: Any) -> Delegate | None:
+    """Who acted for the sender, as the envelope (a letter's or a mailing's) names them."""
+    if not envelope.HasField("sender_delegate"):
+        return None
+    stated = envelope.sender_delegate
+    return Delegate.stated(
+        stated.given_name, stated.family_name, stated.role, "envelope.sender_delegate"
+    )
 
 
 def _envelope_then_chunks(messages: Iterator[Any]) -> tuple[Any, Iterator[tuple[int, bytes]]]:

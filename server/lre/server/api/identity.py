@@ -10,76 +10,26 @@ import grpc
 from lre.server.api.auth import optional_session
 from lre.server.api.convert import timestamp
 from lre.server.api.errors import domain_errors
+from lre.server.api.identity_convert import (
+    KINDS,
+    LEVELS,
+    consent_message,
+    correction_message,
+    party_message,
+    record_message,
+)
 from lre.server.api.names import parse_id
 from lre.server.api.policy import OPERATOR, current_caller, source_of
-from lre.server.domain.errors import AuthenticationRequired, InvalidArgument
+from lre.server.domain.corrections import Names
+from lre.server.domain.errors import AuthenticationRequired, FailedPrecondition, InvalidArgument
 from lre.server.domain.identity import (
-    AssuranceLevel,
-    Consent,
-    IdentityRecord,
-    Party,
-    ProofingMethod,
+    professional_status,
     require_own,
     require_recipient_or_operator,
 )
-from lre.server.domain.letters import PartyKind
-from lre.server.services.identity import IdentityService, NewParty
+from lre.server.services.identity import IdentityService, NewParty, ProfessionalDecision
+from lre.server.services.identity.corrections import CorrectionService
 from lre.v1 import identity_pb2, identity_pb2_grpc
-
-_KINDS = {
-    identity_pb2.PARTY_KIND_NATURAL_PERSON: PartyKind.NATURAL_PERSON,
-    identity_pb2.PARTY_KIND_LEGAL_PERSON: PartyKind.LEGAL_PERSON,
-}
-_LEVELS = {
-    AssuranceLevel.LOW: identity_pb2.ASSURANCE_LEVEL_LOW,
-    AssuranceLevel.SUBSTANTIAL: identity_pb2.ASSURANCE_LEVEL_SUBSTANTIAL,
-    AssuranceLevel.HIGH: identity_pb2.ASSURANCE_LEVEL_HIGH,
-}
-_METHODS = {
-    ProofingMethod.CERTIFICATE: identity_pb2.PROOFING_METHOD_CERTIFICATE,
-    ProofingMethod.EID_ASSERTION: identity_pb2.PROOFING_METHOD_EID_ASSERTION,
-    ProofingMethod.DOCUMENT_CHECK: identity_pb2.PROOFING_METHOD_DOCUMENT_CHECK,
-}
-
-
-def _party(party: Party, level: AssuranceLevel | None) -> identity_pb2.Party:
-    address = party.postal_address or {}
-    return identity_pb2.Party(
-        name=f"parties/{party.id}",
-        kind=identity_pb2.PARTY_KIND_NATURAL_PERSON
-        if party.kind is PartyKind.NATURAL_PERSON
-        else identity_pb2.PARTY_KIND_LEGAL_PERSON,
-        professional=party.professional,
-        given_name=party.given_name or "",
-        family_name=party.family_name or "",
-        company_name=party.company_name or "",
-        email=party.email,
-        postal_address=address or None,
-        assurance_level=_LEVELS[level] if level else identity_pb2.ASSURANCE_LEVEL_UNSPECIFIED,
-        create_time=timestamp(party.create_time),
-    )
-
-
-def _record(record: IdentityRecord) -> identity_pb2.IdentityRecord:
-    return identity_pb2.IdentityRecord(
-        name=f"parties/{record.party_id}/identityRecords/{record.id}",
-        method=_METHODS[record.method],
-        level=_LEVELS[record.level],
-        proof_time=timestamp(record.proof_time),
-        expire_time=timestamp(record.expire_time),
-        evidence_summary=record.evidence_summary,
-    )
-
-
-def _consent(consent: Consent) -> identity_pb2.Consent:
-    return identity_pb2.Consent(
-        name=f"parties/{consent.recipient_id}/consents/{consent.id}",
-        recipient=f"parties/{consent.recipient_id}",
-        sender=f"parties/{consent.sender_id}",
-        grant_time=timestamp(consent.grant_time),
-        method=consent.method,
-        withdraw_time=timestamp(consent.withdraw_time),
-    )
 
 
 def _consent_id(name: str) -> tuple[str, str]:
@@ -90,8 +40,16 @@ def _consent_id(name: str) -> tuple[str, str]:
 
 
 class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
-    def __init__(self, service: IdentityService) -> None:
+    def __init__(
+        self, service: IdentityService, corrections: CorrectionService | None = None
+    ) -> None:
         self._service = service
+        self._corrections = corrections
+
+    def _correcting(self) -> CorrectionService:
+        if self._corrections is None:
+            raise FailedPrecondition("corrections need the signer, which this server lacks")
+        return self._corrections
 
     def _own(self, context: grpc.ServicerContext, party_id: uuid.UUID) -> None:
         """Only the party's own session acts on its credentials."""
@@ -107,7 +65,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     ) -> identity_pb2.Party:
         with domain_errors(context):
             party = request.party
-            kind = _KINDS.get(party.kind)
+            kind = KINDS.get(party.kind)
             if kind is None:
                 raise InvalidArgument(
                     "party.kind", "must be PARTY_KIND_NATURAL_PERSON or PARTY_KIND_LEGAL_PERSON"
@@ -131,9 +89,10 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
                     }
                     if party.HasField("postal_address")
                     else None,
+                    registration_id=party.registration_id,
                 ),
             )
-            return _party(created, self._service.parties.level(created.id))
+            return party_message(created, self._service.parties.level(created.id))
 
     def GetParty(
         self, request: identity_pb2.GetPartyRequest, context: grpc.ServicerContext
@@ -141,8 +100,69 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         with domain_errors(context):
             party_id = parse_id(request.name, "name", "parties")
             self._readable(context, party_id)
-            return _party(
+            return party_message(
                 self._service.parties.get(party_id), self._service.parties.level(party_id)
+            )
+
+    def SetProfessionalStatus(
+        self, request: identity_pb2.SetProfessionalStatusRequest, context: grpc.ServicerContext
+    ) -> identity_pb2.Party:
+        with domain_errors(context):
+            party_id = parse_id(request.party, "party", "parties")
+            caller = current_caller()
+            operator = OPERATOR in caller.roles
+            session = None if operator else optional_session(context, self._service)
+            basis = professional_status(session, str(party_id), operator)
+            changed = self._service.parties.set_professional(
+                party_id,
+                ProfessionalDecision(
+                    professional=request.professional,
+                    basis=basis,
+                    evidence=request.basis,
+                    operator_id=request.operator_id if operator else "",
+                    operator_certificate=caller.name if operator else "",
+                ),
+            )
+            return party_message(changed, self._service.parties.level(party_id))
+
+    def CorrectParty(
+        self, request: identity_pb2.CorrectPartyRequest, context: grpc.ServicerContext
+    ) -> identity_pb2.PartyCorrection:
+        with domain_errors(context):
+            caller = current_caller()
+            sender = None
+            operator_id = request.operator_id
+            # With a session, the session's party corrects its own addressee;
+            # without one, an operator decides.
+            session = optional_session(context, self._service)
+            if session is not None:
+                if not (session.strong and session.proofing_current):
+                    raise AuthenticationRequired(
+                        "a sender's strong session with a current proofing is required"
+                    )
+                sender = uuid.UUID(session.party_id)
+                operator_id = f"parties/{session.party_id}"
+            elif OPERATOR not in caller.roles:
+                raise AuthenticationRequired("the sender's session is required")
+            return correction_message(
+                self._correcting().correct(
+                    parse_id(request.party, "party", "parties"),
+                    Names(request.given_name, request.family_name, request.company_name),
+                    request.basis,
+                    operator_id,
+                    caller.name,
+                    sender,
+                )
+            )
+
+    def ListPartyCorrections(
+        self, request: identity_pb2.ListPartyCorrectionsRequest, context: grpc.ServicerContext
+    ) -> identity_pb2.ListPartyCorrectionsResponse:
+        with domain_errors(context):
+            party_id = parse_id(request.party, "party", "parties")
+            self._readable(context, party_id)
+            return identity_pb2.ListPartyCorrectionsResponse(
+                corrections=[correction_message(c) for c in self._correcting().list(party_id)]
             )
 
     def RecordDocumentCheck(
@@ -160,7 +180,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
                 current_caller().name,
                 request.person_present,
             )
-            return _record(record)
+            return record_message(record)
 
     def BeginCertificateProofing(
         self, request: identity_pb2.BeginCertificateProofingRequest, context: grpc.ServicerContext
@@ -188,7 +208,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
                 request.signature,
                 list(request.revocation_data),
             )
-            return _record(record)
+            return record_message(record)
 
     def ProofWithEidAssertion(
         self, request: identity_pb2.ProofWithEidAssertionRequest, context: grpc.ServicerContext
@@ -197,7 +217,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             record = self._service.proofing.with_eid_assertion(
                 parse_id(request.party, "party", "parties"), request.id_token, request.nonce
             )
-            return _record(record)
+            return record_message(record)
 
     def ListIdentityRecords(
         self, request: identity_pb2.ListIdentityRecordsRequest, context: grpc.ServicerContext
@@ -209,7 +229,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
                 party_id, request.page_size, request.page_token
             )
             return identity_pb2.ListIdentityRecordsResponse(
-                identity_records=[_record(r) for r in records], next_page_token=token
+                identity_records=[record_message(r) for r in records], next_page_token=token
             )
 
     def SetPassword(
@@ -267,8 +287,9 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             return identity_pb2.Session(
                 token=issued.token,
                 party=f"parties/{issued.session.party_id}",
-                level=_LEVELS[issued.session.level],
+                level=LEVELS[issued.session.level],
                 expire_time=timestamp(issued.session.expires_at),
+                proofing_current=issued.session.proofing_current,
             )
 
     def SendEmailCode(
@@ -317,7 +338,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
                 parse_id(request.sender, "sender", "parties"),
                 request.method,
             )
-            return _consent(consent)
+            return consent_message(consent)
 
     def WithdrawConsent(
         self, request: identity_pb2.WithdrawConsentRequest, context: grpc.ServicerContext
@@ -326,7 +347,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             party, consent_id = _consent_id(request.name)
             recipient_id = parse_id(f"parties/{party}", "name", "parties")
             self._recipient_or_operator(context, recipient_id)
-            return _consent(
+            return consent_message(
                 self._service.consents.withdraw(
                     recipient_id, parse_id(f"consents/{consent_id}", "name", "consents")
                 )
@@ -344,5 +365,5 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
                 request.page_token,
             )
             return identity_pb2.ListConsentsResponse(
-                consents=[_consent(c) for c in consents], next_page_token=token
+                consents=[consent_message(c) for c in consents], next_page_token=token
             )

@@ -44,7 +44,8 @@ POLICY: dict[str, frozenset[Role]] = {
     _C + "ListLetters": PORTALS,
     _C + "AcceptLetter": frozenset({RECIPIENT}),
     _C + "RefuseLetter": frozenset({RECIPIENT}),
-    _C + "DownloadLetterContent": frozenset({RECIPIENT}),
+    # The recipient's after acceptance; the sender's copy of what it deposited.
+    _C + "DownloadLetterContent": PORTALS,
     # Operators and auditors read any letter's evidence, journaled (CustodyQueries).
     _C + "ListEvidence": PORTALS | {OPERATOR, AUDITOR},
     _C + "GetEvidence": PORTALS | {OPERATOR, AUDITOR},
@@ -67,6 +68,11 @@ POLICY: dict[str, frozenset[Role]] = {
     _I + "ProofWithEidAssertion": PORTALS,
     _I + "RecordDocumentCheck": frozenset({OPERATOR}),
     _I + "ListIdentityRecords": PORTALS | {OPERATOR, AUDITOR},
+    # An operator on documents, or the party's own session (checked by the servicer).
+    _I + "SetProfessionalStatus": PORTALS | {OPERATOR},
+    # Operators; a sender (its session) its own addressee before the notice.
+    _I + "CorrectParty": frozenset({OPERATOR, SENDER}),
+    _I + "ListPartyCorrections": PORTALS | {OPERATOR, AUDITOR},
     _I + "EnrollCredentials": PORTALS,
     _I + "SetPassword": PORTALS,
     _I + "EnrollTotp": PORTALS,

@@ -29,12 +29,15 @@ class EvidenceCheck:
         letter_id: Any,
         row: Row[Any] | None,
         parts: list[Row[Any]],
+        history: dict[Any, list[dict[str, Any]]] | None = None,
     ) -> None:
+        """``history``: per party id, the names it had before each correction."""
         self.report = report
         self.seals = seals
         self.id = letter_id
         self.row = row
         self.parts = parts
+        self.history = history or {}
 
     def add(self, where: str, what: str) -> None:
         self.report.add(f"{where}: {what}")
@@ -102,10 +105,19 @@ class EvidenceCheck:
             if v2:  # the parties' names, and how they authenticated (not in any row)
                 expected["sender"]["id"] = f"parties/{row.sender_id}"
                 expected["recipient"]["id"] = f"parties/{row.recipient_id}"
-                for side in ("sender", "recipient"):
+                for side, registered in (
+                    ("sender", row.s_registration),
+                    ("recipient", row.r_registration),
+                ):
+                    if registered is not None:
+                        expected[side]["registrationId"] = registered
                     found = document.get(side)
-                    if isinstance(found, dict) and "authentication" in found:
-                        document = {**document, side: _without(found, "authentication")}
+                    # Who authenticated, who acted for the party and the
+                    # correction it mentions are in no row of the letter's.
+                    for stated in ("authentication", "delegate", "nameCorrection"):
+                        if isinstance(found, dict) and stated in found:
+                            found = _without(found, stated)
+                            document = {**document, side: found}
         if record.event is not EvidenceEvent.SUBMISSION_REJECTION:
             expected["contentDigests"] = [
                 {
@@ -120,16 +132,29 @@ class EvidenceCheck:
         if row is not None:
             # Evidence names the proofed spelling; the row, the registered one:
             # the domain's one rule says whether they are the same name.
-            for side, kind, given, family, company in (
-                ("sender", row.s_kind, row.s_given, row.s_family, row.s_company),
-                ("recipient", row.r_kind, row.r_given, row.r_family, row.r_company),
+            # The party's names now, or those it had before a correction.
+            for side, party, kind, given, family, company in (
+                ("sender", row.sender_id, row.s_kind, row.s_given, row.s_family, row.s_company),
+                (
+                    "recipient",
+                    row.recipient_id,
+                    row.r_kind,
+                    row.r_given,
+                    row.r_family,
+                    row.r_company,
+                ),
             ):
                 found = document.get(side)
                 written = found.get("name") if isinstance(found, dict) else None
-                if isinstance(written, str) and (
-                    same_name(written, company)
+                names = [(given, family, company)] + [
+                    (b.get("givenName"), b.get("familyName"), b.get("companyName"))
+                    for b in self.history.get(party, [])
+                ]
+                if isinstance(written, str) and any(
+                    same_name(written, c)
                     if kind is PartyKind.LEGAL_PERSON
-                    else same_full_name(written, given, family)
+                    else same_full_name(written, g, f)
+                    for g, f, c in names
                 ):
                     expected[side] = {**expected[side], "name": written}
         wrong = sorted(k for k, v in expected.items() if document.get(k) != v)

@@ -13,6 +13,11 @@ Each proofing decision journaled must still be its ``identity_records`` row
 (the SHA-256 of the record, ``recordSha256``); identity records proofed since
 the journal began that no entry names are counted (inserted behind the
 journal; records older than the first journaled proofing predate the journal).
+Likewise each name correction journaled must still be its ``party_corrections``
+row (the digests of its sealed document and seal, and the names that document
+states), and a correction no entry names was inserted behind the journal:
+``verify-log`` reads earlier evidence against those former names, so they
+must be the ones the service recorded.
 
 An entry appended after the last sealed head is vouched for only by the
 database until the next head (tree_head_interval_s): no check can tell an
@@ -36,6 +41,7 @@ from lre.server.storage import models, records
 E = models.LogEntry.__table__
 N = models.TreeNode.__table__
 R = models.IdentityRecord.__table__
+C = models.PartyCorrection.__table__
 
 
 def leaf_problems(leaf: dict[str, Any]) -> list[str]:
@@ -81,6 +87,7 @@ def _journal_entries(connection: Connection, report: Report) -> None:
         .order_by(E.c.seq),
     )
     proofed = _Proofings(connection, report)
+    corrected = _Corrections(connection, report)
     for entry in rows:
         where = f"entry {entry.seq}" if entry.seq is not None else "an unsequenced journal entry"
         leaf = json_object(entry.leaf)
@@ -101,7 +108,52 @@ def _journal_entries(connection: Connection, report: Report) -> None:
             report.add(f"{where}: the row no longer says what its leaf says (changed)")
         if leaf["kind"] == log.LogKind.IDENTITY_PROOFED.value:
             proofed.check(where, leaf)
+        if leaf["kind"] == log.LogKind.PARTY_CORRECTED.value:
+            corrected.check(where, leaf)
     proofed.finish()
+    corrected.finish()
+
+
+class _Corrections:
+    """Journaled name corrections against the party_corrections rows."""
+
+    def __init__(self, connection: Connection, report: Report) -> None:
+        self._connection = connection
+        self._report = report
+        self._matched = 0
+
+    def check(self, where: str, leaf: dict[str, Any]) -> None:
+        name = str(leaf.get("correction"))
+        try:
+            correction_id = uuid.UUID(name.rsplit("/", 1)[-1])
+        except ValueError:
+            self._report.add(f"{where}: names no correction (changed)")
+            return
+        row = self._connection.execute(select(C).where(C.c.id == correction_id)).one_or_none()
+        if row is None:
+            self._report.add(f"correction {name} ({where}): is missing (deleted)")
+            return
+        stated = json_object(row.document) or {}
+        if (
+            log.sha256_hex(row.document) != leaf.get("documentSha256")
+            or log.sha256_hex(row.seal) != leaf.get("sealSha256")
+            or f"parties/{row.party_id}" != leaf.get("subject")
+            or stated.get("before") != row.before
+            or stated.get("after") != row.after
+        ):
+            self._report.add(
+                f"correction {name} ({where}): is not the correction journaled (changed)"
+            )
+            return
+        self._matched += 1
+
+    def finish(self) -> None:
+        count = self._connection.scalar(select(func.count()).select_from(C))
+        if count is not None and count > self._matched:
+            self._report.add(
+                f"{count - self._matched} name corrections have no journal entry "
+                "(inserted outside the service)"
+            )
 
 
 class _Proofings:

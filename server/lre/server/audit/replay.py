@@ -33,6 +33,7 @@ E = models.LogEntry.__table__
 V = models.Evidence.__table__
 L = models.Letter.__table__
 P = models.LetterPart.__table__
+C = models.PartyCorrection.__table__
 
 SENDER, RECIPIENT = aliased(models.Party), aliased(models.Party)
 
@@ -52,11 +53,13 @@ def check(
             SENDER.family_name.label("s_family"),
             SENDER.company_name.label("s_company"),
             SENDER.email.label("s_email"),
+            SENDER.registration_id.label("s_registration"),
             RECIPIENT.kind.label("r_kind"),
             RECIPIENT.given_name.label("r_given"),
             RECIPIENT.family_name.label("r_family"),
             RECIPIENT.company_name.label("r_company"),
             RECIPIENT.email.label("r_email"),
+            RECIPIENT.registration_id.label("r_registration"),
         )
         .outerjoin(SENDER, SENDER.id == L.c.sender_id)
         .outerjoin(RECIPIENT, RECIPIENT.id == L.c.recipient_id)
@@ -85,10 +88,18 @@ def check(
         .order_by(E.c.letter_id, E.c.seq.is_(None), E.c.seq, E.c.create_time),
     )
     parts = stream(connection, select(P).order_by(P.c.letter_id, P.c.part_index))
+    # The names parties had before a correction (few: read at once): earlier
+    # evidence names them.
+    history: dict[Any, list[dict[str, Any]]] = {}
+    for party_id, before in connection.execute(select(C.c.party_id, C.c.before)):
+        if isinstance(before, dict):
+            history.setdefault(party_id, []).append(before)
     for letter_id, (rows, logged, letter_parts) in _merged(
         (letters, lambda r: r.id), (entries, lambda r: r.letter_id), (parts, lambda r: r.letter_id)
     ):
-        _Replay(report, seals, letter_id, rows[0] if rows else None, letter_parts).run(logged)
+        _Replay(report, seals, letter_id, rows[0] if rows else None, letter_parts, history).run(
+            logged
+        )
     # Evidence rows no entry points to: written behind the log.
     orphans = stream(
         connection,
@@ -150,11 +161,12 @@ class _Replay:
         letter_id: Any,
         row: Row[Any] | None,
         parts: list[Row[Any]],
+        history: dict[Any, list[dict[str, Any]]] | None = None,
     ) -> None:
         self.report = report
         self.id = letter_id
         self.row = row
-        self.evidence = EvidenceCheck(report, seals, letter_id, row, parts)
+        self.evidence = EvidenceCheck(report, seals, letter_id, row, parts, history)
         self.letter: Letter | None = None
         self.hold = False
         self.last_time: dt.datetime | None = None

@@ -43,6 +43,7 @@ from lre.server.services.custody.content_store import (
 from lre.server.services.custody.mailing_proofs import MailingProofs
 from lre.server.services.events import EventLog
 from lre.server.services.identity import EidBroker, IdentityPolicy, IdentityService
+from lre.server.services.identity.corrections import CorrectionService
 from lre.server.services.journal import SecurityJournal, SignerWatch
 from lre.server.services.notice_codes import NoticeCodes
 from lre.server.services.notification import NotificationPolicy, NotificationService
@@ -161,6 +162,7 @@ class Services:
     # Where content is kept; ``objects`` is the object store when there is one.
     content: ContentStore
     objects: ObjectStore | None
+    corrections: CorrectionService
 
 
 def build_content(
@@ -249,6 +251,7 @@ def build_services(settings: ServerSettings, engine: Engine, signer: SignerClien
         signer_watch=SignerWatch(journal, signer, socket.gethostname()),
         content=content,
         objects=objects,
+        corrections=CorrectionService(stores, signer.seal, settings.provider_name, utcnow),
     )
 
 
@@ -300,7 +303,7 @@ def service_bindings(services: Services) -> list[ServiceBinding]:
         ServiceBinding(
             IDENTITY,
             identity_pb2_grpc.add_IdentityServiceServicer_to_server,
-            IdentityServicer(services.identity),
+            IdentityServicer(services.identity, services.corrections),
         ),
         ServiceBinding(
             CUSTODY,

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
-from lre.server.domain.errors import DependencyUnavailable
+from lre.server.domain.errors import DependencyUnavailable, InvalidArgument
 from lre.server.domain.identity import AssuranceLevel, Session
 from lre.server.domain.letters import EvidenceEvent
 
@@ -57,12 +57,46 @@ class EvidenceTimeMismatch(DependencyUnavailable):
 
 
 @dataclass(frozen=True)
+class Delegate:
+    """The natural person who acted for a party (EN 319 522-2 sender or
+    recipient delegate details): a company's representative or someone it
+    mandated, as the party's authenticated session stated it."""
+
+    given_name: str
+    family_name: str
+    role: str = ""
+
+    @classmethod
+    def stated(cls, given_name: str, family_name: str, role: str, field: str) -> Delegate:
+        """A delegate as a request names it: InvalidArgument, naming ``field``,
+        unless both names are there and every value is within bounds."""
+        if not given_name.strip() or not family_name.strip():
+            raise InvalidArgument(field, "a delegate needs given and family names")
+        if max(len(given_name), len(family_name)) > 200 or len(role) > 100:
+            raise InvalidArgument(field, "names at most 200 characters, the role at most 100")
+        return cls(given_name.strip(), family_name.strip(), role.strip())
+
+    def to_dict(self) -> dict[str, str]:
+        found = {"givenName": self.given_name, "familyName": self.family_name}
+        if self.role:
+            found["role"] = self.role
+        return found
+
+
+@dataclass(frozen=True)
 class PartyDetails:
-    """R53-2 items 1 and 2: name or company name, and e-mail address; the party's id."""
+    """R53-2 items 1 and 2: name or company name, and e-mail address; the
+    party's id; a legal person's registration identifier (2.5.4.97 form) and,
+    on the proof of deposit, who acted for the sender."""
 
     name: str
     email: str
     party_id: str
+    registration_id: str | None = None
+    delegate: Delegate | None = None
+    # The party's latest name correction ("parties/{id}/corrections/{id}")
+    # and when: a proof made after it mentions it.
+    correction: tuple[str, dt.datetime] | None = None
 
 
 @dataclass(frozen=True)
@@ -225,6 +259,15 @@ def _party(party: PartyDetails, authentication: Authentication | None) -> dict[s
         "name": party.name,
         "email": party.email,
     }
+    if party.registration_id is not None:
+        details["registrationId"] = party.registration_id
+    if party.delegate is not None:
+        details["delegate"] = party.delegate.to_dict()
+    if party.correction is not None:
+        details["nameCorrection"] = {
+            "correction": party.correction[0],
+            "time": _utc(party.correction[1]),
+        }
     if authentication is not None:
         details["authentication"] = authentication.to_dict()
     return details

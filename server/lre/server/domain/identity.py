@@ -44,6 +44,16 @@ class ProofingMethod(enum.Enum):
     DOCUMENT_CHECK = "document_check"
 
 
+class ProfessionalBasis(enum.Enum):
+    """Who made a party a professional recipient (L100: no consent needed)."""
+
+    # An operator, on documents it recorded (an extract of the trade register,
+    # the articles of association, a signed statement).
+    OPERATOR = "operator"
+    # The party itself, with its own strong session: its own statement binds it.
+    PARTY = "party"
+
+
 class FactorCategory(enum.Enum):
     KNOWLEDGE = "knowledge"
     POSSESSION = "possession"
@@ -63,6 +73,14 @@ class Party:
     company_name: str | None
     postal_address: dict[str, Any] | None
     create_time: dt.datetime
+    # A legal person's identifier in the organizationIdentifier (2.5.4.97)
+    # form ("NTRFR-552100554"; domain.registration).
+    registration_id: str | None = None
+    # What the creating gateway said of the party's status: kept for the
+    # desk, never in force by itself (``professional_status``).
+    professional_claimed: bool = False
+    # On what ``professional`` rests, when it is True.
+    professional_basis: ProfessionalBasis | None = None
 
 
 @dataclass(frozen=True)
@@ -148,6 +166,11 @@ class Session:
     one_time_element: bool
     authenticated_at: dt.datetime
     expires_at: dt.datetime
+    # The party's identity proofing was still valid when the session opened.
+    # Without it, the provider's factors still prove who reads its own
+    # letters and proofs (R53-2, R53-3: kept for the sender a year at least),
+    # but sending and deciding need a proofing again (docs/security.md).
+    proofing_current: bool = True
 
     @property
     def strong(self) -> bool:
@@ -162,6 +185,10 @@ def _require_strong(session: Session | None, now: dt.datetime, role: str) -> Ses
         raise AuthenticationRequired(f"{role} identity proofed below level substantial")
     if not session.strong:
         raise AuthenticationRequired(f"{role} session lacks two factors and a one-time code")
+    if not session.proofing_current:
+        raise AuthenticationRequired(
+            f"{role} identity proofing has expired: prove it again to send or decide"
+        )
     return session
 
 
@@ -209,18 +236,35 @@ def require_recipient_or_operator(
 
 
 def check_professional_declaration(natural_person: bool, professional: bool) -> None:
-    """Who may call a recipient professional, which spares the sender its consent
-    (L100). A legal person receives in its professional capacity by nature. A
-    natural person's status is not the creating gateway's to declare (a sender
-    would declare every consumer professional): a natural person is treated as
-    a consumer and gives consent, which is always lawful, where a false
-    exemption makes the letter void."""
+    """What a creating gateway may say of a party's status. A natural person is
+    not declared professional by a gateway (a sender would declare every
+    consumer professional): it is refused. A legal person's ``professional``
+    is recorded as the gateway's claim and is not in force: a family SCI or a
+    tenants' association has a SIREN too and may receive as a consumer would
+    (``professional_status`` says who may decide)."""
     if natural_person and professional:
         raise InvalidArgument(
             "party.professional",
             "a natural person is not declared professional by a gateway; "
             "the recipient gives consent instead",
         )
+
+
+def professional_status(
+    session: Session | None, party_id: str, operator: bool
+) -> ProfessionalBasis:
+    """Who may make a party a professional recipient, which spares the sender
+    its consent (L100): an operator acting on documents it records, or the
+    party itself with its own strong session (its statement binds it). Never
+    a gateway on its word: a false exemption makes the letter void."""
+    if operator:
+        return ProfessionalBasis.OPERATOR
+    checked = require_own(session, party_id)
+    if not checked.strong or not checked.proofing_current:
+        raise AuthenticationRequired(
+            "the party's statement needs a strong session and a current proofing"
+        )
+    return ProfessionalBasis.PARTY
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,22 @@ FIELDS: dict[LogKind, tuple[frozenset[str], frozenset[str]]] = {
         frozenset({"recipientEmailHmac", "senderEmailHmac", "method"}),
         frozenset(),
     ),
-    K.PROFESSIONAL_DECLARED: (frozenset({"emailHmac", "partyKind"}), frozenset()),
+    # Who put the status in force ("operator", on the documents "evidence"
+    # names, or the "party" itself); entries older than that rule name none.
+    K.PROFESSIONAL_DECLARED: (
+        frozenset({"emailHmac", "partyKind"}),
+        frozenset({"basis", "evidence", "operatorId", "operatorCertificate"}),
+    ),
+    K.PROFESSIONAL_ENDED: (
+        frozenset({"emailHmac", "partyKind", "basis"}),
+        frozenset({"evidence", "operatorId", "operatorCertificate"}),
+    ),
+    # A party's names corrected: the sealed correction (with the names, in
+    # party_corrections) bound by its digests.
+    K.PARTY_CORRECTED: (
+        frozenset({"correction", "documentSha256", "sealSha256", "operatorId"}),
+        frozenset({"operatorCertificate"}),
+    ),
     K.IDENTITY_PROOFED: (
         frozenset({"record", "method", "level", "recordSha256"}),
         frozenset(
@@ -62,7 +77,8 @@ FIELDS: dict[LogKind, tuple[frozenset[str], frozenset[str]]] = {
     K.EMAIL_CODE_ISSUED: (frozenset({"codeId", "expireTime"}), frozenset()),
     K.SESSION_CREATED: (
         frozenset({"sessionHmac", "level", "oneTimeElement", "expireTime"}),
-        frozenset(),
+        # "expired": opened on a proofing that had expired (reading only).
+        frozenset({"proofing"}),
     ),
     K.SESSION_REVOKED: (frozenset({"sessionHmac"}), frozenset()),
     K.AUTHENTICATION_FAILED: (frozenset({"purpose", "reason"}), frozenset({"failedAttempts"})),
@@ -71,6 +87,9 @@ FIELDS: dict[LogKind, tuple[frozenset[str], frozenset[str]]] = {
     K.LEGAL_HOLD_RELEASED: (frozenset({"actor"}), frozenset()),
     K.BOUNCE_RECORDED: (frozenset({"actor", "permanent", "messageKind"}), frozenset()),
     K.EVIDENCE_READ: (frozenset({"actor", "role", "method"}), frozenset({"evidence"})),
+    # The sender's copy of its content handed over (the recipient's is sealed
+    # as ContentHandover evidence instead).
+    K.CONTENT_DOWNLOADED: (frozenset({"role"}), frozenset()),
     K.PROCESS_STARTED: (frozenset({"command", "version", "settingsSha256"}), frozenset()),
     K.SIGNER_CERTIFICATE: (
         frozenset({"certificateSha256", "certificateSubject", "certificateIssuer", "serial"}),

@@ -13,7 +13,8 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from lre.server.domain.errors import FailedPrecondition
+from lre.server.domain import registration
+from lre.server.domain.errors import FailedPrecondition, InvalidArgument
 
 _SEPARATORS = re.compile(r"[\s\-\u2010-\u2015]+")
 _APOSTROPHES = re.compile(r"['\u2019\u02bc`]")
@@ -65,6 +66,8 @@ class Claimed:
     given_name: str | None
     family_name: str | None
     company_name: str | None
+    # The registration identifier the party was created with (2.5.4.97 form).
+    registration_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -99,8 +102,27 @@ def bind(claimed: Claimed, verified: Verified) -> dict[str, str]:
     if verified.birth_date is not None:
         matched["birth_date"] = verified.birth_date.isoformat()
     if verified.organisation_identifier:
+        _same_organisation(claimed.registration_id, verified.organisation_identifier)
         matched["organisation_identifier"] = verified.organisation_identifier
     return matched
+
+
+def _same_organisation(registered: str | None, certified: str) -> None:
+    """A certificate's organizationIdentifier (2.5.4.97) must name the legal
+    person the party was registered as (by SIREN in France: a certificate
+    naming the company, a party naming one of its establishments); one that
+    cannot be read is no proof of it. A party registered without an
+    identifier is bound by its name alone, as before."""
+    if registered is None:
+        return
+    try:
+        proven = registration.parse(certified, "organisation_identifier")
+    except InvalidArgument:
+        raise IdentityMismatch(
+            "the verified organisation_identifier is not a registration identifier"
+        ) from None
+    if not registration.parse(registered).same_legal_person(proven):
+        raise IdentityMismatch("the verified organisation_identifier is not the party's")
 
 
 def evidence_name(claimed: Claimed, matched: dict[str, str] | None) -> str:

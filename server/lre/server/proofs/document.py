@@ -49,6 +49,12 @@ class Party:
     # v2 only: the party's id and how it authenticated for this event, when it did.
     party_id: str | None = None
     authentication: Authentication | None = None
+    # A legal person's registration identifier (2.5.4.97 form), and who acted
+    # for the party (EN 319 522-2 delegate details: "given family", role).
+    registration_id: str | None = None
+    delegate: tuple[str, str] | None = None
+    # The party's latest name correction before the evidence, and when.
+    correction: tuple[str, dt.datetime] | None = None
 
 
 @dataclass(frozen=True)
@@ -163,6 +169,23 @@ def _party(value: dict[str, Any]) -> Party:
         name=str(value["name"]),
         email=str(value["email"]),
         party_id=value.get("id"),
+        registration_id=value.get("registrationId"),
+        correction=(
+            (
+                str(value["nameCorrection"]["correction"]),
+                _time(value["nameCorrection"]["time"]),
+            )
+            if "nameCorrection" in value
+            else None
+        ),
+        delegate=(
+            (
+                f"{value['delegate']['givenName']} {value['delegate']['familyName']}",
+                str(value["delegate"].get("role", "")),
+            )
+            if "delegate" in value
+            else None
+        ),
         authentication=(
             Authentication(tuple(authn["method"]), str(authn["level"]), _time(authn["time"]))
             if authn

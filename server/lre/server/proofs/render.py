@@ -169,6 +169,16 @@ def view(doc: ProofDocument, evidence: bytes, seal: bytes) -> dict[str, Any]:
 
 def _party(party: Party) -> dict[str, Any]:
     item: dict[str, Any] = {"name": party.name, "email": party.email, "id": party.party_id}
+    if party.registration_id is not None:
+        item["registration"] = party.registration_id
+    if party.delegate is not None:
+        item["delegate"] = {"name": party.delegate[0], "role": party.delegate[1]}
+    if party.correction is not None:
+        item["correction"] = {
+            "name": party.correction[0],
+            "paris": paris(party.correction[1]),
+            "utc": utc(party.correction[1]),
+        }
     if party.authentication is not None:
         item["authentication"] = _authentication(party.authentication)
     return item

@@ -72,6 +72,7 @@ def _session(row: Any) -> Session:
         one_time_element=row.one_time_element,
         authenticated_at=row.authenticated_at,
         expires_at=row.expire_time,
+        proofing_current=row.proofing_current,
     )
 
 
@@ -92,6 +93,7 @@ class SessionRepository:
             "authenticated_at": session.authenticated_at,
             "expire_time": session.expires_at,
             "revoke_time": None,
+            "proofing_current": session.proofing_current,
         }
         self._db.execute(insert(SESSIONS), [values])
 
@@ -107,6 +109,7 @@ class SessionRepository:
                 s.authenticated_at,
                 s.expire_time,
                 s.revoke_time,
+                s.proofing_current,
             ).where(s.token_hash == token_hash)
         ).first()
         if row is None or row.revoke_time is not None or row.expire_time <= now:

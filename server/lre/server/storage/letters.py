@@ -23,6 +23,7 @@ PARTS = table(models.LetterPart)
 CHUNKS = table(models.ContentChunk)
 PARTIES = table(models.Party)
 RECORDS = table(models.IdentityRecord)
+CORRECTIONS = table(models.PartyCorrection)
 
 
 def _part(row: Any) -> PartRecord:
@@ -137,6 +138,15 @@ class LetterRepository:
             )
         return digests
 
+    def addressed_to(self, party_id: uuid.UUID) -> tuple[set[uuid.UUID], bool]:
+        """Who sent letters to the party, and whether any of them was notified."""
+        rows = self._db.execute(
+            select(LETTERS.c.sender_id, LETTERS.c.notification_time).where(
+                LETTERS.c.recipient_id == party_id
+            )
+        ).all()
+        return {row.sender_id for row in rows}, any(row.notification_time for row in rows)
+
     def professionals(self, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, bool]:
         """Of the parties that exist, whether each is a professional."""
         rows = self._db.execute(
@@ -149,22 +159,43 @@ class LetterRepository:
         name, e-mail address), and whether it is a professional. The name is
         the one the party's latest proofing matched, where it was proofed
         (evidence_name)."""
-        p, r = PARTIES.c, RECORDS.c
+        p, r, c = PARTIES.c, RECORDS.c, CORRECTIONS.c
         wanted = set(ids)
+        # Each party's latest name correction, if any: proofs name it, and a
+        # proofing before it matched the names it corrected.
+        corrected: dict[uuid.UUID, tuple[str, dt.datetime]] = {}
+        for fix in self._db.execute(
+            select(c.id, c.party_id, c.correct_time)
+            .where(c.party_id.in_(wanted))
+            .order_by(c.correct_time.desc())
+        ):
+            corrected.setdefault(
+                fix.party_id, (f"parties/{fix.party_id}/corrections/{fix.id}", fix.correct_time)
+            )
         matched: dict[uuid.UUID, dict[str, str]] = {}
         # Newest first: the first record seen for a party is its latest proofing.
         for record in self._db.execute(
-            select(r.party_id, r.details)
+            select(r.party_id, r.details, r.proof_time)
             .where(r.party_id.in_(wanted))
             .order_by(r.proof_time.desc())
         ):
             if record.party_id not in matched and isinstance(record.details, dict):
                 names = record.details.get("matched")
+                correction = corrected.get(record.party_id)
+                if correction is not None and record.proof_time < correction[1]:
+                    names = None  # it matched the names since corrected
                 if names:
                     matched[record.party_id] = names
         rows = self._db.execute(
             select(
-                p.id, p.kind, p.professional, p.given_name, p.family_name, p.company_name, p.email
+                p.id,
+                p.kind,
+                p.professional,
+                p.given_name,
+                p.family_name,
+                p.company_name,
+                p.email,
+                p.registration_id,
             ).where(p.id.in_(wanted))
         )
         found = {}
@@ -176,7 +207,16 @@ class LetterRepository:
                 row.company_name,
             )
             name = evidence_name(claimed, matched.get(row.id))
-            found[row.id] = (PartyDetails(name, row.email, str(row.id)), row.professional)
+            found[row.id] = (
+                PartyDetails(
+                    name,
+                    row.email,
+                    str(row.id),
+                    row.registration_id,
+                    correction=corrected.get(row.id),
+                ),
+                row.professional,
+            )
         return found
 
     # -- the workers' sweeps ---------------------------------------------------

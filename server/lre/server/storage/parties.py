@@ -9,11 +9,13 @@ from collections.abc import Iterable
 
 from sqlalchemy import ColumnElement, exists, insert, select, update
 
+from lre.server.domain.corrections import NameCorrection, Names
 from lre.server.domain.identity import Consent, Party
 from lre.server.storage import models
 from lre.server.storage.records import Db, from_row, paged_records, table, to_row
 
 PARTIES = table(models.Party)
+CORRECTIONS = table(models.PartyCorrection)
 CONSENTS = table(models.Consent)
 
 
@@ -24,6 +26,42 @@ class PartyRepository:
     def get(self, party_id: uuid.UUID) -> Party | None:
         row = self._db.execute(select(PARTIES).where(PARTIES.c.id == party_id)).one_or_none()
         return None if row is None else from_row(Party, row)
+
+    def lock(self, party_id: uuid.UUID) -> Party | None:
+        """The party, its row locked until the caller's transaction ends."""
+        row = self._db.execute(
+            select(PARTIES).where(PARTIES.c.id == party_id).with_for_update()
+        ).one_or_none()
+        return None if row is None else from_row(Party, row)
+
+    def set_professional(self, party: Party) -> None:
+        self._db.execute(
+            update(PARTIES)
+            .where(PARTIES.c.id == party.id)
+            .values(professional=party.professional, professional_basis=party.professional_basis)
+        )
+
+    def correct(self, correction: NameCorrection, names: Names) -> None:
+        """The party's names as corrected, and the correction that says so."""
+        self._db.execute(
+            update(PARTIES)
+            .where(PARTIES.c.id == correction.party_id)
+            .values(
+                given_name=names.given_name,
+                family_name=names.family_name,
+                company_name=names.company_name,
+            )
+        )
+        self._db.execute(insert(CORRECTIONS), [to_row(correction)])
+
+    def corrections(self, party_id: uuid.UUID) -> list[NameCorrection]:
+        """The party's corrections, oldest first."""
+        rows = self._db.execute(
+            select(CORRECTIONS)
+            .where(CORRECTIONS.c.party_id == party_id)
+            .order_by(CORRECTIONS.c.correct_time, CORRECTIONS.c.id)
+        )
+        return [from_row(NameCorrection, row) for row in rows]
 
     def exists(self, party_id: uuid.UUID) -> bool:
         return bool(self._db.scalar(select(exists().where(PARTIES.c.id == party_id))))

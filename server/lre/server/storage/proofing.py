@@ -34,6 +34,13 @@ class ProofingRepository:
         ]
         return max(levels) if levels else None
 
+    def highest_ever(self, party_id: uuid.UUID) -> AssuranceLevel | None:
+        """The highest level the party was ever proofed at, expired or not."""
+        levels = list(
+            self._db.scalars(select(RECORDS.c.level).where(RECORDS.c.party_id == party_id))
+        )
+        return max(levels) if levels else None
+
     def page(
         self, party_id: uuid.UUID, page_size: int, page_token: str
     ) -> tuple[list[IdentityRecord], str]:

@@ -78,16 +78,24 @@ class DecisionService:
     def download(
         self, session: identity.Session, letter_id: uuid.UUID
     ) -> Iterator[tuple[int, bytes]]:
-        """The decrypted content, chunk by chunk; ContentHandover is sealed once
-        the last chunk has been handed over."""
+        """The decrypted content, chunk by chunk. The recipient's, once it
+        accepted: ContentHandover is sealed once the last chunk has been handed
+        over. The sender's copy of what it deposited, at any time while the
+        content is kept, with any session of its own (a proofing that expired
+        included, as for its proofs): journaled once the last chunk is out."""
         now = self._clock()
-        identity.require_recipient(session, now)
+        party = uuid.UUID(session.party_id)
         with self._stores.read() as store:
             letter = store.letters.get(letter_id)
-        if letter is None or letter.recipient_id != uuid.UUID(session.party_id):
+        if letter is None or party not in (letter.sender_id, letter.recipient_id):
             raise NotFound("no such letter")
-        if letter.state is not LetterState.ACCEPTED:
-            raise FailedPrecondition("the content is available only after acceptance")
+        as_recipient = party == letter.recipient_id
+        if as_recipient:
+            identity.require_recipient(session, now)
+            if letter.state is not LetterState.ACCEPTED:
+                raise FailedPrecondition("the content is available only after acceptance")
+        if letter.state is LetterState.REJECTED:
+            raise FailedPrecondition("a refused deposit keeps no content")
         if letter.wrapped_key is None:
             raise FailedPrecondition("the content is no longer kept (retention period over)")
         if letter.mailing_id is None:
@@ -97,14 +105,12 @@ class DecisionService:
             key = self._signer.unwrap_key(
                 letter.wrapped_key, mailing_key_context(letter.mailing_id)
             )
-        return self._stream(session, letter, key)
+        if as_recipient:
+            return self._stream(session, letter, key)
+        return self._sender_copy(letter, key)
 
-    def _stream(
-        self,
-        session: identity.Session,
-        letter: LetterRecord,
-        key: bytes,
-    ) -> Iterator[tuple[int, bytes]]:
+    def _plaintext(self, letter: LetterRecord, key: bytes) -> Iterator[tuple[int, bytes]]:
+        """The letter's content, decrypted as it is read from its store."""
         letter_id, mailing_id = letter.id, letter.mailing_id
         with self._stores.read() as store:
             if mailing_id is None:
@@ -115,6 +121,26 @@ class DecisionService:
                     store.mailings.content, store.objects.mailing_object(mailing_id)
                 )
                 yield from decrypt_content(source, mailing_id, key)
+
+    def _sender_copy(self, letter: LetterRecord, key: bytes) -> Iterator[tuple[int, bytes]]:
+        yield from self._plaintext(letter, key)
+        now = self._clock()
+        with self._stores.begin() as store:
+            store.log.append_journal(
+                journal.entry(
+                    LogKind.CONTENT_DOWNLOADED, f"letters/{letter.id}", now, role="sender"
+                ),
+                now,
+            )
+
+    def _stream(
+        self,
+        session: identity.Session,
+        letter: LetterRecord,
+        key: bytes,
+    ) -> Iterator[tuple[int, bytes]]:
+        letter_id = letter.id
+        yield from self._plaintext(letter, key)
         now = self._clock()
         with self._stores.begin() as store:
             letter = store.letters.lock(letter_id)

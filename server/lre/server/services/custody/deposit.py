@@ -7,6 +7,7 @@ same sender and request_id) gets the first result."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import uuid
@@ -23,7 +24,7 @@ from lre.server.domain.errors import (
     RequestConflict,
     WriteConflict,
 )
-from lre.server.domain.evidence import PartyDetails
+from lre.server.domain.evidence import Delegate, PartyDetails
 from lre.server.domain.letters import EvidenceEvent, LetterState
 from lre.server.domain.records import LetterRecord, PartRecord
 from lre.server.services.custody.content import ContentSink, content_digests, spool_content
@@ -75,8 +76,10 @@ class DepositService:
         recipient_id: uuid.UUID,
         parts: list[DeclaredPart],
         chunks: Iterable[tuple[int, bytes]],
+        delegate: Delegate | None = None,
     ) -> tuple[LetterRecord, list[PartRecord]]:
         """The deposited letter and its parts; refusals raise DepositRefused.
+        ``delegate``: who acted for the sender, named in its proof of deposit.
 
         Three steps, so that no transaction waits on the client: the checks in
         a short read; the client's content read into a spool (encrypted as it
@@ -107,7 +110,15 @@ class DepositService:
                 content[1].finish()
             try:
                 letter, written = self._record(
-                    session, sender_id, request_id, recipient_id, parts, now, refused, content
+                    session,
+                    sender_id,
+                    request_id,
+                    recipient_id,
+                    parts,
+                    now,
+                    refused,
+                    content,
+                    delegate,
                 )
             except WriteConflict:
                 # The request_id was used before (a retry), or raced in from
@@ -172,6 +183,7 @@ class DepositService:
         now: dt.datetime,
         refused: Refusal | None,
         content: tuple[ContentKey, ContentSink] | None,
+        delegate: Delegate | None = None,
     ) -> tuple[LetterRecord, list[PartRecord]]:
         """The deposit's one write transaction: the checks again, then the
         letter or its refusal. Nothing in it waits on the client. ``refused``:
@@ -181,6 +193,7 @@ class DepositService:
             if sender_id not in found or recipient_id not in found:
                 raise NotFound("no such party")
             (sender, _), (recipient, professional) = found[sender_id], found[recipient_id]
+            sender = dataclasses.replace(sender, delegate=delegate)
             # The sender's session is judged as it was when the call began
             # (``now``): an upload may outlast it.
             refused = refused or self._refusal(

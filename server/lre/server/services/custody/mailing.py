@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from lre.server.adapters.signer import SignerClient, mailing_key_context
 from lre.server.domain import identity
 from lre.server.domain.errors import InvalidArgument, NotFound, RequestConflict, WriteConflict
-from lre.server.domain.evidence import EvidenceDocument, PartDigest, PartyDetails
+from lre.server.domain.evidence import Delegate, EvidenceDocument, PartDigest, PartyDetails
 from lre.server.domain.letters import EvidenceEvent, LetterState
 from lre.server.domain.mailings import (
     MAX_RECIPIENTS,
@@ -86,8 +86,10 @@ class MailingService:
         recipients: list[tuple[str, str]],
         parts: list[DeclaredPart],
         chunks: Iterable[tuple[int, bytes]],
+        delegate: Delegate | None = None,
     ) -> MailingView:
-        """``recipients``: (party name, the sender's letter reference), in order."""
+        """``recipients``: (party name, the sender's letter reference), in order;
+        ``delegate``: who acted for the sender, named in every proof of deposit."""
         now = self._clock()
         check_envelope(request_id, parts)
         if len(reference) > 200:
@@ -142,6 +144,7 @@ class MailingService:
                     refused,
                     (wrapped, spool) if wrapped is not None and spool is not None else None,
                     digests,
+                    delegate,
                 )
             except WriteConflict:
                 # The same request raced in from another call and won: the
@@ -200,6 +203,7 @@ class MailingService:
         refused: dict[int, str],
         content: tuple[bytes, ContentSink] | None,
         digests: list[bytes],
+        delegate: Delegate | None = None,
     ) -> MailingView:
         """The mailing's one write transaction, nothing in it waiting on the
         client: the recipients checked again (a consent withdrawn meanwhile;
@@ -213,7 +217,7 @@ class MailingService:
             # which their evidence names and the seals' timestamps must agree
             # with (check_times).
             now = self._clock()
-            sender = found[sender_id][0]
+            sender = dataclasses.replace(found[sender_id][0], delegate=delegate)
             passing = [p for p in range(len(recipients)) if p not in refusals]
             part_digests = tuple(
                 PartDigest(p.filename, p.media_type, p.size_bytes, d.hex())

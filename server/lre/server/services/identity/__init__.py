@@ -12,7 +12,7 @@ from lre.server.clock import utcnow
 from lre.server.domain import identity
 from lre.server.services.identity.consent import ConsentService
 from lre.server.services.identity.credentials import CredentialService
-from lre.server.services.identity.parties import NewParty, PartyService
+from lre.server.services.identity.parties import NewParty, PartyService, ProfessionalDecision
 from lre.server.services.identity.proofing import ProofingService
 from lre.server.services.identity.sessions import IssuedSession, SessionService
 from lre.server.services.identity.settings import Clock, EidBroker, IdentityPolicy
@@ -24,6 +24,7 @@ __all__ = [
     "IdentityService",
     "IssuedSession",
     "NewParty",
+    "ProfessionalDecision",
 ]
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from lre.server.clock import utcnow
-from lre.server.domain import journal
+from lre.server.domain import journal, registration
 from lre.server.domain.addresses import email_address
 from lre.server.domain.errors import (
     AlreadyExists,
@@ -22,9 +22,14 @@ from lre.server.domain.errors import (
     NotFound,
     WriteConflict,
 )
-from lre.server.domain.identity import AssuranceLevel, Party, check_professional_declaration
+from lre.server.domain.identity import (
+    AssuranceLevel,
+    Party,
+    ProfessionalBasis,
+    check_professional_declaration,
+)
 from lre.server.domain.letters import PartyKind
-from lre.server.domain.log import JournalRecord, LogKind, email_hmac
+from lre.server.domain.log import LogKind, email_hmac
 from lre.server.services.identity.settings import Clock
 from lre.server.storage.store import Store, Stores
 
@@ -73,11 +78,13 @@ def check_request_id(request_id: str) -> None:
 
 
 def proofed_level(store: Store, party_id: uuid.UUID, now: dt.datetime) -> AssuranceLevel:
-    """The party's level; means of authentication come only after a first
-    identification (R53-1)."""
+    """The highest level the party was proofed at, its proofing current or
+    not: means of authentication come only after a first identification
+    (R53-1), and stay the party's when that proofing expires (it keeps
+    reading its proofs; sessions say whether it may send or decide)."""
     if not store.parties.exists(party_id):
         raise NotFound("no such party")
-    level = store.proofing.level(party_id, now)
+    level = store.proofing.highest_ever(party_id)
     if level is None:
         raise FailedPrecondition("the party's identity has not been proofed")
     return level
@@ -104,6 +111,19 @@ class NewParty:
     family_name: str = ""
     company_name: str = ""
     postal_address: dict[str, Any] | None = None
+    registration_id: str = ""
+
+
+@dataclass(frozen=True)
+class ProfessionalDecision:
+    """Who puts a party's professional status in force or ends it, on what."""
+
+    professional: bool
+    basis: ProfessionalBasis
+    # The documents an operator decided on (no personal data: journaled in clear).
+    evidence: str = ""
+    operator_id: str = ""
+    operator_certificate: str = ""
 
 
 class PartyService:
@@ -125,35 +145,24 @@ class PartyService:
         if new.kind is PartyKind.LEGAL_PERSON and not new.company_name:
             raise InvalidArgument("party.company_name", "a legal person needs a company name")
         check_professional_declaration(new.kind is PartyKind.NATURAL_PERSON, new.professional)
+        registered = registration.parse(new.registration_id).value if new.registration_id else None
 
         def create(store: Store) -> Party:
             party = Party(
                 id=uuid.uuid4(),
                 kind=new.kind,
-                professional=new.professional,
+                # A gateway's word is a claim: not in force (set_professional).
+                professional=False,
                 email=new.email,
                 given_name=new.given_name or None,
                 family_name=new.family_name or None,
                 company_name=new.company_name or None,
                 postal_address=new.postal_address,
                 create_time=self._clock(),
+                registration_id=registered,
+                professional_claimed=new.professional,
             )
             store.parties.add(party, scope, request_id, request_hash)
-            if party.professional:
-                # It spares senders the consent (L100): the log keeps who was
-                # declared so, when, and as what kind of party.
-                store.log.append_journal(
-                    JournalRecord(
-                        LogKind.PROFESSIONAL_DECLARED,
-                        f"parties/{party.id}",
-                        party.create_time,
-                        (
-                            ("emailHmac", email_hmac(self._key, party.email)),
-                            ("partyKind", party.kind.value),
-                        ),
-                    ),
-                    party.create_time,
-                )
             return party
 
         request_hash = fingerprint(dataclasses.asdict(new))
@@ -163,6 +172,50 @@ class PartyService:
             lambda store: store.parties.by_request(scope, request_id),
             create,
         )
+
+    def set_professional(self, party_id: uuid.UUID, decision: ProfessionalDecision) -> Party:
+        """Puts the party's professional status in force (no consent needed,
+        L100) or ends it, journaled with who decided and on what; the same
+        status again changes nothing and journals nothing."""
+        if decision.basis is ProfessionalBasis.OPERATOR:
+            if not decision.evidence or len(decision.evidence) > 200:
+                raise InvalidArgument(
+                    "basis", "an operator names the documents it decided on (at most 200)"
+                )
+            if not decision.operator_id or len(decision.operator_id) > 100:
+                raise InvalidArgument("operator_id", "required, at most 100 characters")
+        elif len(decision.evidence) > 200:
+            raise InvalidArgument("basis", "at most 200 characters")
+        now = self._clock()
+        with self._stores.begin() as store:
+            party = store.parties.lock(party_id)
+            if party is None:
+                raise NotFound("no such party")
+            if party.professional == decision.professional and (
+                party.professional_basis is decision.basis or not decision.professional
+            ):
+                return party
+            changed = dataclasses.replace(
+                party,
+                professional=decision.professional,
+                professional_basis=decision.basis if decision.professional else None,
+            )
+            store.parties.set_professional(changed)
+            journaled(
+                store,
+                LogKind.PROFESSIONAL_DECLARED
+                if decision.professional
+                else LogKind.PROFESSIONAL_ENDED,
+                party.id,
+                now,
+                emailHmac=email_hmac(self._key, party.email),
+                partyKind=party.kind.value,
+                basis=decision.basis.value,
+                evidence=decision.evidence or None,
+                operatorId=decision.operator_id or None,
+                operatorCertificate=decision.operator_certificate or None,
+            )
+            return changed
 
     def get(self, party_id: uuid.UUID) -> Party:
         with self._stores.read() as store:

@@ -62,6 +62,7 @@ def _bound(store: Store, party_id: uuid.UUID, verified: Verified) -> dict[str, s
         given_name=party.given_name,
         family_name=party.family_name,
         company_name=party.company_name,
+        registration_id=party.registration_id,
     )
     return bind(claimed, verified)
 

@@ -62,9 +62,13 @@ class SessionService:
             )
             if level is not None:
                 token = secrets.token_urlsafe(32)
+                # A proofing that expired leaves a session that reads only
+                # (its own letters and proofs): at the level it was proofed at.
+                current = store.proofing.level(party_id, now)
                 session = Session(
                     party_id=str(party_id),
-                    level=level,
+                    level=current or level,
+                    proofing_current=current is not None,
                     factors=frozenset({FactorCategory.KNOWLEDGE, FactorCategory.POSSESSION}),
                     one_time_element=True,
                     authenticated_at=now,
@@ -80,6 +84,7 @@ class SessionService:
                     level=level.name.lower(),
                     oneTimeElement="email_code" if email_code else "totp",
                     expireTime=session.expires_at,
+                    proofing=None if current else "expired",
                 )
         # The failure is raised after the commit, so that it counts.
         if failure is not None:

@@ -27,6 +27,7 @@ from lre.server.storage.models.identity import (
     Credential,
     IdentityRecord,
     Party,
+    PartyCorrection,
     ProofingChallenge,
     UsedNonce,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "MailingRecipient",
     "OutboxMessage",
     "Party",
+    "PartyCorrection",
     "ProofingChallenge",
     "TreeHead",
     "TreeNode",

@@ -16,10 +16,12 @@ from sqlalchemy import (
     LargeBinary,
     String,
     UniqueConstraint,
+    false,
+    true,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from lre.server.domain.identity import AssuranceLevel, ProofingMethod
+from lre.server.domain.identity import AssuranceLevel, ProfessionalBasis, ProofingMethod
 from lre.server.domain.letters import PartyKind
 from lre.server.storage.models.base import Base, db_enum
 
@@ -37,11 +39,37 @@ class Party(Base):
     email: Mapped[str] = mapped_column(String(320), index=True)
     postal_address: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     create_time: Mapped[dt.datetime]
+    # A legal person's identifier in the organizationIdentifier form (NTRFR-...).
+    registration_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    # The creating gateway's word on the status (never in force by itself),
+    # and who put ``professional`` in force: an operator or the party.
+    professional_claimed: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    professional_basis: Mapped[ProfessionalBasis | None] = mapped_column(
+        db_enum(ProfessionalBasis, "professional_basis")
+    )
     # Idempotency key of the creating request, scoped to its caller: a retry
     # returns this party; the same key with other content is refused.
     request_id: Mapped[str | None] = mapped_column(String(128))
     request_scope: Mapped[str] = mapped_column(String(300), server_default="")
     request_hash: Mapped[str | None] = mapped_column(String(64))
+
+
+class PartyCorrection(Base):
+    """A correction of a party's names: before and after, who, on what basis,
+    and the sealed document that proves it (domain.corrections)."""
+
+    __tablename__ = "party_corrections"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    party_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("parties.id"), index=True)
+    correct_time: Mapped[dt.datetime]
+    before: Mapped[dict[str, Any]] = mapped_column(JSON)
+    after: Mapped[dict[str, Any]] = mapped_column(JSON)
+    basis: Mapped[str] = mapped_column(String(500))
+    operator_id: Mapped[str] = mapped_column(String(100))
+    operator_certificate: Mapped[str] = mapped_column(String(300))
+    document: Mapped[bytes] = mapped_column(LargeBinary)
+    seal: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class IdentityRecord(Base):
@@ -113,6 +141,10 @@ class AuthSession(Base):
     authenticated_at: Mapped[dt.datetime]
     expire_time: Mapped[dt.datetime]
     revoke_time: Mapped[dt.datetime | None]
+    # Whether the party's identity proofing was still valid when the session
+    # opened: without it, the session reads the party's own letters and
+    # proofs, and neither sends nor decides (domain.identity).
+    proofing_current: Mapped[bool] = mapped_column(Boolean, server_default=true())
 
 
 class Consent(Base):

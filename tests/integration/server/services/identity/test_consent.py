@@ -15,9 +15,10 @@ from lre.server.domain.errors import (
     InvalidArgument,
     NotFound,
 )
+from lre.server.domain.identity import ProfessionalBasis
 from lre.server.domain.letters import PartyKind
 from lre.server.domain.log import email_hmac
-from lre.server.services.identity import IdentityService, NewParty
+from lre.server.services.identity import IdentityService, NewParty, ProfessionalDecision
 from lre.server.storage import models
 from tests.support.parties import person
 from tests.support.services import KEY
@@ -80,6 +81,14 @@ def test_a_consent_its_withdrawal_and_a_professional_declaration_are_logged_mini
         "pro-1",
         NewParty(PartyKind.LEGAL_PERSON, True, "greffe@societe.example", company_name="Société SA"),
     )
+    # The gateway's word is a claim: nothing in force, nothing journaled.
+    assert company.professional_claimed and not company.professional
+    assert len(_party_leaves(database)) == 2
+    decision = ProfessionalDecision(True, ProfessionalBasis.OPERATOR, "Kbis 2026-11-02", "desk-7")
+    decided = service.parties.set_professional(company.id, decision)
+    assert decided.professional and decided.professional_basis is ProfessionalBasis.OPERATOR
+    service.parties.set_professional(company.id, decision)  # the same again: logged once
+    assert service.parties.get(company.id).professional
     leaves = _party_leaves(database)
     assert [leaf["kind"] for leaf in leaves] == [
         "consent_granted",
@@ -97,7 +106,63 @@ def test_a_consent_its_withdrawal_and_a_professional_declaration_are_logged_mini
         "eventTime": leaves[2]["eventTime"],
         "emailHmac": email_hmac(KEY.current, "greffe@societe.example"),
         "partyKind": "legal_person",
+        "basis": "operator",
+        "evidence": "Kbis 2026-11-02",
+        "operatorId": "desk-7",
     }
-    text = json.dumps(leaves)
+    ended = service.parties.set_professional(
+        company.id, ProfessionalDecision(False, ProfessionalBasis.OPERATOR, "SCI familiale", "d")
+    )
+    assert not ended.professional and ended.professional_basis is None
+    assert _party_leaves(database)[-1]["kind"] == "professional_ended"
+    text = json.dumps(_party_leaves(database))
     # No address, no name: only keyed hashes.
     assert "example" not in text and "Camille" not in text and "Société" not in text
+
+
+def test_an_operator_names_what_it_decided_on(service: IdentityService) -> None:
+    company = service.parties.create(
+        "gateway", "pro-2", NewParty(PartyKind.LEGAL_PERSON, False, "a@b.example", company_name="X")
+    )
+    for decision, field in (
+        (ProfessionalDecision(True, ProfessionalBasis.OPERATOR, "", "desk"), "basis"),
+        (ProfessionalDecision(True, ProfessionalBasis.OPERATOR, "Kbis", ""), "operator_id"),
+    ):
+        with pytest.raises(InvalidArgument) as refused:
+            service.parties.set_professional(company.id, decision)
+        assert refused.value.field == field
+    with pytest.raises(NotFound):
+        service.parties.set_professional(
+            uuid.uuid4(), ProfessionalDecision(True, ProfessionalBasis.PARTY)
+        )
+    assert not service.parties.get(company.id).professional
+
+
+def test_a_registration_identifier_is_checked_and_kept_in_the_certificate_form(
+    service: IdentityService,
+) -> None:
+    company = service.parties.create(
+        "gateway",
+        "reg-1",
+        NewParty(
+            PartyKind.LEGAL_PERSON,
+            False,
+            "a@b.example",
+            company_name="La Poste",
+            registration_id="356 000 000 49837",
+        ),
+    )
+    assert service.parties.get(company.id).registration_id == "NTRFR-35600000049837"
+    with pytest.raises(InvalidArgument) as refused:
+        service.parties.create(
+            "gateway",
+            "reg-2",
+            NewParty(
+                PartyKind.LEGAL_PERSON,
+                False,
+                "a@b.example",
+                company_name="X",
+                registration_id="552100555",
+            ),
+        )
+    assert refused.value.field == "party.registration_id"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+
 import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session as DbSession
@@ -47,3 +50,36 @@ def test_revoked_and_expired_sessions_authenticate_nobody(
         service.authenticate(expiring.token)
     with pytest.raises(AuthenticationFailed):
         service.authenticate("forged-token")
+
+
+def test_an_expired_proofing_still_opens_a_session_that_reads_but_neither_sends_nor_decides(
+    service: IdentityService, enrol: Enrol, clock: Clock, database: sessionmaker[DbSession]
+) -> None:
+    party, totp = enrol()
+    clock.advance(days=901)  # past the identity document the proofing rested on
+    assert service.parties.level(party) is None
+    issued = service.sessions.create(party, PASSWORD, totp.at(clock.now))
+    session = service.authenticate(issued.token)
+    assert not session.proofing_current and session.strong
+    assert session.level is AssuranceLevel.SUBSTANTIAL  # as it was proofed
+    for decide in (identity.require_recipient, identity.require_sender):
+        with pytest.raises(AuthenticationRequired, match="proofing has expired"):
+            decide(session, clock.now)
+    with database() as db_session:
+        leaves = [
+            json.loads(leaf)
+            for leaf in db_session.execute(text("SELECT leaf FROM log_entries")).scalars()
+        ]
+    (opened,) = [leaf for leaf in leaves if leaf.get("kind") == "session_created"]
+    assert opened["proofing"] == "expired"
+    # A new proofing: the next session sends and decides again.
+    service.proofing.record_document_check(
+        party, "passport", "20CD", clock.now + dt.timedelta(days=900), "op-7"
+    )
+    renewed = service.authenticate(
+        service.sessions.create(
+            party, PASSWORD, totp.at(clock.now + dt.timedelta(seconds=30))
+        ).token
+    )
+    assert renewed.proofing_current
+    assert identity.require_recipient(renewed, clock.now) is renewed
