@@ -15,7 +15,7 @@ import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from lre.server.api.custody import WIRE_CHUNK
+from lre.server.api.streams import WIRE_CHUNK
 from lre.v1 import custody_pb2, custody_pb2_grpc, identity_pb2_grpc
 from tests.support.clients import ANNEX, CONTENT, deposit_letter, register_company, wait_notified
 from tests.support.processes import wait_for

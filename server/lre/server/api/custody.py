@@ -21,6 +21,7 @@ from lre.server.api.convert import (
 )
 from lre.server.api.errors import domain_errors
 from lre.server.api.names import parse_evidence_name, parse_id, parse_refusal_name
+from lre.server.api.streams import WIRE_CHUNK, envelope_then_chunks, pieces
 from lre.server.domain import identity
 from lre.server.domain.errors import (
     AuthenticationFailed,
@@ -42,8 +43,6 @@ from lre.server.services.custody.mailing_proofs import MailingProofs
 from lre.server.services.events import EventLog
 from lre.server.services.identity import IdentityService
 from lre.v1 import common_pb2, custody_pb2, custody_pb2_grpc
-
-WIRE_CHUNK = 64 * 1024
 
 
 class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
@@ -74,7 +73,7 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
     ) -> custody_pb2.Letter:
         with domain_errors(context):
             session = session_of(context, self._identities)
-            envelope, chunks = _envelope_then_chunks(request_iterator)
+            envelope, chunks = envelope_then_chunks(request_iterator)
             letter, parts = self._deposits.deposit(
                 session,
                 envelope.request_id,
@@ -92,7 +91,7 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
     ) -> custody_pb2.Mailing:
         with domain_errors(context):
             session = session_of(context, self._identities)
-            envelope, chunks = _envelope_then_chunks(request_iterator)
+            envelope, chunks = envelope_then_chunks(request_iterator)
             view = self._mailings.deposit(
                 session,
                 envelope.request_id,
@@ -132,8 +131,8 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
             if request.format == custody_pb2.MAILING_REPORT_FORMAT_SEALED_PDF:
                 # Made whole before the first chunk: an error is a status, never a cut PDF.
                 pdf = self._mailing_proofs.summary(session, mailing_id)
-                for offset in range(0, len(pdf), WIRE_CHUNK):
-                    yield custody_pb2.MailingReportChunk(data=pdf[offset : offset + WIRE_CHUNK])
+                for piece in pieces(pdf):
+                    yield custody_pb2.MailingReportChunk(data=piece)
                 return
             lines = self._mailings.report(session, mailing_id)
             pending: list[bytes] = []
@@ -174,10 +173,8 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
             session = session_of(context, self._identities)
             chunks = self._decisions.download(session, parse_id(request.name, "name", "letters"))
             for part, data in chunks:
-                for offset in range(0, len(data), WIRE_CHUNK):
-                    yield custody_pb2.ContentChunk(
-                        part_index=part, data=data[offset : offset + WIRE_CHUNK]
-                    )
+                for piece in pieces(data):
+                    yield custody_pb2.ContentChunk(part_index=part, data=piece)
 
     def SetLegalHold(
         self, request: custody_pb2.SetLegalHoldRequest, context: grpc.ServicerContext
@@ -375,8 +372,8 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
             letter_id, evidence_id = parse_evidence_name(request.name, "name")
             # Built whole before the first chunk: an error is a status, never a cut ZIP.
             bundle = self._bundles.bundle(reader, letter_id, evidence_id)
-            for offset in range(0, len(bundle), WIRE_CHUNK):
-                yield custody_pb2.EvidenceBundleChunk(data=bundle[offset : offset + WIRE_CHUNK])
+            for piece in pieces(bundle):
+                yield custody_pb2.EvidenceBundleChunk(data=piece)
 
 
 def _delegate(envelope: Any) -> Delegate | None:
@@ -387,19 +384,3 @@ def _delegate(envelope: Any) -> Delegate | None:
     return Delegate.stated(
         stated.given_name, stated.family_name, stated.role, "envelope.sender_delegate"
     )
-
-
-def _envelope_then_chunks(messages: Iterator[Any]) -> tuple[Any, Iterator[tuple[int, bytes]]]:
-    """A deposit stream (DepositLetter, DepositMailing): its envelope first,
-    then (part_index, data) of each chunk, read lazily as the client sends."""
-    first = next(messages, None)
-    if first is None or first.WhichOneof("payload") != "envelope":
-        raise InvalidArgument("envelope", "the first message carries the envelope")
-
-    def chunks() -> Iterator[tuple[int, bytes]]:
-        for message in messages:
-            if message.WhichOneof("payload") != "chunk":
-                raise InvalidArgument("chunk", "only the first message carries an envelope")
-            yield message.chunk.part_index, message.chunk.data
-
-    return first.envelope, chunks()

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from lre.server.adapters.signer import SignerClient, mailing_key_context
 from lre.server.domain import identity
 from lre.server.domain.errors import InvalidArgument, NotFound, RequestConflict, WriteConflict
-from lre.server.domain.evidence import Delegate, EvidenceDocument, PartDigest, PartyDetails
-from lre.server.domain.letters import EvidenceEvent, LetterState
+from lre.server.domain.evidence import Delegate, PartDigest, PartyDetails
+from lre.server.domain.letters import LetterState
 from lre.server.domain.mailings import (
     MAX_RECIPIENTS,
     REASONS,
@@ -30,7 +30,7 @@ from lre.server.domain.mailings import (
     party_id,
     refusal,
 )
-from lre.server.domain.records import EvidenceRecord, LetterRecord
+from lre.server.domain.records import LetterRecord
 from lre.server.services.custody.content import ContentSink, content_digests, spool_content
 from lre.server.services.custody.content_store import ContentStore, DatabaseContent
 from lre.server.services.custody.evidence import EvidenceRecorder
@@ -42,7 +42,7 @@ from lre.server.services.custody.intake import (
     check_same_content,
     new_letter,
 )
-from lre.server.services.custody.mailing_proofs import REFUSALS
+from lre.server.services.custody.mailing_proofs import REFUSALS, rejection
 from lre.server.services.custody.policy import CustodyPolicy
 from lre.server.services.custody.report import report_lines
 from lre.server.storage.objects import Owner
@@ -268,7 +268,15 @@ class MailingService:
                 parts,
                 digests,
                 seal_with=[
-                    self._rejection(mailing_id, position, sender, recipients, ids, found, now, code)
+                    rejection(
+                        self._evidence,
+                        mailing_id,
+                        position,
+                        sender,
+                        _as_found(recipients[position][0], ids[position], found),
+                        now,
+                        code,
+                    )
                     for position, code in refusals.items()
                 ],
             )
@@ -294,43 +302,6 @@ class MailingService:
             store.mailings.add_recipients(rows)
             states = dict.fromkeys(LetterState, 0) | {LetterState.DEPOSITED: len(letters)}
             return MailingView(mailing, rows, states)
-
-    def _rejection(
-        self,
-        mailing_id: uuid.UUID,
-        position: int,
-        sender: PartyDetails,
-        recipients: list[tuple[str, str]],
-        ids: list[uuid.UUID | None],
-        found: dict[uuid.UUID, tuple[PartyDetails, bool]],
-        now: dt.datetime,
-        code: str,
-    ) -> EvidenceRecord:
-        """A recipient's SubmissionRejection. It names the recipient as found,
-        or as the sender gave it when no party has that name."""
-        party = ids[position]
-        recipient = (
-            found[party][0] if party in found else PartyDetails(recipients[position][0], "", "")
-        )
-        evidence_id = uuid.uuid4()
-        document = EvidenceDocument(
-            evidence_id=str(evidence_id),
-            event=EvidenceEvent.SUBMISSION_REJECTION,
-            event_time=now,
-            policy_oid=self._evidence.policy_oid,
-            issuer=self._evidence.issuer(),
-            sender=sender,
-            recipient=recipient,
-            letter_id=f"mailings/{mailing_id}/recipients/{position}",
-            submission_time=now,
-            parts=(),
-            reason=REASONS[code],
-            reason_code=code,
-        ).to_json()
-        # Not a letter's evidence: kept with the recipient's row, not in the evidence table.
-        return EvidenceRecord(
-            evidence_id, mailing_id, EvidenceEvent.SUBMISSION_REJECTION, now, document
-        )
 
     def _replay(
         self,
@@ -410,3 +381,11 @@ class MailingService:
             letters = store.mailings.letters(mailing_id)
             steps = store.mailings.evidence_steps(mailing_id)
         yield from report_lines(mailing, recipients, letters, steps)
+
+
+def _as_found(
+    name: str, party: uuid.UUID | None, found: dict[uuid.UUID, tuple[PartyDetails, bool]]
+) -> PartyDetails:
+    """A refused recipient as its rejection names it: the party found, or as
+    the sender gave it when no party has that name."""
+    return found[party][0] if party in found else PartyDetails(name, "", "")

@@ -22,6 +22,7 @@ from prometheus_client import Counter
 from lre.server.adapters.signer import SignerClient
 from lre.server.domain import identity, journal
 from lre.server.domain.errors import NotFound
+from lre.server.domain.evidence import EvidenceDocument, PartyDetails
 from lre.server.domain.letters import EvidenceEvent
 from lre.server.domain.log import LogKind
 from lre.server.domain.mailings import REASONS, summary_document
@@ -148,3 +149,34 @@ class MailingProofs:
             row.evidence_document,
             row.evidence_seal,
         )
+
+
+def rejection(
+    evidence: EvidenceRecorder,
+    mailing_id: uuid.UUID,
+    position: int,
+    sender: PartyDetails,
+    recipient: PartyDetails,
+    now: dt.datetime,
+    code: str,
+) -> EvidenceRecord:
+    """A refused recipient's SubmissionRejection, not yet sealed. Not a
+    letter's evidence: kept with the recipient's row, not in the evidence table."""
+    evidence_id = uuid.uuid4()
+    document = EvidenceDocument(
+        evidence_id=str(evidence_id),
+        event=EvidenceEvent.SUBMISSION_REJECTION,
+        event_time=now,
+        policy_oid=evidence.policy_oid,
+        issuer=evidence.issuer(),
+        sender=sender,
+        recipient=recipient,
+        letter_id=f"mailings/{mailing_id}/recipients/{position}",
+        submission_time=now,
+        parts=(),
+        reason=REASONS[code],
+        reason_code=code,
+    ).to_json()
+    return EvidenceRecord(
+        evidence_id, mailing_id, EvidenceEvent.SUBMISSION_REJECTION, now, document
+    )
