@@ -134,7 +134,7 @@ def test_a_company_by_its_siren_its_delegate_in_the_proof_and_no_exemption_on_a_
         with pytest.raises(grpc.RpcError) as refused:
             _deposit(custody, sender_token, claimed.name, "l-1")
         code, named = _refusal(refused)
-        assert code == grpc.StatusCode.FAILED_PRECONDITION and "consent_missing" in named
+        assert code == grpc.StatusCode.FAILED_PRECONDITION and "CONSENT_MISSING" in named
 
         # An operator decides on documents: now no consent is needed.
         decided = identity.SetProfessionalStatus(

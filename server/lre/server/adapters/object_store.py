@@ -40,9 +40,12 @@ LATENCY = Histogram(
     ["operation"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+# By bucket, so that a server keeping content in its database exposes no
+# series (an unlabelled gauge would show 0 there, and page).
 UP = Gauge(
     "lre_object_store_up",
     "1 while the object store answers with this server's credentials.",
+    ["bucket"],
     multiprocess_mode="livemin",
 )
 
@@ -166,9 +169,9 @@ class ObjectStore:
         try:
             self._client.list_objects_v2(Bucket=self.bucket, MaxKeys=1)
         except (BotoCoreError, ClientError) as exc:
-            UP.set(0)
+            UP.labels(self.bucket).set(0)
             return _reason(exc)
-        UP.set(1)
+        UP.labels(self.bucket).set(1)
         return None
 
     # -- writing -----------------------------------------------------------------
