@@ -1,14 +1,19 @@
 """TLS for both processes: gRPC server credentials (mutual when a client CA is
-given), the HTTPS context of the HTTP ports, and a client's channel."""
+given; the files read again when they change, lre.runtime.certfiles), the
+HTTPS context of the HTTP ports, and a client's channel."""
 
 from __future__ import annotations
 
+import logging
 import ssl
 from pathlib import Path
 
 import grpc
 
+from lre.runtime.certfiles import CertificateFiles, Loaded
 from lre.runtime.config import ConfigError
+
+log = logging.getLogger("lre.runtime.tls")
 
 
 def server_credentials(
@@ -27,10 +32,32 @@ def server_credentials(
             f"{prefix}REQUIRE_TLS: callers are identified by client certificates; "
             f"set {prefix}TLS_CLIENT_CA_FILE"
         )
-    return grpc.ssl_server_credentials(
-        [(key.read_bytes(), cert.read_bytes())],
-        root_certificates=client_ca.read_bytes() if client_ca else None,
-        require_client_auth=client_ca is not None,
+    files = CertificateFiles(prefix.removeprefix("LRE_").strip("_").lower(), cert, key, client_ca)
+    served = files.current
+
+    def configuration(loaded: Loaded) -> grpc.ServerCertificateConfiguration:
+        assert loaded.key is not None and loaded.cert is not None
+        return grpc.ssl_server_certificate_configuration(
+            [(loaded.key, loaded.cert)], root_certificates=loaded.ca
+        )
+
+    def fetch() -> grpc.ServerCertificateConfiguration | None:
+        # Called by gRPC before each handshake: None keeps the current files.
+        nonlocal served
+        try:
+            loaded = files.refresh()
+            if loaded.generation == served.generation:
+                return None
+            served = loaded
+            return configuration(loaded)
+        except Exception:  # never fail a handshake for the reload's sake
+            log.exception("transport certificate reload failed")
+            return None
+
+    return grpc.dynamic_ssl_server_credentials(
+        configuration(served),
+        fetch,  # type: ignore[arg-type]  # the stubs forget that None means unchanged
+        require_client_authentication=client_ca is not None,
     )
 
 
@@ -43,6 +70,14 @@ def https_context(cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(cert, key)
     return context
+
+
+def reloading_channel_credentials(files: CertificateFiles) -> grpc.ChannelCredentials:
+    """A client's credentials from the current reading of its files."""
+    loaded = files.current
+    return grpc.ssl_channel_credentials(
+        root_certificates=loaded.ca, private_key=loaded.key, certificate_chain=loaded.cert
+    )
 
 
 def channel_credentials(

@@ -159,7 +159,7 @@ def _metrics(settings: ServerSettings) -> HttpServer:
 
 
 def signer_client(settings: ServerSettings) -> SignerClient:
-    return SignerClient(settings.signer_address, credentials=settings.signer_credentials())
+    return SignerClient(settings.signer_address, certificates=settings.signer_certificates())
 
 
 def serve(settings: ServerSettings) -> None:
