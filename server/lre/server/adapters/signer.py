@@ -17,7 +17,9 @@ from typing import Literal
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from lre.runtime import jsonlines
 from lre.runtime.certfiles import CertificateFiles
+from lre.runtime.gate import REQUEST_ID_KEY
 from lre.runtime.tls import reloading_channel_credentials
 from lre.server.domain.errors import DependencyUnavailable
 from lre.v1 import signing_pb2, signing_pb2_grpc
@@ -77,6 +79,13 @@ _PURPOSES = {
     "seal": signing_pb2.KEY_PURPOSE_SEAL,
     "timestamping": signing_pb2.KEY_PURPOSE_TIMESTAMPING,
 }
+
+
+def _request_id() -> tuple[tuple[str, str], ...] | None:
+    """The id of the request being served (none in a worker), passed on so
+    that the signer's log lines of the call carry the same id."""
+    rid = jsonlines.request_id.get()
+    return ((REQUEST_ID_KEY, rid),) if rid else None
 
 
 class SignerClient:
@@ -153,7 +162,7 @@ class SignerClient:
 
     def _call(self, method: grpc.UnaryUnaryMultiCallable, request: object) -> object:  # type: ignore[type-arg]
         try:
-            return method(request, timeout=self._timeout_s)
+            return method(request, timeout=self._timeout_s, metadata=_request_id())
         except grpc.RpcError as exc:
             if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                 raise DependencyUnavailable("the signer is unavailable") from None
@@ -177,7 +186,9 @@ class SignerClient:
     def _seal_concurrently(self, contents: list[bytes]) -> list[bytes]:
         calls = [
             self._stub.SealEvidence.future(
-                signing_pb2.SealEvidenceRequest(content=content), timeout=self._timeout_s
+                signing_pb2.SealEvidenceRequest(content=content),
+                timeout=self._timeout_s,
+                metadata=_request_id(),
             )
             for content in contents
         ]

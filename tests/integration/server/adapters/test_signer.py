@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import uuid
 from pathlib import Path
 
 import grpc
 import pytest
 
+from lre.runtime import jsonlines
+from lre.runtime.gate import REQUEST_ID_KEY
 from lre.server.adapters.signer import SignerClient
 from lre.server.domain.errors import DependencyUnavailable
+from lre.v1 import signing_pb2, signing_pb2_grpc
 from tests.support.pki import openssl
-from tests.support.processes import free_port
+from tests.support.processes import free_port, wait_for
 from tests.support.signer import SignerProcess
 
 
@@ -43,3 +48,36 @@ def test_an_absent_signer_is_a_dependency_unavailable() -> None:
             client.seal(b"evidence")
     finally:
         client.close()
+
+
+def test_the_request_id_reaches_the_signer_and_comes_back(signer_process: SignerProcess) -> None:
+    rid = f"req-{uuid.uuid4()}"
+    client = SignerClient(signer_process.grpc_address)
+    token = jsonlines.request_id.set(rid)  # as while the server serves a call with that id
+    try:
+        client.seal(b'{"event":"SubmissionAcceptance"}')
+        client.seal_many([b"{}", b"{}"])
+    finally:
+        jsonlines.request_id.reset(token)
+        client.close()
+    assert wait_for(lambda: signer_process.log.read_text().count(rid) >= 3)
+    lines = [
+        json.loads(line) for line in signer_process.log.read_text().splitlines() if rid in line
+    ]
+    assert {(e["message"], e["request_id"]) for e in lines} == {("rpc", rid)}
+
+    # Every caller gets the id back in the initial metadata, refused calls too.
+    with grpc.insecure_channel(signer_process.grpc_address) as channel:
+        stub = signing_pb2_grpc.SigningServiceStub(channel)
+        _, call = stub.GetCertificateChain.with_call(
+            signing_pb2.GetCertificateChainRequest(purpose=signing_pb2.KEY_PURPOSE_SEAL),
+            metadata=((REQUEST_ID_KEY, "mine-1"),),
+            timeout=10,
+        )
+        assert (REQUEST_ID_KEY, "mine-1") in call.initial_metadata()
+        with pytest.raises(grpc.RpcError) as raised:
+            stub.UnwrapKey(signing_pb2.UnwrapKeyRequest(wrapped_key=b"x"), timeout=10)
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        given = dict(raised.value.initial_metadata())  # type: ignore[attr-defined]
+        assert uuid.UUID(given[REQUEST_ID_KEY])  # none sent: one made
+        assert given[REQUEST_ID_KEY] in signer_process.log.read_text()
