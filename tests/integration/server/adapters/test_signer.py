@@ -81,3 +81,25 @@ def test_the_request_id_reaches_the_signer_and_comes_back(signer_process: Signer
         given = dict(raised.value.initial_metadata())  # type: ignore[attr-defined]
         assert uuid.UUID(given[REQUEST_ID_KEY])  # none sent: one made
         assert given[REQUEST_ID_KEY] in signer_process.log.read_text()
+
+
+def test_polling_the_certificate_chains_leaves_no_log_line(signer_process: SignerProcess) -> None:
+    """The server reads both chains with every look at the signer (seconds
+    apart): at INFO that was most of an idle stack's log."""
+    polled, sealed = f"poll-{uuid.uuid4()}", f"seal-{uuid.uuid4()}"
+    client = SignerClient(signer_process.grpc_address)
+    try:
+        for rid, call in (
+            (polled, lambda: client.certificate_chain("seal")),
+            (sealed, lambda: client.seal(b"{}")),
+        ):
+            token = jsonlines.request_id.set(rid)
+            try:
+                call()
+            finally:
+                jsonlines.request_id.reset(token)
+    finally:
+        client.close()
+    # The seal after the poll is logged; the poll before it is not.
+    assert wait_for(lambda: sealed in signer_process.log.read_text())
+    assert polled not in signer_process.log.read_text()
