@@ -5,6 +5,7 @@ certificate, and the expiry metric follows."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import secrets
 import shutil
@@ -79,6 +80,14 @@ def _health(port: int, trusted: Path, caller: tuple[Path, Path], service: str = 
 def _expiry(url: str) -> dict[str, float]:
     with urllib.request.urlopen(url, timeout=10, context=_unchecked()) as reply:
         page = reply.read().decode()
+    (build,) = (
+        s
+        for f in text_string_to_metric_families(page)
+        if f.name == "lre_build_info"
+        for s in f.samples
+    )
+    assert build.labels["part"] == "lre-server" and build.value == 1
+    assert build.labels["version"] == importlib.metadata.version("lre-server")
     return {
         s.labels["which"]: s.value
         for f in text_string_to_metric_families(page)

@@ -8,7 +8,10 @@ import os
 import secrets
 import socket
 import subprocess
+import urllib.request
 from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from lre.signer.devsetup import DevPaths
 from tests.support.processes import BIN, free_port, running, wait_for
@@ -42,6 +45,14 @@ def test_a_signer_pool_shares_its_ports_and_a_second_signer_is_refused(
         # Both workers of the pool listen: the lock lets the instance's own processes in.
         assert wait_for(lambda: log.read_text().count('"signer serving"') == 2), log.read_text()
         assert health_status(f"127.0.0.1:{grpc_port}") == SERVING
+        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=10) as page:
+            (build,) = (
+                s
+                for f in text_string_to_metric_families(page.read().decode())
+                if f.name == "lre_build_info"
+                for s in f.samples
+            )
+        assert build.labels["part"] == "lre-signer" and build.value == 1
         for processes in ("2", "1"):
             line = _refused(
                 [str(BIN / "lre-signer"), "serve"], {**env, "LRE_SIGNER_PROCESSES": processes}

@@ -10,6 +10,7 @@ from lre.runtime import pool
 from lre.runtime.denylist import DenyList
 from lre.runtime.serving import GrpcProcess, ServiceBinding, wait_for_signal
 from lre.runtime.tls import https_context
+from lre.runtime.version import export_build_info
 from lre.signer import config
 from lre.signer.app import Signer
 from lre.signer.http import http_server
@@ -23,6 +24,7 @@ SERVICE_NAME = signing_pb2.DESCRIPTOR.services_by_name["SigningService"].full_na
 
 def serve_worker(settings: config.SignerSettings) -> int:
     credentials = settings.server_credentials()  # before anything: refuses a bad TLS setup
+    export_build_info("lre-signer")
     signer = Signer(settings)
     policy = CallerPolicy(
         settings.signer_callers, settings.timestamp_callers, tls=credentials is not None

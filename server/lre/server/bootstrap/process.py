@@ -19,6 +19,7 @@ from lre.runtime.denylist import DenyList
 from lre.runtime.http import HttpServer, metrics_route
 from lre.runtime.serving import GrpcProcess, wait_for_signal
 from lre.runtime.tls import https_context
+from lre.runtime.version import export_build_info
 from lre.server.adapters.signer import SignerClient
 from lre.server.api import validation
 from lre.server.api.policy import Authorization, RateLimiter, parse_caller_roles
@@ -164,6 +165,7 @@ def signer_client(settings: ServerSettings) -> SignerClient:
 
 def serve(settings: ServerSettings) -> None:
     """Runs the server with its concrete adapters until SIGTERM or SIGINT."""
+    export_build_info("lre-server")
     engine = db.make_engine(settings.database_url)
     signer = signer_client(settings)
     server = build(settings, engine, signer)
@@ -193,6 +195,7 @@ def work(settings: ServerSettings) -> None:
     false``) until SIGTERM or SIGINT; alive while /metrics answers. Several
     may run: the outbox is claimed row by row (SKIP LOCKED) and the sequencer
     under an advisory lock."""
+    export_build_info("lre-server")
     engine = db.make_engine(settings.database_url)
     signer = signer_client(settings)
     services = build_services(settings, engine, signer)
