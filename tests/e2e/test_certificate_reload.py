@@ -161,7 +161,9 @@ def test_renewed_certificates_are_presented_without_a_restart(
         assert wait_for(lambda: _health(server_port, old.ca, operator) is not None, 60), (
             tmp_path / "server.log"
         ).read_text()
-        for port in (signer_port, server_port):
+        # The gRPC ports and the HTTPS ones (/metrics, /tsa) alike.
+        ports = (signer_port, server_port, metrics_port, http_port)
+        for port in ports:
             assert _presented(port, operator) == _serial(old.service_cert)
         # The signer refuses the server's client certificate: custody cannot serve.
         assert (
@@ -179,7 +181,7 @@ def test_renewed_certificates_are_presented_without_a_restart(
         _replace(renewed.ca, live / "signer-ca.pem")
 
         # New handshakes, same processes: the renewed certificate.
-        for port in (signer_port, server_port):
+        for port in ports:
             assert wait_for(
                 lambda p=port: _presented(p, operator) == _serial(renewed.service_cert),
                 timeout=10,

@@ -61,15 +61,39 @@ def server_credentials(
     )
 
 
-def https_context(cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
+def https_context(
+    cert: Path | None, key: Path | None, which: str = "https"
+) -> ssl.SSLContext | None:
     """For /metrics and /tsa: server authentication only (scrapers and TSA
-    clients carry no client certificate)."""
+    clients carry no client certificate). The files are read again when they
+    change: each handshake asks (lre.runtime.certfiles), and one that finds
+    them renewed continues on a context made from the new ones."""
     if cert is None or key is None:
         return None
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(cert, key)
-    return context
+    files = CertificateFiles(which, cert, key)
+
+    def made() -> ssl.SSLContext:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(cert, key)  # from the paths: ssl takes no bytes
+        return context
+
+    generation, serving = files.current.generation, made()
+
+    def renewed(tls: ssl.SSLObject, _name: str | None, _context: ssl.SSLContext) -> None:
+        # Called early in every handshake, with or without SNI.
+        nonlocal generation, serving
+        try:
+            loaded = files.refresh()
+            if loaded.generation != generation:
+                generation, serving = loaded.generation, made()
+            tls.context = serving
+        except Exception:  # never fail a handshake for the reload's sake
+            log.exception("transport certificate reload failed")
+
+    listening = made()
+    listening.sni_callback = renewed
+    return listening
 
 
 def reloading_channel_credentials(files: CertificateFiles) -> grpc.ChannelCredentials:

@@ -58,7 +58,7 @@ def serve_worker(settings: config.SignerSettings) -> int:
     http = http_server(
         signer,
         settings.http_address,
-        https_context(settings.tls_cert_file, settings.tls_key_file),
+        https_context(settings.tls_cert_file, settings.tls_key_file, "signer"),
         settings.http_timeout_s,
     )
     signer.start_monitor(lambda healthy: process.set_serving(healthy, SERVICE_NAME))

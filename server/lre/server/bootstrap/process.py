@@ -153,7 +153,7 @@ def _metrics(settings: ServerSettings) -> HttpServer:
     return HttpServer(
         [metrics_route()],
         settings.metrics_address,
-        https_context(settings.tls_cert_file, settings.tls_key_file),
+        https_context(settings.tls_cert_file, settings.tls_key_file, "server"),
         settings.metrics_timeout_s,
         name="metrics",
     )
