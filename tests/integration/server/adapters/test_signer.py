@@ -16,6 +16,7 @@ from lre.server.domain.errors import DependencyUnavailable
 from lre.v1 import signing_pb2, signing_pb2_grpc
 from tests.support.pki import openssl
 from tests.support.processes import free_port, wait_for
+from tests.support.rpc import field_violations
 from tests.support.signer import SignerProcess
 
 
@@ -66,7 +67,7 @@ def test_the_request_id_reaches_the_signer_and_comes_back(signer_process: Signer
     ]
     assert {(e["message"], e["request_id"]) for e in lines} == {("rpc", rid)}
 
-    # Every caller gets the id back in the initial metadata, refused calls too.
+    # Every caller gets the id back in the trailers, refused calls too.
     with grpc.insecure_channel(signer_process.grpc_address) as channel:
         stub = signing_pb2_grpc.SigningServiceStub(channel)
         _, call = stub.GetCertificateChain.with_call(
@@ -74,11 +75,13 @@ def test_the_request_id_reaches_the_signer_and_comes_back(signer_process: Signer
             metadata=((REQUEST_ID_KEY, "mine-1"),),
             timeout=10,
         )
-        assert (REQUEST_ID_KEY, "mine-1") in call.initial_metadata()
+        assert (REQUEST_ID_KEY, "mine-1") in call.trailing_metadata()
         with pytest.raises(grpc.RpcError) as raised:
             stub.UnwrapKey(signing_pb2.UnwrapKeyRequest(wrapped_key=b"x"), timeout=10)
         assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        given = dict(raised.value.initial_metadata())  # type: ignore[attr-defined]
+        trailers = raised.value.trailing_metadata()  # type: ignore[attr-defined]
+        given = {str(m.key): str(m.value) for m in trailers}
+        assert field_violations(raised.value)  # beside the rich status
         assert uuid.UUID(given[REQUEST_ID_KEY])  # none sent: one made
         assert given[REQUEST_ID_KEY] in signer_process.log.read_text()
 
