@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.stack import POSTGRES, running_stack
+from bench.stack import POSTGRES, Stack, running_stack
 from lre.v1 import common_pb2, custody_pb2, custody_pb2_grpc
 
 MB = 1024 * 1024
@@ -54,6 +54,77 @@ def _baseline(size: int, chunk: int) -> float:
     return size / MB / (time.perf_counter() - start)
 
 
+def transfer(stack: Stack, size: int, chunk: int) -> dict[str, float]:
+    """One letter of ``size`` bytes deposited, notified, accepted and
+    downloaded over gRPC: MB/s in and out, and the server's resident memory
+    (KiB) before, and its peak after the deposit and after the download."""
+    pid = stack.server.pid
+    with grpc.insecure_channel(
+        stack.address, options=[("grpc.max_receive_message_length", 8 * MB)]
+    ) as channel:
+        custody = custody_pb2_grpc.CustodyServiceStub(channel)
+        sender = (("authorization", f"Bearer {stack.sender_token}"),)
+        recipient = (("authorization", f"Bearer {stack.recipient_token}"),)
+        rss_before = _memory_kb(pid, "VmRSS")
+
+        def requests() -> Iterator[custody_pb2.DepositLetterRequest]:
+            yield custody_pb2.DepositLetterRequest(
+                envelope=custody_pb2.LetterEnvelope(
+                    request_id=str(uuid.uuid4()),
+                    recipient=stack.recipient,
+                    parts=[
+                        custody_pb2.ContentPart(
+                            filename="large.bin",
+                            media_type="application/octet-stream",
+                            size_bytes=size,
+                        )
+                    ],
+                )
+            )
+            for data in _content(size, chunk):
+                yield custody_pb2.DepositLetterRequest(
+                    chunk=custody_pb2.ContentChunk(part_index=0, data=data)
+                )
+
+        start = time.perf_counter()
+        letter = custody.DepositLetter(requests(), metadata=sender, timeout=600)
+        deposit_rate = size / MB / (time.perf_counter() - start)
+        rss_after_deposit = _memory_kb(pid, "VmHWM")
+        # The notification goes out on its own (workers on); then the recipient accepts.
+        deadline = time.monotonic() + 60
+        while True:
+            got = custody.GetLetter(
+                custody_pb2.GetLetterRequest(name=letter.name), metadata=recipient
+            )
+            if got.state == common_pb2.LETTER_STATE_NOTIFIED:
+                break
+            if time.monotonic() > deadline:
+                raise SystemExit("the letter was not notified within 60 s")
+            time.sleep(0.2)
+        custody.AcceptLetter(custody_pb2.AcceptLetterRequest(name=letter.name), metadata=recipient)
+        received = 0
+        digest = hashlib.sha256()
+        start = time.perf_counter()
+        for piece in custody.DownloadLetterContent(
+            custody_pb2.DownloadLetterContentRequest(name=letter.name),
+            metadata=recipient,
+            timeout=600,
+        ):
+            received += len(piece.data)
+            digest.update(piece.data)
+        download_rate = size / MB / (time.perf_counter() - start)
+        peak = _memory_kb(pid, "VmHWM")
+    assert received == size, (received, size)
+    assert digest.digest() == letter.parts[0].digest.value, "downloaded content differs"
+    return {
+        "in": deposit_rate,
+        "out": download_rate,
+        "rss": rss_before,
+        "hwm_in": rss_after_deposit,
+        "hwm_out": peak,
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -65,66 +136,9 @@ def main() -> int:
     size, chunk = args.megabytes * MB, args.chunk_kb * 1024
     baseline = _baseline(size, chunk)
     with running_stack(server_processes=1, postgres=args.postgres, run_workers=True) as stack:
-        pid = stack.server.pid
-        with grpc.insecure_channel(
-            stack.address, options=[("grpc.max_receive_message_length", 8 * MB)]
-        ) as channel:
-            custody = custody_pb2_grpc.CustodyServiceStub(channel)
-            sender = (("authorization", f"Bearer {stack.sender_token}"),)
-            recipient = (("authorization", f"Bearer {stack.recipient_token}"),)
-            rss_before = _memory_kb(pid, "VmRSS")
-
-            def requests() -> Iterator[custody_pb2.DepositLetterRequest]:
-                yield custody_pb2.DepositLetterRequest(
-                    envelope=custody_pb2.LetterEnvelope(
-                        request_id=str(uuid.uuid4()),
-                        recipient=stack.recipient,
-                        parts=[
-                            custody_pb2.ContentPart(
-                                filename="large.bin",
-                                media_type="application/octet-stream",
-                                size_bytes=size,
-                            )
-                        ],
-                    )
-                )
-                for data in _content(size, chunk):
-                    yield custody_pb2.DepositLetterRequest(
-                        chunk=custody_pb2.ContentChunk(part_index=0, data=data)
-                    )
-
-            start = time.perf_counter()
-            letter = custody.DepositLetter(requests(), metadata=sender, timeout=600)
-            deposit_rate = size / MB / (time.perf_counter() - start)
-            rss_after_deposit = _memory_kb(pid, "VmHWM")
-            # The notification goes out on its own (workers on); then the recipient accepts.
-            deadline = time.monotonic() + 60
-            while True:
-                got = custody.GetLetter(
-                    custody_pb2.GetLetterRequest(name=letter.name), metadata=recipient
-                )
-                if got.state == common_pb2.LETTER_STATE_NOTIFIED:
-                    break
-                if time.monotonic() > deadline:
-                    raise SystemExit("the letter was not notified within 60 s")
-                time.sleep(0.2)
-            custody.AcceptLetter(
-                custody_pb2.AcceptLetterRequest(name=letter.name), metadata=recipient
-            )
-            received = 0
-            digest = hashlib.sha256()
-            start = time.perf_counter()
-            for piece in custody.DownloadLetterContent(
-                custody_pb2.DownloadLetterContentRequest(name=letter.name),
-                metadata=recipient,
-                timeout=600,
-            ):
-                received += len(piece.data)
-                digest.update(piece.data)
-            download_rate = size / MB / (time.perf_counter() - start)
-            peak = _memory_kb(pid, "VmHWM")
-        assert received == size, (received, size)
-        assert digest.digest() == letter.parts[0].digest.value, "downloaded content differs"
+        figures = transfer(stack, size, chunk)
+    deposit_rate, download_rate = figures["in"], figures["out"]
+    rss_after_deposit, peak, rss_before = figures["hwm_in"], figures["hwm_out"], figures["rss"]
     print(f"letter: {args.megabytes} MB in {args.chunk_kb} KB chunks; PostgreSQL; 1 server process")
     print(f"baseline, SHA-256 + AES-256-GCM in one thread: {baseline:7.0f} MB/s")
     print(f"deposit:                                       {deposit_rate:7.0f} MB/s")

@@ -48,6 +48,7 @@ from lre.signer.clock import ClockStatus
 from lre.signer.pki import SEAL, TIMESTAMPING, LocalCA
 from lre.signer.revocation import CrlFile
 from lre.signer.seal import EvidenceSealer
+from lre.signer.timesources import BuiltinSource, TimestampSources
 from lre.signer.tsa import CmsSigner, TimestampAuthority
 
 LIFE = (
@@ -95,7 +96,8 @@ def _sealer(anchors: Path) -> tuple[EvidenceSealer, bytes]:
     tsa = TimestampAuthority(signers["tsa"], TrustedClock(), "0.4.0.2023.1.1", 1000, False)
     crls = anchors.with_name("bench-crls.pem")
     crls.write_bytes(ca.issue_crl().public_bytes(serialization.Encoding.PEM))
-    sealer = EvidenceSealer(signers["seal"], tsa, [ca.certificate], CrlFile(crls))
+    sources = TimestampSources([BuiltinSource(tsa, [ca.certificate])])
+    sealer = EvidenceSealer(signers["seal"], sources, [ca.certificate], CrlFile(crls))
     return sealer, signers["seal"].certificate.public_bytes(serialization.Encoding.DER)
 
 

@@ -1,4 +1,5 @@
-"""Fixtures over the real components: SoftHSM, the signer process, PostgreSQL."""
+"""Fixtures over the real components: SoftHSM, the signer process,
+PostgreSQL, an S3-compatible object server (SeaweedFS)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from lre.signer.devsetup import DevPaths, dev_setup, settings_for
 from tests.support.databases import POSTGRES_URL
 from tests.support.processes import BIN, free_port, running, wait_for
 from tests.support.rpc import SERVING, health_status
+from tests.support.seaweed import SeaweedServer, seaweed_server
 from tests.support.signer import SignerProcess, signer_env
 
 
@@ -44,6 +46,15 @@ def signer_process(
         address = f"127.0.0.1:{grpc_port}"
         assert wait_for(lambda: health_status(address) == SERVING, timeout=90), log.read_text()
         yield SignerProcess(address, f"http://127.0.0.1:{http_port}", dev_var, log)
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedServer]:
+    """One SeaweedFS server (`weed server -s3`) for the session, on free
+    ports; each test takes a fresh bucket of it. A test that stops a server
+    starts its own (tests.support.seaweed.seaweed_server)."""
+    with seaweed_server(tmp_path_factory.mktemp("seaweed")) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -144,3 +144,26 @@ def test_containerfile_copies_what_exists_and_runs_as_non_root() -> None:
     # No vendor PKCS#11 library is installed; the p11-kit client module is.
     assert "p11-kit-modules" in text
     assert not re.search(r"libCryptoki|libcknfast|libcs_pkcs11|cloudhsm_pkcs11", text)
+
+
+def test_the_object_store_overlay_extends_the_stack_with_real_settings(
+    compose: dict[str, Any],
+) -> None:
+    overlay = yaml.safe_load((COMPOSE_DIR / "object-store.yaml").read_text())
+    services = overlay["services"]
+    for name in ("server", "workers"):
+        assert name in compose["services"], name
+        env = _env(services[name])
+        assert env["LRE_SERVER_CONTENT_STORE"] == "s3"
+        assert not contract.unknown_env(
+            set(env) - {"LRE_SERVER_S3_ACCESS_KEY", "LRE_SERVER_S3_SECRET_KEY"}
+        )
+        assert set(services[name]["depends_on"]) <= set(services) | set(compose["services"])
+    for volume in services["seaweedfs"]["volumes"]:
+        source = volume.split(":")[0]
+        assert not source.startswith(".") or (COMPOSE_DIR / source).exists(), source
+    # The bucket the servers are told to use is the one made with Object Lock.
+    command = " ".join(services["bucket"]["command"])
+    bucket = _env(services["server"])["LRE_SERVER_S3_BUCKET"]
+    assert f"create-bucket --bucket {bucket}" in command
+    assert "--object-lock-enabled-for-bucket" in command

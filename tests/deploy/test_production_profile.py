@@ -81,7 +81,8 @@ def test_the_shipped_production_configuration_has_no_development_default(tmp_pat
         ("server", "mail_transport"),
         ("server", "tree_head_export"),
         ("server", "provider_certificates_file"),
-        ("signer", "clock_reference"),
+        ("signer", "clock_references"),
+        ("signer", "clock_journal_file"),
         ("signer", "signer_callers"),
         ("signer", "require_tls"),
     ],
@@ -111,7 +112,7 @@ def test_sqlite_and_the_development_ca_are_refused(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("program", "section", "setting"), [
     ("lre-server", "server", "provider_name"),
-    ("lre-signer", "signer", "clock_reference"),
+    ("lre-signer", "signer", "clock_references"),
 ])  # fmt: skip
 def test_a_process_with_one_default_left_refuses_to_start(
     tmp_path: Path, program: str, section: str, setting: str

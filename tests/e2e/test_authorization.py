@@ -33,7 +33,7 @@ from lre.v1 import (
 )
 from tests.support.clients import ROLES, bearer, deposit_letter, register_company
 from tests.support.processes import BIN, free_port, running, wait_for
-from tests.support.rpc import SERVING, channel, health_status
+from tests.support.rpc import SERVING, channel, error_info, health_status
 from tests.support.server import ServerProcess, server_process
 from tests.support.signer import SignerProcess, signer_env
 
@@ -95,6 +95,11 @@ def _call(
         else:
             ch.unary_unary(method, identity, identity)(payload, timeout=10)
     except grpc.RpcError as exc:
+        if exc.code() not in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED):
+            # Every refusal says why in a machine-readable reason, not only in words.
+            reason, _ = error_info(exc)
+            if exc.code() == grpc.StatusCode.PERMISSION_DENIED:
+                assert reason in ("METHOD_NOT_ALLOWED", "UNKNOWN_CALLER", "PERMISSION_DENIED")
         return exc.code()
     return grpc.StatusCode.OK
 

@@ -83,7 +83,8 @@ def test_deposit_refused_without_consent_then_accepted_with_it(
     assert status is not None
     info = error_details_pb2.ErrorInfo()
     assert any(d.Unpack(info) for d in status.details)
-    assert info.reason == "consent_missing"
+    assert info.reason == "CONSENT_MISSING" and info.domain == "lre"
+    assert info.metadata["reasonCode"] == "consent_missing"
     rejected = custody.ListEvidence(
         custody_pb2.ListEvidenceRequest(parent=info.metadata["letter"]), metadata=as_sender
     )

@@ -30,7 +30,7 @@ from tests.support.clients import deposit_letter, register_company
 from tests.support.databases import idle_in_transaction
 from tests.support.metrics import grpc_counter, grpc_handled
 from tests.support.processes import wait_for
-from tests.support.rpc import SERVING, field_violations, health_status
+from tests.support.rpc import SERVING, error_info, field_violations, health_status
 from tests.support.server import ServerProcess, server_process
 from tests.support.signer import SignerProcess
 
@@ -108,6 +108,7 @@ def test_undecodable_requests_to_every_rpc_are_invalid_argument_and_counted(
                 _raw(channel, name, streams, [MALFORMED], token)
             assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT, name
             assert raised.value.details() == "the request message is malformed", name
+            assert error_info(raised.value) == ("MALFORMED_REQUEST", {}), name
         # Inside a deposit stream, after a good envelope.
         with pytest.raises(grpc.RpcError) as raised:
             _raw(
@@ -159,6 +160,7 @@ def test_strings_are_checked_at_the_edge_on_every_database(server: ServerProcess
                 create(**values)  # type: ignore[arg-type]
             assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT, field
             assert field in field_violations(raised.value), (field, field_violations(raised.value))
+            assert error_info(raised.value) == ("INVALID_FIELD", {"field": field})
         with pytest.raises(grpc.RpcError) as raised:
             create(given_name="Y" * 201)
         assert field_violations(raised.value) == {"party.given_name": "at most 200 characters"}

@@ -296,6 +296,65 @@ def test_a_mailing_gives_each_recipient_a_letter_or_a_sealed_refusal(
         assert (
             rows[1]["SubmissionRejection_evidence"] == by_reference["lot 2"].refusal.evidence.name
         )
+        # The sealed summary: a signed PDF whose attached JSON the seal covers.
+        sealed = tmp_path / "summary.pdf"
+        sealed.write_bytes(
+            b"".join(
+                c.data
+                for c in custody.GetMailingReport(
+                    custody_pb2.GetMailingReportRequest(
+                        name=mailing.name, format=custody_pb2.MAILING_REPORT_FORMAT_SEALED_PDF
+                    ),
+                    metadata=bearer(token),
+                )
+            )
+        )
+        checked = subprocess.run(["pdfsig", sealed], capture_output=True, text=True)
+        assert "Signature is Valid." in checked.stdout, checked.stdout + checked.stderr
+        assert "Total document signed" in checked.stdout, checked.stdout
+        attached = tmp_path / "attached"
+        attached.mkdir()
+        subprocess.run(["pdfdetach", "-saveall", "-o", attached, sealed], check=True)
+        mailing_id = mailing.name.removeprefix("mailings/")
+        summary = verify_seal(
+            custody_pb2.Evidence(
+                name=mailing.name,
+                document=(attached / f"mailing-{mailing_id}.json").read_bytes(),
+                seal=(attached / f"mailing-{mailing_id}.p7m").read_bytes(),
+            ),
+            signer_process,
+            tmp_path,
+        )
+        assert summary["mailing"] == mailing.name
+        assert summary["sender"]["name"] == "Syndic Tilleuls SARL"
+        assert [c["sha256"] for c in summary["content"]] == [
+            hashlib.sha256(CONVOCATION).hexdigest()
+        ]
+        assert [
+            (r["letterReference"], r.get("letter"), r.get("refusal"), r.get("evidence"))
+            for r in summary["recipients"]
+        ] == [
+            (
+                r.letter_reference,
+                r.letter or None,
+                r.refusal.reason_code or None,
+                r.refusal.evidence.name or None,
+            )
+            for r in mailing.recipients
+        ]
+        text = subprocess.run(["pdftotext", sealed, "-"], capture_output=True, text=True).stdout
+        for lot in ("lot 1", "lot 2", "lot 11", "consent_missing", "party_unknown"):
+            assert lot in text, (lot, text)
+        with pytest.raises(grpc.RpcError) as hidden:
+            list(
+                custody.GetMailingReport(
+                    custody_pb2.GetMailingReportRequest(
+                        name=mailing.name, format=custody_pb2.MAILING_REPORT_FORMAT_SEALED_PDF
+                    ),
+                    metadata=bearer(other_token),
+                )
+            )
+        assert hidden.value.code() == grpc.StatusCode.NOT_FOUND
 
         # Bad input is the caller's mistake, named.
         for bad, field in (

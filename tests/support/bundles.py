@@ -33,8 +33,14 @@ def record(letter: str, evidence: bytes, seal: bytes, evidence_id: str) -> log.L
     )
 
 
-def build_test_bundle(client: SignerClient, provider_name: str = "LRE Test Provider SAS") -> bytes:
-    """A bundle of one evidence sealed, stamped and signed through ``client``."""
+def build_test_bundle(
+    client: SignerClient,
+    provider_name: str = "LRE Test Provider SAS",
+    head_client: SignerClient | None = None,
+) -> bytes:
+    """A bundle of one evidence sealed, stamped and signed through ``client``,
+    its tree head sealed through ``head_client`` (a signer whose keys were
+    rotated since) or the same."""
     letter, evidence_id = str(uuid.uuid4()), str(uuid.uuid4())
     evidence = EvidenceDocument(
         evidence_id=evidence_id,
@@ -62,12 +68,10 @@ def build_test_bundle(client: SignerClient, provider_name: str = "LRE Test Provi
         evidence=evidence,
         seal=seal,
         proof_pdf=proof_pdf(evidence, seal, client),
-        seal_chain=client.certificate_chain("seal"),
-        tsa_chain=client.certificate_chain("timestamping"),
         leaf=leaves[LEAF_INDEX],
         leaf_index=LEAF_INDEX,
         audit_path=log.inclusion_proof(LEAF_INDEX, hashes_),
         tree_head=head,
-        tree_head_seal=client.seal(head),
+        tree_head_seal=(head_client or client).seal(head),
     )
     return bundle

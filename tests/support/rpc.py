@@ -44,6 +44,17 @@ def health_status(
         return int(reply.status)
 
 
+def error_info(error: grpc.RpcError) -> tuple[str, dict[str, str]]:
+    """The google.rpc.ErrorInfo of an error's rich status: (reason, metadata);
+    fails when there is none (every refusal carries one, in domain "lre")."""
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    assert status is not None, error
+    info = error_details_pb2.ErrorInfo()
+    assert any(d.Unpack(info) for d in status.details), status
+    assert info.domain == "lre", info
+    return info.reason, dict(info.metadata)
+
+
 def field_violations(error: grpc.RpcError) -> dict[str, str]:
     """The BadRequest field violations in an error's rich status: {field: description}."""
     status = rpc_status.from_call(error)  # type: ignore[arg-type]

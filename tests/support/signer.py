@@ -3,7 +3,9 @@ environment), on a private token copy for a block, and its commands."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from lre.signer.devsetup import DevPaths
 from lre.v1 import signing_pb2, signing_pb2_grpc
@@ -32,6 +36,18 @@ class SignerProcess:
     @property
     def tsa_cert(self) -> Path:
         return self.paths.pki / "timestamping.pem"
+
+
+def copy_token(paths: DevPaths, into: Path) -> Path:
+    """The session token's files copied under ``into``; returns the SOFTHSM2_CONF to use."""
+    tokens = into / "tokens"
+    shutil.copytree(paths.root / "softhsm" / "tokens", tokens)
+    conf = into / "softhsm2.conf"
+    conf.write_text(
+        f"directories.tokendir = {tokens}\nobjectstore.backend = file\nlog.level = ERROR\n",
+        encoding="utf-8",
+    )
+    return conf
 
 
 def signer_env(paths: DevPaths, grpc_port: int, http_port: int, **extra: str) -> dict[str, str]:
@@ -106,3 +122,51 @@ def check_token(
             what, _, why = rest.strip().partition(": ")
             lines[what] = f"{status} {why}"
     return done.returncode, lines, done.stdout + done.stderr
+
+
+# The key ceremony in one interpreter (an `lre-signer` command each costs an
+# interpreter's start): for each (label, purpose, subject), a key made on the
+# token, a CSR signed there, the certificate from the CA given stored beside
+# it, as `lre-signer create-key`, `csr` and `import-certificate` do.
+_CEREMONY = """
+import json, sys
+from pathlib import Path
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from lre.signer import pki
+from lre.signer.config import load
+from lre.signer.token import Token
+
+ca_key, ca_pem, keys = Path(sys.argv[1]), Path(sys.argv[2]), json.loads(sys.argv[3])
+settings = load()
+token = Token(settings.pkcs11_module, settings.token_label, settings.pin)
+token.connect()
+ca = pki.LocalCA.load(ca_key, ca_pem)
+try:
+    for label, purpose, subject in keys:
+        token.generate_ec_key(label)
+        der = ca.issue(pki.build_csr(token, label, subject), purpose)
+        pki.import_certificate(token, label, der)
+        print(x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM).decode())
+finally:
+    token.close()
+"""
+
+
+def key_ceremony(
+    env: dict[str, str], ca: tuple[Path, Path], *keys: tuple[str, str, str]
+) -> list[bytes]:
+    """New keys on the token ``env`` names, certified by ``ca`` (key file,
+    certificate file); their certificates (PEM), in order."""
+    done = subprocess.run(
+        [str(BIN / "python"), "-c", _CEREMONY, str(ca[0]), str(ca[1]), json.dumps(keys)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return [
+        c.public_bytes(serialization.Encoding.PEM)
+        for c in x509.load_pem_x509_certificates(done.stdout.encode())
+    ]

@@ -9,6 +9,7 @@ import functools
 import uuid
 
 from lre.server.adapters.mail import SmtpTransport
+from lre.server.adapters.object_store import ObjectStore
 from lre.server.adapters.signer import ContentKeys, SignerClient
 from lre.server.domain import identity
 from lre.server.domain.identity import AssuranceLevel, FactorCategory
@@ -22,6 +23,11 @@ from lre.server.services.custody import (
     DeclaredPart,
     DepositService,
     EvidenceRecorder,
+)
+from lre.server.services.custody.content_store import (
+    ContentStore,
+    DatabaseContent,
+    ObjectContent,
 )
 from lre.server.services.identity import IdentityPolicy, IdentityService, NewParty
 from lre.server.services.notification import NotificationPolicy, NotificationService
@@ -44,8 +50,14 @@ SENDER_EMAIL = "gestion@zephyrin-bailleur.example"
 
 class World:
     def __init__(
-        self, database_url: str, signer: SignerProcess, clock: Clock, smtp_port: int
+        self,
+        database_url: str,
+        signer: SignerProcess,
+        clock: Clock,
+        smtp_port: int,
+        objects: ObjectStore | None = None,
     ) -> None:
+        """``objects``: the object store content is kept in (None: the database)."""
         self.engine = db.make_engine(database_url)
         db.migrate(self.engine)
         sessions = db.sessions(self.engine)
@@ -59,11 +71,22 @@ class World:
         self.evidence = EvidenceRecorder(
             self.signer, policy.provider_name, EVIDENCE_POLICY, clock, clock_skew=SKEW
         )
+        self.objects = objects
+        self.content: ContentStore = (
+            DatabaseContent()
+            if objects is None
+            else ObjectContent(self.stores, objects, policy.content_retention, clock)
+        )
         self.deposits = DepositService(
-            self.stores, ContentKeys(self.signer), self.evidence, policy, clock
+            self.stores,
+            ContentKeys(self.signer),
+            self.evidence,
+            policy,
+            clock,
+            content=self.content,
         )
         self.decisions = DecisionService(
-            self.stores, self.signer, self.evidence, policy.reminder_days, clock
+            self.stores, self.signer, self.evidence, policy.reminder_days, clock, self.content
         )
         self.proofs = StoredProofs(
             self.stores, functools.partial(proof_pdf, signer=self.signer), clock
@@ -158,6 +181,10 @@ class World:
         with Inbox(smtp_port):
             self.drain()
         return letters
+
+    def objects_of_mailing(self, mailing_id: uuid.UUID) -> str | None:
+        with self.stores.read() as store:
+            return store.objects.mailing_object(mailing_id)
 
     def close(self) -> None:
         self.signer.close()

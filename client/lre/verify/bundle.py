@@ -237,13 +237,11 @@ def _check_seal(
     paths: list[chains.Path] = []
     name = f"{label}: certificate chains"
     try:
-        if not seal_chain or seal_chain[0].dump() != signer.dump():
-            raise SealProblem("seal-chain.pem does not start with the seal's certificate")
-        if not tsa_chain or tsa_chain[0].dump() != stamp.tsa.dump():
-            raise SealProblem("tsa-chain.pem does not start with the timestamp's certificate")
+        own_seal_chain = _chain_of(seal_chain, signer, layout.SEAL_CHAIN, "the seal's")
+        own_tsa_chain = _chain_of(tsa_chain, stamp.tsa, layout.TSA_CHAIN, "the timestamp's")
         paths = [
-            chains.anchor(signer, seal_chain, trusted, stamp.time, "seal"),
-            chains.anchor(stamp.tsa, tsa_chain, trusted, stamp.time, "time_stamping"),
+            chains.anchor(signer, own_seal_chain, trusted, stamp.time, "seal"),
+            chains.anchor(stamp.tsa, own_tsa_chain, trusted, stamp.time, "time_stamping"),
         ]
     except SealProblem as exc:
         report.add(name, False, str(exc))
@@ -266,6 +264,23 @@ def _check_seal(
     return signer
 
 
+def _chain_of(
+    chains_: list[asn1_x509.Certificate], leaf: asn1_x509.Certificate, name: str, whose: str
+) -> list[asn1_x509.Certificate]:
+    """The chain in ``chains_`` (one or more chains, each leaf first then its
+    CAs: one per certificate the bundle's seals were made with) that starts
+    with ``leaf``."""
+    for i, certificate in enumerate(chains_):
+        if certificate.dump() == leaf.dump():
+            chain = [certificate]
+            for issuer in chains_[i + 1 :]:
+                if not issuer.ca:
+                    break
+                chain.append(issuer)
+            return chain
+    raise SealProblem(f"{name} does not hold {whose} certificate")
+
+
 def _check_pdf(
     report: Report,
     bundle: Bundle,
@@ -273,7 +288,7 @@ def _check_pdf(
     certs: dict[str, list[asn1_x509.Certificate]],
     provider: Provider | None,
 ) -> None:
-    roots = [c for chain in certs.values() for c in chain if c.self_signed]
+    roots = [c for chain in certs.values() for c in chain if c.self_signed == "maybe"]
     name = "proof PDF: PAdES signature"
     try:
         signature = pdf.check_signature(bundle[layout.PROOF_PDF], trusted, roots)

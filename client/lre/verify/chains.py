@@ -50,7 +50,7 @@ def anchor(
     (``anchored`` False). Raises SealProblem for a path that cannot be built
     or is not valid (expired, wrong use, bad signature).
     """
-    roots = anchors or [c for c in others if c.self_signed]
+    roots = anchors or [c for c in others if c.self_signed == "maybe"]
     context = ValidationContext(
         trust_roots=roots,
         other_certs=others,

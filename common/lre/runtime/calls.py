@@ -83,7 +83,12 @@ def rpc_scope(
             gone = client_gone_code(context, call)
             if gone is None:  # a bug
                 log.exception("unhandled error", extra={"method": method})
-                context.abort(grpc.StatusCode.INTERNAL, f"internal error (request id {rid})")
+                abort(
+                    context,
+                    grpc.StatusCode.INTERNAL,
+                    f"internal error (request id {rid})",
+                    error_info=("INTERNAL", {"requestId": rid}),
+                )
             # Nothing reaches a cancelled client; abort() only records the code
             # and keeps gRPC from logging the exception as the application's.
             context.abort(gone, call.reason or "the client went away")
@@ -164,13 +169,22 @@ class Requests:
         except Exception:
             self._call.reason = "undecodable request"
             abort(
-                self._context, grpc.StatusCode.INVALID_ARGUMENT, "the request message is malformed"
+                self._context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "the request message is malformed",
+                error_info=("MALFORMED_REQUEST", {}),
             )
         problems = self._validate(message)
         if problems:
             self._call.reason = "invalid fields"
             summary = "; ".join(f"{f}: {d}" for f, d in sorted(problems.items()))
-            abort(self._context, grpc.StatusCode.INVALID_ARGUMENT, summary, problems)
+            abort(
+                self._context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                summary,
+                problems,
+                ("INVALID_FIELD", {"field": min(problems)}),
+            )
         return message
 
     def one(self, stalled: contextlib.AbstractContextManager[None]) -> Any:
@@ -181,7 +195,12 @@ class Requests:
             with stalled:
                 raw = self._receive()
         except StopIteration:
-            abort(self._context, grpc.StatusCode.INVALID_ARGUMENT, "no request message")
+            abort(
+                self._context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "no request message",
+                error_info=("MISSING_REQUEST", {}),
+            )
         return self._message(raw)
 
     def __iter__(self) -> Requests:

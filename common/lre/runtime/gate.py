@@ -127,6 +127,7 @@ class RpcInterceptor(grpc.ServerInterceptor):
             context,
             grpc.StatusCode.RESOURCE_EXHAUSTED,
             f"{what} too many {kind.value} calls in progress; retry later",
+            error_info=("CONCURRENT_CALLS_EXCEEDED", {"budget": budget, "kind": kind.value}),
         )
 
     def _denied(self, context: grpc.ServicerContext, call: Call, method: str) -> None:
@@ -135,7 +136,12 @@ class RpcInterceptor(grpc.ServerInterceptor):
         REFUSED.labels(role, service, name, "denied").inc()
         call.reason = "denied certificate"
         log.warning("rpc refused", extra={"method": method, "role": role, "budget": "denied"})
-        abort(context, grpc.StatusCode.PERMISSION_DENIED, "this client certificate is denied")
+        abort(
+            context,
+            grpc.StatusCode.PERMISSION_DENIED,
+            "this client certificate is denied",
+            error_info=("CERTIFICATE_DENIED", {}),
+        )
 
     @contextlib.contextmanager
     def _stall_watch(

@@ -11,6 +11,16 @@ from grpc_status import rpc_status
 
 from lre.runtime import jsonlines
 
+# google.rpc.ErrorInfo.domain of every error this product raises.
+DOMAIN = "lre"
+
+
+# What a refusal says when its caller names no narrower cause.
+GENERIC_REASONS = {
+    grpc.StatusCode.INVALID_ARGUMENT: "INVALID_FIELD",
+    grpc.StatusCode.UNAVAILABLE: "UNAVAILABLE",
+}
+
 
 def abort(
     context: grpc.ServicerContext,
@@ -21,8 +31,11 @@ def abort(
     retry_after: float | None = None,
 ) -> NoReturn:
     """Aborts the RPC with ``code``; field violations travel as google.rpc.BadRequest,
-    a machine-readable reason and its metadata as google.rpc.ErrorInfo, when to
-    retry as google.rpc.RetryInfo."""
+    a machine-readable reason and its metadata as google.rpc.ErrorInfo (every
+    refusal has one: a client switches on ``reason``, never on the message),
+    when to retry as google.rpc.RetryInfo."""
+    if error_info is None:
+        error_info = (GENERIC_REASONS.get(code, code.name), {})
     details = []
     if retry_after is not None:
         retry = error_details_pb2.RetryInfo()
@@ -40,12 +53,11 @@ def abort(
         detail = any_pb2.Any()
         detail.Pack(bad_request)
         details.append(detail)
-    if error_info is not None:
-        detail = any_pb2.Any()
-        detail.Pack(
-            error_details_pb2.ErrorInfo(reason=error_info[0], domain="lre", metadata=error_info[1])
-        )
-        details.append(detail)
+    detail = any_pb2.Any()
+    detail.Pack(
+        error_details_pb2.ErrorInfo(reason=error_info[0], domain=DOMAIN, metadata=error_info[1])
+    )
+    details.append(detail)
     status = status_pb2.Status(code=getattr(code_pb2, code.name), message=message, details=details)
     rich = rpc_status.to_status(status)
     rid = jsonlines.request_id.get()
@@ -59,5 +71,9 @@ def abort(
 
 def invalid_argument(context: grpc.ServicerContext, field: str, description: str) -> NoReturn:
     abort(
-        context, grpc.StatusCode.INVALID_ARGUMENT, f"{field}: {description}", {field: description}
+        context,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        f"{field}: {description}",
+        {field: description},
+        ("INVALID_FIELD", {"field": field}),
     )

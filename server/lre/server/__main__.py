@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import sys
 from pathlib import Path
 
@@ -48,6 +49,13 @@ def main(argv: list[str] | None = None) -> int:
         help="re-encrypt the secrets at rest under the current secrets key instead",
     )
     rekeying.add_argument("--batch", type=int, default=256, help="keys per signer call and commit")
+    moving = commands.add_parser(
+        "move-content",
+        help="move kept letter content to the object store, or back to the database"
+        " (resumable, each move verified)",
+    )
+    moving.add_argument("--to", choices=("object-store", "database"), required=True)
+    moving.add_argument("--batch", type=int, default=100, help="letters looked up per query")
     args = parser.parse_args(argv)
     try:
         settings = config.load()
@@ -72,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "rekey":
         return _rekey(settings, secrets_only=args.secrets, batch=args.batch)
+    if args.command == "move-content":
+        return _move_content(settings, args.to == "object-store", args.batch)
     # Held until the process exits; the processes of a pool are its children.
     try:
         _ports = claim(
@@ -150,6 +160,35 @@ def _rekey(settings: config.ServerSettings, secrets_only: bool, batch: int) -> i
         finally:
             signer.close()
     print(f"rekey done: {done.examined} examined, {done.changed} re-encrypted")
+    return 0
+
+
+def _move_content(settings: config.ServerSettings, to_objects: bool, batch: int) -> int:
+    from lre.server.bootstrap.wiring import build_content
+    from lre.server.domain.errors import DependencyUnavailable
+    from lre.server.services.custody import content_move
+    from lre.server.services.custody.content_store import ObjectContent
+    from lre.server.storage import db
+    from lre.server.storage.store import Stores
+
+    stores = Stores(db.sessions(db.make_engine(settings.database_url)))
+    content, _ = build_content(settings, stores, dt.timedelta(days=settings.content_retention_days))
+    if not isinstance(content, ObjectContent):
+        print("lre-server: move-content needs content_store = s3 and its settings", file=sys.stderr)
+        return 2
+
+    def report(progress: content_move.Progress) -> None:
+        print(f"content: {progress.examined} examined, {progress.moved} moved", flush=True)
+
+    try:
+        done = content_move.move_content(stores, content, to_objects, batch, report)
+    except DependencyUnavailable as exc:
+        print(f"lre-server: {exc}; run move-content again", file=sys.stderr)
+        return 1
+    except content_move.ContentMismatch as exc:
+        print(f"lre-server: {exc}; nothing of it committed", file=sys.stderr)
+        return 1
+    print(f"move-content done: {done.examined} examined, {done.moved} moved")
     return 0
 
 

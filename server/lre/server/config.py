@@ -16,6 +16,7 @@ from lre.runtime.certfiles import CertificateFiles
 from lre.runtime.limits import StreamLimits, stream_limits
 from lre.server.adapters import outbound
 from lre.server.adapters.at_rest import SecretsKeys
+from lre.server.adapters.object_store import ObjectStoreSettings, object_store_settings
 from lre.server.domain.identity import AssuranceLevel
 
 
@@ -122,6 +123,18 @@ class ServerSettings:
     proof_validity_days: int = 365
     # PEM bundle of the CAs whose certificates proof identities at level high.
     identity_trust_anchors_file: Path | None = None
+    # Revocation of proofing certificates: "given" checks only the CRLs the
+    # party sends; "fetch" has the server find the status itself (the CRL
+    # distribution points and OCSP responders the certificates name, through
+    # pyHanko's validator) and refuses when it cannot show it good. What was
+    # fetched is kept up to proofing_revocation_cache_s (never past its own
+    # nextUpdate); each fetch waits at most proofing_revocation_timeout_s.
+    # "offline": no fetching; the CRLs (*.crl) and OCSP responses (*.ocsp)
+    # operators keep in proofing_revocation_dir (also read by "fetch").
+    proofing_revocation: str = "given"
+    proofing_revocation_cache_s: float = 3600.0
+    proofing_revocation_timeout_s: float = 5.0
+    proofing_revocation_dir: Path | None = None
     # The eID broker (OpenID Connect): issuer, our client id, its keys (a JWKS
     # file kept in sync by the operator), and how its `acr` values map to levels.
     eid_issuer: str = ""
@@ -206,6 +219,30 @@ class ServerSettings:
     # final (at least 30), unless on legal hold; evidence is kept.
     content_retention_days: int = 365
     retention_interval_s: float = 3600.0
+    # Where letters' content (ciphertext only) is kept: "database" (the
+    # zero-setup default) or "s3", an S3-compatible object store (Ceph RGW,
+    # MinIO, SeaweedFS, AWS S3; docs/operations.md, "Content storage"). With
+    # "s3", every new deposit's content goes to the bucket.
+    content_store: str = "database"
+    # The store's URL ("" for AWS's own endpoints), the bucket, its region.
+    s3_endpoint_url: str = ""
+    s3_bucket: str = ""
+    s3_region: str = "us-east-1"
+    # Files holding the access key id and the secret key.
+    s3_access_key_file: Path | None = None
+    s3_secret_key_file: Path | None = None
+    # Path-style URLs (endpoint/bucket/key), which most self-hosted stores need.
+    s3_path_style: bool = False
+    # PEM bundle of the CAs the store's HTTPS certificate is checked under
+    # (None: the system's).
+    s3_ca_file: Path | None = None
+    # The Object Lock mode of each object's retention: COMPLIANCE (nobody can
+    # shorten it), GOVERNANCE, or "none" for a bucket without Object Lock.
+    s3_object_lock: str = "COMPLIANCE"
+    # Each request's connection and read timeout.
+    s3_timeout_s: float = 10.0
+    # How often loose objects are deleted and missing retentions set.
+    content_objects_interval_s: float = 60.0
 
     def production_problems(self) -> list[str]:
         """Each setting that keeps this configuration from running as
@@ -225,6 +262,12 @@ class ServerSettings:
             rules["provider_certificates_file"] = (
                 "required in production (verify-log checks every seal is the provider's)"
             )
+        if self.identity_trust_anchors_file is not None and self.proofing_revocation == "given":
+            rules["proofing_revocation"] = (
+                "fetch or offline in production: a certificate is not good for lack of its CRL"
+            )
+        if self.content_store.strip().lower() == "s3" and self.s3_object_lock.lower() == "none":
+            rules["s3_object_lock"] = "COMPLIANCE or GOVERNANCE in production (write-once content)"
         if not self.tree_head_target_configured():
             rules["tree_head_export"] = "at least one place outside the database in production"
         return config.production_problems(
@@ -338,6 +381,10 @@ class ServerSettings:
         if not os.access(self.spool_dir, os.W_OK | os.X_OK) or not self.spool_dir.is_dir():
             raise config.ConfigError("LRE_SERVER_SPOOL_DIR: not a writable directory")
         return str(self.spool_dir)
+
+    def object_store(self) -> ObjectStoreSettings | None:
+        """The object store's settings; None when content stays in the database."""
+        return object_store_settings(self)
 
     def sender_level(self) -> AssuranceLevel:
         try:

@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from lre.signer import clock, metrics, pki
+from lre.signer import clock, metrics, pki, timesources
 from lre.signer.config import SignerSettings
 from lre.signer.errors import SignerError, TokenUnavailable
 from lre.signer.pades import PadesSigner
 from lre.signer.pdf_digest import PdfDigestSigner
 from lre.signer.revocation import CrlFile
 from lre.signer.seal import EvidenceSealer
+from lre.signer.timesources import BuiltinSource
 from lre.signer.token import Token
 from lre.signer.tsa import CmsSigner, TimestampAuthority
 from lre.signer.wrapping import KeyWrapper, WrapKeys
@@ -51,8 +52,17 @@ class Signer:
         self.settings = settings
         self.token = Token(settings.pkcs11_module, settings.token_label, settings.pin)
         self.wrapper = KeyWrapper(self.token, wrap_keys(settings))
+        # External TSAs are read before anything starts: a bad entry stops startup.
+        self.external_tsas = timesources.external_sources(
+            settings.timestamp_sources, settings.external_tsa_file
+        )
         self.clock = clock.from_settings(
-            settings.clock_reference, settings.clock_max_offset_ms, settings.clock_check_interval_s
+            settings.clock_sources(),
+            settings.clock_max_offset_ms,
+            settings.clock_check_interval_s,
+            settings.clock_quorum,
+            settings.clock_journal_file,
+            settings.tsa_accuracy_ms,
         )
         self.ca_chain = load_ca_chain(settings)
         self._keys: _Keys | None = None
@@ -114,16 +124,21 @@ class Signer:
             s.tsa_accuracy_ms,
             s.qualified,
         )
+        sources = timesources.ordered(
+            s.timestamp_sources, self.external_tsas, BuiltinSource(tsa, self.ca_chain)
+        )
         sealer = EvidenceSealer(
             CmsSigner(self.token, s.seal_key_label, seal_cert),
-            tsa,
+            sources,
             self.ca_chain,
             CrlFile(s.crl_file),
         )
-        pades = PadesSigner(self.token, s.seal_key_label, seal_cert, self.ca_chain, tsa, s.crl_file)
+        pades = PadesSigner(
+            self.token, s.seal_key_label, seal_cert, self.ca_chain, sources, s.crl_file
+        )
         pdf_digest = PdfDigestSigner(
             CmsSigner(self.token, s.seal_key_label, seal_cert),
-            tsa,
+            sources,
             self.ca_chain,
             CrlFile(s.crl_file),
         )

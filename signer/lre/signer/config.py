@@ -71,11 +71,27 @@ class SignerSettings:
     tsa_accuracy_ms: int = 1000
     # Adds the ETSI EN 319 422 qcStatements (esi4-qtstStatement-1) to tokens.
     qualified: bool = False
-    # "" trusts the local clock (development only; logged as a warning);
-    # "ntp://host[:port]" checks the offset against that reference.
+    # Where the signature timestamps of seals and PDF proofs come from, in
+    # fallback order: "builtin" (this process's TSA) and the names of external
+    # RFC 3161 TSAs described in external_tsa_file (signer.timesources).
+    timestamp_sources: str = "builtin"
+    external_tsa_file: Path | None = None
+    # The built-in TSA's clock sources, comma-separated ntp://host[:port]
+    # (production: at least three). clock_reference, one source, is the older
+    # spelling and joins them. None: the local clock is trusted (development
+    # only; logged as a warning).
+    clock_references: str = ""
     clock_reference: str = ""
+    # The local clock must be shown within this of UTC (offset plus the
+    # measurement's uncertainty) by clock_quorum sources (0: a strict
+    # majority of those configured), else the TSA refuses to stamp.
     clock_max_offset_ms: int = 500
+    clock_quorum: int = 0
     clock_check_interval_s: float = 16.0
+    # Each synchronisation check (every source's offset and result, and the
+    # decision), appended as JSON lines and flushed to disk: the history an
+    # assessor is shown. None: logged only.
+    clock_journal_file: Path | None = None
     health_check_interval_s: float = 2.0
     log_level: str = "INFO"
     log_rpcs: bool = True
@@ -107,11 +123,18 @@ class SignerSettings:
         rules = {}
         if not self.require_tls:
             rules["require_tls"] = "true in production (mutual TLS on every port)"
-        if not self.clock_reference:
-            rules["clock_reference"] = "an NTP reference in production, not the local clock alone"
+        if len(self.clock_sources()) < 3:
+            rules["clock_references"] = "at least three NTP sources in production"
+        if self.clock_journal_file is None:
+            rules["clock_journal_file"] = "a file in production (the synchronisation history)"
         return config.production_problems(
             self, "LRE_SIGNER_", ("ca_chain_file", "crl_file", "signer_callers"), rules
         )
+
+    def clock_sources(self) -> list[str]:
+        """Every configured clock source, clock_reference first."""
+        joined = f"{self.clock_reference},{self.clock_references}"
+        return list(dict.fromkeys(r.strip() for r in joined.split(",") if r.strip()))
 
     def stream_limits(self) -> StreamLimits:
         return stream_limits(self)

@@ -19,6 +19,10 @@ class ClockNotTrusted(SignerError):
     """The TSA will not issue time it cannot vouch for."""
 
 
+class NoTimestampSource(ClockNotTrusted):
+    """No configured timestamp source gave a token; the message names each one's reason."""
+
+
 class BadTimestampRequest(SignerError):
     """A TimeStampReq the TSA refuses; ``fail_info`` is the RFC 3161 PKIFailureInfo bit."""
 

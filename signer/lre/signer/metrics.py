@@ -30,6 +30,32 @@ CLOCK_TRUSTED = Gauge(
     "1 while the TSA clock is known to be in sync.",
     multiprocess_mode="min",
 )
+CLOCK_SOURCE_OFFSET = Gauge(
+    "lre_tsa_clock_source_offset_seconds",
+    "Offset of the local clock from each configured clock source, as last measured.",
+    ["source"],
+    multiprocess_mode="max",
+)
+CLOCK_SOURCE_UP = Gauge(
+    "lre_tsa_clock_source_up",
+    "1 while the clock source answered the last synchronisation check.",
+    ["source"],
+    multiprocess_mode="min",
+)
+CLOCK_AGREEING = Gauge(
+    "lre_tsa_clock_agreeing_sources",
+    "Clock sources whose last measurement showed the local clock within its bound.",
+    multiprocess_mode="min",
+)
+CLOCK_JOURNAL_FAILURES = Counter(
+    "lre_tsa_clock_journal_failures_total",
+    "Synchronisation checks that could not be written to clock_journal_file.",
+)
+TSA_SOURCE_REQUESTS = Counter(
+    "lre_tsa_source_requests_total",
+    "Signature timestamps asked of each configured timestamp source, by result.",
+    ["source", "result"],
+)
 TOKEN_UP = Gauge("lre_signer_token_up", "1 while the token can sign.", multiprocess_mode="min")
 CERT_EXPIRY = Gauge(
     "lre_certificate_expiry_timestamp_seconds",

@@ -18,7 +18,7 @@ import io
 import logging
 from pathlib import Path
 
-from asn1crypto import algos, tsp
+from asn1crypto import algos, cms, tsp
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -34,8 +34,8 @@ from lre.runtime import asn1crypto_fix
 from lre.signer import metrics
 from lre.signer.errors import BadPdf, ValidationDataUnavailable
 from lre.signer.revocation import CrlFile
+from lre.signer.timesources import TimestampSources
 from lre.signer.token import Token
-from lre.signer.tsa import TimestampAuthority, granted
 
 asn1crypto_fix.apply()
 log = logging.getLogger("lre.signer.pades")
@@ -90,16 +90,21 @@ class TokenSigner(signers.Signer):
 
 
 class InProcessTimeStamper(timestamps.TimeStamper):
-    """Signature timestamps from this process's TSA: no HTTP, same token."""
+    """Signature timestamps from the configured sources (signer.timesources):
+    the built-in TSA in this process, or an external one, with fallback."""
 
-    def __init__(self, tsa: TimestampAuthority) -> None:
+    def __init__(self, sources: TimestampSources) -> None:
         super().__init__(include_nonce=True)  # type: ignore[no-untyped-call]
-        self._tsa = tsa
+        self._sources = sources
+
+    async def async_timestamp(self, message_digest: bytes, md_algorithm: str) -> cms.ContentInfo:
+        if md_algorithm != "sha256":
+            raise ValueError(f"signature timestamps are over SHA-256, not {md_algorithm}")
+        # ClockNotTrusted (no source could stamp) and token failures propagate as themselves.
+        return cms.ContentInfo.load(self._sources.timestamp_digest(message_digest))
 
     async def async_request_tsa_response(self, req: tsp.TimeStampReq) -> tsp.TimeStampResp:
-        # ClockNotTrusted and token failures propagate as themselves.
-        token = self._tsa.issue(self._tsa.parse(req.dump()))
-        return tsp.TimeStampResp.load(granted(token))
+        raise NotImplementedError("timestamps come from async_timestamp")
 
 
 class PadesSigner:
@@ -109,16 +114,20 @@ class PadesSigner:
         key_label: str,
         certificate_der: bytes,
         ca_chain: list[x509.Certificate],
-        tsa: TimestampAuthority,
+        sources: TimestampSources,
         crl_file: Path,
     ) -> None:
-        ders = [c.public_bytes(serialization.Encoding.DER) for c in ca_chain]
+        ders = [
+            c.public_bytes(serialization.Encoding.DER)
+            for c in sources.certificates(ca_chain)
+            if _is_ca(c)
+        ]
         self._cas = [asn1_x509.Certificate.load(d) for d in ders]
-        self._roots = [c for c in self._cas if c.self_signed]
+        self._roots = [c for c in self._cas if c.self_signed == "maybe"]
         self._signer = TokenSigner(
             token, key_label, asn1_x509.Certificate.load(certificate_der), self._cas
         )
-        self._timestamper = InProcessTimeStamper(tsa)
+        self._timestamper = InProcessTimeStamper(sources)
         self._crls = CrlFile(crl_file)
 
     def sign(self, pdf: bytes) -> bytes:
@@ -170,3 +179,10 @@ class PadesSigner:
             raise BadPdf(f"not a readable PDF: {type(exc).__name__}") from None
         metrics.PDF_SIGNATURES.inc()
         return out.getvalue()
+
+
+def _is_ca(certificate: x509.Certificate) -> bool:
+    try:
+        return certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        return False

@@ -4,7 +4,7 @@ The server assembles the whole signed revision (the signature dictionary and,
 beside it, the DSS with the validation data below) and asks for a CMS
 signature over the SHA-256 digest of its byte ranges; the PDF never reaches
 the signer. What needs the token is done here: the signature value with the
-seal key and the signature timestamp from this process's TSA (PAdES B-T).
+seal key and the signature timestamp from the configured timestamp source (PAdES B-T).
 The CMS is PAdES baseline (ETSI EN 319 142-1, ETSI.CAdES.detached): content
 type, message digest and signing-certificate-v2 signed, no signing-time (the
 claimed time is the signature dictionary's /M), the seal certificate and its
@@ -34,7 +34,8 @@ from lre.runtime import structures as s
 from lre.signer import metrics
 from lre.signer.errors import StaleValidationData
 from lre.signer.revocation import CrlFile, ProofOfValidity
-from lre.signer.tsa import CmsSigner, TimestampAuthority
+from lre.signer.timesources import TimestampSources
+from lre.signer.tsa import CmsSigner
 
 DIGEST_BYTES = 32  # SHA-256, the only digest the seal key signs
 
@@ -43,7 +44,7 @@ DIGEST_BYTES = 32  # SHA-256, the only digest the seal key signs
 class ValidationData:
     """What a PAdES B-LT proof carries in its DSS, and its identifier."""
 
-    certificates: tuple[bytes, ...]  # DER: the seal's, the TSA's, then the CAs'
+    certificates: tuple[bytes, ...]  # DER: the seal's and its CAs', then each TSA's chain
     crls: tuple[bytes, ...]  # DER
     id: bytes
 
@@ -52,18 +53,18 @@ class PdfDigestSigner:
     def __init__(
         self,
         signer: CmsSigner,
-        tsa: TimestampAuthority,
+        sources: TimestampSources,
         ca_chain: list[x509.Certificate],
         crls: CrlFile,
     ) -> None:
         self._signer = signer
-        self._tsa = tsa
-        self._validity = ProofOfValidity(
-            crls, [[signer.certificate, *ca_chain], [tsa.certificate, *ca_chain]]
-        )
+        self._sources = sources
+        self._validity = ProofOfValidity(crls, [[signer.certificate, *ca_chain], *sources.chains])
+        # Every configured timestamp source's chain: the DSS is laid out
+        # before the signature, so before it is known which source stamps.
         self._certificates = tuple(
             c.public_bytes(serialization.Encoding.DER)
-            for c in (signer.certificate, tsa.certificate, *ca_chain)
+            for c in sources.certificates([signer.certificate, *ca_chain])
         )
         self._in_cms = [signer.certificate, *(c for c in ca_chain if c.issuer != c.subject)]
         self._current: ValidationData | None = None
@@ -92,8 +93,8 @@ class PdfDigestSigner:
             raise StaleValidationData("the PDF carries validation data that is not current")
 
         def signature_timestamp(signature: bytes) -> list[s.Attribute]:
-            token = self._tsa.timestamp_digest(hashlib.sha256(signature).digest())
-            return [s.attribute(s.ID_SIGNATURE_TIME_STAMP_TOKEN, asn1.encode_der(token))]
+            token = self._sources.timestamp_digest(hashlib.sha256(signature).digest())
+            return [s.attribute(s.ID_SIGNATURE_TIME_STAMP_TOKEN, token)]
 
         signed = self._signer.sign_detached(document_digest, self._in_cms, signature_timestamp)
         metrics.PDF_SIGNATURES.inc()

@@ -77,4 +77,9 @@ class CallerPolicy:
             rpc = method.rsplit("/", 1)[-1]
             # Someone with a certificate of the CA reached for the keys: worth an alert.
             log.warning("caller refused", extra={"caller": caller, "method": rpc})
-            abort(context, grpc.StatusCode.PERMISSION_DENIED, f"{caller} may not call {rpc}")
+            abort(
+                context,
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"{caller} may not call {rpc}",
+                error_info=("METHOD_NOT_ALLOWED", {"method": rpc}),
+            )

@@ -1,7 +1,7 @@
 """Evidence seals: CAdES baseline B-LT (ETSI EN 319 122-1).
 
 B-B: CMS SignedData with content-type, message-digest, signing-time and
-signing-certificate-v2 signed. B-T: a signature timestamp from our TSA over
+signing-certificate-v2 signed. B-T: a signature timestamp from the configured TSA over
 the signature value, as the unsigned attribute id-aa-signatureTimeStampToken.
 B-LT: the validation data of both chains in the SignedData itself, the place
 EN 319 122-1 (clause 6) gives baseline signatures for it: every
@@ -24,26 +24,25 @@ from cryptography.hazmat import asn1
 from lre.runtime import structures as s
 from lre.signer import metrics
 from lre.signer.revocation import CrlFile, ProofOfValidity
-from lre.signer.tsa import CmsSigner, TimestampAuthority
+from lre.signer.timesources import TimestampSources
+from lre.signer.tsa import CmsSigner
 
 
 class EvidenceSealer:
     def __init__(
         self,
         signer: CmsSigner,
-        tsa: TimestampAuthority,
+        sources: TimestampSources,
         ca_chain: list[x509.Certificate],
         crls: CrlFile,
     ) -> None:
         self._signer = signer
-        self._tsa = tsa
-        tsa_certificate = tsa.certificate
-        self._validity = ProofOfValidity(
-            crls, [[signer.certificate, *ca_chain], [tsa_certificate, *ca_chain]]
-        )
+        self._sources = sources
+        self._validity = ProofOfValidity(crls, [[signer.certificate, *ca_chain], *sources.chains])
         # The root travels too (B-LT: the whole chain); a verifier still
         # anchors it in its own trust list, never in what the seal carries.
-        self._certificates = [signer.certificate, tsa_certificate, *ca_chain]
+        # Every configured timestamp source's chain: whichever stamps.
+        self._certificates = sources.certificates([signer.certificate, *ca_chain])
 
     def seal(self, content: bytes) -> tuple[bytes, dt.datetime]:
         """The seal and its signing time. Raises ValidationDataUnavailable when
@@ -59,8 +58,8 @@ class EvidenceSealer:
         crls = self._validity.crls(now)
 
         def signature_timestamp(signature: bytes) -> list[s.Attribute]:
-            token = self._tsa.timestamp_digest(hashlib.sha256(signature).digest())
-            return [s.attribute(s.ID_SIGNATURE_TIME_STAMP_TOKEN, asn1.encode_der(token))]
+            token = self._sources.timestamp_digest(hashlib.sha256(signature).digest())
+            return [s.attribute(s.ID_SIGNATURE_TIME_STAMP_TOKEN, token)]
 
         signed = self._signer.sign(
             s.ID_DATA,

@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
 from lre.signer.devsetup import DevPaths
+from tests.support.signer import copy_token
 
 
 @pytest.fixture
 def token_copy(dev_var: DevPaths, tmp_path: Path) -> Path:
     """The token's files copied under ``tmp_path``; returns the SOFTHSM2_CONF to use."""
-    tokens = tmp_path / "tokens"
-    shutil.copytree(dev_var.root / "softhsm" / "tokens", tokens)
-    conf = tmp_path / "softhsm2.conf"
-    conf.write_text(
-        f"directories.tokendir = {tokens}\nobjectstore.backend = file\nlog.level = ERROR\n",
-        encoding="utf-8",
-    )
-    return conf
+    return copy_token(dev_var, tmp_path)

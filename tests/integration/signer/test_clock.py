@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import socket
-import struct
-import threading
-import time
+import json
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -17,61 +15,12 @@ from asn1crypto import algos, tsp
 from lre.signer.devsetup import DevPaths
 from lre.v1 import signing_pb2, signing_pb2_grpc
 from tests.support.asn1 import TimeStampResp
+from tests.support.ntp import NtpServer, ntp_servers
 from tests.support.processes import BIN, free_port, running, wait_for
 from tests.support.rpc import SERVING, health_status
 from tests.support.signer import signer_env
 
-NTP_EPOCH = 2208988800
-
-
-class NtpServer:
-    """A minimal NTP server on 127.0.0.1 whose clock is off by ``offset`` seconds."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-        self.socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.socket.bind(("127.0.0.1", 0))
-        self.socket.settimeout(0.2)
-        self.port = self.socket.getsockname()[1]
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    @staticmethod
-    def _ntp(t: float) -> tuple[int, int]:
-        t += NTP_EPOCH
-        return int(t), int((t % 1) * 2**32)
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                request, peer = self.socket.recvfrom(512)
-            except TimeoutError:
-                continue
-            now = time.time() + self.offset
-            origin = request[40:48]
-            reply = struct.pack(
-                "!BBbb11I",
-                0x24,
-                1,
-                0,
-                -20,
-                0,
-                0,
-                0x4C4F434C,
-                *self._ntp(now),
-                0,
-                0,
-                *self._ntp(now),
-                *self._ntp(now),
-            )
-            reply = reply[:24] + origin + reply[32:]
-            self.socket.sendto(reply, peer)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.socket.close()
+SOURCE_OFFSET = "lre_tsa_clock_source_offset_seconds"
 
 
 @pytest.fixture
@@ -151,3 +100,109 @@ def test_time_is_refused_while_the_clock_is_off_and_issued_once_in_sync(
         assert wait_for(
             lambda: _http_status(url) == ("rejection", {"time_not_available"}), timeout=10
         )
+
+
+def _metric(metrics_url: str, name: str, source: str | None = None) -> float | None:
+    wanted = f'{name}{{source="{source}"}}' if source else name
+    with urllib.request.urlopen(metrics_url, timeout=10) as reply:
+        for line in reply.read().decode().splitlines():
+            if line.startswith(wanted + " "):
+                return float(line.split()[1])
+    return None
+
+
+def _refusal(url: str) -> str:
+    """The statusString of the TSA's answer ("" when it grants)."""
+    request = urllib.request.Request(
+        url, data=_query(), headers={"Content-Type": "application/timestamp-query"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        status = TimeStampResp.load(reply.read())["status"]
+    if status["status"].native == "granted":
+        return ""
+    return " ".join(status["status_string"].native or [])
+
+
+def _journal(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_three_sources_outvote_a_wrong_one_and_time_is_refused_without_a_majority(
+    dev_var: DevPaths, tmp_path: Path
+) -> None:
+    journal = tmp_path / "clock-journal.jsonl"
+    with ntp_servers(0.01, 0.02, -0.01) as (a, b, c):
+        grpc_port, http_port = free_port(), free_port()
+        env = signer_env(
+            dev_var,
+            grpc_port,
+            http_port,
+            LRE_SIGNER_CLOCK_REFERENCES=",".join(s.url for s in (a, b, c)),
+            LRE_SIGNER_CLOCK_MAX_OFFSET_MS="500",
+            LRE_SIGNER_CLOCK_CHECK_INTERVAL_S="0.3",
+            LRE_SIGNER_CLOCK_JOURNAL_FILE=str(journal),
+        )
+        address, url = f"127.0.0.1:{grpc_port}", f"http://127.0.0.1:{http_port}/tsa"
+        metrics = f"http://127.0.0.1:{http_port}/metrics"
+        with running([str(BIN / "lre-signer"), "serve"], env, tmp_path / "signer.log"):
+            assert wait_for(lambda: health_status(address) == SERVING)
+            assert wait_for(lambda: _refusal(url) == "", timeout=10)
+
+            # One source 30 s off: outvoted by the two others, time still issued.
+            b.offset = 30.0
+            assert wait_for(lambda: (_metric(metrics, SOURCE_OFFSET, b.url) or 0) > 29)
+            assert _refusal(url) == ""
+            assert _metric(metrics, "lre_tsa_clock_agreeing_sources") == 2
+
+            # A second one gone: no majority, refused, and the reason names both.
+            c.close()
+            assert wait_for(lambda: _metric(metrics, "lre_tsa_clock_source_up", c.url) == 0)
+            reason = _refusal(url)
+            assert "only 1 of 3 clock sources" in reason, reason
+            assert "2 needed" in reason and "clock_max_offset_ms (500 ms)" in reason
+            assert f"{b.url} too far (offset +30.0" in reason
+            assert f"{c.url} unreachable" in reason
+            assert _metric(metrics, "lre_tsa_clock_trusted") == 0
+            with grpc.insecure_channel(address) as channel:
+                stub = signing_pb2_grpc.SigningServiceStub(channel)
+                with pytest.raises(grpc.RpcError) as raised:
+                    stub.SealEvidence(signing_pb2.SealEvidenceRequest(content=b"{}"), timeout=10)
+            assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert "only 1 of 3 clock sources" in str(raised.value.details())
+
+            # The wrong source comes right: two of three again.
+            b.offset = 0.0
+            assert wait_for(lambda: _refusal(url) == "", timeout=10)
+
+    # The journal holds every check: each source's offset and result, and the decision.
+    checks = _journal(journal)
+    assert len(checks) >= 4
+    assert {s["source"] for s in checks[0]["sources"]} == {a.url, b.url, c.url}
+    results = {(s["source"], s["result"].split(" (")[0]) for e in checks for s in e["sources"]}
+    assert {(b.url, "too far"), (c.url, "unreachable"), (a.url, "vouches")} <= results
+    far = next(s for e in checks for s in e["sources"] if s["result"] == "too far")
+    assert far["offset_s"] > 29 and far["bound_s"] > 29 and far["stratum"] == 1
+    refused = [e for e in checks if not e["trusted"]]
+    assert refused and "only 1 of 3" in refused[0]["reason"]
+    assert checks[-1]["trusted"] is True
+
+
+def test_an_unsynchronised_source_does_not_vouch(dev_var: DevPaths, tmp_path: Path) -> None:
+    """Leap indicator 3 (the source's own clock is not synchronised): it
+    answers, but its time is not taken, even with a single source."""
+    with ntp_servers(0.0) as (only,):
+        only.leap = 3
+        grpc_port, http_port = free_port(), free_port()
+        env = signer_env(
+            dev_var,
+            grpc_port,
+            http_port,
+            LRE_SIGNER_CLOCK_REFERENCES=only.url,
+            LRE_SIGNER_CLOCK_CHECK_INTERVAL_S="0.3",
+        )
+        url = f"http://127.0.0.1:{http_port}/tsa"
+        with running([str(BIN / "lre-signer"), "serve"], env, tmp_path / "signer.log"):
+            assert wait_for(lambda: health_status(f"127.0.0.1:{grpc_port}") == SERVING)
+            assert wait_for(lambda: "unsynchronised" in _refusal(url), timeout=10)
+            only.leap = 0
+            assert wait_for(lambda: _refusal(url) == "", timeout=10)

@@ -84,3 +84,35 @@ def test_tree_heads_go_to_one_directory_and_any_witnesses() -> None:
             {"LRE_SERVER_DATABASE_URL": "postgresql+psycopg://lre:other@db.internal/lre"},
         )
     )
+
+
+def test_the_object_store_is_configured_whole_or_refused(tmp_path: Path) -> None:
+    assert load(ServerSettings, "server", {}).object_store() is None
+    (tmp_path / "access").write_text("key-id\n")
+    (tmp_path / "secret").write_text("secret\n")
+    s3 = {
+        "LRE_SERVER_CONTENT_STORE": "s3",
+        "LRE_SERVER_S3_BUCKET": "lre-content",
+        "LRE_SERVER_S3_ACCESS_KEY_FILE": str(tmp_path / "access"),
+        "LRE_SERVER_S3_SECRET_KEY_FILE": str(tmp_path / "secret"),
+        "LRE_SERVER_S3_PATH_STYLE": "true",
+    }
+    store = load(ServerSettings, "server", s3).object_store()
+    assert store is not None and (store.access_key, store.secret_key) == ("key-id", "secret")
+    assert store.path_style and store.lock_mode == "COMPLIANCE"
+    for name, value, named in (
+        ("LRE_SERVER_CONTENT_STORE", "disk", "LRE_SERVER_CONTENT_STORE"),
+        ("LRE_SERVER_S3_BUCKET", "", "LRE_SERVER_S3_BUCKET"),
+        ("LRE_SERVER_S3_OBJECT_LOCK", "forever", "LRE_SERVER_S3_OBJECT_LOCK"),
+    ):
+        with pytest.raises(ConfigError, match=named):
+            load(ServerSettings, "server", s3 | {name: value}).object_store()
+    without = {k: v for k, v in s3.items() if not k.endswith("SECRET_KEY_FILE")}
+    with pytest.raises(ConfigError, match="LRE_SERVER_S3_SECRET_KEY_FILE"):
+        load(ServerSettings, "server", without).object_store()
+    unlocked = load(ServerSettings, "server", s3 | {"LRE_SERVER_S3_OBJECT_LOCK": "none"})
+    assert unlocked.object_store().lock_mode is None  # type: ignore[union-attr]
+    assert any("s3_object_lock" in p for p in unlocked.production_problems()) is False
+    production = s3 | {"LRE_SERVER_PROFILE": "production", "LRE_SERVER_S3_OBJECT_LOCK": "none"}
+    problems = load(ServerSettings, "server", production).production_problems()
+    assert any("s3_object_lock" in p or "S3_OBJECT_LOCK" in p for p in problems)

@@ -37,7 +37,7 @@ from lre.server.services.custody import (
     StaffReader,
 )
 from lre.server.services.custody.bundles import EvidenceBundles
-from lre.server.services.custody.refusals import MailingRefusals
+from lre.server.services.custody.mailing_proofs import MailingProofs
 from lre.server.services.events import EventLog
 from lre.server.services.identity import IdentityService
 from lre.v1 import common_pb2, custody_pb2, custody_pb2_grpc
@@ -55,7 +55,7 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
         identities: IdentityService,
         events: EventLog,
         bundles: EvidenceBundles,
-        refusals: MailingRefusals,
+        mailing_proofs: MailingProofs,
     ) -> None:
         self._deposits = deposits
         self._decisions = decisions
@@ -64,7 +64,7 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
         self._identities = identities
         self._events = events
         self._bundles = bundles
-        self._refusals = refusals
+        self._mailing_proofs = mailing_proofs
 
     def DepositLetter(
         self,
@@ -125,7 +125,14 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
     ) -> Iterator[custody_pb2.MailingReportChunk]:
         with domain_errors(context):
             session = session_of(context, self._identities)
-            lines = self._mailings.report(session, parse_id(request.name, "name", "mailings"))
+            mailing_id = parse_id(request.name, "name", "mailings")
+            if request.format == custody_pb2.MAILING_REPORT_FORMAT_SEALED_PDF:
+                # Made whole before the first chunk: an error is a status, never a cut PDF.
+                pdf = self._mailing_proofs.summary(session, mailing_id)
+                for offset in range(0, len(pdf), WIRE_CHUNK):
+                    yield custody_pb2.MailingReportChunk(data=pdf[offset : offset + WIRE_CHUNK])
+                return
+            lines = self._mailings.report(session, mailing_id)
             pending: list[bytes] = []
             size = 0
             for line in lines:
@@ -327,7 +334,9 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
             reader = self._evidence_reader(context, "GetEvidence")
             if request.name.startswith("mailings/"):
                 refusal = parse_refusal_name(request.name, "name")
-                return evidence_message(self._refusals.evidence(reader, *refusal), request.name)
+                return evidence_message(
+                    self._mailing_proofs.evidence(reader, *refusal), request.name
+                )
             letter_id, evidence_id = parse_evidence_name(request.name, "name")
             if isinstance(reader, StaffReader):
                 (row,) = self._queries.evidence_for_staff(reader, letter_id, evidence_id)
@@ -341,7 +350,7 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
             reader = self._evidence_reader(context, "GetEvidenceProof")
             if request.name.startswith("mailings/"):
                 refusal = parse_refusal_name(request.name, "name")
-                pdf = self._refusals.proof(reader, *refusal)
+                pdf = self._mailing_proofs.proof(reader, *refusal)
                 return custody_pb2.EvidenceProof(name=request.name, pdf=pdf)
             letter_id, evidence_id = parse_evidence_name(request.name, "name")
             if isinstance(reader, StaffReader):

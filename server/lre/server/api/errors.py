@@ -50,9 +50,13 @@ def domain_errors(context: grpc.ServicerContext) -> Iterator[None]:
         code = next(code for kind, code in CODES if isinstance(exc, kind))
         field = getattr(exc, "field", None)
         message = f"{field}: {exc}" if field else str(exc)
-        info = None
+        metadata = {"field": field} if field else {}
         if isinstance(exc, DepositRefused):
-            info = (exc.reason, {"letter": exc.letter} if exc.letter else {})
+            # The code its SubmissionRejection evidence carries, and that evidence's letter.
+            metadata["reasonCode"] = exc.code
+            if exc.letter:
+                metadata["letter"] = exc.letter
+        info = (exc.reason, metadata)
         retry_after = exc.retry_after if isinstance(exc, TooManyAttempts) else None
         abort(context, code, message, {field: str(exc)} if field else None, info, retry_after)
     except DBAPIError as exc:
@@ -60,4 +64,9 @@ def domain_errors(context: grpc.ServicerContext) -> Iterator[None]:
             raise
         # The database dropped the connection (restart, failover); the pool
         # reconnects on the next request, so the caller may retry.
-        abort(context, grpc.StatusCode.UNAVAILABLE, "the database is unavailable; retry")
+        abort(
+            context,
+            grpc.StatusCode.UNAVAILABLE,
+            "the database is unavailable; retry",
+            error_info=("DATABASE_UNAVAILABLE", {}),
+        )

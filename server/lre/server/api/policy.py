@@ -200,16 +200,24 @@ class Authorization:
                 context,
                 grpc.StatusCode.PERMISSION_DENIED,
                 "the client certificate names no known caller",
+                error_info=("UNKNOWN_CALLER", {}),
             )
         if not roles & allowed:
             caller = "/".join(sorted(r.value for r in roles))
             rpc = method.rsplit("/", 1)[-1]
-            abort(context, grpc.StatusCode.PERMISSION_DENIED, f"{caller} may not call {rpc}")
+            abort(
+                context,
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"{caller} may not call {rpc}",
+                error_info=("METHOD_NOT_ALLOWED", {"method": rpc}),
+            )
         name = self.caller(context)
         if self._limiter is not None and not self._limiter.allow(name):
             abort(
                 context,
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 "too many calls from this caller; slow down and retry",
+                error_info=("CALLER_RATE_EXCEEDED", {}),
+                retry_after=1.0,
             )
         _CALLER.set(Caller(name if self._tls else "", roles))

@@ -1,6 +1,7 @@
 """Checks that a seal covers exactly its document: CAdES B-T as the signer
 makes it (RFC 5652 SignedData encapsulating the document, ETSI EN 319 122-1
-signed attributes, an RFC 3161 signature timestamp).
+signed attributes, an RFC 3161 signature timestamp, by our TSA or an
+external one, whose tokens may be RSA and use SHA-384 or SHA-512).
 
 Per seal, in process: the encapsulated content is the document, the
 message-digest attribute is its SHA-256, signing-certificate-v2 names the
@@ -27,10 +28,29 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat import asn1
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from lre.runtime import structures as s
+
+_DIGESTS = {s.SHA256: "sha256", s.SHA384: "sha384", s.SHA512: "sha512"}
+_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
+    "sha256": hashes.SHA256,
+    "sha384": hashes.SHA384,
+    "sha512": hashes.SHA512,
+}
+_ECDSA = {
+    s.ECDSA_WITH_SHA256: "sha256",
+    x509.ObjectIdentifier("1.2.840.10045.4.3.3"): "sha384",
+    x509.ObjectIdentifier("1.2.840.10045.4.3.4"): "sha512",
+}
+_SIGNATURES = {
+    **_ECDSA,
+    x509.ObjectIdentifier("1.2.840.113549.1.1.11"): "sha256",  # sha256WithRSAEncryption
+    x509.ObjectIdentifier("1.2.840.113549.1.1.12"): "sha384",
+    x509.ObjectIdentifier("1.2.840.113549.1.1.13"): "sha512",
+}
+_RSA_ENCRYPTION = x509.ObjectIdentifier("1.2.840.113549.1.1.1")
 
 # openssl verify -purpose: the TSA's certificate must be for timestamping.
 ANY, TIMESTAMPING = "any", "timestampsign"
@@ -117,7 +137,11 @@ class SealChecker:
         ):
             return "has a timestamp over something else than its signature"
         attributes = _attributes(signer_info)
-        if attributes.get(s.ID_MESSAGE_DIGEST) != _octets(hashlib.sha256(content).digest()):
+        # An external TSA may sign with another digest than ours (SHA-384, SHA-512).
+        digest = _DIGESTS.get(signer_info.digest_algorithm.algorithm)
+        if digest is None:
+            return "has a timestamp with an unsupported digest algorithm"
+        if attributes.get(s.ID_MESSAGE_DIGEST) != _octets(hashlib.new(digest, content).digest()):
             return "has a timestamp whose message-digest differs from its TSTInfo"
         if self._signature(signer_info, tsa):
             return "has a timestamp whose signature does not verify"
@@ -131,17 +155,25 @@ class SealChecker:
 
     @staticmethod
     def _signature(signer_info: s.SignerInfo, certificate: x509.Certificate) -> str | None:
-        if signer_info.signature_algorithm.algorithm != s.ECDSA_WITH_SHA256:
+        """ECDSA, or RSA PKCS#1 v1.5 (what external TSAs commonly sign with),
+        over SHA-256/384/512."""
+        algorithm = signer_info.signature_algorithm.algorithm
+        digest = _SIGNATURES.get(algorithm)
+        if digest is None and algorithm == _RSA_ENCRYPTION:
+            # RFC 3370: rsaEncryption, the digest named by digestAlgorithm.
+            digest = _DIGESTS.get(signer_info.digest_algorithm.algorithm)
+        if digest is None:
             return "has an unsupported signature algorithm"
+        chosen = _HASHES[digest]()
         key = certificate.public_key()
-        if not isinstance(key, ec.EllipticCurvePublicKey):
-            return "has a signing certificate without an EC key"
+        data = asn1.encode_der(signer_info.signed_attrs)
         try:
-            key.verify(
-                signer_info.signature,
-                asn1.encode_der(signer_info.signed_attrs),
-                ec.ECDSA(hashes.SHA256()),
-            )
+            if isinstance(key, ec.EllipticCurvePublicKey) and algorithm in _ECDSA:
+                key.verify(signer_info.signature, data, ec.ECDSA(chosen))
+            elif isinstance(key, rsa.RSAPublicKey) and algorithm not in _ECDSA:
+                key.verify(signer_info.signature, data, padding.PKCS1v15(), chosen)
+            else:
+                return "has a signing certificate whose key does not fit its signature algorithm"
         except InvalidSignature:
             return "has a signature that does not verify"
         return None

@@ -46,7 +46,7 @@ logger = logging.getLogger("lre.server")
 # SERVING after every service has been evaluated.
 NEEDS: dict[str, tuple[str, ...]] = {
     IDENTITY: ("database",),
-    CUSTODY: ("database", "signer"),
+    CUSTODY: ("database", "signer", "object_store"),
     NOTIFICATION: ("database",),
     "": (),
 }
@@ -144,7 +144,13 @@ def build(settings: ServerSettings, engine: Engine, signer: SignerClient) -> Ser
     process.set_serving(False)
     schema = db.SchemaGate(engine)
     health = DependencyHealth(
-        engine, signer, process, settings.health_check_interval_s, NEEDS, schema
+        engine,
+        signer,
+        process,
+        settings.health_check_interval_s,
+        NEEDS,
+        schema,
+        services.objects,
     )
     return Server(process, health, services, WorkerThreads(workers, schema.ready))
 

@@ -15,6 +15,8 @@ from sqlalchemy import Engine
 from lre.runtime.config import ConfigError, read_secret
 from lre.runtime.serving import ServiceBinding
 from lre.server.adapters.mail import transport_from_url
+from lre.server.adapters.object_store import ObjectStore
+from lre.server.adapters.revocation import RevocationChecker
 from lre.server.adapters.signer import ContentKeys, SignerClient
 from lre.server.adapters.witness import WitnessPublisher, witnesses_from
 from lre.server.api.custody import CustodyServicer
@@ -23,7 +25,7 @@ from lre.server.api.notification import NotificationServicer
 from lre.server.clock import utcnow
 from lre.server.config import ServerSettings
 from lre.server.domain.identity import AssuranceLevel
-from lre.server.proofs import proof_pdf
+from lre.server.proofs import proof_pdf, summary_pdf
 from lre.server.services.custody import (
     CustodyPolicy,
     CustodyQueries,
@@ -33,7 +35,12 @@ from lre.server.services.custody import (
     MailingService,
 )
 from lre.server.services.custody.bundles import EvidenceBundles
-from lre.server.services.custody.refusals import MailingRefusals
+from lre.server.services.custody.content_store import (
+    ContentStore,
+    DatabaseContent,
+    ObjectContent,
+)
+from lre.server.services.custody.mailing_proofs import MailingProofs
 from lre.server.services.events import EventLog
 from lre.server.services.identity import EidBroker, IdentityPolicy, IdentityService
 from lre.server.services.journal import SecurityJournal, SignerWatch
@@ -45,6 +52,7 @@ from lre.server.storage import db
 from lre.server.storage.store import Stores
 from lre.server.workers import Worker
 from lre.server.workers.census import Census
+from lre.server.workers.content_objects import ContentObjects
 from lre.server.workers.expiry import ExpirySweep
 from lre.server.workers.outbox import NoticeSealer, OutboxDispatcher, RetryPolicy
 from lre.server.workers.retention import RetentionPurge
@@ -104,6 +112,27 @@ def identity_policy(settings: ServerSettings) -> IdentityPolicy:
         proof_validity=dt.timedelta(days=settings.proof_validity_days),
         trust_anchors=anchors,
         eid=eid,
+        revocation=_revocation(settings, anchors),
+    )
+
+
+def _revocation(
+    settings: ServerSettings, anchors: tuple[x509.Certificate, ...]
+) -> RevocationChecker | None:
+    mode = settings.proofing_revocation
+    if mode == "given":
+        return None
+    if mode not in ("fetch", "offline"):
+        raise ConfigError("LRE_SERVER_PROOFING_REVOCATION: given, fetch or offline")
+    directory = settings.proofing_revocation_dir
+    if mode == "offline" and directory is None:
+        raise ConfigError("LRE_SERVER_PROOFING_REVOCATION_DIR: required offline")
+    return RevocationChecker(
+        anchors,
+        settings.proofing_revocation_cache_s,
+        settings.proofing_revocation_timeout_s,
+        offline_dir=directory,
+        fetch=mode == "fetch",
     )
 
 
@@ -122,13 +151,26 @@ class Services:
     mailings: MailingService
     queries: CustodyQueries
     bundles: EvidenceBundles
-    refusals: MailingRefusals
+    mailing_proofs: MailingProofs
     evidence: EvidenceRecorder
     notifications: NotificationService
     events: EventLog
     webhooks: WebhookService
     journal: SecurityJournal
     signer_watch: SignerWatch
+    # Where content is kept; ``objects`` is the object store when there is one.
+    content: ContentStore
+    objects: ObjectStore | None
+
+
+def build_content(
+    settings: ServerSettings, stores: Stores, retention: dt.timedelta
+) -> tuple[ContentStore, ObjectStore | None]:
+    object_settings = settings.object_store()
+    if object_settings is None:
+        return DatabaseContent(), None
+    objects = ObjectStore(object_settings)
+    return ObjectContent(stores, objects, retention, utcnow), objects
 
 
 def build_services(settings: ServerSettings, engine: Engine, signer: SignerClient) -> Services:
@@ -143,6 +185,7 @@ def build_services(settings: ServerSettings, engine: Engine, signer: SignerClien
         reminder_days=settings.reminders(),
         sender_min_level=settings.sender_level(),
     )
+    content, objects = build_content(settings, stores, policy.content_retention)
     render = functools.partial(proof_pdf, signer=signer)
     proofs = StoredProofs(stores, render, utcnow)
     queries = CustodyQueries(stores, proofs, utcnow)
@@ -163,12 +206,21 @@ def build_services(settings: ServerSettings, engine: Engine, signer: SignerClien
     )
     return Services(
         identity=identity,
-        deposits=DepositService(stores, ContentKeys(signer), evidence, policy, utcnow, spool_dir),
-        decisions=DecisionService(stores, signer, evidence, policy.reminder_days, utcnow),
-        mailings=MailingService(stores, signer, evidence, policy, utcnow, spool_dir),
+        deposits=DepositService(
+            stores, ContentKeys(signer), evidence, policy, utcnow, spool_dir, content
+        ),
+        decisions=DecisionService(stores, signer, evidence, policy.reminder_days, utcnow, content),
+        mailings=MailingService(stores, signer, evidence, policy, utcnow, spool_dir, content),
         queries=queries,
-        bundles=EvidenceBundles(queries, proofs, events, signer),
-        refusals=MailingRefusals(stores, render, utcnow),
+        bundles=EvidenceBundles(queries, proofs, events),
+        mailing_proofs=MailingProofs(
+            stores,
+            signer,
+            evidence,
+            render,
+            functools.partial(summary_pdf, signer=signer),
+            utcnow,
+        ),
         evidence=evidence,
         notifications=NotificationService(
             stores,
@@ -195,6 +247,8 @@ def build_services(settings: ServerSettings, engine: Engine, signer: SignerClien
         ),
         journal=journal,
         signer_watch=SignerWatch(journal, signer, socket.gethostname()),
+        content=content,
+        objects=objects,
     )
 
 
@@ -215,7 +269,14 @@ def build_workers(
         utcnow,
         settings.outbox_lease(),
     )
+    content = services.content
+    housekeeping = (
+        [(ContentObjects(content), settings.content_objects_interval_s)]
+        if isinstance(content, ObjectContent)
+        else []
+    )
     return [
+        *housekeeping,
         (Census(stores), settings.census_interval_s),
         (Sequencer(services.events), settings.sequencer_interval_s),
         *(
@@ -252,7 +313,7 @@ def service_bindings(services: Services) -> list[ServiceBinding]:
                 services.identity,
                 services.events,
                 services.bundles,
-                services.refusals,
+                services.mailing_proofs,
             ),
         ),
         ServiceBinding(

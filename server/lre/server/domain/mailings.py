@@ -5,6 +5,7 @@ stored, and why a recipient may be refused."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,7 +76,7 @@ def refusal(
     try:
         require_consent(Recipient(str(party), professional), consented)
     except DepositRefused as exc:
-        return exc.reason
+        return exc.code
     return None
 
 
@@ -91,6 +92,10 @@ class MailingRecord:
     # The content key wrapped bound to the mailing; None once the content is purged.
     wrapped_key: bytes | None = field(default=None, repr=False)
     content_purge_time: dt.datetime | None = None
+    # As a letter's (LetterRecord): the content's object and its retain-until date.
+    content_object: str | None = None
+    content_retain_until: dt.datetime | None = None
+    content_digest: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -107,3 +112,61 @@ class MailingRecipientRecord:
     evidence_time: dt.datetime | None = None
     evidence_document: bytes | None = field(default=None, repr=False)
     evidence_seal: bytes | None = field(default=None, repr=False)
+
+
+SUMMARY_FORMAT = "lre-mailing-summary/1"
+
+
+def summary_document(
+    mailing: MailingRecord,
+    sender: PartyDetails,
+    issuer: str,
+    recipients: list[MailingRecipientRecord],
+    at: dt.datetime,
+) -> bytes:
+    """What a mailing's sealed summary states, as canonical JSON: who sent
+    what (the shared content's digests) to whom, and for each recipient its
+    letter or why it was refused with the name of that refusal's evidence.
+    The letters' later lives are in their own evidence; this is the deposit."""
+    name = f"mailings/{mailing.id}"
+    document = {
+        "format": SUMMARY_FORMAT,
+        "issuer": issuer,
+        "mailing": name,
+        "reference": mailing.reference,
+        "sender": {"name": sender.name, "email": sender.email, "id": f"parties/{sender.party_id}"},
+        "depositTime": _utc(mailing.deposit_time),
+        "summaryTime": _utc(at),
+        "content": [
+            {
+                "filename": p["filename"],
+                "mediaType": p["media_type"],
+                "size": p["size_bytes"],
+                "sha256": p["sha256"],
+            }
+            for p in mailing.parts
+        ],
+        "recipients": [
+            {
+                "index": r.position,
+                "recipient": r.recipient,
+                "letterReference": r.letter_reference,
+                **(
+                    {"letter": f"letters/{r.letter_id}"}
+                    if r.letter_id is not None
+                    else {
+                        "refusal": r.reason_code,
+                        "evidence": f"{name}/recipients/{r.position}/evidence/{r.evidence_id}",
+                    }
+                ),
+            }
+            for r in recipients
+        ],
+    }
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _utc(when: dt.datetime) -> str:
+    if when.tzinfo is None:  # stored in UTC
+        when = when.replace(tzinfo=dt.UTC)
+    return when.astimezone(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")

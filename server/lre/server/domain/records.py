@@ -38,6 +38,13 @@ class LetterRecord:
     content_purge_time: dt.datetime | None = None
     # The mailing whose content this letter shares; None for a single letter.
     mailing_id: uuid.UUID | None = None
+    # The object store's key of the content (opaque, random); None when the
+    # content is in the database (or purged, or the mailing's).
+    content_object: str | None = None
+    # The retain-until date set on that object, once set.
+    content_retain_until: dt.datetime | None = None
+    # The SHA-256 of the object's bytes, as written.
+    content_digest: bytes | None = field(default=None, repr=False)
 
     def lifecycle(self) -> Letter:
         """The letter's state machine, to ask the law what may happen next."""

@@ -16,8 +16,16 @@ from lre.server.adapters.signer import SignerClient
 from lre.server.proofs.document import ProofInputError, read
 from lre.server.proofs.pades import ProofSigner
 from lre.server.proofs.render import attachment_names, render_document, render_proof
+from lre.server.proofs.summary import render_summary
 
-__all__ = ["ProofInputError", "ProofRenderer", "attachment_names", "proof_pdf", "render_proof"]
+__all__ = [
+    "ProofInputError",
+    "ProofRenderer",
+    "attachment_names",
+    "proof_pdf",
+    "render_proof",
+    "summary_pdf",
+]
 
 # ``proof_pdf`` with its signer bound, as the services take it. It takes
 # milliseconds and a signer call: called where an e-mail is composed (the
@@ -37,9 +45,18 @@ def proof_pdf(evidence: bytes, seal: bytes, signer: SignerClient) -> bytes:
     DependencyUnavailable while the signer cannot sign.
     """
     doc = read(evidence, seal)
-    pdf = render_document(doc, evidence, seal)
+    return _signer_of(signer).sign(render_document(doc, evidence, seal), doc.seal.subject)
+
+
+def summary_pdf(document: bytes, seal: bytes, signer: SignerClient) -> bytes:
+    """The signed PDF of a mailing's sealed summary (lre.server.proofs.summary)."""
+    pdf, subject = render_summary(document, seal)
+    return _signer_of(signer).sign(pdf, subject)
+
+
+def _signer_of(signer: SignerClient) -> ProofSigner:
     with _lock:
         proof_signer = _signers.get(signer)
         if proof_signer is None:
             proof_signer = _signers[signer] = ProofSigner(signer)
-    return proof_signer.sign(pdf, doc.seal.subject)
+    return proof_signer

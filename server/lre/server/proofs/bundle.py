@@ -16,7 +16,7 @@ import zipfile
 from collections.abc import Sequence
 from io import BytesIO
 
-from asn1crypto import cms, pem
+from asn1crypto import cms, pem, x509
 
 from lre.runtime import bundle_layout as layout
 
@@ -29,8 +29,6 @@ def build_bundle(
     evidence: bytes,
     seal: bytes,
     proof_pdf: bytes,
-    seal_chain: Sequence[bytes],
-    tsa_chain: Sequence[bytes],
     leaf: bytes,
     leaf_index: int,
     audit_path: Sequence[bytes],
@@ -41,17 +39,27 @@ def build_bundle(
     """The bundle ZIP of one evidence.
 
     ``evidence`` is the sealed canonical JSON and ``seal`` its CAdES seal
-    (DER); ``proof_pdf`` the signed PDF proof; ``seal_chain`` / ``tsa_chain``
-    the DER certificates leaf first (``SignerClient.certificate_chain``);
-    ``leaf``, ``leaf_index`` and ``audit_path`` the evidence's log entry and
-    its RFC 9162 inclusion proof (``EventLog.inclusion``) into the head whose
-    document and seal are ``tree_head`` / ``tree_head_seal``. ``crls`` (DER)
-    default to those the evidence seal carries (it is CAdES B-LT).
+    (DER); ``proof_pdf`` the signed PDF proof; ``leaf``, ``leaf_index`` and
+    ``audit_path`` the evidence's log entry and its RFC 9162 inclusion proof
+    (``EventLog.inclusion``) into the head whose document and seal are
+    ``tree_head`` / ``tree_head_seal``. ``crls`` (DER) default to those the
+    two seals carry (they are CAdES B-LT).
+
+    The certificate chains are those the seals themselves carry: the chain
+    that was valid when each was sealed, not the signer's current one, so a
+    bundle of evidence sealed before a rotation of the seal or TSA key (or
+    stamped by another configured TSA) names the certificates that signed
+    it. ``seal-chain.pem`` holds the evidence seal's chain, then the tree
+    head seal's when another certificate sealed it; ``tsa-chain.pem`` the
+    same for their signature timestamps.
     """
+    seals = (seal, tree_head_seal)
+    seal_chain, tsa_chain = seal_chains(seals)
     head = json.loads(tree_head)
     evidence_id = json.loads(evidence)["evidenceId"]
     if crls is None:
-        crls = [c.chosen.dump() for c in cms.ContentInfo.load(seal)["content"]["crls"] or []]
+        carried = (cms.ContentInfo.load(s)["content"]["crls"] or [] for s in seals)
+        crls = list(dict.fromkeys(c.chosen.dump() for each in carried for c in each))
     inclusion = {
         "format": layout.INCLUSION_FORMAT,
         "hashAlgorithm": "SHA-256 (RFC 9162)",
@@ -81,6 +89,70 @@ def build_bundle(
         },
     }
     return zip_members({layout.MANIFEST: _json(manifest), **members})
+
+
+def seal_chains(seals: Sequence[bytes]) -> tuple[list[bytes], list[bytes]]:
+    """The seal chains and the TSA chains of ``seals`` (CAdES B-LT, each
+    carrying its chains), DER, each chain leaf first then its CAs up to the
+    root, each distinct chain once, in the order of ``seals``."""
+    seal_chains: dict[tuple[bytes, ...], None] = {}
+    tsa_chains: dict[tuple[bytes, ...], None] = {}
+    for der in seals:
+        signed = cms.ContentInfo.load(der)["content"]
+        pool = [c.chosen for c in signed["certificates"] or [] if c.name == "certificate"]
+        (signer_info,) = signed["signer_infos"]
+        seal_chains[tuple(_chain(_signer(signer_info, pool), pool))] = None
+        for attribute in signer_info["unsigned_attrs"] or []:
+            if attribute["type"].native != "signature_time_stamp_token":
+                continue
+            token = attribute["values"][0]["content"]
+            token_pool = [c.chosen for c in token["certificates"] or [] if c.name == "certificate"]
+            (token_signer,) = token["signer_infos"]
+            both = [*token_pool, *pool]
+            tsa_chains[tuple(_chain(_signer(token_signer, both), both))] = None
+    return (
+        [c for chain in seal_chains for c in chain],
+        [c for chain in tsa_chains for c in chain],
+    )
+
+
+def _signer(signer_info: cms.SignerInfo, pool: list[x509.Certificate]) -> x509.Certificate:
+    sid = signer_info["sid"]
+    for certificate in pool:
+        if sid.name == "issuer_and_serial_number":
+            if certificate.issuer_serial == _issuer_serial(sid.chosen):
+                return certificate
+        elif certificate.key_identifier == sid.chosen.native:
+            return certificate
+    raise ValueError("a seal does not carry its signer's certificate")
+
+
+def _issuer_serial(value: cms.IssuerAndSerialNumber) -> bytes:
+    """As asn1crypto's ``Certificate.issuer_serial`` spells it."""
+    serial: int = value["serial_number"].native
+    issuer: bytes = value["issuer"].sha256
+    return issuer + b":" + str(serial).encode("ascii")
+
+
+def _chain(leaf: x509.Certificate, pool: list[x509.Certificate]) -> list[bytes]:
+    """``leaf`` then its issuers found in ``pool``, up to a self-signed root."""
+    chain = [leaf]
+    while not chain[-1].self_issued and len(chain) < 8:
+        current = chain[-1]
+        issuers = [
+            c
+            for c in pool
+            if c.subject == current.issuer
+            and c.ca
+            and (
+                current.authority_key_identifier is None
+                or c.key_identifier == current.authority_key_identifier
+            )
+        ]
+        if not issuers:
+            break
+        chain.append(issuers[0])
+    return [c.dump() for c in chain]
 
 
 def zip_members(members: dict[str, bytes]) -> bytes:

@@ -15,6 +15,7 @@ from lre.server.domain.letters import Letter, LetterState, PartyKind
 from lre.server.domain.proofing import Claimed, evidence_name
 from lre.server.domain.records import LetterRecord, PartRecord
 from lre.server.storage import models
+from lre.server.storage.objects import ObjectRepository
 from lre.server.storage.records import Db, from_row, paged_records, table, to_row
 
 LETTERS = table(models.Letter)
@@ -228,10 +229,13 @@ class LetterRepository:
         )
 
     def purge_content(self, letter_ids: list[uuid.UUID], now: dt.datetime) -> None:
-        """Deletes the chunks and the wrapped key, without which no copy of the
-        chunks can be read."""
+        """Deletes the chunks (or the object, see ObjectRepository.loosen) and
+        the wrapped key, without which no copy of the content can be read."""
         if not letter_ids:
             return
+        # An object of the object store goes with its rows: loose, its
+        # deletion (every version) left to the content objects worker.
+        ObjectRepository(self._db).loosen(LETTERS, letter_ids, now)
         self._db.execute(delete(CHUNKS).where(CHUNKS.c.letter_id.in_(letter_ids)))
         self._db.execute(
             update(LETTERS)
@@ -273,6 +277,10 @@ class ContentRepository:
         """Rows of letter_id, part_index, sequence and ciphertext."""
         if chunks:
             self._db.execute(insert(CHUNKS), chunks)
+
+    def delete(self, letter_id: uuid.UUID) -> None:
+        """Every chunk of the content (moved to the object store)."""
+        self._db.execute(delete(CHUNKS).where(CHUNKS.c.letter_id == letter_id))
 
     def read(self, letter_id: uuid.UUID) -> Iterator[tuple[int, int, bytes]]:
         """(part, sequence, ciphertext), in order, at most 8 chunks in memory."""

@@ -14,6 +14,7 @@ from lre.server.domain.mailings import MailingRecipientRecord, MailingRecord
 from lre.server.domain.records import LetterRecord
 from lre.server.storage import models
 from lre.server.storage.letters import ContentRepository
+from lre.server.storage.objects import ObjectRepository
 from lre.server.storage.records import Db, from_row, paged_records, table, to_row
 
 MAILINGS = table(models.Mailing)
@@ -40,6 +41,9 @@ class MailingContentRepository(ContentRepository):
         ]
         if rows:
             self._db.execute(insert(CHUNKS), rows)
+
+    def delete(self, letter_id: uuid.UUID) -> None:
+        self._db.execute(delete(CHUNKS).where(CHUNKS.c.mailing_id == letter_id))
 
     def read(self, letter_id: uuid.UUID) -> Iterator[tuple[int, int, bytes]]:
         rows = self._db.execute(
@@ -144,6 +148,7 @@ class MailingRepository:
             )
         )
         if due:
+            ObjectRepository(self._db).loosen(MAILINGS, due, now)
             self._db.execute(delete(CHUNKS).where(CHUNKS.c.mailing_id.in_(due)))
             self._db.execute(
                 update(MAILINGS)

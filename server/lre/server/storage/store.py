@@ -17,6 +17,7 @@ from lre.server.storage.keys import KeyRepository
 from lre.server.storage.letters import ContentRepository, LetterRepository
 from lre.server.storage.log import LogRepository
 from lre.server.storage.mailings import MailingRepository
+from lre.server.storage.objects import ObjectRepository
 from lre.server.storage.outbox import OutboxRepository
 from lre.server.storage.parties import ConsentRepository, PartyRepository
 from lre.server.storage.proofing import ProofingRepository
@@ -32,6 +33,7 @@ class Store:
         self.evidence = EvidenceRepository(db)
         self.charges = ChargeRepository(db)
         self.mailings = MailingRepository(db)
+        self.objects = ObjectRepository(db)
         self.outbox = OutboxRepository(db)
         self.log = LogRepository(db)
         self.webhooks = WebhookRepository(db)

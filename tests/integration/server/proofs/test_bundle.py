@@ -21,7 +21,8 @@ from io import BytesIO
 from pathlib import Path
 
 import pytest
-from asn1crypto import cms
+from asn1crypto import cms, pem
+from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
@@ -30,6 +31,8 @@ from lre.server.adapters.signer import SignerClient
 from lre.server.proofs.bundle import zip_members
 from lre.signer import pki
 from lre.verify import verify_bundle
+from lre.verify.chains import anchor
+from lre.verify.cms import SealProblem
 from lre.verify.provider import Provider, load_certificates
 from lre.verify.report import Report
 from tests.support import doctored
@@ -162,6 +165,21 @@ def test_without_trust_nothing_fails_but_it_is_not_anchored(good: Good, tmp_path
     assert "give --trust" in result.stdout
     report = json.loads(_cli(path, "--json").stdout)
     assert report["verdict"] == "INVALID" and not report["anchored"] and report["failed"] == []
+
+
+def test_without_trust_a_chain_that_stops_below_its_root_is_anchored_nowhere(good: Good) -> None:
+    """Only a certificate that signs itself is a root: a leaf is never its
+    own anchor (asn1crypto's ``self_signed`` is "no" or "maybe", both truthy)."""
+    chain = [
+        asn1_x509.Certificate.load(der)
+        for _, _, der in pem.unarmor(good.members[layout.SEAL_CHAIN], multiple=True)
+    ]
+    leaf, *cas = chain
+    below_root = [c for c in cas if c.subject != c.issuer]
+    at = dt.datetime.now(dt.UTC)
+    with pytest.raises(SealProblem, match="no path"):
+        anchor(leaf, [leaf, *below_root], [], at, "seal")
+    assert anchor(leaf, chain, [], at, "seal").anchored is False
 
 
 def test_another_ca_as_trust_anchor_anchors_nothing(good: Good, tmp_path: Path) -> None:

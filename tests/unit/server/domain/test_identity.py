@@ -80,7 +80,7 @@ def test_consent_is_required_of_consumers_only() -> None:
     require_consent(Recipient("r2", professional=False), consent_given=True)
     with pytest.raises(DepositRefused) as refused:
         require_consent(Recipient("r3", professional=False), consent_given=False)
-    assert (refused.value.reason, refused.value.field) == ("consent_missing", "recipient")
+    assert (refused.value.code, refused.value.field) == ("consent_missing", "recipient")
 
 
 def test_only_the_party_own_session_acts_on_the_party() -> None:

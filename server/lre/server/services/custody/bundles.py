@@ -1,12 +1,12 @@
 """The offline evidence bundle of one evidence (lre.server.proofs.bundle):
-gathered here from the evidence, its stored PDF proof, the signer's
-certificate chains and the log's inclusion proof into a sealed tree head."""
+gathered here from the evidence, its stored PDF proof and the log's
+inclusion proof into a sealed tree head; the certificate chains are those
+the seals carry (valid when they were sealed)."""
 
 from __future__ import annotations
 
 import uuid
 
-from lre.server.adapters.signer import SignerClient
 from lre.server.domain import identity
 from lre.server.proofs.bundle import build_bundle
 from lre.server.services.custody.queries import CustodyQueries, StaffReader
@@ -20,12 +20,10 @@ class EvidenceBundles:
         queries: CustodyQueries,
         proofs: StoredProofs,
         events: EventLog,
-        signer: SignerClient,
     ) -> None:
         self._queries = queries
         self._proofs = proofs
         self._events = events
-        self._signer = signer
 
     def bundle(
         self,
@@ -52,8 +50,6 @@ class EvidenceBundles:
             evidence=evidence.document,
             seal=evidence.seal,
             proof_pdf=self._proofs.pdf(evidence),
-            seal_chain=self._signer.certificate_chain("seal"),
-            tsa_chain=self._signer.certificate_chain("timestamping"),
             leaf=entry.leaf,
             leaf_index=entry.seq,
             audit_path=path,

@@ -1,9 +1,10 @@
 """Letter content: encrypted with AES-256-GCM under the letter's own key,
 in chunks, streamed in and out without holding a whole letter in memory.
 
-A deposit reads its client's stream into a spool (encrypted as it arrives,
-with no transaction open), then copies the spool in with the letter, in one
-short transaction: a client that stalls holds no database lock."""
+A deposit reads its client's stream into a sink (encrypted as it arrives,
+with no transaction open): a spool, copied in with the letter in one short
+transaction (a client that stalls holds no database lock), or an object
+store's upload (content_store), which the letter's row then names."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import struct
 import tempfile
 import uuid
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -29,7 +30,7 @@ NONCE_BYTES = 12
 # the disk), then goes to a file.
 SPOOL_MEMORY_BYTES = 1024 * 1024
 # A spooled chunk's header: part, sequence, ciphertext length.
-_RECORD = struct.Struct(">III")
+RECORD = struct.Struct(">III")
 
 
 def chunk_aad(letter_id: uuid.UUID, part: int, sequence: int) -> bytes:
@@ -73,13 +74,16 @@ class Spool:
     anonymous file in ``directory`` (unlinked from the start, so nothing
     outlives the deposit, a crash included). ``close()`` frees it."""
 
+    # The content goes in the database's rows: no object.
+    object_key: str | None = None
+
     def __init__(self, directory: str | None) -> None:
         # Closed by close(): the spool outlives this call, not the deposit.
         self._file = tempfile.SpooledTemporaryFile(SPOOL_MEMORY_BYTES, dir=directory)  # noqa: SIM115
         self.digests: list[bytes] = []
 
     def write(self, part_index: int, sequence: int, ciphertext: bytes) -> None:
-        self._file.write(_RECORD.pack(part_index, sequence, len(ciphertext)))
+        self._file.write(RECORD.pack(part_index, sequence, len(ciphertext)))
         self._file.write(ciphertext)
 
     def batches(self, owner_id: uuid.UUID) -> Iterator[list[dict[str, Any]]]:
@@ -87,8 +91,8 @@ class Spool:
         self._file.seek(0)
         batch: list[dict[str, Any]] = []
         size = 0
-        while header := self._file.read(_RECORD.size):
-            part_index, sequence, length = _RECORD.unpack(header)
+        while header := self._file.read(RECORD.size):
+            part_index, sequence, length = RECORD.unpack(header)
             ciphertext = self._file.read(length)
             batch.append(
                 {
@@ -105,8 +109,48 @@ class Spool:
         if batch:
             yield batch
 
+    def finish(self) -> None:
+        """All the content is in (nothing to do: the transaction copies it)."""
+
+    def store(self, content: ContentRepository, owner_id: uuid.UUID) -> None:
+        """Copies the spooled ciphertext in, in the caller's transaction, a batch
+        of about FLUSH_BYTES at a time (memory stays flat whatever the size)."""
+        for batch in self.batches(owner_id):
+            content.add(batch)
+
+    def stored(self) -> tuple[str, bytes] | None:
+        """The object's key and SHA-256: none, the rows hold the content."""
+        return None
+
+    def discard(self) -> None:
+        """The deposit did not commit: nothing was written anywhere but here."""
+
     def close(self) -> None:
         self._file.close()
+
+
+class ContentSink(Protocol):
+    """Where a deposit's ciphertext goes as it arrives: a ``Spool`` (then the
+    database's rows, in the deposit's transaction), or an object store's
+    upload (content_store.ObjectSink). ``finish()`` once everything is in,
+    with no transaction open; ``store()`` in the deposit's transaction;
+    ``discard()`` when the deposit did not commit; ``close()`` always."""
+
+    object_key: str | None
+    digests: list[bytes]
+
+    def write(self, part_index: int, sequence: int, ciphertext: bytes) -> None: ...
+    def finish(self) -> None: ...
+    def stored(self) -> tuple[str, bytes] | None: ...
+    def store(self, content: ContentRepository, owner_id: uuid.UUID) -> None: ...
+    def discard(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class ChunkSource(Protocol):
+    """Where stored ciphertext is read back: (part, sequence, ciphertext) in order."""
+
+    def read(self, letter_id: uuid.UUID) -> Iterator[tuple[int, int, bytes]]: ...
 
 
 def spool_content(
@@ -114,33 +158,20 @@ def spool_content(
     key: bytes,
     sizes: list[int],
     chunks: Iterable[tuple[int, bytes]],
-    directory: str | None,
-) -> Spool:
+    sink: ContentSink,
+) -> None:
     """Reads the chunks of parts declared with ``sizes`` from the client,
     encrypted under ``key`` for ``owner_id`` (the letter, or the mailing),
-    into a spool that knows each part's SHA-256. Holds no transaction: this is
-    where a deposit waits on its client. Raises (the spool freed) as the
-    checks of the chunks do, or when the client goes away."""
+    into ``sink``, which then knows each part's SHA-256. Holds no transaction:
+    this is where a deposit waits on its client. Raises as the checks of the
+    chunks do, or when the client goes away (the caller closes the sink)."""
     cipher = AESGCM(key)
     hashes = [hashlib.sha256() for _ in sizes]
-    spool = Spool(directory)
-    try:
-        for part_index, sequence, data in _checked(sizes, chunks, hashes):
-            nonce = os.urandom(NONCE_BYTES)
-            aad = chunk_aad(owner_id, part_index, sequence)
-            spool.write(part_index, sequence, nonce + cipher.encrypt(nonce, data, aad))
-    except BaseException:
-        spool.close()
-        raise
-    spool.digests = [h.digest() for h in hashes]
-    return spool
-
-
-def store_content(content: ContentRepository, owner_id: uuid.UUID, spool: Spool) -> None:
-    """Copies the spooled ciphertext in, in the caller's transaction, a batch
-    of about FLUSH_BYTES at a time (memory stays flat whatever the size)."""
-    for batch in spool.batches(owner_id):
-        content.add(batch)
+    for part_index, sequence, data in _checked(sizes, chunks, hashes):
+        nonce = os.urandom(NONCE_BYTES)
+        aad = chunk_aad(owner_id, part_index, sequence)
+        sink.write(part_index, sequence, nonce + cipher.encrypt(nonce, data, aad))
+    sink.digests = [h.digest() for h in hashes]
 
 
 def content_digests(sizes: list[int], chunks: Iterable[tuple[int, bytes]]) -> list[bytes]:
@@ -152,7 +183,7 @@ def content_digests(sizes: list[int], chunks: Iterable[tuple[int, bytes]]) -> li
 
 
 def decrypt_content(
-    content: ContentRepository, letter_id: uuid.UUID, key: bytes
+    content: ChunkSource, letter_id: uuid.UUID, key: bytes
 ) -> Iterator[tuple[int, bytes]]:
     """The plaintext, (part, data) chunk by chunk, in order."""
     cipher = AESGCM(key)

@@ -16,6 +16,7 @@ from lre.server.domain.letters import EvidenceEvent, LetterState, OutboxKind, Ou
 from lre.server.domain.log import LogKind, LogRecord
 from lre.server.domain.records import EvidenceRecord, LetterRecord, MessageRecord, PartRecord
 from lre.server.services.custody.content import decrypt_content
+from lre.server.services.custody.content_store import ContentStore, DatabaseContent
 from lre.server.services.custody.evidence import EvidenceRecorder
 from lre.server.storage.outbox import new_message
 from lre.server.storage.store import Store, Stores
@@ -29,12 +30,14 @@ class DecisionService:
         evidence: EvidenceRecorder,
         reminder_days: tuple[int, ...],
         clock: Callable[[], dt.datetime],
+        content: ContentStore | None = None,
     ) -> None:
         self._stores = stores
         self._signer = signer
         self._evidence = evidence
         self._reminder_days = reminder_days
         self._clock = clock
+        self._content = content or DatabaseContent()
 
     # -- the recipient's side ------------------------------------------------
 
@@ -94,20 +97,24 @@ class DecisionService:
             key = self._signer.unwrap_key(
                 letter.wrapped_key, mailing_key_context(letter.mailing_id)
             )
-        return self._stream(session, letter_id, letter.mailing_id, key)
+        return self._stream(session, letter, key)
 
     def _stream(
         self,
         session: identity.Session,
-        letter_id: uuid.UUID,
-        mailing_id: uuid.UUID | None,
+        letter: LetterRecord,
         key: bytes,
     ) -> Iterator[tuple[int, bytes]]:
+        letter_id, mailing_id = letter.id, letter.mailing_id
         with self._stores.read() as store:
             if mailing_id is None:
-                yield from decrypt_content(store.content, letter_id, key)
+                source = self._content.source(store.content, letter.content_object)
+                yield from decrypt_content(source, letter_id, key)
             else:
-                yield from decrypt_content(store.mailings.content, mailing_id, key)
+                source = self._content.source(
+                    store.mailings.content, store.objects.mailing_object(mailing_id)
+                )
+                yield from decrypt_content(source, mailing_id, key)
         now = self._clock()
         with self._stores.begin() as store:
             letter = store.letters.lock(letter_id)
@@ -201,6 +208,16 @@ class DecisionService:
             if letter.content_purge_time is not None and hold:
                 raise FailedPrecondition("the content was already deleted at the end of retention")
             store.letters.set_legal_hold(letter_id, hold)
+            lift = True
+            if letter.mailing_id is None:
+                content_object = letter.content_object
+            else:
+                content_object = store.objects.mailing_object(letter.mailing_id)
+                # A mailing's object stays held while any of its letters is.
+                lift = not store.objects.mailing_held(letter.mailing_id)
+            if hold:
+                # On the object before the commit: a hold the store refused is no hold.
+                self._content.hold(content_object, True)
             now = self._clock()
             store.log.append(
                 [(LogRecord(str(letter.id), letter.state, now, legal_hold=hold), None)], now
@@ -209,4 +226,9 @@ class DecisionService:
             store.log.append_journal(
                 journal.entry(kind, f"letters/{letter.id}", now, actor=actor), now
             )
-            return dataclasses.replace(letter, legal_hold=hold), store.letters.parts(letter_id)
+            changed = dataclasses.replace(letter, legal_hold=hold), store.letters.parts(letter_id)
+        if not hold and (letter.mailing_id is None or lift):
+            # Lifted after the commit: a failure keeps the object held longer,
+            # never shorter, and a retry of the call lifts it.
+            self._content.hold(content_object, False)
+        return changed

@@ -26,12 +26,8 @@ from lre.server.domain.errors import (
 from lre.server.domain.evidence import PartyDetails
 from lre.server.domain.letters import EvidenceEvent, LetterState
 from lre.server.domain.records import LetterRecord, PartRecord
-from lre.server.services.custody.content import (
-    Spool,
-    content_digests,
-    spool_content,
-    store_content,
-)
+from lre.server.services.custody.content import ContentSink, content_digests, spool_content
+from lre.server.services.custody.content_store import ContentStore, DatabaseContent
 from lre.server.services.custody.evidence import EvidenceRecorder
 from lre.server.services.custody.intake import (
     DEPOSITS,
@@ -42,6 +38,7 @@ from lre.server.services.custody.intake import (
     new_letter,
 )
 from lre.server.services.custody.policy import CustodyPolicy
+from lre.server.storage.objects import Owner
 from lre.server.storage.store import Store, Stores
 
 # Why a deposit is refused: the sender not identified enough, or the deposit itself.
@@ -57,16 +54,19 @@ class DepositService:
         policy: CustodyPolicy,
         clock: Callable[[], dt.datetime],
         spool_dir: str | None = None,
+        content: ContentStore | None = None,
     ) -> None:
         """``spool_dir``: where a deposit's content waits, encrypted, for its
         transaction once larger than content.SPOOL_MEMORY_BYTES (None: the
-        system's temporary directory)."""
+        system's temporary directory); ``content``: where it is kept (the
+        database by default)."""
         self._stores = stores
         self._content_keys = content_keys
         self._evidence = evidence
         self._intake = Intake(evidence, policy)
         self._clock = clock
         self._spool_dir = spool_dir
+        self._content = content or DatabaseContent()
 
     def deposit(
         self,
@@ -96,16 +96,17 @@ class DepositService:
             refused = self._refusal(
                 store, session, sender_id, recipient_id, professionals[recipient_id], parts, now
             )
-        content: tuple[ContentKey, Spool] | None = None
+        content: tuple[ContentKey, ContentSink] | None = None
+        committed = False
         try:
             if refused is None:
                 content_key = self._content_keys.take()
-                spool = spool_content(
-                    content_key.letter_id, content_key.key, sizes, chunks, self._spool_dir
-                )
-                content = (content_key, spool)
+                content = (content_key, self._content.sink(self._spool_dir))
+                spool_content(content_key.letter_id, content_key.key, sizes, chunks, content[1])
+                # Every byte stored (an object completed) before the letter can be accepted.
+                content[1].finish()
             try:
-                return self._record(
+                letter, written = self._record(
                     session, sender_id, request_id, recipient_id, parts, now, refused, content
                 )
             except WriteConflict:
@@ -125,8 +126,16 @@ class DepositService:
                     return spooled if spooled is not None else content_digests(sizes, chunks)
 
                 return first.replay(recipient_id, parts, digests)
+            if content is not None:
+                committed = True
+                self._content.committed(
+                    Owner(letter.id), content[1].object_key, letter.deposit_time
+                )
+            return letter, written
         finally:
             if content is not None:
+                if not committed:
+                    content[1].discard()
                 content[1].close()
 
     def _refusal(
@@ -162,7 +171,7 @@ class DepositService:
         parts: list[DeclaredPart],
         now: dt.datetime,
         refused: Refusal | None,
-        content: tuple[ContentKey, Spool] | None,
+        content: tuple[ContentKey, ContentSink] | None,
     ) -> tuple[LetterRecord, list[PartRecord]]:
         """The deposit's one write transaction: the checks again, then the
         letter or its refusal. Nothing in it waits on the client. ``refused``:
@@ -194,10 +203,11 @@ class DepositService:
                     request_id,
                     accepted,
                     LetterState.DEPOSITED,
+                    content_object=spool.stored(),
                 )
                 # The letter first: its chunks refer to it.
                 store.letters.add(letter)
-                store_content(store.content, letter.id, spool)
+                self._content.keep(store, store.content, Owner(letter.id), accepted, spool)
                 written, _ = self._intake.accept(
                     store, session, sender, [(letter, recipient)], parts, spool.digests
                 )
@@ -217,9 +227,7 @@ class DepositService:
             return letter, written
         DEPOSITS.labels("rejected").inc()
         if isinstance(refused, DepositRefused):
-            raise DepositRefused(
-                refused.reason, str(refused), refused.field, f"letters/{letter.id}"
-            )
+            raise DepositRefused(refused.code, str(refused), refused.field, f"letters/{letter.id}")
         raise DepositRefused(
             "sender_not_identified", str(refused), "authorization", f"letters/{letter.id}"
         )
@@ -234,7 +242,7 @@ class DepositService:
         refused: Refusal,
     ) -> None:
         """A refused deposit: the letter's row and its sealed SubmissionRejection, nothing else."""
-        reason = refused.reason if isinstance(refused, DepositRefused) else "sender_not_identified"
+        reason = refused.code if isinstance(refused, DepositRefused) else "sender_not_identified"
         evidence = self._evidence.seal(
             self._evidence.document(
                 letter,

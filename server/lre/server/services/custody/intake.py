@@ -72,7 +72,10 @@ def new_letter(
     deposit_time: dt.datetime,
     state: LetterState,
     mailing_id: uuid.UUID | None = None,
+    content_object: tuple[str, bytes] | None = None,
 ) -> LetterRecord:
+    """``content_object``: the object store's key of its content and the
+    object's SHA-256 (None: in the database)."""
     return LetterRecord(
         id=letter_id,
         reference="".join(secrets.choice(REFERENCE_ALPHABET) for _ in range(12)),
@@ -83,6 +86,8 @@ def new_letter(
         deposit_time=deposit_time,
         wrapped_key=wrapped_key,
         mailing_id=mailing_id,
+        content_object=content_object[0] if content_object else None,
+        content_digest=content_object[1] if content_object else None,
     )
 
 

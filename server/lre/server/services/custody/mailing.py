@@ -31,12 +31,8 @@ from lre.server.domain.mailings import (
     refusal,
 )
 from lre.server.domain.records import EvidenceRecord, LetterRecord
-from lre.server.services.custody.content import (
-    Spool,
-    content_digests,
-    spool_content,
-    store_content,
-)
+from lre.server.services.custody.content import ContentSink, content_digests, spool_content
+from lre.server.services.custody.content_store import ContentStore, DatabaseContent
 from lre.server.services.custody.evidence import EvidenceRecorder
 from lre.server.services.custody.intake import (
     DEPOSITS,
@@ -46,9 +42,10 @@ from lre.server.services.custody.intake import (
     check_same_content,
     new_letter,
 )
+from lre.server.services.custody.mailing_proofs import REFUSALS
 from lre.server.services.custody.policy import CustodyPolicy
-from lre.server.services.custody.refusals import REFUSALS
 from lre.server.services.custody.report import report_lines
+from lre.server.storage.objects import Owner
 from lre.server.storage.store import Store, Stores
 
 
@@ -70,9 +67,11 @@ class MailingService:
         policy: CustodyPolicy,
         clock: Callable[[], dt.datetime],
         spool_dir: str | None = None,
+        content: ContentStore | None = None,
     ) -> None:
-        """``spool_dir``: as a single deposit's (DepositService)."""
+        """``spool_dir``, ``content``: as a single deposit's (DepositService)."""
         self._stores = stores
+        self._content = content or DatabaseContent()
         self._signer = signer
         self._evidence = evidence
         self._intake = Intake(evidence, policy)
@@ -116,13 +115,16 @@ class MailingService:
         if existing is not None:
             return self._replay(existing, recipients, parts, lambda: content_digests(sizes, chunks))
         mailing_id = uuid.uuid4()
-        spool: Spool | None = None
+        spool: ContentSink | None = None
+        committed = False
         try:
             wrapped = None
             if len(refused) < len(recipients):
                 key = os.urandom(32)
                 wrapped = self._signer.wrap_key(key, mailing_key_context(mailing_id))
-                spool = spool_content(mailing_id, key, sizes, chunks, self._spool_dir)
+                spool = self._content.sink(self._spool_dir)
+                spool_content(mailing_id, key, sizes, chunks, spool)
+                spool.finish()
                 digests = spool.digests
             else:
                 # Nobody to deliver to: the content is only hashed, for the refusals' proofs.
@@ -149,8 +151,16 @@ class MailingService:
                 if existing is None:
                     raise
                 return self._replay(existing, recipients, parts, lambda: digests)
+            if spool is not None:
+                committed = True
+                if view.mailing.wrapped_key is not None:
+                    self._content.committed(
+                        Owner(mailing_id, mailing=True), spool.object_key, view.mailing.deposit_time
+                    )
         finally:
             if spool is not None:
+                if not committed or view.mailing.wrapped_key is None:
+                    spool.discard()
                 spool.close()
         DEPOSITS.labels("accepted").inc(sum(1 for r in view.recipients if r.letter_id))
         DEPOSITS.labels("rejected").inc(sum(1 for r in view.recipients if not r.letter_id))
@@ -188,7 +198,7 @@ class MailingService:
         ids: list[uuid.UUID | None],
         parts: list[DeclaredPart],
         refused: dict[int, str],
-        content: tuple[bytes, Spool] | None,
+        content: tuple[bytes, ContentSink] | None,
         digests: list[bytes],
     ) -> MailingView:
         """The mailing's one write transaction, nothing in it waiting on the
@@ -210,6 +220,7 @@ class MailingService:
                 for p, d in zip(parts, digests, strict=True)
             )
             wrapped = content[0] if content is not None and passing else None
+            stored = content[1].stored() if content is not None and wrapped else None
             mailing = MailingRecord(
                 mailing_id,
                 sender_id,
@@ -219,11 +230,15 @@ class MailingService:
                 [dataclasses.asdict(p) for p in part_digests],
                 wrapped,
                 None if wrapped else now,
+                content_object=stored[0] if stored else None,
+                content_digest=stored[1] if stored else None,
             )
             # The mailing first: its chunks refer to it.
             store.mailings.add(mailing)
             if content is not None and wrapped is not None:
-                store_content(store.mailings.content, mailing_id, content[1])
+                self._content.keep(
+                    store, store.mailings.content, Owner(mailing_id, mailing=True), now, content[1]
+                )
 
             letters = {
                 position: new_letter(

@@ -204,6 +204,13 @@ class ProofingService:
         except ValueError:
             raise InvalidArgument("revocation_data", "must be DER CRLs") from None
         now = self._clock()
+        # Before the transaction: it may fetch CRLs or ask an OCSP responder.
+        checker = self._policy.revocation
+        revocation = (
+            checker.refusal(leaf, intermediates, list(revocation_der), now)
+            if checker is not None
+            else None
+        )
         try:
             record, refused, mismatch = self._certificate(
                 party_id,
@@ -215,6 +222,7 @@ class ProofingService:
                 chain_der,
                 revocation_der,
                 now,
+                revocation,
             )
         except _Unknown:
             self._refused(party_id, ProofingMethod.CERTIFICATE, "challenge")
@@ -238,6 +246,7 @@ class ProofingService:
         chain_der: list[bytes],
         revocation_der: list[bytes],
         now: dt.datetime,
+        revocation: str | None = None,
     ) -> tuple[IdentityRecord | None, str | None, IdentityMismatch | None]:
         """One transaction: the challenge spent, and the record or the refusal journaled."""
         record: IdentityRecord | None = None
@@ -261,6 +270,8 @@ class ProofingService:
                     signature,
                     now,
                 )
+                # Unknown or revoked, as the server found it itself (fails closed).
+                refused = refused or revocation
             mismatch: IdentityMismatch | None = None
             matched: dict[str, str] = {}
             if refused is None:

@@ -10,6 +10,7 @@ import jwt
 from cryptography import x509
 
 from lre.server.adapters.at_rest import SecretsKeys
+from lre.server.adapters.revocation import RevocationChecker
 from lre.server.domain.identity import AssuranceLevel
 
 Clock = Callable[[], dt.datetime]
@@ -36,3 +37,6 @@ class IdentityPolicy:
     proof_validity: dt.timedelta = dt.timedelta(days=365)
     trust_anchors: tuple[x509.Certificate, ...] = ()
     eid: EidBroker | None = None
+    # The server's own revocation check of proofing certificates (CRL
+    # distribution points, OCSP); None: only the CRLs the party sends.
+    revocation: RevocationChecker | None = None

@@ -51,6 +51,14 @@ class Letter(Base):
     # A letter of a mailing reads the mailing's content (``wrapped_key`` is
     # then the mailing's key, bound to the mailing); None for a single letter.
     mailing_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("mailings.id"), index=True)
+    # Where the content is when it is in the object store (an opaque random
+    # key); None: in content_chunks (or purged, or a letter of a mailing).
+    content_object: Mapped[str | None] = mapped_column(String(64))
+    # The Object Lock retain-until date set on that object; None until it is
+    # set (just after the deposit commits, or by the content objects worker).
+    content_retain_until: Mapped[dt.datetime | None]
+    # The SHA-256 of the object's bytes as written: the audit reads it back.
+    content_digest: Mapped[bytes | None] = mapped_column(LargeBinary(32))
 
 
 class Mailing(Base):
@@ -71,6 +79,23 @@ class Mailing(Base):
     # The content key wrapped bound to the mailing; None once no letter needs the content.
     wrapped_key: Mapped[bytes | None] = mapped_column(LargeBinary)
     content_purge_time: Mapped[dt.datetime | None]
+    # As a letter's: the object holding the content, its retain-until date, its digest.
+    content_object: Mapped[str | None] = mapped_column(String(64))
+    content_retain_until: Mapped[dt.datetime | None]
+    content_digest: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+
+
+class LooseObject(Base):
+    """An object of the object store that no letter or mailing refers to (yet
+    or any more): written before its deposit commits (the deposit's
+    transaction deletes this row), or left by a purge or a move back to the
+    database. The content objects worker deletes each once due: an upload
+    still running is given an hour; a locked object waits for its date."""
+
+    __tablename__ = "loose_objects"
+
+    object_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    due_time: Mapped[dt.datetime] = mapped_column(index=True)
 
 
 class MailingRecipient(Base):

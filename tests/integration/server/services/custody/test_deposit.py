@@ -112,7 +112,7 @@ def test_the_senders_level_is_the_providers_setting_high_by_default(world: World
     substantial = dataclasses.replace(world.session, level=AssuranceLevel.SUBSTANTIAL)
     with pytest.raises(DepositRefused) as refused:
         _send(world, "substantial-default", session=substantial)
-    assert refused.value.reason == "sender_not_identified"
+    assert refused.value.code == "sender_not_identified"
     assert "below level high" in str(refused.value)
     lowered = DepositService(
         world.stores,

@@ -216,7 +216,7 @@ def test_a_consent_withdrawn_while_the_content_arrives_refuses_the_deposit(
             [DeclaredPart("a.pdf", "application/pdf", len(data))],
             _chunks(data, during),
         )
-    assert refused.value.reason == "consent_missing"
+    assert refused.value.code == "consent_missing"
     after = _counts(world)
     # Only the refused letter's row and its sealed SubmissionRejection (and its log entry).
     assert after["letters"] == before["letters"] + 1

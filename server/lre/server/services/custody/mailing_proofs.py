@@ -1,4 +1,4 @@
-"""A mailing's refusals as evidence: each refused recipient's sealed
+"""A mailing's proofs. Its refusals as evidence: each refused recipient's sealed
 SubmissionRejection, read by its name
 (``mailings/{id}/recipients/{position}/evidence/{id}``) like a letter's
 evidence, by the mailing's sender or, journaled, by an operator or auditor,
@@ -7,7 +7,9 @@ with its signed PDF proof.
 A refusal is not a letter: it is kept with the mailing's recipient row and
 has no entry in the letters' log, so it has no offline bundle (the bundle
 proves inclusion in that log); its seal and the PDF's signature are checked
-like any other evidence's."""
+like any other evidence's. And its sealed summary: who was sent what, and
+for each recipient its letter or its refusal, sealed and as a signed PDF,
+beside the CSV report (GetMailingReport)."""
 
 from __future__ import annotations
 
@@ -17,13 +19,15 @@ from collections.abc import Callable
 
 from prometheus_client import Counter
 
+from lre.server.adapters.signer import SignerClient
 from lre.server.domain import identity, journal
 from lre.server.domain.errors import NotFound
 from lre.server.domain.letters import EvidenceEvent
 from lre.server.domain.log import LogKind
-from lre.server.domain.mailings import REASONS
+from lre.server.domain.mailings import REASONS, summary_document
 from lre.server.domain.records import EvidenceRecord
 from lre.server.proofs import ProofRenderer
+from lre.server.services.custody.evidence import EvidenceRecorder
 from lre.server.services.custody.queries import StaffReader
 from lre.server.storage.store import Store, Stores
 
@@ -40,13 +44,42 @@ def refusal_name(mailing_id: uuid.UUID, position: int, evidence_id: uuid.UUID) -
     return f"mailings/{mailing_id}/recipients/{position}/evidence/{evidence_id}"
 
 
-class MailingRefusals:
+# A mailing's summary JSON and its seal to the signed PDF (proofs.summary_pdf, its signer bound).
+SummaryRenderer = Callable[[bytes, bytes], bytes]
+
+
+class MailingProofs:
     def __init__(
-        self, stores: Stores, render: ProofRenderer, clock: Callable[[], dt.datetime]
+        self,
+        stores: Stores,
+        signer: SignerClient,
+        evidence: EvidenceRecorder,
+        render: ProofRenderer,
+        render_summary: SummaryRenderer,
+        clock: Callable[[], dt.datetime],
     ) -> None:
         self._stores = stores
+        self._signer = signer
+        self._evidence = evidence
         self._render = render
+        self._render_summary = render_summary
         self._clock = clock
+
+    def summary(self, session: identity.Session, mailing_id: uuid.UUID) -> bytes:
+        """The mailing's summary, sealed now and as a signed PDF, for its
+        sender: what was deposited and what became of each recipient at the
+        deposit (the letters' later lives are in their own evidence)."""
+        with self._stores.read() as store:
+            mailing = store.mailings.get(mailing_id)
+            if mailing is None or mailing.sender_id != uuid.UUID(session.party_id):
+                raise NotFound("no such mailing")
+            recipients = store.mailings.recipients(mailing_id)
+            sender = store.letters.parties([mailing.sender_id])[mailing.sender_id][0]
+        document = summary_document(
+            mailing, sender, self._evidence.issuer().name, recipients, self._clock()
+        )
+        (seal,) = self._signer.seal_many([document])
+        return self._render_summary(document, seal)
 
     def evidence(
         self,
