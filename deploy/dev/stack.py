@@ -16,6 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from lre.dev.tls import SERVER_CLIENT, TlsFiles
 from lre.runtime.config import load
+from lre.runtime.ports import PortTaken, claim
 from lre.runtime.tls import channel_credentials
 from lre.server.config import ServerSettings
 from lre.signer.config import SignerSettings
@@ -84,6 +85,24 @@ def main() -> int:
     # The server talks to this signer, wherever it was told to listen.
     env.setdefault("LRE_SERVER_SIGNER_ADDRESS", signer_settings.grpc_address)
     server_settings = load(ServerSettings, "server", env)
+    # The whole stack's ports, held by this launcher: its processes are its
+    # children and go on; a second stack stops here, in one line.
+    try:
+        _ports = claim(
+            {
+                **{
+                    f"LRE_SIGNER_{k.upper()}": getattr(signer_settings, k)
+                    for k in ("grpc_address", "http_address", "health_address")
+                },
+                **{
+                    f"LRE_SERVER_{k.upper()}": getattr(server_settings, k)
+                    for k in ("grpc_address", "metrics_address", "health_address")
+                },
+            }
+        )
+    except PortTaken as exc:
+        print(f"lre: {exc}", file=sys.stderr)
+        return 1
     bin_dir = Path(sys.executable).parent
     processes: dict[str, subprocess.Popen[bytes]] = {}
     stopping = False

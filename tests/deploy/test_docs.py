@@ -84,6 +84,25 @@ def test_the_runbook_has_one_entry_per_alert() -> None:
     assert entries == alerts, f"missing {alerts - entries}, unknown {entries - alerts}"
 
 
+def test_every_alert_says_what_it_means_and_links_its_runbook_entry() -> None:
+    rules = yaml.safe_load((contract.DEPLOY / "prometheus" / "lre-rules.yml").read_text())
+    text = OPERATIONS.read_text()
+    runbook = text[text.index("## Alerts runbook") :]
+    anchors = {e.lower() for e in re.findall(r"^### (\S+)$", runbook, re.MULTILINE)}
+    wrong = []
+    for rule in (r for g in rules["groups"] for r in g["rules"] if "alert" in r):
+        annotations = rule.get("annotations", {})
+        url = annotations.get("runbook_url", "")
+        if not annotations.get("description") or not annotations.get("summary"):
+            wrong.append(f"{rule['alert']}: no summary or description")
+        if (
+            url != f"docs/operations.md#{rule['alert'].lower()}"
+            or rule["alert"].lower() not in anchors
+        ):
+            wrong.append(f"{rule['alert']}: runbook_url {url!r}")
+    assert not wrong, "\n".join(wrong)
+
+
 def test_operations_covers_what_an_sre_needs() -> None:
     headings = set(re.findall(r"^## (.+)$", OPERATIONS.read_text(), re.MULTILINE))
     assert {

@@ -116,6 +116,23 @@ def test_make_run_serves_every_service_and_stops_cleanly(
             assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         children = _processes_using(var)
         assert len(children) >= 2
+        # A second `make run` on the same ports stops at once, in one line,
+        # rather than report "running" because the first stack answered.
+        second = subprocess.run(
+            [sys.executable, str(STACK), "--var", str(var)],
+            env={**os.environ, **ports},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert second.returncode == 1, second.stdout + second.stderr
+        assert "LRE is running" not in second.stdout
+        assert second.stderr.splitlines() == [
+            f"lre: LRE_SIGNER_GRPC_ADDRESS {ports['LRE_SIGNER_GRPC_ADDRESS']}: port "
+            f"{ports['LRE_SIGNER_GRPC_ADDRESS'].rsplit(':', 1)[1]} is held by another LRE "
+            f"instance (pid {devstack.pid}); stop it or choose other ports"
+        ]
+        assert devstack.poll() is None
     finally:
         devstack.send_signal(signal.SIGINT)  # what Ctrl-C sends
         assert devstack.wait(timeout=30) == 0, log.read_text()

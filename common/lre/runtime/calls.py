@@ -47,6 +47,13 @@ def client_gone_code(context: grpc.ServicerContext, call: Call) -> grpc.StatusCo
     return grpc.StatusCode.CANCELLED
 
 
+# Read-only methods a peer polls (the server reads the signer's certificate
+# chains with each health look, every few seconds): one INFO line per poll
+# would be most of an idle stack's log. A success is logged at DEBUG; any
+# other outcome as every call's.
+QUIET_WHEN_OK = frozenset({"/lre.v1.SigningService/GetCertificateChain"})
+
+
 @contextlib.contextmanager
 def rpc_scope(
     method: str,
@@ -100,7 +107,8 @@ def rpc_scope(
             }
             if call.reason:
                 extra["reason"] = call.reason
-            log.info("rpc", extra=extra)
+            quiet = code is grpc.StatusCode.OK and method in QUIET_WHEN_OK
+            log.log(logging.DEBUG if quiet else logging.INFO, "rpc", extra=extra)
         jsonlines.request_id.reset(token)
 
 

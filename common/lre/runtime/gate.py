@@ -221,6 +221,11 @@ class RpcInterceptor(grpc.ServerInterceptor):
             rid = str(metadata.get(REQUEST_ID_KEY) or uuid.uuid4())
             user = user_of(metadata)
             with rpc_scope(method, rid, context, metrics, log_rpc, call):
+                # The caller gets the id to quote, refused or not: in the
+                # trailers (headers sent now would commit the call, and a
+                # client could no longer retry it elsewhere when this process
+                # dies mid-call); lre.runtime.status keeps it beside a rich error.
+                context.set_trailing_metadata(((REQUEST_ID_KEY, rid),))
                 if self._deny is not None and self._deny.denied(context):
                     self._denied(context, call, method)
                 self._guard(method, context)

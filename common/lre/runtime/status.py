@@ -9,6 +9,8 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from lre.runtime import jsonlines
+
 # google.rpc.ErrorInfo.domain of every error this product raises.
 DOMAIN = "lre"
 
@@ -57,7 +59,13 @@ def abort(
     )
     details.append(detail)
     status = status_pb2.Status(code=getattr(code_pb2, code.name), message=message, details=details)
-    context.abort_with_status(rpc_status.to_status(status))
+    rich = rpc_status.to_status(status)
+    rid = jsonlines.request_id.get()
+    if rid:  # the id the gate put in the trailers, which the rich status replaces
+        from lre.runtime.gate import REQUEST_ID_KEY  # the gate imports this module
+
+        rich = rich._replace(trailing_metadata=(*rich.trailing_metadata, (REQUEST_ID_KEY, rid)))
+    context.abort_with_status(rich)
     raise AssertionError("abort_with_status returned")  # pragma: no cover
 
 

@@ -7,21 +7,15 @@ import datetime as dt
 import sys
 from pathlib import Path
 
-import grpc
-
 from lre.runtime import jsonlines
 from lre.runtime.config import ConfigError
-from lre.runtime.pool import serve_pool
+from lre.runtime.ports import PortTaken, claim
 from lre.runtime.version import add_version_option
-from lre.server import bootstrap, config
-from lre.server.audit.cli import export_command, verify_export_command, verify_log_command
-from lre.server.bootstrap.wiring import build_content
-from lre.server.domain.errors import DependencyUnavailable
-from lre.server.services import rekey
-from lre.server.services.custody import content_move
-from lre.server.services.custody.content_store import ObjectContent
-from lre.server.storage import db
-from lre.server.storage.store import Stores
+from lre.server import config
+
+# The database, services and gRPC modules are imported by the command that
+# needs them: a start refused (its ports held, a bad setting) answers at once
+# instead of after seconds of imports.
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,13 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, OSError, ValueError) as exc:
         print(f"lre-server: configuration error: {exc}", file=sys.stderr)
         return 2
-    if args.command == "verify-log":
-        return verify_log_command(settings, args.against)
-    if args.command == "export":
-        return export_command(settings, args.start, args.end, args.out)
-    if args.command == "verify-export":
-        return verify_export_command(settings, args.out, args.anchors)
+    if args.command in ("verify-log", "export", "verify-export"):
+        return _audit(args, settings)
     if args.command == "migrate":
+        from lre.server.storage import db
+
         db.migrate(db.make_engine(settings.database_url))
         print("database schema up to date")
         return 0
@@ -90,6 +82,22 @@ def main(argv: list[str] | None = None) -> int:
         return _rekey(settings, secrets_only=args.secrets, batch=args.batch)
     if args.command == "move-content":
         return _move_content(settings, args.to == "object-store", args.batch)
+    # Held until the process exits; the processes of a pool are its children.
+    try:
+        _ports = claim(
+            {"metrics_address": settings.metrics_address}
+            if args.command == "work"
+            else {
+                "grpc_address": settings.grpc_address,
+                "health_address": settings.health_address,
+                "metrics_address": settings.metrics_address,
+            }
+        )
+    except PortTaken as exc:
+        print(f"lre-server: {exc}", file=sys.stderr)
+        return 2
+    from lre.server import bootstrap
+
     if args.command == "work":
         bootstrap.work(settings)
         return 0
@@ -97,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         addresses = (settings.grpc_address, settings.metrics_address, settings.health_address)
         if any(a.endswith(":0") for a in addresses):
             raise SystemExit("several server processes need fixed ports")
+        from lre.runtime.pool import serve_pool
+
         return serve_pool(
             [sys.executable, "-m", "lre.server", "serve"],
             {"LRE_SERVER_PROCESSES": "1"},
@@ -106,7 +116,25 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _audit(args: argparse.Namespace, settings: config.ServerSettings) -> int:
+    from lre.server.audit.cli import export_command, verify_export_command, verify_log_command
+
+    if args.command == "verify-log":
+        return verify_log_command(settings, args.against)
+    if args.command == "export":
+        return export_command(settings, args.start, args.end, args.out)
+    return verify_export_command(settings, args.out, args.anchors)
+
+
 def _rekey(settings: config.ServerSettings, secrets_only: bool, batch: int) -> int:
+    import grpc
+
+    from lre.server import bootstrap
+    from lre.server.domain.errors import DependencyUnavailable
+    from lre.server.services import rekey
+    from lre.server.storage import db
+    from lre.server.storage.store import Stores
+
     stores = Stores(db.sessions(db.make_engine(settings.database_url)))
 
     def report(what: str, progress: rekey.Progress) -> None:
@@ -136,6 +164,13 @@ def _rekey(settings: config.ServerSettings, secrets_only: bool, batch: int) -> i
 
 
 def _move_content(settings: config.ServerSettings, to_objects: bool, batch: int) -> int:
+    from lre.server.bootstrap.wiring import build_content
+    from lre.server.domain.errors import DependencyUnavailable
+    from lre.server.services.custody import content_move
+    from lre.server.services.custody.content_store import ObjectContent
+    from lre.server.storage import db
+    from lre.server.storage.store import Stores
+
     stores = Stores(db.sessions(db.make_engine(settings.database_url)))
     content, _ = build_content(settings, stores, dt.timedelta(days=settings.content_retention_days))
     if not isinstance(content, ObjectContent):

@@ -12,6 +12,7 @@ from pathlib import Path
 import grpc
 
 from lre.runtime import config, tls
+from lre.runtime.certfiles import CertificateFiles
 from lre.runtime.limits import StreamLimits, stream_limits
 from lre.server.adapters import outbound
 from lre.server.adapters.at_rest import SecretsKeys
@@ -318,11 +319,15 @@ class ServerSettings:
             "LRE_SERVER_",
         )
 
-    def signer_credentials(self) -> grpc.ChannelCredentials | None:
+    def signer_certificates(self) -> CertificateFiles | None:
+        """Mutual TLS to the signer, from files read again when they change."""
         if self.signer_tls_ca_file is None:
             return None
-        return tls.channel_credentials(
-            self.signer_tls_ca_file, self.signer_tls_cert_file, self.signer_tls_key_file
+        return CertificateFiles(
+            "signer_client",
+            self.signer_tls_cert_file,
+            self.signer_tls_key_file,
+            self.signer_tls_ca_file,
         )
 
     def tree_head_targets(self) -> tuple[Path | None, list[str]]:

@@ -17,6 +17,10 @@ from typing import Literal
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from lre.runtime import jsonlines
+from lre.runtime.certfiles import CertificateFiles
+from lre.runtime.gate import REQUEST_ID_KEY
+from lre.runtime.tls import reloading_channel_credentials
 from lre.server.domain.errors import DependencyUnavailable
 from lre.v1 import signing_pb2, signing_pb2_grpc
 
@@ -77,6 +81,13 @@ _PURPOSES = {
 }
 
 
+def _request_id() -> tuple[tuple[str, str], ...] | None:
+    """The id of the request being served (none in a worker), passed on so
+    that the signer's log lines of the call carry the same id."""
+    rid = jsonlines.request_id.get()
+    return ((REQUEST_ID_KEY, rid),) if rid else None
+
+
 class SignerClient:
     def __init__(
         self,
@@ -84,10 +95,22 @@ class SignerClient:
         timeout_s: float = 10.0,
         connections: int = 4,
         credentials: grpc.ChannelCredentials | None = None,
+        certificates: CertificateFiles | None = None,
     ) -> None:
         """``address``: a gRPC target, one signer or several (see
         ServerSettings.signer_address). ``credentials``: mutual TLS to the
-        signer; None is plaintext."""
+        signer; None is plaintext. ``certificates``: mutual TLS from files
+        instead, the channels made again when the files change (renewed
+        certificates reach the signer without a restart)."""
+        self._address = address
+        self._connections = connections
+        self._certificates = certificates
+        self._generation = certificates.current.generation if certificates else 0
+        self._rebuild = threading.Lock()
+        self._timeout_s = timeout_s
+        self._open(reloading_channel_credentials(certificates) if certificates else credentials)
+
+    def _open(self, credentials: grpc.ChannelCredentials | None) -> None:
         options = [
             ("grpc.service_config", _SERVICE_CONFIG),
             ("grpc.enable_retries", 1),
@@ -96,22 +119,41 @@ class SignerClient:
         # Several connections: the signer runs as several processes sharing a
         # port, and the kernel spreads them by connection, not by call.
         self._channels = [
-            grpc.secure_channel(address, credentials, options=options)
+            grpc.secure_channel(self._address, credentials, options=options)
             if credentials
-            else grpc.insecure_channel(address, options=options)
-            for _ in range(connections)
+            else grpc.insecure_channel(self._address, options=options)
+            for _ in range(self._connections)
         ]
         self._stubs = itertools.cycle(
             [signing_pb2_grpc.SigningServiceStub(c) for c in self._channels]
         )
         self._health = health_pb2_grpc.HealthStub(self._channels[0])
-        self._timeout_s = timeout_s
+
+    def _reload(self) -> None:
+        """New channels when the certificate files changed; the old ones
+        closed once the calls they carry have had their deadline."""
+        if self._certificates is None:
+            return
+        loaded = self._certificates.refresh()
+        if loaded.generation == self._generation:
+            return
+        with self._rebuild:
+            if loaded.generation == self._generation:
+                return
+            old = self._channels
+            self._open(reloading_channel_credentials(self._certificates))
+            self._generation = loaded.generation
+        closing = threading.Timer(self._timeout_s + 5, lambda: [c.close() for c in old])
+        closing.daemon = True
+        closing.start()
 
     @property
     def _stub(self) -> signing_pb2_grpc.SigningServiceStub:
+        self._reload()
         return next(self._stubs)
 
     def serving(self) -> bool:
+        self._reload()
         try:
             reply = self._health.Check(health_pb2.HealthCheckRequest(service=SERVICE), timeout=2)
         except grpc.RpcError:
@@ -120,7 +162,7 @@ class SignerClient:
 
     def _call(self, method: grpc.UnaryUnaryMultiCallable, request: object) -> object:  # type: ignore[type-arg]
         try:
-            return method(request, timeout=self._timeout_s)
+            return method(request, timeout=self._timeout_s, metadata=_request_id())
         except grpc.RpcError as exc:
             if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                 raise DependencyUnavailable("the signer is unavailable") from None
@@ -144,7 +186,9 @@ class SignerClient:
     def _seal_concurrently(self, contents: list[bytes]) -> list[bytes]:
         calls = [
             self._stub.SealEvidence.future(
-                signing_pb2.SealEvidenceRequest(content=content), timeout=self._timeout_s
+                signing_pb2.SealEvidenceRequest(content=content),
+                timeout=self._timeout_s,
+                metadata=_request_id(),
             )
             for content in contents
         ]

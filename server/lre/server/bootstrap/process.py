@@ -19,6 +19,7 @@ from lre.runtime.denylist import DenyList
 from lre.runtime.http import HttpServer, metrics_route
 from lre.runtime.serving import GrpcProcess, wait_for_signal
 from lre.runtime.tls import https_context
+from lre.runtime.version import export_build_info
 from lre.server.adapters.signer import SignerClient
 from lre.server.api import validation
 from lre.server.api.policy import Authorization, RateLimiter, parse_caller_roles
@@ -158,18 +159,19 @@ def _metrics(settings: ServerSettings) -> HttpServer:
     return HttpServer(
         [metrics_route()],
         settings.metrics_address,
-        https_context(settings.tls_cert_file, settings.tls_key_file),
+        https_context(settings.tls_cert_file, settings.tls_key_file, "server"),
         settings.metrics_timeout_s,
         name="metrics",
     )
 
 
 def signer_client(settings: ServerSettings) -> SignerClient:
-    return SignerClient(settings.signer_address, credentials=settings.signer_credentials())
+    return SignerClient(settings.signer_address, certificates=settings.signer_certificates())
 
 
 def serve(settings: ServerSettings) -> None:
     """Runs the server with its concrete adapters until SIGTERM or SIGINT."""
+    export_build_info("lre-server")
     engine = db.make_engine(settings.database_url)
     signer = signer_client(settings)
     server = build(settings, engine, signer)
@@ -199,6 +201,7 @@ def work(settings: ServerSettings) -> None:
     false``) until SIGTERM or SIGINT; alive while /metrics answers. Several
     may run: the outbox is claimed row by row (SKIP LOCKED) and the sequencer
     under an advisory lock."""
+    export_build_info("lre-server")
     engine = db.make_engine(settings.database_url)
     signer = signer_client(settings)
     services = build_services(settings, engine, signer)
