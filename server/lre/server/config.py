@@ -17,6 +17,7 @@ from lre.runtime.limits import StreamLimits, stream_limits
 from lre.server.adapters import outbound
 from lre.server.adapters.at_rest import SecretsKeys
 from lre.server.adapters.object_store import ObjectStoreSettings, object_store_settings
+from lre.server.adapters.witness import split_targets
 from lre.server.domain.identity import AssuranceLevel
 
 
@@ -332,23 +333,10 @@ class ServerSettings:
 
     def tree_head_targets(self) -> tuple[Path | None, list[str]]:
         """The export directory (at most one) and the other witnesses."""
-        directory: Path | None = None
-        others = []
-        for target in (t.strip() for t in self.tree_head_export.split(",")):
-            if not target:
-                continue
-            if re.match(r"(syslog\+(udp|unix)|https?)://", target):
-                others.append(target)
-            elif "://" in target:
-                raise config.ConfigError(
-                    "LRE_SERVER_TREE_HEAD_EXPORT: a directory, syslog+udp://, "
-                    "syslog+unix:// or http(s):// targets"
-                )
-            elif directory is not None:
-                raise config.ConfigError("LRE_SERVER_TREE_HEAD_EXPORT: one directory at most")
-            else:
-                directory = Path(target)
-        return directory, others
+        try:
+            return split_targets(self.tree_head_export)
+        except ValueError as exc:
+            raise config.ConfigError(f"LRE_SERVER_TREE_HEAD_EXPORT: {exc}") from None
 
     def evidence_policy(self) -> str:
         oid = self.evidence_policy_oid.strip()

@@ -23,9 +23,11 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import re
 import socket
 import threading
 import time
+from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
@@ -237,3 +239,23 @@ def witnesses_from(targets: list[str]) -> list[Witness]:
         else:
             found.append(HttpWitness(target))
     return found
+
+
+def split_targets(text: str) -> tuple[Path | None, list[str]]:
+    """``tree_head_export``: the export directory (at most one) and the other
+    witnesses (syslog+udp://, syslog+unix://, http(s)://); ValueError says
+    what is wrong."""
+    directory: Path | None = None
+    others = []
+    for target in (t.strip() for t in text.split(",")):
+        if not target:
+            continue
+        if re.match(r"(syslog\+(udp|unix)|https?)://", target):
+            others.append(target)
+        elif "://" in target:
+            raise ValueError("a directory, syslog+udp://, syslog+unix:// or http(s):// targets")
+        elif directory is not None:
+            raise ValueError("one directory at most")
+        else:
+            directory = Path(target)
+    return directory, others
