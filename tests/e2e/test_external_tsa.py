@@ -19,7 +19,7 @@ from lre.dev.tls import create_dev_tls
 from lre.runtime import bundle_layout as layout
 from lre.signer.devsetup import DevPaths
 from lre.v1 import common_pb2, custody_pb2, custody_pb2_grpc, identity_pb2, identity_pb2_grpc
-from tests.support.clients import bearer, deposit_letter, wait_notified
+from tests.support.clients import bearer, confirm_professional, deposit_letter, wait_notified
 from tests.support.external_tsa import make_external_tsa, serving
 from tests.support.processes import BIN, free_port, running, wait_for
 from tests.support.rpc import SERVING, channel, health_status
@@ -91,6 +91,7 @@ def test_a_letters_seals_and_proof_carry_the_external_tsas_timestamps(
                     identity, "t-r", staff, codes=server.enrolment_codes, kind=company,
                     professional=True, company_name="Dest SA", email="courrier@dest.example",
                 )  # fmt: skip
+                confirm_professional(staff, recipient)
                 sending = custody_pb2_grpc.CustodyServiceStub(gateway)
                 letter = deposit_letter(sending, sender_token, recipient, "tsa-1")
                 wait_notified(sending, [letter], bearer(sender_token))

@@ -49,6 +49,13 @@ def _run_read_only(
     """``command`` with every mount read-only, ``binds`` (target: source)
     bound read-only, and a tmpfs on each of ``empty``."""
     script = ["set -e", "mount --make-rprivate /", f"mount -t tmpfs tmpfs {os.path.dirname(STAGE)}"]
+    # A checkout under a path that becomes an empty tmpfs (a clone in /tmp)
+    # would lose its programs: kept aside, bound back after.
+    checkout = str(BIN.parent.parent)
+    hidden = [p for p in empty if checkout.startswith(p.rstrip("/") + "/")]
+    saved = f"{os.path.dirname(STAGE)}/checkout"
+    if hidden:
+        script += [f"mkdir -p {saved}", f"mount --bind {shlex.quote(checkout)} {saved}"]
     for target, source in binds.items():
         script += [
             f"mkdir -p {shlex.quote(target)}",
@@ -64,6 +71,12 @@ def _run_read_only(
     # (which reads need to lock), left writable.
     script.append(f"mount -o remount,bind,rw {shlex.quote(f'{STAGE}/db')}")
     script += [f"mount -t tmpfs -o size=64m tmpfs {shlex.quote(path)}" for path in empty]
+    if hidden:
+        script += [
+            f"mkdir -p {shlex.quote(checkout)}",
+            f"mount --bind {saved} {shlex.quote(checkout)}",
+            f"mount -o remount,bind,ro {shlex.quote(checkout)}",
+        ]
     script.append("exec " + shlex.join(command))
     return subprocess.run(
         ["unshare", "--mount", "sh", "-c", "\n".join(script)],
