@@ -242,6 +242,12 @@ def test_worker_killed_mid_dispatch_every_message_arrives_at_most_one_resend_per
                 before = sum(r.received().values())
                 assert wait_for(lambda b=before: sum(r.received().values()) >= b + 8, 60), r.log(n)
                 resent_seen.append(_sample(url, "lre_notifications_resent_total"))
+                # Killed while it holds a claim, as far as the database shows a moment before.
+                wait_for(
+                    lambda: any(row.state is OutboxState.SENDING for row in r.rows()),
+                    timeout=10,
+                    interval=0.01,
+                )
                 process.send_signal(signal.SIGKILL)
                 process.wait(timeout=10)
             stranded.append(sum(1 for row in r.rows() if row.state is OutboxState.SENDING))
