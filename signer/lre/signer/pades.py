@@ -104,6 +104,8 @@ class InProcessTimeStamper(timestamps.TimeStamper):
         return cms.ContentInfo.load(self._sources.timestamp_digest(message_digest))
 
     async def async_request_tsa_response(self, req: tsp.TimeStampReq) -> tsp.TimeStampResp:
+        # pyHanko's TimeStamper asks this only from its own async_timestamp,
+        # which this class replaces: the tokens come from the configured sources.
         raise NotImplementedError("timestamps come from async_timestamp")
 
 
