@@ -170,8 +170,10 @@ class ServerSettings:
     # Days after the notification on which an unanswered letter is recalled to
     # its recipient, comma-separated (1 to 14; empty: no reminders).
     reminder_days: str = "7,13"
-    # The outbox dispatcher runs in this process unless disabled (then as its own deployment).
+    # The workers run in this process unless disabled (then as their own
+    # deployment); the outbox in this many lanes, each claiming its own batch.
     run_workers: bool = True
+    outbox_lanes: int = 2
     outbox_interval_s: float = 1.0
     outbox_max_attempts: int = 12
     outbox_first_retry_s: float = 30.0

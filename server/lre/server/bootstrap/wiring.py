@@ -261,17 +261,22 @@ def build_workers(
     """Each worker and the seconds it waits once it has nothing left to do."""
     stores = Stores(db.sessions(engine))
     smtp_password = read_secret(settings.smtp_password_file, "LRE_SERVER_SMTP_PASSWORD")
-    dispatcher = OutboxDispatcher(
-        stores,
-        transport_from_url(settings.mail_transport, smtp_password, settings.smtp_timeout_s),
-        services.notifications,
-        services.decisions,
-        RetryPolicy(
-            settings.outbox_max_attempts, dt.timedelta(seconds=settings.outbox_first_retry_s)
-        ),
-        utcnow,
-        settings.outbox_lease(),
-    )
+    # One transport for every lane: it keeps a connection per thread.
+    transport = transport_from_url(settings.mail_transport, smtp_password, settings.smtp_timeout_s)
+    dispatchers = [
+        OutboxDispatcher(
+            stores,
+            transport,
+            services.notifications,
+            services.decisions,
+            RetryPolicy(
+                settings.outbox_max_attempts, dt.timedelta(seconds=settings.outbox_first_retry_s)
+            ),
+            utcnow,
+            settings.outbox_lease(),
+        )
+        for _ in range(max(1, settings.outbox_lanes))
+    ]
     content = services.content
     housekeeping = (
         [(ContentObjects(content), settings.content_objects_interval_s)]
@@ -288,7 +293,7 @@ def build_workers(
         ),
         (TreeHeadSealer(services.events), settings.tree_head_interval_s),
         (SignerWatcher(services.signer_watch), settings.health_check_interval_s),
-        (dispatcher, settings.outbox_interval_s),
+        *((dispatcher, settings.outbox_interval_s) for dispatcher in dispatchers),
         (NoticeSealer(stores, services.decisions, utcnow), settings.outbox_interval_s),
         (ExpirySweep(stores, services.evidence, utcnow), settings.expiry_interval_s),
         (
