@@ -31,7 +31,8 @@ def verify_log_command(settings: ServerSettings, against: Path | None) -> int:
     print(
         f"log {verdict}: {report.entries} entries ({report.unsequenced} not yet sequenced), "
         f"{report.letters} letters, {report.evidence} evidence, {report.journal} journal entries, "
-        f"{report.heads} sealed tree heads{against_text}"
+        f"{report.heads} sealed tree heads{against_text}, "
+        f"{report.erased} erased (personal data gone, proofs kept)"
     )
     return 0 if report.ok else 1
 
