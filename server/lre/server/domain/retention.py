@@ -33,7 +33,6 @@ class PersonalDataKind(enum.Enum):
     IDENTITY_RECORD = "identity_record"
     CREDENTIAL = "credential"
     SESSION = "session"
-    CONSENT = "consent"
 
 
 class ErasureBasis(enum.Enum):

@@ -169,10 +169,11 @@ def test_a_party_past_its_schedule_is_erased_and_its_proofs_still_verify(
     other = world.identity.parties.create(
         "gateway", "other", NewParty(PartyKind.LEGAL_PERSON, False, "o@o.example", company_name="O")
     )
-    parties = models.Party.__table__
     with world.engine.begin() as connection:
         connection.execute(
-            update(parties).where(parties.c.id == other.id).values(erase_time=world.clock.now)
+            update(models.Party)
+            .where(models.Party.id == other.id)
+            .values(erase_time=world.clock.now)
         )
     findings = verify_log(url, signer_process.root_ca).findings
     assert any("erased outside the service" in f for f in findings), findings
