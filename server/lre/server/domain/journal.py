@@ -188,7 +188,7 @@ def _entry(
 
 def identity_record_digest(record: IdentityRecord) -> str:
     """The stored identity record, as the journal binds it (recordSha256)."""
-    return record_digest(_identity_record_content(record))
+    return record_digest(identity_record_content(record))
 
 
 def identity_record_salted_digest(record: IdentityRecord) -> str | None:
@@ -196,13 +196,17 @@ def identity_record_salted_digest(record: IdentityRecord) -> str | None:
     salt is erased, when nothing can tell the record any more."""
     if record.digest_salt is None:
         return None
-    canonical = json.dumps(
-        _identity_record_content(record), sort_keys=True, separators=(",", ":"), default=str
-    )
-    return salted_digest(record.digest_salt, canonical.encode())
+    return salted_record_digest(record.digest_salt, identity_record_content(record))
 
 
-def _identity_record_content(record: IdentityRecord) -> dict[str, object]:
+def salted_record_digest(salt: bytes, content: dict[str, object]) -> str:
+    """recordSaltedSha256 of a record's content (``identity_record_content``)."""
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str)
+    return salted_digest(salt, canonical.encode())
+
+
+def identity_record_content(record: IdentityRecord) -> dict[str, object]:
+    """What the journal's digests of an identity record cover."""
     return {
         "id": str(record.id),
         "party": str(record.party_id),
