@@ -33,6 +33,7 @@ class PersonalDataKind(enum.Enum):
     IDENTITY_RECORD = "identity_record"
     CREDENTIAL = "credential"
     SESSION = "session"
+    OUTBOX = "outbox"  # one-time code messages
 
 
 class ErasureBasis(enum.Enum):

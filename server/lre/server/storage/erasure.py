@@ -27,6 +27,7 @@ THROTTLES = table(models.AuthThrottle)
 CHALLENGES = table(models.ProofingChallenge)
 CONSENTS = table(models.Consent)
 CORRECTIONS = table(models.PartyCorrection)
+OUTBOX = table(models.OutboxMessage)
 
 OPEN = [state for state in LetterState if not state.final]
 
@@ -121,7 +122,11 @@ class PersonalDataRepository:
             .where(RECORDS.c.party_id == party_id, RECORDS.c.erase_time.is_(None))
             .values(details={}, evidence_summary="", digest_salt=None, erase_time=now)
         ).rowcount  # type: ignore[attr-defined]
-        counts = {PersonalDataKind.PARTY: 1, PersonalDataKind.IDENTITY_RECORD: records}
+        counts = {
+            PersonalDataKind.PARTY: 1,
+            PersonalDataKind.IDENTITY_RECORD: records,
+            PersonalDataKind.OUTBOX: self._erase_outbox(party_id),
+        }
         for kind, rows in (
             (PersonalDataKind.CREDENTIAL, CREDENTIALS),
             (PersonalDataKind.SESSION, SESSIONS),
@@ -133,6 +138,26 @@ class PersonalDataRepository:
             if kind is not None:
                 counts[kind] = deleted
         return counts
+
+    def _erase_outbox(self, party_id: uuid.UUID) -> int:
+        """Its one-time code messages go (an encrypted code, expired); the
+        messages about its letters stay (the notice is part of the proof of
+        notification) without their last error, which may quote its address."""
+        codes = self._db.execute(
+            delete(OUTBOX).where(
+                OUTBOX.c.letter_id.is_(None),
+                OUTBOX.c.payload["party"].as_string() == str(party_id),
+            )
+        ).rowcount  # type: ignore[attr-defined]
+        letters = select(LETTERS.c.id).where(
+            or_(LETTERS.c.sender_id == party_id, LETTERS.c.recipient_id == party_id)
+        )
+        self._db.execute(
+            update(OUTBOX)
+            .where(OUTBOX.c.letter_id.in_(letters), OUTBOX.c.last_error.is_not(None))
+            .values(last_error=None)
+        )
+        return int(codes)
 
     def delete_old_sessions(self, before: dt.datetime, batch: int) -> int:
         """Sessions that ended (expired or revoked) before ``before``, up to ``batch``."""
