@@ -20,6 +20,7 @@ from sqlalchemy import update
 
 from lre.server.audit.verify import verify_log
 from lre.server.domain import identity
+from lre.server.domain.errors import NotFound
 from lre.server.domain.identity import AssuranceLevel, FactorCategory, Party
 from lre.server.domain.letters import EvidenceEvent, PartyKind
 from lre.server.domain.records import LetterRecord
@@ -130,6 +131,8 @@ def test_a_party_past_its_schedule_is_erased_and_its_proofs_still_verify(
     with world.stores.read() as store:
         (record,), _ = store.proofing.page(person.id, 10, "")
     assert record.details == {} and record.digest_salt is None and record.erase_time is not None
+    with pytest.raises(NotFound):  # nothing left to name it in a new letter's evidence
+        _letter_to(world, erased, smtp_port)
     exported = json.loads(erasure.export(person.id, "operator-desk"))
     assert exported["party"]["email"] == "" and "Martin" not in json.dumps(exported)
 
