@@ -19,6 +19,11 @@ states), and a correction no entry names was inserted behind the journal:
 ``verify-log`` reads earlier evidence against those former names, so they
 must be the ones the service recorded.
 
+A party's personal data erased by the service (a ``party_erased`` entry)
+leaves its identity records without details or salt: they are counted as
+erased, not named as changed; a party or record marked erased that no such
+entry covers was erased outside the service and is named.
+
 An entry appended after the last sealed head is vouched for only by the
 database until the next head (tree_head_interval_s): no check can tell an
 insider's journal entry appended there from the service's."""
