@@ -218,10 +218,13 @@ class ServerSettings:
     tree_head_export: str = ""
     # How often letters are counted by state for the lre_letters gauge.
     census_interval_s: float = 30.0
-    # Letter content is deleted this many days after deposit once the letter is
-    # final (at least 30), unless on legal hold; evidence is kept.
+    # Content deleted this many days after deposit once final (at least 30), unless
+    # on legal hold; personal data on its schedule (domain.retention, docs/operations.md).
     content_retention_days: int = 365
     retention_interval_s: float = 3600.0
+    party_retention_days: int = 2190
+    inactive_party_retention_days: int = 365
+    session_retention_days: int = 180
     # Where letters' content (ciphertext only) is kept: "database" (the
     # zero-setup default) or "s3", an S3-compatible object store (Ceph RGW,
     # MinIO, SeaweedFS, AWS S3; docs/operations.md, "Content storage"). With
@@ -290,9 +293,8 @@ class ServerSettings:
         try:
             networks = outbound.parse_networks(self.webhook_allowed_networks)
         except ValueError:
-            raise config.ConfigError(
-                "LRE_SERVER_WEBHOOK_ALLOWED_NETWORKS: comma-separated networks, as 10.1.0.0/16"
-            ) from None
+            problem = "comma-separated networks, as 10.1.0.0/16"
+            raise config.ConfigError(f"LRE_SERVER_WEBHOOK_ALLOWED_NETWORKS: {problem}") from None
         return networks if self.require_tls else (*networks, *outbound.LOOPBACK)
 
     def secrets_key(self) -> SecretsKeys:

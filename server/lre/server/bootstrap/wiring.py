@@ -25,6 +25,7 @@ from lre.server.api.notification import NotificationServicer
 from lre.server.clock import utcnow
 from lre.server.config import ServerSettings
 from lre.server.domain.identity import AssuranceLevel
+from lre.server.domain.retention import RetentionSchedule
 from lre.server.proofs import proof_pdf, summary_pdf
 from lre.server.services.custody import (
     CustodyPolicy,
@@ -44,6 +45,7 @@ from lre.server.services.custody.mailing_proofs import MailingProofs
 from lre.server.services.events import EventLog
 from lre.server.services.identity import EidBroker, IdentityPolicy, IdentityService
 from lre.server.services.identity.corrections import CorrectionService
+from lre.server.services.identity.erasure import ErasureService
 from lre.server.services.journal import SecurityJournal, SignerWatch
 from lre.server.services.notice_codes import NoticeCodes
 from lre.server.services.notification import NotificationPolicy, NotificationService
@@ -56,6 +58,7 @@ from lre.server.workers.census import Census
 from lre.server.workers.content_objects import ContentObjects
 from lre.server.workers.expiry import ExpirySweep
 from lre.server.workers.outbox import NoticeSealer, OutboxDispatcher, RetryPolicy
+from lre.server.workers.personal_data import PersonalDataEraser
 from lre.server.workers.retention import RetentionPurge
 from lre.server.workers.sequencer import Sequencer
 from lre.server.workers.signer_watch import SignerWatcher
@@ -163,6 +166,7 @@ class Services:
     content: ContentStore
     objects: ObjectStore | None
     corrections: CorrectionService
+    erasure: ErasureService
 
 
 def build_content(
@@ -252,7 +256,19 @@ def build_services(settings: ServerSettings, engine: Engine, signer: SignerClien
         content=content,
         objects=objects,
         corrections=CorrectionService(stores, signer.seal, settings.provider_name, utcnow),
+        erasure=ErasureService(stores, retention_schedule(settings), utcnow),
     )
+
+
+def retention_schedule(settings: ServerSettings) -> RetentionSchedule:
+    try:
+        return RetentionSchedule(
+            party_after_last_letter=dt.timedelta(days=settings.party_retention_days),
+            party_without_letters=dt.timedelta(days=settings.inactive_party_retention_days),
+            sessions=dt.timedelta(days=settings.session_retention_days),
+        )
+    except ValueError as exc:
+        raise ConfigError(f"LRE_SERVER_PARTY_RETENTION_DAYS and related: {exc}") from None
 
 
 def build_workers(
@@ -300,6 +316,7 @@ def build_workers(
             RetentionPurge(stores, dt.timedelta(days=settings.content_retention_days), utcnow),
             settings.retention_interval_s,
         ),
+        (PersonalDataEraser(services.erasure), settings.retention_interval_s),
     ]
 
 
@@ -308,7 +325,7 @@ def service_bindings(services: Services) -> list[ServiceBinding]:
         ServiceBinding(
             IDENTITY,
             identity_pb2_grpc.add_IdentityServiceServicer_to_server,
-            IdentityServicer(services.identity, services.corrections),
+            IdentityServicer(services.identity, services.corrections, services.erasure),
         ),
         ServiceBinding(
             CUSTODY,

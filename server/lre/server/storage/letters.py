@@ -148,9 +148,12 @@ class LetterRepository:
         return {row.sender_id for row in rows}, any(row.notification_time for row in rows)
 
     def professionals(self, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, bool]:
-        """Of the parties that exist, whether each is a professional."""
+        """Of the parties that exist (an erased one no longer does: nothing
+        is left to name it in evidence), whether each is a professional."""
         rows = self._db.execute(
-            select(PARTIES.c.id, PARTIES.c.professional).where(PARTIES.c.id.in_(set(ids)))
+            select(PARTIES.c.id, PARTIES.c.professional).where(
+                PARTIES.c.id.in_(set(ids)), PARTIES.c.erase_time.is_(None)
+            )
         )
         return {row.id: row.professional for row in rows}
 

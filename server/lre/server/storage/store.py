@@ -12,6 +12,7 @@ from sqlalchemy.orm import sessionmaker
 from lre.server.domain.errors import WriteConflict
 from lre.server.storage.credentials import CredentialRepository, SessionRepository
 from lre.server.storage.db import engine_of, reader
+from lre.server.storage.erasure import PersonalDataRepository
 from lre.server.storage.evidence import ChargeRepository, EvidenceRepository
 from lre.server.storage.keys import KeyRepository
 from lre.server.storage.letters import ContentRepository, LetterRepository
@@ -43,6 +44,7 @@ class Store:
         self.proofing = ProofingRepository(db)
         self.credentials = CredentialRepository(db)
         self.sessions = SessionRepository(db)
+        self.personal_data = PersonalDataRepository(db)
         # What is encrypted under keys that rotate.
         self.keys = KeyRepository(db)
 
