@@ -9,9 +9,12 @@ certificate beside the retired one that sealed it."""
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import shutil
 import subprocess
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from lre.server.adapters.signer import SignerClient
+from lre.server.proofs.bundle import zip_members
 from lre.signer import pki
 from lre.signer.devsetup import DevPaths
 from tests.support.bundles import build_test_bundle
@@ -76,6 +80,11 @@ def _cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _members(path: Path) -> dict[str, bytes]:
+    with zipfile.ZipFile(io.BytesIO(path.read_bytes())) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
 def _newer_seal_certificate(signer_process: SignerProcess) -> bytes:
     """A seal certificate the provider renewed to (its key elsewhere): the
     bundle's becomes a retired one."""
@@ -128,6 +137,24 @@ def test_a_forgery_by_another_subscriber_of_the_same_root_is_invalid(
         assert f"FAIL  {check}: " in result.stdout, (check, result.stdout)
     assert "not one of the provider's seal certificates" in result.stdout
     assert "not a timestamp authority the provider declared" in result.stdout
+    # Said at once: whom the bundle claims, and that its seal is not one the
+    # provider declared, right after the bundle's own checks.
+    claimed = result.stdout.splitlines()[2]
+    assert claimed.startswith(f"FAIL  provider claimed: claims to be from {PROVIDER}, "), claimed
+    assert "not one the provider declared" in claimed
+
+    # The forger copies the genuine bundle's claim into its manifest: the
+    # signers are not the claimed provider's, even with no --provider given.
+    genuine_claim = json.loads(_members(real)["manifest.json"])["provider"]
+    copied = _members(forged)
+    manifest = json.loads(copied["manifest.json"])
+    manifest["provider"] = genuine_claim
+    copied["manifest.json"] = json.dumps(manifest).encode()
+    claiming = tmp_path / "claiming.zip"
+    claiming.write_bytes(zip_members(copied))
+    result = _cli(claiming, "--trust", signer_process.root_ca)
+    assert result.returncode == 1 and result.stdout.splitlines()[-1] == "INVALID", result.stdout
+    assert "FAIL  provider claimed: " in result.stdout.splitlines()[2], result.stdout
     # The chains themselves are fine: the finding is whose they are.
     failed = [line for line in result.stdout.splitlines() if line.startswith("FAIL")]
     assert not [line for line in failed if "certificate chains" in line], failed
