@@ -292,6 +292,30 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
                 proofing_current=issued.session.proofing_current,
             )
 
+    def SendUnlockCode(
+        self, request: identity_pb2.SendUnlockCodeRequest, context: grpc.ServicerContext
+    ) -> identity_pb2.SendUnlockCodeResponse:
+        with domain_errors(context):
+            party_id = parse_id(request.party, "party", "parties")
+            code_id, expire_time = self._service.unlocks.send_code(party_id, source_of(context))
+            return identity_pb2.SendUnlockCodeResponse(
+                code_id=str(code_id), expire_time=timestamp(expire_time)
+            )
+
+    def Unlock(
+        self, request: identity_pb2.UnlockRequest, context: grpc.ServicerContext
+    ) -> identity_pb2.UnlockResponse:
+        with domain_errors(context):
+            party_id = parse_id(request.party, "party", "parties")
+            try:
+                code_id = uuid.UUID(request.code.code_id)
+            except ValueError:
+                raise InvalidArgument("code.code_id", "the code_id SendUnlockCode returned") from None
+            if not request.code.code.strip() or len(request.code.code) > 16:
+                raise InvalidArgument("code.code", "required, the digits e-mailed")
+            self._service.unlocks.unlock(party_id, code_id, request.code.code, source_of(context))
+            return identity_pb2.UnlockResponse()
+
     def SendEmailCode(
         self, request: identity_pb2.SendEmailCodeRequest, context: grpc.ServicerContext
     ) -> identity_pb2.SendEmailCodeResponse:

@@ -84,6 +84,8 @@ class LogKind(enum.Enum):
     SESSION_REVOKED = "session_revoked"
     AUTHENTICATION_FAILED = "authentication_failed"
     LOCKED_OUT = "locked_out"
+    UNLOCK_CODE_ISSUED = "unlock_code_issued"
+    UNLOCKED = "unlocked"
     LEGAL_HOLD_SET = "legal_hold_set"
     LEGAL_HOLD_RELEASED = "legal_hold_released"
     BOUNCE_RECORDED = "bounce_recorded"

@@ -19,6 +19,7 @@ from lre.server.domain.errors import TooManyAttempts
 from lre.server.domain.log import LogKind
 from lre.server.domain.records import LetterRecord
 from lre.server.services.identity.credentials import MAX_LOCKOUT_DOUBLINGS
+from lre.server.services.identity.lockouts import NOTICE_PREFIX, lockout_counted
 from lre.server.services.identity.parties import journaled
 from lre.server.storage.store import Store
 
@@ -32,7 +33,7 @@ for _known in ("known", "unknown"):
 LOCKED = "too many wrong codes for this notice from this caller; retry later"
 # Notice-code failures are counted apart from the same source's password
 # failures against the same party: neither kind spends the other's allowance.
-SOURCE_PREFIX = "notice:"
+SOURCE_PREFIX = NOTICE_PREFIX
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +71,7 @@ class NoticeCodes:
             purpose="notice_code",
             reason="wrong_credentials",
             failedAttempts=failed,
+            letter=f"letters/{letter.id}",
         )
         if failed < self.threshold:
             credentials.save_throttle(dataclasses.replace(throttle, failed_attempts=failed), now)
@@ -82,5 +84,14 @@ class NoticeCodes:
             ),
             now,
         )
-        journaled(store, LogKind.LOCKED_OUT, party, now, purpose="notice_code", lockedUntil=until)
+        journaled(
+            store,
+            LogKind.LOCKED_OUT,
+            party,
+            now,
+            purpose="notice_code",
+            lockedUntil=until,
+            letter=f"letters/{letter.id}",
+        )
+        lockout_counted(store, party, now, "notice_code")
         return TooManyAttempts(LOCKED, lockout.total_seconds())
