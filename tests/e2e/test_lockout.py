@@ -38,7 +38,6 @@ from lre.v1 import (
 from tests.support.clients import bearer, confirm_professional, deposit_letter, wait_notified
 from tests.support.mail import notice_in
 from tests.support.metrics import tls_metric
-from tests.support.processes import wait_for
 from tests.support.rpc import channel
 from tests.support.server import ServerProcess, server_process
 from tests.support.signer import SignerProcess
@@ -150,10 +149,15 @@ def _unlock_codes(server: ServerProcess, party: str) -> set[str]:
 
 
 def _new_unlock_code(server: ServerProcess, party: str, known: set[str]) -> str:
-    codes: list[str] = []
-    assert wait_for(lambda: bool(codes.extend(_unlock_codes(server, party) - known) or codes))
-    (code,) = codes[:1]
-    return code
+    """The unlock code the outbox delivered since ``known`` were read."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        new = _unlock_codes(server, party) - known
+        if new:
+            (code,) = new
+            return code
+        time.sleep(0.2)
+    raise AssertionError(f"no unlock code for {party} in {server.maildir}")
 
 
 def _in_window(server: ServerProcess, tls: TlsFiles, purpose: str) -> float:
@@ -216,7 +220,9 @@ def test_a_recipient_with_an_open_letter_is_never_locked_out_by_the_gateway_and_
         wrong = notification_pb2.VerifyNotificationRequest(
             letter_reference=reference, verification_code="WRONG-CODE"
         )
-        answers = [notices.VerifyNotification(wrong, timeout=10).genuine for _ in range(THRESHOLD - 1)]
+        answers = [
+            notices.VerifyNotification(wrong, timeout=10).genuine for _ in range(THRESHOLD - 1)
+        ]
         assert answers == [False] * (THRESHOLD - 1)
         assert _failure(lambda: notices.VerifyNotification(wrong, timeout=10)) == (
             grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -264,4 +270,3 @@ def test_a_recipient_with_an_open_letter_is_never_locked_out_by_the_gateway_and_
         assert _failure(lambda: portal.Unlock(unlock, metadata=user, timeout=10)) == (
             grpc.StatusCode.FAILED_PRECONDITION
         )
-

@@ -17,8 +17,8 @@ from asn1crypto import x509 as asn1_x509
 
 from lre.runtime import bundle_layout as layout
 from lre.verify import chains, cms, pdf
-from lre.verify.claim import check_claim
 from lre.verify.checks import Bundle, Missing, check, provider_check
+from lre.verify.claim import check_claim
 from lre.verify.cms import SealProblem
 from lre.verify.logpart import check_issuer, check_log, check_readme
 from lre.verify.provider import Provider, load_json

@@ -310,7 +310,9 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             try:
                 code_id = uuid.UUID(request.code.code_id)
             except ValueError:
-                raise InvalidArgument("code.code_id", "the code_id SendUnlockCode returned") from None
+                raise InvalidArgument(
+                    "code.code_id", "the code_id SendUnlockCode returned"
+                ) from None
             if not request.code.code.strip() or len(request.code.code) > 16:
                 raise InvalidArgument("code.code", "required, the digits e-mailed")
             self._service.unlocks.unlock(party_id, code_id, request.code.code, source_of(context))

@@ -158,9 +158,7 @@ class ExportReport:
         return not self.findings
 
 
-def verify_export(
-    out: Path, anchors: Path | None, provider: Path | None = None
-) -> ExportReport:
+def verify_export(out: Path, anchors: Path | None, provider: Path | None = None) -> ExportReport:
     """The findings on the archive ``out`` under ``anchors``, every seal held
     to ``provider``'s declared certificates (its seal certificates, current
     and retired, and its TSAs'), as verify-log holds them: the anchors

@@ -94,9 +94,7 @@ def build_bundle(
     return zip_members({layout.MANIFEST: _json(manifest), **members})
 
 
-def provider_claim(
-    evidence: bytes, seals: Sequence[bytes], proof_pdf: bytes
-) -> dict[str, object]:
+def provider_claim(evidence: bytes, seals: Sequence[bytes], proof_pdf: bytes) -> dict[str, object]:
     """Whom the bundle claims to be from: the evidence's issuer (its name and
     seal certificate, as sealed) and any other seal certificate that signed
     ``seals`` or the PDF proof (one renewed since the evidence was sealed),

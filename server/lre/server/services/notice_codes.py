@@ -1,7 +1,8 @@
 """Wrong notice verification codes (VerifyNotification, ClaimLetter): an
 oracle on a letter's code, so counted per letter's recipient and per source
 (the caller certificate and the end user its portal forwards), journaled
-against the recipient, and throttled like passwords: a source that keeps
+against the recipient naming the letter (counted per reference by whoever
+reads the journal), and throttled like passwords: a source that keeps
 guessing is locked out of that recipient's notices, each lockout in a row
 twice as long; nobody else is. A reference that names no notified letter is
 only counted (anyone may invent one, and the log is permanent)."""

@@ -28,8 +28,8 @@ from cryptography.x509.oid import NameOID
 
 from lre.server.adapters.signer import SignerClient
 from lre.server.audit import archive
-from lre.server.services.events import EventLog
 from lre.server.proofs.bundle import zip_members
+from lre.server.services.events import EventLog
 from lre.signer import pki
 from lre.signer.devsetup import DevPaths
 from tests.support.bundles import build_test_bundle

@@ -137,9 +137,7 @@ class UnlockService:
                 expected is not None
                 and throttle.unlock_code_expire_time is not None
                 and now < throttle.unlock_code_expire_time
-                and hmac.compare_digest(
-                    expected, _code_hmac(self._policy, code_id, code.strip())
-                )
+                and hmac.compare_digest(expected, _code_hmac(self._policy, code_id, code.strip()))
             )
             spent = dataclasses.replace(
                 throttle, unlock_code_hmac=None, unlock_code_expire_time=None
