@@ -67,9 +67,7 @@ def test_a_locked_out_user_unlocks_with_the_mailed_code_and_no_one_else_can(
     kinds = [e["kind"] for e in mine]
     assert kinds.count("unlock_code_issued") == 3 and kinds.count("unlocked") == 1
     # The user's wrong guess, and the gateway's try with the user's code.
-    assert [e["reason"] for e in mine if e.get("purpose") == "unlock"] == [
-        "wrong_credentials"
-    ] * 2
+    assert [e["reason"] for e in mine if e.get("purpose") == "unlock"] == ["wrong_credentials"] * 2
     assert code not in str(entries)
 
     # A party that does not exist: the same answers, no entry.
