@@ -110,6 +110,11 @@ def _requests(target: str, other: str) -> dict[str, Message]:
             party=target, password="not the password", totp_code="000000"
         ),
         "RevokeSession": i.RevokeSessionRequest(token="not-a-session"),
+        "SendUnlockCode": i.SendUnlockCodeRequest(party=target),
+        "Unlock": i.UnlockRequest(
+            party=target,
+            code=i.EmailCode(code_id="00000000-0000-0000-0000-000000000000", code="123456"),
+        ),
         "GrantConsent": i.GrantConsentRequest(
             request_id="matrix-consent", recipient=target, sender=other, method="portal"
         ),
@@ -132,6 +137,9 @@ JUDGED = {
     "EnrollCredentials": {UNAUTHENTICATED},  # the wrong code
     "CreateSession": {UNAUTHENTICATED},  # the wrong password
     "RevokeSession": {UNAUTHENTICATED},  # no such session
+    # Nobody is locked out here: nothing to send a code for, no code to use.
+    "SendUnlockCode": {grpc.StatusCode.FAILED_PRECONDITION},
+    "Unlock": {grpc.StatusCode.FAILED_PRECONDITION},
 }
 
 
