@@ -13,7 +13,6 @@ import mailbox
 import re
 import time
 import urllib.parse
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,7 +33,7 @@ from lre.v1 import (
     notification_pb2_grpc,
 )
 from tests.support.clients import bearer, deposit_letter
-from tests.support.proofing import AUDIENCE, BROKER, ISSUER
+from tests.support.proofing import eid_broker_settings, proof_with_eid
 from tests.support.server import ServerProcess, server_process
 from tests.support.signer import SignerProcess
 
@@ -44,16 +43,12 @@ PASSWORD = "correct horse battery staple"
 
 @pytest.fixture
 def server(signer_process: SignerProcess, tmp_path: Path) -> Iterator[ServerProcess]:
-    jwks = tmp_path / "jwks.json"
-    jwks.write_text(json.dumps({"keys": [BROKER.jwk()]}))
     database = f"sqlite:///{tmp_path / 'lre.db'}"
     with server_process(
         signer_process,
         tmp_path,
         database,
-        eid_jwks_file=str(jwks),
-        eid_issuer=ISSUER,
-        eid_audience=AUDIENCE,
+        **eid_broker_settings(tmp_path),
         outbox_interval_s="0.2",
     ) as s:
         yield s
@@ -114,15 +109,6 @@ def _sender_and_letter(server: ServerProcess, channel: grpc.Channel) -> tuple[st
     return token, letter.name
 
 
-def _eid(party: str, identity: identity_pb2_grpc.IdentityServiceStub, **claims: object) -> None:
-    nonce = f"n-{uuid.uuid4()}"
-    identity.ProofWithEidAssertion(
-        identity_pb2.ProofWithEidAssertionRequest(
-            party=party, id_token=BROKER.id_token(nonce, **claims), nonce=nonce
-        )
-    )
-
-
 def test_a_first_time_recipient_claims_proofs_and_accepts_from_the_notice(
     server: ServerProcess,
 ) -> None:
@@ -158,12 +144,12 @@ def test_a_first_time_recipient_claims_proofs_and_accepts_from_the_notice(
 
         # Someone else's eID (the mailbox is not the person): refused, with the reason.
         with pytest.raises(grpc.RpcError) as mismatch:
-            _eid(claim.recipient, identity, given_name="Mallory", family_name="Martin")
+            proof_with_eid(identity, claim.recipient, given_name="Mallory", family_name="Martin")
         assert mismatch.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         assert "family_name is not the party's" in (mismatch.value.details() or "")
 
         # The addressee's own eID (written as the registry writes it), level substantial.
-        _eid(claim.recipient, identity, given_name="CAMILLE", family_name="DUPONT")
+        proof_with_eid(identity, claim.recipient, given_name="CAMILLE", family_name="DUPONT")
         uri = identity.EnrollCredentials(
             identity_pb2.EnrollCredentialsRequest(
                 party=claim.recipient,

@@ -13,7 +13,6 @@ import json
 import os
 import subprocess
 import urllib.parse
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,7 +33,7 @@ from tests.support.clients import bearer, deposit_letter
 from tests.support.mail import notice_in
 from tests.support.pki import openssl
 from tests.support.processes import BIN
-from tests.support.proofing import AUDIENCE, BROKER, ISSUER
+from tests.support.proofing import eid_broker_settings, proof_with_eid
 from tests.support.server import ServerProcess, server_process
 from tests.support.signer import SignerProcess
 
@@ -44,29 +43,18 @@ PASSWORD = "correct horse battery staple"
 
 @pytest.fixture
 def server(signer_process: SignerProcess, tmp_path: Path) -> Iterator[ServerProcess]:
-    jwks = tmp_path / "jwks.json"
-    jwks.write_text(json.dumps({"keys": [BROKER.jwk()]}))
     with server_process(
         signer_process,
         tmp_path,
         f"sqlite:///{tmp_path / 'lre.db'}",
-        eid_jwks_file=str(jwks),
-        eid_issuer=ISSUER,
-        eid_audience=AUDIENCE,
+        **eid_broker_settings(tmp_path),
         outbox_interval_s="0.2",
     ) as s:
         yield s
 
 
 def _eid(identity: identity_pb2_grpc.IdentityServiceStub, party: str) -> None:
-    nonce = f"n-{uuid.uuid4()}"
-    identity.ProofWithEidAssertion(
-        identity_pb2.ProofWithEidAssertionRequest(
-            party=party,
-            id_token=BROKER.id_token(nonce, given_name="Camille", family_name="DUPONT"),
-            nonce=nonce,
-        )
-    )
+    proof_with_eid(identity, party, given_name="Camille", family_name="DUPONT")
 
 
 def test_a_misspelt_addressee_corrected_then_claims_with_its_eid_and_accepts(

@@ -116,6 +116,11 @@ def _requests(target: str, other: str) -> dict[str, Message]:
             party=target, password="not the password", totp_code="000000"
         ),
         "RevokeSession": i.RevokeSessionRequest(token="not-a-session"),
+        "SendUnlockCode": i.SendUnlockCodeRequest(party=target),
+        "Unlock": i.UnlockRequest(
+            party=target,
+            code=i.EmailCode(code_id="00000000-0000-0000-0000-000000000000", code="123456"),
+        ),
         "GrantConsent": i.GrantConsentRequest(
             request_id="matrix-consent", recipient=target, sender=other, method="portal"
         ),
@@ -144,6 +149,9 @@ JUDGED = {
     "CreateSession": {UNAUTHENTICATED},  # the wrong password
     "RevokeSession": {UNAUTHENTICATED},  # no such session
     "ErasePartyData": {grpc.StatusCode.NOT_FOUND},  # operators only; no such party
+    # Nobody is locked out here: nothing to send a code for, no code to use.
+    "SendUnlockCode": {grpc.StatusCode.FAILED_PRECONDITION},
+    "Unlock": {grpc.StatusCode.FAILED_PRECONDITION},
 }
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ssl
 import urllib.request
+from pathlib import Path
 
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
@@ -33,3 +35,17 @@ def grpc_counter(server: ServerProcess, name: str, method: str, code: str | None
 
 def grpc_handled(server: ServerProcess, method: str, code: str) -> float:
     return grpc_counter(server, "handled", method, code)
+
+
+def tls_metric(server: ServerProcess, ca: Path, name: str, **labels: str) -> float:
+    """The sum of a sample's values (by name and labels) as a server with
+    mutual TLS exposes them on its HTTPS /metrics port."""
+    context = ssl.create_default_context(cafile=str(ca))
+    url = server.metrics_url.replace("http://", "https://")
+    with urllib.request.urlopen(url, timeout=5, context=context) as reply:
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(reply.read().decode())
+            for sample in family.samples
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+        )

@@ -53,10 +53,13 @@ def totp_of(provisioning_uri: str) -> pyotp.TOTP:
     return pyotp.TOTP(query["secret"][0])
 
 
-def outbox_enrolment_code(engine: Engine, key: SecretsKeys, party: str) -> str:
-    """The last enrolment code the outbox holds for ``party`` ("parties/{id}"
-    or the id), decrypted with the server's key: the e-mail as it will be
-    sent, for servers whose outbox does not run (tests of one layer)."""
+def outbox_enrolment_code(
+    engine: Engine, key: SecretsKeys, party: str, purpose: str = "enrolment"
+) -> str:
+    """The last enrolment code (or code of another ``purpose``: "unlock") the
+    outbox holds for ``party`` ("parties/{id}" or the id), decrypted with the
+    server's key: the e-mail as it will be sent, for servers whose outbox
+    does not run (tests of one layer)."""
     party_id = party.removeprefix("parties/")
     with engine.connect() as connection:
         payloads = connection.scalars(
@@ -65,10 +68,10 @@ def outbox_enrolment_code(engine: Engine, key: SecretsKeys, party: str) -> str:
             .order_by(models.OutboxMessage.create_time.desc())
         )
         for payload in payloads:
-            if payload.get("purpose") == "enrolment" and payload["party"] == party_id:
+            if payload.get("purpose") == purpose and payload["party"] == party_id:
                 code_id = uuid.UUID(payload["code_id"])
                 return at_rest.decrypt(key, bytes.fromhex(payload["code"]), code_id.bytes).decode()
-    raise LookupError(f"no enrolment code for {party}")
+    raise LookupError(f"no {purpose} code for {party}")
 
 
 def enrolled(

@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import uuid
+from pathlib import Path
+from typing import TypedDict
 
 import jwt
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from lre.v1 import identity_pb2, identity_pb2_grpc
 
 ISSUER = "https://eid.example.test"
 AUDIENCE = "lre-provider"
@@ -143,3 +148,30 @@ class Broker:
 CA = LocalCA("Qualified CA (test)")
 OTHER_CA = LocalCA("Unknown CA (test)")
 BROKER = Broker()
+
+
+class EidSettings(TypedDict):
+    eid_jwks_file: str
+    eid_issuer: str
+    eid_audience: str
+
+
+def eid_broker_settings(directory: Path) -> EidSettings:
+    """The server settings that trust BROKER (its JWKS written under
+    ``directory``), for ``server_process(..., **eid_broker_settings(tmp_path))``."""
+    jwks = directory / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [BROKER.jwk()]}))
+    return EidSettings(eid_jwks_file=str(jwks), eid_issuer=ISSUER, eid_audience=AUDIENCE)
+
+
+def proof_with_eid(
+    identity: identity_pb2_grpc.IdentityServiceStub, party: str, **claims: object
+) -> None:
+    """The person proofs as ``party`` with an ID token BROKER signs with ``claims``
+    (given_name, family_name...), as a portal forwards it."""
+    nonce = f"n-{uuid.uuid4()}"
+    identity.ProofWithEidAssertion(
+        identity_pb2.ProofWithEidAssertionRequest(
+            party=party, id_token=BROKER.id_token(nonce, **claims), nonce=nonce
+        )
+    )

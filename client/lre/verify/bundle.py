@@ -18,6 +18,7 @@ from asn1crypto import x509 as asn1_x509
 from lre.runtime import bundle_layout as layout
 from lre.verify import chains, cms, pdf
 from lre.verify.checks import Bundle, Missing, check, provider_check
+from lre.verify.claim import check_claim
 from lre.verify.cms import SealProblem
 from lre.verify.logpart import check_issuer, check_log, check_readme
 from lre.verify.provider import Provider, load_json
@@ -69,7 +70,13 @@ def _verify(
             _check_seal(report, label, bundle, seal, document, certs, crls, trusted, provider)
         )
     check_issuer(report, bundle, signers[0])
-    _check_pdf(report, bundle, trusted, certs, provider)
+    pdf_signer = _check_pdf(report, bundle, trusted, certs, provider)
+    check_claim(
+        report,
+        bundle,
+        {"evidence seal": signers[0], "tree head seal": signers[1], "proof PDF": pdf_signer},
+        provider,
+    )
     check_log(report, bundle, evidence_name)
     check_readme(report, bundle)
 
@@ -287,8 +294,10 @@ def _check_pdf(
     trusted: list[asn1_x509.Certificate],
     certs: dict[str, list[asn1_x509.Certificate]],
     provider: Provider | None,
-) -> None:
+) -> asn1_x509.Certificate | None:
+    """The PDF proof's checks; gives its signer."""
     roots = [c for chain in certs.values() for c in chain if c.self_signed == "maybe"]
+    signer = None
     name = "proof PDF: PAdES signature"
     try:
         signature = pdf.check_signature(bundle[layout.PROOF_PDF], trusted, roots)
@@ -297,6 +306,7 @@ def _check_pdf(
     except Exception as exc:  # malformed input, whatever the PDF reader raises
         report.add(name, False, f"malformed ({type(exc).__name__})")
     else:
+        signer = signature.certificate
         provider_check(
             report,
             "proof PDF: the provider's seal",
@@ -324,3 +334,4 @@ def _check_pdf(
         if bundle[layout.EVIDENCE_SEAL] not in attached:
             raise SealProblem("the PDF does not embed this evidence.p7m")
         ok("embeds exactly this evidence.json and evidence.p7m")
+    return signer

@@ -2,8 +2,10 @@
 (``lre.server.proofs.bundle``) and the verifier: one ZIP, flat, these names.
 
 docs/evidence.md describes each member. ``manifest.json`` names every other
-member with its SHA-256 and size; it is not signed (the seals are what
-prove origin), it tells damage from forgery and names the damaged part.
+member with its SHA-256 and size, and the provider the bundle claims to be
+from; it is not signed (the seals are what prove origin): it tells damage
+from forgery and names the damaged part, and what it claims must be what
+the seals say (``lre.verify.claim``).
 """
 
 from __future__ import annotations

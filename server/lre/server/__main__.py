@@ -38,6 +38,12 @@ def main(argv: list[str] | None = None) -> int:
     checking = commands.add_parser("verify-export", help="check an archive, with no database")
     checking.add_argument("out", type=Path)
     checking.add_argument("--anchors", type=Path, help="trust anchors (else the configured)")
+    checking.add_argument(
+        "--provider",
+        type=Path,
+        help="the provider's seal certificates, current and retired, and its TSAs' "
+        "(else provider_certificates_file)",
+    )
     rekeying = commands.add_parser(
         "rekey",
         help="after a key rotation: re-wrap content keys under the signer's current wrap key "
@@ -123,7 +129,7 @@ def _audit(args: argparse.Namespace, settings: config.ServerSettings) -> int:
         return verify_log_command(settings, args.against)
     if args.command == "export":
         return export_command(settings, args.start, args.end, args.out)
-    return verify_export_command(settings, args.out, args.anchors)
+    return verify_export_command(settings, args.out, args.anchors, args.provider)
 
 
 def _rekey(settings: config.ServerSettings, secrets_only: bool, batch: int) -> int:

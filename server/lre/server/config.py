@@ -178,27 +178,25 @@ class ServerSettings:
     outbox_max_attempts: int = 12
     outbox_first_retry_s: float = 30.0
     # Each SMTP command's timeout, and the lease of a claimed message: a
-    # dispatcher that dies holding one leaves it for this long before another
-    # sends it again. It must outlast a hand-off (several SMTP commands); no
-    # recipient's notice is composed this close to midnight, Paris time.
+    # dispatcher that dies holding one leaves it this long before another sends
+    # it (longer than a hand-off; no notice is composed this close to midnight).
     smtp_timeout_s: float = 30.0
     outbox_lease_s: float = 300.0
     # How often windows that closed unanswered get their proof of non-claim.
     expiry_interval_s: float = 60.0
     # How often new log entries get their index (event streams wait for it).
     sequencer_interval_s: float = 0.2
-    # Webhooks: first retry after a failed POST (doubling up to an hour), and
-    # how long an event is retried before it is given up.
+    # Webhooks: first retry after a failed POST (doubling up to an hour), how
+    # long an event is retried before it is given up, the whole POST's time
+    # (connection to answer), how many are delivered at once (each lane on
+    # its own: a slow receiver holds one).
     webhook_first_retry_s: float = 10.0
     webhook_give_up_hours: float = 48.0
-    # The whole POST (connection to answer), and how many webhooks are
-    # delivered at once (each lane on its own: a slow receiver holds one).
     webhook_timeout_s: float = 5.0
     webhook_lanes: int = 4
-    # A webhook reaches public addresses only (checked at registration and
-    # at each delivery), besides these networks (comma-separated CIDRs): an
-    # operator's allowlist. Without require_tls (development, tests), the
-    # loopback is allowed too.
+    # A webhook reaches public addresses only (checked at registration and at
+    # each delivery), besides these networks (comma-separated CIDRs): an
+    # operator's allowlist; without require_tls, the loopback too.
     webhook_allowed_networks: str = ""
     # PEM CA bundle under which `verify-log` checks the seals of evidence and tree heads.
     seal_trust_anchors_file: Path | None = None

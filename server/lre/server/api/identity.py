@@ -9,20 +9,19 @@ import grpc
 
 from lre.server.api.auth import optional_session
 from lre.server.api.convert import timestamp
+from lre.server.api.corrections import CorrectionCalls
 from lre.server.api.errors import domain_errors
 from lre.server.api.identity_convert import (
     KINDS,
     LEVELS,
     consent_message,
-    correction_message,
     party_message,
     record_message,
 )
 from lre.server.api.names import parse_id
 from lre.server.api.personal_data import PersonalDataCalls
 from lre.server.api.policy import OPERATOR, current_caller, source_of
-from lre.server.domain.corrections import Names
-from lre.server.domain.errors import AuthenticationRequired, FailedPrecondition, InvalidArgument
+from lre.server.domain.errors import AuthenticationRequired, InvalidArgument
 from lre.server.domain.identity import (
     professional_status,
     require_own,
@@ -41,7 +40,9 @@ def _consent_id(name: str) -> tuple[str, str]:
     return parts[1], parts[3]
 
 
-class IdentityServicer(PersonalDataCalls, identity_pb2_grpc.IdentityServiceServicer):
+class IdentityServicer(
+    CorrectionCalls, PersonalDataCalls, identity_pb2_grpc.IdentityServiceServicer
+):
     def __init__(
         self,
         service: IdentityService,
@@ -51,11 +52,6 @@ class IdentityServicer(PersonalDataCalls, identity_pb2_grpc.IdentityServiceServi
         self._service = service
         self._corrections = corrections
         self._erasure = erasure
-
-    def _correcting(self) -> CorrectionService:
-        if self._corrections is None:
-            raise FailedPrecondition("corrections need the signer, which this server lacks")
-        return self._corrections
 
     def _own(self, context: grpc.ServicerContext, party_id: uuid.UUID) -> None:
         """Only the party's own session acts on its credentials."""
@@ -130,46 +126,6 @@ class IdentityServicer(PersonalDataCalls, identity_pb2_grpc.IdentityServiceServi
                 ),
             )
             return party_message(changed, self._service.parties.level(party_id))
-
-    def CorrectParty(
-        self, request: identity_pb2.CorrectPartyRequest, context: grpc.ServicerContext
-    ) -> identity_pb2.PartyCorrection:
-        with domain_errors(context):
-            caller = current_caller()
-            sender = None
-            operator_id = request.operator_id
-            # With a session, the session's party corrects its own addressee;
-            # without one, an operator decides.
-            session = optional_session(context, self._service)
-            if session is not None:
-                if not (session.strong and session.proofing_current):
-                    raise AuthenticationRequired(
-                        "a sender's strong session with a current proofing is required"
-                    )
-                sender = uuid.UUID(session.party_id)
-                operator_id = f"parties/{session.party_id}"
-            elif OPERATOR not in caller.roles:
-                raise AuthenticationRequired("the sender's session is required")
-            return correction_message(
-                self._correcting().correct(
-                    parse_id(request.party, "party", "parties"),
-                    Names(request.given_name, request.family_name, request.company_name),
-                    request.basis,
-                    operator_id,
-                    caller.name,
-                    sender,
-                )
-            )
-
-    def ListPartyCorrections(
-        self, request: identity_pb2.ListPartyCorrectionsRequest, context: grpc.ServicerContext
-    ) -> identity_pb2.ListPartyCorrectionsResponse:
-        with domain_errors(context):
-            party_id = parse_id(request.party, "party", "parties")
-            self._readable(context, party_id)
-            return identity_pb2.ListPartyCorrectionsResponse(
-                corrections=[correction_message(c) for c in self._correcting().list(party_id)]
-            )
 
     def RecordDocumentCheck(
         self, request: identity_pb2.RecordDocumentCheckRequest, context: grpc.ServicerContext
@@ -297,6 +253,32 @@ class IdentityServicer(PersonalDataCalls, identity_pb2_grpc.IdentityServiceServi
                 expire_time=timestamp(issued.session.expires_at),
                 proofing_current=issued.session.proofing_current,
             )
+
+    def SendUnlockCode(
+        self, request: identity_pb2.SendUnlockCodeRequest, context: grpc.ServicerContext
+    ) -> identity_pb2.SendUnlockCodeResponse:
+        with domain_errors(context):
+            party_id = parse_id(request.party, "party", "parties")
+            code_id, expire_time = self._service.unlocks.send_code(party_id, source_of(context))
+            return identity_pb2.SendUnlockCodeResponse(
+                code_id=str(code_id), expire_time=timestamp(expire_time)
+            )
+
+    def Unlock(
+        self, request: identity_pb2.UnlockRequest, context: grpc.ServicerContext
+    ) -> identity_pb2.UnlockResponse:
+        with domain_errors(context):
+            party_id = parse_id(request.party, "party", "parties")
+            try:
+                code_id = uuid.UUID(request.code.code_id)
+            except ValueError:
+                raise InvalidArgument(
+                    "code.code_id", "the code_id SendUnlockCode returned"
+                ) from None
+            if not request.code.code.strip() or len(request.code.code) > 16:
+                raise InvalidArgument("code.code", "required, the digits e-mailed")
+            self._service.unlocks.unlock(party_id, code_id, request.code.code, source_of(context))
+            return identity_pb2.UnlockResponse()
 
     def SendEmailCode(
         self, request: identity_pb2.SendEmailCodeRequest, context: grpc.ServicerContext

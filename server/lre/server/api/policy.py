@@ -78,6 +78,8 @@ POLICY: dict[str, frozenset[Role]] = {
     _I + "EnrollTotp": PORTALS,
     _I + "SendEmailCode": PORTALS,
     _I + "CreateSession": PORTALS,
+    _I + "SendUnlockCode": PORTALS,
+    _I + "Unlock": PORTALS,
     _I + "RevokeSession": PORTALS,
     _I + "GrantConsent": PORTALS | {OPERATOR},
     _I + "WithdrawConsent": PORTALS | {OPERATOR},

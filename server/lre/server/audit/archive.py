@@ -28,7 +28,7 @@ from sqlalchemy import Engine, select
 
 from lre.server.audit.journal import leaf_problems
 from lre.server.audit.personal import Checked, Exported, check_entry, export_entry
-from lre.server.audit.seals import SealChecker
+from lre.server.audit.seals import Provider, SealChecker
 from lre.server.domain import log
 from lre.server.storage import db, models
 from lre.server.storage.log import LogRepository
@@ -169,7 +169,11 @@ class ExportReport:
         return not self.findings
 
 
-def verify_export(out: Path, anchors: Path | None) -> ExportReport:
+def verify_export(out: Path, anchors: Path | None, provider: Path | None = None) -> ExportReport:
+    """The findings on the archive ``out`` under ``anchors``, every seal held
+    to ``provider``'s declared certificates (its seal certificates, current
+    and retired, and its TSAs'), as verify-log holds them: the anchors
+    certify every subscriber of their CA, not only the provider."""
     report = ExportReport()
     add = report.findings.append
     if not (out / MANIFEST).is_file():
@@ -199,9 +203,21 @@ def verify_export(out: Path, anchors: Path | None) -> ExportReport:
     if anchors is None and (out / "anchors.pem").is_file():
         anchors = out / "anchors.pem"
         report.notes.append("seals checked under the archive's own anchors.pem: pass --anchors")
-    seals = SealChecker(anchors) if anchors is not None else None
+    declared = None
+    if provider is not None:
+        try:
+            declared = Provider(provider)
+        except (OSError, ValueError) as exc:
+            add(f"the provider's certificates ({provider}) cannot be read: {exc}")
+            return report
+    seals = SealChecker(anchors, declared) if anchors is not None else None
     if seals is None:
         report.notes.append("seals not verified: no trust anchors")
+    elif declared is None:
+        report.notes.append(
+            "seals not checked against the provider's own certificates: pass --provider "
+            "or set provider_certificates_file (the anchors certify others too)"
+        )
     heads = {n: _head(out, n, seals, add) for n in {head_number, latest_number}}
     head, latest = heads[head_number], heads[latest_number]
     if head is None or latest is None:

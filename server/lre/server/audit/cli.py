@@ -62,8 +62,14 @@ def export_command(settings: ServerSettings, start: str, end: str, out: Path) ->
     return 0
 
 
-def verify_export_command(settings: ServerSettings, out: Path, anchors: Path | None) -> int:
-    report = archive.verify_export(out, anchors or settings.seal_trust_anchors_file)
+def verify_export_command(
+    settings: ServerSettings, out: Path, anchors: Path | None, provider: Path | None = None
+) -> int:
+    report = archive.verify_export(
+        out,
+        anchors or settings.seal_trust_anchors_file,
+        provider or settings.provider_certificates_file,
+    )
     for line in report.findings:
         print(f"PROBLEM {line}")
     for line in report.notes:

@@ -163,6 +163,12 @@ class Throttle:
     # Lockouts this source earned in a row: each is twice as long as the last.
     lockouts: int = 0
     locked_until: dt.datetime | None = None
+    # An unlock code e-mailed to the party at this source's request (kept
+    # as an HMAC bound to its id): the party, from its mailbox, lifts this
+    # source's lockout and no other.
+    unlock_code_hmac: bytes | None = None
+    unlock_code_sent_time: dt.datetime | None = None
+    unlock_code_expire_time: dt.datetime | None = None
 
     def locked(self, now: dt.datetime) -> bool:
         return self.locked_until is not None and self.locked_until > now

@@ -96,8 +96,14 @@ FIELDS: dict[LogKind, tuple[frozenset[str], frozenset[str]]] = {
         frozenset({"proofing"}),
     ),
     K.SESSION_REVOKED: (frozenset({"sessionHmac"}), frozenset()),
-    K.AUTHENTICATION_FAILED: (frozenset({"purpose", "reason"}), frozenset({"failedAttempts"})),
-    K.LOCKED_OUT: (frozenset({"purpose", "lockedUntil"}), frozenset()),
+    # "letter": the notified letter a wrong notice code was given for.
+    K.AUTHENTICATION_FAILED: (
+        frozenset({"purpose", "reason"}),
+        frozenset({"failedAttempts", "letter"}),
+    ),
+    K.LOCKED_OUT: (frozenset({"purpose", "lockedUntil"}), frozenset({"letter"})),
+    K.UNLOCK_CODE_ISSUED: (frozenset({"codeId", "expireTime"}), frozenset()),
+    K.UNLOCKED: (frozenset(), frozenset()),
     K.LEGAL_HOLD_SET: (frozenset({"actor"}), frozenset()),
     K.LEGAL_HOLD_RELEASED: (frozenset({"actor"}), frozenset()),
     K.BOUNCE_RECORDED: (frozenset({"actor", "permanent", "messageKind"}), frozenset()),

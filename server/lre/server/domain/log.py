@@ -9,9 +9,8 @@ other kinds (a ``kind`` in them; a leaf without one is a letter's) are the
 journal: what a recipient said about receiving letters (a consent, CPCE
 L100, its withdrawal, a professional declaration) and the security journal
 (proofing, credentials, sessions, operators' acts, the processes and the
-signer's keys; ``lre.server.domain.journal``), with keyed hashes of personal
-data rather than the data (the log is kept, and shown to auditors, long
-after a party's data may be erased)."""
+signer's keys; ``lre.server.domain.journal``), with keyed hashes or salted
+digests of personal data, never the data: the log outlives its erasure."""
 
 from __future__ import annotations
 
@@ -28,8 +27,8 @@ from lre.server.domain.evidence import _utc
 from lre.server.domain.letters import EvidenceEvent, LetterState
 
 FORMAT = "lre-log/1"
-# Journal leaves that commit to personal data by salted digests (the salt
-# kept beside the data and erased with it: domain.retention.salted_digest).
+# Journal leaves committing to personal data by salted digests (the salt is
+# kept beside the data, erased with it: domain.retention.salted_digest).
 FORMAT_V2 = "lre-log/2"
 FORMATS = frozenset({FORMAT, FORMAT_V2})
 
@@ -90,6 +89,8 @@ class LogKind(enum.Enum):
     SESSION_REVOKED = "session_revoked"
     AUTHENTICATION_FAILED = "authentication_failed"
     LOCKED_OUT = "locked_out"
+    UNLOCK_CODE_ISSUED = "unlock_code_issued"
+    UNLOCKED = "unlocked"
     LEGAL_HOLD_SET = "legal_hold_set"
     LEGAL_HOLD_RELEASED = "legal_hold_released"
     BOUNCE_RECORDED = "bounce_recorded"

@@ -10,6 +10,7 @@ and each member are described in docs/evidence.md.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import zipfile
@@ -17,6 +18,7 @@ from collections.abc import Sequence
 from io import BytesIO
 
 from asn1crypto import cms, pem, x509
+from pyhanko.pdf_utils.reader import PdfFileReader
 
 from lre.runtime import bundle_layout as layout
 
@@ -83,12 +85,35 @@ def build_bundle(
     manifest = {
         "format": layout.FORMAT,
         "evidenceId": evidence_id,
+        "provider": provider_claim(evidence, (tree_head_seal,), proof_pdf),
         "members": {
             name: {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
             for name, data in members.items()
         },
     }
     return zip_members({layout.MANIFEST: _json(manifest), **members})
+
+
+def provider_claim(evidence: bytes, seals: Sequence[bytes], proof_pdf: bytes) -> dict[str, object]:
+    """Whom the bundle claims to be from: the evidence's issuer (its name and
+    seal certificate, as sealed) and any other seal certificate that signed
+    ``seals`` or the PDF proof (one renewed since the evidence was sealed),
+    as SHA-256 in hex. The verifier holds it against every signer."""
+    issuer = json.loads(evidence)["issuer"]
+    claimed = [base64.b64decode(issuer["certificate"]["digestValue"]).hex()]
+    signers = [chain[0] for chain in (_chain_list(s) for s in seals)]
+    signature = PdfFileReader(BytesIO(proof_pdf)).embedded_signatures[0]
+    signers.append(signature.signer_cert.dump())
+    for der in signers:
+        digest = hashlib.sha256(der).hexdigest()
+        if digest not in claimed:
+            claimed.append(digest)
+    return {"name": issuer["name"], "sealCertificates": claimed}
+
+
+def _chain_list(seal: bytes) -> list[bytes]:
+    chain, _tsa = seal_chains([seal])
+    return chain
 
 
 def seal_chains(seals: Sequence[bytes]) -> tuple[list[bytes], list[bytes]]:

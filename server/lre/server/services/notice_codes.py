@@ -1,7 +1,8 @@
 """Wrong notice verification codes (VerifyNotification, ClaimLetter): an
 oracle on a letter's code, so counted per letter's recipient and per source
 (the caller certificate and the end user its portal forwards), journaled
-against the recipient, and throttled like passwords: a source that keeps
+against the recipient naming the letter (counted per reference by whoever
+reads the journal), and throttled like passwords: a source that keeps
 guessing is locked out of that recipient's notices, each lockout in a row
 twice as long; nobody else is. A reference that names no notified letter is
 only counted (anyone may invent one, and the log is permanent)."""
@@ -19,6 +20,7 @@ from lre.server.domain.errors import TooManyAttempts
 from lre.server.domain.log import LogKind
 from lre.server.domain.records import LetterRecord
 from lre.server.services.identity.credentials import MAX_LOCKOUT_DOUBLINGS
+from lre.server.services.identity.lockouts import NOTICE_PREFIX, lockout_counted
 from lre.server.services.identity.parties import journaled
 from lre.server.storage.store import Store
 
@@ -32,7 +34,7 @@ for _known in ("known", "unknown"):
 LOCKED = "too many wrong codes for this notice from this caller; retry later"
 # Notice-code failures are counted apart from the same source's password
 # failures against the same party: neither kind spends the other's allowance.
-SOURCE_PREFIX = "notice:"
+SOURCE_PREFIX = NOTICE_PREFIX
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +72,7 @@ class NoticeCodes:
             purpose="notice_code",
             reason="wrong_credentials",
             failedAttempts=failed,
+            letter=f"letters/{letter.id}",
         )
         if failed < self.threshold:
             credentials.save_throttle(dataclasses.replace(throttle, failed_attempts=failed), now)
@@ -82,5 +85,14 @@ class NoticeCodes:
             ),
             now,
         )
-        journaled(store, LogKind.LOCKED_OUT, party, now, purpose="notice_code", lockedUntil=until)
+        journaled(
+            store,
+            LogKind.LOCKED_OUT,
+            party,
+            now,
+            purpose="notice_code",
+            lockedUntil=until,
+            letter=f"letters/{letter.id}",
+        )
+        lockout_counted(store, party, now, "notice_code")
         return TooManyAttempts(LOCKED, lockout.total_seconds())

@@ -245,6 +245,8 @@ class NotificationService:
         }
         if payload.get("purpose") == "enrolment":
             subject, template = "Code d'enrôlement / Enrolment code", "enrolment_code"
+        elif payload.get("purpose") == "unlock":
+            subject, template = "Code de déblocage / Unlock code", "unlock_code"
         else:
             subject, template = "Code de connexion / Sign-in code", "email_code"
         return self._email(

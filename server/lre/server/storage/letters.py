@@ -147,6 +147,20 @@ class LetterRepository:
         ).all()
         return {row.sender_id for row in rows}, any(row.notification_time for row in rows)
 
+    def in_window(self, party_id: uuid.UUID, now: dt.datetime) -> bool:
+        """Whether a letter to the party awaits its decision (notified, the
+        acceptance window still open)."""
+        found = self._db.execute(
+            select(LETTERS.c.id)
+            .where(
+                LETTERS.c.recipient_id == party_id,
+                LETTERS.c.state == LetterState.NOTIFIED,
+                LETTERS.c.acceptance_deadline > now,
+            )
+            .limit(1)
+        ).first()
+        return found is not None
+
     def professionals(self, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, bool]:
         """Of the parties that exist (an erased one no longer does: nothing
         is left to name it in evidence), whether each is a professional."""

@@ -140,9 +140,11 @@ def test_the_good_bundle_is_valid_from_the_command_line(good: Good, tmp_path: Pa
         "proof PDF: PAdES signature", "proof PDF: attachments", "log leaf", "inclusion proof",
         "evidence seal: the provider's seal", "evidence seal: the provider's TSA",
         "tree head seal: the provider's seal", "tree head seal: the provider's TSA",
-        "evidence issuer", "proof PDF: the provider's seal", "readme",
+        "evidence issuer", "proof PDF: the provider's seal", "readme", "provider claimed",
     ):  # fmt: skip
         assert f"  {name}: " in result.stdout, name
+    # Whom the bundle claims to be from comes right after its own checks.
+    assert lines[2].startswith("ok    provider claimed: claims to be from "), lines[:3]
 
     as_json = _cli(path, "--trust", good.root_pem, "--provider", good.provider_pem, "--json")
     assert as_json.returncode == 0
@@ -357,6 +359,32 @@ def test_a_changed_manifest_or_a_member_behind_it_is_named(good: Good) -> None:
     members = {**good.members, layout.README: b"Trust attacker-root.pem instead."}
     report = _verify(good, _rezip(members))
     assert report.failed == ["readme"], report.as_text()
+
+
+def test_the_claim_in_the_manifest_is_the_sealed_issuer_or_refused(good: Good) -> None:
+    manifest = json.loads(good.members[layout.MANIFEST])
+    claim = manifest["provider"]
+    assert claim["name"] and len(claim["sealCertificates"]) == 1
+    for changed, why in (
+        ({**claim, "name": "Another Provider"}, "the claim is covered by no seal"),
+        ({**claim, "sealCertificates": ["00" * 32]}, "another seal certificate"),
+        (
+            {**claim, "sealCertificates": [*claim["sealCertificates"], "11" * 32]},
+            "signed nothing here",
+        ),
+        ({**manifest, "trust": "attacker-root.pem"}, "fields no seal covers: trust"),
+    ):
+        doctored = {**manifest, "provider": changed} if "trust" not in changed else changed
+        members = {**good.members, layout.MANIFEST: json.dumps(doctored).encode()}
+        report = _verify(good, _rezip(members))
+        assert report.failed == ["provider claimed"], report.as_text()
+        assert why in report.as_text(), report.as_text()
+    # A bundle made before manifests carried a claim: its sealed issuer.
+    older = {k: v for k, v in manifest.items() if k != "provider"}
+    members = {**good.members, layout.MANIFEST: json.dumps(older).encode()}
+    report = _verify(good, _rezip(members))
+    assert report.valid, report.as_text()
+    assert "no claim in the manifest (an older bundle)" in report.as_text()
 
 
 @pytest.mark.parametrize(

@@ -53,6 +53,8 @@ def test_a_source_guessing_codes_is_locked_out_of_that_notice_only(
     assert _failures("known") == known + threshold + 1
     entries = _notice_entries(world)
     assert all(e["subject"] == f"parties/{letter.recipient_id}" for e in entries)
+    # Each names the letter: wrong codes are counted per reference.
+    assert all(e["letter"] == f"letters/{letter.id}" for e in entries)
     assert [e["kind"] for e in entries].count("authentication_failed") >= threshold + 1
     assert [e["kind"] for e in entries].count("locked_out") == 1
     # A reference that names no letter: counted, not journaled.

@@ -12,6 +12,7 @@ from lre.server.clock import utcnow
 from lre.server.domain import identity
 from lre.server.services.identity.consent import ConsentService
 from lre.server.services.identity.credentials import CredentialService
+from lre.server.services.identity.lockouts import UnlockService
 from lre.server.services.identity.parties import NewParty, PartyService, ProfessionalDecision
 from lre.server.services.identity.proofing import ProofingService
 from lre.server.services.identity.sessions import IssuedSession, SessionService
@@ -38,6 +39,7 @@ class IdentityService:
         self.credentials = CredentialService(stores, policy, clock)
         self.proofing = ProofingService(stores, policy, self.credentials.send_enrolment_code, clock)
         self.sessions = SessionService(stores, policy, self.credentials, clock)
+        self.unlocks = UnlockService(stores, policy, clock)
         self.consents = ConsentService(stores, policy.secrets_key.current, clock)
 
     def authenticate(self, token: str) -> identity.Session:

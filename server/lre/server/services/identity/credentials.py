@@ -25,6 +25,7 @@ from lre.server.domain.identity import AssuranceLevel, Credential
 from lre.server.domain.letters import OutboxKind
 from lre.server.domain.log import LogKind
 from lre.server.services.identity import factors
+from lre.server.services.identity.lockouts import lockout_counted
 from lre.server.services.identity.parties import journaled, proofed_level
 from lre.server.services.identity.settings import Clock, IdentityPolicy
 from lre.server.storage.outbox import new_message
@@ -377,6 +378,7 @@ class CredentialService:
         )
         if failed >= self._policy.lockout_threshold:
             LOCKOUTS.inc()
+            lockout_counted(store, party, now, purpose)
             lockout = self._policy.lockout * 2 ** min(throttle.lockouts, MAX_LOCKOUT_DOUBLINGS)
             until = now + lockout
             credentials.save_throttle(

@@ -130,6 +130,10 @@ class AuthThrottle(Base):
     # How many lockouts this source earned in a row: each is twice as long.
     lockouts: Mapped[int] = mapped_column(Integer)
     locked_until: Mapped[dt.datetime | None]
+    # The unlock code e-mailed to the party for this source, as an HMAC.
+    unlock_code_hmac: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    unlock_code_sent_time: Mapped[dt.datetime | None]
+    unlock_code_expire_time: Mapped[dt.datetime | None]
     update_time: Mapped[dt.datetime]
 
 
