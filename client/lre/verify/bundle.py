@@ -16,9 +16,11 @@ from asn1crypto import pem
 from asn1crypto import x509 as asn1_x509
 
 from lre.runtime import bundle_layout as layout
+from lre.runtime.longterm import Compromise
 from lre.verify import chains, cms, pdf
 from lre.verify.checks import Bundle, Missing, check, provider_check
 from lre.verify.cms import SealProblem
+from lre.verify.longterm import check_longterm
 from lre.verify.logpart import check_issuer, check_log, check_readme
 from lre.verify.provider import Provider, load_json
 from lre.verify.report import Report
@@ -31,7 +33,10 @@ MAX_MEMBERS = 64
 
 
 def verify_bundle(
-    data: bytes, anchors: list[bytes] | None = None, provider: Provider | None = None
+    data: bytes,
+    anchors: list[bytes] | None = None,
+    provider: Provider | None = None,
+    compromised: dict[str, Compromise] | None = None,
 ) -> Report:
     """The report on ``data`` (the bundle ZIP) under ``anchors`` (DER certificates
     the verifier trusts; none: every chain is reported not anchored) from
@@ -43,14 +48,18 @@ def verify_bundle(
         anchor.native  # noqa: B018 -- a --trust file that is no certificate fails here
     report.anchored = bool(trusted)
     try:
-        _verify(report, data, trusted, provider)
+        _verify(report, data, trusted, provider, compromised or {})
     except Exception as exc:  # whatever a hostile bundle triggers: a finding, not a traceback
         report.add("bundle", False, f"malformed ({type(exc).__name__})")
     return report
 
 
 def _verify(
-    report: Report, data: bytes, trusted: list[asn1_x509.Certificate], provider: Provider | None
+    report: Report,
+    data: bytes,
+    trusted: list[asn1_x509.Certificate],
+    provider: Provider | None,
+    compromised: dict[str, Compromise],
 ) -> None:
     bundle = _open(report, data)
     if bundle is None:
@@ -69,7 +78,9 @@ def _verify(
             _check_seal(report, label, bundle, seal, document, certs, crls, trusted, provider)
         )
     check_issuer(report, bundle, signers[0])
-    _check_pdf(report, bundle, trusted, certs, provider)
+    signature = _check_pdf(report, bundle, trusted, certs, provider)
+    roots = [c for chain in certs.values() for c in chain if c.self_signed == "maybe"]
+    check_longterm(report, bundle, [*certs.values()], crls, trusted or roots, signature, compromised)
     check_log(report, bundle, evidence_name)
     check_readme(report, bundle)
 
@@ -114,7 +125,7 @@ def _check_manifest(report: Report, bundle: Bundle) -> None:
         listed: dict[str, dict[str, object]] = manifest["members"]
         present = set(bundle.members) - {layout.MANIFEST}
         # Nothing rides along that no seal covers and the format does not name.
-        foreign = (set(listed) | present) - set(layout.MEMBERS)
+        foreign = (set(listed) | present) - set(layout.MEMBERS) - set(layout.OPTIONAL)
         problems = [f"{name} is not a member of {layout.FORMAT}" for name in sorted(foreign)]
         problems += [f"{name} is not listed" for name in sorted(present - set(listed))]
         problems += [f"{name} is listed but absent" for name in sorted(set(listed) - present)]
@@ -287,8 +298,9 @@ def _check_pdf(
     trusted: list[asn1_x509.Certificate],
     certs: dict[str, list[asn1_x509.Certificate]],
     provider: Provider | None,
-) -> None:
+) -> pdf.PdfSignature | None:
     roots = [c for chain in certs.values() for c in chain if c.self_signed == "maybe"]
+    signature = None
     name = "proof PDF: PAdES signature"
     try:
         signature = pdf.check_signature(bundle[layout.PROOF_PDF], trusted, roots)
@@ -324,3 +336,4 @@ def _check_pdf(
         if bundle[layout.EVIDENCE_SEAL] not in attached:
             raise SealProblem("the PDF does not embed this evidence.p7m")
         ok("embeds exactly this evidence.json and evidence.p7m")
+    return signature
