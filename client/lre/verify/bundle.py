@@ -20,8 +20,8 @@ from lre.runtime.longterm import Compromise
 from lre.verify import chains, cms, pdf
 from lre.verify.checks import Bundle, Missing, check, provider_check
 from lre.verify.cms import SealProblem
-from lre.verify.longterm import check_longterm
 from lre.verify.logpart import check_issuer, check_log, check_readme
+from lre.verify.longterm import check_longterm
 from lre.verify.provider import Provider, load_json
 from lre.verify.report import Report
 
@@ -80,7 +80,9 @@ def _verify(
     check_issuer(report, bundle, signers[0])
     signature = _check_pdf(report, bundle, trusted, certs, provider)
     roots = [c for chain in certs.values() for c in chain if c.self_signed == "maybe"]
-    check_longterm(report, bundle, [*certs.values()], crls, trusted or roots, signature, compromised)
+    check_longterm(
+        report, bundle, [*certs.values()], crls, trusted or roots, signature, compromised
+    )
     check_log(report, bundle, evidence_name)
     check_readme(report, bundle)
 

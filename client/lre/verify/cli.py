@@ -8,8 +8,8 @@ import json
 import sys
 from pathlib import Path
 
-from lre.runtime.version import add_version_option
 from lre.runtime.longterm import Compromise, load_compromises
+from lre.runtime.version import add_version_option
 from lre.verify.bundle import verify_bundle
 from lre.verify.provider import Provider, load_certificates
 from lre.verify.report import Report

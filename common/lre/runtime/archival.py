@@ -30,7 +30,7 @@ ID_ATS_HASH_INDEX_V3 = "0.4.0.19122.1.5"
 _HASH = "sha256"
 
 
-class ArchiveProblem(Exception):
+class ArchiveProblem(ValueError):
     """What is wrong with a seal's archive timestamps, in words a person can act on."""
 
 
@@ -43,7 +43,7 @@ class _Elements(core.SequenceOf):  # type: ignore[misc]
 
 
 class ATSHashIndexV3(core.Sequence):  # type: ignore[misc]
-    _fields = [
+    _fields = [  # noqa: RUF012 -- asn1crypto reads this class attribute as declared
         ("hash_ind_algorithm", algos.DigestAlgorithm, {"default": {"algorithm": _HASH}}),
         ("certificates_hash_index", _OctetStrings),
         ("crls_hash_index", _OctetStrings),
@@ -84,9 +84,13 @@ def _attribute_hashes(attributes: list[cms.CMSAttribute]) -> list[bytes]:
 def hash_index(signed_data: cms.SignedData, signer_info: cms.SignerInfo) -> ATSHashIndexV3:
     return ATSHashIndexV3(
         {
-            "certificates_hash_index": [_sha256(c.dump()) for c in signed_data["certificates"] or []],
+            "certificates_hash_index": [
+                _sha256(c.dump()) for c in signed_data["certificates"] or []
+            ],
             "crls_hash_index": [_sha256(c.dump()) for c in signed_data["crls"] or []],
-            "unsigned_attrs_hash_index": _attribute_hashes(list(signer_info["unsigned_attrs"] or [])),
+            "unsigned_attrs_hash_index": _attribute_hashes(
+                list(signer_info["unsigned_attrs"] or [])
+            ),
         }
     )
 
@@ -139,7 +143,7 @@ def extend(
     CRLs) are added first, those not there yet, so that the new timestamp
     covers them. ``stamp`` takes a SHA-256 and returns a timestamp token
     (ContentInfo, DER) over it."""
-    info, signed_data, signer_info = _load(seal)
+    _, signed_data, signer_info = _load(seal)
     have_certs = {c.dump() for c in signed_data["certificates"] or []}
     extra_certs = [
         cms.CertificateChoices({"certificate": asn1_x509.Certificate.load(c)})
@@ -159,9 +163,7 @@ def extend(
             [*(signed_data["certificates"] or []), *extra_certs]
         )
     if extra_crls:
-        signed_data["crls"] = cms.RevocationInfoChoices(
-            [*(signed_data["crls"] or []), *extra_crls]
-        )
+        signed_data["crls"] = cms.RevocationInfoChoices([*(signed_data["crls"] or []), *extra_crls])
     index = hash_index(signed_data, signer_info)
     token = cms.ContentInfo.load(stamp(imprint(signed_data, signer_info, index)))
     token_data = token["content"]
@@ -196,14 +198,14 @@ def _tst_info(token: cms.ContentInfo) -> tuple[bytes, tsp.TSTInfo]:
     return der, tsp.TSTInfo.load(der)
 
 
-def _index_of(token: cms.ContentInfo) -> ATSHashIndexV3:
+def index_of(token: cms.ContentInfo) -> ATSHashIndexV3:
     for attr in token["content"]["signer_infos"][0]["unsigned_attrs"] or []:
         if attr["type"].dotted == ID_ATS_HASH_INDEX_V3:
-            return _parse_index(attr["values"][0].dump())
+            return parse_index(attr["values"][0].dump())
     raise ArchiveProblem("an archive timestamp has no ats-hash-index-v3")
 
 
-def _parse_index(der: bytes) -> ATSHashIndexV3:
+def parse_index(der: bytes) -> ATSHashIndexV3:
     """The index, its algorithm given or left to its default: both it and the
     lists are SEQUENCEs, so the number of elements tells which is there."""
     elements = list(_Elements.load(der))
@@ -217,7 +219,8 @@ def _parse_index(der: bytes) -> ATSHashIndexV3:
             }
         )
     if len(elements) == 4:
-        return ATSHashIndexV3.load(der)
+        loaded: ATSHashIndexV3 = ATSHashIndexV3.load(der)
+        return loaded
     raise ArchiveProblem("an ats-hash-index-v3 is not an ATSHashIndexV3")
 
 
@@ -238,7 +241,7 @@ def stamps(seal: bytes) -> list[ArchiveStamp]:
         try:
             (value,) = list(attr["values"])
             token = cms.ContentInfo.load(value.dump())
-            index = _index_of(token)
+            index = index_of(token)
             tst_der, tst = _tst_info(token)
         except (ValueError, TypeError, KeyError) as exc:
             raise ArchiveProblem(
@@ -282,7 +285,7 @@ def same_signature(original: bytes, archived: bytes) -> bool:
     the same signature over the same signed attributes."""
     _, a, sa = _load(original)
     _, b, sb = _load(archived)
-    return (
+    return bool(
         a["encap_content_info"].dump() == b["encap_content_info"].dump()
         and sa["signed_attrs"].dump() == sb["signed_attrs"].dump()
         and sa["signature"].native == sb["signature"].native

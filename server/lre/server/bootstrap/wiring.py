@@ -26,6 +26,13 @@ from lre.server.clock import utcnow
 from lre.server.config import ServerSettings
 from lre.server.domain.identity import AssuranceLevel
 from lre.server.proofs import proof_pdf, summary_pdf
+from lre.server.proofs.archive import (
+    SignerTimeStamper,
+    ValidationData,
+    http_stamper,
+    is_self_signed,
+)
+from lre.server.services.archive import ArchivePolicy, ArchiveRenewal, pem_parts, reach_of
 from lre.server.services.custody import (
     CustodyPolicy,
     CustodyQueries,
@@ -52,6 +59,7 @@ from lre.server.services.webhooks import WebhookPolicy, WebhookService
 from lre.server.storage import db
 from lre.server.storage.store import Stores
 from lre.server.workers import Worker
+from lre.server.workers.archive_timestamps import ArchiveTimestamps
 from lre.server.workers.census import Census
 from lre.server.workers.content_objects import ContentObjects
 from lre.server.workers.expiry import ExpirySweep
@@ -163,6 +171,42 @@ class Services:
     content: ContentStore
     objects: ObjectStore | None
     corrections: CorrectionService
+    archive: ArchiveRenewal
+
+
+def build_archive(settings: ServerSettings, stores: Stores, signer: SignerClient) -> ArchiveRenewal:
+    """The renewal of archive timestamps, by the configured TSA or the signer's."""
+    try:
+        day = dt.date.fromisoformat(settings.archive_sunset) if settings.archive_sunset else None
+    except ValueError:
+        raise ConfigError("LRE_SERVER_ARCHIVE_SUNSET: a date, as 2031-01-01") from None
+    external: tuple[list[bytes], list[bytes]] = ([], [])
+    if settings.archive_tsa_url:
+        if settings.archive_tsa_chain_file is None:
+            raise ConfigError("LRE_SERVER_ARCHIVE_TSA_CHAIN_FILE: required with a TSA URL")
+        external = pem_parts(settings.archive_tsa_chain_file.read_bytes())
+    anchors_file = settings.seal_trust_anchors_file
+    anchors = pem_parts(anchors_file.read_bytes())[0] if anchors_file else []
+
+    def validation() -> tuple[ValidationData, dt.datetime]:
+        data = signer.pdf_validation_data()
+        certificates = [*data.certificates, *external[0]]
+        roots = anchors or [c for c in certificates if is_self_signed(c)]
+        chain = external[0] or signer.certificate_chain("timestamping")
+        made = ValidationData(tuple(certificates), (*data.crls, *external[1]), tuple(roots))
+        return made, reach_of(chain)
+
+    stamper = (
+        http_stamper(settings.archive_tsa_url, 30.0)
+        if settings.archive_tsa_url
+        else SignerTimeStamper(signer.timestamp)
+    )
+    policy = ArchivePolicy(
+        dt.timedelta(days=settings.archive_renew_days),
+        dt.datetime.combine(day, dt.time(), dt.UTC) if day else None,
+        settings.archive_batch,
+    )
+    return ArchiveRenewal(stores, stamper, validation, policy, utcnow)
 
 
 def build_content(
@@ -252,6 +296,7 @@ def build_services(settings: ServerSettings, engine: Engine, signer: SignerClien
         content=content,
         objects=objects,
         corrections=CorrectionService(stores, signer.seal, settings.provider_name, utcnow),
+        archive=build_archive(settings, stores, signer),
     )
 
 
@@ -295,6 +340,7 @@ def build_workers(
             RetentionPurge(stores, dt.timedelta(days=settings.content_retention_days), utcnow),
             settings.retention_interval_s,
         ),
+        (ArchiveTimestamps(services.archive), settings.archive_interval_s),
     ]
 
 

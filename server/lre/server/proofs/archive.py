@@ -30,12 +30,14 @@ from pyhanko_certvalidator import ValidationContext
 from lre.runtime import archival
 from lre.server.domain.errors import DependencyUnavailable
 
+__all__ = ["SignerTimeStamper", "TimeStamper", "ValidationData", "archive_pdf", "archive_seal"]
 
-class SignerTimeStamper(TimeStamper):  # type: ignore[misc]
+
+class SignerTimeStamper(TimeStamper):
     """RFC 3161 tokens from the signer's own TSA, over its gRPC Timestamp call."""
 
     def __init__(self, timestamp: Callable[[bytes], bytes]) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self._timestamp = timestamp
 
     async def async_request_tsa_response(self, req: tsp.TimeStampReq) -> tsp.TimeStampResp:
@@ -69,6 +71,10 @@ class ValidationData:
             allow_fetching=self.fetch,
             revocation_mode="soft-fail" if self.fetch else "hard-fail",
         )
+
+
+def is_self_signed(der: bytes) -> bool:
+    return bool(asn1_x509.Certificate.load(der).self_signed == "maybe")
 
 
 def _token(stamper: TimeStamper, digest: bytes) -> bytes:
@@ -122,7 +128,7 @@ def covered_until(seal: bytes, sunset: dt.datetime | None) -> dt.datetime:
     available = [*archival.seal_certificates(seal), *_token_certificates(token)]
     signer = _token_signer(token, available)
     chain = _chain(signer, available)
-    until = min(c["tbs_certificate"]["validity"]["not_after"].native for c in chain)
+    until: dt.datetime = min(c["tbs_certificate"]["validity"]["not_after"].native for c in chain)
     return min(until, sunset) if sunset else until
 
 

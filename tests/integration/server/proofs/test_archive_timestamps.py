@@ -9,6 +9,7 @@ TSA still proves its time, the one left at B-LT is reported as such."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import io
 import json
 import subprocess
@@ -74,7 +75,10 @@ def setup(
     provider.write_bytes(
         b"".join(
             x509.load_der_x509_certificate(c).public_bytes(Encoding.PEM)
-            for c in (*client.certificate_chain("seal")[:1], *client.certificate_chain("timestamping")[:1])
+            for c in (
+                *client.certificate_chain("seal")[:1],
+                *client.certificate_chain("timestamping")[:1],
+            )
         )
         + (tsa.root / "tsa.pem").read_bytes()
     )
@@ -149,13 +153,7 @@ def test_archived_seal_keeps_its_signature_and_each_token_is_over_its_imprint(
     for n, (stamp, root) in enumerate(zip(stamps, setup.roots, strict=True)):
         token = tmp_path / f"ats{n}.der"
         token.write_bytes(stamp.token.dump())
-        index = archival._parse_index(  # noqa: SLF001 -- the index the token carries
-            next(
-                a["values"][0].dump()
-                for a in stamp.token["content"]["signer_infos"][0]["unsigned_attrs"]
-                if a["type"].dotted == archival.ID_ATS_HASH_INDEX_V3
-            )
-        )
+        index = archival.index_of(stamp.token)
         # The imprint as EN 319 122-1 computes it, from what the seal held then.
         digest = archival.imprint(signed_data, signer_info, index).hex()
         checked = openssl(
@@ -193,7 +191,7 @@ def test_pyhanko_validates_the_signature_and_each_document_timestamp(
     assert [t.field_name for t in timestamps] == ["ArchiveTimestamp1", "ArchiveTimestamp2"]
     for stamp in timestamps:
         result = validate_pdf_timestamp(stamp, validation_context=context)
-        assert result.intact and result.valid and result.trusted, result.pretty_print_details()
+        assert result.intact and result.valid and result.trusted, result
     # After the last one, only the DSS update with its own validation data.
     assert result.coverage == SignatureCoverageLevel.ENTIRE_REVISION
     assert result.modification_level == ModificationLevel.LTA_UPDATES
@@ -230,8 +228,6 @@ def test_after_the_tsa_certificate_expired_only_archived_evidence_still_proves_i
 
 def _compromised(setup: Setup, tmp_path: Path, purpose: str, since: dt.datetime) -> Path:
     certificate = setup.client.certificate_chain(purpose)[0]  # type: ignore[arg-type]
-    import hashlib  # noqa: PLC0415
-
     path = tmp_path / "compromised.json"
     path.write_text(
         json.dumps(
