@@ -8,9 +8,12 @@ timestamps").
 Two steps, each in bounded batches: ``register`` looks at evidence never
 looked at (the backfill of what exists, then each new evidence), records
 until when its timestamps prove it; ``renew`` extends those whose coverage
-ends within ``renew_before`` (never-renewed evidence included: its
-signature timestamp is its only link), each renewal a new version beside
-the earlier ones, the latest being served.
+ends within ``renew_before``, and gives every evidence its first archive
+timestamp at once (B-LTA from the start: its signature timestamp is
+otherwise its only link), each renewal a new version beside the earlier
+ones, the latest being served. A renewal that would not extend the
+coverage (the TSA's certificate ends no later, or the sunset comes first)
+is not made: the worker would otherwise renew the same evidence forever.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import and_, func, insert, or_, select, update
 
 from lre.server.storage import models
 from lre.server.storage.records import Db, table
@@ -60,12 +60,18 @@ class ArchiveRepository:
             )
 
     def lock_due(self, before: dt.datetime, below: dt.datetime, batch: int) -> list[Archived]:
-        """Evidence covered only until ``before`` or earlier (and not already
-        until ``below``, what a renewal now would give), soonest first, with
-        their latest seal and PDF; rows another worker holds are skipped."""
+        """Evidence without an archive timestamp yet, and evidence covered
+        only until ``before`` or earlier (and not already until ``below``,
+        what a renewal now would give), soonest first, with their latest seal
+        and PDF; rows another worker holds are skipped."""
         due = (
             select(COVERAGE.c.evidence_id)
-            .where(COVERAGE.c.covered_until <= before, COVERAGE.c.covered_until < below)
+            .where(
+                or_(
+                    COVERAGE.c.archive_timestamps == 0,
+                    and_(COVERAGE.c.covered_until <= before, COVERAGE.c.covered_until < below),
+                )
+            )
             .order_by(COVERAGE.c.covered_until)
             .limit(batch)
             .with_for_update(skip_locked=True)

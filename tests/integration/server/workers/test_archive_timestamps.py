@@ -1,0 +1,104 @@
+"""The archive timestamp worker over real evidence (deposits sealed by the
+signer process), SQLite and PostgreSQL: the backfill in bounded batches,
+resumed where it stopped, a renewal as a new version whose PDF is the one
+served, nothing renewed again while it would not extend the coverage (a
+sunset that the TSA's algorithms do not outlive), then renewed once it is lifted."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import io
+
+from pyhanko.pdf_utils.reader import PdfFileReader
+from sqlalchemy import select
+
+from lre.runtime import archival
+from lre.server.bootstrap.wiring import build_archive
+from lre.server.config import ServerSettings
+from lre.server.domain.letters import EvidenceEvent
+from lre.server.storage import db, models
+from lre.server.workers.archive_timestamps import ArchiveTimestamps
+from tests.support.signer import SignerProcess
+from tests.support.world import World
+
+
+def _coverage(world: World) -> dict[object, tuple[dt.datetime, int]]:
+    with db.sessions(world.engine)() as session:
+        rows = session.execute(select(models.EvidenceArchiveCoverage)).scalars()
+        return {r.evidence_id: (r.covered_until, r.archive_timestamps) for r in rows}
+
+
+def _evidence_ids(world: World) -> list[object]:
+    with db.sessions(world.engine)() as session:
+        return list(session.execute(select(models.Evidence.id)).scalars())
+
+
+def test_backfill_in_batches_renews_each_once_and_serves_the_renewed_pdf(
+    world: World, signer_process: SignerProcess
+) -> None:
+    letters = [world.deposit() for _ in range(3)]
+    with world.stores.read() as store:
+        first = store.evidence.of_letter(letters[0].id)[0]
+        stored = store.evidence.get(first.id)
+    assert first.event is EvidenceEvent.SUBMISSION_ACCEPTANCE and stored is not None
+    world.proofs.pdf(stored)  # the PDF of one evidence is stored before the renewal
+    world.proofs.flush()
+    settings = ServerSettings(
+        # Everything due: the development TSA certificate ends in 825 days.
+        archive_renew_days=900,
+        archive_batch=2,
+        seal_trust_anchors_file=signer_process.root_ca,
+    )
+    worker = ArchiveTimestamps(build_archive(settings, world.stores, world.signer))
+    evidence = _evidence_ids(world)
+    assert len(evidence) >= 3
+
+    assert worker.step()  # two looked at and renewed; the rest wait for the next step
+    coverage = _coverage(world)
+    assert len(coverage) == 2 and all(n == 1 for _, n in coverage.values())
+    steps = 1
+    while worker.step():
+        steps += 1
+        assert steps < 10
+    coverage = _coverage(world)
+    assert set(coverage) == set(evidence)
+    assert all(n == 1 for _, n in coverage.values()), coverage  # once: a second would not extend
+    assert not worker.step()
+
+    with world.stores.read() as store:
+        served = store.evidence.get(first.id)
+        archived = store.archive.archived_seal(first.id)
+    assert served is not None and served.proof_pdf is not None and archived is not None
+    reader = PdfFileReader(io.BytesIO(served.proof_pdf))
+    assert len(reader.embedded_timestamp_signatures) == 1  # the renewed version is served
+    with db.sessions(world.engine)() as session:
+        original = session.get(models.EvidenceProof, first.id)
+    assert original is not None and served.proof_pdf.startswith(original.pdf)  # a revision added
+    assert archival.same_signature(first.seal, archived)
+    assert len(archival.stamps(archived)) == 1
+
+
+def test_a_sunset_the_tsa_does_not_outlive_is_recorded_but_not_renewed_in_a_loop(
+    world: World, signer_process: SignerProcess
+) -> None:
+    world.deposit()
+    sunset = world.clock.now + dt.timedelta(days=30)
+    settings = ServerSettings(
+        archive_renew_days=90,
+        archive_sunset=sunset.date().isoformat(),
+        seal_trust_anchors_file=signer_process.root_ca,
+    )
+    worker = ArchiveTimestamps(build_archive(settings, world.stores, world.signer))
+    assert worker.step()
+    coverage = _coverage(world)
+    # B-LTA at once (one archive timestamp), covered until the sunset.
+    assert coverage and all(
+        until == dt.datetime.combine(sunset.date(), dt.time(), dt.UTC) and n == 1
+        for until, n in coverage.values()
+    )
+    assert not worker.step()
+    # The sunset lifted (the TSA moved to other algorithms): now they are renewed.
+    later = dataclasses.replace(settings, archive_sunset="")
+    assert ArchiveTimestamps(build_archive(later, world.stores, world.signer)).step()
+    assert all(n == 2 for _, n in _coverage(world).values())
