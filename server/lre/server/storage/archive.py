@@ -7,7 +7,7 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import ScalarSelect, and_, func, insert, or_, select, update
 
 from lre.server.storage import models
 from lre.server.storage.records import Db, table
@@ -139,11 +139,22 @@ class ArchiveRepository:
         return int(pending or 0), earliest
 
 
-def latest_pdf_column() -> object:
+def latest_pdf_column() -> ScalarSelect[bytes]:
     """The latest renewed PDF of the outer query's evidence, if any."""
     return (
         select(VERSIONS.c.pdf)
         .where(and_(VERSIONS.c.evidence_id == EVIDENCE.c.id, VERSIONS.c.pdf.is_not(None)))
+        .order_by(VERSIONS.c.version.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+def latest_seal_column() -> ScalarSelect[bytes]:
+    """The latest renewed seal of the outer query's evidence, if any."""
+    return (
+        select(VERSIONS.c.seal)
+        .where(VERSIONS.c.evidence_id == EVIDENCE.c.id)
         .order_by(VERSIONS.c.version.desc())
         .limit(1)
         .scalar_subquery()

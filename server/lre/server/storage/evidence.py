@@ -11,7 +11,7 @@ from sqlalchemy import func, insert, select
 from lre.server.domain.letters import EvidenceEvent
 from lre.server.domain.records import ChargeRecord, EvidenceRecord, EvidenceWithProof
 from lre.server.storage import models
-from lre.server.storage.archive import latest_pdf_column
+from lre.server.storage.archive import latest_pdf_column, latest_seal_column
 from lre.server.storage.records import Db, from_row, paged_records, table, to_row
 
 EVIDENCE = table(models.Evidence)
@@ -35,6 +35,7 @@ class EvidenceRepository:
             select(
                 EVIDENCE,
                 func.coalesce(latest_pdf_column(), PROOFS.c.pdf).label("proof_pdf"),
+                latest_seal_column().label("archive_seal"),
             )
             .outerjoin(PROOFS, PROOFS.c.evidence_id == EVIDENCE.c.id)
             .where(EVIDENCE.c.id == evidence_id)
