@@ -25,6 +25,7 @@ class Report:
     heads: int = 0
     published: int = 0
     journal: int = 0
+    archived: int = 0  # evidence whose seal has archive timestamps
     defects: int = 0
     findings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)

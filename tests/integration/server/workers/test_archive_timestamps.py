@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import io
+import json
+from pathlib import Path
 
 from pyhanko.pdf_utils.reader import PdfFileReader
 from sqlalchemy import select
 
 from lre.runtime import archival
+from lre.server.audit.reading import Report
+from lre.server.audit.verify import verify_log
 from lre.server.bootstrap.wiring import build_archive
 from lre.server.config import ServerSettings
 from lre.server.domain.letters import EvidenceEvent
@@ -102,3 +107,53 @@ def test_a_sunset_the_tsa_does_not_outlive_is_recorded_but_not_renewed_in_a_loop
     later = dataclasses.replace(settings, archive_sunset="")
     assert ArchiveTimestamps(build_archive(later, world.stores, world.signer)).step()
     assert all(n == 2 for _, n in _coverage(world).values())
+
+
+def _archive_findings(report: Report) -> list[str]:
+    return [f for f in report.findings if "archive" in f or "compromised" in f or "expired" in f]
+
+
+def test_verify_log_checks_the_chains_and_refuses_what_a_compromised_key_sealed(
+    world: World, signer_process: SignerProcess, tmp_path: Path
+) -> None:
+    world.deposit()
+    settings = ServerSettings(seal_trust_anchors_file=signer_process.root_ca)
+    worker = ArchiveTimestamps(build_archive(settings, world.stores, world.signer))
+    while worker.step():
+        pass
+    url = world.engine.url.render_as_string(hide_password=False)
+    report = verify_log(url, signer_process.root_ca)
+    assert _archive_findings(report) == [] and report.archived == len(_evidence_ids(world))
+    assert any("proven to exist at its signature timestamp" in n for n in report.notes)
+
+    seal = world.signer.certificate_chain("seal")[0]
+    keys = tmp_path / "compromised.json"
+    since = world.clock.now - dt.timedelta(days=1)
+    keys.write_text(
+        json.dumps(
+            {
+                "keys": [
+                    {
+                        "certificateSha256": hashlib.sha256(seal).hexdigest(),
+                        "compromisedAt": since.isoformat(),
+                    }
+                ]
+            }
+        ),
+        encoding="utf-8",
+    )
+    refused = verify_log(url, signer_process.root_ca, compromised=keys)
+    found = _archive_findings(refused)
+    assert len(found) == report.archived and all(
+        "after the seal key was declared compromised" in f for f in found
+    ), found
+
+    # A renewed seal that lost an archive timestamp no longer passes.
+    with db.sessions(world.engine).begin() as session:
+        row = session.execute(select(models.EvidenceArchiveVersion)).scalars().first()
+        assert row is not None
+        original = session.get(models.Evidence, row.evidence_id)
+        assert original is not None
+        row.seal = original.seal
+    changed = verify_log(url, signer_process.root_ca)
+    assert any("archived seal version 1 holds 0 archive timestamps" in f for f in changed.findings)
