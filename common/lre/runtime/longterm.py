@@ -47,6 +47,7 @@ class Verdict:
     level: str  # "B-LT" (signature timestamp only) or "B-LTA"
     problem: str | None
     detail: str
+    ends: dt.datetime  # when the last timestamp's certificates expire
 
 
 def load_compromises(path: Path) -> dict[str, Compromise]:
@@ -83,8 +84,10 @@ def assess(
         f" {_at(last.expires)}"
     )
     if problem:
-        return Verdict(None, level, problem, detail)
-    return Verdict(first.time, level, None, f"proven to exist at {_at(first.time)} ({detail})")
+        return Verdict(None, level, problem, detail, last.expires)
+    return Verdict(
+        first.time, level, None, f"proven to exist at {_at(first.time)} ({detail})", last.expires
+    )
 
 
 def _compromise(

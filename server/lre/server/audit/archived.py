@@ -73,9 +73,18 @@ def check(
         )
 
 
-class _Verdict:
-    def __init__(self, links: list[longterm.Link]) -> None:
-        self.ends = links[-1].expires
+def assess_seal(
+    seal: bytes,
+    archived: bytes | None,
+    seals: SealChecker | None,
+    compromised: dict[str, longterm.Compromise],
+    now: dt.datetime,
+) -> tuple[str | None, str]:
+    """Why the seal (and its renewal) no longer proves its evidence, or None
+    and what proves it since when."""
+    version = len(archival.stamps(archived)) if archived is not None else None
+    problem, verdict = _one(seal, archived, version, seals, compromised, now)
+    return problem, verdict.detail if verdict else ""
 
 
 def _one(
@@ -85,7 +94,7 @@ def _one(
     seals: SealChecker | None,
     compromised: dict[str, longterm.Compromise],
     now: dt.datetime,
-) -> tuple[str | None, _Verdict | None]:
+) -> tuple[str | None, longterm.Verdict | None]:
     if archived is not None:
         if not archival.same_signature(seal, archived):
             return "its archived seal is not its seal extended", None
@@ -114,7 +123,7 @@ def _one(
         links.append(_link(token, pool))
     signer = _signer(signer_info, pool)
     verdict = longterm.assess(hashlib.sha256(signer.dump()).hexdigest(), links, now, compromised)
-    return verdict.problem, _Verdict(links)
+    return verdict.problem, verdict
 
 
 def _link(token: cms.ContentInfo, pool: list[asn1_x509.Certificate]) -> longterm.Link:

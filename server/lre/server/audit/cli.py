@@ -65,6 +65,8 @@ def export_command(settings: ServerSettings, start: str, end: str, out: Path) ->
 
 def verify_export_command(settings: ServerSettings, out: Path, anchors: Path | None) -> int:
     report = archive.verify_export(out, anchors or settings.seal_trust_anchors_file)
+    for line in report.proven:
+        print(line)
     for line in report.findings:
         print(f"PROBLEM {line}")
     for line in report.notes:

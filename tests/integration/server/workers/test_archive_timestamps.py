@@ -17,11 +17,13 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 from sqlalchemy import select
 
 from lre.runtime import archival
+from lre.server.audit import archive as archive_export
 from lre.server.audit.reading import Report
 from lre.server.audit.verify import verify_log
 from lre.server.bootstrap.wiring import build_archive
 from lre.server.config import ServerSettings
 from lre.server.domain.letters import EvidenceEvent
+from lre.server.services.events import EventLog
 from lre.server.storage import db, models
 from lre.server.workers.archive_timestamps import ArchiveTimestamps
 from tests.support.signer import SignerProcess
@@ -157,3 +159,31 @@ def test_verify_log_checks_the_chains_and_refuses_what_a_compromised_key_sealed(
         row.seal = original.seal
     changed = verify_log(url, signer_process.root_ca)
     assert any("archived seal version 1 holds 0 archive timestamps" in f for f in changed.findings)
+
+
+def test_verify_export_names_the_instant_each_renewed_evidence_is_proven(
+    world: World, signer_process: SignerProcess, tmp_path: Path
+) -> None:
+    events = EventLog(world.stores, world.clock, world.signer, "Test provider")
+    start = world.clock.now
+    letters = [world.deposit() for _ in range(2)]
+    world.clock.advance(seconds=1)
+    events.sequence()
+    assert events.seal_head() is not None
+    settings = ServerSettings(seal_trust_anchors_file=signer_process.root_ca)
+    worker = ArchiveTimestamps(build_archive(settings, world.stores, world.signer))
+    while worker.step():
+        pass
+    out = tmp_path / "export"
+    archive_export.export(world.engine, start, world.clock.now, out, signer_process.root_ca)
+    renewed = sorted((out / "evidence").glob("*.archive.p7m"))
+    assert len(renewed) == len(letters)
+    report = archive_export.verify_export(out, signer_process.root_ca)
+    assert report.ok, report.findings
+    assert len(report.proven) == len(letters)
+    assert all("proven to exist at" in p and "B-LTA: 1 archive" in p for p in report.proven)
+
+    # One evidence's renewal swapped for another's: named, beside the manifest's finding.
+    renewed[0].write_bytes(renewed[1].read_bytes())
+    findings = archive_export.verify_export(out, signer_process.root_ca).findings
+    assert any("its archived seal is not its seal extended" in f for f in findings), findings
