@@ -59,9 +59,10 @@ class ValidationData:
     certificates: tuple[bytes, ...]
     crls: tuple[bytes, ...]
     roots: tuple[bytes, ...]  # the trust anchors the TSA chains lead to
-    # Fetch revocation data (CRL distribution points, OCSP responders) where
-    # the certificates name them, beside the CRLs above.
-    fetch: bool = False
+    # Revocation data fetched (CRL distribution points, OCSP responders)
+    # where the certificates name them, beside the CRLs above; the DSS keeps
+    # what was fetched.
+    fetch: bool = True
 
     def context(self) -> ValidationContext:
         return ValidationContext(
@@ -69,7 +70,9 @@ class ValidationData:
             other_certs=[asn1_x509.Certificate.load(c) for c in self.certificates],
             crls=[asn1_crl.CertificateList.load(c) for c in self.crls],
             allow_fetching=self.fetch,
-            revocation_mode="soft-fail" if self.fetch else "hard-fail",
+            # A certificate naming a source that cannot answer is not taken
+            # as unrevoked: the renewal waits (the worker retries).
+            revocation_mode="hard-fail",
         )
 
 
