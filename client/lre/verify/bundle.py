@@ -81,7 +81,14 @@ def _verify(
     signature = _check_pdf(report, bundle, trusted, certs, provider)
     roots = [c for chain in certs.values() for c in chain if c.self_signed == "maybe"]
     check_longterm(
-        report, bundle, [*certs.values()], crls, trusted or roots, signature, compromised
+        report,
+        bundle,
+        [*certs.values()],
+        crls,
+        trusted or roots,
+        signature,
+        compromised,
+        provider,
     )
     check_log(report, bundle, evidence_name)
     check_readme(report, bundle)

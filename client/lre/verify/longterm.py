@@ -23,6 +23,7 @@ from lre.runtime import bundle_layout as layout
 from lre.verify import chains, cms, pdf
 from lre.verify.checks import Bundle, check
 from lre.verify.cms import SealProblem
+from lre.verify.provider import Provider
 from lre.verify.report import Report
 
 
@@ -142,13 +143,16 @@ def check_longterm(
     anchors: list[asn1_x509.Certificate],
     signature: pdf.PdfSignature | None,
     compromised: dict[str, longterm.Compromise],
+    provider: Provider | None,
 ) -> None:
-    """Until when the evidence seal and the PDF proof are proven, each a check."""
+    """Until when the evidence seal and the PDF proof are proven, each a check;
+    with ``provider``, every archive or document timestamp by a TSA it declared."""
     others = [c for chain in chains_ for c in chain]
     when = now()
     with check(report, "evidence seal: archive timestamps") as ok:
         archived = bundle.members.get(layout.EVIDENCE_ARCHIVE_SEAL)
         signer, links = seal_links(bundle[layout.EVIDENCE_SEAL], archived, others, anchors, crls)
+        _declared(links, provider)
         verdict = longterm.assess(sha256_hex(signer), links, when, compromised)
         if verdict.problem:
             raise SealProblem(f"{verdict.problem} ({verdict.detail})")
@@ -157,7 +161,18 @@ def check_longterm(
         if signature is None:
             raise SealProblem("the PDF's signature did not verify")
         links = pdf_links(bundle[layout.PROOF_PDF], signature.timestamp, anchors, anchors)
+        _declared(links, provider)
         verdict = longterm.assess(sha256_hex(signature.certificate), links, when, compromised)
         if verdict.problem:
             raise SealProblem(f"{verdict.problem} ({verdict.detail})")
         ok(verdict.detail)
+
+
+def _declared(links: list[longterm.Link], provider: Provider | None) -> None:
+    """The archive timestamps are the provider's, as its signature timestamps are."""
+    for n, stamp in enumerate(links[1:], 1):
+        if provider is not None and bytes.fromhex(stamp.key) not in provider.tsas:
+            raise SealProblem(
+                f"archive timestamp {n} is by {stamp.name}, which is not a timestamp authority"
+                " the provider declared"
+            )

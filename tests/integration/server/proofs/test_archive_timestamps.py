@@ -272,8 +272,28 @@ def test_a_compromised_key_refuses_what_it_signed_after_and_keeps_what_another_k
     assert report[check].startswith("proven to exist at"), report[check]
 
 
-def _in_process(bundle: Path, setup: Setup, compromised: dict[str, Compromise]) -> dict[str, str]:
-    provider = Provider.of(load_certificates(setup.provider.read_bytes()))
+def test_an_archive_timestamp_by_a_tsa_the_provider_did_not_declare_is_named(
+    setup: Setup, bundles: dict[str, Path], tmp_path: Path
+) -> None:
+    declared = tmp_path / "provider.pem"
+    own = (
+        setup.client.certificate_chain("seal")[0],
+        setup.client.certificate_chain("timestamping")[0],
+    )
+    declared.write_bytes(
+        b"".join(x509.load_der_x509_certificate(c).public_bytes(Encoding.PEM) for c in own)
+    )
+    report = _in_process(bundles["b-lta"], setup, {}, declared)
+    detail = report["evidence seal: archive timestamps"]
+    assert (
+        "archive timestamp 2 is by OpenSSL Test TSA, which is not a timestamp authority" in detail
+    )
+
+
+def _in_process(
+    bundle: Path, setup: Setup, compromised: dict[str, Compromise], declared: Path | None = None
+) -> dict[str, str]:
+    provider = Provider.of(load_certificates((declared or setup.provider).read_bytes()))
     anchors = [_der(r) for r in setup.roots]
     report = verify_bundle(bundle.read_bytes(), anchors, provider, compromised)
     return {c.name: c.detail for c in report.checks}
