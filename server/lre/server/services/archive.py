@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 from asn1crypto import pem
 from asn1crypto import x509 as asn1_x509
 
+from lre.server.domain.errors import WriteConflict
 from lre.server.proofs import archive
 from lre.server.storage.archive import Archived
 from lre.server.storage.store import Stores
@@ -88,13 +89,21 @@ class ArchiveRenewal:
         data, reach = self._validation()
         if self._policy.sunset is not None:
             reach = min(reach, self._policy.sunset)
-        with self._stores.begin() as store:
-            due = store.archive.lock_due(now + self._policy.renew_before, reach, self._policy.batch)
-            for item in due:
-                renewed = self._renewed(item, data)
-                until = archive.covered_until(renewed.seal, self._policy.sunset)
-                store.archive.add_version(renewed, until, now)
-        return len(due)
+        with self._stores.read() as store:
+            due = store.archive.due(now + self._policy.renew_before, reach, self._policy.batch)
+        done = 0
+        # Timestamps are asked for outside any transaction (SQLite would hold
+        # its write lock meanwhile); each renewal is then its own short write.
+        for item in due:
+            renewed = self._renewed(item, data)
+            until = archive.covered_until(renewed.seal, self._policy.sunset)
+            try:
+                with self._stores.begin() as store:
+                    store.archive.add_version(renewed, until, now)
+            except WriteConflict:
+                continue  # another worker renewed it meanwhile: its version stands
+            done += 1
+        return done
 
     def _renewed(self, item: Archived, data: archive.ValidationData) -> Archived:
         seal = archive.archive_seal(item.seal, self._stamper, data)

@@ -59,11 +59,12 @@ class ArchiveRepository:
                 ],
             )
 
-    def lock_due(self, before: dt.datetime, below: dt.datetime, batch: int) -> list[Archived]:
+    def due(self, before: dt.datetime, below: dt.datetime, batch: int) -> list[Archived]:
         """Evidence without an archive timestamp yet, and evidence covered
         only until ``before`` or earlier (and not already until ``below``,
         what a renewal now would give), soonest first, with their latest seal
-        and PDF; rows another worker holds are skipped."""
+        and PDF. Not locked: two workers may renew the same evidence, and the
+        second's version conflicts with the first's (``add_version``)."""
         due = (
             select(COVERAGE.c.evidence_id)
             .where(
@@ -74,7 +75,6 @@ class ArchiveRepository:
             )
             .order_by(COVERAGE.c.covered_until)
             .limit(batch)
-            .with_for_update(skip_locked=True)
         )
         ids = [row.evidence_id for row in self._db.execute(due)]
         return [self.latest(evidence_id) for evidence_id in ids]
@@ -98,6 +98,7 @@ class ArchiveRepository:
         return Archived(evidence_id, version.seal, version.pdf or row.pdf, version.version)
 
     def add_version(self, renewed: Archived, covered_until: dt.datetime, now: dt.datetime) -> None:
+        """WriteConflict (from the unit of work) when that version exists."""
         self._db.execute(
             insert(VERSIONS),
             [
