@@ -4,12 +4,19 @@ with them (the outbox sends each notice and each sender's proof of deposit,
 whose PDF it renders, has the signer sign, and stores; the sequencer and
 tree heads run too), measured in the same run on fresh stacks.
 
+Then, on a third fresh stack with the workers on, letters offered at a
+quarter of the workers-off rate for ``--hold`` seconds: how long after its
+deposit each sender's proof-of-deposit e-mail (with its PDF) and each
+recipient's notice were handed to the mail server (the outbox rows'
+``sent_time`` against the letters' ``deposit_time``; one still unsent 30 s
+after the load counts as never), and the outbox backlog sampled every 5 s.
+
 PostgreSQL, two server processes and two signer processes (as
 bench/deposit_throughput.py), mail to a Maildir,
 bounded in time. Prints deposits/s with p50/p99 for both, the ratio, and the
 proof PDFs made during the busy window (lre_proof_pdfs_made on the server's
 /metrics). Usage:
-  python bench/proof_cost.py [--seconds 10] [--postgres URL]
+  python bench/proof_cost.py [--seconds 10] [--hold 300] [--postgres URL]
 """
 
 from __future__ import annotations
@@ -18,11 +25,15 @@ import argparse
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
+
+from sqlalchemy import create_engine, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -36,6 +47,69 @@ def _made(metrics_url: str) -> float:
         text = response.read().decode()
     found = re.search(r"^lre_proof_pdfs_made_total (\S+)$", text, re.MULTILINE)
     return float(found.group(1)) if found else 0.0
+
+
+# Messages not yet handed off (the server's gauge is refreshed only when a
+# dispatcher is idle, so it is read from the table).
+BACKLOG = text("SELECT count(*) FROM outbox_messages WHERE state IN ('pending', 'sending')")
+
+
+# The hand-off of each outbox message of a kind after its letter's deposit,
+# in seconds (NULL: not handed off).
+DELAYS = text(
+    "SELECT EXTRACT(EPOCH FROM o.sent_time - l.deposit_time) FROM outbox_messages o"
+    " JOIN letters l ON l.id = o.letter_id WHERE o.kind = :kind"
+)
+
+
+def _paced(seconds: float, postgres: str, rate: float) -> dict[str, object]:
+    """Workers on, ``rate`` letters/s offered for ``seconds``: the hand-off
+    delays of the proofs of deposit and of the notices, the backlog sampled."""
+    metrics = f"127.0.0.1:{free_port()}"
+    with running_stack(
+        server_processes=2,
+        signer_processes=2,
+        postgres=postgres,
+        run_workers=True,
+        settings={"LRE_SERVER_OUTBOX_INTERVAL_S": "0.2", "LRE_SERVER_METRICS_ADDRESS": metrics},
+    ) as stack:
+        engine = create_engine(stack.database_url)
+        samples: list[int] = []
+        done = threading.Event()
+
+        def backlog() -> int:
+            with engine.connect() as connection:
+                return int(connection.execute(BACKLOG).scalar_one())
+
+        def sample() -> None:
+            while not done.wait(5.0):
+                samples.append(backlog())
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        result = deposits(stack.address, stack.sender_token, stack.recipient, seconds, rate=rate)
+        done.set()
+        drain_until = time.monotonic() + 30
+        while time.monotonic() < drain_until and backlog() > 0:
+            time.sleep(1)
+        with engine.connect() as connection:
+            delays = {
+                kind: sorted(
+                    float("inf") if d is None else float(d)
+                    for (d,) in connection.execute(DELAYS, {"kind": kind})
+                )
+                for kind in ("proof", "letter_waiting")
+            }
+        engine.dispose()
+    summary: dict[str, object] = {**result, "backlog": samples}
+    for kind, values in delays.items():
+        summary[kind] = {
+            "count": len(values),
+            "p50": statistics.median(values) if values else None,
+            "p90": values[int(len(values) * 0.9)] if values else None,
+            "max": values[-1] if values else None,
+        }
+    return summary
 
 
 def _run(seconds: float, postgres: str, workers: bool) -> tuple[dict[str, float], float]:
@@ -59,9 +133,14 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--hold", type=float, default=300.0)
     parser.add_argument("--postgres", default=POSTGRES)
-    parser.add_argument("--phase", choices=["off", "on"], help=argparse.SUPPRESS)
+    parser.add_argument("--phase", choices=["off", "on", "paced"], help=argparse.SUPPRESS)
+    parser.add_argument("--rate", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.phase == "paced":
+        print(json.dumps(_paced(args.hold, args.postgres, args.rate)))
+        return 0
     if args.phase:  # one stack, in a process of its own (the token library is per process)
         result, pdfs = _run(args.seconds, args.postgres, workers=args.phase == "on")
         print(json.dumps({**result, "pdfs": pdfs}))
@@ -86,6 +165,25 @@ def main() -> int:
             f"  p99 {r['p99_ms']:7.1f} ms  PDF proofs made {r['pdfs']:4.1f}/s"
         )
     print(f"ratio on/off: {phases['on']['rate'] / phases['off']['rate']:.2f}")
+    rate = phases["off"]["rate"] / 4
+    run = subprocess.run(
+        [sys.executable, __file__, "--hold", str(args.hold), "--postgres", args.postgres,
+         "--phase", "paced", "--rate", f"{rate:.2f}"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    paced = json.loads(run.stdout.strip().splitlines()[-1])
+    print(
+        f"workers on, {rate:.1f} letters/s offered (a quarter) for {args.hold:.0f} s:"
+        f" {paced['rate']:.1f} deposits/s, p99 {paced['p99_ms']:.1f} ms"
+    )
+    for kind, label in (("proof", "proof of deposit e-mail"), ("letter_waiting", "notice")):
+        d = paced[kind]
+        print(
+            f"  {label:25} {d['count']:6d} handed off after deposit:"
+            f" p50 {d['p50']:.2f} s  p90 {d['p90']:.2f} s  max {d['max']:.2f} s"
+        )
+    backlog = paced["backlog"]
+    print(f"  outbox backlog every 5 s: max {max(backlog, default=0):.0f}, samples {backlog}")
     return 0
 
 

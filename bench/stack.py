@@ -124,6 +124,14 @@ def running_stack(
                 email="r@example.org",
                 **fields,
             )
+            # A gateway's word that a company is professional is a claim; the
+            # operator's decision is what lets it receive without consent.
+            stub.SetProfessionalStatus(
+                identity_pb2.SetProfessionalStatusRequest(
+                    party=recipient, professional=True, basis="Kbis extract", operator_id="bench"
+                ),
+                timeout=10,
+            )
         yield Stack(
             address,
             f"127.0.0.1:{signer_port}",

@@ -32,7 +32,13 @@ OK, DENIED = grpc.StatusCode.OK, grpc.StatusCode.PERMISSION_DENIED
 UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
 # Whose data or credentials these act on: the party's own session, or staff for reads.
 OWN_ONLY = {"SetPassword", "EnrollTotp", "SendEmailCode"}
-OWN_OR_STAFF = {"GetParty", "ListIdentityRecords", "ListConsents", "ListPartyCorrections"}
+OWN_OR_STAFF = {
+    "GetParty",
+    "ListIdentityRecords",
+    "ListConsents",
+    "ListPartyCorrections",
+    "ExportPartyData",
+}
 # Consent is the recipient's: its own session, or an operator recording it.
 # So is a professional status: an operator's decision, or the party's own statement.
 RECIPIENT_OR_OPERATOR = {
@@ -117,6 +123,11 @@ def _requests(target: str, other: str) -> dict[str, Message]:
             name=f"{target}/consents/00000000-0000-0000-0000-000000000000"
         ),
         "ListConsents": i.ListConsentsRequest(recipient=target),
+        # No such party: an erasure that succeeded would take the matrix's sessions.
+        "ErasePartyData": i.ErasePartyDataRequest(
+            party="parties/00000000-0000-0000-0000-000000000000", operator_id="op"
+        ),
+        "ExportPartyData": i.ExportPartyDataRequest(party=target),
     }
 
 
@@ -132,6 +143,7 @@ JUDGED = {
     "EnrollCredentials": {UNAUTHENTICATED},  # the wrong code
     "CreateSession": {UNAUTHENTICATED},  # the wrong password
     "RevokeSession": {UNAUTHENTICATED},  # no such session
+    "ErasePartyData": {grpc.StatusCode.NOT_FOUND},  # operators only; no such party
 }
 
 

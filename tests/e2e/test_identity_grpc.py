@@ -29,7 +29,7 @@ from tests.support.clients import confirm_professional, create_party, deposit_le
 from tests.support.parties import outbox_enrolment_code
 from tests.support.processes import BIN, free_port, running, wait_for
 from tests.support.proofing import AUDIENCE, BROKER, CA, ISSUER, person_subject
-from tests.support.rpc import SERVING, health_status
+from tests.support.rpc import SERVING, error_info, health_status
 from tests.support.signer import SignerProcess
 
 PASSWORD = "correct horse battery staple"
@@ -362,3 +362,34 @@ def test_each_proofing_method_yields_a_session_custody_accepts_but_low(
             deposit_letter(custody, token, recipient.name, f"dep-{party.name}")
         assert refused_sender.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         assert why in (refused_sender.value.details() or "")
+
+    # Personal data: the addressee of letters still in progress may not be
+    # erased (the reason in ErrorInfo); a party without letters may; a party
+    # gets what the service holds on it as JSON.
+    kept = _error(
+        lambda: stub.ErasePartyData(
+            identity_pb2.ErasePartyDataRequest(party=recipient.name, operator_id="desk-1")
+        )
+    )
+    assert kept.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert error_info(kept)[0] == "LETTER_IN_PROGRESS"
+    exported = stub.ExportPartyData(identity_pb2.ExportPartyDataRequest(party=by_document.name))
+    held = json.loads(exported.data)
+    assert exported.content_type == "application/json" and held["format"] == "lre-personal-data/1"
+    assert held["party"]["email"] == "camille@example.org" and len(held["letters"]) == 1
+    assert [r["method"] for r in held["identityRecords"]] == ["document_check"]
+    assert (
+        "password" not in exported.data.decode() and "digest_salt" not in held["identityRecords"][0]
+    )
+    # A refused deposit is a final letter whose proof the sender keeps a year.
+    rejected = _error(
+        lambda: stub.ErasePartyData(
+            identity_pb2.ErasePartyDataRequest(party=by_eid_low.name, operator_id="desk-1")
+        )
+    )
+    assert error_info(rejected)[0] == "EVIDENCE_UNDER_RETENTION"
+    unused = create_party(stub, "m-6")
+    erased = stub.ErasePartyData(
+        identity_pb2.ErasePartyDataRequest(party=unused.name, operator_id="desk-1")
+    )
+    assert erased.HasField("erase_time") and (erased.email, erased.family_name) == ("", "")

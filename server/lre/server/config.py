@@ -170,8 +170,10 @@ class ServerSettings:
     # Days after the notification on which an unanswered letter is recalled to
     # its recipient, comma-separated (1 to 14; empty: no reminders).
     reminder_days: str = "7,13"
-    # The outbox dispatcher runs in this process unless disabled (then as its own deployment).
+    # The workers run in this process unless disabled (then as their own
+    # deployment); the outbox in this many lanes, each claiming its own batch.
     run_workers: bool = True
+    outbox_lanes: int = 2
     outbox_interval_s: float = 1.0
     outbox_max_attempts: int = 12
     outbox_first_retry_s: float = 30.0
@@ -204,11 +206,8 @@ class ServerSettings:
     # its TSAs' certificates: `verify-log` requires every seal and timestamp
     # to be by one of them (`lre-signer dev-setup` writes one).
     provider_certificates_file: Path | None = None
-    # Archive timestamps (docs/evidence.md, "Archive timestamps"): renewed this many
-    # days before the last timestamp's certificates expire, or before the sunset
-    # (an ISO date: when its algorithms stop being trusted); by this TSA's URL
-    # ("": the signer's own), whose chain and CAs' CRLs (PEM) are added to what it
-    # renews; at most `archive_batch` evidence each run, every `archive_interval_s`.
+    # Archive timestamps, renewed before their certificates expire or the sunset
+    # (a date), by this TSA ("": the signer's); docs/configuration.md says more.
     archive_renew_days: int = 90
     archive_sunset: str = ""
     archive_tsa_url: str = ""
@@ -227,10 +226,13 @@ class ServerSettings:
     tree_head_export: str = ""
     # How often letters are counted by state for the lre_letters gauge.
     census_interval_s: float = 30.0
-    # Letter content is deleted this many days after deposit once the letter is
-    # final (at least 30), unless on legal hold; evidence is kept.
+    # Content deleted this many days after deposit once final (at least 30), unless
+    # on legal hold; personal data on its schedule (domain.retention, docs/operations.md).
     content_retention_days: int = 365
     retention_interval_s: float = 3600.0
+    party_retention_days: int = 2190
+    inactive_party_retention_days: int = 365
+    session_retention_days: int = 180
     # Where letters' content (ciphertext only) is kept: "database" (the
     # zero-setup default) or "s3", an S3-compatible object store (Ceph RGW,
     # MinIO, SeaweedFS, AWS S3; docs/operations.md, "Content storage"). With
@@ -299,9 +301,8 @@ class ServerSettings:
         try:
             networks = outbound.parse_networks(self.webhook_allowed_networks)
         except ValueError:
-            raise config.ConfigError(
-                "LRE_SERVER_WEBHOOK_ALLOWED_NETWORKS: comma-separated networks, as 10.1.0.0/16"
-            ) from None
+            problem = "comma-separated networks, as 10.1.0.0/16"
+            raise config.ConfigError(f"LRE_SERVER_WEBHOOK_ALLOWED_NETWORKS: {problem}") from None
         return networks if self.require_tls else (*networks, *outbound.LOOPBACK)
 
     def secrets_key(self) -> SecretsKeys:

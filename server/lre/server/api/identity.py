@@ -19,6 +19,7 @@ from lre.server.api.identity_convert import (
     record_message,
 )
 from lre.server.api.names import parse_id
+from lre.server.api.personal_data import PersonalDataCalls
 from lre.server.api.policy import OPERATOR, current_caller, source_of
 from lre.server.domain.corrections import Names
 from lre.server.domain.errors import AuthenticationRequired, FailedPrecondition, InvalidArgument
@@ -29,6 +30,7 @@ from lre.server.domain.identity import (
 )
 from lre.server.services.identity import IdentityService, NewParty, ProfessionalDecision
 from lre.server.services.identity.corrections import CorrectionService
+from lre.server.services.identity.erasure import ErasureService
 from lre.v1 import identity_pb2, identity_pb2_grpc
 
 
@@ -39,12 +41,16 @@ def _consent_id(name: str) -> tuple[str, str]:
     return parts[1], parts[3]
 
 
-class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
+class IdentityServicer(PersonalDataCalls, identity_pb2_grpc.IdentityServiceServicer):
     def __init__(
-        self, service: IdentityService, corrections: CorrectionService | None = None
+        self,
+        service: IdentityService,
+        corrections: CorrectionService | None = None,
+        erasure: ErasureService | None = None,
     ) -> None:
         self._service = service
         self._corrections = corrections
+        self._erasure = erasure
 
     def _correcting(self) -> CorrectionService:
         if self._corrections is None:
@@ -337,6 +343,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
                 recipient_id,
                 parse_id(request.sender, "sender", "parties"),
                 request.method,
+                request.consent_form_sha256,
             )
             return consent_message(consent)
 

@@ -55,6 +55,7 @@ def party_message(party: Party, level: AssuranceLevel | None) -> identity_pb2.Pa
         professional_basis=BASES[party.professional_basis]
         if party.professional_basis
         else identity_pb2.PROFESSIONAL_BASIS_UNSPECIFIED,
+        erase_time=timestamp(party.erase_time),
     )
 
 
@@ -77,6 +78,8 @@ def consent_message(consent: Consent) -> identity_pb2.Consent:
         grant_time=timestamp(consent.grant_time),
         method=consent.method,
         withdraw_time=timestamp(consent.withdraw_time),
+        actor=consent.actor or "",
+        consent_form_sha256=consent.form_sha256 or "",
     )
 
 

@@ -82,6 +82,10 @@ POLICY: dict[str, frozenset[Role]] = {
     _I + "GrantConsent": PORTALS | {OPERATOR},
     _I + "WithdrawConsent": PORTALS | {OPERATOR},
     _I + "ListConsents": PORTALS | {AUDITOR},
+    # Erasure on request is an operator's act; the export, the party's own
+    # session (checked by the servicer) or an operator.
+    _I + "ErasePartyData": frozenset({OPERATOR}),
+    _I + "ExportPartyData": PORTALS | {OPERATOR},
     _N + "VerifyNotification": PORTALS,
     # The recipient's way in from its notice: the recipients' portal only.
     _N + "ClaimLetter": frozenset({RECIPIENT}),

@@ -5,8 +5,9 @@ checks with no database and none of our code but this file and the domain.
 The archive holds every entry dated in the period with its leaf and its
 RFC 9162 inclusion proof in the first sealed head that covers them all; that
 head and the latest one with their documents and seals, and the consistency
-proof between them; each entry's evidence document and seal; the trust
-anchors; and a manifest with the SHA-256 of every file, written last. It is
+proof between them; each entry's evidence document and seal; the identity
+records and consents the journal's entries bind (``lre.server.audit.personal``);
+the trust anchors; and a manifest with the SHA-256 of every file, written last. It is
 built under ``OUT.partial`` and renamed to ``OUT`` only when complete, so an
 interrupted export is never mistaken for one."""
 
@@ -27,6 +28,7 @@ from sqlalchemy import Engine, select
 
 from lre.server.audit import archived
 from lre.server.audit.journal import leaf_problems
+from lre.server.audit.personal import Checked, Exported, check_entry, export_entry
 from lre.server.audit.seals import SealChecker
 from lre.server.domain import log
 from lre.server.storage import db, models
@@ -87,6 +89,7 @@ def export(
         nodes = LogRepository(session).node()
         archives = ArchiveRepository(session)
         entries = evidence = journal = 0
+        people = Exported()
         with (partial / "entries.jsonl").open("wb") as lines:
             for entry, item in session.execute(in_period.execution_options(yield_per=1000)):
                 assert entry.seq is not None
@@ -98,7 +101,9 @@ def export(
                 }
                 lines.write(json.dumps(record, sort_keys=True).encode() + b"\n")
                 entries += 1
-                journal += entry.letter_id is None
+                if entry.letter_id is None:
+                    journal += 1
+                    export_entry(session, json.loads(entry.leaf), partial, people)
                 if item is not None:
                     (partial / "evidence" / f"{item.id}.json").write_bytes(item.document)
                     (partial / "evidence" / f"{item.id}.p7m").write_bytes(item.seal)
@@ -130,6 +135,7 @@ def export(
         "journal": journal,
         "head": head.number,
         "latestHead": latest.number,
+        **people.manifest(),
         "files": {name: _sha256(partial / name) for name in _files(partial)},
     }
     (partial / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
@@ -156,6 +162,11 @@ class ExportReport:
     entries: int = 0
     evidence: int = 0
     journal: int = 0
+    # Identity records and consents the journal entries bind, and the
+    # records whose personal data was erased before the export.
+    identity_records: int = 0
+    consents: int = 0
+    erased: int = 0
     findings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     # Each evidence and the instant its chain of timestamps proves it existed.
@@ -215,13 +226,18 @@ def verify_export(out: Path, anchors: Path | None) -> ExportReport:
             head[0], latest[0], head[1], latest[1], proof
         ):
             add(f"tree head {latest_number} is not proven to extend tree head {head_number}")
-    _entries(out, head, seals, report)
+    _entries(out, head, seals, report, set(manifest.get("erasedIdentityRecords") or []))
     counts = (
         ("entries", report.entries),
         ("evidence", report.evidence),
         ("journal", report.journal),
+        ("identityRecords", report.identity_records),
+        ("consents", report.consents),
     )
     for name, expected in counts:
+        # Exports made before identity records and consents were archived lack their counts.
+        if name in ("identityRecords", "consents") and name not in manifest:
+            continue
         if manifest.get(name) != expected:
             add(f"the manifest says {manifest.get(name)} {name}, the archive holds {expected}")
     return report
@@ -245,9 +261,14 @@ def _head(out: Path, number: int, seals: SealChecker | None, add: Any) -> tuple[
 
 
 def _entries(
-    out: Path, head: tuple[int, bytes], seals: SealChecker | None, report: ExportReport
+    out: Path,
+    head: tuple[int, bytes],
+    seals: SealChecker | None,
+    report: ExportReport,
+    erased: set[str],
 ) -> None:
     add = report.findings.append
+    people = Checked()
     try:
         lines = (out / "entries.jsonl").open("rb")
     except OSError:
@@ -273,10 +294,13 @@ def _entries(
                 report.journal += 1
                 for problem in leaf_problems(fields):
                     add(f"entry {index}: {problem}")
+                check_entry(out, index, fields, erased, people, add)
                 continue
             name = fields.get("evidence")
             if isinstance(name, str):
                 _evidence(out, index, name, fields, seals, report)
+    report.identity_records, report.consents = len(people.records), len(people.consents)
+    report.erased = people.erased
 
 
 def _evidence(

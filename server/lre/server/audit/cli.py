@@ -34,7 +34,8 @@ def verify_log_command(
     print(
         f"log {verdict}: {report.entries} entries ({report.unsequenced} not yet sequenced), "
         f"{report.letters} letters, {report.evidence} evidence, {report.journal} journal entries, "
-        f"{report.heads} sealed tree heads{against_text}"
+        f"{report.heads} sealed tree heads{against_text}, "
+        f"{report.erased} erased (personal data gone, proofs kept)"
     )
     return 0 if report.ok else 1
 
@@ -58,7 +59,8 @@ def export_command(settings: ServerSettings, start: str, end: str, out: Path) ->
         engine.dispose()
     print(
         f"exported {manifest['entries']} entries, {manifest['evidence']} evidence, "
-        f"{manifest['journal']} journal entries to {out}"
+        f"{manifest['journal']} journal entries, {manifest['identityRecords']} identity records, "
+        f"{manifest['consents']} consents to {out}"
     )
     return 0
 
@@ -74,6 +76,7 @@ def verify_export_command(settings: ServerSettings, out: Path, anchors: Path | N
     verdict = "verified" if report.ok else f"NOT verified ({len(report.findings)} problems)"
     print(
         f"export {verdict}: {report.entries} entries, {report.evidence} evidence, "
-        f"{report.journal} journal entries"
+        f"{report.journal} journal entries, {report.identity_records} identity records, "
+        f"{report.consents} consents, {report.erased} erased"
     )
     return 0 if report.ok else 1

@@ -19,6 +19,11 @@ states), and a correction no entry names was inserted behind the journal:
 ``verify-log`` reads earlier evidence against those former names, so they
 must be the ones the service recorded.
 
+A party's personal data erased by the service (a ``party_erased`` entry)
+leaves its identity records without details or salt: they are counted as
+erased, not named as changed; a party or record marked erased that no such
+entry covers was erased outside the service and is named.
+
 An entry appended after the last sealed head is vouched for only by the
 database until the next head (tree_head_interval_s): no check can tell an
 insider's journal entry appended there from the service's."""
@@ -42,6 +47,7 @@ E = models.LogEntry.__table__
 N = models.TreeNode.__table__
 R = models.IdentityRecord.__table__
 C = models.PartyCorrection.__table__
+P = models.Party.__table__
 
 
 def leaf_problems(leaf: dict[str, Any]) -> list[str]:
@@ -51,7 +57,7 @@ def leaf_problems(leaf: dict[str, Any]) -> list[str]:
     except ValueError:
         return [f"an unknown kind {str(leaf.get('kind'))[:40]!r}"]
     wrong = journal.problems(kind, leaf)
-    if leaf.get("format") != log.FORMAT or not isinstance(leaf.get("subject"), str):
+    if leaf.get("format") not in log.FORMATS or not isinstance(leaf.get("subject"), str):
         wrong.append("not in the log's format")
     return [f"a {kind.value} entry that {w}" for w in wrong]
 
@@ -88,6 +94,7 @@ def _journal_entries(connection: Connection, report: Report) -> None:
     )
     proofed = _Proofings(connection, report)
     corrected = _Corrections(connection, report)
+    erased: set[str] = set()
     for entry in rows:
         where = f"entry {entry.seq}" if entry.seq is not None else "an unsequenced journal entry"
         leaf = json_object(entry.leaf)
@@ -110,8 +117,25 @@ def _journal_entries(connection: Connection, report: Report) -> None:
             proofed.check(where, leaf)
         if leaf["kind"] == log.LogKind.PARTY_CORRECTED.value:
             corrected.check(where, leaf)
-    proofed.finish()
+        if leaf["kind"] == log.LogKind.PARTY_ERASED.value:
+            erased.add(str(leaf.get("subject")))
+    proofed.finish(erased)
     corrected.finish()
+    _erased_parties(connection, report, erased)
+
+
+def _erased_parties(connection: Connection, report: Report, journaled: set[str]) -> None:
+    """A party's data erased is the journal's word: a row erased without an
+    entry was erased (or its proofs hidden) outside the service."""
+    rows = connection.execute(select(P.c.id).where(P.c.erase_time.is_not(None)))
+    for (party_id,) in rows:
+        if f"parties/{party_id}" in journaled:
+            report.erased += 1
+        else:
+            report.add(
+                f"party {party_id}: marked erased without a journal entry "
+                "(erased outside the service)"
+            )
 
 
 class _Corrections:
@@ -164,6 +188,8 @@ class _Proofings:
         self._report = report
         self._matched = 0
         self._first: dt.datetime | None = None
+        # Erased records (where, party): the erasure entry may come later.
+        self._erased: list[tuple[str, str, str]] = []
 
     def check(self, where: str, leaf: dict[str, Any]) -> None:
         name = leaf.get("record")
@@ -177,9 +203,18 @@ class _Proofings:
             self._report.add(f"identity record {name} ({where}): is missing (deleted)")
             return
         record = records.from_row(IdentityRecord, row)
-        if journal.identity_record_digest(record) != leaf.get(
-            "recordSha256"
-        ) or f"parties/{record.party_id}" != leaf.get("subject"):
+        if record.erase_time is not None and f"parties/{record.party_id}" == leaf.get("subject"):
+            # Its details and salt are gone: nothing left to check the digest against.
+            self._erased.append((where, str(name), f"parties/{record.party_id}"))
+            self._matched += 1
+            return
+        digest = (
+            journal.identity_record_salted_digest(record)
+            if leaf.get("format") == log.FORMAT_V2
+            else journal.identity_record_digest(record)
+        )
+        stated = leaf.get("recordSaltedSha256", leaf.get("recordSha256"))
+        if digest != stated or f"parties/{record.party_id}" != leaf.get("subject"):
             self._report.add(
                 f"identity record {name} ({where}): is not the record journaled (changed)"
             )
@@ -188,7 +223,13 @@ class _Proofings:
         if self._first is None or record.proof_time < self._first:
             self._first = record.proof_time
 
-    def finish(self) -> None:
+    def finish(self, erased: set[str]) -> None:
+        for where, name, party in self._erased:
+            if party not in erased:
+                self._report.add(
+                    f"identity record {name} ({where}): erased without a journal entry "
+                    "(changed outside the service)"
+                )
         if self._first is None:
             return
         count = self._connection.scalar(

@@ -25,6 +25,9 @@ class Report:
     heads: int = 0
     published: int = 0
     journal: int = 0
+    # Parties and identity records whose personal data was erased, as the
+    # journal says: their rows can no longer be read against the proofs.
+    erased: int = 0
     archived: int = 0  # evidence whose seal has archive timestamps
     defects: int = 0
     findings: list[str] = field(default_factory=list)

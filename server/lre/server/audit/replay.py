@@ -54,12 +54,14 @@ def check(
             SENDER.company_name.label("s_company"),
             SENDER.email.label("s_email"),
             SENDER.registration_id.label("s_registration"),
+            SENDER.erase_time.label("s_erased"),
             RECIPIENT.kind.label("r_kind"),
             RECIPIENT.given_name.label("r_given"),
             RECIPIENT.family_name.label("r_family"),
             RECIPIENT.company_name.label("r_company"),
             RECIPIENT.email.label("r_email"),
             RECIPIENT.registration_id.label("r_registration"),
+            RECIPIENT.erase_time.label("r_erased"),
         )
         .outerjoin(SENDER, SENDER.id == L.c.sender_id)
         .outerjoin(RECIPIENT, RECIPIENT.id == L.c.recipient_id)

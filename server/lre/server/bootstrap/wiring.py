@@ -22,17 +22,13 @@ from lre.server.adapters.witness import WitnessPublisher, witnesses_from
 from lre.server.api.custody import CustodyServicer
 from lre.server.api.identity import IdentityServicer
 from lre.server.api.notification import NotificationServicer
+from lre.server.bootstrap.archive import build_archive
 from lre.server.clock import utcnow
 from lre.server.config import ServerSettings
 from lre.server.domain.identity import AssuranceLevel
+from lre.server.domain.retention import RetentionSchedule
 from lre.server.proofs import proof_pdf, summary_pdf
-from lre.server.proofs.archive import (
-    SignerTimeStamper,
-    ValidationData,
-    http_stamper,
-    is_self_signed,
-)
-from lre.server.services.archive import ArchivePolicy, ArchiveRenewal, pem_parts, reach_of
+from lre.server.services.archive import ArchiveRenewal
 from lre.server.services.custody import (
     CustodyPolicy,
     CustodyQueries,
@@ -51,6 +47,7 @@ from lre.server.services.custody.mailing_proofs import MailingProofs
 from lre.server.services.events import EventLog
 from lre.server.services.identity import EidBroker, IdentityPolicy, IdentityService
 from lre.server.services.identity.corrections import CorrectionService
+from lre.server.services.identity.erasure import ErasureService
 from lre.server.services.journal import SecurityJournal, SignerWatch
 from lre.server.services.notice_codes import NoticeCodes
 from lre.server.services.notification import NotificationPolicy, NotificationService
@@ -64,6 +61,7 @@ from lre.server.workers.census import Census
 from lre.server.workers.content_objects import ContentObjects
 from lre.server.workers.expiry import ExpirySweep
 from lre.server.workers.outbox import NoticeSealer, OutboxDispatcher, RetryPolicy
+from lre.server.workers.personal_data import PersonalDataEraser
 from lre.server.workers.retention import RetentionPurge
 from lre.server.workers.sequencer import Sequencer
 from lre.server.workers.signer_watch import SignerWatcher
@@ -171,42 +169,8 @@ class Services:
     content: ContentStore
     objects: ObjectStore | None
     corrections: CorrectionService
+    erasure: ErasureService
     archive: ArchiveRenewal
-
-
-def build_archive(settings: ServerSettings, stores: Stores, signer: SignerClient) -> ArchiveRenewal:
-    """The renewal of archive timestamps, by the configured TSA or the signer's."""
-    try:
-        day = dt.date.fromisoformat(settings.archive_sunset) if settings.archive_sunset else None
-    except ValueError:
-        raise ConfigError("LRE_SERVER_ARCHIVE_SUNSET: a date, as 2031-01-01") from None
-    external: tuple[list[bytes], list[bytes]] = ([], [])
-    if settings.archive_tsa_url:
-        if settings.archive_tsa_chain_file is None:
-            raise ConfigError("LRE_SERVER_ARCHIVE_TSA_CHAIN_FILE: required with a TSA URL")
-        external = pem_parts(settings.archive_tsa_chain_file.read_bytes())
-    anchors_file = settings.seal_trust_anchors_file
-    anchors = pem_parts(anchors_file.read_bytes())[0] if anchors_file else []
-
-    def validation() -> tuple[ValidationData, dt.datetime]:
-        data = signer.pdf_validation_data()
-        certificates = [*data.certificates, *external[0]]
-        roots = anchors or [c for c in certificates if is_self_signed(c)]
-        chain = external[0] or signer.certificate_chain("timestamping")
-        made = ValidationData(tuple(certificates), (*data.crls, *external[1]), tuple(roots))
-        return made, reach_of(chain)
-
-    stamper = (
-        http_stamper(settings.archive_tsa_url, 30.0)
-        if settings.archive_tsa_url
-        else SignerTimeStamper(signer.timestamp)
-    )
-    policy = ArchivePolicy(
-        dt.timedelta(days=settings.archive_renew_days),
-        dt.datetime.combine(day, dt.time(), dt.UTC) if day else None,
-        settings.archive_batch,
-    )
-    return ArchiveRenewal(stores, stamper, validation, policy, utcnow)
 
 
 def build_content(
@@ -296,8 +260,20 @@ def build_services(settings: ServerSettings, engine: Engine, signer: SignerClien
         content=content,
         objects=objects,
         corrections=CorrectionService(stores, signer.seal, settings.provider_name, utcnow),
+        erasure=ErasureService(stores, retention_schedule(settings), utcnow),
         archive=build_archive(settings, stores, signer),
     )
+
+
+def retention_schedule(settings: ServerSettings) -> RetentionSchedule:
+    try:
+        return RetentionSchedule(
+            party_after_last_letter=dt.timedelta(days=settings.party_retention_days),
+            party_without_letters=dt.timedelta(days=settings.inactive_party_retention_days),
+            sessions=dt.timedelta(days=settings.session_retention_days),
+        )
+    except ValueError as exc:
+        raise ConfigError(f"LRE_SERVER_PARTY_RETENTION_DAYS and related: {exc}") from None
 
 
 def build_workers(
@@ -306,17 +282,22 @@ def build_workers(
     """Each worker and the seconds it waits once it has nothing left to do."""
     stores = Stores(db.sessions(engine))
     smtp_password = read_secret(settings.smtp_password_file, "LRE_SERVER_SMTP_PASSWORD")
-    dispatcher = OutboxDispatcher(
-        stores,
-        transport_from_url(settings.mail_transport, smtp_password, settings.smtp_timeout_s),
-        services.notifications,
-        services.decisions,
-        RetryPolicy(
-            settings.outbox_max_attempts, dt.timedelta(seconds=settings.outbox_first_retry_s)
-        ),
-        utcnow,
-        settings.outbox_lease(),
-    )
+    # One transport for every lane: it keeps a connection per thread.
+    transport = transport_from_url(settings.mail_transport, smtp_password, settings.smtp_timeout_s)
+    dispatchers = [
+        OutboxDispatcher(
+            stores,
+            transport,
+            services.notifications,
+            services.decisions,
+            RetryPolicy(
+                settings.outbox_max_attempts, dt.timedelta(seconds=settings.outbox_first_retry_s)
+            ),
+            utcnow,
+            settings.outbox_lease(),
+        )
+        for _ in range(max(1, settings.outbox_lanes))
+    ]
     content = services.content
     housekeeping = (
         [(ContentObjects(content), settings.content_objects_interval_s)]
@@ -333,13 +314,14 @@ def build_workers(
         ),
         (TreeHeadSealer(services.events), settings.tree_head_interval_s),
         (SignerWatcher(services.signer_watch), settings.health_check_interval_s),
-        (dispatcher, settings.outbox_interval_s),
+        *((dispatcher, settings.outbox_interval_s) for dispatcher in dispatchers),
         (NoticeSealer(stores, services.decisions, utcnow), settings.outbox_interval_s),
         (ExpirySweep(stores, services.evidence, utcnow), settings.expiry_interval_s),
         (
             RetentionPurge(stores, dt.timedelta(days=settings.content_retention_days), utcnow),
             settings.retention_interval_s,
         ),
+        (PersonalDataEraser(services.erasure), settings.retention_interval_s),
         (ArchiveTimestamps(services.archive), settings.archive_interval_s),
     ]
 
@@ -349,7 +331,7 @@ def service_bindings(services: Services) -> list[ServiceBinding]:
         ServiceBinding(
             IDENTITY,
             identity_pb2_grpc.add_IdentityServiceServicer_to_server,
-            IdentityServicer(services.identity, services.corrections),
+            IdentityServicer(services.identity, services.corrections, services.erasure),
         ),
         ServiceBinding(
             CUSTODY,

@@ -81,6 +81,9 @@ class Party:
     professional_claimed: bool = False
     # On what ``professional`` rests, when it is True.
     professional_basis: ProfessionalBasis | None = None
+    # When the party's personal data was erased (domain.retention): its
+    # names, e-mail and address are gone, its letters' sealed evidence stays.
+    erase_time: dt.datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,10 @@ class IdentityRecord:
     expire_time: dt.datetime | None
     evidence_summary: str
     details: dict[str, Any]
+    # The salt of the record's lre-log/2 digest: erased with the details.
+    digest_salt: bytes | None = None
+    # When the record's personal data was erased (domain.retention).
+    erase_time: dt.datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -116,6 +123,11 @@ class Consent:
     method: str
     grant_time: dt.datetime
     withdraw_time: dt.datetime | None
+    # Who recorded it (a caller's certificate name, or "parties/{id}" for the
+    # party's own session) and the SHA-256 (hex) of the signed consent form;
+    # None on consents recorded before they were kept.
+    actor: str | None = None
+    form_sha256: str | None = None
 
 
 @dataclass(frozen=True)

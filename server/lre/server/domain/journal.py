@@ -21,19 +21,22 @@ from collections.abc import Mapping
 
 from lre.server.domain.evidence import _utc
 from lre.server.domain.identity import IdentityRecord
-from lre.server.domain.log import JournalRecord, LogKind
+from lre.server.domain.log import FORMAT, FORMAT_V2, JournalRecord, LogKind
 from lre.server.domain.records import MessageRecord
+from lre.server.domain.retention import salted_digest
 
 K = LogKind
 # kind -> (required fields, optional fields), besides format, kind, subject, eventTime.
 FIELDS: dict[LogKind, tuple[frozenset[str], frozenset[str]]] = {
+    # Who recorded the consent and the digest of its form: on consents
+    # recorded since they are kept.
     K.CONSENT_GRANTED: (
         frozenset({"recipientEmailHmac", "senderEmailHmac", "method"}),
-        frozenset(),
+        frozenset({"actor", "formSha256"}),
     ),
     K.CONSENT_WITHDRAWN: (
         frozenset({"recipientEmailHmac", "senderEmailHmac", "method"}),
-        frozenset(),
+        frozenset({"actor", "formSha256"}),
     ),
     # Who put the status in force ("operator", on the documents "evidence"
     # names, or the "party" itself); entries older than that rule name none.
@@ -51,10 +54,14 @@ FIELDS: dict[LogKind, tuple[frozenset[str], frozenset[str]]] = {
         frozenset({"correction", "documentSha256", "sealSha256", "operatorId"}),
         frozenset({"operatorCertificate"}),
     ),
+    # The stored record bound by its SHA-256 (lre-log/1) or, since lre-log/2,
+    # by a digest salted with a salt the record keeps and loses on erasure.
     K.IDENTITY_PROOFED: (
-        frozenset({"record", "method", "level", "recordSha256"}),
+        frozenset({"record", "method", "level"}),
         frozenset(
             {
+                "recordSha256",
+                "recordSaltedSha256",
                 "expireTime",
                 "operatorId",
                 "operatorCertificate",
@@ -69,6 +76,14 @@ FIELDS: dict[LogKind, tuple[frozenset[str], frozenset[str]]] = {
             }
         ),
     ),
+    # A party's personal data erased: on its schedule or its request (who
+    # decided), and how many rows of each kind went (domain.retention).
+    K.PARTY_ERASED: (
+        frozenset({"basis", "erased"}),
+        frozenset({"operatorId", "operatorCertificate"}),
+    ),
+    # A party's data exported to it (art. 15, 20): who asked.
+    K.PERSONAL_DATA_EXPORTED: (frozenset({"actor"}), frozenset()),
     K.PROOFING_REFUSED: (frozenset({"method", "reason"}), frozenset()),
     K.ENROLMENT_CODE_ISSUED: (frozenset({"expireTime"}), frozenset()),
     K.CREDENTIALS_ENROLLED: (frozenset({"factors"}), frozenset()),
@@ -99,6 +114,10 @@ FIELDS: dict[LogKind, tuple[frozenset[str], frozenset[str]]] = {
     K.SIGNER_UP: (frozenset({"observer"}), frozenset()),
 }
 FIXED = frozenset({"format", "kind", "subject", "eventTime"})
+# Fields a kind must carry in one leaf format and may not in the other.
+VERSIONED: dict[LogKind, dict[str, str]] = {
+    K.IDENTITY_PROOFED: {FORMAT: "recordSha256", FORMAT_V2: "recordSaltedSha256"},
+}
 
 
 def problems(kind: LogKind, leaf: Mapping[str, object]) -> list[str]:
@@ -112,6 +131,10 @@ def problems(kind: LogKind, leaf: Mapping[str, object]) -> list[str]:
         wrong.append(f"carries {', '.join(extra)}, which its kind does not have")
     if any(not isinstance(leaf[k], str) for k in found):
         wrong.append("has a field that is not a string")
+    versioned = VERSIONED.get(kind, {})
+    for version, name in versioned.items():
+        if (leaf.get("format") == version) != (name in found):
+            wrong.append(f"carries {name} in a leaf of format {leaf.get('format')}")
     return wrong
 
 
@@ -132,7 +155,24 @@ def entry(
     kind: LogKind, subject: str, at: dt.datetime, **facts: str | bool | int | dt.datetime | None
 ) -> JournalRecord:
     """A journal record; None facts are left out, others written as strings."""
+    return _entry(kind, subject, at, FORMAT, facts)
 
+
+def salted_entry(
+    kind: LogKind, subject: str, at: dt.datetime, **facts: str | bool | int | dt.datetime | None
+) -> JournalRecord:
+    """A journal record in the lre-log/2 format, whose digests of personal
+    data are salted (the salt erased with the data: domain.retention)."""
+    return _entry(kind, subject, at, FORMAT_V2, facts)
+
+
+def _entry(
+    kind: LogKind,
+    subject: str,
+    at: dt.datetime,
+    leaf_format: str,
+    facts: Mapping[str, str | bool | int | dt.datetime | None],
+) -> JournalRecord:
     def text(value: str | bool | int | dt.datetime) -> str:
         if isinstance(value, bool):
             return "true" if value else "false"
@@ -141,24 +181,41 @@ def entry(
         return str(value)
 
     kept = tuple(sorted((k, text(v)) for k, v in facts.items() if v is not None))
-    record = JournalRecord(kind, subject, at, kept)
-    assert not problems(kind, dict(kept)), problems(kind, dict(kept))
+    record = JournalRecord(kind, subject, at, kept, leaf_format)
+    assert not problems(kind, {**dict(kept), "format": leaf_format}), kept
     return record
 
 
 def identity_record_digest(record: IdentityRecord) -> str:
     """The stored identity record, as the journal binds it (recordSha256)."""
-    return record_digest(
-        {
-            "id": str(record.id),
-            "party": str(record.party_id),
-            "method": record.method.value,
-            "level": record.level.name.lower(),
-            "proofTime": _utc(record.proof_time),
-            "expireTime": _utc(record.expire_time) if record.expire_time else None,
-            "details": record.details,
-        }
-    )
+    return record_digest(identity_record_content(record))
+
+
+def identity_record_salted_digest(record: IdentityRecord) -> str | None:
+    """The record as lre-log/2 binds it (recordSaltedSha256): None once its
+    salt is erased, when nothing can tell the record any more."""
+    if record.digest_salt is None:
+        return None
+    return salted_record_digest(record.digest_salt, identity_record_content(record))
+
+
+def salted_record_digest(salt: bytes, content: dict[str, object]) -> str:
+    """recordSaltedSha256 of a record's content (``identity_record_content``)."""
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str)
+    return salted_digest(salt, canonical.encode())
+
+
+def identity_record_content(record: IdentityRecord) -> dict[str, object]:
+    """What the journal's digests of an identity record cover."""
+    return {
+        "id": str(record.id),
+        "party": str(record.party_id),
+        "method": record.method.value,
+        "level": record.level.name.lower(),
+        "proofTime": _utc(record.proof_time),
+        "expireTime": _utc(record.expire_time) if record.expire_time else None,
+        "details": record.details,
+    }
 
 
 def bounce(message: MessageRecord, permanent: bool, actor: str, at: dt.datetime) -> JournalRecord:

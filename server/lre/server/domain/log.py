@@ -28,6 +28,10 @@ from lre.server.domain.evidence import _utc
 from lre.server.domain.letters import EvidenceEvent, LetterState
 
 FORMAT = "lre-log/1"
+# Journal leaves that commit to personal data by salted digests (the salt
+# kept beside the data and erased with it: domain.retention.salted_digest).
+FORMAT_V2 = "lre-log/2"
+FORMATS = frozenset({FORMAT, FORMAT_V2})
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,8 @@ class LogKind(enum.Enum):
     PROFESSIONAL_DECLARED = "professional_declared"
     PROFESSIONAL_ENDED = "professional_ended"
     PARTY_CORRECTED = "party_corrected"
+    PARTY_ERASED = "party_erased"
+    PERSONAL_DATA_EXPORTED = "personal_data_exported"
     IDENTITY_PROOFED = "identity_proofed"
     PROOFING_REFUSED = "proofing_refused"
     ENROLMENT_CODE_ISSUED = "enrolment_code_issued"
@@ -114,11 +120,12 @@ class JournalRecord:
     subject: str
     event_time: dt.datetime
     facts: tuple[tuple[str, str], ...] = ()
+    format: str = FORMAT
 
     def leaf(self) -> bytes:
         record = {
             **dict(self.facts),
-            "format": FORMAT,
+            "format": self.format,
             "kind": self.kind.value,
             "subject": self.subject,
             "eventTime": _utc(self.event_time),

@@ -148,9 +148,12 @@ class LetterRepository:
         return {row.sender_id for row in rows}, any(row.notification_time for row in rows)
 
     def professionals(self, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, bool]:
-        """Of the parties that exist, whether each is a professional."""
+        """Of the parties that exist (an erased one no longer does: nothing
+        is left to name it in evidence), whether each is a professional."""
         rows = self._db.execute(
-            select(PARTIES.c.id, PARTIES.c.professional).where(PARTIES.c.id.in_(set(ids)))
+            select(PARTIES.c.id, PARTIES.c.professional).where(
+                PARTIES.c.id.in_(set(ids)), PARTIES.c.erase_time.is_(None)
+            )
         )
         return {row.id: row.professional for row in rows}
 
@@ -161,17 +164,35 @@ class LetterRepository:
         (evidence_name)."""
         p, r, c = PARTIES.c, RECORDS.c, CORRECTIONS.c
         wanted = set(ids)
-        # Each party's latest name correction, if any: proofs name it, and a
-        # proofing before it matched the names it corrected.
-        corrected: dict[uuid.UUID, tuple[str, dt.datetime]] = {}
-        for fix in self._db.execute(
-            select(c.id, c.party_id, c.correct_time)
-            .where(c.party_id.in_(wanted))
+        # Each party's latest name correction, if any, read with the party
+        # (corrections are rare; the deposit and every e-mail ask): proofs
+        # name it, and a proofing before it matched the names it corrected.
+        latest = (
+            select(c.id, c.correct_time)
+            .where(c.party_id == p.id)
             .order_by(c.correct_time.desc())
-        ):
-            corrected.setdefault(
-                fix.party_id, (f"parties/{fix.party_id}/corrections/{fix.id}", fix.correct_time)
-            )
+            .limit(1)
+            .correlate(PARTIES)
+        )
+        rows = self._db.execute(
+            select(
+                p.id,
+                p.kind,
+                p.professional,
+                p.given_name,
+                p.family_name,
+                p.company_name,
+                p.email,
+                p.registration_id,
+                latest.with_only_columns(c.id).scalar_subquery().label("correction_id"),
+                latest.with_only_columns(c.correct_time).scalar_subquery().label("correct_time"),
+            ).where(p.id.in_(wanted))
+        ).all()
+        corrected = {
+            row.id: (f"parties/{row.id}/corrections/{row.correction_id}", row.correct_time)
+            for row in rows
+            if row.correction_id is not None
+        }
         matched: dict[uuid.UUID, dict[str, str]] = {}
         # Newest first: the first record seen for a party is its latest proofing.
         for record in self._db.execute(
@@ -186,18 +207,6 @@ class LetterRepository:
                     names = None  # it matched the names since corrected
                 if names:
                     matched[record.party_id] = names
-        rows = self._db.execute(
-            select(
-                p.id,
-                p.kind,
-                p.professional,
-                p.given_name,
-                p.family_name,
-                p.company_name,
-                p.email,
-                p.registration_id,
-            ).where(p.id.in_(wanted))
-        )
         found = {}
         for row in rows:
             claimed = Claimed(

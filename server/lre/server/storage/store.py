@@ -13,6 +13,7 @@ from lre.server.domain.errors import WriteConflict
 from lre.server.storage.archive import ArchiveRepository
 from lre.server.storage.credentials import CredentialRepository, SessionRepository
 from lre.server.storage.db import engine_of, reader
+from lre.server.storage.erasure import PersonalDataRepository
 from lre.server.storage.evidence import ChargeRepository, EvidenceRepository
 from lre.server.storage.keys import KeyRepository
 from lre.server.storage.letters import ContentRepository, LetterRepository
@@ -45,6 +46,7 @@ class Store:
         self.proofing = ProofingRepository(db)
         self.credentials = CredentialRepository(db)
         self.sessions = SessionRepository(db)
+        self.personal_data = PersonalDataRepository(db)
         # What is encrypted under keys that rotate.
         self.keys = KeyRepository(db)
 

@@ -20,7 +20,7 @@ from lre.runtime import archival
 from lre.server.audit import archive as archive_export
 from lre.server.audit.reading import Report
 from lre.server.audit.verify import verify_log
-from lre.server.bootstrap.wiring import build_archive
+from lre.server.bootstrap.archive import build_archive
 from lre.server.config import ServerSettings
 from lre.server.domain.letters import EvidenceEvent
 from lre.server.services.events import EventLog

@@ -15,7 +15,11 @@ import pytest
 from lre.server.__main__ import main
 from lre.server.audit import archive
 from lre.server.domain import log as domain_log
+from lre.server.domain.letters import PartyKind
+from lre.server.domain.retention import RetentionSchedule
 from lre.server.services.events import EventLog
+from lre.server.services.identity import NewParty
+from lre.server.services.identity.erasure import ErasureService
 from tests.support.signer import SignerProcess
 from tests.support.world import World
 
@@ -162,3 +166,61 @@ def test_the_commands(
     seal.write_bytes(seal.read_bytes()[:-1] + b"\0")
     assert main(["verify-export", str(out)]) == 1
     assert "its SHA-256 is not the manifest's" in capsys.readouterr().out
+
+
+def test_an_export_carries_identity_records_and_consents_and_says_which_were_erased(
+    world: World, signer_process: SignerProcess, tmp_path: Path
+) -> None:
+    """The termination plan's archive (eIDAS 24(2)(i)): each identity record
+    and consent the period's journal binds, checked against its entry; a
+    record erased before the export is listed as erased, not missing."""
+    start = world.clock.now
+    people = []
+    for key in ("kept", "gone"):
+        party = world.identity.parties.create(
+            "gateway",
+            key,
+            NewParty(
+                PartyKind.NATURAL_PERSON,
+                False,
+                f"{key}@example.org",
+                given_name="A",
+                family_name=key,
+            ),
+        )
+        world.identity.proofing.record_document_check(
+            party.id, "id-card", f"N-{key}", world.clock.now + dt.timedelta(days=900), "desk-1"
+        )
+        people.append(party)
+        world.clock.advance(seconds=1)
+    consent = world.identity.consents.grant(
+        "desk", "c-1", people[0].id, world.recipient.id, "signed-form", "cd" * 32
+    )
+    ErasureService(world.stores, RetentionSchedule(), world.clock).erase_on_request(
+        people[1].id, "desk-1", "operator"
+    )
+    events = EventLog(world.stores, world.clock, world.signer, "Test provider")
+    events.sequence()
+    assert events.seal_head() is not None
+    out = tmp_path / "archive"
+    manifest = archive.export(
+        world.engine, start, world.clock.now + dt.timedelta(seconds=1), out, signer_process.root_ca
+    )
+    assert (manifest["identityRecords"], manifest["consents"]) == (1, 1)
+    assert len(manifest["erasedIdentityRecords"]) == 1
+    report = archive.verify_export(out, signer_process.root_ca)
+    assert report.ok, report.findings
+    assert (report.identity_records, report.consents, report.erased) == (1, 1, 1)
+    archived = json.loads((out / "consents" / f"{consent.id}.json").read_text())
+    assert (archived["actor"], archived["formSha256"]) == ("desk", "cd" * 32)
+
+    # A record or consent changed in the archive no longer matches its entry.
+    (record,) = (out / "identity-records").glob("*.json")
+    changed = json.loads(record.read_text())
+    changed["content"]["details"]["document_type"] = "passport"
+    record.write_text(json.dumps(changed))
+    consent_file = out / "consents" / f"{consent.id}.json"
+    consent_file.write_text(consent_file.read_text().replace("signed-form", "checkbox"))
+    findings = archive.verify_export(out, signer_process.root_ca).findings
+    assert any("not the record journaled" in f for f in findings), findings
+    assert any("not the consent journaled" in f for f in findings), findings

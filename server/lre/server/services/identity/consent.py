@@ -6,6 +6,7 @@ transaction: the provider cannot later deny or back-date either."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 
 from lre.server.clock import utcnow
@@ -33,10 +34,16 @@ class ConsentService:
                 kind,
                 f"parties/{consent.recipient_id}/consents/{consent.id}",
                 at,
-                (
-                    ("recipientEmailHmac", email_hmac(self._key, recipient.email)),
-                    ("senderEmailHmac", email_hmac(self._key, sender.email)),
-                    ("method", consent.method),
+                tuple(
+                    sorted(
+                        (
+                            ("recipientEmailHmac", email_hmac(self._key, recipient.email)),
+                            ("senderEmailHmac", email_hmac(self._key, sender.email)),
+                            ("method", consent.method),
+                            *(("actor", a) for a in [consent.actor] if a),
+                            *(("formSha256", f) for f in [consent.form_sha256] if f),
+                        )
+                    )
                 ),
             ),
             at,
@@ -49,9 +56,15 @@ class ConsentService:
         recipient_id: uuid.UUID,
         sender_id: uuid.UUID,
         method: str,
+        form_sha256: str = "",
     ) -> Consent:
-        """``scope`` is the caller the idempotency key belongs to."""
+        """``scope`` is the caller the idempotency key belongs to, and the
+        actor recorded with the consent (a caller certificate's name, or the
+        recipient's own "parties/{id}"); ``form_sha256`` the SHA-256 (hex) of
+        the consent form signed or shown."""
         check_request_id(request_id)
+        if form_sha256 and not re.fullmatch("[0-9a-f]{64}", form_sha256.lower()):
+            raise InvalidArgument("consent_form_sha256", "64 hexadecimal digits (SHA-256)")
         if not method or len(method) > 64:
             raise InvalidArgument(
                 "method", "required: how the consent was given, at most 64 characters"
@@ -73,12 +86,15 @@ class ConsentService:
                 method=method,
                 grant_time=self._clock(),
                 withdraw_time=None,
+                actor=scope or None,
+                form_sha256=form_sha256.lower() or None,
             )
             store.consents.add(consent, scope, request_id, request_hash)
             self._log(store, LogKind.CONSENT_GRANTED, consent, consent.grant_time)
             return consent
 
-        request_hash = fingerprint(str(recipient_id), str(sender_id), method)
+        form = [form_sha256.lower()] if form_sha256 else []
+        request_hash = fingerprint(str(recipient_id), str(sender_id), method, *form)
         return idempotent(
             self._stores,
             request_hash,

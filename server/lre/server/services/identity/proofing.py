@@ -74,18 +74,22 @@ Proofed = Callable[[Store, uuid.UUID, dt.datetime], None]
 
 def _journal_proofed(store: Store, record: IdentityRecord, **facts: str | bool | None) -> None:
     """The proofing decision, with what proves it (keyed hashes, not the
-    document number or the eID subject) and a digest binding the stored record."""
-    journaled(
-        store,
-        LogKind.IDENTITY_PROOFED,
-        record.party_id,
+    document number or the eID subject) and a digest binding the stored
+    record, salted (lre-log/2) so that erasing the record leaves nothing to
+    test a guess of its eID claims against."""
+    store.log.append_journal(
+        journal.salted_entry(
+            LogKind.IDENTITY_PROOFED,
+            f"parties/{record.party_id}",
+            record.proof_time,
+            record=f"parties/{record.party_id}/identityRecords/{record.id}",
+            method=record.method.value,
+            level=record.level.name.lower(),
+            expireTime=record.expire_time,
+            recordSaltedSha256=journal.identity_record_salted_digest(record),
+            **facts,
+        ),
         record.proof_time,
-        record=f"parties/{record.party_id}/identityRecords/{record.id}",
-        method=record.method.value,
-        level=record.level.name.lower(),
-        expireTime=record.expire_time,
-        recordSha256=journal.identity_record_digest(record),
-        **facts,
     )
 
 

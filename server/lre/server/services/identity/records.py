@@ -8,6 +8,7 @@ import base64
 import datetime as dt
 import hashlib
 import hmac
+import secrets
 import uuid
 from typing import Any
 
@@ -51,6 +52,7 @@ def document_record(
     return IdentityRecord(
         id=uuid.uuid4(),
         party_id=party_id,
+        digest_salt=secrets.token_bytes(16),
         method=ProofingMethod.DOCUMENT_CHECK,
         level=AssuranceLevel.HIGH if person_present else AssuranceLevel.SUBSTANTIAL,
         proof_time=now,
@@ -80,6 +82,7 @@ def certificate_record(
     return IdentityRecord(
         id=uuid.uuid4(),
         party_id=party_id,
+        digest_salt=secrets.token_bytes(16),
         method=ProofingMethod.CERTIFICATE,
         level=AssuranceLevel.HIGH,
         proof_time=now,
@@ -112,6 +115,7 @@ def eid_record(
     return IdentityRecord(
         id=uuid.uuid4(),
         party_id=party_id,
+        digest_salt=secrets.token_bytes(16),
         method=ProofingMethod.EID_ASSERTION,
         level=level,
         proof_time=now,

@@ -52,6 +52,8 @@ class Party(Base):
     request_id: Mapped[str | None] = mapped_column(String(128))
     request_scope: Mapped[str] = mapped_column(String(300), server_default="")
     request_hash: Mapped[str | None] = mapped_column(String(64))
+    # When its personal data was erased (domain.retention).
+    erase_time: Mapped[dt.datetime | None]
 
 
 class PartyCorrection(Base):
@@ -86,6 +88,9 @@ class IdentityRecord(Base):
     evidence_summary: Mapped[str] = mapped_column(String(500))
     # Method-specific facts; secrets (document numbers) only as keyed hashes.
     details: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # The salt of the record's lre-log/2 digest; erased with the details.
+    digest_salt: Mapped[bytes | None] = mapped_column(LargeBinary(16))
+    erase_time: Mapped[dt.datetime | None]
 
 
 class Credential(Base):
@@ -161,6 +166,10 @@ class Consent(Base):
     recipient_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("parties.id"))
     sender_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("parties.id"))
     method: Mapped[str] = mapped_column(String(64))
+    # Who recorded it (the caller's certificate name, or the party's own
+    # session), and the SHA-256 of the consent form it signed.
+    actor: Mapped[str | None] = mapped_column(String(300))
+    form_sha256: Mapped[str | None] = mapped_column(String(64))
     grant_time: Mapped[dt.datetime]
     withdraw_time: Mapped[dt.datetime | None]
     request_id: Mapped[str | None] = mapped_column(String(128))

@@ -353,7 +353,9 @@ def test_proofing_decisions_and_refusals_are_journaled(
         for p in (party, other, eid_party)
     }
     (proofed,) = by_party[party]
-    assert proofed["recordSha256"] == journal.identity_record_digest(record)
+    # lre-log/2: the record bound by a digest salted with the record's own salt.
+    assert proofed["format"] == "lre-log/2" and "recordSha256" not in proofed
+    assert proofed["recordSaltedSha256"] == journal.identity_record_salted_digest(record)
     assert proofed["certificateSha256"] == cert.fingerprint(hashes.SHA256()).hex()
     assert (proofed["method"], proofed["level"]) == ("certificate", "high")
     (refused,) = by_party[other]
