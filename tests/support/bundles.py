@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Callable
 
 from lre.server.adapters.signer import SignerClient
 from lre.server.domain import log
@@ -37,10 +38,12 @@ def build_test_bundle(
     client: SignerClient,
     provider_name: str = "LRE Test Provider SAS",
     head_client: SignerClient | None = None,
+    archive: Callable[[bytes, bytes], tuple[bytes, bytes]] | None = None,
 ) -> bytes:
     """A bundle of one evidence sealed, stamped and signed through ``client``,
     its tree head sealed through ``head_client`` (a signer whose keys were
-    rotated since) or the same."""
+    rotated since) or the same. ``archive`` takes the seal and the PDF proof
+    and returns them with archive timestamps (the bundle then carries both seals)."""
     letter, evidence_id = str(uuid.uuid4()), str(uuid.uuid4())
     evidence = EvidenceDocument(
         evidence_id=evidence_id,
@@ -64,10 +67,13 @@ def build_test_bundle(
     head = log.tree_head_document(
         TREE_SIZE, log.root(hashes_), dt.datetime.now(dt.UTC), provider_name, 1, None
     )
+    pdf = proof_pdf(evidence, seal, client)
+    archived, pdf = archive(seal, pdf) if archive else (None, pdf)
     bundle = build_bundle(
         evidence=evidence,
         seal=seal,
-        proof_pdf=proof_pdf(evidence, seal, client),
+        archive_seal=archived,
+        proof_pdf=pdf,
         leaf=leaves[LEAF_INDEX],
         leaf_index=LEAF_INDEX,
         audit_path=log.inclusion_proof(LEAF_INDEX, hashes_),

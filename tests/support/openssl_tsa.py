@@ -58,7 +58,7 @@ class OpensslTsa:
     """Its CA (RSA 2048), its TSA certificate (EKU timeStamping, critical),
     the CA's CRL, and the `openssl ts` configuration, under ``root``."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, tsa_days: int = 365) -> None:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         now = dt.datetime.now(dt.UTC)
@@ -89,7 +89,7 @@ class OpensslTsa:
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=365))
+            .not_valid_after(now + dt.timedelta(days=tsa_days))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(
                 x509.KeyUsage(True, True, False, False, False, False, False, False, False),

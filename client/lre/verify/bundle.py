@@ -16,11 +16,13 @@ from asn1crypto import pem
 from asn1crypto import x509 as asn1_x509
 
 from lre.runtime import bundle_layout as layout
+from lre.runtime.longterm import Compromise
 from lre.verify import chains, cms, pdf
 from lre.verify.checks import Bundle, Missing, check, provider_check
 from lre.verify.claim import check_claim
 from lre.verify.cms import SealProblem
 from lre.verify.logpart import check_issuer, check_log, check_readme
+from lre.verify.longterm import check_longterm
 from lre.verify.provider import Provider, load_json
 from lre.verify.report import Report
 
@@ -32,7 +34,10 @@ MAX_MEMBERS = 64
 
 
 def verify_bundle(
-    data: bytes, anchors: list[bytes] | None = None, provider: Provider | None = None
+    data: bytes,
+    anchors: list[bytes] | None = None,
+    provider: Provider | None = None,
+    compromised: dict[str, Compromise] | None = None,
 ) -> Report:
     """The report on ``data`` (the bundle ZIP) under ``anchors`` (DER certificates
     the verifier trusts; none: every chain is reported not anchored) from
@@ -44,14 +49,18 @@ def verify_bundle(
         anchor.native  # noqa: B018 -- a --trust file that is no certificate fails here
     report.anchored = bool(trusted)
     try:
-        _verify(report, data, trusted, provider)
+        _verify(report, data, trusted, provider, compromised or {})
     except Exception as exc:  # whatever a hostile bundle triggers: a finding, not a traceback
         report.add("bundle", False, f"malformed ({type(exc).__name__})")
     return report
 
 
 def _verify(
-    report: Report, data: bytes, trusted: list[asn1_x509.Certificate], provider: Provider | None
+    report: Report,
+    data: bytes,
+    trusted: list[asn1_x509.Certificate],
+    provider: Provider | None,
+    compromised: dict[str, Compromise],
 ) -> None:
     bundle = _open(report, data)
     if bundle is None:
@@ -70,11 +79,26 @@ def _verify(
             _check_seal(report, label, bundle, seal, document, certs, crls, trusted, provider)
         )
     check_issuer(report, bundle, signers[0])
-    pdf_signer = _check_pdf(report, bundle, trusted, certs, provider)
+    signature = _check_pdf(report, bundle, trusted, certs, provider)
     check_claim(
         report,
         bundle,
-        {"evidence seal": signers[0], "tree head seal": signers[1], "proof PDF": pdf_signer},
+        {
+            "evidence seal": signers[0],
+            "tree head seal": signers[1],
+            "proof PDF": signature.certificate if signature else None,
+        },
+        provider,
+    )
+    roots = [c for chain in certs.values() for c in chain if c.self_signed == "maybe"]
+    check_longterm(
+        report,
+        bundle,
+        [*certs.values()],
+        crls,
+        trusted or roots,
+        signature,
+        compromised,
         provider,
     )
     check_log(report, bundle, evidence_name)
@@ -121,7 +145,7 @@ def _check_manifest(report: Report, bundle: Bundle) -> None:
         listed: dict[str, dict[str, object]] = manifest["members"]
         present = set(bundle.members) - {layout.MANIFEST}
         # Nothing rides along that no seal covers and the format does not name.
-        foreign = (set(listed) | present) - set(layout.MEMBERS)
+        foreign = (set(listed) | present) - set(layout.MEMBERS) - set(layout.OPTIONAL)
         problems = [f"{name} is not a member of {layout.FORMAT}" for name in sorted(foreign)]
         problems += [f"{name} is not listed" for name in sorted(present - set(listed))]
         problems += [f"{name} is listed but absent" for name in sorted(set(listed) - present)]
@@ -294,10 +318,10 @@ def _check_pdf(
     trusted: list[asn1_x509.Certificate],
     certs: dict[str, list[asn1_x509.Certificate]],
     provider: Provider | None,
-) -> asn1_x509.Certificate | None:
-    """The PDF proof's checks; gives its signer."""
+) -> pdf.PdfSignature | None:
+    """The PDF proof's checks; gives its signature."""
     roots = [c for chain in certs.values() for c in chain if c.self_signed == "maybe"]
-    signer = None
+    signature = None
     name = "proof PDF: PAdES signature"
     try:
         signature = pdf.check_signature(bundle[layout.PROOF_PDF], trusted, roots)
@@ -306,7 +330,6 @@ def _check_pdf(
     except Exception as exc:  # malformed input, whatever the PDF reader raises
         report.add(name, False, f"malformed ({type(exc).__name__})")
     else:
-        signer = signature.certificate
         provider_check(
             report,
             "proof PDF: the provider's seal",
@@ -334,4 +357,4 @@ def _check_pdf(
         if bundle[layout.EVIDENCE_SEAL] not in attached:
             raise SealProblem("the PDF does not embed this evidence.p7m")
         ok("embeds exactly this evidence.json and evidence.p7m")
-    return signer
+    return signature

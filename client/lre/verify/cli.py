@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+from lre.runtime.longterm import Compromise, load_compromises
 from lre.runtime.version import add_version_option
 from lre.verify.bundle import verify_bundle
 from lre.verify.provider import Provider, load_certificates
@@ -56,6 +57,15 @@ def main(argv: list[str] | None = None) -> int:
         "Every seal and timestamp must be by one of them: a certificate the same root "
         "issued to anyone else is not the provider. Without it the verdict is INVALID.",
     )
+    parser.add_argument(
+        "--compromised",
+        type=Path,
+        metavar="KEYS.json",
+        help="the provider's keys declared compromised, as it publishes them "
+        '({"keys": [{"certificateSha256", "compromisedAt", "reason"}]}): what such a key '
+        "signed after that instant is refused, and what it signed before stands only where "
+        "a timestamp by another key made before it covers it",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
 
@@ -69,6 +79,12 @@ def main(argv: list[str] | None = None) -> int:
                 provider = Provider.of(declared)
             except ValueError as exc:
                 problem = f"a --provider file holds something else than certificates: {exc}"
+    compromised: dict[str, Compromise] = {}
+    if problem is None and args.compromised:
+        try:
+            compromised = load_compromises(args.compromised)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            problem = f"cannot read the compromised keys in {args.compromised}: {exc}"
     if problem is not None:
         report.add("trust anchors", False, problem)
     else:
@@ -78,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             report.add("bundle", False, f"cannot read {args.bundle}: {exc.strerror}")
         else:
             try:
-                report = verify_bundle(data, anchors, provider)
+                report = verify_bundle(data, anchors, provider, compromised)
             except ValueError as exc:  # a --trust file that is not a certificate
                 report.add("trust anchors", False, f"not a certificate: {exc}")
     if args.json:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from asn1crypto import cms, tsp
@@ -92,6 +93,22 @@ def check_timestamp(seal: Seal, candidates: list[asn1_x509.Certificate]) -> Time
     token = _unsigned_attribute(seal.signer_info, "signature_time_stamp_token")
     if token is None:
         raise SealProblem("no signature timestamp (the seal is not CAdES B-T)")
+    return check_token(
+        token,
+        lambda algorithm: _hash(algorithm, seal.signer_info["signature"].native),
+        candidates,
+        "the timestamp is not over this seal's signature value",
+    )
+
+
+def check_token(
+    token: cms.ContentInfo,
+    expected: Callable[[str], bytes] | None,
+    candidates: list[asn1_x509.Certificate],
+    mismatch: str = "",
+) -> Timestamp:
+    """An RFC 3161 token: its TSTInfo signed by a TSA certificate, and (with
+    ``expected``, the digest it must be over by algorithm name) over that."""
     try:
         token_data = token["content"]
         (token_signer,) = list(token_data["signer_infos"])
@@ -110,8 +127,8 @@ def check_timestamp(seal: Seal, candidates: list[asn1_x509.Certificate]) -> Time
         raise
     except (ValueError, TypeError, KeyError) as exc:
         raise SealProblem(f"the timestamp token is not readable ({type(exc).__name__})") from None
-    if imprint["hashed_message"].native != _hash(algorithm, seal.signer_info["signature"].native):
-        raise SealProblem("the timestamp is not over this seal's signature value")
+    if expected is not None and imprint["hashed_message"].native != expected(algorithm):
+        raise SealProblem(mismatch)
     digest = _signed_attribute(token_signer, "message_digest")
     name = token_signer["digest_algorithm"]["algorithm"].native
     if digest is None or digest.native != _hash(name, tst_der):

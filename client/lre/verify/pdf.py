@@ -20,7 +20,7 @@ from pyhanko.sign.validation import DocumentSecurityStore, validate_pdf_signatur
 from pyhanko.sign.validation.errors import NoDSSFoundError
 from pyhanko.sign.validation.status import SignatureCoverageLevel
 
-from lre.verify.cms import SealProblem
+from lre.verify.cms import SealProblem, Timestamp
 
 # pyHanko logs what it finds wrong; the verifier says it itself.
 logging.getLogger("pyhanko").setLevel(logging.CRITICAL)
@@ -34,6 +34,7 @@ class PdfSignature:
     anchored: bool
     certificate: asn1_x509.Certificate  # the signer's
     tsa: asn1_x509.Certificate  # the signature timestamp's
+    timestamp: Timestamp
 
 
 def check_signature(
@@ -49,7 +50,7 @@ def check_signature(
     last and adds validation data only (pyHanko's diff analysis), leaving
     /Info as it was signed, which that analysis does not look at."""
     reader = _reader(pdf)
-    signatures = reader.embedded_signatures
+    signatures = reader.embedded_regular_signatures
     if len(signatures) != 1:
         raise SealProblem(f"{len(signatures)} signatures in the PDF, one expected")
     (signature,) = signatures
@@ -98,6 +99,8 @@ def check_signature(
         bool(anchors),
         status.signing_cert,
         ts.signing_cert,
+        # The TSA's certificates are in the DSS, which the long-term check reads.
+        Timestamp(when, ts.signing_cert, []),
     )
 
 
@@ -108,7 +111,9 @@ def _validation_data_only_after(reader: PdfFileReader, signed: int, status: Any)
     level = status.modification_level
     if level is None or level > ModificationLevel.LTA_UPDATES:
         return False
-    if reader.xrefs.total_revisions - 1 != signed + 1:
+    # Document timestamps (PAdES B-LTA) each add a revision after the
+    # validation data; the diff analysis above allowed only those.
+    if reader.xrefs.total_revisions - 1 != signed + 1 and not reader.embedded_timestamp_signatures:
         return False
     info_signed = _info(reader.get_historical_resolver(signed))
     info_now = _info(reader)

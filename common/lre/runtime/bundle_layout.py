@@ -25,6 +25,9 @@ INCLUSION_PROOF = "inclusion-proof.json"  # RFC 9162 audit path into the head
 TREE_HEAD = "tree-head.json"  # the sealed tree head document (lre-tree-head/1 or /2)
 TREE_HEAD_SEAL = "tree-head.p7m"  # its CAdES seal, DER
 README = "README.txt"  # how to check it by hand
+# The evidence seal extended with archive timestamps (CAdES B-LTA), once the
+# provider has renewed it; evidence.p7m stays the seal the log names.
+EVIDENCE_ARCHIVE_SEAL = "evidence-archive.p7m"
 
 MEMBERS = (
     EVIDENCE,
@@ -39,6 +42,7 @@ MEMBERS = (
     TREE_HEAD_SEAL,
     README,
 )
+OPTIONAL = (EVIDENCE_ARCHIVE_SEAL,)
 
 README_TEMPLATE = """\
 Evidence bundle ({format}) for evidence {evidence_id}.

@@ -15,7 +15,7 @@ from lre.runtime import config, tls
 from lre.runtime.certfiles import CertificateFiles
 from lre.runtime.limits import StreamLimits, stream_limits
 from lre.server.adapters import outbound
-from lre.server.adapters.at_rest import SecretsKeys
+from lre.server.adapters.at_rest import SecretsKeys, read_key
 from lre.server.adapters.object_store import ObjectStoreSettings, object_store_settings
 from lre.server.adapters.witness import split_targets
 from lre.server.domain.identity import AssuranceLevel
@@ -204,6 +204,14 @@ class ServerSettings:
     # its TSAs' certificates: `verify-log` requires every seal and timestamp
     # to be by one of them (`lre-signer dev-setup` writes one).
     provider_certificates_file: Path | None = None
+    # Archive timestamps, renewed before their certificates expire or the sunset
+    # (a date), by this TSA ("": the signer's); docs/configuration.md says more.
+    archive_renew_days: int = 90
+    archive_sunset: str = ""
+    archive_tsa_url: str = ""
+    archive_tsa_chain_file: Path | None = None
+    archive_batch: int = 100
+    archive_interval_s: float = 3600.0
     # How often the log's tree head is sealed by the signer (also on demand):
     # entries after the last head are protected only once the next is sealed.
     tree_head_interval_s: float = 60.0
@@ -300,9 +308,9 @@ class ServerSettings:
             raise config.ConfigError("LRE_SERVER_SECRETS_KEY_FILE: required")
         previous = [Path(p.strip()) for p in self.secrets_key_files_previous.split(",")]
         return SecretsKeys(
-            _secrets_key(self.secrets_key_file, "LRE_SERVER_SECRETS_KEY_FILE"),
+            read_key(self.secrets_key_file, "LRE_SERVER_SECRETS_KEY_FILE"),
             tuple(
-                _secrets_key(path, "LRE_SERVER_SECRETS_KEY_FILES_PREVIOUS")
+                read_key(path, "LRE_SERVER_SECRETS_KEY_FILES_PREVIOUS")
                 for path in previous
                 if str(path) not in ("", ".")
             ),
@@ -384,16 +392,6 @@ class ServerSettings:
         if level < AssuranceLevel.SUBSTANTIAL:
             raise config.ConfigError("LRE_SERVER_SENDER_MIN_LEVEL: substantial or high")
         return level
-
-
-def _secrets_key(path: Path, name: str) -> bytes:
-    try:
-        key = bytes.fromhex(path.read_text(encoding="utf-8").strip())
-    except ValueError:
-        key = b""
-    if len(key) != 32:
-        raise config.ConfigError(f"{name}: expected 32 bytes in hex")
-    return key
 
 
 def load() -> ServerSettings:

@@ -14,14 +14,28 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from lre.runtime.config import ConfigError
 
 FORMAT = 1
 KEY_ID_BYTES = 4
 _NONCE = 12
 _HEADER = 1 + KEY_ID_BYTES
+
+
+def read_key(path: Path, name: str) -> bytes:
+    """A 32-byte key written in hex in ``path``; ConfigError names the setting."""
+    try:
+        key = bytes.fromhex(path.read_text(encoding="utf-8").strip())
+    except ValueError:
+        key = b""
+    if len(key) != 32:
+        raise ConfigError(f"{name}: expected 32 bytes in hex")
+    return key
 
 
 def key_id(key: bytes) -> bytes:

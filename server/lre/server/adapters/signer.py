@@ -202,6 +202,14 @@ class SignerClient:
                 raise
         return seals
 
+    def timestamp(self, request: bytes) -> bytes:
+        """An RFC 3161 TimeStampResp (DER) from the signer's TSA for a TimeStampReq (DER)."""
+        reply = self._call(
+            self._stub.Timestamp, signing_pb2.TimestampRequest(time_stamp_req=request)
+        )
+        assert isinstance(reply, signing_pb2.TimestampResponse)
+        return reply.time_stamp_resp
+
     def pdf_validation_data(self) -> PdfValidationData:
         """What a proof's DSS carries (see lre.server.proofs.pades)."""
         reply = self._call(

@@ -26,11 +26,13 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
+from lre.server.audit import archived
 from lre.server.audit.journal import leaf_problems
 from lre.server.audit.personal import Checked, Exported, check_entry, export_entry
 from lre.server.audit.seals import Provider, SealChecker
 from lre.server.domain import log
 from lre.server.storage import db, models
+from lre.server.storage.archive import ArchiveRepository
 from lre.server.storage.log import LogRepository
 
 FORMAT = "lre-export/1"
@@ -85,6 +87,7 @@ def export(
                 )
             head = found
         nodes = LogRepository(session).node()
+        archives = ArchiveRepository(session)
         entries = evidence = journal = 0
         people = Exported()
         with (partial / "entries.jsonl").open("wb") as lines:
@@ -104,6 +107,9 @@ def export(
                 if item is not None:
                     (partial / "evidence" / f"{item.id}.json").write_bytes(item.document)
                     (partial / "evidence" / f"{item.id}.p7m").write_bytes(item.seal)
+                    renewed = archives.archived_seal(item.id)
+                    if renewed is not None:  # with its archive timestamps (B-LTA)
+                        (partial / "evidence" / f"{item.id}.archive.p7m").write_bytes(renewed)
                     evidence += 1
         consistency = log.consistency_path(head.tree_size, latest.tree_size, nodes)
     for sealed in {head.tree_size: head, latest.tree_size: latest}.values():
@@ -163,6 +169,9 @@ class ExportReport:
     erased: int = 0
     findings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # Each evidence and the instant its chain of timestamps proves it existed.
+    proven: list[str] = field(default_factory=list)
+    now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
     @property
     def ok(self) -> bool:
@@ -335,3 +344,14 @@ def _evidence(
         why = seals.problem(seal, document)
         if why:
             add(f"evidence {evidence_id} (entry {index}): its seal {why}")
+    renewed = out / "evidence" / f"{evidence_id}.archive.p7m"
+    try:
+        problem, proven = archived.assess_seal(
+            seal, renewed.read_bytes() if renewed.exists() else None, seals, {}, report.now
+        )
+    except ValueError as exc:
+        problem, proven = f"its seal cannot be read ({exc})", None
+    if problem:
+        add(f"evidence {evidence_id} (entry {index}): {problem}")
+    else:
+        report.proven.append(f"evidence {evidence_id}: {proven}")

@@ -13,12 +13,15 @@ from lre.server.config import ServerSettings
 from lre.server.storage import db
 
 
-def verify_log_command(settings: ServerSettings, against: Path | None) -> int:
+def verify_log_command(
+    settings: ServerSettings, against: Path | None, compromised: Path | None = None
+) -> int:
     report = verify_log(
         settings.database_url,
         settings.seal_trust_anchors_file,
         against,
         settings.provider_certificates_file,
+        compromised,
     )
     for line in report.findings:
         print(f"PROBLEM {line}")
@@ -70,6 +73,8 @@ def verify_export_command(
         anchors or settings.seal_trust_anchors_file,
         provider or settings.provider_certificates_file,
     )
+    for line in report.proven:
+        print(line)
     for line in report.findings:
         print(f"PROBLEM {line}")
     for line in report.notes:

@@ -28,6 +28,7 @@ class Report:
     # Parties and identity records whose personal data was erased, as the
     # journal says: their rows can no longer be read against the proofs.
     erased: int = 0
+    archived: int = 0  # evidence whose seal has archive timestamps
     defects: int = 0
     findings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)

@@ -120,20 +120,23 @@ class SealChecker:
         tokens = unsigned.get(s.ID_SIGNATURE_TIME_STAMP_TOKEN, [])
         if len(tokens) != 1:
             return "has no signature timestamp"
-        return self._timestamp(asn1.encode_der(tokens[0]), signer_info.signature, others)
+        imprint = hashlib.sha256(signer_info.signature).digest()
+        return self.timestamp(asn1.encode_der(tokens[0]), imprint, others)
 
-    def _timestamp(
-        self, token: bytes, signature: bytes, others: list[x509.Certificate]
+    def timestamp(
+        self, token: bytes, imprint: bytes | None, others: list[x509.Certificate]
     ) -> str | None:
+        """Why a timestamp token is not a valid one over ``imprint`` (SHA-256;
+        None: its imprint was checked by the caller) by a declared TSA whose
+        certificate chains to the anchors, or None."""
         signed, signer_info, tsa = _signed(token, s.ID_CT_TST_INFO)
         content = signed.encap_content_info.content
         if content is None:
             return "has a timestamp without its TSTInfo"
         info = asn1.decode_der(s.TSTInfo, content)
-        imprint = info.message_imprint
-        if (
-            imprint.hash_algorithm.algorithm != s.SHA256
-            or imprint.hashed_message != hashlib.sha256(signature).digest()
+        message = info.message_imprint
+        if imprint is not None and (
+            message.hash_algorithm.algorithm != s.SHA256 or message.hashed_message != imprint
         ):
             return "has a timestamp over something else than its signature"
         attributes = _attributes(signer_info)

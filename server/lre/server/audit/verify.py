@@ -23,11 +23,13 @@ it raise."""
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 from sqlalchemy.exc import StatementError
 
-from lre.server.audit import heads, journal, replay
+from lre.runtime import longterm
+from lre.server.audit import archived, heads, journal, replay
 from lre.server.audit.reading import Report, read_only_engine, snapshot
 from lre.server.audit.seals import Provider, SealChecker
 from lre.server.domain import log
@@ -40,8 +42,10 @@ def verify_log(
     anchors: Path | None,
     against: Path | None = None,
     provider: Path | None = None,
+    compromised: Path | None = None,
 ) -> Report:
     report = Report()
+    keys = longterm.load_compromises(compromised) if compromised is not None else {}
     declared = Provider(provider) if provider is not None else None
     seals = SealChecker(anchors, declared) if anchors is not None else None
     if seals is None:
@@ -69,6 +73,10 @@ def verify_log(
                     # A value the database hands back that its column type cannot
                     # read (SQLite stores anything): named, and the pass stops.
                     report.add(f"the {name} pass stopped at an unreadable row ({_short(exc)})")
+            try:
+                archived.check(connection, report, seals, keys, dt.datetime.now(dt.UTC))
+            except (ValueError, TypeError, LookupError, StatementError) as exc:
+                report.add(f"the archive pass stopped at an unreadable row ({_short(exc)})")
     finally:
         engine.dispose()
     return report

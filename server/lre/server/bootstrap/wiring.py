@@ -22,11 +22,13 @@ from lre.server.adapters.witness import WitnessPublisher, witnesses_from
 from lre.server.api.custody import CustodyServicer
 from lre.server.api.identity import IdentityServicer
 from lre.server.api.notification import NotificationServicer
+from lre.server.bootstrap.archive import build_archive
 from lre.server.clock import utcnow
 from lre.server.config import ServerSettings
 from lre.server.domain.identity import AssuranceLevel
 from lre.server.domain.retention import RetentionSchedule
 from lre.server.proofs import proof_pdf, summary_pdf
+from lre.server.services.archive import ArchiveRenewal
 from lre.server.services.custody import (
     CustodyPolicy,
     CustodyQueries,
@@ -54,6 +56,7 @@ from lre.server.services.webhooks import WebhookPolicy, WebhookService
 from lre.server.storage import db
 from lre.server.storage.store import Stores
 from lre.server.workers import Worker
+from lre.server.workers.archive_timestamps import ArchiveTimestamps
 from lre.server.workers.census import Census
 from lre.server.workers.content_objects import ContentObjects
 from lre.server.workers.expiry import ExpirySweep
@@ -167,6 +170,7 @@ class Services:
     objects: ObjectStore | None
     corrections: CorrectionService
     erasure: ErasureService
+    archive: ArchiveRenewal
 
 
 def build_content(
@@ -257,6 +261,7 @@ def build_services(settings: ServerSettings, engine: Engine, signer: SignerClien
         objects=objects,
         corrections=CorrectionService(stores, signer.seal, settings.provider_name, utcnow),
         erasure=ErasureService(stores, retention_schedule(settings), utcnow),
+        archive=build_archive(settings, stores, signer),
     )
 
 
@@ -317,6 +322,7 @@ def build_workers(
             settings.retention_interval_s,
         ),
         (PersonalDataEraser(services.erasure), settings.retention_interval_s),
+        (ArchiveTimestamps(services.archive), settings.archive_interval_s),
     ]
 
 

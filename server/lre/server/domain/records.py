@@ -84,6 +84,8 @@ class EvidenceWithProof(EvidenceRecord):
     without another read (which, inside a transaction on SQLite, would wait for it)."""
 
     proof_pdf: bytes | None = None
+    # The seal extended with archive timestamps (CAdES B-LTA), once renewed.
+    archive_seal: bytes | None = None
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ def build_bundle(
     tree_head: bytes,
     tree_head_seal: bytes,
     crls: Sequence[bytes] | None = None,
+    archive_seal: bytes | None = None,
 ) -> bytes:
     """The bundle ZIP of one evidence.
 
@@ -45,7 +46,8 @@ def build_bundle(
     ``audit_path`` the evidence's log entry and its RFC 9162 inclusion proof
     (``EventLog.inclusion``) into the head whose document and seal are
     ``tree_head`` / ``tree_head_seal``. ``crls`` (DER) default to those the
-    two seals carry (they are CAdES B-LT).
+    two seals carry (they are CAdES B-LT). ``archive_seal`` is ``seal``
+    extended with its archive timestamps (B-LTA), once there are any.
 
     The certificate chains are those the seals themselves carry: the chain
     that was valid when each was sealed, not the signer's current one, so a
@@ -82,6 +84,8 @@ def build_bundle(
         layout.TREE_HEAD_SEAL: tree_head_seal,
         layout.README: layout.readme(evidence_id).encode(),
     }
+    if archive_seal is not None:
+        members[layout.EVIDENCE_ARCHIVE_SEAL] = archive_seal
     manifest = {
         "format": layout.FORMAT,
         "evidenceId": evidence_id,

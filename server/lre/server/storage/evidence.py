@@ -6,11 +6,12 @@ import datetime as dt
 import uuid
 from collections.abc import Iterable
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 
 from lre.server.domain.letters import EvidenceEvent
 from lre.server.domain.records import ChargeRecord, EvidenceRecord, EvidenceWithProof
 from lre.server.storage import models
+from lre.server.storage.archive import latest_pdf_column, latest_seal_column
 from lre.server.storage.records import Db, from_row, paged_records, table, to_row
 
 EVIDENCE = table(models.Evidence)
@@ -28,9 +29,14 @@ class EvidenceRepository:
             self._db.execute(insert(EVIDENCE), rows)
 
     def get(self, evidence_id: uuid.UUID) -> EvidenceWithProof | None:
-        """The evidence with its stored PDF proof, if one is stored."""
+        """The evidence with its stored PDF proof, if one is stored: the
+        latest renewal's (archive timestamps), or the first."""
         row = self._db.execute(
-            select(EVIDENCE, PROOFS.c.pdf.label("proof_pdf"))
+            select(
+                EVIDENCE,
+                func.coalesce(latest_pdf_column(), PROOFS.c.pdf).label("proof_pdf"),
+                latest_seal_column().label("archive_seal"),
+            )
             .outerjoin(PROOFS, PROOFS.c.evidence_id == EVIDENCE.c.id)
             .where(EVIDENCE.c.id == evidence_id)
         ).one_or_none()

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
 from lre.server.domain.errors import WriteConflict
+from lre.server.storage.archive import ArchiveRepository
 from lre.server.storage.credentials import CredentialRepository, SessionRepository
 from lre.server.storage.db import engine_of, reader
 from lre.server.storage.erasure import PersonalDataRepository
@@ -32,6 +33,7 @@ class Store:
         self.letters = LetterRepository(db)
         self.content = ContentRepository(db)
         self.evidence = EvidenceRepository(db)
+        self.archive = ArchiveRepository(db)
         self.charges = ChargeRepository(db)
         self.mailings = MailingRepository(db)
         self.objects = ObjectRepository(db)

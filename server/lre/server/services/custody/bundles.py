@@ -49,6 +49,7 @@ class EvidenceBundles:
         return build_bundle(
             evidence=evidence.document,
             seal=evidence.seal,
+            archive_seal=evidence.archive_seal,
             proof_pdf=self._proofs.pdf(evidence),
             leaf=entry.leaf,
             leaf_index=entry.seq,

@@ -288,3 +288,32 @@ class Charge(Base):
     amount_minor: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     create_time: Mapped[dt.datetime]
+
+
+class EvidenceArchiveVersion(Base):
+    """Each renewal of an evidence's archive timestamps: the seal extended
+    (CAdES B-LTA) and the PDF proof with one more document timestamp (PAdES
+    B-LTA), a new version beside the earlier ones, which stay as they were;
+    the latest is served. The evidence row keeps the seal the log names."""
+
+    __tablename__ = "evidence_archive_versions"
+
+    evidence_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("evidence.id"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seal: Mapped[bytes] = mapped_column(LargeBinary)
+    pdf: Mapped[bytes | None] = mapped_column(LargeBinary)
+    create_time: Mapped[dt.datetime]
+
+
+class EvidenceArchiveCoverage(Base):
+    """Until when each evidence's timestamps prove it (the earliest expiry of
+    the last timestamp's certificates, or the algorithm sunset): what the
+    renewal worker reads, and what an assessor is shown. An evidence without
+    a row has not been looked at yet (the backfill takes those)."""
+
+    __tablename__ = "evidence_archive_coverage"
+
+    evidence_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("evidence.id"), primary_key=True)
+    covered_until: Mapped[dt.datetime] = mapped_column(index=True)
+    archive_timestamps: Mapped[int] = mapped_column(Integer)
+    update_time: Mapped[dt.datetime]
