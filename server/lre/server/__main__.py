@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "migrate":
         from lre.server.storage import db
 
-        db.migrate(db.make_engine(settings.database_url))
+        db.migrate(db.make_engine(settings.database()))
         print("database schema up to date")
         return 0
     if args.command == "rekey":
@@ -135,7 +135,7 @@ def _rekey(settings: config.ServerSettings, secrets_only: bool, batch: int) -> i
     from lre.server.storage import db
     from lre.server.storage.store import Stores
 
-    stores = Stores(db.sessions(db.make_engine(settings.database_url)))
+    stores = Stores(db.sessions(db.make_engine(settings.database())))
 
     def report(what: str, progress: rekey.Progress) -> None:
         print(f"{what}: {progress.examined} examined, {progress.changed} re-encrypted", flush=True)
@@ -171,7 +171,7 @@ def _move_content(settings: config.ServerSettings, to_objects: bool, batch: int)
     from lre.server.storage import db
     from lre.server.storage.store import Stores
 
-    stores = Stores(db.sessions(db.make_engine(settings.database_url)))
+    stores = Stores(db.sessions(db.make_engine(settings.database())))
     content, _ = build_content(settings, stores, dt.timedelta(days=settings.content_retention_days))
     if not isinstance(content, ObjectContent):
         print("lre-server: move-content needs content_store = s3 and its settings", file=sys.stderr)

@@ -24,13 +24,13 @@ from lre.server.domain.identity import AssuranceLevel
 @dataclass(frozen=True)
 class ServerSettings:
     # "production" refuses to start while a setting keeps a development
-    # default (provider identity, mail addresses, portal URL, role mapping,
-    # SQLite, plaintext, a Maildir, the development CA...): evidence sealed
-    # under a development identity is permanent. Every shipped production
-    # example sets it; `make run` does not.
+    # default (identity, mail, portal, roles, SQLite, plaintext, development
+    # CA...): evidence sealed under a development identity is permanent.
     profile: str = "development"
     # SQLite for the zero-setup default; postgresql+psycopg://... in production.
     database_url: str = "sqlite:///var/lre.db"
+    # The database password's file, put into database_url when connecting.
+    database_password_file: Path | None = None
     grpc_address: str = "127.0.0.1:50051"
     # Optional plaintext listener serving grpc.health.v1 only ("" none): for
     # probes that cannot present a client certificate (the kubelet's gRPC probes).
@@ -278,6 +278,12 @@ class ServerSettings:
             rules,
         )
 
+    def database(self) -> str:
+        """database_url with the password file's content."""
+        return config.with_password(
+            self.database_url, self.database_password_file, "LRE_SERVER_DATABASE_PASSWORD_FILE"
+        )
+
     def tree_head_target_configured(self) -> bool:
         return any(t.strip() for t in self.tree_head_export.split(","))
 
@@ -362,8 +368,7 @@ class ServerSettings:
         return days
 
     def spool(self) -> str | None:
-        """The spool directory, checked at start rather than at the first
-        large deposit (a missing one would fail that deposit)."""
+        """The spool directory, checked at start, not at a large deposit."""
         if self.spool_dir is None:
             return None
         if not os.access(self.spool_dir, os.W_OK | os.X_OK) or not self.spool_dir.is_dir():
@@ -375,11 +380,8 @@ class ServerSettings:
         return object_store_settings(self)
 
     def sender_level(self) -> AssuranceLevel:
-        try:
-            level = AssuranceLevel[self.sender_min_level.strip().upper()]
-        except KeyError:
-            raise config.ConfigError("LRE_SERVER_SENDER_MIN_LEVEL: substantial or high") from None
-        if level < AssuranceLevel.SUBSTANTIAL:
+        level = AssuranceLevel.__members__.get(self.sender_min_level.strip().upper())
+        if level is None or level < AssuranceLevel.SUBSTANTIAL:
             raise config.ConfigError("LRE_SERVER_SENDER_MIN_LEVEL: substantial or high")
         return level
 

@@ -15,7 +15,7 @@ from lre.server.storage import db
 
 def verify_log_command(settings: ServerSettings, against: Path | None) -> int:
     report = verify_log(
-        settings.database_url,
+        settings.database(),
         settings.seal_trust_anchors_file,
         against,
         settings.provider_certificates_file,
@@ -45,7 +45,7 @@ def export_command(settings: ServerSettings, start: str, end: str, out: Path) ->
     if any(t.tzinfo is None for t in period):
         print("lre-server export: give --from and --to with their UTC offset", file=sys.stderr)
         return 2
-    engine = db.make_engine(settings.database_url)
+    engine = db.make_engine(settings.database())
     try:
         manifest = archive.export(engine, *period, out, settings.seal_trust_anchors_file)
     except archive.ExportError as exc:
