@@ -67,9 +67,9 @@ deploy-rules:
 	{ printf '%s\n' '# Generated from deploy/prometheus/lre-rules.yml by `make deploy-rules`;' \
 	    '# tests/deploy checks that the two agree. Edit the source, not this file.' \
 	    'apiVersion: monitoring.coreos.com/v1' 'kind: PrometheusRule' 'metadata:' \
-	    '  name: lre' '  namespace: lre' 'spec:'; \
+	    '  name: lre' 'spec:'; \
 	  sed -n '/^groups:/,$$p' deploy/prometheus/lre-rules.yml | sed 's/^./  &/'; \
-	} > deploy/kubernetes/prometheusrule.yaml
+	} > deploy/kubernetes/components/monitoring/prometheusrule.yaml
 
 bench: gen
 	$(BIN)/python bench/signer_throughput.py

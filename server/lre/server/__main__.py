@@ -67,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise ConfigError("profile production: " + "; ".join(problems))
             settings.server_credentials()
             settings.secrets_key()
+        # An unreadable password file is a configuration error, said at once.
+        settings.database()
     except (ConfigError, OSError, ValueError) as exc:
         print(f"lre-server: configuration error: {exc}", file=sys.stderr)
         return 2

@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
                         "grpc_address": settings.grpc_address,
                         "http_address": settings.http_address,
                         "health_address": settings.health_address,
+                        "metrics_address": settings.metrics_address,
                     }
                 )
             except PortTaken as exc:
