@@ -69,7 +69,7 @@ deploy-rules:
 	    'apiVersion: monitoring.coreos.com/v1' 'kind: PrometheusRule' 'metadata:' \
 	    '  name: lre' 'spec:'; \
 	  sed -n '/^groups:/,$$p' deploy/prometheus/lre-rules.yml | sed 's/^./  &/'; \
-	} > deploy/kubernetes/components/monitoring/prometheusrule.yaml
+	} > deploy/kubernetes/monitoring/prometheusrule.yaml
 
 bench: gen
 	$(BIN)/python bench/signer_throughput.py
