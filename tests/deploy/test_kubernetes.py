@@ -157,7 +157,9 @@ def test_the_signer_link_has_a_ca_of_its_own() -> None:
 def _mount(deployment: str, secret: str) -> str:
     """Where ``deployment``'s first container mounts ``secret``."""
     pod = _pod_spec(_named("Deployment", deployment))
-    (volume,) = [v["name"] for v in pod["volumes"] if v.get("secret", {}).get("secretName") == secret]
+    (volume,) = [
+        v["name"] for v in pod["volumes"] if v.get("secret", {}).get("secretName") == secret
+    ]
     (mount,) = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == volume]
     path: str = mount["mountPath"]
     return path
