@@ -72,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, OSError, ValueError) as exc:
         print(f"lre-server: configuration error: {exc}", file=sys.stderr)
         return 2
+    if args.command in ("serve", "work"):
+        jsonlines.capture_native_stderr()
     if args.command in ("verify-log", "export", "verify-export"):
         return _audit(args, settings)
     if args.command == "migrate":

@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             except PortTaken as exc:
                 print(f"lre-signer: {exc}", file=sys.stderr)
                 return 2
+            jsonlines.capture_native_stderr()
             from lre.signer import serve
 
             if settings.processes > 1:
