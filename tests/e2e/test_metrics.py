@@ -205,4 +205,3 @@ def test_every_metric_the_alerts_and_the_dashboard_use_exists(
         "certificates",
     ):
         assert objective.lower() in titles.lower(), objective
-

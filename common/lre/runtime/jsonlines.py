@@ -69,7 +69,12 @@ def configure(level: str = "INFO", process: str = "lre") -> None:
 
 # The gRPC core's own line: severity letter, date, time, thread, file:line.
 _NATIVE_LINE = re.compile(r"([IWEF])\d{4} [\d:.]+\s+\d+ ([^\]\s]+)\] ?(.*)")
-_NATIVE_LEVELS = {"I": logging.INFO, "W": logging.WARNING, "E": logging.ERROR, "F": logging.CRITICAL}
+_NATIVE_LEVELS = {
+    "I": logging.INFO,
+    "W": logging.WARNING,
+    "E": logging.ERROR,
+    "F": logging.CRITICAL,
+}
 # absl's notice before its first line: noise on every process's stream.
 _NATIVE_NOISE = "All log messages before absl::InitializeLog() is called"
 

@@ -27,11 +27,20 @@ def main(argv: list[str] | None = None) -> int:
         "work", help="run only the workers (outbox, sequencer, expiry...): no gRPC port"
     )
     commands.add_parser("migrate", help="bring the database schema to the latest revision")
-    commands.add_parser(
+    verifying = commands.add_parser(
         "verify-log",
         help="replay the log from the database; report entries deleted, changed or out of order",
-    ).add_argument("--against", type=Path, help="tree heads published outside the database")
+    )
+    verifying.add_argument("--against", type=Path, help="tree heads published outside the database")
     exporting = commands.add_parser("export", help="write a verifiable archive of a period")
+    for long_running in (verifying, exporting):
+        long_running.add_argument(
+            "--progress-every",
+            type=float,
+            default=10.0,
+            metavar="SECONDS",
+            help="a progress line on stderr at most this often (0: none; default 10)",
+        )
     exporting.add_argument("--from", dest="start", required=True, help="ISO 8601, inclusive")
     exporting.add_argument("--to", dest="end", required=True, help="ISO 8601, exclusive")
     exporting.add_argument("out", type=Path)
@@ -124,9 +133,9 @@ def _audit(args: argparse.Namespace, settings: config.ServerSettings) -> int:
     from lre.server.audit.cli import export_command, verify_export_command, verify_log_command
 
     if args.command == "verify-log":
-        return verify_log_command(settings, args.against)
+        return verify_log_command(settings, args.against, args.progress_every)
     if args.command == "export":
-        return export_command(settings, args.start, args.end, args.out)
+        return export_command(settings, args.start, args.end, args.out, args.progress_every)
     return verify_export_command(settings, args.out, args.anchors)
 
 

@@ -108,9 +108,7 @@ def test_grpc_metrics_appear_with_their_calls_and_count_each_outcome(
 ) -> None:
     # Nothing made ahead for a method and code no call ended with (an idle
     # scrape stays small).
-    assert (
-        _sample("grpc_server_handled_total", "GetCertificateChain", grpc_code="DataLoss") is None
-    )
+    assert _sample("grpc_server_handled_total", "GetCertificateChain", grpc_code="DataLoss") is None
     before = {
         code: _sample("grpc_server_handled_total", method, grpc_code=label) or 0.0
         for method, code, label in (

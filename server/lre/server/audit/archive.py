@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from lre.server.audit.journal import leaf_problems
+from lre.server.audit.reading import Progress
 from lre.server.audit.seals import SealChecker
 from lre.server.domain import log
 from lre.server.storage import db, models
@@ -40,7 +41,12 @@ class ExportError(Exception):
 
 
 def export(
-    engine: Engine, start: dt.datetime, end: dt.datetime, out: Path, anchors: Path | None
+    engine: Engine,
+    start: dt.datetime,
+    end: dt.datetime,
+    out: Path,
+    anchors: Path | None,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Writes the archive of entries dated in [start, end); returns its manifest."""
     if out.exists():
@@ -100,6 +106,8 @@ def export(
                     (partial / "evidence" / f"{item.id}.json").write_bytes(item.document)
                     (partial / "evidence" / f"{item.id}.p7m").write_bytes(item.seal)
                     evidence += 1
+                if progress is not None:
+                    progress.tick(lambda: f"{entries} entries, {evidence} evidence written")
         consistency = log.consistency_path(head.tree_size, latest.tree_size, nodes)
     for sealed in {head.tree_size: head, latest.tree_size: latest}.values():
         (partial / "heads" / f"{sealed.number}.json").write_bytes(sealed.document)

@@ -28,7 +28,7 @@ from pathlib import Path
 from sqlalchemy.exc import StatementError
 
 from lre.server.audit import heads, journal, replay
-from lre.server.audit.reading import Report, read_only_engine, snapshot
+from lre.server.audit.reading import Progress, Report, read_only_engine, snapshot
 from lre.server.audit.seals import Provider, SealChecker
 from lre.server.domain import log
 
@@ -40,8 +40,9 @@ def verify_log(
     anchors: Path | None,
     against: Path | None = None,
     provider: Path | None = None,
+    progress: Progress | None = None,
 ) -> Report:
-    report = Report()
+    report = Report(progress=progress)
     declared = Provider(provider) if provider is not None else None
     seals = SealChecker(anchors, declared) if anchors is not None else None
     if seals is None:
