@@ -16,7 +16,6 @@ from lre.client.channels import connect
 from lre.client.mailing import MailingWalkthrough
 from lre.client.walkthrough import Walkthrough
 
-
 # `make run` without TLS files (plaintext); with an explicit --tls-dir, its
 # certificates or an error, never plaintext.
 DEFAULT_TLS_DIR = Path("var/tls")
@@ -28,7 +27,7 @@ def address_of(env: Mapping[str, str], variable: str, default: str) -> str:
     read as this machine."""
     address = env.get(variable, "").strip() or default
     host, _, port = address.rpartition(":")
-    if host in ("0.0.0.0", "[::]", "::", ""):
+    if host in ("0.0.0.0", "[::]", "::", ""):  # noqa: S104 (a listening address read, not bound)
         host = "127.0.0.1"
     return f"{host}:{port}"
 

@@ -22,7 +22,7 @@ from prometheus_client import (
 log = logging.getLogger("lre.runtime.pool")
 # No `<name>_created` sample beside each counter and histogram: Prometheus's
 # text format ignores them, and they doubled the page.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
 def metrics_registry() -> CollectorRegistry:

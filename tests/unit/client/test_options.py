@@ -25,7 +25,7 @@ def test_a_tls_dir_without_certificates_is_an_error_not_plaintext(
     document = tmp_path / "letter.pdf"
     document.write_bytes(b"%PDF-1.7\n")
     # An unused port: reaching it would fail otherwise, and later.
-    with pytest.raises(SystemExit, match="--tls-dir .*vra/tls: no ca.pem"):
+    with pytest.raises(SystemExit, match=r"--tls-dir .*vra/tls: no ca\.pem"):
         main(["walkthrough", str(document), "--server", "127.0.0.1:9", "--tls-dir", "vra/tls"])
 
 
