@@ -7,7 +7,7 @@ VAR    ?= var
 PROTOS := $(wildcard protos/lre/v1/*.proto)
 GEN    := $(patsubst protos/%.proto,common/%_pb2.py,$(PROTOS))
 
-.PHONY: run test lint gen lock system-deps bench clean docs deploy-rules
+.PHONY: run test lint gen lock system-deps bench clean docs deploy-rules api-reference
 
 PARTS  := common server signer client
 # uv installs the workspace from the one lock file (uv.lock); where it is not
@@ -61,6 +61,11 @@ lint: gen
 # link or a page missing from the navigation fails the build.
 docs: $(BIN)/.installed
 	$(BIN)/mkdocs build --strict --site-dir build/site
+
+# docs/api-reference.md from the protos and their comments (a test checks it
+# is current).
+api-reference: $(BIN)/.installed
+	$(BIN)/python deploy/dev/api_reference.py
 
 # The PrometheusRule for Kubernetes is the alert rules file, wrapped.
 deploy-rules:
