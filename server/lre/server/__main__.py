@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import logging
 import sys
 from pathlib import Path
 
-from lre.runtime import jsonlines
+from lre.runtime import jsonlines, tracing
 from lre.runtime.config import ConfigError
 from lre.runtime.ports import PortTaken, claim
 from lre.runtime.version import add_version_option
@@ -69,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = config.load()
         jsonlines.configure(settings.log_level)
+        # Alembic announces each of its plugins at INFO when it is imported:
+        # a dozen lines of no use to an operator on every start.
+        logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
         if args.command in ("serve", "work", "rekey"):
             # Refuse a bad configuration before opening anything: plaintext
             # where TLS is required, unreadable certificates or keys.
@@ -78,6 +82,10 @@ def main(argv: list[str] | None = None) -> int:
             settings.secrets_key()
         # An unreadable password file is a configuration error, said at once.
         settings.database()
+        if args.command in ("serve", "work"):
+            tracing.configure(
+                "lre-server", settings.tracing_endpoint, "LRE_SERVER_TRACING_ENDPOINT"
+            )
     except (ConfigError, OSError, ValueError) as exc:
         print(f"lre-server: configuration error: {exc}", file=sys.stderr)
         return 2

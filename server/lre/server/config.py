@@ -64,13 +64,13 @@ class ServerSettings:
     watch_total_s: float = 300.0
     reflection_streams: int = 2
     grpc_max_concurrent_rpcs: int = 0
-    # grpc.reflection on the gRPC port: it lists every method to anyone past
-    # the TLS handshake, so it is off unless asked for (`make run` turns it on).
+    # grpc.reflection: it lists every method to anyone past the TLS
+    # handshake, so it is off unless asked for (`make run` turns it on).
     reflection: bool = False
-    # Client certificates refused at once (PERMISSION_DENIED), by SHA-256
-    # fingerprint or DNS name, one a line; read again when it changes, no
-    # restart (lre.runtime.denylist).
+    # Client certificates refused at once, by fingerprint or DNS name (lre.runtime.denylist).
     denied_callers_file: Path | None = None
+    # OpenTelemetry: spans exported to this OTLP/gRPC collector ("": no tracing).
+    tracing_endpoint: str = ""
     # Where a deposit's content waits, encrypted, for its transaction once it
     # is larger than 1 MiB (None: the system's temporary directory). Files
     # there have no name; size it for grpc_threads - 4 letters of

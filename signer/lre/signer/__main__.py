@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lre.runtime import jsonlines
+from lre.runtime import jsonlines, tracing
+from lre.runtime.config import ConfigError
 from lre.runtime.ports import PortTaken, claim
 from lre.runtime.version import add_version_option
 from lre.signer import config
@@ -78,6 +79,13 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"lre-signer: {exc}", file=sys.stderr)
                 return 2
             jsonlines.capture_native_stderr()
+            try:
+                tracing.configure(
+                    "lre-signer", settings.tracing_endpoint, "LRE_SIGNER_TRACING_ENDPOINT"
+                )
+            except ConfigError as exc:
+                print(f"lre-signer: configuration error: {exc}", file=sys.stderr)
+                return 2
             from lre.signer import serve
 
             if settings.processes > 1:

@@ -66,6 +66,8 @@ class SignerSettings:
     grpc_max_concurrent_rpcs: int = 0
     # grpc.reflection on the gRPC port: off unless asked for (`make run` does).
     reflection: bool = False
+    # OpenTelemetry: spans exported to this OTLP/gRPC collector ("": no tracing).
+    tracing_endpoint: str = ""
     # Client certificates refused at once (PERMISSION_DENIED), by SHA-256
     # fingerprint or DNS name, one a line; read again when it changes, no
     # restart (lre.runtime.denylist).

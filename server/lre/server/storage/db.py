@@ -19,9 +19,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 logger = logging.getLogger("lre.server")
-# Alembic announces each of its plugins at INFO on every start: a dozen
-# lines of no use to an operator.
-logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
