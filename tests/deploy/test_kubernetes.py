@@ -337,3 +337,26 @@ def test_the_prometheus_rule_is_the_rules_file() -> None:
     rules = yaml.safe_load((contract.DEPLOY / "prometheus" / "lre-rules.yml").read_text())
     (rule,) = _of_kind("PrometheusRule")
     assert rule["spec"] == rules, "run `make deploy-rules`"
+
+
+# What the kustomize built into kubectl 1.20 (Debian's kubernetes-client,
+# kustomize 2.0) reads: no components, no `labels`, directories only under
+# `bases`. A newer field renders here and fails there.
+KUSTOMIZE_2_FIELDS = {
+    "apiVersion", "kind", "namespace", "resources", "bases", "configMapGenerator",
+    "secretGenerator", "generatorOptions", "images", "commonLabels", "commonAnnotations",
+    "patchesStrategicMerge", "patchesJson6902", "namePrefix", "nameSuffix",
+}  # fmt: skip
+
+
+def test_the_kustomizations_stay_within_kubectl_1_20() -> None:
+    found = sorted(KIT.rglob("kustomization.yaml"))
+    assert len(found) == 5
+    for path in found:
+        kustomization = yaml.safe_load(path.read_text())
+        assert set(kustomization) <= KUSTOMIZE_2_FIELDS, (path, set(kustomization))
+        assert kustomization["kind"] == "Kustomization", path
+        for resource in kustomization.get("resources", []):
+            assert (path.parent / resource).is_file(), (path, resource)
+        for base in kustomization.get("bases", []):
+            assert (path.parent / base / "kustomization.yaml").is_file(), (path, base)
