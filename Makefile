@@ -7,7 +7,7 @@ VAR    ?= var
 PROTOS := $(wildcard protos/lre/v1/*.proto)
 GEN    := $(patsubst protos/%.proto,common/%_pb2.py,$(PROTOS))
 
-.PHONY: run test lint gen lock system-deps bench clean docs deploy-rules
+.PHONY: run test lint gen lock system-deps bench clean docs deploy-rules api-reference
 
 PARTS  := common server signer client
 # uv installs the workspace from the one lock file (uv.lock); where it is not
@@ -62,14 +62,19 @@ lint: gen
 docs: $(BIN)/.installed
 	$(BIN)/mkdocs build --strict --site-dir build/site
 
+# docs/api-reference.md from the protos and their comments (a test checks it
+# is current).
+api-reference: $(BIN)/.installed
+	$(BIN)/python deploy/dev/api_reference.py
+
 # The PrometheusRule for Kubernetes is the alert rules file, wrapped.
 deploy-rules:
 	{ printf '%s\n' '# Generated from deploy/prometheus/lre-rules.yml by `make deploy-rules`;' \
 	    '# tests/deploy checks that the two agree. Edit the source, not this file.' \
 	    'apiVersion: monitoring.coreos.com/v1' 'kind: PrometheusRule' 'metadata:' \
-	    '  name: lre' '  namespace: lre' 'spec:'; \
+	    '  name: lre' 'spec:'; \
 	  sed -n '/^groups:/,$$p' deploy/prometheus/lre-rules.yml | sed 's/^./  &/'; \
-	} > deploy/kubernetes/prometheusrule.yaml
+	} > deploy/kubernetes/monitoring/prometheusrule.yaml
 
 bench: gen
 	$(BIN)/python bench/signer_throughput.py

@@ -2,8 +2,8 @@
 # System packages the service and its tests need. As root, installs what is
 # missing; otherwise prints the command and fails if a required one is missing.
 # LRE_WITH_TEST_TOOLS=1 also wants what only tests use: promtool (the alert
-# rules), libfaketime (a server whose wall clock jumps 17 days) and
-# systemd-analyze (the units in deploy/systemd). Optional outside CI: without
+# rules), libfaketime (a server whose wall clock jumps 17 days),
+# systemd-analyze (the units in deploy/systemd) and kubectl (the Kubernetes kit). Optional outside CI: without
 # them those tests skip, and say so.
 set -euo pipefail
 required=()
@@ -16,6 +16,8 @@ if [ -n "${LRE_WITH_TEST_TOOLS:-}" ]; then
   command -v promtool >/dev/null || optional+=(prometheus)
   compgen -G "/usr/lib/*/faketime/libfaketime.so.1" >/dev/null || optional+=(faketime)
   command -v systemd-analyze >/dev/null || optional+=(systemd)
+  # `kubectl kustomize` renders the Kubernetes kit (deploy/kubernetes).
+  command -v kubectl >/dev/null || optional+=(kubernetes-client)
   command -v pdfsig >/dev/null || optional+=(poppler-utils)
   command -v qpdf >/dev/null || optional+=(qpdf)
   command -v certutil >/dev/null || optional+=(libnss3-tools)

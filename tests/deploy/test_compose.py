@@ -88,6 +88,29 @@ def test_the_api_runs_without_workers_and_workers_run_alone(compose: dict[str, A
     assert services["signer-setup"]["command"][:2] == ["lre-signer", "dev-setup"]
 
 
+def test_every_long_running_service_has_a_health_check(compose: dict[str, Any]) -> None:
+    """`up --wait` waits for health checks: every service that keeps running
+    has one, those of the image run its own commands on the ports its
+    settings open, and the server waits for a healthy signer."""
+    services = compose["services"]
+    one_shots = {n for n, s in services.items() if s.get("restart") == "on-failure"}
+    assert one_shots == {"signer-setup", "migrate"}
+    for name, service in services.items():
+        if name in one_shots:
+            continue
+        test = service.get("healthcheck", {}).get("test")
+        assert test and test[0] == "CMD", f"{name}: no health check"
+        if test[1] == "lre-client":
+            assert contract.unknown_command(test[1:]) is None
+            port = test[3].rsplit(":", 1)[1]
+            env = _env(service)
+            assert any(
+                k.endswith("_HEALTH_ADDRESS") and v.endswith(f":{port}") for k, v in env.items()
+            ), f"{name}: nothing listens on {test[3]}"
+    for dependant in ("server", "workers"):
+        assert services[dependant]["depends_on"]["signer"]["condition"] == "service_healthy"
+
+
 def test_dependencies_exist(compose: dict[str, Any]) -> None:
     services = compose["services"]
     for name, service in services.items():
@@ -112,7 +135,7 @@ def test_prometheus_scrapes_the_stack_with_the_shipped_rules(compose: dict[str, 
             addresses = [
                 v
                 for k, v in env.items()
-                if k in ("LRE_SERVER_METRICS_ADDRESS", "LRE_SIGNER_HTTP_ADDRESS")
+                if k in ("LRE_SERVER_METRICS_ADDRESS", "LRE_SIGNER_METRICS_ADDRESS")
             ]
             assert addresses, f"{host} does not publish metrics on 0.0.0.0"
             assert addresses[0] == f"0.0.0.0:{port}", f"{host}: {addresses[0]} vs {port}"

@@ -9,7 +9,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
 
 from lre.dev.tls import create_dev_tls
 from lre.runtime import config
@@ -17,16 +16,13 @@ from lre.server.config import ServerSettings
 from lre.signer.config import SignerSettings
 from tests.support.processes import BIN
 
-KIT = Path(__file__).resolve().parents[2] / "deploy" / "kubernetes" / "config.yaml"
-# What the Deployments give through the environment rather than the file.
-DEPLOYMENT_ENV = {
-    "LRE_SERVER_DATABASE_URL": "postgresql+psycopg://lre:secret@db.example:5432/lre",
-}
+ROOT = Path(__file__).resolve().parents[2]
+# The kit's settings, which kustomize makes the lre-config ConfigMap of.
+KIT = ROOT / "deploy" / "kubernetes" / "base" / "lre.toml"
 
 
 def _kit_toml() -> str:
-    text: str = yaml.safe_load(KIT.read_text())["data"]["lre.toml"]
-    return text
+    return KIT.read_text()
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -36,7 +32,7 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 
 def _settings(tmp_path: Path, text: str) -> tuple[ServerSettings, SignerSettings]:
-    env = {"LRE_CONFIG": str(_write(tmp_path, text)), **DEPLOYMENT_ENV}
+    env = {"LRE_CONFIG": str(_write(tmp_path, text))}
     return (
         config.load(ServerSettings, "server", env),
         config.load(SignerSettings, "signer", env),
@@ -118,7 +114,7 @@ def test_a_process_with_one_default_left_refuses_to_start(
     tmp_path: Path, program: str, section: str, setting: str
 ) -> None:
     path = _write(tmp_path, _without(_kit_toml(), setting, section))
-    env = {**os.environ, **DEPLOYMENT_ENV, "LRE_CONFIG": str(path)}
+    env = {**os.environ, "LRE_CONFIG": str(path)}
     result = subprocess.run(
         [str(BIN / program), "serve"], env=env, capture_output=True, text=True, timeout=60
     )
@@ -130,7 +126,7 @@ def test_a_process_with_one_default_left_refuses_to_start(
 
 
 def test_the_systemd_example_has_no_development_default(tmp_path: Path) -> None:
-    text = (KIT.parents[2] / "docs" / "operations.md").read_text()
+    text = (ROOT / "docs" / "operations.md").read_text()
     (block,) = [b.split("\n", 1)[1] for b in text.split("```toml")[1:] if 'profile = "' in b]
     server, signer = _settings(tmp_path, block.split("```")[0])
     assert server.production_problems() == [] and signer.production_problems() == []

@@ -4,7 +4,9 @@ in buf.yaml) and no breaking change since the last release."""
 from __future__ import annotations
 
 import io
+import re
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -70,3 +72,22 @@ def test_breaking_changes_are_caught(last_release: Path, tmp_path: Path) -> None
     )
     assert result.returncode != 0
     assert "LETTER_STATE_REJECTED" in result.stdout
+
+
+def test_the_api_reference_is_current() -> None:
+    done = subprocess.run(
+        [sys.executable, str(contract.ROOT / "deploy" / "dev" / "api_reference.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    reference = (contract.ROOT / "docs" / "api-reference.md").read_text()
+    # Every service and method of the contract has its heading.
+    for proto in sorted((contract.ROOT / "protos" / "lre" / "v1").glob("*.proto")):
+        for service, body in re.findall(
+            r"^service (\w+) \{(.*?)^\}", proto.read_text(), re.M | re.S
+        ):
+            assert f"\n## {service}\n" in reference
+            for method in re.findall(r"^\s*rpc (\w+)\(", body, re.M):
+                assert f"\n### {service}.{method}\n" in reference

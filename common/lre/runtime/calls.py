@@ -97,7 +97,7 @@ def rpc_scope(
         elapsed = time.perf_counter() - start
         code = context.code()  # type: ignore[attr-defined]
         code = code or gone or client_gone_code(context, call) or grpc.StatusCode.OK
-        metrics.handled[code].inc()
+        metrics.handled(code).inc()
         metrics.handling.observe(elapsed)
         if log_rpc:
             extra: dict[str, Any] = {

@@ -20,6 +20,7 @@ import types
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
@@ -100,6 +101,24 @@ def read_secret(path: Path | None, env_name: str) -> str | None:
     if path is not None:
         return path.read_text(encoding="utf-8").strip()
     return os.environ.get(env_name)
+
+
+def with_password(url: str, password_file: Path | None, setting: str) -> str:
+    """``url`` with the password from ``password_file`` put in it,
+    percent-encoded (a password may hold ``@``, ``/`` or ``%``): the file is
+    the secret, and neither the URL in the configuration nor the environment
+    carries it."""
+    if password_file is None:
+        return url
+    scheme, sep, rest = url.partition("://")
+    user, at, host = rest.partition("@")
+    if not sep or not at or not user or ":" in user:
+        raise ConfigError(f"{setting}: needs a database URL with a user and no password")
+    try:
+        password = password_file.read_text(encoding="utf-8").rstrip("\r\n")
+    except OSError as exc:
+        raise ConfigError(f"{setting}: {exc.strerror}: {password_file}") from None
+    return f"{scheme}://{user}:{quote(password, safe='')}@{host}"
 
 
 PROFILES = ("development", "production")

@@ -17,6 +17,7 @@ from typing import Any
 import grpc
 from prometheus_client import Counter
 
+from lre.runtime import tracing
 from lre.runtime.calls import Call, Requests, Validator, rpc_scope
 from lre.runtime.denylist import DenyList
 from lre.runtime.grpc_metrics import MethodMetrics, rpc_type
@@ -220,7 +221,10 @@ class RpcInterceptor(grpc.ServerInterceptor):
             metadata = dict(context.invocation_metadata() or ())
             rid = str(metadata.get(REQUEST_ID_KEY) or uuid.uuid4())
             user = user_of(metadata)
-            with rpc_scope(method, rid, context, metrics, log_rpc, call):
+            with (
+                tracing.server_span(method, metadata, context),
+                rpc_scope(method, rid, context, metrics, log_rpc, call),
+            ):
                 # The caller gets the id to quote, refused or not: in the
                 # trailers (headers sent now would commit the call, and a
                 # client could no longer retry it elsewhere when this process

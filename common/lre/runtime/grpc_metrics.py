@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import functools
 
 import grpc
 from google.protobuf import descriptor_pool
@@ -43,34 +43,47 @@ def rpc_type(client_streaming: bool, server_streaming: bool) -> str:
     return "server_stream" if server_streaming else "unary"
 
 
-@dataclass
 class MethodMetrics:
-    """The label children of one method, looked up once."""
+    """The label children of one method, each made when first used: series
+    made ahead for every method and status code would fill an idle scrape
+    (hundreds of kilobytes) with zeros."""
 
-    started: Counter
-    received: Counter
-    sent: Counter
-    handling: Histogram
-    handled: dict[grpc.StatusCode, Counter] = field(default_factory=dict)
+    def __init__(self, kind: str, service: str, method: str) -> None:
+        self._labels = (kind, service, method)
+        self._handled: dict[grpc.StatusCode, Counter] = {}
 
     @classmethod
     def of(cls, kind: str, service: str, method: str) -> MethodMetrics:
-        labels = (kind, service, method)
-        return cls(
-            STARTED.labels(*labels),
-            RECEIVED.labels(*labels),
-            SENT.labels(*labels),
-            HANDLING.labels(*labels),
-            {code: HANDLED.labels(*labels, CODE_NAMES[code]) for code in grpc.StatusCode},
-        )
+        return cls(kind, service, method)
+
+    @functools.cached_property
+    def started(self) -> Counter:
+        return STARTED.labels(*self._labels)
+
+    @functools.cached_property
+    def received(self) -> Counter:
+        return RECEIVED.labels(*self._labels)
+
+    @functools.cached_property
+    def sent(self) -> Counter:
+        return SENT.labels(*self._labels)
+
+    @functools.cached_property
+    def handling(self) -> Histogram:
+        return HANDLING.labels(*self._labels)
+
+    def handled(self, code: grpc.StatusCode) -> Counter:
+        found = self._handled.get(code)
+        if found is None:
+            # labels() returns the one child however many threads ask.
+            found = self._handled.setdefault(code, HANDLED.labels(*self._labels, CODE_NAMES[code]))
+        return found
 
 
 def for_services(full_names: list[str]) -> dict[str, MethodMetrics]:
-    """Every method of these services, at zero, keyed by '/service/method'.
-
-    Series that exist before the first call let rate() and alerts work from
-    the start instead of after the first error.
-    """
+    """Every method of these services, keyed by '/service/method'; their
+    series appear with their first call (an absent series reads as no
+    traffic: the error-ratio alerts divide by the calls made)."""
     pool = descriptor_pool.Default()
     methods = {}
     for name in full_names:

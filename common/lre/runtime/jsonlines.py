@@ -5,9 +5,13 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import os
+import re
 import sys
+import threading
 import time
 import traceback
+from typing import TextIO
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
@@ -61,3 +65,55 @@ def configure(level: str = "INFO", process: str = "lre") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger(process).debug("logging configured")
+
+
+# The gRPC core's own line: severity letter, date, time, thread, file:line.
+_NATIVE_LINE = re.compile(r"([IWEF])\d{4} [\d:.]+\s+\d+ ([^\]\s]+)\] ?(.*)")
+_NATIVE_LEVELS = {
+    "I": logging.INFO,
+    "W": logging.WARNING,
+    "E": logging.ERROR,
+    "F": logging.CRITICAL,
+}
+# absl's notice before its first line: noise on every process's stream.
+_NATIVE_NOISE = "All log messages before absl::InitializeLog() is called"
+
+
+def capture_native_stderr() -> None:
+    """What native code writes to file descriptor 2 (the gRPC core's lines,
+    as a TLS handshake that failed) becomes JSON lines of the logger
+    ``grpc.core``, so that the stream stays JSON only. Python's own stderr
+    (the log handler, a crash's traceback) keeps the original descriptor.
+    For long-running processes: the descriptor stays redirected until exit."""
+    original = os.dup(2)
+    read_fd, write_fd = os.pipe()
+    os.dup2(write_fd, 2)
+    os.close(write_fd)
+    stream = os.fdopen(original, "w", buffering=1, encoding="utf-8", errors="replace")
+    sys.stderr = stream
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(stream)
+    forward = threading.Thread(
+        target=_forward, args=(read_fd, stream), name="native-stderr", daemon=True
+    )
+    forward.start()
+
+
+def _forward(read_fd: int, stream: TextIO) -> None:
+    log = logging.getLogger("grpc.core")
+    with os.fdopen(read_fd, "rb") as pipe:
+        for raw in pipe:
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            if not line.strip() or _NATIVE_NOISE in line:
+                continue
+            if line.startswith("{"):
+                # A child process's JSON line (a pool's workers share the descriptor).
+                stream.write(line + "\n")
+                continue
+            match = _NATIVE_LINE.match(line)
+            if match:
+                level, source, message = match.groups()
+                log.log(_NATIVE_LEVELS[level], message, extra={"source": source})
+            else:
+                log.warning(line)

@@ -12,9 +12,17 @@ import tempfile
 import threading
 
 from prometheus_client import REGISTRY as DEFAULT_REGISTRY
-from prometheus_client import CollectorRegistry, generate_latest, multiprocess
+from prometheus_client import (
+    CollectorRegistry,
+    disable_created_metrics,
+    generate_latest,
+    multiprocess,
+)
 
 log = logging.getLogger("lre.runtime.pool")
+# No `<name>_created` sample beside each counter and histogram: Prometheus's
+# text format ignores them, and they doubled the page.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
 def metrics_registry() -> CollectorRegistry:

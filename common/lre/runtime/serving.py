@@ -26,7 +26,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from lre.runtime import fields, grpc_metrics
+from lre.runtime import fields, grpc_metrics, reflection_v1
 from lre.runtime.calls import Validator
 from lre.runtime.denylist import DenyList
 from lre.runtime.gate import REQUEST_ID_KEY, Guard, RoleOf, RpcInterceptor
@@ -124,9 +124,9 @@ class GrpcProcess:
         for binding in self.services:
             binding.add_to_server(binding.servicer, self.server)
         if reflection_enabled:
-            reflection.enable_server_reflection(
-                [*names, HEALTH, reflection.SERVICE_NAME], self.server
-            )
+            listed = [*names, HEALTH, reflection.SERVICE_NAME, reflection_v1.SERVICE_NAME]
+            reflection.enable_server_reflection(listed, self.server)
+            reflection_v1.enable(listed, self.server)
         if credentials is None:
             self.port = self.server.add_insecure_port(address)
         else:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import logging
 import sys
 from pathlib import Path
 
-from lre.runtime import jsonlines
+from lre.runtime import jsonlines, tracing
 from lre.runtime.config import ConfigError
 from lre.runtime.ports import PortTaken, claim
 from lre.runtime.version import add_version_option
@@ -36,6 +37,14 @@ def main(argv: list[str] | None = None) -> int:
         "--compromised", type=Path, help="the provider's keys declared compromised (JSON)"
     )
     exporting = commands.add_parser("export", help="write a verifiable archive of a period")
+    for long_running in (verifying, exporting):
+        long_running.add_argument(
+            "--progress-every",
+            type=float,
+            default=10.0,
+            metavar="SECONDS",
+            help="a progress line on stderr at most this often (0: none; default 10)",
+        )
     exporting.add_argument("--from", dest="start", required=True, help="ISO 8601, inclusive")
     exporting.add_argument("--to", dest="end", required=True, help="ISO 8601, exclusive")
     exporting.add_argument("out", type=Path)
@@ -70,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = config.load()
         jsonlines.configure(settings.log_level)
+        # Alembic announces each of its plugins at INFO when it is imported:
+        # a dozen lines of no use to an operator on every start.
+        logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
         if args.command in ("serve", "work", "rekey"):
             # Refuse a bad configuration before opening anything: plaintext
             # where TLS is required, unreadable certificates or keys.
@@ -77,15 +89,23 @@ def main(argv: list[str] | None = None) -> int:
                 raise ConfigError("profile production: " + "; ".join(problems))
             settings.server_credentials()
             settings.secrets_key()
+        # An unreadable password file is a configuration error, said at once.
+        settings.database()
+        if args.command in ("serve", "work"):
+            tracing.configure(
+                "lre-server", settings.tracing_endpoint, "LRE_SERVER_TRACING_ENDPOINT"
+            )
     except (ConfigError, OSError, ValueError) as exc:
         print(f"lre-server: configuration error: {exc}", file=sys.stderr)
         return 2
+    if args.command in ("serve", "work"):
+        jsonlines.capture_native_stderr()
     if args.command in ("verify-log", "export", "verify-export"):
         return _audit(args, settings)
     if args.command == "migrate":
         from lre.server.storage import db
 
-        db.migrate(db.make_engine(settings.database_url))
+        db.migrate(db.make_engine(settings.database()))
         print("database schema up to date")
         return 0
     if args.command == "rekey":
@@ -130,9 +150,9 @@ def _audit(args: argparse.Namespace, settings: config.ServerSettings) -> int:
     from lre.server.audit.cli import export_command, verify_export_command, verify_log_command
 
     if args.command == "verify-log":
-        return verify_log_command(settings, args.against, args.compromised)
+        return verify_log_command(settings, args.against, args.progress_every, args.compromised)
     if args.command == "export":
-        return export_command(settings, args.start, args.end, args.out)
+        return export_command(settings, args.start, args.end, args.out, args.progress_every)
     return verify_export_command(settings, args.out, args.anchors, args.provider)
 
 
@@ -145,7 +165,7 @@ def _rekey(settings: config.ServerSettings, secrets_only: bool, batch: int) -> i
     from lre.server.storage import db
     from lre.server.storage.store import Stores
 
-    stores = Stores(db.sessions(db.make_engine(settings.database_url)))
+    stores = Stores(db.sessions(db.make_engine(settings.database())))
 
     def report(what: str, progress: rekey.Progress) -> None:
         print(f"{what}: {progress.examined} examined, {progress.changed} re-encrypted", flush=True)
@@ -181,7 +201,7 @@ def _move_content(settings: config.ServerSettings, to_objects: bool, batch: int)
     from lre.server.storage import db
     from lre.server.storage.store import Stores
 
-    stores = Stores(db.sessions(db.make_engine(settings.database_url)))
+    stores = Stores(db.sessions(db.make_engine(settings.database())))
     content, _ = build_content(settings, stores, dt.timedelta(days=settings.content_retention_days))
     if not isinstance(content, ObjectContent):
         print("lre-server: move-content needs content_store = s3 and its settings", file=sys.stderr)

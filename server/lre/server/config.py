@@ -24,13 +24,13 @@ from lre.server.domain.identity import AssuranceLevel
 @dataclass(frozen=True)
 class ServerSettings:
     # "production" refuses to start while a setting keeps a development
-    # default (provider identity, mail addresses, portal URL, role mapping,
-    # SQLite, plaintext, a Maildir, the development CA...): evidence sealed
-    # under a development identity is permanent. Every shipped production
-    # example sets it; `make run` does not.
+    # default (identity, mail, portal, roles, SQLite, plaintext, development
+    # CA...): evidence sealed under a development identity is permanent.
     profile: str = "development"
     # SQLite for the zero-setup default; postgresql+psycopg://... in production.
     database_url: str = "sqlite:///var/lre.db"
+    # The database password's file, put into database_url when connecting.
+    database_password_file: Path | None = None
     grpc_address: str = "127.0.0.1:50051"
     # Optional plaintext listener serving grpc.health.v1 only ("" none): for
     # probes that cannot present a client certificate (the kubelet's gRPC probes).
@@ -64,13 +64,13 @@ class ServerSettings:
     watch_total_s: float = 300.0
     reflection_streams: int = 2
     grpc_max_concurrent_rpcs: int = 0
-    # grpc.reflection on the gRPC port: it lists every method to anyone past
-    # the TLS handshake, so it is off unless asked for (`make run` turns it on).
+    # grpc.reflection: it lists every method to anyone past the TLS
+    # handshake, so it is off unless asked for (`make run` turns it on).
     reflection: bool = False
-    # Client certificates refused at once (PERMISSION_DENIED), by SHA-256
-    # fingerprint or DNS name, one a line; read again when it changes, no
-    # restart (lre.runtime.denylist).
+    # Client certificates refused at once, by fingerprint or DNS name (lre.runtime.denylist).
     denied_callers_file: Path | None = None
+    # OpenTelemetry: spans exported to this OTLP/gRPC collector ("": no tracing).
+    tracing_endpoint: str = ""
     # Where a deposit's content waits, encrypted, for its transaction once it
     # is larger than 1 MiB (None: the system's temporary directory). Files
     # there have no name; size it for grpc_threads - 4 letters of
@@ -289,6 +289,12 @@ class ServerSettings:
             rules,
         )
 
+    def database(self) -> str:
+        """database_url with the password file's content."""
+        return config.with_password(
+            self.database_url, self.database_password_file, "LRE_SERVER_DATABASE_PASSWORD_FILE"
+        )
+
     def tree_head_target_configured(self) -> bool:
         return any(t.strip() for t in self.tree_head_export.split(","))
 
@@ -372,8 +378,7 @@ class ServerSettings:
         return days
 
     def spool(self) -> str | None:
-        """The spool directory, checked at start rather than at the first
-        large deposit (a missing one would fail that deposit)."""
+        """The spool directory, checked at start, not at a large deposit."""
         if self.spool_dir is None:
             return None
         if not os.access(self.spool_dir, os.W_OK | os.X_OK) or not self.spool_dir.is_dir():
@@ -385,11 +390,8 @@ class ServerSettings:
         return object_store_settings(self)
 
     def sender_level(self) -> AssuranceLevel:
-        try:
-            level = AssuranceLevel[self.sender_min_level.strip().upper()]
-        except KeyError:
-            raise config.ConfigError("LRE_SERVER_SENDER_MIN_LEVEL: substantial or high") from None
-        if level < AssuranceLevel.SUBSTANTIAL:
+        level = AssuranceLevel.__members__.get(self.sender_min_level.strip().upper())
+        if level is None or level < AssuranceLevel.SUBSTANTIAL:
             raise config.ConfigError("LRE_SERVER_SENDER_MIN_LEVEL: substantial or high")
         return level
 

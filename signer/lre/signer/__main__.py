@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lre.runtime import jsonlines
+from lre.runtime import jsonlines, tracing
+from lre.runtime.config import ConfigError
 from lre.runtime.ports import PortTaken, claim
 from lre.runtime.version import add_version_option
 from lre.signer import config
@@ -71,10 +72,19 @@ def main(argv: list[str] | None = None) -> int:
                         "grpc_address": settings.grpc_address,
                         "http_address": settings.http_address,
                         "health_address": settings.health_address,
+                        "metrics_address": settings.metrics_address,
                     }
                 )
             except PortTaken as exc:
                 print(f"lre-signer: {exc}", file=sys.stderr)
+                return 2
+            jsonlines.capture_native_stderr()
+            try:
+                tracing.configure(
+                    "lre-signer", settings.tracing_endpoint, "LRE_SIGNER_TRACING_ENDPOINT"
+                )
+            except ConfigError as exc:
+                print(f"lre-signer: configuration error: {exc}", file=sys.stderr)
                 return 2
             from lre.signer import serve
 

@@ -41,8 +41,11 @@ class SignerSettings:
     grpc_address: str = "127.0.0.1:50052"
     # Optional plaintext listener serving grpc.health.v1 only ("" none).
     health_address: str = ""
-    # RFC 3161 over HTTP at /tsa, Prometheus at /metrics.
+    # RFC 3161 over HTTP at /tsa.
     http_address: str = "127.0.0.1:8318"
+    # Prometheus /metrics on a listener of its own ("": beside /tsa on
+    # http_address, development only): /tsa may be open to TSA clients.
+    metrics_address: str = ""
     # On the HTTP port: the most a client may take for a TLS handshake, a
     # request head, a body, or stay idle between requests; then it is cut.
     http_timeout_s: float = 10.0
@@ -63,6 +66,8 @@ class SignerSettings:
     grpc_max_concurrent_rpcs: int = 0
     # grpc.reflection on the gRPC port: off unless asked for (`make run` does).
     reflection: bool = False
+    # OpenTelemetry: spans exported to this OTLP/gRPC collector ("": no tracing).
+    tracing_endpoint: str = ""
     # Client certificates refused at once (PERMISSION_DENIED), by SHA-256
     # fingerprint or DNS name, one a line; read again when it changes, no
     # restart (lre.runtime.denylist).
@@ -127,6 +132,8 @@ class SignerSettings:
             rules["clock_references"] = "at least three NTP sources in production"
         if self.clock_journal_file is None:
             rules["clock_journal_file"] = "a file in production (the synchronisation history)"
+        if not self.metrics_address.strip():
+            rules["metrics_address"] = "a listener of its own in production, not the /tsa port"
         return config.production_problems(
             self, "LRE_SIGNER_", ("ca_chain_file", "crl_file", "signer_callers"), rules
         )

@@ -1,5 +1,6 @@
 """HTTP side of the signer: RFC 3161 transport at /tsa (RFC 3161 section 3.4),
-Prometheus at /metrics, on the shared aiohttp server (lre.runtime.http)."""
+Prometheus at /metrics (on its own listener when metrics_address is set), on
+the shared aiohttp server (lre.runtime.http)."""
 
 from __future__ import annotations
 
@@ -40,13 +41,19 @@ def tsa_route(signer: Signer, timeout_s: float) -> web.RouteDef:
 
 
 def http_server(
-    signer: Signer, address: str, context: ssl.SSLContext | None, timeout_s: float
+    signer: Signer,
+    address: str,
+    context: ssl.SSLContext | None,
+    timeout_s: float,
+    with_metrics: bool = True,
 ) -> HttpServer:
+    """/tsa, and /metrics unless it has a listener of its own."""
+    routes = [tsa_route(signer, timeout_s)] + ([metrics_route()] if with_metrics else [])
     return HttpServer(
-        [tsa_route(signer, timeout_s), metrics_route()],
-        address,
-        context,
-        timeout_s,
-        client_max_size=MAX_QUERY_BYTES,
-        name="http",
+        routes, address, context, timeout_s, client_max_size=MAX_QUERY_BYTES, name="http"
     )
+
+
+def metrics_server(address: str, context: ssl.SSLContext | None, timeout_s: float) -> HttpServer:
+    """/metrics alone, apart from the /tsa port that TSA clients may reach."""
+    return HttpServer([metrics_route()], address, context, timeout_s, name="metrics")

@@ -13,7 +13,7 @@ from lre.runtime.tls import https_context
 from lre.runtime.version import export_build_info
 from lre.signer import config
 from lre.signer.app import Signer
-from lre.signer.http import http_server
+from lre.signer.http import http_server, metrics_server
 from lre.signer.policy import CallerPolicy
 from lre.signer.service import SigningServicer
 from lre.v1 import signing_pb2, signing_pb2_grpc
@@ -55,23 +55,30 @@ def serve_worker(settings: config.SignerSettings) -> int:
     # not bring an HSM back, the monitor reconnects by itself.
     process.set_serving(True, "")
     process.set_serving(signer.check_health(), SERVICE_NAME)
-    http = http_server(
-        signer,
-        settings.http_address,
-        https_context(settings.tls_cert_file, settings.tls_key_file, "signer"),
-        settings.http_timeout_s,
-    )
+    context = https_context(settings.tls_cert_file, settings.tls_key_file, "signer")
+    apart = bool(settings.metrics_address.strip())
+    http = http_server(signer, settings.http_address, context, settings.http_timeout_s, not apart)
+    listeners = [http]
+    if apart:
+        listeners.append(metrics_server(settings.metrics_address, context, settings.http_timeout_s))
     signer.start_monitor(lambda healthy: process.set_serving(healthy, SERVICE_NAME))
     process.start()
-    http.start()
+    for listener in listeners:
+        listener.start()
     log.info(
         "signer serving",
-        extra={"grpc_port": process.port, "http_port": http.port, "pid": os.getpid()},
+        extra={
+            "grpc_port": process.port,
+            "http_port": http.port,
+            "metrics_port": listeners[-1].port,
+            "pid": os.getpid(),
+        },
     )
     wait_for_signal()
     log.info("signer stopping")
     process.stop(grace=5)
-    http.stop()
+    for listener in listeners:
+        listener.stop()
     signer.close()
     return 0
 
@@ -79,7 +86,12 @@ def serve_worker(settings: config.SignerSettings) -> int:
 def serve_pool(settings: config.SignerSettings, processes: int) -> int:
     if any(
         a.endswith(":0")
-        for a in (settings.grpc_address, settings.http_address, settings.health_address)
+        for a in (
+            settings.grpc_address,
+            settings.http_address,
+            settings.health_address,
+            settings.metrics_address,
+        )
     ):
         raise SystemExit("several signer processes need fixed ports")
     return pool.serve_pool(

@@ -36,6 +36,7 @@ class HttpsSigner:
     tls: TlsFiles
     paths: DevPaths
     log: Path
+    grpc_port: int
 
     @property
     def url(self) -> str:
@@ -78,7 +79,7 @@ def signer(dev_var: DevPaths, tmp_path_factory: pytest.TempPathFactory) -> Itera
     )
     log = root / "signer.log"
     with running([str(BIN / "lre-signer"), "serve"], env, log):
-        signer = HttpsSigner(http_port, tls, dev_var, log)
+        signer = HttpsSigner(http_port, tls, dev_var, log, grpc_port)
 
         def ready() -> bool:
             try:
@@ -284,3 +285,22 @@ def test_clients_that_vanish_mid_reply_leave_only_json_lines(signer: HttpsSigner
     for line in signer.log_lines()[before:]:
         entry = json.loads(line)  # a plain traceback would not parse
         assert entry["level"] in {"debug", "info"}, entry
+
+
+def test_the_grpc_cores_own_lines_reach_the_log_as_json(signer: HttpsSigner) -> None:
+    """A plaintext client on the mutual TLS gRPC port: the gRPC core logs the
+    failed handshake from C++, which becomes a JSON line like every other."""
+    with socket.create_connection(("127.0.0.1", signer.grpc_port), timeout=5) as plain:
+        plain.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        plain.recv(1024)
+
+    def core_lines() -> list[dict[str, object]]:
+        entries = [json.loads(line) for line in signer.log_lines() if line.strip()]
+        return [e for e in entries if e["logger"] == "grpc.core"]
+
+    assert wait_for(lambda: any("andshake" in str(e["message"]) for e in core_lines())), (
+        signer.log.read_text()
+    )
+    entry = next(e for e in core_lines() if "andshake" in str(e["message"]))
+    assert str(entry["source"]).startswith("ssl_transport_security")
+    # Every line of the stream is a JSON object (json.loads above would fail).

@@ -89,3 +89,32 @@ def test_secrets_keys_current_and_previous(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as bad:
         ServerSettings(secrets_key_file=current, secrets_key_files_previous=str(old)).secrets_key()
     assert str(bad.value) == "LRE_SERVER_SECRETS_KEY_FILES_PREVIOUS: expected 32 bytes in hex"
+
+
+def test_the_database_password_comes_from_its_file_whatever_it_holds(tmp_path: Path) -> None:
+    from sqlalchemy.engine import make_url
+
+    secret = tmp_path / "password"
+    secret.write_text("p@ss/w%rd:1\n")
+    url = "postgresql+psycopg://lre@lre-db-rw:5432/lre"
+    settings = load(
+        ServerSettings,
+        "server",
+        {"LRE_SERVER_DATABASE_URL": url, "LRE_SERVER_DATABASE_PASSWORD_FILE": str(secret)},
+    )
+    parsed = make_url(settings.database())
+    assert (parsed.username, parsed.password, parsed.host, parsed.port, parsed.database) == (
+        "lre",
+        "p@ss/w%rd:1",
+        "lre-db-rw",
+        5432,
+        "lre",
+    )
+    assert load(ServerSettings, "server", {"LRE_SERVER_DATABASE_URL": url}).database() == url
+    for bad_url in ("postgresql+psycopg://lre-db-rw/lre", "postgresql+psycopg://lre:x@db/lre"):
+        env = {"LRE_SERVER_DATABASE_URL": bad_url, "LRE_SERVER_DATABASE_PASSWORD_FILE": str(secret)}
+        with pytest.raises(ConfigError, match="LRE_SERVER_DATABASE_PASSWORD_FILE"):
+            load(ServerSettings, "server", env).database()
+    env = {"LRE_SERVER_DATABASE_URL": url, "LRE_SERVER_DATABASE_PASSWORD_FILE": "/nonexistent"}
+    with pytest.raises(ConfigError, match="LRE_SERVER_DATABASE_PASSWORD_FILE"):
+        load(ServerSettings, "server", env).database()

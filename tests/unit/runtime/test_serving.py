@@ -103,12 +103,12 @@ def _sample(name: str, method: str, **labels: str) -> float | None:
     )
 
 
-def test_grpc_metrics_exist_at_zero_and_count_each_outcome(process: GrpcProcess) -> None:
-    # Created for every method and code before any call.
-    assert (
-        _sample("grpc_server_handled_total", "GetCertificateChain", grpc_code="Unavailable")
-        is not None
-    )
+def test_grpc_metrics_appear_with_their_calls_and_count_each_outcome(
+    process: GrpcProcess,
+) -> None:
+    # Nothing made ahead for a method and code no call ended with (an idle
+    # scrape stays small).
+    assert _sample("grpc_server_handled_total", "GetCertificateChain", grpc_code="DataLoss") is None
     before = {
         code: _sample("grpc_server_handled_total", method, grpc_code=label) or 0.0
         for method, code, label in (
@@ -136,7 +136,7 @@ def test_grpc_metrics_exist_at_zero_and_count_each_outcome(process: GrpcProcess)
     )
     assert _sample("grpc_server_started_total", "WrapKey") == started + 3
     assert _sample("grpc_server_msg_received_total", "WrapKey") == received + 3
-    assert _sample("grpc_server_msg_sent_total", "WrapKey") == sent  # no reply was sent
+    assert (_sample("grpc_server_msg_sent_total", "WrapKey") or 0.0) == sent  # no reply was sent
     assert (_sample("grpc_server_handling_seconds_count", "WrapKey") or 0) >= 3
 
 

@@ -17,7 +17,7 @@ from typing import Literal
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from lre.runtime import jsonlines
+from lre.runtime import jsonlines, tracing
 from lre.runtime.certfiles import CertificateFiles
 from lre.runtime.gate import REQUEST_ID_KEY
 from lre.runtime.tls import reloading_channel_credentials
@@ -83,9 +83,11 @@ _PURPOSES = {
 
 def _request_id() -> tuple[tuple[str, str], ...] | None:
     """The id of the request being served (none in a worker), passed on so
-    that the signer's log lines of the call carry the same id."""
+    that the signer's log lines of the call carry the same id, and the trace
+    context when tracing is on (the signer's span joins the request's trace)."""
     rid = jsonlines.request_id.get()
-    return ((REQUEST_ID_KEY, rid),) if rid else None
+    passed = (((REQUEST_ID_KEY, rid),) if rid else ()) + tracing.outgoing()
+    return passed or None
 
 
 class SignerClient:

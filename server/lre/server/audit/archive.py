@@ -29,6 +29,7 @@ from sqlalchemy import Engine, select
 from lre.server.audit import archived
 from lre.server.audit.journal import leaf_problems
 from lre.server.audit.personal import Checked, Exported, check_entry, export_entry
+from lre.server.audit.reading import Progress
 from lre.server.audit.seals import Provider, SealChecker
 from lre.server.domain import log
 from lre.server.storage import db, models
@@ -44,7 +45,12 @@ class ExportError(Exception):
 
 
 def export(
-    engine: Engine, start: dt.datetime, end: dt.datetime, out: Path, anchors: Path | None
+    engine: Engine,
+    start: dt.datetime,
+    end: dt.datetime,
+    out: Path,
+    anchors: Path | None,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Writes the archive of entries dated in [start, end); returns its manifest."""
     if out.exists():
@@ -111,6 +117,9 @@ def export(
                     if renewed is not None:  # with its archive timestamps (B-LTA)
                         (partial / "evidence" / f"{item.id}.archive.p7m").write_bytes(renewed)
                     evidence += 1
+                if progress is not None:
+                    # Called (or not) at once: the counts are this row's.
+                    progress.tick(lambda: f"{entries} entries, {evidence} evidence written")  # noqa: B023
         consistency = log.consistency_path(head.tree_size, latest.tree_size, nodes)
     for sealed in {head.tree_size: head, latest.tree_size: latest}.values():
         (partial / "heads" / f"{sealed.number}.json").write_bytes(sealed.document)

@@ -8,20 +8,25 @@ import sys
 from pathlib import Path
 
 from lre.server.audit import archive
+from lre.server.audit.reading import Progress
 from lre.server.audit.verify import verify_log
 from lre.server.config import ServerSettings
 from lre.server.storage import db
 
 
 def verify_log_command(
-    settings: ServerSettings, against: Path | None, compromised: Path | None = None
+    settings: ServerSettings,
+    against: Path | None,
+    every_s: float,
+    compromised: Path | None = None,
 ) -> int:
     report = verify_log(
-        settings.database_url,
+        settings.database(),
         settings.seal_trust_anchors_file,
         against,
         settings.provider_certificates_file,
         compromised,
+        Progress("verify-log", every_s),
     )
     for line in report.findings:
         print(f"PROBLEM {line}")
@@ -40,7 +45,9 @@ def verify_log_command(
     return 0 if report.ok else 1
 
 
-def export_command(settings: ServerSettings, start: str, end: str, out: Path) -> int:
+def export_command(
+    settings: ServerSettings, start: str, end: str, out: Path, every_s: float
+) -> int:
     try:
         period = dt.datetime.fromisoformat(start), dt.datetime.fromisoformat(end)
     except ValueError:
@@ -49,9 +56,11 @@ def export_command(settings: ServerSettings, start: str, end: str, out: Path) ->
     if any(t.tzinfo is None for t in period):
         print("lre-server export: give --from and --to with their UTC offset", file=sys.stderr)
         return 2
-    engine = db.make_engine(settings.database_url)
+    engine = db.make_engine(settings.database())
     try:
-        manifest = archive.export(engine, *period, out, settings.seal_trust_anchors_file)
+        manifest = archive.export(
+            engine, *period, out, settings.seal_trust_anchors_file, Progress("export", every_s)
+        )
     except archive.ExportError as exc:
         print(f"lre-server export: {exc}", file=sys.stderr)
         return 1

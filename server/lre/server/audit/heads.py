@@ -63,6 +63,8 @@ def check(
             while tree.size < seq:
                 tree.append(b"\0" * 32)
         tree.append(log.leaf_hash(leaf if isinstance(leaf, bytes) else b""))
+        report.entries = tree.size
+        report.tick("log")
     report.entries = tree.size
     while head is not None:
         state.check(head, tree)

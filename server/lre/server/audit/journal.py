@@ -105,6 +105,7 @@ def _journal_entries(connection: Connection, report: Report) -> None:
             report.add(f"{where}: names no letter and is not a journal entry (changed)")
             continue
         report.journal += 1
+        report.tick("journal")
         for problem in leaf_problems(leaf):
             report.add(f"{where}: {problem} (changed)")
         if (

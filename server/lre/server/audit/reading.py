@@ -5,15 +5,39 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+import sys
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TextIO
 
 from sqlalchemy import Connection, Engine, Row, create_engine
 
 BATCH = 5_000
 # A report keeps this many findings in memory; it counts them all.
 KEPT = 10_000
+
+
+class Progress:
+    """A line on stderr at most every ``every_s`` seconds while a long
+    command runs, saying how far it got: a million entries take minutes,
+    and silence looks like a hang. ``every_s`` 0: none."""
+
+    def __init__(self, command: str, every_s: float, out: TextIO | None = None) -> None:
+        self._command = command
+        self._every_s = every_s
+        self._out = out or sys.stderr
+        self._started = time.monotonic()
+        self._next = self._started + every_s
+
+    def tick(self, counts: Callable[[], str]) -> None:
+        if self._every_s <= 0:
+            return
+        now = time.monotonic()
+        if now >= self._next:
+            self._next = now + self._every_s
+            elapsed = now - self._started
+            print(f"{self._command}: {counts()} ({elapsed:.0f} s)", file=self._out, flush=True)
 
 
 @dataclass
@@ -32,10 +56,21 @@ class Report:
     defects: int = 0
     findings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    progress: Progress | None = None
 
     @property
     def ok(self) -> bool:
         return self.defects == 0
+
+    def tick(self, where: str) -> None:
+        """Where the pass ``where`` got, now and then (``progress``)."""
+        if self.progress is not None:
+            self.progress.tick(
+                lambda: (
+                    f"{where} pass, {self.entries} log entries, {self.letters} letters, "
+                    f"{self.journal} journal entries, {self.defects} problems so far"
+                )
+            )
 
     def add(self, finding: str) -> None:
         self.defects += 1

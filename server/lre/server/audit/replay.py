@@ -180,6 +180,7 @@ class _Replay:
     def run(self, entries: list[Row[Any]]) -> None:
         if self.row is not None:
             self.report.letters += 1
+            self.report.tick("letters")
         for entry in entries:
             if entry.seq is None:
                 self.report.unsequenced += 1

@@ -30,7 +30,7 @@ from sqlalchemy.exc import StatementError
 
 from lre.runtime import longterm
 from lre.server.audit import archived, heads, journal, replay
-from lre.server.audit.reading import Report, read_only_engine, snapshot
+from lre.server.audit.reading import Progress, Report, read_only_engine, snapshot
 from lre.server.audit.seals import Provider, SealChecker
 from lre.server.domain import log
 
@@ -43,8 +43,9 @@ def verify_log(
     against: Path | None = None,
     provider: Path | None = None,
     compromised: Path | None = None,
+    progress: Progress | None = None,
 ) -> Report:
-    report = Report()
+    report = Report(progress=progress)
     keys = longterm.load_compromises(compromised) if compromised is not None else {}
     declared = Provider(provider) if provider is not None else None
     seals = SealChecker(anchors, declared) if anchors is not None else None

@@ -172,7 +172,7 @@ def signer_client(settings: ServerSettings) -> SignerClient:
 def serve(settings: ServerSettings) -> None:
     """Runs the server with its concrete adapters until SIGTERM or SIGINT."""
     export_build_info("lre-server")
-    engine = db.make_engine(settings.database_url)
+    engine = db.make_engine(settings.database())
     signer = signer_client(settings)
     server = build(settings, engine, signer)
     metrics = _metrics(settings)
@@ -202,7 +202,7 @@ def work(settings: ServerSettings) -> None:
     may run: the outbox is claimed row by row (SKIP LOCKED) and the sequencer
     under an advisory lock."""
     export_build_info("lre-server")
-    engine = db.make_engine(settings.database_url)
+    engine = db.make_engine(settings.database())
     signer = signer_client(settings)
     services = build_services(settings, engine, signer)
     workers = WorkerThreads(build_workers(settings, engine, services), db.SchemaGate(engine).ready)

@@ -28,7 +28,8 @@ STAGE = "/var/lib/lre-test"  # a tmpfs of the namespace: where the test's files 
 
 def _container() -> tuple[list[str], dict[str, str], dict[str, dict[str, object]]]:
     """The CronJob's command, environment and volume mounts (by mount path)."""
-    (job,) = yaml.safe_load_all((DEPLOY / "kubernetes" / "verify-log-cronjob.yaml").read_text())
+    shipped = DEPLOY / "kubernetes" / "base" / "verify-log-cronjob.yaml"
+    (job,) = yaml.safe_load_all(shipped.read_text())
     pod = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert container["securityContext"]["readOnlyRootFilesystem"] is True

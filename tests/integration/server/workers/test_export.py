@@ -157,7 +157,10 @@ def test_the_commands(
     monkeypatch.setenv("LRE_SERVER_SEAL_TRUST_ANCHORS_FILE", str(signer_process.root_ca))
     out = tmp_path / "archive"
     period = ["--from", start.isoformat(), "--to", end.isoformat()]
-    assert main(["export", *period, str(out)]) == 0
+    assert main(["export", *period, str(out), "--progress-every", "1e-9"]) == 0
+    # A progress line per entry written (with so short an interval), on stderr.
+    progress = capsys.readouterr().err.splitlines()
+    assert progress[-1].startswith("export: 5 entries, 3 evidence written ("), progress
     assert main(["verify-export", str(out)]) == 0
     assert "export verified: 5 entries, 3 evidence, 1 journal entries" in capsys.readouterr().out
     assert main(["export", *period, str(out)]) == 1  # never over an archive

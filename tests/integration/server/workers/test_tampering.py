@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import sqlite3
 import uuid
 from collections.abc import Callable, Iterator
@@ -612,7 +613,19 @@ def test_the_command_exits_0_then_1(
     monkeypatch.setenv("LRE_SERVER_DATABASE_URL", copy.url)
     monkeypatch.setenv("LRE_SERVER_SEAL_TRUST_ANCHORS_FILE", str(copy.anchors))
     assert main(["verify-log", "--against", str(copy.exported)]) == 0
-    assert "log verified" in capsys.readouterr().out
+    said = capsys.readouterr()
+    assert "log verified" in said.out
+    # Quick: no progress line (one at most every 10 s by default).
+    assert "pass," not in said.err
+    # A progress line at every step, on stderr (the report stays on stdout).
+    every = ["--progress-every", "1e-9"]
+    assert main(["verify-log", "--against", str(copy.exported), *every]) == 0
+    said = capsys.readouterr()
+    passes = re.findall(r"^verify-log: (\w+) pass, (\d+) log entries", said.err, re.MULTILINE)
+    assert {name for name, _ in passes} == {"log", "letters", "journal"}, said.err
+    logged = [int(n) for name, n in passes if name == "log"]
+    assert logged == sorted(logged) and logged[-1] > 1
+    assert "pass," not in said.out
     engine = db.make_engine(copy.url)
     with engine.begin() as connection:
         connection.execute(text("UPDATE log_entries SET leaf = :l WHERE seq = 0"), {"l": b"[]"})
