@@ -16,7 +16,7 @@ bench/deposit_throughput.py), mail to a Maildir,
 bounded in time. Prints deposits/s with p50/p99 for both, the ratio, and the
 proof PDFs made during the busy window (lre_proof_pdfs_made on the server's
 /metrics). Usage:
-  python bench/proof_cost.py [--seconds 10] [--hold 300] [--postgres URL]
+  python bench/proof_cost.py [--seconds 10] [--hold 300] [--rate R] [--postgres URL]
 """
 
 from __future__ import annotations
@@ -49,9 +49,13 @@ def _made(metrics_url: str) -> float:
     return float(found.group(1)) if found else 0.0
 
 
-# Messages not yet handed off (the server's gauge is refreshed only when a
-# dispatcher is idle, so it is read from the table).
-BACKLOG = text("SELECT count(*) FROM outbox_messages WHERE state IN ('pending', 'sending')")
+# Messages due and not yet handed off (the server's gauge is refreshed only
+# when a dispatcher is idle, so it is read from the table; reminders wait
+# for their day and are not counted).
+BACKLOG = text(
+    "SELECT count(*) FROM outbox_messages"
+    " WHERE state IN ('pending', 'sending') AND next_attempt_time <= now()"
+)
 
 
 # The hand-off of each outbox message of a kind after its letter's deposit,
@@ -136,7 +140,11 @@ def main() -> int:
     parser.add_argument("--hold", type=float, default=300.0)
     parser.add_argument("--postgres", default=POSTGRES)
     parser.add_argument("--phase", choices=["off", "on", "paced"], help=argparse.SUPPRESS)
-    parser.add_argument("--rate", type=float, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--rate",
+        type=float,
+        help="letters/s in the paced phase (default: a quarter of the workers-off rate)",
+    )
     args = parser.parse_args()
     if args.phase == "paced":
         print(json.dumps(_paced(args.hold, args.postgres, args.rate)))
@@ -165,7 +173,7 @@ def main() -> int:
             f"  p99 {r['p99_ms']:7.1f} ms  PDF proofs made {r['pdfs']:4.1f}/s"
         )
     print(f"ratio on/off: {phases['on']['rate'] / phases['off']['rate']:.2f}")
-    rate = phases["off"]["rate"] / 4
+    rate = args.rate or phases["off"]["rate"] / 4
     run = subprocess.run(
         [sys.executable, __file__, "--hold", str(args.hold), "--postgres", args.postgres,
          "--phase", "paced", "--rate", f"{rate:.2f}"],
@@ -173,7 +181,7 @@ def main() -> int:
     )  # fmt: skip
     paced = json.loads(run.stdout.strip().splitlines()[-1])
     print(
-        f"workers on, {rate:.1f} letters/s offered (a quarter) for {args.hold:.0f} s:"
+        f"workers on, {rate:.1f} letters/s offered for {args.hold:.0f} s:"
         f" {paced['rate']:.1f} deposits/s, p99 {paced['p99_ms']:.1f} ms"
     )
     for kind, label in (("proof", "proof of deposit e-mail"), ("letter_waiting", "notice")):
