@@ -63,8 +63,13 @@ class PartyRepository:
         )
         return [from_row(NameCorrection, row) for row in rows]
 
-    def exists(self, party_id: uuid.UUID) -> bool:
-        return bool(self._db.scalar(select(exists().where(PARTIES.c.id == party_id))))
+    def exists(self, party_id: uuid.UUID, *, erased: bool = True) -> bool:
+        """Whether the party exists; ``erased=False``: and its personal data
+        was not erased (nothing new may be recorded of such a party)."""
+        where = [PARTIES.c.id == party_id]
+        if not erased:
+            where.append(PARTIES.c.erase_time.is_(None))
+        return bool(self._db.scalar(select(exists().where(*where))))
 
     def by_request(self, scope: str, request_id: str) -> tuple[Party, str | None] | None:
         """The party a caller's request created, and that request's fingerprint."""

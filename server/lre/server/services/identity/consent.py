@@ -74,7 +74,7 @@ class ConsentService:
 
         def create(store: Store) -> Consent:
             for party, field in ((recipient_id, "recipient"), (sender_id, "sender")):
-                if not store.parties.exists(party):
+                if not store.parties.exists(party, erased=False):
                     raise NotFound(f"no such party ({field})")
             active = store.consents.active(recipient_id, sender_id)
             if active is not None:

@@ -283,14 +283,9 @@ class CredentialService:
                 email_code_expire_time=expire_time,
             )
         )
-        encrypted = at_rest.encrypt(self._policy.secrets_key, code.encode(), code_id.bytes)
-        payload = {
-            "party": str(credential.party_id),
-            "code_id": str(code_id),
-            "code": encrypted.hex(),
-            "expire_time": expire_time.isoformat(),
-        }
-        store.outbox.add([new_message(None, OutboxKind.EMAIL_CODE, payload, now, now)])
+        factors.queue_email_code(
+            store, self._policy.secrets_key, credential.party_id, (code_id, code), expire_time, now
+        )
         journaled(
             store,
             LogKind.EMAIL_CODE_ISSUED,

@@ -17,6 +17,9 @@ import pyotp
 from lre.server.adapters import at_rest
 from lre.server.domain.errors import InvalidArgument
 from lre.server.domain.identity import Credential
+from lre.server.domain.letters import OutboxKind
+from lre.server.storage.outbox import new_message
+from lre.server.storage.store import Store
 
 MIN_PASSWORD = 12
 MAX_PASSWORD = 256
@@ -97,3 +100,26 @@ def totp_step(
     ):
         matched = None  # a code is good once
     return matched
+
+
+def queue_email_code(
+    store: Store,
+    secrets_key: at_rest.SecretsKeys,
+    party_id: uuid.UUID,
+    code: tuple[uuid.UUID, str],
+    expire_time: dt.datetime,
+    now: dt.datetime,
+    purpose: str | None = None,
+) -> None:
+    """The outbox message that e-mails a one-time ``code`` (its id, its
+    digits) to the party: the digits encrypted until they are sent."""
+    code_id, digits = code
+    encrypted = at_rest.encrypt(secrets_key, digits.encode(), code_id.bytes)
+    payload = {
+        "party": str(party_id),
+        **({"purpose": purpose} if purpose else {}),
+        "code_id": str(code_id),
+        "code": encrypted.hex(),
+        "expire_time": expire_time.isoformat(),
+    }
+    store.outbox.add([new_message(None, OutboxKind.EMAIL_CODE, payload, now, now)])

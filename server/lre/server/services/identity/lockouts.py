@@ -23,15 +23,13 @@ import uuid
 
 from prometheus_client import Counter
 
-from lre.server.adapters import at_rest
 from lre.server.clock import utcnow
 from lre.server.domain.errors import FailedPrecondition, TooManyAttempts
 from lre.server.domain.identity import Throttle
-from lre.server.domain.letters import OutboxKind
 from lre.server.domain.log import LogKind
+from lre.server.services.identity import factors
 from lre.server.services.identity.parties import journaled
 from lre.server.services.identity.settings import Clock, IdentityPolicy
-from lre.server.storage.outbox import new_message
 from lre.server.storage.store import Store, Stores
 
 PURPOSES = ("session", "enrolment", "email_code", "notice_code")
@@ -105,15 +103,15 @@ class UnlockService:
                 ),
                 now,
             )
-            encrypted = at_rest.encrypt(self._policy.secrets_key, code.encode(), code_id.bytes)
-            payload = {
-                "party": str(party_id),
-                "purpose": "unlock",
-                "code_id": str(code_id),
-                "code": encrypted.hex(),
-                "expire_time": expire_time.isoformat(),
-            }
-            store.outbox.add([new_message(None, OutboxKind.EMAIL_CODE, payload, now, now)])
+            factors.queue_email_code(
+                store,
+                self._policy.secrets_key,
+                party_id,
+                (code_id, code),
+                expire_time,
+                now,
+                purpose="unlock",
+            )
             journaled(
                 store,
                 LogKind.UNLOCK_CODE_ISSUED,

@@ -48,7 +48,8 @@ CHALLENGE_TTL = dt.timedelta(minutes=5)
 
 
 def _require_party(store: Store, party_id: uuid.UUID) -> None:
-    if not store.parties.exists(party_id):
+    # An erased party is proofed no more: its data is gone, on request or schedule.
+    if not store.parties.exists(party_id, erased=False):
         raise NotFound("no such party")
 
 

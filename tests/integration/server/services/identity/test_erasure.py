@@ -133,6 +133,15 @@ def test_a_party_past_its_schedule_is_erased_and_its_proofs_still_verify(
     assert record.details == {} and record.digest_salt is None and record.erase_time is not None
     with pytest.raises(NotFound):  # nothing left to name it in a new letter's evidence
         _letter_to(world, erased, smtp_port)
+    # Nor is anything new recorded of it: no proofing, no consent.
+    with pytest.raises(NotFound):
+        world.identity.proofing.record_document_check(
+            person.id, "id-card", "X4RTBPFW4", world.clock.now + dt.timedelta(days=3650), "desk-1"
+        )
+    with pytest.raises(NotFound):
+        world.identity.consents.grant(
+            "operator-desk", "c-again", person.id, uuid.UUID(world.session.party_id), "signed", FORM
+        )
     exported = json.loads(erasure.export(person.id, "operator-desk"))
     assert exported["party"]["email"] == "" and "Martin" not in json.dumps(exported)
 
