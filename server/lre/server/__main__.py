@@ -34,7 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     verifying.add_argument("--against", type=Path, help="tree heads published outside the database")
     verifying.add_argument(
-        "--compromised", type=Path, help="the provider's keys declared compromised (JSON)"
+        "--compromised",
+        type=Path,
+        help="the provider's keys declared compromised (JSON; else compromised_keys_file)",
     )
     exporting = commands.add_parser("export", help="write a verifiable archive of a period")
     for long_running in (verifying, exporting):

@@ -177,9 +177,8 @@ class ServerSettings:
     outbox_interval_s: float = 1.0
     outbox_max_attempts: int = 12
     outbox_first_retry_s: float = 30.0
-    # Each SMTP command's timeout, and the lease of a claimed message: a
-    # dispatcher that dies holding one leaves it this long before another sends
-    # it (longer than a hand-off; no notice is composed this close to midnight).
+    # Each SMTP command's timeout; a claimed message's lease (a dead dispatcher's
+    # claim lasts it; longer than a hand-off; no notice this close to midnight).
     smtp_timeout_s: float = 30.0
     outbox_lease_s: float = 300.0
     # How often windows that closed unanswered get their proof of non-claim.
@@ -200,10 +199,11 @@ class ServerSettings:
     webhook_allowed_networks: str = ""
     # PEM CA bundle under which `verify-log` checks the seals of evidence and tree heads.
     seal_trust_anchors_file: Path | None = None
-    # PEM of the provider's own seal certificates (current and retired) and
-    # its TSAs' certificates: `verify-log` requires every seal and timestamp
-    # to be by one of them (`lre-signer dev-setup` writes one).
+    # PEM of the provider's own seal and TSA certificates (current and retired):
+    # `verify-log` requires every seal and timestamp to be by one of them; and
+    # its keys declared compromised (JSON, docs/operations.md).
     provider_certificates_file: Path | None = None
+    compromised_keys_file: Path | None = None
     # Archive timestamps, renewed before their certificates expire or the sunset
     # (a date), by this TSA ("": the signer's); docs/configuration.md says more.
     archive_renew_days: int = 90

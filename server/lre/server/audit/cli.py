@@ -25,7 +25,7 @@ def verify_log_command(
         settings.seal_trust_anchors_file,
         against,
         settings.provider_certificates_file,
-        compromised,
+        compromised or settings.compromised_keys_file,
         Progress("verify-log", every_s),
     )
     for line in report.findings:

@@ -13,11 +13,13 @@ import io
 import json
 from pathlib import Path
 
+import pytest
 from pyhanko.pdf_utils.reader import PdfFileReader
 from sqlalchemy import select
 
 from lre.runtime import archival
 from lre.server.audit import archive as archive_export
+from lre.server.audit.cli import verify_log_command
 from lre.server.audit.reading import Report
 from lre.server.audit.verify import verify_log
 from lre.server.bootstrap.archive import build_archive
@@ -116,7 +118,7 @@ def _archive_findings(report: Report) -> list[str]:
 
 
 def test_verify_log_checks_the_chains_and_refuses_what_a_compromised_key_sealed(
-    world: World, signer_process: SignerProcess, tmp_path: Path
+    world: World, signer_process: SignerProcess, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     world.deposit()
     settings = ServerSettings(seal_trust_anchors_file=signer_process.root_ca)
@@ -149,6 +151,15 @@ def test_verify_log_checks_the_chains_and_refuses_what_a_compromised_key_sealed(
     assert len(found) == report.archived and all(
         "after the seal key was declared compromised" in f for f in found
     ), found
+    # The nightly verify-log takes the declaration from its settings.
+    nightly = ServerSettings(
+        database_url=url,
+        seal_trust_anchors_file=signer_process.root_ca,
+        compromised_keys_file=keys,
+    )
+    capsys.readouterr()
+    assert verify_log_command(nightly, None, 60.0) == 1
+    assert "after the seal key was declared compromised" in capsys.readouterr().out
 
     # A renewed seal that lost an archive timestamp no longer passes.
     with db.sessions(world.engine).begin() as session:
