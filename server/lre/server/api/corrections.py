@@ -4,6 +4,7 @@ the sender before notification, or a party's name by an operator on a basis."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 
 import grpc
 
@@ -25,8 +26,8 @@ class CorrectionCalls:
     _service: IdentityService
     _corrections: CorrectionService | None
 
-    def _readable(self, context: grpc.ServicerContext, party_id: uuid.UUID) -> None:
-        raise NotImplementedError
+    # The servicer's: who may read a party's data.
+    _readable: Callable[[grpc.ServicerContext, uuid.UUID], None]
 
     def _correcting(self) -> CorrectionService:
         if self._corrections is None:

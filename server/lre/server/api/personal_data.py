@@ -4,6 +4,7 @@ party's own export (GDPR art. 15, 17, 20)."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 
 import grpc
 
@@ -23,8 +24,8 @@ class PersonalDataCalls:
     _service: IdentityService
     _erasure: ErasureService | None
 
-    def _readable(self, context: grpc.ServicerContext, party_id: uuid.UUID) -> None:
-        raise NotImplementedError
+    # The servicer's: who may read a party's data.
+    _readable: Callable[[grpc.ServicerContext, uuid.UUID], None]
 
     def _erasing(self) -> ErasureService:
         if self._erasure is None:
