@@ -295,8 +295,9 @@ def build_workers(
             ),
             utcnow,
             settings.outbox_lease(),
+            urgent_first=lane % 2 == 0,
         )
-        for _ in range(max(1, settings.outbox_lanes))
+        for lane in range(max(1, settings.outbox_lanes))
     ]
     content = services.content
     housekeeping = (
