@@ -42,6 +42,15 @@ from bench.stack import POSTGRES, running_stack
 from tests.support.processes import free_port
 
 
+def _busy_s() -> float:
+    """CPU seconds the whole machine has spent busy (all cores, /proc/stat):
+    per letter, it counts every process (server, signer, PostgreSQL, mail,
+    this load generator), so it means something on a machine left quiet."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 def _made(metrics_url: str) -> float:
     with urllib.request.urlopen(metrics_url, timeout=10) as response:
         text = response.read().decode()
@@ -91,11 +100,14 @@ def _paced(seconds: float, postgres: str, rate: float) -> dict[str, object]:
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
+        busy = _busy_s()
         result = deposits(stack.address, stack.sender_token, stack.recipient, seconds, rate=rate)
         done.set()
         drain_until = time.monotonic() + 30
         while time.monotonic() < drain_until and backlog() > 0:
             time.sleep(1)
+        busy = _busy_s() - busy
+        drained = backlog() == 0
         with engine.connect() as connection:
             delays = {
                 kind: sorted(
@@ -105,7 +117,12 @@ def _paced(seconds: float, postgres: str, rate: float) -> dict[str, object]:
                 for kind in ("proof", "letter_waiting")
             }
         engine.dispose()
-    summary: dict[str, object] = {**result, "backlog": samples}
+    summary: dict[str, object] = {
+        **result,
+        "backlog": samples,
+        "busy_ms": busy / max(1, int(result["count"])) * 1000,
+        "drained": drained,
+    }
     for kind, values in delays.items():
         summary[kind] = {
             "count": len(values),
@@ -126,9 +143,10 @@ def _run(seconds: float, postgres: str, workers: bool) -> tuple[dict[str, float]
         settings={"LRE_SERVER_OUTBOX_INTERVAL_S": "0.2", "LRE_SERVER_METRICS_ADDRESS": metrics},
     ) as stack:
         url = f"http://{metrics}/metrics"
-        before, start = _made(url), time.perf_counter()
+        before, start, busy = _made(url), time.perf_counter(), _busy_s()
         result = deposits(stack.address, stack.sender_token, stack.recipient, seconds)
         rate = (_made(url) - before) / (time.perf_counter() - start)
+        result["busy_ms"] = (_busy_s() - busy) / max(1, result["count"]) * 1000
     return result, rate
 
 
@@ -173,6 +191,9 @@ def main() -> int:
             f"  p99 {r['p99_ms']:7.1f} ms  PDF proofs made {r['pdfs']:4.1f}/s"
         )
     print(f"ratio on/off: {phases['on']['rate'] / phases['off']['rate']:.2f}")
+    print(
+        f"machine CPU per deposit, workers off (all processes): {phases['off']['busy_ms']:.1f} ms"
+    )
     rate = args.rate or phases["off"]["rate"] / 4
     run = subprocess.run(
         [sys.executable, __file__, "--hold", str(args.hold), "--postgres", args.postgres,
@@ -190,6 +211,11 @@ def main() -> int:
             f"  {label:25} {d['count']:6d} handed off after deposit:"
             f" p50 {d['p50']:.2f} s  p90 {d['p90']:.2f} s  max {d['max']:.2f} s"
         )
+    print(
+        f"  machine CPU per letter, deposit + notice + proof, until drained:"
+        f" {paced['busy_ms']:.1f} ms"
+        + ("" if paced["drained"] else " (not drained 30 s after the load: a floor)")
+    )
     backlog = paced["backlog"]
     print(f"  outbox backlog every 5 s: max {max(backlog, default=0):.0f}, samples {backlog}")
     return 0

@@ -13,6 +13,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
+from lre.dev.tls import TlsFiles, create_dev_tls
 from lre.signer.config import SignerSettings
 from lre.signer.devsetup import DevPaths, dev_setup, settings_for
 from tests.support.databases import POSTGRES_URL
@@ -46,6 +47,12 @@ def signer_process(
         address = f"127.0.0.1:{grpc_port}"
         assert wait_for(lambda: health_status(address) == SERVING, timeout=90), log.read_text()
         yield SignerProcess(address, f"http://127.0.0.1:{http_port}", dev_var, log)
+
+
+@pytest.fixture(scope="session")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    """A development CA with server and client certificates, for mutual TLS."""
+    return create_dev_tls(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture(scope="session")

@@ -26,7 +26,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
-from lre.dev.tls import TlsFiles, create_dev_tls
+from lre.dev.tls import TlsFiles
 from lre.signer.devsetup import DevPaths
 from lre.v1 import (
     custody_pb2,
@@ -46,11 +46,6 @@ IDLE_S = 6.0
 WATCH_TOTAL_S = 4.0
 # How long the abuse is held while the others are measured.
 ABUSE_S = 4.0
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
-    return create_dev_tls(tmp_path_factory.mktemp("tls"))
 
 
 def _samples(url: str, ca: Path) -> list[tuple[str, dict[str, str], float]]:

@@ -47,11 +47,6 @@ SERVICES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
-    return create_dev_tls(tmp_path_factory.mktemp("tls"))
-
-
 @pytest.fixture
 def server(signer_process: SignerProcess, tmp_path: Path, tls: TlsFiles) -> Iterator[ServerProcess]:
     database = f"sqlite:///{tmp_path / 'lre.db'}"

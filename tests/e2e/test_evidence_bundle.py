@@ -19,7 +19,7 @@ import grpc
 import pytest
 
 from lre.client.parties import register_party
-from lre.dev.tls import TlsFiles, create_dev_tls
+from lre.dev.tls import TlsFiles
 from lre.runtime import bundle_layout as layout
 from lre.v1 import common_pb2, custody_pb2, custody_pb2_grpc, identity_pb2, identity_pb2_grpc
 from tests.support.clients import bearer, confirm_professional, deposit_letter, wait_notified
@@ -30,11 +30,6 @@ from tests.support.signer import SignerProcess
 
 SUBMISSION = common_pb2.EVIDENCE_EVENT_SUBMISSION_ACCEPTANCE
 ACCEPTANCE = common_pb2.EVIDENCE_EVENT_CONSIGNMENT_ACCEPTANCE
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
-    return create_dev_tls(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture

@@ -9,11 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
-import pytest
 from google.protobuf import symbol_database
 from grpc_health.v1 import health_pb2
 
-from lre.dev.tls import TlsFiles, create_dev_tls
+from lre.dev.tls import TlsFiles
 from lre.signer.devsetup import DevPaths
 from lre.v1 import custody_pb2, identity_pb2, notification_pb2, signing_pb2
 from tests.support.processes import BIN, free_port, running, wait_for
@@ -23,11 +22,6 @@ from tests.support.signer import SignerProcess, signer_env
 
 CUSTODY, SIGNING = "lre.v1.CustodyService", "lre.v1.SigningService"
 REFLECTION = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
-    return create_dev_tls(tmp_path_factory.mktemp("tls"))
 
 
 def _methods(*files: object) -> list[tuple[str, object]]:

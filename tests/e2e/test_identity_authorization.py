@@ -19,7 +19,7 @@ from google.protobuf import timestamp_pb2
 from google.protobuf.message import Message
 
 from lre.client.parties import enroll_party, log_in, register_party
-from lre.dev.tls import TlsFiles, create_dev_tls
+from lre.dev.tls import TlsFiles
 from lre.server.api.policy import AUDITOR, OPERATOR, POLICY
 from lre.v1 import identity_pb2, identity_pb2_grpc
 from tests.support.clients import ROLES
@@ -46,11 +46,6 @@ RECIPIENT_OR_OPERATOR = {
     "WithdrawConsent": {grpc.StatusCode.NOT_FOUND},
     "SetProfessionalStatus": {OK},
 }
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
-    return create_dev_tls(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from grpc_status import rpc_status
 
 from lre.client.maildir import plain_text
 from lre.client.parties import enroll_party, log_in, register_party
-from lre.dev.tls import TlsFiles, create_dev_tls
+from lre.dev.tls import TlsFiles
 from lre.v1 import (
     custody_pb2,
     custody_pb2_grpc,
@@ -44,11 +44,6 @@ from tests.support.signer import SignerProcess
 
 THRESHOLD = 3
 LOCKOUT_S = 2
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
-    return create_dev_tls(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture

@@ -62,11 +62,6 @@ def _methods() -> list[tuple[str, object]]:
     ]
 
 
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
-    return create_dev_tls(tmp_path_factory.mktemp("tls"))
-
-
 def _tls_env(tls: TlsFiles) -> dict[str, str]:
     return {
         "LRE_SIGNER_TLS_CERT_FILE": str(tls.service_cert),
