@@ -91,6 +91,15 @@ def main(argv: list[str] | None = None) -> int:
                 raise ConfigError("profile production: " + "; ".join(problems))
             settings.server_credentials()
             settings.secrets_key()
+        if args.command == "serve":
+            from lre.server.adapters import trusted_lists
+
+            # A trusted list whose signature does not verify stops the start.
+            trusted_lists.configured(
+                settings.trusted_list_files,
+                settings.trusted_list_signers_file,
+                settings.proofing_require_qualified,
+            )
         # An unreadable password file is a configuration error, said at once.
         settings.database()
         if args.command in ("serve", "work"):
