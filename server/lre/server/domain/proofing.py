@@ -30,6 +30,8 @@ class NotQualified(FailedPrecondition):
     certificate requires it (FAILED_PRECONDITION): proofed at no level, since
     no lower level was assessed for that method; the message says why."""
 
+    reason = "CERTIFICATE_NOT_QUALIFIED"
+
 
 # Which qualified certificates (their QcType, ETSI EN 319 412-5) proof whom:
 # a natural person by one for electronic signatures; a legal person by one

@@ -202,18 +202,16 @@ def test_a_list_past_its_next_update_or_replaced_by_a_broken_one_qualifies_nothi
         _prove(service, QUALIFIED_CA)
 
 
-def test_a_list_whose_signature_does_not_verify_does_not_load(
-    listed: Path, tmp_path: Path
-) -> None:
+def test_a_list_whose_signature_does_not_verify_does_not_load(listed: Path, tmp_path: Path) -> None:
     tampered = tmp_path / "tampered.xml"
     tampered.write_bytes(broken(listed.read_bytes()))
-    with pytest.raises(TrustedListError, match="tampered.xml: its signature does not verify"):
+    with pytest.raises(TrustedListError, match=r"tampered\.xml: its signature does not verify"):
         TrustedLists((tampered,), (TL_SIGNER.cert,))
     # Signed, but by someone else than the configured scheme operator.
     other = tmp_path / "other.xml"
     other.write_bytes(trusted_list(SERVICES, LocalCA("Someone else")))
     signers = write_pem(tmp_path / "signers.pem", TL_SIGNER.cert)
-    with pytest.raises(ConfigError, match="LRE_SERVER_TRUSTED_LIST_FILES: trusted list other.xml"):
+    with pytest.raises(ConfigError, match=r"_FILES: trusted list other\.xml"):
         configured(str(other), signers, required=True)
     with pytest.raises(ConfigError, match="LRE_SERVER_TRUSTED_LIST_SIGNERS_FILE"):
         configured(str(listed), None, required=True)
