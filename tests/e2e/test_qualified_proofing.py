@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
+from typing import TypedDict
 
 import grpc
 import pytest
@@ -29,7 +30,15 @@ PLAIN_CA = LocalCA("Non-qualified CA (e2e)")
 TL_SIGNER = LocalCA("Trusted list signer (e2e)")
 
 
-def _settings(tmp_path: Path, listed: bytes) -> dict[str, str]:
+class Qualified(TypedDict):
+    identity_trust_anchors_file: str
+    trusted_list_files: str
+    trusted_list_signers_file: str
+    proofing_require_qualified: str
+    run_workers: str
+
+
+def _settings(tmp_path: Path, listed: bytes) -> Qualified:
     (tmp_path / "FR.xml").write_bytes(listed)
     return {
         "identity_trust_anchors_file": str(
@@ -81,7 +90,7 @@ def test_a_qualified_certificate_proofs_at_high_and_another_is_refused(
             with pytest.raises(grpc.RpcError) as refused:
                 _prove(stub, party, ca, compliance)
             assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-            assert refused.value.details().startswith("the certificate is not qualified: ")
+            assert str(refused.value.details()).startswith("the certificate is not qualified: ")
             assert error_info(refused.value)[0] == "CERTIFICATE_NOT_QUALIFIED"
             level = stub.GetParty(identity_pb2.GetPartyRequest(name=party), timeout=10)
             assert level.assurance_level != identity_pb2.ASSURANCE_LEVEL_HIGH
@@ -94,9 +103,9 @@ def test_a_list_whose_signature_does_not_verify_stops_the_start(tmp_path: Path) 
     settings = _settings(tmp_path, broken(listed))
     key = tmp_path / "server.key"
     key.write_text("00" * 32)
-    env = {
+    env: dict[str, str] = {
         **os.environ,
-        **{f"LRE_SERVER_{k.upper()}": v for k, v in settings.items()},
+        **{f"LRE_SERVER_{k.upper()}": str(v) for k, v in settings.items()},
         "LRE_SERVER_SECRETS_KEY_FILE": str(key),
         "LRE_SERVER_DATABASE_URL": f"sqlite:///{tmp_path / 'lre.db'}",
         "LRE_SERVER_GRPC_ADDRESS": f"127.0.0.1:{free_port()}",

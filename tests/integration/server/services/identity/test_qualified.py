@@ -78,15 +78,13 @@ def service(database: sessionmaker[DbSession], clock: Clock, listed: Path) -> Id
 
 
 def _party(service: IdentityService, natural: bool = True) -> uuid.UUID:
-    names = (
-        {"given_name": "Camille", "family_name": "Dupont"}
+    new = (
+        NewParty(PartyKind.NATURAL_PERSON, False, "p@example.org",
+                 given_name="Camille", family_name="Dupont")
         if natural
-        else {"company_name": "Bailleur SARL"}
-    )
-    kind = PartyKind.NATURAL_PERSON if natural else PartyKind.LEGAL_PERSON
-    return service.parties.create(
-        "gateway", str(uuid.uuid4()), NewParty(kind, not natural, "p@example.org", **names)
-    ).id
+        else NewParty(PartyKind.LEGAL_PERSON, True, "p@example.org", company_name="Bailleur SARL")
+    )  # fmt: skip
+    return service.parties.create("gateway", str(uuid.uuid4()), new).id
 
 
 def _prove(
@@ -94,10 +92,11 @@ def _prove(
     ca: LocalCA,
     subject: x509.Name = CAMILLE,
     natural: bool = True,
-    **statements: object,
+    compliance: bool = True,
+    qc_type: str = "qct_esign",
 ) -> tuple[uuid.UUID, IdentityRecord]:
     party = _party(service, natural)
-    key, cert = ca.issue(subject, extensions=(qc_statements(**statements),))  # type: ignore[arg-type]
+    key, cert = ca.issue(subject, extensions=(qc_statements(compliance, qc_type),))
     challenge = service.proofing.begin_certificate(party)
     signature = key.sign(challenge.challenge, ec.ECDSA(hashes.SHA256()))
     der = cert.public_bytes(serialization.Encoding.DER)
@@ -128,26 +127,27 @@ def test_a_qualified_certificate_proofs_at_high_and_the_record_names_the_list(
 
 
 @pytest.mark.parametrize(
-    ("ca", "statements", "why"),
+    ("ca", "compliance", "qc_type", "why"),
     [
-        (QUALIFIED_CA, {"compliance": False}, "declares no QcCompliance"),
-        (PLAIN_CA, {}, "no qualified CA on the configured trusted lists"),
-        (WITHDRAWN_CA, {}, "no qualified CA on the configured trusted lists"),
+        (QUALIFIED_CA, False, "qct_esign", "declares no QcCompliance"),
+        (PLAIN_CA, True, "qct_esign", "no qualified CA on the configured trusted lists"),
+        (WITHDRAWN_CA, True, "qct_esign", "no qualified CA on the configured trusted lists"),
         # An electronic seal's certificate belongs to a legal person.
-        (SEAL_CA, {"qc_type": "qct_eseal"}, "QcType qct_eseal does not proof a natural person"),
+        (SEAL_CA, True, "qct_eseal", "QcType qct_eseal does not proof a natural person"),
         # A seal CA's service issues no certificates for signatures.
-        (SEAL_CA, {}, "no qualified CA on the configured trusted lists"),
+        (SEAL_CA, True, "qct_esign", "no qualified CA on the configured trusted lists"),
     ],
 )
 def test_a_certificate_that_is_not_qualified_is_refused_at_high(
     service: IdentityService,
     database: sessionmaker[DbSession],
     ca: LocalCA,
-    statements: dict[str, object],
+    compliance: bool,
+    qc_type: str,
     why: str,
 ) -> None:
     with pytest.raises(NotQualified, match=f"^the certificate is not qualified: .*{why}") as caught:
-        _prove(service, ca, **statements)
+        _prove(service, ca, compliance=compliance, qc_type=qc_type)
     assert isinstance(caught.value, FailedPrecondition)
     refused = [e for e in security_journal(database) if e["kind"] == "proofing_refused"]
     assert refused[-1]["reason"] == "not_qualified"
