@@ -92,14 +92,10 @@ def main(argv: list[str] | None = None) -> int:
             settings.server_credentials()
             settings.secrets_key()
         if args.command == "serve":
-            from lre.server.adapters import trusted_lists
+            from lre.server.bootstrap.wiring import qualified_lists
 
             # A trusted list whose signature does not verify stops the start.
-            trusted_lists.configured(
-                settings.trusted_list_files,
-                settings.trusted_list_signers_file,
-                settings.proofing_require_qualified,
-            )
+            qualified_lists(settings)
         # An unreadable password file is a configuration error, said at once.
         settings.database()
         if args.command in ("serve", "work"):

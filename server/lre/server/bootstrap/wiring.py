@@ -121,12 +121,17 @@ def identity_policy(settings: ServerSettings) -> IdentityPolicy:
         trust_anchors=anchors,
         eid=eid,
         revocation=_revocation(settings, anchors),
-        trusted_lists=trusted_lists.configured(
-            settings.trusted_list_files,
-            settings.trusted_list_signers_file,
-            settings.proofing_require_qualified,
-        ),
+        trusted_lists=qualified_lists(settings),
         require_qualified=settings.proofing_require_qualified,
+    )
+
+
+def qualified_lists(settings: ServerSettings) -> trusted_lists.TrustedLists | None:
+    """The EU trusted lists, verified (a ConfigError when one does not)."""
+    return trusted_lists.configured(
+        settings.trusted_list_files,
+        settings.trusted_list_signers_file,
+        settings.proofing_require_qualified,
     )
 
 
