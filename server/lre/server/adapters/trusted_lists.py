@@ -106,13 +106,17 @@ class _Loaded:
 
 def _time(value: object) -> dt.datetime | None:
     to_datetime = getattr(value, "to_datetime", None)
-    return to_datetime() if to_datetime is not None else None
+    moment: dt.datetime | None = to_datetime() if to_datetime is not None else None
+    if moment is not None and moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)  # TS 119 612 times are UTC
+    return moment
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=64)
 def _load(path: str, stamp: tuple[int, int], signers: tuple[bytes, ...]) -> _Loaded:
     """One list, verified then parsed (cached by the file's mtime and size:
-    the server process loads it at start, its check before serving does too)."""
+    the server process loads it at start, its check before serving does too;
+    the lists in use are also kept by TrustedLists, however many)."""
     data = Path(path).read_bytes()
     name = Path(path).name
     certificates = [asn1_x509.Certificate.load(der) for der in signers]
@@ -160,7 +164,10 @@ class TrustedLists:
         self._files = files
         self._signers = tuple(c.public_bytes(serialization.Encoding.DER) for c in signers)
         self._lock = threading.Lock()
-        self._lists = self.load()  # at start, a list that does not load is fatal
+        # Each file's list as last loaded, by (mtime, size): parsed again only
+        # when the file changes.
+        self._kept: dict[Path, tuple[tuple[int, int], _Loaded]] = {}
+        self.load()  # at start, a list that does not load is fatal
 
     def load(self) -> tuple[_Loaded, ...]:
         loaded = []
@@ -169,19 +176,23 @@ class TrustedLists:
                 stat = path.stat()
             except OSError as exc:
                 raise TrustedListError(f"trusted list {path.name}: {exc.strerror}") from None
-            loaded.append(_load(str(path), (stat.st_mtime_ns, stat.st_size), self._signers))
+            stamp = (stat.st_mtime_ns, stat.st_size)
+            with self._lock:
+                kept = self._kept.get(path)
+            if kept is None or kept[0] != stamp:
+                kept = (stamp, _load(str(path), stamp, self._signers))
+                with self._lock:
+                    self._kept[path] = kept
+            loaded.append(kept[1])
         return tuple(loaded)
 
     def current(self) -> tuple[_Loaded, ...] | str:
         """The lists as the files are now, or why they cannot be used."""
         try:
-            lists = self.load()
+            return self.load()
         except TrustedListError as exc:
             logger.error("trusted list unusable", extra={"reason": str(exc)})
             return "the provider's trusted lists cannot be used now"
-        with self._lock:
-            self._lists = lists
-        return lists
 
     def assess(
         self,
