@@ -133,8 +133,10 @@ def _load(path: str, stamp: tuple[int, int], signers: tuple[bytes, ...]) -> _Loa
             f"trusted list {name}: its signature does not verify under the configured "
             f"trusted list signer certificates ({exc.failure_message.splitlines()[0]})"
         ) from None
-    except (TSPServiceParsingError, ValueError) as exc:
-        raise TrustedListError(f"trusted list {name}: not a TS 119 612 list ({exc})") from None
+    except (TSPServiceParsingError, ValueError, SyntaxError) as exc:
+        # SyntaxError: lxml's, for a file that is not XML at all.
+        reason = str(exc).splitlines()[0][:200]
+        raise TrustedListError(f"trusted list {name}: not a TS 119 612 list ({reason})") from None
     for error in errors:
         logger.warning("trusted list service skipped", extra={"file": name, "reason": str(error)})
     if scheme is None or scheme.tslsequence_number is None:

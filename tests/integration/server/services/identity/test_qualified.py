@@ -213,6 +213,10 @@ def test_a_list_whose_signature_does_not_verify_does_not_load(listed: Path, tmp_
     signers = write_pem(tmp_path / "signers.pem", TL_SIGNER.cert)
     with pytest.raises(ConfigError, match=r"_FILES: trusted list other\.xml"):
         configured(str(other), signers, required=True)
+    garbage = tmp_path / "garbage.xml"
+    garbage.write_bytes(b"not XML <")
+    with pytest.raises(TrustedListError, match=r"garbage\.xml: not a TS 119 612 list"):
+        TrustedLists((garbage,), (TL_SIGNER.cert,))
     with pytest.raises(ConfigError, match="LRE_SERVER_TRUSTED_LIST_SIGNERS_FILE"):
         configured(str(listed), None, required=True)
     with pytest.raises(ConfigError, match="LRE_SERVER_PROOFING_REQUIRE_QUALIFIED"):
