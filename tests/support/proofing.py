@@ -71,14 +71,18 @@ class LocalCA:
         )
 
     def issue(
-        self, subject: x509.Name, days: int = 365, signing: bool = True
+        self,
+        subject: x509.Name,
+        days: int = 365,
+        signing: bool = True,
+        extensions: tuple[x509.Extension[x509.ExtensionType], ...] = (),
     ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
         key = ec.generate_private_key(ec.SECP256R1())
         now = dt.datetime.now(dt.UTC)
         usage = x509.KeyUsage(
             signing, signing, not signing, False, False, False, False, False, False
         )
-        cert = (
+        builder = (
             x509.CertificateBuilder()
             .subject_name(subject)
             .issuer_name(self.cert.subject)
@@ -91,9 +95,10 @@ class LocalCA:
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
                 critical=False,
             )
-            .sign(self.key, hashes.SHA256())
         )
-        return key, cert
+        for extension in extensions:
+            builder = builder.add_extension(extension.value, extension.critical)
+        return key, builder.sign(self.key, hashes.SHA256())
 
     def crl(self, revoked: list[x509.Certificate], next_update_days: int = 7) -> bytes:
         now = dt.datetime.now(dt.UTC)

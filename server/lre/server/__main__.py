@@ -91,6 +91,11 @@ def main(argv: list[str] | None = None) -> int:
                 raise ConfigError("profile production: " + "; ".join(problems))
             settings.server_credentials()
             settings.secrets_key()
+        if args.command == "serve":
+            from lre.server.bootstrap.wiring import qualified_lists
+
+            # A trusted list whose signature does not verify stops the start.
+            qualified_lists(settings)
         # An unreadable password file is a configuration error, said at once.
         settings.database()
         if args.command in ("serve", "work"):

@@ -124,18 +124,16 @@ class ServerSettings:
     proof_validity_days: int = 365
     # PEM bundle of the CAs whose certificates proof identities at level high.
     identity_trust_anchors_file: Path | None = None
-    # Revocation of proofing certificates: "given" checks only the CRLs the
-    # party sends; "fetch" has the server find the status itself (the CRL
-    # distribution points and OCSP responders the certificates name, through
-    # pyHanko's validator) and refuses when it cannot show it good. What was
-    # fetched is kept up to proofing_revocation_cache_s (never past its own
-    # nextUpdate); each fetch waits at most proofing_revocation_timeout_s.
-    # "offline": no fetching; the CRLs (*.crl) and OCSP responses (*.ocsp)
-    # operators keep in proofing_revocation_dir (also read by "fetch").
+    # Revocation of proofing certificates: given, fetch or offline (docs/configuration.md).
     proofing_revocation: str = "given"
     proofing_revocation_cache_s: float = 3600.0
     proofing_revocation_timeout_s: float = 5.0
     proofing_revocation_dir: Path | None = None
+    # EU trusted lists (TS 119 612 files, comma-separated), their signers' PEM;
+    # with proofing_require_qualified, high by certificate takes a qualified one.
+    trusted_list_files: str = ""
+    trusted_list_signers_file: Path | None = None
+    proofing_require_qualified: bool = False
     # The eID broker (OpenID Connect): issuer, our client id, its keys (a JWKS
     # file kept in sync by the operator), and how its `acr` values map to levels.
     eid_issuer: str = ""
@@ -278,6 +276,8 @@ class ServerSettings:
             rules["proofing_revocation"] = (
                 "fetch or offline in production: a certificate is not good for lack of its CRL"
             )
+        if self.identity_trust_anchors_file is not None and not self.proofing_require_qualified:
+            rules["proofing_require_qualified"] = "true in production (eIDAS art. 24(1a)(c))"
         if self.content_store.strip().lower() == "s3" and self.s3_object_lock.lower() == "none":
             rules["s3_object_lock"] = "COMPLIANCE or GOVERNANCE in production (write-once content)"
         if not self.tree_head_target_configured():

@@ -120,13 +120,13 @@ def _one(
             why = seals.timestamp(token.dump(), None, others)
             if why:
                 return f"archive timestamp {n} {why}", None
-        links.append(_link(token, pool))
+        links.append(link(token, pool))
     signer = _signer(signer_info, pool)
     verdict = longterm.assess(hashlib.sha256(signer.dump()).hexdigest(), links, now, compromised)
     return verdict.problem, verdict
 
 
-def _link(token: cms.ContentInfo, pool: list[asn1_x509.Certificate]) -> longterm.Link:
+def link(token: cms.ContentInfo, pool: list[asn1_x509.Certificate]) -> longterm.Link:
     signed = token["content"]
     available = [
         *pool,

@@ -80,6 +80,13 @@ class SealChecker:
         # (certificate DER, purpose) -> None when it chains to the anchors, else why not.
         self._chains: dict[tuple[bytes, str], str | None] = {}
 
+    def anchor_certificates(self) -> list[bytes]:
+        """The anchors (DER), for validators that take them as objects."""
+        return [
+            c.public_bytes(serialization.Encoding.DER)
+            for c in x509.load_pem_x509_certificates(self._anchors.read_bytes())
+        ]
+
     def problem(self, seal: bytes, document: bytes) -> str | None:
         """Why the seal does not cover the document under the anchors, or None."""
         try:

@@ -29,7 +29,7 @@ from pathlib import Path
 from sqlalchemy.exc import StatementError
 
 from lre.runtime import longterm
-from lre.server.audit import archived, heads, journal, replay
+from lre.server.audit import archived, archived_pdf, heads, journal, replay
 from lre.server.audit.reading import Progress, Report, read_only_engine, snapshot
 from lre.server.audit.seals import Provider, SealChecker
 from lre.server.domain import log
@@ -74,10 +74,12 @@ def verify_log(
                     # A value the database hands back that its column type cannot
                     # read (SQLite stores anything): named, and the pass stops.
                     report.add(f"the {name} pass stopped at an unreadable row ({_short(exc)})")
-            try:
-                archived.check(connection, report, seals, keys, dt.datetime.now(dt.UTC))
-            except (ValueError, TypeError, LookupError, StatementError) as exc:
-                report.add(f"the archive pass stopped at an unreadable row ({_short(exc)})")
+            now = dt.datetime.now(dt.UTC)
+            for name, pass_ in (("archive", archived.check), ("PDF archive", archived_pdf.check)):
+                try:
+                    pass_(connection, report, seals, keys, now)
+                except (ValueError, TypeError, LookupError, StatementError) as exc:
+                    report.add(f"the {name} pass stopped at an unreadable row ({_short(exc)})")
     finally:
         engine.dispose()
     return report

@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 
 from lre.runtime.config import ConfigError, read_secret
 from lre.runtime.serving import ServiceBinding
+from lre.server.adapters import trusted_lists
 from lre.server.adapters.mail import transport_from_url
 from lre.server.adapters.object_store import ObjectStore
 from lre.server.adapters.revocation import RevocationChecker
@@ -120,6 +121,17 @@ def identity_policy(settings: ServerSettings) -> IdentityPolicy:
         trust_anchors=anchors,
         eid=eid,
         revocation=_revocation(settings, anchors),
+        trusted_lists=qualified_lists(settings),
+        require_qualified=settings.proofing_require_qualified,
+    )
+
+
+def qualified_lists(settings: ServerSettings) -> trusted_lists.TrustedLists | None:
+    """The EU trusted lists, verified (a ConfigError when one does not)."""
+    return trusted_lists.configured(
+        settings.trusted_list_files,
+        settings.trusted_list_signers_file,
+        settings.proofing_require_qualified,
     )
 
 

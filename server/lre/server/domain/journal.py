@@ -70,6 +70,12 @@ FIELDS: dict[LogKind, tuple[frozenset[str], frozenset[str]]] = {
                 "documentNumberHmac",
                 "certificateSha256",
                 "certificateIssuer",
+                # Where trusted lists are configured: qualified or not, and
+                # the list (label, file digest) and service that said so.
+                "certificateQualified",
+                "trustedList",
+                "trustedListSha256",
+                "qualifiedService",
                 "eidIssuer",
                 "eidAcr",
                 "eidSubjectHmac",

@@ -25,6 +25,33 @@ class IdentityMismatch(FailedPrecondition):
     message says which attribute differs, never the values."""
 
 
+class NotQualified(FailedPrecondition):
+    """A genuine certificate that is not a qualified one where level high by
+    certificate requires it (FAILED_PRECONDITION): proofed at no level, since
+    no lower level was assessed for that method; the message says why."""
+
+    reason = "CERTIFICATE_NOT_QUALIFIED"
+
+
+# Which qualified certificates (their QcType, ETSI EN 319 412-5) proof whom:
+# a natural person by one for electronic signatures; a legal person by one
+# for electronic seals, or by the signature certificate of a natural person
+# naming it (EN 319 412-2 organisation attributes), recorded as acting for it.
+# A website certificate proofs no one.
+_QC_TYPES = {True: ("qct_esign",), False: ("qct_eseal", "qct_esign")}
+
+
+def qualified_for(natural_person: bool, qc_type: str | None, names_person: bool) -> str | None:
+    """Why a qualified certificate of this type does not proof this kind of
+    party, or None; ``names_person``: its subject names a natural person."""
+    kind = "a natural person" if natural_person else "a legal person"
+    if qc_type not in _QC_TYPES[natural_person]:
+        return f"its QcType {qc_type} does not proof {kind}"
+    if qc_type == "qct_esign" and not names_person:
+        return "a signature certificate must name the natural person holding it"
+    return None
+
+
 def normalised(name: str) -> str:
     """A name as compared: no accents, case-folded, hyphens as spaces, one space."""
     decomposed = unicodedata.normalize("NFKD", name)
@@ -104,6 +131,9 @@ def bind(claimed: Claimed, verified: Verified) -> dict[str, str]:
     if verified.organisation_identifier:
         _same_organisation(claimed.registration_id, verified.organisation_identifier)
         matched["organisation_identifier"] = verified.organisation_identifier
+    if not claimed.natural_person and verified.family_name:
+        # A person's certificate naming the company: the person acting for it.
+        matched["acting_person"] = f"{verified.given_name or ''} {verified.family_name}".strip()
     return matched
 
 

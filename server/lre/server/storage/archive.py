@@ -7,7 +7,7 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import ScalarSelect, and_, func, insert, or_, select, update
+from sqlalchemy import ScalarSelect, and_, exists, func, insert, or_, select, update
 
 from lre.server.storage import models
 from lre.server.storage.records import Db, table
@@ -60,17 +60,28 @@ class ArchiveRepository:
             )
 
     def due(self, before: dt.datetime, below: dt.datetime, batch: int) -> list[Archived]:
-        """Evidence without an archive timestamp yet, and evidence covered
+        """Evidence without an archive timestamp yet, evidence covered
         only until ``before`` or earlier (and not already until ``below``,
-        what a renewal now would give), soonest first, with their latest seal
+        what a renewal now would give), and evidence whose stored PDF proof
+        was made after its last renewal, soonest first, with their latest seal
         and PDF. Not locked: two workers may renew the same evidence, and the
         second's version conflicts with the first's (``add_version``)."""
+        # A PDF proof first made after the seal's last renewal is B-LT only:
+        # due now, so that it gets its document timestamp at the next step.
+        proof_pending = and_(
+            COVERAGE.c.archive_timestamps > 0,
+            exists().where(PROOFS.c.evidence_id == COVERAGE.c.evidence_id),
+            ~exists().where(
+                VERSIONS.c.evidence_id == COVERAGE.c.evidence_id, VERSIONS.c.pdf.is_not(None)
+            ),
+        )
         due = (
             select(COVERAGE.c.evidence_id)
             .where(
                 or_(
                     COVERAGE.c.archive_timestamps == 0,
                     and_(COVERAGE.c.covered_until <= before, COVERAGE.c.covered_until < below),
+                    proof_pending,
                 )
             )
             .order_by(COVERAGE.c.covered_until)

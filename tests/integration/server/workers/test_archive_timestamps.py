@@ -198,3 +198,54 @@ def test_verify_export_names_the_instant_each_renewed_evidence_is_proven(
     renewed[0].write_bytes(renewed[1].read_bytes())
     findings = archive_export.verify_export(out, signer_process.root_ca).findings
     assert any("its archived seal is not its seal extended" in f for f in findings), findings
+
+
+def test_a_proof_made_after_the_renewal_is_timestamped_next_and_verify_log_checks_it(
+    world: World, signer_process: SignerProcess
+) -> None:
+    letter = world.deposit()
+    settings = ServerSettings(seal_trust_anchors_file=signer_process.root_ca)
+    worker = ArchiveTimestamps(build_archive(settings, world.stores, world.signer))
+    while worker.step():
+        pass
+    with world.stores.read() as store:
+        first = store.evidence.of_letter(letter.id)[0]
+        stored = store.evidence.get(first.id)
+    assert stored is not None and stored.proof_pdf is None
+    world.proofs.pdf(stored)  # first needed after the seal's renewal: B-LT as made
+    world.proofs.flush()
+    url = world.engine.url.render_as_string(hide_password=False)
+    before = verify_log(url, signer_process.root_ca)
+    assert any("0 renewed PDF proofs (B-LTA) checked; 1 stored" in n for n in before.notes)
+
+    assert worker.step()  # due at once: the seal once more, the PDF its first document timestamp
+    assert _coverage(world)[first.id][1] == 2
+    assert not worker.step()
+    with world.stores.read() as store:
+        served = store.evidence.get(first.id)
+    assert served is not None and served.proof_pdf is not None
+    reader = PdfFileReader(io.BytesIO(served.proof_pdf))
+    assert len(reader.embedded_timestamp_signatures) == 1
+    report = verify_log(url, signer_process.root_ca)
+    assert report.findings == [], report.findings
+    assert any("1 renewed PDF proofs (B-LTA) checked; 0 stored" in n for n in report.notes)
+
+    # A renewed PDF whose timestamped revision was changed, then one that is
+    # not the stored proof extended: each named.
+    with db.sessions(world.engine).begin() as session:
+        row = session.get(models.EvidenceArchiveVersion, (first.id, 2))
+        assert row is not None and row.pdf is not None
+        renewed = row.pdf
+        at = renewed.rindex(b"ArchiveTimestamp1")
+        row.pdf = renewed[:at] + b"ArchiveTimestamp9" + renewed[at + 17 :]
+    found = verify_log(url, signer_process.root_ca).findings
+    assert (
+        f"evidence {first.id}: its renewed PDF proof has document timestamp 1 over other"
+        " bytes than it covers" in found
+    ), found
+    with db.sessions(world.engine).begin() as session:
+        row = session.get(models.EvidenceArchiveVersion, (first.id, 2))
+        assert row is not None
+        row.pdf = renewed[:200] + bytes([renewed[200] ^ 1]) + renewed[201:]
+    found = verify_log(url, signer_process.root_ca).findings
+    assert any("its renewed PDF proof is not its stored proof extended" in f for f in found)

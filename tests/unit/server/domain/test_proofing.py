@@ -15,6 +15,7 @@ from lre.server.domain.proofing import (
     bind,
     evidence_name,
     normalised,
+    qualified_for,
     same_full_name,
 )
 
@@ -106,3 +107,32 @@ def test_one_rule_for_binding_and_for_verify_log() -> None:
     assert not same_full_name("Jean Dupont", "Jean", "Dupond")
     assert not same_full_name("Dupont Jean", "Jean", "Dupont")  # the family name is last
     assert not same_full_name("Jean Pierre Dupont", "Jean", "Dupont")
+
+
+@pytest.mark.parametrize(
+    ("natural", "qc_type", "names_person", "why"),
+    [
+        (True, "qct_esign", True, None),
+        (True, "qct_eseal", True, "its QcType qct_eseal does not proof a natural person"),
+        (True, "qct_web", True, "its QcType qct_web does not proof a natural person"),
+        (False, "qct_eseal", False, None),
+        (False, "qct_esign", True, None),
+        (False, "qct_esign", False, "a signature certificate must name the natural person"),
+        (False, "qct_web", False, "its QcType qct_web does not proof a legal person"),
+    ],
+)
+def test_which_qualified_certificates_proof_whom(
+    natural: bool, qc_type: str, names_person: bool, why: str | None
+) -> None:
+    found = qualified_for(natural, qc_type, names_person)
+    assert found == why or (why is not None and found is not None and found.startswith(why))
+
+
+def test_a_person_naming_the_company_is_recorded_as_acting_for_it() -> None:
+    company = Claimed(False, None, None, "Bailleur SARL")
+    matched = bind(
+        company,
+        Verified(given_name="Camille", family_name="Dupont", organisation_name="BAILLEUR SARL"),
+    )
+    assert matched == {"organisation_name": "BAILLEUR SARL", "acting_person": "Camille Dupont"}
+    assert "acting_person" not in bind(company, Verified(organisation_name="Bailleur SARL"))

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from cryptography import x509
 
+from lre.server.adapters.trusted_lists import Qualification
 from lre.server.clock import utcnow
 from lre.server.domain import journal
 from lre.server.domain.errors import (
@@ -29,9 +30,14 @@ from lre.server.domain.identity import (
 )
 from lre.server.domain.letters import PartyKind
 from lre.server.domain.log import LogKind
-from lre.server.domain.proofing import Claimed, IdentityMismatch, Verified, bind
+from lre.server.domain.proofing import Claimed, IdentityMismatch, NotQualified, Verified, bind
 from lre.server.services.identity.parties import journaled
-from lre.server.services.identity.records import certificate_record, document_record, eid_record
+from lre.server.services.identity.records import (
+    certificate_record,
+    document_record,
+    eid_record,
+    qualification_facts,
+)
 from lre.server.services.identity.settings import Clock, IdentityPolicy
 from lre.server.services.identity.verification import (
     Refused,
@@ -39,6 +45,7 @@ from lre.server.services.identity.verification import (
     certificate_refusal,
     eid_claims,
     eid_identity,
+    qualification_refusal,
 )
 from lre.server.storage.store import Store, Stores
 
@@ -53,19 +60,22 @@ def _require_party(store: Store, party_id: uuid.UUID) -> None:
         raise NotFound("no such party")
 
 
-def _bound(store: Store, party_id: uuid.UUID, verified: Verified) -> dict[str, str]:
-    """The party's attributes the verified identity matched (IdentityMismatch if it does not)."""
+def _claimed(store: Store, party_id: uuid.UUID) -> Claimed:
     party = store.parties.get(party_id)
     if party is None:
         raise NotFound("no such party")
-    claimed = Claimed(
+    return Claimed(
         natural_person=party.kind is PartyKind.NATURAL_PERSON,
         given_name=party.given_name,
         family_name=party.family_name,
         company_name=party.company_name,
         registration_id=party.registration_id,
     )
-    return bind(claimed, verified)
+
+
+def _bound(store: Store, party_id: uuid.UUID, verified: Verified) -> dict[str, str]:
+    """The party's attributes the verified identity matched (IdentityMismatch if it does not)."""
+    return bind(_claimed(store, party_id), verified)
 
 
 # Told of each new identity record, in its transaction (the credentials
@@ -211,10 +221,15 @@ class ProofingService:
             raise InvalidArgument("revocation_data", "must be DER CRLs") from None
         now = self._clock()
         # Before the transaction: it may fetch CRLs or ask an OCSP responder.
-        checker = self._policy.revocation
+        checker, lists = self._policy.revocation, self._policy.trusted_lists
         revocation = (
             checker.refusal(leaf, intermediates, list(revocation_der), now)
             if checker is not None
+            else None
+        )
+        qualification = (
+            lists.assess(leaf, intermediates, self._policy.trust_anchors, now)
+            if lists is not None
             else None
         )
         try:
@@ -228,7 +243,7 @@ class ProofingService:
                 chain_der,
                 revocation_der,
                 now,
-                revocation,
+                (revocation, qualification),
             )
         except _Unknown:
             self._refused(party_id, ProofingMethod.CERTIFICATE, "challenge")
@@ -236,7 +251,7 @@ class ProofingService:
         # The challenge stays used (committed) whatever the result.
         if record is None:
             logger.info("certificate proof refused", extra={"reason": refused})
-            if mismatch is not None:  # a genuine certificate, of someone else: say so
+            if mismatch is not None:  # a genuine certificate, of someone else or not qualified
                 raise mismatch
             raise AuthenticationFailed("certificate proof refused")
         return record
@@ -252,9 +267,12 @@ class ProofingService:
         chain_der: list[bytes],
         revocation_der: list[bytes],
         now: dt.datetime,
-        revocation: str | None = None,
-    ) -> tuple[IdentityRecord | None, str | None, IdentityMismatch | None]:
-        """One transaction: the challenge spent, and the record or the refusal journaled."""
+        found: tuple[str | None, Qualification | None] = (None, None),
+    ) -> tuple[IdentityRecord | None, str | None, FailedPrecondition | None]:
+        """One transaction: the challenge spent, and the record or the refusal
+        journaled. ``found``: the server's own revocation refusal and the
+        certificate's qualification, both found before the transaction."""
+        revocation, qualification = found
         record: IdentityRecord | None = None
         refused: str | None
         with self._stores.begin() as store:
@@ -278,16 +296,29 @@ class ProofingService:
                 )
                 # Unknown or revoked, as the server found it itself (fails closed).
                 refused = refused or revocation
-            mismatch: IdentityMismatch | None = None
+            mismatch: FailedPrecondition | None = None
             matched: dict[str, str] = {}
             if refused is None:
+                claimed = _claimed(store, party_id)
                 try:
-                    matched = _bound(store, party_id, certificate_identity(leaf))
+                    matched = bind(claimed, certificate_identity(leaf))
                 except IdentityMismatch as exc:
                     refused, mismatch, reason = f"identity: {exc}", exc, "identity_mismatch"
+            if refused is None and qualification is not None and self._policy.require_qualified:
+                unqualified = qualification_refusal(qualification, claimed.natural_person, matched)
+                if unqualified is not None:
+                    mismatch = NotQualified(f"the certificate is not qualified: {unqualified}")
+                    refused, reason = f"not qualified: {unqualified}", "not_qualified"
             if refused is None:
                 record = certificate_record(
-                    party_id, leaf, chain_der, revocation_der, matched, now, self._policy
+                    party_id,
+                    leaf,
+                    chain_der,
+                    revocation_der,
+                    matched,
+                    now,
+                    self._policy,
+                    qualification,
                 )
                 proofs.add_record(record)
                 _journal_proofed(
@@ -295,6 +326,7 @@ class ProofingService:
                     record,
                     certificateSha256=record.details["sha256"],
                     certificateIssuer=record.details["issuer"],
+                    **qualification_facts(qualification),
                 )
                 self._proofed(store, party_id, now)
             else:

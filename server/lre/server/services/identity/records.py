@@ -15,6 +15,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
+from lre.server.adapters.trusted_lists import Qualification
 from lre.server.domain.identity import AssuranceLevel, IdentityRecord, ProofingMethod
 from lre.server.services.identity.settings import EidBroker, IdentityPolicy
 
@@ -77,8 +78,16 @@ def certificate_record(
     matched: dict[str, str],
     now: dt.datetime,
     policy: IdentityPolicy,
+    qualification: Qualification | None = None,
 ) -> IdentityRecord:
-    """Level high, until the certificate expires or the proof's validity ends."""
+    """Level high, until the certificate expires or the proof's validity ends;
+    whether it is qualified, and by which trusted list, where lists are configured."""
+    summary = (
+        f"certificate {leaf.subject.rfc4514_string()} issued by {leaf.issuer.rfc4514_string()}"
+    )
+    listed = qualification.trusted_list if qualification is not None else None
+    if qualification is not None and qualification.qualified and listed is not None:
+        summary = f"qualified {summary} ({listed.label()}: {qualification.service})"
     return IdentityRecord(
         id=uuid.uuid4(),
         party_id=party_id,
@@ -87,8 +96,7 @@ def certificate_record(
         level=AssuranceLevel.HIGH,
         proof_time=now,
         expire_time=min(leaf.not_valid_after_utc, now + policy.proof_validity),
-        evidence_summary=f"certificate {leaf.subject.rfc4514_string()} "
-        f"issued by {leaf.issuer.rfc4514_string()}",
+        evidence_summary=summary[:500],
         details={
             "subject": leaf.subject.rfc4514_string(),
             "issuer": leaf.issuer.rfc4514_string(),
@@ -98,6 +106,7 @@ def certificate_record(
             # The evidence as presented: the chain and the revocation data.
             "certificate_chain": [base64.b64encode(der).decode() for der in chain_der],
             "revocation_data": [base64.b64encode(der).decode() for der in revocation_der],
+            **({"qualification": qualification.details()} if qualification is not None else {}),
         },
     )
 
@@ -130,3 +139,16 @@ def eid_record(
             "claims": {k: claims[k] for k in EVIDENCE_CLAIMS if k in claims},
         },
     )
+
+
+def qualification_facts(qualification: Qualification | None) -> dict[str, str | bool | None]:
+    """What the journal says of it: qualified or not, and which list's service said so."""
+    if qualification is None:
+        return {}
+    listed = qualification.trusted_list if qualification.qualified else None
+    return {
+        "certificateQualified": qualification.qualified,
+        "trustedList": listed.label() if listed else None,
+        "trustedListSha256": listed.sha256 if listed else None,
+        "qualifiedService": qualification.service if listed else None,
+    }

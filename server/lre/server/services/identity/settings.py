@@ -11,6 +11,7 @@ from cryptography import x509
 
 from lre.server.adapters.at_rest import SecretsKeys
 from lre.server.adapters.revocation import RevocationChecker
+from lre.server.adapters.trusted_lists import TrustedLists
 from lre.server.domain.identity import AssuranceLevel
 
 Clock = Callable[[], dt.datetime]
@@ -40,3 +41,8 @@ class IdentityPolicy:
     # The server's own revocation check of proofing certificates (CRL
     # distribution points, OCSP); None: only the CRLs the party sends.
     revocation: RevocationChecker | None = None
+    # The EU trusted lists that say which proofing certificates are qualified
+    # (recorded when configured); with require_qualified, level high by
+    # certificate takes a qualified one (eIDAS art. 24(1a)(c)).
+    trusted_lists: TrustedLists | None = None
+    require_qualified: bool = False

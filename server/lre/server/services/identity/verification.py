@@ -15,7 +15,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509 import verification
 from cryptography.x509.oid import NameOID
 
-from lre.server.domain.proofing import Verified
+from lre.server.adapters.trusted_lists import Qualification
+from lre.server.domain.proofing import Verified, qualified_for
 from lre.server.services.identity.settings import EidBroker
 
 EID_ALGORITHMS = ["ES256", "ES384", "RS256", "PS256"]
@@ -76,6 +77,16 @@ def certificate_refusal(
     except InvalidSignature:
         return "challenge signature does not verify"
     return None
+
+
+def qualification_refusal(
+    qualification: Qualification, natural_person: bool, matched: dict[str, str]
+) -> str | None:
+    """Why the certificate is no qualified certificate for this party, or None."""
+    if not qualification.qualified:
+        return qualification.reason
+    names_person = natural_person or "acting_person" in matched
+    return qualified_for(natural_person, qualification.qc_type, names_person)
 
 
 def eid_claims(broker: EidBroker, id_token: str, now: dt.datetime) -> dict[str, Any]:
