@@ -307,9 +307,8 @@ def build_workers(
             ),
             utcnow,
             settings.outbox_lease(),
-            urgent_first=lane % 2 == 0,
         )
-        for lane in range(max(1, settings.outbox_lanes))
+        for _ in range(max(1, settings.outbox_lanes))
     ]
     content = services.content
     housekeeping = (

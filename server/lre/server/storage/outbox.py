@@ -76,7 +76,7 @@ class OutboxRepository:
         return None if row is None else _message(row)
 
     def claim(
-        self, now: dt.datetime, batch: int, lease: dt.timedelta, urgent_first: bool = True
+        self, now: dt.datetime, batch: int, lease: dt.timedelta
     ) -> list[tuple[MessageRecord, bool]]:
         """Claims up to ``batch`` messages due now: pending ones, and those left
         SENDING by a dispatcher whose lease ran out (it died mid-send: the
@@ -103,14 +103,10 @@ class OutboxRepository:
         # Recipients' notices (they start the legal window) and e-mailed codes
         # (someone is waiting at a login) before proofs and reminders: a proof
         # carries a PDF (milliseconds of CPU and a signer call), and a backlog
-        # of them must not hold a notice. A lane that takes the others first
-        # (``urgent_first`` false) keeps a backlog of notices from holding
-        # every proof in turn.
-        urgent = OUTBOX.c.kind.in_(URGENT)
-        first, then = (urgent, ~urgent) if urgent_first else (~urgent, urgent)
-        rows = oldest(first, batch)
+        # of them must not hold a notice.
+        rows = oldest(OUTBOX.c.kind.in_(URGENT), batch)
         if len(rows) < batch:
-            rows += oldest(then, batch - len(rows))
+            rows += oldest(OUTBOX.c.kind.not_in(URGENT), batch - len(rows))
         claimed = []
         for message in [_message(row) for row in rows]:
             resend = message.state is OutboxState.SENDING

@@ -4,19 +4,11 @@ deployment of their own (several replicas are safe: each claims its rows)."""
 from __future__ import annotations
 
 import logging
-import os
-import sys
 import threading
 from collections.abc import Callable
 from typing import Protocol
 
 logger = logging.getLogger("lre.workers")
-
-# How much lower than the API's threads the workers' run (Linux nice values
-# are per thread): where a server process also serves, a backlog of proofs
-# takes the CPU the requests leave, not the CPU they need; the backlog waits
-# out a burst of deposits and drains after it.
-NICENESS = 10
 
 
 class Worker(Protocol):
@@ -39,7 +31,6 @@ def repeat(
     until ``stop`` is set. A failing step is logged and retried next round.
     Nothing runs before ``ready()`` (the schema is there): a worker over a
     database not yet migrated would only fail, every round."""
-    _lower_priority()
     while not stop.is_set():
         try:
             if not ready():
@@ -55,14 +46,3 @@ def repeat(
             logger.exception("worker step failed", extra={"worker": name})
         stop.wait(interval_s)
 
-
-def _lower_priority() -> None:
-    """This thread's nice value raised by NICENESS. Linux only: elsewhere the
-    same call would lower the whole process."""
-    if sys.platform != "linux":
-        return
-    try:
-        thread = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, thread, os.getpriority(os.PRIO_PROCESS, thread) + NICENESS)
-    except OSError:  # refused (a seccomp profile): the threads keep the default
-        pass

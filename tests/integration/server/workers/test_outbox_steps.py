@@ -67,7 +67,6 @@ def dispatcher(
     decisions: DecisionService | None = None,
     notifications: NotificationService | None = None,
     lease: dt.timedelta = dt.timedelta(minutes=5),
-    urgent_first: bool = True,
 ) -> OutboxDispatcher:
     return OutboxDispatcher(
         world.stores,
@@ -77,7 +76,6 @@ def dispatcher(
         RetryPolicy(max_attempts=5, first_delay=dt.timedelta(seconds=30)),
         world.clock,
         lease,
-        urgent_first,
     )
 
 
@@ -225,19 +223,16 @@ def test_a_notice_is_sealed_late_within_the_bound_only(
     assert row.next_attempt_time > world.clock.now  # backed off, not retried in a loop
 
 
-def test_the_lanes_take_notices_and_proofs_in_opposite_orders(world: World, smtp_port: int) -> None:
+def test_notices_are_claimed_before_proofs(world: World, smtp_port: int) -> None:
     for _ in range(3):
         world.deposit()
         world.clock.advance(seconds=1)
     world.clock.advance(seconds=2)
-    # Each deposit queued a notice (urgent: it starts the window) and a proof.
-    notices = dispatcher(world, smtp_port).claim(2)
-    proofs = dispatcher(world, smtp_port, urgent_first=False).claim(2)
-    assert [m.kind for m in notices] == [OutboxKind.LETTER_WAITING] * 2
-    assert [m.kind for m in proofs] == [OutboxKind.PROOF] * 2
-    # Each lane takes the other kind when its own is exhausted.
-    rest = dispatcher(world, smtp_port, urgent_first=False).claim(8)
-    assert sorted(m.kind for m in rest) == sorted([OutboxKind.LETTER_WAITING, OutboxKind.PROOF])
+    # Each deposit queued a notice (it starts the recipient's window) and a proof.
+    first = dispatcher(world, smtp_port).claim(2)
+    assert [m.kind for m in first] == [OutboxKind.LETTER_WAITING] * 2
+    rest = dispatcher(world, smtp_port).claim(8)
+    assert [m.kind for m in rest] == [OutboxKind.LETTER_WAITING] + [OutboxKind.PROOF] * 3
 
 
 def test_a_message_left_sending_by_a_dead_dispatcher_is_resent_once_with_its_id(

@@ -100,13 +100,10 @@ class OutboxDispatcher:
         retry: RetryPolicy,
         clock: Callable[[], dt.datetime],
         lease: dt.timedelta = dt.timedelta(minutes=5),
-        urgent_first: bool = True,
     ) -> None:
         """``lease``: how long a claim holds a message (longer than a hand-off
         can take: several times the SMTP timeout); also how long before Paris
-        midnight no notice is composed. ``urgent_first``: whether notices and
-        codes are claimed before proofs and reminders, or after (the lanes of a
-        process alternate, so that neither kind waits on a backlog of the other)."""
+        midnight no notice is composed."""
         self._stores = stores
         self._transport = transport
         self._notifications = notifications
@@ -114,7 +111,6 @@ class OutboxDispatcher:
         self._retry = retry
         self._clock = clock
         self._lease = lease
-        self._urgent_first = urgent_first
         # Hand-offs the database refused to record: recorded first at the next step.
         self._unrecorded: list[_Sent] = []
         # Until when the signer is left alone (SIGNER_PAUSE).
@@ -128,7 +124,7 @@ class OutboxDispatcher:
     def claim(self, batch: int) -> list[MessageRecord]:
         """Step 1: up to ``batch`` due messages, SENDING under a lease, committed."""
         with self._stores.begin() as store:
-            claimed = store.outbox.claim(self._clock(), batch, self._lease, self._urgent_first)
+            claimed = store.outbox.claim(self._clock(), batch, self._lease)
         for message, resend in claimed:
             if resend:
                 RESENT.labels(message.kind).inc()
