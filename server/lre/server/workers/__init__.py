@@ -45,4 +45,3 @@ def repeat(
         except Exception:
             logger.exception("worker step failed", extra={"worker": name})
         stop.wait(interval_s)
-
