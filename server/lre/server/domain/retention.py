@@ -34,6 +34,7 @@ class PersonalDataKind(enum.Enum):
     CREDENTIAL = "credential"
     SESSION = "session"
     OUTBOX = "outbox"  # one-time code messages
+    WEBHOOK = "webhook"  # its subscriptions: address and key
 
 
 class ErasureBasis(enum.Enum):

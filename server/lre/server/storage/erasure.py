@@ -28,6 +28,7 @@ CHALLENGES = table(models.ProofingChallenge)
 CONSENTS = table(models.Consent)
 CORRECTIONS = table(models.PartyCorrection)
 OUTBOX = table(models.OutboxMessage)
+WEBHOOKS = table(models.Webhook)
 
 OPEN = [state for state in LetterState if not state.final]
 
@@ -126,6 +127,7 @@ class PersonalDataRepository:
             PersonalDataKind.PARTY: 1,
             PersonalDataKind.IDENTITY_RECORD: records,
             PersonalDataKind.OUTBOX: self._erase_outbox(party_id),
+            PersonalDataKind.WEBHOOK: self._end_webhooks(party_id, now),
         }
         for kind, rows in (
             (PersonalDataKind.CREDENTIAL, CREDENTIALS),
@@ -158,6 +160,25 @@ class PersonalDataRepository:
             .values(last_error=None)
         )
         return int(codes)
+
+    def _end_webhooks(self, party_id: uuid.UUID, now: dt.datetime) -> int:
+        """Its webhooks end, their address (which may name it), key and last
+        error gone; the rows stay, as deleted webhooks do."""
+        return int(
+            self._db.execute(
+                update(WEBHOOKS)
+                .where(
+                    WEBHOOKS.c.owner_id == party_id,
+                    or_(WEBHOOKS.c.url != "", WEBHOOKS.c.delete_time.is_(None)),
+                )
+                .values(
+                    delete_time=func.coalesce(WEBHOOKS.c.delete_time, now),
+                    url="",
+                    secret_ciphertext=b"",
+                    last_error=None,
+                )
+            ).rowcount  # type: ignore[attr-defined]
+        )
 
     def delete_old_sessions(self, before: dt.datetime, batch: int) -> int:
         """Sessions that ended (expired or revoked) before ``before``, up to ``batch``."""

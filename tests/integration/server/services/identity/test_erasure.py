@@ -23,7 +23,7 @@ from lre.server.domain import identity
 from lre.server.domain.errors import NotFound
 from lre.server.domain.identity import AssuranceLevel, FactorCategory, Party
 from lre.server.domain.letters import EvidenceEvent, PartyKind
-from lre.server.domain.records import LetterRecord
+from lre.server.domain.records import LetterRecord, WebhookRecord
 from lre.server.domain.retention import ErasureRefused, RetentionSchedule
 from lre.server.services.custody import DeclaredPart
 from lre.server.services.custody.bundles import EvidenceBundles
@@ -213,6 +213,40 @@ def test_an_erasure_request_is_refused_while_the_law_keeps_the_data(
     assert world.identity.parties.get(person.id).email == ""
     report = verify_log(world.engine.url.render_as_string(False), signer_process.root_ca)
     assert report.ok and report.erased == 1, report.findings
+
+
+def test_an_erased_party_s_webhooks_end_with_their_address_and_key(world: World) -> None:
+    person = _person(world, "dominique")
+    now = world.clock.now
+    with world.stores.begin() as store:
+        for n, deleted in enumerate((None, now)):
+            store.webhooks.add(
+                WebhookRecord(
+                    id=uuid.uuid4(),
+                    owner_id=person.id,
+                    url=f"https://hooks.example.org/dominique.martin/{n}",
+                    request_id=f"hook-{n}",
+                    create_time=now,
+                    delete_time=deleted,
+                    secret_ciphertext=b"sealed key",
+                    cursor=0,
+                    attempts=1,
+                    next_attempt_time=now,
+                    last_error="refused by hooks.example.org",
+                )
+            )
+    world.clock.advance(days=1)
+    erasure = ErasureService(world.stores, SCHEDULE, world.clock)
+    counts = erasure.erase_on_request(person.id, "desk-1", "operator")
+    assert {k.value: n for k, n in counts.items()}["webhook"] == 2
+    with world.stores.read() as store:
+        assert store.webhooks.page_for(person.id, 10, "") == ([], "")
+        hooks = [store.webhooks.by_request(f"hook-{n}") for n in range(2)]
+    for hook, deleted in zip(hooks, (world.clock.now, now), strict=True):
+        assert hook is not None
+        assert (hook.url, hook.secret_ciphertext, hook.last_error) == ("", b"", None)
+        assert hook.delete_time == deleted
+        assert hook.owner_id == person.id
 
 
 def test_the_schedule_keeps_proofs_a_year_at_least() -> None:
