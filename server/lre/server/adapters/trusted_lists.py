@@ -33,7 +33,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from pyhanko.sign.ades import qualified_asn1
 from pyhanko.sign.validation.errors import SignatureValidationError
-from pyhanko.sign.validation.qualified import eutl_parse
 from pyhanko.sign.validation.qualified.assess import QualificationAssessor
 from pyhanko.sign.validation.qualified.q_status import QualificationResult
 from pyhanko.sign.validation.qualified.tsp import TSPServiceParsingError
@@ -117,6 +116,10 @@ def _load(path: str, stamp: tuple[int, int], signers: tuple[bytes, ...]) -> _Loa
     """One list, verified then parsed (cached by the file's mtime and size:
     the server process loads it at start, its check before serving does too;
     the lists in use are also kept by TrustedLists, however many)."""
+    # Imported here, where a list is loaded: its XML stack (xsdata, signxml,
+    # lxml) is a third of a second of every start of a server with no list.
+    from pyhanko.sign.validation.qualified import eutl_parse
+
     data = Path(path).read_bytes()
     name = Path(path).name
     certificates = [asn1_x509.Certificate.load(der) for der in signers]
