@@ -4,7 +4,8 @@ in the same run, each with its own fresh stack (real signer, one server
 process, workers on).
 
 For each store: one 256 MB letter deposited and downloaded over gRPC (MB/s,
-and the server's peak resident memory above its level before the deposit),
+and the server's peak resident memory above its level before the deposit,
+and during the download above its level just before it),
 then 10 KB letters deposited for ``--seconds`` by 16 streams in flight (two
 client processes on 127.0.0.1, bounded in time). Prints the object store's
 figures as ratios of the database's. Usage:
@@ -106,7 +107,9 @@ def main() -> int:
         print(
             f"{name}: server peak memory above its level before the deposit: "
             f"{(figures['hwm_in'] - figures['rss']) / 1024:.0f} MB after the deposit, "
-            f"{(figures['hwm_out'] - figures['rss']) / 1024:.0f} MB after the download"
+            f"{(figures['hwm_out'] - figures['rss']) / 1024:.0f} MB after the download; "
+            f"during the download above its level just before it: "
+            f"{(figures['hwm_down'] - figures['rss_down']) / 1024:.0f} MB"
         )
     return 0
 
