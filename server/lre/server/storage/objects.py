@@ -114,7 +114,7 @@ class ObjectRepository:
         deposit time); deposited before ``before`` when given."""
         found: list[tuple[Owner, str, dt.datetime]] = []
         for mailing, rows in ((False, LETTERS), (True, MAILINGS)):
-            where = [
+            where: list[ColumnElement[bool]] = [
                 rows.c.content_object.is_not(None),
                 rows.c.content_retain_until.is_(None),
                 rows.c.content_purge_time.is_(None),
