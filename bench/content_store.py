@@ -36,8 +36,10 @@ def measure(args: argparse.Namespace, store: str, settings: dict[str, str]) -> d
     command = [sys.executable, __file__, "--store", store, "--megabytes", str(args.megabytes)]
     command += ["--seconds", str(args.seconds), "--postgres", args.postgres]
     done = subprocess.run(
-        command, env={**os.environ, **settings}, check=True, capture_output=True, text=True
+        command, env={**os.environ, **settings}, check=False, capture_output=True, text=True
     )
+    if done.returncode != 0:
+        raise SystemExit(f"the {store} store's run failed:\n{done.stderr[-3000:]}")
     figures: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
     return figures
 
