@@ -65,7 +65,7 @@ class ContentStore(Protocol):
     ) -> None:
         """In the deposit's transaction, the owner's row written: the spool
         copied into ``rows``, or the uploaded object kept (no longer loose:
-        the row names it) with the retention it is about to get."""
+        the row names it; its retention comes once the deposit commits)."""
 
     def committed(self, owner: Owner, object_key: str | None, deposit_time: dt.datetime) -> None:
         """After the deposit's commit: the object's retention (soon after)."""
