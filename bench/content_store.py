@@ -57,6 +57,25 @@ def _measure(
     return {**figures, "rate": rate["rate"], "p50": rate["p50_ms"], "p99": rate["p99_ms"]}
 
 
+def _measure_s3(args: argparse.Namespace, directory: Path) -> dict[str, float]:
+    """The object store's figures, with a SeaweedFS server over ``directory``."""
+    with seaweed_server(directory) as seaweed:
+        bucket = seaweed.new_bucket(lock=True)
+        (directory / "access").write_text(ACCESS_KEY)
+        (directory / "secret").write_text(SECRET_KEY)
+        return measure(
+            args,
+            "s3",
+            {
+                "LRE_SERVER_S3_ENDPOINT_URL": seaweed.endpoint,
+                "LRE_SERVER_S3_BUCKET": bucket,
+                "LRE_SERVER_S3_PATH_STYLE": "true",
+                "LRE_SERVER_S3_ACCESS_KEY_FILE": str(directory / "access"),
+                "LRE_SERVER_S3_SECRET_KEY_FILE": str(directory / "secret"),
+            },
+        )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -74,22 +93,9 @@ def main() -> int:
         print(json.dumps(_measure(args.postgres, size, args.seconds, settings)))
         return 0
     results = {"database": measure(args, "database", {})}
-    directory = Path(tempfile.mkdtemp(prefix="lre-bench-seaweed-"))
-    with seaweed_server(directory) as seaweed:
-        bucket = seaweed.new_bucket(lock=True)
-        (directory / "access").write_text(ACCESS_KEY)
-        (directory / "secret").write_text(SECRET_KEY)
-        results["s3"] = measure(
-            args,
-            "s3",
-            {
-                "LRE_SERVER_S3_ENDPOINT_URL": seaweed.endpoint,
-                "LRE_SERVER_S3_BUCKET": bucket,
-                "LRE_SERVER_S3_PATH_STYLE": "true",
-                "LRE_SERVER_S3_ACCESS_KEY_FILE": str(directory / "access"),
-                "LRE_SERVER_S3_SECRET_KEY_FILE": str(directory / "secret"),
-            },
-        )
+    # Removed afterwards: the store's volumes hold the large letter.
+    with tempfile.TemporaryDirectory(prefix="lre-bench-seaweed-") as name:
+        results["s3"] = _measure_s3(args, Path(name))
     print(
         f"machine: {os.cpu_count()} cores; PostgreSQL; 1 server process, workers on; "
         f"SeaweedFS on 127.0.0.1 (bucket with Object Lock)"
