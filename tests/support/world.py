@@ -182,9 +182,11 @@ class World:
         )
 
     def drain(self) -> None:
-        """Dispatches until nothing is due."""
+        """Dispatches until nothing is due; the retentions queued set."""
         while self.dispatcher.dispatch_one():
             pass
+        if isinstance(self.content, ObjectContent):
+            assert self.content.settle()
 
     def notified(self, count: int, smtp_port: int) -> list[LetterRecord]:
         """``count`` letters deposited and their recipient notified."""
@@ -199,5 +201,6 @@ class World:
             return store.objects.mailing_object(mailing_id)
 
     def close(self) -> None:
+        self.content.close()
         self.signer.close()
         self.engine.dispose()

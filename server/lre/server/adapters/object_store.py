@@ -118,6 +118,14 @@ def _reason(exc: Exception) -> str:
     return f"the object store is unreachable ({type(exc).__name__})"
 
 
+def _no_continue(model: Any, params: Any, **_: Any) -> None:
+    """A small object goes in one PutObject (large ones in parts): asking the
+    store for "100 Continue" before its body costs it a round trip and
+    spares it nothing."""
+    if model.name == "PutObject":
+        params["headers"].pop("Expect", None)
+
+
 class ObjectStore:
     """One bucket of an S3-compatible store. Thread-safe (one boto3 client)."""
 
@@ -144,6 +152,7 @@ class ObjectStore:
                 response_checksum_validation="when_required",
             ),
         )
+        self._client.meta.events.register_last("before-call.s3", _no_continue)
         # Parts of large uploads sent while the next one fills (PARTS_IN_FLIGHT each).
         self._parts = ThreadPoolExecutor(16, thread_name_prefix="object-parts")
 

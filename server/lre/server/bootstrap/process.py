@@ -189,6 +189,8 @@ def serve(settings: ServerSettings) -> None:
     stopping.set()
     logger.info("server stopping")
     server.process.stop(grace=settings.shutdown_grace_s, drain=settings.shutdown_drain_s)
+    # The retentions of the last deposits set before the database goes.
+    server.services.content.close()
     server.workers.stop()
     server.health.stop()
     signer.close()

@@ -7,7 +7,7 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, Table, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, Table, bindparam, delete, func, insert, select, update
 
 from lre.server.storage import models
 from lre.server.storage.records import Db, table
@@ -47,7 +47,10 @@ class ObjectRepository:
     # -- loose objects -------------------------------------------------------------
 
     def add_loose(self, key: str, due: dt.datetime) -> None:
-        self._db.execute(insert(LOOSE), [{"object_key": key, "due_time": due}])
+        self.add_loose_keys([key], due)
+
+    def add_loose_keys(self, keys: list[str], due: dt.datetime) -> None:
+        self._db.execute(insert(LOOSE), [{"object_key": k, "due_time": due} for k in keys])
 
     def keep(self, key: str) -> None:
         """No longer loose: a row names it (or it is deleted)."""
@@ -92,17 +95,35 @@ class ObjectRepository:
             update(rows).where(rows.c.id == owner.id).values(content_retain_until=until)
         )
 
-    def unretained(self, batch: int) -> list[tuple[Owner, str, dt.datetime]]:
-        """Objects of kept content whose retention is not set yet: (owner, key, deposit time)."""
+    def retained_all(self, owners: list[tuple[Owner, dt.datetime]]) -> None:
+        """``retained`` for many owners, one statement per table."""
+        for mailing, rows in ((False, LETTERS), (True, MAILINGS)):
+            values = [{"b_id": o.id, "b_until": u} for o, u in owners if o.mailing is mailing]
+            if values:
+                self._db.execute(
+                    update(rows)
+                    .where(rows.c.id == bindparam("b_id"))
+                    .values(content_retain_until=bindparam("b_until")),
+                    values,
+                )
+
+    def unretained(
+        self, batch: int, before: dt.datetime | None = None
+    ) -> list[tuple[Owner, str, dt.datetime]]:
+        """Objects of kept content whose retention is not set yet: (owner, key,
+        deposit time); deposited before ``before`` when given."""
         found: list[tuple[Owner, str, dt.datetime]] = []
         for mailing, rows in ((False, LETTERS), (True, MAILINGS)):
+            where: list[ColumnElement[bool]] = [
+                rows.c.content_object.is_not(None),
+                rows.c.content_retain_until.is_(None),
+                rows.c.content_purge_time.is_(None),
+            ]
+            if before is not None:
+                where.append(rows.c.deposit_time < before)
             for row in self._db.execute(
                 select(rows.c.id, rows.c.content_object, rows.c.deposit_time)
-                .where(
-                    rows.c.content_object.is_not(None),
-                    rows.c.content_retain_until.is_(None),
-                    rows.c.content_purge_time.is_(None),
-                )
+                .where(*where)
                 .limit(batch)
             ):
                 found.append((Owner(row.id, mailing), row.content_object, row.deposit_time))

@@ -1,7 +1,7 @@
 """The object store's housekeeping: loose objects deleted once due (uploads
 a deposit never committed, content purged or moved back to the database),
-the retention set on the objects of deposits whose commit came before the
-store could be reached, and a rolling audit of every kept object (it
+the retention set on the objects of deposits whose process could not set it
+(the store refused, or the process stopped first), and a rolling audit of every kept object (it
 exists, its bytes are those written, it is retained until the letter's date)."""
 
 from __future__ import annotations

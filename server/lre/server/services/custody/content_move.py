@@ -22,12 +22,8 @@ from typing import Any
 
 from lre.server.domain.errors import DependencyUnavailable
 from lre.server.services.custody.content import FLUSH_BYTES, RECORD
-from lre.server.services.custody.content_store import (
-    UPLOAD_GRACE,
-    ObjectChunks,
-    ObjectContent,
-    ObjectSink,
-)
+from lre.server.services.custody.content_store import ObjectChunks, ObjectContent, ObjectSink
+from lre.server.services.custody.object_keys import UPLOAD_GRACE
 from lre.server.storage.letters import ContentRepository
 from lre.server.storage.objects import Owner
 from lre.server.storage.store import Store, Stores
@@ -103,7 +99,6 @@ class ContentMover:
                 if deposit_time is not None:
                     _rows(store, owner).delete(owner.id)
                     store.objects.name_object(owner, key, written.digest())
-                    store.objects.retained(owner, self._content.retain_until(deposit_time))
                     store.objects.keep(key)
         except BaseException:
             sink.discard()
@@ -111,7 +106,10 @@ class ContentMover:
         if deposit_time is None:
             sink.discard()
             return False
-        self._content.committed(owner, key, deposit_time)
+        try:
+            self._content.lock(owner, key, deposit_time)
+        except DependencyUnavailable:
+            logger.warning("content retention left for the worker")
         return True
 
     def _to_rows(self, owner: Owner) -> bool:

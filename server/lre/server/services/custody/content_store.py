@@ -8,18 +8,18 @@ With the object store, every deposit's content is one object under an
 opaque random key (nothing in it names the letter, its parties or its files),
 uploaded as it arrives, before the deposit's transaction; that transaction
 names the object on the letter's row. So that a deposit that fails or a
-process that dies leaves nothing behind, the key is first recorded as loose
-(its own short transaction) and the deposit's transaction removes that
-record; the content objects worker deletes what stays loose. The object's
-Object Lock retention is set only once the deposit has committed (an object
-locked before would be an orphan nobody could delete)."""
+process that dies leaves nothing behind, the key was recorded as loose
+before the upload (object_keys.py) and the deposit's transaction removes
+that record; the content objects worker deletes what stays loose. The
+object's Object Lock retention is set only once the deposit has committed
+(an object locked before would be an orphan nobody could delete), by the
+retainer's thread (retainer.py)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
 import logging
-import secrets
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Protocol
@@ -33,15 +33,14 @@ from lre.server.services.custody.content import (
     ContentSink,
     Spool,
 )
+from lre.server.services.custody.object_keys import ObjectKeys
+from lre.server.services.custody.retainer import RETAIN_DELAY, Retainer
 from lre.server.storage.letters import ContentRepository
 from lre.server.storage.objects import Owner
 from lre.server.storage.store import Store, Stores
 
 logger = logging.getLogger("lre.server")
 
-# How long a recorded upload may run before its object counts as an orphan:
-# longer than any deposit stream may last (stream_total_s).
-UPLOAD_GRACE = dt.timedelta(hours=1)
 # A deletion the store refused (unreachable, or the object still locked) is
 # tried again this much later.
 RETRY_DELETE = dt.timedelta(hours=1)
@@ -66,13 +65,16 @@ class ContentStore(Protocol):
     ) -> None:
         """In the deposit's transaction, the owner's row written: the spool
         copied into ``rows``, or the uploaded object kept (no longer loose:
-        the row names it) with the retention it is about to get."""
+        the row names it; its retention comes once the deposit commits)."""
 
     def committed(self, owner: Owner, object_key: str | None, deposit_time: dt.datetime) -> None:
-        """After the deposit's commit: the object's retention."""
+        """After the deposit's commit: the object's retention (soon after)."""
 
     def hold(self, object_key: str | None, on: bool) -> None:
         """A legal hold put on (before the commit) or lifted (after it)."""
+
+    def close(self) -> None:
+        """What the process still owes the store done (the server stopping)."""
 
 
 class DatabaseContent:
@@ -102,6 +104,9 @@ class DatabaseContent:
         return None
 
     def hold(self, object_key: str | None, on: bool) -> None:
+        return None
+
+    def close(self) -> None:
         return None
 
 
@@ -187,20 +192,17 @@ class ObjectContent:
         self.objects = objects
         self._retention = retention
         self._clock = clock
-        self._prefix = prefix
+        self._keys = ObjectKeys(stores, clock, prefix)
+        self._retainer = Retainer(stores, objects, clock)
 
     def now(self) -> dt.datetime:
         return self._clock()
 
     def new_key(self) -> str:
-        # Random: the key says nothing of the letter, its parties or files.
-        return self._prefix + secrets.token_hex(16)
+        return self._keys.new_key()
 
     def sink(self, spool_dir: str | None) -> ContentSink:
-        key = self.new_key()
-        with self._stores.begin() as store:
-            store.objects.add_loose(key, self._clock() + UPLOAD_GRACE)
-        return ObjectSink(self.objects.upload(key), self.forget)
+        return ObjectSink(self.objects.upload(self._keys.take()), self.forget)
 
     def forget(self, key: str) -> None:
         with self._stores.begin() as store:
@@ -223,26 +225,22 @@ class ObjectContent:
     ) -> None:
         sink.store(rows, owner.id)
         if sink.object_key is not None:
+            # The row says the retention is not set yet (committed() sets it).
             store.objects.keep(sink.object_key)
-            # Written with the row (no transaction of its own): undone if the
-            # store refuses it just after the commit (committed()).
-            store.objects.retained(owner, self.retain_until(deposit_time))
 
     def committed(self, owner: Owner, object_key: str | None, deposit_time: dt.datetime) -> None:
-        """The retention, set now the letter is accepted; when the store
-        cannot be reached, the row says it is not set, and the content
-        objects worker sets it later. (A process that dies just here leaves
-        it unset and the row saying otherwise: the audit sets it.)"""
-        if object_key is None:
-            return
-        until = self.retain_until(deposit_time)
-        try:
-            if until > self._clock():
-                self.objects.retain(object_key, until)
-        except DependencyUnavailable:
-            logger.warning("content retention left for the worker")
-            with self._stores.begin() as store:
-                store.objects.retained(owner, None)
+        """The retention, queued now the letter is accepted: the retainer
+        sets it and records it on the row; when the store cannot be reached
+        or the process dies first, the content objects worker does."""
+        if object_key is not None:
+            self._retainer.submit(owner, object_key, self.retain_until(deposit_time))
+
+    def settle(self, timeout_s: float = 30.0) -> bool:
+        """Waits for the retentions queued (see Retainer.settle)."""
+        return self._retainer.settle(timeout_s)
+
+    def close(self) -> None:
+        self._retainer.close()
 
     def lock(self, owner: Owner, object_key: str, deposit_time: dt.datetime) -> None:
         until = self.retain_until(deposit_time)
@@ -290,7 +288,8 @@ class ObjectContent:
     def lock_pending(self, batch: int = 100) -> int:
         """Retention on the objects of committed deposits that have none yet; how many."""
         with self._stores.read() as store:
-            pending = store.objects.unretained(batch)
+            # Younger ones are still their retainer's.
+            pending = store.objects.unretained(batch, self._clock() - RETAIN_DELAY)
         for owner, key, deposit_time in pending:
             self.lock(owner, key, deposit_time)
         return len(pending)

@@ -17,7 +17,9 @@ from lre.server.adapters.object_upload import PART_BYTES
 from lre.server.domain.errors import InvalidArgument
 from lre.server.domain.letters import LetterState
 from lre.server.services.custody import DeclaredPart, MailingService
-from lre.server.services.custody.content_store import UPLOAD_GRACE, ObjectContent
+from lre.server.services.custody.content_store import ObjectContent
+from lre.server.services.custody.object_keys import UPLOAD_GRACE
+from lre.server.services.custody.retainer import RETAIN_DELAY
 from lre.server.storage import db, models
 from lre.server.storage.objects import Owner
 from lre.server.workers.content_objects import ContentObjects
@@ -122,7 +124,15 @@ def test_a_deposit_whose_client_goes_away_leaves_nothing(content_world: World) -
         )
     assert _count(world, models.Letter) == 0 and _count(world, models.ContentChunk) == 0
     assert _objects(world) == []
-    assert world.objects is None or world.objects.unfinished() == []
+    if world.objects is None:
+        assert _count(world, models.LooseObject) == 0
+        return
+    assert world.objects.unfinished() == []
+    # What stays loose is keys recorded for uploads that never used them: the
+    # worker drops their records once due.
+    assert isinstance(world.content, ObjectContent)
+    world.clock.advance(seconds=UPLOAD_GRACE.total_seconds() + 1)
+    ContentObjects(world.content).step()
     assert _count(world, models.LooseObject) == 0
 
 
@@ -177,6 +187,28 @@ def test_an_upload_never_committed_is_deleted_by_the_worker(object_world: World)
     worker.step()
     assert _objects(world) == [] and _count(world, models.LooseObject) == 0
     assert world.objects.unfinished() == []
+
+
+def test_a_retention_its_process_never_set_is_set_by_the_worker(object_world: World) -> None:
+    """The process stops between a deposit's commit and its retention (its
+    retainer closed): the row says the retention is unset, and the worker
+    sets it, on the object and the row, once the deposit is old enough."""
+    world = object_world
+    assert isinstance(world.content, ObjectContent) and world.objects is not None
+    world.content.close()
+    letter = world.deposit("unretained")
+    key = world.letter(letter.id).content_object
+    assert key is not None and world.letter(letter.id).content_retain_until is None
+    assert world.objects.retention(key) is None
+    worker = ContentObjects(world.content)
+    worker.step()
+    # Still its retainer's, for all the worker knows.
+    assert world.objects.retention(key) is None
+    world.clock.advance(seconds=RETAIN_DELAY.total_seconds() + 1)
+    worker.step()
+    until = letter.deposit_time + world.policy.content_retention
+    assert world.objects.retention(key) == until
+    assert world.letter(letter.id).content_retain_until == until
 
 
 def test_a_legal_hold_holds_the_object_and_the_store_refuses_its_deletion(

@@ -23,8 +23,11 @@ from lre.server.bootstrap.wiring import CUSTODY, IDENTITY
 from lre.server.domain.errors import DependencyUnavailable
 from lre.server.health import DependencyHealth
 from lre.server.services.custody import DeclaredPart
-from lre.server.services.custody.content_store import UPLOAD_GRACE, ObjectContent
+from lre.server.services.custody.content_store import ObjectContent
+from lre.server.services.custody.object_keys import UPLOAD_GRACE
+from lre.server.services.custody.retainer import RETAIN_DELAY
 from lre.server.storage import db, models
+from lre.server.storage.objects import Owner
 from lre.server.workers.content_objects import ContentObjects
 from tests.support.mail import Inbox
 from tests.support.seaweed import SeaweedServer, seaweed_server
@@ -122,6 +125,30 @@ def test_a_store_down_during_a_download_fails_it_and_a_retry_reads_it_whole(
     own.start()
     again = b"".join(d for _, d in world.decisions.download(world.recipient_session(), letter.id))
     assert again == data and data.startswith(first[1])
+
+
+def test_a_retention_the_store_refuses_after_the_commit_is_left_to_the_worker(
+    world: World, own: SeaweedServer
+) -> None:
+    letter = world.deposit("retained")
+    assert isinstance(world.content, ObjectContent) and world.objects is not None
+    assert world.content.settle()
+    key = world.letter(letter.id).content_object
+    until = world.letter(letter.id).content_retain_until
+    assert key is not None and until is not None
+    # The same retention again (as for a deposit just committed), the store down.
+    owner = Owner(letter.id)
+    with world.stores.begin() as store:
+        store.objects.retained(owner, None)
+    own.stop(grace_s=0)
+    world.content.committed(owner, key, letter.deposit_time)
+    assert world.content.settle()
+    assert world.letter(letter.id).content_retain_until is None
+    own.start()
+    world.clock.advance(seconds=RETAIN_DELAY.total_seconds() + 1)
+    ContentObjects(world.content).step()
+    assert world.letter(letter.id).content_retain_until == until
+    assert world.objects.retention(key) == until
 
 
 def test_a_frozen_store_fails_the_call_within_its_timeout(world: World, own: SeaweedServer) -> None:
