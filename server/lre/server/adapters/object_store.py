@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from prometheus_client import Counter, Gauge, Histogram
@@ -130,6 +129,10 @@ class ObjectStore:
     """One bucket of an S3-compatible store. Thread-safe (one boto3 client)."""
 
     def __init__(self, settings: ObjectStoreSettings) -> None:
+        # Imported where a store is configured: boto3's sessions and service
+        # models are a part of a second of every server start without one.
+        import boto3
+
         self.settings = settings
         self.bucket = settings.bucket
         self._client = boto3.client(
