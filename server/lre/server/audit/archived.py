@@ -26,11 +26,10 @@ from lre.runtime import archival, longterm
 from lre.server.audit.reading import Report
 from lre.server.audit.seals import SealChecker
 from lre.server.storage import models
-from lre.server.storage.archive import latest_seal_column
+from lre.server.storage.archive import latest_seal_column, latest_version_column
 from lre.server.storage.records import table
 
 EVIDENCE = table(models.Evidence)
-VERSIONS = table(models.EvidenceArchiveVersion)
 
 
 def check(
@@ -44,12 +43,7 @@ def check(
         EVIDENCE.c.id,
         EVIDENCE.c.seal,
         latest_seal_column().label("archived"),
-        select(VERSIONS.c.version)
-        .where(VERSIONS.c.evidence_id == EVIDENCE.c.id)
-        .order_by(VERSIONS.c.version.desc())
-        .limit(1)
-        .scalar_subquery()
-        .label("version"),
+        latest_version_column().label("version"),
     ).order_by(EVIDENCE.c.id)
     renewed = 0
     earliest: dt.datetime | None = None

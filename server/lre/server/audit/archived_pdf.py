@@ -32,12 +32,11 @@ from lre.server.audit.archived import link
 from lre.server.audit.reading import Report
 from lre.server.audit.seals import SealChecker
 from lre.server.storage import models
-from lre.server.storage.archive import latest_pdf_column
+from lre.server.storage.archive import latest_pdf_column, latest_version_column
 from lre.server.storage.records import table
 
 EVIDENCE = table(models.Evidence)
 PROOFS = table(models.EvidenceProof)
-VERSIONS = table(models.EvidenceArchiveVersion)
 
 
 def check(
@@ -53,12 +52,7 @@ def check(
             EVIDENCE.c.id,
             PROOFS.c.pdf,
             renewed,
-            select(VERSIONS.c.version)
-            .where(VERSIONS.c.evidence_id == EVIDENCE.c.id)
-            .order_by(VERSIONS.c.version.desc())
-            .limit(1)
-            .scalar_subquery()
-            .label("version"),
+            latest_version_column().label("version"),
         )
         .join(PROOFS, PROOFS.c.evidence_id == EVIDENCE.c.id)
         .order_by(EVIDENCE.c.id)

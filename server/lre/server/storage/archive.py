@@ -171,3 +171,14 @@ def latest_seal_column() -> ScalarSelect[bytes]:
         .limit(1)
         .scalar_subquery()
     )
+
+
+def latest_version_column() -> ScalarSelect[int]:
+    """The number of the latest renewal of the outer query's evidence, if any."""
+    return (
+        select(VERSIONS.c.version)
+        .where(VERSIONS.c.evidence_id == EVIDENCE.c.id)
+        .order_by(VERSIONS.c.version.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
