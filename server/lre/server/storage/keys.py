@@ -60,9 +60,10 @@ class KeyRepository:
     def secrets(
         self, secret: Secret, after: uuid.UUID | None, batch: int
     ) -> list[tuple[uuid.UUID, bytes]]:
-        """The next rows by id that hold the secret: (row id, ciphertext)."""
+        """The next rows by id that hold the secret: (row id, ciphertext). An
+        empty value is a secret erased (an erased party's webhooks)."""
         key, blob = _columns(secret)
-        query = select(key, blob).where(blob.is_not(None)).order_by(key).limit(batch)
+        query = select(key, blob).where(blob.is_not(None), blob != b"").order_by(key).limit(batch)
         if after is not None:
             query = query.where(key > after)
         return [(row_id, ciphertext) for row_id, ciphertext in self._db.execute(query)]

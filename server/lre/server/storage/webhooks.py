@@ -53,7 +53,12 @@ class WebhookRepository:
         ``lease``; False when another delivery took it meanwhile."""
         done = self._db.execute(
             update(WEBHOOKS)
-            .where(WEBHOOKS.c.id == webhook_id, WEBHOOKS.c.next_attempt_time == lease)
+            .where(
+                WEBHOOKS.c.id == webhook_id,
+                WEBHOOKS.c.next_attempt_time == lease,
+                # Ended meanwhile (its owner erased): nothing is written back.
+                WEBHOOKS.c.delete_time.is_(None),
+            )
             .values(**values)
         )
         return bool(done.rowcount)  # type: ignore[attr-defined]

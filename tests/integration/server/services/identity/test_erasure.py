@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import os
 import subprocess
 import uuid
 from pathlib import Path
@@ -18,6 +19,7 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import update
 
+from lre.server.adapters.at_rest import SecretsKeys
 from lre.server.audit.verify import verify_log
 from lre.server.domain import identity
 from lre.server.domain.errors import NotFound
@@ -31,10 +33,12 @@ from lre.server.services.custody.queries import StaffReader
 from lre.server.services.events import EventLog
 from lre.server.services.identity import NewParty
 from lre.server.services.identity.erasure import ErasureService
+from lre.server.services.rekey import reencrypt_secrets
 from lre.server.storage import models
 from lre.server.workers.personal_data import PersonalDataEraser
 from tests.support.mail import Inbox
 from tests.support.processes import BIN
+from tests.support.services import KEY
 from tests.support.signer import SignerProcess
 from tests.support.world import World
 
@@ -247,6 +251,9 @@ def test_an_erased_party_s_webhooks_end_with_their_address_and_key(world: World)
         assert (hook.url, hook.secret_ciphertext, hook.last_error) == ("", b"", None)
         assert hook.delete_time == deleted
         assert hook.owner_id == person.id
+    # A rotation of the secrets key passes over the erased keys.
+    rotated = reencrypt_secrets(world.stores, SecretsKeys(os.urandom(32), (KEY.current,)))
+    assert rotated.changed == rotated.examined
 
 
 def test_the_schedule_keeps_proofs_a_year_at_least() -> None:
