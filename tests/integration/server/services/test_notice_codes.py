@@ -14,8 +14,12 @@ from prometheus_client import REGISTRY
 from sqlalchemy import select
 
 from lre.server.domain.errors import NotFound, TooManyAttempts
+from lre.server.domain.identity import Source
 from lre.server.storage import db, models
 from tests.support.world import World
+
+GUESSER, OTHER = Source.of("gateway"), Source.of("portal", "198.51.100.2")
+RECIPIENT = Source.of("portal", "203.0.113.7")
 
 
 def _notice_entries(world: World) -> list[dict[str, str]]:
@@ -40,16 +44,16 @@ def test_a_source_guessing_codes_is_locked_out_of_that_notice_only(
     threshold = 10
     for attempt in range(1, threshold):
         with pytest.raises(NotFound):
-            world.notifications.claim(letter.reference, f"WRONG-{attempt:04d}", "guesser")
-    assert not world.notifications.verify(letter.reference, "WRONG-9999", "other").genuine
+            world.notifications.claim(letter.reference, f"WRONG-{attempt:04d}", GUESSER)
+    assert not world.notifications.verify(letter.reference, "WRONG-9999", OTHER).genuine
     with pytest.raises(TooManyAttempts) as raised:
-        world.notifications.claim(letter.reference, "WRONG-0010", "guesser")
+        world.notifications.claim(letter.reference, "WRONG-0010", GUESSER)
     assert raised.value.retry_after == 15 * 60
     # Locked out even with the right code; the recipient's own source is not.
     with pytest.raises(TooManyAttempts):
-        world.notifications.claim(letter.reference, code, "guesser")
-    assert world.notifications.claim(letter.reference, code, "recipient").letter_id == letter.id
-    assert world.notifications.verify(letter.reference, code, "recipient").genuine
+        world.notifications.claim(letter.reference, code, GUESSER)
+    assert world.notifications.claim(letter.reference, code, RECIPIENT).letter_id == letter.id
+    assert world.notifications.verify(letter.reference, code, RECIPIENT).genuine
     assert _failures("known") == known + threshold + 1
     entries = _notice_entries(world)
     assert all(e["subject"] == f"parties/{letter.recipient_id}" for e in entries)
@@ -59,6 +63,6 @@ def test_a_source_guessing_codes_is_locked_out_of_that_notice_only(
     assert [e["kind"] for e in entries].count("locked_out") == 1
     # A reference that names no letter: counted, not journaled.
     with pytest.raises(NotFound):
-        world.notifications.claim("LRE-NOPE-0000", code, "guesser")
+        world.notifications.claim("LRE-NOPE-0000", code, GUESSER)
     assert _failures("unknown") == unknown + 1
     assert len(_notice_entries(world)) == len(entries)
