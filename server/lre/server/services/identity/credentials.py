@@ -303,10 +303,10 @@ class CredentialService:
         source: Source,
     ) -> Exception | None:
         """Refused before any secret is compared: no such party, not proofed,
-        or ``source`` (or its whole caller) locked out. Journaled in the caller's transaction, which
-        must commit (the error is raised after): a failed attempt that changes
-        nothing else is still in the journal; one naming no party is only
-        counted (lre_identity_unknown_party_attempts_total)."""
+        or ``source`` (or its whole caller) locked out. Journaled in the
+        caller's transaction, which must commit (the error is raised after): a
+        failed attempt that changes nothing else is still in the journal; one
+        naming no party is only counted (lre_identity_unknown_party_attempts_total)."""
         failure: Exception
         try:
             proofed_level(store, party_id, now)
