@@ -8,7 +8,9 @@ recipient whose letter awaits its decision is not locked out by the
 sender's gateway guessing its password or its notice code (counted apart,
 lre_identity_lockouts_in_window_total); a user of its portal that locked
 itself out lifts that lockout with a code e-mailed to the party, which no
-other caller can use."""
+other caller can use. A gateway that forwards a new end user at each guess
+meets its ceiling: all its end users are locked out of the party, its
+portal is not."""
 
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from grpc_status import rpc_status
 from lre.client.maildir import plain_text
 from lre.client.parties import enroll_party, log_in, register_party
 from lre.dev.tls import TlsFiles
+from lre.server.services.identity.throttles import CALLER_CEILING_FACTOR
 from lre.v1 import (
     custody_pb2,
     custody_pb2_grpc,
@@ -131,6 +134,30 @@ def test_a_gateway_cannot_lock_a_recipient_out_of_its_portal(
         for _ in range(THRESHOLD):
             code, delay = _attempt(gateway, victim.name)
         assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and delay == 2 * LOCKOUT_S
+
+        # A gateway that forwards a new end user at each guess meets its
+        # ceiling: all its end users are locked out, the portal is not.
+        other = enroll_party(
+            portal,
+            "ceiling",
+            operator,
+            codes=server.enrolment_codes,
+            kind=identity_pb2.PARTY_KIND_NATURAL_PERSON,
+            given_name="Anne",
+            family_name="Leroy",
+            email="anne@example.org",
+        )
+        lockouts = tls_metric(server, tls.ca, "lre_identity_lockouts_total")
+        ceiling = THRESHOLD * CALLER_CEILING_FACTOR
+        # One guess per end-user value: no source ever reaches the threshold.
+        codes = [_attempt(gateway, other.name, f"2001:db8::{n:x}") for n in range(ceiling)]
+        assert [c for c, _ in codes[:-1]] == [grpc.StatusCode.UNAUTHENTICATED] * (ceiling - 1)
+        assert codes[-1] == (grpc.StatusCode.RESOURCE_EXHAUSTED, LOCKOUT_S)
+        assert _attempt(gateway, other.name, "2001:db8::ffff")[0] == (
+            grpc.StatusCode.RESOURCE_EXHAUSTED
+        )
+        assert log_in(portal, other)
+        assert tls_metric(server, tls.ca, "lre_identity_lockouts_total") == lockouts + 1
 
 
 def _unlock_codes(server: ServerProcess, party: str) -> set[str]:

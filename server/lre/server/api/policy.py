@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextvars
 import enum
-import hashlib
 import threading
 import time
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import grpc
 
 from lre.runtime.callers import certificate_names
 from lre.runtime.status import abort
+from lre.server.domain.identity import Source
 
 
 class Role(enum.Enum):
@@ -125,18 +125,20 @@ def current_caller() -> Caller:
 
 
 # The end user's address as a portal forwards it: failures are counted per
-# caller and per end user, so one portal user cannot lock another out.
+# caller and per end user, so one portal user cannot lock another out, and
+# per caller alone under a ceiling, so a caller cannot outrun its lockouts by
+# changing it (lre.server.services.identity.throttles).
 END_USER_KEY = "x-lre-end-user"
 
 
-def source_of(context: grpc.ServicerContext) -> str:
-    """Who attempts an authentication, as the lockout counts it: a digest of
-    the caller certificate (or the peer's address in plaintext) and the end
-    user's address its portal forwards. Never stored or logged in clear."""
+def source_of(context: grpc.ServicerContext) -> Source:
+    """Who attempts an authentication, as the lockout counts it: digests of
+    the caller certificate (or the peer's address in plaintext) with and
+    without the end user's address its portal forwards. Never stored or
+    logged in clear."""
     caller = current_caller().name or context.peer().rsplit(":", 1)[0]
     metadata = dict(context.invocation_metadata() or ())
-    end_user = str(metadata.get(END_USER_KEY, ""))[:100]
-    return hashlib.sha256(f"{caller}\n{end_user}".encode()).hexdigest()[:32]
+    return Source.of(caller, str(metadata.get(END_USER_KEY, ""))[:100])
 
 
 # Health and reflection answer anyone who reached the port (load balancers, grpcurl).

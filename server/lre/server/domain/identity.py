@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import hashlib
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -152,10 +153,43 @@ class Credential:
         return self.locked_until is not None and self.locked_until > now
 
 
+# Ceiling keys never look like a source's key (32 hex digits): old rows keep
+# their meaning, and neither kind of count can land on the other's row.
+CALLER_PREFIX = "caller:"
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Source:
+    """Who attempts an authentication, as lockouts count it. ``key``: a
+    digest of the caller (its certificate names, or the peer's address in
+    plaintext) and the end user its portal forwards, so that one portal user
+    cannot lock another out. ``caller``: a digest of the caller alone, the
+    ceiling under which the failures of all its end users against one party
+    are counted together (the end user is the caller's word, and a caller
+    that changed it at each attempt would otherwise guess without end).
+    Digests only: no certificate name or address is stored in clear."""
+
+    key: str
+    caller: str
+
+    @classmethod
+    def of(cls, caller: str, end_user: str = "") -> Source:
+        return cls(_digest(f"{caller}\n{end_user}"), CALLER_PREFIX + _digest(caller))
+
+
+# Who tries when no one is named (a service called outside an RPC).
+NO_SOURCE = Source.of("")
+
+
 @dataclass(frozen=True)
 class Throttle:
-    """The authentication failures of one source (a digest of who tried)
-    against one party: a lockout stops that source only, never the party."""
+    """The authentication failures of one source (``Source.key``), or of all
+    one caller's (its ceiling, ``Source.caller``), against one party: a
+    lockout stops that source or that caller, never the party."""
 
     party_id: uuid.UUID
     source: str

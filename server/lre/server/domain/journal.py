@@ -107,7 +107,9 @@ FIELDS: dict[LogKind, tuple[frozenset[str], frozenset[str]]] = {
         frozenset({"purpose", "reason"}),
         frozenset({"failedAttempts", "letter"}),
     ),
-    K.LOCKED_OUT: (frozenset({"purpose", "lockedUntil"}), frozenset({"letter"})),
+    # "scope": "source" (a caller certificate and the end user it forwards)
+    # or "caller" (all its end users, at its ceiling); none before ceilings.
+    K.LOCKED_OUT: (frozenset({"purpose", "lockedUntil"}), frozenset({"letter", "scope"})),
     K.UNLOCK_CODE_ISSUED: (frozenset({"codeId", "expireTime"}), frozenset()),
     K.UNLOCKED: (frozenset(), frozenset()),
     K.LEGAL_HOLD_SET: (frozenset({"actor"}), frozenset()),

@@ -4,8 +4,11 @@ oracle on a letter's code, so counted per letter's recipient and per source
 against the recipient naming the letter (counted per reference by whoever
 reads the journal), and throttled like passwords: a source that keeps
 guessing is locked out of that recipient's notices, each lockout in a row
-twice as long; nobody else is. A reference that names no notified letter is
-only counted (anyone may invent one, and the log is permanent)."""
+twice as long; nobody else is. The same ceiling per caller as passwords
+(lre.server.services.identity.throttles), under its own key: a caller
+cycling end-user values is locked out of the recipient's notices, all its
+end users, and no other caller. A reference that names no notified letter
+is only counted (anyone may invent one, and the log is permanent)."""
 
 from __future__ import annotations
 
@@ -17,10 +20,11 @@ from prometheus_client import Counter
 
 from lre.server.clock import utcnow
 from lre.server.domain.errors import TooManyAttempts
+from lre.server.domain.identity import Source
 from lre.server.domain.log import LogKind
 from lre.server.domain.records import LetterRecord
-from lre.server.services.identity.credentials import MAX_LOCKOUT_DOUBLINGS
-from lre.server.services.identity.lockouts import NOTICE_PREFIX, lockout_counted
+from lre.server.services.identity import throttles
+from lre.server.services.identity.lockouts import NOTICE_PREFIX
 from lre.server.services.identity.parties import journaled
 from lre.server.storage.store import Store
 
@@ -44,26 +48,29 @@ class NoticeCodes:
     clock: Callable[[], dt.datetime] = utcnow
 
     def attempt(
-        self, store: Store, letter: LetterRecord | None, genuine: bool, source: str
+        self, store: Store, letter: LetterRecord | None, genuine: bool, source: Source
     ) -> TooManyAttempts | None:
         """Records one attempt at ``letter``'s code in the caller's transaction,
-        which must commit; the error to raise after it, if the source is (or
-        now gets) locked out."""
+        which must commit; the error to raise after it, if the source or its
+        caller is (or now gets) locked out."""
         if letter is None:
             NOTICE_FAILURES.labels("unknown").inc()
             return None
         now = self.clock()
-        credentials = store.credentials
         party = letter.recipient_id
-        throttle = credentials.throttle(party, SOURCE_PREFIX + source)
-        if throttle.locked(now):
-            assert throttle.locked_until is not None
-            return TooManyAttempts(LOCKED, (throttle.locked_until - now).total_seconds())
+        # Attempts at one recipient's notices queue on its row: the counts of
+        # a caller's end users meet on one ceiling row, created by the first.
+        store.parties.lock(party)
+        until = throttles.locked_until(store, party, source, now, SOURCE_PREFIX)
+        if until is not None:
+            return TooManyAttempts(LOCKED, (until - now).total_seconds())
         if genuine:
-            credentials.clear_throttle(party, throttle.source)
+            throttles.cleared(store, party, source, SOURCE_PREFIX)
             return None
         NOTICE_FAILURES.labels("known").inc()
-        failed = throttle.failed_attempts + 1
+        limits = (self.threshold, self.lockout)
+        failed, earned = throttles.count_failure(store, party, source, now, limits, SOURCE_PREFIX)
+        letter_name = f"letters/{letter.id}"
         journaled(
             store,
             LogKind.AUTHENTICATION_FAILED,
@@ -72,27 +79,9 @@ class NoticeCodes:
             purpose="notice_code",
             reason="wrong_credentials",
             failedAttempts=failed,
-            letter=f"letters/{letter.id}",
+            letter=letter_name,
         )
-        if failed < self.threshold:
-            credentials.save_throttle(dataclasses.replace(throttle, failed_attempts=failed), now)
+        if not earned:
             return None
-        lockout = self.lockout * 2 ** min(throttle.lockouts, MAX_LOCKOUT_DOUBLINGS)
-        until = now + lockout
-        credentials.save_throttle(
-            dataclasses.replace(
-                throttle, failed_attempts=0, lockouts=throttle.lockouts + 1, locked_until=until
-            ),
-            now,
-        )
-        journaled(
-            store,
-            LogKind.LOCKED_OUT,
-            party,
-            now,
-            purpose="notice_code",
-            lockedUntil=until,
-            letter=f"letters/{letter.id}",
-        )
-        lockout_counted(store, party, now, "notice_code")
-        return TooManyAttempts(LOCKED, lockout.total_seconds())
+        throttles.journal_lockouts(store, party, now, earned, "notice_code", letter=letter_name)
+        return TooManyAttempts(LOCKED, max(e.length for e in earned).total_seconds())

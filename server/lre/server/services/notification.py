@@ -31,6 +31,7 @@ from lre.server.adapters import at_rest
 from lre.server.adapters.mail import parse_delivery_status
 from lre.server.domain.errors import InvalidArgument, NotFound
 from lre.server.domain.evidence import PartyDetails
+from lre.server.domain.identity import NO_SOURCE, Source
 from lre.server.domain.letters import EvidenceEvent, OutboxKind
 from lre.server.domain.records import Bounce, EvidenceWithProof, LetterRecord, MessageRecord
 from lre.server.domain.window import AcceptanceWindow
@@ -319,7 +320,7 @@ class NotificationService:
         )
         return letter if genuine else None
 
-    def verify(self, reference: str, code: str, source: str = "") -> Verification:
+    def verify(self, reference: str, code: str, source: Source = NO_SOURCE) -> Verification:
         """Whether a notification with this reference and code came from us.
         Unknown references and wrong codes look the same to the caller (until
         ``source`` has guessed too often: lre.server.services.notice_codes)."""
@@ -328,7 +329,7 @@ class NotificationService:
             return Verification(False, None)
         return Verification(True, letter.acceptance_deadline)
 
-    def _attempt(self, reference: str, code: str, source: str) -> LetterRecord | None:
+    def _attempt(self, reference: str, code: str, source: Source) -> LetterRecord | None:
         """The notified letter of this reference and code, the attempt counted;
         TooManyAttempts once the transaction that counts it has committed."""
         with self._stores.begin() as store:
@@ -341,7 +342,7 @@ class NotificationService:
             raise refused
         return letter
 
-    def claim(self, reference: str, code: str, source: str = "") -> LetterClaim:
+    def claim(self, reference: str, code: str, source: Source = NO_SOURCE) -> LetterClaim:
         """A recipient's way in from its notice alone. Whoever holds the code
         read the addressee's mailbox; what it gets is the letter and the
         addressee's party (pre-registered by the sender's gateway), nothing of

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 
 import pytest
 
@@ -18,6 +19,7 @@ from lre.server.domain.identity import (
     FactorCategory,
     Recipient,
     Session,
+    Source,
     check_professional_declaration,
     require_consent,
     require_own,
@@ -106,3 +108,13 @@ def test_no_gateway_declares_a_natural_person_professional() -> None:
     with pytest.raises(InvalidArgument) as raised:
         check_professional_declaration(natural_person=True, professional=True)
     assert raised.value.field == "party.professional"
+
+
+def test_a_source_has_its_callers_ceiling_and_keeps_the_key_rows_were_stored_under() -> None:
+    one, two = Source.of("portal.example", "192.0.2.1"), Source.of("portal.example", "192.0.2.2")
+    assert one.key != two.key and one.caller == two.caller
+    assert Source.of("gateway.example", "192.0.2.1").caller != one.caller
+    # Throttle rows from before ceilings keep their meaning; no name in clear.
+    assert one.key == hashlib.sha256(b"portal.example\n192.0.2.1").hexdigest()[:32]
+    assert one.caller.startswith("caller:") and "portal" not in one.caller
+    assert len("notice:" + one.caller) <= 64  # auth_throttles.source

@@ -1,6 +1,7 @@
 """Means of authentication (R53-1, after a first identification): a password
 (knowledge), a TOTP device or an e-mailed one-time code (possession, dynamic),
-and the lockout that repeated failures earn."""
+and the lockout that repeated failures earn (of a source, or of a whole
+caller: lre.server.services.identity.throttles)."""
 
 from __future__ import annotations
 
@@ -21,11 +22,10 @@ from lre.server.domain.errors import (
     NotFound,
     TooManyAttempts,
 )
-from lre.server.domain.identity import AssuranceLevel, Credential
+from lre.server.domain.identity import NO_SOURCE, AssuranceLevel, Credential, Source
 from lre.server.domain.letters import OutboxKind
 from lre.server.domain.log import LogKind
-from lre.server.services.identity import factors
-from lre.server.services.identity.lockouts import lockout_counted
+from lre.server.services.identity import factors, throttles
 from lre.server.services.identity.parties import journaled, proofed_level
 from lre.server.services.identity.settings import Clock, IdentityPolicy
 from lre.server.storage.outbox import new_message
@@ -45,9 +45,6 @@ EMAIL_CODE_TTL = dt.timedelta(minutes=10)
 # A party gets at most one code a minute: its mailbox is not ours to flood.
 EMAIL_CODE_INTERVAL = dt.timedelta(minutes=1)
 LOCKED = "too many failed attempts from this caller; retry later"
-# A source locked out again and again waits twice as long each time, up to
-# 64 times the first lockout.
-MAX_LOCKOUT_DOUBLINGS = 6
 # Long enough for a letter-box check the next day, short enough to go stale.
 ENROLMENT_CODE_TTL = dt.timedelta(hours=24)
 
@@ -92,7 +89,7 @@ class CredentialService:
         journaled(store, LogKind.ENROLMENT_CODE_ISSUED, party_id, now, expireTime=expire_time)
 
     def enroll(
-        self, party_id: uuid.UUID, enrolment_code: str, password: str, source: str = ""
+        self, party_id: uuid.UUID, enrolment_code: str, password: str, source: Source = NO_SOURCE
     ) -> str:
         """The party's first password and TOTP device (or both replaced, after
         a fresh proofing), against the enrolment code e-mailed to it; the code
@@ -142,7 +139,7 @@ class CredentialService:
                     )
                 )
                 store.sessions.revoke_all(party_id, now)
-                credentials.clear_throttle(party_id, source)
+                throttles.cleared(store, party_id, source)
                 # The enrolment code is spent and every session revoked with it.
                 journaled(
                     store, LogKind.CREDENTIALS_ENROLLED, party_id, now, factors="password,totp"
@@ -189,7 +186,7 @@ class CredentialService:
         )
 
     def send_email_code(
-        self, party_id: uuid.UUID, password: str | None, source: str = ""
+        self, party_id: uuid.UUID, password: str | None, source: Source = NO_SOURCE
     ) -> tuple[uuid.UUID, dt.datetime]:
         """A one-time code to the party's e-mail address, through the outbox (in
         this transaction); it replaces any code outstanding. Returns its id and
@@ -227,7 +224,7 @@ class CredentialService:
         totp_code: str,
         email_code: tuple[uuid.UUID, str] | None,
         now: dt.datetime,
-        source: str = "",
+        source: Source = NO_SOURCE,
     ) -> tuple[AssuranceLevel | None, Exception | None]:
         """Checks the password and a one-time code inside the caller's
         transaction: (the party's level, None) when they match, the one-time
@@ -262,7 +259,7 @@ class CredentialService:
         credentials.save(
             dataclasses.replace(credential, failed_attempts=0, locked_until=None, **spent)
         )
-        credentials.clear_throttle(party_id, source)
+        throttles.cleared(store, party_id, source)
         return level, None
 
     def _email_code(
@@ -303,13 +300,13 @@ class CredentialService:
         now: dt.datetime,
         purpose: str,
         message: str,
-        source: str,
+        source: Source,
     ) -> Exception | None:
         """Refused before any secret is compared: no such party, not proofed,
-        or ``source`` locked out. Journaled in the caller's transaction, which
-        must commit (the error is raised after): a failed attempt that changes
-        nothing else is still in the journal; one naming no party is only
-        counted (lre_identity_unknown_party_attempts_total)."""
+        or ``source`` (or its whole caller) locked out. Journaled in the
+        caller's transaction, which must commit (the error is raised after): a
+        failed attempt that changes nothing else is still in the journal; one
+        naming no party is only counted (lre_identity_unknown_party_attempts_total)."""
         failure: Exception
         try:
             proofed_level(store, party_id, now)
@@ -328,14 +325,11 @@ class CredentialService:
             # concurrent attempts queue here, and none compares a secret once
             # another has locked this source out.
             credential = store.credentials.get(party_id, lock=True)
-            throttle = store.credentials.throttle(party_id, source)
+            until = throttles.locked_until(store, party_id, source, now)
             if credential.locked(now):  # an operator's lock, or one from before sources
                 until = credential.locked_until
-            elif throttle.locked(now):
-                until = throttle.locked_until
-            else:
+            if until is None:
                 return None
-            assert until is not None
             reason = "locked_out"
             failure = TooManyAttempts(LOCKED, (until - now).total_seconds())
         journaled(
@@ -350,18 +344,18 @@ class CredentialService:
         now: dt.datetime,
         purpose: str,
         message: str,
-        source: str,
+        source: Source,
     ) -> Exception:
-        """Counts a failure of ``source`` (a lockout of that source at the
-        threshold, each one twice as long as the last), journaled; the error to
-        raise once the transaction has committed, so that the count stays.
-        Failures are the source's, never the party's: another party's gateway
+        """Counts a failure of ``source`` and of its caller (a lockout of the
+        source at the threshold, of the caller at its ceiling, each one twice
+        as long as the last), journaled; the error to raise once the
+        transaction has committed, so that the count stays. Failures are the
+        source's and its caller's, never the party's: another party's gateway
         cannot lock the party out of its own portal."""
         AUTH_FAILURES.inc()
-        credentials = store.credentials
         party = credential.party_id
-        throttle = credentials.throttle(party, source)
-        failed = throttle.failed_attempts + 1
+        limits = (self._policy.lockout_threshold, self._policy.lockout)
+        failed, earned = throttles.count_failure(store, party, source, now, limits)
         journaled(
             store,
             LogKind.AUTHENTICATION_FAILED,
@@ -371,18 +365,8 @@ class CredentialService:
             reason="wrong_credentials",
             failedAttempts=failed,
         )
-        if failed >= self._policy.lockout_threshold:
-            LOCKOUTS.inc()
-            lockout_counted(store, party, now, purpose)
-            lockout = self._policy.lockout * 2 ** min(throttle.lockouts, MAX_LOCKOUT_DOUBLINGS)
-            until = now + lockout
-            credentials.save_throttle(
-                dataclasses.replace(
-                    throttle, failed_attempts=0, lockouts=throttle.lockouts + 1, locked_until=until
-                ),
-                now,
-            )
-            journaled(store, LogKind.LOCKED_OUT, party, now, purpose=purpose, lockedUntil=until)
-            return TooManyAttempts(LOCKED, lockout.total_seconds())
-        credentials.save_throttle(dataclasses.replace(throttle, failed_attempts=failed), now)
-        return AuthenticationFailed(message)
+        if not earned:
+            return AuthenticationFailed(message)
+        LOCKOUTS.inc(len(earned))
+        throttles.journal_lockouts(store, party, now, earned, purpose)
+        return TooManyAttempts(LOCKED, max(e.length for e in earned).total_seconds())

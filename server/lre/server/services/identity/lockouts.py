@@ -8,9 +8,13 @@ runs meanwhile. The locked-out source asks for an unlock code; the code goes
 to the party's registered e-mail address through the outbox, never to the
 caller, and is kept on that source's row only, so another source's request
 neither replaces it nor is lifted by it. The right code lifts that source's
-lockouts (sessions and notice codes) and nothing else: the password is
-still needed to sign in. A wrong code spends it (one guess per e-mail, and
-e-mails are limited to one a minute per locked source).
+lockouts (sessions and notice codes) and its caller's ceiling
+(lre.server.services.identity.throttles: the party, from its mailbox, lets
+that caller in again), and nothing else: the password is still needed to
+sign in. A wrong code spends it (one guess per e-mail, and e-mails are
+limited to one a minute per locked source; while its caller's ceiling is
+locked, which every end user of the caller may then claim, one a minute per
+caller).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from prometheus_client import Counter
 
 from lre.server.clock import utcnow
 from lre.server.domain.errors import FailedPrecondition, TooManyAttempts
-from lre.server.domain.identity import Throttle
+from lre.server.domain.identity import Source, Throttle
 from lre.server.domain.log import LogKind
 from lre.server.services.identity import factors
 from lre.server.services.identity.parties import journaled
@@ -76,21 +80,29 @@ class UnlockService:
         self._policy = policy
         self._clock = clock
 
-    def send_code(self, party_id: uuid.UUID, source: str) -> tuple[uuid.UUID, dt.datetime]:
+    def send_code(self, party_id: uuid.UUID, source: Source) -> tuple[uuid.UUID, dt.datetime]:
         """Six digits to the party's e-mail address, for ``source`` (who asks:
-        it must be locked out of the party); it replaces that source's
-        outstanding code. Returns the code's id and expiry."""
+        it or its caller must be locked out of the party); it replaces that
+        source's outstanding code. Returns the code's id and expiry."""
         now = self._clock()
         with self._stores.begin() as store:
             # A party that does not exist has no lockout either: the same answer.
-            throttle, notice = self._throttles(store, party_id, source)
-            if not (throttle.locked(now) or notice.locked(now)):
+            throttle, notice, ceiling, notice_ceiling = self._throttles(store, party_id, source)
+            if not any(t.locked(now) for t in (throttle, notice, ceiling, notice_ceiling)):
                 raise FailedPrecondition(NOT_LOCKED)
-            sent = throttle.unlock_code_sent_time
-            if sent is not None and now < sent + UNLOCK_CODE_INTERVAL:
-                raise TooManyAttempts(
-                    "an unlock code was sent less than a minute ago",
-                    (sent + UNLOCK_CODE_INTERVAL - now).total_seconds(),
+            # Any end user of a caller locked out as a whole may ask: one code
+            # a minute for them all, or the party's mailbox is flooded.
+            by_caller = ceiling.locked(now) or notice_ceiling.locked(now)
+            for row in (throttle, ceiling) if by_caller else (throttle,):
+                sent = row.unlock_code_sent_time
+                if sent is not None and now < sent + UNLOCK_CODE_INTERVAL:
+                    raise TooManyAttempts(
+                        "an unlock code was sent less than a minute ago",
+                        (sent + UNLOCK_CODE_INTERVAL - now).total_seconds(),
+                    )
+            if by_caller:
+                store.credentials.save_throttle(
+                    dataclasses.replace(ceiling, unlock_code_sent_time=now), now
                 )
             code_id, code = uuid.uuid4(), f"{secrets.randbelow(10**6):06d}"
             expire_time = now + UNLOCK_CODE_TTL
@@ -122,14 +134,15 @@ class UnlockService:
             )
         return code_id, expire_time
 
-    def unlock(self, party_id: uuid.UUID, code_id: uuid.UUID, code: str, source: str) -> None:
-        """Lifts ``source``'s lockouts from the party with the code e-mailed
-        at its request; its count of lockouts in a row starts again. A wrong
-        code spends the outstanding one (FailedPrecondition after commit)."""
+    def unlock(self, party_id: uuid.UUID, code_id: uuid.UUID, code: str, source: Source) -> None:
+        """Lifts ``source``'s lockouts from the party, and its caller's, with
+        the code e-mailed at its request; their counts of lockouts in a row
+        start again. A wrong code spends the outstanding one
+        (FailedPrecondition after commit)."""
         now = self._clock()
         failure: Exception | None = None
         with self._stores.begin() as store:
-            throttle, notice = self._throttles(store, party_id, source)
+            throttle, *others = self._throttles(store, party_id, source)
             expected = throttle.unlock_code_hmac
             good = (
                 expected is not None
@@ -162,16 +175,19 @@ class UnlockService:
                     dataclasses.replace(spent, failed_attempts=0, lockouts=0, locked_until=None),
                     now,
                 )
-                store.credentials.clear_throttle(party_id, notice.source)
+                for other in others:
+                    store.credentials.clear_throttle(party_id, other.source)
                 journaled(store, LogKind.UNLOCKED, party_id, now)
         if failure is not None:
             raise failure
 
     @staticmethod
-    def _throttles(store: Store, party_id: uuid.UUID, source: str) -> tuple[Throttle, Throttle]:
-        """The source's rows: its authentication failures (which holds the
-        unlock code) and its notice-code failures."""
+    def _throttles(store: Store, party_id: uuid.UUID, source: Source) -> list[Throttle]:
+        """The source's rows, then its caller's: authentication failures
+        (the source's holds the unlock code) and notice-code failures."""
         credentials = store.credentials
-        return credentials.throttle(party_id, source), credentials.throttle(
-            party_id, NOTICE_PREFIX + source
-        )
+        return [
+            credentials.throttle(party_id, prefix + key)
+            for key in (source.key, source.caller)
+            for prefix in ("", NOTICE_PREFIX)
+        ]

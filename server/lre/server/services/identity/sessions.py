@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from lre.server.clock import utcnow
 from lre.server.domain import journal
 from lre.server.domain.errors import AuthenticationFailed
-from lre.server.domain.identity import FactorCategory, Session
+from lre.server.domain.identity import NO_SOURCE, FactorCategory, Session, Source
 from lre.server.domain.log import LogKind
 from lre.server.services.identity.credentials import CredentialService
 from lre.server.services.identity.parties import journaled
@@ -49,12 +49,12 @@ class SessionService:
         password: str,
         totp_code: str = "",
         email_code: tuple[uuid.UUID, str] | None = None,
-        source: str = "",
+        source: Source = NO_SOURCE,
     ) -> IssuedSession:
         """Password (knowledge) and a one-time code, from the TOTP device or
         e-mailed (possession, one-time): a session bound to the party's current
         level. Failures count towards a lockout of ``source`` (who tried:
-        lre.server.api.policy.source_of); a code is good once."""
+        lre.server.api.policy.source_of) or of its caller; a code is good once."""
         now = self._clock()
         with self._stores.begin() as store:
             level, failure = self._credentials.verify(

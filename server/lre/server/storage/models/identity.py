@@ -120,7 +120,9 @@ class Credential(Base):
 class AuthThrottle(Base):
     """Authentication failures of one source against one party: the source is
     a digest of the caller certificate and the end user's address its portal
-    forwards; a lockout stops that source only."""
+    forwards; a lockout stops that source only. Rows keyed ``caller:`` plus a
+    digest of the certificate alone count all that caller's end users
+    together (its ceiling); ``notice:`` keys count wrong notice codes."""
 
     __tablename__ = "auth_throttles"
 

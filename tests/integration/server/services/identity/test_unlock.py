@@ -14,13 +14,14 @@ from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
 from lre.server.domain.errors import AuthenticationFailed, FailedPrecondition, TooManyAttempts
+from lre.server.domain.identity import Source
 from lre.server.services.identity import IdentityService
 from lre.server.storage import db
 from tests.support.journal import security_journal
 from tests.support.parties import PASSWORD, Enrol, outbox_enrolment_code
 from tests.support.services import KEY, Clock
 
-USER, GATEWAY = "portal-user", "gateway"
+USER, GATEWAY = Source.of("portal", "203.0.113.7"), Source.of("gateway")
 
 
 def test_a_locked_out_user_unlocks_with_the_mailed_code_and_no_one_else_can(
@@ -32,7 +33,7 @@ def test_a_locked_out_user_unlocks_with_the_mailed_code_and_no_one_else_can(
             with pytest.raises(TooManyAttempts if attempt == 4 else AuthenticationFailed):
                 service.sessions.create(party, "wrong password!", totp.at(clock.now), None, source)
     with pytest.raises(FailedPrecondition):  # not locked out: nothing to unlock
-        service.unlocks.send_code(party, "someone else")
+        service.unlocks.send_code(party, Source.of("portal", "198.51.100.2"))
 
     def mailed() -> str:
         return outbox_enrolment_code(db.engine_of(database), KEY, str(party), "unlock")
