@@ -30,16 +30,16 @@ FOR_E_SEALS = f"{_SVC}/TrustedList/SvcInfoExt/ForeSeals"
 
 
 def qc_statements(
-    compliance: bool = True, qc_type: str | None = "qct_esign"
+    compliance: bool = True, qc_type: str | None = "qct_esign", sscd: bool = True
 ) -> x509.Extension[x509.ExtensionType]:
     """A QCStatements extension (1.3.6.1.5.5.7.1.3): QcCompliance (the
-    certificate is an EU qualified one), QcSSCD, and QcType when given."""
+    certificate is an EU qualified one), QcSSCD (its key is on a qualified
+    device) with it unless ``sscd`` is false, and QcType when given."""
     statements = []
     if compliance:
-        statements += [
-            {"statement_id": "qc_compliance"},
-            {"statement_id": "qc_sscd"},
-        ]
+        statements.append({"statement_id": "qc_compliance"})
+        if sscd:
+            statements.append({"statement_id": "qc_sscd"})
     if qc_type is not None:
         statements.append(
             {
@@ -85,9 +85,10 @@ def trusted_list(
     signer: LocalCA,
     territory: str = "ZZ",
     sequence: int = 7,
-    next_update_days: int = 180,
+    next_update_days: int | None = 180,
 ) -> bytes:
-    """The list, signed (enveloped XAdES, the signature last, as TS 119 612 asks)."""
+    """The list, signed (enveloped XAdES, the signature last, as TS 119 612 asks);
+    ``next_update_days`` None: a closed list (NextUpdate empty)."""
     now = dt.datetime.now(dt.UTC)
     root = etree.Element(
         f"{{{TSL}}}TrustServiceStatusList",
@@ -119,7 +120,9 @@ def trusted_list(
     _el(_el(scheme, "PolicyOrLegalNotice"), "TSLLegalNotice", "Test only.", **{XML_LANG: "en"})
     _el(scheme, "HistoricalInformationPeriod", "65535")
     _el(scheme, "ListIssueDateTime", _time(now - dt.timedelta(days=1)))
-    _el(_el(scheme, "NextUpdate"), "dateTime", _time(now + dt.timedelta(days=next_update_days)))
+    next_update = _el(scheme, "NextUpdate")
+    if next_update_days is not None:
+        _el(next_update, "dateTime", _time(now + dt.timedelta(days=next_update_days)))
     providers = _el(root, "TrustServiceProviderList")
     for service in services:
         provider = _el(providers, "TrustServiceProvider")

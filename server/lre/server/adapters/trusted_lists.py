@@ -112,16 +112,19 @@ def _time(value: object) -> dt.datetime | None:
 
 
 @functools.lru_cache(maxsize=64)
-def _load(path: str, stamp: tuple[int, int], signers: tuple[bytes, ...]) -> _Loaded:
-    """One list, verified then parsed (cached by the file's mtime and size:
+def _load(path: str, stamp: tuple[int, ...], signers: tuple[bytes, ...]) -> _Loaded:
+    """One list, verified then parsed (cached by the file's stat stamp:
     the server process loads it at start, its check before serving does too;
     the lists in use are also kept by TrustedLists, however many)."""
     # Imported here, where a list is loaded: its XML stack (xsdata, signxml,
     # lxml) is a third of a second of every start of a server with no list.
     from pyhanko.sign.validation.qualified import eutl_parse
 
-    data = Path(path).read_bytes()
     name = Path(path).name
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise TrustedListError(f"trusted list {name}: {exc.strerror}") from None
     certificates = [asn1_x509.Certificate.load(der) for der in signers]
     try:
         # pyHanko's own steps of trust_list_to_registry, kept apart so that the
@@ -169,9 +172,9 @@ class TrustedLists:
         self._files = files
         self._signers = tuple(c.public_bytes(serialization.Encoding.DER) for c in signers)
         self._lock = threading.Lock()
-        # Each file's list as last loaded, by (mtime, size): parsed again only
+        # Each file's list as last loaded, by its stat stamp: parsed again only
         # when the file changes.
-        self._kept: dict[Path, tuple[tuple[int, int], _Loaded]] = {}
+        self._kept: dict[Path, tuple[tuple[int, ...], _Loaded]] = {}
         self.load()  # at start, a list that does not load is fatal
 
     def load(self) -> tuple[_Loaded, ...]:
@@ -181,7 +184,9 @@ class TrustedLists:
                 stat = path.stat()
             except OSError as exc:
                 raise TrustedListError(f"trusted list {path.name}: {exc.strerror}") from None
-            stamp = (stat.st_mtime_ns, stat.st_size)
+            # A copy that keeps the old time and size (cp -p, rsync -t) is
+            # still a new file (inode, change time).
+            stamp = (stat.st_mtime_ns, stat.st_size, stat.st_ino, stat.st_ctime_ns)
             with self._lock:
                 kept = self._kept.get(path)
             if kept is None or kept[0] != stamp:
@@ -210,10 +215,12 @@ class TrustedLists:
         if isinstance(lists, str):
             return Qualification(False, lists)
         certificate = _asn1(leaf)
-        if not any(
-            s["statement_id"].native == "qc_compliance"
-            for s in qualified_asn1.get_qc_statements(certificate)
-        ):
+        try:
+            statements = qualified_asn1.get_qc_statements(certificate)
+            compliant = any(s["statement_id"].native == "qc_compliance" for s in statements)
+        except ValueError:  # the party's certificate, malformed: its mistake, said as such
+            return Qualification(False, "its QCStatements extension cannot be read")
+        if not compliant:
             return Qualification(False, "it declares no QcCompliance (EN 319 412-5)")
         path = _path(certificate, [_asn1(c) for c in intermediates], anchors, now)
         if path is None:
@@ -221,7 +228,11 @@ class TrustedLists:
         reasons = []
         for listed in lists:
             info = listed.info
-            if info.next_update is not None and info.next_update < now:
+            if info.next_update is None:
+                # TS 119 612 5.3.14: no next update is a list whose scheme has ceased.
+                reasons.append(f"{info.label()} is closed (it has no next update)")
+                continue
+            if info.next_update < now:
                 reasons.append(f"{info.label()} is past its next update")
                 continue
             try:

@@ -20,6 +20,7 @@ import io
 from asn1crypto import cms
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
+from pyhanko.pdf_utils.misc import PdfError
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.diff_analysis import ModificationLevel
 from pyhanko.sign.validation import DocumentSecurityStore, validate_pdf_timestamp
@@ -71,7 +72,9 @@ def check(
             problem = pdf_problem(
                 row.pdf, row.renewed, (row.version, anchors), seals, compromised, now
             )
-        except (ValueError, KeyError, TypeError) as exc:
+        except (PdfError, ValueError, KeyError, TypeError) as exc:
+            # pyHanko's reading errors derive from Exception only: one damaged
+            # PDF is a finding, not the end of the run.
             problem = f"cannot be read ({type(exc).__name__})"
         if problem:
             report.add(f"evidence {row.id}: its renewed PDF proof {problem}")

@@ -249,3 +249,12 @@ def test_a_proof_made_after_the_renewal_is_timestamped_next_and_verify_log_check
         row.pdf = renewed[:200] + bytes([renewed[200] ^ 1]) + renewed[201:]
     found = verify_log(url, signer_process.root_ca).findings
     assert any("its renewed PDF proof is not its stored proof extended" in f for f in found)
+    # One whose end was cut off (no cross-reference left to read): a finding, the run goes on.
+    with db.sessions(world.engine).begin() as session:
+        row = session.get(models.EvidenceArchiveVersion, (first.id, 2))
+        assert row is not None and row.pdf is not None
+        original = session.get(models.EvidenceProof, first.id)
+        assert original is not None
+        row.pdf = original.pdf + b"\n%%EOF junk" * 3
+    found = verify_log(url, signer_process.root_ca).findings
+    assert f"evidence {first.id}: its renewed PDF proof cannot be read (PdfReadError)" in found

@@ -85,6 +85,10 @@ def qualification_refusal(
     """Why the certificate is no qualified certificate for this party, or None."""
     if not qualification.qualified:
         return qualification.reason
+    if not qualification.qscd:
+        # eIDAS art. 24(1a)(c) asks for the certificate of a qualified
+        # signature or seal, which is made on a qualified device (art. 3(12)).
+        return "its key is on no qualified signature or seal creation device (QSCD)"
     names_person = natural_person or "acting_person" in matched
     return qualified_for(natural_person, qualification.qc_type, names_person)
 

@@ -94,9 +94,10 @@ def _prove(
     natural: bool = True,
     compliance: bool = True,
     qc_type: str = "qct_esign",
+    sscd: bool = True,
 ) -> tuple[uuid.UUID, IdentityRecord]:
     party = _party(service, natural)
-    key, cert = ca.issue(subject, extensions=(qc_statements(compliance, qc_type),))
+    key, cert = ca.issue(subject, extensions=(qc_statements(compliance, qc_type, sscd),))
     challenge = service.proofing.begin_certificate(party)
     signature = key.sign(challenge.challenge, ec.ECDSA(hashes.SHA256()))
     der = cert.public_bytes(serialization.Encoding.DER)
@@ -127,15 +128,17 @@ def test_a_qualified_certificate_proofs_at_high_and_the_record_names_the_list(
 
 
 @pytest.mark.parametrize(
-    ("ca", "compliance", "qc_type", "why"),
+    ("ca", "compliance", "qc_type", "sscd", "why"),
     [
-        (QUALIFIED_CA, False, "qct_esign", "declares no QcCompliance"),
-        (PLAIN_CA, True, "qct_esign", "no qualified CA on the configured trusted lists"),
-        (WITHDRAWN_CA, True, "qct_esign", "no qualified CA on the configured trusted lists"),
+        (QUALIFIED_CA, False, "qct_esign", True, "declares no QcCompliance"),
+        (PLAIN_CA, True, "qct_esign", True, "no qualified CA on the configured trusted lists"),
+        (WITHDRAWN_CA, True, "qct_esign", True, "no qualified CA on the configured trusted lists"),
         # An electronic seal's certificate belongs to a legal person.
-        (SEAL_CA, True, "qct_eseal", "QcType qct_eseal does not proof a natural person"),
+        (SEAL_CA, True, "qct_eseal", True, "QcType qct_eseal does not proof a natural person"),
         # A seal CA's service issues no certificates for signatures.
-        (SEAL_CA, True, "qct_esign", "no qualified CA on the configured trusted lists"),
+        (SEAL_CA, True, "qct_esign", True, "no qualified CA on the configured trusted lists"),
+        # Qualified, but for advanced signatures only: its key is on no QSCD.
+        (QUALIFIED_CA, True, "qct_esign", False, "its key is on no qualified .* device"),
     ],
 )
 def test_a_certificate_that_is_not_qualified_is_refused_at_high(
@@ -144,10 +147,11 @@ def test_a_certificate_that_is_not_qualified_is_refused_at_high(
     ca: LocalCA,
     compliance: bool,
     qc_type: str,
+    sscd: bool,
     why: str,
 ) -> None:
     with pytest.raises(NotQualified, match=f"^the certificate is not qualified: .*{why}") as caught:
-        _prove(service, ca, compliance=compliance, qc_type=qc_type)
+        _prove(service, ca, compliance=compliance, qc_type=qc_type, sscd=sscd)
     assert isinstance(caught.value, FailedPrecondition)
     refused = [e for e in security_journal(database) if e["kind"] == "proofing_refused"]
     assert refused[-1]["reason"] == "not_qualified"
@@ -194,12 +198,30 @@ def test_a_list_past_its_next_update_or_replaced_by_a_broken_one_qualifies_nothi
     stale.write_bytes(trusted_list(SERVICES, TL_SIGNER, next_update_days=-1))
     with pytest.raises(NotQualified, match="ZZ trusted list #7 is past its next update"):
         _prove(_service(database, clock, stale), QUALIFIED_CA)
+    closed = tmp_path / "closed.xml"
+    closed.write_bytes(trusted_list(SERVICES, TL_SIGNER, next_update_days=None))
+    with pytest.raises(NotQualified, match="ZZ trusted list #7 is closed"):
+        _prove(_service(database, clock, closed), QUALIFIED_CA)
 
     service = _service(database, clock, listed)
     assert _prove(service, QUALIFIED_CA)[1].level is AssuranceLevel.HIGH
     listed.write_bytes(broken(listed.read_bytes()))  # replaced while serving: fails closed
     with pytest.raises(NotQualified, match="trusted lists cannot be used now"):
         _prove(service, QUALIFIED_CA)
+
+
+def test_a_certificate_whose_qc_statements_cannot_be_read_is_refused_not_an_error(
+    service: IdentityService,
+) -> None:
+    party = _party(service)
+    oid = x509.ObjectIdentifier("1.3.6.1.5.5.7.1.3")
+    garbled = x509.Extension(oid, False, x509.UnrecognizedExtension(oid, b"\x02\x01\x05"))
+    key, cert = QUALIFIED_CA.issue(CAMILLE, extensions=(garbled,))
+    challenge = service.proofing.begin_certificate(party)
+    signature = key.sign(challenge.challenge, ec.ECDSA(hashes.SHA256()))
+    der = cert.public_bytes(serialization.Encoding.DER)
+    with pytest.raises(NotQualified, match="its QCStatements extension cannot be read"):
+        service.proofing.complete_certificate(party, challenge.id, [der], signature, [])
 
 
 def test_a_list_whose_signature_does_not_verify_does_not_load(listed: Path, tmp_path: Path) -> None:
