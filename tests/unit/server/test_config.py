@@ -116,3 +116,15 @@ def test_the_object_store_is_configured_whole_or_refused(tmp_path: Path) -> None
     production = s3 | {"LRE_SERVER_PROFILE": "production", "LRE_SERVER_S3_OBJECT_LOCK": "none"}
     problems = load(ServerSettings, "server", production).production_problems()
     assert any("s3_object_lock" in p or "S3_OBJECT_LOCK" in p for p in problems)
+
+
+def test_a_qualified_certificate_cannot_be_required_without_trusted_lists() -> None:
+    from lre.server.bootstrap.wiring import identity_policy
+
+    settings = load(
+        ServerSettings,
+        "server",
+        {"LRE_SERVER_PROOFING_REQUIRE_QUALIFIED": "true", "LRE_SERVER_SECRETS_KEY": "00" * 32},
+    )
+    with pytest.raises(ConfigError, match="LRE_SERVER_PROOFING_REQUIRE_QUALIFIED: needs"):
+        identity_policy(settings)

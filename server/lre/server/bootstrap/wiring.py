@@ -112,6 +112,12 @@ def identity_policy(settings: ServerSettings) -> IdentityPolicy:
             keys=jwt.PyJWKSet.from_json(settings.eid_jwks_file.read_text(encoding="utf-8")),
             acr_levels=levels,
         )
+    lists = qualified_lists(settings)
+    if settings.proofing_require_qualified and lists is None:
+        raise ConfigError(
+            "LRE_SERVER_PROOFING_REQUIRE_QUALIFIED: needs LRE_SERVER_TRUSTED_LIST_FILES"
+            " and LRE_SERVER_TRUSTED_LIST_SIGNERS_FILE"
+        )
     return IdentityPolicy(
         secrets_key=settings.secrets_key(),
         session_ttl=dt.timedelta(seconds=settings.session_ttl_s),
@@ -121,7 +127,7 @@ def identity_policy(settings: ServerSettings) -> IdentityPolicy:
         trust_anchors=anchors,
         eid=eid,
         revocation=_revocation(settings, anchors),
-        trusted_lists=qualified_lists(settings),
+        trusted_lists=lists,
         require_qualified=settings.proofing_require_qualified,
     )
 

@@ -46,3 +46,9 @@ class IdentityPolicy:
     # certificate takes a qualified one (eIDAS art. 24(1a)(c)).
     trusted_lists: TrustedLists | None = None
     require_qualified: bool = False
+
+    def __post_init__(self) -> None:
+        if self.require_qualified and self.trusted_lists is None:
+            # Without lists nothing could be shown qualified: refused rather
+            # than left to accept every certificate.
+            raise ValueError("a qualified certificate is required but no trusted list is set")
