@@ -23,6 +23,12 @@ LOOSE = Gauge(
     multiprocess_mode="livemax",
 )
 AUDITED = Counter("lre_content_objects_audited", "Kept objects audited (existence, digest, lock).")
+UNRETAINED = Gauge(
+    "lre_content_objects_unretained",
+    "Objects of committed deposits still without their retention after the worker's last"
+    " round (the store refused it); at most the worker's batch.",
+    multiprocess_mode="livemax",
+)
 PROBLEMS = Counter(
     "lre_content_object_problems",
     "Kept objects found missing, altered or not retained until their date by the audit.",
@@ -52,7 +58,8 @@ class ContentObjects:
     def step(self) -> bool:
         deleted = self._content.delete_loose(self._batch)
         DELETED.inc(deleted)
-        locked = self._content.lock_pending(self._batch)
+        found, locked = self._content.lock_pending(self._batch)
+        UNRETAINED.set(found - locked)
         LOOSE.set(self._content.loose_count())
         self.audit()
         return deleted + locked >= self._batch

@@ -285,14 +285,21 @@ class ObjectContent:
                     self.objects.retain(item.key, until)  # from now on, it is
         return problems, kept[-1].key if len(kept) == batch else ""
 
-    def lock_pending(self, batch: int = 100) -> int:
-        """Retention on the objects of committed deposits that have none yet; how many."""
+    def lock_pending(self, batch: int = 100) -> tuple[int, int]:
+        """Retention on the objects of committed deposits that have none yet,
+        a minute after their deposit (before, their process's retainer is on
+        them): how many were found without it, and how many now have it (the
+        others, refused by the store, are tried again next round)."""
         with self._stores.read() as store:
-            # Younger ones are still their retainer's.
             pending = store.objects.unretained(batch, self._clock() - RETAIN_DELAY)
+        locked = 0
         for owner, key, deposit_time in pending:
-            self.lock(owner, key, deposit_time)
-        return len(pending)
+            try:
+                self.lock(owner, key, deposit_time)
+            except DependencyUnavailable:
+                continue
+            locked += 1
+        return len(pending), locked
 
     def delete_loose(self, batch: int = 100) -> int:
         """Deletes the loose objects that are due (every version, and any

@@ -19,11 +19,25 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
 from lre.server.domain.letters import EvidenceEvent, LetterState, OutboxState
 from lre.server.storage.models.base import Base, db_enum
+
+# Content objects whose retention is not set yet: the few the content
+# objects worker looks for on every round, among all the letters kept.
+UNRETAINED = (
+    "content_object IS NOT NULL AND content_retain_until IS NULL AND content_purge_time IS NULL"
+)
+
+
+def _unretained_index(table: str) -> Index:
+    where = text(UNRETAINED)
+    return Index(
+        f"ix_{table}_unretained", "deposit_time", postgresql_where=where, sqlite_where=where
+    )
 
 
 class Letter(Base):
@@ -32,6 +46,7 @@ class Letter(Base):
         UniqueConstraint("sender_id", "request_id"),
         # The deadline sweep reads only letters still waiting, by deadline.
         Index("ix_letters_state_deadline", "state", "acceptance_deadline"),
+        _unretained_index("letters"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
@@ -66,7 +81,7 @@ class Mailing(Base):
     recipient's letter (or refusal) in mailing_recipients."""
 
     __tablename__ = "mailings"
-    __table_args__ = (UniqueConstraint("sender_id", "request_id"),)
+    __table_args__ = (UniqueConstraint("sender_id", "request_id"), _unretained_index("mailings"))
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     sender_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("parties.id"), index=True)

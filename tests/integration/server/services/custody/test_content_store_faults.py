@@ -5,6 +5,7 @@ these faults; test_content_store.py runs the content on both), the real signer."
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import uuid
@@ -30,6 +31,7 @@ from lre.server.storage import db, models
 from lre.server.storage.objects import Owner
 from lre.server.workers.content_objects import ContentObjects
 from tests.support.mail import Inbox
+from tests.support.metrics import metric
 from tests.support.seaweed import SeaweedServer, seaweed_server
 from tests.support.services import Clock
 from tests.support.signer import SignerProcess
@@ -144,9 +146,16 @@ def test_a_retention_the_store_refuses_after_the_commit_is_left_to_the_worker(
     world.content.committed(owner, key, letter.deposit_time)
     assert world.content.settle()
     assert world.letter(letter.id).content_retain_until is None
-    own.start()
     world.clock.advance(seconds=RETAIN_DELAY.total_seconds() + 1)
-    ContentObjects(world.content).step()
+    # The worker's round while the store still refuses: found, not set, counted.
+    assert world.content.lock_pending() == (1, 0)
+    worker = ContentObjects(world.content)
+    with contextlib.suppress(DependencyUnavailable):  # its audit, the store being down
+        worker.step()
+    assert metric("lre_content_objects_unretained") == 1
+    own.start()
+    worker.step()
+    assert metric("lre_content_objects_unretained") == 0
     assert world.letter(letter.id).content_retain_until == until
     assert world.objects.retention(key) == until
 
