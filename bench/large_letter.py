@@ -12,7 +12,6 @@ just before it. Usage:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import os
 import sys
@@ -43,8 +42,12 @@ def _reset_peak(pid: int) -> None:
     """The process's peak resident memory (VmHWM) set back to its current
     level (Linux: clear_refs), so that the next peak is one step's own; left
     as it is where that is not allowed (then the peak read is the lifetime's)."""
-    with contextlib.suppress(OSError):
+    try:
         Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError as exc:
+        print(
+            f"note: the peak could not be reset ({exc.strerror}): the download's is the lifetime's"
+        )
 
 
 def _content(size: int, chunk: int) -> Iterator[bytes]:

@@ -287,9 +287,10 @@ class ObjectContent:
 
     def lock_pending(self, batch: int = 100) -> tuple[int, int]:
         """Retention on the objects of committed deposits that have none yet,
-        a minute after their deposit (before, their process's retainer is on
-        them): how many were found without it, and how many now have it (the
-        others, refused by the store, are tried again next round)."""
+        a minute after their deposit began (sooner, their process's retainer
+        is on them; after a long upload both may set it, the same date): how
+        many were found without it, and how many now have it (the others,
+        refused by the store, are tried again next round)."""
         with self._stores.read() as store:
             pending = store.objects.unretained(batch, self._clock() - RETAIN_DELAY)
         locked = 0
