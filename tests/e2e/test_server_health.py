@@ -125,7 +125,7 @@ def test_sigterm_turns_not_serving_and_lets_a_deposit_in_flight_finish(
     database = f"sqlite:///{tmp_path / 'lre.db'}"
     with (
         server_process(
-            signer_process, tmp_path, database, shutdown_drain_s="3", run_workers="false"
+            signer_process, tmp_path, database, shutdown_drain_s="6", run_workers="false"
         ) as server,
         grpc.insecure_channel(server.address) as channel,
     ):
@@ -147,13 +147,13 @@ def test_sigterm_turns_not_serving_and_lets_a_deposit_in_flight_finish(
                     recipient=recipient,
                     parts=[
                         custody_pb2.ContentPart(
-                            filename="a.pdf", media_type="application/pdf", size_bytes=50 * 1024
+                            filename="a.pdf", media_type="application/pdf", size_bytes=90 * 1024
                         )
                     ],
                 )
             )
-            # 5 s of chunks after the signal: past the 3 s drain, into the grace period.
-            for i in range(50):
+            # 8 s of chunks after the signal: past the 6 s drain, into the grace period.
+            for i in range(90):
                 if i == 10:
                     halfway.set()
                 time.sleep(0.1)
@@ -166,8 +166,9 @@ def test_sigterm_turns_not_serving_and_lets_a_deposit_in_flight_finish(
         )
         assert halfway.wait(10)
         server.process.send_signal(signal.SIGTERM)
-        # NOT_SERVING for the whole drain (3 s): seen however late this poll starts in it.
-        assert wait_for(lambda: health_status(server.address, CUSTODY) == NOT_SERVING, timeout=3)
+        # NOT_SERVING for the whole drain (6 s: room for a loaded machine): seen
+        # however late this poll starts in it.
+        assert wait_for(lambda: health_status(server.address, CUSTODY) == NOT_SERVING, timeout=6)
         letter = deposit.result()  # finished after the signal, during the grace period
         assert letter.state == common_pb2.LETTER_STATE_DEPOSITED
         assert server.process.wait(timeout=30) == 0
