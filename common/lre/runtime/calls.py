@@ -16,6 +16,7 @@ import grpc
 
 from lre.runtime import jsonlines
 from lre.runtime.grpc_metrics import MethodMetrics
+from lre.runtime.inflight import CALLS
 from lre.runtime.limits import Watchdog
 from lre.runtime.status import abort
 
@@ -158,7 +159,7 @@ class Requests:
         idle = now + self._idle_s
         until = min(idle, self._end)
         why = "no request message for too long" if idle <= self._end else "the stream took too long"
-        with self._watchdog.waiting(until, self._expire(why)):
+        with self._watchdog.waiting(until, self._expire(why)), CALLS.waiting():
             raw = next(self._raw)
         self._metrics.received.inc()
         return raw

@@ -21,6 +21,7 @@ from lre.runtime import tracing
 from lre.runtime.calls import Call, Requests, Validator, rpc_scope
 from lre.runtime.denylist import DenyList
 from lre.runtime.grpc_metrics import MethodMetrics, rpc_type
+from lre.runtime.inflight import CALLS
 from lre.runtime.limits import Admission, Kind, StreamLimits, Ticket, Watchdog, caller_of, user_of
 from lre.runtime.status import abort
 
@@ -217,59 +218,69 @@ class RpcInterceptor(grpc.ServerInterceptor):
 
         @contextlib.contextmanager
         def opened(raw: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[Any]:
-            call = Call()
-            metadata = dict(context.invocation_metadata() or ())
-            rid = str(metadata.get(REQUEST_ID_KEY) or uuid.uuid4())
-            user = user_of(metadata)
-            with (
-                tracing.server_span(method, metadata, context),
-                rpc_scope(method, rid, context, metrics, log_rpc, call),
-            ):
-                # The caller gets the id to quote, refused or not: in the
-                # trailers (headers sent now would commit the call, and a
-                # client could no longer retry it elsewhere when this process
-                # dies mid-call); lre.runtime.status keeps it beside a rich error.
-                context.set_trailing_metadata(((REQUEST_ID_KEY, rid),))
-                if self._deny is not None and self._deny.denied(context):
-                    self._denied(context, call, method)
-                self._guard(method, context)
-                call.caller = caller_of(context)
-                ticket: Ticket | None = None
-                if kind is not None:
-                    ticket, budget = self._admission.enter(kind, call.caller, user)
-                    if ticket is None:
-                        self._refuse(context, call, method, budget, kind)
-                end = time.monotonic() + total_s
+            # At work from here, but for its waits on the client (Requests,
+            # and the responses below): what the workers give way to.
+            CALLS.enter()
+            try:
+                call = Call()
+                metadata = dict(context.invocation_metadata() or ())
+                rid = str(metadata.get(REQUEST_ID_KEY) or uuid.uuid4())
+                user = user_of(metadata)
+                with (
+                    tracing.server_span(method, metadata, context),
+                    rpc_scope(method, rid, context, metrics, log_rpc, call),
+                ):
+                    # The caller gets the id to quote, refused or not: in the
+                    # trailers (headers sent now would commit the call, and a
+                    # client could no longer retry it elsewhere when this process
+                    # dies mid-call); lre.runtime.status keeps it beside a rich error.
+                    context.set_trailing_metadata(((REQUEST_ID_KEY, rid),))
+                    if self._deny is not None and self._deny.denied(context):
+                        self._denied(context, call, method)
+                    self._guard(method, context)
+                    call.caller = caller_of(context)
+                    ticket: Ticket | None = None
+                    if kind is not None:
+                        ticket, budget = self._admission.enter(kind, call.caller, user)
+                        if ticket is None:
+                            self._refuse(context, call, method, budget, kind)
+                    end = time.monotonic() + total_s
 
-                def expire() -> None:
-                    call.timed_out = call.reason = "the stream took too long"
-                    context.cancel()
+                    def expire() -> None:
+                        call.timed_out = call.reason = "the stream took too long"
+                        context.cancel()
 
-                try:
-                    with self._watchdog.waiting(end, expire) if kind else contextlib.nullcontext():
-                        requests = Requests(
-                            raw,
-                            context,
-                            decode,
-                            self._validate,
-                            metrics,
-                            call,
-                            self._watchdog,
-                            limits.idle_s,
-                            end,
-                        )
-                        if client_streaming:
-                            yield requests, call
-                        else:
-                            waiting = (
-                                contextlib.nullcontext()
-                                if kind
-                                else self._stall_watch(context, call, call.caller, user)
+                    try:
+                        with (
+                            self._watchdog.waiting(end, expire)
+                            if kind
+                            else contextlib.nullcontext()
+                        ):
+                            requests = Requests(
+                                raw,
+                                context,
+                                decode,
+                                self._validate,
+                                metrics,
+                                call,
+                                self._watchdog,
+                                limits.idle_s,
+                                end,
                             )
-                            yield requests.one(waiting), call
-                finally:
-                    if ticket is not None:
-                        self._admission.leave(ticket)
+                            if client_streaming:
+                                yield requests, call
+                            else:
+                                waiting = (
+                                    contextlib.nullcontext()
+                                    if kind
+                                    else self._stall_watch(context, call, call.caller, user)
+                                )
+                                yield requests.one(waiting), call
+                    finally:
+                        if ticket is not None:
+                            self._admission.leave(ticket)
+            finally:
+                CALLS.leave()
 
         if not handler.response_streaming:
 
@@ -299,7 +310,10 @@ class RpcInterceptor(grpc.ServerInterceptor):
                     metrics.sent.inc()
                     # gRPC sends it, waiting on the client's flow control, and
                     # asks for the next one only once it is taken.
-                    with watchdog.waiting(time.monotonic() + limits.idle_s, expire):
+                    with (
+                        watchdog.waiting(time.monotonic() + limits.idle_s, expire),
+                        CALLS.waiting(),
+                    ):
                         yield response
 
         return grpc.stream_stream_rpc_method_handler(

@@ -4,6 +4,8 @@ request id, never as UNKNOWN with the exception's text."""
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Iterator
 
 import grpc
@@ -12,6 +14,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from prometheus_client import REGISTRY
 
+from lre.runtime.inflight import CALLS
 from lre.runtime.serving import REQUEST_ID_KEY, GrpcProcess, ServiceBinding
 from lre.runtime.status import invalid_argument
 from lre.v1 import custody_pb2, custody_pb2_grpc, signing_pb2, signing_pb2_grpc
@@ -190,3 +193,59 @@ def test_streaming_rpcs_count_each_message() -> None:
     assert (
         sample("grpc_server_msg_sent_total", "DownloadLetterContent", "server_stream") == sent + 3
     )
+
+
+def test_calls_count_while_at_work_not_while_they_wait_on_the_client() -> None:
+    """What the workers give way to (lre.runtime.inflight): a call counts from
+    the gate until it ends, however it ends, but not while it waits for its
+    client's next message (a stalled client costs no CPU)."""
+    at_work, release, first_chunk = threading.Event(), threading.Event(), threading.Event()
+    seen: list[int] = []
+
+    class Slow(custody_pb2_grpc.CustodyServiceServicer):
+        def GetLetter(self, request, context):  # type: ignore[no-untyped-def]
+            seen.append(CALLS.count)
+            at_work.set()
+            release.wait(10)
+            raise RuntimeError("ends in error")
+
+        def DepositLetter(self, request_iterator, context):  # type: ignore[no-untyped-def]
+            for _ in request_iterator:
+                first_chunk.set()
+            return custody_pb2.Letter(name="letters/1")
+
+    binding = ServiceBinding(
+        "lre.v1.CustodyService",
+        custody_pb2_grpc.add_CustodyServiceServicer_to_server,
+        Slow(),  # type: ignore[abstract]  # the rest answer UNIMPLEMENTED
+    )
+    served = GrpcProcess([binding], "127.0.0.1:0", max_workers=6)
+    served.set_serving(True)
+    served.start()
+    before = CALLS.count
+    more = threading.Event()
+
+    def stalling() -> Iterator[custody_pb2.DepositLetterRequest]:
+        yield custody_pb2.DepositLetterRequest(chunk=custody_pb2.ContentChunk(data=b"x"))
+        more.wait(10)  # the client stalls before its next message
+
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{served.port}") as channel:
+            stub = custody_pb2_grpc.CustodyServiceStub(channel)
+            stalled = stub.DepositLetter.future(stalling(), timeout=20)
+            assert first_chunk.wait(10)
+            time.sleep(0.2)  # the servicer is back waiting for the next message
+            assert CALLS.count == before  # waiting on the client: not at work
+            unary = stub.GetLetter.future(custody_pb2.GetLetterRequest(name="letters/1"))
+            assert at_work.wait(10)
+            assert seen == [before + 1]
+            release.set()
+            with pytest.raises(grpc.RpcError):
+                unary.result(timeout=10)
+            more.set()
+            assert stalled.result(timeout=10).name == "letters/1"
+    finally:
+        release.set()
+        more.set()
+        served.stop(grace=1)
+    assert CALLS.count == before

@@ -13,6 +13,7 @@ from cryptography import x509
 from sqlalchemy import Engine
 
 from lre.runtime.config import ConfigError, read_secret
+from lre.runtime.inflight import give_way
 from lre.runtime.serving import ServiceBinding
 from lre.server.adapters import trusted_lists
 from lre.server.adapters.mail import transport_from_url
@@ -313,6 +314,9 @@ def build_workers(
             ),
             utcnow,
             settings.outbox_lease(),
+            # A message waits at most a second for the API's calls: under a
+            # sustained load each lane still sends one a second.
+            functools.partial(give_way, "outbox", 1.0),
         )
         for _ in range(max(1, settings.outbox_lanes))
     ]

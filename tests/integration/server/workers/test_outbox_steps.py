@@ -235,6 +235,28 @@ def test_notices_are_claimed_before_proofs(world: World, smtp_port: int) -> None
     assert [m.kind for m in rest] == [OutboxKind.LETTER_WAITING] + [OutboxKind.PROOF] * 3
 
 
+def test_each_message_gives_way_to_the_api_before_it_is_sent(world: World, smtp_port: int) -> None:
+    """The dispatcher asks before each message, not once a batch: a batch of
+    proofs never takes the CPU from callers for longer than one message."""
+    world.deposit()
+    world.clock.advance(seconds=2)
+    with Inbox(smtp_port) as inbox:
+        asked: list[int] = []
+        lane = OutboxDispatcher(
+            world.stores,
+            SmtpTransport("127.0.0.1", smtp_port, starttls=False, timeout_s=5),
+            world.notifications,
+            world.decisions,
+            RetryPolicy(max_attempts=5, first_delay=dt.timedelta(seconds=30)),
+            world.clock,
+            give_way=lambda: asked.append(len(inbox.messages)),
+        )
+        assert lane.dispatch() == 2  # the notice and the proof of deposit
+        # Asked before the first hand-off, then before the second.
+        assert asked == [0, 1]
+        assert len(inbox.messages) == 2
+
+
 def test_a_message_left_sending_by_a_dead_dispatcher_is_resent_once_with_its_id(
     world: World, smtp_port: int
 ) -> None:

@@ -100,10 +100,12 @@ class OutboxDispatcher:
         retry: RetryPolicy,
         clock: Callable[[], dt.datetime],
         lease: dt.timedelta = dt.timedelta(minutes=5),
+        give_way: Callable[[], object] = lambda: None,
     ) -> None:
         """``lease``: how long a claim holds a message (longer than a hand-off
         can take: several times the SMTP timeout); also how long before Paris
-        midnight no notice is composed."""
+        midnight no notice is composed. ``give_way``: called before each
+        message; returns once the process's API leaves room (lre.runtime.inflight)."""
         self._stores = stores
         self._transport = transport
         self._notifications = notifications
@@ -111,6 +113,7 @@ class OutboxDispatcher:
         self._retry = retry
         self._clock = clock
         self._lease = lease
+        self._give_way = give_way
         # Hand-offs the database refused to record: recorded first at the next step.
         self._unrecorded: list[_Sent] = []
         # Until when the signer is left alone (SIGNER_PAUSE).
@@ -167,6 +170,7 @@ class OutboxDispatcher:
         self._record_owed()
         messages = self.claim(batch)
         for message in messages:
+            self._give_way()
             self.deliver(message)
         return len(messages)
 

@@ -1,0 +1,99 @@
+"""How many calls this process has at work: what background work in the
+same process gives way to.
+
+A server runs its workers as threads beside its API by default, and the
+heaviest of them (the outbox, which renders and has signed a PDF proof for
+each sender) competes with the callers for the same cores and the same
+interpreter lock. A caller waits on a deposit; a proof e-mail may come a
+little later. So work that can wait calls ``give_way`` before each piece and
+steps aside, for a bounded time, while enough calls are at work to keep the
+cores busy on their own. A call waiting on its client (a slow upload, a
+stalled stream, a download the client reads slowly) is not at work: holding
+streams open costs a caller nothing and must not hold back anyone's
+notices. A worker process of its own (``lre-server work``) serves no calls
+and never waits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+from prometheus_client import Counter
+
+GAVE_WAY = Counter(
+    "lre_worker_gave_way_seconds",
+    "Seconds background workers waited for the API's calls in flight to fall.",
+    ["worker"],
+)
+# How often a waiting worker looks again.
+_STEP_S = 0.02
+
+
+class InFlight:
+    """Calls at work in this process: the admission gate counts each call from
+    its start to its end, but for its waits on the client."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._lock = threading.Lock()
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+    def enter(self) -> None:
+        with self._lock:
+            self._count += 1
+
+    def leave(self) -> None:
+        with self._lock:
+            self._count -= 1
+
+    @contextlib.contextmanager
+    def waiting(self) -> Iterator[None]:
+        """Out of the count while a call waits on its client (its next
+        message, or room to send): a client that stalls or reads slowly
+        costs no CPU, and must not hold the workers back."""
+        self.leave()
+        try:
+            yield
+        finally:
+            self.enter()
+
+
+# Every gate of the process counts into the one counter: busy is busy,
+# whichever listener the calls came in on.
+CALLS = InFlight()
+
+
+@functools.cache
+def busy_threshold() -> int:
+    """Calls in flight from which the API keeps the CPU busy on its own: two
+    per core this process may run on (a call spends part of its time waiting
+    on the database and the signer)."""
+    return 2 * len(os.sched_getaffinity(0))
+
+
+def give_way(
+    worker: str,
+    max_wait_s: float,
+    calls: InFlight = CALLS,
+    threshold: int | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> float:
+    """Waits while at least ``threshold`` calls are in flight, at most
+    ``max_wait_s`` (so that the work still advances under a sustained load);
+    the seconds waited."""
+    limit = busy_threshold() if threshold is None else threshold
+    waited = 0.0
+    while calls.count >= limit and waited < max_wait_s:
+        sleep(_STEP_S)
+        waited += _STEP_S
+    if waited:
+        GAVE_WAY.labels(worker).inc(waited)
+    return waited
