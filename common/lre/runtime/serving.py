@@ -208,6 +208,9 @@ def wait_for_signal() -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, handler)
-    while not done.wait(3600):
+    # Short waits: the kernel may deliver the signal to any thread (gRPC's,
+    # a PDF engine's), and Python runs the handler only when the main thread
+    # next runs, which a long wait on a lock would put off until it ends.
+    while not done.wait(0.5):
         pass
     return received[0]

@@ -4,6 +4,7 @@ request id, never as UNKNOWN with the exception's text."""
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from grpc_status import rpc_status
 from prometheus_client import REGISTRY
 
 from lre.runtime.inflight import CALLS
-from lre.runtime.serving import REQUEST_ID_KEY, GrpcProcess, ServiceBinding
+from lre.runtime.serving import REQUEST_ID_KEY, GrpcProcess, ServiceBinding, wait_for_signal
 from lre.runtime.status import invalid_argument
 from lre.v1 import custody_pb2, custody_pb2_grpc, signing_pb2, signing_pb2_grpc
 from tests.support.rpc import NOT_SERVING, SERVING, health_status
@@ -249,3 +250,25 @@ def test_calls_count_while_at_work_not_while_they_wait_on_the_client() -> None:
         more.set()
         served.stop(grace=1)
     assert CALLS.count == before
+
+
+def test_a_stop_signal_delivered_to_another_thread_still_stops_the_process() -> None:
+    """The kernel may hand SIGTERM to any thread of the process (gRPC's, a PDF
+    engine's); Python runs the handler only on the main thread, which must
+    not sleep through it."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def deliver_here() -> None:
+        time.sleep(0.2)
+        signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+
+    other = threading.Thread(target=deliver_here)
+    try:
+        other.start()
+        start = time.monotonic()
+        assert wait_for_signal() == signal.SIGTERM
+        assert time.monotonic() - start < 3
+    finally:
+        other.join()
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
