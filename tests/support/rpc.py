@@ -3,12 +3,16 @@ fields an INVALID_ARGUMENT names."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import grpc
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
 from lre.dev.tls import TlsFiles
+from lre.runtime.serving import GrpcProcess, ServiceBinding
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -65,3 +69,15 @@ def field_violations(error: grpc.RpcError) -> dict[str, str]:
         if detail.Unpack(bad):
             found.update({v.field: v.description for v in bad.field_violations})
     return found
+
+
+@contextlib.contextmanager
+def serving(binding: ServiceBinding, max_workers: int = 2) -> Iterator[GrpcProcess]:
+    """``binding`` served on a free local port, SERVING, stopped afterwards."""
+    served = GrpcProcess([binding], "127.0.0.1:0", max_workers=max_workers)
+    served.set_serving(True)
+    served.start()
+    try:
+        yield served
+    finally:
+        served.stop(grace=1)

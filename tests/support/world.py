@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import uuid
+from collections.abc import Callable
 
 from lre.server.adapters.mail import SmtpTransport
 from lre.server.adapters.object_store import ObjectStore
@@ -136,7 +137,9 @@ class World:
             expires_at=clock.now + dt.timedelta(days=30),
         )
 
-    def make_dispatcher(self, smtp_port: int) -> OutboxDispatcher:
+    def make_dispatcher(
+        self, smtp_port: int, give_way: Callable[[], object] = lambda: None
+    ) -> OutboxDispatcher:
         return OutboxDispatcher(
             self.stores,
             SmtpTransport("127.0.0.1", smtp_port, starttls=False, timeout_s=5),
@@ -144,6 +147,7 @@ class World:
             self.decisions,
             RetryPolicy(max_attempts=5, first_delay=dt.timedelta(seconds=30)),
             self.clock,
+            give_way=give_way,
         )
 
     def deposit(self, request_id: str | None = None) -> LetterRecord:

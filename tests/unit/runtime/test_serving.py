@@ -19,7 +19,7 @@ from lre.runtime.inflight import CALLS
 from lre.runtime.serving import REQUEST_ID_KEY, GrpcProcess, ServiceBinding, wait_for_signal
 from lre.runtime.status import invalid_argument
 from lre.v1 import custody_pb2, custody_pb2_grpc, signing_pb2, signing_pb2_grpc
-from tests.support.rpc import NOT_SERVING, SERVING, health_status
+from tests.support.rpc import NOT_SERVING, SERVING, health_status, serving
 
 
 class _Servicer(signing_pb2_grpc.SigningServiceServicer):
@@ -37,11 +37,8 @@ def process() -> Iterator[GrpcProcess]:
         signing_pb2_grpc.add_SigningServiceServicer_to_server,
         _Servicer(),  # type: ignore[abstract]  # the rest answer UNIMPLEMENTED
     )
-    served = GrpcProcess([binding], "127.0.0.1:0", max_workers=2)
-    served.set_serving(True)
-    served.start()
-    yield served
-    served.stop(grace=1)
+    with serving(binding) as served:
+        yield served
 
 
 def test_unexpected_exception_is_internal_without_detail(
@@ -220,9 +217,6 @@ def test_calls_count_while_at_work_not_while_they_wait_on_the_client() -> None:
         custody_pb2_grpc.add_CustodyServiceServicer_to_server,
         Slow(),  # type: ignore[abstract]  # the rest answer UNIMPLEMENTED
     )
-    served = GrpcProcess([binding], "127.0.0.1:0", max_workers=6)
-    served.set_serving(True)
-    served.start()
     before = CALLS.count
     more = threading.Event()
 
@@ -231,7 +225,10 @@ def test_calls_count_while_at_work_not_while_they_wait_on_the_client() -> None:
         more.wait(10)  # the client stalls before its next message
 
     try:
-        with grpc.insecure_channel(f"127.0.0.1:{served.port}") as channel:
+        with (
+            serving(binding, max_workers=6) as served,
+            grpc.insecure_channel(f"127.0.0.1:{served.port}") as channel,
+        ):
             stub = custody_pb2_grpc.CustodyServiceStub(channel)
             stalled = stub.DepositLetter.future(stalling(), timeout=20)
             assert first_chunk.wait(10)
@@ -248,7 +245,6 @@ def test_calls_count_while_at_work_not_while_they_wait_on_the_client() -> None:
     finally:
         release.set()
         more.set()
-        served.stop(grace=1)
     assert CALLS.count == before
 
 

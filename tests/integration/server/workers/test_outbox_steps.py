@@ -242,15 +242,7 @@ def test_each_message_gives_way_to_the_api_before_it_is_sent(world: World, smtp_
     world.clock.advance(seconds=2)
     with Inbox(smtp_port) as inbox:
         asked: list[int] = []
-        lane = OutboxDispatcher(
-            world.stores,
-            SmtpTransport("127.0.0.1", smtp_port, starttls=False, timeout_s=5),
-            world.notifications,
-            world.decisions,
-            RetryPolicy(max_attempts=5, first_delay=dt.timedelta(seconds=30)),
-            world.clock,
-            give_way=lambda: asked.append(len(inbox.messages)),
-        )
+        lane = world.make_dispatcher(smtp_port, lambda: asked.append(len(inbox.messages)))
         assert lane.dispatch() == 2  # the notice and the proof of deposit
         # Asked before the first hand-off, then before the second.
         assert asked == [0, 1]
