@@ -16,7 +16,7 @@ import grpc
 
 from lre.runtime import jsonlines
 from lre.runtime.grpc_metrics import MethodMetrics
-from lre.runtime.inflight import CALLS
+from lre.runtime.inflight import CALLS, InFlight
 from lre.runtime.limits import Watchdog
 from lre.runtime.status import abort
 
@@ -135,8 +135,10 @@ class Requests:
         watchdog: Watchdog,
         idle_s: float,
         end: float,
+        at_work: InFlight = CALLS,
     ) -> None:
-        """``end``: when (time.monotonic()) the whole call must be over."""
+        """``end``: when (time.monotonic()) the whole call must be over;
+        ``at_work``: the count the call leaves while it waits for a message."""
         self._raw = raw
         self._context = context
         self._decode = decode
@@ -146,6 +148,7 @@ class Requests:
         self._watchdog = watchdog
         self._idle_s = idle_s
         self._end = end
+        self._at_work = at_work
 
     def _expire(self, why: str) -> Callable[[], None]:
         def expire() -> None:
@@ -159,7 +162,7 @@ class Requests:
         idle = now + self._idle_s
         until = min(idle, self._end)
         why = "no request message for too long" if idle <= self._end else "the stream took too long"
-        with self._watchdog.waiting(until, self._expire(why)), CALLS.waiting():
+        with self._watchdog.waiting(until, self._expire(why)), self._at_work.waiting():
             raw = next(self._raw)
         self._metrics.received.inc()
         return raw

@@ -21,7 +21,7 @@ from lre.runtime import tracing
 from lre.runtime.calls import Call, Requests, Validator, rpc_scope
 from lre.runtime.denylist import DenyList
 from lre.runtime.grpc_metrics import MethodMetrics, rpc_type
-from lre.runtime.inflight import CALLS
+from lre.runtime.inflight import CALLS, InFlight
 from lre.runtime.limits import Admission, Kind, StreamLimits, Ticket, Watchdog, caller_of, user_of
 from lre.runtime.status import abort
 
@@ -215,12 +215,15 @@ class RpcInterceptor(grpc.ServerInterceptor):
         decode = handler.request_deserializer or _identity
         limits = self._limits
         total_s = limits.watch_total_s if kind is Kind.WATCH else limits.total_s
+        # A health watch spends its life waiting for a change of status, not
+        # at work: it is counted apart, where nothing reads it.
+        at_work = InFlight() if kind is Kind.WATCH else CALLS
 
         @contextlib.contextmanager
         def opened(raw: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[Any]:
             # At work from here, but for its waits on the client (Requests,
             # and the responses below): what the workers give way to.
-            CALLS.enter()
+            at_work.enter()
             try:
                 call = Call()
                 metadata = dict(context.invocation_metadata() or ())
@@ -266,6 +269,7 @@ class RpcInterceptor(grpc.ServerInterceptor):
                                 self._watchdog,
                                 limits.idle_s,
                                 end,
+                                at_work,
                             )
                             if client_streaming:
                                 yield requests, call
@@ -280,7 +284,7 @@ class RpcInterceptor(grpc.ServerInterceptor):
                         if ticket is not None:
                             self._admission.leave(ticket)
             finally:
-                CALLS.leave()
+                at_work.leave()
 
         if not handler.response_streaming:
 
@@ -312,7 +316,7 @@ class RpcInterceptor(grpc.ServerInterceptor):
                     # asks for the next one only once it is taken.
                     with (
                         watchdog.waiting(time.monotonic() + limits.idle_s, expire),
-                        CALLS.waiting(),
+                        at_work.waiting(),
                     ):
                         yield response
 

@@ -8,10 +8,12 @@ interpreter lock. A caller waits on a deposit; a proof e-mail may come a
 little later. So work that can wait calls ``give_way`` before each piece and
 steps aside, for a bounded time, while enough calls are at work to keep the
 cores busy on their own. A call waiting on its client (a slow upload, a
-stalled stream, a download the client reads slowly) is not at work: holding
-streams open costs a caller nothing and must not hold back anyone's
-notices. A worker process of its own (``lre-server work``) serves no calls
-and never waits.
+stalled stream, a download the client reads slowly), like a health watch
+waiting for a change of status, is not at work: holding streams open costs
+a caller nothing and must not hold back anyone's notices. A caller can
+still keep calls at work, within its rate and budgets; the wait is bounded
+per message for that reason. A worker process of its own (``lre-server
+work``) serves no calls and never waits.
 """
 
 from __future__ import annotations

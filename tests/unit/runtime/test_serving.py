@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import grpc
 import pytest
 from google.rpc import error_details_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 from prometheus_client import REGISTRY
 
@@ -234,6 +235,10 @@ def test_calls_count_while_at_work_not_while_they_wait_on_the_client() -> None:
             assert first_chunk.wait(10)
             time.sleep(0.2)  # the servicer is back waiting for the next message
             assert CALLS.count == before  # waiting on the client: not at work
+            # A health watch waits for a change of status all its life: not at work.
+            watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())
+            assert next(watch).status == SERVING
+            assert CALLS.count == before
             unary = stub.GetLetter.future(custody_pb2.GetLetterRequest(name="letters/1"))
             assert at_work.wait(10)
             assert seen == [before + 1]
@@ -242,6 +247,7 @@ def test_calls_count_while_at_work_not_while_they_wait_on_the_client() -> None:
                 unary.result(timeout=10)
             more.set()
             assert stalled.result(timeout=10).name == "letters/1"
+            watch.cancel()
     finally:
         release.set()
         more.set()
