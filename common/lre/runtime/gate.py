@@ -21,7 +21,7 @@ from lre.runtime import tracing
 from lre.runtime.calls import Call, Requests, Validator, rpc_scope
 from lre.runtime.denylist import DenyList
 from lre.runtime.grpc_metrics import MethodMetrics, rpc_type
-from lre.runtime.inflight import CALLS, InFlight
+from lre.runtime.inflight import CALLS, InFlight, counted_as
 from lre.runtime.limits import Admission, Kind, StreamLimits, Ticket, Watchdog, caller_of, user_of
 from lre.runtime.status import abort
 
@@ -230,6 +230,7 @@ class RpcInterceptor(grpc.ServerInterceptor):
                 rid = str(metadata.get(REQUEST_ID_KEY) or uuid.uuid4())
                 user = user_of(metadata)
                 with (
+                    counted_as(at_work),
                     tracing.server_span(method, metadata, context),
                     rpc_scope(method, rid, context, metrics, log_rpc, call),
                 ):

@@ -3,24 +3,23 @@ same process gives way to.
 
 A server runs its workers as threads beside its API by default, and the
 heaviest of them (the outbox, which renders and has signed a PDF proof for
-each sender) competes with the callers for the same cores and the same
-interpreter lock. A caller waits on a deposit; a proof e-mail may come a
-little later. So work that can wait calls ``give_way`` before each piece and
-steps aside, for a bounded time, while enough calls are at work to keep the
-cores busy on their own. A call waiting on its client (a slow upload, a
-stalled stream, a download the client reads slowly), like a health watch
-waiting for a change of status, is not at work: holding streams open costs
-a caller nothing and must not hold back anyone's notices. A caller can
-still keep calls at work, within its rate and budgets; the wait is bounded
-per message for that reason. A worker process of its own (``lre-server
-work``) serves no calls and never waits.
+each sender) competes with the callers for the same interpreter lock and
+cores. A caller waits on a deposit; a proof e-mail may come a little later.
+So work that can wait calls ``give_way`` before each piece and steps aside,
+for a bounded time, while enough calls are at work to keep the process busy
+on its own. A call waiting on its client (a slow upload, a stalled stream, a
+download the client reads slowly), a health watch waiting for a change of
+status, or a stream waiting for something to send (``idle``) is not at
+work: holding streams open costs a caller nothing and must not hold back
+anyone's e-mails. A caller can still keep calls at work, within its rate
+and budgets; the wait is bounded per message for that reason. A worker
+process of its own (``lre-server work``) serves no calls and never waits.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
-import os
+import contextvars
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -71,31 +70,56 @@ class InFlight:
 # Every gate of the process counts into the one counter: busy is busy,
 # whichever listener the calls came in on.
 CALLS = InFlight()
+# The count the call running in this thread is in (set by the gate).
+_CURRENT: contextvars.ContextVar[InFlight | None] = contextvars.ContextVar(
+    "lre_call_count", default=None
+)
+# Calls at work from which a process is busy with its callers: its
+# interpreter runs one thread at a time, and a call spends part of its time
+# waiting on the database and the signer. Per process, whatever the host's
+# cores (each server process is one interpreter; processes = N scales out).
+BUSY_CALLS = 4
 
 
-@functools.cache
-def busy_threshold() -> int:
-    """Calls in flight from which the API keeps the CPU busy on its own: two
-    per core this process may run on (a call spends part of its time waiting
-    on the database and the signer)."""
-    return 2 * len(os.sched_getaffinity(0))
+@contextlib.contextmanager
+def counted_as(calls: InFlight) -> Iterator[None]:
+    """The call in this thread is counted in ``calls`` (the gate, around a call)."""
+    token = _CURRENT.set(calls)
+    try:
+        yield
+    finally:
+        _CURRENT.reset(token)
+
+
+@contextlib.contextmanager
+def idle() -> Iterator[None]:
+    """Out of the count while a servicer waits for something to happen (a
+    stream polling for events): waiting is not work."""
+    calls = _CURRENT.get()
+    if calls is None:
+        yield
+        return
+    with calls.waiting():
+        yield
 
 
 def give_way(
     worker: str,
     max_wait_s: float,
     calls: InFlight = CALLS,
-    threshold: int | None = None,
+    threshold: int = BUSY_CALLS,
     sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
 ) -> float:
-    """Waits while at least ``threshold`` calls are in flight, at most
+    """Waits while at least ``threshold`` calls are at work, at most
     ``max_wait_s`` (so that the work still advances under a sustained load);
     the seconds waited."""
-    limit = busy_threshold() if threshold is None else threshold
-    waited = 0.0
-    while calls.count >= limit and waited < max_wait_s:
+    if calls.count < threshold:
+        return 0.0
+    start = clock()
+    deadline = start + max_wait_s
+    while calls.count >= threshold and clock() < deadline:
         sleep(_STEP_S)
-        waited += _STEP_S
-    if waited:
-        GAVE_WAY.labels(worker).inc(waited)
+    waited = clock() - start
+    GAVE_WAY.labels(worker).inc(waited)
     return waited

@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 from prometheus_client import REGISTRY
 
-from lre.runtime.inflight import CALLS
+from lre.runtime.inflight import CALLS, idle
 from lre.runtime.serving import REQUEST_ID_KEY, GrpcProcess, ServiceBinding, wait_for_signal
 from lre.runtime.status import invalid_argument
 from lre.v1 import custody_pb2, custody_pb2_grpc, signing_pb2, signing_pb2_grpc
@@ -199,6 +199,7 @@ def test_calls_count_while_at_work_not_while_they_wait_on_the_client() -> None:
     the gate until it ends, however it ends, but not while it waits for its
     client's next message (a stalled client costs no CPU)."""
     at_work, release, first_chunk = threading.Event(), threading.Event(), threading.Event()
+    polling, more = threading.Event(), threading.Event()
     seen: list[int] = []
 
     class Slow(custody_pb2_grpc.CustodyServiceServicer):
@@ -207,6 +208,13 @@ def test_calls_count_while_at_work_not_while_they_wait_on_the_client() -> None:
             at_work.set()
             release.wait(10)
             raise RuntimeError("ends in error")
+
+        def DownloadLetterContent(self, request, context):  # type: ignore[no-untyped-def]
+            yield custody_pb2.ContentChunk(part_index=0, data=b"x")
+            with idle():  # a stream waiting for something to send
+                polling.set()
+                more.wait(10)
+            yield custody_pb2.ContentChunk(part_index=0, data=b"x")
 
         def DepositLetter(self, request_iterator, context):  # type: ignore[no-untyped-def]
             for _ in request_iterator:
@@ -219,7 +227,6 @@ def test_calls_count_while_at_work_not_while_they_wait_on_the_client() -> None:
         Slow(),  # type: ignore[abstract]  # the rest answer UNIMPLEMENTED
     )
     before = CALLS.count
-    more = threading.Event()
 
     def stalling() -> Iterator[custody_pb2.DepositLetterRequest]:
         yield custody_pb2.DepositLetterRequest(chunk=custody_pb2.ContentChunk(data=b"x"))
@@ -227,7 +234,7 @@ def test_calls_count_while_at_work_not_while_they_wait_on_the_client() -> None:
 
     try:
         with (
-            serving(binding, max_workers=6) as served,
+            serving(binding, max_workers=12) as served,
             grpc.insecure_channel(f"127.0.0.1:{served.port}") as channel,
         ):
             stub = custody_pb2_grpc.CustodyServiceStub(channel)
@@ -238,6 +245,11 @@ def test_calls_count_while_at_work_not_while_they_wait_on_the_client() -> None:
             # A health watch waits for a change of status all its life: not at work.
             watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())
             assert next(watch).status == SERVING
+            assert CALLS.count == before
+            # A stream polling for something to send, inside idle(): not at work.
+            download = stub.DownloadLetterContent(custody_pb2.DownloadLetterContentRequest())
+            next(download)
+            assert polling.wait(10)
             assert CALLS.count == before
             unary = stub.GetLetter.future(custody_pb2.GetLetterRequest(name="letters/1"))
             assert at_work.wait(10)

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import grpc
 
+from lre.runtime.inflight import idle
 from lre.server.api.auth import actor, session_of
 from lre.server.api.convert import EVENTS, STATES, timestamp
 from lre.server.api.errors import domain_errors
@@ -173,7 +174,8 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
                             event_time=timestamp(entry.event_time),
                         )
                     if not batch:
-                        time.sleep(STREAM_POLL_SECONDS)
+                        with idle():  # waiting for events is not work (lre.runtime.inflight)
+                            time.sleep(STREAM_POLL_SECONDS)
             finally:
                 self._streams.release()
 

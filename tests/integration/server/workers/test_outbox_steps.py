@@ -236,16 +236,17 @@ def test_notices_are_claimed_before_proofs(world: World, smtp_port: int) -> None
 
 
 def test_each_message_gives_way_to_the_api_before_it_is_sent(world: World, smtp_port: int) -> None:
-    """The dispatcher asks before each message, not once a batch: a batch of
-    proofs never takes the CPU from callers for longer than one message."""
+    """The dispatcher asks before each proof or reminder, not once a batch (a
+    batch of proofs never takes the CPU from callers for longer than one
+    message), and never before a notice or a code."""
     world.deposit()
     world.clock.advance(seconds=2)
     with Inbox(smtp_port) as inbox:
         asked: list[int] = []
         lane = world.make_dispatcher(smtp_port, lambda: asked.append(len(inbox.messages)))
         assert lane.dispatch() == 2  # the notice and the proof of deposit
-        # Asked before the first hand-off, then before the second.
-        assert asked == [0, 1]
+        # Not before the notice (claimed first); before the proof, once.
+        assert asked == [1]
         assert len(inbox.messages) == 2
 
 

@@ -22,6 +22,7 @@ from lre.server.domain.records import MessageRecord
 from lre.server.domain.window import PARIS, paris_midnight
 from lre.server.services.custody.decisions import DecisionService
 from lre.server.services.notification import NotificationService
+from lre.server.storage.outbox import URGENT
 from lre.server.storage.store import Stores
 from lre.server.workers.outbox.compose import compose
 from lre.server.workers.outbox.notices import NOTICE_GRACE, seal_notice
@@ -105,7 +106,8 @@ class OutboxDispatcher:
         """``lease``: how long a claim holds a message (longer than a hand-off
         can take: several times the SMTP timeout); also how long before Paris
         midnight no notice is composed. ``give_way``: called before each
-        message; returns once the process's API leaves room (lre.runtime.inflight)."""
+        proof or reminder; returns once the process's API leaves room
+        (lre.runtime.inflight)."""
         self._stores = stores
         self._transport = transport
         self._notifications = notifications
@@ -170,7 +172,11 @@ class OutboxDispatcher:
         self._record_owed()
         messages = self.claim(batch)
         for message in messages:
-            self._give_way()
+            # A notice starts a recipient's window and a code has someone
+            # waiting at a login: neither waits for the API, a proof or a
+            # reminder does.
+            if message.kind not in URGENT:
+                self._give_way()
             self.deliver(message)
         return len(messages)
 
