@@ -88,7 +88,12 @@ def counted_as(calls: InFlight) -> Iterator[None]:
     try:
         yield
     finally:
-        _CURRENT.reset(token)
+        try:
+            _CURRENT.reset(token)
+        except ValueError:
+            # A stream's generator closed from another thread (collected after
+            # its client went away): that thread never had the call's count.
+            _CURRENT.set(None)
 
 
 @contextlib.contextmanager
