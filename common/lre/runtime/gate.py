@@ -221,71 +221,63 @@ class RpcInterceptor(grpc.ServerInterceptor):
 
         @contextlib.contextmanager
         def opened(raw: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[Any]:
-            # At work from here, but for its waits on the client (Requests,
-            # and the responses below): what the workers give way to.
-            at_work.enter()
-            try:
-                call = Call()
-                metadata = dict(context.invocation_metadata() or ())
-                rid = str(metadata.get(REQUEST_ID_KEY) or uuid.uuid4())
-                user = user_of(metadata)
-                with (
-                    counted_as(at_work),
-                    tracing.server_span(method, metadata, context),
-                    rpc_scope(method, rid, context, metrics, log_rpc, call),
-                ):
-                    # The caller gets the id to quote, refused or not: in the
-                    # trailers (headers sent now would commit the call, and a
-                    # client could no longer retry it elsewhere when this process
-                    # dies mid-call); lre.runtime.status keeps it beside a rich error.
-                    context.set_trailing_metadata(((REQUEST_ID_KEY, rid),))
-                    if self._deny is not None and self._deny.denied(context):
-                        self._denied(context, call, method)
-                    self._guard(method, context)
-                    call.caller = caller_of(context)
-                    ticket: Ticket | None = None
-                    if kind is not None:
-                        ticket, budget = self._admission.enter(kind, call.caller, user)
-                        if ticket is None:
-                            self._refuse(context, call, method, budget, kind)
-                    end = time.monotonic() + total_s
+            call = Call()
+            metadata = dict(context.invocation_metadata() or ())
+            rid = str(metadata.get(REQUEST_ID_KEY) or uuid.uuid4())
+            user = user_of(metadata)
+            with (
+                # At work until it ends, but for its waits on the client
+                # (Requests, and the responses below): what workers give way to.
+                counted_as(at_work),
+                tracing.server_span(method, metadata, context),
+                rpc_scope(method, rid, context, metrics, log_rpc, call),
+            ):
+                # The caller gets the id to quote, refused or not: in the
+                # trailers (headers sent now would commit the call, and a
+                # client could no longer retry it elsewhere when this process
+                # dies mid-call); lre.runtime.status keeps it beside a rich error.
+                context.set_trailing_metadata(((REQUEST_ID_KEY, rid),))
+                if self._deny is not None and self._deny.denied(context):
+                    self._denied(context, call, method)
+                self._guard(method, context)
+                call.caller = caller_of(context)
+                ticket: Ticket | None = None
+                if kind is not None:
+                    ticket, budget = self._admission.enter(kind, call.caller, user)
+                    if ticket is None:
+                        self._refuse(context, call, method, budget, kind)
+                end = time.monotonic() + total_s
 
-                    def expire() -> None:
-                        call.timed_out = call.reason = "the stream took too long"
-                        context.cancel()
+                def expire() -> None:
+                    call.timed_out = call.reason = "the stream took too long"
+                    context.cancel()
 
-                    try:
-                        with (
-                            self._watchdog.waiting(end, expire)
-                            if kind
-                            else contextlib.nullcontext()
-                        ):
-                            requests = Requests(
-                                raw,
-                                context,
-                                decode,
-                                self._validate,
-                                metrics,
-                                call,
-                                self._watchdog,
-                                limits.idle_s,
-                                end,
-                                at_work,
+                try:
+                    with self._watchdog.waiting(end, expire) if kind else contextlib.nullcontext():
+                        requests = Requests(
+                            raw,
+                            context,
+                            decode,
+                            self._validate,
+                            metrics,
+                            call,
+                            self._watchdog,
+                            limits.idle_s,
+                            end,
+                            at_work,
+                        )
+                        if client_streaming:
+                            yield requests, call
+                        else:
+                            waiting = (
+                                contextlib.nullcontext()
+                                if kind
+                                else self._stall_watch(context, call, call.caller, user)
                             )
-                            if client_streaming:
-                                yield requests, call
-                            else:
-                                waiting = (
-                                    contextlib.nullcontext()
-                                    if kind
-                                    else self._stall_watch(context, call, call.caller, user)
-                                )
-                                yield requests.one(waiting), call
-                    finally:
-                        if ticket is not None:
-                            self._admission.leave(ticket)
-            finally:
-                at_work.leave()
+                            yield requests.one(waiting), call
+                finally:
+                    if ticket is not None:
+                        self._admission.leave(ticket)
 
         if not handler.response_streaming:
 

@@ -83,11 +83,14 @@ BUSY_CALLS = 4
 
 @contextlib.contextmanager
 def counted_as(calls: InFlight) -> Iterator[None]:
-    """The call in this thread is counted in ``calls`` (the gate, around a call)."""
+    """The call in this thread counts in ``calls`` while it lasts (the gate,
+    around each call); ``idle`` and ``InFlight.waiting`` take it out a while."""
+    calls.enter()
     token = _CURRENT.set(calls)
     try:
         yield
     finally:
+        calls.leave()
         try:
             _CURRENT.reset(token)
         except ValueError:
