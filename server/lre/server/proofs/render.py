@@ -13,7 +13,14 @@ page (docs/performance.md, where the engines were compared).
 
 ``templates/proof.typ`` holds every label and the layout, so a provider
 brands or translates it without touching this code; what it prints comes
-from here, as JSON, already worded and formatted.
+from here, already worded and formatted.
+
+The data reaches Typst as a string literal in the few lines of source that
+call the template (``typeset``), not through ``sys.inputs``: Typst keeps
+what it laid out between documents, but ``sys.inputs`` is part of its
+standard library, so data given that way makes every document new and a
+proof cost twice as much (docs/performance.md). Only the template files
+are read from disk; nothing a proof prints is written there.
 """
 
 from __future__ import annotations
@@ -22,7 +29,6 @@ import base64
 import datetime as dt
 import json
 import threading
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +41,7 @@ from lre.server.proofs.events import REASONS, TEXTS
 
 PDF_STANDARDS: list[typst.PDFStandard] = ["a-3a", "ua-1"]
 FONTS = Path("/usr/share/fonts/truetype/dejavu")
-_TEMPLATE = resources.files("lre.server.proofs").joinpath("templates/proof.typ")
+TEMPLATES = Path(__file__).parent / "templates"
 _MONTHS_FR = (
     "janvier", "février", "mars", "avril", "mai", "juin",
     "juillet", "août", "septembre", "octobre", "novembre", "décembre",
@@ -50,8 +56,8 @@ _AFTER_NOTIFICATION = frozenset(
         EvidenceEvent.CONTENT_HANDOVER,
     }
 )
-# A compiler keeps its fonts and parsed template between proofs; one per
-# thread, as a compilation holds it.
+# A compiler keeps its fonts, parsed templates and layouts between
+# documents; one per thread, as a compilation holds it.
 _compilers = threading.local()
 
 
@@ -73,11 +79,25 @@ def render_proof(evidence: bytes, seal: bytes) -> bytes:
 
 def render_document(doc: ProofDocument, evidence: bytes, seal: bytes) -> bytes:
     """``render_proof`` of an evidence already read (``document.read``)."""
+    # Identical inputs give identical bytes: the dates written are the seal's time.
+    timestamp = doc.seal.timestamp_time.replace(microsecond=0)
+    return typeset("proof.typ", "proof", view(doc, evidence, seal), timestamp)
+
+
+def typeset(template: str, function: str, data: dict[str, Any], timestamp: dt.datetime) -> bytes:
+    """The PDF/A-3a and PDF/UA-1 document that ``function(data)`` of
+    ``templates/template`` lays out, dated ``timestamp``.
+
+    ``data`` goes into the source as one JSON string literal: ASCII only
+    (``ensure_ascii``), with the two characters a Typst string gives meaning
+    to, the backslash and the double quote, escaped; so nothing in it (a
+    party's name, a reason stated by a recipient) can end the string and be
+    read as Typst code.
+    """
+    literal = json.dumps(data).replace("\\", "\\\\").replace('"', '\\"')
+    source = f'#import "{template}": {function}\n#{function}(json(bytes("{literal}")))\n'
     pdf = _compiler().compile(
-        sys_inputs={"proof": json.dumps(view(doc, evidence, seal), ensure_ascii=False)},
-        pdf_standards=PDF_STANDARDS,
-        # Identical inputs give identical bytes: the dates written are the seal's time.
-        timestamp=doc.seal.timestamp_time.replace(microsecond=0),
+        input=source.encode(), pdf_standards=PDF_STANDARDS, timestamp=timestamp
     )
     assert isinstance(pdf, bytes)  # one PDF, never pages as images
     return pdf
@@ -88,8 +108,7 @@ def _compiler() -> typst.Compiler:
     if compiler is None:
         if not FONTS.is_dir():
             raise RuntimeError(f"no fonts in {FONTS} (Debian package fonts-dejavu-core)")
-        with resources.as_file(_TEMPLATE) as template:
-            compiler = typst.Compiler(template, font_paths=[FONTS], ignore_system_fonts=True)
+        compiler = typst.Compiler(root=TEMPLATES, font_paths=[FONTS], ignore_system_fonts=True)
         _compilers.compiler = compiler
     return compiler
 

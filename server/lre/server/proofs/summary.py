@@ -8,17 +8,10 @@ request (``GetMailingReport`` with the sealed format), never at deposit."""
 from __future__ import annotations
 
 import json
-import threading
-from importlib import resources
 from typing import Any
 
-import typst
-
 from lre.server.proofs.document import ProofInputError, read_seal
-from lre.server.proofs.render import FONTS, PDF_STANDARDS, paris, utc
-
-_TEMPLATE = resources.files("lre.server.proofs").joinpath("templates/mailing.typ")
-_compilers = threading.local()
+from lre.server.proofs.render import paris, typeset, utc
 
 
 def attachment_names(mailing_id: str) -> tuple[str, str]:
@@ -62,24 +55,9 @@ def render_summary(document: bytes, seal: bytes) -> tuple[bytes, str]:
             },
         ],
     }
-    pdf = _compiler().compile(
-        sys_inputs={"summary": json.dumps(view, ensure_ascii=False)},
-        pdf_standards=PDF_STANDARDS,
-        timestamp=when.replace(microsecond=0),
-    )
-    assert isinstance(pdf, bytes)
-    return pdf, info.subject
+    return typeset("mailing.typ", "summary", view, when.replace(microsecond=0)), info.subject
 
 
 def utc_text(value: str) -> str:
     """``2026-12-07T00:12:03.123456Z`` as people read it: to the second, UTC."""
     return value[:19].replace("T", " ") + " UTC"
-
-
-def _compiler() -> typst.Compiler:
-    compiler: typst.Compiler | None = getattr(_compilers, "compiler", None)
-    if compiler is None:
-        with resources.as_file(_TEMPLATE) as template:
-            compiler = typst.Compiler(template, font_paths=[FONTS], ignore_system_fonts=True)
-        _compilers.compiler = compiler
-    return compiler

@@ -672,10 +672,19 @@ def test_a_qualified_timestamp_is_called_qualified(
     assert "non qualifié" not in text
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        '<img src="http://127.0.0.1:9/x.png"> <b>Dupont</b> & <i>Fils</i>',
+        # Typst's own syntax: the data is a string literal in Typst source,
+        # so these would end it and run as code if anything were unescaped.
+        '")) #panic("injected") #(" *gras* _it_ $x^2$ <l> @ref',
+        'Dupont \\" #panic("x") \\u{41} ] [ } { // /* Zoë «Fils» \\',
+    ],
+)
 def test_markup_in_a_name_is_printed_as_text(
-    client: SignerClient, tmp_path: Path, verifiers: None
+    client: SignerClient, tmp_path: Path, verifiers: None, name: str
 ) -> None:
-    name = '<img src="http://127.0.0.1:9/x.png"> <b>Dupont</b> & <i>Fils</i>'
     evidence = EvidenceDocument(
         evidence_id=str(uuid.uuid4()),
         event=EvidenceEvent.SUBMISSION_ACCEPTANCE,
@@ -691,4 +700,28 @@ def test_markup_in_a_name_is_printed_as_text(
     pdf = tmp_path / "proof.pdf"
     pdf.write_bytes(render_proof(evidence, client.seal(evidence)))
     text = " ".join(_run("pdftotext", pdf, "-").stdout.split())
-    assert '<img src="http://127.0.0.1:9/x.png"> <b>Dupont</b> & <i>Fils</i>' in text
+    assert name in text
+
+
+def test_proofs_rendered_one_after_another_each_print_their_own_evidence(
+    client: SignerClient, tmp_path: Path, verifiers: None
+) -> None:
+    # Typst reuses what it laid out for the proof before: nothing of one
+    # letter may show on another's proof.
+    certificate = _seal_certificate(client)
+    names = [f"Expéditeur n°{i} {uuid.uuid4().hex[:8]}" for i in range(4)]
+    evidences = []
+    for name in names:
+        evidence = json.loads(_evidence(EvidenceEvent.CONSIGNMENT_ACCEPTANCE, certificate))
+        evidence["sender"]["name"] = name
+        evidences.append(json.dumps(evidence, separators=(",", ":"), ensure_ascii=False).encode())
+    rendered = []
+    for i, evidence in enumerate([*evidences, evidences[0]]):
+        pdf = tmp_path / f"proof-{i}.pdf"
+        pdf.write_bytes(render_proof(evidence, client.seal(evidence)))
+        rendered.append(" ".join(_run("pdftotext", pdf, "-").stdout.split()))
+    for i, text in enumerate(rendered):
+        own = i % len(names)
+        assert names[own] in text
+        assert json.loads(evidences[own])["evidenceId"] in text
+        assert not any(name in text for j, name in enumerate(names) if j != own)
