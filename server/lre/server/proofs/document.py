@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -103,7 +104,7 @@ class ProofDocument:
 def read(evidence: bytes, seal: bytes) -> ProofDocument:
     """Raises ProofInputError unless ``seal`` is a CMS seal over exactly ``evidence``
     (and, in v2, made with the certificate the evidence names)."""
-    info, certificate_sha256 = _read_seal(evidence, seal)
+    info, certificate_sha256 = _read_seal(bytes(evidence), bytes(seal))
     try:
         doc = json.loads(evidence)
         version = doc.get("format")
@@ -160,7 +161,7 @@ def read(evidence: bytes, seal: bytes) -> ProofDocument:
 
 def read_seal(evidence: bytes, seal: bytes) -> SealInfo:
     """What the seal says of itself; raises ProofInputError unless it is over ``evidence``."""
-    return _read_seal(evidence, seal)[0]
+    return _read_seal(bytes(evidence), bytes(seal))[0]
 
 
 def _party(value: dict[str, Any]) -> Party:
@@ -201,6 +202,9 @@ def _time(value: str) -> dt.datetime:
     return when.astimezone(dt.UTC)
 
 
+# A proof's e-mail reads its seal, then the PDF's rendering reads it again;
+# reading costs ~1 ms of parsing, the answer depends on the two inputs only.
+@functools.lru_cache(maxsize=64)
 def _read_seal(evidence: bytes, seal: bytes) -> tuple[SealInfo, bytes]:
     try:
         content_info = cms.ContentInfo.load(seal)

@@ -8,6 +8,7 @@ import dataclasses
 import datetime as dt
 import functools
 import uuid
+from email import message_from_bytes
 from email.message import Message
 from email.utils import parsedate_to_datetime
 
@@ -19,11 +20,13 @@ from lre.server.adapters.signer import SignerClient
 from lre.server.domain.letters import EvidenceEvent, LetterState, OutboxKind, OutboxState
 from lre.server.domain.window import PARIS, AcceptanceWindow, paris_midnight
 from lre.server.proofs import proof_pdf
+from lre.server.proofs.document import read
 from lre.server.services.custody import DecisionService, EvidenceRecorder
 from lre.server.services.notification import NotificationPolicy, NotificationService
 from lre.server.services.proofs import StoredProofs
 from lre.server.storage import db, models
 from lre.server.workers.outbox import NoticeSealer, OutboxDispatcher, RetryPolicy
+from lre.server.workers.outbox.compose import compose
 from tests.support.mail import Inbox, text_of
 from tests.support.metrics import metric
 from tests.support.processes import free_port
@@ -375,3 +378,37 @@ def test_a_message_whose_claim_is_half_spent_goes_back_unsent(world: World, smtp
     with Inbox(smtp_port) as inbox:
         world.drain()
     assert [m["Message-ID"] for m in inbox.messages] == [world.notifications.message_id(second.id)]
+
+
+def test_a_proof_email_composed_twice_is_the_same_bytes_and_its_parts_read_back(
+    world: World,
+) -> None:
+    """The MIME boundaries come from the outbox id (not searched for in the
+    encoded text): a resend is byte for byte the first attempt, and a MIME
+    parser finds every part whole."""
+    world.deposit()
+    world.clock.advance(seconds=2)
+    proof = next(m for m in dispatcher(world, free_port()).claim(8) if m.kind is OutboxKind.PROOF)
+
+    def flattened() -> bytes:
+        with world.stores.read() as store:
+            make = compose(world.notifications, store, proof, world.clock())
+        email = make()
+        assert email is not None
+        return email.as_bytes()
+
+    first = flattened()
+    assert flattened() == first
+    parsed = message_from_bytes(first)
+    assert parsed.get_boundary() == f"=_{proof.id.hex}_mixed"
+    parts = {
+        str(part.get_filename()): part.get_payload(decode=True)
+        for part in parsed.walk()
+        if part.get_filename()
+    }
+    assert [name.rsplit(".", 1)[1] for name in parts] == ["pdf", "json", "p7m"]
+    pdf, document, seal = parts.values()
+    assert isinstance(pdf, bytes) and pdf.startswith(b"%PDF-") and pdf.rstrip().endswith(b"%%EOF")
+    assert isinstance(document, bytes) and isinstance(seal, bytes)
+    # The seal is over the attached evidence (read raises otherwise).
+    assert read(document, seal).event is EvidenceEvent.SUBMISSION_ACCEPTANCE
