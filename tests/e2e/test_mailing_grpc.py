@@ -79,6 +79,11 @@ def _mailing(
     )
 
 
+# A company name with characters the proofs' fonts have no glyph for.
+SENDER_NAME = "Syndic Tilleuls SARL 管理"
+PRINTED_SENDER_NAME = "Syndic Tilleuls SARL [U+7BA1][U+7406]"
+
+
 def test_a_mailing_gives_each_recipient_a_letter_or_a_sealed_refusal(
     database_url: str, signer_process: SignerProcess, tmp_path: Path
 ) -> None:
@@ -92,7 +97,7 @@ def test_a_mailing_gives_each_recipient_a_letter_or_a_sealed_refusal(
             identity,
             process.enrolment_codes,
             "ms",
-            "Syndic Tilleuls SARL",
+            SENDER_NAME,
             "syndic@tilleuls.example",
         )
         _, other_token = register_company(
@@ -142,7 +147,7 @@ def test_a_mailing_gives_each_recipient_a_letter_or_a_sealed_refusal(
             document = verify_seal(evidence, signer_process, tmp_path)
             assert document["event"].endswith("SubmissionRejection")
             assert document["reasonCode"] == code
-            assert document["sender"]["name"] == "Syndic Tilleuls SARL"
+            assert document["sender"]["name"] == SENDER_NAME
             assert document["letterId"] == name.rsplit("/evidence/", 1)[0]
         # Its signed PDF proof, checked by poppler: valid, signed whole, saying why.
         lot_2 = by_reference["lot 2"].refusal.evidence.name
@@ -156,6 +161,8 @@ def test_a_mailing_gives_each_recipient_a_letter_or_a_sealed_refusal(
         assert "Total document signed" in checked.stdout, checked.stdout
         text = subprocess.run(["pdftotext", pdf, "-"], capture_output=True, text=True).stdout
         assert "consent_missing" in text, text
+        # Characters the PDF's fonts cannot draw, by code point; exact in the evidence.
+        assert PRINTED_SENDER_NAME in text, text
         # Another sender, a malformed name, and the bundle a refusal does not have.
         for fetch, expected in (
             (
@@ -326,7 +333,7 @@ def test_a_mailing_gives_each_recipient_a_letter_or_a_sealed_refusal(
             tmp_path,
         )
         assert summary["mailing"] == mailing.name
-        assert summary["sender"]["name"] == "Syndic Tilleuls SARL"
+        assert summary["sender"]["name"] == SENDER_NAME
         assert [c["sha256"] for c in summary["content"]] == [
             hashlib.sha256(CONVOCATION).hexdigest()
         ]
@@ -345,6 +352,7 @@ def test_a_mailing_gives_each_recipient_a_letter_or_a_sealed_refusal(
         text = subprocess.run(["pdftotext", sealed, "-"], capture_output=True, text=True).stdout
         for lot in ("lot 1", "lot 2", "lot 11", "consent_missing", "party_unknown"):
             assert lot in text, (lot, text)
+        assert PRINTED_SENDER_NAME in text and "Unicode code point" in " ".join(text.split())
         with pytest.raises(grpc.RpcError) as hidden:
             list(
                 custody.GetMailingReport(

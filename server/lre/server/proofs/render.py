@@ -27,12 +27,14 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import json
 import threading
 from pathlib import Path
 from typing import Any
 
 import typst
+from fontTools.ttLib import TTFont
 
 from lre.server.domain.letters import EvidenceEvent
 from lre.server.domain.window import AcceptanceWindow
@@ -92,15 +94,64 @@ def typeset(template: str, function: str, data: dict[str, Any], timestamp: dt.da
     (``ensure_ascii``), with the two characters a Typst string gives meaning
     to, the backslash and the double quote, escaped; so nothing in it (a
     party's name, a reason stated by a recipient) can end the string and be
-    read as Typst code.
+    read as Typst code. What it prints passes through ``printable`` first
+    (``code_points`` tells the template whether any character was replaced);
+    the attachments (``data["attachments"]``) go in as they are.
     """
-    literal = json.dumps(data).replace("\\", "\\\\").replace('"', '\\"')
+    printed = _printable(data)
+    printed["code_points"] = printed != data
+    literal = json.dumps(printed).replace("\\", "\\\\").replace('"', '\\"')
     source = f'#import "{template}": {function}\n#{function}(json(bytes("{literal}")))\n'
     pdf = _compiler().compile(
         input=source.encode(), pdf_standards=PDF_STANDARDS, timestamp=timestamp
     )
     assert isinstance(pdf, bytes)  # one PDF, never pages as images
     return pdf
+
+
+# The faces the templates use: regular and bold for the text, mono for
+# identifiers and digests. Typst does not reliably fall back to another
+# family's glyph, so a character counts as drawable when all three have it.
+FACES = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSansMono.ttf")
+
+
+@functools.cache
+def drawable() -> frozenset[int]:
+    """The characters every face of ``FACES`` has a glyph for."""
+    faces = []
+    for name in FACES:
+        font = TTFont(FONTS / name, lazy=True)
+        try:
+            faces.append(frozenset(font.getBestCmap()))
+        finally:
+            font.close()
+    return frozenset.intersection(*faces)
+
+
+def printable(text: str) -> str:
+    """``text`` as a proof can print it: each character none of the fonts
+    can draw (a name in Chinese, a rare symbol) as its code point, "[U+674E]",
+    for PDF/A wants every glyph embedded and Typst refuses a page that has
+    none for a character. The attached evidence keeps the exact text."""
+    fonts = drawable()
+    if all(ord(c) in fonts or c.isspace() for c in text):
+        return text
+    return "".join(c if ord(c) in fonts or c.isspace() else f"[U+{ord(c):04X}]" for c in text)
+
+
+def _printable(data: dict[str, Any]) -> dict[str, Any]:
+    """Every string of ``data`` through ``printable``, the attachments apart."""
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, str):
+            return printable(value)
+        if isinstance(value, dict):
+            return {k: walk(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        return value
+
+    return {k: v if k == "attachments" else walk(v) for k, v in data.items()}
 
 
 def _compiler() -> typst.Compiler:

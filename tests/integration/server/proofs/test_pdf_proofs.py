@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import unicodedata
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from zoneinfo import ZoneInfo
 
 import grpc
 import pytest
+import typst
 from asn1crypto import cms, pem
 from asn1crypto import x509 as asn1_x509
 from pyhanko.pdf_utils.reader import PdfFileReader
@@ -41,6 +43,7 @@ from lre.server.proofs import ProofInputError, attachment_names, proof_pdf, rend
 from lre.server.proofs.document import read
 from lre.server.proofs.events import TEXTS
 from lre.server.proofs.pades import ProofSigner
+from lre.server.proofs.render import FONTS, PDF_STANDARDS, drawable
 from lre.signer import pki
 from lre.signer.app import Signer
 from lre.signer.config import SignerSettings
@@ -725,3 +728,61 @@ def test_proofs_rendered_one_after_another_each_print_their_own_evidence(
         assert names[own] in text
         assert json.loads(evidences[own])["evidenceId"] in text
         assert not any(name in text for j, name in enumerate(names) if j != own)
+
+
+def test_characters_the_fonts_cannot_draw_are_printed_by_code_point_the_evidence_exact(
+    client: SignerClient, nss_db: str, tmp_path: Path
+) -> None:
+    """A name in Chinese, a rare symbol in a file name: PDF/A wants a glyph
+    for every character, so the page prints those by code point and says so;
+    the attached evidence keeps them, and the proof is signed as any other."""
+    evidence = json.loads(_evidence(EvidenceEvent.CONSIGNMENT_REJECTION, _seal_certificate(client)))
+    evidence["recipient"]["name"] = "李小龙 (Lee)"
+    evidence["contentDigests"][0]["filename"] = "契約 𝄞.pdf"
+    document = json.dumps(evidence, separators=(",", ":"), ensure_ascii=False).encode()
+    pdf = tmp_path / "proof.pdf"
+    pdf.write_bytes(proof_pdf(document, client.seal(document), client))
+    text = " ".join(_run("pdftotext", pdf, "-").stdout.split())
+    assert "[U+674E][U+5C0F][U+9F99] (Lee)" in text
+    assert "[U+5951][U+7D04] [U+1D11E].pdf" in text
+    assert "given by their Unicode code point" in text
+    assert "李" not in text
+    assert re.search(r"Pages:\s+1\n", _run("pdfinfo", pdf).stdout)
+    signed = _run("pdfsig", "-nssdir", nss_db, pdf).stdout
+    assert "Signature is Valid." in signed and "  - Total document signed" in signed
+    assert _run("pdfdetach", "-saveall", "-o", tmp_path, pdf).returncode == 0
+    assert (tmp_path / f"evidence-{evidence['evidenceId']}.json").read_bytes() == document
+
+
+def test_a_proof_without_such_characters_says_nothing_of_code_points(
+    proofs: dict[EvidenceEvent, Proof],
+) -> None:
+    text = " ".join(
+        _run("pdftotext", proofs[EvidenceEvent.CONSIGNMENT_REJECTION].pdf, "-").stdout.split()
+    )
+    assert "code point" not in text and "[U+" not in text
+
+
+def test_every_character_the_fonts_claim_is_drawn_in_each_face_a_proof_uses(
+    tmp_path: Path,
+) -> None:
+    """``printable`` keeps what ``drawable`` lists: Typst must then find a
+    glyph for each, in the regular, bold and monospaced text of the proof
+    (falling back from one DejaVu face to another), or a proof fails."""
+    drawn = [chr(c) for c in sorted(drawable())]
+    # Combining marks after a letter, as they come in decomposed names.
+    characters = "".join(
+        c if not unicodedata.category(c).startswith("M") else "a" + c
+        for c in drawn
+        if not unicodedata.category(c).startswith(("C", "Z"))
+    )
+    assert len(drawn) > 3000 and "é" in characters and "ж" in characters
+    literal = json.dumps(characters).replace("\\", "\\\\").replace('"', '\\"')
+    source = (
+        '#set document(title: "glyphs")\n#set text(lang: "fr", font: "DejaVu Sans")\n'
+        f'#let s = json(bytes("{literal}"))\n'
+        '#s\n\n#text(weight: "bold", s)\n\n#text(font: "DejaVu Sans Mono", s)\n'
+    )
+    compiler = typst.Compiler(root=tmp_path, font_paths=[FONTS], ignore_system_fonts=True)
+    pdf = compiler.compile(input=source.encode(), pdf_standards=PDF_STANDARDS)
+    assert isinstance(pdf, bytes) and pdf.startswith(b"%PDF-")
