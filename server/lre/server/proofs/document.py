@@ -104,7 +104,7 @@ class ProofDocument:
 def read(evidence: bytes, seal: bytes) -> ProofDocument:
     """Raises ProofInputError unless ``seal`` is a CMS seal over exactly ``evidence``
     (and, in v2, made with the certificate the evidence names)."""
-    info, certificate_sha256 = _read_seal(bytes(evidence), bytes(seal))
+    info, certificate_sha256 = _seal_of(evidence, seal)
     try:
         doc = json.loads(evidence)
         version = doc.get("format")
@@ -161,7 +161,7 @@ def read(evidence: bytes, seal: bytes) -> ProofDocument:
 
 def read_seal(evidence: bytes, seal: bytes) -> SealInfo:
     """What the seal says of itself; raises ProofInputError unless it is over ``evidence``."""
-    return _read_seal(bytes(evidence), bytes(seal))[0]
+    return _seal_of(evidence, seal)[0]
 
 
 def _party(value: dict[str, Any]) -> Party:
@@ -204,7 +204,18 @@ def _time(value: str) -> dt.datetime:
 
 # A proof's e-mail reads its seal, then the PDF's rendering reads it again;
 # reading costs ~1 ms of parsing, the answer depends on the two inputs only.
-@functools.lru_cache(maxsize=64)
+# Kept for evidences of a letter's size, not for a mailing's summary (which
+# can hold thousands of recipients, and is read once).
+_CACHED_UP_TO = 64 * 1024
+
+
+def _seal_of(evidence: bytes, seal: bytes) -> tuple[SealInfo, bytes]:
+    evidence, seal = bytes(evidence), bytes(seal)
+    if len(evidence) + len(seal) > _CACHED_UP_TO:
+        return _read_seal(evidence, seal)
+    return _read_seal_cached(evidence, seal)
+
+
 def _read_seal(evidence: bytes, seal: bytes) -> tuple[SealInfo, bytes]:
     try:
         content_info = cms.ContentInfo.load(seal)
@@ -249,6 +260,9 @@ def _read_seal(evidence: bytes, seal: bytes) -> tuple[SealInfo, bytes]:
         timestamp_accuracy=accuracy,
     )
     return info, certificate_sha256
+
+
+_read_seal_cached = functools.lru_cache(maxsize=64)(_read_seal)
 
 
 def _accuracy(value: tsp.Accuracy) -> dt.timedelta:

@@ -30,6 +30,7 @@ import datetime as dt
 import functools
 import json
 import threading
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -115,9 +116,20 @@ def typeset(template: str, function: str, data: dict[str, Any], timestamp: dt.da
 FACES = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSansMono.ttf")
 
 
+# Characters kept without a glyph: the space and line break Typst lays out
+# itself (a tab or a carriage return beside a tab it refuses: printed as a
+# space and a line break), and the joiners that shape Persian or Indic
+# names (invisible).
+_LAID_OUT = frozenset("\n \u200c\u200d")
+
+
 @functools.cache
 def drawable() -> frozenset[int]:
-    """The characters every face of ``FACES`` has a glyph for."""
+    """The characters a proof prints as they are: every face of ``FACES`` has
+    a glyph for them and PDF/A allows them (no control, format, private-use
+    or unassigned code point: a byte order mark or a private glyph in a name
+    is refused by Typst under PDF/A although the fonts map it), and
+    ``_LAID_OUT``."""
     faces = []
     for name in FACES:
         font = TTFont(FONTS / name, lazy=True)
@@ -125,18 +137,23 @@ def drawable() -> frozenset[int]:
             faces.append(frozenset(font.getBestCmap()))
         finally:
             font.close()
-    return frozenset.intersection(*faces)
+    glyphs = frozenset.intersection(*faces)
+    return frozenset(
+        c for c in glyphs if not unicodedata.category(chr(c)).startswith("C")
+    ) | frozenset(ord(c) for c in _LAID_OUT)
 
 
 def printable(text: str) -> str:
-    """``text`` as a proof can print it: each character none of the fonts
-    can draw (a name in Chinese, a rare symbol) as its code point, "[U+674E]",
-    for PDF/A wants every glyph embedded and Typst refuses a page that has
-    none for a character. The attached evidence keeps the exact text."""
-    fonts = drawable()
-    if all(ord(c) in fonts or c.isspace() for c in text):
+    """``text`` as a proof can print it: any other character than those of
+    ``drawable`` (a name in Chinese, a rare symbol, a stray byte order mark)
+    as its code point, "[U+674E]", for PDF/A wants every glyph embedded and
+    Typst refuses a page that has none for a character. The attached
+    evidence keeps the exact text."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\t", " ")
+    kept = drawable()
+    if all(ord(c) in kept for c in text):
         return text
-    return "".join(c if ord(c) in fonts or c.isspace() else f"[U+{ord(c):04X}]" for c in text)
+    return "".join(c if ord(c) in kept else f"[U+{ord(c):04X}]" for c in text)
 
 
 def _printable(data: dict[str, Any]) -> dict[str, Any]:

@@ -43,7 +43,7 @@ from lre.server.proofs import ProofInputError, attachment_names, proof_pdf, rend
 from lre.server.proofs.document import read
 from lre.server.proofs.events import TEXTS
 from lre.server.proofs.pades import ProofSigner
-from lre.server.proofs.render import FONTS, PDF_STANDARDS, drawable
+from lre.server.proofs.render import FONTS, PDF_STANDARDS, printable
 from lre.signer import pki
 from lre.signer.app import Signer
 from lre.signer.config import SignerSettings
@@ -763,20 +763,20 @@ def test_a_proof_without_such_characters_says_nothing_of_code_points(
     assert "code point" not in text and "[U+" not in text
 
 
-def test_every_character_the_fonts_claim_is_drawn_in_each_face_a_proof_uses(
+def test_every_character_a_proof_prints_as_it_is_is_drawn_in_each_face_it_uses(
     tmp_path: Path,
 ) -> None:
-    """``printable`` keeps what ``drawable`` lists: Typst must then find a
-    glyph for each, in the regular, bold and monospaced text of the proof
-    (falling back from one DejaVu face to another), or a proof fails."""
-    drawn = [chr(c) for c in sorted(drawable())]
+    """Each code point ``printable`` keeps, of all of Unicode: Typst must find a
+    glyph for it under PDF/A in the regular, bold and monospaced text of a
+    proof, or a proof fails (a byte order mark in a name did)."""
+    kept = [
+        chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF and printable(chr(c)) == chr(c)
+    ]
     # Combining marks after a letter, as they come in decomposed names.
-    characters = "".join(
-        c if not unicodedata.category(c).startswith("M") else "a" + c
-        for c in drawn
-        if not unicodedata.category(c).startswith(("C", "Z"))
-    )
-    assert len(drawn) > 3000 and "é" in characters and "ж" in characters
+    characters = "".join("a" + c if unicodedata.category(c).startswith("M") else c for c in kept)
+    assert len(kept) > 3000 and "é" in characters and "ж" in characters
+    assert printable("A\ufeffB\ue000\x1c\u1680") == "A[U+FEFF]B[U+E000][U+001C][U+1680]"
+    assert printable("motif :\t\r\nsuite\rfin") == "motif : \nsuite\nfin"
     literal = json.dumps(characters).replace("\\", "\\\\").replace('"', '\\"')
     source = (
         '#set document(title: "glyphs")\n#set text(lang: "fr", font: "DejaVu Sans")\n'
