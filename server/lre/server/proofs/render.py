@@ -110,10 +110,11 @@ def typeset(template: str, function: str, data: dict[str, Any], timestamp: dt.da
     return pdf
 
 
-# The faces the templates use: regular and bold for the text, mono for
-# identifiers and digests. Typst does not reliably fall back to another
-# family's glyph, so a character counts as drawable when all three have it.
-FACES = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSansMono.ttf")
+# The faces the templates use for text, regular and bold. Typst does not
+# reliably fall back to another font's glyph on its own, so a character
+# counts as drawable when both have it; the mono face of identifiers and
+# digests names DejaVu Sans as its fallback in the templates.
+FACES = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf")
 
 
 # Characters kept without a glyph: the space and line break Typst lays out
@@ -125,7 +126,7 @@ _LAID_OUT = frozenset("\n \u200c\u200d")
 
 @functools.cache
 def drawable() -> frozenset[int]:
-    """The characters a proof prints as they are: every face of ``FACES`` has
+    """The characters a proof prints as they are: both faces of ``FACES`` have
     a glyph for them and PDF/A allows them (no control, format, private-use
     or unassigned code point: a byte order mark or a private glyph in a name
     is refused by Typst under PDF/A although the fonts map it), and
