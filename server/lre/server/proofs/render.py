@@ -99,8 +99,8 @@ def typeset(template: str, function: str, data: dict[str, Any], timestamp: dt.da
     (``code_points`` tells the template whether any character was replaced);
     the attachments (``data["attachments"]``) go in as they are.
     """
-    printed = _printable(data)
-    printed["code_points"] = printed != data
+    printed, replaced = _printable(data)
+    printed["code_points"] = replaced
     literal = json.dumps(printed).replace("\\", "\\\\").replace('"', '\\"')
     source = f'#import "{template}": {function}\n#{function}(json(bytes("{literal}")))\n'
     pdf = _compiler().compile(
@@ -157,19 +157,25 @@ def printable(text: str) -> str:
     return "".join(c if ord(c) in kept else f"[U+{ord(c):04X}]" for c in text)
 
 
-def _printable(data: dict[str, Any]) -> dict[str, Any]:
-    """Every string of ``data`` through ``printable``, the attachments apart."""
+def _printable(data: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """Every string of ``data`` through ``printable``, the attachments apart,
+    and whether any came out changed."""
+    replaced = False
 
     def walk(value: Any) -> Any:
+        nonlocal replaced
         if isinstance(value, str):
-            return printable(value)
+            shown = printable(value)
+            replaced = replaced or shown != value
+            return shown
         if isinstance(value, dict):
             return {k: walk(v) for k, v in value.items()}
         if isinstance(value, list):
             return [walk(v) for v in value]
         return value
 
-    return {k: v if k == "attachments" else walk(v) for k, v in data.items()}
+    printed = {k: v if k == "attachments" else walk(v) for k, v in data.items()}
+    return printed, replaced
 
 
 def _compiler() -> typst.Compiler:
