@@ -13,7 +13,9 @@ GetEvidenceProof or bundle answer) has its PDF without waiting for the write
 of some 60 KB and its commit, and a write that fails costs a new rendering on
 the next use, never the caller's request. No caller holds a transaction while
 it asks (the outbox composes its e-mails after its read has ended). Until it
-is stored, this process serves it from memory.
+is stored, this process serves it from memory, and for a little while after
+(the last ``KEPT``): a caller that read the evidence just before the write
+committed is served the stored bytes too, not a second rendering.
 Two processes that need the same new proof at the same instant may each make
 one (both valid); the first stored is the one served afterwards.
 """
@@ -25,6 +27,7 @@ import logging
 import queue
 import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 
 from prometheus_client import Counter
@@ -38,6 +41,9 @@ logger = logging.getLogger(__name__)
 MADE = Counter("lre_proof_pdfs_made", "PDF proofs rendered and signed (then stored).")
 # Pending writes beyond this are dropped (the PDF is made again on its next use).
 MAX_PENDING = 1000
+# Proofs this process stored, kept in memory for callers whose read came
+# just before the write (a few hundred KB).
+KEPT = 8
 
 
 class StoredProofs:
@@ -48,6 +54,7 @@ class StoredProofs:
         self._render = render
         self._clock = clock
         self._pending: dict[uuid.UUID, bytes] = {}
+        self._stored: OrderedDict[uuid.UUID, bytes] = OrderedDict()
         self._queue: queue.Queue[uuid.UUID] = queue.Queue()
         self._lock = threading.Lock()
         self._writer: threading.Thread | None = None
@@ -59,7 +66,7 @@ class StoredProofs:
         if evidence.proof_pdf is not None:
             return evidence.proof_pdf
         with self._lock:
-            pending = self._pending.get(evidence.id)
+            pending = self._pending.get(evidence.id) or self._stored.get(evidence.id)
         if pending is not None:
             return pending
         pdf = self._render(evidence.document, evidence.seal)
@@ -100,7 +107,12 @@ class StoredProofs:
         try:
             with self._stores.begin() as store:
                 # Made by another process meanwhile: that one is served from now on.
-                if not store.evidence.has_proof(evidence_id):
-                    store.evidence.add_proof(evidence_id, pdf, self._clock())
+                if store.evidence.has_proof(evidence_id):
+                    return
+                store.evidence.add_proof(evidence_id, pdf, self._clock())
         except WriteConflict:
-            pass  # stored by another process between the check and the insert
+            return  # stored by another process between the check and the insert
+        with self._lock:
+            self._stored[evidence_id] = pdf
+            while len(self._stored) > KEPT:
+                self._stored.popitem(last=False)

@@ -73,6 +73,23 @@ def test_a_proof_is_made_once_then_served_as_stored(world: World) -> None:
     assert (len(calls), len(other_calls)) == (1, 0)
 
 
+def test_a_caller_that_read_before_the_write_committed_gets_the_stored_bytes(
+    world: World,
+) -> None:
+    """A resend composed while the first attempt's PDF was being written
+    read the evidence without it: it is served the stored bytes, not a
+    second rendering (which would be signed anew, other bytes)."""
+    evidence = _deposit_evidence(world)  # read before any proof is stored
+    calls, render = _counting(lambda d, s: proof_pdf(d, s, world.signer))
+    proofs = StoredProofs(world.stores, render, world.clock)
+    first = proofs.pdf(evidence)
+    proofs.flush()
+    assert _stored(world, evidence) == [first]
+    assert evidence.proof_pdf is None  # the read from before the write
+    assert proofs.pdf(evidence) == first
+    assert len(calls) == 1
+
+
 def test_made_inside_a_transaction_it_is_stored_once_that_ends(world: World) -> None:
     """The outbox composes proof e-mails inside a transaction: on SQLite that
     holds the write lock, and a write in the same thread would wait for itself."""
