@@ -36,7 +36,7 @@ from lre.server.config import ServerSettings
 from lre.server.health import DependencyHealth
 from lre.server.services.journal import SecurityJournal
 from lre.server.storage import db, models
-from lre.server.workers import Worker, repeat
+from lre.server.workers import Scheduled, repeat
 
 logger = logging.getLogger("lre.server")
 
@@ -82,17 +82,17 @@ def journal_start(
 class WorkerThreads:
     """The workers, each on its own thread repeating its step."""
 
-    workers: list[tuple[Worker, float]]
+    workers: list[Scheduled]
     # Whether the schema is there (workers wait for it).
     ready: Callable[[], bool]
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
     def start(self) -> None:
-        for worker, interval in self.workers:
+        for worker, interval, doorbell in self.workers:
             thread = threading.Thread(
                 target=repeat,
-                args=(self._stop, interval, worker.step, worker.name, self.ready),
+                args=(self._stop, interval, worker.step, worker.name, self.ready, doorbell),
                 name=worker.name,
                 daemon=True,
             )
@@ -101,6 +101,9 @@ class WorkerThreads:
 
     def stop(self) -> None:
         self._stop.set()
+        for _, _, doorbell in self.workers:
+            if doorbell is not None:
+                doorbell.open()
         for thread in self._threads:
             thread.join(timeout=30)
 

@@ -13,6 +13,7 @@ from cryptography import x509
 from sqlalchemy import Engine
 
 from lre.runtime.config import ConfigError, read_secret
+from lre.runtime.doorbell import Doorbell
 from lre.runtime.inflight import give_way
 from lre.runtime.serving import ServiceBinding
 from lre.server.adapters import trusted_lists
@@ -57,12 +58,13 @@ from lre.server.services.proofs import StoredProofs
 from lre.server.services.webhooks import WebhookPolicy, WebhookService
 from lre.server.storage import db
 from lre.server.storage.store import Stores
-from lre.server.workers import Worker
+from lre.server.workers import Scheduled
 from lre.server.workers.archive_timestamps import ArchiveTimestamps
 from lre.server.workers.census import Census
 from lre.server.workers.content_objects import ContentObjects
 from lre.server.workers.expiry import ExpirySweep
 from lre.server.workers.outbox import NoticeSealer, OutboxDispatcher, RetryPolicy
+from lre.server.workers.outbox.notices import NOTICE_GRACE
 from lre.server.workers.personal_data import PersonalDataEraser
 from lre.server.workers.retention import RetentionPurge
 from lre.server.workers.sequencer import Sequencer
@@ -295,10 +297,9 @@ def retention_schedule(settings: ServerSettings) -> RetentionSchedule:
         raise ConfigError(f"LRE_SERVER_PARTY_RETENTION_DAYS and related: {exc}") from None
 
 
-def build_workers(
-    settings: ServerSettings, engine: Engine, services: Services
-) -> list[tuple[Worker, float]]:
-    """Each worker and the seconds it waits once it has nothing left to do."""
+def build_workers(settings: ServerSettings, engine: Engine, services: Services) -> list[Scheduled]:
+    """Each worker, the seconds it waits once it has nothing left to do, and
+    what wakes it before."""
     stores = Stores(db.sessions(engine))
     smtp_password = read_secret(settings.smtp_password_file, "LRE_SERVER_SMTP_PASSWORD")
     # One transport for every lane: it keeps a connection per thread.
@@ -322,29 +323,38 @@ def build_workers(
     ]
     content = services.content
     housekeeping = (
-        [(ContentObjects(content), settings.content_objects_interval_s)]
+        [Scheduled(ContentObjects(content), settings.content_objects_interval_s)]
         if isinstance(content, ObjectContent)
         else []
     )
+    # The webhooks' lanes deliver what the sequencer indexed: it wakes them
+    # (one, which wakes another if it found work); each looks on its own once
+    # a webhook's idle time, for retries and entries indexed by other
+    # processes, rather than a transaction every sequencer interval.
+    sequenced = Doorbell()
+    webhook_interval_s = max(settings.sequencer_interval_s, WebhookPolicy.idle.total_seconds())
+    # The dispatcher seals each notice as it leaves; the notice sealer only
+    # finds those left while the signer was down, NOTICE_GRACE after they left.
+    notices_interval_s = max(settings.outbox_interval_s, NOTICE_GRACE.total_seconds() / 5)
     return [
         *housekeeping,
-        (Census(stores), settings.census_interval_s),
-        (Sequencer(services.events), settings.sequencer_interval_s),
+        Scheduled(Census(stores), settings.census_interval_s),
+        Scheduled(Sequencer(services.events, sequenced), settings.sequencer_interval_s),
         *(
-            (WebhookDelivery(services.webhooks), settings.sequencer_interval_s)
+            Scheduled(WebhookDelivery(services.webhooks), webhook_interval_s, sequenced)
             for _ in range(max(1, settings.webhook_lanes))
         ),
-        (TreeHeadSealer(services.events), settings.tree_head_interval_s),
-        (SignerWatcher(services.signer_watch), settings.health_check_interval_s),
-        *((dispatcher, settings.outbox_interval_s) for dispatcher in dispatchers),
-        (NoticeSealer(stores, services.decisions, utcnow), settings.outbox_interval_s),
-        (ExpirySweep(stores, services.evidence, utcnow), settings.expiry_interval_s),
-        (
+        Scheduled(TreeHeadSealer(services.events), settings.tree_head_interval_s),
+        Scheduled(SignerWatcher(services.signer_watch), settings.health_check_interval_s),
+        *(Scheduled(dispatcher, settings.outbox_interval_s) for dispatcher in dispatchers),
+        Scheduled(NoticeSealer(stores, services.decisions, utcnow), notices_interval_s),
+        Scheduled(ExpirySweep(stores, services.evidence, utcnow), settings.expiry_interval_s),
+        Scheduled(
             RetentionPurge(stores, dt.timedelta(days=settings.content_retention_days), utcnow),
             settings.retention_interval_s,
         ),
-        (PersonalDataEraser(services.erasure), settings.retention_interval_s),
-        (ArchiveTimestamps(services.archive), settings.archive_interval_s),
+        Scheduled(PersonalDataEraser(services.erasure), settings.retention_interval_s),
+        Scheduled(ArchiveTimestamps(services.archive), settings.archive_interval_s),
     ]
 
 

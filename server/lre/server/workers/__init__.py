@@ -6,7 +6,9 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Protocol
+from typing import NamedTuple, Protocol
+
+from lre.runtime.doorbell import Doorbell
 
 logger = logging.getLogger("lre.workers")
 
@@ -20,17 +22,30 @@ class Worker(Protocol):
         ...
 
 
+class Scheduled(NamedTuple):
+    worker: Worker
+    # How long it waits once it has nothing left to do.
+    interval_s: float
+    # Rung where the work it carries is made (lre.runtime.doorbell): it looks
+    # at once then, and its interval only catches work made elsewhere.
+    doorbell: Doorbell | None = None
+
+
 def repeat(
     stop: threading.Event,
     interval_s: float,
     step: Callable[[], bool],
     name: str,
     ready: Callable[[], bool] = lambda: True,
+    doorbell: Doorbell | None = None,
 ) -> None:
-    """Calls ``step`` while it reports work done, then waits ``interval_s``;
-    until ``stop`` is set. A failing step is logged and retried next round.
-    Nothing runs before ``ready()`` (the schema is there): a worker over a
-    database not yet migrated would only fail, every round."""
+    """Calls ``step`` while it reports work done, then waits ``interval_s``
+    (or, given a ``doorbell``, until it rings); until ``stop`` is set. A
+    failing step is logged and retried next round. Nothing runs before
+    ``ready()`` (the schema is there): a worker over a database not yet
+    migrated would only fail, every round. Workers sharing a doorbell are
+    lanes of one kind: one that finds work rings it, so that another looks
+    too (there may be more than one lane can carry)."""
     while not stop.is_set():
         try:
             if not ready():
@@ -40,8 +55,14 @@ def repeat(
             stop.wait(min(interval_s, 1.0))
             continue
         try:
+            worked = False
             while not stop.is_set() and step():
-                pass
+                if doorbell is not None and not worked:
+                    doorbell.ring()
+                worked = True
         except Exception:
             logger.exception("worker step failed", extra={"worker": name})
-        stop.wait(interval_s)
+        if doorbell is None:
+            stop.wait(interval_s)
+        else:
+            doorbell.wait(interval_s)
