@@ -8,7 +8,6 @@ import contextlib
 import datetime as dt
 import logging
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -23,7 +22,7 @@ from lre.server.domain.window import PARIS, paris_midnight
 from lre.server.services.custody.decisions import DecisionService
 from lre.server.services.notification import NotificationService
 from lre.server.storage.outbox import URGENT
-from lre.server.storage.store import Stores
+from lre.server.storage.store import Store, Stores
 from lre.server.workers.outbox.compose import compose
 from lre.server.workers.outbox.notices import NOTICE_GRACE, seal_notice
 
@@ -232,7 +231,9 @@ class OutboxDispatcher:
             self._put_back(message, self._signer_down_until)
             return None
         try:
-            with self._stores.read() as store:
+            # Rows that no longer change (the letter, its parties, its
+            # evidence): read without a transaction's round trips.
+            with self._stores.peek() as store:
                 make = compose(self._notifications, store, message, now)
             email = make()
         except LookupError as exc:
@@ -332,8 +333,9 @@ class OutboxDispatcher:
         if message.kind is OutboxKind.EMAIL_CODE:
             # Sent: the encrypted code has no more reason to be kept.
             payload = {k: v for k, v in payload.items() if k != "code"}
-        with self._stores.begin() as store:
-            recorded = store.outbox.settle(
+
+        def settle(store: Store) -> bool:
+            return store.outbox.settle(
                 message,
                 state=OutboxState.SENT,
                 sent_time=handed_at,
@@ -342,6 +344,22 @@ class OutboxDispatcher:
                 # For a notice: when the sealer looks at it if sealing below fails.
                 next_attempt_time=handed_at + NOTICE_GRACE,
             )
+
+        notice = message.kind is OutboxKind.LETTER_WAITING and message.letter_id is not None
+        composed_day = sent.composed_at.astimezone(PARIS).date()
+        if notice and handed_at.astimezone(PARIS).date() != composed_day:
+            # The hand-off outlasted the quiet period: the notice printed a
+            # last day one before the recorded window's (the recipient has a
+            # day more than told, never less).
+            logger.error(
+                "notice handed off after Paris midnight", extra={"outbox_id": str(message.id)}
+            )
+        recorded = None
+        if notice and not self._signer_down(self._clock()):
+            recorded = self._settle_and_seal(message, handed_at, settle)
+        if recorded is None:  # not a notice, or its sealing waits for the NoticeSealer
+            with self._stores.begin() as store:
+                recorded = settle(store)
         if not recorded:
             logger.warning("outbox claim lost", extra={"outbox_id": str(message.id)})
             return
@@ -349,33 +367,33 @@ class OutboxDispatcher:
         logger.info(
             "notification sent", extra={"outbox_id": str(message.id), "kind": message.kind.value}
         )
-        if message.kind is OutboxKind.LETTER_WAITING and message.letter_id is not None:
-            if handed_at.astimezone(PARIS).date() != sent.composed_at.astimezone(PARIS).date():
-                # The hand-off outlasted the quiet period: the notice printed a
-                # last day one before the recorded window's (the recipient has a
-                # day more than told, never less).
-                logger.error(
-                    "notice handed off after Paris midnight", extra={"outbox_id": str(message.id)}
-                )
-            self._seal_notice(message.letter_id, handed_at, message.id)
 
-    def _seal_notice(
-        self, letter_id: uuid.UUID, handed_at: dt.datetime, outbox_id: uuid.UUID
-    ) -> None:
-        if self._signer_down(self._clock()):
-            return  # the NoticeSealer's, after NOTICE_GRACE
+    def _settle_and_seal(
+        self, message: MessageRecord, handed_at: dt.datetime, settle: Callable[[Store], bool]
+    ) -> bool | None:
+        """A notice's hand-off and its NotificationForAcceptance in one
+        transaction: whether the claim held; None when the sealing failed
+        (nothing written: the caller records the hand-off alone, and the
+        NoticeSealer seals it after NOTICE_GRACE, never a resend). A database
+        error is raised, as for the hand-off alone."""
+        assert message.letter_id is not None
         try:
             with self._stores.begin() as store:
-                seal_notice(self._decisions, store, letter_id, handed_at)
+                recorded = settle(store)
+                if recorded:
+                    seal_notice(self._decisions, store, message.letter_id, handed_at)
+            return recorded
+        except DBAPIError:
+            raise
         except Exception as exc:
             if isinstance(exc, DependencyUnavailable):
                 self._signer_down_until = self._clock() + SIGNER_PAUSE
-            # Sent and recorded as sent: the NoticeSealer seals it when it can,
-            # never a resend. Usually the signer is down (DependencyUnavailable).
+            # Usually the signer is down (DependencyUnavailable).
             logger.warning(
                 "notice sealing deferred",
-                extra={"outbox_id": str(outbox_id), "error": type(exc).__name__},
+                extra={"outbox_id": str(message.id), "error": type(exc).__name__},
             )
+            return None
 
     def measure_backlog(self) -> None:
         """Messages due and not sent (a reminder waiting for its day is not late)."""
