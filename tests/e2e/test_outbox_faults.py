@@ -34,6 +34,8 @@ from sqlalchemy.engine import make_url
 
 from lre.server.domain.letters import EvidenceEvent, LetterState, OutboxKind, OutboxState
 from lre.server.storage import models
+from lre.server.workers.outbox.dispatcher import SIGNER_PAUSE
+from lre.server.workers.outbox.notices import NOTICE_GRACE
 from lre.signer.devsetup import DevPaths
 from lre.v1 import custody_pb2_grpc, identity_pb2_grpc
 from tests.support.clients import deposit_letter, register_company
@@ -302,7 +304,9 @@ def test_signer_stopped_each_notice_goes_once_and_is_sealed_later_at_its_hand_of
     address = f"127.0.0.1:{grpc_port}"
     env = signer_env(dev_var, grpc_port, http_port)
     signer = SignerProcess(address, f"http://127.0.0.1:{http_port}", dev_var, tmp_path / "s.log")
-    outage_s = 20.0  # the outage
+    # Longer than SIGNER_PAUSE: the dispatchers meet the stopped signer again
+    # after their pause, and the notice sealer's first look (NOTICE_GRACE) fails.
+    outage_s = max(SIGNER_PAUSE, NOTICE_GRACE).total_seconds() + 2
     with contextlib.ExitStack() as stack:
         first = stack.enter_context(
             running([str(BIN / "lre-signer"), "serve"], env, tmp_path / "signer-0.log")
