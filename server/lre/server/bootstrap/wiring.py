@@ -13,7 +13,6 @@ from cryptography import x509
 from sqlalchemy import Engine
 
 from lre.runtime.config import ConfigError, read_secret
-from lre.runtime.doorbell import Doorbell
 from lre.runtime.inflight import give_way
 from lre.runtime.serving import ServiceBinding
 from lre.server.adapters import trusted_lists
@@ -58,7 +57,7 @@ from lre.server.services.proofs import StoredProofs
 from lre.server.services.webhooks import WebhookPolicy, WebhookService
 from lre.server.storage import db
 from lre.server.storage.store import Stores
-from lre.server.workers import Scheduled
+from lre.server.workers import Doorbell, Scheduled
 from lre.server.workers.archive_timestamps import ArchiveTimestamps
 from lre.server.workers.census import Census
 from lre.server.workers.content_objects import ContentObjects

@@ -8,8 +8,6 @@ import threading
 from collections.abc import Callable
 from typing import NamedTuple, Protocol
 
-from lre.runtime.doorbell import Doorbell
-
 logger = logging.getLogger("lre.workers")
 
 
@@ -22,11 +20,51 @@ class Worker(Protocol):
         ...
 
 
+class Doorbell:
+    """How work made in this process wakes the workers that carry it on,
+    rather than their looking for it every fraction of a second, a
+    transaction per look whether there is work or not.
+
+    The code that made the work (the sequencer, once it indexed entries the
+    webhooks deliver) rings, and one waiting worker looks at once; the
+    workers still look every interval for work made elsewhere (another
+    process, a retry coming due). A ring while every worker is busy is kept
+    until one waits again, so none is lost. Not for the outbox: under load
+    its lanes find a batch at each look, and a look per deposit would claim
+    one message at a time."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._rung = False
+        self._open = False
+
+    def ring(self) -> None:
+        """Wakes one waiting worker (or the next to wait)."""
+        with self._condition:
+            self._rung = True
+            self._condition.notify()
+
+    def wait(self, timeout_s: float) -> bool:
+        """Returns when rung (True) or after ``timeout_s`` (False)."""
+        with self._condition:
+            if not (self._rung or self._open):
+                self._condition.wait(timeout_s)
+            rung, self._rung = self._rung or self._open, False
+            return rung
+
+    def open(self) -> None:
+        """Wakes every worker, waiting or to wait, from now on: at shutdown,
+        so that none sleeps its interval out."""
+        with self._condition:
+            self._open = True
+            self._condition.notify_all()
+
+
 class Scheduled(NamedTuple):
     worker: Worker
     # How long it waits once it has nothing left to do.
     interval_s: float
-    # Rung where the work it carries is made (lre.runtime.doorbell): it looks
+    # Rung where the work it carries is made (Doorbell): it looks
     # at once then, and its interval only catches work made elsewhere.
     doorbell: Doorbell | None = None
 

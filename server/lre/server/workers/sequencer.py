@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from lre.runtime.doorbell import Doorbell
 from lre.server.services.events import EventLog
+from lre.server.workers import Doorbell
 
 
 class Sequencer:

@@ -7,8 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from lre.runtime.doorbell import Doorbell
-from lre.server.workers import repeat
+from lre.server.workers import Doorbell, repeat
 
 
 class Steps:

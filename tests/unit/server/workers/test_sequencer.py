@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import cast
 
-from lre.runtime.doorbell import Doorbell
 from lre.server.services.events import EventLog
+from lre.server.workers import Doorbell
 from lre.server.workers.sequencer import Sequencer
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
-from lre.runtime.doorbell import Doorbell
+from lre.server.workers import Doorbell
 
 
 def test_a_ring_wakes_a_waiting_worker_before_its_timeout() -> None:
@@ -37,13 +38,13 @@ def test_a_ring_while_no_one_waits_is_kept_for_the_next_wait_once() -> None:
     assert time.monotonic() - started >= 0.04
 
 
-def test_one_ring_wakes_one_of_several_waiting_workers() -> None:
-    bell = Doorbell()
+def _three_waiting(bell: Doorbell, timeout_s: float, then: Callable[[], None]) -> list[bool]:
+    """What three workers waiting on ``bell`` return once ``then`` ran."""
     results: list[bool] = []
     lock = threading.Lock()
 
     def wait() -> None:
-        rung = bell.wait(1.0)
+        rung = bell.wait(timeout_s)
         with lock:
             results.append(rung)
 
@@ -51,23 +52,20 @@ def test_one_ring_wakes_one_of_several_waiting_workers() -> None:
     for worker in workers:
         worker.start()
     time.sleep(0.1)
-    bell.ring()
+    then()
     for worker in workers:
         worker.join(timeout=5)
-    assert sorted(results) == [False, False, True]
+    return results
+
+
+def test_one_ring_wakes_one_of_several_waiting_workers() -> None:
+    bell = Doorbell()
+    assert sorted(_three_waiting(bell, 1.0, bell.ring)) == [False, False, True]
 
 
 def test_opened_it_wakes_every_worker_now_and_later() -> None:
     bell = Doorbell()
-    results: list[bool] = []
-    workers = [threading.Thread(target=lambda: results.append(bell.wait(30.0))) for _ in range(3)]
-    for worker in workers:
-        worker.start()
-    time.sleep(0.1)
-    bell.open()
-    for worker in workers:
-        worker.join(timeout=5)
-    assert results == [True, True, True]
+    assert _three_waiting(bell, 30.0, bell.open) == [True, True, True]
     started = time.monotonic()
     assert bell.wait(30.0) is True
     assert time.monotonic() - started < 1
