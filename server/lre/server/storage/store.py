@@ -29,6 +29,7 @@ from lre.server.storage.webhooks import WebhookRepository
 
 class Store:
     def __init__(self, db: Db) -> None:
+        self._db = db
         # Custody.
         self.letters = LetterRepository(db)
         self.content = ContentRepository(db)
@@ -49,6 +50,13 @@ class Store:
         self.personal_data = PersonalDataRepository(db)
         # What is encrypted under keys that rotate.
         self.keys = KeyRepository(db)
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """What the block writes is undone alone if it raises (the exception
+        goes on); the transaction around it goes on too."""
+        with self._db.begin_nested():
+            yield
 
 
 class Stores:

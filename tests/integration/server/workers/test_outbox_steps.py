@@ -11,9 +11,10 @@ import uuid
 from email import message_from_bytes
 from email.message import Message
 from email.utils import parsedate_to_datetime
+from typing import cast
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from lre.server.adapters.mail import SmtpTransport
 from lre.server.adapters.signer import SignerClient
@@ -25,6 +26,7 @@ from lre.server.services.custody import DecisionService, EvidenceRecorder
 from lre.server.services.notification import NotificationPolicy, NotificationService
 from lre.server.services.proofs import StoredProofs
 from lre.server.storage import db, models
+from lre.server.storage.store import Store
 from lre.server.workers.outbox import NoticeSealer, OutboxDispatcher, RetryPolicy
 from lre.server.workers.outbox.compose import compose
 from tests.support.mail import Inbox, text_of
@@ -189,6 +191,56 @@ def test_signer_down_each_notice_goes_once_and_is_sealed_later_dated_at_the_hand
         if r.sent_time is not None
         for d in world.policy.reminder_days
     )
+
+
+class _SealRefusedByTheDatabase:
+    """The world's decisions, but recording a notification writes its evidence
+    and then has a statement refused by the database (the connection stays)."""
+
+    def __init__(self, decisions: DecisionService) -> None:
+        self._decisions = decisions
+
+    def record_notification(self, store: Store, letter_id: uuid.UUID, at: dt.datetime) -> object:
+        self._decisions.record_notification(store, letter_id, at)
+        store.letters._db.execute(text("SELECT * FROM no_such_table"))
+        raise AssertionError("the statement above fails")
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._decisions, name)
+
+
+def test_a_seal_the_database_refuses_leaves_the_hand_off_recorded_and_sealed_later(
+    world: World, smtp_port: int
+) -> None:
+    """Only the sealing is undone (its evidence too): the notice is SENT once,
+    never claimed again, and the notice sealer seals it dated at its hand-off."""
+    letter = world.deposit()
+    world.clock.advance(seconds=2)
+    refusing = cast(DecisionService, _SealRefusedByTheDatabase(world.decisions))
+    with Inbox(smtp_port) as inbox:
+        assert dispatcher(world, smtp_port, decisions=refusing).dispatch(8) == 2
+    handed_at = world.clock.now
+    (row,) = [r for r in rows(world, OutboxKind.LETTER_WAITING) if r.letter_id == letter.id]
+    assert (row.state, row.attempts, row.resends, row.sent_time) == (
+        OutboxState.SENT,
+        1,
+        0,
+        handed_at,
+    )
+    assert world.letter(letter.id).state is LetterState.DEPOSITED
+    with world.stores.read() as store:
+        events = {e.event for e in store.evidence.of_letter(letter.id)}
+    assert EvidenceEvent.NOTIFICATION_FOR_ACCEPTANCE not in events
+    # Past the lease, nothing is claimed again; past the grace, the sealer seals it.
+    world.clock.advance(minutes=6)
+    with Inbox(smtp_port) as inbox:
+        assert dispatcher(world, smtp_port).dispatch(8) == 0
+    assert [m["To"] for m in inbox.messages] == []
+    NoticeSealer(world.stores, world.decisions, world.clock).step()
+    notified = world.letter(letter.id)
+    assert notified.state is LetterState.NOTIFIED
+    assert notified.notification_time == handed_at
+    assert evidence_time(world, letter.id, EvidenceEvent.NOTIFICATION_FOR_ACCEPTANCE) == handed_at
 
 
 def test_a_notice_is_sealed_late_within_the_bound_only(

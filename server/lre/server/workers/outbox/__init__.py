@@ -1,7 +1,8 @@
 """The outbox dispatcher: sends what state changes wrote to the outbox.
 
 Three steps, each its own short transaction, none held while the mail server
-is talked to (on SQLite a transaction holds the one write lock):
+is talked to (on SQLite a transaction holds the one write lock; the record
+of a notice holds its letter while the signer seals its evidence):
 
 1. **Claim.** Due messages become SENDING with their attempt counted and a
    lease (``claimed_until``), committed; rows another dispatcher holds are
@@ -9,10 +10,12 @@ is talked to (on SQLite a transaction holds the one write lock):
 2. **Send**, with the Message-ID of the outbox row (the same on every attempt).
 3. **Record**, with the instant the hand-off *returned*: SENT and its
    ``sent_time``. For a recipient's notice that instant is the notification
-   (R53-3 I): NotificationForAcceptance is sealed dated then, and the 15-day
-   window opens from its Paris day. If the signer is down, the message stays
-   SENT (never sent again) and ``NoticeSealer`` (``notices``) seals the notice
-   later, dated at the hand-off (docs/evidence.md, "Time", bounds how much later).
+   (R53-3 I): NotificationForAcceptance is sealed dated then, in the same
+   transaction, and the 15-day window opens from its Paris day. If the
+   sealing fails (the signer down), only it is undone (a savepoint): the
+   message stays SENT (never sent again) and ``NoticeSealer`` (``notices``)
+   seals the notice later, dated at the hand-off (docs/evidence.md, "Time",
+   bounds how much later).
 
 A temporary failure puts the message back with its own backoff; a permanent
 one, or too many attempts, fails it (and a notice's failure is an evidence).

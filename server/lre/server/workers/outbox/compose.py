@@ -17,9 +17,10 @@ from lre.server.storage.store import Store
 def compose(
     notifications: NotificationService, store: Store, message: MessageRecord, now: dt.datetime
 ) -> Callable[[], Message | None]:
-    """What the e-mail for an outbox row needs, read in ``store``'s
-    transaction; the e-mail itself (None when no longer needed) is made by
-    the returned call, after it: a proof's PDF is rendered and signed then,
+    """What the e-mail for an outbox row needs, read through ``store``
+    (each read sees what is committed, as in a transaction at PostgreSQL's
+    READ COMMITTED); the e-mail itself (None when no longer needed) is made
+    by the returned call, after it: a proof's PDF is rendered and signed then,
     with no transaction open (on SQLite, a read holds the write lock)."""
     if message.kind is OutboxKind.EMAIL_CODE:
         party_id = uuid.UUID(message.payload["party"])

@@ -8,6 +8,7 @@ import contextlib
 import datetime as dt
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -231,8 +232,8 @@ class OutboxDispatcher:
             self._put_back(message, self._signer_down_until)
             return None
         try:
-            # Rows that no longer change (the letter, its parties, its
-            # evidence): read without a transaction's round trips.
+            # Reads that need no snapshot (compose): without a transaction's
+            # round trips.
             with self._stores.peek() as store:
                 make = compose(self._notifications, store, message, now)
             email = make()
@@ -354,12 +355,11 @@ class OutboxDispatcher:
             logger.error(
                 "notice handed off after Paris midnight", extra={"outbox_id": str(message.id)}
             )
-        recorded = None
-        if notice and not self._signer_down(self._clock()):
-            recorded = self._settle_and_seal(message, handed_at, settle)
-        if recorded is None:  # not a notice, or its sealing waits for the NoticeSealer
-            with self._stores.begin() as store:
-                recorded = settle(store)
+        with self._stores.begin() as store:
+            recorded = settle(store)
+            if recorded and notice and not self._signer_down(self._clock()):
+                assert message.letter_id is not None
+                self._seal_notice(store, message.id, message.letter_id, handed_at)
         if not recorded:
             logger.warning("outbox claim lost", extra={"outbox_id": str(message.id)})
             return
@@ -368,32 +368,28 @@ class OutboxDispatcher:
             "notification sent", extra={"outbox_id": str(message.id), "kind": message.kind.value}
         )
 
-    def _settle_and_seal(
-        self, message: MessageRecord, handed_at: dt.datetime, settle: Callable[[Store], bool]
-    ) -> bool | None:
-        """A notice's hand-off and its NotificationForAcceptance in one
-        transaction: whether the claim held; None when the sealing failed
-        (nothing written: the caller records the hand-off alone, and the
-        NoticeSealer seals it after NOTICE_GRACE, never a resend). A database
-        error is raised, as for the hand-off alone."""
-        assert message.letter_id is not None
+    def _seal_notice(
+        self, store: Store, outbox_id: uuid.UUID, letter_id: uuid.UUID, handed_at: dt.datetime
+    ) -> None:
+        """The notice's NotificationForAcceptance, in the transaction that
+        records its hand-off, under a savepoint: if sealing fails (the signer
+        down, a statement of its own refused), only the sealing is undone, the
+        hand-off is recorded all the same and the NoticeSealer seals it after
+        NOTICE_GRACE; never a resend. Only a lost connection is raised, as
+        for the hand-off alone (``_record`` retries it)."""
         try:
-            with self._stores.begin() as store:
-                recorded = settle(store)
-                if recorded:
-                    seal_notice(self._decisions, store, message.letter_id, handed_at)
-            return recorded
-        except DBAPIError:
-            raise
+            with store.savepoint():
+                seal_notice(self._decisions, store, letter_id, handed_at)
         except Exception as exc:
+            if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+                raise
             if isinstance(exc, DependencyUnavailable):
                 self._signer_down_until = self._clock() + SIGNER_PAUSE
             # Usually the signer is down (DependencyUnavailable).
             logger.warning(
                 "notice sealing deferred",
-                extra={"outbox_id": str(message.id), "error": type(exc).__name__},
+                extra={"outbox_id": str(outbox_id), "error": type(exc).__name__},
             )
-            return None
 
     def measure_backlog(self) -> None:
         """Messages due and not sent (a reminder waiting for its day is not late)."""

@@ -2,10 +2,11 @@
 signer was down.
 
 The dispatcher (``dispatcher``) seals a notice's
-NotificationForAcceptance as soon as its hand-off is recorded; when the signer
-is down it leaves the notice SENT with the instant of its hand-off, and this
-worker seals it later, dated then (docs/evidence.md, "Time", bounds how much
-later). Nothing is ever sent again here."""
+NotificationForAcceptance in the transaction that records its hand-off; when
+the sealing fails (the signer down) it leaves the notice SENT with the
+instant of its hand-off, and this worker seals it later, dated then
+(docs/evidence.md, "Time", bounds how much later). Nothing is ever sent
+again here."""
 
 from __future__ import annotations
 
