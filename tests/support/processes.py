@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -16,7 +17,35 @@ from pathlib import Path
 BIN = Path(sys.executable).parent
 
 
+# Ports handed out below the kernel's range for outgoing connections: a
+# port the kernel picked (bind to 0) and released is also the next local
+# port of any client's connection (to PostgreSQL, a signer, an SMTP server)
+# from the tests running beside, which may take it before the process
+# under test binds it ("the port is in use by another program").
+_SPAN = 12_000
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
+
+
 def free_port() -> int:
+    """A port nothing listens on now, outside the ephemeral range, drawn
+    from the system's randomness (the tests' random module may be seeded
+    alike in every worker)."""
+    high = _ephemeral_low()
+    low = max(1_024, high - _SPAN)
+    for _ in range(200):
+        port = low + secrets.randbelow(high - low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
