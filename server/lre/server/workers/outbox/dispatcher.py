@@ -335,8 +335,10 @@ class OutboxDispatcher:
             # Sent: the encrypted code has no more reason to be kept.
             payload = {k: v for k, v in payload.items() if k != "code"}
 
-        def settle(store: Store) -> bool:
-            return store.outbox.settle(
+        # A recipient's notice: its evidence is sealed with the record.
+        notified = message.letter_id if message.kind is OutboxKind.LETTER_WAITING else None
+        with self._stores.begin() as store:
+            recorded = store.outbox.settle(
                 message,
                 state=OutboxState.SENT,
                 sent_time=handed_at,
@@ -345,21 +347,8 @@ class OutboxDispatcher:
                 # For a notice: when the sealer looks at it if sealing below fails.
                 next_attempt_time=handed_at + NOTICE_GRACE,
             )
-
-        notice = message.kind is OutboxKind.LETTER_WAITING and message.letter_id is not None
-        composed_day = sent.composed_at.astimezone(PARIS).date()
-        if notice and handed_at.astimezone(PARIS).date() != composed_day:
-            # The hand-off outlasted the quiet period: the notice printed a
-            # last day one before the recorded window's (the recipient has a
-            # day more than told, never less).
-            logger.error(
-                "notice handed off after Paris midnight", extra={"outbox_id": str(message.id)}
-            )
-        with self._stores.begin() as store:
-            recorded = settle(store)
-            if recorded and notice and not self._signer_down(self._clock()):
-                assert message.letter_id is not None
-                self._seal_notice(store, message.id, message.letter_id, handed_at)
+            if recorded and notified is not None and not self._signer_down(self._clock()):
+                self._seal_notice(store, message.id, notified, handed_at)
         if not recorded:
             logger.warning("outbox claim lost", extra={"outbox_id": str(message.id)})
             return
@@ -367,6 +356,14 @@ class OutboxDispatcher:
         logger.info(
             "notification sent", extra={"outbox_id": str(message.id), "kind": message.kind.value}
         )
+        composed_day = sent.composed_at.astimezone(PARIS).date()
+        if notified is not None and handed_at.astimezone(PARIS).date() != composed_day:
+            # The hand-off outlasted the quiet period: the notice printed a
+            # last day one before the recorded window's (the recipient has a
+            # day more than told, never less).
+            logger.error(
+                "notice handed off after Paris midnight", extra={"outbox_id": str(message.id)}
+            )
 
     def _seal_notice(
         self, store: Store, outbox_id: uuid.UUID, letter_id: uuid.UUID, handed_at: dt.datetime
