@@ -42,6 +42,7 @@ from lre.server.services.proofs import StoredProofs
 from lre.server.storage import db, models
 from lre.server.storage.store import Stores
 from lre.server.workers.outbox import OutboxDispatcher, RetryPolicy
+from lre.server.workers.signer_watch import SignerOutage
 from tests.support.processes import free_port
 
 
@@ -89,7 +90,7 @@ def _drain_process(job: tuple[str, str, bytes, int, int]) -> None:
 
     def drain() -> None:
         dispatcher = OutboxDispatcher(
-            stores, transport, notifications, decisions, RetryPolicy(), utcnow
+            stores, transport, notifications, decisions, RetryPolicy(), utcnow, SignerOutage()
         )
         while dispatcher.dispatch() > 0:
             pass

@@ -43,6 +43,7 @@ from lre.server.storage.store import Stores
 from lre.server.workers.expiry import ExpirySweep
 from lre.server.workers.outbox import OutboxDispatcher, RetryPolicy
 from lre.server.workers.retention import RetentionPurge
+from lre.server.workers.signer_watch import SignerOutage
 from tests.support.mail import Inbox
 from tests.support.services import KEY, Clock
 from tests.support.signer import SignerProcess
@@ -147,6 +148,7 @@ class World:
             self.decisions,
             RetryPolicy(max_attempts=5, first_delay=dt.timedelta(seconds=30)),
             self.clock,
+            SignerOutage(),
             give_way=give_way,
         )
 

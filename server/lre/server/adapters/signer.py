@@ -117,6 +117,11 @@ class SignerClient:
             ("grpc.service_config", _SERVICE_CONFIG),
             ("grpc.enable_retries", 1),
             ("grpc.use_local_subchannel_pool", 1),
+            # A signer that comes back is reconnected within two seconds (gRPC's
+            # backoff would grow to two minutes over a long outage, and the
+            # proofs and notices waiting with it): a connection attempt to a
+            # neighbour on the provider's network costs next to nothing.
+            ("grpc.max_reconnect_backoff_ms", 2000),
         ]
         # Several connections: the signer runs as several processes sharing a
         # port, and the kernel spreads them by connection, not by call.

@@ -67,7 +67,7 @@ from lre.server.workers.outbox.notices import NOTICE_GRACE
 from lre.server.workers.personal_data import PersonalDataEraser
 from lre.server.workers.retention import RetentionPurge
 from lre.server.workers.sequencer import Sequencer
-from lre.server.workers.signer_watch import SignerWatcher
+from lre.server.workers.signer_watch import SignerOutage, SignerWatcher
 from lre.server.workers.tree_heads import TreeHeadSealer
 from lre.server.workers.webhooks import WebhookDelivery
 from lre.v1 import (
@@ -303,6 +303,7 @@ def build_workers(settings: ServerSettings, engine: Engine, services: Services) 
     smtp_password = read_secret(settings.smtp_password_file, "LRE_SERVER_SMTP_PASSWORD")
     # One transport for every lane: it keeps a connection per thread.
     transport = transport_from_url(settings.mail_transport, smtp_password, settings.smtp_timeout_s)
+    outage = SignerOutage()
     dispatchers = [
         OutboxDispatcher(
             stores,
@@ -313,6 +314,7 @@ def build_workers(settings: ServerSettings, engine: Engine, services: Services) 
                 settings.outbox_max_attempts, dt.timedelta(seconds=settings.outbox_first_retry_s)
             ),
             utcnow,
+            outage,
             settings.outbox_lease(),
             # A message waits at most a second for the API's calls: under a
             # sustained load each lane still sends one a second.
@@ -334,7 +336,7 @@ def build_workers(settings: ServerSettings, engine: Engine, services: Services) 
     webhook_interval_s = max(settings.sequencer_interval_s, WebhookPolicy.idle.total_seconds())
     # The dispatcher seals each notice as it leaves; the notice sealer only
     # finds those left while the signer was down, NOTICE_GRACE after they left.
-    notices_interval_s = max(settings.outbox_interval_s, NOTICE_GRACE.total_seconds() / 5)
+    notices_interval_s = max(settings.outbox_interval_s, NOTICE_GRACE.total_seconds())
     return [
         *housekeeping,
         Scheduled(Census(stores), settings.census_interval_s),
@@ -344,9 +346,11 @@ def build_workers(settings: ServerSettings, engine: Engine, services: Services) 
             for _ in range(max(1, settings.webhook_lanes))
         ),
         Scheduled(TreeHeadSealer(services.events), settings.tree_head_interval_s),
-        Scheduled(SignerWatcher(services.signer_watch), settings.health_check_interval_s),
+        Scheduled(
+            SignerWatcher(services.signer_watch, outage, utcnow), settings.health_check_interval_s
+        ),
         *(Scheduled(dispatcher, settings.outbox_interval_s) for dispatcher in dispatchers),
-        Scheduled(NoticeSealer(stores, services.decisions, utcnow), notices_interval_s),
+        Scheduled(NoticeSealer(stores, services.decisions, utcnow, outage), notices_interval_s),
         Scheduled(ExpirySweep(stores, services.evidence, utcnow), settings.expiry_interval_s),
         Scheduled(
             RetentionPurge(stores, dt.timedelta(days=settings.content_retention_days), utcnow),

@@ -91,7 +91,8 @@ class SignerWatch:
         self._up: bool | None = None
         self._certificates: dict[str, CertificateSeen] = {}
 
-    def look(self) -> None:
+    def look(self) -> bool:
+        """Whether the signer is serving; journals what changed."""
         up = self._signer.serving()
         if up != self._up:
             kind = LogKind.SIGNER_UP if up else LogKind.SIGNER_DOWN
@@ -99,12 +100,12 @@ class SignerWatch:
             logger.info("signer health journaled", extra={"serving": up})
             self._up = up
         if not up:
-            return
+            return False
         for purpose in PURPOSES:
             try:
                 chain = self._signer.certificate_chain(purpose)
             except DependencyUnavailable:
-                return
+                return False
             if not chain:
                 continue
             seen = _seen(chain[0])
@@ -119,6 +120,7 @@ class SignerWatch:
                     notAfter=seen.not_after,
                 )
                 self._certificates[purpose] = seen
+        return True
 
 
 def _seen(der: bytes) -> CertificateSeen:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import uuid
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
 from sqlalchemy import ColumnElement, Row, and_, delete, func, insert, or_, select, update
@@ -76,14 +76,19 @@ class OutboxRepository:
         return None if row is None else _message(row)
 
     def claim(
-        self, now: dt.datetime, batch: int, lease: dt.timedelta
+        self,
+        now: dt.datetime,
+        batch: int,
+        lease: dt.timedelta,
+        waiting: Collection[OutboxKind] = (),
     ) -> list[tuple[MessageRecord, bool]]:
         """Claims up to ``batch`` messages due now: pending ones, and those left
         SENDING by a dispatcher whose lease ran out (it died mid-send: the
-        message goes again, ``resends`` counts it). Each becomes SENDING until
-        ``now + lease``, its attempt counted. Rows another dispatcher holds are
-        skipped (SKIP LOCKED; on SQLite the transaction holds the write lock).
-        Returns each claimed message as it now is, and whether it is a resend."""
+        message goes again, ``resends`` counts it); none of the (not urgent)
+        kinds ``waiting``. Each becomes SENDING until ``now + lease``, its
+        attempt counted. Rows another dispatcher holds are skipped (SKIP
+        LOCKED; on SQLite the transaction holds the write lock). Returns each
+        claimed message as it now is, and whether it is a resend."""
         due = or_(
             and_(OUTBOX.c.state == OutboxState.PENDING, OUTBOX.c.next_attempt_time <= now),
             and_(OUTBOX.c.state == OutboxState.SENDING, OUTBOX.c.claimed_until <= now),
@@ -106,7 +111,7 @@ class OutboxRepository:
         # of them must not hold a notice.
         rows = oldest(OUTBOX.c.kind.in_(URGENT), batch)
         if len(rows) < batch:
-            rows += oldest(OUTBOX.c.kind.not_in(URGENT), batch - len(rows))
+            rows += oldest(OUTBOX.c.kind.not_in((*URGENT, *waiting)), batch - len(rows))
         claimed = []
         for message in [_message(row) for row in rows]:
             resend = message.state is OutboxState.SENDING

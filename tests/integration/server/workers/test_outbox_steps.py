@@ -23,12 +23,15 @@ from lre.server.domain.window import PARIS, AcceptanceWindow, paris_midnight
 from lre.server.proofs import proof_pdf
 from lre.server.proofs.document import read
 from lre.server.services.custody import DecisionService, EvidenceRecorder
+from lre.server.services.journal import SecurityJournal, SignerWatch
 from lre.server.services.notification import NotificationPolicy, NotificationService
 from lre.server.services.proofs import StoredProofs
 from lre.server.storage import db, models
 from lre.server.storage.store import Store
 from lre.server.workers.outbox import NoticeSealer, OutboxDispatcher, RetryPolicy
 from lre.server.workers.outbox.compose import compose
+from lre.server.workers.outbox.notices import NOTICE_GRACE
+from lre.server.workers.signer_watch import SignerOutage, SignerWatcher
 from tests.support.mail import Inbox, text_of
 from tests.support.metrics import metric
 from tests.support.processes import free_port
@@ -72,6 +75,7 @@ def dispatcher(
     decisions: DecisionService | None = None,
     notifications: NotificationService | None = None,
     lease: dt.timedelta = dt.timedelta(minutes=5),
+    outage: SignerOutage | None = None,
 ) -> OutboxDispatcher:
     return OutboxDispatcher(
         world.stores,
@@ -80,6 +84,7 @@ def dispatcher(
         decisions or world.decisions,
         RetryPolicy(max_attempts=5, first_delay=dt.timedelta(seconds=30)),
         world.clock,
+        outage or SignerOutage(),
         lease,
     )
 
@@ -145,13 +150,14 @@ def test_signer_down_each_notice_goes_once_and_is_sealed_later_dated_at_the_hand
     letters = [world.deposit() for _ in range(3)]
     world.clock.advance(seconds=2)
     decisions, notifications = signer_down(world)
-    during_outage = dispatcher(world, smtp_port, decisions, notifications)
+    outage = SignerOutage()
+    during_outage = dispatcher(world, smtp_port, decisions, notifications, outage=outage)
     late_before = metric("lre_notices_sealed_late_total")
     with Inbox(smtp_port) as inbox:
         for _ in range(15):  # the loop goes round every second during the outage
             while during_outage.dispatch_one():
                 pass
-            NoticeSealer(world.stores, decisions, world.clock).step()
+            NoticeSealer(world.stores, decisions, world.clock, outage).step()
             world.clock.advance(seconds=1)
     # Every notice left once, none sent again each round; the proofs (a PDF
     # signed by the signer) wait without counting an attempt.
@@ -165,7 +171,7 @@ def test_signer_down_each_notice_goes_once_and_is_sealed_later_dated_at_the_hand
 
     # The signer is back: the notices are sealed, dated when they were handed off.
     world.clock.advance(minutes=20)
-    sealer = NoticeSealer(world.stores, world.decisions, world.clock)
+    sealer = NoticeSealer(world.stores, world.decisions, world.clock, SignerOutage())
     sealer.step()
     assert not sealer.step()  # nothing left
     assert metric("lre_notices_sealed_late_total") == late_before + 3
@@ -191,6 +197,43 @@ def test_signer_down_each_notice_goes_once_and_is_sealed_later_dated_at_the_hand
         if r.sent_time is not None
         for d in world.policy.reminder_days
     )
+
+
+def test_proofs_and_late_notices_go_at_the_first_health_check_that_finds_the_signer_back(
+    world: World, smtp_port: int
+) -> None:
+    """Found down, the signer is left alone: proofs are not even claimed and
+    notices leave unsealed; the next health check that finds it serving (the
+    real signer) ends the pause at once, not SIGNER_PAUSE later."""
+    letter = world.deposit()
+    world.clock.advance(seconds=2)
+    outage = SignerOutage()
+    dead = SignerClient(f"127.0.0.1:{free_port()}", timeout_s=2)
+    journal = SecurityJournal(world.stores, world.clock)
+    SignerWatcher(SignerWatch(journal, dead, "host-1"), outage, world.clock).step()
+    assert outage.down(world.clock.now)
+    lanes = dispatcher(world, smtp_port, outage=outage)
+    sealer = NoticeSealer(world.stores, world.decisions, world.clock, outage)
+    with Inbox(smtp_port) as inbox:
+        assert lanes.dispatch(8) == 1  # the notice, not the proof
+        world.clock.advance(seconds=1)
+        assert lanes.dispatch(8) == 0
+        world.clock.advance(seconds=NOTICE_GRACE.total_seconds())
+        sealer.step()
+        assert [m["To"] for m in inbox.messages] == [RECIPIENT]
+        (proof,) = rows(world, OutboxKind.PROOF)
+        assert (proof.state, proof.attempts) == (OutboxState.PENDING, 0)
+        assert world.letter(letter.id).state is LetterState.DEPOSITED
+
+        # Well within the pause, a health check finds the real signer serving.
+        SignerWatcher(SignerWatch(journal, world.signer, "host-1"), outage, world.clock).step()
+        assert not outage.down(world.clock.now)
+        assert lanes.dispatch(8) == 1
+        sealer.step()
+        assert [m["To"] for m in inbox.messages] == [RECIPIENT, SENDER_EMAIL]
+    notice = rows(world, OutboxKind.LETTER_WAITING)[0]
+    assert world.letter(letter.id).state is LetterState.NOTIFIED
+    assert world.letter(letter.id).notification_time == notice.sent_time
 
 
 class _SealRefusedByTheDatabase:
@@ -236,7 +279,7 @@ def test_a_seal_the_database_refuses_leaves_the_hand_off_recorded_and_sealed_lat
     with Inbox(smtp_port) as inbox:
         assert dispatcher(world, smtp_port).dispatch(8) == 0
     assert [m["To"] for m in inbox.messages] == []
-    NoticeSealer(world.stores, world.decisions, world.clock).step()
+    NoticeSealer(world.stores, world.decisions, world.clock, SignerOutage()).step()
     notified = world.letter(letter.id)
     assert notified.state is LetterState.NOTIFIED
     assert notified.notification_time == handed_at
@@ -269,7 +312,7 @@ def test_a_notice_is_sealed_late_within_the_bound_only(
                 sent_time=real_now - ago,
                 next_attempt_time=real_now,
             )
-    sealer = NoticeSealer(world.stores, decisions, world.clock)
+    sealer = NoticeSealer(world.stores, decisions, world.clock, SignerOutage())
     sealer.step()
     assert world.letter(late.id).state is LetterState.NOTIFIED
     assert world.letter(late.id).notification_time == world.clock.now - dt.timedelta(minutes=2)

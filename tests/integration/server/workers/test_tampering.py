@@ -36,6 +36,7 @@ from lre.server.services.events import HEADS_FILE, EventLog
 from lre.server.services.journal import SecurityJournal, SignerWatch
 from lre.server.storage import db
 from lre.server.workers.outbox import NoticeSealer
+from lre.server.workers.signer_watch import SignerOutage
 from tests.support.processes import free_port
 from tests.support.services import Clock
 from tests.support.signer import SignerProcess
@@ -91,7 +92,7 @@ def _build(url: str, signer: SignerProcess, exported: Path) -> Built:
                 sent_time=notice.create_time + dt.timedelta(seconds=1),
                 next_attempt_time=world.clock.now,
             )
-        assert not NoticeSealer(world.stores, world.decisions, world.clock).step()
+        assert not NoticeSealer(world.stores, world.decisions, world.clock, SignerOutage()).step()
         handed_at = notice.create_time + dt.timedelta(seconds=1)
         assert world.letter(letters[0]).notification_time == handed_at < world.clock.now
         for letter_id in letters[1:25]:

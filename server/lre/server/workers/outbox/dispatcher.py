@@ -26,6 +26,7 @@ from lre.server.storage.outbox import URGENT
 from lre.server.storage.store import Store, Stores
 from lre.server.workers.outbox.compose import compose
 from lre.server.workers.outbox.notices import NOTICE_GRACE, seal_notice
+from lre.server.workers.signer_watch import SignerOutage
 
 logger = logging.getLogger("lre.outbox")
 
@@ -53,10 +54,6 @@ OLDEST = Gauge(
     "Age of the oldest message waiting in the outbox.",
     multiprocess_mode="livemax",
 )
-# After the signer failed a dispatcher, how long it leaves it alone: notices
-# go unsealed to the NoticeSealer and proofs (their PDF is signed) wait, rather
-# than each costing the signer client's retries (seconds) while it is down.
-SIGNER_PAUSE = dt.timedelta(seconds=10)
 # A record the database refused (connection cut) is tried again this often
 # before the dispatcher keeps it in memory for its next step.
 RECORD_RETRIES = (0.2, 1.0, 3.0)
@@ -100,10 +97,13 @@ class OutboxDispatcher:
         decisions: DecisionService,
         retry: RetryPolicy,
         clock: Callable[[], dt.datetime],
+        outage: SignerOutage,
         lease: dt.timedelta = dt.timedelta(minutes=5),
         give_way: Callable[[], object] = lambda: None,
     ) -> None:
-        """``lease``: how long a claim holds a message (longer than a hand-off
+        """``outage``: shared by the process's workers; while the signer is
+        down, proofs are not claimed and notices are not sealed.
+        ``lease``: how long a claim holds a message (longer than a hand-off
         can take: several times the SMTP timeout); also how long before Paris
         midnight no notice is composed. ``give_way``: called before each
         proof or reminder; returns once the process's API leaves room
@@ -114,22 +114,21 @@ class OutboxDispatcher:
         self._decisions = decisions
         self._retry = retry
         self._clock = clock
+        self._outage = outage
         self._lease = lease
         self._give_way = give_way
         # Hand-offs the database refused to record: recorded first at the next step.
         self._unrecorded: list[_Sent] = []
-        # Until when the signer is left alone (SIGNER_PAUSE).
-        self._signer_down_until: dt.datetime | None = None
-
-    def _signer_down(self, now: dt.datetime) -> bool:
-        return self._signer_down_until is not None and now < self._signer_down_until
 
     # -- the steps -------------------------------------------------------------
 
     def claim(self, batch: int) -> list[MessageRecord]:
         """Step 1: up to ``batch`` due messages, SENDING under a lease, committed."""
+        now = self._clock()
+        # While the signer is down, proofs (their PDF is signed) stay queued.
+        waiting = (OutboxKind.PROOF,) if self._outage.down(now) else ()
         with self._stores.begin() as store:
-            claimed = store.outbox.claim(self._clock(), batch, self._lease)
+            claimed = store.outbox.claim(now, batch, self._lease, waiting)
         for message, resend in claimed:
             if resend:
                 RESENT.labels(message.kind).inc()
@@ -227,9 +226,10 @@ class OutboxDispatcher:
                 # day and the recorded window would differ. Not an attempt.
                 self._put_back(message, midnight)
                 return None
-        if message.kind is OutboxKind.PROOF and self._signer_down(now):
-            assert self._signer_down_until is not None
-            self._put_back(message, self._signer_down_until)
+        if message.kind is OutboxKind.PROOF and self._outage.down(now):
+            # Claimed before the signer was found down: queued again, claimed
+            # once it is back. Not an attempt.
+            self._put_back(message, now)
             return None
         try:
             # Reads that need no snapshot (compose): without a transaction's
@@ -242,9 +242,10 @@ class OutboxDispatcher:
             self._settle(message, state=OutboxState.FAILED, last_error=str(exc))
             return None
         except DependencyUnavailable as exc:
-            # A proof's PDF waits for the signer; the other messages go on. Not an attempt.
-            self._signer_down_until = now + SIGNER_PAUSE
-            self._put_back(message, now + self._retry.first_delay, last_error=str(exc))
+            # A proof's PDF waits for the signer (it is not claimed while the
+            # signer is down); the other messages go on. Not an attempt.
+            self._outage.met_down(now)
+            self._put_back(message, now, last_error=str(exc))
             return None
         if email is None:
             with self._stores.begin() as store:
@@ -299,6 +300,7 @@ class OutboxDispatcher:
                 with self._stores.begin() as store:
                     self._decisions.record_notification_failure(store, message.letter_id, now)
             except DependencyUnavailable:
+                self._outage.met_down(now)
                 logger.warning(
                     "notification failure evidence deferred: signer unavailable",
                     extra={"outbox_id": str(message.id)},
@@ -347,7 +349,7 @@ class OutboxDispatcher:
                 # For a notice: when the sealer looks at it if sealing below fails.
                 next_attempt_time=handed_at + NOTICE_GRACE,
             )
-            if recorded and notified is not None and not self._signer_down(self._clock()):
+            if recorded and notified is not None and not self._outage.down(self._clock()):
                 self._seal_notice(store, message.id, notified, handed_at)
         if not recorded:
             logger.warning("outbox claim lost", extra={"outbox_id": str(message.id)})
@@ -381,7 +383,7 @@ class OutboxDispatcher:
             if isinstance(exc, DBAPIError) and exc.connection_invalidated:
                 raise
             if isinstance(exc, DependencyUnavailable):
-                self._signer_down_until = self._clock() + SIGNER_PAUSE
+                self._outage.met_down(self._clock())
             # Usually the signer is down (DependencyUnavailable).
             logger.warning(
                 "notice sealing deferred",

@@ -23,6 +23,7 @@ from lre.server.domain.letters import OutboxState
 from lre.server.domain.records import MessageRecord
 from lre.server.services.custody.decisions import DecisionService
 from lre.server.storage.store import Store, Stores
+from lre.server.workers.signer_watch import SignerOutage
 
 logger = logging.getLogger("lre.outbox")
 
@@ -42,9 +43,10 @@ TO_NOTIFICATION = Histogram(
     "From deposit to the recipient's notification handed to the mail server.",
     buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 86400),
 )
-# How long a notice waits after its hand-off before the sealer looks at it:
-# the dispatcher seals it right away unless the signer is down.
-NOTICE_GRACE = dt.timedelta(seconds=10)
+# How long after its hand-off the sealer looks at a notice the dispatcher
+# could not seal (the dispatcher seals each notice as it leaves, unless the
+# signer is down); also how often the sealer looks.
+NOTICE_GRACE = dt.timedelta(seconds=2)
 
 
 def seal_notice(
@@ -64,8 +66,9 @@ class NoticeSealer:
     """Seals the evidence of recipients' notices that left while the signer
     was down: NotificationForAcceptance dated at the hand-off (the row's
     ``sent_time``), or NotificationForAcceptanceFailure for a notice given up.
-    Each notice has its own backoff (doubling with its age, up to
-    ``max_delay``); nothing is ever sent again here."""
+    Nothing is ever sent again here. While the signer is down (``outage``,
+    shared with the dispatchers) it waits; a notice whose seal is refused
+    (past NOTICE_SEAL_BOUND, a clock wrong) is tried again after ``refused_delay``."""
 
     name = "notices"
 
@@ -74,19 +77,23 @@ class NoticeSealer:
         stores: Stores,
         decisions: DecisionService,
         clock: Callable[[], dt.datetime],
-        max_delay: dt.timedelta = dt.timedelta(minutes=1),
+        outage: SignerOutage,
+        refused_delay: dt.timedelta = dt.timedelta(minutes=1),
         batch: int = 16,
     ) -> None:
         self._stores = stores
         self._decisions = decisions
         self._clock = clock
-        self._max_delay = max_delay
+        self._outage = outage
+        self._refused_delay = refused_delay
         self._batch = batch
 
     def step(self) -> bool:
         """Seals what is due, one notice per transaction; True when it went
         through a whole batch (there may be more). Then measures what is left."""
-        if all(self._seal_next() for _ in range(self._batch)):
+        if not self._outage.down(self._clock()) and all(
+            self._seal_next() for _ in range(self._batch)
+        ):
             return True
         now = self._clock()
         with self._stores.read() as store:
@@ -95,7 +102,7 @@ class NoticeSealer:
         return False
 
     def _seal_next(self) -> bool:
-        """The next notice due; False when none is."""
+        """The next notice due; False when none is, or the signer is down."""
         now = self._clock()
         message: MessageRecord | None = None
         try:
@@ -112,20 +119,18 @@ class NoticeSealer:
                 else:
                     self._decisions.record_notification_failure(store, message.letter_id, now)
             return True
-        except DependencyUnavailable as exc:  # EvidenceTimeMismatch included
+        except EvidenceTimeMismatch:
             if message is None:
                 raise
-            if isinstance(exc, EvidenceTimeMismatch):
-                # Past NOTICE_SEAL_BOUND, or a clock is wrong: an operator decides.
-                logger.error("notice cannot be sealed", extra={"outbox_id": str(message.id)})
-            else:
-                logger.warning("notice sealing deferred", extra={"outbox_id": str(message.id)})
+            # Past NOTICE_SEAL_BOUND, or a clock is wrong: an operator decides.
+            logger.error("notice cannot be sealed", extra={"outbox_id": str(message.id)})
             with self._stores.begin() as store:
-                store.outbox.update(message.id, next_attempt_time=now + self._backoff(message, now))
-            # The signer is down: the other notices wait for the next step.
-            return isinstance(exc, EvidenceTimeMismatch)
-
-    def _backoff(self, message: MessageRecord, now: dt.datetime) -> dt.timedelta:
-        """The notice's age (so the delays double), between 1 s and ``max_delay``."""
-        since = message.sent_time or now
-        return min(max(now - since, dt.timedelta(seconds=1)), self._max_delay)
+                store.outbox.update(message.id, next_attempt_time=now + self._refused_delay)
+            return True
+        except DependencyUnavailable:
+            if message is None:
+                raise
+            # The notice stays due; this process's workers leave the signer alone.
+            logger.warning("notice sealing deferred", extra={"outbox_id": str(message.id)})
+            self._outage.met_down(now)
+            return False
