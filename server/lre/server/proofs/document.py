@@ -13,6 +13,7 @@ import datetime as dt
 import functools
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -224,6 +225,53 @@ def _read_seal(evidence: bytes, seal: bytes) -> tuple[SealInfo, bytes]:
             raise ProofInputError("the seal is not CMS SignedData")
         sealed = signed["encap_content_info"]["content"].native
         signer = signed["signer_infos"][0]
+        subject, serial, certificate_sha256 = _signer_certificate(signed, signer)
+        token = next(
+            a["values"][0]
+            for a in signer["unsigned_attrs"]
+            if a["type"].native == "signature_time_stamp_token"
+        )
+        token_signed = token["content"]
+        tst = tsp.TSTInfo.load(token_signed["encap_content_info"]["content"].parsed.dump())
+        tsa_name, qualified = _tsa(tst)
+        accuracy = _accuracy(tst["accuracy"])
+    except (ValueError, TypeError, KeyError, StopIteration) as exc:
+        raise ProofInputError(f"not a CAdES seal with a signature timestamp: {exc}") from None
+    if sealed != evidence:
+        raise ProofInputError("the seal does not encapsulate this evidence")
+    info = SealInfo(
+        subject=subject,
+        serial=serial,
+        certificate_sha256=certificate_sha256.hex(),
+        timestamp_time=tst["gen_time"].native.astimezone(dt.UTC),
+        tsa=tsa_name,
+        timestamp_qualified=qualified,
+        timestamp_accuracy=accuracy,
+    )
+    return info, certificate_sha256
+
+
+_read_seal_cached = functools.lru_cache(maxsize=64)(_read_seal)
+
+# What a seal says of its key's certificate and of its TSA is the same in
+# every seal they make: read once (names and chains are most of a seal's
+# parsing), by the bytes that say it.
+_KNOWN: dict[bytes, Any] = {}
+
+
+def _known(key: bytes, read: Callable[[], Any]) -> Any:
+    if key not in _KNOWN:
+        if len(_KNOWN) > 64:  # a few keys and TSAs at once, renewed now and then
+            _KNOWN.clear()
+        _KNOWN[key] = read()
+    return _KNOWN[key]
+
+
+def _signer_certificate(signed: cms.SignedData, signer: cms.SignerInfo) -> tuple[str, int, bytes]:
+    """The sealing certificate among those the seal carries: its common
+    name, serial and SHA-256."""
+
+    def read() -> tuple[str, int, bytes]:
         sid = signer["sid"].chosen
         serial, issuer = sid["serial_number"].native, sid["issuer"]
         # The serial first: comparing X.500 names normalises every attribute
@@ -235,34 +283,27 @@ def _read_seal(evidence: bytes, seal: bytes) -> tuple[SealInfo, bytes]:
             and c.chosen.serial_number == serial
             and (c.chosen.issuer.dump() == issuer.dump() or c.chosen.issuer == issuer)
         )
-        token = next(
-            a["values"][0]
-            for a in signer["unsigned_attrs"]
-            if a["type"].native == "signature_time_stamp_token"
+        return (
+            _common_name(certificate.subject),
+            certificate.serial_number,
+            hashlib.sha256(certificate.dump()).digest(),
         )
-        token_signed = token["content"]
-        tst = tsp.TSTInfo.load(token_signed["encap_content_info"]["content"].parsed.dump())
-        tsa_name = _common_name(tst["tsa"].chosen) if tst["tsa"].native is not None else ""
-        qualified = _ESI4_QTST_STATEMENT_1 in _qc_statement_ids(tst)
-        accuracy = _accuracy(tst["accuracy"])
-    except (ValueError, TypeError, KeyError, StopIteration) as exc:
-        raise ProofInputError(f"not a CAdES seal with a signature timestamp: {exc}") from None
-    if sealed != evidence:
-        raise ProofInputError("the seal does not encapsulate this evidence")
-    certificate_sha256 = hashlib.sha256(certificate.dump()).digest()
-    info = SealInfo(
-        subject=_common_name(certificate.subject),
-        serial=certificate.serial_number,
-        certificate_sha256=certificate_sha256.hex(),
-        timestamp_time=tst["gen_time"].native.astimezone(dt.UTC),
-        tsa=tsa_name,
-        timestamp_qualified=qualified,
-        timestamp_accuracy=accuracy,
+
+    result: tuple[str, int, bytes] = _known(
+        b"c" + signed["certificates"].dump() + signer["sid"].dump(), read
     )
-    return info, certificate_sha256
+    return result
 
 
-_read_seal_cached = functools.lru_cache(maxsize=64)(_read_seal)
+def _tsa(tst: tsp.TSTInfo) -> tuple[str, bool]:
+    """The TSA's name, and whether its timestamps say they are qualified."""
+
+    def read() -> tuple[str, bool]:
+        name = _common_name(tst["tsa"].chosen) if tst["tsa"].native is not None else ""
+        return name, _ESI4_QTST_STATEMENT_1 in _qc_statement_ids(tst)
+
+    result: tuple[str, bool] = _known(b"t" + tst["tsa"].dump() + tst["extensions"].dump(), read)
+    return result
 
 
 def _accuracy(value: tsp.Accuracy) -> dt.timedelta:

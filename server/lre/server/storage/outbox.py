@@ -16,7 +16,18 @@ import uuid
 from collections.abc import Collection, Iterable
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, and_, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from lre.server.domain.letters import LetterState, OutboxKind, OutboxState
 from lre.server.domain.records import MessageRecord
@@ -27,6 +38,14 @@ OUTBOX = table(models.OutboxMessage)
 LETTERS = table(models.Letter)
 # Claimed first: what a person waits for, or what starts a legal period.
 URGENT = (OutboxKind.LETTER_WAITING, OutboxKind.EMAIL_CODE)
+# A message's row changed only if it is still as its claimer saw it; the
+# columns set are the parameters' other keys. Built once: every message is
+# settled twice or more.
+_SETTLE = update(OUTBOX).where(
+    OUTBOX.c.id == bindparam("b_id"),
+    OUTBOX.c.state == bindparam("b_state"),
+    OUTBOX.c.attempts == bindparam("b_attempts"),
+)
 
 
 def new_message(
@@ -129,13 +148,7 @@ class OutboxRepository:
         self, message_id: uuid.UUID, state: OutboxState, attempts: int, values: dict[str, Any]
     ) -> bool:
         result = self._db.execute(
-            update(OUTBOX)
-            .where(
-                OUTBOX.c.id == message_id,
-                OUTBOX.c.state == state,
-                OUTBOX.c.attempts == attempts,
-            )
-            .values(**values)
+            _SETTLE, {"b_id": message_id, "b_state": state, "b_attempts": attempts, **values}
         )
         return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 

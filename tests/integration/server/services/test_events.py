@@ -5,15 +5,18 @@ independent RFC 9162 implementation accepts, and `verify_log` accepting them
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from lre.server.audit.verify import verify_log
 from lre.server.domain.errors import FailedPrecondition
+from lre.server.domain.log import LogKind
 from lre.server.domain.records import LetterRecord
 from lre.server.services.events import EventLog
+from lre.server.services.journal import SecurityJournal
 from lre.server.storage import db, models
 from tests.support import rfc9162
 from tests.support.signer import SignerProcess
@@ -112,3 +115,47 @@ def test_an_evidence_not_yet_under_a_sealed_head_says_what_to_wait_for(
         (newer,) = session.query(models.Evidence).filter_by(letter_id=later.id).all()
     with pytest.raises(FailedPrecondition, match="of that size"):
         log.inclusion(newer.id, size=head.tree_size)
+
+
+def test_sequencers_at_once_number_every_entry_once_contiguously_in_commit_order(
+    world: World,
+) -> None:
+    """Several sequencers (one per process, several replicas) while entries
+    are written: every entry gets one index, 0 to n-1 with no gap, in the
+    order the entries were written."""
+    stop = threading.Event()
+    failures: list[Exception] = []
+
+    def sequence() -> None:
+        events = EventLog(world.stores, world.clock)
+        while not stop.is_set():
+            try:
+                events.sequence(batch=3)
+            except Exception as exc:  # told below: a thread's error fails nothing itself
+                failures.append(exc)
+                return
+
+    world.clock.advance(seconds=1)
+    started = world.clock.now
+    sequencers = [threading.Thread(target=sequence) for _ in range(3)]
+    for thread in sequencers:
+        thread.start()
+    journal = SecurityJournal(world.stores, world.clock)
+    try:
+        for n in range(300):
+            journal.record(LogKind.SIGNER_UP, f"signer/{n}", observer="test")
+            world.clock.advance(seconds=1)
+    finally:
+        stop.set()
+        for thread in sequencers:
+            thread.join()
+    assert failures == []
+    EventLog(world.stores, world.clock).sequence()
+    with world.engine.connect() as connection:
+        entries = models.LogEntry.__table__.c
+        rows = connection.execute(
+            select(entries.create_time, entries.seq).order_by(entries.create_time, entries.id)
+        ).all()
+    assert sorted(seq for _, seq in rows) == list(range(len(rows)))
+    deposited = [seq for time, seq in rows if time >= started]
+    assert len(deposited) == 300 and deposited == sorted(deposited)
