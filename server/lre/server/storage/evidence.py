@@ -6,7 +6,7 @@ import datetime as dt
 import uuid
 from collections.abc import Iterable
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import bindparam, func, insert, select
 
 from lre.server.domain.letters import EvidenceEvent
 from lre.server.domain.records import ChargeRecord, EvidenceRecord, EvidenceWithProof
@@ -17,6 +17,18 @@ from lre.server.storage.records import Db, from_row, paged_records, table, to_ro
 EVIDENCE = table(models.Evidence)
 PROOFS = table(models.EvidenceProof)
 CHARGES = table(models.Charge)
+
+
+# Read for every proof e-mail: built once.
+_WITH_PROOF = (
+    select(
+        EVIDENCE,
+        func.coalesce(latest_pdf_column(), PROOFS.c.pdf).label("proof_pdf"),
+        latest_seal_column().label("archive_seal"),
+    )
+    .outerjoin(PROOFS, PROOFS.c.evidence_id == EVIDENCE.c.id)
+    .where(EVIDENCE.c.id == bindparam("id"))
+)
 
 
 class EvidenceRepository:
@@ -31,15 +43,7 @@ class EvidenceRepository:
     def get(self, evidence_id: uuid.UUID) -> EvidenceWithProof | None:
         """The evidence with its stored PDF proof, if one is stored: the
         latest renewal's (archive timestamps), or the first."""
-        row = self._db.execute(
-            select(
-                EVIDENCE,
-                func.coalesce(latest_pdf_column(), PROOFS.c.pdf).label("proof_pdf"),
-                latest_seal_column().label("archive_seal"),
-            )
-            .outerjoin(PROOFS, PROOFS.c.evidence_id == EVIDENCE.c.id)
-            .where(EVIDENCE.c.id == evidence_id)
-        ).one_or_none()
+        row = self._db.execute(_WITH_PROOF, {"id": evidence_id}).one_or_none()
         return None if row is None else from_row(EvidenceWithProof, row)
 
     def of_letter(self, letter_id: uuid.UUID) -> list[EvidenceRecord]:

@@ -26,10 +26,10 @@ RECORDS = table(models.IdentityRecord)
 CORRECTIONS = table(models.PartyCorrection)
 
 
-# What e-mails and evidence name of parties, asked several times a letter:
-# built once (a statement built per call cost more CPU than the database took
-# to answer it).
+# The statements asked several times a letter, built once: building one
+# cost more CPU than the database took to answer it.
 def _parties_statements() -> tuple[Select[Any], Select[Any]]:
+    """What e-mails and evidence name of parties: the parties, their proofings."""
     p, r, c = PARTIES.c, RECORDS.c, CORRECTIONS.c
     ids: BindParameter[uuid.UUID] = bindparam("ids", expanding=True)
     # Each party's latest name correction, if any, read with the party
@@ -63,6 +63,23 @@ def _parties_statements() -> tuple[Select[Any], Select[Any]]:
 
 
 _PARTIES, _PROOFINGS = _parties_statements()
+_LETTER = select(LETTERS).where(LETTERS.c.id == bindparam("id"))
+_LETTER_LOCKED = _LETTER.with_for_update()
+_PARTS_OF = (
+    select(PARTS)
+    .where(PARTS.c.letter_id.in_(bindparam("ids", expanding=True)))
+    .order_by(PARTS.c.letter_id, PARTS.c.part_index)
+)
+_SAVE_LIFECYCLE = (
+    update(LETTERS)
+    .where(LETTERS.c.id == bindparam("key"))
+    .values(
+        state=bindparam("state"),
+        notification_time=bindparam("notification_time"),
+        decision_time=bindparam("decision_time"),
+        acceptance_deadline=bindparam("acceptance_deadline"),
+    )
+)
 
 
 def _part(row: Any) -> PartRecord:
@@ -100,14 +117,12 @@ class LetterRepository:
             self._db.execute(insert(PARTS), rows)
 
     def get(self, letter_id: uuid.UUID) -> LetterRecord | None:
-        row = self._db.execute(select(LETTERS).where(LETTERS.c.id == letter_id)).one_or_none()
+        row = self._db.execute(_LETTER, {"id": letter_id}).one_or_none()
         return None if row is None else from_row(LetterRecord, row)
 
     def lock(self, letter_id: uuid.UUID) -> LetterRecord:
         """The letter, locked until the caller's transaction ends."""
-        row = self._db.execute(
-            select(LETTERS).where(LETTERS.c.id == letter_id).with_for_update()
-        ).one_or_none()
+        row = self._db.execute(_LETTER_LOCKED, {"id": letter_id}).one_or_none()
         if row is None:
             raise NotFound("no such letter")
         return from_row(LetterRecord, row)
@@ -143,17 +158,7 @@ class LetterRepository:
                 }
             )
         if rows:
-            self._db.execute(
-                update(LETTERS)
-                .where(LETTERS.c.id == bindparam("key"))
-                .values(
-                    state=bindparam("state"),
-                    notification_time=bindparam("notification_time"),
-                    decision_time=bindparam("decision_time"),
-                    acceptance_deadline=bindparam("acceptance_deadline"),
-                ),
-                rows,
-            )
+            self._db.execute(_SAVE_LIFECYCLE, rows)
 
     def set_legal_hold(self, letter_id: uuid.UUID, hold: bool) -> None:
         self._db.execute(update(LETTERS).where(LETTERS.c.id == letter_id).values(legal_hold=hold))
@@ -167,11 +172,7 @@ class LetterRepository:
     def digests(self, letter_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[PartDigest]]:
         """The parts of several letters at once, as the evidence names them."""
         digests: dict[uuid.UUID, list[PartDigest]] = {i: [] for i in letter_ids}
-        for row in self._db.execute(
-            select(PARTS)
-            .where(PARTS.c.letter_id.in_(letter_ids))
-            .order_by(PARTS.c.letter_id, PARTS.c.part_index)
-        ):
+        for row in self._db.execute(_PARTS_OF, {"ids": letter_ids}):
             digests[row.letter_id].append(
                 PartDigest(row.filename, row.media_type, row.size_bytes, row.sha256.hex())
             )
