@@ -19,8 +19,8 @@ from tests.support.signer import SignerProcess
 from tests.support.world import SENDER_COMPANY, SENDER_EMAIL, World
 
 # Enough letters that a dispatcher drains many batches: with the mail server
-# down for the first part, 300 letters deposited (600 messages).
-LETTERS_WHILE_SMTP_DOWN = 300
+# down for the first part, 150 letters deposited (300 messages).
+LETTERS_WHILE_SMTP_DOWN = 150
 
 
 def test_the_recipient_is_told_everything_but_the_sender(world: World, smtp_port: int) -> None:
