@@ -117,10 +117,12 @@ class SignerClient:
             ("grpc.service_config", _SERVICE_CONFIG),
             ("grpc.enable_retries", 1),
             ("grpc.use_local_subchannel_pool", 1),
-            # A signer that comes back is reconnected within two seconds (gRPC's
-            # backoff would grow to two minutes over a long outage, and the
-            # proofs and notices waiting with it): a connection attempt to a
-            # neighbour on the provider's network costs next to nothing.
+            # A signer that comes back is connected to again within about two
+            # seconds of its return (gRPC's backoff would grow to two minutes
+            # over a long outage, and the proofs and notices waiting with it):
+            # a connection attempt to a neighbour on the provider's network
+            # costs next to nothing. An attempt that gets no answer at all (an
+            # address that drops packets) still waits up to gRPC's 20 s.
             ("grpc.max_reconnect_backoff_ms", 2000),
         ]
         # Several connections: the signer runs as several processes sharing a

@@ -260,11 +260,13 @@ _KNOWN: dict[bytes, Any] = {}
 
 
 def _known(key: bytes, read: Callable[[], Any]) -> Any:
-    if key not in _KNOWN:
-        if len(_KNOWN) > 64:  # a few keys and TSAs at once, renewed now and then
+    value = _KNOWN.get(key)
+    if value is None:
+        value = read()
+        if len(_KNOWN) >= 64:  # a few keys and TSAs at once, renewed now and then
             _KNOWN.clear()
-        _KNOWN[key] = read()
-    return _KNOWN[key]
+        _KNOWN[key] = value
+    return value
 
 
 def _signer_certificate(signed: cms.SignedData, signer: cms.SignerInfo) -> tuple[str, int, bytes]:

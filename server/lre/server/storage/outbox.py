@@ -46,6 +46,7 @@ _SETTLE = update(OUTBOX).where(
     OUTBOX.c.state == bindparam("b_state"),
     OUTBOX.c.attempts == bindparam("b_attempts"),
 )
+_COLUMNS = frozenset(OUTBOX.c.keys())
 
 
 def new_message(
@@ -147,6 +148,8 @@ class OutboxRepository:
     def _settle(
         self, message_id: uuid.UUID, state: OutboxState, attempts: int, values: dict[str, Any]
     ) -> bool:
+        if not values.keys() <= _COLUMNS:  # else silently not set
+            raise ValueError(f"no such outbox columns: {sorted(values.keys() - _COLUMNS)}")
         result = self._db.execute(
             _SETTLE, {"b_id": message_id, "b_state": state, "b_attempts": attempts, **values}
         )

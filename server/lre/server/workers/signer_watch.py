@@ -44,7 +44,10 @@ class SignerOutage:
 
     def down(self, now: dt.datetime) -> bool:
         with self._lock:
-            return self._met_at is not None and now < self._met_at + self._pause
+            if self._met_at is None:
+                return False
+            # A clock stepped back by more than the pause ends it too.
+            return self._met_at - self._pause <= now < self._met_at + self._pause
 
 
 class SignerWatcher:

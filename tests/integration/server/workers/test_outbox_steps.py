@@ -18,6 +18,7 @@ from sqlalchemy import select, text
 
 from lre.server.adapters.mail import SmtpTransport
 from lre.server.adapters.signer import SignerClient
+from lre.server.domain.evidence import EvidenceTimeMismatch
 from lre.server.domain.letters import EvidenceEvent, LetterState, OutboxKind, OutboxState
 from lre.server.domain.window import PARIS, AcceptanceWindow, paris_midnight
 from lre.server.proofs import proof_pdf
@@ -234,6 +235,35 @@ def test_proofs_and_late_notices_go_at_the_first_health_check_that_finds_the_sig
     notice = rows(world, OutboxKind.LETTER_WAITING)[0]
     assert world.letter(letter.id).state is LetterState.NOTIFIED
     assert world.letter(letter.id).notification_time == notice.sent_time
+
+
+class _ClockDisagrees:
+    """The world's decisions, but a notice's seal refused: the TSA's time
+    and the evidence's disagree (EvidenceTimeMismatch)."""
+
+    def __init__(self, decisions: DecisionService) -> None:
+        self._decisions = decisions
+
+    def record_notification(self, store: Store, letter_id: uuid.UUID, at: dt.datetime) -> object:
+        raise EvidenceTimeMismatch("the timestamp and the event disagree")
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._decisions, name)
+
+
+def test_a_clock_that_disagrees_holds_back_the_notices_seal_not_the_proofs(
+    world: World, smtp_port: int
+) -> None:
+    """The signer serves: its health says so, and proofs need no evidence time."""
+    letter = world.deposit()
+    world.clock.advance(seconds=2)
+    outage = SignerOutage()
+    disagrees = cast(DecisionService, _ClockDisagrees(world.decisions))
+    with Inbox(smtp_port) as inbox:
+        assert dispatcher(world, smtp_port, decisions=disagrees, outage=outage).dispatch(8) == 2
+    assert not outage.down(world.clock.now)
+    assert sorted(m["To"] for m in inbox.messages) == sorted([RECIPIENT, SENDER_EMAIL])
+    assert world.letter(letter.id).state is LetterState.DEPOSITED
 
 
 class _SealRefusedByTheDatabase:

@@ -50,3 +50,10 @@ def test_serving_when_never_found_down_changes_nothing() -> None:
     assert not outage.down(T0)
     outage.met_down(T0 + SECOND)
     assert outage.down(T0 + 2 * SECOND)
+
+
+def test_a_clock_stepped_back_by_more_than_the_pause_ends_it() -> None:
+    outage = SignerOutage()
+    outage.met_down(T0)
+    assert outage.down(T0 - SIGNER_PAUSE)
+    assert not outage.down(T0 - SIGNER_PAUSE - SECOND)

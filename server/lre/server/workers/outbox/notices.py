@@ -45,7 +45,8 @@ TO_NOTIFICATION = Histogram(
 )
 # How long after its hand-off the sealer looks at a notice the dispatcher
 # could not seal (the dispatcher seals each notice as it leaves, unless the
-# signer is down); also how often the sealer looks.
+# signer is down); also how often the sealer looks (or every outbox
+# interval, if longer).
 NOTICE_GRACE = dt.timedelta(seconds=2)
 
 
@@ -132,5 +133,5 @@ class NoticeSealer:
                 raise
             # The notice stays due; this process's workers leave the signer alone.
             logger.warning("notice sealing deferred", extra={"outbox_id": str(message.id)})
-            self._outage.met_down(now)
+            self._outage.met_down(self._clock())  # from the failure, not the call's start
             return False
