@@ -237,18 +237,22 @@ def test_proofs_and_late_notices_go_at_the_first_health_check_that_finds_the_sig
     assert world.letter(letter.id).notification_time == notice.sent_time
 
 
-class _ClockDisagrees:
-    """The world's decisions, but a notice's seal refused: the TSA's time
-    and the evidence's disagree (EvidenceTimeMismatch)."""
+class _DecisionsBut:
+    """The world's decisions, but for what a subclass replaces."""
 
     def __init__(self, decisions: DecisionService) -> None:
         self._decisions = decisions
 
-    def record_notification(self, store: Store, letter_id: uuid.UUID, at: dt.datetime) -> object:
-        raise EvidenceTimeMismatch("the timestamp and the event disagree")
-
     def __getattr__(self, name: str) -> object:
         return getattr(self._decisions, name)
+
+
+class _ClockDisagrees(_DecisionsBut):
+    """A notice's seal refused: the TSA's time and the evidence's disagree
+    (EvidenceTimeMismatch)."""
+
+    def record_notification(self, store: Store, letter_id: uuid.UUID, at: dt.datetime) -> object:
+        raise EvidenceTimeMismatch("the timestamp and the event disagree")
 
 
 def test_a_clock_that_disagrees_holds_back_the_notices_seal_not_the_proofs(
@@ -266,20 +270,14 @@ def test_a_clock_that_disagrees_holds_back_the_notices_seal_not_the_proofs(
     assert world.letter(letter.id).state is LetterState.DEPOSITED
 
 
-class _SealRefusedByTheDatabase:
-    """The world's decisions, but recording a notification writes its evidence
-    and then has a statement refused by the database (the connection stays)."""
-
-    def __init__(self, decisions: DecisionService) -> None:
-        self._decisions = decisions
+class _SealRefusedByTheDatabase(_DecisionsBut):
+    """Recording a notification writes its evidence and then has a statement
+    refused by the database (the connection stays)."""
 
     def record_notification(self, store: Store, letter_id: uuid.UUID, at: dt.datetime) -> object:
         self._decisions.record_notification(store, letter_id, at)
         store.letters._db.execute(text("SELECT * FROM no_such_table"))
         raise AssertionError("the statement above fails")
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._decisions, name)
 
 
 def test_a_seal_the_database_refuses_leaves_the_hand_off_recorded_and_sealed_later(
