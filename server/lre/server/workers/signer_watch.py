@@ -7,6 +7,8 @@ import datetime as dt
 import threading
 from collections.abc import Callable
 
+from lre.server.domain.errors import DependencyUnavailable
+from lre.server.domain.evidence import EvidenceTimeMismatch
 from lre.server.services.journal import SignerWatch
 
 # After the signer was found down, how long the workers leave it alone:
@@ -33,6 +35,13 @@ class SignerOutage:
         with self._lock:
             if self._met_at is None or at > self._met_at:
                 self._met_at = at
+
+    def failed(self, exc: DependencyUnavailable, at: dt.datetime) -> None:
+        """A worker's call failed at ``at`` (taken after the failure: the call
+        may have used its whole timeout). Not a clock that disagrees with the
+        TSA's: the signer's health does not show it, and no proof waits on it."""
+        if not isinstance(exc, EvidenceTimeMismatch):
+            self.met_down(at)
 
     def seen_serving(self, asked_at: dt.datetime) -> None:
         """A health check asked at ``asked_at`` found it serving: a pause

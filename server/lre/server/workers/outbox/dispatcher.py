@@ -17,7 +17,6 @@ from sqlalchemy.exc import DBAPIError
 
 from lre.server.adapters.mail import MailTransport, PermanentFailure, TemporaryFailure
 from lre.server.domain.errors import DependencyUnavailable
-from lre.server.domain.evidence import EvidenceTimeMismatch
 from lre.server.domain.letters import OutboxKind, OutboxState
 from lre.server.domain.records import MessageRecord
 from lre.server.domain.window import PARIS, paris_midnight
@@ -245,7 +244,7 @@ class OutboxDispatcher:
         except DependencyUnavailable as exc:
             # A proof's PDF waits for the signer (it is not claimed while the
             # signer is down); the other messages go on. Not an attempt.
-            self._signer_failed(exc)
+            self._outage.failed(exc, self._clock())
             self._put_back(message, now, last_error=str(exc))
             return None
         if email is None:
@@ -301,7 +300,7 @@ class OutboxDispatcher:
                 with self._stores.begin() as store:
                     self._decisions.record_notification_failure(store, message.letter_id, now)
             except DependencyUnavailable as exc:
-                self._signer_failed(exc)
+                self._outage.failed(exc, self._clock())
                 logger.warning(
                     "notification failure evidence deferred: signer unavailable",
                     extra={"outbox_id": str(message.id)},
@@ -384,20 +383,12 @@ class OutboxDispatcher:
             if isinstance(exc, DBAPIError) and exc.connection_invalidated:
                 raise
             if isinstance(exc, DependencyUnavailable):
-                self._signer_failed(exc)
+                self._outage.failed(exc, self._clock())
             # Usually the signer is down (DependencyUnavailable).
             logger.warning(
                 "notice sealing deferred",
                 extra={"outbox_id": str(outbox_id), "error": type(exc).__name__},
             )
-
-    def _signer_failed(self, exc: DependencyUnavailable) -> None:
-        """The process's workers leave the signer alone from now (the call
-        may have taken its whole timeout); not for a clock that disagrees
-        with the TSA's, which the signer's health does not show and which
-        holds no proof back."""
-        if not isinstance(exc, EvidenceTimeMismatch):
-            self._outage.met_down(self._clock())
 
     def measure_backlog(self) -> None:
         """Messages due and not sent (a reminder waiting for its day is not late)."""
