@@ -32,6 +32,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import create_engine, text
 
@@ -39,7 +40,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.deposit_throughput import deposits
 from bench.stack import POSTGRES, running_stack
-from tests.support.processes import free_port
 
 
 def _busy_s() -> float:
@@ -51,11 +51,14 @@ def _busy_s() -> float:
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
-def _made(metrics_url: str) -> float:
-    with urllib.request.urlopen(metrics_url, timeout=10) as response:
-        text = response.read().decode()
-    found = re.search(r"^lre_proof_pdfs_made_total (\S+)$", text, re.MULTILINE)
-    return float(found.group(1)) if found else 0.0
+def _made(addresses: tuple[str, ...]) -> float:
+    made = 0.0
+    for address in addresses:
+        with urllib.request.urlopen(f"http://{address}/metrics", timeout=10) as response:
+            text = response.read().decode()
+        found = re.search(r"^lre_proof_pdfs_made_total (\S+)$", text, re.MULTILINE)
+        made += float(found.group(1)) if found else 0.0
+    return made
 
 
 # Messages due and not yet handed off (the server's gauge is refreshed only
@@ -75,17 +78,27 @@ DELAYS = text(
 )
 
 
-def _paced(seconds: float, postgres: str, rate: float) -> dict[str, object]:
-    """Workers on, ``rate`` letters/s offered for ``seconds``: the hand-off
-    delays of the proofs of deposit and of the notices, the backlog sampled."""
-    metrics = f"127.0.0.1:{free_port()}"
-    with running_stack(
+def _stack(postgres: str, workers: bool, placement: tuple[int, int]) -> Any:
+    """Two server and two signer processes; the workers in the server's
+    processes, or in ``placement[0]`` processes of their own at niceness
+    ``placement[1]`` (as the deploy kit runs them)."""
+    return running_stack(
         server_processes=2,
         signer_processes=2,
         postgres=postgres,
-        run_workers=True,
-        settings={"LRE_SERVER_OUTBOX_INTERVAL_S": "0.2", "LRE_SERVER_METRICS_ADDRESS": metrics},
-    ) as stack:
+        run_workers=workers,
+        settings={"LRE_SERVER_OUTBOX_INTERVAL_S": "0.2"},
+        work_processes=placement[0] if workers else 0,
+        work_nice=placement[1],
+    )
+
+
+def _paced(
+    seconds: float, postgres: str, rate: float, placement: tuple[int, int]
+) -> dict[str, object]:
+    """Workers on, ``rate`` letters/s offered for ``seconds``: the hand-off
+    delays of the proofs of deposit and of the notices, the backlog sampled."""
+    with _stack(postgres, True, placement) as stack:
         engine = create_engine(stack.database_url)
         samples: list[int] = []
         done = threading.Event()
@@ -133,16 +146,11 @@ def _paced(seconds: float, postgres: str, rate: float) -> dict[str, object]:
     return summary
 
 
-def _run(seconds: float, postgres: str, workers: bool) -> tuple[dict[str, float], float]:
-    metrics = f"127.0.0.1:{free_port()}"
-    with running_stack(
-        server_processes=2,
-        signer_processes=2,
-        postgres=postgres,
-        run_workers=workers,
-        settings={"LRE_SERVER_OUTBOX_INTERVAL_S": "0.2", "LRE_SERVER_METRICS_ADDRESS": metrics},
-    ) as stack:
-        url = f"http://{metrics}/metrics"
+def _run(
+    seconds: float, postgres: str, workers: bool, placement: tuple[int, int]
+) -> tuple[dict[str, float], float]:
+    with _stack(postgres, workers, placement) as stack:
+        url = stack.worker_metrics
         before, start, busy = _made(url), time.perf_counter(), _busy_s()
         result = deposits(stack.address, stack.sender_token, stack.recipient, seconds)
         rate = (_made(url) - before) / (time.perf_counter() - start)
@@ -157,6 +165,13 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--hold", type=float, default=300.0)
     parser.add_argument("--postgres", default=POSTGRES)
+    parser.add_argument(
+        "--work-processes",
+        type=int,
+        default=0,
+        help="run the workers in this many `lre-server work` processes (default: in the server's)",
+    )
+    parser.add_argument("--work-nice", type=int, default=0, help="those processes' niceness")
     parser.add_argument("--phase", choices=["off", "on", "paced"], help=argparse.SUPPRESS)
     parser.add_argument(
         "--rate",
@@ -164,23 +179,30 @@ def main() -> int:
         help="letters/s in the paced phase (default: a quarter of the workers-off rate)",
     )
     args = parser.parse_args()
+    placement = (args.work_processes, args.work_nice)
+    where = ["--work-processes", str(args.work_processes), "--work-nice", str(args.work_nice)]
     if args.phase == "paced":
-        print(json.dumps(_paced(args.hold, args.postgres, args.rate)))
+        print(json.dumps(_paced(args.hold, args.postgres, args.rate, placement)))
         return 0
     if args.phase:  # one stack, in a process of its own (the token library is per process)
-        result, pdfs = _run(args.seconds, args.postgres, workers=args.phase == "on")
+        result, pdfs = _run(args.seconds, args.postgres, args.phase == "on", placement)
         print(json.dumps({**result, "pdfs": pdfs}))
         return 0
     phases = {}
     for phase in ("off", "on"):
         run = subprocess.run(
             [sys.executable, __file__, "--seconds", str(args.seconds), "--postgres",
-             args.postgres, "--phase", phase],
+             args.postgres, "--phase", phase, *where],
             capture_output=True, text=True, check=True,
         )  # fmt: skip
         phases[phase] = json.loads(run.stdout.strip().splitlines()[-1])
+    workers = (
+        f"in {args.work_processes} `lre-server work` processes at nice {args.work_nice}"
+        if args.work_processes
+        else "in the server's processes"
+    )
     print(f"machine: {os.cpu_count()} cores; 2 server processes, 2 signer processes; "
-          f"PostgreSQL; {args.seconds:.0f} s each")  # fmt: skip
+          f"PostgreSQL; {args.seconds:.0f} s each; workers {workers}")  # fmt: skip
     for label, phase in (
         ("workers off (deposits only)", "off"),
         ("workers on (notices, proof PDFs)", "on"),
@@ -197,7 +219,7 @@ def main() -> int:
     rate = args.rate or phases["off"]["rate"] / 4
     run = subprocess.run(
         [sys.executable, __file__, "--hold", str(args.hold), "--postgres", args.postgres,
-         "--phase", "paced", "--rate", f"{rate:.2f}"],
+         "--phase", "paced", "--rate", f"{rate:.2f}", *where],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     paced = json.loads(run.stdout.strip().splitlines()[-1])

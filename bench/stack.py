@@ -43,6 +43,8 @@ class Stack:
     sender_token: str
     recipient: str
     recipient_token: str
+    # The /metrics addresses of the processes that run the workers.
+    worker_metrics: tuple[str, ...]
 
 
 @contextlib.contextmanager
@@ -52,8 +54,13 @@ def running_stack(
     postgres: str = POSTGRES,
     run_workers: bool = False,
     settings: dict[str, str] | None = None,
+    work_processes: int = 0,
+    work_nice: int = 0,
 ) -> Iterator[Stack]:
-    """``settings`` are extra LRE_* environment variables for both processes."""
+    """``settings`` are extra LRE_* environment variables for every process.
+    With ``work_processes``, the workers run as the deploy kit runs them: in
+    that many ``lre-server work`` processes of their own, at ``work_nice``
+    (the server processes then without theirs, whatever ``run_workers``)."""
     var = Path(tempfile.mkdtemp(prefix="lre-bench-"))
     paths = dev_setup(var)
     name = f"lre_bench_{uuid.uuid4().hex[:8]}"
@@ -78,7 +85,7 @@ def running_stack(
         "LRE_SERVER_GRPC_ADDRESS": f"127.0.0.1:{server_port}",
         "LRE_SERVER_METRICS_ADDRESS": f"127.0.0.1:{free_port()}",
         "LRE_SERVER_SIGNER_ADDRESS": f"127.0.0.1:{signer_port}",
-        "LRE_SERVER_RUN_WORKERS": str(run_workers).lower(),
+        "LRE_SERVER_RUN_WORKERS": str(run_workers and not work_processes).lower(),
         "LRE_SERVER_MAIL_TRANSPORT": f"maildir:{var / 'mail'}",
         "LRE_SERVER_LOG_LEVEL": "WARNING",
         # The load generators are one caller (127.0.0.1) and one sender's
@@ -96,6 +103,16 @@ def running_stack(
     server = subprocess.Popen(
         [str(BIN / "lre-server"), "serve"], env=env, stdout=quiet, stderr=quiet
     )
+    processes = [server, signer]
+    worker_metrics = [] if work_processes else [env["LRE_SERVER_METRICS_ADDRESS"]] * run_workers
+    for _ in range(work_processes):
+        worker_metrics.append(f"127.0.0.1:{free_port()}")
+        work = [str(BIN / "lre-server"), "work"]
+        processes.insert(0, subprocess.Popen(
+            ["nice", "-n", str(work_nice), *work] if work_nice else work,
+            env={**env, "LRE_SERVER_METRICS_ADDRESS": worker_metrics[-1]},
+            stdout=quiet, stderr=quiet,
+        ))  # fmt: skip
     address = f"127.0.0.1:{server_port}"
     try:
         assert wait_for(
@@ -103,7 +120,7 @@ def running_stack(
         )
         time.sleep(1)
         codes: EnrolmentCodes = maildir_enrolment_codes(var / "mail")
-        if not run_workers:  # the outbox does not run: the codes as queued
+        if not (run_workers or work_processes):  # the outbox does not run: the codes as queued
             engine = db.make_engine(database)
             secrets_key = SecretsKeys(bytes.fromhex(key.read_text()))
             codes = lambda party: outbox_enrolment_code(engine, secrets_key, party)  # noqa: E731
@@ -141,9 +158,10 @@ def running_stack(
             sender_token,
             recipient,
             recipient_token,
+            tuple(worker_metrics),
         )
     finally:
-        for process in (server, signer):
+        for process in processes:
             process.terminate()
             process.wait(timeout=30)
         with admin.connect() as connection:

@@ -108,7 +108,8 @@ class MessageRecord:
     payload: dict[str, Any]
     state: OutboxState
     attempts: int
-    next_attempt_time: dt.datetime
+    # None once nothing more is due (a notice whose evidence is sealed).
+    next_attempt_time: dt.datetime | None
     create_time: dt.datetime
     sent_time: dt.datetime | None
     last_error: str | None

@@ -19,7 +19,13 @@ PROOFS = table(models.EvidenceProof)
 CHARGES = table(models.Charge)
 
 
-# Read for every proof e-mail: built once.
+# Asked for every evidence and every proof: built once.
+_INSERT = insert(EVIDENCE)
+_INSERT_PROOF = insert(PROOFS)
+_HAS = select(EVIDENCE.c.id).where(
+    EVIDENCE.c.letter_id == bindparam("letter_id"), EVIDENCE.c.event == bindparam("event")
+)
+_HAS_PROOF = select(PROOFS.c.evidence_id).where(PROOFS.c.evidence_id == bindparam("id"))
 _WITH_PROOF = (
     select(
         EVIDENCE,
@@ -38,7 +44,7 @@ class EvidenceRepository:
     def add(self, evidence: Iterable[EvidenceRecord]) -> None:
         rows = [to_row(e) for e in evidence]
         if rows:
-            self._db.execute(insert(EVIDENCE), rows)
+            self._db.execute(_INSERT, rows)
 
     def get(self, evidence_id: uuid.UUID) -> EvidenceWithProof | None:
         """The evidence with its stored PDF proof, if one is stored: the
@@ -56,24 +62,16 @@ class EvidenceRepository:
         return [from_row(EvidenceRecord, row) for row in rows]
 
     def has(self, letter_id: uuid.UUID, event: EvidenceEvent) -> bool:
-        found = self._db.scalar(
-            select(EVIDENCE.c.id).where(
-                EVIDENCE.c.letter_id == letter_id, EVIDENCE.c.event == event
-            )
-        )
-        return found is not None
+        return self._db.scalar(_HAS, {"letter_id": letter_id, "event": event}) is not None
 
     def has_proof(self, evidence_id: uuid.UUID) -> bool:
-        found = self._db.scalar(
-            select(PROOFS.c.evidence_id).where(PROOFS.c.evidence_id == evidence_id)
-        )
-        return found is not None
+        return self._db.scalar(_HAS_PROOF, {"id": evidence_id}) is not None
 
     def add_proof(self, evidence_id: uuid.UUID, pdf: bytes, now: dt.datetime) -> None:
         """Stores the proof; WriteConflict (from the unit of work) if one is stored
         already (made meanwhile)."""
         self._db.execute(
-            insert(PROOFS), [{"evidence_id": evidence_id, "pdf": pdf, "create_time": now}]
+            _INSERT_PROOF, [{"evidence_id": evidence_id, "pdf": pdf, "create_time": now}]
         )
 
 

@@ -6,7 +6,9 @@ A message is PENDING until a dispatcher claims it (SENDING, with a lease in
 Every change of a claimed message names the attempt it settles, so a
 dispatcher that outlived its lease changes nothing another one has claimed
 since. A SENT recipient's notice keeps ``next_attempt_time`` as the time its
-NotificationForAcceptance is due to be sealed (again, if the signer was down)."""
+NotificationForAcceptance is due to be sealed (again, if the signer was down),
+and has none once it is sealed: the notices left unsealed are found without
+reading every notice ever sent."""
 
 from __future__ import annotations
 
@@ -17,8 +19,10 @@ from collections.abc import Collection, Iterable
 from typing import Any
 
 from sqlalchemy import (
+    BindParameter,
     ColumnElement,
     Row,
+    Select,
     and_,
     bindparam,
     delete,
@@ -47,6 +51,30 @@ _SETTLE = update(OUTBOX).where(
     OUTBOX.c.attempts == bindparam("b_attempts"),
 )
 _COLUMNS = frozenset(OUTBOX.c.keys())
+_INSERT = insert(OUTBOX)
+_NOTHING_DUE = update(OUTBOX).where(OUTBOX.c.id == bindparam("b_id")).values(next_attempt_time=None)
+
+
+def _oldest_due(kinds: ColumnElement[bool]) -> Select[Any]:
+    """The ``n`` oldest messages of ``kinds`` due at ``now``: pending ones,
+    and those whose claim's lease ran out; locked, skipping rows another
+    dispatcher holds. Built once: each lane asks several times a second."""
+    now: BindParameter[dt.datetime] = bindparam("now")
+    due = or_(
+        and_(OUTBOX.c.state == OutboxState.PENDING, OUTBOX.c.next_attempt_time <= now),
+        and_(OUTBOX.c.state == OutboxState.SENDING, OUTBOX.c.claimed_until <= now),
+    )
+    return (
+        select(OUTBOX)
+        .where(due, kinds)
+        .order_by(OUTBOX.c.next_attempt_time)
+        .limit(bindparam("n"))
+        .with_for_update(skip_locked=True)
+    )
+
+
+_DUE_URGENT = _oldest_due(OUTBOX.c.kind.in_(URGENT))
+_DUE_OTHERS = _oldest_due(OUTBOX.c.kind.not_in(bindparam("skipped", expanding=True)))
 
 
 def new_message(
@@ -87,7 +115,7 @@ class OutboxRepository:
         """Rows made by ``new_message``."""
         rows = list(messages)
         if rows:
-            self._db.execute(insert(OUTBOX), rows)
+            self._db.execute(_INSERT, rows)
 
     def lock(self, message_id: uuid.UUID) -> MessageRecord | None:
         row = self._db.execute(
@@ -109,29 +137,16 @@ class OutboxRepository:
         attempt counted. Rows another dispatcher holds are skipped (SKIP
         LOCKED; on SQLite the transaction holds the write lock). Returns each
         claimed message as it now is, and whether it is a resend."""
-        due = or_(
-            and_(OUTBOX.c.state == OutboxState.PENDING, OUTBOX.c.next_attempt_time <= now),
-            and_(OUTBOX.c.state == OutboxState.SENDING, OUTBOX.c.claimed_until <= now),
-        )
-
-        def oldest(kinds: ColumnElement[bool], n: int) -> list[Row[Any]]:
-            return list(
-                self._db.execute(
-                    select(OUTBOX)
-                    .where(due, kinds)
-                    .order_by(OUTBOX.c.next_attempt_time)
-                    .limit(n)
-                    .with_for_update(skip_locked=True)
-                )
-            )
-
         # Recipients' notices (they start the legal window) and e-mailed codes
         # (someone is waiting at a login) before proofs and reminders: a proof
         # carries a PDF (milliseconds of CPU and a signer call), and a backlog
         # of them must not hold a notice.
-        rows = oldest(OUTBOX.c.kind.in_(URGENT), batch)
+        rows = list(self._db.execute(_DUE_URGENT, {"now": now, "n": batch}))
         if len(rows) < batch:
-            rows += oldest(OUTBOX.c.kind.not_in((*URGENT, *waiting)), batch - len(rows))
+            skipped = [kind.value for kind in (*URGENT, *waiting)]
+            rows += self._db.execute(
+                _DUE_OTHERS, {"now": now, "n": batch - len(rows), "skipped": skipped}
+            )
         claimed = []
         for message in [_message(row) for row in rows]:
             resend = message.state is OutboxState.SENDING
@@ -186,6 +201,10 @@ class OutboxRepository:
         )
         return [_message(row) for row in rows]
 
+    def sealed(self, message_id: uuid.UUID) -> None:
+        """A notice's evidence is recorded: nothing more is due for it."""
+        self._db.execute(_NOTHING_DUE, {"b_id": message_id})
+
     def remove(self, message_id: uuid.UUID) -> None:
         self._db.execute(delete(OUTBOX).where(OUTBOX.c.id == message_id))
 
@@ -198,6 +217,7 @@ class OutboxRepository:
             .where(
                 OUTBOX.c.kind == OutboxKind.LETTER_WAITING.value,
                 OUTBOX.c.state == OutboxState.SENT,
+                OUTBOX.c.next_attempt_time.is_not(None),
                 LETTERS.c.state == LetterState.DEPOSITED,
             )
         ).scalar_one()

@@ -8,13 +8,14 @@ import dataclasses
 import datetime as dt
 import functools
 import uuid
+from collections.abc import Callable
 from email import message_from_bytes
 from email.message import Message
 from email.utils import parsedate_to_datetime
 from typing import cast
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 
 from lre.server.adapters.mail import SmtpTransport
 from lre.server.adapters.signer import SignerClient
@@ -28,6 +29,7 @@ from lre.server.services.journal import SecurityJournal, SignerWatch
 from lre.server.services.notification import NotificationPolicy, NotificationService
 from lre.server.services.proofs import StoredProofs
 from lre.server.storage import db, models
+from lre.server.storage.outbox import new_message
 from lre.server.storage.store import Store
 from lre.server.workers.outbox import NoticeSealer, OutboxDispatcher, RetryPolicy
 from lre.server.workers.outbox.compose import compose
@@ -176,6 +178,8 @@ def test_signer_down_each_notice_goes_once_and_is_sealed_later_dated_at_the_hand
     sealer.step()
     assert not sealer.step()  # nothing left
     assert metric("lre_notices_sealed_late_total") == late_before + 3
+    # Nothing more is due for them: the sealer's index no longer holds them.
+    assert [r.next_attempt_time for r in rows(world, OutboxKind.LETTER_WAITING)] == [None] * 3
     for row in sent:
         assert row.letter_id is not None and row.sent_time is not None
         notified = world.letter(row.letter_id)
@@ -192,7 +196,7 @@ def test_signer_down_each_notice_goes_once_and_is_sealed_later_dated_at_the_hand
         world.drain()
     assert [m["To"] for m in inbox.messages] == [SENDER_EMAIL] * 3  # the proofs of deposit
     reminders = rows(world, OutboxKind.REMINDER)
-    assert sorted(r.next_attempt_time for r in reminders) == sorted(
+    assert sorted(t for r in reminders if (t := r.next_attempt_time) is not None) == sorted(
         r.sent_time + dt.timedelta(days=d)
         for r in sent
         if r.sent_time is not None
@@ -346,7 +350,8 @@ def test_a_notice_is_sealed_late_within_the_bound_only(
     assert world.letter(late.id).notification_time == world.clock.now - dt.timedelta(minutes=2)
     assert world.letter(too_late.id).state is LetterState.DEPOSITED  # refused, kept for an operator
     (row,) = [r for r in rows(world, OutboxKind.LETTER_WAITING) if r.letter_id == too_late.id]
-    assert row.next_attempt_time > world.clock.now  # backed off, not retried in a loop
+    # Backed off, not retried in a loop.
+    assert row.next_attempt_time is not None and row.next_attempt_time > world.clock.now
 
 
 def test_notices_are_claimed_before_proofs(world: World, smtp_port: int) -> None:
@@ -535,3 +540,95 @@ def test_a_proof_email_composed_twice_is_the_same_bytes_and_its_parts_read_back(
     assert isinstance(document, bytes) and isinstance(seal, bytes)
     # The seal is over the attached evidence (read raises otherwise).
     assert read(document, seal).event is EvidenceEvent.SUBMISSION_ACCEPTANCE
+
+
+def _outbox_rows_read(world: World, ask: Callable[[Store], object]) -> int:
+    """How many outbox rows (or index entries) the database read to answer
+    the statements ``ask`` sends: EXPLAIN ANALYZE of each on PostgreSQL; on
+    SQLite, which reports no counts, 0 if each searches the outbox by an
+    index on kind, state and time, else the table's size (a scan)."""
+    sent: list[tuple[str, object]] = []
+
+    def capture(conn: object, cursor: object, statement: str, params: object, *_: object) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            sent.append((statement, params))
+
+    event.listen(world.engine, "before_cursor_execute", capture)
+    try:
+        with world.stores.begin() as store:
+            ask(store)
+    finally:
+        event.remove(world.engine, "before_cursor_execute", capture)
+    assert sent
+    read, table = 0, len(rows(world))
+    with world.engine.connect() as connection:
+        for statement, params in sent:
+            if world.engine.dialect.name == "postgresql":
+                (plan,) = connection.exec_driver_sql(
+                    "EXPLAIN (ANALYZE, FORMAT JSON) " + statement,
+                    params,  # type: ignore[arg-type]
+                ).scalar_one()
+                read += _rows_of(plan["Plan"], "outbox_messages")
+            else:
+                lines = [
+                    str(row[-1])
+                    for row in connection.exec_driver_sql(
+                        "EXPLAIN QUERY PLAN " + statement,
+                        params,  # type: ignore[arg-type]
+                    )
+                ]
+                outbox = [line for line in lines if "outbox_messages" in line]
+                if not all("ix_outbox_messages_kind_state_next_attempt" in x for x in outbox):
+                    read += table
+    return read
+
+
+def _rows_of(node: dict[str, object], relation: str) -> int:
+    """Rows the scans of ``relation`` under a PostgreSQL plan node returned,
+    over all their loops (a bitmap index scan counts its index entries)."""
+    own = 0
+    name = str(node.get("Index Name", ""))
+    if node.get("Relation Name") == relation or name.startswith(f"ix_{relation}"):
+        own = int(cast(int, node["Actual Rows"])) * int(cast(int, node["Actual Loops"]))
+    children = cast(list[dict[str, object]], node.get("Plans", []))
+    return own + sum(_rows_of(child, relation) for child in children)
+
+
+def test_the_sealer_reads_the_notices_left_unsealed_not_every_notice_sent(
+    world: World, smtp_port: int
+) -> None:
+    # A history of notices sent and sealed (and of proofs sent), one letter's
+    # notice left unsealed while the signer was down.
+    sealed = world.deposit()
+    with Inbox(smtp_port):
+        world.drain()
+    history = [
+        new_message(sealed.id, kind, {}, world.clock(), world.clock())
+        | {"state": OutboxState.SENT, "attempts": 1, "sent_time": world.clock()}
+        | ({"next_attempt_time": None} if kind is OutboxKind.LETTER_WAITING else {})
+        for kind in (OutboxKind.LETTER_WAITING, OutboxKind.PROOF)
+        for _ in range(300)
+    ]
+    with world.stores.begin() as store:
+        store.outbox.add(history)
+    left = world.deposit()
+    decisions, notifications = signer_down(world)
+    during_outage = dispatcher(world, smtp_port, decisions, notifications, outage=SignerOutage())
+    with Inbox(smtp_port):
+        while during_outage.dispatch_one():  # the notice; the proof waits for the signer
+            pass
+    world.clock.advance(seconds=10)
+
+    now = world.clock()
+    with world.stores.begin() as store:
+        (due,) = store.outbox.unrecorded_notices(now, 16)
+        assert due.letter_id == left.id
+        assert store.outbox.oldest_unrecorded_notice() == due.sent_time
+    assert _outbox_rows_read(world, lambda store: store.outbox.unrecorded_notices(now, 16)) <= 2
+    assert _outbox_rows_read(world, lambda store: store.outbox.oldest_unrecorded_notice()) <= 2
+
+    NoticeSealer(world.stores, world.decisions, world.clock, SignerOutage()).step()
+    assert world.letter(left.id).state is LetterState.NOTIFIED
+    with world.stores.begin() as store:
+        assert store.outbox.unrecorded_notices(now, 16) == []
+        assert store.outbox.oldest_unrecorded_notice() is None

@@ -205,7 +205,12 @@ class OutboxMessage(Base):
     """Written in the transaction of the state change that causes it."""
 
     __tablename__ = "outbox_messages"
-    __table_args__ = (Index("ix_outbox_messages_state_next_attempt", "state", "next_attempt_time"),)
+    __table_args__ = (
+        Index("ix_outbox_messages_state_next_attempt", "state", "next_attempt_time"),
+        # The notices left unsealed (the sealer), the messages due (the backlog).
+        Index("ix_outbox_messages_kind_state_next_attempt", "kind", "state", "next_attempt_time"),
+        Index("ix_outbox_messages_state_create", "state", "create_time"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     letter_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("letters.id"), index=True)
@@ -213,7 +218,8 @@ class OutboxMessage(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     state: Mapped[OutboxState] = mapped_column(db_enum(OutboxState, "outbox_state"))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_time: Mapped[dt.datetime]
+    # None once nothing more is due (a notice whose evidence is sealed).
+    next_attempt_time: Mapped[dt.datetime | None]
     create_time: Mapped[dt.datetime]
     sent_time: Mapped[dt.datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)

@@ -299,6 +299,7 @@ class OutboxDispatcher:
             try:
                 with self._stores.begin() as store:
                     self._decisions.record_notification_failure(store, message.letter_id, now)
+                    store.outbox.sealed(message.id)
             except DependencyUnavailable as exc:
                 self._outage.failed(exc, self._clock())
                 logger.warning(
@@ -379,12 +380,12 @@ class OutboxDispatcher:
         try:
             with store.savepoint():
                 seal_notice(self._decisions, store, letter_id, handed_at)
+                store.outbox.sealed(outbox_id)
         except Exception as exc:
             if isinstance(exc, DBAPIError) and exc.connection_invalidated:
                 raise
             if isinstance(exc, DependencyUnavailable):
                 self._outage.failed(exc, self._clock())
-            # Usually the signer is down (DependencyUnavailable).
             logger.warning(
                 "notice sealing deferred",
                 extra={"outbox_id": str(outbox_id), "error": type(exc).__name__},

@@ -119,6 +119,7 @@ class NoticeSealer:
                         NOTICES_LATE.inc()
                 else:
                     self._decisions.record_notification_failure(store, message.letter_id, now)
+                store.outbox.sealed(message.id)
             return True
         except EvidenceTimeMismatch:
             if message is None:
