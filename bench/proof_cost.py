@@ -12,11 +12,14 @@ recipient's notice were handed to the mail server (the outbox rows'
 after the load counts as never), and the outbox backlog sampled every 5 s.
 
 PostgreSQL, two server processes and two signer processes (as
-bench/deposit_throughput.py), mail to a Maildir,
+bench/deposit_throughput.py), the workers in the server's processes or, with
+``--work-processes``, in ``lre-server work`` processes of their own (at
+``--work-nice``, as lre-workers.service runs them), mail to a Maildir,
 bounded in time. Prints deposits/s with p50/p99 for both, the ratio, and the
 proof PDFs made during the busy window (lre_proof_pdfs_made on the server's
 /metrics). Usage:
   python bench/proof_cost.py [--seconds 10] [--hold 300] [--rate R] [--postgres URL]
+      [--work-processes N] [--work-nice K]
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ from tests.support.rpc import SERVING, health_status
 from tests.support.server import server_process
 from tests.support.signer import SignerProcess, signer_env
 
-BULK = 3000
+BULK = 2000
 NEW = b"\x02" + key_id("lre-wrap-2")  # AES-GCM under the new wrap key
 
 pytestmark = pytest.mark.postgres

@@ -15,6 +15,7 @@ from email.utils import parsedate_to_datetime
 from typing import cast
 
 import pytest
+from alembic import command
 from sqlalchemy import event, select, text
 
 from lre.server.adapters.mail import SmtpTransport
@@ -632,3 +633,29 @@ def test_the_sealer_reads_the_notices_left_unsealed_not_every_notice_sent(
     with world.stores.begin() as store:
         assert store.outbox.unrecorded_notices(now, 16) == []
         assert store.outbox.oldest_unrecorded_notice() is None
+
+
+def test_migrating_clears_the_time_of_the_sealed_notices_only(world: World, smtp_port: int) -> None:
+    """Migration 0021 over notices recorded before it: those whose evidence
+    is sealed have nothing due; one left unsealed (the signer was down) keeps
+    the time the sealer looks at it."""
+    sealed = world.deposit()
+    with Inbox(smtp_port):
+        world.drain()
+    left = world.deposit()
+    decisions, notifications = signer_down(world)
+    during_outage = dispatcher(world, smtp_port, decisions, notifications, outage=SignerOutage())
+    with Inbox(smtp_port):
+        while during_outage.dispatch_one():
+            pass
+    config = db.alembic_config(world.engine)
+    command.downgrade(config, "0020")
+    times = {r.letter_id: r.next_attempt_time for r in rows(world, OutboxKind.LETTER_WAITING)}
+    assert None not in times.values()  # as before 0021: every notice has a time
+    db.migrate(world.engine)
+    after = {r.letter_id: r.next_attempt_time for r in rows(world, OutboxKind.LETTER_WAITING)}
+    assert after == {sealed.id: None, left.id: times[left.id]}
+    world.clock.advance(minutes=1)
+    with world.stores.begin() as store:
+        (due,) = store.outbox.unrecorded_notices(world.clock(), 16)
+    assert due.letter_id == left.id
