@@ -7,8 +7,10 @@ Every change of a claimed message names the attempt it settles, so a
 dispatcher that outlived its lease changes nothing another one has claimed
 since. A SENT recipient's notice keeps ``next_attempt_time`` as the time its
 NotificationForAcceptance is due to be sealed (again, if the signer was down),
-and has none once it is sealed: the notices left unsealed are found without
-reading every notice ever sent."""
+and has none once that evidence (or its failure's) is recorded: the sealer's
+index then holds the notices whose evidence may be missing, not every notice
+ever sent (those recorded by an older version keep their time, and are
+filtered out by their letter's state)."""
 
 from __future__ import annotations
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from sqlalchemy import select
+
 from lre.server.domain.letters import EvidenceEvent, LetterState, OutboxState
 from lre.server.domain.window import AcceptanceWindow
 from lre.server.services.notification import NotificationPolicy, NotificationService
@@ -108,6 +110,12 @@ def test_a_refused_address_ends_in_a_failure_evidence(world: World, smtp_port: i
         EvidenceEvent.SUBMISSION_ACCEPTANCE,
         EvidenceEvent.NOTIFICATION_FOR_ACCEPTANCE_FAILURE,
     ]
+    # Its evidence recorded, nothing more is due for the notice.
+    with db.sessions(world.engine)() as session:
+        notice = session.scalars(
+            select(models.OutboxMessage).where(models.OutboxMessage.kind == "letter_waiting")
+        ).one()
+        assert (notice.state, notice.next_attempt_time) == (OutboxState.FAILED, None)
 
 
 def test_two_dispatchers_send_each_message_once(world: World, smtp_port: int) -> None:

@@ -603,6 +603,8 @@ def test_the_sealer_reads_the_notices_left_unsealed_not_every_notice_sent(
     sealed = world.deposit()
     with Inbox(smtp_port):
         world.drain()
+    # Sealed at its hand-off: nothing more is due.
+    assert [r.next_attempt_time for r in rows(world, OutboxKind.LETTER_WAITING)] == [None]
     history = [
         new_message(sealed.id, kind, {}, world.clock(), world.clock())
         | {"state": OutboxState.SENT, "attempts": 1, "sent_time": world.clock()}

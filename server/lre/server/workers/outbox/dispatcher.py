@@ -293,13 +293,13 @@ class OutboxDispatcher:
                 return
         logger.warning("notification failed", extra={"outbox_id": str(message.id)})
         if message.kind is OutboxKind.LETTER_WAITING:
-            # Only the recipient's notice has legal weight: its failure is an
-            # evidence, sealed now, or by the NoticeSealer if the signer is down.
+            # Only the notice has legal weight: its failure is an evidence, sealed now
+            # (its row locked before the letter, as everywhere), or by the NoticeSealer.
             assert message.letter_id is not None
             try:
                 with self._stores.begin() as store:
-                    self._decisions.record_notification_failure(store, message.letter_id, now)
                     store.outbox.sealed(message.id)
+                    self._decisions.record_notification_failure(store, message.letter_id, now)
             except DependencyUnavailable as exc:
                 self._outage.failed(exc, self._clock())
                 logger.warning(
