@@ -65,6 +65,11 @@ def ports() -> dict[str, str]:
     }
 
 
+def _finished(process: subprocess.Popen[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    stdout, stderr = process.communicate(timeout=timeout)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
 def _run_devstack(var: Path, ports: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if k not in ("LRE_CONFIG", "SOFTHSM2_CONF")}
     return subprocess.Popen(
@@ -162,8 +167,9 @@ def test_the_walkthrough_client_against_make_run(tmp_path: Path, ports: dict[str
     document.write_bytes(b"%PDF-1.7 " + bytes(range(256)) * 400)
     try:
         assert wait_for(lambda: b"LRE is running" in log.read_bytes(), timeout=60), log.read_text()
-        result, mailing = (
-            subprocess.run(
+        # Both at once, as two users of one stack (each waits on the outbox).
+        clients = [
+            subprocess.Popen(
                 [
                     str(BIN / "lre-client"),
                     command,
@@ -179,12 +185,13 @@ def test_the_walkthrough_client_against_make_run(tmp_path: Path, ports: dict[str
                     "--tls-dir",
                     str(var / "tls"),
                 ],
-                capture_output=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
                 text=True,
-                timeout=120,
             )
             for command, out in (("walkthrough", "out"), ("mailing", "mailing"))
-        )
+        ]
+        result, mailing = (_finished(client, timeout=120) for client in clients)
     finally:
         devstack.send_signal(signal.SIGINT)
         devstack.wait(timeout=30)

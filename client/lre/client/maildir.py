@@ -42,7 +42,10 @@ def maildir_enrolment_codes(maildir: Path, timeout_s: float = 60) -> EnrolmentCo
                 box = mailbox.Maildir(maildir, create=False)
                 found = []
                 for key in list(box.iterkeys()):
-                    message = box.get_message(key)
+                    try:
+                        message = box.get_message(key)
+                    except (KeyError, FileNotFoundError):  # removed by another client
+                        continue
                     found_code = enrolment_code_in(message, party)
                     if found_code:
                         found.append((message.get_date(), found_code, key))
@@ -67,7 +70,10 @@ def notice(
         if (maildir / "new").exists():
             box = mailbox.Maildir(maildir, create=False)
             for key in list(box.iterkeys()):
-                message = email.message_from_bytes(box.get_bytes(key))
+                try:
+                    message = email.message_from_bytes(box.get_bytes(key))
+                except (KeyError, FileNotFoundError):  # removed by another client
+                    continue
                 subject = email.header.make_header(email.header.decode_header(message["Subject"]))
                 if reference in str(subject) and message["To"] == recipient_email:
                     return message
