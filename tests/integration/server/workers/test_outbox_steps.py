@@ -329,7 +329,7 @@ def test_a_notice_is_sealed_late_within_the_bound_only(
     decisions = DecisionService(
         world.stores, world.signer, strict, world.policy.reminder_days, world.clock
     )
-    real_now = world.clock.now
+    real_now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     # Deposited 25 hours ago (the deposit's own seal is checked with the world's skew).
     world.clock.now = real_now - dt.timedelta(hours=25, minutes=1)
     late, too_late = world.deposit(), world.deposit()
