@@ -42,16 +42,7 @@ from sqlalchemy import create_engine, text
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.deposit_throughput import deposits
-from bench.stack import POSTGRES, running_stack
-
-
-def _busy_s() -> float:
-    """CPU seconds the whole machine has spent busy (all cores, /proc/stat):
-    per letter, it counts every process (server, signer, PostgreSQL, mail,
-    this load generator), so it means something on a machine left quiet."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+from bench.stack import POSTGRES, busy_seconds, running_stack
 
 
 def _made(addresses: tuple[str, ...]) -> float:
@@ -116,13 +107,13 @@ def _paced(
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        busy = _busy_s()
+        busy = busy_seconds()
         result = deposits(stack.address, stack.sender_token, stack.recipient, seconds, rate=rate)
         done.set()
         drain_until = time.monotonic() + 30
         while time.monotonic() < drain_until and backlog() > 0:
             time.sleep(1)
-        busy = _busy_s() - busy
+        busy = busy_seconds() - busy
         drained = backlog() == 0
         with engine.connect() as connection:
             delays = {
@@ -154,10 +145,10 @@ def _run(
 ) -> tuple[dict[str, float], float]:
     with _stack(postgres, workers, placement) as stack:
         url = stack.worker_metrics
-        before, start, busy = _made(url), time.perf_counter(), _busy_s()
+        before, start, busy = _made(url), time.perf_counter(), busy_seconds()
         result = deposits(stack.address, stack.sender_token, stack.recipient, seconds)
         rate = (_made(url) - before) / (time.perf_counter() - start)
-        result["busy_ms"] = (_busy_s() - busy) / max(1, result["count"]) * 1000
+        result["busy_ms"] = (busy_seconds() - busy) / max(1, result["count"]) * 1000
     return result, rate
 
 

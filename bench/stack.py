@@ -33,6 +33,15 @@ from tests.support.rpc import SERVING, health_status
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
+def busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy (all cores, /proc/stat):
+    per letter, it counts every process (server, signer, PostgreSQL, mail,
+    the benchmark itself), so it means something on a machine left quiet."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass(frozen=True)
 class Stack:
     address: str
