@@ -303,6 +303,8 @@ def test_a_seal_the_database_refuses_leaves_the_hand_off_recorded_and_sealed_lat
         0,
         handed_at,
     )
+    # Due to the sealer after the grace (a sealed notice has nothing due).
+    assert row.next_attempt_time == handed_at + NOTICE_GRACE
     assert world.letter(letter.id).state is LetterState.DEPOSITED
     with world.stores.read() as store:
         events = {e.event for e in store.evidence.of_letter(letter.id)}

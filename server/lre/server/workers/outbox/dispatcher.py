@@ -337,9 +337,9 @@ class OutboxDispatcher:
         if message.kind is OutboxKind.EMAIL_CODE:
             # Sent: the encrypted code has no more reason to be kept.
             payload = {k: v for k, v in payload.items() if k != "code"}
-
         # A recipient's notice: its evidence is sealed with the record.
         notified = message.letter_id if message.kind is OutboxKind.LETTER_WAITING else None
+        sealing = notified is not None and not self._outage.down(self._clock())
         with self._stores.begin() as store:
             recorded = store.outbox.settle(
                 message,
@@ -347,10 +347,10 @@ class OutboxDispatcher:
                 sent_time=handed_at,
                 last_error=None,
                 payload=payload,
-                # For a notice: when the sealer looks at it if sealing below fails.
-                next_attempt_time=handed_at + NOTICE_GRACE,
+                # Sealed below: nothing more due (else the sealer's after the grace).
+                next_attempt_time=None if sealing else handed_at + NOTICE_GRACE,
             )
-            if recorded and notified is not None and not self._outage.down(self._clock()):
+            if recorded and sealing and notified is not None:
                 self._seal_notice(store, message.id, notified, handed_at)
         if not recorded:
             logger.warning("outbox claim lost", extra={"outbox_id": str(message.id)})
@@ -374,16 +374,16 @@ class OutboxDispatcher:
         """The notice's NotificationForAcceptance, in the transaction that
         records its hand-off, under a savepoint: if sealing fails (the signer
         down, a statement of its own refused), only the sealing is undone, the
-        hand-off is recorded all the same and the NoticeSealer seals it after
+        hand-off is recorded all the same, due to the NoticeSealer after
         NOTICE_GRACE; never a resend. Only a lost connection is raised, as
         for the hand-off alone (``_record`` retries it)."""
         try:
             with store.savepoint():
                 seal_notice(self._decisions, store, letter_id, handed_at)
-                store.outbox.sealed(outbox_id)
         except Exception as exc:
             if isinstance(exc, DBAPIError) and exc.connection_invalidated:
                 raise
+            store.outbox.update(outbox_id, next_attempt_time=handed_at + NOTICE_GRACE)
             if isinstance(exc, DependencyUnavailable):
                 self._outage.failed(exc, self._clock())
             logger.warning(
