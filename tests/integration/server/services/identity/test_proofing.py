@@ -303,6 +303,25 @@ def test_a_certificate_for_someone_else_proofs_nobody(service: IdentityService) 
         _prove(service, company, key, cert)
 
 
+def test_proofs_name_a_party_as_its_latest_matching_proofing_did(
+    service: IdentityService, database: sessionmaker[DbSession], clock: Clock
+) -> None:
+    """What e-mails and evidence name: the names the latest proofing that
+    matched any verified (a later document check matched none), as read from
+    the store, never a proofing's other details."""
+    camille = person(service)
+    key, cert = CA.issue(person_subject("CAMILLE", "Dupont"))
+    _prove(service, camille, key, cert)
+    clock.advance(seconds=1)
+    service.proofing.record_document_check(
+        camille, "passport", "19AB12345", clock.now + dt.timedelta(days=30), "op-7"
+    )
+    with Stores(database).read() as store:
+        ((details, _),) = store.letters.parties([camille]).values()
+    assert details.name == "CAMILLE Dupont"  # as the certificate says, not "Camille Dupont"
+    assert details.email == "camille@example.org"
+
+
 def test_an_eid_for_someone_else_proofs_nobody(service: IdentityService) -> None:
     camille = person(service)
     token = BROKER.id_token("n-mallory", given_name="Mallory", family_name="Martin")
