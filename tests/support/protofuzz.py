@@ -38,9 +38,14 @@ def _field_value(field: descriptor.FieldDescriptor, depth: int) -> st.SearchStra
     if field.type == kinds.TYPE_MESSAGE:
         assert field.message_type is not None
         if field.message_type.full_name == "google.protobuf.Timestamp":
-            return st.builds(
-                lambda s: _timestamp(s), st.integers(min_value=-62135596800, max_value=253402300799)
+            # Times a Timestamp may hold (years 1 to 9999), and what the wire
+            # carries beyond: any int64 of seconds, any int32 of nanos.
+            seconds = st.one_of(
+                st.integers(min_value=-62135596800, max_value=253402300799),
+                st.integers(min_value=-(2**63), max_value=2**63 - 1),
             )
+            nanos = st.one_of(st.just(0), st.integers(min_value=-(2**31), max_value=2**31 - 1))
+            return st.builds(_timestamp, seconds, nanos)
         return message(field.message_type, depth + 1)
     if field.type == kinds.TYPE_STRING:
         return (
@@ -57,8 +62,8 @@ def _field_value(field: descriptor.FieldDescriptor, depth: int) -> st.SearchStra
     return st.integers(min_value=-(2**31), max_value=2**31 - 1)
 
 
-def _timestamp(seconds: int) -> Any:
-    return timestamp_pb2.Timestamp(seconds=seconds)
+def _timestamp(seconds: int, nanos: int) -> Any:
+    return timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos)
 
 
 def message(desc: descriptor.Descriptor, depth: int = 0) -> st.SearchStrategy[Message]:

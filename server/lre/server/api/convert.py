@@ -8,6 +8,7 @@ import uuid
 
 from google.protobuf import timestamp_pb2
 
+from lre.server.domain.errors import InvalidArgument
 from lre.server.domain.letters import EvidenceEvent, LetterState
 from lre.server.domain.mailings import MailingRecipientRecord
 from lre.server.domain.records import (
@@ -19,6 +20,19 @@ from lre.server.domain.records import (
 )
 from lre.server.services.custody import MailingView
 from lre.v1 import common_pb2, custody_pb2
+
+# What a google.protobuf.Timestamp may hold: 0001-01-01T00:00:00Z to
+# 9999-12-31T23:59:59.999999999Z (its definition); beyond, the conversion
+# itself fails.
+_FIRST_SECOND, _LAST_SECOND = -62_135_596_800, 253_402_300_799
+
+
+def request_time(stamp: timestamp_pb2.Timestamp, field: str) -> dt.datetime:
+    """A request's time, aware, in UTC; InvalidArgument naming ``field`` when
+    it is outside what a Timestamp may hold."""
+    if not (_FIRST_SECOND <= stamp.seconds <= _LAST_SECOND and 0 <= stamp.nanos < 10**9):
+        raise InvalidArgument(field, "must be a time from year 1 to year 9999 (RFC 3339)")
+    return stamp.ToDatetime(dt.UTC)
 
 
 def timestamp(value: dt.datetime | None) -> timestamp_pb2.Timestamp | None:

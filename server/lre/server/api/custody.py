@@ -17,6 +17,7 @@ from lre.server.api.convert import (
     evidence_message,
     letter_message,
     mailing_message,
+    request_time,
     tree_head_message,
 )
 from lre.server.api.errors import domain_errors
@@ -234,8 +235,8 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
                 raise NotFound("no such sender")
             charges, token = self._queries.charges_for(
                 session,
-                request.start_time.ToDatetime(dt.UTC) if request.HasField("start_time") else None,
-                request.end_time.ToDatetime(dt.UTC) if request.HasField("end_time") else None,
+                _time(request, "start_time"),
+                _time(request, "end_time"),
                 request.page_size,
                 request.page_token,
             )
@@ -384,3 +385,7 @@ def _delegate(envelope: Any) -> Delegate | None:
     return Delegate.stated(
         stated.given_name, stated.family_name, stated.role, "envelope.sender_delegate"
     )
+
+
+def _time(request: custody_pb2.ListChargesRequest, field: str) -> dt.datetime | None:
+    return request_time(getattr(request, field), field) if request.HasField(field) else None

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 
 import grpc
 
 from lre.server.api.auth import optional_session
-from lre.server.api.convert import timestamp
+from lre.server.api.convert import request_time, timestamp
 from lre.server.api.corrections import CorrectionCalls
 from lre.server.api.errors import domain_errors
 from lre.server.api.identity_convert import (
@@ -135,7 +134,7 @@ class IdentityServicer(
                 parse_id(request.party, "party", "parties"),
                 request.document_type,
                 request.document_number,
-                request.document_expire_time.ToDatetime(dt.UTC)
+                request_time(request.document_expire_time, "document_expire_time")
                 if request.HasField("document_expire_time")
                 else None,
                 request.operator_id,
