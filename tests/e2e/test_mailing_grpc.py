@@ -25,12 +25,14 @@ from lre.v1 import common_pb2, custody_pb2, custody_pb2_grpc, identity_pb2, iden
 from tests.support.clients import bearer, register_company, wait_notified
 from tests.support.pki import verify_seal
 from tests.support.processes import wait_for
+from tests.support.rpc import field_violations
 from tests.support.server import libfaketime, server_process
 from tests.support.signer import SignerProcess
 
 CONVOCATION = b"%PDF-1.7 convocation assemblee generale " * 4000  # ~160 KB, several chunks
 PARTS = [("convocation.pdf", "application/pdf", CONVOCATION)]
 REFUSED = common_pb2.EVIDENCE_EVENT_SUBMISSION_REJECTION
+REFERENCE = "AG 2027 résidence Les Tilleuls"
 
 
 def _consumer(
@@ -73,7 +75,7 @@ def _mailing(
     parts: list[tuple[str, str, bytes]] = PARTS,
 ) -> custody_pb2.Mailing:
     return custody.DepositMailing(
-        mailing_requests(request_id, "AG 2027 résidence Les Tilleuls", recipients, parts),
+        mailing_requests(request_id, REFERENCE, recipients, parts),
         metadata=bearer(token),
         timeout=60,
     )
@@ -249,6 +251,17 @@ def test_a_mailing_gives_each_recipient_a_letter_or_a_sealed_refusal(
         with pytest.raises(grpc.RpcError) as conflict:
             _mailing(custody, token, "ag-2027", recipients[:2])
         assert conflict.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        # Another reference, or a delegate the first deposit's proofs do not name.
+        requests = list(mailing_requests("ag-2027", "AG 2028", recipients, PARTS))
+        delegated = list(mailing_requests("ag-2027", REFERENCE, recipients, PARTS))
+        delegated[0].envelope.sender_delegate.CopyFrom(
+            common_pb2.Delegate(given_name="Jean", family_name="Dupont")
+        )
+        for changed, field in ((requests, "reference"), (delegated, "sender_delegate")):
+            with pytest.raises(grpc.RpcError) as conflict:
+                custody.DepositMailing(iter(changed), metadata=bearer(token), timeout=60)
+            assert conflict.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+            assert f"envelope.{field}" in field_violations(conflict.value)
         # The key is the caller's: another sender's same request_id is a mailing of its own.
         theirs = _mailing(custody, other_token, "ag-2027", [(professional, "x")])
         assert theirs.name != mailing.name

@@ -61,6 +61,18 @@ class EvidenceRepository:
         )
         return [from_row(EvidenceRecord, row) for row in rows]
 
+    def submission(self, letter_id: uuid.UUID) -> bytes | None:
+        """The document of the letter's SubmissionAcceptance or SubmissionRejection."""
+        document: bytes | None = self._db.scalar(
+            select(EVIDENCE.c.document).where(
+                EVIDENCE.c.letter_id == letter_id,
+                EVIDENCE.c.event.in_(
+                    [EvidenceEvent.SUBMISSION_ACCEPTANCE, EvidenceEvent.SUBMISSION_REJECTION]
+                ),
+            )
+        )
+        return document
+
     def has(self, letter_id: uuid.UUID, event: EvidenceEvent) -> bool:
         return self._db.scalar(_HAS, {"letter_id": letter_id, "event": event}) is not None
 

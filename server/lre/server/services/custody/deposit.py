@@ -36,6 +36,7 @@ from lre.server.services.custody.intake import (
     Intake,
     check_envelope,
     check_same_content,
+    check_same_delegate,
     new_letter,
 )
 from lre.server.services.custody.policy import CustodyPolicy
@@ -136,7 +137,7 @@ class DepositService:
                     # Read with no transaction open: the content may still be arriving.
                     return spooled if spooled is not None else content_digests(sizes, chunks)
 
-                return first.replay(recipient_id, parts, digests)
+                return first.replay(recipient_id, parts, digests, delegate)
             if content is not None:
                 committed = True
                 self._content.committed(
@@ -278,21 +279,22 @@ class _First:
 
     letter: LetterRecord
     parts: list[PartRecord]
-    # A refused deposit's SubmissionRejection document (it kept no parts).
-    rejection: dict[str, Any]
+    # Its SubmissionAcceptance or SubmissionRejection document (a refused
+    # deposit kept no parts): what it said of the sender.
+    submission: dict[str, Any]
 
     @staticmethod
     def of(store: Store, letter: LetterRecord) -> _First:
-        if letter.state is LetterState.REJECTED:
-            evidence = store.evidence.of_letter(letter.id)
-            return _First(letter, [], json.loads(evidence[0].document) if evidence else {})
-        return _First(letter, store.letters.parts(letter.id), {})
+        submission = store.evidence.submission(letter.id)
+        parts = [] if letter.state is LetterState.REJECTED else store.letters.parts(letter.id)
+        return _First(letter, parts, json.loads(submission) if submission else {})
 
     def replay(
         self,
         recipient_id: uuid.UUID,
         parts: list[DeclaredPart],
         digests: Callable[[], list[bytes]],
+        delegate: Delegate | None,
     ) -> tuple[LetterRecord, list[PartRecord]]:
         """A retried deposit gets the first result: the letter, or the same
         refusal. The same request_id with other content is refused, naming
@@ -303,10 +305,11 @@ class _First:
             raise RequestConflict(
                 "envelope.recipient", "this request_id was used for a letter to another recipient"
             )
+        check_same_delegate(self.submission, delegate)
         if letter.state is LetterState.REJECTED:
             raise DepositRefused(
-                self.rejection.get("reasonCode", "rejected"),
-                self.rejection.get("reason", "deposit refused"),
+                self.submission.get("reasonCode", "rejected"),
+                self.submission.get("reason", "deposit refused"),
                 letter=f"letters/{letter.id}",
             )
         stored = self.parts

@@ -12,12 +12,13 @@ import secrets
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import Counter
 
 from lre.server.domain import identity
 from lre.server.domain.errors import DepositRefused, InvalidArgument, RequestConflict
-from lre.server.domain.evidence import PartDigest, PartyDetails
+from lre.server.domain.evidence import Delegate, PartDigest, PartyDetails
 from lre.server.domain.letters import EvidenceEvent, LetterState, OutboxKind
 from lre.server.domain.records import ChargeRecord, EvidenceRecord, LetterRecord, PartRecord
 from lre.server.services.custody.evidence import EvidenceRecorder
@@ -110,6 +111,16 @@ def check_same_content(
             raise RequestConflict(
                 f"envelope.parts[{i}]", "this request_id was used for other content"
             )
+
+
+def check_same_delegate(submission: dict[str, Any], delegate: Delegate | None) -> None:
+    """A retry names the sender's delegate the first deposit's evidence
+    (``submission``, its SubmissionAcceptance or SubmissionRejection) named,
+    or none if it named none; else RequestConflict."""
+    if submission.get("sender", {}).get("delegate") != (delegate.to_dict() if delegate else None):
+        raise RequestConflict(
+            "envelope.sender_delegate", "this request_id was used with another sender delegate"
+        )
 
 
 class Intake:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import os
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -40,9 +41,10 @@ from lre.server.services.custody.intake import (
     Intake,
     check_envelope,
     check_same_content,
+    check_same_delegate,
     new_letter,
 )
-from lre.server.services.custody.mailing_proofs import REFUSALS, rejection
+from lre.server.services.custody.mailing_proofs import REFUSALS, as_found, rejection
 from lre.server.services.custody.policy import CustodyPolicy
 from lre.server.services.custody.report import report_lines
 from lre.server.storage.objects import Owner
@@ -109,13 +111,14 @@ class MailingService:
         sender_id = uuid.UUID(session.party_id)
         sizes = [p.size_bytes for p in parts]
         ids = [party_id(name) for name, _ in recipients]
+        retry = (reference, recipients, parts, delegate)
         # A retry, or the checks before the content is read (made again when it is in).
         with self._stores.peek() as store:
             existing = store.mailings.by_request(sender_id, request_id)
             if existing is None:
                 _, refused = self._refusals(store, sender_id, ids)
         if existing is not None:
-            return self._replay(existing, recipients, parts, lambda: content_digests(sizes, chunks))
+            return self._replay(existing, *retry, lambda: content_digests(sizes, chunks))
         mailing_id = uuid.uuid4()
         spool: ContentSink | None = None
         committed = False
@@ -153,7 +156,7 @@ class MailingService:
                     existing = store.mailings.by_request(sender_id, request_id)
                 if existing is None:
                     raise
-                return self._replay(existing, recipients, parts, lambda: digests)
+                return self._replay(existing, *retry, lambda: digests)
             if spool is not None:
                 committed = True
                 if view.mailing.wrapped_key is not None:
@@ -273,7 +276,7 @@ class MailingService:
                         mailing_id,
                         position,
                         sender,
-                        _as_found(recipients[position][0], ids[position], found),
+                        as_found(recipients[position][0], ids[position], found),
                         now,
                         code,
                     )
@@ -306,19 +309,27 @@ class MailingService:
     def _replay(
         self,
         mailing: MailingRecord,
+        reference: str,
         recipients: list[tuple[str, str]],
         parts: list[DeclaredPart],
+        delegate: Delegate | None,
         digests: Callable[[], list[bytes]],
     ) -> MailingView:
         """A retried mailing gets the first result; the same request_id with
-        other recipients or content is refused, naming what differs.
-        ``digests``: the retry's content, read (with no transaction open) only
-        when it is to be compared."""
+        another reference, delegate, recipients or content is refused, naming
+        what differs. ``digests``: the retry's content, read (with no
+        transaction open) only when it is to be compared."""
         view = self._view(mailing)
+        if mailing.reference != reference:
+            raise RequestConflict("envelope.reference", "request_id used for another reference")
         if [(r.recipient, r.letter_reference) for r in view.recipients] != recipients:
-            raise RequestConflict(
-                "envelope.recipients", "this request_id was used for other recipients"
-            )
+            raise RequestConflict("envelope.recipients", "request_id used for other recipients")
+        # What the first deposit sealed for its first recipient names its delegate.
+        sealed, letter_id = view.recipients[0].evidence_document, view.recipients[0].letter_id
+        if sealed is None and letter_id is not None:
+            with self._stores.read() as store:
+                sealed = store.evidence.submission(letter_id)
+        check_same_delegate(json.loads(sealed) if sealed else {}, delegate)
         check_same_content(
             [
                 (p["filename"], p["media_type"], p["size_bytes"], bytes.fromhex(p["sha256"]))
@@ -381,11 +392,3 @@ class MailingService:
             letters = store.mailings.letters(mailing_id)
             steps = store.mailings.evidence_steps(mailing_id)
         yield from report_lines(mailing, recipients, letters, steps)
-
-
-def _as_found(
-    name: str, party: uuid.UUID | None, found: dict[uuid.UUID, tuple[PartyDetails, bool]]
-) -> PartyDetails:
-    """A refused recipient as its rejection names it: the party found, or as
-    the sender gave it when no party has that name."""
-    return found[party][0] if party in found else PartyDetails(name, "", "")

@@ -151,6 +151,14 @@ class MailingProofs:
         )
 
 
+def as_found(
+    name: str, party: uuid.UUID | None, found: dict[uuid.UUID, tuple[PartyDetails, bool]]
+) -> PartyDetails:
+    """A refused recipient as its rejection names it: the party found, or as
+    the sender gave it when no party has that name."""
+    return found[party][0] if party in found else PartyDetails(name, "", "")
+
+
 def rejection(
     evidence: EvidenceRecorder,
     mailing_id: uuid.UUID,

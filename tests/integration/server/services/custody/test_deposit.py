@@ -11,6 +11,7 @@ import pytest
 from lre.server.adapters.signer import ContentKeys
 from lre.server.domain import identity
 from lre.server.domain.errors import DepositRefused, RequestConflict
+from lre.server.domain.evidence import Delegate
 from lre.server.domain.identity import AssuranceLevel
 from lre.server.domain.letters import PartyKind
 from lre.server.domain.records import LetterRecord
@@ -41,12 +42,16 @@ def test_the_same_request_id_sent_four_times_at_once_gives_one_letter(world: Wor
         assert session.query(models.OutboxMessage).filter_by(letter_id=letters[0]).count() == 2
 
 
+JEAN = Delegate("Jean", "Dupont", "gérant")
+
+
 def _send(
     world: World,
     request_id: str,
     recipient: uuid.UUID | None = None,
     parts: list[tuple[str, str, bytes]] | None = None,
     session: identity.Session | None = None,
+    delegate: Delegate | None = None,
 ) -> LetterRecord:
     parts = parts or [("a.pdf", "application/pdf", b"%PDF!"), ("b.txt", "text/plain", b"abc")]
     letter, _ = world.deposits.deposit(
@@ -55,6 +60,7 @@ def _send(
         recipient or world.recipient.id,
         [DeclaredPart(name, media, len(data)) for name, media, data in parts],
         iter([(i, data) for i, (_, _, data) in enumerate(parts)]),
+        delegate,
     )
     return letter
 
@@ -76,6 +82,8 @@ def test_a_request_id_used_again_with_other_content_is_refused_naming_what_diffe
         "envelope.parts[1]": {
             "parts": [("a.pdf", "application/pdf", b"%PDF!"), ("b.txt", "text/plain", b"abd")]
         },
+        # The proof of deposit names no delegate: a retry naming one is another request.
+        "envelope.sender_delegate": {"delegate": JEAN},
     }
     for field, changes in conflicts.items():
         with pytest.raises(RequestConflict) as refused:
@@ -86,6 +94,15 @@ def test_a_request_id_used_again_with_other_content_is_refused_naming_what_diffe
         assert session.query(models.Charge).count() == 1
     # The same key from another sender is another request altogether.
     assert _send(world, "r-1", session=dataclasses.replace(world.session, party_id=str(other.id)))
+
+
+def test_a_retry_names_the_same_delegate_as_the_first_deposit(world: World) -> None:
+    first = _send(world, "r-3", delegate=JEAN)
+    assert _send(world, "r-3", delegate=JEAN) == first
+    for other in (None, Delegate("Jeanne", "Dupont", "gérante")):
+        with pytest.raises(RequestConflict) as refused:
+            _send(world, "r-3", delegate=other)
+        assert refused.value.field == "envelope.sender_delegate"
 
 
 def test_a_refused_deposit_retried_gets_the_same_refusal_unless_the_recipient_differs(
