@@ -9,6 +9,7 @@ import hashlib
 import mailbox
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -29,6 +30,7 @@ from tests.support.clients import (
 )
 from tests.support.pki import verify_seal
 from tests.support.processes import wait_for
+from tests.support.rpc import field_violations
 from tests.support.server import ServerProcess, libfaketime, server_process
 from tests.support.signer import SignerProcess
 
@@ -298,11 +300,46 @@ def test_bad_streams_store_nothing(
             )
         ],
     }
+
+    def with_digest(
+        request_id: str, algorithm: common_pb2.HashAlgorithm, value: bytes
+    ) -> list[Any]:
+        part = custody_pb2.ContentPart(
+            filename="a.txt",
+            media_type="text/plain",
+            size_bytes=3,
+            digest=common_pb2.Digest(algorithm=algorithm, value=value),
+        )
+        envelope = custody_pb2.LetterEnvelope(request_id=request_id, recipient=recipient)
+        envelope.parts.append(part)
+        return [
+            custody_pb2.DepositLetterRequest(envelope=envelope),
+            custody_pb2.DepositLetterRequest(chunk=custody_pb2.ContentChunk(data=b"abc")),
+        ]
+
+    def sha(data: bytes) -> bytes:
+        return hashlib.sha256(data).digest()
+
+    sha256 = common_pb2.HASH_ALGORITHM_SHA256
+    cases |= {
+        "content other than its digest": with_digest("b-4", sha256, sha(b"abd")),
+        "digest of the wrong length": with_digest("b-5", sha256, sha(b"abc")[:31]),
+        "digest not SHA-256": with_digest(
+            "b-6", common_pb2.HASH_ALGORITHM_SHA512, hashlib.sha512(b"abc").digest()
+        ),
+    }
     for name, messages in cases.items():
         with pytest.raises(grpc.RpcError) as raised:
             custody.DepositLetter(iter(messages), metadata=metadata, timeout=10)
         assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT, name
+        if "digest" in name:
+            assert "envelope.parts[0].digest" in field_violations(raised.value), name
     assert letters() == 0
+    # The content matching its declared digest is taken.
+    letter = custody.DepositLetter(
+        iter(with_digest("b-7", sha256, sha(b"abc"))), metadata=metadata, timeout=10
+    )
+    assert letter.parts[0].digest.value == sha(b"abc") and letters() == 1
 
 
 def test_a_letter_nobody_answers_expires_on_its_own(

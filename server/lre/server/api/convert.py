@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Iterable
 
 from google.protobuf import timestamp_pb2
 
@@ -18,7 +19,7 @@ from lre.server.domain.records import (
     PartRecord,
     TreeHeadRecord,
 )
-from lre.server.services.custody import MailingView
+from lre.server.services.custody import DeclaredPart, MailingView
 from lre.v1 import common_pb2, custody_pb2
 
 # What a google.protobuf.Timestamp may hold: 0001-01-01T00:00:00Z to
@@ -33,6 +34,24 @@ def request_time(stamp: timestamp_pb2.Timestamp, field: str) -> dt.datetime:
     if not (_FIRST_SECOND <= stamp.seconds <= _LAST_SECOND and 0 <= stamp.nanos < 10**9):
         raise InvalidArgument(field, "must be a time from year 1 to year 9999 (RFC 3339)")
     return stamp.ToDatetime(dt.UTC)
+
+
+def declared_parts(parts: Iterable[custody_pb2.ContentPart]) -> list[DeclaredPart]:
+    """An envelope's parts as declared; a digest, where given, must be a
+    SHA-256 (the one the service computes and checks the content against)."""
+    declared = []
+    for i, part in enumerate(parts):
+        sha256 = None
+        if part.HasField("digest"):
+            digest = part.digest
+            if digest.algorithm != common_pb2.HASH_ALGORITHM_SHA256 or len(digest.value) != 32:
+                raise InvalidArgument(
+                    f"envelope.parts[{i}].digest",
+                    "HASH_ALGORITHM_SHA256 and its 32 bytes, or no digest",
+                )
+            sha256 = digest.value
+        declared.append(DeclaredPart(part.filename, part.media_type, part.size_bytes, sha256))
+    return declared
 
 
 def timestamp(value: dt.datetime | None) -> timestamp_pb2.Timestamp | None:

@@ -14,6 +14,7 @@ from lre.server.api.auth import actor, optional_session, session_of, staff_role
 from lre.server.api.convert import (
     STATES,
     charge_message,
+    declared_parts,
     evidence_message,
     letter_message,
     mailing_message,
@@ -34,7 +35,6 @@ from lre.server.domain.evidence import Delegate
 from lre.server.services.custody import (
     CustodyQueries,
     DecisionService,
-    DeclaredPart,
     DepositService,
     MailingService,
     StaffReader,
@@ -79,7 +79,7 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
                 session,
                 envelope.request_id,
                 parse_id(envelope.recipient, "envelope.recipient", "parties"),
-                [DeclaredPart(p.filename, p.media_type, p.size_bytes) for p in envelope.parts],
+                declared_parts(envelope.parts),
                 chunks,
                 _delegate(envelope),
             )
@@ -98,7 +98,7 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
                 envelope.request_id,
                 envelope.reference,
                 [(r.recipient, r.letter_reference) for r in envelope.recipients],
-                [DeclaredPart(p.filename, p.media_type, p.size_bytes) for p in envelope.parts],
+                declared_parts(envelope.parts),
                 chunks,
                 _delegate(envelope),
             )

@@ -34,6 +34,7 @@ from lre.server.services.custody.intake import (
     DEPOSITS,
     DeclaredPart,
     Intake,
+    check_declared_digests,
     check_envelope,
     check_same_content,
     check_same_delegate,
@@ -109,6 +110,7 @@ class DepositService:
                 spool_content(content_key.letter_id, content_key.key, sizes, chunks, content[1])
                 # Every byte stored (an object completed) before the letter can be accepted.
                 content[1].finish()
+                check_declared_digests(parts, content[1].digests)
             try:
                 letter, written = self._record(
                     session,

@@ -39,6 +39,8 @@ class DeclaredPart:
     filename: str
     media_type: str
     size_bytes: int
+    # The SHA-256 the sender computed, if it gave one: the content must match.
+    sha256: bytes | None = None
 
 
 def check_envelope(request_id: str, parts: list[DeclaredPart]) -> None:
@@ -62,6 +64,17 @@ def check_envelope(request_id: str, parts: list[DeclaredPart]) -> None:
             )
         if part.size_bytes < 0:
             raise InvalidArgument(f"envelope.parts[{i}].size_bytes", "must not be negative")
+
+
+def check_declared_digests(parts: list[DeclaredPart], digests: list[bytes]) -> None:
+    """The content read is what the sender declared, part by part, where it
+    declared a digest; InvalidArgument naming the first part that differs
+    (the caller then stores nothing)."""
+    for i, (part, digest) in enumerate(zip(parts, digests, strict=True)):
+        if part.sha256 is not None and part.sha256 != digest:
+            raise InvalidArgument(
+                f"envelope.parts[{i}].digest", "the content sent does not match this digest"
+            )
 
 
 def new_letter(

@@ -39,6 +39,7 @@ from lre.server.services.custody.intake import (
     DEPOSITS,
     DeclaredPart,
     Intake,
+    check_declared_digests,
     check_envelope,
     check_same_content,
     check_same_delegate,
@@ -134,6 +135,7 @@ class MailingService:
             else:
                 # Nobody to deliver to: the content is only hashed, for the refusals' proofs.
                 digests = content_digests(sizes, chunks)
+            check_declared_digests(parts, digests)
             try:
                 view = self._record(
                     session,
