@@ -190,6 +190,13 @@ def test_a_mailing_gives_each_recipient_a_letter_or_a_sealed_refusal(
                 grpc.StatusCode.INVALID_ARGUMENT,
             ),
             (
+                lambda: custody.GetEvidence(
+                    custody_pb2.GetEvidenceRequest(name=lot_2.replace("/1/", "/01/")),
+                    metadata=bearer(token),
+                ),
+                grpc.StatusCode.INVALID_ARGUMENT,
+            ),
+            (
                 lambda: list(
                     custody.GetEvidenceBundle(
                         custody_pb2.GetEvidenceBundleRequest(name=lot_2), metadata=bearer(token)
@@ -201,6 +208,33 @@ def test_a_mailing_gives_each_recipient_a_letter_or_a_sealed_refusal(
             with pytest.raises(grpc.RpcError) as refused:
                 fetch()
             assert refused.value.code() == expected, refused.value.details()
+        # The bundle call says a refusal has none only of one the caller may read.
+        for name, expected in (
+            (lot_2.replace("/1/", "/x/"), grpc.StatusCode.INVALID_ARGUMENT),
+            (lot_2.replace("/recipients/1/", "/recipients/2/"), grpc.StatusCode.NOT_FOUND),
+            (f"{lot_2}/", grpc.StatusCode.INVALID_ARGUMENT),
+        ):
+            with pytest.raises(grpc.RpcError) as refused:
+                list(
+                    custody.GetEvidenceBundle(
+                        custody_pb2.GetEvidenceBundleRequest(name=name), metadata=bearer(token)
+                    )
+                )
+            assert refused.value.code() == expected, (name, refused.value.details())
+        with pytest.raises(grpc.RpcError) as refused:
+            list(
+                custody.GetEvidenceBundle(
+                    custody_pb2.GetEvidenceBundleRequest(name=lot_2), metadata=bearer(other_token)
+                )
+            )
+        assert refused.value.code() == grpc.StatusCode.NOT_FOUND
+        # Answered with its one name, however the ids were written.
+        mailing_id = lot_2.split("/")[1]
+        shouted = custody.GetEvidenceProof(
+            custody_pb2.GetEvidenceProofRequest(name=lot_2.replace(mailing_id, mailing_id.upper())),
+            metadata=bearer(token),
+        )
+        assert shouted.name == lot_2
         assert [p.digest.value for p in mailing.parts] == [hashlib.sha256(CONVOCATION).digest()]
 
         # Each letter: its own proof of deposit with the content's digest, its own charge.

@@ -40,7 +40,7 @@ from lre.server.services.custody import (
     StaffReader,
 )
 from lre.server.services.custody.bundles import EvidenceBundles
-from lre.server.services.custody.mailing_proofs import MailingProofs
+from lre.server.services.custody.mailing_proofs import MailingProofs, refusal_name
 from lre.server.services.events import EventLog
 from lre.server.services.identity import IdentityService
 from lre.v1 import common_pb2, custody_pb2, custody_pb2_grpc
@@ -336,7 +336,7 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
             if request.name.startswith("mailings/"):
                 refusal = parse_refusal_name(request.name, "name")
                 return evidence_message(
-                    self._mailing_proofs.evidence(reader, *refusal), request.name
+                    self._mailing_proofs.evidence(reader, *refusal), refusal_name(*refusal)
                 )
             letter_id, evidence_id = parse_evidence_name(request.name, "name")
             if isinstance(reader, StaffReader):
@@ -352,13 +352,14 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
             if request.name.startswith("mailings/"):
                 refusal = parse_refusal_name(request.name, "name")
                 pdf = self._mailing_proofs.proof(reader, *refusal)
-                return custody_pb2.EvidenceProof(name=request.name, pdf=pdf)
+                return custody_pb2.EvidenceProof(name=refusal_name(*refusal), pdf=pdf)
             letter_id, evidence_id = parse_evidence_name(request.name, "name")
             if isinstance(reader, StaffReader):
                 pdf = self._queries.evidence_proof_for_staff(reader, letter_id, evidence_id)
             else:
                 pdf = self._queries.evidence_proof(reader, letter_id, evidence_id)
-            return custody_pb2.EvidenceProof(name=request.name, pdf=pdf)
+            name = f"letters/{letter_id}/evidence/{evidence_id}"
+            return custody_pb2.EvidenceProof(name=name, pdf=pdf)
 
     def GetEvidenceBundle(
         self, request: custody_pb2.GetEvidenceBundleRequest, context: grpc.ServicerContext
@@ -366,6 +367,8 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
         with domain_errors(context):
             reader = self._evidence_reader(context, "GetEvidenceBundle")
             if request.name.startswith("mailings/"):
+                # One the caller may read (else NOT_FOUND), before saying it has no bundle.
+                self._mailing_proofs.evidence(reader, *parse_refusal_name(request.name, "name"))
                 raise FailedPrecondition(
                     "a mailing's refusal is not in the letters' log, so it has no bundle: "
                     "GetEvidence gives it sealed, GetEvidenceProof as a signed PDF"

@@ -42,6 +42,7 @@ def parse_refusal_name(name: str, field: str) -> tuple[uuid.UUID, int, uuid.UUID
         or parts[4] != "evidence"
         or not (parts[3].isascii() and parts[3].isdigit())
         or len(parts[3]) > 6
+        or str(int(parts[3])) != parts[3]  # one name for one refusal: no leading zero
     ):
         raise InvalidArgument(field, shape)
     return (
