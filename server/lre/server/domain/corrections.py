@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lre.server.domain.errors import FailedPrecondition, InvalidArgument, NotFound
+from lre.server.domain.personal_names import name_problem
 
 FORMAT = "lre-correction/1"
 NAME_FIELDS = ("given_name", "family_name", "company_name")
@@ -82,6 +83,9 @@ def corrected(natural_person: bool, current: Names, wanted: Names) -> Names:
         given = family = None
     if max(len(given or ""), len(family or "")) > 200 or len(company or "") > 300:
         raise InvalidArgument("family_name", "names at most 200 characters, companies 300")
+    for field, value in zip(NAME_FIELDS, (given, family, company), strict=True):
+        if value and (problem := name_problem(value)) is not None:
+            raise InvalidArgument(field, problem)
     names = Names(given, family, company)
     if names == current:
         raise InvalidArgument("family_name", "these are the party's names already")

@@ -23,6 +23,7 @@ from cryptography import x509
 from lre.server.domain.errors import DependencyUnavailable, InvalidArgument
 from lre.server.domain.identity import AssuranceLevel, Session
 from lre.server.domain.letters import EvidenceEvent
+from lre.server.domain.personal_names import name_problem
 
 FORMAT = "lre-evidence/2"
 # XML-Enc's SHA-256 identifier; under it digest values are base64 (XML-DSig convention).
@@ -72,6 +73,9 @@ class Delegate:
         unless both names are there and every value is within bounds."""
         if not given_name.strip() or not family_name.strip():
             raise InvalidArgument(field, "a delegate needs given and family names")
+        problem = name_problem(given_name) or name_problem(family_name)
+        if problem is not None:
+            raise InvalidArgument(field, f"a delegate's names {problem}")
         if max(len(given_name), len(family_name)) > 200 or len(role) > 100:
             raise InvalidArgument(field, "names at most 200 characters, the role at most 100")
         return cls(given_name.strip(), family_name.strip(), role.strip())

@@ -30,6 +30,7 @@ from lre.server.domain.identity import (
 )
 from lre.server.domain.letters import PartyKind
 from lre.server.domain.log import LogKind, email_hmac
+from lre.server.domain.personal_names import name_problem
 from lre.server.services.identity.settings import Clock
 from lre.server.storage.store import Store, Stores
 
@@ -144,6 +145,10 @@ class PartyService:
             )
         if new.kind is PartyKind.LEGAL_PERSON and not new.company_name:
             raise InvalidArgument("party.company_name", "a legal person needs a company name")
+        for field in ("given_name", "family_name", "company_name"):
+            value = getattr(new, field)
+            if value and (problem := name_problem(value)) is not None:
+                raise InvalidArgument(f"party.{field}", problem)
         check_professional_declaration(new.kind is PartyKind.NATURAL_PERSON, new.professional)
         registered = registration.parse(new.registration_id).value if new.registration_id else None
 

@@ -29,6 +29,19 @@ def test_create_party_is_idempotent_and_validated(service: IdentityService) -> N
         (NewParty(PartyKind.NATURAL_PERSON, False, "not-an-address", "A", "B"), "party.email"),
         (NewParty(PartyKind.NATURAL_PERSON, False, "a@example.org", "A", ""), "party.family_name"),
         (NewParty(PartyKind.LEGAL_PERSON, True, "a@example.org"), "party.company_name"),
+        # Names a proof would print as nothing, or with something hidden in them.
+        (
+            NewParty(PartyKind.NATURAL_PERSON, False, "a@example.org", "   ", "B"),
+            "party.given_name",
+        ),
+        (
+            NewParty(PartyKind.NATURAL_PERSON, False, "a@example.org", "A", "\u0301"),
+            "party.family_name",
+        ),
+        (
+            NewParty(PartyKind.LEGAL_PERSON, True, "a@example.org", company_name="A\u200bB SA"),
+            "party.company_name",
+        ),
     ):
         with pytest.raises(InvalidArgument) as raised:
             service.parties.create("gateway", str(uuid.uuid4()), new)
