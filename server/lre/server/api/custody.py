@@ -260,12 +260,15 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
     ) -> custody_pb2.ListEvidenceResponse:
         with domain_errors(context):
             reader = self._evidence_reader(context, "ListEvidence")
-            letter_id = parse_id(request.parent, "parent", "letters")
-            if isinstance(reader, StaffReader):
-                rows = self._queries.evidence_for_staff(reader, letter_id)
-            else:
-                rows = self._queries.evidence_for(reader, letter_id)
-            return custody_pb2.ListEvidenceResponse(evidence=[evidence_message(r) for r in rows])
+            rows, token = self._queries.evidence_page(
+                reader,
+                parse_id(request.parent, "parent", "letters"),
+                request.page_size,
+                request.page_token,
+            )
+            return custody_pb2.ListEvidenceResponse(
+                evidence=[evidence_message(r) for r in rows], next_page_token=token
+            )
 
     def _evidence_reader(
         self, context: grpc.ServicerContext, method: str

@@ -24,6 +24,7 @@ from lre.server.domain.records import (
     PartRecord,
 )
 from lre.server.services.proofs import StoredProofs
+from lre.server.storage.paging import next_token, page
 from lre.server.storage.store import Stores
 
 
@@ -97,6 +98,24 @@ class CustodyQueries:
             return evidence
         sender_visible = letter.lifecycle().sender_visible_to_recipient
         return [e for e in evidence if readable_by_recipient(e.event, sender_visible)]
+
+    def evidence_page(
+        self,
+        reader: identity.Session | StaffReader,
+        letter_id: uuid.UUID,
+        page_size: int,
+        page_token: str,
+    ) -> tuple[list[EvidenceRecord], str]:
+        """A page of the letter's evidence ``reader`` may read (``evidence_for``,
+        ``evidence_for_staff``), in the order of the events, and the next
+        page's token. A letter has a handful: read whole, then cut."""
+        size, offset = page(page_size, page_token)  # checked before a read is journaled
+        if isinstance(reader, StaffReader):
+            rows = self.evidence_for_staff(reader, letter_id)
+        else:
+            rows = self.evidence_for(reader, letter_id)
+        token = next_token(offset, size, size) if offset + size < len(rows) else ""
+        return rows[offset : offset + size], token
 
     def evidence(
         self, session: identity.Session, letter_id: uuid.UUID, evidence_id: uuid.UUID

@@ -1,0 +1,27 @@
+"""What the custody queries give a reader: a letter's evidence, a page at a time."""
+
+from __future__ import annotations
+
+import pytest
+
+from lre.server.domain.errors import InvalidArgument
+from lre.server.domain.letters import EvidenceEvent
+from tests.support.world import World
+
+
+def test_a_letters_evidence_comes_a_page_at_a_time(world: World, smtp_port: int) -> None:
+    (letter,) = world.notified(1, smtp_port)
+    everything, token = world.queries.evidence_page(world.session, letter.id, 0, "")
+    assert [e.event for e in everything] == [
+        EvidenceEvent.SUBMISSION_ACCEPTANCE,
+        EvidenceEvent.NOTIFICATION_FOR_ACCEPTANCE,
+    ]
+    assert token == ""
+    first, token = world.queries.evidence_page(world.session, letter.id, 1, "")
+    assert first == everything[:1] and token
+    second, token = world.queries.evidence_page(world.session, letter.id, 1, token)
+    assert second == everything[1:] and token == ""
+    for size, token, field in ((-1, "", "page_size"), (1, "zzz", "page_token")):
+        with pytest.raises(InvalidArgument) as refused:
+            world.queries.evidence_page(world.session, letter.id, size, token)
+        assert refused.value.field == field
