@@ -350,6 +350,15 @@ def test_a_mailing_gives_each_recipient_a_letter_or_a_sealed_refusal(
         assert (
             rows[1]["SubmissionRejection_evidence"] == by_reference["lot 2"].refusal.evidence.name
         )
+        with pytest.raises(grpc.RpcError) as refused:
+            list(
+                custody.GetMailingReport(
+                    custody_pb2.GetMailingReportRequest(name=mailing.name, format=99),  # type: ignore[arg-type]
+                    metadata=bearer(token),
+                )
+            )
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "format" in field_violations(refused.value)
         # The sealed summary: a signed PDF whose attached JSON the seal covers.
         sealed = tmp_path / "summary.pdf"
         sealed.write_bytes(

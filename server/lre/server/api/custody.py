@@ -129,6 +129,8 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
         with domain_errors(context):
             session = session_of(context, self._identities)
             mailing_id = parse_id(request.name, "name", "mailings")
+            if request.format not in custody_pb2.MailingReportFormat.values():
+                raise InvalidArgument("format", "unknown report format")
             if request.format == custody_pb2.MAILING_REPORT_FORMAT_SEALED_PDF:
                 # Made whole before the first chunk: an error is a status, never a cut PDF.
                 pdf = self._mailing_proofs.summary(session, mailing_id)
