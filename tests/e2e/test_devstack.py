@@ -201,13 +201,16 @@ def test_the_walkthrough_client_against_make_run(tmp_path: Path, ports: dict[str
     commands = [
         line.strip().split()
         for line in result.stdout.splitlines()
-        if line.strip().startswith(("openssl ", "pdfsig ", "lre-verify "))
+        if line.strip() and Path(line.split()[0]).name in ("openssl", "pdfsig", "lre-verify")
     ]
-    # Four evidences (deposit, notification, acceptance, handover), four commands each.
-    assert sorted(c[0] for c in commands) == ["lre-verify"] * 4 + ["openssl"] * 8 + ["pdfsig"] * 4
+    # Four evidences (deposit, notification, acceptance, handover), four commands each;
+    # the printed commands run as printed (lre-verify named by its path: no PATH needed).
+    assert sorted(Path(c[0]).name for c in commands) == (
+        ["lre-verify"] * 4 + ["openssl"] * 8 + ["pdfsig"] * 4
+    )
     for command in commands:
-        # The printed commands as a user runs them, with the package's scripts on the PATH.
-        program = str(BIN / command[0]) if command[0] == "lre-verify" else command[0]
+        program = command[0]
+        command[0] = Path(program).name
         verified = subprocess.run([program, *command[1:]], capture_output=True, text=True)
         assert verified.returncode == 0, (command, verified.stdout, verified.stderr)
         said = {

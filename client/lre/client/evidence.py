@@ -4,6 +4,7 @@ pdfsig, lre-verify)."""
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -94,7 +95,7 @@ class EvidenceWriter:
                 f" -CAfile {root} -untrusted {tsa}"
             )
             commands.append(f"pdfsig {stem}.pdf")
-            commands.append(f"lre-verify {stem}.zip --trust {root} --provider {provider}")
+            commands.append(f"{_verifier()} {stem}.zip --trust {root} --provider {provider}")
         return commands
 
     def bundle(self, evidence: str, token: str, timeout_s: float = 60) -> bytes:
@@ -130,3 +131,11 @@ def signature_and_timestamp(seal: bytes) -> tuple[bytes, bytes]:
             (token,) = attribute.attr_values.as_list()
             return signer_info.signature, asn1.encode_der(token)
     raise ValueError("the seal carries no signature timestamp")
+
+
+def _verifier() -> str:
+    """This client's own lre-verify, installed beside its interpreter: the
+    printed command runs as it is, whether or not the virtualenv is active
+    (relative to the working directory when it is below it)."""
+    program = Path(sys.executable).parent / "lre-verify"
+    return str(program.relative_to(Path.cwd()) if program.is_relative_to(Path.cwd()) else program)

@@ -73,7 +73,7 @@ class Walkthrough:
             codes=maildir_enrolment_codes(self.maildir),
             **fields,
         )
-        self.say(f"  {label}: {name}, proofed at substantial, two-factor session issued")
+        self.say(f"  {label}: {name}, proofed at high, two-factor session issued")
         return name, token
 
     def notification(
