@@ -8,6 +8,7 @@ first deposit of its request_id here too."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 import secrets
 import uuid
 from collections.abc import Callable, Sequence
@@ -31,6 +32,9 @@ for _outcome in ("accepted", "rejected"):
     DEPOSITS.labels(_outcome)
 
 MAX_PARTS = 100
+# RFC 6838 4.2 names, as proofs print them: "type/subtype", and parameters.
+_NAME = r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*"
+_MEDIA_TYPE = re.compile(rf'{_NAME}/{_NAME}(\s*;\s*{_NAME}=({_NAME}|"[^"\\]*"))*')
 REFERENCE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 
 
@@ -58,9 +62,10 @@ def check_envelope(request_id: str, parts: list[DeclaredPart]) -> None:
             raise InvalidArgument(
                 f"envelope.parts[{i}].filename", "a file name without a path, at most 255"
             )
-        if not part.media_type or len(part.media_type) > 127:
+        if len(part.media_type) > 127 or not _MEDIA_TYPE.fullmatch(part.media_type):
             raise InvalidArgument(
-                f"envelope.parts[{i}].media_type", "required, at most 127 characters"
+                f"envelope.parts[{i}].media_type",
+                "a media type (RFC 6838: type/subtype, parameters after ';'), at most 127",
             )
         if part.size_bytes < 0:
             raise InvalidArgument(f"envelope.parts[{i}].size_bytes", "must not be negative")
