@@ -114,5 +114,7 @@ def _claim(
 
 def _digest(what: str, signer: asn1_x509.Certificate | None) -> str:
     if signer is None:
-        raise SealProblem(f"the {what} has no signer to compare with the claim")
+        raise SealProblem(
+            f"the {what} has no valid signature whose signer the claim could be checked against"
+        )
     return hashlib.sha256(signer.dump()).hexdigest()
