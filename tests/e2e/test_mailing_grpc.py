@@ -375,6 +375,9 @@ def test_a_mailing_gives_each_recipient_a_letter_or_a_sealed_refusal(
         checked = subprocess.run(["pdfsig", sealed], capture_output=True, text=True)
         assert "Signature is Valid." in checked.stdout, checked.stdout + checked.stderr
         assert "Total document signed" in checked.stdout, checked.stdout
+        # Its times as a letter's proofs print theirs: Paris time named, and UTC.
+        printed = subprocess.run(["pdftotext", sealed, "-"], capture_output=True, text=True).stdout
+        assert printed.count("heure de Paris") == 2 and printed.count(" UTC") >= 2, printed
         attached = tmp_path / "attached"
         attached.mkdir()
         subprocess.run(["pdfdetach", "-saveall", "-o", attached, sealed], check=True)

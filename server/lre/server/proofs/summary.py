@@ -7,6 +7,7 @@ request (``GetMailingReport`` with the sealed format), never at deposit."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any
 
@@ -26,14 +27,15 @@ def render_summary(document: bytes, seal: bytes) -> tuple[bytes, str]:
     try:
         summary = json.loads(document)
         mailing_id = summary["mailing"].removeprefix("mailings/")
-    except (ValueError, KeyError, AttributeError) as exc:
+        deposited = dt.datetime.fromisoformat(summary["depositTime"])
+    except (ValueError, KeyError, AttributeError, TypeError) as exc:
         raise ProofInputError(f"not a mailing summary: {exc}") from None
     json_name, seal_name = attachment_names(mailing_id)
     when = info.timestamp_time
     view: dict[str, Any] = {
         "summary": summary,
         "title": f"Récapitulatif d'envoi multiple / Mailing summary — {summary['reference']}",
-        "deposit": utc_text(summary["depositTime"]),
+        "deposit": {"paris": paris(deposited), "utc": utc(deposited)},
         "sealed": {"paris": paris(when), "utc": utc(when), "tsa": info.tsa},
         "seal_subject": info.subject,
         "json_name": json_name,
@@ -56,8 +58,3 @@ def render_summary(document: bytes, seal: bytes) -> tuple[bytes, str]:
         ],
     }
     return typeset("mailing.typ", "summary", view, when.replace(microsecond=0)), info.subject
-
-
-def utc_text(value: str) -> str:
-    """``2026-12-07T00:12:03.123456Z`` as people read it: to the second, UTC."""
-    return value[:19].replace("T", " ") + " UTC"
