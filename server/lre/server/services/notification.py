@@ -320,7 +320,8 @@ class NotificationService:
             return None
         # Codes e-mailed before a rotation of the secrets key still verify.
         given = code.strip().upper()
-        genuine = any(
+        # Codes are ASCII; compare_digest refuses to compare other text (a wrong code).
+        genuine = given.isascii() and any(
             hmac.compare_digest(self.verification_code(letter.id, key), given)
             for key in self._policy.secrets_key.all()
         )

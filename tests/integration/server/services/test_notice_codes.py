@@ -41,6 +41,20 @@ def _failures(which: str) -> float:
     return REGISTRY.get_sample_value("lre_notice_code_failures_total", {"reference": which}) or 0
 
 
+def test_a_code_in_other_characters_is_a_wrong_code_counted(world: World, smtp_port: int) -> None:
+    """Codes are ASCII: fullwidth letters or an accent are a wrong code, the
+    same NOT_FOUND as any, counted against the source (not an error)."""
+    (letter,) = world.notified(1, smtp_port)
+    code = world.notifications.verification_code(letter.id)
+    known = _failures("known")
+    fullwidth = "".join(chr(ord(c) + 0xFEE0) if c.isalnum() else c for c in code)
+    for wrong in ("é", fullwidth, code + "é"):
+        with pytest.raises(NotFound):
+            world.notifications.claim(letter.reference, wrong, GUESSER)
+        assert not world.notifications.verify(letter.reference, wrong, GUESSER).genuine
+    assert _failures("known") == known + 6
+
+
 def test_a_source_guessing_codes_is_locked_out_of_that_notice_only(
     world: World, smtp_port: int
 ) -> None:

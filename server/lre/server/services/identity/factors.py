@@ -88,7 +88,7 @@ def totp_step(
     secret = at_rest.decrypt(keys, credential.totp_secret, credential.party_id.bytes)
     totp = pyotp.TOTP(secret.decode())
     matched = None
-    if code.isdigit() and len(code) == 6:
+    if code.isascii() and code.isdigit() and len(code) == 6:  # not fullwidth or other digits
         current = totp.timecode(now)
         for step in (current - 1, current, current + 1):  # one step of clock drift
             if hmac.compare_digest(totp.generate_otp(step), code):

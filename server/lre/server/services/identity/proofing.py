@@ -358,7 +358,7 @@ class ProofingService:
             self._refused(party_id, eid, "assertion")
             raise AuthenticationFailed("eID assertion refused") from None
         level = broker.acr_levels.get(str(claims.get("acr", "")))
-        if not hmac.compare_digest(str(claims["nonce"]), nonce) or level is None:
+        if not hmac.compare_digest(str(claims["nonce"]).encode(), nonce.encode()) or level is None:
             logger.info("eID assertion refused", extra={"reason": "nonce or acr"})
             self._refused(party_id, eid, "nonce_or_acr")
             raise AuthenticationFailed("eID assertion refused")

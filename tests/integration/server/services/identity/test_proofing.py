@@ -322,6 +322,13 @@ def test_proofs_name_a_party_as_its_latest_matching_proofing_did(
     assert details.email == "camille@example.org"
 
 
+def test_a_nonce_in_other_characters_is_a_refused_assertion(service: IdentityService) -> None:
+    camille = person(service)
+    with pytest.raises(AuthenticationFailed):
+        service.proofing.with_eid_assertion(camille, BROKER.id_token("n-é"), "n-\uff45")
+    assert service.parties.level(camille) is None
+
+
 def test_an_eid_for_someone_else_proofs_nobody(service: IdentityService) -> None:
     camille = person(service)
     token = BROKER.id_token("n-mallory", given_name="Mallory", family_name="Martin")

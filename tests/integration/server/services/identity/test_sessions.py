@@ -35,6 +35,17 @@ def test_password_and_totp_give_a_session_custody_accepts(
     assert totp.secret.encode() not in bytes(secret)
 
 
+def test_a_totp_code_in_other_digits_is_a_wrong_code(
+    service: IdentityService, enrol: Enrol, clock: Clock
+) -> None:
+    party, totp = enrol()
+    right = totp.at(clock.now)
+    for wrong in ("".join(chr(ord(d) + 0xFEE0) for d in right), "²" * 6):  # fullwidth, superscript
+        with pytest.raises(AuthenticationFailed):
+            service.sessions.create(party, PASSWORD, wrong)
+    assert service.authenticate(service.sessions.create(party, PASSWORD, right).token)
+
+
 def test_revoked_and_expired_sessions_authenticate_nobody(
     service: IdentityService, enrol: Enrol, clock: Clock
 ) -> None:
