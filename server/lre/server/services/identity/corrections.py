@@ -11,7 +11,7 @@ from collections.abc import Callable
 from lre.server.clock import utcnow
 from lre.server.domain import corrections
 from lre.server.domain.corrections import NameCorrection, Names
-from lre.server.domain.errors import NotFound
+from lre.server.domain.errors import FailedPrecondition, NotFound
 from lre.server.domain.letters import PartyKind
 from lre.server.domain.log import LogKind, sha256_hex
 from lre.server.services.identity.parties import journaled
@@ -51,6 +51,9 @@ class CorrectionService:
             party = store.parties.lock(party_id)
             if party is None:
                 raise NotFound("no such party")
+            if party.erase_time is not None:
+                # Erased is erased (GDPR art. 17): a correction would write names back.
+                raise FailedPrecondition("the party's personal data is erased")
             if sender is not None:
                 senders, notified = store.letters.addressed_to(party_id)
                 corrections.check_sender_correction(

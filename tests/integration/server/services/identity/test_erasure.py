@@ -22,7 +22,8 @@ from sqlalchemy import update
 from lre.server.adapters.at_rest import SecretsKeys
 from lre.server.audit.verify import verify_log
 from lre.server.domain import identity
-from lre.server.domain.errors import NotFound
+from lre.server.domain.corrections import Names
+from lre.server.domain.errors import FailedPrecondition, NotFound
 from lre.server.domain.identity import AssuranceLevel, FactorCategory, Party
 from lre.server.domain.letters import EvidenceEvent, PartyKind
 from lre.server.domain.records import LetterRecord, WebhookRecord
@@ -32,6 +33,7 @@ from lre.server.services.custody.bundles import EvidenceBundles
 from lre.server.services.custody.queries import StaffReader
 from lre.server.services.events import EventLog
 from lre.server.services.identity import NewParty
+from lre.server.services.identity.corrections import CorrectionService
 from lre.server.services.identity.erasure import ErasureService
 from lre.server.services.rekey import reencrypt_secrets
 from lre.server.storage import models
@@ -215,6 +217,11 @@ def test_an_erasure_request_is_refused_while_the_law_keeps_the_data(
     counts = erasure.erase_on_request(person.id, "desk-1", "operator")
     assert {k.value: n for k, n in counts.items()}["party"] == 1
     assert world.identity.parties.get(person.id).email == ""
+    # Erased stays erased: no correction writes names back.
+    corrections = CorrectionService(world.stores, world.signer.seal, "Test provider", world.clock)
+    with pytest.raises(FailedPrecondition, match="erased"):
+        corrections.correct(person.id, Names("Marie", "Martin", None), "court order", "desk", "")
+    assert not world.identity.parties.get(person.id).family_name
     report = verify_log(world.engine.url.render_as_string(False), signer_process.root_ca)
     assert report.ok and report.erased == 1, report.findings
 
