@@ -10,7 +10,7 @@ import re
 import uuid
 
 from lre.server.clock import utcnow
-from lre.server.domain.errors import InvalidArgument, NotFound
+from lre.server.domain.errors import AlreadyExists, InvalidArgument, NotFound
 from lre.server.domain.identity import Consent
 from lre.server.domain.log import JournalRecord, LogKind, email_hmac
 from lre.server.services.identity.parties import check_request_id, fingerprint, idempotent
@@ -78,6 +78,14 @@ class ConsentService:
                     raise NotFound(f"no such party ({field})")
             active = store.consents.active(recipient_id, sender_id)
             if active is not None:
+                # Granted again: the consent in force, however asked. A form
+                # other than the one it records is not silently dropped.
+                if form_sha256 and active.form_sha256 != form_sha256.lower():
+                    raise AlreadyExists(
+                        "consent_form_sha256",
+                        f"parties/{recipient_id}/consents/{active.id} is in force with"
+                        " another form (or none); withdraw it first to record this one",
+                    )
                 return active
             consent = Consent(
                 id=uuid.uuid4(),

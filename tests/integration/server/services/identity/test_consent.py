@@ -12,6 +12,7 @@ from sqlalchemy.orm import sessionmaker
 
 from lre.server.domain import identity
 from lre.server.domain.errors import (
+    AlreadyExists,
     InvalidArgument,
     NotFound,
 )
@@ -34,6 +35,10 @@ def test_consent_is_recorded_once_withdrawn_and_listed(service: IdentityService)
     assert (
         service.consents.grant("portal", "c-2", recipient, sender, "portal").id == consent.id
     )  # already active
+    # Not with a signed form it does not record: that form would be lost.
+    with pytest.raises(AlreadyExists) as conflict:
+        service.consents.grant("portal", "c-2b", recipient, sender, "signed-form", "ab" * 32)
+    assert conflict.value.field == "consent_form_sha256"
     assert service.consents.has(recipient, sender) and not service.consents.has(recipient, other)
     identity.require_consent(
         identity.Recipient(str(recipient), professional=False),
