@@ -34,6 +34,9 @@ def test_a_name_a_reader_sees_is_one(name: str) -> None:
         ("Je\u200ban", "invisible"),  # a zero-width space
         ("\ufeffJean", "invisible"),  # a byte order mark
         ("Jean\u200f", "invisible"),  # a right-to-left mark
+        ("Jean\ue000", "private-use"),
+        ("Jean\uffff", "unassigned"),  # a noncharacter
+        ("Jean\ufe0f", "variation-selector"),
     ],
 )
 def test_a_name_of_nothing_visible_or_with_invisible_characters_is_not(
