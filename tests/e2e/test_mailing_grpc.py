@@ -432,9 +432,11 @@ def test_a_mailing_gives_each_recipient_a_letter_or_a_sealed_refusal(
                 [(professional, "x"), (consenting.name, "y"), (professional, "z")],
                 "envelope.recipients[2].recipient",
             ),
+            # No recipient named at all: nobody to seal a refusal for.
+            ([(professional, "x"), (" ", "y")], "envelope.recipients[1].recipient"),
         ):
             with pytest.raises(grpc.RpcError) as refused:
-                _mailing(custody, token, f"bad-{len(bad)}", bad)
+                _mailing(custody, token, f"bad-{len(bad)}-{field}", bad)
             assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT, field
             assert field in str(refused.value.details()), refused.value.details()
     assert b"convocation" not in process.log.read_bytes()

@@ -100,6 +100,8 @@ class MailingService:
         if not 0 < len(recipients) <= MAX_RECIPIENTS:
             raise InvalidArgument("envelope.recipients", f"1 to {MAX_RECIPIENTS} recipients")
         for i, (name, letter_reference) in enumerate(recipients):
+            if not name.strip():  # a caller's bug, not a recipient to refuse with a seal
+                raise InvalidArgument(f"envelope.recipients[{i}].recipient", "required")
             if len(name) > 200 or len(letter_reference) > 200:
                 raise InvalidArgument(f"envelope.recipients[{i}]", "at most 200 characters each")
         for again, first in duplicates([name for name, _ in recipients]).items():
