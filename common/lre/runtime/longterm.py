@@ -52,14 +52,17 @@ class Verdict:
 
 def load_compromises(path: Path) -> dict[str, Compromise]:
     """``{"keys": [{"certificateSha256": hex, "compromisedAt": RFC 3339, "reason": text}]}``."""
-    data = json.loads(path.read_text(encoding="utf-8"))
     found = {}
-    for entry in data.get("keys", []):
-        since = dt.datetime.fromisoformat(str(entry["compromisedAt"]).replace("Z", "+00:00"))
-        if since.tzinfo is None:
-            raise ValueError("compromisedAt must name its UTC offset")
-        key = str(entry["certificateSha256"]).lower().replace(":", "")
-        found[key] = Compromise(key, since, str(entry.get("reason", "")))
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        for entry in data.get("keys", []):
+            since = dt.datetime.fromisoformat(str(entry["compromisedAt"]).replace("Z", "+00:00"))
+            if since.tzinfo is None:
+                raise ValueError("compromisedAt must name its UTC offset")
+            key = str(entry["certificateSha256"]).lower().replace(":", "")
+            found[key] = Compromise(key, since, str(entry.get("reason", "")))
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"{path}: not a file of compromised keys ({exc!r})") from None
     return found
 
 

@@ -19,6 +19,20 @@ from lre.server import config
 # instead of after seconds of imports.
 
 
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return number
+
+
+def _not_negative(value: str) -> float:
+    number = float(value)
+    if not number >= 0:  # NaN too
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return number
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lre-server", description=__doc__)
     add_version_option(parser, "lre-server")
@@ -42,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     for long_running in (verifying, exporting):
         long_running.add_argument(
             "--progress-every",
-            type=float,
+            type=_not_negative,
             default=10.0,
             metavar="SECONDS",
             help="a progress line on stderr at most this often (0: none; default 10)",
@@ -69,14 +83,16 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="re-encrypt the secrets at rest under the current secrets key instead",
     )
-    rekeying.add_argument("--batch", type=int, default=256, help="keys per signer call and commit")
+    rekeying.add_argument(
+        "--batch", type=_positive, default=256, help="keys per signer call and commit"
+    )
     moving = commands.add_parser(
         "move-content",
         help="move kept letter content to the object store, or back to the database"
         " (resumable, each move verified)",
     )
     moving.add_argument("--to", choices=("object-store", "database"), required=True)
-    moving.add_argument("--batch", type=int, default=100, help="letters looked up per query")
+    moving.add_argument("--batch", type=_positive, default=100, help="letters looked up per query")
     args = parser.parse_args(argv)
     try:
         settings = config.load()
@@ -107,18 +123,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command in ("serve", "work"):
         jsonlines.capture_native_stderr()
-    if args.command in ("verify-log", "export", "verify-export"):
-        return _audit(args, settings)
-    if args.command == "migrate":
-        from lre.server.storage import db
-
-        db.migrate(db.make_engine(settings.database()))
-        print("database schema up to date")
-        return 0
-    if args.command == "rekey":
-        return _rekey(settings, secrets_only=args.secrets, batch=args.batch)
-    if args.command == "move-content":
-        return _move_content(settings, args.to == "object-store", args.batch)
+    if args.command in (
+        "verify-log",
+        "export",
+        "verify-export",
+        "migrate",
+        "rekey",
+        "move-content",
+    ):
+        return _one_off(args, settings)
     # Held until the process exits; the processes of a pool are its children.
     try:
         _ports = claim(
@@ -153,6 +166,36 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _one_off(args: argparse.Namespace, settings: config.ServerSettings) -> int:
+    """An operator's command: what is wrong around it (the database, a file
+    it was given) is one line naming it and an exit status, not a traceback."""
+    from sqlalchemy.exc import ArgumentError, OperationalError
+
+    try:
+        if args.command == "migrate":
+            from lre.server.storage import db
+
+            db.migrate(db.make_engine(settings.database()))
+            print("database schema up to date")
+            return 0
+        if args.command == "rekey":
+            return _rekey(settings, secrets_only=args.secrets, batch=args.batch)
+        if args.command == "move-content":
+            return _move_content(settings, args.to == "object-store", args.batch)
+        return _audit(args, settings)
+    except ArgumentError:
+        # Not the URL itself: it may hold a password.
+        print(f"lre-server {args.command}: database_url is not a database URL", file=sys.stderr)
+        return 2
+    except OperationalError as exc:
+        reason = str(exc.orig or exc).splitlines()[0]
+        print(f"lre-server {args.command}: the database is unreachable: {reason}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as exc:
+        print(f"lre-server {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
 def _audit(args: argparse.Namespace, settings: config.ServerSettings) -> int:
     from lre.server.audit.cli import export_command, verify_export_command, verify_log_command
 
@@ -183,8 +226,14 @@ def _rekey(settings: config.ServerSettings, secrets_only: bool, batch: int) -> i
         signer = bootstrap.signer_client(settings)
         try:
             done = rekey.rewrap_content_keys(stores, signer, batch, report)
-        except DependencyUnavailable:
-            print("lre-server: the signer is unavailable; run rekey again", file=sys.stderr)
+        except DependencyUnavailable as exc:
+            # Down, or not this server's to reach: its TLS settings (signer_tls_*)
+            # missing where the signer requires client certificates looks the same.
+            print(
+                f"lre-server: the signer at {settings.signer_address} is unavailable ({exc}):"
+                " check it runs and the signer_tls_* settings, then run rekey again",
+                file=sys.stderr,
+            )
             return 1
         except grpc.RpcError as exc:
             # A blob the signer cannot open (under a wrap key it no longer

@@ -57,7 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     show.add_argument("--label", required=True)
     args = parser.parse_args(argv)
 
-    settings = config.load()
+    try:
+        settings = config.load()
+    except (ConfigError, OSError, ValueError) as exc:
+        print(f"lre-signer: configuration error: {exc}", file=sys.stderr)
+        return 2
     jsonlines.configure(settings.log_level)
     try:
         if args.command == "serve":
@@ -124,6 +128,13 @@ def _ceremony(args: argparse.Namespace, settings: config.SignerSettings) -> int:
             else:
                 token.generate_ec_key(args.label)
         elif args.command == "csr":
+            try:
+                x509.Name.from_rfc4514_string(args.subject)
+            except ValueError:
+                raise ValueError(
+                    f"--subject {args.subject!r} is not an RFC 4514 name"
+                    " (e.g. 'CN=Seal,O=Provider,C=FR')"
+                ) from None
             args.out.write_bytes(
                 x509.load_der_x509_csr(pki.build_csr(token, args.label, args.subject)).public_bytes(
                     serialization.Encoding.PEM
@@ -131,11 +142,14 @@ def _ceremony(args: argparse.Namespace, settings: config.SignerSettings) -> int:
             )
         elif args.command == "import-certificate":
             data = args.cert.read_bytes()
-            cert = (
-                x509.load_pem_x509_certificate(data)
-                if data.lstrip().startswith(b"-----")
-                else x509.load_der_x509_certificate(data)
-            )
+            try:
+                cert = (
+                    x509.load_pem_x509_certificate(data)
+                    if data.lstrip().startswith(b"-----")
+                    else x509.load_der_x509_certificate(data)
+                )
+            except ValueError:
+                raise ValueError(f"{args.cert}: not a PEM or DER certificate") from None
             pki.import_certificate(token, args.label, cert.public_bytes(serialization.Encoding.DER))
         elif args.command == "show-key":
             cls = ObjectClass.PRIVATE_KEY

@@ -93,3 +93,32 @@ def test_dev_setup_is_idempotent(dev_var: DevPaths) -> None:
     assert result.returncode == 0, result.stderr
     assert {p: p.read_bytes() for p in sorted(dev_var.pki.iterdir())} == before
     assert dev_var.config.read_text() == config
+
+
+def test_a_ceremonys_mistakes_are_said_in_one_line(dev_var: DevPaths, tmp_path: Path) -> None:
+    """An operator's typo gets a message naming it, never a traceback."""
+    label = f"ceremony-{uuid.uuid4().hex[:8]}"
+    assert lre_signer(dev_var, "create-key", "--label", label).returncode == 0
+    not_a_certificate = tmp_path / "passwd"
+    not_a_certificate.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    for args, said in (
+        (
+            ("csr", "--label", label, "--subject", "garbage===", "--out", str(tmp_path / "x")),
+            "is not an RFC 4514 name",
+        ),
+        (
+            ("import-certificate", "--label", label, "--cert", str(not_a_certificate)),
+            "not a PEM or DER certificate",
+        ),
+    ):
+        done = lre_signer(dev_var, *args)
+        assert done.returncode == 1 and said in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+    missing = subprocess.run(
+        [str(Path(sys.executable).parent / "lre-signer"), "check-token"],
+        env={**os.environ, "LRE_CONFIG": str(tmp_path / "none.toml")},
+        capture_output=True,
+        text=True,
+    )
+    assert missing.returncode == 2 and "configuration error" in missing.stderr, missing.stderr
+    assert "Traceback" not in missing.stderr

@@ -20,13 +20,14 @@ def parse_id(name: str, field: str, collection: str) -> uuid.UUID:
 
 def parse_evidence_name(name: str, field: str) -> tuple[uuid.UUID, uuid.UUID]:
     """``letters/{id}/evidence/{id}`` to the two ids, or INVALID_ARGUMENT naming ``field``."""
+    shape = "must be letters/{id}/evidence/{id}"
     parts = name.split("/")
     if len(parts) != 4 or parts[0] != "letters" or parts[2] != "evidence":
-        raise InvalidArgument(field, "must be letters/{id}/evidence/{id}")
-    return (
-        parse_id(f"letters/{parts[1]}", field, "letters"),
-        parse_id(f"evidence/{parts[3]}", field, "evidence"),
-    )
+        raise InvalidArgument(field, shape)
+    try:
+        return uuid.UUID(parts[1]), uuid.UUID(parts[3])
+    except ValueError:
+        raise InvalidArgument(field, shape) from None
 
 
 def parse_refusal_name(name: str, field: str) -> tuple[uuid.UUID, int, uuid.UUID]:

@@ -56,6 +56,9 @@ def export_command(
     if any(t.tzinfo is None for t in period):
         print("lre-server export: give --from and --to with their UTC offset", file=sys.stderr)
         return 2
+    if period[0] >= period[1]:
+        print("lre-server export: --from must be before --to", file=sys.stderr)
+        return 2
     engine = db.make_engine(settings.database())
     try:
         manifest = archive.export(
