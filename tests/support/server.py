@@ -4,6 +4,7 @@ libfaketime that moves its wall clock."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import glob
 import os
 import secrets
@@ -62,32 +63,42 @@ def server_process(
     key = tmp_path / "server.key"
     if not key.exists():  # a restarted server keeps its key
         key.write_text(secrets.token_hex(32))
-    port, metrics_port = free_port(), free_port()
     maildir = tmp_path / "mail"
     env = {
         "LRE_SERVER_SECRETS_KEY_FILE": str(key),
         "LRE_SERVER_DATABASE_URL": database_url,
-        "LRE_SERVER_GRPC_ADDRESS": f"127.0.0.1:{port}",
-        "LRE_SERVER_METRICS_ADDRESS": f"127.0.0.1:{metrics_port}",
         "LRE_SERVER_SIGNER_ADDRESS": signer.grpc_address,
         "LRE_SERVER_MAIL_TRANSPORT": f"maildir:{maildir}",
-        **{f"LRE_SERVER_{name.upper()}": value for name, value in settings.items()},
     }
+    settings_env = {f"LRE_SERVER_{name.upper()}": value for name, value in settings.items()}
     subprocess.run(
         [str(BIN / "lre-server"), "migrate"],
-        env={**os.environ, **env},
+        env={**os.environ, **env, **settings_env},
         check=True,
         capture_output=True,
     )
     log = tmp_path / "server.log"
-    with running(
-        [str(BIN / "lre-server"), "serve"], {**env, **(environment or {})}, log
-    ) as process:
-        address = f"127.0.0.1:{port}"
-        assert wait_for(
-            lambda: health_status(address, CUSTODY, tls=tls, caller="operator") == SERVING,
-            timeout=90,
-        ), log.read_text()
+    with contextlib.ExitStack() as started:
+        for attempt in range(3):
+            port, metrics_port = free_port(), free_port()
+            env["LRE_SERVER_GRPC_ADDRESS"] = f"127.0.0.1:{port}"
+            env["LRE_SERVER_METRICS_ADDRESS"] = f"127.0.0.1:{metrics_port}"
+            process = started.enter_context(
+                running(
+                    [str(BIN / "lre-server"), "serve"],
+                    {**env, **settings_env, **(environment or {})},
+                    log,
+                )
+            )
+            address = f"127.0.0.1:{port}"
+            serving = wait_for(functools.partial(_up_or_gone, process, address, tls), timeout=90)
+            assert serving, log.read_text()
+            if process.poll() is None:
+                break
+            # Another test's process took a port drawn for this one between
+            # the draw and the start (ports are drawn at random): draw again.
+            said = log.read_text()
+            assert attempt < 2 and ("is held by another" in said or "is in use" in said), said
         engine = db.make_engine(database_url)
         secrets_key = SecretsKeys(bytes.fromhex(key.read_text()))
         codes: EnrolmentCodes = maildir_enrolment_codes(maildir, timeout_s=30)
@@ -99,6 +110,13 @@ def server_process(
             )
         finally:
             engine.dispose()
+
+
+def _up_or_gone(process: subprocess.Popen[bytes], address: str, tls: TlsFiles | None) -> bool:
+    """Serving, or exited (a start refused: no use waiting)."""
+    if process.poll() is not None:
+        return True
+    return bool(health_status(address, CUSTODY, tls=tls, caller="operator") == SERVING)
 
 
 def libfaketime() -> str:
