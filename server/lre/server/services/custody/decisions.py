@@ -82,7 +82,8 @@ class DecisionService:
         accepted: ContentHandover is sealed once the last chunk has been handed
         over. The sender's copy of what it deposited, at any time while the
         content is kept, with any session of its own (a proofing that expired
-        included, as for its proofs): journaled once the last chunk is out."""
+        included, as for its proofs): journaled once the last chunk is out, as
+        is each later download by the recipient."""
         now = self._clock()
         party = uuid.UUID(session.party_id)
         with self._stores.read() as store:
@@ -126,12 +127,7 @@ class DecisionService:
         yield from self._plaintext(letter, key)
         now = self._clock()
         with self._stores.begin() as store:
-            store.log.append_journal(
-                journal.entry(
-                    LogKind.CONTENT_DOWNLOADED, f"letters/{letter.id}", now, role="sender"
-                ),
-                now,
-            )
+            _journal_download(store, letter.id, "sender", now)
 
     def _stream(
         self,
@@ -149,6 +145,10 @@ class DecisionService:
                 self._evidence.record(
                     store, letter, lifecycle, lifecycle.hand_over_content(now), None, session
                 )
+            else:
+                # The handover is proved once; each later read of the content
+                # is still an access to personal data an auditor can trace.
+                _journal_download(store, letter_id, "recipient", now)
 
     # -- the notice ------------------------------------------------------------
 
@@ -258,3 +258,9 @@ class DecisionService:
             # never shorter, and a retry of the call lifts it.
             self._content.hold(content_object, False)
         return changed
+
+
+def _journal_download(store: Store, letter_id: uuid.UUID, role: str, now: dt.datetime) -> None:
+    store.log.append_journal(
+        journal.entry(LogKind.CONTENT_DOWNLOADED, f"letters/{letter_id}", now, role=role), now
+    )

@@ -22,11 +22,13 @@ from lre.server.adapters.signer import ContentKeys
 from lre.server.domain.errors import NotFound
 from lre.server.domain.evidence import EvidenceTimeMismatch
 from lre.server.domain.letters import EvidenceEvent, LetterState
+from lre.server.domain.log import LogKind
 from lre.server.domain.records import EvidenceRecord
 from lre.server.proofs import ProofInputError, proof_pdf
 from lre.server.proofs.document import read, read_seal
 from lre.server.services.custody import DeclaredPart, DepositService, EvidenceRecorder
 from lre.server.storage import db, models
+from tests.support.journal import security_journal
 from tests.support.mail import Inbox, subject_of
 from tests.support.pki import openssl
 from tests.support.services import Clock
@@ -250,6 +252,16 @@ def test_a_recipient_reads_the_evidence_about_them_only_after_accepting(
     )
     pdf = world.queries.evidence_proof(recipient, accepted.id, handover.id)
     assert pdf.startswith(b"%PDF-")
+    # A second download is no second handover, but it is journaled.
+    assert _downloads(world, accepted.id) == []
+    list(world.decisions.download(recipient, accepted.id))
+    handovers = [
+        e
+        for e in world.queries.evidence_for(recipient, accepted.id)
+        if e.event is EvidenceEvent.CONTENT_HANDOVER
+    ]
+    assert handovers == [handover]
+    assert _downloads(world, accepted.id) == ["recipient"]
     # Still not the sender's own proof of deposit.
     with pytest.raises(NotFound):
         world.queries.evidence(recipient, accepted.id, deposit_proof.id)
@@ -300,3 +312,12 @@ def test_a_v2_evidence_naming_another_seal_certificate_makes_no_proof(world: Wor
     forged = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
     with pytest.raises(ProofInputError, match="seal certificate"):
         read(forged, world.signer.seal(forged))
+
+
+def _downloads(world: World, letter_id: uuid.UUID) -> list[str]:
+    """The roles of the journaled downloads of the letter, oldest first."""
+    return [
+        entry["role"]
+        for entry in security_journal(db.sessions(world.engine))
+        if entry["kind"] == LogKind.CONTENT_DOWNLOADED.value and entry["subject"] == f"letters/{letter_id}"
+    ]
