@@ -32,12 +32,24 @@ def _ephemeral_low() -> int:
         return 32_768
 
 
+def _worker_span(low: int, high: int) -> tuple[int, int]:
+    """The part of [low, high) this pytest-xdist worker draws from: each
+    worker its own, so that a port one drew and has not bound yet is never
+    drawn by another (the check below only sees ports already bound)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    if not worker.startswith("gw") or not worker[2:].isdigit() or count < 2:
+        return low, high
+    width = (high - low) // count
+    start = low + int(worker[2:]) % count * width
+    return start, start + width
+
+
 def free_port() -> int:
     """A port nothing listens on now, outside the ephemeral range, drawn
     from the system's randomness (the tests' random module may be seeded
     alike in every worker)."""
-    high = _ephemeral_low()
-    low = max(1_024, high - _SPAN)
+    low, high = _worker_span(max(1_024, _ephemeral_low() - _SPAN), _ephemeral_low())
     for _ in range(200):
         port = low + secrets.randbelow(high - low)
         with socket.socket() as s:
