@@ -122,9 +122,11 @@ class SigningServicer(signing_pb2_grpc.SigningServiceServicer):
             invalid_argument(
                 context, "document_digest", f"must be a SHA-256 digest ({DIGEST_BYTES} bytes)"
             )
-        if not request.validation_data_id:
+        if len(request.validation_data_id) != DIGEST_BYTES:
             invalid_argument(
-                context, "validation_data_id", "must name the validation data the PDF carries"
+                context,
+                "validation_data_id",
+                f"must be the id PdfValidationData gave ({DIGEST_BYTES} bytes)",
             )
         try:
             signed = self._signer.pdf_digest.sign(

@@ -527,6 +527,7 @@ def test_sign_pdf_digest_refuses_a_digest_of_another_length_or_stale_validation_
         for digest, data_id, code in (
             (bytes(20), current.id, grpc.StatusCode.INVALID_ARGUMENT),
             (bytes(32), b"", grpc.StatusCode.INVALID_ARGUMENT),
+            (bytes(32), b"\x01\x02\x03", grpc.StatusCode.INVALID_ARGUMENT),
             (bytes(32), bytes(32), grpc.StatusCode.FAILED_PRECONDITION),
         ):
             with pytest.raises(grpc.RpcError) as raised:
