@@ -25,6 +25,8 @@ from lre.signer.token import Token
 log = logging.getLogger("lre.signer.tsa")
 
 DIGEST_LENGTHS = {s.SHA256: 32, s.SHA384: 48, s.SHA512: 64}
+# The longest nonce served: 64-bit nonces are usual, 160 bits the longest seen.
+NONCE_BITS = 256
 # PKIFailureInfo named bits (RFC 3161 2.4.2).
 FAIL_INFO_BITS = {
     "bad_alg": 0,
@@ -201,6 +203,10 @@ class TimestampAuthority:
             )
         if request.extensions:
             raise BadTimestampRequest("unaccepted_extensions", "no request extension is supported")
+        if request.nonce is not None and abs(request.nonce).bit_length() > NONCE_BITS:
+            # Echoed in every token it gets: a nonce is a random number
+            # (RFC 3161 2.4.1: "e.g. a 64 bit integer"), not a payload.
+            raise BadTimestampRequest("bad_request", f"nonce longer than {NONCE_BITS} bits")
         return request
 
     def issue(self, request: s.TimeStampReq) -> s.ContentInfo:

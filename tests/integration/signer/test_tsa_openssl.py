@@ -106,6 +106,14 @@ def test_serials_are_unique_and_positive(signer_process: SignerProcess) -> None:
     assert len(serials) == 50
 
 
+def test_a_nonce_of_up_to_256_bits_comes_back_in_the_token(signer_process: SignerProcess) -> None:
+    for nonce in ((1 << 256) - 1, -(1 << 255)):
+        body = post_query(signer_process, timestamp_request(b"\x03" * 32, nonce=nonce))[2]
+        token = tsp.TimeStampResp.load(body)["time_stamp_token"]
+        info = token["content"]["encap_content_info"]["content"].parsed
+        assert info["nonce"].native == nonce
+
+
 BAD_REQUESTS = {
     "garbage": (b"this is not DER at all", "bad_data_format"),
     "truncated": (timestamp_request(b"\x01" * 32)[:-7], "bad_data_format"),
@@ -116,6 +124,7 @@ BAD_REQUESTS = {
     "short-sha256": (timestamp_request(b"\x01" * 31), "bad_data_format"),
     "long-sha384": (timestamp_request(b"\x01" * 64, "sha384"), "bad_data_format"),
     "other-policy": (timestamp_request(b"\x01" * 32, req_policy="1.2.3.4"), "unaccepted_policy"),
+    "long-nonce": (timestamp_request(b"\x01" * 32, nonce=1 << 256), "bad_request"),
     "deep-nesting": (b"\x30\x80" * 5000, "bad_data_format"),
     "huge-length": (b"\x30\x84\x7f\xff\xff\xff" + b"\x00" * 100, "bad_data_format"),
 }
