@@ -45,6 +45,12 @@ class ProofingMethod(enum.Enum):
     DOCUMENT_CHECK = "document_check"
 
 
+# The methods whose records name what the verified identity matched
+# (proofing.bind), which evidence prints; an operator's document check
+# stands by the names as the party stated them.
+NAMING_METHODS = (ProofingMethod.CERTIFICATE, ProofingMethod.EID_ASSERTION)
+
+
 class ProfessionalBasis(enum.Enum):
     """Who made a party a professional recipient (L100: no consent needed)."""
 

@@ -11,6 +11,7 @@ from sqlalchemy import BindParameter, Select, bindparam, delete, func, insert, s
 
 from lre.server.domain.errors import NotFound
 from lre.server.domain.evidence import PartDigest, PartyDetails
+from lre.server.domain.identity import NAMING_METHODS
 from lre.server.domain.letters import Letter, LetterState, PartyKind
 from lre.server.domain.proofing import Claimed, evidence_name
 from lre.server.domain.records import LetterRecord, PartRecord
@@ -54,10 +55,24 @@ def _parties_statements() -> tuple[Select[Any], Select[Any]]:
         latest.with_only_columns(c.id).scalar_subquery().label("correction_id"),
         latest.with_only_columns(c.correct_time).scalar_subquery().label("correct_time"),
     ).where(p.id.in_(ids))
+    # Each party's latest proofing that matched names (a certificate or an
+    # eID; a document check matches none), and only the names: a record's
+    # details also hold the evidence it was made from (a certificate's chain
+    # and CRLs, an eID token's claims), and records accumulate.
+    latest_named = (
+        select(
+            r.id,
+            func.row_number()
+            .over(partition_by=r.party_id, order_by=r.proof_time.desc())
+            .label("rank"),
+        )
+        .where(r.party_id.in_(ids), r.method.in_(NAMING_METHODS))
+        .subquery()
+    )
     proofings = (
-        select(r.party_id, r.details, r.proof_time)
-        .where(r.party_id.in_(ids))
-        .order_by(r.proof_time.desc())
+        select(r.party_id, r.details["matched"].label("matched"), r.proof_time)
+        .join(latest_named, latest_named.c.id == r.id)
+        .where(latest_named.c.rank == 1)
     )
     return parties, proofings
 
@@ -224,15 +239,12 @@ class LetterRepository:
             if row.correction_id is not None
         }
         matched: dict[uuid.UUID, dict[str, str]] = {}
-        # Newest first: the first record seen for a party is its latest proofing.
         for record in self._db.execute(_PROOFINGS, wanted):
-            if record.party_id not in matched and isinstance(record.details, dict):
-                names = record.details.get("matched")
-                correction = corrected.get(record.party_id)
-                if correction is not None and record.proof_time < correction[1]:
-                    names = None  # it matched the names since corrected
-                if names:
-                    matched[record.party_id] = names
+            correction = corrected.get(record.party_id)
+            if correction is not None and record.proof_time < correction[1]:
+                continue  # it matched the names since corrected
+            if isinstance(record.matched, dict) and record.matched:  # erased: none
+                matched[record.party_id] = record.matched
         found = {}
         for row in rows:
             claimed = Claimed(
