@@ -16,6 +16,34 @@ from dataclasses import dataclass
 from lre.server.domain import registration
 from lre.server.domain.errors import FailedPrecondition, InvalidArgument
 
+# The kind of identity document an operator checked, as a code ("passport",
+# "id-card", "residence-permit"): it is printed in the record's summary and
+# journaled, so no free text.
+DOCUMENT_TYPE = re.compile(r"[a-z][a-z0-9_-]{0,63}")
+
+
+def check_document(
+    document_type: str,
+    document_number: str,
+    expires: dt.datetime | None,
+    operator_id: str,
+    now: dt.datetime,
+) -> None:
+    """What an operator's document check must state; InvalidArgument else."""
+    if not DOCUMENT_TYPE.fullmatch(document_type):
+        raise InvalidArgument(
+            "document_type",
+            'a code of at most 64 characters: a-z, 0-9, "-" and "_",'
+            ' starting with a letter ("passport", "id-card")',
+        )
+    if not document_number.strip() or len(document_number) > 64:
+        raise InvalidArgument("document_number", "required, at most 64 characters")
+    if not operator_id or len(operator_id) > 128:
+        raise InvalidArgument("operator_id", "required")
+    if expires is None or expires <= now:
+        raise InvalidArgument("document_expire_time", "the document must be valid today")
+
+
 _SEPARATORS = re.compile(r"[\s\-\u2010-\u2015]+")
 _APOSTROPHES = re.compile(r"['\u2019\u02bc`]")
 

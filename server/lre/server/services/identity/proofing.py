@@ -30,7 +30,14 @@ from lre.server.domain.identity import (
 )
 from lre.server.domain.letters import PartyKind
 from lre.server.domain.log import LogKind
-from lre.server.domain.proofing import Claimed, IdentityMismatch, NotQualified, Verified, bind
+from lre.server.domain.proofing import (
+    Claimed,
+    IdentityMismatch,
+    NotQualified,
+    Verified,
+    bind,
+    check_document,
+)
 from lre.server.services.identity.parties import journaled
 from lre.server.services.identity.records import (
     certificate_record,
@@ -133,22 +140,21 @@ class ProofingService:
     ) -> IdentityRecord:
         """An identity document checked by an operator: level high when the
         person stood before the operator (physical presence, eIDAS 24(1a)),
-        substantial when remote; valid until the document expires. The number
-        is kept only as a keyed hash; the operator is named as typed and as
-        its client certificate says."""
+        substantial when remote; valid until the document expires, at most
+        the policy's proofing validity. The number is kept only as a keyed
+        hash; the operator is named as typed and as its client certificate
+        says."""
         now = self._clock()
-        if not document_type or len(document_type) > 64:
-            raise InvalidArgument("document_type", "required, at most 64 characters")
-        if not document_number.strip() or len(document_number) > 64:
-            raise InvalidArgument("document_number", "required, at most 64 characters")
-        if not operator_id or len(operator_id) > 128:
-            raise InvalidArgument("operator_id", "required")
-        if document_expires is None or document_expires <= now:
-            raise InvalidArgument("document_expire_time", "the document must be valid today")
+        check_document(document_type, document_number, document_expires, operator_id, now)
+        assert document_expires is not None
         record = document_record(
             self._policy.secrets_key.current,
             party_id,
-            (document_type, document_number, document_expires),
+            (
+                document_type,
+                document_number,
+                min(document_expires, now + self._policy.proof_validity),
+            ),
             (operator_id, operator_certificate, person_present),
             now,
         )

@@ -40,7 +40,8 @@ def document_record(
     operator: tuple[str, str, bool],
     now: dt.datetime,
 ) -> IdentityRecord:
-    """``document``: its type, number and expiry; ``operator``: as typed, as
+    """``document``: its type, number and the proofing's expiry (the
+    document's, within the policy's validity); ``operator``: as typed, as
     its client certificate says, and whether the person stood before it
     (level high) or not (substantial). The number is kept as a keyed hash."""
     document_type, document_number, document_expires = document

@@ -319,5 +319,6 @@ def _downloads(world: World, letter_id: uuid.UUID) -> list[str]:
     return [
         entry["role"]
         for entry in security_journal(db.sessions(world.engine))
-        if entry["kind"] == LogKind.CONTENT_DOWNLOADED.value and entry["subject"] == f"letters/{letter_id}"
+        if entry["kind"] == LogKind.CONTENT_DOWNLOADED.value
+        and entry["subject"] == f"letters/{letter_id}"
     ]

@@ -280,6 +280,26 @@ def test_document_check_proofs_at_substantial_and_keeps_no_number(
         service.proofing.record_document_check(
             uuid.uuid4(), "passport", "1", clock.now + dt.timedelta(days=9), "op"
         )
+    for kind in ("", "Passport", "passport\nforged: line", "id card", "x" * 65, "9-card"):
+        with pytest.raises(InvalidArgument) as raised:
+            service.proofing.record_document_check(
+                party, kind, "19AB12345", clock.now + dt.timedelta(days=9), "op-7"
+            )
+        assert raised.value.field == "document_type"
+
+
+def test_a_document_proofs_no_longer_than_the_policy_allows(
+    service: IdentityService, clock: Clock
+) -> None:
+    """A document valid for decades (or a mistyped year 9999) proofs for the
+    policy's validity, as a certificate or an eID does."""
+    party = person(service)
+    record = service.proofing.record_document_check(
+        party, "id-card", "X1", dt.datetime(9999, 12, 31, tzinfo=dt.UTC), "op-7"
+    )
+    assert record.expire_time == clock.now + dt.timedelta(days=365)
+    clock.advance(days=366)
+    assert service.parties.level(party) is None
 
 
 def test_a_certificate_for_someone_else_proofs_nobody(service: IdentityService) -> None:
