@@ -4,11 +4,13 @@ libfaketime that moves its wall clock."""
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import functools
 import glob
 import os
 import secrets
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,7 @@ from lre.client.parties import EnrolmentCodes
 from lre.dev.tls import TlsFiles
 from lre.server.adapters.at_rest import SecretsKeys
 from lre.server.storage import db
+from lre.server.workers.outbox import quiet_until
 from tests.support.parties import outbox_enrolment_code
 from tests.support.processes import BIN, free_port, running, wait_for
 from tests.support.rpc import SERVING, health_status
@@ -39,6 +42,22 @@ class ServerProcess:
     enrolment_codes: EnrolmentCodes
 
 
+# The outbox holds a notice composed within its lease of Paris midnight
+# until that midnight, so that the day it prints is the day it is recorded
+# (lre.server.workers.outbox). Test servers take a short lease, and one that
+# would start closer to midnight than that lease and a test's length starts
+# just after midnight instead: no test waits on its notices for midnight.
+QUICK_OUTBOX = {"outbox_lease_s": "20", "smtp_timeout_s": "5"}
+_TEST_LENGTH = dt.timedelta(seconds=90)
+
+
+def _start_clear_of_midnight(lease_s: float) -> None:
+    now = dt.datetime.now(dt.UTC)
+    midnight = quiet_until(now, dt.timedelta(seconds=lease_s) + _TEST_LENGTH)
+    if midnight is not None:
+        time.sleep((midnight - now).total_seconds() + 1)
+
+
 @contextlib.contextmanager
 def server_process(
     signer: SignerProcess,
@@ -53,6 +72,8 @@ def server_process(
     LRE_SERVER_* values by lower-case name (``run_workers="false"``). With
     ``tls``, the server requires mutual TLS with certificates of that CA;
     ``environment`` is added to the serving process's only."""
+    settings = {**QUICK_OUTBOX, **settings}
+    _start_clear_of_midnight(float(settings["outbox_lease_s"]))
     if tls is not None:
         settings = {
             "tls_cert_file": str(tls.service_cert),
