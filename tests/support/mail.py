@@ -33,6 +33,7 @@ class Inbox:
     ) -> None:
         self.messages: list[Message] = []
         self.raw: list[bytes] = []
+        self.senders: list[str] = []  # each message's envelope sender (MAIL FROM)
         self.refuse = refuse
         self.defer = defer
         self.on_data = on_data
@@ -54,6 +55,7 @@ class Inbox:
         if self.on_data is not None:
             self.on_data(message)
         self.raw.append(raw)
+        self.senders.append(envelope.mail_from or "")
         self.messages.append(message)
         return "250 Message accepted"
 
