@@ -316,5 +316,5 @@ def test_idempotency_keys_are_scoped_to_the_calling_gateway(
         assert retried.name == mine.name
         with pytest.raises(grpc.RpcError) as reused:
             portal.CreateParty(i.CreatePartyRequest(request_id="same-key", party=probe))
-        assert reused.value.code() == grpc.StatusCode.ALREADY_EXISTS
+        assert reused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         assert (reused.value.details() or "").startswith("request_id:")

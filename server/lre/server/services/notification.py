@@ -282,7 +282,7 @@ class NotificationService:
             email.set_boundary(f"=_{message.id.hex}_mixed")
             email.attach(body)
             for filename, subtype, parameters, data in attachments:
-                part = _attachment(data, subtype)
+                part = attachment(data, subtype)
                 for name, value in parameters.items():
                     part.set_param(name, value)
                 part.add_header("Content-Disposition", "attachment", filename=filename)
@@ -379,7 +379,7 @@ def read_bounce_report(raw: bytes) -> Bounce:
         raise InvalidArgument("delivery_status_notification", str(exc)) from None
 
 
-def _attachment(data: bytes, subtype: str) -> MIMEBase:
+def attachment(data: bytes, subtype: str) -> MIMEBase:
     """An application/``subtype`` part in base64, lines of 76 (RFC 2045 6.8):
     the same bytes as MIMEApplication's, whose encoder makes a call per 57
     bytes after decoding the payload back (1.4 ms for a proof's PDF, 0.3

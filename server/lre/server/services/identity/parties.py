@@ -16,10 +16,10 @@ from lre.server.clock import utcnow
 from lre.server.domain import journal, registration
 from lre.server.domain.addresses import email_address
 from lre.server.domain.errors import (
-    AlreadyExists,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    RequestConflict,
     WriteConflict,
 )
 from lre.server.domain.identity import (
@@ -58,7 +58,7 @@ def idempotent(
             return None
         result, earlier = found
         if earlier is not None and earlier != request_hash:
-            raise AlreadyExists("request_id", "was already used for a different request")
+            raise RequestConflict("request_id", "was already used for a different request")
         return result
 
     try:

@@ -11,9 +11,9 @@ from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
 from lre.server.domain.errors import (
-    AlreadyExists,
     InvalidArgument,
     NotFound,
+    RequestConflict,
 )
 from lre.server.domain.letters import PartyKind
 from lre.server.services.identity import IdentityService, NewParty
@@ -79,11 +79,11 @@ def test_idempotency_keys_belong_to_their_caller(service: IdentityService) -> No
     probe = NewParty(PartyKind.LEGAL_PERSON, True, "x@evil.example", company_name="Evil")
     theirs = service.parties.create("recipient-portal.lre.test", "k-1", probe)
     assert theirs.id != mine.id and theirs.email == "x@evil.example"
-    with pytest.raises(AlreadyExists) as reused:
+    with pytest.raises(RequestConflict) as reused:
         service.parties.create("sender-gateway.lre.test", "k-1", probe)
     assert reused.value.field == "request_id"
     renamed = NewParty(PartyKind.NATURAL_PERSON, False, "camille@example.org", "Camille", "Martin")
-    with pytest.raises(AlreadyExists):
+    with pytest.raises(RequestConflict):
         service.parties.create("sender-gateway.lre.test", "k-1", renamed)
 
 
@@ -91,7 +91,7 @@ def test_consent_keys_belong_to_their_caller_too(service: IdentityService) -> No
     recipient, sender, other = person(service), person(service), person(service)
     first = service.consents.grant("parties/r", "c-1", recipient, sender, "portal")
     assert service.consents.grant("parties/r", "c-1", recipient, sender, "portal").id == first.id
-    with pytest.raises(AlreadyExists) as reused:
+    with pytest.raises(RequestConflict) as reused:
         service.consents.grant("parties/r", "c-1", recipient, other, "portal")
     assert reused.value.field == "request_id"
     elsewhere = service.consents.grant("operator", "c-1", recipient, other, "signed-form")
