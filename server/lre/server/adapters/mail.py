@@ -47,7 +47,7 @@ _LINE_END = re.compile(r"\r\n|\r|\n")
 class _Generator(email.generator.BytesGenerator):
     """The standard generator, writing each text in one piece: the base
     class writes a base64 attachment line by line, two writes a line (a
-    proof's PDF is ~1,600 lines)."""
+    proof's PDF is over a thousand lines)."""
 
     def _write_lines(self, lines: str) -> None:
         assert self.policy is not None  # set by flatten
