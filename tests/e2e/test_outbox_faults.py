@@ -292,6 +292,11 @@ def test_worker_killed_mid_dispatch_every_message_arrives_at_most_one_resend_per
     )
 
 
+# Letters for more than one of the dispatcher's batches (their notices, proofs
+# and the codes), few enough to stay under half a minute on a slow machine.
+LETTERS = 6
+
+
 # On PostgreSQL only: what an outage does to the outbox is the same on SQLite,
 # where tests/integration/server/workers/test_outbox_steps.py covers it in process.
 @pytest.mark.postgres
@@ -314,19 +319,19 @@ def test_signer_stopped_each_notice_goes_once_and_is_sealed_later_at_its_hand_of
         )
         assert wait_for(lambda: health_status(address) == SERVING)
         r = stack.enter_context(rig(signer, tmp_path, database_url))
-        r.deposit(10)
+        r.deposit(LETTERS)
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
         process, url = stack.enter_context(r.worker(0))
         # During the outage: every notice and both codes leave, once each; the
         # proofs (a PDF the signer signs) wait; no letter is notified yet.
         assert wait_for(
-            lambda: sum(1 for m in r.inbox.messages if m["To"] == RECIPIENT) >= 10, timeout=10
+            lambda: sum(1 for m in r.inbox.messages if m["To"] == RECIPIENT) >= LETTERS, timeout=10
         ), r.log(0)
         time.sleep(outage_s)
         received = r.received()
         waiting = {_message_id(row) for row in r.rows() if row.kind == OutboxKind.PROOF}
-        assert len(waiting) == 10
+        assert len(waiting) == LETTERS
         assert set(received) == {_message_id(row) for row in r.rows()} - waiting
         assert set(received.values()) == {1}, received
         assert {letter.state for letter in r.letters()} == {LetterState.DEPOSITED}
@@ -356,7 +361,7 @@ def test_signer_stopped_each_notice_goes_once_and_is_sealed_later_at_its_hand_of
         assert set(received) == {_message_id(row) for row in r.rows()}
         assert set(received.values()) == {1}, received
         assert _sample(url, "lre_notifications_resent_total") == 0
-        assert _sample(url, "lre_notices_sealed_late_total") == 10
+        assert _sample(url, "lre_notices_sealed_late_total") == LETTERS
         assert process.poll() is None
         # The log, replayed, accepts notices sealed after their hand-off.
         assert wait_for(r.sequenced, timeout=30)
