@@ -23,7 +23,7 @@ from lre.dev.tls import TlsFiles
 from lre.server.api.policy import AUDITOR, OPERATOR, POLICY
 from lre.v1 import identity_pb2, identity_pb2_grpc
 from tests.support.clients import ROLES
-from tests.support.rpc import channel
+from tests.support.rpc import channel, error_info
 from tests.support.server import ServerProcess, server_process
 from tests.support.signer import SignerProcess
 
@@ -317,4 +317,5 @@ def test_idempotency_keys_are_scoped_to_the_calling_gateway(
         with pytest.raises(grpc.RpcError) as reused:
             portal.CreateParty(i.CreatePartyRequest(request_id="same-key", party=probe))
         assert reused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert error_info(reused.value) == ("REQUEST_ID_REUSED", {"field": "request_id"})
         assert (reused.value.details() or "").startswith("request_id:")

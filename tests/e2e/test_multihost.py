@@ -32,6 +32,7 @@ from tests.support.clients import register_company
 from tests.support.mail import text_of
 from tests.support.processes import BIN, free_port, running, wait_for
 from tests.support.rpc import SERVING, health_status
+from tests.support.server import QUICK_OUTBOX, start_clear_of_midnight
 from tests.support.signer import signer_env
 
 # Enough for both kills to land mid-flow (at a third and two thirds); more
@@ -162,6 +163,7 @@ def test_two_apis_one_worker_two_signers_survive_sigkill(
             )
             for n, address in enumerate(apis)
         ]
+        start_clear_of_midnight(float(QUICK_OUTBOX["outbox_lease_s"]))
         stack.enter_context(
             running(
                 [str(BIN / "lre-server"), "work"],
@@ -169,6 +171,8 @@ def test_two_apis_one_worker_two_signers_survive_sigkill(
                     **common,
                     "LRE_SERVER_METRICS_ADDRESS": f"127.0.0.1:{free_port()}",
                     "LRE_SERVER_OUTBOX_INTERVAL_S": "0.1",
+                    "LRE_SERVER_OUTBOX_LEASE_S": QUICK_OUTBOX["outbox_lease_s"],
+                    "LRE_SERVER_SMTP_TIMEOUT_S": QUICK_OUTBOX["smtp_timeout_s"],
                 },
                 tmp_path / "work.log",
             )

@@ -45,6 +45,11 @@ def _worker_span(low: int, high: int) -> tuple[int, int]:
     return start, start + width
 
 
+# Ports this process handed out: a test draws several before starting what
+# binds them (a server's gRPC and metrics ports, SeaweedFS's eight).
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
     """A port nothing listens on now, outside the ephemeral range, drawn
     from the system's randomness (the tests' random module may be seeded
@@ -52,11 +57,14 @@ def free_port() -> int:
     low, high = _worker_span(max(1_024, _ephemeral_low() - _SPAN), _ephemeral_low())
     for _ in range(200):
         port = low + secrets.randbelow(high - low)
+        if port in _handed_out:  # drawn before, maybe not bound yet
+            continue
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
+            _handed_out.add(port)
             return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

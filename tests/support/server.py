@@ -51,7 +51,9 @@ QUICK_OUTBOX = {"outbox_lease_s": "20", "smtp_timeout_s": "5"}
 _TEST_LENGTH = dt.timedelta(seconds=90)
 
 
-def _start_clear_of_midnight(lease_s: float) -> None:
+def start_clear_of_midnight(lease_s: float) -> None:
+    """Waits past Paris midnight when a server or worker started now with
+    this outbox lease would compose notices the outbox holds until then."""
     now = dt.datetime.now(dt.UTC)
     midnight = quiet_until(now, dt.timedelta(seconds=lease_s) + _TEST_LENGTH)
     if midnight is not None:
@@ -73,7 +75,7 @@ def server_process(
     ``tls``, the server requires mutual TLS with certificates of that CA;
     ``environment`` is added to the serving process's only."""
     settings = {**QUICK_OUTBOX, **settings}
-    _start_clear_of_midnight(float(settings["outbox_lease_s"]))
+    start_clear_of_midnight(float(settings["outbox_lease_s"]))
     if tls is not None:
         settings = {
             "tls_cert_file": str(tls.service_cert),

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import email.utils
 import os
 import re
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from lre.server.adapters import outbound
 from lre.server.adapters.at_rest import SecretsKeys, read_key
 from lre.server.adapters.object_store import ObjectStoreSettings, object_store_settings
 from lre.server.adapters.witness import split_targets
+from lre.server.domain.addresses import email_problem
 from lre.server.domain.identity import AssuranceLevel
 
 
@@ -328,24 +330,15 @@ class ServerSettings:
                 "LRE_SERVER_REQUIRE_TLS: set LRE_SERVER_SIGNER_TLS_CA_FILE "
                 "(mutual TLS to the signer)"
             )
-        return tls.server_credentials(
-            self.tls_cert_file,
-            self.tls_key_file,
-            self.tls_client_ca_file,
-            self.require_tls,
-            "LRE_SERVER_",
-        )
+        files = (self.tls_cert_file, self.tls_key_file, self.tls_client_ca_file)
+        return tls.server_credentials(*files, self.require_tls, "LRE_SERVER_")
 
     def signer_certificates(self) -> CertificateFiles | None:
         """Mutual TLS to the signer, from files read again when they change."""
         if self.signer_tls_ca_file is None:
             return None
-        return CertificateFiles(
-            "signer_client",
-            self.signer_tls_cert_file,
-            self.signer_tls_key_file,
-            self.signer_tls_ca_file,
-        )
+        files = (self.signer_tls_cert_file, self.signer_tls_key_file, self.signer_tls_ca_file)
+        return CertificateFiles("signer_client", *files)
 
     def tree_head_targets(self) -> tuple[Path | None, list[str]]:
         """The export directory (at most one) and the other witnesses."""
@@ -388,6 +381,13 @@ class ServerSettings:
     def object_store(self) -> ObjectStoreSettings | None:
         """The object store's settings; None when content stays in the database."""
         return object_store_settings(self)
+
+    def mail_sender(self) -> str:
+        """mail_from, whose address is every message's envelope sender (bounces go there)."""
+        found = email.utils.getaddresses([self.mail_from])
+        if len(found) != 1 or email_problem(found[0][1]) is not None:
+            raise config.ConfigError("LRE_SERVER_MAIL_FROM: one plain address, as Name <a@b.fr>")
+        return self.mail_from
 
     def sender_level(self) -> AssuranceLevel:
         level = AssuranceLevel.__members__.get(self.sender_min_level.strip().upper())

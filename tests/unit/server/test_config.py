@@ -30,6 +30,14 @@ def test_the_outbox_lease_outlasts_a_hand_off() -> None:
     assert load(ServerSettings, "server", quick).outbox_lease().total_seconds() == 8
 
 
+def test_the_mail_sender_is_one_plain_address() -> None:
+    assert load(ServerSettings, "server", {}).mail_sender() == "LRE <notifications@lre.invalid>"
+    for wrong in ("LRE", "LRE <>", "LRE <a@b.fr>, <c@d.fr>", "Prestataire <avis@prestataire.fré>"):
+        settings = load(ServerSettings, "server", {"LRE_SERVER_MAIL_FROM": wrong})
+        with pytest.raises(ConfigError, match="LRE_SERVER_MAIL_FROM"):
+            settings.mail_sender()
+
+
 def test_the_spool_directory_is_checked_when_the_server_starts(tmp_path: Path) -> None:
     assert load(ServerSettings, "server", {}).spool() is None
     settings = load(ServerSettings, "server", {"LRE_SERVER_SPOOL_DIR": str(tmp_path)})

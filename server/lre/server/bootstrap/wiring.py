@@ -256,7 +256,7 @@ def build_services(settings: ServerSettings, engine: Engine, signer: SignerClien
             stores,
             NotificationPolicy(
                 settings.secrets_key(),
-                settings.mail_from,
+                settings.mail_sender(),
                 settings.recipient_portal_url,
                 settings.provider_name,
             ),

@@ -63,7 +63,7 @@ def _parties_statements() -> tuple[Select[Any], Select[Any]]:
         select(
             r.id,
             func.row_number()
-            .over(partition_by=r.party_id, order_by=r.proof_time.desc())
+            .over(partition_by=r.party_id, order_by=(r.proof_time.desc(), r.id.desc()))
             .label("rank"),
         )
         .where(r.party_id.in_(ids), r.method.in_(NAMING_METHODS))

@@ -150,13 +150,10 @@ class ProofingService:
         record = document_record(
             self._policy.secrets_key.current,
             party_id,
-            (
-                document_type,
-                document_number,
-                min(document_expires, now + self._policy.proof_validity),
-            ),
+            (document_type, document_number, document_expires),
             (operator_id, operator_certificate, person_present),
             now,
+            self._policy,
         )
         with self._stores.begin() as store:
             _require_party(store, party_id)

@@ -39,11 +39,13 @@ def document_record(
     document: tuple[str, str, dt.datetime],
     operator: tuple[str, str, bool],
     now: dt.datetime,
+    policy: IdentityPolicy,
 ) -> IdentityRecord:
-    """``document``: its type, number and the proofing's expiry (the
-    document's, within the policy's validity); ``operator``: as typed, as
+    """``document``: its type, number and expiry; ``operator``: as typed, as
     its client certificate says, and whether the person stood before it
-    (level high) or not (substantial). The number is kept as a keyed hash."""
+    (level high) or not (substantial). The number is kept as a keyed hash.
+    The proofing lasts until the document expires, at most the policy's
+    proofing validity, as for the other methods."""
     document_type, document_number, document_expires = document
     operator_id, operator_certificate, person_present = operator
     number_hash = hmac.new(
@@ -58,12 +60,13 @@ def document_record(
         method=ProofingMethod.DOCUMENT_CHECK,
         level=AssuranceLevel.HIGH if person_present else AssuranceLevel.SUBSTANTIAL,
         proof_time=now,
-        expire_time=document_expires,
+        expire_time=min(document_expires, now + policy.proof_validity),
         evidence_summary=f"{document_type} checked by operator {operator_id}"
         + (", person present" if person_present else ", remotely"),
         details={
             "document_type": document_type,
             "document_number_hmac": number_hash,
+            "document_expire_time": document_expires.isoformat(),
             "operator": operator_id,
             "operator_certificate": operator_certificate,
             "person_present": person_present,

@@ -298,6 +298,8 @@ def test_a_document_proofs_no_longer_than_the_policy_allows(
         party, "id-card", "X1", dt.datetime(9999, 12, 31, tzinfo=dt.UTC), "op-7"
     )
     assert record.expire_time == clock.now + dt.timedelta(days=365)
+    # The document's own expiry stays on record, with the check's details.
+    assert record.details["document_expire_time"] == "9999-12-31T00:00:00+00:00"
     clock.advance(days=366)
     assert service.parties.level(party) is None
 
