@@ -344,6 +344,30 @@ def test_proofs_name_a_party_as_its_latest_matching_proofing_did(
     assert details.email == "camille@example.org"
 
 
+def test_of_several_proofings_the_latest_names_each_party_and_only_its_own(
+    service: IdentityService, database: sessionmaker[DbSession], clock: Clock
+) -> None:
+    """Names are read for several parties at once: each gets its own latest
+    certificate's, whatever the others' records and however many it has."""
+    camille, dominique, claude = person(service), person(service), person(service)
+    for given, family in (("CAMILLE", "DUPONT"), ("Camille", "DUPONT"), ("camille", "Dupont")):
+        key, cert = CA.issue(person_subject(given, family))
+        _prove(service, camille, key, cert)
+        clock.advance(seconds=1)
+    key, cert = CA.issue(person_subject("CAMILLE", "Dupont"))
+    _prove(service, dominique, key, cert)  # a namesake, proofed last
+    service.proofing.record_document_check(
+        claude, "passport", "19AB12345", clock.now + dt.timedelta(days=30), "op-7"
+    )
+    with Stores(database).read() as store:
+        found = store.letters.parties([camille, dominique, claude])
+    assert {party: details.name for party, (details, _) in found.items()} == {
+        camille: "camille Dupont",
+        dominique: "CAMILLE Dupont",
+        claude: "Camille Dupont",  # as registered: a document check matches no names
+    }
+
+
 def test_a_nonce_in_other_characters_is_a_refused_assertion(service: IdentityService) -> None:
     camille = person(service)
     with pytest.raises(AuthenticationFailed):
