@@ -226,12 +226,12 @@ def test_worker_killed_mid_dispatch_every_message_arrives_at_most_one_resend_per
 ) -> None:
     started = time.monotonic()
     with rig(signer_process, tmp_path, database_url, slow_s=0.05) as r:
-        r.deposit(30)  # 30 notices, 30 proofs of deposit (a signed PDF each), 2 codes
+        r.deposit(20)  # 20 notices, 20 proofs of deposit (a signed PDF each), 2 codes
         stranded: list[int] = []  # messages left SENDING by each kill
         resent_seen: list[float] = []  # what each worker's counter said
         for n in range(kills):
             if n > 0:
-                r.deposit(20)  # deposits go on: each kill lands on a worker with work
+                r.deposit(12)  # deposits go on: each kill lands on a worker with work
             with r.worker(n) as (process, url):
                 if n > 0:
                     # It sends again what the killed one held, once its lease ran out.
@@ -270,7 +270,7 @@ def test_worker_killed_mid_dispatch_every_message_arrives_at_most_one_resend_per
         received = r.received()
         # Every message arrived; again only when a crash stranded it, once per crash.
         kinds = collections.Counter(row.kind for row in rows)
-        letters = 30 + 20 * (kills - 1)
+        letters = 20 + 12 * (kills - 1)
         assert kinds[OutboxKind.LETTER_WAITING] == kinds[OutboxKind.PROOF] == letters
         assert all(received[_message_id(row)] >= 1 for row in rows)
         assert all(received[_message_id(row)] <= 1 + row.resends for row in rows)
