@@ -213,10 +213,13 @@ def test_bundles_for_sender_recipient_and_auditor_verify_offline(
 
         # Who may not: another party's session (as if the evidence did not
         # exist), the recipient on the sender's own proof of deposit, a portal
-        # without a session, a certificate with no role.
+        # without a session, a session through another portal than the one
+        # that opened it, a certificate with no role.
         for stub, name, metadata, code in (
             (receiving, deposit, bearer(stranger_token), grpc.StatusCode.NOT_FOUND),
-            (sending, acceptance, bearer(stranger_token), grpc.StatusCode.NOT_FOUND),
+            (receiving, acceptance, bearer(stranger_token), grpc.StatusCode.NOT_FOUND),
+            (sending, acceptance, bearer(stranger_token), grpc.StatusCode.UNAUTHENTICATED),
+            (receiving, deposit, as_sender, grpc.StatusCode.UNAUTHENTICATED),
             (receiving, deposit, as_recipient, grpc.StatusCode.NOT_FOUND),
             (sending, deposit, (), grpc.StatusCode.UNAUTHENTICATED),
             (receiving, acceptance, (), grpc.StatusCode.UNAUTHENTICATED),

@@ -150,10 +150,18 @@ JUDGED = {
 }
 
 
+# The matrix's sessions are opened through this caller.
+OPENER = "sender-gateway"
+
+
 def expected(rpc: str, caller: str, relation: str) -> set[grpc.StatusCode]:
     role = ROLES[caller]
     if role not in POLICY[f"/lre.v1.IdentityService/{rpc}"]:
         return {DENIED}
+    if relation != "none" and caller != OPENER:
+        # A token presented by another caller than its opener is as unknown
+        # as a forged one: refused where the call reads it, ignored elsewhere.
+        return expected(rpc, caller, "none") | {UNAUTHENTICATED}
     if rpc in OWN_OR_STAFF and role in (OPERATOR, AUDITOR):
         return {OK}
     if rpc == "CorrectParty" and (relation != "none" or role is not OPERATOR):
@@ -193,7 +201,7 @@ def test_every_identity_rpc_by_role_and_party_relation(
         m.rsplit("/", 1)[1] for m in POLICY if m.startswith("/lre.v1.IdentityService/")
     }
     with (
-        channel(server.address, tls, "sender-gateway") as gateway,
+        channel(server.address, tls, OPENER) as gateway,
         channel(server.address, tls, "operator") as operator,
     ):
         portal = identity_pb2_grpc.IdentityServiceStub(gateway)
@@ -290,6 +298,47 @@ def test_a_gateway_cannot_take_over_or_read_another_party(
                 )
             )
         assert refused.value.code() == UNAUTHENTICATED
+
+
+def test_a_session_token_opens_nothing_through_another_caller(
+    server: ServerProcess, tls: TlsFiles
+) -> None:
+    """A token leaked from the portal that opened it (its logs, a proxy) is
+    refused through another portal with the answer a forged token gets;
+    through its own portal it still works. (Staff read parties without a
+    session: a token gives them nothing they do not have.)"""
+    with (
+        channel(server.address, tls, "recipient-portal") as portal_channel,
+        channel(server.address, tls, "operator") as operator,
+    ):
+        portal = identity_pb2_grpc.IdentityServiceStub(portal_channel)
+        checks = identity_pb2_grpc.IdentityServiceStub(operator)
+        camille = enroll_party(
+            portal,
+            "bound",
+            checks,
+            codes=server.enrolment_codes,
+            kind=identity_pb2.PARTY_KIND_NATURAL_PERSON,
+            given_name="Camille",
+            family_name="Dupont",
+            email="camille@example.org",
+        )
+        token = log_in(portal, camille)
+        read = identity_pb2.GetPartyRequest(name=camille.name)
+        as_camille = (("authorization", f"Bearer {token}"),)
+        as_forger = (("authorization", "Bearer " + "A" * len(token)),)
+        assert portal.GetParty(read, metadata=as_camille).name == camille.name
+    with channel(server.address, tls, "sender-gateway") as gateway_channel:
+        gateway = identity_pb2_grpc.IdentityServiceStub(gateway_channel)
+        answers = set()
+        for metadata in (as_camille, as_forger):
+            with pytest.raises(grpc.RpcError) as refused:
+                gateway.GetParty(read, metadata=metadata, timeout=10)
+            answers.add((refused.value.code(), refused.value.details()))
+        assert answers == {(UNAUTHENTICATED, "invalid or expired session")}
+    with channel(server.address, tls, "recipient-portal") as portal_channel:
+        portal = identity_pb2_grpc.IdentityServiceStub(portal_channel)
+        assert portal.GetParty(read, metadata=as_camille).name == camille.name
 
 
 def test_idempotency_keys_are_scoped_to_the_calling_gateway(

@@ -21,7 +21,7 @@ def optional_session(
         return None
     if not header.startswith("Bearer ") or len(header) > 512:
         raise AuthenticationFailed("a session token is required (authorization: Bearer ...)")
-    return identities.authenticate(header.removeprefix("Bearer "))
+    return identities.authenticate(header.removeprefix("Bearer "), current_caller().name)
 
 
 def session_of(context: grpc.ServicerContext, identities: IdentityService) -> identity.Session:

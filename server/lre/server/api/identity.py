@@ -243,7 +243,12 @@ class IdentityServicer(
                     ) from None
                 email_code = (code_id, request.email_code.code)
             issued = self._service.sessions.create(
-                party, request.password, request.totp_code, email_code, source_of(context)
+                party,
+                request.password,
+                request.totp_code,
+                email_code,
+                source_of(context),
+                current_caller().name,
             )
             return identity_pb2.Session(
                 token=issued.token,

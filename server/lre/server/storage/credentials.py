@@ -82,11 +82,12 @@ class SessionRepository:
     def __init__(self, db: Db) -> None:
         self._db = db
 
-    def add(self, token_hash: bytes, session: Session) -> None:
+    def add(self, token_hash: bytes, session: Session, caller_hash: bytes) -> None:
         values: dict[str, Any] = {
             "id": uuid.uuid4(),
             "party_id": uuid.UUID(session.party_id),
             "token_hash": token_hash,
+            "caller_hash": caller_hash,
             "level": session.level,
             "factors": sorted(f.value for f in session.factors),
             "one_time_element": session.one_time_element,
@@ -97,8 +98,9 @@ class SessionRepository:
         }
         self._db.execute(insert(SESSIONS), [values])
 
-    def live(self, token_hash: bytes, now: dt.datetime) -> Session | None:
-        """The session if it exists, is not revoked and has not expired."""
+    def live(self, token_hash: bytes, caller_hash: bytes, now: dt.datetime) -> Session | None:
+        """The session if it exists, was opened by this caller, is not revoked
+        and has not expired."""
         s = SESSIONS.c
         row = self._db.execute(
             select(
@@ -110,7 +112,7 @@ class SessionRepository:
                 s.expire_time,
                 s.revoke_time,
                 s.proofing_current,
-            ).where(s.token_hash == token_hash)
+            ).where(s.token_hash == token_hash, s.caller_hash == caller_hash)
         ).first()
         if row is None or row.revoke_time is not None or row.expire_time <= now:
             return None

@@ -42,5 +42,5 @@ class IdentityService:
         self.unlocks = UnlockService(stores, policy, clock)
         self.consents = ConsentService(stores, policy.secrets_key.current, clock)
 
-    def authenticate(self, token: str) -> identity.Session:
-        return self.sessions.authenticate(token)
+    def authenticate(self, token: str, caller: str = "") -> identity.Session:
+        return self.sessions.authenticate(token, caller)

@@ -30,6 +30,11 @@ def token_hash(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
+def caller_hash(caller: str) -> bytes:
+    """How a session names the caller that opened it ("" on a port without TLS)."""
+    return hashlib.sha256(caller.encode()).digest()
+
+
 class SessionService:
     def __init__(
         self,
@@ -50,10 +55,13 @@ class SessionService:
         totp_code: str = "",
         email_code: tuple[uuid.UUID, str] | None = None,
         source: Source = NO_SOURCE,
+        caller: str = "",
     ) -> IssuedSession:
         """Password (knowledge) and a one-time code, from the TOTP device or
         e-mailed (possession, one-time): a session bound to the party's current
-        level. Failures count towards a lockout of ``source`` (who tried:
+        level and to ``caller``, the names of the client certificate that
+        opened it (its token authenticates through that caller only).
+        Failures count towards a lockout of ``source`` (who tried:
         lre.server.api.policy.source_of) or of its caller; a code is good once."""
         now = self._clock()
         with self._stores.begin() as store:
@@ -74,7 +82,7 @@ class SessionService:
                     authenticated_at=now,
                     expires_at=now + self._policy.session_ttl,
                 )
-                store.sessions.add(token_hash(token), session)
+                store.sessions.add(token_hash(token), session, caller_hash(caller))
                 journaled(
                     store,
                     LogKind.SESSION_CREATED,
@@ -91,11 +99,13 @@ class SessionService:
             raise failure
         return IssuedSession(token, session)
 
-    def authenticate(self, token: str) -> Session:
-        """The session behind a bearer token, as the domain sees it (read
-        outside a transaction: every call of a portal does this)."""
+    def authenticate(self, token: str, caller: str = "") -> Session:
+        """The session behind a bearer token presented by ``caller``, as the
+        domain sees it (read outside a transaction: every call of a portal
+        does this). A token presented by another caller than the one that
+        opened it is as unknown as a forged one."""
         with self._stores.peek() as store:
-            session = store.sessions.live(token_hash(token), self._clock())
+            session = store.sessions.live(token_hash(token), caller_hash(caller), self._clock())
         if session is None:
             raise AuthenticationFailed(INVALID)
         return session

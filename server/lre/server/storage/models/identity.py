@@ -146,6 +146,10 @@ class AuthSession(Base):
     party_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("parties.id"), index=True)
     # SHA-256 of the bearer token; the token itself is shown once.
     token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    # SHA-256 of the names of the caller certificate that opened it: the
+    # token authenticates through that caller only, so a token leaked from
+    # one portal opens nothing through another.
+    caller_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
     level: Mapped[AssuranceLevel] = mapped_column(db_enum(AssuranceLevel, "assurance_level"))
     factors: Mapped[list[str]] = mapped_column(JSON)
     one_time_element: Mapped[bool] = mapped_column(Boolean)

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 
 import pytest
+from alembic import command
 from sqlalchemy import text
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
@@ -14,6 +15,7 @@ from lre.server.domain import identity
 from lre.server.domain.errors import AuthenticationFailed, AuthenticationRequired
 from lre.server.domain.identity import AssuranceLevel
 from lre.server.services.identity import IdentityService
+from lre.server.storage import db
 from tests.support.parties import PASSWORD, Enrol
 from tests.support.services import Clock
 
@@ -94,3 +96,29 @@ def test_an_expired_proofing_still_opens_a_session_that_reads_but_neither_sends_
     )
     assert renewed.proofing_current
     assert identity.require_recipient(renewed, clock.now) is renewed
+
+
+def test_a_token_authenticates_only_through_the_caller_that_opened_it(
+    service: IdentityService, enrol: Enrol, clock: Clock, database_url: str
+) -> None:
+    party, totp = enrol()
+    issued = service.sessions.create(
+        party, PASSWORD, totp.at(clock.now), caller="recipient-portal.lre.internal"
+    )
+    assert service.authenticate(issued.token, "recipient-portal.lre.internal").party_id == str(
+        party
+    )
+    for other in ("sender-gateway.lre.internal", "", "recipient-portal.lre.internal,x"):
+        with pytest.raises(AuthenticationFailed, match=r"^invalid or expired session$"):
+            service.authenticate(issued.token, other)
+    # Sessions opened before callers were recorded (migration 0022) have
+    # none, and authenticate nobody from the migration on.
+    plain = service.sessions.create(party, PASSWORD, totp.at(clock.now + dt.timedelta(seconds=30)))
+    assert service.authenticate(plain.token)
+    engine = db.make_engine(database_url)
+    command.downgrade(db.alembic_config(engine), "0021")
+    db.migrate(engine)
+    engine.dispose()
+    for token, caller in ((plain.token, ""), (issued.token, "recipient-portal.lre.internal")):
+        with pytest.raises(AuthenticationFailed):
+            service.authenticate(token, caller)
