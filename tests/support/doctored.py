@@ -49,3 +49,24 @@ def with_title(pdf: bytes, title: str = FORGED_TITLE) -> bytes:
     out = io.BytesIO()
     writer.write(out)
     return out.getvalue()
+
+
+def with_xmp_title(pdf: bytes, title: str = FORGED_TITLE) -> bytes:
+    """The catalog's XMP metadata stream rewritten with another title (the
+    one a viewer shows with /DisplayDocTitle), the same object redefined."""
+    writer = IncrementalPdfFileWriter(io.BytesIO(pdf), strict=False)
+    reference = writer.root.raw_get("/Metadata")
+    stream = reference.get_object()
+    xmp = stream.data.decode()
+    start = xmp.index("<rdf:li", xmp.index("<dc:title"))
+    start = xmp.index(">", start) + 1
+    end = xmp.index("</rdf:li>", start)
+    forged = generic.StreamObject(
+        {k: v for k, v in stream.items() if k not in ("/Length", "/Filter", "/DecodeParms")},
+        stream_data=(xmp[:start] + title + xmp[end:]).encode(),
+    )
+    writer.objects[(reference.generation, reference.idnum)] = forged
+    writer.mark_update(reference)
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()

@@ -109,7 +109,9 @@ def pdf_links(
         context = dss.as_validation_context(
             {"trust_roots": anchors, "allow_fetching": False, "revocation_mode": "soft-fail"}
         )
-        status = validate_pdf_timestamp(stamp, validation_context=context)
+        status = validate_pdf_timestamp(
+            stamp, validation_context=context, diff_policy=pdf.AFTER_SIGNING
+        )
         if not (status.intact and status.valid):
             raise SealProblem(f"document timestamp {n} does not verify")
         if n == len(timestamps) and not (

@@ -15,7 +15,19 @@ from pyhanko.pdf_utils.generic import ArrayObject, DictionaryObject, IndirectObj
 from pyhanko.pdf_utils.misc import PdfError
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.pdf_utils.rw_common import PdfHandler
-from pyhanko.sign.diff_analysis import ModificationLevel
+from pyhanko.sign.diff_analysis import (
+    CatalogModificationRule,
+    DocInfoRule,
+    DSSCompareRule,
+    FormUpdatingRule,
+    GenericFieldModificationRule,
+    ModificationLevel,
+    ObjectStreamRule,
+    SigFieldCreationRule,
+    SigFieldModificationRule,
+    StandardDiffPolicy,
+    XrefStreamRule,
+)
 from pyhanko.sign.validation import DocumentSecurityStore, validate_pdf_signature
 from pyhanko.sign.validation.errors import NoDSSFoundError
 from pyhanko.sign.validation.status import SignatureCoverageLevel
@@ -25,6 +37,32 @@ from lre.verify.cms import SealProblem, Timestamp
 # pyHanko logs what it finds wrong; the verifier says it itself.
 logging.getLogger("pyhanko").setLevel(logging.CRITICAL)
 logging.getLogger("pyhanko_certvalidator").setLevel(logging.CRITICAL)
+
+
+# What may change after a proof was signed: validation data (the DSS) and
+# document timestamps (B-LTA), nothing a reader sees. pyHanko's default
+# policy also lets an update rewrite the XMP metadata (the title a viewer
+# shows) and the catalog's /MarkInfo; here they must stay as signed.
+# /Version and /Extensions may rise with the DSS (ISO 32002 declares itself
+# there) and change nothing shown.
+AFTER_SIGNING = StandardDiffPolicy(
+    global_rules=[
+        CatalogModificationRule(
+            ignored_keys=frozenset({"/DSS", "/AcroForm", "/Version", "/Extensions"})
+        ),
+        DocInfoRule().as_qualified(ModificationLevel.LTA_UPDATES),
+        XrefStreamRule().as_qualified(ModificationLevel.LTA_UPDATES),
+        ObjectStreamRule().as_qualified(ModificationLevel.LTA_UPDATES),
+        DSSCompareRule().as_qualified(ModificationLevel.LTA_UPDATES),
+    ],
+    form_rule=FormUpdatingRule(
+        field_rules=[
+            SigFieldCreationRule(),
+            SigFieldModificationRule(),
+            GenericFieldModificationRule(),
+        ],
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -47,7 +85,8 @@ def check_signature(
 
     Proofs made before the DSS was written in the signed revision have it in
     one revision after the signature: accepted when that revision is the
-    last and adds validation data only (pyHanko's diff analysis), leaving
+    last and adds validation data only (pyHanko's diff analysis under
+    ``AFTER_SIGNING``: the XMP metadata and the catalog as signed), leaving
     /Info as it was signed, which that analysis does not look at."""
     reader = _reader(pdf)
     signatures = reader.embedded_regular_signatures
@@ -70,7 +109,9 @@ def check_signature(
             "moment": when,
         }
     )
-    status = validate_pdf_signature(signature, context, ts_validation_context=context)
+    status = validate_pdf_signature(
+        signature, context, ts_validation_context=context, diff_policy=AFTER_SIGNING
+    )
     if not status.intact:
         raise SealProblem("the signed bytes were changed (digest mismatch)")
     if not status.valid:

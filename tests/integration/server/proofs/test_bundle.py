@@ -295,6 +295,10 @@ CHANGES: dict[str, tuple[Change, str]] = {
         _set(layout.PROOF_PDF, lambda g, d: doctored.with_title(d)),
         "proof PDF: PAdES signature",
     ),
+    "PDF XMP title changed": (
+        _set(layout.PROOF_PDF, lambda g, d: doctored.with_xmp_title(d)),
+        "proof PDF: PAdES signature",
+    ),
     "chain of another CA": (
         _set(layout.SEAL_CHAIN, lambda g, d: _other_ca_chain(g)),
         "evidence seal: certificate chains",
