@@ -23,6 +23,7 @@ from lre.runtime import bundle_layout as layout
 from lre.verify import chains, cms, pdf
 from lre.verify.checks import Bundle, check
 from lre.verify.cms import SealProblem
+from lre.verify.pdf import AFTER_SIGNING
 from lre.verify.provider import Provider
 from lre.verify.report import Report
 
@@ -110,7 +111,7 @@ def pdf_links(
             {"trust_roots": anchors, "allow_fetching": False, "revocation_mode": "soft-fail"}
         )
         status = validate_pdf_timestamp(
-            stamp, validation_context=context, diff_policy=pdf.AFTER_SIGNING
+            stamp, validation_context=context, diff_policy=AFTER_SIGNING
         )
         if not (status.intact and status.valid):
             raise SealProblem(f"document timestamp {n} does not verify")

@@ -6,12 +6,13 @@ from __future__ import annotations
 import datetime as dt
 import io
 import logging
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Any
 
 from asn1crypto import tsp
 from asn1crypto import x509 as asn1_x509
-from pyhanko.pdf_utils.generic import ArrayObject, DictionaryObject, IndirectObject
+from pyhanko.pdf_utils.generic import ArrayObject, DictionaryObject, IndirectObject, StreamObject
 from pyhanko.pdf_utils.misc import PdfError
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.pdf_utils.rw_common import PdfHandler
@@ -21,6 +22,7 @@ from pyhanko.sign.diff_analysis import (
     DSSCompareRule,
     FormUpdatingRule,
     GenericFieldModificationRule,
+    MetadataUpdateRule,
     ModificationLevel,
     ObjectStreamRule,
     SigFieldCreationRule,
@@ -41,27 +43,46 @@ logging.getLogger("pyhanko_certvalidator").setLevel(logging.CRITICAL)
 
 # What may change after a proof was signed: validation data (the DSS) and
 # document timestamps (B-LTA), nothing a reader sees. pyHanko's default
-# policy also lets an update rewrite the XMP metadata (the title a viewer
-# shows) and the catalog's /MarkInfo; here they must stay as signed.
-# /Version and /Extensions may rise with the DSS (ISO 32002 declares itself
-# there) and change nothing shown.
+# policy also lets an update change the catalog's /MarkInfo, and rewrite the
+# XMP metadata stream with any well-formed XML (pyHanko's own updates write
+# it again, the same); here /MarkInfo stays as signed, and the XMP must say
+# what it said when signed (``_validation_data_only_after``). /Version and
+# /Extensions may rise with the DSS (ISO 32002 declares itself there) and
+# change nothing shown.
 AFTER_SIGNING = StandardDiffPolicy(
     global_rules=[
-        CatalogModificationRule(
-            ignored_keys=frozenset({"/DSS", "/AcroForm", "/Version", "/Extensions"})
+        CatalogModificationRule(  # type: ignore[no-untyped-call]
+            ignored_keys=frozenset({"/DSS", "/AcroForm", "/Version", "/Extensions", "/Metadata"})
         ),
         DocInfoRule().as_qualified(ModificationLevel.LTA_UPDATES),
         XrefStreamRule().as_qualified(ModificationLevel.LTA_UPDATES),
         ObjectStreamRule().as_qualified(ModificationLevel.LTA_UPDATES),
         DSSCompareRule().as_qualified(ModificationLevel.LTA_UPDATES),
+        MetadataUpdateRule().as_qualified(  # type: ignore[no-untyped-call]
+            ModificationLevel.LTA_UPDATES
+        ),
     ],
     form_rule=FormUpdatingRule(
         field_rules=[
-            SigFieldCreationRule(),
+            SigFieldCreationRule(),  # type: ignore[no-untyped-call]
             SigFieldModificationRule(),
             GenericFieldModificationRule(),
         ],
     ),
+)
+
+
+_RDF = "{http://www.w3.org/1999/02/22-rdf-syntax-ns#}"
+_XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
+# What an update of the PDF rewrites in its XMP metadata.
+_XMP_REWRITTEN = frozenset(
+    {
+        "{http://ns.adobe.com/xap/1.0/}ModifyDate",
+        "{http://ns.adobe.com/xap/1.0/}MetadataDate",
+        "{http://ns.adobe.com/pdf/1.3/}Producer",
+        "{http://ns.adobe.com/xap/1.0/mm/}History",
+        "{http://www.aiim.org/pdfa/ns/extension/}schemas",
+    }
 )
 
 
@@ -86,8 +107,8 @@ def check_signature(
     Proofs made before the DSS was written in the signed revision have it in
     one revision after the signature: accepted when that revision is the
     last and adds validation data only (pyHanko's diff analysis under
-    ``AFTER_SIGNING``: the XMP metadata and the catalog as signed), leaving
-    /Info as it was signed, which that analysis does not look at."""
+    ``AFTER_SIGNING``), leaving /Info and the XMP metadata saying what they
+    said when signed, which that analysis does not look at."""
     reader = _reader(pdf)
     signatures = reader.embedded_regular_signatures
     if len(signatures) != 1:
@@ -147,8 +168,9 @@ def check_signature(
 
 def _validation_data_only_after(reader: PdfFileReader, signed: int, status: Any) -> bool:
     """Whether the one revision after the signed one adds validation data and
-    nothing else: the DSS, and in the document information only what pyHanko
-    rewrites at every update (/ModDate, /Producer)."""
+    nothing else: the DSS, in the document information only what pyHanko
+    rewrites at every update (/ModDate, /Producer), and the XMP metadata
+    stating what it stated (``_xmp``)."""
     level = status.modification_level
     if level is None or level > ModificationLevel.LTA_UPDATES:
         return False
@@ -159,7 +181,59 @@ def _validation_data_only_after(reader: PdfFileReader, signed: int, status: Any)
     info_signed = _info(reader.get_historical_resolver(signed))
     info_now = _info(reader)
     keys = (set(info_signed) | set(info_now)) - {"/ModDate", "/Producer"}
-    return all(info_signed.get(k) == info_now.get(k) for k in keys)
+    if any(info_signed.get(k) != info_now.get(k) for k in keys):
+        return False
+    return _xmp(reader.get_historical_resolver(signed)) == _xmp(reader)
+
+
+def _xmp(revision: PdfHandler) -> dict[str, list[object]] | None:
+    """What the catalog's XMP metadata states as of ``revision``: each
+    property's values, whether written as an attribute or an element.
+    Updates rewrite the packet (pyHanko writes its own serialisation, its
+    name as producer, a new modification date and history): those are left
+    out, every other statement must stay."""
+    root = _resolved(revision, revision.trailer_view.raw_get("/Root"))
+    if not isinstance(root, DictionaryObject):
+        raise SealProblem("the document catalog is not a dictionary")
+    if "/Metadata" not in root:
+        return None
+    metadata = _resolved(revision, root.raw_get("/Metadata"))
+    if not isinstance(metadata, StreamObject):
+        raise SealProblem("the XMP metadata is not a stream")
+    data = metadata.data
+    # No XMP packet declares a DTD; without one no entity can expand or reach
+    # outside (the XML attacks defusedxml exists for).
+    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
+        raise SealProblem("the XMP metadata declares a DTD")
+    try:
+        packet = ET.fromstring(data)  # noqa: S314 -- no DTD, above
+    except (ET.ParseError, ValueError):
+        raise SealProblem("the XMP metadata is not XML") from None
+    rdf = packet if packet.tag == _RDF + "RDF" else packet.find(_RDF + "RDF")
+    if rdf is None:
+        raise SealProblem("the XMP metadata holds no RDF")
+    stated: dict[str, list[object]] = {}
+    for description in rdf:
+        if description.tag != _RDF + "Description":
+            stated.setdefault(description.tag, []).append(ET.tostring(description))
+            continue
+        for name, value in description.attrib.items():
+            if not name.startswith(_RDF):
+                stated.setdefault(name, []).append(value.strip())
+        for element in description:
+            items = [
+                (li.get(_XML_LANG, ""), (li.text or "").strip())
+                for container in element
+                if container.tag in (_RDF + "Alt", _RDF + "Seq", _RDF + "Bag")
+                for li in container.findall(_RDF + "li")
+            ]
+            stated.setdefault(element.tag, []).append(items or (element.text or "").strip())
+    return {k: v for k, v in stated.items() if k not in _XMP_REWRITTEN}
+
+
+def _resolved(revision: PdfHandler, value: Any) -> Any:
+    """``value``, an indirect one resolved as of ``revision``."""
+    return revision.get_object(value.reference) if isinstance(value, IndirectObject) else value
 
 
 def _info(revision: PdfHandler) -> dict[str, str]:

@@ -51,7 +51,7 @@ from lre.signer.service import MAX_PDF_BYTES
 from lre.v1 import signing_pb2, signing_pb2_grpc
 from lre.verify import pdf as verify_pdf
 from lre.verify.cms import SealProblem
-from tests.support.doctored import OVERLAY_TEXT, with_overlay, with_title
+from tests.support.doctored import OVERLAY_TEXT, with_overlay, with_title, with_xmp_title
 from tests.support.pki import openssl
 from tests.support.signer import SignerProcess
 
@@ -512,7 +512,7 @@ def test_a_proof_stored_before_one_pass_signing_still_verifies_but_not_once_doct
         legacy = stub.SignPdf(signing_pb2.SignPdfRequest(pdf=rendered), timeout=30).signed_pdf
     roots = [_root(signer_process)]
     assert verify_pdf.check_signature(legacy, roots, []).anchored
-    for doctor in (with_title, with_overlay):
+    for doctor in (with_title, with_overlay, with_xmp_title):
         with pytest.raises(SealProblem, match="changed after it was signed"):
             verify_pdf.check_signature(doctor(legacy), roots, [])
 
