@@ -85,7 +85,8 @@ MAX_STREAMS = 4
 def _cursor(text: str) -> int:
     if not text:
         return -1
-    if not text.isdigit() or len(text) > 19:
+    # ASCII digits only: str.isdigit() also takes "²" and "①", which int() refuses.
+    if not (text.isascii() and text.isdigit()) or len(text) > 19 or int(text) >= 1 << 63:
         raise InvalidArgument("cursor", "a cursor this stream returned, or empty")
     return int(text)
 

@@ -52,10 +52,13 @@ def paged_records(
     page_token: str,
     make: Callable[[Row[Any]], Record],
 ) -> tuple[list[Record], str]:
-    """One page of an ordered Core query, as records, and the next page's token."""
-    size, offset = page(page_size, page_token)
+    """One page of an ordered Core query, as records, and the next page's
+    token. The query with its parameters is the list a token belongs to."""
+    compiled = query.compile()
+    scope = f"{compiled}|{sorted((k, str(v)) for k, v in compiled.params.items())}"
+    size, offset = page(page_size, page_token, scope)
     rows = [make(row) for row in db.execute(query.offset(offset).limit(size))]
-    return rows, next_token(offset, size, len(rows))
+    return rows, next_token(offset, size, len(rows), scope)
 
 
 def table(model: type[Base]) -> Table:

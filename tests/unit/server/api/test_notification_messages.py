@@ -9,7 +9,8 @@ import uuid
 
 import pytest
 
-from lre.server.api.notification import _notification
+from lre.server.api.notification import _cursor, _notification
+from lre.server.domain.errors import InvalidArgument
 from lre.server.domain.letters import OutboxKind, OutboxState
 from lre.server.domain.records import MessageRecord
 from lre.v1 import notification_pb2
@@ -47,3 +48,11 @@ def test_a_resend_after_a_crash_shows() -> None:
         OutboxState.PENDING, OutboxState.SENDING, OutboxState.SENT, OutboxState.FAILED,
         OutboxState.BOUNCED,
     }  # fmt: skip
+
+
+def test_a_cursor_is_ascii_digits_within_64_bits_else_invalid_argument() -> None:
+    assert _cursor("") == -1 and _cursor("0") == 0 and _cursor(str(2**63 - 1)) == 2**63 - 1
+    for bad in ("9223372036854775808", "1" + "0" * 30, "²", "①", "٣", "-1", " 5", "1e3"):
+        with pytest.raises(InvalidArgument) as refused:
+            _cursor(bad)
+        assert refused.value.field == "cursor"

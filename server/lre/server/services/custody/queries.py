@@ -109,12 +109,13 @@ class CustodyQueries:
         """A page of the letter's evidence ``reader`` may read (``evidence_for``,
         ``evidence_for_staff``), in the order of the events, and the next
         page's token. A letter has a handful: read whole, then cut."""
-        size, offset = page(page_size, page_token)  # checked before a read is journaled
+        scope = f"letters/{letter_id}/evidence"
+        size, offset = page(page_size, page_token, scope)  # checked before a read is journaled
         if isinstance(reader, StaffReader):
             rows = self.evidence_for_staff(reader, letter_id)
         else:
             rows = self.evidence_for(reader, letter_id)
-        token = next_token(offset, size, size) if offset + size < len(rows) else ""
+        token = next_token(offset, size, size, scope) if offset + size < len(rows) else ""
         return rows[offset : offset + size], token
 
     def evidence(
