@@ -78,6 +78,17 @@ class OutboxKind(enum.StrEnum):
         return self in (OutboxKind.LETTER_WAITING, OutboxKind.REMINDER)
 
 
+def sender_visible_to_recipient(state: LetterState) -> bool:
+    """The recipient is not told who the sender is until acceptance (R53-3 I)."""
+    return state is LetterState.ACCEPTED
+
+
+def known_to_recipient(state: LetterState) -> bool:
+    """A deposit refused at the door never entered custody: its recipient
+    was never notified, and is not shown it."""
+    return state is not LetterState.REJECTED
+
+
 # What each state may become. ACCEPTED, REFUSED and EXPIRED exclude each other
 # (CPCE R53-3); REJECTED letters never entered custody; a notification that
 # could not be delivered ends the letter's delivery attempt.
@@ -134,8 +145,7 @@ class Letter:
 
     @property
     def sender_visible_to_recipient(self) -> bool:
-        # The recipient is not told who the sender is until acceptance (R53-3 I).
-        return self.state is LetterState.ACCEPTED
+        return sender_visible_to_recipient(self.state)
 
     def _move(self, to: LetterState, event: EvidenceEvent, at: dt.datetime) -> Outcome:
         if to not in TRANSITIONS[self.state]:

@@ -204,7 +204,13 @@ class PersonalDataRepository:
             .order_by(CORRECTIONS.c.correct_time)
         )
         letters = self._db.execute(
-            select(LETTERS.c.id, LETTERS.c.sender_id, LETTERS.c.state, LETTERS.c.deposit_time)
+            select(
+                LETTERS.c.id,
+                LETTERS.c.sender_id,
+                LETTERS.c.recipient_id,
+                LETTERS.c.state,
+                LETTERS.c.deposit_time,
+            )
             .where(or_(LETTERS.c.sender_id == party_id, LETTERS.c.recipient_id == party_id))
             .order_by(LETTERS.c.deposit_time)
         )

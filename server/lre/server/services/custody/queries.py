@@ -13,7 +13,7 @@ from lre.server.clock import utcnow
 from lre.server.domain import identity, journal
 from lre.server.domain.errors import NotFound
 from lre.server.domain.evidence import readable_by_recipient
-from lre.server.domain.letters import LetterState, OutboxKind
+from lre.server.domain.letters import LetterState, OutboxKind, known_to_recipient
 from lre.server.domain.log import LogKind
 from lre.server.domain.records import (
     ChargeRecord,
@@ -57,6 +57,8 @@ class CustodyQueries:
         with self._stores.read() as store:
             letter = store.letters.get(letter_id)
             if letter is None or party not in (letter.sender_id, letter.recipient_id):
+                raise NotFound("no such letter")
+            if party != letter.sender_id and not known_to_recipient(letter.state):
                 raise NotFound("no such letter")
             return letter, store.letters.parts(letter_id)
 

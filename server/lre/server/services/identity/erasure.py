@@ -16,6 +16,7 @@ from typing import Any
 from lre.server.clock import utcnow
 from lre.server.domain import journal
 from lre.server.domain.errors import FailedPrecondition, InvalidArgument, NotFound
+from lre.server.domain.letters import known_to_recipient, sender_visible_to_recipient
 from lre.server.domain.log import LogKind
 from lre.server.domain.retention import (
     ErasureBasis,
@@ -134,10 +135,23 @@ class ErasureService:
             ],
             "consents": [dataclasses.asdict(c) for c in held["consents"]],
             "corrections": held["corrections"],
-            "letters": held["letters"],
+            "letters": [
+                _as_known_to(party_id, letter)
+                for letter in held["letters"]
+                if letter["sender_id"] == party_id or known_to_recipient(letter["state"])
+            ],
             "sessions": held["sessions"],
         }
         return json.dumps(document, sort_keys=True, indent=1, default=_plain).encode()
+
+
+def _as_known_to(party_id: uuid.UUID, letter: dict[str, Any]) -> dict[str, Any]:
+    """A letter as the party may know it: its recipient is not told the
+    sender before accepting (R53-3 I), in an export as in GetLetter."""
+    shown = {k: v for k, v in letter.items() if k != "recipient_id"}
+    if letter["sender_id"] != party_id and not sender_visible_to_recipient(letter["state"]):
+        shown["sender_id"] = None
+    return shown
 
 
 def _kind(item: tuple[PersonalDataKind, int]) -> str:

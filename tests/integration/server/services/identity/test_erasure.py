@@ -23,7 +23,7 @@ from lre.server.adapters.at_rest import SecretsKeys
 from lre.server.audit.verify import verify_log
 from lre.server.domain import identity
 from lre.server.domain.corrections import Names
-from lre.server.domain.errors import FailedPrecondition, NotFound
+from lre.server.domain.errors import DepositRefused, FailedPrecondition, NotFound
 from lre.server.domain.identity import AssuranceLevel, FactorCategory, Party
 from lre.server.domain.letters import EvidenceEvent, PartyKind
 from lre.server.domain.records import LetterRecord, WebhookRecord
@@ -196,6 +196,50 @@ def test_a_party_past_its_schedule_is_erased_and_its_proofs_still_verify(
         )
     findings = verify_log(url, signer_process.root_ca).findings
     assert any("erased outside the service" in f for f in findings), findings
+
+
+def test_an_export_tells_a_recipient_no_more_of_its_letters_than_the_api_does(
+    world: World, smtp_port: int
+) -> None:
+    """Art. 15 gives the party what is held on it, not what the law keeps
+    from it: no sender before acceptance (R53-3 I), no deposit refused at
+    the door (it never reached the recipient). The sender sees all of its."""
+    person = _person(world, "claire")
+    waiting = _letter_to(world, person, smtp_port)
+    accepted = _letter_to(world, person, smtp_port)
+    _accept(world, person, accepted)
+    weak = dataclasses.replace(world.session, level=AssuranceLevel.LOW)
+    with pytest.raises(DepositRefused):
+        world.deposits.deposit(
+            weak,
+            "refused",
+            person.id,
+            [DeclaredPart("a.pdf", "application/pdf", 5)],
+            iter([(0, b"%PDF!")]),
+        )
+    with world.stores.read() as store:
+        rejected = store.letters.by_request(waiting.sender_id, "refused")
+    assert rejected is not None
+    erasure = ErasureService(world.stores, SCHEDULE, world.clock)
+    recipients = {
+        letter["id"]: letter for letter in json.loads(erasure.export(person.id, "desk"))["letters"]
+    }
+    assert recipients == {
+        str(waiting.id): {**recipients[str(waiting.id)], "sender_id": None, "state": "notified"},
+        str(accepted.id): {
+            **recipients[str(accepted.id)],
+            "sender_id": str(accepted.sender_id),
+            "state": "accepted",
+        },
+    }
+    senders = json.loads(erasure.export(waiting.sender_id, "desk"))["letters"]
+    assert {str(waiting.id), str(accepted.id), str(rejected.id)} <= {x["id"] for x in senders}
+    assert all("recipient_id" not in x for x in senders)
+    # GetLetter agrees: the refused deposit is not the recipient's to read.
+    person_session = dataclasses.replace(world.recipient_session(), party_id=str(person.id))
+    with pytest.raises(NotFound):
+        world.queries.letter_for(person_session, rejected.id)
+    assert world.queries.letter_for(world.session, rejected.id)[0].id == rejected.id
 
 
 def test_an_erasure_request_is_refused_while_the_law_keeps_the_data(
