@@ -336,9 +336,17 @@ def test_a_session_token_opens_nothing_through_another_caller(
                 gateway.GetParty(read, metadata=metadata, timeout=10)
             answers.add((refused.value.code(), refused.value.details()))
         assert answers == {(UNAUTHENTICATED, "invalid or expired session")}
+        # Nor can it be ended there: revoking answers as for an unknown token.
+        with pytest.raises(grpc.RpcError) as refused:
+            gateway.RevokeSession(identity_pb2.RevokeSessionRequest(token=token), timeout=10)
+        assert refused.value.code() == UNAUTHENTICATED
     with channel(server.address, tls, "recipient-portal") as portal_channel:
         portal = identity_pb2_grpc.IdentityServiceStub(portal_channel)
         assert portal.GetParty(read, metadata=as_camille).name == camille.name
+        portal.RevokeSession(identity_pb2.RevokeSessionRequest(token=token), timeout=10)
+        with pytest.raises(grpc.RpcError) as ended:
+            portal.GetParty(read, metadata=as_camille)
+        assert ended.value.code() == UNAUTHENTICATED
 
 
 def test_idempotency_keys_are_scoped_to_the_calling_gateway(

@@ -305,7 +305,7 @@ class IdentityServicer(
         self, request: identity_pb2.RevokeSessionRequest, context: grpc.ServicerContext
     ) -> identity_pb2.RevokeSessionResponse:
         with domain_errors(context):
-            self._service.sessions.revoke(request.token)
+            self._service.sessions.revoke(request.token, current_caller().name)
             return identity_pb2.RevokeSessionResponse()
 
     def _recipient_or_operator(self, context: grpc.ServicerContext, recipient_id: uuid.UUID) -> str:

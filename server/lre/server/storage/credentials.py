@@ -125,11 +125,12 @@ class SessionRepository:
             .values(revoke_time=now)
         )
 
-    def revoke(self, token_hash: bytes, now: dt.datetime) -> uuid.UUID | None:
-        """The session's party; None when there is no such session."""
+    def revoke(self, token_hash: bytes, caller_hash: bytes, now: dt.datetime) -> uuid.UUID | None:
+        """The session's party; None when there is no such session opened by
+        this caller."""
         row = self._db.execute(
             select(SESSIONS.c.id, SESSIONS.c.party_id, SESSIONS.c.revoke_time).where(
-                SESSIONS.c.token_hash == token_hash
+                SESSIONS.c.token_hash == token_hash, SESSIONS.c.caller_hash == caller_hash
             )
         ).first()
         if row is None:

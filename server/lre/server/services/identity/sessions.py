@@ -110,10 +110,12 @@ class SessionService:
             raise AuthenticationFailed(INVALID)
         return session
 
-    def revoke(self, token: str) -> None:
+    def revoke(self, token: str, caller: str = "") -> None:
+        """Ends the session, through the caller that opened it only (through
+        another, its token is as unknown as for any other call)."""
         now = self._clock()
         with self._stores.begin() as store:
-            party_id = store.sessions.revoke(token_hash(token), now)
+            party_id = store.sessions.revoke(token_hash(token), caller_hash(caller), now)
             if party_id is None:
                 raise AuthenticationFailed(INVALID)
             journaled(

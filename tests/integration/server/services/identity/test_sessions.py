@@ -111,6 +111,9 @@ def test_a_token_authenticates_only_through_the_caller_that_opened_it(
     for other in ("sender-gateway.lre.internal", "", "recipient-portal.lre.internal,x"):
         with pytest.raises(AuthenticationFailed, match=r"^invalid or expired session$"):
             service.authenticate(issued.token, other)
+        with pytest.raises(AuthenticationFailed, match=r"^invalid or expired session$"):
+            service.sessions.revoke(issued.token, other)
+    assert service.authenticate(issued.token, "recipient-portal.lre.internal")
     # Sessions opened before callers were recorded (migration 0022) have
     # none, and authenticate nobody from the migration on.
     plain = service.sessions.create(party, PASSWORD, totp.at(clock.now + dt.timedelta(seconds=30)))
