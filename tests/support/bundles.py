@@ -8,15 +8,20 @@ subscriber of the same CA) exactly so."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import io
+import json
 import uuid
+import zipfile
 from collections.abc import Callable
 
+from lre.runtime import bundle_layout as layout
 from lre.server.adapters.signer import SignerClient
 from lre.server.domain import log
 from lre.server.domain.evidence import EvidenceDocument, IssuerDetails, PartDigest, PartyDetails
 from lre.server.domain.letters import EvidenceEvent, LetterState
 from lre.server.proofs import proof_pdf
-from lre.server.proofs.bundle import build_bundle
+from lre.server.proofs.bundle import build_bundle, zip_members
 
 LEAF_INDEX = 2
 TREE_SIZE = 5
@@ -81,3 +86,23 @@ def build_test_bundle(
         tree_head_seal=(head_client or client).seal(head),
     )
     return bundle
+
+
+def members_of(bundle: bytes) -> dict[str, bytes]:
+    with zipfile.ZipFile(io.BytesIO(bundle)) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def rezip(members: dict[str, bytes], manifest: bool = True) -> bytes:
+    """The members zipped again, with a manifest recomputed over them (as a
+    forger would, so that the manifest does not give the change away)."""
+    members = dict(members)
+    if manifest:
+        listed = json.loads(members[layout.MANIFEST])
+        listed["members"] = {
+            name: {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+            for name, data in members.items()
+            if name != layout.MANIFEST
+        }
+        members[layout.MANIFEST] = json.dumps(listed).encode()
+    return zip_members(members)

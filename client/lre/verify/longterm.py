@@ -160,6 +160,14 @@ def check_longterm(
         if verdict.problem:
             raise SealProblem(f"{verdict.problem} ({verdict.detail})")
         ok(verdict.detail)
+    with check(report, "tree head seal: keys") as ok:
+        # The head proves the evidence is in the log: sealed with a key
+        # declared compromised before, it proves nothing.
+        signer, links = seal_links(bundle[layout.TREE_HEAD_SEAL], None, others, anchors, crls)
+        problem = longterm.compromise(sha256_hex(signer), links, compromised)
+        if problem:
+            raise SealProblem(problem)
+        ok(f"sealed at {links[0].time:%Y-%m-%dT%H:%M:%SZ}, no key declared compromised before")
     with check(report, "proof PDF: document timestamps") as ok:
         if signature is None:
             raise SealProblem("the PDF's signature did not verify")
@@ -172,10 +180,11 @@ def check_longterm(
 
 
 def _declared(links: list[longterm.Link], provider: Provider | None) -> None:
-    """The archive timestamps are the provider's, as its signature timestamps are."""
-    for n, stamp in enumerate(links[1:], 1):
+    """The signature timestamp and every archive timestamp are the provider's."""
+    for n, stamp in enumerate(links):
         if provider is not None and bytes.fromhex(stamp.key) not in provider.tsas:
+            which = f"archive timestamp {n}" if n else "the signature timestamp"
             raise SealProblem(
-                f"archive timestamp {n} is by {stamp.name}, which is not a timestamp authority"
+                f"{which} is by {stamp.name}, which is not a timestamp authority"
                 " the provider declared"
             )

@@ -281,12 +281,24 @@ def seal_certificates(seal: bytes) -> list[asn1_x509.Certificate]:
 
 
 def same_signature(original: bytes, archived: bytes) -> bool:
-    """Whether ``archived`` is ``original`` extended: the same content and
-    the same signature over the same signed attributes."""
+    """Whether ``archived`` is ``original`` extended: the same content, the
+    same signature over the same signed attributes, and the same signature
+    timestamp (an archive seal with another one would date the signature
+    otherwise than the seal the log names)."""
     _, a, sa = _load(original)
     _, b, sb = _load(archived)
     return bool(
         a["encap_content_info"].dump() == b["encap_content_info"].dump()
         and sa["signed_attrs"].dump() == sb["signed_attrs"].dump()
         and sa["signature"].native == sb["signature"].native
+        and _signature_timestamps(sa) == _signature_timestamps(sb)
     )
+
+
+def _signature_timestamps(signer_info: cms.SignerInfo) -> list[bytes]:
+    return [
+        value.dump()
+        for attribute in signer_info["unsigned_attrs"] or []
+        if attribute["type"].native == "signature_time_stamp_token"
+        for value in attribute["values"]
+    ]

@@ -79,7 +79,7 @@ def assess(
     """``links``: the signature timestamp first, then the archive (or
     document) timestamps in the order they were made."""
     level = "B-LTA" if len(links) > 1 else "B-LT"
-    problem = _compromise(signer_key, links, compromised or {}) or _expiry(links, now, level)
+    problem = compromise(signer_key, links, compromised or {}) or _expiry(links, now, level)
     first, last = links[0], links[-1]
     detail = (
         f"{level}: {len(links) - 1} archive timestamp(s)"
@@ -93,9 +93,11 @@ def assess(
     )
 
 
-def _compromise(
+def compromise(
     signer_key: str, links: list[Link], compromised: dict[str, Compromise]
 ) -> str | None:
+    """What a key declared compromised takes from a signature and its
+    timestamps (``links``, as ``assess`` takes them); None when nothing."""
     sealed = compromised.get(signer_key)
     if sealed and links[0].time >= sealed.since:
         return (

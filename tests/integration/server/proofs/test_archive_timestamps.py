@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from asn1crypto import cms
+from asn1crypto import cms, tsp
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -36,7 +36,7 @@ from lre.server.adapters.signer import SignerClient
 from lre.server.proofs import archive
 from lre.verify import verify_bundle
 from lre.verify.provider import Provider, load_certificates
-from tests.support.bundles import build_test_bundle
+from tests.support.bundles import build_test_bundle, members_of, rezip
 from tests.support.openssl_tsa import OpensslTsa
 from tests.support.pki import openssl
 from tests.support.processes import BIN
@@ -180,6 +180,43 @@ def test_a_changed_archive_chain_is_named(bundles: dict[str, Path]) -> None:
         archival.stamps(doctored)
 
 
+def test_an_archived_seal_with_another_signature_timestamp_is_not_the_seal_extended(
+    setup: Setup, bundles: dict[str, Path]
+) -> None:
+    """The archive seal's signature timestamp must be the seal's own: another
+    one, even valid, over the same signature and by the provider's TSA,
+    would date the signature otherwise than the seal the log names."""
+    original = _member(bundles["b-lta"], layout.EVIDENCE_SEAL)
+    info = cms.ContentInfo.load(original)
+    signed_data = info["content"]
+    signer_info = signed_data["signer_infos"][0]
+    digest = hashlib.sha256(signer_info["signature"].native).digest()
+    request = tsp.TimeStampReq(
+        {
+            "version": 1,
+            "message_imprint": {
+                "hash_algorithm": {"algorithm": "sha256"},
+                "hashed_message": digest,
+            },
+            "cert_req": True,
+        }
+    )
+    token = tsp.TimeStampResp.load(setup.client.timestamp(request.dump()))["time_stamp_token"]
+    signer_info["unsigned_attrs"] = cms.CMSAttributes(
+        [{"type": "signature_time_stamp_token", "values": [token]}]
+    )
+    signed_data["signer_infos"] = cms.SignerInfos([signer_info])
+    swapped = cms.ContentInfo({"content_type": "signed_data", "content": signed_data}).dump()
+    assert not archival.same_signature(original, swapped)
+    members = members_of(bundles["b-lta"].read_bytes())
+    members[layout.EVIDENCE_ARCHIVE_SEAL] = swapped
+    path = setup.folder / "swapped.zip"
+    path.write_bytes(rezip(members))
+    report = _in_process(path, setup, {})
+    detail = report["evidence seal: archive timestamps"]
+    assert "not the evidence's seal extended" in detail, detail
+
+
 def test_pyhanko_validates_the_signature_and_each_document_timestamp(
     setup: Setup, bundles: dict[str, Path]
 ) -> None:
@@ -262,6 +299,10 @@ def test_a_compromised_key_refuses_what_it_signed_after_and_keeps_what_another_k
     assert "after the seal key was declared compromised" in str(checks[check]["detail"])
     report = _in_process(bundles["b-lt"], setup, load_compromises(keys))
     assert "after the seal key was declared compromised" in report[check]
+    # The tree head, sealed by the same key after, proves nothing either.
+    head = "tree head seal: keys"
+    assert "after the seal key was declared compromised" in report[head], report[head]
+    assert "after the seal key was declared compromised" in str(checks[head]["detail"])
     # The signer's TSA key compromised from now: the archive timestamp by the
     # external TSA, made before, keeps the archived evidence; the other is refused.
     keys = _compromised(setup, tmp_path, "timestamping", now)
@@ -270,6 +311,9 @@ def test_a_compromised_key_refuses_what_it_signed_after_and_keeps_what_another_k
     assert "no archive timestamp by another key" in str(checks[check]["detail"])
     report = _in_process(bundles["b-lta"], setup, load_compromises(keys))
     assert report[check].startswith("proven to exist at"), report[check]
+    # The tree head's own timestamp by that key has no archive timestamp: a
+    # bundle fetched after the provider seals a new head carries a good one.
+    assert "declared compromised since" in report["tree head seal: keys"]
 
 
 def test_an_archive_timestamp_by_a_tsa_the_provider_did_not_declare_is_named(

@@ -11,7 +11,6 @@ is recomputed so that it is the part's own check that must catch it."""
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import subprocess
 import zipfile
@@ -36,7 +35,7 @@ from lre.verify.cms import SealProblem
 from lre.verify.provider import Provider, load_certificates
 from lre.verify.report import Report
 from tests.support import doctored
-from tests.support.bundles import build_test_bundle
+from tests.support.bundles import build_test_bundle, rezip
 from tests.support.processes import BIN
 from tests.support.signer import SignerProcess
 
@@ -85,20 +84,6 @@ def good(
         provider_pem,
         Provider.of(load_certificates(provider_pem.read_bytes())),
     )
-
-
-def _rezip(members: dict[str, bytes], manifest: bool = True) -> bytes:
-    """The members zipped again, with a manifest recomputed over them."""
-    members = dict(members)
-    if manifest:
-        listed = json.loads(members[layout.MANIFEST])
-        listed["members"] = {
-            name: {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
-            for name, data in members.items()
-            if name != layout.MANIFEST
-        }
-        members[layout.MANIFEST] = json.dumps(listed).encode()
-    return zip_members(members)
 
 
 def _flip(data: bytes, needle: bytes, offset: int = 0) -> bytes:
@@ -336,7 +321,7 @@ def test_a_changed_part_is_named(good: Good, what: str) -> None:
     change, expected = CHANGES[what]
     members = dict(good.members)
     change(good, members)
-    report = _verify(good, _rezip(members))
+    report = _verify(good, rezip(members))
     assert not report.valid and report.verdict == "INVALID"
     assert expected in report.failed, report.as_text()
     assert "manifest" not in report.failed, report.as_text()
@@ -345,23 +330,23 @@ def test_a_changed_part_is_named(good: Good, what: str) -> None:
 def test_the_head_root_changed_also_breaks_the_inclusion_proof(good: Good) -> None:
     members = dict(good.members)
     members[layout.TREE_HEAD] = _altered_root(good, members[layout.TREE_HEAD])
-    assert "inclusion proof" in _verify(good, _rezip(members)).failed
+    assert "inclusion proof" in _verify(good, rezip(members)).failed
 
 
 def test_a_changed_manifest_or_a_member_behind_it_is_named(good: Good) -> None:
     manifest = json.loads(good.members[layout.MANIFEST])
     manifest["members"][layout.PROOF_PDF]["sha256"] = "00" * 32
     members = {**good.members, layout.MANIFEST: json.dumps(manifest).encode()}
-    report = _verify(good, _rezip(members, manifest=False))
+    report = _verify(good, rezip(members, manifest=False))
     assert report.failed == ["manifest"], report.as_text()
     assert "proof.pdf does not match" in report.as_text()
 
     members = {**good.members, layout.README: b"changed"}
-    report = _verify(good, _rezip(members, manifest=False))
+    report = _verify(good, rezip(members, manifest=False))
     assert report.failed == ["manifest", "readme"], report.as_text()
     # With the manifest recomputed: what README.txt says is covered by no seal.
     members = {**good.members, layout.README: b"Trust attacker-root.pem instead."}
-    report = _verify(good, _rezip(members))
+    report = _verify(good, rezip(members))
     assert report.failed == ["readme"], report.as_text()
 
 
@@ -380,13 +365,13 @@ def test_the_claim_in_the_manifest_is_the_sealed_issuer_or_refused(good: Good) -
     ):
         doctored = {**manifest, "provider": changed} if "trust" not in changed else changed
         members = {**good.members, layout.MANIFEST: json.dumps(doctored).encode()}
-        report = _verify(good, _rezip(members))
+        report = _verify(good, rezip(members))
         assert report.failed == ["provider claimed"], report.as_text()
         assert why in report.as_text(), report.as_text()
     # A bundle made before manifests carried a claim: its sealed issuer.
     older = {k: v for k, v in manifest.items() if k != "provider"}
     members = {**good.members, layout.MANIFEST: json.dumps(older).encode()}
-    report = _verify(good, _rezip(members))
+    report = _verify(good, rezip(members))
     assert report.valid, report.as_text()
     assert "no claim in the manifest (an older bundle)" in report.as_text()
 
@@ -426,7 +411,7 @@ def test_a_missing_file_or_a_bad_trust_file_is_said(tmp_path: Path, good: Good) 
 
 def test_a_member_the_format_does_not_name_is_refused_even_when_listed(good: Good) -> None:
     members = {**good.members, "extra.txt": b"trust root: attacker-ca.pem"}
-    report = _verify(good, _rezip(members))  # the manifest lists it, with its SHA-256
+    report = _verify(good, rezip(members))  # the manifest lists it, with its SHA-256
     assert not report.valid and "manifest" in report.failed
     assert "extra.txt is not a member of" in report.as_text()
 
@@ -438,7 +423,7 @@ def test_json_nested_past_any_document_is_invalid_not_a_recursion_error(
     for name in (layout.EVIDENCE, layout.MANIFEST, layout.INCLUSION_PROOF):
         members = {**good.members, name: deep}
         path = tmp_path / "deep.zip"
-        path.write_bytes(_rezip(members, manifest=name != layout.MANIFEST))
+        path.write_bytes(rezip(members, manifest=name != layout.MANIFEST))
         result = _cli(path, "--trust", good.root_pem, "--provider", good.provider_pem)
         assert result.returncode == 1 and result.stderr == "", result.stderr[-500:]
         assert "nests deeper than" in result.stdout and "Traceback" not in result.stdout
@@ -449,7 +434,7 @@ def test_members_that_inflate_past_the_bound_are_refused_before_inflating(
 ) -> None:
     members = {**good.members, layout.README: b"\0" * (40 << 20)}  # 40 MiB of zeros
     path = tmp_path / "bomb.zip"
-    path.write_bytes(_rezip(members))
+    path.write_bytes(rezip(members))
     assert path.stat().st_size < 1 << 20
     result = _cli(path, "--trust", good.root_pem, "--provider", good.provider_pem)
     assert result.returncode == 1 and result.stderr == ""
