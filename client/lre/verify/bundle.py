@@ -47,6 +47,19 @@ def verify_bundle(
     trusted = [asn1_x509.Certificate.load(a) for a in anchors or []]
     for anchor in trusted:
         anchor.native  # noqa: B018 -- a --trust file that is no certificate fails here
+    leaves = [a for a in trusted if not a.ca]
+    if leaves:
+        # A certificate is shown unrevoked by its issuer's CRL: with a leaf as
+        # its own anchor there is no issuer below the anchor, and revocation
+        # would go unchecked. Anchors are the provider's CAs.
+        names = "; ".join(a.subject.human_friendly for a in leaves)
+        report.add(
+            "trust anchors",
+            False,
+            f"not a CA certificate: {names}. Give the provider's root CA with --trust; its "
+            "seal and TSA certificates go with --provider",
+        )
+        trusted = [a for a in trusted if a.ca]
     report.anchored = bool(trusted)
     try:
         _verify(report, data, trusted, provider, compromised or {})

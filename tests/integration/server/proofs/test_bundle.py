@@ -182,6 +182,25 @@ def test_another_ca_as_trust_anchor_anchors_nothing(good: Good, tmp_path: Path) 
     assert "FAIL  proof PDF: PAdES signature" in result.stdout
 
 
+def test_a_leaf_certificate_as_trust_anchor_is_refused_not_left_unrevoked(
+    good: Good, tmp_path: Path
+) -> None:
+    """The provider's seal and TSA certificates given as --trust (trusted
+    lists publish such service certificates): anchored there, no issuer CRL
+    would ever be asked, and a revoked seal would pass."""
+    members = dict(good.members)
+    members[layout.CRLS] = _revoking_crl(good)
+    path = tmp_path / "revoked.zip"
+    path.write_bytes(rezip(members))
+    for trust in ((good.provider_pem,), (good.root_pem, good.provider_pem)):
+        args = [a for t in trust for a in ("--trust", t)]
+        result = _cli(path, *args, "--provider", good.provider_pem)
+        assert result.returncode == 1 and result.stdout.splitlines()[-1] == "INVALID"
+        assert "FAIL  trust anchors: not a CA certificate" in result.stdout, result.stdout
+    report = verify_bundle(good.bundle, [good.root_der], good.provider)
+    assert report.valid and "trust anchors" not in report.failed
+
+
 # -- one part changed at a time ----------------------------------------------------
 
 
