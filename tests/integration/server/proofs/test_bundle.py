@@ -352,6 +352,42 @@ def test_the_head_root_changed_also_breaks_the_inclusion_proof(good: Good) -> No
     assert "inclusion proof" in _verify(good, rezip(members)).failed
 
 
+def _appended(bundle: bytes, info: zipfile.ZipInfo | None, data: bytes, comment: bytes) -> bytes:
+    out = BytesIO(bundle)
+    with zipfile.ZipFile(out, "a") as archive:
+        if info is not None:
+            archive.writestr(info, data)
+        archive.comment = comment
+    return out.getvalue()
+
+
+ZIP_LAYERS: dict[str, Callable[[Good], bytes]] = {
+    "bytes before": lambda g: b"JUNK" * 8 + g.bundle,
+    "bytes after": lambda g: g.bundle + b"JUNK" * 8,
+    "a comment": lambda g: _appended(g.bundle, None, b"", b"Refused on 1 January 2020"),
+    "an empty directory entry": lambda g: _appended(
+        g.bundle, zipfile.ZipInfo("payload/"), b"", b""
+    ),
+    "a directory entry with data": lambda g: _appended(
+        g.bundle, zipfile.ZipInfo("notes.txt/"), b"refused" * 300, b""
+    ),
+    # A whole forged bundle before the genuine one: read from its end, the
+    # file is the genuine bundle; read from its start (Java's ZipInputStream,
+    # `jar x`), the forgery.
+    "a forged bundle before it": lambda g: rezip(
+        {**g.members, layout.EVIDENCE: g.members[layout.EVIDENCE].replace(b"Dupont", b"Durant")}
+    )
+    + g.bundle,
+}
+
+
+@pytest.mark.parametrize("what", list(ZIP_LAYERS))
+def test_zip_bytes_no_seal_covers_are_refused(good: Good, what: str) -> None:
+    report = _verify(good, ZIP_LAYERS[what](good))
+    assert not report.valid and "bundle" in report.failed, report.as_text()
+    assert _verify(good, good.bundle).valid
+
+
 def test_a_changed_manifest_or_a_member_behind_it_is_named(good: Good) -> None:
     manifest = json.loads(good.members[layout.MANIFEST])
     manifest["members"][layout.PROOF_PDF]["sha256"] = "00" * 32
