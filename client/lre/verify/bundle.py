@@ -190,6 +190,9 @@ def _check_manifest(report: Report, bundle: Bundle) -> None:
         for name in sorted(present & set(listed)):
             data = bundle.members[name]
             entry = listed[name]
+            if not isinstance(entry, dict) or set(entry) != {"sha256", "size"}:
+                problems.append(f"{name}'s entry holds more than its SHA-256 and size")
+                continue
             if entry.get("sha256") != hashlib.sha256(data).hexdigest() or entry.get("size") != len(
                 data
             ):
@@ -200,10 +203,17 @@ def _check_manifest(report: Report, bundle: Bundle) -> None:
 
 
 def _load_pem(data: bytes, kind: str) -> list[bytes]:
+    """The DER of each block, the file being exactly those blocks as the
+    builder armors them: no text around or between them, no block of
+    another kind (no seal covers a word of it)."""
     if not pem.detect(data):
         raise SealProblem(f"not PEM {kind}s")
-    found = [der for type_name, _h, der in pem.unarmor(data, multiple=True) if type_name == kind]
-    return found
+    blocks = list(pem.unarmor(data, multiple=True))
+    if any(type_name != kind for type_name, _h, _der in blocks) or data != b"".join(
+        pem.armor(kind, der) for _t, _h, der in blocks
+    ):
+        raise SealProblem(f"more than PEM {kind}s: text no seal covers")
+    return [der for _t, _h, der in blocks]
 
 
 def _bundle_certificates(report: Report, bundle: Bundle) -> dict[str, list[asn1_x509.Certificate]]:

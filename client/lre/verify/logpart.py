@@ -17,6 +17,9 @@ from lre.verify.cms import SealProblem
 from lre.verify.provider import load_json
 from lre.verify.report import Report
 
+INCLUSION_FIELDS = {"format", "hashAlgorithm", "leafIndex", "treeSize", "auditPath"}
+INCLUSION_HASH = "SHA-256 (RFC 9162)"
+
 
 def check_issuer(report: Report, bundle: Bundle, signer: asn1_x509.Certificate | None) -> None:
     """The evidence names as its issuer's certificate the one that sealed it."""
@@ -65,6 +68,11 @@ def check_log(report: Report, bundle: Bundle, evidence_name: str | None) -> None
             raise SealProblem("inclusion-proof.json or tree-head.json is not an object")
         if proof.get("format") != layout.INCLUSION_FORMAT:
             raise SealProblem(f"inclusion-proof.json is not {layout.INCLUSION_FORMAT}")
+        # No seal covers it: nothing in it but what the proof is computed from.
+        if set(proof) != INCLUSION_FIELDS or proof["hashAlgorithm"] != INCLUSION_HASH:
+            raise SealProblem(
+                "inclusion-proof.json holds more than the proof, or names another hash"
+            )
         # /2 adds the head's number and its predecessor; size and root are the same.
         if head.get("format") not in ("lre-tree-head/1", "lre-tree-head/2"):
             raise SealProblem("tree-head.json is not an lre-tree-head document")

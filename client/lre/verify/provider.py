@@ -97,6 +97,22 @@ def load_json(data: bytes, name: str) -> Any:
         elif byte in (0x5D, 0x7D):
             depth -= 1
     try:
-        return json.loads(data)
+        return json.loads(data, object_pairs_hook=_unique)
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         raise SealProblem(f"{name} is not JSON") from None
+    except _RepeatedKey as exc:
+        # Parsers differ on which of the two they keep: one reader would
+        # see another document than the next.
+        raise SealProblem(f"{name} repeats the key {exc.args[0]!r}") from None
+
+
+class _RepeatedKey(ValueError):
+    pass
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        keys = [k for k, _ in pairs]
+        raise _RepeatedKey(next(k for k in keys if keys.count(k) > 1))
+    return found

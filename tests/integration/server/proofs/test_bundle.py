@@ -374,10 +374,12 @@ ZIP_LAYERS: dict[str, Callable[[Good], bytes]] = {
     # A whole forged bundle before the genuine one: read from its end, the
     # file is the genuine bundle; read from its start (Java's ZipInputStream,
     # `jar x`), the forgery.
-    "a forged bundle before it": lambda g: rezip(
-        {**g.members, layout.EVIDENCE: g.members[layout.EVIDENCE].replace(b"Dupont", b"Durant")}
-    )
-    + g.bundle,
+    "a forged bundle before it": lambda g: (
+        rezip(
+            {**g.members, layout.EVIDENCE: g.members[layout.EVIDENCE].replace(b"Dupont", b"Durant")}
+        )
+        + g.bundle
+    ),
 }
 
 
@@ -386,6 +388,53 @@ def test_zip_bytes_no_seal_covers_are_refused(good: Good, what: str) -> None:
     report = _verify(good, ZIP_LAYERS[what](good))
     assert not report.valid and "bundle" in report.failed, report.as_text()
     assert _verify(good, good.bundle).valid
+
+
+def _with_note(data: bytes) -> bytes:
+    document = json.loads(data)
+    document["note"] = "the recipient REFUSED"
+    return json.dumps(document).encode()
+
+
+def _member_note(data: bytes) -> bytes:
+    manifest = json.loads(data)
+    manifest["members"][layout.EVIDENCE]["note"] = "REFUSED"
+    return json.dumps(manifest).encode()
+
+
+def _claim_twice(data: bytes) -> bytes:
+    """Another provider claimed first, the genuine claim last: a parser that
+    keeps the first key reads Evil Corp, Python's the genuine one."""
+    assert b'"provider":' in data
+    forged = json.dumps({"name": "Evil Corp", "sealCertificates": ["00" * 32]})
+    return data.replace(b'"provider":', f'"provider": {forged}, "provider":'.encode(), 1)
+
+
+# Words no seal covers, in the members that carry no seal of their own.
+UNSEALED_TEXT: dict[str, tuple[str, Callable[[bytes], bytes]]] = {
+    "a note in the inclusion proof": (layout.INCLUSION_PROOF, _with_note),
+    "another hash named in the inclusion proof": (
+        layout.INCLUSION_PROOF,
+        lambda d: d.replace(b"SHA-256 (RFC 9162)", b"SHA-1"),
+    ),
+    "a note in a manifest entry": (layout.MANIFEST, _member_note),
+    "a provider claimed twice in the manifest": (layout.MANIFEST, _claim_twice),
+    "text before the seal chain": (layout.SEAL_CHAIN, lambda d: b"Refused on 1 January\n" + d),
+    "text after the TSA chain": (layout.TSA_CHAIN, lambda d: d + b"Refused\n"),
+    "another kind of PEM block": (
+        layout.CRLS,
+        lambda d: d + pem.armor("LRE NOTE", b"the recipient refused"),
+    ),
+}
+
+
+@pytest.mark.parametrize("what", list(UNSEALED_TEXT))
+def test_text_no_seal_covers_is_refused(good: Good, what: str) -> None:
+    name, change = UNSEALED_TEXT[what]
+    members = dict(good.members)
+    members[name] = change(members[name])
+    report = _verify(good, rezip(members, manifest=name != layout.MANIFEST))
+    assert not report.valid, report.as_text()
 
 
 def test_a_changed_manifest_or_a_member_behind_it_is_named(good: Good) -> None:
