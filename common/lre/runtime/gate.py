@@ -28,6 +28,19 @@ from lre.runtime.status import abort
 log = logging.getLogger("lre.rpc")
 
 REQUEST_ID_KEY = "x-request-id"
+MAX_REQUEST_ID = 128
+
+
+def request_id(given: object) -> str:
+    """The caller's request id, logged and echoed: kept when it is printable
+    ASCII of at most MAX_REQUEST_ID characters, else a new one (a 3 KB or
+    binary value would be logged and echoed as it came)."""
+    text = given if isinstance(given, str) else ""
+    if 0 < len(text) <= MAX_REQUEST_ID and text.isascii() and text.isprintable():
+        return text
+    return str(uuid.uuid4())
+
+
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
 REFLECTION_PREFIX = "/grpc.reflection."
 
@@ -223,7 +236,7 @@ class RpcInterceptor(grpc.ServerInterceptor):
         def opened(raw: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[Any]:
             call = Call()
             metadata = dict(context.invocation_metadata() or ())
-            rid = str(metadata.get(REQUEST_ID_KEY) or uuid.uuid4())
+            rid = request_id(metadata.get(REQUEST_ID_KEY))
             user = user_of(metadata)
             with (
                 # At work until it ends, but for its waits on the client

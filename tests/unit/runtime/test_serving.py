@@ -59,6 +59,25 @@ def test_unexpected_exception_is_internal_without_detail(
     assert any(getattr(r, "code", None) == "INTERNAL" for r in caplog.records)
 
 
+def test_a_request_id_too_long_is_replaced_not_echoed(
+    process: GrpcProcess,
+) -> None:
+    with grpc.insecure_channel(f"127.0.0.1:{process.port}") as channel:
+        stub = signing_pb2_grpc.SigningServiceStub(channel)
+        # (gRPC itself refuses other than printable ASCII in a text value.)
+        for given in ("r" * 3000, "r" * 129):
+            with pytest.raises(grpc.RpcError) as raised:
+                stub.SealEvidence(
+                    signing_pb2.SealEvidenceRequest(content=b"x"),
+                    metadata=((REQUEST_ID_KEY, given),),
+                    timeout=5,
+                )
+            details = raised.value.details() or ""
+            assert given not in details and len(details) < 100, details
+            echoed = dict(raised.value.trailing_metadata() or ())[REQUEST_ID_KEY]
+            assert echoed != given and len(echoed) == 36  # a fresh UUID
+
+
 def test_rejections_keep_their_code_and_field(process: GrpcProcess) -> None:
     with (
         grpc.insecure_channel(f"127.0.0.1:{process.port}") as channel,

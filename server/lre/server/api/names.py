@@ -7,13 +7,23 @@ import uuid
 from lre.server.domain.errors import InvalidArgument
 
 
+def _canonical(text: str) -> uuid.UUID:
+    """A UUID as the service writes it (lowercase, hyphenated): one name for
+    one resource. uuid.UUID also reads braces, "urn:uuid:", no hyphens and
+    any Unicode digit ("٣"), none of which the service issues."""
+    parsed = uuid.UUID(text)
+    if str(parsed) != text:
+        raise ValueError(text)
+    return parsed
+
+
 def parse_id(name: str, field: str, collection: str) -> uuid.UUID:
     """``{collection}/{uuid}`` to the uuid, or INVALID_ARGUMENT naming ``field``."""
     prefix = f"{collection}/"
     try:
         if not name.startswith(prefix):
             raise ValueError(name)
-        return uuid.UUID(name[len(prefix) :])
+        return _canonical(name[len(prefix) :])
     except ValueError:
         raise InvalidArgument(field, f"must be {collection}/{{id}}") from None
 
@@ -25,7 +35,7 @@ def parse_evidence_name(name: str, field: str) -> tuple[uuid.UUID, uuid.UUID]:
     if len(parts) != 4 or parts[0] != "letters" or parts[2] != "evidence":
         raise InvalidArgument(field, shape)
     try:
-        return uuid.UUID(parts[1]), uuid.UUID(parts[3])
+        return _canonical(parts[1]), _canonical(parts[3])
     except ValueError:
         raise InvalidArgument(field, shape) from None
 

@@ -103,6 +103,9 @@ def journaled(
     store.log.append_journal(journal.entry(kind, f"parties/{party_id}", now, **facts), now)
 
 
+MAX_ADDRESS_LINES = 6
+
+
 @dataclass(frozen=True)
 class NewParty:
     kind: PartyKind
@@ -149,6 +152,12 @@ class PartyService:
             value = getattr(new, field)
             if value and (problem := name_problem(value)) is not None:
                 raise InvalidArgument(f"party.{field}", problem)
+        lines = (new.postal_address or {}).get("lines") or []
+        if len(lines) > MAX_ADDRESS_LINES:
+            # A postal address has six lines at most (NF Z10-011, UPU S42).
+            raise InvalidArgument(
+                "party.postal_address.lines", f"at most {MAX_ADDRESS_LINES} lines"
+            )
         check_professional_declaration(new.kind is PartyKind.NATURAL_PERSON, new.professional)
         registered = registration.parse(new.registration_id).value if new.registration_id else None
 

@@ -42,6 +42,16 @@ def test_create_party_is_idempotent_and_validated(service: IdentityService) -> N
             NewParty(PartyKind.LEGAL_PERSON, True, "a@example.org", company_name="A\u200bB SA"),
             "party.company_name",
         ),
+        (
+            NewParty(
+                PartyKind.LEGAL_PERSON,
+                True,
+                "a@example.org",
+                company_name="A SA",
+                postal_address={"lines": ["1 rue"] * 7},
+            ),
+            "party.postal_address.lines",
+        ),
     ):
         with pytest.raises(InvalidArgument) as raised:
             service.parties.create("gateway", str(uuid.uuid4()), new)
