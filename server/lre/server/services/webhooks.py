@@ -33,7 +33,13 @@ from typing import Any
 from prometheus_client import Counter
 
 from lre.server.adapters import at_rest, outbound
-from lre.server.domain.errors import InvalidArgument, NotFound, WriteConflict
+from lre.server.domain.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    RequestConflict,
+    WriteConflict,
+)
 from lre.server.domain.records import LogEntryRecord, WebhookRecord
 from lre.server.storage.store import Stores
 
@@ -86,14 +92,17 @@ class WebhookService:
 
     def create(self, owner_id: uuid.UUID, request_id: str, url: str) -> tuple[WebhookRecord, str]:
         """The webhook and its key (hex). A retry with the same request_id gets
-        the same webhook and key; it starts with the events after its creation."""
+        the same webhook and key; it starts with the events after its creation.
+        The key with another URL is REQUEST_ID_REUSED; once the webhook it
+        created is deleted, FAILED_PRECONDITION (it is not registered again
+        under the same name, nor silently answered as if it were)."""
         if not request_id or len(request_id) > 128:
             raise InvalidArgument("request_id", "required, at most 128 characters")
         self._destination(url, "url")
         now = self._clock()
         try:
             with self._stores.begin() as store:
-                webhook = store.webhooks.by_request(request_id)
+                webhook = store.webhooks.by_request(owner_id, request_id)
                 if webhook is None:
                     webhook_id = uuid.uuid4()
                     webhook = WebhookRecord(
@@ -114,9 +123,15 @@ class WebhookService:
                     store.webhooks.add(webhook)
         except WriteConflict:
             with self._stores.read() as store:
-                webhook = store.webhooks.by_request(request_id)
-        if webhook is None or webhook.owner_id != owner_id:
-            raise InvalidArgument("request_id", "already used for another webhook")
+                webhook = store.webhooks.by_request(owner_id, request_id)
+            assert webhook is not None  # the concurrent request that won made it
+        if webhook.url != url:
+            raise RequestConflict("url", "this request_id was used for a webhook to another URL")
+        if webhook.delete_time is not None:
+            raise FailedPrecondition(
+                f"request_id: the webhook it created (webhooks/{webhook.id}) was deleted;"
+                " create another with a new request_id"
+            )
         return webhook, self._secret(webhook).hex()
 
     def _destination(self, url: str, field: str) -> outbound.Destination:

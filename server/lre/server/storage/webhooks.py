@@ -22,9 +22,12 @@ class WebhookRepository:
     def add(self, webhook: WebhookRecord) -> None:
         self._db.execute(insert(WEBHOOKS), [to_row(webhook)])
 
-    def by_request(self, request_id: str) -> WebhookRecord | None:
+    def by_request(self, owner_id: uuid.UUID, request_id: str) -> WebhookRecord | None:
+        """The webhook the owner's request created (its keys are its own)."""
         row = self._db.execute(
-            select(WEBHOOKS).where(WEBHOOKS.c.request_id == request_id)
+            select(WEBHOOKS).where(
+                WEBHOOKS.c.owner_id == owner_id, WEBHOOKS.c.request_id == request_id
+            )
         ).one_or_none()
         return None if row is None else from_row(WebhookRecord, row)
 

@@ -17,7 +17,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from lre.server.adapters import outbound
-from lre.server.domain.errors import InvalidArgument
+from lre.server.domain.errors import FailedPrecondition, InvalidArgument, RequestConflict
 from lre.server.services.events import EventLog
 from lre.server.services.webhooks import WebhookPolicy, WebhookService
 from tests.support.peers import stub_resolver
@@ -125,3 +125,22 @@ def test_only_https_or_loopback_urls_are_taken(
             webhooks.create(sender, f"bad-{url}", url)
     webhook, _ = webhooks.create(sender, "good", "https://crm.example.org/lre")
     assert webhook.url == "https://crm.example.org/lre"
+
+
+def test_a_request_id_is_its_owners_and_gives_the_first_webhook_or_a_clear_refusal(
+    world: World, hooks: tuple[EventLog, WebhookService]
+) -> None:
+    _, webhooks = hooks
+    sender, other = uuid.UUID(world.session.party_id), world.recipient.id
+    url = "https://crm.example.org/lre"
+    first, key = webhooks.create(sender, "hook-1", url)
+    assert webhooks.create(sender, "hook-1", url) == (first, key)  # a retry
+    # Another party's key is its own: no hint that the sender used it.
+    theirs, _ = webhooks.create(other, "hook-1", url)
+    assert theirs.id != first.id and theirs.owner_id == other
+    with pytest.raises(RequestConflict) as reused:
+        webhooks.create(sender, "hook-1", "https://crm.example.org/other")
+    assert reused.value.field == "url"
+    webhooks.delete(sender, first.id)
+    with pytest.raises(FailedPrecondition, match="was deleted"):
+        webhooks.create(sender, "hook-1", url)

@@ -282,13 +282,15 @@ class Webhook(Base):
     """A provider system's callback URL for the events of a party's letters."""
 
     __tablename__ = "webhooks"
+    # Idempotency keys are the owner's: another party's key is none of its business.
+    __table_args__ = (UniqueConstraint("owner_id", "request_id"),)
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("parties.id"), index=True)
     url: Mapped[str] = mapped_column(String(2048))
     # The HMAC-SHA256 key, AES-GCM encrypted under the server's secrets key.
     secret_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
-    request_id: Mapped[str] = mapped_column(String(128), unique=True)
+    request_id: Mapped[str] = mapped_column(String(128))
     create_time: Mapped[dt.datetime]
     delete_time: Mapped[dt.datetime | None]
     # The last log entry delivered (or given up on); the next delivery follows it.
