@@ -296,7 +296,7 @@ def test_an_erased_party_s_webhooks_end_with_their_address_and_key(world: World)
     assert {k.value: n for k, n in counts.items()}["webhook"] == 2
     with world.stores.read() as store:
         assert store.webhooks.page_for(person.id, 10, "") == ([], "")
-        hooks = [store.webhooks.by_request(f"hook-{n}") for n in range(2)]
+        hooks = [store.webhooks.by_request(person.id, f"hook-{n}") for n in range(2)]
     for hook, deleted in zip(hooks, (world.clock.now, now), strict=True):
         assert hook is not None
         assert (hook.url, hook.secret_ciphertext, hook.last_error) == ("", b"", None)
