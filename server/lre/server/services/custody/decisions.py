@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -55,7 +56,11 @@ class DecisionService:
             if letter.recipient_id != uuid.UUID(session.party_id):
                 raise NotFound("no such letter")
             if letter.state is target:
-                return letter  # a retried decision gets the first result
+                # A retried decision gets the first result; a refusal with
+                # another reason is not that retry (one decision a letter).
+                if target is LetterState.REFUSED and _stated_reason(store, letter_id) != reason:
+                    raise FailedPrecondition("the letter is already refused, with another reason")
+                return letter
             lifecycle = letter.lifecycle()
             outcome = (
                 lifecycle.accept(now) if target is LetterState.ACCEPTED else lifecycle.refuse(now)
@@ -264,3 +269,12 @@ def _journal_download(store: Store, letter_id: uuid.UUID, role: str, now: dt.dat
     store.log.append_journal(
         journal.entry(LogKind.CONTENT_DOWNLOADED, f"letters/{letter_id}", now, role=role), now
     )
+
+
+def _stated_reason(store: Store, letter_id: uuid.UUID) -> str | None:
+    """The reason the recipient stated when it refused the letter, as sealed."""
+    for evidence in store.evidence.of_letter(letter_id):
+        if evidence.event is EvidenceEvent.CONSIGNMENT_REJECTION:
+            stated: str | None = json.loads(evidence.document).get("reason")
+            return stated
+    return None
