@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from lre.server.clock import utcnow
 from lre.server.domain import identity, journal
-from lre.server.domain.errors import NotFound
+from lre.server.domain.errors import InvalidArgument, NotFound
 from lre.server.domain.evidence import readable_by_recipient
 from lre.server.domain.letters import LetterState, OutboxKind, known_to_recipient
 from lre.server.domain.log import LogKind
@@ -85,6 +85,8 @@ class CustodyQueries:
         page_token: str,
     ) -> tuple[list[ChargeRecord], str]:
         """What the caller owes, oldest first, for invoicing."""
+        if start is not None and end is not None and end < start:
+            raise InvalidArgument("end_time", "must not be before start_time")
         with self._stores.read() as store:
             return store.charges.page_for(
                 uuid.UUID(session.party_id), start, end, page_size, page_token

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
 from lre.server.domain.errors import InvalidArgument
@@ -25,3 +27,13 @@ def test_a_letters_evidence_comes_a_page_at_a_time(world: World, smtp_port: int)
         with pytest.raises(InvalidArgument) as refused:
             world.queries.evidence_page(world.session, letter.id, size, token)
         assert refused.value.field == field
+
+
+def test_charges_between_an_end_before_the_start_is_invalid_argument(world: World) -> None:
+    world.deposit()
+    now = world.clock.now
+    charges, _ = world.queries.charges_for(world.session, now - dt.timedelta(days=1), None, 10, "")
+    assert len(charges) == 1
+    with pytest.raises(InvalidArgument) as refused:
+        world.queries.charges_for(world.session, now, now - dt.timedelta(seconds=1), 10, "")
+    assert refused.value.field == "end_time"
