@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 
-from pyhanko.pdf_utils import generic
+from pyhanko.pdf_utils import embed, generic
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 
 OVERLAY_TEXT = "1er janvier 2020 - FALSIFIE"
@@ -67,6 +67,16 @@ def with_xmp_title(pdf: bytes, title: str = FORGED_TITLE) -> bytes:
     )
     writer.objects[(reference.generation, reference.idnum)] = forged
     writer.mark_update(reference)
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def with_attachment(pdf: bytes, name: str = "refusal.json") -> bytes:
+    """A third embedded file, beside the evidence and its seal."""
+    writer = IncrementalPdfFileWriter(io.BytesIO(pdf), strict=False)
+    data = embed.EmbeddedFileObject.from_file_data(writer, b'{"event": "refused"}')
+    embed.embed_file(writer, embed.FileSpec(name, file_name=name, embedded_data=data))
     out = io.BytesIO()
     writer.write(out)
     return out.getvalue()

@@ -404,5 +404,7 @@ def _check_pdf(
             raise SealProblem("the PDF does not embed this evidence.json")
         if bundle[layout.EVIDENCE_SEAL] not in attached:
             raise SealProblem("the PDF does not embed this evidence.p7m")
+        if len(attached) != 2:
+            raise SealProblem(f"the PDF embeds {len(attached)} files: these two only are sealed")
         ok("embeds exactly this evidence.json and evidence.p7m")
     return signature

@@ -8,11 +8,12 @@ from lre.server.domain.errors import InvalidArgument
 
 
 def _canonical(text: str) -> uuid.UUID:
-    """A UUID as the service writes it (lowercase, hyphenated): one name for
-    one resource. uuid.UUID also reads braces, "urn:uuid:", no hyphens and
-    any Unicode digit ("٣"), none of which the service issues."""
+    """A UUID as the service writes it (hyphenated hex digits, in either
+    case: answers name it in lower case). uuid.UUID also reads braces,
+    "urn:uuid:", no hyphens and any Unicode digit ("٣"), none of which the
+    service issues: one resource, one spelling of its id."""
     parsed = uuid.UUID(text)
-    if str(parsed) != text:
+    if str(parsed) != text.lower():
         raise ValueError(text)
     return parsed
 

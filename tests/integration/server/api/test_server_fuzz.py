@@ -25,6 +25,7 @@ from lre.server.adapters.signer import SignerClient
 from lre.server.config import ServerSettings
 from lre.server.domain.identity import AssuranceLevel
 from lre.server.domain.letters import PartyKind
+from lre.server.services.identity.sessions import caller_hash
 from lre.server.storage import db, models
 from lre.v1 import custody_pb2, notification_pb2
 from tests.support.databases import rows_per_table, unjournaled
@@ -65,6 +66,7 @@ def served(
             models.AuthSession(
                 party_id=KNOWN_PARTY,
                 token_hash=hashlib.sha256(TOKEN.encode()).digest(),
+                caller_hash=caller_hash(""),  # the plaintext port's caller
                 level=AssuranceLevel.HIGH,
                 factors=["knowledge", "possession"],
                 one_time_element=True,

@@ -299,6 +299,10 @@ CHANGES: dict[str, tuple[Change, str]] = {
         _set(layout.PROOF_PDF, lambda g, d: doctored.with_title(d)),
         "proof PDF: PAdES signature",
     ),
+    "PDF with a file attached after": (
+        _set(layout.PROOF_PDF, lambda g, d: doctored.with_attachment(d)),
+        "proof PDF: attachments",
+    ),
     "PDF XMP title changed": (
         _set(layout.PROOF_PDF, lambda g, d: doctored.with_xmp_title(d)),
         "proof PDF: PAdES signature",
