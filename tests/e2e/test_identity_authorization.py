@@ -22,7 +22,7 @@ from lre.client.parties import enroll_party, log_in, register_party
 from lre.dev.tls import TlsFiles
 from lre.server.api.policy import AUDITOR, OPERATOR, POLICY
 from lre.v1 import identity_pb2, identity_pb2_grpc
-from tests.support.clients import ROLES
+from tests.support.clients import ROLES, enroll_person
 from tests.support.rpc import channel, error_info
 from tests.support.server import ServerProcess, server_process
 from tests.support.signer import SignerProcess
@@ -254,16 +254,7 @@ def test_a_gateway_cannot_take_over_or_read_another_party(
         portal = identity_pb2_grpc.IdentityServiceStub(portal_channel)
         gateway = identity_pb2_grpc.IdentityServiceStub(gateway_channel)
         checks = identity_pb2_grpc.IdentityServiceStub(operator)
-        victim = enroll_party(
-            portal,
-            "t-victim",
-            checks,
-            codes=server.enrolment_codes,
-            kind=identity_pb2.PARTY_KIND_NATURAL_PERSON,
-            given_name="Camille",
-            family_name="Dupont",
-            email="camille@example.org",
-        )
+        victim = enroll_person(portal, server.enrolment_codes, "t-victim", checks)
         _, attacker_token = register_party(
             gateway,
             "t-attacker",
@@ -313,16 +304,7 @@ def test_a_session_token_opens_nothing_through_another_caller(
     ):
         portal = identity_pb2_grpc.IdentityServiceStub(portal_channel)
         checks = identity_pb2_grpc.IdentityServiceStub(operator)
-        camille = enroll_party(
-            portal,
-            "bound",
-            checks,
-            codes=server.enrolment_codes,
-            kind=identity_pb2.PARTY_KIND_NATURAL_PERSON,
-            given_name="Camille",
-            family_name="Dupont",
-            email="camille@example.org",
-        )
+        camille = enroll_person(portal, server.enrolment_codes, "bound", checks)
         token = log_in(portal, camille)
         read = identity_pb2.GetPartyRequest(name=camille.name)
         as_camille = (("authorization", f"Bearer {token}"),)

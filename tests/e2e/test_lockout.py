@@ -38,7 +38,13 @@ from lre.v1 import (
     notification_pb2,
     notification_pb2_grpc,
 )
-from tests.support.clients import bearer, confirm_professional, deposit_letter, wait_notified
+from tests.support.clients import (
+    bearer,
+    confirm_professional,
+    deposit_letter,
+    enroll_person,
+    wait_notified,
+)
 from tests.support.mail import notice_in
 from tests.support.metrics import tls_metric
 from tests.support.rpc import channel
@@ -102,15 +108,8 @@ def test_a_gateway_cannot_lock_a_recipient_out_of_its_portal(
         gateway = identity_pb2_grpc.IdentityServiceStub(gateway_channel)
         portal = identity_pb2_grpc.IdentityServiceStub(portal_channel)
         operator = identity_pb2_grpc.IdentityServiceStub(operator_channel)
-        victim = enroll_party(
-            portal,
-            "victim",
-            operator,
-            codes=server.enrolment_codes,
-            kind=identity_pb2.PARTY_KIND_NATURAL_PERSON,
-            given_name="Claire",
-            family_name="Martin",
-            email="claire@example.org",
+        victim = enroll_person(
+            portal, server.enrolment_codes, "victim", operator, "Claire", "Martin"
         )
         # The attacker knows the party id only.
         codes = [_attempt(gateway, victim.name) for _ in range(THRESHOLD + 1)]
@@ -137,16 +136,7 @@ def test_a_gateway_cannot_lock_a_recipient_out_of_its_portal(
 
         # A gateway that forwards a new end user at each guess meets its
         # ceiling: all its end users are locked out, the portal is not.
-        other = enroll_party(
-            portal,
-            "ceiling",
-            operator,
-            codes=server.enrolment_codes,
-            kind=identity_pb2.PARTY_KIND_NATURAL_PERSON,
-            given_name="Anne",
-            family_name="Leroy",
-            email="anne@example.org",
-        )
+        other = enroll_person(portal, server.enrolment_codes, "ceiling", operator, "Anne", "Leroy")
         lockouts = tls_metric(server, tls.ca, "lre_identity_lockouts_total")
         ceiling = THRESHOLD * CALLER_CEILING_FACTOR
         # One guess per end-user value: no source ever reaches the threshold.

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 from google.protobuf import timestamp_pb2
 
-from lre.client.parties import EnrolmentCodes, register_party
+from lre.client.parties import Enrolled, EnrolmentCodes, enroll_party, register_party
 from lre.dev.tls import CALLERS
 from lre.server.api.policy import Role
 from lre.v1 import common_pb2, custody_pb2, custody_pb2_grpc, identity_pb2, identity_pb2_grpc
@@ -24,6 +24,28 @@ ROLES = {dns.split(".")[0]: Role(role) for dns, role in CALLERS.items()}
 def bearer(token: str) -> tuple[tuple[str, str]]:
     """The call metadata of a party logged in with ``token``."""
     return (("authorization", f"Bearer {token}"),)
+
+
+def enroll_person(
+    identity: identity_pb2_grpc.IdentityServiceStub,
+    codes: EnrolmentCodes,
+    label: str,
+    operator: identity_pb2_grpc.IdentityServiceStub,
+    given_name: str = "Camille",
+    family_name: str = "Dupont",
+) -> Enrolled:
+    """A natural person, proofed by an operator's document check and
+    enrolled (password and TOTP), not logged in."""
+    return enroll_party(
+        identity,
+        label,
+        operator,
+        codes=codes,
+        kind=identity_pb2.PARTY_KIND_NATURAL_PERSON,
+        given_name=given_name,
+        family_name=family_name,
+        email=f"{given_name.lower()}@example.org",
+    )
 
 
 def register_company(
