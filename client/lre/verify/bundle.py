@@ -8,9 +8,6 @@ part and not only the first.
 from __future__ import annotations
 
 import hashlib
-import io
-import struct
-import zipfile
 
 from asn1crypto import crl as asn1_crl
 from asn1crypto import pem
@@ -24,14 +21,9 @@ from lre.verify.claim import check_claim
 from lre.verify.cms import SealProblem
 from lre.verify.logpart import check_issuer, check_log, check_readme
 from lre.verify.longterm import check_longterm
+from lre.verify.members import open_bundle
 from lre.verify.provider import Provider, load_json
 from lre.verify.report import Report
-
-# Far above a proof (~60 KB) and its chains; a bundle is read into memory,
-# and what it inflates to is bounded before anything is inflated.
-MAX_MEMBER_BYTES = 32 << 20
-MAX_TOTAL_BYTES = 64 << 20
-MAX_MEMBERS = 64
 
 
 def verify_bundle(
@@ -76,7 +68,7 @@ def _verify(
     provider: Provider | None,
     compromised: dict[str, Compromise],
 ) -> None:
-    bundle = _open(report, data)
+    bundle = open_bundle(report, data)
     if bundle is None:
         return
     _check_manifest(report, bundle)
@@ -117,62 +109,6 @@ def _verify(
     )
     check_log(report, bundle, evidence_name)
     check_readme(report, bundle)
-
-
-def _open(report: Report, data: bytes) -> Bundle | None:
-    bundle = Bundle()
-    with check(report, "bundle") as ok:
-        try:
-            archive = zipfile.ZipFile(io.BytesIO(data))
-        except (zipfile.BadZipFile, OSError) as exc:
-            raise SealProblem(f"not a ZIP archive ({exc})") from None
-        infos = archive.infolist()
-        if len(infos) > MAX_MEMBERS:
-            raise SealProblem(f"{len(infos)} members: not an evidence bundle")
-        _exactly_the_members(data, archive)
-        if sum(i.file_size for i in infos) > MAX_TOTAL_BYTES:
-            raise SealProblem(f"the members inflate to more than {MAX_TOTAL_BYTES} bytes")
-        for info in infos:
-            if info.filename in bundle.members:
-                raise SealProblem(f"{info.filename} appears twice")
-            if info.file_size > MAX_MEMBER_BYTES:
-                raise SealProblem(f"{info.filename} is larger than {MAX_MEMBER_BYTES} bytes")
-            try:
-                bundle.members[info.filename] = archive.read(info)
-            except (zipfile.BadZipFile, OSError, NotImplementedError, RuntimeError) as exc:
-                raise SealProblem(f"{info.filename} cannot be read ({exc})") from None
-        missing = [m for m in (layout.MANIFEST, *layout.MEMBERS) if m not in bundle.members]
-        if missing:
-            raise SealProblem(f"missing: {', '.join(missing)}")
-        ok(f"{len(bundle.members)} members, as {layout.FORMAT} lays out")
-        return bundle
-    # A ZIP with members missing is still checked as far as it goes.
-    return bundle if bundle.members else None
-
-
-def _exactly_the_members(data: bytes, archive: zipfile.ZipFile) -> None:
-    """Nothing in the file but its members, end to end from its first byte,
-    then their directory: no bytes before (a ZIP read from its end, as this
-    verifier reads it, and one read from its start, as a streaming reader
-    does, would be two archives), between or after them, no comment, no
-    directory entry (a name ending in "/" may still carry data). No seal
-    covers such bytes; docs/evidence.md says nothing rides along."""
-    if archive.comment:
-        raise SealProblem("the ZIP has a comment: bytes no seal covers")
-    if data[-22:-18] != b"PK\x05\x06":  # the end record, with no comment, ends the file
-        raise SealProblem("bytes after the ZIP's end record: no seal covers them")
-    at = 0
-    for info in sorted(archive.infolist(), key=lambda i: i.header_offset):
-        if info.filename.endswith("/"):
-            raise SealProblem(f"{info.filename} is a directory entry: not a member")
-        if info.header_offset != at or data[at : at + 4] != b"PK\x03\x04":
-            raise SealProblem("bytes before or between the ZIP's members: no seal covers them")
-        name_length, extra_length = struct.unpack("<HH", data[at + 26 : at + 30])
-        at += 30 + name_length + extra_length + info.compress_size
-        if info.flag_bits & 0x08:  # sizes in a data descriptor after the data
-            at += 16 if data[at : at + 4] == b"PK\x07\x08" else 12
-    if at != archive.start_dir:
-        raise SealProblem("bytes between the ZIP's members and its directory")
 
 
 def _check_manifest(report: Report, bundle: Bundle) -> None:
