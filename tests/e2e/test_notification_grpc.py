@@ -25,6 +25,7 @@ from sqlalchemy import create_engine, func, select
 
 from lre.client.maildir import enrolment_code_in, maildir_enrolment_codes
 from lre.client.parties import EnrolmentCodes
+from lre.server.api.notification import PARTY_STREAMS
 from lre.server.domain.letters import OutboxState
 from lre.server.storage import models
 from lre.v1 import (
@@ -40,6 +41,7 @@ from tests.support import rfc9162
 from tests.support.clients import (
     ANNEX,
     CONTENT,
+    bearer,
     create_party,
     deposit_letter,
     expires_in,
@@ -49,6 +51,7 @@ from tests.support.clients import (
 from tests.support.mail import Inbox
 from tests.support.pki import openssl, verify_seal
 from tests.support.processes import BIN, free_port, wait_for
+from tests.support.rpc import error_info
 from tests.support.server import server_process
 from tests.support.signer import SignerProcess
 from tests.support.webhooks import Receiver
@@ -410,6 +413,36 @@ def test_the_event_stream_resumes_from_its_cursor_with_no_gap_and_no_repeat(
     with pytest.raises(grpc.RpcError) as bad:
         _follow(stream, sender, "not-a-cursor", 1)
     assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+    # One sender holding streams open takes no other sender's: its own are
+    # capped (each below has answered, so it is open), the other's opens
+    # (once its streams above, cancelled, have ended on the server too).
+    request = notification_pb2.StreamLetterEventsRequest(cursor="")
+    held = [
+        stream.StreamLetterEvents(request, metadata=bearer(other_sender), timeout=30)
+        for _ in range(PARTY_STREAMS)
+    ]
+    try:
+        for call in held:
+            assert next(call).letter not in (first_letter.name, second_letter.name)
+        with pytest.raises(grpc.RpcError) as capped:
+            next(stream.StreamLetterEvents(request, metadata=bearer(other_sender), timeout=30))
+        assert capped.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert error_info(capped.value)[0] == "CONCURRENT_CALLS_EXCEEDED"
+        assert wait_for(lambda: _opens(stream, sender), timeout=10)
+    finally:
+        for call in held:
+            call.cancel()
+
+
+def _opens(stub: notification_pb2_grpc.NotificationServiceStub, token: str) -> bool:
+    """Whether the party's event stream opens (not capped) and gives an event."""
+    try:
+        return len(_follow(stub, token, "", 1)) == 1
+    except grpc.RpcError as exc:
+        if exc.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:  # type: ignore[attr-defined]
+            raise
+        return False
 
 
 def test_a_webhook_created_through_the_api_receives_the_senders_events(

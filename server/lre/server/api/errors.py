@@ -22,6 +22,7 @@ from lre.server.domain.errors import (
     NotFound,
     PermissionDenied,
     TooManyAttempts,
+    TooManyCalls,
     WriteConflict,
 )
 
@@ -33,6 +34,7 @@ CODES: list[tuple[type[DomainError], grpc.StatusCode]] = [
     (AuthenticationRequired, grpc.StatusCode.UNAUTHENTICATED),
     (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
     (TooManyAttempts, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (TooManyCalls, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (InvalidTransition, grpc.StatusCode.FAILED_PRECONDITION),
     (FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
     (DepositRefused, grpc.StatusCode.FAILED_PRECONDITION),
@@ -57,7 +59,7 @@ def domain_errors(context: grpc.ServicerContext) -> Iterator[None]:
             if exc.letter:
                 metadata["letter"] = exc.letter
         info = (exc.reason, metadata)
-        retry_after = exc.retry_after if isinstance(exc, TooManyAttempts) else None
+        retry_after = exc.retry_after if isinstance(exc, TooManyAttempts | TooManyCalls) else None
         abort(context, code, message, {field: str(exc)} if field else None, info, retry_after)
     except DBAPIError as exc:
         if not exc.connection_invalidated:

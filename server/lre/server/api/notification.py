@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 
 import grpc
@@ -15,7 +16,7 @@ from lre.server.api.convert import EVENTS, STATES, timestamp
 from lre.server.api.errors import domain_errors
 from lre.server.api.names import parse_id
 from lre.server.api.policy import source_of
-from lre.server.domain.errors import InvalidArgument, TooManyAttempts
+from lre.server.domain.errors import InvalidArgument, TooManyCalls
 from lre.server.domain.letters import EvidenceEvent, OutboxKind, OutboxState
 from lre.server.domain.records import Bounce, MessageRecord, WebhookRecord
 from lre.server.services.custody import CustodyQueries, DecisionService
@@ -79,7 +80,11 @@ def _notification(m: MessageRecord, message_id: str) -> notification_pb2.Notific
 # process serves this many at once: each holds one of the gRPC threads.
 STREAM_SECONDS = 300.0
 STREAM_POLL_SECONDS = 0.25
-MAX_STREAMS = 4
+MAX_STREAMS = 16
+# A party follows its letters with one stream, two while a reconnecting
+# client's old one winds down; beyond, refused: no party holds the process's
+# streams (the admission gate's budgets are per caller and per session).
+PARTY_STREAMS = 2
 
 
 def _cursor(text: str) -> int:
@@ -117,6 +122,8 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
         self._identities = identities
         self._events = events
         self._streams = threading.BoundedSemaphore(MAX_STREAMS)
+        self._party_streams: Counter[uuid.UUID] = Counter()
+        self._party_lock = threading.Lock()
 
     def CreateWebhook(
         self, request: notification_pb2.CreateWebhookRequest, context: grpc.ServicerContext
@@ -157,10 +164,14 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
         with domain_errors(context):
             session = session_of(context, self._identities)
             cursor = _cursor(request.cursor)
-            if not self._streams.acquire(blocking=False):
-                raise TooManyAttempts("too many event streams open; retry later")
+            party = uuid.UUID(session.party_id)
+            with self._party_lock:
+                if self._party_streams[party] >= PARTY_STREAMS:
+                    raise TooManyCalls("this party's event streams are open; close one", 5.0)
+                if not self._streams.acquire(blocking=False):
+                    raise TooManyCalls("too many event streams open; retry later", 5.0)
+                self._party_streams[party] += 1
             try:
-                party = uuid.UUID(session.party_id)
                 ends = time.monotonic() + STREAM_SECONDS
                 while context.is_active() and time.monotonic() < ends:
                     batch = self._events.after(party, cursor)
@@ -178,6 +189,10 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
                         with idle():  # waiting for events is not work (lre.runtime.inflight)
                             time.sleep(STREAM_POLL_SECONDS)
             finally:
+                with self._party_lock:
+                    self._party_streams[party] -= 1
+                    if not self._party_streams[party]:
+                        del self._party_streams[party]
                 self._streams.release()
 
     def ListNotifications(

@@ -110,6 +110,17 @@ class TooManyAttempts(DomainError):
         self.retry_after = retry_after
 
 
+class TooManyCalls(DomainError):
+    """As many long calls of this kind are open as one party may hold, or as
+    the process serves (RESOURCE_EXHAUSTED, with ``retry_after``)."""
+
+    reason = "CONCURRENT_CALLS_EXCEEDED"
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class WriteConflict(DomainError):
     """The database refused a write that conflicts with what it holds: a
     unique key taken, most often by a concurrent request that won (ABORTED:
