@@ -38,6 +38,7 @@ from lre.server.domain.proofing import (
     bind,
     check_document,
 )
+from lre.server.services.identity.credentials import UNKNOWN_PARTY
 from lre.server.services.identity.parties import journaled
 from lre.server.services.identity.records import (
     certificate_record,
@@ -171,12 +172,14 @@ class ProofingService:
         return record
 
     def _refused(self, party_id: uuid.UUID, method: ProofingMethod, reason: str) -> None:
-        """A refusal that commits nothing else, journaled on its own."""
-        now = self._clock()
+        """A refusal that commits nothing else, journaled on its own; naming
+        no party, only counted (anyone may invent one; the log is permanent)."""
         with self._stores.begin() as store:
-            journaled(
-                store, LogKind.PROOFING_REFUSED, party_id, now, method=method.value, reason=reason
-            )
+            if not store.parties.exists(party_id):
+                UNKNOWN_PARTY.inc()
+                return
+            details = {"method": method.value, "reason": reason}
+            journaled(store, LogKind.PROOFING_REFUSED, party_id, self._clock(), **details)
 
     def list_records(
         self, party_id: uuid.UUID, page_size: int, page_token: str

@@ -50,8 +50,10 @@ def certificate_refusal(
     )
     try:
         chain = verifier.verify(leaf, intermediates).chain
-    except verification.VerificationError as exc:
-        return f"chain: {exc}"
+    except verification.VerificationError:
+        # A reason of our own words: the verifier's message quotes the
+        # certificate's subject (a person's name), which is not logged.
+        return _chain_refusal(leaf, intermediates, now)
     try:
         usage = leaf.extensions.get_extension_for_class(x509.KeyUsage).value
     except x509.ExtensionNotFound:
@@ -147,3 +149,18 @@ def eid_identity(claims: dict[str, Any]) -> Verified:
         family_name=str(claims.get("family_name") or "") or None,
         birth_date=birth_date,
     )
+
+
+def _chain_refusal(
+    leaf: x509.Certificate, intermediates: list[x509.Certificate], now: dt.datetime
+) -> str:
+    """Why no path was found, in a word: the most common causes, checked."""
+    for certificate in (leaf, *intermediates):
+        which = "certificate" if certificate is leaf else "intermediate certificate"
+        if now < certificate.not_valid_before_utc:
+            return f"chain: {which} not yet valid"
+        if now > certificate.not_valid_after_utc:
+            return f"chain: {which} expired"
+    if leaf.issuer == leaf.subject:
+        return "chain: self-signed certificate"
+    return "chain: no valid path to a trust anchor"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import uuid
 
 import jwt
@@ -12,6 +13,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from prometheus_client import REGISTRY
 from sqlalchemy import text
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
@@ -122,12 +124,40 @@ def test_certificate_refusals(service: IdentityService, case: str) -> None:
     assert service.parties.level(party) is None
 
 
-def test_an_expired_certificate_is_refused(service: IdentityService, clock: Clock) -> None:
+def test_an_expired_certificate_is_refused_and_logged_without_its_subject(
+    service: IdentityService, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
     party = _party(service)
     key, cert = CA.issue(BAILLEUR, days=2)
     clock.advance(days=3)
-    with pytest.raises(AuthenticationFailed):
+    with caplog.at_level(logging.INFO), pytest.raises(AuthenticationFailed):
         _prove(service, party, key, cert)
+    (refused,) = [r for r in caplog.records if r.getMessage() == "certificate proof refused"]
+    assert refused.reason == "chain: certificate expired"  # type: ignore[attr-defined]
+    # The verifier's own message names the subject: a person's name, not logged.
+    assert not any("Bailleur" in str(vars(r)) for r in caplog.records)
+
+
+def test_a_refusal_naming_an_invented_party_is_counted_not_journaled(
+    service: IdentityService, database: sessionmaker[DbSession]
+) -> None:
+    """Anyone may name a party that does not exist; the journal is permanent."""
+    invented = uuid.uuid4()
+    key, cert = CA.issue(BAILLEUR)
+    before = security_journal(database)
+    counted = REGISTRY.get_sample_value("lre_identity_unknown_party_attempts_total") or 0
+    with pytest.raises(AuthenticationFailed):
+        service.proofing.complete_certificate(
+            invented, uuid.uuid4(), [_der(cert)], key.sign(b"x", ec.ECDSA(hashes.SHA256())), []
+        )
+    assert security_journal(database) == before
+    assert REGISTRY.get_sample_value("lre_identity_unknown_party_attempts_total") == counted + 1
+    # A party that exists: its refusal is journaled.
+    party = _party(service)
+    with pytest.raises(AuthenticationFailed):
+        service.proofing.complete_certificate(party, uuid.uuid4(), [_der(cert)], b"x", [])
+    (refused,) = [e for e in security_journal(database) if e["kind"] == "proofing_refused"]
+    assert refused["subject"] == f"parties/{party}"
 
 
 def test_a_challenge_serves_once_and_only_its_party(service: IdentityService, clock: Clock) -> None:
