@@ -297,6 +297,8 @@ class NotificationService:
         # every attempt, like the Message-ID.
         email["Date"] = format_datetime(message.create_time.astimezone(dt.UTC))
         email["Content-Language"] = "fr, en"
+        # RFC 3834: sent by a machine; a mailbox's auto-responder does not answer it.
+        email["Auto-Submitted"] = "auto-generated"
         return email
 
     def outbox_id(self, message_id: str) -> uuid.UUID | None:
@@ -318,11 +320,12 @@ class NotificationService:
         letter = store.letters.by_reference(reference.strip().upper())
         if letter is None or letter.notification_time is None:
             return None
-        # Codes e-mailed before a rotation of the secrets key still verify.
-        given = code.strip().upper()
+        # Codes e-mailed before a rotation of the secrets key still verify;
+        # read as typed, in either case, with or without its dash or spaces.
+        given = "".join(code.split()).replace("-", "").upper()
         # Codes are ASCII; compare_digest refuses to compare other text (a wrong code).
         genuine = given.isascii() and any(
-            hmac.compare_digest(self.verification_code(letter.id, key), given)
+            hmac.compare_digest(self.verification_code(letter.id, key).replace("-", ""), given)
             for key in self._policy.secrets_key.all()
         )
         return letter if genuine else None

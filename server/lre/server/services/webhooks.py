@@ -29,6 +29,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from prometheus_client import Counter
 
@@ -138,6 +139,10 @@ class WebhookService:
         """Where ``url`` goes, checked; InvalidArgument on ``field`` if refused."""
         if len(url) > 2048:
             raise InvalidArgument(field, "at most 2048 characters")
+        if "@" in urlsplit(url).netloc:
+            # Stored and listed in clear otherwise; the receiver authenticates
+            # deliveries by their signature (X-LRE-Signature).
+            raise InvalidArgument(field, "must carry no user name or password")
         policy = self._policy
         try:
             return outbound.destination(url, policy.resolve, policy.allowed_networks)

@@ -24,11 +24,14 @@ class ProofingRepository:
         self._db.execute(insert(RECORDS), [to_row(record)])
 
     def level(self, party_id: uuid.UUID, now: dt.datetime) -> AssuranceLevel | None:
-        """The highest level among the party's identity records still valid at ``now``."""
+        """The highest level among the party's identity records still valid at
+        ``now``; an erased record proofs nothing (its evidence is gone)."""
         levels = [
             level
             for level, expire_time in self._db.execute(
-                select(RECORDS.c.level, RECORDS.c.expire_time).where(RECORDS.c.party_id == party_id)
+                select(RECORDS.c.level, RECORDS.c.expire_time).where(
+                    RECORDS.c.party_id == party_id, RECORDS.c.erase_time.is_(None)
+                )
             )
             if expire_time is None or expire_time > now
         ]

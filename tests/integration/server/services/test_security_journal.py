@@ -16,7 +16,7 @@ from lre.runtime.config import load
 from lre.server.adapters.signer import SignerClient
 from lre.server.config import ServerSettings
 from lre.server.domain import journal
-from lre.server.domain.letters import OutboxKind
+from lre.server.domain.letters import OutboxKind, OutboxState
 from lre.server.domain.log import LogKind
 from lre.server.services.journal import SecurityJournal, SignerWatch, settings_digest
 from lre.server.storage import models
@@ -74,6 +74,22 @@ def test_the_signer_is_journaled_down_then_up_with_its_certificates(world: World
     assert len(certificates) == 2
     watch.look()  # nothing changed: nothing journaled
     assert len(_entries(world, before)) == 4
+
+
+def test_a_later_temporary_bounce_keeps_the_permanent_diagnostic(world: World) -> None:
+    letter = world.deposit()
+    with world.stores.read() as store:
+        (message,), _ = store.outbox.page_for_letter(letter.id, [OutboxKind.LETTER_WAITING], 10, "")
+    permanent = "550 5.1.1 unknown user"
+    world.decisions.record_bounce(message.id, True, permanent, "operator.lre.internal")
+    later = world.decisions.record_bounce(
+        message.id, False, "451 try later", "operator.lre.internal"
+    )
+    assert later.state is OutboxState.BOUNCED
+    assert later.last_error == f"bounced: {permanent}"
+    with world.stores.read() as store:
+        (stored,), _ = store.outbox.page_for_letter(letter.id, [OutboxKind.LETTER_WAITING], 10, "")
+    assert stored.last_error == f"bounced: {permanent}"
 
 
 def test_an_operator_s_bounce_and_hold_are_journaled_with_the_operator(world: World) -> None:

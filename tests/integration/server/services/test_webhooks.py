@@ -120,7 +120,14 @@ def test_only_https_or_loopback_urls_are_taken(
 ) -> None:
     _, webhooks = hooks
     sender = uuid.UUID(world.session.party_id)
-    for url in ("http://example.org/hook", "file:///etc/passwd", "ftp://127.0.0.1/x", ""):
+    for url in (
+        "http://example.org/hook",
+        "file:///etc/passwd",
+        "ftp://127.0.0.1/x",
+        "",
+        "https://admin:s3cret@crm.example.org/lre",  # kept and listed in clear
+        "https://token@crm.example.org/lre",
+    ):
         with pytest.raises(InvalidArgument):
             webhooks.create(sender, f"bad-{url}", url)
     webhook, _ = webhooks.create(sender, "good", "https://crm.example.org/lre")

@@ -61,6 +61,9 @@ def test_the_recipient_is_told_everything_but_the_sender(world: World, smtp_port
     ]
     # The recipient can check the e-mail is genuine; a forged code or reference is not.
     assert world.notifications.verify(letter.reference, code).genuine
+    # As a person may type it: without its dash, in lower case, spaced.
+    for typed in (code.replace("-", ""), code.lower(), f" {code[:5]} {code[6:]} "):
+        assert world.notifications.verify(letter.reference, typed).genuine, typed
     assert (
         world.notifications.verify(letter.reference, code).acceptance_deadline == window.closes_at
     )

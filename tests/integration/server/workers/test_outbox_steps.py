@@ -410,6 +410,7 @@ def test_a_message_left_sending_by_a_dead_dispatcher_is_resent_once_with_its_id(
         assert parsedate_to_datetime(sent["Date"]) == dates[sent["Message-ID"]].replace(
             microsecond=0
         )
+        assert sent["Auto-Submitted"] == "auto-generated"  # RFC 3834: no auto-reply to it
     for row in rows(world):
         if row.kind in (OutboxKind.LETTER_WAITING, OutboxKind.PROOF):
             assert (row.state, row.attempts, row.resends) == (OutboxState.SENT, 2, 1)

@@ -207,7 +207,10 @@ class DecisionService:
             message = store.outbox.lock(outbox_id)
             if message is None:
                 raise NotFound("no notification with this Message-ID")
-            last_error = f"bounced: {diagnostic}"[:1000]
+            # A later temporary report does not replace the permanent one's
+            # diagnostic: that one says why the notice never arrived.
+            keep = message.state is OutboxState.BOUNCED and not permanent
+            last_error = message.last_error if keep else f"bounced: {diagnostic}"[:1000]
             state = message.state
             if permanent and message.state is not OutboxState.BOUNCED:
                 state = OutboxState.BOUNCED

@@ -32,6 +32,10 @@ ENROLMENT_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 def hashed(password: str) -> str:
     if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
         raise InvalidArgument("password", f"must have {MIN_PASSWORD} to {MAX_PASSWORD} characters")
+    # Length is the rule (NIST SP 800-63B), but not length of nothing: twelve
+    # spaces, or one character repeated, is no secret.
+    if len(set(password.strip())) < 4:
+        raise InvalidArgument("password", "must not be blank or a few characters repeated")
     salt = os.urandom(16)
     digest = hashlib.scrypt(password.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P)
     return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${salt.hex()}${digest.hex()}"

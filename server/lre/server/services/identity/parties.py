@@ -205,6 +205,9 @@ class PartyService:
             party = store.parties.lock(party_id)
             if party is None:
                 raise NotFound("no such party")
+            if party.erase_time is not None:
+                # Erased is erased (GDPR art. 17): nothing new is recorded of it.
+                raise FailedPrecondition("the party's personal data is erased")
             if party.professional == decision.professional and (
                 party.professional_basis is decision.basis or not decision.professional
             ):

@@ -24,7 +24,7 @@ from lre.server.audit.verify import verify_log
 from lre.server.domain import identity
 from lre.server.domain.corrections import Names
 from lre.server.domain.errors import DepositRefused, FailedPrecondition, NotFound
-from lre.server.domain.identity import AssuranceLevel, FactorCategory, Party
+from lre.server.domain.identity import AssuranceLevel, FactorCategory, Party, ProfessionalBasis
 from lre.server.domain.letters import EvidenceEvent, PartyKind
 from lre.server.domain.records import LetterRecord, WebhookRecord
 from lre.server.domain.retention import ErasureRefused, RetentionSchedule
@@ -32,7 +32,7 @@ from lre.server.services.custody import DeclaredPart
 from lre.server.services.custody.bundles import EvidenceBundles
 from lre.server.services.custody.queries import StaffReader
 from lre.server.services.events import EventLog
-from lre.server.services.identity import NewParty
+from lre.server.services.identity import NewParty, ProfessionalDecision
 from lre.server.services.identity.corrections import CorrectionService
 from lre.server.services.identity.erasure import ErasureService
 from lre.server.services.rekey import reencrypt_secrets
@@ -148,6 +148,11 @@ def test_a_party_past_its_schedule_is_erased_and_its_proofs_still_verify(
         world.identity.consents.grant(
             "operator-desk", "c-again", person.id, uuid.UUID(world.session.party_id), "signed", FORM
         )
+    with pytest.raises(FailedPrecondition, match="erased"):
+        world.identity.parties.set_professional(
+            person.id, ProfessionalDecision(True, ProfessionalBasis.OPERATOR, "Kbis", "desk-1")
+        )
+    assert world.identity.parties.level(person.id) is None  # its records prove nothing now
     exported = json.loads(erasure.export(person.id, "operator-desk"))
     assert exported["party"]["email"] == "" and "Martin" not in json.dumps(exported)
 
