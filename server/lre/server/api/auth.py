@@ -6,7 +6,7 @@ import grpc
 
 from lre.server.api.policy import AUDITOR, OPERATOR, current_caller
 from lre.server.domain import identity
-from lre.server.domain.errors import AuthenticationFailed
+from lre.server.domain.errors import AuthenticationFailed, SessionRequired
 from lre.server.services.identity import IdentityService
 
 
@@ -27,7 +27,7 @@ def optional_session(
 def session_of(context: grpc.ServicerContext, identities: IdentityService) -> identity.Session:
     session = optional_session(context, identities)
     if session is None:
-        raise AuthenticationFailed("a session token is required (authorization: Bearer ...)")
+        raise SessionRequired("a session token is required (authorization: Bearer ...)")
     return session
 
 

@@ -14,7 +14,7 @@ from lre.server.api.identity_convert import correction_message
 from lre.server.api.names import parse_id
 from lre.server.api.policy import OPERATOR, current_caller
 from lre.server.domain.corrections import Names
-from lre.server.domain.errors import AuthenticationRequired, FailedPrecondition
+from lre.server.domain.errors import AuthenticationRequired, FailedPrecondition, SessionRequired
 from lre.server.services.identity import IdentityService
 from lre.server.services.identity.corrections import CorrectionService
 from lre.v1 import identity_pb2
@@ -52,7 +52,7 @@ class CorrectionCalls:
                 sender = uuid.UUID(session.party_id)
                 operator_id = f"parties/{session.party_id}"
             elif OPERATOR not in caller.roles:
-                raise AuthenticationRequired("the sender's session is required")
+                raise SessionRequired("the sender's session is required")
             return correction_message(
                 self._correcting().correct(
                     parse_id(request.party, "party", "parties"),

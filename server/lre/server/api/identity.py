@@ -20,7 +20,7 @@ from lre.server.api.identity_convert import (
 from lre.server.api.names import parse_id
 from lre.server.api.personal_data import PersonalDataCalls
 from lre.server.api.policy import OPERATOR, current_caller, source_of
-from lre.server.domain.errors import AuthenticationRequired, InvalidArgument
+from lre.server.domain.errors import InvalidArgument, SessionRequired
 from lre.server.domain.identity import (
     professional_status,
     require_own,
@@ -293,7 +293,7 @@ class IdentityServicer(
             if session is not None:
                 require_own(session, str(party_id))
             elif not request.password:
-                raise AuthenticationRequired("the party's password or its own session is required")
+                raise SessionRequired("the party's password or its own session is required")
             code_id, expire_time = self._service.credentials.send_email_code(
                 party_id, None if session is not None else request.password, source_of(context)
             )

@@ -83,7 +83,7 @@ POLICY: dict[str, frozenset[Role]] = {
     _I + "RevokeSession": PORTALS,
     _I + "GrantConsent": PORTALS | {OPERATOR},
     _I + "WithdrawConsent": PORTALS | {OPERATOR},
-    _I + "ListConsents": PORTALS | {AUDITOR},
+    _I + "ListConsents": PORTALS | {OPERATOR, AUDITOR},
     # Erasure on request is an operator's act; the export, the party's own
     # session (checked by the servicer) or an operator.
     _I + "ErasePartyData": frozenset({OPERATOR}),
@@ -91,7 +91,7 @@ POLICY: dict[str, frozenset[Role]] = {
     _N + "VerifyNotification": PORTALS,
     # The recipient's way in from its notice: the recipients' portal only.
     _N + "ClaimLetter": frozenset({RECIPIENT}),
-    _N + "ListNotifications": PORTALS | {OPERATOR},
+    _N + "ListNotifications": PORTALS,
     _N + "RecordBounce": frozenset({OPERATOR}),
     _N + "CreateWebhook": frozenset({SENDER}),
     _N + "ListWebhooks": frozenset({SENDER}),

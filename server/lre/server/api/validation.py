@@ -47,6 +47,11 @@ OTHERS: dict[str, Rule] = {
     # Free text: line breaks are allowed, nothing else.
     "lre.v1.RefuseLetterRequest.reason": Rule(max_length=500, multiline=True),
     "lre.v1.RecordBounceRequest.diagnostic": Rule(max_length=1000, multiline=True),
+    # What a notice prints, typed back: the same bound for both calls.
+    "lre.v1.VerifyNotificationRequest.letter_reference": Rule(max_length=64),
+    "lre.v1.VerifyNotificationRequest.verification_code": Rule(max_length=64),
+    "lre.v1.ClaimLetterRequest.letter_reference": Rule(max_length=64),
+    "lre.v1.ClaimLetterRequest.verification_code": Rule(max_length=64),
     # A signed JWT from the eID broker may carry certificates.
     "lre.v1.ProofWithEidAssertionRequest.id_token": Rule(max_length=16384),
 }

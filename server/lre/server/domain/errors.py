@@ -44,6 +44,13 @@ class AuthenticationRequired(DomainError):
     reason = "AUTHENTICATION_LEVEL_TOO_LOW"
 
 
+class SessionRequired(AuthenticationRequired):
+    """The call carries no session where one is needed (UNAUTHENTICATED): a
+    client logs in, rather than proofing again or adding a factor."""
+
+    reason = "SESSION_REQUIRED"
+
+
 class InvalidArgument(DomainError):
     """A request field is malformed (INVALID_ARGUMENT); ``field`` names it."""
 

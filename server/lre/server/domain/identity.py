@@ -19,6 +19,7 @@ from lre.server.domain.errors import (
     DepositRefused,
     InvalidArgument,
     PermissionDenied,
+    SessionRequired,
 )
 from lre.server.domain.letters import PartyKind
 
@@ -238,7 +239,7 @@ class Session:
 
 def _require_strong(session: Session | None, now: dt.datetime, role: str) -> Session:
     if session is None or now >= session.expires_at:
-        raise AuthenticationRequired(f"{role} session missing or expired")
+        raise SessionRequired(f"{role} session missing or expired")
     if session.level < AssuranceLevel.SUBSTANTIAL:
         raise AuthenticationRequired(f"{role} identity proofed below level substantial")
     if not session.strong:
@@ -255,7 +256,7 @@ def require_own(session: Session | None, party_id: str) -> Session:
     theirs: only their own session acts on them (never another party's
     gateway). Staff roles, where they may, are checked by the caller."""
     if session is None:
-        raise AuthenticationRequired("the party's own session is required")
+        raise SessionRequired("the party's own session is required")
     if session.party_id != party_id:
         raise PermissionDenied("a party's session acts only on that party")
     return session

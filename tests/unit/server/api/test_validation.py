@@ -48,3 +48,11 @@ def test_requests_are_checked_through_nested_messages() -> None:
     assert found["party.family_name"] == "at most 200 characters"
     refusal = custody_pb2.RefuseLetterRequest(name="letters/x", reason="Je refuse.\nMerci.")
     assert check(refusal) == {}  # free text keeps its line breaks
+
+
+def test_a_notice_typed_back_has_one_bound_in_both_calls() -> None:
+    for request in (
+        notification_pb2.VerifyNotificationRequest(letter_reference="R" * 65),
+        notification_pb2.ClaimLetterRequest(letter_reference="R" * 65),
+    ):
+        assert check(request) == {"letter_reference": "at most 64 characters"}

@@ -87,8 +87,10 @@ def test_consent_is_required_of_consumers_only() -> None:
 
 def test_only_the_party_own_session_acts_on_the_party() -> None:
     assert require_own(STRONG, "p1") is STRONG
-    with pytest.raises(AuthenticationRequired):
+    with pytest.raises(AuthenticationRequired) as missing:
         require_own(None, "p1")
+    # No session is a client's "log in", not "your session is too weak".
+    assert missing.value.reason == "SESSION_REQUIRED"
     with pytest.raises(PermissionDenied):
         require_own(STRONG, "p2")
 

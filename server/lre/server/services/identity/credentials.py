@@ -268,7 +268,8 @@ class CredentialService:
         credentials = store.credentials
         sent = credential.email_code_sent_time
         if sent is not None and now < sent + EMAIL_CODE_INTERVAL:
-            raise TooManyAttempts("a code was sent less than a minute ago")
+            wait = (sent + EMAIL_CODE_INTERVAL - now).total_seconds()
+            raise TooManyAttempts("a code was sent less than a minute ago", wait)
         code_id, code = uuid.uuid4(), f"{secrets.randbelow(10**6):06d}"
         expire_time = now + EMAIL_CODE_TTL
         credentials.save(

@@ -159,3 +159,7 @@ def test_an_email_code_needs_the_party_password(service: IdentityService, enrol:
         service.credentials.send_email_code(uuid.uuid4(), "not the password")
     code_id, _ = service.credentials.send_email_code(party, PASSWORD)
     assert code_id
+    # One a minute: the second says when the next may go (RetryInfo).
+    with pytest.raises(TooManyAttempts) as throttled:
+        service.credentials.send_email_code(party, PASSWORD)
+    assert throttled.value.retry_after is not None and 0 < throttled.value.retry_after <= 60
