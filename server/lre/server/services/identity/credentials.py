@@ -22,7 +22,13 @@ from lre.server.domain.errors import (
     NotFound,
     TooManyAttempts,
 )
-from lre.server.domain.identity import NO_SOURCE, AssuranceLevel, Credential, Source
+from lre.server.domain.identity import (
+    NO_SOURCE,
+    AssuranceLevel,
+    Credential,
+    IdentityRecord,
+    Source,
+)
 from lre.server.domain.letters import OutboxKind
 from lre.server.domain.log import LogKind
 from lre.server.services.identity import factors, throttles
@@ -55,11 +61,16 @@ class CredentialService:
         self._policy = policy
         self._clock = clock
 
-    def send_enrolment_code(self, store: Store, party_id: uuid.UUID, now: dt.datetime) -> None:
+    def send_enrolment_code(self, store: Store, proofing: IdentityRecord, now: dt.datetime) -> None:
         """After a proofing, in its transaction: a one-time code to the party's
         e-mail address (through the outbox, never to the caller) with which
         the party sets its first means of authentication, or replaces them.
-        It replaces any enrolment code outstanding."""
+        It replaces any enrolment code outstanding. A proofing below the
+        party's current level issues none: factors it re-issued would open
+        sessions at that higher level (R53-1, eIDAS 24(1))."""
+        party_id = proofing.party_id
+        if (store.proofing.level(party_id, now) or proofing.level) > proofing.level:
+            return
         code = factors.new_enrolment_code()
         expire_time = now + ENROLMENT_CODE_TTL
         credentials = store.credentials

@@ -88,7 +88,7 @@ def _bound(store: Store, party_id: uuid.UUID, verified: Verified) -> dict[str, s
 
 # Told of each new identity record, in its transaction (the credentials
 # service e-mails the party an enrolment code).
-Proofed = Callable[[Store, uuid.UUID, dt.datetime], None]
+Proofed = Callable[[Store, IdentityRecord, dt.datetime], None]
 
 
 def _journal_proofed(store: Store, record: IdentityRecord, **facts: str | bool | None) -> None:
@@ -168,7 +168,7 @@ class ProofingService:
                 documentType=document_type,
                 documentNumberHmac=record.details["document_number_hmac"],
             )
-            self._proofed(store, party_id, now)
+            self._proofed(store, record, now)
         return record
 
     def _refused(self, party_id: uuid.UUID, method: ProofingMethod, reason: str) -> None:
@@ -334,7 +334,7 @@ class ProofingService:
                     certificateIssuer=record.details["issuer"],
                     **qualification_facts(qualification),
                 )
-                self._proofed(store, party_id, now)
+                self._proofed(store, record, now)
             else:
                 journaled(
                     store,
@@ -391,7 +391,7 @@ class ProofingService:
                         self._policy.secrets_key.current, "eid-subject", str(claims["sub"])
                     ),
                 )
-                self._proofed(store, party_id, now)
+                self._proofed(store, record, now)
         except WriteConflict:
             logger.info("eID assertion refused", extra={"reason": "nonce replayed"})
             self._refused(party_id, eid, "replayed")

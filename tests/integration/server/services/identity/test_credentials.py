@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 from prometheus_client import REGISTRY
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
@@ -17,6 +17,8 @@ from lre.server.domain.errors import (
     FailedPrecondition,
     TooManyAttempts,
 )
+from lre.server.domain.identity import AssuranceLevel
+from lre.server.domain.letters import OutboxKind
 from lre.server.services.identity import IdentityService
 from lre.server.storage import db, models
 from tests.support.parties import PASSWORD, Enrol, outbox_enrolment_code, person, proofed, totp_of
@@ -163,3 +165,34 @@ def test_an_email_code_needs_the_party_password(service: IdentityService, enrol:
     with pytest.raises(TooManyAttempts) as throttled:
         service.credentials.send_email_code(party, PASSWORD)
     assert throttled.value.retry_after is not None and 0 < throttled.value.retry_after <= 60
+
+
+def test_a_proofing_below_the_party_s_level_issues_no_new_factors(
+    service: IdentityService, clock: Clock, database: sessionmaker[DbSession]
+) -> None:
+    """Factors re-issued on a remote check would open sessions at the level
+    of the earlier in-person one: a lower proofing is recorded, no code sent."""
+    party = person(service)
+    expires = clock.now + dt.timedelta(days=900)
+
+    def codes() -> int:
+        with database() as session:
+            payloads = session.scalars(
+                select(models.OutboxMessage.payload).where(
+                    models.OutboxMessage.kind == OutboxKind.EMAIL_CODE
+                )
+            )
+            return sum(
+                p.get("purpose") == "enrolment" and p["party"] == str(party) for p in payloads
+            )
+
+    service.proofing.record_document_check(
+        party, "passport", "19AB1", expires, "op-7", person_present=True
+    )
+    assert (service.parties.level(party), codes()) == (AssuranceLevel.HIGH, 1)
+    remote = service.proofing.record_document_check(party, "passport", "19AB1", expires, "op-7")
+    assert remote.level is AssuranceLevel.SUBSTANTIAL and codes() == 1
+    service.proofing.record_document_check(
+        party, "passport", "19AB1", expires, "op-8", person_present=True
+    )
+    assert codes() == 2  # at the party's level again: its factors may be replaced
