@@ -215,8 +215,10 @@ class CredentialService:
             )
             credential = credentials.get(party_id, lock=True)
             if failure is None:
-                if credential.password_hash is None:
+                if credential.password_hash is None and password is None:
                     raise FailedPrecondition("set a password first: the code goes with it")
+                # Without a session, a party with no password yet answers as a
+                # wrong password does: no caller learns that it is not enrolled.
                 if password is not None and not factors.password_ok(credential, password):
                     failure = self._failed(
                         store, credential, now, "email_code", "authentication failed", source

@@ -153,12 +153,17 @@ def test_a_fresh_proofing_replaces_the_factors_and_ends_old_sessions(
     assert service.sessions.create(party, "a brand new password", new_totp.at(clock.now)).token
 
 
-def test_an_email_code_needs_the_party_password(service: IdentityService, enrol: Enrol) -> None:
+def test_an_email_code_needs_the_party_password(
+    service: IdentityService, enrol: Enrol, clock: Clock
+) -> None:
     party, _ = enrol()
     with pytest.raises(AuthenticationFailed):
         service.credentials.send_email_code(party, "not the password")
     with pytest.raises(AuthenticationFailed):
         service.credentials.send_email_code(uuid.uuid4(), "not the password")
+    # Proofed, not enrolled yet: the same answer, nothing learnt of its state.
+    with pytest.raises(AuthenticationFailed):
+        service.credentials.send_email_code(proofed(service, clock.now), "not the password")
     code_id, _ = service.credentials.send_email_code(party, PASSWORD)
     assert code_id
     # One a minute: the second says when the next may go (RetryInfo).
