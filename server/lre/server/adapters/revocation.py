@@ -211,14 +211,16 @@ async def _validate(
     validator = CertificateValidator(
         certificate, intermediate_certs=others, validation_context=context
     )
+    # Reasons in our words: the validator's messages name the certificate's
+    # subject (a person's name), and these reasons are logged.
     try:
         await validator.async_validate_usage(set())  # type: ignore[no-untyped-call]
-    except RevokedError as exc:
-        return f"certificate revoked ({exc})"
-    except PathBuildingError as exc:
-        return f"chain: {exc}"
-    except (PathValidationError, ValidationError) as exc:
-        return f"revocation status unknown ({exc})"
+    except RevokedError:
+        return "certificate revoked"
+    except PathBuildingError:
+        return "chain: no valid path to a trust anchor"
+    except (PathValidationError, ValidationError):
+        return "revocation status unknown"
     return None
 
 
